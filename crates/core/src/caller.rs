@@ -1,0 +1,301 @@
+//! The authenticated caller of an SDK request, and the checks that admit a request once its
+//! signature has been verified: timestamp window, nonce, key lifecycle, CIDR allowlist and
+//! attenuation.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use serde_json::Value;
+
+use crate::audit::{Actor, ActorKind};
+use crate::error::{Error, Result, ensure};
+use crate::ids::{AgentId, AppId, KeyId};
+use crate::keys::{ApiKey, KeyStatus, KeyType};
+use crate::scope::{Scope, ScopeSet};
+use crate::vault::Vault;
+
+/// Limits of `X-Alter-Context` (protocol part 1 §1.5).
+const MAX_CONTEXT_KEYS: usize = 20;
+const MAX_CONTEXT_KEY_LEN: usize = 64;
+const MAX_CONTEXT_VALUE_LEN: usize = 512;
+const MAX_CONTEXT_LEN: usize = 4096;
+/// Longest `X-Alter-Caller`.
+const MAX_CALLER_LEN: usize = 255;
+/// How stale `last_used_at` may get before an authenticated request refreshes it.
+const LAST_USED_RESOLUTION_SECONDS: i64 = 60;
+
+/// The request facts admission needs, already read off the wire.
+#[derive(Debug, Clone, Default)]
+pub struct RequestFacts {
+    /// `X-Alter-Timestamp`.
+    pub timestamp: String,
+    /// `X-Alter-Nonce`.
+    pub nonce: String,
+    /// The peer's address.
+    pub peer: Option<IpAddr>,
+    /// `X-Alter-Scope-Constraints`, split on commas.
+    pub scope_constraints: Option<Vec<String>>,
+    /// The decoded `X-Alter-Request-Rule`.
+    pub request_rule: Option<RequestRule>,
+    /// `X-Alter-Caller`.
+    pub caller: Option<String>,
+    /// `X-Alter-Caller-Type`.
+    pub caller_type: Option<String>,
+    /// `X-Alter-Actor-ID`.
+    pub actor_id: Option<String>,
+    /// `X-Alter-Context` as sent (compact JSON).
+    pub context: Option<String>,
+}
+
+/// A request rule the caller attached with `with_constraints(rule=…)`. It may only narrow.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RequestRule {
+    /// `json_match`, `content_match`, …
+    pub rule_type: String,
+    /// The rule itself.
+    pub rule_body: Value,
+}
+
+/// An authenticated, admitted SDK caller.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// The app the key belongs to.
+    pub app_id: AppId,
+    /// The key that signed.
+    pub key_id: KeyId,
+    /// Its display prefix.
+    pub key_prefix: String,
+    /// Its type.
+    pub key_type: KeyType,
+    /// The agent the request acts as (the key's own agent, or one the app key impersonates).
+    pub agent_id: Option<AgentId>,
+    /// Scopes the request may use (the key's, narrowed by constraints).
+    pub scopes: ScopeSet,
+    /// The key is deprecated or rotated: answers carry `X-Alter-Key-Deprecated`.
+    pub key_deprecated: bool,
+    /// `X-Alter-Caller`.
+    pub caller: Option<String>,
+    /// `X-Alter-Caller-Type`.
+    pub caller_type: Option<String>,
+    /// Audit context.
+    pub context: Option<BTreeMap<String, String>>,
+    /// Request rule to enforce on credential use.
+    pub request_rule: Option<RequestRule>,
+}
+
+impl Caller {
+    /// Fails unless the request holds `scope`.
+    pub fn require(&self, scope: &Scope) -> Result<()> {
+        self.require_any(std::slice::from_ref(scope))
+    }
+
+    /// Fails unless the request holds at least one of `scopes`.
+    pub fn require_any(&self, scopes: &[Scope]) -> Result<()> {
+        if scopes.iter().any(|s| self.scopes.allows(s)) {
+            return Ok(());
+        }
+        Err(Error::InsufficientScope {
+            required: scopes.to_vec(),
+            granted: self.scopes.to_strings(),
+            any_of: scopes.len() > 1,
+        })
+    }
+
+    /// The audit actor of this request.
+    pub fn actor(&self) -> Actor {
+        Actor {
+            kind: ActorKind::ApiKey,
+            key_id: Some(self.key_id),
+            key_prefix: Some(self.key_prefix.clone()),
+            agent_id: self.agent_id,
+            caller: self.caller.clone(),
+            caller_type: self.caller_type.clone(),
+            app_user_id: None,
+        }
+    }
+}
+
+impl Vault {
+    /// The stored key a plaintext API key names, in any state; `None` if unknown.
+    pub async fn find_key(&self, plaintext: &str) -> Result<Option<ApiKey>> {
+        let hash = alter_crypto::keys::lookup_hash(plaintext);
+        Ok(self.store().find_key_by_hash(&hash).await?)
+    }
+
+    /// Admits a request whose signature was verified with `key`'s signing key.
+    ///
+    /// Every failure of the timestamp window or nonce is [`Error::Unauthenticated`], the same
+    /// answer as a bad signature. Only a caller who proved possession of the key learns about
+    /// the key's lifecycle (revoked, expired, rotated).
+    pub async fn admit(&self, key: &ApiKey, facts: RequestFacts) -> Result<Caller> {
+        let now = self.now();
+        let window = self.settings().timestamp_window_seconds;
+        let ts: i64 = facts
+            .timestamp
+            .parse()
+            .map_err(|_| Error::Unauthenticated)?;
+        if (now.unix_seconds() - ts).abs() > window {
+            return Err(Error::Unauthenticated);
+        }
+        if !valid_nonce(&facts.nonce)
+            || !self.store().claim_nonce(key.id, &facts.nonce, now).await?
+        {
+            return Err(Error::Unauthenticated);
+        }
+        key.check_usable(now)?;
+        if let Some(allowlist) = &key.cidr_allowlist {
+            let allowed = facts
+                .peer
+                .is_some_and(|ip| allowlist.iter().any(|net| net.contains(&ip)));
+            if !allowed {
+                return Err(Error::IpNotAllowed);
+            }
+        }
+        let scopes = attenuate(&key.scopes, facts.scope_constraints.as_deref())?;
+        let context = facts.context.as_deref().map(parse_context).transpose()?;
+        if let Some(caller) = &facts.caller {
+            ensure(
+                !caller.is_empty()
+                    && caller.len() <= MAX_CALLER_LEN
+                    && caller.bytes().all(|b| (0x20..0x7f).contains(&b)),
+                || "X-Alter-Caller must be 1-255 printable ASCII characters".into(),
+            )?;
+        }
+        if let Some(kind) = &facts.caller_type {
+            ensure(kind == "agent" || kind == "service", || {
+                "X-Alter-Caller-Type must be agent or service".into()
+            })?;
+        }
+        if key
+            .last_used_at
+            .is_none_or(|t| now.seconds_until(t) < -LAST_USED_RESOLUTION_SECONDS)
+        {
+            let stale_before = now.plus_seconds(-LAST_USED_RESOLUTION_SECONDS);
+            self.store().touch_key(key.id, now, stale_before).await?;
+        }
+        Ok(Caller {
+            app_id: key.app_id,
+            key_id: key.id,
+            key_prefix: key.prefix.clone(),
+            key_type: key.key_type,
+            agent_id: key.agent_id,
+            scopes,
+            key_deprecated: key.status(now) == KeyStatus::Deprecated,
+            caller: facts.caller,
+            caller_type: facts.caller_type,
+            context,
+            request_rule: facts.request_rule,
+        })
+    }
+
+    /// Forgets nonces old enough that their timestamps can no longer pass the window.
+    pub async fn prune_nonces(&self) -> Result<u64> {
+        let keep = 2 * self.settings().timestamp_window_seconds + 60;
+        let before = self.now().plus_seconds(-keep);
+        Ok(self.store().prune_nonces(before).await?)
+    }
+}
+
+/// The client sends 32 hex characters; other clients may send any 16–128 URL-safe characters.
+fn valid_nonce(nonce: &str) -> bool {
+    (16..=128).contains(&nonce.len())
+        && nonce
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// Effective scopes under `X-Alter-Scope-Constraints`: the constraint scopes, each of which the
+/// key must imply.
+fn attenuate(held: &ScopeSet, constraints: Option<&[String]>) -> Result<ScopeSet> {
+    let Some(constraints) = constraints else {
+        return Ok(held.clone());
+    };
+    if constraints.is_empty() || constraints.iter().any(|c| c.is_empty() || c == "*") {
+        return Err(Error::InvalidAttenuation(
+            "X-Alter-Scope-Constraints must list scopes, without empty entries or *".into(),
+        ));
+    }
+    let wanted = ScopeSet::parse(constraints)
+        .map_err(|e| Error::InvalidAttenuation(format!("X-Alter-Scope-Constraints: {e}")))?;
+    let not_held = held.missing_from(&wanted);
+    if !not_held.is_empty() {
+        return Err(Error::ConstraintNotNarrowing(
+            not_held.iter().map(ToString::to_string).collect(),
+        ));
+    }
+    Ok(wanted)
+}
+
+fn parse_context(text: &str) -> Result<BTreeMap<String, String>> {
+    let invalid = |why: &str| Error::Invalid(format!("X-Alter-Context: {why}"));
+    if text.len() > MAX_CONTEXT_LEN {
+        return Err(invalid("at most 4096 characters"));
+    }
+    let map: BTreeMap<String, String> =
+        serde_json::from_str(text).map_err(|_| invalid("must be a JSON object of strings"))?;
+    if map.len() > MAX_CONTEXT_KEYS {
+        return Err(invalid("at most 20 keys"));
+    }
+    if map.iter().any(|(k, v)| {
+        k.is_empty() || k.len() > MAX_CONTEXT_KEY_LEN || v.len() > MAX_CONTEXT_VALUE_LEN
+    }) {
+        return Err(invalid("keys are 1-64 bytes and values at most 512 bytes"));
+    }
+    Ok(map)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(texts: &[&str]) -> ScopeSet {
+        ScopeSet::parse(texts).unwrap()
+    }
+
+    #[test]
+    fn constraints_only_narrow() {
+        let held = set(&["grants:admin", "tokens:retrieve"]);
+        assert_eq!(attenuate(&held, None).unwrap(), held);
+        let narrowed = attenuate(&held, Some(&["grants:read:g1".into()])).unwrap();
+        assert_eq!(narrowed, set(&["grants:read:g1"]));
+        assert!(matches!(
+            attenuate(&held, Some(&["proxy:execute".into()])),
+            Err(Error::ConstraintNotNarrowing(s)) if s == vec!["proxy:execute".to_string()]
+        ));
+        for bad in [
+            vec![],
+            vec!["".to_string()],
+            vec!["*".to_string()],
+            vec!["nope".to_string()],
+        ] {
+            assert!(matches!(
+                attenuate(&held, Some(&bad)),
+                Err(Error::InvalidAttenuation(_))
+            ));
+        }
+    }
+
+    #[test]
+    fn context_limits() {
+        assert_eq!(
+            parse_context(r#"{"run_id":"r1"}"#)
+                .unwrap()
+                .get("run_id")
+                .unwrap(),
+            "r1"
+        );
+        assert!(parse_context(r#"{"run_id":1}"#).is_err());
+        assert!(parse_context("[]").is_err());
+        let many: BTreeMap<String, String> = (0..21)
+            .map(|i| (format!("k{i}"), "v".to_string()))
+            .collect();
+        assert!(parse_context(&serde_json::to_string(&many).unwrap()).is_err());
+    }
+
+    #[test]
+    fn nonces() {
+        assert!(valid_nonce("00112233445566778899aabbccddeeff"));
+        assert!(!valid_nonce("short"));
+        assert!(!valid_nonce("0011223344556677 8899aabbccddeeff"));
+    }
+}

@@ -1,0 +1,595 @@
+//! API keys: minting (operator), deriving, rotating and revoking (SDK `keys` namespace).
+//!
+//! A key is stored as its lookup hash and its sealed HMAC signing key; the plaintext is returned
+//! once by the call that mints it.
+
+use alter_crypto::keys::{KeyShape, MintedApiKey};
+use alter_crypto::{Binding, SecretString, Zeroizing};
+use ipnet::IpNet;
+use serde_json::{Value, json};
+
+pub use alter_crypto::keys::KeyType;
+
+use crate::audit::{Actor, AuditEvent, Target, action};
+use crate::caller::Caller;
+use crate::error::{Entity, Error, Result, ensure};
+use crate::ids::{AgentId, AppId, KeyId};
+use crate::scope::{SCOPE_VERSION, Scope, ScopeSet};
+use crate::time::Timestamp;
+use crate::validate;
+use crate::vault::Vault;
+
+/// Longest lifetime an operator may give a key: ten years.
+const MAX_KEY_LIFETIME_SECONDS: i64 = 10 * 365 * 24 * 3600;
+/// Longest overlap of a rotation: thirty days.
+const MAX_OVERLAP_SECONDS: i64 = 30 * 24 * 3600;
+/// Largest serialized metadata object of a derived key.
+const MAX_METADATA_BYTES: usize = 4096;
+/// The kind bound into a sealed signing key.
+const SIGNING_KEY_KIND: &str = "api_key.signing";
+
+/// An API key as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiKey {
+    /// Id.
+    pub id: KeyId,
+    /// Owning app.
+    pub app_id: AppId,
+    /// The managed agent the key authenticates as, if any.
+    pub agent_id: Option<AgentId>,
+    /// `rk`, `ak`, `dk` or `pk`.
+    pub key_type: KeyType,
+    /// True for `alter_key_…` keys.
+    pub legacy_format: bool,
+    /// Name.
+    pub name: String,
+    /// Display prefix.
+    pub prefix: String,
+    /// Hash the key is found under.
+    pub lookup_hash: [u8; 32],
+    /// The HMAC signing key, sealed to this key's id.
+    pub sealed_signing_key: Vec<u8>,
+    /// Scopes held.
+    pub scopes: ScopeSet,
+    /// Catalogue version the scopes were checked against.
+    pub scope_version: i64,
+    /// Networks the key may be used from.
+    pub cidr_allowlist: Option<Vec<IpNet>>,
+    /// Per-key rate limit.
+    pub rate_limit_rpm: Option<i64>,
+    /// End of lifetime.
+    pub expires_at: Option<Timestamp>,
+    /// When it was deprecated or rotated.
+    pub deprecated_at: Option<Timestamp>,
+    /// End of the overlap after a rotation.
+    pub grace_expires_at: Option<Timestamp>,
+    /// When it was revoked.
+    pub revoked_at: Option<Timestamp>,
+    /// The key it was derived from.
+    pub parent_key_id: Option<KeyId>,
+    /// Free-form metadata of derived keys.
+    pub metadata: Option<Value>,
+    /// Creation time.
+    pub created_at: Timestamp,
+    /// Last authenticated use (lazily updated).
+    pub last_used_at: Option<Timestamp>,
+}
+
+/// Lifecycle state, derived from the timestamps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyStatus {
+    /// Works.
+    Active,
+    /// Works, but deprecated or rotated: responses say so.
+    Deprecated,
+    /// Rotated and past its overlap, or past its lifetime.
+    Expired,
+    /// Revoked.
+    Revoked,
+}
+
+impl ApiKey {
+    /// The state at `now`.
+    pub fn status(&self, now: Timestamp) -> KeyStatus {
+        match self.check_usable(now) {
+            Err(Error::KeyRevoked) => KeyStatus::Revoked,
+            Err(_) => KeyStatus::Expired,
+            Ok(()) if self.deprecated_at.is_some() => KeyStatus::Deprecated,
+            Ok(()) => KeyStatus::Active,
+        }
+    }
+
+    /// Fails with the reason the key cannot be used at `now`.
+    pub fn check_usable(&self, now: Timestamp) -> Result<()> {
+        if self.revoked_at.is_some() {
+            return Err(Error::KeyRevoked);
+        }
+        if self.grace_expires_at.is_some_and(|end| end <= now) {
+            return Err(Error::KeyRotationExpired);
+        }
+        if self.expires_at.is_some_and(|end| end <= now) {
+            return Err(Error::KeyExpired);
+        }
+        Ok(())
+    }
+
+    fn binding(&self) -> (String, String) {
+        (self.app_id.to_string(), self.id.to_string())
+    }
+}
+
+/// What an operator asks for when minting an app key.
+#[derive(Debug, Clone, Default)]
+pub struct MintKey {
+    /// Name; defaults to `key-YYYYMMDD-HHMMSS`.
+    pub name: Option<String>,
+    /// `rk` (default), `ak` or `pk`.
+    pub key_type: Option<String>,
+    /// Scopes; every scope by default (`pk`: `connect:initiate` and `providers:read`).
+    pub scopes: Option<Vec<String>>,
+    /// Networks the key may be used from.
+    pub cidr_allowlist: Option<Vec<String>>,
+    /// Lifetime in seconds.
+    pub expires_in: Option<i64>,
+}
+
+/// What a key asks for when deriving a short-lived key.
+#[derive(Debug, Clone, Default)]
+pub struct DeriveKey {
+    /// Scopes, each held by the caller; never `keys:derive`.
+    pub scopes: Vec<String>,
+    /// Lifetime in seconds.
+    pub expires_in: i64,
+    /// Networks, each inside one of the caller's; inherited when omitted.
+    pub cidr_allowlist: Option<Vec<String>>,
+    /// Name; defaults to `derived-YYYYMMDD-HHMMSS`.
+    pub name: Option<String>,
+    /// Free-form metadata (a JSON object of at most 4 KiB).
+    pub metadata: Option<Value>,
+}
+
+/// A new key and its plaintext, which exists only in this value.
+#[derive(Debug)]
+pub struct NewKey {
+    /// The key as stored.
+    pub key: ApiKey,
+    /// The plaintext for the answer.
+    pub plaintext: SecretString,
+}
+
+/// Everything that decides a new key, before it has material.
+struct KeySpec {
+    app_id: AppId,
+    agent_id: Option<AgentId>,
+    shape: KeyShape,
+    name: String,
+    scopes: ScopeSet,
+    cidr_allowlist: Option<Vec<IpNet>>,
+    rate_limit_rpm: Option<i64>,
+    expires_at: Option<Timestamp>,
+    parent_key_id: Option<KeyId>,
+    metadata: Option<Value>,
+}
+
+impl Vault {
+    /// Mints an app key (operator).
+    pub async fn mint_app_key(&self, app_id: AppId, request: MintKey) -> Result<NewKey> {
+        self.get_app(app_id).await?;
+        let now = self.now();
+        let key_type = match request.key_type.as_deref() {
+            None | Some("rk") => KeyType::Runtime,
+            Some("ak") => KeyType::Agent,
+            Some("pk") => KeyType::Publishable,
+            Some(other) => {
+                return Err(Error::Invalid(format!(
+                    "key_type must be rk, ak or pk, not {other:?} (derived keys come from keys.derive)"
+                )));
+            }
+        };
+        let scopes = match &request.scopes {
+            Some(texts) => parse_scopes(texts)?,
+            None if key_type == KeyType::Publishable => ScopeSet::new([
+                Scope::Action("connect:initiate"),
+                Scope::resource("providers", crate::scope::Verb::Read),
+            ]),
+            None => ScopeSet::new(Scope::all()),
+        };
+        let name = match &request.name {
+            Some(name) => validate::display_name("name", name)?.to_owned(),
+            None => format!("key-{}", now.compact()),
+        };
+        let cidr_allowlist = request
+            .cidr_allowlist
+            .as_deref()
+            .map(|nets| validate::cidr_allowlist("cidr_allowlist", nets))
+            .transpose()?;
+        let expires_at = request
+            .expires_in
+            .map(|s| validate::int_in_range("expires_in", s, 1, MAX_KEY_LIFETIME_SECONDS))
+            .transpose()?
+            .map(|s| now.plus_seconds(s));
+        let new = self.new_key(KeySpec {
+            app_id,
+            agent_id: None,
+            shape: KeyShape::Scoped(key_type),
+            name,
+            scopes,
+            cidr_allowlist,
+            rate_limit_rpm: None,
+            expires_at,
+            parent_key_id: None,
+            metadata: None,
+        })?;
+        let event = key_event(&new.key, action::KEY_MINTED, Actor::operator(), now);
+        self.store().insert_key(&new.key, &event).await?;
+        Ok(new)
+    }
+
+    /// Every key of an app (operator).
+    pub async fn list_app_keys(&self, app_id: AppId) -> Result<Vec<ApiKey>> {
+        self.get_app(app_id).await?;
+        Ok(self.store().list_keys(app_id).await?)
+    }
+
+    /// Revokes an app key and its derived keys (operator). Revoking a revoked key returns it
+    /// unchanged.
+    pub async fn revoke_app_key(&self, app_id: AppId, key_id: KeyId) -> Result<ApiKey> {
+        let key = self.app_key(app_id, key_id).await?;
+        self.revoke(key, Actor::operator()).await
+    }
+
+    /// Rotates an app key (operator): a successor with the same name, scopes and limits; the
+    /// old key keeps working for `grace_seconds` (0–30 days, default 0).
+    pub async fn rotate_app_key(
+        &self,
+        app_id: AppId,
+        key_id: KeyId,
+        grace_seconds: Option<i64>,
+    ) -> Result<NewKey> {
+        let grace = validate::int_in_range(
+            "grace_seconds",
+            grace_seconds.unwrap_or(0),
+            0,
+            MAX_OVERLAP_SECONDS,
+        )?;
+        let key = self.app_key(app_id, key_id).await?;
+        self.rotate(key, grace, Actor::operator()).await
+    }
+
+    /// `keys.derive`: a short-lived key with a subset of the caller's scopes.
+    pub async fn derive_key(&self, caller: &Caller, request: DeriveKey) -> Result<NewKey> {
+        let now = self.now();
+        let parent = self.caller_key(caller).await?;
+        ensure_derivable(caller, &request.scopes)?;
+        let scopes = parse_scopes(&request.scopes)?;
+        let not_held = caller.scopes.missing_from(&scopes);
+        if !not_held.is_empty() {
+            return Err(Error::InvalidScopeForDerivedKey(format!(
+                "a derived key may only hold scopes of its parent; not held: {}",
+                join(&not_held)
+            )));
+        }
+        let max_ttl = self.settings().max_derived_key_ttl_seconds;
+        let mut ttl = validate::int_in_range("expires_in", request.expires_in, 1, max_ttl)?;
+        if let Some(end) = parent
+            .expires_at
+            .into_iter()
+            .chain(parent.grace_expires_at)
+            .min()
+        {
+            let remaining = now.seconds_until(end);
+            ensure(ttl <= remaining, || {
+                format!(
+                    "expires_in must not exceed the parent key's remaining lifetime ({remaining} s)"
+                )
+            })?;
+            ttl = ttl.min(remaining);
+        }
+        let cidr_allowlist = match &request.cidr_allowlist {
+            None => parent.cidr_allowlist.clone(),
+            Some(texts) => {
+                let nets = validate::cidr_allowlist("cidr_allowlist", texts)?;
+                if let Some(outer) = &parent.cidr_allowlist {
+                    ensure(
+                        nets.iter().all(|n| outer.iter().any(|o| o.contains(n))),
+                        || "cidr_allowlist must lie inside the parent key's allowlist".into(),
+                    )?;
+                }
+                Some(nets)
+            }
+        };
+        let name = match &request.name {
+            Some(name) => validate::display_name("name", name)?.to_owned(),
+            None => format!("derived-{}", now.compact()),
+        };
+        if let Some(metadata) = &request.metadata {
+            ensure(metadata.is_object(), || {
+                "metadata must be a JSON object".into()
+            })?;
+            ensure(metadata.to_string().len() <= MAX_METADATA_BYTES, || {
+                format!("metadata must serialize to at most {MAX_METADATA_BYTES} bytes")
+            })?;
+        }
+        let new = self.new_key(KeySpec {
+            app_id: caller.app_id,
+            agent_id: parent.agent_id,
+            shape: KeyShape::Scoped(KeyType::Derived),
+            name,
+            scopes,
+            cidr_allowlist,
+            rate_limit_rpm: parent.rate_limit_rpm,
+            expires_at: Some(now.plus_seconds(ttl)),
+            parent_key_id: Some(parent.id),
+            metadata: request.metadata,
+        })?;
+        let event = key_event(&new.key, action::KEY_DERIVED, caller.actor(), now);
+        self.store().insert_key(&new.key, &event).await?;
+        Ok(new)
+    }
+
+    /// `keys.rotate`: a successor of a key the caller may manage; the old key keeps working
+    /// for `overlap_days` (0–30).
+    pub async fn rotate_key(
+        &self,
+        caller: &Caller,
+        key_id: &str,
+        overlap_days: i64,
+    ) -> Result<NewKey> {
+        let days = validate::int_in_range("overlap_days", overlap_days, 0, 30)?;
+        let key = self.managed_key(caller, key_id).await?;
+        self.rotate(key, days * 24 * 3600, caller.actor()).await
+    }
+
+    /// `keys.revoke`: revokes a key the caller may manage and its derived keys.
+    pub async fn revoke_key(&self, caller: &Caller, key_id: &str) -> Result<ApiKey> {
+        let key = self.managed_key(caller, key_id).await?;
+        self.revoke(key, caller.actor()).await
+    }
+
+    /// The key the caller signed with, as stored now.
+    async fn caller_key(&self, caller: &Caller) -> Result<ApiKey> {
+        self.app_key(caller.app_id, caller.key_id).await
+    }
+
+    async fn app_key(&self, app_id: AppId, key_id: KeyId) -> Result<ApiKey> {
+        self.store()
+            .get_key(app_id, key_id)
+            .await?
+            .ok_or(Error::NotFound(Entity::Key))
+    }
+
+    /// A key of the caller's app the caller may manage: any key for an app caller, only the
+    /// keys of its own agent for an agent caller. Everything else looks "not found".
+    async fn managed_key(&self, caller: &Caller, key_id: &str) -> Result<ApiKey> {
+        let id = KeyId::parse_lenient(key_id).ok_or(Error::NotFound(Entity::Key))?;
+        let key = self.app_key(caller.app_id, id).await?;
+        if caller.agent_id.is_some() && key.agent_id != caller.agent_id {
+            return Err(Error::NotFound(Entity::Key));
+        }
+        Ok(key)
+    }
+
+    async fn revoke(&self, key: ApiKey, actor: Actor) -> Result<ApiKey> {
+        if key.revoked_at.is_some() {
+            return Ok(key);
+        }
+        let now = self.now();
+        let event = key_event(&key, action::KEY_REVOKED, actor, now);
+        let revoked = self
+            .store()
+            .revoke_key(key.app_id, key.id, now, &event)
+            .await?;
+        tracing::info!(key = %key.id, cascaded = revoked.len().saturating_sub(1), "key revoked");
+        self.app_key(key.app_id, key.id).await
+    }
+
+    async fn rotate(&self, key: ApiKey, grace_seconds: i64, actor: Actor) -> Result<NewKey> {
+        if key.key_type == KeyType::Derived {
+            return Err(Error::DerivedKeyNotRotatable);
+        }
+        let now = self.now();
+        key.check_usable(now).map_err(|e| match e {
+            Error::KeyRevoked => Error::KeyAlreadyRevoked,
+            other => other,
+        })?;
+        let new = self.new_key(KeySpec {
+            app_id: key.app_id,
+            agent_id: key.agent_id,
+            shape: if key.legacy_format {
+                KeyShape::Legacy
+            } else {
+                KeyShape::Scoped(key.key_type)
+            },
+            name: key.name.clone(),
+            scopes: key.scopes.clone(),
+            cidr_allowlist: key.cidr_allowlist.clone(),
+            rate_limit_rpm: key.rate_limit_rpm,
+            expires_at: key.expires_at,
+            parent_key_id: None,
+            metadata: None,
+        })?;
+        let grace_until = now.plus_seconds(grace_seconds);
+        let event = key_event(&key, action::KEY_ROTATED, actor, now).with_details(json!({
+            "successor_key_id": new.key.id,
+            "successor_key_prefix": new.key.prefix,
+            "grace_until": grace_until,
+        }));
+        let rotated = self
+            .store()
+            .rotate_key(key.app_id, key.id, now, grace_until, &new.key, &event)
+            .await?;
+        if !rotated {
+            return Err(Error::KeyAlreadyRevoked);
+        }
+        Ok(new)
+    }
+
+    fn new_key(&self, spec: KeySpec) -> Result<NewKey> {
+        let MintedApiKey {
+            plaintext,
+            lookup_hash,
+            signing_key,
+            prefix,
+        } = alter_crypto::keys::mint(spec.shape)?;
+        let mut key = ApiKey {
+            id: KeyId::new(),
+            app_id: spec.app_id,
+            agent_id: spec.agent_id,
+            key_type: match spec.shape {
+                KeyShape::Scoped(kind) => kind,
+                KeyShape::Legacy => KeyType::Agent,
+            },
+            legacy_format: spec.shape == KeyShape::Legacy,
+            name: spec.name,
+            prefix,
+            lookup_hash,
+            sealed_signing_key: Vec::new(),
+            scopes: spec.scopes,
+            scope_version: SCOPE_VERSION,
+            cidr_allowlist: spec.cidr_allowlist,
+            rate_limit_rpm: spec.rate_limit_rpm,
+            expires_at: spec.expires_at,
+            deprecated_at: None,
+            grace_expires_at: None,
+            revoked_at: None,
+            parent_key_id: spec.parent_key_id,
+            metadata: spec.metadata,
+            created_at: self.now(),
+            last_used_at: None,
+        };
+        let (app, record) = key.binding();
+        key.sealed_signing_key = self.keyring().seal(
+            Binding {
+                kind: SIGNING_KEY_KIND,
+                app_id: &app,
+                record_id: &record,
+            },
+            signing_key.as_slice(),
+        )?;
+        Ok(NewKey { key, plaintext })
+    }
+
+    /// Opens the HMAC signing key of a stored key.
+    pub fn signing_key(&self, key: &ApiKey) -> Result<Zeroizing<[u8; 32]>> {
+        let (app, record) = key.binding();
+        let opened = self.keyring().open(
+            Binding {
+                kind: SIGNING_KEY_KIND,
+                app_id: &app,
+                record_id: &record,
+            },
+            &key.sealed_signing_key,
+        )?;
+        let bytes: [u8; 32] = opened
+            .as_slice()
+            .try_into()
+            .map_err(|_| Error::Crypto(alter_crypto::CryptoError::CannotOpen))?;
+        Ok(Zeroizing::new(bytes))
+    }
+}
+
+fn ensure_derivable(caller: &Caller, requested: &[String]) -> Result<()> {
+    if caller.key_type == KeyType::Derived {
+        return Err(Error::InvalidScopeForDerivedKey(
+            "a derived key cannot derive further keys".into(),
+        ));
+    }
+    if requested.is_empty() {
+        return Err(Error::InvalidScopeForDerivedKey(
+            "scopes must list at least one scope".into(),
+        ));
+    }
+    if requested.iter().any(|s| s == "keys:derive") {
+        return Err(Error::InvalidScopeForDerivedKey(
+            "derived keys cannot hold keys:derive".into(),
+        ));
+    }
+    Ok(())
+}
+
+fn parse_scopes(texts: &[String]) -> Result<ScopeSet> {
+    ensure(texts.len() <= 100, || "at most 100 scopes".into())?;
+    ScopeSet::parse(texts).map_err(|e| Error::Invalid(format!("scopes: {e}")))
+}
+
+fn join(scopes: &[Scope]) -> String {
+    scopes
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn key_event(key: &ApiKey, action: &str, actor: Actor, at: Timestamp) -> AuditEvent {
+    AuditEvent::allow(
+        key.app_id,
+        at,
+        action,
+        actor,
+        Target {
+            kind: "key".into(),
+            id: key.id.to_string(),
+        },
+    )
+    .with_details(json!({
+        "name": key.name,
+        "key_prefix": key.prefix,
+        "key_type": key.key_type.as_str(),
+        "scopes": key.scopes,
+        "agent_id": key.agent_id,
+        "parent_key_id": key.parent_key_id,
+        "expires_at": key.expires_at,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(now: Timestamp) -> ApiKey {
+        ApiKey {
+            id: KeyId::new(),
+            app_id: AppId::new(),
+            agent_id: None,
+            key_type: KeyType::Runtime,
+            legacy_format: false,
+            name: "k".into(),
+            prefix: "alter_rk_abcdefgh".into(),
+            lookup_hash: [0; 32],
+            sealed_signing_key: vec![],
+            scopes: ScopeSet::default(),
+            scope_version: 1,
+            cidr_allowlist: None,
+            rate_limit_rpm: None,
+            expires_at: None,
+            deprecated_at: None,
+            grace_expires_at: None,
+            revoked_at: None,
+            parent_key_id: None,
+            metadata: None,
+            created_at: now,
+            last_used_at: None,
+        }
+    }
+
+    #[test]
+    fn lifecycle_states() {
+        let now = Timestamp::from_unix_seconds(1000);
+        let mut k = key(now);
+        assert_eq!(k.status(now), KeyStatus::Active);
+        k.deprecated_at = Some(now);
+        k.grace_expires_at = Some(now.plus_seconds(10));
+        assert_eq!(k.status(now), KeyStatus::Deprecated);
+        assert!(matches!(
+            k.check_usable(now.plus_seconds(10)),
+            Err(Error::KeyRotationExpired)
+        ));
+        k.expires_at = Some(now.plus_seconds(5));
+        assert!(matches!(
+            k.check_usable(now.plus_seconds(5)),
+            Err(Error::KeyExpired)
+        ));
+        k.revoked_at = Some(now);
+        assert_eq!(k.status(now), KeyStatus::Revoked);
+    }
+}

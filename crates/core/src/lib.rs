@@ -1,0 +1,18 @@
+//! Alter's domain: the model (apps, keys, scopes, audit events), the ports it needs from the
+//! outside (storage, clock) and the services ([`Vault`]) that implement every operation. It
+//! knows no HTTP, SQL or JSON wire shapes (design §2).
+
+pub mod apps;
+pub mod audit;
+pub mod caller;
+pub mod error;
+pub mod ids;
+pub mod keys;
+pub mod ports;
+pub mod scope;
+pub mod time;
+mod validate;
+pub mod vault;
+
+pub use error::{Entity, Error, Result};
+pub use vault::{Settings, Vault};

@@ -1,0 +1,104 @@
+//! [`Vault`]: the services of Alter over one store, keyring and clock. Each resource module
+//! (`apps`, `keys`, `caller`, …) adds its operations to it.
+
+use std::sync::Arc;
+
+use alter_crypto::{Keyring, MasterKey};
+
+use crate::error::Result;
+use crate::ports::{Store, StoreError};
+use crate::time::{Clock, Timestamp};
+
+/// Tunables of the services.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Accepted distance between a request's timestamp and now.
+    pub timestamp_window_seconds: i64,
+    /// Longest lifetime of a derived key.
+    pub max_derived_key_ttl_seconds: i64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            timestamp_window_seconds: 300,
+            max_derived_key_ttl_seconds: 24 * 3600,
+        }
+    }
+}
+
+/// The domain services.
+#[derive(Clone)]
+pub struct Vault {
+    store: Arc<dyn Store>,
+    keyring: Arc<Keyring>,
+    clock: Arc<dyn Clock>,
+    settings: Settings,
+}
+
+impl std::fmt::Debug for Vault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Vault")
+            .field("keyring", &self.keyring)
+            .field("clock", &self.clock)
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Vault {
+    /// Opens the vault: unwraps every stored key-encryption key with `master` (creating the
+    /// first one on a new database). A master key that does not match the database fails with
+    /// `CryptoError::WrongMasterKey`.
+    pub async fn open(
+        store: Arc<dyn Store>,
+        master: &MasterKey,
+        clock: Arc<dyn Clock>,
+        settings: Settings,
+    ) -> Result<Vault> {
+        let mut wrapped = store.load_keks().await?;
+        if wrapped.is_empty() {
+            let (_, first) = master.new_kek(1)?;
+            match store.insert_kek(&first, clock.now()).await {
+                // Another node created it at the same moment: use theirs.
+                Ok(()) | Err(StoreError::Conflict(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
+            wrapped = store.load_keks().await?;
+        }
+        let keks = wrapped
+            .iter()
+            .map(|w| master.unwrap_kek(w))
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        Ok(Vault {
+            store,
+            keyring: Arc::new(Keyring::new(keks)?),
+            clock,
+            settings,
+        })
+    }
+
+    /// The current instant of the injected clock.
+    pub fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+
+    /// The clock.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    /// The settings.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// The store (for readiness checks and the services).
+    pub fn store(&self) -> &dyn Store {
+        self.store.as_ref()
+    }
+
+    pub(crate) fn keyring(&self) -> &Keyring {
+        &self.keyring
+    }
+}

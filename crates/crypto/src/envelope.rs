@@ -1,0 +1,352 @@
+//! Envelope encryption (design §5): a master key wraps versioned key-encryption keys (KEKs);
+//! every sealed record has its own data key (DEK), wrapped by the current KEK; AES-256-GCM
+//! everywhere, with associated data binding the app, the record and the kind of material, so a
+//! ciphertext copied to another row fails to open.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use secrecy::{ExposeSecret, SecretBox, SecretString};
+use zeroize::Zeroizing;
+
+use crate::{CryptoError, random_bytes};
+
+const KEY_LEN: usize = 32;
+const TAG_LEN: usize = 16;
+/// Format byte of sealed blobs written by this version.
+const BLOB_FORMAT_V1: u8 = 1;
+/// Header of a v1 blob: format, KEK version, DEK nonce, wrapped DEK, data nonce.
+const BLOB_HEADER_LEN: usize = 1 + 4 + NONCE_LEN + KEY_LEN + TAG_LEN + NONCE_LEN;
+
+/// What a sealed value is bound to. Opening with any other binding fails.
+#[derive(Debug, Clone, Copy)]
+pub struct Binding<'a> {
+    /// The kind of material, e.g. `api_key.signing` or `secret.value`.
+    pub kind: &'a str,
+    /// The owning app.
+    pub app_id: &'a str,
+    /// The record the ciphertext belongs to.
+    pub record_id: &'a str,
+}
+
+impl Binding<'_> {
+    /// Length-prefixed encoding, so no two bindings share an encoding.
+    fn encode(&self, purpose: &str) -> Vec<u8> {
+        let mut out = Vec::with_capacity(64);
+        for part in ["alter/v1", purpose, self.kind, self.app_id, self.record_id] {
+            out.extend_from_slice(&(part.len() as u32).to_be_bytes());
+            out.extend_from_slice(part.as_bytes());
+        }
+        out
+    }
+}
+
+/// The root secret. It never touches the database; it only wraps KEKs.
+pub struct MasterKey(SecretBox<[u8; KEY_LEN]>);
+
+impl fmt::Debug for MasterKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("MasterKey(<redacted>)")
+    }
+}
+
+impl MasterKey {
+    /// A new random master key.
+    pub fn generate() -> Result<Self, CryptoError> {
+        Ok(MasterKey(SecretBox::new(Box::new(
+            random_bytes::<KEY_LEN>()?,
+        ))))
+    }
+
+    /// Parses the text form: base64 of 32 bytes, surrounding whitespace ignored.
+    pub fn from_encoded(text: &str) -> Result<Self, CryptoError> {
+        let bytes = Zeroizing::new(
+            STANDARD
+                .decode(text.trim())
+                .map_err(|_| CryptoError::MalformedMasterKey)?,
+        );
+        let key: [u8; KEY_LEN] = bytes
+            .as_slice()
+            .try_into()
+            .map_err(|_| CryptoError::MalformedMasterKey)?;
+        Ok(MasterKey(SecretBox::new(Box::new(key))))
+    }
+
+    /// The text form written to a master key file.
+    pub fn encode(&self) -> SecretString {
+        SecretString::from(STANDARD.encode(self.0.expose_secret()))
+    }
+
+    fn aead(&self) -> Result<LessSafeKey, CryptoError> {
+        aead_key(self.0.expose_secret())
+    }
+
+    fn kek_aad(version: u32) -> String {
+        format!("alter/v1/kek/{version}")
+    }
+
+    /// Generates a new KEK of the given version and returns it with its wrapped form, which is
+    /// what the database stores.
+    pub fn new_kek(&self, version: u32) -> Result<(Kek, WrappedKek), CryptoError> {
+        let material = Zeroizing::new(random_bytes::<KEY_LEN>()?);
+        let wrapped = seal_raw(
+            &self.aead()?,
+            Self::kek_aad(version).as_bytes(),
+            material.as_slice(),
+        )?;
+        let kek = Kek {
+            version,
+            key: aead_key(material.as_slice())?,
+        };
+        Ok((kek, WrappedKek { version, wrapped }))
+    }
+
+    /// Unwraps a stored KEK. Fails with [`CryptoError::WrongMasterKey`] when this is not the
+    /// master key the KEK was wrapped with.
+    pub fn unwrap_kek(&self, stored: &WrappedKek) -> Result<Kek, CryptoError> {
+        let material = open_raw(
+            &self.aead()?,
+            Self::kek_aad(stored.version).as_bytes(),
+            &stored.wrapped,
+        )
+        .map_err(|_| CryptoError::WrongMasterKey)?;
+        let material: &[u8; KEY_LEN] = material
+            .as_slice()
+            .try_into()
+            .map_err(|_| CryptoError::WrongMasterKey)?;
+        Ok(Kek {
+            version: stored.version,
+            key: aead_key(material)?,
+        })
+    }
+}
+
+/// A KEK as stored: its version and its bytes wrapped by the master key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WrappedKek {
+    /// Version, increasing with every rotation.
+    pub version: u32,
+    /// Nonce + ciphertext + tag.
+    pub wrapped: Vec<u8>,
+}
+
+/// An unwrapped key-encryption key.
+pub struct Kek {
+    version: u32,
+    key: LessSafeKey,
+}
+
+impl fmt::Debug for Kek {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Kek(v{}, <redacted>)", self.version)
+    }
+}
+
+/// Every KEK the process can use: the newest seals, all of them open.
+#[derive(Debug)]
+pub struct Keyring {
+    current: u32,
+    keks: BTreeMap<u32, Kek>,
+}
+
+impl Keyring {
+    /// Builds the keyring from unwrapped KEKs; the highest version seals new values.
+    pub fn new(keks: Vec<Kek>) -> Result<Self, CryptoError> {
+        let keks: BTreeMap<u32, Kek> = keks.into_iter().map(|k| (k.version, k)).collect();
+        let current = *keks.keys().next_back().ok_or(CryptoError::NoKek)?;
+        Ok(Keyring { current, keks })
+    }
+
+    /// The KEK version new seals use.
+    pub fn current_version(&self) -> u32 {
+        self.current
+    }
+
+    /// Seals `plaintext` under a fresh data key bound to `binding`.
+    pub fn seal(&self, binding: Binding<'_>, plaintext: &[u8]) -> Result<Vec<u8>, CryptoError> {
+        let kek = self.keks.get(&self.current).ok_or(CryptoError::NoKek)?;
+        let dek = Zeroizing::new(random_bytes::<KEY_LEN>()?);
+        let wrapped_dek = seal_raw(&kek.key, &binding.encode("dek"), dek.as_slice())?;
+        let data = seal_raw(
+            &aead_key(dek.as_slice())?,
+            &binding.encode("data"),
+            plaintext,
+        )?;
+        let mut blob = Vec::with_capacity(1 + 4 + wrapped_dek.len() + data.len());
+        blob.push(BLOB_FORMAT_V1);
+        blob.extend_from_slice(&self.current.to_be_bytes());
+        blob.extend_from_slice(&wrapped_dek);
+        blob.extend_from_slice(&data);
+        Ok(blob)
+    }
+
+    /// Opens a sealed blob. Any change to the blob or to the binding fails with
+    /// [`CryptoError::CannotOpen`].
+    pub fn open(
+        &self,
+        binding: Binding<'_>,
+        blob: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+        if blob.len() < BLOB_HEADER_LEN + TAG_LEN || blob[0] != BLOB_FORMAT_V1 {
+            return Err(CryptoError::CannotOpen);
+        }
+        let version = u32::from_be_bytes([blob[1], blob[2], blob[3], blob[4]]);
+        let kek = self
+            .keks
+            .get(&version)
+            .ok_or(CryptoError::UnknownKekVersion(version))?;
+        let (wrapped_dek, data) = blob[5..].split_at(NONCE_LEN + KEY_LEN + TAG_LEN);
+        let dek = open_raw(&kek.key, &binding.encode("dek"), wrapped_dek)?;
+        open_raw(&aead_key(&dek)?, &binding.encode("data"), data)
+    }
+}
+
+fn aead_key(material: &[u8]) -> Result<LessSafeKey, CryptoError> {
+    let unbound = UnboundKey::new(&AES_256_GCM, material).map_err(|_| CryptoError::Internal)?;
+    Ok(LessSafeKey::new(unbound))
+}
+
+/// `nonce || ciphertext || tag`, with a random 96-bit nonce (each key seals few values: one
+/// per DEK, and KEKs wrap far fewer than 2^32 DEKs between rotations).
+fn seal_raw(key: &LessSafeKey, aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, CryptoError> {
+    let nonce_bytes = random_bytes::<NONCE_LEN>()?;
+    let mut in_out = plaintext.to_vec();
+    key.seal_in_place_append_tag(
+        Nonce::assume_unique_for_key(nonce_bytes),
+        Aad::from(aad),
+        &mut in_out,
+    )
+    .map_err(|_| CryptoError::Internal)?;
+    let mut out = Vec::with_capacity(NONCE_LEN + in_out.len());
+    out.extend_from_slice(&nonce_bytes);
+    out.extend_from_slice(&in_out);
+    Ok(out)
+}
+
+fn open_raw(
+    key: &LessSafeKey,
+    aad: &[u8],
+    sealed: &[u8],
+) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+    if sealed.len() < NONCE_LEN + TAG_LEN {
+        return Err(CryptoError::CannotOpen);
+    }
+    let (nonce, ciphertext) = sealed.split_at(NONCE_LEN);
+    let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| CryptoError::CannotOpen)?;
+    let mut in_out = Zeroizing::new(ciphertext.to_vec());
+    let len = key
+        .open_in_place(nonce, Aad::from(aad), &mut in_out)
+        .map_err(|_| CryptoError::CannotOpen)?
+        .len();
+    in_out.truncate(len);
+    Ok(in_out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn binding<'a>(record: &'a str) -> Binding<'a> {
+        Binding {
+            kind: "secret.value",
+            app_id: "app-1",
+            record_id: record,
+        }
+    }
+
+    fn keyring() -> (MasterKey, Keyring, WrappedKek) {
+        let master = MasterKey::generate().unwrap();
+        let (kek, wrapped) = master.new_kek(1).unwrap();
+        (master, Keyring::new(vec![kek]).unwrap(), wrapped)
+    }
+
+    #[test]
+    fn seal_then_open_round_trips() {
+        let (_, ring, _) = keyring();
+        let blob = ring.seal(binding("r1"), b"sk_live_123").unwrap();
+        assert_eq!(
+            ring.open(binding("r1"), &blob).unwrap().as_slice(),
+            b"sk_live_123"
+        );
+        assert!(!blob.windows(11).any(|w| w == b"sk_live_123"));
+    }
+
+    #[test]
+    fn a_ciphertext_bound_to_another_record_fails_to_open() {
+        let (_, ring, _) = keyring();
+        let blob = ring.seal(binding("r1"), b"secret").unwrap();
+        assert!(matches!(
+            ring.open(binding("r2"), &blob),
+            Err(CryptoError::CannotOpen)
+        ));
+        let other_app = Binding {
+            app_id: "app-2",
+            ..binding("r1")
+        };
+        assert!(ring.open(other_app, &blob).is_err());
+        let other_kind = Binding {
+            kind: "api_key.signing",
+            ..binding("r1")
+        };
+        assert!(ring.open(other_kind, &blob).is_err());
+    }
+
+    #[test]
+    fn any_flipped_byte_fails_to_open() {
+        let (_, ring, _) = keyring();
+        let blob = ring.seal(binding("r1"), b"secret").unwrap();
+        for i in 0..blob.len() {
+            let mut tampered = blob.clone();
+            tampered[i] ^= 0x01;
+            assert!(ring.open(binding("r1"), &tampered).is_err(), "byte {i}");
+        }
+        assert!(ring.open(binding("r1"), &blob[..blob.len() - 1]).is_err());
+    }
+
+    #[test]
+    fn a_wrong_master_key_cannot_unwrap_the_kek() {
+        let (master, _, wrapped) = keyring();
+        let other = MasterKey::generate().unwrap();
+        assert!(matches!(
+            other.unwrap_kek(&wrapped),
+            Err(CryptoError::WrongMasterKey)
+        ));
+        let again = MasterKey::from_encoded(master.encode().expose_secret()).unwrap();
+        assert!(again.unwrap_kek(&wrapped).is_ok());
+        let renumbered = WrappedKek {
+            version: 2,
+            ..wrapped
+        };
+        assert!(master.unwrap_kek(&renumbered).is_err());
+    }
+
+    #[test]
+    fn old_kek_versions_stay_readable() {
+        let master = MasterKey::generate().unwrap();
+        let (kek1, wrapped1) = master.new_kek(1).unwrap();
+        let old = Keyring::new(vec![kek1]).unwrap();
+        let blob = old.seal(binding("r1"), b"v1 value").unwrap();
+        let (kek2, _) = master.new_kek(2).unwrap();
+        let ring = Keyring::new(vec![master.unwrap_kek(&wrapped1).unwrap(), kek2]).unwrap();
+        assert_eq!(ring.current_version(), 2);
+        assert_eq!(
+            ring.open(binding("r1"), &blob).unwrap().as_slice(),
+            b"v1 value"
+        );
+        let fresh = ring.seal(binding("r1"), b"v2 value").unwrap();
+        assert_eq!(u32::from_be_bytes(fresh[1..5].try_into().unwrap()), 2);
+    }
+
+    #[test]
+    fn malformed_master_keys_are_rejected() {
+        for text in ["", "not base64!", "AAAA", &STANDARD.encode([0u8; 31])] {
+            assert!(matches!(
+                MasterKey::from_encoded(text),
+                Err(CryptoError::MalformedMasterKey)
+            ));
+        }
+    }
+}

@@ -1,0 +1,178 @@
+//! The error envelope and the stable error codes (protocol part 1 §4).
+//!
+//! Every non-2xx answer of Alter is a flat JSON object `{"error": code, "message": text, ...}`.
+//! Typed fields the official client reads (`required`, `grant_id`, `hint`, …) sit at the top
+//! level beside `error`; a nested `details` object carries the rest.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// The flat error envelope.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// Stable machine-readable code (see [`codes`]).
+    pub error: String,
+    /// Human-readable text; never contains secrets.
+    pub message: String,
+    /// A hint on how to fix the problem.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
+    /// Nested details (merged into the client's exception details).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub details: Option<Value>,
+    /// Typed top-level fields such as `required`, `grant_id` or `provider_id`.
+    #[serde(flatten)]
+    pub fields: Map<String, Value>,
+}
+
+impl ErrorBody {
+    /// An envelope with just a code and a message.
+    pub fn new(code: &str, message: impl Into<String>) -> Self {
+        ErrorBody {
+            error: code.to_owned(),
+            message: message.into(),
+            hint: None,
+            details: None,
+            fields: Map::new(),
+        }
+    }
+
+    /// Adds a typed top-level field.
+    pub fn with_field(mut self, name: &str, value: impl Into<Value>) -> Self {
+        self.fields.insert(name.to_owned(), value.into());
+        self
+    }
+
+    /// Sets the hint.
+    pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+
+    /// Sets the nested details object.
+    pub fn with_details(mut self, details: Value) -> Self {
+        self.details = Some(details);
+        self
+    }
+}
+
+/// Stable error codes. The status each goes with is decided in one place on the server
+/// (`server/src/error.rs`); the exception the official client raises for a status and code is
+/// in protocol part 1 §4.2.
+pub mod codes {
+    // Authentication (401).
+    /// Every authentication failure: malformed, unknown, bad signature, stale, replayed.
+    pub const INVALID_KEY: &str = "invalid_key";
+    /// The key was revoked.
+    pub const KEY_REVOKED: &str = "key_revoked";
+    /// The key's lifetime ended.
+    pub const KEY_EXPIRED: &str = "key_expired";
+    /// The key was rotated and its overlap period is over.
+    pub const KEY_ROTATED_GRACE_EXPIRED: &str = "key_rotated_grace_expired";
+    /// The agent behind the key is paused.
+    pub const AGENT_INACTIVE: &str = "agent_inactive";
+    /// The agent behind the key was deleted.
+    pub const AGENT_REVOKED: &str = "agent_revoked";
+    /// A supplied end-user JWT failed verification.
+    pub const JWT_VALIDATION_ERROR: &str = "jwt_validation_error";
+    /// The operator admin token is missing or wrong.
+    pub const INVALID_ADMIN_TOKEN: &str = "invalid_admin_token";
+
+    // Authorization (403).
+    /// The key lacks the scope a route needs.
+    pub const INSUFFICIENT_SCOPE: &str = "insufficient_scope";
+    /// The peer address is outside the key's CIDR allowlist.
+    pub const IP_NOT_ALLOWED: &str = "ip_not_allowed";
+    /// A grant policy the managed secret's limits forbid.
+    pub const POLICY_VIOLATION: &str = "policy_violation";
+    /// An agent key on the operator delegation-revoke path.
+    pub const USE_SELF_REVOKE_PATH: &str = "use_self_revoke_path";
+    /// An app key (not acting as an agent) on an agent-only route.
+    pub const AGENT_KEY_REQUIRED: &str = "agent_key_required";
+    /// `GET /sdk/agents/me` without an agent identity.
+    pub const ME_REQUIRES_AGENT_KEY: &str = "me_requires_agent_key";
+    /// Agents cannot manage agents.
+    pub const AGENT_CANNOT_MINT_SUBAGENTS: &str = "agent_cannot_mint_subagents";
+    /// Agents cannot mint sibling grants.
+    pub const AGENTS_CANNOT_MINT: &str = "agents_cannot_mint";
+    /// The grant cannot be delegated (see `detail_reason`).
+    pub const GRANT_NOT_DELEGABLE: &str = "grant_not_delegable";
+    /// The grant expired.
+    pub const GRANT_EXPIRED: &str = "grant_expired";
+    /// The grant was revoked (403 on use, 400/403 on a second revoke).
+    pub const GRANT_REVOKED: &str = "grant_revoked";
+    /// The target host is not allowed for the credential.
+    pub const BLOCKED_DESTINATION: &str = "blocked_destination";
+
+    // Not found (404).
+    /// Unknown grant, or a grant of another app, or one the caller may not see.
+    pub const GRANT_NOT_FOUND: &str = "grant_not_found";
+    /// Unknown app (admin API).
+    pub const APP_NOT_FOUND: &str = "app_not_found";
+    /// Unknown key.
+    pub const KEY_NOT_FOUND: &str = "key_not_found";
+    /// Unknown agent.
+    pub const AGENT_NOT_FOUND: &str = "agent_not_found";
+    /// `X-Alter-Caller` names no active agent of the app.
+    pub const CALLER_AGENT_UNRESOLVED: &str = "caller_agent_unresolved";
+    /// Unknown managed secret (admin API).
+    pub const SECRET_NOT_FOUND: &str = "secret_not_found";
+    /// An agent has no grant for the provider.
+    pub const NO_DELEGATED_GRANT: &str = "no_delegated_grant";
+    /// Unknown route.
+    pub const NOT_FOUND: &str = "not_found";
+    /// Unknown identity provider.
+    pub const IDP_NOT_FOUND: &str = "idp_not_found";
+
+    // Conflicts (409).
+    /// A revoked key cannot change state.
+    pub const KEY_ALREADY_REVOKED: &str = "key_revoked";
+    /// Revoking a managed agent's last active key needs `force`.
+    pub const LAST_ACTIVE_KEY: &str = "last_active_key";
+    /// An agent of that name exists.
+    pub const AGENT_NAME_EXISTS: &str = "agent_name_exists";
+    /// `expected_version` is stale.
+    pub const AGENT_CONCURRENT_UPDATE: &str = "agent_concurrent_update";
+    /// Too many active keys on one agent.
+    pub const AGENT_KEY_LIMIT_REACHED: &str = "agent_key_limit_reached";
+    /// Same idempotency key, different body.
+    pub const IDEMPOTENCY_KEY_BODY_MISMATCH: &str = "idempotency_key_body_mismatch";
+    /// Idempotent replay of an agent that was deleted since.
+    pub const IDEMPOTENCY_KEY_AGENT_REVOKED: &str = "idempotency_key_agent_revoked";
+    /// Idempotent replay of an agent that is paused.
+    pub const IDEMPOTENCY_KEY_AGENT_INACTIVE: &str = "idempotency_key_agent_inactive";
+    /// Another active sibling grant already uses the label.
+    pub const SIBLING_LABEL_CONFLICT: &str = "sibling_label_conflict";
+    /// Several developer credentials and no `credential_id`.
+    pub const CREDENTIAL_ID_REQUIRED: &str = "credential_id_required";
+    /// Several grants match a provider lookup.
+    pub const AMBIGUOUS_GRANT: &str = "ambiguous_grant";
+    /// Generic state conflict.
+    pub const CONFLICT: &str = "conflict";
+
+    // Bad requests (400 / 413 / 422).
+    /// Body or parameters fail validation.
+    pub const INVALID_REQUEST: &str = "invalid_request";
+    /// The body is larger than the configured limit.
+    pub const PAYLOAD_TOO_LARGE: &str = "payload_too_large";
+    /// A scope constraint names a scope the key does not hold.
+    pub const CONSTRAINT_NOT_NARROWING: &str = "constraint_not_narrowing";
+    /// A malformed `X-Alter-Request-Rule` or scope constraint header.
+    pub const INVALID_ATTENUATION: &str = "invalid_attenuation";
+    /// `keys:derive` (or an empty list) asked for on a derived key.
+    pub const INVALID_SCOPE_FOR_DERIVED_KEY: &str = "invalid_scope_for_derived_key";
+    /// Derived keys cannot be rotated.
+    pub const DERIVED_KEY_NOT_ROTATABLE: &str = "derived_key_not_rotatable";
+    /// A grant policy that is malformed or inconsistent.
+    pub const INVALID_GRANT_POLICY: &str = "invalid_grant_policy";
+    /// A scope string outside the catalogue.
+    pub const INVALID_SCOPE: &str = "invalid_scope";
+    /// The caller's agent conflicts with the key's agent.
+    pub const CALLER_AGENT_MISMATCH: &str = "caller_agent_mismatch";
+
+    // Server side (5xx).
+    /// Anything unexpected; details go to the log, never to the client.
+    pub const INTERNAL_ERROR: &str = "internal_error";
+    /// The database cannot be reached.
+    pub const SERVICE_UNAVAILABLE: &str = "service_unavailable";
+}

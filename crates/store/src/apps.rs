@@ -1,0 +1,62 @@
+//! Apps.
+
+use alter_core::apps::App;
+use alter_core::audit::{AuditEvent, GENESIS_HASH};
+use alter_core::ids::AppId;
+use alter_core::ports::{AppStore, StoreResult};
+use async_trait::async_trait;
+use sqlx::any::AnyRow;
+
+use crate::rows::{get, id, time};
+use crate::{SqlStore, audit, db_error};
+
+fn app(row: &AnyRow) -> StoreResult<App> {
+    Ok(App {
+        id: id(row, "id")?,
+        name: get(row, "name")?,
+        created_at: time(row, "created_at")?,
+    })
+}
+
+#[async_trait]
+impl AppStore for SqlStore {
+    async fn insert_app(&self, app: &App, event: &AuditEvent) -> StoreResult<()> {
+        let mut tx = self.write.begin().await.map_err(db_error)?;
+        sqlx::query("INSERT INTO apps (id, name, created_at) VALUES ($1, $2, $3)")
+            .bind(app.id.to_string())
+            .bind(&app.name)
+            .bind(app.created_at.micros())
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        sqlx::query("INSERT INTO audit_heads (app_id, seq, hash) VALUES ($1, 0, $2)")
+            .bind(app.id.to_string())
+            .bind(GENESIS_HASH.to_vec())
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        audit::append(&mut tx, event).await?;
+        tx.commit().await.map_err(db_error)
+    }
+
+    async fn get_app(&self, id: AppId) -> StoreResult<Option<App>> {
+        sqlx::query("SELECT id, name, created_at FROM apps WHERE id = $1")
+            .bind(id.to_string())
+            .fetch_optional(&self.read)
+            .await
+            .map_err(db_error)?
+            .as_ref()
+            .map(app)
+            .transpose()
+    }
+
+    async fn list_apps(&self) -> StoreResult<Vec<App>> {
+        sqlx::query("SELECT id, name, created_at FROM apps ORDER BY created_at, id")
+            .fetch_all(&self.read)
+            .await
+            .map_err(db_error)?
+            .iter()
+            .map(app)
+            .collect()
+    }
+}

@@ -1,0 +1,22 @@
+//! sqlx errors as storage errors.
+
+use alter_core::ports::StoreError;
+use sqlx::error::ErrorKind;
+
+/// Classifies a sqlx error: unique violations become conflicts, connection trouble becomes
+/// "unavailable", everything else is kept for the log.
+pub fn db_error(e: sqlx::Error) -> StoreError {
+    match &e {
+        sqlx::Error::Database(db) if matches!(db.kind(), ErrorKind::UniqueViolation) => {
+            StoreError::Conflict(db.constraint().unwrap_or("unique").to_owned())
+        }
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_) => StoreError::Unavailable(e.to_string()),
+        sqlx::Error::ColumnDecode { .. }
+        | sqlx::Error::Decode(_)
+        | sqlx::Error::ColumnNotFound(_) => StoreError::Corrupt(e.to_string()),
+        _ => StoreError::Other(e.to_string()),
+    }
+}

@@ -1,0 +1,213 @@
+//! API keys.
+
+use alter_core::audit::AuditEvent;
+use alter_core::ids::{AppId, KeyId};
+use alter_core::keys::{ApiKey, KeyType};
+use alter_core::ports::{KeyStore, StoreError, StoreResult};
+use alter_core::time::Timestamp;
+use async_trait::async_trait;
+use sqlx::AnyConnection;
+use sqlx::any::AnyRow;
+
+use crate::rows::{flag, get, hash32, id, json, micros, opt_id, opt_json, opt_time, time, to_json};
+use crate::{SqlStore, audit, db_error};
+
+const COLUMNS: &str = "id, app_id, agent_id, key_type, legacy_format, name, prefix, lookup_hash, \
+    sealed_signing_key, scopes, scope_version, cidr_allowlist, rate_limit_rpm, expires_at, \
+    deprecated_at, grace_expires_at, revoked_at, parent_key_id, metadata, created_at, last_used_at";
+
+fn api_key(row: &AnyRow) -> StoreResult<ApiKey> {
+    let key_type: String = get(row, "key_type")?;
+    Ok(ApiKey {
+        id: id(row, "id")?,
+        app_id: id(row, "app_id")?,
+        agent_id: opt_id(row, "agent_id")?,
+        key_type: KeyType::parse(&key_type)
+            .ok_or_else(|| StoreError::Corrupt(format!("key_type {key_type:?}")))?,
+        legacy_format: flag(row, "legacy_format")?,
+        name: get(row, "name")?,
+        prefix: get(row, "prefix")?,
+        lookup_hash: hash32(row, "lookup_hash")?,
+        sealed_signing_key: get(row, "sealed_signing_key")?,
+        scopes: json(row, "scopes")?,
+        scope_version: get(row, "scope_version")?,
+        cidr_allowlist: opt_json(row, "cidr_allowlist")?,
+        rate_limit_rpm: get(row, "rate_limit_rpm")?,
+        expires_at: opt_time(row, "expires_at")?,
+        deprecated_at: opt_time(row, "deprecated_at")?,
+        grace_expires_at: opt_time(row, "grace_expires_at")?,
+        revoked_at: opt_time(row, "revoked_at")?,
+        parent_key_id: opt_id(row, "parent_key_id")?,
+        metadata: opt_json(row, "metadata")?,
+        created_at: time(row, "created_at")?,
+        last_used_at: opt_time(row, "last_used_at")?,
+    })
+}
+
+/// Inserts a key row (inside the caller's transaction).
+pub(crate) async fn insert(conn: &mut AnyConnection, key: &ApiKey) -> StoreResult<()> {
+    sqlx::query(&format!(
+        "INSERT INTO api_keys ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, \
+         $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)"
+    ))
+    .bind(key.id.to_string())
+    .bind(key.app_id.to_string())
+    .bind(key.agent_id.map(|a| a.to_string()))
+    .bind(key.key_type.as_str())
+    .bind(i64::from(key.legacy_format))
+    .bind(&key.name)
+    .bind(&key.prefix)
+    .bind(key.lookup_hash.to_vec())
+    .bind(key.sealed_signing_key.clone())
+    .bind(to_json(&key.scopes)?)
+    .bind(key.scope_version)
+    .bind(key.cidr_allowlist.as_ref().map(to_json).transpose()?)
+    .bind(key.rate_limit_rpm)
+    .bind(micros(key.expires_at))
+    .bind(micros(key.deprecated_at))
+    .bind(micros(key.grace_expires_at))
+    .bind(micros(key.revoked_at))
+    .bind(key.parent_key_id.map(|k| k.to_string()))
+    .bind(key.metadata.as_ref().map(to_json).transpose()?)
+    .bind(key.created_at.micros())
+    .bind(micros(key.last_used_at))
+    .execute(&mut *conn)
+    .await
+    .map_err(db_error)?;
+    Ok(())
+}
+
+#[async_trait]
+impl KeyStore for SqlStore {
+    async fn insert_key(&self, key: &ApiKey, event: &AuditEvent) -> StoreResult<()> {
+        let mut tx = self.write.begin().await.map_err(db_error)?;
+        insert(&mut tx, key).await?;
+        audit::append(&mut tx, event).await?;
+        tx.commit().await.map_err(db_error)
+    }
+
+    async fn find_key_by_hash(&self, lookup_hash: &[u8; 32]) -> StoreResult<Option<ApiKey>> {
+        sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM api_keys WHERE lookup_hash = $1"
+        ))
+        .bind(lookup_hash.to_vec())
+        .fetch_optional(&self.read)
+        .await
+        .map_err(db_error)?
+        .as_ref()
+        .map(api_key)
+        .transpose()
+    }
+
+    async fn get_key(&self, app: AppId, id: KeyId) -> StoreResult<Option<ApiKey>> {
+        sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM api_keys WHERE id = $1 AND app_id = $2"
+        ))
+        .bind(id.to_string())
+        .bind(app.to_string())
+        .fetch_optional(&self.read)
+        .await
+        .map_err(db_error)?
+        .as_ref()
+        .map(api_key)
+        .transpose()
+    }
+
+    async fn list_keys(&self, app: AppId) -> StoreResult<Vec<ApiKey>> {
+        sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM api_keys WHERE app_id = $1 ORDER BY created_at, id"
+        ))
+        .bind(app.to_string())
+        .fetch_all(&self.read)
+        .await
+        .map_err(db_error)?
+        .iter()
+        .map(api_key)
+        .collect()
+    }
+
+    async fn revoke_key(
+        &self,
+        app: AppId,
+        id: KeyId,
+        at: Timestamp,
+        event: &AuditEvent,
+    ) -> StoreResult<Vec<KeyId>> {
+        let mut tx = self.write.begin().await.map_err(db_error)?;
+        let rows = sqlx::query(
+            "WITH RECURSIVE tree (id) AS ( \
+                 SELECT id FROM api_keys WHERE id = $1 AND app_id = $2 \
+                 UNION ALL \
+                 SELECT k.id FROM api_keys k JOIN tree t ON k.parent_key_id = t.id \
+                 WHERE k.key_type = 'dk' \
+             ) \
+             UPDATE api_keys SET revoked_at = $3 \
+             WHERE id IN (SELECT id FROM tree) AND revoked_at IS NULL RETURNING id",
+        )
+        .bind(id.to_string())
+        .bind(app.to_string())
+        .bind(at.micros())
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        let revoked = rows
+            .iter()
+            .map(|row| crate::rows::id(row, "id"))
+            .collect::<StoreResult<Vec<KeyId>>>()?;
+        if revoked.contains(&id) {
+            audit::append(&mut tx, event).await?;
+        }
+        tx.commit().await.map_err(db_error)?;
+        Ok(revoked)
+    }
+
+    async fn rotate_key(
+        &self,
+        app: AppId,
+        old: KeyId,
+        at: Timestamp,
+        grace_until: Timestamp,
+        successor: &ApiKey,
+        event: &AuditEvent,
+    ) -> StoreResult<bool> {
+        let mut tx = self.write.begin().await.map_err(db_error)?;
+        let updated = sqlx::query(
+            "UPDATE api_keys SET deprecated_at = $1, grace_expires_at = $2 \
+             WHERE id = $3 AND app_id = $4 AND revoked_at IS NULL AND grace_expires_at IS NULL",
+        )
+        .bind(at.micros())
+        .bind(grace_until.micros())
+        .bind(old.to_string())
+        .bind(app.to_string())
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?
+        .rows_affected();
+        if updated != 1 {
+            return Ok(false);
+        }
+        insert(&mut tx, successor).await?;
+        audit::append(&mut tx, event).await?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(true)
+    }
+
+    async fn touch_key(
+        &self,
+        id: KeyId,
+        at: Timestamp,
+        stale_before: Timestamp,
+    ) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE api_keys SET last_used_at = $1 \
+             WHERE id = $2 AND (last_used_at IS NULL OR last_used_at < $3)",
+        )
+        .bind(at.micros())
+        .bind(id.to_string())
+        .bind(stale_before.micros())
+        .execute(&self.write)
+        .await
+        .map_err(db_error)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,215 @@
+//! SQLite and PostgreSQL implementations of Alter's storage ports.
+//!
+//! One code path serves both engines: queries are written once in the SQL both understand
+//! (`$N` placeholders, `RETURNING`, `ON CONFLICT`) and run through sqlx's `Any` driver. The
+//! schema keeps to portable types: ids as canonical UUID text, times as microseconds since the
+//! epoch, JSON as text. Migrations are kept per engine with the same numbering.
+//!
+//! SQLite runs in WAL mode with one writer connection, so writers queue in the pool instead of
+//! spinning on `SQLITE_BUSY`, and several reader connections.
+
+mod apps;
+mod audit;
+mod error;
+mod keyring;
+mod keys;
+mod nonces;
+mod rows;
+pub mod scratch;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use alter_core::ports::{HealthStore, StoreError, StoreResult};
+use async_trait::async_trait;
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::migrate::Migrator;
+use sqlx::{AnyPool, Executor};
+
+pub use error::db_error;
+
+static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// Which database engine a store runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    /// Embedded SQLite.
+    Sqlite,
+    /// PostgreSQL.
+    Postgres,
+}
+
+impl Engine {
+    /// The engine a `sqlite://` or `postgres://` URL names.
+    pub fn of_url(url: &str) -> Result<Engine, StoreError> {
+        if url.starts_with("sqlite:") {
+            Ok(Engine::Sqlite)
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Ok(Engine::Postgres)
+        } else {
+            Err(StoreError::Other(
+                "database_url must start with sqlite:// or postgres://".into(),
+            ))
+        }
+    }
+
+    fn migrator(self) -> &'static Migrator {
+        match self {
+            Engine::Sqlite => &SQLITE_MIGRATIONS,
+            Engine::Postgres => &POSTGRES_MIGRATIONS,
+        }
+    }
+}
+
+/// Connection settings.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// Largest pool (PostgreSQL) or number of reader connections (SQLite).
+    pub max_connections: u32,
+    /// How long to wait for a connection before answering "unavailable".
+    pub acquire_timeout: Duration,
+    /// SQLite `synchronous` setting: `FULL` (default: every commit survives power loss) or
+    /// `NORMAL` (commits survive a process crash, not a power loss).
+    pub sqlite_synchronous: String,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            max_connections: 16,
+            acquire_timeout: Duration::from_secs(10),
+            sqlite_synchronous: "FULL".into(),
+        }
+    }
+}
+
+/// The storage of Alter on one database.
+#[derive(Debug, Clone)]
+pub struct SqlStore {
+    engine: Engine,
+    read: AnyPool,
+    write: AnyPool,
+}
+
+impl SqlStore {
+    /// Connects to `sqlite://PATH` (created if missing) or `postgres://…`.
+    pub async fn connect(url: &str, options: &StoreOptions) -> StoreResult<SqlStore> {
+        sqlx::any::install_default_drivers();
+        let engine = Engine::of_url(url)?;
+        let url = match engine {
+            Engine::Sqlite if !url.contains("mode=") => {
+                let sep = if url.contains('?') { '&' } else { '?' };
+                format!("{url}{sep}mode=rwc")
+            }
+            _ => url.to_owned(),
+        };
+        let connect = AnyConnectOptions::from_str(&url).map_err(db_error)?;
+        let pool = |max: u32| {
+            AnyPoolOptions::new()
+                .max_connections(max)
+                .acquire_timeout(options.acquire_timeout)
+        };
+        let store = match engine {
+            Engine::Postgres => {
+                let pool = pool(options.max_connections)
+                    .connect_with(connect)
+                    .await
+                    .map_err(db_error)?;
+                SqlStore {
+                    engine,
+                    read: pool.clone(),
+                    write: pool,
+                }
+            }
+            Engine::Sqlite => {
+                let pragmas = sqlite_pragmas(&options.sqlite_synchronous)?;
+                let write = pool(1)
+                    .after_connect(move |conn, _| {
+                        Box::pin(async move {
+                            conn.execute(pragmas).await?;
+                            Ok(())
+                        })
+                    })
+                    .connect_with(connect.clone())
+                    .await
+                    .map_err(db_error)?;
+                // WAL must be on before readers open the file.
+                write
+                    .execute("PRAGMA journal_mode = WAL")
+                    .await
+                    .map_err(db_error)?;
+                let read = pool(options.max_connections)
+                    .after_connect(move |conn, _| {
+                        Box::pin(async move {
+                            conn.execute(pragmas).await?;
+                            Ok(())
+                        })
+                    })
+                    .connect_with(connect)
+                    .await
+                    .map_err(db_error)?;
+                SqlStore {
+                    engine,
+                    read,
+                    write,
+                }
+            }
+        };
+        Ok(store)
+    }
+
+    /// Applies every pending migration.
+    pub async fn migrate(&self) -> StoreResult<()> {
+        self.engine
+            .migrator()
+            .run(&self.write)
+            .await
+            .map_err(|e| StoreError::Other(format!("migration failed: {e}")))
+    }
+
+    /// The engine.
+    pub fn engine(&self) -> Engine {
+        self.engine
+    }
+
+    /// Closes every connection (SQLite checkpoints its WAL).
+    pub async fn close(&self) {
+        self.write.close().await;
+        self.read.close().await;
+    }
+}
+
+fn sqlite_pragmas(synchronous: &str) -> StoreResult<&'static str> {
+    match synchronous.to_ascii_uppercase().as_str() {
+        "FULL" => {
+            Ok("PRAGMA synchronous = FULL; PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;")
+        }
+        "NORMAL" => Ok(
+            "PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;",
+        ),
+        other => Err(StoreError::Other(format!(
+            "sqlite synchronous must be FULL or NORMAL, not {other:?}"
+        ))),
+    }
+}
+
+#[async_trait]
+impl HealthStore for SqlStore {
+    async fn ready(&self) -> StoreResult<()> {
+        let applied: Option<i64> =
+            sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations WHERE success = $1")
+                .bind(true)
+                .fetch_one(&self.read)
+                .await
+                .map_err(db_error)?;
+        let latest = self.engine.migrator().iter().map(|m| m.version).max();
+        if applied == latest {
+            Ok(())
+        } else {
+            Err(StoreError::Unavailable(format!(
+                "migrations not applied (database at {applied:?}, this version needs {latest:?})"
+            )))
+        }
+    }
+}

@@ -1,0 +1,83 @@
+//! Reading portable column types back into domain types.
+
+use alter_core::ids::Id;
+use alter_core::ports::{StoreError, StoreResult};
+use alter_core::time::Timestamp;
+use serde::de::DeserializeOwned;
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use crate::error::db_error;
+
+/// A non-null column.
+pub fn get<'r, T>(row: &'r AnyRow, column: &str) -> StoreResult<T>
+where
+    T: sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any>,
+{
+    row.try_get(column).map_err(db_error)
+}
+
+/// A 0/1 flag column.
+pub fn flag(row: &AnyRow, column: &str) -> StoreResult<bool> {
+    match get::<i64>(row, column)? {
+        0 => Ok(false),
+        1 => Ok(true),
+        _ => Err(corrupt(column)),
+    }
+}
+
+/// A UUID column.
+pub fn id<K>(row: &AnyRow, column: &str) -> StoreResult<Id<K>> {
+    let text: String = get(row, column)?;
+    Id::parse(&text).ok_or_else(|| corrupt(column))
+}
+
+/// A nullable UUID column.
+pub fn opt_id<K>(row: &AnyRow, column: &str) -> StoreResult<Option<Id<K>>> {
+    let text: Option<String> = get(row, column)?;
+    text.map(|t| Id::parse(&t).ok_or_else(|| corrupt(column)))
+        .transpose()
+}
+
+/// A time column.
+pub fn time(row: &AnyRow, column: &str) -> StoreResult<Timestamp> {
+    get::<i64>(row, column).map(Timestamp::from_micros)
+}
+
+/// A nullable time column.
+pub fn opt_time(row: &AnyRow, column: &str) -> StoreResult<Option<Timestamp>> {
+    Ok(get::<Option<i64>>(row, column)?.map(Timestamp::from_micros))
+}
+
+/// A JSON text column.
+pub fn json<T: DeserializeOwned>(row: &AnyRow, column: &str) -> StoreResult<T> {
+    let text: String = get(row, column)?;
+    serde_json::from_str(&text).map_err(|_| corrupt(column))
+}
+
+/// A nullable JSON text column.
+pub fn opt_json<T: DeserializeOwned>(row: &AnyRow, column: &str) -> StoreResult<Option<T>> {
+    let text: Option<String> = get(row, column)?;
+    text.map(|t| serde_json::from_str(&t).map_err(|_| corrupt(column)))
+        .transpose()
+}
+
+/// A 32-byte hash column.
+pub fn hash32(row: &AnyRow, column: &str) -> StoreResult<[u8; 32]> {
+    let bytes: Vec<u8> = get(row, column)?;
+    bytes.try_into().map_err(|_| corrupt(column))
+}
+
+/// Serializes a value for a JSON text column.
+pub fn to_json<T: serde::Serialize + ?Sized>(value: &T) -> StoreResult<String> {
+    serde_json::to_string(value).map_err(|e| StoreError::Other(e.to_string()))
+}
+
+/// Microseconds for a nullable time column.
+pub fn micros(t: Option<Timestamp>) -> Option<i64> {
+    t.map(Timestamp::micros)
+}
+
+fn corrupt(column: &str) -> StoreError {
+    StoreError::Corrupt(format!("column {column} holds an unexpected value"))
+}
