@@ -1,1 +1,60 @@
-fn main() {}
+//! `alter`: runs Alter (`alter dev`, `alter server`) and operates it (`alter app`, `alter key`).
+
+mod operator;
+mod run;
+mod table;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Alter: a credential and authorization vault for apps and AI agents.
+#[derive(Debug, Parser)]
+#[command(name = "alter", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a development server on embedded SQLite; prints its credentials as one JSON line.
+    Dev {
+        /// Address to listen on (`127.0.0.1:0` picks a free port).
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+        /// Data directory (database, master key, saved credentials).
+        #[arg(long, default_value = "./.alter")]
+        data: PathBuf,
+    },
+    /// Run a production server from a config file and `ALTER_*` environment.
+    Server(run::ServerArgs),
+    /// Manage apps (needs ALTER_ADDR and ALTER_ADMIN_TOKEN).
+    App(operator::AppArgs),
+    /// Manage an app's API keys (needs ALTER_ADDR and ALTER_ADMIN_TOKEN).
+    Key(operator::KeyArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Dev { listen, data } => run::dev(listen, &data).await,
+            Command::Server(args) => run::server(args).await,
+            Command::App(args) => operator::app(args).await,
+            Command::Key(args) => operator::key(args).await,
+        }
+    })
+}

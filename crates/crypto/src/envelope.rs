@@ -88,6 +88,29 @@ impl MasterKey {
         format!("alter/v1/kek/{version}")
     }
 
+    /// Seals a small local file (such as `alter dev`'s saved credentials) directly under the
+    /// master key; `purpose` must be given again to open it.
+    pub fn seal_file(&self, purpose: &str, plaintext: &[u8]) -> Result<Vec<u8>, CryptoError> {
+        seal_raw(
+            &self.aead()?,
+            format!("alter/v1/file/{purpose}").as_bytes(),
+            plaintext,
+        )
+    }
+
+    /// Opens what [`Self::seal_file`] sealed.
+    pub fn open_file(
+        &self,
+        purpose: &str,
+        sealed: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+        open_raw(
+            &self.aead()?,
+            format!("alter/v1/file/{purpose}").as_bytes(),
+            sealed,
+        )
+    }
+
     /// Generates a new KEK of the given version and returns it with its wrapped form, which is
     /// what the database stores.
     pub fn new_kek(&self, version: u32) -> Result<(Kek, WrappedKek), CryptoError> {
@@ -321,6 +344,20 @@ mod tests {
             ..wrapped
         };
         assert!(master.unwrap_kek(&renumbered).is_err());
+    }
+
+    #[test]
+    fn sealed_files_need_their_purpose() {
+        let master = MasterKey::generate().unwrap();
+        let sealed = master.seal_file("dev", b"{}").unwrap();
+        assert_eq!(master.open_file("dev", &sealed).unwrap().as_slice(), b"{}");
+        assert!(master.open_file("other", &sealed).is_err());
+        assert!(
+            MasterKey::generate()
+                .unwrap()
+                .open_file("dev", &sealed)
+                .is_err()
+        );
     }
 
     #[test]

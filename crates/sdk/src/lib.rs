@@ -1,1 +1,25 @@
-//! placeholder
+//! The native Rust client of Alter, with the API of the official Python client
+//! (`alter-sdk==0.29.0`): [`App`] for applications, [`Agent`] for agents, typed results, and an
+//! [`Error`] whose variants mirror the official exception names.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), alter_sdk::Error> {
+//! // ALTER_BASE_URL=http://127.0.0.1:8080, as printed by `alter dev`.
+//! let app = alter_sdk::App::new(std::env::var("ALTER_API_KEY").unwrap_or_default())?;
+//! let catalogue = app.scopes().list().await?;
+//! println!("scope catalogue v{}", catalogue.scope_version);
+//! # Ok(()) }
+//! ```
+
+pub mod admin;
+mod client;
+pub mod error;
+mod namespaces;
+mod transport;
+
+pub use alter_proto::keys::{ApiKeyInfo, DeriveKeyRequest, MintedKey};
+pub use alter_proto::scopes::ScopeCatalog;
+pub use client::{Agent, App, ClientBuilder};
+pub use error::{Error, ErrorInfo};
+pub use namespaces::{Keys, Scopes};
+pub use transport::{BASE_URL_VAR, DEFAULT_BASE_URL};

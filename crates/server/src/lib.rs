@@ -1,1 +1,244 @@
-//! placeholder
+//! Alter's HTTP server: configuration, startup ([`Server::build`] → [`Server::local_addr`] →
+//! [`Server::run_until_stopped`]), authentication, routes, and the one place errors become HTTP.
+
+pub mod auth;
+pub mod config;
+pub mod dev;
+pub mod error;
+mod json;
+pub mod routes;
+pub mod secrets;
+pub mod state;
+pub mod telemetry;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use alter_core::time::{Clock, SystemClock};
+use alter_core::{Settings, Vault};
+use alter_crypto::{ExposeSecret, MasterKey, SecretString};
+use alter_store::{SqlStore, StoreOptions};
+use tokio::net::TcpListener;
+
+pub use config::Config;
+pub use state::AppState;
+
+/// How often expired nonces are pruned.
+const PRUNE_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Why the server could not start. Messages say what to fix and never contain secrets.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    /// The configuration is unusable.
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    /// The database cannot be reached or migrated.
+    #[error("database: {0}")]
+    Database(String),
+    /// The master key does not open this database, or is malformed.
+    #[error("master key: {0}")]
+    MasterKey(String),
+    /// A cryptographic failure at start-up.
+    #[error("crypto: {0}")]
+    Crypto(#[from] alter_crypto::CryptoError),
+    /// The listen address cannot be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// Everything needed to start a server.
+#[derive(Debug)]
+pub struct ServerSettings {
+    /// Address to bind (`127.0.0.1:0` picks a free port).
+    pub listen: SocketAddr,
+    /// `sqlite://…` or `postgres://…`.
+    pub database_url: String,
+    /// Database tuning.
+    pub store_options: StoreOptions,
+    /// The master key.
+    pub master_key: Arc<MasterKey>,
+    /// SHA-256 of the operator admin token.
+    pub admin_token_hash: [u8; 32],
+    /// Path prefix, or empty.
+    pub base_path: String,
+    /// Largest accepted request body.
+    pub max_body_bytes: usize,
+    /// Service tunables.
+    pub vault: Settings,
+    /// The clock (a manual one in tests).
+    pub clock: Arc<dyn Clock>,
+}
+
+impl ServerSettings {
+    /// Settings of `alter server` from its configuration; the master key and admin token come
+    /// from `ALTER_MASTER_KEY` / `ALTER_ADMIN_TOKEN` or from their files.
+    pub fn from_config(
+        config: &Config,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<ServerSettings, StartupError> {
+        let master_key = match (env("ALTER_MASTER_KEY"), &config.master_key_file) {
+            (Some(text), _) => MasterKey::from_encoded(&text)
+                .map_err(|e| StartupError::MasterKey(format!("ALTER_MASTER_KEY: {e}")))?,
+            (None, Some(path)) => secrets::read_master_key(path)?,
+            (None, None) => {
+                return Err(StartupError::MasterKey(
+                    "set master_key_file or ALTER_MASTER_KEY (`alter server init --dir DIR` creates one)"
+                        .into(),
+                ));
+            }
+        };
+        let admin_token = match (env("ALTER_ADMIN_TOKEN"), &config.admin_token_file) {
+            (Some(token), _) => SecretString::from(token),
+            (None, Some(path)) => secrets::read_admin_token(path)?,
+            (None, None) => {
+                return Err(StartupError::MasterKey(
+                    "set admin_token_file or ALTER_ADMIN_TOKEN (`alter server init --dir DIR` creates one)"
+                        .into(),
+                ));
+            }
+        };
+        Ok(ServerSettings {
+            listen: config.listen,
+            database_url: config.database_url.clone(),
+            store_options: StoreOptions {
+                max_connections: config.database.max_connections,
+                sqlite_synchronous: config.database.sqlite_synchronous.clone(),
+                ..StoreOptions::default()
+            },
+            master_key: Arc::new(master_key),
+            admin_token_hash: alter_crypto::keys::token_hash(admin_token.expose_secret()),
+            base_path: config.base_path.clone(),
+            max_body_bytes: config.max_body_bytes,
+            vault: Settings {
+                timestamp_window_seconds: config.timestamp_window_seconds,
+                max_derived_key_ttl_seconds: config.max_derived_key_ttl_hours * 3600,
+            },
+            clock: Arc::new(SystemClock),
+        })
+    }
+}
+
+/// A built server: listening, migrated, not yet serving.
+#[derive(Debug)]
+pub struct Server {
+    listener: TcpListener,
+    state: AppState,
+    store: SqlStore,
+    base_path: String,
+}
+
+impl Server {
+    /// Connects and migrates the database, opens the vault with the master key and binds the
+    /// listener.
+    pub async fn build(settings: ServerSettings) -> Result<Server, StartupError> {
+        let store = SqlStore::connect(&settings.database_url, &settings.store_options)
+            .await
+            .map_err(|e| StartupError::Database(e.to_string()))?;
+        store
+            .migrate()
+            .await
+            .map_err(|e| StartupError::Database(e.to_string()))?;
+        let vault = Vault::open(
+            Arc::new(store.clone()),
+            &settings.master_key,
+            settings.clock,
+            settings.vault,
+        )
+        .await
+        .map_err(|e| match e {
+            alter_core::Error::Crypto(c) => StartupError::MasterKey(c.to_string()),
+            other => StartupError::Database(format!("{other}: {}", source_text(&other))),
+        })?;
+        let listener =
+            TcpListener::bind(settings.listen)
+                .await
+                .map_err(|source| StartupError::Listen {
+                    addr: settings.listen,
+                    source,
+                })?;
+        Ok(Server {
+            listener,
+            state: AppState {
+                vault,
+                admin_token_hash: settings.admin_token_hash,
+                max_body_bytes: settings.max_body_bytes,
+            },
+            store,
+            base_path: settings.base_path,
+        })
+    }
+
+    /// The bound address (with the real port when 0 was asked for).
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// The domain services, e.g. to bootstrap a dev app before serving.
+    pub fn vault(&self) -> &Vault {
+        &self.state.vault
+    }
+
+    /// Serves until `shutdown` completes, then lets in-flight requests finish and closes the
+    /// database.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let app = routes::router(self.state.clone(), &self.base_path)
+            .layer(telemetry::http_trace_layer());
+        let pruner = tokio::spawn(prune_nonces(self.state.vault.clone()));
+        let served = axum::serve(
+            self.listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await;
+        pruner.abort();
+        self.store.close().await;
+        served
+    }
+}
+
+async fn prune_nonces(vault: Vault) {
+    let mut tick = tokio::time::interval(PRUNE_INTERVAL);
+    loop {
+        tick.tick().await;
+        match vault.prune_nonces().await {
+            Ok(n) if n > 0 => tracing::debug!(pruned = n, "pruned request nonces"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "pruning request nonces failed"),
+        }
+    }
+}
+
+fn source_text(e: &dyn std::error::Error) -> String {
+    e.source().map(ToString::to_string).unwrap_or_default()
+}
+
+/// Completes on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = interrupt => {},
+        _ = terminate => {},
+    }
+    tracing::info!("shutting down: finishing in-flight requests");
+}

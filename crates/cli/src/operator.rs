@@ -1,0 +1,263 @@
+//! Operator commands over the admin API: `alter app …` and `alter key …`. Human tables by
+//! default, `--json` for scripts; stable exit codes (1 error, 3 auth, 4 not found, 5 conflict,
+//! 6 rate limited; 2 is clap's usage error).
+
+use std::process::ExitCode;
+
+use alter_proto::admin::{AppInfo, MintKeyRequest};
+use alter_proto::keys::{ApiKeyInfo, MintedKey};
+use alter_sdk::Error;
+use alter_sdk::admin::AdminClient;
+use clap::{Args, Subcommand};
+use serde::Serialize;
+
+use crate::table::Table;
+
+/// Where the server is and how to authenticate to it.
+#[derive(Debug, Args)]
+pub struct Connection {
+    /// Server base URL.
+    #[arg(
+        long,
+        env = "ALTER_ADDR",
+        default_value = "http://127.0.0.1:8080",
+        global = true
+    )]
+    addr: String,
+    /// Operator admin token.
+    #[arg(long, env = "ALTER_ADMIN_TOKEN", hide_env_values = true, global = true)]
+    admin_token: Option<String>,
+    /// Print JSON instead of a table.
+    #[arg(long, global = true)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct AppArgs {
+    #[command(flatten)]
+    connection: Connection,
+    #[command(subcommand)]
+    command: AppCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum AppCommand {
+    /// Create an app.
+    Create {
+        /// Display name.
+        #[arg(long)]
+        name: String,
+    },
+    /// List apps.
+    List,
+}
+
+#[derive(Debug, Args)]
+pub struct KeyArgs {
+    #[command(flatten)]
+    connection: Connection,
+    /// The app (defaults to the only app, when there is exactly one).
+    #[arg(long, global = true)]
+    app: Option<String>,
+    #[command(subcommand)]
+    command: KeyCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum KeyCommand {
+    /// Mint a key; its plaintext is shown once.
+    Mint {
+        /// Name.
+        #[arg(long)]
+        name: Option<String>,
+        /// Key type: rk (app runtime, default), ak (agent-typed) or pk (publishable).
+        #[arg(long = "type", value_parser = ["rk", "ak", "pk"])]
+        key_type: Option<String>,
+        /// A scope to grant (repeatable); every scope by default.
+        #[arg(long = "scope")]
+        scopes: Vec<String>,
+        /// A network the key may be used from (repeatable).
+        #[arg(long = "cidr")]
+        cidrs: Vec<String>,
+        /// Lifetime in seconds.
+        #[arg(long)]
+        expires_in: Option<i64>,
+    },
+    /// List keys.
+    List,
+    /// Revoke a key (and the keys derived from it).
+    Revoke {
+        /// Key id.
+        key_id: String,
+    },
+    /// Rotate a key: mint its successor; the old one works for the grace period.
+    Rotate {
+        /// Key id.
+        key_id: String,
+        /// Seconds the old key keeps working (default 0).
+        #[arg(long)]
+        grace_seconds: Option<i64>,
+    },
+}
+
+pub async fn app(args: AppArgs) -> ExitCode {
+    let json = args.connection.json;
+    let result = async {
+        let client = client(&args.connection)?;
+        match args.command {
+            AppCommand::Create { name } => {
+                let app = client.create_app(&name).await?;
+                Ok(output(json, &app, || {
+                    apps_table(std::slice::from_ref(&app))
+                }))
+            }
+            AppCommand::List => {
+                let apps = client.list_apps().await?;
+                Ok(output(json, &apps, || apps_table(&apps)))
+            }
+        }
+    }
+    .await;
+    finish(result)
+}
+
+pub async fn key(args: KeyArgs) -> ExitCode {
+    let json = args.connection.json;
+    let result = async {
+        let client = client(&args.connection)?;
+        let app = resolve_app(&client, args.app).await?;
+        match args.command {
+            KeyCommand::Mint {
+                name,
+                key_type,
+                scopes,
+                cidrs,
+                expires_in,
+            } => {
+                let request = MintKeyRequest {
+                    name,
+                    key_type,
+                    scopes: (!scopes.is_empty()).then_some(scopes),
+                    cidr_allowlist: (!cidrs.is_empty()).then_some(cidrs),
+                    expires_in,
+                };
+                let minted = client.mint_key(&app, &request).await?;
+                Ok(output(json, &minted, || minted_text(&minted)))
+            }
+            KeyCommand::List => {
+                let keys = client.list_keys(&app).await?;
+                Ok(output(json, &keys, || keys_table(&keys)))
+            }
+            KeyCommand::Revoke { key_id } => {
+                let key = client.revoke_key(&app, &key_id).await?;
+                Ok(output(json, &key, || {
+                    keys_table(std::slice::from_ref(&key))
+                }))
+            }
+            KeyCommand::Rotate {
+                key_id,
+                grace_seconds,
+            } => {
+                let minted = client.rotate_key(&app, &key_id, grace_seconds).await?;
+                Ok(output(json, &minted, || minted_text(&minted)))
+            }
+        }
+    }
+    .await;
+    finish(result)
+}
+
+fn client(connection: &Connection) -> Result<AdminClient, Error> {
+    let token = connection
+        .admin_token
+        .clone()
+        .ok_or_else(|| Error::value("set ALTER_ADMIN_TOKEN (or --admin-token)"))?;
+    AdminClient::new(&connection.addr, token)
+}
+
+/// `--app`, or the only app there is.
+async fn resolve_app(client: &AdminClient, app: Option<String>) -> Result<String, Error> {
+    if let Some(app) = app {
+        return Ok(app);
+    }
+    let apps = client.list_apps().await?;
+    match apps.as_slice() {
+        [only] => Ok(only.id.clone()),
+        [] => Err(Error::value(
+            "there is no app yet: create one with `alter app create --name NAME`",
+        )),
+        _ => Err(Error::value(format!(
+            "there are {} apps: choose one with --app ID (see `alter app list`)",
+            apps.len()
+        ))),
+    }
+}
+
+fn output<T: Serialize>(json: bool, value: &T, human: impl FnOnce() -> String) -> String {
+    if json {
+        serde_json::to_string_pretty(value).unwrap_or_default()
+    } else {
+        human()
+    }
+}
+
+fn finish(result: Result<String, Error>) -> ExitCode {
+    match result {
+        Ok(text) => {
+            println!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {}", e.info().message);
+            ExitCode::from(exit_code(&e))
+        }
+    }
+}
+
+fn exit_code(e: &Error) -> u8 {
+    match e.status() {
+        401 | 403 => 3,
+        404 => 4,
+        409 => 5,
+        429 => 6,
+        _ => 1,
+    }
+}
+
+fn apps_table(apps: &[AppInfo]) -> String {
+    let mut table = Table::new(["ID", "NAME", "CREATED"]);
+    for app in apps {
+        table.row([app.id.as_str(), app.name.as_str(), app.created_at.as_str()]);
+    }
+    table.render()
+}
+
+fn keys_table(keys: &[ApiKeyInfo]) -> String {
+    let mut table = Table::new(["ID", "NAME", "TYPE", "PREFIX", "STATUS", "CREATED"]);
+    for key in keys {
+        let status = if key.revoked_at.is_some() {
+            "revoked"
+        } else if key.deprecated_at.is_some() {
+            "rotated"
+        } else {
+            "active"
+        };
+        table.row([
+            key.id.as_str(),
+            key.name.as_str(),
+            key.key_type.as_str(),
+            key.key_prefix.as_str(),
+            status,
+            key.created_at.as_str(),
+        ]);
+    }
+    table.render()
+}
+
+fn minted_text(minted: &MintedKey) -> String {
+    format!(
+        "{}\n\napi_key: {}\n(store it now: it is never shown again)",
+        keys_table(std::slice::from_ref(&minted.info)),
+        minted.api_key
+    )
+}

@@ -1,0 +1,271 @@
+//! Authentication of `/sdk/*` requests and of the operator admin API.
+//!
+//! [`signed_request`] is the middleware in front of every `/sdk/*` route. It buffers the body
+//! (413 past the limit), then: key format → key lookup by hash → content hash → HMAC v1/v2 over
+//! the canonical request → (in the vault) timestamp window → nonce → key lifecycle → CIDR →
+//! attenuation. Every failure up to and including the nonce answers the same `invalid_key`.
+//! The admitted [`Caller`] travels to the handler, whose [`Authed`] extractor checks the scope
+//! the route needs.
+
+use std::marker::PhantomData;
+use std::net::SocketAddr;
+
+use alter_core::caller::{Caller, RequestFacts, RequestRule};
+use alter_core::error::Error;
+use alter_core::scope::{Scope, UnknownScope};
+use alter_proto::keyfmt;
+use alter_proto::signing::{self, SigningInput, headers};
+use axum::body::{Body, Bytes};
+use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Largest `X-Alter-Request-Rule` header.
+const MAX_RULE_HEADER_LEN: usize = 4096;
+
+/// Middleware: authenticates and admits a signed SDK request.
+pub async fn signed_request(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let (parts, body) = request.into_parts();
+    let bytes = match axum::body::to_bytes(body, state.max_body_bytes).await {
+        Ok(bytes) => bytes,
+        Err(_) => return ApiError::payload_too_large(state.max_body_bytes).into_response(),
+    };
+    let caller = match admit(&state, &parts, &bytes).await {
+        Ok(caller) => caller,
+        Err(e) => return e.into_response(),
+    };
+    let deprecated = caller.key_deprecated;
+    let mut request = Request::from_parts(parts, Body::from(bytes));
+    request.extensions_mut().insert(caller);
+    let mut response = next.run(request).await;
+    if deprecated {
+        response
+            .headers_mut()
+            .insert(headers::KEY_DEPRECATED, HeaderValue::from_static("true"));
+    }
+    response
+}
+
+async fn admit(state: &AppState, parts: &Parts, body: &Bytes) -> Result<Caller, ApiError> {
+    let h = &parts.headers;
+    let api_key = header_str(h, headers::API_KEY).ok_or(Error::Unauthenticated)?;
+    keyfmt::parse(api_key).map_err(|_| Error::Unauthenticated)?;
+    let key = state
+        .vault
+        .find_key(api_key)
+        .await?
+        .ok_or(Error::Unauthenticated)?;
+
+    let required = |name| header_str(h, name).ok_or(Error::Unauthenticated);
+    let timestamp = required(headers::TIMESTAMP)?;
+    let nonce = required(headers::NONCE)?;
+    let content_sha256 = required(headers::CONTENT_SHA256)?;
+    let signature = required(headers::SIGNATURE)?;
+    if !alter_crypto::ct_eq(
+        content_sha256.as_bytes(),
+        signing::content_sha256(body).as_bytes(),
+    ) {
+        return Err(Error::Unauthenticated.into());
+    }
+    let target = parts
+        .uri
+        .path_and_query()
+        .map_or(parts.uri.path(), |pq| pq.as_str());
+    let canonical_target = signing::canonical_target(target);
+    let optional = |name| header_str(h, name);
+    let input = SigningInput {
+        method: parts.method.as_str(),
+        canonical_target: &canonical_target,
+        timestamp,
+        nonce,
+        content_sha256,
+        scope_constraints: optional(headers::SCOPE_CONSTRAINTS),
+        request_rule: optional(headers::REQUEST_RULE),
+        caller: optional(headers::CALLER),
+        caller_type: optional(headers::CALLER_TYPE),
+        actor_id: optional(headers::ACTOR_ID),
+        actor_context: optional(headers::CONTEXT),
+    };
+    let signing_key = state.vault.signing_key(&key)?;
+    let v2_matches = optional(headers::SIGNATURE_V2)
+        .is_none_or(|v2| alter_crypto::ct_eq(v2.as_bytes(), signature.as_bytes()));
+    if !v2_matches || !input.verify(&signing_key, signature) {
+        return Err(Error::Unauthenticated.into());
+    }
+
+    let non_empty = |v: Option<&str>| v.filter(|v| !v.is_empty()).map(str::to_owned);
+    let facts = RequestFacts {
+        timestamp: timestamp.to_owned(),
+        nonce: nonce.to_owned(),
+        peer: parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(addr)| addr.ip()),
+        scope_constraints: input
+            .scope_constraints
+            .map(|c| c.split(',').map(|s| s.trim().to_owned()).collect()),
+        request_rule: input.request_rule.map(decode_rule).transpose()?,
+        caller: non_empty(input.caller),
+        caller_type: non_empty(input.caller_type),
+        actor_id: non_empty(input.actor_id),
+        context: non_empty(input.actor_context),
+    };
+    Ok(state.vault.admit(&key, facts).await?)
+}
+
+/// A header as text; `None` if absent or not visible ASCII.
+fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// `X-Alter-Request-Rule`: base64url (no padding) of `{"rule_type": str, "rule_body": {…}}`.
+fn decode_rule(header: &str) -> Result<RequestRule, Error> {
+    let invalid = |why: &str| Error::InvalidAttenuation(format!("X-Alter-Request-Rule: {why}"));
+    if header.len() > MAX_RULE_HEADER_LEN {
+        return Err(invalid("at most 4096 characters"));
+    }
+    let bytes = URL_SAFE_NO_PAD
+        .decode(header.trim_end_matches('='))
+        .map_err(|_| invalid("not base64url"))?;
+    let value: serde_json::Value =
+        serde_json::from_slice(&bytes).map_err(|_| invalid("not JSON"))?;
+    let object = value.as_object().ok_or_else(|| invalid("not an object"))?;
+    if object.len() != 2 {
+        return Err(invalid("must hold exactly rule_type and rule_body"));
+    }
+    match (object.get("rule_type"), object.get("rule_body")) {
+        (Some(serde_json::Value::String(rule_type)), Some(body)) if body.is_object() => {
+            Ok(RequestRule {
+                rule_type: rule_type.clone(),
+                rule_body: body.clone(),
+            })
+        }
+        _ => Err(invalid(
+            "rule_type must be a string and rule_body an object",
+        )),
+    }
+}
+
+/// The scope a route needs, as a type: see [`need`].
+pub trait RequiredScope {
+    /// Any one of these is enough; empty means a valid signature is enough. A marker naming a
+    /// scope outside the catalogue fails, and so does every request to its route.
+    fn any_of() -> Result<Vec<Scope>, UnknownScope>;
+}
+
+/// An admitted caller holding the scope `S` needs.
+#[derive(Debug)]
+pub struct Authed<S>(pub Caller, pub PhantomData<S>);
+
+impl<S: RequiredScope, St: Send + Sync> FromRequestParts<St> for Authed<S> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &St) -> Result<Self, ApiError> {
+        let caller = parts
+            .extensions
+            .get::<Caller>()
+            .cloned()
+            .ok_or_else(|| ApiError::internal(&"route is missing the signed_request layer"))?;
+        let needed = S::any_of().map_err(|e| ApiError::internal(&e))?;
+        if !needed.is_empty() {
+            caller.require_any(&needed)?;
+        }
+        Ok(Authed(caller, PhantomData))
+    }
+}
+
+/// Scope markers for [`Authed`].
+pub mod need {
+    use super::RequiredScope;
+    use alter_core::scope::{Scope, UnknownScope};
+
+    macro_rules! scopes {
+        ($($(#[$doc:meta])* $name:ident => [$($scope:literal),*];)*) => {
+            $(
+                $(#[$doc])*
+                #[derive(Debug)]
+                pub struct $name;
+                impl RequiredScope for $name {
+                    fn any_of() -> Result<Vec<Scope>, UnknownScope> {
+                        let scopes: &[&str] = &[$($scope),*];
+                        scopes.iter().map(|s| Scope::parse(s)).collect()
+                    }
+                }
+            )*
+        };
+    }
+
+    scopes! {
+        /// A valid signature is enough.
+        Signed => [];
+        /// `keys:derive`.
+        KeysDerive => ["keys:derive"];
+        /// `keys:admin`.
+        KeysAdmin => ["keys:admin"];
+    }
+}
+
+/// The operator, authenticated by `Authorization: Bearer <admin token>`.
+#[derive(Debug)]
+pub struct Operator;
+
+impl FromRequestParts<AppState> for Operator {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let token = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .ok_or_else(ApiError::invalid_admin_token)?;
+        let presented = alter_crypto::keys::token_hash(token.trim());
+        if alter_crypto::ct_eq(&presented, &state.admin_token_hash) {
+            Ok(Operator)
+        } else {
+            Err(ApiError::invalid_admin_token())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_rules_decode_strictly() {
+        let rule = decode_rule("eyJydWxlX3R5cGUiOiJqc29uX21hdGNoIiwicnVsZV9ib2R5Ijp7IndoZW4iOnsibWV0aG9kIjoiUE9TVCJ9LCJlZmZlY3QiOiJkZW55In19").unwrap();
+        assert_eq!(rule.rule_type, "json_match");
+        assert_eq!(rule.rule_body["effect"], "deny");
+        for bad in [
+            "!!!",
+            &URL_SAFE_NO_PAD.encode("[]"),
+            &URL_SAFE_NO_PAD.encode(r#"{"rule_type":"x"}"#),
+            &URL_SAFE_NO_PAD.encode(r#"{"rule_type":"x","rule_body":{},"extra":1}"#),
+            &URL_SAFE_NO_PAD.encode(r#"{"rule_type":1,"rule_body":{}}"#),
+            &"a".repeat(4097),
+        ] {
+            assert!(decode_rule(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn scope_markers_parse() {
+        assert!(need::Signed::any_of().unwrap().is_empty());
+        assert_eq!(
+            need::KeysAdmin::any_of().unwrap(),
+            vec![Scope::parse("keys:admin").unwrap()]
+        );
+    }
+}

@@ -1,0 +1,247 @@
+//! Configuration of `alter server`: defaults < TOML file < `ALTER_*` environment. Unknown keys
+//! in the file are an error; secrets come from files (`*_file`) or the environment, never from
+//! the TOML itself.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Database tuning.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// Pool size (PostgreSQL) or reader connections (SQLite).
+    pub max_connections: u32,
+    /// SQLite `synchronous`: `FULL` or `NORMAL`.
+    pub sqlite_synchronous: String,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        DatabaseConfig {
+            max_connections: 16,
+            sqlite_synchronous: "FULL".into(),
+        }
+    }
+}
+
+/// The configuration file (and environment).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Address to listen on.
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// `sqlite://PATH` or `postgres://…`.
+    pub database_url: String,
+    /// File holding the base64 master key (mode 0600). `ALTER_MASTER_KEY` may give it directly.
+    #[serde(default)]
+    pub master_key_file: Option<PathBuf>,
+    /// File holding the operator admin token. `ALTER_ADMIN_TOKEN` may give it directly.
+    #[serde(default)]
+    pub admin_token_file: Option<PathBuf>,
+    /// `text` or `json`.
+    #[serde(default)]
+    pub log_format: LogFormat,
+    /// Path prefix the server is mounted under (e.g. `/api`), or empty.
+    #[serde(default)]
+    pub base_path: String,
+    /// Largest accepted request body.
+    #[serde(default = "default_max_body_bytes")]
+    pub max_body_bytes: usize,
+    /// Accepted clock skew of signed requests.
+    #[serde(default = "default_timestamp_window")]
+    pub timestamp_window_seconds: i64,
+    /// Longest lifetime of a derived key.
+    #[serde(default = "default_derived_ttl_hours")]
+    pub max_derived_key_ttl_hours: i64,
+    /// Database tuning.
+    #[serde(default)]
+    pub database: DatabaseConfig,
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8080))
+}
+
+fn default_max_body_bytes() -> usize {
+    1024 * 1024
+}
+
+fn default_timestamp_window() -> i64 {
+    300
+}
+
+fn default_derived_ttl_hours() -> i64 {
+    24
+}
+
+/// A configuration that cannot be used; the message says what to fix.
+#[derive(Debug, thiserror::Error)]
+#[error("configuration: {0}")]
+pub struct ConfigError(pub String);
+
+/// `ALTER_*` variables and the key each overrides, with how to read its value.
+const ENV_KEYS: &[(&str, &str, EnvKind)] = &[
+    ("ALTER_LISTEN", "listen", EnvKind::Text),
+    ("ALTER_DATABASE_URL", "database_url", EnvKind::Text),
+    ("ALTER_MASTER_KEY_FILE", "master_key_file", EnvKind::Text),
+    ("ALTER_ADMIN_TOKEN_FILE", "admin_token_file", EnvKind::Text),
+    ("ALTER_LOG_FORMAT", "log_format", EnvKind::Text),
+    ("ALTER_BASE_PATH", "base_path", EnvKind::Text),
+    ("ALTER_MAX_BODY_BYTES", "max_body_bytes", EnvKind::Integer),
+    (
+        "ALTER_TIMESTAMP_WINDOW_SECONDS",
+        "timestamp_window_seconds",
+        EnvKind::Integer,
+    ),
+    (
+        "ALTER_MAX_DERIVED_KEY_TTL_HOURS",
+        "max_derived_key_ttl_hours",
+        EnvKind::Integer,
+    ),
+];
+
+#[derive(Debug, Clone, Copy)]
+enum EnvKind {
+    Text,
+    Integer,
+}
+
+impl Config {
+    /// Reads the file (if any) and overlays the environment.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let mut table = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| ConfigError(format!("cannot read {}: {e}", path.display())))?;
+                toml::from_str::<toml::Table>(&text)
+                    .map_err(|e| ConfigError(format!("{}: {e}", path.display())))?
+            }
+            None => toml::Table::new(),
+        };
+        for (var, key, kind) in ENV_KEYS {
+            if let Some(value) = env(var) {
+                let value = match kind {
+                    EnvKind::Text => toml::Value::String(value),
+                    EnvKind::Integer => toml::Value::Integer(
+                        value
+                            .trim()
+                            .parse()
+                            .map_err(|_| ConfigError(format!("{var} must be an integer")))?,
+                    ),
+                };
+                table.insert((*key).to_owned(), value);
+            }
+        }
+        let config: Config = table
+            .try_into()
+            .map_err(|e: toml::de::Error| ConfigError(e.message().to_owned()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let base = &self.base_path;
+        if !base.is_empty() && (!base.starts_with('/') || base.ends_with('/')) {
+            return Err(ConfigError(
+                "base_path must start with / and not end with / (e.g. /api)".into(),
+            ));
+        }
+        if self.max_body_bytes < 1024 {
+            return Err(ConfigError("max_body_bytes must be at least 1024".into()));
+        }
+        if !(30..=3600).contains(&self.timestamp_window_seconds) {
+            return Err(ConfigError(
+                "timestamp_window_seconds must be between 30 and 3600".into(),
+            ));
+        }
+        if !(1..=24 * 30).contains(&self.max_derived_key_ttl_hours) {
+            return Err(ConfigError(
+                "max_derived_key_ttl_hours must be between 1 and 720".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn env(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        move |k| map.get(k).cloned()
+    }
+
+    fn file(text: &str) -> tempfile::NamedTempFile {
+        let f = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(f.path(), text).unwrap();
+        f
+    }
+
+    #[test]
+    fn file_then_environment() {
+        let f = file(
+            "database_url = \"sqlite:///tmp/a.db\"\nlisten = \"0.0.0.0:9000\"\n[database]\nmax_connections = 4\n",
+        );
+        let c = Config::load(Some(f.path()), env(&[("ALTER_LISTEN", "127.0.0.1:7000")])).unwrap();
+        assert_eq!(c.listen.port(), 7000);
+        assert_eq!(c.database_url, "sqlite:///tmp/a.db");
+        assert_eq!(c.database.max_connections, 4);
+        assert_eq!(c.log_format, LogFormat::Text);
+        assert_eq!(c.max_body_bytes, 1024 * 1024);
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_errors() {
+        let f = file("database_url = \"sqlite:///tmp/a.db\"\nlisten_addr = \"x\"\n");
+        let e = Config::load(Some(f.path()), env(&[])).unwrap_err();
+        assert!(e.to_string().contains("listen_addr"), "{e}");
+        let f = file("database_url = \"sqlite:///tmp/a.db\"\n[database]\npool = 3\n");
+        assert!(Config::load(Some(f.path()), env(&[])).is_err());
+        assert!(
+            Config::load(None, env(&[])).is_err(),
+            "database_url is required"
+        );
+        assert!(
+            Config::load(
+                None,
+                env(&[
+                    ("ALTER_DATABASE_URL", "sqlite://x"),
+                    ("ALTER_MAX_BODY_BYTES", "lots")
+                ])
+            )
+            .is_err()
+        );
+        assert!(
+            Config::load(
+                None,
+                env(&[
+                    ("ALTER_DATABASE_URL", "sqlite://x"),
+                    ("ALTER_BASE_PATH", "api/")
+                ])
+            )
+            .is_err()
+        );
+    }
+}

@@ -1,0 +1,183 @@
+//! The one place errors become HTTP: every domain error and every request rejection is mapped
+//! here to a status and a stable wire code, in the flat envelope the official client parses
+//! (protocol part 1 §4). 5xx bodies are generic; their cause goes to the log.
+
+use alter_core::Entity;
+use alter_core::error::Error;
+use alter_core::ports::StoreError;
+use alter_core::scope::SCOPE_VERSION;
+use alter_proto::{ErrorBody, codes};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+/// An error answer: status, envelope and, for 503s, a `Retry-After`.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    body: ErrorBody,
+    retry_after: Option<u32>,
+}
+
+impl ApiError {
+    /// An answer with a status, code and message.
+    pub fn new(status: StatusCode, code: &str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            body: ErrorBody::new(code, message),
+            retry_after: None,
+        }
+    }
+
+    /// 413: the body exceeds the configured limit.
+    pub fn payload_too_large(limit: usize) -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            codes::PAYLOAD_TOO_LARGE,
+            format!("request body exceeds the limit of {limit} bytes"),
+        )
+    }
+
+    /// 422: the body or a parameter is malformed.
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            codes::INVALID_REQUEST,
+            message,
+        )
+    }
+
+    /// 401 on the admin API.
+    pub fn invalid_admin_token() -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            codes::INVALID_ADMIN_TOKEN,
+            "missing or invalid admin token (Authorization: Bearer …)",
+        )
+    }
+
+    /// 404 for an unknown route.
+    pub fn route_not_found() -> Self {
+        Self::new(StatusCode::NOT_FOUND, codes::NOT_FOUND, "no such route")
+    }
+
+    /// 500 with a generic body; `cause` goes to the log only.
+    pub fn internal(cause: &dyn std::fmt::Display) -> Self {
+        tracing::error!(error = %cause, "internal error");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            codes::INTERNAL_ERROR,
+            "internal error",
+        )
+    }
+
+    fn with(mut self, f: impl FnOnce(ErrorBody) -> ErrorBody) -> Self {
+        self.body = f(self.body);
+        self
+    }
+
+    /// The status.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The envelope.
+    pub fn body(&self) -> &ErrorBody {
+        &self.body
+    }
+}
+
+impl From<Error> for ApiError {
+    fn from(error: Error) -> Self {
+        use StatusCode as S;
+        let message = error.to_string();
+        match error {
+            Error::Invalid(_) => ApiError::invalid(message),
+            Error::NotFound(entity) => ApiError::new(S::NOT_FOUND, not_found_code(entity), message),
+            Error::Unauthenticated => ApiError::new(S::UNAUTHORIZED, codes::INVALID_KEY, message)
+                .with(|b| b.with_hint("check the API key and that the client clock is right")),
+            Error::KeyRevoked => ApiError::new(S::UNAUTHORIZED, codes::KEY_REVOKED, message),
+            Error::KeyExpired => ApiError::new(S::UNAUTHORIZED, codes::KEY_EXPIRED, message),
+            Error::KeyRotationExpired => {
+                ApiError::new(S::UNAUTHORIZED, codes::KEY_ROTATED_GRACE_EXPIRED, message)
+                    .with(|b| b.with_hint("use the key that replaced this one"))
+            }
+            Error::IpNotAllowed => ApiError::new(S::FORBIDDEN, codes::IP_NOT_ALLOWED, message),
+            Error::InsufficientScope {
+                required,
+                granted,
+                any_of,
+            } => {
+                let required: Vec<String> = required.iter().map(ToString::to_string).collect();
+                ApiError::new(S::FORBIDDEN, codes::INSUFFICIENT_SCOPE, message).with(|b| {
+                    let b = b
+                        .with_field("required", json!(required))
+                        .with_field("granted", json!(granted))
+                        .with_field("missing", json!(required))
+                        .with_field("scope_version", SCOPE_VERSION);
+                    if any_of {
+                        b.with_field("required_any_of", true)
+                    } else {
+                        b
+                    }
+                })
+            }
+            Error::ConstraintNotNarrowing(_) => {
+                ApiError::new(S::BAD_REQUEST, codes::CONSTRAINT_NOT_NARROWING, message)
+            }
+            Error::InvalidAttenuation(_) => {
+                ApiError::new(S::BAD_REQUEST, codes::INVALID_ATTENUATION, message)
+            }
+            Error::InvalidScopeForDerivedKey(_) => ApiError::new(
+                S::BAD_REQUEST,
+                codes::INVALID_SCOPE_FOR_DERIVED_KEY,
+                message,
+            ),
+            Error::DerivedKeyNotRotatable => {
+                ApiError::new(S::BAD_REQUEST, codes::DERIVED_KEY_NOT_ROTATABLE, message)
+            }
+            Error::KeyAlreadyRevoked => {
+                ApiError::new(S::CONFLICT, codes::KEY_ALREADY_REVOKED, message)
+            }
+            Error::Storage(StoreError::Unavailable(cause)) => {
+                tracing::error!(error = %cause, "database unavailable");
+                let mut e = ApiError::new(
+                    S::SERVICE_UNAVAILABLE,
+                    codes::SERVICE_UNAVAILABLE,
+                    "the database is unavailable; retry shortly",
+                );
+                e.retry_after = Some(1);
+                e
+            }
+            Error::Storage(cause) => ApiError::internal(&cause),
+            Error::Crypto(cause) => ApiError::internal(&cause),
+        }
+    }
+}
+
+fn not_found_code(entity: Entity) -> &'static str {
+    match entity {
+        Entity::App => codes::APP_NOT_FOUND,
+        Entity::Key => codes::KEY_NOT_FOUND,
+        Entity::Agent => codes::AGENT_NOT_FOUND,
+        Entity::Grant => codes::GRANT_NOT_FOUND,
+        Entity::Secret => codes::SECRET_NOT_FOUND,
+        Entity::Idp => codes::IDP_NOT_FOUND,
+        Entity::User => codes::GRANT_NOT_FOUND,
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut response = (self.status, axum::Json(self.body)).into_response();
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        response
+    }
+}
+
+/// Result of a handler.
+pub type ApiResult<T> = Result<T, ApiError>;

@@ -1,0 +1,76 @@
+//! The routes. `/sdk/*` is the wire protocol of the official client (every route behind the
+//! signed-request middleware); `/admin/v1/*` is the operator API (admin token); `/healthz` and
+//! `/readyz` are for orchestrators.
+
+mod admin;
+mod health;
+mod keys;
+mod scopes;
+
+use axum::Router;
+use axum::middleware::from_fn_with_state;
+use axum::routing::{delete, get, post};
+
+use crate::auth::signed_request;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// One `/sdk/*` route and the scope it needs (`None`: a valid signature is enough). Tests walk
+/// this table to prove each route enforces its scope.
+#[derive(Debug, Clone, Copy)]
+pub struct SdkRoute {
+    /// HTTP method.
+    pub method: &'static str,
+    /// Path template, with `{id}`-style parameters.
+    pub path: &'static str,
+    /// Scope needed.
+    pub scope: Option<&'static str>,
+}
+
+/// Every `/sdk/*` route.
+pub const SDK_ROUTES: &[SdkRoute] = &[
+    SdkRoute {
+        method: "GET",
+        path: "/sdk/scopes",
+        scope: None,
+    },
+    SdkRoute {
+        method: "POST",
+        path: "/sdk/keys/derive",
+        scope: Some("keys:derive"),
+    },
+    SdkRoute {
+        method: "POST",
+        path: "/sdk/keys/{id}/rotate",
+        scope: Some("keys:admin"),
+    },
+    SdkRoute {
+        method: "DELETE",
+        path: "/sdk/keys/{id}",
+        scope: Some("keys:admin"),
+    },
+];
+
+/// The whole application, mounted under `base_path`.
+pub fn router(state: AppState, base_path: &str) -> Router {
+    let sdk = Router::new()
+        .route("/sdk/scopes", get(scopes::list))
+        .route("/sdk/keys/derive", post(keys::derive))
+        .route("/sdk/keys/{id}/rotate", post(keys::rotate))
+        .route("/sdk/keys/{id}", delete(keys::revoke))
+        .route_layer(from_fn_with_state(state.clone(), signed_request));
+    let app = Router::new()
+        .merge(sdk)
+        .nest("/admin/v1", admin::router())
+        .route("/healthz", get(health::live))
+        .route("/readyz", get(health::ready))
+        .fallback(|| async { ApiError::route_not_found() })
+        .with_state(state);
+    if base_path.is_empty() {
+        app
+    } else {
+        Router::new()
+            .nest(base_path, app)
+            .fallback(|| async { ApiError::route_not_found() })
+    }
+}

@@ -1,0 +1,14 @@
+//! What every handler can reach.
+
+use alter_core::Vault;
+
+/// Shared state of the HTTP layer.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    /// The domain services.
+    pub vault: Vault,
+    /// SHA-256 of the operator admin token.
+    pub admin_token_hash: [u8; 32],
+    /// Largest accepted request body.
+    pub max_body_bytes: usize,
+}
