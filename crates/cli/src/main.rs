@@ -28,6 +28,9 @@ enum Command {
         /// Data directory (database, master key, saved credentials).
         #[arg(long, default_value = "./.alter")]
         data: PathBuf,
+        /// Use this database instead of SQLite in the data directory (e.g. postgres://…).
+        #[arg(long, env = "ALTER_DATABASE_URL")]
+        database_url: Option<String>,
     },
     /// Run a production server from a config file and `ALTER_*` environment.
     Server(run::ServerArgs),
@@ -51,7 +54,11 @@ fn main() -> ExitCode {
     };
     runtime.block_on(async move {
         match cli.command {
-            Command::Dev { listen, data } => run::dev(listen, &data).await,
+            Command::Dev {
+                listen,
+                data,
+                database_url,
+            } => run::dev(listen, &data, database_url.as_deref()).await,
             Command::Server(args) => run::server(args).await,
             Command::App(args) => operator::app(args).await,
             Command::Key(args) => operator::key(args).await,

@@ -30,9 +30,9 @@ enum ServerCommand {
     },
 }
 
-pub async fn dev(listen: SocketAddr, data: &Path) -> ExitCode {
+pub async fn dev(listen: SocketAddr, data: &Path, database_url: Option<&str>) -> ExitCode {
     telemetry::init(LogFormat::Text);
-    let (server, credentials) = match alter_server::dev::prepare(listen, data).await {
+    let (server, credentials) = match alter_server::dev::prepare(listen, data, database_url).await {
         Ok(ready) => ready,
         Err(e) => return fail(&e),
     };

@@ -1,18 +1,30 @@
 //! [`App`] and [`Agent`]: the two clients of the official SDK, with the same construction rules.
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use crate::error::Error;
 use crate::namespaces::{Keys, Scopes};
-use crate::transport::{DEFAULT_TIMEOUT, Identity, Transport};
+use crate::transport::{DEFAULT_TIMEOUT, Identity, TimeSource, Transport};
 
 /// Builds an [`App`] or an [`Agent`].
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ClientBuilder {
     api_key: String,
     base_url: Option<String>,
     timeout: Duration,
     caller: Option<String>,
+    now: TimeSource,
+}
+
+impl std::fmt::Debug for ClientBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientBuilder")
+            .field("base_url", &self.base_url)
+            .field("timeout", &self.timeout)
+            .field("caller", &self.caller)
+            .finish_non_exhaustive()
+    }
 }
 
 impl ClientBuilder {
@@ -22,6 +34,7 @@ impl ClientBuilder {
             base_url: None,
             timeout: DEFAULT_TIMEOUT,
             caller: None,
+            now: Arc::new(SystemTime::now),
         }
     }
 
@@ -45,6 +58,13 @@ impl ClientBuilder {
         self
     }
 
+    /// Where request timestamps come from (the system clock by default). For tests that move
+    /// the server's clock.
+    pub fn clock(mut self, now: impl Fn() -> SystemTime + Send + Sync + 'static) -> Self {
+        self.now = Arc::new(now);
+        self
+    }
+
     fn transport(self, caller_type: &str) -> Result<Transport, Error> {
         if let Some(caller) = &self.caller
             && (caller.is_empty()
@@ -59,7 +79,13 @@ impl ClientBuilder {
             caller_type: self.caller.as_ref().map(|_| caller_type.to_owned()),
             caller: self.caller,
         };
-        Transport::new(self.api_key, self.base_url, self.timeout, identity)
+        Transport::new(
+            self.api_key,
+            self.base_url,
+            self.timeout,
+            identity,
+            self.now,
+        )
     }
 
     /// An [`App`] (caller type `service`).

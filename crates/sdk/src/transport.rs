@@ -1,6 +1,7 @@
 //! Signed HTTP transport: every request carries the API key and an HMAC signature computed
 //! exactly as the official client computes it (shared with the server through `alter-proto`).
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use alter_proto::signing::{self, SigningInput, SigningKey, headers};
@@ -27,6 +28,9 @@ pub(crate) enum Mapper {
     Agents,
 }
 
+/// Where the signing timestamp comes from.
+pub(crate) type TimeSource = Arc<dyn Fn() -> SystemTime + Send + Sync>;
+
 /// Identity headers bound into the signature.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Identity {
@@ -42,6 +46,7 @@ pub(crate) struct Transport {
     api_key: String,
     signing_key: SigningKey,
     identity: Identity,
+    now: TimeSource,
 }
 
 impl std::fmt::Debug for Transport {
@@ -67,6 +72,7 @@ impl Transport {
         base_url: Option<String>,
         timeout: Duration,
         identity: Identity,
+        now: TimeSource,
     ) -> Result<Transport, Error> {
         alter_proto::keyfmt::parse(&api_key)
             .map_err(|_| Error::value("api_key is not a valid Alter API key"))?;
@@ -87,6 +93,7 @@ impl Transport {
             api_key,
             base_url,
             identity,
+            now,
         })
     }
 
@@ -116,7 +123,7 @@ impl Transport {
                 .map_err(|e| Error::value(format!("cannot encode the request: {e}")))?,
             None => Vec::new(),
         };
-        let timestamp = SystemTime::now()
+        let timestamp = (self.now)()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or_default()

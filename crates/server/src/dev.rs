@@ -44,10 +44,12 @@ struct Saved {
     admin_token: String,
 }
 
-/// Prepares the data directory and a server; returns it with the credentials to print.
+/// Prepares the data directory and a server; returns it with the credentials to print. The
+/// database is SQLite in the data directory unless `database_url` names another.
 pub async fn prepare(
     listen: SocketAddr,
     data_dir: &Path,
+    database_url: Option<&str>,
 ) -> Result<(Server, DevCredentials), StartupError> {
     let fail = |what: &str, e: std::io::Error| {
         StartupError::Database(format!("{what} {}: {e}", data_dir.display()))
@@ -65,9 +67,13 @@ pub async fn prepare(
             .expose_secret()
             .to_owned(),
     };
+    let sqlite_file = data_dir.join(DATABASE_FILE);
     let server = Server::build(ServerSettings {
         listen,
-        database_url: format!("sqlite://{}", data_dir.join(DATABASE_FILE).display()),
+        database_url: database_url.map_or_else(
+            || format!("sqlite://{}", sqlite_file.display()),
+            str::to_owned,
+        ),
         store_options: StoreOptions::default(),
         master_key: master.clone(),
         admin_token_hash: alter_crypto::keys::token_hash(&admin_token),
@@ -77,6 +83,7 @@ pub async fn prepare(
         clock: Arc::new(SystemClock),
     })
     .await?;
+    restrict_database_files(&sqlite_file);
     let saved = match saved {
         Some(saved) if app_exists(&server, &saved.app_id).await => saved,
         _ => {
@@ -101,6 +108,16 @@ pub async fn prepare(
         data_dir: data_dir.display().to_string(),
     };
     Ok((server, credentials))
+}
+
+/// Makes the SQLite file and its WAL readable by the owner only.
+fn restrict_database_files(db: &Path) {
+    #[cfg(unix)]
+    for suffix in ["", "-wal", "-shm"] {
+        use std::os::unix::fs::PermissionsExt;
+        let path = format!("{}{suffix}", db.display());
+        let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
+    }
 }
 
 fn create_private_dir(dir: &Path) -> std::io::Result<()> {

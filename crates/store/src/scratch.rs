@@ -21,7 +21,7 @@ pub struct ScratchDatabase {
 
 #[derive(Debug)]
 enum Cleanup {
-    Sqlite(#[allow(dead_code)] tempfile::TempDir),
+    Sqlite(tempfile::TempDir),
     PostgresSchema { admin_url: String, schema: String },
 }
 
@@ -63,6 +63,38 @@ impl ScratchDatabase {
     /// The URL to connect to.
     pub fn url(&self) -> &str {
         &self.url
+    }
+
+    /// Runs one statement with text parameters directly on the database, bypassing Alter: for
+    /// tests that tamper with stored rows. Returns the rows affected.
+    pub async fn execute(&self, sql: &str, params: &[&str]) -> StoreResult<u64> {
+        let pool = AnyPoolOptions::new()
+            .max_connections(1)
+            .connect(&self.url)
+            .await
+            .map_err(db_error)?;
+        let mut query = sqlx::query(sql);
+        for param in params {
+            query = query.bind(*param);
+        }
+        let affected = query
+            .execute(&pool)
+            .await
+            .map_err(db_error)?
+            .rows_affected();
+        pool.close().await;
+        Ok(affected)
+    }
+
+    /// The SQLite database file (and `-wal` file) paths, for byte scans.
+    pub fn sqlite_files(&self) -> Vec<PathBuf> {
+        match &self.cleanup {
+            Cleanup::Sqlite(dir) => ["alter.db", "alter.db-wal"]
+                .iter()
+                .map(|f| dir.path().join(f))
+                .collect(),
+            Cleanup::PostgresSchema { .. } => Vec::new(),
+        }
     }
 
     /// Drops a PostgreSQL schema (SQLite files go with their directory).

@@ -1,1 +1,326 @@
-//! placeholder
+// A test harness fails loudly: a broken fixture is a failed test, not an error to handle.
+#![allow(clippy::expect_used)]
+//! Test harness: starts the real Alter server in-process on `127.0.0.1:0`, on SQLite or on
+//! PostgreSQL (a fresh schema in `ALTER_TEST_DATABASE_URL`), with a manual clock, and hands out
+//! clients. Every black-box Rust test of Alter lives in this crate's `tests/`.
+
+mod raw;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use alter_core::Settings;
+use alter_core::time::{Clock, ManualClock, SystemClock, Timestamp};
+use alter_crypto::{ExposeSecret, MasterKey};
+use alter_proto::admin::{AppInfo, MintKeyRequest};
+use alter_proto::keys::MintedKey;
+use alter_sdk::admin::AdminClient;
+use alter_sdk::{Agent, App};
+use alter_server::{Server, ServerSettings, StartupError};
+use alter_store::StoreOptions;
+use alter_store::scratch::ScratchDatabase;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub use raw::{RawRequest, RawResponse};
+
+/// A database engine to test on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    /// A temporary SQLite file.
+    Sqlite,
+    /// A fresh schema in the PostgreSQL of `ALTER_TEST_DATABASE_URL`.
+    Postgres,
+}
+
+/// The engines this run tests on: SQLite always, PostgreSQL when `ALTER_TEST_DATABASE_URL` is
+/// set (and then an unreachable server fails the test instead of skipping it).
+pub fn engines() -> Vec<Engine> {
+    let mut engines = vec![Engine::Sqlite];
+    if std::env::var(alter_store::scratch::TEST_DATABASE_URL_VAR).is_ok() {
+        engines.push(Engine::Postgres);
+    }
+    engines
+}
+
+/// Runs `test` once per engine of [`engines`].
+pub async fn on_every_engine<F, Fut>(test: F)
+where
+    F: Fn(Engine) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    for engine in engines() {
+        test(engine).await;
+    }
+}
+
+/// Settings a test may change.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Path prefix the server is mounted under.
+    pub base_path: String,
+    /// Largest request body.
+    pub max_body_bytes: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            base_path: String::new(),
+            max_body_bytes: 64 * 1024,
+        }
+    }
+}
+
+/// A running server.
+#[derive(Debug)]
+pub struct TestServer {
+    engine: Engine,
+    addr: SocketAddr,
+    base_url: String,
+    admin_token: String,
+    clock: Arc<ManualClock>,
+    master_key: Arc<MasterKey>,
+    database: Option<ScratchDatabase>,
+    database_url: String,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<std::io::Result<()>>>,
+}
+
+/// A new app with one full-scope key.
+#[derive(Debug, Clone)]
+pub struct TestApp {
+    /// The app.
+    pub info: AppInfo,
+    /// Its key.
+    pub key: MintedKey,
+}
+
+impl TestServer {
+    /// Starts a server on a fresh database of `engine`.
+    pub async fn start(engine: Engine) -> TestServer {
+        Self::start_with(engine, Options::default()).await
+    }
+
+    /// Starts a server with `options`.
+    pub async fn start_with(engine: Engine, options: Options) -> TestServer {
+        let database = match engine {
+            Engine::Sqlite => ScratchDatabase::sqlite().expect("temporary SQLite database"),
+            Engine::Postgres => ScratchDatabase::postgres()
+                .await
+                .expect("ALTER_TEST_DATABASE_URL is set but PostgreSQL is unreachable")
+                .expect("ALTER_TEST_DATABASE_URL is not set"),
+        };
+        let master_key = Arc::new(MasterKey::generate().expect("master key"));
+        let clock = Arc::new(ManualClock::starting_at(SystemClock.now()));
+        let mut server = TestServer {
+            engine,
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            base_url: String::new(),
+            admin_token: alter_crypto::keys::mint_token("alter_admin_")
+                .expect("admin token")
+                .expose_secret()
+                .to_owned(),
+            clock,
+            master_key,
+            database_url: database.url().to_owned(),
+            database: Some(database),
+            stop: None,
+            task: None,
+        };
+        server.boot(&options).await.expect("server starts");
+        server
+    }
+
+    /// Builds and spawns the server on the current database and master key.
+    async fn boot(&mut self, options: &Options) -> Result<(), StartupError> {
+        let server = Server::build(self.settings(self.master_key.clone(), options)).await?;
+        self.addr = server.local_addr().expect("bound address");
+        self.base_url = format!("http://{}{}", self.addr, options.base_path);
+        let (stop, stopped) = oneshot::channel();
+        self.stop = Some(stop);
+        self.task = Some(tokio::spawn(server.run_until_stopped(async {
+            let _ = stopped.await;
+        })));
+        Ok(())
+    }
+
+    fn settings(&self, master_key: Arc<MasterKey>, options: &Options) -> ServerSettings {
+        ServerSettings {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            database_url: self.database_url.clone(),
+            store_options: StoreOptions {
+                max_connections: 4,
+                ..StoreOptions::default()
+            },
+            master_key,
+            admin_token_hash: alter_crypto::keys::token_hash(&self.admin_token),
+            base_path: options.base_path.clone(),
+            max_body_bytes: options.max_body_bytes,
+            vault: Settings::default(),
+            clock: self.clock.clone(),
+        }
+    }
+
+    /// Starts a second server node on this server's database (same master key and admin
+    /// token), as a scaled-out deployment would.
+    pub async fn second_node(&self) -> TestServer {
+        let mut node = TestServer {
+            engine: self.engine,
+            addr: self.addr,
+            base_url: String::new(),
+            admin_token: self.admin_token.clone(),
+            clock: self.clock.clone(),
+            master_key: self.master_key.clone(),
+            database: None,
+            database_url: self.database_url.clone(),
+            stop: None,
+            task: None,
+        };
+        node.boot(&Options::default())
+            .await
+            .expect("second node starts");
+        node
+    }
+
+    /// Tries to start a second server on this server's database with another master key.
+    pub async fn start_with_master_key(&self, master_key: MasterKey) -> Result<(), StartupError> {
+        Server::build(self.settings(Arc::new(master_key), &Options::default()))
+            .await
+            .map(drop)
+    }
+
+    /// Stops the server (in-flight requests finish) and starts it again on the same database.
+    pub async fn restart(&mut self) {
+        self.shutdown().await;
+        self.boot(&Options::default())
+            .await
+            .expect("server restarts");
+    }
+
+    async fn shutdown(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+
+    /// Stops the server and drops its database.
+    pub async fn stop(mut self) {
+        self.shutdown().await;
+        if let Some(db) = self.database.take() {
+            db.drop_now().await.expect("drop test database");
+        }
+    }
+
+    /// The engine.
+    pub fn engine(&self) -> Engine {
+        self.engine
+    }
+
+    /// Base URL (with the base path).
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    /// The server's manual clock.
+    pub fn clock(&self) -> &ManualClock {
+        &self.clock
+    }
+
+    /// The server's current time.
+    pub fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+
+    /// Moves the server's clock (and the clients' signing clock) forward.
+    pub fn advance(&self, seconds: i64) {
+        self.clock.advance_seconds(seconds);
+    }
+
+    /// The database under the server (only the first node owns it).
+    pub fn database(&self) -> &ScratchDatabase {
+        self.database
+            .as_ref()
+            .expect("the first node owns the database")
+    }
+
+    /// The operator admin token.
+    pub fn admin_token(&self) -> &str {
+        &self.admin_token
+    }
+
+    /// An admin API client.
+    pub fn admin(&self) -> AdminClient {
+        AdminClient::new(&self.base_url, self.admin_token.clone()).expect("admin client")
+    }
+
+    /// Creates an app with one full-scope runtime key.
+    pub async fn new_app(&self, name: &str) -> TestApp {
+        let admin = self.admin();
+        let info = admin.create_app(name).await.expect("create app");
+        let key = admin
+            .mint_key(&info.id, &MintKeyRequest::default())
+            .await
+            .expect("mint key");
+        TestApp { info, key }
+    }
+
+    /// Mints another key of `app`.
+    pub async fn mint_key(&self, app: &TestApp, request: MintKeyRequest) -> MintedKey {
+        self.admin()
+            .mint_key(&app.info.id, &request)
+            .await
+            .expect("mint key")
+    }
+
+    fn client_clock(&self) -> impl Fn() -> SystemTime + Send + Sync + 'static {
+        let clock = self.clock.clone();
+        move || system_time(clock.now())
+    }
+
+    /// An `App` client signing with the server's clock.
+    pub fn app(&self, api_key: &str) -> App {
+        App::builder(api_key)
+            .base_url(&self.base_url)
+            .clock(self.client_clock())
+            .build_app()
+            .expect("app client")
+    }
+
+    /// An `Agent` client signing with the server's clock.
+    pub fn agent(&self, api_key: &str) -> Agent {
+        Agent::builder(api_key)
+            .base_url(&self.base_url)
+            .clock(self.client_clock())
+            .build_agent()
+            .expect("agent client")
+    }
+
+    /// A hand-built signed request, for tests that tamper with the wire.
+    pub fn raw(&self, api_key: &str, method: &str, path: &str) -> RawRequest {
+        RawRequest::new(
+            &self.base_url,
+            api_key,
+            method,
+            path,
+            self.clock.now().unix_seconds(),
+        )
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+fn system_time(t: Timestamp) -> SystemTime {
+    UNIX_EPOCH + Duration::from_micros(u64::try_from(t.micros()).unwrap_or(0))
+}

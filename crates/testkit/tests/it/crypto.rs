@@ -1,0 +1,101 @@
+//! Envelope encryption, end to end: nothing readable at rest, ciphertexts bound to their row,
+//! and a wrong master key stops start-up.
+
+use alter_crypto::MasterKey;
+use alter_proto::admin::MintKeyRequest;
+use alter_server::StartupError;
+use alter_testkit::{Engine, TestServer, on_every_engine};
+
+#[tokio::test]
+async fn no_key_material_is_readable_in_the_sqlite_files() {
+    let server = TestServer::start(Engine::Sqlite).await;
+    let app = server.new_app("a").await;
+    let key = app.key.api_key.clone();
+    let signing_key = alter_proto::signing::signing_key(&key);
+    server.app(&key).scopes().list().await.unwrap();
+    let files = server.database().sqlite_files();
+    let mut scanned = 0;
+    for file in &files {
+        let Ok(bytes) = std::fs::read(file) else {
+            continue;
+        };
+        scanned += bytes.len();
+        for (what, needle) in [
+            ("api key", key.as_bytes()),
+            ("random part of the api key", &key.as_bytes()[9..31]),
+            ("signing key", &signing_key[..]),
+            ("admin token", server.admin_token().as_bytes()),
+        ] {
+            assert!(
+                !bytes.windows(needle.len()).any(|w| w == needle),
+                "{what} found in {}",
+                file.display()
+            );
+        }
+    }
+    assert!(scanned > 0, "the database files were read: {files:?}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_ciphertext_moved_to_another_row_fails_to_open() {
+    on_every_engine(|engine| async move {
+        let server = TestServer::start(engine).await;
+        let app = server.new_app("a").await;
+        let victim = server.mint_key(&app, MintKeyRequest::default()).await;
+        server.app(&victim.api_key).scopes().list().await.unwrap();
+        let moved = server
+            .database()
+            .execute(
+                "UPDATE api_keys SET sealed_signing_key = \
+                 (SELECT sealed_signing_key FROM api_keys WHERE id = $1) WHERE id = $2",
+                &[&app.key.info.id, &victim.info.id],
+            )
+            .await
+            .unwrap();
+        assert_eq!(moved, 1);
+        let e = server
+            .app(&victim.api_key)
+            .scopes()
+            .list()
+            .await
+            .unwrap_err();
+        assert_eq!(e.status(), 500, "{e}");
+        assert_eq!(e.code(), Some("internal_error"));
+        assert!(!e.info().message.contains("seal"), "5xx bodies are generic");
+        server.app(&app.key.api_key).scopes().list().await.unwrap();
+        server.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_wrong_master_key_stops_start_up_with_a_clear_message() {
+    on_every_engine(|engine| async move {
+        let server = TestServer::start(engine).await;
+        let e = server
+            .start_with_master_key(MasterKey::generate().unwrap())
+            .await
+            .unwrap_err();
+        assert!(matches!(e, StartupError::MasterKey(_)), "{e}");
+        assert_eq!(
+            e.to_string(),
+            "master key: the master key does not match the one this database was created with"
+        );
+        server.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn data_survives_a_restart() {
+    on_every_engine(|engine| async move {
+        let mut server = TestServer::start(engine).await;
+        let app = server.new_app("a").await;
+        server.restart().await;
+        server.app(&app.key.api_key).scopes().list().await.unwrap();
+        assert_eq!(server.admin().list_apps().await.unwrap().len(), 1);
+        server.stop().await;
+    })
+    .await;
+}

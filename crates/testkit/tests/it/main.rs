@@ -1,0 +1,10 @@
+//! Black-box tests of Alter: the real server, in-process, driven through the Rust SDK and
+//! hand-signed HTTP requests, on SQLite and (with `ALTER_TEST_DATABASE_URL`) PostgreSQL.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod admin;
+mod auth;
+mod crypto;
+mod health;
+mod keys;
+mod scopes;
