@@ -24,8 +24,6 @@ const USER_AGENT: &str = concat!("alter-sdk-rust/", env!("CARGO_PKG_VERSION"));
 pub(crate) enum Mapper {
     /// Protocol part 1 §4.2.
     Main,
-    /// Protocol part 2 §8.10.
-    Agents,
 }
 
 /// Where the signing timestamp comes from.
@@ -62,7 +60,6 @@ impl std::fmt::Debug for Transport {
 #[derive(Debug)]
 pub(crate) struct Answer {
     pub status: StatusCode,
-    pub headers: reqwest::header::HeaderMap,
     pub body: Vec<u8>,
 }
 
@@ -95,14 +92,6 @@ impl Transport {
             identity,
             now,
         })
-    }
-
-    /// The same transport signing different identity headers.
-    pub fn with_identity(&self, identity: Identity) -> Transport {
-        Transport {
-            identity,
-            ..self.clone()
-        }
     }
 
     pub fn base_url(&self) -> &str {
@@ -167,19 +156,13 @@ impl Transport {
         }
         let response = request.send().await.map_err(transport_error)?;
         let status = response.status();
-        let headers = response.headers().clone();
         let body = response.bytes().await.map_err(transport_error)?.to_vec();
         if status.as_u16() >= 400 {
             return Err(match mapper {
                 Mapper::Main => crate::error::from_response(status.as_u16(), &body),
-                Mapper::Agents => crate::error::from_agents_response(status.as_u16(), &body),
             });
         }
-        Ok(Answer {
-            status,
-            headers,
-            body,
-        })
+        Ok(Answer { status, body })
     }
 
     /// Sends a signed request and decodes the JSON answer.

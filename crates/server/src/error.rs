@@ -15,7 +15,7 @@ use serde_json::json;
 #[derive(Debug)]
 pub struct ApiError {
     status: StatusCode,
-    body: ErrorBody,
+    body: Box<ErrorBody>,
     retry_after: Option<u32>,
 }
 
@@ -24,7 +24,7 @@ impl ApiError {
     pub fn new(status: StatusCode, code: &str, message: impl Into<String>) -> Self {
         ApiError {
             status,
-            body: ErrorBody::new(code, message),
+            body: Box::new(ErrorBody::new(code, message)),
             retry_after: None,
         }
     }
@@ -72,7 +72,7 @@ impl ApiError {
     }
 
     fn with(mut self, f: impl FnOnce(ErrorBody) -> ErrorBody) -> Self {
-        self.body = f(self.body);
+        self.body = Box::new(f(*self.body));
         self
     }
 
@@ -169,7 +169,7 @@ fn not_found_code(entity: Entity) -> &'static str {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut response = (self.status, axum::Json(self.body)).into_response();
+        let mut response = (self.status, axum::Json(*self.body)).into_response();
         if let Some(seconds) = self.retry_after {
             response
                 .headers_mut()
@@ -181,3 +181,255 @@ impl IntoResponse for ApiError {
 
 /// Result of a handler.
 pub type ApiResult<T> = Result<T, ApiError>;
+
+#[cfg(test)]
+mod tests {
+    //! Every error reaches the client as the status and code that make the official client
+    //! raise the intended exception. The table is also written to
+    //! `tests/compat/fixtures/error_table.json`, where the compat suite feeds each row to the
+    //! unmodified official client's own mappers. Run with `ALTER_BLESS=1` to rewrite it.
+
+    use super::*;
+    use alter_core::scope::Scope;
+    use serde_json::Value;
+
+    /// Which of the official client's mappers reads the answer.
+    #[derive(Clone, Copy)]
+    enum Mapper {
+        Main,
+        Agents,
+    }
+
+    fn cases() -> Vec<(&'static str, ApiError, Mapper, &'static str)> {
+        use Mapper::{Agents, Main};
+        let scope = || Scope::parse("keys:admin").unwrap();
+        vec![
+            (
+                "invalid input",
+                Error::Invalid("name must not be empty".into()).into(),
+                Main,
+                "BackendError",
+            ),
+            (
+                "unknown grant",
+                Error::NotFound(Entity::Grant).into(),
+                Main,
+                "GrantNotFoundError",
+            ),
+            (
+                "unknown key",
+                Error::NotFound(Entity::Key).into(),
+                Main,
+                "GrantNotFoundError",
+            ),
+            (
+                "unknown key (agents)",
+                Error::NotFound(Entity::Key).into(),
+                Agents,
+                "KeyNotFoundError",
+            ),
+            (
+                "unknown agent",
+                Error::NotFound(Entity::Agent).into(),
+                Main,
+                "AgentNotFoundError",
+            ),
+            (
+                "unknown agent (agents)",
+                Error::NotFound(Entity::Agent).into(),
+                Agents,
+                "AgentNotFoundError",
+            ),
+            (
+                "unknown app",
+                Error::NotFound(Entity::App).into(),
+                Main,
+                "GrantNotFoundError",
+            ),
+            (
+                "authentication failure",
+                Error::Unauthenticated.into(),
+                Main,
+                "InvalidKeyError",
+            ),
+            (
+                "authentication failure (agents)",
+                Error::Unauthenticated.into(),
+                Agents,
+                "InvalidKeyError",
+            ),
+            (
+                "revoked key",
+                Error::KeyRevoked.into(),
+                Main,
+                "KeyRevokedError",
+            ),
+            (
+                "revoked key (agents)",
+                Error::KeyRevoked.into(),
+                Agents,
+                "KeyRevokedError",
+            ),
+            (
+                "expired key",
+                Error::KeyExpired.into(),
+                Main,
+                "KeyExpiredError",
+            ),
+            (
+                "rotated key past overlap",
+                Error::KeyRotationExpired.into(),
+                Main,
+                "KeyRotationExpiredError",
+            ),
+            (
+                "peer outside allowlist",
+                Error::IpNotAllowed.into(),
+                Main,
+                "PolicyViolationError",
+            ),
+            (
+                "missing scope",
+                Error::InsufficientScope {
+                    required: vec![scope()],
+                    granted: vec!["keys:read".into()],
+                    any_of: false,
+                }
+                .into(),
+                Main,
+                "InsufficientScopeError",
+            ),
+            (
+                "missing any-of scope (agents)",
+                Error::InsufficientScope {
+                    required: vec![scope()],
+                    granted: vec![],
+                    any_of: true,
+                }
+                .into(),
+                Agents,
+                "InsufficientScopeError",
+            ),
+            (
+                "widening constraint",
+                Error::ConstraintNotNarrowing(vec!["keys:admin".into()]).into(),
+                Main,
+                "BackendError",
+            ),
+            (
+                "malformed attenuation",
+                Error::InvalidAttenuation("bad rule".into()).into(),
+                Main,
+                "BackendError",
+            ),
+            (
+                "derived key scopes",
+                Error::InvalidScopeForDerivedKey("no".into()).into(),
+                Main,
+                "BackendError",
+            ),
+            (
+                "rotating a derived key",
+                Error::DerivedKeyNotRotatable.into(),
+                Main,
+                "BackendError",
+            ),
+            (
+                "revoked key changes state",
+                Error::KeyAlreadyRevoked.into(),
+                Main,
+                "BackendError",
+            ),
+            (
+                "revoked key changes state (agents)",
+                Error::KeyAlreadyRevoked.into(),
+                Agents,
+                "KeyAlreadyRevokedError",
+            ),
+            (
+                "database down",
+                Error::Storage(StoreError::Unavailable("x".into())).into(),
+                Main,
+                "BackendError",
+            ),
+            (
+                "database error",
+                Error::Storage(StoreError::Other("x".into())).into(),
+                Main,
+                "BackendError",
+            ),
+            (
+                "body too large",
+                ApiError::payload_too_large(1024),
+                Main,
+                "BackendError",
+            ),
+            (
+                "malformed body",
+                ApiError::invalid("invalid JSON body"),
+                Main,
+                "BackendError",
+            ),
+            (
+                "bad admin token",
+                ApiError::invalid_admin_token(),
+                Main,
+                "BackendError",
+            ),
+            (
+                "unknown route",
+                ApiError::route_not_found(),
+                Main,
+                "GrantNotFoundError",
+            ),
+        ]
+    }
+
+    #[test]
+    fn every_error_reaches_the_client_as_the_intended_exception() {
+        let mut rows = Vec::new();
+        for (case, error, mapper, expected) in cases() {
+            let status = error.status().as_u16();
+            let body = serde_json::to_vec(error.body()).unwrap();
+            let mapped = match mapper {
+                Mapper::Main => alter_sdk::error::from_response(status, &body),
+                Mapper::Agents => alter_sdk::error::from_agents_response(status, &body),
+            };
+            assert_eq!(mapped.exception_name(), expected, "{case}");
+            if status >= 500 {
+                assert!(
+                    error.body().message.split_whitespace().count() <= 8,
+                    "{case}: generic"
+                );
+            }
+            rows.push(serde_json::json!({
+                "case": case,
+                "status": status,
+                "body": serde_json::from_slice::<Value>(&body).unwrap(),
+                "mapper": match mapper { Mapper::Main => "main", Mapper::Agents => "agents" },
+                "exception": expected,
+            }));
+        }
+        let table = serde_json::to_string_pretty(&rows).unwrap() + "\n";
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../tests/compat/fixtures/error_table.json");
+        if std::env::var_os("ALTER_BLESS").is_some() {
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, &table).unwrap();
+        }
+        let golden = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            golden == table,
+            "{} is out of date: rerun with ALTER_BLESS=1 and commit it",
+            path.display()
+        );
+    }
+
+    #[test]
+    fn unavailable_databases_ask_to_retry() {
+        let response =
+            ApiError::from(Error::Storage(StoreError::Unavailable("down".into()))).into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers().get(header::RETRY_AFTER).unwrap(), "1");
+    }
+}

@@ -34,7 +34,7 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         let path = e.path().to_string();
         let inner = e.into_inner();
         let what = describe(&inner);
-        if path == "." || path.is_empty() {
+        if path == "." || path == "?" || path.is_empty() {
             ApiError::invalid(format!("invalid JSON body: {what}"))
         } else {
             ApiError::invalid(format!("invalid JSON body at `{path}`: {what}"))
