@@ -6,6 +6,7 @@ pub mod apps;
 pub mod audit;
 pub mod caller;
 pub mod error;
+pub mod identity;
 pub mod ids;
 pub mod keys;
 pub mod ports;

@@ -122,30 +122,6 @@ impl App {
     pub fn new(api_key: impl Into<String>) -> Result<App, Error> {
         ClientBuilder::new(api_key).build_app()
     }
-
-    /// A builder for more settings.
-    pub fn builder(api_key: impl Into<String>) -> ClientBuilder {
-        ClientBuilder::new(api_key)
-    }
-
-    /// The server's base URL.
-    pub fn base_url(&self) -> &str {
-        self.transport.base_url()
-    }
-
-    /// Key lifecycle: derive, rotate, revoke.
-    pub fn keys(&self) -> Keys<'_> {
-        Keys {
-            transport: &self.transport,
-        }
-    }
-
-    /// The scope catalogue.
-    pub fn scopes(&self) -> Scopes<'_> {
-        Scopes {
-            transport: &self.transport,
-        }
-    }
 }
 
 /// An agent's client: authenticated by the agent's own key, or obtained from
@@ -160,28 +136,37 @@ impl Agent {
     pub fn new(api_key: impl Into<String>) -> Result<Agent, Error> {
         ClientBuilder::new(api_key).build_agent()
     }
-
-    /// A builder for more settings.
-    pub fn builder(api_key: impl Into<String>) -> ClientBuilder {
-        ClientBuilder::new(api_key)
-    }
-
-    /// The server's base URL.
-    pub fn base_url(&self) -> &str {
-        self.transport.base_url()
-    }
-
-    /// Key lifecycle: derive, rotate, revoke.
-    pub fn keys(&self) -> Keys<'_> {
-        Keys {
-            transport: &self.transport,
-        }
-    }
-
-    /// The scope catalogue.
-    pub fn scopes(&self) -> Scopes<'_> {
-        Scopes {
-            transport: &self.transport,
-        }
-    }
 }
+
+/// What `App` and `Agent` share.
+macro_rules! shared_surface {
+    ($($client:ident),*) => {$(
+        impl $client {
+            /// A builder for more settings.
+            pub fn builder(api_key: impl Into<String>) -> ClientBuilder {
+                ClientBuilder::new(api_key)
+            }
+
+            /// The server's base URL.
+            pub fn base_url(&self) -> &str {
+                self.transport.base_url()
+            }
+
+            /// Key lifecycle: derive, rotate, revoke.
+            pub fn keys(&self) -> Keys<'_> {
+                Keys {
+                    transport: &self.transport,
+                }
+            }
+
+            /// The scope catalogue.
+            pub fn scopes(&self) -> Scopes<'_> {
+                Scopes {
+                    transport: &self.transport,
+                }
+            }
+        }
+    )*};
+}
+
+shared_surface!(App, Agent);

@@ -7,7 +7,7 @@ use alter_core::ports::{AppStore, StoreResult};
 use async_trait::async_trait;
 use sqlx::any::AnyRow;
 
-use crate::rows::{get, id, time};
+use crate::rows::{fetch_all, fetch_optional, get, id, time};
 use crate::{SqlStore, audit, db_error};
 
 fn app(row: &AnyRow) -> StoreResult<App> {
@@ -40,23 +40,13 @@ impl AppStore for SqlStore {
     }
 
     async fn get_app(&self, id: AppId) -> StoreResult<Option<App>> {
-        sqlx::query("SELECT id, name, created_at FROM apps WHERE id = $1")
-            .bind(id.to_string())
-            .fetch_optional(&self.read)
-            .await
-            .map_err(db_error)?
-            .as_ref()
-            .map(app)
-            .transpose()
+        let query =
+            sqlx::query("SELECT id, name, created_at FROM apps WHERE id = $1").bind(id.to_string());
+        fetch_optional(&self.read, query, app).await
     }
 
     async fn list_apps(&self) -> StoreResult<Vec<App>> {
-        sqlx::query("SELECT id, name, created_at FROM apps ORDER BY created_at, id")
-            .fetch_all(&self.read)
-            .await
-            .map_err(db_error)?
-            .iter()
-            .map(app)
-            .collect()
+        let query = sqlx::query("SELECT id, name, created_at FROM apps ORDER BY created_at, id");
+        fetch_all(&self.read, query, app).await
     }
 }

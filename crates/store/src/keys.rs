@@ -9,7 +9,10 @@ use async_trait::async_trait;
 use sqlx::AnyConnection;
 use sqlx::any::AnyRow;
 
-use crate::rows::{flag, get, hash32, id, json, micros, opt_id, opt_json, opt_time, time, to_json};
+use crate::rows::{
+    fetch_all, fetch_optional, flag, get, hash32, id, json, micros, opt_id, opt_json, opt_time,
+    time, to_json,
+};
 use crate::{SqlStore, audit, db_error};
 
 const COLUMNS: &str = "id, app_id, agent_id, key_type, legacy_format, name, prefix, lookup_hash, \
@@ -87,43 +90,22 @@ impl KeyStore for SqlStore {
     }
 
     async fn find_key_by_hash(&self, lookup_hash: &[u8; 32]) -> StoreResult<Option<ApiKey>> {
-        sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM api_keys WHERE lookup_hash = $1"
-        ))
-        .bind(lookup_hash.to_vec())
-        .fetch_optional(&self.read)
-        .await
-        .map_err(db_error)?
-        .as_ref()
-        .map(api_key)
-        .transpose()
+        let sql = format!("SELECT {COLUMNS} FROM api_keys WHERE lookup_hash = $1");
+        let query = sqlx::query(&sql).bind(lookup_hash.to_vec());
+        fetch_optional(&self.read, query, api_key).await
     }
 
     async fn get_key(&self, app: AppId, id: KeyId) -> StoreResult<Option<ApiKey>> {
-        sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM api_keys WHERE id = $1 AND app_id = $2"
-        ))
-        .bind(id.to_string())
-        .bind(app.to_string())
-        .fetch_optional(&self.read)
-        .await
-        .map_err(db_error)?
-        .as_ref()
-        .map(api_key)
-        .transpose()
+        let sql = format!("SELECT {COLUMNS} FROM api_keys WHERE id = $1 AND app_id = $2");
+        let query = sqlx::query(&sql).bind(id.to_string()).bind(app.to_string());
+        fetch_optional(&self.read, query, api_key).await
     }
 
     async fn list_keys(&self, app: AppId) -> StoreResult<Vec<ApiKey>> {
-        sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM api_keys WHERE app_id = $1 ORDER BY created_at, id"
-        ))
-        .bind(app.to_string())
-        .fetch_all(&self.read)
-        .await
-        .map_err(db_error)?
-        .iter()
-        .map(api_key)
-        .collect()
+        let sql =
+            format!("SELECT {COLUMNS} FROM api_keys WHERE app_id = $1 ORDER BY created_at, id");
+        let query = sqlx::query(&sql).bind(app.to_string());
+        fetch_all(&self.read, query, api_key).await
     }
 
     async fn revoke_key(

@@ -4,10 +4,44 @@ use alter_core::ids::Id;
 use alter_core::ports::{StoreError, StoreResult};
 use alter_core::time::Timestamp;
 use serde::de::DeserializeOwned;
-use sqlx::Row;
-use sqlx::any::AnyRow;
+use sqlx::any::{AnyArguments, AnyRow};
+use sqlx::query::Query;
+use sqlx::{Any, Executor, Row};
 
 use crate::error::db_error;
+
+/// A query answered by at most one row.
+pub type AnyQuery<'q> = Query<'q, Any, AnyArguments<'q>>;
+
+/// Runs `query` and maps the row it returns, if any.
+pub async fn fetch_optional<'q, 'c, T>(
+    executor: impl Executor<'c, Database = Any>,
+    query: AnyQuery<'q>,
+    map: fn(&AnyRow) -> StoreResult<T>,
+) -> StoreResult<Option<T>> {
+    query
+        .fetch_optional(executor)
+        .await
+        .map_err(db_error)?
+        .as_ref()
+        .map(map)
+        .transpose()
+}
+
+/// Runs `query` and maps every row it returns.
+pub async fn fetch_all<'q, 'c, T>(
+    executor: impl Executor<'c, Database = Any>,
+    query: AnyQuery<'q>,
+    map: fn(&AnyRow) -> StoreResult<T>,
+) -> StoreResult<Vec<T>> {
+    query
+        .fetch_all(executor)
+        .await
+        .map_err(db_error)?
+        .iter()
+        .map(map)
+        .collect()
+}
 
 /// A non-null column.
 pub fn get<'r, T>(row: &'r AnyRow, column: &str) -> StoreResult<T>
