@@ -8,6 +8,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
+use alter_store::scratch::ScratchDatabase;
 use serde_json::Value;
 
 const ALTER: &str = env!("CARGO_BIN_EXE_alter");
@@ -271,12 +272,17 @@ fn server(config: &Path, env: &[(&str, &str)]) -> Running {
     }
 }
 
-fn database_urls(dir: &Path) -> Vec<String> {
-    let mut urls = vec![format!("sqlite://{}", dir.join("alter.db").display())];
-    if let Ok(url) = std::env::var("ALTER_TEST_DATABASE_URL") {
-        urls.push(url);
+/// A SQLite file and, with `ALTER_TEST_DATABASE_URL`, a fresh PostgreSQL schema.
+fn databases() -> Vec<ScratchDatabase> {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let mut databases = vec![ScratchDatabase::sqlite().unwrap()];
+    if let Some(pg) = runtime
+        .block_on(ScratchDatabase::postgres())
+        .expect("ALTER_TEST_DATABASE_URL is set but PostgreSQL is unreachable")
+    {
+        databases.push(pg);
     }
-    urls
+    databases
 }
 
 #[test]
@@ -293,7 +299,8 @@ fn alter_server_runs_from_a_config_file() {
         String::from_utf8_lossy(&init.stderr)
     );
     let token = std::fs::read_to_string(dir.path().join("secrets/admin.token")).unwrap();
-    for url in database_urls(dir.path()) {
+    for database in databases() {
+        let url = database.url();
         let config = dir.path().join("alter.toml");
         std::fs::write(
             &config,
@@ -327,6 +334,10 @@ fn alter_server_runs_from_a_config_file() {
         ));
         assert_eq!(created["name"], "prod");
         assert!(running.terminate().success());
+        tokio::runtime::Runtime::new()
+            .unwrap()
+            .block_on(database.drop_now())
+            .unwrap();
     }
 }
 
