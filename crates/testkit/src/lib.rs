@@ -4,6 +4,7 @@
 //! PostgreSQL (a fresh schema in `ALTER_TEST_DATABASE_URL`), with a manual clock, and hands out
 //! clients. Every black-box Rust test of Alter lives in this crate's `tests/`.
 
+pub mod idp;
 mod raw;
 
 use std::future::Future;

@@ -1,0 +1,17 @@
+//! Everything that leaves the process (design §2): the hardened HTTP client (no redirects,
+//! https or loopback only, bounded responses) and, on it, JWKS fetching and the
+//! [`TokenVerifier`](alter_core::identity::TokenVerifier) for end-user JWTs ([`JwtVerifier`]).
+
+mod http;
+pub mod jwks;
+mod jwt;
+
+pub use jwt::JwtVerifier;
+
+/// Why this crate could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The HTTP client could not be built (TLS backend initialisation).
+    #[error("cannot build the HTTP client: {0}")]
+    HttpClient(#[source] reqwest::Error),
+}
