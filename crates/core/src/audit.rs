@@ -23,6 +23,42 @@ pub mod action {
     pub const KEY_ROTATED: &str = "key.rotated";
     /// A key (and its derived keys) was revoked.
     pub const KEY_REVOKED: &str = "key.revoked";
+    /// The app's identity provider was configured.
+    pub const IDP_CONFIGURED: &str = "idp.configured";
+    /// An end user was seen for the first time.
+    pub const USER_CREATED: &str = "user.created";
+    /// A managed secret was created.
+    pub const SECRET_CREATED: &str = "secret.created";
+    /// A managed secret's value was replaced.
+    pub const SECRET_ROTATED: &str = "secret.rotated";
+    /// A managed secret was deleted (its grants revoked).
+    pub const SECRET_DELETED: &str = "secret.deleted";
+    /// A grant was created.
+    pub const GRANT_CREATED: &str = "grant.created";
+    /// A sibling grant was minted from another.
+    pub const GRANT_MINTED: &str = "grant.minted";
+    /// A grant was revoked.
+    pub const GRANT_REVOKED: &str = "grant.revoked";
+    /// A delegation was created or renewed.
+    pub const DELEGATION_CREATED: &str = "delegation.created";
+    /// A delegation was revoked.
+    pub const DELEGATION_REVOKED: &str = "delegation.revoked";
+    /// An agent was created.
+    pub const AGENT_CREATED: &str = "agent.created";
+    /// An agent was changed.
+    pub const AGENT_UPDATED: &str = "agent.updated";
+    /// An agent was paused.
+    pub const AGENT_SUSPENDED: &str = "agent.suspended";
+    /// An agent was resumed.
+    pub const AGENT_RESUMED: &str = "agent.resumed";
+    /// An agent was deleted (its keys and delegations revoked).
+    pub const AGENT_DELETED: &str = "agent.deleted";
+    /// An agent got a new key.
+    pub const AGENT_KEY_MINTED: &str = "agent_key.minted";
+    /// An agent key was deprecated.
+    pub const AGENT_KEY_DEPRECATED: &str = "agent_key.deprecated";
+    /// An agent key's deprecation was lifted.
+    pub const AGENT_KEY_UNDEPRECATED: &str = "agent_key.undeprecated";
 }
 
 /// Allowed or refused.
@@ -85,7 +121,7 @@ impl Actor {
         Actor::of_kind(ActorKind::System)
     }
 
-    fn of_kind(kind: ActorKind) -> Self {
+    pub(crate) fn of_kind(kind: ActorKind) -> Self {
         Actor {
             kind,
             key_id: None,

@@ -7,6 +7,7 @@ use std::net::IpAddr;
 
 use serde_json::Value;
 
+use crate::agents::AgentStatus;
 use crate::audit::{Actor, ActorKind};
 use crate::error::{Error, Result, ensure};
 use crate::ids::{AgentId, AppId, KeyId};
@@ -69,6 +70,8 @@ pub struct Caller {
     pub key_type: KeyType,
     /// The agent the request acts as (the key's own agent, or one the app key impersonates).
     pub agent_id: Option<AgentId>,
+    /// That agent's status (routes decide whether a paused agent may call them).
+    pub agent_status: Option<AgentStatus>,
     /// Scopes the request may use (the key's, narrowed by constraints).
     pub scopes: ScopeSet,
     /// The key is deprecated or rotated: answers carry `X-Alter-Key-Deprecated`.
@@ -166,6 +169,7 @@ impl Vault {
                 "X-Alter-Caller-Type must be agent or service".into()
             })?;
         }
+        let (agent_id, agent_status) = self.resolve_agent(key, &facts).await?;
         if key
             .last_used_at
             .is_none_or(|t| now.seconds_until(t) < -LAST_USED_RESOLUTION_SECONDS)
@@ -178,7 +182,8 @@ impl Vault {
             key_id: key.id,
             key_prefix: key.prefix.clone(),
             key_type: key.key_type,
-            agent_id: key.agent_id,
+            agent_id,
+            agent_status,
             scopes,
             key_deprecated: key.status(now) == KeyStatus::Deprecated,
             caller: facts.caller,
@@ -186,6 +191,40 @@ impl Vault {
             context,
             request_rule: facts.request_rule,
         })
+    }
+
+    /// The agent a request acts as: the key's own agent, or (for an app runtime key) the
+    /// managed agent an `X-Alter-Caller` UUID of type `agent` names, which must be active.
+    async fn resolve_agent(
+        &self,
+        key: &ApiKey,
+        facts: &RequestFacts,
+    ) -> Result<(Option<AgentId>, Option<AgentStatus>)> {
+        let named = match (facts.caller_type.as_deref(), facts.caller.as_deref()) {
+            (Some("agent"), Some(caller)) => AgentId::parse_lenient(caller),
+            _ => None,
+        };
+        match (key.agent_id, named) {
+            (Some(own), Some(named)) if own != named => Err(Error::CallerAgentMismatch),
+            (Some(own), _) => {
+                let agent = self
+                    .store()
+                    .get_agent(key.app_id, own)
+                    .await?
+                    .ok_or(Error::Unauthenticated)?;
+                Ok((Some(own), Some(agent.status)))
+            }
+            (None, Some(named)) if key.key_type != KeyType::Agent => {
+                let agent = self
+                    .store()
+                    .get_agent(key.app_id, named)
+                    .await?
+                    .filter(|a| a.status == AgentStatus::Active)
+                    .ok_or(Error::CallerAgentUnresolved)?;
+                Ok((Some(agent.id), Some(agent.status)))
+            }
+            _ => Ok((None, None)),
+        }
     }
 
     /// Forgets nonces old enough that their timestamps can no longer pass the window.

@@ -89,6 +89,98 @@ pub enum Error {
     /// The key is already revoked (state transition refused).
     #[error("this key is already revoked")]
     KeyAlreadyRevoked,
+    /// The key is not agent-bound where an agent is needed (`Agent.me()`).
+    #[error("me() needs an agent key, or an app key acting as an agent")]
+    MeRequiresAgentKey,
+    /// An agent-only route called without an agent identity.
+    #[error("this call needs an agent key, or an app key acting as an agent")]
+    AgentKeyRequired,
+    /// An agent on the operator's delegation-revoke path.
+    #[error("agents revoke their own delegations with the self path (/delegations/me)")]
+    UseSelfRevokePath,
+    /// Agents cannot manage agents.
+    #[error("agents cannot create or manage agents")]
+    AgentCannotMintSubagents,
+    /// Agents cannot mint sibling grants.
+    #[error("agents cannot mint grants")]
+    AgentsCannotMint,
+    /// The agent behind the request is paused.
+    #[error("this agent is paused")]
+    AgentInactive,
+    /// The agent behind the request was deleted.
+    #[error("this agent was deleted")]
+    AgentRevoked,
+    /// `X-Alter-Caller` names no active agent of the app.
+    #[error("the caller header names no active agent of this app")]
+    CallerAgentUnresolved,
+    /// `X-Alter-Caller` names another agent than the key's.
+    #[error("the caller header names another agent than the key's")]
+    CallerAgentMismatch,
+    /// An agent of that name exists.
+    #[error("an agent with this name exists")]
+    AgentNameExists,
+    /// `expected_version` is stale.
+    #[error("the agent changed since the version you read; read it again")]
+    AgentConcurrentUpdate,
+    /// Too many live keys on one agent.
+    #[error("this agent holds the most keys allowed; revoke one first")]
+    AgentKeyLimit,
+    /// Revoking the agent's last key needs `force`.
+    #[error("this is the agent's last active key")]
+    LastActiveKey,
+    /// Same idempotency key, different request.
+    #[error("this Idempotency-Key was used with a different request")]
+    IdempotencyBodyMismatch,
+    /// Idempotent replay of a deleted agent.
+    #[error("the agent created with this Idempotency-Key was deleted")]
+    IdempotencyAgentRevoked,
+    /// Idempotent replay of a paused agent.
+    #[error("the agent created with this Idempotency-Key is paused")]
+    IdempotencyAgentInactive,
+    /// The legacy `managed_secrets` scope key accepts no new names.
+    #[error("scopes.managed_secrets accepts no new names; use managed_secret_slugs")]
+    LegacyManagedSecretNameRejected,
+    /// A bad end-user JWT.
+    #[error("the user token is not valid for this app")]
+    InvalidUserToken,
+    /// The app has no identity provider for user tokens.
+    #[error("this app has no identity provider configured")]
+    NoIdentityProvider,
+    /// The IdP's keys cannot be fetched.
+    #[error("the identity provider cannot be reached")]
+    IdentityUnavailable(String),
+    /// The end user is suspended.
+    #[error("this user is suspended")]
+    UserSuspended,
+    /// A policy refused (a stable code and a message).
+    #[error("{message}")]
+    PolicyViolation {
+        /// The `policy_error` code.
+        code: &'static str,
+        /// What was refused.
+        message: String,
+    },
+    /// A malformed or inconsistent grant policy.
+    #[error("{0}")]
+    InvalidGrantPolicy(String),
+    /// A scope constraint that cannot apply.
+    #[error("{0}")]
+    InvalidScopeConstraint(String),
+    /// The grant is already revoked.
+    #[error("this grant is already revoked")]
+    GrantRevoked(crate::ids::GrantId),
+    /// Another active sibling uses the label.
+    #[error("the label {0:?} is in use by a sibling grant")]
+    SiblingLabelConflict(String),
+    /// The grant cannot be delegated (`detail_reason`).
+    #[error("this grant cannot be delegated ({0})")]
+    GrantNotDelegable(&'static str),
+    /// A link of a delegation chain is broken.
+    #[error("{0}")]
+    DelegationInvalid(&'static str),
+    /// A state conflict.
+    #[error("{0}")]
+    Conflict(String),
     /// The storage backend failed.
     #[error("storage failure")]
     Storage(#[from] StoreError),

@@ -4,8 +4,12 @@
 
 use async_trait::async_trait;
 
-use crate::ids::{AppId, IdpId};
+use crate::audit::{Actor, AuditEvent, Target, action};
+use crate::error::{Entity, Error, Result, ensure};
+use crate::ids::{AppId, IdpId, UserId};
 use crate::time::Timestamp;
+use crate::validate;
+use crate::vault::Vault;
 
 /// Signature algorithms an IdP's tokens may use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -139,4 +143,315 @@ pub trait TokenVerifier: Send + Sync + std::fmt::Debug {
         token: &str,
         now: Timestamp,
     ) -> Result<VerifiedToken, TokenError>;
+}
+
+/// Whether an app user may act.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UserStatus {
+    /// May act.
+    Active,
+    /// Locked out by the operator or the IdP.
+    Suspended,
+}
+
+impl UserStatus {
+    /// `active` or `suspended`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UserStatus::Active => "active",
+            UserStatus::Suspended => "suspended",
+        }
+    }
+
+    /// Parses the stored form.
+    pub fn parse(text: &str) -> Option<UserStatus> {
+        match text {
+            "active" => Some(UserStatus::Active),
+            "suspended" => Some(UserStatus::Suspended),
+            _ => None,
+        }
+    }
+}
+
+/// An end user of an app, known through its IdP.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppUser {
+    /// The canonical `app_user_id`, distinct from the IdP subject.
+    pub id: UserId,
+    /// The app.
+    pub app_id: AppId,
+    /// The IdP that vouches for the user.
+    pub idp_id: IdpId,
+    /// The IdP subject.
+    pub subject: String,
+    /// E-mail from the last token.
+    pub email: Option<String>,
+    /// Name from the last token.
+    pub display_name: Option<String>,
+    /// Group ids from the last token: what group grants and group delegations are checked
+    /// against when no token is at hand.
+    pub groups: Vec<String>,
+    /// Active or suspended.
+    pub status: UserStatus,
+    /// First seen.
+    pub created_at: Timestamp,
+    /// Last token seen.
+    pub last_seen_at: Timestamp,
+}
+
+/// A user who presented a valid token now, with the groups that token names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedInUser {
+    /// The user.
+    pub user: AppUser,
+    /// Groups of the presented token.
+    pub groups: Vec<String>,
+}
+
+/// What an operator configures.
+#[derive(Debug, Clone, Default)]
+pub struct IdpSettings {
+    /// Expected `iss`.
+    pub issuer: String,
+    /// Accepted audiences.
+    pub audiences: Vec<String>,
+    /// JWKS URL (exclusive with `jwks_inline`).
+    pub jwks_url: Option<String>,
+    /// JWKS document (exclusive with `jwks_url`).
+    pub jwks_inline: Option<String>,
+    /// Accepted algorithms; all three when empty.
+    pub algorithms: Vec<String>,
+    /// Subject claim (default `sub`).
+    pub subject_claim: Option<String>,
+    /// Groups claim (none by default).
+    pub groups_claim: Option<String>,
+    /// E-mail claim (default `email`).
+    pub email_claim: Option<String>,
+    /// Name claim (default `name`).
+    pub name_claim: Option<String>,
+    /// Clock skew tolerance, 0–300 s (default 60).
+    pub leeway_seconds: Option<i64>,
+}
+
+/// Seconds between writes of a returning user's `last_seen_at` when nothing else changed.
+const LAST_SEEN_RESOLUTION_SECONDS: i64 = 300;
+
+impl Vault {
+    /// Configures (or replaces) the app's identity provider (operator). Its id survives a
+    /// replacement, so group grants naming it stay valid.
+    pub async fn set_idp(&self, app_id: AppId, settings: IdpSettings) -> Result<IdentityProvider> {
+        self.get_app(app_id).await?;
+        let now = self.now();
+        let existing = self.store().get_idp(app_id).await?;
+        let idp = IdentityProvider {
+            id: existing.as_ref().map_or_else(IdpId::new, |e| e.id),
+            app_id,
+            issuer: validate::bounded_text("issuer", &settings.issuer, 2048)?.to_owned(),
+            audiences: validate_audiences(&settings.audiences)?,
+            jwks: validate_jwks(settings.jwks_url, settings.jwks_inline)?,
+            algorithms: validate_algorithms(&settings.algorithms)?,
+            claims: ClaimMapping {
+                subject: claim_name("subject claim", settings.subject_claim)?
+                    .unwrap_or_else(|| "sub".into()),
+                groups: claim_name("groups claim", settings.groups_claim)?,
+                email: claim_name("email claim", settings.email_claim)?.or(Some("email".into())),
+                name: claim_name("name claim", settings.name_claim)?.or(Some("name".into())),
+            },
+            leeway_seconds: validate::int_in_range(
+                "leeway_seconds",
+                settings.leeway_seconds.unwrap_or(60),
+                0,
+                300,
+            )?,
+            created_at: existing.as_ref().map_or(now, |e| e.created_at),
+            updated_at: now,
+        };
+        let event = AuditEvent::allow(
+            app_id,
+            now,
+            action::IDP_CONFIGURED,
+            Actor::operator(),
+            Target {
+                kind: "idp".into(),
+                id: idp.id.to_string(),
+            },
+        )
+        .with_details(serde_json::json!({
+            "issuer": idp.issuer,
+            "audiences": idp.audiences,
+            "jwks": match &idp.jwks { JwksSource::Url(url) => url.as_str(), JwksSource::Inline(_) => "inline" },
+            "algorithms": idp.algorithms,
+        }));
+        self.store().put_idp(&idp, &event).await?;
+        Ok(idp)
+    }
+
+    /// The app's identity provider.
+    pub async fn get_idp(&self, app_id: AppId) -> Result<IdentityProvider> {
+        self.store()
+            .get_idp(app_id)
+            .await?
+            .ok_or(Error::NotFound(Entity::Idp))
+    }
+
+    /// Verifies an end user's JWT against the app's IdP and records the user (created on
+    /// first sight with a new `app_user_id`; e-mail, name and groups refreshed).
+    pub async fn sign_in(&self, app_id: AppId, token: &str) -> Result<SignedInUser> {
+        if token.is_empty() || token.len() > 8192 {
+            return Err(Error::InvalidUserToken);
+        }
+        let idp = self
+            .store()
+            .get_idp(app_id)
+            .await?
+            .ok_or(Error::NoIdentityProvider)?;
+        let now = self.now();
+        let verified = self
+            .verifier()
+            .verify(&idp, token, now)
+            .await
+            .map_err(|e| match e {
+                TokenError::Invalid(reason) => {
+                    tracing::info!(app = %app_id, %reason, "user token refused");
+                    Error::InvalidUserToken
+                }
+                TokenError::KeysUnavailable(reason) => Error::IdentityUnavailable(reason),
+            })?;
+        let existing = self
+            .store()
+            .find_user(app_id, idp.id, &verified.subject)
+            .await?;
+        let user = match existing {
+            Some(user) => {
+                let changed = user.email != verified.email
+                    || user.display_name != verified.name
+                    || user.groups != verified.groups;
+                let stale = user.last_seen_at.seconds_until(now) >= LAST_SEEN_RESOLUTION_SECONDS;
+                let user = AppUser {
+                    email: verified.email.clone(),
+                    display_name: verified.name.clone(),
+                    groups: verified.groups.clone(),
+                    last_seen_at: if changed || stale {
+                        now
+                    } else {
+                        user.last_seen_at
+                    },
+                    ..user
+                };
+                if changed || stale {
+                    self.store().update_user(&user).await?;
+                }
+                user
+            }
+            None => {
+                let user = AppUser {
+                    id: UserId::new(),
+                    app_id,
+                    idp_id: idp.id,
+                    subject: verified.subject.clone(),
+                    email: verified.email.clone(),
+                    display_name: verified.name.clone(),
+                    groups: verified.groups.clone(),
+                    status: UserStatus::Active,
+                    created_at: now,
+                    last_seen_at: now,
+                };
+                let event = AuditEvent::allow(
+                    app_id,
+                    now,
+                    action::USER_CREATED,
+                    Actor::system(),
+                    Target {
+                        kind: "user".into(),
+                        id: user.id.to_string(),
+                    },
+                )
+                .with_details(serde_json::json!({ "idp_id": idp.id }));
+                // Two first requests at once: the loser reads the winner's row.
+                match self.store().insert_user(&user, &event).await {
+                    Ok(()) => user,
+                    Err(crate::ports::StoreError::Conflict(_)) => self
+                        .store()
+                        .find_user(app_id, idp.id, &verified.subject)
+                        .await?
+                        .ok_or(Error::NotFound(Entity::User))?,
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        };
+        if user.status != UserStatus::Active {
+            return Err(Error::UserSuspended);
+        }
+        Ok(SignedInUser {
+            groups: verified.groups,
+            user,
+        })
+    }
+}
+
+fn validate_audiences(audiences: &[String]) -> Result<Vec<String>> {
+    ensure(!audiences.is_empty() && audiences.len() <= 10, || {
+        "audience: give 1 to 10 audiences".into()
+    })?;
+    audiences
+        .iter()
+        .map(|a| validate::bounded_text("audience", a, 512).map(str::to_owned))
+        .collect()
+}
+
+fn validate_jwks(url: Option<String>, inline: Option<String>) -> Result<JwksSource> {
+    match (url, inline) {
+        (Some(url), None) => {
+            let url = validate::bounded_text("jwks_url", &url, 2048)?;
+            let loopback = ["http://localhost", "http://127.0.0.1", "http://[::1]"]
+                .iter()
+                .any(|p| url.starts_with(p));
+            ensure(url.starts_with("https://") || loopback, || {
+                "jwks_url must be https (or http to localhost)".into()
+            })?;
+            Ok(JwksSource::Url(url.to_owned()))
+        }
+        (None, Some(inline)) => {
+            ensure(inline.len() <= 256 * 1024, || {
+                "jwks: at most 256 KiB".into()
+            })?;
+            let doc: serde_json::Value = serde_json::from_str(&inline)
+                .map_err(|_| Error::Invalid("jwks: not a JSON document".into()))?;
+            let keys = doc.get("keys").and_then(serde_json::Value::as_array);
+            ensure(keys.is_some_and(|k| !k.is_empty()), || {
+                "jwks: must be a JWKS with a non-empty \"keys\" array".into()
+            })?;
+            ensure(
+                keys.into_iter().flatten().all(|k| k.get("d").is_none()),
+                || "jwks: holds a private key; give only public keys".into(),
+            )?;
+            Ok(JwksSource::Inline(inline))
+        }
+        _ => Err(Error::Invalid(
+            "give exactly one of jwks_url and jwks (inline)".into(),
+        )),
+    }
+}
+
+fn validate_algorithms(names: &[String]) -> Result<Vec<JwtAlgorithm>> {
+    if names.is_empty() {
+        return Ok(vec![
+            JwtAlgorithm::RS256,
+            JwtAlgorithm::ES256,
+            JwtAlgorithm::EdDSA,
+        ]);
+    }
+    names
+        .iter()
+        .map(|n| {
+            JwtAlgorithm::parse(n).ok_or_else(|| {
+                Error::Invalid(format!("algorithm {n:?}: use RS256, ES256 or EdDSA"))
+            })
+        })
+        .collect()
+}
+
+fn claim_name(field: &str, name: Option<String>) -> Result<Option<String>> {
+    name.map(|n| validate::bounded_text(field, &n, 256).map(str::to_owned))
+        .transpose()
 }

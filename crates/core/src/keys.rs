@@ -158,17 +158,17 @@ pub struct NewKey {
 }
 
 /// Everything that decides a new key, before it has material.
-struct KeySpec {
-    app_id: AppId,
-    agent_id: Option<AgentId>,
-    shape: KeyShape,
-    name: String,
-    scopes: ScopeSet,
-    cidr_allowlist: Option<Vec<IpNet>>,
-    rate_limit_rpm: Option<i64>,
-    expires_at: Option<Timestamp>,
-    parent_key_id: Option<KeyId>,
-    metadata: Option<Value>,
+pub(crate) struct KeySpec {
+    pub(crate) app_id: AppId,
+    pub(crate) agent_id: Option<AgentId>,
+    pub(crate) shape: KeyShape,
+    pub(crate) name: String,
+    pub(crate) scopes: ScopeSet,
+    pub(crate) cidr_allowlist: Option<Vec<IpNet>>,
+    pub(crate) rate_limit_rpm: Option<i64>,
+    pub(crate) expires_at: Option<Timestamp>,
+    pub(crate) parent_key_id: Option<KeyId>,
+    pub(crate) metadata: Option<Value>,
 }
 
 impl Vault {
@@ -235,7 +235,7 @@ impl Vault {
     /// unchanged.
     pub async fn revoke_app_key(&self, app_id: AppId, key_id: KeyId) -> Result<ApiKey> {
         let key = self.app_key(app_id, key_id).await?;
-        self.revoke(key, Actor::operator()).await
+        self.revoke_key_row(key, Actor::operator()).await
     }
 
     /// Rotates an app key (operator): a successor with the same name, scopes and limits; the
@@ -340,10 +340,11 @@ impl Vault {
         self.rotate(key, days * 24 * 3600, caller.actor()).await
     }
 
-    /// `keys.revoke`: revokes a key the caller may manage and its derived keys.
-    pub async fn revoke_key(&self, caller: &Caller, key_id: &str) -> Result<ApiKey> {
+    /// `keys.revoke`: revokes a key the caller may manage and its derived keys; a managed
+    /// agent's last key only with `force`.
+    pub async fn revoke_key(&self, caller: &Caller, key_id: &str, force: bool) -> Result<ApiKey> {
         let key = self.managed_key(caller, key_id).await?;
-        self.revoke(key, caller.actor()).await
+        self.revoke_key_checked(key, force, caller.actor()).await
     }
 
     /// The key the caller signed with, as stored now.
@@ -351,7 +352,7 @@ impl Vault {
         self.app_key(caller.app_id, caller.key_id).await
     }
 
-    async fn app_key(&self, app_id: AppId, key_id: KeyId) -> Result<ApiKey> {
+    pub(crate) async fn app_key(&self, app_id: AppId, key_id: KeyId) -> Result<ApiKey> {
         self.store()
             .get_key(app_id, key_id)
             .await?
@@ -369,7 +370,7 @@ impl Vault {
         Ok(key)
     }
 
-    async fn revoke(&self, key: ApiKey, actor: Actor) -> Result<ApiKey> {
+    pub(crate) async fn revoke_key_row(&self, key: ApiKey, actor: Actor) -> Result<ApiKey> {
         if key.revoked_at.is_some() {
             return Ok(key);
         }
@@ -424,7 +425,7 @@ impl Vault {
         Ok(new)
     }
 
-    fn new_key(&self, spec: KeySpec) -> Result<NewKey> {
+    pub(crate) fn new_key(&self, spec: KeySpec) -> Result<NewKey> {
         let MintedApiKey {
             plaintext,
             lookup_hash,

@@ -2,15 +2,19 @@
 //! outside (storage, clock) and the services ([`Vault`]) that implement every operation. It
 //! knows no HTTP, SQL or JSON wire shapes (design §2).
 
+pub mod agents;
 pub mod apps;
 pub mod audit;
 pub mod caller;
+pub mod delegations;
 pub mod error;
+pub mod grants;
 pub mod identity;
 pub mod ids;
 pub mod keys;
 pub mod ports;
 pub mod scope;
+pub mod secrets;
 pub mod time;
 mod validate;
 pub mod vault;

@@ -6,10 +6,14 @@ use async_trait::async_trait;
 
 pub use alter_crypto::WrappedKek;
 
+use crate::agents::Agent;
 use crate::apps::App;
 use crate::audit::AuditEvent;
-use crate::ids::{AppId, KeyId};
+use crate::grants::{Grant, GrantFilter, GrantView, Viewer};
+use crate::identity::{AppUser, IdentityProvider};
+use crate::ids::{AgentId, AppId, GrantId, IdpId, KeyId, SecretId, UserId};
 use crate::keys::ApiKey;
+use crate::secrets::ManagedSecret;
 use crate::time::Timestamp;
 
 /// Why storage failed. Messages are for logs, never for clients.
@@ -86,6 +90,155 @@ pub trait KeyStore: Send + Sync {
     /// Records a use of the key if the stored `last_used_at` is older than `stale_before`.
     async fn touch_key(&self, id: KeyId, at: Timestamp, stale_before: Timestamp)
     -> StoreResult<()>;
+    /// Sets (or, with `None`, clears) a key's deprecation.
+    async fn set_key_deprecated(
+        &self,
+        app: AppId,
+        id: KeyId,
+        at: Option<Timestamp>,
+        event: &AuditEvent,
+    ) -> StoreResult<()>;
+    /// Every key of an agent, oldest first.
+    async fn agent_keys(&self, app: AppId, agent: AgentId) -> StoreResult<Vec<ApiKey>>;
+}
+
+/// Identity providers and the users they vouch for.
+#[async_trait]
+pub trait IdentityStore: Send + Sync {
+    /// The app's IdP.
+    async fn get_idp(&self, app: AppId) -> StoreResult<Option<IdentityProvider>>;
+    /// Creates or replaces the app's IdP.
+    async fn put_idp(&self, idp: &IdentityProvider, event: &AuditEvent) -> StoreResult<()>;
+    /// The user an IdP subject maps to.
+    async fn find_user(
+        &self,
+        app: AppId,
+        idp: IdpId,
+        subject: &str,
+    ) -> StoreResult<Option<AppUser>>;
+    /// One user.
+    async fn get_user(&self, app: AppId, id: UserId) -> StoreResult<Option<AppUser>>;
+    /// Records a new user; [`StoreError::Conflict`] if the subject is known already.
+    async fn insert_user(&self, user: &AppUser, event: &AuditEvent) -> StoreResult<()>;
+    /// Refreshes a user's profile, groups and last sighting.
+    async fn update_user(&self, user: &AppUser) -> StoreResult<()>;
+}
+
+/// Managed secrets.
+#[async_trait]
+pub trait SecretStore: Send + Sync {
+    /// Slugs of the app equal to `base` or starting with `base-`.
+    async fn slugs_with_prefix(&self, app: AppId, base: &str) -> StoreResult<Vec<String>>;
+    /// Stores a new secret; [`StoreError::Conflict`] if the slug is taken.
+    async fn insert_secret(&self, secret: &ManagedSecret, event: &AuditEvent) -> StoreResult<()>;
+    /// Live secrets of the app, oldest first.
+    async fn list_secrets(&self, app: AppId) -> StoreResult<Vec<ManagedSecret>>;
+    /// One secret (deleted ones too).
+    async fn get_secret(&self, app: AppId, id: SecretId) -> StoreResult<Option<ManagedSecret>>;
+    /// One secret by slug.
+    async fn get_secret_by_slug(
+        &self,
+        app: AppId,
+        slug: &str,
+    ) -> StoreResult<Option<ManagedSecret>>;
+    /// Stores a new value; false if the secret was deleted meanwhile.
+    async fn rotate_secret(&self, secret: &ManagedSecret, event: &AuditEvent) -> StoreResult<bool>;
+    /// Marks the secret deleted and revokes all its grants (one event each, from `template`).
+    async fn delete_secret(
+        &self,
+        app: AppId,
+        id: SecretId,
+        at: Timestamp,
+        event: &AuditEvent,
+        template: &AuditEvent,
+    ) -> StoreResult<()>;
+}
+
+/// Grants and delegations.
+#[async_trait]
+pub trait GrantStore: Send + Sync {
+    /// Stores a new grant, numbering it after the app's last one. [`StoreError::Conflict`]
+    /// `"sibling_label"` if an active sibling (same credential, principal and label) exists.
+    async fn insert_grant(&self, grant: &Grant, event: &AuditEvent) -> StoreResult<()>;
+    /// One grant.
+    async fn get_grant(&self, app: AppId, id: GrantId) -> StoreResult<Option<Grant>>;
+    /// A page of the grants `viewer` sees, in creation order, and how many match in all.
+    async fn list_grants(
+        &self,
+        app: AppId,
+        viewer: &Viewer,
+        filter: &GrantFilter,
+        limit: i64,
+        offset: i64,
+        now: Timestamp,
+    ) -> StoreResult<(Vec<GrantView>, i64)>;
+    /// Revokes the grant and every active delegation below it; one event per grant (from
+    /// `template`, target filled in). Returns the ids revoked now.
+    async fn revoke_grants(
+        &self,
+        app: AppId,
+        root: GrantId,
+        at: Timestamp,
+        reason: Option<&str>,
+        template: &AuditEvent,
+    ) -> StoreResult<Vec<GrantId>>;
+    /// The active delegation of `parent` to `agent`, if any.
+    async fn active_child(
+        &self,
+        app: AppId,
+        parent: GrantId,
+        agent: AgentId,
+    ) -> StoreResult<Option<Grant>>;
+    /// Stores a new delegation, or the renewed expiry and `delegable` of an existing one.
+    async fn put_delegation(&self, child: &Grant, event: &AuditEvent) -> StoreResult<()>;
+}
+
+/// Agents.
+#[async_trait]
+pub trait AgentStore: Send + Sync {
+    /// Stores a new agent with its first key (and the idempotency record, if any).
+    /// [`StoreError::Conflict`] `"agent_name"` or `"idempotency_key"`.
+    async fn insert_agent(
+        &self,
+        agent: &Agent,
+        key: &ApiKey,
+        idempotency: Option<(&str, &[u8])>,
+        event: &AuditEvent,
+    ) -> StoreResult<()>;
+    /// The agent an idempotency key created: its id, first key id and request fingerprint.
+    async fn find_idempotent_agent(
+        &self,
+        app: AppId,
+        key: &str,
+    ) -> StoreResult<Option<(AgentId, KeyId, Vec<u8>)>>;
+    /// A page of agents, oldest first, and the total.
+    async fn list_agents(
+        &self,
+        app: AppId,
+        include_revoked: bool,
+        limit: i64,
+        offset: i64,
+    ) -> StoreResult<(Vec<Agent>, i64)>;
+    /// The live agent of that name.
+    async fn find_agent_by_name(&self, app: AppId, name: &str) -> StoreResult<Option<Agent>>;
+    /// One agent.
+    async fn get_agent(&self, app: AppId, id: AgentId) -> StoreResult<Option<Agent>>;
+    /// Stores a changed agent if its version is still `expected_version`.
+    async fn update_agent(
+        &self,
+        agent: &Agent,
+        expected_version: i64,
+        events: &[AuditEvent],
+    ) -> StoreResult<bool>;
+    /// Stores a deleted agent (if its version is still `expected_version`), revoking its keys
+    /// and the delegations to it (one event each, from `template`).
+    async fn delete_agent(
+        &self,
+        agent: &Agent,
+        expected_version: i64,
+        event: &AuditEvent,
+        template: &AuditEvent,
+    ) -> StoreResult<bool>;
 }
 
 /// Request nonces, kept in the database so replay protection holds across server nodes.
@@ -105,6 +258,28 @@ pub trait HealthStore: Send + Sync {
 }
 
 /// Everything the services need from storage.
-pub trait Store: KeyringStore + AppStore + KeyStore + NonceStore + HealthStore {}
+pub trait Store:
+    KeyringStore
+    + AppStore
+    + KeyStore
+    + NonceStore
+    + HealthStore
+    + IdentityStore
+    + SecretStore
+    + GrantStore
+    + AgentStore
+{
+}
 
-impl<T: KeyringStore + AppStore + KeyStore + NonceStore + HealthStore> Store for T {}
+impl<T> Store for T where
+    T: KeyringStore
+        + AppStore
+        + KeyStore
+        + NonceStore
+        + HealthStore
+        + IdentityStore
+        + SecretStore
+        + GrantStore
+        + AgentStore
+{
+}

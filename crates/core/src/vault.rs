@@ -6,6 +6,7 @@ use std::sync::Arc;
 use alter_crypto::{Keyring, MasterKey};
 
 use crate::error::Result;
+use crate::identity::TokenVerifier;
 use crate::ports::{Store, StoreError};
 use crate::time::{Clock, Timestamp};
 
@@ -33,6 +34,7 @@ pub struct Vault {
     store: Arc<dyn Store>,
     keyring: Arc<Keyring>,
     clock: Arc<dyn Clock>,
+    verifier: Arc<dyn TokenVerifier>,
     settings: Settings,
 }
 
@@ -54,6 +56,7 @@ impl Vault {
         store: Arc<dyn Store>,
         master: &MasterKey,
         clock: Arc<dyn Clock>,
+        verifier: Arc<dyn TokenVerifier>,
         settings: Settings,
     ) -> Result<Vault> {
         let mut wrapped = store.load_keks().await?;
@@ -74,6 +77,7 @@ impl Vault {
             store,
             keyring: Arc::new(Keyring::new(keks)?),
             clock,
+            verifier,
             settings,
         })
     }
@@ -96,6 +100,10 @@ impl Vault {
     /// The store (for readiness checks and the services).
     pub fn store(&self) -> &dyn Store {
         self.store.as_ref()
+    }
+
+    pub(crate) fn verifier(&self) -> &dyn TokenVerifier {
+        self.verifier.as_ref()
     }
 
     pub(crate) fn keyring(&self) -> &Keyring {

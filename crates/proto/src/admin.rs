@@ -58,3 +58,195 @@ pub struct ItemList<T> {
     /// The items.
     pub items: Vec<T>,
 }
+
+/// `PUT /admin/v1/apps/{app}/idp`: the app's identity provider.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdpRequest {
+    /// Expected `iss`.
+    pub issuer: String,
+    /// Accepted audiences.
+    pub audiences: Vec<String>,
+    /// JWKS URL (exclusive with `jwks`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks_url: Option<String>,
+    /// Inline JWKS document (exclusive with `jwks_url`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks: Option<String>,
+    /// Accepted algorithms (RS256, ES256, EdDSA); all by default.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub algorithms: Vec<String>,
+    /// Subject claim (default `sub`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject_claim: Option<String>,
+    /// Groups claim.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub groups_claim: Option<String>,
+    /// E-mail claim (default `email`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email_claim: Option<String>,
+    /// Name claim (default `name`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name_claim: Option<String>,
+    /// Clock skew tolerance (0–300 s, default 60).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leeway_seconds: Option<i64>,
+}
+
+/// An identity provider as shown.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IdpInfo {
+    /// Id: the `idp_id` group principals name.
+    pub id: String,
+    /// Expected `iss`.
+    pub issuer: String,
+    /// Accepted audiences.
+    pub audiences: Vec<String>,
+    /// JWKS URL, if keys are fetched.
+    pub jwks_url: Option<String>,
+    /// True when the JWKS was given inline.
+    pub jwks_inline: bool,
+    /// Accepted algorithms.
+    pub algorithms: Vec<String>,
+    /// Subject claim.
+    pub subject_claim: String,
+    /// Groups claim.
+    pub groups_claim: Option<String>,
+    /// E-mail claim.
+    pub email_claim: Option<String>,
+    /// Name claim.
+    pub name_claim: Option<String>,
+    /// Clock skew tolerance.
+    pub leeway_seconds: i64,
+    /// Creation time.
+    pub created_at: String,
+    /// Last change.
+    pub updated_at: String,
+}
+
+/// `POST /admin/v1/apps/{app}/secrets`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateSecretRequest {
+    /// Display name; the slug derives from it.
+    pub name: String,
+    /// `bearer`, `header`, `basic`, `query` or `aws_sigv4`.
+    #[serde(rename = "type")]
+    pub secret_type: String,
+    /// Header name (`header`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub header: Option<String>,
+    /// Query parameter name (`query`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub param: Option<String>,
+    /// Hosts the secret may be sent to.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_hosts: Vec<String>,
+    /// The value (write-only).
+    pub value: String,
+    /// Longest grant lifetime.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_grant_ttl_seconds: Option<i64>,
+    /// Principal types grants may name (all by default).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub principals: Vec<String>,
+    /// Whether grants may be delegated to agents (default true).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delegation: Option<bool>,
+    /// Longest delegation lifetime.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_delegation_ttl_seconds: Option<i64>,
+}
+
+/// A managed secret as shown: never its value.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SecretInfo {
+    /// Id (`managed_secret_id`).
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// Slug.
+    pub slug: String,
+    /// Injection type.
+    #[serde(rename = "type")]
+    pub secret_type: String,
+    /// Header name.
+    pub header: Option<String>,
+    /// Parameter name.
+    pub param: Option<String>,
+    /// Allowed hosts (empty: any).
+    pub allowed_hosts: Vec<String>,
+    /// Longest grant lifetime.
+    pub max_grant_ttl_seconds: Option<i64>,
+    /// Principal types grants may name (empty: all).
+    pub principals: Vec<String>,
+    /// Whether grants may be delegated.
+    pub delegation: bool,
+    /// Longest delegation lifetime.
+    pub max_delegation_ttl_seconds: Option<i64>,
+    /// Bumped by every rotation.
+    pub value_version: i64,
+    /// Creation time.
+    pub created_at: String,
+    /// Last rotation.
+    pub rotated_at: Option<String>,
+    /// Deletion time.
+    pub deleted_at: Option<String>,
+}
+
+/// `POST /admin/v1/apps/{app}/secrets/{secret}/rotate`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RotateSecretRequest {
+    /// The new value.
+    pub value: String,
+}
+
+/// `POST /admin/v1/apps/{app}/grants/{grant}/revoke`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RevokeRequest {
+    /// Kept in the audit log.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// `POST …/grants/{grant}/delegations` (operator and end user).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateDelegationRequest {
+    /// The agent.
+    pub agent_id: String,
+    /// Lifetime (at most the grant's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl_seconds: Option<i64>,
+    /// Whether the agent may delegate onward.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delegable: Option<bool>,
+}
+
+/// The signed-in end user (`GET /user/v1/apps/{app}/me`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UserInfo {
+    /// Alter's id of the user.
+    pub app_user_id: String,
+    /// The IdP subject.
+    pub subject: String,
+    /// E-mail.
+    pub email: Option<String>,
+    /// Name.
+    pub display_name: Option<String>,
+    /// Groups of the presented token.
+    pub groups: Vec<String>,
+}
+
+/// An agent a user may delegate to.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AgentSummary {
+    /// Id.
+    pub id: String,
+    /// Name.
+    pub name: String,
+    /// Display name.
+    pub display_name: Option<String>,
+}

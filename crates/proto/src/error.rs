@@ -170,6 +170,17 @@ pub mod codes {
     /// The caller's agent conflicts with the key's agent.
     pub const CALLER_AGENT_MISMATCH: &str = "caller_agent_mismatch";
 
+    /// The app has no identity provider to verify user tokens with.
+    pub const IDP_NOT_CONFIGURED: &str = "idp_not_configured";
+    /// The end user is suspended.
+    pub const USER_SUSPENDED: &str = "user_suspended";
+    /// `scopes.managed_secrets` accepts no new names.
+    pub const LEGACY_MANAGED_SECRET_NAME_REJECTED: &str = "legacy_managed_secret_name_rejected";
+    /// A scope constraint that cannot apply.
+    pub const INVALID_SCOPE_CONSTRAINT: &str = "invalid_scope_constraint";
+    /// A link of a delegation chain is broken.
+    pub const DELEGATION_INVALID: &str = "delegation_invalid";
+
     // Server side (5xx).
     /// Anything unexpected; details go to the log, never to the client.
     pub const INTERNAL_ERROR: &str = "internal_error";

@@ -3,7 +3,9 @@
 //! Facts come from `shared/protocol/`, read off the official client `alter-sdk==0.29.0`.
 
 pub mod admin;
+pub mod agents;
 pub mod error;
+pub mod grants;
 pub mod keyfmt;
 pub mod keys;
 pub mod scopes;

@@ -10,6 +10,7 @@
 use std::marker::PhantomData;
 use std::net::SocketAddr;
 
+use alter_core::agents::AgentStatus;
 use alter_core::caller::{Caller, RequestFacts, RequestRule};
 use alter_core::error::Error;
 use alter_core::scope::{Scope, UnknownScope};
@@ -157,11 +158,15 @@ fn decode_rule(header: &str) -> Result<RequestRule, Error> {
     }
 }
 
-/// The scope a route needs, as a type: see [`need`].
+/// What a route asks of its caller, as a type: see [`need`].
 pub trait RequiredScope {
     /// Any one of these is enough; empty means a valid signature is enough. A marker naming a
     /// scope outside the catalogue fails, and so does every request to its route.
     fn any_of() -> Result<Vec<Scope>, UnknownScope>;
+    /// False for control routes agents may not use (agents cannot manage agents).
+    const AGENT_CALLERS: bool = true;
+    /// True for the routes a paused agent may still call (`me()`, telemetry).
+    const INACTIVE_AGENTS: bool = false;
 }
 
 /// An admitted caller holding the scope `S` needs.
@@ -177,6 +182,18 @@ impl<S: RequiredScope, St: Send + Sync> FromRequestParts<St> for Authed<S> {
             .get::<Caller>()
             .cloned()
             .ok_or_else(|| ApiError::internal(&"route is missing the signed_request layer"))?;
+        if !S::AGENT_CALLERS && caller.agent_id.is_some() {
+            return Err(Error::AgentCannotMintSubagents.into());
+        }
+        match caller.agent_status {
+            Some(AgentStatus::Revoked) if !S::INACTIVE_AGENTS => {
+                return Err(Error::AgentRevoked.into());
+            }
+            Some(AgentStatus::Inactive) if !S::INACTIVE_AGENTS => {
+                return Err(Error::AgentInactive.into());
+            }
+            _ => {}
+        }
         let needed = S::any_of().map_err(|e| ApiError::internal(&e))?;
         if !needed.is_empty() {
             caller.require_any(&needed)?;
@@ -191,7 +208,7 @@ pub mod need {
     use alter_core::scope::{Scope, UnknownScope};
 
     macro_rules! scopes {
-        ($($(#[$doc:meta])* $name:ident => [$($scope:literal),*];)*) => {
+        ($($(#[$doc:meta])* $name:ident => [$($scope:literal),*] $(, $flag:ident = $value:literal)*;)*) => {
             $(
                 $(#[$doc])*
                 #[derive(Debug)]
@@ -201,6 +218,7 @@ pub mod need {
                         let scopes: &[&str] = &[$($scope),*];
                         scopes.iter().map(|s| Scope::parse(s)).collect()
                     }
+                    $(const $flag: bool = $value;)*
                 }
             )*
         };
@@ -209,10 +227,26 @@ pub mod need {
     scopes! {
         /// A valid signature is enough.
         Signed => [];
+        /// A valid signature, even from a paused agent (`Agent.me()`).
+        SignedAnyAgent => [], INACTIVE_AGENTS = true;
         /// `keys:derive`.
         KeysDerive => ["keys:derive"];
         /// `keys:admin`.
         KeysAdmin => ["keys:admin"];
+        /// `grants:read`.
+        GrantsRead => ["grants:read"];
+        /// `grants:write`.
+        GrantsWrite => ["grants:write"];
+        /// `secrets:write`.
+        SecretsWrite => ["secrets:write"];
+        /// `agents:read`, app callers only.
+        AgentsRead => ["agents:read"], AGENT_CALLERS = false;
+        /// `agents:write`, app callers only.
+        AgentsWrite => ["agents:write"], AGENT_CALLERS = false;
+        /// `agents:admin`, app callers only.
+        AgentsAdmin => ["agents:admin"], AGENT_CALLERS = false;
+        /// `idp_users:read`.
+        IdpUsersRead => ["idp_users:read"];
     }
 }
 

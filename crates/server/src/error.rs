@@ -139,6 +139,94 @@ impl From<Error> for ApiError {
             Error::KeyAlreadyRevoked => {
                 ApiError::new(S::CONFLICT, codes::KEY_ALREADY_REVOKED, message)
             }
+            Error::MeRequiresAgentKey => {
+                ApiError::new(S::FORBIDDEN, codes::ME_REQUIRES_AGENT_KEY, message)
+            }
+            Error::AgentKeyRequired => {
+                ApiError::new(S::FORBIDDEN, codes::AGENT_KEY_REQUIRED, message)
+            }
+            Error::UseSelfRevokePath => {
+                ApiError::new(S::FORBIDDEN, codes::USE_SELF_REVOKE_PATH, message)
+            }
+            Error::AgentCannotMintSubagents => {
+                ApiError::new(S::FORBIDDEN, codes::AGENT_CANNOT_MINT_SUBAGENTS, message)
+            }
+            Error::AgentsCannotMint => {
+                ApiError::new(S::FORBIDDEN, codes::AGENTS_CANNOT_MINT, message)
+            }
+            Error::AgentInactive => ApiError::new(S::UNAUTHORIZED, codes::AGENT_INACTIVE, message)
+                .with(|b| b.with_hint("an operator paused this agent; resume it to continue")),
+            Error::AgentRevoked => ApiError::new(S::UNAUTHORIZED, codes::AGENT_REVOKED, message),
+            Error::CallerAgentUnresolved => {
+                ApiError::new(S::NOT_FOUND, codes::CALLER_AGENT_UNRESOLVED, message)
+            }
+            Error::CallerAgentMismatch => {
+                ApiError::new(S::BAD_REQUEST, codes::CALLER_AGENT_MISMATCH, message)
+            }
+            Error::AgentNameExists => ApiError::new(S::CONFLICT, codes::AGENT_NAME_EXISTS, message),
+            Error::AgentConcurrentUpdate => {
+                ApiError::new(S::CONFLICT, codes::AGENT_CONCURRENT_UPDATE, message)
+            }
+            Error::AgentKeyLimit => {
+                ApiError::new(S::CONFLICT, codes::AGENT_KEY_LIMIT_REACHED, message)
+            }
+            Error::LastActiveKey => ApiError::new(S::CONFLICT, codes::LAST_ACTIVE_KEY, message)
+                .with(|b| b.with_hint("mint another key first, or revoke with force=true")),
+            Error::IdempotencyBodyMismatch => {
+                ApiError::new(S::CONFLICT, codes::IDEMPOTENCY_KEY_BODY_MISMATCH, message)
+            }
+            Error::IdempotencyAgentRevoked => {
+                ApiError::new(S::CONFLICT, codes::IDEMPOTENCY_KEY_AGENT_REVOKED, message)
+            }
+            Error::IdempotencyAgentInactive => {
+                ApiError::new(S::CONFLICT, codes::IDEMPOTENCY_KEY_AGENT_INACTIVE, message)
+            }
+            Error::LegacyManagedSecretNameRejected => ApiError::new(
+                S::UNPROCESSABLE_ENTITY,
+                codes::LEGACY_MANAGED_SECRET_NAME_REJECTED,
+                message,
+            ),
+            Error::InvalidUserToken => {
+                ApiError::new(S::UNAUTHORIZED, codes::JWT_VALIDATION_ERROR, message)
+            }
+            Error::NoIdentityProvider => {
+                ApiError::new(S::BAD_REQUEST, codes::IDP_NOT_CONFIGURED, message)
+            }
+            Error::IdentityUnavailable(cause) => {
+                tracing::warn!(reason = %cause, "identity provider keys unavailable");
+                let mut e =
+                    ApiError::new(S::SERVICE_UNAVAILABLE, codes::SERVICE_UNAVAILABLE, message);
+                e.retry_after = Some(5);
+                e
+            }
+            Error::UserSuspended => ApiError::new(S::FORBIDDEN, codes::USER_SUSPENDED, message),
+            Error::PolicyViolation { code, .. } => ApiError::new(S::FORBIDDEN, code, message),
+            Error::InvalidGrantPolicy(_) => ApiError::new(
+                S::UNPROCESSABLE_ENTITY,
+                codes::INVALID_GRANT_POLICY,
+                message,
+            ),
+            Error::InvalidScopeConstraint(_) => ApiError::new(
+                S::UNPROCESSABLE_ENTITY,
+                codes::INVALID_SCOPE_CONSTRAINT,
+                message,
+            ),
+            Error::GrantRevoked(grant) => {
+                ApiError::new(S::BAD_REQUEST, codes::GRANT_REVOKED, message)
+                    .with(|b| b.with_field("grant_id", grant.to_string()))
+            }
+            Error::SiblingLabelConflict(label) => {
+                ApiError::new(S::CONFLICT, codes::SIBLING_LABEL_CONFLICT, message)
+                    .with(|b| b.with_field("label", label))
+            }
+            Error::GrantNotDelegable(reason) => {
+                ApiError::new(S::FORBIDDEN, codes::GRANT_NOT_DELEGABLE, message)
+                    .with(|b| b.with_field("detail_reason", reason))
+            }
+            Error::DelegationInvalid(_) => {
+                ApiError::new(S::FORBIDDEN, codes::DELEGATION_INVALID, message)
+            }
+            Error::Conflict(_) => ApiError::new(S::CONFLICT, codes::CONFLICT, message),
             Error::Storage(StoreError::Unavailable(cause)) => {
                 tracing::error!(error = %cause, "database unavailable");
                 let mut e = ApiError::new(

@@ -145,10 +145,13 @@ impl Server {
             .migrate()
             .await
             .map_err(|e| StartupError::Database(e.to_string()))?;
+        let verifier = alter_upstream::JwtVerifier::new()
+            .map_err(|e| StartupError::Database(format!("HTTP client: {e}")))?;
         let vault = Vault::open(
             Arc::new(store.clone()),
             &settings.master_key,
             settings.clock,
+            Arc::new(verifier),
             settings.vault,
         )
         .await

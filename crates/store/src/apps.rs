@@ -29,6 +29,11 @@ impl AppStore for SqlStore {
             .execute(&mut *tx)
             .await
             .map_err(db_error)?;
+        sqlx::query("INSERT INTO app_counters (app_id, grants) VALUES ($1, 0)")
+            .bind(app.id.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
         sqlx::query("INSERT INTO audit_heads (app_id, seq, hash) VALUES ($1, 0, $2)")
             .bind(app.id.to_string())
             .bind(GENESIS_HASH.to_vec())

@@ -1,7 +1,7 @@
 //! API keys.
 
 use alter_core::audit::AuditEvent;
-use alter_core::ids::{AppId, KeyId};
+use alter_core::ids::{AgentId, AppId, KeyId};
 use alter_core::keys::{ApiKey, KeyType};
 use alter_core::ports::{KeyStore, StoreError, StoreResult};
 use alter_core::time::Timestamp;
@@ -172,6 +172,37 @@ impl KeyStore for SqlStore {
         audit::append(&mut tx, event).await?;
         tx.commit().await.map_err(db_error)?;
         Ok(true)
+    }
+
+    async fn set_key_deprecated(
+        &self,
+        app: AppId,
+        id: KeyId,
+        at: Option<Timestamp>,
+        event: &AuditEvent,
+    ) -> StoreResult<()> {
+        let mut tx = self.write.begin().await.map_err(db_error)?;
+        sqlx::query(
+            "UPDATE api_keys SET deprecated_at = $1 WHERE app_id = $2 AND id = $3 AND revoked_at IS NULL",
+        )
+        .bind(micros(at))
+        .bind(app.to_string())
+        .bind(id.to_string())
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        audit::append(&mut tx, event).await?;
+        tx.commit().await.map_err(db_error)
+    }
+
+    async fn agent_keys(&self, app: AppId, agent: AgentId) -> StoreResult<Vec<ApiKey>> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM api_keys WHERE app_id = $1 AND agent_id = $2 ORDER BY created_at, id"
+        );
+        let query = sqlx::query(&sql)
+            .bind(app.to_string())
+            .bind(agent.to_string());
+        fetch_all(&self.read, query, api_key).await
     }
 
     async fn touch_key(

@@ -8,14 +8,18 @@
 //! SQLite runs in WAL mode with one writer connection, so writers queue in the pool instead of
 //! spinning on `SQLITE_BUSY`, and several reader connections.
 
+mod agents;
 mod apps;
 mod audit;
 mod error;
+mod grants;
+mod identity;
 mod keyring;
 mod keys;
 mod nonces;
 mod rows;
 pub mod scratch;
+mod secrets;
 
 use std::str::FromStr;
 use std::time::Duration;

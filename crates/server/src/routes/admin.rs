@@ -1,22 +1,34 @@
-//! `/admin/v1/*`: the operator API (Bearer admin token). Apps and their keys.
+//! `/admin/v1/*`: the operator API (Bearer admin token): apps and their keys, the identity
+//! provider, managed secrets, agents, and grants and their delegations.
 
+use alter_core::agents::AgentStatus;
 use alter_core::apps::App;
+use alter_core::grants::{GrantFilter, GrantView, PrincipalType, Viewer};
+use alter_core::identity::IdpSettings;
 use alter_core::ids::{AppId, KeyId};
 use alter_core::keys::MintKey;
+use alter_core::secrets::{NewSecret, SecretLimits};
 use alter_core::{Entity, Error};
+use alter_crypto::SecretString;
 use alter_proto::admin::{
-    AppInfo, CreateAppRequest, ItemList, MintKeyRequest, RotateAppKeyRequest,
+    AppInfo, CreateAppRequest, CreateDelegationRequest, CreateSecretRequest, IdpInfo, IdpRequest,
+    ItemList, MintKeyRequest, RevokeRequest, RotateAppKeyRequest, RotateSecretRequest, SecretInfo,
 };
+use alter_proto::agents::{AgentInfo, AgentList};
+use alter_proto::grants::{DelegationResult, GrantList};
 use alter_proto::keys::{ApiKeyInfo, MintedKey};
 use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, post, put};
+use serde::Deserialize;
 
+use super::grants::parse_state;
 use super::keys::{key_info, minted};
+use super::views;
 use crate::auth::Operator;
-use crate::error::ApiResult;
-use crate::json::Json;
+use crate::error::{ApiError, ApiResult};
+use crate::json::{Json, Query};
 use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -26,6 +38,26 @@ pub fn router() -> Router<AppState> {
         .route("/apps/{app}/keys", post(mint_key).get(list_keys))
         .route("/apps/{app}/keys/{key}", delete(revoke_key))
         .route("/apps/{app}/keys/{key}/rotate", post(rotate_key))
+        .route("/apps/{app}/idp", put(set_idp).get(get_idp))
+        .route("/apps/{app}/secrets", post(create_secret).get(list_secrets))
+        .route(
+            "/apps/{app}/secrets/{secret}",
+            get(get_secret).delete(delete_secret),
+        )
+        .route("/apps/{app}/secrets/{secret}/rotate", post(rotate_secret))
+        .route("/apps/{app}/agents", get(list_agents))
+        .route(
+            "/apps/{app}/agents/{agent}",
+            get(get_agent).delete(delete_agent),
+        )
+        .route("/apps/{app}/agents/{agent}/pause", post(pause_agent))
+        .route("/apps/{app}/agents/{agent}/resume", post(resume_agent))
+        .route("/apps/{app}/grants", get(list_grants))
+        .route("/apps/{app}/grants/{grant}/revoke", post(revoke_grant))
+        .route(
+            "/apps/{app}/grants/{grant}/delegations",
+            post(delegate_grant),
+        )
 }
 
 fn app_info(app: &App) -> AppInfo {
@@ -129,4 +161,298 @@ async fn rotate_key(
         .rotate_app_key(app_id(&app)?, key_id(&key)?, body.grace_seconds)
         .await?;
     Ok((StatusCode::CREATED, axum::Json(minted(&new))))
+}
+
+async fn set_idp(
+    State(state): State<AppState>,
+    _: Operator,
+    Path(app): Path<String>,
+    Json(body): Json<IdpRequest>,
+) -> ApiResult<axum::Json<IdpInfo>> {
+    let idp = state
+        .vault
+        .set_idp(
+            app_id(&app)?,
+            IdpSettings {
+                issuer: body.issuer,
+                audiences: body.audiences,
+                jwks_url: body.jwks_url,
+                jwks_inline: body.jwks,
+                algorithms: body.algorithms,
+                subject_claim: body.subject_claim,
+                groups_claim: body.groups_claim,
+                email_claim: body.email_claim,
+                name_claim: body.name_claim,
+                leeway_seconds: body.leeway_seconds,
+            },
+        )
+        .await?;
+    Ok(axum::Json(views::idp_info(&idp)))
+}
+
+async fn get_idp(
+    State(state): State<AppState>,
+    _: Operator,
+    Path(app): Path<String>,
+) -> ApiResult<axum::Json<IdpInfo>> {
+    let idp = state.vault.get_idp(app_id(&app)?).await?;
+    Ok(axum::Json(views::idp_info(&idp)))
+}
+
+async fn create_secret(
+    State(state): State<AppState>,
+    _: Operator,
+    Path(app): Path<String>,
+    Json(body): Json<CreateSecretRequest>,
+) -> ApiResult<(StatusCode, axum::Json<SecretInfo>)> {
+    let principals = body
+        .principals
+        .iter()
+        .map(|p| {
+            PrincipalType::parse(p).ok_or_else(|| {
+                ApiError::invalid(format!("principal {p:?}: use user, group, system or agent"))
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let secret = state
+        .vault
+        .create_secret(
+            app_id(&app)?,
+            NewSecret {
+                name: body.name,
+                secret_type: body.secret_type,
+                header: body.header,
+                param: body.param,
+                allowed_hosts: body.allowed_hosts,
+                limits: SecretLimits {
+                    max_grant_ttl_seconds: body.max_grant_ttl_seconds,
+                    principals,
+                    delegation: body.delegation.unwrap_or(true),
+                    max_delegation_ttl_seconds: body.max_delegation_ttl_seconds,
+                },
+                value: SecretString::from(body.value),
+            },
+        )
+        .await?;
+    Ok((StatusCode::CREATED, axum::Json(views::secret_info(&secret))))
+}
+
+async fn list_secrets(
+    State(state): State<AppState>,
+    _: Operator,
+    Path(app): Path<String>,
+) -> ApiResult<axum::Json<ItemList<SecretInfo>>> {
+    let secrets = state.vault.list_secrets(app_id(&app)?).await?;
+    Ok(axum::Json(ItemList {
+        items: secrets.iter().map(views::secret_info).collect(),
+    }))
+}
+
+async fn get_secret(
+    State(state): State<AppState>,
+    _: Operator,
+    Path((app, secret)): Path<(String, String)>,
+) -> ApiResult<axum::Json<SecretInfo>> {
+    let secret = state.vault.get_secret(app_id(&app)?, &secret).await?;
+    Ok(axum::Json(views::secret_info(&secret)))
+}
+
+async fn rotate_secret(
+    State(state): State<AppState>,
+    _: Operator,
+    Path((app, secret)): Path<(String, String)>,
+    Json(body): Json<RotateSecretRequest>,
+) -> ApiResult<axum::Json<SecretInfo>> {
+    let secret = state
+        .vault
+        .rotate_secret(app_id(&app)?, &secret, SecretString::from(body.value))
+        .await?;
+    Ok(axum::Json(views::secret_info(&secret)))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Confirm {
+    confirm: String,
+}
+
+async fn delete_secret(
+    State(state): State<AppState>,
+    _: Operator,
+    Path((app, secret)): Path<(String, String)>,
+    Query(query): Query<Confirm>,
+) -> ApiResult<axum::Json<SecretInfo>> {
+    let secret = state
+        .vault
+        .delete_secret(app_id(&app)?, &secret, &query.confirm)
+        .await?;
+    Ok(axum::Json(views::secret_info(&secret)))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AgentPage {
+    #[serde(default)]
+    include_revoked: Option<bool>,
+    #[serde(default = "default_limit")]
+    limit: i64,
+    #[serde(default)]
+    offset: i64,
+}
+
+fn default_limit() -> i64 {
+    100
+}
+
+async fn list_agents(
+    State(state): State<AppState>,
+    _: Operator,
+    Path(app): Path<String>,
+    Query(page): Query<AgentPage>,
+) -> ApiResult<axum::Json<AgentList>> {
+    let (agents, total) = state
+        .vault
+        .app_agents(
+            app_id(&app)?,
+            page.include_revoked.unwrap_or(false),
+            page.limit,
+            page.offset,
+        )
+        .await?;
+    Ok(axum::Json(AgentList {
+        has_more: page.offset + (agents.len() as i64) < total,
+        items: agents.iter().map(views::agent_info).collect(),
+        total,
+        limit: page.limit,
+        offset: page.offset,
+    }))
+}
+
+async fn get_agent(
+    State(state): State<AppState>,
+    _: Operator,
+    Path((app, agent)): Path<(String, String)>,
+) -> ApiResult<axum::Json<AgentInfo>> {
+    let agent = state.vault.agent_by_text(app_id(&app)?, &agent).await?;
+    Ok(axum::Json(views::agent_info(&agent)))
+}
+
+async fn pause_agent(
+    State(state): State<AppState>,
+    _: Operator,
+    Path((app, agent)): Path<(String, String)>,
+) -> ApiResult<axum::Json<AgentInfo>> {
+    let agent = state
+        .vault
+        .set_agent_status(app_id(&app)?, &agent, AgentStatus::Inactive)
+        .await?;
+    Ok(axum::Json(views::agent_info(&agent)))
+}
+
+async fn resume_agent(
+    State(state): State<AppState>,
+    _: Operator,
+    Path((app, agent)): Path<(String, String)>,
+) -> ApiResult<axum::Json<AgentInfo>> {
+    let agent = state
+        .vault
+        .set_agent_status(app_id(&app)?, &agent, AgentStatus::Active)
+        .await?;
+    Ok(axum::Json(views::agent_info(&agent)))
+}
+
+async fn delete_agent(
+    State(state): State<AppState>,
+    _: Operator,
+    Path((app, agent)): Path<(String, String)>,
+) -> ApiResult<axum::Json<AgentInfo>> {
+    let agent = state.vault.delete_app_agent(app_id(&app)?, &agent).await?;
+    Ok(axum::Json(views::agent_info(&agent)))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GrantQuery {
+    #[serde(default)]
+    provider: Option<String>,
+    #[serde(default)]
+    status: Option<String>,
+    #[serde(default)]
+    label: Option<String>,
+    #[serde(default = "default_limit")]
+    limit: i64,
+    #[serde(default)]
+    offset: i64,
+}
+
+async fn list_grants(
+    State(state): State<AppState>,
+    _: Operator,
+    Path(app): Path<String>,
+    Query(query): Query<GrantQuery>,
+) -> ApiResult<axum::Json<GrantList>> {
+    let filter = GrantFilter {
+        provider: query.provider,
+        state: query.status.as_deref().map(parse_state).transpose()?,
+        label: query.label,
+        ..GrantFilter::default()
+    };
+    let page = state
+        .vault
+        .grant_page(
+            app_id(&app)?,
+            &Viewer::App,
+            filter,
+            query.limit,
+            query.offset,
+        )
+        .await?;
+    Ok(axum::Json(views::grant_list(&page, state.vault.now())))
+}
+
+async fn revoke_grant(
+    State(state): State<AppState>,
+    _: Operator,
+    Path((app, grant)): Path<(String, String)>,
+    Json(body): Json<RevokeRequest>,
+) -> ApiResult<axum::Json<GrantList>> {
+    let app = app_id(&app)?;
+    let grant = state
+        .vault
+        .revoke_app_grant(app, &grant, body.reason)
+        .await?;
+    let now = state.vault.now();
+    let view = GrantView {
+        secret: None,
+        grant,
+    };
+    Ok(axum::Json(GrantList {
+        grants: vec![views::grant_item(&view, now)],
+        total: 1,
+        limit: 1,
+        offset: 0,
+        has_more: false,
+    }))
+}
+
+async fn delegate_grant(
+    State(state): State<AppState>,
+    _: Operator,
+    Path((app, grant)): Path<(String, String)>,
+    Json(body): Json<CreateDelegationRequest>,
+) -> ApiResult<(StatusCode, axum::Json<DelegationResult>)> {
+    let child = state
+        .vault
+        .delegate_as_operator(
+            app_id(&app)?,
+            &grant,
+            &body.agent_id,
+            body.ttl_seconds,
+            body.delegable,
+        )
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(views::delegation(&child, state.vault.now())),
+    ))
 }

@@ -6,8 +6,8 @@ use alter_crypto::ExposeSecret;
 use alter_proto::keys::{ApiKeyInfo, DeriveKeyRequest, MintedKey, RotateKeyRequest};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use serde::Deserialize;
 
+use super::agents::ForceQuery;
 use crate::auth::{Authed, need};
 use crate::error::ApiResult;
 use crate::json::{Json, Query};
@@ -81,19 +81,15 @@ pub async fn rotate(
     Ok((StatusCode::CREATED, axum::Json(minted(&new))))
 }
 
-#[derive(Debug, Deserialize)]
-pub struct RevokeQuery {
-    #[serde(default)]
-    #[allow(dead_code)]
-    force: Option<bool>,
-}
-
 pub async fn revoke(
     State(state): State<AppState>,
     Authed(caller, ..): Authed<need::KeysAdmin>,
     Path(id): Path<String>,
-    Query(_query): Query<RevokeQuery>,
+    Query(query): Query<ForceQuery>,
 ) -> ApiResult<axum::Json<ApiKeyInfo>> {
-    let key = state.vault.revoke_key(&caller, &id).await?;
+    let key = state
+        .vault
+        .revoke_key(&caller, &id, query.force.unwrap_or(false))
+        .await?;
     Ok(axum::Json(key_info(&key)))
 }

@@ -1,15 +1,20 @@
 //! The routes. `/sdk/*` is the wire protocol of the official client (every route behind the
-//! signed-request middleware); `/admin/v1/*` is the operator API (admin token); `/healthz` and
-//! `/readyz` are for orchestrators.
+//! signed-request middleware); `/admin/v1/*` is the operator API (admin token);
+//! `/user/v1/apps/{app}/*` is the end-user API (the user's IdP JWT); `/healthz` and `/readyz`
+//! are for orchestrators.
 
 mod admin;
+mod agents;
+mod grants;
 mod health;
 mod keys;
 mod scopes;
+mod user;
+mod views;
 
 use axum::Router;
 use axum::middleware::from_fn_with_state;
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, patch, post};
 
 use crate::auth::signed_request;
 use crate::error::ApiError;
@@ -58,10 +63,55 @@ pub fn router(state: AppState, base_path: &str) -> Router {
         .route("/sdk/keys/derive", post(keys::derive))
         .route("/sdk/keys/{id}/rotate", post(keys::rotate))
         .route("/sdk/keys/{id}", delete(keys::revoke))
+        .route("/sdk/grants/list", post(grants::list))
+        .route(
+            "/sdk/managed-secrets/{id}/grants",
+            post(grants::create_managed_secret_grant),
+        )
+        .route("/sdk/grants/{id}/mint", post(grants::mint))
+        .route("/sdk/oauth/grants/{id}/revoke", post(grants::revoke))
+        .route("/sdk/grants/{id}/delegate", post(grants::delegate))
+        .route(
+            "/sdk/grants/{id}/delegations/me",
+            delete(grants::revoke_own_delegation),
+        )
+        .route(
+            "/sdk/grants/{id}/delegations/{agent}",
+            delete(grants::revoke_delegation),
+        )
+        .route("/sdk/agents", post(agents::create).get(agents::list))
+        .route("/sdk/agents/me", get(agents::me))
+        .route(
+            "/sdk/agents/{id}",
+            get(agents::get)
+                .patch(agents::update)
+                .delete(agents::delete),
+        )
+        .route(
+            "/sdk/agents/{id}/keys",
+            post(agents::mint_key).get(agents::list_keys),
+        )
+        .route(
+            "/sdk/agents/{id}/keys/{key}/deprecate",
+            patch(agents::deprecate_key),
+        )
+        .route(
+            "/sdk/agents/{id}/keys/{key}/undeprecate",
+            patch(agents::undeprecate_key),
+        )
+        .route("/sdk/agents/{id}/keys/{key}", delete(agents::revoke_key))
         .route_layer(from_fn_with_state(state.clone(), signed_request));
+    let user = Router::new()
+        .route("/me", get(user::me))
+        .route("/grants", get(user::grants))
+        .route("/grants/{grant}/delegations", post(user::delegate))
+        .route("/delegations", get(user::delegations))
+        .route("/delegations/{delegation}", delete(user::revoke_delegation))
+        .route("/agents", get(user::agents));
     let app = Router::new()
         .merge(sdk)
         .nest("/admin/v1", admin::router())
+        .nest("/user/v1/apps/{app}", user)
         .route("/healthz", get(health::live))
         .route("/readyz", get(health::ready))
         .fallback(|| async { ApiError::route_not_found() })

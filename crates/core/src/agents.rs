@@ -1,0 +1,904 @@
+//! Agents: named workload identities of an app, each with its own keys, audit trail and the
+//! access it owns or was delegated (protocol part 2 §8). Agents cannot manage agents.
+
+use serde_json::{Map, Value, json};
+use sha2::{Digest, Sha256};
+
+use crate::audit::{Actor, AuditEvent, Target, action};
+use crate::caller::Caller;
+use crate::error::{Entity, Error, Result, ensure};
+use crate::ids::{AgentId, AppId, KeyId};
+use crate::keys::{ApiKey, KeySpec, KeyStatus, NewKey};
+use crate::scope::{Scope, ScopeSet};
+use crate::time::Timestamp;
+use crate::validate;
+use crate::vault::Vault;
+
+/// Most keys an agent may hold that are not revoked.
+pub const MAX_AGENT_KEYS: usize = 10;
+/// Largest `scopes` object, serialized.
+const MAX_SCOPES_BYTES: usize = 12 * 1024;
+/// Largest `metadata` or `policy` object, serialized.
+const MAX_OBJECT_BYTES: usize = 16 * 1024;
+/// Default staging period of a scope narrowing.
+const DEFAULT_GRACE_SECONDS: i64 = 24 * 3600;
+/// Longest staging period of a scope narrowing.
+const MAX_GRACE_SECONDS: i64 = 7 * 24 * 3600;
+
+/// Alter scopes an agent's keys hold: everything an agent does for itself, nothing that
+/// manages other principals.
+const AGENT_KEY_SCOPES: &[&str] = &[
+    "tokens:retrieve",
+    "proxy:execute",
+    "connect:initiate",
+    "keys:derive",
+    "keys:admin",
+    "audit:emit",
+    "spans:emit",
+    "grants:write",
+    "secrets:write",
+    "providers:read",
+    "approvals:read",
+    "idp_users:read",
+];
+
+/// Lifecycle state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AgentStatus {
+    /// Works.
+    Active,
+    /// Paused: every call but `me()` and telemetry is refused.
+    Inactive,
+    /// Deleted (terminal); its keys are revoked.
+    Revoked,
+}
+
+impl AgentStatus {
+    /// The wire form.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AgentStatus::Active => "active",
+            AgentStatus::Inactive => "inactive",
+            AgentStatus::Revoked => "revoked",
+        }
+    }
+
+    /// Parses the wire form.
+    pub fn parse(text: &str) -> Option<AgentStatus> {
+        match text {
+            "active" => Some(AgentStatus::Active),
+            "inactive" => Some(AgentStatus::Inactive),
+            "revoked" => Some(AgentStatus::Revoked),
+            _ => None,
+        }
+    }
+}
+
+/// An agent.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Agent {
+    /// Id.
+    pub id: AgentId,
+    /// The app.
+    pub app_id: AppId,
+    /// Immutable name, unique among the app's live agents.
+    pub name: String,
+    /// Display name.
+    pub display_name: Option<String>,
+    /// `agent` or `service`.
+    pub agent_type: String,
+    /// Lifecycle.
+    pub status: AgentStatus,
+    /// Provider allowlist: `{provider: [scopes]}` plus `managed_secret_slugs`.
+    pub scopes: Map<String, Value>,
+    /// A staged narrowing of `scopes`.
+    pub scopes_pending: Option<Map<String, Value>>,
+    /// When the staged narrowing applies.
+    pub scopes_applies_at: Option<Timestamp>,
+    /// Approval settings.
+    pub policy: Map<String, Value>,
+    /// Free-form metadata.
+    pub metadata: Map<String, Value>,
+    /// Requests per minute, if limited.
+    pub rate_limit_per_minute: Option<i64>,
+    /// Bumped by every change.
+    pub version: i64,
+    /// Creation time.
+    pub created_at: Timestamp,
+    /// Last change.
+    pub updated_at: Timestamp,
+    /// Deletion time.
+    pub revoked_at: Option<Timestamp>,
+    /// Last authenticated use.
+    pub last_used_at: Option<Timestamp>,
+}
+
+impl Agent {
+    /// The allowlist in force at `now` (a staged narrowing applies once its time comes).
+    pub fn effective_scopes(&self, now: Timestamp) -> &Map<String, Value> {
+        match (&self.scopes_pending, self.scopes_applies_at) {
+            (Some(pending), Some(at)) if at <= now => pending,
+            _ => &self.scopes,
+        }
+    }
+
+    /// The same agent with a due narrowing folded in.
+    fn settled(mut self, now: Timestamp) -> Agent {
+        if let (Some(pending), Some(at)) = (&self.scopes_pending, self.scopes_applies_at)
+            && at <= now
+        {
+            self.scopes = pending.clone();
+            self.scopes_pending = None;
+            self.scopes_applies_at = None;
+        }
+        self
+    }
+}
+
+/// What `agents.create` asks for.
+#[derive(Debug, Clone, Default)]
+pub struct NewAgent {
+    /// Lower-case name.
+    pub name: String,
+    /// `agent` (default) or `service`.
+    pub agent_type: Option<String>,
+    /// Provider allowlist.
+    pub scopes: Value,
+    /// Metadata object.
+    pub metadata: Option<Value>,
+    /// Display name.
+    pub display_name: Option<String>,
+    /// Approval settings.
+    pub policy: Option<Value>,
+    /// `Idempotency-Key` header.
+    pub idempotency_key: Option<String>,
+}
+
+/// A created agent, with its first key (absent on an idempotent replay).
+#[derive(Debug)]
+pub struct AgentCreated {
+    /// The agent.
+    pub agent: Agent,
+    /// The first key's id.
+    pub key_id: KeyId,
+    /// The first key, with its plaintext, unless this was a replay.
+    pub key: Option<NewKey>,
+}
+
+/// What `agents.update` changes; `None` leaves a field alone.
+#[derive(Debug, Clone, Default)]
+pub struct AgentUpdate {
+    /// New display name (`Some(None)` clears it).
+    pub display_name: Option<Option<String>>,
+    /// New metadata.
+    pub metadata: Option<Value>,
+    /// New full allowlist (needs `expected_version`).
+    pub scopes: Option<Value>,
+    /// New approval settings (replaced whole).
+    pub policy: Option<Value>,
+    /// `active` or `inactive`.
+    pub status: Option<String>,
+    /// Optimistic concurrency.
+    pub expected_version: Option<i64>,
+    /// How long a narrowing is staged (0 = at once; default 24 h).
+    pub grace_seconds: Option<i64>,
+}
+
+/// An agent's key as `agents.list_keys` shows it.
+pub type AgentKey = ApiKey;
+
+impl Vault {
+    /// `agents.create` (app callers only).
+    pub async fn create_agent(&self, caller: &Caller, new: NewAgent) -> Result<AgentCreated> {
+        refuse_agents(caller)?;
+        let name = validate_name(&new.name)?;
+        let agent_type = match new.agent_type.as_deref() {
+            None | Some("agent") => "agent",
+            Some("service") => "service",
+            Some(other) => {
+                return Err(Error::Invalid(format!(
+                    "type {other:?}: use agent or service"
+                )));
+            }
+        };
+        let scopes = validate_scopes(&new.scopes)?;
+        let metadata = object("metadata", new.metadata.as_ref())?;
+        let policy = validate_policy(new.policy.as_ref())?;
+        let display_name = new
+            .display_name
+            .as_deref()
+            .map(|d| validate::bounded_text("display_name", d, 255).map(str::to_owned))
+            .transpose()?;
+        let fingerprint = request_fingerprint(&json!({
+            "name": name, "type": agent_type, "scopes": scopes, "metadata": metadata,
+            "display_name": display_name, "policy": policy,
+        }));
+        let idempotency = match new.idempotency_key.as_deref() {
+            Some(key) => {
+                ensure(!key.is_empty() && key.len() <= 255, || {
+                    "Idempotency-Key must be 1-255 characters".into()
+                })?;
+                if let Some(replay) = self
+                    .replay_agent_creation(caller.app_id, key, &fingerprint)
+                    .await?
+                {
+                    return Ok(replay);
+                }
+                Some(key.to_owned())
+            }
+            None => None,
+        };
+        let now = self.now();
+        let agent = Agent {
+            id: AgentId::new(),
+            app_id: caller.app_id,
+            name: name.to_owned(),
+            display_name,
+            agent_type: agent_type.to_owned(),
+            status: AgentStatus::Active,
+            scopes,
+            scopes_pending: None,
+            scopes_applies_at: None,
+            policy,
+            metadata,
+            rate_limit_per_minute: None,
+            version: 1,
+            created_at: now,
+            updated_at: now,
+            revoked_at: None,
+            last_used_at: None,
+        };
+        let key = self.new_agent_key(&agent, 1)?;
+        let event = agent_event(&agent, action::AGENT_CREATED, caller.actor()).with_details(
+            json!({ "name": agent.name, "type": agent.agent_type, "key_id": key.key.id }),
+        );
+        let stored = self
+            .store()
+            .insert_agent(
+                &agent,
+                &key.key,
+                idempotency.as_deref().map(|k| (k, fingerprint.as_slice())),
+                &event,
+            )
+            .await;
+        match stored {
+            Ok(()) => Ok(AgentCreated {
+                key_id: key.key.id,
+                agent,
+                key: Some(key),
+            }),
+            Err(crate::ports::StoreError::Conflict(what)) if what == "agent_name" => {
+                Err(Error::AgentNameExists)
+            }
+            // The same idempotency key raced us: answer as its replay.
+            Err(crate::ports::StoreError::Conflict(what)) if what == "idempotency_key" => {
+                let key = idempotency.unwrap_or_default();
+                self.replay_agent_creation(caller.app_id, &key, &fingerprint)
+                    .await?
+                    .ok_or(Error::AgentNameExists)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn replay_agent_creation(
+        &self,
+        app_id: AppId,
+        key: &str,
+        fingerprint: &[u8; 32],
+    ) -> Result<Option<AgentCreated>> {
+        let Some((agent_id, key_id, stored)) =
+            self.store().find_idempotent_agent(app_id, key).await?
+        else {
+            return Ok(None);
+        };
+        if !alter_crypto::ct_eq(&stored, fingerprint) {
+            return Err(Error::IdempotencyBodyMismatch);
+        }
+        let agent = self.agent(app_id, agent_id).await?;
+        match agent.status {
+            AgentStatus::Revoked => Err(Error::IdempotencyAgentRevoked),
+            AgentStatus::Inactive => Err(Error::IdempotencyAgentInactive),
+            AgentStatus::Active => Ok(Some(AgentCreated {
+                agent,
+                key_id,
+                key: None,
+            })),
+        }
+    }
+
+    /// `agents.list`: a page of the app's agents (deleted ones only with `include_revoked`).
+    pub async fn list_agents(
+        &self,
+        caller: &Caller,
+        include_revoked: bool,
+        limit: i64,
+        offset: i64,
+    ) -> Result<(Vec<Agent>, i64)> {
+        refuse_agents(caller)?;
+        self.app_agents(caller.app_id, include_revoked, limit, offset)
+            .await
+    }
+
+    /// A page of an app's agents (operator and app callers).
+    pub async fn app_agents(
+        &self,
+        app_id: AppId,
+        include_revoked: bool,
+        limit: i64,
+        offset: i64,
+    ) -> Result<(Vec<Agent>, i64)> {
+        let limit = validate::int_in_range("limit", limit, 1, 1000)?;
+        let offset = validate::int_in_range("offset", offset, 0, i64::MAX)?;
+        let now = self.now();
+        let (agents, total) = self
+            .store()
+            .list_agents(app_id, include_revoked, limit, offset)
+            .await?;
+        Ok((agents.into_iter().map(|a| a.settled(now)).collect(), total))
+    }
+
+    /// `agents.get_by_name`: the live agent of that name, if any.
+    pub async fn agent_by_name(&self, caller: &Caller, name: &str) -> Result<Option<Agent>> {
+        refuse_agents(caller)?;
+        let now = self.now();
+        Ok(self
+            .store()
+            .find_agent_by_name(caller.app_id, name)
+            .await?
+            .map(|a| a.settled(now)))
+    }
+
+    /// `agents.get`.
+    pub async fn get_agent(&self, caller: &Caller, agent_id: &str) -> Result<Agent> {
+        refuse_agents(caller)?;
+        self.agent_by_text(caller.app_id, agent_id).await
+    }
+
+    /// An agent of the app by id text; anything else is "not found".
+    pub async fn agent_by_text(&self, app_id: AppId, agent_id: &str) -> Result<Agent> {
+        let id = AgentId::parse_lenient(agent_id).ok_or(Error::NotFound(Entity::Agent))?;
+        self.agent(app_id, id).await
+    }
+
+    /// An agent of the app.
+    pub async fn agent(&self, app_id: AppId, id: AgentId) -> Result<Agent> {
+        let now = self.now();
+        self.store()
+            .get_agent(app_id, id)
+            .await?
+            .map(|a| a.settled(now))
+            .ok_or(Error::NotFound(Entity::Agent))
+    }
+
+    /// `Agent.me()`: the calling agent, whatever its status.
+    pub async fn me(&self, caller: &Caller) -> Result<Agent> {
+        let agent = caller.agent_id.ok_or(Error::MeRequiresAgentKey)?;
+        self.agent(caller.app_id, agent).await
+    }
+
+    /// `agents.update` / `suspend` / `resume`.
+    pub async fn update_agent(
+        &self,
+        caller: &Caller,
+        agent_id: &str,
+        update: AgentUpdate,
+    ) -> Result<Agent> {
+        refuse_agents(caller)?;
+        let agent = self.agent_by_text(caller.app_id, agent_id).await?;
+        self.apply_agent_update(agent, update, caller.actor()).await
+    }
+
+    /// Pauses or resumes an agent (operator).
+    pub async fn set_agent_status(
+        &self,
+        app_id: AppId,
+        agent_id: &str,
+        status: AgentStatus,
+    ) -> Result<Agent> {
+        let agent = self.agent_by_text(app_id, agent_id).await?;
+        let update = AgentUpdate {
+            status: Some(status.as_str().to_owned()),
+            ..AgentUpdate::default()
+        };
+        self.apply_agent_update(agent, update, Actor::operator())
+            .await
+    }
+
+    async fn apply_agent_update(
+        &self,
+        agent: Agent,
+        update: AgentUpdate,
+        actor: Actor,
+    ) -> Result<Agent> {
+        let now = self.now();
+        if update.scopes.is_some() && update.expected_version.is_none() {
+            return Err(Error::Invalid(
+                "expected_version is required when scopes change".into(),
+            ));
+        }
+        if update.grace_seconds.is_some() && update.scopes.is_none() {
+            return Err(Error::Invalid(
+                "grace_seconds is only allowed with scopes".into(),
+            ));
+        }
+        if let Some(expected) = update.expected_version {
+            validate::int_in_range("expected_version", expected, 1, i64::MAX)?;
+            if expected != agent.version {
+                return Err(Error::AgentConcurrentUpdate);
+            }
+        }
+        if agent.status == AgentStatus::Revoked {
+            return Err(Error::Conflict("this agent was deleted".into()));
+        }
+        let mut next = agent.clone();
+        let mut actions = Vec::new();
+        if let Some(display_name) = update.display_name {
+            next.display_name = display_name
+                .map(|d| validate::bounded_text("display_name", &d, 255).map(str::to_owned))
+                .transpose()?;
+        }
+        if let Some(metadata) = &update.metadata {
+            next.metadata = object("metadata", Some(metadata))?;
+        }
+        if let Some(policy) = &update.policy {
+            next.policy = validate_policy(Some(policy))?;
+        }
+        if let Some(scopes) = &update.scopes {
+            let wanted = validate_scopes(scopes)?;
+            let grace = validate::int_in_range(
+                "grace_seconds",
+                update.grace_seconds.unwrap_or(DEFAULT_GRACE_SECONDS),
+                0,
+                MAX_GRACE_SECONDS,
+            )?;
+            let current = agent.effective_scopes(now).clone();
+            if narrows(&current, &wanted) && grace > 0 {
+                next.scopes = union(&current, &wanted);
+                next.scopes_pending = Some(wanted);
+                next.scopes_applies_at = Some(now.plus_seconds(grace));
+            } else {
+                next.scopes = wanted;
+                next.scopes_pending = None;
+                next.scopes_applies_at = None;
+            }
+        }
+        if let Some(status) = &update.status {
+            let status = match status.as_str() {
+                "active" => AgentStatus::Active,
+                "inactive" => AgentStatus::Inactive,
+                other => {
+                    return Err(Error::Invalid(format!(
+                        "status {other:?}: use active or inactive (delete revokes)"
+                    )));
+                }
+            };
+            if status != agent.status {
+                actions.push(if status == AgentStatus::Inactive {
+                    action::AGENT_SUSPENDED
+                } else {
+                    action::AGENT_RESUMED
+                });
+            }
+            next.status = status;
+        }
+        if next == agent {
+            return Ok(agent);
+        }
+        if actions.is_empty() || next.scopes != agent.scopes || next.metadata != agent.metadata {
+            actions.push(action::AGENT_UPDATED);
+        }
+        next.version = agent.version + 1;
+        next.updated_at = now;
+        let events: Vec<AuditEvent> = actions
+            .iter()
+            .map(|a| {
+                agent_event(&next, a, actor.clone()).with_details(
+                    json!({ "version": next.version, "scopes_applies_at": next.scopes_applies_at }),
+                )
+            })
+            .collect();
+        if !self
+            .store()
+            .update_agent(&next, agent.version, &events)
+            .await?
+        {
+            return Err(Error::AgentConcurrentUpdate);
+        }
+        Ok(next)
+    }
+
+    /// `agents.delete`: terminal; every key and every delegation to the agent is revoked in
+    /// the same transaction. Deleting a deleted agent changes nothing.
+    pub async fn delete_agent(&self, caller: &Caller, agent_id: &str) -> Result<Agent> {
+        refuse_agents(caller)?;
+        let agent = self.agent_by_text(caller.app_id, agent_id).await?;
+        self.remove_agent(agent, caller.actor()).await
+    }
+
+    /// Deletes an agent (operator).
+    pub async fn delete_app_agent(&self, app_id: AppId, agent_id: &str) -> Result<Agent> {
+        let agent = self.agent_by_text(app_id, agent_id).await?;
+        self.remove_agent(agent, Actor::operator()).await
+    }
+
+    async fn remove_agent(&self, agent: Agent, actor: Actor) -> Result<Agent> {
+        if agent.status == AgentStatus::Revoked {
+            return Ok(agent);
+        }
+        let now = self.now();
+        let deleted = Agent {
+            status: AgentStatus::Revoked,
+            revoked_at: Some(now),
+            updated_at: now,
+            version: agent.version + 1,
+            ..agent.clone()
+        };
+        let event = agent_event(&deleted, action::AGENT_DELETED, actor.clone());
+        let grants = crate::grants::revocation_event(agent.app_id, now, actor, "agent_deleted");
+        if !self
+            .store()
+            .delete_agent(&deleted, agent.version, &event, &grants)
+            .await?
+        {
+            return Err(Error::AgentConcurrentUpdate);
+        }
+        Ok(deleted)
+    }
+
+    /// `agents.mint_key`: another key for a live agent.
+    pub async fn mint_agent_key(&self, caller: &Caller, agent_id: &str) -> Result<NewKey> {
+        refuse_agents(caller)?;
+        let agent = self.agent_by_text(caller.app_id, agent_id).await?;
+        if agent.status == AgentStatus::Revoked {
+            return Err(Error::NotFound(Entity::Agent));
+        }
+        let keys = self.store().agent_keys(agent.app_id, agent.id).await?;
+        let live = keys.iter().filter(|k| k.revoked_at.is_none()).count();
+        if live >= MAX_AGENT_KEYS {
+            return Err(Error::AgentKeyLimit);
+        }
+        let key = self.new_agent_key(&agent, keys.len() + 1)?;
+        let event = agent_event(&agent, action::AGENT_KEY_MINTED, caller.actor())
+            .with_details(json!({ "key_id": key.key.id, "key_prefix": key.key.prefix }));
+        self.store().insert_key(&key.key, &event).await?;
+        Ok(key)
+    }
+
+    /// `agents.list_keys`, oldest first.
+    pub async fn list_agent_keys(&self, caller: &Caller, agent_id: &str) -> Result<Vec<AgentKey>> {
+        refuse_agents(caller)?;
+        let agent = self.agent_by_text(caller.app_id, agent_id).await?;
+        Ok(self.store().agent_keys(agent.app_id, agent.id).await?)
+    }
+
+    /// `agents.deprecate_key` / `undeprecate_key`: idempotent; a deprecated key still works
+    /// and every answer to it says so.
+    pub async fn set_agent_key_deprecated(
+        &self,
+        caller: &Caller,
+        agent_id: &str,
+        key_id: &str,
+        deprecated: bool,
+    ) -> Result<AgentKey> {
+        refuse_agents(caller)?;
+        let key = self.agent_key(caller, agent_id, key_id).await?;
+        if key.revoked_at.is_some() {
+            return Err(Error::KeyAlreadyRevoked);
+        }
+        if key.grace_expires_at.is_some() || key.deprecated_at.is_some() == deprecated {
+            return Ok(key);
+        }
+        let now = self.now();
+        let (at, name) = if deprecated {
+            (Some(now), action::AGENT_KEY_DEPRECATED)
+        } else {
+            (None, action::AGENT_KEY_UNDEPRECATED)
+        };
+        let event = key_target_event(&key, name, caller.actor(), now);
+        self.store()
+            .set_key_deprecated(key.app_id, key.id, at, &event)
+            .await?;
+        self.agent_key(caller, agent_id, key_id).await
+    }
+
+    /// `agents.revoke_key`: terminal and idempotent; refuses to leave the agent without a key
+    /// unless `force`.
+    pub async fn revoke_agent_key(
+        &self,
+        caller: &Caller,
+        agent_id: &str,
+        key_id: &str,
+        force: bool,
+    ) -> Result<AgentKey> {
+        refuse_agents(caller)?;
+        let key = self.agent_key(caller, agent_id, key_id).await?;
+        self.revoke_key_checked(key, force, caller.actor()).await
+    }
+
+    async fn agent_key(&self, caller: &Caller, agent_id: &str, key_id: &str) -> Result<AgentKey> {
+        let agent = self.agent_by_text(caller.app_id, agent_id).await?;
+        let id = KeyId::parse_lenient(key_id).ok_or(Error::NotFound(Entity::Key))?;
+        self.store()
+            .get_key(caller.app_id, id)
+            .await?
+            .filter(|k| k.agent_id == Some(agent.id))
+            .ok_or(Error::NotFound(Entity::Key))
+    }
+
+    /// Revokes a key, refusing (without `force`) to revoke a managed agent's last key: what
+    /// remains must hold a key outside the revoked key and its derived keys.
+    pub(crate) async fn revoke_key_checked(
+        &self,
+        key: ApiKey,
+        force: bool,
+        actor: Actor,
+    ) -> Result<ApiKey> {
+        if key.revoked_at.is_some() {
+            return Ok(key);
+        }
+        if let Some(agent) = key.agent_id
+            && !force
+        {
+            let now = self.now();
+            let remaining = self
+                .store()
+                .agent_keys(key.app_id, agent)
+                .await?
+                .into_iter()
+                .filter(|k| k.id != key.id && k.parent_key_id != Some(key.id))
+                .filter(|k| !matches!(k.status(now), KeyStatus::Revoked | KeyStatus::Expired))
+                .count();
+            if remaining == 0 {
+                return Err(Error::LastActiveKey);
+            }
+        }
+        self.revoke_key_row(key, actor).await
+    }
+
+    fn new_agent_key(&self, agent: &Agent, number: usize) -> Result<NewKey> {
+        let scopes: Vec<Scope> = AGENT_KEY_SCOPES
+            .iter()
+            .filter_map(|s| Scope::parse(s).ok())
+            .collect();
+        self.new_key(KeySpec {
+            app_id: agent.app_id,
+            agent_id: Some(agent.id),
+            shape: alter_crypto::keys::KeyShape::Legacy,
+            name: format!("{}-{number}", agent.name),
+            scopes: ScopeSet::new(scopes),
+            cidr_allowlist: None,
+            rate_limit_rpm: None,
+            expires_at: None,
+            parent_key_id: None,
+            metadata: None,
+        })
+    }
+}
+
+/// Agents cannot manage agents: every control route refuses an agent caller.
+fn refuse_agents(caller: &Caller) -> Result<()> {
+    if caller.agent_id.is_some() {
+        return Err(Error::AgentCannotMintSubagents);
+    }
+    Ok(())
+}
+
+fn agent_event(agent: &Agent, action: &str, actor: Actor) -> AuditEvent {
+    AuditEvent::allow(
+        agent.app_id,
+        agent.updated_at,
+        action,
+        actor,
+        Target {
+            kind: "agent".into(),
+            id: agent.id.to_string(),
+        },
+    )
+}
+
+fn key_target_event(key: &ApiKey, action: &str, actor: Actor, at: Timestamp) -> AuditEvent {
+    AuditEvent::allow(
+        key.app_id,
+        at,
+        action,
+        actor,
+        Target {
+            kind: "key".into(),
+            id: key.id.to_string(),
+        },
+    )
+    .with_details(json!({ "agent_id": key.agent_id, "key_prefix": key.prefix }))
+}
+
+/// Lower-case letters, digits, `-` and `_`, starting with a letter or digit, at most 64.
+fn validate_name(name: &str) -> Result<&str> {
+    let mut bytes = name.bytes();
+    let ok = bytes
+        .next()
+        .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        && bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+        && name.len() <= 64;
+    ensure(ok, || {
+        format!(
+            "name {name:?} must be 1-64 lower-case letters, digits, - or _ (starting with a letter or digit)"
+        )
+    })?;
+    Ok(name)
+}
+
+/// `{provider: [scope, …]}`: non-empty keys and lists of non-empty strings, without edge
+/// whitespace, at most 12 KiB. The legacy `managed_secrets` key accepts no new names.
+fn validate_scopes(scopes: &Value) -> Result<Map<String, Value>> {
+    let map = scopes
+        .as_object()
+        .ok_or_else(|| Error::Invalid("scopes must be an object of provider → scopes".into()))?;
+    ensure(scopes.to_string().len() <= MAX_SCOPES_BYTES, || {
+        "scopes must serialize to at most 12 KiB".into()
+    })?;
+    let clean = |s: &str| !s.is_empty() && s.trim() == s;
+    for (key, value) in map {
+        ensure(clean(key), || {
+            format!("scopes key {key:?} must be non-empty without edge whitespace")
+        })?;
+        if key == "managed_secrets" {
+            return Err(Error::LegacyManagedSecretNameRejected);
+        }
+        let list = value.as_array().filter(|l| !l.is_empty()).ok_or_else(|| {
+            Error::Invalid(format!("scopes.{key} must be a non-empty list of strings"))
+        })?;
+        ensure(list.iter().all(|v| v.as_str().is_some_and(clean)), || {
+            format!("scopes.{key} must hold non-empty strings without edge whitespace")
+        })?;
+    }
+    Ok(map.clone())
+}
+
+fn object(field: &str, value: Option<&Value>) -> Result<Map<String, Value>> {
+    match value {
+        None | Some(Value::Null) => Ok(Map::new()),
+        Some(Value::Object(map)) => {
+            ensure(
+                value.map(|v| v.to_string().len()).unwrap_or(0) <= MAX_OBJECT_BYTES,
+                || format!("{field} must serialize to at most 16 KiB"),
+            )?;
+            Ok(map.clone())
+        }
+        Some(_) => Err(Error::Invalid(format!("{field} must be an object"))),
+    }
+}
+
+/// Approval settings: `requires_approval` (bool), `approvers` (list of strings),
+/// `approval_ttl_seconds` (positive integer), nothing else.
+fn validate_policy(policy: Option<&Value>) -> Result<Map<String, Value>> {
+    let map = object("policy", policy)?;
+    for (key, value) in &map {
+        let ok = match key.as_str() {
+            "requires_approval" => value.is_boolean(),
+            "approvers" => value
+                .as_array()
+                .is_some_and(|l| l.iter().all(|v| v.as_str().is_some_and(|s| !s.is_empty()))),
+            "approval_ttl_seconds" => value.as_i64().is_some_and(|v| v > 0),
+            _ => false,
+        };
+        ensure(ok, || {
+            format!(
+                "policy.{key}: expected requires_approval (bool), approvers (list of strings) or approval_ttl_seconds (positive integer)"
+            )
+        })?;
+    }
+    Ok(map)
+}
+
+/// True if `wanted` drops a provider or a scope that `current` holds.
+fn narrows(current: &Map<String, Value>, wanted: &Map<String, Value>) -> bool {
+    current
+        .iter()
+        .any(|(provider, scopes)| match wanted.get(provider) {
+            None => true,
+            Some(kept) => scopes
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|s| !kept.as_array().is_some_and(|k| k.contains(s))),
+        })
+}
+
+/// Everything either allowlist holds.
+fn union(a: &Map<String, Value>, b: &Map<String, Value>) -> Map<String, Value> {
+    let mut out = a.clone();
+    for (provider, scopes) in b {
+        let merged = out.entry(provider.clone()).or_insert_with(|| json!([]));
+        if let (Some(list), Some(more)) = (merged.as_array_mut(), scopes.as_array()) {
+            for s in more {
+                if !list.contains(s) {
+                    list.push(s.clone());
+                }
+            }
+        }
+    }
+    out
+}
+
+fn request_fingerprint(value: &Value) -> [u8; 32] {
+    Sha256::digest(value.to_string().as_bytes()).into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(v: Value) -> Map<String, Value> {
+        v.as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn names() {
+        for ok in ["research-bot", "a", "bot_2", "0x"] {
+            assert!(validate_name(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "Bot", "-bot", "bot name", "bot.x", &"a".repeat(65)] {
+            assert!(validate_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn scopes_shape() {
+        assert!(validate_scopes(&json!({})).is_ok());
+        assert!(
+            validate_scopes(
+                &json!({"google": ["gmail.readonly"], "managed_secret_slugs": ["stripe"]})
+            )
+            .is_ok()
+        );
+        for bad in [
+            json!([]),
+            json!({"google": []}),
+            json!({"google": [""]}),
+            json!({" google": ["x"]}),
+            json!({"google": "x"}),
+            json!({"google": [" x"]}),
+        ] {
+            assert!(
+                matches!(validate_scopes(&bad), Err(Error::Invalid(_))),
+                "{bad}"
+            );
+        }
+        assert!(matches!(
+            validate_scopes(&json!({"managed_secrets": ["Stripe"]})),
+            Err(Error::LegacyManagedSecretNameRejected)
+        ));
+    }
+
+    #[test]
+    fn narrowing_is_detected_and_staged_as_a_union() {
+        let current = map(json!({"google": ["a", "b"], "slack": ["x"]}));
+        assert!(!narrows(
+            &current,
+            &map(json!({"google": ["a", "b", "c"], "slack": ["x"]}))
+        ));
+        assert!(narrows(
+            &current,
+            &map(json!({"google": ["a"], "slack": ["x"]}))
+        ));
+        assert!(narrows(&current, &map(json!({"google": ["a", "b"]}))));
+        let merged = union(&current, &map(json!({"google": ["c"], "github": ["repo"]})));
+        assert_eq!(
+            merged,
+            map(json!({"google": ["a", "b", "c"], "slack": ["x"], "github": ["repo"]}))
+        );
+    }
+
+    #[test]
+    fn policies() {
+        assert!(
+            validate_policy(Some(
+                &json!({"requires_approval": true, "approvers": ["ops"]})
+            ))
+            .is_ok()
+        );
+        assert!(validate_policy(Some(&json!({"requires_approval": "yes"}))).is_err());
+        assert!(validate_policy(Some(&json!({"unknown": 1}))).is_err());
+        assert!(validate_policy(Some(&json!([]))).is_err());
+    }
+}

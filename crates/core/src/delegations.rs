@@ -1,0 +1,426 @@
+//! Delegations: a grant's holder lets one agent act on it. A delegation is a child grant whose
+//! principal is the agent; revoking it leaves the parent intact, revoking the parent revokes
+//! every child in the same transaction. Delegations come into being by consent — the end user
+//! who holds the grant, the operator for grants the app itself owns, or an agent passing on a
+//! delegable delegation — and are re-validated on every use.
+
+use serde_json::json;
+
+use crate::agents::{Agent, AgentStatus};
+use crate::audit::{Actor, action};
+use crate::caller::Caller;
+use crate::error::{Entity, Error, Result};
+use crate::grants::{
+    CreatedBy, Grant, GrantFilter, GrantPage, GrantPolicy, GrantState, GrantStatus, Principal,
+    Viewer, grant_event,
+};
+use crate::identity::{SignedInUser, UserStatus};
+use crate::ids::{AgentId, AppId, GrantId, UserId};
+use crate::validate;
+use crate::vault::Vault;
+
+/// Longest chain of delegations below a root grant.
+pub const MAX_DEPTH: i64 = 8;
+
+/// Why a delegation cannot be made (`detail_reason` on the wire).
+pub mod reason {
+    /// The grant was made directly to an agent: no user consented to share it.
+    pub const NO_CONSENTING_USER: &str = "no_consenting_user";
+    /// The holder's own delegation is not delegable.
+    pub const HOLDER_NOT_DELEGABLE: &str = "holder_not_delegable";
+    /// The managed secret does not allow delegation.
+    pub const CEILING_OFF: &str = "ceiling_off";
+    /// The depth ceiling leaves no further hop.
+    pub const NO_ONWARD_HOP: &str = "no_onward_hop";
+}
+
+/// Which delegation of a grant to revoke.
+#[derive(Debug, Clone, Copy)]
+pub enum DelegationOf<'a> {
+    /// The named agent's (operator path).
+    Agent(&'a str),
+    /// The calling agent's own (self path).
+    Me,
+}
+
+/// Who consents to a delegation.
+enum Consent {
+    /// An end user holding the grant.
+    User(UserId),
+    /// The operator, for a grant the app owns.
+    Operator,
+    /// An agent holding a delegable delegation.
+    OnwardHop,
+}
+
+impl Vault {
+    /// `Agent.delegate`: passes on a delegation the calling agent holds (or updates the one it
+    /// passed on before to the same agent).
+    pub async fn delegate_onward(
+        &self,
+        caller: &Caller,
+        held_grant_id: &str,
+        to_agent_id: &str,
+        delegable: Option<bool>,
+        scope_constraint: Option<Vec<String>>,
+        ttl_seconds: Option<i64>,
+    ) -> Result<Grant> {
+        let holder = caller.agent_id.ok_or(Error::AgentKeyRequired)?;
+        let held = self.reachable_grant(caller, held_grant_id).await?;
+        if held.agent_id() != Some(holder) || held.state(self.now()) != GrantState::Active {
+            return Err(Error::NotFound(Entity::Grant));
+        }
+        if held.parent_grant_id.is_none() {
+            return Err(Error::GrantNotDelegable(reason::NO_CONSENTING_USER));
+        }
+        if !held.delegable {
+            return Err(Error::GrantNotDelegable(reason::HOLDER_NOT_DELEGABLE));
+        }
+        if scope_constraint.is_some() {
+            return Err(Error::InvalidScopeConstraint(
+                "managed-secret delegations carry no scopes, so they take no scope_constraint"
+                    .into(),
+            ));
+        }
+        let to = self.delegation_target(caller.app_id, to_agent_id).await?;
+        self.delegate(
+            held,
+            &to,
+            Consent::OnwardHop,
+            ttl_seconds,
+            delegable,
+            caller.actor(),
+        )
+        .await
+    }
+
+    /// Delegates a grant the app owns (system or group principal) to an agent (operator).
+    pub async fn delegate_as_operator(
+        &self,
+        app_id: AppId,
+        grant_id: &str,
+        agent_id: &str,
+        ttl_seconds: Option<i64>,
+        delegable: Option<bool>,
+    ) -> Result<Grant> {
+        let grant = self.app_grant(app_id, grant_id).await?;
+        match grant.principal {
+            Principal::System | Principal::Group { .. } if grant.parent_grant_id.is_none() => {}
+            Principal::Agent(_) if grant.parent_grant_id.is_none() => {
+                return Err(Error::GrantNotDelegable(reason::NO_CONSENTING_USER));
+            }
+            _ => {
+                return Err(Error::Invalid(
+                    "the operator delegates grants the app owns (system or group principals); users delegate their own".into(),
+                ));
+            }
+        }
+        let to = self.delegation_target(app_id, agent_id).await?;
+        self.delegate(
+            grant,
+            &to,
+            Consent::Operator,
+            ttl_seconds,
+            delegable,
+            Actor::operator(),
+        )
+        .await
+    }
+
+    /// An end user delegates a grant they hold (their own, or one of a group they are in).
+    pub async fn delegate_as_user(
+        &self,
+        app_id: AppId,
+        user: &SignedInUser,
+        grant_id: &str,
+        agent_id: &str,
+        ttl_seconds: Option<i64>,
+        delegable: Option<bool>,
+    ) -> Result<Grant> {
+        let grant = self.app_grant(app_id, grant_id).await?;
+        if grant.parent_grant_id.is_some() || !holds(user, &grant) {
+            return Err(Error::NotFound(Entity::Grant));
+        }
+        let to = self.delegation_target(app_id, agent_id).await?;
+        let actor = user_actor(user);
+        self.delegate(
+            grant,
+            &to,
+            Consent::User(user.user.id),
+            ttl_seconds,
+            delegable,
+            actor,
+        )
+        .await
+    }
+
+    async fn delegation_target(&self, app_id: AppId, agent_id: &str) -> Result<Agent> {
+        self.agent_by_text(app_id, agent_id)
+            .await
+            .ok()
+            .filter(|a| a.status == AgentStatus::Active)
+            .ok_or(Error::NotFound(Entity::Agent))
+    }
+
+    async fn delegate(
+        &self,
+        parent: Grant,
+        to: &Agent,
+        consent: Consent,
+        ttl_seconds: Option<i64>,
+        delegable: Option<bool>,
+        actor: Actor,
+    ) -> Result<Grant> {
+        let now = self.now();
+        if parent.state(now) != GrantState::Active {
+            return Err(Error::NotFound(Entity::Grant));
+        }
+        let secret = self.secret_of(&parent).await?;
+        if secret.as_ref().is_some_and(|s| !s.limits.delegation) {
+            return Err(Error::GrantNotDelegable(reason::CEILING_OFF));
+        }
+        let depth = parent.depth + 1;
+        if depth > MAX_DEPTH || (delegable == Some(true) && depth >= MAX_DEPTH) {
+            return Err(Error::GrantNotDelegable(reason::NO_ONWARD_HOP));
+        }
+        let ttl = ttl_seconds
+            .map(|t| validate::int_in_range("ttl_seconds", t, 1, 10 * 365 * 24 * 3600))
+            .transpose()?;
+        let cap = secret
+            .as_ref()
+            .and_then(|s| s.limits.max_delegation_ttl_seconds);
+        let expires_at = [
+            ttl.map(|t| now.plus_seconds(t)),
+            cap.map(|c| now.plus_seconds(c)),
+            parent.expires_at,
+        ]
+        .into_iter()
+        .flatten()
+        .min();
+        let (delegated_by, created_by) = match consent {
+            Consent::User(user) => (Some(user), CreatedBy::EndUser),
+            Consent::Operator => (None, CreatedBy::Developer),
+            // An onward hop keeps the consent of the user at the root of the chain.
+            Consent::OnwardHop => (parent.delegated_by, parent.created_by),
+        };
+        let existing = self
+            .store()
+            .active_child(parent.app_id, parent.id, to.id)
+            .await?
+            .filter(|child| child.state(now) == GrantState::Active);
+        let child = match existing {
+            Some(existing) => Grant {
+                expires_at,
+                delegable: delegable.unwrap_or(existing.delegable),
+                ..existing
+            },
+            None => Grant {
+                id: GrantId::new(),
+                app_id: parent.app_id,
+                seq: 0,
+                kind: parent.kind,
+                secret_id: parent.secret_id,
+                principal: Principal::Agent(to.id),
+                label: parent.label.clone(),
+                status: GrantStatus::Active,
+                policy: GrantPolicy {
+                    expires_at,
+                    ..GrantPolicy::default()
+                },
+                expires_at,
+                parent_grant_id: Some(parent.id),
+                depth,
+                delegable: delegable.unwrap_or(false),
+                delegated_by,
+                created_by,
+                created_at: now,
+                revoked_at: None,
+                revoke_reason: None,
+                last_used_at: None,
+            },
+        };
+        let event = grant_event(&child, action::DELEGATION_CREATED, actor, secret.as_ref())
+            .with_details(json!({
+                "parent_grant_id": parent.id,
+                "agent_id": to.id,
+                "depth": child.depth,
+                "delegable": child.delegable,
+                "expires_at": child.expires_at,
+                "delegated_by": child.delegated_by,
+            }));
+        self.store().put_delegation(&child, &event).await?;
+        self.app_grant(child.app_id, &child.id.to_string()).await
+    }
+
+    /// `App.revoke_delegation(grant_id, agent_id)` and `Agent.revoke_delegation(grant_id)`:
+    /// revokes the agent's delegation of the grant (named by the parent's id, or the
+    /// delegation's own) and everything passed on from it. Idempotent.
+    pub async fn revoke_delegation(
+        &self,
+        caller: &Caller,
+        grant_id: &str,
+        of: DelegationOf<'_>,
+    ) -> Result<()> {
+        let agent = match of {
+            DelegationOf::Agent(_) if caller.agent_id.is_some() => {
+                return Err(Error::UseSelfRevokePath);
+            }
+            DelegationOf::Agent(text) => match AgentId::parse_lenient(text) {
+                Some(agent) => agent,
+                None => return Ok(()),
+            },
+            DelegationOf::Me => caller.agent_id.ok_or(Error::AgentKeyRequired)?,
+        };
+        let Some(id) = GrantId::parse_lenient(grant_id) else {
+            return Ok(());
+        };
+        let Some(grant) = self.store().get_grant(caller.app_id, id).await? else {
+            return Ok(());
+        };
+        let child = if grant.agent_id() == Some(agent) && grant.parent_grant_id.is_some() {
+            Some(grant)
+        } else {
+            self.store()
+                .active_child(caller.app_id, grant.id, agent)
+                .await?
+        };
+        match child {
+            Some(child) if child.status == GrantStatus::Active => {
+                let actor = caller.actor();
+                self.revoke_delegation_row(child, actor).await
+            }
+            _ => Ok(()),
+        }
+    }
+
+    async fn revoke_delegation_row(&self, child: Grant, actor: Actor) -> Result<()> {
+        let now = self.now();
+        let template =
+            crate::grants::revocation_event(child.app_id, now, actor, "delegation_revoked");
+        let template = crate::audit::AuditEvent {
+            action: action::DELEGATION_REVOKED.to_owned(),
+            ..template
+        };
+        self.store()
+            .revoke_grants(
+                child.app_id,
+                child.id,
+                now,
+                Some("delegation revoked"),
+                &template,
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// The grants an end user holds (their own and their groups'), and the delegations they
+    /// made, in creation order.
+    pub async fn user_grants(
+        &self,
+        app_id: AppId,
+        user: &SignedInUser,
+        filter: GrantFilter,
+        limit: i64,
+        offset: i64,
+    ) -> Result<GrantPage> {
+        let viewer = Viewer::User {
+            user: user.user.id,
+            idp: user.user.idp_id,
+            groups: user.groups.clone(),
+        };
+        self.grant_page(app_id, &viewer, filter, limit, offset)
+            .await
+    }
+
+    /// An end user revokes a delegation they made.
+    pub async fn user_revoke_delegation(
+        &self,
+        app_id: AppId,
+        user: &SignedInUser,
+        delegation_id: &str,
+    ) -> Result<Grant> {
+        let child = self.app_grant(app_id, delegation_id).await?;
+        if child.parent_grant_id.is_none() || child.delegated_by != Some(user.user.id) {
+            return Err(Error::NotFound(Entity::Grant));
+        }
+        if child.status == GrantStatus::Active {
+            self.revoke_delegation_row(child.clone(), user_actor(user))
+                .await?;
+        }
+        self.app_grant(app_id, delegation_id).await
+    }
+
+    /// Re-validates a delegation before use: every grant up the chain active, the consenting
+    /// user still active and still holding the root (or still in its group), the agent
+    /// active. Fails with the first broken link.
+    pub async fn check_delegation_chain(&self, grant: &Grant) -> Result<()> {
+        let now = self.now();
+        let mut link = grant.clone();
+        loop {
+            if link.state(now) != GrantState::Active {
+                return Err(Error::DelegationInvalid(
+                    "a grant in the delegation chain is no longer active",
+                ));
+            }
+            if let Principal::Agent(agent) = link.principal {
+                let agent = self.agent(link.app_id, agent).await?;
+                ensure_active_agent(&agent)?;
+            }
+            let Some(parent) = link.parent_grant_id else {
+                break;
+            };
+            link = self.app_grant(link.app_id, &parent.to_string()).await?;
+        }
+        // `link` is the root now.
+        if let Some(user) = grant.delegated_by {
+            let user = self
+                .store()
+                .get_user(grant.app_id, user)
+                .await?
+                .ok_or(Error::DelegationInvalid("the consenting user is gone"))?;
+            if user.status != UserStatus::Active {
+                return Err(Error::DelegationInvalid("the consenting user is suspended"));
+            }
+            let still_holds = match &link.principal {
+                Principal::User(owner) => *owner == user.id,
+                Principal::Group {
+                    idp_id,
+                    external_group_id,
+                } => *idp_id == user.idp_id && user.groups.contains(external_group_id),
+                _ => false,
+            };
+            if !still_holds {
+                return Err(Error::DelegationInvalid(
+                    "the consenting user no longer holds the grant",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn ensure_active_agent(agent: &Agent) -> Result<()> {
+    match agent.status {
+        AgentStatus::Active => Ok(()),
+        _ => Err(Error::DelegationInvalid("the agent is not active")),
+    }
+}
+
+/// True if the signed-in user holds `grant` now.
+fn holds(user: &SignedInUser, grant: &Grant) -> bool {
+    match &grant.principal {
+        Principal::User(owner) => *owner == user.user.id,
+        Principal::Group {
+            idp_id,
+            external_group_id,
+        } => *idp_id == user.user.idp_id && user.groups.contains(external_group_id),
+        _ => false,
+    }
+}
+
+fn user_actor(user: &SignedInUser) -> Actor {
+    Actor {
+        app_user_id: Some(user.user.id.to_string()),
+        ..Actor::of_kind(crate::audit::ActorKind::User)
+    }
+}

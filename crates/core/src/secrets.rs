@@ -1,0 +1,559 @@
+//! Managed secrets: credentials an operator provisions (API keys, service tokens, AWS keys),
+//! stored sealed, never readable back, and bound to principals by grants. Rotation replaces the
+//! value and keeps every grant id; deletion revokes every grant of the secret.
+
+use alter_crypto::{Binding, SecretString, Zeroizing};
+use serde::{Deserialize, Serialize};
+
+use crate::audit::{Actor, AuditEvent, Target, action};
+use crate::error::{Entity, Error, Result, ensure};
+use crate::grants::PrincipalType;
+use crate::ids::{AppId, SecretId};
+use crate::time::Timestamp;
+use crate::validate;
+use crate::vault::Vault;
+
+/// The kind bound into a sealed secret value.
+const VALUE_KIND: &str = "secret.value";
+/// Longest slug (the official client's slug pattern is `[a-z0-9-]{1,50}`).
+const MAX_SLUG_LEN: usize = 50;
+/// Largest secret value.
+const MAX_VALUE_BYTES: usize = 8192;
+
+/// How a secret is injected into the outgoing call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SecretType {
+    /// `Authorization: Bearer <value>`.
+    Bearer,
+    /// `<header>: <value>`.
+    Header,
+    /// `Authorization: Basic base64(<user:password>)`.
+    Basic,
+    /// `?<param>=<value>`.
+    Query,
+    /// AWS Signature Version 4 with an access key pair.
+    AwsSigv4,
+}
+
+impl SecretType {
+    /// Parses `bearer`, `header`, `basic`, `query` or `aws_sigv4`.
+    pub fn parse(text: &str) -> Option<SecretType> {
+        match text {
+            "bearer" => Some(SecretType::Bearer),
+            "header" => Some(SecretType::Header),
+            "basic" => Some(SecretType::Basic),
+            "query" => Some(SecretType::Query),
+            "aws_sigv4" => Some(SecretType::AwsSigv4),
+            _ => None,
+        }
+    }
+
+    /// The wire form.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SecretType::Bearer => "bearer",
+            SecretType::Header => "header",
+            SecretType::Basic => "basic",
+            SecretType::Query => "query",
+            SecretType::AwsSigv4 => "aws_sigv4",
+        }
+    }
+}
+
+/// Where the value goes: the header or query parameter name.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Injection {
+    /// Header name (`header` secrets).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub header: Option<String>,
+    /// Query parameter name (`query` secrets).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub param: Option<String>,
+}
+
+/// What the operator allows grants of this secret to be.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecretLimits {
+    /// Longest grant lifetime; grants asking for more are refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_grant_ttl_seconds: Option<i64>,
+    /// Principal types grants may name; empty = all.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub principals: Vec<PrincipalType>,
+    /// Whether grants of this secret may be delegated to agents.
+    pub delegation: bool,
+    /// Longest delegation lifetime.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_delegation_ttl_seconds: Option<i64>,
+}
+
+impl Default for SecretLimits {
+    fn default() -> Self {
+        SecretLimits {
+            max_grant_ttl_seconds: None,
+            principals: Vec::new(),
+            delegation: true,
+            max_delegation_ttl_seconds: None,
+        }
+    }
+}
+
+impl SecretLimits {
+    /// True if grants may name this principal type.
+    pub fn allows(&self, principal: PrincipalType) -> bool {
+        self.principals.is_empty() || self.principals.contains(&principal)
+    }
+}
+
+/// A managed secret as stored (its value sealed).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ManagedSecret {
+    /// Id (the `managed_secret_id` of the protocol).
+    pub id: SecretId,
+    /// The app.
+    pub app_id: AppId,
+    /// Display name (not unique).
+    pub name: String,
+    /// Unique, URL-safe name derived from `name`: what `provider_id` filters and
+    /// `request(provider=…)` take.
+    pub slug: String,
+    /// Injection type.
+    pub secret_type: SecretType,
+    /// Header or parameter name.
+    pub injection: Injection,
+    /// Hosts the secret may be sent to (`api.stripe.com`, `*.amazonaws.com`); empty = any.
+    pub allowed_hosts: Vec<String>,
+    /// Limits on grants.
+    pub limits: SecretLimits,
+    /// The value, sealed to this secret.
+    pub sealed_value: Vec<u8>,
+    /// Bumped by every rotation.
+    pub value_version: i64,
+    /// Creation time.
+    pub created_at: Timestamp,
+    /// Last rotation.
+    pub rotated_at: Option<Timestamp>,
+    /// Deletion time; deleted secrets keep their row (and slug) for the audit trail.
+    pub deleted_at: Option<Timestamp>,
+}
+
+/// What an operator gives to create a secret.
+#[derive(Debug)]
+pub struct NewSecret {
+    /// Display name.
+    pub name: String,
+    /// Injection type (`bearer`, `header`, `basic`, `query`, `aws_sigv4`).
+    pub secret_type: String,
+    /// Header name for `header` secrets.
+    pub header: Option<String>,
+    /// Parameter name for `query` secrets.
+    pub param: Option<String>,
+    /// Allowed hosts.
+    pub allowed_hosts: Vec<String>,
+    /// Limits on grants.
+    pub limits: SecretLimits,
+    /// The value (for `aws_sigv4`, a JSON object with `access_key_id`, `secret_access_key`
+    /// and optionally `session_token`, `region`, `service`).
+    pub value: SecretString,
+}
+
+/// The parts of an AWS credential.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AwsCredential {
+    access_key_id: String,
+    secret_access_key: String,
+    #[serde(default)]
+    session_token: Option<String>,
+    #[serde(default)]
+    region: Option<String>,
+    #[serde(default)]
+    service: Option<String>,
+}
+
+impl Vault {
+    /// Creates a managed secret (operator).
+    pub async fn create_secret(&self, app_id: AppId, new: NewSecret) -> Result<ManagedSecret> {
+        use alter_crypto::ExposeSecret;
+        self.get_app(app_id).await?;
+        let name = validate::display_name("name", &new.name)?.to_owned();
+        let secret_type = SecretType::parse(&new.secret_type).ok_or_else(|| {
+            Error::Invalid(format!(
+                "type {:?}: use bearer, header, basic, query or aws_sigv4",
+                new.secret_type
+            ))
+        })?;
+        let injection = validate_injection(secret_type, new.header, new.param)?;
+        validate_value(secret_type, new.value.expose_secret())?;
+        let allowed_hosts = validate_hosts(&new.allowed_hosts)?;
+        validate_limits(&new.limits)?;
+        let now = self.now();
+        let base = slugify(&name);
+        let taken = self.store().slugs_with_prefix(app_id, &base).await?;
+        let slug = free_slug(&base, &taken);
+        let id = SecretId::new();
+        let secret = ManagedSecret {
+            id,
+            app_id,
+            name,
+            slug,
+            secret_type,
+            injection,
+            allowed_hosts,
+            limits: new.limits,
+            sealed_value: self.seal_value(app_id, id, new.value.expose_secret())?,
+            value_version: 1,
+            created_at: now,
+            rotated_at: None,
+            deleted_at: None,
+        };
+        let event = secret_event(&secret, action::SECRET_CREATED, now);
+        self.store().insert_secret(&secret, &event).await?;
+        Ok(secret)
+    }
+
+    /// Every secret of the app that is not deleted (operator).
+    pub async fn list_secrets(&self, app_id: AppId) -> Result<Vec<ManagedSecret>> {
+        self.get_app(app_id).await?;
+        Ok(self.store().list_secrets(app_id).await?)
+    }
+
+    /// One live secret, by id or slug (operator).
+    pub async fn get_secret(&self, app_id: AppId, id_or_slug: &str) -> Result<ManagedSecret> {
+        let secret = match SecretId::parse_lenient(id_or_slug) {
+            Some(id) => self.store().get_secret(app_id, id).await?,
+            None => self.store().get_secret_by_slug(app_id, id_or_slug).await?,
+        };
+        secret
+            .filter(|s| s.deleted_at.is_none())
+            .ok_or(Error::NotFound(Entity::Secret))
+    }
+
+    /// Replaces a secret's value; every grant keeps its id and uses the new value.
+    pub async fn rotate_secret(
+        &self,
+        app_id: AppId,
+        id_or_slug: &str,
+        value: SecretString,
+    ) -> Result<ManagedSecret> {
+        use alter_crypto::ExposeSecret;
+        let secret = self.get_secret(app_id, id_or_slug).await?;
+        validate_value(secret.secret_type, value.expose_secret())?;
+        let now = self.now();
+        let rotated = ManagedSecret {
+            sealed_value: self.seal_value(app_id, secret.id, value.expose_secret())?,
+            value_version: secret.value_version + 1,
+            rotated_at: Some(now),
+            ..secret
+        };
+        let event = secret_event(&rotated, action::SECRET_ROTATED, now);
+        if !self.store().rotate_secret(&rotated, &event).await? {
+            return Err(Error::NotFound(Entity::Secret));
+        }
+        Ok(rotated)
+    }
+
+    /// Deletes a secret (operator) after `confirm` repeats its slug; every grant of it is
+    /// revoked in the same transaction.
+    pub async fn delete_secret(
+        &self,
+        app_id: AppId,
+        id_or_slug: &str,
+        confirm: &str,
+    ) -> Result<ManagedSecret> {
+        let secret = self.get_secret(app_id, id_or_slug).await?;
+        ensure(confirm == secret.slug, || {
+            format!("confirm with the secret's slug ({})", secret.slug)
+        })?;
+        let now = self.now();
+        let event = secret_event(&secret, action::SECRET_DELETED, now);
+        let template =
+            crate::grants::revocation_event(app_id, now, Actor::operator(), "secret_deleted");
+        self.store()
+            .delete_secret(app_id, secret.id, now, &event, &template)
+            .await?;
+        Ok(ManagedSecret {
+            deleted_at: Some(now),
+            ..secret
+        })
+    }
+
+    /// Opens a secret's value, for the one request that injects it.
+    pub fn open_secret_value(&self, secret: &ManagedSecret) -> Result<Zeroizing<Vec<u8>>> {
+        let (app, record) = (secret.app_id.to_string(), secret.id.to_string());
+        Ok(self.keyring().open(
+            Binding {
+                kind: VALUE_KIND,
+                app_id: &app,
+                record_id: &record,
+            },
+            &secret.sealed_value,
+        )?)
+    }
+
+    fn seal_value(&self, app_id: AppId, id: SecretId, value: &str) -> Result<Vec<u8>> {
+        let (app, record) = (app_id.to_string(), id.to_string());
+        Ok(self.keyring().seal(
+            Binding {
+                kind: VALUE_KIND,
+                app_id: &app,
+                record_id: &record,
+            },
+            value.as_bytes(),
+        )?)
+    }
+}
+
+fn secret_event(secret: &ManagedSecret, action: &str, at: Timestamp) -> AuditEvent {
+    AuditEvent::allow(
+        secret.app_id,
+        at,
+        action,
+        Actor::operator(),
+        Target {
+            kind: "secret".into(),
+            id: secret.id.to_string(),
+        },
+    )
+    .with_details(serde_json::json!({
+        "name": secret.name,
+        "slug": secret.slug,
+        "type": secret.secret_type,
+        "value_version": secret.value_version,
+        "allowed_hosts": secret.allowed_hosts,
+    }))
+}
+
+/// `Stripe Production` → `stripe-production`.
+pub fn slugify(name: &str) -> String {
+    let mut slug = String::new();
+    for c in name.chars().flat_map(char::to_lowercase) {
+        if c.is_ascii_alphanumeric() {
+            slug.push(c);
+        } else if !slug.ends_with('-') && !slug.is_empty() {
+            slug.push('-');
+        }
+    }
+    let mut slug: String = slug
+        .trim_end_matches('-')
+        .chars()
+        .take(MAX_SLUG_LEN - 4)
+        .collect();
+    slug = slug.trim_end_matches('-').to_owned();
+    if slug.is_empty() {
+        slug.push_str("secret");
+    }
+    slug
+}
+
+/// `base`, or `base-2`, `base-3`, … whichever is not taken.
+fn free_slug(base: &str, taken: &[String]) -> String {
+    if !taken.iter().any(|t| t == base) {
+        return base.to_owned();
+    }
+    (2..)
+        .map(|n| format!("{base}-{n}"))
+        .find(|candidate| !taken.contains(candidate))
+        .unwrap_or_else(|| base.to_owned())
+}
+
+fn validate_injection(
+    secret_type: SecretType,
+    header: Option<String>,
+    param: Option<String>,
+) -> Result<Injection> {
+    match secret_type {
+        SecretType::Header => {
+            let header = header.ok_or_else(|| {
+                Error::Invalid("header secrets need a header name (--header)".into())
+            })?;
+            ensure(validate::header_name(&header), || {
+                format!("header {header:?} is not a usable header name")
+            })?;
+            ensure(param.is_none(), || {
+                "only query secrets take a parameter".into()
+            })?;
+            Ok(Injection {
+                header: Some(header),
+                param: None,
+            })
+        }
+        SecretType::Query => {
+            let param = param.ok_or_else(|| {
+                Error::Invalid("query secrets need a parameter name (--param)".into())
+            })?;
+            ensure(
+                !param.is_empty()
+                    && param.len() <= 100
+                    && param
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'),
+                || format!("parameter {param:?} must be 1-100 of A-Z a-z 0-9 _ -"),
+            )?;
+            ensure(header.is_none(), || {
+                "only header secrets take a header".into()
+            })?;
+            Ok(Injection {
+                header: None,
+                param: Some(param),
+            })
+        }
+        _ => {
+            ensure(header.is_none() && param.is_none(), || {
+                format!(
+                    "{} secrets take no header or parameter",
+                    secret_type.as_str()
+                )
+            })?;
+            Ok(Injection::default())
+        }
+    }
+}
+
+/// Checks a value's shape for its type. Messages never include the value.
+fn validate_value(secret_type: SecretType, value: &str) -> Result<()> {
+    ensure(!value.is_empty() && value.len() <= MAX_VALUE_BYTES, || {
+        format!("the value must be 1 to {MAX_VALUE_BYTES} bytes")
+    })?;
+    let printable = |v: &str| !v.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0);
+    match secret_type {
+        SecretType::AwsSigv4 => {
+            let aws: AwsCredential = serde_json::from_str(value).map_err(|_| {
+                Error::Invalid(
+                    "aws_sigv4 values are a JSON object with access_key_id and secret_access_key (and optionally session_token, region, service)".into(),
+                )
+            })?;
+            ensure(
+                (16..=128).contains(&aws.access_key_id.len())
+                    && aws.access_key_id.bytes().all(|b| b.is_ascii_alphanumeric()),
+                || "access_key_id must be 16-128 letters and digits".into(),
+            )?;
+            ensure(!aws.secret_access_key.trim().is_empty(), || {
+                "secret_access_key must not be empty".into()
+            })?;
+            for (field, v) in [
+                ("session_token", &aws.session_token),
+                ("region", &aws.region),
+                ("service", &aws.service),
+            ] {
+                ensure(
+                    v.as_deref().is_none_or(|v| !v.is_empty() && printable(v)),
+                    || format!("{field} must not be empty"),
+                )?;
+            }
+            Ok(())
+        }
+        SecretType::Basic => {
+            ensure(printable(value), || "the value must be one line".into())?;
+            ensure(
+                value
+                    .split_once(':')
+                    .is_some_and(|(user, _)| !user.is_empty()),
+                || "basic secrets are user:password".into(),
+            )
+        }
+        _ => ensure(printable(value), || {
+            "the value must be one line (no CR, LF or NUL)".into()
+        }),
+    }
+}
+
+fn validate_hosts(hosts: &[String]) -> Result<Vec<String>> {
+    ensure(hosts.len() <= 50, || "at most 50 allowed hosts".into())?;
+    hosts
+        .iter()
+        .map(|host| {
+            let host = host.trim().to_ascii_lowercase();
+            let bare = host.strip_prefix("*.").unwrap_or(&host);
+            ensure(
+                !bare.is_empty()
+                    && bare.len() <= 253
+                    && bare.split('.').all(|label| {
+                        !label.is_empty()
+                            && label.len() <= 63
+                            && label
+                                .bytes()
+                                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                    }),
+                || format!("allowed host {host:?} must be a host name, optionally *.domain"),
+            )?;
+            Ok(host)
+        })
+        .collect()
+}
+
+fn validate_limits(limits: &SecretLimits) -> Result<()> {
+    for (field, value) in [
+        ("max_grant_ttl_seconds", limits.max_grant_ttl_seconds),
+        (
+            "max_delegation_ttl_seconds",
+            limits.max_delegation_ttl_seconds,
+        ),
+    ] {
+        if let Some(v) = value {
+            validate::int_in_range(field, v, 1, 10 * 365 * 24 * 3600)?;
+        }
+    }
+    Ok(())
+}
+
+/// True if `host` is allowed by the list (`*.example.com` matches subdomains only).
+pub fn host_allowed(allowed: &[String], host: &str) -> bool {
+    let host = host.to_ascii_lowercase();
+    allowed.is_empty()
+        || allowed
+            .iter()
+            .any(|pattern| match pattern.strip_prefix("*.") {
+                Some(domain) => {
+                    host.len() > domain.len() + 1 && host.ends_with(&format!(".{domain}"))
+                }
+                None => *pattern == host,
+            })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slugs() {
+        assert_eq!(slugify("Stripe Production"), "stripe-production");
+        assert_eq!(slugify("  OpenAI -- key!! "), "openai-key");
+        assert_eq!(slugify("日本"), "secret");
+        assert!(slugify(&"x".repeat(80)).len() <= MAX_SLUG_LEN - 4);
+        let taken = vec!["a".to_string(), "a-2".to_string()];
+        assert_eq!(free_slug("a", &taken), "a-3");
+        assert_eq!(free_slug("b", &taken), "b");
+    }
+
+    #[test]
+    fn values_are_checked_per_type() {
+        assert!(validate_value(SecretType::Basic, "user:pass").is_ok());
+        assert!(validate_value(SecretType::Basic, "nopass").is_err());
+        assert!(validate_value(SecretType::Basic, ":pass").is_err());
+        assert!(validate_value(SecretType::Bearer, "a\nb").is_err());
+        assert!(validate_value(SecretType::Bearer, "").is_err());
+        let aws = r#"{"access_key_id":"AKIAIOSFODNN7EXAMPLE","secret_access_key":"wJalr","region":"us-east-1"}"#;
+        assert!(validate_value(SecretType::AwsSigv4, aws).is_ok());
+        assert!(validate_value(SecretType::AwsSigv4, r#"{"access_key_id":"AKIA"}"#).is_err());
+        let e = validate_value(SecretType::Basic, "sk_live_secret").unwrap_err();
+        assert!(
+            !e.to_string().contains("sk_live"),
+            "messages never echo values"
+        );
+    }
+
+    #[test]
+    fn hosts() {
+        let allowed = validate_hosts(&["API.stripe.com".into(), "*.amazonaws.com".into()]).unwrap();
+        assert!(host_allowed(&allowed, "api.stripe.com"));
+        assert!(host_allowed(&allowed, "s3.us-east-1.amazonaws.com"));
+        assert!(!host_allowed(&allowed, "amazonaws.com"));
+        assert!(!host_allowed(&allowed, "evil-amazonaws.com"));
+        assert!(!host_allowed(&allowed, "stripe.com"));
+        assert!(host_allowed(&[], "anything.example"));
+        assert!(validate_hosts(&["https://x.com".into()]).is_err());
+        assert!(validate_hosts(&["*.".into()]).is_err());
+    }
+}

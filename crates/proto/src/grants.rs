@@ -1,0 +1,354 @@
+//! Grant DTOs: listing, managed-secret grant creation, mint, revoke and delegations (protocol
+//! part 2 §1–§5). Fields the official client rejects as `null` are omitted instead.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// `POST /sdk/grants/list`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListGrantsRequest {
+    /// 1–1000 (default 100).
+    #[serde(default = "default_limit")]
+    pub limit: i64,
+    /// ≥ 0.
+    #[serde(default)]
+    pub offset: i64,
+    /// OAuth provider id or managed-secret slug.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider_id: Option<String>,
+    /// `active`, `expired` or `revoked`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    /// Account identifier.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
+    /// Sibling label.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+    /// An end user's JWT: narrows to that user.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_token: Option<String>,
+}
+
+fn default_limit() -> i64 {
+    100
+}
+
+/// `UnifiedGrantListResult`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GrantList {
+    /// The page.
+    pub grants: Vec<GrantItem>,
+    /// Matches in all.
+    pub total: i64,
+    /// Page size.
+    pub limit: i64,
+    /// Offset.
+    pub offset: i64,
+    /// True when more pages follow.
+    pub has_more: bool,
+}
+
+/// One grant of a listing, discriminated on `grant_kind`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "grant_kind", rename_all = "snake_case")]
+pub enum GrantItem {
+    /// An OAuth grant.
+    #[serde(rename = "oauth")]
+    OAuth(OAuthGrantItem),
+    /// A managed-secret grant.
+    ManagedSecret(ManagedSecretGrantItem),
+}
+
+/// `OAuthGrantItem`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OAuthGrantItem {
+    /// Grant id (for an agent: its delegation's id).
+    pub grant_id: String,
+    /// Provider id.
+    pub provider_id: String,
+    /// Granted OAuth scopes.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// Account at the provider.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account_identifier: Option<String>,
+    /// `active`, `expired` or `revoked`.
+    pub status: String,
+    /// Provider token expiry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
+    /// Grant expiry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grant_expires_at: Option<String>,
+    /// Creation time.
+    pub created_at: String,
+    /// Last use.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_used_at: Option<String>,
+    /// `user`, `system` or `agent`.
+    pub principal_type: String,
+    /// `ownership` or `oauth_delegation`.
+    pub access_via: String,
+    /// Agents the grant is delegated to.
+    #[serde(default)]
+    pub delegated_agent_ids: Vec<String>,
+    /// Sibling label.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+    /// The grant delegated from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_grant_id: Option<String>,
+    /// Hops from the root.
+    #[serde(default)]
+    pub depth: i64,
+    /// May be delegated onward.
+    #[serde(default)]
+    pub delegable: bool,
+}
+
+/// `ManagedSecretGrantItem`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ManagedSecretGrantItem {
+    /// Grant id (for an agent: its delegation's id).
+    pub grant_id: String,
+    /// The managed secret's id.
+    pub managed_secret_id: String,
+    /// Its slug.
+    pub managed_secret_slug: String,
+    /// Its display name.
+    pub managed_secret_name: String,
+    /// The agent, for agent principals.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_id: Option<String>,
+    /// Sibling label.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+    /// `active`, `expired` or `revoked`.
+    pub status: String,
+    /// The grant's policy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grant_policy: Option<Value>,
+    /// Grant expiry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grant_expires_at: Option<String>,
+    /// Creation time.
+    pub created_at: String,
+    /// Last use.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_used_at: Option<String>,
+    /// `user`, `group`, `system` or `agent`.
+    pub principal_type: String,
+    /// `ownership` or `ms_delegation`.
+    pub access_via: String,
+    /// When the delegation was made (delegations only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delegated_at: Option<String>,
+    /// The grant delegated from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_grant_id: Option<String>,
+    /// Hops from the root.
+    #[serde(default)]
+    pub depth: i64,
+    /// May be delegated onward.
+    #[serde(default)]
+    pub delegable: bool,
+    /// The credential served.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential_id: Option<String>,
+    /// `developer` (operator-provisioned).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential_kind: Option<String>,
+    /// The app user, for user principals and user-consented delegations.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_user_id: Option<String>,
+    /// Group principals: the IdP and the group.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_group_id: Option<String>,
+}
+
+/// The `principal` of a managed-secret grant, discriminated on `type`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum PrincipalBody {
+    /// An end user identified by their IdP JWT.
+    User {
+        /// The JWT.
+        user_token: String,
+        /// Label.
+        label: String,
+    },
+    /// An IdP group.
+    Group {
+        /// Group id at the IdP.
+        external_group_id: String,
+        /// The app's IdP id.
+        idp_id: String,
+        /// Label.
+        label: String,
+    },
+    /// The app itself.
+    System {
+        /// Label.
+        #[serde(default)]
+        label: Option<String>,
+    },
+    /// The calling agent.
+    Agent {
+        /// Label.
+        #[serde(default)]
+        label: Option<String>,
+    },
+}
+
+/// `GrantPolicyInput`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GrantPolicyBody {
+    /// ISO-8601 end.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
+    /// Longest lifetime.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_ttl_seconds: Option<i64>,
+    /// Lifetime given at creation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_ttl_seconds: Option<i64>,
+}
+
+/// `POST /sdk/managed-secrets/{id}/grants`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateGrantRequest {
+    /// Who the grant is for.
+    pub principal: PrincipalBody,
+    /// Its policy.
+    #[serde(default)]
+    pub grant_policy: GrantPolicyBody,
+    /// The credential to serve.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential_id: Option<String>,
+}
+
+/// `CreateGrantResult`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CreateGrantResult {
+    /// The new grant.
+    pub grant_id: String,
+    /// `user`, `group`, `system` or `agent`.
+    pub principal_type: String,
+    /// Label (always present, may be null).
+    pub label: Option<String>,
+    /// Creation time.
+    pub created_at: String,
+    /// The credential served.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential_id: Option<String>,
+}
+
+/// `POST /sdk/oauth/grants/{id}/revoke`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RevokeGrantRequest {
+    /// Kept in the audit log.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Narrows to that user's grants.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_token: Option<String>,
+}
+
+/// `RevokeGrantResult`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RevokeGrantResult {
+    /// Always true.
+    pub success: bool,
+    /// What happened.
+    pub message: String,
+    /// The revoked grant.
+    pub grant_id: String,
+    /// When.
+    pub revoked_at: String,
+}
+
+/// `POST /sdk/grants/{id}/mint`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MintGrantRequest {
+    /// The sibling's label.
+    pub label: String,
+    /// Tightening policy (`expires_at`, `max_ttl_seconds`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grant_policy: Option<Value>,
+    /// Tags.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grant_tags: Option<Vec<String>>,
+}
+
+/// Legacy `GrantInfo`: the answer of `mint_grant`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GrantInfo {
+    /// The new grant.
+    pub grant_id: String,
+    /// Provider id or managed-secret slug.
+    pub provider_id: String,
+    /// OAuth scopes.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// `active`, `expired` or `revoked`.
+    pub status: String,
+    /// Grant expiry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
+    /// Creation time.
+    pub created_at: String,
+    /// `user`, `group`, `system` or `agent`.
+    pub principal_type: String,
+    /// Label.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+    /// The credential.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential_id: Option<String>,
+    /// Policy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grant_policy: Option<Value>,
+}
+
+/// `POST /sdk/grants/{id}/delegate`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DelegateRequest {
+    /// The agent to delegate to.
+    pub to_agent_id: String,
+    /// Whether it may delegate onward (omitted: keep / leaf).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delegable: Option<bool>,
+    /// OAuth scope narrowing (not for managed secrets).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope_constraint: Option<Vec<String>>,
+    /// Lifetime.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl_seconds: Option<i64>,
+}
+
+/// `DelegationResult`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DelegationResult {
+    /// The delegation.
+    pub grant_id: String,
+    /// `oauth` or `managed_secret`.
+    pub grant_kind: String,
+    /// The grant delegated from.
+    pub parent_grant_id: String,
+    /// Hops from the root.
+    pub depth: i64,
+    /// May be delegated onward.
+    pub delegable: bool,
+    /// `active`.
+    pub status: String,
+    /// End.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
+}

@@ -1,0 +1,202 @@
+//! `/sdk/grants/*`, `/sdk/managed-secrets/{id}/grants`, `/sdk/oauth/grants/{id}/revoke`:
+//! listing, creating, minting and revoking grants, and delegations (protocol part 2 §1–§5).
+
+use alter_core::delegations::DelegationOf;
+use alter_core::grants::{GrantFilter, GrantStateFilter, ListGrants, NewPrincipal, PolicyInput};
+use alter_proto::grants::{
+    CreateGrantRequest, CreateGrantResult, DelegateRequest, DelegationResult, GrantInfo, GrantList,
+    ListGrantsRequest, MintGrantRequest, PrincipalBody, RevokeGrantRequest, RevokeGrantResult,
+};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+
+use super::views;
+use crate::auth::{Authed, need};
+use crate::error::{ApiError, ApiResult};
+use crate::json::Json;
+use crate::state::AppState;
+
+pub async fn list(
+    State(state): State<AppState>,
+    Authed(caller, ..): Authed<need::Signed>,
+    Json(body): Json<ListGrantsRequest>,
+) -> ApiResult<axum::Json<GrantList>> {
+    let filter = GrantFilter {
+        provider: body.provider_id,
+        state: body.status.as_deref().map(parse_state).transpose()?,
+        account: body.account,
+        label: body.label,
+        ..GrantFilter::default()
+    };
+    let page = state
+        .vault
+        .list_grants(
+            &caller,
+            ListGrants {
+                limit: body.limit,
+                offset: body.offset,
+                filter,
+                user_token: body.user_token,
+            },
+        )
+        .await?;
+    Ok(axum::Json(views::grant_list(&page, state.vault.now())))
+}
+
+/// `active`, `expired` or `revoked`.
+pub fn parse_state(text: &str) -> Result<GrantStateFilter, ApiError> {
+    match text {
+        "active" => Ok(GrantStateFilter::Active),
+        "expired" => Ok(GrantStateFilter::Expired),
+        "revoked" => Ok(GrantStateFilter::Revoked),
+        other => Err(ApiError::invalid(format!(
+            "status {other:?}: use active, expired or revoked"
+        ))),
+    }
+}
+
+pub async fn create_managed_secret_grant(
+    State(state): State<AppState>,
+    Authed(caller, ..): Authed<need::SecretsWrite>,
+    Path(secret): Path<String>,
+    Json(body): Json<CreateGrantRequest>,
+) -> ApiResult<(StatusCode, axum::Json<CreateGrantResult>)> {
+    let principal = match body.principal {
+        PrincipalBody::User { user_token, label } => NewPrincipal::User { user_token, label },
+        PrincipalBody::Group {
+            external_group_id,
+            idp_id,
+            label,
+        } => NewPrincipal::Group {
+            external_group_id,
+            idp_id,
+            label,
+        },
+        PrincipalBody::System { label } => NewPrincipal::System { label },
+        PrincipalBody::Agent { label } => NewPrincipal::Agent { label },
+    };
+    let policy = PolicyInput {
+        expires_at: body.grant_policy.expires_at,
+        max_ttl_seconds: body.grant_policy.max_ttl_seconds,
+        default_ttl_seconds: body.grant_policy.default_ttl_seconds,
+    };
+    let grant = state
+        .vault
+        .create_managed_secret_grant(
+            &caller,
+            &secret,
+            principal,
+            policy,
+            body.credential_id.as_deref(),
+        )
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(CreateGrantResult {
+            grant_id: grant.id.to_string(),
+            principal_type: grant.principal.kind().as_str().to_owned(),
+            label: grant.label.clone(),
+            created_at: grant.created_at.to_rfc3339(),
+            credential_id: grant.secret_id.map(|s| s.to_string()),
+        }),
+    ))
+}
+
+pub async fn revoke(
+    State(state): State<AppState>,
+    Authed(caller, ..): Authed<need::GrantsWrite>,
+    Path(grant): Path<String>,
+    Json(body): Json<RevokeGrantRequest>,
+) -> ApiResult<axum::Json<RevokeGrantResult>> {
+    let grant = state
+        .vault
+        .revoke_grant(&caller, &grant, body.reason, body.user_token.as_deref())
+        .await?;
+    Ok(axum::Json(RevokeGrantResult {
+        success: true,
+        message: "grant revoked".into(),
+        grant_id: grant.id.to_string(),
+        revoked_at: grant
+            .revoked_at
+            .unwrap_or_else(|| state.vault.now())
+            .to_rfc3339(),
+    }))
+}
+
+pub async fn mint(
+    State(state): State<AppState>,
+    Authed(caller, ..): Authed<need::GrantsWrite>,
+    Path(source): Path<String>,
+    Json(body): Json<MintGrantRequest>,
+) -> ApiResult<(StatusCode, axum::Json<GrantInfo>)> {
+    let grant = state
+        .vault
+        .mint_grant(
+            &caller,
+            &source,
+            &body.label,
+            body.grant_policy,
+            body.grant_tags.unwrap_or_default(),
+        )
+        .await?;
+    let slug = match grant.secret_id {
+        Some(id) => state
+            .vault
+            .get_secret(caller.app_id, &id.to_string())
+            .await
+            .map(|s| s.slug)
+            .unwrap_or_default(),
+        None => String::new(),
+    };
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(views::grant_info(&grant, &slug, state.vault.now())),
+    ))
+}
+
+pub async fn delegate(
+    State(state): State<AppState>,
+    Authed(caller, ..): Authed<need::GrantsWrite>,
+    Path(grant): Path<String>,
+    Json(body): Json<DelegateRequest>,
+) -> ApiResult<(StatusCode, axum::Json<DelegationResult>)> {
+    let child = state
+        .vault
+        .delegate_onward(
+            &caller,
+            &grant,
+            &body.to_agent_id,
+            body.delegable,
+            body.scope_constraint,
+            body.ttl_seconds,
+        )
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(views::delegation(&child, state.vault.now())),
+    ))
+}
+
+pub async fn revoke_delegation(
+    State(state): State<AppState>,
+    Authed(caller, ..): Authed<need::GrantsWrite>,
+    Path((grant, agent)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    state
+        .vault
+        .revoke_delegation(&caller, &grant, DelegationOf::Agent(&agent))
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn revoke_own_delegation(
+    State(state): State<AppState>,
+    Authed(caller, ..): Authed<need::GrantsWrite>,
+    Path(grant): Path<String>,
+) -> ApiResult<StatusCode> {
+    state
+        .vault
+        .revoke_delegation(&caller, &grant, DelegationOf::Me)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}

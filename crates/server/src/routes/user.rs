@@ -1,0 +1,177 @@
+//! `/user/v1/apps/{app}/*`: the end-user API, authenticated by the user's own IdP JWT
+//! (`Authorization: Bearer …`). A user sees the grants they hold and the delegations they
+//! made, delegates a grant to one of the app's agents, and revokes their delegations. The
+//! Wallet stands on it.
+
+use alter_core::Error;
+use alter_core::grants::GrantFilter;
+use alter_core::identity::SignedInUser;
+use alter_core::ids::AppId;
+use alter_proto::admin::{AgentSummary, CreateDelegationRequest, UserInfo};
+use alter_proto::grants::{DelegationResult, GrantList};
+use axum::extract::{FromRequestParts, Path, State};
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
+use serde::Deserialize;
+
+use super::views;
+use crate::error::{ApiError, ApiResult};
+use crate::json::{Json, Query};
+use crate::state::AppState;
+
+/// The bearer token of the request (an end user's JWT).
+#[derive(Debug)]
+pub struct UserToken(String);
+
+impl<S: Send + Sync> FromRequestParts<S> for UserToken {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(|t| UserToken(t.trim().to_owned()))
+            .ok_or_else(|| Error::InvalidUserToken.into())
+    }
+}
+
+async fn sign_in(
+    state: &AppState,
+    app: &str,
+    token: &UserToken,
+) -> ApiResult<(AppId, SignedInUser)> {
+    // An unknown app and a bad token look alike: both are a refused token.
+    let app = AppId::parse_lenient(app).ok_or(Error::InvalidUserToken)?;
+    let user = state
+        .vault
+        .sign_in(app, &token.0)
+        .await
+        .map_err(|e| match e {
+            Error::NoIdentityProvider => Error::InvalidUserToken,
+            other => other,
+        })?;
+    Ok((app, user))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Page {
+    #[serde(default = "default_limit")]
+    limit: i64,
+    #[serde(default)]
+    offset: i64,
+}
+
+fn default_limit() -> i64 {
+    100
+}
+
+pub async fn me(
+    State(state): State<AppState>,
+    Path(app): Path<String>,
+    token: UserToken,
+) -> ApiResult<axum::Json<UserInfo>> {
+    let (_, signed_in) = sign_in(&state, &app, &token).await?;
+    Ok(axum::Json(UserInfo {
+        app_user_id: signed_in.user.id.to_string(),
+        subject: signed_in.user.subject,
+        email: signed_in.user.email,
+        display_name: signed_in.user.display_name,
+        groups: signed_in.groups,
+    }))
+}
+
+pub async fn grants(
+    State(state): State<AppState>,
+    Path(app): Path<String>,
+    token: UserToken,
+    Query(page): Query<Page>,
+) -> ApiResult<axum::Json<GrantList>> {
+    let (app, user) = sign_in(&state, &app, &token).await?;
+    let page = state
+        .vault
+        .user_grants(app, &user, GrantFilter::default(), page.limit, page.offset)
+        .await?;
+    Ok(axum::Json(views::grant_list(&page, state.vault.now())))
+}
+
+pub async fn delegations(
+    State(state): State<AppState>,
+    Path(app): Path<String>,
+    token: UserToken,
+    Query(page): Query<Page>,
+) -> ApiResult<axum::Json<GrantList>> {
+    let (app, user) = sign_in(&state, &app, &token).await?;
+    let filter = GrantFilter {
+        delegations: Some(true),
+        ..GrantFilter::default()
+    };
+    let page = state
+        .vault
+        .user_grants(app, &user, filter, page.limit, page.offset)
+        .await?;
+    Ok(axum::Json(views::grant_list(&page, state.vault.now())))
+}
+
+pub async fn delegate(
+    State(state): State<AppState>,
+    Path((app, grant)): Path<(String, String)>,
+    token: UserToken,
+    Json(body): Json<CreateDelegationRequest>,
+) -> ApiResult<(StatusCode, axum::Json<DelegationResult>)> {
+    let (app, user) = sign_in(&state, &app, &token).await?;
+    let child = state
+        .vault
+        .delegate_as_user(
+            app,
+            &user,
+            &grant,
+            &body.agent_id,
+            body.ttl_seconds,
+            body.delegable,
+        )
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(views::delegation(&child, state.vault.now())),
+    ))
+}
+
+pub async fn revoke_delegation(
+    State(state): State<AppState>,
+    Path((app, delegation)): Path<(String, String)>,
+    token: UserToken,
+) -> ApiResult<axum::Json<DelegationResult>> {
+    let (app, user) = sign_in(&state, &app, &token).await?;
+    let child = state
+        .vault
+        .user_revoke_delegation(app, &user, &delegation)
+        .await?;
+    Ok(axum::Json(views::delegation(&child, state.vault.now())))
+}
+
+pub async fn agents(
+    State(state): State<AppState>,
+    Path(app): Path<String>,
+    token: UserToken,
+    Query(page): Query<Page>,
+) -> ApiResult<axum::Json<Vec<AgentSummary>>> {
+    let (app, _) = sign_in(&state, &app, &token).await?;
+    let (agents, _) = state
+        .vault
+        .app_agents(app, false, page.limit, page.offset)
+        .await?;
+    Ok(axum::Json(
+        agents
+            .iter()
+            .filter(|a| a.status == alter_core::agents::AgentStatus::Active)
+            .map(|a| AgentSummary {
+                id: a.id.to_string(),
+                name: a.name.clone(),
+                display_name: a.display_name.clone(),
+            })
+            .collect(),
+    ))
+}

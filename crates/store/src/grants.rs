@@ -1,0 +1,495 @@
+//! Grants and delegations.
+//!
+//! An app's grants are numbered 1, 2, 3… (`seq`) in creation order and never deleted, so the
+//! unfiltered app listing reads a page as the range `seq ∈ (offset, offset + limit]` and its
+//! total from the counter: constant time at any depth of a million grants.
+
+use alter_core::audit::AuditEvent;
+use alter_core::grants::{
+    CreatedBy, Grant, GrantFilter, GrantKind, GrantStateFilter, GrantStatus, GrantView, Principal,
+    SecretSummary, Viewer,
+};
+use alter_core::ids::{AgentId, AppId, EventId, GrantId};
+use alter_core::ports::{GrantStore, StoreError, StoreResult};
+use alter_core::time::Timestamp;
+use async_trait::async_trait;
+use sqlx::AnyConnection;
+use sqlx::any::AnyRow;
+
+use crate::rows::{
+    AnyQuery, fetch_all, fetch_optional, flag, get, id, json, micros, opt_id, opt_time, time,
+    to_json,
+};
+use crate::{SqlStore, audit, db_error};
+
+const COLUMNS: &str = "g.id, g.app_id, g.seq, g.grant_kind, g.secret_id, g.principal_type, \
+    g.app_user_id, g.idp_id, g.external_group_id, g.agent_id, g.label, g.account_identifier, \
+    g.status, g.policy, g.expires_at, g.parent_grant_id, g.depth, g.delegable, g.delegated_by, \
+    g.created_by, g.created_at, g.revoked_at, g.revoke_reason, g.last_used_at";
+const FROM: &str = "FROM grants g LEFT JOIN managed_secrets s ON s.id = g.secret_id";
+
+fn grant(row: &AnyRow) -> StoreResult<Grant> {
+    let corrupt = |what: &str| StoreError::Corrupt(format!("grant {what}"));
+    let principal_type: String = get(row, "principal_type")?;
+    let principal = match principal_type.as_str() {
+        "user" => Principal::User(id(row, "app_user_id")?),
+        "group" => Principal::Group {
+            idp_id: id(row, "idp_id")?,
+            external_group_id: get(row, "external_group_id")?,
+        },
+        "system" => Principal::System,
+        "agent" => Principal::Agent(id(row, "agent_id")?),
+        _ => return Err(corrupt("principal_type")),
+    };
+    let kind: String = get(row, "grant_kind")?;
+    let status: String = get(row, "status")?;
+    let created_by: String = get(row, "created_by")?;
+    Ok(Grant {
+        id: id(row, "id")?,
+        app_id: id(row, "app_id")?,
+        seq: get(row, "seq")?,
+        kind: match kind.as_str() {
+            "managed_secret" => GrantKind::ManagedSecret,
+            "oauth" => GrantKind::OAuth,
+            _ => return Err(corrupt("grant_kind")),
+        },
+        secret_id: opt_id(row, "secret_id")?,
+        principal,
+        label: get(row, "label")?,
+        status: match status.as_str() {
+            "active" => GrantStatus::Active,
+            "revoked" => GrantStatus::Revoked,
+            _ => return Err(corrupt("status")),
+        },
+        policy: json(row, "policy")?,
+        expires_at: opt_time(row, "expires_at")?,
+        parent_grant_id: opt_id(row, "parent_grant_id")?,
+        depth: get(row, "depth")?,
+        delegable: flag(row, "delegable")?,
+        delegated_by: opt_id(row, "delegated_by")?,
+        created_by: match created_by.as_str() {
+            "developer" => CreatedBy::Developer,
+            "end_user" => CreatedBy::EndUser,
+            _ => return Err(corrupt("created_by")),
+        },
+        created_at: time(row, "created_at")?,
+        revoked_at: opt_time(row, "revoked_at")?,
+        revoke_reason: get(row, "revoke_reason")?,
+        last_used_at: opt_time(row, "last_used_at")?,
+    })
+}
+
+fn view(row: &AnyRow) -> StoreResult<GrantView> {
+    let grant = grant(row)?;
+    let slug: Option<String> = get(row, "secret_slug")?;
+    let name: Option<String> = get(row, "secret_name")?;
+    let secret = match (grant.secret_id, slug, name) {
+        (Some(id), Some(slug), Some(name)) => Some(SecretSummary { id, slug, name }),
+        _ => None,
+    };
+    Ok(GrantView { grant, secret })
+}
+
+/// The principal's columns: (type, app_user_id, idp_id, external_group_id, agent_id).
+fn principal_columns(
+    principal: &Principal,
+) -> (
+    &'static str,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+) {
+    match principal {
+        Principal::User(user) => ("user", Some(user.to_string()), None, None, None),
+        Principal::Group {
+            idp_id,
+            external_group_id,
+        } => (
+            "group",
+            None,
+            Some(idp_id.to_string()),
+            Some(external_group_id.clone()),
+            None,
+        ),
+        Principal::System => ("system", None, None, None, None),
+        Principal::Agent(agent) => ("agent", None, None, None, Some(agent.to_string())),
+    }
+}
+
+/// Takes the next number of the app's grants. The counter row stays locked until the
+/// transaction ends, which also serializes the sibling-label check below.
+async fn next_seq(conn: &mut AnyConnection, app: AppId) -> StoreResult<i64> {
+    let row = sqlx::query(
+        "UPDATE app_counters SET grants = grants + 1 WHERE app_id = $1 RETURNING grants",
+    )
+    .bind(app.to_string())
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(db_error)?;
+    get(&row, "grants")
+}
+
+/// True if an active, unexpired root sibling (same credential and principal) holds the label.
+async fn label_taken(conn: &mut AnyConnection, grant: &Grant) -> StoreResult<bool> {
+    let Some(label) = &grant.label else {
+        return Ok(false);
+    };
+    let (kind, user, idp, group, agent) = principal_columns(&grant.principal);
+    let identity = match kind {
+        "user" => "g.app_user_id = $5",
+        "group" => "g.idp_id = $5 AND g.external_group_id = $6",
+        "agent" => "g.agent_id = $5",
+        _ => "1 = 1",
+    };
+    let sql = format!(
+        "SELECT COUNT(*) AS n FROM grants g WHERE g.app_id = $1 AND g.secret_id = $2 \
+         AND g.label = $3 AND g.status = 'active' AND g.parent_grant_id IS NULL \
+         AND (g.expires_at IS NULL OR g.expires_at > $4) AND g.principal_type = '{kind}' AND {identity}"
+    );
+    let mut query = sqlx::query(&sql)
+        .bind(grant.app_id.to_string())
+        .bind(grant.secret_id.map(|s| s.to_string()))
+        .bind(label)
+        .bind(grant.created_at.micros());
+    for value in [user, idp, group, agent].into_iter().flatten() {
+        query = query.bind(value);
+    }
+    let row = query.fetch_one(&mut *conn).await.map_err(db_error)?;
+    Ok(get::<i64>(&row, "n")? > 0)
+}
+
+async fn insert(conn: &mut AnyConnection, grant: &Grant, seq: i64) -> StoreResult<()> {
+    let (kind, user, idp, group, agent) = principal_columns(&grant.principal);
+    sqlx::query(
+        "INSERT INTO grants (id, app_id, seq, grant_kind, secret_id, principal_type, app_user_id, \
+         idp_id, external_group_id, agent_id, label, account_identifier, status, policy, expires_at, \
+         parent_grant_id, depth, delegable, delegated_by, created_by, created_at, revoked_at, \
+         revoke_reason, last_used_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, \
+         $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24)",
+    )
+    .bind(grant.id.to_string())
+    .bind(grant.app_id.to_string())
+    .bind(seq)
+    .bind(match grant.kind {
+        GrantKind::ManagedSecret => "managed_secret",
+        GrantKind::OAuth => "oauth",
+    })
+    .bind(grant.secret_id.map(|s| s.to_string()))
+    .bind(kind)
+    .bind(user)
+    .bind(idp)
+    .bind(group)
+    .bind(agent)
+    .bind(grant.label.clone())
+    .bind(None::<String>)
+    .bind(match grant.status {
+        GrantStatus::Active => "active",
+        GrantStatus::Revoked => "revoked",
+    })
+    .bind(to_json(&grant.policy)?)
+    .bind(micros(grant.expires_at))
+    .bind(grant.parent_grant_id.map(|p| p.to_string()))
+    .bind(grant.depth)
+    .bind(i64::from(grant.delegable))
+    .bind(grant.delegated_by.map(|u| u.to_string()))
+    .bind(match grant.created_by {
+        CreatedBy::Developer => "developer",
+        CreatedBy::EndUser => "end_user",
+    })
+    .bind(grant.created_at.micros())
+    .bind(micros(grant.revoked_at))
+    .bind(grant.revoke_reason.clone())
+    .bind(micros(grant.last_used_at))
+    .execute(&mut *conn)
+    .await
+    .map_err(db_error)?;
+    Ok(())
+}
+
+/// Runs an `UPDATE … RETURNING id` that revokes grants and writes one event per revoked grant.
+pub(crate) async fn record_revocations(
+    conn: &mut AnyConnection,
+    query: AnyQuery<'_>,
+    template: &AuditEvent,
+) -> StoreResult<Vec<GrantId>> {
+    let rows = query.fetch_all(&mut *conn).await.map_err(db_error)?;
+    let revoked = rows
+        .iter()
+        .map(|row| id(row, "id"))
+        .collect::<StoreResult<Vec<GrantId>>>()?;
+    for grant in &revoked {
+        let mut event = template.clone();
+        event.id = EventId::new();
+        if let Some(target) = &mut event.target {
+            target.id = grant.to_string();
+        }
+        audit::append(&mut *conn, &event).await?;
+    }
+    Ok(revoked)
+}
+
+/// Revokes the active grants of a subtree (the root and every delegation below it).
+pub(crate) async fn revoke_subtree(
+    conn: &mut AnyConnection,
+    app: AppId,
+    root_condition: &str,
+    root_value: &str,
+    at: Timestamp,
+    reason: Option<&str>,
+    template: &AuditEvent,
+) -> StoreResult<Vec<GrantId>> {
+    let sql = format!(
+        "WITH RECURSIVE tree (id) AS ( \
+             SELECT id FROM grants WHERE app_id = $1 AND {root_condition} = $2 \
+             UNION ALL \
+             SELECT g.id FROM grants g JOIN tree t ON g.parent_grant_id = t.id \
+         ) \
+         UPDATE grants SET status = 'revoked', revoked_at = $3, revoke_reason = $4 \
+         WHERE id IN (SELECT id FROM tree) AND status = 'active' RETURNING id"
+    );
+    let query = sqlx::query(&sql)
+        .bind(app.to_string())
+        .bind(root_value.to_owned())
+        .bind(at.micros())
+        .bind(reason.map(str::to_owned));
+    record_revocations(conn, query, template).await
+}
+
+/// The WHERE clause of a listing, with its parameters (all text or integers).
+#[derive(Default)]
+struct Clause {
+    sql: Vec<String>,
+    params: Vec<Param>,
+}
+
+enum Param {
+    Text(String),
+    Int(i64),
+}
+
+impl Clause {
+    fn param(&mut self, value: Param) -> String {
+        self.params.push(value);
+        format!("${}", self.params.len())
+    }
+
+    fn text(&mut self, value: impl Into<String>) -> String {
+        self.param(Param::Text(value.into()))
+    }
+
+    fn list(&mut self, values: &[String]) -> String {
+        values
+            .iter()
+            .map(|v| self.text(v.clone()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    fn bind<'q>(&self, mut query: AnyQuery<'q>) -> AnyQuery<'q> {
+        for param in &self.params {
+            query = match param {
+                Param::Text(t) => query.bind(t.clone()),
+                Param::Int(i) => query.bind(*i),
+            };
+        }
+        query
+    }
+}
+
+fn listing_clause(app: AppId, viewer: &Viewer, filter: &GrantFilter, now: Timestamp) -> Clause {
+    let mut c = Clause::default();
+    let app = c.text(app.to_string());
+    c.sql.push(format!("g.app_id = {app}"));
+    match viewer {
+        Viewer::App => {}
+        Viewer::User { user, idp, groups } => {
+            let user = c.text(user.to_string());
+            let mut own = format!("g.app_user_id = {user} OR g.delegated_by = {user}");
+            if !groups.is_empty() {
+                let idp = c.text(idp.to_string());
+                let groups = c.list(groups);
+                own.push_str(&format!(
+                    " OR (g.principal_type = 'group' AND g.idp_id = {idp} AND g.external_group_id IN ({groups}))"
+                ));
+            }
+            c.sql.push(format!("({own})"));
+        }
+        Viewer::Agent {
+            agent,
+            delegated_by,
+        } => {
+            let agent = c.text(agent.to_string());
+            c.sql.push(format!("g.agent_id = {agent}"));
+            if let Some(user) = delegated_by {
+                let user = c.text(user.to_string());
+                c.sql.push(format!("g.delegated_by = {user}"));
+            }
+        }
+    }
+    if let Some(provider) = &filter.provider {
+        let p = c.text(provider.clone());
+        c.sql.push(format!("s.slug = {p}"));
+    }
+    if let Some(label) = &filter.label {
+        let l = c.text(label.clone());
+        c.sql.push(format!("g.label = {l}"));
+    }
+    if let Some(account) = &filter.account {
+        let a = c.text(account.clone());
+        c.sql.push(format!("g.account_identifier = {a}"));
+    }
+    if let Some(ids) = &filter.ids {
+        let ids = c.list(ids);
+        c.sql.push(format!("g.id IN ({ids})"));
+    }
+    match filter.delegations {
+        Some(true) => c.sql.push("g.parent_grant_id IS NOT NULL".into()),
+        Some(false) => c.sql.push("g.parent_grant_id IS NULL".into()),
+        None => {}
+    }
+    match filter.state {
+        None => {}
+        Some(GrantStateFilter::Revoked) => c.sql.push("g.status = 'revoked'".into()),
+        Some(GrantStateFilter::Active) => {
+            let now = c.param(Param::Int(now.micros()));
+            c.sql.push(format!(
+                "g.status = 'active' AND (g.expires_at IS NULL OR g.expires_at > {now})"
+            ));
+        }
+        Some(GrantStateFilter::Expired) => {
+            let now = c.param(Param::Int(now.micros()));
+            c.sql
+                .push(format!("g.status = 'active' AND g.expires_at <= {now}"));
+        }
+    }
+    c
+}
+
+fn select_views() -> String {
+    format!("SELECT {COLUMNS}, s.slug AS secret_slug, s.name AS secret_name {FROM}")
+}
+
+#[async_trait]
+impl GrantStore for SqlStore {
+    async fn insert_grant(&self, grant: &Grant, event: &AuditEvent) -> StoreResult<()> {
+        let mut tx = self.write.begin().await.map_err(db_error)?;
+        let seq = next_seq(&mut tx, grant.app_id).await?;
+        if label_taken(&mut tx, grant).await? {
+            return Err(StoreError::Conflict("sibling_label".into()));
+        }
+        insert(&mut tx, grant, seq).await?;
+        audit::append(&mut tx, event).await?;
+        tx.commit().await.map_err(db_error)
+    }
+
+    async fn get_grant(&self, app: AppId, id: GrantId) -> StoreResult<Option<Grant>> {
+        let sql = format!("SELECT {COLUMNS} FROM grants g WHERE g.app_id = $1 AND g.id = $2");
+        let query = sqlx::query(&sql).bind(app.to_string()).bind(id.to_string());
+        fetch_optional(&self.read, query, grant).await
+    }
+
+    async fn list_grants(
+        &self,
+        app: AppId,
+        viewer: &Viewer,
+        filter: &GrantFilter,
+        limit: i64,
+        offset: i64,
+        now: Timestamp,
+    ) -> StoreResult<(Vec<GrantView>, i64)> {
+        if *viewer == Viewer::App && *filter == GrantFilter::default() {
+            let total: i64 =
+                sqlx::query_scalar("SELECT grants FROM app_counters WHERE app_id = $1")
+                    .bind(app.to_string())
+                    .fetch_optional(&self.read)
+                    .await
+                    .map_err(db_error)?
+                    .unwrap_or(0);
+            let sql = format!(
+                "{} WHERE g.app_id = $1 AND g.seq > $2 AND g.seq <= $3 ORDER BY g.seq",
+                select_views()
+            );
+            let query = sqlx::query(&sql)
+                .bind(app.to_string())
+                .bind(offset)
+                .bind(offset.saturating_add(limit));
+            return Ok((fetch_all(&self.read, query, view).await?, total));
+        }
+        let clause = listing_clause(app, viewer, filter, now);
+        let condition = clause.sql.join(" AND ");
+        let count_sql = format!("SELECT COUNT(*) AS n {FROM} WHERE {condition}");
+        let total: i64 = get(
+            &clause
+                .bind(sqlx::query(&count_sql))
+                .fetch_one(&self.read)
+                .await
+                .map_err(db_error)?,
+            "n",
+        )?;
+        let n = clause.params.len();
+        let page_sql = format!(
+            "{} WHERE {condition} ORDER BY g.seq LIMIT ${} OFFSET ${}",
+            select_views(),
+            n + 1,
+            n + 2
+        );
+        let query = clause.bind(sqlx::query(&page_sql)).bind(limit).bind(offset);
+        Ok((fetch_all(&self.read, query, view).await?, total))
+    }
+
+    async fn revoke_grants(
+        &self,
+        app: AppId,
+        root: GrantId,
+        at: Timestamp,
+        reason: Option<&str>,
+        template: &AuditEvent,
+    ) -> StoreResult<Vec<GrantId>> {
+        let mut tx = self.write.begin().await.map_err(db_error)?;
+        let revoked =
+            revoke_subtree(&mut tx, app, "id", &root.to_string(), at, reason, template).await?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(revoked)
+    }
+
+    async fn active_child(
+        &self,
+        app: AppId,
+        parent: GrantId,
+        agent: AgentId,
+    ) -> StoreResult<Option<Grant>> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM grants g WHERE g.app_id = $1 AND g.parent_grant_id = $2 \
+             AND g.agent_id = $3 AND g.status = 'active' ORDER BY g.seq DESC LIMIT 1"
+        );
+        let query = sqlx::query(&sql)
+            .bind(app.to_string())
+            .bind(parent.to_string())
+            .bind(agent.to_string());
+        fetch_optional(&self.read, query, grant).await
+    }
+
+    async fn put_delegation(&self, child: &Grant, event: &AuditEvent) -> StoreResult<()> {
+        let mut tx = self.write.begin().await.map_err(db_error)?;
+        let updated = sqlx::query(
+            "UPDATE grants SET expires_at = $1, delegable = $2, policy = $3 \
+             WHERE app_id = $4 AND id = $5 AND status = 'active'",
+        )
+        .bind(micros(child.expires_at))
+        .bind(i64::from(child.delegable))
+        .bind(to_json(&child.policy)?)
+        .bind(child.app_id.to_string())
+        .bind(child.id.to_string())
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?
+        .rows_affected();
+        if updated == 0 {
+            let seq = next_seq(&mut tx, child.app_id).await?;
+            insert(&mut tx, child, seq).await?;
+        }
+        audit::append(&mut tx, event).await?;
+        tx.commit().await.map_err(db_error)
+    }
+}

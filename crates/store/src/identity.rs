@@ -1,0 +1,142 @@
+//! Identity providers and app users.
+
+use alter_core::audit::AuditEvent;
+use alter_core::identity::{AppUser, IdentityProvider, UserStatus};
+use alter_core::ids::{AppId, IdpId, UserId};
+use alter_core::ports::{IdentityStore, StoreError, StoreResult};
+use async_trait::async_trait;
+use sqlx::any::AnyRow;
+
+use crate::rows::{fetch_optional, get, id, json, time, to_json};
+use crate::{SqlStore, audit, db_error};
+
+const IDP_COLUMNS: &str = "id, app_id, issuer, audiences, jwks, algorithms, claims, \
+    leeway_seconds, created_at, updated_at";
+const USER_COLUMNS: &str = "id, app_id, idp_id, subject, email, display_name, group_ids, status, \
+    created_at, last_seen_at";
+
+fn idp(row: &AnyRow) -> StoreResult<IdentityProvider> {
+    Ok(IdentityProvider {
+        id: id(row, "id")?,
+        app_id: id(row, "app_id")?,
+        issuer: get(row, "issuer")?,
+        audiences: json(row, "audiences")?,
+        jwks: json(row, "jwks")?,
+        algorithms: json(row, "algorithms")?,
+        claims: json(row, "claims")?,
+        leeway_seconds: get(row, "leeway_seconds")?,
+        created_at: time(row, "created_at")?,
+        updated_at: time(row, "updated_at")?,
+    })
+}
+
+fn user(row: &AnyRow) -> StoreResult<AppUser> {
+    let status: String = get(row, "status")?;
+    Ok(AppUser {
+        id: id(row, "id")?,
+        app_id: id(row, "app_id")?,
+        idp_id: id(row, "idp_id")?,
+        subject: get(row, "subject")?,
+        email: get(row, "email")?,
+        display_name: get(row, "display_name")?,
+        groups: json(row, "group_ids")?,
+        status: UserStatus::parse(&status)
+            .ok_or_else(|| StoreError::Corrupt(format!("user status {status:?}")))?,
+        created_at: time(row, "created_at")?,
+        last_seen_at: time(row, "last_seen_at")?,
+    })
+}
+
+#[async_trait]
+impl IdentityStore for SqlStore {
+    async fn get_idp(&self, app: AppId) -> StoreResult<Option<IdentityProvider>> {
+        let sql = format!("SELECT {IDP_COLUMNS} FROM identity_providers WHERE app_id = $1");
+        fetch_optional(&self.read, sqlx::query(&sql).bind(app.to_string()), idp).await
+    }
+
+    async fn put_idp(&self, value: &IdentityProvider, event: &AuditEvent) -> StoreResult<()> {
+        let mut tx = self.write.begin().await.map_err(db_error)?;
+        sqlx::query(&format!(
+            "INSERT INTO identity_providers ({IDP_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+             ON CONFLICT (app_id) DO UPDATE SET issuer = $3, audiences = $4, jwks = $5, \
+             algorithms = $6, claims = $7, leeway_seconds = $8, updated_at = $10"
+        ))
+        .bind(value.id.to_string())
+        .bind(value.app_id.to_string())
+        .bind(&value.issuer)
+        .bind(to_json(&value.audiences)?)
+        .bind(to_json(&value.jwks)?)
+        .bind(to_json(&value.algorithms)?)
+        .bind(to_json(&value.claims)?)
+        .bind(value.leeway_seconds)
+        .bind(value.created_at.micros())
+        .bind(value.updated_at.micros())
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        audit::append(&mut tx, event).await?;
+        tx.commit().await.map_err(db_error)
+    }
+
+    async fn find_user(
+        &self,
+        app: AppId,
+        idp: IdpId,
+        subject: &str,
+    ) -> StoreResult<Option<AppUser>> {
+        let sql = format!(
+            "SELECT {USER_COLUMNS} FROM app_users WHERE app_id = $1 AND idp_id = $2 AND subject = $3"
+        );
+        let query = sqlx::query(&sql)
+            .bind(app.to_string())
+            .bind(idp.to_string())
+            .bind(subject);
+        fetch_optional(&self.read, query, user).await
+    }
+
+    async fn get_user(&self, app: AppId, id: UserId) -> StoreResult<Option<AppUser>> {
+        let sql = format!("SELECT {USER_COLUMNS} FROM app_users WHERE app_id = $1 AND id = $2");
+        let query = sqlx::query(&sql).bind(app.to_string()).bind(id.to_string());
+        fetch_optional(&self.read, query, user).await
+    }
+
+    async fn insert_user(&self, value: &AppUser, event: &AuditEvent) -> StoreResult<()> {
+        let mut tx = self.write.begin().await.map_err(db_error)?;
+        sqlx::query(&format!(
+            "INSERT INTO app_users ({USER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+        ))
+        .bind(value.id.to_string())
+        .bind(value.app_id.to_string())
+        .bind(value.idp_id.to_string())
+        .bind(&value.subject)
+        .bind(value.email.clone())
+        .bind(value.display_name.clone())
+        .bind(to_json(&value.groups)?)
+        .bind(value.status.as_str())
+        .bind(value.created_at.micros())
+        .bind(value.last_seen_at.micros())
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        audit::append(&mut tx, event).await?;
+        tx.commit().await.map_err(db_error)
+    }
+
+    async fn update_user(&self, value: &AppUser) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE app_users SET email = $1, display_name = $2, group_ids = $3, status = $4, \
+             last_seen_at = $5 WHERE id = $6 AND app_id = $7",
+        )
+        .bind(value.email.clone())
+        .bind(value.display_name.clone())
+        .bind(to_json(&value.groups)?)
+        .bind(value.status.as_str())
+        .bind(value.last_seen_at.micros())
+        .bind(value.id.to_string())
+        .bind(value.app_id.to_string())
+        .execute(&self.write)
+        .await
+        .map_err(db_error)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,153 @@
+//! Managed secrets.
+
+use alter_core::audit::AuditEvent;
+use alter_core::ids::{AppId, SecretId};
+use alter_core::ports::{SecretStore, StoreError, StoreResult};
+use alter_core::secrets::{ManagedSecret, SecretType};
+use alter_core::time::Timestamp;
+use async_trait::async_trait;
+use sqlx::any::AnyRow;
+
+use crate::rows::{fetch_all, fetch_optional, get, id, json, micros, opt_time, time, to_json};
+use crate::{SqlStore, audit, db_error, grants};
+
+const COLUMNS: &str = "id, app_id, name, slug, secret_type, injection, allowed_hosts, limits, \
+    sealed_value, value_version, created_at, rotated_at, deleted_at";
+
+fn secret(row: &AnyRow) -> StoreResult<ManagedSecret> {
+    let kind: String = get(row, "secret_type")?;
+    Ok(ManagedSecret {
+        id: id(row, "id")?,
+        app_id: id(row, "app_id")?,
+        name: get(row, "name")?,
+        slug: get(row, "slug")?,
+        secret_type: SecretType::parse(&kind)
+            .ok_or_else(|| StoreError::Corrupt(format!("secret_type {kind:?}")))?,
+        injection: json(row, "injection")?,
+        allowed_hosts: json(row, "allowed_hosts")?,
+        limits: json(row, "limits")?,
+        sealed_value: get(row, "sealed_value")?,
+        value_version: get(row, "value_version")?,
+        created_at: time(row, "created_at")?,
+        rotated_at: opt_time(row, "rotated_at")?,
+        deleted_at: opt_time(row, "deleted_at")?,
+    })
+}
+
+#[async_trait]
+impl SecretStore for SqlStore {
+    async fn slugs_with_prefix(&self, app: AppId, base: &str) -> StoreResult<Vec<String>> {
+        // Slugs hold only a-z, 0-9 and '-', so LIKE has no wildcard to escape.
+        let rows = sqlx::query(
+            "SELECT slug FROM managed_secrets WHERE app_id = $1 AND (slug = $2 OR slug LIKE $3)",
+        )
+        .bind(app.to_string())
+        .bind(base)
+        .bind(format!("{base}-%"))
+        .fetch_all(&self.read)
+        .await
+        .map_err(db_error)?;
+        rows.iter().map(|row| get(row, "slug")).collect()
+    }
+
+    async fn insert_secret(&self, value: &ManagedSecret, event: &AuditEvent) -> StoreResult<()> {
+        let mut tx = self.write.begin().await.map_err(db_error)?;
+        sqlx::query(&format!(
+            "INSERT INTO managed_secrets ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+        ))
+        .bind(value.id.to_string())
+        .bind(value.app_id.to_string())
+        .bind(&value.name)
+        .bind(&value.slug)
+        .bind(value.secret_type.as_str())
+        .bind(to_json(&value.injection)?)
+        .bind(to_json(&value.allowed_hosts)?)
+        .bind(to_json(&value.limits)?)
+        .bind(value.sealed_value.clone())
+        .bind(value.value_version)
+        .bind(value.created_at.micros())
+        .bind(micros(value.rotated_at))
+        .bind(micros(value.deleted_at))
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        audit::append(&mut tx, event).await?;
+        tx.commit().await.map_err(db_error)
+    }
+
+    async fn list_secrets(&self, app: AppId) -> StoreResult<Vec<ManagedSecret>> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM managed_secrets WHERE app_id = $1 AND deleted_at IS NULL ORDER BY created_at, id"
+        );
+        fetch_all(&self.read, sqlx::query(&sql).bind(app.to_string()), secret).await
+    }
+
+    async fn get_secret(&self, app: AppId, id: SecretId) -> StoreResult<Option<ManagedSecret>> {
+        let sql = format!("SELECT {COLUMNS} FROM managed_secrets WHERE app_id = $1 AND id = $2");
+        let query = sqlx::query(&sql).bind(app.to_string()).bind(id.to_string());
+        fetch_optional(&self.read, query, secret).await
+    }
+
+    async fn get_secret_by_slug(
+        &self,
+        app: AppId,
+        slug: &str,
+    ) -> StoreResult<Option<ManagedSecret>> {
+        let sql = format!("SELECT {COLUMNS} FROM managed_secrets WHERE app_id = $1 AND slug = $2");
+        let query = sqlx::query(&sql).bind(app.to_string()).bind(slug);
+        fetch_optional(&self.read, query, secret).await
+    }
+
+    async fn rotate_secret(&self, value: &ManagedSecret, event: &AuditEvent) -> StoreResult<bool> {
+        let mut tx = self.write.begin().await.map_err(db_error)?;
+        let updated = sqlx::query(
+            "UPDATE managed_secrets SET sealed_value = $1, value_version = $2, rotated_at = $3 \
+             WHERE app_id = $4 AND id = $5 AND deleted_at IS NULL AND value_version = $6",
+        )
+        .bind(value.sealed_value.clone())
+        .bind(value.value_version)
+        .bind(micros(value.rotated_at))
+        .bind(value.app_id.to_string())
+        .bind(value.id.to_string())
+        .bind(value.value_version - 1)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?
+        .rows_affected();
+        if updated != 1 {
+            return Ok(false);
+        }
+        audit::append(&mut tx, event).await?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(true)
+    }
+
+    async fn delete_secret(
+        &self,
+        app: AppId,
+        id: SecretId,
+        at: Timestamp,
+        event: &AuditEvent,
+        template: &AuditEvent,
+    ) -> StoreResult<()> {
+        let mut tx = self.write.begin().await.map_err(db_error)?;
+        sqlx::query("UPDATE managed_secrets SET deleted_at = $1 WHERE app_id = $2 AND id = $3 AND deleted_at IS NULL")
+            .bind(at.micros())
+            .bind(app.to_string())
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        audit::append(&mut tx, event).await?;
+        let query = sqlx::query(
+            "UPDATE grants SET status = 'revoked', revoked_at = $1, revoke_reason = $2 \
+             WHERE app_id = $3 AND secret_id = $4 AND status = 'active' RETURNING id",
+        )
+        .bind(at.micros())
+        .bind("managed secret deleted")
+        .bind(app.to_string())
+        .bind(id.to_string());
+        grants::record_revocations(&mut tx, query, template).await?;
+        tx.commit().await.map_err(db_error)
+    }
+}
