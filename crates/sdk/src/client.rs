@@ -3,7 +3,12 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use crate::agents::{self, AgentInfo, Agents};
 use crate::error::Error;
+use crate::grants::{
+    self, CreateGrantResult, DelegateOptions, DelegationResult, GrantInfo, GrantList, GrantPolicy,
+    ListGrants, Principal, RevokeGrantResult,
+};
 use crate::namespaces::{Keys, Scopes};
 use crate::transport::{DEFAULT_TIMEOUT, Identity, TimeSource, Transport};
 
@@ -122,6 +127,113 @@ impl App {
     pub fn new(api_key: impl Into<String>) -> Result<App, Error> {
         ClientBuilder::new(api_key).build_app()
     }
+
+    /// A page of the app's grants (delegations included), optionally filtered.
+    ///
+    /// ```no_run
+    /// # async fn run(app: alter_sdk::App) -> Result<(), alter_sdk::Error> {
+    /// use alter_sdk::{GrantItem, ListGrants};
+    /// let page = app.list_grants(ListGrants::new().provider_id("google").limit(50)).await?;
+    /// for grant in &page.grants {
+    ///     if let GrantItem::OAuth(grant) = grant {
+    ///         println!("{} {:?} {:?}", grant.grant_id, grant.account_identifier, grant.scopes);
+    ///     }
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn list_grants(&self, query: ListGrants) -> Result<GrantList, Error> {
+        grants::list_grants(&self.transport, query).await
+    }
+
+    /// Binds a managed secret to a principal (any of the four).
+    ///
+    /// ```no_run
+    /// # async fn run(app: alter_sdk::App, alice_jwt: String) -> Result<(), alter_sdk::Error> {
+    /// use alter_sdk::Principal;
+    /// let result = app
+    ///     .create_managed_secret_grant(
+    ///         "ms_abc123",
+    ///         Principal::user(alice_jwt, "alice-prod-stripe"),
+    ///         None,
+    ///     )
+    ///     .await?;
+    /// println!("{}", result.grant_id);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// Errors: [`Error::PolicyViolation`] (the secret's limits forbid the policy),
+    /// [`Error::AlterValue`] (bad input, caught locally).
+    pub async fn create_managed_secret_grant(
+        &self,
+        managed_secret_id: &str,
+        principal: Principal,
+        grant_policy: Option<GrantPolicy>,
+    ) -> Result<CreateGrantResult, Error> {
+        grants::create_managed_secret_grant(&self.transport, managed_secret_id, principal, grant_policy)
+            .await
+    }
+
+    /// Revokes a grant and every delegation of it.
+    ///
+    /// ```no_run
+    /// # async fn run(app: alter_sdk::App, grant_id: &str) -> Result<(), alter_sdk::Error> {
+    /// let result = app.revoke_grant(grant_id, Some("user offboarded")).await?;
+    /// println!("{}", result.revoked_at);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// Errors: [`Error::GrantNotFound`], [`Error::GrantRevoked`] (already revoked),
+    /// [`Error::PolicyViolation`].
+    pub async fn revoke_grant(
+        &self,
+        grant_id: &str,
+        reason: Option<&str>,
+    ) -> Result<RevokeGrantResult, Error> {
+        grants::revoke_grant(&self.transport, grant_id, reason).await
+    }
+
+    /// Removes one agent's access path on a grant (operator path); the grant stays.
+    ///
+    /// ```no_run
+    /// # async fn run(app: alter_sdk::App, grant_id: &str, agent_id: &str) -> Result<(), alter_sdk::Error> {
+    /// app.revoke_delegation(grant_id, agent_id).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn revoke_delegation(&self, grant_id: &str, agent_id: &str) -> Result<(), Error> {
+        grants::revoke_delegation(&self.transport, grant_id, Some(agent_id)).await
+    }
+
+    /// A sibling grant on the same credential and principal, with another label and a
+    /// policy that may only tighten.
+    pub async fn mint_grant(
+        &self,
+        source_grant_id: &str,
+        label: &str,
+        grant_policy: Option<GrantPolicy>,
+    ) -> Result<GrantInfo, Error> {
+        grants::mint_grant(&self.transport, source_grant_id, label, grant_policy).await
+    }
+
+    /// The agents namespace.
+    pub fn agents(&self) -> Agents<'_> {
+        Agents {
+            transport: &self.transport,
+        }
+    }
+
+    /// An [`Agent`] that signs with this app's key and acts as the managed agent `agent_id`
+    /// (for audit attribution and agent-scoped calls). No request is made until it is used.
+    pub fn get_agent(&self, agent_id: &str) -> Result<Agent, Error> {
+        let id = uuid::Uuid::try_parse(agent_id)
+            .map_err(|_| Error::value("agent_id must be a UUID"))?;
+        let identity = Identity {
+            caller: Some(id.hyphenated().to_string()),
+            caller_type: Some("agent".into()),
+        };
+        Ok(Agent {
+            transport: self.transport.with_identity(identity),
+        })
+    }
 }
 
 /// An agent's client: authenticated by the agent's own key, or obtained from
@@ -135,6 +247,61 @@ impl Agent {
     /// An agent client for `api_key`, with the base URL from `ALTER_BASE_URL`.
     pub fn new(api_key: impl Into<String>) -> Result<Agent, Error> {
         ClientBuilder::new(api_key).build_agent()
+    }
+
+    /// The grants this agent can act on: its own, and those delegated to it (each with the
+    /// delegation's own `grant_id`, which is what the agent passes when using it).
+    ///
+    /// ```no_run
+    /// # async fn run(agent: alter_sdk::Agent) -> Result<(), alter_sdk::Error> {
+    /// let page = agent.list_grants(alter_sdk::ListGrants::new().limit(50)).await?;
+    /// println!("{} grants", page.total);
+    /// # Ok(()) }
+    /// ```
+    pub async fn list_grants(&self, query: ListGrants) -> Result<GrantList, Error> {
+        grants::list_grants(&self.transport, query).await
+    }
+
+    /// Binds a managed secret to this agent itself (self only: the principal is always the
+    /// calling agent, taken from the verified key).
+    pub async fn create_managed_secret_grant(
+        &self,
+        managed_secret_id: &str,
+        label: Option<&str>,
+        grant_policy: Option<GrantPolicy>,
+    ) -> Result<CreateGrantResult, Error> {
+        let principal = match label {
+            Some(label) => Principal::agent().with_label(label),
+            None => Principal::agent(),
+        };
+        grants::create_managed_secret_grant(&self.transport, managed_secret_id, principal, grant_policy)
+            .await
+    }
+
+    /// Gives up this agent's delegation of a grant (named by the grant it was delegated from).
+    ///
+    /// ```no_run
+    /// # async fn run(agent: alter_sdk::Agent, grant_id: &str) -> Result<(), alter_sdk::Error> {
+    /// agent.revoke_delegation(grant_id).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn revoke_delegation(&self, grant_id: &str) -> Result<(), Error> {
+        grants::revoke_delegation(&self.transport, grant_id, None).await
+    }
+
+    /// Passes a delegation this agent holds on to another agent.
+    pub async fn delegate(
+        &self,
+        grant_id: &str,
+        to_agent_id: &str,
+        options: DelegateOptions,
+    ) -> Result<DelegationResult, Error> {
+        grants::delegate(&self.transport, grant_id, to_agent_id, options).await
+    }
+
+    /// This agent, whatever its status.
+    pub async fn me(&self) -> Result<AgentInfo, Error> {
+        agents::me(&self.transport).await
     }
 }
 

@@ -12,8 +12,10 @@
 //! ```
 
 pub mod admin;
+pub mod agents;
 mod client;
 pub mod error;
+pub mod grants;
 mod namespaces;
 mod transport;
 
@@ -21,5 +23,11 @@ pub use alter_proto::keys::{ApiKeyInfo, DeriveKeyRequest, MintedKey};
 pub use alter_proto::scopes::ScopeCatalog;
 pub use client::{Agent, App, ClientBuilder};
 pub use error::{Error, ErrorInfo};
+pub use agents::{AgentInfo, Agents, CreateAgent, UpdateAgent};
+pub use grants::{
+    CreateGrantResult, DelegateOptions, DelegationResult, GrantInfo, GrantItem, GrantList,
+    GrantPolicy, ListGrants, ManagedSecretGrantItem, OAuthGrantItem, Principal, RevokeGrantResult,
+    UnifiedGrantListResult,
+};
 pub use namespaces::{Keys, Scopes};
 pub use transport::{BASE_URL_VAR, DEFAULT_BASE_URL};

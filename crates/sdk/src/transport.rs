@@ -24,6 +24,8 @@ const USER_AGENT: &str = concat!("alter-sdk-rust/", env!("CARGO_PKG_VERSION"));
 pub(crate) enum Mapper {
     /// Protocol part 1 §4.2.
     Main,
+    /// Protocol part 2 §8.10 (`/sdk/agents*`).
+    Agents,
 }
 
 /// Where the signing timestamp comes from.
@@ -94,6 +96,14 @@ impl Transport {
         })
     }
 
+    /// The same transport signing other identity headers (an app key acting as an agent).
+    pub fn with_identity(&self, identity: Identity) -> Transport {
+        Transport {
+            identity,
+            ..self.clone()
+        }
+    }
+
     pub fn base_url(&self) -> &str {
         &self.base_url
     }
@@ -105,6 +115,19 @@ impl Transport {
         method: Method,
         path_and_query: &str,
         body: Option<&B>,
+        mapper: Mapper,
+    ) -> Result<Answer, Error> {
+        self.send_with(method, path_and_query, body, &[], mapper)
+            .await
+    }
+
+    /// [`Self::send`] with extra unsigned headers (such as `Idempotency-Key`).
+    pub async fn send_with<B: Serialize + ?Sized>(
+        &self,
+        method: Method,
+        path_and_query: &str,
+        body: Option<&B>,
+        extra_headers: &[(&str, &str)],
         mapper: Mapper,
     ) -> Result<Answer, Error> {
         let body = match body {
@@ -149,6 +172,9 @@ impl Transport {
         if let Some(kind) = &self.identity.caller_type {
             request = request.header(headers::CALLER_TYPE, kind);
         }
+        for (name, value) in extra_headers {
+            request = request.header(*name, *value);
+        }
         if !body.is_empty() {
             request = request
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
@@ -160,6 +186,7 @@ impl Transport {
         if status.as_u16() >= 400 {
             return Err(match mapper {
                 Mapper::Main => crate::error::from_response(status.as_u16(), &body),
+                Mapper::Agents => crate::error::from_agents_response(status.as_u16(), &body),
             });
         }
         Ok(Answer { status, body })

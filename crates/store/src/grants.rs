@@ -159,7 +159,7 @@ async fn label_taken(conn: &mut AnyConnection, grant: &Grant) -> StoreResult<boo
     Ok(get::<i64>(&row, "n")? > 0)
 }
 
-async fn insert(conn: &mut AnyConnection, grant: &Grant, seq: i64) -> StoreResult<()> {
+pub(crate) async fn insert(conn: &mut AnyConnection, grant: &Grant, seq: i64) -> StoreResult<()> {
     let (kind, user, idp, group, agent) = principal_columns(&grant.principal);
     sqlx::query(
         "INSERT INTO grants (id, app_id, seq, grant_kind, secret_id, principal_type, app_user_id, \

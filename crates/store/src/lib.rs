@@ -12,6 +12,7 @@ mod agents;
 mod apps;
 mod audit;
 mod error;
+pub mod fixtures;
 mod grants;
 mod identity;
 mod keyring;

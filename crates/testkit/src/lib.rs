@@ -25,7 +25,7 @@ use alter_store::scratch::ScratchDatabase;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-pub use raw::{RawRequest, RawResponse};
+pub use raw::{RawRequest, RawResponse, UserClient};
 
 /// A database engine to test on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,6 +89,23 @@ pub struct TestServer {
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<std::io::Result<()>>>,
 }
+
+/// An app with an identity provider (a real [`TestIdp`](idp::TestIdp) whose JWKS the server
+/// fetches) and one bearer managed secret.
+#[derive(Debug)]
+pub struct World {
+    /// The app and its full-scope key.
+    pub app: TestApp,
+    /// The identity provider users' tokens come from.
+    pub idp: idp::TestIdp,
+    /// Its id at Alter (the `idp_id` of group principals).
+    pub idp_id: String,
+    /// A managed secret.
+    pub secret: alter_proto::admin::SecretInfo,
+}
+
+/// The value of [`World::secret`].
+pub const WORLD_SECRET_VALUE: &str = "sk_live_51HworldSecretValue0123456789";
 
 /// A new app with one full-scope key.
 #[derive(Debug, Clone)]
@@ -269,6 +286,50 @@ impl TestServer {
             .await
             .expect("mint key");
         TestApp { info, key }
+    }
+
+    /// A new app with an identity provider (groups claim `groups`) and a managed secret.
+    pub async fn world(&self, name: &str) -> World {
+        let app = self.new_app(name).await;
+        let idp = idp::TestIdp::start().await;
+        let admin = self.admin();
+        let idp_info = admin
+            .set_idp(
+                &app.info.id,
+                &alter_proto::admin::IdpRequest {
+                    issuer: idp.issuer().to_owned(),
+                    audiences: vec![idp.audience().to_owned()],
+                    jwks_url: Some(idp.jwks_url()),
+                    groups_claim: Some("groups".into()),
+                    ..Default::default()
+                },
+            )
+            .await
+            .expect("set the identity provider");
+        let secret = admin
+            .create_secret(
+                &app.info.id,
+                &alter_proto::admin::CreateSecretRequest {
+                    name: "Stripe Production".into(),
+                    secret_type: "bearer".into(),
+                    allowed_hosts: vec!["api.stripe.com".into()],
+                    value: WORLD_SECRET_VALUE.into(),
+                    ..Default::default()
+                },
+            )
+            .await
+            .expect("create a managed secret");
+        World {
+            app,
+            idp,
+            idp_id: idp_info.id,
+            secret,
+        }
+    }
+
+    /// A client of the end-user API for `app_id`, authenticated by `user_token`.
+    pub fn user(&self, app_id: &str, user_token: &str) -> UserClient {
+        UserClient::new(&self.base_url, app_id, user_token)
     }
 
     /// Mints another key of `app`.

@@ -161,15 +161,59 @@ impl RawRequest {
             .request(method, format!("{}{}", self.base_url, self.path))
             .headers(wire)
             .body(body);
-        let response = request.send().await.expect("request reaches the server");
-        let status = response.status().as_u16();
-        let headers = response.headers().clone();
-        let bytes = response.bytes().await.expect("response body").to_vec();
-        RawResponse {
-            status,
-            headers,
-            json: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-            bytes,
+        into_raw(request.send().await.expect("request reaches the server")).await
+    }
+}
+
+/// A client of the end-user API (`/user/v1/apps/{app}/…`, Bearer = the user's IdP JWT).
+#[derive(Debug, Clone)]
+pub struct UserClient {
+    base: String,
+    token: String,
+}
+
+impl UserClient {
+    pub(crate) fn new(base_url: &str, app_id: &str, token: &str) -> Self {
+        UserClient {
+            base: format!("{base_url}/user/v1/apps/{app_id}"),
+            token: token.to_owned(),
         }
+    }
+
+    /// `GET {path}`.
+    pub async fn get(&self, path: &str) -> RawResponse {
+        self.send(Method::GET, path, None).await
+    }
+
+    /// `POST {path}` with a JSON body.
+    pub async fn post(&self, path: &str, body: Value) -> RawResponse {
+        self.send(Method::POST, path, Some(body)).await
+    }
+
+    /// `DELETE {path}`.
+    pub async fn delete(&self, path: &str) -> RawResponse {
+        self.send(Method::DELETE, path, None).await
+    }
+
+    async fn send(&self, method: Method, path: &str, body: Option<Value>) -> RawResponse {
+        let mut request = reqwest::Client::new()
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(&self.token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        into_raw(request.send().await.expect("request reaches the server")).await
+    }
+}
+
+async fn into_raw(response: reqwest::Response) -> RawResponse {
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let bytes = response.bytes().await.expect("response body").to_vec();
+    RawResponse {
+        status,
+        headers,
+        json: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        bytes,
     }
 }

@@ -3,8 +3,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod admin;
+mod agents;
 mod auth;
 mod crypto;
+mod delegations;
+mod examples;
+mod grants;
 mod health;
+mod isolation;
 mod keys;
 mod scopes;

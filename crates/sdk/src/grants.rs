@@ -1,0 +1,451 @@
+//! Grants: `list_grants`, `create_managed_secret_grant`, `revoke_grant`, `mint_grant`,
+//! `revoke_delegation` and `delegate`, as on the reference page (`sdk-grants-reference`).
+
+use alter_proto::grants::{
+    CreateGrantRequest, DelegateRequest, GrantPolicyBody, ListGrantsRequest, MintGrantRequest,
+    PrincipalBody, RevokeGrantRequest,
+};
+use alter_proto::signing::encode_path_segment;
+use reqwest::Method;
+
+use crate::error::Error;
+use crate::transport::{Mapper, Transport};
+
+pub use alter_proto::grants::{
+    CreateGrantResult, DelegationResult, GrantInfo, GrantItem, GrantList, ManagedSecretGrantItem,
+    OAuthGrantItem, RevokeGrantResult,
+};
+
+/// The official client's name for a page of grants.
+pub type UnifiedGrantListResult = GrantList;
+
+/// Who a managed-secret grant is for.
+///
+/// ```
+/// use alter_sdk::Principal;
+/// let alice = Principal::user("eyJhbGciOi…", "alice-prod-stripe");
+/// let system = Principal::system().with_label("nightly-sync");
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub enum Principal {
+    /// An end user, identified by their IdP JWT.
+    User {
+        /// The user's JWT.
+        user_token: String,
+        /// Label (1–255 characters).
+        label: String,
+    },
+    /// An IdP group; membership is decided from the user's token each time the grant is used.
+    Group {
+        /// The group's id at the IdP.
+        external_group_id: String,
+        /// The app's identity-provider id.
+        idp_id: String,
+        /// Label (1–255 characters).
+        label: String,
+    },
+    /// The app itself.
+    System {
+        /// Optional label.
+        label: Option<String>,
+    },
+    /// The calling agent (self only): the server takes the agent from the verified key.
+    Agent {
+        /// Optional label.
+        label: Option<String>,
+    },
+}
+
+impl Principal {
+    /// `UserPrincipal(user_token=…, label=…)`.
+    pub fn user(user_token: impl Into<String>, label: impl Into<String>) -> Principal {
+        Principal::User {
+            user_token: user_token.into(),
+            label: label.into(),
+        }
+    }
+
+    /// `GroupPrincipal(external_group_id=…, idp_id=…, label=…)`.
+    pub fn group(
+        external_group_id: impl Into<String>,
+        idp_id: impl Into<String>,
+        label: impl Into<String>,
+    ) -> Principal {
+        Principal::Group {
+            external_group_id: external_group_id.into(),
+            idp_id: idp_id.into(),
+            label: label.into(),
+        }
+    }
+
+    /// `SystemPrincipal()`.
+    pub fn system() -> Principal {
+        Principal::System { label: None }
+    }
+
+    /// `AgentPrincipal()`: the calling agent.
+    pub fn agent() -> Principal {
+        Principal::Agent { label: None }
+    }
+
+    /// Sets the label of a system or agent principal (user and group principals take theirs
+    /// at construction).
+    pub fn with_label(self, label: impl Into<String>) -> Principal {
+        match self {
+            Principal::System { .. } => Principal::System {
+                label: Some(label.into()),
+            },
+            Principal::Agent { .. } => Principal::Agent {
+                label: Some(label.into()),
+            },
+            other => other,
+        }
+    }
+
+    fn body(self) -> Result<PrincipalBody, Error> {
+        let label_ok = |l: &str| !l.is_empty() && l.chars().count() <= 255;
+        let checked = |label: Option<String>| match label {
+            Some(l) if !label_ok(&l) => Err(Error::value("label must be 1 to 255 characters")),
+            other => Ok(other),
+        };
+        Ok(match self {
+            Principal::User { user_token, label } => {
+                if user_token.is_empty() || user_token.len() > 8192 {
+                    return Err(Error::value("user_token must be 1 to 8192 characters"));
+                }
+                PrincipalBody::User {
+                    user_token,
+                    label: checked(Some(label))?.unwrap_or_default(),
+                }
+            }
+            Principal::Group {
+                external_group_id,
+                idp_id,
+                label,
+            } => {
+                if !label_ok(&external_group_id) || !label_ok(&idp_id) {
+                    return Err(Error::value("external_group_id and idp_id must be 1 to 255 characters"));
+                }
+                PrincipalBody::Group {
+                    external_group_id,
+                    idp_id,
+                    label: checked(Some(label))?.unwrap_or_default(),
+                }
+            }
+            Principal::System { label } => PrincipalBody::System {
+                label: checked(label)?,
+            },
+            Principal::Agent { label } => PrincipalBody::Agent {
+                label: checked(label)?,
+            },
+        })
+    }
+}
+
+/// `GrantPolicyInput`: when a grant ends.
+///
+/// ```
+/// use alter_sdk::GrantPolicy;
+/// let policy = GrantPolicy::new().max_ttl_seconds(86_400).default_ttl_seconds(3_600);
+/// ```
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct GrantPolicy {
+    expires_at: Option<String>,
+    max_ttl_seconds: Option<i64>,
+    default_ttl_seconds: Option<i64>,
+}
+
+impl GrantPolicy {
+    /// No limits.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// An absolute end (ISO-8601 with an offset, e.g. `2027-01-01T00:00:00Z`).
+    pub fn expires_at(mut self, at: impl Into<String>) -> Self {
+        self.expires_at = Some(at.into());
+        self
+    }
+
+    /// The longest lifetime.
+    pub fn max_ttl_seconds(mut self, seconds: i64) -> Self {
+        self.max_ttl_seconds = Some(seconds);
+        self
+    }
+
+    /// The lifetime given at creation (at most `max_ttl_seconds`).
+    pub fn default_ttl_seconds(mut self, seconds: i64) -> Self {
+        self.default_ttl_seconds = Some(seconds);
+        self
+    }
+
+    fn body(self) -> Result<GrantPolicyBody, Error> {
+        if self.expires_at.as_deref().is_some_and(|s| s.trim().is_empty()) {
+            return Err(Error::value("expires_at must be an ISO-8601 date-time"));
+        }
+        for (field, value) in [
+            ("max_ttl_seconds", self.max_ttl_seconds),
+            ("default_ttl_seconds", self.default_ttl_seconds),
+        ] {
+            if value.is_some_and(|v| v <= 0) {
+                return Err(Error::value(format!("{field} must be a positive integer")));
+            }
+        }
+        Ok(GrantPolicyBody {
+            expires_at: self.expires_at,
+            max_ttl_seconds: self.max_ttl_seconds,
+            default_ttl_seconds: self.default_ttl_seconds,
+        })
+    }
+
+    fn object(self) -> Result<serde_json::Value, Error> {
+        serde_json::to_value(self.body()?).map_err(|e| Error::value(e.to_string()))
+    }
+}
+
+/// Filters and paging of `list_grants`; all filters narrow.
+///
+/// ```
+/// use alter_sdk::ListGrants;
+/// let query = ListGrants::new().provider_id("google").limit(50);
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListGrants {
+    request: ListGrantsRequest,
+}
+
+impl Default for ListGrants {
+    fn default() -> Self {
+        ListGrants {
+            request: ListGrantsRequest {
+                limit: 100,
+                ..Default::default()
+            },
+        }
+    }
+}
+
+impl ListGrants {
+    /// The first 100 grants.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Only this OAuth provider, or this managed secret (by slug).
+    pub fn provider_id(mut self, provider: impl Into<String>) -> Self {
+        self.request.provider_id = Some(provider.into());
+        self
+    }
+
+    /// Only grants in this state: `active`, `expired` or `revoked`.
+    pub fn status(mut self, status: impl Into<String>) -> Self {
+        self.request.status = Some(status.into());
+        self
+    }
+
+    /// Only this account identifier.
+    pub fn account(mut self, account: impl Into<String>) -> Self {
+        self.request.account = Some(account.into());
+        self
+    }
+
+    /// Only this sibling label.
+    pub fn label(mut self, label: impl Into<String>) -> Self {
+        self.request.label = Some(label.into());
+        self
+    }
+
+    /// Only the grants of the end user this JWT identifies.
+    pub fn end_user_token(mut self, token: impl Into<String>) -> Self {
+        self.request.user_token = Some(token.into());
+        self
+    }
+
+    /// Page size, 1–1000 (default 100).
+    pub fn limit(mut self, limit: i64) -> Self {
+        self.request.limit = limit;
+        self
+    }
+
+    /// Grants to skip (default 0).
+    pub fn offset(mut self, offset: i64) -> Self {
+        self.request.offset = offset;
+        self
+    }
+
+    fn checked(self) -> Result<ListGrantsRequest, Error> {
+        let r = self.request;
+        if !(1..=1000).contains(&r.limit) {
+            return Err(Error::value("limit must be between 1 and 1000"));
+        }
+        if r.offset < 0 {
+            return Err(Error::value("offset must not be negative"));
+        }
+        for (field, value) in [
+            ("provider_id", &r.provider_id),
+            ("status", &r.status),
+            ("account", &r.account),
+            ("label", &r.label),
+            ("end_user_token", &r.user_token),
+        ] {
+            if value.as_deref().is_some_and(str::is_empty) {
+                return Err(Error::value(format!("{field} must not be empty")));
+            }
+        }
+        Ok(r)
+    }
+}
+
+/// Options of `Agent::delegate`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DelegateOptions {
+    /// Whether the receiving agent may delegate onward (`None` keeps an existing delegation's
+    /// setting; a new one is a leaf).
+    pub delegable: Option<bool>,
+    /// Lifetime in seconds (capped by the holder's own).
+    pub ttl_seconds: Option<i64>,
+}
+
+/// A canonical lower-case UUID, as the official client sends grant and agent ids on the
+/// revoke paths.
+fn canonical_uuid(field: &str, value: &str) -> Result<String, Error> {
+    uuid::Uuid::try_parse(value)
+        .map(|u| u.hyphenated().to_string())
+        .map_err(|_| Error::value(format!("{field} must be a UUID")))
+}
+
+fn non_empty<'a>(field: &str, value: &'a str) -> Result<&'a str, Error> {
+    if value.is_empty() {
+        Err(Error::value(format!("{field} must not be empty")))
+    } else {
+        Ok(value)
+    }
+}
+
+pub(crate) async fn list_grants(transport: &Transport, query: ListGrants) -> Result<GrantList, Error> {
+    let body = query.checked()?;
+    transport
+        .json(Method::POST, "/sdk/grants/list", Some(&body), Mapper::Main)
+        .await
+}
+
+pub(crate) async fn create_managed_secret_grant(
+    transport: &Transport,
+    managed_secret_id: &str,
+    principal: Principal,
+    grant_policy: Option<GrantPolicy>,
+) -> Result<CreateGrantResult, Error> {
+    let id = non_empty("managed_secret_id", managed_secret_id)?;
+    let body = CreateGrantRequest {
+        principal: principal.body()?,
+        grant_policy: grant_policy.unwrap_or_default().body()?,
+        credential_id: None,
+    };
+    let path = format!("/sdk/managed-secrets/{}/grants", encode_path_segment(id));
+    transport
+        .json(Method::POST, &path, Some(&body), Mapper::Main)
+        .await
+}
+
+pub(crate) async fn revoke_grant(
+    transport: &Transport,
+    grant_id: &str,
+    reason: Option<&str>,
+) -> Result<RevokeGrantResult, Error> {
+    let id = canonical_uuid("grant_id", grant_id)?;
+    let body = RevokeGrantRequest {
+        reason: reason.map(str::to_owned),
+        user_token: None,
+    };
+    let path = format!("/sdk/oauth/grants/{id}/revoke");
+    transport
+        .json(Method::POST, &path, Some(&body), Mapper::Main)
+        .await
+}
+
+pub(crate) async fn mint_grant(
+    transport: &Transport,
+    source_grant_id: &str,
+    label: &str,
+    grant_policy: Option<GrantPolicy>,
+) -> Result<GrantInfo, Error> {
+    let source = non_empty("source_grant_id", source_grant_id)?;
+    let body = MintGrantRequest {
+        label: non_empty("label", label)?.to_owned(),
+        grant_policy: grant_policy.map(GrantPolicy::object).transpose()?,
+        grant_tags: None,
+    };
+    let path = format!("/sdk/grants/{}/mint", encode_path_segment(source));
+    transport
+        .json(Method::POST, &path, Some(&body), Mapper::Main)
+        .await
+}
+
+pub(crate) async fn revoke_delegation(
+    transport: &Transport,
+    grant_id: &str,
+    agent_id: Option<&str>,
+) -> Result<(), Error> {
+    let grant = canonical_uuid("grant_id", grant_id)?;
+    let agent = match agent_id {
+        Some(agent) => canonical_uuid("agent_id", agent)?,
+        None => "me".to_owned(),
+    };
+    let path = format!("/sdk/grants/{grant}/delegations/{agent}");
+    transport
+        .send::<()>(Method::DELETE, &path, None, Mapper::Main)
+        .await
+        .map(drop)
+}
+
+pub(crate) async fn delegate(
+    transport: &Transport,
+    grant_id: &str,
+    to_agent_id: &str,
+    options: DelegateOptions,
+) -> Result<DelegationResult, Error> {
+    let grant = non_empty("grant_id", grant_id)?;
+    if options.ttl_seconds.is_some_and(|t| t <= 0) {
+        return Err(Error::value("ttl_seconds must be a positive integer"));
+    }
+    let body = DelegateRequest {
+        to_agent_id: non_empty("to_agent_id", to_agent_id)?.to_owned(),
+        delegable: options.delegable,
+        scope_constraint: None,
+        ttl_seconds: options.ttl_seconds,
+    };
+    let path = format!("/sdk/grants/{}/delegate", encode_path_segment(grant));
+    transport
+        .json(Method::POST, &path, Some(&body), Mapper::Main)
+        .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn local_validation() {
+        assert!(Principal::user("", "l").body().is_err());
+        assert!(Principal::user("t", "").body().is_err());
+        assert!(Principal::system().with_label("x".repeat(256)).body().is_err());
+        assert!(Principal::system().body().is_ok());
+        assert!(GrantPolicy::new().max_ttl_seconds(0).body().is_err());
+        assert!(ListGrants::new().limit(1001).checked().is_err());
+        assert!(ListGrants::new().offset(-1).checked().is_err());
+        assert!(ListGrants::new().provider_id("").checked().is_err());
+        assert!(canonical_uuid("grant_id", "grant_xyz").is_err());
+        assert_eq!(
+            canonical_uuid("g", "6F9619FF-8B86-D011-B42D-00CF4FC964FF").unwrap(),
+            "6f9619ff-8b86-d011-b42d-00cf4fc964ff"
+        );
+    }
+
+    #[test]
+    fn principals_serialize_like_the_client() {
+        let body = serde_json::to_string(&Principal::user("jwt", "alice").body().unwrap()).unwrap();
+        assert_eq!(body, r#"{"type":"user","user_token":"jwt","label":"alice"}"#);
+        let body = serde_json::to_string(&Principal::system().body().unwrap()).unwrap();
+        assert_eq!(body, r#"{"type":"system","label":null}"#);
+    }
+}
