@@ -1,4 +1,5 @@
-//! `alter`: runs Alter (`alter dev`, `alter server`) and operates it (`alter app`, `alter key`).
+//! `alter`: runs Alter (`alter dev`, `alter server`) and operates it (`alter app`, `key`, `idp`,
+//! `secret`, `agent`, `grant`).
 
 mod operator;
 mod run;
@@ -38,6 +39,14 @@ enum Command {
     App(operator::AppArgs),
     /// Manage an app's API keys (needs ALTER_ADDR and ALTER_ADMIN_TOKEN).
     Key(operator::KeyArgs),
+    /// Configure an app's identity provider (needs ALTER_ADDR and ALTER_ADMIN_TOKEN).
+    Idp(operator::IdpArgs),
+    /// Manage an app's managed secrets (needs ALTER_ADDR and ALTER_ADMIN_TOKEN).
+    Secret(operator::SecretArgs),
+    /// Manage an app's agents (needs ALTER_ADDR and ALTER_ADMIN_TOKEN).
+    Agent(operator::AgentArgs),
+    /// Manage an app's grants and delegations (needs ALTER_ADDR and ALTER_ADMIN_TOKEN).
+    Grant(operator::GrantArgs),
 }
 
 fn main() -> ExitCode {
@@ -62,6 +71,10 @@ fn main() -> ExitCode {
             Command::Server(args) => run::server(args).await,
             Command::App(args) => operator::app(args).await,
             Command::Key(args) => operator::key(args).await,
+            Command::Idp(args) => operator::idp(args).await,
+            Command::Secret(args) => operator::secret(args).await,
+            Command::Agent(args) => operator::agent(args).await,
+            Command::Grant(args) => operator::grant(args).await,
         }
     })
 }

@@ -1,8 +1,19 @@
-//! Operator commands over the admin API: `alter app …` and `alter key …`. Human tables by
-//! default, `--json` for scripts; stable exit codes (1 error, 3 auth, 4 not found, 5 conflict,
+//! Operator commands over the admin API: `alter app …` and `alter key …` here, `alter idp`,
+//! `alter secret`, `alter agent` and `alter grant` in the submodules. Human tables by default,
+//! `--json` for scripts; stable exit codes (1 error, 3 auth, 4 not found, 5 conflict,
 //! 6 rate limited; 2 is clap's usage error).
 
+mod agents;
+mod grants;
+mod idp;
+mod secrets;
+
 use std::process::ExitCode;
+
+pub use agents::{AgentArgs, agent};
+pub use grants::{GrantArgs, grant};
+pub use idp::{IdpArgs, idp};
+pub use secrets::{SecretArgs, secret};
 
 use alter_proto::admin::{AppInfo, MintKeyRequest};
 use alter_proto::keys::{ApiKeyInfo, MintedKey};

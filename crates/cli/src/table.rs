@@ -49,6 +49,42 @@ impl Table {
     }
 }
 
+/// One record as `name  value` lines, names padded to the longest.
+pub fn fields(rows: &[(&str, String)]) -> String {
+    let width = rows
+        .iter()
+        .map(|(name, _)| name.chars().count())
+        .max()
+        .unwrap_or(0);
+    rows.iter()
+        .map(|(name, value)| format!("{name:width$}  {value}").trim_end().to_owned())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// An optional cell: its text, or `-`.
+pub fn or_dash(value: Option<impl ToString>) -> String {
+    value.map_or_else(|| "-".to_owned(), |v| v.to_string())
+}
+
+/// A list cell: comma-separated, or `empty` when there is nothing.
+pub fn list(values: &[String], empty: &str) -> String {
+    if values.is_empty() {
+        empty.to_owned()
+    } else {
+        values.join(", ")
+    }
+}
+
+/// A rendered page, with a hint to the next one when more follow.
+pub fn paged(text: String, shown: usize, offset: i64, total: i64, has_more: bool) -> String {
+    if !has_more {
+        return text;
+    }
+    let next = offset.saturating_add(i64::try_from(shown).unwrap_or(i64::MAX));
+    format!("{text}\n({shown} of {total}; next page: --offset {next})")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -59,5 +95,19 @@ mod tests {
         t.row(["1", "first"]);
         t.row(["22", "x"]);
         assert_eq!(t.render(), "ID  NAME\n1   first\n22  x");
+    }
+
+    #[test]
+    fn aligns_fields() {
+        let text = fields(&[("id", "1".into()), ("value version", or_dash(Some(2)))]);
+        assert_eq!(text, "id             1\nvalue version  2");
+        assert_eq!(or_dash(None::<i64>), "-");
+        assert_eq!(list(&[], "any"), "any");
+        assert_eq!(paged("t".into(), 2, 0, 2, false), "t");
+        assert_eq!(
+            paged("t".into(), 2, 4, 9, true),
+            "t\n(2 of 9; next page: --offset 6)"
+        );
+        assert_eq!(list(&["a".into(), "b".into()], "-"), "a, b");
     }
 }

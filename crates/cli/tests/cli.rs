@@ -2,7 +2,7 @@
 //! real processes.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
@@ -69,13 +69,17 @@ fn wait_for_line(
 }
 
 fn dev(data: &Path, extra: &[&str]) -> Running {
+    dev_with_stderr(data, extra, Stdio::null())
+}
+
+fn dev_with_stderr(data: &Path, extra: &[&str], stderr: Stdio) -> Running {
     let mut child = Command::new(ALTER)
         .args(["dev", "--listen", "127.0.0.1:0", "--data"])
         .arg(data)
         .args(extra)
         .env_remove("ALTER_DATABASE_URL")
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(stderr)
         .spawn()
         .unwrap();
     let stdout = child.stdout.take().unwrap();
@@ -377,4 +381,724 @@ fn alter_server_refuses_bad_configuration_clearly() {
         )
         .contains("error")
     );
+}
+
+/// `alter dev` on one test database, with its stderr kept in a file, and the CLI pointed at it.
+struct Operator {
+    server: Running,
+    addr: String,
+    token: String,
+    api_key: String,
+    log: std::path::PathBuf,
+}
+
+impl Operator {
+    fn start(dir: &Path, database: &ScratchDatabase) -> Operator {
+        let log = dir.join("server.log");
+        let stderr = std::fs::File::create(&log).unwrap();
+        let server = dev_with_stderr(
+            &dir.join("data"),
+            &["--database-url", database.url()],
+            Stdio::from(stderr),
+        );
+        let field = |name: &str| server.first_line[name].as_str().unwrap().to_owned();
+        Operator {
+            addr: server.base_url(),
+            token: field("admin_token"),
+            api_key: field("api_key"),
+            server,
+            log,
+        }
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        alter(args, &self.addr, &self.token)
+    }
+
+    /// Runs the CLI with `input` piped to its stdin.
+    fn run_with_stdin(&self, args: &[&str], input: &str) -> Output {
+        let mut child = Command::new(ALTER)
+            .args(args)
+            .env("ALTER_ADDR", &self.addr)
+            .env("ALTER_ADMIN_TOKEN", &self.token)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // A command refused before it reads stdin (a usage error) closes the pipe early.
+        let written = child.stdin.take().unwrap().write_all(input.as_bytes());
+        if let Err(e) = written {
+            assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe, "{e}");
+        }
+        child.wait_with_output().unwrap()
+    }
+
+    fn json(&self, args: &[&str]) -> Value {
+        stdout_json(&self.run(args))
+    }
+
+    /// A request to `/sdk/*` signed with the dev app's key, as an app would send it; the
+    /// answer's JSON.
+    fn signed(&self, method: &str, path: &str, body: &Value) -> Value {
+        use alter_proto::signing::{self, SigningInput, headers};
+        let body = serde_json::to_vec(body).unwrap();
+        let timestamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            .to_string();
+        let nonce = uuid::Uuid::new_v4().simple().to_string();
+        let content_sha256 = signing::content_sha256(&body);
+        let target = signing::canonical_target(path);
+        let signature = SigningInput {
+            method,
+            canonical_target: &target,
+            timestamp: &timestamp,
+            nonce: &nonce,
+            content_sha256: &content_sha256,
+            ..SigningInput::default()
+        }
+        .sign(&signing::signing_key(&self.api_key));
+        let response = reqwest::blocking::Client::new()
+            .request(method.parse().unwrap(), format!("{}{path}", self.addr))
+            .header(headers::API_KEY, &self.api_key)
+            .header(headers::TIMESTAMP, timestamp)
+            .header(headers::NONCE, nonce)
+            .header(headers::CONTENT_SHA256, content_sha256)
+            .header(headers::SIGNATURE, signature)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .unwrap();
+        let status = response.status();
+        let text = response.text().unwrap();
+        assert!(status.is_success(), "{method} {path}: {status} {text}");
+        serde_json::from_str(&text).unwrap()
+    }
+
+    fn create_agent(&self, name: &str) -> String {
+        let agent = self.signed(
+            "POST",
+            "/sdk/agents",
+            &serde_json::json!({"name": name, "type": "agent", "scopes": {}, "metadata": {}}),
+        );
+        agent["id"].as_str().unwrap().to_owned()
+    }
+
+    /// A grant of the secret to the app itself (a `system` principal).
+    fn create_system_grant(&self, secret_id: &str, label: &str) -> String {
+        let grant = self.signed(
+            "POST",
+            &format!("/sdk/managed-secrets/{secret_id}/grants"),
+            &serde_json::json!({"principal": {"type": "system", "label": label}}),
+        );
+        grant["grant_id"].as_str().unwrap().to_owned()
+    }
+
+    /// Stops the server and returns everything it wrote to stderr.
+    fn stop(self) -> String {
+        assert!(self.server.terminate().success());
+        std::fs::read_to_string(&self.log).unwrap()
+    }
+}
+
+/// Runs `scenario` against `alter dev` on SQLite and, with `ALTER_TEST_DATABASE_URL`, on
+/// PostgreSQL; returns nothing but panics on the first failure.
+fn on_each_database(scenario: impl Fn(&Operator)) {
+    for database in databases() {
+        let dir = tempfile::tempdir().unwrap();
+        let operator = Operator::start(dir.path(), &database);
+        scenario(&operator);
+        operator.stop();
+        tokio::runtime::Runtime::new()
+            .unwrap()
+            .block_on(database.drop_now())
+            .unwrap();
+    }
+}
+
+/// The exit code, with stderr in the failure message.
+fn exit_code(output: &Output) -> i32 {
+    let code = output.status.code().unwrap();
+    if code != 0 {
+        assert!(
+            String::from_utf8_lossy(&output.stderr).starts_with("error: "),
+            "errors are one clear line: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    code
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn stdout(output: &Output) -> String {
+    assert!(output.status.success(), "{}", stderr(output));
+    String::from_utf8(output.stdout.clone()).unwrap()
+}
+
+#[test]
+fn the_operator_cli_sets_and_shows_the_identity_provider() {
+    on_each_database(|op| {
+        assert_eq!(exit_code(&op.run(&["idp", "show"])), 4, "no IdP yet");
+
+        let set = op.json(&[
+            "idp",
+            "set",
+            "--issuer",
+            "https://idp.example.com",
+            "--audience",
+            "app-a",
+            "--audience",
+            "app-b",
+            "--jwks-url",
+            "http://127.0.0.1:9/jwks.json",
+            "--algorithm",
+            "RS256",
+            "--subject-claim",
+            "uid",
+            "--groups-claim",
+            "groups",
+            "--leeway-seconds",
+            "30",
+            "--json",
+        ]);
+        assert_eq!(set["issuer"], "https://idp.example.com");
+        assert_eq!(set["audiences"], serde_json::json!(["app-a", "app-b"]));
+        assert_eq!(set["jwks_url"], "http://127.0.0.1:9/jwks.json");
+        assert_eq!(set["jwks_inline"], false);
+        assert_eq!(set["algorithms"], serde_json::json!(["RS256"]));
+        assert_eq!(set["subject_claim"], "uid");
+        assert_eq!(set["groups_claim"], "groups");
+        assert_eq!(set["leeway_seconds"], 30);
+        let id = set["id"].as_str().unwrap().to_owned();
+        assert_eq!(op.json(&["idp", "show", "--json"])["id"], id.as_str());
+
+        // A JWKS file is sent inline; replacing the IdP keeps its id.
+        let dir = tempfile::tempdir().unwrap();
+        let jwks = dir.path().join("jwks.json");
+        std::fs::write(
+            &jwks,
+            r#"{"keys":[{"kty":"RSA","kid":"k1","use":"sig","alg":"RS256","n":"sXchDaQebHnPiGvyDOAT4saGEUetSyo9MKLOoWFsueri23bOdgWp4Dy1WlUzewbgBHod5pcM9H95GQRV3JDXboIRROSBigeC5yjU1hGzHHyXss8UDprecbAYxknTcQkhslANGRUZmdTOQ5qTRsLAt6BTYuyvVRdhS8exSZEy_c4gs_7svlJJQ4H9_NxsiIoLwAEk7-Q3UXERGYw_75IDrGA84-lA_-Ct4eTlXHBIY2EaV7t7LjJaynVJCpkv4LKjTTAumiGUIuQhrNhZLuF_RJLqHpM2kgWFLU7-VTdL1VbC2tejvcI2BlMkEpk1BzBZI0KQB0GaDWFLN-aEAw3vRw","e":"AQAB"}]}"#,
+        )
+        .unwrap();
+        let inline = op.json(&[
+            "idp",
+            "set",
+            "--issuer",
+            "https://idp.example.com",
+            "--audience",
+            "app-a",
+            "--jwks-file",
+            jwks.to_str().unwrap(),
+            "--json",
+        ]);
+        assert_eq!(inline["id"], id.as_str());
+        assert_eq!(inline["jwks_inline"], true);
+        assert!(inline["jwks_url"].is_null());
+
+        let table = stdout(&op.run(&["idp", "show"]));
+        assert!(table.starts_with("id "), "{table}");
+        assert!(
+            table.contains(&id) && table.contains("inline") && table.contains("app-a"),
+            "{table}"
+        );
+
+        // Bad input: the server's message, exit 1, nothing changed.
+        std::fs::write(
+            &jwks,
+            r#"{"keys":[{"kty":"RSA","n":"x","e":"AQAB","d":"private"}]}"#,
+        )
+        .unwrap();
+        let private = op.run(&[
+            "idp",
+            "set",
+            "--issuer",
+            "https://other.example.com",
+            "--audience",
+            "a",
+            "--jwks-file",
+            jwks.to_str().unwrap(),
+        ]);
+        assert_eq!(exit_code(&private), 1);
+        assert!(
+            stderr(&private).contains("private key"),
+            "{}",
+            stderr(&private)
+        );
+        let plain_http = op.run(&[
+            "idp",
+            "set",
+            "--issuer",
+            "https://other.example.com",
+            "--audience",
+            "a",
+            "--jwks-url",
+            "http://idp.example.com/jwks.json",
+        ]);
+        assert_eq!(exit_code(&plain_http), 1);
+        assert!(
+            stderr(&plain_http).contains("https"),
+            "{}",
+            stderr(&plain_http)
+        );
+        let missing_file = op.run(&[
+            "idp",
+            "set",
+            "--issuer",
+            "https://other.example.com",
+            "--audience",
+            "a",
+            "--jwks-file",
+            dir.path().join("absent.json").to_str().unwrap(),
+        ]);
+        assert_eq!(exit_code(&missing_file), 1);
+        assert!(stderr(&missing_file).contains("absent.json"));
+        assert_eq!(
+            op.json(&["idp", "show", "--json"])["issuer"],
+            "https://idp.example.com"
+        );
+
+        // Usage errors: no JWKS, or both kinds.
+        let usage = op.run(&["idp", "set", "--issuer", "i", "--audience", "a"]);
+        assert_eq!(usage.status.code(), Some(2));
+        let both = op.run(&[
+            "idp",
+            "set",
+            "--issuer",
+            "i",
+            "--audience",
+            "a",
+            "--jwks-url",
+            "https://x",
+            "--jwks-file",
+            "f",
+        ]);
+        assert_eq!(both.status.code(), Some(2));
+    });
+}
+
+#[test]
+fn the_operator_cli_manages_secrets_and_never_shows_a_value() {
+    const VALUE: &str = "sk_live_first-value-7d1f0c2b9e";
+    const ROTATED: &str = "sk_live_second-value-a83e51c4f0";
+    const REFUSED: &str = "refused-value-without-colon-5b2d";
+    on_each_database(|op| {
+        let mut outputs = Vec::new();
+        let mut keep = |output: Output| -> Output {
+            outputs.push(output.clone());
+            output
+        };
+
+        let created = keep(op.run_with_stdin(
+            &[
+                "secret",
+                "create",
+                "--name",
+                "Stripe Live",
+                "--type",
+                "header",
+                "--header",
+                "X-Api-Key",
+                "--allowed-host",
+                "api.stripe.com",
+                "--allowed-host",
+                "*.stripe.com",
+                "--max-grant-ttl-seconds",
+                "86400",
+                "--principal",
+                "system",
+                "--principal",
+                "agent",
+                "--no-delegation",
+                "--value-stdin",
+                "--json",
+            ],
+            &format!("{VALUE}\n"),
+        ));
+        let created = stdout_json(&created);
+        let id = created["id"].as_str().unwrap().to_owned();
+        assert_eq!(created["name"], "Stripe Live");
+        assert_eq!(created["slug"], "stripe-live");
+        assert_eq!(created["type"], "header");
+        assert_eq!(created["header"], "X-Api-Key");
+        assert_eq!(
+            created["allowed_hosts"],
+            serde_json::json!(["api.stripe.com", "*.stripe.com"])
+        );
+        assert_eq!(created["max_grant_ttl_seconds"], 86400);
+        assert_eq!(
+            created["principals"],
+            serde_json::json!(["system", "agent"])
+        );
+        assert_eq!(created["delegation"], false);
+        assert_eq!(created["value_version"], 1);
+        assert!(created.get("value").is_none());
+
+        let listed = stdout_json(&keep(op.run(&["secret", "list", "--json"])));
+        assert_eq!(listed.as_array().unwrap().len(), 1);
+        assert_eq!(listed[0]["id"], id.as_str());
+        let table = stdout(&keep(op.run(&["secret", "list"])));
+        assert!(table.starts_with("ID "), "{table}");
+        assert!(
+            table.contains("stripe-live") && table.contains("header"),
+            "{table}"
+        );
+        for key in [id.as_str(), "stripe-live"] {
+            let shown = stdout_json(&keep(op.run(&["secret", "show", key, "--json"])));
+            assert_eq!(shown["id"], id.as_str());
+        }
+        let shown = stdout(&keep(op.run(&["secret", "show", "stripe-live"])));
+        assert!(
+            shown.contains("X-Api-Key") && shown.contains("api.stripe.com"),
+            "{shown}"
+        );
+
+        // Rotation keeps the id and bumps the version; a CRLF ending is dropped too.
+        let rotated = keep(op.run_with_stdin(
+            &["secret", "rotate", "stripe-live", "--value-stdin", "--json"],
+            &format!("{ROTATED}\r\n"),
+        ));
+        let rotated = stdout_json(&rotated);
+        assert_eq!(rotated["id"], id.as_str());
+        assert_eq!(rotated["value_version"], 2);
+        assert!(rotated["rotated_at"].is_string());
+
+        // Bad input.
+        let no_header = keep(op.run_with_stdin(
+            &[
+                "secret",
+                "create",
+                "--name",
+                "h",
+                "--type",
+                "header",
+                "--value-stdin",
+            ],
+            "v",
+        ));
+        assert_eq!(exit_code(&no_header), 1);
+        assert!(
+            stderr(&no_header).contains("header"),
+            "{}",
+            stderr(&no_header)
+        );
+        let refused = keep(op.run_with_stdin(
+            &[
+                "secret",
+                "create",
+                "--name",
+                "b",
+                "--type",
+                "basic",
+                "--value-stdin",
+            ],
+            REFUSED,
+        ));
+        assert_eq!(exit_code(&refused), 1);
+        assert!(
+            stderr(&refused).contains("user:password"),
+            "{}",
+            stderr(&refused)
+        );
+        let empty = keep(op.run_with_stdin(
+            &[
+                "secret",
+                "create",
+                "--name",
+                "e",
+                "--type",
+                "bearer",
+                "--value-stdin",
+            ],
+            "\n",
+        ));
+        assert_eq!(exit_code(&empty), 1);
+        assert!(stderr(&empty).contains("empty"));
+        let no_stdin_flag = keep(op.run(&["secret", "create", "--name", "e", "--type", "bearer"]));
+        assert_eq!(no_stdin_flag.status.code(), Some(2));
+        let bad_type = keep(op.run_with_stdin(
+            &[
+                "secret",
+                "create",
+                "--name",
+                "e",
+                "--type",
+                "token",
+                "--value-stdin",
+            ],
+            "v",
+        ));
+        assert_eq!(bad_type.status.code(), Some(2));
+        assert_eq!(exit_code(&keep(op.run(&["secret", "show", "absent"]))), 4);
+        let missing = uuid::Uuid::new_v4().to_string();
+        let rotate_missing =
+            keep(op.run_with_stdin(&["secret", "rotate", &missing, "--value-stdin"], ROTATED));
+        assert_eq!(exit_code(&rotate_missing), 4);
+
+        // Deletion needs the slug repeated, and revokes the secret's grants.
+        let grant = op.create_system_grant(&id, "billing");
+        let no_confirm = keep(op.run(&["secret", "delete", "stripe-live"]));
+        assert_eq!(no_confirm.status.code(), Some(2));
+        let wrong = keep(op.run(&["secret", "delete", &id, "--confirm", "stripe"]));
+        assert_eq!(exit_code(&wrong), 1);
+        assert!(stderr(&wrong).contains("stripe-live"), "{}", stderr(&wrong));
+        assert_eq!(
+            stdout_json(&keep(op.run(&["secret", "show", &id, "--json"])))["value_version"],
+            2,
+            "a refused delete changes nothing"
+        );
+        let deleted = stdout_json(&keep(op.run(&[
+            "secret",
+            "delete",
+            &id,
+            "--confirm",
+            "stripe-live",
+            "--json",
+        ])));
+        assert_eq!(deleted["id"], id.as_str());
+        assert!(deleted["deleted_at"].is_string());
+        assert_eq!(exit_code(&keep(op.run(&["secret", "show", &id]))), 4);
+        let gone = keep(op.run(&["secret", "delete", &id, "--confirm", "stripe-live"]));
+        assert_eq!(exit_code(&gone), 4);
+        let listed = stdout_json(&keep(op.run(&["secret", "list", "--json"])));
+        assert!(listed.as_array().unwrap().is_empty());
+        let grants = stdout_json(&keep(op.run(&["grant", "list", "--json"])));
+        let item = grants["grants"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|g| g["grant_id"] == grant.as_str())
+            .unwrap();
+        assert_eq!(item["status"], "revoked");
+
+        // The value never appears in anything the CLI printed, nor in the server's log.
+        for output in &outputs {
+            for stream in [&output.stdout, &output.stderr] {
+                let text = String::from_utf8_lossy(stream);
+                for value in [VALUE, ROTATED, REFUSED] {
+                    assert!(!text.contains(value), "value leaked: {text}");
+                }
+            }
+        }
+        let log = std::fs::read_to_string(&op.log).unwrap();
+        assert!(log.contains("alter dev is serving"), "the log is captured");
+        for value in [VALUE, ROTATED, REFUSED] {
+            assert!(!log.contains(value), "value in the server log");
+        }
+    });
+}
+
+#[test]
+fn the_operator_cli_manages_agents() {
+    on_each_database(|op| {
+        let agent = op.create_agent("bot");
+
+        let list = op.json(&["agent", "list", "--json"]);
+        assert_eq!(list["total"], 1);
+        assert_eq!(list["has_more"], false);
+        assert_eq!(list["items"][0]["id"], agent.as_str());
+        assert_eq!(list["items"][0]["name"], "bot");
+        assert_eq!(list["items"][0]["status"], "active");
+        let table = stdout(&op.run(&["agent", "list"]));
+        assert!(table.starts_with("ID "), "{table}");
+        assert!(
+            table.contains(&agent) && table.contains("active"),
+            "{table}"
+        );
+        let second = op.create_agent("helper");
+        let page = op.json(&["agent", "list", "--limit", "1", "--json"]);
+        assert_eq!(page["items"].as_array().unwrap().len(), 1);
+        assert_eq!(page["total"], 2);
+        assert_eq!(page["has_more"], true);
+        let paged = stdout(&op.run(&["agent", "list", "--limit", "1"]));
+        assert!(paged.contains("next page: --offset 1"), "{paged}");
+
+        let shown = op.json(&["agent", "show", &agent, "--json"]);
+        assert_eq!(shown["id"], agent.as_str());
+        assert_eq!(shown["type"], "agent");
+        let shown = stdout(&op.run(&["agent", "show", &agent]));
+        assert!(shown.contains("bot") && shown.contains("active"), "{shown}");
+
+        let paused = op.json(&["agent", "pause", &agent, "--json"]);
+        assert_eq!(paused["status"], "inactive");
+        assert_eq!(
+            op.json(&["agent", "show", &agent, "--json"])["status"],
+            "inactive"
+        );
+        let resumed = op.json(&["agent", "resume", &agent, "--json"]);
+        assert_eq!(resumed["status"], "active");
+
+        let deleted = op.json(&["agent", "delete", &agent, "--json"]);
+        assert_eq!(deleted["status"], "revoked");
+        let live = op.json(&["agent", "list", "--json"]);
+        assert_eq!(live["total"], 1);
+        assert_eq!(live["items"][0]["id"], second.as_str());
+        let all = op.json(&["agent", "list", "--include-revoked", "--json"]);
+        assert_eq!(all["total"], 2);
+
+        // A deleted agent cannot be resumed: conflict.
+        let resume = op.run(&["agent", "resume", &agent]);
+        assert_eq!(exit_code(&resume), 5, "{}", stderr(&resume));
+        let missing = uuid::Uuid::new_v4().to_string();
+        for command in ["show", "pause", "resume", "delete"] {
+            assert_eq!(exit_code(&op.run(&["agent", command, &missing])), 4);
+        }
+        assert_eq!(exit_code(&op.run(&["agent", "show", "not-an-id"])), 4);
+        assert_eq!(op.run(&["agent", "show"]).status.code(), Some(2));
+    });
+}
+
+#[test]
+fn the_operator_cli_lists_revokes_and_delegates_grants() {
+    on_each_database(|op| {
+        let empty = op.json(&["grant", "list", "--json"]);
+        assert_eq!(
+            empty,
+            serde_json::json!({"grants": [], "total": 0, "limit": 100, "offset": 0, "has_more": false})
+        );
+
+        let secret = stdout_json(&op.run_with_stdin(
+            &[
+                "secret",
+                "create",
+                "--name",
+                "search",
+                "--type",
+                "bearer",
+                "--max-delegation-ttl-seconds",
+                "3600",
+                "--value-stdin",
+                "--json",
+            ],
+            "token-value",
+        ));
+        let secret_id = secret["id"].as_str().unwrap();
+        let grant = op.create_system_grant(secret_id, "main");
+        let other = op.create_system_grant(secret_id, "spare");
+        let agent = op.create_agent("bot");
+
+        let list = op.json(&["grant", "list", "--json"]);
+        assert_eq!(list["total"], 2);
+        let item = &list["grants"].as_array().unwrap()[0];
+        assert_eq!(item["grant_kind"], "managed_secret");
+        assert_eq!(item["managed_secret_slug"], "search");
+        assert_eq!(item["principal_type"], "system");
+        let by_label = op.json(&["grant", "list", "--label", "main", "--json"]);
+        assert_eq!(by_label["total"], 1);
+        assert_eq!(by_label["grants"][0]["grant_id"], grant.as_str());
+        let by_provider = op.json(&["grant", "list", "--provider", "search", "--json"]);
+        assert_eq!(by_provider["total"], 2);
+        let none = op.json(&["grant", "list", "--provider", "absent", "--json"]);
+        assert_eq!(none["total"], 0);
+        let page = op.json(&["grant", "list", "--limit", "1", "--offset", "1", "--json"]);
+        assert_eq!(page["grants"].as_array().unwrap().len(), 1);
+        assert_eq!(
+            (page["limit"].clone(), page["offset"].clone()),
+            (1.into(), 1.into())
+        );
+        let table = stdout(&op.run(&["grant", "list"]));
+        assert!(table.starts_with("ID "), "{table}");
+        assert!(
+            table.contains(&grant) && table.contains("search") && table.contains("main"),
+            "{table}"
+        );
+
+        let delegation = op.json(&[
+            "grant",
+            "delegate",
+            &grant,
+            "--agent",
+            &agent,
+            "--ttl-seconds",
+            "600",
+            "--delegable",
+            "--json",
+        ]);
+        assert_eq!(delegation["parent_grant_id"], grant.as_str());
+        assert_eq!(delegation["grant_kind"], "managed_secret");
+        assert_eq!(delegation["depth"], 1);
+        assert_eq!(delegation["delegable"], true);
+        assert_eq!(delegation["status"], "active");
+        assert!(delegation["expires_at"].is_string());
+        let child = delegation["grant_id"].as_str().unwrap().to_owned();
+        let text = stdout(&op.run(&["grant", "delegate", &other, "--agent", &agent]));
+        assert!(text.contains(&other) && text.contains("depth"), "{text}");
+        // Delegating again to the same agent renews the delegation it has.
+        let renewed = op.json(&["grant", "delegate", &grant, "--agent", &agent, "--json"]);
+        assert_eq!(renewed["grant_id"], child.as_str());
+        let zero_ttl = op.run(&[
+            "grant",
+            "delegate",
+            &grant,
+            "--agent",
+            &agent,
+            "--ttl-seconds",
+            "0",
+        ]);
+        assert_eq!(exit_code(&zero_ttl), 1, "{}", stderr(&zero_ttl));
+        assert!(
+            stderr(&zero_ttl).contains("ttl_seconds"),
+            "{}",
+            stderr(&zero_ttl)
+        );
+        let missing = uuid::Uuid::new_v4().to_string();
+        assert_eq!(
+            exit_code(&op.run(&["grant", "delegate", &grant, "--agent", &missing])),
+            4
+        );
+        assert_eq!(
+            exit_code(&op.run(&["grant", "delegate", &missing, "--agent", &agent])),
+            4
+        );
+
+        // Revoking the grant revokes its delegation; the sibling stays.
+        let revoked = op.json(&[
+            "grant",
+            "revoke",
+            &grant,
+            "--reason",
+            "rotated out",
+            "--json",
+        ]);
+        assert_eq!(revoked["grants"][0]["grant_id"], grant.as_str());
+        assert_eq!(revoked["grants"][0]["status"], "revoked");
+        let statuses = op.json(&["grant", "list", "--status", "revoked", "--json"]);
+        let ids: Vec<&str> = statuses["grants"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|g| g["grant_id"].as_str().unwrap())
+            .collect();
+        assert!(
+            ids.contains(&grant.as_str()) && ids.contains(&child.as_str()),
+            "{ids:?}"
+        );
+        let active = op.json(&["grant", "list", "--status", "active", "--json"]);
+        assert!(
+            active["grants"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|g| g["grant_id"] == other.as_str())
+        );
+        let again = op.run(&["grant", "revoke", &grant, "--reason", "twice"]);
+        assert_eq!(exit_code(&again), 1, "{}", stderr(&again));
+        assert_eq!(
+            exit_code(&op.run(&["grant", "revoke", &missing, "--reason", "x"])),
+            4
+        );
+        assert_eq!(op.run(&["grant", "revoke", &other]).status.code(), Some(2));
+        assert_eq!(
+            op.run(&["grant", "list", "--status", "paused"])
+                .status
+                .code(),
+            Some(2)
+        );
+        let bad_limit = op.run(&["grant", "list", "--limit", "0"]);
+        assert_eq!(exit_code(&bad_limit), 1, "{}", stderr(&bad_limit));
+    });
 }

@@ -225,6 +225,42 @@ pub struct CreateDelegationRequest {
     pub delegable: Option<bool>,
 }
 
+/// Query of `GET /admin/v1/apps/{app}/agents`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentListQuery {
+    /// Include deleted agents (default false).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub include_revoked: Option<bool>,
+    /// Page size (default 100).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<i64>,
+    /// Offset (default 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset: Option<i64>,
+}
+
+/// Query of `GET /admin/v1/apps/{app}/grants`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GrantListQuery {
+    /// OAuth provider id or managed-secret slug.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
+    /// `active`, `expired` or `revoked`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    /// Sibling label.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+    /// Page size (default 100).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<i64>,
+    /// Offset (default 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset: Option<i64>,
+}
+
 /// The signed-in end user (`GET /user/v1/apps/{app}/me`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct UserInfo {

@@ -4,10 +4,14 @@
 use std::time::Duration;
 
 use alter_proto::admin::{
-    AppInfo, CreateAppRequest, ItemList, MintKeyRequest, RotateAppKeyRequest,
+    AgentListQuery, AppInfo, CreateAppRequest, CreateDelegationRequest, CreateSecretRequest,
+    GrantListQuery, IdpInfo, IdpRequest, ItemList, MintKeyRequest, RevokeRequest,
+    RotateAppKeyRequest, RotateSecretRequest, SecretInfo,
 };
+use alter_proto::agents::{AgentInfo, AgentList};
+use alter_proto::grants::{DelegationResult, GrantList};
 use alter_proto::keys::{ApiKeyInfo, MintedKey};
-use alter_proto::signing::encode_path_segment;
+use alter_proto::signing::{encode_path_segment, encode_query};
 use reqwest::Method;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -149,5 +153,223 @@ impl AdminClient {
             Some(&RotateAppKeyRequest { grace_seconds }),
         )
         .await
+    }
+
+    /// Sets (or replaces) the app's identity provider.
+    pub async fn set_idp(&self, app_id: &str, request: &IdpRequest) -> Result<IdpInfo, Error> {
+        let path = format!("/apps/{}/idp", encode_path_segment(app_id));
+        self.call(Method::PUT, &path, Some(request)).await
+    }
+
+    /// The app's identity provider.
+    pub async fn get_idp(&self, app_id: &str) -> Result<IdpInfo, Error> {
+        let path = format!("/apps/{}/idp", encode_path_segment(app_id));
+        self.call::<_, ()>(Method::GET, &path, None).await
+    }
+
+    /// Creates a managed secret; the answer never holds its value.
+    pub async fn create_secret(
+        &self,
+        app_id: &str,
+        request: &CreateSecretRequest,
+    ) -> Result<SecretInfo, Error> {
+        let path = format!("/apps/{}/secrets", encode_path_segment(app_id));
+        self.call(Method::POST, &path, Some(request)).await
+    }
+
+    /// Lists the app's live managed secrets.
+    pub async fn list_secrets(&self, app_id: &str) -> Result<Vec<SecretInfo>, Error> {
+        let path = format!("/apps/{}/secrets", encode_path_segment(app_id));
+        let list: ItemList<SecretInfo> = self.call::<_, ()>(Method::GET, &path, None).await?;
+        Ok(list.items)
+    }
+
+    /// One managed secret, by id or slug.
+    pub async fn get_secret(&self, app_id: &str, secret: &str) -> Result<SecretInfo, Error> {
+        self.call::<_, ()>(Method::GET, &secret_path(app_id, secret), None)
+            .await
+    }
+
+    /// Replaces a managed secret's value; its id and every grant id stay.
+    pub async fn rotate_secret(
+        &self,
+        app_id: &str,
+        secret: &str,
+        value: String,
+    ) -> Result<SecretInfo, Error> {
+        let path = format!("{}/rotate", secret_path(app_id, secret));
+        self.call(Method::POST, &path, Some(&RotateSecretRequest { value }))
+            .await
+    }
+
+    /// Deletes a managed secret and revokes its grants; `confirm` must repeat its slug.
+    pub async fn delete_secret(
+        &self,
+        app_id: &str,
+        secret: &str,
+        confirm: &str,
+    ) -> Result<SecretInfo, Error> {
+        let path = format!(
+            "{}?{}",
+            secret_path(app_id, secret),
+            encode_query(&[("confirm", confirm)])
+        );
+        self.call::<_, ()>(Method::DELETE, &path, None).await
+    }
+
+    /// A page of the app's agents.
+    pub async fn list_agents(
+        &self,
+        app_id: &str,
+        query: &AgentListQuery,
+    ) -> Result<AgentList, Error> {
+        let path = format!(
+            "/apps/{}/agents{}",
+            encode_path_segment(app_id),
+            query_string(query)?
+        );
+        self.call::<_, ()>(Method::GET, &path, None).await
+    }
+
+    /// One agent.
+    pub async fn get_agent(&self, app_id: &str, agent_id: &str) -> Result<AgentInfo, Error> {
+        self.call::<_, ()>(Method::GET, &agent_path(app_id, agent_id), None)
+            .await
+    }
+
+    /// Pauses an agent: its keys stop working until it is resumed.
+    pub async fn pause_agent(&self, app_id: &str, agent_id: &str) -> Result<AgentInfo, Error> {
+        let path = format!("{}/pause", agent_path(app_id, agent_id));
+        self.call::<_, ()>(Method::POST, &path, None).await
+    }
+
+    /// Resumes a paused agent.
+    pub async fn resume_agent(&self, app_id: &str, agent_id: &str) -> Result<AgentInfo, Error> {
+        let path = format!("{}/resume", agent_path(app_id, agent_id));
+        self.call::<_, ()>(Method::POST, &path, None).await
+    }
+
+    /// Deletes an agent: its keys and delegations are revoked.
+    pub async fn delete_agent(&self, app_id: &str, agent_id: &str) -> Result<AgentInfo, Error> {
+        self.call::<_, ()>(Method::DELETE, &agent_path(app_id, agent_id), None)
+            .await
+    }
+
+    /// A page of the app's grants.
+    pub async fn list_grants(
+        &self,
+        app_id: &str,
+        query: &GrantListQuery,
+    ) -> Result<GrantList, Error> {
+        let path = format!(
+            "/apps/{}/grants{}",
+            encode_path_segment(app_id),
+            query_string(query)?
+        );
+        self.call::<_, ()>(Method::GET, &path, None).await
+    }
+
+    /// Revokes a grant and its delegations; the answer lists the revoked grant.
+    pub async fn revoke_grant(
+        &self,
+        app_id: &str,
+        grant_id: &str,
+        reason: Option<String>,
+    ) -> Result<GrantList, Error> {
+        let path = format!("{}/revoke", grant_path(app_id, grant_id));
+        self.call(Method::POST, &path, Some(&RevokeRequest { reason }))
+            .await
+    }
+
+    /// Delegates a grant to an agent.
+    pub async fn delegate_grant(
+        &self,
+        app_id: &str,
+        grant_id: &str,
+        request: &CreateDelegationRequest,
+    ) -> Result<DelegationResult, Error> {
+        let path = format!("{}/delegations", grant_path(app_id, grant_id));
+        self.call(Method::POST, &path, Some(request)).await
+    }
+}
+
+fn secret_path(app_id: &str, secret: &str) -> String {
+    format!(
+        "/apps/{}/secrets/{}",
+        encode_path_segment(app_id),
+        encode_path_segment(secret)
+    )
+}
+
+fn agent_path(app_id: &str, agent_id: &str) -> String {
+    format!(
+        "/apps/{}/agents/{}",
+        encode_path_segment(app_id),
+        encode_path_segment(agent_id)
+    )
+}
+
+fn grant_path(app_id: &str, grant_id: &str) -> String {
+    format!(
+        "/apps/{}/grants/{}",
+        encode_path_segment(app_id),
+        encode_path_segment(grant_id)
+    )
+}
+
+/// `?name=value&…` of a query DTO's present fields (empty when none is).
+fn query_string<Q: Serialize>(query: &Q) -> Result<String, Error> {
+    let value = serde_json::to_value(query)
+        .map_err(|e| Error::value(format!("cannot encode the query: {e}")))?;
+    let pairs: Vec<(String, String)> = value
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(name, value)| {
+            let text = match value {
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            (name.clone(), text)
+        })
+        .collect();
+    if pairs.is_empty() {
+        return Ok(String::new());
+    }
+    let pairs: Vec<(&str, &str)> = pairs
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .collect();
+    Ok(format!("?{}", encode_query(&pairs)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_strings_hold_only_the_given_fields_in_canonical_order() {
+        assert_eq!(
+            query_string(&GrantListQuery::default()).ok(),
+            Some(String::new())
+        );
+        let query = GrantListQuery {
+            status: Some("active".into()),
+            label: Some("a b&c".into()),
+            limit: Some(5),
+            ..GrantListQuery::default()
+        };
+        assert_eq!(
+            query_string(&query).ok().as_deref(),
+            Some("?label=a+b%26c&limit=5&status=active")
+        );
+        let agents = AgentListQuery {
+            include_revoked: Some(true),
+            ..AgentListQuery::default()
+        };
+        assert_eq!(
+            query_string(&agents).ok().as_deref(),
+            Some("?include_revoked=true")
+        );
     }
 }
