@@ -59,6 +59,14 @@ pub mod action {
     pub const AGENT_KEY_DEPRECATED: &str = "agent_key.deprecated";
     /// An agent key's deprecation was lifted.
     pub const AGENT_KEY_UNDEPRECATED: &str = "agent_key.undeprecated";
+    /// A credential was released to a signed caller (retrieve mode).
+    pub const CREDENTIAL_RELEASED: &str = "credential.released";
+    /// A credential release was refused.
+    pub const CREDENTIAL_DENIED: &str = "credential.denied";
+    /// The client reported the outcome of a provider call made with a released credential.
+    pub const CREDENTIAL_USED: &str = "credential.used";
+    /// The client reported that a provider refused a grant's scopes.
+    pub const GRANT_SCOPE_MISMATCH: &str = "grant.scope_mismatch";
 }
 
 /// Allowed or refused.
@@ -170,6 +178,60 @@ pub struct AuditEvent {
     /// Further facts, specific to the action.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub details: Option<Value>,
+    /// Whose credential it was: `{"type": "user", "app_user_id": …}` and the like.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub principal: Option<Value>,
+    /// The outgoing call a credential was released for: method and URL without query values.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request: Option<RequestSummary>,
+    /// What came of it (the client's report of the provider call).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<Value>,
+}
+
+/// An outgoing call as the audit log keeps it: no query values, no headers, no body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestSummary {
+    /// Upper-case method.
+    pub method: String,
+    /// `scheme://host[:port]/path`, then `?` and the query's parameter names only.
+    pub url: String,
+}
+
+impl RequestSummary {
+    /// Summarizes a URL, dropping query values, user info and the fragment. A URL that does
+    /// not parse is kept as `<invalid url>`.
+    pub fn new(method: &str, url: &str) -> Self {
+        RequestSummary {
+            method: method.to_owned(),
+            url: redact_url(url),
+        }
+    }
+}
+
+/// `https://user:pw@host/p?a=1&b=2#f` → `https://host/p?a&b`.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return "<invalid url>".into();
+    };
+    let rest = rest.split('#').next().unwrap_or_default();
+    let (authority_path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let (authority, path) = match authority_path.find('/') {
+        Some(i) => authority_path.split_at(i),
+        None => (authority_path, ""),
+    };
+    let host = authority.rsplit('@').next().unwrap_or_default();
+    let mut out = format!("{scheme}://{host}{path}");
+    let names: Vec<&str> = query
+        .split('&')
+        .filter(|f| !f.is_empty())
+        .map(|f| f.split('=').next().unwrap_or_default())
+        .collect();
+    if !names.is_empty() {
+        out.push('?');
+        out.push_str(&names.join("&"));
+    }
+    out
 }
 
 impl AuditEvent {
@@ -186,7 +248,47 @@ impl AuditEvent {
             target: Some(target),
             context: None,
             details: None,
+            principal: None,
+            request: None,
+            outcome: None,
         }
+    }
+
+    /// A refused action.
+    pub fn deny(app_id: AppId, at: Timestamp, action: &str, actor: Actor, reason: &str) -> Self {
+        AuditEvent {
+            decision: Decision::Deny,
+            reason: Some(reason.to_owned()),
+            target: None,
+            ..AuditEvent::allow(
+                app_id,
+                at,
+                action,
+                actor,
+                Target {
+                    kind: String::new(),
+                    id: String::new(),
+                },
+            )
+        }
+    }
+
+    /// The end user the event concerns: the principal's, else the acting user's.
+    pub fn subject_user(&self) -> Option<String> {
+        self.principal
+            .as_ref()
+            .and_then(|p| p.get("app_user_id"))
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .or_else(|| self.actor.app_user_id.clone())
+    }
+
+    /// The grant the event concerns.
+    pub fn grant_id(&self) -> Option<&str> {
+        self.target
+            .as_ref()
+            .filter(|t| t.kind == "grant")
+            .map(|t| t.id.as_str())
     }
 
     /// Adds action-specific facts.
@@ -231,6 +333,16 @@ mod tests {
         assert_ne!(h, chain_hash(&GENESIS_HASH, 2, "{}"));
         assert_ne!(h, chain_hash(&GENESIS_HASH, 1, "{ }"));
         assert_ne!(h, chain_hash(&[1; 32], 1, "{}"));
+    }
+
+    #[test]
+    fn urls_lose_query_values_credentials_and_fragments() {
+        assert_eq!(
+            redact_url("https://u:p@api.stripe.com/v1/charges?limit=5&key=sk_live&x#frag"),
+            "https://api.stripe.com/v1/charges?limit&key&x"
+        );
+        assert_eq!(redact_url("http://127.0.0.1:8080"), "http://127.0.0.1:8080");
+        assert_eq!(redact_url("nope"), "<invalid url>");
     }
 
     #[test]

@@ -72,6 +72,9 @@ pub struct Caller {
     pub agent_id: Option<AgentId>,
     /// That agent's status (routes decide whether a paused agent may call them).
     pub agent_status: Option<AgentStatus>,
+    /// True when an app key acts as the agent (audit attribution and agent-scoped lookups;
+    /// by grant id it keeps the app's reach).
+    pub impersonating: bool,
     /// Scopes the request may use (the key's, narrowed by constraints).
     pub scopes: ScopeSet,
     /// The key is deprecated or rotated: answers carry `X-Alter-Key-Deprecated`.
@@ -184,6 +187,7 @@ impl Vault {
             key_type: key.key_type,
             agent_id,
             agent_status,
+            impersonating: agent_id.is_some() && key.agent_id.is_none(),
             scopes,
             key_deprecated: key.status(now) == KeyStatus::Deprecated,
             caller: facts.caller,

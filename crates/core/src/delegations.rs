@@ -237,6 +237,7 @@ impl Vault {
                 revoked_at: None,
                 revoke_reason: None,
                 last_used_at: None,
+                scope_mismatch: false,
             },
         };
         let event = grant_event(&child, action::DELEGATION_CREATED, actor, secret.as_ref())

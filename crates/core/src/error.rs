@@ -178,6 +178,39 @@ pub enum Error {
     /// A link of a delegation chain is broken.
     #[error("{0}")]
     DelegationInvalid(&'static str),
+    /// A credential release was refused by a release rule.
+    #[error("{}", denial_message(.0))]
+    ReleaseDenied(crate::release::Denial),
+    /// Several grants match a provider lookup.
+    #[error("several grants match; name one with grant_id, label or account")]
+    AmbiguousGrant {
+        /// The provider asked for.
+        provider_id: String,
+        /// Matching grants the caller may see: id and label.
+        candidates: Vec<(crate::ids::GrantId, Option<String>)>,
+        /// More matched than listed.
+        truncated: bool,
+    },
+    /// An agent holds no grant for the provider.
+    #[error("this agent holds no grant for {provider_id}")]
+    NoDelegatedGrant {
+        /// The provider.
+        provider_id: String,
+        /// The agent.
+        agent_id: String,
+        /// The user asked for.
+        app_user_id: Option<String>,
+    },
+    /// No grant matches a release request (with what was asked, so clients can recover).
+    #[error("no grant matches")]
+    GrantNotFoundFor {
+        /// The provider asked for.
+        provider_id: Option<String>,
+        /// The agent acting.
+        agent_id: Option<String>,
+        /// The user asked for.
+        app_user_id: Option<String>,
+    },
     /// A state conflict.
     #[error("{0}")]
     Conflict(String),
@@ -187,6 +220,22 @@ pub enum Error {
     /// A cryptographic operation failed.
     #[error("cryptographic failure")]
     Crypto(#[from] CryptoError),
+}
+
+fn denial_message(denial: &crate::release::Denial) -> String {
+    use crate::release::Denial;
+    match denial {
+        Denial::Revoked => "this grant was revoked".into(),
+        Denial::Expired => "this grant expired".into(),
+        Denial::Deleted => "this grant's managed secret was deleted".into(),
+        Denial::DelegationInvalid(why) => format!("this delegation is no longer valid: {why}"),
+        Denial::BlockedDestination => "this credential may not be sent to that host".into(),
+        Denial::AgentNotAllowlisted => {
+            "this agent's allowlist (managed_secret_slugs) does not name this secret".into()
+        }
+        Denial::RequiresProxy(_) => "this grant may only be used through the proxy".into(),
+        Denial::RuleDenied => "the request rule attached to this key forbids the call".into(),
+    }
 }
 
 fn display_scopes(scopes: &[Scope]) -> String {

@@ -193,6 +193,8 @@ pub struct Grant {
     pub revoke_reason: Option<String>,
     /// Last use.
     pub last_used_at: Option<Timestamp>,
+    /// A provider reported the grant's scopes too narrow.
+    pub scope_mismatch: bool,
 }
 
 impl Grant {
@@ -412,6 +414,7 @@ impl Vault {
             revoked_at: None,
             revoke_reason: None,
             last_used_at: None,
+            scope_mismatch: false,
         };
         let event = grant_event(&grant, action::GRANT_CREATED, caller.actor(), Some(&secret));
         self.insert_grant(&grant, &event).await

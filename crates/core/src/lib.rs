@@ -13,6 +13,7 @@ pub mod identity;
 pub mod ids;
 pub mod keys;
 pub mod ports;
+pub mod release;
 pub mod scope;
 pub mod secrets;
 pub mod time;

@@ -17,7 +17,7 @@ use crate::secrets::ManagedSecret;
 use crate::time::Timestamp;
 
 /// Why storage failed. Messages are for logs, never for clients.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// The database cannot be reached or timed out.
     #[error("database unavailable: {0}")]
@@ -193,6 +193,35 @@ pub trait GrantStore: Send + Sync {
     async fn put_delegation(&self, child: &Grant, event: &AuditEvent) -> StoreResult<()>;
 }
 
+/// The audit log and what credential use writes.
+#[async_trait]
+pub trait AuditStore: Send + Sync {
+    /// Appends a release decision (or a report of one) to the log, and refreshes a grant's
+    /// `last_used_at`, committed before this returns: a release is answered only after its
+    /// event is durable.
+    async fn record_release(
+        &self,
+        event: &AuditEvent,
+        touch: Option<(GrantId, Timestamp)>,
+    ) -> StoreResult<()>;
+    /// Active, unexpired grants of a managed secret `viewer` holds, with `label` if given.
+    async fn release_candidates(
+        &self,
+        app: AppId,
+        secret: SecretId,
+        viewer: &Viewer,
+        label: Option<&str>,
+        now: Timestamp,
+    ) -> StoreResult<Vec<Grant>>;
+    /// Marks a grant's scopes as reported too narrow.
+    async fn mark_scope_mismatch(
+        &self,
+        app: AppId,
+        grant: GrantId,
+        event: &AuditEvent,
+    ) -> StoreResult<()>;
+}
+
 /// Agents.
 #[async_trait]
 pub trait AgentStore: Send + Sync {
@@ -268,6 +297,7 @@ pub trait Store:
     + SecretStore
     + GrantStore
     + AgentStore
+    + AuditStore
 {
 }
 
@@ -281,5 +311,6 @@ impl<T> Store for T where
         + SecretStore
         + GrantStore
         + AgentStore
+        + AuditStore
 {
 }

@@ -34,6 +34,8 @@ pub enum SecretType {
     Query,
     /// AWS Signature Version 4 with an access key pair.
     AwsSigv4,
+    /// Several named values, each injected by its own rule (headers and query parameters).
+    Multi,
 }
 
 impl SecretType {
@@ -45,6 +47,7 @@ impl SecretType {
             "basic" => Some(SecretType::Basic),
             "query" => Some(SecretType::Query),
             "aws_sigv4" => Some(SecretType::AwsSigv4),
+            "multi" => Some(SecretType::Multi),
             _ => None,
         }
     }
@@ -57,11 +60,13 @@ impl SecretType {
             SecretType::Basic => "basic",
             SecretType::Query => "query",
             SecretType::AwsSigv4 => "aws_sigv4",
+            SecretType::Multi => "multi",
         }
     }
 }
 
-/// Where the value goes: the header or query parameter name.
+/// Where the value goes: the header or query parameter name, or the rules of a `multi`
+/// secret.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Injection {
     /// Header name (`header` secrets).
@@ -70,7 +75,35 @@ pub struct Injection {
     /// Query parameter name (`query` secrets).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub param: Option<String>,
+    /// Rules (`multi` secrets).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rules: Vec<InjectionRule>,
 }
+
+/// Where one value of a `multi` secret goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InjectionTarget {
+    /// A request header.
+    Header,
+    /// A query parameter.
+    Query,
+}
+
+/// One injection rule of a `multi` secret: the value of `field` goes into the header or
+/// query parameter `name`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InjectionRule {
+    /// Header or query parameter.
+    pub target: InjectionTarget,
+    /// Its name.
+    pub name: String,
+    /// The value's field in the secret.
+    pub field: String,
+}
+
+/// Most rules a `multi` secret may have (the official client takes at most ten injections).
+const MAX_RULES: usize = 10;
 
 /// What the operator allows grants of this secret to be.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -149,6 +182,8 @@ pub struct NewSecret {
     pub header: Option<String>,
     /// Parameter name for `query` secrets.
     pub param: Option<String>,
+    /// Rules of `multi` secrets.
+    pub rules: Vec<InjectionRule>,
     /// Allowed hosts.
     pub allowed_hosts: Vec<String>,
     /// Limits on grants.
@@ -184,8 +219,8 @@ impl Vault {
                 new.secret_type
             ))
         })?;
-        let injection = validate_injection(secret_type, new.header, new.param)?;
-        validate_value(secret_type, new.value.expose_secret())?;
+        let injection = validate_injection(secret_type, new.header, new.param, new.rules)?;
+        validate_value(secret_type, &injection, new.value.expose_secret())?;
         let allowed_hosts = validate_hosts(&new.allowed_hosts)?;
         validate_limits(&new.limits)?;
         let now = self.now();
@@ -239,7 +274,7 @@ impl Vault {
     ) -> Result<ManagedSecret> {
         use alter_crypto::ExposeSecret;
         let secret = self.get_secret(app_id, id_or_slug).await?;
-        validate_value(secret.secret_type, value.expose_secret())?;
+        validate_value(secret.secret_type, &secret.injection, value.expose_secret())?;
         let now = self.now();
         let rotated = ManagedSecret {
             sealed_value: self.seal_value(app_id, secret.id, value.expose_secret())?,
@@ -362,8 +397,41 @@ fn validate_injection(
     secret_type: SecretType,
     header: Option<String>,
     param: Option<String>,
+    rules: Vec<InjectionRule>,
 ) -> Result<Injection> {
+    if secret_type != SecretType::Multi {
+        ensure(rules.is_empty(), || {
+            "only multi secrets take injection rules".into()
+        })?;
+    }
     match secret_type {
+        SecretType::Multi => {
+            ensure(header.is_none() && param.is_none(), || {
+                "multi secrets name their headers and parameters in their rules".into()
+            })?;
+            ensure(!rules.is_empty() && rules.len() <= MAX_RULES, || {
+                format!("multi secrets need 1 to {MAX_RULES} injection rules")
+            })?;
+            for rule in &rules {
+                let name_ok = match rule.target {
+                    InjectionTarget::Header => validate::header_name(&rule.name),
+                    InjectionTarget::Query => query_param_name(&rule.name),
+                };
+                ensure(name_ok, || {
+                    format!("{:?} is not a usable header or parameter name", rule.name)
+                })?;
+                ensure(field_name(&rule.field), || {
+                    format!(
+                        "field {:?} must be 1-50 of a-z 0-9 _, starting with a letter",
+                        rule.field
+                    )
+                })?;
+            }
+            Ok(Injection {
+                rules,
+                ..Injection::default()
+            })
+        }
         SecretType::Header => {
             let header = header.ok_or_else(|| {
                 Error::Invalid("header secrets need a header name (--header)".into())
@@ -376,27 +444,24 @@ fn validate_injection(
             })?;
             Ok(Injection {
                 header: Some(header),
-                param: None,
+                ..Injection::default()
             })
         }
         SecretType::Query => {
             let param = param.ok_or_else(|| {
                 Error::Invalid("query secrets need a parameter name (--param)".into())
             })?;
-            ensure(
-                !param.is_empty()
-                    && param.len() <= 100
-                    && param
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'),
-                || format!("parameter {param:?} must be 1-100 of A-Z a-z 0-9 _ -"),
-            )?;
+            ensure(query_param_name(&param), || {
+                format!(
+                    "parameter {param:?} must be 1-100 of A-Z a-z 0-9 _ -, starting with a letter"
+                )
+            })?;
             ensure(header.is_none(), || {
                 "only header secrets take a header".into()
             })?;
             Ok(Injection {
-                header: None,
                 param: Some(param),
+                ..Injection::default()
             })
         }
         _ => {
@@ -411,8 +476,29 @@ fn validate_injection(
     }
 }
 
+/// `[A-Za-z][A-Za-z0-9_-]*`, at most 100: what the official client injects as a parameter.
+fn query_param_name(name: &str) -> bool {
+    let mut bytes = name.bytes();
+    bytes.next().is_some_and(|b| b.is_ascii_alphabetic())
+        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        && name.len() <= 100
+}
+
+/// `[a-z][a-z0-9_]*`, at most 50: what the client accepts after `additional_credentials.`.
+fn field_name(name: &str) -> bool {
+    let mut bytes = name.bytes();
+    bytes.next().is_some_and(|b| b.is_ascii_lowercase())
+        && bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        && name.len() <= 50
+}
+
+/// The named values of a `multi` secret: a JSON object of strings.
+pub(crate) fn multi_fields(value: &str) -> Option<std::collections::BTreeMap<String, String>> {
+    serde_json::from_str(value).ok()
+}
+
 /// Checks a value's shape for its type. Messages never include the value.
-fn validate_value(secret_type: SecretType, value: &str) -> Result<()> {
+fn validate_value(secret_type: SecretType, injection: &Injection, value: &str) -> Result<()> {
     ensure(!value.is_empty() && value.len() <= MAX_VALUE_BYTES, || {
         format!("the value must be 1 to {MAX_VALUE_BYTES} bytes")
     })?;
@@ -452,6 +538,23 @@ fn validate_value(secret_type: SecretType, value: &str) -> Result<()> {
                     .is_some_and(|(user, _)| !user.is_empty()),
                 || "basic secrets are user:password".into(),
             )
+        }
+        SecretType::Multi => {
+            let fields = multi_fields(value).ok_or_else(|| {
+                Error::Invalid("multi values are a JSON object of field → string".into())
+            })?;
+            ensure(fields.len() <= MAX_RULES, || {
+                format!("at most {MAX_RULES} fields")
+            })?;
+            for rule in &injection.rules {
+                let v = fields.get(&rule.field).ok_or_else(|| {
+                    Error::Invalid(format!("the value has no field {:?}", rule.field))
+                })?;
+                ensure(!v.trim().is_empty() && printable(v), || {
+                    format!("field {:?} must be one non-blank line", rule.field)
+                })?;
+            }
+            Ok(())
         }
         _ => ensure(printable(value), || {
             "the value must be one line (no CR, LF or NUL)".into()
@@ -529,19 +632,51 @@ mod tests {
 
     #[test]
     fn values_are_checked_per_type() {
-        assert!(validate_value(SecretType::Basic, "user:pass").is_ok());
-        assert!(validate_value(SecretType::Basic, "nopass").is_err());
-        assert!(validate_value(SecretType::Basic, ":pass").is_err());
-        assert!(validate_value(SecretType::Bearer, "a\nb").is_err());
-        assert!(validate_value(SecretType::Bearer, "").is_err());
+        assert!(validate_value(SecretType::Basic, &Injection::default(), "user:pass").is_ok());
+        assert!(validate_value(SecretType::Basic, &Injection::default(), "nopass").is_err());
+        assert!(validate_value(SecretType::Basic, &Injection::default(), ":pass").is_err());
+        assert!(validate_value(SecretType::Bearer, &Injection::default(), "a\nb").is_err());
+        assert!(validate_value(SecretType::Bearer, &Injection::default(), "").is_err());
         let aws = r#"{"access_key_id":"AKIAIOSFODNN7EXAMPLE","secret_access_key":"wJalr","region":"us-east-1"}"#;
-        assert!(validate_value(SecretType::AwsSigv4, aws).is_ok());
-        assert!(validate_value(SecretType::AwsSigv4, r#"{"access_key_id":"AKIA"}"#).is_err());
-        let e = validate_value(SecretType::Basic, "sk_live_secret").unwrap_err();
+        assert!(validate_value(SecretType::AwsSigv4, &Injection::default(), aws).is_ok());
+        assert!(
+            validate_value(
+                SecretType::AwsSigv4,
+                &Injection::default(),
+                r#"{"access_key_id":"AKIA"}"#
+            )
+            .is_err()
+        );
+        let e =
+            validate_value(SecretType::Basic, &Injection::default(), "sk_live_secret").unwrap_err();
         assert!(
             !e.to_string().contains("sk_live"),
             "messages never echo values"
         );
+    }
+
+    #[test]
+    fn multi_secrets_name_their_rules_and_fields() {
+        let rule = |target, name: &str, field: &str| InjectionRule {
+            target,
+            name: name.into(),
+            field: field.into(),
+        };
+        let rules = vec![
+            rule(InjectionTarget::Header, "DD-API-KEY", "api_key"),
+            rule(InjectionTarget::Query, "app_key", "app_key"),
+        ];
+        let injection = validate_injection(SecretType::Multi, None, None, rules.clone()).unwrap();
+        let both = r#"{"api_key":"a","app_key":"b"}"#;
+        assert!(validate_value(SecretType::Multi, &injection, both).is_ok());
+        assert!(validate_value(SecretType::Multi, &injection, r#"{"api_key":"a"}"#).is_err());
+        assert!(validate_value(SecretType::Multi, &injection, "a:b").is_err());
+        assert!(validate_injection(SecretType::Multi, None, None, vec![]).is_err());
+        assert!(validate_injection(SecretType::Bearer, None, None, rules).is_err());
+        let bad_field = vec![rule(InjectionTarget::Header, "X-A", "Api")];
+        assert!(validate_injection(SecretType::Multi, None, None, bad_field).is_err());
+        let bad_header = vec![rule(InjectionTarget::Header, "Host", "a")];
+        assert!(validate_injection(SecretType::Multi, None, None, bad_header).is_err());
     }
 
     #[test]

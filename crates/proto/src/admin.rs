@@ -139,6 +139,10 @@ pub struct CreateSecretRequest {
     /// Query parameter name (`query`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub param: Option<String>,
+    /// Injection rules (`multi`): each puts one field of the value into a header or query
+    /// parameter.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rules: Vec<InjectionRuleBody>,
     /// Hosts the secret may be sent to.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub allowed_hosts: Vec<String>,
@@ -174,6 +178,9 @@ pub struct SecretInfo {
     pub header: Option<String>,
     /// Parameter name.
     pub param: Option<String>,
+    /// Injection rules (`multi`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rules: Vec<InjectionRuleBody>,
     /// Allowed hosts (empty: any).
     pub allowed_hosts: Vec<String>,
     /// Longest grant lifetime.
@@ -192,6 +199,18 @@ pub struct SecretInfo {
     pub rotated_at: Option<String>,
     /// Deletion time.
     pub deleted_at: Option<String>,
+}
+
+/// One injection rule of a `multi` secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InjectionRuleBody {
+    /// `header` or `query`.
+    pub target: String,
+    /// Header or parameter name.
+    pub name: String,
+    /// The field of the (JSON object) value.
+    pub field: String,
 }
 
 /// `POST /admin/v1/apps/{app}/secrets/{secret}/rotate`.

@@ -10,5 +10,6 @@ pub mod keyfmt;
 pub mod keys;
 pub mod scopes;
 pub mod signing;
+pub mod token;
 
 pub use error::{ErrorBody, codes};

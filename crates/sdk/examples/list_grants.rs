@@ -13,10 +13,16 @@ pub async fn example(app: &App, provider_id: &str) -> Result<GrantList, alter_sd
     for grant in &page.grants {
         match grant {
             GrantItem::OAuth(grant) => {
-                println!("{} {:?} {:?}", grant.grant_id, grant.account_identifier, grant.scopes)
+                println!(
+                    "{} {:?} {:?}",
+                    grant.grant_id, grant.account_identifier, grant.scopes
+                )
             }
             GrantItem::ManagedSecret(grant) => {
-                println!("{} {} {:?}", grant.grant_id, grant.managed_secret_slug, grant.label)
+                println!(
+                    "{} {} {:?}",
+                    grant.grant_id, grant.managed_secret_slug, grant.label
+                )
             }
         }
     }

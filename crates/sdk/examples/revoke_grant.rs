@@ -15,7 +15,9 @@ pub async fn example(app: &App, grant_id: &str) -> Result<RevokeGrantResult, alt
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let app = App::new(std::env::var("ALTER_API_KEY")?)?;
-    let grant = std::env::args().nth(1).ok_or("usage: revoke_grant GRANT_ID")?;
+    let grant = std::env::args()
+        .nth(1)
+        .ok_or("usage: revoke_grant GRANT_ID")?;
     example(&app, &grant).await?;
     Ok(())
 }

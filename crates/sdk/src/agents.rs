@@ -74,7 +74,11 @@ fn key_path(agent_id: &str, key_id: &str) -> Result<String, Error> {
     if key_id.is_empty() {
         return Err(Error::value("key_id must not be empty"));
     }
-    Ok(format!("{}/keys/{}", agent_path(agent_id)?, encode_path_segment(key_id)))
+    Ok(format!(
+        "{}/keys/{}",
+        agent_path(agent_id)?,
+        encode_path_segment(key_id)
+    ))
 }
 
 impl Agents<'_> {
@@ -84,7 +88,9 @@ impl Agents<'_> {
         path: &str,
         body: Option<&B>,
     ) -> Result<T, Error> {
-        self.transport.json(method, path, body, Mapper::Agents).await
+        self.transport
+            .json(method, path, body, Mapper::Agents)
+            .await
     }
 
     /// Creates an agent and its first key (`api_key`, shown once).
@@ -111,7 +117,13 @@ impl Agents<'_> {
             .collect();
         let answer = self
             .transport
-            .send_with(Method::POST, "/sdk/agents", Some(&body), &extra, Mapper::Agents)
+            .send_with(
+                Method::POST,
+                "/sdk/agents",
+                Some(&body),
+                &extra,
+                Mapper::Agents,
+            )
             .await?;
         crate::transport::decode(&answer)
     }
@@ -124,7 +136,10 @@ impl Agents<'_> {
         offset: i64,
     ) -> Result<AgentList, Error> {
         let query = encode_query(&[
-            ("include_revoked", if include_revoked { "true" } else { "false" }),
+            (
+                "include_revoked",
+                if include_revoked { "true" } else { "false" },
+            ),
             ("limit", &limit.to_string()),
             ("offset", &offset.to_string()),
         ]);
@@ -208,7 +223,11 @@ impl Agents<'_> {
     }
 
     /// Lifts a key's deprecation.
-    pub async fn undeprecate_key(&self, agent_id: &str, key_id: &str) -> Result<AgentKeyInfo, Error> {
+    pub async fn undeprecate_key(
+        &self,
+        agent_id: &str,
+        key_id: &str,
+    ) -> Result<AgentKeyInfo, Error> {
         let path = format!("{}/undeprecate", key_path(agent_id, key_id)?);
         self.call(Method::PATCH, &path, Some(&serde_json::json!({})))
             .await

@@ -169,8 +169,13 @@ impl App {
         principal: Principal,
         grant_policy: Option<GrantPolicy>,
     ) -> Result<CreateGrantResult, Error> {
-        grants::create_managed_secret_grant(&self.transport, managed_secret_id, principal, grant_policy)
-            .await
+        grants::create_managed_secret_grant(
+            &self.transport,
+            managed_secret_id,
+            principal,
+            grant_policy,
+        )
+        .await
     }
 
     /// Revokes a grant and every delegation of it.
@@ -224,8 +229,8 @@ impl App {
     /// An [`Agent`] that signs with this app's key and acts as the managed agent `agent_id`
     /// (for audit attribution and agent-scoped calls). No request is made until it is used.
     pub fn get_agent(&self, agent_id: &str) -> Result<Agent, Error> {
-        let id = uuid::Uuid::try_parse(agent_id)
-            .map_err(|_| Error::value("agent_id must be a UUID"))?;
+        let id =
+            uuid::Uuid::try_parse(agent_id).map_err(|_| Error::value("agent_id must be a UUID"))?;
         let identity = Identity {
             caller: Some(id.hyphenated().to_string()),
             caller_type: Some("agent".into()),
@@ -274,8 +279,13 @@ impl Agent {
             Some(label) => Principal::agent().with_label(label),
             None => Principal::agent(),
         };
-        grants::create_managed_secret_grant(&self.transport, managed_secret_id, principal, grant_policy)
-            .await
+        grants::create_managed_secret_grant(
+            &self.transport,
+            managed_secret_id,
+            principal,
+            grant_policy,
+        )
+        .await
     }
 
     /// Gives up this agent's delegation of a grant (named by the grant it was delegated from).

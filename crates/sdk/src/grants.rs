@@ -124,7 +124,9 @@ impl Principal {
                 label,
             } => {
                 if !label_ok(&external_group_id) || !label_ok(&idp_id) {
-                    return Err(Error::value("external_group_id and idp_id must be 1 to 255 characters"));
+                    return Err(Error::value(
+                        "external_group_id and idp_id must be 1 to 255 characters",
+                    ));
                 }
                 PrincipalBody::Group {
                     external_group_id,
@@ -180,7 +182,11 @@ impl GrantPolicy {
     }
 
     fn body(self) -> Result<GrantPolicyBody, Error> {
-        if self.expires_at.as_deref().is_some_and(|s| s.trim().is_empty()) {
+        if self
+            .expires_at
+            .as_deref()
+            .is_some_and(|s| s.trim().is_empty())
+        {
             return Err(Error::value("expires_at must be an ISO-8601 date-time"));
         }
         for (field, value) in [
@@ -322,7 +328,10 @@ fn non_empty<'a>(field: &str, value: &'a str) -> Result<&'a str, Error> {
     }
 }
 
-pub(crate) async fn list_grants(transport: &Transport, query: ListGrants) -> Result<GrantList, Error> {
+pub(crate) async fn list_grants(
+    transport: &Transport,
+    query: ListGrants,
+) -> Result<GrantList, Error> {
     let body = query.checked()?;
     transport
         .json(Method::POST, "/sdk/grants/list", Some(&body), Mapper::Main)
@@ -428,7 +437,12 @@ mod tests {
     fn local_validation() {
         assert!(Principal::user("", "l").body().is_err());
         assert!(Principal::user("t", "").body().is_err());
-        assert!(Principal::system().with_label("x".repeat(256)).body().is_err());
+        assert!(
+            Principal::system()
+                .with_label("x".repeat(256))
+                .body()
+                .is_err()
+        );
         assert!(Principal::system().body().is_ok());
         assert!(GrantPolicy::new().max_ttl_seconds(0).body().is_err());
         assert!(ListGrants::new().limit(1001).checked().is_err());
@@ -444,7 +458,10 @@ mod tests {
     #[test]
     fn principals_serialize_like_the_client() {
         let body = serde_json::to_string(&Principal::user("jwt", "alice").body().unwrap()).unwrap();
-        assert_eq!(body, r#"{"type":"user","user_token":"jwt","label":"alice"}"#);
+        assert_eq!(
+            body,
+            r#"{"type":"user","user_token":"jwt","label":"alice"}"#
+        );
         let body = serde_json::to_string(&Principal::system().body().unwrap()).unwrap();
         assert_eq!(body, r#"{"type":"system","label":null}"#);
     }

@@ -19,11 +19,11 @@ pub mod grants;
 mod namespaces;
 mod transport;
 
+pub use agents::{AgentInfo, Agents, CreateAgent, UpdateAgent};
 pub use alter_proto::keys::{ApiKeyInfo, DeriveKeyRequest, MintedKey};
 pub use alter_proto::scopes::ScopeCatalog;
 pub use client::{Agent, App, ClientBuilder};
 pub use error::{Error, ErrorInfo};
-pub use agents::{AgentInfo, Agents, CreateAgent, UpdateAgent};
 pub use grants::{
     CreateGrantResult, DelegateOptions, DelegationResult, GrantInfo, GrantItem, GrantList,
     GrantPolicy, ListGrants, ManagedSecretGrantItem, OAuthGrantItem, Principal, RevokeGrantResult,

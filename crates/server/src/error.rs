@@ -227,6 +227,68 @@ impl From<Error> for ApiError {
                 ApiError::new(S::FORBIDDEN, codes::DELEGATION_INVALID, message)
             }
             Error::Conflict(_) => ApiError::new(S::CONFLICT, codes::CONFLICT, message),
+            Error::ReleaseDenied(denial) => {
+                use alter_core::release::Denial;
+                let status = match denial {
+                    Denial::Deleted => S::GONE,
+                    Denial::BlockedDestination => S::UNPROCESSABLE_ENTITY,
+                    Denial::RequiresProxy(_) => S::BAD_REQUEST,
+                    _ => S::FORBIDDEN,
+                };
+                ApiError::new(status, denial.code(), message)
+            }
+            Error::AmbiguousGrant {
+                provider_id,
+                candidates,
+                truncated,
+            } => ApiError::new(S::CONFLICT, codes::AMBIGUOUS_GRANT, message).with(|b| {
+                let ids: Vec<String> = candidates.iter().map(|(id, _)| id.to_string()).collect();
+                let listed: Vec<serde_json::Value> = candidates
+                    .iter()
+                    .map(|(id, label)| match label {
+                        Some(label) => json!({ "grant_id": id.to_string(), "label": label }),
+                        None => json!({ "grant_id": id.to_string() }),
+                    })
+                    .collect();
+                let b = b
+                    .with_field("provider_id", provider_id)
+                    .with_field("grant_ids", json!(ids))
+                    .with_field("candidates", json!(listed));
+                if truncated {
+                    b.with_field("candidates_truncated", true)
+                } else {
+                    b
+                }
+            }),
+            Error::NoDelegatedGrant {
+                provider_id,
+                agent_id,
+                app_user_id,
+            } => ApiError::new(S::NOT_FOUND, codes::NO_DELEGATED_GRANT, message).with(|b| {
+                let b = b
+                    .with_field("provider_id", provider_id)
+                    .with_field("agent_id", agent_id);
+                match app_user_id {
+                    Some(user) => b.with_field("app_user_id", user),
+                    None => b,
+                }
+            }),
+            Error::GrantNotFoundFor {
+                provider_id,
+                agent_id,
+                app_user_id,
+            } => ApiError::new(S::NOT_FOUND, codes::GRANT_NOT_FOUND, message).with(|b| {
+                [
+                    ("provider_id", provider_id),
+                    ("agent_id", agent_id),
+                    ("app_user_id", app_user_id),
+                ]
+                .into_iter()
+                .fold(b, |b, (name, value)| match value {
+                    Some(v) => b.with_field(name, v),
+                    None => b,
+                })
+            }),
             Error::Storage(StoreError::Unavailable(cause)) => {
                 tracing::error!(error = %cause, "database unavailable");
                 let mut e = ApiError::new(

@@ -25,12 +25,15 @@ pub async fn append(conn: &mut AnyConnection, event: &AuditEvent) -> StoreResult
         .canonical_body()
         .map_err(|e| StoreError::Other(e.to_string()))?;
     let hash = chain_hash(&prev, seq, &body);
-    let target = event.target.as_ref().map(|t| t.id.clone());
-    let grant = event
+    let target = event
         .target
         .as_ref()
-        .filter(|t| t.kind == "grant")
+        .filter(|t| !t.id.is_empty())
         .map(|t| t.id.clone());
+    let grant = event
+        .grant_id()
+        .filter(|g| !g.is_empty())
+        .map(str::to_owned);
     sqlx::query(
         "INSERT INTO audit_events (app_id, seq, id, at, action, decision, actor_key_id, agent_id, \
          grant_id, app_user_id, target_id, body, prev_hash, hash) \
@@ -48,7 +51,7 @@ pub async fn append(conn: &mut AnyConnection, event: &AuditEvent) -> StoreResult
     .bind(event.actor.key_id.map(|k| k.to_string()))
     .bind(event.actor.agent_id.map(|a| a.to_string()))
     .bind(grant)
-    .bind(event.actor.app_user_id.clone())
+    .bind(event.subject_user())
     .bind(target)
     .bind(body)
     .bind(prev.to_vec())

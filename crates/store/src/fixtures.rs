@@ -56,6 +56,7 @@ impl SqlStore {
                     revoked_at: None,
                     revoke_reason: None,
                     last_used_at: None,
+                    scope_mismatch: false,
                 };
                 crate::grants::insert(&mut tx, &grant, seq).await?;
             }

@@ -22,13 +22,13 @@ use crate::rows::{
 };
 use crate::{SqlStore, audit, db_error};
 
-const COLUMNS: &str = "g.id, g.app_id, g.seq, g.grant_kind, g.secret_id, g.principal_type, \
+pub(crate) const COLUMNS: &str = "g.id, g.app_id, g.seq, g.grant_kind, g.secret_id, g.principal_type, \
     g.app_user_id, g.idp_id, g.external_group_id, g.agent_id, g.label, g.account_identifier, \
     g.status, g.policy, g.expires_at, g.parent_grant_id, g.depth, g.delegable, g.delegated_by, \
-    g.created_by, g.created_at, g.revoked_at, g.revoke_reason, g.last_used_at";
+    g.created_by, g.created_at, g.revoked_at, g.revoke_reason, g.last_used_at, g.scope_mismatch";
 const FROM: &str = "FROM grants g LEFT JOIN managed_secrets s ON s.id = g.secret_id";
 
-fn grant(row: &AnyRow) -> StoreResult<Grant> {
+pub(crate) fn grant(row: &AnyRow) -> StoreResult<Grant> {
     let corrupt = |what: &str| StoreError::Corrupt(format!("grant {what}"));
     let principal_type: String = get(row, "principal_type")?;
     let principal = match principal_type.as_str() {
@@ -76,6 +76,7 @@ fn grant(row: &AnyRow) -> StoreResult<Grant> {
         revoked_at: opt_time(row, "revoked_at")?,
         revoke_reason: get(row, "revoke_reason")?,
         last_used_at: opt_time(row, "last_used_at")?,
+        scope_mismatch: flag(row, "scope_mismatch")?,
     })
 }
 

@@ -11,6 +11,7 @@
 mod agents;
 mod apps;
 mod audit;
+mod audit_log;
 mod error;
 pub mod fixtures;
 mod grants;
@@ -21,6 +22,7 @@ mod nonces;
 mod rows;
 pub mod scratch;
 mod secrets;
+mod writer;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -32,6 +34,9 @@ use sqlx::migrate::Migrator;
 use sqlx::{AnyPool, Executor};
 
 pub use error::db_error;
+
+/// Writer tasks of the group commit on PostgreSQL (each holds a connection while it commits).
+const POSTGRES_WRITERS: usize = 4;
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/postgres");
@@ -95,6 +100,7 @@ pub struct SqlStore {
     engine: Engine,
     read: AnyPool,
     write: AnyPool,
+    group: writer::GroupCommit,
 }
 
 impl SqlStore {
@@ -124,6 +130,7 @@ impl SqlStore {
                 SqlStore {
                     engine,
                     read: pool.clone(),
+                    group: writer::GroupCommit::start(pool.clone(), POSTGRES_WRITERS),
                     write: pool,
                 }
             }
@@ -157,6 +164,8 @@ impl SqlStore {
                 SqlStore {
                     engine,
                     read,
+                    // SQLite has one writer connection: one writer task batches onto it.
+                    group: writer::GroupCommit::start(write.clone(), 1),
                     write,
                 }
             }

@@ -30,7 +30,12 @@ pub async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let started = Instant::now();
     bench
         .store
-        .seed_system_grants(bench.app_id, bench.secret_id, args.grants, SystemClock.now())
+        .seed_system_grants(
+            bench.app_id,
+            bench.secret_id,
+            args.grants,
+            SystemClock.now(),
+        )
         .await?;
     eprintln!(
         "seeded {} grants in {:.1} s",
@@ -46,7 +51,8 @@ pub async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
 
     // Warm up connections and caches.
     for _ in 0..20 {
-        app.list_grants(ListGrants::new().limit(args.page_size)).await?;
+        app.list_grants(ListGrants::new().limit(args.page_size))
+            .await?;
     }
     let mut whole = Vec::new();
     let mut page = 0;
@@ -58,7 +64,12 @@ pub async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             .await?;
         whole.push(t.elapsed());
         if result.total != total || result.grants.is_empty() {
-            return Err(format!("page at {offset}: total {} and {} grants", result.total, result.grants.len()).into());
+            return Err(format!(
+                "page at {offset}: total {} and {} grants",
+                result.total,
+                result.grants.len()
+            )
+            .into());
         }
         page += step;
     }
@@ -77,7 +88,16 @@ pub async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     }
     println!("| listing | pages | p50 ms | p95 ms | p99 ms | max ms |");
     println!("|---|---|---|---|---|---|");
-    println!("{}", Summary::of(&mut whole).row(&format!("app, {} per page, offsets 0…{total}", args.page_size)));
-    println!("{}", Summary::of(&mut filtered).row("app, status=active filter"));
+    println!(
+        "{}",
+        Summary::of(&mut whole).row(&format!(
+            "app, {} per page, offsets 0…{total}",
+            args.page_size
+        ))
+    );
+    println!(
+        "{}",
+        Summary::of(&mut filtered).row("app, status=active filter")
+    );
     Ok(())
 }

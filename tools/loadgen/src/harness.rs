@@ -66,6 +66,7 @@ pub async fn start(engine: Engine) -> Result<Bench, BoxError> {
                 secret_type: "bearer".into(),
                 header: None,
                 param: None,
+                rules: Vec::new(),
                 allowed_hosts: vec!["api.example.com".into()],
                 limits: SecretLimits::default(),
                 value: SecretString::from("bench-secret-value".to_owned()),

@@ -4,7 +4,7 @@
 use std::io::{IsTerminal, Read};
 use std::process::ExitCode;
 
-use alter_proto::admin::{CreateSecretRequest, SecretInfo};
+use alter_proto::admin::{CreateSecretRequest, InjectionRuleBody, SecretInfo};
 use alter_sdk::Error;
 use clap::{Args, Subcommand};
 
@@ -30,7 +30,7 @@ enum SecretCommand {
         #[arg(long)]
         name: String,
         /// How the value is injected.
-        #[arg(long = "type", value_parser = ["bearer", "header", "basic", "query", "aws_sigv4"])]
+        #[arg(long = "type", value_parser = ["bearer", "header", "basic", "query", "aws_sigv4", "multi"])]
         secret_type: String,
         /// Header name (`--type header`).
         #[arg(long)]
@@ -38,6 +38,10 @@ enum SecretCommand {
         /// Query parameter name (`--type query`).
         #[arg(long)]
         param: Option<String>,
+        /// An injection rule of a `--type multi` secret, `header:NAME=FIELD` or
+        /// `query:NAME=FIELD` (repeatable); the value is then a JSON object of FIELD → value.
+        #[arg(long = "inject", value_parser = parse_rule)]
+        rules: Vec<InjectionRuleBody>,
         /// A host the secret may be sent to (repeatable; any host by default).
         #[arg(long = "allowed-host")]
         allowed_hosts: Vec<String>,
@@ -93,6 +97,7 @@ pub async fn secret(args: SecretArgs) -> ExitCode {
                 secret_type,
                 header,
                 param,
+                rules,
                 allowed_hosts,
                 max_grant_ttl_seconds,
                 principals,
@@ -105,6 +110,7 @@ pub async fn secret(args: SecretArgs) -> ExitCode {
                     secret_type,
                     header,
                     param,
+                    rules,
                     allowed_hosts,
                     value: read_value()?,
                     max_grant_ttl_seconds,
@@ -198,4 +204,22 @@ fn secret_text(secret: &SecretInfo) -> String {
         ("rotated", or_dash(secret.rotated_at.as_ref())),
         ("deleted", or_dash(secret.deleted_at.as_ref())),
     ])
+}
+
+/// `header:NAME=FIELD` or `query:NAME=FIELD`.
+fn parse_rule(text: &str) -> Result<InjectionRuleBody, String> {
+    let (target, rest) = text
+        .split_once(':')
+        .ok_or("expected header:NAME=FIELD or query:NAME=FIELD")?;
+    let (name, field) = rest
+        .split_once('=')
+        .ok_or("expected header:NAME=FIELD or query:NAME=FIELD")?;
+    if target != "header" && target != "query" {
+        return Err(format!("target {target:?}: use header or query"));
+    }
+    Ok(InjectionRuleBody {
+        target: target.to_owned(),
+        name: name.to_owned(),
+        field: field.to_owned(),
+    })
 }

@@ -7,7 +7,7 @@ use alter_core::grants::{GrantFilter, GrantView, PrincipalType, Viewer};
 use alter_core::identity::IdpSettings;
 use alter_core::ids::{AppId, KeyId};
 use alter_core::keys::MintKey;
-use alter_core::secrets::{NewSecret, SecretLimits};
+use alter_core::secrets::{InjectionRule, InjectionTarget, NewSecret, SecretLimits};
 use alter_core::{Entity, Error};
 use alter_crypto::SecretString;
 use alter_proto::admin::{
@@ -223,6 +223,26 @@ async fn create_secret(
                 secret_type: body.secret_type,
                 header: body.header,
                 param: body.param,
+                rules: body
+                    .rules
+                    .into_iter()
+                    .map(|r| {
+                        let target = match r.target.as_str() {
+                            "header" => InjectionTarget::Header,
+                            "query" => InjectionTarget::Query,
+                            other => {
+                                return Err(ApiError::invalid(format!(
+                                    "rule target {other:?}: use header or query"
+                                )));
+                            }
+                        };
+                        Ok(InjectionRule {
+                            target,
+                            name: r.name,
+                            field: r.field,
+                        })
+                    })
+                    .collect::<Result<_, _>>()?,
                 allowed_hosts: body.allowed_hosts,
                 limits: SecretLimits {
                     max_grant_ttl_seconds: body.max_grant_ttl_seconds,

@@ -9,6 +9,7 @@ mod grants;
 mod health;
 mod keys;
 mod scopes;
+mod token;
 mod user;
 mod views;
 
@@ -100,6 +101,12 @@ pub fn router(state: AppState, base_path: &str) -> Router {
             patch(agents::undeprecate_key),
         )
         .route("/sdk/agents/{id}/keys/{key}", delete(agents::revoke_key))
+        .route("/sdk/token", post(token::token))
+        .route("/sdk/oauth/audit/api-call", post(token::api_call))
+        .route(
+            "/sdk/grants/{id}/report-scope-mismatch",
+            post(token::scope_mismatch),
+        )
         .route_layer(from_fn_with_state(state.clone(), signed_request));
     let user = Router::new()
         .route("/me", get(user::me))

@@ -195,6 +195,20 @@ pub fn secret_info(secret: &ManagedSecret) -> SecretInfo {
         secret_type: secret.secret_type.as_str().to_owned(),
         header: secret.injection.header.clone(),
         param: secret.injection.param.clone(),
+        rules: secret
+            .injection
+            .rules
+            .iter()
+            .map(|r| alter_proto::admin::InjectionRuleBody {
+                target: match r.target {
+                    alter_core::secrets::InjectionTarget::Header => "header",
+                    alter_core::secrets::InjectionTarget::Query => "query",
+                }
+                .into(),
+                name: r.name.clone(),
+                field: r.field.clone(),
+            })
+            .collect(),
         allowed_hosts: secret.allowed_hosts.clone(),
         max_grant_ttl_seconds: secret.limits.max_grant_ttl_seconds,
         principals: secret

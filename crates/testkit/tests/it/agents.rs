@@ -22,18 +22,32 @@ async fn agents_are_created_listed_updated_and_deleted() {
             .await
             .unwrap();
         let key = created.api_key.clone().unwrap();
-        assert!(key.starts_with("alter_key_"), "managed-agent keys use the legacy form");
+        assert!(
+            key.starts_with("alter_key_"),
+            "managed-agent keys use the legacy form"
+        );
         assert_eq!(created.agent.name, "research-bot");
         assert_eq!(created.agent.status, "active");
         assert_eq!(created.agent.version, 1);
-        assert_eq!(created.agent.policy["approvers_count"], 1, "approvers are redacted to a count");
+        assert_eq!(
+            created.agent.policy["approvers_count"], 1,
+            "approvers are redacted to a count"
+        );
         assert!(created.agent.policy.get("approvers").is_none());
 
         let me = server.agent(&key).me().await.unwrap();
         assert_eq!(me.id, created.agent.id);
         let got = agents.get(&created.agent.id).await.unwrap();
         assert_eq!(got, created.agent);
-        assert_eq!(agents.get_by_name("research-bot").await.unwrap().unwrap().id, created.agent.id);
+        assert_eq!(
+            agents
+                .get_by_name("research-bot")
+                .await
+                .unwrap()
+                .unwrap()
+                .id,
+            created.agent.id
+        );
         assert!(agents.get_by_name("nobody").await.unwrap().is_none());
         let dup = agents
             .create(CreateAgent::new("research-bot", json!({})))
@@ -43,59 +57,83 @@ async fn agents_are_created_listed_updated_and_deleted() {
 
         // Broadening applies at once; narrowing is staged.
         let broader = agents
-            .update(&created.agent.id, UpdateAgent {
-                changes: alter_proto::agents::UpdateAgentRequest {
-                    scopes: Some(json!({"google": ["gmail.readonly", "calendar"]})),
-                    ..Default::default()
+            .update(
+                &created.agent.id,
+                UpdateAgent {
+                    changes: alter_proto::agents::UpdateAgentRequest {
+                        scopes: Some(json!({"google": ["gmail.readonly", "calendar"]})),
+                        ..Default::default()
+                    },
+                    expected_version: Some(1),
+                    grace_seconds: None,
                 },
-                expected_version: Some(1),
-                grace_seconds: None,
-            })
+            )
             .await
             .unwrap();
         assert_eq!(broader.version, 2);
-        assert_eq!(broader.scopes["google"], json!(["gmail.readonly", "calendar"]));
+        assert_eq!(
+            broader.scopes["google"],
+            json!(["gmail.readonly", "calendar"])
+        );
         assert!(broader.scopes_pending.is_none());
         let stale = agents
-            .update(&created.agent.id, UpdateAgent {
-                changes: alter_proto::agents::UpdateAgentRequest {
-                    scopes: Some(json!({})),
-                    ..Default::default()
+            .update(
+                &created.agent.id,
+                UpdateAgent {
+                    changes: alter_proto::agents::UpdateAgentRequest {
+                        scopes: Some(json!({})),
+                        ..Default::default()
+                    },
+                    expected_version: Some(1),
+                    grace_seconds: None,
                 },
-                expected_version: Some(1),
-                grace_seconds: None,
-            })
+            )
             .await
             .unwrap_err();
         assert!(matches!(stale, Error::AgentConcurrentUpdate(_)), "{stale}");
         let narrowed = agents
-            .update(&created.agent.id, UpdateAgent {
-                changes: alter_proto::agents::UpdateAgentRequest {
-                    scopes: Some(json!({"google": ["calendar"]})),
-                    ..Default::default()
+            .update(
+                &created.agent.id,
+                UpdateAgent {
+                    changes: alter_proto::agents::UpdateAgentRequest {
+                        scopes: Some(json!({"google": ["calendar"]})),
+                        ..Default::default()
+                    },
+                    expected_version: Some(2),
+                    grace_seconds: Some(3600),
                 },
-                expected_version: Some(2),
-                grace_seconds: Some(3600),
-            })
+            )
             .await
             .unwrap();
-        assert_eq!(narrowed.scopes_pending.as_ref().unwrap()["google"], json!(["calendar"]));
+        assert_eq!(
+            narrowed.scopes_pending.as_ref().unwrap()["google"],
+            json!(["calendar"])
+        );
         assert!(narrowed.scopes_applies_at.is_some());
         server.advance(3601);
         let applied = agents.get(&created.agent.id).await.unwrap();
         assert_eq!(applied.scopes["google"], json!(["calendar"]));
         assert!(applied.scopes_pending.is_none());
-        let unchanged = agents.update(&created.agent.id, UpdateAgent::default()).await.unwrap();
-        assert_eq!(unchanged.version, narrowed.version, "an empty update changes nothing");
+        let unchanged = agents
+            .update(&created.agent.id, UpdateAgent::default())
+            .await
+            .unwrap();
+        assert_eq!(
+            unchanged.version, narrowed.version,
+            "an empty update changes nothing"
+        );
         let legacy = agents
-            .update(&created.agent.id, UpdateAgent {
-                changes: alter_proto::agents::UpdateAgentRequest {
-                    scopes: Some(json!({"managed_secrets": ["Stripe"]})),
-                    ..Default::default()
+            .update(
+                &created.agent.id,
+                UpdateAgent {
+                    changes: alter_proto::agents::UpdateAgentRequest {
+                        scopes: Some(json!({"managed_secrets": ["Stripe"]})),
+                        ..Default::default()
+                    },
+                    expected_version: Some(narrowed.version),
+                    grace_seconds: None,
                 },
-                expected_version: Some(narrowed.version),
-                grace_seconds: None,
-            })
+            )
             .await
             .unwrap_err();
         assert_eq!(legacy.code(), Some("legacy_managed_secret_name_rejected"));
@@ -104,13 +142,20 @@ async fn agents_are_created_listed_updated_and_deleted() {
         assert_eq!(listed.total, 1);
         let deleted = agents.delete(&created.agent.id).await.unwrap();
         assert_eq!(deleted.status, "revoked");
-        assert_eq!(agents.delete(&created.agent.id).await.unwrap().status, "revoked", "idempotent");
+        assert_eq!(
+            agents.delete(&created.agent.id).await.unwrap().status,
+            "revoked",
+            "idempotent"
+        );
         let e = server.agent(&key).me().await.unwrap_err();
         assert!(matches!(e, Error::KeyRevoked(_)), "{e}");
         assert_eq!(agents.list(false, 100, 0).await.unwrap().total, 0);
         assert_eq!(agents.list(true, 100, 0).await.unwrap().total, 1);
         // The name is free again.
-        agents.create(CreateAgent::new("research-bot", json!({}))).await.unwrap();
+        agents
+            .create(CreateAgent::new("research-bot", json!({})))
+            .await
+            .unwrap();
         server.stop().await;
     })
     .await;
@@ -122,7 +167,11 @@ async fn a_paused_agent_only_answers_to_me() {
         let server = TestServer::start(engine).await;
         let world = server.new_app("a").await;
         let app = server.app(&world.key.api_key);
-        let created = app.agents().create(CreateAgent::new("bot", json!({}))).await.unwrap();
+        let created = app
+            .agents()
+            .create(CreateAgent::new("bot", json!({})))
+            .await
+            .unwrap();
         let agent = server.agent(created.api_key.as_deref().unwrap());
         agent.list_grants(ListGrants::new()).await.unwrap();
         let paused = app.agents().suspend(&created.agent.id).await.unwrap();
@@ -150,7 +199,10 @@ async fn agent_keys_are_minted_deprecated_and_revoked() {
         let world = server.new_app("a").await;
         let app = server.app(&world.key.api_key);
         let agents = app.agents();
-        let created = agents.create(CreateAgent::new("bot", json!({}))).await.unwrap();
+        let created = agents
+            .create(CreateAgent::new("bot", json!({})))
+            .await
+            .unwrap();
         let id = created.agent.id.as_str();
         let second = agents.mint_key(id).await.unwrap();
         assert_eq!(second.key.name, "bot-2");
@@ -161,26 +213,47 @@ async fn agent_keys_are_minted_deprecated_and_revoked() {
         let deprecated = agents.deprecate_key(id, &created.key_id).await.unwrap();
         assert!(deprecated.deprecated_at.is_some());
         let again = agents.deprecate_key(id, &created.key_id).await.unwrap();
-        assert_eq!(again.deprecated_at, deprecated.deprecated_at, "idempotent, time kept");
+        assert_eq!(
+            again.deprecated_at, deprecated.deprecated_at,
+            "idempotent, time kept"
+        );
         let answer = server
             .raw(created.api_key.as_deref().unwrap(), "GET", "/sdk/agents/me")
             .send()
             .await;
         assert_eq!(answer.status, 200);
-        assert_eq!(answer.headers.get("x-alter-key-deprecated").unwrap(), "true");
+        assert_eq!(
+            answer.headers.get("x-alter-key-deprecated").unwrap(),
+            "true"
+        );
         let lifted = agents.undeprecate_key(id, &created.key_id).await.unwrap();
         assert!(lifted.deprecated_at.is_none());
 
         agents.revoke_key(id, &created.key_id, false).await.unwrap();
-        let last = agents.revoke_key(id, &second.key.key_id, false).await.unwrap_err();
+        let last = agents
+            .revoke_key(id, &second.key.key_id, false)
+            .await
+            .unwrap_err();
         assert!(matches!(last, Error::LastActiveKey(_)), "{last}");
         assert!(last.info().str_field("hint").is_some());
-        let forced = agents.revoke_key(id, &second.key.key_id, true).await.unwrap();
+        let forced = agents
+            .revoke_key(id, &second.key.key_id, true)
+            .await
+            .unwrap();
         assert!(forced.revoked_at.is_some());
-        let e = agents.deprecate_key(id, &second.key.key_id).await.unwrap_err();
+        let e = agents
+            .deprecate_key(id, &second.key.key_id)
+            .await
+            .unwrap_err();
         assert!(matches!(e, Error::KeyAlreadyRevoked(_)), "{e}");
-        let other = agents.create(CreateAgent::new("other", json!({}))).await.unwrap();
-        let e = agents.deprecate_key(&other.agent.id, &second.key.key_id).await.unwrap_err();
+        let other = agents
+            .create(CreateAgent::new("other", json!({})))
+            .await
+            .unwrap();
+        let e = agents
+            .deprecate_key(&other.agent.id, &second.key.key_id)
+            .await
+            .unwrap_err();
         assert!(matches!(e, Error::KeyNotFound(_)), "{e}");
         // The per-agent key cap.
         for _ in 0..9 {
@@ -189,12 +262,27 @@ async fn agent_keys_are_minted_deprecated_and_revoked() {
         let e = agents.mint_key(&other.agent.id).await.unwrap_err();
         assert!(matches!(e, Error::AgentKeyLimit(_)), "{e}");
         // The last-key guard also holds on the keys namespace, agent on its own keys.
-        let solo = agents.create(CreateAgent::new("solo", json!({}))).await.unwrap();
+        let solo = agents
+            .create(CreateAgent::new("solo", json!({})))
+            .await
+            .unwrap();
         let solo_agent = server.agent(solo.api_key.as_deref().unwrap());
-        let e = solo_agent.keys().revoke(&solo.key_id, false).await.unwrap_err();
+        let e = solo_agent
+            .keys()
+            .revoke(&solo.key_id, false)
+            .await
+            .unwrap_err();
         assert_eq!(e.code(), Some("last_active_key"), "{e}");
-        let e = solo_agent.keys().revoke(&world.key.info.id, false).await.unwrap_err();
-        assert_eq!(e.code(), Some("key_not_found"), "an agent manages only its own keys");
+        let e = solo_agent
+            .keys()
+            .revoke(&world.key.info.id, false)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            e.code(),
+            Some("key_not_found"),
+            "an agent manages only its own keys"
+        );
         server.stop().await;
     })
     .await;
@@ -223,15 +311,25 @@ async fn agents_cannot_manage_agents_and_idempotency_holds() {
             })
             .await
             .unwrap_err();
-        assert!(matches!(changed, Error::IdempotencyKeyBodyMismatch(_)), "{changed}");
+        assert!(
+            matches!(changed, Error::IdempotencyKeyBodyMismatch(_)),
+            "{changed}"
+        );
         app.agents().suspend(&first.agent.id).await.unwrap();
         let e = app.agents().create(request).await.unwrap_err();
         assert!(matches!(e, Error::IdempotencyKeyAgentInactive(_)), "{e}");
 
         let agent_key = first.api_key.unwrap();
         app.agents().resume(&first.agent.id).await.unwrap();
-        let as_agent = server.raw(&agent_key, "POST", "/sdk/agents").body(br#"{"name":"sub","scopes":{}}"#.to_vec()).send().await;
-        assert_eq!((as_agent.status, as_agent.code()), (403, Some("agent_cannot_mint_subagents")));
+        let as_agent = server
+            .raw(&agent_key, "POST", "/sdk/agents")
+            .body(br#"{"name":"sub","scopes":{}}"#.to_vec())
+            .send()
+            .await;
+        assert_eq!(
+            (as_agent.status, as_agent.code()),
+            (403, Some("agent_cannot_mint_subagents"))
+        );
         let via_app = app.get_agent(&first.agent.id).unwrap();
         let e = server
             .raw(&world.key.api_key, "GET", "/sdk/agents")
@@ -243,12 +341,25 @@ async fn agents_cannot_manage_agents_and_idempotency_holds() {
         assert_eq!(via_app.me().await.unwrap().id, first.agent.id);
         let e = app_me(&server, &world.key.api_key).await;
         assert_eq!(e, Some("me_requires_agent_key".into()));
-        let bad_names = [r#"{"name":"Bot","scopes":{}}"#, r#"{"name":"","scopes":{}}"#, r#"{"name":"b","scopes":[]}"#, r#"{"name":"b","scopes":{},"type":"robot"}"#];
+        let bad_names = [
+            r#"{"name":"Bot","scopes":{}}"#,
+            r#"{"name":"","scopes":{}}"#,
+            r#"{"name":"b","scopes":[]}"#,
+            r#"{"name":"b","scopes":{},"type":"robot"}"#,
+        ];
         for body in bad_names {
-            let r = server.raw(&world.key.api_key, "POST", "/sdk/agents").body(body.as_bytes().to_vec()).send().await;
+            let r = server
+                .raw(&world.key.api_key, "POST", "/sdk/agents")
+                .body(body.as_bytes().to_vec())
+                .send()
+                .await;
             assert_eq!(r.status, 422, "{body}: {:?}", r.json);
         }
-        assert_eq!(app.agents().list(true, 100, 0).await.unwrap().total, 1, "refusals created nothing");
+        assert_eq!(
+            app.agents().list(true, 100, 0).await.unwrap().total,
+            1,
+            "refusals created nothing"
+        );
         server.stop().await;
     })
     .await;

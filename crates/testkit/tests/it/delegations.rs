@@ -20,12 +20,19 @@ async fn setup(server: &TestServer) -> Setup {
     let app = server.app(&world.app.key.api_key);
     let alice = world.idp.token("alice", json!({"groups": ["eng"]}));
     let grant = app
-        .create_managed_secret_grant(&world.secret.id, Principal::user(&alice, "alice-stripe"), None)
+        .create_managed_secret_grant(
+            &world.secret.id,
+            Principal::user(&alice, "alice-stripe"),
+            None,
+        )
         .await
         .unwrap();
     let agent = app
         .agents()
-        .create(CreateAgent::new("assistant", json!({"managed_secret_slugs": ["stripe-production"]})))
+        .create(CreateAgent::new(
+            "assistant",
+            json!({"managed_secret_slugs": ["stripe-production"]}),
+        ))
         .await
         .unwrap();
     Setup {
@@ -61,7 +68,10 @@ async fn a_user_delegates_and_the_agent_sees_only_its_delegation() {
         assert_eq!(choices.json[0]["name"], "assistant");
 
         let made = user
-            .post(&format!("/grants/{}/delegations", s.grant_id), json!({"agent_id": s.agent_id, "ttl_seconds": 3600}))
+            .post(
+                &format!("/grants/{}/delegations", s.grant_id),
+                json!({"agent_id": s.agent_id, "ttl_seconds": 3600}),
+            )
             .await;
         assert_eq!(made.status, 201, "{:?}", made.json);
         assert_eq!(made.json["parent_grant_id"], s.grant_id.as_str());
@@ -72,43 +82,90 @@ async fn a_user_delegates_and_the_agent_sees_only_its_delegation() {
 
         let agent = server.agent(&s.agent_key);
         let seen = agent.list_grants(ListGrants::new()).await.unwrap();
-        assert_eq!(ids(&seen), vec![child.clone()], "the agent sees its delegation only");
-        let GrantItem::ManagedSecret(item) = &seen.grants[0] else { panic!() };
+        assert_eq!(
+            ids(&seen),
+            vec![child.clone()],
+            "the agent sees its delegation only"
+        );
+        let GrantItem::ManagedSecret(item) = &seen.grants[0] else {
+            panic!()
+        };
         assert_eq!(item.access_via, "ms_delegation");
         assert!(item.delegated_at.is_some());
         assert_eq!(item.parent_grant_id.as_deref(), Some(s.grant_id.as_str()));
-        let by_alice = agent.list_grants(ListGrants::new().end_user_token(&s.alice)).await.unwrap();
+        let by_alice = agent
+            .list_grants(ListGrants::new().end_user_token(&s.alice))
+            .await
+            .unwrap();
         assert_eq!(by_alice.total, 1);
         let bob = s.world.idp.token("bob", json!({}));
-        let by_bob = agent.list_grants(ListGrants::new().end_user_token(&bob)).await.unwrap();
+        let by_bob = agent
+            .list_grants(ListGrants::new().end_user_token(&bob))
+            .await
+            .unwrap();
         assert_eq!(by_bob.total, 0);
 
         let mine = user.get("/delegations").await;
         assert_eq!(mine.json["total"], 1);
         let app = server.app(&s.world.app.key.api_key);
-        assert_eq!(app.list_grants(ListGrants::new()).await.unwrap().total, 2, "the app sees both");
+        assert_eq!(
+            app.list_grants(ListGrants::new()).await.unwrap().total,
+            2,
+            "the app sees both"
+        );
 
         // Renewing is an upsert of the same child.
         let renewed = user
-            .post(&format!("/grants/{}/delegations", s.grant_id), json!({"agent_id": s.agent_id, "ttl_seconds": 60}))
+            .post(
+                &format!("/grants/{}/delegations", s.grant_id),
+                json!({"agent_id": s.agent_id, "ttl_seconds": 60}),
+            )
             .await;
         assert_eq!(renewed.json["grant_id"], child.as_str());
 
         // Bob cannot delegate alice's grant, nor revoke her delegation.
         let bob_user = server.user(&s.world.app.info.id, &bob);
         let e = bob_user
-            .post(&format!("/grants/{}/delegations", s.grant_id), json!({"agent_id": s.agent_id}))
+            .post(
+                &format!("/grants/{}/delegations", s.grant_id),
+                json!({"agent_id": s.agent_id}),
+            )
             .await;
         assert_eq!(e.status, 404);
-        assert_eq!(bob_user.delete(&format!("/delegations/{child}")).await.status, 404);
+        assert_eq!(
+            bob_user
+                .delete(&format!("/delegations/{child}"))
+                .await
+                .status,
+            404
+        );
         let revoked = user.delete(&format!("/delegations/{child}")).await;
         assert_eq!(revoked.json["status"], "revoked");
-        assert_eq!(agent.list_grants(ListGrants::new().status("active")).await.unwrap().total, 0);
+        assert_eq!(
+            agent
+                .list_grants(ListGrants::new().status("active"))
+                .await
+                .unwrap()
+                .total,
+            0
+        );
         // A bad token gets the same refusal as an unknown app.
-        let bad = server.user(&s.world.app.info.id, "nope").get("/grants").await;
-        assert_eq!((bad.status, bad.code()), (401, Some("jwt_validation_error")));
-        let elsewhere = server.user(&uuid::Uuid::new_v4().to_string(), &s.alice).get("/grants").await;
-        assert_eq!((elsewhere.status, elsewhere.code()), (401, Some("jwt_validation_error")));
+        let bad = server
+            .user(&s.world.app.info.id, "nope")
+            .get("/grants")
+            .await;
+        assert_eq!(
+            (bad.status, bad.code()),
+            (401, Some("jwt_validation_error"))
+        );
+        let elsewhere = server
+            .user(&uuid::Uuid::new_v4().to_string(), &s.alice)
+            .get("/grants")
+            .await;
+        assert_eq!(
+            (elsewhere.status, elsewhere.code()),
+            (401, Some("jwt_validation_error"))
+        );
         server.stop().await;
     })
     .await;
@@ -124,7 +181,12 @@ async fn revoking_on_every_path() {
             let user = user.clone();
             let agent = s.agent_id.clone();
             async move {
-                let r = user.post(&format!("/grants/{grant}/delegations"), json!({"agent_id": agent})).await;
+                let r = user
+                    .post(
+                        &format!("/grants/{grant}/delegations"),
+                        json!({"agent_id": agent}),
+                    )
+                    .await;
                 assert_eq!(r.status, 201, "{:?}", r.json);
                 r.json["grant_id"].as_str().unwrap().to_owned()
             }
@@ -134,39 +196,78 @@ async fn revoking_on_every_path() {
 
         // Operator path, by the parent grant's id: the parent stays.
         delegate(s.grant_id.clone()).await;
-        app.revoke_delegation(&s.grant_id, &s.agent_id).await.unwrap();
-        assert_eq!(agent.list_grants(ListGrants::new().status("active")).await.unwrap().total, 0);
-        let parent = app.list_grants(ListGrants::new().status("active")).await.unwrap();
+        app.revoke_delegation(&s.grant_id, &s.agent_id)
+            .await
+            .unwrap();
+        assert_eq!(
+            agent
+                .list_grants(ListGrants::new().status("active"))
+                .await
+                .unwrap()
+                .total,
+            0
+        );
+        let parent = app
+            .list_grants(ListGrants::new().status("active"))
+            .await
+            .unwrap();
         assert_eq!(ids(&parent), vec![s.grant_id.clone()]);
         // Idempotent: nothing left, still fine; unknown ids too.
-        app.revoke_delegation(&s.grant_id, &s.agent_id).await.unwrap();
-        app.revoke_delegation(&uuid::Uuid::new_v4().to_string(), &s.agent_id).await.unwrap();
+        app.revoke_delegation(&s.grant_id, &s.agent_id)
+            .await
+            .unwrap();
+        app.revoke_delegation(&uuid::Uuid::new_v4().to_string(), &s.agent_id)
+            .await
+            .unwrap();
 
         // Self path.
         delegate(s.grant_id.clone()).await;
         agent.revoke_delegation(&s.grant_id).await.unwrap();
-        assert_eq!(agent.list_grants(ListGrants::new().status("active")).await.unwrap().total, 0);
+        assert_eq!(
+            agent
+                .list_grants(ListGrants::new().status("active"))
+                .await
+                .unwrap()
+                .total,
+            0
+        );
 
         // An agent on the operator path, an app on the self path.
         let e = agent.keys(); // keeps the agent client alive in this scope
         let _ = e;
         let op = server
-            .raw(&s.agent_key, "DELETE", &format!("/sdk/grants/{}/delegations/{}", s.grant_id, s.agent_id))
+            .raw(
+                &s.agent_key,
+                "DELETE",
+                &format!("/sdk/grants/{}/delegations/{}", s.grant_id, s.agent_id),
+            )
             .send()
             .await;
         assert_eq!((op.status, op.code()), (403, Some("use_self_revoke_path")));
         let me = app.get_agent(&s.agent_id).unwrap();
         me.revoke_delegation(&s.grant_id).await.unwrap();
         let app_me = server
-            .raw(&s.world.app.key.api_key, "DELETE", &format!("/sdk/grants/{}/delegations/me", s.grant_id))
+            .raw(
+                &s.world.app.key.api_key,
+                "DELETE",
+                &format!("/sdk/grants/{}/delegations/me", s.grant_id),
+            )
             .send()
             .await;
-        assert_eq!((app_me.status, app_me.code()), (403, Some("agent_key_required")));
+        assert_eq!(
+            (app_me.status, app_me.code()),
+            (403, Some("agent_key_required"))
+        );
 
         // Revoking the parent revokes its children in the same transaction.
         let child = delegate(s.grant_id.clone()).await;
-        app.revoke_grant(&s.grant_id, Some("offboarded")).await.unwrap();
-        let revoked = app.list_grants(ListGrants::new().status("revoked")).await.unwrap();
+        app.revoke_grant(&s.grant_id, Some("offboarded"))
+            .await
+            .unwrap();
+        let revoked = app
+            .list_grants(ListGrants::new().status("revoked"))
+            .await
+            .unwrap();
         assert!(ids(&revoked).contains(&child));
         assert!(ids(&revoked).contains(&s.grant_id));
         server.stop().await;
@@ -180,10 +281,17 @@ async fn onward_delegation_follows_the_holders_consent() {
         let server = TestServer::start(engine).await;
         let s = setup(&server).await;
         let app = server.app(&s.world.app.key.api_key);
-        let second = app.agents().create(CreateAgent::new("helper", json!({}))).await.unwrap();
+        let second = app
+            .agents()
+            .create(CreateAgent::new("helper", json!({})))
+            .await
+            .unwrap();
         let user = server.user(&s.world.app.info.id, &s.alice);
         let leaf = user
-            .post(&format!("/grants/{}/delegations", s.grant_id), json!({"agent_id": s.agent_id}))
+            .post(
+                &format!("/grants/{}/delegations", s.grant_id),
+                json!({"agent_id": s.agent_id}),
+            )
             .await
             .json["grant_id"]
             .as_str()
@@ -195,10 +303,16 @@ async fn onward_delegation_follows_the_holders_consent() {
             .await
             .unwrap_err();
         assert!(matches!(e, Error::GrantNotDelegable(_)), "{e}");
-        assert_eq!(e.info().str_field("detail_reason"), Some("holder_not_delegable"));
+        assert_eq!(
+            e.info().str_field("detail_reason"),
+            Some("holder_not_delegable")
+        );
 
         let delegable = user
-            .post(&format!("/grants/{}/delegations", s.grant_id), json!({"agent_id": s.agent_id, "delegable": true}))
+            .post(
+                &format!("/grants/{}/delegations", s.grant_id),
+                json!({"agent_id": s.agent_id, "delegable": true}),
+            )
             .await
             .json["grant_id"]
             .as_str()
@@ -206,16 +320,30 @@ async fn onward_delegation_follows_the_holders_consent() {
             .to_owned();
         assert_eq!(delegable, leaf, "the same child, now delegable");
         let hop = agent
-            .delegate(&leaf, &second.agent.id, DelegateOptions { ttl_seconds: Some(600), ..Default::default() })
+            .delegate(
+                &leaf,
+                &second.agent.id,
+                DelegateOptions {
+                    ttl_seconds: Some(600),
+                    ..Default::default()
+                },
+            )
             .await
             .unwrap();
         assert_eq!(hop.depth, 2);
         assert_eq!(hop.parent_grant_id, leaf);
         assert!(!hop.delegable);
         let helper = server.agent(second.api_key.as_deref().unwrap());
-        assert_eq!(ids(&helper.list_grants(ListGrants::new()).await.unwrap()), vec![hop.grant_id.clone()]);
+        assert_eq!(
+            ids(&helper.list_grants(ListGrants::new()).await.unwrap()),
+            vec![hop.grant_id.clone()]
+        );
         let unknown = agent
-            .delegate(&leaf, &uuid::Uuid::new_v4().to_string(), DelegateOptions::default())
+            .delegate(
+                &leaf,
+                &uuid::Uuid::new_v4().to_string(),
+                DelegateOptions::default(),
+            )
             .await
             .unwrap_err();
         assert!(matches!(unknown, Error::AgentNotFound(_)), "{unknown}");
@@ -226,15 +354,28 @@ async fn onward_delegation_follows_the_holders_consent() {
         assert!(matches!(not_held, Error::GrantNotFound(_)), "{not_held}");
         // The user revokes her delegation: the onward hop goes with it.
         user.delete(&format!("/delegations/{leaf}")).await;
-        assert_eq!(helper.list_grants(ListGrants::new().status("active")).await.unwrap().total, 0);
+        assert_eq!(
+            helper
+                .list_grants(ListGrants::new().status("active"))
+                .await
+                .unwrap()
+                .total,
+            0
+        );
 
         // Agent-owned grants have no consenting user.
-        let own = agent.create_managed_secret_grant(&s.world.secret.id, None, None).await.unwrap();
+        let own = agent
+            .create_managed_secret_grant(&s.world.secret.id, None, None)
+            .await
+            .unwrap();
         let e = agent
             .delegate(&own.grant_id, &second.agent.id, DelegateOptions::default())
             .await
             .unwrap_err();
-        assert_eq!(e.info().str_field("detail_reason"), Some("no_consenting_user"));
+        assert_eq!(
+            e.info().str_field("detail_reason"),
+            Some("no_consenting_user")
+        );
         server.stop().await;
     })
     .await;
@@ -252,11 +393,15 @@ async fn the_operator_delegates_grants_the_app_owns() {
             .unwrap();
         let admin = server.admin();
         let made = admin
-            .delegate_grant(&s.world.app.info.id, &system.grant_id, &CreateDelegationRequest {
-                agent_id: s.agent_id.clone(),
-                ttl_seconds: Some(60),
-                delegable: None,
-            })
+            .delegate_grant(
+                &s.world.app.info.id,
+                &system.grant_id,
+                &CreateDelegationRequest {
+                    agent_id: s.agent_id.clone(),
+                    ttl_seconds: Some(60),
+                    delegable: None,
+                },
+            )
             .await
             .unwrap();
         assert_eq!(made.parent_grant_id, system.grant_id);
@@ -265,16 +410,27 @@ async fn the_operator_delegates_grants_the_app_owns() {
         assert_eq!(agent.list_grants(ListGrants::new()).await.unwrap().total, 1);
         // A user's grant is the user's to delegate, not the operator's.
         let e = admin
-            .delegate_grant(&s.world.app.info.id, &s.grant_id, &CreateDelegationRequest {
-                agent_id: s.agent_id.clone(),
-                ttl_seconds: None,
-                delegable: None,
-            })
+            .delegate_grant(
+                &s.world.app.info.id,
+                &s.grant_id,
+                &CreateDelegationRequest {
+                    agent_id: s.agent_id.clone(),
+                    ttl_seconds: None,
+                    delegable: None,
+                },
+            )
             .await
             .unwrap_err();
         assert_eq!(e.status(), 422, "{e}");
         server.advance(61);
-        assert_eq!(agent.list_grants(ListGrants::new().status("expired")).await.unwrap().total, 1);
+        assert_eq!(
+            agent
+                .list_grants(ListGrants::new().status("expired"))
+                .await
+                .unwrap()
+                .total,
+            1
+        );
         server.stop().await;
     })
     .await;
@@ -287,24 +443,46 @@ async fn group_grants_follow_membership_in_the_token() {
         let s = setup(&server).await;
         let app = server.app(&s.world.app.key.api_key);
         let group = app
-            .create_managed_secret_grant(&s.world.secret.id, Principal::group("eng", &s.world.idp_id, "eng-stripe"), None)
+            .create_managed_secret_grant(
+                &s.world.secret.id,
+                Principal::group("eng", &s.world.idp_id, "eng-stripe"),
+                None,
+            )
             .await
             .unwrap();
         let member = server.user(&s.world.app.info.id, &s.alice);
         let holds = member.get("/grants").await;
-        let held: Vec<&str> = holds.json["grants"].as_array().unwrap().iter().map(|g| g["grant_id"].as_str().unwrap()).collect();
+        let held: Vec<&str> = holds.json["grants"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|g| g["grant_id"].as_str().unwrap())
+            .collect();
         assert!(held.contains(&group.grant_id.as_str()), "{held:?}");
-        let outsider = server.user(&s.world.app.info.id, &s.world.idp.token("carol", json!({"groups": ["sales"]})));
+        let outsider = server.user(
+            &s.world.app.info.id,
+            &s.world.idp.token("carol", json!({"groups": ["sales"]})),
+        );
         let e = outsider
-            .post(&format!("/grants/{}/delegations", group.grant_id), json!({"agent_id": s.agent_id}))
+            .post(
+                &format!("/grants/{}/delegations", group.grant_id),
+                json!({"agent_id": s.agent_id}),
+            )
             .await;
         assert_eq!(e.status, 404);
         let made = member
-            .post(&format!("/grants/{}/delegations", group.grant_id), json!({"agent_id": s.agent_id}))
+            .post(
+                &format!("/grants/{}/delegations", group.grant_id),
+                json!({"agent_id": s.agent_id}),
+            )
             .await;
         assert_eq!(made.status, 201, "{:?}", made.json);
         let bad_idp = app
-            .create_managed_secret_grant(&s.world.secret.id, Principal::group("eng", &uuid::Uuid::new_v4().to_string(), "x"), None)
+            .create_managed_secret_grant(
+                &s.world.secret.id,
+                Principal::group("eng", &uuid::Uuid::new_v4().to_string(), "x"),
+                None,
+            )
             .await
             .unwrap_err();
         assert_eq!(bad_idp.status(), 422, "{bad_idp}");

@@ -29,8 +29,13 @@ async fn the_reference_page_runs() {
         assert_eq!(created.label.as_deref(), Some("alice-prod-stripe"));
 
         let google = list_grants::example(&app, "google").await.unwrap();
-        assert_eq!((google.total, google.grants.len(), google.limit), (0, 0, 50));
-        let stripe = list_grants::example(&app, &world.secret.slug).await.unwrap();
+        assert_eq!(
+            (google.total, google.grants.len(), google.limit),
+            (0, 0, 50)
+        );
+        let stripe = list_grants::example(&app, &world.secret.slug)
+            .await
+            .unwrap();
         assert_eq!(stripe.total, 1);
         let GrantItem::ManagedSecret(item) = &stripe.grants[0] else {
             panic!("a managed-secret grant")
@@ -46,24 +51,60 @@ async fn the_reference_page_runs() {
         let agent_key = research.api_key.clone().unwrap();
         let agent = server.agent(&agent_key);
         let second = app
-            .create_managed_secret_grant(&world.secret.id, alter_sdk::Principal::user(&alice_jwt, "second"), None)
+            .create_managed_secret_grant(
+                &world.secret.id,
+                alter_sdk::Principal::user(&alice_jwt, "second"),
+                None,
+            )
             .await
             .unwrap();
         let user = server.user(&world.app.info.id, &alice_jwt);
         for grant in [&created.grant_id, &second.grant_id] {
             let r = user
-                .post(&format!("/grants/{grant}/delegations"), json!({"agent_id": research.agent.id}))
+                .post(
+                    &format!("/grants/{grant}/delegations"),
+                    json!({"agent_id": research.agent.id}),
+                )
                 .await;
             assert_eq!(r.status, 201, "{:?}", r.json);
         }
-        assert_eq!(agent.list_grants(ListGrants::new().status("active")).await.unwrap().total, 2);
-        revoke_delegation::example(&app, &agent, &created.grant_id, &research.agent.id, &second.grant_id)
+        assert_eq!(
+            agent
+                .list_grants(ListGrants::new().status("active"))
+                .await
+                .unwrap()
+                .total,
+            2
+        );
+        revoke_delegation::example(
+            &app,
+            &agent,
+            &created.grant_id,
+            &research.agent.id,
+            &second.grant_id,
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            agent
+                .list_grants(ListGrants::new().status("active"))
+                .await
+                .unwrap()
+                .total,
+            0
+        );
+        assert_eq!(
+            app.list_grants(ListGrants::new().status("active"))
+                .await
+                .unwrap()
+                .total,
+            2,
+            "the grants stay"
+        );
+
+        let revoked = revoke_grant::example(&app, &created.grant_id)
             .await
             .unwrap();
-        assert_eq!(agent.list_grants(ListGrants::new().status("active")).await.unwrap().total, 0);
-        assert_eq!(app.list_grants(ListGrants::new().status("active")).await.unwrap().total, 2, "the grants stay");
-
-        let revoked = revoke_grant::example(&app, &created.grant_id).await.unwrap();
         assert!(revoked.success);
         assert_eq!(revoked.grant_id, created.grant_id);
         server.stop().await;

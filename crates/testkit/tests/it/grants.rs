@@ -18,22 +18,36 @@ async fn grants_for_users_groups_and_the_system() {
         let server = TestServer::start(engine).await;
         let world = server.world("a").await;
         let app = server.app(&world.app.key.api_key);
-        let alice = world.idp.token("alice", json!({"email": "alice@example.com", "groups": ["eng"]}));
+        let alice = world.idp.token(
+            "alice",
+            json!({"email": "alice@example.com", "groups": ["eng"]}),
+        );
 
         let user = app
-            .create_managed_secret_grant(&world.secret.id, Principal::user(&alice, "alice-prod-stripe"), None)
+            .create_managed_secret_grant(
+                &world.secret.id,
+                Principal::user(&alice, "alice-prod-stripe"),
+                None,
+            )
             .await
             .unwrap();
         assert_eq!(user.principal_type, "user");
         assert_eq!(user.label.as_deref(), Some("alice-prod-stripe"));
-        assert_eq!(user.credential_id.as_deref(), Some(world.secret.id.as_str()));
+        assert_eq!(
+            user.credential_id.as_deref(),
+            Some(world.secret.id.as_str())
+        );
         assert!(uuid::Uuid::try_parse(&user.grant_id).is_ok());
 
         let group = app
             .create_managed_secret_grant(
                 &world.secret.slug,
                 Principal::group("eng", &world.idp_id, "eng-stripe"),
-                Some(GrantPolicy::new().max_ttl_seconds(7200).default_ttl_seconds(3600)),
+                Some(
+                    GrantPolicy::new()
+                        .max_ttl_seconds(7200)
+                        .default_ttl_seconds(3600),
+                ),
             )
             .await
             .unwrap();
@@ -45,7 +59,10 @@ async fn grants_for_users_groups_and_the_system() {
         assert_eq!(system.label, None);
 
         let page = app.list_grants(ListGrants::new()).await.unwrap();
-        assert_eq!((page.total, page.limit, page.offset, page.has_more), (3, 100, 0, false));
+        assert_eq!(
+            (page.total, page.limit, page.offset, page.has_more),
+            (3, 100, 0, false)
+        );
         let items: Vec<&ManagedSecretGrantItem> = page.grants.iter().map(ms).collect();
         assert_eq!(items[0].grant_id, user.grant_id, "creation order");
         assert_eq!(items[0].managed_secret_slug, "stripe-production");
@@ -54,8 +71,14 @@ async fn grants_for_users_groups_and_the_system() {
         assert_eq!(items[0].status, "active");
         assert!(items[0].app_user_id.is_some());
         assert_eq!(items[1].principal_type, "group");
-        assert!(items[1].grant_expires_at.is_some(), "default_ttl_seconds sets the end");
-        assert_eq!(items[1].grant_policy.as_ref().unwrap()["max_ttl_seconds"], 7200);
+        assert!(
+            items[1].grant_expires_at.is_some(),
+            "default_ttl_seconds sets the end"
+        );
+        assert_eq!(
+            items[1].grant_policy.as_ref().unwrap()["max_ttl_seconds"],
+            7200
+        );
         assert_eq!(items[2].principal_type, "system");
         // The raw page carries `grant_kind` on every item and no nulls the client rejects.
         let raw = server
@@ -65,8 +88,16 @@ async fn grants_for_users_groups_and_the_system() {
             .await;
         for item in raw.json["grants"].as_array().unwrap() {
             assert_eq!(item["grant_kind"], "managed_secret");
-            for field in ["scope_mismatch", "access_via", "delegated_agent_ids", "scopes"] {
-                assert!(!item.get(field).is_some_and(|v| v.is_null()), "{field} is never null");
+            for field in [
+                "scope_mismatch",
+                "access_via",
+                "delegated_agent_ids",
+                "scopes",
+            ] {
+                assert!(
+                    !item.get(field).is_some_and(|v| v.is_null()),
+                    "{field} is never null"
+                );
             }
         }
         server.stop().await;
@@ -95,32 +126,57 @@ async fn listing_filters_and_pages() {
             .unwrap();
         let app = server.app(&world.app.key.api_key);
         for i in 0..5 {
-            app.create_managed_secret_grant(&world.secret.id, Principal::system().with_label(format!("s{i}")), None)
-                .await
-                .unwrap();
+            app.create_managed_secret_grant(
+                &world.secret.id,
+                Principal::system().with_label(format!("s{i}")),
+                None,
+            )
+            .await
+            .unwrap();
         }
         let short = app
-            .create_managed_secret_grant(&other.id, Principal::system(), Some(GrantPolicy::new().max_ttl_seconds(60)))
+            .create_managed_secret_grant(
+                &other.id,
+                Principal::system(),
+                Some(GrantPolicy::new().max_ttl_seconds(60)),
+            )
             .await
             .unwrap();
         let page = app
-            .list_grants(ListGrants::new().provider_id("stripe-production").limit(2).offset(2))
+            .list_grants(
+                ListGrants::new()
+                    .provider_id("stripe-production")
+                    .limit(2)
+                    .offset(2),
+            )
             .await
             .unwrap();
         assert_eq!((page.total, page.grants.len(), page.has_more), (5, 2, true));
         assert_eq!(ms(&page.grants[0]).label.as_deref(), Some("s2"));
-        let by_label = app.list_grants(ListGrants::new().label("s4")).await.unwrap();
+        let by_label = app
+            .list_grants(ListGrants::new().label("s4"))
+            .await
+            .unwrap();
         assert_eq!(by_label.total, 1);
 
         // Past its TTL a grant reads expired before anything flips it.
         server.advance(61);
-        let expired = app.list_grants(ListGrants::new().status("expired")).await.unwrap();
+        let expired = app
+            .list_grants(ListGrants::new().status("expired"))
+            .await
+            .unwrap();
         assert_eq!(expired.total, 1);
         assert_eq!(ms(&expired.grants[0]).grant_id, short.grant_id);
         assert_eq!(ms(&expired.grants[0]).status, "expired");
-        let active = app.list_grants(ListGrants::new().status("active")).await.unwrap();
+        let active = app
+            .list_grants(ListGrants::new().status("active"))
+            .await
+            .unwrap();
         assert_eq!(active.total, 5);
-        let all = app.list_grants(ListGrants::new().limit(1000)).await.unwrap();
+        let all = app
+            .list_grants(ListGrants::new().limit(1000))
+            .await
+            .unwrap();
         assert_eq!(all.total, 6);
         let bad = server
             .raw(&world.app.key.api_key, "POST", "/sdk/grants/list")
@@ -143,15 +199,24 @@ async fn revoking_is_final_and_named_errors_reach_the_caller() {
             .create_managed_secret_grant(&world.secret.id, Principal::system(), None)
             .await
             .unwrap();
-        let revoked = app.revoke_grant(&grant.grant_id, Some("user offboarded")).await.unwrap();
+        let revoked = app
+            .revoke_grant(&grant.grant_id, Some("user offboarded"))
+            .await
+            .unwrap();
         assert!(revoked.success);
         assert_eq!(revoked.grant_id, grant.grant_id);
         assert!(alter_core::time::Timestamp::parse_rfc3339(&revoked.revoked_at).is_some());
         let again = app.revoke_grant(&grant.grant_id, None).await.unwrap_err();
         assert!(matches!(again, Error::GrantRevoked(_)), "{again}");
-        let unknown = app.revoke_grant(&uuid::Uuid::new_v4().to_string(), None).await.unwrap_err();
+        let unknown = app
+            .revoke_grant(&uuid::Uuid::new_v4().to_string(), None)
+            .await
+            .unwrap_err();
         assert!(matches!(unknown, Error::GrantNotFound(_)), "{unknown}");
-        let listed = app.list_grants(ListGrants::new().status("revoked")).await.unwrap();
+        let listed = app
+            .list_grants(ListGrants::new().status("revoked"))
+            .await
+            .unwrap();
         assert_eq!(listed.total, 1);
         server.stop().await;
     })
@@ -180,7 +245,11 @@ async fn policies_the_secret_forbids_are_policy_violations() {
             .unwrap();
         let app = server.app(&world.app.key.api_key);
         let too_long = app
-            .create_managed_secret_grant(&capped.id, Principal::system(), Some(GrantPolicy::new().max_ttl_seconds(7200)))
+            .create_managed_secret_grant(
+                &capped.id,
+                Principal::system(),
+                Some(GrantPolicy::new().max_ttl_seconds(7200)),
+            )
             .await
             .unwrap_err();
         assert!(matches!(too_long, Error::PolicyViolation(_)), "{too_long}");
@@ -196,13 +265,20 @@ async fn policies_the_secret_forbids_are_policy_violations() {
             .create_managed_secret_grant(&capped.id, Principal::system(), None)
             .await
             .unwrap();
-        let page = app.list_grants(ListGrants::new().provider_id(&capped.slug)).await.unwrap();
+        let page = app
+            .list_grants(ListGrants::new().provider_id(&capped.slug))
+            .await
+            .unwrap();
         assert_eq!(page.total, 1);
         assert_eq!(ms(&page.grants[0]).grant_id, capped_grant.grant_id);
         assert!(ms(&page.grants[0]).grant_expires_at.is_some());
 
         let local = app
-            .create_managed_secret_grant(&capped.id, Principal::system(), Some(GrantPolicy::new().max_ttl_seconds(-5)))
+            .create_managed_secret_grant(
+                &capped.id,
+                Principal::system(),
+                Some(GrantPolicy::new().max_ttl_seconds(-5)),
+            )
             .await
             .unwrap_err();
         assert!(matches!(local, Error::AlterValue(_)), "{local}");
@@ -223,27 +299,45 @@ async fn sibling_grants_are_minted_with_their_own_labels() {
             .await
             .unwrap();
         let sibling = app
-            .mint_grant(&source.grant_id, "personal", Some(GrantPolicy::new().max_ttl_seconds(600)))
+            .mint_grant(
+                &source.grant_id,
+                "personal",
+                Some(GrantPolicy::new().max_ttl_seconds(600)),
+            )
             .await
             .unwrap();
         assert_eq!(sibling.provider_id, "stripe-production");
         assert_eq!(sibling.principal_type, "user");
         assert_eq!(sibling.label.as_deref(), Some("personal"));
         assert!(sibling.expires_at.is_some());
-        let taken = app.mint_grant(&source.grant_id, "work", None).await.unwrap_err();
+        let taken = app
+            .mint_grant(&source.grant_id, "work", None)
+            .await
+            .unwrap_err();
         assert!(matches!(taken, Error::SiblingLabelConflict(_)), "{taken}");
         assert_eq!(taken.info().str_field("label"), Some("work"));
         let dup = app
-            .create_managed_secret_grant(&world.secret.id, Principal::user(&alice, "personal"), None)
+            .create_managed_secret_grant(
+                &world.secret.id,
+                Principal::user(&alice, "personal"),
+                None,
+            )
             .await
             .unwrap_err();
         assert!(matches!(dup, Error::SiblingLabelConflict(_)), "{dup}");
         let raw = server
-            .raw(&world.app.key.api_key, "POST", &format!("/sdk/grants/{}/mint", source.grant_id))
+            .raw(
+                &world.app.key.api_key,
+                "POST",
+                &format!("/sdk/grants/{}/mint", source.grant_id),
+            )
             .body(br#"{"label":"x","grant_policy":{"default_ttl_seconds":5}}"#.to_vec())
             .send()
             .await;
-        assert_eq!((raw.status, raw.code()), (422, Some("invalid_grant_policy")));
+        assert_eq!(
+            (raw.status, raw.code()),
+            (422, Some("invalid_grant_policy"))
+        );
         server.stop().await;
     })
     .await;
@@ -256,15 +350,27 @@ async fn user_tokens_are_verified_and_users_get_stable_ids() {
         let world = server.world("a").await;
         let app = server.app(&world.app.key.api_key);
         let first = app
-            .create_managed_secret_grant(&world.secret.id, Principal::user(world.idp.token("alice", json!({})), "one"), None)
+            .create_managed_secret_grant(
+                &world.secret.id,
+                Principal::user(world.idp.token("alice", json!({})), "one"),
+                None,
+            )
             .await
             .unwrap();
         let second = app
-            .create_managed_secret_grant(&world.secret.id, Principal::user(world.idp.token("alice", json!({})), "two"), None)
+            .create_managed_secret_grant(
+                &world.secret.id,
+                Principal::user(world.idp.token("alice", json!({})), "two"),
+                None,
+            )
             .await
             .unwrap();
         let page = app.list_grants(ListGrants::new()).await.unwrap();
-        let users: Vec<_> = page.grants.iter().map(|g| ms(g).app_user_id.clone().unwrap()).collect();
+        let users: Vec<_> = page
+            .grants
+            .iter()
+            .map(|g| ms(g).app_user_id.clone().unwrap())
+            .collect();
         assert_eq!(users[0], users[1], "one user, one app_user_id");
         assert_ne!(users[0], "alice", "app_user_id is not the IdP subject");
         assert_ne!(first.grant_id, second.grant_id);
@@ -292,7 +398,11 @@ async fn user_tokens_are_verified_and_users_get_stable_ids() {
             .await
             .unwrap();
         assert_eq!(bob_only.total, 0);
-        assert_eq!(app.list_grants(ListGrants::new()).await.unwrap().total, 2, "nothing was added by refusals");
+        assert_eq!(
+            app.list_grants(ListGrants::new()).await.unwrap().total,
+            2,
+            "nothing was added by refusals"
+        );
         server.stop().await;
     })
     .await;
@@ -306,7 +416,10 @@ async fn agent_principals_come_from_the_verified_key() {
         let app = server.app(&world.app.key.api_key);
         let created = app
             .agents()
-            .create(alter_sdk::CreateAgent::new("billing-bot", json!({"managed_secret_slugs": ["stripe-production"]})))
+            .create(alter_sdk::CreateAgent::new(
+                "billing-bot",
+                json!({"managed_secret_slugs": ["stripe-production"]}),
+            ))
             .await
             .unwrap();
         let agent = server.agent(created.api_key.as_deref().unwrap());
@@ -331,13 +444,20 @@ async fn agent_principals_come_from_the_verified_key() {
         assert_eq!(mine.total, 2);
         let ids: Vec<_> = mine.grants.iter().map(|g| ms(g).grant_id.clone()).collect();
         assert_eq!(ids, vec![own.grant_id, via_app.grant_id]);
-        assert!(mine.grants.iter().all(|g| ms(g).agent_id.as_deref() == Some(created.agent.id.as_str())));
+        assert!(
+            mine.grants
+                .iter()
+                .all(|g| ms(g).agent_id.as_deref() == Some(created.agent.id.as_str()))
+        );
         // Another key of the app without secrets:write cannot create grants.
         let narrow = server
-            .mint_key(&world.app, MintKeyRequest {
-                scopes: Some(vec!["grants:read".into()]),
-                ..Default::default()
-            })
+            .mint_key(
+                &world.app,
+                MintKeyRequest {
+                    scopes: Some(vec!["grants:read".into()]),
+                    ..Default::default()
+                },
+            )
             .await;
         let e = server
             .app(&narrow.api_key)

@@ -1,0 +1,718 @@
+//! Releasing a credential to a signed caller (retrieve mode, `POST /sdk/token`): resolve the
+//! grant, check every release rule, and write the decision to the audit log — a release is
+//! committed there before the credential leaves; a refusal is recorded too. If the event
+//! cannot be written, nothing is released.
+
+use std::collections::BTreeMap;
+
+use alter_crypto::{ExposeSecret, SecretString};
+use base64::Engine as _;
+use serde_json::{Value, json};
+
+use crate::agents::Agent;
+use crate::audit::{AuditEvent, RequestSummary, Target, action};
+use crate::caller::Caller;
+use crate::error::{Entity, Error, Result};
+use crate::grants::{Grant, GrantState, Principal, Viewer};
+use crate::identity::SignedInUser;
+use crate::ids::{EventId, GrantId, UserId};
+use crate::scope::Scope;
+use crate::secrets::{InjectionTarget, ManagedSecret, SecretType, host_allowed, multi_fields};
+use crate::vault::Vault;
+
+/// Most candidates an ambiguity answer lists.
+const MAX_CANDIDATES: usize = 20;
+/// The header a credential that travels only in the query still sets: the official client
+/// always applies the main header, so it carries a harmless marker instead of the secret.
+const QUERY_MARKER_HEADER: &str = "X-Alter-Credential";
+/// The marker's value.
+const QUERY_MARKER_VALUE: &str = "query-parameter";
+/// How stale a grant's `last_used_at` may get before a release refreshes it.
+const LAST_USED_RESOLUTION_SECONDS: i64 = 60;
+
+/// What the caller asks for.
+#[derive(Debug, Clone, Default)]
+pub struct ReleaseRequest {
+    /// Direct mode: this grant.
+    pub grant_id: Option<String>,
+    /// Provider mode: this managed secret (slug) or OAuth provider.
+    pub provider_id: Option<String>,
+    /// Why (kept in the audit log).
+    pub reason: Option<String>,
+    /// The outgoing call's method.
+    pub method: String,
+    /// The outgoing call's URL.
+    pub url: String,
+    /// An end user's JWT: the grant must be theirs (or, for agents, delegated by them).
+    pub user_token: Option<String>,
+    /// Provider mode: the user whose delegation an agent uses.
+    pub app_user_id: Option<String>,
+    /// Provider mode: the account.
+    pub account: Option<String>,
+    /// Provider mode: the sibling label.
+    pub label: Option<String>,
+}
+
+/// A value of `additional_injections`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExtraInjection {
+    /// `header` or `query_param`.
+    pub target: &'static str,
+    /// Header or parameter name.
+    pub key: String,
+    /// `token` or `additional_credentials.<field>`.
+    pub value_source: String,
+}
+
+/// The credential as the client injects it.
+#[derive(Debug)]
+pub struct ReleasedCredential {
+    /// `access_token`.
+    pub access_token: SecretString,
+    /// `injection_header`.
+    pub injection_header: String,
+    /// `injection_format`.
+    pub injection_format: String,
+    /// `additional_credentials`.
+    pub additional_credentials: Option<BTreeMap<String, SecretString>>,
+    /// `additional_injections`.
+    pub additional_injections: Vec<ExtraInjection>,
+}
+
+/// A release that was recorded.
+#[derive(Debug)]
+pub struct Release {
+    /// The grant used.
+    pub grant: Grant,
+    /// Its managed secret.
+    pub secret: ManagedSecret,
+    /// The credential.
+    pub credential: ReleasedCredential,
+    /// The release's audit event id (the client echoes it as `token_generation`).
+    pub release_id: EventId,
+    /// Seconds until the grant ends, if it ends.
+    pub expires_in: Option<i64>,
+    /// A provider reported the grant's scopes too narrow.
+    pub scope_mismatch: bool,
+}
+
+/// Why a release was refused (each a stable code; see `server/src/error.rs`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Denial {
+    /// The grant was revoked.
+    Revoked,
+    /// The grant's lifetime ended.
+    Expired,
+    /// The managed secret was deleted.
+    Deleted,
+    /// A link of the delegation chain is broken (parent gone, user left the group…).
+    DelegationInvalid(&'static str),
+    /// The URL's host is not among the secret's allowed hosts.
+    BlockedDestination,
+    /// The agent's allowlist does not name this secret.
+    AgentNotAllowlisted,
+    /// The grant may only be used through the proxy (approval required, or a request rule
+    /// that needs to see the call).
+    RequiresProxy(&'static str),
+    /// The caller's request rule forbids the call.
+    RuleDenied,
+}
+
+impl Denial {
+    /// The stable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Denial::Revoked => "grant_revoked",
+            Denial::Expired => "grant_expired",
+            Denial::Deleted => "grant_deleted",
+            Denial::DelegationInvalid(_) => "delegation_invalid",
+            Denial::BlockedDestination => "blocked_destination",
+            Denial::AgentNotAllowlisted => "agent_not_allowlisted",
+            Denial::RequiresProxy(code) => code,
+            Denial::RuleDenied => "request_rule_denied",
+        }
+    }
+}
+
+impl Vault {
+    /// `POST /sdk/token`: resolves the grant for the caller, checks the release rules and
+    /// records the decision, then returns the credential. Every refusal after the request
+    /// parsed is recorded as a denial before it is answered.
+    pub async fn release(&self, caller: &Caller, request: ReleaseRequest) -> Result<Release> {
+        validate(&request)?;
+        let summary = RequestSummary::new(&request.method, &request.url);
+        let deny = |reason: &str, grant: Option<&Grant>| {
+            self.deny_event(caller, &request, &summary, reason, grant)
+        };
+        if let Err(e) = caller.require(&Scope::Action("tokens:retrieve")) {
+            self.record(deny("insufficient_scope", None)).await?;
+            return Err(e);
+        }
+        let user = match &request.user_token {
+            Some(token) => match self.sign_in(caller.app_id, token).await {
+                Ok(user) => Some(user),
+                Err(e) => {
+                    self.record(deny("jwt_validation_error", None)).await?;
+                    return Err(e);
+                }
+            },
+            None => None,
+        };
+        let grant = match self.resolve(caller, &request, user.as_ref()).await {
+            Ok(grant) => grant,
+            Err(e) => {
+                self.record(deny(refusal_code(&e), None)).await?;
+                return Err(e);
+            }
+        };
+        let secret = self
+            .secret_of(&grant)
+            .await?
+            .ok_or(Error::NotFound(Entity::Grant))?;
+        let agent = match caller.agent_id {
+            Some(agent) => Some(self.agent(caller.app_id, agent).await?),
+            None => None,
+        };
+        if let Err(denial) = self
+            .check_release(caller, &grant, &secret, agent.as_ref(), &request)
+            .await
+        {
+            self.record(deny(denial.code(), Some(&grant))).await?;
+            return Err(Error::ReleaseDenied(denial));
+        }
+        let credential = self.credential(&secret)?;
+        let now = self.now();
+        let event = AuditEvent {
+            principal: Some(principal_json(&grant)),
+            request: Some(summary),
+            reason: request.reason.clone(),
+            context: caller.context.clone(),
+            ..AuditEvent::allow(
+                caller.app_id,
+                now,
+                action::CREDENTIAL_RELEASED,
+                caller.actor(),
+                Target {
+                    kind: "grant".into(),
+                    id: grant.id.to_string(),
+                },
+            )
+        }
+        .with_details(json!({
+            "secret_id": secret.id,
+            "secret_slug": secret.slug,
+            "value_version": secret.value_version,
+            "parent_grant_id": grant.parent_grant_id,
+        }));
+        let release_id = event.id;
+        let touch = grant
+            .last_used_at
+            .is_none_or(|t| t.seconds_until(now) >= LAST_USED_RESOLUTION_SECONDS)
+            .then_some((grant.id, now));
+        self.store().record_release(&event, touch).await?;
+        Ok(Release {
+            expires_in: grant.expires_at.map(|end| now.seconds_until(end).max(0)),
+            scope_mismatch: grant.scope_mismatch,
+            release_id,
+            credential,
+            secret,
+            grant,
+        })
+    }
+
+    async fn record(&self, event: AuditEvent) -> Result<()> {
+        Ok(self.store().record_release(&event, None).await?)
+    }
+
+    fn deny_event(
+        &self,
+        caller: &Caller,
+        request: &ReleaseRequest,
+        summary: &RequestSummary,
+        reason: &str,
+        grant: Option<&Grant>,
+    ) -> AuditEvent {
+        AuditEvent {
+            target: grant.map(|g| Target {
+                kind: "grant".into(),
+                id: g.id.to_string(),
+            }),
+            principal: grant.map(principal_json),
+            request: Some(summary.clone()),
+            context: caller.context.clone(),
+            details: Some(json!({
+                "grant_id": request.grant_id,
+                "provider_id": request.provider_id,
+                "label": request.label,
+            })),
+            ..AuditEvent::deny(
+                caller.app_id,
+                self.now(),
+                action::CREDENTIAL_DENIED,
+                caller.actor(),
+                reason,
+            )
+        }
+    }
+
+    /// The one grant the request names, as the caller may reach it.
+    async fn resolve(
+        &self,
+        caller: &Caller,
+        request: &ReleaseRequest,
+        user: Option<&SignedInUser>,
+    ) -> Result<Grant> {
+        let consenting = match &request.app_user_id {
+            Some(text) => {
+                Some(UserId::parse_lenient(text).ok_or_else(|| not_found(caller, request))?)
+            }
+            None => None,
+        };
+        if let Some(grant_id) = &request.grant_id {
+            let grant = self
+                .app_grant(caller.app_id, grant_id)
+                .await
+                .map_err(|_| not_found(caller, request))?;
+            let reachable = match (caller.agent_id, caller.impersonating) {
+                (Some(agent), false) => grant.agent_id() == Some(agent),
+                _ => true,
+            };
+            let theirs = user.is_none_or(|u| belongs_to(&grant, u));
+            return if reachable && theirs {
+                Ok(grant)
+            } else {
+                Err(not_found(caller, request))
+            };
+        }
+        let provider = request.provider_id.as_deref().unwrap_or_default();
+        let secret = self
+            .store()
+            .get_secret_by_slug(caller.app_id, provider)
+            .await?
+            .filter(|s| s.deleted_at.is_none())
+            .ok_or_else(|| not_found(caller, request))?;
+        let viewer = match (caller.agent_id, user) {
+            (Some(agent), user) => Viewer::Agent {
+                agent,
+                delegated_by: user.map(|u| u.user.id).or(consenting),
+            },
+            (None, Some(user)) => Viewer::User {
+                user: user.user.id,
+                idp: user.user.idp_id,
+                groups: user.groups.clone(),
+            },
+            (None, None) => Viewer::App,
+        };
+        let now = self.now();
+        let candidates: Vec<Grant> = self
+            .store()
+            .release_candidates(
+                caller.app_id,
+                secret.id,
+                &viewer,
+                request.label.as_deref(),
+                now,
+            )
+            .await?
+            .into_iter()
+            // Without a user, the app itself holds only its system grants.
+            .filter(|g| viewer != Viewer::App || g.principal == Principal::System)
+            .collect();
+        match candidates.as_slice() {
+            [] => Err(not_found(caller, request)),
+            [one] => Ok(one.clone()),
+            many => Err(Error::AmbiguousGrant {
+                provider_id: provider.to_owned(),
+                candidates: many
+                    .iter()
+                    .take(MAX_CANDIDATES)
+                    .map(|g| (g.id, g.label.clone()))
+                    .collect(),
+                truncated: many.len() > MAX_CANDIDATES,
+            }),
+        }
+    }
+
+    async fn check_release(
+        &self,
+        caller: &Caller,
+        grant: &Grant,
+        secret: &ManagedSecret,
+        agent: Option<&Agent>,
+        request: &ReleaseRequest,
+    ) -> std::result::Result<(), Denial> {
+        if secret.deleted_at.is_some() {
+            return Err(Denial::Deleted);
+        }
+        match grant.state(self.now()) {
+            GrantState::Revoked => return Err(Denial::Revoked),
+            GrantState::Expired => return Err(Denial::Expired),
+            GrantState::Active => {}
+        }
+        if grant.parent_grant_id.is_some() {
+            match self.check_delegation_chain(grant).await {
+                Ok(()) => {}
+                Err(Error::DelegationInvalid(why)) => return Err(Denial::DelegationInvalid(why)),
+                Err(_) => {
+                    return Err(Denial::DelegationInvalid(
+                        "the delegation chain cannot be checked",
+                    ));
+                }
+            }
+        }
+        if let Some(agent) = agent {
+            let allowed = agent
+                .effective_scopes(self.now())
+                .get("managed_secret_slugs")
+                .and_then(Value::as_array)
+                .is_some_and(|slugs| slugs.iter().any(|s| s.as_str() == Some(&secret.slug)));
+            if !allowed {
+                return Err(Denial::AgentNotAllowlisted);
+            }
+            if agent.policy.get("requires_approval") == Some(&Value::Bool(true)) {
+                return Err(Denial::RequiresProxy("hitl_grant_requires_proxy"));
+            }
+        }
+        if !host_of(&request.url).is_some_and(|host| host_allowed(&secret.allowed_hosts, &host)) {
+            return Err(Denial::BlockedDestination);
+        }
+        if let Some(rule) = &caller.request_rule {
+            let denies = rule.rule_body.get("effect").and_then(Value::as_str) == Some("deny");
+            match rule.rule_type.as_str() {
+                // On a token request, conditions on the method count as met: the rule denies.
+                "json_match" if denies => return Err(Denial::RuleDenied),
+                "json_match" => {}
+                // Rules on the request's content can only be enforced where the content is seen.
+                _ => return Err(Denial::RequiresProxy("restricted_grant_requires_proxy")),
+            }
+        }
+        Ok(())
+    }
+
+    /// The credential as the client injects it, per injection type.
+    fn credential(&self, secret: &ManagedSecret) -> Result<ReleasedCredential> {
+        let opened = self.open_secret_value(secret)?;
+        let value = String::from_utf8(opened.to_vec())
+            .map_err(|_| Error::Crypto(alter_crypto::CryptoError::CannotOpen))?;
+        let value = SecretString::from(value);
+        let plain = |header: &str, format: &str, token: SecretString| ReleasedCredential {
+            access_token: token,
+            injection_header: header.to_owned(),
+            injection_format: format.to_owned(),
+            additional_credentials: None,
+            additional_injections: Vec::new(),
+        };
+        Ok(match secret.secret_type {
+            SecretType::Bearer => plain("Authorization", "Bearer {token}", value),
+            SecretType::Header => {
+                let header = secret.injection.header.clone().unwrap_or_default();
+                plain(&header, "{token}", value)
+            }
+            SecretType::Basic => {
+                let encoded =
+                    base64::engine::general_purpose::STANDARD.encode(value.expose_secret());
+                plain(
+                    "Authorization",
+                    "Basic {token}",
+                    SecretString::from(encoded),
+                )
+            }
+            SecretType::Query => ReleasedCredential {
+                additional_credentials: Some(BTreeMap::from([("value".to_owned(), value)])),
+                additional_injections: vec![ExtraInjection {
+                    target: "query_param",
+                    key: secret.injection.param.clone().unwrap_or_default(),
+                    value_source: "additional_credentials.value".into(),
+                }],
+                ..plain(
+                    QUERY_MARKER_HEADER,
+                    "{token}",
+                    SecretString::from(QUERY_MARKER_VALUE),
+                )
+            },
+            SecretType::Multi => {
+                let fields = multi_fields(value.expose_secret())
+                    .ok_or(Error::Crypto(alter_crypto::CryptoError::CannotOpen))?;
+                let injections = secret
+                    .injection
+                    .rules
+                    .iter()
+                    .map(|rule| ExtraInjection {
+                        target: match rule.target {
+                            InjectionTarget::Header => "header",
+                            InjectionTarget::Query => "query_param",
+                        },
+                        key: rule.name.clone(),
+                        value_source: format!("additional_credentials.{}", rule.field),
+                    })
+                    .collect();
+                ReleasedCredential {
+                    additional_credentials: Some(
+                        fields
+                            .into_iter()
+                            .map(|(k, v)| (k, SecretString::from(v)))
+                            .collect(),
+                    ),
+                    additional_injections: injections,
+                    ..plain(QUERY_MARKER_HEADER, "{token}", SecretString::from("multi"))
+                }
+            }
+            SecretType::AwsSigv4 => {
+                let aws: Value = serde_json::from_str(value.expose_secret())
+                    .map_err(|_| Error::Crypto(alter_crypto::CryptoError::CannotOpen))?;
+                let field = |name: &str| aws.get(name).and_then(Value::as_str).map(str::to_owned);
+                let mut extra = BTreeMap::new();
+                for (wire, stored) in [
+                    ("secret_key", "secret_access_key"),
+                    ("session_token", "session_token"),
+                    ("region", "region"),
+                    ("service", "service"),
+                ] {
+                    if let Some(v) = field(stored) {
+                        extra.insert(wire.to_owned(), SecretString::from(v));
+                    }
+                }
+                ReleasedCredential {
+                    additional_credentials: Some(extra),
+                    ..plain(
+                        "Authorization",
+                        "AWS4-HMAC-SHA256",
+                        SecretString::from(field("access_key_id").unwrap_or_default()),
+                    )
+                }
+            }
+        })
+    }
+
+    /// `POST /sdk/oauth/audit/api-call`: the client's report of the provider call it made
+    /// with a released credential, recorded beside the release (`token_generation` is the
+    /// release's event id).
+    pub async fn report_api_call(&self, caller: &Caller, report: ApiCallReport) -> Result<()> {
+        caller.require(&Scope::Action("audit:emit"))?;
+        let grant =
+            GrantId::parse_lenient(&report.grant_id).ok_or(Error::NotFound(Entity::Grant))?;
+        let event = AuditEvent {
+            request: Some(RequestSummary::new(&report.method, &report.url)),
+            reason: report.reason.clone(),
+            context: caller.context.clone(),
+            outcome: Some(json!({
+                "response_status": report.response_status,
+                "latency_ms": report.latency_ms,
+            })),
+            ..AuditEvent::allow(
+                caller.app_id,
+                self.now(),
+                action::CREDENTIAL_USED,
+                caller.actor(),
+                Target {
+                    kind: "grant".into(),
+                    id: grant.to_string(),
+                },
+            )
+        }
+        .with_details(json!({ "release_id": report.token_generation }));
+        self.record(event).await
+    }
+
+    /// `POST /sdk/grants/{id}/report-scope-mismatch`: marks the grant; later releases say so.
+    pub async fn report_scope_mismatch(
+        &self,
+        caller: &Caller,
+        grant_id: &str,
+        missing_scopes: Vec<String>,
+    ) -> Result<()> {
+        let grant = self.reachable_grant(caller, grant_id).await?;
+        let event = AuditEvent::allow(
+            caller.app_id,
+            self.now(),
+            action::GRANT_SCOPE_MISMATCH,
+            caller.actor(),
+            Target {
+                kind: "grant".into(),
+                id: grant.id.to_string(),
+            },
+        )
+        .with_details(json!({ "missing_scopes": missing_scopes }));
+        Ok(self
+            .store()
+            .mark_scope_mismatch(caller.app_id, grant.id, &event)
+            .await?)
+    }
+}
+
+/// The client's report of a provider call.
+#[derive(Debug, Clone, Default)]
+pub struct ApiCallReport {
+    /// The grant used.
+    pub grant_id: String,
+    /// The release it belongs to.
+    pub token_generation: Option<String>,
+    /// Method.
+    pub method: String,
+    /// URL (query values are dropped before storing).
+    pub url: String,
+    /// Provider status (0 on a transport error).
+    pub response_status: i64,
+    /// Latency.
+    pub latency_ms: i64,
+    /// Reason.
+    pub reason: Option<String>,
+}
+
+/// "Not found" as the caller should see it: agents learn they hold no delegation.
+fn not_found(caller: &Caller, request: &ReleaseRequest) -> Error {
+    match (caller.agent_id, &request.provider_id) {
+        (Some(agent), Some(provider)) => Error::NoDelegatedGrant {
+            provider_id: provider.clone(),
+            agent_id: agent.to_string(),
+            app_user_id: request.app_user_id.clone(),
+        },
+        _ => Error::GrantNotFoundFor {
+            provider_id: request.provider_id.clone(),
+            agent_id: caller.agent_id.map(|a| a.to_string()),
+            app_user_id: request.app_user_id.clone(),
+        },
+    }
+}
+
+/// The code a refusal before a grant was identified is recorded with.
+fn refusal_code(error: &Error) -> &'static str {
+    match error {
+        Error::AmbiguousGrant { .. } => "ambiguous_grant",
+        Error::NoDelegatedGrant { .. } => "no_delegated_grant",
+        _ => "grant_not_found",
+    }
+}
+
+/// True if the signed-in user holds `grant` (theirs, their group's, or delegated by them).
+fn belongs_to(grant: &Grant, user: &SignedInUser) -> bool {
+    match &grant.principal {
+        Principal::User(owner) => *owner == user.user.id,
+        Principal::Group {
+            idp_id,
+            external_group_id,
+        } => *idp_id == user.user.idp_id && user.groups.contains(external_group_id),
+        Principal::Agent(_) => grant.delegated_by == Some(user.user.id),
+        Principal::System => false,
+    }
+}
+
+fn principal_json(grant: &Grant) -> Value {
+    match &grant.principal {
+        Principal::User(user) => json!({ "type": "user", "app_user_id": user }),
+        Principal::Group {
+            idp_id,
+            external_group_id,
+        } => json!({ "type": "group", "idp_id": idp_id, "external_group_id": external_group_id }),
+        Principal::System => json!({ "type": "system" }),
+        Principal::Agent(agent) => json!({
+            "type": "agent",
+            "agent_id": agent,
+            "app_user_id": grant.delegated_by,
+        }),
+    }
+}
+
+/// The lower-case host of an `http(s)` URL.
+fn host_of(url: &str) -> Option<String> {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))?;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let host_port = authority.rsplit('@').next()?;
+    let host = if let Some(v6) = host_port.strip_prefix('[') {
+        v6.split(']').next()?.to_owned()
+    } else {
+        host_port.split(':').next()?.to_owned()
+    };
+    (!host.is_empty()).then(|| host.to_ascii_lowercase())
+}
+
+fn validate(request: &ReleaseRequest) -> Result<()> {
+    let invalid = |m: &str| Err(Error::Invalid(m.to_owned()));
+    if request.grant_id.is_some() == request.provider_id.is_some() {
+        return invalid("give exactly one of grant_id and provider_id");
+    }
+    if request.grant_id.is_some()
+        && (request.label.is_some() || request.account.is_some() || request.app_user_id.is_some())
+    {
+        return invalid("label, account and app_user_id go with provider_id");
+    }
+    if request.method.is_empty()
+        || request.method.len() > 16
+        || !request.method.bytes().all(|b| b.is_ascii_uppercase())
+    {
+        return invalid("request.method must be an upper-case HTTP method");
+    }
+    if request.url.len() > 65_536 || host_of(&request.url).is_none() {
+        return invalid("request.url must be an http(s) URL with a host");
+    }
+    for (field, value) in [
+        ("reason", &request.reason),
+        ("label", &request.label),
+        ("account", &request.account),
+    ] {
+        if value
+            .as_deref()
+            .is_some_and(|v| v.is_empty() || v.chars().count() > 1000)
+        {
+            return invalid(&format!("{field} must be 1 to 1000 characters"));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts() {
+        assert_eq!(
+            host_of("https://API.stripe.com/v1?x=1").as_deref(),
+            Some("api.stripe.com")
+        );
+        assert_eq!(
+            host_of("http://u:p@127.0.0.1:8080/p").as_deref(),
+            Some("127.0.0.1")
+        );
+        assert_eq!(host_of("http://[::1]:9/").as_deref(), Some("::1"));
+        assert_eq!(host_of("ftp://x"), None);
+        assert_eq!(host_of("https://"), None);
+    }
+
+    #[test]
+    fn requests_are_validated() {
+        let ok = ReleaseRequest {
+            grant_id: Some("g".into()),
+            method: "GET".into(),
+            url: "https://api.stripe.com/v1".into(),
+            ..Default::default()
+        };
+        assert!(validate(&ok).is_ok());
+        for bad in [
+            ReleaseRequest {
+                provider_id: Some("p".into()),
+                ..ok.clone()
+            },
+            ReleaseRequest {
+                grant_id: None,
+                ..ok.clone()
+            },
+            ReleaseRequest {
+                method: "get".into(),
+                ..ok.clone()
+            },
+            ReleaseRequest {
+                url: "stripe.com".into(),
+                ..ok.clone()
+            },
+            ReleaseRequest {
+                label: Some("l".into()),
+                ..ok.clone()
+            },
+        ] {
+            assert!(validate(&bad).is_err(), "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,159 @@
+//! Credential use: `POST /sdk/token` (protocol part 1 §5.2–5.3) and the client's reports,
+//! `POST /sdk/oauth/audit/api-call` (§5.7) and `POST /sdk/grants/{id}/report-scope-mismatch`
+//! (§5.6).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// The outgoing call a credential is asked for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenTarget {
+    /// Upper-case method.
+    pub method: String,
+    /// The URL as called (without the separate `query_params`).
+    pub url: String,
+}
+
+/// `POST /sdk/token`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenRequest {
+    /// Direct mode.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grant_id: Option<String>,
+    /// Provider mode: OAuth provider id or managed-secret slug.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider_id: Option<String>,
+    /// Why (always sent, may be null).
+    #[serde(default)]
+    pub reason: Option<String>,
+    /// The outgoing call.
+    pub request: TokenTarget,
+    /// An end user's JWT.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_token: Option<String>,
+    /// Provider mode: the user whose delegation an agent uses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_user_id: Option<String>,
+    /// Provider mode: the account.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
+    /// Provider mode: the sibling label.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+}
+
+/// One entry of `additional_injections`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdditionalInjection {
+    /// `header` or `query_param`.
+    pub target: String,
+    /// Header or parameter name.
+    pub key: String,
+    /// `token` or `additional_credentials.<field>`.
+    pub value_source: String,
+}
+
+/// The answer to `POST /sdk/token`, honouring every strict rule of §5.3.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenResponse {
+    /// The credential.
+    pub access_token: String,
+    /// Informational.
+    pub token_type: String,
+    /// Seconds until the grant ends (JSON integer), or null.
+    pub expires_in: Option<i64>,
+    /// Provider-token expiry: none for managed secrets.
+    pub expires_at: Option<String>,
+    /// Always a list.
+    pub scopes: Vec<String>,
+    /// The grant used (canonical lower-case UUID).
+    pub grant_id: String,
+    /// The provider (managed-secret slug).
+    pub provider_id: String,
+    /// The release's id (canonical lower-case UUID), echoed by the client's reports.
+    pub token_generation: Option<String>,
+    /// A provider reported the grant's scopes too narrow.
+    pub scope_mismatch: bool,
+    /// The header the credential goes into.
+    pub injection_header: String,
+    /// Its format (`{token}` is replaced).
+    pub injection_format: String,
+    /// Further named values (basic, query, multi, SigV4).
+    pub additional_credentials: Option<BTreeMap<String, String>>,
+    /// Further injections.
+    pub additional_injections: Option<Vec<AdditionalInjection>>,
+    /// The grant's own end (extra field; the client ignores it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grant_expires_at: Option<String>,
+}
+
+/// `POST /sdk/oauth/audit/api-call`: every key is always sent, values may be null.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApiCallAudit {
+    /// The grant used.
+    pub grant_id: String,
+    /// Provider.
+    #[serde(default)]
+    pub provider_id: Option<String>,
+    /// The release (`token_generation` of the token answer).
+    #[serde(default)]
+    pub token_generation: Option<String>,
+    /// Method.
+    pub method: String,
+    /// URL without `query_params`.
+    pub url: String,
+    /// Sanitized request headers (not stored).
+    #[serde(default)]
+    pub request_headers: Option<Value>,
+    /// Request body (not stored).
+    #[serde(default)]
+    pub request_body: Option<Value>,
+    /// Provider status; 0 on a transport error.
+    pub response_status: i64,
+    /// Response headers (not stored).
+    #[serde(default)]
+    pub response_headers: Option<Value>,
+    /// Response body (not stored).
+    #[serde(default)]
+    pub response_body: Option<Value>,
+    /// Latency.
+    #[serde(default)]
+    pub latency_ms: i64,
+    /// Reason.
+    #[serde(default)]
+    pub reason: Option<String>,
+    /// Audit context.
+    #[serde(default)]
+    pub context: Option<Value>,
+}
+
+/// `POST /sdk/grants/{id}/report-scope-mismatch`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScopeMismatchReport {
+    /// 403.
+    #[serde(default)]
+    pub provider_status_code: Option<i64>,
+    /// `insufficient_scope`.
+    #[serde(default)]
+    pub provider_error_code: Option<String>,
+    /// Scopes the provider asked for.
+    #[serde(default)]
+    pub missing_scopes: Option<Vec<String>>,
+    /// The provider's challenge (not stored).
+    #[serde(default)]
+    pub raw_www_authenticate: Option<String>,
+    /// The endpoint (host and first path segment kept).
+    #[serde(default)]
+    pub api_endpoint: Option<String>,
+    /// `www_authenticate_rfc6750`.
+    #[serde(default)]
+    pub detection_source: Option<String>,
+    /// The client's correlation id.
+    #[serde(default)]
+    pub sdk_correlation_id: Option<String>,
+}
