@@ -47,6 +47,8 @@ enum Command {
     Agent(operator::AgentArgs),
     /// Manage an app's grants and delegations (needs ALTER_ADDR and ALTER_ADMIN_TOKEN).
     Grant(operator::GrantArgs),
+    /// Query, export and verify an app's audit log (needs ALTER_ADDR and ALTER_ADMIN_TOKEN).
+    Audit(operator::AuditArgs),
 }
 
 fn main() -> ExitCode {
@@ -75,6 +77,7 @@ fn main() -> ExitCode {
             Command::Secret(args) => operator::secret(args).await,
             Command::Agent(args) => operator::agent(args).await,
             Command::Grant(args) => operator::grant(args).await,
+            Command::Audit(args) => operator::audit(args).await,
         }
     })
 }

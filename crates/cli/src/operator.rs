@@ -4,6 +4,7 @@
 //! 6 rate limited; 2 is clap's usage error).
 
 mod agents;
+mod audit;
 mod grants;
 mod idp;
 mod secrets;
@@ -11,6 +12,7 @@ mod secrets;
 use std::process::ExitCode;
 
 pub use agents::{AgentArgs, agent};
+pub use audit::{AuditArgs, audit};
 pub use grants::{GrantArgs, grant};
 pub use idp::{IdpArgs, idp};
 pub use secrets::{SecretArgs, secret};

@@ -363,3 +363,198 @@ mod tests {
         assert_eq!(back.canonical_body().unwrap(), body);
     }
 }
+
+/// Which events a listing holds; every filter narrows.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EventFilter {
+    /// Events about this grant.
+    pub grant_id: Option<String>,
+    /// Events by or about this agent.
+    pub agent_id: Option<String>,
+    /// Events concerning this end user.
+    pub app_user_id: Option<String>,
+    /// This action.
+    pub action: Option<String>,
+    /// `allow` or `deny`.
+    pub decision: Option<Decision>,
+    /// At or after.
+    pub since: Option<Timestamp>,
+    /// Before.
+    pub until: Option<Timestamp>,
+}
+
+/// A stored event and its place in the chain.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredEvent {
+    /// Position in the app's chain (from 1).
+    pub seq: i64,
+    /// The event.
+    pub event: AuditEvent,
+    /// Its chain hash.
+    pub hash: [u8; 32],
+}
+
+/// A stored chain row, as read for verification: what the columns say, unparsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainRow {
+    /// Position.
+    pub seq: i64,
+    /// Event id column.
+    pub id: String,
+    /// Time column.
+    pub at: i64,
+    /// Action column.
+    pub action: String,
+    /// Decision column.
+    pub decision: String,
+    /// Actor key column.
+    pub actor_key_id: Option<String>,
+    /// Agent column.
+    pub agent_id: Option<String>,
+    /// Grant column.
+    pub grant_id: Option<String>,
+    /// User column.
+    pub app_user_id: Option<String>,
+    /// Target column.
+    pub target_id: Option<String>,
+    /// The hashed body.
+    pub body: String,
+    /// Stored predecessor hash.
+    pub prev_hash: Vec<u8>,
+    /// Stored hash.
+    pub hash: Vec<u8>,
+}
+
+/// The first thing wrong with a chain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ChainProblem {
+    /// The position where it shows.
+    pub seq: i64,
+    /// The event there, if one is.
+    pub event_id: Option<String>,
+    /// What is wrong.
+    pub problem: String,
+}
+
+/// The outcome of walking a chain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ChainReport {
+    /// Events checked.
+    pub events: i64,
+    /// The first problem; none when the chain verifies.
+    pub first_problem: Option<ChainProblem>,
+}
+
+/// Walks chain rows (in seq order, continuing from `prev`) and returns the first problem.
+/// `prev` is `(last seq, last hash)` of what was checked before.
+pub fn check_chain_rows(rows: &[ChainRow], prev: &mut (i64, [u8; 32])) -> Option<ChainProblem> {
+    for row in rows {
+        let problem = |what: &str| {
+            Some(ChainProblem {
+                seq: row.seq,
+                event_id: Some(row.id.clone()),
+                problem: what.to_owned(),
+            })
+        };
+        if row.seq != prev.0 + 1 {
+            return Some(ChainProblem {
+                seq: prev.0 + 1,
+                event_id: None,
+                problem: format!("events {} to {} are missing", prev.0 + 1, row.seq - 1),
+            });
+        }
+        if row.prev_hash.as_slice() != prev.1 {
+            return problem(
+                "does not follow its predecessor (reordered, or an event before it was removed or altered)",
+            );
+        }
+        let expected = chain_hash(&prev.1, row.seq, &row.body);
+        if row.hash.as_slice() != expected {
+            return problem("altered: its content no longer matches its hash");
+        }
+        let Ok(event) = serde_json::from_str::<AuditEvent>(&row.body) else {
+            return problem("altered: its body is not an event");
+        };
+        let decision = match event.decision {
+            Decision::Allow => "allow",
+            Decision::Deny => "deny",
+        };
+        let columns_match = row.id == event.id.to_string()
+            && row.at == event.at.micros()
+            && row.action == event.action
+            && row.decision == decision
+            && row.actor_key_id == event.actor.key_id.map(|k| k.to_string())
+            && row.agent_id == event.actor.agent_id.map(|a| a.to_string())
+            && row.grant_id.as_deref() == event.grant_id().filter(|g| !g.is_empty())
+            && row.app_user_id == event.subject_user()
+            && row.target_id.as_deref()
+                == event
+                    .target
+                    .as_ref()
+                    .map(|t| t.id.as_str())
+                    .filter(|t| !t.is_empty());
+        if !columns_match {
+            return problem("altered: a column differs from the hashed content");
+        }
+        *prev = (row.seq, expected);
+    }
+    None
+}
+
+/// Rows read per page when verifying.
+const VERIFY_PAGE: i64 = 5_000;
+
+impl crate::vault::Vault {
+    /// A page of an app's audit events (operator), oldest first, after the cursor `after_seq`.
+    pub async fn audit_events(
+        &self,
+        app_id: AppId,
+        filter: EventFilter,
+        after_seq: i64,
+        limit: i64,
+    ) -> crate::error::Result<Vec<StoredEvent>> {
+        self.get_app(app_id).await?;
+        let limit = crate::validate::int_in_range("limit", limit, 1, 1000)?;
+        Ok(self
+            .store()
+            .list_events(app_id, &filter, after_seq.max(0), limit)
+            .await?)
+    }
+
+    /// Walks an app's whole chain and names the first event that was altered, removed or
+    /// reordered (operator).
+    pub async fn verify_audit_chain(&self, app_id: AppId) -> crate::error::Result<ChainReport> {
+        self.get_app(app_id).await?;
+        let mut prev = (0, GENESIS_HASH);
+        loop {
+            let rows = self.store().chain_rows(app_id, prev.0, VERIFY_PAGE).await?;
+            if let Some(problem) = check_chain_rows(&rows, &mut prev) {
+                return Ok(ChainReport {
+                    events: problem.seq - 1,
+                    first_problem: Some(problem),
+                });
+            }
+            if (rows.len() as i64) < VERIFY_PAGE {
+                break;
+            }
+        }
+        let head = self.store().chain_head(app_id).await?;
+        let first_problem = match head {
+            Some((seq, hash)) if seq == prev.0 && hash.as_slice() == prev.1 => None,
+            Some((seq, _)) if seq > prev.0 => Some(ChainProblem {
+                seq: prev.0 + 1,
+                event_id: None,
+                problem: format!("events {} to {seq} are missing", prev.0 + 1),
+            }),
+            _ => Some(ChainProblem {
+                seq: prev.0,
+                event_id: None,
+                problem: "the chain head does not match its last event".into(),
+            }),
+        };
+        Ok(ChainReport {
+            events: prev.0,
+            first_problem,
+        })
+    }
+}

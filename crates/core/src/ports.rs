@@ -213,6 +213,23 @@ pub trait AuditStore: Send + Sync {
         label: Option<&str>,
         now: Timestamp,
     ) -> StoreResult<Vec<Grant>>;
+    /// Events of an app in chain order, after `after_seq`, matching `filter`.
+    async fn list_events(
+        &self,
+        app: AppId,
+        filter: &crate::audit::EventFilter,
+        after_seq: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<crate::audit::StoredEvent>>;
+    /// Raw chain rows of an app after `after_seq`, for verification.
+    async fn chain_rows(
+        &self,
+        app: AppId,
+        after_seq: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<crate::audit::ChainRow>>;
+    /// The head of an app's chain: last sequence number and hash.
+    async fn chain_head(&self, app: AppId) -> StoreResult<Option<(i64, Vec<u8>)>>;
     /// Marks a grant's scopes as reported too narrow.
     async fn mark_scope_mismatch(
         &self,

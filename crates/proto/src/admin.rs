@@ -305,3 +305,82 @@ pub struct AgentSummary {
     /// Display name.
     pub display_name: Option<String>,
 }
+
+/// `GET /admin/v1/apps/{app}/audit`: filters (all narrow) and the cursor.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditQuery {
+    /// Events about this grant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grant: Option<String>,
+    /// Events by or about this agent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<String>,
+    /// Events concerning this end user (`app_user_id`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// This action (`credential.released`, `grant.revoked`, …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<String>,
+    /// `allow` or `deny`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decision: Option<String>,
+    /// RFC 3339: at or after.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<String>,
+    /// RFC 3339: before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<String>,
+    /// The `next_cursor` of the previous page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<String>,
+    /// Page size, 1–1000 (default 100).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<i64>,
+}
+
+/// One audit event as listed: its place in the chain, its hash, and its content.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditEventView {
+    /// Position in the app's chain.
+    pub seq: i64,
+    /// Chain hash (hex).
+    pub hash: String,
+    /// The event (id, at, action, decision, reason, actor, target, principal, request,
+    /// context, outcome, details).
+    pub event: serde_json::Value,
+}
+
+/// A page of audit events.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditPage {
+    /// Oldest first.
+    pub items: Vec<AuditEventView>,
+    /// Pass as `cursor` for the next page; absent on the last.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}
+
+/// `POST /admin/v1/apps/{app}/audit/verify`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChainReportView {
+    /// True when every event verifies and none is missing.
+    pub ok: bool,
+    /// Events checked before the first problem (or in all).
+    pub events: i64,
+    /// The first problem.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_problem: Option<ChainProblemView>,
+}
+
+/// Where a chain breaks.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChainProblemView {
+    /// Position.
+    pub seq: i64,
+    /// The event there, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_id: Option<String>,
+    /// What is wrong.
+    pub problem: String,
+}

@@ -4,9 +4,9 @@
 use std::time::Duration;
 
 use alter_proto::admin::{
-    AgentListQuery, AppInfo, CreateAppRequest, CreateDelegationRequest, CreateSecretRequest,
-    GrantListQuery, IdpInfo, IdpRequest, ItemList, MintKeyRequest, RevokeRequest,
-    RotateAppKeyRequest, RotateSecretRequest, SecretInfo,
+    AgentListQuery, AppInfo, AuditPage, AuditQuery, ChainReportView, CreateAppRequest,
+    CreateDelegationRequest, CreateSecretRequest, GrantListQuery, IdpInfo, IdpRequest, ItemList,
+    MintKeyRequest, RevokeRequest, RotateAppKeyRequest, RotateSecretRequest, SecretInfo,
 };
 use alter_proto::agents::{AgentInfo, AgentList};
 use alter_proto::grants::{DelegationResult, GrantList};
@@ -290,6 +290,22 @@ impl AdminClient {
     ) -> Result<DelegationResult, Error> {
         let path = format!("{}/delegations", grant_path(app_id, grant_id));
         self.call(Method::POST, &path, Some(request)).await
+    }
+
+    /// A page of the app's audit events, oldest first.
+    pub async fn audit_events(&self, app_id: &str, query: &AuditQuery) -> Result<AuditPage, Error> {
+        let path = format!(
+            "/apps/{}/audit{}",
+            encode_path_segment(app_id),
+            query_string(query)?
+        );
+        self.call::<_, ()>(Method::GET, &path, None).await
+    }
+
+    /// Walks the app's audit chain and names the first event altered, removed or reordered.
+    pub async fn verify_audit(&self, app_id: &str) -> Result<ChainReportView, Error> {
+        let path = format!("/apps/{}/audit/verify", encode_path_segment(app_id));
+        self.call::<_, ()>(Method::POST, &path, None).await
     }
 }
 

@@ -1,14 +1,14 @@
 //! The audit log as credential use writes and reads it.
 
-use alter_core::audit::AuditEvent;
+use alter_core::audit::{AuditEvent, ChainRow, Decision, EventFilter, StoredEvent};
 use alter_core::grants::{Grant, Viewer};
 use alter_core::ids::{AppId, GrantId, SecretId};
-use alter_core::ports::{AuditStore, StoreResult};
+use alter_core::ports::{AuditStore, StoreError, StoreResult};
 use alter_core::time::Timestamp;
 use async_trait::async_trait;
 
 use crate::grants::{COLUMNS, grant};
-use crate::rows::fetch_all;
+use crate::rows::{fetch_all, fetch_optional, get, hash32};
 use crate::writer::Op;
 use crate::{SqlStore, audit, db_error};
 
@@ -84,6 +84,110 @@ impl AuditStore for SqlStore {
             query = query.bind(p);
         }
         fetch_all(&self.read, query, grant).await
+    }
+
+    async fn list_events(
+        &self,
+        app: AppId,
+        filter: &EventFilter,
+        after_seq: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<StoredEvent>> {
+        let mut sql =
+            String::from("SELECT seq, body, hash FROM audit_events WHERE app_id = $1 AND seq > $2");
+        let mut texts: Vec<String> = Vec::new();
+        let mut ints: Vec<i64> = Vec::new();
+        // Text parameters follow the two fixed ones, then the integer ones.
+        let text_filters = [
+            ("grant_id", &filter.grant_id),
+            ("agent_id", &filter.agent_id),
+            ("app_user_id", &filter.app_user_id),
+            ("action", &filter.action),
+        ];
+        for (column, value) in text_filters {
+            if let Some(value) = value {
+                texts.push(value.clone());
+                sql.push_str(&format!(" AND {column} = ${}", 2 + texts.len()));
+            }
+        }
+        if let Some(decision) = filter.decision {
+            texts.push(match decision {
+                Decision::Allow => "allow".into(),
+                Decision::Deny => "deny".into(),
+            });
+            sql.push_str(&format!(" AND decision = ${}", 2 + texts.len()));
+        }
+        for (op, value) in [(">=", filter.since), ("<", filter.until)] {
+            if let Some(at) = value {
+                ints.push(at.micros());
+                sql.push_str(&format!(" AND at {op} ${}", 2 + texts.len() + ints.len()));
+            }
+        }
+        sql.push_str(&format!(
+            " ORDER BY seq LIMIT ${}",
+            3 + texts.len() + ints.len()
+        ));
+        let mut query = sqlx::query(&sql).bind(app.to_string()).bind(after_seq);
+        for t in texts {
+            query = query.bind(t);
+        }
+        for i in ints {
+            query = query.bind(i);
+        }
+        query = query.bind(limit);
+        fetch_all(&self.read, query, |row| {
+            let body: String = get(row, "body")?;
+            Ok(StoredEvent {
+                seq: get(row, "seq")?,
+                event: serde_json::from_str(&body)
+                    .map_err(|_| StoreError::Corrupt("audit event body".into()))?,
+                hash: hash32(row, "hash")?,
+            })
+        })
+        .await
+    }
+
+    async fn chain_rows(
+        &self,
+        app: AppId,
+        after_seq: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<ChainRow>> {
+        let query = sqlx::query(
+            "SELECT seq, id, at, action, decision, actor_key_id, agent_id, grant_id, app_user_id, \
+             target_id, body, prev_hash, hash FROM audit_events \
+             WHERE app_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+        )
+        .bind(app.to_string())
+        .bind(after_seq)
+        .bind(limit);
+        fetch_all(&self.read, query, |row| {
+            Ok(ChainRow {
+                seq: get(row, "seq")?,
+                id: get(row, "id")?,
+                at: get(row, "at")?,
+                action: get(row, "action")?,
+                decision: get(row, "decision")?,
+                actor_key_id: get(row, "actor_key_id")?,
+                agent_id: get(row, "agent_id")?,
+                grant_id: get(row, "grant_id")?,
+                app_user_id: get(row, "app_user_id")?,
+                target_id: get(row, "target_id")?,
+                body: get(row, "body")?,
+                prev_hash: get(row, "prev_hash")?,
+                hash: get(row, "hash")?,
+            })
+        })
+        .await
+    }
+
+    async fn chain_head(&self, app: AppId) -> StoreResult<Option<(i64, Vec<u8>)>> {
+        let query = sqlx::query("SELECT seq, hash FROM audit_heads WHERE app_id = $1")
+            .bind(app.to_string());
+        fetch_optional(&self.read, query, |row| {
+            Ok((get(row, "seq")?, get(row, "hash")?))
+        })
+        .await
     }
 
     async fn mark_scope_mismatch(

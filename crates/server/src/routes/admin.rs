@@ -58,6 +58,8 @@ pub fn router() -> Router<AppState> {
             "/apps/{app}/grants/{grant}/delegations",
             post(delegate_grant),
         )
+        .route("/apps/{app}/audit", get(super::audit::list))
+        .route("/apps/{app}/audit/verify", post(super::audit::verify))
 }
 
 fn app_info(app: &App) -> AppInfo {
@@ -69,7 +71,7 @@ fn app_info(app: &App) -> AppInfo {
 }
 
 /// An app id from the path; anything else is an unknown app.
-fn app_id(text: &str) -> Result<AppId, Error> {
+pub(super) fn app_id(text: &str) -> Result<AppId, Error> {
     AppId::parse_lenient(text).ok_or(Error::NotFound(Entity::App))
 }
 

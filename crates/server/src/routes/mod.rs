@@ -5,6 +5,7 @@
 
 mod admin;
 mod agents;
+mod audit;
 mod grants;
 mod health;
 mod keys;

@@ -1,0 +1,183 @@
+//! `alter audit …`: the tamper-evident audit log — list with filters, export as JSON Lines,
+//! verify the hash chain.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use alter_proto::admin::{AuditEventView, AuditQuery};
+use alter_sdk::Error;
+use clap::{Args, Subcommand};
+
+use super::{Connection, client, finish, output, resolve_app};
+use crate::table::Table;
+
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    #[command(flatten)]
+    connection: Connection,
+    /// The app (defaults to the only app, when there is exactly one).
+    #[arg(long, global = true)]
+    app: Option<String>,
+    #[command(subcommand)]
+    command: AuditCommand,
+}
+
+/// Filters shared by `list` and `export`; all narrow.
+#[derive(Debug, Clone, Args)]
+struct Filters {
+    /// Events about this grant.
+    #[arg(long)]
+    grant: Option<String>,
+    /// Events by or about this agent.
+    #[arg(long)]
+    agent: Option<String>,
+    /// Events concerning this end user (app_user_id).
+    #[arg(long)]
+    user: Option<String>,
+    /// This action (credential.released, grant.revoked, …).
+    #[arg(long)]
+    action: Option<String>,
+    /// allow or deny.
+    #[arg(long, value_parser = ["allow", "deny"])]
+    decision: Option<String>,
+    /// At or after (RFC 3339).
+    #[arg(long)]
+    since: Option<String>,
+    /// Before (RFC 3339).
+    #[arg(long)]
+    until: Option<String>,
+}
+
+impl Filters {
+    fn query(&self, cursor: Option<String>, limit: i64) -> AuditQuery {
+        AuditQuery {
+            grant: self.grant.clone(),
+            agent: self.agent.clone(),
+            user: self.user.clone(),
+            action: self.action.clone(),
+            decision: self.decision.clone(),
+            since: self.since.clone(),
+            until: self.until.clone(),
+            cursor,
+            limit: Some(limit),
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// A page of events, oldest first.
+    List {
+        #[command(flatten)]
+        filters: Filters,
+        /// Page size (1–1000).
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+        /// The cursor printed after the previous page.
+        #[arg(long)]
+        cursor: Option<String>,
+    },
+    /// Every matching event as JSON Lines on stdout.
+    Export {
+        #[command(flatten)]
+        filters: Filters,
+    },
+    /// Walk the hash chain; exits 1 and names the first event altered, removed or reordered.
+    Verify,
+}
+
+pub async fn audit(args: AuditArgs) -> ExitCode {
+    let json = args.connection.json;
+    let result = async {
+        let client = client(&args.connection)?;
+        let app = resolve_app(&client, args.app).await?;
+        match args.command {
+            AuditCommand::List {
+                filters,
+                limit,
+                cursor,
+            } => {
+                let page = client
+                    .audit_events(&app, &filters.query(cursor, limit))
+                    .await?;
+                Ok(output(json, &page, || {
+                    let mut text = events_table(&page.items);
+                    if let Some(next) = &page.next_cursor {
+                        text.push_str(&format!("\n\nnext page: --cursor {next}"));
+                    }
+                    text
+                }))
+            }
+            AuditCommand::Export { filters } => {
+                let mut cursor = None;
+                let mut stdout = std::io::stdout().lock();
+                loop {
+                    let page = client
+                        .audit_events(&app, &filters.query(cursor, 1000))
+                        .await?;
+                    for item in &page.items {
+                        let line =
+                            serde_json::to_string(item).map_err(|e| Error::value(e.to_string()))?;
+                        writeln!(stdout, "{line}").map_err(|e| Error::value(e.to_string()))?;
+                    }
+                    match page.next_cursor {
+                        Some(next) => cursor = Some(next),
+                        None => break,
+                    }
+                }
+                Ok(String::new())
+            }
+            AuditCommand::Verify => {
+                let report = client.verify_audit(&app).await?;
+                let text = output(json, &report, || match &report.first_problem {
+                    None => format!("ok: {} events, the chain verifies", report.events),
+                    Some(p) => format!(
+                        "BROKEN at event {}{}: {}",
+                        p.seq,
+                        p.event_id
+                            .as_deref()
+                            .map(|id| format!(" ({id})"))
+                            .unwrap_or_default(),
+                        p.problem
+                    ),
+                });
+                if report.ok {
+                    Ok(text)
+                } else {
+                    Err(Error::value(text))
+                }
+            }
+        }
+    }
+    .await;
+    finish(result)
+}
+
+fn events_table(events: &[AuditEventView]) -> String {
+    let mut table = Table::new(["SEQ", "AT", "ACTION", "DECISION", "REASON", "TARGET"]);
+    for view in events {
+        let field = |name: &str| {
+            view.event
+                .get(name)
+                .and_then(|v| v.as_str())
+                .unwrap_or("-")
+                .to_owned()
+        };
+        let target = view
+            .event
+            .get("target")
+            .and_then(|t| t.get("id"))
+            .and_then(|v| v.as_str())
+            .unwrap_or("-")
+            .to_owned();
+        table.row([
+            view.seq.to_string().as_str(),
+            field("at").as_str(),
+            field("action").as_str(),
+            field("decision").as_str(),
+            field("reason").as_str(),
+            target.as_str(),
+        ]);
+    }
+    table.render()
+}
