@@ -40,7 +40,8 @@ class TestIdp:
         return json.dumps({"keys": [public]})
 
     def register(self, server: Server, app_id: str | None = None) -> dict:
-        """`PUT /admin/v1/apps/{app}/idp` with the inline JWKS; returns the IdpInfo."""
+        """`PUT /admin/v1/apps/{app}/idp` with the inline JWKS; returns the IdpInfo. `id` is
+        the IdP id of the server's own app (another app that trusts this IdP gets its own)."""
         response = server.admin(
             "PUT",
             f"/apps/{app_id or server.app_id}/idp",
@@ -55,7 +56,8 @@ class TestIdp:
         )
         assert response.status_code == 200, response.text
         info = response.json()
-        self.id = info["id"]
+        if app_id is None or app_id == server.app_id:
+            self.id = info["id"]
         return info
 
     def token(
