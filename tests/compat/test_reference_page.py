@@ -229,9 +229,7 @@ def test_the_create_managed_secret_grant_example(server, idp):
 
         # Scoped to Alice by her JWT, the grant is hers; Bob sees nothing.
         hers = await app.list_grants(end_user_token=idp.token("alice"))
-        assert [(g.grant_id, g.principal_type) for g in hers.grants] == [
-            (result.grant_id, "user")
-        ]
+        assert [(g.grant_id, g.principal_type) for g in hers.grants] == [(result.grant_id, "user")]
         bobs = await app.list_grants(end_user_token=idp.token("bob"))
         assert bobs.total == 0 and bobs.grants == []
 
@@ -263,9 +261,7 @@ def test_group_and_system_principals(server, idp):
             ),
         )
         assert (group.principal_type, group.label) == ("group", "engineering-prod-stripe")
-        system = await app.create_managed_secret_grant(
-            stripe["id"], principal=SystemPrincipal()
-        )
+        system = await app.create_managed_secret_grant(stripe["id"], principal=SystemPrincipal())
         # The client sends `"label":null`; the answer carries the key, null.
         assert (system.principal_type, system.label) == ("system", None)
         labelled = await app.create_managed_secret_grant(
@@ -438,6 +434,31 @@ def test_the_revoke_grant_example(server, idp):
         with pytest.raises(GrantNotFoundError):
             await app.revoke_grant("00000000-0000-4000-8000-000000000000")
         assert (await grant_states(app))[keep.grant_id] == "active"
+
+    run(scenario())
+
+
+def test_revoke_grant_with_an_agents_key_reaches_only_its_own(server, idp):
+    """Protocol part 2 §4.3: an agent key revokes only a grant it is the principal of."""
+    stripe = server.create_secret("Stripe Prod")
+
+    async def scenario():
+        app = App(api_key=server.api_key)
+        alice = idp.token("alice")
+        grant = await app.create_managed_secret_grant(
+            stripe["id"], principal=UserPrincipal(user_token=alice, label="alice-prod-stripe")
+        )
+        bot = await app.agents.create(name="research-bot", scopes={})
+        delegation = idp.user_delegates(server, alice, grant.grant_id, bot.id)
+        as_agent = App(api_key=bot.api_key)
+        with pytest.raises(GrantNotFoundError):
+            await as_agent.revoke_grant(grant.grant_id, reason="not mine")
+        result = await as_agent.revoke_grant(delegation["grant_id"], reason="done")
+        assert (result.success, result.grant_id) == (True, delegation["grant_id"])
+        assert await grant_states(app) == {
+            grant.grant_id: "active",
+            delegation["grant_id"]: "revoked",
+        }
 
     run(scenario())
 
