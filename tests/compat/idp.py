@@ -85,7 +85,13 @@ class TestIdp:
         return jwt.encode(payload, self._key, algorithm="ES256", headers={"kid": self.kid})
 
     def user_api(
-        self, server: Server, method: str, path: str, token: str, app_id: str | None = None, **kwargs
+        self,
+        server: Server,
+        method: str,
+        path: str,
+        token: str,
+        app_id: str | None = None,
+        **kwargs,
     ) -> httpx.Response:
         """The end-user API `/user/v1/apps/{app}{path}`, with `token` as the Bearer."""
         return httpx.request(

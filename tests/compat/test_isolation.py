@@ -265,16 +265,22 @@ def test_the_admin_and_end_user_apis_keep_apps_apart(server, idp):
         admin = server.admin
         assert admin("GET", f"/apps/{second_id}/grants").json()["grants"] == []
         for method, path, body in (
-            ("POST", f"/apps/{second_id}/grants/{first.system_grant}/delegations",
-             {"agent_id": str(own.id)}),
+            (
+                "POST",
+                f"/apps/{second_id}/grants/{first.system_grant}/delegations",
+                {"agent_id": str(own.id)},
+            ),
             ("POST", f"/apps/{second_id}/grants/{first.system_grant}/revoke", {}),
             ("POST", f"/apps/{second_id}/agents/{first.agent_id}/pause", None),
             ("DELETE", f"/apps/{second_id}/agents/{first.agent_id}", None),
             ("DELETE", f"/apps/{second_id}/keys/{first.app_key_id}", None),
             ("GET", f"/apps/{second_id}/secrets/{first.secret['id']}", None),
             # The first app delegating to the second app's agent.
-            ("POST", f"/apps/{server.app_id}/grants/{first.system_grant}/delegations",
-             {"agent_id": str(own.id)}),
+            (
+                "POST",
+                f"/apps/{server.app_id}/grants/{first.system_grant}/delegations",
+                {"agent_id": str(own.id)},
+            ),
         ):
             response = admin(method, path, json=body) if body is not None else admin(method, path)
             assert response.status_code == 404, (method, path, response.text)
@@ -290,17 +296,33 @@ def test_the_admin_and_end_user_apis_keep_apps_apart(server, idp):
             user(server, "GET", "/delegations", first.alice, app_id=second_id).json()["grants"]
             == []
         )
-        assert [a["id"] for a in user(server, "GET", "/agents", first.alice, app_id=second_id).json()] == [
-            str(own.id)
-        ]
+        assert [
+            a["id"] for a in user(server, "GET", "/agents", first.alice, app_id=second_id).json()
+        ] == [str(own.id)]
         for response in (
-            user(server, "POST", f"/grants/{first.user_grant}/delegations", first.alice,
-                 app_id=second_id, json={"agent_id": str(own.id)}),
-            user(server, "DELETE", f"/delegations/{first.user_delegation}", first.alice,
-                 app_id=second_id),
+            user(
+                server,
+                "POST",
+                f"/grants/{first.user_grant}/delegations",
+                first.alice,
+                app_id=second_id,
+                json={"agent_id": str(own.id)},
+            ),
+            user(
+                server,
+                "DELETE",
+                f"/delegations/{first.user_delegation}",
+                first.alice,
+                app_id=second_id,
+            ),
             # In her own app, to the other app's agent.
-            user(server, "POST", f"/grants/{first.user_grant}/delegations", first.alice,
-                 json={"agent_id": str(own.id)}),
+            user(
+                server,
+                "POST",
+                f"/grants/{first.user_grant}/delegations",
+                first.alice,
+                json={"agent_id": str(own.id)},
+            ),
         ):
             assert response.status_code == 404, response.text
 
