@@ -27,3 +27,14 @@ def server(request, tmp_path: Path):
     running.stop()
     if schema:
         schema.drop()
+
+
+@pytest.fixture
+def idp(server):
+    """The app's identity provider: an EC P-256 key registered as an inline JWKS, with a
+    groups claim. `idp.token("alice", groups=[…])` mints a user's JWT."""
+    from idp import TestIdp
+
+    provider = TestIdp()
+    provider.register(server)
+    return provider

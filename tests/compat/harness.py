@@ -50,6 +50,32 @@ class Server:
         assert response.status_code == 201, response.text
         return response.json()
 
+    def create_secret(self, name: str, app_id: str | None = None, **body) -> dict:
+        """A managed secret (`POST /admin/v1/apps/{app}/secrets`); returns its SecretInfo."""
+        body = {"name": name, "type": "bearer", "value": f"value-of-{name}", **body}
+        response = self.admin("POST", f"/apps/{app_id or self.app_id}/secrets", json=body)
+        assert response.status_code == 201, response.text
+        return response.json()
+
+    def create_app(self, name: str) -> tuple[str, str]:
+        """A second app and a runtime key for it: `(app_id, api_key)`."""
+        response = self.admin("POST", "/apps", json={"name": name})
+        assert response.status_code == 201, response.text
+        app_id = response.json()["id"]
+        response = self.admin("POST", f"/apps/{app_id}/keys", json={})
+        assert response.status_code == 201, response.text
+        return app_id, response.json()["api_key"]
+
+    def delegate(self, grant_id: str, agent_id: str, app_id: str | None = None, **body) -> dict:
+        """The operator delegates a grant the app owns to an agent (admin API)."""
+        response = self.admin(
+            "POST",
+            f"/apps/{app_id or self.app_id}/grants/{grant_id}/delegations",
+            json={"agent_id": str(agent_id), **body},
+        )
+        assert response.status_code == 201, response.text
+        return response.json()
+
     def stop(self) -> None:
         self.process.terminate()
         try:
