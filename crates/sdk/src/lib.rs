@@ -17,6 +17,7 @@ mod client;
 pub mod error;
 pub mod grants;
 mod namespaces;
+pub mod sigv4;
 mod transport;
 
 pub use alter_proto::keys::{ApiKeyInfo, DeriveKeyRequest, MintedKey};
