@@ -17,6 +17,7 @@ mod client;
 pub mod error;
 pub mod grants;
 mod namespaces;
+pub mod sigv4;
 mod transport;
 
 pub use agents::{AgentInfo, Agents, CreateAgent, UpdateAgent};
