@@ -294,22 +294,29 @@ def test_an_agent_principal_through_an_app_key_is_refused(server):
     run(scenario())
 
 
-def test_an_agent_principal_through_an_agent_key_is_refused(server):
-    """Protocol part 2 §2.1/§2.2/§11.2: the route rejects AgentPrincipal with 422 and does not
-    infer the agent from the key — also when an `App` is built with an agent's key (the
-    client does not check the key's prefix)."""
+def test_an_agent_principal_through_an_agent_key_is_the_agent_itself(server):
+    """The reference page offers `create_managed_secret_grant` to agents, "self only"; 0.29.0
+    has no such method on `Agent`, so the server accepts an `AgentPrincipal` sent with an
+    agent's key (here through an `App` built with it) and takes the agent from the verified
+    key, never from the body (issue 3, item 3). An app key with no agent context gets 422
+    (`test_an_agent_principal_through_an_app_key_is_refused`)."""
     stripe = server.create_secret("Stripe Prod")
 
     async def scenario():
         app = App(api_key=server.api_key)
-        bot = await app.agents.create(name="research-bot", scopes={})
+        bot = await app.agents.create(
+            name="research-bot", scopes={"managed_secret_slugs": [stripe["slug"]]}
+        )
         as_agent = App(api_key=bot.api_key)
-        with pytest.raises(BackendError) as raised:
-            await as_agent.create_managed_secret_grant(
-                stripe["id"], principal=AgentPrincipal(label="mine")
-            )
-        assert raised.value.status_code == 422
-        assert await grant_states(app) == {}
+        result = await as_agent.create_managed_secret_grant(
+            stripe["id"], principal=AgentPrincipal(label="mine")
+        )
+        assert result.principal_type == "agent"
+        assert result.label == "mine"
+        listed = await Agent(api_key=bot.api_key).list_grants()
+        assert [g.grant_id for g in listed.grants] == [result.grant_id]
+        assert listed.grants[0].agent_id == str(bot.id)
+        assert listed.grants[0].access_via == "ownership"
 
     run(scenario())
 

@@ -17,6 +17,8 @@ use crate::vault::Vault;
 
 /// Largest page of a listing.
 pub const MAX_PAGE: i64 = 1000;
+/// Longest lifetime a grant policy may name: 100 years.
+pub const MAX_TTL_SECONDS: i64 = 100 * 365 * 24 * 3600;
 
 /// Who a grant belongs to, as a type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -752,8 +754,10 @@ fn parse_policy(input: PolicyInput, now: Timestamp) -> Result<GrantPolicy> {
         ("max_ttl_seconds", input.max_ttl_seconds),
         ("default_ttl_seconds", input.default_ttl_seconds),
     ] {
-        if value.is_some_and(|v| v <= 0) {
-            return Err(invalid(&format!("{field} must be a positive integer")));
+        if value.is_some_and(|v| !(1..=MAX_TTL_SECONDS).contains(&v)) {
+            return Err(invalid(&format!(
+                "{field} must be a positive integer of at most {MAX_TTL_SECONDS} (100 years)"
+            )));
         }
     }
     if let (Some(max), Some(default)) = (input.max_ttl_seconds, input.default_ttl_seconds)

@@ -79,9 +79,15 @@ impl Timestamp {
         )
     }
 
+    /// The date-time, clamped to the years 0001–9999 that RFC 3339 can write.
     fn to_datetime(self) -> OffsetDateTime {
+        let limit = if self.0 < 0 {
+            time::macros::datetime!(0001-01-01 0:00 UTC)
+        } else {
+            time::macros::datetime!(9999-12-31 23:59:59.999_999 UTC)
+        };
         OffsetDateTime::from_unix_timestamp_nanos(i128::from(self.0) * 1_000)
-            .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+            .unwrap_or(limit)
             .to_offset(UtcOffset::UTC)
     }
 }
@@ -166,6 +172,11 @@ mod tests {
         );
         assert_eq!(Timestamp::parse_rfc3339("2023-11-14"), None);
         assert_eq!(t.compact(), "20231114-221320");
+        assert_eq!(
+            Timestamp::from_micros(i64::MAX).to_rfc3339(),
+            "9999-12-31T23:59:59.999999Z",
+            "beyond what RFC 3339 can write, times clamp instead of wrapping"
+        );
     }
 
     #[test]

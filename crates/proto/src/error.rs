@@ -121,6 +121,8 @@ pub mod codes {
     pub const NO_DELEGATED_GRANT: &str = "no_delegated_grant";
     /// Unknown route.
     pub const NOT_FOUND: &str = "not_found";
+    /// The route does not take that method.
+    pub const METHOD_NOT_ALLOWED: &str = "method_not_allowed";
     /// Unknown identity provider.
     pub const IDP_NOT_FOUND: &str = "idp_not_found";
 

@@ -31,7 +31,30 @@ use crate::state::AppState;
 /// Largest `X-Alter-Request-Rule` header.
 const MAX_RULE_HEADER_LEN: usize = 4096;
 
-/// Middleware: authenticates and admits a signed SDK request.
+/// Middleware in front of every route: reads the whole body (up to the limit) before anything
+/// answers. An answer given before the body was read would leave it on the connection, which
+/// the server would then close without saying so — and a client that pools connections would
+/// see its next request fail.
+pub async fn buffer_body(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let (parts, body) = request.into_parts();
+    match axum::body::to_bytes(body, state.max_body_bytes).await {
+        Ok(bytes) => {
+            next.run(Request::from_parts(parts, Body::from(bytes)))
+                .await
+        }
+        Err(_) => {
+            let mut response = ApiError::payload_too_large(state.max_body_bytes).into_response();
+            // The rest of the body is still on the wire: this connection cannot be reused.
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            response
+        }
+    }
+}
+
+/// Middleware: authenticates and admits a signed SDK request (its body already buffered by
+/// [`buffer_body`]).
 pub async fn signed_request(
     State(state): State<AppState>,
     request: Request,

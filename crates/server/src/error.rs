@@ -56,6 +56,15 @@ impl ApiError {
         )
     }
 
+    /// 405: the route exists, not with this method.
+    pub fn method_not_allowed() -> Self {
+        Self::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            codes::METHOD_NOT_ALLOWED,
+            "this route does not take that method",
+        )
+    }
+
     /// 404 for an unknown route.
     pub fn route_not_found() -> Self {
         Self::new(StatusCode::NOT_FOUND, codes::NOT_FOUND, "no such route")

@@ -18,7 +18,7 @@ use axum::Router;
 use axum::middleware::from_fn_with_state;
 use axum::routing::{delete, get, patch, post};
 
-use crate::auth::signed_request;
+use crate::auth::{buffer_body, signed_request};
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -108,21 +108,28 @@ pub fn router(state: AppState, base_path: &str) -> Router {
             "/sdk/grants/{id}/report-scope-mismatch",
             post(token::scope_mismatch),
         )
-        .route_layer(from_fn_with_state(state.clone(), signed_request));
+        .route_layer(from_fn_with_state(state.clone(), signed_request))
+        .method_not_allowed_fallback(method_not_allowed);
     let user = Router::new()
         .route("/me", get(user::me))
         .route("/grants", get(user::grants))
         .route("/grants/{grant}/delegations", post(user::delegate))
         .route("/delegations", get(user::delegations))
         .route("/delegations/{delegation}", delete(user::revoke_delegation))
-        .route("/agents", get(user::agents));
+        .route("/agents", get(user::agents))
+        .method_not_allowed_fallback(method_not_allowed);
     let app = Router::new()
         .merge(sdk)
-        .nest("/admin/v1", admin::router())
+        .nest(
+            "/admin/v1",
+            admin::router().method_not_allowed_fallback(method_not_allowed),
+        )
         .nest("/user/v1/apps/{app}", user)
         .route("/healthz", get(health::live))
         .route("/readyz", get(health::ready))
         .fallback(|| async { ApiError::route_not_found() })
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(from_fn_with_state(state.clone(), buffer_body))
         .with_state(state);
     if base_path.is_empty() {
         app
@@ -131,4 +138,8 @@ pub fn router(state: AppState, base_path: &str) -> Router {
             .nest(base_path, app)
             .fallback(|| async { ApiError::route_not_found() })
     }
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::method_not_allowed()
 }
