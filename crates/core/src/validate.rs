@@ -57,29 +57,6 @@ pub fn int_in_range(field: &str, value: i64, min: i64, max: i64) -> Result<i64> 
     Ok(value)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn names() {
-        assert!(display_name("name", "prod").is_ok());
-        for bad in ["", "  ", " x", "a\nb", &"x".repeat(101)] {
-            assert!(display_name("name", bad).is_err(), "{bad:?}");
-        }
-    }
-
-    #[test]
-    fn cidrs() {
-        let nets = cidr_allowlist("cidr", &["10.1.2.3/8".into(), "::1".into()]).unwrap();
-        assert_eq!(nets[0].to_string(), "10.0.0.0/8");
-        assert_eq!(nets[1].to_string(), "::1/128");
-        assert!(cidr_allowlist("cidr", &["0.0.0.0/0".into()]).is_err());
-        assert!(cidr_allowlist("cidr", &["10.0.0.0/33".into()]).is_err());
-        assert!(cidr_allowlist("cidr", &[]).is_err());
-    }
-}
-
 /// Header names the official client refuses to inject (protocol part 1 §5.3).
 const FORBIDDEN_HEADERS: &[&str] = &[
     "host",
@@ -129,4 +106,27 @@ pub fn label(value: Option<&str>) -> Result<Option<String>> {
             Ok(l.to_owned())
         })
         .transpose()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        assert!(display_name("name", "prod").is_ok());
+        for bad in ["", "  ", " x", "a\nb", &"x".repeat(101)] {
+            assert!(display_name("name", bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn cidrs() {
+        let nets = cidr_allowlist("cidr", &["10.1.2.3/8".into(), "::1".into()]).unwrap();
+        assert_eq!(nets[0].to_string(), "10.0.0.0/8");
+        assert_eq!(nets[1].to_string(), "::1/128");
+        assert!(cidr_allowlist("cidr", &["0.0.0.0/0".into()]).is_err());
+        assert!(cidr_allowlist("cidr", &["10.0.0.0/33".into()]).is_err());
+        assert!(cidr_allowlist("cidr", &[]).is_err());
+    }
 }

@@ -10,6 +10,7 @@ use crate::grants::{
     ListGrants, Principal, RevokeGrantResult,
 };
 use crate::namespaces::{Keys, Scopes};
+use crate::request::{self, ProviderRequest};
 use crate::transport::{DEFAULT_TIMEOUT, Identity, TimeSource, Transport};
 
 /// Builds an [`App`] or an [`Agent`].
@@ -219,6 +220,13 @@ impl App {
         grants::mint_grant(&self.transport, source_grant_id, label, grant_policy).await
     }
 
+    /// Calls a provider with a released credential (retrieve mode): the credential is fetched,
+    /// injected into the call and never handed to the caller; the outcome is reported to the
+    /// audit log.
+    pub async fn request(&self, request: ProviderRequest) -> Result<reqwest::Response, Error> {
+        request::request(&self.transport, request, false).await
+    }
+
     /// The agents namespace.
     pub fn agents(&self) -> Agents<'_> {
         Agents {
@@ -307,6 +315,12 @@ impl Agent {
         options: DelegateOptions,
     ) -> Result<DelegationResult, Error> {
         grants::delegate(&self.transport, grant_id, to_agent_id, options).await
+    }
+
+    /// Calls a provider with a credential this agent holds (retrieve mode). A grant the agent
+    /// cannot reach is [`Error::AgentDelegationMissing`].
+    pub async fn request(&self, request: ProviderRequest) -> Result<reqwest::Response, Error> {
+        request::request(&self.transport, request, true).await
     }
 
     /// This agent, whatever its status.

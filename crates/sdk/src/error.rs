@@ -173,6 +173,10 @@ errors! {
     IdempotencyKeyAgentRevoked => "IdempotencyKeyAgentRevokedError",
     /// Idempotent replay of a paused agent.
     IdempotencyKeyAgentInactive => "IdempotencyKeyAgentInactiveError",
+    /// The provider refused the call (status ≥ 400, not 401).
+    ProviderApi => "ProviderAPIError",
+    /// The provider refused the credential (401).
+    ProviderUnauthorized => "ProviderUnauthorizedError",
     /// The backend could not be reached.
     Network => "NetworkError",
     /// The backend did not answer in time.

@@ -17,6 +17,7 @@ mod client;
 pub mod error;
 pub mod grants;
 mod namespaces;
+mod request;
 pub mod sigv4;
 mod transport;
 
@@ -31,4 +32,5 @@ pub use grants::{
     UnifiedGrantListResult,
 };
 pub use namespaces::{Keys, Scopes};
+pub use request::ProviderRequest;
 pub use transport::{BASE_URL_VAR, DEFAULT_BASE_URL};

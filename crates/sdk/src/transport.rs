@@ -47,6 +47,7 @@ pub(crate) struct Transport {
     signing_key: SigningKey,
     identity: Identity,
     now: TimeSource,
+    timeout: Duration,
 }
 
 impl std::fmt::Debug for Transport {
@@ -93,6 +94,7 @@ impl Transport {
             base_url,
             identity,
             now,
+            timeout,
         })
     }
 
@@ -102,6 +104,11 @@ impl Transport {
             identity,
             ..self.clone()
         }
+    }
+
+    /// The per-request timeout.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
     }
 
     pub fn base_url(&self) -> &str {

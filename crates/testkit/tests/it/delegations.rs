@@ -480,7 +480,7 @@ async fn group_grants_follow_membership_in_the_token() {
         let bad_idp = app
             .create_managed_secret_grant(
                 &s.world.secret.id,
-                Principal::group("eng", &uuid::Uuid::new_v4().to_string(), "x"),
+                Principal::group("eng", uuid::Uuid::new_v4().to_string(), "x"),
                 None,
             )
             .await
