@@ -6,6 +6,7 @@
 
 pub mod idp;
 mod raw;
+pub mod upstream;
 
 use std::future::Future;
 use std::net::SocketAddr;

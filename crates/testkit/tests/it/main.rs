@@ -12,4 +12,5 @@ mod grants;
 mod health;
 mod isolation;
 mod keys;
+mod release;
 mod scopes;
