@@ -522,35 +522,39 @@ impl crate::vault::Vault {
     }
 
     /// Walks an app's whole chain and names the first event that was altered, removed or
-    /// reordered (operator).
+    /// reordered (operator). The head is read first: events appended while the walk runs are
+    /// after it and are left for the next verification.
     pub async fn verify_audit_chain(&self, app_id: AppId) -> crate::error::Result<ChainReport> {
         self.get_app(app_id).await?;
+        let (head_seq, head_hash) = self.store().chain_head(app_id).await?.unwrap_or_default();
         let mut prev = (0, GENESIS_HASH);
-        loop {
-            let rows = self.store().chain_rows(app_id, prev.0, VERIFY_PAGE).await?;
+        while prev.0 < head_seq {
+            let mut rows = self.store().chain_rows(app_id, prev.0, VERIFY_PAGE).await?;
+            rows.retain(|row| row.seq <= head_seq);
             if let Some(problem) = check_chain_rows(&rows, &mut prev) {
                 return Ok(ChainReport {
                     events: problem.seq - 1,
                     first_problem: Some(problem),
                 });
             }
-            if (rows.len() as i64) < VERIFY_PAGE {
+            if rows.is_empty() {
                 break;
             }
         }
-        let head = self.store().chain_head(app_id).await?;
-        let first_problem = match head {
-            Some((seq, hash)) if seq == prev.0 && hash.as_slice() == prev.1 => None,
-            Some((seq, _)) if seq > prev.0 => Some(ChainProblem {
+        let first_problem = if prev.0 < head_seq {
+            Some(ChainProblem {
                 seq: prev.0 + 1,
                 event_id: None,
-                problem: format!("events {} to {seq} are missing", prev.0 + 1),
-            }),
-            _ => Some(ChainProblem {
+                problem: format!("events {} to {head_seq} are missing", prev.0 + 1),
+            })
+        } else if head_hash.as_slice() != prev.1 && head_seq > 0 {
+            Some(ChainProblem {
                 seq: prev.0,
                 event_id: None,
                 problem: "the chain head does not match its last event".into(),
-            }),
+            })
+        } else {
+            None
         };
         Ok(ChainReport {
             events: prev.0,
