@@ -217,7 +217,11 @@ fn output<T: Serialize>(json: bool, value: &T, human: impl FnOnce() -> String) -
 fn finish(result: Result<String, Error>) -> ExitCode {
     match result {
         Ok(text) => {
-            println!("{text}");
+            // A command that streamed its own output (export) has nothing more to say; a blank
+            // line would break JSON Lines.
+            if !text.is_empty() {
+                println!("{text}");
+            }
             ExitCode::SUCCESS
         }
         Err(e) => {

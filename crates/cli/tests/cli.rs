@@ -441,6 +441,22 @@ impl Operator {
     /// A request to `/sdk/*` signed with the dev app's key, as an app would send it; the
     /// answer's JSON.
     fn signed(&self, method: &str, path: &str, body: &Value) -> Value {
+        let (status, text) = self
+            .try_signed(&reqwest::blocking::Client::new(), method, path, body)
+            .unwrap();
+        assert!(status.is_success(), "{method} {path}: {status} {text}");
+        serde_json::from_str(&text).unwrap()
+    }
+
+    /// A signed request on `client`; the status and body, or the transport error (a server
+    /// that went away).
+    fn try_signed(
+        &self,
+        client: &reqwest::blocking::Client,
+        method: &str,
+        path: &str,
+        body: &Value,
+    ) -> reqwest::Result<(reqwest::StatusCode, String)> {
         use alter_proto::signing::{self, SigningInput, headers};
         let body = serde_json::to_vec(body).unwrap();
         let timestamp = std::time::SystemTime::now()
@@ -460,7 +476,7 @@ impl Operator {
             ..SigningInput::default()
         }
         .sign(&signing::signing_key(&self.api_key));
-        let response = reqwest::blocking::Client::new()
+        let response = client
             .request(method.parse().unwrap(), format!("{}{path}", self.addr))
             .header(headers::API_KEY, &self.api_key)
             .header(headers::TIMESTAMP, timestamp)
@@ -469,12 +485,9 @@ impl Operator {
             .header(headers::SIGNATURE, signature)
             .header("content-type", "application/json")
             .body(body)
-            .send()
-            .unwrap();
+            .send()?;
         let status = response.status();
-        let text = response.text().unwrap();
-        assert!(status.is_success(), "{method} {path}: {status} {text}");
-        serde_json::from_str(&text).unwrap()
+        Ok((status, response.text()?))
     }
 
     fn create_agent(&self, name: &str) -> String {
@@ -499,6 +512,23 @@ impl Operator {
     /// Stops the server and returns everything it wrote to stderr.
     fn stop(self) -> String {
         assert!(self.server.terminate().success());
+        std::fs::read_to_string(&self.log).unwrap()
+    }
+
+    /// Sends SIGKILL: the server gets no chance to flush, finish a transaction or shut down.
+    fn kill(&self) {
+        let pid = self.server.child.id().to_string();
+        assert!(
+            Command::new("kill")
+                .args(["-KILL", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+    }
+
+    /// Everything the server wrote to stderr so far.
+    fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap()
     }
 }
@@ -1101,4 +1131,177 @@ fn the_operator_cli_lists_revokes_and_delegates_grants() {
         let bad_limit = op.run(&["grant", "list", "--limit", "0"]);
         assert_eq!(exit_code(&bad_limit), 1, "{}", stderr(&bad_limit));
     });
+}
+
+#[test]
+fn a_server_killed_mid_burst_has_audited_every_credential_it_released() {
+    const CLIENTS: usize = 8;
+    const RELEASES_BEFORE_KILL: usize = 150;
+    for database in databases() {
+        let dir = tempfile::tempdir().unwrap();
+        let op = Operator::start(dir.path(), &database);
+        let value = format!("crash-secret-{}", uuid::Uuid::new_v4().simple());
+        let secret = stdout_json(&op.run_with_stdin(
+            &[
+                "secret",
+                "create",
+                "--name",
+                "crashy",
+                "--type",
+                "bearer",
+                "--value-stdin",
+                "--json",
+            ],
+            &value,
+        ));
+        let grant = op.create_system_grant(secret["id"].as_str().unwrap(), "main");
+        let body = serde_json::json!({
+            "grant_id": grant,
+            "reason": "burst",
+            "request": {"method": "GET", "url": "https://api.example.com/v1/items"},
+        });
+
+        // Concurrent releases until SIGKILL; every answered release is remembered.
+        let released = std::sync::Mutex::new(Vec::<String>::new());
+        std::thread::scope(|scope| {
+            for _ in 0..CLIENTS {
+                scope.spawn(|| {
+                    let client = reqwest::blocking::Client::new();
+                    // A transport error means the server is gone.
+                    while let Ok((status, text)) =
+                        op.try_signed(&client, "POST", "/sdk/token", &body)
+                    {
+                        assert_eq!(status, 200, "{text}");
+                        let answer: Value = serde_json::from_str(&text).unwrap();
+                        assert_eq!(answer["access_token"], value.as_str());
+                        let id = answer["token_generation"].as_str().unwrap().to_owned();
+                        released.lock().unwrap().push(id);
+                    }
+                });
+            }
+            while released.lock().unwrap().len() < RELEASES_BEFORE_KILL {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            op.kill();
+        });
+        let released = released.into_inner().unwrap();
+        let first_log = op.log();
+        drop(op);
+        assert_no_plaintext(&database, &value);
+
+        // Restarted on the same data: the chain verifies and holds every answered release.
+        let op = Operator::start(dir.path(), &database);
+        let verify = stdout(&op.run(&["audit", "verify"]));
+        assert!(
+            verify.starts_with("ok: ") && verify.contains("the chain verifies"),
+            "{verify}"
+        );
+        let exported = stdout(&op.run(&["audit", "export", "--action", "credential.released"]));
+        let audited: std::collections::HashSet<String> = exported
+            .lines()
+            .map(|line| {
+                let item: Value = serde_json::from_str(line).unwrap();
+                assert_eq!(item["event"]["decision"], "allow");
+                item["event"]["id"].as_str().unwrap().to_owned()
+            })
+            .collect();
+        let missing: Vec<&String> = released
+            .iter()
+            .filter(|id| !audited.contains(*id))
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "{} of {} released credentials have no audit record: {missing:?}",
+            missing.len(),
+            released.len()
+        );
+        assert!(audited.len() >= released.len());
+
+        // Listing pages through the same events.
+        let page = op.json(&[
+            "audit",
+            "list",
+            "--action",
+            "credential.released",
+            "--limit",
+            "2",
+            "--json",
+        ]);
+        assert_eq!(page["items"].as_array().unwrap().len(), 2);
+        let cursor = page["next_cursor"].as_str().unwrap();
+        let next = op.json(&[
+            "audit",
+            "list",
+            "--action",
+            "credential.released",
+            "--limit",
+            "2",
+            "--cursor",
+            cursor,
+            "--json",
+        ]);
+        assert!(next["items"][0]["seq"].as_i64() > page["items"][1]["seq"].as_i64());
+        let table = stdout(&op.run(&["audit", "list", "--grant", &grant, "--limit", "3"]));
+        assert!(
+            table.contains("credential.released") && table.contains("next page: --cursor"),
+            "{table}"
+        );
+        let none = op.json(&["audit", "list", "--decision", "deny", "--json"]);
+        assert_eq!(none["items"], serde_json::json!([]));
+
+        // Someone with write access to the database alters one release: verify names it and
+        // exits 1.
+        let victim: Value = serde_json::from_str(exported.lines().nth(3).unwrap()).unwrap();
+        let guards: &[&str] = if database.url().starts_with("sqlite") {
+            &[
+                "DROP TRIGGER audit_events_no_update",
+                "DROP TRIGGER audit_events_no_delete",
+            ]
+        } else {
+            &["DROP TRIGGER audit_events_append_only ON audit_events"]
+        };
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let seq = victim["seq"].to_string();
+        runtime.block_on(async {
+            for sql in guards {
+                database.execute(sql, &[]).await.unwrap();
+            }
+            let changed = database
+                .execute(
+                    "UPDATE audit_events SET body = REPLACE(body, '\"burst\"', '\"quiet\"') WHERE seq = CAST($1 AS BIGINT)",
+                    &[&seq],
+                )
+                .await
+                .unwrap();
+            assert_eq!(changed, 1);
+        });
+        let broken = op.run(&["audit", "verify"]);
+        assert_eq!(exit_code(&broken), 1);
+        assert!(
+            stderr(&broken).contains(&format!("BROKEN at event {seq}")),
+            "{}",
+            stderr(&broken)
+        );
+
+        // Nothing the server wrote, before or after the crash, and nothing on disk holds the
+        // secret.
+        let second_log = op.stop();
+        for log in [&first_log, &second_log] {
+            assert!(!log.contains(&value), "the secret is in the server's log");
+        }
+        assert_no_plaintext(&database, &value);
+        runtime.block_on(database.drop_now()).unwrap();
+    }
+}
+
+/// No SQLite file (the database, or a write-ahead log a crash left behind) holds `value`.
+fn assert_no_plaintext(database: &ScratchDatabase, value: &str) {
+    for file in database.sqlite_files() {
+        let bytes = std::fs::read(&file).unwrap();
+        assert!(
+            !bytes.windows(value.len()).any(|w| w == value.as_bytes()),
+            "{} holds the secret in plaintext",
+            file.display()
+        );
+    }
 }

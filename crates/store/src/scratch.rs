@@ -86,12 +86,13 @@ impl ScratchDatabase {
         Ok(affected)
     }
 
-    /// The SQLite database file (and `-wal` file) paths, for byte scans.
+    /// The SQLite database file and, while one exists, its `-wal` file, for byte scans.
     pub fn sqlite_files(&self) -> Vec<PathBuf> {
         match &self.cleanup {
             Cleanup::Sqlite(dir) => ["alter.db", "alter.db-wal"]
                 .iter()
                 .map(|f| dir.path().join(f))
+                .filter(|path| path.exists())
                 .collect(),
             Cleanup::PostgresSchema { .. } => Vec::new(),
         }

@@ -56,7 +56,15 @@ impl Received {
 #[derive(Debug)]
 struct Shared {
     received: Mutex<Vec<Received>>,
-    answer: Mutex<(u16, Vec<(String, String)>, String)>,
+    answer: Mutex<Answer>,
+}
+
+/// What the upstream answers with.
+#[derive(Debug, Clone)]
+struct Answer {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
 }
 
 /// The running server; stops when dropped.
@@ -72,7 +80,11 @@ impl Upstream {
     pub async fn start() -> Upstream {
         let shared = Arc::new(Shared {
             received: Mutex::new(Vec::new()),
-            answer: Mutex::new((200, Vec::new(), r#"{"ok":true}"#.into())),
+            answer: Mutex::new(Answer {
+                status: 200,
+                headers: Vec::new(),
+                body: r#"{"ok":true}"#.into(),
+            }),
         });
         let app = Router::new().fallback(record).with_state(shared.clone());
         let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
@@ -104,14 +116,14 @@ impl Upstream {
 
     /// Answers every request from now on with this status, headers and body.
     pub fn answer(&self, status: u16, headers: &[(&str, &str)], body: &str) {
-        *self.shared.answer.lock().expect("answer lock") = (
+        *self.shared.answer.lock().expect("answer lock") = Answer {
             status,
-            headers
+            headers: headers
                 .iter()
                 .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
                 .collect(),
-            body.to_owned(),
-        );
+            body: body.to_owned(),
+        };
     }
 
     /// Everything received so far, oldest first.
@@ -152,13 +164,13 @@ async fn record(
                 .collect(),
             body: body.to_vec(),
         });
-    let (status, extra, text) = shared.answer.lock().expect("answer lock").clone();
+    let answer = shared.answer.lock().expect("answer lock").clone();
     let mut response = (
-        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-        text,
+        StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        answer.body,
     )
         .into_response();
-    for (name, value) in extra {
+    for (name, value) in answer.headers {
         if let (Ok(n), Ok(v)) = (
             axum::http::HeaderName::from_bytes(name.as_bytes()),
             axum::http::HeaderValue::from_str(&value),
