@@ -457,35 +457,29 @@ impl Operator {
         path: &str,
         body: &Value,
     ) -> reqwest::Result<(reqwest::StatusCode, String)> {
-        use alter_proto::signing::{self, SigningInput, headers};
         let body = serde_json::to_vec(body).unwrap();
         let timestamp = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
-            .as_secs()
-            .to_string();
+            .as_secs();
         let nonce = uuid::Uuid::new_v4().simple().to_string();
-        let content_sha256 = signing::content_sha256(&body);
-        let target = signing::canonical_target(path);
-        let signature = SigningInput {
+        let key = alter_proto::signing::signing_key(&self.api_key);
+        let signed = alter_proto::signing::plain_request_headers(
+            &self.api_key,
+            &key,
             method,
-            canonical_target: &target,
-            timestamp: &timestamp,
-            nonce: &nonce,
-            content_sha256: &content_sha256,
-            ..SigningInput::default()
-        }
-        .sign(&signing::signing_key(&self.api_key));
-        let response = client
+            path,
+            &body,
+            timestamp,
+            &nonce,
+        );
+        let mut request = client
             .request(method.parse().unwrap(), format!("{}{path}", self.addr))
-            .header(headers::API_KEY, &self.api_key)
-            .header(headers::TIMESTAMP, timestamp)
-            .header(headers::NONCE, nonce)
-            .header(headers::CONTENT_SHA256, content_sha256)
-            .header(headers::SIGNATURE, signature)
-            .header("content-type", "application/json")
-            .body(body)
-            .send()?;
+            .header("content-type", "application/json");
+        for (name, value) in signed {
+            request = request.header(name, value);
+        }
+        let response = request.body(body).send()?;
         let status = response.status();
         Ok((status, response.text()?))
     }

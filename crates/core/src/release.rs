@@ -446,10 +446,14 @@ impl Vault {
                         value_source: format!("additional_credentials.{}", rule.field),
                     })
                     .collect();
+                // Only the fields a rule injects leave the vault.
+                let used =
+                    |field: &String| secret.injection.rules.iter().any(|r| &r.field == field);
                 ReleasedCredential {
                     additional_credentials: Some(
                         fields
                             .into_iter()
+                            .filter(|(k, _)| used(k))
                             .map(|(k, v)| (k, SecretString::from(v)))
                             .collect(),
                     ),
@@ -486,11 +490,12 @@ impl Vault {
 
     /// `POST /sdk/oauth/audit/api-call`: the client's report of the provider call it made
     /// with a released credential, recorded beside the release (`token_generation` is the
-    /// release's event id).
+    /// release's event id). Only a grant the caller can reach may be reported on — revoked or
+    /// paused since the release is fine, someone else's is "not found" — so no key can write
+    /// use history onto grants it was never given.
     pub async fn report_api_call(&self, caller: &Caller, report: ApiCallReport) -> Result<()> {
         caller.require(&Scope::Action("audit:emit"))?;
-        let grant =
-            GrantId::parse_lenient(&report.grant_id).ok_or(Error::NotFound(Entity::Grant))?;
+        let grant = self.reachable_grant(caller, &report.grant_id).await?.id;
         let event = AuditEvent {
             request: Some(RequestSummary::new(&report.method, &report.url)),
             reason: report.reason.clone(),

@@ -147,6 +147,39 @@ impl SigningInput<'_> {
     }
 }
 
+/// The five headers that sign a request made without identity headers or attenuation: for
+/// tools and tests that send requests of their own (the SDK's transport signs richer ones).
+/// `target` is the path and query relative to the base URL; `timestamp` Unix seconds; `nonce`
+/// 32 fresh lower-case hex characters.
+pub fn plain_request_headers(
+    api_key: &str,
+    key: &SigningKey,
+    method: &str,
+    target: &str,
+    body: &[u8],
+    timestamp: u64,
+    nonce: &str,
+) -> [(&'static str, String); 5] {
+    let timestamp = timestamp.to_string();
+    let content_sha256 = content_sha256(body);
+    let signature = SigningInput {
+        method,
+        canonical_target: &canonical_target(target),
+        timestamp: &timestamp,
+        nonce,
+        content_sha256: &content_sha256,
+        ..SigningInput::default()
+    }
+    .sign(key);
+    [
+        (headers::API_KEY, api_key.to_owned()),
+        (headers::TIMESTAMP, timestamp),
+        (headers::NONCE, nonce.to_owned()),
+        (headers::CONTENT_SHA256, content_sha256),
+        (headers::SIGNATURE, signature),
+    ]
+}
+
 fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
     #[allow(clippy::expect_used)]
     let mut mac = HmacSha256::new_from_slice(key).expect("HMAC accepts keys of every length");
@@ -296,6 +329,28 @@ mod tests {
             "37d18fb521e3e92bbab3b83ea9a61c0566b6545126ece20da832ede871a9ae2c"
         );
         assert!(input.verify(&signing_key(KEY), &sig));
+    }
+
+    #[test]
+    fn plain_request_headers_match_the_vector() {
+        let headers = plain_request_headers(
+            KEY,
+            &signing_key(KEY),
+            "GET",
+            "/sdk/scopes",
+            b"",
+            1_700_000_000,
+            NONCE,
+        );
+        let value = |name: &str| headers.iter().find(|(n, _)| *n == name).unwrap().1.clone();
+        assert_eq!(value(headers::API_KEY), KEY);
+        assert_eq!(value(headers::TIMESTAMP), TS);
+        assert_eq!(value(headers::NONCE), NONCE);
+        assert_eq!(value(headers::CONTENT_SHA256), EMPTY_BODY_SHA256);
+        assert_eq!(
+            value(headers::SIGNATURE),
+            "37d18fb521e3e92bbab3b83ea9a61c0566b6545126ece20da832ede871a9ae2c"
+        );
     }
 
     #[test]

@@ -194,8 +194,21 @@ impl Server {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        let app = routes::router(self.state.clone(), &self.base_path)
-            .layer(telemetry::http_trace_layer());
+        self.run_wrapped_until_stopped(shutdown, |router| router)
+            .await
+    }
+
+    /// [`Self::run_until_stopped`] with `wrap` applied around the whole router, for an embedder
+    /// or a test harness adding its own outermost layer (the test kit's leak watch).
+    pub async fn run_wrapped_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+        wrap: impl FnOnce(axum::Router) -> axum::Router,
+    ) -> std::io::Result<()> {
+        let app = wrap(
+            routes::router(self.state.clone(), &self.base_path)
+                .layer(telemetry::http_trace_layer()),
+        );
         let pruner = tokio::spawn(prune_nonces(self.state.vault.clone()));
         let served = axum::serve(
             self.listener,

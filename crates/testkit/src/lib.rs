@@ -5,6 +5,7 @@
 //! clients. Every black-box Rust test of Alter lives in this crate's `tests/`.
 
 pub mod idp;
+pub mod leaks;
 mod raw;
 pub mod upstream;
 
@@ -125,6 +126,7 @@ impl TestServer {
 
     /// Starts a server with `options`.
     pub async fn start_with(engine: Engine, options: Options) -> TestServer {
+        leaks::capture_logs();
         let database = match engine {
             Engine::Sqlite => ScratchDatabase::sqlite().expect("temporary SQLite database"),
             Engine::Postgres => ScratchDatabase::postgres()
@@ -160,9 +162,12 @@ impl TestServer {
         self.base_url = format!("http://{}{}", self.addr, options.base_path);
         let (stop, stopped) = oneshot::channel();
         self.stop = Some(stop);
-        self.task = Some(tokio::spawn(server.run_until_stopped(async {
-            let _ = stopped.await;
-        })));
+        self.task = Some(tokio::spawn(server.run_wrapped_until_stopped(
+            async {
+                let _ = stopped.await;
+            },
+            leaks::tap,
+        )));
         Ok(())
     }
 
@@ -228,9 +233,20 @@ impl TestServer {
         }
     }
 
-    /// Stops the server and drops its database.
+    /// Stops the server, checks that no stored secret value leaked (into an error answer, the
+    /// log or the SQLite files; see [`leaks`]) and drops its database.
     pub async fn stop(mut self) {
         self.shutdown().await;
+        let files = self
+            .database
+            .as_ref()
+            .map(ScratchDatabase::sqlite_files)
+            .unwrap_or_default();
+        let found = leaks::findings(&files);
+        assert!(
+            found.is_empty(),
+            "stored secret values leaked into: {found:#?}"
+        );
         if let Some(db) = self.database.take() {
             db.drop_now().await.expect("drop test database");
         }

@@ -5,11 +5,13 @@
 //! cargo run --release -p alter-loadgen -- grants-list --grants 1000000
 //! ALTER_TEST_DATABASE_URL=postgres://postgres@127.0.0.1:5432/test \
 //!   cargo run --release -p alter-loadgen -- grants-list --grants 1000000 --engine postgres
+//! cargo run --release -p alter-loadgen -- token --clients 1,16,64
 //! ```
 
 mod grants;
 mod harness;
 mod stats;
+mod token;
 
 use std::process::ExitCode;
 
@@ -35,6 +37,8 @@ pub enum Engine {
 enum Command {
     /// Page through an app holding many grants with `list_grants`.
     GrantsList(grants::Args),
+    /// Signed credential releases per second beside the cheapest signed request.
+    Token(token::Args),
 }
 
 #[tokio::main]
@@ -42,6 +46,7 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::GrantsList(args) => grants::run(args).await,
+        Command::Token(args) => token::run(args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

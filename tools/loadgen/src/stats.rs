@@ -36,7 +36,6 @@ impl Summary {
 
     /// One Markdown table row: `| label | n | p50 | p95 | p99 | max |` in milliseconds.
     pub fn row(&self, label: &str) -> String {
-        let ms = |d: Duration| format!("{:.2}", d.as_secs_f64() * 1000.0);
         format!(
             "| {label} | {} | {} | {} | {} | {} |",
             self.count,
@@ -46,4 +45,20 @@ impl Summary {
             ms(self.max)
         )
     }
+
+    /// `| label | clients | req/s | p50 | p95 | p99 | max |` in milliseconds, for throughput
+    /// runs (the caller appends further columns).
+    pub fn rate_row(&self, label: &str, clients: usize, rate: f64) -> String {
+        format!(
+            "| {label} | {clients} | {rate:.0} | {} | {} | {} | {} |",
+            ms(self.p50),
+            ms(self.p95),
+            ms(self.p99),
+            ms(self.max)
+        )
+    }
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2}", d.as_secs_f64() * 1000.0)
 }

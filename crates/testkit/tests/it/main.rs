@@ -12,5 +12,6 @@ mod grants;
 mod health;
 mod isolation;
 mod keys;
+mod leaks;
 mod release;
 mod scopes;

@@ -178,18 +178,34 @@ async fn every_injection_format_reaches_the_provider() {
                 ..secret_request(
                     "Datadog",
                     "multi",
-                    r#"{"api_key":"dd-api-1","app_key":"dd-app-2","signature":"sig-3"}"#,
+                    r#"{"api_key":"dd-api-1","app_key":"dd-app-2","signature":"sig-3","spare":"dd-spare-4"}"#,
                 )
             },
         )
         .await;
-        app.request(call(system_grant(&server, &world, &multi).await))
-            .await
-            .unwrap();
+        let multi_grant = system_grant(&server, &world, &multi).await;
+        app.request(call(multi_grant.clone())).await.unwrap();
         let got = upstream.last();
         assert_eq!(got.header("dd-api-key"), Some("dd-api-1"));
         assert_eq!(got.header("dd-application-key"), Some("dd-app-2"));
         assert!(got.query_pairs().contains(&("sig".into(), "sig-3".into())));
+        // A field no rule injects never leaves the vault.
+        let released = server
+            .raw(&world.app.key.api_key, "POST", "/sdk/token")
+            .body(
+                json!({"grant_id": multi_grant, "reason": null, "request": {"method": "GET", "url": format!("{}/v1/x", upstream.url())}})
+                    .to_string()
+                    .into_bytes(),
+            )
+            .send()
+            .await;
+        assert_eq!(released.status, 200);
+        let fields = released.json["additional_credentials"].as_object().unwrap();
+        assert_eq!(
+            fields.keys().collect::<Vec<_>>(),
+            ["api_key", "app_key", "signature"]
+        );
+        assert!(!String::from_utf8_lossy(&released.bytes).contains("dd-spare-4"));
 
         let aws_value = json!({
             "access_key_id": "AKIDEXAMPLE12345",
