@@ -1046,3 +1046,52 @@ def test_an_agents_request_is_audited_as_the_agent(kit, server, provider, idp):
         kit.assert_no_leaks()
 
     run(scenario())
+
+
+def api_call_report(grant_id: str, status: int = 200) -> dict:
+    """The body the client posts to `/sdk/oauth/audit/api-call` (protocol part 1 §5.7)."""
+    return {
+        "grant_id": grant_id,
+        "provider_id": "",
+        "token_generation": None,
+        "method": "GET",
+        "url": "https://api.example.com/v1",
+        "request_headers": {},
+        "request_body": None,
+        "response_status": status,
+        "response_headers": {},
+        "response_body": "",
+        "latency_ms": 3,
+        "reason": None,
+        "context": None,
+    }
+
+
+def test_a_use_report_counts_only_for_a_grant_the_caller_reaches(kit, server, provider):
+    """The client reports each provider call it made with a released credential. A report
+    naming a grant the caller could never be given (unknown, or another agent's delegation)
+    must not enter the audit log as use of that grant. Sent on the client's own signed path."""
+    value = secret_value("sk")
+    secret = kit.secret("Stripe Prod", value=value, watch=[value])
+
+    async def scenario():
+        async with App(api_key=server.api_key) as app:
+            grant_id = await system_grant(app, secret)
+            slugs = {"managed_secret_slugs": [secret["slug"]]}
+            mine = await app.agents.create(name="mine", scopes=slugs)
+            other = await app.agents.create(name="other", scopes=slugs)
+            theirs = server.delegate(grant_id, other.id)
+            unknown = str(uuid.uuid4())
+            recorded = {}
+            async with Agent(api_key=mine.api_key) as agent:
+                for name, target in (("unknown", unknown), ("another agent's", theirs["grant_id"])):
+                    answer = await agent._client._authed_backend_request(
+                        "POST", "/sdk/oauth/audit/api-call", body=api_call_report(target)
+                    )
+                    events = kit.events(action="credential.used", grant=target)
+                    if events:
+                        recorded[name] = (answer.status_code, [e["decision"] for e in events])
+            assert recorded == {}, f"recorded as used (answer, decisions): {recorded}"
+        kit.assert_no_leaks()
+
+    run(scenario())
