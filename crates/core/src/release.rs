@@ -15,7 +15,7 @@ use crate::caller::Caller;
 use crate::error::{Entity, Error, Result};
 use crate::grants::{Grant, GrantState, Principal, Viewer};
 use crate::identity::SignedInUser;
-use crate::ids::{EventId, GrantId, UserId};
+use crate::ids::{EventId, UserId};
 use crate::scope::Scope;
 use crate::secrets::{InjectionTarget, ManagedSecret, SecretType, host_allowed, multi_fields};
 use crate::vault::Vault;

@@ -91,10 +91,10 @@ async fn record(request: Request, next: Next) -> Response {
         let bytes = axum::body::to_bytes(body, MAX_BUFFERED)
             .await
             .unwrap_or_default();
-        if let Ok(json) = serde_json::from_slice::<Value>(&bytes) {
-            if let Some(value) = json.get("value") {
-                learn(value);
-            }
+        if let Ok(json) = serde_json::from_slice::<Value>(&bytes)
+            && let Some(value) = json.get("value")
+        {
+            learn(value);
         }
         Request::from_parts(parts, Body::from(bytes))
     } else {
