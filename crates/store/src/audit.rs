@@ -1,6 +1,7 @@
 //! Appending audit events to an app's hash chain, inside the caller's transaction.
 
 use alter_core::audit::{AuditEvent, chain_hash};
+use alter_core::ids::AppId;
 use alter_core::ports::{StoreError, StoreResult};
 use sqlx::AnyConnection;
 
@@ -11,59 +12,125 @@ use crate::rows::{get, hash32};
 /// number and locks the chain until the transaction ends, so concurrent writers on PostgreSQL
 /// line up behind each other; SQLite has a single writer anyway.
 pub async fn append(conn: &mut AnyConnection, event: &AuditEvent) -> StoreResult<()> {
-    let app = event.app_id.to_string();
-    let head =
-        sqlx::query("UPDATE audit_heads SET seq = seq + 1 WHERE app_id = $1 RETURNING seq, hash")
-            .bind(&app)
-            .fetch_optional(&mut *conn)
-            .await
-            .map_err(db_error)?
-            .ok_or_else(|| StoreError::Corrupt(format!("no audit chain for app {app}")))?;
-    let seq: i64 = get(&head, "seq")?;
-    let prev = hash32(&head, "hash")?;
-    let body = event
-        .canonical_body()
-        .map_err(|e| StoreError::Other(e.to_string()))?;
-    let hash = chain_hash(&prev, seq, &body);
-    let target = event
-        .target
-        .as_ref()
-        .filter(|t| !t.id.is_empty())
-        .map(|t| t.id.clone());
-    let grant = event
-        .grant_id()
-        .filter(|g| !g.is_empty())
-        .map(str::to_owned);
-    sqlx::query(
-        "INSERT INTO audit_events (app_id, seq, id, at, action, decision, actor_key_id, agent_id, \
-         grant_id, app_user_id, target_id, body, prev_hash, hash) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
-    )
-    .bind(&app)
-    .bind(seq)
-    .bind(event.id.to_string())
-    .bind(event.at.micros())
-    .bind(&event.action)
-    .bind(match event.decision {
-        alter_core::audit::Decision::Allow => "allow",
-        alter_core::audit::Decision::Deny => "deny",
-    })
-    .bind(event.actor.key_id.map(|k| k.to_string()))
-    .bind(event.actor.agent_id.map(|a| a.to_string()))
-    .bind(grant)
-    .bind(event.subject_user())
-    .bind(target)
-    .bind(body)
-    .bind(prev.to_vec())
-    .bind(hash.to_vec())
-    .execute(&mut *conn)
-    .await
-    .map_err(db_error)?;
-    sqlx::query("UPDATE audit_heads SET hash = $1 WHERE app_id = $2")
-        .bind(hash.to_vec())
+    append_all(conn, &[event]).await
+}
+
+/// Columns of one `audit_events` row, in insert order.
+const COLUMNS: usize = 14;
+/// Rows per `INSERT` statement (well under every engine's bind-parameter limit).
+const ROWS_PER_INSERT: usize = 64;
+
+/// Appends `events` (in order) to their apps' chains with a few statements per app, however
+/// many events there are: one head `UPDATE` reserves all of an app's sequence numbers (and
+/// locks its chain), the hashes are chained in memory, the rows go in multi-row `INSERT`s and
+/// one more `UPDATE` moves the head. The group-commit writer appends a whole batch this way.
+pub async fn append_all(conn: &mut AnyConnection, events: &[&AuditEvent]) -> StoreResult<()> {
+    let mut apps: Vec<AppId> = Vec::new();
+    for event in events {
+        if !apps.contains(&event.app_id) {
+            apps.push(event.app_id);
+        }
+    }
+    // Chains are locked in one global order, so two writers never wait on each other's.
+    apps.sort_by_key(ToString::to_string);
+    for app in apps {
+        let chain: Vec<&AuditEvent> = events.iter().copied().filter(|e| e.app_id == app).collect();
+        let app = app.to_string();
+        let count = i64::try_from(chain.len()).map_err(|e| StoreError::Other(e.to_string()))?;
+        let head = sqlx::query(
+            "UPDATE audit_heads SET seq = seq + $1 WHERE app_id = $2 RETURNING seq, hash",
+        )
+        .bind(count)
         .bind(&app)
-        .execute(&mut *conn)
+        .fetch_optional(&mut *conn)
         .await
-        .map_err(db_error)?;
+        .map_err(db_error)?
+        .ok_or_else(|| StoreError::Corrupt(format!("no audit chain for app {app}")))?;
+        let last_seq: i64 = get(&head, "seq")?;
+        let mut prev = hash32(&head, "hash")?;
+        let mut rows = Vec::with_capacity(chain.len());
+        for (seq, event) in (last_seq - count + 1..).zip(chain) {
+            let body = event
+                .canonical_body()
+                .map_err(|e| StoreError::Other(e.to_string()))?;
+            let hash = chain_hash(&prev, seq, &body);
+            rows.push(Row {
+                event,
+                seq,
+                body,
+                prev,
+                hash,
+            });
+            prev = hash;
+        }
+        for chunk in rows.chunks(ROWS_PER_INSERT) {
+            insert_rows(conn, &app, chunk).await?;
+        }
+        sqlx::query("UPDATE audit_heads SET hash = $1 WHERE app_id = $2")
+            .bind(prev.to_vec())
+            .bind(&app)
+            .execute(&mut *conn)
+            .await
+            .map_err(db_error)?;
+    }
+    Ok(())
+}
+
+/// An event with its place in the chain.
+struct Row<'a> {
+    event: &'a AuditEvent,
+    seq: i64,
+    body: String,
+    prev: [u8; 32],
+    hash: [u8; 32],
+}
+
+async fn insert_rows(conn: &mut AnyConnection, app: &str, rows: &[Row<'_>]) -> StoreResult<()> {
+    let values: Vec<String> = (0..rows.len())
+        .map(|r| {
+            let params: Vec<String> = (1..=COLUMNS)
+                .map(|c| format!("${}", r * COLUMNS + c))
+                .collect();
+            format!("({})", params.join(", "))
+        })
+        .collect();
+    let sql = format!(
+        "INSERT INTO audit_events (app_id, seq, id, at, action, decision, actor_key_id, agent_id, \
+         grant_id, app_user_id, target_id, body, prev_hash, hash) VALUES {}",
+        values.join(", ")
+    );
+    // One prepared statement per row count would crowd the statement cache.
+    let mut query = sqlx::query(&sql).persistent(rows.len() == 1);
+    for row in rows {
+        let event = row.event;
+        let target = event
+            .target
+            .as_ref()
+            .filter(|t| !t.id.is_empty())
+            .map(|t| t.id.clone());
+        let grant = event
+            .grant_id()
+            .filter(|g| !g.is_empty())
+            .map(str::to_owned);
+        query = query
+            .bind(app.to_owned())
+            .bind(row.seq)
+            .bind(event.id.to_string())
+            .bind(event.at.micros())
+            .bind(event.action.clone())
+            .bind(match event.decision {
+                alter_core::audit::Decision::Allow => "allow",
+                alter_core::audit::Decision::Deny => "deny",
+            })
+            .bind(event.actor.key_id.map(|k| k.to_string()))
+            .bind(event.actor.agent_id.map(|a| a.to_string()))
+            .bind(grant)
+            .bind(event.subject_user())
+            .bind(target)
+            .bind(row.body.clone())
+            .bind(row.prev.to_vec())
+            .bind(row.hash.to_vec());
+    }
+    query.execute(&mut *conn).await.map_err(db_error)?;
     Ok(())
 }

@@ -6,6 +6,7 @@
 //!
 //! If a batch fails, its jobs are retried one transaction each, so one bad job fails alone.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use alter_core::audit::AuditEvent;
@@ -15,6 +16,7 @@ use alter_core::time::Timestamp;
 use sqlx::{AnyConnection, AnyPool};
 use tokio::sync::{Mutex, mpsc, oneshot};
 
+use crate::rows::get;
 use crate::{audit, db_error};
 
 /// Most jobs one transaction takes.
@@ -127,52 +129,114 @@ async fn write_loop(pool: AnyPool, jobs: Arc<Mutex<mpsc::Receiver<Job>>>) {
     }
 }
 
-/// Runs every job's ops in one transaction.
+/// Runs every job's ops in one transaction, with a few statements for the whole batch rather
+/// than a few per op: the nonces in one `INSERT`, the grant touches in one `UPDATE`, the events
+/// appended per app (see [`audit::append_all`]). The appends go last, so an app's chain head —
+/// locked from its update to the commit — is held as briefly as possible.
 async fn commit<'a>(
     pool: &AnyPool,
     jobs: impl Iterator<Item = &'a [Op]>,
 ) -> StoreResult<Vec<Vec<Outcome>>> {
+    let jobs: Vec<&[Op]> = jobs.collect();
+    let ops = || jobs.iter().flat_map(|ops| ops.iter());
     let mut tx = pool.begin().await.map_err(db_error)?;
-    let mut outcomes = Vec::new();
-    for ops in jobs {
-        let mut job = Vec::with_capacity(ops.len());
-        for op in ops {
-            job.push(apply(&mut tx, op).await?);
-        }
-        outcomes.push(job);
-    }
+
+    let claims: Vec<(KeyId, &str, Timestamp)> = ops()
+        .filter_map(|op| match op {
+            Op::ClaimNonce { key, nonce, at } => Some((*key, nonce.as_str(), *at)),
+            _ => None,
+        })
+        .collect();
+    let mut fresh = claim_nonces(&mut tx, &claims).await?.into_iter();
+
+    let touched: Vec<(GrantId, Timestamp)> = ops()
+        .filter_map(|op| match op {
+            Op::TouchGrant { id, at } => Some((*id, *at)),
+            _ => None,
+        })
+        .collect();
+    touch_grants(&mut tx, &touched).await?;
+
+    let events: Vec<&AuditEvent> = ops()
+        .filter_map(|op| match op {
+            Op::Append(event) => Some(event.as_ref()),
+            _ => None,
+        })
+        .collect();
+    audit::append_all(&mut tx, &events).await?;
     tx.commit().await.map_err(db_error)?;
-    Ok(outcomes)
+
+    Ok(jobs
+        .iter()
+        .map(|ops| {
+            ops.iter()
+                .map(|op| match op {
+                    Op::ClaimNonce { .. } => Outcome::Claimed(fresh.next().unwrap_or(false)),
+                    _ => Outcome::Done,
+                })
+                .collect()
+        })
+        .collect())
 }
 
-async fn apply(conn: &mut AnyConnection, op: &Op) -> StoreResult<Outcome> {
-    match op {
-        Op::ClaimNonce { key, nonce, at } => {
-            let inserted = sqlx::query(
-                "INSERT INTO request_nonces (key_id, nonce, seen_at) VALUES ($1, $2, $3) \
-                 ON CONFLICT (key_id, nonce) DO NOTHING",
-            )
-            .bind(key.to_string())
-            .bind(nonce)
-            .bind(at.micros())
-            .execute(&mut *conn)
-            .await
-            .map_err(db_error)?
-            .rows_affected();
-            Ok(Outcome::Claimed(inserted == 1))
-        }
-        Op::Append(event) => {
-            audit::append(conn, event).await?;
-            Ok(Outcome::Done)
-        }
-        Op::TouchGrant { id, at } => {
-            sqlx::query("UPDATE grants SET last_used_at = $1 WHERE id = $2")
-                .bind(at.micros())
-                .bind(id.to_string())
-                .execute(&mut *conn)
-                .await
-                .map_err(db_error)?;
-            Ok(Outcome::Done)
-        }
+/// Inserts the nonces in one statement; for each, whether it was new. A nonce sent twice in
+/// one batch is new only the first time.
+async fn claim_nonces(
+    conn: &mut AnyConnection,
+    claims: &[(KeyId, &str, Timestamp)],
+) -> StoreResult<Vec<bool>> {
+    if claims.is_empty() {
+        return Ok(Vec::new());
     }
+    let values: Vec<String> = (0..claims.len())
+        .map(|i| format!("(${}, ${}, ${})", 3 * i + 1, 3 * i + 2, 3 * i + 3))
+        .collect();
+    let sql = format!(
+        "INSERT INTO request_nonces (key_id, nonce, seen_at) VALUES {} \
+         ON CONFLICT (key_id, nonce) DO NOTHING RETURNING key_id, nonce",
+        values.join(", ")
+    );
+    let mut query = sqlx::query(&sql).persistent(claims.len() == 1);
+    for (key, nonce, at) in claims {
+        query = query
+            .bind(key.to_string())
+            .bind((*nonce).to_owned())
+            .bind(at.micros());
+    }
+    let inserted = query.fetch_all(&mut *conn).await.map_err(db_error)?;
+    let mut new: HashSet<(String, String)> = inserted
+        .iter()
+        .map(|row| Ok((get(row, "key_id")?, get(row, "nonce")?)))
+        .collect::<StoreResult<_>>()?;
+    Ok(claims
+        .iter()
+        .map(|(key, nonce, _)| new.remove(&(key.to_string(), (*nonce).to_owned())))
+        .collect())
+}
+
+/// Refreshes the grants' last use, to the batch's latest time (well within the resolution
+/// `last_used_at` is kept at).
+async fn touch_grants(
+    conn: &mut AnyConnection,
+    touched: &[(GrantId, Timestamp)],
+) -> StoreResult<()> {
+    let Some(at) = touched.iter().map(|(_, at)| *at).max() else {
+        return Ok(());
+    };
+    let mut ids: Vec<String> = touched.iter().map(|(id, _)| id.to_string()).collect();
+    ids.sort();
+    ids.dedup();
+    let params: Vec<String> = (0..ids.len()).map(|i| format!("${}", i + 2)).collect();
+    let sql = format!(
+        "UPDATE grants SET last_used_at = $1 WHERE id IN ({})",
+        params.join(", ")
+    );
+    let mut query = sqlx::query(&sql)
+        .persistent(ids.len() == 1)
+        .bind(at.micros());
+    for id in ids {
+        query = query.bind(id);
+    }
+    query.execute(&mut *conn).await.map_err(db_error)?;
+    Ok(())
 }

@@ -10,7 +10,7 @@ use alter_core::audit::{Actor, AuditEvent, GENESIS_HASH, Target, chain_hash};
 use alter_core::ids::{AppId, KeyId};
 use alter_core::keys::{ApiKey, KeyType};
 use alter_core::ports::{
-    AppStore, HealthStore, KeyStore, KeyringStore, NonceStore, StoreError, WrappedKek,
+    AppStore, AuditStore, HealthStore, KeyStore, KeyringStore, NonceStore, StoreError, WrappedKek,
 };
 use alter_core::scope::{Scope, ScopeSet};
 use alter_core::time::Timestamp;
@@ -393,6 +393,46 @@ async fn concurrent_writers_keep_one_unbroken_chain() {
             task.await.unwrap();
         }
         assert_chain_intact(&raw, app.id, 41).await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn batched_writes_claim_each_nonce_once_and_keep_every_chain_intact() {
+    on_every_engine(|Fixture { store, raw }| async move {
+        let apps = [new_app(&store, "a").await.id, new_app(&store, "b").await.id];
+        let sender = KeyId::new();
+        let mut tasks = Vec::new();
+        for i in 0..200 {
+            let store = store.clone();
+            let app = apps[i % 2];
+            tasks.push(tokio::spawn(async move {
+                // Requests i and i + 1 send the same nonce at the same moment.
+                let claimed = store
+                    .claim_nonce(sender, &format!("nonce-{}", i / 2), t(0))
+                    .await
+                    .unwrap();
+                // Most events go through the group-commit writer, some through their own
+                // transaction, onto the same two chains.
+                if i % 5 == 0 {
+                    insert(&store, &key(app, KeyType::Runtime, None)).await;
+                } else {
+                    store
+                        .record_release(&event(app, "credential.released"), None)
+                        .await
+                        .unwrap();
+                }
+                claimed
+            }));
+        }
+        let mut claimed = 0;
+        for task in tasks {
+            claimed += usize::from(task.await.unwrap());
+        }
+        assert_eq!(claimed, 100, "each nonce is new exactly once");
+        for app in apps {
+            assert_chain_intact(&raw, app, 101).await;
+        }
     })
     .await;
 }
