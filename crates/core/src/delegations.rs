@@ -407,8 +407,8 @@ fn ensure_active_agent(agent: &Agent) -> Result<()> {
     }
 }
 
-/// True if the signed-in user holds `grant` now.
-fn holds(user: &SignedInUser, grant: &Grant) -> bool {
+/// True if the signed-in user holds `grant` now (theirs, or their group's).
+pub(crate) fn holds(user: &SignedInUser, grant: &Grant) -> bool {
     match &grant.principal {
         Principal::User(owner) => *owner == user.user.id,
         Principal::Group {

@@ -592,13 +592,8 @@ fn refusal_code(error: &Error) -> &'static str {
 /// True if the signed-in user holds `grant` (theirs, their group's, or delegated by them).
 fn belongs_to(grant: &Grant, user: &SignedInUser) -> bool {
     match &grant.principal {
-        Principal::User(owner) => *owner == user.user.id,
-        Principal::Group {
-            idp_id,
-            external_group_id,
-        } => *idp_id == user.user.idp_id && user.groups.contains(external_group_id),
         Principal::Agent(_) => grant.delegated_by == Some(user.user.id),
-        Principal::System => false,
+        _ => crate::delegations::holds(user, grant),
     }
 }
 

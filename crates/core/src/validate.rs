@@ -57,40 +57,9 @@ pub fn int_in_range(field: &str, value: i64, min: i64, max: i64) -> Result<i64> 
     Ok(value)
 }
 
-/// Header names the official client refuses to inject (protocol part 1 §5.3).
-const FORBIDDEN_HEADERS: &[&str] = &[
-    "host",
-    "content-length",
-    "content-type",
-    "transfer-encoding",
-    "connection",
-    "keep-alive",
-    "upgrade",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "cookie",
-    "set-cookie",
-    "x-forwarded-for",
-    "x-forwarded-host",
-    "x-forwarded-proto",
-    "x-real-ip",
-    "x-http-method-override",
-    "x-method-override",
-    "www-authenticate",
-    "strict-transport-security",
-    "content-security-policy",
-];
-
-/// A header a credential may be injected into: `[A-Za-z][A-Za-z0-9-]*`, at most 60
-/// characters, not one of the forbidden names.
+/// A header a credential may be injected into (see [`alter_proto::token::injectable_header`]).
 pub fn header_name(name: &str) -> bool {
-    let mut bytes = name.bytes();
-    bytes.next().is_some_and(|b| b.is_ascii_alphabetic())
-        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        && name.len() <= 60
-        && !FORBIDDEN_HEADERS.contains(&name.to_ascii_lowercase().as_str())
+    alter_proto::token::injectable_header(name)
 }
 
 /// An optional label: at most 255 characters, no control characters.

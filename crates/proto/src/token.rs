@@ -7,6 +7,43 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+/// Header names a credential may never be injected into (protocol part 1 §5.3): the client
+/// refuses a release naming one, and the server refuses to store a secret that would.
+pub const FORBIDDEN_INJECTION_HEADERS: &[&str] = &[
+    "host",
+    "content-length",
+    "content-type",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "upgrade",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "cookie",
+    "set-cookie",
+    "x-forwarded-for",
+    "x-forwarded-host",
+    "x-forwarded-proto",
+    "x-real-ip",
+    "x-http-method-override",
+    "x-method-override",
+    "www-authenticate",
+    "strict-transport-security",
+    "content-security-policy",
+];
+
+/// A header a credential may be injected into: `[A-Za-z][A-Za-z0-9-]*`, at most 60
+/// characters, not one of [`FORBIDDEN_INJECTION_HEADERS`] (in any case).
+pub fn injectable_header(name: &str) -> bool {
+    let mut bytes = name.bytes();
+    bytes.next().is_some_and(|b| b.is_ascii_alphabetic())
+        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        && name.len() <= 60
+        && !FORBIDDEN_INJECTION_HEADERS.contains(&name.to_ascii_lowercase().as_str())
+}
+
 /// The outgoing call a credential is asked for.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -23,32 +23,6 @@ const MAX_URL_LEN: usize = 65_536;
 const MAX_BODY_REPORT: usize = 10_000;
 const USER_AGENT: &str = concat!("alter-sdk-rust/", env!("CARGO_PKG_VERSION"));
 
-/// Header names a credential may never be injected into (protocol part 1 §5.3).
-const FORBIDDEN_INJECTION_HEADERS: &[&str] = &[
-    "host",
-    "content-length",
-    "content-type",
-    "transfer-encoding",
-    "connection",
-    "keep-alive",
-    "upgrade",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "cookie",
-    "set-cookie",
-    "x-forwarded-for",
-    "x-forwarded-host",
-    "x-forwarded-proto",
-    "x-real-ip",
-    "x-http-method-override",
-    "x-method-override",
-    "www-authenticate",
-    "strict-transport-security",
-    "content-security-policy",
-];
-
 /// Headers never copied into an audit report.
 const SENSITIVE_HEADERS: &[&str] = &[
     "authorization",
@@ -304,12 +278,7 @@ fn check(token: &TokenResponse) -> Result<(), Error> {
     {
         return bad("grant_id");
     }
-    let header_ok = |name: &str| {
-        name.len() <= 60
-            && name.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
-            && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-            && !FORBIDDEN_INJECTION_HEADERS.contains(&name.to_ascii_lowercase().as_str())
-    };
+    let header_ok = alter_proto::token::injectable_header;
     if !header_ok(&token.injection_header) {
         return bad("injection_header");
     }
