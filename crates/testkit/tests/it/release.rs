@@ -581,6 +581,66 @@ async fn provider_refusals_map_to_typed_errors_and_scope_drift_is_remembered() {
 }
 
 #[tokio::test]
+async fn a_release_whose_audit_event_cannot_be_written_fails_closed() {
+    on_every_engine(|engine| async move {
+        let server = TestServer::start(engine).await;
+        let world = server.world("a").await;
+        let upstream = Upstream::start().await;
+        let bearer = secret(&server, &world, secret_request("Bearer", "bearer", BEARER)).await;
+        let grant = system_grant(&server, &world, &bearer).await;
+        let app = server.app(&world.app.key.api_key);
+        let call = || ProviderRequest::get(format!("{}/v1/x", upstream.url())).grant_id(&grant);
+        app.request(call()).await.unwrap();
+        let sent = upstream.received().len();
+
+        // The database refuses release events from now on (a full disk, a broken replica…).
+        let db = server.database();
+        let (refuse, allow): (&[&str], &[&str]) = match server.engine() {
+            alter_testkit::Engine::Sqlite => (
+                &["CREATE TRIGGER refuse_releases BEFORE INSERT ON audit_events \
+                   WHEN NEW.action = 'credential.released' \
+                   BEGIN SELECT RAISE(ABORT, 'no space left on device'); END"],
+                &["DROP TRIGGER refuse_releases"],
+            ),
+            alter_testkit::Engine::Postgres => (
+                &[
+                    "CREATE FUNCTION refuse_releases() RETURNS trigger LANGUAGE plpgsql AS $$ \
+                     BEGIN IF NEW.action = 'credential.released' THEN \
+                     RAISE EXCEPTION 'no space left on device'; END IF; RETURN NEW; END $$",
+                    "CREATE TRIGGER refuse_releases BEFORE INSERT ON audit_events \
+                     FOR EACH ROW EXECUTE FUNCTION refuse_releases()",
+                ],
+                &["DROP TRIGGER refuse_releases ON audit_events"],
+            ),
+        };
+        for sql in refuse {
+            db.execute(sql, &[]).await.unwrap();
+        }
+        let e = app.request(call()).await.unwrap_err();
+        assert!(e.status() >= 500, "{e:?}");
+        assert_eq!(upstream.received().len(), sent, "nothing reached the provider");
+        let body = json!({"grant_id": grant, "reason": null, "request": {"method": "GET", "url": format!("{}/v1/x", upstream.url())}});
+        let raw = server
+            .raw(&world.app.key.api_key, "POST", "/sdk/token")
+            .body(body.to_string().into_bytes())
+            .send()
+            .await;
+        assert!(raw.status >= 500, "{}", raw.status);
+        assert!(raw.json.get("access_token").is_none());
+        assert!(!String::from_utf8_lossy(&raw.bytes).contains(BEARER));
+
+        for sql in allow {
+            db.execute(sql, &[]).await.unwrap();
+        }
+        app.request(call()).await.unwrap();
+        assert_eq!(upstream.received().len(), sent + 1);
+        assert!(server.admin().verify_audit(&world.app.info.id).await.unwrap().ok);
+        server.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn tampering_with_the_audit_log_is_named() {
     on_every_engine(|engine| async move {
         let server = TestServer::start(engine).await;
