@@ -736,20 +736,26 @@ def test_delegation_invalid_once_the_user_left_the_group(kit, server, provider, 
     run(scenario())
 
 
+async def alice_delegates_to_a_bot(app, server, idp, secret):
+    """Alice's grant of `secret`, an agent allowed to use it, and her delegation to it."""
+    alice = idp.token("alice")
+    grant = await app.create_managed_secret_grant(
+        secret["id"], principal=UserPrincipal(user_token=alice, label="alice")
+    )
+    bot = await app.agents.create(
+        name="research-bot", scopes={"managed_secret_slugs": [secret["slug"]]}
+    )
+    delegation = idp.user_delegates(server, alice, grant.grant_id, bot.id)
+    return alice, grant, bot, delegation
+
+
 def test_revoking_the_parent_takes_the_delegation(kit, server, provider, idp):
     value = secret_value("sk")
     secret = kit.secret("Stripe Prod", value=value, watch=[value])
 
     async def scenario():
         async with App(api_key=server.api_key) as app:
-            alice = idp.token("alice")
-            grant = await app.create_managed_secret_grant(
-                secret["id"], principal=UserPrincipal(user_token=alice, label="alice")
-            )
-            bot = await app.agents.create(
-                name="research-bot", scopes={"managed_secret_slugs": [secret["slug"]]}
-            )
-            delegation = idp.user_delegates(server, alice, grant.grant_id, bot.id)
+            alice, grant, bot, delegation = await alice_delegates_to_a_bot(app, server, idp, secret)
             async with Agent(api_key=bot.api_key) as agent:
                 await agent.request("GET", provider.url("/ok"), grant_id=delegation["grant_id"])
                 assert provider.one().header("Authorization") == f"Bearer {value}"
@@ -1018,14 +1024,7 @@ def test_an_agents_request_is_audited_as_the_agent(kit, server, provider, idp):
 
     async def scenario():
         async with App(api_key=server.api_key) as app:
-            alice = idp.token("alice")
-            grant = await app.create_managed_secret_grant(
-                secret["id"], principal=UserPrincipal(user_token=alice, label="alice")
-            )
-            bot = await app.agents.create(
-                name="research-bot", scopes={"managed_secret_slugs": [secret["slug"]]}
-            )
-            delegation = idp.user_delegates(server, alice, grant.grant_id, bot.id)
+            alice, grant, bot, delegation = await alice_delegates_to_a_bot(app, server, idp, secret)
             async with Agent(api_key=bot.api_key) as agent:
                 await agent.request("GET", provider.url("/v1/balance"), provider=secret["slug"])
                 assert provider.one().header("Authorization") == f"Bearer {value}"
