@@ -229,6 +229,17 @@ pub struct SecretSummary {
     pub name: String,
 }
 
+impl SecretSummary {
+    /// What a listing shows of `secret`.
+    pub fn of(secret: &ManagedSecret) -> SecretSummary {
+        SecretSummary {
+            id: secret.id,
+            slug: secret.slug.clone(),
+            name: secret.name.clone(),
+        }
+    }
+}
+
 /// A grant with what a listing shows of its credential.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GrantView {
@@ -572,10 +583,16 @@ impl Vault {
         app_id: AppId,
         grant_id: &str,
         reason: Option<String>,
-    ) -> Result<Grant> {
+    ) -> Result<GrantView> {
         let grant = self.app_grant(app_id, grant_id).await?;
-        self.revoke_grant_row(grant, reason, Actor::operator())
-            .await
+        let grant = self
+            .revoke_grant_row(grant, reason, Actor::operator())
+            .await?;
+        let secret = self.secret_of(&grant).await?;
+        Ok(GrantView {
+            secret: secret.as_ref().map(SecretSummary::of),
+            grant,
+        })
     }
 
     pub(crate) async fn revoke_grant_row(
@@ -616,7 +633,7 @@ impl Vault {
         label: &str,
         policy: Option<serde_json::Value>,
         tags: Vec<String>,
-    ) -> Result<Grant> {
+    ) -> Result<GrantView> {
         if caller.agent_id.is_some() {
             return Err(Error::AgentsCannotMint);
         }
@@ -655,7 +672,10 @@ impl Vault {
             secret.as_ref(),
         )
         .with_reason(Some(format!("minted from {}", source.id)));
-        self.insert_grant(&grant, &event).await
+        Ok(GrantView {
+            grant: self.insert_grant(&grant, &event).await?,
+            secret: secret.as_ref().map(SecretSummary::of),
+        })
     }
 
     /// A grant of the app, by id; anything else is "not found".
@@ -667,12 +687,15 @@ impl Vault {
             .ok_or(Error::NotFound(Entity::Grant))
     }
 
-    /// A grant the caller may act on: any of the app's for an app caller; for an agent, only
-    /// grants it is the principal of (its own, or delegations to it).
+    /// A grant the caller may act on by id: any of the app's for an app caller (also when it
+    /// acts as an agent); for an agent's own key, only grants the agent is the principal of
+    /// (its own, or delegations to it).
     pub async fn reachable_grant(&self, caller: &Caller, grant_id: &str) -> Result<Grant> {
         let grant = self.app_grant(caller.app_id, grant_id).await?;
         match caller.agent_id {
-            Some(agent) if grant.agent_id() != Some(agent) => Err(Error::NotFound(Entity::Grant)),
+            Some(agent) if !caller.impersonating && grant.agent_id() != Some(agent) => {
+                Err(Error::NotFound(Entity::Grant))
+            }
             _ => Ok(grant),
         }
     }

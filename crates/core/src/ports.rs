@@ -204,7 +204,9 @@ pub trait AuditStore: Send + Sync {
         event: &AuditEvent,
         touch: Option<(GrantId, Timestamp)>,
     ) -> StoreResult<()>;
-    /// Active, unexpired grants of a managed secret `viewer` holds, with `label` if given.
+    /// Active, unexpired grants of a managed secret that `viewer` may release, with `label` if
+    /// given, oldest first, at most `limit`: for the app itself only its system grants; for a
+    /// user their own and their groups' grants; for an agent its own and its delegations.
     async fn release_candidates(
         &self,
         app: AppId,
@@ -212,6 +214,7 @@ pub trait AuditStore: Send + Sync {
         viewer: &Viewer,
         label: Option<&str>,
         now: Timestamp,
+        limit: i64,
     ) -> StoreResult<Vec<Grant>>;
     /// Events of an app in chain order, after `after_seq`, matching `filter`.
     async fn list_events(

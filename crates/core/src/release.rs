@@ -270,15 +270,13 @@ impl Vault {
         };
         if let Some(grant_id) = &request.grant_id {
             let grant = self
-                .app_grant(caller.app_id, grant_id)
+                .reachable_grant(caller, grant_id)
                 .await
-                .map_err(|_| not_found(caller, request))?;
-            let reachable = match (caller.agent_id, caller.impersonating) {
-                (Some(agent), false) => grant.agent_id() == Some(agent),
-                _ => true,
-            };
-            let theirs = user.is_none_or(|u| belongs_to(&grant, u));
-            return if reachable && theirs {
+                .map_err(|e| match e {
+                    Error::NotFound(_) => not_found(caller, request),
+                    other => other,
+                })?;
+            return if user.is_none_or(|u| belongs_to(&grant, u)) {
                 Ok(grant)
             } else {
                 Err(not_found(caller, request))
@@ -304,7 +302,7 @@ impl Vault {
             (None, None) => Viewer::App,
         };
         let now = self.now();
-        let candidates: Vec<Grant> = self
+        let candidates = self
             .store()
             .release_candidates(
                 caller.app_id,
@@ -312,12 +310,9 @@ impl Vault {
                 &viewer,
                 request.label.as_deref(),
                 now,
+                MAX_CANDIDATES as i64 + 1,
             )
-            .await?
-            .into_iter()
-            // Without a user, the app itself holds only its system grants.
-            .filter(|g| viewer != Viewer::App || g.principal == Principal::System)
-            .collect();
+            .await?;
         match candidates.as_slice() {
             [] => Err(not_found(caller, request)),
             [one] => Ok(one.clone()),

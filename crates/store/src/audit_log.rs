@@ -7,7 +7,6 @@ use alter_core::ports::{AuditStore, StoreError, StoreResult};
 use alter_core::time::Timestamp;
 use async_trait::async_trait;
 
-use crate::grants::{COLUMNS, grant};
 use crate::rows::{fetch_all, fetch_optional, get, hash32};
 use crate::writer::Op;
 use crate::{SqlStore, audit, db_error};
@@ -33,57 +32,9 @@ impl AuditStore for SqlStore {
         viewer: &Viewer,
         label: Option<&str>,
         now: Timestamp,
+        limit: i64,
     ) -> StoreResult<Vec<Grant>> {
-        let mut params: Vec<String> = vec![app.to_string(), secret.to_string()];
-        let mut sql = format!(
-            "SELECT {COLUMNS} FROM grants g WHERE g.app_id = $1 AND g.secret_id = $2 \
-             AND g.status = 'active' AND (g.expires_at IS NULL OR g.expires_at > {})",
-            now.micros()
-        );
-        let push = |value: String, params: &mut Vec<String>| {
-            params.push(value);
-            format!("${}", params.len())
-        };
-        match viewer {
-            Viewer::App => {}
-            Viewer::User { user, idp, groups } => {
-                let u = push(user.to_string(), &mut params);
-                let mut own = format!("g.principal_type = 'user' AND g.app_user_id = {u}");
-                if !groups.is_empty() {
-                    let i = push(idp.to_string(), &mut params);
-                    let list: Vec<String> = groups
-                        .iter()
-                        .map(|g| push(g.clone(), &mut params))
-                        .collect();
-                    own = format!(
-                        "({own}) OR (g.principal_type = 'group' AND g.idp_id = {i} AND g.external_group_id IN ({}))",
-                        list.join(", ")
-                    );
-                }
-                sql.push_str(&format!(" AND ({own})"));
-            }
-            Viewer::Agent {
-                agent,
-                delegated_by,
-            } => {
-                let a = push(agent.to_string(), &mut params);
-                sql.push_str(&format!(" AND g.agent_id = {a}"));
-                if let Some(user) = delegated_by {
-                    let u = push(user.to_string(), &mut params);
-                    sql.push_str(&format!(" AND g.delegated_by = {u}"));
-                }
-            }
-        }
-        if let Some(label) = label {
-            let l = push(label.to_owned(), &mut params);
-            sql.push_str(&format!(" AND g.label = {l}"));
-        }
-        sql.push_str(" ORDER BY g.seq LIMIT 100");
-        let mut query = sqlx::query(&sql);
-        for p in params {
-            query = query.bind(p);
-        }
-        fetch_all(&self.read, query, grant).await
+        crate::grants::release_candidates(&self.read, app, secret, viewer, label, now, limit).await
     }
 
     async fn list_events(

@@ -9,12 +9,12 @@ use alter_core::grants::{
     CreatedBy, Grant, GrantFilter, GrantKind, GrantStateFilter, GrantStatus, GrantView, Principal,
     SecretSummary, Viewer,
 };
-use alter_core::ids::{AgentId, AppId, EventId, GrantId};
+use alter_core::ids::{AgentId, AppId, EventId, GrantId, SecretId, UserId};
 use alter_core::ports::{GrantStore, StoreError, StoreResult};
 use alter_core::time::Timestamp;
 use async_trait::async_trait;
-use sqlx::AnyConnection;
 use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, AnyPool};
 
 use crate::rows::{
     AnyQuery, fetch_all, fetch_optional, flag, get, id, json, micros, opt_id, opt_time, time,
@@ -287,6 +287,16 @@ impl Clause {
             .join(", ")
     }
 
+    /// An agent's grants: its own and those delegated to it (by one user, when given).
+    fn agent_clause(&mut self, agent: AgentId, delegated_by: Option<UserId>) {
+        let agent = self.text(agent.to_string());
+        self.sql.push(format!("g.agent_id = {agent}"));
+        if let Some(user) = delegated_by {
+            let user = self.text(user.to_string());
+            self.sql.push(format!("g.delegated_by = {user}"));
+        }
+    }
+
     fn bind<'q>(&self, mut query: AnyQuery<'q>) -> AnyQuery<'q> {
         for param in &self.params {
             query = match param {
@@ -319,14 +329,7 @@ fn listing_clause(app: AppId, viewer: &Viewer, filter: &GrantFilter, now: Timest
         Viewer::Agent {
             agent,
             delegated_by,
-        } => {
-            let agent = c.text(agent.to_string());
-            c.sql.push(format!("g.agent_id = {agent}"));
-            if let Some(user) = delegated_by {
-                let user = c.text(user.to_string());
-                c.sql.push(format!("g.delegated_by = {user}"));
-            }
-        }
+        } => c.agent_clause(*agent, *delegated_by),
     }
     if let Some(provider) = &filter.provider {
         let p = c.text(provider.clone());
@@ -365,6 +368,55 @@ fn listing_clause(app: AppId, viewer: &Viewer, filter: &GrantFilter, now: Timest
         }
     }
     c
+}
+
+/// The grants `viewer` may release of one secret (see `AuditStore::release_candidates`).
+pub(crate) async fn release_candidates(
+    pool: &AnyPool,
+    app: AppId,
+    secret: SecretId,
+    viewer: &Viewer,
+    label: Option<&str>,
+    now: Timestamp,
+    limit: i64,
+) -> StoreResult<Vec<Grant>> {
+    let mut c = Clause::default();
+    let app = c.text(app.to_string());
+    let secret = c.text(secret.to_string());
+    let now = c.param(Param::Int(now.micros()));
+    c.sql.push(format!(
+        "g.app_id = {app} AND g.secret_id = {secret} AND g.status = 'active' \
+         AND (g.expires_at IS NULL OR g.expires_at > {now})"
+    ));
+    match viewer {
+        Viewer::App => c.sql.push("g.principal_type = 'system'".into()),
+        Viewer::User { user, idp, groups } => {
+            let user = c.text(user.to_string());
+            let mut own = format!("(g.principal_type = 'user' AND g.app_user_id = {user})");
+            if !groups.is_empty() {
+                let idp = c.text(idp.to_string());
+                let groups = c.list(groups);
+                own.push_str(&format!(
+                    " OR (g.principal_type = 'group' AND g.idp_id = {idp} AND g.external_group_id IN ({groups}))"
+                ));
+            }
+            c.sql.push(format!("({own})"));
+        }
+        Viewer::Agent {
+            agent,
+            delegated_by,
+        } => c.agent_clause(*agent, *delegated_by),
+    }
+    if let Some(label) = label {
+        let label = c.text(label);
+        c.sql.push(format!("g.label = {label}"));
+    }
+    let limit = c.param(Param::Int(limit));
+    let sql = format!(
+        "SELECT {COLUMNS} FROM grants g WHERE {} ORDER BY g.seq LIMIT {limit}",
+        c.sql.join(" AND ")
+    );
+    fetch_all(pool, c.bind(sqlx::query(&sql)), grant).await
 }
 
 fn select_views() -> String {

@@ -4,7 +4,8 @@
 //! only after that commit. A request waits for at most one commit in progress plus its own; a
 //! lone request is committed at once.
 //!
-//! If a batch fails, its jobs are retried one transaction each, so one bad job fails alone.
+//! If a batch fails, its jobs are retried one transaction each, so one bad job fails alone —
+//! unless the database is unreachable, when all fail at once.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -112,7 +113,9 @@ async fn write_loop(pool: AnyPool, jobs: Arc<Mutex<mpsc::Receiver<Job>>>) {
                     let _ = job.reply.send(Ok(outcome));
                 }
             }
-            Err(_) if batch.len() > 1 => {
+            // One job may have failed the batch: retry each alone. Not when the database is
+            // unreachable — each retry would wait out the pool's acquire timeout in turn.
+            Err(e) if batch.len() > 1 && !matches!(e, StoreError::Unavailable(_)) => {
                 for job in batch {
                     let outcome = commit(&pool, std::iter::once(job.ops.as_slice()))
                         .await

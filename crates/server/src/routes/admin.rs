@@ -3,7 +3,7 @@
 
 use alter_core::agents::AgentStatus;
 use alter_core::apps::App;
-use alter_core::grants::{GrantFilter, GrantView, PrincipalType, Viewer};
+use alter_core::grants::{GrantFilter, PrincipalType, Viewer};
 use alter_core::identity::IdpSettings;
 use alter_core::ids::{AppId, KeyId};
 use alter_core::keys::MintKey;
@@ -439,17 +439,12 @@ async fn revoke_grant(
     Json(body): Json<RevokeRequest>,
 ) -> ApiResult<axum::Json<GrantList>> {
     let app = app_id(&app)?;
-    let grant = state
+    let view = state
         .vault
         .revoke_app_grant(app, &grant, body.reason)
         .await?;
-    let now = state.vault.now();
-    let view = GrantView {
-        secret: None,
-        grant,
-    };
     Ok(axum::Json(GrantList {
-        grants: vec![views::grant_item(&view, now)],
+        grants: vec![views::grant_item(&view, state.vault.now())],
         total: 1,
         limit: 1,
         offset: 0,

@@ -139,18 +139,9 @@ pub async fn mint(
             body.grant_tags.unwrap_or_default(),
         )
         .await?;
-    let slug = match grant.secret_id {
-        Some(id) => state
-            .vault
-            .get_secret(caller.app_id, &id.to_string())
-            .await
-            .map(|s| s.slug)
-            .unwrap_or_default(),
-        None => String::new(),
-    };
     Ok((
         StatusCode::CREATED,
-        axum::Json(views::grant_info(&grant, &slug, state.vault.now())),
+        axum::Json(views::grant_info(&grant, state.vault.now())),
     ))
 }
 

@@ -112,10 +112,15 @@ pub fn grant_list(page: &alter_core::grants::GrantPage, now: Timestamp) -> Grant
 }
 
 /// The legacy `GrantInfo` of a minted grant.
-pub fn grant_info(grant: &Grant, secret_slug: &str, now: Timestamp) -> GrantInfo {
+pub fn grant_info(view: &GrantView, now: Timestamp) -> GrantInfo {
+    let grant = &view.grant;
     GrantInfo {
         grant_id: grant.id.to_string(),
-        provider_id: secret_slug.to_owned(),
+        provider_id: view
+            .secret
+            .as_ref()
+            .map(|s| s.slug.clone())
+            .unwrap_or_default(),
         scopes: Vec::new(),
         status: grant.state(now).as_str().to_owned(),
         expires_at: time(grant.expires_at),

@@ -431,6 +431,24 @@ async fn the_operator_delegates_grants_the_app_owns() {
                 .total,
             1
         );
+        // The operator revokes it; the answer describes the grant as a listing would.
+        let revoked = admin
+            .revoke_grant(&s.world.app.info.id, &system.grant_id, Some("done".into()))
+            .await
+            .unwrap();
+        match &revoked.grants[..] {
+            [GrantItem::ManagedSecret(item)] => {
+                assert_eq!(item.grant_id, system.grant_id);
+                assert_eq!(item.status, "revoked");
+                assert_eq!(item.managed_secret_id, s.world.secret.id);
+                assert_eq!(item.managed_secret_slug, s.world.secret.slug);
+                assert_eq!(
+                    item.credential_id.as_deref(),
+                    Some(s.world.secret.id.as_str())
+                );
+            }
+            other => panic!("{other:?}"),
+        }
         server.stop().await;
     })
     .await;

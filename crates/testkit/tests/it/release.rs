@@ -581,6 +581,43 @@ async fn provider_refusals_map_to_typed_errors_and_scope_drift_is_remembered() {
 }
 
 #[tokio::test]
+async fn the_app_finds_its_system_grant_among_many_user_grants() {
+    on_every_engine(|engine| async move {
+        let server = TestServer::start(engine).await;
+        let world = server.world("a").await;
+        let upstream = Upstream::start().await;
+        let bearer = secret(&server, &world, secret_request("Bearer", "bearer", BEARER)).await;
+        let app = server.app(&world.app.key.api_key);
+        // More user grants, all older, than a provider lookup ever returns.
+        for i in 0..30 {
+            let user = world.idp.token(&format!("user-{i}"), json!({}));
+            app.create_managed_secret_grant(&bearer.id, Principal::user(&user, "u"), None)
+                .await
+                .unwrap();
+        }
+        let system = system_grant(&server, &world, &bearer).await;
+        let url = format!("{}/v1/x", upstream.url());
+        app.request(ProviderRequest::get(&url).provider(&bearer.slug))
+            .await
+            .unwrap();
+        let released = server
+            .admin()
+            .audit_events(
+                &world.app.info.id,
+                &AuditQuery {
+                    action: Some("credential.released".into()),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(released.items[0].event["target"]["id"], system.as_str());
+        server.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn a_release_whose_audit_event_cannot_be_written_fails_closed() {
     on_every_engine(|engine| async move {
         let server = TestServer::start(engine).await;
