@@ -69,14 +69,19 @@ pub async fn server(args: ServerArgs) -> ExitCode {
         Ok(settings) => settings,
         Err(e) => return fail(&e),
     };
+    if matches!(args.command, Some(ServerCommand::Migrate)) {
+        return match Server::migrate(&settings).await {
+            Ok(()) => {
+                tracing::info!("migrations applied");
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(&e),
+        };
+    }
     let server = match Server::build(settings).await {
         Ok(server) => server,
         Err(e) => return fail(&e),
     };
-    if matches!(args.command, Some(ServerCommand::Migrate)) {
-        tracing::info!("migrations applied");
-        return ExitCode::SUCCESS;
-    }
     if let Ok(addr) = server.local_addr() {
         tracing::info!(%addr, "alter server is serving");
     }

@@ -315,10 +315,13 @@ fn alter_server_runs_from_a_config_file() {
             ),
         )
         .unwrap();
+        // Migrating never listens: it works while the configured port is taken (by a
+        // serving node, say).
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let migrate = Command::new(ALTER)
             .args(["server", "migrate", "--config"])
             .arg(&config)
-            .env("ALTER_LISTEN", "127.0.0.1:0")
+            .env("ALTER_LISTEN", taken.local_addr().unwrap().to_string())
             .output()
             .unwrap();
         assert!(

@@ -135,16 +135,17 @@ pub struct Server {
 }
 
 impl Server {
+    /// Applies the database migrations and returns, without opening the vault or listening
+    /// (`alter server migrate`, which may run beside a serving node).
+    pub async fn migrate(settings: &ServerSettings) -> Result<(), StartupError> {
+        migrated_store(settings).await?.close().await;
+        Ok(())
+    }
+
     /// Connects and migrates the database, opens the vault with the master key and binds the
     /// listener.
     pub async fn build(settings: ServerSettings) -> Result<Server, StartupError> {
-        let store = SqlStore::connect(&settings.database_url, &settings.store_options)
-            .await
-            .map_err(|e| StartupError::Database(e.to_string()))?;
-        store
-            .migrate()
-            .await
-            .map_err(|e| StartupError::Database(e.to_string()))?;
+        let store = migrated_store(&settings).await?;
         let verifier = alter_upstream::JwtVerifier::new()
             .map_err(|e| StartupError::Database(format!("HTTP client: {e}")))?;
         let vault = Vault::open(
@@ -220,6 +221,17 @@ impl Server {
         self.store.close().await;
         served
     }
+}
+
+async fn migrated_store(settings: &ServerSettings) -> Result<SqlStore, StartupError> {
+    let store = SqlStore::connect(&settings.database_url, &settings.store_options)
+        .await
+        .map_err(|e| StartupError::Database(e.to_string()))?;
+    store
+        .migrate()
+        .await
+        .map_err(|e| StartupError::Database(e.to_string()))?;
+    Ok(store)
 }
 
 async fn prune_nonces(vault: Vault) {

@@ -27,6 +27,12 @@ pub struct Args {
 
 pub async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let bench = harness::start(args.engine).await?;
+    let result = list_pages(&bench, &args).await;
+    bench.finish().await?;
+    result
+}
+
+async fn list_pages(bench: &harness::Bench, args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     let started = Instant::now();
     bench
         .store

@@ -27,9 +27,21 @@ pub struct Bench {
     pub secret_id: alter_core::ids::SecretId,
     /// The same database, for bulk fixtures.
     pub store: SqlStore,
-    /// Stops the server when dropped.
-    _stop: oneshot::Sender<()>,
-    _database: ScratchDatabase,
+    stop: oneshot::Sender<()>,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+    database: ScratchDatabase,
+}
+
+impl Bench {
+    /// Stops the server and drops the scratch database (a PostgreSQL schema would outlive the
+    /// process otherwise).
+    pub async fn finish(self) -> Result<(), BoxError> {
+        let _ = self.stop.send(());
+        self.server.await??;
+        self.store.close().await;
+        self.database.drop_now().await?;
+        Ok(())
+    }
 }
 
 type BoxError = Box<dyn std::error::Error>;
@@ -75,7 +87,7 @@ pub async fn start(engine: Engine) -> Result<Bench, BoxError> {
         .await?;
     let base_url = format!("http://{}", server.local_addr()?);
     let (stop, stopped) = oneshot::channel::<()>();
-    tokio::spawn(server.run_until_stopped(async {
+    let server = tokio::spawn(server.run_until_stopped(async {
         let _ = stopped.await;
     }));
     let store = SqlStore::connect(database.url(), &StoreOptions::default()).await?;
@@ -85,7 +97,8 @@ pub async fn start(engine: Engine) -> Result<Bench, BoxError> {
         app_id: app.id,
         secret_id: secret.id,
         store,
-        _stop: stop,
-        _database: database,
+        stop,
+        server,
+        database,
     })
 }

@@ -128,6 +128,12 @@ async fn measure(
 
 pub async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let bench = harness::start(args.engine).await?;
+    let result = release_and_compare(&bench, &args).await;
+    bench.finish().await?;
+    result
+}
+
+async fn release_and_compare(bench: &harness::Bench, args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     let app = App::builder(bench.api_key.as_str())
         .base_url(&bench.base_url)
         .build_app()?;
