@@ -373,8 +373,11 @@ impl Vault {
 
     /// `Agent.me()`: the calling agent, whatever its status.
     pub async fn me(&self, caller: &Caller) -> Result<Agent> {
-        let agent = caller.agent_id.ok_or(Error::MeRequiresAgentKey)?;
-        self.agent(caller.app_id, agent).await
+        caller
+            .agent
+            .as_deref()
+            .cloned()
+            .ok_or(Error::MeRequiresAgentKey)
     }
 
     /// `agents.update` / `suspend` / `resume`.
@@ -678,7 +681,7 @@ impl Vault {
 
 /// Agents cannot manage agents: every control route refuses an agent caller.
 fn refuse_agents(caller: &Caller) -> Result<()> {
-    if caller.agent_id.is_some() {
+    if caller.agent_id().is_some() {
         return Err(Error::AgentCannotMintSubagents);
     }
     Ok(())

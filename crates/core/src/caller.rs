@@ -4,10 +4,11 @@
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use serde_json::Value;
 
-use crate::agents::AgentStatus;
+use crate::agents::{Agent, AgentStatus};
 use crate::audit::{Actor, ActorKind};
 use crate::error::{Error, Result, ensure};
 use crate::ids::{AgentId, AppId, KeyId};
@@ -68,10 +69,9 @@ pub struct Caller {
     pub key_prefix: String,
     /// Its type.
     pub key_type: KeyType,
-    /// The agent the request acts as (the key's own agent, or one the app key impersonates).
-    pub agent_id: Option<AgentId>,
-    /// That agent's status (routes decide whether a paused agent may call them).
-    pub agent_status: Option<AgentStatus>,
+    /// The agent the request acts as (the key's own agent, or one the app key impersonates),
+    /// as admission read it (routes decide whether a paused agent may call them).
+    pub agent: Option<Arc<Agent>>,
     /// True when an app key acts as the agent (audit attribution and agent-scoped lookups;
     /// by grant id it keeps the app's reach).
     pub impersonating: bool,
@@ -90,6 +90,11 @@ pub struct Caller {
 }
 
 impl Caller {
+    /// The id of the agent the request acts as.
+    pub fn agent_id(&self) -> Option<AgentId> {
+        self.agent.as_ref().map(|a| a.id)
+    }
+
     /// Fails unless the request holds `scope`.
     pub fn require(&self, scope: &Scope) -> Result<()> {
         self.require_any(std::slice::from_ref(scope))
@@ -113,7 +118,7 @@ impl Caller {
             kind: ActorKind::ApiKey,
             key_id: Some(self.key_id),
             key_prefix: Some(self.key_prefix.clone()),
-            agent_id: self.agent_id,
+            agent_id: self.agent_id(),
             caller: self.caller.clone(),
             caller_type: self.caller_type.clone(),
             app_user_id: None,
@@ -172,7 +177,7 @@ impl Vault {
                 "X-Alter-Caller-Type must be agent or service".into()
             })?;
         }
-        let (agent_id, agent_status) = self.resolve_agent(key, &facts).await?;
+        let agent = self.resolve_agent(key, &facts).await?.map(Arc::new);
         if key
             .last_used_at
             .is_none_or(|t| now.seconds_until(t) < -LAST_USED_RESOLUTION_SECONDS)
@@ -185,9 +190,8 @@ impl Vault {
             key_id: key.id,
             key_prefix: key.prefix.clone(),
             key_type: key.key_type,
-            agent_id,
-            agent_status,
-            impersonating: agent_id.is_some() && key.agent_id.is_none(),
+            impersonating: agent.is_some() && key.agent_id.is_none(),
+            agent,
             scopes,
             key_deprecated: key.status(now) == KeyStatus::Deprecated,
             caller: facts.caller,
@@ -199,35 +203,26 @@ impl Vault {
 
     /// The agent a request acts as: the key's own agent, or (for an app runtime key) the
     /// managed agent an `X-Alter-Caller` UUID of type `agent` names, which must be active.
-    async fn resolve_agent(
-        &self,
-        key: &ApiKey,
-        facts: &RequestFacts,
-    ) -> Result<(Option<AgentId>, Option<AgentStatus>)> {
+    async fn resolve_agent(&self, key: &ApiKey, facts: &RequestFacts) -> Result<Option<Agent>> {
         let named = match (facts.caller_type.as_deref(), facts.caller.as_deref()) {
             (Some("agent"), Some(caller)) => AgentId::parse_lenient(caller),
             _ => None,
         };
         match (key.agent_id, named) {
             (Some(own), Some(named)) if own != named => Err(Error::CallerAgentMismatch),
-            (Some(own), _) => {
-                let agent = self
-                    .store()
-                    .get_agent(key.app_id, own)
-                    .await?
-                    .ok_or(Error::Unauthenticated)?;
-                Ok((Some(own), Some(agent.status)))
-            }
+            (Some(own), _) => match self.agent(key.app_id, own).await {
+                Ok(agent) => Ok(Some(agent)),
+                Err(Error::NotFound(_)) => Err(Error::Unauthenticated),
+                Err(e) => Err(e),
+            },
             (None, Some(named)) if key.key_type != KeyType::Agent => {
-                let agent = self
-                    .store()
-                    .get_agent(key.app_id, named)
-                    .await?
-                    .filter(|a| a.status == AgentStatus::Active)
-                    .ok_or(Error::CallerAgentUnresolved)?;
-                Ok((Some(agent.id), Some(agent.status)))
+                match self.agent(key.app_id, named).await {
+                    Ok(agent) if agent.status == AgentStatus::Active => Ok(Some(agent)),
+                    Ok(_) | Err(Error::NotFound(_)) => Err(Error::CallerAgentUnresolved),
+                    Err(e) => Err(e),
+                }
             }
-            _ => Ok((None, None)),
+            _ => Ok(None),
         }
     }
 

@@ -65,7 +65,7 @@ impl Vault {
         scope_constraint: Option<Vec<String>>,
         ttl_seconds: Option<i64>,
     ) -> Result<Grant> {
-        let holder = caller.agent_id.ok_or(Error::AgentKeyRequired)?;
+        let holder = caller.agent_id().ok_or(Error::AgentKeyRequired)?;
         let held = self.reachable_grant(caller, held_grant_id).await?;
         if held.agent_id() != Some(holder) || held.state(self.now()) != GrantState::Active {
             return Err(Error::NotFound(Entity::Grant));
@@ -250,7 +250,7 @@ impl Vault {
                 "delegated_by": child.delegated_by,
             }));
         self.store().put_delegation(&child, &event).await?;
-        self.app_grant(child.app_id, &child.id.to_string()).await
+        self.grant(child.app_id, child.id).await
     }
 
     /// `App.revoke_delegation(grant_id, agent_id)` and `Agent.revoke_delegation(grant_id)`:
@@ -263,14 +263,14 @@ impl Vault {
         of: DelegationOf<'_>,
     ) -> Result<()> {
         let agent = match of {
-            DelegationOf::Agent(_) if caller.agent_id.is_some() => {
+            DelegationOf::Agent(_) if caller.agent_id().is_some() => {
                 return Err(Error::UseSelfRevokePath);
             }
             DelegationOf::Agent(text) => match AgentId::parse_lenient(text) {
                 Some(agent) => agent,
                 None => return Ok(()),
             },
-            DelegationOf::Me => caller.agent_id.ok_or(Error::AgentKeyRequired)?,
+            DelegationOf::Me => caller.agent_id().ok_or(Error::AgentKeyRequired)?,
         };
         let Some(id) = GrantId::parse_lenient(grant_id) else {
             return Ok(());
@@ -354,7 +354,9 @@ impl Vault {
     /// Re-validates a delegation before use: every grant up the chain active, the consenting
     /// user still active and still holding the root (or still in its group), the agent
     /// active. Fails with the first broken link.
-    pub async fn check_delegation_chain(&self, grant: &Grant) -> Result<()> {
+    /// `known` is an agent the caller already read this request (the calling agent); it is not
+    /// read again.
+    pub async fn check_delegation_chain(&self, grant: &Grant, known: Option<&Agent>) -> Result<()> {
         let now = self.now();
         let mut link = grant.clone();
         loop {
@@ -363,14 +365,16 @@ impl Vault {
                     "a grant in the delegation chain is no longer active",
                 ));
             }
-            if let Principal::Agent(agent) = link.principal {
-                let agent = self.agent(link.app_id, agent).await?;
-                ensure_active_agent(&agent)?;
+            if let Principal::Agent(id) = link.principal {
+                match known.filter(|a| a.id == id) {
+                    Some(agent) => ensure_active_agent(agent)?,
+                    None => ensure_active_agent(&self.agent(link.app_id, id).await?)?,
+                }
             }
             let Some(parent) = link.parent_grant_id else {
                 break;
             };
-            link = self.app_grant(link.app_id, &parent.to_string()).await?;
+            link = self.grant(link.app_id, parent).await?;
         }
         // `link` is the root now.
         if let Some(user) = grant.delegated_by {

@@ -436,7 +436,7 @@ impl Vault {
     /// Stores a new grant and reads it back (numbered); a taken label is a sibling conflict.
     async fn insert_grant(&self, grant: &Grant, event: &AuditEvent) -> Result<Grant> {
         match self.store().insert_grant(grant, event).await {
-            Ok(()) => self.app_grant(grant.app_id, &grant.id.to_string()).await,
+            Ok(()) => self.grant(grant.app_id, grant.id).await,
             Err(crate::ports::StoreError::Conflict(what)) if what == "sibling_label" => Err(
                 Error::SiblingLabelConflict(grant.label.clone().unwrap_or_default()),
             ),
@@ -486,7 +486,7 @@ impl Vault {
                 (Principal::System, validate::label(label.as_deref())?)
             }
             NewPrincipal::Agent { label } => {
-                let agent = caller.agent_id.ok_or_else(|| {
+                let agent = caller.agent_id().ok_or_else(|| {
                     Error::Invalid(
                         "agent principals are created by an agent: sign with the agent's key or act as the agent".into(),
                     )
@@ -502,7 +502,7 @@ impl Vault {
             Some(token) => Some(self.sign_in(caller.app_id, token).await?),
             None => None,
         };
-        let viewer = match (caller.agent_id, user) {
+        let viewer = match (caller.agent_id(), user) {
             (Some(agent), user) => Viewer::Agent {
                 agent,
                 delegated_by: user.map(|u| u.user.id),
@@ -621,7 +621,7 @@ impl Vault {
         if !revoked.contains(&grant.id) {
             return Err(Error::GrantRevoked(grant.id));
         }
-        self.app_grant(grant.app_id, &grant.id.to_string()).await
+        self.grant(grant.app_id, grant.id).await
     }
 
     /// `mint_grant`: a sibling grant on the same credential and principal, with a new label
@@ -634,7 +634,7 @@ impl Vault {
         policy: Option<serde_json::Value>,
         tags: Vec<String>,
     ) -> Result<GrantView> {
-        if caller.agent_id.is_some() {
+        if caller.agent_id().is_some() {
             return Err(Error::AgentsCannotMint);
         }
         let now = self.now();
@@ -678,9 +678,14 @@ impl Vault {
         })
     }
 
-    /// A grant of the app, by id; anything else is "not found".
+    /// A grant of the app, by id text; anything else is "not found".
     pub async fn app_grant(&self, app_id: AppId, grant_id: &str) -> Result<Grant> {
         let id = GrantId::parse_lenient(grant_id).ok_or(Error::NotFound(Entity::Grant))?;
+        self.grant(app_id, id).await
+    }
+
+    /// A grant of the app.
+    pub(crate) async fn grant(&self, app_id: AppId, id: GrantId) -> Result<Grant> {
         self.store()
             .get_grant(app_id, id)
             .await?
@@ -692,7 +697,7 @@ impl Vault {
     /// (its own, or delegations to it).
     pub async fn reachable_grant(&self, caller: &Caller, grant_id: &str) -> Result<Grant> {
         let grant = self.app_grant(caller.app_id, grant_id).await?;
-        match caller.agent_id {
+        match caller.agent_id() {
             Some(agent) if !caller.impersonating && grant.agent_id() != Some(agent) => {
                 Err(Error::NotFound(Entity::Grant))
             }

@@ -364,7 +364,7 @@ impl Vault {
     async fn managed_key(&self, caller: &Caller, key_id: &str) -> Result<ApiKey> {
         let id = KeyId::parse_lenient(key_id).ok_or(Error::NotFound(Entity::Key))?;
         let key = self.app_key(caller.app_id, id).await?;
-        if caller.agent_id.is_some() && key.agent_id != caller.agent_id {
+        if caller.agent_id().is_some() && key.agent_id != caller.agent_id() {
             return Err(Error::NotFound(Entity::Key));
         }
         Ok(key)

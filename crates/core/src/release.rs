@@ -158,23 +158,22 @@ impl Vault {
             },
             None => None,
         };
-        let grant = match self.resolve(caller, &request, user.as_ref()).await {
-            Ok(grant) => grant,
+        let (grant, secret) = match self.resolve(caller, &request, user.as_ref()).await {
+            Ok(found) => found,
             Err(e) => {
                 self.record(deny(refusal_code(&e), None)).await?;
                 return Err(e);
             }
         };
-        let secret = self
-            .secret_of(&grant)
-            .await?
-            .ok_or(Error::NotFound(Entity::Grant))?;
-        let agent = match caller.agent_id {
-            Some(agent) => Some(self.agent(caller.app_id, agent).await?),
-            None => None,
+        let secret = match secret {
+            Some(secret) => secret,
+            None => self
+                .secret_of(&grant)
+                .await?
+                .ok_or(Error::NotFound(Entity::Grant))?,
         };
         if let Err(denial) = self
-            .check_release(caller, &grant, &secret, agent.as_ref(), &request)
+            .check_release(caller, &grant, &secret, caller.agent.as_deref(), &request)
             .await
         {
             self.record(deny(denial.code(), Some(&grant))).await?;
@@ -255,13 +254,14 @@ impl Vault {
         }
     }
 
-    /// The one grant the request names, as the caller may reach it.
+    /// The one grant the request names, as the caller may reach it, and its secret when the
+    /// lookup already read it (by provider).
     async fn resolve(
         &self,
         caller: &Caller,
         request: &ReleaseRequest,
         user: Option<&SignedInUser>,
-    ) -> Result<Grant> {
+    ) -> Result<(Grant, Option<ManagedSecret>)> {
         let consenting = match &request.app_user_id {
             Some(text) => {
                 Some(UserId::parse_lenient(text).ok_or_else(|| not_found(caller, request))?)
@@ -277,7 +277,7 @@ impl Vault {
                     other => other,
                 })?;
             return if user.is_none_or(|u| belongs_to(&grant, u)) {
-                Ok(grant)
+                Ok((grant, None))
             } else {
                 Err(not_found(caller, request))
             };
@@ -289,7 +289,7 @@ impl Vault {
             .await?
             .filter(|s| s.deleted_at.is_none())
             .ok_or_else(|| not_found(caller, request))?;
-        let viewer = match (caller.agent_id, user) {
+        let viewer = match (caller.agent_id(), user) {
             (Some(agent), user) => Viewer::Agent {
                 agent,
                 delegated_by: user.map(|u| u.user.id).or(consenting),
@@ -315,7 +315,7 @@ impl Vault {
             .await?;
         match candidates.as_slice() {
             [] => Err(not_found(caller, request)),
-            [one] => Ok(one.clone()),
+            [one] => Ok((one.clone(), Some(secret))),
             many => Err(Error::AmbiguousGrant {
                 provider_id: provider.to_owned(),
                 candidates: many
@@ -345,7 +345,7 @@ impl Vault {
             GrantState::Active => {}
         }
         if grant.parent_grant_id.is_some() {
-            match self.check_delegation_chain(grant).await {
+            match self.check_delegation_chain(grant, agent).await {
                 Ok(()) => {}
                 Err(Error::DelegationInvalid(why)) => return Err(Denial::DelegationInvalid(why)),
                 Err(_) => {
@@ -561,7 +561,7 @@ pub struct ApiCallReport {
 
 /// "Not found" as the caller should see it: agents learn they hold no delegation.
 fn not_found(caller: &Caller, request: &ReleaseRequest) -> Error {
-    match (caller.agent_id, &request.provider_id) {
+    match (caller.agent_id(), &request.provider_id) {
         (Some(agent), Some(provider)) => Error::NoDelegatedGrant {
             provider_id: provider.clone(),
             agent_id: agent.to_string(),
@@ -569,7 +569,7 @@ fn not_found(caller: &Caller, request: &ReleaseRequest) -> Error {
         },
         _ => Error::GrantNotFoundFor {
             provider_id: request.provider_id.clone(),
-            agent_id: caller.agent_id.map(|a| a.to_string()),
+            agent_id: caller.agent_id().map(|a| a.to_string()),
             app_user_id: request.app_user_id.clone(),
         },
     }

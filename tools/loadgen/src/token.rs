@@ -133,7 +133,10 @@ pub async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     result
 }
 
-async fn release_and_compare(bench: &harness::Bench, args: &Args) -> Result<(), Box<dyn std::error::Error>> {
+async fn release_and_compare(
+    bench: &harness::Bench,
+    args: &Args,
+) -> Result<(), Box<dyn std::error::Error>> {
     let app = App::builder(bench.api_key.as_str())
         .base_url(&bench.base_url)
         .build_app()?;
