@@ -14,6 +14,7 @@ use crate::error::{Error, Result, ensure};
 use crate::ids::{AgentId, AppId, KeyId};
 use crate::keys::{ApiKey, KeyStatus, KeyType};
 use crate::scope::{Scope, ScopeSet};
+use crate::time::Timestamp;
 use crate::vault::Vault;
 
 /// Limits of `X-Alter-Context` (protocol part 1 §1.5).
@@ -23,8 +24,14 @@ const MAX_CONTEXT_VALUE_LEN: usize = 512;
 const MAX_CONTEXT_LEN: usize = 4096;
 /// Longest `X-Alter-Caller`.
 const MAX_CALLER_LEN: usize = 255;
-/// How stale `last_used_at` may get before an authenticated request refreshes it.
+/// How stale `last_used_at` (of a key or a grant) may get before a use refreshes it: one
+/// write a minute, not one per request.
 const LAST_USED_RESOLUTION_SECONDS: i64 = 60;
+
+/// True when a use at `now` should refresh `last_used_at`.
+pub(crate) fn last_use_is_stale(last_used_at: Option<Timestamp>, now: Timestamp) -> bool {
+    last_used_at.is_none_or(|t| t.seconds_until(now) >= LAST_USED_RESOLUTION_SECONDS)
+}
 
 /// The request facts admission needs, already read off the wire.
 #[derive(Debug, Clone, Default)]
@@ -178,10 +185,7 @@ impl Vault {
             })?;
         }
         let agent = self.resolve_agent(key, &facts).await?.map(Arc::new);
-        if key
-            .last_used_at
-            .is_none_or(|t| now.seconds_until(t) < -LAST_USED_RESOLUTION_SECONDS)
-        {
+        if last_use_is_stale(key.last_used_at, now) {
             let stale_before = now.plus_seconds(-LAST_USED_RESOLUTION_SECONDS);
             self.store().touch_key(key.id, now, stale_before).await?;
         }

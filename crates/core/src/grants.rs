@@ -3,7 +3,7 @@
 //! agent — see `delegations`.
 
 use serde::{Deserialize, Serialize};
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::audit::{Actor, AuditEvent, Target, action};
 use crate::caller::Caller;
@@ -728,21 +728,31 @@ pub fn revocation_event(app_id: AppId, at: Timestamp, actor: Actor, reason: &str
     .with_reason(Some(reason.to_owned()))
 }
 
-pub(crate) fn grant_event(
-    grant: &Grant,
-    action: &str,
-    actor: Actor,
-    secret: Option<&ManagedSecret>,
-) -> AuditEvent {
-    let principal = match &grant.principal {
+/// A grant's principal as audit events record it (for a delegation, with the user who
+/// consented).
+pub(crate) fn principal_json(grant: &Grant) -> Value {
+    match &grant.principal {
         Principal::User(user) => json!({ "type": "user", "app_user_id": user }),
         Principal::Group {
             idp_id,
             external_group_id,
         } => json!({ "type": "group", "idp_id": idp_id, "external_group_id": external_group_id }),
         Principal::System => json!({ "type": "system" }),
-        Principal::Agent(agent) => json!({ "type": "agent", "agent_id": agent }),
-    };
+        Principal::Agent(agent) => json!({
+            "type": "agent",
+            "agent_id": agent,
+            "app_user_id": grant.delegated_by,
+        }),
+    }
+}
+
+pub(crate) fn grant_event(
+    grant: &Grant,
+    action: &str,
+    actor: Actor,
+    secret: Option<&ManagedSecret>,
+) -> AuditEvent {
+    let principal = principal_json(grant);
     AuditEvent::allow(
         grant.app_id,
         grant.created_at,

@@ -13,11 +13,13 @@ use crate::agents::Agent;
 use crate::audit::{AuditEvent, RequestSummary, Target, action};
 use crate::caller::Caller;
 use crate::error::{Entity, Error, Result};
-use crate::grants::{Grant, GrantState, Principal, Viewer};
+use crate::grants::{Grant, GrantState, Principal, Viewer, principal_json};
 use crate::identity::SignedInUser;
 use crate::ids::{EventId, UserId};
 use crate::scope::Scope;
-use crate::secrets::{InjectionTarget, ManagedSecret, SecretType, host_allowed, multi_fields};
+use crate::secrets::{
+    AwsCredential, InjectionTarget, ManagedSecret, SecretType, host_allowed, multi_fields,
+};
 use crate::vault::Vault;
 
 /// Most candidates an ambiguity answer lists.
@@ -27,8 +29,6 @@ const MAX_CANDIDATES: usize = 20;
 const QUERY_MARKER_HEADER: &str = "X-Alter-Credential";
 /// The marker's value.
 const QUERY_MARKER_VALUE: &str = "query-parameter";
-/// How stale a grant's `last_used_at` may get before a release refreshes it.
-const LAST_USED_RESOLUTION_SECONDS: i64 = 60;
 
 /// What the caller asks for.
 #[derive(Debug, Clone, Default)]
@@ -204,10 +204,8 @@ impl Vault {
             "parent_grant_id": grant.parent_grant_id,
         }));
         let release_id = event.id;
-        let touch = grant
-            .last_used_at
-            .is_none_or(|t| t.seconds_until(now) >= LAST_USED_RESOLUTION_SECONDS)
-            .then_some((grant.id, now));
+        let touch =
+            crate::caller::last_use_is_stale(grant.last_used_at, now).then_some((grant.id, now));
         self.store().record_release(&event, touch).await?;
         Ok(Release {
             expires_in: grant.expires_at.map(|end| now.seconds_until(end).max(0)),
@@ -387,9 +385,9 @@ impl Vault {
     /// The credential as the client injects it, per injection type.
     fn credential(&self, secret: &ManagedSecret) -> Result<ReleasedCredential> {
         let opened = self.open_secret_value(secret)?;
-        let value = String::from_utf8(opened.to_vec())
-            .map_err(|_| Error::Crypto(alter_crypto::CryptoError::CannotOpen))?;
-        let value = SecretString::from(value);
+        let unreadable = || Error::Crypto(alter_crypto::CryptoError::CannotOpen);
+        let text = std::str::from_utf8(&opened).map_err(|_| unreadable())?;
+        let value = SecretString::from(text.to_owned());
         let plain = |header: &str, format: &str, token: SecretString| ReleasedCredential {
             access_token: token,
             injection_header: header.to_owned(),
@@ -426,8 +424,7 @@ impl Vault {
                 )
             },
             SecretType::Multi => {
-                let fields = multi_fields(value.expose_secret())
-                    .ok_or(Error::Crypto(alter_crypto::CryptoError::CannotOpen))?;
+                let fields = multi_fields(value.expose_secret()).ok_or_else(unreadable)?;
                 let injections = secret
                     .injection
                     .rules
@@ -457,17 +454,18 @@ impl Vault {
                 }
             }
             SecretType::AwsSigv4 => {
-                let aws: Value = serde_json::from_str(value.expose_secret())
-                    .map_err(|_| Error::Crypto(alter_crypto::CryptoError::CannotOpen))?;
-                let field = |name: &str| aws.get(name).and_then(Value::as_str).map(str::to_owned);
-                let mut extra = BTreeMap::new();
-                for (wire, stored) in [
-                    ("secret_key", "secret_access_key"),
-                    ("session_token", "session_token"),
-                    ("region", "region"),
-                    ("service", "service"),
+                let aws: AwsCredential =
+                    serde_json::from_str(value.expose_secret()).map_err(|_| unreadable())?;
+                let mut extra = BTreeMap::from([(
+                    "secret_key".to_owned(),
+                    SecretString::from(aws.secret_access_key),
+                )]);
+                for (wire, field) in [
+                    ("session_token", aws.session_token),
+                    ("region", aws.region),
+                    ("service", aws.service),
                 ] {
-                    if let Some(v) = field(stored) {
+                    if let Some(v) = field {
                         extra.insert(wire.to_owned(), SecretString::from(v));
                     }
                 }
@@ -476,7 +474,7 @@ impl Vault {
                     ..plain(
                         "Authorization",
                         "AWS4-HMAC-SHA256",
-                        SecretString::from(field("access_key_id").unwrap_or_default()),
+                        SecretString::from(aws.access_key_id),
                     )
                 }
             }
@@ -589,22 +587,6 @@ fn belongs_to(grant: &Grant, user: &SignedInUser) -> bool {
     match &grant.principal {
         Principal::Agent(_) => grant.delegated_by == Some(user.user.id),
         _ => crate::delegations::holds(user, grant),
-    }
-}
-
-fn principal_json(grant: &Grant) -> Value {
-    match &grant.principal {
-        Principal::User(user) => json!({ "type": "user", "app_user_id": user }),
-        Principal::Group {
-            idp_id,
-            external_group_id,
-        } => json!({ "type": "group", "idp_id": idp_id, "external_group_id": external_group_id }),
-        Principal::System => json!({ "type": "system" }),
-        Principal::Agent(agent) => json!({
-            "type": "agent",
-            "agent_id": agent,
-            "app_user_id": grant.delegated_by,
-        }),
     }
 }
 

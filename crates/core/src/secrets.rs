@@ -193,18 +193,18 @@ pub struct NewSecret {
     pub value: SecretString,
 }
 
-/// The parts of an AWS credential.
-#[derive(Debug, Deserialize)]
+/// The parts of an AWS credential, as its stored value holds them (a JSON object).
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct AwsCredential {
-    access_key_id: String,
-    secret_access_key: String,
+pub(crate) struct AwsCredential {
+    pub access_key_id: String,
+    pub secret_access_key: String,
     #[serde(default)]
-    session_token: Option<String>,
+    pub session_token: Option<String>,
     #[serde(default)]
-    region: Option<String>,
+    pub region: Option<String>,
     #[serde(default)]
-    service: Option<String>,
+    pub service: Option<String>,
 }
 
 impl Vault {

@@ -61,9 +61,9 @@ pub async fn signed_request(
     next: Next,
 ) -> Response {
     let (parts, body) = request.into_parts();
-    let bytes = match axum::body::to_bytes(body, state.max_body_bytes).await {
-        Ok(bytes) => bytes,
-        Err(_) => return ApiError::payload_too_large(state.max_body_bytes).into_response(),
+    // Already in memory and within the limit (`buffer_body`): this only takes the bytes out.
+    let Ok(bytes) = axum::body::to_bytes(body, usize::MAX).await else {
+        return ApiError::internal(&"the buffered body could not be read").into_response();
     };
     let caller = match admit(&state, &parts, &bytes).await {
         Ok(caller) => caller,
@@ -85,12 +85,7 @@ async fn admit(state: &AppState, parts: &Parts, body: &Bytes) -> Result<Caller, 
     let h = &parts.headers;
     let api_key = header_str(h, headers::API_KEY).ok_or(Error::Unauthenticated)?;
     keyfmt::parse(api_key).map_err(|_| Error::Unauthenticated)?;
-    let key = state
-        .vault
-        .find_key(api_key)
-        .await?
-        .ok_or(Error::Unauthenticated)?;
-
+    // Everything checkable without the database first.
     let required = |name| header_str(h, name).ok_or(Error::Unauthenticated);
     let timestamp = required(headers::TIMESTAMP)?;
     let nonce = required(headers::NONCE)?;
@@ -102,6 +97,11 @@ async fn admit(state: &AppState, parts: &Parts, body: &Bytes) -> Result<Caller, 
     ) {
         return Err(Error::Unauthenticated.into());
     }
+    let key = state
+        .vault
+        .find_key(api_key)
+        .await?
+        .ok_or(Error::Unauthenticated)?;
     let target = parts
         .uri
         .path_and_query()
