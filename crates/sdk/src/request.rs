@@ -478,8 +478,9 @@ pub(crate) async fn request(
         reason: request.reason.clone(),
         context: None,
     };
-    let provider = provider_client(transport)?;
-    let mut call = provider.request(request.method.clone(), target);
+    let mut call = transport
+        .provider_http()
+        .request(request.method.clone(), target);
     for (name, value) in &headers {
         call = call.header(name, value);
     }
@@ -548,15 +549,6 @@ pub(crate) async fn request(
         401 => Error::ProviderUnauthorized(info),
         _ => Error::ProviderApi(info),
     })
-}
-
-/// The HTTP client of provider calls: never the API key, no redirects.
-fn provider_client(transport: &Transport) -> Result<reqwest::Client, Error> {
-    reqwest::Client::builder()
-        .timeout(transport.timeout())
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .map_err(|e| Error::sdk(format!("cannot build the HTTP client: {e}")))
 }
 
 /// Headers as an audit report keeps them: without the credential's headers and sensitive ones.
