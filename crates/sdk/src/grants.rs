@@ -312,9 +312,10 @@ pub struct DelegateOptions {
     pub ttl_seconds: Option<i64>,
 }
 
-/// A canonical lower-case UUID, as the official client sends grant and agent ids on the
-/// revoke paths.
-fn canonical_uuid(field: &str, value: &str) -> Result<String, Error> {
+/// A canonical lower-case hyphenated UUID, as the official client sends grant and agent ids
+/// (the revoke paths, the agent identity of `App::get_agent`) and expects them back (the
+/// `grant_id` of a token answer).
+pub(crate) fn canonical_uuid(field: &str, value: &str) -> Result<String, Error> {
     uuid::Uuid::try_parse(value)
         .map(|u| u.hyphenated().to_string())
         .map_err(|_| Error::value(format!("{field} must be a UUID")))

@@ -259,6 +259,14 @@ fn transport_error(e: reqwest::Error) -> Error {
     }
 }
 
+/// The hosts plain http is allowed to, for the base URL and for provider calls alike:
+/// `localhost`, `127.0.0.1` and `::1` (bracketed or not), in any case.
+pub(crate) fn is_loopback_host(host: &str) -> bool {
+    ["localhost", "127.0.0.1", "[::1]", "::1"]
+        .iter()
+        .any(|loopback| host.eq_ignore_ascii_case(loopback))
+}
+
 /// The official client's base URL rules: http(s) only, a host, no userinfo, query or fragment,
 /// plain http only to loopback; trailing slashes dropped.
 pub(crate) fn validate_base_url(text: &str) -> Result<String, Error> {
@@ -277,9 +285,7 @@ pub(crate) fn validate_base_url(text: &str) -> Result<String, Error> {
     }
     match url.scheme() {
         "https" => {}
-        "http"
-            if ["localhost", "127.0.0.1", "[::1]", "::1"]
-                .contains(&host.to_ascii_lowercase().as_str()) => {}
+        "http" if is_loopback_host(host) => {}
         "http" => return Err(invalid("plain http is only allowed to localhost")),
         _ => return Err(invalid("the scheme must be http or https")),
     }
