@@ -215,20 +215,9 @@ impl GrantPolicy {
 /// use alter_sdk::ListGrants;
 /// let query = ListGrants::new().provider_id("google").limit(50);
 /// ```
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct ListGrants {
     request: ListGrantsRequest,
-}
-
-impl Default for ListGrants {
-    fn default() -> Self {
-        ListGrants {
-            request: ListGrantsRequest {
-                limit: 100,
-                ..Default::default()
-            },
-        }
-    }
 }
 
 impl ListGrants {
@@ -446,6 +435,7 @@ mod tests {
         );
         assert!(Principal::system().body().is_ok());
         assert!(GrantPolicy::new().max_ttl_seconds(0).body().is_err());
+        assert_eq!(ListGrants::new().checked().unwrap().limit, 100);
         assert!(ListGrants::new().limit(1001).checked().is_err());
         assert!(ListGrants::new().offset(-1).checked().is_err());
         assert!(ListGrants::new().provider_id("").checked().is_err());
