@@ -17,10 +17,8 @@ pub use grants::{GrantArgs, grant};
 pub use idp::{IdpArgs, idp};
 pub use secrets::{SecretArgs, secret};
 
-use alter_proto::admin::{AppInfo, MintKeyRequest};
-use alter_proto::keys::{ApiKeyInfo, MintedKey};
 use alter_sdk::Error;
-use alter_sdk::admin::AdminClient;
+use alter_sdk::admin::{AdminClient, ApiKeyInfo, AppInfo, MintKeyRequest, MintedKey};
 use clap::{Args, Subcommand};
 use serde::Serialize;
 

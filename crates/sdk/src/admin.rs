@@ -2,13 +2,8 @@
 //! CLI and by tests.
 
 use alter_proto::admin::{
-    AgentListQuery, AppInfo, AuditPage, AuditQuery, ChainReportView, CreateAppRequest,
-    CreateDelegationRequest, CreateSecretRequest, GrantListQuery, IdpInfo, IdpRequest, ItemList,
-    MintKeyRequest, RevokeRequest, RotateAppKeyRequest, RotateSecretRequest, SecretInfo,
+    CreateAppRequest, ItemList, RevokeRequest, RotateAppKeyRequest, RotateSecretRequest,
 };
-use alter_proto::agents::{AgentInfo, AgentList};
-use alter_proto::grants::{DelegationResult, GrantList};
-use alter_proto::keys::{ApiKeyInfo, MintedKey};
 use alter_proto::signing::{encode_path_segment, encode_query};
 use reqwest::Method;
 use serde::Serialize;
@@ -16,6 +11,16 @@ use serde::de::DeserializeOwned;
 
 use crate::error::Error;
 use crate::transport::{DEFAULT_TIMEOUT, Mapper, decode, execute, http_client, validate_base_url};
+
+// What `AdminClient` takes and returns, so that its users need no other crate.
+pub use alter_proto::admin::{
+    AgentListQuery, AppInfo, AuditEventView, AuditPage, AuditQuery, ChainProblemView,
+    ChainReportView, CreateDelegationRequest, CreateSecretRequest, GrantListQuery, IdpInfo,
+    IdpRequest, InjectionRuleBody, MintKeyRequest, SecretInfo,
+};
+pub use alter_proto::agents::{AgentInfo, AgentList};
+pub use alter_proto::grants::{DelegationResult, GrantItem, GrantList};
+pub use alter_proto::keys::{ApiKeyInfo, MintedKey};
 
 /// The operator's client.
 #[derive(Clone)]

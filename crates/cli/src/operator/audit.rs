@@ -4,8 +4,8 @@
 use std::io::Write;
 use std::process::ExitCode;
 
-use alter_proto::admin::{AuditEventView, AuditQuery};
 use alter_sdk::Error;
+use alter_sdk::admin::{AuditEventView, AuditQuery};
 use clap::{Args, Subcommand};
 
 use super::{Connection, client, finish, output, resolve_app};
