@@ -1,7 +1,7 @@
 //! `alter audit …`: the tamper-evident audit log — list with filters, export as JSON Lines,
 //! verify the hash chain.
 
-use std::io::Write;
+use std::io::{BufWriter, Write};
 use std::process::ExitCode;
 
 use alter_sdk::Error;
@@ -112,7 +112,7 @@ pub async fn audit(args: AuditArgs) -> ExitCode {
             }
             AuditCommand::Export { filters } => {
                 let mut cursor = None;
-                let mut stdout = std::io::stdout().lock();
+                let mut stdout = BufWriter::new(std::io::stdout().lock());
                 loop {
                     let page = client
                         .audit_events(&app, &filters.query(cursor, 1000))
@@ -127,6 +127,7 @@ pub async fn audit(args: AuditArgs) -> ExitCode {
                         None => break,
                     }
                 }
+                stdout.flush().map_err(|e| Error::value(e.to_string()))?;
                 Ok(String::new().into())
             }
             AuditCommand::Verify => {
