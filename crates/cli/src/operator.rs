@@ -17,10 +17,8 @@ pub use grants::{GrantArgs, grant};
 pub use idp::{IdpArgs, idp};
 pub use secrets::{SecretArgs, secret};
 
-use alter_proto::admin::{AppInfo, MintKeyRequest};
-use alter_proto::keys::{ApiKeyInfo, MintedKey};
 use alter_sdk::Error;
-use alter_sdk::admin::AdminClient;
+use alter_sdk::admin::{AdminClient, ApiKeyInfo, AppInfo, MintKeyRequest, MintedKey};
 use clap::{Args, Subcommand};
 use serde::Serialize;
 
@@ -214,15 +212,38 @@ fn output<T: Serialize>(json: bool, value: &T, human: impl FnOnce() -> String) -
     }
 }
 
-fn finish(result: Result<String, Error>) -> ExitCode {
-    match result {
-        Ok(text) => {
+/// What a command prints on stdout and, when its answer is a failure all the same (a
+/// verification that found the audit chain broken), the one line it prints on stderr before
+/// exiting 1.
+struct Printed {
+    text: String,
+    failure: Option<String>,
+}
+
+impl From<String> for Printed {
+    fn from(text: String) -> Self {
+        Printed {
+            text,
+            failure: None,
+        }
+    }
+}
+
+fn finish(result: Result<impl Into<Printed>, Error>) -> ExitCode {
+    match result.map(Into::into) {
+        Ok(Printed { text, failure }) => {
             // A command that streamed its own output (export) has nothing more to say; a blank
             // line would break JSON Lines.
             if !text.is_empty() {
                 println!("{text}");
             }
-            ExitCode::SUCCESS
+            match failure {
+                None => ExitCode::SUCCESS,
+                Some(message) => {
+                    eprintln!("error: {message}");
+                    ExitCode::FAILURE
+                }
+            }
         }
         Err(e) => {
             eprintln!("error: {}", e.info().message);

@@ -1272,13 +1272,25 @@ fn a_server_killed_mid_burst_has_audited_every_credential_it_released() {
                 .unwrap();
             assert_eq!(changed, 1);
         });
+        // The report is on stdout (text or JSON), and the exit code says the chain is broken.
         let broken = op.run(&["audit", "verify"]);
         assert_eq!(exit_code(&broken), 1);
+        let report = String::from_utf8_lossy(&broken.stdout);
         assert!(
-            stderr(&broken).contains(&format!("BROKEN at event {seq}")),
-            "{}",
+            report.contains(&format!("BROKEN at event {seq}")),
+            "stdout: {report}\nstderr: {}",
             stderr(&broken)
         );
+        let broken = op.run(&["audit", "verify", "--json"]);
+        assert_eq!(exit_code(&broken), 1);
+        let report: Value = serde_json::from_slice(&broken.stdout).unwrap_or_else(|e| {
+            panic!(
+                "verify --json prints JSON on stdout ({e}): {}",
+                String::from_utf8_lossy(&broken.stdout)
+            )
+        });
+        assert_eq!(report["ok"], Value::Bool(false), "{report}");
+        assert_eq!(report["first_problem"]["seq"], victim["seq"], "{report}");
 
         // Nothing the server wrote, before or after the crash, and nothing on disk holds the
         // secret.

@@ -4,8 +4,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-/// `POST /sdk/grants/list`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+/// `POST /sdk/grants/list`. Its `Default` is the first page of 100, as an empty body is.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListGrantsRequest {
     /// 1–1000 (default 100).
@@ -29,6 +29,20 @@ pub struct ListGrantsRequest {
     /// An end user's JWT: narrows to that user.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_token: Option<String>,
+}
+
+impl Default for ListGrantsRequest {
+    fn default() -> Self {
+        ListGrantsRequest {
+            limit: default_limit(),
+            offset: 0,
+            provider_id: None,
+            status: None,
+            account: None,
+            label: None,
+            user_token: None,
+        }
+    }
 }
 
 fn default_limit() -> i64 {
@@ -351,4 +365,16 @@ pub struct DelegationResult {
     /// End.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_list_request_is_an_empty_body() {
+        let empty: ListGrantsRequest = serde_json::from_str("{}").unwrap();
+        assert_eq!(empty, ListGrantsRequest::default());
+        assert_eq!(empty.limit, 100);
+    }
 }

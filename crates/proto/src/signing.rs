@@ -180,7 +180,8 @@ pub fn plain_request_headers(
     ]
 }
 
-fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
+/// `HMAC-SHA256(key, message)`, raw bytes (keys of every length are accepted).
+pub fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
     #[allow(clippy::expect_used)]
     let mut mac = HmacSha256::new_from_slice(key).expect("HMAC accepts keys of every length");
     mac.update(message);

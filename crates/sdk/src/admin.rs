@@ -1,23 +1,26 @@
 //! A client of the operator admin API (`/admin/v1/*`, Bearer admin token), used by the `alter`
 //! CLI and by tests.
 
-use std::time::Duration;
-
 use alter_proto::admin::{
-    AgentListQuery, AppInfo, AuditPage, AuditQuery, ChainReportView, CreateAppRequest,
-    CreateDelegationRequest, CreateSecretRequest, GrantListQuery, IdpInfo, IdpRequest, ItemList,
-    MintKeyRequest, RevokeRequest, RotateAppKeyRequest, RotateSecretRequest, SecretInfo,
+    CreateAppRequest, ItemList, RevokeRequest, RotateAppKeyRequest, RotateSecretRequest,
 };
-use alter_proto::agents::{AgentInfo, AgentList};
-use alter_proto::grants::{DelegationResult, GrantList};
-use alter_proto::keys::{ApiKeyInfo, MintedKey};
 use alter_proto::signing::{encode_path_segment, encode_query};
 use reqwest::Method;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::error::{Error, ErrorInfo, from_response};
-use crate::transport::validate_base_url;
+use crate::error::Error;
+use crate::transport::{DEFAULT_TIMEOUT, Mapper, decode, execute, http_client, validate_base_url};
+
+// What `AdminClient` takes and returns, so that its users need no other crate.
+pub use alter_proto::admin::{
+    AgentListQuery, AppInfo, AuditEventView, AuditPage, AuditQuery, ChainProblemView,
+    ChainReportView, CreateDelegationRequest, CreateSecretRequest, GrantListQuery, IdpInfo,
+    IdpRequest, InjectionRuleBody, MintKeyRequest, SecretInfo,
+};
+pub use alter_proto::agents::{AgentInfo, AgentList};
+pub use alter_proto::grants::{DelegationResult, GrantItem, GrantList};
+pub use alter_proto::keys::{ApiKeyInfo, MintedKey};
 
 /// The operator's client.
 #[derive(Clone)]
@@ -38,13 +41,8 @@ impl std::fmt::Debug for AdminClient {
 impl AdminClient {
     /// A client of the server at `base_url` with the operator admin token.
     pub fn new(base_url: &str, token: impl Into<String>) -> Result<AdminClient, Error> {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| Error::sdk(format!("cannot build the HTTP client: {e}")))?;
         Ok(AdminClient {
-            http,
+            http: http_client(DEFAULT_TIMEOUT)?,
             base_url: validate_base_url(base_url)?,
             token: token.into(),
         })
@@ -63,29 +61,7 @@ impl AdminClient {
         if let Some(body) = body {
             request = request.json(body);
         }
-        let response = request.send().await.map_err(|e| {
-            Error::Network(ErrorInfo {
-                message: format!("cannot reach {}: {e}", self.base_url),
-                ..Default::default()
-            })
-        })?;
-        let status = response.status().as_u16();
-        let bytes = response.bytes().await.map_err(|e| {
-            Error::Network(ErrorInfo {
-                message: e.to_string(),
-                ..Default::default()
-            })
-        })?;
-        if status >= 400 {
-            return Err(from_response(status, &bytes));
-        }
-        serde_json::from_slice(&bytes).map_err(|e| {
-            Error::Backend(ErrorInfo {
-                status,
-                message: format!("unexpected response: {e}"),
-                ..Default::default()
-            })
-        })
+        decode(&execute(request, Mapper::Main).await?)
     }
 
     /// Creates an app.

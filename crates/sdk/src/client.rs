@@ -237,10 +237,8 @@ impl App {
     /// An [`Agent`] that signs with this app's key and acts as the managed agent `agent_id`
     /// (for audit attribution and agent-scoped calls). No request is made until it is used.
     pub fn get_agent(&self, agent_id: &str) -> Result<Agent, Error> {
-        let id =
-            uuid::Uuid::try_parse(agent_id).map_err(|_| Error::value("agent_id must be a UUID"))?;
         let identity = Identity {
-            caller: Some(id.hyphenated().to_string()),
+            caller: Some(grants::canonical_uuid("agent_id", agent_id)?),
             caller_type: Some("agent".into()),
         };
         Ok(Agent {

@@ -246,9 +246,12 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
-/// Reads an error answer into the fields the mappers need.
-pub(crate) fn parse_body(status: u16, body: &[u8]) -> ErrorInfo {
-    let mut fields = match serde_json::from_slice::<Value>(body) {
+/// Reads an error answer into the fields the mappers need, and tells whether the body was JSON
+/// at all (a non-JSON 429 is a rate limit whatever it says).
+fn parse_body(status: u16, body: &[u8]) -> (ErrorInfo, bool) {
+    let parsed = serde_json::from_slice::<Value>(body);
+    let json = parsed.is_ok();
+    let mut fields = match parsed {
         Ok(Value::Object(map)) => map,
         Ok(_) => Map::from_iter([("message".to_owned(), Value::from("Unknown error"))]),
         Err(_) => Map::from_iter([(
@@ -269,18 +272,18 @@ pub(crate) fn parse_body(status: u16, body: &[u8]) -> ErrorInfo {
         .filter(|m| !m.is_empty())
         .map(str::to_owned)
         .unwrap_or_else(|| format!("Backend error {status}"));
-    ErrorInfo {
+    let info = ErrorInfo {
         status,
         code,
         message,
         fields,
-    }
+    };
+    (info, json)
 }
 
 /// The main mapper (protocol part 1 §4.2): status first, then code, first match wins.
 pub fn from_response(status: u16, body: &[u8]) -> Error {
-    let json = serde_json::from_slice::<Value>(body).is_ok();
-    let info = parse_body(status, body);
+    let (info, json) = parse_body(status, body);
     let code = info.code.clone().unwrap_or_default();
     match (status, code.as_str()) {
         (403, "insufficient_scope") => Error::InsufficientScope(info),
@@ -345,8 +348,7 @@ pub fn from_response(status: u16, body: &[u8]) -> Error {
 
 /// The agents-namespace mapper (protocol part 2 §8.10): by code, whatever the status.
 pub fn from_agents_response(status: u16, body: &[u8]) -> Error {
-    let json = serde_json::from_slice::<Value>(body).is_ok();
-    let info = parse_body(status, body);
+    let (info, json) = parse_body(status, body);
     let code = info.code.clone().unwrap_or_default();
     match (status, code.as_str()) {
         (_, "insufficient_scope") => Error::InsufficientScope(info),

@@ -215,20 +215,9 @@ impl GrantPolicy {
 /// use alter_sdk::ListGrants;
 /// let query = ListGrants::new().provider_id("google").limit(50);
 /// ```
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct ListGrants {
     request: ListGrantsRequest,
-}
-
-impl Default for ListGrants {
-    fn default() -> Self {
-        ListGrants {
-            request: ListGrantsRequest {
-                limit: 100,
-                ..Default::default()
-            },
-        }
-    }
 }
 
 impl ListGrants {
@@ -312,9 +301,10 @@ pub struct DelegateOptions {
     pub ttl_seconds: Option<i64>,
 }
 
-/// A canonical lower-case UUID, as the official client sends grant and agent ids on the
-/// revoke paths.
-fn canonical_uuid(field: &str, value: &str) -> Result<String, Error> {
+/// A canonical lower-case hyphenated UUID, as the official client sends grant and agent ids
+/// (the revoke paths, the agent identity of `App::get_agent`) and expects them back (the
+/// `grant_id` of a token answer).
+pub(crate) fn canonical_uuid(field: &str, value: &str) -> Result<String, Error> {
     uuid::Uuid::try_parse(value)
         .map(|u| u.hyphenated().to_string())
         .map_err(|_| Error::value(format!("{field} must be a UUID")))
@@ -445,6 +435,7 @@ mod tests {
         );
         assert!(Principal::system().body().is_ok());
         assert!(GrantPolicy::new().max_ttl_seconds(0).body().is_err());
+        assert_eq!(ListGrants::new().checked().unwrap().limit, 100);
         assert!(ListGrants::new().limit(1001).checked().is_err());
         assert!(ListGrants::new().offset(-1).checked().is_err());
         assert!(ListGrants::new().provider_id("").checked().is_err());

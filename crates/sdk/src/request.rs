@@ -14,14 +14,14 @@ use reqwest::{Method, Url};
 use serde_json::Value;
 
 use crate::error::{Error, ErrorInfo};
+use crate::grants::canonical_uuid;
 use crate::sigv4::{self, AwsCredentials};
-use crate::transport::{Mapper, Transport, decode};
+use crate::transport::{Mapper, Transport, USER_AGENT, decode, is_loopback_host};
 
 /// Longest provider URL (with its query) the client accepts.
 const MAX_URL_LEN: usize = 65_536;
 /// Bodies kept in audit reports and errors, at most.
 const MAX_BODY_REPORT: usize = 10_000;
-const USER_AGENT: &str = concat!("alter-sdk-rust/", env!("CARGO_PKG_VERSION"));
 
 /// Headers never copied into an audit report.
 const SENSITIVE_HEADERS: &[&str] = &[
@@ -209,13 +209,9 @@ fn prepare(request: &ProviderRequest) -> Result<String, Error> {
     }
     let url = template(&request.url, &request.path_params)?;
     let parsed = Url::parse(&url).map_err(|_| Error::sdk(format!("not a URL: {url}")))?;
-    let loopback = matches!(
-        parsed.host_str(),
-        Some("localhost" | "127.0.0.1" | "[::1]" | "::1")
-    );
     match parsed.scheme() {
         "https" => {}
-        "http" if loopback => {}
+        "http" if parsed.host_str().is_some_and(is_loopback_host) => {}
         _ => {
             return Err(Error::sdk(
                 "provider URLs must be https (or http to localhost)",
@@ -270,12 +266,7 @@ fn check(token: &TokenResponse) -> Result<(), Error> {
     if token.access_token.is_empty() || !clean(&token.access_token) {
         return bad("access_token");
     }
-    if uuid::Uuid::try_parse(&token.grant_id)
-        .map(|u| u.hyphenated().to_string())
-        .ok()
-        .as_deref()
-        != Some(token.grant_id.as_str())
-    {
+    if canonical_uuid("grant_id", &token.grant_id).ok().as_deref() != Some(&token.grant_id) {
         return bad("grant_id");
     }
     let header_ok = alter_proto::token::injectable_header;
@@ -443,6 +434,8 @@ pub(crate) async fn request(
             }
         }
     }
+    // The provider client sends this user agent anyway; it is set here so that the audit
+    // report lists the header as sent.
     if !headers
         .iter()
         .any(|(n, _)| n.eq_ignore_ascii_case("user-agent"))
@@ -478,8 +471,9 @@ pub(crate) async fn request(
         reason: request.reason.clone(),
         context: None,
     };
-    let provider = provider_client(transport)?;
-    let mut call = provider.request(request.method.clone(), target);
+    let mut call = transport
+        .provider_http()
+        .request(request.method.clone(), target);
     for (name, value) in &headers {
         call = call.header(name, value);
     }
@@ -548,15 +542,6 @@ pub(crate) async fn request(
         401 => Error::ProviderUnauthorized(info),
         _ => Error::ProviderApi(info),
     })
-}
-
-/// The HTTP client of provider calls: never the API key, no redirects.
-fn provider_client(transport: &Transport) -> Result<reqwest::Client, Error> {
-    reqwest::Client::builder()
-        .timeout(transport.timeout())
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .map_err(|e| Error::sdk(format!("cannot build the HTTP client: {e}")))
 }
 
 /// Headers as an audit report keeps them: without the credential's headers and sensitive ones.

@@ -32,8 +32,7 @@
 use std::fmt;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use hmac::{Hmac, Mac};
-use sha2::{Digest, Sha256};
+use alter_proto::signing::{content_sha256, encode_path_segment, hmac_sha256, percent_decode};
 
 const ALGORITHM: &str = "AWS4-HMAC-SHA256";
 
@@ -124,7 +123,7 @@ pub fn sign(
         return Err(SigV4Error::MissingService { host: hostname });
     }
     let (amz_date, date_stamp) = amz_timestamps(now)?;
-    let payload_hash = hex::encode(Sha256::digest(body));
+    let payload_hash = content_sha256(body);
 
     let host = match headers
         .iter()
@@ -473,7 +472,7 @@ fn canonical_uri(path: &str, service: &str) -> String {
         return path;
     }
     path.split('/')
-        .map(|segment| uri_encode(segment.as_bytes()))
+        .map(encode_path_segment)
         .collect::<Vec<_>>()
         .join("/")
 }
@@ -499,48 +498,10 @@ fn canonical_query(query: &str) -> String {
         .join("&")
 }
 
+/// Percent-decodes a query component (a `%` not followed by two hex digits stays as it is),
+/// then encodes every byte but the RFC 3986 unreserved ones, with upper-case hex.
 fn reencode(component: &str) -> String {
-    let decoded = percent_decode(component);
-    uri_encode(String::from_utf8_lossy(&decoded).as_bytes())
-}
-
-/// Lenient percent-decoding: a `%` not followed by two hex digits stays as it is.
-fn percent_decode(input: &str) -> Vec<u8> {
-    let bytes = input.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%'
-            && i + 2 < bytes.len()
-            && let (Some(high), Some(low)) = (hex_value(bytes[i + 1]), hex_value(bytes[i + 2]))
-        {
-            out.push(high << 4 | low);
-            i += 3;
-            continue;
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    out
-}
-
-fn hex_value(b: u8) -> Option<u8> {
-    char::from(b)
-        .to_digit(16)
-        .and_then(|d| u8::try_from(d).ok())
-}
-
-/// Percent-encodes every byte but the RFC 3986 unreserved ones, with upper-case hex.
-fn uri_encode(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len());
-    for &b in bytes {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    encode_path_segment(&percent_decode(component))
 }
 
 /// Whitespace as the official client's value trimming sees it (Unicode white space plus the
@@ -588,7 +549,7 @@ fn canonical_request(
 fn string_to_sign(amz_date: &str, scope: &str, canonical_request: &str) -> String {
     format!(
         "{ALGORITHM}\n{amz_date}\n{scope}\n{}",
-        hex::encode(Sha256::digest(canonical_request.as_bytes()))
+        content_sha256(canonical_request.as_bytes())
     )
 }
 
@@ -597,13 +558,6 @@ fn signing_key(secret: &str, date_stamp: &str, region: &str, service: &str) -> [
     let k_region = hmac_sha256(&k_date, region.as_bytes());
     let k_service = hmac_sha256(&k_region, service.as_bytes());
     hmac_sha256(&k_service, b"aws4_request")
-}
-
-fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
-    #[allow(clippy::expect_used)]
-    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC accepts keys of every length");
-    mac.update(message);
-    mac.finalize().into_bytes().into()
 }
 
 /// `YYYYMMDDTHHMMSSZ` and `YYYYMMDD` of `now`, in UTC (sub-second part dropped).

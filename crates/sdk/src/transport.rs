@@ -17,7 +17,8 @@ pub const BASE_URL_VAR: &str = "ALTER_BASE_URL";
 pub const DEFAULT_BASE_URL: &str = "http://127.0.0.1:8080";
 /// Default per-request timeout, as the official client's `App` and `Agent`.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
-const USER_AGENT: &str = concat!("alter-sdk-rust/", env!("CARGO_PKG_VERSION"));
+/// The `User-Agent` of every request the SDK makes, to Alter and to providers.
+pub(crate) const USER_AGENT: &str = concat!("alter-sdk-rust/", env!("CARGO_PKG_VERSION"));
 
 /// Which error mapper turns an error answer into an [`Error`].
 #[derive(Debug, Clone, Copy)]
@@ -26,6 +27,16 @@ pub(crate) enum Mapper {
     Main,
     /// Protocol part 2 §8.10 (`/sdk/agents*`).
     Agents,
+}
+
+impl Mapper {
+    /// The [`Error`] of an error answer (status ≥ 400).
+    fn map(self, status: u16, body: &[u8]) -> Error {
+        match self {
+            Mapper::Main => crate::error::from_response(status, body),
+            Mapper::Agents => crate::error::from_agents_response(status, body),
+        }
+    }
 }
 
 /// Where the signing timestamp comes from.
@@ -42,12 +53,13 @@ pub(crate) struct Identity {
 #[derive(Clone)]
 pub(crate) struct Transport {
     http: reqwest::Client,
+    /// The client of provider calls (`request()`): it never sees the API key.
+    provider: reqwest::Client,
     base_url: String,
     api_key: String,
     signing_key: SigningKey,
     identity: Identity,
     now: TimeSource,
-    timeout: Duration,
 }
 
 impl std::fmt::Debug for Transport {
@@ -81,20 +93,14 @@ impl Transport {
             None => std::env::var(BASE_URL_VAR).unwrap_or_else(|_| DEFAULT_BASE_URL.to_owned()),
         };
         let base_url = validate_base_url(&base_url)?;
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(USER_AGENT)
-            .build()
-            .map_err(|e| Error::sdk(format!("cannot build the HTTP client: {e}")))?;
         Ok(Transport {
-            http,
+            http: http_client(timeout)?,
+            provider: http_client(timeout)?,
             signing_key: signing::signing_key(&api_key),
             api_key,
             base_url,
             identity,
             now,
-            timeout,
         })
     }
 
@@ -106,9 +112,9 @@ impl Transport {
         }
     }
 
-    /// The per-request timeout.
-    pub fn timeout(&self) -> Duration {
-        self.timeout
+    /// The HTTP client of provider calls: same timeout, no redirects, never the API key.
+    pub fn provider_http(&self) -> &reqwest::Client {
+        &self.provider
     }
 
     pub fn base_url(&self) -> &str {
@@ -187,16 +193,7 @@ impl Transport {
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
                 .body(body);
         }
-        let response = request.send().await.map_err(transport_error)?;
-        let status = response.status();
-        let body = response.bytes().await.map_err(transport_error)?.to_vec();
-        if status.as_u16() >= 400 {
-            return Err(match mapper {
-                Mapper::Main => crate::error::from_response(status.as_u16(), &body),
-                Mapper::Agents => crate::error::from_agents_response(status.as_u16(), &body),
-            });
-        }
-        Ok(Answer { status, body })
+        execute(request, mapper).await
     }
 
     /// Sends a signed request and decodes the JSON answer.
@@ -210,6 +207,32 @@ impl Transport {
         let answer = self.send(method, path_and_query, body, mapper).await?;
         decode(&answer)
     }
+}
+
+/// The HTTP client of every connection the SDK makes: `timeout` per request, no redirects, the
+/// SDK's user agent.
+pub(crate) fn http_client(timeout: Duration) -> Result<reqwest::Client, Error> {
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(USER_AGENT)
+        .build()
+        .map_err(|e| Error::sdk(format!("cannot build the HTTP client: {e}")))
+}
+
+/// Sends a built request and reads the answer: a timeout is [`Error::Timeout`], any other
+/// transport failure [`Error::Network`], a status ≥ 400 the error `mapper` names.
+pub(crate) async fn execute(
+    request: reqwest::RequestBuilder,
+    mapper: Mapper,
+) -> Result<Answer, Error> {
+    let response = request.send().await.map_err(transport_error)?;
+    let status = response.status();
+    let body = response.bytes().await.map_err(transport_error)?.to_vec();
+    if status.as_u16() >= 400 {
+        return Err(mapper.map(status.as_u16(), &body));
+    }
+    Ok(Answer { status, body })
 }
 
 /// Decodes a JSON answer, as a `BackendError` if it has the wrong shape.
@@ -236,6 +259,14 @@ fn transport_error(e: reqwest::Error) -> Error {
     }
 }
 
+/// The hosts plain http is allowed to, for the base URL and for provider calls alike:
+/// `localhost`, `127.0.0.1` and `::1` (bracketed or not), in any case.
+pub(crate) fn is_loopback_host(host: &str) -> bool {
+    ["localhost", "127.0.0.1", "[::1]", "::1"]
+        .iter()
+        .any(|loopback| host.eq_ignore_ascii_case(loopback))
+}
+
 /// The official client's base URL rules: http(s) only, a host, no userinfo, query or fragment,
 /// plain http only to loopback; trailing slashes dropped.
 pub(crate) fn validate_base_url(text: &str) -> Result<String, Error> {
@@ -254,9 +285,7 @@ pub(crate) fn validate_base_url(text: &str) -> Result<String, Error> {
     }
     match url.scheme() {
         "https" => {}
-        "http"
-            if ["localhost", "127.0.0.1", "[::1]", "::1"]
-                .contains(&host.to_ascii_lowercase().as_str()) => {}
+        "http" if is_loopback_host(host) => {}
         "http" => return Err(invalid("plain http is only allowed to localhost")),
         _ => return Err(invalid("the scheme must be http or https")),
     }
@@ -287,5 +316,17 @@ mod tests {
         ] {
             assert!(validate_base_url(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[tokio::test]
+    async fn a_silent_server_is_a_timeout_and_a_closed_port_a_network_error() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let silent = format!("http://{}/", listener.local_addr().unwrap());
+        let http = http_client(Duration::from_millis(200)).unwrap();
+        let error = execute(http.get(&silent), Mapper::Main).await.unwrap_err();
+        assert!(matches!(error, Error::Timeout(_)), "{error:?}");
+        drop(listener);
+        let error = execute(http.get(&silent), Mapper::Main).await.unwrap_err();
+        assert!(matches!(error, Error::Network(_)), "{error:?}");
     }
 }

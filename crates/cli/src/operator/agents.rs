@@ -3,8 +3,7 @@
 
 use std::process::ExitCode;
 
-use alter_proto::admin::AgentListQuery;
-use alter_proto::agents::{AgentInfo, AgentList};
+use alter_sdk::admin::{AgentInfo, AgentList, AgentListQuery};
 use clap::{Args, Subcommand};
 
 use super::{Connection, client, finish, output, resolve_app};

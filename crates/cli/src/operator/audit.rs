@@ -1,14 +1,14 @@
 //! `alter audit …`: the tamper-evident audit log — list with filters, export as JSON Lines,
 //! verify the hash chain.
 
-use std::io::Write;
+use std::io::{BufWriter, Write};
 use std::process::ExitCode;
 
-use alter_proto::admin::{AuditEventView, AuditQuery};
 use alter_sdk::Error;
+use alter_sdk::admin::{AuditEventView, AuditQuery};
 use clap::{Args, Subcommand};
 
-use super::{Connection, client, finish, output, resolve_app};
+use super::{Connection, Printed, client, finish, output, resolve_app};
 use crate::table::Table;
 
 #[derive(Debug, Args)]
@@ -82,13 +82,14 @@ enum AuditCommand {
         #[command(flatten)]
         filters: Filters,
     },
-    /// Walk the hash chain; exits 1 and names the first event altered, removed or reordered.
+    /// Walk the hash chain; prints the report and, when it names the first event altered,
+    /// removed or reordered, exits 1.
     Verify,
 }
 
 pub async fn audit(args: AuditArgs) -> ExitCode {
     let json = args.connection.json;
-    let result = async {
+    let result: Result<Printed, Error> = async {
         let client = client(&args.connection)?;
         let app = resolve_app(&client, args.app).await?;
         match args.command {
@@ -100,17 +101,18 @@ pub async fn audit(args: AuditArgs) -> ExitCode {
                 let page = client
                     .audit_events(&app, &filters.query(cursor, limit))
                     .await?;
-                Ok(output(json, &page, || {
+                let text = output(json, &page, || {
                     let mut text = events_table(&page.items);
                     if let Some(next) = &page.next_cursor {
                         text.push_str(&format!("\n\nnext page: --cursor {next}"));
                     }
                     text
-                }))
+                });
+                Ok(text.into())
             }
             AuditCommand::Export { filters } => {
                 let mut cursor = None;
-                let mut stdout = std::io::stdout().lock();
+                let mut stdout = BufWriter::new(std::io::stdout().lock());
                 loop {
                     let page = client
                         .audit_events(&app, &filters.query(cursor, 1000))
@@ -125,7 +127,8 @@ pub async fn audit(args: AuditArgs) -> ExitCode {
                         None => break,
                     }
                 }
-                Ok(String::new())
+                stdout.flush().map_err(|e| Error::value(e.to_string()))?;
+                Ok(String::new().into())
             }
             AuditCommand::Verify => {
                 let report = client.verify_audit(&app).await?;
@@ -141,11 +144,14 @@ pub async fn audit(args: AuditArgs) -> ExitCode {
                         p.problem
                     ),
                 });
-                if report.ok {
-                    Ok(text)
-                } else {
-                    Err(Error::value(text))
-                }
+                // The report goes to stdout whatever it says, so `--json` stays parseable; a
+                // broken chain then exits 1.
+                let failure = match &report.first_problem {
+                    _ if report.ok => None,
+                    Some(p) => Some(format!("the audit chain is broken at event {}", p.seq)),
+                    None => Some("the audit chain does not verify".to_owned()),
+                };
+                Ok(Printed { text, failure })
             }
         }
     }

@@ -3,8 +3,9 @@
 
 use std::process::ExitCode;
 
-use alter_proto::admin::{CreateDelegationRequest, GrantListQuery};
-use alter_proto::grants::{DelegationResult, GrantItem, GrantList};
+use alter_sdk::admin::{
+    CreateDelegationRequest, DelegationResult, GrantItem, GrantList, GrantListQuery,
+};
 use clap::{Args, Subcommand};
 
 use super::{Connection, client, finish, output, resolve_app};

@@ -3,8 +3,8 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use alter_proto::admin::{IdpInfo, IdpRequest};
 use alter_sdk::Error;
+use alter_sdk::admin::{IdpInfo, IdpRequest};
 use clap::{ArgGroup, Args, Subcommand};
 
 use super::{Connection, client, finish, output, resolve_app};

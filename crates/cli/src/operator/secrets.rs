@@ -4,8 +4,8 @@
 use std::io::{IsTerminal, Read};
 use std::process::ExitCode;
 
-use alter_proto::admin::{CreateSecretRequest, InjectionRuleBody, SecretInfo};
 use alter_sdk::Error;
+use alter_sdk::admin::{CreateSecretRequest, InjectionRuleBody, SecretInfo};
 use clap::{Args, Subcommand};
 
 use super::{Connection, client, finish, output, resolve_app};
