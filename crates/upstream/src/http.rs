@@ -31,8 +31,8 @@ pub(crate) fn outbound_url(url: &str) -> Result<Url, &'static str> {
     match parsed.scheme() {
         "https" => Ok(parsed),
         "http" if is_loopback(&parsed) => Ok(parsed),
-        "http" => Err("plain http is only allowed to a loopback host"),
-        _ => Err("only https URLs are allowed"),
+        "http" => Err("must be https (plain http only to a loopback host)"),
+        _ => Err("must be https"),
     }
 }
 

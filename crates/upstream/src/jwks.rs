@@ -33,18 +33,43 @@ impl KeySet {
     /// Parses a JWKS document. Keys this crate cannot read (other key types, odd members) are
     /// skipped rather than failing the whole set, so one exotic key at the IdP breaks nothing.
     pub(crate) fn parse(document: &[u8]) -> Result<KeySet, &'static str> {
+        Ok(KeySet {
+            keys: Self::members(document)?
+                .into_iter()
+                .filter_map(|key| serde_json::from_value(key).ok())
+                .collect(),
+        })
+    }
+
+    /// Checks a document an operator gives: at most 256 KiB, public keys only, at least one
+    /// key this crate can read.
+    pub(crate) fn check_document(document: &[u8]) -> Result<(), &'static str> {
+        if document.len() > MAX_JWKS_BYTES {
+            return Err("at most 256 KiB");
+        }
+        let members = Self::members(document)?;
+        if members.iter().any(|key| key.get("d").is_some()) {
+            return Err("holds a private key; give only public keys");
+        }
+        let algorithms = [JwtAlgorithm::RS256, JwtAlgorithm::ES256, JwtAlgorithm::EdDSA];
+        let keys = Self::parse(document)?.keys;
+        if !keys
+            .iter()
+            .any(|key| algorithms.iter().any(|alg| usable(key, *alg)))
+        {
+            return Err("holds no RS256, ES256 or EdDSA public key");
+        }
+        Ok(())
+    }
+
+    fn members(document: &[u8]) -> Result<Vec<serde_json::Value>, &'static str> {
         #[derive(serde::Deserialize)]
         struct Document {
             keys: Vec<serde_json::Value>,
         }
         let document: Document =
             serde_json::from_slice(document).map_err(|_| "not a JWKS document")?;
-        let keys = document
-            .keys
-            .into_iter()
-            .filter_map(|key| serde_json::from_value(key).ok())
-            .collect();
-        Ok(KeySet { keys })
+        Ok(document.keys)
     }
 
     /// The key that verifies a token of `alg` with `kid`: the usable key with that kid, or

@@ -90,6 +90,14 @@ impl TokenVerifier for JwtVerifier {
         let expires_at = check_registered_claims(idp, &claims, now)?;
         read_claims(&idp.claims, &claims, expires_at)
     }
+
+    fn check_source(&self, source: &JwksSource) -> Result<(), String> {
+        match source {
+            JwksSource::Url(url) => crate::http::outbound_url(url).map(drop),
+            JwksSource::Inline(document) => KeySet::check_document(document.as_bytes()),
+        }
+        .map_err(str::to_owned)
+    }
 }
 
 /// The `jsonwebtoken` name of an algorithm.

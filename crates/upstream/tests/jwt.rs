@@ -351,7 +351,7 @@ async fn plain_http_to_a_remote_host_is_refused() {
     };
     assert_eq!(
         unavailable(&verifier(), &remote, &idp.token("u", json!({}))).await,
-        "JWKS URL refused: plain http is only allowed to a loopback host"
+        "JWKS URL refused: must be https (plain http only to a loopback host)"
     );
 }
 
@@ -381,4 +381,45 @@ async fn inline_jwks_needs_no_fetch() {
         "unknown kid"
     );
     assert_eq!(idp.jwks_requests(), 0);
+}
+
+#[test]
+fn a_source_is_refused_when_set_if_it_could_never_be_used() {
+    let verifier = verifier();
+    let url = |u: &str| verifier.check_source(&JwksSource::Url(u.into()));
+    assert!(url("https://idp.example.com/.well-known/jwks.json").is_ok());
+    assert!(url("http://localhost:8080/jwks").is_ok());
+    assert!(
+        url("http://127.0.0.2/jwks").is_ok(),
+        "all of 127/8 is loopback"
+    );
+    assert!(url("http://LOCALHOST/jwks").is_ok());
+    for refused in [
+        "http://localhost.evil.com/jwks",
+        "http://localhost@evil.com/jwks",
+        "http://idp.example.com/jwks",
+        "ftp://idp.example.com/jwks",
+        "not a url",
+    ] {
+        assert!(url(refused).is_err(), "{refused}");
+    }
+
+    let inline = |doc: &str| verifier.check_source(&JwksSource::Inline(doc.into()));
+    let public = TestKey::generate(JwtAlgorithm::ES256).public_jwk();
+    assert!(inline(&json!({"keys": [public]}).to_string()).is_ok());
+    let mut private = public.clone();
+    private["d"] = json!("c2VjcmV0");
+    assert!(
+        inline(&json!({"keys": [private]}).to_string())
+            .unwrap_err()
+            .contains("private key")
+    );
+    assert!(
+        inline(r#"{"keys": [{"kty": "nope"}]}"#).is_err(),
+        "no readable key"
+    );
+    assert!(inline(r#"{"keys": []}"#).is_err());
+    assert!(inline("[]").is_err());
+    let huge = format!(r#"{{"keys": [], "pad": "{}"}}"#, "x".repeat(300 * 1024));
+    assert!(inline(&huge).unwrap_err().contains("256 KiB"));
 }
