@@ -51,7 +51,11 @@ impl KeySet {
         if members.iter().any(|key| key.get("d").is_some()) {
             return Err("holds a private key; give only public keys");
         }
-        let algorithms = [JwtAlgorithm::RS256, JwtAlgorithm::ES256, JwtAlgorithm::EdDSA];
+        let algorithms = [
+            JwtAlgorithm::RS256,
+            JwtAlgorithm::ES256,
+            JwtAlgorithm::EdDSA,
+        ];
         let keys = Self::parse(document)?.keys;
         if !keys
             .iter()

@@ -1,6 +1,7 @@
 //! `/sdk/grants/*`, `/sdk/managed-secrets/{id}/grants`, `/sdk/oauth/grants/{id}/revoke`:
 //! listing, creating, minting and revoking grants, and delegations (protocol part 2 §1–§5).
 
+use alter_core::Error;
 use alter_core::delegations::DelegationOf;
 use alter_core::grants::{GrantFilter, GrantStateFilter, ListGrants, NewPrincipal, PolicyInput};
 use alter_proto::grants::{
@@ -135,7 +136,7 @@ pub async fn mint(
             &caller,
             &source,
             &body.label,
-            body.grant_policy,
+            mint_policy(body.grant_policy)?,
             body.grant_tags.unwrap_or_default(),
         )
         .await?;
@@ -143,6 +144,43 @@ pub async fn mint(
         StatusCode::CREATED,
         axum::Json(views::grant_info(&grant, state.vault.now())),
     ))
+}
+
+/// The `grant_policy` of a mint request: only `expires_at` and `max_ttl_seconds`, each refused
+/// with `invalid_grant_policy` (the code the client maps) when it is not what it should be.
+fn mint_policy(policy: Option<serde_json::Value>) -> Result<PolicyInput, Error> {
+    let invalid = |m: String| Error::InvalidGrantPolicy(m);
+    let Some(policy) = policy else {
+        return Ok(PolicyInput::default());
+    };
+    let object = policy
+        .as_object()
+        .ok_or_else(|| invalid("grant_policy must be an object".into()))?;
+    if let Some(key) = object
+        .keys()
+        .find(|k| *k != "expires_at" && *k != "max_ttl_seconds")
+    {
+        return Err(invalid(format!(
+            "grant_policy.{key} is not accepted on a minted grant (only expires_at and max_ttl_seconds)"
+        )));
+    }
+    let field = |name| object.get(name).filter(|v| !v.is_null());
+    Ok(PolicyInput {
+        expires_at: field("expires_at")
+            .map(|v| {
+                v.as_str()
+                    .map(str::to_owned)
+                    .ok_or_else(|| invalid("expires_at must be a string".into()))
+            })
+            .transpose()?,
+        max_ttl_seconds: field("max_ttl_seconds")
+            .map(|v| {
+                v.as_i64()
+                    .ok_or_else(|| invalid("max_ttl_seconds must be an integer".into()))
+            })
+            .transpose()?,
+        default_ttl_seconds: None,
+    })
 }
 
 pub async fn delegate(
@@ -190,4 +228,25 @@ pub async fn revoke_own_delegation(
         .revoke_delegation(&caller, &grant, DelegationOf::Me)
         .await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::mint_policy;
+
+    #[test]
+    fn mint_policies_accept_only_two_keys() {
+        let ok = json!({"max_ttl_seconds": 60});
+        assert_eq!(mint_policy(Some(ok)).unwrap().max_ttl_seconds, Some(60));
+        for bad in [
+            json!({"default_ttl_seconds": 60}),
+            json!({"restrictions": {}}),
+            json!([1]),
+            json!({"max_ttl_seconds": "60"}),
+        ] {
+            assert!(mint_policy(Some(bad)).is_err());
+        }
+    }
 }
