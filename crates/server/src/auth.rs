@@ -7,6 +7,7 @@
 //! The admitted [`Caller`] travels to the handler, whose [`Authed`] extractor checks the scope
 //! the route needs.
 
+use std::collections::BTreeMap;
 use std::marker::PhantomData;
 use std::net::SocketAddr;
 
@@ -28,6 +29,11 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use crate::error::ApiError;
 use crate::state::AppState;
 
+/// Bounds of `X-Alter-Context`.
+const MAX_CONTEXT_LEN: usize = 4096;
+const MAX_CONTEXT_KEYS: usize = 20;
+const MAX_CONTEXT_KEY_LEN: usize = 64;
+const MAX_CONTEXT_VALUE_LEN: usize = 512;
 /// Largest `X-Alter-Request-Rule` header.
 const MAX_RULE_HEADER_LEN: usize = 4096;
 
@@ -142,8 +148,10 @@ async fn admit(state: &AppState, parts: &Parts, body: &Bytes) -> Result<Caller, 
         request_rule: input.request_rule.map(decode_rule).transpose()?,
         caller: non_empty(input.caller),
         caller_type: non_empty(input.caller_type),
-        actor_id: non_empty(input.actor_id),
-        context: non_empty(input.actor_context),
+        context: non_empty(input.actor_context)
+            .as_deref()
+            .map(decode_context)
+            .transpose()?,
     };
     Ok(state.vault.admit(&key, facts).await?)
 }
@@ -151,6 +159,25 @@ async fn admit(state: &AppState, parts: &Parts, body: &Bytes) -> Result<Caller, 
 /// A header as text; `None` if absent or not visible ASCII.
 fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// `X-Alter-Context`: a compact JSON object of strings, bounded.
+fn decode_context(text: &str) -> Result<BTreeMap<String, String>, Error> {
+    let invalid = |why: &str| Error::Invalid(format!("X-Alter-Context: {why}"));
+    if text.len() > MAX_CONTEXT_LEN {
+        return Err(invalid("at most 4096 characters"));
+    }
+    let map: BTreeMap<String, String> =
+        serde_json::from_str(text).map_err(|_| invalid("must be a JSON object of strings"))?;
+    if map.len() > MAX_CONTEXT_KEYS {
+        return Err(invalid("at most 20 keys"));
+    }
+    if map.iter().any(|(k, v)| {
+        k.is_empty() || k.len() > MAX_CONTEXT_KEY_LEN || v.len() > MAX_CONTEXT_VALUE_LEN
+    }) {
+        return Err(invalid("keys are 1-64 bytes and values at most 512 bytes"));
+    }
+    Ok(map)
 }
 
 /// `X-Alter-Request-Rule`: base64url (no padding) of `{"rule_type": str, "rule_body": {…}}`.
@@ -301,6 +328,23 @@ impl FromRequestParts<AppState> for Operator {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn context_limits() {
+        assert_eq!(
+            decode_context(r#"{"run_id":"r1"}"#)
+                .unwrap()
+                .get("run_id")
+                .unwrap(),
+            "r1"
+        );
+        assert!(decode_context(r#"{"run_id":1}"#).is_err());
+        assert!(decode_context("[]").is_err());
+        let many: BTreeMap<String, String> = (0..21)
+            .map(|i| (format!("k{i}"), "v".to_string()))
+            .collect();
+        assert!(decode_context(&serde_json::to_string(&many).unwrap()).is_err());
+    }
 
     #[test]
     fn request_rules_decode_strictly() {
