@@ -16,7 +16,7 @@ mod views;
 
 use axum::Router;
 use axum::middleware::from_fn_with_state;
-use axum::routing::{delete, get, patch, post};
+use axum::routing::{MethodFilter, delete, get, on, post};
 
 use crate::auth::{buffer_body, signed_request};
 use crate::error::ApiError;
@@ -30,84 +30,58 @@ pub struct SdkRoute {
     pub method: &'static str,
     /// Path template, with `{id}`-style parameters.
     pub path: &'static str,
-    /// Scope needed.
+    /// Scope needed (by the handler's `Authed` marker or, where the decision is the
+    /// service's, by the service).
     pub scope: Option<&'static str>,
 }
 
-/// Every `/sdk/*` route.
-pub const SDK_ROUTES: &[SdkRoute] = &[
-    SdkRoute {
-        method: "GET",
-        path: "/sdk/scopes",
-        scope: None,
-    },
-    SdkRoute {
-        method: "POST",
-        path: "/sdk/keys/derive",
-        scope: Some("keys:derive"),
-    },
-    SdkRoute {
-        method: "POST",
-        path: "/sdk/keys/{id}/rotate",
-        scope: Some("keys:admin"),
-    },
-    SdkRoute {
-        method: "DELETE",
-        path: "/sdk/keys/{id}",
-        scope: Some("keys:admin"),
-    },
-];
+/// Declares the `/sdk/*` routes once: the router is built from the same lines as
+/// [`SDK_ROUTES`], so no route can be missing from the table.
+macro_rules! sdk_routes {
+    ($($method:ident $path:literal => $handler:path, $scope:expr;)*) => {
+        /// Every `/sdk/*` route.
+        pub const SDK_ROUTES: &[SdkRoute] = &[
+            $(SdkRoute { method: stringify!($method), path: $path, scope: $scope },)*
+        ];
+
+        fn sdk_router() -> Router<AppState> {
+            Router::new()
+                $(.route($path, on(MethodFilter::$method, $handler)))*
+        }
+    };
+}
+
+sdk_routes! {
+    GET "/sdk/scopes" => scopes::list, None;
+    POST "/sdk/keys/derive" => keys::derive, Some("keys:derive");
+    POST "/sdk/keys/{id}/rotate" => keys::rotate, Some("keys:admin");
+    DELETE "/sdk/keys/{id}" => keys::revoke, Some("keys:admin");
+    POST "/sdk/grants/list" => grants::list, Some("grants:read");
+    POST "/sdk/managed-secrets/{id}/grants" => grants::create_managed_secret_grant, Some("secrets:write");
+    POST "/sdk/grants/{id}/mint" => grants::mint, Some("grants:write");
+    POST "/sdk/oauth/grants/{id}/revoke" => grants::revoke, Some("grants:write");
+    POST "/sdk/grants/{id}/delegate" => grants::delegate, Some("grants:write");
+    DELETE "/sdk/grants/{id}/delegations/me" => grants::revoke_own_delegation, Some("grants:write");
+    DELETE "/sdk/grants/{id}/delegations/{agent}" => grants::revoke_delegation, Some("grants:write");
+    POST "/sdk/agents" => agents::create, Some("agents:write");
+    GET "/sdk/agents" => agents::list, Some("agents:read");
+    GET "/sdk/agents/me" => agents::me, None;
+    GET "/sdk/agents/{id}" => agents::get, Some("agents:read");
+    PATCH "/sdk/agents/{id}" => agents::update, Some("agents:write");
+    DELETE "/sdk/agents/{id}" => agents::delete, Some("agents:admin");
+    POST "/sdk/agents/{id}/keys" => agents::mint_key, Some("agents:admin");
+    GET "/sdk/agents/{id}/keys" => agents::list_keys, Some("agents:admin");
+    PATCH "/sdk/agents/{id}/keys/{key}/deprecate" => agents::deprecate_key, Some("agents:admin");
+    PATCH "/sdk/agents/{id}/keys/{key}/undeprecate" => agents::undeprecate_key, Some("agents:admin");
+    DELETE "/sdk/agents/{id}/keys/{key}" => agents::revoke_key, Some("agents:admin");
+    POST "/sdk/token" => token::token, Some("tokens:retrieve");
+    POST "/sdk/oauth/audit/api-call" => token::api_call, Some("audit:emit");
+    POST "/sdk/grants/{id}/report-scope-mismatch" => token::scope_mismatch, None;
+}
 
 /// The whole application, mounted under `base_path`.
 pub fn router(state: AppState, base_path: &str) -> Router {
-    let sdk = Router::new()
-        .route("/sdk/scopes", get(scopes::list))
-        .route("/sdk/keys/derive", post(keys::derive))
-        .route("/sdk/keys/{id}/rotate", post(keys::rotate))
-        .route("/sdk/keys/{id}", delete(keys::revoke))
-        .route("/sdk/grants/list", post(grants::list))
-        .route(
-            "/sdk/managed-secrets/{id}/grants",
-            post(grants::create_managed_secret_grant),
-        )
-        .route("/sdk/grants/{id}/mint", post(grants::mint))
-        .route("/sdk/oauth/grants/{id}/revoke", post(grants::revoke))
-        .route("/sdk/grants/{id}/delegate", post(grants::delegate))
-        .route(
-            "/sdk/grants/{id}/delegations/me",
-            delete(grants::revoke_own_delegation),
-        )
-        .route(
-            "/sdk/grants/{id}/delegations/{agent}",
-            delete(grants::revoke_delegation),
-        )
-        .route("/sdk/agents", post(agents::create).get(agents::list))
-        .route("/sdk/agents/me", get(agents::me))
-        .route(
-            "/sdk/agents/{id}",
-            get(agents::get)
-                .patch(agents::update)
-                .delete(agents::delete),
-        )
-        .route(
-            "/sdk/agents/{id}/keys",
-            post(agents::mint_key).get(agents::list_keys),
-        )
-        .route(
-            "/sdk/agents/{id}/keys/{key}/deprecate",
-            patch(agents::deprecate_key),
-        )
-        .route(
-            "/sdk/agents/{id}/keys/{key}/undeprecate",
-            patch(agents::undeprecate_key),
-        )
-        .route("/sdk/agents/{id}/keys/{key}", delete(agents::revoke_key))
-        .route("/sdk/token", post(token::token))
-        .route("/sdk/oauth/audit/api-call", post(token::api_call))
-        .route(
-            "/sdk/grants/{id}/report-scope-mismatch",
-            post(token::scope_mismatch),
-        )
+    let sdk = sdk_router()
         .route_layer(from_fn_with_state(state.clone(), signed_request))
         .method_not_allowed_fallback(method_not_allowed);
     let user = Router::new()
