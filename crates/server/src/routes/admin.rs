@@ -316,14 +316,10 @@ async fn delete_secret(
 struct AgentPage {
     #[serde(default)]
     include_revoked: Option<bool>,
-    #[serde(default = "default_limit")]
+    #[serde(default = "super::default_page_limit")]
     limit: i64,
     #[serde(default)]
     offset: i64,
-}
-
-fn default_limit() -> i64 {
-    100
 }
 
 async fn list_agents(
@@ -341,13 +337,12 @@ async fn list_agents(
             page.offset,
         )
         .await?;
-    Ok(axum::Json(AgentList {
-        has_more: page.offset + (agents.len() as i64) < total,
-        items: agents.iter().map(views::agent_info).collect(),
+    Ok(axum::Json(views::agent_list(
+        &agents,
         total,
-        limit: page.limit,
-        offset: page.offset,
-    }))
+        page.limit,
+        page.offset,
+    )))
 }
 
 async fn get_agent(
@@ -401,7 +396,7 @@ struct GrantQuery {
     status: Option<String>,
     #[serde(default)]
     label: Option<String>,
-    #[serde(default = "default_limit")]
+    #[serde(default = "super::default_page_limit")]
     limit: i64,
     #[serde(default)]
     offset: i64,

@@ -66,16 +66,12 @@ pub async fn create(
 pub struct ListQuery {
     #[serde(default)]
     include_revoked: Option<bool>,
-    #[serde(default = "default_limit")]
+    #[serde(default = "super::default_page_limit")]
     limit: i64,
     #[serde(default)]
     offset: i64,
     #[serde(default)]
     name: Option<String>,
-}
-
-fn default_limit() -> i64 {
-    100
 }
 
 pub async fn list(
@@ -103,13 +99,12 @@ pub async fn list(
             query.offset,
         )
         .await?;
-    Ok(axum::Json(AgentList {
-        has_more: query.offset + (agents.len() as i64) < total,
-        items: agents.iter().map(views::agent_info).collect(),
+    Ok(axum::Json(views::agent_list(
+        &agents,
         total,
-        limit: query.limit,
-        offset: query.offset,
-    }))
+        query.limit,
+        query.offset,
+    )))
 }
 
 pub async fn get(

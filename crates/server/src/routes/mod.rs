@@ -22,6 +22,11 @@ use crate::auth::{buffer_body, signed_request};
 use crate::error::ApiError;
 use crate::state::AppState;
 
+/// Page size of a listing that names none.
+pub(crate) fn default_page_limit() -> i64 {
+    100
+}
+
 /// One `/sdk/*` route and the scope it needs (`None`: a valid signature is enough). Tests walk
 /// this table to prove each route enforces its scope.
 #[derive(Debug, Clone, Copy)]

@@ -58,14 +58,10 @@ async fn sign_in(
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Page {
-    #[serde(default = "default_limit")]
+    #[serde(default = "super::default_page_limit")]
     limit: i64,
     #[serde(default)]
     offset: i64,
-}
-
-fn default_limit() -> i64 {
-    100
 }
 
 pub async fn me(

@@ -7,7 +7,7 @@ use alter_core::keys::ApiKey;
 use alter_core::secrets::ManagedSecret;
 use alter_core::time::Timestamp;
 use alter_proto::admin::{IdpInfo, SecretInfo};
-use alter_proto::agents::{AgentInfo, AgentKeyInfo};
+use alter_proto::agents::{AgentInfo, AgentKeyInfo, AgentList};
 use alter_proto::grants::{
     DelegationResult, GrantInfo, GrantItem, GrantList, ManagedSecretGrantItem, OAuthGrantItem,
 };
@@ -149,6 +149,17 @@ pub fn delegation(grant: &Grant, now: Timestamp) -> DelegationResult {
         delegable: grant.delegable,
         status: grant.state(now).as_str().to_owned(),
         expires_at: time(grant.expires_at),
+    }
+}
+
+/// A page of agents.
+pub fn agent_list(agents: &[Agent], total: i64, limit: i64, offset: i64) -> AgentList {
+    AgentList {
+        has_more: offset + (agents.len() as i64) < total,
+        items: agents.iter().map(agent_info).collect(),
+        total,
+        limit,
+        offset,
     }
 }
 
