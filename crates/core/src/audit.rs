@@ -79,6 +79,23 @@ pub enum Decision {
     Deny,
 }
 
+impl Decision {
+    /// `allow` or `deny`, as stored and as filters name it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Decision::Allow => "allow",
+            Decision::Deny => "deny",
+        }
+    }
+
+    /// The inverse of [`Self::as_str`].
+    pub fn parse(text: &str) -> Option<Decision> {
+        [Decision::Allow, Decision::Deny]
+            .into_iter()
+            .find(|d| d.as_str() == text)
+    }
+}
+
 /// Who acted.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -475,10 +492,7 @@ pub fn check_chain_rows(rows: &[ChainRow], prev: &mut (i64, [u8; 32])) -> Option
         let Ok(event) = serde_json::from_str::<AuditEvent>(&row.body) else {
             return problem("altered: its body is not an event");
         };
-        let decision = match event.decision {
-            Decision::Allow => "allow",
-            Decision::Deny => "deny",
-        };
+        let decision = event.decision.as_str();
         let columns_match = row.id == event.id.to_string()
             && row.at == event.at.micros()
             && row.action == event.action

@@ -118,10 +118,7 @@ async fn insert_rows(conn: &mut AnyConnection, app: &str, rows: &[Row<'_>]) -> S
             .bind(event.id.to_string())
             .bind(event.at.micros())
             .bind(event.action.clone())
-            .bind(match event.decision {
-                alter_core::audit::Decision::Allow => "allow",
-                alter_core::audit::Decision::Deny => "deny",
-            })
+            .bind(event.decision.as_str())
             .bind(event.actor.key_id.map(|k| k.to_string()))
             .bind(event.actor.agent_id.map(|a| a.to_string()))
             .bind(grant)

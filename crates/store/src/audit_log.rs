@@ -1,6 +1,6 @@
 //! The audit log as credential use writes and reads it.
 
-use alter_core::audit::{AuditEvent, ChainRow, Decision, EventFilter, StoredEvent};
+use alter_core::audit::{AuditEvent, ChainRow, EventFilter, StoredEvent};
 use alter_core::grants::{Grant, Viewer};
 use alter_core::ids::{AppId, GrantId, SecretId};
 use alter_core::ports::{AuditStore, StoreError, StoreResult};
@@ -62,10 +62,7 @@ impl AuditStore for SqlStore {
             }
         }
         if let Some(decision) = filter.decision {
-            texts.push(match decision {
-                Decision::Allow => "allow".into(),
-                Decision::Deny => "deny".into(),
-            });
+            texts.push(decision.as_str().into());
             sql.push_str(&format!(" AND decision = ${}", 2 + texts.len()));
         }
         for (op, value) in [(">=", filter.since), ("<", filter.until)] {

@@ -34,16 +34,15 @@ pub async fn list(
         agent_id: query.agent.clone(),
         app_user_id: query.user.clone(),
         action: query.action.clone(),
-        decision: match query.decision.as_deref() {
-            None => None,
-            Some("allow") => Some(Decision::Allow),
-            Some("deny") => Some(Decision::Deny),
-            Some(other) => {
-                return Err(ApiError::invalid(format!(
-                    "decision {other:?}: use allow or deny"
-                )));
-            }
-        },
+        decision: query
+            .decision
+            .as_deref()
+            .map(|text| {
+                Decision::parse(text).ok_or_else(|| {
+                    ApiError::invalid(format!("decision {text:?}: use allow or deny"))
+                })
+            })
+            .transpose()?,
         since: time("since", &query.since)?,
         until: time("until", &query.until)?,
     };
