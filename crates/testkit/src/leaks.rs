@@ -142,6 +142,10 @@ pub fn findings(files: &[PathBuf]) -> Vec<String> {
             .windows(needle.len())
             .any(|w| w == needle.as_bytes())
     };
+    let files: Vec<(&PathBuf, Vec<u8>)> = files
+        .iter()
+        .filter_map(|file| std::fs::read(file).ok().map(|bytes| (file, bytes)))
+        .collect();
     let mut found = Vec::new();
     for value in &seen.values {
         for (route, status, body) in &seen.error_bodies {
@@ -155,8 +159,8 @@ pub fn findings(files: &[PathBuf]) -> Vec<String> {
         if contains(&log, value) {
             found.push("the process's log output".to_owned());
         }
-        for file in files {
-            if std::fs::read(file).is_ok_and(|bytes| contains(&bytes, value)) {
+        for (file, bytes) in &files {
+            if contains(bytes, value) {
                 found.push(format!("{} (plaintext)", file.display()));
             }
         }

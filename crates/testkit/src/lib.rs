@@ -81,7 +81,8 @@ impl Default for Options {
 #[derive(Debug)]
 pub struct TestServer {
     engine: Engine,
-    addr: SocketAddr,
+    /// What it was started with; a restart or a second node keeps them.
+    options: Options,
     base_url: String,
     admin_token: String,
     clock: Arc<ManualClock>,
@@ -138,7 +139,7 @@ impl TestServer {
         let clock = Arc::new(ManualClock::starting_at(SystemClock.now()));
         let mut server = TestServer {
             engine,
-            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            options,
             base_url: String::new(),
             admin_token: alter_crypto::keys::mint_token("alter_admin_")
                 .expect("admin token")
@@ -151,15 +152,15 @@ impl TestServer {
             stop: None,
             task: None,
         };
-        server.boot(&options).await.expect("server starts");
+        server.boot().await.expect("server starts");
         server
     }
 
     /// Builds and spawns the server on the current database and master key.
-    async fn boot(&mut self, options: &Options) -> Result<(), StartupError> {
-        let server = Server::build(self.settings(self.master_key.clone(), options)).await?;
-        self.addr = server.local_addr().expect("bound address");
-        self.base_url = format!("http://{}{}", self.addr, options.base_path);
+    async fn boot(&mut self) -> Result<(), StartupError> {
+        let server = Server::build(self.settings(self.master_key.clone())).await?;
+        let addr = server.local_addr().expect("bound address");
+        self.base_url = format!("http://{addr}{}", self.options.base_path);
         let (stop, stopped) = oneshot::channel();
         self.stop = Some(stop);
         self.task = Some(tokio::spawn(server.run_wrapped_until_stopped(
@@ -171,7 +172,7 @@ impl TestServer {
         Ok(())
     }
 
-    fn settings(&self, master_key: Arc<MasterKey>, options: &Options) -> ServerSettings {
+    fn settings(&self, master_key: Arc<MasterKey>) -> ServerSettings {
         ServerSettings {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             database_url: self.database_url.clone(),
@@ -181,8 +182,8 @@ impl TestServer {
             },
             master_key,
             admin_token_hash: alter_crypto::keys::token_hash(&self.admin_token),
-            base_path: options.base_path.clone(),
-            max_body_bytes: options.max_body_bytes,
+            base_path: self.options.base_path.clone(),
+            max_body_bytes: self.options.max_body_bytes,
             vault: Settings::default(),
             clock: self.clock.clone(),
         }
@@ -193,7 +194,7 @@ impl TestServer {
     pub async fn second_node(&self) -> TestServer {
         let mut node = TestServer {
             engine: self.engine,
-            addr: self.addr,
+            options: self.options.clone(),
             base_url: String::new(),
             admin_token: self.admin_token.clone(),
             clock: self.clock.clone(),
@@ -203,15 +204,13 @@ impl TestServer {
             stop: None,
             task: None,
         };
-        node.boot(&Options::default())
-            .await
-            .expect("second node starts");
+        node.boot().await.expect("second node starts");
         node
     }
 
     /// Tries to start a second server on this server's database with another master key.
     pub async fn start_with_master_key(&self, master_key: MasterKey) -> Result<(), StartupError> {
-        Server::build(self.settings(Arc::new(master_key), &Options::default()))
+        Server::build(self.settings(Arc::new(master_key)))
             .await
             .map(drop)
     }
@@ -219,9 +218,7 @@ impl TestServer {
     /// Stops the server (in-flight requests finish) and starts it again on the same database.
     pub async fn restart(&mut self) {
         self.shutdown().await;
-        self.boot(&Options::default())
-            .await
-            .expect("server restarts");
+        self.boot().await.expect("server restarts");
     }
 
     async fn shutdown(&mut self) {
