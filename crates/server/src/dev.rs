@@ -52,7 +52,7 @@ pub async fn prepare(
     database_url: Option<&str>,
 ) -> Result<(Server, DevCredentials), StartupError> {
     let fail = |what: &str, e: std::io::Error| {
-        StartupError::Database(format!("{what} {}: {e}", data_dir.display()))
+        StartupError::Files(format!("{what} {}: {e}", data_dir.display()))
     };
     create_private_dir(data_dir).map_err(|e| fail("cannot create", e))?;
     let data_dir = data_dir
@@ -89,7 +89,7 @@ pub async fn prepare(
         _ => {
             let saved = bootstrap(&server, admin_token).await?;
             let json =
-                serde_json::to_vec(&saved).map_err(|e| StartupError::Database(e.to_string()))?;
+                serde_json::to_vec(&saved).map_err(|e| StartupError::Files(e.to_string()))?;
             let sealed = master.seal_file(CREDENTIALS_PURPOSE, &json)?;
             let _ = std::fs::remove_file(&credentials_path);
             write_private(&credentials_path, &sealed)
@@ -137,7 +137,7 @@ fn master_key(path: &Path) -> Result<MasterKey, StartupError> {
     }
     let key = MasterKey::generate()?;
     write_private(path, key.encode().expose_secret().as_bytes())
-        .map_err(|e| StartupError::MasterKey(format!("cannot write {}: {e}", path.display())))?;
+        .map_err(|e| StartupError::Files(format!("cannot write {}: {e}", path.display())))?;
     Ok(key)
 }
 
@@ -155,7 +155,7 @@ fn read_saved(master: &MasterKey, path: &Path) -> Result<Option<Saved>, StartupE
         })?;
     serde_json::from_slice(&plain)
         .map(Some)
-        .map_err(|e| StartupError::Database(format!("{}: {e}", path.display())))
+        .map_err(|e| StartupError::Files(format!("{}: {e}", path.display())))
 }
 
 async fn app_exists(server: &Server, app_id: &str) -> bool {

@@ -40,6 +40,15 @@ pub enum StartupError {
     /// The master key does not open this database, or is malformed.
     #[error("master key: {0}")]
     MasterKey(String),
+    /// No usable admin token.
+    #[error("admin token: {0}")]
+    AdminToken(String),
+    /// A file or directory Alter keeps (data directory, secret files) cannot be used.
+    #[error("{0}")]
+    Files(String),
+    /// The outbound HTTP client cannot be built.
+    #[error("HTTP client: {0}")]
+    HttpClient(String),
     /// A cryptographic failure at start-up.
     #[error("crypto: {0}")]
     Crypto(#[from] alter_crypto::CryptoError),
@@ -98,7 +107,7 @@ impl ServerSettings {
             (Some(token), _) => SecretString::from(token),
             (None, Some(path)) => secrets::read_admin_token(path)?,
             (None, None) => {
-                return Err(StartupError::MasterKey(
+                return Err(StartupError::AdminToken(
                     "set admin_token_file or ALTER_ADMIN_TOKEN (`alter server init --dir DIR` creates one)"
                         .into(),
                 ));
@@ -147,7 +156,7 @@ impl Server {
     pub async fn build(settings: ServerSettings) -> Result<Server, StartupError> {
         let store = migrated_store(&settings).await?;
         let verifier = alter_upstream::JwtVerifier::new()
-            .map_err(|e| StartupError::Database(format!("HTTP client: {e}")))?;
+            .map_err(|e| StartupError::HttpClient(e.to_string()))?;
         let vault = Vault::open(
             Arc::new(store.clone()),
             &settings.master_key,

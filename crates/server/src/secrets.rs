@@ -20,8 +20,8 @@ pub fn read_admin_token(path: &Path) -> Result<SecretString, StartupError> {
     let text = read_private(path)?;
     let token = text.expose_secret().trim();
     if token.len() < 32 {
-        return Err(StartupError::MasterKey(format!(
-            "{}: the admin token must be at least 32 characters",
+        return Err(StartupError::AdminToken(format!(
+            "{}: must be at least 32 characters",
             path.display()
         )));
     }
@@ -30,7 +30,7 @@ pub fn read_admin_token(path: &Path) -> Result<SecretString, StartupError> {
 
 /// `alter server init`: a new master key file and admin token file (mode 0600) in `dir`.
 pub fn init_dir(dir: &Path) -> Result<(), StartupError> {
-    let fail = |e: std::io::Error| StartupError::MasterKey(format!("{}: {e}", dir.display()));
+    let fail = |e: std::io::Error| StartupError::Files(format!("{}: {e}", dir.display()));
     std::fs::create_dir_all(dir).map_err(fail)?;
     let key = MasterKey::generate()?;
     write_private(
@@ -59,7 +59,7 @@ pub fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
 
 /// Reads a secret file, refusing one that group or others can read.
 pub fn read_private(path: &Path) -> Result<SecretString, StartupError> {
-    let fail = |why: String| StartupError::MasterKey(format!("{}: {why}", path.display()));
+    let fail = |why: String| StartupError::Files(format!("{}: {why}", path.display()));
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
