@@ -201,7 +201,7 @@ pub trait AuditStore: Send + Sync {
     /// event is durable.
     async fn record_release(
         &self,
-        event: &AuditEvent,
+        event: AuditEvent,
         touch: Option<(GrantId, Timestamp)>,
     ) -> StoreResult<()>;
     /// Active, unexpired grants of a managed secret that `viewer` may release, with `label` if

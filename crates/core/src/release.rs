@@ -206,7 +206,7 @@ impl Vault {
         let release_id = event.id;
         let touch =
             crate::caller::last_use_is_stale(grant.last_used_at, now).then_some((grant.id, now));
-        self.store().record_release(&event, touch).await?;
+        self.store().record_release(event, touch).await?;
         Ok(Release {
             expires_in: grant.expires_at.map(|end| now.seconds_until(end).max(0)),
             scope_mismatch: grant.scope_mismatch,
@@ -218,7 +218,7 @@ impl Vault {
     }
 
     async fn record(&self, event: AuditEvent) -> Result<()> {
-        Ok(self.store().record_release(&event, None).await?)
+        Ok(self.store().record_release(event, None).await?)
     }
 
     fn deny_event(

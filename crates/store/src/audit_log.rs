@@ -15,10 +15,10 @@ use crate::{SqlStore, audit, db_error};
 impl AuditStore for SqlStore {
     async fn record_release(
         &self,
-        event: &AuditEvent,
+        event: AuditEvent,
         touch: Option<(GrantId, Timestamp)>,
     ) -> StoreResult<()> {
-        let mut ops = vec![Op::Append(Box::new(event.clone()))];
+        let mut ops = vec![Op::Append(Box::new(event))];
         if let Some((id, at)) = touch {
             ops.push(Op::TouchGrant { id, at });
         }

@@ -418,7 +418,7 @@ async fn batched_writes_claim_each_nonce_once_and_keep_every_chain_intact() {
                     insert(&store, &key(app, KeyType::Runtime, None)).await;
                 } else {
                     store
-                        .record_release(&event(app, "credential.released"), None)
+                        .record_release(event(app, "credential.released"), None)
                         .await
                         .unwrap();
                 }
