@@ -9,7 +9,7 @@ use alter_core::grants::{
     CreatedBy, Grant, GrantFilter, GrantKind, GrantStateFilter, GrantStatus, GrantView, Principal,
     SecretSummary, Viewer,
 };
-use alter_core::ids::{AgentId, AppId, EventId, GrantId, SecretId, UserId};
+use alter_core::ids::{AgentId, AppId, EventId, GrantId, IdpId, SecretId, UserId};
 use alter_core::ports::{GrantStore, StoreError, StoreResult};
 use alter_core::time::Timestamp;
 use async_trait::async_trait;
@@ -287,6 +287,18 @@ impl Clause {
             .join(", ")
     }
 
+    /// A user's grants: `own` (their own, as the caller words it) or their groups' grants.
+    fn user_clause(&mut self, mut own: String, idp: IdpId, groups: &[String]) {
+        if !groups.is_empty() {
+            let idp = self.text(idp.to_string());
+            let groups = self.list(groups);
+            own.push_str(&format!(
+                " OR (g.principal_type = 'group' AND g.idp_id = {idp} AND g.external_group_id IN ({groups}))"
+            ));
+        }
+        self.sql.push(format!("({own})"));
+    }
+
     /// An agent's grants: its own and those delegated to it (by one user, when given).
     fn agent_clause(&mut self, agent: AgentId, delegated_by: Option<UserId>) {
         let agent = self.text(agent.to_string());
@@ -316,15 +328,11 @@ fn listing_clause(app: AppId, viewer: &Viewer, filter: &GrantFilter, now: Timest
         Viewer::App => {}
         Viewer::User { user, idp, groups } => {
             let user = c.text(user.to_string());
-            let mut own = format!("g.app_user_id = {user} OR g.delegated_by = {user}");
-            if !groups.is_empty() {
-                let idp = c.text(idp.to_string());
-                let groups = c.list(groups);
-                own.push_str(&format!(
-                    " OR (g.principal_type = 'group' AND g.idp_id = {idp} AND g.external_group_id IN ({groups}))"
-                ));
-            }
-            c.sql.push(format!("({own})"));
+            c.user_clause(
+                format!("g.app_user_id = {user} OR g.delegated_by = {user}"),
+                *idp,
+                groups,
+            );
         }
         Viewer::Agent {
             agent,
@@ -392,15 +400,11 @@ pub(crate) async fn release_candidates(
         Viewer::App => c.sql.push("g.principal_type = 'system'".into()),
         Viewer::User { user, idp, groups } => {
             let user = c.text(user.to_string());
-            let mut own = format!("(g.principal_type = 'user' AND g.app_user_id = {user})");
-            if !groups.is_empty() {
-                let idp = c.text(idp.to_string());
-                let groups = c.list(groups);
-                own.push_str(&format!(
-                    " OR (g.principal_type = 'group' AND g.idp_id = {idp} AND g.external_group_id IN ({groups}))"
-                ));
-            }
-            c.sql.push(format!("({own})"));
+            c.user_clause(
+                format!("(g.principal_type = 'user' AND g.app_user_id = {user})"),
+                *idp,
+                groups,
+            );
         }
         Viewer::Agent {
             agent,
