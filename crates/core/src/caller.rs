@@ -146,7 +146,8 @@ impl Vault {
             .timestamp
             .parse()
             .map_err(|_| Error::Unauthenticated)?;
-        if (now.unix_seconds() - ts).abs() > window {
+        // `abs_diff` cannot overflow, whatever timestamp the client sends.
+        if now.unix_seconds().abs_diff(ts) > window.unsigned_abs() {
             return Err(Error::Unauthenticated);
         }
         if !valid_nonce(&facts.nonce)

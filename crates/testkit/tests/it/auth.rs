@@ -108,6 +108,15 @@ async fn every_authentication_failure_answers_the_same_invalid_key() {
             .send()
             .await;
         assert_invalid_key(&future, "future timestamp");
+        // Timestamps whose distance from now overflows an i64 are refused like any other.
+        for extreme in [i64::MIN, i64::MIN + 1, i64::MAX] {
+            let far = server
+                .raw(key, "GET", "/sdk/scopes")
+                .timestamp(extreme)
+                .send()
+                .await;
+            assert_invalid_key(&far, &format!("timestamp {extreme}"));
+        }
         let edge = server
             .raw(key, "GET", "/sdk/scopes")
             .timestamp(now - 299)
