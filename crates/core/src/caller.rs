@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use ipnet::IpNet;
 use serde_json::Value;
 
 use crate::agents::{Agent, AgentStatus};
@@ -157,10 +158,7 @@ impl Vault {
         }
         key.check_usable(now)?;
         if let Some(allowlist) = &key.cidr_allowlist {
-            let allowed = facts
-                .peer
-                .is_some_and(|ip| allowlist.iter().any(|net| net.contains(&ip)));
-            if !allowed {
+            if !facts.peer.is_some_and(|ip| peer_allowed(allowlist, ip)) {
                 return Err(Error::IpNotAllowed);
             }
         }
@@ -240,6 +238,18 @@ fn valid_nonce(nonce: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
+/// Whether `peer` is in one of `allowlist`'s networks. An IPv4 address and its IPv4-mapped IPv6
+/// form (`::ffff:a.b.c.d`, as a dual-stack listener reports IPv4 peers) are the same peer.
+fn peer_allowed(allowlist: &[IpNet], peer: IpAddr) -> bool {
+    let forms = match peer {
+        IpAddr::V4(v4) => [peer, IpAddr::V6(v4.to_ipv6_mapped())],
+        IpAddr::V6(v6) => [peer, v6.to_ipv4_mapped().map_or(peer, IpAddr::V4)],
+    };
+    allowlist
+        .iter()
+        .any(|net| forms.iter().any(|ip| net.contains(ip)))
+}
+
 /// Effective scopes under `X-Alter-Scope-Constraints`: the constraint scopes, each of which the
 /// key must imply.
 fn attenuate(held: &ScopeSet, constraints: Option<&[String]>) -> Result<ScopeSet> {
@@ -290,6 +300,20 @@ mod tests {
                 attenuate(&held, Some(&bad)),
                 Err(Error::InvalidAttenuation(_))
             ));
+        }
+    }
+
+    #[test]
+    fn ipv4_peers_match_in_either_form() {
+        let v4_net = ["10.0.0.0/8".parse::<IpNet>().unwrap()];
+        let mapped_net = ["::ffff:10.0.0.0/104".parse::<IpNet>().unwrap()];
+        for allowlist in [&v4_net, &mapped_net] {
+            for peer in ["10.0.0.1", "::ffff:10.0.0.1"] {
+                assert!(peer_allowed(allowlist, peer.parse().unwrap()), "{peer}");
+            }
+            for peer in ["11.0.0.1", "::ffff:11.0.0.1", "::1", "::a00:1"] {
+                assert!(!peer_allowed(allowlist, peer.parse().unwrap()), "{peer}");
+            }
         }
     }
 

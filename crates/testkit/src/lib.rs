@@ -10,7 +10,7 @@ mod raw;
 pub mod upstream;
 
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -66,6 +66,9 @@ pub struct Options {
     pub base_path: String,
     /// Largest request body.
     pub max_body_bytes: usize,
+    /// The loopback address to listen on: `127.0.0.1`, or `::ffff:127.0.0.1` for an IPv6
+    /// socket that sees IPv4 peers in their IPv4-mapped form, as a dual-stack listener does.
+    pub listen_ip: IpAddr,
 }
 
 impl Default for Options {
@@ -73,6 +76,7 @@ impl Default for Options {
         Options {
             base_path: String::new(),
             max_body_bytes: 64 * 1024,
+            listen_ip: IpAddr::from([127, 0, 0, 1]),
         }
     }
 }
@@ -160,6 +164,13 @@ impl TestServer {
     async fn boot(&mut self) -> Result<(), StartupError> {
         let server = Server::build(self.settings(self.master_key.clone())).await?;
         let addr = server.local_addr().expect("bound address");
+        // Clients connect over IPv4, also to an IPv6 socket on an IPv4-mapped address.
+        let addr = match addr.ip() {
+            IpAddr::V6(v6) => v6
+                .to_ipv4_mapped()
+                .map_or(addr, |v4| SocketAddr::new(v4.into(), addr.port())),
+            IpAddr::V4(_) => addr,
+        };
         self.base_url = format!("http://{addr}{}", self.options.base_path);
         let (stop, stopped) = oneshot::channel();
         self.stop = Some(stop);
@@ -174,7 +185,7 @@ impl TestServer {
 
     fn settings(&self, master_key: Arc<MasterKey>) -> ServerSettings {
         ServerSettings {
-            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            listen: SocketAddr::new(self.options.listen_ip, 0),
             database_url: self.database_url.clone(),
             store_options: StoreOptions {
                 max_connections: 4,

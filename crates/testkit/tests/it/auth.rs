@@ -412,6 +412,60 @@ async fn a_cidr_allowlist_is_enforced_against_the_peer() {
 }
 
 #[tokio::test]
+async fn ipv4_mapped_peers_match_ipv4_allowlists_and_the_reverse() {
+    on_every_engine(|engine| async move {
+        // An IPv6 socket on ::ffff:127.0.0.1 sees the client as ::ffff:127.0.0.1.
+        let options = Options {
+            listen_ip: "::ffff:127.0.0.1".parse().unwrap(),
+            ..Options::default()
+        };
+        let server = TestServer::start_with(engine, options).await;
+        let app = server.new_app("a").await;
+        for (allowlist, allowed) in [
+            ("127.0.0.0/8", true),
+            ("::ffff:127.0.0.0/104", true),
+            ("10.0.0.0/8", false),
+            ("::ffff:10.0.0.0/104", false),
+        ] {
+            let key = server
+                .mint_key(
+                    &app,
+                    MintKeyRequest {
+                        cidr_allowlist: Some(vec![allowlist.into()]),
+                        ..Default::default()
+                    },
+                )
+                .await;
+            let answer = server.app(&key.api_key).scopes().list().await;
+            match answer {
+                Ok(_) => assert!(allowed, "{allowlist} let a mapped peer in"),
+                Err(e) => {
+                    assert!(!allowed, "{allowlist}: {e}");
+                    assert_eq!(e.code(), Some("ip_not_allowed"), "{allowlist}");
+                }
+            }
+        }
+        server.stop().await;
+
+        // And an IPv4 peer matches an allowlist written in the IPv4-mapped form.
+        let server = TestServer::start(engine).await;
+        let app = server.new_app("a").await;
+        let key = server
+            .mint_key(
+                &app,
+                MintKeyRequest {
+                    cidr_allowlist: Some(vec!["::ffff:127.0.0.0/104".into()]),
+                    ..Default::default()
+                },
+            )
+            .await;
+        server.app(&key.api_key).scopes().list().await.unwrap();
+        server.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn attenuation_headers_only_narrow() {
     on_every_engine(|engine| async move {
         let server = TestServer::start(engine).await;
