@@ -26,6 +26,7 @@ from alter_sdk.exceptions import (
     AgentInactiveError,
     AgentNotFoundError,
     AmbiguousGrantError,
+    BackendError,
     BlockedDestinationError,
     GrantDeletedError,
     GrantExpiredError,
@@ -800,6 +801,31 @@ def test_host_not_allowed(kit, server, provider):
             denied = kit.events(action="credential.denied", grant=grant_id)
             assert [e["reason"] for e in denied] == ["blocked_destination"] * 2
             assert denied[0]["request"] == {"method": "GET", "url": provider.url("/v1/charges")}
+        kit.assert_no_leaks()
+
+    run(scenario())
+
+
+def test_urls_parsers_read_differently_are_refused_before_anything_is_sent(kit, server, provider):
+    value = secret_value("sk")
+    secret = kit.secret("Local", value=value, allowed_hosts=["127.0.0.1"], watch=[value])
+    # The client (httpx) sends the first to 127.0.0.1, a WHATWG parser (the Rust SDK, reqwest)
+    # to evil.example; userinfo never belongs in a provider URL.
+    port = provider.host.split(":")[1]
+    ambiguous = [
+        f"http://evil.example\\@127.0.0.1:{port}/v1/charges",
+        f"http://user:pass@127.0.0.1:{port}/v1/charges",
+    ]
+
+    async def scenario():
+        async with App(api_key=server.api_key) as app:
+            grant_id = await system_grant(app, secret)
+            for url in ambiguous:
+                error = await kit.refused(BackendError, app.request("GET", url, grant_id=grant_id))
+                assert error.status_code == 422, url
+                assert error.details["error"] == "invalid_request", error.details
+            assert provider.take() == []
+            assert kit.events(action="credential.released") == []
         kit.assert_no_leaks()
 
     run(scenario())

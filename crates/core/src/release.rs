@@ -590,19 +590,30 @@ fn belongs_to(grant: &Grant, user: &SignedInUser) -> bool {
     }
 }
 
-/// The lower-case host of an `http(s)` URL.
+/// The host a request to `url` goes to, as the WHATWG URL standard (the `url` crate, which the
+/// Rust SDK's and the server's HTTP clients use) reads it: lower-case, IDNA-mapped, IP addresses
+/// normalised. `None` unless `url` is an `http(s)` URL with a host. Userinfo, backslashes,
+/// whitespace and control characters are refused: parsers disagree on them (`https://evil.com\@api.stripe.com/`
+/// goes to `evil.com`), and a host check must see the host the client will connect to.
 fn host_of(url: &str) -> Option<String> {
-    let rest = url
-        .strip_prefix("https://")
-        .or_else(|| url.strip_prefix("http://"))?;
-    let authority = rest.split(['/', '?', '#']).next()?;
-    let host_port = authority.rsplit('@').next()?;
-    let host = if let Some(v6) = host_port.strip_prefix('[') {
-        v6.split(']').next()?.to_owned()
-    } else {
-        host_port.split(':').next()?.to_owned()
-    };
-    (!host.is_empty()).then(|| host.to_ascii_lowercase())
+    if url
+        .chars()
+        .any(|c| c == '\\' || c.is_ascii_whitespace() || c.is_control())
+    {
+        return None;
+    }
+    let parsed = url::Url::parse(url).ok()?;
+    if !matches!(parsed.scheme(), "http" | "https")
+        || !parsed.username().is_empty()
+        || parsed.password().is_some()
+    {
+        return None;
+    }
+    Some(match parsed.host()? {
+        url::Host::Domain(domain) => domain.to_owned(),
+        url::Host::Ipv4(ip) => ip.to_string(),
+        url::Host::Ipv6(ip) => ip.to_string(),
+    })
 }
 
 fn validate(request: &ReleaseRequest) -> Result<()> {
@@ -622,7 +633,9 @@ fn validate(request: &ReleaseRequest) -> Result<()> {
         return invalid("request.method must be an upper-case HTTP method");
     }
     if request.url.len() > 65_536 || host_of(&request.url).is_none() {
-        return invalid("request.url must be an http(s) URL with a host");
+        return invalid(
+            "request.url must be an http(s) URL with a host, without userinfo, backslashes or whitespace",
+        );
     }
     for (field, value) in [
         ("reason", &request.reason),
@@ -650,12 +663,23 @@ mod tests {
             Some("api.stripe.com")
         );
         assert_eq!(
-            host_of("http://u:p@127.0.0.1:8080/p").as_deref(),
+            host_of("http://127.0.0.1:8080/p").as_deref(),
             Some("127.0.0.1")
         );
         assert_eq!(host_of("http://[::1]:9/").as_deref(), Some("::1"));
+        assert_eq!(host_of("http://0x7f.1/").as_deref(), Some("127.0.0.1"));
         assert_eq!(host_of("ftp://x"), None);
         assert_eq!(host_of("https://"), None);
+        for ambiguous in [
+            "https://evil.com\\@api.stripe.com/",
+            "https://evil.com\\api.stripe.com/",
+            "http://u:p@127.0.0.1:8080/p",
+            "https://api.stripe.com@evil.com/",
+            "https://api.stripe.com\t.evil.com/",
+            "https://api.stripe.com /",
+        ] {
+            assert_eq!(host_of(ambiguous), None, "{ambiguous}");
+        }
     }
 
     #[test]

@@ -801,3 +801,55 @@ async fn no_secret_value_is_readable_in_the_sqlite_files() {
     assert!(scanned > 0);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn urls_parsers_disagree_on_are_refused_before_anything_is_sent() {
+    on_every_engine(|engine| async move {
+        let server = TestServer::start(engine).await;
+        let world = server.world("a").await;
+        let upstream = Upstream::start().await;
+        let app = server.app(&world.app.key.api_key);
+        let grant = app
+            .create_managed_secret_grant(&world.secret.id, Principal::system(), None)
+            .await
+            .unwrap()
+            .grant_id;
+        // The secret may go to api.stripe.com only. Read as a browser (and the SDK's reqwest)
+        // reads it, the first URL goes to the local upstream, with the path `/@api.stripe.com…`.
+        let authority = upstream.url().trim_start_matches("http://");
+        for url in [
+            format!("http://{authority}\\@api.stripe.com/v1/charges"),
+            format!("http://api.stripe.com@{authority}/v1/charges"),
+            format!("http://{authority}\\\\api.stripe.com/v1/charges"),
+        ] {
+            let e = app
+                .request(ProviderRequest::get(&url).grant_id(&grant))
+                .await
+                .unwrap_err();
+            assert_eq!(
+                (e.status(), e.code()),
+                (422, Some("invalid_request")),
+                "{url}: {e}"
+            );
+            assert!(!e.to_string().contains(alter_testkit::WORLD_SECRET_VALUE));
+        }
+        assert!(
+            upstream.received().is_empty(),
+            "nothing reached the upstream"
+        );
+        let released = server
+            .admin()
+            .audit_events(
+                &world.app.info.id,
+                &AuditQuery {
+                    action: Some("credential.released".into()),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        assert!(released.items.is_empty());
+        server.stop().await;
+    })
+    .await;
+}
