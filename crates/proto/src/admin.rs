@@ -1,7 +1,11 @@
 //! The operator admin API under `/admin/v1/` (Bearer admin token). Alter's own protocol: the
 //! official client never calls it; the `alter` CLI and the Rust SDK's admin client do.
 
+use std::fmt;
+
 use serde::{Deserialize, Serialize};
+
+use crate::REDACTED;
 
 /// An app (tenant).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -125,7 +129,7 @@ pub struct IdpInfo {
 }
 
 /// `POST /admin/v1/apps/{app}/secrets`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreateSecretRequest {
     /// Display name; the slug derives from it.
@@ -160,6 +164,16 @@ pub struct CreateSecretRequest {
     /// Longest delegation lifetime.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_delegation_ttl_seconds: Option<i64>,
+}
+
+impl fmt::Debug for CreateSecretRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CreateSecretRequest")
+            .field("name", &self.name)
+            .field("secret_type", &self.secret_type)
+            .field("value", &REDACTED)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A managed secret as shown: never its value.
@@ -214,11 +228,19 @@ pub struct InjectionRuleBody {
 }
 
 /// `POST /admin/v1/apps/{app}/secrets/{secret}/rotate`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RotateSecretRequest {
     /// The new value.
     pub value: String,
+}
+
+impl fmt::Debug for RotateSecretRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RotateSecretRequest")
+            .field("value", &REDACTED)
+            .finish()
+    }
 }
 
 /// `POST /admin/v1/apps/{app}/grants/{grant}/revoke`.

@@ -1,7 +1,11 @@
 //! Agent DTOs: `/sdk/agents*` (protocol part 2 §8).
 
+use std::fmt;
+
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+
+use crate::redact_option;
 
 /// `AgentInfo`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -52,7 +56,7 @@ pub struct AgentInfo {
 }
 
 /// `AgentCreateResult`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 pub struct AgentCreateResult {
     /// The agent.
     #[serde(flatten)]
@@ -61,6 +65,16 @@ pub struct AgentCreateResult {
     pub api_key: Option<String>,
     /// The first key's id.
     pub key_id: String,
+}
+
+impl fmt::Debug for AgentCreateResult {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AgentCreateResult")
+            .field("agent", &self.agent)
+            .field("api_key", &redact_option(self.api_key.as_ref()))
+            .field("key_id", &self.key_id)
+            .finish()
+    }
 }
 
 /// `POST /sdk/agents`.
@@ -148,13 +162,22 @@ pub struct AgentKeyInfo {
 }
 
 /// `AgentKeyMintResult`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 pub struct AgentKeyMintResult {
     /// The key.
     #[serde(flatten)]
     pub key: AgentKeyInfo,
     /// Plaintext, shown once.
     pub api_key: Option<String>,
+}
+
+impl fmt::Debug for AgentKeyMintResult {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AgentKeyMintResult")
+            .field("key", &self.key)
+            .field("api_key", &redact_option(self.api_key.as_ref()))
+            .finish()
+    }
 }
 
 /// `{items: [AgentKey]}`.

@@ -1,11 +1,15 @@
 //! Grant DTOs: listing, managed-secret grant creation, mint, revoke and delegations (protocol
 //! part 2 §1–§5). Fields the official client rejects as `null` are omitted instead.
 
+use std::fmt;
+
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::{REDACTED, redact_option};
+
 /// `POST /sdk/grants/list`. Its `Default` is the first page of 100, as an empty body is.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListGrantsRequest {
     /// 1–1000 (default 100).
@@ -29,6 +33,20 @@ pub struct ListGrantsRequest {
     /// An end user's JWT: narrows to that user.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_token: Option<String>,
+}
+
+impl fmt::Debug for ListGrantsRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ListGrantsRequest")
+            .field("limit", &self.limit)
+            .field("offset", &self.offset)
+            .field("provider_id", &self.provider_id)
+            .field("status", &self.status)
+            .field("account", &self.account)
+            .field("label", &self.label)
+            .field("user_token", &redact_option(self.user_token.as_ref()))
+            .finish()
+    }
 }
 
 impl Default for ListGrantsRequest {
@@ -183,7 +201,7 @@ pub struct ManagedSecretGrantItem {
 }
 
 /// The `principal` of a managed-secret grant, discriminated on `type`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum PrincipalBody {
     /// An end user identified by their IdP JWT.
@@ -214,6 +232,34 @@ pub enum PrincipalBody {
         #[serde(default)]
         label: Option<String>,
     },
+}
+
+impl fmt::Debug for PrincipalBody {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PrincipalBody::User { label, .. } => f
+                .debug_struct("User")
+                .field("user_token", &REDACTED)
+                .field("label", label)
+                .finish(),
+            PrincipalBody::Group {
+                external_group_id,
+                idp_id,
+                label,
+            } => f
+                .debug_struct("Group")
+                .field("external_group_id", external_group_id)
+                .field("idp_id", idp_id)
+                .field("label", label)
+                .finish(),
+            PrincipalBody::System { label } => {
+                f.debug_struct("System").field("label", label).finish()
+            }
+            PrincipalBody::Agent { label } => {
+                f.debug_struct("Agent").field("label", label).finish()
+            }
+        }
+    }
 }
 
 /// `GrantPolicyInput`.
@@ -262,7 +308,7 @@ pub struct CreateGrantResult {
 }
 
 /// `POST /sdk/oauth/grants/{id}/revoke`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RevokeGrantRequest {
     /// Kept in the audit log.
@@ -271,6 +317,15 @@ pub struct RevokeGrantRequest {
     /// Narrows to that user's grants.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_token: Option<String>,
+}
+
+impl fmt::Debug for RevokeGrantRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RevokeGrantRequest")
+            .field("reason", &self.reason)
+            .field("user_token", &redact_option(self.user_token.as_ref()))
+            .finish()
+    }
 }
 
 /// `RevokeGrantResult`.

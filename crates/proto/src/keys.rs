@@ -1,7 +1,11 @@
 //! Key lifecycle DTOs: `/sdk/keys/*` (protocol part 1 §7.1) and the operator key routes.
 
+use std::fmt;
+
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+
+use crate::REDACTED;
 
 /// `APIKeyInfo`: an API key as listed, never its plaintext.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -43,13 +47,22 @@ pub struct ApiKeyInfo {
 }
 
 /// `MintedKey`: an [`ApiKeyInfo`] plus the plaintext, shown exactly once.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 pub struct MintedKey {
     /// The key as listed.
     #[serde(flatten)]
     pub info: ApiKeyInfo,
     /// The plaintext API key. Store it now: it is never shown again.
     pub api_key: String,
+}
+
+impl fmt::Debug for MintedKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MintedKey")
+            .field("info", &self.info)
+            .field("api_key", &REDACTED)
+            .finish()
+    }
 }
 
 /// `POST /sdk/keys/derive`.

@@ -3,9 +3,12 @@
 //! (§5.6).
 
 use std::collections::BTreeMap;
+use std::fmt;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+
+use crate::{REDACTED, redact_option};
 
 /// Header names a credential may never be injected into (protocol part 1 §5.3): the client
 /// refuses a release naming one, and the server refuses to store a secret that would.
@@ -55,7 +58,7 @@ pub struct TokenTarget {
 }
 
 /// `POST /sdk/token`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TokenRequest {
     /// Direct mode.
@@ -83,6 +86,21 @@ pub struct TokenRequest {
     pub label: Option<String>,
 }
 
+impl fmt::Debug for TokenRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenRequest")
+            .field("grant_id", &self.grant_id)
+            .field("provider_id", &self.provider_id)
+            .field("reason", &self.reason)
+            .field("request", &self.request)
+            .field("user_token", &redact_option(self.user_token.as_ref()))
+            .field("app_user_id", &self.app_user_id)
+            .field("account", &self.account)
+            .field("label", &self.label)
+            .finish()
+    }
+}
+
 /// One entry of `additional_injections`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -96,7 +114,7 @@ pub struct AdditionalInjection {
 }
 
 /// The answer to `POST /sdk/token`, honouring every strict rule of §5.3.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TokenResponse {
     /// The credential.
     pub access_token: String,
@@ -127,6 +145,31 @@ pub struct TokenResponse {
     /// The grant's own end (extra field; the client ignores it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub grant_expires_at: Option<String>,
+}
+
+impl fmt::Debug for TokenResponse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let credential_names = self
+            .additional_credentials
+            .as_ref()
+            .map(|values| values.keys().collect::<Vec<_>>());
+        f.debug_struct("TokenResponse")
+            .field("access_token", &REDACTED)
+            .field("token_type", &self.token_type)
+            .field("expires_in", &self.expires_in)
+            .field("expires_at", &self.expires_at)
+            .field("scopes", &self.scopes)
+            .field("grant_id", &self.grant_id)
+            .field("provider_id", &self.provider_id)
+            .field("token_generation", &self.token_generation)
+            .field("scope_mismatch", &self.scope_mismatch)
+            .field("injection_header", &self.injection_header)
+            .field("injection_format", &self.injection_format)
+            .field("additional_credentials (names)", &credential_names)
+            .field("additional_injections", &self.additional_injections)
+            .field("grant_expires_at", &self.grant_expires_at)
+            .finish()
+    }
 }
 
 /// `POST /sdk/oauth/audit/api-call`: every key is always sent, values may be null.

@@ -1,6 +1,9 @@
 //! Grants: `list_grants`, `create_managed_secret_grant`, `revoke_grant`, `mint_grant`,
 //! `revoke_delegation` and `delegate`, as on the reference page (`sdk-grants-reference`).
 
+use std::fmt;
+
+use alter_proto::REDACTED;
 use alter_proto::grants::{
     CreateGrantRequest, DelegateRequest, GrantPolicyBody, ListGrantsRequest, MintGrantRequest,
     PrincipalBody, RevokeGrantRequest,
@@ -26,7 +29,7 @@ pub type UnifiedGrantListResult = GrantList;
 /// let alice = Principal::user("eyJhbGciOi…", "alice-prod-stripe");
 /// let system = Principal::system().with_label("nightly-sync");
 /// ```
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub enum Principal {
     /// An end user, identified by their IdP JWT.
     User {
@@ -54,6 +57,30 @@ pub enum Principal {
         /// Optional label.
         label: Option<String>,
     },
+}
+
+impl fmt::Debug for Principal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Principal::User { label, .. } => f
+                .debug_struct("User")
+                .field("user_token", &REDACTED)
+                .field("label", label)
+                .finish(),
+            Principal::Group {
+                external_group_id,
+                idp_id,
+                label,
+            } => f
+                .debug_struct("Group")
+                .field("external_group_id", external_group_id)
+                .field("idp_id", idp_id)
+                .field("label", label)
+                .finish(),
+            Principal::System { label } => f.debug_struct("System").field("label", label).finish(),
+            Principal::Agent { label } => f.debug_struct("Agent").field("label", label).finish(),
+        }
+    }
 }
 
 impl Principal {
@@ -422,6 +449,14 @@ pub(crate) async fn delegate(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn debug_hides_the_user_token() {
+        let principal = Principal::user("eyJhbGciOiJFUzI1NiJ9.secret-jwt", "alice");
+        let shown = format!("{principal:?}");
+        assert!(!shown.contains("secret-jwt"), "{shown}");
+        assert!(shown.contains("alice"));
+    }
 
     #[test]
     fn local_validation() {

@@ -5,8 +5,10 @@
 //! never reaches the caller's code.
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::time::{Instant, SystemTime};
 
+use alter_proto::redact_option;
 use alter_proto::token::{
     ApiCallAudit, ScopeMismatchReport, TokenRequest, TokenResponse, TokenTarget,
 };
@@ -59,7 +61,7 @@ enum Target {
 /// println!("{}", response.status());
 /// # Ok(()) }
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ProviderRequest {
     method: Method,
     url: String,
@@ -74,6 +76,30 @@ pub struct ProviderRequest {
     query_params: Vec<(String, String)>,
     path_params: BTreeMap<String, String>,
     reason: Option<String>,
+}
+
+/// Shows the call's shape, never the user's JWT nor header values, query values and bodies
+/// (the caller's own credentials may travel in them).
+impl fmt::Debug for ProviderRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names = |pairs: &[(String, String)]| -> Vec<String> {
+            pairs.iter().map(|(name, _)| name.clone()).collect()
+        };
+        f.debug_struct("ProviderRequest")
+            .field("method", &self.method)
+            .field("url", &self.url)
+            .field("target", &self.target)
+            .field("account", &self.account)
+            .field("label", &self.label)
+            .field("app_user_id", &self.app_user_id)
+            .field("user_token", &redact_option(self.user_token.as_ref()))
+            .field("header_names", &names(&self.headers))
+            .field("has_body", &(self.json.is_some() || self.body.is_some()))
+            .field("query_param_names", &names(&self.query_params))
+            .field("path_params", &self.path_params)
+            .field("reason", &self.reason)
+            .finish()
+    }
 }
 
 impl ProviderRequest {
@@ -626,6 +652,25 @@ fn report_scope_mismatch(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn debug_hides_tokens_header_values_and_bodies() {
+        let request = ProviderRequest::post("https://api.example.com/v1")
+            .user_token("eyJ.user-jwt-secret")
+            .header("X-Own-Key", "own-header-secret")
+            .query_param("api_key", "own-query-secret")
+            .json(serde_json::json!({ "card": "body-secret" }));
+        let shown = format!("{request:?}");
+        for secret in [
+            "user-jwt-secret",
+            "own-header-secret",
+            "own-query-secret",
+            "body-secret",
+        ] {
+            assert!(!shown.contains(secret), "{shown}");
+        }
+        assert!(shown.contains("X-Own-Key") && shown.contains("api.example.com"));
+    }
 
     #[test]
     fn templates_encode_values_and_refuse_leftovers() {

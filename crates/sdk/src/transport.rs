@@ -235,13 +235,20 @@ pub(crate) async fn execute(
     Ok(Answer { status, body })
 }
 
-/// Decodes a JSON answer, as a `BackendError` if it has the wrong shape.
+/// Decodes a JSON answer, as a `BackendError` if it has the wrong shape. The error names the
+/// kind and place of the problem, never serde's message: that quotes the offending value,
+/// which may be a credential.
 pub(crate) fn decode<T: DeserializeOwned>(answer: &Answer) -> Result<T, Error> {
     serde_json::from_slice(&answer.body).map_err(|e| {
         Error::Backend(ErrorInfo {
             status: answer.status.as_u16(),
             code: None,
-            message: format!("Backend returned an unexpected response: {e}"),
+            message: format!(
+                "Backend returned an unexpected response ({:?} error at line {}, column {})",
+                e.classify(),
+                e.line(),
+                e.column()
+            ),
             fields: Default::default(),
         })
     })
@@ -295,6 +302,28 @@ pub(crate) fn validate_base_url(text: &str) -> Result<String, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn decode_errors_do_not_echo_values() {
+        let credential = "sk_live_51HdecodeSecret0123456789";
+        // A token answer whose `access_token` has the wrong type, or a field of the wrong type
+        // next to it: serde's own message would quote the value.
+        for body in [
+            format!(r#"{{"access_token": ["{credential}"]}}"#),
+            format!(r#"{{"access_token": "{credential}", "expires_in": "{credential}"}}"#),
+        ] {
+            let answer = Answer {
+                status: StatusCode::OK,
+                body: body.into_bytes(),
+            };
+            let Err(Error::Backend(info)) = decode::<alter_proto::token::TokenResponse>(&answer)
+            else {
+                panic!("a malformed answer must be a backend error");
+            };
+            assert!(!info.message.contains(credential), "{}", info.message);
+            assert!(!format!("{info:?}").contains("sk_live"));
+        }
+    }
 
     #[test]
     fn base_url_rules() {

@@ -11,6 +11,7 @@ use alter_core::Settings;
 use alter_core::keys::MintKey;
 use alter_core::time::SystemClock;
 use alter_crypto::{ExposeSecret, MasterKey};
+use alter_proto::REDACTED;
 use alter_store::StoreOptions;
 use serde::{Deserialize, Serialize};
 
@@ -23,7 +24,7 @@ const CREDENTIALS_FILE: &str = "dev-credentials.sealed";
 const CREDENTIALS_PURPOSE: &str = "dev-credentials";
 
 /// What `alter dev` prints as its first line.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 pub struct DevCredentials {
     /// Where the server listens.
     pub base_url: String,
@@ -35,6 +36,18 @@ pub struct DevCredentials {
     pub admin_token: String,
     /// The data directory.
     pub data_dir: String,
+}
+
+impl std::fmt::Debug for DevCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DevCredentials")
+            .field("base_url", &self.base_url)
+            .field("app_id", &self.app_id)
+            .field("api_key", &REDACTED)
+            .field("admin_token", &REDACTED)
+            .field("data_dir", &self.data_dir)
+            .finish()
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -184,4 +197,26 @@ async fn bootstrap(server: &Server, admin_token: String) -> Result<Saved, Startu
         api_key: key.plaintext.expose_secret().to_owned(),
         admin_token,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_hides_the_key_and_the_admin_token() {
+        let credentials = DevCredentials {
+            base_url: "http://127.0.0.1:8080".into(),
+            app_id: "app".into(),
+            api_key: "alter_rk_devKeySecret".into(),
+            admin_token: "alter_admin_devTokenSecret".into(),
+            data_dir: ".alter".into(),
+        };
+        let shown = format!("{credentials:?}");
+        assert!(
+            !shown.contains("devKeySecret") && !shown.contains("devTokenSecret"),
+            "{shown}"
+        );
+        assert!(shown.contains("127.0.0.1:8080"));
+    }
 }
