@@ -806,6 +806,41 @@ def test_host_not_allowed(kit, server, provider):
     run(scenario())
 
 
+def test_a_key_without_credential_scopes_cannot_flag_a_scope_mismatch(
+    kit, server, provider, caplog
+):
+    value = secret_value("gh")
+    secret = kit.secret("GitHub Bot", value=value, watch=[value])
+    provider.answer("/repos/forbidden", 403, {"message": "Forbidden"})
+    publishable = server.mint_key(key_type="pk")
+
+    async def scenario():
+        async with App(api_key=server.api_key) as app:
+            grant_id = await system_grant(app, secret)
+            # The client's own background report, sent with a publishable key: refused.
+            async with App(api_key=publishable["api_key"]) as outsider:
+                await outsider._client._VaultClient__report_scope_mismatch_with_timeout(
+                    grant_id=grant_id,
+                    provider_status_code=403,
+                    provider_error_code="insufficient_scope",
+                    missing_scopes=["admin:org"],
+                    raw_www_authenticate=None,
+                    api_endpoint=provider.url("/repos/forbidden"),
+                    detection_source="www_authenticate_rfc6750",
+                )
+            assert "sdk_report_backend_error" in caplog.text and "status=403" in caplog.text
+            assert kit.events(action="grant.scope_mismatch") == []
+            # The grant is not flagged: a bare 403 stays a plain provider error.
+            error = await kit.refused(
+                ProviderAPIError,
+                app.request("GET", provider.url("/repos/forbidden"), grant_id=grant_id),
+            )
+            assert error.status_code == 403
+        kit.assert_no_leaks()
+
+    run(scenario())
+
+
 def test_urls_parsers_read_differently_are_refused_before_anything_is_sent(kit, server, provider):
     value = secret_value("sk")
     secret = kit.secret("Local", value=value, allowed_hosts=["127.0.0.1"], watch=[value])

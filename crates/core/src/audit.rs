@@ -67,6 +67,8 @@ pub mod action {
     pub const CREDENTIAL_USED: &str = "credential.used";
     /// The client reported that a provider refused a grant's scopes.
     pub const GRANT_SCOPE_MISMATCH: &str = "grant.scope_mismatch";
+    /// An operator cleared a grant's scope-mismatch flag.
+    pub const GRANT_SCOPE_MISMATCH_CLEARED: &str = "grant.scope_mismatch_cleared";
 }
 
 /// Allowed or refused.

@@ -233,11 +233,13 @@ pub trait AuditStore: Send + Sync {
     ) -> StoreResult<Vec<crate::audit::ChainRow>>;
     /// The head of an app's chain: last sequence number and hash.
     async fn chain_head(&self, app: AppId) -> StoreResult<Option<(i64, Vec<u8>)>>;
-    /// Marks a grant's scopes as reported too narrow.
-    async fn mark_scope_mismatch(
+    /// Sets (a client reported the grant's scopes too narrow) or clears (an operator) a grant's
+    /// scope-mismatch flag, with its audit event.
+    async fn set_scope_mismatch(
         &self,
         app: AppId,
         grant: GrantId,
+        mismatch: bool,
         event: &AuditEvent,
     ) -> StoreResult<()>;
 }

@@ -10,12 +10,14 @@ use base64::Engine as _;
 use serde_json::{Value, json};
 
 use crate::agents::Agent;
-use crate::audit::{AuditEvent, RequestSummary, Target, action};
+use crate::audit::{Actor, AuditEvent, RequestSummary, Target, action};
 use crate::caller::Caller;
 use crate::error::{Entity, Error, Result};
-use crate::grants::{Grant, GrantState, Principal, Viewer, principal_json};
+use crate::grants::{
+    Grant, GrantState, GrantView, Principal, SecretSummary, Viewer, principal_json,
+};
 use crate::identity::SignedInUser;
-use crate::ids::{EventId, UserId};
+use crate::ids::{AppId, EventId, UserId};
 use crate::scope::Scope;
 use crate::secrets::{
     AwsCredential, InjectionTarget, ManagedSecret, SecretType, host_allowed, multi_fields,
@@ -513,12 +515,15 @@ impl Vault {
     }
 
     /// `POST /sdk/grants/{id}/report-scope-mismatch`: marks the grant; later releases say so.
+    /// The flag sticks until an operator clears it, so only a caller that uses credentials
+    /// (`tokens:retrieve`) or reports their use (`audit:emit`) may set it.
     pub async fn report_scope_mismatch(
         &self,
         caller: &Caller,
         grant_id: &str,
         missing_scopes: Vec<String>,
     ) -> Result<()> {
+        caller.require_any(&REPORT_SCOPE_MISMATCH_SCOPES)?;
         let grant = self.reachable_grant(caller, grant_id).await?;
         let event = AuditEvent::allow(
             caller.app_id,
@@ -533,10 +538,41 @@ impl Vault {
         .with_details(json!({ "missing_scopes": missing_scopes }));
         Ok(self
             .store()
-            .mark_scope_mismatch(caller.app_id, grant.id, &event)
+            .set_scope_mismatch(caller.app_id, grant.id, true, &event)
             .await?)
     }
+
+    /// Clears a grant's scope-mismatch flag (operator), e.g. once the provider grant was
+    /// widened: later releases stop reporting it.
+    pub async fn clear_scope_mismatch(&self, app_id: AppId, grant_id: &str) -> Result<GrantView> {
+        let grant = self.app_grant(app_id, grant_id).await?;
+        let event = AuditEvent::allow(
+            app_id,
+            self.now(),
+            action::GRANT_SCOPE_MISMATCH_CLEARED,
+            Actor::operator(),
+            Target {
+                kind: "grant".into(),
+                id: grant.id.to_string(),
+            },
+        );
+        self.store()
+            .set_scope_mismatch(app_id, grant.id, false, &event)
+            .await?;
+        let grant = self.grant(app_id, grant.id).await?;
+        let secret = self.secret_of(&grant).await?;
+        Ok(GrantView {
+            secret: secret.as_ref().map(SecretSummary::of),
+            grant,
+        })
+    }
 }
+
+/// Scopes that may report a grant's scopes too narrow (any one of them).
+const REPORT_SCOPE_MISMATCH_SCOPES: [Scope; 2] = [
+    Scope::Action("tokens:retrieve"),
+    Scope::Action("audit:emit"),
+];
 
 /// The client's report of a provider call.
 #[derive(Debug, Clone, Default)]

@@ -257,6 +257,17 @@ impl AdminClient {
             .await
     }
 
+    /// Clears a grant's scope-mismatch flag (set when a client reported the provider refused
+    /// the grant's scopes); the answer lists the grant.
+    pub async fn clear_scope_mismatch(
+        &self,
+        app_id: &str,
+        grant_id: &str,
+    ) -> Result<GrantList, Error> {
+        let path = format!("{}/scope-mismatch", grant_path(app_id, grant_id));
+        self.call::<_, ()>(Method::DELETE, &path, None).await
+    }
+
     /// Delegates a grant to an agent.
     pub async fn delegate_grant(
         &self,

@@ -138,14 +138,16 @@ impl AuditStore for SqlStore {
         .await
     }
 
-    async fn mark_scope_mismatch(
+    async fn set_scope_mismatch(
         &self,
         app: AppId,
         id: GrantId,
+        mismatch: bool,
         event: &AuditEvent,
     ) -> StoreResult<()> {
         let mut tx = self.write.begin().await.map_err(db_error)?;
-        sqlx::query("UPDATE grants SET scope_mismatch = 1 WHERE app_id = $1 AND id = $2")
+        sqlx::query("UPDATE grants SET scope_mismatch = $1 WHERE app_id = $2 AND id = $3")
+            .bind(i64::from(mismatch))
             .bind(app.to_string())
             .bind(id.to_string())
             .execute(&mut *tx)

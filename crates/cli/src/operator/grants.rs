@@ -50,6 +50,11 @@ enum GrantCommand {
         #[arg(long)]
         reason: String,
     },
+    /// Clear a grant's scope-mismatch flag, once the provider grant covers what was missing.
+    ClearScopeMismatch {
+        /// Grant id.
+        grant_id: String,
+    },
     /// Delegate a grant to an agent.
     Delegate {
         /// Grant id.
@@ -92,6 +97,10 @@ pub async fn grant(args: GrantArgs) -> ExitCode {
             GrantCommand::Revoke { grant_id, reason } => {
                 let revoked = client.revoke_grant(&app, &grant_id, Some(reason)).await?;
                 Ok(output(json, &revoked, || grants_table(&revoked)))
+            }
+            GrantCommand::ClearScopeMismatch { grant_id } => {
+                let cleared = client.clear_scope_mismatch(&app, &grant_id).await?;
+                Ok(output(json, &cleared, || grants_table(&cleared)))
             }
             GrantCommand::Delegate {
                 grant_id,

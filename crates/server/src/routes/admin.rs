@@ -3,7 +3,7 @@
 
 use alter_core::agents::AgentStatus;
 use alter_core::apps::App;
-use alter_core::grants::{GrantFilter, PrincipalType, Viewer};
+use alter_core::grants::{GrantFilter, GrantView, PrincipalType, Viewer};
 use alter_core::identity::IdpSettings;
 use alter_core::ids::{AppId, KeyId};
 use alter_core::keys::MintKey;
@@ -54,6 +54,10 @@ pub fn router() -> Router<AppState> {
         .route("/apps/{app}/agents/{agent}/resume", post(resume_agent))
         .route("/apps/{app}/grants", get(list_grants))
         .route("/apps/{app}/grants/{grant}/revoke", post(revoke_grant))
+        .route(
+            "/apps/{app}/grants/{grant}/scope-mismatch",
+            delete(clear_scope_mismatch),
+        )
         .route(
             "/apps/{app}/grants/{grant}/delegations",
             post(delegate_grant),
@@ -438,13 +442,30 @@ async fn revoke_grant(
         .vault
         .revoke_app_grant(app, &grant, body.reason)
         .await?;
-    Ok(axum::Json(GrantList {
-        grants: vec![views::grant_item(&view, state.vault.now())],
+    Ok(axum::Json(single_grant(&view, &state)))
+}
+
+async fn clear_scope_mismatch(
+    State(state): State<AppState>,
+    _: Operator,
+    Path((app, grant)): Path<(String, String)>,
+) -> ApiResult<axum::Json<GrantList>> {
+    let view = state
+        .vault
+        .clear_scope_mismatch(app_id(&app)?, &grant)
+        .await?;
+    Ok(axum::Json(single_grant(&view, &state)))
+}
+
+/// The answer of an action on one grant: a list holding that grant.
+fn single_grant(view: &GrantView, state: &AppState) -> GrantList {
+    GrantList {
+        grants: vec![views::grant_item(view, state.vault.now())],
         total: 1,
         limit: 1,
         offset: 0,
         has_more: false,
-    }))
+    }
 }
 
 async fn delegate_grant(

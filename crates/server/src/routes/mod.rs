@@ -38,15 +38,22 @@ pub struct SdkRoute {
     /// Scope needed (by the handler's `Authed` marker or, where the decision is the
     /// service's, by the service).
     pub scope: Option<&'static str>,
+    /// Scopes any one of which serves instead of `scope`.
+    pub alternatives: &'static [&'static str],
 }
 
 /// Declares the `/sdk/*` routes once: the router is built from the same lines as
 /// [`SDK_ROUTES`], so no route can be missing from the table.
 macro_rules! sdk_routes {
-    ($($method:ident $path:literal => $handler:path, $scope:expr;)*) => {
+    ($($method:ident $path:literal => $handler:path, $scope:expr $(, or $alternative:literal)*;)*) => {
         /// Every `/sdk/*` route.
         pub const SDK_ROUTES: &[SdkRoute] = &[
-            $(SdkRoute { method: stringify!($method), path: $path, scope: $scope },)*
+            $(SdkRoute {
+                method: stringify!($method),
+                path: $path,
+                scope: $scope,
+                alternatives: &[$($alternative),*],
+            },)*
         ];
 
         fn sdk_router() -> Router<AppState> {
@@ -81,7 +88,7 @@ sdk_routes! {
     DELETE "/sdk/agents/{id}/keys/{key}" => agents::revoke_key, Some("agents:admin");
     POST "/sdk/token" => token::token, Some("tokens:retrieve");
     POST "/sdk/oauth/audit/api-call" => token::api_call, Some("audit:emit");
-    POST "/sdk/grants/{id}/report-scope-mismatch" => token::scope_mismatch, None;
+    POST "/sdk/grants/{id}/report-scope-mismatch" => token::scope_mismatch, Some("tokens:retrieve"), or "audit:emit";
 }
 
 /// The whole application, mounted under `base_path`.

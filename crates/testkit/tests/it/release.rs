@@ -803,6 +803,99 @@ async fn no_secret_value_is_readable_in_the_sqlite_files() {
 }
 
 #[tokio::test]
+async fn only_credential_users_flag_a_scope_mismatch_and_operators_clear_it() {
+    on_every_engine(|engine| async move {
+        let server = TestServer::start(engine).await;
+        let world = server.world("a").await;
+        let other = server.new_app("b").await;
+        let bearer = secret(&server, &world, secret_request("Bearer", "bearer", BEARER)).await;
+        let grant = system_grant(&server, &world, &bearer).await;
+        let flagged = || async {
+            let r = server
+                .raw(&world.app.key.api_key, "POST", "/sdk/token")
+                .body(
+                    json!({"grant_id": grant, "reason": null, "request": {"method": "GET", "url": "http://127.0.0.1/v1/x"}})
+                        .to_string()
+                        .into_bytes(),
+                )
+                .send()
+                .await;
+            assert_eq!(r.status, 200, "{:?}", r.json);
+            r.json["scope_mismatch"] == true
+        };
+        let report_path = format!("/sdk/grants/{grant}/report-scope-mismatch");
+        let report = |key: &str| {
+            server
+                .raw(key, "POST", &report_path)
+                .body(json!({"missing_scopes": ["charges:write"]}).to_string().into_bytes())
+                .send()
+        };
+
+        // A publishable key knows nothing of credentials: refused, and nothing is marked.
+        let publishable = server
+            .mint_key(
+                &world.app,
+                MintKeyRequest {
+                    key_type: Some("pk".into()),
+                    ..Default::default()
+                },
+            )
+            .await;
+        let refused = report(&publishable.api_key).await;
+        assert_eq!(
+            (refused.status, refused.code()),
+            (403, Some("insufficient_scope")),
+            "{:?}",
+            refused.json
+        );
+        assert!(!flagged().await);
+
+        // A key that reports credential use may flag it.
+        let reporter = server
+            .mint_key(
+                &world.app,
+                MintKeyRequest {
+                    scopes: Some(vec!["audit:emit".into()]),
+                    ..Default::default()
+                },
+            )
+            .await;
+        assert_eq!(report(&reporter.api_key).await.status, 204);
+        assert!(flagged().await);
+
+        // The operator clears it (another app's id for the grant is "not found"), audited.
+        let admin = server.admin();
+        let elsewhere = admin
+            .clear_scope_mismatch(&other.info.id, &grant)
+            .await
+            .unwrap_err();
+        assert_eq!(elsewhere.status(), 404, "{elsewhere}");
+        assert!(flagged().await);
+        let cleared = admin
+            .clear_scope_mismatch(&world.app.info.id, &grant)
+            .await
+            .unwrap();
+        assert_eq!(cleared.grants.len(), 1);
+        assert!(!flagged().await);
+        let events = admin
+            .audit_events(
+                &world.app.info.id,
+                &AuditQuery {
+                    action: Some("grant.scope_mismatch_cleared".into()),
+                    grant: Some(grant.clone()),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(events.items.len(), 1);
+        assert_eq!(events.items[0].event["actor"]["kind"], "operator");
+        server.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn urls_parsers_disagree_on_are_refused_before_anything_is_sent() {
     on_every_engine(|engine| async move {
         let server = TestServer::start(engine).await;

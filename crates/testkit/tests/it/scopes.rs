@@ -38,31 +38,35 @@ async fn every_route_enforces_its_scope() {
                         route.method, response.json
                     );
                     assert_eq!(response.code(), Some("insufficient_scope"));
+                    let mut any_of = vec![scope];
+                    any_of.extend(route.alternatives);
                     assert_eq!(
                         response.json["required"],
-                        serde_json::json!([scope]),
+                        serde_json::json!(any_of),
                         "{path}"
                     );
                     assert_eq!(response.json["granted"], serde_json::json!(["usage:read"]));
-                    let holder = server
-                        .mint_key(
-                            &app,
-                            MintKeyRequest {
-                                scopes: Some(vec![scope.into()]),
-                                ..Default::default()
-                            },
-                        )
-                        .await;
-                    let allowed = server
-                        .raw(&holder.api_key, route.method, &path)
-                        .body(body_for(route.path))
-                        .send()
-                        .await;
-                    assert_ne!(
-                        allowed.code(),
-                        Some("insufficient_scope"),
-                        "{path} with {scope}"
-                    );
+                    for scope in any_of {
+                        let holder = server
+                            .mint_key(
+                                &app,
+                                MintKeyRequest {
+                                    scopes: Some(vec![scope.into()]),
+                                    ..Default::default()
+                                },
+                            )
+                            .await;
+                        let allowed = server
+                            .raw(&holder.api_key, route.method, &path)
+                            .body(body_for(route.path))
+                            .send()
+                            .await;
+                        assert_ne!(
+                            allowed.code(),
+                            Some("insufficient_scope"),
+                            "{path} with {scope}"
+                        );
+                    }
                 }
                 // Past authentication, and no scope asked of the caller (the route may still
                 // refuse for other reasons: `agents/me` wants an agent's key).
