@@ -352,8 +352,8 @@ impl Vault {
     }
 
     /// Re-validates a delegation before use: every grant up the chain active, the consenting
-    /// user still active and still holding the root (or still in its group), the agent
-    /// active. Fails with the first broken link.
+    /// user still active and still holding the root (or still in its group, by membership a
+    /// token vouched for recently: [`crate::identity::AppUser::recent_groups`]), the agent active. Fails with the first broken link.
     /// `known` is an agent the caller already read this request (the calling agent); it is not
     /// read again.
     pub async fn check_delegation_chain(&self, grant: &Grant, known: Option<&Agent>) -> Result<()> {
@@ -391,7 +391,11 @@ impl Vault {
                 Principal::Group {
                     idp_id,
                     external_group_id,
-                } => *idp_id == user.idp_id && user.groups.contains(external_group_id),
+                } => {
+                    let max_age = self.settings().group_membership_max_age_seconds;
+                    *idp_id == user.idp_id
+                        && user.recent_groups(now, max_age).contains(external_group_id)
+                }
                 _ => false,
             };
             if !still_holds {

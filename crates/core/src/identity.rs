@@ -1,6 +1,8 @@
 //! End-user identity: each app may configure one identity provider (IdP) whose JWTs identify
 //! its users. A verified token becomes an app user with a stable `app_user_id` distinct from the
-//! IdP subject; the groups claim decides group membership each time a token is presented.
+//! IdP subject; the groups claim decides group membership. The newest verified membership wins
+//! (by the token's `iat`), so replaying an older token cannot roll groups back, and a stored
+//! membership is acted on without a token only while it is recent (`Settings`).
 
 use async_trait::async_trait;
 
@@ -116,6 +118,8 @@ pub struct VerifiedToken {
     pub name: Option<String>,
     /// The token's `exp`.
     pub expires_at: Timestamp,
+    /// The token's `iat`, if it has one: how recent the group membership it names is.
+    pub issued_at: Option<Timestamp>,
 }
 
 /// Why a token was not accepted.
@@ -193,9 +197,12 @@ pub struct AppUser {
     pub email: Option<String>,
     /// Name from the last token.
     pub display_name: Option<String>,
-    /// Group ids from the last token: what group grants and group delegations are checked
-    /// against when no token is at hand.
+    /// Group ids from the newest token seen (by `iat`): what group delegations are checked
+    /// against when no token is at hand, while recent enough ([`AppUser::recent_groups`]).
     pub groups: Vec<String>,
+    /// When the IdP vouched for `groups`: the `iat` of the token they came from. `None` when
+    /// undated (a token without `iat`, or a user recorded before this was kept).
+    pub groups_as_of: Option<Timestamp>,
     /// Active or suspended.
     pub status: UserStatus,
     /// First seen.
@@ -204,12 +211,35 @@ pub struct AppUser {
     pub last_seen_at: Timestamp,
 }
 
-/// A user who presented a valid token now, with the groups that token names.
+impl AppUser {
+    /// The stored groups if a token issued at most `max_age_seconds` before `now` vouched for
+    /// them; none otherwise. Without a fresh token, older (or undated) membership grants
+    /// nothing: the IdP may have removed the user from a group since.
+    pub fn recent_groups(&self, now: Timestamp, max_age_seconds: i64) -> &[String] {
+        match self.groups_as_of {
+            Some(at) if at.seconds_until(now) <= max_age_seconds => &self.groups,
+            _ => &[],
+        }
+    }
+}
+
+/// Whether a token issued at `token` names newer group membership than the stored one
+/// (vouched for at `stored`). Undated membership is the oldest; between two undated ones, the
+/// token's (seen now) wins.
+fn newer_membership(token: Option<Timestamp>, stored: Option<Timestamp>) -> bool {
+    match (token, stored) {
+        (_, None) => true,
+        (Some(token), Some(stored)) => token > stored,
+        (None, Some(_)) => false,
+    }
+}
+
+/// A user who presented a valid token now, with their newest verified group membership.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SignedInUser {
     /// The user.
     pub user: AppUser,
-    /// Groups of the presented token.
+    /// Groups of the presented token, or the stored ones if a later token vouched for them.
     pub groups: Vec<String>,
 }
 
@@ -328,14 +358,24 @@ impl Vault {
             .await?;
         let user = match existing {
             Some(user) => {
+                // An older token than the one the stored groups came from cannot roll them
+                // back; the store applies the same rule, so concurrent sign-ins agree.
+                let (groups, groups_as_of) =
+                    if newer_membership(verified.issued_at, user.groups_as_of) {
+                        (verified.groups.clone(), verified.issued_at)
+                    } else {
+                        (user.groups.clone(), user.groups_as_of)
+                    };
                 let changed = user.email != verified.email
                     || user.display_name != verified.name
-                    || user.groups != verified.groups;
+                    || user.groups != groups
+                    || user.groups_as_of != groups_as_of;
                 let stale = user.last_seen_at.seconds_until(now) >= LAST_SEEN_RESOLUTION_SECONDS;
                 let user = AppUser {
                     email: verified.email.clone(),
                     display_name: verified.name.clone(),
-                    groups: verified.groups.clone(),
+                    groups,
+                    groups_as_of,
                     last_seen_at: if changed || stale {
                         now
                     } else {
@@ -357,6 +397,7 @@ impl Vault {
                     email: verified.email.clone(),
                     display_name: verified.name.clone(),
                     groups: verified.groups.clone(),
+                    groups_as_of: verified.issued_at,
                     status: UserStatus::Active,
                     created_at: now,
                     last_seen_at: now,
@@ -388,7 +429,7 @@ impl Vault {
             return Err(Error::UserSuspended);
         }
         Ok(SignedInUser {
-            groups: verified.groups,
+            groups: user.groups.clone(),
             user,
         })
     }

@@ -17,6 +17,9 @@ pub struct Settings {
     pub timestamp_window_seconds: i64,
     /// Longest lifetime of a derived key.
     pub max_derived_key_ttl_seconds: i64,
+    /// How old (since its token's `iat`) a user's stored group membership may be and still
+    /// count without a fresh token (a group delegation used by an agent).
+    pub group_membership_max_age_seconds: i64,
 }
 
 impl Default for Settings {
@@ -24,6 +27,7 @@ impl Default for Settings {
         Settings {
             timestamp_window_seconds: 300,
             max_derived_key_ttl_seconds: 24 * 3600,
+            group_membership_max_age_seconds: 24 * 3600,
         }
     }
 }

@@ -67,6 +67,10 @@ pub struct Config {
     /// Longest lifetime of a derived key.
     #[serde(default = "default_derived_ttl_hours")]
     pub max_derived_key_ttl_hours: i64,
+    /// How old a user's group membership (since the `iat` of the token that named it) may be
+    /// and still count when no fresh token comes with the request.
+    #[serde(default = "default_group_membership_max_age")]
+    pub group_membership_max_age_seconds: i64,
     /// Database tuning.
     #[serde(default)]
     pub database: DatabaseConfig,
@@ -86,6 +90,10 @@ fn default_timestamp_window() -> i64 {
 
 fn default_derived_ttl_hours() -> i64 {
     24
+}
+
+fn default_group_membership_max_age() -> i64 {
+    24 * 3600
 }
 
 /// A configuration that cannot be used; the message says what to fix.
@@ -110,6 +118,11 @@ const ENV_KEYS: &[(&str, &str, EnvKind)] = &[
     (
         "ALTER_MAX_DERIVED_KEY_TTL_HOURS",
         "max_derived_key_ttl_hours",
+        EnvKind::Integer,
+    ),
+    (
+        "ALTER_GROUP_MEMBERSHIP_MAX_AGE_SECONDS",
+        "group_membership_max_age_seconds",
         EnvKind::Integer,
     ),
 ];
@@ -176,6 +189,11 @@ impl Config {
                 "max_derived_key_ttl_hours must be between 1 and 720".into(),
             ));
         }
+        if !(0..=30 * 24 * 3600).contains(&self.group_membership_max_age_seconds) {
+            return Err(ConfigError(
+                "group_membership_max_age_seconds must be between 0 and 2592000 (30 days)".into(),
+            ));
+        }
         Ok(())
     }
 }
@@ -210,6 +228,25 @@ mod tests {
         assert_eq!(c.database.max_connections, 4);
         assert_eq!(c.log_format, LogFormat::Text);
         assert_eq!(c.max_body_bytes, 1024 * 1024);
+        assert_eq!(c.group_membership_max_age_seconds, 24 * 3600);
+    }
+
+    #[test]
+    fn group_membership_max_age_from_file_or_environment() {
+        let f =
+            file("database_url = \"sqlite:///tmp/a.db\"\ngroup_membership_max_age_seconds = 600\n");
+        let c = Config::load(Some(f.path()), env(&[])).unwrap();
+        assert_eq!(c.group_membership_max_age_seconds, 600);
+        let c = Config::load(
+            Some(f.path()),
+            env(&[("ALTER_GROUP_MEMBERSHIP_MAX_AGE_SECONDS", "0")]),
+        )
+        .unwrap();
+        assert_eq!(c.group_membership_max_age_seconds, 0);
+        for bad in ["-1", "2592001"] {
+            let vars = [("ALTER_GROUP_MEMBERSHIP_MAX_AGE_SECONDS", bad)];
+            assert!(Config::load(Some(f.path()), env(&vars)).is_err(), "{bad}");
+        }
     }
 
     #[test]

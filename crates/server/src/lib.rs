@@ -128,6 +128,7 @@ impl ServerSettings {
             vault: Settings {
                 timestamp_window_seconds: config.timestamp_window_seconds,
                 max_derived_key_ttl_seconds: config.max_derived_key_ttl_hours * 3600,
+                group_membership_max_age_seconds: config.group_membership_max_age_seconds,
             },
             clock: Arc::new(SystemClock),
         })

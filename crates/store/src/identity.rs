@@ -7,13 +7,13 @@ use alter_core::ports::{IdentityStore, StoreError, StoreResult};
 use async_trait::async_trait;
 use sqlx::any::AnyRow;
 
-use crate::rows::{fetch_optional, get, id, json, time, to_json};
+use crate::rows::{fetch_optional, get, id, json, micros, opt_time, time, to_json};
 use crate::{SqlStore, audit, db_error};
 
 const IDP_COLUMNS: &str = "id, app_id, issuer, audiences, jwks, algorithms, claims, \
     leeway_seconds, created_at, updated_at";
 const USER_COLUMNS: &str = "id, app_id, idp_id, subject, email, display_name, group_ids, status, \
-    created_at, last_seen_at";
+    created_at, last_seen_at, groups_as_of";
 
 fn idp(row: &AnyRow) -> StoreResult<IdentityProvider> {
     Ok(IdentityProvider {
@@ -44,6 +44,7 @@ fn user(row: &AnyRow) -> StoreResult<AppUser> {
             .ok_or_else(|| StoreError::Corrupt(format!("user status {status:?}")))?,
         created_at: time(row, "created_at")?,
         last_seen_at: time(row, "last_seen_at")?,
+        groups_as_of: opt_time(row, "groups_as_of")?,
     })
 }
 
@@ -103,7 +104,7 @@ impl IdentityStore for SqlStore {
     async fn insert_user(&self, value: &AppUser, event: &AuditEvent) -> StoreResult<()> {
         let mut tx = self.write.begin().await.map_err(db_error)?;
         sqlx::query(&format!(
-            "INSERT INTO app_users ({USER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+            "INSERT INTO app_users ({USER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
         ))
         .bind(value.id.to_string())
         .bind(value.app_id.to_string())
@@ -115,6 +116,7 @@ impl IdentityStore for SqlStore {
         .bind(value.status.as_str())
         .bind(value.created_at.micros())
         .bind(value.last_seen_at.micros())
+        .bind(micros(value.groups_as_of))
         .execute(&mut *tx)
         .await
         .map_err(db_error)?;
@@ -123,20 +125,32 @@ impl IdentityStore for SqlStore {
     }
 
     async fn update_user(&self, value: &AppUser) -> StoreResult<()> {
+        let mut tx = self.write.begin().await.map_err(db_error)?;
         sqlx::query(
-            "UPDATE app_users SET email = $1, display_name = $2, group_ids = $3, status = $4, \
-             last_seen_at = $5 WHERE id = $6 AND app_id = $7",
+            "UPDATE app_users SET email = $1, display_name = $2, status = $3, last_seen_at = $4 \
+             WHERE id = $5 AND app_id = $6",
         )
         .bind(value.email.clone())
         .bind(value.display_name.clone())
-        .bind(to_json(&value.groups)?)
         .bind(value.status.as_str())
         .bind(value.last_seen_at.micros())
         .bind(value.id.to_string())
         .bind(value.app_id.to_string())
-        .execute(&self.write)
+        .execute(&mut *tx)
         .await
         .map_err(db_error)?;
-        Ok(())
+        // Undated membership is the oldest: it replaces only undated membership.
+        sqlx::query(
+            "UPDATE app_users SET group_ids = $1, groups_as_of = $2 \
+             WHERE id = $3 AND app_id = $4 AND (groups_as_of IS NULL OR groups_as_of < $2)",
+        )
+        .bind(to_json(&value.groups)?)
+        .bind(micros(value.groups_as_of))
+        .bind(value.id.to_string())
+        .bind(value.app_id.to_string())
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        tx.commit().await.map_err(db_error)
     }
 }

@@ -7,10 +7,14 @@ use std::future::Future;
 
 use alter_core::apps::App;
 use alter_core::audit::{Actor, AuditEvent, GENESIS_HASH, Target, chain_hash};
-use alter_core::ids::{AppId, KeyId};
+use alter_core::identity::{
+    AppUser, ClaimMapping, IdentityProvider, JwksSource, JwtAlgorithm, UserStatus,
+};
+use alter_core::ids::{AppId, IdpId, KeyId, UserId};
 use alter_core::keys::{ApiKey, KeyType};
 use alter_core::ports::{
-    AppStore, AuditStore, HealthStore, KeyStore, KeyringStore, NonceStore, StoreError, WrappedKek,
+    AppStore, AuditStore, HealthStore, IdentityStore, KeyStore, KeyringStore, NonceStore,
+    StoreError, WrappedKek,
 };
 use alter_core::scope::{Scope, ScopeSet};
 use alter_core::time::Timestamp;
@@ -433,6 +437,97 @@ async fn batched_writes_claim_each_nonce_once_and_keep_every_chain_intact() {
         for app in apps {
             assert_chain_intact(&raw, app, 101).await;
         }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_users_groups_change_only_to_newer_membership() {
+    on_every_engine(|f| async move {
+        let app = new_app(&f.store, "a").await;
+        let idp = IdentityProvider {
+            id: IdpId::new(),
+            app_id: app.id,
+            issuer: "https://idp.example.com/".into(),
+            audiences: vec!["alter".into()],
+            jwks: JwksSource::Inline("{\"keys\":[]}".into()),
+            algorithms: vec![JwtAlgorithm::ES256],
+            claims: ClaimMapping::default(),
+            leeway_seconds: 60,
+            created_at: t(0),
+            updated_at: t(0),
+        };
+        f.store
+            .put_idp(&idp, &event(app.id, "idp.configured"))
+            .await
+            .unwrap();
+        let user = AppUser {
+            id: UserId::new(),
+            app_id: app.id,
+            idp_id: idp.id,
+            subject: "alice".into(),
+            email: None,
+            display_name: None,
+            groups: vec!["eng".into()],
+            groups_as_of: Some(t(100)),
+            status: UserStatus::Active,
+            created_at: t(100),
+            last_seen_at: t(100),
+        };
+        f.store
+            .insert_user(&user, &event(app.id, "user.created"))
+            .await
+            .unwrap();
+        let stored = || async { f.store.get_user(app.id, user.id).await.unwrap().unwrap() };
+        let membership = |u: AppUser| (u.groups, u.groups_as_of);
+
+        // An older token's groups, or an undated token's, do not replace newer ones; the
+        // profile is refreshed all the same.
+        for (groups_as_of, seen) in [(Some(t(50)), t(200)), (None, t(300))] {
+            f.store
+                .update_user(&AppUser {
+                    groups: vec![],
+                    groups_as_of,
+                    email: Some("alice@example.com".into()),
+                    last_seen_at: seen,
+                    ..user.clone()
+                })
+                .await
+                .unwrap();
+            let now = stored().await;
+            assert_eq!(
+                (now.email.as_deref(), now.last_seen_at),
+                (Some("alice@example.com"), seen)
+            );
+            assert_eq!(membership(now), (vec!["eng".to_string()], Some(t(100))));
+        }
+        // A newer token's do.
+        f.store
+            .update_user(&AppUser {
+                groups: vec![],
+                groups_as_of: Some(t(150)),
+                ..user.clone()
+            })
+            .await
+            .unwrap();
+        assert_eq!(membership(stored().await), (vec![], Some(t(150))));
+
+        // Undated membership (a user recorded before membership was dated) gives way to any.
+        sqlx::query("UPDATE app_users SET groups_as_of = NULL WHERE id = $1")
+            .bind(user.id.to_string())
+            .execute(&f.raw)
+            .await
+            .unwrap();
+        assert_eq!(membership(stored().await), (vec![], None));
+        f.store
+            .update_user(&AppUser {
+                groups: vec!["ops".into()],
+                groups_as_of: None,
+                ..user.clone()
+            })
+            .await
+            .unwrap();
+        assert_eq!(membership(stored().await), (vec!["ops".to_string()], None));
     })
     .await;
 }

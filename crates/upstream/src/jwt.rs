@@ -87,8 +87,8 @@ impl TokenVerifier for JwtVerifier {
         let alg = allowed_algorithm(&header.alg, &idp.algorithms)?;
         let key = self.key(&idp.jwks, alg, header.kid.as_deref(), now).await?;
         let claims = verify_signature(token, &key, alg)?;
-        let expires_at = check_registered_claims(idp, &claims, now)?;
-        read_claims(&idp.claims, &claims, expires_at)
+        let (expires_at, issued_at) = check_registered_claims(idp, &claims, now)?;
+        read_claims(&idp.claims, &claims, expires_at, issued_at)
     }
 
     fn check_source(&self, source: &JwksSource) -> Result<(), String> {
@@ -183,13 +183,14 @@ fn verify_signature(
         })
 }
 
-/// Checks `iss`, `aud`, `exp` and `nbf` (with the IdP's leeway, against `now`) and returns the
-/// expiry.
+/// Checks `iss`, `aud`, `exp`, `nbf` and `iat` (with the IdP's leeway, against `now`) and
+/// returns the expiry and the issue time (`iat` is optional, but one from the future would
+/// make the token's group membership outrank every later token's).
 fn check_registered_claims(
     idp: &IdentityProvider,
     claims: &Map<String, Value>,
     now: Timestamp,
-) -> Result<Timestamp, TokenError> {
+) -> Result<(Timestamp, Option<Timestamp>), TokenError> {
     match claims.get("iss") {
         None => return Err(invalid("missing iss")),
         Some(Value::String(iss)) if *iss == idp.issuer => {}
@@ -221,7 +222,14 @@ fn check_registered_claims(
             return Err(invalid("not yet valid"));
         }
     }
-    Ok(expires_at)
+    let issued_at = claims
+        .get("iat")
+        .map(|iat| numeric_date(iat).ok_or_else(|| invalid("malformed iat")))
+        .transpose()?;
+    if issued_at.is_some_and(|iat| iat > now.plus_seconds(leeway)) {
+        return Err(invalid("issued in the future"));
+    }
+    Ok((expires_at, issued_at))
 }
 
 /// A JWT NumericDate: seconds since the epoch, possibly with a fraction.
@@ -239,6 +247,7 @@ fn read_claims(
     mapping: &ClaimMapping,
     claims: &Map<String, Value>,
     expires_at: Timestamp,
+    issued_at: Option<Timestamp>,
 ) -> Result<VerifiedToken, TokenError> {
     let subject = match claim(claims, &mapping.subject) {
         Some(Value::String(subject)) if !subject.is_empty() => subject.clone(),
@@ -261,6 +270,7 @@ fn read_claims(
         email: text(&mapping.email),
         name: text(&mapping.name),
         expires_at,
+        issued_at,
     })
 }
 
@@ -325,7 +335,7 @@ mod tests {
         }
     }
 
-    fn registered(extra: Value) -> Result<Timestamp, TokenError> {
+    fn registered(extra: Value) -> Result<(Timestamp, Option<Timestamp>), TokenError> {
         let mut claims = object(json!({
             "iss": "https://idp.example.com/", "aud": "alter", "exp": NOW + 60,
         }));
@@ -406,7 +416,7 @@ mod tests {
     fn issuer_and_audience() {
         assert_eq!(
             registered(json!({})),
-            Ok(Timestamp::from_unix_seconds(NOW + 60))
+            Ok((Timestamp::from_unix_seconds(NOW + 60), None))
         );
         assert_eq!(reason(registered(json!({"iss": null}))), "missing iss");
         assert_eq!(
@@ -435,7 +445,7 @@ mod tests {
         assert!(registered(json!({"exp": NOW - 29})).is_ok());
         assert_eq!(reason(registered(json!({"exp": NOW - 30}))), "expired");
         assert_eq!(
-            registered(json!({"exp": (NOW + 1) as f64 + 0.5})),
+            registered(json!({"exp": (NOW + 1) as f64 + 0.5})).map(|(exp, _)| exp),
             Ok(Timestamp::from_micros((NOW + 1) * 1_000_000 + 500_000))
         );
         assert!(registered(json!({"nbf": NOW + 30})).is_ok());
@@ -444,6 +454,21 @@ mod tests {
             "not yet valid"
         );
         assert_eq!(reason(registered(json!({"nbf": "now"}))), "malformed nbf");
+    }
+
+    #[test]
+    fn issue_time_is_read_and_may_not_be_in_the_future() {
+        assert_eq!(registered(json!({})).map(|(_, iat)| iat), Ok(None));
+        assert_eq!(
+            registered(json!({"iat": NOW - 100})).map(|(_, iat)| iat),
+            Ok(Some(Timestamp::from_unix_seconds(NOW - 100)))
+        );
+        assert!(registered(json!({"iat": NOW + 30})).is_ok());
+        assert_eq!(
+            reason(registered(json!({"iat": NOW + 31}))),
+            "issued in the future"
+        );
+        assert_eq!(reason(registered(json!({"iat": "then"}))), "malformed iat");
     }
 
     #[test]
@@ -485,6 +510,7 @@ mod tests {
                 "profile": {"name": "Ada"}, "realm_access": {"roles": ["r1", "r2", "r1", ""]},
             })),
             exp,
+            Some(exp),
         )
         .expect("claims map");
         assert_eq!(
@@ -495,19 +521,25 @@ mod tests {
                 email: Some("a@example.com".into()),
                 name: Some("Ada".into()),
                 expires_at: exp,
+                issued_at: Some(exp),
             }
         );
 
         let defaults = ClaimMapping::default();
-        let minimal = read_claims(&defaults, &object(json!({"sub": "u", "email": 7})), exp)
-            .expect("only a subject");
+        let minimal = read_claims(
+            &defaults,
+            &object(json!({"sub": "u", "email": 7})),
+            exp,
+            None,
+        )
+        .expect("only a subject");
         assert_eq!(
             (minimal.groups, minimal.email, minimal.name),
             (vec![], None, None)
         );
         for subject in [json!({}), json!({"sub": ""}), json!({"sub": 42})] {
             assert_eq!(
-                reason(read_claims(&defaults, &object(subject), exp)),
+                reason(read_claims(&defaults, &object(subject), exp, None)),
                 "missing subject"
             );
         }

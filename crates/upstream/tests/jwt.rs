@@ -79,6 +79,9 @@ async fn valid_tokens_of_every_algorithm_pass_with_mapped_claims() {
                 email: Some("ada@example.com".into()),
                 name: Some("Ada".into()),
                 expires_at: Timestamp::from_unix_seconds(claims["exp"].as_i64().unwrap()),
+                issued_at: Some(Timestamp::from_unix_seconds(
+                    claims["iat"].as_i64().unwrap()
+                )),
             }
         );
     }

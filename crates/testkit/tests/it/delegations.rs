@@ -508,3 +508,96 @@ async fn group_grants_follow_membership_in_the_token() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn group_membership_is_the_newest_token_and_goes_stale_without_one() {
+    on_every_engine(|engine| async move {
+        let server = TestServer::start(engine).await;
+        let s = setup(&server).await;
+        let app = server.app(&s.world.app.key.api_key);
+        let group = app
+            .create_managed_secret_grant(
+                &s.world.secret.id,
+                Principal::group("eng", &s.world.idp_id, "eng-stripe"),
+                None,
+            )
+            .await
+            .unwrap();
+        // Later than the token `setup` signed alice in with.
+        server.advance(900);
+        let now = server.now().unix_seconds();
+        let token = |issued_ago: i64, groups: serde_json::Value| {
+            s.world.idp.token(
+                "alice",
+                json!({"iat": now - issued_ago, "exp": now + 3600, "groups": groups}),
+            )
+        };
+        let in_eng = token(300, json!(["eng"]));
+        let member = server.user(&s.world.app.info.id, &in_eng);
+        let made = member
+            .post(
+                &format!("/grants/{}/delegations", group.grant_id),
+                json!({"agent_id": s.agent_id}),
+            )
+            .await;
+        assert_eq!(made.status, 201, "{:?}", made.json);
+        let child = made.json["grant_id"].as_str().unwrap().to_owned();
+        // The agent uses the delegation with no user token: only the stored membership counts.
+        let release = || async {
+            let r = server
+                .raw(&s.agent_key, "POST", "/sdk/token")
+                .body(
+                    json!({"grant_id": child, "reason": null,
+                           "request": {"method": "GET", "url": "https://api.stripe.com/v1/charges"}})
+                    .to_string()
+                    .into_bytes(),
+                )
+                .send()
+                .await;
+            match r.status {
+                200 => Ok(()),
+                _ => Err(r.code().map(str::to_owned)),
+            }
+        };
+        assert_eq!(release().await, Ok(()));
+
+        // The IdP removes alice from eng; her next token says so.
+        let removed = server.user(&s.world.app.info.id, &token(60, json!([])));
+        assert_eq!(removed.get("/me").await.json["groups"], json!([]));
+        assert_eq!(release().await, Err(Some("delegation_invalid".into())));
+
+        // Replaying the older token does not roll the membership back, anywhere.
+        let me = member.get("/me").await;
+        assert_eq!(me.status, 200, "{:?}", me.json);
+        assert_eq!(me.json["groups"], json!([]), "the newest membership wins");
+        let held = member.get("/grants").await;
+        assert!(
+            held.json["grants"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|g| g["grant_id"] != group.grant_id.as_str()),
+            "{:?}",
+            held.json
+        );
+        let again = member
+            .post(
+                &format!("/grants/{}/delegations", group.grant_id),
+                json!({"agent_id": s.agent_id}),
+            )
+            .await;
+        assert_eq!(again.status, 404, "{:?}", again.json);
+        assert_eq!(release().await, Err(Some("delegation_invalid".into())));
+
+        // Back in eng by a newer token; that membership counts for a day without a new one.
+        let back = server.user(&s.world.app.info.id, &token(0, json!(["eng"])));
+        assert_eq!(back.get("/me").await.json["groups"], json!(["eng"]));
+        assert_eq!(release().await, Ok(()));
+        server.advance(24 * 3600 - 1);
+        assert_eq!(release().await, Ok(()));
+        server.advance(2);
+        assert_eq!(release().await, Err(Some("delegation_invalid".into())));
+        server.stop().await;
+    })
+    .await;
+}
