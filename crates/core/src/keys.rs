@@ -113,6 +113,12 @@ impl ApiKey {
         Ok(())
     }
 
+    /// When the key stops working by itself (its lifetime or its overlap after a rotation,
+    /// whichever ends first); `None` if never.
+    pub fn end_of_life(&self) -> Option<Timestamp> {
+        self.expires_at.into_iter().chain(self.grace_expires_at).min()
+    }
+
     fn binding(&self) -> (String, String) {
         (self.app_id.to_string(), self.id.to_string())
     }
@@ -271,12 +277,7 @@ impl Vault {
         }
         let max_ttl = self.settings().max_derived_key_ttl_seconds;
         let mut ttl = validate::int_in_range("expires_in", request.expires_in, 1, max_ttl)?;
-        if let Some(end) = parent
-            .expires_at
-            .into_iter()
-            .chain(parent.grace_expires_at)
-            .min()
-        {
+        if let Some(end) = parent.end_of_life() {
             let remaining = now.seconds_until(end);
             ensure(ttl <= remaining, || {
                 format!(
@@ -323,7 +324,18 @@ impl Vault {
             metadata: request.metadata,
         })?;
         let event = key_event(&new.key, action::KEY_DERIVED, caller.actor(), now);
-        self.store().insert_key(&new.key, &event).await?;
+        // The parent is checked again in the insert's transaction: it may have been revoked,
+        // or rotated with a shorter overlap, since it was read above.
+        if !self
+            .store()
+            .insert_derived_key(&new.key, now, &event)
+            .await?
+        {
+            self.caller_key(caller).await?.check_usable(now)?;
+            return Err(Error::Invalid(
+                "expires_in must not exceed the parent key's remaining lifetime".into(),
+            ));
+        }
         Ok(new)
     }
 

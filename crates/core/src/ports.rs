@@ -61,6 +61,17 @@ pub trait AppStore: Send + Sync {
 pub trait KeyStore: Send + Sync {
     /// Stores a new key.
     async fn insert_key(&self, key: &ApiKey, event: &AuditEvent) -> StoreResult<()>;
+    /// Stores a key derived from `key.parent_key_id` if, in the same transaction, that parent
+    /// (of the same app) is unrevoked and usable from `at` until the new key's end; returns false
+    /// (and changes nothing) otherwise. The check holds the parent's row until commit, so a
+    /// concurrent [`revoke_key`](KeyStore::revoke_key) of the parent either comes first and
+    /// refuses this insert, or comes after and revokes the new key with it.
+    async fn insert_derived_key(
+        &self,
+        key: &ApiKey,
+        at: Timestamp,
+        event: &AuditEvent,
+    ) -> StoreResult<bool>;
     /// The key with this lookup hash, in any state.
     async fn find_key_by_hash(&self, lookup_hash: &[u8; 32]) -> StoreResult<Option<ApiKey>>;
     /// One key of an app.
