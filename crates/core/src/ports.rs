@@ -87,8 +87,9 @@ pub trait KeyStore: Send + Sync {
         at: Timestamp,
         event: &AuditEvent,
     ) -> StoreResult<Vec<KeyId>>;
-    /// Marks `old` deprecated with an end of overlap and stores its successor, atomically.
-    /// Returns false (and changes nothing) if `old` is revoked or already rotated.
+    /// Marks `old` deprecated with an end of overlap and stores its successor, atomically; keys
+    /// derived from `old` end no later than the overlap. Returns false (and changes nothing) if
+    /// `old` is revoked or already rotated.
     async fn rotate_key(
         &self,
         app: AppId,

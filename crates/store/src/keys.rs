@@ -227,6 +227,18 @@ impl KeyStore for SqlStore {
         if updated != 1 {
             return Ok(false);
         }
+        let end_derived = format!(
+            "{DERIVED_FROM} UPDATE api_keys SET expires_at = $3 \
+             WHERE id IN (SELECT id FROM derived) AND revoked_at IS NULL \
+             AND (expires_at IS NULL OR expires_at > $3)"
+        );
+        sqlx::query(&end_derived)
+            .bind(old.to_string())
+            .bind(app.to_string())
+            .bind(grace_until.micros())
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
         insert(&mut tx, successor).await?;
         audit::append(&mut tx, event).await?;
         tx.commit().await.map_err(db_error)?;

@@ -415,6 +415,56 @@ async fn derives_racing_a_revoke_of_their_parent_leave_no_live_child() {
 }
 
 #[tokio::test]
+async fn rotation_ends_derived_keys_with_the_overlap() {
+    on_every_engine(|Fixture { store, .. }| async move {
+        let app = new_app(&store, "a").await;
+        let old = key(app.id, KeyType::Runtime, None);
+        insert(&store, &old).await;
+        let long = derived(&old, t(3000));
+        let short = derived(&old, t(50));
+        let revoked = derived(&old, t(3000));
+        for k in [&long, &short, &revoked] {
+            insert(&store, k).await;
+        }
+        store
+            .revoke_key(app.id, revoked.id, t(2), &event(app.id, "key.revoked"))
+            .await
+            .unwrap();
+        let successor = key(app.id, KeyType::Runtime, None);
+        assert!(
+            store
+                .rotate_key(
+                    app.id,
+                    old.id,
+                    t(5),
+                    t(65),
+                    &successor,
+                    &event(app.id, "key.rotated")
+                )
+                .await
+                .unwrap()
+        );
+        let end = |k: ApiKey| {
+            let store = store.clone();
+            async move {
+                store
+                    .get_key(k.app_id, k.id)
+                    .await
+                    .unwrap()
+                    .unwrap()
+                    .expires_at
+            }
+        };
+        assert_eq!(end(long).await, Some(t(65)));
+        assert_eq!(end(short).await, Some(t(50)));
+        assert_eq!(end(revoked).await, Some(t(3000)));
+        assert_eq!(end(successor.clone()).await, successor.expires_at);
+        assert_eq!(end(old.clone()).await, old.expires_at);
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn rotation_is_atomic_and_happens_once() {
     on_every_engine(|Fixture { store, raw }| async move {
         let app = new_app(&store, "a").await;

@@ -322,3 +322,42 @@ async fn derives_racing_a_revoke_of_their_parent_leave_no_usable_key() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn rotating_a_key_ends_its_derived_keys_with_the_overlap() {
+    on_every_engine(|engine| async move {
+        let server = TestServer::start(engine).await;
+        let app = server.new_app("a").await;
+        let operator = server.app(&app.key.api_key);
+        let parent = server.mint_key(&app, MintKeyRequest::default()).await;
+        let parent_client = server.app(&parent.api_key);
+        let child = parent_client
+            .keys()
+            .derive(derive(&["keys:read"], 7200))
+            .await
+            .unwrap();
+        operator.keys().rotate(&parent.info.id, 0).await.unwrap();
+        let e = server.app(&child.api_key).scopes().list().await.unwrap_err();
+        assert!(matches!(e, Error::KeyExpired(_)), "{e}");
+
+        // With an overlap, the derived key lasts as long as its parent's overlap.
+        let parent = server.mint_key(&app, MintKeyRequest::default()).await;
+        let child = server
+            .app(&parent.api_key)
+            .keys()
+            .derive(derive(&["keys:read"], 7200))
+            .await
+            .unwrap();
+        server
+            .admin()
+            .rotate_key(&app.info.id, &parent.info.id, Some(3600))
+            .await
+            .unwrap();
+        server.app(&child.api_key).scopes().list().await.unwrap();
+        server.advance(3600);
+        let e = server.app(&child.api_key).scopes().list().await.unwrap_err();
+        assert!(matches!(e, Error::KeyExpired(_)), "{e}");
+        server.stop().await;
+    })
+    .await;
+}
