@@ -358,7 +358,16 @@ async fn a_derived_key_is_stored_only_while_its_parent_is_usable() {
             ..derived(&forever, t(0))
         };
         assert!(derive(endless.clone(), t(50)).await);
-        assert!(!derive(ApiKey { expires_at: None, ..derived(&parent, t(0)) }, t(10)).await);
+        assert!(
+            !derive(
+                ApiKey {
+                    expires_at: None,
+                    ..derived(&parent, t(0))
+                },
+                t(10)
+            )
+            .await
+        );
 
         // Created; then mint, derive, rotate, derive, revoke, mint, derive, derive.
         assert_chain_intact(&raw, app.id, 1 + 8).await;
@@ -408,7 +417,11 @@ async fn derives_racing_a_revoke_of_their_parent_leave_no_live_child() {
             .collect();
         assert_eq!(i64::try_from(children.len()).unwrap(), stored);
         let live: Vec<_> = children.iter().filter(|k| k.revoked_at.is_none()).collect();
-        assert!(live.is_empty(), "{} of {stored} children outlived the revoke", live.len());
+        assert!(
+            live.is_empty(),
+            "{} of {stored} children outlived the revoke",
+            live.len()
+        );
         assert_chain_intact(&raw, app.id, 1 + 1 + stored + 1).await;
     })
     .await;

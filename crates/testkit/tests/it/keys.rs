@@ -305,7 +305,12 @@ async fn derives_racing_a_revoke_of_their_parent_leave_no_usable_key() {
             }
         }
         for child in &derived {
-            let e = server.app(&child.api_key).scopes().list().await.unwrap_err();
+            let e = server
+                .app(&child.api_key)
+                .scopes()
+                .list()
+                .await
+                .unwrap_err();
             assert!(matches!(e, Error::KeyRevoked(_)), "{e}");
         }
         let live_children: Vec<_> = server
@@ -337,7 +342,12 @@ async fn rotating_a_key_ends_its_derived_keys_with_the_overlap() {
             .await
             .unwrap();
         operator.keys().rotate(&parent.info.id, 0).await.unwrap();
-        let e = server.app(&child.api_key).scopes().list().await.unwrap_err();
+        let e = server
+            .app(&child.api_key)
+            .scopes()
+            .list()
+            .await
+            .unwrap_err();
         assert!(matches!(e, Error::KeyExpired(_)), "{e}");
 
         // With an overlap, the derived key lasts as long as its parent's overlap.
@@ -355,7 +365,12 @@ async fn rotating_a_key_ends_its_derived_keys_with_the_overlap() {
             .unwrap();
         server.app(&child.api_key).scopes().list().await.unwrap();
         server.advance(3600);
-        let e = server.app(&child.api_key).scopes().list().await.unwrap_err();
+        let e = server
+            .app(&child.api_key)
+            .scopes()
+            .list()
+            .await
+            .unwrap_err();
         assert!(matches!(e, Error::KeyExpired(_)), "{e}");
         server.stop().await;
     })
