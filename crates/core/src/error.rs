@@ -86,6 +86,10 @@ pub enum Error {
     /// Derived keys cannot be rotated.
     #[error("derived keys cannot be rotated; derive a new one")]
     DerivedKeyNotRotatable,
+    /// The caller may not rotate this key: it is a derived key, or the key would give it more
+    /// than it holds (networks, lifetime).
+    #[error("{0}")]
+    RotationRefused(String),
     /// The key is already revoked (state transition refused).
     #[error("this key is already revoked")]
     KeyAlreadyRevoked,

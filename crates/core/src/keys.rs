@@ -113,6 +113,15 @@ impl ApiKey {
         Ok(())
     }
 
+    /// When the key stops working by itself (its lifetime or its overlap after a rotation,
+    /// whichever ends first); `None` if never.
+    pub fn end_of_life(&self) -> Option<Timestamp> {
+        self.expires_at
+            .into_iter()
+            .chain(self.grace_expires_at)
+            .min()
+    }
+
     fn binding(&self) -> (String, String) {
         (self.app_id.to_string(), self.id.to_string())
     }
@@ -271,12 +280,7 @@ impl Vault {
         }
         let max_ttl = self.settings().max_derived_key_ttl_seconds;
         let mut ttl = validate::int_in_range("expires_in", request.expires_in, 1, max_ttl)?;
-        if let Some(end) = parent
-            .expires_at
-            .into_iter()
-            .chain(parent.grace_expires_at)
-            .min()
-        {
+        if let Some(end) = parent.end_of_life() {
             let remaining = now.seconds_until(end);
             ensure(ttl <= remaining, || {
                 format!(
@@ -289,12 +293,10 @@ impl Vault {
             None => parent.cidr_allowlist.clone(),
             Some(texts) => {
                 let nets = validate::cidr_allowlist("cidr_allowlist", texts)?;
-                if let Some(outer) = &parent.cidr_allowlist {
-                    ensure(
-                        nets.iter().all(|n| outer.iter().any(|o| o.contains(n))),
-                        || "cidr_allowlist must lie inside the parent key's allowlist".into(),
-                    )?;
-                }
+                ensure(
+                    networks_within(Some(&nets), parent.cidr_allowlist.as_deref()),
+                    || "cidr_allowlist must lie inside the parent key's allowlist".into(),
+                )?;
                 Some(nets)
             }
         };
@@ -323,12 +325,23 @@ impl Vault {
             metadata: request.metadata,
         })?;
         let event = key_event(&new.key, action::KEY_DERIVED, caller.actor(), now);
-        self.store().insert_key(&new.key, &event).await?;
+        // The parent is checked again in the insert's transaction: it may have been revoked,
+        // or rotated with a shorter overlap, since it was read above.
+        if !self
+            .store()
+            .insert_derived_key(&new.key, now, &event)
+            .await?
+        {
+            self.caller_key(caller).await?.check_usable(now)?;
+            return Err(Error::Invalid(
+                "expires_in must not exceed the parent key's remaining lifetime".into(),
+            ));
+        }
         Ok(new)
     }
 
-    /// `keys.rotate`: a successor of a key the caller may manage; the old key keeps working
-    /// for `overlap_days` (0–30).
+    /// `keys.rotate`: a successor of a key the caller may manage and could hold itself; the old
+    /// key keeps working for `overlap_days` (0–30).
     pub async fn rotate_key(
         &self,
         caller: &Caller,
@@ -336,7 +349,14 @@ impl Vault {
         overlap_days: i64,
     ) -> Result<NewKey> {
         let days = validate::int_in_range("overlap_days", overlap_days, 0, 30)?;
+        if caller.key_type == KeyType::Derived {
+            return Err(Error::RotationRefused(
+                "a derived key cannot rotate keys; rotate with its parent key".into(),
+            ));
+        }
         let key = self.managed_key(caller, key_id).await?;
+        let own = self.caller_key(caller).await?;
+        ensure_rotation_within_caller(caller, &own, &key)?;
         self.rotate(key, days * 24 * 3600, caller.actor()).await
     }
 
@@ -506,6 +526,48 @@ fn ensure_derivable(caller: &Caller, requested: &[String]) -> Result<()> {
         ));
     }
     Ok(())
+}
+
+/// A rotation hands the caller a fresh plaintext of the target, so the target may hold no
+/// more than the caller could use itself: scopes the request holds (after attenuation), no
+/// network outside the caller key's allowlist, no life beyond the caller key's.
+fn ensure_rotation_within_caller(caller: &Caller, own: &ApiKey, target: &ApiKey) -> Result<()> {
+    let not_held = caller.scopes.missing_from(&target.scopes);
+    if !not_held.is_empty() {
+        return Err(Error::InsufficientScope {
+            required: not_held,
+            granted: caller.scopes.to_strings(),
+            any_of: false,
+        });
+    }
+    if !networks_within(
+        target.cidr_allowlist.as_deref(),
+        own.cidr_allowlist.as_deref(),
+    ) {
+        return Err(Error::RotationRefused(
+            "the key is usable from networks outside the calling key's cidr_allowlist".into(),
+        ));
+    }
+    let outlives_caller = match (target.expires_at, own.end_of_life()) {
+        (_, None) => false,
+        (None, Some(_)) => true,
+        (Some(target_end), Some(own_end)) => target_end > own_end,
+    };
+    if outlives_caller {
+        return Err(Error::RotationRefused(
+            "the key outlives the calling key".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// True if every network of `inner` lies inside one of `outer` (`None`: everywhere).
+fn networks_within(inner: Option<&[IpNet]>, outer: Option<&[IpNet]>) -> bool {
+    match (inner, outer) {
+        (_, None) => true,
+        (None, Some(_)) => false,
+        (Some(inner), Some(outer)) => inner.iter().all(|n| outer.iter().any(|o| o.contains(n))),
+    }
 }
 
 fn parse_scopes(texts: &[String]) -> Result<ScopeSet> {

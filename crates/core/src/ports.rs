@@ -61,6 +61,17 @@ pub trait AppStore: Send + Sync {
 pub trait KeyStore: Send + Sync {
     /// Stores a new key.
     async fn insert_key(&self, key: &ApiKey, event: &AuditEvent) -> StoreResult<()>;
+    /// Stores a key derived from `key.parent_key_id` if, in the same transaction, that parent
+    /// (of the same app) is unrevoked and usable from `at` until the new key's end; returns false
+    /// (and changes nothing) otherwise. The check holds the parent's row until commit, so a
+    /// concurrent [`revoke_key`](KeyStore::revoke_key) of the parent either comes first and
+    /// refuses this insert, or comes after and revokes the new key with it.
+    async fn insert_derived_key(
+        &self,
+        key: &ApiKey,
+        at: Timestamp,
+        event: &AuditEvent,
+    ) -> StoreResult<bool>;
     /// The key with this lookup hash, in any state.
     async fn find_key_by_hash(&self, lookup_hash: &[u8; 32]) -> StoreResult<Option<ApiKey>>;
     /// One key of an app.
@@ -76,8 +87,9 @@ pub trait KeyStore: Send + Sync {
         at: Timestamp,
         event: &AuditEvent,
     ) -> StoreResult<Vec<KeyId>>;
-    /// Marks `old` deprecated with an end of overlap and stores its successor, atomically.
-    /// Returns false (and changes nothing) if `old` is revoked or already rotated.
+    /// Marks `old` deprecated with an end of overlap and stores its successor, atomically; keys
+    /// derived from `old` end no later than the overlap. Returns false (and changes nothing) if
+    /// `old` is revoked or already rotated.
     async fn rotate_key(
         &self,
         app: AppId,

@@ -83,6 +83,8 @@ pub mod codes {
     pub const INSUFFICIENT_SCOPE: &str = "insufficient_scope";
     /// The peer address is outside the key's CIDR allowlist.
     pub const IP_NOT_ALLOWED: &str = "ip_not_allowed";
+    /// The caller may not rotate that key (a derived caller, or a key wider than the caller's).
+    pub const KEY_ROTATION_REFUSED: &str = "key_rotation_refused";
     /// A grant policy the managed secret's limits forbid.
     pub const POLICY_VIOLATION: &str = "policy_violation";
     /// An agent key on the operator delegation-revoke path.

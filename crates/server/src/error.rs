@@ -145,6 +145,9 @@ impl From<Error> for ApiError {
             Error::DerivedKeyNotRotatable => {
                 ApiError::new(S::BAD_REQUEST, codes::DERIVED_KEY_NOT_ROTATABLE, message)
             }
+            Error::RotationRefused(_) => {
+                ApiError::new(S::FORBIDDEN, codes::KEY_ROTATION_REFUSED, message)
+            }
             Error::KeyAlreadyRevoked => {
                 ApiError::new(S::CONFLICT, codes::KEY_ALREADY_REVOKED, message)
             }
@@ -492,6 +495,12 @@ mod tests {
                 Error::DerivedKeyNotRotatable.into(),
                 Main,
                 "BackendError",
+            ),
+            (
+                "rotation the caller may not make",
+                Error::RotationRefused("no".into()).into(),
+                Main,
+                "PolicyViolationError",
             ),
             (
                 "revoked key changes state",

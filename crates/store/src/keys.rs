@@ -19,6 +19,15 @@ const COLUMNS: &str = "id, app_id, agent_id, key_type, legacy_format, name, pref
     sealed_signing_key, scopes, scope_version, cidr_allowlist, rate_limit_rpm, expires_at, \
     deprecated_at, grace_expires_at, revoked_at, parent_key_id, metadata, created_at, last_used_at";
 
+/// The keys derived from key `$1` of app `$2`, transitively (only `dk` children, so a
+/// rotation successor is not one of them), as the CTE `derived (id)`.
+const DERIVED_FROM: &str = "WITH RECURSIVE derived (id) AS ( \
+        SELECT id FROM api_keys WHERE parent_key_id = $1 AND app_id = $2 AND key_type = 'dk' \
+        UNION ALL \
+        SELECT k.id FROM api_keys k JOIN derived d ON k.parent_key_id = d.id \
+        WHERE k.key_type = 'dk' \
+    )";
+
 fn api_key(row: &AnyRow) -> StoreResult<ApiKey> {
     let key_type: String = get(row, "key_type")?;
     Ok(ApiKey {
@@ -89,6 +98,45 @@ impl KeyStore for SqlStore {
         tx.commit().await.map_err(db_error)
     }
 
+    async fn insert_derived_key(
+        &self,
+        key: &ApiKey,
+        at: Timestamp,
+        event: &AuditEvent,
+    ) -> StoreResult<bool> {
+        let Some(parent) = key.parent_key_id else {
+            return Ok(false);
+        };
+        // A key without an end needs a parent without one.
+        let until = key.expires_at.map_or(i64::MAX, |end| end.micros());
+        let mut tx = self.write.begin().await.map_err(db_error)?;
+        // A no-op write, so that checking the parent also takes its row lock (PostgreSQL) or
+        // the database's write lock (SQLite) until commit: `revoke_key` writes the same row
+        // first, so it either waits for this insert and then sees the new key, or wins and
+        // makes this check fail.
+        let usable_parent = sqlx::query(
+            "UPDATE api_keys SET revoked_at = revoked_at \
+             WHERE id = $1 AND app_id = $2 AND revoked_at IS NULL \
+             AND (expires_at IS NULL OR (expires_at > $3 AND expires_at >= $4)) \
+             AND (grace_expires_at IS NULL OR (grace_expires_at > $3 AND grace_expires_at >= $4))",
+        )
+        .bind(parent.to_string())
+        .bind(key.app_id.to_string())
+        .bind(at.micros())
+        .bind(until)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?
+        .rows_affected();
+        if usable_parent != 1 {
+            return Ok(false);
+        }
+        insert(&mut tx, key).await?;
+        audit::append(&mut tx, event).await?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(true)
+    }
+
     async fn find_key_by_hash(&self, lookup_hash: &[u8; 32]) -> StoreResult<Option<ApiKey>> {
         let sql = format!("SELECT {COLUMNS} FROM api_keys WHERE lookup_hash = $1");
         let query = sqlx::query(&sql).bind(lookup_hash.to_vec());
@@ -116,27 +164,38 @@ impl KeyStore for SqlStore {
         event: &AuditEvent,
     ) -> StoreResult<Vec<KeyId>> {
         let mut tx = self.write.begin().await.map_err(db_error)?;
-        let rows = sqlx::query(
-            "WITH RECURSIVE tree (id) AS ( \
-                 SELECT id FROM api_keys WHERE id = $1 AND app_id = $2 \
-                 UNION ALL \
-                 SELECT k.id FROM api_keys k JOIN tree t ON k.parent_key_id = t.id \
-                 WHERE k.key_type = 'dk' \
-             ) \
-             UPDATE api_keys SET revoked_at = $3 \
-             WHERE id IN (SELECT id FROM tree) AND revoked_at IS NULL RETURNING id",
+        // The key first, on its own: this waits for a derive holding the key's row, and the
+        // cascade's statement below then starts after that derive committed, so it sees (and
+        // revokes) the derived key (see `insert_derived_key`).
+        let revoked_key = sqlx::query(
+            "UPDATE api_keys SET revoked_at = $3 \
+             WHERE id = $1 AND app_id = $2 AND revoked_at IS NULL",
         )
         .bind(id.to_string())
         .bind(app.to_string())
         .bind(at.micros())
-        .fetch_all(&mut *tx)
+        .execute(&mut *tx)
         .await
-        .map_err(db_error)?;
-        let revoked = rows
+        .map_err(db_error)?
+        .rows_affected()
+            == 1;
+        let cascade = format!(
+            "{DERIVED_FROM} UPDATE api_keys SET revoked_at = $3 \
+             WHERE id IN (SELECT id FROM derived) AND revoked_at IS NULL RETURNING id"
+        );
+        let rows = sqlx::query(&cascade)
+            .bind(id.to_string())
+            .bind(app.to_string())
+            .bind(at.micros())
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        let mut revoked = rows
             .iter()
             .map(|row| crate::rows::id(row, "id"))
             .collect::<StoreResult<Vec<KeyId>>>()?;
-        if revoked.contains(&id) {
+        if revoked_key {
+            revoked.insert(0, id);
             audit::append(&mut tx, event).await?;
         }
         tx.commit().await.map_err(db_error)?;
@@ -168,6 +227,18 @@ impl KeyStore for SqlStore {
         if updated != 1 {
             return Ok(false);
         }
+        let end_derived = format!(
+            "{DERIVED_FROM} UPDATE api_keys SET expires_at = $3 \
+             WHERE id IN (SELECT id FROM derived) AND revoked_at IS NULL \
+             AND (expires_at IS NULL OR expires_at > $3)"
+        );
+        sqlx::query(&end_derived)
+            .bind(old.to_string())
+            .bind(app.to_string())
+            .bind(grace_until.micros())
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
         insert(&mut tx, successor).await?;
         audit::append(&mut tx, event).await?;
         tx.commit().await.map_err(db_error)?;

@@ -270,6 +270,217 @@ async fn revoking_cascades_to_derived_keys_only() {
     .await;
 }
 
+/// A derived key of `parent`, ending at `end`.
+fn derived(parent: &ApiKey, end: Timestamp) -> ApiKey {
+    ApiKey {
+        expires_at: Some(end),
+        ..key(parent.app_id, KeyType::Derived, Some(parent.id))
+    }
+}
+
+async fn is_stored(store: &SqlStore, key: &ApiKey) -> bool {
+    store.get_key(key.app_id, key.id).await.unwrap().is_some()
+}
+
+#[tokio::test]
+async fn a_derived_key_is_stored_only_while_its_parent_is_usable() {
+    on_every_engine(|Fixture { store, raw }| async move {
+        let app = new_app(&store, "a").await;
+        let other = new_app(&store, "b").await;
+        let derive = |k: ApiKey, at: Timestamp| {
+            let store = store.clone();
+            async move {
+                store
+                    .insert_derived_key(&k, at, &event(k.app_id, "key.derived"))
+                    .await
+                    .unwrap()
+            }
+        };
+        // The parent ends at t(3600).
+        let parent = key(app.id, KeyType::Runtime, None);
+        insert(&store, &parent).await;
+        let child = derived(&parent, t(3600));
+        assert!(derive(child.clone(), t(10)).await);
+        assert!(is_stored(&store, &child).await);
+
+        let refused = [
+            // Outliving the parent.
+            (derived(&parent, t(3601)), t(10)),
+            // After the parent's end.
+            (derived(&parent, t(3700)), t(3600)),
+            // Under another app.
+            (
+                ApiKey {
+                    app_id: other.id,
+                    ..derived(&parent, t(60))
+                },
+                t(10),
+            ),
+            // Without a parent.
+            (key(app.id, KeyType::Derived, None), t(10)),
+        ];
+        for (k, at) in refused {
+            assert!(!derive(k.clone(), at).await, "{k:?}");
+            assert!(!is_stored(&store, &k).await);
+        }
+
+        // A rotated parent: only until the end of its overlap.
+        let successor = key(app.id, KeyType::Runtime, None);
+        assert!(
+            store
+                .rotate_key(
+                    app.id,
+                    parent.id,
+                    t(20),
+                    t(80),
+                    &successor,
+                    &event(app.id, "key.rotated")
+                )
+                .await
+                .unwrap()
+        );
+        assert!(derive(derived(&parent, t(80)), t(30)).await);
+        assert!(!derive(derived(&parent, t(81)), t(30)).await);
+        assert!(!derive(derived(&parent, t(90)), t(80)).await);
+
+        // A revoked parent: never.
+        store
+            .revoke_key(app.id, successor.id, t(40), &event(app.id, "key.revoked"))
+            .await
+            .unwrap();
+        assert!(!derive(derived(&successor, t(60)), t(50)).await);
+
+        // A parent without an end may have children with or without one.
+        let forever = ApiKey {
+            expires_at: None,
+            ..key(app.id, KeyType::Runtime, None)
+        };
+        insert(&store, &forever).await;
+        assert!(derive(derived(&forever, t(100_000)), t(50)).await);
+        let endless = ApiKey {
+            expires_at: None,
+            ..derived(&forever, t(0))
+        };
+        assert!(derive(endless.clone(), t(50)).await);
+        assert!(
+            !derive(
+                ApiKey {
+                    expires_at: None,
+                    ..derived(&parent, t(0))
+                },
+                t(10)
+            )
+            .await
+        );
+
+        // Created; then mint, derive, rotate, derive, revoke, mint, derive, derive.
+        assert_chain_intact(&raw, app.id, 1 + 8).await;
+        assert_chain_intact(&raw, other.id, 1).await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn derives_racing_a_revoke_of_their_parent_leave_no_live_child() {
+    on_every_engine(|Fixture { store, raw }| async move {
+        let app = new_app(&store, "a").await;
+        let parent = key(app.id, KeyType::Runtime, None);
+        insert(&store, &parent).await;
+        let mut tasks = Vec::new();
+        for i in 0..60 {
+            let store = store.clone();
+            let parent = parent.clone();
+            tasks.push(tokio::spawn(async move {
+                if i == 20 {
+                    store
+                        .revoke_key(app.id, parent.id, t(5), &event(app.id, "key.revoked"))
+                        .await
+                        .unwrap();
+                    return false;
+                }
+                store
+                    .insert_derived_key(
+                        &derived(&parent, t(600)),
+                        t(1),
+                        &event(app.id, "key.derived"),
+                    )
+                    .await
+                    .unwrap()
+            }));
+        }
+        let mut stored: i64 = 0;
+        for task in tasks {
+            stored += i64::from(task.await.unwrap());
+        }
+        let children: Vec<ApiKey> = store
+            .list_keys(app.id)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|k| k.parent_key_id == Some(parent.id))
+            .collect();
+        assert_eq!(i64::try_from(children.len()).unwrap(), stored);
+        let live: Vec<_> = children.iter().filter(|k| k.revoked_at.is_none()).collect();
+        assert!(
+            live.is_empty(),
+            "{} of {stored} children outlived the revoke",
+            live.len()
+        );
+        assert_chain_intact(&raw, app.id, 1 + 1 + stored + 1).await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn rotation_ends_derived_keys_with_the_overlap() {
+    on_every_engine(|Fixture { store, .. }| async move {
+        let app = new_app(&store, "a").await;
+        let old = key(app.id, KeyType::Runtime, None);
+        insert(&store, &old).await;
+        let long = derived(&old, t(3000));
+        let short = derived(&old, t(50));
+        let revoked = derived(&old, t(3000));
+        for k in [&long, &short, &revoked] {
+            insert(&store, k).await;
+        }
+        store
+            .revoke_key(app.id, revoked.id, t(2), &event(app.id, "key.revoked"))
+            .await
+            .unwrap();
+        let successor = key(app.id, KeyType::Runtime, None);
+        assert!(
+            store
+                .rotate_key(
+                    app.id,
+                    old.id,
+                    t(5),
+                    t(65),
+                    &successor,
+                    &event(app.id, "key.rotated")
+                )
+                .await
+                .unwrap()
+        );
+        let end = |k: ApiKey| {
+            let store = store.clone();
+            async move {
+                store
+                    .get_key(k.app_id, k.id)
+                    .await
+                    .unwrap()
+                    .unwrap()
+                    .expires_at
+            }
+        };
+        assert_eq!(end(long).await, Some(t(65)));
+        assert_eq!(end(short).await, Some(t(50)));
+        assert_eq!(end(revoked).await, Some(t(3000)));
+        assert_eq!(end(successor.clone()).await, successor.expires_at);
+        assert_eq!(end(old.clone()).await, old.expires_at);
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn rotation_is_atomic_and_happens_once() {
     on_every_engine(|Fixture { store, raw }| async move {

@@ -273,3 +273,106 @@ async fn sdk_side_validation_mirrors_the_official_client() {
     }
     server.stop().await;
 }
+
+#[tokio::test]
+async fn derives_racing_a_revoke_of_their_parent_leave_no_usable_key() {
+    on_every_engine(|engine| async move {
+        let server = TestServer::start(engine).await;
+        let app = server.new_app("a").await;
+        let parent = server.mint_key(&app, MintKeyRequest::default()).await;
+        let operator = server.app(&app.key.api_key);
+        let mut derives = Vec::new();
+        for _ in 0..40 {
+            let parent_client = server.app(&parent.api_key);
+            derives.push(tokio::spawn(async move {
+                parent_client
+                    .keys()
+                    .derive(derive(&["keys:read"], 600))
+                    .await
+            }));
+        }
+        let revoked = operator
+            .keys()
+            .revoke(&parent.info.id, false)
+            .await
+            .unwrap();
+        assert!(revoked.revoked_at.is_some());
+        let mut derived = Vec::new();
+        for task in derives {
+            // A derive that lost the race is refused; one that won was revoked with its parent.
+            if let Ok(child) = task.await.unwrap() {
+                derived.push(child);
+            }
+        }
+        for child in &derived {
+            let e = server
+                .app(&child.api_key)
+                .scopes()
+                .list()
+                .await
+                .unwrap_err();
+            assert!(matches!(e, Error::KeyRevoked(_)), "{e}");
+        }
+        let live_children: Vec<_> = server
+            .admin()
+            .list_keys(&app.info.id)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|k| k.parent_key_id.as_deref() == Some(parent.info.id.as_str()))
+            .filter(|k| k.revoked_at.is_none())
+            .collect();
+        assert!(live_children.is_empty(), "{live_children:?}");
+        server.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn rotating_a_key_ends_its_derived_keys_with_the_overlap() {
+    on_every_engine(|engine| async move {
+        let server = TestServer::start(engine).await;
+        let app = server.new_app("a").await;
+        let operator = server.app(&app.key.api_key);
+        let parent = server.mint_key(&app, MintKeyRequest::default()).await;
+        let parent_client = server.app(&parent.api_key);
+        let child = parent_client
+            .keys()
+            .derive(derive(&["keys:read"], 7200))
+            .await
+            .unwrap();
+        operator.keys().rotate(&parent.info.id, 0).await.unwrap();
+        let e = server
+            .app(&child.api_key)
+            .scopes()
+            .list()
+            .await
+            .unwrap_err();
+        assert!(matches!(e, Error::KeyExpired(_)), "{e}");
+
+        // With an overlap, the derived key lasts as long as its parent's overlap.
+        let parent = server.mint_key(&app, MintKeyRequest::default()).await;
+        let child = server
+            .app(&parent.api_key)
+            .keys()
+            .derive(derive(&["keys:read"], 7200))
+            .await
+            .unwrap();
+        server
+            .admin()
+            .rotate_key(&app.info.id, &parent.info.id, Some(3600))
+            .await
+            .unwrap();
+        server.app(&child.api_key).scopes().list().await.unwrap();
+        server.advance(3600);
+        let e = server
+            .app(&child.api_key)
+            .scopes()
+            .list()
+            .await
+            .unwrap_err();
+        assert!(matches!(e, Error::KeyExpired(_)), "{e}");
+        server.stop().await;
+    })
+    .await;
+}
