@@ -287,6 +287,9 @@ pub struct GrantFilter {
     pub ids: Option<Vec<String>>,
     /// Only delegations (`true`) or only roots (`false`).
     pub delegations: Option<bool>,
+    /// Leave out grants bound or delegated to a named agent (for keys confined away from
+    /// them).
+    pub hide_agent_grants: bool,
 }
 
 /// A status filter.
@@ -514,7 +517,10 @@ impl Vault {
             },
             (None, None) => Viewer::App,
         };
-        let mut filter = request.filter;
+        let mut filter = GrantFilter {
+            hide_agent_grants: caller.is_unbound_agent(),
+            ..request.filter
+        };
         match caller.scopes.instances("grants", Verb::Read) {
             Some(None) => {}
             Some(Some(ids)) => filter.ids = Some(ids),
@@ -634,7 +640,7 @@ impl Vault {
         policy: PolicyInput,
         tags: Vec<String>,
     ) -> Result<GrantView> {
-        if caller.agent_id().is_some() {
+        if caller.is_agent() {
             return Err(Error::AgentsCannotMint);
         }
         let now = self.now();
@@ -697,14 +703,19 @@ impl Vault {
 
     /// A grant the caller may act on by id: any of the app's for an app caller (also when it
     /// acts as an agent); for an agent's own key, only grants the agent is the principal of
-    /// (its own, or delegations to it).
+    /// (its own, or delegations to it); for an agent-typed key bound to no agent, only grants
+    /// no named agent holds.
     pub async fn reachable_grant(&self, caller: &Caller, grant_id: &str) -> Result<Grant> {
         let grant = self.app_grant(caller.app_id, grant_id).await?;
-        match caller.agent_id() {
-            Some(agent) if !caller.impersonating && grant.agent_id() != Some(agent) => {
-                Err(Error::NotFound(Entity::Grant))
-            }
-            _ => Ok(grant),
+        let reachable = match caller.agent_id() {
+            Some(agent) if !caller.impersonating => grant.agent_id() == Some(agent),
+            _ if caller.is_unbound_agent() => grant.agent_id().is_none(),
+            _ => true,
+        };
+        if reachable {
+            Ok(grant)
+        } else {
+            Err(Error::NotFound(Entity::Grant))
         }
     }
 
