@@ -1,16 +1,20 @@
-"""Agent-typed keys stay in their lane, through the unmodified official client.
+"""Agents and agent-typed keys stay in their lane, through the unmodified official client.
 
-An `ak` key is bound to no managed agent (protocol part 1 §2.3): it cannot list, release,
-revoke or delegate what a named agent holds, cannot act as an agent (`X-Alter-Caller`), and
-cannot manage agents or their keys.
+An agent cannot grant itself a secret on the public grant route (protocol part 2 §2.1–2.2:
+the server rejects an `AgentPrincipal` with 422 and never infers the agent from the key), nor
+create user, group or system grants there. An `ak` key is bound to no managed agent (part 1
+§2.3): it cannot list, release, revoke or delegate what a named agent holds, cannot act as an
+agent (`X-Alter-Caller`), and cannot manage agents or their keys.
 """
 
 import pytest
-from alter_sdk import App, SystemPrincipal
+from alter_sdk import Agent, AgentPrincipal, App, SystemPrincipal, UserPrincipal
 from alter_sdk.exceptions import (
     AgentCannotMintSubagentsError,
+    BackendError,
     CallerAgentMismatchError,
     GrantNotFoundError,
+    PolicyViolationError,
 )
 
 from scenario import agent_states, grant_states, run
@@ -30,6 +34,51 @@ ALL_SCOPES = [
         "usage",
     )
 ] + ["tokens:retrieve", "proxy:execute", "connect:initiate", "keys:derive", "audit:emit"]
+
+
+def test_an_agent_key_cannot_grant_itself_or_anyone_on_the_public_route(server, idp):
+    stripe = server.create_secret("Stripe Prod")
+
+    async def scenario():
+        app = App(api_key=server.api_key)
+        bot = await app.agents.create(
+            name="research-bot", scopes={"managed_secret_slugs": [stripe["slug"]]}
+        )
+        as_agent = App(api_key=bot.api_key)
+        with pytest.raises(BackendError) as raised:
+            await as_agent.create_managed_secret_grant(
+                stripe["id"], principal=AgentPrincipal(label="mine")
+            )
+        assert raised.value.status_code == 422
+        # Nor a second (unlabelled) system grant, nor a user's.
+        for principal in (
+            SystemPrincipal(),
+            UserPrincipal(user_token=idp.token("alice"), label="alice"),
+        ):
+            with pytest.raises(PolicyViolationError) as raised:
+                await as_agent.create_managed_secret_grant(stripe["id"], principal=principal)
+            assert raised.value.policy_error == "agents_cannot_create_grants"
+        assert await grant_states(app) == {}
+        assert (await Agent(api_key=bot.api_key).list_grants()).total == 0
+
+    run(scenario())
+
+
+def test_an_ak_key_cannot_create_grants(server):
+    stripe = server.create_secret("Stripe Prod")
+    ak = server.mint_key(key_type="ak", scopes=ALL_SCOPES)
+
+    async def scenario():
+        app = App(api_key=server.api_key)
+        for principal in (AgentPrincipal(), SystemPrincipal(label="x")):
+            with pytest.raises(BackendError) as raised:
+                await App(api_key=ak["api_key"]).create_managed_secret_grant(
+                    stripe["id"], principal=principal
+                )
+            assert raised.value.status_code in (403, 422)
+        assert await grant_states(app) == {}
+
+    run(scenario())
 
 
 def test_an_ak_key_cannot_reach_what_a_named_agent_holds(server):

@@ -122,6 +122,14 @@ impl Agent {
         }
     }
 
+    /// True if the allowlist in force at `now` names the managed secret `slug`.
+    pub fn allowlists_secret(&self, slug: &str, now: Timestamp) -> bool {
+        self.effective_scopes(now)
+            .get("managed_secret_slugs")
+            .and_then(Value::as_array)
+            .is_some_and(|slugs| slugs.iter().any(|s| s.as_str() == Some(slug)))
+    }
+
     /// The same agent with a due narrowing folded in.
     fn settled(mut self, now: Timestamp) -> Agent {
         if let (Some(pending), Some(at)) = (&self.scopes_pending, self.scopes_applies_at)

@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use crate::agents::AgentStatus;
 use crate::audit::{Actor, AuditEvent, Target, action};
 use crate::caller::Caller;
 use crate::error::{Entity, Error, Result, ensure};
@@ -347,11 +348,6 @@ pub enum NewPrincipal {
         /// Optional label.
         label: Option<String>,
     },
-    /// The calling agent (never named in the body: it comes from the verified key).
-    Agent {
-        /// Optional label.
-        label: Option<String>,
-    },
 }
 
 /// A grant policy as the caller gives it.
@@ -379,7 +375,9 @@ pub struct ListGrants {
 }
 
 impl Vault {
-    /// `create_managed_secret_grant`: binds a managed secret to a principal.
+    /// `create_managed_secret_grant`: the app binds a managed secret to a user, group or
+    /// system principal. Agents (and agent-typed keys) cannot: they would grant themselves
+    /// what their allowlist merely names.
     pub async fn create_managed_secret_grant(
         &self,
         caller: &Caller,
@@ -388,17 +386,64 @@ impl Vault {
         policy: PolicyInput,
         credential_id: Option<&str>,
     ) -> Result<Grant> {
-        let now = self.now();
-        let secret = self
-            .get_secret(caller.app_id, secret)
-            .await
-            .map_err(|_| Error::NotFound(Entity::Grant))?;
+        if caller.is_agent() {
+            return Err(Error::AgentsCannotCreateGrants);
+        }
+        let secret = self.grantable_secret(caller, secret).await?;
         if let Some(credential) = credential_id
             && SecretId::parse_lenient(credential) != Some(secret.id)
         {
             return Err(Error::NotFound(Entity::Grant));
         }
         let (principal, label) = self.resolve_principal(caller, principal).await?;
+        self.bind_secret(caller, &secret, principal, label, policy)
+            .await
+    }
+
+    /// The agent self-grant: the agent the request acts as binds a managed secret to itself.
+    /// Only where the operator opted the `agent` principal type in for that secret, only for
+    /// an active agent whose allowlist names the secret.
+    pub async fn create_agent_self_grant(
+        &self,
+        caller: &Caller,
+        secret: &str,
+        label: Option<String>,
+        policy: PolicyInput,
+    ) -> Result<Grant> {
+        let agent = caller.agent.as_deref().ok_or(Error::AgentKeyRequired)?;
+        if agent.status != AgentStatus::Active {
+            return Err(Error::AgentInactive);
+        }
+        let secret = self.grantable_secret(caller, secret).await?;
+        let label = validate::label(label.as_deref())?;
+        if !agent.allowlists_secret(&secret.slug, self.now()) {
+            return Err(Error::PolicyViolation {
+                code: "agent_not_allowlisted",
+                message: "this agent's allowlist does not name this managed secret".into(),
+            });
+        }
+        self.bind_secret(caller, &secret, Principal::Agent(agent.id), label, policy)
+            .await
+    }
+
+    /// A live managed secret of the caller's app to bind; anything else looks like a missing
+    /// grant.
+    async fn grantable_secret(&self, caller: &Caller, secret: &str) -> Result<ManagedSecret> {
+        self.get_secret(caller.app_id, secret)
+            .await
+            .map_err(|_| Error::NotFound(Entity::Grant))
+    }
+
+    /// Binds `secret` to `principal` as a new root grant, within the secret's limits.
+    async fn bind_secret(
+        &self,
+        caller: &Caller,
+        secret: &ManagedSecret,
+        principal: Principal,
+        label: Option<String>,
+        policy: PolicyInput,
+    ) -> Result<Grant> {
+        let now = self.now();
         if !secret.limits.allows(principal.kind()) {
             return Err(Error::PolicyViolation {
                 code: "principal_not_allowed",
@@ -432,7 +477,7 @@ impl Vault {
             last_used_at: None,
             scope_mismatch: false,
         };
-        let event = grant_event(&grant, action::GRANT_CREATED, caller.actor(), Some(&secret));
+        let event = grant_event(&grant, action::GRANT_CREATED, caller.actor(), Some(secret));
         self.insert_grant(&grant, &event).await
     }
 
@@ -487,14 +532,6 @@ impl Vault {
             }
             NewPrincipal::System { label } => {
                 (Principal::System, validate::label(label.as_deref())?)
-            }
-            NewPrincipal::Agent { label } => {
-                let agent = caller.agent_id().ok_or_else(|| {
-                    Error::Invalid(
-                        "agent principals are created by an agent: sign with the agent's key or act as the agent".into(),
-                    )
-                })?;
-                (Principal::Agent(agent), validate::label(label.as_deref())?)
             }
         })
     }

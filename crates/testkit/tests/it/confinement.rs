@@ -1,7 +1,8 @@
-//! Agents stay in their lane: an agent-typed key bound to no agent (`ak`), and every key
-//! derived from one, reaches nothing a named agent holds and acts as no agent.
+//! Agents stay in their lane: an agent binds a managed secret only to itself, on its own
+//! route, where the operator opted agents in; an agent-typed key bound to no agent (`ak`), and
+//! every key derived from one, reaches nothing a named agent holds and acts as no agent.
 
-use alter_proto::admin::{CreateDelegationRequest, MintKeyRequest};
+use alter_proto::admin::{CreateDelegationRequest, CreateSecretRequest, MintKeyRequest};
 use alter_sdk::{
     CreateAgent, DeriveKeyRequest, Error, GrantItem, ListGrants, Principal, ProviderRequest,
 };
@@ -45,6 +46,122 @@ fn derive(scopes: &[&str]) -> DeriveKeyRequest {
         name: None,
         metadata: None,
     }
+}
+
+#[tokio::test]
+async fn an_agent_binds_a_secret_to_itself_only_where_the_operator_opted_in() {
+    on_every_engine(|engine| async move {
+        let server = TestServer::start(engine).await;
+        let world = server.world("a").await;
+        let app = server.app(&world.app.key.api_key);
+        let opened = server
+            .admin()
+            .create_secret(
+                &world.app.info.id,
+                &CreateSecretRequest {
+                    name: "Agent Owned".into(),
+                    secret_type: "bearer".into(),
+                    value: "agent-owned-value".into(),
+                    principals: vec!["system".into(), "agent".into()],
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        let created = app
+            .agents()
+            .create(CreateAgent::new(
+                "billing-bot",
+                json!({"managed_secret_slugs": [world.secret.slug, opened.slug]}),
+            ))
+            .await
+            .unwrap();
+        let agent_key = created.api_key.clone().unwrap();
+        let agent = server.agent(&agent_key);
+
+        // The world's secret lists no principal types: every type but `agent`.
+        let e = agent
+            .create_managed_secret_grant(&world.secret.id, Some("bot-own"), None)
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Some("principal_not_allowed"), "{e}");
+        // Opted in and on the allowlist: the agent's own grant, by its key or acting as it.
+        let own = agent
+            .create_managed_secret_grant(&opened.id, Some("bot-own"), None)
+            .await
+            .unwrap();
+        assert_eq!(own.principal_type, "agent");
+        let acting = app.get_agent(&created.agent.id).unwrap();
+        let via_app = acting
+            .create_managed_secret_grant(&opened.id, Some("via-app"), None)
+            .await
+            .unwrap();
+        let mine = agent.list_grants(ListGrants::new()).await.unwrap();
+        assert_eq!(grant_ids(&mine), vec![own.grant_id, via_app.grant_id]);
+
+        // Not on its allowlist, paused, or no agent behind the request: refused.
+        let stranger = app
+            .agents()
+            .create(CreateAgent::new("stranger", json!({})))
+            .await
+            .unwrap();
+        let e = server
+            .agent(stranger.api_key.as_deref().unwrap())
+            .create_managed_secret_grant(&opened.id, None, None)
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Some("agent_not_allowlisted"), "{e}");
+        app.agents().suspend(&created.agent.id).await.unwrap();
+        let e = agent
+            .create_managed_secret_grant(&opened.id, Some("paused"), None)
+            .await
+            .unwrap_err();
+        assert!(matches!(e, Error::AgentInactive(_)), "{e}");
+        app.agents().resume(&created.agent.id).await.unwrap();
+        let ak = server
+            .mint_key(
+                &world.app,
+                MintKeyRequest {
+                    key_type: Some("ak".into()),
+                    ..Default::default()
+                },
+            )
+            .await;
+        for key in [&world.app.key.api_key, &ak.api_key] {
+            let e = server
+                .agent(key)
+                .create_managed_secret_grant(&opened.id, None, None)
+                .await
+                .unwrap_err();
+            assert_eq!(e.code(), Some("agent_key_required"), "{e}");
+        }
+
+        // The public route never takes the agent from the key, and an agent's key creates no
+        // grant there at all (no second system grant to make provider lookups ambiguous).
+        for key in [&world.app.key.api_key, &agent_key, &ak.api_key] {
+            let e = server
+                .app(key)
+                .create_managed_secret_grant(&opened.id, Principal::agent(), None)
+                .await
+                .unwrap_err();
+            assert_eq!(e.status(), 422, "{e}");
+        }
+        for key in [&agent_key, &ak.api_key] {
+            let e = server
+                .app(key)
+                .create_managed_secret_grant(&opened.id, Principal::system(), None)
+                .await
+                .unwrap_err();
+            assert_eq!(e.code(), Some("agents_cannot_create_grants"), "{e}");
+        }
+        assert_eq!(
+            app.list_grants(ListGrants::new()).await.unwrap().total,
+            2,
+            "nothing was added by refusals"
+        );
+        server.stop().await;
+    })
+    .await;
 }
 
 #[tokio::test]
