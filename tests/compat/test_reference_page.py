@@ -294,36 +294,11 @@ def test_an_agent_principal_through_an_app_key_is_refused(server):
     run(scenario())
 
 
-def test_an_agent_principal_through_an_agent_key_is_the_agent_itself(server):
-    """The reference page offers `create_managed_secret_grant` to agents, "self only"; 0.29.0
-    has no such method on `Agent`, so the server accepts an `AgentPrincipal` sent with an
-    agent's key (here through an `App` built with it) and takes the agent from the verified
-    key, never from the body (issue 3, item 3). An app key with no agent context gets 422
-    (`test_an_agent_principal_through_an_app_key_is_refused`)."""
-    stripe = server.create_secret("Stripe Prod")
-
-    async def scenario():
-        app = App(api_key=server.api_key)
-        bot = await app.agents.create(
-            name="research-bot", scopes={"managed_secret_slugs": [stripe["slug"]]}
-        )
-        as_agent = App(api_key=bot.api_key)
-        result = await as_agent.create_managed_secret_grant(
-            stripe["id"], principal=AgentPrincipal(label="mine")
-        )
-        assert result.principal_type == "agent"
-        assert result.label == "mine"
-        listed = await Agent(api_key=bot.api_key).list_grants()
-        assert [g.grant_id for g in listed.grants] == [result.grant_id]
-        assert listed.grants[0].agent_id == str(bot.id)
-        assert listed.grants[0].access_via == "ownership"
-
-    run(scenario())
-
-
 def test_the_0_29_0_agent_has_no_create_managed_secret_grant():
     """The page says "Agent (self only)"; the 0.29.0 client has no such method on `Agent`
-    (protocol part 2 §2.1), so the acting-as-agent path cannot be driven through it."""
+    (protocol part 2 §2.1). An `AgentPrincipal` sent on the public route is refused whatever
+    key sends it (`test_agent_confinement.py`); our Rust SDK's `Agent` binds a secret to itself
+    on its own route, where the secret's operator opted agents in."""
     assert not hasattr(Agent, "create_managed_secret_grant")
     assert hasattr(App, "create_managed_secret_grant")
 

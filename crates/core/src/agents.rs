@@ -122,6 +122,14 @@ impl Agent {
         }
     }
 
+    /// True if the allowlist in force at `now` names the managed secret `slug`.
+    pub fn allowlists_secret(&self, slug: &str, now: Timestamp) -> bool {
+        self.effective_scopes(now)
+            .get("managed_secret_slugs")
+            .and_then(Value::as_array)
+            .is_some_and(|slugs| slugs.iter().any(|s| s.as_str() == Some(slug)))
+    }
+
     /// The same agent with a due narrowing folded in.
     fn settled(mut self, now: Timestamp) -> Agent {
         if let (Some(pending), Some(at)) = (&self.scopes_pending, self.scopes_applies_at)
@@ -660,16 +668,13 @@ impl Vault {
     }
 
     fn new_agent_key(&self, agent: &Agent, number: usize) -> Result<NewKey> {
-        let scopes: Vec<Scope> = AGENT_KEY_SCOPES
-            .iter()
-            .filter_map(|s| Scope::parse(s).ok())
-            .collect();
         self.new_key(KeySpec {
             app_id: agent.app_id,
             agent_id: Some(agent.id),
+            agent_typed: true,
             shape: alter_crypto::keys::KeyShape::Legacy,
             name: format!("{}-{number}", agent.name),
-            scopes: ScopeSet::new(scopes),
+            scopes: agent_key_scopes(),
             cidr_allowlist: None,
             rate_limit_rpm: None,
             expires_at: None,
@@ -679,9 +684,15 @@ impl Vault {
     }
 }
 
-/// Agents cannot manage agents: every control route refuses an agent caller.
+/// The scopes an agent's keys hold (and an `ak` key by default).
+pub(crate) fn agent_key_scopes() -> ScopeSet {
+    ScopeSet::new(AGENT_KEY_SCOPES.iter().filter_map(|s| Scope::parse(s).ok()))
+}
+
+/// Agents cannot manage agents: every control route refuses an agent caller (one acting as
+/// an agent, or signing with an agent-typed key).
 fn refuse_agents(caller: &Caller) -> Result<()> {
-    if caller.agent_id().is_some() {
+    if caller.is_agent() {
         return Err(Error::AgentCannotMintSubagents);
     }
     Ok(())

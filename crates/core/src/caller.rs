@@ -71,6 +71,8 @@ pub struct Caller {
     pub key_prefix: String,
     /// Its type.
     pub key_type: KeyType,
+    /// The key is agent-typed (see [`ApiKey::agent_typed`]).
+    pub agent_typed: bool,
     /// The agent the request acts as (the key's own agent, or one the app key impersonates),
     /// as admission read it (routes decide whether a paused agent may call them).
     pub agent: Option<Arc<Agent>>,
@@ -95,6 +97,18 @@ impl Caller {
     /// The id of the agent the request acts as.
     pub fn agent_id(&self) -> Option<AgentId> {
         self.agent.as_ref().map(|a| a.id)
+    }
+
+    /// True when an agent makes the request: it acts as a managed agent, or signs with an
+    /// agent-typed key.
+    pub fn is_agent(&self) -> bool {
+        self.agent.is_some() || self.agent_typed
+    }
+
+    /// True for an agent-typed key bound to no managed agent (an `ak`, or a key derived from
+    /// one): it is confined away from everything bound or delegated to a named agent.
+    pub fn is_unbound_agent(&self) -> bool {
+        self.agent_typed && self.agent.is_none()
     }
 
     /// Fails unless the request holds `scope`.
@@ -186,6 +200,7 @@ impl Vault {
             key_id: key.id,
             key_prefix: key.prefix.clone(),
             key_type: key.key_type,
+            agent_typed: key.agent_typed,
             impersonating: agent.is_some() && key.agent_id.is_none(),
             agent,
             scopes,
@@ -197,8 +212,10 @@ impl Vault {
         })
     }
 
-    /// The agent a request acts as: the key's own agent, or (for an app runtime key) the
-    /// managed agent an `X-Alter-Caller` UUID of type `agent` names, which must be active.
+    /// The agent a request acts as: the key's own agent, or (for a key that is not
+    /// agent-typed) the managed agent an `X-Alter-Caller` UUID of type `agent` names, which
+    /// must be active. An agent-typed key bound to no agent (an `ak`, or a key derived from
+    /// one) can be no agent at all.
     async fn resolve_agent(&self, key: &ApiKey, facts: &RequestFacts) -> Result<Option<Agent>> {
         let named = match (facts.caller_type.as_deref(), facts.caller.as_deref()) {
             (Some("agent"), Some(caller)) => AgentId::parse_lenient(caller),
@@ -211,13 +228,12 @@ impl Vault {
                 Err(Error::NotFound(_)) => Err(Error::Unauthenticated),
                 Err(e) => Err(e),
             },
-            (None, Some(named)) if key.key_type != KeyType::Agent => {
-                match self.agent(key.app_id, named).await {
-                    Ok(agent) if agent.status == AgentStatus::Active => Ok(Some(agent)),
-                    Ok(_) | Err(Error::NotFound(_)) => Err(Error::CallerAgentUnresolved),
-                    Err(e) => Err(e),
-                }
-            }
+            (None, Some(_)) if key.agent_typed => Err(Error::CallerAgentMismatch),
+            (None, Some(named)) => match self.agent(key.app_id, named).await {
+                Ok(agent) if agent.status == AgentStatus::Active => Ok(Some(agent)),
+                Ok(_) | Err(Error::NotFound(_)) => Err(Error::CallerAgentUnresolved),
+                Err(e) => Err(e),
+            },
             _ => Ok(None),
         }
     }

@@ -266,6 +266,9 @@ impl Vault {
             DelegationOf::Agent(_) if caller.agent_id().is_some() => {
                 return Err(Error::UseSelfRevokePath);
             }
+            // Delegations to named agents are out of an unbound agent key's reach: it is
+            // answered like a delegation that does not exist.
+            DelegationOf::Agent(_) if caller.is_unbound_agent() => return Ok(()),
             DelegationOf::Agent(text) => match AgentId::parse_lenient(text) {
                 Some(agent) => agent,
                 None => return Ok(()),

@@ -108,6 +108,11 @@ pub enum Error {
     /// Agents cannot mint sibling grants.
     #[error("agents cannot mint grants")]
     AgentsCannotMint,
+    /// Agents bind secrets to themselves only, on the agent self-grant route.
+    #[error(
+        "agents cannot create grants here; an agent binds a managed secret to itself with the agent self-grant route"
+    )]
+    AgentsCannotCreateGrants,
     /// The agent behind the request is paused.
     #[error("this agent is paused")]
     AgentInactive,

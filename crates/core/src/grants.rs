@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use crate::agents::AgentStatus;
 use crate::audit::{Actor, AuditEvent, Target, action};
 use crate::caller::Caller;
 use crate::error::{Entity, Error, Result, ensure};
@@ -287,6 +288,9 @@ pub struct GrantFilter {
     pub ids: Option<Vec<String>>,
     /// Only delegations (`true`) or only roots (`false`).
     pub delegations: Option<bool>,
+    /// Leave out grants bound or delegated to a named agent (for keys confined away from
+    /// them).
+    pub hide_agent_grants: bool,
 }
 
 /// A status filter.
@@ -344,11 +348,6 @@ pub enum NewPrincipal {
         /// Optional label.
         label: Option<String>,
     },
-    /// The calling agent (never named in the body: it comes from the verified key).
-    Agent {
-        /// Optional label.
-        label: Option<String>,
-    },
 }
 
 /// A grant policy as the caller gives it.
@@ -376,7 +375,9 @@ pub struct ListGrants {
 }
 
 impl Vault {
-    /// `create_managed_secret_grant`: binds a managed secret to a principal.
+    /// `create_managed_secret_grant`: the app binds a managed secret to a user, group or
+    /// system principal. Agents (and agent-typed keys) cannot: they would grant themselves
+    /// what their allowlist merely names.
     pub async fn create_managed_secret_grant(
         &self,
         caller: &Caller,
@@ -385,17 +386,64 @@ impl Vault {
         policy: PolicyInput,
         credential_id: Option<&str>,
     ) -> Result<Grant> {
-        let now = self.now();
-        let secret = self
-            .get_secret(caller.app_id, secret)
-            .await
-            .map_err(|_| Error::NotFound(Entity::Grant))?;
+        if caller.is_agent() {
+            return Err(Error::AgentsCannotCreateGrants);
+        }
+        let secret = self.grantable_secret(caller, secret).await?;
         if let Some(credential) = credential_id
             && SecretId::parse_lenient(credential) != Some(secret.id)
         {
             return Err(Error::NotFound(Entity::Grant));
         }
         let (principal, label) = self.resolve_principal(caller, principal).await?;
+        self.bind_secret(caller, &secret, principal, label, policy)
+            .await
+    }
+
+    /// The agent self-grant: the agent the request acts as binds a managed secret to itself.
+    /// Only where the operator opted the `agent` principal type in for that secret, only for
+    /// an active agent whose allowlist names the secret.
+    pub async fn create_agent_self_grant(
+        &self,
+        caller: &Caller,
+        secret: &str,
+        label: Option<String>,
+        policy: PolicyInput,
+    ) -> Result<Grant> {
+        let agent = caller.agent.as_deref().ok_or(Error::AgentKeyRequired)?;
+        if agent.status != AgentStatus::Active {
+            return Err(Error::AgentInactive);
+        }
+        let secret = self.grantable_secret(caller, secret).await?;
+        let label = validate::label(label.as_deref())?;
+        if !agent.allowlists_secret(&secret.slug, self.now()) {
+            return Err(Error::PolicyViolation {
+                code: "agent_not_allowlisted",
+                message: "this agent's allowlist does not name this managed secret".into(),
+            });
+        }
+        self.bind_secret(caller, &secret, Principal::Agent(agent.id), label, policy)
+            .await
+    }
+
+    /// A live managed secret of the caller's app to bind; anything else looks like a missing
+    /// grant.
+    async fn grantable_secret(&self, caller: &Caller, secret: &str) -> Result<ManagedSecret> {
+        self.get_secret(caller.app_id, secret)
+            .await
+            .map_err(|_| Error::NotFound(Entity::Grant))
+    }
+
+    /// Binds `secret` to `principal` as a new root grant, within the secret's limits.
+    async fn bind_secret(
+        &self,
+        caller: &Caller,
+        secret: &ManagedSecret,
+        principal: Principal,
+        label: Option<String>,
+        policy: PolicyInput,
+    ) -> Result<Grant> {
+        let now = self.now();
         if !secret.limits.allows(principal.kind()) {
             return Err(Error::PolicyViolation {
                 code: "principal_not_allowed",
@@ -429,7 +477,7 @@ impl Vault {
             last_used_at: None,
             scope_mismatch: false,
         };
-        let event = grant_event(&grant, action::GRANT_CREATED, caller.actor(), Some(&secret));
+        let event = grant_event(&grant, action::GRANT_CREATED, caller.actor(), Some(secret));
         self.insert_grant(&grant, &event).await
     }
 
@@ -485,14 +533,6 @@ impl Vault {
             NewPrincipal::System { label } => {
                 (Principal::System, validate::label(label.as_deref())?)
             }
-            NewPrincipal::Agent { label } => {
-                let agent = caller.agent_id().ok_or_else(|| {
-                    Error::Invalid(
-                        "agent principals are created by an agent: sign with the agent's key or act as the agent".into(),
-                    )
-                })?;
-                (Principal::Agent(agent), validate::label(label.as_deref())?)
-            }
         })
     }
 
@@ -514,7 +554,10 @@ impl Vault {
             },
             (None, None) => Viewer::App,
         };
-        let mut filter = request.filter;
+        let mut filter = GrantFilter {
+            hide_agent_grants: caller.is_unbound_agent(),
+            ..request.filter
+        };
         match caller.scopes.instances("grants", Verb::Read) {
             Some(None) => {}
             Some(Some(ids)) => filter.ids = Some(ids),
@@ -634,7 +677,7 @@ impl Vault {
         policy: PolicyInput,
         tags: Vec<String>,
     ) -> Result<GrantView> {
-        if caller.agent_id().is_some() {
+        if caller.is_agent() {
             return Err(Error::AgentsCannotMint);
         }
         let now = self.now();
@@ -697,14 +740,19 @@ impl Vault {
 
     /// A grant the caller may act on by id: any of the app's for an app caller (also when it
     /// acts as an agent); for an agent's own key, only grants the agent is the principal of
-    /// (its own, or delegations to it).
+    /// (its own, or delegations to it); for an agent-typed key bound to no agent, only grants
+    /// no named agent holds.
     pub async fn reachable_grant(&self, caller: &Caller, grant_id: &str) -> Result<Grant> {
         let grant = self.app_grant(caller.app_id, grant_id).await?;
-        match caller.agent_id() {
-            Some(agent) if !caller.impersonating && grant.agent_id() != Some(agent) => {
-                Err(Error::NotFound(Entity::Grant))
-            }
-            _ => Ok(grant),
+        let reachable = match caller.agent_id() {
+            Some(agent) if !caller.impersonating => grant.agent_id() == Some(agent),
+            _ if caller.is_unbound_agent() => grant.agent_id().is_none(),
+            _ => true,
+        };
+        if reachable {
+            Ok(grant)
+        } else {
+            Err(Error::NotFound(Entity::Grant))
         }
     }
 

@@ -39,6 +39,9 @@ pub struct ApiKey {
     pub agent_id: Option<AgentId>,
     /// `rk`, `ak`, `dk` or `pk`.
     pub key_type: KeyType,
+    /// True for an agent's key: an `ak`, a managed agent's key, or a key derived from either.
+    /// Such a key never acts as an agent it is not bound to.
+    pub agent_typed: bool,
     /// True for `alter_key_…` keys.
     pub legacy_format: bool,
     /// Name.
@@ -170,6 +173,7 @@ pub struct NewKey {
 pub(crate) struct KeySpec {
     pub(crate) app_id: AppId,
     pub(crate) agent_id: Option<AgentId>,
+    pub(crate) agent_typed: bool,
     pub(crate) shape: KeyShape,
     pub(crate) name: String,
     pub(crate) scopes: ScopeSet,
@@ -201,6 +205,7 @@ impl Vault {
                 Scope::Action("connect:initiate"),
                 Scope::resource("providers", crate::scope::Verb::Read),
             ]),
+            None if key_type == KeyType::Agent => crate::agents::agent_key_scopes(),
             None => ScopeSet::new(Scope::all()),
         };
         let name = match &request.name {
@@ -220,6 +225,7 @@ impl Vault {
         let new = self.new_key(KeySpec {
             app_id,
             agent_id: None,
+            agent_typed: key_type == KeyType::Agent,
             shape: KeyShape::Scoped(key_type),
             name,
             scopes,
@@ -315,6 +321,7 @@ impl Vault {
         let new = self.new_key(KeySpec {
             app_id: caller.app_id,
             agent_id: parent.agent_id,
+            agent_typed: parent.agent_typed,
             shape: KeyShape::Scoped(KeyType::Derived),
             name,
             scopes,
@@ -380,11 +387,17 @@ impl Vault {
     }
 
     /// A key of the caller's app the caller may manage: any key for an app caller, only the
-    /// keys of its own agent for an agent caller. Everything else looks "not found".
+    /// keys of its own agent for an agent caller, only itself and the keys derived from it for
+    /// an agent-typed key bound to no agent. Everything else looks "not found".
     async fn managed_key(&self, caller: &Caller, key_id: &str) -> Result<ApiKey> {
         let id = KeyId::parse_lenient(key_id).ok_or(Error::NotFound(Entity::Key))?;
         let key = self.app_key(caller.app_id, id).await?;
-        if caller.agent_id().is_some() && key.agent_id != caller.agent_id() {
+        let manageable = if caller.is_unbound_agent() {
+            key.id == caller.key_id || key.parent_key_id == Some(caller.key_id)
+        } else {
+            caller.agent_id().is_none() || key.agent_id == caller.agent_id()
+        };
+        if !manageable {
             return Err(Error::NotFound(Entity::Key));
         }
         Ok(key)
@@ -416,6 +429,7 @@ impl Vault {
         let new = self.new_key(KeySpec {
             app_id: key.app_id,
             agent_id: key.agent_id,
+            agent_typed: key.agent_typed,
             shape: if key.legacy_format {
                 KeyShape::Legacy
             } else {
@@ -456,6 +470,7 @@ impl Vault {
             id: KeyId::new(),
             app_id: spec.app_id,
             agent_id: spec.agent_id,
+            agent_typed: spec.agent_typed,
             key_type: match spec.shape {
                 KeyShape::Scoped(kind) => kind,
                 KeyShape::Legacy => KeyType::Agent,
@@ -614,6 +629,7 @@ mod tests {
             id: KeyId::new(),
             app_id: AppId::new(),
             agent_id: None,
+            agent_typed: false,
             key_type: KeyType::Runtime,
             legacy_format: false,
             name: "k".into(),

@@ -356,12 +356,7 @@ impl Vault {
             }
         }
         if let Some(agent) = agent {
-            let allowed = agent
-                .effective_scopes(self.now())
-                .get("managed_secret_slugs")
-                .and_then(Value::as_array)
-                .is_some_and(|slugs| slugs.iter().any(|s| s.as_str() == Some(&secret.slug)));
-            if !allowed {
+            if !agent.allowlists_secret(&secret.slug, self.now()) {
                 return Err(Denial::AgentNotAllowlisted);
             }
             if agent.policy.get("requires_approval") == Some(&Value::Bool(true)) {

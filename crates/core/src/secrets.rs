@@ -111,7 +111,8 @@ pub struct SecretLimits {
     /// Longest grant lifetime; grants asking for more are refused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_grant_ttl_seconds: Option<i64>,
-    /// Principal types grants may name; empty = all.
+    /// Principal types grants may name; empty = all but `agent`, which is opt-in: an agent
+    /// may bind the secret to itself only when the operator listed `agent` here.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub principals: Vec<PrincipalType>,
     /// Whether grants of this secret may be delegated to agents.
@@ -133,9 +134,10 @@ impl Default for SecretLimits {
 }
 
 impl SecretLimits {
-    /// True if grants may name this principal type.
+    /// True if grants may name this principal type (`agent` only when listed explicitly).
     pub fn allows(&self, principal: PrincipalType) -> bool {
-        self.principals.is_empty() || self.principals.contains(&principal)
+        self.principals.contains(&principal)
+            || (self.principals.is_empty() && principal != PrincipalType::Agent)
     }
 }
 
@@ -628,6 +630,26 @@ mod tests {
         let taken = vec!["a".to_string(), "a-2".to_string()];
         assert_eq!(free_slug("a", &taken), "a-3");
         assert_eq!(free_slug("b", &taken), "b");
+    }
+
+    #[test]
+    fn the_agent_principal_is_opt_in() {
+        let default = SecretLimits::default();
+        for kind in [
+            PrincipalType::User,
+            PrincipalType::Group,
+            PrincipalType::System,
+        ] {
+            assert!(default.allows(kind), "{kind:?}");
+        }
+        assert!(!default.allows(PrincipalType::Agent));
+        let opted_in = SecretLimits {
+            principals: vec![PrincipalType::System, PrincipalType::Agent],
+            ..SecretLimits::default()
+        };
+        assert!(opted_in.allows(PrincipalType::Agent));
+        assert!(opted_in.allows(PrincipalType::System));
+        assert!(!opted_in.allows(PrincipalType::User));
     }
 
     #[test]

@@ -155,7 +155,8 @@ pub struct CreateSecretRequest {
     /// Longest grant lifetime.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_grant_ttl_seconds: Option<i64>,
-    /// Principal types grants may name (all by default).
+    /// Principal types grants may name (all but `agent` by default: an agent may bind the
+    /// secret to itself only when `agent` is listed).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub principals: Vec<String>,
     /// Whether grants may be delegated to agents (default true).
@@ -199,7 +200,7 @@ pub struct SecretInfo {
     pub allowed_hosts: Vec<String>,
     /// Longest grant lifetime.
     pub max_grant_ttl_seconds: Option<i64>,
-    /// Principal types grants may name (empty: all).
+    /// Principal types grants may name (empty: all but `agent`).
     pub principals: Vec<String>,
     /// Whether grants may be delegated.
     pub delegation: bool,

@@ -97,6 +97,8 @@ pub mod codes {
     pub const AGENT_CANNOT_MINT_SUBAGENTS: &str = "agent_cannot_mint_subagents";
     /// Agents cannot mint sibling grants.
     pub const AGENTS_CANNOT_MINT: &str = "agents_cannot_mint";
+    /// An agent (or an agent-typed key) on the public grant-creation route.
+    pub const AGENTS_CANNOT_CREATE_GRANTS: &str = "agents_cannot_create_grants";
     /// The grant cannot be delegated (see `detail_reason`).
     pub const GRANT_NOT_DELEGABLE: &str = "grant_not_delegable";
     /// The grant expired.

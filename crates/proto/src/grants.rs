@@ -226,7 +226,9 @@ pub enum PrincipalBody {
         #[serde(default)]
         label: Option<String>,
     },
-    /// The calling agent.
+    /// An agent: refused (422) on `POST /sdk/managed-secrets/{id}/grants`, which never takes
+    /// the agent from the calling key; an agent binds a secret to itself with
+    /// [`AgentSelfGrantRequest`].
     Agent {
         /// Label.
         #[serde(default)]
@@ -289,6 +291,19 @@ pub struct CreateGrantRequest {
     /// The credential to serve.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credential_id: Option<String>,
+}
+
+/// `POST /sdk/agents/me/managed-secrets/{id}/grants`: the agent the request acts as binds a
+/// managed secret to itself (the Rust SDK's `Agent::create_managed_secret_grant`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentSelfGrantRequest {
+    /// Label.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+    /// Its policy.
+    #[serde(default)]
+    pub grant_policy: GrantPolicyBody,
 }
 
 /// `CreateGrantResult`.

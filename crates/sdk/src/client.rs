@@ -273,25 +273,17 @@ impl Agent {
         grants::list_grants(&self.transport, query).await
     }
 
-    /// Binds a managed secret to this agent itself (self only: the principal is always the
-    /// calling agent, taken from the verified key).
+    /// Binds a managed secret to this agent itself (self only), on the agent self-grant route.
+    /// The server allows it only where the operator opted the `agent` principal type in for
+    /// that secret, for an active agent whose allowlist names the secret.
     pub async fn create_managed_secret_grant(
         &self,
         managed_secret_id: &str,
         label: Option<&str>,
         grant_policy: Option<GrantPolicy>,
     ) -> Result<CreateGrantResult, Error> {
-        let principal = match label {
-            Some(label) => Principal::agent().with_label(label),
-            None => Principal::agent(),
-        };
-        grants::create_managed_secret_grant(
-            &self.transport,
-            managed_secret_id,
-            principal,
-            grant_policy,
-        )
-        .await
+        grants::create_agent_self_grant(&self.transport, managed_secret_id, label, grant_policy)
+            .await
     }
 
     /// Gives up this agent's delegation of a grant (named by the grant it was delegated from).

@@ -5,8 +5,8 @@ use std::fmt;
 
 use alter_proto::REDACTED;
 use alter_proto::grants::{
-    CreateGrantRequest, DelegateRequest, GrantPolicyBody, ListGrantsRequest, MintGrantRequest,
-    PrincipalBody, RevokeGrantRequest,
+    AgentSelfGrantRequest, CreateGrantRequest, DelegateRequest, GrantPolicyBody, ListGrantsRequest,
+    MintGrantRequest, PrincipalBody, RevokeGrantRequest,
 };
 use alter_proto::signing::encode_path_segment;
 use reqwest::Method;
@@ -52,7 +52,9 @@ pub enum Principal {
         /// Optional label.
         label: Option<String>,
     },
-    /// The calling agent (self only): the server takes the agent from the verified key.
+    /// `AgentPrincipal()`, as the official client has it. The server refuses it (422) on
+    /// `create_managed_secret_grant`: it never takes the agent from the calling key. An agent
+    /// binds a secret to itself with `Agent::create_managed_secret_grant`.
     Agent {
         /// Optional label.
         label: Option<String>,
@@ -130,11 +132,6 @@ impl Principal {
     }
 
     fn body(self) -> Result<PrincipalBody, Error> {
-        let label_ok = |l: &str| !l.is_empty() && l.chars().count() <= 255;
-        let checked = |label: Option<String>| match label {
-            Some(l) if !label_ok(&l) => Err(Error::value("label must be 1 to 255 characters")),
-            other => Ok(other),
-        };
         Ok(match self {
             Principal::User { user_token, label } => {
                 if user_token.is_empty() || user_token.len() > 8192 {
@@ -142,7 +139,7 @@ impl Principal {
                 }
                 PrincipalBody::User {
                     user_token,
-                    label: checked(Some(label))?.unwrap_or_default(),
+                    label: checked_label(Some(label))?.unwrap_or_default(),
                 }
             }
             Principal::Group {
@@ -158,16 +155,28 @@ impl Principal {
                 PrincipalBody::Group {
                     external_group_id,
                     idp_id,
-                    label: checked(Some(label))?.unwrap_or_default(),
+                    label: checked_label(Some(label))?.unwrap_or_default(),
                 }
             }
             Principal::System { label } => PrincipalBody::System {
-                label: checked(label)?,
+                label: checked_label(label)?,
             },
             Principal::Agent { label } => PrincipalBody::Agent {
-                label: checked(label)?,
+                label: checked_label(label)?,
             },
         })
+    }
+}
+
+/// 1–255 characters, like the client checks a label.
+fn label_ok(label: &str) -> bool {
+    !label.is_empty() && label.chars().count() <= 255
+}
+
+fn checked_label(label: Option<String>) -> Result<Option<String>, Error> {
+    match label {
+        Some(l) if !label_ok(&l) => Err(Error::value("label must be 1 to 255 characters")),
+        other => Ok(other),
     }
 }
 
@@ -368,6 +377,26 @@ pub(crate) async fn create_managed_secret_grant(
         credential_id: None,
     };
     let path = format!("/sdk/managed-secrets/{}/grants", encode_path_segment(id));
+    transport
+        .json(Method::POST, &path, Some(&body), Mapper::Main)
+        .await
+}
+
+pub(crate) async fn create_agent_self_grant(
+    transport: &Transport,
+    managed_secret_id: &str,
+    label: Option<&str>,
+    grant_policy: Option<GrantPolicy>,
+) -> Result<CreateGrantResult, Error> {
+    let id = non_empty("managed_secret_id", managed_secret_id)?;
+    let body = AgentSelfGrantRequest {
+        label: checked_label(label.map(str::to_owned))?,
+        grant_policy: grant_policy.unwrap_or_default().body()?,
+    };
+    let path = format!(
+        "/sdk/agents/me/managed-secrets/{}/grants",
+        encode_path_segment(id)
+    );
     transport
         .json(Method::POST, &path, Some(&body), Mapper::Main)
         .await

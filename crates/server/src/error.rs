@@ -166,6 +166,9 @@ impl From<Error> for ApiError {
             Error::AgentsCannotMint => {
                 ApiError::new(S::FORBIDDEN, codes::AGENTS_CANNOT_MINT, message)
             }
+            Error::AgentsCannotCreateGrants => {
+                ApiError::new(S::FORBIDDEN, codes::AGENTS_CANNOT_CREATE_GRANTS, message)
+            }
             Error::AgentInactive => ApiError::new(S::UNAUTHORIZED, codes::AGENT_INACTIVE, message)
                 .with(|b| b.with_hint("an operator paused this agent; resume it to continue")),
             Error::AgentRevoked => ApiError::new(S::UNAUTHORIZED, codes::AGENT_REVOKED, message),

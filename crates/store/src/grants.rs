@@ -355,6 +355,9 @@ fn listing_clause(app: AppId, viewer: &Viewer, filter: &GrantFilter, now: Timest
         let ids = c.list(ids);
         c.sql.push(format!("g.id IN ({ids})"));
     }
+    if filter.hide_agent_grants {
+        c.sql.push("g.agent_id IS NULL".into());
+    }
     match filter.delegations {
         Some(true) => c.sql.push("g.parent_grant_id IS NOT NULL".into()),
         Some(false) => c.sql.push("g.parent_grant_id IS NULL".into()),

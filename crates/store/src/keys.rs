@@ -17,7 +17,8 @@ use crate::{SqlStore, audit, db_error};
 
 const COLUMNS: &str = "id, app_id, agent_id, key_type, legacy_format, name, prefix, lookup_hash, \
     sealed_signing_key, scopes, scope_version, cidr_allowlist, rate_limit_rpm, expires_at, \
-    deprecated_at, grace_expires_at, revoked_at, parent_key_id, metadata, created_at, last_used_at";
+    deprecated_at, grace_expires_at, revoked_at, parent_key_id, metadata, created_at, last_used_at, \
+    agent_typed";
 
 /// The keys derived from key `$1` of app `$2`, transitively (only `dk` children, so a
 /// rotation successor is not one of them), as the CTE `derived (id)`.
@@ -36,6 +37,7 @@ fn api_key(row: &AnyRow) -> StoreResult<ApiKey> {
         agent_id: opt_id(row, "agent_id")?,
         key_type: KeyType::parse(&key_type)
             .ok_or_else(|| StoreError::Corrupt(format!("key_type {key_type:?}")))?,
+        agent_typed: flag(row, "agent_typed")?,
         legacy_format: flag(row, "legacy_format")?,
         name: get(row, "name")?,
         prefix: get(row, "prefix")?,
@@ -60,7 +62,7 @@ fn api_key(row: &AnyRow) -> StoreResult<ApiKey> {
 pub(crate) async fn insert(conn: &mut AnyConnection, key: &ApiKey) -> StoreResult<()> {
     sqlx::query(&format!(
         "INSERT INTO api_keys ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, \
-         $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)"
+         $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22)"
     ))
     .bind(key.id.to_string())
     .bind(key.app_id.to_string())
@@ -83,6 +85,7 @@ pub(crate) async fn insert(conn: &mut AnyConnection, key: &ApiKey) -> StoreResul
     .bind(key.metadata.as_ref().map(to_json).transpose()?)
     .bind(key.created_at.micros())
     .bind(micros(key.last_used_at))
+    .bind(i64::from(key.agent_typed))
     .execute(&mut *conn)
     .await
     .map_err(db_error)?;

@@ -4,13 +4,14 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::future::Future;
+use std::path::Path;
 
 use alter_core::apps::App;
 use alter_core::audit::{Actor, AuditEvent, GENESIS_HASH, Target, chain_hash};
 use alter_core::identity::{
     AppUser, ClaimMapping, IdentityProvider, JwksSource, JwtAlgorithm, UserStatus,
 };
-use alter_core::ids::{AppId, IdpId, KeyId, UserId};
+use alter_core::ids::{AgentId, AppId, IdpId, KeyId, UserId};
 use alter_core::keys::{ApiKey, KeyType};
 use alter_core::ports::{
     AppStore, AuditStore, HealthStore, IdentityStore, KeyStore, KeyringStore, NonceStore,
@@ -19,7 +20,8 @@ use alter_core::ports::{
 use alter_core::scope::{Scope, ScopeSet};
 use alter_core::time::Timestamp;
 use alter_store::scratch::ScratchDatabase;
-use alter_store::{SqlStore, StoreOptions};
+use alter_store::{Engine, SqlStore, StoreOptions};
+use sqlx::migrate::Migrator;
 use sqlx::{AnyPool, Row};
 
 /// A migrated store, and a raw connection pool to the same database for inspecting (and
@@ -96,6 +98,7 @@ fn key(app: AppId, key_type: KeyType, parent: Option<KeyId>) -> ApiKey {
         app_id: app,
         agent_id: None,
         key_type,
+        agent_typed: key_type == KeyType::Agent,
         legacy_format: false,
         name: format!("key-{id}"),
         prefix: "alter_rk_abcdefgh".into(),
@@ -156,6 +159,101 @@ async fn migrations_leave_the_store_ready() {
         store.ready().await.unwrap();
     })
     .await;
+}
+
+/// Inserts a key row as the schema before migration 0007 has it: no `agent_typed` column.
+async fn insert_pre_0007_key(
+    raw: &AnyPool,
+    app: AppId,
+    key_type: &str,
+    agent: Option<AgentId>,
+    parent: Option<KeyId>,
+) -> KeyId {
+    let id = KeyId::new();
+    sqlx::query(
+        "INSERT INTO api_keys (id, app_id, agent_id, key_type, legacy_format, name, prefix, \
+         lookup_hash, sealed_signing_key, scopes, scope_version, parent_key_id, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+    )
+    .bind(id.to_string())
+    .bind(app.to_string())
+    .bind(agent.map(|a| a.to_string()))
+    .bind(key_type.to_owned())
+    .bind(i64::from(agent.is_some()))
+    .bind(format!("key-{id}"))
+    .bind("alter_xx_abcdefgh")
+    .bind(id.uuid().as_bytes().repeat(2))
+    .bind(vec![1_u8, 2, 3])
+    .bind("[]")
+    .bind(1_i64)
+    .bind(parent.map(|p| p.to_string()))
+    .bind(t(0).micros())
+    .execute(raw)
+    .await
+    .unwrap();
+    id
+}
+
+#[tokio::test]
+async fn upgrading_keeps_agent_keys_and_their_derived_keys_agent_typed() {
+    let mut databases = vec![ScratchDatabase::sqlite().unwrap()];
+    if let Some(pg) = ScratchDatabase::postgres().await.unwrap() {
+        databases.push(pg);
+    }
+    for db in databases {
+        let store = SqlStore::connect(db.url(), &StoreOptions::default())
+            .await
+            .unwrap();
+        let raw = AnyPool::connect(db.url()).await.unwrap();
+        // The database as it was before migration 0007.
+        let dir = match store.engine() {
+            Engine::Sqlite => "sqlite",
+            Engine::Postgres => "postgres",
+        };
+        let mut before = Migrator::new(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("migrations")
+                .join(dir),
+        )
+        .await
+        .unwrap();
+        before.migrations = before
+            .migrations
+            .iter()
+            .filter(|m| m.version < 7)
+            .cloned()
+            .collect::<Vec<_>>()
+            .into();
+        before.run(&raw).await.unwrap();
+        let app = new_app(&store, "a").await;
+        let ak = insert_pre_0007_key(&raw, app.id, "ak", None, None).await;
+        let agent_key = insert_pre_0007_key(&raw, app.id, "ak", Some(AgentId::new()), None).await;
+        let rk = insert_pre_0007_key(&raw, app.id, "rk", None, None).await;
+        let from_ak = insert_pre_0007_key(&raw, app.id, "dk", None, Some(ak)).await;
+        let from_agent_key = insert_pre_0007_key(&raw, app.id, "dk", None, Some(agent_key)).await;
+        let from_rk = insert_pre_0007_key(&raw, app.id, "dk", None, Some(rk)).await;
+
+        store.migrate().await.unwrap();
+        for (id, agent_typed) in [
+            (ak, true),
+            (agent_key, true),
+            (rk, false),
+            (from_ak, true),
+            (from_agent_key, true),
+            (from_rk, false),
+        ] {
+            let key = store.get_key(app.id, id).await.unwrap().unwrap();
+            assert_eq!(
+                key.agent_typed,
+                agent_typed,
+                "{} {id}",
+                key.key_type.as_str()
+            );
+        }
+        raw.close().await;
+        store.close().await;
+        db.drop_now().await.unwrap();
+    }
 }
 
 #[tokio::test]

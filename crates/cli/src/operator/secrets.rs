@@ -48,7 +48,8 @@ enum SecretCommand {
         /// Longest grant lifetime in seconds.
         #[arg(long)]
         max_grant_ttl_seconds: Option<i64>,
-        /// A principal type grants may name (repeatable; all by default).
+        /// A principal type grants may name (repeatable; all but agent by default: list agent
+        /// to let agents bind the secret to themselves).
         #[arg(long = "principal", value_parser = ["user", "group", "system", "agent"])]
         principals: Vec<String>,
         /// Forbid delegating grants of this secret to agents.
@@ -193,7 +194,10 @@ fn secret_text(secret: &SecretInfo) -> String {
         ("param", or_dash(secret.param.as_ref())),
         ("allowed hosts", list(&secret.allowed_hosts, "any")),
         ("max grant ttl", or_dash(secret.max_grant_ttl_seconds)),
-        ("principals", list(&secret.principals, "any")),
+        (
+            "principals",
+            list(&secret.principals, "user, group, system"),
+        ),
         ("delegation", secret.delegation.to_string()),
         (
             "max delegation ttl",

@@ -3,10 +3,12 @@
 
 use alter_core::Error;
 use alter_core::delegations::DelegationOf;
+use alter_core::grants::Grant;
 use alter_core::grants::{GrantFilter, GrantStateFilter, ListGrants, NewPrincipal, PolicyInput};
 use alter_proto::grants::{
-    CreateGrantRequest, CreateGrantResult, DelegateRequest, DelegationResult, GrantInfo, GrantList,
-    ListGrantsRequest, MintGrantRequest, PrincipalBody, RevokeGrantRequest, RevokeGrantResult,
+    AgentSelfGrantRequest, CreateGrantRequest, CreateGrantResult, DelegateRequest,
+    DelegationResult, GrantInfo, GrantList, GrantPolicyBody, ListGrantsRequest, MintGrantRequest,
+    PrincipalBody, RevokeGrantRequest, RevokeGrantResult,
 };
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -74,12 +76,12 @@ pub async fn create_managed_secret_grant(
             label,
         },
         PrincipalBody::System { label } => NewPrincipal::System { label },
-        PrincipalBody::Agent { label } => NewPrincipal::Agent { label },
-    };
-    let policy = PolicyInput {
-        expires_at: body.grant_policy.expires_at,
-        max_ttl_seconds: body.grant_policy.max_ttl_seconds,
-        default_ttl_seconds: body.grant_policy.default_ttl_seconds,
+        // Never inferred from the calling key (protocol part 2 §2.1).
+        PrincipalBody::Agent { .. } => {
+            return Err(ApiError::invalid(
+                "agent principals are not accepted here; an agent binds a managed secret to itself with POST /sdk/agents/me/managed-secrets/{id}/grants",
+            ));
+        }
     };
     let grant = state
         .vault
@@ -87,11 +89,42 @@ pub async fn create_managed_secret_grant(
             &caller,
             &secret,
             principal,
-            policy,
+            policy_input(body.grant_policy),
             body.credential_id.as_deref(),
         )
         .await?;
-    Ok((
+    Ok(created_grant(&grant))
+}
+
+/// The agent self-grant (the Rust SDK's `Agent::create_managed_secret_grant`).
+pub async fn create_agent_self_grant(
+    State(state): State<AppState>,
+    Authed(caller, ..): Authed<need::SecretsWrite>,
+    Path(secret): Path<String>,
+    Json(body): Json<AgentSelfGrantRequest>,
+) -> ApiResult<(StatusCode, axum::Json<CreateGrantResult>)> {
+    let grant = state
+        .vault
+        .create_agent_self_grant(
+            &caller,
+            &secret,
+            body.label,
+            policy_input(body.grant_policy),
+        )
+        .await?;
+    Ok(created_grant(&grant))
+}
+
+fn policy_input(body: GrantPolicyBody) -> PolicyInput {
+    PolicyInput {
+        expires_at: body.expires_at,
+        max_ttl_seconds: body.max_ttl_seconds,
+        default_ttl_seconds: body.default_ttl_seconds,
+    }
+}
+
+fn created_grant(grant: &Grant) -> (StatusCode, axum::Json<CreateGrantResult>) {
+    (
         StatusCode::CREATED,
         axum::Json(CreateGrantResult {
             grant_id: grant.id.to_string(),
@@ -100,7 +133,7 @@ pub async fn create_managed_secret_grant(
             created_at: grant.created_at.to_rfc3339(),
             credential_id: grant.secret_id.map(|s| s.to_string()),
         }),
-    ))
+    )
 }
 
 pub async fn revoke(

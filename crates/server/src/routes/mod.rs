@@ -70,6 +70,7 @@ sdk_routes! {
     DELETE "/sdk/keys/{id}" => keys::revoke, Some("keys:admin");
     POST "/sdk/grants/list" => grants::list, Some("grants:read");
     POST "/sdk/managed-secrets/{id}/grants" => grants::create_managed_secret_grant, Some("secrets:write");
+    POST "/sdk/agents/me/managed-secrets/{id}/grants" => grants::create_agent_self_grant, Some("secrets:write");
     POST "/sdk/grants/{id}/mint" => grants::mint, Some("grants:write");
     POST "/sdk/oauth/grants/{id}/revoke" => grants::revoke, Some("grants:write");
     POST "/sdk/grants/{id}/delegate" => grants::delegate, Some("grants:write");

@@ -1,8 +1,11 @@
 //! Delegations: by end-user consent, by the operator, onward by agents; revocation on every
 //! path; validity re-checked on every use.
 
-use alter_proto::admin::CreateDelegationRequest;
-use alter_sdk::{CreateAgent, DelegateOptions, Error, GrantItem, ListGrants, Principal};
+use alter_proto::admin::{CreateDelegationRequest, CreateSecretRequest};
+use alter_proto::agents::UpdateAgentRequest;
+use alter_sdk::{
+    CreateAgent, DelegateOptions, Error, GrantItem, ListGrants, Principal, UpdateAgent,
+};
 use alter_testkit::{TestServer, World, on_every_engine};
 use serde_json::json;
 
@@ -363,9 +366,39 @@ async fn onward_delegation_follows_the_holders_consent() {
             0
         );
 
-        // Agent-owned grants have no consenting user.
+        // Agent-owned grants (of a secret the operator opened to agents) have no consenting
+        // user.
+        let opened = server
+            .admin()
+            .create_secret(
+                &s.world.app.info.id,
+                &CreateSecretRequest {
+                    name: "Agent Owned".into(),
+                    secret_type: "bearer".into(),
+                    value: "agent-owned-value".into(),
+                    principals: vec!["agent".into()],
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        let allowlist = json!({"managed_secret_slugs": ["stripe-production", opened.slug]});
+        app.agents()
+            .update(
+                &s.agent_id,
+                UpdateAgent {
+                    changes: UpdateAgentRequest {
+                        scopes: Some(allowlist),
+                        ..Default::default()
+                    },
+                    expected_version: Some(1),
+                    grace_seconds: None,
+                },
+            )
+            .await
+            .unwrap();
         let own = agent
-            .create_managed_secret_grant(&s.world.secret.id, None, None)
+            .create_managed_secret_grant(&opened.id, None, None)
             .await
             .unwrap();
         let e = agent

@@ -5,6 +5,7 @@
 mod admin;
 mod agents;
 mod auth;
+mod confinement;
 mod crypto;
 mod delegations;
 mod examples;

@@ -7,7 +7,9 @@ use alter_proto::admin::{
     AuditQuery, CreateSecretRequest, InjectionRuleBody, MintKeyRequest, SecretInfo,
 };
 use alter_sdk::sigv4::{self, AwsCredentials};
-use alter_sdk::{CreateAgent, Error, GrantItem, ListGrants, Principal, ProviderRequest};
+use alter_sdk::{
+    CreateAgent, Error, GrantItem, ListGrants, Principal, ProviderRequest, UpdateAgent,
+};
 use alter_testkit::upstream::Upstream;
 use alter_testkit::{TestServer, World, on_every_engine};
 use base64::Engine as _;
@@ -413,7 +415,9 @@ async fn every_release_rule_refuses_with_its_named_error() {
         let upstream = Upstream::start().await;
         let app = server.app(&world.app.key.api_key);
         let url = format!("{}/v1/x", upstream.url());
-        let bearer = secret(&server, &world, secret_request("Bearer", "bearer", BEARER)).await;
+        // Agents may hold grants of this secret of their own (opted in by the operator).
+        let every_principal = ["user", "group", "system", "agent"].map(String::from).to_vec();
+        let bearer = secret(&server, &world, CreateSecretRequest { principals: every_principal, ..secret_request("Bearer", "bearer", BEARER) }).await;
         let mut errors = Vec::new();
         let mut refused = |e: Error| {
             errors.push(e.to_string());
@@ -458,9 +462,16 @@ async fn every_release_rule_refuses_with_its_named_error() {
 
         // Agents: allowlist, approval policy, pause, delegation chain.
         let agents = app.agents();
-        let unlisted = agents.create(CreateAgent::new("unlisted", json!({}))).await.unwrap();
+        let unlisted = agents.create(CreateAgent::new("unlisted", json!({"managed_secret_slugs": [bearer.slug]}))).await.unwrap();
         let unlisted_agent = server.agent(unlisted.api_key.as_deref().unwrap());
         let own = unlisted_agent.create_managed_secret_grant(&bearer.id, None, None).await.unwrap();
+        // The operator takes the secret off its allowlist: its own grant stops working.
+        let dropped = UpdateAgent {
+            changes: alter_proto::agents::UpdateAgentRequest { scopes: Some(json!({})), ..Default::default() },
+            expected_version: Some(unlisted.agent.version),
+            grace_seconds: Some(0),
+        };
+        agents.update(&unlisted.agent.id, dropped).await.unwrap();
         let e = refused(unlisted_agent.request(ProviderRequest::get(&url).grant_id(&own.grant_id)).await.unwrap_err());
         assert_eq!(e.code(), Some("agent_not_allowlisted"), "{e}");
         assert!(matches!(e, Error::PolicyViolation(_)));
