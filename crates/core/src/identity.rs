@@ -223,13 +223,14 @@ impl AppUser {
     }
 }
 
-/// Whether a token issued at `token` names newer group membership than the stored one
-/// (vouched for at `stored`). Undated membership is the oldest; between two undated ones, the
-/// token's (seen now) wins.
+/// Whether a token issued at `token` names group membership at least as new as the stored one
+/// (vouched for at `stored`). Undated membership is the oldest. On a tie (two undated, or two
+/// tokens of the same second: `iat` has a resolution of a second) the token seen now wins, so
+/// a change the IdP made within a second is not lost.
 fn newer_membership(token: Option<Timestamp>, stored: Option<Timestamp>) -> bool {
     match (token, stored) {
         (_, None) => true,
-        (Some(token), Some(stored)) => token > stored,
+        (Some(token), Some(stored)) => token >= stored,
         (None, Some(_)) => false,
     }
 }

@@ -133,8 +133,9 @@ pub trait IdentityStore: Send + Sync {
     /// Records a new user; [`StoreError::Conflict`] if the subject is known already.
     async fn insert_user(&self, user: &AppUser, event: &AuditEvent) -> StoreResult<()>;
     /// Refreshes a user's profile, status and last sighting, and their groups unless the stored
-    /// ones are newer (a later `groups_as_of`, or a dated one against an undated `user`): the
-    /// newest verified membership wins, whatever order concurrent sign-ins commit in.
+    /// ones are newer (a later `groups_as_of`, or a dated one against an undated `user`; a tie
+    /// goes to `user`): the newest verified membership wins, whatever order concurrent
+    /// sign-ins commit in.
     async fn update_user(&self, user: &AppUser) -> StoreResult<()>;
 }
 

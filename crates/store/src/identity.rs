@@ -142,7 +142,7 @@ impl IdentityStore for SqlStore {
         // Undated membership is the oldest: it replaces only undated membership.
         sqlx::query(
             "UPDATE app_users SET group_ids = $1, groups_as_of = $2 \
-             WHERE id = $3 AND app_id = $4 AND (groups_as_of IS NULL OR groups_as_of < $2)",
+             WHERE id = $3 AND app_id = $4 AND (groups_as_of IS NULL OR groups_as_of <= $2)",
         )
         .bind(to_json(&value.groups)?)
         .bind(micros(value.groups_as_of))

@@ -820,6 +820,19 @@ async fn a_users_groups_change_only_to_newer_membership() {
             .await
             .unwrap();
         assert_eq!(membership(stored().await), (vec![], Some(t(150))));
+        // A token of the same second too: the IdP may change groups within a second.
+        f.store
+            .update_user(&AppUser {
+                groups: vec!["sales".into()],
+                groups_as_of: Some(t(150)),
+                ..user.clone()
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            membership(stored().await),
+            (vec!["sales".to_string()], Some(t(150)))
+        );
 
         // Undated membership (a user recorded before membership was dated) gives way to any.
         sqlx::query("UPDATE app_users SET groups_as_of = NULL WHERE id = $1")
@@ -827,7 +840,10 @@ async fn a_users_groups_change_only_to_newer_membership() {
             .execute(&f.raw)
             .await
             .unwrap();
-        assert_eq!(membership(stored().await), (vec![], None));
+        assert_eq!(
+            membership(stored().await),
+            (vec!["sales".to_string()], None)
+        );
         f.store
             .update_user(&AppUser {
                 groups: vec!["ops".into()],

@@ -498,7 +498,12 @@ async fn every_release_rule_refuses_with_its_named_error() {
             .await
             .unwrap();
         let helper_agent = server.agent(helper.api_key.as_deref().unwrap());
-        let alice = world.idp.token("alice", json!({"groups": ["eng"]}));
+        // Alice's tokens, each issued a second after the one before.
+        let issued = server.now().unix_seconds();
+        let alice_token = |later: i64, groups: serde_json::Value| {
+            world.idp.token("alice", json!({"iat": issued + later, "exp": issued + 3600, "groups": groups}))
+        };
+        let alice = alice_token(0, json!(["eng"]));
         let group = app
             .create_managed_secret_grant(&bearer.id, Principal::group("eng", &world.idp_id, "eng"), None)
             .await
@@ -515,10 +520,14 @@ async fn every_release_rule_refuses_with_its_named_error() {
         assert_eq!(ok.status(), 200);
         assert_eq!(upstream.last().header("authorization"), Some(format!("Bearer {BEARER}").as_str()));
         // Alice leaves the group: her next token says so, and the delegation stops working.
-        server.user(&world.app.info.id, &world.idp.token("alice", json!({"groups": []}))).get("/me").await;
+        server.user(&world.app.info.id, &alice_token(1, json!([]))).get("/me").await;
         let e = refused(helper_agent.request(ProviderRequest::get(&url).grant_id(&child)).await.unwrap_err());
         assert_eq!(e.code(), Some("delegation_invalid"), "{e}");
+        // Replaying her older token does not bring the group back; a newer one does.
         server.user(&world.app.info.id, &alice).get("/me").await;
+        let e = refused(helper_agent.request(ProviderRequest::get(&url).grant_id(&child)).await.unwrap_err());
+        assert_eq!(e.code(), Some("delegation_invalid"), "{e}");
+        server.user(&world.app.info.id, &alice_token(2, json!(["eng"]))).get("/me").await;
         helper_agent.request(ProviderRequest::get(&url).grant_id(&child)).await.unwrap();
         // The parent is revoked: the delegation goes with it.
         app.revoke_grant(&group.grant_id, None).await.unwrap();
