@@ -67,6 +67,9 @@ pub struct Config {
     /// Longest lifetime of a derived key.
     #[serde(default = "default_derived_ttl_hours")]
     pub max_derived_key_ttl_hours: i64,
+    /// How often every app's signed audit checkpoint is logged; 0 turns it off.
+    #[serde(default = "default_audit_checkpoint_interval")]
+    pub audit_checkpoint_interval_seconds: u64,
     /// Database tuning.
     #[serde(default)]
     pub database: DatabaseConfig,
@@ -86,6 +89,10 @@ fn default_timestamp_window() -> i64 {
 
 fn default_derived_ttl_hours() -> i64 {
     24
+}
+
+fn default_audit_checkpoint_interval() -> u64 {
+    3600
 }
 
 /// A configuration that cannot be used; the message says what to fix.
@@ -110,6 +117,11 @@ const ENV_KEYS: &[(&str, &str, EnvKind)] = &[
     (
         "ALTER_MAX_DERIVED_KEY_TTL_HOURS",
         "max_derived_key_ttl_hours",
+        EnvKind::Integer,
+    ),
+    (
+        "ALTER_AUDIT_CHECKPOINT_INTERVAL_SECONDS",
+        "audit_checkpoint_interval_seconds",
         EnvKind::Integer,
     ),
 ];

@@ -85,7 +85,7 @@ impl KeyStore for SqlStore {
     async fn insert_key(&self, key: &ApiKey, event: &AuditEvent) -> StoreResult<()> {
         let mut tx = self.write.begin().await.map_err(db_error)?;
         insert(&mut tx, key).await?;
-        audit::append(&mut tx, event).await?;
+        audit::append(&mut tx, &self.chain, event).await?;
         tx.commit().await.map_err(db_error)
     }
 
@@ -137,7 +137,7 @@ impl KeyStore for SqlStore {
             .map(|row| crate::rows::id(row, "id"))
             .collect::<StoreResult<Vec<KeyId>>>()?;
         if revoked.contains(&id) {
-            audit::append(&mut tx, event).await?;
+            audit::append(&mut tx, &self.chain, event).await?;
         }
         tx.commit().await.map_err(db_error)?;
         Ok(revoked)
@@ -169,7 +169,7 @@ impl KeyStore for SqlStore {
             return Ok(false);
         }
         insert(&mut tx, successor).await?;
-        audit::append(&mut tx, event).await?;
+        audit::append(&mut tx, &self.chain, event).await?;
         tx.commit().await.map_err(db_error)?;
         Ok(true)
     }
@@ -191,7 +191,7 @@ impl KeyStore for SqlStore {
         .execute(&mut *tx)
         .await
         .map_err(db_error)?;
-        audit::append(&mut tx, event).await?;
+        audit::append(&mut tx, &self.chain, event).await?;
         tx.commit().await.map_err(db_error)
     }
 
