@@ -1434,15 +1434,26 @@ fn checkpoints_catch_a_cut_log_and_keyed_hashes_catch_a_recomputed_chain() {
         assert_eq!(report["first_problem"]["seq"], seq - 1, "{report}");
         assert_eq!(report["checkpoint_seq"], seq, "{report}");
 
-        // An event edited and the chain recomputed from there with plain SHA-256 (as the
-        // hashes were before they were keyed): without the key it cannot be made to verify.
-        for from in [2, 1] {
-            runtime.block_on(rechain_with_plain_hashes(&database, &app, from));
+        // An event edited and the chain recomputed from there with plain SHA-256, the rows
+        // marked keyed or unkeyed (as before keys): without the key it cannot be made to verify.
+        for (from, hash_version) in [(2, "1"), (2, "0"), (1, "0")] {
+            runtime.block_on(rechain_with_plain_hashes(
+                &database,
+                &app,
+                from,
+                hash_version,
+            ));
             let broken = op.run(&["audit", "verify", "--app", &app, "--json"]);
             assert_eq!(exit_code(&broken), 1);
             let report: Value = serde_json::from_slice(&broken.stdout).unwrap();
             let problem = report["first_problem"]["problem"].as_str().unwrap();
-            assert!(problem.contains("unkeyed"), "{report}");
+            let expected = if hash_version == "1" {
+                "altered"
+            } else {
+                "unkeyed"
+            };
+            assert!(problem.contains(expected), "{report}");
+            assert_eq!(report["first_problem"]["seq"], from, "{report}");
         }
 
         // Restarted on it, the server takes the plain events for those of a database from
@@ -1477,8 +1488,14 @@ fn checkpoints_catch_a_cut_log_and_keyed_hashes_catch_a_recomputed_chain() {
 }
 
 /// Rewrites an app's events from `from` on as a database writer without the master key can:
-/// the first one's body is edited, and every hash recomputed with plain SHA-256.
-async fn rechain_with_plain_hashes(database: &ScratchDatabase, app: &str, from: i64) {
+/// the first one's body is edited, every hash recomputed with plain SHA-256 and every row's
+/// `hash_version` set to `hash_version`.
+async fn rechain_with_plain_hashes(
+    database: &ScratchDatabase,
+    app: &str,
+    from: i64,
+    hash_version: &str,
+) {
     use sqlx::Row;
     sqlx::any::install_default_drivers();
     let pool = sqlx::AnyPool::connect(database.url()).await.unwrap();
@@ -1497,12 +1514,13 @@ async fn rechain_with_plain_hashes(database: &ScratchDatabase, app: &str, from: 
         }
         let hash = alter_core::audit::plain_chain_hash(&prev, seq, &body);
         sqlx::query(
-            "UPDATE audit_events SET body = $1, prev_hash = $2, hash = $3, hash_version = 0 \
-             WHERE app_id = $4 AND seq = $5",
+            "UPDATE audit_events SET body = $1, prev_hash = $2, hash = $3, \
+             hash_version = CAST($4 AS BIGINT) WHERE app_id = $5 AND seq = $6",
         )
         .bind(body)
         .bind(prev.to_vec())
         .bind(hash.to_vec())
+        .bind(hash_version)
         .bind(app)
         .bind(seq)
         .execute(&pool)
