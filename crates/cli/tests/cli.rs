@@ -1303,6 +1303,240 @@ fn a_server_killed_mid_burst_has_audited_every_credential_it_released() {
     }
 }
 
+/// Someone with write access to the database (not the master key): dropping the guards, they
+/// cut the log's tail and move the head back, then rewrite events with recomputed plain
+/// SHA-256 hashes. A checkpoint kept outside catches the cut; the keyed hashes catch the rest.
+#[test]
+fn checkpoints_catch_a_cut_log_and_keyed_hashes_catch_a_recomputed_chain() {
+    for database in databases() {
+        let dir = tempfile::tempdir().unwrap();
+        let op = Operator::start(dir.path(), &database);
+        let app = op.server.first_line["app_id"].as_str().unwrap().to_owned();
+        for name in ["one", "two", "three"] {
+            op.create_agent(name);
+        }
+        let file = |name: &str, line: &str| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, format!("{line}\n")).unwrap();
+            path.to_str().unwrap().to_owned()
+        };
+        let verify = |checkpoints: &str| {
+            op.run(&[
+                "audit",
+                "verify",
+                "--app",
+                &app,
+                "--checkpoint",
+                checkpoints,
+            ])
+        };
+
+        // `alter audit checkpoint >> FILE` now and then; verify takes the file's last line.
+        let earlier = stdout(&op.run(&["audit", "checkpoint"]));
+        op.create_agent("four");
+        let line = stdout(&op.run(&["audit", "checkpoint"]));
+        let checkpoint: Value = serde_json::from_str(line.trim()).unwrap();
+        assert_eq!(checkpoint["app_id"], app.as_str());
+        let seq = checkpoint["seq"].as_i64().unwrap();
+        assert!(seq >= 5, "{checkpoint}");
+        let checkpoints = file(
+            "checkpoints.jsonl",
+            &format!("{}\n{}", earlier.trim(), line.trim()),
+        );
+        let ok = stdout(&verify(&checkpoints));
+        assert!(
+            ok.contains(&format!(
+                "the chain verifies and reaches the checkpoint at event {seq}"
+            )),
+            "{ok}"
+        );
+
+        // A checkpoint edited to point further back, or another app's checkpoint, is refused.
+        let mut forged = checkpoint.clone();
+        forged["seq"] = Value::from(seq - 2);
+        let refused = verify(&file("forged.jsonl", &forged.to_string()));
+        assert_eq!(exit_code(&refused), 1);
+        let report = String::from_utf8_lossy(&refused.stdout);
+        assert!(report.contains("signature does not verify"), "{report}");
+        let other = stdout_json(&op.run(&["app", "create", "--name", "other", "--json"]));
+        let other = other["id"].as_str().unwrap();
+        let foreign = stdout(&op.run(&["audit", "checkpoint", "--app", other]));
+        let refused = verify(&file("foreign.jsonl", foreign.trim()));
+        assert_eq!(exit_code(&refused), 1);
+        let report = String::from_utf8_lossy(&refused.stdout);
+        assert!(
+            report.contains(&format!(
+                "the checkpoint is of app {other}, not of app {app}"
+            )),
+            "{report}"
+        );
+
+        // The attacker drops the guards, deletes the last two events and moves the head back
+        // onto the new last event: the chain alone still verifies.
+        let guards: &[&str] = if database.url().starts_with("sqlite") {
+            &[
+                "DROP TRIGGER audit_events_no_update",
+                "DROP TRIGGER audit_events_no_delete",
+                "DROP TRIGGER audit_heads_no_delete",
+                "DROP TRIGGER audit_heads_forward_only",
+            ]
+        } else {
+            &[
+                "DROP TRIGGER audit_events_append_only ON audit_events",
+                "DROP TRIGGER audit_heads_forward_only ON audit_heads",
+            ]
+        };
+        let cut = (seq - 2).to_string();
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        runtime.block_on(async {
+            for sql in guards {
+                database.execute(sql, &[]).await.unwrap();
+            }
+            let deleted = database
+                .execute(
+                    "DELETE FROM audit_events WHERE app_id = $1 AND seq > CAST($2 AS BIGINT)",
+                    &[&app, &cut],
+                )
+                .await
+                .unwrap();
+            assert_eq!(deleted, 2);
+            database
+                .execute(
+                    "UPDATE audit_heads SET seq = CAST($2 AS BIGINT), hash = (SELECT e.hash \
+                     FROM audit_events e WHERE e.app_id = $1 AND e.seq = CAST($2 AS BIGINT)) \
+                     WHERE app_id = $1",
+                    &[&app, &cut],
+                )
+                .await
+                .unwrap();
+        });
+        let plain = stdout(&op.run(&["audit", "verify", "--app", &app]));
+        assert!(plain.starts_with("ok: "), "{plain}");
+        let caught = verify(&checkpoints);
+        assert_eq!(exit_code(&caught), 1);
+        let report = String::from_utf8_lossy(&caught.stdout);
+        assert!(
+            report.contains(&format!("BROKEN at event {} of app {app}", seq - 1))
+                && report.contains(&format!("events {} to {seq} are missing", seq - 1)),
+            "{report}"
+        );
+        let caught = op.run(&[
+            "audit",
+            "verify",
+            "--app",
+            &app,
+            "--checkpoint",
+            &checkpoints,
+            "--json",
+        ]);
+        assert_eq!(exit_code(&caught), 1);
+        let report: Value = serde_json::from_slice(&caught.stdout).unwrap();
+        assert_eq!(report["first_problem"]["seq"], seq - 1, "{report}");
+        assert_eq!(report["checkpoint_seq"], seq, "{report}");
+
+        // An event edited and the chain recomputed from there with plain SHA-256, the rows
+        // marked keyed or unkeyed (as before keys): without the key it cannot be made to verify.
+        for (from, hash_version) in [(2, "1"), (2, "0"), (1, "0")] {
+            runtime.block_on(rechain_with_plain_hashes(
+                &database,
+                &app,
+                from,
+                hash_version,
+            ));
+            let broken = op.run(&["audit", "verify", "--app", &app, "--json"]);
+            assert_eq!(exit_code(&broken), 1);
+            let report: Value = serde_json::from_slice(&broken.stdout).unwrap();
+            let problem = report["first_problem"]["problem"].as_str().unwrap();
+            let expected = if hash_version == "1" {
+                "altered"
+            } else {
+                "unkeyed"
+            };
+            assert!(problem.contains(expected), "{report}");
+            assert_eq!(report["first_problem"]["seq"], from, "{report}");
+        }
+
+        // Restarted on it, the server takes the plain events for those of a database from
+        // before keyed chains and vouches for them with one keyed `audit.chain_keyed` event:
+        // only the checkpoint still shows the log was cut behind it (docs/audit.md).
+        op.stop();
+        let op = Operator::start(dir.path(), &database);
+        let plain = stdout(&op.run(&["audit", "verify", "--app", &app]));
+        assert!(plain.starts_with("ok: "), "{plain}");
+        let keyed = op.json(&[
+            "audit",
+            "list",
+            "--app",
+            &app,
+            "--action",
+            "audit.chain_keyed",
+            "--json",
+        ]);
+        assert_eq!(keyed["items"].as_array().unwrap().len(), 1, "{keyed}");
+        let caught = op.run(&[
+            "audit",
+            "verify",
+            "--app",
+            &app,
+            "--checkpoint",
+            &checkpoints,
+        ]);
+        assert_eq!(exit_code(&caught), 1);
+        op.stop();
+        runtime.block_on(database.drop_now()).unwrap();
+    }
+}
+
+/// Rewrites an app's events from `from` on as a database writer without the master key can:
+/// the first one's body is edited, every hash recomputed with plain SHA-256 and every row's
+/// `hash_version` set to `hash_version`.
+async fn rechain_with_plain_hashes(
+    database: &ScratchDatabase,
+    app: &str,
+    from: i64,
+    hash_version: &str,
+) {
+    use sqlx::Row;
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(database.url()).await.unwrap();
+    let rows = sqlx::query("SELECT seq, body, prev_hash FROM audit_events WHERE app_id = $1 AND seq >= $2 ORDER BY seq")
+        .bind(app)
+        .bind(from)
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    let mut prev: [u8; 32] = rows[0].get::<Vec<u8>, _>("prev_hash").try_into().unwrap();
+    for (i, row) in rows.iter().enumerate() {
+        let seq: i64 = row.get("seq");
+        let mut body: String = row.get("body");
+        if i == 0 {
+            body = body.replacen('{', "{ ", 1);
+        }
+        let hash = alter_core::audit::plain_chain_hash(&prev, seq, &body);
+        sqlx::query(
+            "UPDATE audit_events SET body = $1, prev_hash = $2, hash = $3, \
+             hash_version = CAST($4 AS BIGINT) WHERE app_id = $5 AND seq = $6",
+        )
+        .bind(body)
+        .bind(prev.to_vec())
+        .bind(hash.to_vec())
+        .bind(hash_version)
+        .bind(app)
+        .bind(seq)
+        .execute(&pool)
+        .await
+        .unwrap();
+        prev = hash;
+    }
+    sqlx::query("UPDATE audit_heads SET hash = $1 WHERE app_id = $2")
+        .bind(prev.to_vec())
+        .bind(app)
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+}
+
 /// No SQLite file (the database, or a write-ahead log a crash left behind) holds `value`.
 fn assert_no_plaintext(database: &ScratchDatabase, value: &str) {
     for file in database.sqlite_files() {

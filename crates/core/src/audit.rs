@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+use alter_crypto::{MacKey, MasterKey};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -69,6 +70,9 @@ pub mod action {
     pub const GRANT_SCOPE_MISMATCH: &str = "grant.scope_mismatch";
     /// An operator cleared a grant's scope-mismatch flag.
     pub const GRANT_SCOPE_MISMATCH_CLEARED: &str = "grant.scope_mismatch_cleared";
+    /// The first keyed event of a chain whose earlier events carry plain SHA-256 hashes: its
+    /// keyed hash vouches for all of them.
+    pub const AUDIT_CHAIN_KEYED: &str = "audit.chain_keyed";
 }
 
 /// Allowed or refused.
@@ -331,9 +335,37 @@ impl AuditEvent {
 /// The `prev_hash` of the first event of a chain.
 pub const GENESIS_HASH: [u8; 32] = [0; 32];
 
-/// `SHA-256("alter/audit/v1" ‖ prev_hash ‖ seq ‖ body)`: each event's hash covers its content,
-/// its position and its predecessor's hash.
-pub fn chain_hash(prev_hash: &[u8; 32], seq: i64, body: &str) -> [u8; 32] {
+/// `hash_version` of events written before chains were keyed: plain SHA-256.
+pub const HASH_PLAIN_SHA256: i64 = 0;
+/// `hash_version` of keyed events: HMAC-SHA256 under [`ChainKey`] (purpose `audit-chain/v1`).
+pub const HASH_KEYED_V1: i64 = 1;
+
+/// The key of the audit chain, derived from the master key and never stored: whoever holds
+/// only the database cannot compute a valid hash for an event they add or alter.
+#[derive(Debug, Clone)]
+pub struct ChainKey(MacKey);
+
+impl ChainKey {
+    /// The chain key of the vault whose master key is `master`.
+    pub fn derive(master: &MasterKey) -> Self {
+        ChainKey(master.derive_mac_key("audit-chain/v1"))
+    }
+
+    /// `HMAC-SHA256(key, "alter/audit/v2" ‖ prev_hash ‖ seq ‖ body)`: each event's hash covers
+    /// its content, its position and its predecessor's hash (version [`HASH_KEYED_V1`]).
+    pub fn hash(&self, prev_hash: &[u8; 32], seq: i64, body: &str) -> [u8; 32] {
+        self.0.tag(&[
+            b"alter/audit/v2\0",
+            prev_hash,
+            &seq.to_be_bytes(),
+            body.as_bytes(),
+        ])
+    }
+}
+
+/// `SHA-256("alter/audit/v1" ‖ prev_hash ‖ seq ‖ body)`: the unkeyed hash of events written
+/// before chains were keyed (version [`HASH_PLAIN_SHA256`]); only checked, never written.
+pub fn plain_chain_hash(prev_hash: &[u8; 32], seq: i64, body: &str) -> [u8; 32] {
     let mut hasher = Sha256::new();
     hasher.update(b"alter/audit/v1\0");
     hasher.update(prev_hash);
@@ -342,16 +374,182 @@ pub fn chain_hash(prev_hash: &[u8; 32], seq: i64, body: &str) -> [u8; 32] {
     hasher.finalize().into()
 }
 
+/// A signed statement "app's chain had reached `seq` with hash `hash` at `at`", kept outside
+/// the database so that a database writer cannot silently cut the log back behind it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checkpoint {
+    /// The app.
+    pub app_id: AppId,
+    /// Sequence number of the chain head.
+    pub seq: i64,
+    /// Hash of the event at `seq` (the genesis hash for an empty chain).
+    pub hash: [u8; 32],
+    /// When it was taken.
+    pub at: Timestamp,
+    /// HMAC-SHA256 of the above under [`CheckpointKey`].
+    pub tag: [u8; 32],
+}
+
+/// The key checkpoints are signed with, derived from the master key and never stored: only
+/// the master key's holder can issue or check one.
+#[derive(Debug, Clone)]
+pub struct CheckpointKey(MacKey);
+
+impl CheckpointKey {
+    /// The checkpoint key of the vault whose master key is `master`.
+    pub fn derive(master: &MasterKey) -> Self {
+        CheckpointKey(master.derive_mac_key("audit-checkpoint/v1"))
+    }
+
+    /// A signed checkpoint.
+    pub fn sign(&self, app_id: AppId, seq: i64, hash: [u8; 32], at: Timestamp) -> Checkpoint {
+        let tag = self.0.tag(
+            &Self::parts(app_id, seq, &hash, at)
+                .each_ref()
+                .map(Vec::as_slice),
+        );
+        Checkpoint {
+            app_id,
+            seq,
+            hash,
+            at,
+            tag,
+        }
+    }
+
+    /// Whether `checkpoint` was signed with this key, unchanged (constant time).
+    pub fn verifies(&self, checkpoint: &Checkpoint) -> bool {
+        let parts = Self::parts(
+            checkpoint.app_id,
+            checkpoint.seq,
+            &checkpoint.hash,
+            checkpoint.at,
+        );
+        self.0
+            .verify(&parts.each_ref().map(Vec::as_slice), &checkpoint.tag)
+    }
+
+    fn parts(app_id: AppId, seq: i64, hash: &[u8; 32], at: Timestamp) -> [Vec<u8>; 5] {
+        let app = app_id.to_string().into_bytes();
+        [
+            b"alter/audit-checkpoint/v1\0".to_vec(),
+            [(app.len() as u32).to_be_bytes().as_slice(), &app].concat(),
+            seq.to_be_bytes().to_vec(),
+            hash.to_vec(),
+            at.micros().to_be_bytes().to_vec(),
+        ]
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn master() -> MasterKey {
+        MasterKey::from_encoded("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=").unwrap()
+    }
+
     #[test]
-    fn the_hash_covers_content_position_and_predecessor() {
-        let h = chain_hash(&GENESIS_HASH, 1, "{}");
-        assert_ne!(h, chain_hash(&GENESIS_HASH, 2, "{}"));
-        assert_ne!(h, chain_hash(&GENESIS_HASH, 1, "{ }"));
-        assert_ne!(h, chain_hash(&[1; 32], 1, "{}"));
+    fn the_hash_covers_content_position_predecessor_and_key() {
+        let key = ChainKey::derive(&master());
+        let h = key.hash(&GENESIS_HASH, 1, "{}");
+        assert_ne!(h, key.hash(&GENESIS_HASH, 2, "{}"));
+        assert_ne!(h, key.hash(&GENESIS_HASH, 1, "{ }"));
+        assert_ne!(h, key.hash(&[1; 32], 1, "{}"));
+        assert_ne!(h, plain_chain_hash(&GENESIS_HASH, 1, "{}"));
+        let other = ChainKey::derive(&MasterKey::generate().unwrap());
+        assert_ne!(h, other.hash(&GENESIS_HASH, 1, "{}"));
+    }
+
+    #[test]
+    fn checkpoints_verify_only_unchanged_and_under_their_key() {
+        let key = CheckpointKey::derive(&master());
+        let checkpoint = key.sign(AppId::new(), 7, [3; 32], Timestamp::from_unix_seconds(9));
+        assert!(key.verifies(&checkpoint));
+        for changed in [
+            Checkpoint {
+                app_id: AppId::new(),
+                ..checkpoint.clone()
+            },
+            Checkpoint {
+                seq: 8,
+                ..checkpoint.clone()
+            },
+            Checkpoint {
+                hash: [4; 32],
+                ..checkpoint.clone()
+            },
+            Checkpoint {
+                at: Timestamp::from_unix_seconds(10),
+                ..checkpoint.clone()
+            },
+        ] {
+            assert!(!key.verifies(&changed));
+        }
+        let other = CheckpointKey::derive(&MasterKey::generate().unwrap());
+        assert!(!other.verifies(&checkpoint));
+    }
+
+    /// Rows of a chain of `versions.len()` events, each hashed the way its version says.
+    fn rows(key: &ChainKey, app: AppId, versions: &[i64]) -> Vec<ChainRow> {
+        let mut prev = GENESIS_HASH;
+        let mut out = Vec::new();
+        for (seq, version) in (1..).zip(versions) {
+            let event = AuditEvent::allow(
+                app,
+                Timestamp::from_unix_seconds(seq),
+                action::KEY_MINTED,
+                Actor::operator(),
+                Target {
+                    kind: "key".into(),
+                    id: format!("k{seq}"),
+                },
+            );
+            let body = event.canonical_body().unwrap();
+            let hash = match *version {
+                HASH_KEYED_V1 => key.hash(&prev, seq, &body),
+                _ => plain_chain_hash(&prev, seq, &body),
+            };
+            out.push(ChainRow {
+                seq,
+                id: event.id.to_string(),
+                at: event.at.micros(),
+                action: event.action.clone(),
+                decision: "allow".into(),
+                actor_key_id: None,
+                agent_id: None,
+                grant_id: None,
+                app_user_id: None,
+                target_id: Some(format!("k{seq}")),
+                body,
+                hash_version: *version,
+                prev_hash: prev.to_vec(),
+                hash: hash.to_vec(),
+            });
+            prev = hash;
+        }
+        out
+    }
+
+    fn walk(key: &ChainKey, rows: &[ChainRow]) -> Option<ChainProblem> {
+        let mut cursor = ChainCursor::START;
+        check_chain_rows(rows, key, &mut cursor).or_else(|| unvouched_plain_events(&cursor))
+    }
+
+    #[test]
+    fn unkeyed_events_verify_only_as_a_prefix_a_keyed_event_vouches_for() {
+        let key = ChainKey::derive(&master());
+        let app = AppId::new();
+        let (plain, keyed) = (HASH_PLAIN_SHA256, HASH_KEYED_V1);
+        assert_eq!(walk(&key, &rows(&key, app, &[keyed, keyed])), None);
+        assert_eq!(walk(&key, &rows(&key, app, &[plain, plain, keyed])), None);
+        let unvouched = walk(&key, &rows(&key, app, &[plain, plain])).unwrap();
+        assert!(unvouched.problem.contains("events 1 to 2"), "{unvouched:?}");
+        let downgraded = walk(&key, &rows(&key, app, &[keyed, plain, keyed])).unwrap();
+        assert_eq!(downgraded.seq, 2);
+        // Keyed hashes computed with another master key do not verify.
+        let other = ChainKey::derive(&MasterKey::generate().unwrap());
+        assert_eq!(walk(&key, &rows(&other, app, &[keyed])).unwrap().seq, 1);
     }
 
     #[test]
@@ -438,6 +636,8 @@ pub struct ChainRow {
     pub target_id: Option<String>,
     /// The hashed body.
     pub body: String,
+    /// How the hash was computed ([`HASH_PLAIN_SHA256`] or [`HASH_KEYED_V1`]).
+    pub hash_version: i64,
     /// Stored predecessor hash.
     pub prev_hash: Vec<u8>,
     /// Stored hash.
@@ -462,12 +662,42 @@ pub struct ChainReport {
     pub events: i64,
     /// The first problem; none when the chain verifies.
     pub first_problem: Option<ChainProblem>,
+    /// The sequence number of the checkpoint the chain was checked against, if one was given.
+    pub checkpoint_seq: Option<i64>,
 }
 
-/// Walks chain rows (in seq order, continuing from `prev`) and returns the first problem.
-/// `prev` is `(last seq, last hash)` of what was checked before.
-pub fn check_chain_rows(rows: &[ChainRow], prev: &mut (i64, [u8; 32])) -> Option<ChainProblem> {
+/// How far a chain walk got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChainCursor {
+    /// The last event checked (0 before the first).
+    pub seq: i64,
+    /// Its hash.
+    pub hash: [u8; 32],
+    /// Whether a keyed event was seen: plain SHA-256 events may only precede the first one.
+    pub keyed: bool,
+}
+
+impl ChainCursor {
+    /// Before the first event.
+    pub const START: ChainCursor = ChainCursor {
+        seq: 0,
+        hash: GENESIS_HASH,
+        keyed: false,
+    };
+}
+
+/// Walks chain rows (in seq order, continuing from `cursor`) and returns the first problem.
+///
+/// Plain SHA-256 events (written before chains were keyed) are accepted only before the first
+/// keyed event, whose keyed hash covers theirs; a chain that ends in plain events has nothing
+/// vouching for them, and [`unvouched_plain_events`] reports it.
+pub fn check_chain_rows(
+    rows: &[ChainRow],
+    key: &ChainKey,
+    cursor: &mut ChainCursor,
+) -> Option<ChainProblem> {
     for row in rows {
+        let prev = (cursor.seq, cursor.hash);
         let problem = |what: &str| {
             Some(ChainProblem {
                 seq: row.seq,
@@ -487,8 +717,15 @@ pub fn check_chain_rows(rows: &[ChainRow], prev: &mut (i64, [u8; 32])) -> Option
                 "does not follow its predecessor (reordered, or an event before it was removed or altered)",
             );
         }
-        let expected = chain_hash(&prev.1, row.seq, &row.body);
-        if row.hash.as_slice() != expected {
+        let expected = match row.hash_version {
+            HASH_KEYED_V1 => key.hash(&prev.1, row.seq, &row.body),
+            HASH_PLAIN_SHA256 if !cursor.keyed => plain_chain_hash(&prev.1, row.seq, &row.body),
+            HASH_PLAIN_SHA256 => {
+                return problem("altered: an unkeyed hash after the chain was keyed");
+            }
+            _ => return problem("altered: unknown hash version"),
+        };
+        if !alter_crypto::ct_eq(&row.hash, &expected) {
             return problem("altered: its content no longer matches its hash");
         }
         let Ok(event) = serde_json::from_str::<AuditEvent>(&row.body) else {
@@ -512,9 +749,28 @@ pub fn check_chain_rows(rows: &[ChainRow], prev: &mut (i64, [u8; 32])) -> Option
         if !columns_match {
             return problem("altered: a column differs from the hashed content");
         }
-        *prev = (row.seq, expected);
+        *cursor = ChainCursor {
+            seq: row.seq,
+            hash: expected,
+            keyed: row.hash_version == HASH_KEYED_V1,
+        };
     }
     None
+}
+
+/// The problem of a walk that ended on plain SHA-256 events: no keyed event vouches for them,
+/// so anyone with the database could have written them.
+pub fn unvouched_plain_events(cursor: &ChainCursor) -> Option<ChainProblem> {
+    (cursor.seq > 0 && !cursor.keyed).then(|| ChainProblem {
+        seq: 1,
+        event_id: None,
+        problem: format!(
+            "events 1 to {} carry unkeyed hashes and no keyed event follows them \
+             (the {} event is missing)",
+            cursor.seq,
+            action::AUDIT_CHAIN_KEYED
+        ),
+    })
 }
 
 /// Rows read per page when verifying.
@@ -539,42 +795,167 @@ impl crate::vault::Vault {
 
     /// Walks an app's whole chain and names the first event that was altered, removed or
     /// reordered (operator). The head is read first: events appended while the walk runs are
-    /// after it and are left for the next verification.
-    pub async fn verify_audit_chain(&self, app_id: AppId) -> crate::error::Result<ChainReport> {
+    /// after it and are left for the next verification. With a `checkpoint`, the chain must
+    /// also still reach it: the event at its position must carry its hash.
+    pub async fn verify_audit_chain(
+        &self,
+        app_id: AppId,
+        checkpoint: Option<&Checkpoint>,
+    ) -> crate::error::Result<ChainReport> {
         self.get_app(app_id).await?;
+        let report = |events: i64, first_problem: Option<ChainProblem>| ChainReport {
+            events,
+            first_problem,
+            checkpoint_seq: checkpoint.map(|c| c.seq),
+        };
+        if let Some(problem) = checkpoint.and_then(|c| self.unusable_checkpoint(app_id, c)) {
+            return Ok(report(0, Some(problem)));
+        }
         let (head_seq, head_hash) = self.store().chain_head(app_id).await?.unwrap_or_default();
-        let mut prev = (0, GENESIS_HASH);
-        while prev.0 < head_seq {
-            let mut rows = self.store().chain_rows(app_id, prev.0, VERIFY_PAGE).await?;
+        let mut cursor = ChainCursor::START;
+        // The hash of the checkpoint's event as the walk met it.
+        let mut at_checkpoint = checkpoint.filter(|c| c.seq == 0).map(|_| GENESIS_HASH);
+        while cursor.seq < head_seq {
+            let mut rows = self
+                .store()
+                .chain_rows(app_id, cursor.seq, VERIFY_PAGE)
+                .await?;
             rows.retain(|row| row.seq <= head_seq);
-            if let Some(problem) = check_chain_rows(&rows, &mut prev) {
-                return Ok(ChainReport {
-                    events: problem.seq - 1,
-                    first_problem: Some(problem),
-                });
+            let problem = check_chain_rows(&rows, self.chain_key(), &mut cursor);
+            let met = checkpoint.and_then(|c| rows.iter().find(|r| r.seq == c.seq));
+            if let Some(row) = met.filter(|r| r.seq <= cursor.seq) {
+                at_checkpoint = row.hash.as_slice().try_into().ok();
+            }
+            if let Some(problem) = problem {
+                return Ok(report(problem.seq - 1, Some(problem)));
             }
             if rows.is_empty() {
                 break;
             }
         }
-        let first_problem = if prev.0 < head_seq {
+        let first_problem = if cursor.seq < head_seq {
             Some(ChainProblem {
-                seq: prev.0 + 1,
+                seq: cursor.seq + 1,
                 event_id: None,
-                problem: format!("events {} to {head_seq} are missing", prev.0 + 1),
+                problem: format!("events {} to {head_seq} are missing", cursor.seq + 1),
             })
-        } else if head_hash.as_slice() != prev.1 && head_seq > 0 {
+        } else if head_hash.as_slice() != cursor.hash && head_seq > 0 {
             Some(ChainProblem {
-                seq: prev.0,
+                seq: cursor.seq,
                 event_id: None,
                 problem: "the chain head does not match its last event".into(),
             })
+        } else if let Some(problem) = unvouched_plain_events(&cursor) {
+            Some(problem)
         } else {
-            None
+            checkpoint.and_then(|c| missed_checkpoint(c, cursor.seq, at_checkpoint))
         };
-        Ok(ChainReport {
-            events: prev.0,
-            first_problem,
+        Ok(report(cursor.seq, first_problem))
+    }
+
+    /// Why a checkpoint cannot be verified against this app's chain, if it cannot.
+    fn unusable_checkpoint(&self, app_id: AppId, checkpoint: &Checkpoint) -> Option<ChainProblem> {
+        let problem = if !self.checkpoint_key().verifies(checkpoint) {
+            "the checkpoint's signature does not verify (altered, forged, or from another vault)"
+                .to_owned()
+        } else if checkpoint.app_id != app_id {
+            format!(
+                "the checkpoint is of app {}, not of app {app_id}",
+                checkpoint.app_id
+            )
+        } else {
+            return None;
+        };
+        Some(ChainProblem {
+            seq: checkpoint.seq,
+            event_id: None,
+            problem,
         })
+    }
+
+    /// A signed checkpoint of an app's chain head (operator), to keep outside the database.
+    /// Only a head whose event verifies under the chain key is signed.
+    pub async fn audit_checkpoint(&self, app_id: AppId) -> crate::error::Result<Checkpoint> {
+        self.get_app(app_id).await?;
+        let (head_seq, head_hash) = self.store().chain_head(app_id).await?.unwrap_or_default();
+        let hash = if head_seq == 0 {
+            GENESIS_HASH
+        } else {
+            let rows = self.store().chain_rows(app_id, head_seq - 1, 1).await?;
+            let head_event = rows
+                .into_iter()
+                .next()
+                .filter(|row| row.seq == head_seq && row.hash == head_hash)
+                .filter(|row| row.hash_version == HASH_KEYED_V1)
+                .and_then(|row| {
+                    let prev: [u8; 32] = row.prev_hash.as_slice().try_into().ok()?;
+                    let hash = self.chain_key().hash(&prev, row.seq, &row.body);
+                    alter_crypto::ct_eq(&row.hash, &hash).then_some(hash)
+                });
+            head_event.ok_or_else(|| {
+                crate::error::Error::Conflict(
+                    "the audit chain's head does not verify: run `alter audit verify`".into(),
+                )
+            })?
+        };
+        Ok(self
+            .checkpoint_key()
+            .sign(app_id, head_seq, hash, self.now()))
+    }
+
+    /// Appends an `audit.chain_keyed` event to every chain that ends on an unkeyed event, so
+    /// that its keyed hash vouches for the events written before chains were keyed. Run when
+    /// the vault opens, before it serves.
+    pub(crate) async fn key_legacy_audit_chains(&self) -> crate::error::Result<()> {
+        for app_id in self.store().unkeyed_audit_chains().await? {
+            let event = AuditEvent::allow(
+                app_id,
+                self.now(),
+                action::AUDIT_CHAIN_KEYED,
+                Actor::system(),
+                Target {
+                    kind: "app".into(),
+                    id: app_id.to_string(),
+                },
+            );
+            self.store().append_event(&event).await?;
+        }
+        Ok(())
+    }
+}
+
+/// The problem of a chain that no longer reaches `checkpoint`: its walk ended at `last_seq`
+/// and met `at_checkpoint` at the checkpoint's position.
+fn missed_checkpoint(
+    checkpoint: &Checkpoint,
+    last_seq: i64,
+    at_checkpoint: Option<[u8; 32]>,
+) -> Option<ChainProblem> {
+    if last_seq < checkpoint.seq {
+        return Some(ChainProblem {
+            seq: last_seq + 1,
+            event_id: None,
+            problem: format!(
+                "events {} to {} are missing: the log no longer reaches the checkpoint \
+                 (event {}, {} at {})",
+                last_seq + 1,
+                checkpoint.seq,
+                checkpoint.seq,
+                hex::encode(checkpoint.hash),
+                checkpoint.at.to_rfc3339(),
+            ),
+        });
+    }
+    match at_checkpoint {
+        Some(hash) if alter_crypto::ct_eq(&hash, &checkpoint.hash) => None,
+        found => Some(ChainProblem {
+            seq: checkpoint.seq,
+            event_id: None,
+            problem: format!(
+                "the event at the checkpoint has hash {}, the checkpoint says {}",
+                found.map(hex::encode).unwrap_or_else(|| "none".into()),
+                hex::encode(checkpoint.hash)
+            ),
+        }),
     }
 }

@@ -219,6 +219,10 @@ pub trait AuditStore: Send + Sync {
         event: AuditEvent,
         touch: Option<(GrantId, Timestamp)>,
     ) -> StoreResult<()>;
+    /// Appends an event that goes with no other change.
+    async fn append_event(&self, event: &AuditEvent) -> StoreResult<()>;
+    /// Apps whose chain ends on an event with an unkeyed (plain SHA-256) hash.
+    async fn unkeyed_audit_chains(&self) -> StoreResult<Vec<AppId>>;
     /// Active, unexpired grants of a managed secret that `viewer` may release, with `label` if
     /// given, oldest first, at most `limit`: for the app itself only its system grants; for a
     /// user their own and their groups' grants; for an agent its own and its delegations.

@@ -239,7 +239,7 @@ impl Vault {
             injection,
             allowed_hosts,
             limits: new.limits,
-            sealed_value: self.seal_value(app_id, id, new.value.expose_secret())?,
+            sealed_value: self.seal_value(app_id, id, 1, now, new.value.expose_secret())?,
             value_version: 1,
             created_at: now,
             rotated_at: None,
@@ -279,7 +279,13 @@ impl Vault {
         validate_value(secret.secret_type, &secret.injection, value.expose_secret())?;
         let now = self.now();
         let rotated = ManagedSecret {
-            sealed_value: self.seal_value(app_id, secret.id, value.expose_secret())?,
+            sealed_value: self.seal_value(
+                app_id,
+                secret.id,
+                secret.value_version + 1,
+                now,
+                value.expose_secret(),
+            )?,
             value_version: secret.value_version + 1,
             rotated_at: Some(now),
             ..secret
@@ -319,27 +325,44 @@ impl Vault {
     /// Opens a secret's value, for the one request that injects it.
     pub fn open_secret_value(&self, secret: &ManagedSecret) -> Result<Zeroizing<Vec<u8>>> {
         let (app, record) = (secret.app_id.to_string(), secret.id.to_string());
-        Ok(self.keyring().open(
+        let set_at = secret.rotated_at.unwrap_or(secret.created_at);
+        Ok(self.keyring().open_versioned(
             Binding {
                 kind: VALUE_KIND,
                 app_id: &app,
                 record_id: &record,
             },
+            &value_revision(secret.value_version, set_at),
             &secret.sealed_value,
         )?)
     }
 
-    fn seal_value(&self, app_id: AppId, id: SecretId, value: &str) -> Result<Vec<u8>> {
+    fn seal_value(
+        &self,
+        app_id: AppId,
+        id: SecretId,
+        value_version: i64,
+        set_at: Timestamp,
+        value: &str,
+    ) -> Result<Vec<u8>> {
         let (app, record) = (app_id.to_string(), id.to_string());
-        Ok(self.keyring().seal(
+        Ok(self.keyring().seal_versioned(
             Binding {
                 kind: VALUE_KIND,
                 app_id: &app,
                 record_id: &record,
             },
+            &value_revision(value_version, set_at),
             value.as_bytes(),
         )?)
     }
+}
+
+/// What a sealed value's AAD binds besides its record: its version and the instant it was set
+/// (creation or last rotation). An earlier ciphertext copied back into the row fails to open,
+/// even with the version column rewritten back to match it.
+fn value_revision(value_version: i64, set_at: Timestamp) -> String {
+    format!("{value_version}@{}", set_at.micros())
 }
 
 fn secret_event(secret: &ManagedSecret, action: &str, at: Timestamp) -> AuditEvent {

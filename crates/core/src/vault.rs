@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use alter_crypto::{Keyring, MasterKey};
 
+use crate::audit::{ChainKey, CheckpointKey};
 use crate::error::Result;
 use crate::identity::TokenVerifier;
 use crate::ports::{Store, StoreError};
@@ -37,6 +38,8 @@ impl Default for Settings {
 pub struct Vault {
     store: Arc<dyn Store>,
     keyring: Arc<Keyring>,
+    chain_key: ChainKey,
+    checkpoint_key: CheckpointKey,
     clock: Arc<dyn Clock>,
     verifier: Arc<dyn TokenVerifier>,
     settings: Settings,
@@ -77,13 +80,17 @@ impl Vault {
             .iter()
             .map(|w| master.unwrap_kek(w))
             .collect::<std::result::Result<Vec<_>, _>>()?;
-        Ok(Vault {
+        let vault = Vault {
             store,
             keyring: Arc::new(Keyring::new(keks)?),
+            chain_key: ChainKey::derive(master),
+            checkpoint_key: CheckpointKey::derive(master),
             clock,
             verifier,
             settings,
-        })
+        };
+        vault.key_legacy_audit_chains().await?;
+        Ok(vault)
     }
 
     /// The current instant of the injected clock.
@@ -112,5 +119,13 @@ impl Vault {
 
     pub(crate) fn keyring(&self) -> &Keyring {
         &self.keyring
+    }
+
+    pub(crate) fn chain_key(&self) -> &ChainKey {
+        &self.chain_key
+    }
+
+    pub(crate) fn checkpoint_key(&self) -> &CheckpointKey {
+        &self.checkpoint_key
     }
 }

@@ -12,13 +12,15 @@ use base64::engine::general_purpose::STANDARD;
 use secrecy::{ExposeSecret, SecretBox, SecretString};
 use zeroize::Zeroizing;
 
-use crate::{CryptoError, random_bytes};
+use crate::{CryptoError, MacKey, random_bytes};
 
 const KEY_LEN: usize = 32;
 const TAG_LEN: usize = 16;
-/// Format byte of sealed blobs written by this version.
+/// Format byte of blobs whose AAD is the binding alone.
 const BLOB_FORMAT_V1: u8 = 1;
-/// Header of a v1 blob: format, KEK version, DEK nonce, wrapped DEK, data nonce.
+/// Format byte of blobs whose AAD also binds the value's version ([`Keyring::seal_versioned`]).
+const BLOB_FORMAT_VERSIONED: u8 = 2;
+/// Header of a blob: format, KEK version, DEK nonce, wrapped DEK, data nonce.
 const BLOB_HEADER_LEN: usize = 1 + 4 + NONCE_LEN + KEY_LEN + TAG_LEN + NONCE_LEN;
 
 /// What a sealed value is bound to. Opening with any other binding fails.
@@ -33,10 +35,12 @@ pub struct Binding<'a> {
 }
 
 impl Binding<'_> {
-    /// Length-prefixed encoding, so no two bindings share an encoding.
-    fn encode(&self, purpose: &str) -> Vec<u8> {
+    /// Length-prefixed encoding, so no two bindings share an encoding. `version` is `None` for
+    /// format-1 blobs (written before versions were bound), which keeps them opening.
+    fn encode(&self, purpose: &str, version: Option<&str>) -> Vec<u8> {
         let mut out = Vec::with_capacity(64);
-        for part in ["alter/v1", purpose, self.kind, self.app_id, self.record_id] {
+        let parts = ["alter/v1", purpose, self.kind, self.app_id, self.record_id];
+        for part in parts.into_iter().chain(version) {
             out.extend_from_slice(&(part.len() as u32).to_be_bytes());
             out.extend_from_slice(part.as_bytes());
         }
@@ -82,6 +86,12 @@ impl MasterKey {
 
     fn aead(&self) -> Result<LessSafeKey, CryptoError> {
         aead_key(self.0.expose_secret())
+    }
+
+    /// A MAC key for `purpose` (such as `audit-chain/v1`), derived from the master key and
+    /// never stored.
+    pub fn derive_mac_key(&self, purpose: &str) -> MacKey {
+        MacKey::derive(self.0.expose_secret(), purpose)
     }
 
     fn kek_aad(version: u32) -> String {
@@ -190,16 +200,37 @@ impl Keyring {
 
     /// Seals `plaintext` under a fresh data key bound to `binding`.
     pub fn seal(&self, binding: Binding<'_>, plaintext: &[u8]) -> Result<Vec<u8>, CryptoError> {
+        self.seal_blob(BLOB_FORMAT_V1, binding, None, plaintext)
+    }
+
+    /// Seals `plaintext` bound to `binding` and to `version`, the value's version within its
+    /// record: a ciphertext of an earlier version copied back into the record fails to open.
+    pub fn seal_versioned(
+        &self,
+        binding: Binding<'_>,
+        version: &str,
+        plaintext: &[u8],
+    ) -> Result<Vec<u8>, CryptoError> {
+        self.seal_blob(BLOB_FORMAT_VERSIONED, binding, Some(version), plaintext)
+    }
+
+    fn seal_blob(
+        &self,
+        format: u8,
+        binding: Binding<'_>,
+        version: Option<&str>,
+        plaintext: &[u8],
+    ) -> Result<Vec<u8>, CryptoError> {
         let kek = self.keks.get(&self.current).ok_or(CryptoError::NoKek)?;
         let dek = Zeroizing::new(random_bytes::<KEY_LEN>()?);
-        let wrapped_dek = seal_raw(&kek.key, &binding.encode("dek"), dek.as_slice())?;
+        let wrapped_dek = seal_raw(&kek.key, &binding.encode("dek", version), dek.as_slice())?;
         let data = seal_raw(
             &aead_key(dek.as_slice())?,
-            &binding.encode("data"),
+            &binding.encode("data", version),
             plaintext,
         )?;
         let mut blob = Vec::with_capacity(1 + 4 + wrapped_dek.len() + data.len());
-        blob.push(BLOB_FORMAT_V1);
+        blob.push(format);
         blob.extend_from_slice(&self.current.to_be_bytes());
         blob.extend_from_slice(&wrapped_dek);
         blob.extend_from_slice(&data);
@@ -213,17 +244,42 @@ impl Keyring {
         binding: Binding<'_>,
         blob: &[u8],
     ) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
-        if blob.len() < BLOB_HEADER_LEN + TAG_LEN || blob[0] != BLOB_FORMAT_V1 {
+        self.open_blob(binding, None, blob)
+    }
+
+    /// Opens what [`Self::seal_versioned`] sealed for `version`, or a blob sealed by
+    /// [`Self::seal`] before the record's versions were bound (such blobs bind no version).
+    pub fn open_versioned(
+        &self,
+        binding: Binding<'_>,
+        version: &str,
+        blob: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+        self.open_blob(binding, Some(version), blob)
+    }
+
+    fn open_blob(
+        &self,
+        binding: Binding<'_>,
+        version: Option<&str>,
+        blob: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+        if blob.len() < BLOB_HEADER_LEN + TAG_LEN {
             return Err(CryptoError::CannotOpen);
         }
-        let version = u32::from_be_bytes([blob[1], blob[2], blob[3], blob[4]]);
+        let version = match (blob[0], version) {
+            (BLOB_FORMAT_V1, _) => None,
+            (BLOB_FORMAT_VERSIONED, Some(version)) => Some(version),
+            _ => return Err(CryptoError::CannotOpen),
+        };
+        let kek_version = u32::from_be_bytes([blob[1], blob[2], blob[3], blob[4]]);
         let kek = self
             .keks
-            .get(&version)
-            .ok_or(CryptoError::UnknownKekVersion(version))?;
+            .get(&kek_version)
+            .ok_or(CryptoError::UnknownKekVersion(kek_version))?;
         let (wrapped_dek, data) = blob[5..].split_at(NONCE_LEN + KEY_LEN + TAG_LEN);
-        let dek = open_raw(&kek.key, &binding.encode("dek"), wrapped_dek)?;
-        open_raw(&aead_key(&dek)?, &binding.encode("data"), data)
+        let dek = open_raw(&kek.key, &binding.encode("dek", version), wrapped_dek)?;
+        open_raw(&aead_key(&dek)?, &binding.encode("data", version), data)
     }
 }
 
@@ -375,6 +431,56 @@ mod tests {
         );
         let fresh = ring.seal(binding("r1"), b"v2 value").unwrap();
         assert_eq!(u32::from_be_bytes(fresh[1..5].try_into().unwrap()), 2);
+    }
+
+    #[test]
+    fn a_versioned_ciphertext_opens_only_at_its_version() {
+        let (_, ring, _) = keyring();
+        let v1 = ring.seal_versioned(binding("r1"), "1", b"old").unwrap();
+        let v2 = ring.seal_versioned(binding("r1"), "2", b"new").unwrap();
+        assert_eq!(
+            ring.open_versioned(binding("r1"), "2", &v2)
+                .unwrap()
+                .as_slice(),
+            b"new"
+        );
+        // The old ciphertext copied over the current (version 2) value does not open.
+        assert!(matches!(
+            ring.open_versioned(binding("r1"), "2", &v1),
+            Err(CryptoError::CannotOpen)
+        ));
+        assert!(ring.open_versioned(binding("r2"), "1", &v1).is_err());
+        // A versioned blob never opens as an unversioned one, nor with its format byte
+        // turned back to the unversioned format.
+        assert!(ring.open(binding("r1"), &v1).is_err());
+        let mut downgraded = v1.clone();
+        downgraded[0] = BLOB_FORMAT_V1;
+        assert!(
+            ring.open_versioned(binding("r1"), "1", &downgraded)
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn values_sealed_before_versions_were_bound_still_open() {
+        let (_, ring, _) = keyring();
+        let legacy = ring.seal(binding("r1"), b"legacy").unwrap();
+        assert_eq!(
+            ring.open_versioned(binding("r1"), "7", &legacy)
+                .unwrap()
+                .as_slice(),
+            b"legacy"
+        );
+    }
+
+    #[test]
+    fn derived_mac_keys_depend_on_the_master_key() {
+        let master = MasterKey::generate().unwrap();
+        let again = MasterKey::from_encoded(master.encode().expose_secret()).unwrap();
+        let tag = master.derive_mac_key("audit-chain/v1").tag(&[b"x"]);
+        assert_eq!(tag, again.derive_mac_key("audit-chain/v1").tag(&[b"x"]));
+        let other = MasterKey::generate().unwrap();
+        assert_ne!(tag, other.derive_mac_key("audit-chain/v1").tag(&[b"x"]));
     }
 
     #[test]

@@ -3,8 +3,10 @@
 
 mod envelope;
 pub mod keys;
+mod mac;
 
 pub use envelope::{Binding, Kek, Keyring, MasterKey, WrappedKek};
+pub use mac::MacKey;
 pub use secrecy::{ExposeSecret, SecretString};
 pub use zeroize::Zeroizing;
 

@@ -384,6 +384,34 @@ pub struct AuditPage {
     pub next_cursor: Option<String>,
 }
 
+/// A signed head of an app's audit chain (`GET /admin/v1/apps/{app}/audit/checkpoint`), to
+/// keep outside the database and verify the log against later. Only the server holding the
+/// master key can issue or check one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditCheckpointView {
+    /// The app.
+    pub app_id: String,
+    /// Sequence number of the chain head.
+    pub seq: i64,
+    /// Hash of the event at `seq` (hex).
+    pub hash: String,
+    /// When it was taken (RFC 3339, microseconds).
+    pub at: String,
+    /// HMAC-SHA256 over the fields above under a key derived from the master key (hex).
+    pub tag: String,
+}
+
+/// `POST /admin/v1/apps/{app}/audit/verify`: an empty body walks the chain; with a checkpoint
+/// the chain must also still reach it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyAuditRequest {
+    /// A checkpoint from `alter audit checkpoint`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint: Option<AuditCheckpointView>,
+}
+
 /// `POST /admin/v1/apps/{app}/audit/verify`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ChainReportView {
@@ -394,6 +422,9 @@ pub struct ChainReportView {
     /// The first problem.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub first_problem: Option<ChainProblemView>,
+    /// Position of the checkpoint the chain was checked against, when one was given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint_seq: Option<i64>,
 }
 
 /// Where a chain breaks.

@@ -3,6 +3,7 @@
 
 use alter_proto::admin::{
     CreateAppRequest, ItemList, RevokeRequest, RotateAppKeyRequest, RotateSecretRequest,
+    VerifyAuditRequest,
 };
 use alter_proto::signing::{encode_path_segment, encode_query};
 use reqwest::Method;
@@ -14,9 +15,9 @@ use crate::transport::{DEFAULT_TIMEOUT, Mapper, decode, execute, http_client, va
 
 // What `AdminClient` takes and returns, so that its users need no other crate.
 pub use alter_proto::admin::{
-    AgentListQuery, AppInfo, AuditEventView, AuditPage, AuditQuery, ChainProblemView,
-    ChainReportView, CreateDelegationRequest, CreateSecretRequest, GrantListQuery, IdpInfo,
-    IdpRequest, InjectionRuleBody, MintKeyRequest, SecretInfo,
+    AgentListQuery, AppInfo, AuditCheckpointView, AuditEventView, AuditPage, AuditQuery,
+    ChainProblemView, ChainReportView, CreateDelegationRequest, CreateSecretRequest,
+    GrantListQuery, IdpInfo, IdpRequest, InjectionRuleBody, MintKeyRequest, SecretInfo,
 };
 pub use alter_proto::agents::{AgentInfo, AgentList};
 pub use alter_proto::grants::{DelegationResult, GrantItem, GrantList};
@@ -293,6 +294,26 @@ impl AdminClient {
     pub async fn verify_audit(&self, app_id: &str) -> Result<ChainReportView, Error> {
         let path = format!("/apps/{}/audit/verify", encode_path_segment(app_id));
         self.call::<_, ()>(Method::POST, &path, None).await
+    }
+
+    /// [`Self::verify_audit`], and the chain must also still reach `checkpoint` (from
+    /// [`Self::audit_checkpoint`]): its event must be there with the hash it had.
+    pub async fn verify_audit_against(
+        &self,
+        app_id: &str,
+        checkpoint: AuditCheckpointView,
+    ) -> Result<ChainReportView, Error> {
+        let path = format!("/apps/{}/audit/verify", encode_path_segment(app_id));
+        let request = VerifyAuditRequest {
+            checkpoint: Some(checkpoint),
+        };
+        self.call(Method::POST, &path, Some(&request)).await
+    }
+
+    /// A signed checkpoint of the app's audit chain head, to keep outside the database.
+    pub async fn audit_checkpoint(&self, app_id: &str) -> Result<AuditCheckpointView, Error> {
+        let path = format!("/apps/{}/audit/checkpoint", encode_path_segment(app_id));
+        self.call::<_, ()>(Method::GET, &path, None).await
     }
 }
 

@@ -71,6 +71,9 @@ pub struct Config {
     /// and still count when no fresh token comes with the request.
     #[serde(default = "default_group_membership_max_age")]
     pub group_membership_max_age_seconds: i64,
+    /// How often every app's signed audit checkpoint is logged; 0 turns it off.
+    #[serde(default = "default_audit_checkpoint_interval")]
+    pub audit_checkpoint_interval_seconds: u64,
     /// Database tuning.
     #[serde(default)]
     pub database: DatabaseConfig,
@@ -94,6 +97,10 @@ fn default_derived_ttl_hours() -> i64 {
 
 fn default_group_membership_max_age() -> i64 {
     24 * 3600
+}
+
+fn default_audit_checkpoint_interval() -> u64 {
+    3600
 }
 
 /// A configuration that cannot be used; the message says what to fix.
@@ -123,6 +130,11 @@ const ENV_KEYS: &[(&str, &str, EnvKind)] = &[
     (
         "ALTER_GROUP_MEMBERSHIP_MAX_AGE_SECONDS",
         "group_membership_max_age_seconds",
+        EnvKind::Integer,
+    ),
+    (
+        "ALTER_AUDIT_CHECKPOINT_INTERVAL_SECONDS",
+        "audit_checkpoint_interval_seconds",
         EnvKind::Integer,
     ),
 ];

@@ -6,6 +6,7 @@
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use alter_core::Settings;
 use alter_core::keys::MintKey;
@@ -94,6 +95,7 @@ pub async fn prepare(
         max_body_bytes: 1024 * 1024,
         vault: Settings::default(),
         clock: Arc::new(SystemClock),
+        audit_checkpoint_interval: Some(Duration::from_secs(3600)),
     })
     .await?;
     restrict_database_files(&sqlite_file);

@@ -2,6 +2,7 @@
 //! [`Server::run_until_stopped`]), authentication, routes, and the one place errors become HTTP.
 
 pub mod auth;
+mod checkpoints;
 pub mod config;
 pub mod dev;
 pub mod error;
@@ -16,6 +17,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use alter_core::audit::ChainKey;
 use alter_core::time::{Clock, SystemClock};
 use alter_core::{Settings, Vault};
 use alter_crypto::{ExposeSecret, MasterKey, SecretString};
@@ -83,6 +85,8 @@ pub struct ServerSettings {
     pub vault: Settings,
     /// The clock (a manual one in tests).
     pub clock: Arc<dyn Clock>,
+    /// How often to log a signed checkpoint of every app's audit chain; `None`: never.
+    pub audit_checkpoint_interval: Option<Duration>,
 }
 
 impl ServerSettings {
@@ -131,6 +135,8 @@ impl ServerSettings {
                 group_membership_max_age_seconds: config.group_membership_max_age_seconds,
             },
             clock: Arc::new(SystemClock),
+            audit_checkpoint_interval: (config.audit_checkpoint_interval_seconds > 0)
+                .then(|| Duration::from_secs(config.audit_checkpoint_interval_seconds)),
         })
     }
 }
@@ -142,6 +148,7 @@ pub struct Server {
     state: AppState,
     store: SqlStore,
     base_path: String,
+    audit_checkpoint_interval: Option<Duration>,
 }
 
 impl Server {
@@ -186,6 +193,7 @@ impl Server {
             },
             store,
             base_path: settings.base_path,
+            audit_checkpoint_interval: settings.audit_checkpoint_interval,
         })
     }
 
@@ -221,6 +229,12 @@ impl Server {
                 .layer(telemetry::http_trace_layer()),
         );
         let pruner = tokio::spawn(prune_nonces(self.state.vault.clone()));
+        let checkpointer = self.audit_checkpoint_interval.map(|every| {
+            tokio::spawn(checkpoints::log_audit_checkpoints(
+                self.state.vault.clone(),
+                every,
+            ))
+        });
         let served = axum::serve(
             self.listener,
             app.into_make_service_with_connect_info::<SocketAddr>(),
@@ -228,13 +242,17 @@ impl Server {
         .with_graceful_shutdown(shutdown)
         .await;
         pruner.abort();
+        if let Some(job) = checkpointer {
+            job.abort();
+        }
         self.store.close().await;
         served
     }
 }
 
 async fn migrated_store(settings: &ServerSettings) -> Result<SqlStore, StartupError> {
-    let store = SqlStore::connect(&settings.database_url, &settings.store_options)
+    let chain = ChainKey::derive(&settings.master_key);
+    let store = SqlStore::connect(&settings.database_url, &settings.store_options, chain)
         .await
         .map_err(|e| StartupError::Database(e.to_string()))?;
     store

@@ -126,7 +126,7 @@ impl AgentStore for SqlStore {
             .await
             .map_err(conflict_as("idempotency_key"))?;
         }
-        audit::append(&mut tx, event).await?;
+        audit::append(&mut tx, &self.chain, event).await?;
         tx.commit().await.map_err(db_error)
     }
 
@@ -204,7 +204,7 @@ impl AgentStore for SqlStore {
             return Ok(false);
         }
         for event in events {
-            audit::append(&mut tx, event).await?;
+            audit::append(&mut tx, &self.chain, event).await?;
         }
         tx.commit().await.map_err(db_error)?;
         Ok(true)
@@ -229,12 +229,12 @@ impl AgentStore for SqlStore {
             .execute(&mut *tx)
             .await
             .map_err(db_error)?;
-        audit::append(&mut tx, event).await?;
+        audit::append(&mut tx, &self.chain, event).await?;
         grants::revoke_subtree(
             &mut tx,
+            &self.chain,
             value.app_id,
-            "agent_id",
-            &value.id.to_string(),
+            ("agent_id", &value.id.to_string()),
             at,
             Some("agent deleted"),
             template,

@@ -40,7 +40,7 @@ impl AppStore for SqlStore {
             .execute(&mut *tx)
             .await
             .map_err(db_error)?;
-        audit::append(&mut tx, event).await?;
+        audit::append(&mut tx, &self.chain, event).await?;
         tx.commit().await.map_err(db_error)
     }
 

@@ -1,6 +1,6 @@
 //! Appending audit events to an app's hash chain, inside the caller's transaction.
 
-use alter_core::audit::{AuditEvent, chain_hash};
+use alter_core::audit::{AuditEvent, ChainKey, HASH_KEYED_V1};
 use alter_core::ids::AppId;
 use alter_core::ports::{StoreError, StoreResult};
 use sqlx::AnyConnection;
@@ -11,12 +11,16 @@ use crate::rows::{get, hash32};
 /// Appends `event` to its app's chain. The head row's `UPDATE` both allocates the sequence
 /// number and locks the chain until the transaction ends, so concurrent writers on PostgreSQL
 /// line up behind each other; SQLite has a single writer anyway.
-pub async fn append(conn: &mut AnyConnection, event: &AuditEvent) -> StoreResult<()> {
-    append_all(conn, &[event]).await
+pub async fn append(
+    conn: &mut AnyConnection,
+    key: &ChainKey,
+    event: &AuditEvent,
+) -> StoreResult<()> {
+    append_all(conn, key, &[event]).await
 }
 
 /// Columns of one `audit_events` row, in insert order.
-const COLUMNS: usize = 14;
+const COLUMNS: usize = 15;
 /// Rows per `INSERT` statement (well under every engine's bind-parameter limit).
 const ROWS_PER_INSERT: usize = 64;
 
@@ -24,7 +28,12 @@ const ROWS_PER_INSERT: usize = 64;
 /// many events there are: one head `UPDATE` reserves all of an app's sequence numbers (and
 /// locks its chain), the hashes are chained in memory, the rows go in multi-row `INSERT`s and
 /// one more `UPDATE` moves the head. The group-commit writer appends a whole batch this way.
-pub async fn append_all(conn: &mut AnyConnection, events: &[&AuditEvent]) -> StoreResult<()> {
+/// Hashes are keyed with `key` (version [`HASH_KEYED_V1`]).
+pub async fn append_all(
+    conn: &mut AnyConnection,
+    key: &ChainKey,
+    events: &[&AuditEvent],
+) -> StoreResult<()> {
     let mut apps: Vec<AppId> = Vec::new();
     for event in events {
         if !apps.contains(&event.app_id) {
@@ -53,7 +62,7 @@ pub async fn append_all(conn: &mut AnyConnection, events: &[&AuditEvent]) -> Sto
             let body = event
                 .canonical_body()
                 .map_err(|e| StoreError::Other(e.to_string()))?;
-            let hash = chain_hash(&prev, seq, &body);
+            let hash = key.hash(&prev, seq, &body);
             rows.push(Row {
                 event,
                 seq,
@@ -96,7 +105,7 @@ async fn insert_rows(conn: &mut AnyConnection, app: &str, rows: &[Row<'_>]) -> S
         .collect();
     let sql = format!(
         "INSERT INTO audit_events (app_id, seq, id, at, action, decision, actor_key_id, agent_id, \
-         grant_id, app_user_id, target_id, body, prev_hash, hash) VALUES {}",
+         grant_id, app_user_id, target_id, body, prev_hash, hash, hash_version) VALUES {}",
         values.join(", ")
     );
     // One prepared statement per row count would crowd the statement cache.
@@ -126,7 +135,8 @@ async fn insert_rows(conn: &mut AnyConnection, app: &str, rows: &[Row<'_>]) -> S
             .bind(target)
             .bind(row.body.clone())
             .bind(row.prev.to_vec())
-            .bind(row.hash.to_vec());
+            .bind(row.hash.to_vec())
+            .bind(HASH_KEYED_V1);
     }
     query.execute(&mut *conn).await.map_err(db_error)?;
     Ok(())

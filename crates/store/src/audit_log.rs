@@ -1,6 +1,6 @@
 //! The audit log as credential use writes and reads it.
 
-use alter_core::audit::{AuditEvent, ChainRow, EventFilter, StoredEvent};
+use alter_core::audit::{AuditEvent, ChainRow, EventFilter, HASH_PLAIN_SHA256, StoredEvent};
 use alter_core::grants::{Grant, Viewer};
 use alter_core::ids::{AppId, GrantId, SecretId};
 use alter_core::ports::{AuditStore, StoreError, StoreResult};
@@ -23,6 +23,25 @@ impl AuditStore for SqlStore {
             ops.push(Op::TouchGrant { id, at });
         }
         self.group.run(ops).await.map(drop)
+    }
+
+    async fn append_event(&self, event: &AuditEvent) -> StoreResult<()> {
+        let mut tx = self.write.begin().await.map_err(db_error)?;
+        audit::append(&mut tx, &self.chain, event).await?;
+        tx.commit().await.map_err(db_error)
+    }
+
+    async fn unkeyed_audit_chains(&self) -> StoreResult<Vec<AppId>> {
+        let query = sqlx::query(
+            "SELECT h.app_id FROM audit_heads h JOIN audit_events e \
+             ON e.app_id = h.app_id AND e.seq = h.seq WHERE e.hash_version = $1",
+        )
+        .bind(HASH_PLAIN_SHA256);
+        fetch_all(&self.read, query, |row| {
+            let app: String = get(row, "app_id")?;
+            AppId::parse(&app).ok_or_else(|| StoreError::Corrupt("audit head app id".into()))
+        })
+        .await
     }
 
     async fn release_candidates(
@@ -103,7 +122,7 @@ impl AuditStore for SqlStore {
     ) -> StoreResult<Vec<ChainRow>> {
         let query = sqlx::query(
             "SELECT seq, id, at, action, decision, actor_key_id, agent_id, grant_id, app_user_id, \
-             target_id, body, prev_hash, hash FROM audit_events \
+             target_id, body, hash_version, prev_hash, hash FROM audit_events \
              WHERE app_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
         )
         .bind(app.to_string())
@@ -122,6 +141,7 @@ impl AuditStore for SqlStore {
                 app_user_id: get(row, "app_user_id")?,
                 target_id: get(row, "target_id")?,
                 body: get(row, "body")?,
+                hash_version: get(row, "hash_version")?,
                 prev_hash: get(row, "prev_hash")?,
                 hash: get(row, "hash")?,
             })
@@ -153,7 +173,7 @@ impl AuditStore for SqlStore {
             .execute(&mut *tx)
             .await
             .map_err(db_error)?;
-        audit::append(&mut tx, event).await?;
+        audit::append(&mut tx, &self.chain, event).await?;
         tx.commit().await.map_err(db_error)
     }
 }

@@ -4,7 +4,7 @@
 //! unfiltered app listing reads a page as the range `seq ∈ (offset, offset + limit]` and its
 //! total from the counter: constant time at any depth of a million grants.
 
-use alter_core::audit::AuditEvent;
+use alter_core::audit::{AuditEvent, ChainKey};
 use alter_core::grants::{
     CreatedBy, Grant, GrantFilter, GrantKind, GrantStateFilter, GrantStatus, GrantView, Principal,
     SecretSummary, Viewer,
@@ -211,6 +211,7 @@ pub(crate) async fn insert(conn: &mut AnyConnection, grant: &Grant, seq: i64) ->
 /// Runs an `UPDATE … RETURNING id` that revokes grants and writes one event per revoked grant.
 pub(crate) async fn record_revocations(
     conn: &mut AnyConnection,
+    chain: &ChainKey,
     query: AnyQuery<'_>,
     template: &AuditEvent,
 ) -> StoreResult<Vec<GrantId>> {
@@ -225,17 +226,18 @@ pub(crate) async fn record_revocations(
         if let Some(target) = &mut event.target {
             target.id = grant.to_string();
         }
-        audit::append(&mut *conn, &event).await?;
+        audit::append(&mut *conn, chain, &event).await?;
     }
     Ok(revoked)
 }
 
-/// Revokes the active grants of a subtree (the root and every delegation below it).
+/// Revokes the active grants of a subtree (the root, named by a column and its value, and
+/// every delegation below it).
 pub(crate) async fn revoke_subtree(
     conn: &mut AnyConnection,
+    chain: &ChainKey,
     app: AppId,
-    root_condition: &str,
-    root_value: &str,
+    (root_condition, root_value): (&str, &str),
     at: Timestamp,
     reason: Option<&str>,
     template: &AuditEvent,
@@ -254,7 +256,7 @@ pub(crate) async fn revoke_subtree(
         .bind(root_value.to_owned())
         .bind(at.micros())
         .bind(reason.map(str::to_owned));
-    record_revocations(conn, query, template).await
+    record_revocations(conn, chain, query, template).await
 }
 
 /// The WHERE clause of a listing, with its parameters (all text or integers).
@@ -439,7 +441,7 @@ impl GrantStore for SqlStore {
             return Err(StoreError::Conflict("sibling_label".into()));
         }
         insert(&mut tx, grant, seq).await?;
-        audit::append(&mut tx, event).await?;
+        audit::append(&mut tx, &self.chain, event).await?;
         tx.commit().await.map_err(db_error)
     }
 
@@ -507,8 +509,16 @@ impl GrantStore for SqlStore {
         template: &AuditEvent,
     ) -> StoreResult<Vec<GrantId>> {
         let mut tx = self.write.begin().await.map_err(db_error)?;
-        let revoked =
-            revoke_subtree(&mut tx, app, "id", &root.to_string(), at, reason, template).await?;
+        let revoked = revoke_subtree(
+            &mut tx,
+            &self.chain,
+            app,
+            ("id", &root.to_string()),
+            at,
+            reason,
+            template,
+        )
+        .await?;
         tx.commit().await.map_err(db_error)?;
         Ok(revoked)
     }
@@ -549,7 +559,7 @@ impl GrantStore for SqlStore {
             let seq = next_seq(&mut tx, child.app_id).await?;
             insert(&mut tx, child, seq).await?;
         }
-        audit::append(&mut tx, event).await?;
+        audit::append(&mut tx, &self.chain, event).await?;
         tx.commit().await.map_err(db_error)
     }
 }

@@ -75,7 +75,7 @@ impl IdentityStore for SqlStore {
         .execute(&mut *tx)
         .await
         .map_err(db_error)?;
-        audit::append(&mut tx, event).await?;
+        audit::append(&mut tx, &self.chain, event).await?;
         tx.commit().await.map_err(db_error)
     }
 
@@ -120,7 +120,7 @@ impl IdentityStore for SqlStore {
         .execute(&mut *tx)
         .await
         .map_err(db_error)?;
-        audit::append(&mut tx, event).await?;
+        audit::append(&mut tx, &self.chain, event).await?;
         tx.commit().await.map_err(db_error)
     }
 

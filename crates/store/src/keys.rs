@@ -97,7 +97,7 @@ impl KeyStore for SqlStore {
     async fn insert_key(&self, key: &ApiKey, event: &AuditEvent) -> StoreResult<()> {
         let mut tx = self.write.begin().await.map_err(db_error)?;
         insert(&mut tx, key).await?;
-        audit::append(&mut tx, event).await?;
+        audit::append(&mut tx, &self.chain, event).await?;
         tx.commit().await.map_err(db_error)
     }
 
@@ -135,7 +135,7 @@ impl KeyStore for SqlStore {
             return Ok(false);
         }
         insert(&mut tx, key).await?;
-        audit::append(&mut tx, event).await?;
+        audit::append(&mut tx, &self.chain, event).await?;
         tx.commit().await.map_err(db_error)?;
         Ok(true)
     }
@@ -199,7 +199,7 @@ impl KeyStore for SqlStore {
             .collect::<StoreResult<Vec<KeyId>>>()?;
         if revoked_key {
             revoked.insert(0, id);
-            audit::append(&mut tx, event).await?;
+            audit::append(&mut tx, &self.chain, event).await?;
         }
         tx.commit().await.map_err(db_error)?;
         Ok(revoked)
@@ -243,7 +243,7 @@ impl KeyStore for SqlStore {
             .await
             .map_err(db_error)?;
         insert(&mut tx, successor).await?;
-        audit::append(&mut tx, event).await?;
+        audit::append(&mut tx, &self.chain, event).await?;
         tx.commit().await.map_err(db_error)?;
         Ok(true)
     }
@@ -265,7 +265,7 @@ impl KeyStore for SqlStore {
         .execute(&mut *tx)
         .await
         .map_err(db_error)?;
-        audit::append(&mut tx, event).await?;
+        audit::append(&mut tx, &self.chain, event).await?;
         tx.commit().await.map_err(db_error)
     }
 

@@ -27,6 +27,7 @@ mod writer;
 use std::str::FromStr;
 use std::time::Duration;
 
+use alter_core::audit::ChainKey;
 use alter_core::ports::{HealthStore, StoreError, StoreResult};
 use async_trait::async_trait;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
@@ -104,11 +105,18 @@ pub struct SqlStore {
     read: AnyPool,
     write: AnyPool,
     group: writer::GroupCommit,
+    /// Keys the hash of every audit event appended.
+    chain: ChainKey,
 }
 
 impl SqlStore {
-    /// Connects to `sqlite://PATH` (created if missing) or `postgres://…`.
-    pub async fn connect(url: &str, options: &StoreOptions) -> StoreResult<SqlStore> {
+    /// Connects to `sqlite://PATH` (created if missing) or `postgres://…`; audit events are
+    /// chained with `chain` (derived from the master key).
+    pub async fn connect(
+        url: &str,
+        options: &StoreOptions,
+        chain: ChainKey,
+    ) -> StoreResult<SqlStore> {
         sqlx::any::install_default_drivers();
         let engine = Engine::of_url(url)?;
         let url = match engine {
@@ -133,8 +141,13 @@ impl SqlStore {
                 SqlStore {
                     engine,
                     read: pool.clone(),
-                    group: writer::GroupCommit::start(pool.clone(), POSTGRES_WRITERS),
+                    group: writer::GroupCommit::start(
+                        pool.clone(),
+                        chain.clone(),
+                        POSTGRES_WRITERS,
+                    ),
                     write: pool,
+                    chain,
                 }
             }
             Engine::Sqlite => {
@@ -168,8 +181,9 @@ impl SqlStore {
                     engine,
                     read,
                     // SQLite has one writer connection: one writer task batches onto it.
-                    group: writer::GroupCommit::start(write.clone(), 1),
+                    group: writer::GroupCommit::start(write.clone(), chain.clone(), 1),
                     write,
+                    chain,
                 }
             }
         };

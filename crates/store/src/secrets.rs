@@ -71,7 +71,7 @@ impl SecretStore for SqlStore {
         .execute(&mut *tx)
         .await
         .map_err(db_error)?;
-        audit::append(&mut tx, event).await?;
+        audit::append(&mut tx, &self.chain, event).await?;
         tx.commit().await.map_err(db_error)
     }
 
@@ -117,7 +117,7 @@ impl SecretStore for SqlStore {
         if updated != 1 {
             return Ok(false);
         }
-        audit::append(&mut tx, event).await?;
+        audit::append(&mut tx, &self.chain, event).await?;
         tx.commit().await.map_err(db_error)?;
         Ok(true)
     }
@@ -138,7 +138,7 @@ impl SecretStore for SqlStore {
             .execute(&mut *tx)
             .await
             .map_err(db_error)?;
-        audit::append(&mut tx, event).await?;
+        audit::append(&mut tx, &self.chain, event).await?;
         let query = sqlx::query(
             "UPDATE grants SET status = 'revoked', revoked_at = $1, revoke_reason = $2 \
              WHERE app_id = $3 AND secret_id = $4 AND status = 'active' RETURNING id",
@@ -147,7 +147,7 @@ impl SecretStore for SqlStore {
         .bind("managed secret deleted")
         .bind(app.to_string())
         .bind(id.to_string());
-        grants::record_revocations(&mut tx, query, template).await?;
+        grants::record_revocations(&mut tx, &self.chain, query, template).await?;
         tx.commit().await.map_err(db_error)
     }
 }

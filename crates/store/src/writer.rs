@@ -10,7 +10,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use alter_core::audit::AuditEvent;
+use alter_core::audit::{AuditEvent, ChainKey};
 use alter_core::ids::{GrantId, KeyId};
 use alter_core::ports::{StoreError, StoreResult};
 use alter_core::time::Timestamp;
@@ -67,12 +67,12 @@ impl std::fmt::Debug for Job {
 }
 
 impl GroupCommit {
-    /// Starts `writers` writer tasks on `pool`.
-    pub(crate) fn start(pool: AnyPool, writers: usize) -> GroupCommit {
+    /// Starts `writers` writer tasks on `pool`, chaining events with `chain`.
+    pub(crate) fn start(pool: AnyPool, chain: ChainKey, writers: usize) -> GroupCommit {
         let (queue, jobs) = mpsc::channel(QUEUE);
         let jobs = Arc::new(Mutex::new(jobs));
         for _ in 0..writers.max(1) {
-            tokio::spawn(write_loop(pool.clone(), jobs.clone()));
+            tokio::spawn(write_loop(pool.clone(), chain.clone(), jobs.clone()));
         }
         GroupCommit { queue }
     }
@@ -91,7 +91,7 @@ impl GroupCommit {
     }
 }
 
-async fn write_loop(pool: AnyPool, jobs: Arc<Mutex<mpsc::Receiver<Job>>>) {
+async fn write_loop(pool: AnyPool, chain: ChainKey, jobs: Arc<Mutex<mpsc::Receiver<Job>>>) {
     loop {
         let batch = {
             let mut jobs = jobs.lock().await;
@@ -107,7 +107,7 @@ async fn write_loop(pool: AnyPool, jobs: Arc<Mutex<mpsc::Receiver<Job>>>) {
             }
             batch
         };
-        match commit(&pool, batch.iter().map(|j| j.ops.as_slice())).await {
+        match commit(&pool, &chain, batch.iter().map(|j| j.ops.as_slice())).await {
             Ok(outcomes) => {
                 for (job, outcome) in batch.into_iter().zip(outcomes) {
                     let _ = job.reply.send(Ok(outcome));
@@ -117,7 +117,7 @@ async fn write_loop(pool: AnyPool, jobs: Arc<Mutex<mpsc::Receiver<Job>>>) {
             // unreachable — each retry would wait out the pool's acquire timeout in turn.
             Err(e) if batch.len() > 1 && !matches!(e, StoreError::Unavailable(_)) => {
                 for job in batch {
-                    let outcome = commit(&pool, std::iter::once(job.ops.as_slice()))
+                    let outcome = commit(&pool, &chain, std::iter::once(job.ops.as_slice()))
                         .await
                         .map(|mut o| o.pop().unwrap_or_default());
                     let _ = job.reply.send(outcome);
@@ -138,6 +138,7 @@ async fn write_loop(pool: AnyPool, jobs: Arc<Mutex<mpsc::Receiver<Job>>>) {
 /// locked from its update to the commit — is held as briefly as possible.
 async fn commit<'a>(
     pool: &AnyPool,
+    chain: &ChainKey,
     jobs: impl Iterator<Item = &'a [Op]>,
 ) -> StoreResult<Vec<Vec<Outcome>>> {
     let jobs: Vec<&[Op]> = jobs.collect();
@@ -166,7 +167,7 @@ async fn commit<'a>(
             _ => None,
         })
         .collect();
-    audit::append_all(&mut tx, &events).await?;
+    audit::append_all(&mut tx, chain, &events).await?;
     tx.commit().await.map_err(db_error)?;
 
     Ok(jobs

@@ -7,7 +7,7 @@ use std::future::Future;
 use std::path::Path;
 
 use alter_core::apps::App;
-use alter_core::audit::{Actor, AuditEvent, GENESIS_HASH, Target, chain_hash};
+use alter_core::audit::{Actor, AuditEvent, ChainKey, GENESIS_HASH, HASH_KEYED_V1, Target};
 use alter_core::identity::{
     AppUser, ClaimMapping, IdentityProvider, JwksSource, JwtAlgorithm, UserStatus,
 };
@@ -19,6 +19,7 @@ use alter_core::ports::{
 };
 use alter_core::scope::{Scope, ScopeSet};
 use alter_core::time::Timestamp;
+use alter_crypto::MasterKey;
 use alter_store::scratch::ScratchDatabase;
 use alter_store::{Engine, SqlStore, StoreOptions};
 use sqlx::migrate::Migrator;
@@ -45,7 +46,7 @@ where
         databases.push(pg);
     }
     for db in databases {
-        let store = SqlStore::connect(db.url(), &StoreOptions::default())
+        let store = SqlStore::connect(db.url(), &StoreOptions::default(), chain_key())
             .await
             .unwrap();
         store.migrate().await.unwrap();
@@ -59,6 +60,12 @@ where
         store.close().await;
         db.drop_now().await.unwrap();
     }
+}
+
+/// The chain key of the suite's (fixed) master key.
+fn chain_key() -> ChainKey {
+    let master = MasterKey::from_encoded("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=").unwrap();
+    ChainKey::derive(&master)
 }
 
 fn t(seconds: i64) -> Timestamp {
@@ -126,10 +133,12 @@ async fn insert(store: &SqlStore, key: &ApiKey) {
         .unwrap();
 }
 
-/// Reads an app's chain back and checks every link.
+/// Reads an app's chain back and checks every link (keyed).
 async fn assert_chain_intact(raw: &AnyPool, app: AppId, expected_len: i64) {
+    let key = chain_key();
     let rows = sqlx::query(
-        "SELECT seq, body, prev_hash, hash FROM audit_events WHERE app_id = $1 ORDER BY seq",
+        "SELECT seq, body, prev_hash, hash, hash_version FROM audit_events WHERE app_id = $1 \
+         ORDER BY seq",
     )
     .bind(app.to_string())
     .fetch_all(raw)
@@ -144,7 +153,8 @@ async fn assert_chain_intact(raw: &AnyPool, app: AppId, expected_len: i64) {
         let hash: Vec<u8> = row.get("hash");
         assert_eq!(seq, i as i64 + 1);
         assert_eq!(prev_hash, prev.to_vec());
-        let expected = chain_hash(&prev, seq, &body);
+        assert_eq!(row.get::<i64, _>("hash_version"), HASH_KEYED_V1);
+        let expected = key.hash(&prev, seq, &body);
         assert_eq!(hash, expected.to_vec());
         prev = expected;
     }
@@ -683,6 +693,39 @@ async fn the_audit_log_refuses_updates_and_deletes() {
                 .is_err()
         );
         assert_chain_intact(&raw, app.id, 1).await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_chain_head_only_moves_forward() {
+    on_every_engine(|Fixture { store, raw }| async move {
+        let app = new_app(&store, "a").await;
+        insert(&store, &key(app.id, KeyType::Runtime, None)).await;
+        let refused = |sql: &'static str| {
+            let raw = raw.clone();
+            async move {
+                sqlx::query(sql)
+                    .bind(app.id.to_string())
+                    .execute(&raw)
+                    .await
+                    .is_err()
+            }
+        };
+        assert!(refused("UPDATE audit_heads SET seq = 1 WHERE app_id = $1").await);
+        assert!(refused("DELETE FROM audit_heads WHERE app_id = $1").await);
+        // TRUNCATE skips row triggers; PostgreSQL refuses it with a statement trigger.
+        if store.engine() == Engine::Postgres {
+            for table in ["audit_events", "audit_heads"] {
+                let truncate = format!("TRUNCATE {table} CASCADE");
+                assert!(
+                    sqlx::query(&truncate).execute(&raw).await.is_err(),
+                    "{table}"
+                );
+            }
+        }
+        assert_eq!(store.chain_head(app.id).await.unwrap().unwrap().0, 2);
+        assert_chain_intact(&raw, app.id, 2).await;
     })
     .await;
 }

@@ -197,6 +197,7 @@ impl TestServer {
             max_body_bytes: self.options.max_body_bytes,
             vault: Settings::default(),
             clock: self.clock.clone(),
+            audit_checkpoint_interval: None,
         }
     }
 

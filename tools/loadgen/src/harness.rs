@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use alter_core::audit::ChainKey;
 use alter_core::keys::MintKey;
 use alter_core::secrets::{NewSecret, SecretLimits};
 use alter_core::time::SystemClock;
@@ -55,16 +56,18 @@ pub async fn start(engine: Engine) -> Result<Bench, BoxError> {
             .ok_or("set ALTER_TEST_DATABASE_URL to benchmark PostgreSQL")?,
     };
     let admin_token = alter_crypto::keys::mint_token("alter_admin_")?;
+    let master_key = Arc::new(MasterKey::generate()?);
     let server = Server::build(ServerSettings {
         listen: SocketAddr::from(([127, 0, 0, 1], 0)),
         database_url: database.url().to_owned(),
         store_options: StoreOptions::default(),
-        master_key: Arc::new(MasterKey::generate()?),
+        master_key: master_key.clone(),
         admin_token_hash: alter_crypto::keys::token_hash(admin_token.expose_secret()),
         base_path: String::new(),
         max_body_bytes: 1024 * 1024,
         vault: alter_core::Settings::default(),
         clock: Arc::new(SystemClock),
+        audit_checkpoint_interval: None,
     })
     .await?;
     let vault = server.vault().clone();
@@ -90,7 +93,8 @@ pub async fn start(engine: Engine) -> Result<Bench, BoxError> {
     let server = tokio::spawn(server.run_until_stopped(async {
         let _ = stopped.await;
     }));
-    let store = SqlStore::connect(database.url(), &StoreOptions::default()).await?;
+    let chain = ChainKey::derive(&master_key);
+    let store = SqlStore::connect(database.url(), &StoreOptions::default(), chain).await?;
     Ok(Bench {
         base_url,
         api_key: key.plaintext.expose_secret().to_owned(),

@@ -1,11 +1,12 @@
 //! `alter audit …`: the tamper-evident audit log — list with filters, export as JSON Lines,
-//! verify the hash chain.
+//! print signed checkpoints, verify the hash chain (against a checkpoint).
 
 use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use alter_sdk::Error;
-use alter_sdk::admin::{AuditEventView, AuditQuery};
+use alter_sdk::admin::{AuditCheckpointView, AuditEventView, AuditQuery};
 use clap::{Args, Subcommand};
 
 use super::{Connection, Printed, client, finish, output, resolve_app};
@@ -82,9 +83,17 @@ enum AuditCommand {
         #[command(flatten)]
         filters: Filters,
     },
+    /// Print a signed checkpoint of the chain head as one JSON line, to keep outside the
+    /// database: `alter audit checkpoint >> /worm/alter-audit-APP.jsonl`.
+    Checkpoint,
     /// Walk the hash chain; prints the report and, when it names the first event altered,
     /// removed or reordered, exits 1.
-    Verify,
+    Verify {
+        /// A file of checkpoints, one JSON line each (as `checkpoint` prints them): the chain
+        /// must also still reach the last one.
+        #[arg(long, value_name = "FILE")]
+        checkpoint: Option<PathBuf>,
+    },
 }
 
 pub async fn audit(args: AuditArgs) -> ExitCode {
@@ -130,12 +139,32 @@ pub async fn audit(args: AuditArgs) -> ExitCode {
                 stdout.flush().map_err(|e| Error::value(e.to_string()))?;
                 Ok(String::new().into())
             }
-            AuditCommand::Verify => {
-                let report = client.verify_audit(&app).await?;
+            AuditCommand::Checkpoint => {
+                let checkpoint = client.audit_checkpoint(&app).await?;
+                // One line whatever the output mode: it is meant to be appended to a file.
+                serde_json::to_string(&checkpoint)
+                    .map(Printed::from)
+                    .map_err(|e| Error::value(e.to_string()))
+            }
+            AuditCommand::Verify { checkpoint } => {
+                let report = match checkpoint {
+                    None => client.verify_audit(&app).await?,
+                    Some(file) => {
+                        let checkpoint = last_checkpoint(&file)?;
+                        client.verify_audit_against(&app, checkpoint).await?
+                    }
+                };
                 let text = output(json, &report, || match &report.first_problem {
-                    None => format!("ok: {} events, the chain verifies", report.events),
+                    None => match report.checkpoint_seq {
+                        None => format!("ok: {} events, the chain verifies", report.events),
+                        Some(seq) => format!(
+                            "ok: {} events, the chain verifies and reaches the checkpoint at \
+                             event {seq}",
+                            report.events
+                        ),
+                    },
                     Some(p) => format!(
-                        "BROKEN at event {}{}: {}",
+                        "BROKEN at event {}{} of app {app}: {}",
                         p.seq,
                         p.event_id
                             .as_deref()
@@ -157,6 +186,23 @@ pub async fn audit(args: AuditArgs) -> ExitCode {
     }
     .await;
     finish(result)
+}
+
+/// The last checkpoint of a file `alter audit checkpoint` output was appended to.
+fn last_checkpoint(file: &Path) -> Result<AuditCheckpointView, Error> {
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| Error::value(format!("cannot read {}: {e}", file.display())))?;
+    let line = text
+        .lines()
+        .rev()
+        .find(|line| !line.trim().is_empty())
+        .ok_or_else(|| Error::value(format!("{} holds no checkpoint", file.display())))?;
+    serde_json::from_str(line).map_err(|_| {
+        Error::value(format!(
+            "the last line of {} is not a checkpoint printed by `alter audit checkpoint`",
+            file.display()
+        ))
+    })
 }
 
 fn events_table(events: &[AuditEventView]) -> String {

@@ -63,6 +63,10 @@ pub fn router() -> Router<AppState> {
             post(delegate_grant),
         )
         .route("/apps/{app}/audit", get(super::audit::list))
+        .route(
+            "/apps/{app}/audit/checkpoint",
+            get(super::audit::checkpoint),
+        )
         .route("/apps/{app}/audit/verify", post(super::audit::verify))
 }
 

@@ -1,16 +1,19 @@
-//! `/admin/v1/apps/{app}/audit`: query the tamper-evident audit log and verify its chain.
+//! `/admin/v1/apps/{app}/audit`: query the tamper-evident audit log, sign checkpoints of its
+//! head and verify its chain (against a checkpoint, if one is given).
 
-use alter_core::audit::{Decision, EventFilter};
+use alter_core::audit::{Checkpoint, Decision, EventFilter};
+use alter_core::ids::AppId;
 use alter_core::time::Timestamp;
 use alter_proto::admin::{
-    AuditEventView, AuditPage, AuditQuery, ChainProblemView, ChainReportView,
+    AuditCheckpointView, AuditEventView, AuditPage, AuditQuery, ChainProblemView, ChainReportView,
+    VerifyAuditRequest,
 };
 use axum::extract::{Path, State};
 
 use super::admin::app_id;
 use crate::auth::Operator;
 use crate::error::{ApiError, ApiResult};
-use crate::json::Query;
+use crate::json::{Json, Query};
 use crate::state::AppState;
 
 pub async fn list(
@@ -71,12 +74,30 @@ pub async fn list(
     Ok(axum::Json(AuditPage { items, next_cursor }))
 }
 
+pub async fn checkpoint(
+    State(state): State<AppState>,
+    _: Operator,
+    Path(app): Path<String>,
+) -> ApiResult<axum::Json<AuditCheckpointView>> {
+    let checkpoint = state.vault.audit_checkpoint(app_id(&app)?).await?;
+    Ok(axum::Json(checkpoint_view(&checkpoint)))
+}
+
 pub async fn verify(
     State(state): State<AppState>,
     _: Operator,
     Path(app): Path<String>,
+    Json(request): Json<VerifyAuditRequest>,
 ) -> ApiResult<axum::Json<ChainReportView>> {
-    let report = state.vault.verify_audit_chain(app_id(&app)?).await?;
+    let checkpoint = request
+        .checkpoint
+        .as_ref()
+        .map(parse_checkpoint)
+        .transpose()?;
+    let report = state
+        .vault
+        .verify_audit_chain(app_id(&app)?, checkpoint.as_ref())
+        .await?;
     Ok(axum::Json(ChainReportView {
         ok: report.first_problem.is_none(),
         events: report.events,
@@ -85,5 +106,38 @@ pub async fn verify(
             event_id: p.event_id,
             problem: p.problem,
         }),
+        checkpoint_seq: report.checkpoint_seq,
     }))
+}
+
+/// The wire form of a checkpoint (also the line the periodic checkpoint job logs).
+pub fn checkpoint_view(checkpoint: &Checkpoint) -> AuditCheckpointView {
+    AuditCheckpointView {
+        app_id: checkpoint.app_id.to_string(),
+        seq: checkpoint.seq,
+        hash: hex::encode(checkpoint.hash),
+        at: checkpoint.at.to_rfc3339(),
+        tag: hex::encode(checkpoint.tag),
+    }
+}
+
+/// A checkpoint as sent; a malformed one is refused before anything is read. Its signature
+/// is checked by the vault, which reports a bad one as the verification's problem.
+fn parse_checkpoint(view: &AuditCheckpointView) -> ApiResult<Checkpoint> {
+    let invalid = |field: &str| ApiError::invalid(format!("checkpoint.{field} is malformed"));
+    let bytes32 = |field: &str, text: &str| -> ApiResult<[u8; 32]> {
+        hex::decode(text)
+            .ok()
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(|| invalid(field))
+    };
+    Ok(Checkpoint {
+        app_id: AppId::parse(&view.app_id).ok_or_else(|| invalid("app_id"))?,
+        seq: Some(view.seq)
+            .filter(|seq| *seq >= 0)
+            .ok_or_else(|| invalid("seq"))?,
+        hash: bytes32("hash", &view.hash)?,
+        at: Timestamp::parse_rfc3339(&view.at).ok_or_else(|| invalid("at"))?,
+        tag: bytes32("tag", &view.tag)?,
+    })
 }

@@ -5,7 +5,7 @@
 
 mod admin;
 mod agents;
-mod audit;
+pub(crate) mod audit;
 mod grants;
 mod health;
 mod keys;

@@ -2,8 +2,10 @@
 //! and a wrong master key stops start-up.
 
 use alter_crypto::MasterKey;
-use alter_proto::admin::MintKeyRequest;
+use alter_proto::admin::{CreateSecretRequest, MintKeyRequest};
+use alter_sdk::{Principal, ProviderRequest};
 use alter_server::StartupError;
+use alter_testkit::upstream::Upstream;
 use alter_testkit::{Engine, TestServer, on_every_engine};
 
 #[tokio::test]
@@ -64,6 +66,69 @@ async fn a_ciphertext_moved_to_another_row_fails_to_open() {
         assert_eq!(e.code(), Some("internal_error"));
         assert!(!e.info().message.contains("seal"), "5xx bodies are generic");
         server.app(&app.key.api_key).scopes().list().await.unwrap();
+        server.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_earlier_secret_value_copied_back_into_its_row_fails_to_open() {
+    on_every_engine(|engine| async move {
+        let server = TestServer::start(engine).await;
+        let world = server.world("a").await;
+        let upstream = Upstream::start().await;
+        let app_id = world.app.info.id.clone();
+        let secret = server
+            .admin()
+            .create_secret(
+                &app_id,
+                &CreateSecretRequest {
+                    name: "Rolled".into(),
+                    secret_type: "bearer".into(),
+                    value: "sk_live_beforeRotation1".into(),
+                    allowed_hosts: vec!["127.0.0.1".into()],
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        let app = server.app(&world.app.key.api_key);
+        let grant = app
+            .create_managed_secret_grant(&secret.id, Principal::system(), None)
+            .await
+            .unwrap()
+            .grant_id;
+        let call = || {
+            app.request(ProviderRequest::get(format!("{}/v1/x", upstream.url())).grant_id(&grant))
+        };
+        call().await.unwrap();
+        // A database writer keeps the sealed value of version 1 …
+        let db = server.database();
+        db.execute(
+            "CREATE TABLE kept AS SELECT id, sealed_value, value_version FROM managed_secrets",
+            &[],
+        )
+        .await
+        .unwrap();
+        server.advance(60);
+        server
+            .admin()
+            .rotate_secret(&app_id, &secret.id, "sk_live_afterRotation2".into())
+            .await
+            .unwrap();
+        call().await.unwrap();
+        let calls = upstream.received().len();
+        // … and copies it back over version 2, then also turns the version column back.
+        for column in ["sealed_value", "value_version"] {
+            let restore = format!(
+                "UPDATE managed_secrets SET {column} = \
+                 (SELECT {column} FROM kept WHERE kept.id = managed_secrets.id) WHERE id = $1"
+            );
+            assert_eq!(db.execute(&restore, &[&secret.id]).await.unwrap(), 1);
+            let e = call().await.unwrap_err();
+            assert_eq!(e.status(), 500, "{column}: {e}");
+            assert_eq!(upstream.received().len(), calls, "nothing was sent");
+        }
         server.stop().await;
     })
     .await;
