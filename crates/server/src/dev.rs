@@ -83,7 +83,6 @@ pub async fn prepare(
         clock: Arc::new(SystemClock),
     })
     .await?;
-    restrict_database_files(&sqlite_file);
     let saved = match saved {
         Some(saved) if app_exists(&server, &saved.app_id).await => saved,
         _ => {
@@ -108,16 +107,6 @@ pub async fn prepare(
         data_dir: data_dir.display().to_string(),
     };
     Ok((server, credentials))
-}
-
-/// Makes the SQLite file and its WAL readable by the owner only.
-fn restrict_database_files(db: &Path) {
-    #[cfg(unix)]
-    for suffix in ["", "-wal", "-shm"] {
-        use std::os::unix::fs::PermissionsExt;
-        let path = format!("{}{suffix}", db.display());
-        let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
-    }
 }
 
 fn create_private_dir(dir: &Path) -> std::io::Result<()> {
