@@ -15,7 +15,7 @@ use alter_store::StoreOptions;
 use serde::{Deserialize, Serialize};
 
 use crate::secrets::{read_master_key, write_private};
-use crate::{Server, ServerSettings, StartupError};
+use crate::{HttpLimits, Server, ServerSettings, StartupError};
 
 const MASTER_KEY_FILE: &str = "master.key";
 const DATABASE_FILE: &str = "alter.db";
@@ -79,6 +79,7 @@ pub async fn prepare(
         admin_token_hash: alter_crypto::keys::token_hash(&admin_token),
         base_path: String::new(),
         max_body_bytes: 1024 * 1024,
+        http: HttpLimits::default(),
         vault: Settings::default(),
         clock: Arc::new(SystemClock),
     })

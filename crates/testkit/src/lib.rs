@@ -21,7 +21,7 @@ use alter_proto::admin::{AppInfo, MintKeyRequest};
 use alter_proto::keys::MintedKey;
 use alter_sdk::admin::AdminClient;
 use alter_sdk::{Agent, App};
-use alter_server::{Server, ServerSettings, StartupError};
+use alter_server::{HttpLimits, Server, ServerSettings, StartupError};
 use alter_store::StoreOptions;
 use alter_store::scratch::ScratchDatabase;
 use tokio::sync::oneshot;
@@ -66,6 +66,8 @@ pub struct Options {
     pub base_path: String,
     /// Largest request body.
     pub max_body_bytes: usize,
+    /// Timeouts and caps on client connections and requests.
+    pub http: HttpLimits,
 }
 
 impl Default for Options {
@@ -73,6 +75,7 @@ impl Default for Options {
         Options {
             base_path: String::new(),
             max_body_bytes: 64 * 1024,
+            http: HttpLimits::default(),
         }
     }
 }
@@ -184,6 +187,7 @@ impl TestServer {
             admin_token_hash: alter_crypto::keys::token_hash(&self.admin_token),
             base_path: self.options.base_path.clone(),
             max_body_bytes: self.options.max_body_bytes,
+            http: self.options.http.clone(),
             vault: Settings::default(),
             clock: self.clock.clone(),
         }
