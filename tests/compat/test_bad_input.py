@@ -238,6 +238,27 @@ def test_ids_that_miss_every_route_answer_not_found(server):
     run(scenario())
 
 
+def test_escaped_separators_in_a_path_are_refused_before_the_signature(server):
+    """The client percent-encodes agent ids (`quote(id, safe="")`), so an id holding `/`, `?` or
+    `#` reaches the server as `%2F`, `%3F` or `%23`, which the signature cannot tell from the
+    characters themselves: refused with 400 `invalid_path`, and nothing changes. The client's
+    own ids (UUIDs) never contain them."""
+
+    async def scenario():
+        app = App(api_key=server.api_key)
+        bot = await app.agents.create(name="research-bot", scopes={})
+        agents = await agent_states(app)
+        for bad in (f"{bot.id}?force=true", f"x/{bot.id}", f"{bot.id}#x"):
+            for call in (app.agents.get(bad), app.agents.delete(bad)):
+                with pytest.raises(BackendError) as raised:
+                    await call
+                assert raised.value.status_code == 400, raised.value.details
+                assert "invalid_path" in json.dumps(raised.value.details), raised.value.details
+        assert await agent_states(app) == agents
+
+    run(scenario())
+
+
 def test_an_early_answer_says_whether_the_connection_stays_open(server):
     """HTTP/1.1 (RFC 9112 §9.6): a server that closes the connection after a response says
     `Connection: close` in it. A pooling client (the official one) otherwise sends its next

@@ -256,14 +256,16 @@ fn the_operator_cli_manages_apps_and_keys() {
 /// Starts `alter server` with JSON logs and returns it once it logs its address.
 fn server(config: &Path, env: &[(&str, &str)]) -> Running {
     let mut command = Command::new(ALTER);
-    command
-        .args(["server", "--config"])
-        .arg(config)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
+    command.args(["server", "--config"]).arg(config);
     for (k, v) in env {
         command.env(k, v);
     }
+    serve_logged(command)
+}
+
+/// Spawns `command` (an `alter server` logging JSON) and returns it once it logs its address.
+fn serve_logged(mut command: Command) -> Running {
+    command.stdout(Stdio::null()).stderr(Stdio::piped());
     let mut child = command.spawn().unwrap();
     let stderr = child.stderr.take().unwrap();
     let addr = wait_for_line(stderr, |line| {
@@ -274,6 +276,33 @@ fn server(config: &Path, env: &[(&str, &str)]) -> Running {
         child,
         first_line: serde_json::json!({ "base_url": format!("http://{}", addr.as_str().unwrap()) }),
     }
+}
+
+/// `alter server init` in `dir/secrets` and a JSON-logging configuration on `database_url`;
+/// the admin token and the configuration file.
+fn server_config(dir: &Path, database_url: &str) -> (String, std::path::PathBuf) {
+    let init = Command::new(ALTER)
+        .args(["server", "init", "--dir"])
+        .arg(dir.join("secrets"))
+        .output()
+        .unwrap();
+    assert!(
+        init.status.success(),
+        "{}",
+        String::from_utf8_lossy(&init.stderr)
+    );
+    let token = std::fs::read_to_string(dir.join("secrets/admin.token")).unwrap();
+    let config = dir.join("alter.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:0\"\ndatabase_url = \"{database_url}\"\nlog_format = \"json\"\nmaster_key_file = \"{}\"\nadmin_token_file = \"{}\"\n",
+            dir.join("secrets/master.key").display(),
+            dir.join("secrets/admin.token").display()
+        ),
+    )
+    .unwrap();
+    (token, config)
 }
 
 /// A SQLite file and, with `ALTER_TEST_DATABASE_URL`, a fresh PostgreSQL schema.
@@ -291,30 +320,9 @@ fn databases() -> Vec<ScratchDatabase> {
 
 #[test]
 fn alter_server_runs_from_a_config_file() {
-    let dir = tempfile::tempdir().unwrap();
-    let init = Command::new(ALTER)
-        .args(["server", "init", "--dir"])
-        .arg(dir.path().join("secrets"))
-        .output()
-        .unwrap();
-    assert!(
-        init.status.success(),
-        "{}",
-        String::from_utf8_lossy(&init.stderr)
-    );
-    let token = std::fs::read_to_string(dir.path().join("secrets/admin.token")).unwrap();
     for database in databases() {
-        let url = database.url();
-        let config = dir.path().join("alter.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "listen = \"127.0.0.1:0\"\ndatabase_url = \"{url}\"\nlog_format = \"json\"\nmaster_key_file = \"{}\"\nadmin_token_file = \"{}\"\n",
-                dir.path().join("secrets/master.key").display(),
-                dir.path().join("secrets/admin.token").display()
-            ),
-        )
-        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let (token, config) = server_config(dir.path(), database.url());
         // Migrating never listens: it works while the configured port is taken (by a
         // serving node, say).
         let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -369,6 +377,21 @@ fn alter_server_refuses_bad_configuration_clearly() {
     );
     assert!(run(&format!("{url}colour = \"blue\"\n"), &[]).contains("colour"));
     assert!(run(&url, &[]).contains("master_key_file"));
+    // The environment's admin token is held to the file's minimum length. (The port is taken,
+    // so a server that accepted the token would fail on listening instead.)
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let short_token = run(
+        &url,
+        &[
+            ("ALTER_MASTER_KEY", &format!("{}=", "A".repeat(43))),
+            ("ALTER_ADMIN_TOKEN", &"t".repeat(31)),
+            ("ALTER_LISTEN", &taken.local_addr().unwrap().to_string()),
+        ],
+    );
+    assert!(
+        short_token.contains("ALTER_ADMIN_TOKEN: must be at least 32 characters"),
+        "{short_token}"
+    );
     let wrong_key = run(
         &url,
         &[
@@ -384,6 +407,34 @@ fn alter_server_refuses_bad_configuration_clearly() {
         )
         .contains("error")
     );
+}
+
+#[cfg(unix)]
+#[test]
+fn alter_server_keeps_its_sqlite_files_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("alter.db");
+    let (token, config) = server_config(dir.path(), &format!("sqlite://{}", db.display()));
+    // Under a umask that would leave new files readable by everyone.
+    let mut command = Command::new("sh");
+    command
+        .args(["-c", "umask 022 && exec \"$0\" server --config \"$1\""])
+        .arg(ALTER)
+        .arg(&config);
+    let running = serve_logged(command);
+    let created = alter(
+        &["app", "create", "--name", "prod", "--json"],
+        &running.base_url(),
+        &token,
+    );
+    assert!(created.status.success());
+    for suffix in ["", "-wal", "-shm"] {
+        let path = format!("{}{suffix}", db.display());
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{path}: {mode:o}");
+    }
+    assert!(running.terminate().success());
 }
 
 /// `alter dev` on one test database, with its stderr kept in a file, and the CLI pointed at it.

@@ -161,6 +161,11 @@ pub mod codes {
     pub const INVALID_REQUEST: &str = "invalid_request";
     /// The body is larger than the configured limit.
     pub const PAYLOAD_TOO_LARGE: &str = "payload_too_large";
+    /// The body did not arrive within the body deadline (408).
+    pub const REQUEST_TIMEOUT: &str = "request_timeout";
+    /// The raw path escapes `/`, `?` or `#` (`%2F`, `%3F`, `%23`), which the signature cannot
+    /// tell from the characters themselves.
+    pub const INVALID_PATH: &str = "invalid_path";
     /// A scope constraint names a scope the key does not hold.
     pub const CONSTRAINT_NOT_NARROWING: &str = "constraint_not_narrowing";
     /// A malformed `X-Alter-Request-Rule` or scope constraint header.
@@ -192,4 +197,6 @@ pub mod codes {
     pub const INTERNAL_ERROR: &str = "internal_error";
     /// The database cannot be reached.
     pub const SERVICE_UNAVAILABLE: &str = "service_unavailable";
+    /// Too many requests in progress; retry after `Retry-After` seconds (503).
+    pub const SERVER_BUSY: &str = "server_busy";
 }

@@ -1,7 +1,8 @@
 //! Authentication of `/sdk/*` requests and of the operator admin API.
 //!
-//! [`signed_request`] is the middleware in front of every `/sdk/*` route. It buffers the body
-//! (413 past the limit), then: key format → key lookup by hash → content hash → HMAC v1/v2 over
+//! [`signed_request`] is the middleware in front of every `/sdk/*` route. The body is buffered
+//! first (413 past the limit, 408 past the body deadline); a raw path escaping `/`, `?` or `#`
+//! is refused (400); then: key format → key lookup by hash → content hash → HMAC v1/v2 over
 //! the canonical request → (in the vault) timestamp window → nonce → key lifecycle → CIDR →
 //! attenuation. Every failure up to and including the nonce answers the same `invalid_key`.
 //! The admitted [`Caller`] travels to the handler, whose [`Authed`] extractor checks the scope
@@ -37,26 +38,28 @@ const MAX_CONTEXT_VALUE_LEN: usize = 512;
 /// Largest `X-Alter-Request-Rule` header.
 const MAX_RULE_HEADER_LEN: usize = 4096;
 
-/// Middleware in front of every route: reads the whole body (up to the limit) before anything
-/// answers. An answer given before the body was read would leave it on the connection, which
-/// the server would then close without saying so — and a client that pools connections would
-/// see its next request fail.
+/// Middleware in front of every route: reads the whole body (up to the limit, within the body
+/// deadline) before anything answers. An answer given before the body was read would leave it
+/// on the connection, which the server would then close without saying so — and a client that
+/// pools connections would see its next request fail.
 pub async fn buffer_body(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let (parts, body) = request.into_parts();
-    match axum::body::to_bytes(body, state.max_body_bytes).await {
-        Ok(bytes) => {
-            next.run(Request::from_parts(parts, Body::from(bytes)))
-                .await
+    let read = axum::body::to_bytes(body, state.max_body_bytes);
+    let refusal = match tokio::time::timeout(state.body_read_timeout, read).await {
+        Ok(Ok(bytes)) => {
+            return next
+                .run(Request::from_parts(parts, Body::from(bytes)))
+                .await;
         }
-        Err(_) => {
-            let mut response = ApiError::payload_too_large(state.max_body_bytes).into_response();
-            // The rest of the body is still on the wire: this connection cannot be reused.
-            response
-                .headers_mut()
-                .insert(header::CONNECTION, HeaderValue::from_static("close"));
-            response
-        }
-    }
+        Ok(Err(_)) => ApiError::payload_too_large(state.max_body_bytes),
+        Err(_) => ApiError::body_timeout(),
+    };
+    let mut response = refusal.into_response();
+    // The rest of the body is still on the wire: this connection cannot be reused.
+    response
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
 }
 
 /// Middleware: authenticates and admits a signed SDK request (its body already buffered by
@@ -67,6 +70,9 @@ pub async fn signed_request(
     next: Next,
 ) -> Response {
     let (parts, body) = request.into_parts();
+    if has_ambiguous_escape(parts.uri.path()) {
+        return ApiError::ambiguous_path().into_response();
+    }
     // Already in memory and within the limit (`buffer_body`): this only takes the bytes out.
     let Ok(bytes) = axum::body::to_bytes(body, usize::MAX).await else {
         return ApiError::internal(&"the buffered body could not be read").into_response();
@@ -85,6 +91,19 @@ pub async fn signed_request(
             .insert(headers::KEY_DEPRECATED, HeaderValue::from_static("true"));
     }
     response
+}
+
+/// Whether a raw path escapes `/`, `?` or `#`. The signature covers the fully decoded path, so
+/// `…/ID%3Fforce=true` would sign like `…/ID?force=true` and `a%2Fb` like `a/b`: such paths are
+/// refused before any signature is checked. The official client never sends them for its own
+/// calls (its ids are UUIDs or server-issued).
+fn has_ambiguous_escape(path: &str) -> bool {
+    const AMBIGUOUS: [&[u8]; 3] = [b"%2F", b"%3F", b"%23"];
+    path.as_bytes().windows(3).any(|w| {
+        AMBIGUOUS
+            .iter()
+            .any(|escape| w.eq_ignore_ascii_case(escape))
+    })
 }
 
 async fn admit(state: &AppState, parts: &Parts, body: &Bytes) -> Result<Caller, ApiError> {

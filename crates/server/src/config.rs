@@ -26,6 +26,10 @@ pub struct DatabaseConfig {
     pub max_connections: u32,
     /// SQLite `synchronous`: `FULL` or `NORMAL`.
     pub sqlite_synchronous: String,
+    /// PostgreSQL `statement_timeout` of every pooled connection.
+    pub statement_timeout_seconds: u64,
+    /// Longest wait of a request for the group commit of its writes (answered 503).
+    pub commit_wait_timeout_seconds: u64,
 }
 
 impl Default for DatabaseConfig {
@@ -33,6 +37,34 @@ impl Default for DatabaseConfig {
         DatabaseConfig {
             max_connections: 16,
             sqlite_synchronous: "FULL".into(),
+            statement_timeout_seconds: 30,
+            commit_wait_timeout_seconds: 30,
+        }
+    }
+}
+
+/// Limits on client connections and requests (see [`crate::HttpLimits`]).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Longest wait for a request's headers, and for the next request on an idle connection.
+    pub header_read_timeout_seconds: u64,
+    /// Longest wait for a request's body once its headers arrived (answered 408).
+    pub body_read_timeout_seconds: u64,
+    /// Most open client connections; further ones wait to be accepted.
+    pub max_connections: usize,
+    /// Most requests in progress; further ones are answered 503.
+    pub max_concurrent_requests: usize,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        let limits = crate::HttpLimits::default();
+        HttpConfig {
+            header_read_timeout_seconds: limits.header_read_timeout.as_secs(),
+            body_read_timeout_seconds: limits.body_read_timeout.as_secs(),
+            max_connections: limits.max_connections,
+            max_concurrent_requests: limits.max_concurrent_requests,
         }
     }
 }
@@ -77,6 +109,9 @@ pub struct Config {
     /// Database tuning.
     #[serde(default)]
     pub database: DatabaseConfig,
+    /// Client connection limits.
+    #[serde(default)]
+    pub http: HttpConfig,
 }
 
 fn default_listen() -> SocketAddr {
@@ -108,7 +143,8 @@ fn default_audit_checkpoint_interval() -> u64 {
 #[error("configuration: {0}")]
 pub struct ConfigError(pub String);
 
-/// `ALTER_*` variables and the key each overrides, with how to read its value.
+/// `ALTER_*` variables and the key each overrides (`table.key` inside a table), with how to
+/// read its value.
 const ENV_KEYS: &[(&str, &str, EnvKind)] = &[
     ("ALTER_LISTEN", "listen", EnvKind::Text),
     ("ALTER_DATABASE_URL", "database_url", EnvKind::Text),
@@ -135,6 +171,36 @@ const ENV_KEYS: &[(&str, &str, EnvKind)] = &[
     (
         "ALTER_AUDIT_CHECKPOINT_INTERVAL_SECONDS",
         "audit_checkpoint_interval_seconds",
+        EnvKind::Integer,
+    ),
+    (
+        "ALTER_DATABASE_STATEMENT_TIMEOUT_SECONDS",
+        "database.statement_timeout_seconds",
+        EnvKind::Integer,
+    ),
+    (
+        "ALTER_DATABASE_COMMIT_WAIT_TIMEOUT_SECONDS",
+        "database.commit_wait_timeout_seconds",
+        EnvKind::Integer,
+    ),
+    (
+        "ALTER_HTTP_HEADER_READ_TIMEOUT_SECONDS",
+        "http.header_read_timeout_seconds",
+        EnvKind::Integer,
+    ),
+    (
+        "ALTER_HTTP_BODY_READ_TIMEOUT_SECONDS",
+        "http.body_read_timeout_seconds",
+        EnvKind::Integer,
+    ),
+    (
+        "ALTER_HTTP_MAX_CONNECTIONS",
+        "http.max_connections",
+        EnvKind::Integer,
+    ),
+    (
+        "ALTER_HTTP_MAX_CONCURRENT_REQUESTS",
+        "http.max_concurrent_requests",
         EnvKind::Integer,
     ),
 ];
@@ -171,7 +237,7 @@ impl Config {
                             .map_err(|_| ConfigError(format!("{var} must be an integer")))?,
                     ),
                 };
-                table.insert((*key).to_owned(), value);
+                insert_at(&mut table, key, value)?;
             }
         }
         let config: Config = table
@@ -206,7 +272,52 @@ impl Config {
                 "group_membership_max_age_seconds must be between 0 and 2592000 (30 days)".into(),
             ));
         }
+        let seconds = [
+            (
+                "database.statement_timeout_seconds",
+                self.database.statement_timeout_seconds,
+            ),
+            (
+                "database.commit_wait_timeout_seconds",
+                self.database.commit_wait_timeout_seconds,
+            ),
+            (
+                "http.header_read_timeout_seconds",
+                self.http.header_read_timeout_seconds,
+            ),
+            (
+                "http.body_read_timeout_seconds",
+                self.http.body_read_timeout_seconds,
+            ),
+        ];
+        for (key, value) in seconds {
+            if !(1..=3600).contains(&value) {
+                return Err(ConfigError(format!("{key} must be between 1 and 3600")));
+            }
+        }
+        if self.http.max_connections == 0 || self.http.max_concurrent_requests == 0 {
+            return Err(ConfigError(
+                "http.max_connections and http.max_concurrent_requests must be at least 1".into(),
+            ));
+        }
         Ok(())
+    }
+}
+
+/// Sets `path` (`key`, or `table.key`) in `table`, creating the inner table if needed.
+fn insert_at(table: &mut toml::Table, path: &str, value: toml::Value) -> Result<(), ConfigError> {
+    match path.split_once('.') {
+        None => {
+            table.insert(path.to_owned(), value);
+            Ok(())
+        }
+        Some((inner, key)) => match table
+            .entry(inner)
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+        {
+            toml::Value::Table(inner) => insert_at(inner, key, value),
+            _ => Err(ConfigError(format!("{inner} must be a table"))),
+        },
     }
 }
 
@@ -241,6 +352,7 @@ mod tests {
         assert_eq!(c.log_format, LogFormat::Text);
         assert_eq!(c.max_body_bytes, 1024 * 1024);
         assert_eq!(c.group_membership_max_age_seconds, 24 * 3600);
+        assert_eq!(c.http.max_concurrent_requests, 256);
     }
 
     #[test]
@@ -258,6 +370,41 @@ mod tests {
         for bad in ["-1", "2592001"] {
             let vars = [("ALTER_GROUP_MEMBERSHIP_MAX_AGE_SECONDS", bad)];
             assert!(Config::load(Some(f.path()), env(&vars)).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn limits_come_from_tables_and_their_environment_variables() {
+        let f = file(
+            "database_url = \"sqlite:///tmp/a.db\"\n[database]\nmax_connections = 4\n[http]\nheader_read_timeout_seconds = 5\n",
+        );
+        let c = Config::load(
+            Some(f.path()),
+            env(&[
+                ("ALTER_DATABASE_STATEMENT_TIMEOUT_SECONDS", "7"),
+                ("ALTER_HTTP_MAX_CONCURRENT_REQUESTS", "8"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.database.max_connections, 4, "the file's table is kept");
+        assert_eq!(c.database.statement_timeout_seconds, 7);
+        assert_eq!(c.http.header_read_timeout_seconds, 5);
+        assert_eq!(c.http.max_concurrent_requests, 8);
+        assert_eq!(c.http.body_read_timeout_seconds, 30);
+
+        let unknown = file("database_url = \"sqlite:///tmp/a.db\"\n[http]\nheader_timeout = 5\n");
+        assert!(Config::load(Some(unknown.path()), env(&[])).is_err());
+        for (var, value) in [
+            ("ALTER_HTTP_BODY_READ_TIMEOUT_SECONDS", "0"),
+            ("ALTER_DATABASE_COMMIT_WAIT_TIMEOUT_SECONDS", "0"),
+            ("ALTER_HTTP_MAX_CONNECTIONS", "0"),
+        ] {
+            let e = Config::load(
+                None,
+                env(&[("ALTER_DATABASE_URL", "sqlite://x"), (var, value)]),
+            )
+            .unwrap_err();
+            assert!(e.to_string().contains("at"), "{var}: {e}");
         }
     }
 

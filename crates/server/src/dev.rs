@@ -17,7 +17,7 @@ use alter_store::StoreOptions;
 use serde::{Deserialize, Serialize};
 
 use crate::secrets::{read_master_key, write_private};
-use crate::{Server, ServerSettings, StartupError};
+use crate::{HttpLimits, Server, ServerSettings, StartupError};
 
 const MASTER_KEY_FILE: &str = "master.key";
 const DATABASE_FILE: &str = "alter.db";
@@ -93,12 +93,12 @@ pub async fn prepare(
         admin_token_hash: alter_crypto::keys::token_hash(&admin_token),
         base_path: String::new(),
         max_body_bytes: 1024 * 1024,
+        http: HttpLimits::default(),
         vault: Settings::default(),
         clock: Arc::new(SystemClock),
         audit_checkpoint_interval: Some(Duration::from_secs(3600)),
     })
     .await?;
-    restrict_database_files(&sqlite_file);
     let saved = match saved {
         Some(saved) if app_exists(&server, &saved.app_id).await => saved,
         _ => {
@@ -123,16 +123,6 @@ pub async fn prepare(
         data_dir: data_dir.display().to_string(),
     };
     Ok((server, credentials))
-}
-
-/// Makes the SQLite file and its WAL readable by the owner only.
-fn restrict_database_files(db: &Path) {
-    #[cfg(unix)]
-    for suffix in ["", "-wal", "-shm"] {
-        use std::os::unix::fs::PermissionsExt;
-        let path = format!("{}{suffix}", db.display());
-        let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
-    }
 }
 
 fn create_private_dir(dir: &Path) -> std::io::Result<()> {

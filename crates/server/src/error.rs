@@ -38,6 +38,35 @@ impl ApiError {
         )
     }
 
+    /// 408: the body did not arrive within the body deadline.
+    pub fn body_timeout() -> Self {
+        Self::new(
+            StatusCode::REQUEST_TIMEOUT,
+            codes::REQUEST_TIMEOUT,
+            "the request body did not arrive in time",
+        )
+    }
+
+    /// 400: the raw path escapes `/`, `?` or `#`.
+    pub fn ambiguous_path() -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            codes::INVALID_PATH,
+            "the path must not contain %2F, %3F or %23",
+        )
+    }
+
+    /// 503: too many requests in progress.
+    pub fn server_busy() -> Self {
+        let mut e = Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            codes::SERVER_BUSY,
+            "the server is busy; retry shortly",
+        );
+        e.retry_after = Some(1);
+        e
+    }
+
     /// 422: the body or a parameter is malformed.
     pub fn invalid(message: impl Into<String>) -> Self {
         Self::new(
@@ -532,6 +561,24 @@ mod tests {
             (
                 "body too large",
                 ApiError::payload_too_large(1024),
+                Main,
+                "BackendError",
+            ),
+            (
+                "body too slow",
+                ApiError::body_timeout(),
+                Main,
+                "BackendError",
+            ),
+            (
+                "escaped separator in the path",
+                ApiError::ambiguous_path(),
+                Main,
+                "BackendError",
+            ),
+            (
+                "too many requests in progress",
+                ApiError::server_busy(),
                 Main,
                 "BackendError",
             ),

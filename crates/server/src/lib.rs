@@ -9,6 +9,7 @@ pub mod error;
 mod json;
 pub mod routes;
 pub mod secrets;
+mod serve;
 pub mod state;
 pub mod telemetry;
 
@@ -20,11 +21,14 @@ use std::time::Duration;
 use alter_core::audit::ChainKey;
 use alter_core::time::{Clock, SystemClock};
 use alter_core::{Settings, Vault};
-use alter_crypto::{ExposeSecret, MasterKey, SecretString};
+use alter_crypto::{ExposeSecret, MasterKey};
 use alter_store::{SqlStore, StoreOptions};
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio::task::JoinHandle;
 
 pub use config::Config;
+pub use serve::HttpLimits;
 pub use state::AppState;
 
 /// How often expired nonces are pruned.
@@ -81,6 +85,8 @@ pub struct ServerSettings {
     pub base_path: String,
     /// Largest accepted request body.
     pub max_body_bytes: usize,
+    /// Timeouts and caps on client connections and requests.
+    pub http: HttpLimits,
     /// Service tunables.
     pub vault: Settings,
     /// The clock (a manual one in tests).
@@ -108,7 +114,7 @@ impl ServerSettings {
             }
         };
         let admin_token = match (env("ALTER_ADMIN_TOKEN"), &config.admin_token_file) {
-            (Some(token), _) => SecretString::from(token),
+            (Some(token), _) => secrets::admin_token(&token, "ALTER_ADMIN_TOKEN")?,
             (None, Some(path)) => secrets::read_admin_token(path)?,
             (None, None) => {
                 return Err(StartupError::AdminToken(
@@ -123,12 +129,22 @@ impl ServerSettings {
             store_options: StoreOptions {
                 max_connections: config.database.max_connections,
                 sqlite_synchronous: config.database.sqlite_synchronous.clone(),
+                statement_timeout: Duration::from_secs(config.database.statement_timeout_seconds),
+                commit_wait_timeout: Duration::from_secs(
+                    config.database.commit_wait_timeout_seconds,
+                ),
                 ..StoreOptions::default()
             },
             master_key: Arc::new(master_key),
             admin_token_hash: alter_crypto::keys::token_hash(admin_token.expose_secret()),
             base_path: config.base_path.clone(),
             max_body_bytes: config.max_body_bytes,
+            http: HttpLimits {
+                header_read_timeout: Duration::from_secs(config.http.header_read_timeout_seconds),
+                body_read_timeout: Duration::from_secs(config.http.body_read_timeout_seconds),
+                max_connections: config.http.max_connections,
+                max_concurrent_requests: config.http.max_concurrent_requests,
+            },
             vault: Settings {
                 timestamp_window_seconds: config.timestamp_window_seconds,
                 max_derived_key_ttl_seconds: config.max_derived_key_ttl_hours * 3600,
@@ -149,6 +165,7 @@ pub struct Server {
     store: SqlStore,
     base_path: String,
     audit_checkpoint_interval: Option<Duration>,
+    http: HttpLimits,
 }
 
 impl Server {
@@ -190,10 +207,12 @@ impl Server {
                 vault,
                 admin_token_hash: settings.admin_token_hash,
                 max_body_bytes: settings.max_body_bytes,
+                body_read_timeout: settings.http.body_read_timeout,
             },
             store,
             base_path: settings.base_path,
             audit_checkpoint_interval: settings.audit_checkpoint_interval,
+            http: settings.http,
         })
     }
 
@@ -224,30 +243,39 @@ impl Server {
         shutdown: impl Future<Output = ()> + Send + 'static,
         wrap: impl FnOnce(axum::Router) -> axum::Router,
     ) -> std::io::Result<()> {
+        let in_progress = Arc::new(Semaphore::new(self.http.max_concurrent_requests));
         let app = wrap(
             routes::router(self.state.clone(), &self.base_path)
+                .layer(axum::middleware::from_fn_with_state(
+                    in_progress,
+                    serve::limit_concurrency,
+                ))
                 .layer(telemetry::http_trace_layer()),
         );
-        let pruner = tokio::spawn(prune_nonces(self.state.vault.clone()));
-        let checkpointer = self.audit_checkpoint_interval.map(|every| {
-            tokio::spawn(checkpoints::log_audit_checkpoints(
-                self.state.vault.clone(),
-                every,
-            ))
-        });
-        let served = axum::serve(
-            self.listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown)
-        .await;
-        pruner.abort();
-        if let Some(job) = checkpointer {
-            job.abort();
+        let background = background_tasks(&self.state, self.audit_checkpoint_interval);
+        serve::serve(self.listener, app, &self.http, shutdown).await;
+        for task in background {
+            task.abort();
         }
         self.store.close().await;
-        served
+        Ok(())
     }
+}
+
+/// Starts the jobs that run beside the request handlers for as long as the server serves;
+/// they are aborted when it stops.
+fn background_tasks(
+    state: &AppState,
+    audit_checkpoint_interval: Option<Duration>,
+) -> Vec<JoinHandle<()>> {
+    let mut tasks = vec![tokio::spawn(prune_nonces(state.vault.clone()))];
+    if let Some(every) = audit_checkpoint_interval {
+        tasks.push(tokio::spawn(checkpoints::log_audit_checkpoints(
+            state.vault.clone(),
+            every,
+        )));
+    }
+    tasks
 }
 
 async fn migrated_store(settings: &ServerSettings) -> Result<SqlStore, StartupError> {

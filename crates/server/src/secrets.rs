@@ -15,14 +15,22 @@ pub fn read_master_key(path: &Path) -> Result<MasterKey, StartupError> {
         .map_err(|e| StartupError::MasterKey(format!("{}: {e}", path.display())))
 }
 
+/// Shortest accepted admin token, whether from a file or the environment.
+const MIN_ADMIN_TOKEN_LEN: usize = 32;
+
 /// Reads an admin token file.
 pub fn read_admin_token(path: &Path) -> Result<SecretString, StartupError> {
     let text = read_private(path)?;
-    let token = text.expose_secret().trim();
-    if token.len() < 32 {
+    admin_token(text.expose_secret(), &path.display().to_string())
+}
+
+/// An admin token given as text (`origin` names where it came from, for the error), trimmed
+/// and at least [`MIN_ADMIN_TOKEN_LEN`] characters long.
+pub fn admin_token(text: &str, origin: &str) -> Result<SecretString, StartupError> {
+    let token = text.trim();
+    if token.len() < MIN_ADMIN_TOKEN_LEN {
         return Err(StartupError::AdminToken(format!(
-            "{}: must be at least 32 characters",
-            path.display()
+            "{origin}: must be at least {MIN_ADMIN_TOKEN_LEN} characters"
         )));
     }
     Ok(SecretString::from(token.to_owned()))

@@ -1,5 +1,7 @@
 //! What every handler can reach.
 
+use std::time::Duration;
+
 use alter_core::Vault;
 
 /// Shared state of the HTTP layer.
@@ -11,4 +13,6 @@ pub struct AppState {
     pub admin_token_hash: [u8; 32],
     /// Largest accepted request body.
     pub max_body_bytes: usize,
+    /// Longest wait for a request's body once its headers arrived.
+    pub body_read_timeout: Duration,
 }

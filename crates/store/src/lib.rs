@@ -32,7 +32,7 @@ use alter_core::ports::{HealthStore, StoreError, StoreResult};
 use async_trait::async_trait;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::migrate::Migrator;
-use sqlx::{AnyPool, Executor};
+use sqlx::{AnyPool, Connection, Executor};
 
 pub use error::db_error;
 
@@ -86,6 +86,12 @@ pub struct StoreOptions {
     /// SQLite `synchronous` setting: `FULL` (default: every commit survives power loss) or
     /// `NORMAL` (commits survive a process crash, not a power loss).
     pub sqlite_synchronous: String,
+    /// PostgreSQL: longest a statement may run (lock waits included) before the server
+    /// cancels it and the caller gets "unavailable". Migrations are exempt.
+    pub statement_timeout: Duration,
+    /// Longest a request waits for the group commit of its writes before it gets
+    /// "unavailable" (see [`writer`]).
+    pub commit_wait_timeout: Duration,
 }
 
 impl Default for StoreOptions {
@@ -94,6 +100,8 @@ impl Default for StoreOptions {
             max_connections: 16,
             acquire_timeout: Duration::from_secs(10),
             sqlite_synchronous: "FULL".into(),
+            statement_timeout: Duration::from_secs(30),
+            commit_wait_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -134,7 +142,18 @@ impl SqlStore {
         };
         let store = match engine {
             Engine::Postgres => {
+                let set_timeout = format!(
+                    "SET statement_timeout = {}",
+                    options.statement_timeout.as_millis()
+                );
                 let pool = pool(options.max_connections)
+                    .after_connect(move |conn, _| {
+                        let set_timeout = set_timeout.clone();
+                        Box::pin(async move {
+                            conn.execute(set_timeout.as_str()).await?;
+                            Ok(())
+                        })
+                    })
                     .connect_with(connect)
                     .await
                     .map_err(db_error)?;
@@ -145,6 +164,7 @@ impl SqlStore {
                         pool.clone(),
                         chain.clone(),
                         POSTGRES_WRITERS,
+                        options.commit_wait_timeout,
                     ),
                     write: pool,
                     chain,
@@ -152,6 +172,7 @@ impl SqlStore {
             }
             Engine::Sqlite => {
                 let pragmas = sqlite_pragmas(&options.sqlite_synchronous)?;
+                restrict_sqlite_files(&url)?;
                 let write = pool(1)
                     .after_connect(move |conn, _| {
                         Box::pin(async move {
@@ -181,7 +202,12 @@ impl SqlStore {
                     engine,
                     read,
                     // SQLite has one writer connection: one writer task batches onto it.
-                    group: writer::GroupCommit::start(write.clone(), chain.clone(), 1),
+                    group: writer::GroupCommit::start(
+                        write.clone(),
+                        chain.clone(),
+                        1,
+                        options.commit_wait_timeout,
+                    ),
                     write,
                     chain,
                 }
@@ -190,13 +216,29 @@ impl SqlStore {
         Ok(store)
     }
 
-    /// Applies every pending migration.
+    /// Applies every pending migration. On PostgreSQL they run on a connection of their own
+    /// without the statement timeout (rewriting a large table may rightly take long), which is
+    /// closed afterwards rather than returned to the pool.
     pub async fn migrate(&self) -> StoreResult<()> {
-        self.engine
-            .migrator()
-            .run(&self.write)
-            .await
-            .map_err(|e| StoreError::Other(format!("migration failed: {e}")))
+        let failed =
+            |e: sqlx::migrate::MigrateError| StoreError::Other(format!("migration failed: {e}"));
+        match self.engine {
+            Engine::Sqlite => self
+                .engine
+                .migrator()
+                .run(&self.write)
+                .await
+                .map_err(failed),
+            Engine::Postgres => {
+                let mut conn = self.write.acquire().await.map_err(db_error)?.detach();
+                conn.execute("SET statement_timeout = 0")
+                    .await
+                    .map_err(db_error)?;
+                let migrated = self.engine.migrator().run(&mut conn).await.map_err(failed);
+                let _ = conn.close().await;
+                migrated
+            }
+        }
     }
 
     /// The engine.
@@ -209,6 +251,42 @@ impl SqlStore {
         self.write.close().await;
         self.read.close().await;
     }
+}
+
+/// Creates a missing SQLite database file with mode 0600 — SQLite gives its `-wal` and `-shm`
+/// files the mode of the database file — and restricts existing ones to 0600, whatever the
+/// umask.
+fn restrict_sqlite_files(url: &str) -> StoreResult<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        let options = sqlx::sqlite::SqliteConnectOptions::from_str(url).map_err(db_error)?;
+        let db = options.get_filename();
+        if url.contains("mode=memory") || db.to_string_lossy().starts_with("file:") {
+            return Ok(());
+        }
+        let failed = |e: std::io::Error| StoreError::Other(format!("{}: {e}", db.display()));
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(db)
+        {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                for suffix in ["", "-wal", "-shm"] {
+                    let mut path = db.as_os_str().to_owned();
+                    path.push(suffix);
+                    if std::path::Path::new(&path).exists() {
+                        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+                            .map_err(failed)?;
+                    }
+                }
+            }
+            Err(e) => return Err(failed(e)),
+        }
+    }
+    Ok(())
 }
 
 fn sqlite_pragmas(synchronous: &str) -> StoreResult<&'static str> {

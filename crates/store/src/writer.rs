@@ -9,6 +9,7 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
+use std::time::Duration;
 
 use alter_core::audit::{AuditEvent, ChainKey};
 use alter_core::ids::{GrantId, KeyId};
@@ -58,6 +59,7 @@ struct Job {
 #[derive(Debug, Clone)]
 pub(crate) struct GroupCommit {
     queue: mpsc::Sender<Job>,
+    wait_timeout: Duration,
 }
 
 impl std::fmt::Debug for Job {
@@ -67,27 +69,47 @@ impl std::fmt::Debug for Job {
 }
 
 impl GroupCommit {
-    /// Starts `writers` writer tasks on `pool`, chaining events with `chain`.
-    pub(crate) fn start(pool: AnyPool, chain: ChainKey, writers: usize) -> GroupCommit {
+    /// Starts `writers` writer tasks on `pool`, chaining events with `chain`; a request waits
+    /// at most `wait_timeout` for its commit.
+    pub(crate) fn start(
+        pool: AnyPool,
+        chain: ChainKey,
+        writers: usize,
+        wait_timeout: Duration,
+    ) -> GroupCommit {
         let (queue, jobs) = mpsc::channel(QUEUE);
         let jobs = Arc::new(Mutex::new(jobs));
         for _ in 0..writers.max(1) {
             tokio::spawn(write_loop(pool.clone(), chain.clone(), jobs.clone()));
         }
-        GroupCommit { queue }
+        GroupCommit {
+            queue,
+            wait_timeout,
+        }
     }
 
     /// Commits `ops` (in order, in one transaction with whatever else is queued) and returns
     /// their outcomes once they are durable.
+    ///
+    /// Past the wait timeout the caller gets "unavailable" and so answers an error, never a
+    /// credential. The job itself is not withdrawn: if it was queued it may still commit later
+    /// — its nonce then stays claimed (the client retries with a fresh one anyway) and a
+    /// release's audit event records a release whose answer was an error, which errs on the
+    /// side of over-reporting.
     pub(crate) async fn run(&self, ops: Vec<Op>) -> StoreResult<Vec<Outcome>> {
-        let (reply, answer) = oneshot::channel();
-        self.queue
-            .send(Job { ops, reply })
+        let commit = async {
+            let (reply, answer) = oneshot::channel();
+            self.queue
+                .send(Job { ops, reply })
+                .await
+                .map_err(|_| StoreError::Unavailable("the database writer stopped".into()))?;
+            answer
+                .await
+                .map_err(|_| StoreError::Unavailable("the database writer stopped".into()))?
+        };
+        tokio::time::timeout(self.wait_timeout, commit)
             .await
-            .map_err(|_| StoreError::Unavailable("the database writer stopped".into()))?;
-        answer
-            .await
-            .map_err(|_| StoreError::Unavailable("the database writer stopped".into()))?
+            .map_err(|_| StoreError::Unavailable("timed out waiting for the group commit".into()))?
     }
 }
 

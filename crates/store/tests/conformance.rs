@@ -5,6 +5,7 @@
 
 use std::future::Future;
 use std::path::Path;
+use std::time::Duration;
 
 use alter_core::apps::App;
 use alter_core::audit::{Actor, AuditEvent, ChainKey, GENESIS_HASH, HASH_KEYED_V1, Target};
@@ -23,7 +24,7 @@ use alter_crypto::MasterKey;
 use alter_store::scratch::ScratchDatabase;
 use alter_store::{Engine, SqlStore, StoreOptions};
 use sqlx::migrate::Migrator;
-use sqlx::{AnyPool, Row};
+use sqlx::{AnyPool, Executor, Row};
 
 /// A migrated store, and a raw connection pool to the same database for inspecting (and
 /// tampering with) what the store wrote.
@@ -38,6 +39,15 @@ where
     F: Fn(Fixture) -> Fut,
     Fut: Future<Output = ()>,
 {
+    on_every_engine_with(StoreOptions::default(), test).await;
+}
+
+/// [`on_every_engine`] with a store connected with `options`.
+async fn on_every_engine_with<F, Fut>(options: StoreOptions, test: F)
+where
+    F: Fn(Fixture) -> Fut,
+    Fut: Future<Output = ()>,
+{
     let mut databases = vec![ScratchDatabase::sqlite().unwrap()];
     if let Some(pg) = ScratchDatabase::postgres()
         .await
@@ -46,7 +56,7 @@ where
         databases.push(pg);
     }
     for db in databases {
-        let store = SqlStore::connect(db.url(), &StoreOptions::default(), chain_key())
+        let store = SqlStore::connect(db.url(), &options, chain_key())
             .await
             .unwrap();
         store.migrate().await.unwrap();
@@ -211,7 +221,7 @@ async fn upgrading_keeps_agent_keys_and_their_derived_keys_agent_typed() {
         databases.push(pg);
     }
     for db in databases {
-        let store = SqlStore::connect(db.url(), &StoreOptions::default())
+        let store = SqlStore::connect(db.url(), &StoreOptions::default(), chain_key())
             .await
             .unwrap();
         let raw = AnyPool::connect(db.url()).await.unwrap();
@@ -670,6 +680,65 @@ async fn nonces_are_claimed_once_and_pruned() {
         assert_eq!(store.prune_nonces(t(50)).await.unwrap(), 2);
         assert!(store.claim_nonce(a, "n1", t(101)).await.unwrap());
         assert!(!store.claim_nonce(a, "n2", t(101)).await.unwrap());
+    })
+    .await;
+}
+
+/// Far beyond every timeout the tests below set: reaching it means a wait had no bound.
+const GENEROUS: Duration = Duration::from_secs(30);
+
+#[tokio::test]
+async fn a_stuck_group_commit_answers_unavailable_after_the_wait_timeout() {
+    let options = StoreOptions {
+        commit_wait_timeout: Duration::from_secs(1),
+        ..StoreOptions::default()
+    };
+    on_every_engine_with(options, |Fixture { store, raw }| async move {
+        // Another writer holds the lock the group commit needs.
+        let mut blocker = raw.acquire().await.unwrap();
+        let lock = match store.engine() {
+            Engine::Sqlite => "BEGIN IMMEDIATE",
+            Engine::Postgres => "BEGIN; LOCK TABLE request_nonces IN EXCLUSIVE MODE",
+        };
+        blocker.execute(lock).await.unwrap();
+        let claimed = tokio::time::timeout(GENEROUS, store.claim_nonce(KeyId::new(), "n", t(0)))
+            .await
+            .expect("the wait for the group commit has no bound");
+        assert!(
+            matches!(claimed, Err(StoreError::Unavailable(_))),
+            "{claimed:?}"
+        );
+        blocker.execute("ROLLBACK").await.unwrap();
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn postgres_statements_time_out() {
+    let options = StoreOptions {
+        statement_timeout: Duration::from_secs(1),
+        ..StoreOptions::default()
+    };
+    on_every_engine_with(options, |Fixture { store, raw }| async move {
+        if store.engine() == Engine::Sqlite {
+            return; // `statement_timeout` is PostgreSQL's; SQLite has its busy timeout.
+        }
+        let mut blocker = raw.acquire().await.unwrap();
+        blocker
+            .execute("BEGIN; LOCK TABLE apps IN ACCESS EXCLUSIVE MODE")
+            .await
+            .unwrap();
+        let listed = tokio::time::timeout(GENEROUS, store.list_apps())
+            .await
+            .expect("a statement blocked on a lock runs without a bound");
+        assert!(
+            matches!(listed, Err(StoreError::Unavailable(_))),
+            "{listed:?}"
+        );
+        blocker.execute("ROLLBACK").await.unwrap();
+        // Migrations are exempt (and still run), and the pool's connections stay usable.
+        store.migrate().await.unwrap();
+        store.list_apps().await.unwrap();
     })
     .await;
 }

@@ -21,7 +21,7 @@ use alter_proto::admin::{AppInfo, MintKeyRequest};
 use alter_proto::keys::MintedKey;
 use alter_sdk::admin::AdminClient;
 use alter_sdk::{Agent, App};
-use alter_server::{Server, ServerSettings, StartupError};
+use alter_server::{HttpLimits, Server, ServerSettings, StartupError};
 use alter_store::StoreOptions;
 use alter_store::scratch::ScratchDatabase;
 use tokio::sync::oneshot;
@@ -69,6 +69,8 @@ pub struct Options {
     /// The loopback address to listen on: `127.0.0.1`, or `::ffff:127.0.0.1` for an IPv6
     /// socket that sees IPv4 peers in their IPv4-mapped form, as a dual-stack listener does.
     pub listen_ip: IpAddr,
+    /// Timeouts and caps on client connections and requests.
+    pub http: HttpLimits,
 }
 
 impl Default for Options {
@@ -77,6 +79,7 @@ impl Default for Options {
             base_path: String::new(),
             max_body_bytes: 64 * 1024,
             listen_ip: IpAddr::from([127, 0, 0, 1]),
+            http: HttpLimits::default(),
         }
     }
 }
@@ -195,6 +198,7 @@ impl TestServer {
             admin_token_hash: alter_crypto::keys::token_hash(&self.admin_token),
             base_path: self.options.base_path.clone(),
             max_body_bytes: self.options.max_body_bytes,
+            http: self.options.http.clone(),
             vault: Settings::default(),
             clock: self.clock.clone(),
             audit_checkpoint_interval: None,

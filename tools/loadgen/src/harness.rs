@@ -8,7 +8,7 @@ use alter_core::keys::MintKey;
 use alter_core::secrets::{NewSecret, SecretLimits};
 use alter_core::time::SystemClock;
 use alter_crypto::{ExposeSecret, MasterKey, SecretString};
-use alter_server::{Server, ServerSettings};
+use alter_server::{HttpLimits, Server, ServerSettings};
 use alter_store::scratch::ScratchDatabase;
 use alter_store::{SqlStore, StoreOptions};
 use tokio::sync::oneshot;
@@ -65,6 +65,7 @@ pub async fn start(engine: Engine) -> Result<Bench, BoxError> {
         admin_token_hash: alter_crypto::keys::token_hash(admin_token.expose_secret()),
         base_path: String::new(),
         max_body_bytes: 1024 * 1024,
+        http: HttpLimits::default(),
         vault: alter_core::Settings::default(),
         clock: Arc::new(SystemClock),
         audit_checkpoint_interval: None,

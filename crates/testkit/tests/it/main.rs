@@ -14,5 +14,6 @@ mod health;
 mod isolation;
 mod keys;
 mod leaks;
+mod limits;
 mod release;
 mod scopes;
