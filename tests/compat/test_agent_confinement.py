@@ -131,17 +131,18 @@ def test_an_ak_key_cannot_act_as_an_agent_or_manage_agents(server):
         keys_before = (await app.agents.list_keys(str(bot.id))).items
 
         # Impersonation, either way the client offers it.
+        unbound = App(api_key=ak["api_key"])
         for acting in (
-            App(api_key=ak["api_key"]).get_agent(str(bot.id)),
+            unbound.get_agent(str(bot.id)),
             App(api_key=ak["api_key"], caller=str(bot.id), caller_type="agent"),
         ):
             with pytest.raises(CallerAgentMismatchError):
                 await acting.list_grants()
         with pytest.raises(CallerAgentMismatchError):
-            await App(api_key=ak["api_key"]).get_agent(str(bot.id)).revoke_delegation(delegation)
+            await unbound.get_agent(str(bot.id)).revoke_delegation(delegation)
 
         # The agents namespace, with every scope held.
-        agents = App(api_key=ak["api_key"]).agents
+        agents = unbound.agents
         for call in (
             agents.list(),
             agents.get(str(bot.id)),
@@ -156,11 +157,10 @@ def test_an_ak_key_cannot_act_as_an_agent_or_manage_agents(server):
                 await call
         # The agent's key through the keys namespace looks "not found" (404 `key_not_found`,
         # which the main mapper raises as GrantNotFoundError).
-        unbound_keys = App(api_key=ak["api_key"]).keys
         with pytest.raises(GrantNotFoundError):
-            await unbound_keys.revoke(key_id=str(bot.key_id), force=True)
+            await unbound.keys.revoke(key_id=str(bot.key_id), force=True)
         with pytest.raises(GrantNotFoundError):
-            await unbound_keys.rotate(key_id=str(bot.key_id), overlap_days=0)
+            await unbound.keys.rotate(key_id=str(bot.key_id), overlap_days=0)
 
         assert await agent_states(app) == agents_before
         assert (await app.agents.list_keys(str(bot.id))).items == keys_before
