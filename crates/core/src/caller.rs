@@ -171,10 +171,10 @@ impl Vault {
             return Err(Error::Unauthenticated);
         }
         key.check_usable(now)?;
-        if let Some(allowlist) = &key.cidr_allowlist {
-            if !facts.peer.is_some_and(|ip| peer_allowed(allowlist, ip)) {
-                return Err(Error::IpNotAllowed);
-            }
+        if let Some(allowlist) = &key.cidr_allowlist
+            && !facts.peer.is_some_and(|ip| peer_allowed(allowlist, ip))
+        {
+            return Err(Error::IpNotAllowed);
         }
         let scopes = attenuate(&key.scopes, facts.scope_constraints.as_deref())?;
         if let Some(caller) = &facts.caller {
