@@ -251,7 +251,7 @@ impl<S: RequiredScope, St: Send + Sync> FromRequestParts<St> for Authed<S> {
             .get::<Caller>()
             .cloned()
             .ok_or_else(|| ApiError::internal(&"route is missing the signed_request layer"))?;
-        if !S::AGENT_CALLERS && caller.agent_id().is_some() {
+        if !S::AGENT_CALLERS && caller.is_agent() {
             return Err(Error::AgentCannotMintSubagents.into());
         }
         match caller.agent.as_ref().map(|a| a.status) {
