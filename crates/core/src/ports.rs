@@ -182,14 +182,28 @@ pub trait GrantStore: Send + Sync {
         reason: Option<&str>,
         template: &AuditEvent,
     ) -> StoreResult<Vec<GrantId>>;
-    /// The active delegation of `parent` to `agent`, if any.
+    /// Revokes every active delegation of `parent` to `agent` and every active delegation
+    /// below them, in one transaction; one event per grant (from `template`, target filled in).
+    /// Returns the ids revoked now.
+    async fn revoke_delegations(
+        &self,
+        app: AppId,
+        parent: GrantId,
+        agent: AgentId,
+        at: Timestamp,
+        reason: Option<&str>,
+        template: &AuditEvent,
+    ) -> StoreResult<Vec<GrantId>>;
+    /// The active delegation of `parent` to `agent`, if any (there is at most one).
     async fn active_child(
         &self,
         app: AppId,
         parent: GrantId,
         agent: AgentId,
     ) -> StoreResult<Option<Grant>>;
-    /// Stores a new delegation, or the renewed expiry and `delegable` of an existing one.
+    /// Stores a new delegation, or the renewed expiry and `delegable` of an existing active
+    /// one. [`StoreError::Conflict`] `"active_delegation"` if the parent has another active
+    /// delegation to that agent already, or the one to renew is no longer active.
     async fn put_delegation(&self, child: &Grant, event: &AuditEvent) -> StoreResult<()>;
 }
 

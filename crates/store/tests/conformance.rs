@@ -5,17 +5,21 @@
 
 use std::future::Future;
 
+use alter_core::agents::{Agent, AgentStatus};
 use alter_core::apps::App;
 use alter_core::audit::{Actor, AuditEvent, GENESIS_HASH, Target, chain_hash};
-use alter_core::ids::{AppId, KeyId};
+use alter_core::grants::{CreatedBy, Grant, GrantKind, GrantPolicy, GrantStatus, Principal};
+use alter_core::ids::{AgentId, AppId, GrantId, KeyId};
 use alter_core::keys::{ApiKey, KeyType};
 use alter_core::ports::{
-    AppStore, AuditStore, HealthStore, KeyStore, KeyringStore, NonceStore, StoreError, WrappedKek,
+    AgentStore, AppStore, AuditStore, GrantStore, HealthStore, KeyStore, KeyringStore, NonceStore,
+    StoreError, WrappedKek,
 };
 use alter_core::scope::{Scope, ScopeSet};
 use alter_core::time::Timestamp;
 use alter_store::scratch::ScratchDatabase;
-use alter_store::{SqlStore, StoreOptions};
+use alter_store::{Engine, SqlStore, StoreOptions};
+use sqlx::migrate::Migrator;
 use sqlx::{AnyPool, Row};
 
 /// A migrated store, and a raw connection pool to the same database for inspecting (and
@@ -435,4 +439,242 @@ async fn batched_writes_claim_each_nonce_once_and_keep_every_chain_intact() {
         }
     })
     .await;
+}
+
+fn agent(app: AppId, name: &str) -> Agent {
+    Agent {
+        id: AgentId::new(),
+        app_id: app,
+        name: name.into(),
+        display_name: None,
+        agent_type: "agent".into(),
+        status: AgentStatus::Active,
+        scopes: serde_json::Map::new(),
+        scopes_pending: None,
+        scopes_applies_at: None,
+        policy: serde_json::Map::new(),
+        metadata: serde_json::Map::new(),
+        rate_limit_per_minute: None,
+        version: 1,
+        created_at: t(0),
+        updated_at: t(0),
+        revoked_at: None,
+        last_used_at: None,
+    }
+}
+
+async fn insert_agent(store: &SqlStore, agent: &Agent) {
+    let mut first_key = key(agent.app_id, KeyType::Agent, None);
+    first_key.agent_id = Some(agent.id);
+    store
+        .insert_agent(
+            agent,
+            &first_key,
+            None,
+            &event(agent.app_id, "agent.created"),
+        )
+        .await
+        .unwrap();
+}
+
+/// A grant of the app itself, or (with `parent`) its delegation to `agent`.
+fn grant(app: AppId, parent: Option<&Grant>, agent: Option<AgentId>) -> Grant {
+    Grant {
+        id: GrantId::new(),
+        app_id: app,
+        seq: 0,
+        kind: GrantKind::OAuth,
+        secret_id: None,
+        principal: agent.map_or(Principal::System, Principal::Agent),
+        label: None,
+        status: GrantStatus::Active,
+        policy: GrantPolicy::default(),
+        expires_at: None,
+        parent_grant_id: parent.map(|p| p.id),
+        depth: parent.map_or(0, |p| p.depth + 1),
+        delegable: false,
+        delegated_by: None,
+        created_by: CreatedBy::Developer,
+        created_at: t(0),
+        revoked_at: None,
+        revoke_reason: None,
+        last_used_at: None,
+        scope_mismatch: false,
+    }
+}
+
+async fn count(raw: &AnyPool, sql: &str, value: String) -> i64 {
+    sqlx::query_scalar(sql)
+        .bind(value)
+        .fetch_one(raw)
+        .await
+        .unwrap()
+}
+
+
+
+
+#[tokio::test]
+async fn a_grant_has_one_active_delegation_per_agent() {
+    on_every_engine(|Fixture { store, raw }| async move {
+        let app = new_app(&store, "a").await.id;
+        let bot = agent(app, "bot");
+        insert_agent(&store, &bot).await;
+        let root = grant(app, None, None);
+        store
+            .insert_grant(&root, &event(app, "grant.created"))
+            .await
+            .unwrap();
+        let first = grant(app, Some(&root), Some(bot.id));
+        let made = || event(app, "delegation.created");
+        store.put_delegation(&first, &made()).await.unwrap();
+        // A second one for the same agent is refused; renewing the first is fine.
+        let second = grant(app, Some(&root), Some(bot.id));
+        assert!(matches!(
+            store.put_delegation(&second, &made()).await,
+            Err(StoreError::Conflict(what)) if what == "active_delegation"
+        ));
+        let renewed = Grant {
+            expires_at: Some(t(500)),
+            ..first.clone()
+        };
+        store.put_delegation(&renewed, &made()).await.unwrap();
+        let found = store.active_child(app, root.id, bot.id).await.unwrap();
+        assert_eq!(
+            found.map(|g| (g.id, g.expires_at)),
+            Some((first.id, Some(t(500))))
+        );
+        // Revoking the pair revokes it and what was passed on from it.
+        let onward_agent = agent(app, "helper");
+        insert_agent(&store, &onward_agent).await;
+        let onward = grant(app, Some(&first), Some(onward_agent.id));
+        store.put_delegation(&onward, &made()).await.unwrap();
+        let revoked = store
+            .revoke_delegations(
+                app,
+                root.id,
+                bot.id,
+                t(5),
+                Some("gone"),
+                &event(app, "delegation.revoked"),
+            )
+            .await
+            .unwrap();
+        assert_eq!(revoked, vec![first.id, onward.id]);
+        assert!(
+            store
+                .active_child(app, root.id, bot.id)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        // Once revoked, the agent may be delegated the grant anew; a renewal of the revoked
+        // one is refused.
+        store.put_delegation(&second, &made()).await.unwrap();
+        assert!(matches!(
+            store.put_delegation(&renewed, &made()).await,
+            Err(StoreError::Conflict(what)) if what == "active_delegation"
+        ));
+        let active = "SELECT COUNT(*) FROM grants WHERE parent_grant_id = $1 AND status = 'active'";
+        assert_eq!(count(&raw, active, root.id.to_string()).await, 1);
+    })
+    .await;
+}
+
+/// Migration 0005 finds the duplicate active delegations concurrent calls could leave, keeps
+/// the newest of each (grant, agent), revokes the others with what was passed on from them,
+/// and from then on the database refuses a second one.
+#[tokio::test]
+async fn upgrading_keeps_the_newest_of_duplicate_delegations() {
+    let mut databases = vec![ScratchDatabase::sqlite().unwrap()];
+    if let Some(pg) = ScratchDatabase::postgres()
+        .await
+        .expect("ALTER_TEST_DATABASE_URL is set but PostgreSQL is unreachable")
+    {
+        databases.push(pg);
+    }
+    for db in databases {
+        let store = SqlStore::connect(db.url(), &StoreOptions::default())
+            .await
+            .unwrap();
+        let every = match store.engine() {
+            Engine::Sqlite => sqlx::migrate!("./migrations/sqlite"),
+            Engine::Postgres => sqlx::migrate!("./migrations/postgres"),
+        };
+        let before_0005: Vec<_> = every
+            .migrations
+            .iter()
+            .filter(|m| m.version < 5)
+            .cloned()
+            .collect();
+        let raw = AnyPool::connect(db.url()).await.unwrap();
+        Migrator {
+            migrations: before_0005.into(),
+            ..Migrator::DEFAULT
+        }
+        .run(&raw)
+        .await
+        .unwrap();
+
+        let app = new_app(&store, "a").await.id;
+        let [bot, helper] = [agent(app, "bot"), agent(app, "helper")];
+        insert_agent(&store, &bot).await;
+        insert_agent(&store, &helper).await;
+        let root = grant(app, None, None);
+        store
+            .insert_grant(&root, &event(app, "grant.created"))
+            .await
+            .unwrap();
+        let delegate = |parent: &Grant, to: AgentId| {
+            let (store, child) = (store.clone(), grant(app, Some(parent), Some(to)));
+            async move {
+                store
+                    .put_delegation(&child, &event(app, "delegation.created"))
+                    .await
+                    .unwrap();
+                child
+            }
+        };
+        let oldest = delegate(&root, bot.id).await;
+        let onward = delegate(&oldest, helper.id).await;
+        let middle = delegate(&root, bot.id).await;
+        let newest = delegate(&root, bot.id).await;
+        let to_helper = delegate(&root, helper.id).await;
+
+        store.migrate().await.unwrap();
+        let status = |g: &Grant| {
+            let (raw, id) = (raw.clone(), g.id.to_string());
+            async move {
+                let row = sqlx::query("SELECT status, revoke_reason FROM grants WHERE id = $1")
+                    .bind(id)
+                    .fetch_one(&raw)
+                    .await
+                    .unwrap();
+                let status: String = row.get("status");
+                let reason: Option<String> = row.get("revoke_reason");
+                (status, reason)
+            }
+        };
+        let revoked = (
+            "revoked".to_owned(),
+            Some("duplicate delegation".to_owned()),
+        );
+        let active = ("active".to_owned(), None);
+        assert_eq!(status(&oldest).await, revoked);
+        assert_eq!(status(&onward).await, revoked);
+        assert_eq!(status(&middle).await, revoked);
+        assert_eq!(status(&newest).await, active);
+        assert_eq!(status(&to_helper).await, active);
+        assert_eq!(status(&root).await, active);
+        let found = store.active_child(app, root.id, bot.id).await.unwrap();
+        assert_eq!(found.map(|g| g.id), Some(newest.id));
+        let again = grant(app, Some(&root), Some(bot.id));
+        assert!(matches!(
+            store.put_delegation(&again, &event(app, "delegation.created")).await,
+            Err(StoreError::Conflict(what)) if what == "active_delegation"
+        ));
+        raw.close().await;
+        store.close().await;
+        db.drop_now().await.unwrap();
+    }
 }
