@@ -380,11 +380,16 @@ impl Vault {
 
     /// Re-validates a delegation before use: every grant up the chain active, the consenting
     /// user still active and still holding the root (or still in its group), the agent
-    /// active. Fails with the first broken link.
+    /// active. Fails with the first broken link; returns the chain, from `grant` to its root.
     /// `known` is an agent the caller already read this request (the calling agent); it is not
     /// read again.
-    pub async fn check_delegation_chain(&self, grant: &Grant, known: Option<&Agent>) -> Result<()> {
+    pub async fn check_delegation_chain(
+        &self,
+        grant: &Grant,
+        known: Option<&Agent>,
+    ) -> Result<Vec<Grant>> {
         let now = self.now();
+        let mut chain = Vec::new();
         let mut link = grant.clone();
         loop {
             if link.state(now) != GrantState::Active {
@@ -401,7 +406,8 @@ impl Vault {
             let Some(parent) = link.parent_grant_id else {
                 break;
             };
-            link = self.grant(link.app_id, parent).await?;
+            let next = self.grant(link.app_id, parent).await?;
+            chain.push(std::mem::replace(&mut link, next));
         }
         // `link` is the root now.
         if let Some(user) = grant.delegated_by {
@@ -427,7 +433,8 @@ impl Vault {
                 ));
             }
         }
-        Ok(())
+        chain.push(link);
+        Ok(chain)
     }
 }
 

@@ -13,6 +13,7 @@ use crate::grants::{Grant, GrantFilter, GrantView, Viewer};
 use crate::identity::{AppUser, IdentityProvider};
 use crate::ids::{AgentId, AppId, GrantId, IdpId, KeyId, SecretId, UserId};
 use crate::keys::ApiKey;
+use crate::release::ReleaseCondition;
 use crate::secrets::ManagedSecret;
 use crate::time::Timestamp;
 
@@ -210,14 +211,20 @@ pub trait GrantStore: Send + Sync {
 /// The audit log and what credential use writes.
 #[async_trait]
 pub trait AuditStore: Send + Sync {
-    /// Appends a release decision (or a report of one) to the log, and refreshes a grant's
-    /// `last_used_at`, committed before this returns: a release is answered only after its
-    /// event is durable.
-    async fn record_release(
+    /// Appends a release's denial (or a report of a release) to the log, committed before this
+    /// returns.
+    async fn record_release(&self, event: AuditEvent) -> StoreResult<()>;
+    /// Appends a release's event to the log and refreshes its grant's `last_used_at` (`touch`),
+    /// committed before this returns — if `condition` still holds in the committing
+    /// transaction, with the rows it names locked against concurrent revocations until the
+    /// commit. Returns false, having written nothing, if it no longer holds. A release is
+    /// answered only after its event is durable.
+    async fn commit_release(
         &self,
         event: AuditEvent,
         touch: Option<(GrantId, Timestamp)>,
-    ) -> StoreResult<()>;
+        condition: ReleaseCondition,
+    ) -> StoreResult<bool>;
     /// Active, unexpired grants of a managed secret that `viewer` may release, with `label` if
     /// given, oldest first, at most `limit`: for the app itself only its system grants; for a
     /// user their own and their groups' grants; for an agent its own and its delegations.

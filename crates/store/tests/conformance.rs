@@ -15,6 +15,7 @@ use alter_core::ports::{
     AgentStore, AppStore, AuditStore, GrantStore, HealthStore, KeyStore, KeyringStore, NonceStore,
     StoreError, WrappedKek,
 };
+use alter_core::release::ReleaseCondition;
 use alter_core::scope::{Scope, ScopeSet};
 use alter_core::time::Timestamp;
 use alter_store::scratch::ScratchDatabase;
@@ -422,7 +423,7 @@ async fn batched_writes_claim_each_nonce_once_and_keep_every_chain_intact() {
                     insert(&store, &key(app, KeyType::Runtime, None)).await;
                 } else {
                     store
-                        .record_release(event(app, "credential.released"), None)
+                        .record_release(event(app, "credential.released"))
                         .await
                         .unwrap();
                 }
@@ -511,8 +512,210 @@ async fn count(raw: &AnyPool, sql: &str, value: String) -> i64 {
         .unwrap()
 }
 
+/// A release job whose grant, chain link, agent or key stopped being active after the release
+/// read them is refused at commit, and writes nothing.
+#[tokio::test]
+async fn a_release_commits_only_while_its_grant_chain_agent_and_key_are_active() {
+    on_every_engine(|Fixture { store, raw }| async move {
+        let app = new_app(&store, "a").await.id;
+        let signer = key(app, KeyType::Runtime, None);
+        insert(&store, &signer).await;
+        let bot = agent(app, "bot");
+        insert_agent(&store, &bot).await;
+        let root = grant(app, None, None);
+        store
+            .insert_grant(&root, &event(app, "grant.created"))
+            .await
+            .unwrap();
+        let child = Grant {
+            expires_at: Some(t(1000)),
+            ..grant(app, Some(&root), Some(bot.id))
+        };
+        store
+            .put_delegation(&child, &event(app, "delegation.created"))
+            .await
+            .unwrap();
+        let condition = |at: Timestamp, key: KeyId| ReleaseCondition {
+            grants: vec![child.id, root.id],
+            agents: vec![bot.id],
+            key,
+            at,
+        };
+        // Each release touches the delegation's last use at its time: only those that
+        // commit leave it.
+        let release = |at: Timestamp, key: KeyId| {
+            let store = store.clone();
+            let condition = condition(at, key);
+            async move {
+                store
+                    .commit_release(
+                        event(app, "credential.released"),
+                        Some((condition.grants[0], at)),
+                        condition,
+                    )
+                    .await
+                    .unwrap()
+            }
+        };
+        assert!(release(t(10), signer.id).await);
+        // The delegation expired.
+        assert!(!release(t(1000), signer.id).await);
+        // A rotated key works during its overlap only.
+        let successor = key(app, KeyType::Runtime, None);
+        assert!(
+            store
+                .rotate_key(app, signer.id, t(20), t(100), &successor, &event(app, "key.rotated"))
+                .await
+                .unwrap()
+        );
+        assert!(release(t(50), signer.id).await);
+        assert!(!release(t(100), signer.id).await);
+        // The agent is paused, then resumed.
+        let paused = Agent {
+            status: AgentStatus::Inactive,
+            version: 2,
+            ..bot.clone()
+        };
+        assert!(store.update_agent(&paused, 1, &[]).await.unwrap());
+        assert!(!release(t(60), successor.id).await);
+        let resumed = Agent {
+            version: 3,
+            ..bot.clone()
+        };
+        assert!(store.update_agent(&resumed, 2, &[]).await.unwrap());
+        assert!(release(t(60), successor.id).await);
+        // The key is revoked.
+        store
+            .revoke_key(app, successor.id, t(70), &event(app, "key.revoked"))
+            .await
+            .unwrap();
+        assert!(!release(t(70), successor.id).await);
+        // The root grant is revoked (and its delegation with it).
+        let other = key(app, KeyType::Runtime, None);
+        insert(&store, &other).await;
+        assert!(release(t(75), other.id).await);
+        store
+            .revoke_grants(app, root.id, t(80), None, &event(app, "grant.revoked"))
+            .await
+            .unwrap();
+        assert!(!release(t(90), other.id).await);
 
+        let released = "SELECT COUNT(*) FROM audit_events WHERE app_id = $1 AND action = 'credential.released'";
+        assert_eq!(count(&raw, released, app.to_string()).await, 4);
+        let last_use = "SELECT last_used_at FROM grants WHERE id = $1";
+        assert_eq!(count(&raw, last_use, child.id.to_string()).await, t(75).micros());
+        assert_chain_intact(&raw, app, 14).await;
+    })
+    .await;
+}
 
+/// Refused releases leave the rest of the group commit's batch to commit.
+#[tokio::test]
+async fn a_refused_release_fails_alone_in_its_batch() {
+    on_every_engine(|Fixture { store, raw }| async move {
+        let app = new_app(&store, "a").await.id;
+        let signer = key(app, KeyType::Runtime, None);
+        insert(&store, &signer).await;
+        let [live, revoked] = [grant(app, None, None), grant(app, None, None)];
+        for g in [&live, &revoked] {
+            store
+                .insert_grant(g, &event(app, "grant.created"))
+                .await
+                .unwrap();
+        }
+        store
+            .revoke_grants(app, revoked.id, t(1), None, &event(app, "grant.revoked"))
+            .await
+            .unwrap();
+        let mut tasks = Vec::new();
+        for i in 0..40 {
+            let store = store.clone();
+            let grant = if i % 2 == 0 { live.id } else { revoked.id };
+            tasks.push(tokio::spawn(async move {
+                let condition = ReleaseCondition {
+                    grants: vec![grant],
+                    agents: vec![],
+                    key: signer.id,
+                    at: t(10),
+                };
+                let event = event(app, "credential.released");
+                let committed = store
+                    .commit_release(event, Some((grant, t(10))), condition)
+                    .await
+                    .unwrap();
+                (grant, committed)
+            }));
+        }
+        for task in tasks {
+            let (grant, committed) = task.await.unwrap();
+            assert_eq!(committed, grant == live.id);
+        }
+        let released = "SELECT COUNT(*) FROM audit_events WHERE app_id = $1 AND action = 'credential.released'";
+        assert_eq!(count(&raw, released, app.to_string()).await, 20);
+        let touched = "SELECT COUNT(*) FROM grants WHERE app_id = $1 AND last_used_at IS NOT NULL";
+        assert_eq!(count(&raw, touched, app.to_string()).await, 1);
+        assert_chain_intact(&raw, app, 25).await;
+    })
+    .await;
+}
+
+/// On PostgreSQL a revocation still in flight (its row lock held, not committed) makes the
+/// release's commit wait for it, and then refuses it: the check cannot read the row as it was
+/// before the revocation. (SQLite has a single writer: nothing commits in between.)
+#[tokio::test]
+async fn a_release_waits_for_a_revocation_in_flight_and_is_refused() {
+    on_every_engine(|Fixture { store, raw }| async move {
+        if store.engine() != Engine::Postgres {
+            return;
+        }
+        let app = new_app(&store, "a").await.id;
+        let signer = key(app, KeyType::Runtime, None);
+        insert(&store, &signer).await;
+        let target = grant(app, None, None);
+        store
+            .insert_grant(&target, &event(app, "grant.created"))
+            .await
+            .unwrap();
+        let mut revocation = raw.begin().await.unwrap();
+        sqlx::query("UPDATE grants SET status = 'revoked' WHERE id = $1")
+            .bind(target.id.to_string())
+            .execute(&mut *revocation)
+            .await
+            .unwrap();
+        let release = tokio::spawn({
+            let store = store.clone();
+            async move {
+                let condition = ReleaseCondition {
+                    grants: vec![target.id],
+                    agents: vec![],
+                    key: signer.id,
+                    at: t(10),
+                };
+                store
+                    .commit_release(event(app, "credential.released"), None, condition)
+                    .await
+                    .unwrap()
+            }
+        });
+        // Let the release's transaction reach the revocation's row lock and wait on it (or,
+        // were the row not locked, finish).
+        let waiting = || {
+            sqlx::query_scalar::<_, i64>(
+                "SELECT COUNT(*) FROM pg_stat_activity \
+                 WHERE wait_event_type = 'Lock' AND datname = current_database()",
+            )
+            .fetch_one(&raw)
+        };
+        while !release.is_finished() && waiting().await.unwrap() == 0 {
+            tokio::task::yield_now().await;
+        }
+        revocation.commit().await.unwrap();
+        assert!(!release.await.unwrap());
+        let released = "SELECT COUNT(*) FROM audit_events WHERE app_id = $1 AND action = 'credential.released'";
+        assert_eq!(count(&raw, released, app.to_string()).await, 0);
+    })
+    .await;
+}
 
 #[tokio::test]
 async fn a_grant_has_one_active_delegation_per_agent() {

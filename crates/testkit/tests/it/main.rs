@@ -14,4 +14,5 @@ mod isolation;
 mod keys;
 mod leaks;
 mod release;
+mod revocation;
 mod scopes;
