@@ -7,7 +7,7 @@
 use serde_json::json;
 
 use crate::agents::{Agent, AgentStatus};
-use crate::audit::{Actor, action};
+use crate::audit::{Actor, AuditEvent, action};
 use crate::caller::Caller;
 use crate::error::{Entity, Error, Result};
 use crate::grants::{
@@ -16,11 +16,17 @@ use crate::grants::{
 };
 use crate::identity::{SignedInUser, UserStatus};
 use crate::ids::{AgentId, AppId, GrantId, UserId};
+use crate::ports::StoreError;
+use crate::time::Timestamp;
 use crate::validate;
 use crate::vault::Vault;
 
 /// Longest chain of delegations below a root grant.
 pub const MAX_DEPTH: i64 = 8;
+
+/// Tries at storing a delegation while concurrent calls for the same grant and agent keep
+/// changing its active delegation.
+const STORE_ATTEMPTS: u32 = 3;
 
 /// Why a delegation cannot be made (`detail_reason` on the wire).
 pub mod reason {
@@ -203,44 +209,54 @@ impl Vault {
             // An onward hop keeps the consent of the user at the root of the chain.
             Consent::OnwardHop => (parent.delegated_by, parent.created_by),
         };
-        let existing = self
-            .store()
-            .active_child(parent.app_id, parent.id, to.id)
-            .await?
-            .filter(|child| child.state(now) == GrantState::Active);
-        let child = match existing {
-            Some(existing) => Grant {
-                expires_at,
-                delegable: delegable.unwrap_or(existing.delegable),
-                ..existing
-            },
-            None => Grant {
-                id: GrantId::new(),
-                app_id: parent.app_id,
-                seq: 0,
-                kind: parent.kind,
-                secret_id: parent.secret_id,
-                principal: Principal::Agent(to.id),
-                label: parent.label.clone(),
-                status: GrantStatus::Active,
-                policy: GrantPolicy {
+        // The store keeps one active delegation per grant and agent (an expired one counts
+        // until revoked), so an existing one is renewed. When a concurrent call stored one
+        // first, or revoked the one renewed here, read again.
+        let mut attempts = 0;
+        let child = loop {
+            attempts += 1;
+            let existing = self
+                .store()
+                .active_child(parent.app_id, parent.id, to.id)
+                .await?;
+            let child = match existing {
+                Some(existing) => Grant {
                     expires_at,
-                    ..GrantPolicy::default()
+                    delegable: delegable.unwrap_or(existing.delegable),
+                    ..existing
                 },
-                expires_at,
-                parent_grant_id: Some(parent.id),
-                depth,
-                delegable: delegable.unwrap_or(false),
-                delegated_by,
-                created_by,
-                created_at: now,
-                revoked_at: None,
-                revoke_reason: None,
-                last_used_at: None,
-                scope_mismatch: false,
-            },
-        };
-        let event = grant_event(&child, action::DELEGATION_CREATED, actor, secret.as_ref())
+                None => Grant {
+                    id: GrantId::new(),
+                    app_id: parent.app_id,
+                    seq: 0,
+                    kind: parent.kind,
+                    secret_id: parent.secret_id,
+                    principal: Principal::Agent(to.id),
+                    label: parent.label.clone(),
+                    status: GrantStatus::Active,
+                    policy: GrantPolicy {
+                        expires_at,
+                        ..GrantPolicy::default()
+                    },
+                    expires_at,
+                    parent_grant_id: Some(parent.id),
+                    depth,
+                    delegable: delegable.unwrap_or(false),
+                    delegated_by,
+                    created_by,
+                    created_at: now,
+                    revoked_at: None,
+                    revoke_reason: None,
+                    last_used_at: None,
+                    scope_mismatch: false,
+                },
+            };
+            let event = grant_event(
+                &child,
+                action::DELEGATION_CREATED,
+                actor.clone(),
+                secret.as_ref(),
+            )
             .with_details(json!({
                 "parent_grant_id": parent.id,
                 "agent_id": to.id,
@@ -249,7 +265,18 @@ impl Vault {
                 "expires_at": child.expires_at,
                 "delegated_by": child.delegated_by,
             }));
-        self.store().put_delegation(&child, &event).await?;
+            match self.store().put_delegation(&child, &event).await {
+                Ok(()) => break child,
+                Err(StoreError::Conflict(what))
+                    if what == "active_delegation" && attempts < STORE_ATTEMPTS => {}
+                Err(StoreError::Conflict(what)) if what == "active_delegation" => {
+                    return Err(Error::Conflict(
+                        "the delegation changed concurrently; try again".into(),
+                    ));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
         self.grant(child.app_id, child.id).await
     }
 
@@ -281,37 +308,37 @@ impl Vault {
         let Some(grant) = self.store().get_grant(caller.app_id, id).await? else {
             return Ok(());
         };
-        let child = if grant.agent_id() == Some(agent) && grant.parent_grant_id.is_some() {
-            Some(grant)
-        } else {
-            self.store()
-                .active_child(caller.app_id, grant.id, agent)
-                .await?
-        };
-        match child {
-            Some(child) if child.status == GrantStatus::Active => {
-                let actor = caller.actor();
-                self.revoke_delegation_row(child, actor).await
+        if grant.agent_id() == Some(agent) && grant.parent_grant_id.is_some() {
+            if grant.status == GrantStatus::Active {
+                self.revoke_delegation_row(grant, caller.actor()).await?;
             }
-            _ => Ok(()),
+            return Ok(());
         }
+        // By the parent's id: every active delegation of it to the agent, should concurrent
+        // calls ever have left more than one.
+        let now = self.now();
+        self.store()
+            .revoke_delegations(
+                caller.app_id,
+                grant.id,
+                agent,
+                now,
+                DELEGATION_REVOKED_REASON,
+                &delegation_revoked_event(caller.app_id, now, caller.actor()),
+            )
+            .await?;
+        Ok(())
     }
 
     async fn revoke_delegation_row(&self, child: Grant, actor: Actor) -> Result<()> {
         let now = self.now();
-        let template =
-            crate::grants::revocation_event(child.app_id, now, actor, "delegation_revoked");
-        let template = crate::audit::AuditEvent {
-            action: action::DELEGATION_REVOKED.to_owned(),
-            ..template
-        };
         self.store()
             .revoke_grants(
                 child.app_id,
                 child.id,
                 now,
-                Some("delegation revoked"),
-                &template,
+                DELEGATION_REVOKED_REASON,
+                &delegation_revoked_event(child.app_id, now, actor),
             )
             .await?;
         Ok(())
@@ -356,11 +383,17 @@ impl Vault {
 
     /// Re-validates a delegation before use: every grant up the chain active, the consenting
     /// user still active and still holding the root (or still in its group, by membership a
-    /// token vouched for recently: [`crate::identity::AppUser::recent_groups`]), the agent active. Fails with the first broken link.
+    /// token vouched for recently: [`crate::identity::AppUser::recent_groups`]), the agent
+    /// active. Fails with the first broken link; returns the chain, from `grant` to its root.
     /// `known` is an agent the caller already read this request (the calling agent); it is not
     /// read again.
-    pub async fn check_delegation_chain(&self, grant: &Grant, known: Option<&Agent>) -> Result<()> {
+    pub async fn check_delegation_chain(
+        &self,
+        grant: &Grant,
+        known: Option<&Agent>,
+    ) -> Result<Vec<Grant>> {
         let now = self.now();
+        let mut chain = Vec::new();
         let mut link = grant.clone();
         loop {
             if link.state(now) != GrantState::Active {
@@ -377,7 +410,8 @@ impl Vault {
             let Some(parent) = link.parent_grant_id else {
                 break;
             };
-            link = self.grant(link.app_id, parent).await?;
+            let next = self.grant(link.app_id, parent).await?;
+            chain.push(std::mem::replace(&mut link, next));
         }
         // `link` is the root now.
         if let Some(user) = grant.delegated_by {
@@ -407,7 +441,19 @@ impl Vault {
                 ));
             }
         }
-        Ok(())
+        chain.push(link);
+        Ok(chain)
+    }
+}
+
+/// The reason stored on a revoked delegation.
+const DELEGATION_REVOKED_REASON: Option<&str> = Some("delegation revoked");
+
+/// The event template of revoked delegations (one event per grant, target filled in).
+fn delegation_revoked_event(app_id: AppId, at: Timestamp, actor: Actor) -> AuditEvent {
+    AuditEvent {
+        action: action::DELEGATION_REVOKED.to_owned(),
+        ..crate::grants::revocation_event(app_id, at, actor, "delegation_revoked")
     }
 }
 

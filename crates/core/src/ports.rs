@@ -13,6 +13,7 @@ use crate::grants::{Grant, GrantFilter, GrantView, Viewer};
 use crate::identity::{AppUser, IdentityProvider};
 use crate::ids::{AgentId, AppId, GrantId, IdpId, KeyId, SecretId, UserId};
 use crate::keys::ApiKey;
+use crate::release::ReleaseCondition;
 use crate::secrets::ManagedSecret;
 use crate::time::Timestamp;
 
@@ -197,28 +198,48 @@ pub trait GrantStore: Send + Sync {
         reason: Option<&str>,
         template: &AuditEvent,
     ) -> StoreResult<Vec<GrantId>>;
-    /// The active delegation of `parent` to `agent`, if any.
+    /// Revokes every active delegation of `parent` to `agent` and every active delegation
+    /// below them, in one transaction; one event per grant (from `template`, target filled in).
+    /// Returns the ids revoked now.
+    async fn revoke_delegations(
+        &self,
+        app: AppId,
+        parent: GrantId,
+        agent: AgentId,
+        at: Timestamp,
+        reason: Option<&str>,
+        template: &AuditEvent,
+    ) -> StoreResult<Vec<GrantId>>;
+    /// The active delegation of `parent` to `agent`, if any (there is at most one).
     async fn active_child(
         &self,
         app: AppId,
         parent: GrantId,
         agent: AgentId,
     ) -> StoreResult<Option<Grant>>;
-    /// Stores a new delegation, or the renewed expiry and `delegable` of an existing one.
+    /// Stores a new delegation, or the renewed expiry and `delegable` of an existing active
+    /// one. [`StoreError::Conflict`] `"active_delegation"` if the parent has another active
+    /// delegation to that agent already, or the one to renew is no longer active.
     async fn put_delegation(&self, child: &Grant, event: &AuditEvent) -> StoreResult<()>;
 }
 
 /// The audit log and what credential use writes.
 #[async_trait]
 pub trait AuditStore: Send + Sync {
-    /// Appends a release decision (or a report of one) to the log, and refreshes a grant's
-    /// `last_used_at`, committed before this returns: a release is answered only after its
-    /// event is durable.
-    async fn record_release(
+    /// Appends a release's denial (or a report of a release) to the log, committed before this
+    /// returns.
+    async fn record_release(&self, event: AuditEvent) -> StoreResult<()>;
+    /// Appends a release's event to the log and refreshes its grant's `last_used_at` (`touch`),
+    /// committed before this returns — if `condition` still holds in the committing
+    /// transaction, with the rows it names locked against concurrent revocations until the
+    /// commit. Returns false, having written nothing, if it no longer holds. A release is
+    /// answered only after its event is durable.
+    async fn commit_release(
         &self,
         event: AuditEvent,
         touch: Option<(GrantId, Timestamp)>,
-    ) -> StoreResult<()>;
+        condition: ReleaseCondition,
+    ) -> StoreResult<bool>;
     /// Appends an event that goes with no other change.
     async fn append_event(&self, event: &AuditEvent) -> StoreResult<()>;
     /// Apps whose chain ends on an event with an unkeyed (plain SHA-256) hash.

@@ -9,7 +9,7 @@ use alter_crypto::{ExposeSecret, SecretString};
 use base64::Engine as _;
 use serde_json::{Value, json};
 
-use crate::agents::Agent;
+use crate::agents::{Agent, AgentStatus};
 use crate::audit::{Actor, AuditEvent, RequestSummary, Target, action};
 use crate::caller::Caller;
 use crate::error::{Entity, Error, Result};
@@ -17,11 +17,12 @@ use crate::grants::{
     Grant, GrantState, GrantView, Principal, SecretSummary, Viewer, principal_json,
 };
 use crate::identity::SignedInUser;
-use crate::ids::{AppId, EventId, UserId};
+use crate::ids::{AgentId, AppId, EventId, GrantId, KeyId, UserId};
 use crate::scope::Scope;
 use crate::secrets::{
     AwsCredential, InjectionTarget, ManagedSecret, SecretType, host_allowed, multi_fields,
 };
+use crate::time::Timestamp;
 use crate::vault::Vault;
 
 /// Most candidates an ambiguity answer lists.
@@ -96,6 +97,21 @@ pub struct Release {
     pub expires_in: Option<i64>,
     /// A provider reported the grant's scopes too narrow.
     pub scope_mismatch: bool,
+}
+
+/// What must still hold when a release commits. The store checks it in the transaction that
+/// commits the release's event, so a revocation, agent pause or key revocation that answered
+/// first always wins over a release still in flight.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReleaseCondition {
+    /// The released grant and every link of its delegation chain: active and not expired.
+    pub grants: Vec<GrantId>,
+    /// The calling agent and every agent of the chain: active (neither paused nor deleted).
+    pub agents: Vec<AgentId>,
+    /// The key that signed: neither revoked, expired nor past its rotation overlap.
+    pub key: KeyId,
+    /// The release's time, at which expiries are judged.
+    pub at: Timestamp,
 }
 
 /// Why a release was refused (each a stable code; see `server/src/error.rs`).
@@ -174,18 +190,31 @@ impl Vault {
                 .await?
                 .ok_or(Error::NotFound(Entity::Grant))?,
         };
-        if let Err(denial) = self
+        let chain = match self
             .check_release(caller, &grant, &secret, caller.agent.as_deref(), &request)
             .await
         {
-            self.record(deny(denial.code(), Some(&grant))).await?;
-            return Err(Error::ReleaseDenied(denial));
-        }
+            Ok(chain) => chain,
+            Err(denial) => {
+                self.record(deny(denial.code(), Some(&grant))).await?;
+                return Err(Error::ReleaseDenied(denial));
+            }
+        };
         let credential = self.credential(&secret)?;
         let now = self.now();
+        let condition = ReleaseCondition {
+            grants: chain.iter().map(|link| link.id).collect(),
+            agents: caller
+                .agent_id()
+                .into_iter()
+                .chain(chain.iter().filter_map(Grant::agent_id))
+                .collect(),
+            key: caller.key_id,
+            at: now,
+        };
         let event = AuditEvent {
             principal: Some(principal_json(&grant)),
-            request: Some(summary),
+            request: Some(summary.clone()),
             reason: request.reason.clone(),
             context: caller.context.clone(),
             ..AuditEvent::allow(
@@ -208,7 +237,13 @@ impl Vault {
         let release_id = event.id;
         let touch =
             crate::caller::last_use_is_stale(grant.last_used_at, now).then_some((grant.id, now));
-        self.store().record_release(event, touch).await?;
+        if !self.store().commit_release(event, touch, condition).await? {
+            let (code, refusal) = self
+                .raced_refusal(caller, &grant, &secret, &request)
+                .await?;
+            self.record(deny(code, Some(&grant))).await?;
+            return Err(refusal);
+        }
         Ok(Release {
             expires_in: grant.expires_at.map(|end| now.seconds_until(end).max(0)),
             scope_mismatch: grant.scope_mismatch,
@@ -220,7 +255,57 @@ impl Vault {
     }
 
     async fn record(&self, event: AuditEvent) -> Result<()> {
-        Ok(self.store().record_release(event, None).await?)
+        Ok(self.store().record_release(event).await?)
+    }
+
+    /// Why a release whose checks passed was refused at commit: the revocation, pause or key
+    /// revocation that committed in between, read back, with the code its denial is recorded
+    /// under. The release answers as a request made after it would have.
+    async fn raced_refusal(
+        &self,
+        caller: &Caller,
+        grant: &Grant,
+        secret: &ManagedSecret,
+        request: &ReleaseRequest,
+    ) -> Result<(&'static str, Error)> {
+        let now = self.now();
+        let key = self.store().get_key(caller.app_id, caller.key_id).await?;
+        match key.map(|key| key.check_usable(now)) {
+            None | Some(Err(Error::KeyRevoked)) => return Ok(("key_revoked", Error::KeyRevoked)),
+            Some(Err(Error::KeyRotationExpired)) => {
+                return Ok(("key_rotation_expired", Error::KeyRotationExpired));
+            }
+            Some(Err(_)) => return Ok(("key_expired", Error::KeyExpired)),
+            Some(Ok(())) => {}
+        }
+        let agent = match caller.agent_id() {
+            Some(id) => Some(self.agent(caller.app_id, id).await?),
+            None => None,
+        };
+        match agent.as_ref().map(|a| a.status) {
+            Some(AgentStatus::Inactive) => return Ok(("agent_inactive", Error::AgentInactive)),
+            Some(AgentStatus::Revoked) => return Ok(("agent_revoked", Error::AgentRevoked)),
+            _ => {}
+        }
+        let grant = self
+            .store()
+            .get_grant(caller.app_id, grant.id)
+            .await?
+            .ok_or(Error::NotFound(Entity::Grant))?;
+        if let Err(denial) = self
+            .check_release(caller, &grant, secret, agent.as_ref(), request)
+            .await
+        {
+            return Ok((denial.code(), Error::ReleaseDenied(denial)));
+        }
+        // Everything holds again: only an agent can come back, so one was paused and resumed.
+        Ok(match caller.agent_id() {
+            Some(_) => ("agent_inactive", Error::AgentInactive),
+            None => {
+                let denial = Denial::DelegationInvalid("the agent is not active");
+                (denial.code(), Error::ReleaseDenied(denial))
+            }
+        })
     }
 
     fn deny_event(
@@ -328,6 +413,8 @@ impl Vault {
         }
     }
 
+    /// Checks every release rule; returns the delegation chain it checked, from `grant` up to
+    /// its root.
     async fn check_release(
         &self,
         caller: &Caller,
@@ -335,7 +422,7 @@ impl Vault {
         secret: &ManagedSecret,
         agent: Option<&Agent>,
         request: &ReleaseRequest,
-    ) -> std::result::Result<(), Denial> {
+    ) -> std::result::Result<Vec<Grant>, Denial> {
         if secret.deleted_at.is_some() {
             return Err(Denial::Deleted);
         }
@@ -344,9 +431,9 @@ impl Vault {
             GrantState::Expired => return Err(Denial::Expired),
             GrantState::Active => {}
         }
-        if grant.parent_grant_id.is_some() {
+        let chain = if grant.parent_grant_id.is_some() {
             match self.check_delegation_chain(grant, agent).await {
-                Ok(()) => {}
+                Ok(chain) => chain,
                 Err(Error::DelegationInvalid(why)) => return Err(Denial::DelegationInvalid(why)),
                 Err(_) => {
                     return Err(Denial::DelegationInvalid(
@@ -354,7 +441,9 @@ impl Vault {
                     ));
                 }
             }
-        }
+        } else {
+            vec![grant.clone()]
+        };
         if let Some(agent) = agent {
             if !agent.allowlists_secret(&secret.slug, self.now()) {
                 return Err(Denial::AgentNotAllowlisted);
@@ -376,7 +465,7 @@ impl Vault {
                 _ => return Err(Denial::RequiresProxy("restricted_grant_requires_proxy")),
             }
         }
-        Ok(())
+        Ok(chain)
     }
 
     /// The credential as the client injects it, per injection type.

@@ -4,25 +4,38 @@ use alter_core::audit::{AuditEvent, ChainRow, EventFilter, HASH_PLAIN_SHA256, St
 use alter_core::grants::{Grant, Viewer};
 use alter_core::ids::{AppId, GrantId, SecretId};
 use alter_core::ports::{AuditStore, StoreError, StoreResult};
+use alter_core::release::ReleaseCondition;
 use alter_core::time::Timestamp;
 use async_trait::async_trait;
 
 use crate::rows::{fetch_all, fetch_optional, get, hash32};
-use crate::writer::Op;
+use crate::writer::{Op, Outcome};
 use crate::{SqlStore, audit, db_error};
 
 #[async_trait]
 impl AuditStore for SqlStore {
-    async fn record_release(
+    async fn record_release(&self, event: AuditEvent) -> StoreResult<()> {
+        self.group
+            .run(vec![Op::Append(Box::new(event))])
+            .await
+            .map(drop)
+    }
+
+    async fn commit_release(
         &self,
         event: AuditEvent,
         touch: Option<(GrantId, Timestamp)>,
-    ) -> StoreResult<()> {
-        let mut ops = vec![Op::Append(Box::new(event))];
+        condition: ReleaseCondition,
+    ) -> StoreResult<bool> {
+        let mut ops = vec![
+            Op::Require(Box::new(condition)),
+            Op::Append(Box::new(event)),
+        ];
         if let Some((id, at)) = touch {
             ops.push(Op::TouchGrant { id, at });
         }
-        self.group.run(ops).await.map(drop)
+        let outcomes = self.group.run(ops).await?;
+        Ok(!outcomes.contains(&Outcome::Refused))
     }
 
     async fn append_event(&self, event: &AuditEvent) -> StoreResult<()> {

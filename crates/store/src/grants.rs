@@ -523,6 +523,45 @@ impl GrantStore for SqlStore {
         Ok(revoked)
     }
 
+    async fn revoke_delegations(
+        &self,
+        app: AppId,
+        parent: GrantId,
+        agent: AgentId,
+        at: Timestamp,
+        reason: Option<&str>,
+        template: &AuditEvent,
+    ) -> StoreResult<Vec<GrantId>> {
+        let mut tx = self.write.begin().await.map_err(db_error)?;
+        let children: Vec<String> = sqlx::query_scalar(
+            "SELECT id FROM grants WHERE app_id = $1 AND parent_grant_id = $2 AND agent_id = $3 \
+             AND status = 'active' ORDER BY seq",
+        )
+        .bind(app.to_string())
+        .bind(parent.to_string())
+        .bind(agent.to_string())
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        let mut revoked = Vec::new();
+        for child in children {
+            revoked.extend(
+                revoke_subtree(
+                    &mut tx,
+                    &self.chain,
+                    app,
+                    ("id", &child),
+                    at,
+                    reason,
+                    template,
+                )
+                .await?,
+            );
+        }
+        tx.commit().await.map_err(db_error)?;
+        Ok(revoked)
+    }
+
     async fn active_child(
         &self,
         app: AppId,
@@ -557,7 +596,12 @@ impl GrantStore for SqlStore {
         .rows_affected();
         if updated == 0 {
             let seq = next_seq(&mut tx, child.app_id).await?;
-            insert(&mut tx, child, seq).await?;
+            // The unique index `grants_active_delegation` (or the id of a delegation revoked
+            // since it was read) refuses a second active delegation of the parent to the agent.
+            insert(&mut tx, child, seq).await.map_err(|e| match e {
+                StoreError::Conflict(_) => StoreError::Conflict("active_delegation".into()),
+                other => other,
+            })?;
         }
         audit::append(&mut tx, &self.chain, event).await?;
         tx.commit().await.map_err(db_error)

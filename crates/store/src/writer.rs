@@ -5,15 +5,18 @@
 //! lone request is committed at once.
 //!
 //! If a batch fails, its jobs are retried one transaction each, so one bad job fails alone —
-//! unless the database is unreachable, when all fail at once.
+//! unless the database is unreachable, when all fail at once. A job may carry a condition (a
+//! release's grant, chain, agents and key still active): checked inside the transaction, it
+//! leaves that job's writes out of the batch when it fails, and only that job's.
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use alter_core::audit::{AuditEvent, ChainKey};
 use alter_core::ids::{GrantId, KeyId};
 use alter_core::ports::{StoreError, StoreResult};
+use alter_core::release::ReleaseCondition;
 use alter_core::time::Timestamp;
 use sqlx::{AnyConnection, AnyPool};
 use tokio::sync::{Mutex, mpsc, oneshot};
@@ -25,6 +28,8 @@ use crate::{audit, db_error};
 const MAX_BATCH: usize = 256;
 /// Jobs waiting beyond this make callers wait to enqueue (back-pressure).
 const QUEUE: usize = 4096;
+/// The `Any` driver's name for PostgreSQL connections.
+const POSTGRES: &str = "PostgreSQL";
 
 /// One write.
 #[derive(Debug)]
@@ -39,6 +44,8 @@ pub(crate) enum Op {
     Append(Box<AuditEvent>),
     /// Refreshes a grant's last use.
     TouchGrant { id: GrantId, at: Timestamp },
+    /// Makes the job's other writes only if the condition holds in the committing transaction.
+    Require(Box<ReleaseCondition>),
 }
 
 /// What one write did.
@@ -48,6 +55,8 @@ pub(crate) enum Outcome {
     Claimed(bool),
     /// Any other write.
     Done,
+    /// The job's condition failed: none of its writes were made.
+    Refused,
 }
 
 struct Job {
@@ -155,17 +164,25 @@ async fn write_loop(pool: AnyPool, chain: ChainKey, jobs: Arc<Mutex<mpsc::Receiv
 }
 
 /// Runs every job's ops in one transaction, with a few statements for the whole batch rather
-/// than a few per op: the nonces in one `INSERT`, the grant touches in one `UPDATE`, the events
-/// appended per app (see [`audit::append_all`]). The appends go last, so an app's chain head —
-/// locked from its update to the commit — is held as briefly as possible.
+/// than a few per op: the conditions checked per table, the nonces in one `INSERT`, the grant
+/// touches in one `UPDATE`, the events appended per app (see [`audit::append_all`]). The
+/// appends go last, so an app's chain head — locked from its update to the commit — is held as
+/// briefly as possible.
 async fn commit<'a>(
     pool: &AnyPool,
     chain: &ChainKey,
     jobs: impl Iterator<Item = &'a [Op]>,
 ) -> StoreResult<Vec<Vec<Outcome>>> {
     let jobs: Vec<&[Op]> = jobs.collect();
-    let ops = || jobs.iter().flat_map(|ops| ops.iter());
     let mut tx = pool.begin().await.map_err(db_error)?;
+
+    let refused = refused_jobs(&mut tx, &jobs).await?;
+    let ops = || {
+        jobs.iter()
+            .zip(&refused)
+            .filter(|(_, refused)| !**refused)
+            .flat_map(|(ops, _)| ops.iter())
+    };
 
     let claims: Vec<(KeyId, &str, Timestamp)> = ops()
         .filter_map(|op| match op {
@@ -194,15 +211,115 @@ async fn commit<'a>(
 
     Ok(jobs
         .iter()
-        .map(|ops| {
+        .zip(refused)
+        .map(|(ops, refused)| {
             ops.iter()
                 .map(|op| match op {
+                    _ if refused => Outcome::Refused,
                     Op::ClaimNonce { .. } => Outcome::Claimed(fresh.next().unwrap_or(false)),
                     _ => Outcome::Done,
                 })
                 .collect()
         })
         .collect())
+}
+
+/// For each job, whether its condition fails, with one statement per table for the whole
+/// batch; expiries are judged at the batch's latest release time. On PostgreSQL the rows found
+/// active stay locked until the commit — the grants as for an update, since the batch may touch
+/// them — so a revocation, pause or key revocation still in flight waits for this commit, and
+/// one that committed first is seen. (SQLite has one writer connection: nothing commits in
+/// between.)
+async fn refused_jobs(conn: &mut AnyConnection, jobs: &[&[Op]]) -> StoreResult<Vec<bool>> {
+    let conditions: Vec<Option<&ReleaseCondition>> = jobs
+        .iter()
+        .map(|ops| {
+            ops.iter().find_map(|op| match op {
+                Op::Require(condition) => Some(condition.as_ref()),
+                _ => None,
+            })
+        })
+        .collect();
+    let Some(at) = conditions.iter().flatten().map(|c| c.at).max() else {
+        return Ok(vec![false; jobs.len()]);
+    };
+    let all = |ids: fn(&ReleaseCondition) -> Vec<String>| -> BTreeSet<String> {
+        conditions.iter().flatten().flat_map(|c| ids(c)).collect()
+    };
+    let grants = ids_where(
+        conn,
+        "grants",
+        "status = 'active' AND (expires_at IS NULL OR expires_at > $1)",
+        &[at],
+        all(|c| c.grants.iter().map(ToString::to_string).collect()),
+        "FOR NO KEY UPDATE",
+    )
+    .await?;
+    let agents = ids_where(
+        conn,
+        "agents",
+        "status = 'active'",
+        &[],
+        all(|c| c.agents.iter().map(ToString::to_string).collect()),
+        "FOR SHARE",
+    )
+    .await?;
+    let keys = ids_where(
+        conn,
+        "api_keys",
+        "revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $1) \
+         AND (grace_expires_at IS NULL OR grace_expires_at > $2)",
+        &[at, at],
+        all(|c| vec![c.key.to_string()]),
+        "FOR SHARE",
+    )
+    .await?;
+    Ok(conditions
+        .iter()
+        .map(|condition| {
+            condition.is_some_and(|c| {
+                !(c.grants.iter().all(|g| grants.contains(&g.to_string()))
+                    && c.agents.iter().all(|a| agents.contains(&a.to_string()))
+                    && keys.contains(&c.key.to_string()))
+            })
+        })
+        .collect())
+}
+
+/// Which of `ids` name rows of `table` meeting `condition` (whose `$1`, `$2`… are `times`),
+/// locked on PostgreSQL with `lock`, in id order so two writers never wait on each other.
+async fn ids_where(
+    conn: &mut AnyConnection,
+    table: &str,
+    condition: &str,
+    times: &[Timestamp],
+    ids: BTreeSet<String>,
+    lock: &str,
+) -> StoreResult<HashSet<String>> {
+    if ids.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let params: Vec<String> = (0..ids.len())
+        .map(|i| format!("${}", times.len() + i + 1))
+        .collect();
+    let lock = if conn.backend_name() == POSTGRES {
+        lock
+    } else {
+        ""
+    };
+    let sql = format!(
+        "SELECT id FROM {table} WHERE {condition} AND id IN ({}) ORDER BY id {lock}",
+        params.join(", ")
+    );
+    let mut query = sqlx::query(&sql).persistent(ids.len() == 1);
+    for at in times {
+        query = query.bind(at.micros());
+    }
+    for id in ids {
+        query = query.bind(id);
+    }
+    let rows = query.fetch_all(&mut *conn).await.map_err(db_error)?;
+    rows.iter().map(|row| get(row, "id")).collect()
 }
 
 /// Inserts the nonces in one statement; for each, whether it was new. A nonce sent twice in

@@ -7,17 +7,20 @@ use std::future::Future;
 use std::path::Path;
 use std::time::Duration;
 
+use alter_core::agents::{Agent, AgentStatus};
 use alter_core::apps::App;
 use alter_core::audit::{Actor, AuditEvent, ChainKey, GENESIS_HASH, HASH_KEYED_V1, Target};
+use alter_core::grants::{CreatedBy, Grant, GrantKind, GrantPolicy, GrantStatus, Principal};
 use alter_core::identity::{
     AppUser, ClaimMapping, IdentityProvider, JwksSource, JwtAlgorithm, UserStatus,
 };
-use alter_core::ids::{AgentId, AppId, IdpId, KeyId, UserId};
+use alter_core::ids::{AgentId, AppId, GrantId, IdpId, KeyId, UserId};
 use alter_core::keys::{ApiKey, KeyType};
 use alter_core::ports::{
-    AppStore, AuditStore, HealthStore, IdentityStore, KeyStore, KeyringStore, NonceStore,
-    StoreError, WrappedKek,
+    AgentStore, AppStore, AuditStore, GrantStore, HealthStore, IdentityStore, KeyStore,
+    KeyringStore, NonceStore, StoreError, WrappedKek,
 };
+use alter_core::release::ReleaseCondition;
 use alter_core::scope::{Scope, ScopeSet};
 use alter_core::time::Timestamp;
 use alter_crypto::MasterKey;
@@ -843,7 +846,7 @@ async fn batched_writes_claim_each_nonce_once_and_keep_every_chain_intact() {
                     insert(&store, &key(app, KeyType::Runtime, None)).await;
                 } else {
                     store
-                        .record_release(event(app, "credential.released"), None)
+                        .record_release(event(app, "credential.released"))
                         .await
                         .unwrap();
                 }
@@ -967,4 +970,444 @@ async fn a_users_groups_change_only_to_newer_membership() {
         assert_eq!(membership(stored().await), (vec!["ops".to_string()], None));
     })
     .await;
+}
+
+fn agent(app: AppId, name: &str) -> Agent {
+    Agent {
+        id: AgentId::new(),
+        app_id: app,
+        name: name.into(),
+        display_name: None,
+        agent_type: "agent".into(),
+        status: AgentStatus::Active,
+        scopes: serde_json::Map::new(),
+        scopes_pending: None,
+        scopes_applies_at: None,
+        policy: serde_json::Map::new(),
+        metadata: serde_json::Map::new(),
+        rate_limit_per_minute: None,
+        version: 1,
+        created_at: t(0),
+        updated_at: t(0),
+        revoked_at: None,
+        last_used_at: None,
+    }
+}
+
+async fn insert_agent(store: &SqlStore, agent: &Agent) {
+    let mut first_key = key(agent.app_id, KeyType::Agent, None);
+    first_key.agent_id = Some(agent.id);
+    store
+        .insert_agent(
+            agent,
+            &first_key,
+            None,
+            &event(agent.app_id, "agent.created"),
+        )
+        .await
+        .unwrap();
+}
+
+/// A grant of the app itself, or (with `parent`) its delegation to `agent`.
+fn grant(app: AppId, parent: Option<&Grant>, agent: Option<AgentId>) -> Grant {
+    Grant {
+        id: GrantId::new(),
+        app_id: app,
+        seq: 0,
+        kind: GrantKind::OAuth,
+        secret_id: None,
+        principal: agent.map_or(Principal::System, Principal::Agent),
+        label: None,
+        status: GrantStatus::Active,
+        policy: GrantPolicy::default(),
+        expires_at: None,
+        parent_grant_id: parent.map(|p| p.id),
+        depth: parent.map_or(0, |p| p.depth + 1),
+        delegable: false,
+        delegated_by: None,
+        created_by: CreatedBy::Developer,
+        created_at: t(0),
+        revoked_at: None,
+        revoke_reason: None,
+        last_used_at: None,
+        scope_mismatch: false,
+    }
+}
+
+async fn count(raw: &AnyPool, sql: &str, value: String) -> i64 {
+    sqlx::query_scalar(sql)
+        .bind(value)
+        .fetch_one(raw)
+        .await
+        .unwrap()
+}
+
+/// A release job whose grant, chain link, agent or key stopped being active after the release
+/// read them is refused at commit, and writes nothing.
+#[tokio::test]
+async fn a_release_commits_only_while_its_grant_chain_agent_and_key_are_active() {
+    on_every_engine(|Fixture { store, raw }| async move {
+        let app = new_app(&store, "a").await.id;
+        let signer = key(app, KeyType::Runtime, None);
+        insert(&store, &signer).await;
+        let bot = agent(app, "bot");
+        insert_agent(&store, &bot).await;
+        let root = grant(app, None, None);
+        store
+            .insert_grant(&root, &event(app, "grant.created"))
+            .await
+            .unwrap();
+        let child = Grant {
+            expires_at: Some(t(1000)),
+            ..grant(app, Some(&root), Some(bot.id))
+        };
+        store
+            .put_delegation(&child, &event(app, "delegation.created"))
+            .await
+            .unwrap();
+        let condition = |at: Timestamp, key: KeyId| ReleaseCondition {
+            grants: vec![child.id, root.id],
+            agents: vec![bot.id],
+            key,
+            at,
+        };
+        // Each release touches the delegation's last use at its time: only those that
+        // commit leave it.
+        let release = |at: Timestamp, key: KeyId| {
+            let store = store.clone();
+            let condition = condition(at, key);
+            async move {
+                store
+                    .commit_release(
+                        event(app, "credential.released"),
+                        Some((condition.grants[0], at)),
+                        condition,
+                    )
+                    .await
+                    .unwrap()
+            }
+        };
+        assert!(release(t(10), signer.id).await);
+        // The delegation expired.
+        assert!(!release(t(1000), signer.id).await);
+        // A rotated key works during its overlap only.
+        let successor = key(app, KeyType::Runtime, None);
+        assert!(
+            store
+                .rotate_key(app, signer.id, t(20), t(100), &successor, &event(app, "key.rotated"))
+                .await
+                .unwrap()
+        );
+        assert!(release(t(50), signer.id).await);
+        assert!(!release(t(100), signer.id).await);
+        // The agent is paused, then resumed.
+        let paused = Agent {
+            status: AgentStatus::Inactive,
+            version: 2,
+            ..bot.clone()
+        };
+        assert!(store.update_agent(&paused, 1, &[]).await.unwrap());
+        assert!(!release(t(60), successor.id).await);
+        let resumed = Agent {
+            version: 3,
+            ..bot.clone()
+        };
+        assert!(store.update_agent(&resumed, 2, &[]).await.unwrap());
+        assert!(release(t(60), successor.id).await);
+        // The key is revoked.
+        store
+            .revoke_key(app, successor.id, t(70), &event(app, "key.revoked"))
+            .await
+            .unwrap();
+        assert!(!release(t(70), successor.id).await);
+        // The root grant is revoked (and its delegation with it).
+        let other = key(app, KeyType::Runtime, None);
+        insert(&store, &other).await;
+        assert!(release(t(75), other.id).await);
+        store
+            .revoke_grants(app, root.id, t(80), None, &event(app, "grant.revoked"))
+            .await
+            .unwrap();
+        assert!(!release(t(90), other.id).await);
+
+        let released = "SELECT COUNT(*) FROM audit_events WHERE app_id = $1 AND action = 'credential.released'";
+        assert_eq!(count(&raw, released, app.to_string()).await, 4);
+        let last_use = "SELECT last_used_at FROM grants WHERE id = $1";
+        assert_eq!(count(&raw, last_use, child.id.to_string()).await, t(75).micros());
+        assert_chain_intact(&raw, app, 14).await;
+    })
+    .await;
+}
+
+/// Refused releases leave the rest of the group commit's batch to commit.
+#[tokio::test]
+async fn a_refused_release_fails_alone_in_its_batch() {
+    on_every_engine(|Fixture { store, raw }| async move {
+        let app = new_app(&store, "a").await.id;
+        let signer = key(app, KeyType::Runtime, None);
+        insert(&store, &signer).await;
+        let [live, revoked] = [grant(app, None, None), grant(app, None, None)];
+        for g in [&live, &revoked] {
+            store
+                .insert_grant(g, &event(app, "grant.created"))
+                .await
+                .unwrap();
+        }
+        store
+            .revoke_grants(app, revoked.id, t(1), None, &event(app, "grant.revoked"))
+            .await
+            .unwrap();
+        let mut tasks = Vec::new();
+        for i in 0..40 {
+            let store = store.clone();
+            let grant = if i % 2 == 0 { live.id } else { revoked.id };
+            tasks.push(tokio::spawn(async move {
+                let condition = ReleaseCondition {
+                    grants: vec![grant],
+                    agents: vec![],
+                    key: signer.id,
+                    at: t(10),
+                };
+                let event = event(app, "credential.released");
+                let committed = store
+                    .commit_release(event, Some((grant, t(10))), condition)
+                    .await
+                    .unwrap();
+                (grant, committed)
+            }));
+        }
+        for task in tasks {
+            let (grant, committed) = task.await.unwrap();
+            assert_eq!(committed, grant == live.id);
+        }
+        let released = "SELECT COUNT(*) FROM audit_events WHERE app_id = $1 AND action = 'credential.released'";
+        assert_eq!(count(&raw, released, app.to_string()).await, 20);
+        let touched = "SELECT COUNT(*) FROM grants WHERE app_id = $1 AND last_used_at IS NOT NULL";
+        assert_eq!(count(&raw, touched, app.to_string()).await, 1);
+        assert_chain_intact(&raw, app, 25).await;
+    })
+    .await;
+}
+
+/// On PostgreSQL a revocation still in flight (its row lock held, not committed) makes the
+/// release's commit wait for it, and then refuses it: the check cannot read the row as it was
+/// before the revocation. (SQLite has a single writer: nothing commits in between.)
+#[tokio::test]
+async fn a_release_waits_for_a_revocation_in_flight_and_is_refused() {
+    on_every_engine(|Fixture { store, raw }| async move {
+        if store.engine() != Engine::Postgres {
+            return;
+        }
+        let app = new_app(&store, "a").await.id;
+        let signer = key(app, KeyType::Runtime, None);
+        insert(&store, &signer).await;
+        let target = grant(app, None, None);
+        store
+            .insert_grant(&target, &event(app, "grant.created"))
+            .await
+            .unwrap();
+        let mut revocation = raw.begin().await.unwrap();
+        sqlx::query("UPDATE grants SET status = 'revoked' WHERE id = $1")
+            .bind(target.id.to_string())
+            .execute(&mut *revocation)
+            .await
+            .unwrap();
+        let release = tokio::spawn({
+            let store = store.clone();
+            async move {
+                let condition = ReleaseCondition {
+                    grants: vec![target.id],
+                    agents: vec![],
+                    key: signer.id,
+                    at: t(10),
+                };
+                store
+                    .commit_release(event(app, "credential.released"), None, condition)
+                    .await
+                    .unwrap()
+            }
+        });
+        // Let the release's transaction reach the revocation's row lock and wait on it (or,
+        // were the row not locked, finish).
+        let waiting = || {
+            sqlx::query_scalar::<_, i64>(
+                "SELECT COUNT(*) FROM pg_stat_activity \
+                 WHERE wait_event_type = 'Lock' AND datname = current_database()",
+            )
+            .fetch_one(&raw)
+        };
+        while !release.is_finished() && waiting().await.unwrap() == 0 {
+            tokio::task::yield_now().await;
+        }
+        revocation.commit().await.unwrap();
+        assert!(!release.await.unwrap());
+        let released = "SELECT COUNT(*) FROM audit_events WHERE app_id = $1 AND action = 'credential.released'";
+        assert_eq!(count(&raw, released, app.to_string()).await, 0);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_grant_has_one_active_delegation_per_agent() {
+    on_every_engine(|Fixture { store, raw }| async move {
+        let app = new_app(&store, "a").await.id;
+        let bot = agent(app, "bot");
+        insert_agent(&store, &bot).await;
+        let root = grant(app, None, None);
+        store
+            .insert_grant(&root, &event(app, "grant.created"))
+            .await
+            .unwrap();
+        let first = grant(app, Some(&root), Some(bot.id));
+        let made = || event(app, "delegation.created");
+        store.put_delegation(&first, &made()).await.unwrap();
+        // A second one for the same agent is refused; renewing the first is fine.
+        let second = grant(app, Some(&root), Some(bot.id));
+        assert!(matches!(
+            store.put_delegation(&second, &made()).await,
+            Err(StoreError::Conflict(what)) if what == "active_delegation"
+        ));
+        let renewed = Grant {
+            expires_at: Some(t(500)),
+            ..first.clone()
+        };
+        store.put_delegation(&renewed, &made()).await.unwrap();
+        let found = store.active_child(app, root.id, bot.id).await.unwrap();
+        assert_eq!(
+            found.map(|g| (g.id, g.expires_at)),
+            Some((first.id, Some(t(500))))
+        );
+        // Revoking the pair revokes it and what was passed on from it.
+        let onward_agent = agent(app, "helper");
+        insert_agent(&store, &onward_agent).await;
+        let onward = grant(app, Some(&first), Some(onward_agent.id));
+        store.put_delegation(&onward, &made()).await.unwrap();
+        let revoked = store
+            .revoke_delegations(
+                app,
+                root.id,
+                bot.id,
+                t(5),
+                Some("gone"),
+                &event(app, "delegation.revoked"),
+            )
+            .await
+            .unwrap();
+        assert_eq!(revoked, vec![first.id, onward.id]);
+        assert!(
+            store
+                .active_child(app, root.id, bot.id)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        // Once revoked, the agent may be delegated the grant anew; a renewal of the revoked
+        // one is refused.
+        store.put_delegation(&second, &made()).await.unwrap();
+        assert!(matches!(
+            store.put_delegation(&renewed, &made()).await,
+            Err(StoreError::Conflict(what)) if what == "active_delegation"
+        ));
+        let active = "SELECT COUNT(*) FROM grants WHERE parent_grant_id = $1 AND status = 'active'";
+        assert_eq!(count(&raw, active, root.id.to_string()).await, 1);
+    })
+    .await;
+}
+
+/// Migration 0005 finds the duplicate active delegations concurrent calls could leave, keeps
+/// the newest of each (grant, agent), revokes the others with what was passed on from them,
+/// and from then on the database refuses a second one.
+#[tokio::test]
+async fn upgrading_keeps_the_newest_of_duplicate_delegations() {
+    let mut databases = vec![ScratchDatabase::sqlite().unwrap()];
+    if let Some(pg) = ScratchDatabase::postgres()
+        .await
+        .expect("ALTER_TEST_DATABASE_URL is set but PostgreSQL is unreachable")
+    {
+        databases.push(pg);
+    }
+    for db in databases {
+        let store = SqlStore::connect(db.url(), &StoreOptions::default(), chain_key())
+            .await
+            .unwrap();
+        let every = match store.engine() {
+            Engine::Sqlite => sqlx::migrate!("./migrations/sqlite"),
+            Engine::Postgres => sqlx::migrate!("./migrations/postgres"),
+        };
+        let before_0005: Vec<_> = every
+            .migrations
+            .iter()
+            .filter(|m| m.version < 5)
+            .cloned()
+            .collect();
+        let raw = AnyPool::connect(db.url()).await.unwrap();
+        Migrator {
+            migrations: before_0005.into(),
+            ..Migrator::DEFAULT
+        }
+        .run(&raw)
+        .await
+        .unwrap();
+
+        let app = new_app(&store, "a").await.id;
+        let [bot, helper] = [agent(app, "bot"), agent(app, "helper")];
+        insert_agent(&store, &bot).await;
+        insert_agent(&store, &helper).await;
+        let root = grant(app, None, None);
+        store
+            .insert_grant(&root, &event(app, "grant.created"))
+            .await
+            .unwrap();
+        let delegate = |parent: &Grant, to: AgentId| {
+            let (store, child) = (store.clone(), grant(app, Some(parent), Some(to)));
+            async move {
+                store
+                    .put_delegation(&child, &event(app, "delegation.created"))
+                    .await
+                    .unwrap();
+                child
+            }
+        };
+        let oldest = delegate(&root, bot.id).await;
+        let onward = delegate(&oldest, helper.id).await;
+        let middle = delegate(&root, bot.id).await;
+        let newest = delegate(&root, bot.id).await;
+        let to_helper = delegate(&root, helper.id).await;
+
+        store.migrate().await.unwrap();
+        let status = |g: &Grant| {
+            let (raw, id) = (raw.clone(), g.id.to_string());
+            async move {
+                let row = sqlx::query("SELECT status, revoke_reason FROM grants WHERE id = $1")
+                    .bind(id)
+                    .fetch_one(&raw)
+                    .await
+                    .unwrap();
+                let status: String = row.get("status");
+                let reason: Option<String> = row.get("revoke_reason");
+                (status, reason)
+            }
+        };
+        let revoked = (
+            "revoked".to_owned(),
+            Some("duplicate delegation".to_owned()),
+        );
+        let active = ("active".to_owned(), None);
+        assert_eq!(status(&oldest).await, revoked);
+        assert_eq!(status(&onward).await, revoked);
+        assert_eq!(status(&middle).await, revoked);
+        assert_eq!(status(&newest).await, active);
+        assert_eq!(status(&to_helper).await, active);
+        assert_eq!(status(&root).await, active);
+        let found = store.active_child(app, root.id, bot.id).await.unwrap();
+        assert_eq!(found.map(|g| g.id), Some(newest.id));
+        let again = grant(app, Some(&root), Some(bot.id));
+        assert!(matches!(
+            store.put_delegation(&again, &event(app, "delegation.created")).await,
+            Err(StoreError::Conflict(what)) if what == "active_delegation"
+        ));
+        raw.close().await;
+        store.close().await;
+        db.drop_now().await.unwrap();
+    }
 }

@@ -16,4 +16,5 @@ mod keys;
 mod leaks;
 mod limits;
 mod release;
+mod revocation;
 mod scopes;
