@@ -222,6 +222,17 @@ mod tests {
         assert_eq!(c.database.max_connections, 4);
         assert_eq!(c.log_format, LogFormat::Text);
         assert_eq!(c.max_body_bytes, 1024 * 1024);
+        assert_eq!(c.audit_checkpoint_interval_seconds, 3600);
+        let off = env(&[
+            ("ALTER_DATABASE_URL", "sqlite://x"),
+            ("ALTER_AUDIT_CHECKPOINT_INTERVAL_SECONDS", "0"),
+        ]);
+        assert_eq!(
+            Config::load(None, off)
+                .unwrap()
+                .audit_checkpoint_interval_seconds,
+            0
+        );
     }
 
     #[test]
