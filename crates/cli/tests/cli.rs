@@ -1382,6 +1382,15 @@ fn checkpoints_catch_a_cut_log_and_keyed_hashes_catch_a_recomputed_chain() {
             ])
         };
 
+        // The server logs every app's checkpoint when it starts (then every hour, in dev):
+        // one line holding the same JSON that `alter audit checkpoint` prints.
+        let logged = logged_checkpoint(&op, &app);
+        let ok = stdout(&verify(&file("logged.jsonl", &logged)));
+        assert!(
+            ok.contains("the chain verifies and reaches the checkpoint"),
+            "{ok}"
+        );
+
         // `alter audit checkpoint >> FILE` now and then; verify takes the file's last line.
         let earlier = stdout(&op.run(&["audit", "checkpoint"]));
         op.create_agent("four");
@@ -1536,6 +1545,28 @@ fn checkpoints_catch_a_cut_log_and_keyed_hashes_catch_a_recomputed_chain() {
         op.stop();
         runtime.block_on(database.drop_now()).unwrap();
     }
+}
+
+/// The checkpoint of `app` the server logged, waiting for the periodic job's first round.
+fn logged_checkpoint(op: &Operator, app: &str) -> String {
+    let start = format!("{{\"app_id\":\"{app}\"");
+    for _ in 0..200 {
+        let log = op.log();
+        let line = log
+            .lines()
+            .find(|line| line.contains("audit checkpoint") && line.contains(&start));
+        if let Some(line) = line {
+            let json = &line[line.find(&start).unwrap()..=line.rfind('}').unwrap()];
+            let checkpoint: Value = serde_json::from_str(json).unwrap();
+            assert!(checkpoint["tag"].is_string(), "{line}");
+            return json.to_owned();
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!(
+        "no audit checkpoint of app {app} in the server log:\n{}",
+        op.log()
+    );
 }
 
 /// Rewrites an app's events from `from` on as a database writer without the master key can:

@@ -353,6 +353,17 @@ mod tests {
         assert_eq!(c.max_body_bytes, 1024 * 1024);
         assert_eq!(c.group_membership_max_age_seconds, 24 * 3600);
         assert_eq!(c.http.max_concurrent_requests, 256);
+        assert_eq!(c.audit_checkpoint_interval_seconds, 3600);
+        let off = env(&[
+            ("ALTER_DATABASE_URL", "sqlite://x"),
+            ("ALTER_AUDIT_CHECKPOINT_INTERVAL_SECONDS", "0"),
+        ]);
+        assert_eq!(
+            Config::load(None, off)
+                .unwrap()
+                .audit_checkpoint_interval_seconds,
+            0
+        );
     }
 
     #[test]
