@@ -1182,6 +1182,54 @@ fn the_operator_cli_lists_revokes_and_delegates_grants() {
 }
 
 #[test]
+fn the_operator_cli_clears_a_grants_scope_mismatch() {
+    on_each_database(|op| {
+        let secret = stdout_json(&op.run_with_stdin(
+            &[
+                "secret",
+                "create",
+                "--name",
+                "github",
+                "--type",
+                "bearer",
+                "--value-stdin",
+                "--json",
+            ],
+            "token-value",
+        ));
+        let grant = op.create_system_grant(secret["id"].as_str().unwrap(), "main");
+        let flagged = || {
+            let released = op.signed(
+                "POST",
+                "/sdk/token",
+                &serde_json::json!({"grant_id": grant, "reason": null,
+                    "request": {"method": "GET", "url": "https://api.github.com/user"}}),
+            );
+            released["scope_mismatch"] == true
+        };
+        let (status, text) = op
+            .try_signed(
+                &reqwest::blocking::Client::new(),
+                "POST",
+                &format!("/sdk/grants/{grant}/report-scope-mismatch"),
+                &serde_json::json!({"missing_scopes": ["repo"]}),
+            )
+            .unwrap();
+        assert_eq!(status, 204, "{text}");
+        assert!(flagged());
+
+        let cleared = op.json(&["grant", "clear-scope-mismatch", &grant, "--json"]);
+        assert_eq!(cleared["grants"][0]["grant_id"], grant.as_str());
+        assert!(!flagged());
+        let table = stdout(&op.run(&["grant", "clear-scope-mismatch", &grant]));
+        assert!(table.contains(&grant), "{table}");
+        let missing = uuid::Uuid::new_v4().to_string();
+        let unknown = op.run(&["grant", "clear-scope-mismatch", &missing]);
+        assert_eq!(exit_code(&unknown), 4, "{}", stderr(&unknown));
+    });
+}
+
+#[test]
 fn a_server_killed_mid_burst_has_audited_every_credential_it_released() {
     const CLIENTS: usize = 8;
     const RELEASES_BEFORE_KILL: usize = 150;
