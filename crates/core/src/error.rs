@@ -244,6 +244,9 @@ fn denial_message(denial: &crate::release::Denial) -> String {
         }
         Denial::RequiresProxy(_) => "this grant may only be used through the proxy".into(),
         Denial::RuleDenied => "the request rule attached to this key forbids the call".into(),
+        Denial::PrincipalNotAllowed => {
+            "the managed secret no longer admits grants of this principal type".into()
+        }
     }
 }
 

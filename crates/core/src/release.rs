@@ -129,6 +129,9 @@ pub enum Denial {
     BlockedDestination,
     /// The agent's allowlist does not name this secret.
     AgentNotAllowlisted,
+    /// The secret's limits do not admit the principal type of the grant at the root of the
+    /// chain (an agent's own grant from before the `agent` type was opt-in).
+    PrincipalNotAllowed,
     /// The grant may only be used through the proxy (approval required, or a request rule
     /// that needs to see the call).
     RequiresProxy(&'static str),
@@ -146,6 +149,7 @@ impl Denial {
             Denial::DelegationInvalid(_) => "delegation_invalid",
             Denial::BlockedDestination => "blocked_destination",
             Denial::AgentNotAllowlisted => "agent_not_allowlisted",
+            Denial::PrincipalNotAllowed => "principal_not_allowed",
             Denial::RequiresProxy(code) => code,
             Denial::RuleDenied => "request_rule_denied",
         }
@@ -444,6 +448,12 @@ impl Vault {
         } else {
             vec![grant.clone()]
         };
+        // Limits are checked when a grant is made and again at every use: grants made before
+        // a limit existed (agents binding secrets to themselves) do not outlive it.
+        let root = chain.last().unwrap_or(grant);
+        if !secret.limits.allows(root.principal.kind()) {
+            return Err(Denial::PrincipalNotAllowed);
+        }
         if let Some(agent) = agent {
             if !agent.allowlists_secret(&secret.slug, self.now()) {
                 return Err(Denial::AgentNotAllowlisted);

@@ -6,6 +6,7 @@ use alter_proto::admin::{CreateDelegationRequest, CreateSecretRequest, MintKeyRe
 use alter_sdk::{
     CreateAgent, DeriveKeyRequest, Error, GrantItem, ListGrants, Principal, ProviderRequest,
 };
+use alter_testkit::upstream::Upstream;
 use alter_testkit::{TestServer, on_every_engine};
 use serde_json::json;
 
@@ -321,6 +322,73 @@ async fn a_key_derived_from_an_agent_key_acts_as_that_agent_only() {
         assert!(matches!(e, Error::CallerAgentMismatch(_)), "{e}");
         let e = as_derived.agents().list(false, 10, 0).await.unwrap_err();
         assert!(matches!(e, Error::AgentCannotMintSubagents(_)), "{e}");
+        server.stop().await;
+    })
+    .await;
+}
+
+/// An agent's own grant of a secret that no longer admits agents — bound before the `agent`
+/// principal type was opt-in, when any agent could grant itself an allowlisted secret — is
+/// not released: release checks the root grant's principal type against the secret's limits.
+#[tokio::test]
+async fn an_agents_own_grant_the_secret_does_not_admit_is_not_released() {
+    on_every_engine(|engine| async move {
+        let server = TestServer::start(engine).await;
+        let world = server.world("a").await;
+        let upstream = Upstream::start().await;
+        let secret = server
+            .admin()
+            .create_secret(
+                &world.app.info.id,
+                &CreateSecretRequest {
+                    name: "Self Bound".into(),
+                    secret_type: "bearer".into(),
+                    value: "self-bound-value".into(),
+                    allowed_hosts: vec!["127.0.0.1".into()],
+                    principals: vec!["agent".into()],
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        let app = server.app(&world.app.key.api_key);
+        let created = app
+            .agents()
+            .create(CreateAgent::new(
+                "self-binder",
+                json!({"managed_secret_slugs": [secret.slug]}),
+            ))
+            .await
+            .unwrap();
+        let agent = server.agent(created.api_key.as_deref().unwrap());
+        let own = agent
+            .create_managed_secret_grant(&secret.id, Some("own"), None)
+            .await
+            .unwrap();
+        let call = || {
+            ProviderRequest::get(format!("{}/v1/x", upstream.url())).grant_id(own.grant_id.clone())
+        };
+        assert_eq!(agent.request(call()).await.unwrap().status(), 200);
+
+        // The secret as an older server left it: no principal types listed, which no longer
+        // admits agents.
+        let edited = server
+            .database()
+            .execute(
+                "UPDATE managed_secrets SET limits = '{\"delegation\":true}' WHERE id = $1",
+                &[&secret.id],
+            )
+            .await
+            .unwrap();
+        assert_eq!(edited, 1);
+        let before = upstream.received().len();
+        let e = agent.request(call()).await.unwrap_err();
+        assert_eq!(e.code(), Some("principal_not_allowed"), "{e}");
+        assert_eq!(
+            upstream.received().len(),
+            before,
+            "nothing reached the provider"
+        );
         server.stop().await;
     })
     .await;
