@@ -1439,7 +1439,7 @@ fn checkpoints_catch_a_cut_log_and_keyed_hashes_catch_a_recomputed_chain() {
             "{ok}"
         );
 
-        // `alter audit checkpoint >> FILE` now and then; verify takes the file's last line.
+        // `alter audit checkpoint >> FILE` now and then; verify takes the file's furthest one.
         let earlier = stdout(&op.run(&["audit", "checkpoint"]));
         op.create_agent("four");
         let line = stdout(&op.run(&["audit", "checkpoint"]));
@@ -1541,6 +1541,20 @@ fn checkpoints_catch_a_cut_log_and_keyed_hashes_catch_a_recomputed_chain() {
         let report: Value = serde_json::from_slice(&caught.stdout).unwrap();
         assert_eq!(report["first_problem"]["seq"], seq - 1, "{report}");
         assert_eq!(report["checkpoint_seq"], seq, "{report}");
+        // The next `alter audit checkpoint >> FILE` signs the shorter head: verify holds the
+        // chain to the furthest checkpoint of the file, not to its last line.
+        let after_cut = stdout(&op.run(&["audit", "checkpoint", "--app", &app]));
+        let appended = file(
+            "appended.jsonl",
+            &format!("{}\n{}\n{}", earlier.trim(), line.trim(), after_cut.trim()),
+        );
+        let caught = verify(&appended);
+        assert_eq!(exit_code(&caught), 1);
+        let report = String::from_utf8_lossy(&caught.stdout);
+        assert!(
+            report.contains(&format!("events {} to {seq} are missing", seq - 1)),
+            "{report}"
+        );
 
         // An event edited and the chain recomputed from there with plain SHA-256, the rows
         // marked keyed or unkeyed (as before keys): without the key it cannot be made to verify.

@@ -90,7 +90,7 @@ enum AuditCommand {
     /// removed or reordered, exits 1.
     Verify {
         /// A file of checkpoints, one JSON line each (as `checkpoint` prints them): the chain
-        /// must also still reach the last one.
+        /// must also still reach the furthest one of the app the last line names.
         #[arg(long, value_name = "FILE")]
         checkpoint: Option<PathBuf>,
     },
@@ -150,7 +150,7 @@ pub async fn audit(args: AuditArgs) -> ExitCode {
                 let report = match checkpoint {
                     None => client.verify_audit(&app).await?,
                     Some(file) => {
-                        let checkpoint = last_checkpoint(&file)?;
+                        let checkpoint = furthest_checkpoint(&file)?;
                         client.verify_audit_against(&app, checkpoint).await?
                     }
                 };
@@ -188,21 +188,36 @@ pub async fn audit(args: AuditArgs) -> ExitCode {
     finish(result)
 }
 
-/// The last checkpoint of a file `alter audit checkpoint` output was appended to.
-fn last_checkpoint(file: &Path) -> Result<AuditCheckpointView, Error> {
+/// The checkpoint of a file `alter audit checkpoint` output was appended to that the chain
+/// must reach: of the checkpoints of the app its last line names, the one furthest along. Not
+/// simply the last line: a checkpoint taken after the log was cut signs the shorter head, and
+/// the earlier, longer one still shows the cut.
+fn furthest_checkpoint(file: &Path) -> Result<AuditCheckpointView, Error> {
     let text = std::fs::read_to_string(file)
         .map_err(|e| Error::value(format!("cannot read {}: {e}", file.display())))?;
-    let line = text
+    let checkpoints = text
         .lines()
-        .rev()
-        .find(|line| !line.trim().is_empty())
+        .filter(|line| !line.trim().is_empty())
+        .enumerate()
+        .map(|(n, line)| {
+            serde_json::from_str::<AuditCheckpointView>(line).map_err(|_| {
+                Error::value(format!(
+                    "line {} of {} is not a checkpoint printed by `alter audit checkpoint`",
+                    n + 1,
+                    file.display()
+                ))
+            })
+        })
+        .collect::<Result<Vec<_>, Error>>()?;
+    let app = checkpoints
+        .last()
+        .map(|c| c.app_id.clone())
         .ok_or_else(|| Error::value(format!("{} holds no checkpoint", file.display())))?;
-    serde_json::from_str(line).map_err(|_| {
-        Error::value(format!(
-            "the last line of {} is not a checkpoint printed by `alter audit checkpoint`",
-            file.display()
-        ))
-    })
+    checkpoints
+        .into_iter()
+        .filter(|c| c.app_id == app)
+        .max_by_key(|c| c.seq)
+        .ok_or_else(|| Error::value(format!("{} holds no checkpoint", file.display())))
 }
 
 fn events_table(events: &[AuditEventView]) -> String {
