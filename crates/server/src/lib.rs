@@ -208,6 +208,7 @@ impl Server {
                 admin_token_hash: settings.admin_token_hash,
                 max_body_bytes: settings.max_body_bytes,
                 body_read_timeout: settings.http.body_read_timeout,
+                in_progress: Arc::new(Semaphore::new(settings.http.max_concurrent_requests)),
             },
             store,
             base_path: settings.base_path,
@@ -243,13 +244,8 @@ impl Server {
         shutdown: impl Future<Output = ()> + Send + 'static,
         wrap: impl FnOnce(axum::Router) -> axum::Router,
     ) -> std::io::Result<()> {
-        let in_progress = Arc::new(Semaphore::new(self.http.max_concurrent_requests));
         let app = wrap(
             routes::router(self.state.clone(), &self.base_path)
-                .layer(axum::middleware::from_fn_with_state(
-                    in_progress,
-                    serve::limit_concurrency,
-                ))
                 .layer(telemetry::http_trace_layer()),
         );
         let background = background_tasks(&self.state, self.audit_checkpoint_interval);

@@ -52,7 +52,8 @@ impl Default for HttpLimits {
     }
 }
 
-/// Middleware (outermost): admits a request only while fewer than the cap are in progress.
+/// Middleware (inside the body read): admits a request only while fewer than the cap are in
+/// progress.
 pub(crate) async fn limit_concurrency(
     State(in_progress): State<Arc<Semaphore>>,
     request: Request,
@@ -122,5 +123,63 @@ async fn accept(
             tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
             None
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::StatusCode;
+    use axum::routing::get;
+    use tokio::sync::{Notify, oneshot};
+
+    use super::*;
+
+    fn get_request(path: &str) -> Request {
+        Request::builder()
+            .uri(path)
+            .body(Body::empty())
+            .unwrap_or_default()
+    }
+
+    #[tokio::test]
+    async fn requests_beyond_the_cap_get_a_503_until_a_slot_frees() {
+        let (entered, in_handler) = oneshot::channel::<()>();
+        let entered = Arc::new(std::sync::Mutex::new(Some(entered)));
+        let finish = Arc::new(Notify::new());
+        let app = Router::new()
+            .route(
+                "/slow",
+                get({
+                    let finish = finish.clone();
+                    move || async move {
+                        if let Some(entered) = entered.lock().ok().and_then(|mut e| e.take()) {
+                            let _ = entered.send(());
+                        }
+                        finish.notified().await;
+                        "done"
+                    }
+                }),
+            )
+            .route("/fast", get(|| async { "ok" }))
+            .layer(axum::middleware::from_fn_with_state(
+                Arc::new(Semaphore::new(1)),
+                limit_concurrency,
+            ));
+
+        let slow = tokio::spawn(app.clone().oneshot(get_request("/slow")));
+        assert!(
+            in_handler.await.is_ok(),
+            "the slow request reached its handler"
+        );
+        let busy = app.clone().oneshot(get_request("/fast")).await;
+        let busy = busy.unwrap_or_else(|e| match e {});
+        assert_eq!(busy.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(busy.headers()["retry-after"], "1");
+
+        finish.notify_one();
+        let slow = slow.await.map(|r| r.map(|r| r.status()));
+        assert!(matches!(slow, Ok(Ok(StatusCode::OK))), "{slow:?}");
+        let fast = app.oneshot(get_request("/fast")).await;
+        assert_eq!(fast.map(|r| r.status()).ok(), Some(StatusCode::OK));
     }
 }

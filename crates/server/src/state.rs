@@ -1,8 +1,10 @@
 //! What every handler can reach.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use alter_core::Vault;
+use tokio::sync::Semaphore;
 
 /// Shared state of the HTTP layer.
 #[derive(Debug, Clone)]
@@ -15,4 +17,6 @@ pub struct AppState {
     pub max_body_bytes: usize,
     /// Longest wait for a request's body once its headers arrived.
     pub body_read_timeout: Duration,
+    /// One permit per request being handled (its body read): `max_concurrent_requests`.
+    pub in_progress: Arc<Semaphore>,
 }

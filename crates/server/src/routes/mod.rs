@@ -20,6 +20,7 @@ use axum::routing::{MethodFilter, delete, get, on, post};
 
 use crate::auth::{buffer_body, signed_request};
 use crate::error::ApiError;
+use crate::serve;
 use crate::state::AppState;
 
 /// Page size of a listing that names none.
@@ -112,8 +113,14 @@ pub fn router(state: AppState, base_path: &str) -> Router {
             admin::router().method_not_allowed_fallback(method_not_allowed),
         )
         .nest("/user/v1/apps/{app}", user)
-        .route("/healthz", get(health::live))
         .route("/readyz", get(health::ready))
+        // Requests hold a slot only once their body is in (the layer below reads it first),
+        // so slow senders cannot fill the slots; liveness answers outside the cap.
+        .layer(from_fn_with_state(
+            state.in_progress.clone(),
+            serve::limit_concurrency,
+        ))
+        .route("/healthz", get(health::live))
         .fallback(|| async { ApiError::route_not_found() })
         .method_not_allowed_fallback(method_not_allowed)
         .layer(from_fn_with_state(state.clone(), buffer_body))

@@ -1,6 +1,7 @@
 //! Slow or numerous clients cannot starve the server, over real sockets: half-sent requests
 //! are dropped at the header deadline, trickled bodies at the body deadline (before any
-//! authentication), requests beyond the concurrency cap get a 503. Raw paths that escape a
+//! authentication), and a request still sending its body holds none of the request slots (the
+//! cap's 503 is tested beside the middleware, in `alter-server`). Raw paths that escape a
 //! separator are refused before the signature is checked.
 
 use std::time::Duration;
@@ -136,7 +137,7 @@ async fn a_body_slower_than_its_deadline_is_cut_off_before_authentication() {
 }
 
 #[tokio::test]
-async fn requests_beyond_the_concurrency_cap_get_a_503() {
+async fn a_request_whose_body_never_comes_holds_no_request_slot() {
     on_every_engine(|engine| async move {
         let server = start(
             engine,
@@ -147,8 +148,8 @@ async fn requests_beyond_the_concurrency_cap_get_a_503() {
         )
         .await;
         let app = server.new_app("a").await;
-        // A request that holds the only slot: the server asks for its body (`100 Continue`,
-        // sent when the handler starts reading it), which never comes.
+        // The server asks for the body (`100 Continue`, sent when it starts reading it), which
+        // never comes: the request is still being read, not handled, so it takes no slot.
         let mut stalled = connect(&server).await;
         stalled
             .write_all(
@@ -163,13 +164,11 @@ async fn requests_beyond_the_concurrency_cap_get_a_503() {
             .unwrap();
         assert!(buf[..n].starts_with(b"HTTP/1.1 100"));
 
-        let busy = server
+        let answered = server
             .raw(&app.key.api_key, "GET", "/sdk/scopes")
             .send()
             .await;
-        assert_eq!(busy.status, 503, "{:?}", busy.json);
-        assert_eq!(busy.code(), Some("server_busy"));
-        assert_eq!(busy.headers["retry-after"], "1");
+        assert_eq!(answered.status, 200, "{:?}", answered.json);
         drop(stalled);
         server.stop().await;
     })
