@@ -1558,18 +1558,15 @@ fn checkpoints_catch_a_cut_log_and_keyed_hashes_catch_a_recomputed_chain() {
 
         // An event edited and the chain recomputed from there with plain SHA-256, the rows
         // marked keyed or unkeyed (as before keys): without the key it cannot be made to verify.
-        for (from, hash_version) in [(2, "1"), (2, "0"), (1, "0")] {
-            runtime.block_on(rechain_with_plain_hashes(
-                &database,
-                &app,
-                from,
-                hash_version,
-            ));
+        for (from, hash_version) in [(2, 1), (2, 0), (1, 0)] {
+            runtime
+                .block_on(database.rechain_audit_with_plain_hashes(&app, from, hash_version))
+                .unwrap();
             let broken = op.run(&["audit", "verify", "--app", &app, "--json"]);
             assert_eq!(exit_code(&broken), 1);
             let report: Value = serde_json::from_slice(&broken.stdout).unwrap();
             let problem = report["first_problem"]["problem"].as_str().unwrap();
-            let expected = if hash_version == "1" {
+            let expected = if hash_version == 1 {
                 "altered"
             } else {
                 "unkeyed"
@@ -1629,56 +1626,6 @@ fn logged_checkpoint(op: &Operator, app: &str) -> String {
         "no audit checkpoint of app {app} in the server log:\n{}",
         op.log()
     );
-}
-
-/// Rewrites an app's events from `from` on as a database writer without the master key can:
-/// the first one's body is edited, every hash recomputed with plain SHA-256 and every row's
-/// `hash_version` set to `hash_version`.
-async fn rechain_with_plain_hashes(
-    database: &ScratchDatabase,
-    app: &str,
-    from: i64,
-    hash_version: &str,
-) {
-    use sqlx::Row;
-    sqlx::any::install_default_drivers();
-    let pool = sqlx::AnyPool::connect(database.url()).await.unwrap();
-    let rows = sqlx::query("SELECT seq, body, prev_hash FROM audit_events WHERE app_id = $1 AND seq >= $2 ORDER BY seq")
-        .bind(app)
-        .bind(from)
-        .fetch_all(&pool)
-        .await
-        .unwrap();
-    let mut prev: [u8; 32] = rows[0].get::<Vec<u8>, _>("prev_hash").try_into().unwrap();
-    for (i, row) in rows.iter().enumerate() {
-        let seq: i64 = row.get("seq");
-        let mut body: String = row.get("body");
-        if i == 0 {
-            body = body.replacen('{', "{ ", 1);
-        }
-        let hash = alter_core::audit::plain_chain_hash(&prev, seq, &body);
-        sqlx::query(
-            "UPDATE audit_events SET body = $1, prev_hash = $2, hash = $3, \
-             hash_version = CAST($4 AS BIGINT) WHERE app_id = $5 AND seq = $6",
-        )
-        .bind(body)
-        .bind(prev.to_vec())
-        .bind(hash.to_vec())
-        .bind(hash_version)
-        .bind(app)
-        .bind(seq)
-        .execute(&pool)
-        .await
-        .unwrap();
-        prev = hash;
-    }
-    sqlx::query("UPDATE audit_heads SET hash = $1 WHERE app_id = $2")
-        .bind(prev.to_vec())
-        .bind(app)
-        .execute(&pool)
-        .await
-        .unwrap();
-    pool.close().await;
 }
 
 /// No SQLite file (the database, or a write-ahead log a crash left behind) holds `value`.

@@ -86,6 +86,71 @@ impl ScratchDatabase {
         Ok(affected)
     }
 
+    /// Rewrites an app's audit events from `from` on as a database writer without the master
+    /// key can: the first one's body is edited, every hash recomputed with plain SHA-256 and
+    /// every row's `hash_version` set to `hash_version`, the chain head moved along. For tests
+    /// that the keyed chain catches such a rewrite.
+    pub async fn rechain_audit_with_plain_hashes(
+        &self,
+        app: &str,
+        from: i64,
+        hash_version: i64,
+    ) -> StoreResult<()> {
+        use sqlx::Row;
+        let pool = AnyPoolOptions::new()
+            .max_connections(1)
+            .connect(&self.url)
+            .await
+            .map_err(db_error)?;
+        let rows = sqlx::query(
+            "SELECT seq, body, prev_hash FROM audit_events WHERE app_id = $1 AND seq >= $2 \
+             ORDER BY seq",
+        )
+        .bind(app)
+        .bind(from)
+        .fetch_all(&pool)
+        .await
+        .map_err(db_error)?;
+        let Some(first) = rows.first() else {
+            return Err(StoreError::Other(format!("no audit events from {from} on")));
+        };
+        let mut prev: [u8; 32] = first
+            .try_get::<Vec<u8>, _>("prev_hash")
+            .map_err(db_error)?
+            .try_into()
+            .map_err(|_| StoreError::Other("prev_hash is not 32 bytes".into()))?;
+        for (i, row) in rows.iter().enumerate() {
+            let seq: i64 = row.try_get("seq").map_err(db_error)?;
+            let mut body: String = row.try_get("body").map_err(db_error)?;
+            if i == 0 {
+                body = body.replacen('{', "{ ", 1);
+            }
+            let hash = alter_core::audit::plain_chain_hash(&prev, seq, &body);
+            sqlx::query(
+                "UPDATE audit_events SET body = $1, prev_hash = $2, hash = $3, hash_version = $4 \
+                 WHERE app_id = $5 AND seq = $6",
+            )
+            .bind(body)
+            .bind(prev.to_vec())
+            .bind(hash.to_vec())
+            .bind(hash_version)
+            .bind(app)
+            .bind(seq)
+            .execute(&pool)
+            .await
+            .map_err(db_error)?;
+            prev = hash;
+        }
+        sqlx::query("UPDATE audit_heads SET hash = $1 WHERE app_id = $2")
+            .bind(prev.to_vec())
+            .bind(app)
+            .execute(&pool)
+            .await
+            .map_err(db_error)?;
+        pool.close().await;
+        Ok(())
+    }
+
     /// The SQLite database file and, while one exists, its `-wal` file, for byte scans.
     pub fn sqlite_files(&self) -> Vec<PathBuf> {
         match &self.cleanup {
