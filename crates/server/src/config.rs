@@ -257,22 +257,22 @@ impl Config {
         if self.max_body_bytes < 1024 {
             return Err(ConfigError("max_body_bytes must be at least 1024".into()));
         }
-        if !(30..=3600).contains(&self.timestamp_window_seconds) {
-            return Err(ConfigError(
-                "timestamp_window_seconds must be between 30 and 3600".into(),
-            ));
-        }
-        if !(1..=24 * 30).contains(&self.max_derived_key_ttl_hours) {
-            return Err(ConfigError(
-                "max_derived_key_ttl_hours must be between 1 and 720".into(),
-            ));
-        }
-        if !(0..=30 * 24 * 3600).contains(&self.group_membership_max_age_seconds) {
-            return Err(ConfigError(
-                "group_membership_max_age_seconds must be between 0 and 2592000 (30 days)".into(),
-            ));
-        }
-        let seconds = [
+        in_range(
+            "timestamp_window_seconds",
+            self.timestamp_window_seconds,
+            30..=3600,
+        )?;
+        in_range(
+            "max_derived_key_ttl_hours",
+            self.max_derived_key_ttl_hours,
+            1..=24 * 30,
+        )?;
+        in_range(
+            "group_membership_max_age_seconds",
+            self.group_membership_max_age_seconds,
+            0..=30 * 24 * 3600,
+        )?;
+        for (key, value) in [
             (
                 "database.statement_timeout_seconds",
                 self.database.statement_timeout_seconds,
@@ -289,11 +289,8 @@ impl Config {
                 "http.body_read_timeout_seconds",
                 self.http.body_read_timeout_seconds,
             ),
-        ];
-        for (key, value) in seconds {
-            if !(1..=3600).contains(&value) {
-                return Err(ConfigError(format!("{key} must be between 1 and 3600")));
-            }
+        ] {
+            in_range(key, value, 1..=3600)?;
         }
         if self.http.max_connections == 0 || self.http.max_concurrent_requests == 0 {
             return Err(ConfigError(
@@ -302,6 +299,21 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// Fails unless `value` of setting `key` lies in `range`.
+fn in_range<T>(key: &str, value: T, range: std::ops::RangeInclusive<T>) -> Result<(), ConfigError>
+where
+    T: PartialOrd + std::fmt::Display,
+{
+    if range.contains(&value) {
+        return Ok(());
+    }
+    Err(ConfigError(format!(
+        "{key} must be between {} and {}",
+        range.start(),
+        range.end()
+    )))
 }
 
 /// Sets `path` (`key`, or `table.key`) in `table`, creating the inner table if needed.
