@@ -96,7 +96,7 @@ async fn serve(server: Server) -> ExitCode {
 }
 
 fn init(dir: &Path) -> ExitCode {
-    match alter_server::secrets::init_dir(dir) {
+    match alter_server::key_files::init_dir(dir) {
         Ok(()) => {
             println!(
                 "wrote {dir}/master.key and {dir}/admin.token (mode 0600)\n\nin alter.toml:\n  master_key_file = \"{dir}/master.key\"\n  admin_token_file = \"{dir}/admin.token\"",

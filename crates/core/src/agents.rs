@@ -1,6 +1,9 @@
 //! Agents: named workload identities of an app, each with its own keys, audit trail and the
 //! access it owns or was delegated (protocol part 2 §8). Agents cannot manage agents.
 
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
@@ -89,14 +92,14 @@ pub struct Agent {
     pub agent_type: String,
     /// Lifecycle.
     pub status: AgentStatus,
-    /// Provider allowlist: `{provider: [scopes]}` plus `managed_secret_slugs`.
-    pub scopes: Map<String, Value>,
-    /// A staged narrowing of `scopes`.
-    pub scopes_pending: Option<Map<String, Value>>,
+    /// What it may use (`scopes` on the wire).
+    pub allowlist: AgentAllowlist,
+    /// A staged narrowing of `allowlist`.
+    pub allowlist_pending: Option<AgentAllowlist>,
     /// When the staged narrowing applies.
-    pub scopes_applies_at: Option<Timestamp>,
-    /// Approval settings.
-    pub policy: Map<String, Value>,
+    pub allowlist_applies_at: Option<Timestamp>,
+    /// Approval settings (`policy` on the wire).
+    pub approval: ApprovalSettings,
     /// Free-form metadata.
     pub metadata: Map<String, Value>,
     /// Requests per minute, if limited.
@@ -113,31 +116,112 @@ pub struct Agent {
     pub last_used_at: Option<Timestamp>,
 }
 
-impl Agent {
-    /// The allowlist in force at `now` (a staged narrowing applies once its time comes).
-    pub fn effective_scopes(&self, now: Timestamp) -> &Map<String, Value> {
-        match (&self.scopes_pending, self.scopes_applies_at) {
-            (Some(pending), Some(at)) if at <= now => pending,
-            _ => &self.scopes,
+/// What an agent may use: OAuth providers with the scopes allowed at each, and managed
+/// secrets by slug (`{provider: [scope, …], "managed_secret_slugs": [slug, …]}` on the wire).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct AgentAllowlist {
+    /// Managed secrets, by slug.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub managed_secret_slugs: Vec<String>,
+    /// OAuth providers and their allowed scopes.
+    #[serde(flatten)]
+    pub providers: BTreeMap<String, Vec<String>>,
+}
+
+/// The wire key of the managed-secret part of an allowlist.
+const MANAGED_SECRET_SLUGS: &str = "managed_secret_slugs";
+
+impl AgentAllowlist {
+    /// True if it names the managed secret `slug`.
+    pub fn names_secret(&self, slug: &str) -> bool {
+        self.managed_secret_slugs.iter().any(|s| s == slug)
+    }
+
+    /// Every entry, the managed secrets under their wire key.
+    fn entries(&self) -> impl Iterator<Item = (&str, &Vec<String>)> {
+        let slugs = (!self.managed_secret_slugs.is_empty())
+            .then_some((MANAGED_SECRET_SLUGS, &self.managed_secret_slugs));
+        slugs
+            .into_iter()
+            .chain(self.providers.iter().map(|(k, v)| (k.as_str(), v)))
+    }
+
+    /// The list of one entry.
+    fn entry(&self, key: &str) -> Option<&Vec<String>> {
+        match key {
+            MANAGED_SECRET_SLUGS => {
+                (!self.managed_secret_slugs.is_empty()).then_some(&self.managed_secret_slugs)
+            }
+            _ => self.providers.get(key),
         }
     }
 
-    /// True if the allowlist in force at `now` names the managed secret `slug`.
-    pub fn allowlists_secret(&self, slug: &str, now: Timestamp) -> bool {
-        self.effective_scopes(now)
-            .get("managed_secret_slugs")
-            .and_then(Value::as_array)
-            .is_some_and(|slugs| slugs.iter().any(|s| s.as_str() == Some(slug)))
+    /// True if `wanted` drops a provider, a secret or a scope that this allowlist holds.
+    fn narrowed_by(&self, wanted: &AgentAllowlist) -> bool {
+        self.entries().any(|(key, held)| match wanted.entry(key) {
+            None => true,
+            Some(kept) => held.iter().any(|s| !kept.contains(s)),
+        })
+    }
+
+    /// Everything either allowlist holds.
+    fn union(&self, other: &AgentAllowlist) -> AgentAllowlist {
+        let mut out = self.clone();
+        let merge = |into: &mut Vec<String>, more: &[String]| {
+            for s in more {
+                if !into.contains(s) {
+                    into.push(s.clone());
+                }
+            }
+        };
+        merge(&mut out.managed_secret_slugs, &other.managed_secret_slugs);
+        for (provider, scopes) in &other.providers {
+            merge(out.providers.entry(provider.clone()).or_default(), scopes);
+        }
+        out
+    }
+}
+
+/// Whether an agent's credential use waits for a human (`policy` on the wire). Each field keeps
+/// whether it was given, so the settings read back as they were written.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApprovalSettings {
+    /// Every credential use waits for an approval (so only the proxy can carry it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requires_approval: Option<bool>,
+    /// Who may approve (never shown back, only counted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approvers: Option<Vec<String>>,
+    /// How long an approval request stays open.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval_ttl_seconds: Option<i64>,
+}
+
+impl ApprovalSettings {
+    /// True if every credential use waits for an approval.
+    pub fn requires_approval(&self) -> bool {
+        self.requires_approval == Some(true)
+    }
+}
+
+impl Agent {
+    /// The allowlist in force at `now` (a staged narrowing applies once its time comes).
+    pub fn allowlist(&self, now: Timestamp) -> &AgentAllowlist {
+        match (&self.allowlist_pending, self.allowlist_applies_at) {
+            (Some(pending), Some(at)) if at <= now => pending,
+            _ => &self.allowlist,
+        }
     }
 
     /// The same agent with a due narrowing folded in.
     fn settled(mut self, now: Timestamp) -> Agent {
-        if let (Some(pending), Some(at)) = (&self.scopes_pending, self.scopes_applies_at)
+        if let (Some(pending), Some(at)) = (&self.allowlist_pending, self.allowlist_applies_at)
             && at <= now
         {
-            self.scopes = pending.clone();
-            self.scopes_pending = None;
-            self.scopes_applies_at = None;
+            self.allowlist = pending.clone();
+            self.allowlist_pending = None;
+            self.allowlist_applies_at = None;
         }
         self
     }
@@ -209,17 +293,17 @@ impl Vault {
                 )));
             }
         };
-        let scopes = validate_scopes(&new.scopes)?;
+        let allowlist = validate_allowlist(&new.scopes)?;
         let metadata = object("metadata", new.metadata.as_ref())?;
-        let policy = validate_policy(new.policy.as_ref())?;
+        let approval = validate_approval(new.policy.as_ref())?;
         let display_name = new
             .display_name
             .as_deref()
             .map(|d| validate::bounded_text("display_name", d, 255).map(str::to_owned))
             .transpose()?;
         let fingerprint = request_fingerprint(&json!({
-            "name": name, "type": agent_type, "scopes": scopes, "metadata": metadata,
-            "display_name": display_name, "policy": policy,
+            "name": name, "type": agent_type, "scopes": allowlist, "metadata": metadata,
+            "display_name": display_name, "policy": approval,
         }));
         let idempotency = match new.idempotency_key.as_deref() {
             Some(key) => {
@@ -244,10 +328,10 @@ impl Vault {
             display_name,
             agent_type: agent_type.to_owned(),
             status: AgentStatus::Active,
-            scopes,
-            scopes_pending: None,
-            scopes_applies_at: None,
-            policy,
+            allowlist,
+            allowlist_pending: None,
+            allowlist_applies_at: None,
+            approval,
             metadata,
             rate_limit_per_minute: None,
             version: 1,
@@ -453,25 +537,25 @@ impl Vault {
             next.metadata = object("metadata", Some(metadata))?;
         }
         if let Some(policy) = &update.policy {
-            next.policy = validate_policy(Some(policy))?;
+            next.approval = validate_approval(Some(policy))?;
         }
         if let Some(scopes) = &update.scopes {
-            let wanted = validate_scopes(scopes)?;
+            let wanted = validate_allowlist(scopes)?;
             let grace = validate::int_in_range(
                 "grace_seconds",
                 update.grace_seconds.unwrap_or(DEFAULT_GRACE_SECONDS),
                 0,
                 MAX_GRACE_SECONDS,
             )?;
-            let current = agent.effective_scopes(now).clone();
-            if narrows(&current, &wanted) && grace > 0 {
-                next.scopes = union(&current, &wanted);
-                next.scopes_pending = Some(wanted);
-                next.scopes_applies_at = Some(now.plus_seconds(grace));
+            let current = agent.allowlist(now).clone();
+            if current.narrowed_by(&wanted) && grace > 0 {
+                next.allowlist = current.union(&wanted);
+                next.allowlist_pending = Some(wanted);
+                next.allowlist_applies_at = Some(now.plus_seconds(grace));
             } else {
-                next.scopes = wanted;
-                next.scopes_pending = None;
-                next.scopes_applies_at = None;
+                next.allowlist = wanted;
+                next.allowlist_pending = None;
+                next.allowlist_applies_at = None;
             }
         }
         if let Some(status) = &update.status {
@@ -496,7 +580,10 @@ impl Vault {
         if next == agent {
             return Ok(agent);
         }
-        if actions.is_empty() || next.scopes != agent.scopes || next.metadata != agent.metadata {
+        if actions.is_empty()
+            || next.allowlist != agent.allowlist
+            || next.metadata != agent.metadata
+        {
             actions.push(action::AGENT_UPDATED);
         }
         next.version = agent.version + 1;
@@ -505,7 +592,7 @@ impl Vault {
             .iter()
             .map(|a| {
                 agent_event(&next, a, actor.clone()).with_details(
-                    json!({ "version": next.version, "scopes_applies_at": next.scopes_applies_at }),
+                    json!({ "version": next.version, "scopes_applies_at": next.allowlist_applies_at }),
                 )
             })
             .collect();
@@ -741,9 +828,10 @@ fn validate_name(name: &str) -> Result<&str> {
     Ok(name)
 }
 
-/// `{provider: [scope, …]}`: non-empty keys and lists of non-empty strings, without edge
-/// whitespace, at most 12 KiB. The legacy `managed_secrets` key accepts no new names.
-fn validate_scopes(scopes: &Value) -> Result<Map<String, Value>> {
+/// `{provider: [scope, …]}` (with `managed_secret_slugs` naming secrets): non-empty keys and
+/// lists of non-empty strings, without edge whitespace, at most 12 KiB. The legacy
+/// `managed_secrets` key accepts no new names.
+fn validate_allowlist(scopes: &Value) -> Result<AgentAllowlist> {
     let map = scopes
         .as_object()
         .ok_or_else(|| Error::Invalid("scopes must be an object of provider → scopes".into()))?;
@@ -751,6 +839,7 @@ fn validate_scopes(scopes: &Value) -> Result<Map<String, Value>> {
         "scopes must serialize to at most 12 KiB".into()
     })?;
     let clean = |s: &str| !s.is_empty() && s.trim() == s;
+    let mut allowlist = AgentAllowlist::default();
     for (key, value) in map {
         ensure(clean(key), || {
             format!("scopes key {key:?} must be non-empty without edge whitespace")
@@ -761,11 +850,23 @@ fn validate_scopes(scopes: &Value) -> Result<Map<String, Value>> {
         let list = value.as_array().filter(|l| !l.is_empty()).ok_or_else(|| {
             Error::Invalid(format!("scopes.{key} must be a non-empty list of strings"))
         })?;
-        ensure(list.iter().all(|v| v.as_str().is_some_and(clean)), || {
-            format!("scopes.{key} must hold non-empty strings without edge whitespace")
-        })?;
+        let list = list
+            .iter()
+            .map(|v| v.as_str().filter(|s| clean(s)).map(str::to_owned))
+            .collect::<Option<Vec<String>>>()
+            .ok_or_else(|| {
+                Error::Invalid(format!(
+                    "scopes.{key} must hold non-empty strings without edge whitespace"
+                ))
+            })?;
+        match key.as_str() {
+            MANAGED_SECRET_SLUGS => allowlist.managed_secret_slugs = list,
+            _ => {
+                allowlist.providers.insert(key.clone(), list);
+            }
+        }
     }
-    Ok(map.clone())
+    Ok(allowlist)
 }
 
 fn object(field: &str, value: Option<&Value>) -> Result<Map<String, Value>> {
@@ -782,56 +883,21 @@ fn object(field: &str, value: Option<&Value>) -> Result<Map<String, Value>> {
     }
 }
 
-/// Approval settings: `requires_approval` (bool), `approvers` (list of strings),
+/// Approval settings: `requires_approval` (bool), `approvers` (list of non-empty strings),
 /// `approval_ttl_seconds` (positive integer), nothing else.
-fn validate_policy(policy: Option<&Value>) -> Result<Map<String, Value>> {
+fn validate_approval(policy: Option<&Value>) -> Result<ApprovalSettings> {
     let map = object("policy", policy)?;
-    for (key, value) in &map {
-        let ok = match key.as_str() {
-            "requires_approval" => value.is_boolean(),
-            "approvers" => value
-                .as_array()
-                .is_some_and(|l| l.iter().all(|v| v.as_str().is_some_and(|s| !s.is_empty()))),
-            "approval_ttl_seconds" => value.as_i64().is_some_and(|v| v > 0),
-            _ => false,
-        };
-        ensure(ok, || {
-            format!(
-                "policy.{key}: expected requires_approval (bool), approvers (list of strings) or approval_ttl_seconds (positive integer)"
-            )
-        })?;
-    }
-    Ok(map)
-}
-
-/// True if `wanted` drops a provider or a scope that `current` holds.
-fn narrows(current: &Map<String, Value>, wanted: &Map<String, Value>) -> bool {
-    current
-        .iter()
-        .any(|(provider, scopes)| match wanted.get(provider) {
-            None => true,
-            Some(kept) => scopes
-                .as_array()
-                .into_iter()
-                .flatten()
-                .any(|s| !kept.as_array().is_some_and(|k| k.contains(s))),
-        })
-}
-
-/// Everything either allowlist holds.
-fn union(a: &Map<String, Value>, b: &Map<String, Value>) -> Map<String, Value> {
-    let mut out = a.clone();
-    for (provider, scopes) in b {
-        let merged = out.entry(provider.clone()).or_insert_with(|| json!([]));
-        if let (Some(list), Some(more)) = (merged.as_array_mut(), scopes.as_array()) {
-            for s in more {
-                if !list.contains(s) {
-                    list.push(s.clone());
-                }
-            }
-        }
-    }
-    out
+    let invalid = || {
+        Error::Invalid(
+            "policy: expected requires_approval (bool), approvers (list of non-empty strings) or approval_ttl_seconds (positive integer)".into(),
+        )
+    };
+    let settings: ApprovalSettings =
+        serde_json::from_value(Value::Object(map)).map_err(|_| invalid())?;
+    let approvers_ok = settings.approvers.iter().flatten().all(|a| !a.is_empty());
+    let ttl_ok = settings.approval_ttl_seconds.is_none_or(|t| t > 0);
+    ensure(approvers_ok && ttl_ok, || invalid().to_string())?;
+    Ok(settings)
 }
 
 fn request_fingerprint(value: &Value) -> [u8; 32] {
@@ -842,8 +908,8 @@ fn request_fingerprint(value: &Value) -> [u8; 32] {
 mod tests {
     use super::*;
 
-    fn map(v: Value) -> Map<String, Value> {
-        v.as_object().unwrap().clone()
+    fn allowlist(v: Value) -> AgentAllowlist {
+        validate_allowlist(&v).unwrap()
     }
 
     #[test]
@@ -858,9 +924,9 @@ mod tests {
 
     #[test]
     fn scopes_shape() {
-        assert!(validate_scopes(&json!({})).is_ok());
+        assert!(validate_allowlist(&json!({})).is_ok());
         assert!(
-            validate_scopes(
+            validate_allowlist(
                 &json!({"google": ["gmail.readonly"], "managed_secret_slugs": ["stripe"]})
             )
             .is_ok()
@@ -874,45 +940,67 @@ mod tests {
             json!({"google": [" x"]}),
         ] {
             assert!(
-                matches!(validate_scopes(&bad), Err(Error::Invalid(_))),
+                matches!(validate_allowlist(&bad), Err(Error::Invalid(_))),
                 "{bad}"
             );
         }
         assert!(matches!(
-            validate_scopes(&json!({"managed_secrets": ["Stripe"]})),
+            validate_allowlist(&json!({"managed_secrets": ["Stripe"]})),
             Err(Error::LegacyManagedSecretNameRejected)
         ));
     }
 
     #[test]
     fn narrowing_is_detected_and_staged_as_a_union() {
-        let current = map(json!({"google": ["a", "b"], "slack": ["x"]}));
-        assert!(!narrows(
-            &current,
-            &map(json!({"google": ["a", "b", "c"], "slack": ["x"]}))
+        let current = allowlist(
+            json!({"google": ["a", "b"], "slack": ["x"], "managed_secret_slugs": ["stripe"]}),
+        );
+        assert!(!current.narrowed_by(&allowlist(json!({
+            "google": ["a", "b", "c"], "slack": ["x"], "managed_secret_slugs": ["stripe", "gh"]
+        }))));
+        assert!(current.narrowed_by(&allowlist(
+            json!({"google": ["a"], "slack": ["x"], "managed_secret_slugs": ["stripe"]})
+        )));
+        assert!(current.narrowed_by(&allowlist(
+            json!({"google": ["a", "b"], "managed_secret_slugs": ["stripe"]})
+        )));
+        assert!(current.narrowed_by(&allowlist(json!({"google": ["a", "b"], "slack": ["x"]}))));
+        let merged = current.union(&allowlist(
+            json!({"google": ["c"], "github": ["repo"], "managed_secret_slugs": ["gh"]}),
         ));
-        assert!(narrows(
-            &current,
-            &map(json!({"google": ["a"], "slack": ["x"]}))
-        ));
-        assert!(narrows(&current, &map(json!({"google": ["a", "b"]}))));
-        let merged = union(&current, &map(json!({"google": ["c"], "github": ["repo"]})));
         assert_eq!(
             merged,
-            map(json!({"google": ["a", "b", "c"], "slack": ["x"], "github": ["repo"]}))
+            allowlist(json!({
+                "google": ["a", "b", "c"], "slack": ["x"], "github": ["repo"],
+                "managed_secret_slugs": ["stripe", "gh"]
+            }))
         );
+        assert!(merged.names_secret("gh") && !merged.names_secret("other"));
+    }
+
+    #[test]
+    fn allowlists_read_back_as_written() {
+        let written = json!({"google": ["a"], "managed_secret_slugs": ["stripe"]});
+        assert_eq!(
+            serde_json::to_value(allowlist(written.clone())).unwrap(),
+            written
+        );
+        let settings = json!({"requires_approval": false, "approvers": ["ops"]});
+        let parsed = validate_approval(Some(&settings)).unwrap();
+        assert!(!parsed.requires_approval());
+        assert_eq!(serde_json::to_value(parsed).unwrap(), settings);
     }
 
     #[test]
     fn policies() {
         assert!(
-            validate_policy(Some(
+            validate_approval(Some(
                 &json!({"requires_approval": true, "approvers": ["ops"]})
             ))
             .is_ok()
         );
-        assert!(validate_policy(Some(&json!({"requires_approval": "yes"}))).is_err());
-        assert!(validate_policy(Some(&json!({"unknown": 1}))).is_err());
-        assert!(validate_policy(Some(&json!([]))).is_err());
+        assert!(validate_approval(Some(&json!({"requires_approval": "yes"}))).is_err());
+        assert!(validate_approval(Some(&json!({"unknown": 1}))).is_err());
+        assert!(validate_approval(Some(&json!([]))).is_err());
     }
 }

@@ -7,13 +7,13 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use ipnet::IpNet;
-use serde_json::Value;
 
 use crate::agents::{Agent, AgentStatus};
 use crate::audit::{Actor, ActorKind};
 use crate::error::{Error, Result, ensure};
 use crate::ids::{AgentId, AppId, KeyId};
 use crate::keys::{ApiKey, KeyStatus, KeyType};
+use crate::request_rule::RequestRule;
 use crate::scope::{Scope, ScopeSet};
 use crate::time::Timestamp;
 use crate::vault::Vault;
@@ -49,15 +49,6 @@ pub struct RequestFacts {
     pub caller_type: Option<String>,
     /// `X-Alter-Context`: the caller's audit context (run id, thread id, tool…), decoded.
     pub context: Option<BTreeMap<String, String>>,
-}
-
-/// A request rule the caller attached with `with_constraints(rule=…)`. It may only narrow.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RequestRule {
-    /// `json_match`, `content_match`, …
-    pub rule_type: String,
-    /// The rule itself.
-    pub rule_body: Value,
 }
 
 /// An authenticated, admitted SDK caller.

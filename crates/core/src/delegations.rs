@@ -11,7 +11,7 @@ use crate::audit::{Actor, AuditEvent, action};
 use crate::caller::Caller;
 use crate::error::{Entity, Error, Result};
 use crate::grants::{
-    CreatedBy, Grant, GrantFilter, GrantPage, GrantPolicy, GrantState, GrantStatus, Principal,
+    CreatedBy, Grant, GrantFilter, GrantLifetime, GrantPage, GrantState, GrantStatus, Principal,
     Viewer, grant_event,
 };
 use crate::identity::{SignedInUser, UserStatus};
@@ -181,8 +181,9 @@ impl Vault {
         if parent.state(now) != GrantState::Active {
             return Err(Error::NotFound(Entity::Grant));
         }
-        let secret = self.secret_of(&parent).await?;
-        if secret.as_ref().is_some_and(|s| !s.limits.delegation) {
+        let credential = self.credential_of(&parent).await?;
+        let limits = credential.limits();
+        if !limits.delegation {
             return Err(Error::GrantNotDelegable(reason::CEILING_OFF));
         }
         let depth = parent.depth + 1;
@@ -192,9 +193,7 @@ impl Vault {
         let ttl = ttl_seconds
             .map(|t| validate::int_in_range("ttl_seconds", t, 1, 10 * 365 * 24 * 3600))
             .transpose()?;
-        let cap = secret
-            .as_ref()
-            .and_then(|s| s.limits.max_delegation_ttl_seconds);
+        let cap = limits.max_delegation_ttl_seconds;
         let expires_at = [
             ttl.map(|t| now.plus_seconds(t)),
             cap.map(|c| now.plus_seconds(c)),
@@ -229,14 +228,13 @@ impl Vault {
                     id: GrantId::new(),
                     app_id: parent.app_id,
                     seq: 0,
-                    kind: parent.kind,
-                    secret_id: parent.secret_id,
+                    credential: parent.credential,
                     principal: Principal::Agent(to.id),
                     label: parent.label.clone(),
                     status: GrantStatus::Active,
-                    policy: GrantPolicy {
+                    lifetime: GrantLifetime {
                         expires_at,
-                        ..GrantPolicy::default()
+                        ..GrantLifetime::default()
                     },
                     expires_at,
                     parent_grant_id: Some(parent.id),
@@ -255,7 +253,7 @@ impl Vault {
                 &child,
                 action::DELEGATION_CREATED,
                 actor.clone(),
-                secret.as_ref(),
+                &credential,
             )
             .with_details(json!({
                 "parent_grant_id": parent.id,

@@ -3,6 +3,7 @@
 
 use alter_crypto::CryptoError;
 
+use crate::grants::PrincipalType;
 use crate::ports::StoreError;
 use crate::scope::Scope;
 
@@ -161,17 +162,12 @@ pub enum Error {
     /// The end user is suspended.
     #[error("this user is suspended")]
     UserSuspended,
-    /// A policy refused (a stable code and a message).
-    #[error("{message}")]
-    PolicyViolation {
-        /// The `policy_error` code.
-        code: &'static str,
-        /// What was refused.
-        message: String,
-    },
-    /// A malformed or inconsistent grant policy.
+    /// A limit the operator set refused the request.
+    #[error("{}", .0.message())]
+    LimitViolation(Limit),
+    /// A malformed or inconsistent grant lifetime.
     #[error("{0}")]
-    InvalidGrantPolicy(String),
+    InvalidGrantLifetime(String),
     /// A scope constraint that cannot apply.
     #[error("{0}")]
     InvalidScopeConstraint(String),
@@ -187,7 +183,7 @@ pub enum Error {
     /// A link of a delegation chain is broken.
     #[error("{0}")]
     DelegationInvalid(&'static str),
-    /// A credential release was refused by a release rule.
+    /// A credential release was refused by a rule.
     #[error("{}", denial_message(.0))]
     ReleaseDenied(crate::release::Denial),
     /// Several grants match a provider lookup.
@@ -229,6 +225,46 @@ pub enum Error {
     /// A cryptographic operation failed.
     #[error("cryptographic failure")]
     Crypto(#[from] CryptoError),
+}
+
+/// A limit an operator set on a credential or an agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    /// The agent's allowlist does not name the managed secret.
+    AgentNotAllowlisted,
+    /// The credential may not be granted to principals of this type.
+    PrincipalNotAllowed(PrincipalType),
+    /// Grants of the credential may last at most this long.
+    GrantTooLong {
+        /// The longest lifetime, in seconds.
+        max_seconds: i64,
+    },
+}
+
+impl Limit {
+    /// The stable name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Limit::AgentNotAllowlisted => "agent_not_allowlisted",
+            Limit::PrincipalNotAllowed(_) => "principal_not_allowed",
+            Limit::GrantTooLong { .. } => "secret_limit_exceeded",
+        }
+    }
+
+    fn message(self) -> String {
+        match self {
+            Limit::AgentNotAllowlisted => {
+                "this agent's allowlist does not name this managed secret".into()
+            }
+            Limit::PrincipalNotAllowed(kind) => format!(
+                "this managed secret may not be granted to {} principals",
+                kind.as_str()
+            ),
+            Limit::GrantTooLong { max_seconds } => {
+                format!("this managed secret's grants may last at most {max_seconds} seconds")
+            }
+        }
+    }
 }
 
 fn denial_message(denial: &crate::release::Denial) -> String {

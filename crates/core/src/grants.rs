@@ -1,5 +1,5 @@
 //! Grants: bindings of a credential to a principal (user, group, system, agent), each with its
-//! own id, policy and lifecycle. Delegations are grants too — children whose principal is an
+//! own id, lifetime and lifecycle. Delegations are grants too — children whose principal is an
 //! agent — see `delegations`.
 
 use serde::{Deserialize, Serialize};
@@ -8,7 +8,8 @@ use serde_json::{Value, json};
 use crate::agents::AgentStatus;
 use crate::audit::{Actor, AuditEvent, Target, action};
 use crate::caller::Caller;
-use crate::error::{Entity, Error, Result, ensure};
+use crate::credentials::{Credential, CredentialRef, CredentialSummary};
+use crate::error::{Entity, Error, Limit, Result, ensure};
 use crate::ids::{AgentId, AppId, GrantId, IdpId, SecretId, UserId};
 use crate::scope::Verb;
 use crate::secrets::ManagedSecret;
@@ -18,7 +19,7 @@ use crate::vault::Vault;
 
 /// Largest page of a listing.
 pub const MAX_PAGE: i64 = 1000;
-/// Longest lifetime a grant policy may name: 100 years.
+/// Longest lifetime a grant may name: 100 years.
 pub const MAX_TTL_SECONDS: i64 = 100 * 365 * 24 * 3600;
 
 /// Who a grant belongs to, as a type.
@@ -119,15 +120,6 @@ impl GrantState {
     }
 }
 
-/// Which credential a grant points at.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum GrantKind {
-    /// A managed secret.
-    ManagedSecret,
-    /// An OAuth connection.
-    OAuth,
-}
-
 /// Who set up a grant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -138,9 +130,10 @@ pub enum CreatedBy {
     EndUser,
 }
 
-/// A grant's policy (grant_policy on the wire).
+/// A grant's lifetime as its creator set it (`grant_policy` on the wire; not a policy: the
+/// rule engine is the only thing called that).
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub struct GrantPolicy {
+pub struct GrantLifetime {
     /// Absolute end.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<Timestamp>,
@@ -164,19 +157,17 @@ pub struct Grant {
     pub app_id: AppId,
     /// Position among the app's grants (creation order, from 1).
     pub seq: i64,
-    /// Credential kind.
-    pub kind: GrantKind,
-    /// The managed secret, for managed-secret grants.
-    pub secret_id: Option<SecretId>,
+    /// The credential.
+    pub credential: CredentialRef,
     /// Who it belongs to.
     pub principal: Principal,
     /// Sibling label.
     pub label: Option<String>,
     /// Stored status.
     pub status: GrantStatus,
-    /// Policy as set.
-    pub policy: GrantPolicy,
-    /// Effective end of the grant (from policy, secret limits and parent).
+    /// Lifetime as set.
+    pub lifetime: GrantLifetime,
+    /// Effective end of the grant (from its lifetime, the credential's limits and parent).
     pub expires_at: Option<Timestamp>,
     /// The grant this one was delegated from.
     pub parent_grant_id: Option<GrantId>,
@@ -219,35 +210,13 @@ impl Grant {
     }
 }
 
-/// The secret a grant points at, as listings show it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SecretSummary {
-    /// Id.
-    pub id: SecretId,
-    /// Slug.
-    pub slug: String,
-    /// Display name.
-    pub name: String,
-}
-
-impl SecretSummary {
-    /// What a listing shows of `secret`.
-    pub fn of(secret: &ManagedSecret) -> SecretSummary {
-        SecretSummary {
-            id: secret.id,
-            slug: secret.slug.clone(),
-            name: secret.name.clone(),
-        }
-    }
-}
-
 /// A grant with what a listing shows of its credential.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GrantView {
     /// The grant.
     pub grant: Grant,
-    /// Its managed secret.
-    pub secret: Option<SecretSummary>,
+    /// Its credential (absent only if the credential's row is gone).
+    pub credential: Option<CredentialSummary>,
 }
 
 /// Who is looking: decides which grants a listing holds.
@@ -350,9 +319,9 @@ pub enum NewPrincipal {
     },
 }
 
-/// A grant policy as the caller gives it.
+/// A grant lifetime as the caller gives it.
 #[derive(Debug, Clone, Default)]
-pub struct PolicyInput {
+pub struct LifetimeInput {
     /// ISO-8601 end, in the future.
     pub expires_at: Option<String>,
     /// Positive.
@@ -383,7 +352,7 @@ impl Vault {
         caller: &Caller,
         secret: &str,
         principal: NewPrincipal,
-        policy: PolicyInput,
+        lifetime: LifetimeInput,
         credential_id: Option<&str>,
     ) -> Result<Grant> {
         if caller.is_agent() {
@@ -396,7 +365,7 @@ impl Vault {
             return Err(Error::NotFound(Entity::Grant));
         }
         let (principal, label) = self.resolve_principal(caller, principal).await?;
-        self.bind_secret(caller, &secret, principal, label, policy)
+        self.bind_secret(caller, &secret, principal, label, lifetime)
             .await
     }
 
@@ -408,7 +377,7 @@ impl Vault {
         caller: &Caller,
         secret: &str,
         label: Option<String>,
-        policy: PolicyInput,
+        lifetime: LifetimeInput,
     ) -> Result<Grant> {
         let agent = caller.agent.as_deref().ok_or(Error::AgentKeyRequired)?;
         if agent.status != AgentStatus::Active {
@@ -416,13 +385,10 @@ impl Vault {
         }
         let secret = self.grantable_secret(caller, secret).await?;
         let label = validate::label(label.as_deref())?;
-        if !agent.allowlists_secret(&secret.slug, self.now()) {
-            return Err(Error::PolicyViolation {
-                code: "agent_not_allowlisted",
-                message: "this agent's allowlist does not name this managed secret".into(),
-            });
+        if !agent.allowlist(self.now()).names_secret(&secret.slug) {
+            return Err(Error::LimitViolation(Limit::AgentNotAllowlisted));
         }
-        self.bind_secret(caller, &secret, Principal::Agent(agent.id), label, policy)
+        self.bind_secret(caller, &secret, Principal::Agent(agent.id), label, lifetime)
             .await
     }
 
@@ -441,30 +407,25 @@ impl Vault {
         secret: &ManagedSecret,
         principal: Principal,
         label: Option<String>,
-        policy: PolicyInput,
+        lifetime: LifetimeInput,
     ) -> Result<Grant> {
         let now = self.now();
         if !secret.limits.allows(principal.kind()) {
-            return Err(Error::PolicyViolation {
-                code: "principal_not_allowed",
-                message: format!(
-                    "this managed secret may not be granted to {} principals",
-                    principal.kind().as_str()
-                ),
-            });
+            return Err(Error::LimitViolation(Limit::PrincipalNotAllowed(
+                principal.kind(),
+            )));
         }
-        let policy = parse_policy(policy, now)?;
-        let expires_at = lifetime_end(&policy, secret.limits.max_grant_ttl_seconds, now)?;
+        let lifetime = parse_lifetime(lifetime, now)?;
+        let expires_at = lifetime_end(&lifetime, secret.limits.max_grant_ttl_seconds, now)?;
         let grant = Grant {
             id: GrantId::new(),
             app_id: caller.app_id,
             seq: 0,
-            kind: GrantKind::ManagedSecret,
-            secret_id: Some(secret.id),
+            credential: CredentialRef::ManagedSecret(secret.id),
             principal,
             label,
             status: GrantStatus::Active,
-            policy,
+            lifetime,
             expires_at,
             parent_grant_id: None,
             depth: 0,
@@ -477,7 +438,8 @@ impl Vault {
             last_used_at: None,
             scope_mismatch: false,
         };
-        let event = grant_event(&grant, action::GRANT_CREATED, caller.actor(), Some(secret));
+        let credential = Credential::ManagedSecret(secret.clone());
+        let event = grant_event(&grant, action::GRANT_CREATED, caller.actor(), &credential);
         self.insert_grant(&grant, &event).await
     }
 
@@ -631,9 +593,9 @@ impl Vault {
         let grant = self
             .revoke_grant_row(grant, reason, Actor::operator())
             .await?;
-        let secret = self.secret_of(&grant).await?;
+        let credential = self.credential_of(&grant).await?;
         Ok(GrantView {
-            secret: secret.as_ref().map(SecretSummary::of),
+            credential: Some(CredentialSummary::of(&credential)),
             grant,
         })
     }
@@ -668,13 +630,13 @@ impl Vault {
     }
 
     /// `mint_grant`: a sibling grant on the same credential and principal, with a new label
-    /// and a policy that may only tighten.
+    /// and a lifetime that may only tighten.
     pub async fn mint_grant(
         &self,
         caller: &Caller,
         source: &str,
         label: &str,
-        policy: PolicyInput,
+        lifetime: LifetimeInput,
         tags: Vec<String>,
     ) -> Result<GrantView> {
         if caller.is_agent() {
@@ -691,11 +653,11 @@ impl Vault {
         for tag in &tags {
             validate::bounded_text("grant_tags", tag, 100)?;
         }
-        ensure(policy.default_ttl_seconds.is_none(), || {
+        ensure(lifetime.default_ttl_seconds.is_none(), || {
             "a minted grant takes only expires_at and max_ttl_seconds".into()
         })?;
-        let policy = parse_policy(policy, now)?;
-        let own_end = lifetime_end(&policy, None, now)?;
+        let lifetime = parse_lifetime(lifetime, now)?;
+        let own_end = lifetime_end(&lifetime, None, now)?;
         let expires_at = match (own_end, source.expires_at) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -704,23 +666,18 @@ impl Vault {
             id: GrantId::new(),
             seq: 0,
             label: Some(label),
-            policy: GrantPolicy { tags, ..policy },
+            lifetime: GrantLifetime { tags, ..lifetime },
             expires_at,
             created_at: now,
             last_used_at: None,
             ..source.clone()
         };
-        let secret = self.secret_of(&grant).await?;
-        let event = grant_event(
-            &grant,
-            action::GRANT_MINTED,
-            caller.actor(),
-            secret.as_ref(),
-        )
-        .with_reason(Some(format!("minted from {}", source.id)));
+        let credential = self.credential_of(&grant).await?;
+        let event = grant_event(&grant, action::GRANT_MINTED, caller.actor(), &credential)
+            .with_reason(Some(format!("minted from {}", source.id)));
         Ok(GrantView {
             grant: self.insert_grant(&grant, &event).await?,
-            secret: secret.as_ref().map(SecretSummary::of),
+            credential: Some(CredentialSummary::of(&credential)),
         })
     }
 
@@ -753,13 +710,6 @@ impl Vault {
             Ok(grant)
         } else {
             Err(Error::NotFound(Entity::Grant))
-        }
-    }
-
-    pub(crate) async fn secret_of(&self, grant: &Grant) -> Result<Option<ManagedSecret>> {
-        match grant.secret_id {
-            Some(id) => Ok(self.store().get_secret(grant.app_id, id).await?),
-            None => Ok(None),
         }
     }
 }
@@ -801,9 +751,12 @@ pub(crate) fn grant_event(
     grant: &Grant,
     action: &str,
     actor: Actor,
-    secret: Option<&ManagedSecret>,
+    credential: &Credential,
 ) -> AuditEvent {
     let principal = principal_json(grant);
+    let (secret_id, secret_slug) = match credential {
+        Credential::ManagedSecret(secret) => (secret.id, &secret.slug),
+    };
     AuditEvent::allow(
         grant.app_id,
         grant.created_at,
@@ -817,16 +770,16 @@ pub(crate) fn grant_event(
     .with_details(json!({
         "principal": principal,
         "label": grant.label,
-        "secret_id": secret.map(|s| s.id),
-        "secret_slug": secret.map(|s| s.slug.clone()),
+        "secret_id": secret_id,
+        "secret_slug": secret_slug,
         "parent_grant_id": grant.parent_grant_id,
         "expires_at": grant.expires_at,
         "delegated_by": grant.delegated_by,
     }))
 }
 
-fn parse_policy(input: PolicyInput, now: Timestamp) -> Result<GrantPolicy> {
-    let invalid = |m: &str| Error::InvalidGrantPolicy(m.to_owned());
+fn parse_lifetime(input: LifetimeInput, now: Timestamp) -> Result<GrantLifetime> {
+    let invalid = |m: &str| Error::InvalidGrantLifetime(m.to_owned());
     let expires_at = input
         .expires_at
         .map(|text| {
@@ -856,7 +809,7 @@ fn parse_policy(input: PolicyInput, now: Timestamp) -> Result<GrantPolicy> {
             "default_ttl_seconds must not exceed max_ttl_seconds",
         ));
     }
-    Ok(GrantPolicy {
+    Ok(GrantLifetime {
         expires_at,
         max_ttl_seconds: input.max_ttl_seconds,
         default_ttl_seconds: input.default_ttl_seconds,
@@ -864,32 +817,30 @@ fn parse_policy(input: PolicyInput, now: Timestamp) -> Result<GrantPolicy> {
     })
 }
 
-/// A mint's grant policy arrives as a plain object: only `expires_at` and `max_ttl_seconds`.
-/// When a grant with `policy` created at `now` ends: the earliest of its `expires_at` and its
-/// lifetime (`default_ttl_seconds`, else `max_ttl_seconds`). A lifetime the secret's cap
-/// forbids is a policy violation; with no lifetime asked, the cap applies.
+/// When a grant with `lifetime` created at `now` ends: the earliest of its `expires_at` and its
+/// length (`default_ttl_seconds`, else `max_ttl_seconds`). A lifetime the secret's cap forbids
+/// violates its limits; with no lifetime asked, the cap applies.
 pub(crate) fn lifetime_end(
-    policy: &GrantPolicy,
+    lifetime: &GrantLifetime,
     cap_seconds: Option<i64>,
     now: Timestamp,
 ) -> Result<Option<Timestamp>> {
     if let Some(cap) = cap_seconds {
         let cap_end = now.plus_seconds(cap);
-        let too_long = policy.max_ttl_seconds.is_some_and(|v| v > cap)
-            || policy.default_ttl_seconds.is_some_and(|v| v > cap)
-            || policy.expires_at.is_some_and(|at| at > cap_end);
+        let too_long = lifetime.max_ttl_seconds.is_some_and(|v| v > cap)
+            || lifetime.default_ttl_seconds.is_some_and(|v| v > cap)
+            || lifetime.expires_at.is_some_and(|at| at > cap_end);
         if too_long {
-            return Err(Error::PolicyViolation {
-                code: "secret_limit_exceeded",
-                message: format!("this managed secret's grants may last at most {cap} seconds"),
-            });
+            return Err(Error::LimitViolation(Limit::GrantTooLong {
+                max_seconds: cap,
+            }));
         }
     }
-    let lifetime = policy
+    let length = lifetime
         .default_ttl_seconds
-        .or(policy.max_ttl_seconds)
+        .or(lifetime.max_ttl_seconds)
         .or(cap_seconds);
-    let ends = [policy.expires_at, lifetime.map(|s| now.plus_seconds(s))];
+    let ends = [lifetime.expires_at, length.map(|s| now.plus_seconds(s))];
     Ok(ends.into_iter().flatten().min())
 }
 
@@ -901,8 +852,8 @@ mod tests {
         Timestamp::from_unix_seconds(1_000_000)
     }
 
-    fn policy(max: Option<i64>, default: Option<i64>, expires: Option<i64>) -> PolicyInput {
-        PolicyInput {
+    fn policy(max: Option<i64>, default: Option<i64>, expires: Option<i64>) -> LifetimeInput {
+        LifetimeInput {
             expires_at: expires.map(|s| now().plus_seconds(s).to_rfc3339()),
             max_ttl_seconds: max,
             default_ttl_seconds: default,
@@ -911,49 +862,48 @@ mod tests {
 
     #[test]
     fn policies_are_validated() {
-        assert!(parse_policy(policy(Some(10), Some(5), None), now()).is_ok());
+        assert!(parse_lifetime(policy(Some(10), Some(5), None), now()).is_ok());
         for bad in [
             policy(Some(5), Some(10), None),
             policy(Some(0), None, None),
             policy(None, Some(-1), None),
             policy(None, None, Some(-5)),
-            PolicyInput {
+            LifetimeInput {
                 expires_at: Some("tomorrow".into()),
                 ..Default::default()
             },
         ] {
             assert!(matches!(
-                parse_policy(bad, now()),
-                Err(Error::InvalidGrantPolicy(_))
+                parse_lifetime(bad, now()),
+                Err(Error::InvalidGrantLifetime(_))
             ));
         }
     }
 
     #[test]
     fn lifetimes_take_the_earliest_end_and_respect_the_cap() {
-        let p = parse_policy(policy(Some(100), Some(50), Some(70)), now()).unwrap();
+        let p = parse_lifetime(policy(Some(100), Some(50), Some(70)), now()).unwrap();
         assert_eq!(
             lifetime_end(&p, None, now()).unwrap(),
             Some(now().plus_seconds(50))
         );
-        let p = parse_policy(policy(Some(100), None, None), now()).unwrap();
+        let p = parse_lifetime(policy(Some(100), None, None), now()).unwrap();
         assert_eq!(
             lifetime_end(&p, None, now()).unwrap(),
             Some(now().plus_seconds(100))
         );
-        let p = parse_policy(policy(None, None, None), now()).unwrap();
+        let p = parse_lifetime(policy(None, None, None), now()).unwrap();
         assert_eq!(lifetime_end(&p, None, now()).unwrap(), None);
         assert_eq!(
             lifetime_end(&p, Some(30), now()).unwrap(),
             Some(now().plus_seconds(30))
         );
-        let p = parse_policy(policy(Some(100), None, None), now()).unwrap();
+        let p = parse_lifetime(policy(Some(100), None, None), now()).unwrap();
         assert!(matches!(
             lifetime_end(&p, Some(30), now()),
-            Err(Error::PolicyViolation {
-                code: "secret_limit_exceeded",
-                ..
-            })
+            Err(Error::LimitViolation(Limit::GrantTooLong {
+                max_seconds: 30
+            }))
         ));
     }
 }

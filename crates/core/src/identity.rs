@@ -4,11 +4,10 @@
 //! (by the token's `iat`), so replaying an older token cannot roll groups back, and a stored
 //! membership is acted on without a token only while it is recent (`Settings`).
 
-use async_trait::async_trait;
-
 use crate::audit::{Actor, AuditEvent, Target, action};
 use crate::error::{Entity, Error, Result, ensure};
 use crate::ids::{AppId, IdpId, UserId};
+use crate::ports::TokenVerifier;
 use crate::time::Timestamp;
 use crate::validate;
 use crate::vault::Vault;
@@ -132,26 +131,6 @@ pub enum TokenError {
     /// The signing keys could not be fetched (a transient failure, not the user's fault).
     #[error("identity provider keys unavailable: {0}")]
     KeysUnavailable(String),
-}
-
-/// Verifies end-user JWTs against an IdP (implemented in `alter-upstream`, which fetches and
-/// caches JWKS).
-#[async_trait]
-pub trait TokenVerifier: Send + Sync + std::fmt::Debug {
-    /// Checks signature (with a key of the IdP's JWKS, refreshed once on an unknown `kid`),
-    /// algorithm (one of the IdP's), `iss`, `aud`, `exp` and `nbf` (with the IdP's leeway,
-    /// against `now`), then reads the mapped claims.
-    async fn verify(
-        &self,
-        idp: &IdentityProvider,
-        token: &str,
-        now: Timestamp,
-    ) -> Result<VerifiedToken, TokenError>;
-
-    /// Whether `source` is one this verifier can use — a URL it will fetch, a document with
-    /// public keys it can read (and no private key) — so a provider is refused when it is set,
-    /// not at every sign-in. The reason is for the operator.
-    fn check_source(&self, source: &JwksSource) -> std::result::Result<(), String>;
 }
 
 /// Whether an app user may act.

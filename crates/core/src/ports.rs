@@ -10,10 +10,10 @@ use crate::agents::Agent;
 use crate::apps::App;
 use crate::audit::AuditEvent;
 use crate::grants::{Grant, GrantFilter, GrantView, Viewer};
-use crate::identity::{AppUser, IdentityProvider};
+use crate::identity::{AppUser, IdentityProvider, JwksSource, TokenError, VerifiedToken};
 use crate::ids::{AgentId, AppId, GrantId, IdpId, KeyId, SecretId, UserId};
 use crate::keys::ApiKey;
-use crate::release::ReleaseCondition;
+use crate::release::{Authorization, Denial, ReleaseCondition};
 use crate::secrets::ManagedSecret;
 use crate::time::Timestamp;
 
@@ -375,4 +375,40 @@ impl<T> Store for T where
         + AgentStore
         + AuditStore
 {
+}
+
+/// The source of "now". Injected everywhere time matters.
+pub trait Clock: Send + Sync + std::fmt::Debug {
+    /// The current instant.
+    fn now(&self) -> Timestamp;
+}
+
+/// Verifies end-user JWTs against an IdP (implemented in `alter-upstream`, which fetches and
+/// caches JWKS).
+#[async_trait]
+pub trait TokenVerifier: Send + Sync + std::fmt::Debug {
+    /// Checks signature (with a key of the IdP's JWKS, refreshed once on an unknown `kid`),
+    /// algorithm (one of the IdP's), `iss`, `aud`, `exp` and `nbf` (with the IdP's leeway,
+    /// against `now`), then reads the mapped claims.
+    async fn verify(
+        &self,
+        idp: &IdentityProvider,
+        token: &str,
+        now: Timestamp,
+    ) -> Result<VerifiedToken, TokenError>;
+
+    /// Whether `source` is one this verifier can use — a URL it will fetch, a document with
+    /// public keys it can read (and no private key) — so a provider is refused when it is set,
+    /// not at every sign-in. The reason is for the operator.
+    fn check_source(&self, source: &JwksSource) -> std::result::Result<(), String>;
+}
+
+/// The rules a credential use must pass once the default-deny base (grant and chain valid,
+/// credential live, principal type admitted) has: they may only restrict, never widen. Today's
+/// built-in rules are [`BuiltinRules`](crate::release::BuiltinRules); the policy engine
+/// implements this port too.
+#[async_trait]
+pub trait Authorizer: Send + Sync + std::fmt::Debug {
+    /// Allows the use, or refuses it with the denial to record and answer.
+    async fn authorize(&self, request: &Authorization<'_>) -> Result<(), Denial>;
 }

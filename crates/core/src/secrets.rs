@@ -323,7 +323,7 @@ impl Vault {
     }
 
     /// Opens a secret's value, for the one request that injects it.
-    pub fn open_secret_value(&self, secret: &ManagedSecret) -> Result<Zeroizing<Vec<u8>>> {
+    pub(crate) fn open_secret_value(&self, secret: &ManagedSecret) -> Result<Zeroizing<Vec<u8>>> {
         let (app, record) = (secret.app_id.to_string(), secret.id.to_string());
         let set_at = secret.rotated_at.unwrap_or(secret.created_at);
         Ok(self.keyring().open_versioned(

@@ -8,6 +8,8 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use time::format_description::well_known::Rfc3339;
 use time::{OffsetDateTime, UtcOffset};
 
+use crate::ports::Clock;
+
 /// Microseconds since the Unix epoch, UTC.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Timestamp(i64);
@@ -110,12 +112,6 @@ impl<'de> Deserialize<'de> for Timestamp {
         Timestamp::parse_rfc3339(&text)
             .ok_or_else(|| serde::de::Error::custom("expected an RFC 3339 date-time"))
     }
-}
-
-/// The source of "now". Injected everywhere time matters.
-pub trait Clock: Send + Sync + fmt::Debug {
-    /// The current instant.
-    fn now(&self) -> Timestamp;
 }
 
 /// The operating system's clock.

@@ -7,9 +7,9 @@ use alter_crypto::{Keyring, MasterKey};
 
 use crate::audit::{ChainKey, CheckpointKey};
 use crate::error::Result;
-use crate::identity::TokenVerifier;
-use crate::ports::{Store, StoreError};
-use crate::time::{Clock, Timestamp};
+use crate::ports::{Authorizer, Clock, Store, StoreError, TokenVerifier};
+use crate::release::BuiltinRules;
+use crate::time::Timestamp;
 
 /// Tunables of the services.
 #[derive(Debug, Clone)]
@@ -42,6 +42,7 @@ pub struct Vault {
     checkpoint_key: CheckpointKey,
     clock: Arc<dyn Clock>,
     verifier: Arc<dyn TokenVerifier>,
+    authorizer: Arc<dyn Authorizer>,
     settings: Settings,
 }
 
@@ -87,6 +88,7 @@ impl Vault {
             checkpoint_key: CheckpointKey::derive(master),
             clock,
             verifier,
+            authorizer: Arc::new(BuiltinRules),
             settings,
         };
         vault.key_legacy_audit_chains().await?;
@@ -108,9 +110,17 @@ impl Vault {
         &self.settings
     }
 
-    /// The store (for readiness checks and the services).
-    pub fn store(&self) -> &dyn Store {
+    /// Ok if the database answers and every migration of this version is applied.
+    pub async fn ready(&self) -> Result<()> {
+        Ok(self.store.ready().await?)
+    }
+
+    pub(crate) fn store(&self) -> &dyn Store {
         self.store.as_ref()
+    }
+
+    pub(crate) fn authorizer(&self) -> &dyn Authorizer {
+        self.authorizer.as_ref()
     }
 
     pub(crate) fn verifier(&self) -> &dyn TokenVerifier {

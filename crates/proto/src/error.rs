@@ -85,8 +85,6 @@ pub mod codes {
     pub const IP_NOT_ALLOWED: &str = "ip_not_allowed";
     /// The caller may not rotate that key (a derived caller, or a key wider than the caller's).
     pub const KEY_ROTATION_REFUSED: &str = "key_rotation_refused";
-    /// A grant policy the managed secret's limits forbid.
-    pub const POLICY_VIOLATION: &str = "policy_violation";
     /// An agent key on the operator delegation-revoke path.
     pub const USE_SELF_REVOKE_PATH: &str = "use_self_revoke_path";
     /// An app key (not acting as an agent) on an agent-only route.
@@ -105,8 +103,22 @@ pub mod codes {
     pub const GRANT_EXPIRED: &str = "grant_expired";
     /// The grant was revoked (403 on use, 400/403 on a second revoke).
     pub const GRANT_REVOKED: &str = "grant_revoked";
-    /// The target host is not allowed for the credential.
+    /// The target host is not allowed for the credential (422).
     pub const BLOCKED_DESTINATION: &str = "blocked_destination";
+    /// The grant's managed secret was deleted (410).
+    pub const GRANT_DELETED: &str = "grant_deleted";
+    /// The agent's allowlist does not name the managed secret.
+    pub const AGENT_NOT_ALLOWLISTED: &str = "agent_not_allowlisted";
+    /// The managed secret does not admit grants of that principal type.
+    pub const PRINCIPAL_NOT_ALLOWED: &str = "principal_not_allowed";
+    /// A grant lifetime longer than the managed secret allows.
+    pub const SECRET_LIMIT_EXCEEDED: &str = "secret_limit_exceeded";
+    /// The caller's request rule forbids the call.
+    pub const REQUEST_RULE_DENIED: &str = "request_rule_denied";
+    /// The agent's calls need a human approval: only the proxy can carry them (400).
+    pub const HITL_GRANT_REQUIRES_PROXY: &str = "hitl_grant_requires_proxy";
+    /// The caller's request rule looks at the content: only the proxy can enforce it (400).
+    pub const RESTRICTED_GRANT_REQUIRES_PROXY: &str = "restricted_grant_requires_proxy";
 
     // Not found (404).
     /// Unknown grant, or a grant of another app, or one the caller may not see.
@@ -149,8 +161,6 @@ pub mod codes {
     pub const IDEMPOTENCY_KEY_AGENT_INACTIVE: &str = "idempotency_key_agent_inactive";
     /// Another active sibling grant already uses the label.
     pub const SIBLING_LABEL_CONFLICT: &str = "sibling_label_conflict";
-    /// Several developer credentials and no `credential_id`.
-    pub const CREDENTIAL_ID_REQUIRED: &str = "credential_id_required";
     /// Several grants match a provider lookup.
     pub const AMBIGUOUS_GRANT: &str = "ambiguous_grant";
     /// Generic state conflict.
@@ -176,8 +186,6 @@ pub mod codes {
     pub const DERIVED_KEY_NOT_ROTATABLE: &str = "derived_key_not_rotatable";
     /// A grant policy that is malformed or inconsistent.
     pub const INVALID_GRANT_POLICY: &str = "invalid_grant_policy";
-    /// A scope string outside the catalogue.
-    pub const INVALID_SCOPE: &str = "invalid_scope";
     /// The caller's agent conflicts with the key's agent.
     pub const CALLER_AGENT_MISMATCH: &str = "caller_agent_mismatch";
 

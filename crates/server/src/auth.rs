@@ -13,8 +13,9 @@ use std::marker::PhantomData;
 use std::net::SocketAddr;
 
 use alter_core::agents::AgentStatus;
-use alter_core::caller::{Caller, RequestFacts, RequestRule};
+use alter_core::caller::{Caller, RequestFacts};
 use alter_core::error::Error;
+use alter_core::request_rule::RequestRule;
 use alter_core::scope::{Scope, UnknownScope};
 use alter_proto::keyfmt;
 use alter_proto::signing::{self, SigningInput, headers};
@@ -215,11 +216,8 @@ fn decode_rule(header: &str) -> Result<RequestRule, Error> {
         return Err(invalid("must hold exactly rule_type and rule_body"));
     }
     match (object.get("rule_type"), object.get("rule_body")) {
-        (Some(serde_json::Value::String(rule_type)), Some(body)) if body.is_object() => {
-            Ok(RequestRule {
-                rule_type: rule_type.clone(),
-                rule_body: body.clone(),
-            })
+        (Some(serde_json::Value::String(rule_type)), Some(serde_json::Value::Object(body))) => {
+            Ok(RequestRule::parse(rule_type, body.clone()))
         }
         _ => Err(invalid(
             "rule_type must be a string and rule_body an object",
@@ -368,8 +366,7 @@ mod tests {
     #[test]
     fn request_rules_decode_strictly() {
         let rule = decode_rule("eyJydWxlX3R5cGUiOiJqc29uX21hdGNoIiwicnVsZV9ib2R5Ijp7IndoZW4iOnsibWV0aG9kIjoiUE9TVCJ9LCJlZmZlY3QiOiJkZW55In19").unwrap();
-        assert_eq!(rule.rule_type, "json_match");
-        assert_eq!(rule.rule_body["effect"], "deny");
+        assert!(matches!(rule, RequestRule::JsonMatch { denies: true, .. }));
         for bad in [
             "!!!",
             &URL_SAFE_NO_PAD.encode("[]"),

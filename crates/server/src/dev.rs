@@ -16,7 +16,7 @@ use alter_proto::REDACTED;
 use alter_store::StoreOptions;
 use serde::{Deserialize, Serialize};
 
-use crate::secrets::{read_master_key, write_private};
+use crate::key_files::{read_master_key, write_private};
 use crate::{HttpLimits, Server, ServerSettings, StartupError};
 
 const MASTER_KEY_FILE: &str = "master.key";

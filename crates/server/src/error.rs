@@ -3,8 +3,9 @@
 //! (protocol part 1 §4). 5xx bodies are generic; their cause goes to the log.
 
 use alter_core::Entity;
-use alter_core::error::Error;
+use alter_core::error::{Error, Limit};
 use alter_core::ports::StoreError;
+use alter_core::release::{Denial, ProxyReason};
 use alter_core::scope::SCOPE_VERSION;
 use alter_proto::{ErrorBody, codes};
 use axum::http::{HeaderValue, StatusCode, header};
@@ -244,8 +245,8 @@ impl From<Error> for ApiError {
                 e
             }
             Error::UserSuspended => ApiError::new(S::FORBIDDEN, codes::USER_SUSPENDED, message),
-            Error::PolicyViolation { code, .. } => ApiError::new(S::FORBIDDEN, code, message),
-            Error::InvalidGrantPolicy(_) => ApiError::new(
+            Error::LimitViolation(limit) => ApiError::new(S::FORBIDDEN, limit_code(limit), message),
+            Error::InvalidGrantLifetime(_) => ApiError::new(
                 S::UNPROCESSABLE_ENTITY,
                 codes::INVALID_GRANT_POLICY,
                 message,
@@ -272,14 +273,8 @@ impl From<Error> for ApiError {
             }
             Error::Conflict(_) => ApiError::new(S::CONFLICT, codes::CONFLICT, message),
             Error::ReleaseDenied(denial) => {
-                use alter_core::release::Denial;
-                let status = match denial {
-                    Denial::Deleted => S::GONE,
-                    Denial::BlockedDestination => S::UNPROCESSABLE_ENTITY,
-                    Denial::RequiresProxy(_) => S::BAD_REQUEST,
-                    _ => S::FORBIDDEN,
-                };
-                ApiError::new(status, denial.code(), message)
+                let (status, code) = denial_answer(denial);
+                ApiError::new(status, code, message)
             }
             Error::AmbiguousGrant {
                 provider_id,
@@ -346,6 +341,36 @@ impl From<Error> for ApiError {
             Error::Storage(cause) => ApiError::internal(&cause),
             Error::Crypto(cause) => ApiError::internal(&cause),
         }
+    }
+}
+
+/// The status and wire code of a refused credential use.
+fn denial_answer(denial: Denial) -> (StatusCode, &'static str) {
+    use StatusCode as S;
+    match denial {
+        Denial::Revoked => (S::FORBIDDEN, codes::GRANT_REVOKED),
+        Denial::Expired => (S::FORBIDDEN, codes::GRANT_EXPIRED),
+        Denial::Deleted => (S::GONE, codes::GRANT_DELETED),
+        Denial::DelegationInvalid(_) => (S::FORBIDDEN, codes::DELEGATION_INVALID),
+        Denial::BlockedDestination => (S::UNPROCESSABLE_ENTITY, codes::BLOCKED_DESTINATION),
+        Denial::AgentNotAllowlisted => (S::FORBIDDEN, codes::AGENT_NOT_ALLOWLISTED),
+        Denial::PrincipalNotAllowed => (S::FORBIDDEN, codes::PRINCIPAL_NOT_ALLOWED),
+        Denial::RequiresProxy(ProxyReason::ApprovalRequired) => {
+            (S::BAD_REQUEST, codes::HITL_GRANT_REQUIRES_PROXY)
+        }
+        Denial::RequiresProxy(ProxyReason::ContentRule) => {
+            (S::BAD_REQUEST, codes::RESTRICTED_GRANT_REQUIRES_PROXY)
+        }
+        Denial::RuleDenied => (S::FORBIDDEN, codes::REQUEST_RULE_DENIED),
+    }
+}
+
+/// The wire code of a limit an operator set.
+fn limit_code(limit: Limit) -> &'static str {
+    match limit {
+        Limit::AgentNotAllowlisted => codes::AGENT_NOT_ALLOWLISTED,
+        Limit::PrincipalNotAllowed(_) => codes::PRINCIPAL_NOT_ALLOWED,
+        Limit::GrantTooLong { .. } => codes::SECRET_LIMIT_EXCEEDED,
     }
 }
 

@@ -7,8 +7,8 @@ pub mod config;
 pub mod dev;
 pub mod error;
 mod json;
+pub mod key_files;
 pub mod routes;
-pub mod secrets;
 mod serve;
 pub mod state;
 pub mod telemetry;
@@ -19,7 +19,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use alter_core::audit::ChainKey;
-use alter_core::time::{Clock, SystemClock};
+use alter_core::ports::Clock;
+use alter_core::time::SystemClock;
 use alter_core::{Settings, Vault};
 use alter_crypto::{ExposeSecret, MasterKey};
 use alter_store::{SqlStore, StoreOptions};
@@ -105,7 +106,7 @@ impl ServerSettings {
         let master_key = match (env("ALTER_MASTER_KEY"), &config.master_key_file) {
             (Some(text), _) => MasterKey::from_encoded(&text)
                 .map_err(|e| StartupError::MasterKey(format!("ALTER_MASTER_KEY: {e}")))?,
-            (None, Some(path)) => secrets::read_master_key(path)?,
+            (None, Some(path)) => key_files::read_master_key(path)?,
             (None, None) => {
                 return Err(StartupError::MasterKey(
                     "set master_key_file or ALTER_MASTER_KEY (`alter server init --dir DIR` creates one)"
@@ -114,8 +115,8 @@ impl ServerSettings {
             }
         };
         let admin_token = match (env("ALTER_ADMIN_TOKEN"), &config.admin_token_file) {
-            (Some(token), _) => secrets::admin_token(&token, "ALTER_ADMIN_TOKEN")?,
-            (None, Some(path)) => secrets::read_admin_token(path)?,
+            (Some(token), _) => key_files::admin_token(&token, "ALTER_ADMIN_TOKEN")?,
+            (None, Some(path)) => key_files::read_admin_token(path)?,
             (None, None) => {
                 return Err(StartupError::AdminToken(
                     "set admin_token_file or ALTER_ADMIN_TOKEN (`alter server init --dir DIR` creates one)"

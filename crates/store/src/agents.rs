@@ -28,10 +28,10 @@ fn agent(row: &AnyRow) -> StoreResult<Agent> {
         agent_type: get(row, "agent_type")?,
         status: AgentStatus::parse(&status)
             .ok_or_else(|| StoreError::Corrupt(format!("agent status {status:?}")))?,
-        scopes: json(row, "scopes")?,
-        scopes_pending: opt_json(row, "scopes_pending")?,
-        scopes_applies_at: opt_time(row, "scopes_applies_at")?,
-        policy: json(row, "policy")?,
+        allowlist: json(row, "scopes")?,
+        allowlist_pending: opt_json(row, "scopes_pending")?,
+        allowlist_applies_at: opt_time(row, "scopes_applies_at")?,
+        approval: json(row, "policy")?,
         metadata: json(row, "metadata")?,
         rate_limit_per_minute: get(row, "rate_limit_per_minute")?,
         version: get(row, "version")?,
@@ -51,10 +51,10 @@ async fn write(conn: &mut AnyConnection, value: &Agent, expected: i64) -> StoreR
     )
     .bind(value.display_name.clone())
     .bind(value.status.as_str())
-    .bind(to_json(&value.scopes)?)
-    .bind(value.scopes_pending.as_ref().map(to_json).transpose()?)
-    .bind(micros(value.scopes_applies_at))
-    .bind(to_json(&value.policy)?)
+    .bind(to_json(&value.allowlist)?)
+    .bind(value.allowlist_pending.as_ref().map(to_json).transpose()?)
+    .bind(micros(value.allowlist_applies_at))
+    .bind(to_json(&value.approval)?)
     .bind(to_json(&value.metadata)?)
     .bind(value.version)
     .bind(value.updated_at.micros())
@@ -96,10 +96,10 @@ impl AgentStore for SqlStore {
         .bind(value.display_name.clone())
         .bind(&value.agent_type)
         .bind(value.status.as_str())
-        .bind(to_json(&value.scopes)?)
-        .bind(value.scopes_pending.as_ref().map(to_json).transpose()?)
-        .bind(micros(value.scopes_applies_at))
-        .bind(to_json(&value.policy)?)
+        .bind(to_json(&value.allowlist)?)
+        .bind(value.allowlist_pending.as_ref().map(to_json).transpose()?)
+        .bind(micros(value.allowlist_applies_at))
+        .bind(to_json(&value.approval)?)
         .bind(to_json(&value.metadata)?)
         .bind(value.rate_limit_per_minute)
         .bind(value.version)

@@ -5,9 +5,9 @@
 //! total from the counter: constant time at any depth of a million grants.
 
 use alter_core::audit::{AuditEvent, ChainKey};
+use alter_core::credentials::{CredentialKind, CredentialRef, CredentialSummary, SecretSummary};
 use alter_core::grants::{
-    CreatedBy, Grant, GrantFilter, GrantKind, GrantStateFilter, GrantStatus, GrantView, Principal,
-    SecretSummary, Viewer,
+    CreatedBy, Grant, GrantFilter, GrantStateFilter, GrantStatus, GrantView, Principal, Viewer,
 };
 use alter_core::ids::{AgentId, AppId, EventId, GrantId, IdpId, SecretId, UserId};
 use alter_core::ports::{GrantStore, StoreError, StoreResult};
@@ -48,12 +48,12 @@ pub(crate) fn grant(row: &AnyRow) -> StoreResult<Grant> {
         id: id(row, "id")?,
         app_id: id(row, "app_id")?,
         seq: get(row, "seq")?,
-        kind: match kind.as_str() {
-            "managed_secret" => GrantKind::ManagedSecret,
-            "oauth" => GrantKind::OAuth,
-            _ => return Err(corrupt("grant_kind")),
+        credential: match CredentialKind::parse(&kind) {
+            Some(CredentialKind::ManagedSecret) => {
+                CredentialRef::ManagedSecret(id(row, "secret_id")?)
+            }
+            None => return Err(corrupt("grant_kind")),
         },
-        secret_id: opt_id(row, "secret_id")?,
         principal,
         label: get(row, "label")?,
         status: match status.as_str() {
@@ -61,7 +61,7 @@ pub(crate) fn grant(row: &AnyRow) -> StoreResult<Grant> {
             "revoked" => GrantStatus::Revoked,
             _ => return Err(corrupt("status")),
         },
-        policy: json(row, "policy")?,
+        lifetime: json(row, "policy")?,
         expires_at: opt_time(row, "expires_at")?,
         parent_grant_id: opt_id(row, "parent_grant_id")?,
         depth: get(row, "depth")?,
@@ -84,11 +84,17 @@ fn view(row: &AnyRow) -> StoreResult<GrantView> {
     let grant = grant(row)?;
     let slug: Option<String> = get(row, "secret_slug")?;
     let name: Option<String> = get(row, "secret_name")?;
-    let secret = match (grant.secret_id, slug, name) {
-        (Some(id), Some(slug), Some(name)) => Some(SecretSummary { id, slug, name }),
+    let credential = match (grant.credential, slug, name) {
+        (CredentialRef::ManagedSecret(id), Some(slug), Some(name)) => {
+            Some(CredentialSummary::ManagedSecret(SecretSummary {
+                id,
+                slug,
+                name,
+            }))
+        }
         _ => None,
     };
-    Ok(GrantView { grant, secret })
+    Ok(GrantView { grant, credential })
 }
 
 /// The principal's columns: (type, app_user_id, idp_id, external_group_id, agent_id).
@@ -150,7 +156,7 @@ async fn label_taken(conn: &mut AnyConnection, grant: &Grant) -> StoreResult<boo
     );
     let mut query = sqlx::query(&sql)
         .bind(grant.app_id.to_string())
-        .bind(grant.secret_id.map(|s| s.to_string()))
+        .bind(grant.credential.secret_id().map(|s| s.to_string()))
         .bind(label)
         .bind(grant.created_at.micros());
     for value in [user, idp, group, agent].into_iter().flatten() {
@@ -172,11 +178,8 @@ pub(crate) async fn insert(conn: &mut AnyConnection, grant: &Grant, seq: i64) ->
     .bind(grant.id.to_string())
     .bind(grant.app_id.to_string())
     .bind(seq)
-    .bind(match grant.kind {
-        GrantKind::ManagedSecret => "managed_secret",
-        GrantKind::OAuth => "oauth",
-    })
-    .bind(grant.secret_id.map(|s| s.to_string()))
+    .bind(grant.credential.kind().as_str())
+    .bind(grant.credential.secret_id().map(|s| s.to_string()))
     .bind(kind)
     .bind(user)
     .bind(idp)
@@ -188,7 +191,7 @@ pub(crate) async fn insert(conn: &mut AnyConnection, grant: &Grant, seq: i64) ->
         GrantStatus::Active => "active",
         GrantStatus::Revoked => "revoked",
     })
-    .bind(to_json(&grant.policy)?)
+    .bind(to_json(&grant.lifetime)?)
     .bind(micros(grant.expires_at))
     .bind(grant.parent_grant_id.map(|p| p.to_string()))
     .bind(grant.depth)
@@ -587,7 +590,7 @@ impl GrantStore for SqlStore {
         )
         .bind(micros(child.expires_at))
         .bind(i64::from(child.delegable))
-        .bind(to_json(&child.policy)?)
+        .bind(to_json(&child.lifetime)?)
         .bind(child.app_id.to_string())
         .bind(child.id.to_string())
         .execute(&mut *tx)

@@ -10,18 +10,20 @@ use std::time::Duration;
 use alter_core::agents::{Agent, AgentStatus};
 use alter_core::apps::App;
 use alter_core::audit::{Actor, AuditEvent, ChainKey, GENESIS_HASH, HASH_KEYED_V1, Target};
-use alter_core::grants::{CreatedBy, Grant, GrantKind, GrantPolicy, GrantStatus, Principal};
+use alter_core::credentials::CredentialRef;
+use alter_core::grants::{CreatedBy, Grant, GrantLifetime, GrantStatus, Principal};
 use alter_core::identity::{
     AppUser, ClaimMapping, IdentityProvider, JwksSource, JwtAlgorithm, UserStatus,
 };
-use alter_core::ids::{AgentId, AppId, GrantId, IdpId, KeyId, UserId};
+use alter_core::ids::{AgentId, AppId, GrantId, IdpId, KeyId, SecretId, UserId};
 use alter_core::keys::{ApiKey, KeyType};
 use alter_core::ports::{
     AgentStore, AppStore, AuditStore, GrantStore, HealthStore, IdentityStore, KeyStore,
-    KeyringStore, NonceStore, StoreError, WrappedKek,
+    KeyringStore, NonceStore, SecretStore, StoreError, WrappedKek,
 };
 use alter_core::release::ReleaseCondition;
 use alter_core::scope::{Scope, ScopeSet};
+use alter_core::secrets::{ManagedSecret, SecretType};
 use alter_core::time::Timestamp;
 use alter_crypto::MasterKey;
 use alter_store::scratch::ScratchDatabase;
@@ -980,10 +982,10 @@ fn agent(app: AppId, name: &str) -> Agent {
         display_name: None,
         agent_type: "agent".into(),
         status: AgentStatus::Active,
-        scopes: serde_json::Map::new(),
-        scopes_pending: None,
-        scopes_applies_at: None,
-        policy: serde_json::Map::new(),
+        allowlist: Default::default(),
+        allowlist_pending: None,
+        allowlist_applies_at: None,
+        approval: Default::default(),
         metadata: serde_json::Map::new(),
         rate_limit_per_minute: None,
         version: 1,
@@ -1008,18 +1010,46 @@ async fn insert_agent(store: &SqlStore, agent: &Agent) {
         .unwrap();
 }
 
+/// A grant of the app itself to a new managed secret, stored (with its secret).
+async fn root_grant(store: &SqlStore, app: AppId) -> Grant {
+    let secret = ManagedSecret {
+        id: SecretId::new(),
+        app_id: app,
+        name: "Stripe".into(),
+        slug: format!("stripe-{}", SecretId::new()),
+        secret_type: SecretType::Bearer,
+        injection: Default::default(),
+        allowed_hosts: Vec::new(),
+        limits: Default::default(),
+        sealed_value: vec![1, 2, 3],
+        value_version: 1,
+        created_at: t(0),
+        rotated_at: None,
+        deleted_at: None,
+    };
+    store
+        .insert_secret(&secret, &event(app, "secret.created"))
+        .await
+        .unwrap();
+    grant(app, CredentialRef::ManagedSecret(secret.id), None, None)
+}
+
 /// A grant of the app itself, or (with `parent`) its delegation to `agent`.
-fn grant(app: AppId, parent: Option<&Grant>, agent: Option<AgentId>) -> Grant {
+fn grant(
+    app: AppId,
+    credential: CredentialRef,
+    parent: Option<&Grant>,
+    agent: Option<AgentId>,
+) -> Grant {
     Grant {
         id: GrantId::new(),
         app_id: app,
         seq: 0,
-        kind: GrantKind::OAuth,
-        secret_id: None,
+        credential,
         principal: agent.map_or(Principal::System, Principal::Agent),
         label: None,
         status: GrantStatus::Active,
-        policy: GrantPolicy::default(),
+        lifetime: GrantLifetime::default(),
         expires_at: None,
         parent_grant_id: parent.map(|p| p.id),
         depth: parent.map_or(0, |p| p.depth + 1),
@@ -1052,14 +1082,14 @@ async fn a_release_commits_only_while_its_grant_chain_agent_and_key_are_active()
         insert(&store, &signer).await;
         let bot = agent(app, "bot");
         insert_agent(&store, &bot).await;
-        let root = grant(app, None, None);
+        let root = root_grant(&store, app).await;
         store
             .insert_grant(&root, &event(app, "grant.created"))
             .await
             .unwrap();
         let child = Grant {
             expires_at: Some(t(1000)),
-            ..grant(app, Some(&root), Some(bot.id))
+            ..grant(app, root.credential, Some(&root), Some(bot.id))
         };
         store
             .put_delegation(&child, &event(app, "delegation.created"))
@@ -1134,7 +1164,8 @@ async fn a_release_commits_only_while_its_grant_chain_agent_and_key_are_active()
         assert_eq!(count(&raw, released, app.to_string()).await, 4);
         let last_use = "SELECT last_used_at FROM grants WHERE id = $1";
         assert_eq!(count(&raw, last_use, child.id.to_string()).await, t(75).micros());
-        assert_chain_intact(&raw, app, 14).await;
+        // 14 events, and the one that created the root grant's secret.
+        assert_chain_intact(&raw, app, 15).await;
     })
     .await;
 }
@@ -1146,7 +1177,7 @@ async fn a_refused_release_fails_alone_in_its_batch() {
         let app = new_app(&store, "a").await.id;
         let signer = key(app, KeyType::Runtime, None);
         insert(&store, &signer).await;
-        let [live, revoked] = [grant(app, None, None), grant(app, None, None)];
+        let [live, revoked] = [root_grant(&store, app).await, root_grant(&store, app).await];
         for g in [&live, &revoked] {
             store
                 .insert_grant(g, &event(app, "grant.created"))
@@ -1184,7 +1215,8 @@ async fn a_refused_release_fails_alone_in_its_batch() {
         assert_eq!(count(&raw, released, app.to_string()).await, 20);
         let touched = "SELECT COUNT(*) FROM grants WHERE app_id = $1 AND last_used_at IS NOT NULL";
         assert_eq!(count(&raw, touched, app.to_string()).await, 1);
-        assert_chain_intact(&raw, app, 25).await;
+        // 25 events, and the two that created the grants' secrets.
+        assert_chain_intact(&raw, app, 27).await;
     })
     .await;
 }
@@ -1201,7 +1233,7 @@ async fn a_release_waits_for_a_revocation_in_flight_and_is_refused() {
         let app = new_app(&store, "a").await.id;
         let signer = key(app, KeyType::Runtime, None);
         insert(&store, &signer).await;
-        let target = grant(app, None, None);
+        let target = root_grant(&store, app).await;
         store
             .insert_grant(&target, &event(app, "grant.created"))
             .await
@@ -1253,16 +1285,16 @@ async fn a_grant_has_one_active_delegation_per_agent() {
         let app = new_app(&store, "a").await.id;
         let bot = agent(app, "bot");
         insert_agent(&store, &bot).await;
-        let root = grant(app, None, None);
+        let root = root_grant(&store, app).await;
         store
             .insert_grant(&root, &event(app, "grant.created"))
             .await
             .unwrap();
-        let first = grant(app, Some(&root), Some(bot.id));
+        let first = grant(app, root.credential, Some(&root), Some(bot.id));
         let made = || event(app, "delegation.created");
         store.put_delegation(&first, &made()).await.unwrap();
         // A second one for the same agent is refused; renewing the first is fine.
-        let second = grant(app, Some(&root), Some(bot.id));
+        let second = grant(app, root.credential, Some(&root), Some(bot.id));
         assert!(matches!(
             store.put_delegation(&second, &made()).await,
             Err(StoreError::Conflict(what)) if what == "active_delegation"
@@ -1280,7 +1312,7 @@ async fn a_grant_has_one_active_delegation_per_agent() {
         // Revoking the pair revokes it and what was passed on from it.
         let onward_agent = agent(app, "helper");
         insert_agent(&store, &onward_agent).await;
-        let onward = grant(app, Some(&first), Some(onward_agent.id));
+        let onward = grant(app, first.credential, Some(&first), Some(onward_agent.id));
         store.put_delegation(&onward, &made()).await.unwrap();
         let revoked = store
             .revoke_delegations(
@@ -1353,13 +1385,16 @@ async fn upgrading_keeps_the_newest_of_duplicate_delegations() {
         let [bot, helper] = [agent(app, "bot"), agent(app, "helper")];
         insert_agent(&store, &bot).await;
         insert_agent(&store, &helper).await;
-        let root = grant(app, None, None);
+        let root = root_grant(&store, app).await;
         store
             .insert_grant(&root, &event(app, "grant.created"))
             .await
             .unwrap();
         let delegate = |parent: &Grant, to: AgentId| {
-            let (store, child) = (store.clone(), grant(app, Some(parent), Some(to)));
+            let (store, child) = (
+                store.clone(),
+                grant(app, parent.credential, Some(parent), Some(to)),
+            );
             async move {
                 store
                     .put_delegation(&child, &event(app, "delegation.created"))
@@ -1401,7 +1436,7 @@ async fn upgrading_keeps_the_newest_of_duplicate_delegations() {
         assert_eq!(status(&root).await, active);
         let found = store.active_child(app, root.id, bot.id).await.unwrap();
         assert_eq!(found.map(|g| g.id), Some(newest.id));
-        let again = grant(app, Some(&root), Some(bot.id));
+        let again = grant(app, root.credential, Some(&root), Some(bot.id));
         assert!(matches!(
             store.put_delegation(&again, &event(app, "delegation.created")).await,
             Err(StoreError::Conflict(what)) if what == "active_delegation"

@@ -8,7 +8,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use alter_core::identity::{ClaimMapping, IdentityProvider, JwksSource, JwtAlgorithm};
 use alter_core::ids::{AppId, IdpId};
-use alter_core::time::{Clock, SystemClock};
+use alter_core::ports::Clock;
+use alter_core::time::SystemClock;
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::rsa::KeySize;
 use aws_lc_rs::signature::{

@@ -15,7 +15,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use alter_core::Settings;
-use alter_core::time::{Clock, ManualClock, SystemClock, Timestamp};
+use alter_core::ports::Clock;
+use alter_core::time::{ManualClock, SystemClock, Timestamp};
 use alter_crypto::{ExposeSecret, MasterKey};
 use alter_proto::admin::{AppInfo, MintKeyRequest};
 use alter_proto::keys::MintedKey;

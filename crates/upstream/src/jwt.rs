@@ -3,9 +3,9 @@
 use std::collections::HashSet;
 
 use alter_core::identity::{
-    ClaimMapping, IdentityProvider, JwksSource, JwtAlgorithm, TokenError, TokenVerifier,
-    VerifiedToken,
+    ClaimMapping, IdentityProvider, JwksSource, JwtAlgorithm, TokenError, VerifiedToken,
 };
+use alter_core::ports::TokenVerifier;
 use alter_core::time::Timestamp;
 use async_trait::async_trait;
 use base64::Engine;

@@ -1,6 +1,6 @@
 //! Everything that leaves the process (design §2): the hardened HTTP client (no redirects,
 //! https or loopback only, bounded responses) and, on it, JWKS fetching and the
-//! [`TokenVerifier`](alter_core::identity::TokenVerifier) for end-user JWTs ([`JwtVerifier`]).
+//! [`TokenVerifier`](alter_core::ports::TokenVerifier) for end-user JWTs ([`JwtVerifier`]).
 
 mod http;
 pub mod jwks;

@@ -3,10 +3,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use alter_core::identity::{
-    ClaimMapping, IdentityProvider, JwksSource, JwtAlgorithm, TokenError, TokenVerifier,
-    VerifiedToken,
+    ClaimMapping, IdentityProvider, JwksSource, JwtAlgorithm, TokenError, VerifiedToken,
 };
-use alter_core::time::{Clock, SystemClock, Timestamp};
+use alter_core::ports::{Clock, TokenVerifier};
+use alter_core::time::{SystemClock, Timestamp};
 use alter_testkit::idp::{TestIdp, TestKey, hs256_token, unsigned_token};
 use alter_upstream::JwtVerifier;
 use alter_upstream::jwks::{CACHE_TTL_SECONDS, MIN_REFETCH_INTERVAL_SECONDS};

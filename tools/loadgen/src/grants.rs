@@ -2,7 +2,8 @@
 
 use std::time::Instant;
 
-use alter_core::time::{Clock, SystemClock};
+use alter_core::ports::Clock;
+use alter_core::time::SystemClock;
 use alter_sdk::{App, ListGrants};
 
 use crate::stats::Summary;

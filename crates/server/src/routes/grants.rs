@@ -4,7 +4,7 @@
 use alter_core::Error;
 use alter_core::delegations::DelegationOf;
 use alter_core::grants::Grant;
-use alter_core::grants::{GrantFilter, GrantStateFilter, ListGrants, NewPrincipal, PolicyInput};
+use alter_core::grants::{GrantFilter, GrantStateFilter, LifetimeInput, ListGrants, NewPrincipal};
 use alter_proto::grants::{
     AgentSelfGrantRequest, CreateGrantRequest, CreateGrantResult, DelegateRequest,
     DelegationResult, GrantInfo, GrantList, GrantPolicyBody, ListGrantsRequest, MintGrantRequest,
@@ -115,8 +115,8 @@ pub async fn create_agent_self_grant(
     Ok(created_grant(&grant))
 }
 
-fn policy_input(body: GrantPolicyBody) -> PolicyInput {
-    PolicyInput {
+fn policy_input(body: GrantPolicyBody) -> LifetimeInput {
+    LifetimeInput {
         expires_at: body.expires_at,
         max_ttl_seconds: body.max_ttl_seconds,
         default_ttl_seconds: body.default_ttl_seconds,
@@ -131,7 +131,7 @@ fn created_grant(grant: &Grant) -> (StatusCode, axum::Json<CreateGrantResult>) {
             principal_type: grant.principal.kind().as_str().to_owned(),
             label: grant.label.clone(),
             created_at: grant.created_at.to_rfc3339(),
-            credential_id: grant.secret_id.map(|s| s.to_string()),
+            credential_id: grant.credential.secret_id().map(|s| s.to_string()),
         }),
     )
 }
@@ -181,10 +181,10 @@ pub async fn mint(
 
 /// The `grant_policy` of a mint request: only `expires_at` and `max_ttl_seconds`, each refused
 /// with `invalid_grant_policy` (the code the client maps) when it is not what it should be.
-fn mint_policy(policy: Option<serde_json::Value>) -> Result<PolicyInput, Error> {
-    let invalid = |m: String| Error::InvalidGrantPolicy(m);
+fn mint_policy(policy: Option<serde_json::Value>) -> Result<LifetimeInput, Error> {
+    let invalid = |m: String| Error::InvalidGrantLifetime(m);
     let Some(policy) = policy else {
-        return Ok(PolicyInput::default());
+        return Ok(LifetimeInput::default());
     };
     let object = policy
         .as_object()
@@ -198,7 +198,7 @@ fn mint_policy(policy: Option<serde_json::Value>) -> Result<PolicyInput, Error> 
         )));
     }
     let field = |name| object.get(name).filter(|v| !v.is_null());
-    Ok(PolicyInput {
+    Ok(LifetimeInput {
         expires_at: field("expires_at")
             .map(|v| {
                 v.as_str()

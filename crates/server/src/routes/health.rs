@@ -12,7 +12,7 @@ pub async fn live() -> Json<Value> {
 }
 
 pub async fn ready(State(state): State<AppState>) -> ApiResult<Json<Value>> {
-    state.vault.store().ready().await.map_err(|e| {
+    state.vault.ready().await.map_err(|e| {
         alter_core::Error::Storage(alter_core::ports::StoreError::Unavailable(e.to_string()))
     })?;
     Ok(Json(json!({ "status": "ready" })))

@@ -1,8 +1,7 @@
 //! `POST /sdk/token` (retrieve mode) and the client's reports of what it did with a
 //! credential.
 
-use alter_core::release::{ApiCallReport, Release, ReleaseRequest};
-use alter_core::secrets::SecretType;
+use alter_core::release::{ApiCallReport, ExtraTarget, Release, ReleaseRequest, TokenKind};
 use alter_crypto::ExposeSecret;
 use alter_proto::token::{
     AdditionalInjection, ApiCallAudit, ScopeMismatchReport, TokenRequest, TokenResponse,
@@ -41,39 +40,43 @@ pub async fn token(
 }
 
 fn response(release: Release) -> TokenResponse {
-    let credential = release.credential;
-    let injections = credential.additional_injections;
+    let injection = release.injection;
+    let extras = injection.extra_injections;
     TokenResponse {
-        access_token: credential.access_token.expose_secret().to_owned(),
-        token_type: match release.secret.secret_type {
-            SecretType::Bearer => "Bearer",
-            SecretType::Basic => "Basic",
-            SecretType::AwsSigv4 => "AWS4-HMAC-SHA256",
-            _ => "ApiKey",
+        access_token: injection.token.expose_secret().to_owned(),
+        token_type: match injection.kind {
+            TokenKind::Bearer => "Bearer",
+            TokenKind::Basic => "Basic",
+            TokenKind::AwsSigv4 => "AWS4-HMAC-SHA256",
+            TokenKind::ApiKey => "ApiKey",
         }
         .into(),
         expires_in: release.expires_in,
         expires_at: None,
         scopes: Vec::new(),
         grant_id: release.grant.id.to_string(),
-        provider_id: release.secret.slug,
+        provider_id: release.provider_id,
         token_generation: Some(release.release_id.to_string()),
         scope_mismatch: release.scope_mismatch,
-        injection_header: credential.injection_header,
-        injection_format: credential.injection_format,
-        additional_credentials: credential.additional_credentials.map(|values| {
+        injection_header: injection.header,
+        injection_format: injection.format,
+        additional_credentials: injection.extra_values.map(|values| {
             values
                 .into_iter()
                 .map(|(k, v)| (k, v.expose_secret().to_owned()))
                 .collect()
         }),
-        additional_injections: (!injections.is_empty()).then(|| {
-            injections
+        additional_injections: (!extras.is_empty()).then(|| {
+            extras
                 .into_iter()
-                .map(|i| AdditionalInjection {
-                    target: i.target.into(),
-                    key: i.key,
-                    value_source: i.value_source,
+                .map(|extra| AdditionalInjection {
+                    target: match extra.target {
+                        ExtraTarget::Header => "header",
+                        ExtraTarget::Query => "query_param",
+                    }
+                    .into(),
+                    key: extra.key,
+                    value_source: format!("additional_credentials.{}", extra.field),
                 })
                 .collect()
         }),

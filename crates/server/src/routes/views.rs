@@ -1,7 +1,8 @@
 //! Domain → wire: how grants, agents, keys, secrets and identity providers are shown.
 
 use alter_core::agents::Agent;
-use alter_core::grants::{Grant, GrantKind, GrantView, Principal};
+use alter_core::credentials::{CredentialRef, CredentialSummary};
+use alter_core::grants::{Grant, GrantView, Principal};
 use alter_core::identity::{IdentityProvider, JwksSource};
 use alter_core::keys::ApiKey;
 use alter_core::secrets::ManagedSecret;
@@ -9,7 +10,7 @@ use alter_core::time::Timestamp;
 use alter_proto::admin::{IdpInfo, SecretInfo};
 use alter_proto::agents::{AgentInfo, AgentKeyInfo, AgentList};
 use alter_proto::grants::{
-    DelegationResult, GrantInfo, GrantItem, GrantList, ManagedSecretGrantItem, OAuthGrantItem,
+    DelegationResult, GrantInfo, GrantItem, GrantList, ManagedSecretGrantItem,
 };
 use serde_json::{Value, json};
 
@@ -19,7 +20,7 @@ fn time(t: Option<Timestamp>) -> Option<String> {
 
 /// `grant_policy` as the client reads it: the policy as set, who set it up and when.
 fn policy(grant: &Grant) -> Value {
-    let mut policy = serde_json::to_value(&grant.policy).unwrap_or_else(|_| json!({}));
+    let mut policy = serde_json::to_value(&grant.lifetime).unwrap_or_else(|_| json!({}));
     if let Some(map) = policy.as_object_mut() {
         map.insert("created_by".into(), json!(grant.created_by));
         map.insert("created_at".into(), json!(grant.created_at));
@@ -32,35 +33,14 @@ pub fn grant_item(view: &GrantView, now: Timestamp) -> GrantItem {
     let grant = &view.grant;
     let delegation = grant.parent_grant_id.is_some();
     let common_state = grant.state(now).as_str().to_owned();
-    match grant.kind {
-        GrantKind::OAuth => GrantItem::OAuth(OAuthGrantItem {
-            grant_id: grant.id.to_string(),
-            provider_id: String::new(),
-            scopes: Vec::new(),
-            account_identifier: None,
-            status: common_state,
-            expires_at: None,
-            grant_expires_at: time(grant.expires_at),
-            created_at: grant.created_at.to_rfc3339(),
-            last_used_at: time(grant.last_used_at),
-            principal_type: grant.principal.kind().as_str().to_owned(),
-            access_via: if delegation {
-                "oauth_delegation"
-            } else {
-                "ownership"
-            }
-            .into(),
-            delegated_agent_ids: Vec::new(),
-            label: grant.label.clone(),
-            parent_grant_id: grant.parent_grant_id.map(|p| p.to_string()),
-            depth: grant.depth,
-            delegable: grant.delegable,
-        }),
-        GrantKind::ManagedSecret => {
-            let (slug, name, secret_id) = view.secret.as_ref().map_or_else(
-                || (String::new(), String::new(), String::new()),
-                |s| (s.slug.clone(), s.name.clone(), s.id.to_string()),
-            );
+    match grant.credential {
+        CredentialRef::ManagedSecret(_) => {
+            let (slug, name, secret_id) = match &view.credential {
+                Some(CredentialSummary::ManagedSecret(s)) => {
+                    (s.slug.clone(), s.name.clone(), s.id.to_string())
+                }
+                None => (String::new(), String::new(), String::new()),
+            };
             let (app_user, group) = match &grant.principal {
                 Principal::User(user) => (Some(user.to_string()), None),
                 Principal::Group {
@@ -117,9 +97,9 @@ pub fn grant_info(view: &GrantView, now: Timestamp) -> GrantInfo {
     GrantInfo {
         grant_id: grant.id.to_string(),
         provider_id: view
-            .secret
+            .credential
             .as_ref()
-            .map(|s| s.slug.clone())
+            .map(|c| c.provider_id().to_owned())
             .unwrap_or_default(),
         scopes: Vec::new(),
         status: grant.state(now).as_str().to_owned(),
@@ -127,7 +107,7 @@ pub fn grant_info(view: &GrantView, now: Timestamp) -> GrantInfo {
         created_at: grant.created_at.to_rfc3339(),
         principal_type: grant.principal.kind().as_str().to_owned(),
         label: grant.label.clone(),
-        credential_id: grant.secret_id.map(|s| s.to_string()),
+        credential_id: grant.credential.secret_id().map(|s| s.to_string()),
         grant_policy: Some(policy(grant)),
     }
 }
@@ -136,11 +116,7 @@ pub fn grant_info(view: &GrantView, now: Timestamp) -> GrantInfo {
 pub fn delegation(grant: &Grant, now: Timestamp) -> DelegationResult {
     DelegationResult {
         grant_id: grant.id.to_string(),
-        grant_kind: match grant.kind {
-            GrantKind::ManagedSecret => "managed_secret",
-            GrantKind::OAuth => "oauth",
-        }
-        .into(),
+        grant_kind: grant.credential.kind().as_str().into(),
         parent_grant_id: grant
             .parent_grant_id
             .map(|p| p.to_string())
@@ -163,9 +139,17 @@ pub fn agent_list(agents: &[Agent], total: i64, limit: i64, offset: i64) -> Agen
     }
 }
 
+/// A typed setting as the JSON object the wire carries.
+fn object_of(value: &impl serde::Serialize) -> serde_json::Map<String, Value> {
+    match serde_json::to_value(value) {
+        Ok(Value::Object(map)) => map,
+        _ => serde_json::Map::new(),
+    }
+}
+
 /// `AgentInfo`; approvers are redacted to a count.
 pub fn agent_info(agent: &Agent) -> AgentInfo {
-    let mut policy = agent.policy.clone();
+    let mut policy = object_of(&agent.approval);
     if let Some(Value::Array(approvers)) = policy.remove("approvers") {
         policy.insert("approvers_count".into(), json!(approvers.len()));
     }
@@ -175,9 +159,9 @@ pub fn agent_info(agent: &Agent) -> AgentInfo {
         display_name: agent.display_name.clone(),
         agent_type: agent.agent_type.clone(),
         status: agent.status.as_str().to_owned(),
-        scopes: agent.scopes.clone(),
-        scopes_pending: agent.scopes_pending.clone(),
-        scopes_applies_at: time(agent.scopes_applies_at),
+        scopes: object_of(&agent.allowlist),
+        scopes_pending: agent.allowlist_pending.as_ref().map(object_of),
+        scopes_applies_at: time(agent.allowlist_applies_at),
         policy,
         metadata: agent.metadata.clone(),
         rate_limit_per_minute: agent.rate_limit_per_minute,

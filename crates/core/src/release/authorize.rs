@@ -1,0 +1,369 @@
+//! *Authorize*: whether a resolved grant may be used for this call. First the default-deny
+//! base — the grant and every link of its delegation chain valid, the credential live, the
+//! grant's principal type admitted by the credential's limits — then the [`Authorizer`] port,
+//! whose rules only restrict. Every refusal is a [`Denial`].
+
+use async_trait::async_trait;
+
+use crate::agents::Agent;
+use crate::error::Error;
+use crate::grants::{Grant, GrantState};
+use crate::ids::AppId;
+use crate::ports::Authorizer;
+use crate::request_rule::RequestRule;
+use crate::secrets::host_allowed;
+use crate::time::Timestamp;
+use crate::vault::Vault;
+
+use super::resolve::Resolved;
+
+/// Why a credential use was refused by a rule (each has one stable name, [`Denial::as_str`],
+/// under which the audit log records it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Denial {
+    /// The grant was revoked.
+    Revoked,
+    /// The grant's lifetime ended.
+    Expired,
+    /// The credential was deleted.
+    Deleted,
+    /// A link of the delegation chain is broken (parent gone, user left the group…); the
+    /// text says which.
+    DelegationInvalid(&'static str),
+    /// The URL's host is not among the credential's allowed hosts.
+    BlockedDestination,
+    /// The agent's allowlist does not name this credential.
+    AgentNotAllowlisted,
+    /// The credential's limits do not admit the principal type of the grant at the root of
+    /// the chain (an agent's own grant from before the `agent` type was opt-in).
+    PrincipalNotAllowed,
+    /// The credential may only be used through the proxy.
+    RequiresProxy(ProxyReason),
+    /// The caller's request rule forbids the call.
+    RuleDenied,
+}
+
+/// Why a credential may only be used through the proxy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProxyReason {
+    /// The agent's calls wait for a human approval, which only a proxied call can carry.
+    ApprovalRequired,
+    /// The caller's request rule looks at the call's content.
+    ContentRule,
+}
+
+impl Denial {
+    /// The name the audit log records.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Denial::Revoked => "grant_revoked",
+            Denial::Expired => "grant_expired",
+            Denial::Deleted => "grant_deleted",
+            Denial::DelegationInvalid(_) => "delegation_invalid",
+            Denial::BlockedDestination => "blocked_destination",
+            Denial::AgentNotAllowlisted => "agent_not_allowlisted",
+            Denial::PrincipalNotAllowed => "principal_not_allowed",
+            Denial::RequiresProxy(ProxyReason::ApprovalRequired) => "hitl_grant_requires_proxy",
+            Denial::RequiresProxy(ProxyReason::ContentRule) => "restricted_grant_requires_proxy",
+            Denial::RuleDenied => "request_rule_denied",
+        }
+    }
+}
+
+/// What the credential a grant points at lets the rules see: never its value.
+#[derive(Debug, Clone, Copy)]
+pub struct CredentialFacts<'a> {
+    /// The name callers use for it (a managed secret's slug, an OAuth provider's id).
+    pub provider_id: &'a str,
+    /// Hosts it may be sent to; empty means any.
+    pub allowed_hosts: &'a [String],
+}
+
+/// The call a credential is wanted for.
+#[derive(Debug, Clone, Copy)]
+pub struct OutgoingCall<'a> {
+    /// Upper-case HTTP method.
+    pub method: &'a str,
+    /// The URL as given.
+    pub url: &'a str,
+    /// The host the call goes to, as the client's URL parser reads it.
+    pub host: &'a str,
+}
+
+/// Everything the [`Authorizer`] decides on.
+#[derive(Debug, Clone, Copy)]
+pub struct Authorization<'a> {
+    /// The app.
+    pub app_id: AppId,
+    /// The grant to use.
+    pub grant: &'a Grant,
+    /// Its delegation chain, from the grant up to its root (the grant alone for a root).
+    pub chain: &'a [Grant],
+    /// The credential.
+    pub credential: CredentialFacts<'a>,
+    /// The agent the request acts as.
+    pub agent: Option<&'a Agent>,
+    /// The call.
+    pub call: OutgoingCall<'a>,
+    /// The rule the caller attached to its request.
+    pub request_rule: Option<&'a RequestRule>,
+    /// When.
+    pub now: Timestamp,
+}
+
+/// Today's built-in rules: the agent's allowlist and approval setting, the credential's
+/// allowed hosts and the caller's request rule. Each only refuses.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct BuiltinRules;
+
+#[async_trait]
+impl Authorizer for BuiltinRules {
+    async fn authorize(&self, request: &Authorization<'_>) -> Result<(), Denial> {
+        if let Some(agent) = request.agent {
+            if !agent
+                .allowlist(request.now)
+                .names_secret(request.credential.provider_id)
+            {
+                return Err(Denial::AgentNotAllowlisted);
+            }
+            if agent.approval.requires_approval() {
+                return Err(Denial::RequiresProxy(ProxyReason::ApprovalRequired));
+            }
+        }
+        if !host_allowed(request.credential.allowed_hosts, request.call.host) {
+            return Err(Denial::BlockedDestination);
+        }
+        match request.request_rule {
+            None => Ok(()),
+            // On a token request, conditions on the method count as met: the rule denies.
+            Some(RequestRule::JsonMatch { denies: true, .. }) => Err(Denial::RuleDenied),
+            Some(RequestRule::JsonMatch { denies: false, .. }) => Ok(()),
+            // Rules on the request's content can only be enforced where the content is seen.
+            Some(RequestRule::Content { .. }) => {
+                Err(Denial::RequiresProxy(ProxyReason::ContentRule))
+            }
+        }
+    }
+}
+
+impl Vault {
+    /// Checks the default-deny base, then the authorizer's rules; returns the delegation chain
+    /// it checked, from the grant up to its root.
+    pub(super) async fn authorize(
+        &self,
+        resolved: &Resolved,
+        agent: Option<&Agent>,
+        call: OutgoingCall<'_>,
+        request_rule: Option<&RequestRule>,
+    ) -> Result<Vec<Grant>, Denial> {
+        let grant = &resolved.grant;
+        let credential = &resolved.credential;
+        if credential.is_deleted() {
+            return Err(Denial::Deleted);
+        }
+        let now = self.now();
+        match grant.state(now) {
+            GrantState::Revoked => return Err(Denial::Revoked),
+            GrantState::Expired => return Err(Denial::Expired),
+            GrantState::Active => {}
+        }
+        let chain = if grant.parent_grant_id.is_some() {
+            match self.check_delegation_chain(grant, agent).await {
+                Ok(chain) => chain,
+                Err(Error::DelegationInvalid(why)) => return Err(Denial::DelegationInvalid(why)),
+                Err(_) => {
+                    return Err(Denial::DelegationInvalid(
+                        "the delegation chain cannot be checked",
+                    ));
+                }
+            }
+        } else {
+            vec![grant.clone()]
+        };
+        // Limits are checked when a grant is made and again at every use: grants made before
+        // a limit existed (agents binding secrets to themselves) do not outlive it.
+        let root = chain.last().unwrap_or(grant);
+        if !credential.admits(root.principal.kind()) {
+            return Err(Denial::PrincipalNotAllowed);
+        }
+        self.authorizer()
+            .authorize(&Authorization {
+                app_id: grant.app_id,
+                grant,
+                chain: &chain,
+                credential: credential.facts(),
+                agent,
+                call,
+                request_rule,
+                now,
+            })
+            .await?;
+        Ok(chain)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::agents::{Agent, AgentAllowlist, AgentStatus, ApprovalSettings};
+    use crate::credentials::CredentialRef;
+    use crate::grants::{CreatedBy, GrantLifetime, GrantStatus, Principal};
+    use crate::ids::{AgentId, GrantId, SecretId};
+
+    fn at() -> Timestamp {
+        Timestamp::from_unix_seconds(1_700_000_000)
+    }
+
+    fn grant() -> Grant {
+        Grant {
+            id: GrantId::new(),
+            app_id: AppId::new(),
+            seq: 1,
+            credential: CredentialRef::ManagedSecret(SecretId::new()),
+            principal: Principal::System,
+            label: None,
+            status: GrantStatus::Active,
+            lifetime: GrantLifetime::default(),
+            expires_at: None,
+            parent_grant_id: None,
+            depth: 0,
+            delegable: false,
+            delegated_by: None,
+            created_by: CreatedBy::Developer,
+            created_at: at(),
+            revoked_at: None,
+            revoke_reason: None,
+            last_used_at: None,
+            scope_mismatch: false,
+        }
+    }
+
+    fn agent(slugs: &[&str], requires_approval: bool) -> Agent {
+        Agent {
+            id: AgentId::new(),
+            app_id: AppId::new(),
+            name: "bot".into(),
+            display_name: None,
+            agent_type: "agent".into(),
+            status: AgentStatus::Active,
+            allowlist: AgentAllowlist {
+                managed_secret_slugs: slugs.iter().map(|s| s.to_string()).collect(),
+                ..AgentAllowlist::default()
+            },
+            allowlist_pending: None,
+            allowlist_applies_at: None,
+            approval: ApprovalSettings {
+                requires_approval: Some(requires_approval),
+                ..ApprovalSettings::default()
+            },
+            metadata: Default::default(),
+            rate_limit_per_minute: None,
+            version: 1,
+            created_at: at(),
+            updated_at: at(),
+            revoked_at: None,
+            last_used_at: None,
+        }
+    }
+
+    async fn decide(
+        hosts: &[&str],
+        agent: Option<&Agent>,
+        url_host: &str,
+        rule: Option<RequestRule>,
+    ) -> Result<(), Denial> {
+        let grant = grant();
+        let hosts: Vec<String> = hosts.iter().map(|h| h.to_string()).collect();
+        BuiltinRules
+            .authorize(&Authorization {
+                app_id: grant.app_id,
+                grant: &grant,
+                chain: std::slice::from_ref(&grant),
+                credential: CredentialFacts {
+                    provider_id: "stripe",
+                    allowed_hosts: &hosts,
+                },
+                agent,
+                call: OutgoingCall {
+                    method: "GET",
+                    url: "https://x/",
+                    host: url_host,
+                },
+                request_rule: rule.as_ref(),
+                now: at(),
+            })
+            .await
+    }
+
+    fn rule(kind: &str, body: serde_json::Value) -> Option<RequestRule> {
+        Some(RequestRule::parse(kind, body.as_object().cloned().unwrap()))
+    }
+
+    #[tokio::test]
+    async fn builtin_rules_only_refuse() {
+        let stripe = ["api.stripe.com"];
+        assert_eq!(decide(&stripe, None, "api.stripe.com", None).await, Ok(()));
+        assert_eq!(decide(&[], None, "anywhere.example", None).await, Ok(()));
+        assert_eq!(
+            decide(&stripe, None, "evil.example", None).await,
+            Err(Denial::BlockedDestination)
+        );
+        let listed = agent(&["stripe"], false);
+        assert_eq!(
+            decide(&stripe, Some(&listed), "api.stripe.com", None).await,
+            Ok(())
+        );
+        assert_eq!(
+            decide(
+                &stripe,
+                Some(&agent(&["github"], false)),
+                "api.stripe.com",
+                None
+            )
+            .await,
+            Err(Denial::AgentNotAllowlisted)
+        );
+        assert_eq!(
+            decide(
+                &stripe,
+                Some(&agent(&["stripe"], true)),
+                "api.stripe.com",
+                None
+            )
+            .await,
+            Err(Denial::RequiresProxy(ProxyReason::ApprovalRequired))
+        );
+    }
+
+    #[tokio::test]
+    async fn request_rules_deny_or_need_the_proxy() {
+        let stripe = ["api.stripe.com"];
+        let deny = rule("json_match", serde_json::json!({"effect": "deny"}));
+        assert_eq!(
+            decide(&stripe, None, "api.stripe.com", deny).await,
+            Err(Denial::RuleDenied)
+        );
+        let describe = rule("json_match", serde_json::json!({"effect": "allow"}));
+        assert_eq!(
+            decide(&stripe, None, "api.stripe.com", describe).await,
+            Ok(())
+        );
+        let content = rule("content_match", serde_json::json!({}));
+        assert_eq!(
+            decide(&stripe, None, "api.stripe.com", content).await,
+            Err(Denial::RequiresProxy(ProxyReason::ContentRule))
+        );
+    }
+
+    #[test]
+    fn denials_have_stable_names() {
+        assert_eq!(
+            Denial::RequiresProxy(ProxyReason::ApprovalRequired).as_str(),
+            "hitl_grant_requires_proxy"
+        );
+        assert_eq!(
+            Denial::DelegationInvalid("x").as_str(),
+            "delegation_invalid"
+        );
+    }
+}

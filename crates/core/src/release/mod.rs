@@ -1,0 +1,403 @@
+//! Releasing a credential to a signed caller: one pipeline whatever the credential kind —
+//! *resolve* the grant ([`resolve`]), *authorize* its use ([`authorize`]), *materialise* the
+//! credential ([`materialise`]), *deliver* it ([`deliver`]; retrieve mode today). Every
+//! decision is written to the audit log: a release commits there before the credential
+//! leaves, and a refusal is recorded before it is answered. If the event cannot be written,
+//! nothing is released.
+
+pub mod authorize;
+pub mod deliver;
+pub mod materialise;
+pub mod reports;
+pub mod resolve;
+
+use serde_json::json;
+
+use crate::audit::{AuditEvent, RequestSummary, Target, action};
+use crate::caller::Caller;
+use crate::credentials::Credential;
+use crate::error::{Error, Result};
+use crate::grants::{Grant, principal_json};
+use crate::ids::{AgentId, GrantId, KeyId};
+use crate::scope::Scope;
+use crate::time::Timestamp;
+use crate::vault::Vault;
+
+pub use authorize::{
+    Authorization, BuiltinRules, CredentialFacts, Denial, OutgoingCall, ProxyReason,
+};
+pub use deliver::Release;
+pub use materialise::{CredentialInjection, ExtraInjection, ExtraTarget, TokenKind};
+pub use reports::ApiCallReport;
+
+/// What the caller asks for.
+#[derive(Debug, Clone, Default)]
+pub struct ReleaseRequest {
+    /// Direct mode: this grant.
+    pub grant_id: Option<String>,
+    /// Provider mode: this managed secret (slug) or OAuth provider.
+    pub provider_id: Option<String>,
+    /// Why (kept in the audit log).
+    pub reason: Option<String>,
+    /// The outgoing call's method.
+    pub method: String,
+    /// The outgoing call's URL.
+    pub url: String,
+    /// An end user's JWT: the grant must be theirs (or, for agents, delegated by them).
+    pub user_token: Option<String>,
+    /// Provider mode: the user whose delegation an agent uses.
+    pub app_user_id: Option<String>,
+    /// Provider mode: the account.
+    pub account: Option<String>,
+    /// Provider mode: the sibling label.
+    pub label: Option<String>,
+}
+
+/// What must still hold when a release commits. The store checks it in the transaction that
+/// commits the release's event, so a revocation, agent pause or key revocation that answered
+/// first always wins over a release still in flight.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReleaseCondition {
+    /// The released grant and every link of its delegation chain: active and not expired.
+    pub grants: Vec<GrantId>,
+    /// The calling agent and every agent of the chain: active (neither paused nor deleted).
+    pub agents: Vec<AgentId>,
+    /// The key that signed: neither revoked, expired nor past its rotation overlap.
+    pub key: KeyId,
+    /// The release's time, at which expiries are judged.
+    pub at: Timestamp,
+}
+
+/// Why a credential use was refused, as the audit log records it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The key lacks `tokens:retrieve`.
+    InsufficientScope,
+    /// The end user's token is not valid.
+    InvalidUserToken,
+    /// No grant the caller may reach matches.
+    GrantNotFound,
+    /// The agent holds no grant for the provider.
+    NoDelegatedGrant,
+    /// Several grants match.
+    AmbiguousGrant,
+    /// The key was revoked before the release committed.
+    KeyRevoked,
+    /// The key expired before the release committed.
+    KeyExpired,
+    /// The key's rotation overlap ended before the release committed.
+    KeyRotationExpired,
+    /// The agent was paused before the release committed.
+    AgentInactive,
+    /// The agent was deleted before the release committed.
+    AgentRevoked,
+    /// A rule refused.
+    Rule(Denial),
+}
+
+impl Refusal {
+    /// The reason the audit log records.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Refusal::InsufficientScope => "insufficient_scope",
+            Refusal::InvalidUserToken => "jwt_validation_error",
+            Refusal::GrantNotFound => "grant_not_found",
+            Refusal::NoDelegatedGrant => "no_delegated_grant",
+            Refusal::AmbiguousGrant => "ambiguous_grant",
+            Refusal::KeyRevoked => "key_revoked",
+            Refusal::KeyExpired => "key_expired",
+            Refusal::KeyRotationExpired => "key_rotation_expired",
+            Refusal::AgentInactive => "agent_inactive",
+            Refusal::AgentRevoked => "agent_revoked",
+            Refusal::Rule(denial) => denial.as_str(),
+        }
+    }
+
+    /// The refusal a failed lookup is recorded as.
+    fn of_lookup(error: &Error) -> Refusal {
+        match error {
+            Error::AmbiguousGrant { .. } => Refusal::AmbiguousGrant,
+            Error::NoDelegatedGrant { .. } => Refusal::NoDelegatedGrant,
+            _ => Refusal::GrantNotFound,
+        }
+    }
+}
+
+/// Why the pipeline stopped: a refusal, recorded before it is answered, or a failure (storage,
+/// crypto) that is answered as it is.
+#[derive(Debug)]
+enum Stop {
+    Refused {
+        refusal: Refusal,
+        grant: Option<Box<Grant>>,
+        error: Error,
+    },
+    Failed(Error),
+}
+
+impl Stop {
+    fn refused(refusal: Refusal, grant: Option<&Grant>, error: Error) -> Stop {
+        Stop::Refused {
+            refusal,
+            grant: grant.cloned().map(Box::new),
+            error,
+        }
+    }
+}
+
+impl From<Error> for Stop {
+    fn from(error: Error) -> Stop {
+        Stop::Failed(error)
+    }
+}
+
+impl From<crate::ports::StoreError> for Stop {
+    fn from(error: crate::ports::StoreError) -> Stop {
+        Stop::Failed(error.into())
+    }
+}
+
+impl Vault {
+    /// `POST /sdk/token`: resolves the grant for the caller, authorizes its use, materialises
+    /// the credential and records the release, then returns the credential. Every refusal
+    /// after the request parsed is recorded as a denial before it is answered.
+    pub async fn release(&self, caller: &Caller, request: ReleaseRequest) -> Result<Release> {
+        validate(&request)?;
+        let summary = RequestSummary::new(&request.method, &request.url);
+        match self.run_release(caller, &request, &summary).await {
+            Ok(release) => Ok(release),
+            Err(Stop::Failed(error)) => Err(error),
+            Err(Stop::Refused {
+                refusal,
+                grant,
+                error,
+            }) => {
+                let event =
+                    denial_event(self, caller, &request, summary, refusal, grant.as_deref());
+                self.store().record_release(event).await?;
+                Err(error)
+            }
+        }
+    }
+
+    async fn run_release(
+        &self,
+        caller: &Caller,
+        request: &ReleaseRequest,
+        summary: &RequestSummary,
+    ) -> std::result::Result<Release, Stop> {
+        caller
+            .require(&Scope::Action("tokens:retrieve"))
+            .map_err(|e| Stop::refused(Refusal::InsufficientScope, None, e))?;
+        let user = match &request.user_token {
+            Some(token) => Some(
+                self.sign_in(caller.app_id, token)
+                    .await
+                    .map_err(|e| Stop::refused(Refusal::InvalidUserToken, None, e))?,
+            ),
+            None => None,
+        };
+        let resolved = self
+            .resolve(caller, request, user.as_ref())
+            .await
+            .map_err(|e| Stop::refused(Refusal::of_lookup(&e), None, e))?;
+        let host = host_of(&request.url).unwrap_or_default();
+        let call = OutgoingCall {
+            method: &request.method,
+            url: &request.url,
+            host: &host,
+        };
+        let chain = self
+            .authorize(
+                &resolved,
+                caller.agent.as_deref(),
+                call,
+                caller.request_rule.as_ref(),
+            )
+            .await
+            .map_err(|denial| {
+                Stop::refused(
+                    Refusal::Rule(denial),
+                    Some(&resolved.grant),
+                    Error::ReleaseDenied(denial),
+                )
+            })?;
+        let injection = self.materialise(&resolved.credential)?;
+        let event = deliver::release_event(
+            caller,
+            &resolved,
+            summary.clone(),
+            request.reason.clone(),
+            self.now(),
+        );
+        self.deliver(caller, resolved, chain, injection, event, call)
+            .await
+    }
+
+    /// The injection of a credential of any kind.
+    fn materialise(&self, credential: &Credential) -> Result<CredentialInjection> {
+        match credential {
+            Credential::ManagedSecret(secret) => self.materialise_secret(secret),
+        }
+    }
+}
+
+/// The event a refusal records.
+fn denial_event(
+    vault: &Vault,
+    caller: &Caller,
+    request: &ReleaseRequest,
+    summary: RequestSummary,
+    refusal: Refusal,
+    grant: Option<&Grant>,
+) -> AuditEvent {
+    AuditEvent {
+        target: grant.map(|g| Target {
+            kind: "grant".into(),
+            id: g.id.to_string(),
+        }),
+        principal: grant.map(principal_json),
+        request: Some(summary),
+        context: caller.context.clone(),
+        details: Some(json!({
+            "grant_id": request.grant_id,
+            "provider_id": request.provider_id,
+            "label": request.label,
+        })),
+        ..AuditEvent::deny(
+            caller.app_id,
+            vault.now(),
+            action::CREDENTIAL_DENIED,
+            caller.actor(),
+            refusal.as_str(),
+        )
+    }
+}
+
+/// The host a request to `url` goes to, as the WHATWG URL standard (the `url` crate, which the
+/// Rust SDK's and the server's HTTP clients use) reads it: lower-case, IDNA-mapped, IP addresses
+/// normalised. `None` unless `url` is an `http(s)` URL with a host. Userinfo, backslashes,
+/// whitespace and control characters are refused: parsers disagree on them (`https://evil.com\@api.stripe.com/`
+/// goes to `evil.com`), and a host check must see the host the client will connect to.
+fn host_of(url: &str) -> Option<String> {
+    if url
+        .chars()
+        .any(|c| c == '\\' || c.is_ascii_whitespace() || c.is_control())
+    {
+        return None;
+    }
+    let parsed = url::Url::parse(url).ok()?;
+    if !matches!(parsed.scheme(), "http" | "https")
+        || !parsed.username().is_empty()
+        || parsed.password().is_some()
+    {
+        return None;
+    }
+    Some(match parsed.host()? {
+        url::Host::Domain(domain) => domain.to_owned(),
+        url::Host::Ipv4(ip) => ip.to_string(),
+        url::Host::Ipv6(ip) => ip.to_string(),
+    })
+}
+
+fn validate(request: &ReleaseRequest) -> Result<()> {
+    let invalid = |m: &str| Err(Error::Invalid(m.to_owned()));
+    if request.grant_id.is_some() == request.provider_id.is_some() {
+        return invalid("give exactly one of grant_id and provider_id");
+    }
+    if request.grant_id.is_some()
+        && (request.label.is_some() || request.account.is_some() || request.app_user_id.is_some())
+    {
+        return invalid("label, account and app_user_id go with provider_id");
+    }
+    if request.method.is_empty()
+        || request.method.len() > 16
+        || !request.method.bytes().all(|b| b.is_ascii_uppercase())
+    {
+        return invalid("request.method must be an upper-case HTTP method");
+    }
+    if request.url.len() > 65_536 || host_of(&request.url).is_none() {
+        return invalid(
+            "request.url must be an http(s) URL with a host, without userinfo, backslashes or whitespace",
+        );
+    }
+    for (field, value) in [
+        ("reason", &request.reason),
+        ("label", &request.label),
+        ("account", &request.account),
+    ] {
+        if value
+            .as_deref()
+            .is_some_and(|v| v.is_empty() || v.chars().count() > 1000)
+        {
+            return invalid(&format!("{field} must be 1 to 1000 characters"));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts() {
+        assert_eq!(
+            host_of("https://API.stripe.com/v1?x=1").as_deref(),
+            Some("api.stripe.com")
+        );
+        assert_eq!(
+            host_of("http://127.0.0.1:8080/p").as_deref(),
+            Some("127.0.0.1")
+        );
+        assert_eq!(host_of("http://[::1]:9/").as_deref(), Some("::1"));
+        assert_eq!(host_of("http://0x7f.1/").as_deref(), Some("127.0.0.1"));
+        assert_eq!(host_of("ftp://x"), None);
+        assert_eq!(host_of("https://"), None);
+        for ambiguous in [
+            "https://evil.com\\@api.stripe.com/",
+            "https://evil.com\\api.stripe.com/",
+            "http://u:p@127.0.0.1:8080/p",
+            "https://api.stripe.com@evil.com/",
+            "https://api.stripe.com\t.evil.com/",
+            "https://api.stripe.com /",
+        ] {
+            assert_eq!(host_of(ambiguous), None, "{ambiguous}");
+        }
+    }
+
+    #[test]
+    fn requests_are_validated() {
+        let ok = ReleaseRequest {
+            grant_id: Some("g".into()),
+            method: "GET".into(),
+            url: "https://api.stripe.com/v1".into(),
+            ..Default::default()
+        };
+        assert!(validate(&ok).is_ok());
+        for bad in [
+            ReleaseRequest {
+                provider_id: Some("p".into()),
+                ..ok.clone()
+            },
+            ReleaseRequest {
+                grant_id: None,
+                ..ok.clone()
+            },
+            ReleaseRequest {
+                method: "get".into(),
+                ..ok.clone()
+            },
+            ReleaseRequest {
+                url: "stripe.com".into(),
+                ..ok.clone()
+            },
+            ReleaseRequest {
+                label: Some("l".into()),
+                ..ok.clone()
+            },
+        ] {
+            assert!(validate(&bad).is_err(), "{bad:?}");
+        }
+    }
+}
