@@ -101,7 +101,7 @@ pub enum Error {
     #[error("this call needs an agent key, or an app key acting as an agent")]
     AgentKeyRequired,
     /// An agent on the operator's delegation-revoke path.
-    #[error("agents revoke their own delegations with the self path (/delegations/me)")]
+    #[error("agents revoke their own delegations on the route for their own delegations")]
     UseSelfRevokePath,
     /// Agents cannot manage agents.
     #[error("agents cannot create or manage agents")]
@@ -111,7 +111,7 @@ pub enum Error {
     AgentsCannotMint,
     /// Agents bind secrets to themselves only, on the agent self-grant route.
     #[error(
-        "agents cannot create grants here; an agent binds a managed secret to itself with the agent self-grant route"
+        "agents cannot create grants here; an agent binds a managed secret to itself on the route for its own grants"
     )]
     AgentsCannotCreateGrants,
     /// The agent behind the request is paused.

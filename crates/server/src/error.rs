@@ -187,18 +187,22 @@ impl From<Error> for ApiError {
             Error::AgentKeyRequired => {
                 ApiError::new(S::FORBIDDEN, codes::AGENT_KEY_REQUIRED, message)
             }
-            Error::UseSelfRevokePath => {
-                ApiError::new(S::FORBIDDEN, codes::USE_SELF_REVOKE_PATH, message)
-            }
+            Error::UseSelfRevokePath => ApiError::new(
+                S::FORBIDDEN,
+                codes::USE_SELF_REVOKE_PATH,
+                "agents revoke their own delegations with the self path (/delegations/me)",
+            ),
             Error::AgentCannotMintSubagents => {
                 ApiError::new(S::FORBIDDEN, codes::AGENT_CANNOT_MINT_SUBAGENTS, message)
             }
             Error::AgentsCannotMint => {
                 ApiError::new(S::FORBIDDEN, codes::AGENTS_CANNOT_MINT, message)
             }
-            Error::AgentsCannotCreateGrants => {
-                ApiError::new(S::FORBIDDEN, codes::AGENTS_CANNOT_CREATE_GRANTS, message)
-            }
+            Error::AgentsCannotCreateGrants => ApiError::new(
+                S::FORBIDDEN,
+                codes::AGENTS_CANNOT_CREATE_GRANTS,
+                "agents cannot create grants here; an agent binds a managed secret to itself with POST /sdk/agents/me/managed-secrets/{id}/grants",
+            ),
             Error::AgentInactive => ApiError::new(S::UNAUTHORIZED, codes::AGENT_INACTIVE, message)
                 .with(|b| b.with_hint("an operator paused this agent; resume it to continue")),
             Error::AgentRevoked => ApiError::new(S::UNAUTHORIZED, codes::AGENT_REVOKED, message),
