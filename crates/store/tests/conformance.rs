@@ -18,7 +18,7 @@ use alter_core::ids::{AgentId, AppId, GrantId, IdpId, KeyId, UserId};
 use alter_core::keys::{ApiKey, KeyType};
 use alter_core::ports::{
     AgentStore, AppStore, AuditStore, GrantStore, HealthStore, IdentityStore, KeyStore,
-    KeyringStore, NonceStore, StoreError, WrappedKek,
+    KeyringStore, NonceStore, ReleaseStore, StoreError, WrappedKek,
 };
 use alter_core::release::ReleaseCondition;
 use alter_core::scope::{Scope, ScopeSet};
