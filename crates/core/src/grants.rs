@@ -98,6 +98,25 @@ pub enum GrantStatus {
     Revoked,
 }
 
+impl GrantStatus {
+    /// The stored form: `active` or `revoked`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GrantStatus::Active => "active",
+            GrantStatus::Revoked => "revoked",
+        }
+    }
+
+    /// Parses the stored form.
+    pub fn parse(text: &str) -> Option<GrantStatus> {
+        match text {
+            "active" => Some(GrantStatus::Active),
+            "revoked" => Some(GrantStatus::Revoked),
+            _ => None,
+        }
+    }
+}
+
 /// What a grant is now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GrantState {
@@ -128,6 +147,25 @@ pub enum CreatedBy {
     Developer,
     /// The end user (delegations they consented to).
     EndUser,
+}
+
+impl CreatedBy {
+    /// The wire and stored form: `developer` or `end_user`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CreatedBy::Developer => "developer",
+            CreatedBy::EndUser => "end_user",
+        }
+    }
+
+    /// Parses the wire and stored form.
+    pub fn parse(text: &str) -> Option<CreatedBy> {
+        match text {
+            "developer" => Some(CreatedBy::Developer),
+            "end_user" => Some(CreatedBy::EndUser),
+            _ => None,
+        }
+    }
 }
 
 /// A grant's lifetime as its creator set it (`grant_policy` on the wire; not a policy: the

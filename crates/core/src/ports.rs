@@ -223,27 +223,10 @@ pub trait GrantStore: Send + Sync {
     async fn put_delegation(&self, child: &Grant, event: &AuditEvent) -> StoreResult<()>;
 }
 
-/// The audit log and what credential use writes.
+/// What releasing a credential reads and writes: the grants a caller may release, and the
+/// release's own audit events, written through the group commit.
 #[async_trait]
-pub trait AuditStore: Send + Sync {
-    /// Appends a release's denial (or a report of a release) to the log, committed before this
-    /// returns.
-    async fn record_release(&self, event: AuditEvent) -> StoreResult<()>;
-    /// Appends a release's event to the log and refreshes its grant's `last_used_at` (`touch`),
-    /// committed before this returns — if `condition` still holds in the committing
-    /// transaction, with the rows it names locked against concurrent revocations until the
-    /// commit. Returns false, having written nothing, if it no longer holds. A release is
-    /// answered only after its event is durable.
-    async fn commit_release(
-        &self,
-        event: AuditEvent,
-        touch: Option<(GrantId, Timestamp)>,
-        condition: ReleaseCondition,
-    ) -> StoreResult<bool>;
-    /// Appends an event that goes with no other change.
-    async fn append_event(&self, event: &AuditEvent) -> StoreResult<()>;
-    /// Apps whose chain ends on an event with an unkeyed (plain SHA-256) hash.
-    async fn unkeyed_audit_chains(&self) -> StoreResult<Vec<AppId>>;
+pub trait ReleaseStore: Send + Sync {
     /// Active, unexpired grants of a managed secret that `viewer` may release, with `label` if
     /// given, oldest first, at most `limit`: for the app itself only its system grants; for a
     /// user their own and their groups' grants; for an agent its own and its delegations.
@@ -256,6 +239,38 @@ pub trait AuditStore: Send + Sync {
         now: Timestamp,
         limit: i64,
     ) -> StoreResult<Vec<Grant>>;
+    /// Appends a release's event to the log and refreshes its grant's `last_used_at` (`touch`),
+    /// committed before this returns — if `condition` still holds in the committing
+    /// transaction, with the rows it names locked against concurrent revocations until the
+    /// commit. Returns false, having written nothing, if it no longer holds. A release is
+    /// answered only after its event is durable.
+    async fn commit_release(
+        &self,
+        event: AuditEvent,
+        touch: Option<(GrantId, Timestamp)>,
+        condition: ReleaseCondition,
+    ) -> StoreResult<bool>;
+    /// Appends a release's denial (or a report of a release) to the log, committed before this
+    /// returns.
+    async fn record_release(&self, event: AuditEvent) -> StoreResult<()>;
+    /// Sets (a client reported the grant's scopes too narrow) or clears (an operator) a grant's
+    /// scope-mismatch flag, with its audit event.
+    async fn set_scope_mismatch(
+        &self,
+        app: AppId,
+        grant: GrantId,
+        mismatch: bool,
+        event: &AuditEvent,
+    ) -> StoreResult<()>;
+}
+
+/// The audit log.
+#[async_trait]
+pub trait AuditStore: Send + Sync {
+    /// Appends an event that goes with no other change.
+    async fn append_event(&self, event: &AuditEvent) -> StoreResult<()>;
+    /// Apps whose chain ends on an event with an unkeyed (plain SHA-256) hash.
+    async fn unkeyed_audit_chains(&self) -> StoreResult<Vec<AppId>>;
     /// Events of an app in chain order, after `after_seq`, matching `filter`.
     async fn list_events(
         &self,
@@ -273,15 +288,6 @@ pub trait AuditStore: Send + Sync {
     ) -> StoreResult<Vec<crate::audit::ChainRow>>;
     /// The head of an app's chain: last sequence number and hash.
     async fn chain_head(&self, app: AppId) -> StoreResult<Option<(i64, Vec<u8>)>>;
-    /// Sets (a client reported the grant's scopes too narrow) or clears (an operator) a grant's
-    /// scope-mismatch flag, with its audit event.
-    async fn set_scope_mismatch(
-        &self,
-        app: AppId,
-        grant: GrantId,
-        mismatch: bool,
-        event: &AuditEvent,
-    ) -> StoreResult<()>;
 }
 
 /// Agents.
@@ -360,6 +366,7 @@ pub trait Store:
     + GrantStore
     + AgentStore
     + AuditStore
+    + ReleaseStore
 {
 }
 
@@ -374,6 +381,7 @@ impl<T> Store for T where
         + GrantStore
         + AgentStore
         + AuditStore
+        + ReleaseStore
 {
 }
 

@@ -10,24 +10,24 @@ use sqlx::AnyConnection;
 use sqlx::any::AnyRow;
 
 use crate::rows::{
-    fetch_all, fetch_optional, get, id, json, micros, opt_json, opt_time, time, to_json,
+    AnyQuery, fetch_all, fetch_optional, get, id, json, micros, opt_json, opt_time, parsed, time,
+    to_json,
 };
-use crate::{SqlStore, audit, db_error, grants, keys};
+use crate::{SqlStore, chain, db_error, grants, keys};
 
-const COLUMNS: &str = "id, app_id, name, display_name, agent_type, status, scopes, scopes_pending, \
-    scopes_applies_at, policy, metadata, rate_limit_per_minute, version, created_at, updated_at, \
-    revoked_at, last_used_at";
+/// Every column: first those set once, then those [`write`] changes (bound by [`bind_changing`]).
+const COLUMNS: &str = "id, app_id, name, agent_type, rate_limit_per_minute, created_at, last_used_at, \
+    display_name, status, scopes, scopes_pending, scopes_applies_at, policy, metadata, version, \
+    updated_at, revoked_at";
 
 fn agent(row: &AnyRow) -> StoreResult<Agent> {
-    let status: String = get(row, "status")?;
     Ok(Agent {
         id: id(row, "id")?,
         app_id: id(row, "app_id")?,
         name: get(row, "name")?,
         display_name: get(row, "display_name")?,
         agent_type: get(row, "agent_type")?,
-        status: AgentStatus::parse(&status)
-            .ok_or_else(|| StoreError::Corrupt(format!("agent status {status:?}")))?,
+        status: parsed(row, "status", AgentStatus::parse)?,
         allowlist: json(row, "scopes")?,
         allowlist_pending: opt_json(row, "scopes_pending")?,
         allowlist_applies_at: opt_time(row, "scopes_applies_at")?,
@@ -42,30 +42,38 @@ fn agent(row: &AnyRow) -> StoreResult<Agent> {
     })
 }
 
-/// Writes every column of an agent whose stored version is `expected`; false if it changed.
+/// Binds the columns an agent's changes write, in [`COLUMNS`] order: `display_name` to
+/// `revoked_at`.
+fn bind_changing<'q>(query: AnyQuery<'q>, value: &Agent) -> StoreResult<AnyQuery<'q>> {
+    Ok(query
+        .bind(value.display_name.clone())
+        .bind(value.status.as_str())
+        .bind(to_json(&value.allowlist)?)
+        .bind(value.allowlist_pending.as_ref().map(to_json).transpose()?)
+        .bind(micros(value.allowlist_applies_at))
+        .bind(to_json(&value.approval)?)
+        .bind(to_json(&value.metadata)?)
+        .bind(value.version)
+        .bind(value.updated_at.micros())
+        .bind(micros(value.revoked_at)))
+}
+
+/// Writes every changing column of an agent whose stored version is `expected`; false if it
+/// changed.
 async fn write(conn: &mut AnyConnection, value: &Agent, expected: i64) -> StoreResult<bool> {
-    let updated = sqlx::query(
+    let query = sqlx::query(
         "UPDATE agents SET display_name = $1, status = $2, scopes = $3, scopes_pending = $4, \
          scopes_applies_at = $5, policy = $6, metadata = $7, version = $8, updated_at = $9, \
          revoked_at = $10 WHERE app_id = $11 AND id = $12 AND version = $13",
-    )
-    .bind(value.display_name.clone())
-    .bind(value.status.as_str())
-    .bind(to_json(&value.allowlist)?)
-    .bind(value.allowlist_pending.as_ref().map(to_json).transpose()?)
-    .bind(micros(value.allowlist_applies_at))
-    .bind(to_json(&value.approval)?)
-    .bind(to_json(&value.metadata)?)
-    .bind(value.version)
-    .bind(value.updated_at.micros())
-    .bind(micros(value.revoked_at))
-    .bind(value.app_id.to_string())
-    .bind(value.id.to_string())
-    .bind(expected)
-    .execute(&mut *conn)
-    .await
-    .map_err(db_error)?
-    .rows_affected();
+    );
+    let updated = bind_changing(query, value)?
+        .bind(value.app_id.to_string())
+        .bind(value.id.to_string())
+        .bind(expected)
+        .execute(&mut *conn)
+        .await
+        .map_err(db_error)?
+        .rows_affected();
     Ok(updated == 1)
 }
 
@@ -87,29 +95,21 @@ impl AgentStore for SqlStore {
         event: &AuditEvent,
     ) -> StoreResult<()> {
         let mut tx = self.write.begin().await.map_err(db_error)?;
-        sqlx::query(&format!(
+        let sql = format!(
             "INSERT INTO agents ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"
-        ))
-        .bind(value.id.to_string())
-        .bind(value.app_id.to_string())
-        .bind(&value.name)
-        .bind(value.display_name.clone())
-        .bind(&value.agent_type)
-        .bind(value.status.as_str())
-        .bind(to_json(&value.allowlist)?)
-        .bind(value.allowlist_pending.as_ref().map(to_json).transpose()?)
-        .bind(micros(value.allowlist_applies_at))
-        .bind(to_json(&value.approval)?)
-        .bind(to_json(&value.metadata)?)
-        .bind(value.rate_limit_per_minute)
-        .bind(value.version)
-        .bind(value.created_at.micros())
-        .bind(value.updated_at.micros())
-        .bind(micros(value.revoked_at))
-        .bind(micros(value.last_used_at))
-        .execute(&mut *tx)
-        .await
-        .map_err(conflict_as("agent_name"))?;
+        );
+        let query = sqlx::query(&sql)
+            .bind(value.id.to_string())
+            .bind(value.app_id.to_string())
+            .bind(&value.name)
+            .bind(&value.agent_type)
+            .bind(value.rate_limit_per_minute)
+            .bind(value.created_at.micros())
+            .bind(micros(value.last_used_at));
+        bind_changing(query, value)?
+            .execute(&mut *tx)
+            .await
+            .map_err(conflict_as("agent_name"))?;
         keys::insert(&mut tx, key).await?;
         if let Some((idem_key, fingerprint)) = idempotency {
             sqlx::query(
@@ -126,7 +126,7 @@ impl AgentStore for SqlStore {
             .await
             .map_err(conflict_as("idempotency_key"))?;
         }
-        audit::append(&mut tx, &self.chain, event).await?;
+        chain::append(&mut tx, &self.chain, event).await?;
         tx.commit().await.map_err(db_error)
     }
 
@@ -204,7 +204,7 @@ impl AgentStore for SqlStore {
             return Ok(false);
         }
         for event in events {
-            audit::append(&mut tx, &self.chain, event).await?;
+            chain::append(&mut tx, &self.chain, event).await?;
         }
         tx.commit().await.map_err(db_error)?;
         Ok(true)
@@ -229,7 +229,7 @@ impl AgentStore for SqlStore {
             .execute(&mut *tx)
             .await
             .map_err(db_error)?;
-        audit::append(&mut tx, &self.chain, event).await?;
+        chain::append(&mut tx, &self.chain, event).await?;
         grants::revoke_subtree(
             &mut tx,
             &self.chain,

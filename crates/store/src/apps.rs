@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use sqlx::any::AnyRow;
 
 use crate::rows::{fetch_all, fetch_optional, get, id, time};
-use crate::{SqlStore, audit, db_error};
+use crate::{SqlStore, chain, db_error};
 
 fn app(row: &AnyRow) -> StoreResult<App> {
     Ok(App {
@@ -40,7 +40,7 @@ impl AppStore for SqlStore {
             .execute(&mut *tx)
             .await
             .map_err(db_error)?;
-        audit::append(&mut tx, &self.chain, event).await?;
+        chain::append(&mut tx, &self.chain, event).await?;
         tx.commit().await.map_err(db_error)
     }
 

@@ -7,20 +7,21 @@
 use alter_core::audit::{AuditEvent, ChainKey};
 use alter_core::credentials::{CredentialKind, CredentialRef, CredentialSummary, SecretSummary};
 use alter_core::grants::{
-    CreatedBy, Grant, GrantFilter, GrantStateFilter, GrantStatus, GrantView, Principal, Viewer,
+    CreatedBy, Grant, GrantFilter, GrantStateFilter, GrantStatus, GrantView, Principal,
+    PrincipalType, Viewer,
 };
-use alter_core::ids::{AgentId, AppId, EventId, GrantId, IdpId, SecretId, UserId};
+use alter_core::ids::{AgentId, AppId, EventId, GrantId, IdpId, UserId};
 use alter_core::ports::{GrantStore, StoreError, StoreResult};
 use alter_core::time::Timestamp;
 use async_trait::async_trait;
+use sqlx::AnyConnection;
 use sqlx::any::AnyRow;
-use sqlx::{AnyConnection, AnyPool};
 
 use crate::rows::{
-    AnyQuery, fetch_all, fetch_optional, flag, get, id, json, micros, opt_id, opt_time, time,
-    to_json,
+    AnyQuery, fetch_all, fetch_optional, flag, get, id, json, micros, opt_id, opt_time, parsed,
+    time, to_json,
 };
-use crate::{SqlStore, audit, db_error};
+use crate::{SqlStore, chain, db_error};
 
 pub(crate) const COLUMNS: &str = "g.id, g.app_id, g.seq, g.grant_kind, g.secret_id, g.principal_type, \
     g.app_user_id, g.idp_id, g.external_group_id, g.agent_id, g.label, g.account_identifier, \
@@ -29,49 +30,32 @@ pub(crate) const COLUMNS: &str = "g.id, g.app_id, g.seq, g.grant_kind, g.secret_
 const FROM: &str = "FROM grants g LEFT JOIN managed_secrets s ON s.id = g.secret_id";
 
 pub(crate) fn grant(row: &AnyRow) -> StoreResult<Grant> {
-    let corrupt = |what: &str| StoreError::Corrupt(format!("grant {what}"));
-    let principal_type: String = get(row, "principal_type")?;
-    let principal = match principal_type.as_str() {
-        "user" => Principal::User(id(row, "app_user_id")?),
-        "group" => Principal::Group {
+    let principal = match parsed(row, "principal_type", PrincipalType::parse)? {
+        PrincipalType::User => Principal::User(id(row, "app_user_id")?),
+        PrincipalType::Group => Principal::Group {
             idp_id: id(row, "idp_id")?,
             external_group_id: get(row, "external_group_id")?,
         },
-        "system" => Principal::System,
-        "agent" => Principal::Agent(id(row, "agent_id")?),
-        _ => return Err(corrupt("principal_type")),
+        PrincipalType::System => Principal::System,
+        PrincipalType::Agent => Principal::Agent(id(row, "agent_id")?),
     };
-    let kind: String = get(row, "grant_kind")?;
-    let status: String = get(row, "status")?;
-    let created_by: String = get(row, "created_by")?;
     Ok(Grant {
         id: id(row, "id")?,
         app_id: id(row, "app_id")?,
         seq: get(row, "seq")?,
-        credential: match CredentialKind::parse(&kind) {
-            Some(CredentialKind::ManagedSecret) => {
-                CredentialRef::ManagedSecret(id(row, "secret_id")?)
-            }
-            None => return Err(corrupt("grant_kind")),
+        credential: match parsed(row, "grant_kind", CredentialKind::parse)? {
+            CredentialKind::ManagedSecret => CredentialRef::ManagedSecret(id(row, "secret_id")?),
         },
         principal,
         label: get(row, "label")?,
-        status: match status.as_str() {
-            "active" => GrantStatus::Active,
-            "revoked" => GrantStatus::Revoked,
-            _ => return Err(corrupt("status")),
-        },
+        status: parsed(row, "status", GrantStatus::parse)?,
         lifetime: json(row, "policy")?,
         expires_at: opt_time(row, "expires_at")?,
         parent_grant_id: opt_id(row, "parent_grant_id")?,
         depth: get(row, "depth")?,
         delegable: flag(row, "delegable")?,
         delegated_by: opt_id(row, "delegated_by")?,
-        created_by: match created_by.as_str() {
-            "developer" => CreatedBy::Developer,
-            "end_user" => CreatedBy::EndUser,
-            _ => return Err(corrupt("created_by")),
-        },
+        created_by: parsed(row, "created_by", CreatedBy::parse)?,
         created_at: time(row, "created_at")?,
         revoked_at: opt_time(row, "revoked_at")?,
         revoke_reason: get(row, "revoke_reason")?,
@@ -101,26 +85,27 @@ fn view(row: &AnyRow) -> StoreResult<GrantView> {
 fn principal_columns(
     principal: &Principal,
 ) -> (
-    &'static str,
+    PrincipalType,
     Option<String>,
     Option<String>,
     Option<String>,
     Option<String>,
 ) {
+    let kind = principal.kind();
     match principal {
-        Principal::User(user) => ("user", Some(user.to_string()), None, None, None),
+        Principal::User(user) => (kind, Some(user.to_string()), None, None, None),
         Principal::Group {
             idp_id,
             external_group_id,
         } => (
-            "group",
+            kind,
             None,
             Some(idp_id.to_string()),
             Some(external_group_id.clone()),
             None,
         ),
-        Principal::System => ("system", None, None, None, None),
-        Principal::Agent(agent) => ("agent", None, None, None, Some(agent.to_string())),
+        Principal::System => (kind, None, None, None, None),
+        Principal::Agent(agent) => (kind, None, None, None, Some(agent.to_string())),
     }
 }
 
@@ -144,15 +129,16 @@ async fn label_taken(conn: &mut AnyConnection, grant: &Grant) -> StoreResult<boo
     };
     let (kind, user, idp, group, agent) = principal_columns(&grant.principal);
     let identity = match kind {
-        "user" => "g.app_user_id = $5",
-        "group" => "g.idp_id = $5 AND g.external_group_id = $6",
-        "agent" => "g.agent_id = $5",
-        _ => "1 = 1",
+        PrincipalType::User => "g.app_user_id = $5",
+        PrincipalType::Group => "g.idp_id = $5 AND g.external_group_id = $6",
+        PrincipalType::Agent => "g.agent_id = $5",
+        PrincipalType::System => "1 = 1",
     };
     let sql = format!(
         "SELECT COUNT(*) AS n FROM grants g WHERE g.app_id = $1 AND g.secret_id = $2 \
          AND g.label = $3 AND g.status = 'active' AND g.parent_grant_id IS NULL \
-         AND (g.expires_at IS NULL OR g.expires_at > $4) AND g.principal_type = '{kind}' AND {identity}"
+         AND (g.expires_at IS NULL OR g.expires_at > $4) AND g.principal_type = '{}' AND {identity}",
+        kind.as_str()
     );
     let mut query = sqlx::query(&sql)
         .bind(grant.app_id.to_string())
@@ -180,27 +166,21 @@ pub(crate) async fn insert(conn: &mut AnyConnection, grant: &Grant, seq: i64) ->
     .bind(seq)
     .bind(grant.credential.kind().as_str())
     .bind(grant.credential.secret_id().map(|s| s.to_string()))
-    .bind(kind)
+    .bind(kind.as_str())
     .bind(user)
     .bind(idp)
     .bind(group)
     .bind(agent)
     .bind(grant.label.clone())
     .bind(None::<String>)
-    .bind(match grant.status {
-        GrantStatus::Active => "active",
-        GrantStatus::Revoked => "revoked",
-    })
+    .bind(grant.status.as_str())
     .bind(to_json(&grant.lifetime)?)
     .bind(micros(grant.expires_at))
     .bind(grant.parent_grant_id.map(|p| p.to_string()))
     .bind(grant.depth)
     .bind(i64::from(grant.delegable))
     .bind(grant.delegated_by.map(|u| u.to_string()))
-    .bind(match grant.created_by {
-        CreatedBy::Developer => "developer",
-        CreatedBy::EndUser => "end_user",
-    })
+    .bind(grant.created_by.as_str())
     .bind(grant.created_at.micros())
     .bind(micros(grant.revoked_at))
     .bind(grant.revoke_reason.clone())
@@ -229,7 +209,7 @@ pub(crate) async fn record_revocations(
         if let Some(target) = &mut event.target {
             target.id = grant.to_string();
         }
-        audit::append(&mut *conn, chain, &event).await?;
+        chain::append(&mut *conn, chain, &event).await?;
     }
     Ok(revoked)
 }
@@ -264,23 +244,29 @@ pub(crate) async fn revoke_subtree(
 
 /// The WHERE clause of a listing, with its parameters (all text or integers).
 #[derive(Default)]
-struct Clause {
-    sql: Vec<String>,
+pub(crate) struct Clause {
+    /// The conditions, joined with `AND`.
+    pub(crate) sql: Vec<String>,
     params: Vec<Param>,
 }
 
-enum Param {
+/// One parameter of a [`Clause`].
+pub(crate) enum Param {
+    /// A text value.
     Text(String),
+    /// An integer.
     Int(i64),
 }
 
 impl Clause {
-    fn param(&mut self, value: Param) -> String {
+    /// Adds a parameter; returns its placeholder.
+    pub(crate) fn param(&mut self, value: Param) -> String {
         self.params.push(value);
         format!("${}", self.params.len())
     }
 
-    fn text(&mut self, value: impl Into<String>) -> String {
+    /// Adds a text parameter; returns its placeholder.
+    pub(crate) fn text(&mut self, value: impl Into<String>) -> String {
         self.param(Param::Text(value.into()))
     }
 
@@ -293,7 +279,7 @@ impl Clause {
     }
 
     /// A user's grants: `own` (their own, as the caller words it) or their groups' grants.
-    fn user_clause(&mut self, mut own: String, idp: IdpId, groups: &[String]) {
+    pub(crate) fn user_clause(&mut self, mut own: String, idp: IdpId, groups: &[String]) {
         if !groups.is_empty() {
             let idp = self.text(idp.to_string());
             let groups = self.list(groups);
@@ -305,7 +291,7 @@ impl Clause {
     }
 
     /// An agent's grants: its own and those delegated to it (by one user, when given).
-    fn agent_clause(&mut self, agent: AgentId, delegated_by: Option<UserId>) {
+    pub(crate) fn agent_clause(&mut self, agent: AgentId, delegated_by: Option<UserId>) {
         let agent = self.text(agent.to_string());
         self.sql.push(format!("g.agent_id = {agent}"));
         if let Some(user) = delegated_by {
@@ -314,7 +300,8 @@ impl Clause {
         }
     }
 
-    fn bind<'q>(&self, mut query: AnyQuery<'q>) -> AnyQuery<'q> {
+    /// Binds the parameters, in order.
+    pub(crate) fn bind<'q>(&self, mut query: AnyQuery<'q>) -> AnyQuery<'q> {
         for param in &self.params {
             query = match param {
                 Param::Text(t) => query.bind(t.clone()),
@@ -386,51 +373,6 @@ fn listing_clause(app: AppId, viewer: &Viewer, filter: &GrantFilter, now: Timest
     c
 }
 
-/// The grants `viewer` may release of one secret (see `AuditStore::release_candidates`).
-pub(crate) async fn release_candidates(
-    pool: &AnyPool,
-    app: AppId,
-    secret: SecretId,
-    viewer: &Viewer,
-    label: Option<&str>,
-    now: Timestamp,
-    limit: i64,
-) -> StoreResult<Vec<Grant>> {
-    let mut c = Clause::default();
-    let app = c.text(app.to_string());
-    let secret = c.text(secret.to_string());
-    let now = c.param(Param::Int(now.micros()));
-    c.sql.push(format!(
-        "g.app_id = {app} AND g.secret_id = {secret} AND g.status = 'active' \
-         AND (g.expires_at IS NULL OR g.expires_at > {now})"
-    ));
-    match viewer {
-        Viewer::App => c.sql.push("g.principal_type = 'system'".into()),
-        Viewer::User { user, idp, groups } => {
-            let user = c.text(user.to_string());
-            c.user_clause(
-                format!("(g.principal_type = 'user' AND g.app_user_id = {user})"),
-                *idp,
-                groups,
-            );
-        }
-        Viewer::Agent {
-            agent,
-            delegated_by,
-        } => c.agent_clause(*agent, *delegated_by),
-    }
-    if let Some(label) = label {
-        let label = c.text(label);
-        c.sql.push(format!("g.label = {label}"));
-    }
-    let limit = c.param(Param::Int(limit));
-    let sql = format!(
-        "SELECT {COLUMNS} FROM grants g WHERE {} ORDER BY g.seq LIMIT {limit}",
-        c.sql.join(" AND ")
-    );
-    fetch_all(pool, c.bind(sqlx::query(&sql)), grant).await
-}
-
 fn select_views() -> String {
     format!("SELECT {COLUMNS}, s.slug AS secret_slug, s.name AS secret_name {FROM}")
 }
@@ -444,7 +386,7 @@ impl GrantStore for SqlStore {
             return Err(StoreError::Conflict("sibling_label".into()));
         }
         insert(&mut tx, grant, seq).await?;
-        audit::append(&mut tx, &self.chain, event).await?;
+        chain::append(&mut tx, &self.chain, event).await?;
         tx.commit().await.map_err(db_error)
     }
 
@@ -606,7 +548,7 @@ impl GrantStore for SqlStore {
                 other => other,
             })?;
         }
-        audit::append(&mut tx, &self.chain, event).await?;
+        chain::append(&mut tx, &self.chain, event).await?;
         tx.commit().await.map_err(db_error)
     }
 }

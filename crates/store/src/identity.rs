@@ -3,12 +3,12 @@
 use alter_core::audit::AuditEvent;
 use alter_core::identity::{AppUser, IdentityProvider, UserStatus};
 use alter_core::ids::{AppId, IdpId, UserId};
-use alter_core::ports::{IdentityStore, StoreError, StoreResult};
+use alter_core::ports::{IdentityStore, StoreResult};
 use async_trait::async_trait;
 use sqlx::any::AnyRow;
 
-use crate::rows::{fetch_optional, get, id, json, micros, opt_time, time, to_json};
-use crate::{SqlStore, audit, db_error};
+use crate::rows::{fetch_optional, get, id, json, micros, opt_time, parsed, time, to_json};
+use crate::{SqlStore, db_error};
 
 const IDP_COLUMNS: &str = "id, app_id, issuer, audiences, jwks, algorithms, claims, \
     leeway_seconds, created_at, updated_at";
@@ -31,7 +31,6 @@ fn idp(row: &AnyRow) -> StoreResult<IdentityProvider> {
 }
 
 fn user(row: &AnyRow) -> StoreResult<AppUser> {
-    let status: String = get(row, "status")?;
     Ok(AppUser {
         id: id(row, "id")?,
         app_id: id(row, "app_id")?,
@@ -40,8 +39,7 @@ fn user(row: &AnyRow) -> StoreResult<AppUser> {
         email: get(row, "email")?,
         display_name: get(row, "display_name")?,
         groups: json(row, "group_ids")?,
-        status: UserStatus::parse(&status)
-            .ok_or_else(|| StoreError::Corrupt(format!("user status {status:?}")))?,
+        status: parsed(row, "status", UserStatus::parse)?,
         created_at: time(row, "created_at")?,
         last_seen_at: time(row, "last_seen_at")?,
         groups_as_of: opt_time(row, "groups_as_of")?,
@@ -56,27 +54,23 @@ impl IdentityStore for SqlStore {
     }
 
     async fn put_idp(&self, value: &IdentityProvider, event: &AuditEvent) -> StoreResult<()> {
-        let mut tx = self.write.begin().await.map_err(db_error)?;
-        sqlx::query(&format!(
+        let sql = format!(
             "INSERT INTO identity_providers ({IDP_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
              ON CONFLICT (app_id) DO UPDATE SET issuer = $3, audiences = $4, jwks = $5, \
              algorithms = $6, claims = $7, leeway_seconds = $8, updated_at = $10"
-        ))
-        .bind(value.id.to_string())
-        .bind(value.app_id.to_string())
-        .bind(&value.issuer)
-        .bind(to_json(&value.audiences)?)
-        .bind(to_json(&value.jwks)?)
-        .bind(to_json(&value.algorithms)?)
-        .bind(to_json(&value.claims)?)
-        .bind(value.leeway_seconds)
-        .bind(value.created_at.micros())
-        .bind(value.updated_at.micros())
-        .execute(&mut *tx)
-        .await
-        .map_err(db_error)?;
-        audit::append(&mut tx, &self.chain, event).await?;
-        tx.commit().await.map_err(db_error)
+        );
+        let query = sqlx::query(&sql)
+            .bind(value.id.to_string())
+            .bind(value.app_id.to_string())
+            .bind(&value.issuer)
+            .bind(to_json(&value.audiences)?)
+            .bind(to_json(&value.jwks)?)
+            .bind(to_json(&value.algorithms)?)
+            .bind(to_json(&value.claims)?)
+            .bind(value.leeway_seconds)
+            .bind(value.created_at.micros())
+            .bind(value.updated_at.micros());
+        self.execute_with_event(query, event).await
     }
 
     async fn find_user(
@@ -102,26 +96,22 @@ impl IdentityStore for SqlStore {
     }
 
     async fn insert_user(&self, value: &AppUser, event: &AuditEvent) -> StoreResult<()> {
-        let mut tx = self.write.begin().await.map_err(db_error)?;
-        sqlx::query(&format!(
+        let sql = format!(
             "INSERT INTO app_users ({USER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
-        ))
-        .bind(value.id.to_string())
-        .bind(value.app_id.to_string())
-        .bind(value.idp_id.to_string())
-        .bind(&value.subject)
-        .bind(value.email.clone())
-        .bind(value.display_name.clone())
-        .bind(to_json(&value.groups)?)
-        .bind(value.status.as_str())
-        .bind(value.created_at.micros())
-        .bind(value.last_seen_at.micros())
-        .bind(micros(value.groups_as_of))
-        .execute(&mut *tx)
-        .await
-        .map_err(db_error)?;
-        audit::append(&mut tx, &self.chain, event).await?;
-        tx.commit().await.map_err(db_error)
+        );
+        let query = sqlx::query(&sql)
+            .bind(value.id.to_string())
+            .bind(value.app_id.to_string())
+            .bind(value.idp_id.to_string())
+            .bind(&value.subject)
+            .bind(value.email.clone())
+            .bind(value.display_name.clone())
+            .bind(to_json(&value.groups)?)
+            .bind(value.status.as_str())
+            .bind(value.created_at.micros())
+            .bind(value.last_seen_at.micros())
+            .bind(micros(value.groups_as_of));
+        self.execute_with_event(query, event).await
     }
 
     async fn update_user(&self, value: &AppUser) -> StoreResult<()> {

@@ -3,22 +3,30 @@
 use alter_core::audit::AuditEvent;
 use alter_core::ids::{AgentId, AppId, KeyId};
 use alter_core::keys::{ApiKey, KeyType};
-use alter_core::ports::{KeyStore, StoreError, StoreResult};
+use alter_core::ports::{KeyStore, StoreResult};
 use alter_core::time::Timestamp;
 use async_trait::async_trait;
 use sqlx::AnyConnection;
 use sqlx::any::AnyRow;
 
 use crate::rows::{
-    fetch_all, fetch_optional, flag, get, hash32, id, json, micros, opt_id, opt_json, opt_time,
-    time, to_json,
+    AnyQuery, execute, fetch_all, fetch_optional, flag, get, hash32, id, json, micros, opt_id,
+    opt_json, opt_time, parsed, time, to_json,
 };
-use crate::{SqlStore, audit, db_error};
+use crate::{SqlStore, chain, db_error};
 
 const COLUMNS: &str = "id, app_id, agent_id, key_type, legacy_format, name, prefix, lookup_hash, \
     sealed_signing_key, scopes, scope_version, cidr_allowlist, rate_limit_rpm, expires_at, \
     deprecated_at, grace_expires_at, revoked_at, parent_key_id, metadata, created_at, last_used_at, \
     agent_typed";
+
+/// A statement about key `$1` of app `$2` at time `$3`.
+fn key_query(sql: &str, key: KeyId, app: AppId, at: Timestamp) -> AnyQuery<'_> {
+    sqlx::query(sql)
+        .bind(key.to_string())
+        .bind(app.to_string())
+        .bind(at.micros())
+}
 
 /// The keys derived from key `$1` of app `$2`, transitively (only `dk` children, so a
 /// rotation successor is not one of them), as the CTE `derived (id)`.
@@ -30,13 +38,11 @@ const DERIVED_FROM: &str = "WITH RECURSIVE derived (id) AS ( \
     )";
 
 fn api_key(row: &AnyRow) -> StoreResult<ApiKey> {
-    let key_type: String = get(row, "key_type")?;
     Ok(ApiKey {
         id: id(row, "id")?,
         app_id: id(row, "app_id")?,
         agent_id: opt_id(row, "agent_id")?,
-        key_type: KeyType::parse(&key_type)
-            .ok_or_else(|| StoreError::Corrupt(format!("key_type {key_type:?}")))?,
+        key_type: parsed(row, "key_type", KeyType::parse)?,
         agent_typed: flag(row, "agent_typed")?,
         legacy_format: flag(row, "legacy_format")?,
         name: get(row, "name")?,
@@ -97,7 +103,7 @@ impl KeyStore for SqlStore {
     async fn insert_key(&self, key: &ApiKey, event: &AuditEvent) -> StoreResult<()> {
         let mut tx = self.write.begin().await.map_err(db_error)?;
         insert(&mut tx, key).await?;
-        audit::append(&mut tx, &self.chain, event).await?;
+        chain::append(&mut tx, &self.chain, event).await?;
         tx.commit().await.map_err(db_error)
     }
 
@@ -117,25 +123,21 @@ impl KeyStore for SqlStore {
         // the database's write lock (SQLite) until commit: `revoke_key` writes the same row
         // first, so it either waits for this insert and then sees the new key, or wins and
         // makes this check fail.
-        let usable_parent = sqlx::query(
+        let usable_parent = key_query(
             "UPDATE api_keys SET revoked_at = revoked_at \
              WHERE id = $1 AND app_id = $2 AND revoked_at IS NULL \
              AND (expires_at IS NULL OR (expires_at > $3 AND expires_at >= $4)) \
              AND (grace_expires_at IS NULL OR (grace_expires_at > $3 AND grace_expires_at >= $4))",
+            parent,
+            key.app_id,
+            at,
         )
-        .bind(parent.to_string())
-        .bind(key.app_id.to_string())
-        .bind(at.micros())
-        .bind(until)
-        .execute(&mut *tx)
-        .await
-        .map_err(db_error)?
-        .rows_affected();
-        if usable_parent != 1 {
+        .bind(until);
+        if execute(&mut *tx, usable_parent).await? != 1 {
             return Ok(false);
         }
         insert(&mut tx, key).await?;
-        audit::append(&mut tx, &self.chain, event).await?;
+        chain::append(&mut tx, &self.chain, event).await?;
         tx.commit().await.map_err(db_error)?;
         Ok(true)
     }
@@ -170,36 +172,26 @@ impl KeyStore for SqlStore {
         // The key first, on its own: this waits for a derive holding the key's row, and the
         // cascade's statement below then starts after that derive committed, so it sees (and
         // revokes) the derived key (see `insert_derived_key`).
-        let revoked_key = sqlx::query(
+        let revoke = key_query(
             "UPDATE api_keys SET revoked_at = $3 \
              WHERE id = $1 AND app_id = $2 AND revoked_at IS NULL",
-        )
-        .bind(id.to_string())
-        .bind(app.to_string())
-        .bind(at.micros())
-        .execute(&mut *tx)
-        .await
-        .map_err(db_error)?
-        .rows_affected()
-            == 1;
+            id,
+            app,
+            at,
+        );
+        let revoked_key = execute(&mut *tx, revoke).await? == 1;
         let cascade = format!(
             "{DERIVED_FROM} UPDATE api_keys SET revoked_at = $3 \
              WHERE id IN (SELECT id FROM derived) AND revoked_at IS NULL RETURNING id"
         );
-        let rows = sqlx::query(&cascade)
-            .bind(id.to_string())
-            .bind(app.to_string())
-            .bind(at.micros())
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(db_error)?;
-        let mut revoked = rows
-            .iter()
-            .map(|row| crate::rows::id(row, "id"))
-            .collect::<StoreResult<Vec<KeyId>>>()?;
+        let mut revoked: Vec<KeyId> =
+            fetch_all(&mut *tx, key_query(&cascade, id, app, at), |row| {
+                crate::rows::id(row, "id")
+            })
+            .await?;
         if revoked_key {
             revoked.insert(0, id);
-            audit::append(&mut tx, &self.chain, event).await?;
+            chain::append(&mut tx, &self.chain, event).await?;
         }
         tx.commit().await.map_err(db_error)?;
         Ok(revoked)
@@ -215,19 +207,15 @@ impl KeyStore for SqlStore {
         event: &AuditEvent,
     ) -> StoreResult<bool> {
         let mut tx = self.write.begin().await.map_err(db_error)?;
-        let updated = sqlx::query(
-            "UPDATE api_keys SET deprecated_at = $1, grace_expires_at = $2 \
-             WHERE id = $3 AND app_id = $4 AND revoked_at IS NULL AND grace_expires_at IS NULL",
+        let deprecate = key_query(
+            "UPDATE api_keys SET deprecated_at = $3, grace_expires_at = $4 \
+             WHERE id = $1 AND app_id = $2 AND revoked_at IS NULL AND grace_expires_at IS NULL",
+            old,
+            app,
+            at,
         )
-        .bind(at.micros())
-        .bind(grace_until.micros())
-        .bind(old.to_string())
-        .bind(app.to_string())
-        .execute(&mut *tx)
-        .await
-        .map_err(db_error)?
-        .rows_affected();
-        if updated != 1 {
+        .bind(grace_until.micros());
+        if execute(&mut *tx, deprecate).await? != 1 {
             return Ok(false);
         }
         let end_derived = format!(
@@ -235,15 +223,9 @@ impl KeyStore for SqlStore {
              WHERE id IN (SELECT id FROM derived) AND revoked_at IS NULL \
              AND (expires_at IS NULL OR expires_at > $3)"
         );
-        sqlx::query(&end_derived)
-            .bind(old.to_string())
-            .bind(app.to_string())
-            .bind(grace_until.micros())
-            .execute(&mut *tx)
-            .await
-            .map_err(db_error)?;
+        execute(&mut *tx, key_query(&end_derived, old, app, grace_until)).await?;
         insert(&mut tx, successor).await?;
-        audit::append(&mut tx, &self.chain, event).await?;
+        chain::append(&mut tx, &self.chain, event).await?;
         tx.commit().await.map_err(db_error)?;
         Ok(true)
     }
@@ -255,18 +237,13 @@ impl KeyStore for SqlStore {
         at: Option<Timestamp>,
         event: &AuditEvent,
     ) -> StoreResult<()> {
-        let mut tx = self.write.begin().await.map_err(db_error)?;
-        sqlx::query(
+        let query = sqlx::query(
             "UPDATE api_keys SET deprecated_at = $1 WHERE app_id = $2 AND id = $3 AND revoked_at IS NULL",
         )
         .bind(micros(at))
         .bind(app.to_string())
-        .bind(id.to_string())
-        .execute(&mut *tx)
-        .await
-        .map_err(db_error)?;
-        audit::append(&mut tx, &self.chain, event).await?;
-        tx.commit().await.map_err(db_error)
+        .bind(id.to_string());
+        self.execute_with_event(query, event).await
     }
 
     async fn agent_keys(&self, app: AppId, agent: AgentId) -> StoreResult<Vec<ApiKey>> {

@@ -7,22 +7,28 @@
 //!
 //! SQLite runs in WAL mode with one writer connection, so writers queue in the pool instead of
 //! spinning on `SQLITE_BUSY`, and several reader connections.
+//!
+//! The `test-support` feature adds `scratch` (throwaway databases) and `fixtures` (bulk rows for
+//! benchmarks); tests and tools enable it, the `alter` binary never does.
 
 mod agents;
 mod apps;
-mod audit;
-mod audit_log;
+mod audit_events;
+mod chain;
 mod error;
+#[cfg(feature = "test-support")]
 pub mod fixtures;
 mod grants;
+mod group_commit;
 mod identity;
 mod keyring;
 mod keys;
 mod nonces;
+mod release;
 mod rows;
+#[cfg(feature = "test-support")]
 pub mod scratch;
 mod secrets;
-mod writer;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -90,7 +96,7 @@ pub struct StoreOptions {
     /// cancels it and the caller gets "unavailable". Migrations are exempt.
     pub statement_timeout: Duration,
     /// Longest a request waits for the group commit of its writes before it gets
-    /// "unavailable" (see [`writer`]).
+    /// "unavailable" (see [`group_commit`]).
     pub commit_wait_timeout: Duration,
 }
 
@@ -112,7 +118,7 @@ pub struct SqlStore {
     engine: Engine,
     read: AnyPool,
     write: AnyPool,
-    group: writer::GroupCommit,
+    group: group_commit::GroupCommit,
     /// Keys the hash of every audit event appended.
     chain: ChainKey,
 }
@@ -135,85 +141,48 @@ impl SqlStore {
             _ => url.to_owned(),
         };
         let connect = AnyConnectOptions::from_str(&url).map_err(db_error)?;
-        let pool = |max: u32| {
-            AnyPoolOptions::new()
-                .max_connections(max)
-                .acquire_timeout(options.acquire_timeout)
-        };
-        let store = match engine {
+        let (read, write, writers) = match engine {
             Engine::Postgres => {
                 let set_timeout = format!(
                     "SET statement_timeout = {}",
                     options.statement_timeout.as_millis()
                 );
-                let pool = pool(options.max_connections)
-                    .after_connect(move |conn, _| {
-                        let set_timeout = set_timeout.clone();
-                        Box::pin(async move {
-                            conn.execute(set_timeout.as_str()).await?;
-                            Ok(())
-                        })
-                    })
-                    .connect_with(connect)
-                    .await
-                    .map_err(db_error)?;
-                SqlStore {
-                    engine,
-                    read: pool.clone(),
-                    group: writer::GroupCommit::start(
-                        pool.clone(),
-                        chain.clone(),
-                        POSTGRES_WRITERS,
-                        options.commit_wait_timeout,
-                    ),
-                    write: pool,
-                    chain,
-                }
+                let pool =
+                    open_pool(options, options.max_connections, set_timeout, connect).await?;
+                (pool.clone(), pool, POSTGRES_WRITERS)
             }
             Engine::Sqlite => {
                 let pragmas = sqlite_pragmas(&options.sqlite_synchronous)?;
                 restrict_sqlite_files(&url)?;
-                let write = pool(1)
-                    .after_connect(move |conn, _| {
-                        Box::pin(async move {
-                            conn.execute(pragmas).await?;
-                            Ok(())
-                        })
-                    })
-                    .connect_with(connect.clone())
-                    .await
-                    .map_err(db_error)?;
+                let write = open_pool(options, 1, pragmas.to_owned(), connect.clone()).await?;
                 // WAL must be on before readers open the file.
                 write
                     .execute("PRAGMA journal_mode = WAL")
                     .await
                     .map_err(db_error)?;
-                let read = pool(options.max_connections)
-                    .after_connect(move |conn, _| {
-                        Box::pin(async move {
-                            conn.execute(pragmas).await?;
-                            Ok(())
-                        })
-                    })
-                    .connect_with(connect)
-                    .await
-                    .map_err(db_error)?;
-                SqlStore {
-                    engine,
-                    read,
-                    // SQLite has one writer connection: one writer task batches onto it.
-                    group: writer::GroupCommit::start(
-                        write.clone(),
-                        chain.clone(),
-                        1,
-                        options.commit_wait_timeout,
-                    ),
-                    write,
-                    chain,
-                }
+                let read = open_pool(
+                    options,
+                    options.max_connections,
+                    pragmas.to_owned(),
+                    connect,
+                )
+                .await?;
+                // SQLite has one writer connection: one writer task batches onto it.
+                (read, write, 1)
             }
         };
-        Ok(store)
+        Ok(SqlStore {
+            engine,
+            read,
+            group: group_commit::GroupCommit::start(
+                write.clone(),
+                chain.clone(),
+                writers,
+                options.commit_wait_timeout,
+            ),
+            write,
+            chain,
+        })
     }
 
     /// Applies every pending migration. On PostgreSQL they run on a connection of their own
@@ -251,6 +220,28 @@ impl SqlStore {
         self.write.close().await;
         self.read.close().await;
     }
+}
+
+/// A pool of at most `max` connections that each run `init` (their session settings) first.
+async fn open_pool(
+    options: &StoreOptions,
+    max: u32,
+    init: String,
+    connect: AnyConnectOptions,
+) -> StoreResult<AnyPool> {
+    AnyPoolOptions::new()
+        .max_connections(max)
+        .acquire_timeout(options.acquire_timeout)
+        .after_connect(move |conn, _| {
+            let init = init.clone();
+            Box::pin(async move {
+                conn.execute(init.as_str()).await?;
+                Ok(())
+            })
+        })
+        .connect_with(connect)
+        .await
+        .map_err(db_error)
 }
 
 /// Creates a missing SQLite database file with mode 0600 — SQLite gives its `-wal` and `-shm`

@@ -5,7 +5,7 @@ use alter_core::ports::{NonceStore, StoreError, StoreResult};
 use alter_core::time::Timestamp;
 use async_trait::async_trait;
 
-use crate::writer::{Op, Outcome};
+use crate::group_commit::{Op, Outcome};
 use crate::{SqlStore, db_error};
 
 #[async_trait]

@@ -10,8 +10,20 @@ use sqlx::{Any, Executor, Row};
 
 use crate::error::db_error;
 
-/// A query answered by at most one row.
+/// A query with its parameters bound.
 pub type AnyQuery<'q> = Query<'q, Any, AnyArguments<'q>>;
+
+/// Runs a write statement; returns how many rows it changed.
+pub async fn execute<'q, 'c>(
+    executor: impl Executor<'c, Database = Any>,
+    query: AnyQuery<'q>,
+) -> StoreResult<u64> {
+    Ok(query
+        .execute(executor)
+        .await
+        .map_err(db_error)?
+        .rows_affected())
+}
 
 /// Runs `query` and maps the row it returns, if any.
 pub async fn fetch_optional<'q, 'c, T>(
@@ -58,6 +70,12 @@ pub fn flag(row: &AnyRow, column: &str) -> StoreResult<bool> {
         1 => Ok(true),
         _ => Err(corrupt(column)),
     }
+}
+
+/// A text column holding an enum's stored form, read back with the enum's `parse`.
+pub fn parsed<T>(row: &AnyRow, column: &str, parse: fn(&str) -> Option<T>) -> StoreResult<T> {
+    let text: String = get(row, column)?;
+    parse(&text).ok_or_else(|| corrupt(column))
 }
 
 /// A UUID column.

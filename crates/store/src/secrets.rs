@@ -2,27 +2,27 @@
 
 use alter_core::audit::AuditEvent;
 use alter_core::ids::{AppId, SecretId};
-use alter_core::ports::{SecretStore, StoreError, StoreResult};
+use alter_core::ports::{SecretStore, StoreResult};
 use alter_core::secrets::{ManagedSecret, SecretType};
 use alter_core::time::Timestamp;
 use async_trait::async_trait;
 use sqlx::any::AnyRow;
 
-use crate::rows::{fetch_all, fetch_optional, get, id, json, micros, opt_time, time, to_json};
-use crate::{SqlStore, audit, db_error, grants};
+use crate::rows::{
+    fetch_all, fetch_optional, get, id, json, micros, opt_time, parsed, time, to_json,
+};
+use crate::{SqlStore, chain, db_error, grants};
 
 const COLUMNS: &str = "id, app_id, name, slug, secret_type, injection, allowed_hosts, limits, \
     sealed_value, value_version, created_at, rotated_at, deleted_at";
 
 fn secret(row: &AnyRow) -> StoreResult<ManagedSecret> {
-    let kind: String = get(row, "secret_type")?;
     Ok(ManagedSecret {
         id: id(row, "id")?,
         app_id: id(row, "app_id")?,
         name: get(row, "name")?,
         slug: get(row, "slug")?,
-        secret_type: SecretType::parse(&kind)
-            .ok_or_else(|| StoreError::Corrupt(format!("secret_type {kind:?}")))?,
+        secret_type: parsed(row, "secret_type", SecretType::parse)?,
         injection: json(row, "injection")?,
         allowed_hosts: json(row, "allowed_hosts")?,
         limits: json(row, "limits")?,
@@ -51,28 +51,24 @@ impl SecretStore for SqlStore {
     }
 
     async fn insert_secret(&self, value: &ManagedSecret, event: &AuditEvent) -> StoreResult<()> {
-        let mut tx = self.write.begin().await.map_err(db_error)?;
-        sqlx::query(&format!(
+        let sql = format!(
             "INSERT INTO managed_secrets ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
-        ))
-        .bind(value.id.to_string())
-        .bind(value.app_id.to_string())
-        .bind(&value.name)
-        .bind(&value.slug)
-        .bind(value.secret_type.as_str())
-        .bind(to_json(&value.injection)?)
-        .bind(to_json(&value.allowed_hosts)?)
-        .bind(to_json(&value.limits)?)
-        .bind(value.sealed_value.clone())
-        .bind(value.value_version)
-        .bind(value.created_at.micros())
-        .bind(micros(value.rotated_at))
-        .bind(micros(value.deleted_at))
-        .execute(&mut *tx)
-        .await
-        .map_err(db_error)?;
-        audit::append(&mut tx, &self.chain, event).await?;
-        tx.commit().await.map_err(db_error)
+        );
+        let query = sqlx::query(&sql)
+            .bind(value.id.to_string())
+            .bind(value.app_id.to_string())
+            .bind(&value.name)
+            .bind(&value.slug)
+            .bind(value.secret_type.as_str())
+            .bind(to_json(&value.injection)?)
+            .bind(to_json(&value.allowed_hosts)?)
+            .bind(to_json(&value.limits)?)
+            .bind(value.sealed_value.clone())
+            .bind(value.value_version)
+            .bind(value.created_at.micros())
+            .bind(micros(value.rotated_at))
+            .bind(micros(value.deleted_at));
+        self.execute_with_event(query, event).await
     }
 
     async fn list_secrets(&self, app: AppId) -> StoreResult<Vec<ManagedSecret>> {
@@ -99,8 +95,7 @@ impl SecretStore for SqlStore {
     }
 
     async fn rotate_secret(&self, value: &ManagedSecret, event: &AuditEvent) -> StoreResult<bool> {
-        let mut tx = self.write.begin().await.map_err(db_error)?;
-        let updated = sqlx::query(
+        let query = sqlx::query(
             "UPDATE managed_secrets SET sealed_value = $1, value_version = $2, rotated_at = $3 \
              WHERE app_id = $4 AND id = $5 AND deleted_at IS NULL AND value_version = $6",
         )
@@ -109,17 +104,8 @@ impl SecretStore for SqlStore {
         .bind(micros(value.rotated_at))
         .bind(value.app_id.to_string())
         .bind(value.id.to_string())
-        .bind(value.value_version - 1)
-        .execute(&mut *tx)
-        .await
-        .map_err(db_error)?
-        .rows_affected();
-        if updated != 1 {
-            return Ok(false);
-        }
-        audit::append(&mut tx, &self.chain, event).await?;
-        tx.commit().await.map_err(db_error)?;
-        Ok(true)
+        .bind(value.value_version - 1);
+        self.execute_one_with_event(query, event).await
     }
 
     async fn delete_secret(
@@ -138,7 +124,7 @@ impl SecretStore for SqlStore {
             .execute(&mut *tx)
             .await
             .map_err(db_error)?;
-        audit::append(&mut tx, &self.chain, event).await?;
+        chain::append(&mut tx, &self.chain, event).await?;
         let query = sqlx::query(
             "UPDATE grants SET status = 'revoked', revoked_at = $1, revoke_reason = $2 \
              WHERE app_id = $3 AND secret_id = $4 AND status = 'active' RETURNING id",

@@ -19,7 +19,7 @@ use alter_core::ids::{AgentId, AppId, GrantId, IdpId, KeyId, SecretId, UserId};
 use alter_core::keys::{ApiKey, KeyType};
 use alter_core::ports::{
     AgentStore, AppStore, AuditStore, GrantStore, HealthStore, IdentityStore, KeyStore,
-    KeyringStore, NonceStore, SecretStore, StoreError, WrappedKek,
+    KeyringStore, NonceStore, ReleaseStore, SecretStore, StoreError, WrappedKek,
 };
 use alter_core::release::ReleaseCondition;
 use alter_core::scope::{Scope, ScopeSet};

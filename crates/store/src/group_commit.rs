@@ -22,7 +22,7 @@ use sqlx::{AnyConnection, AnyPool};
 use tokio::sync::{Mutex, mpsc, oneshot};
 
 use crate::rows::get;
-use crate::{audit, db_error};
+use crate::{chain, db_error};
 
 /// Most jobs one transaction takes.
 const MAX_BATCH: usize = 256;
@@ -165,7 +165,7 @@ async fn write_loop(pool: AnyPool, chain: ChainKey, jobs: Arc<Mutex<mpsc::Receiv
 
 /// Runs every job's ops in one transaction, with a few statements for the whole batch rather
 /// than a few per op: the conditions checked per table, the nonces in one `INSERT`, the grant
-/// touches in one `UPDATE`, the events appended per app (see [`audit::append_all`]). The
+/// touches in one `UPDATE`, the events appended per app (see [`chain::append_all`]). The
 /// appends go last, so an app's chain head — locked from its update to the commit — is held as
 /// briefly as possible.
 async fn commit<'a>(
@@ -206,7 +206,7 @@ async fn commit<'a>(
             _ => None,
         })
         .collect();
-    audit::append_all(&mut tx, chain, &events).await?;
+    chain::append_all(&mut tx, chain, &events).await?;
     tx.commit().await.map_err(db_error)?;
 
     Ok(jobs

@@ -1,12 +1,54 @@
-//! Appending audit events to an app's hash chain, inside the caller's transaction.
+//! Appending audit events to an app's hash chain, inside the caller's transaction, and a
+//! change's one statement with its event.
 
 use alter_core::audit::{AuditEvent, ChainKey, HASH_KEYED_V1};
 use alter_core::ids::AppId;
 use alter_core::ports::{StoreError, StoreResult};
 use sqlx::AnyConnection;
 
-use crate::db_error;
-use crate::rows::{get, hash32};
+use crate::rows::{AnyQuery, get, hash32};
+use crate::{SqlStore, db_error};
+
+impl SqlStore {
+    /// Runs one write statement and appends `event` in the same transaction.
+    pub(crate) async fn execute_with_event(
+        &self,
+        query: AnyQuery<'_>,
+        event: &AuditEvent,
+    ) -> StoreResult<()> {
+        self.execute_logged(query, event, false).await.map(drop)
+    }
+
+    /// Runs one write statement and, if it changed exactly one row, appends `event` in the
+    /// same transaction; otherwise changes nothing. True if it committed.
+    pub(crate) async fn execute_one_with_event(
+        &self,
+        query: AnyQuery<'_>,
+        event: &AuditEvent,
+    ) -> StoreResult<bool> {
+        self.execute_logged(query, event, true).await
+    }
+
+    async fn execute_logged(
+        &self,
+        query: AnyQuery<'_>,
+        event: &AuditEvent,
+        only_one: bool,
+    ) -> StoreResult<bool> {
+        let mut tx = self.write.begin().await.map_err(db_error)?;
+        let changed = query
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?
+            .rows_affected();
+        if only_one && changed != 1 {
+            return Ok(false);
+        }
+        append(&mut tx, &self.chain, event).await?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(true)
+    }
+}
 
 /// Appends `event` to its app's chain. The head row's `UPDATE` both allocates the sequence
 /// number and locks the chain until the transaction ends, so concurrent writers on PostgreSQL

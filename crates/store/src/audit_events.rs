@@ -1,46 +1,20 @@
-//! The audit log as credential use writes and reads it.
+//! Audit events read back (listings, chain verification, chain heads), and events appended
+//! with no other change. Events that go with a change are appended by that change's own
+//! transaction (see [`chain`]).
 
 use alter_core::audit::{AuditEvent, ChainRow, EventFilter, HASH_PLAIN_SHA256, StoredEvent};
-use alter_core::grants::{Grant, Viewer};
-use alter_core::ids::{AppId, GrantId, SecretId};
+use alter_core::ids::AppId;
 use alter_core::ports::{AuditStore, StoreError, StoreResult};
-use alter_core::release::ReleaseCondition;
-use alter_core::time::Timestamp;
 use async_trait::async_trait;
 
-use crate::rows::{fetch_all, fetch_optional, get, hash32};
-use crate::writer::{Op, Outcome};
-use crate::{SqlStore, audit, db_error};
+use crate::rows::{fetch_all, fetch_optional, get, hash32, id};
+use crate::{SqlStore, chain, db_error};
 
 #[async_trait]
 impl AuditStore for SqlStore {
-    async fn record_release(&self, event: AuditEvent) -> StoreResult<()> {
-        self.group
-            .run(vec![Op::Append(Box::new(event))])
-            .await
-            .map(drop)
-    }
-
-    async fn commit_release(
-        &self,
-        event: AuditEvent,
-        touch: Option<(GrantId, Timestamp)>,
-        condition: ReleaseCondition,
-    ) -> StoreResult<bool> {
-        let mut ops = vec![
-            Op::Require(Box::new(condition)),
-            Op::Append(Box::new(event)),
-        ];
-        if let Some((id, at)) = touch {
-            ops.push(Op::TouchGrant { id, at });
-        }
-        let outcomes = self.group.run(ops).await?;
-        Ok(!outcomes.contains(&Outcome::Refused))
-    }
-
     async fn append_event(&self, event: &AuditEvent) -> StoreResult<()> {
         let mut tx = self.write.begin().await.map_err(db_error)?;
-        audit::append(&mut tx, &self.chain, event).await?;
+        chain::append(&mut tx, &self.chain, event).await?;
         tx.commit().await.map_err(db_error)
     }
 
@@ -50,23 +24,7 @@ impl AuditStore for SqlStore {
              ON e.app_id = h.app_id AND e.seq = h.seq WHERE e.hash_version = $1",
         )
         .bind(HASH_PLAIN_SHA256);
-        fetch_all(&self.read, query, |row| {
-            let app: String = get(row, "app_id")?;
-            AppId::parse(&app).ok_or_else(|| StoreError::Corrupt("audit head app id".into()))
-        })
-        .await
-    }
-
-    async fn release_candidates(
-        &self,
-        app: AppId,
-        secret: SecretId,
-        viewer: &Viewer,
-        label: Option<&str>,
-        now: Timestamp,
-        limit: i64,
-    ) -> StoreResult<Vec<Grant>> {
-        crate::grants::release_candidates(&self.read, app, secret, viewer, label, now, limit).await
+        fetch_all(&self.read, query, |row| id(row, "app_id")).await
     }
 
     async fn list_events(
@@ -169,24 +127,5 @@ impl AuditStore for SqlStore {
             Ok((get(row, "seq")?, get(row, "hash")?))
         })
         .await
-    }
-
-    async fn set_scope_mismatch(
-        &self,
-        app: AppId,
-        id: GrantId,
-        mismatch: bool,
-        event: &AuditEvent,
-    ) -> StoreResult<()> {
-        let mut tx = self.write.begin().await.map_err(db_error)?;
-        sqlx::query("UPDATE grants SET scope_mismatch = $1 WHERE app_id = $2 AND id = $3")
-            .bind(i64::from(mismatch))
-            .bind(app.to_string())
-            .bind(id.to_string())
-            .execute(&mut *tx)
-            .await
-            .map_err(db_error)?;
-        audit::append(&mut tx, &self.chain, event).await?;
-        tx.commit().await.map_err(db_error)
     }
 }

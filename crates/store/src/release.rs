@@ -1,0 +1,101 @@
+//! What releasing a credential reads and writes: the grants a caller may release, and the
+//! release's audit events, committed through the group commit.
+
+use alter_core::audit::AuditEvent;
+use alter_core::grants::{Grant, Viewer};
+use alter_core::ids::{AppId, GrantId, SecretId};
+use alter_core::ports::{ReleaseStore, StoreResult};
+use alter_core::release::ReleaseCondition;
+use alter_core::time::Timestamp;
+use async_trait::async_trait;
+
+use crate::SqlStore;
+use crate::grants::{COLUMNS, Clause, Param, grant};
+use crate::group_commit::{Op, Outcome};
+use crate::rows::fetch_all;
+
+#[async_trait]
+impl ReleaseStore for SqlStore {
+    async fn release_candidates(
+        &self,
+        app: AppId,
+        secret: SecretId,
+        viewer: &Viewer,
+        label: Option<&str>,
+        now: Timestamp,
+        limit: i64,
+    ) -> StoreResult<Vec<Grant>> {
+        let mut c = Clause::default();
+        let app = c.text(app.to_string());
+        let secret = c.text(secret.to_string());
+        let now = c.param(Param::Int(now.micros()));
+        c.sql.push(format!(
+            "g.app_id = {app} AND g.secret_id = {secret} AND g.status = 'active' \
+             AND (g.expires_at IS NULL OR g.expires_at > {now})"
+        ));
+        match viewer {
+            Viewer::App => c.sql.push("g.principal_type = 'system'".into()),
+            Viewer::User { user, idp, groups } => {
+                let user = c.text(user.to_string());
+                c.user_clause(
+                    format!("(g.principal_type = 'user' AND g.app_user_id = {user})"),
+                    *idp,
+                    groups,
+                );
+            }
+            Viewer::Agent {
+                agent,
+                delegated_by,
+            } => c.agent_clause(*agent, *delegated_by),
+        }
+        if let Some(label) = label {
+            let label = c.text(label);
+            c.sql.push(format!("g.label = {label}"));
+        }
+        let limit = c.param(Param::Int(limit));
+        let sql = format!(
+            "SELECT {COLUMNS} FROM grants g WHERE {} ORDER BY g.seq LIMIT {limit}",
+            c.sql.join(" AND ")
+        );
+        fetch_all(&self.read, c.bind(sqlx::query(&sql)), grant).await
+    }
+
+    async fn commit_release(
+        &self,
+        event: AuditEvent,
+        touch: Option<(GrantId, Timestamp)>,
+        condition: ReleaseCondition,
+    ) -> StoreResult<bool> {
+        let mut ops = vec![
+            Op::Require(Box::new(condition)),
+            Op::Append(Box::new(event)),
+        ];
+        if let Some((id, at)) = touch {
+            ops.push(Op::TouchGrant { id, at });
+        }
+        let outcomes = self.group.run(ops).await?;
+        Ok(!outcomes.contains(&Outcome::Refused))
+    }
+
+    async fn record_release(&self, event: AuditEvent) -> StoreResult<()> {
+        self.group
+            .run(vec![Op::Append(Box::new(event))])
+            .await
+            .map(drop)
+    }
+
+    async fn set_scope_mismatch(
+        &self,
+        app: AppId,
+        id: GrantId,
+        mismatch: bool,
+        event: &AuditEvent,
+    ) -> StoreResult<()> {
+        let query =
+            sqlx::query("UPDATE grants SET scope_mismatch = $1 WHERE app_id = $2 AND id = $3")
+                .bind(i64::from(mismatch))
+                .bind(app.to_string())
+                .bind(id.to_string());
+        self.execute_with_event(query, event).await.map(drop)
+    }
+}
