@@ -440,6 +440,94 @@ pub struct DelegationResult {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde::de::DeserializeOwned;
+
+    /// `wire` read into `T` and written back is `wire` again, key for key: no key lost, added
+    /// or renamed, and `null` stays `null` while an absent key stays absent.
+    fn round_trips<T: Serialize + DeserializeOwned + PartialEq + fmt::Debug>(wire: &str) -> T {
+        let expected: Value = serde_json::from_str(wire).unwrap();
+        let value: T = serde_json::from_value(expected.clone()).unwrap();
+        assert_eq!(serde_json::to_value(&value).unwrap(), expected, "{wire}");
+        let again: T = serde_json::from_value(serde_json::to_value(&value).unwrap()).unwrap();
+        assert_eq!(again, value);
+        value
+    }
+
+    #[test]
+    fn oauth_items_keep_their_wire_form() {
+        round_trips::<GrantItem>(
+            r#"{"grant_kind":"oauth","grant_id":"g1","provider_id":"google",
+                "scopes":["email"],"account_identifier":"a@example.com","status":"active",
+                "expires_at":"2027-01-01T00:00:00Z","grant_expires_at":"2027-02-01T00:00:00Z",
+                "created_at":"2026-12-01T00:00:00Z","last_used_at":"2026-12-02T00:00:00Z",
+                "principal_type":"agent","access_via":"oauth_delegation",
+                "delegated_agent_ids":["a1"],"label":"l","parent_grant_id":"g0","depth":1,
+                "delegable":true}"#,
+        );
+        round_trips::<GrantItem>(
+            r#"{"grant_kind":"oauth","grant_id":"g1","provider_id":"","scopes":[],
+                "status":"revoked","created_at":"2026-12-01T00:00:00Z","principal_type":"user",
+                "access_via":"ownership","delegated_agent_ids":[],"depth":0,"delegable":false}"#,
+        );
+    }
+
+    #[test]
+    fn managed_secret_items_keep_their_wire_form() {
+        round_trips::<GrantItem>(
+            r#"{"grant_kind":"managed_secret","grant_id":"g1","managed_secret_id":"s1",
+                "managed_secret_slug":"stripe","managed_secret_name":"Stripe","agent_id":"a1",
+                "label":"l","status":"active","grant_policy":{"max_ttl_seconds":60},
+                "grant_expires_at":"2027-02-01T00:00:00Z","created_at":"2026-12-01T00:00:00Z",
+                "last_used_at":"2026-12-02T00:00:00Z","principal_type":"agent",
+                "access_via":"ms_delegation","delegated_at":"2026-12-01T00:00:00Z",
+                "parent_grant_id":"g0","depth":2,"delegable":true,"credential_id":"s1",
+                "credential_kind":"developer","app_user_id":"u1","external_group_id":"eg"}"#,
+        );
+        round_trips::<GrantItem>(
+            r#"{"grant_kind":"managed_secret","grant_id":"g1","managed_secret_id":"",
+                "managed_secret_slug":"","managed_secret_name":"","status":"expired",
+                "created_at":"2026-12-01T00:00:00Z","principal_type":"system",
+                "access_via":"ownership","depth":0,"delegable":false}"#,
+        );
+    }
+
+    #[test]
+    fn absent_defaults_are_filled_in_and_written() {
+        let item = round_trips::<GrantList>(
+            r#"{"grants":[{"grant_kind":"oauth","grant_id":"g","provider_id":"p","scopes":[],
+                "status":"active","created_at":"t","principal_type":"user",
+                "access_via":"ownership","delegated_agent_ids":[],"depth":0,
+                "delegable":false}],"total":1,"limit":100,"offset":0,"has_more":false}"#,
+        );
+        let sparse: GrantItem = serde_json::from_str(
+            r#"{"grant_kind":"oauth","grant_id":"g","provider_id":"p","status":"active",
+                "created_at":"t","principal_type":"user","access_via":"ownership"}"#,
+        )
+        .unwrap();
+        assert_eq!(item.grants, vec![sparse]);
+    }
+
+    #[test]
+    fn principals_keep_their_wire_form() {
+        round_trips::<PrincipalBody>(r#"{"type":"user","user_token":"jwt","label":"alice"}"#);
+        round_trips::<PrincipalBody>(
+            r#"{"type":"group","external_group_id":"eng","idp_id":"i","label":"l"}"#,
+        );
+        round_trips::<PrincipalBody>(r#"{"type":"system","label":null}"#);
+        round_trips::<PrincipalBody>(r#"{"type":"agent","label":"bot"}"#);
+    }
+
+    #[test]
+    fn grant_policies_keep_their_wire_form() {
+        round_trips::<GrantPolicyBody>("{}");
+        round_trips::<GrantPolicyBody>(
+            r#"{"expires_at":"2027-01-01T00:00:00Z","max_ttl_seconds":60,
+                "default_ttl_seconds":30}"#,
+        );
+        round_trips::<CreateGrantRequest>(
+            r#"{"principal":{"type":"system","label":null},"grant_policy":{}}"#,
+        );
+    }
 
     #[test]
     fn the_default_list_request_is_an_empty_body() {
