@@ -43,6 +43,53 @@ pub struct Connection {
     json: bool,
 }
 
+/// The connection and the app of an app-scoped command (`key`, `idp`, `secret`, `agent`,
+/// `grant`, `audit`).
+#[derive(Debug, Args)]
+pub struct AppScope {
+    #[command(flatten)]
+    connection: Connection,
+    /// The app (defaults to the only app, when there is exactly one).
+    #[arg(long, global = true)]
+    app: Option<String>,
+}
+
+impl Connection {
+    /// Runs `command` with an admin client and prints its outcome; the exit code says how it
+    /// went.
+    async fn run<P: Into<Printed>>(
+        self,
+        command: impl AsyncFnOnce(AdminClient) -> Result<P, Error>,
+    ) -> ExitCode {
+        let result = match client(&self) {
+            Ok(client) => command(client).await,
+            Err(e) => Err(e),
+        };
+        finish(result)
+    }
+}
+
+impl AppScope {
+    /// Whether to print JSON instead of a table.
+    fn json(&self) -> bool {
+        self.connection.json
+    }
+
+    /// [`Connection::run`] on the app `--app` names, or the only app there is.
+    async fn run<P: Into<Printed>>(
+        self,
+        command: impl AsyncFnOnce(&AdminClient, &str) -> Result<P, Error>,
+    ) -> ExitCode {
+        let app = self.app;
+        self.connection
+            .run(async |client| {
+                let app = resolve_app(&client, app).await?;
+                command(&client, &app).await
+            })
+            .await
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct AppArgs {
     #[command(flatten)]
@@ -66,10 +113,7 @@ enum AppCommand {
 #[derive(Debug, Args)]
 pub struct KeyArgs {
     #[command(flatten)]
-    connection: Connection,
-    /// The app (defaults to the only app, when there is exactly one).
-    #[arg(long, global = true)]
-    app: Option<String>,
+    scope: AppScope,
     #[command(subcommand)]
     command: KeyCommand,
 }
@@ -77,23 +121,7 @@ pub struct KeyArgs {
 #[derive(Debug, Subcommand)]
 enum KeyCommand {
     /// Mint a key; its plaintext is shown once.
-    Mint {
-        /// Name.
-        #[arg(long)]
-        name: Option<String>,
-        /// Key type: rk (app runtime, default), ak (agent-typed) or pk (publishable).
-        #[arg(long = "type", value_parser = ["rk", "ak", "pk"])]
-        key_type: Option<String>,
-        /// A scope to grant (repeatable); every scope by default.
-        #[arg(long = "scope")]
-        scopes: Vec<String>,
-        /// A network the key may be used from (repeatable).
-        #[arg(long = "cidr")]
-        cidrs: Vec<String>,
-        /// Lifetime in seconds.
-        #[arg(long)]
-        expires_in: Option<i64>,
-    },
+    Mint(MintArgs),
     /// List keys.
     List,
     /// Revoke a key (and the keys derived from it).
@@ -111,11 +139,42 @@ enum KeyCommand {
     },
 }
 
+#[derive(Debug, Args)]
+struct MintArgs {
+    /// Name.
+    #[arg(long)]
+    name: Option<String>,
+    /// Key type: rk (app runtime, default), ak (agent-typed) or pk (publishable).
+    #[arg(long = "type", value_parser = ["rk", "ak", "pk"])]
+    key_type: Option<String>,
+    /// A scope to grant (repeatable); every scope by default.
+    #[arg(long = "scope")]
+    scopes: Vec<String>,
+    /// A network the key may be used from (repeatable).
+    #[arg(long = "cidr")]
+    cidrs: Vec<String>,
+    /// Lifetime in seconds.
+    #[arg(long)]
+    expires_in: Option<i64>,
+}
+
+impl MintArgs {
+    /// The request these flags make; an empty list is left to the server's default.
+    fn request(self) -> MintKeyRequest {
+        MintKeyRequest {
+            name: self.name,
+            key_type: self.key_type,
+            scopes: (!self.scopes.is_empty()).then_some(self.scopes),
+            cidr_allowlist: (!self.cidrs.is_empty()).then_some(self.cidrs),
+            expires_in: self.expires_in,
+        }
+    }
+}
+
 pub async fn app(args: AppArgs) -> ExitCode {
     let json = args.connection.json;
-    let result = async {
-        let client = client(&args.connection)?;
-        match args.command {
+    args.connection
+        .run(async |client| match args.command {
             AppCommand::Create { name } => {
                 let app = client.create_app(&name).await?;
                 Ok(output(json, &app, || {
@@ -126,41 +185,24 @@ pub async fn app(args: AppArgs) -> ExitCode {
                 let apps = client.list_apps().await?;
                 Ok(output(json, &apps, || apps_table(&apps)))
             }
-        }
-    }
-    .await;
-    finish(result)
+        })
+        .await
 }
 
 pub async fn key(args: KeyArgs) -> ExitCode {
-    let json = args.connection.json;
-    let result = async {
-        let client = client(&args.connection)?;
-        let app = resolve_app(&client, args.app).await?;
-        match args.command {
-            KeyCommand::Mint {
-                name,
-                key_type,
-                scopes,
-                cidrs,
-                expires_in,
-            } => {
-                let request = MintKeyRequest {
-                    name,
-                    key_type,
-                    scopes: (!scopes.is_empty()).then_some(scopes),
-                    cidr_allowlist: (!cidrs.is_empty()).then_some(cidrs),
-                    expires_in,
-                };
-                let minted = client.mint_key(&app, &request).await?;
+    let json = args.scope.json();
+    args.scope
+        .run(async |client, app| match args.command {
+            KeyCommand::Mint(mint) => {
+                let minted = client.mint_key(app, &mint.request()).await?;
                 Ok(output(json, &minted, || minted_text(&minted)))
             }
             KeyCommand::List => {
-                let keys = client.list_keys(&app).await?;
+                let keys = client.list_keys(app).await?;
                 Ok(output(json, &keys, || keys_table(&keys)))
             }
             KeyCommand::Revoke { key_id } => {
-                let key = client.revoke_key(&app, &key_id).await?;
+                let key = client.revoke_key(app, &key_id).await?;
                 Ok(output(json, &key, || {
                     keys_table(std::slice::from_ref(&key))
                 }))
@@ -169,13 +211,11 @@ pub async fn key(args: KeyArgs) -> ExitCode {
                 key_id,
                 grace_seconds,
             } => {
-                let minted = client.rotate_key(&app, &key_id, grace_seconds).await?;
+                let minted = client.rotate_key(app, &key_id, grace_seconds).await?;
                 Ok(output(json, &minted, || minted_text(&minted)))
             }
-        }
-    }
-    .await;
-    finish(result)
+        })
+        .await
 }
 
 fn client(connection: &Connection) -> Result<AdminClient, Error> {

@@ -47,6 +47,18 @@ impl Table {
             .collect::<Vec<_>>()
             .join("\n")
     }
+
+    /// The table as one page of a listing that starts at `offset` of `total`, with a hint to
+    /// the next page when more follow.
+    pub fn render_page(&self, offset: i64, total: i64, has_more: bool) -> String {
+        let text = self.render();
+        if !has_more {
+            return text;
+        }
+        let shown = self.rows.len().saturating_sub(1);
+        let next = offset.saturating_add(i64::try_from(shown).unwrap_or(i64::MAX));
+        format!("{text}\n({shown} of {total}; next page: --offset {next})")
+    }
 }
 
 /// One record as `name  value` lines, names padded to the longest.
@@ -76,15 +88,6 @@ pub fn list(values: &[String], empty: &str) -> String {
     }
 }
 
-/// A rendered page, with a hint to the next one when more follow.
-pub fn paged(text: String, shown: usize, offset: i64, total: i64, has_more: bool) -> String {
-    if !has_more {
-        return text;
-    }
-    let next = offset.saturating_add(i64::try_from(shown).unwrap_or(i64::MAX));
-    format!("{text}\n({shown} of {total}; next page: --offset {next})")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -103,10 +106,13 @@ mod tests {
         assert_eq!(text, "id             1\nvalue version  2");
         assert_eq!(or_dash(None::<i64>), "-");
         assert_eq!(list(&[], "any"), "any");
-        assert_eq!(paged("t".into(), 2, 0, 2, false), "t");
+        let mut page = Table::new(["ID"]);
+        page.row(["a"]);
+        page.row(["b"]);
+        assert_eq!(page.render_page(0, 2, false), "ID\na\nb");
         assert_eq!(
-            paged("t".into(), 2, 4, 9, true),
-            "t\n(2 of 9; next page: --offset 6)"
+            page.render_page(4, 9, true),
+            "ID\na\nb\n(2 of 9; next page: --offset 6)"
         );
         assert_eq!(list(&["a".into(), "b".into()], "-"), "a, b");
     }

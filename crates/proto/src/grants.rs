@@ -93,24 +93,27 @@ pub enum GrantItem {
     ManagedSecret(ManagedSecretGrantItem),
 }
 
-/// `OAuthGrantItem`.
+impl GrantItem {
+    /// What the two kinds of item have in common.
+    pub fn common(&self) -> &GrantItemCommon {
+        match self {
+            GrantItem::OAuth(item) => &item.common,
+            GrantItem::ManagedSecret(item) => &item.common,
+        }
+    }
+}
+
+/// The keys every grant item carries, whatever its kind (flattened into each: on the wire they
+/// are the item's own keys).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct OAuthGrantItem {
+pub struct GrantItemCommon {
     /// Grant id (for an agent: its delegation's id).
     pub grant_id: String,
-    /// Provider id.
-    pub provider_id: String,
-    /// Granted OAuth scopes.
-    #[serde(default)]
-    pub scopes: Vec<String>,
-    /// Account at the provider.
+    /// Sibling label.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub account_identifier: Option<String>,
+    pub label: Option<String>,
     /// `active`, `expired` or `revoked`.
     pub status: String,
-    /// Provider token expiry.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub expires_at: Option<String>,
     /// Grant expiry.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub grant_expires_at: Option<String>,
@@ -119,16 +122,10 @@ pub struct OAuthGrantItem {
     /// Last use.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_used_at: Option<String>,
-    /// `user`, `system` or `agent`.
+    /// `user`, `system` or `agent`; `group` too for managed secrets.
     pub principal_type: String,
-    /// `ownership` or `oauth_delegation`.
+    /// `ownership`, or `oauth_delegation` / `ms_delegation` for a delegation.
     pub access_via: String,
-    /// Agents the grant is delegated to.
-    #[serde(default)]
-    pub delegated_agent_ids: Vec<String>,
-    /// Sibling label.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub label: Option<String>,
     /// The grant delegated from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parent_grant_id: Option<String>,
@@ -140,11 +137,44 @@ pub struct OAuthGrantItem {
     pub delegable: bool,
 }
 
+/// `OAuthGrantItem`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OAuthGrantItem {
+    /// The keys of every grant item.
+    #[serde(flatten)]
+    pub common: GrantItemCommon,
+    /// Provider id.
+    pub provider_id: String,
+    /// Granted OAuth scopes.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// Account at the provider.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account_identifier: Option<String>,
+    /// Provider token expiry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
+    /// Agents the grant is delegated to.
+    #[serde(default)]
+    pub delegated_agent_ids: Vec<String>,
+}
+
+/// The common keys read as the item's own (`item.grant_id`), as they are on the wire and on
+/// the official client's reference page.
+impl std::ops::Deref for OAuthGrantItem {
+    type Target = GrantItemCommon;
+
+    fn deref(&self) -> &GrantItemCommon {
+        &self.common
+    }
+}
+
 /// `ManagedSecretGrantItem`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ManagedSecretGrantItem {
-    /// Grant id (for an agent: its delegation's id).
-    pub grant_id: String,
+    /// The keys of every grant item.
+    #[serde(flatten)]
+    pub common: GrantItemCommon,
     /// The managed secret's id.
     pub managed_secret_id: String,
     /// Its slug.
@@ -154,38 +184,12 @@ pub struct ManagedSecretGrantItem {
     /// The agent, for agent principals.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent_id: Option<String>,
-    /// Sibling label.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub label: Option<String>,
-    /// `active`, `expired` or `revoked`.
-    pub status: String,
     /// The grant's policy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub grant_policy: Option<Value>,
-    /// Grant expiry.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub grant_expires_at: Option<String>,
-    /// Creation time.
-    pub created_at: String,
-    /// Last use.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_used_at: Option<String>,
-    /// `user`, `group`, `system` or `agent`.
-    pub principal_type: String,
-    /// `ownership` or `ms_delegation`.
-    pub access_via: String,
     /// When the delegation was made (delegations only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delegated_at: Option<String>,
-    /// The grant delegated from.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub parent_grant_id: Option<String>,
-    /// Hops from the root.
-    #[serde(default)]
-    pub depth: i64,
-    /// May be delegated onward.
-    #[serde(default)]
-    pub delegable: bool,
     /// The credential served.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credential_id: Option<String>,
@@ -200,40 +204,104 @@ pub struct ManagedSecretGrantItem {
     pub external_group_id: Option<String>,
 }
 
-/// The `principal` of a managed-secret grant, discriminated on `type`.
+/// The common keys read as the item's own, as for [`OAuthGrantItem`].
+impl std::ops::Deref for ManagedSecretGrantItem {
+    type Target = GrantItemCommon;
+
+    fn deref(&self) -> &GrantItemCommon {
+        &self.common
+    }
+}
+
+/// The `principal` of a managed-secret grant, discriminated on `type`: who the grant is for.
+/// The Rust SDK takes it as `alter_sdk::Principal`.
+///
+/// ```
+/// use alter_proto::grants::PrincipalBody;
+/// let alice = PrincipalBody::user("eyJhbGciOi…", "alice-prod-stripe");
+/// let system = PrincipalBody::system().with_label("nightly-sync");
+/// ```
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum PrincipalBody {
-    /// An end user identified by their IdP JWT.
+    /// An end user, identified by their IdP JWT.
     User {
-        /// The JWT.
+        /// The user's JWT.
         user_token: String,
-        /// Label.
+        /// Label (1–255 characters).
         label: String,
     },
-    /// An IdP group.
+    /// An IdP group; membership is decided from the user's token each time the grant is used.
     Group {
-        /// Group id at the IdP.
+        /// The group's id at the IdP.
         external_group_id: String,
-        /// The app's IdP id.
+        /// The app's identity-provider id.
         idp_id: String,
-        /// Label.
+        /// Label (1–255 characters).
         label: String,
     },
     /// The app itself.
     System {
-        /// Label.
+        /// Optional label.
         #[serde(default)]
         label: Option<String>,
     },
-    /// An agent: refused (422) on `POST /sdk/managed-secrets/{id}/grants`, which never takes
-    /// the agent from the calling key; an agent binds a secret to itself with
-    /// [`AgentSelfGrantRequest`].
+    /// `AgentPrincipal()`, as the official client has it: refused (422) on
+    /// `POST /sdk/managed-secrets/{id}/grants`, which never takes the agent from the calling
+    /// key; an agent binds a secret to itself with [`AgentSelfGrantRequest`] (the SDK's
+    /// `Agent::create_managed_secret_grant`).
     Agent {
-        /// Label.
+        /// Optional label.
         #[serde(default)]
         label: Option<String>,
     },
+}
+
+impl PrincipalBody {
+    /// `UserPrincipal(user_token=…, label=…)`.
+    pub fn user(user_token: impl Into<String>, label: impl Into<String>) -> PrincipalBody {
+        PrincipalBody::User {
+            user_token: user_token.into(),
+            label: label.into(),
+        }
+    }
+
+    /// `GroupPrincipal(external_group_id=…, idp_id=…, label=…)`.
+    pub fn group(
+        external_group_id: impl Into<String>,
+        idp_id: impl Into<String>,
+        label: impl Into<String>,
+    ) -> PrincipalBody {
+        PrincipalBody::Group {
+            external_group_id: external_group_id.into(),
+            idp_id: idp_id.into(),
+            label: label.into(),
+        }
+    }
+
+    /// `SystemPrincipal()`.
+    pub fn system() -> PrincipalBody {
+        PrincipalBody::System { label: None }
+    }
+
+    /// `AgentPrincipal()`: the calling agent.
+    pub fn agent() -> PrincipalBody {
+        PrincipalBody::Agent { label: None }
+    }
+
+    /// Sets the label of a system or agent principal (user and group principals take theirs
+    /// at construction).
+    pub fn with_label(self, label: impl Into<String>) -> PrincipalBody {
+        match self {
+            PrincipalBody::System { .. } => PrincipalBody::System {
+                label: Some(label.into()),
+            },
+            PrincipalBody::Agent { .. } => PrincipalBody::Agent {
+                label: Some(label.into()),
+            },
+            other => other,
+        }
+    }
 }
 
 impl fmt::Debug for PrincipalBody {
@@ -440,6 +508,94 @@ pub struct DelegationResult {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde::de::DeserializeOwned;
+
+    /// `wire` read into `T` and written back is `wire` again, key for key: no key lost, added
+    /// or renamed, and `null` stays `null` while an absent key stays absent.
+    fn round_trips<T: Serialize + DeserializeOwned + PartialEq + fmt::Debug>(wire: &str) -> T {
+        let expected: Value = serde_json::from_str(wire).unwrap();
+        let value: T = serde_json::from_value(expected.clone()).unwrap();
+        assert_eq!(serde_json::to_value(&value).unwrap(), expected, "{wire}");
+        let again: T = serde_json::from_value(serde_json::to_value(&value).unwrap()).unwrap();
+        assert_eq!(again, value);
+        value
+    }
+
+    #[test]
+    fn oauth_items_keep_their_wire_form() {
+        round_trips::<GrantItem>(
+            r#"{"grant_kind":"oauth","grant_id":"g1","provider_id":"google",
+                "scopes":["email"],"account_identifier":"a@example.com","status":"active",
+                "expires_at":"2027-01-01T00:00:00Z","grant_expires_at":"2027-02-01T00:00:00Z",
+                "created_at":"2026-12-01T00:00:00Z","last_used_at":"2026-12-02T00:00:00Z",
+                "principal_type":"agent","access_via":"oauth_delegation",
+                "delegated_agent_ids":["a1"],"label":"l","parent_grant_id":"g0","depth":1,
+                "delegable":true}"#,
+        );
+        round_trips::<GrantItem>(
+            r#"{"grant_kind":"oauth","grant_id":"g1","provider_id":"","scopes":[],
+                "status":"revoked","created_at":"2026-12-01T00:00:00Z","principal_type":"user",
+                "access_via":"ownership","delegated_agent_ids":[],"depth":0,"delegable":false}"#,
+        );
+    }
+
+    #[test]
+    fn managed_secret_items_keep_their_wire_form() {
+        round_trips::<GrantItem>(
+            r#"{"grant_kind":"managed_secret","grant_id":"g1","managed_secret_id":"s1",
+                "managed_secret_slug":"stripe","managed_secret_name":"Stripe","agent_id":"a1",
+                "label":"l","status":"active","grant_policy":{"max_ttl_seconds":60},
+                "grant_expires_at":"2027-02-01T00:00:00Z","created_at":"2026-12-01T00:00:00Z",
+                "last_used_at":"2026-12-02T00:00:00Z","principal_type":"agent",
+                "access_via":"ms_delegation","delegated_at":"2026-12-01T00:00:00Z",
+                "parent_grant_id":"g0","depth":2,"delegable":true,"credential_id":"s1",
+                "credential_kind":"developer","app_user_id":"u1","external_group_id":"eg"}"#,
+        );
+        round_trips::<GrantItem>(
+            r#"{"grant_kind":"managed_secret","grant_id":"g1","managed_secret_id":"",
+                "managed_secret_slug":"","managed_secret_name":"","status":"expired",
+                "created_at":"2026-12-01T00:00:00Z","principal_type":"system",
+                "access_via":"ownership","depth":0,"delegable":false}"#,
+        );
+    }
+
+    #[test]
+    fn absent_defaults_are_filled_in_and_written() {
+        let item = round_trips::<GrantList>(
+            r#"{"grants":[{"grant_kind":"oauth","grant_id":"g","provider_id":"p","scopes":[],
+                "status":"active","created_at":"t","principal_type":"user",
+                "access_via":"ownership","delegated_agent_ids":[],"depth":0,
+                "delegable":false}],"total":1,"limit":100,"offset":0,"has_more":false}"#,
+        );
+        let sparse: GrantItem = serde_json::from_str(
+            r#"{"grant_kind":"oauth","grant_id":"g","provider_id":"p","status":"active",
+                "created_at":"t","principal_type":"user","access_via":"ownership"}"#,
+        )
+        .unwrap();
+        assert_eq!(item.grants, vec![sparse]);
+    }
+
+    #[test]
+    fn principals_keep_their_wire_form() {
+        round_trips::<PrincipalBody>(r#"{"type":"user","user_token":"jwt","label":"alice"}"#);
+        round_trips::<PrincipalBody>(
+            r#"{"type":"group","external_group_id":"eng","idp_id":"i","label":"l"}"#,
+        );
+        round_trips::<PrincipalBody>(r#"{"type":"system","label":null}"#);
+        round_trips::<PrincipalBody>(r#"{"type":"agent","label":"bot"}"#);
+    }
+
+    #[test]
+    fn grant_policies_keep_their_wire_form() {
+        round_trips::<GrantPolicyBody>("{}");
+        round_trips::<GrantPolicyBody>(
+            r#"{"expires_at":"2027-01-01T00:00:00Z","max_ttl_seconds":60,
+                "default_ttl_seconds":30}"#,
+        );
+        round_trips::<CreateGrantRequest>(
+            r#"{"principal":{"type":"system","label":null},"grant_policy":{}}"#,
+        );
+    }
 
     #[test]
     fn the_default_list_request_is_an_empty_body() {

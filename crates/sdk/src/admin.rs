@@ -65,6 +65,12 @@ impl AdminClient {
         decode(&execute(request, Mapper::Main).await?)
     }
 
+    /// The `items` of the listing at `path`.
+    async fn items<T: DeserializeOwned>(&self, path: &str) -> Result<Vec<T>, Error> {
+        let list: ItemList<T> = self.call::<_, ()>(Method::GET, path, None).await?;
+        Ok(list.items)
+    }
+
     /// Creates an app.
     pub async fn create_app(&self, name: &str) -> Result<AppInfo, Error> {
         let body = CreateAppRequest {
@@ -75,13 +81,12 @@ impl AdminClient {
 
     /// Lists apps.
     pub async fn list_apps(&self) -> Result<Vec<AppInfo>, Error> {
-        let list: ItemList<AppInfo> = self.call::<_, ()>(Method::GET, "/apps", None).await?;
-        Ok(list.items)
+        self.items("/apps").await
     }
 
     /// One app.
     pub async fn get_app(&self, app_id: &str) -> Result<AppInfo, Error> {
-        let path = format!("/apps/{}", encode_path_segment(app_id));
+        let path = app_path(app_id, "");
         self.call::<_, ()>(Method::GET, &path, None).await
     }
 
@@ -91,24 +96,18 @@ impl AdminClient {
         app_id: &str,
         request: &MintKeyRequest,
     ) -> Result<MintedKey, Error> {
-        let path = format!("/apps/{}/keys", encode_path_segment(app_id));
+        let path = app_path(app_id, "/keys");
         self.call(Method::POST, &path, Some(request)).await
     }
 
     /// Lists an app's keys.
     pub async fn list_keys(&self, app_id: &str) -> Result<Vec<ApiKeyInfo>, Error> {
-        let path = format!("/apps/{}/keys", encode_path_segment(app_id));
-        let list: ItemList<ApiKeyInfo> = self.call::<_, ()>(Method::GET, &path, None).await?;
-        Ok(list.items)
+        self.items(&app_path(app_id, "/keys")).await
     }
 
     /// Revokes a key and its derived keys.
     pub async fn revoke_key(&self, app_id: &str, key_id: &str) -> Result<ApiKeyInfo, Error> {
-        let path = format!(
-            "/apps/{}/keys/{}",
-            encode_path_segment(app_id),
-            encode_path_segment(key_id)
-        );
+        let path = member_path(app_id, "keys", key_id, "");
         self.call::<_, ()>(Method::DELETE, &path, None).await
     }
 
@@ -119,11 +118,7 @@ impl AdminClient {
         key_id: &str,
         grace_seconds: Option<i64>,
     ) -> Result<MintedKey, Error> {
-        let path = format!(
-            "/apps/{}/keys/{}/rotate",
-            encode_path_segment(app_id),
-            encode_path_segment(key_id)
-        );
+        let path = member_path(app_id, "keys", key_id, "/rotate");
         self.call(
             Method::POST,
             &path,
@@ -134,13 +129,13 @@ impl AdminClient {
 
     /// Sets (or replaces) the app's identity provider.
     pub async fn set_idp(&self, app_id: &str, request: &IdpRequest) -> Result<IdpInfo, Error> {
-        let path = format!("/apps/{}/idp", encode_path_segment(app_id));
+        let path = app_path(app_id, "/idp");
         self.call(Method::PUT, &path, Some(request)).await
     }
 
     /// The app's identity provider.
     pub async fn get_idp(&self, app_id: &str) -> Result<IdpInfo, Error> {
-        let path = format!("/apps/{}/idp", encode_path_segment(app_id));
+        let path = app_path(app_id, "/idp");
         self.call::<_, ()>(Method::GET, &path, None).await
     }
 
@@ -150,21 +145,19 @@ impl AdminClient {
         app_id: &str,
         request: &CreateSecretRequest,
     ) -> Result<SecretInfo, Error> {
-        let path = format!("/apps/{}/secrets", encode_path_segment(app_id));
+        let path = app_path(app_id, "/secrets");
         self.call(Method::POST, &path, Some(request)).await
     }
 
     /// Lists the app's live managed secrets.
     pub async fn list_secrets(&self, app_id: &str) -> Result<Vec<SecretInfo>, Error> {
-        let path = format!("/apps/{}/secrets", encode_path_segment(app_id));
-        let list: ItemList<SecretInfo> = self.call::<_, ()>(Method::GET, &path, None).await?;
-        Ok(list.items)
+        self.items(&app_path(app_id, "/secrets")).await
     }
 
     /// One managed secret, by id or slug.
     pub async fn get_secret(&self, app_id: &str, secret: &str) -> Result<SecretInfo, Error> {
-        self.call::<_, ()>(Method::GET, &secret_path(app_id, secret), None)
-            .await
+        let path = member_path(app_id, "secrets", secret, "");
+        self.call::<_, ()>(Method::GET, &path, None).await
     }
 
     /// Replaces a managed secret's value; its id and every grant id stay.
@@ -174,7 +167,7 @@ impl AdminClient {
         secret: &str,
         value: String,
     ) -> Result<SecretInfo, Error> {
-        let path = format!("{}/rotate", secret_path(app_id, secret));
+        let path = member_path(app_id, "secrets", secret, "/rotate");
         self.call(Method::POST, &path, Some(&RotateSecretRequest { value }))
             .await
     }
@@ -186,11 +179,8 @@ impl AdminClient {
         secret: &str,
         confirm: &str,
     ) -> Result<SecretInfo, Error> {
-        let path = format!(
-            "{}?{}",
-            secret_path(app_id, secret),
-            encode_query(&[("confirm", confirm)])
-        );
+        let confirm = format!("?{}", encode_query(&[("confirm", confirm)]));
+        let path = member_path(app_id, "secrets", secret, &confirm);
         self.call::<_, ()>(Method::DELETE, &path, None).await
     }
 
@@ -200,36 +190,32 @@ impl AdminClient {
         app_id: &str,
         query: &AgentListQuery,
     ) -> Result<AgentList, Error> {
-        let path = format!(
-            "/apps/{}/agents{}",
-            encode_path_segment(app_id),
-            query_string(query)?
-        );
+        let path = app_path(app_id, &format!("/agents{}", query_string(query)?));
         self.call::<_, ()>(Method::GET, &path, None).await
     }
 
     /// One agent.
     pub async fn get_agent(&self, app_id: &str, agent_id: &str) -> Result<AgentInfo, Error> {
-        self.call::<_, ()>(Method::GET, &agent_path(app_id, agent_id), None)
-            .await
+        let path = member_path(app_id, "agents", agent_id, "");
+        self.call::<_, ()>(Method::GET, &path, None).await
     }
 
     /// Pauses an agent: its keys stop working until it is resumed.
     pub async fn pause_agent(&self, app_id: &str, agent_id: &str) -> Result<AgentInfo, Error> {
-        let path = format!("{}/pause", agent_path(app_id, agent_id));
+        let path = member_path(app_id, "agents", agent_id, "/pause");
         self.call::<_, ()>(Method::POST, &path, None).await
     }
 
     /// Resumes a paused agent.
     pub async fn resume_agent(&self, app_id: &str, agent_id: &str) -> Result<AgentInfo, Error> {
-        let path = format!("{}/resume", agent_path(app_id, agent_id));
+        let path = member_path(app_id, "agents", agent_id, "/resume");
         self.call::<_, ()>(Method::POST, &path, None).await
     }
 
     /// Deletes an agent: its keys and delegations are revoked.
     pub async fn delete_agent(&self, app_id: &str, agent_id: &str) -> Result<AgentInfo, Error> {
-        self.call::<_, ()>(Method::DELETE, &agent_path(app_id, agent_id), None)
-            .await
+        let path = member_path(app_id, "agents", agent_id, "");
+        self.call::<_, ()>(Method::DELETE, &path, None).await
     }
 
     /// A page of the app's grants.
@@ -238,11 +224,7 @@ impl AdminClient {
         app_id: &str,
         query: &GrantListQuery,
     ) -> Result<GrantList, Error> {
-        let path = format!(
-            "/apps/{}/grants{}",
-            encode_path_segment(app_id),
-            query_string(query)?
-        );
+        let path = app_path(app_id, &format!("/grants{}", query_string(query)?));
         self.call::<_, ()>(Method::GET, &path, None).await
     }
 
@@ -253,7 +235,7 @@ impl AdminClient {
         grant_id: &str,
         reason: Option<String>,
     ) -> Result<GrantList, Error> {
-        let path = format!("{}/revoke", grant_path(app_id, grant_id));
+        let path = member_path(app_id, "grants", grant_id, "/revoke");
         self.call(Method::POST, &path, Some(&RevokeRequest { reason }))
             .await
     }
@@ -265,7 +247,7 @@ impl AdminClient {
         app_id: &str,
         grant_id: &str,
     ) -> Result<GrantList, Error> {
-        let path = format!("{}/scope-mismatch", grant_path(app_id, grant_id));
+        let path = member_path(app_id, "grants", grant_id, "/scope-mismatch");
         self.call::<_, ()>(Method::DELETE, &path, None).await
     }
 
@@ -276,23 +258,19 @@ impl AdminClient {
         grant_id: &str,
         request: &CreateDelegationRequest,
     ) -> Result<DelegationResult, Error> {
-        let path = format!("{}/delegations", grant_path(app_id, grant_id));
+        let path = member_path(app_id, "grants", grant_id, "/delegations");
         self.call(Method::POST, &path, Some(request)).await
     }
 
     /// A page of the app's audit events, oldest first.
     pub async fn audit_events(&self, app_id: &str, query: &AuditQuery) -> Result<AuditPage, Error> {
-        let path = format!(
-            "/apps/{}/audit{}",
-            encode_path_segment(app_id),
-            query_string(query)?
-        );
+        let path = app_path(app_id, &format!("/audit{}", query_string(query)?));
         self.call::<_, ()>(Method::GET, &path, None).await
     }
 
     /// Walks the app's audit chain and names the first event altered, removed or reordered.
     pub async fn verify_audit(&self, app_id: &str) -> Result<ChainReportView, Error> {
-        let path = format!("/apps/{}/audit/verify", encode_path_segment(app_id));
+        let path = app_path(app_id, "/audit/verify");
         self.call::<_, ()>(Method::POST, &path, None).await
     }
 
@@ -303,7 +281,7 @@ impl AdminClient {
         app_id: &str,
         checkpoint: AuditCheckpointView,
     ) -> Result<ChainReportView, Error> {
-        let path = format!("/apps/{}/audit/verify", encode_path_segment(app_id));
+        let path = app_path(app_id, "/audit/verify");
         let request = VerifyAuditRequest {
             checkpoint: Some(checkpoint),
         };
@@ -312,32 +290,21 @@ impl AdminClient {
 
     /// A signed checkpoint of the app's audit chain head, to keep outside the database.
     pub async fn audit_checkpoint(&self, app_id: &str) -> Result<AuditCheckpointView, Error> {
-        let path = format!("/apps/{}/audit/checkpoint", encode_path_segment(app_id));
+        let path = app_path(app_id, "/audit/checkpoint");
         self.call::<_, ()>(Method::GET, &path, None).await
     }
 }
 
-fn secret_path(app_id: &str, secret: &str) -> String {
-    format!(
-        "/apps/{}/secrets/{}",
-        encode_path_segment(app_id),
-        encode_path_segment(secret)
-    )
+/// `/apps/{app_id}{rest}`, the id percent-encoded.
+fn app_path(app_id: &str, rest: &str) -> String {
+    format!("/apps/{}{rest}", encode_path_segment(app_id))
 }
 
-fn agent_path(app_id: &str, agent_id: &str) -> String {
-    format!(
-        "/apps/{}/agents/{}",
-        encode_path_segment(app_id),
-        encode_path_segment(agent_id)
-    )
-}
-
-fn grant_path(app_id: &str, grant_id: &str) -> String {
-    format!(
-        "/apps/{}/grants/{}",
-        encode_path_segment(app_id),
-        encode_path_segment(grant_id)
+/// `/apps/{app_id}/{collection}/{id}{rest}`, both ids percent-encoded.
+fn member_path(app_id: &str, collection: &str, id: &str, rest: &str) -> String {
+    app_path(
+        app_id,
+        &format!("/{collection}/{}{rest}", encode_path_segment(id)),
     )
 }
 

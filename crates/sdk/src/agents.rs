@@ -217,9 +217,7 @@ impl Agents<'_> {
 
     /// Deprecates a key: it still works, and every answer to it says so.
     pub async fn deprecate_key(&self, agent_id: &str, key_id: &str) -> Result<AgentKeyInfo, Error> {
-        let path = format!("{}/deprecate", key_path(agent_id, key_id)?);
-        self.call(Method::PATCH, &path, Some(&serde_json::json!({})))
-            .await
+        self.mark_key(agent_id, key_id, "deprecate").await
     }
 
     /// Lifts a key's deprecation.
@@ -228,7 +226,17 @@ impl Agents<'_> {
         agent_id: &str,
         key_id: &str,
     ) -> Result<AgentKeyInfo, Error> {
-        let path = format!("{}/undeprecate", key_path(agent_id, key_id)?);
+        self.mark_key(agent_id, key_id, "undeprecate").await
+    }
+
+    /// `PATCH …/keys/{key_id}/{action}` with an empty object.
+    async fn mark_key(
+        &self,
+        agent_id: &str,
+        key_id: &str,
+        action: &str,
+    ) -> Result<AgentKeyInfo, Error> {
+        let path = format!("{}/{action}", key_path(agent_id, key_id)?);
         self.call(Method::PATCH, &path, Some(&serde_json::json!({})))
             .await
     }

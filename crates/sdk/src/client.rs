@@ -124,28 +124,6 @@ pub struct App {
 }
 
 impl App {
-    /// An app client for `api_key`, with the base URL from `ALTER_BASE_URL`.
-    pub fn new(api_key: impl Into<String>) -> Result<App, Error> {
-        ClientBuilder::new(api_key).build_app()
-    }
-
-    /// A page of the app's grants (delegations included), optionally filtered.
-    ///
-    /// ```no_run
-    /// # async fn run(app: alter_sdk::App) -> Result<(), alter_sdk::Error> {
-    /// use alter_sdk::{GrantItem, ListGrants};
-    /// let page = app.list_grants(ListGrants::new().provider_id("google").limit(50)).await?;
-    /// for grant in &page.grants {
-    ///     if let GrantItem::OAuth(grant) = grant {
-    ///         println!("{} {:?} {:?}", grant.grant_id, grant.account_identifier, grant.scopes);
-    ///     }
-    /// }
-    /// # Ok(()) }
-    /// ```
-    pub async fn list_grants(&self, query: ListGrants) -> Result<GrantList, Error> {
-        grants::list_grants(&self.transport, query).await
-    }
-
     /// Binds a managed secret to a principal (any of the four).
     ///
     /// ```no_run
@@ -220,13 +198,6 @@ impl App {
         grants::mint_grant(&self.transport, source_grant_id, label, grant_policy).await
     }
 
-    /// Calls a provider with a released credential (retrieve mode): the credential is fetched,
-    /// injected into the call and never handed to the caller; the outcome is reported to the
-    /// audit log.
-    pub async fn request(&self, request: ProviderRequest) -> Result<reqwest::Response, Error> {
-        request::request(&self.transport, request, false).await
-    }
-
     /// The agents namespace.
     pub fn agents(&self) -> Agents<'_> {
         Agents {
@@ -255,24 +226,6 @@ pub struct Agent {
 }
 
 impl Agent {
-    /// An agent client for `api_key`, with the base URL from `ALTER_BASE_URL`.
-    pub fn new(api_key: impl Into<String>) -> Result<Agent, Error> {
-        ClientBuilder::new(api_key).build_agent()
-    }
-
-    /// The grants this agent can act on: its own, and those delegated to it (each with the
-    /// delegation's own `grant_id`, which is what the agent passes when using it).
-    ///
-    /// ```no_run
-    /// # async fn run(agent: alter_sdk::Agent) -> Result<(), alter_sdk::Error> {
-    /// let page = agent.list_grants(alter_sdk::ListGrants::new().limit(50)).await?;
-    /// println!("{} grants", page.total);
-    /// # Ok(()) }
-    /// ```
-    pub async fn list_grants(&self, query: ListGrants) -> Result<GrantList, Error> {
-        grants::list_grants(&self.transport, query).await
-    }
-
     /// Binds a managed secret to this agent itself (self only), on the agent self-grant route.
     /// The server allows it only where the operator opted the `agent` principal type in for
     /// that secret, for an active agent whose allowlist names the secret.
@@ -307,22 +260,23 @@ impl Agent {
         grants::delegate(&self.transport, grant_id, to_agent_id, options).await
     }
 
-    /// Calls a provider with a credential this agent holds (retrieve mode). A grant the agent
-    /// cannot reach is [`Error::AgentDelegationMissing`].
-    pub async fn request(&self, request: ProviderRequest) -> Result<reqwest::Response, Error> {
-        request::request(&self.transport, request, true).await
-    }
-
     /// This agent, whatever its status.
     pub async fn me(&self) -> Result<AgentInfo, Error> {
         agents::me(&self.transport).await
     }
 }
 
-/// What `App` and `Agent` share.
+/// What `App` and `Agent` share: how they are built, the grants they see, the provider calls
+/// they make, and the `keys` and `scopes` namespaces. `$build` is the builder's method,
+/// `$agent` whether the client acts as an agent.
 macro_rules! shared_surface {
-    ($($client:ident),*) => {$(
+    ($($client:ident: $build:ident, $agent:literal;)*) => {$(
         impl $client {
+            #[doc = concat!("An [`", stringify!($client), "`] for `api_key`, with the base URL from `ALTER_BASE_URL`.")]
+            pub fn new(api_key: impl Into<String>) -> Result<$client, Error> {
+                ClientBuilder::new(api_key).$build()
+            }
+
             /// A builder for more settings.
             pub fn builder(api_key: impl Into<String>) -> ClientBuilder {
                 ClientBuilder::new(api_key)
@@ -331,6 +285,37 @@ macro_rules! shared_surface {
             /// The server's base URL.
             pub fn base_url(&self) -> &str {
                 self.transport.base_url()
+            }
+
+            /// A page of the grants this client can act on, optionally filtered. An app sees
+            /// all of its grants (delegations included); an agent its own and those delegated
+            /// to it, each with the delegation's own `grant_id`, which is what the agent passes
+            /// when using it.
+            ///
+            /// ```no_run
+            #[doc = concat!("# async fn run(client: alter_sdk::", stringify!($client), ") -> Result<(), alter_sdk::Error> {")]
+            /// use alter_sdk::{GrantItem, ListGrants};
+            /// let page = client.list_grants(ListGrants::new().provider_id("google").limit(50)).await?;
+            /// for grant in &page.grants {
+            ///     if let GrantItem::OAuth(grant) = grant {
+            ///         println!("{} {:?} {:?}", grant.grant_id, grant.account_identifier, grant.scopes);
+            ///     }
+            /// }
+            /// # Ok(()) }
+            /// ```
+            pub async fn list_grants(&self, query: ListGrants) -> Result<GrantList, Error> {
+                grants::list_grants(&self.transport, query).await
+            }
+
+            /// Calls a provider with a released credential (retrieve mode): the credential is
+            /// fetched, injected into the call and never handed to the caller; the outcome is
+            /// reported to the audit log. For an agent, a grant it cannot reach is
+            /// [`Error::AgentDelegationMissing`].
+            pub async fn request(
+                &self,
+                request: ProviderRequest,
+            ) -> Result<reqwest::Response, Error> {
+                request::request(&self.transport, request, $agent).await
             }
 
             /// Key lifecycle: derive, rotate, revoke.
@@ -350,4 +335,7 @@ macro_rules! shared_surface {
     )*};
 }
 
-shared_surface!(App, Agent);
+shared_surface! {
+    App: build_app, false;
+    Agent: build_agent, true;
+}

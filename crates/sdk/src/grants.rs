@@ -1,12 +1,9 @@
 //! Grants: `list_grants`, `create_managed_secret_grant`, `revoke_grant`, `mint_grant`,
 //! `revoke_delegation` and `delegate`, as on the reference page (`sdk-grants-reference`).
 
-use std::fmt;
-
-use alter_proto::REDACTED;
 use alter_proto::grants::{
     AgentSelfGrantRequest, CreateGrantRequest, DelegateRequest, GrantPolicyBody, ListGrantsRequest,
-    MintGrantRequest, PrincipalBody, RevokeGrantRequest,
+    MintGrantRequest, RevokeGrantRequest,
 };
 use alter_proto::signing::encode_path_segment;
 use reqwest::Method;
@@ -15,157 +12,58 @@ use crate::error::Error;
 use crate::transport::{Mapper, Transport};
 
 pub use alter_proto::grants::{
-    CreateGrantResult, DelegationResult, GrantInfo, GrantItem, GrantList, ManagedSecretGrantItem,
-    OAuthGrantItem, RevokeGrantResult,
+    CreateGrantResult, DelegationResult, GrantInfo, GrantItem, GrantItemCommon, GrantList,
+    ManagedSecretGrantItem, OAuthGrantItem, RevokeGrantResult,
 };
 
 /// The official client's name for a page of grants.
 pub type UnifiedGrantListResult = GrantList;
 
-/// Who a managed-secret grant is for.
+/// Who a managed-secret grant is for: the wire's principal, built with
+/// [`Principal::user`], [`Principal::group`], [`Principal::system`] or [`Principal::agent`].
 ///
 /// ```
 /// use alter_sdk::Principal;
 /// let alice = Principal::user("eyJhbGciOi…", "alice-prod-stripe");
 /// let system = Principal::system().with_label("nightly-sync");
 /// ```
-#[derive(Clone, PartialEq)]
-pub enum Principal {
-    /// An end user, identified by their IdP JWT.
-    User {
-        /// The user's JWT.
-        user_token: String,
-        /// Label (1–255 characters).
-        label: String,
-    },
-    /// An IdP group; membership is decided from the user's token each time the grant is used.
-    Group {
-        /// The group's id at the IdP.
-        external_group_id: String,
-        /// The app's identity-provider id.
-        idp_id: String,
-        /// Label (1–255 characters).
-        label: String,
-    },
-    /// The app itself.
-    System {
-        /// Optional label.
-        label: Option<String>,
-    },
-    /// `AgentPrincipal()`, as the official client has it. The server refuses it (422) on
-    /// `create_managed_secret_grant`: it never takes the agent from the calling key. An agent
-    /// binds a secret to itself with `Agent::create_managed_secret_grant`.
-    Agent {
-        /// Optional label.
-        label: Option<String>,
-    },
-}
+pub use alter_proto::grants::PrincipalBody as Principal;
 
-impl fmt::Debug for Principal {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Principal::User { label, .. } => f
-                .debug_struct("User")
-                .field("user_token", &REDACTED)
-                .field("label", label)
-                .finish(),
-            Principal::Group {
-                external_group_id,
-                idp_id,
-                label,
-            } => f
-                .debug_struct("Group")
-                .field("external_group_id", external_group_id)
-                .field("idp_id", idp_id)
-                .field("label", label)
-                .finish(),
-            Principal::System { label } => f.debug_struct("System").field("label", label).finish(),
-            Principal::Agent { label } => f.debug_struct("Agent").field("label", label).finish(),
+/// The principal as the official client checks it before sending.
+fn checked_principal(principal: Principal) -> Result<Principal, Error> {
+    Ok(match principal {
+        Principal::User { user_token, label } => {
+            if user_token.is_empty() || user_token.len() > 8192 {
+                return Err(Error::value("user_token must be 1 to 8192 characters"));
+            }
+            Principal::User {
+                user_token,
+                label: checked_label(Some(label))?.unwrap_or_default(),
+            }
         }
-    }
-}
-
-impl Principal {
-    /// `UserPrincipal(user_token=…, label=…)`.
-    pub fn user(user_token: impl Into<String>, label: impl Into<String>) -> Principal {
-        Principal::User {
-            user_token: user_token.into(),
-            label: label.into(),
-        }
-    }
-
-    /// `GroupPrincipal(external_group_id=…, idp_id=…, label=…)`.
-    pub fn group(
-        external_group_id: impl Into<String>,
-        idp_id: impl Into<String>,
-        label: impl Into<String>,
-    ) -> Principal {
         Principal::Group {
-            external_group_id: external_group_id.into(),
-            idp_id: idp_id.into(),
-            label: label.into(),
-        }
-    }
-
-    /// `SystemPrincipal()`.
-    pub fn system() -> Principal {
-        Principal::System { label: None }
-    }
-
-    /// `AgentPrincipal()`: the calling agent.
-    pub fn agent() -> Principal {
-        Principal::Agent { label: None }
-    }
-
-    /// Sets the label of a system or agent principal (user and group principals take theirs
-    /// at construction).
-    pub fn with_label(self, label: impl Into<String>) -> Principal {
-        match self {
-            Principal::System { .. } => Principal::System {
-                label: Some(label.into()),
-            },
-            Principal::Agent { .. } => Principal::Agent {
-                label: Some(label.into()),
-            },
-            other => other,
-        }
-    }
-
-    fn body(self) -> Result<PrincipalBody, Error> {
-        Ok(match self {
-            Principal::User { user_token, label } => {
-                if user_token.is_empty() || user_token.len() > 8192 {
-                    return Err(Error::value("user_token must be 1 to 8192 characters"));
-                }
-                PrincipalBody::User {
-                    user_token,
-                    label: checked_label(Some(label))?.unwrap_or_default(),
-                }
+            external_group_id,
+            idp_id,
+            label,
+        } => {
+            if !label_ok(&external_group_id) || !label_ok(&idp_id) {
+                return Err(Error::value(
+                    "external_group_id and idp_id must be 1 to 255 characters",
+                ));
             }
             Principal::Group {
                 external_group_id,
                 idp_id,
-                label,
-            } => {
-                if !label_ok(&external_group_id) || !label_ok(&idp_id) {
-                    return Err(Error::value(
-                        "external_group_id and idp_id must be 1 to 255 characters",
-                    ));
-                }
-                PrincipalBody::Group {
-                    external_group_id,
-                    idp_id,
-                    label: checked_label(Some(label))?.unwrap_or_default(),
-                }
+                label: checked_label(Some(label))?.unwrap_or_default(),
             }
-            Principal::System { label } => PrincipalBody::System {
-                label: checked_label(label)?,
-            },
-            Principal::Agent { label } => PrincipalBody::Agent {
-                label: checked_label(label)?,
-            },
-        })
-    }
+        }
+        Principal::System { label } => Principal::System {
+            label: checked_label(label)?,
+        },
+        Principal::Agent { label } => Principal::Agent {
+            label: checked_label(label)?,
+        },
+    })
 }
 
 /// 1–255 characters, like the client checks a label.
@@ -188,9 +86,7 @@ fn checked_label(label: Option<String>) -> Result<Option<String>, Error> {
 /// ```
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct GrantPolicy {
-    expires_at: Option<String>,
-    max_ttl_seconds: Option<i64>,
-    default_ttl_seconds: Option<i64>,
+    body: GrantPolicyBody,
 }
 
 impl GrantPolicy {
@@ -201,24 +97,25 @@ impl GrantPolicy {
 
     /// An absolute end (ISO-8601 with an offset, e.g. `2027-01-01T00:00:00Z`).
     pub fn expires_at(mut self, at: impl Into<String>) -> Self {
-        self.expires_at = Some(at.into());
+        self.body.expires_at = Some(at.into());
         self
     }
 
     /// The longest lifetime.
     pub fn max_ttl_seconds(mut self, seconds: i64) -> Self {
-        self.max_ttl_seconds = Some(seconds);
+        self.body.max_ttl_seconds = Some(seconds);
         self
     }
 
     /// The lifetime given at creation (at most `max_ttl_seconds`).
     pub fn default_ttl_seconds(mut self, seconds: i64) -> Self {
-        self.default_ttl_seconds = Some(seconds);
+        self.body.default_ttl_seconds = Some(seconds);
         self
     }
 
     fn body(self) -> Result<GrantPolicyBody, Error> {
-        if self
+        let body = self.body;
+        if body
             .expires_at
             .as_deref()
             .is_some_and(|s| s.trim().is_empty())
@@ -226,18 +123,14 @@ impl GrantPolicy {
             return Err(Error::value("expires_at must be an ISO-8601 date-time"));
         }
         for (field, value) in [
-            ("max_ttl_seconds", self.max_ttl_seconds),
-            ("default_ttl_seconds", self.default_ttl_seconds),
+            ("max_ttl_seconds", body.max_ttl_seconds),
+            ("default_ttl_seconds", body.default_ttl_seconds),
         ] {
             if value.is_some_and(|v| v <= 0) {
                 return Err(Error::value(format!("{field} must be a positive integer")));
             }
         }
-        Ok(GrantPolicyBody {
-            expires_at: self.expires_at,
-            max_ttl_seconds: self.max_ttl_seconds,
-            default_ttl_seconds: self.default_ttl_seconds,
-        })
+        Ok(body)
     }
 
     fn object(self) -> Result<serde_json::Value, Error> {
@@ -372,7 +265,7 @@ pub(crate) async fn create_managed_secret_grant(
 ) -> Result<CreateGrantResult, Error> {
     let id = non_empty("managed_secret_id", managed_secret_id)?;
     let body = CreateGrantRequest {
-        principal: principal.body()?,
+        principal: checked_principal(principal)?,
         grant_policy: grant_policy.unwrap_or_default().body()?,
         credential_id: None,
     };
@@ -489,15 +382,10 @@ mod tests {
 
     #[test]
     fn local_validation() {
-        assert!(Principal::user("", "l").body().is_err());
-        assert!(Principal::user("t", "").body().is_err());
-        assert!(
-            Principal::system()
-                .with_label("x".repeat(256))
-                .body()
-                .is_err()
-        );
-        assert!(Principal::system().body().is_ok());
+        assert!(checked_principal(Principal::user("", "l")).is_err());
+        assert!(checked_principal(Principal::user("t", "")).is_err());
+        assert!(checked_principal(Principal::system().with_label("x".repeat(256))).is_err());
+        assert!(checked_principal(Principal::system()).is_ok());
         assert!(GrantPolicy::new().max_ttl_seconds(0).body().is_err());
         assert_eq!(ListGrants::new().checked().unwrap().limit, 100);
         assert!(ListGrants::new().limit(1001).checked().is_err());
@@ -512,12 +400,14 @@ mod tests {
 
     #[test]
     fn principals_serialize_like_the_client() {
-        let body = serde_json::to_string(&Principal::user("jwt", "alice").body().unwrap()).unwrap();
+        let body =
+            serde_json::to_string(&checked_principal(Principal::user("jwt", "alice")).unwrap())
+                .unwrap();
         assert_eq!(
             body,
             r#"{"type":"user","user_token":"jwt","label":"alice"}"#
         );
-        let body = serde_json::to_string(&Principal::system().body().unwrap()).unwrap();
+        let body = serde_json::to_string(&checked_principal(Principal::system()).unwrap()).unwrap();
         assert_eq!(body, r#"{"type":"system","label":null}"#);
     }
 }

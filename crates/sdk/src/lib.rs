@@ -27,9 +27,9 @@ pub use alter_proto::scopes::ScopeCatalog;
 pub use client::{Agent, App, ClientBuilder};
 pub use error::{Error, ErrorInfo};
 pub use grants::{
-    CreateGrantResult, DelegateOptions, DelegationResult, GrantInfo, GrantItem, GrantList,
-    GrantPolicy, ListGrants, ManagedSecretGrantItem, OAuthGrantItem, Principal, RevokeGrantResult,
-    UnifiedGrantListResult,
+    CreateGrantResult, DelegateOptions, DelegationResult, GrantInfo, GrantItem, GrantItemCommon,
+    GrantList, GrantPolicy, ListGrants, ManagedSecretGrantItem, OAuthGrantItem, Principal,
+    RevokeGrantResult, UnifiedGrantListResult,
 };
 pub use namespaces::{Keys, Scopes};
 pub use request::ProviderRequest;

@@ -6,16 +6,13 @@ use std::process::ExitCode;
 use alter_sdk::admin::{AgentInfo, AgentList, AgentListQuery};
 use clap::{Args, Subcommand};
 
-use super::{Connection, client, finish, output, resolve_app};
-use crate::table::{Table, fields, or_dash, paged};
+use super::{AppScope, output};
+use crate::table::{Table, fields, or_dash};
 
 #[derive(Debug, Args)]
 pub struct AgentArgs {
     #[command(flatten)]
-    connection: Connection,
-    /// The app (defaults to the only app, when there is exactly one).
-    #[arg(long, global = true)]
-    app: Option<String>,
+    scope: AppScope,
     #[command(subcommand)]
     command: AgentCommand,
 }
@@ -23,17 +20,7 @@ pub struct AgentArgs {
 #[derive(Debug, Subcommand)]
 enum AgentCommand {
     /// List agents.
-    List {
-        /// Include deleted agents.
-        #[arg(long)]
-        include_revoked: bool,
-        /// Page size (default 100).
-        #[arg(long)]
-        limit: Option<i64>,
-        /// Agents to skip.
-        #[arg(long)]
-        offset: Option<i64>,
-    },
+    List(ListArgs),
     /// Show an agent.
     Show {
         /// Agent id.
@@ -56,34 +43,47 @@ enum AgentCommand {
     },
 }
 
-pub async fn agent(args: AgentArgs) -> ExitCode {
-    let json = args.connection.json;
-    let result = async {
-        let client = client(&args.connection)?;
-        let app = resolve_app(&client, args.app).await?;
-        let agent = match args.command {
-            AgentCommand::List {
-                include_revoked,
-                limit,
-                offset,
-            } => {
-                let query = AgentListQuery {
-                    include_revoked: include_revoked.then_some(true),
-                    limit,
-                    offset,
-                };
-                let page = client.list_agents(&app, &query).await?;
-                return Ok(output(json, &page, || agents_table(&page)));
-            }
-            AgentCommand::Show { agent_id } => client.get_agent(&app, &agent_id).await?,
-            AgentCommand::Pause { agent_id } => client.pause_agent(&app, &agent_id).await?,
-            AgentCommand::Resume { agent_id } => client.resume_agent(&app, &agent_id).await?,
-            AgentCommand::Delete { agent_id } => client.delete_agent(&app, &agent_id).await?,
-        };
-        Ok(output(json, &agent, || agent_text(&agent)))
+#[derive(Debug, Args)]
+struct ListArgs {
+    /// Include deleted agents.
+    #[arg(long)]
+    include_revoked: bool,
+    /// Page size (default 100).
+    #[arg(long)]
+    limit: Option<i64>,
+    /// Agents to skip.
+    #[arg(long)]
+    offset: Option<i64>,
+}
+
+impl ListArgs {
+    /// The query these flags make.
+    fn query(self) -> AgentListQuery {
+        AgentListQuery {
+            include_revoked: self.include_revoked.then_some(true),
+            limit: self.limit,
+            offset: self.offset,
+        }
     }
-    .await;
-    finish(result)
+}
+
+pub async fn agent(args: AgentArgs) -> ExitCode {
+    let json = args.scope.json();
+    args.scope
+        .run(async |client, app| {
+            let agent = match args.command {
+                AgentCommand::List(list) => {
+                    let page = client.list_agents(app, &list.query()).await?;
+                    return Ok(output(json, &page, || agents_table(&page)));
+                }
+                AgentCommand::Show { agent_id } => client.get_agent(app, &agent_id).await?,
+                AgentCommand::Pause { agent_id } => client.pause_agent(app, &agent_id).await?,
+                AgentCommand::Resume { agent_id } => client.resume_agent(app, &agent_id).await?,
+                AgentCommand::Delete { agent_id } => client.delete_agent(app, &agent_id).await?,
+            };
+            Ok(output(json, &agent, || agent_text(&agent)))
+        })
+        .await
 }
 
 fn agents_table(page: &AgentList) -> String {
@@ -98,13 +98,7 @@ fn agents_table(page: &AgentList) -> String {
             agent.last_used_at.as_deref().unwrap_or("-"),
         ]);
     }
-    paged(
-        table.render(),
-        page.items.len(),
-        page.offset,
-        page.total,
-        page.has_more,
-    )
+    table.render_page(page.offset, page.total, page.has_more)
 }
 
 fn agent_text(agent: &AgentInfo) -> String {

@@ -9,16 +9,13 @@ use alter_sdk::Error;
 use alter_sdk::admin::{AuditCheckpointView, AuditEventView, AuditQuery};
 use clap::{Args, Subcommand};
 
-use super::{Connection, Printed, client, finish, output, resolve_app};
+use super::{AppScope, Printed, output};
 use crate::table::Table;
 
 #[derive(Debug, Args)]
 pub struct AuditArgs {
     #[command(flatten)]
-    connection: Connection,
-    /// The app (defaults to the only app, when there is exactly one).
-    #[arg(long, global = true)]
-    app: Option<String>,
+    scope: AppScope,
     #[command(subcommand)]
     command: AuditCommand,
 }
@@ -97,95 +94,93 @@ enum AuditCommand {
 }
 
 pub async fn audit(args: AuditArgs) -> ExitCode {
-    let json = args.connection.json;
-    let result: Result<Printed, Error> = async {
-        let client = client(&args.connection)?;
-        let app = resolve_app(&client, args.app).await?;
-        match args.command {
-            AuditCommand::List {
-                filters,
-                limit,
-                cursor,
-            } => {
-                let page = client
-                    .audit_events(&app, &filters.query(cursor, limit))
-                    .await?;
-                let text = output(json, &page, || {
-                    let mut text = events_table(&page.items);
-                    if let Some(next) = &page.next_cursor {
-                        text.push_str(&format!("\n\nnext page: --cursor {next}"));
-                    }
-                    text
-                });
-                Ok(text.into())
-            }
-            AuditCommand::Export { filters } => {
-                let mut cursor = None;
-                let mut stdout = BufWriter::new(std::io::stdout().lock());
-                loop {
+    let json = args.scope.json();
+    args.scope
+        .run(async |client, app| {
+            match args.command {
+                AuditCommand::List {
+                    filters,
+                    limit,
+                    cursor,
+                } => {
                     let page = client
-                        .audit_events(&app, &filters.query(cursor, 1000))
+                        .audit_events(app, &filters.query(cursor, limit))
                         .await?;
-                    for item in &page.items {
-                        let line =
-                            serde_json::to_string(item).map_err(|e| Error::value(e.to_string()))?;
-                        writeln!(stdout, "{line}").map_err(|e| Error::value(e.to_string()))?;
-                    }
-                    match page.next_cursor {
-                        Some(next) => cursor = Some(next),
-                        None => break,
-                    }
+                    let text = output(json, &page, || {
+                        let mut text = events_table(&page.items);
+                        if let Some(next) = &page.next_cursor {
+                            text.push_str(&format!("\n\nnext page: --cursor {next}"));
+                        }
+                        text
+                    });
+                    Ok(Printed::from(text))
                 }
-                stdout.flush().map_err(|e| Error::value(e.to_string()))?;
-                Ok(String::new().into())
-            }
-            AuditCommand::Checkpoint => {
-                let checkpoint = client.audit_checkpoint(&app).await?;
-                // One line whatever the output mode: it is meant to be appended to a file.
-                serde_json::to_string(&checkpoint)
-                    .map(Printed::from)
-                    .map_err(|e| Error::value(e.to_string()))
-            }
-            AuditCommand::Verify { checkpoint } => {
-                let report = match checkpoint {
-                    None => client.verify_audit(&app).await?,
-                    Some(file) => {
-                        let checkpoint = furthest_checkpoint(&file)?;
-                        client.verify_audit_against(&app, checkpoint).await?
+                AuditCommand::Export { filters } => {
+                    let mut cursor = None;
+                    let mut stdout = BufWriter::new(std::io::stdout().lock());
+                    loop {
+                        let page = client
+                            .audit_events(app, &filters.query(cursor, 1000))
+                            .await?;
+                        for item in &page.items {
+                            let line = serde_json::to_string(item)
+                                .map_err(|e| Error::value(e.to_string()))?;
+                            writeln!(stdout, "{line}").map_err(|e| Error::value(e.to_string()))?;
+                        }
+                        match page.next_cursor {
+                            Some(next) => cursor = Some(next),
+                            None => break,
+                        }
                     }
-                };
-                let text = output(json, &report, || match &report.first_problem {
-                    None => match report.checkpoint_seq {
-                        None => format!("ok: {} events, the chain verifies", report.events),
-                        Some(seq) => format!(
-                            "ok: {} events, the chain verifies and reaches the checkpoint at \
+                    stdout.flush().map_err(|e| Error::value(e.to_string()))?;
+                    Ok(Printed::from(String::new()))
+                }
+                AuditCommand::Checkpoint => {
+                    let checkpoint = client.audit_checkpoint(app).await?;
+                    // One line whatever the output mode: it is meant to be appended to a file.
+                    serde_json::to_string(&checkpoint)
+                        .map(Printed::from)
+                        .map_err(|e| Error::value(e.to_string()))
+                }
+                AuditCommand::Verify { checkpoint } => {
+                    let report = match checkpoint {
+                        None => client.verify_audit(app).await?,
+                        Some(file) => {
+                            let checkpoint = furthest_checkpoint(&file)?;
+                            client.verify_audit_against(app, checkpoint).await?
+                        }
+                    };
+                    let text = output(json, &report, || match &report.first_problem {
+                        None => match report.checkpoint_seq {
+                            None => format!("ok: {} events, the chain verifies", report.events),
+                            Some(seq) => format!(
+                                "ok: {} events, the chain verifies and reaches the checkpoint at \
                              event {seq}",
-                            report.events
+                                report.events
+                            ),
+                        },
+                        Some(p) => format!(
+                            "BROKEN at event {}{} of app {app}: {}",
+                            p.seq,
+                            p.event_id
+                                .as_deref()
+                                .map(|id| format!(" ({id})"))
+                                .unwrap_or_default(),
+                            p.problem
                         ),
-                    },
-                    Some(p) => format!(
-                        "BROKEN at event {}{} of app {app}: {}",
-                        p.seq,
-                        p.event_id
-                            .as_deref()
-                            .map(|id| format!(" ({id})"))
-                            .unwrap_or_default(),
-                        p.problem
-                    ),
-                });
-                // The report goes to stdout whatever it says, so `--json` stays parseable; a
-                // broken chain then exits 1.
-                let failure = match &report.first_problem {
-                    _ if report.ok => None,
-                    Some(p) => Some(format!("the audit chain is broken at event {}", p.seq)),
-                    None => Some("the audit chain does not verify".to_owned()),
-                };
-                Ok(Printed { text, failure })
+                    });
+                    // The report goes to stdout whatever it says, so `--json` stays parseable; a
+                    // broken chain then exits 1.
+                    let failure = match &report.first_problem {
+                        _ if report.ok => None,
+                        Some(p) => Some(format!("the audit chain is broken at event {}", p.seq)),
+                        None => Some("the audit chain does not verify".to_owned()),
+                    };
+                    Ok(Printed { text, failure })
+                }
             }
-        }
-    }
-    .await;
-    finish(result)
+        })
+        .await
 }
 
 /// The checkpoint of a file `alter audit checkpoint` output was appended to that the chain

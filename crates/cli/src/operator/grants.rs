@@ -8,16 +8,13 @@ use alter_sdk::admin::{
 };
 use clap::{Args, Subcommand};
 
-use super::{Connection, client, finish, output, resolve_app};
-use crate::table::{Table, fields, or_dash, paged};
+use super::{AppScope, output};
+use crate::table::{Table, fields, or_dash};
 
 #[derive(Debug, Args)]
 pub struct GrantArgs {
     #[command(flatten)]
-    connection: Connection,
-    /// The app (defaults to the only app, when there is exactly one).
-    #[arg(long, global = true)]
-    app: Option<String>,
+    scope: AppScope,
     #[command(subcommand)]
     command: GrantCommand,
 }
@@ -25,23 +22,7 @@ pub struct GrantArgs {
 #[derive(Debug, Subcommand)]
 enum GrantCommand {
     /// List grants.
-    List {
-        /// OAuth provider id or managed-secret slug.
-        #[arg(long)]
-        provider: Option<String>,
-        /// Status.
-        #[arg(long, value_parser = ["active", "expired", "revoked"])]
-        status: Option<String>,
-        /// Label.
-        #[arg(long)]
-        label: Option<String>,
-        /// Page size (default 100).
-        #[arg(long)]
-        limit: Option<i64>,
-        /// Grants to skip.
-        #[arg(long)]
-        offset: Option<i64>,
-    },
+    List(ListArgs),
     /// Revoke a grant and every delegation of it.
     Revoke {
         /// Grant id.
@@ -59,67 +40,95 @@ enum GrantCommand {
     Delegate {
         /// Grant id.
         grant_id: String,
-        /// The agent's id.
-        #[arg(long = "agent")]
-        agent_id: String,
-        /// Lifetime in seconds (at most the grant's).
-        #[arg(long)]
-        ttl_seconds: Option<i64>,
-        /// Let the agent delegate onward.
-        #[arg(long)]
-        delegable: bool,
+        #[command(flatten)]
+        delegation: DelegationArgs,
     },
 }
 
+/// Whom `grant delegate` delegates to, and how.
+#[derive(Debug, Args)]
+struct DelegationArgs {
+    /// The agent's id.
+    #[arg(long = "agent")]
+    agent_id: String,
+    /// Lifetime in seconds (at most the grant's).
+    #[arg(long)]
+    ttl_seconds: Option<i64>,
+    /// Let the agent delegate onward.
+    #[arg(long)]
+    delegable: bool,
+}
+
+impl DelegationArgs {
+    /// The request these flags make.
+    fn request(self) -> CreateDelegationRequest {
+        CreateDelegationRequest {
+            agent_id: self.agent_id,
+            ttl_seconds: self.ttl_seconds,
+            delegable: self.delegable.then_some(true),
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+struct ListArgs {
+    /// OAuth provider id or managed-secret slug.
+    #[arg(long)]
+    provider: Option<String>,
+    /// Status.
+    #[arg(long, value_parser = ["active", "expired", "revoked"])]
+    status: Option<String>,
+    /// Label.
+    #[arg(long)]
+    label: Option<String>,
+    /// Page size (default 100).
+    #[arg(long)]
+    limit: Option<i64>,
+    /// Grants to skip.
+    #[arg(long)]
+    offset: Option<i64>,
+}
+
+impl ListArgs {
+    /// The query these flags make.
+    fn query(self) -> GrantListQuery {
+        GrantListQuery {
+            provider: self.provider,
+            status: self.status,
+            label: self.label,
+            limit: self.limit,
+            offset: self.offset,
+        }
+    }
+}
+
 pub async fn grant(args: GrantArgs) -> ExitCode {
-    let json = args.connection.json;
-    let result = async {
-        let client = client(&args.connection)?;
-        let app = resolve_app(&client, args.app).await?;
-        match args.command {
-            GrantCommand::List {
-                provider,
-                status,
-                label,
-                limit,
-                offset,
-            } => {
-                let query = GrantListQuery {
-                    provider,
-                    status,
-                    label,
-                    limit,
-                    offset,
-                };
-                let page = client.list_grants(&app, &query).await?;
+    let json = args.scope.json();
+    args.scope
+        .run(async |client, app| match args.command {
+            GrantCommand::List(list) => {
+                let page = client.list_grants(app, &list.query()).await?;
                 Ok(output(json, &page, || grants_table(&page)))
             }
             GrantCommand::Revoke { grant_id, reason } => {
-                let revoked = client.revoke_grant(&app, &grant_id, Some(reason)).await?;
+                let revoked = client.revoke_grant(app, &grant_id, Some(reason)).await?;
                 Ok(output(json, &revoked, || grants_table(&revoked)))
             }
             GrantCommand::ClearScopeMismatch { grant_id } => {
-                let cleared = client.clear_scope_mismatch(&app, &grant_id).await?;
+                let cleared = client.clear_scope_mismatch(app, &grant_id).await?;
                 Ok(output(json, &cleared, || grants_table(&cleared)))
             }
             GrantCommand::Delegate {
                 grant_id,
-                agent_id,
-                ttl_seconds,
-                delegable,
+                delegation,
             } => {
-                let request = CreateDelegationRequest {
-                    agent_id,
-                    ttl_seconds,
-                    delegable: delegable.then_some(true),
-                };
-                let delegation = client.delegate_grant(&app, &grant_id, &request).await?;
+                let delegation = client
+                    .delegate_grant(app, &grant_id, &delegation.request())
+                    .await?;
                 Ok(output(json, &delegation, || delegation_text(&delegation)))
             }
-        }
-    }
-    .await;
-    finish(result)
+        })
+        .await
 }
 
 fn grants_table(page: &GrantList) -> String {
@@ -134,46 +143,23 @@ fn grants_table(page: &GrantList) -> String {
         "CREATED",
     ]);
     for grant in &page.grants {
-        let (kind, id, provider, principal, label, status, parent, created) = match grant {
-            GrantItem::OAuth(g) => (
-                "oauth",
-                &g.grant_id,
-                &g.provider_id,
-                &g.principal_type,
-                &g.label,
-                &g.status,
-                &g.parent_grant_id,
-                &g.created_at,
-            ),
-            GrantItem::ManagedSecret(g) => (
-                "secret",
-                &g.grant_id,
-                &g.managed_secret_slug,
-                &g.principal_type,
-                &g.label,
-                &g.status,
-                &g.parent_grant_id,
-                &g.created_at,
-            ),
+        let (kind, provider) = match grant {
+            GrantItem::OAuth(g) => ("oauth", &g.provider_id),
+            GrantItem::ManagedSecret(g) => ("secret", &g.managed_secret_slug),
         };
+        let g = grant.common();
         table.row([
-            id.as_str(),
+            g.grant_id.as_str(),
             kind,
             provider.as_str(),
-            principal.as_str(),
-            label.as_deref().unwrap_or("-"),
-            status.as_str(),
-            parent.as_deref().unwrap_or("-"),
-            created.as_str(),
+            g.principal_type.as_str(),
+            g.label.as_deref().unwrap_or("-"),
+            g.status.as_str(),
+            g.parent_grant_id.as_deref().unwrap_or("-"),
+            g.created_at.as_str(),
         ]);
     }
-    paged(
-        table.render(),
-        page.grants.len(),
-        page.offset,
-        page.total,
-        page.has_more,
-    )
+    table.render_page(page.offset, page.total, page.has_more)
 }
 
 fn delegation_text(delegation: &DelegationResult) -> String {

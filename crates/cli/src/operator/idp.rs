@@ -7,16 +7,13 @@ use alter_sdk::Error;
 use alter_sdk::admin::{IdpInfo, IdpRequest};
 use clap::{ArgGroup, Args, Subcommand};
 
-use super::{Connection, client, finish, output, resolve_app};
+use super::{AppScope, output};
 use crate::table::{fields, list, or_dash};
 
 #[derive(Debug, Args)]
 pub struct IdpArgs {
     #[command(flatten)]
-    connection: Connection,
-    /// The app (defaults to the only app, when there is exactly one).
-    #[arg(long, global = true)]
-    app: Option<String>,
+    scope: AppScope,
     #[command(subcommand)]
     command: IdpCommand,
 }
@@ -64,52 +61,42 @@ struct SetArgs {
     leeway_seconds: Option<i64>,
 }
 
-pub async fn idp(args: IdpArgs) -> ExitCode {
-    let json = args.connection.json;
-    let result = async {
-        let client = client(&args.connection)?;
-        let app = resolve_app(&client, args.app).await?;
-        let idp = match args.command {
-            IdpCommand::Set(set) => {
-                let SetArgs {
-                    issuer,
-                    audiences,
-                    jwks_url,
-                    jwks_file,
-                    algorithms,
-                    subject_claim,
-                    groups_claim,
-                    email_claim,
-                    name_claim,
-                    leeway_seconds,
-                } = *set;
-                let jwks = jwks_file
-                    .map(|file| {
-                        std::fs::read_to_string(&file).map_err(|e| {
-                            Error::value(format!("cannot read {}: {e}", file.display()))
-                        })
-                    })
-                    .transpose()?;
-                let request = IdpRequest {
-                    issuer,
-                    audiences,
-                    jwks_url,
-                    jwks,
-                    algorithms,
-                    subject_claim,
-                    groups_claim,
-                    email_claim,
-                    name_claim,
-                    leeway_seconds,
-                };
-                client.set_idp(&app, &request).await?
-            }
-            IdpCommand::Show => client.get_idp(&app).await?,
-        };
-        Ok(output(json, &idp, || idp_text(&idp)))
+impl SetArgs {
+    /// The request these flags make; `--jwks-file` is read and sent inline.
+    fn request(self) -> Result<IdpRequest, Error> {
+        let jwks = self
+            .jwks_file
+            .map(|file| {
+                std::fs::read_to_string(&file)
+                    .map_err(|e| Error::value(format!("cannot read {}: {e}", file.display())))
+            })
+            .transpose()?;
+        Ok(IdpRequest {
+            issuer: self.issuer,
+            audiences: self.audiences,
+            jwks_url: self.jwks_url,
+            jwks,
+            algorithms: self.algorithms,
+            subject_claim: self.subject_claim,
+            groups_claim: self.groups_claim,
+            email_claim: self.email_claim,
+            name_claim: self.name_claim,
+            leeway_seconds: self.leeway_seconds,
+        })
     }
-    .await;
-    finish(result)
+}
+
+pub async fn idp(args: IdpArgs) -> ExitCode {
+    let json = args.scope.json();
+    args.scope
+        .run(async |client, app| {
+            let idp = match args.command {
+                IdpCommand::Set(set) => client.set_idp(app, &set.request()?).await?,
+                IdpCommand::Show => client.get_idp(app).await?,
+            };
+            Ok(output(json, &idp, || idp_text(&idp)))
+        })
+        .await
 }
 
 fn idp_text(idp: &IdpInfo) -> String {

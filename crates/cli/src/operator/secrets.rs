@@ -8,16 +8,13 @@ use alter_sdk::Error;
 use alter_sdk::admin::{CreateSecretRequest, InjectionRuleBody, SecretInfo};
 use clap::{Args, Subcommand};
 
-use super::{Connection, client, finish, output, resolve_app};
+use super::{AppScope, output};
 use crate::table::{Table, fields, list, or_dash};
 
 #[derive(Debug, Args)]
 pub struct SecretArgs {
     #[command(flatten)]
-    connection: Connection,
-    /// The app (defaults to the only app, when there is exactly one).
-    #[arg(long, global = true)]
-    app: Option<String>,
+    scope: AppScope,
     #[command(subcommand)]
     command: SecretCommand,
 }
@@ -25,43 +22,7 @@ pub struct SecretArgs {
 #[derive(Debug, Subcommand)]
 enum SecretCommand {
     /// Create a managed secret; its value is read from stdin.
-    Create {
-        /// Display name; the slug derives from it.
-        #[arg(long)]
-        name: String,
-        /// How the value is injected.
-        #[arg(long = "type", value_parser = ["bearer", "header", "basic", "query", "aws_sigv4", "multi"])]
-        secret_type: String,
-        /// Header name (`--type header`).
-        #[arg(long)]
-        header: Option<String>,
-        /// Query parameter name (`--type query`).
-        #[arg(long)]
-        param: Option<String>,
-        /// An injection rule of a `--type multi` secret, `header:NAME=FIELD` or
-        /// `query:NAME=FIELD` (repeatable); the value is then a JSON object of FIELD → value.
-        #[arg(long = "inject", value_parser = parse_rule)]
-        rules: Vec<InjectionRuleBody>,
-        /// A host the secret may be sent to (repeatable; any host by default).
-        #[arg(long = "allowed-host")]
-        allowed_hosts: Vec<String>,
-        /// Longest grant lifetime in seconds.
-        #[arg(long)]
-        max_grant_ttl_seconds: Option<i64>,
-        /// A principal type grants may name (repeatable; all but agent by default: list agent
-        /// to let agents bind the secret to themselves).
-        #[arg(long = "principal", value_parser = ["user", "group", "system", "agent"])]
-        principals: Vec<String>,
-        /// Forbid delegating grants of this secret to agents.
-        #[arg(long)]
-        no_delegation: bool,
-        /// Longest delegation lifetime in seconds.
-        #[arg(long)]
-        max_delegation_ttl_seconds: Option<i64>,
-        /// Read the value from stdin (the only way to give it); one trailing newline is dropped.
-        #[arg(long, required = true)]
-        value_stdin: bool,
-    },
+    Create(Box<CreateArgs>),
     /// List the live managed secrets.
     List,
     /// Show a managed secret (never its value).
@@ -87,64 +48,93 @@ enum SecretCommand {
     },
 }
 
+#[derive(Debug, Args)]
+struct CreateArgs {
+    /// Display name; the slug derives from it.
+    #[arg(long)]
+    name: String,
+    /// How the value is injected.
+    #[arg(long = "type", value_parser = ["bearer", "header", "basic", "query", "aws_sigv4", "multi"])]
+    secret_type: String,
+    /// Header name (`--type header`).
+    #[arg(long)]
+    header: Option<String>,
+    /// Query parameter name (`--type query`).
+    #[arg(long)]
+    param: Option<String>,
+    /// An injection rule of a `--type multi` secret, `header:NAME=FIELD` or
+    /// `query:NAME=FIELD` (repeatable); the value is then a JSON object of FIELD → value.
+    #[arg(long = "inject", value_parser = parse_rule)]
+    rules: Vec<InjectionRuleBody>,
+    /// A host the secret may be sent to (repeatable; any host by default).
+    #[arg(long = "allowed-host")]
+    allowed_hosts: Vec<String>,
+    /// Longest grant lifetime in seconds.
+    #[arg(long)]
+    max_grant_ttl_seconds: Option<i64>,
+    /// A principal type grants may name (repeatable; all but agent by default: list agent
+    /// to let agents bind the secret to themselves).
+    #[arg(long = "principal", value_parser = ["user", "group", "system", "agent"])]
+    principals: Vec<String>,
+    /// Forbid delegating grants of this secret to agents.
+    #[arg(long)]
+    no_delegation: bool,
+    /// Longest delegation lifetime in seconds.
+    #[arg(long)]
+    max_delegation_ttl_seconds: Option<i64>,
+    /// Read the value from stdin (the only way to give it); one trailing newline is dropped.
+    #[arg(long, required = true)]
+    value_stdin: bool,
+}
+
+impl CreateArgs {
+    /// The request these flags make, with the value read from stdin.
+    fn request(self) -> Result<CreateSecretRequest, Error> {
+        Ok(CreateSecretRequest {
+            name: self.name,
+            secret_type: self.secret_type,
+            header: self.header,
+            param: self.param,
+            rules: self.rules,
+            allowed_hosts: self.allowed_hosts,
+            value: read_value()?,
+            max_grant_ttl_seconds: self.max_grant_ttl_seconds,
+            principals: self.principals,
+            delegation: self.no_delegation.then_some(false),
+            max_delegation_ttl_seconds: self.max_delegation_ttl_seconds,
+        })
+    }
+}
+
 pub async fn secret(args: SecretArgs) -> ExitCode {
-    let json = args.connection.json;
-    let result = async {
-        let client = client(&args.connection)?;
-        let app = resolve_app(&client, args.app).await?;
-        match args.command {
-            SecretCommand::Create {
-                name,
-                secret_type,
-                header,
-                param,
-                rules,
-                allowed_hosts,
-                max_grant_ttl_seconds,
-                principals,
-                no_delegation,
-                max_delegation_ttl_seconds,
-                value_stdin: _,
-            } => {
-                let request = CreateSecretRequest {
-                    name,
-                    secret_type,
-                    header,
-                    param,
-                    rules,
-                    allowed_hosts,
-                    value: read_value()?,
-                    max_grant_ttl_seconds,
-                    principals,
-                    delegation: no_delegation.then_some(false),
-                    max_delegation_ttl_seconds,
-                };
-                let secret = client.create_secret(&app, &request).await?;
+    let json = args.scope.json();
+    args.scope
+        .run(async |client, app| match args.command {
+            SecretCommand::Create(create) => {
+                let secret = client.create_secret(app, &create.request()?).await?;
                 Ok(output(json, &secret, || secret_text(&secret)))
             }
             SecretCommand::List => {
-                let secrets = client.list_secrets(&app).await?;
+                let secrets = client.list_secrets(app).await?;
                 Ok(output(json, &secrets, || secrets_table(&secrets)))
             }
             SecretCommand::Show { secret } => {
-                let secret = client.get_secret(&app, &secret).await?;
+                let secret = client.get_secret(app, &secret).await?;
                 Ok(output(json, &secret, || secret_text(&secret)))
             }
             SecretCommand::Rotate {
                 secret,
                 value_stdin: _,
             } => {
-                let secret = client.rotate_secret(&app, &secret, read_value()?).await?;
+                let secret = client.rotate_secret(app, &secret, read_value()?).await?;
                 Ok(output(json, &secret, || secret_text(&secret)))
             }
             SecretCommand::Delete { secret, confirm } => {
-                let secret = client.delete_secret(&app, &secret, &confirm).await?;
+                let secret = client.delete_secret(app, &secret, &confirm).await?;
                 Ok(output(json, &secret, || secret_text(&secret)))
             }
-        }
-    }
-    .await;
-    finish(result)
+        })
+        .await
 }
 
 /// The value piped on stdin, without one trailing newline (what `echo` and editors add).

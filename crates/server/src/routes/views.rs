@@ -10,7 +10,7 @@ use alter_core::time::Timestamp;
 use alter_proto::admin::{IdpInfo, SecretInfo};
 use alter_proto::agents::{AgentInfo, AgentKeyInfo, AgentList};
 use alter_proto::grants::{
-    DelegationResult, GrantInfo, GrantItem, GrantList, ManagedSecretGrantItem,
+    DelegationResult, GrantInfo, GrantItem, GrantItemCommon, GrantList, ManagedSecretGrantItem,
 };
 use serde_json::{Value, json};
 
@@ -32,7 +32,24 @@ fn policy(grant: &Grant) -> Value {
 pub fn grant_item(view: &GrantView, now: Timestamp) -> GrantItem {
     let grant = &view.grant;
     let delegation = grant.parent_grant_id.is_some();
-    let common_state = grant.state(now).as_str().to_owned();
+    let common = |delegated_via: &str| GrantItemCommon {
+        grant_id: grant.id.to_string(),
+        label: grant.label.clone(),
+        status: grant.state(now).as_str().to_owned(),
+        grant_expires_at: time(grant.expires_at),
+        created_at: grant.created_at.to_rfc3339(),
+        last_used_at: time(grant.last_used_at),
+        principal_type: grant.principal.kind().as_str().to_owned(),
+        access_via: if delegation {
+            delegated_via
+        } else {
+            "ownership"
+        }
+        .into(),
+        parent_grant_id: grant.parent_grant_id.map(|p| p.to_string()),
+        depth: grant.depth,
+        delegable: grant.delegable,
+    };
     match grant.credential {
         CredentialRef::ManagedSecret(_) => {
             let (slug, name, secret_id) = match &view.credential {
@@ -49,28 +66,13 @@ pub fn grant_item(view: &GrantView, now: Timestamp) -> GrantItem {
                 _ => (grant.delegated_by.map(|u| u.to_string()), None),
             };
             GrantItem::ManagedSecret(ManagedSecretGrantItem {
-                grant_id: grant.id.to_string(),
+                common: common("ms_delegation"),
                 managed_secret_id: secret_id.clone(),
                 managed_secret_slug: slug,
                 managed_secret_name: name,
                 agent_id: grant.agent_id().map(|a| a.to_string()),
-                label: grant.label.clone(),
-                status: common_state,
                 grant_policy: Some(policy(grant)),
-                grant_expires_at: time(grant.expires_at),
-                created_at: grant.created_at.to_rfc3339(),
-                last_used_at: time(grant.last_used_at),
-                principal_type: grant.principal.kind().as_str().to_owned(),
-                access_via: if delegation {
-                    "ms_delegation"
-                } else {
-                    "ownership"
-                }
-                .into(),
                 delegated_at: delegation.then(|| grant.created_at.to_rfc3339()),
-                parent_grant_id: grant.parent_grant_id.map(|p| p.to_string()),
-                depth: grant.depth,
-                delegable: grant.delegable,
                 credential_id: (!secret_id.is_empty()).then_some(secret_id),
                 credential_kind: Some("developer".into()),
                 app_user_id: app_user,
