@@ -12,6 +12,7 @@ use crate::error::{Entity, Error, Result, ensure};
 use crate::ids::{AgentId, AppId, GrantId, IdpId, SecretId, UserId};
 use crate::scope::Verb;
 use crate::secrets::ManagedSecret;
+use crate::subject::Subject;
 use crate::time::Timestamp;
 use crate::validate;
 use crate::vault::Vault;
@@ -602,35 +603,31 @@ impl Vault {
         })
     }
 
-    /// `revoke_grant`: revokes a grant the caller may reach, and every delegation under it.
+    /// Revokes a grant the subject may reach, and every delegation under it. With
+    /// `user_token` (SDK callers), only a grant of that user. End users revoke only the
+    /// delegations they made ([`Vault::revoke_delegation`]).
     pub async fn revoke_grant(
         &self,
-        caller: &Caller,
-        grant_id: &str,
+        subject: &Subject<'_>,
+        grant_id: GrantId,
         reason: Option<String>,
         user_token: Option<&str>,
     ) -> Result<Grant> {
-        let grant = self.reachable_grant(caller, grant_id).await?;
+        if let Subject::User { .. } = subject {
+            return Err(Error::NotFound(Entity::Grant));
+        }
+        let grant = self.grant_in_reach(subject, grant_id).await?;
         if let Some(token) = user_token {
-            let user = self.sign_in(caller.app_id, token).await?;
+            let user = self.sign_in(subject.app_id(), token).await?;
             if grant.principal != Principal::User(user.user.id) {
                 return Err(Error::NotFound(Entity::Grant));
             }
         }
-        self.revoke_grant_row(grant, reason, caller.actor()).await
+        self.revoke_grant_row(grant, reason, subject.actor()).await
     }
 
-    /// Revokes a grant of an app (operator).
-    pub async fn revoke_app_grant(
-        &self,
-        app_id: AppId,
-        grant_id: &str,
-        reason: Option<String>,
-    ) -> Result<GrantView> {
-        let grant = self.app_grant(app_id, grant_id).await?;
-        let grant = self
-            .revoke_grant_row(grant, reason, Actor::operator())
-            .await?;
+    /// A grant with a summary of its managed secret, as listings show it.
+    pub async fn grant_view(&self, grant: Grant) -> Result<GrantView> {
         let secret = self.secret_of(&grant).await?;
         Ok(GrantView {
             secret: secret.as_ref().map(SecretSummary::of),
@@ -672,7 +669,7 @@ impl Vault {
     pub async fn mint_grant(
         &self,
         caller: &Caller,
-        source: &str,
+        source: GrantId,
         label: &str,
         policy: PolicyInput,
         tags: Vec<String>,
@@ -681,7 +678,7 @@ impl Vault {
             return Err(Error::AgentsCannotMint);
         }
         let now = self.now();
-        let source = self.app_grant(caller.app_id, source).await?;
+        let source = self.grant(caller.app_id, source).await?;
         if source.state(now) != GrantState::Active || source.parent_grant_id.is_some() {
             return Err(Error::NotFound(Entity::Grant));
         }
@@ -738,18 +735,17 @@ impl Vault {
             .ok_or(Error::NotFound(Entity::Grant))
     }
 
-    /// A grant the caller may act on by id: any of the app's for an app caller (also when it
-    /// acts as an agent); for an agent's own key, only grants the agent is the principal of
-    /// (its own, or delegations to it); for an agent-typed key bound to no agent, only grants
-    /// no named agent holds.
+    /// A grant the caller may act on, by id text (see [`Subject::reaches_grant`]).
     pub async fn reachable_grant(&self, caller: &Caller, grant_id: &str) -> Result<Grant> {
-        let grant = self.app_grant(caller.app_id, grant_id).await?;
-        let reachable = match caller.agent_id() {
-            Some(agent) if !caller.impersonating => grant.agent_id() == Some(agent),
-            _ if caller.is_unbound_agent() => grant.agent_id().is_none(),
-            _ => true,
-        };
-        if reachable {
+        let id = GrantId::parse_lenient(grant_id).ok_or(Error::NotFound(Entity::Grant))?;
+        self.grant_in_reach(&Subject::Caller(caller), id).await
+    }
+
+    /// A grant the subject may act on by id ([`Subject::reaches_grant`]); anything else
+    /// looks "not found".
+    pub(crate) async fn grant_in_reach(&self, subject: &Subject<'_>, id: GrantId) -> Result<Grant> {
+        let grant = self.grant(subject.app_id(), id).await?;
+        if subject.reaches_grant(&grant) {
             Ok(grant)
         } else {
             Err(Error::NotFound(Entity::Grant))

@@ -16,6 +16,7 @@ pub mod ports;
 pub mod release;
 pub mod scope;
 pub mod secrets;
+pub mod subject;
 pub mod time;
 mod validate;
 pub mod vault;

@@ -3,10 +3,13 @@
 //! made, delegates a grant to one of the app's agents, and revokes their delegations. The
 //! Wallet stands on it.
 
-use alter_core::Error;
+use alter_core::agents::AgentStatus;
+use alter_core::delegations::DelegationOf;
 use alter_core::grants::GrantFilter;
 use alter_core::identity::SignedInUser;
 use alter_core::ids::AppId;
+use alter_core::subject::Subject;
+use alter_core::{Entity, Error};
 use alter_proto::admin::{AgentSummary, CreateDelegationRequest, UserInfo};
 use alter_proto::grants::{DelegationResult, GrantList};
 use axum::extract::{FromRequestParts, Path, State};
@@ -14,7 +17,7 @@ use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use serde::Deserialize;
 
-use super::views;
+use super::{grants, id, views};
 use crate::error::{ApiError, ApiResult};
 use crate::json::{Json, Query};
 use crate::state::AppState;
@@ -118,21 +121,8 @@ pub async fn delegate(
     Json(body): Json<CreateDelegationRequest>,
 ) -> ApiResult<(StatusCode, axum::Json<DelegationResult>)> {
     let (app, user) = sign_in(&state, &app, &token).await?;
-    let child = state
-        .vault
-        .delegate_as_user(
-            app,
-            &user,
-            &grant,
-            &body.agent_id,
-            body.ttl_seconds,
-            body.delegable,
-        )
-        .await?;
-    Ok((
-        StatusCode::CREATED,
-        axum::Json(views::delegation(&child, state.vault.now())),
-    ))
+    let subject = Subject::User { app, user: &user };
+    grants::delegate_as(&state, &subject, &grant, &body).await
 }
 
 pub async fn revoke_delegation(
@@ -141,10 +131,12 @@ pub async fn revoke_delegation(
     token: UserToken,
 ) -> ApiResult<axum::Json<DelegationResult>> {
     let (app, user) = sign_in(&state, &app, &token).await?;
+    let subject = Subject::User { app, user: &user };
     let child = state
         .vault
-        .user_revoke_delegation(app, &user, &delegation)
-        .await?;
+        .revoke_delegation(&subject, Some(id(&delegation)?), DelegationOf::Itself)
+        .await?
+        .ok_or(Error::NotFound(Entity::Grant))?;
     Ok(axum::Json(views::delegation(&child, state.vault.now())))
 }
 
@@ -154,15 +146,16 @@ pub async fn agents(
     token: UserToken,
     Query(page): Query<Page>,
 ) -> ApiResult<axum::Json<Vec<AgentSummary>>> {
-    let (app, _) = sign_in(&state, &app, &token).await?;
+    let (app, user) = sign_in(&state, &app, &token).await?;
+    let subject = Subject::User { app, user: &user };
     let (agents, _) = state
         .vault
-        .app_agents(app, false, page.limit, page.offset)
+        .list_agents(&subject, false, page.limit, page.offset)
         .await?;
     Ok(axum::Json(
         agents
             .iter()
-            .filter(|a| a.status == alter_core::agents::AgentStatus::Active)
+            .filter(|a| a.status == AgentStatus::Active)
             .map(|a| AgentSummary {
                 id: a.id.to_string(),
                 name: a.name.clone(),
