@@ -10,8 +10,7 @@ use crate::agents::{Agent, AgentStatus};
 use crate::audit::{Actor, AuditEvent, action};
 use crate::error::{Entity, Error, Result};
 use crate::grants::{
-    CreatedBy, Grant, GrantFilter, GrantPage, GrantPolicy, GrantState, GrantStatus, Principal,
-    Viewer, grant_event,
+    CreatedBy, Grant, GrantPolicy, GrantState, GrantStatus, Principal, grant_event,
 };
 use crate::identity::{SignedInUser, UserStatus};
 use crate::ids::{AgentId, AppId, GrantId, UserId};
@@ -348,25 +347,6 @@ impl Vault {
             )
             .await?;
         Ok(())
-    }
-
-    /// The grants an end user holds (their own and their groups'), and the delegations they
-    /// made, in creation order.
-    pub async fn user_grants(
-        &self,
-        app_id: AppId,
-        user: &SignedInUser,
-        filter: GrantFilter,
-        limit: i64,
-        offset: i64,
-    ) -> Result<GrantPage> {
-        let viewer = Viewer::User {
-            user: user.user.id,
-            idp: user.user.idp_id,
-            groups: user.groups.clone(),
-        };
-        self.grant_page(app_id, &viewer, filter, limit, offset)
-            .await
     }
 
     /// Re-validates a delegation before use: every grant up the chain active, the consenting

@@ -9,6 +9,7 @@ use crate::agents::AgentStatus;
 use crate::audit::{Actor, AuditEvent, Target, action};
 use crate::caller::Caller;
 use crate::error::{Entity, Error, Result, ensure};
+use crate::identity::SignedInUser;
 use crate::ids::{AgentId, AppId, GrantId, IdpId, SecretId, UserId};
 use crate::scope::Verb;
 use crate::secrets::ManagedSecret;
@@ -537,9 +538,41 @@ impl Vault {
         })
     }
 
-    /// `list_grants`: a page of the grants the caller may see.
-    pub async fn list_grants(&self, caller: &Caller, request: ListGrants) -> Result<GrantPage> {
-        let user = match &request.user_token {
+    /// A page of the grants the subject may see: an SDK caller (`list_grants`) those its
+    /// scopes name, as the agent it acts as or narrowed to the user `user_token` identifies;
+    /// the operator every grant of the app; an end user the grants they hold and the
+    /// delegations they made. `user_token` is the SDK caller's alone.
+    pub async fn list_grants(
+        &self,
+        subject: &Subject<'_>,
+        request: ListGrants,
+    ) -> Result<GrantPage> {
+        let (viewer, filter) = match subject {
+            Subject::Operator { .. } => (Viewer::App, request.filter),
+            Subject::User { user, .. } => (user_viewer(user), request.filter),
+            Subject::Caller(caller) => {
+                self.caller_view(caller, request.user_token, request.filter)
+                    .await?
+            }
+        };
+        self.grant_page(
+            subject.app_id(),
+            &viewer,
+            filter,
+            request.limit,
+            request.offset,
+        )
+        .await
+    }
+
+    /// How an SDK caller sees grants, and the filter its scopes narrow.
+    async fn caller_view(
+        &self,
+        caller: &Caller,
+        user_token: Option<String>,
+        filter: GrantFilter,
+    ) -> Result<(Viewer, GrantFilter)> {
+        let user = match &user_token {
             Some(token) => Some(self.sign_in(caller.app_id, token).await?),
             None => None,
         };
@@ -548,16 +581,12 @@ impl Vault {
                 agent,
                 delegated_by: user.map(|u| u.user.id),
             },
-            (None, Some(u)) => Viewer::User {
-                user: u.user.id,
-                idp: u.user.idp_id,
-                groups: u.groups,
-            },
+            (None, Some(u)) => user_viewer(&u),
             (None, None) => Viewer::App,
         };
         let mut filter = GrantFilter {
             hide_agent_grants: caller.is_unbound_agent(),
-            ..request.filter
+            ..filter
         };
         match caller.scopes.instances("grants", Verb::Read) {
             Some(None) => {}
@@ -570,18 +599,11 @@ impl Vault {
                 });
             }
         }
-        self.grant_page(
-            caller.app_id,
-            &viewer,
-            filter,
-            request.limit,
-            request.offset,
-        )
-        .await
+        Ok((viewer, filter))
     }
 
     /// A page of an app's grants as `viewer` sees them.
-    pub async fn grant_page(
+    async fn grant_page(
         &self,
         app_id: AppId,
         viewer: &Viewer,
@@ -757,6 +779,15 @@ impl Vault {
             Some(id) => Ok(self.store().get_secret(grant.app_id, id).await?),
             None => Ok(None),
         }
+    }
+}
+
+/// How an end user sees grants: theirs, their groups', the delegations they made.
+fn user_viewer(user: &SignedInUser) -> Viewer {
+    Viewer::User {
+        user: user.user.id,
+        idp: user.user.idp_id,
+        groups: user.groups.clone(),
     }
 }
 

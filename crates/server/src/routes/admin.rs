@@ -4,7 +4,7 @@
 use alter_core::Error;
 use alter_core::agents::{AgentStatus, AgentUpdate};
 use alter_core::apps::App;
-use alter_core::grants::{GrantFilter, GrantView, PrincipalType, Viewer};
+use alter_core::grants::{GrantFilter, GrantView, ListGrants, PrincipalType};
 use alter_core::identity::IdpSettings;
 use alter_core::ids::AppId;
 use alter_core::keys::{MintKey, Overlap};
@@ -427,17 +427,13 @@ async fn list_grants(
         label: query.label,
         ..GrantFilter::default()
     };
-    let page = state
-        .vault
-        .grant_page(
-            app_id(&app)?,
-            &Viewer::App,
-            filter,
-            query.limit,
-            query.offset,
-        )
-        .await?;
-    Ok(axum::Json(views::grant_list(&page, state.vault.now())))
+    let request = ListGrants {
+        limit: query.limit,
+        offset: query.offset,
+        filter,
+        user_token: None,
+    };
+    grants::page(&state, &operator(&app)?, request).await
 }
 
 async fn revoke_grant(

@@ -35,18 +35,22 @@ pub async fn list(
         label: body.label,
         ..GrantFilter::default()
     };
-    let page = state
-        .vault
-        .list_grants(
-            &caller,
-            ListGrants {
-                limit: body.limit,
-                offset: body.offset,
-                filter,
-                user_token: body.user_token,
-            },
-        )
-        .await?;
+    let request = ListGrants {
+        limit: body.limit,
+        offset: body.offset,
+        filter,
+        user_token: body.user_token,
+    };
+    page(&state, &Subject::Caller(&caller), request).await
+}
+
+/// A page of the grants `subject` may see (SDK, operator and end-user listings).
+pub(super) async fn page(
+    state: &AppState,
+    subject: &Subject<'_>,
+    request: ListGrants,
+) -> ApiResult<axum::Json<GrantList>> {
+    let page = state.vault.list_grants(subject, request).await?;
     Ok(axum::Json(views::grant_list(&page, state.vault.now())))
 }
 

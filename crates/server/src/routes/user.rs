@@ -5,7 +5,7 @@
 
 use alter_core::agents::AgentStatus;
 use alter_core::delegations::DelegationOf;
-use alter_core::grants::GrantFilter;
+use alter_core::grants::{GrantFilter, ListGrants};
 use alter_core::identity::SignedInUser;
 use alter_core::ids::AppId;
 use alter_core::subject::Subject;
@@ -83,35 +83,43 @@ pub async fn me(
 }
 
 pub async fn grants(
-    State(state): State<AppState>,
-    Path(app): Path<String>,
+    state: State<AppState>,
+    app: Path<String>,
     token: UserToken,
-    Query(page): Query<Page>,
+    page: Query<Page>,
 ) -> ApiResult<axum::Json<GrantList>> {
-    let (app, user) = sign_in(&state, &app, &token).await?;
-    let page = state
-        .vault
-        .user_grants(app, &user, GrantFilter::default(), page.limit, page.offset)
-        .await?;
-    Ok(axum::Json(views::grant_list(&page, state.vault.now())))
+    listing(state, app, token, page, GrantFilter::default()).await
 }
 
 pub async fn delegations(
-    State(state): State<AppState>,
-    Path(app): Path<String>,
+    state: State<AppState>,
+    app: Path<String>,
     token: UserToken,
-    Query(page): Query<Page>,
+    page: Query<Page>,
 ) -> ApiResult<axum::Json<GrantList>> {
-    let (app, user) = sign_in(&state, &app, &token).await?;
     let filter = GrantFilter {
         delegations: Some(true),
         ..GrantFilter::default()
     };
-    let page = state
-        .vault
-        .user_grants(app, &user, filter, page.limit, page.offset)
-        .await?;
-    Ok(axum::Json(views::grant_list(&page, state.vault.now())))
+    listing(state, app, token, page, filter).await
+}
+
+/// The grants the user holds and the delegations they made, narrowed by `filter`.
+async fn listing(
+    State(state): State<AppState>,
+    Path(app): Path<String>,
+    token: UserToken,
+    Query(page): Query<Page>,
+    filter: GrantFilter,
+) -> ApiResult<axum::Json<GrantList>> {
+    let (app, user) = sign_in(&state, &app, &token).await?;
+    let request = ListGrants {
+        limit: page.limit,
+        offset: page.offset,
+        filter,
+        user_token: None,
+    };
+    grants::page(&state, &Subject::User { app, user: &user }, request).await
 }
 
 pub async fn delegate(
