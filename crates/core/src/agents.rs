@@ -657,8 +657,6 @@ pub(crate) fn agent_key_scopes() -> ScopeSet {
     ScopeSet::new(AGENT_KEY_SCOPES.iter().filter_map(|s| Scope::parse(s).ok()))
 }
 
-/// Agents cannot manage agents: every control route refuses an agent caller (one acting as
-/// an agent, or signing with an agent-typed key).
 fn agent_event(agent: &Agent, action: &str, actor: Actor) -> AuditEvent {
     AuditEvent::allow(
         agent.app_id,

@@ -375,8 +375,7 @@ impl Vault {
     }
 
     /// Revokes a key the subject may manage and its derived keys; revoking a revoked key
-    /// returns it unchanged. An SDK caller (`keys.revoke`) revokes a managed agent's last key
-    /// only with `force`; the operator always may.
+    /// returns it unchanged. A managed agent's last key only with `force`.
     pub async fn revoke_key(
         &self,
         subject: &Subject<'_>,
@@ -384,7 +383,6 @@ impl Vault {
         force: bool,
     ) -> Result<ApiKey> {
         let key = self.managed_key(subject, key_id).await?;
-        let force = force || matches!(subject, Subject::Operator { .. });
         self.revoke_key_checked(key, force, subject.actor()).await
     }
 

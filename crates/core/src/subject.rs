@@ -52,7 +52,8 @@ impl Subject<'_> {
     }
 
     /// Fails unless the subject may manage agents: the operator and app callers may; agents
-    /// may not manage agents; end users manage none (they see no agent by id).
+    /// cannot manage agents (a caller acting as an agent, or signing with an agent-typed key);
+    /// end users manage none (they see no agent by id).
     pub(crate) fn manage_agents(&self) -> Result<()> {
         match self {
             Subject::Operator { .. } => Ok(()),
@@ -95,5 +96,86 @@ impl Subject<'_> {
             }
             Subject::User { .. } => false,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::{AgentId, KeyId};
+    use crate::keys::KeyType;
+    use crate::scope::ScopeSet;
+    use crate::time::Timestamp;
+
+    fn caller(app_id: AppId, agent_typed: bool) -> Caller {
+        Caller {
+            app_id,
+            key_id: KeyId::new(),
+            key_prefix: "alter_rk_abcdefgh".into(),
+            key_type: KeyType::Runtime,
+            agent_typed,
+            agent: None,
+            impersonating: false,
+            scopes: ScopeSet::default(),
+            key_deprecated: false,
+            caller: None,
+            caller_type: None,
+            context: None,
+            request_rule: None,
+        }
+    }
+
+    fn key(app_id: AppId, agent_id: Option<AgentId>, parent: Option<KeyId>) -> ApiKey {
+        ApiKey {
+            id: KeyId::new(),
+            app_id,
+            agent_id,
+            agent_typed: false,
+            key_type: KeyType::Runtime,
+            legacy_format: false,
+            name: "k".into(),
+            prefix: "alter_rk_abcdefgh".into(),
+            lookup_hash: [0; 32],
+            sealed_signing_key: vec![],
+            scopes: ScopeSet::default(),
+            scope_version: 1,
+            cidr_allowlist: None,
+            rate_limit_rpm: None,
+            expires_at: None,
+            deprecated_at: None,
+            grace_expires_at: None,
+            revoked_at: None,
+            parent_key_id: parent,
+            metadata: None,
+            created_at: Timestamp::from_unix_seconds(0),
+            last_used_at: None,
+        }
+    }
+
+    #[test]
+    fn key_reach_follows_the_subject() {
+        let app = AppId::new();
+        let agents_key = key(app, Some(AgentId::new()), None);
+        let plain_key = key(app, None, None);
+        let operator = Subject::Operator { app };
+        assert!(operator.manages_key(&agents_key) && operator.manages_key(&plain_key));
+        assert_eq!(operator.actor().kind, ActorKind::Operator);
+
+        let app_caller = caller(app, false);
+        let subject = Subject::Caller(&app_caller);
+        assert!(subject.manages_key(&agents_key) && subject.manages_key(&plain_key));
+        assert!(subject.manage_agents().is_ok());
+
+        // An agent-typed key bound to no agent reaches itself and what it derived only.
+        let unbound = caller(app, true);
+        let subject = Subject::Caller(&unbound);
+        let derived = key(app, None, Some(unbound.key_id));
+        assert!(subject.manages_key(&derived));
+        assert!(!subject.manages_key(&plain_key) && !subject.manages_key(&agents_key));
+        assert!(matches!(
+            subject.manage_agents(),
+            Err(Error::AgentCannotMintSubagents)
+        ));
+        assert_eq!(subject.app_id(), app);
     }
 }

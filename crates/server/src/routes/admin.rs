@@ -155,6 +155,7 @@ async fn revoke_key(
     _: Operator,
     Path((app, key)): Path<(String, String)>,
 ) -> ApiResult<axum::Json<ApiKeyInfo>> {
+    // The operator's revoke has no last-key guard: it always forces.
     let key = state
         .vault
         .revoke_key(&operator(&app)?, id(&key)?, true)
