@@ -626,10 +626,11 @@ fn key_event(key: &ApiKey, action: &str, actor: Actor, at: Timestamp) -> AuditEv
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn key(now: Timestamp) -> ApiKey {
+    /// A runtime key of a new app, for unit tests.
+    pub(crate) fn key(now: Timestamp) -> ApiKey {
         ApiKey {
             id: KeyId::new(),
             app_id: AppId::new(),

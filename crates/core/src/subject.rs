@@ -127,28 +127,10 @@ mod tests {
 
     fn key(app_id: AppId, agent_id: Option<AgentId>, parent: Option<KeyId>) -> ApiKey {
         ApiKey {
-            id: KeyId::new(),
             app_id,
             agent_id,
-            agent_typed: false,
-            key_type: KeyType::Runtime,
-            legacy_format: false,
-            name: "k".into(),
-            prefix: "alter_rk_abcdefgh".into(),
-            lookup_hash: [0; 32],
-            sealed_signing_key: vec![],
-            scopes: ScopeSet::default(),
-            scope_version: 1,
-            cidr_allowlist: None,
-            rate_limit_rpm: None,
-            expires_at: None,
-            deprecated_at: None,
-            grace_expires_at: None,
-            revoked_at: None,
             parent_key_id: parent,
-            metadata: None,
-            created_at: Timestamp::from_unix_seconds(0),
-            last_used_at: None,
+            ..crate::keys::tests::key(Timestamp::from_unix_seconds(0))
         }
     }
 

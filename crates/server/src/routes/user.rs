@@ -40,11 +40,22 @@ impl<S: Send + Sync> FromRequestParts<S> for UserToken {
     }
 }
 
-async fn sign_in(
-    state: &AppState,
-    app: &str,
-    token: &UserToken,
-) -> ApiResult<(AppId, SignedInUser)> {
+/// An end user signed in to an app.
+struct SignedIn {
+    app: AppId,
+    user: SignedInUser,
+}
+
+impl SignedIn {
+    fn subject(&self) -> Subject<'_> {
+        Subject::User {
+            app: self.app,
+            user: &self.user,
+        }
+    }
+}
+
+async fn sign_in(state: &AppState, app: &str, token: &UserToken) -> ApiResult<SignedIn> {
     // An unknown app and a bad token look alike: both are a refused token.
     let app = AppId::parse_lenient(app).ok_or(Error::InvalidUserToken)?;
     let user = state
@@ -55,7 +66,7 @@ async fn sign_in(
             Error::NoIdentityProvider => Error::InvalidUserToken,
             other => other,
         })?;
-    Ok((app, user))
+    Ok(SignedIn { app, user })
 }
 
 #[derive(Debug, Deserialize)]
@@ -72,7 +83,7 @@ pub async fn me(
     Path(app): Path<String>,
     token: UserToken,
 ) -> ApiResult<axum::Json<UserInfo>> {
-    let (_, signed_in) = sign_in(&state, &app, &token).await?;
+    let signed_in = sign_in(&state, &app, &token).await?.user;
     Ok(axum::Json(UserInfo {
         app_user_id: signed_in.user.id.to_string(),
         subject: signed_in.user.subject,
@@ -112,14 +123,14 @@ async fn listing(
     Query(page): Query<Page>,
     filter: GrantFilter,
 ) -> ApiResult<axum::Json<GrantList>> {
-    let (app, user) = sign_in(&state, &app, &token).await?;
+    let signed_in = sign_in(&state, &app, &token).await?;
     let request = ListGrants {
         limit: page.limit,
         offset: page.offset,
         filter,
         user_token: None,
     };
-    grants::page(&state, &Subject::User { app, user: &user }, request).await
+    grants::page(&state, &signed_in.subject(), request).await
 }
 
 pub async fn delegate(
@@ -128,8 +139,8 @@ pub async fn delegate(
     token: UserToken,
     Json(body): Json<CreateDelegationRequest>,
 ) -> ApiResult<(StatusCode, axum::Json<DelegationResult>)> {
-    let (app, user) = sign_in(&state, &app, &token).await?;
-    let subject = Subject::User { app, user: &user };
+    let signed_in = sign_in(&state, &app, &token).await?;
+    let subject = signed_in.subject();
     grants::delegate_as(&state, &subject, &grant, &body).await
 }
 
@@ -138,8 +149,8 @@ pub async fn revoke_delegation(
     Path((app, delegation)): Path<(String, String)>,
     token: UserToken,
 ) -> ApiResult<axum::Json<DelegationResult>> {
-    let (app, user) = sign_in(&state, &app, &token).await?;
-    let subject = Subject::User { app, user: &user };
+    let signed_in = sign_in(&state, &app, &token).await?;
+    let subject = signed_in.subject();
     let child = state
         .vault
         .revoke_delegation(&subject, Some(id(&delegation)?), DelegationOf::Itself)
@@ -154,8 +165,8 @@ pub async fn agents(
     token: UserToken,
     Query(page): Query<Page>,
 ) -> ApiResult<axum::Json<Vec<AgentSummary>>> {
-    let (app, user) = sign_in(&state, &app, &token).await?;
-    let subject = Subject::User { app, user: &user };
+    let signed_in = sign_in(&state, &app, &token).await?;
+    let subject = signed_in.subject();
     let (agents, _) = state
         .vault
         .list_agents(&subject, false, page.limit, page.offset)
