@@ -13,6 +13,7 @@ use crate::error::{Entity, Error, Result, ensure};
 use crate::ids::{AgentId, AppId, KeyId};
 use crate::keys::{ApiKey, KeySpec, KeyStatus, NewKey};
 use crate::scope::{Scope, ScopeSet};
+use crate::subject::Subject;
 use crate::time::Timestamp;
 use crate::validate;
 use crate::vault::Vault;
@@ -282,7 +283,7 @@ pub type AgentKey = ApiKey;
 impl Vault {
     /// `agents.create` (app callers only).
     pub async fn create_agent(&self, caller: &Caller, new: NewAgent) -> Result<AgentCreated> {
-        refuse_agents(caller)?;
+        Subject::Caller(caller).manage_agents()?;
         let name = validate_name(&new.name)?;
         let agent_type = match new.agent_type.as_deref() {
             None | Some("agent") => "agent",
@@ -399,40 +400,31 @@ impl Vault {
         }
     }
 
-    /// `agents.list`: a page of the app's agents (deleted ones only with `include_revoked`).
+    /// A page of the app's agents (deleted ones only with `include_revoked`): `agents.list`
+    /// for app callers, the operator's listing, the agents an end user may delegate to.
     pub async fn list_agents(
         &self,
-        caller: &Caller,
+        subject: &Subject<'_>,
         include_revoked: bool,
         limit: i64,
         offset: i64,
     ) -> Result<(Vec<Agent>, i64)> {
-        refuse_agents(caller)?;
-        self.app_agents(caller.app_id, include_revoked, limit, offset)
-            .await
-    }
-
-    /// A page of an app's agents (operator and app callers).
-    pub async fn app_agents(
-        &self,
-        app_id: AppId,
-        include_revoked: bool,
-        limit: i64,
-        offset: i64,
-    ) -> Result<(Vec<Agent>, i64)> {
+        if let Subject::Caller(_) = subject {
+            subject.manage_agents()?;
+        }
         let limit = validate::int_in_range("limit", limit, 1, 1000)?;
         let offset = validate::int_in_range("offset", offset, 0, i64::MAX)?;
         let now = self.now();
         let (agents, total) = self
             .store()
-            .list_agents(app_id, include_revoked, limit, offset)
+            .list_agents(subject.app_id(), include_revoked, limit, offset)
             .await?;
         Ok((agents.into_iter().map(|a| a.settled(now)).collect(), total))
     }
 
     /// `agents.get_by_name`: the live agent of that name, if any.
     pub async fn agent_by_name(&self, caller: &Caller, name: &str) -> Result<Option<Agent>> {
-        refuse_agents(caller)?;
+        Subject::Caller(caller).manage_agents()?;
         let now = self.now();
         Ok(self
             .store()
@@ -441,16 +433,10 @@ impl Vault {
             .map(|a| a.settled(now)))
     }
 
-    /// `agents.get`.
-    pub async fn get_agent(&self, caller: &Caller, agent_id: &str) -> Result<Agent> {
-        refuse_agents(caller)?;
-        self.agent_by_text(caller.app_id, agent_id).await
-    }
-
-    /// An agent of the app by id text; anything else is "not found".
-    pub async fn agent_by_text(&self, app_id: AppId, agent_id: &str) -> Result<Agent> {
-        let id = AgentId::parse_lenient(agent_id).ok_or(Error::NotFound(Entity::Agent))?;
-        self.agent(app_id, id).await
+    /// `agents.get`, and the operator's look at one agent.
+    pub async fn get_agent(&self, subject: &Subject<'_>, agent_id: AgentId) -> Result<Agent> {
+        subject.manage_agents()?;
+        self.agent(subject.app_id(), agent_id).await
     }
 
     /// An agent of the app.
@@ -472,31 +458,15 @@ impl Vault {
             .ok_or(Error::MeRequiresAgentKey)
     }
 
-    /// `agents.update` / `suspend` / `resume`.
+    /// `agents.update` / `suspend` / `resume`, and the operator's pause and resume.
     pub async fn update_agent(
         &self,
-        caller: &Caller,
-        agent_id: &str,
+        subject: &Subject<'_>,
+        agent_id: AgentId,
         update: AgentUpdate,
     ) -> Result<Agent> {
-        refuse_agents(caller)?;
-        let agent = self.agent_by_text(caller.app_id, agent_id).await?;
-        self.apply_agent_update(agent, update, caller.actor()).await
-    }
-
-    /// Pauses or resumes an agent (operator).
-    pub async fn set_agent_status(
-        &self,
-        app_id: AppId,
-        agent_id: &str,
-        status: AgentStatus,
-    ) -> Result<Agent> {
-        let agent = self.agent_by_text(app_id, agent_id).await?;
-        let update = AgentUpdate {
-            status: Some(status.as_str().to_owned()),
-            ..AgentUpdate::default()
-        };
-        self.apply_agent_update(agent, update, Actor::operator())
+        let agent = self.get_agent(subject, agent_id).await?;
+        self.apply_agent_update(agent, update, subject.actor())
             .await
     }
 
@@ -608,16 +578,9 @@ impl Vault {
 
     /// `agents.delete`: terminal; every key and every delegation to the agent is revoked in
     /// the same transaction. Deleting a deleted agent changes nothing.
-    pub async fn delete_agent(&self, caller: &Caller, agent_id: &str) -> Result<Agent> {
-        refuse_agents(caller)?;
-        let agent = self.agent_by_text(caller.app_id, agent_id).await?;
-        self.remove_agent(agent, caller.actor()).await
-    }
-
-    /// Deletes an agent (operator).
-    pub async fn delete_app_agent(&self, app_id: AppId, agent_id: &str) -> Result<Agent> {
-        let agent = self.agent_by_text(app_id, agent_id).await?;
-        self.remove_agent(agent, Actor::operator()).await
+    pub async fn delete_agent(&self, subject: &Subject<'_>, agent_id: AgentId) -> Result<Agent> {
+        let agent = self.get_agent(subject, agent_id).await?;
+        self.remove_agent(agent, subject.actor()).await
     }
 
     async fn remove_agent(&self, agent: Agent, actor: Actor) -> Result<Agent> {
@@ -645,9 +608,8 @@ impl Vault {
     }
 
     /// `agents.mint_key`: another key for a live agent.
-    pub async fn mint_agent_key(&self, caller: &Caller, agent_id: &str) -> Result<NewKey> {
-        refuse_agents(caller)?;
-        let agent = self.agent_by_text(caller.app_id, agent_id).await?;
+    pub async fn mint_agent_key(&self, caller: &Caller, agent_id: AgentId) -> Result<NewKey> {
+        let agent = self.get_agent(&Subject::Caller(caller), agent_id).await?;
         if agent.status == AgentStatus::Revoked {
             return Err(Error::NotFound(Entity::Agent));
         }
@@ -664,9 +626,12 @@ impl Vault {
     }
 
     /// `agents.list_keys`, oldest first.
-    pub async fn list_agent_keys(&self, caller: &Caller, agent_id: &str) -> Result<Vec<AgentKey>> {
-        refuse_agents(caller)?;
-        let agent = self.agent_by_text(caller.app_id, agent_id).await?;
+    pub async fn list_agent_keys(
+        &self,
+        caller: &Caller,
+        agent_id: AgentId,
+    ) -> Result<Vec<AgentKey>> {
+        let agent = self.get_agent(&Subject::Caller(caller), agent_id).await?;
         Ok(self.store().agent_keys(agent.app_id, agent.id).await?)
     }
 
@@ -675,11 +640,10 @@ impl Vault {
     pub async fn set_agent_key_deprecated(
         &self,
         caller: &Caller,
-        agent_id: &str,
-        key_id: &str,
+        agent_id: AgentId,
+        key_id: KeyId,
         deprecated: bool,
     ) -> Result<AgentKey> {
-        refuse_agents(caller)?;
         let key = self.agent_key(caller, agent_id, key_id).await?;
         if key.revoked_at.is_some() {
             return Err(Error::KeyAlreadyRevoked);
@@ -705,20 +669,24 @@ impl Vault {
     pub async fn revoke_agent_key(
         &self,
         caller: &Caller,
-        agent_id: &str,
-        key_id: &str,
+        agent_id: AgentId,
+        key_id: KeyId,
         force: bool,
     ) -> Result<AgentKey> {
-        refuse_agents(caller)?;
         let key = self.agent_key(caller, agent_id, key_id).await?;
         self.revoke_key_checked(key, force, caller.actor()).await
     }
 
-    async fn agent_key(&self, caller: &Caller, agent_id: &str, key_id: &str) -> Result<AgentKey> {
-        let agent = self.agent_by_text(caller.app_id, agent_id).await?;
-        let id = KeyId::parse_lenient(key_id).ok_or(Error::NotFound(Entity::Key))?;
+    /// A key of one of the app's agents, for an app caller.
+    async fn agent_key(
+        &self,
+        caller: &Caller,
+        agent_id: AgentId,
+        key_id: KeyId,
+    ) -> Result<AgentKey> {
+        let agent = self.get_agent(&Subject::Caller(caller), agent_id).await?;
         self.store()
-            .get_key(caller.app_id, id)
+            .get_key(caller.app_id, key_id)
             .await?
             .filter(|k| k.agent_id == Some(agent.id))
             .ok_or(Error::NotFound(Entity::Key))
@@ -774,15 +742,6 @@ impl Vault {
 /// The scopes an agent's keys hold (and an `ak` key by default).
 pub(crate) fn agent_key_scopes() -> ScopeSet {
     ScopeSet::new(AGENT_KEY_SCOPES.iter().filter_map(|s| Scope::parse(s).ok()))
-}
-
-/// Agents cannot manage agents: every control route refuses an agent caller (one acting as
-/// an agent, or signing with an agent-typed key).
-fn refuse_agents(caller: &Caller) -> Result<()> {
-    if caller.is_agent() {
-        return Err(Error::AgentCannotMintSubagents);
-    }
-    Ok(())
 }
 
 fn agent_event(agent: &Agent, action: &str, actor: Actor) -> AuditEvent {

@@ -134,10 +134,32 @@ impl Caller {
 }
 
 impl Vault {
-    /// The stored key a plaintext API key names, in any state; `None` if unknown.
-    pub async fn find_key(&self, plaintext: &str) -> Result<Option<ApiKey>> {
-        let hash = alter_crypto::keys::lookup_hash(plaintext);
-        Ok(self.store().find_key_by_hash(&hash).await?)
+    /// Authenticates and admits a signed request: finds the key `presented_key` names, lets
+    /// `signature_verifies` check the request's signature with its signing key, then admits
+    /// the request on `facts`. The caller's cheap checks (key format,
+    /// required headers, content hash) come first, so nothing here runs for requests that
+    /// fail them.
+    ///
+    /// An unknown key and a bad signature are [`Error::Unauthenticated`], like every failure
+    /// of the timestamp window or nonce. `facts` is what the edge read off the request; a
+    /// failure to read it is reported only once the signature verified.
+    pub async fn authenticate(
+        &self,
+        presented_key: &str,
+        facts: Result<RequestFacts>,
+        signature_verifies: impl FnOnce(&[u8; 32]) -> bool,
+    ) -> Result<Caller> {
+        let hash = alter_crypto::keys::lookup_hash(presented_key);
+        let key = self
+            .store()
+            .find_key_by_hash(&hash)
+            .await?
+            .ok_or(Error::Unauthenticated)?;
+        let signing_key = self.signing_key(&key)?;
+        if !signature_verifies(&signing_key) {
+            return Err(Error::Unauthenticated);
+        }
+        self.admit(&key, facts?).await
     }
 
     /// Admits a request whose signature was verified with `key`'s signing key.
@@ -145,7 +167,7 @@ impl Vault {
     /// Every failure of the timestamp window or nonce is [`Error::Unauthenticated`], the same
     /// answer as a bad signature. Only a caller who proved possession of the key learns about
     /// the key's lifecycle (revoked, expired, rotated).
-    pub async fn admit(&self, key: &ApiKey, facts: RequestFacts) -> Result<Caller> {
+    async fn admit(&self, key: &ApiKey, facts: RequestFacts) -> Result<Caller> {
         let now = self.now();
         let window = self.settings().timestamp_window_seconds;
         let ts: i64 = facts

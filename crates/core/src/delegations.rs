@@ -8,15 +8,14 @@ use serde_json::json;
 
 use crate::agents::{Agent, AgentStatus};
 use crate::audit::{Actor, AuditEvent, action};
-use crate::caller::Caller;
 use crate::error::{Entity, Error, Result};
 use crate::grants::{
-    CreatedBy, Grant, GrantFilter, GrantLifetime, GrantPage, GrantState, GrantStatus, Principal,
-    Viewer, grant_event,
+    CreatedBy, Grant, GrantLifetime, GrantState, GrantStatus, Principal, grant_event,
 };
 use crate::identity::{SignedInUser, UserStatus};
 use crate::ids::{AgentId, AppId, GrantId, UserId};
 use crate::ports::StoreError;
+use crate::subject::Subject;
 use crate::time::Timestamp;
 use crate::validate;
 use crate::vault::Vault;
@@ -42,11 +41,25 @@ pub mod reason {
 
 /// Which delegation of a grant to revoke.
 #[derive(Debug, Clone, Copy)]
-pub enum DelegationOf<'a> {
-    /// The named agent's (operator path).
-    Agent(&'a str),
+pub enum DelegationOf {
+    /// The named agent's (operator path); `None` when the text named no agent, which
+    /// revokes nothing.
+    Agent(Option<AgentId>),
     /// The calling agent's own (self path).
     Me,
+    /// The delegation the id names itself (an end user revoking one they made).
+    Itself,
+}
+
+/// How a delegation is made, beside the grant and the agent.
+#[derive(Debug, Clone, Default)]
+pub struct DelegateOptions {
+    /// Lifetime, capped by the secret's ceiling and the parent's end.
+    pub ttl_seconds: Option<i64>,
+    /// Whether the agent may pass it on.
+    pub delegable: Option<bool>,
+    /// Refused on managed-secret delegations (they carry no scopes).
+    pub scope_constraint: Option<Vec<String>>,
 }
 
 /// Who consents to a delegation.
@@ -60,115 +73,82 @@ enum Consent {
 }
 
 impl Vault {
-    /// `Agent.delegate`: passes on a delegation the calling agent holds (or updates the one it
-    /// passed on before to the same agent).
-    pub async fn delegate_onward(
+    /// Delegates `grant_id` to the agent `to`, by consent of the subject: the operator
+    /// delegates grants the app owns (system or group principal); an end user a grant they
+    /// hold (their own, or one of a group they are in); an agent (`Agent.delegate`) passes on
+    /// a delegable delegation it holds. Delegating again to the same agent updates the
+    /// delegation made before.
+    pub async fn delegate(
         &self,
-        caller: &Caller,
-        held_grant_id: &str,
-        to_agent_id: &str,
-        delegable: Option<bool>,
-        scope_constraint: Option<Vec<String>>,
-        ttl_seconds: Option<i64>,
+        subject: &Subject<'_>,
+        grant_id: GrantId,
+        to: AgentId,
+        options: DelegateOptions,
     ) -> Result<Grant> {
-        let holder = caller.agent_id().ok_or(Error::AgentKeyRequired)?;
-        let held = self.reachable_grant(caller, held_grant_id).await?;
-        if held.agent_id() != Some(holder) || held.state(self.now()) != GrantState::Active {
-            return Err(Error::NotFound(Entity::Grant));
-        }
-        if held.parent_grant_id.is_none() {
-            return Err(Error::GrantNotDelegable(reason::NO_CONSENTING_USER));
-        }
-        if !held.delegable {
-            return Err(Error::GrantNotDelegable(reason::HOLDER_NOT_DELEGABLE));
-        }
-        if scope_constraint.is_some() {
-            return Err(Error::InvalidScopeConstraint(
-                "managed-secret delegations carry no scopes, so they take no scope_constraint"
-                    .into(),
-            ));
-        }
-        let to = self.delegation_target(caller.app_id, to_agent_id).await?;
-        self.delegate(
-            held,
-            &to,
-            Consent::OnwardHop,
-            ttl_seconds,
-            delegable,
-            caller.actor(),
-        )
-        .await
-    }
-
-    /// Delegates a grant the app owns (system or group principal) to an agent (operator).
-    pub async fn delegate_as_operator(
-        &self,
-        app_id: AppId,
-        grant_id: &str,
-        agent_id: &str,
-        ttl_seconds: Option<i64>,
-        delegable: Option<bool>,
-    ) -> Result<Grant> {
-        let grant = self.app_grant(app_id, grant_id).await?;
-        match grant.principal {
-            Principal::System | Principal::Group { .. } if grant.parent_grant_id.is_none() => {}
-            Principal::Agent(_) if grant.parent_grant_id.is_none() => {
-                return Err(Error::GrantNotDelegable(reason::NO_CONSENTING_USER));
+        let app_id = subject.app_id();
+        let (grant, consent) = match subject {
+            Subject::Caller(caller) => {
+                let holder = caller.agent_id().ok_or(Error::AgentKeyRequired)?;
+                let held = self.grant_in_reach(subject, grant_id).await?;
+                if held.agent_id() != Some(holder) || held.state(self.now()) != GrantState::Active {
+                    return Err(Error::NotFound(Entity::Grant));
+                }
+                if held.parent_grant_id.is_none() {
+                    return Err(Error::GrantNotDelegable(reason::NO_CONSENTING_USER));
+                }
+                if !held.delegable {
+                    return Err(Error::GrantNotDelegable(reason::HOLDER_NOT_DELEGABLE));
+                }
+                if options.scope_constraint.is_some() {
+                    return Err(Error::InvalidScopeConstraint(
+                        "managed-secret delegations carry no scopes, so they take no scope_constraint"
+                            .into(),
+                    ));
+                }
+                (held, Consent::OnwardHop)
             }
-            _ => {
-                return Err(Error::Invalid(
-                    "the operator delegates grants the app owns (system or group principals); users delegate their own".into(),
-                ));
+            Subject::Operator { .. } => {
+                let grant = self.grant(app_id, grant_id).await?;
+                match grant.principal {
+                    Principal::System | Principal::Group { .. }
+                        if grant.parent_grant_id.is_none() => {}
+                    Principal::Agent(_) if grant.parent_grant_id.is_none() => {
+                        return Err(Error::GrantNotDelegable(reason::NO_CONSENTING_USER));
+                    }
+                    _ => {
+                        return Err(Error::Invalid(
+                            "the operator delegates grants the app owns (system or group principals); users delegate their own".into(),
+                        ));
+                    }
+                }
+                (grant, Consent::Operator)
             }
-        }
-        let to = self.delegation_target(app_id, agent_id).await?;
-        self.delegate(
-            grant,
-            &to,
-            Consent::Operator,
-            ttl_seconds,
-            delegable,
-            Actor::operator(),
-        )
-        .await
-    }
-
-    /// An end user delegates a grant they hold (their own, or one of a group they are in).
-    pub async fn delegate_as_user(
-        &self,
-        app_id: AppId,
-        user: &SignedInUser,
-        grant_id: &str,
-        agent_id: &str,
-        ttl_seconds: Option<i64>,
-        delegable: Option<bool>,
-    ) -> Result<Grant> {
-        let grant = self.app_grant(app_id, grant_id).await?;
-        if grant.parent_grant_id.is_some() || !holds(user, &grant) {
-            return Err(Error::NotFound(Entity::Grant));
-        }
-        let to = self.delegation_target(app_id, agent_id).await?;
-        let actor = user_actor(user);
-        self.delegate(
-            grant,
-            &to,
-            Consent::User(user.user.id),
-            ttl_seconds,
-            delegable,
-            actor,
-        )
-        .await
-    }
-
-    async fn delegation_target(&self, app_id: AppId, agent_id: &str) -> Result<Agent> {
-        self.agent_by_text(app_id, agent_id)
+            Subject::User { user, .. } => {
+                let grant = self.grant(app_id, grant_id).await?;
+                if grant.parent_grant_id.is_some() || !holds(user, &grant) {
+                    return Err(Error::NotFound(Entity::Grant));
+                }
+                (grant, Consent::User(user.user.id))
+            }
+        };
+        let to = self
+            .agent(app_id, to)
             .await
             .ok()
             .filter(|a| a.status == AgentStatus::Active)
-            .ok_or(Error::NotFound(Entity::Agent))
+            .ok_or(Error::NotFound(Entity::Agent))?;
+        self.store_delegation(
+            grant,
+            &to,
+            consent,
+            options.ttl_seconds,
+            options.delegable,
+            subject.actor(),
+        )
+        .await
     }
 
-    async fn delegate(
+    async fn store_delegation(
         &self,
         parent: Grant,
         to: &Agent,
@@ -278,54 +258,79 @@ impl Vault {
         self.grant(child.app_id, child.id).await
     }
 
-    /// `App.revoke_delegation(grant_id, agent_id)` and `Agent.revoke_delegation(grant_id)`:
-    /// revokes the agent's delegation of the grant (named by the parent's id, or the
-    /// delegation's own) and everything passed on from it. Idempotent.
+    /// Revokes a delegation and everything passed on from it. `App.revoke_delegation(grant_id,
+    /// agent_id)` and `Agent.revoke_delegation(grant_id)` name the agent's delegation of a
+    /// grant (by the parent's id, or the delegation's own), are idempotent and answer `None`;
+    /// an end user names a delegation they made ([`DelegationOf::Itself`]) and gets it back.
+    /// `grant_id` is `None` when the text named no grant.
     pub async fn revoke_delegation(
         &self,
-        caller: &Caller,
-        grant_id: &str,
-        of: DelegationOf<'_>,
-    ) -> Result<()> {
+        subject: &Subject<'_>,
+        grant_id: Option<GrantId>,
+        of: DelegationOf,
+    ) -> Result<Option<Grant>> {
+        let app_id = subject.app_id();
+        if let Subject::User { user, .. } = subject {
+            let DelegationOf::Itself = of else {
+                return Err(Error::NotFound(Entity::Grant));
+            };
+            let id = grant_id.ok_or(Error::NotFound(Entity::Grant))?;
+            let child = self.grant(app_id, id).await?;
+            if child.parent_grant_id.is_none() || child.delegated_by != Some(user.user.id) {
+                return Err(Error::NotFound(Entity::Grant));
+            }
+            if child.status == GrantStatus::Active {
+                self.revoke_delegation_row(child, subject.actor()).await?;
+            }
+            return self.grant(app_id, id).await.map(Some);
+        }
+        let acting = match subject {
+            Subject::Caller(caller) => caller.agent_id(),
+            _ => None,
+        };
         let agent = match of {
-            DelegationOf::Agent(_) if caller.agent_id().is_some() => {
+            DelegationOf::Agent(_) if acting.is_some() => {
                 return Err(Error::UseSelfRevokePath);
             }
             // Delegations to named agents are out of an unbound agent key's reach: it is
             // answered like a delegation that does not exist.
-            DelegationOf::Agent(_) if caller.is_unbound_agent() => return Ok(()),
-            DelegationOf::Agent(text) => match AgentId::parse_lenient(text) {
+            DelegationOf::Agent(_) if matches!(subject, Subject::Caller(c) if c.is_unbound_agent()) =>
+            {
+                return Ok(None);
+            }
+            DelegationOf::Agent(agent) => match agent {
                 Some(agent) => agent,
-                None => return Ok(()),
+                None => return Ok(None),
             },
-            DelegationOf::Me => caller.agent_id().ok_or(Error::AgentKeyRequired)?,
+            DelegationOf::Me => acting.ok_or(Error::AgentKeyRequired)?,
+            DelegationOf::Itself => return Err(Error::NotFound(Entity::Grant)),
         };
-        let Some(id) = GrantId::parse_lenient(grant_id) else {
-            return Ok(());
+        let Some(id) = grant_id else {
+            return Ok(None);
         };
-        let Some(grant) = self.store().get_grant(caller.app_id, id).await? else {
-            return Ok(());
+        let Some(grant) = self.store().get_grant(app_id, id).await? else {
+            return Ok(None);
         };
         if grant.agent_id() == Some(agent) && grant.parent_grant_id.is_some() {
             if grant.status == GrantStatus::Active {
-                self.revoke_delegation_row(grant, caller.actor()).await?;
+                self.revoke_delegation_row(grant, subject.actor()).await?;
             }
-            return Ok(());
+            return Ok(None);
         }
         // By the parent's id: every active delegation of it to the agent, should concurrent
         // calls ever have left more than one.
         let now = self.now();
         self.store()
             .revoke_delegations(
-                caller.app_id,
+                app_id,
                 grant.id,
                 agent,
                 now,
                 DELEGATION_REVOKED_REASON,
-                &delegation_revoked_event(caller.app_id, now, caller.actor()),
+                &delegation_revoked_event(app_id, now, subject.actor()),
             )
             .await?;
-        Ok(())
+        Ok(None)
     }
 
     async fn revoke_delegation_row(&self, child: Grant, actor: Actor) -> Result<()> {
@@ -340,43 +345,6 @@ impl Vault {
             )
             .await?;
         Ok(())
-    }
-
-    /// The grants an end user holds (their own and their groups'), and the delegations they
-    /// made, in creation order.
-    pub async fn user_grants(
-        &self,
-        app_id: AppId,
-        user: &SignedInUser,
-        filter: GrantFilter,
-        limit: i64,
-        offset: i64,
-    ) -> Result<GrantPage> {
-        let viewer = Viewer::User {
-            user: user.user.id,
-            idp: user.user.idp_id,
-            groups: user.groups.clone(),
-        };
-        self.grant_page(app_id, &viewer, filter, limit, offset)
-            .await
-    }
-
-    /// An end user revokes a delegation they made.
-    pub async fn user_revoke_delegation(
-        &self,
-        app_id: AppId,
-        user: &SignedInUser,
-        delegation_id: &str,
-    ) -> Result<Grant> {
-        let child = self.app_grant(app_id, delegation_id).await?;
-        if child.parent_grant_id.is_none() || child.delegated_by != Some(user.user.id) {
-            return Err(Error::NotFound(Entity::Grant));
-        }
-        if child.status == GrantStatus::Active {
-            self.revoke_delegation_row(child.clone(), user_actor(user))
-                .await?;
-        }
-        self.app_grant(app_id, delegation_id).await
     }
 
     /// Re-validates a delegation before use: every grant up the chain active, the consenting
@@ -471,12 +439,5 @@ pub(crate) fn holds(user: &SignedInUser, grant: &Grant) -> bool {
             external_group_id,
         } => *idp_id == user.user.idp_id && user.groups.contains(external_group_id),
         _ => false,
-    }
-}
-
-fn user_actor(user: &SignedInUser) -> Actor {
-    Actor {
-        app_user_id: Some(user.user.id.to_string()),
-        ..Actor::of_kind(crate::audit::ActorKind::User)
     }
 }

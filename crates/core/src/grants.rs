@@ -10,9 +10,11 @@ use crate::audit::{Actor, AuditEvent, Target, action};
 use crate::caller::Caller;
 use crate::credentials::{Credential, CredentialRef, CredentialSummary};
 use crate::error::{Entity, Error, Limit, Result, ensure};
+use crate::identity::SignedInUser;
 use crate::ids::{AgentId, AppId, GrantId, IdpId, SecretId, UserId};
 use crate::scope::Verb;
 use crate::secrets::ManagedSecret;
+use crate::subject::Subject;
 use crate::time::Timestamp;
 use crate::validate;
 use crate::vault::Vault;
@@ -536,9 +538,41 @@ impl Vault {
         })
     }
 
-    /// `list_grants`: a page of the grants the caller may see.
-    pub async fn list_grants(&self, caller: &Caller, request: ListGrants) -> Result<GrantPage> {
-        let user = match &request.user_token {
+    /// A page of the grants the subject may see: an SDK caller (`list_grants`) those its
+    /// scopes name, as the agent it acts as or narrowed to the user `user_token` identifies;
+    /// the operator every grant of the app; an end user the grants they hold and the
+    /// delegations they made. `user_token` is the SDK caller's alone.
+    pub async fn list_grants(
+        &self,
+        subject: &Subject<'_>,
+        request: ListGrants,
+    ) -> Result<GrantPage> {
+        let (viewer, filter) = match subject {
+            Subject::Operator { .. } => (Viewer::App, request.filter),
+            Subject::User { user, .. } => (user_viewer(user), request.filter),
+            Subject::Caller(caller) => {
+                self.caller_view(caller, request.user_token, request.filter)
+                    .await?
+            }
+        };
+        self.grant_page(
+            subject.app_id(),
+            &viewer,
+            filter,
+            request.limit,
+            request.offset,
+        )
+        .await
+    }
+
+    /// How an SDK caller sees grants, and the filter its scopes narrow.
+    async fn caller_view(
+        &self,
+        caller: &Caller,
+        user_token: Option<String>,
+        filter: GrantFilter,
+    ) -> Result<(Viewer, GrantFilter)> {
+        let user = match &user_token {
             Some(token) => Some(self.sign_in(caller.app_id, token).await?),
             None => None,
         };
@@ -547,16 +581,12 @@ impl Vault {
                 agent,
                 delegated_by: user.map(|u| u.user.id),
             },
-            (None, Some(u)) => Viewer::User {
-                user: u.user.id,
-                idp: u.user.idp_id,
-                groups: u.groups,
-            },
+            (None, Some(u)) => user_viewer(&u),
             (None, None) => Viewer::App,
         };
         let mut filter = GrantFilter {
             hide_agent_grants: caller.is_unbound_agent(),
-            ..request.filter
+            ..filter
         };
         match caller.scopes.instances("grants", Verb::Read) {
             Some(None) => {}
@@ -569,18 +599,11 @@ impl Vault {
                 });
             }
         }
-        self.grant_page(
-            caller.app_id,
-            &viewer,
-            filter,
-            request.limit,
-            request.offset,
-        )
-        .await
+        Ok((viewer, filter))
     }
 
     /// A page of an app's grants as `viewer` sees them.
-    pub async fn grant_page(
+    async fn grant_page(
         &self,
         app_id: AppId,
         viewer: &Viewer,
@@ -602,35 +625,31 @@ impl Vault {
         })
     }
 
-    /// `revoke_grant`: revokes a grant the caller may reach, and every delegation under it.
+    /// Revokes a grant the subject may reach, and every delegation under it. With
+    /// `user_token` (SDK callers), only a grant of that user. End users revoke only the
+    /// delegations they made ([`Vault::revoke_delegation`]).
     pub async fn revoke_grant(
         &self,
-        caller: &Caller,
-        grant_id: &str,
+        subject: &Subject<'_>,
+        grant_id: GrantId,
         reason: Option<String>,
         user_token: Option<&str>,
     ) -> Result<Grant> {
-        let grant = self.reachable_grant(caller, grant_id).await?;
+        if let Subject::User { .. } = subject {
+            return Err(Error::NotFound(Entity::Grant));
+        }
+        let grant = self.grant_in_reach(subject, grant_id).await?;
         if let Some(token) = user_token {
-            let user = self.sign_in(caller.app_id, token).await?;
+            let user = self.sign_in(subject.app_id(), token).await?;
             if grant.principal != Principal::User(user.user.id) {
                 return Err(Error::NotFound(Entity::Grant));
             }
         }
-        self.revoke_grant_row(grant, reason, caller.actor()).await
+        self.revoke_grant_row(grant, reason, subject.actor()).await
     }
 
-    /// Revokes a grant of an app (operator).
-    pub async fn revoke_app_grant(
-        &self,
-        app_id: AppId,
-        grant_id: &str,
-        reason: Option<String>,
-    ) -> Result<GrantView> {
-        let grant = self.app_grant(app_id, grant_id).await?;
-        let grant = self
-            .revoke_grant_row(grant, reason, Actor::operator())
-            .await?;
+    /// A grant with a summary of its credential, as listings show it.
+    pub async fn grant_view(&self, grant: Grant) -> Result<GrantView> {
         let credential = self.credential_of(&grant).await?;
         Ok(GrantView {
             credential: Some(CredentialSummary::of(&credential)),
@@ -672,7 +691,7 @@ impl Vault {
     pub async fn mint_grant(
         &self,
         caller: &Caller,
-        source: &str,
+        source: GrantId,
         label: &str,
         lifetime: LifetimeInput,
         tags: Vec<String>,
@@ -681,7 +700,7 @@ impl Vault {
             return Err(Error::AgentsCannotMint);
         }
         let now = self.now();
-        let source = self.app_grant(caller.app_id, source).await?;
+        let source = self.grant(caller.app_id, source).await?;
         if source.state(now) != GrantState::Active || source.parent_grant_id.is_some() {
             return Err(Error::NotFound(Entity::Grant));
         }
@@ -733,22 +752,30 @@ impl Vault {
             .ok_or(Error::NotFound(Entity::Grant))
     }
 
-    /// A grant the caller may act on by id: any of the app's for an app caller (also when it
-    /// acts as an agent); for an agent's own key, only grants the agent is the principal of
-    /// (its own, or delegations to it); for an agent-typed key bound to no agent, only grants
-    /// no named agent holds.
+    /// A grant the caller may act on, by id text (see [`Subject::reaches_grant`]).
     pub async fn reachable_grant(&self, caller: &Caller, grant_id: &str) -> Result<Grant> {
-        let grant = self.app_grant(caller.app_id, grant_id).await?;
-        let reachable = match caller.agent_id() {
-            Some(agent) if !caller.impersonating => grant.agent_id() == Some(agent),
-            _ if caller.is_unbound_agent() => grant.agent_id().is_none(),
-            _ => true,
-        };
-        if reachable {
+        let id = GrantId::parse_lenient(grant_id).ok_or(Error::NotFound(Entity::Grant))?;
+        self.grant_in_reach(&Subject::Caller(caller), id).await
+    }
+
+    /// A grant the subject may act on by id ([`Subject::reaches_grant`]); anything else
+    /// looks "not found".
+    pub(crate) async fn grant_in_reach(&self, subject: &Subject<'_>, id: GrantId) -> Result<Grant> {
+        let grant = self.grant(subject.app_id(), id).await?;
+        if subject.reaches_grant(&grant) {
             Ok(grant)
         } else {
             Err(Error::NotFound(Entity::Grant))
         }
+    }
+}
+
+/// How an end user sees grants: theirs, their groups', the delegations they made.
+fn user_viewer(user: &SignedInUser) -> Viewer {
+    Viewer::User {
+        user: user.user.id,
+        idp: user.user.idp_id,
+        groups: user.groups.clone(),
     }
 }
 

@@ -15,6 +15,7 @@ use crate::caller::Caller;
 use crate::error::{Entity, Error, Result, ensure};
 use crate::ids::{AgentId, AppId, KeyId};
 use crate::scope::{SCOPE_VERSION, Scope, ScopeSet};
+use crate::subject::Subject;
 use crate::time::Timestamp;
 use crate::validate;
 use crate::vault::Vault;
@@ -169,6 +170,32 @@ pub struct NewKey {
     pub plaintext: SecretString,
 }
 
+/// How long a rotated key keeps working beside its successor, as each API spells it.
+#[derive(Debug, Clone, Copy)]
+pub enum Overlap {
+    /// The operator's `grace_seconds` (0–30 days, default 0).
+    Seconds(Option<i64>),
+    /// The SDK's `overlap_days` (0–30).
+    Days(i64),
+}
+
+impl Overlap {
+    /// The overlap in seconds, within its bounds.
+    fn seconds(self) -> Result<i64> {
+        match self {
+            Overlap::Seconds(seconds) => validate::int_in_range(
+                "grace_seconds",
+                seconds.unwrap_or(0),
+                0,
+                MAX_OVERLAP_SECONDS,
+            ),
+            Overlap::Days(days) => {
+                validate::int_in_range("overlap_days", days, 0, 30).map(|d| d * 24 * 3600)
+            }
+        }
+    }
+}
+
 /// Everything that decides a new key, before it has material.
 pub(crate) struct KeySpec {
     pub(crate) app_id: AppId,
@@ -244,31 +271,6 @@ impl Vault {
     pub async fn list_app_keys(&self, app_id: AppId) -> Result<Vec<ApiKey>> {
         self.get_app(app_id).await?;
         Ok(self.store().list_keys(app_id).await?)
-    }
-
-    /// Revokes an app key and its derived keys (operator). Revoking a revoked key returns it
-    /// unchanged.
-    pub async fn revoke_app_key(&self, app_id: AppId, key_id: KeyId) -> Result<ApiKey> {
-        let key = self.app_key(app_id, key_id).await?;
-        self.revoke_key_row(key, Actor::operator()).await
-    }
-
-    /// Rotates an app key (operator): a successor with the same name, scopes and limits; the
-    /// old key keeps working for `grace_seconds` (0–30 days, default 0).
-    pub async fn rotate_app_key(
-        &self,
-        app_id: AppId,
-        key_id: KeyId,
-        grace_seconds: Option<i64>,
-    ) -> Result<NewKey> {
-        let grace = validate::int_in_range(
-            "grace_seconds",
-            grace_seconds.unwrap_or(0),
-            0,
-            MAX_OVERLAP_SECONDS,
-        )?;
-        let key = self.app_key(app_id, key_id).await?;
-        self.rotate(key, grace, Actor::operator()).await
     }
 
     /// `keys.derive`: a short-lived key with a subset of the caller's scopes.
@@ -347,31 +349,41 @@ impl Vault {
         Ok(new)
     }
 
-    /// `keys.rotate`: a successor of a key the caller may manage and could hold itself; the old
-    /// key keeps working for `overlap_days` (0–30).
+    /// Rotates a key the subject may manage: a successor with the same name, scopes and
+    /// limits; the old key keeps working for the overlap. An SDK caller (`keys.rotate`) must
+    /// not be a derived key, and may only rotate keys it could hold itself.
     pub async fn rotate_key(
         &self,
-        caller: &Caller,
-        key_id: &str,
-        overlap_days: i64,
+        subject: &Subject<'_>,
+        key_id: KeyId,
+        overlap: Overlap,
     ) -> Result<NewKey> {
-        let days = validate::int_in_range("overlap_days", overlap_days, 0, 30)?;
-        if caller.key_type == KeyType::Derived {
+        let grace = overlap.seconds()?;
+        if let Subject::Caller(caller) = subject
+            && caller.key_type == KeyType::Derived
+        {
             return Err(Error::RotationRefused(
                 "a derived key cannot rotate keys; rotate with its parent key".into(),
             ));
         }
-        let key = self.managed_key(caller, key_id).await?;
-        let own = self.caller_key(caller).await?;
-        ensure_rotation_within_caller(caller, &own, &key)?;
-        self.rotate(key, days * 24 * 3600, caller.actor()).await
+        let key = self.managed_key(subject, key_id).await?;
+        if let Subject::Caller(caller) = subject {
+            let own = self.caller_key(caller).await?;
+            ensure_rotation_within_caller(caller, &own, &key)?;
+        }
+        self.rotate(key, grace, subject.actor()).await
     }
 
-    /// `keys.revoke`: revokes a key the caller may manage and its derived keys; a managed
-    /// agent's last key only with `force`.
-    pub async fn revoke_key(&self, caller: &Caller, key_id: &str, force: bool) -> Result<ApiKey> {
-        let key = self.managed_key(caller, key_id).await?;
-        self.revoke_key_checked(key, force, caller.actor()).await
+    /// Revokes a key the subject may manage and its derived keys; revoking a revoked key
+    /// returns it unchanged. A managed agent's last key only with `force`.
+    pub async fn revoke_key(
+        &self,
+        subject: &Subject<'_>,
+        key_id: KeyId,
+        force: bool,
+    ) -> Result<ApiKey> {
+        let key = self.managed_key(subject, key_id).await?;
+        self.revoke_key_checked(key, force, subject.actor()).await
     }
 
     /// The key the caller signed with, as stored now.
@@ -386,18 +398,11 @@ impl Vault {
             .ok_or(Error::NotFound(Entity::Key))
     }
 
-    /// A key of the caller's app the caller may manage: any key for an app caller, only the
-    /// keys of its own agent for an agent caller, only itself and the keys derived from it for
-    /// an agent-typed key bound to no agent. Everything else looks "not found".
-    async fn managed_key(&self, caller: &Caller, key_id: &str) -> Result<ApiKey> {
-        let id = KeyId::parse_lenient(key_id).ok_or(Error::NotFound(Entity::Key))?;
-        let key = self.app_key(caller.app_id, id).await?;
-        let manageable = if caller.is_unbound_agent() {
-            key.id == caller.key_id || key.parent_key_id == Some(caller.key_id)
-        } else {
-            caller.agent_id().is_none() || key.agent_id == caller.agent_id()
-        };
-        if !manageable {
+    /// A key of the subject's app the subject may manage ([`Subject::manages_key`]);
+    /// everything else looks "not found".
+    async fn managed_key(&self, subject: &Subject<'_>, key_id: KeyId) -> Result<ApiKey> {
+        let key = self.app_key(subject.app_id(), key_id).await?;
+        if !subject.manages_key(&key) {
             return Err(Error::NotFound(Entity::Key));
         }
         Ok(key)
@@ -506,7 +511,7 @@ impl Vault {
     }
 
     /// Opens the HMAC signing key of a stored key.
-    pub fn signing_key(&self, key: &ApiKey) -> Result<Zeroizing<[u8; 32]>> {
+    pub(crate) fn signing_key(&self, key: &ApiKey) -> Result<Zeroizing<[u8; 32]>> {
         let (app, record) = key.binding();
         let opened = self.keyring().open(
             Binding {
@@ -621,10 +626,11 @@ fn key_event(key: &ApiKey, action: &str, actor: Actor, at: Timestamp) -> AuditEv
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn key(now: Timestamp) -> ApiKey {
+    /// A runtime key of a new app, for unit tests.
+    pub(crate) fn key(now: Timestamp) -> ApiKey {
         ApiKey {
             id: KeyId::new(),
             app_id: AppId::new(),

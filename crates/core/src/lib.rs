@@ -18,6 +18,7 @@ pub mod release;
 pub mod request_rule;
 pub mod scope;
 pub mod secrets;
+pub mod subject;
 pub mod time;
 mod validate;
 pub mod vault;

@@ -2,9 +2,9 @@
 //!
 //! [`signed_request`] is the middleware in front of every `/sdk/*` route. The body is buffered
 //! first (413 past the limit, 408 past the body deadline); a raw path escaping `/`, `?` or `#`
-//! is refused (400); then: key format → key lookup by hash → content hash → HMAC v1/v2 over
-//! the canonical request → (in the vault) timestamp window → nonce → key lifecycle → CIDR →
-//! attenuation. Every failure up to and including the nonce answers the same `invalid_key`.
+//! is refused (400); then: key format → required headers → content hash, here; then, in one
+//! vault call ([`alter_core::Vault::authenticate`]): key lookup by hash → HMAC v1/v2 over the
+//! canonical request → timestamp window → nonce → key lifecycle → CIDR → attenuation. Every failure up to and including the nonce answers the same `invalid_key`.
 //! The admitted [`Caller`] travels to the handler, whose [`Authed`] extractor checks the scope
 //! the route needs.
 
@@ -123,11 +123,6 @@ async fn admit(state: &AppState, parts: &Parts, body: &Bytes) -> Result<Caller, 
     ) {
         return Err(Error::Unauthenticated.into());
     }
-    let key = state
-        .vault
-        .find_key(api_key)
-        .await?
-        .ok_or(Error::Unauthenticated)?;
     let target = parts
         .uri
         .path_and_query()
@@ -147,17 +142,24 @@ async fn admit(state: &AppState, parts: &Parts, body: &Bytes) -> Result<Caller, 
         actor_id: optional(headers::ACTOR_ID),
         actor_context: optional(headers::CONTEXT),
     };
-    let signing_key = state.vault.signing_key(&key)?;
     let v2_matches = optional(headers::SIGNATURE_V2)
         .is_none_or(|v2| alter_crypto::ct_eq(v2.as_bytes(), signature.as_bytes()));
-    if !v2_matches || !input.verify(&signing_key, signature) {
-        return Err(Error::Unauthenticated.into());
-    }
+    let facts = request_facts(parts, &input);
+    let caller = state
+        .vault
+        .authenticate(api_key, facts, |key| {
+            v2_matches && input.verify(key, signature)
+        })
+        .await?;
+    Ok(caller)
+}
 
+/// The facts admission reads off a signed request.
+fn request_facts(parts: &Parts, input: &SigningInput<'_>) -> Result<RequestFacts, Error> {
     let non_empty = |v: Option<&str>| v.filter(|v| !v.is_empty()).map(str::to_owned);
-    let facts = RequestFacts {
-        timestamp: timestamp.to_owned(),
-        nonce: nonce.to_owned(),
+    Ok(RequestFacts {
+        timestamp: input.timestamp.to_owned(),
+        nonce: input.nonce.to_owned(),
         peer: parts
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
@@ -172,8 +174,7 @@ async fn admit(state: &AppState, parts: &Parts, body: &Bytes) -> Result<Caller, 
             .as_deref()
             .map(decode_context)
             .transpose()?,
-    };
-    Ok(state.vault.admit(&key, facts).await?)
+    })
 }
 
 /// A header as text; `None` if absent or not visible ASCII.

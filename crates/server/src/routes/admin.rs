@@ -1,14 +1,15 @@
 //! `/admin/v1/*`: the operator API (Bearer admin token): apps and their keys, the identity
 //! provider, managed secrets, agents, and grants and their delegations.
 
-use alter_core::agents::AgentStatus;
+use alter_core::Error;
+use alter_core::agents::{AgentStatus, AgentUpdate};
 use alter_core::apps::App;
-use alter_core::grants::{GrantFilter, GrantView, PrincipalType, Viewer};
+use alter_core::grants::{GrantFilter, GrantView, ListGrants, PrincipalType};
 use alter_core::identity::IdpSettings;
-use alter_core::ids::{AppId, KeyId};
-use alter_core::keys::MintKey;
+use alter_core::ids::AppId;
+use alter_core::keys::{MintKey, Overlap};
 use alter_core::secrets::{InjectionRule, InjectionTarget, NewSecret, SecretLimits};
-use alter_core::{Entity, Error};
+use alter_core::subject::Subject;
 use alter_crypto::SecretString;
 use alter_proto::admin::{
     AppInfo, CreateAppRequest, CreateDelegationRequest, CreateSecretRequest, IdpInfo, IdpRequest,
@@ -25,7 +26,7 @@ use serde::Deserialize;
 
 use super::grants::parse_state;
 use super::keys::{key_info, minted};
-use super::views;
+use super::{agents, grants, id, views};
 use crate::auth::Operator;
 use crate::error::{ApiError, ApiResult};
 use crate::json::{Json, Query};
@@ -80,11 +81,12 @@ fn app_info(app: &App) -> AppInfo {
 
 /// An app id from the path; anything else is an unknown app.
 pub(super) fn app_id(text: &str) -> Result<AppId, Error> {
-    AppId::parse_lenient(text).ok_or(Error::NotFound(Entity::App))
+    id(text)
 }
 
-fn key_id(text: &str) -> Result<KeyId, Error> {
-    KeyId::parse_lenient(text).ok_or(Error::NotFound(Entity::Key))
+/// The operator acting on the app the path names.
+fn operator(app: &str) -> Result<Subject<'static>, Error> {
+    Ok(Subject::Operator { app: app_id(app)? })
 }
 
 async fn create_app(
@@ -153,9 +155,10 @@ async fn revoke_key(
     _: Operator,
     Path((app, key)): Path<(String, String)>,
 ) -> ApiResult<axum::Json<ApiKeyInfo>> {
+    // The operator's revoke has no last-key guard: it always forces.
     let key = state
         .vault
-        .revoke_app_key(app_id(&app)?, key_id(&key)?)
+        .revoke_key(&operator(&app)?, id(&key)?, true)
         .await?;
     Ok(axum::Json(key_info(&key)))
 }
@@ -166,9 +169,10 @@ async fn rotate_key(
     Path((app, key)): Path<(String, String)>,
     Json(body): Json<RotateAppKeyRequest>,
 ) -> ApiResult<(StatusCode, axum::Json<MintedKey>)> {
+    let overlap = Overlap::Seconds(body.grace_seconds);
     let new = state
         .vault
-        .rotate_app_key(app_id(&app)?, key_id(&key)?, body.grace_seconds)
+        .rotate_key(&operator(&app)?, id(&key)?, overlap)
         .await?;
     Ok((StatusCode::CREATED, axum::Json(minted(&new))))
 }
@@ -336,21 +340,9 @@ async fn list_agents(
     Path(app): Path<String>,
     Query(page): Query<AgentPage>,
 ) -> ApiResult<axum::Json<AgentList>> {
-    let (agents, total) = state
-        .vault
-        .app_agents(
-            app_id(&app)?,
-            page.include_revoked.unwrap_or(false),
-            page.limit,
-            page.offset,
-        )
-        .await?;
-    Ok(axum::Json(views::agent_list(
-        &agents,
-        total,
-        page.limit,
-        page.offset,
-    )))
+    let include_revoked = page.include_revoked.unwrap_or(false);
+    let subject = operator(&app)?;
+    agents::page(&state, &subject, include_revoked, page.limit, page.offset).await
 }
 
 async fn get_agent(
@@ -358,32 +350,43 @@ async fn get_agent(
     _: Operator,
     Path((app, agent)): Path<(String, String)>,
 ) -> ApiResult<axum::Json<AgentInfo>> {
-    let agent = state.vault.agent_by_text(app_id(&app)?, &agent).await?;
-    Ok(axum::Json(views::agent_info(&agent)))
+    let agent = state.vault.get_agent(&operator(&app)?, id(&agent)?).await;
+    agents::answer(agent)
 }
 
 async fn pause_agent(
-    State(state): State<AppState>,
-    _: Operator,
-    Path((app, agent)): Path<(String, String)>,
+    state: State<AppState>,
+    operator: Operator,
+    path: Path<(String, String)>,
 ) -> ApiResult<axum::Json<AgentInfo>> {
-    let agent = state
-        .vault
-        .set_agent_status(app_id(&app)?, &agent, AgentStatus::Inactive)
-        .await?;
-    Ok(axum::Json(views::agent_info(&agent)))
+    set_agent_status(state, operator, path, AgentStatus::Inactive).await
 }
 
 async fn resume_agent(
+    state: State<AppState>,
+    operator: Operator,
+    path: Path<(String, String)>,
+) -> ApiResult<axum::Json<AgentInfo>> {
+    set_agent_status(state, operator, path, AgentStatus::Active).await
+}
+
+async fn set_agent_status(
     State(state): State<AppState>,
     _: Operator,
     Path((app, agent)): Path<(String, String)>,
+    status: AgentStatus,
 ) -> ApiResult<axum::Json<AgentInfo>> {
-    let agent = state
-        .vault
-        .set_agent_status(app_id(&app)?, &agent, AgentStatus::Active)
-        .await?;
-    Ok(axum::Json(views::agent_info(&agent)))
+    let update = AgentUpdate {
+        status: Some(status.as_str().to_owned()),
+        ..AgentUpdate::default()
+    };
+    let subject = operator(&app)?;
+    agents::answer(
+        state
+            .vault
+            .update_agent(&subject, id(&agent)?, update)
+            .await,
+    )
 }
 
 async fn delete_agent(
@@ -391,8 +394,11 @@ async fn delete_agent(
     _: Operator,
     Path((app, agent)): Path<(String, String)>,
 ) -> ApiResult<axum::Json<AgentInfo>> {
-    let agent = state.vault.delete_app_agent(app_id(&app)?, &agent).await?;
-    Ok(axum::Json(views::agent_info(&agent)))
+    let agent = state
+        .vault
+        .delete_agent(&operator(&app)?, id(&agent)?)
+        .await;
+    agents::answer(agent)
 }
 
 #[derive(Debug, Deserialize)]
@@ -422,17 +428,13 @@ async fn list_grants(
         label: query.label,
         ..GrantFilter::default()
     };
-    let page = state
-        .vault
-        .grant_page(
-            app_id(&app)?,
-            &Viewer::App,
-            filter,
-            query.limit,
-            query.offset,
-        )
-        .await?;
-    Ok(axum::Json(views::grant_list(&page, state.vault.now())))
+    let request = ListGrants {
+        limit: query.limit,
+        offset: query.offset,
+        filter,
+        user_token: None,
+    };
+    grants::page(&state, &operator(&app)?, request).await
 }
 
 async fn revoke_grant(
@@ -441,11 +443,11 @@ async fn revoke_grant(
     Path((app, grant)): Path<(String, String)>,
     Json(body): Json<RevokeRequest>,
 ) -> ApiResult<axum::Json<GrantList>> {
-    let app = app_id(&app)?;
-    let view = state
+    let revoked = state
         .vault
-        .revoke_app_grant(app, &grant, body.reason)
+        .revoke_grant(&operator(&app)?, id(&grant)?, body.reason, None)
         .await?;
+    let view = state.vault.grant_view(revoked).await?;
     Ok(axum::Json(single_grant(&view, &state)))
 }
 
@@ -478,18 +480,6 @@ async fn delegate_grant(
     Path((app, grant)): Path<(String, String)>,
     Json(body): Json<CreateDelegationRequest>,
 ) -> ApiResult<(StatusCode, axum::Json<DelegationResult>)> {
-    let child = state
-        .vault
-        .delegate_as_operator(
-            app_id(&app)?,
-            &grant,
-            &body.agent_id,
-            body.ttl_seconds,
-            body.delegable,
-        )
-        .await?;
-    Ok((
-        StatusCode::CREATED,
-        axum::Json(views::delegation(&child, state.vault.now())),
-    ))
+    let subject = operator(&app)?;
+    grants::delegate_as(&state, &subject, &grant, &body).await
 }

@@ -1,7 +1,9 @@
 //! `/sdk/agents*`: agents and their keys (protocol part 2 §8), answered with the error codes
 //! the client's agents mapper reads.
 
-use alter_core::agents::{AgentUpdate, NewAgent};
+use alter_core::Error;
+use alter_core::agents::{Agent, AgentUpdate, NewAgent};
+use alter_core::subject::Subject;
 use alter_crypto::ExposeSecret;
 use alter_proto::agents::{
     AgentCreateResult, AgentInfo, AgentKeyInfo, AgentKeyList, AgentKeyMintResult, AgentList,
@@ -12,7 +14,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use serde::Deserialize;
 
-use super::views;
+use super::{id, views};
 use crate::auth::{Authed, need};
 use crate::error::{ApiError, ApiResult};
 use crate::json::{Json, Query};
@@ -90,21 +92,29 @@ pub async fn list(
             items,
         }));
     }
+    let include_revoked = query.include_revoked.unwrap_or(false);
+    let subject = Subject::Caller(&caller);
+    page(&state, &subject, include_revoked, query.limit, query.offset).await
+}
+
+/// A page of the agents `subject` may list (SDK and operator listings).
+pub(super) async fn page(
+    state: &AppState,
+    subject: &Subject<'_>,
+    include_revoked: bool,
+    limit: i64,
+    offset: i64,
+) -> ApiResult<axum::Json<AgentList>> {
     let (agents, total) = state
         .vault
-        .list_agents(
-            &caller,
-            query.include_revoked.unwrap_or(false),
-            query.limit,
-            query.offset,
-        )
+        .list_agents(subject, include_revoked, limit, offset)
         .await?;
-    Ok(axum::Json(views::agent_list(
-        &agents,
-        total,
-        query.limit,
-        query.offset,
-    )))
+    Ok(axum::Json(views::agent_list(&agents, total, limit, offset)))
+}
+
+/// The answer of an action on one agent: the agent as it is now.
+pub(super) fn answer(agent: Result<Agent, Error>) -> ApiResult<axum::Json<AgentInfo>> {
+    Ok(axum::Json(views::agent_info(&agent?)))
 }
 
 pub async fn get(
@@ -112,16 +122,19 @@ pub async fn get(
     Authed(caller, ..): Authed<need::AgentsRead>,
     Path(agent): Path<String>,
 ) -> ApiResult<axum::Json<AgentInfo>> {
-    let agent = state.vault.get_agent(&caller, &agent).await?;
-    Ok(axum::Json(views::agent_info(&agent)))
+    answer(
+        state
+            .vault
+            .get_agent(&Subject::Caller(&caller), id(&agent)?)
+            .await,
+    )
 }
 
 pub async fn me(
     State(state): State<AppState>,
     Authed(caller, ..): Authed<need::SignedAnyAgent>,
 ) -> ApiResult<axum::Json<AgentInfo>> {
-    let agent = state.vault.me(&caller).await?;
-    Ok(axum::Json(views::agent_info(&agent)))
+    answer(state.vault.me(&caller).await)
 }
 
 #[derive(Debug, Deserialize)]
@@ -143,8 +156,8 @@ pub async fn update(
     let agent = state
         .vault
         .update_agent(
-            &caller,
-            &agent,
+            &Subject::Caller(&caller),
+            id(&agent)?,
             AgentUpdate {
                 display_name: body.display_name,
                 metadata: body.metadata,
@@ -155,8 +168,8 @@ pub async fn update(
                 grace_seconds: query.grace_seconds,
             },
         )
-        .await?;
-    Ok(axum::Json(views::agent_info(&agent)))
+        .await;
+    answer(agent)
 }
 
 pub async fn delete(
@@ -164,8 +177,12 @@ pub async fn delete(
     Authed(caller, ..): Authed<need::AgentsAdmin>,
     Path(agent): Path<String>,
 ) -> ApiResult<axum::Json<AgentInfo>> {
-    let agent = state.vault.delete_agent(&caller, &agent).await?;
-    Ok(axum::Json(views::agent_info(&agent)))
+    answer(
+        state
+            .vault
+            .delete_agent(&Subject::Caller(&caller), id(&agent)?)
+            .await,
+    )
 }
 
 pub async fn mint_key(
@@ -173,7 +190,7 @@ pub async fn mint_key(
     Authed(caller, ..): Authed<need::AgentsAdmin>,
     Path(agent): Path<String>,
 ) -> ApiResult<(StatusCode, axum::Json<AgentKeyMintResult>)> {
-    let key = state.vault.mint_agent_key(&caller, &agent).await?;
+    let key = state.vault.mint_agent_key(&caller, id(&agent)?).await?;
     Ok((
         StatusCode::CREATED,
         axum::Json(AgentKeyMintResult {
@@ -188,32 +205,37 @@ pub async fn list_keys(
     Authed(caller, ..): Authed<need::AgentsAdmin>,
     Path(agent): Path<String>,
 ) -> ApiResult<axum::Json<AgentKeyList>> {
-    let keys = state.vault.list_agent_keys(&caller, &agent).await?;
+    let keys = state.vault.list_agent_keys(&caller, id(&agent)?).await?;
     Ok(axum::Json(AgentKeyList {
         items: keys.iter().map(views::agent_key).collect(),
     }))
 }
 
 pub async fn deprecate_key(
-    State(state): State<AppState>,
-    Authed(caller, ..): Authed<need::AgentsAdmin>,
-    Path((agent, key)): Path<(String, String)>,
+    state: State<AppState>,
+    authed: Authed<need::AgentsAdmin>,
+    path: Path<(String, String)>,
 ) -> ApiResult<axum::Json<AgentKeyInfo>> {
-    let key = state
-        .vault
-        .set_agent_key_deprecated(&caller, &agent, &key, true)
-        .await?;
-    Ok(axum::Json(views::agent_key(&key)))
+    set_key_deprecated(state, authed, path, true).await
 }
 
 pub async fn undeprecate_key(
+    state: State<AppState>,
+    authed: Authed<need::AgentsAdmin>,
+    path: Path<(String, String)>,
+) -> ApiResult<axum::Json<AgentKeyInfo>> {
+    set_key_deprecated(state, authed, path, false).await
+}
+
+async fn set_key_deprecated(
     State(state): State<AppState>,
     Authed(caller, ..): Authed<need::AgentsAdmin>,
     Path((agent, key)): Path<(String, String)>,
+    deprecated: bool,
 ) -> ApiResult<axum::Json<AgentKeyInfo>> {
     let key = state
         .vault
-        .set_agent_key_deprecated(&caller, &agent, &key, false)
+        .set_agent_key_deprecated(&caller, id(&agent)?, id(&key)?, deprecated)
         .await?;
     Ok(axum::Json(views::agent_key(&key)))
 }
@@ -233,7 +255,12 @@ pub async fn revoke_key(
 ) -> ApiResult<axum::Json<AgentKeyInfo>> {
     let key = state
         .vault
-        .revoke_agent_key(&caller, &agent, &key, query.force.unwrap_or(false))
+        .revoke_agent_key(
+            &caller,
+            id(&agent)?,
+            id(&key)?,
+            query.force.unwrap_or(false),
+        )
         .await?;
     Ok(axum::Json(views::agent_key(&key)))
 }

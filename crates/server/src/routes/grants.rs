@@ -2,9 +2,13 @@
 //! listing, creating, minting and revoking grants, and delegations (protocol part 2 §1–§5).
 
 use alter_core::Error;
-use alter_core::delegations::DelegationOf;
+use alter_core::caller::Caller;
+use alter_core::delegations::{DelegateOptions, DelegationOf};
 use alter_core::grants::Grant;
 use alter_core::grants::{GrantFilter, GrantStateFilter, LifetimeInput, ListGrants, NewPrincipal};
+use alter_core::ids::{AgentId, GrantId};
+use alter_core::subject::Subject;
+use alter_proto::admin::CreateDelegationRequest;
 use alter_proto::grants::{
     AgentSelfGrantRequest, CreateGrantRequest, CreateGrantResult, DelegateRequest,
     DelegationResult, GrantInfo, GrantList, GrantPolicyBody, ListGrantsRequest, MintGrantRequest,
@@ -13,7 +17,7 @@ use alter_proto::grants::{
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 
-use super::views;
+use super::{id, views};
 use crate::auth::{Authed, need};
 use crate::error::{ApiError, ApiResult};
 use crate::json::Json;
@@ -31,18 +35,22 @@ pub async fn list(
         label: body.label,
         ..GrantFilter::default()
     };
-    let page = state
-        .vault
-        .list_grants(
-            &caller,
-            ListGrants {
-                limit: body.limit,
-                offset: body.offset,
-                filter,
-                user_token: body.user_token,
-            },
-        )
-        .await?;
+    let request = ListGrants {
+        limit: body.limit,
+        offset: body.offset,
+        filter,
+        user_token: body.user_token,
+    };
+    page(&state, &Subject::Caller(&caller), request).await
+}
+
+/// A page of the grants `subject` may see (SDK, operator and end-user listings).
+pub(super) async fn page(
+    state: &AppState,
+    subject: &Subject<'_>,
+    request: ListGrants,
+) -> ApiResult<axum::Json<GrantList>> {
+    let page = state.vault.list_grants(subject, request).await?;
     Ok(axum::Json(views::grant_list(&page, state.vault.now())))
 }
 
@@ -144,7 +152,12 @@ pub async fn revoke(
 ) -> ApiResult<axum::Json<RevokeGrantResult>> {
     let grant = state
         .vault
-        .revoke_grant(&caller, &grant, body.reason, body.user_token.as_deref())
+        .revoke_grant(
+            &Subject::Caller(&caller),
+            id(&grant)?,
+            body.reason,
+            body.user_token.as_deref(),
+        )
         .await?;
     Ok(axum::Json(RevokeGrantResult {
         success: true,
@@ -163,13 +176,14 @@ pub async fn mint(
     Path(source): Path<String>,
     Json(body): Json<MintGrantRequest>,
 ) -> ApiResult<(StatusCode, axum::Json<GrantInfo>)> {
+    let policy = mint_policy(body.grant_policy)?;
     let grant = state
         .vault
         .mint_grant(
             &caller,
-            &source,
+            id(&source)?,
             &body.label,
-            mint_policy(body.grant_policy)?,
+            policy,
             body.grant_tags.unwrap_or_default(),
         )
         .await?;
@@ -222,16 +236,40 @@ pub async fn delegate(
     Path(grant): Path<String>,
     Json(body): Json<DelegateRequest>,
 ) -> ApiResult<(StatusCode, axum::Json<DelegationResult>)> {
+    let options = DelegateOptions {
+        ttl_seconds: body.ttl_seconds,
+        delegable: body.delegable,
+        scope_constraint: body.scope_constraint,
+    };
+    let subject = Subject::Caller(&caller);
+    delegation(&state, &subject, &grant, &body.to_agent_id, options).await
+}
+
+/// The operator's and the end user's delegation of a grant to an agent.
+pub(super) async fn delegate_as(
+    state: &AppState,
+    subject: &Subject<'_>,
+    grant: &str,
+    body: &CreateDelegationRequest,
+) -> ApiResult<(StatusCode, axum::Json<DelegationResult>)> {
+    let options = DelegateOptions {
+        ttl_seconds: body.ttl_seconds,
+        delegable: body.delegable,
+        scope_constraint: None,
+    };
+    delegation(state, subject, grant, &body.agent_id, options).await
+}
+
+async fn delegation(
+    state: &AppState,
+    subject: &Subject<'_>,
+    grant: &str,
+    agent: &str,
+    options: DelegateOptions,
+) -> ApiResult<(StatusCode, axum::Json<DelegationResult>)> {
     let child = state
         .vault
-        .delegate_onward(
-            &caller,
-            &grant,
-            &body.to_agent_id,
-            body.delegable,
-            body.scope_constraint,
-            body.ttl_seconds,
-        )
+        .delegate(subject, id(grant)?, id(agent)?, options)
         .await?;
     Ok((
         StatusCode::CREATED,
@@ -244,11 +282,8 @@ pub async fn revoke_delegation(
     Authed(caller, ..): Authed<need::GrantsWrite>,
     Path((grant, agent)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
-    state
-        .vault
-        .revoke_delegation(&caller, &grant, DelegationOf::Agent(&agent))
-        .await?;
-    Ok(StatusCode::NO_CONTENT)
+    let of = DelegationOf::Agent(AgentId::parse_lenient(&agent));
+    revoke_delegation_of(&state, &caller, &grant, of).await
 }
 
 pub async fn revoke_own_delegation(
@@ -256,9 +291,20 @@ pub async fn revoke_own_delegation(
     Authed(caller, ..): Authed<need::GrantsWrite>,
     Path(grant): Path<String>,
 ) -> ApiResult<StatusCode> {
+    revoke_delegation_of(&state, &caller, &grant, DelegationOf::Me).await
+}
+
+/// Revoking a delegation is idempotent: an id that names nothing revokes nothing.
+async fn revoke_delegation_of(
+    state: &AppState,
+    caller: &Caller,
+    grant: &str,
+    of: DelegationOf,
+) -> ApiResult<StatusCode> {
+    let grant = GrantId::parse_lenient(grant);
     state
         .vault
-        .revoke_delegation(&caller, &grant, DelegationOf::Me)
+        .revoke_delegation(&Subject::Caller(caller), grant, of)
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -1,6 +1,7 @@
 //! `/sdk/keys/*`: derive, rotate and revoke keys (protocol part 1 §7.1).
 
-use alter_core::keys::{ApiKey, DeriveKey, NewKey};
+use alter_core::keys::{ApiKey, DeriveKey, NewKey, Overlap};
+use alter_core::subject::Subject;
 use alter_core::time::Timestamp;
 use alter_crypto::ExposeSecret;
 use alter_proto::keys::{ApiKeyInfo, DeriveKeyRequest, MintedKey, RotateKeyRequest};
@@ -76,7 +77,11 @@ pub async fn rotate(
 ) -> ApiResult<(StatusCode, axum::Json<MintedKey>)> {
     let new = state
         .vault
-        .rotate_key(&caller, &id, body.overlap_days)
+        .rotate_key(
+            &Subject::Caller(&caller),
+            super::id(&id)?,
+            Overlap::Days(body.overlap_days),
+        )
         .await?;
     Ok((StatusCode::CREATED, axum::Json(minted(&new))))
 }
@@ -89,7 +94,11 @@ pub async fn revoke(
 ) -> ApiResult<axum::Json<ApiKeyInfo>> {
     let key = state
         .vault
-        .revoke_key(&caller, &id, query.force.unwrap_or(false))
+        .revoke_key(
+            &Subject::Caller(&caller),
+            super::id(&id)?,
+            query.force.unwrap_or(false),
+        )
         .await?;
     Ok(axum::Json(key_info(&key)))
 }

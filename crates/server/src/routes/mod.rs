@@ -14,6 +14,8 @@ mod token;
 mod user;
 mod views;
 
+use alter_core::ids::{AgentKind, AppKind, GrantKind, Id, KeyKind};
+use alter_core::{Entity, Error};
 use axum::Router;
 use axum::middleware::from_fn_with_state;
 use axum::routing::{MethodFilter, delete, get, on, post};
@@ -22,6 +24,27 @@ use crate::auth::{buffer_body, signed_request};
 use crate::error::ApiError;
 use crate::serve;
 use crate::state::AppState;
+
+/// An id from a path or body, parsed (any UUID spelling the client accepts); anything else
+/// names nothing and answers as the missing entity would.
+pub(crate) fn id<K: Named>(text: &str) -> Result<Id<K>, Error> {
+    Id::parse_lenient(text).ok_or(Error::NotFound(K::ENTITY))
+}
+
+/// The entity an id kind names, for [`id`]'s "not found".
+pub(crate) trait Named {
+    const ENTITY: Entity;
+}
+
+macro_rules! named {
+    ($($kind:ty => $entity:ident),*) => {
+        $(impl Named for $kind {
+            const ENTITY: Entity = Entity::$entity;
+        })*
+    };
+}
+
+named!(AppKind => App, KeyKind => Key, AgentKind => Agent, GrantKind => Grant);
 
 /// Page size of a listing that names none.
 pub(crate) fn default_page_limit() -> i64 {

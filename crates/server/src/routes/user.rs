@@ -3,10 +3,13 @@
 //! made, delegates a grant to one of the app's agents, and revokes their delegations. The
 //! Wallet stands on it.
 
-use alter_core::Error;
-use alter_core::grants::GrantFilter;
+use alter_core::agents::AgentStatus;
+use alter_core::delegations::DelegationOf;
+use alter_core::grants::{GrantFilter, ListGrants};
 use alter_core::identity::SignedInUser;
 use alter_core::ids::AppId;
+use alter_core::subject::Subject;
+use alter_core::{Entity, Error};
 use alter_proto::admin::{AgentSummary, CreateDelegationRequest, UserInfo};
 use alter_proto::grants::{DelegationResult, GrantList};
 use axum::extract::{FromRequestParts, Path, State};
@@ -14,7 +17,7 @@ use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use serde::Deserialize;
 
-use super::views;
+use super::{grants, id, views};
 use crate::error::{ApiError, ApiResult};
 use crate::json::{Json, Query};
 use crate::state::AppState;
@@ -37,11 +40,22 @@ impl<S: Send + Sync> FromRequestParts<S> for UserToken {
     }
 }
 
-async fn sign_in(
-    state: &AppState,
-    app: &str,
-    token: &UserToken,
-) -> ApiResult<(AppId, SignedInUser)> {
+/// An end user signed in to an app.
+struct SignedIn {
+    app: AppId,
+    user: SignedInUser,
+}
+
+impl SignedIn {
+    fn subject(&self) -> Subject<'_> {
+        Subject::User {
+            app: self.app,
+            user: &self.user,
+        }
+    }
+}
+
+async fn sign_in(state: &AppState, app: &str, token: &UserToken) -> ApiResult<SignedIn> {
     // An unknown app and a bad token look alike: both are a refused token.
     let app = AppId::parse_lenient(app).ok_or(Error::InvalidUserToken)?;
     let user = state
@@ -52,7 +66,7 @@ async fn sign_in(
             Error::NoIdentityProvider => Error::InvalidUserToken,
             other => other,
         })?;
-    Ok((app, user))
+    Ok(SignedIn { app, user })
 }
 
 #[derive(Debug, Deserialize)]
@@ -69,7 +83,7 @@ pub async fn me(
     Path(app): Path<String>,
     token: UserToken,
 ) -> ApiResult<axum::Json<UserInfo>> {
-    let (_, signed_in) = sign_in(&state, &app, &token).await?;
+    let signed_in = sign_in(&state, &app, &token).await?.user;
     Ok(axum::Json(UserInfo {
         app_user_id: signed_in.user.id.to_string(),
         subject: signed_in.user.subject,
@@ -80,35 +94,43 @@ pub async fn me(
 }
 
 pub async fn grants(
-    State(state): State<AppState>,
-    Path(app): Path<String>,
+    state: State<AppState>,
+    app: Path<String>,
     token: UserToken,
-    Query(page): Query<Page>,
+    page: Query<Page>,
 ) -> ApiResult<axum::Json<GrantList>> {
-    let (app, user) = sign_in(&state, &app, &token).await?;
-    let page = state
-        .vault
-        .user_grants(app, &user, GrantFilter::default(), page.limit, page.offset)
-        .await?;
-    Ok(axum::Json(views::grant_list(&page, state.vault.now())))
+    listing(state, app, token, page, GrantFilter::default()).await
 }
 
 pub async fn delegations(
-    State(state): State<AppState>,
-    Path(app): Path<String>,
+    state: State<AppState>,
+    app: Path<String>,
     token: UserToken,
-    Query(page): Query<Page>,
+    page: Query<Page>,
 ) -> ApiResult<axum::Json<GrantList>> {
-    let (app, user) = sign_in(&state, &app, &token).await?;
     let filter = GrantFilter {
         delegations: Some(true),
         ..GrantFilter::default()
     };
-    let page = state
-        .vault
-        .user_grants(app, &user, filter, page.limit, page.offset)
-        .await?;
-    Ok(axum::Json(views::grant_list(&page, state.vault.now())))
+    listing(state, app, token, page, filter).await
+}
+
+/// The grants the user holds and the delegations they made, narrowed by `filter`.
+async fn listing(
+    State(state): State<AppState>,
+    Path(app): Path<String>,
+    token: UserToken,
+    Query(page): Query<Page>,
+    filter: GrantFilter,
+) -> ApiResult<axum::Json<GrantList>> {
+    let signed_in = sign_in(&state, &app, &token).await?;
+    let request = ListGrants {
+        limit: page.limit,
+        offset: page.offset,
+        filter,
+        user_token: None,
+    };
+    grants::page(&state, &signed_in.subject(), request).await
 }
 
 pub async fn delegate(
@@ -117,22 +139,9 @@ pub async fn delegate(
     token: UserToken,
     Json(body): Json<CreateDelegationRequest>,
 ) -> ApiResult<(StatusCode, axum::Json<DelegationResult>)> {
-    let (app, user) = sign_in(&state, &app, &token).await?;
-    let child = state
-        .vault
-        .delegate_as_user(
-            app,
-            &user,
-            &grant,
-            &body.agent_id,
-            body.ttl_seconds,
-            body.delegable,
-        )
-        .await?;
-    Ok((
-        StatusCode::CREATED,
-        axum::Json(views::delegation(&child, state.vault.now())),
-    ))
+    let signed_in = sign_in(&state, &app, &token).await?;
+    let subject = signed_in.subject();
+    grants::delegate_as(&state, &subject, &grant, &body).await
 }
 
 pub async fn revoke_delegation(
@@ -140,11 +149,13 @@ pub async fn revoke_delegation(
     Path((app, delegation)): Path<(String, String)>,
     token: UserToken,
 ) -> ApiResult<axum::Json<DelegationResult>> {
-    let (app, user) = sign_in(&state, &app, &token).await?;
+    let signed_in = sign_in(&state, &app, &token).await?;
+    let subject = signed_in.subject();
     let child = state
         .vault
-        .user_revoke_delegation(app, &user, &delegation)
-        .await?;
+        .revoke_delegation(&subject, Some(id(&delegation)?), DelegationOf::Itself)
+        .await?
+        .ok_or(Error::NotFound(Entity::Grant))?;
     Ok(axum::Json(views::delegation(&child, state.vault.now())))
 }
 
@@ -154,15 +165,16 @@ pub async fn agents(
     token: UserToken,
     Query(page): Query<Page>,
 ) -> ApiResult<axum::Json<Vec<AgentSummary>>> {
-    let (app, _) = sign_in(&state, &app, &token).await?;
+    let signed_in = sign_in(&state, &app, &token).await?;
+    let subject = signed_in.subject();
     let (agents, _) = state
         .vault
-        .app_agents(app, false, page.limit, page.offset)
+        .list_agents(&subject, false, page.limit, page.offset)
         .await?;
     Ok(axum::Json(
         agents
             .iter()
-            .filter(|a| a.status == alter_core::agents::AgentStatus::Active)
+            .filter(|a| a.status == AgentStatus::Active)
             .map(|a| AgentSummary {
                 id: a.id.to_string(),
                 name: a.name.clone(),
