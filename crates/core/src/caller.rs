@@ -195,12 +195,12 @@ impl Vault {
                 !caller.is_empty()
                     && caller.len() <= MAX_CALLER_LEN
                     && caller.bytes().all(|b| (0x20..0x7f).contains(&b)),
-                || "X-Alter-Caller must be 1-255 printable ASCII characters".into(),
+                || "the caller name must be 1-255 printable ASCII characters".into(),
             )?;
         }
         if let Some(kind) = &facts.caller_type {
             ensure(kind == "agent" || kind == "service", || {
-                "X-Alter-Caller-Type must be agent or service".into()
+                "the caller type must be agent or service".into()
             })?;
         }
         let agent = self.resolve_agent(key, &facts).await?.map(Arc::new);
@@ -287,11 +287,11 @@ fn attenuate(held: &ScopeSet, constraints: Option<&[String]>) -> Result<ScopeSet
     };
     if constraints.is_empty() || constraints.iter().any(|c| c.is_empty() || c == "*") {
         return Err(Error::InvalidAttenuation(
-            "X-Alter-Scope-Constraints must list scopes, without empty entries or *".into(),
+            "scope constraints must list scopes, without empty entries or *".into(),
         ));
     }
     let wanted = ScopeSet::parse(constraints)
-        .map_err(|e| Error::InvalidAttenuation(format!("X-Alter-Scope-Constraints: {e}")))?;
+        .map_err(|e| Error::InvalidAttenuation(format!("scope constraints: {e}")))?;
     let not_held = held.missing_from(&wanted);
     if !not_held.is_empty() {
         return Err(Error::ConstraintNotNarrowing(

@@ -27,16 +27,29 @@ pub const MAX_DEPTH: i64 = 8;
 /// changing its active delegation.
 const STORE_ATTEMPTS: u32 = 3;
 
-/// Why a delegation cannot be made (`detail_reason` on the wire).
-pub mod reason {
+/// Why a grant cannot be delegated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotDelegable {
     /// The grant was made directly to an agent: no user consented to share it.
-    pub const NO_CONSENTING_USER: &str = "no_consenting_user";
+    NoConsentingUser,
     /// The holder's own delegation is not delegable.
-    pub const HOLDER_NOT_DELEGABLE: &str = "holder_not_delegable";
-    /// The managed secret does not allow delegation.
-    pub const CEILING_OFF: &str = "ceiling_off";
+    HolderNotDelegable,
+    /// The credential does not allow delegation.
+    CeilingOff,
     /// The depth ceiling leaves no further hop.
-    pub const NO_ONWARD_HOP: &str = "no_onward_hop";
+    NoOnwardHop,
+}
+
+impl NotDelegable {
+    /// The stable name (`detail_reason` on the wire).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NotDelegable::NoConsentingUser => "no_consenting_user",
+            NotDelegable::HolderNotDelegable => "holder_not_delegable",
+            NotDelegable::CeilingOff => "ceiling_off",
+            NotDelegable::NoOnwardHop => "no_onward_hop",
+        }
+    }
 }
 
 /// Which delegation of a grant to revoke.
@@ -94,10 +107,10 @@ impl Vault {
                     return Err(Error::NotFound(Entity::Grant));
                 }
                 if held.parent_grant_id.is_none() {
-                    return Err(Error::GrantNotDelegable(reason::NO_CONSENTING_USER));
+                    return Err(Error::GrantNotDelegable(NotDelegable::NoConsentingUser));
                 }
                 if !held.delegable {
-                    return Err(Error::GrantNotDelegable(reason::HOLDER_NOT_DELEGABLE));
+                    return Err(Error::GrantNotDelegable(NotDelegable::HolderNotDelegable));
                 }
                 if options.scope_constraint.is_some() {
                     return Err(Error::InvalidScopeConstraint(
@@ -113,7 +126,7 @@ impl Vault {
                     Principal::System | Principal::Group { .. }
                         if grant.parent_grant_id.is_none() => {}
                     Principal::Agent(_) if grant.parent_grant_id.is_none() => {
-                        return Err(Error::GrantNotDelegable(reason::NO_CONSENTING_USER));
+                        return Err(Error::GrantNotDelegable(NotDelegable::NoConsentingUser));
                     }
                     _ => {
                         return Err(Error::Invalid(
@@ -164,11 +177,11 @@ impl Vault {
         let credential = self.credential_of(&parent).await?;
         let limits = credential.limits();
         if !limits.delegation {
-            return Err(Error::GrantNotDelegable(reason::CEILING_OFF));
+            return Err(Error::GrantNotDelegable(NotDelegable::CeilingOff));
         }
         let depth = parent.depth + 1;
         if depth > MAX_DEPTH || (delegable == Some(true) && depth >= MAX_DEPTH) {
-            return Err(Error::GrantNotDelegable(reason::NO_ONWARD_HOP));
+            return Err(Error::GrantNotDelegable(NotDelegable::NoOnwardHop));
         }
         let ttl = ttl_seconds
             .map(|t| validate::int_in_range("ttl_seconds", t, 1, 10 * 365 * 24 * 3600))

@@ -178,8 +178,8 @@ pub enum Error {
     #[error("the label {0:?} is in use by a sibling grant")]
     SiblingLabelConflict(String),
     /// The grant cannot be delegated (`detail_reason`).
-    #[error("this grant cannot be delegated ({0})")]
-    GrantNotDelegable(&'static str),
+    #[error("this grant cannot be delegated ({})", .0.as_str())]
+    GrantNotDelegable(crate::delegations::NotDelegable),
     /// A link of a delegation chain is broken.
     #[error("{0}")]
     DelegationInvalid(&'static str),

@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 
 pub use alter_crypto::keys::KeyType;
 
+use crate::agents::{Agent, AgentStatus};
 use crate::audit::{Actor, AuditEvent, Target, action};
 use crate::caller::Caller;
 use crate::error::{Entity, Error, Result, ensure};
@@ -232,7 +233,7 @@ impl Vault {
                 Scope::Action("connect:initiate"),
                 Scope::resource("providers", crate::scope::Verb::Read),
             ]),
-            None if key_type == KeyType::Agent => crate::agents::agent_key_scopes(),
+            None if key_type == KeyType::Agent => agent_key_scopes(),
             None => ScopeSet::new(Scope::all()),
         };
         let name = match &request.name {
@@ -623,6 +624,182 @@ fn key_event(key: &ApiKey, action: &str, actor: Actor, at: Timestamp) -> AuditEv
         "parent_key_id": key.parent_key_id,
         "expires_at": key.expires_at,
     }))
+}
+
+// Agents' keys: minted, listed, deprecated and revoked through the agent they belong to.
+
+/// Most keys an agent may hold that are not revoked.
+pub const MAX_AGENT_KEYS: usize = 10;
+/// Alter scopes an agent's keys hold: everything an agent does for itself, nothing that
+/// manages other principals.
+const AGENT_KEY_SCOPES: &[&str] = &[
+    "tokens:retrieve",
+    "proxy:execute",
+    "connect:initiate",
+    "keys:derive",
+    "keys:admin",
+    "audit:emit",
+    "spans:emit",
+    "grants:write",
+    "secrets:write",
+    "providers:read",
+    "approvals:read",
+    "idp_users:read",
+];
+
+/// An agent's key as `agents.list_keys` shows it.
+pub type AgentKey = ApiKey;
+
+impl Vault {
+    /// `agents.mint_key`: another key for a live agent.
+    pub async fn mint_agent_key(&self, caller: &Caller, agent_id: AgentId) -> Result<NewKey> {
+        let agent = self.get_agent(&Subject::Caller(caller), agent_id).await?;
+        if agent.status == AgentStatus::Revoked {
+            return Err(Error::NotFound(Entity::Agent));
+        }
+        let keys = self.store().agent_keys(agent.app_id, agent.id).await?;
+        let live = keys.iter().filter(|k| k.revoked_at.is_none()).count();
+        if live >= MAX_AGENT_KEYS {
+            return Err(Error::AgentKeyLimit);
+        }
+        let key = self.new_agent_key(&agent, keys.len() + 1)?;
+        let event = crate::agents::agent_event(&agent, action::AGENT_KEY_MINTED, caller.actor())
+            .with_details(json!({ "key_id": key.key.id, "key_prefix": key.key.prefix }));
+        self.store().insert_key(&key.key, &event).await?;
+        Ok(key)
+    }
+
+    /// `agents.list_keys`, oldest first.
+    pub async fn list_agent_keys(
+        &self,
+        caller: &Caller,
+        agent_id: AgentId,
+    ) -> Result<Vec<AgentKey>> {
+        let agent = self.get_agent(&Subject::Caller(caller), agent_id).await?;
+        Ok(self.store().agent_keys(agent.app_id, agent.id).await?)
+    }
+
+    /// `agents.deprecate_key` / `undeprecate_key`: idempotent; a deprecated key still works
+    /// and every answer to it says so.
+    pub async fn set_agent_key_deprecated(
+        &self,
+        caller: &Caller,
+        agent_id: AgentId,
+        key_id: KeyId,
+        deprecated: bool,
+    ) -> Result<AgentKey> {
+        let key = self.agent_key(caller, agent_id, key_id).await?;
+        if key.revoked_at.is_some() {
+            return Err(Error::KeyAlreadyRevoked);
+        }
+        if key.grace_expires_at.is_some() || key.deprecated_at.is_some() == deprecated {
+            return Ok(key);
+        }
+        let now = self.now();
+        let (at, name) = if deprecated {
+            (Some(now), action::AGENT_KEY_DEPRECATED)
+        } else {
+            (None, action::AGENT_KEY_UNDEPRECATED)
+        };
+        let event = key_target_event(&key, name, caller.actor(), now);
+        self.store()
+            .set_key_deprecated(key.app_id, key.id, at, &event)
+            .await?;
+        self.agent_key(caller, agent_id, key_id).await
+    }
+
+    /// `agents.revoke_key`: terminal and idempotent; refuses to leave the agent without a key
+    /// unless `force`.
+    pub async fn revoke_agent_key(
+        &self,
+        caller: &Caller,
+        agent_id: AgentId,
+        key_id: KeyId,
+        force: bool,
+    ) -> Result<AgentKey> {
+        let key = self.agent_key(caller, agent_id, key_id).await?;
+        self.revoke_key_checked(key, force, caller.actor()).await
+    }
+
+    /// A key of one of the app's agents, for an app caller.
+    async fn agent_key(
+        &self,
+        caller: &Caller,
+        agent_id: AgentId,
+        key_id: KeyId,
+    ) -> Result<AgentKey> {
+        let agent = self.get_agent(&Subject::Caller(caller), agent_id).await?;
+        self.store()
+            .get_key(caller.app_id, key_id)
+            .await?
+            .filter(|k| k.agent_id == Some(agent.id))
+            .ok_or(Error::NotFound(Entity::Key))
+    }
+
+    /// Revokes a key, refusing (without `force`) to revoke a managed agent's last key: what
+    /// remains must hold a key outside the revoked key and its derived keys.
+    pub(crate) async fn revoke_key_checked(
+        &self,
+        key: ApiKey,
+        force: bool,
+        actor: Actor,
+    ) -> Result<ApiKey> {
+        if key.revoked_at.is_some() {
+            return Ok(key);
+        }
+        if let Some(agent) = key.agent_id
+            && !force
+        {
+            let now = self.now();
+            let remaining = self
+                .store()
+                .agent_keys(key.app_id, agent)
+                .await?
+                .into_iter()
+                .filter(|k| k.id != key.id && k.parent_key_id != Some(key.id))
+                .filter(|k| !matches!(k.status(now), KeyStatus::Revoked | KeyStatus::Expired))
+                .count();
+            if remaining == 0 {
+                return Err(Error::LastActiveKey);
+            }
+        }
+        self.revoke_key_row(key, actor).await
+    }
+
+    pub(crate) fn new_agent_key(&self, agent: &Agent, number: usize) -> Result<NewKey> {
+        self.new_key(KeySpec {
+            app_id: agent.app_id,
+            agent_id: Some(agent.id),
+            agent_typed: true,
+            shape: alter_crypto::keys::KeyShape::Legacy,
+            name: format!("{}-{number}", agent.name),
+            scopes: agent_key_scopes(),
+            cidr_allowlist: None,
+            rate_limit_rpm: None,
+            expires_at: None,
+            parent_key_id: None,
+            metadata: None,
+        })
+    }
+}
+
+/// The scopes an agent's keys hold (and an `ak` key by default).
+pub(crate) fn agent_key_scopes() -> ScopeSet {
+    ScopeSet::new(AGENT_KEY_SCOPES.iter().filter_map(|s| Scope::parse(s).ok()))
+}
+
+fn key_target_event(key: &ApiKey, action: &str, actor: Actor, at: Timestamp) -> AuditEvent {
+    AuditEvent::allow(
+        key.app_id,
+        at,
+        action,
+        actor,
+        Target {
+            kind: "key".into(),
+            id: key.id.to_string(),
+        },
+    )
+    .with_details(json!({ "agent_id": key.agent_id, "key_prefix": key.prefix }))
 }
 
 #[cfg(test)]

@@ -270,7 +270,7 @@ impl From<Error> for ApiError {
             }
             Error::GrantNotDelegable(reason) => {
                 ApiError::new(S::FORBIDDEN, codes::GRANT_NOT_DELEGABLE, message)
-                    .with(|b| b.with_field("detail_reason", reason))
+                    .with(|b| b.with_field("detail_reason", reason.as_str()))
             }
             Error::DelegationInvalid(_) => {
                 ApiError::new(S::FORBIDDEN, codes::DELEGATION_INVALID, message)
