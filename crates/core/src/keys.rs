@@ -604,18 +604,9 @@ fn join(scopes: &[Scope]) -> String {
         .join(", ")
 }
 
+/// An event about `key`, with what it is.
 fn key_event(key: &ApiKey, action: &str, actor: Actor, at: Timestamp) -> AuditEvent {
-    AuditEvent::allow(
-        key.app_id,
-        at,
-        action,
-        actor,
-        Target {
-            kind: "key".into(),
-            id: key.id.to_string(),
-        },
-    )
-    .with_details(json!({
+    key_target(key, action, actor, at).with_details(json!({
         "name": key.name,
         "key_prefix": key.prefix,
         "key_type": key.key_type.as_str(),
@@ -788,7 +779,14 @@ pub(crate) fn agent_key_scopes() -> ScopeSet {
     ScopeSet::new(AGENT_KEY_SCOPES.iter().filter_map(|s| Scope::parse(s).ok()))
 }
 
+/// An event about an agent's key, naming its agent.
 fn key_target_event(key: &ApiKey, action: &str, actor: Actor, at: Timestamp) -> AuditEvent {
+    key_target(key, action, actor, at)
+        .with_details(json!({ "agent_id": key.agent_id, "key_prefix": key.prefix }))
+}
+
+/// An event whose target is `key`.
+fn key_target(key: &ApiKey, action: &str, actor: Actor, at: Timestamp) -> AuditEvent {
     AuditEvent::allow(
         key.app_id,
         at,
@@ -799,7 +797,6 @@ fn key_target_event(key: &ApiKey, action: &str, actor: Actor, at: Timestamp) -> 
             id: key.id.to_string(),
         },
     )
-    .with_details(json!({ "agent_id": key.agent_id, "key_prefix": key.prefix }))
 }
 
 #[cfg(test)]
