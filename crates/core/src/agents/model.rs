@@ -198,14 +198,14 @@ pub struct NewAgent {
     pub name: String,
     /// `agent` (default) or `service`.
     pub agent_type: Option<String>,
-    /// Provider allowlist.
-    pub scopes: Value,
+    /// Allowlist as sent (`scopes`).
+    pub allowlist: Value,
     /// Metadata object.
     pub metadata: Option<Value>,
     /// Display name.
     pub display_name: Option<String>,
-    /// Approval settings.
-    pub policy: Option<Value>,
+    /// Approval settings as sent (`policy`).
+    pub approval: Option<Value>,
     /// `Idempotency-Key` header.
     pub idempotency_key: Option<String>,
 }
@@ -229,9 +229,9 @@ pub struct AgentUpdate {
     /// New metadata.
     pub metadata: Option<Value>,
     /// New full allowlist (needs `expected_version`).
-    pub scopes: Option<Value>,
+    pub allowlist: Option<Value>,
     /// New approval settings (replaced whole).
-    pub policy: Option<Value>,
+    pub approval: Option<Value>,
     /// `active` or `inactive`.
     pub status: Option<String>,
     /// Optimistic concurrency.

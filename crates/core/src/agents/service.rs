@@ -34,9 +34,9 @@ impl Vault {
                 )));
             }
         };
-        let allowlist = validate_allowlist(&new.scopes)?;
+        let allowlist = validate_allowlist(&new.allowlist)?;
         let metadata = object("metadata", new.metadata.as_ref())?;
-        let approval = validate_approval(new.policy.as_ref())?;
+        let approval = validate_approval(new.approval.as_ref())?;
         let display_name = new
             .display_name
             .as_deref()
@@ -217,12 +217,12 @@ impl Vault {
         actor: Actor,
     ) -> Result<Agent> {
         let now = self.now();
-        if update.scopes.is_some() && update.expected_version.is_none() {
+        if update.allowlist.is_some() && update.expected_version.is_none() {
             return Err(Error::Invalid(
                 "expected_version is required when scopes change".into(),
             ));
         }
-        if update.grace_seconds.is_some() && update.scopes.is_none() {
+        if update.grace_seconds.is_some() && update.allowlist.is_none() {
             return Err(Error::Invalid(
                 "grace_seconds is only allowed with scopes".into(),
             ));
@@ -246,10 +246,10 @@ impl Vault {
         if let Some(metadata) = &update.metadata {
             next.metadata = object("metadata", Some(metadata))?;
         }
-        if let Some(policy) = &update.policy {
-            next.approval = validate_approval(Some(policy))?;
+        if let Some(approval) = &update.approval {
+            next.approval = validate_approval(Some(approval))?;
         }
-        if let Some(scopes) = &update.scopes {
+        if let Some(scopes) = &update.allowlist {
             let wanted = validate_allowlist(scopes)?;
             let grace = validate::int_in_range(
                 "grace_seconds",

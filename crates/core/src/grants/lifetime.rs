@@ -81,7 +81,7 @@ mod tests {
         Timestamp::from_unix_seconds(1_000_000)
     }
 
-    fn policy(max: Option<i64>, default: Option<i64>, expires: Option<i64>) -> LifetimeInput {
+    fn lifetime(max: Option<i64>, default: Option<i64>, expires: Option<i64>) -> LifetimeInput {
         LifetimeInput {
             expires_at: expires.map(|s| now().plus_seconds(s).to_rfc3339()),
             max_ttl_seconds: max,
@@ -90,13 +90,13 @@ mod tests {
     }
 
     #[test]
-    fn policies_are_validated() {
-        assert!(parse_lifetime(policy(Some(10), Some(5), None), now()).is_ok());
+    fn lifetimes_are_validated() {
+        assert!(parse_lifetime(lifetime(Some(10), Some(5), None), now()).is_ok());
         for bad in [
-            policy(Some(5), Some(10), None),
-            policy(Some(0), None, None),
-            policy(None, Some(-1), None),
-            policy(None, None, Some(-5)),
+            lifetime(Some(5), Some(10), None),
+            lifetime(Some(0), None, None),
+            lifetime(None, Some(-1), None),
+            lifetime(None, None, Some(-5)),
             LifetimeInput {
                 expires_at: Some("tomorrow".into()),
                 ..Default::default()
@@ -111,23 +111,23 @@ mod tests {
 
     #[test]
     fn lifetimes_take_the_earliest_end_and_respect_the_cap() {
-        let p = parse_lifetime(policy(Some(100), Some(50), Some(70)), now()).unwrap();
+        let p = parse_lifetime(lifetime(Some(100), Some(50), Some(70)), now()).unwrap();
         assert_eq!(
             lifetime_end(&p, None, now()).unwrap(),
             Some(now().plus_seconds(50))
         );
-        let p = parse_lifetime(policy(Some(100), None, None), now()).unwrap();
+        let p = parse_lifetime(lifetime(Some(100), None, None), now()).unwrap();
         assert_eq!(
             lifetime_end(&p, None, now()).unwrap(),
             Some(now().plus_seconds(100))
         );
-        let p = parse_lifetime(policy(None, None, None), now()).unwrap();
+        let p = parse_lifetime(lifetime(None, None, None), now()).unwrap();
         assert_eq!(lifetime_end(&p, None, now()).unwrap(), None);
         assert_eq!(
             lifetime_end(&p, Some(30), now()).unwrap(),
             Some(now().plus_seconds(30))
         );
-        let p = parse_lifetime(policy(Some(100), None, None), now()).unwrap();
+        let p = parse_lifetime(lifetime(Some(100), None, None), now()).unwrap();
         assert!(matches!(
             lifetime_end(&p, Some(30), now()),
             Err(Error::LimitViolation(Limit::GrantTooLong {

@@ -42,10 +42,10 @@ pub async fn create(
             NewAgent {
                 name: body.name,
                 agent_type: body.agent_type,
-                scopes: body.scopes,
+                allowlist: body.scopes,
                 metadata: body.metadata,
                 display_name: body.display_name,
-                policy: body.policy,
+                approval: body.policy,
                 idempotency_key,
             },
         )
@@ -161,8 +161,8 @@ pub async fn update(
             AgentUpdate {
                 display_name: body.display_name,
                 metadata: body.metadata,
-                scopes: body.scopes,
-                policy: body.policy,
+                allowlist: body.scopes,
+                approval: body.policy,
                 status: body.status,
                 expected_version: query.expected_version,
                 grace_seconds: query.grace_seconds,
