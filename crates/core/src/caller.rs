@@ -141,12 +141,13 @@ impl Vault {
     /// fail them.
     ///
     /// An unknown key and a bad signature are [`Error::Unauthenticated`], like every failure
-    /// of the timestamp window or nonce. `facts` is what the edge read off the request; a
-    /// failure to read it is reported only once the signature verified.
+    /// of the timestamp window or nonce. `read_facts` reads the rest of the request off the
+    /// wire; it runs only once the signature verified, so unauthenticated requests cost no
+    /// decoding and learn nothing from a malformed header.
     pub async fn authenticate(
         &self,
         presented_key: &str,
-        facts: Result<RequestFacts>,
+        read_facts: impl FnOnce() -> Result<RequestFacts>,
         signature_verifies: impl FnOnce(&[u8; 32]) -> bool,
     ) -> Result<Caller> {
         let hash = alter_crypto::keys::lookup_hash(presented_key);
@@ -159,7 +160,7 @@ impl Vault {
         if !signature_verifies(&signing_key) {
             return Err(Error::Unauthenticated);
         }
-        self.admit(&key, facts?).await
+        self.admit(&key, read_facts()?).await
     }
 
     /// Admits a request whose signature was verified with `key`'s signing key.

@@ -144,12 +144,13 @@ async fn admit(state: &AppState, parts: &Parts, body: &Bytes) -> Result<Caller, 
     };
     let v2_matches = optional(headers::SIGNATURE_V2)
         .is_none_or(|v2| alter_crypto::ct_eq(v2.as_bytes(), signature.as_bytes()));
-    let facts = request_facts(parts, &input);
     let caller = state
         .vault
-        .authenticate(api_key, facts, |key| {
-            v2_matches && input.verify(key, signature)
-        })
+        .authenticate(
+            api_key,
+            || request_facts(parts, &input),
+            |key| v2_matches && input.verify(key, signature),
+        )
         .await?;
     Ok(caller)
 }

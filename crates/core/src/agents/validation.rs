@@ -92,6 +92,10 @@ pub(super) fn validate_approval(policy: Option<&Value>) -> Result<ApprovalSettin
             "policy: expected requires_approval (bool), approvers (list of non-empty strings) or approval_ttl_seconds (positive integer)".into(),
         )
     };
+    // A null is a malformed setting, not an absent one.
+    if map.values().any(Value::is_null) {
+        return Err(invalid());
+    }
     let settings: ApprovalSettings =
         serde_json::from_value(Value::Object(map)).map_err(|_| invalid())?;
     let approvers_ok = settings.approvers.iter().flatten().all(|a| !a.is_empty());
@@ -202,6 +206,12 @@ mod tests {
         );
         assert!(validate_approval(Some(&json!({"requires_approval": "yes"}))).is_err());
         assert!(validate_approval(Some(&json!({"unknown": 1}))).is_err());
+        for null in ["requires_approval", "approvers", "approval_ttl_seconds"] {
+            assert!(
+                validate_approval(Some(&json!({ null: null }))).is_err(),
+                "{null}"
+            );
+        }
         assert!(validate_approval(Some(&json!([]))).is_err());
     }
 }

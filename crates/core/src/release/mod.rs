@@ -201,7 +201,15 @@ impl Vault {
             .resolve(caller, request, user.as_ref())
             .await
             .map_err(|e| Stop::refused(Refusal::of_lookup(&e), None, e))?;
-        let host = host_of(&request.url).unwrap_or_default();
+        // `validate` refused URLs without a host; a credential never goes to one it cannot name.
+        let blocked = Denial::BlockedDestination;
+        let host = host_of(&request.url).ok_or_else(|| {
+            Stop::refused(
+                Refusal::Rule(blocked),
+                Some(&resolved.grant),
+                Error::ReleaseDenied(blocked),
+            )
+        })?;
         let call = OutgoingCall {
             method: &request.method,
             url: &request.url,
