@@ -34,6 +34,10 @@ pub mod action {
     pub const SECRET_ROTATED: &str = "secret.rotated";
     /// A managed secret was deleted (its grants revoked).
     pub const SECRET_DELETED: &str = "secret.deleted";
+    /// An OAuth provider was configured or reconfigured.
+    pub const PROVIDER_CONFIGURED: &str = "provider.configured";
+    /// An OAuth provider was removed.
+    pub const PROVIDER_DELETED: &str = "provider.deleted";
     /// A grant was created.
     pub const GRANT_CREATED: &str = "grant.created";
     /// A sibling grant was minted from another.

@@ -24,6 +24,8 @@ pub enum Entity {
     Idp,
     /// An app user.
     User,
+    /// An OAuth provider of an app.
+    Provider,
 }
 
 impl Entity {
@@ -37,6 +39,7 @@ impl Entity {
             Entity::Secret => "managed secret",
             Entity::Idp => "identity provider",
             Entity::User => "user",
+            Entity::Provider => "OAuth provider",
         }
     }
 }

@@ -14,6 +14,7 @@ pub mod identity;
 pub mod ids;
 pub mod keys;
 pub mod ports;
+pub mod providers;
 pub mod release;
 pub mod request_rule;
 pub mod scope;

@@ -13,6 +13,7 @@ use crate::grants::{Grant, GrantFilter, GrantView, Viewer};
 use crate::identity::{AppUser, IdentityProvider, JwksSource, TokenError, VerifiedToken};
 use crate::ids::{AgentId, AppId, GrantId, IdpId, KeyId, SecretId, UserId};
 use crate::keys::ApiKey;
+use crate::providers::OAuthProvider;
 use crate::release::{Authorization, Denial, ReleaseCondition};
 use crate::secrets::ManagedSecret;
 use crate::time::Timestamp;
@@ -168,6 +169,25 @@ pub trait SecretStore: Send + Sync {
         event: &AuditEvent,
         template: &AuditEvent,
     ) -> StoreResult<()>;
+}
+
+/// OAuth providers of apps.
+#[async_trait]
+pub trait ProviderStore: Send + Sync {
+    /// Stores a provider's configuration if the stored version is still `expected` (`None`:
+    /// no configuration yet); false, changing nothing, otherwise.
+    async fn put_provider(
+        &self,
+        provider: &OAuthProvider,
+        expected: Option<i64>,
+        event: &AuditEvent,
+    ) -> StoreResult<bool>;
+    /// One provider of an app.
+    async fn get_provider(&self, app: AppId, id: &str) -> StoreResult<Option<OAuthProvider>>;
+    /// Every provider of an app, by id.
+    async fn list_providers(&self, app: AppId) -> StoreResult<Vec<OAuthProvider>>;
+    /// Removes a provider; false if there was none.
+    async fn delete_provider(&self, app: AppId, id: &str, event: &AuditEvent) -> StoreResult<bool>;
 }
 
 /// Grants and delegations.
@@ -363,6 +383,7 @@ pub trait Store:
     + HealthStore
     + IdentityStore
     + SecretStore
+    + ProviderStore
     + GrantStore
     + AgentStore
     + AuditStore
@@ -378,6 +399,7 @@ impl<T> Store for T where
         + HealthStore
         + IdentityStore
         + SecretStore
+        + ProviderStore
         + GrantStore
         + AgentStore
         + AuditStore

@@ -141,6 +141,8 @@ pub mod codes {
     pub const METHOD_NOT_ALLOWED: &str = "method_not_allowed";
     /// Unknown identity provider.
     pub const IDP_NOT_FOUND: &str = "idp_not_found";
+    /// Unknown OAuth provider of the app (admin API).
+    pub const PROVIDER_NOT_FOUND: &str = "provider_not_found";
 
     // Conflicts (409).
     /// A revoked key cannot change state.

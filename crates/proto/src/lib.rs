@@ -8,6 +8,7 @@ pub mod error;
 pub mod grants;
 pub mod keyfmt;
 pub mod keys;
+pub mod providers;
 pub mod scopes;
 pub mod signing;
 pub mod token;
@@ -85,6 +86,9 @@ mod tests {
             debug_of::<crate::admin::RotateSecretRequest>(json!({ "value": SECRET })),
             debug_of::<crate::grants::ListGrantsRequest>(json!({ "user_token": SECRET })),
             debug_of::<crate::grants::RevokeGrantRequest>(json!({ "user_token": SECRET })),
+            debug_of::<crate::providers::ConfigureProviderRequest>(
+                json!({"client_id": "c", "client_secret": SECRET}),
+            ),
             debug_of::<crate::grants::PrincipalBody>(
                 json!({"type": "user", "user_token": SECRET, "label": "l"}),
             ),

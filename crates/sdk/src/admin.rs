@@ -22,6 +22,9 @@ pub use alter_proto::admin::{
 pub use alter_proto::agents::{AgentInfo, AgentList};
 pub use alter_proto::grants::{DelegationResult, GrantItem, GrantList};
 pub use alter_proto::keys::{ApiKeyInfo, MintedKey};
+pub use alter_proto::providers::{
+    AccountSourceBody, ConfigureProviderRequest, EndpointsBody, ProviderInfo,
+};
 
 /// The operator's client.
 #[derive(Clone)]
@@ -181,6 +184,38 @@ impl AdminClient {
     ) -> Result<SecretInfo, Error> {
         let confirm = format!("?{}", encode_query(&[("confirm", confirm)]));
         let path = member_path(app_id, "secrets", secret, &confirm);
+        self.call::<_, ()>(Method::DELETE, &path, None).await
+    }
+
+    /// Configures (or reconfigures) an OAuth provider of the app.
+    pub async fn configure_provider(
+        &self,
+        app_id: &str,
+        provider: &str,
+        request: &ConfigureProviderRequest,
+    ) -> Result<ProviderInfo, Error> {
+        let path = member_path(app_id, "providers", provider, "");
+        self.call(Method::PUT, &path, Some(request)).await
+    }
+
+    /// The app's OAuth providers, by id.
+    pub async fn list_providers(&self, app_id: &str) -> Result<Vec<ProviderInfo>, Error> {
+        self.items(&app_path(app_id, "/providers")).await
+    }
+
+    /// One OAuth provider of the app.
+    pub async fn get_provider(&self, app_id: &str, provider: &str) -> Result<ProviderInfo, Error> {
+        let path = member_path(app_id, "providers", provider, "");
+        self.call::<_, ()>(Method::GET, &path, None).await
+    }
+
+    /// Removes an OAuth provider from the app; returns what was removed.
+    pub async fn delete_provider(
+        &self,
+        app_id: &str,
+        provider: &str,
+    ) -> Result<ProviderInfo, Error> {
+        let path = member_path(app_id, "providers", provider, "");
         self.call::<_, ()>(Method::DELETE, &path, None).await
     }
 

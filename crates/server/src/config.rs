@@ -90,6 +90,11 @@ pub struct Config {
     /// Path prefix the server is mounted under (e.g. `/api`), or empty.
     #[serde(default)]
     pub base_path: String,
+    /// The URL clients and browsers reach the server at, path prefix included (e.g.
+    /// `https://vault.example.com/api`), when it differs from the listen address (behind a
+    /// proxy). OAuth redirect URIs are built from it: `{public_url}/oauth/callback`.
+    #[serde(default)]
+    pub public_url: Option<String>,
     /// Largest accepted request body.
     #[serde(default = "default_max_body_bytes")]
     pub max_body_bytes: usize,
@@ -151,6 +156,7 @@ const ENV_KEYS: &[(&str, &str, EnvKind)] = &[
     ("ALTER_MASTER_KEY_FILE", "master_key_file", EnvKind::Text),
     ("ALTER_ADMIN_TOKEN_FILE", "admin_token_file", EnvKind::Text),
     ("ALTER_LOG_FORMAT", "log_format", EnvKind::Text),
+    ("ALTER_PUBLIC_URL", "public_url", EnvKind::Text),
     ("ALTER_BASE_PATH", "base_path", EnvKind::Text),
     ("ALTER_MAX_BODY_BYTES", "max_body_bytes", EnvKind::Integer),
     (
@@ -205,6 +211,19 @@ const ENV_KEYS: &[(&str, &str, EnvKind)] = &[
     ),
 ];
 
+/// An absolute `http(s)` URL without userinfo, query, fragment or trailing slash.
+fn public_url_ok(text: &str) -> bool {
+    url::Url::parse(text).is_ok_and(|url| {
+        matches!(url.scheme(), "http" | "https")
+            && url.host().is_some()
+            && url.username().is_empty()
+            && url.password().is_none()
+            && url.query().is_none()
+            && url.fragment().is_none()
+            && !text.ends_with('/')
+    })
+}
+
 #[derive(Debug, Clone, Copy)]
 enum EnvKind {
     Text,
@@ -252,6 +271,13 @@ impl Config {
         if !base.is_empty() && (!base.starts_with('/') || base.ends_with('/')) {
             return Err(ConfigError(
                 "base_path must start with / and not end with / (e.g. /api)".into(),
+            ));
+        }
+        if let Some(url) = &self.public_url
+            && !public_url_ok(url)
+        {
+            return Err(ConfigError(
+                "public_url must be an absolute http(s) URL without query, fragment or trailing / (e.g. https://vault.example.com)".into(),
             ));
         }
         if self.max_body_bytes < 1024 {

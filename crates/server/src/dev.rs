@@ -92,6 +92,7 @@ pub async fn prepare(
         master_key: master.clone(),
         admin_token_hash: alter_crypto::keys::token_hash(&admin_token),
         base_path: String::new(),
+        public_url: None,
         max_body_bytes: 1024 * 1024,
         http: HttpLimits::default(),
         vault: Settings::default(),

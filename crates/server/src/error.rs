@@ -387,6 +387,7 @@ fn not_found_code(entity: Entity) -> &'static str {
         Entity::Secret => codes::SECRET_NOT_FOUND,
         Entity::Idp => codes::IDP_NOT_FOUND,
         Entity::User => codes::GRANT_NOT_FOUND,
+        Entity::Provider => codes::PROVIDER_NOT_FOUND,
     }
 }
 

@@ -84,6 +84,8 @@ pub struct ServerSettings {
     pub admin_token_hash: [u8; 32],
     /// Path prefix, or empty.
     pub base_path: String,
+    /// The URL the server is reached at, path prefix included; `None`: the listen address.
+    pub public_url: Option<String>,
     /// Largest accepted request body.
     pub max_body_bytes: usize,
     /// Timeouts and caps on client connections and requests.
@@ -139,6 +141,7 @@ impl ServerSettings {
             master_key: Arc::new(master_key),
             admin_token_hash: alter_crypto::keys::token_hash(admin_token.expose_secret()),
             base_path: config.base_path.clone(),
+            public_url: config.public_url.clone(),
             max_body_bytes: config.max_body_bytes,
             http: HttpLimits {
                 header_read_timeout: Duration::from_secs(config.http.header_read_timeout_seconds),
@@ -202,6 +205,18 @@ impl Server {
                     addr: settings.listen,
                     source,
                 })?;
+        let public_url = match settings.public_url {
+            Some(url) => url,
+            None => {
+                let addr = listener
+                    .local_addr()
+                    .map_err(|source| StartupError::Listen {
+                        addr: settings.listen,
+                        source,
+                    })?;
+                format!("http://{addr}{}", settings.base_path)
+            }
+        };
         Ok(Server {
             listener,
             state: AppState {
@@ -210,6 +225,7 @@ impl Server {
                 max_body_bytes: settings.max_body_bytes,
                 body_read_timeout: settings.http.body_read_timeout,
                 in_progress: Arc::new(Semaphore::new(settings.http.max_concurrent_requests)),
+                public_url,
             },
             store,
             base_path: settings.base_path,

@@ -19,4 +19,13 @@ pub struct AppState {
     pub body_read_timeout: Duration,
     /// One permit per request being handled (its body read): `max_concurrent_requests`.
     pub in_progress: Arc<Semaphore>,
+    /// The URL the server is reached at, path prefix included, without a trailing slash.
+    pub public_url: String,
+}
+
+impl AppState {
+    /// The redirect URI to register at every OAuth provider.
+    pub fn oauth_redirect_uri(&self) -> String {
+        format!("{}/oauth/callback", self.public_url)
+    }
 }

@@ -24,6 +24,7 @@ mod identity;
 mod keyring;
 mod keys;
 mod nonces;
+mod providers;
 mod release;
 mod rows;
 #[cfg(feature = "test-support")]

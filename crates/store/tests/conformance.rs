@@ -19,7 +19,7 @@ use alter_core::ids::{AgentId, AppId, GrantId, IdpId, KeyId, SecretId, UserId};
 use alter_core::keys::{ApiKey, KeyType};
 use alter_core::ports::{
     AgentStore, AppStore, AuditStore, GrantStore, HealthStore, IdentityStore, KeyStore,
-    KeyringStore, NonceStore, ReleaseStore, SecretStore, StoreError, WrappedKek,
+    KeyringStore, NonceStore, ProviderStore, ReleaseStore, SecretStore, StoreError, WrappedKek,
 };
 use alter_core::release::ReleaseCondition;
 use alter_core::scope::{Scope, ScopeSet};
@@ -1445,4 +1445,107 @@ async fn upgrading_keeps_the_newest_of_duplicate_delegations() {
         store.close().await;
         db.drop_now().await.unwrap();
     }
+}
+
+/// A provider configuration is stored once per app and id, changes only from the version it
+/// was read at, stays within its app, and is removed with its event.
+#[tokio::test]
+async fn providers_are_configured_per_app_under_optimistic_versions() {
+    use alter_core::providers::{
+        AccountSource, OAuthProvider, ProviderEndpoints, ProviderSource, RefreshBehaviour,
+    };
+    on_every_engine(|Fixture { store, raw }| async move {
+        let app = new_app(&store, "a").await.id;
+        let other = new_app(&store, "b").await.id;
+        let acme = OAuthProvider {
+            app_id: app,
+            id: "acme".into(),
+            display_name: "Acme".into(),
+            source: ProviderSource::Custom,
+            endpoints: ProviderEndpoints {
+                issuer: Some("https://id.acme.example".into()),
+                authorize_url: "https://id.acme.example/authorize".into(),
+                token_url: "https://id.acme.example/token".into(),
+                revoke_url: Some("https://id.acme.example/revoke".into()),
+                pkce: true,
+                scope_separator: " ".into(),
+                refresh: RefreshBehaviour::NonRotating,
+                extra_authorize_params: [("access_type".to_string(), "offline".to_string())].into(),
+                account: AccountSource::IdToken {
+                    claim: "email".into(),
+                },
+                api_base_url: None,
+            },
+            client_id: "client-1".into(),
+            sealed_client_secret: vec![9, 9, 9],
+            scopes: vec!["openid".into(), "files.read".into()],
+            version: 1,
+            created_at: t(0),
+            updated_at: t(0),
+        };
+        let configured = || event(app, "provider.configured");
+        assert!(
+            store
+                .put_provider(&acme, None, &configured())
+                .await
+                .unwrap()
+        );
+        assert!(matches!(
+            store.put_provider(&acme, None, &configured()).await,
+            Err(StoreError::Conflict(_))
+        ));
+        assert_eq!(
+            store.get_provider(app, "acme").await.unwrap(),
+            Some(acme.clone())
+        );
+        assert_eq!(store.get_provider(other, "acme").await.unwrap(), None);
+
+        let changed = OAuthProvider {
+            client_id: "client-2".into(),
+            version: 2,
+            updated_at: t(5),
+            ..acme.clone()
+        };
+        assert!(
+            !store
+                .put_provider(&changed, Some(7), &configured())
+                .await
+                .unwrap()
+        );
+        assert!(
+            store
+                .put_provider(&changed, Some(1), &configured())
+                .await
+                .unwrap()
+        );
+        assert!(
+            !store
+                .put_provider(&changed, Some(1), &configured())
+                .await
+                .unwrap()
+        );
+        assert_eq!(
+            store.list_providers(app).await.unwrap(),
+            vec![changed.clone()]
+        );
+        assert!(store.list_providers(other).await.unwrap().is_empty());
+
+        let deleted = || event(app, "provider.deleted");
+        assert!(
+            !store
+                .delete_provider(other, "acme", &deleted())
+                .await
+                .unwrap()
+        );
+        assert!(
+            store
+                .delete_provider(app, "acme", &deleted())
+                .await
+                .unwrap()
+        );
+        assert_eq!(store.get_provider(app, "acme").await.unwrap(), None);
+        // Created, two configurations and one removal; the refused writes wrote nothing.
+        assert_chain_intact(&raw, app, 4).await;
+    })
+    .await;
 }

@@ -1,6 +1,7 @@
 //! The leak watch. Every secret value a test stores through the HTTP API (creating or rotating
-//! a managed secret) is remembered; every error body the server sends and everything logged in
-//! the test process (server, SDK and their dependencies, at DEBUG) is kept. When a test server
+//! a managed secret, configuring an OAuth provider's client secret) is remembered; every error
+//! body the server sends and everything logged in the test process (server, SDK and their
+//! dependencies, at DEBUG) is kept. When a test server
 //! stops, none of the remembered values may appear in any of them, nor in the SQLite files.
 //!
 //! Nextest runs each test in its own process, so this state is one test's; under `cargo test`
@@ -85,16 +86,20 @@ async fn record(request: Request, next: Next) -> Response {
     let stores_secret = matches!(
         *request.method(),
         Method::POST | Method::PUT | Method::PATCH
-    ) && request.uri().path().contains("/secrets");
+    ) && (request.uri().path().contains("/secrets")
+        || request.uri().path().contains("/providers"));
     let request = if stores_secret {
         let (parts, body) = request.into_parts();
         let bytes = axum::body::to_bytes(body, MAX_BUFFERED)
             .await
             .unwrap_or_default();
-        if let Ok(json) = serde_json::from_slice::<Value>(&bytes)
-            && let Some(value) = json.get("value")
-        {
-            learn(value);
+        if let Ok(json) = serde_json::from_slice::<Value>(&bytes) {
+            // A secret's value, or an OAuth provider's client secret.
+            for field in ["value", "client_secret"] {
+                if let Some(value) = json.get(field) {
+                    learn(value);
+                }
+            }
         }
         Request::from_parts(parts, Body::from(bytes))
     } else {

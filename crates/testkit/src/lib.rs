@@ -198,6 +198,7 @@ impl TestServer {
             master_key,
             admin_token_hash: alter_crypto::keys::token_hash(&self.admin_token),
             base_path: self.options.base_path.clone(),
+            public_url: None,
             max_body_bytes: self.options.max_body_bytes,
             http: self.options.http.clone(),
             vault: Settings::default(),

@@ -64,6 +64,7 @@ pub async fn start(engine: Engine) -> Result<Bench, BoxError> {
         master_key: master_key.clone(),
         admin_token_hash: alter_crypto::keys::token_hash(admin_token.expose_secret()),
         base_path: String::new(),
+        public_url: None,
         max_body_bytes: 1024 * 1024,
         http: HttpLimits::default(),
         vault: alter_core::Settings::default(),

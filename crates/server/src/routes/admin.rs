@@ -46,6 +46,13 @@ pub fn router() -> Router<AppState> {
             get(get_secret).delete(delete_secret),
         )
         .route("/apps/{app}/secrets/{secret}/rotate", post(rotate_secret))
+        .route("/apps/{app}/providers", get(super::providers::list))
+        .route(
+            "/apps/{app}/providers/{provider}",
+            get(super::providers::get)
+                .put(super::providers::configure)
+                .delete(super::providers::delete),
+        )
         .route("/apps/{app}/agents", get(list_agents))
         .route(
             "/apps/{app}/agents/{agent}",

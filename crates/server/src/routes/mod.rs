@@ -9,6 +9,7 @@ pub(crate) mod audit;
 mod grants;
 mod health;
 mod keys;
+mod providers;
 mod scopes;
 mod token;
 mod user;

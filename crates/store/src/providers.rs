@@ -1,0 +1,108 @@
+//! OAuth providers of apps.
+
+use alter_core::audit::AuditEvent;
+use alter_core::ids::AppId;
+use alter_core::ports::{ProviderStore, StoreResult};
+use alter_core::providers::{OAuthProvider, ProviderSource};
+use async_trait::async_trait;
+use sqlx::any::AnyRow;
+
+use crate::SqlStore;
+use crate::rows::{fetch_all, fetch_optional, get, id, json, parsed, time, to_json};
+
+const COLUMNS: &str = "app_id, provider_id, display_name, source, endpoints, client_id, \
+    sealed_client_secret, scopes, version, created_at, updated_at";
+
+fn provider(row: &AnyRow) -> StoreResult<OAuthProvider> {
+    Ok(OAuthProvider {
+        app_id: id(row, "app_id")?,
+        id: get(row, "provider_id")?,
+        display_name: get(row, "display_name")?,
+        source: parsed(row, "source", ProviderSource::parse)?,
+        endpoints: json(row, "endpoints")?,
+        client_id: get(row, "client_id")?,
+        sealed_client_secret: get(row, "sealed_client_secret")?,
+        scopes: json(row, "scopes")?,
+        version: get(row, "version")?,
+        created_at: time(row, "created_at")?,
+        updated_at: time(row, "updated_at")?,
+    })
+}
+
+#[async_trait]
+impl ProviderStore for SqlStore {
+    async fn put_provider(
+        &self,
+        value: &OAuthProvider,
+        expected: Option<i64>,
+        event: &AuditEvent,
+    ) -> StoreResult<bool> {
+        let endpoints = to_json(&value.endpoints)?;
+        let scopes = to_json(&value.scopes)?;
+        match expected {
+            None => {
+                let sql = format!(
+                    "INSERT INTO oauth_providers ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+                );
+                let query = sqlx::query(&sql)
+                    .bind(value.app_id.to_string())
+                    .bind(&value.id)
+                    .bind(&value.display_name)
+                    .bind(value.source.as_str())
+                    .bind(endpoints)
+                    .bind(&value.client_id)
+                    .bind(value.sealed_client_secret.clone())
+                    .bind(scopes)
+                    .bind(value.version)
+                    .bind(value.created_at.micros())
+                    .bind(value.updated_at.micros());
+                self.execute_with_event(query, event).await.map(|()| true)
+            }
+            Some(version) => {
+                let query = sqlx::query(
+                    "UPDATE oauth_providers SET display_name = $1, source = $2, endpoints = $3, \
+                     client_id = $4, sealed_client_secret = $5, scopes = $6, version = $7, \
+                     updated_at = $8 WHERE app_id = $9 AND provider_id = $10 AND version = $11",
+                )
+                .bind(&value.display_name)
+                .bind(value.source.as_str())
+                .bind(endpoints)
+                .bind(&value.client_id)
+                .bind(value.sealed_client_secret.clone())
+                .bind(scopes)
+                .bind(value.version)
+                .bind(value.updated_at.micros())
+                .bind(value.app_id.to_string())
+                .bind(&value.id)
+                .bind(version);
+                self.execute_one_with_event(query, event).await
+            }
+        }
+    }
+
+    async fn get_provider(&self, app: AppId, id: &str) -> StoreResult<Option<OAuthProvider>> {
+        let sql =
+            format!("SELECT {COLUMNS} FROM oauth_providers WHERE app_id = $1 AND provider_id = $2");
+        let query = sqlx::query(&sql).bind(app.to_string()).bind(id);
+        fetch_optional(&self.read, query, provider).await
+    }
+
+    async fn list_providers(&self, app: AppId) -> StoreResult<Vec<OAuthProvider>> {
+        let sql =
+            format!("SELECT {COLUMNS} FROM oauth_providers WHERE app_id = $1 ORDER BY provider_id");
+        fetch_all(
+            &self.read,
+            sqlx::query(&sql).bind(app.to_string()),
+            provider,
+        )
+        .await
+    }
+
+    async fn delete_provider(&self, app: AppId, id: &str, event: &AuditEvent) -> StoreResult<bool> {
+        let query =
+            sqlx::query("DELETE FROM oauth_providers WHERE app_id = $1 AND provider_id = $2")
+                .bind(app.to_string())
+                .bind(id);
+        self.execute_one_with_event(query, event).await
+    }
+}

@@ -1,0 +1,211 @@
+//! OAuth providers on the admin API: configured per app, the client secret sealed and never
+//! shown, reconfigured from the version read, removed with an audit trail.
+
+use alter_sdk::admin::{AccountSourceBody, AuditQuery, ConfigureProviderRequest, EndpointsBody};
+use alter_testkit::{TestServer, on_every_engine};
+
+/// Long enough for the leak watch, which then proves it never leaves the vault.
+const CLIENT_SECRET: &str = "acme-client-secret-3f9c2a7e1b";
+
+fn custom(client_secret: Option<&str>) -> ConfigureProviderRequest {
+    ConfigureProviderRequest {
+        display_name: Some("Acme".into()),
+        client_id: "alter-client".into(),
+        client_secret: client_secret.map(str::to_owned),
+        scopes: Some(vec!["openid".into(), "files.read".into(), "openid".into()]),
+        endpoints: Some(EndpointsBody {
+            issuer: Some("https://id.acme.example".into()),
+            authorize_url: Some("https://id.acme.example/authorize".into()),
+            token_url: Some("https://id.acme.example/token".into()),
+            revoke_url: Some("https://id.acme.example/revoke".into()),
+            refresh: Some("non_rotating".into()),
+            account: Some(AccountSourceBody::IdToken {
+                claim: "email".into(),
+            }),
+            ..EndpointsBody::default()
+        }),
+    }
+}
+
+#[tokio::test]
+async fn a_custom_provider_is_configured_shown_without_its_secret_and_removed() {
+    on_every_engine(|engine| async move {
+        let server = TestServer::start(engine).await;
+        let admin = server.admin();
+        let app = server.new_app("a").await;
+        let other = server.new_app("b").await;
+
+        let missing = admin
+            .configure_provider(&app.info.id, "acme", &custom(None))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            missing.status(),
+            422,
+            "the first configuration needs a secret"
+        );
+
+        let shown = admin
+            .configure_provider(&app.info.id, "acme", &custom(Some(CLIENT_SECRET)))
+            .await
+            .unwrap();
+        assert_eq!(shown.source, "custom");
+        assert_eq!(shown.version, 1);
+        assert_eq!(
+            shown.scopes,
+            vec!["openid".to_string(), "files.read".into()]
+        );
+        assert_eq!(
+            shown.redirect_uri,
+            format!("{}/oauth/callback", server.base_url())
+        );
+        assert_eq!(
+            shown.endpoints.pkce,
+            Some(true),
+            "PKCE is on unless said otherwise"
+        );
+        assert_eq!(shown.endpoints.refresh.as_deref(), Some("non_rotating"));
+        assert_eq!(
+            admin.get_provider(&app.info.id, "acme").await.unwrap(),
+            shown
+        );
+        assert_eq!(
+            admin.list_providers(&app.info.id).await.unwrap(),
+            vec![shown.clone()]
+        );
+
+        // Reconfiguring without a secret keeps the stored one (sealed again to the new
+        // revision).
+        let changed = admin
+            .configure_provider(
+                &app.info.id,
+                "acme",
+                &ConfigureProviderRequest {
+                    client_id: "alter-client-2".into(),
+                    ..custom(None)
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            (changed.version, changed.client_id.as_str()),
+            (2, "alter-client-2")
+        );
+        let again = admin
+            .configure_provider(&app.info.id, "acme", &custom(None))
+            .await
+            .unwrap();
+        assert_eq!(again.version, 3);
+
+        // Another app sees nothing of it.
+        let hidden = admin
+            .get_provider(&other.info.id, "acme")
+            .await
+            .unwrap_err();
+        assert_eq!(
+            (hidden.status(), hidden.code()),
+            (404, Some("provider_not_found"))
+        );
+        assert!(
+            admin
+                .list_providers(&other.info.id)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+
+        let removed = admin.delete_provider(&app.info.id, "acme").await.unwrap();
+        assert_eq!(removed.version, 3);
+        let gone = admin.get_provider(&app.info.id, "acme").await.unwrap_err();
+        assert_eq!(gone.status(), 404);
+        let page = admin
+            .audit_events(&app.info.id, &AuditQuery::default())
+            .await
+            .unwrap();
+        let actions: Vec<&str> = page
+            .items
+            .iter()
+            .filter_map(|e| e.event["action"].as_str())
+            .collect();
+        let configured = actions
+            .iter()
+            .filter(|a| **a == "provider.configured")
+            .count();
+        assert_eq!(configured, 3, "{actions:?}");
+        assert!(actions.contains(&"provider.deleted"), "{actions:?}");
+        server.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn bad_provider_configurations_are_refused_and_change_nothing() {
+    on_every_engine(|engine| async move {
+        let server = TestServer::start(engine).await;
+        let admin = server.admin();
+        let app = server.new_app("a").await;
+        let with_endpoints = |f: fn(&mut EndpointsBody)| {
+            let mut request = custom(Some(CLIENT_SECRET));
+            if let Some(endpoints) = request.endpoints.as_mut() {
+                f(endpoints);
+            }
+            request
+        };
+        let refused = [
+            ("Acme", custom(Some(CLIENT_SECRET))),
+            (
+                "acme",
+                with_endpoints(|e| {
+                    e.authorize_url = Some("http://id.acme.example/authorize".into())
+                }),
+            ),
+            ("acme", with_endpoints(|e| e.token_url = None)),
+            (
+                "acme",
+                with_endpoints(|e| e.refresh = Some("sometimes".into())),
+            ),
+            (
+                "acme",
+                ConfigureProviderRequest {
+                    endpoints: None,
+                    ..custom(Some(CLIENT_SECRET))
+                },
+            ),
+            (
+                "acme",
+                ConfigureProviderRequest {
+                    scopes: Some(vec!["files read".into()]),
+                    ..custom(Some(CLIENT_SECRET))
+                },
+            ),
+        ];
+        for (id, request) in refused {
+            let e = admin
+                .configure_provider(&app.info.id, id, &request)
+                .await
+                .unwrap_err();
+            assert_eq!(e.status(), 422, "{id} {request:?}: {e}");
+        }
+        assert!(admin.list_providers(&app.info.id).await.unwrap().is_empty());
+        let unknown_app = admin
+            .configure_provider(
+                "00000000-0000-4000-8000-000000000000",
+                "acme",
+                &custom(Some(CLIENT_SECRET)),
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(unknown_app.status(), 404);
+        // A loopback authorization server (the tests' own) may use plain http.
+        let local = with_endpoints(|e| {
+            e.authorize_url = Some("http://127.0.0.1:9/authorize".into());
+            e.token_url = Some("http://127.0.0.1:9/token".into());
+        });
+        admin
+            .configure_provider(&app.info.id, "local", &local)
+            .await
+            .unwrap();
+        server.stop().await;
+    })
+    .await;
+}
