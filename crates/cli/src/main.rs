@@ -41,6 +41,8 @@ enum Command {
     Key(operator::KeyArgs),
     /// Configure an app's identity provider (needs ALTER_ADDR and ALTER_ADMIN_TOKEN).
     Idp(operator::IdpArgs),
+    /// Configure an app's OAuth providers (needs ALTER_ADDR and ALTER_ADMIN_TOKEN).
+    Provider(operator::ProviderArgs),
     /// Manage an app's managed secrets (needs ALTER_ADDR and ALTER_ADMIN_TOKEN).
     Secret(operator::SecretArgs),
     /// Manage an app's agents (needs ALTER_ADDR and ALTER_ADMIN_TOKEN).
@@ -74,6 +76,7 @@ fn main() -> ExitCode {
             Command::App(args) => operator::app(args).await,
             Command::Key(args) => operator::key(args).await,
             Command::Idp(args) => operator::idp(args).await,
+            Command::Provider(args) => operator::provider(args).await,
             Command::Secret(args) => operator::secret(args).await,
             Command::Agent(args) => operator::agent(args).await,
             Command::Grant(args) => operator::grant(args).await,

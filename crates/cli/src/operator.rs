@@ -1,5 +1,5 @@
 //! Operator commands over the admin API: `alter app …` and `alter key …` here, `alter idp`,
-//! `alter secret`, `alter agent` and `alter grant` in the submodules. Human tables by default,
+//! `alter provider`, `alter secret`, `alter agent` and `alter grant` in the submodules. Human tables by default,
 //! `--json` for scripts; stable exit codes (1 error, 3 auth, 4 not found, 5 conflict,
 //! 6 rate limited; 2 is clap's usage error).
 
@@ -7,6 +7,7 @@ mod agents;
 mod audit;
 mod grants;
 mod idp;
+mod providers;
 mod secrets;
 
 use std::process::ExitCode;
@@ -15,6 +16,7 @@ pub use agents::{AgentArgs, agent};
 pub use audit::{AuditArgs, audit};
 pub use grants::{GrantArgs, grant};
 pub use idp::{IdpArgs, idp};
+pub use providers::{ProviderArgs, provider};
 pub use secrets::{SecretArgs, secret};
 
 use alter_sdk::Error;

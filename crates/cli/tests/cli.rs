@@ -971,6 +971,82 @@ fn the_operator_cli_manages_secrets_and_never_shows_a_value() {
 }
 
 #[test]
+fn the_operator_cli_configures_oauth_providers_and_never_shows_a_client_secret() {
+    const CLIENT_SECRET: &str = "acme-client-secret-9b3e7d21c4";
+    on_each_database(|op| {
+        let mut outputs = Vec::new();
+        let mut keep = |output: Output| -> Output {
+            outputs.push(output.clone());
+            output
+        };
+        let configure = [
+            "provider",
+            "configure",
+            "acme",
+            "--client-id",
+            "alter-client",
+            "--authorize-url",
+            "https://id.acme.example/authorize",
+            "--token-url",
+            "https://id.acme.example/token",
+            "--scope",
+            "openid",
+            "--scope",
+            "files.read",
+            "--account-claim",
+            "email",
+        ];
+        let first = keep(op.run(&configure));
+        assert_eq!(
+            exit_code(&first),
+            1,
+            "the first configuration needs a secret"
+        );
+        let mut with_secret = configure.to_vec();
+        with_secret.push("--client-secret-stdin");
+        let configured = keep(op.run_with_stdin(&with_secret, &format!("{CLIENT_SECRET}\n")));
+        assert_eq!(exit_code(&configured), 0);
+        let redirect = format!("{}/oauth/callback", op.addr);
+        assert!(
+            stdout(&configured).contains(&redirect),
+            "{}",
+            stdout(&configured)
+        );
+
+        let shown = stdout_json(&keep(op.run(&["provider", "show", "acme", "--json"])));
+        assert_eq!(shown["client_id"], "alter-client");
+        assert_eq!(shown["version"], 1);
+        assert_eq!(shown["endpoints"]["account"]["claim"], "email");
+        // Reconfigured without a secret: the stored one is kept.
+        let mut renamed = configure.to_vec();
+        renamed.extend(["--display-name", "Acme Files"]);
+        assert_eq!(exit_code(&keep(op.run(&renamed))), 0);
+        let listed = stdout_json(&keep(op.run(&["provider", "list", "--json"])));
+        assert_eq!(listed[0]["display_name"], "Acme Files");
+        assert_eq!(listed[0]["version"], 2);
+        assert!(stdout(&keep(op.run(&["provider", "list"]))).contains("acme"));
+
+        assert_eq!(exit_code(&keep(op.run(&["provider", "delete", "acme"]))), 0);
+        assert_eq!(exit_code(&keep(op.run(&["provider", "show", "acme"]))), 4);
+
+        for output in &outputs {
+            for stream in [&output.stdout, &output.stderr] {
+                let text = String::from_utf8_lossy(stream);
+                assert!(
+                    !text.contains(CLIENT_SECRET),
+                    "client secret leaked: {text}"
+                );
+            }
+        }
+        let log = std::fs::read_to_string(&op.log).unwrap();
+        assert!(
+            !log.contains(CLIENT_SECRET),
+            "client secret in the server log"
+        );
+    });
+}
+
+#[test]
 fn the_operator_cli_manages_agents() {
     on_each_database(|op| {
         let agent = op.create_agent("bot");

@@ -1,0 +1,169 @@
+//! `alter provider …`: the OAuth providers an app is configured for. The client secret is only
+//! ever read from stdin and never printed.
+
+use std::process::ExitCode;
+
+use alter_sdk::Error;
+use alter_sdk::admin::{AccountSourceBody, ConfigureProviderRequest, EndpointsBody, ProviderInfo};
+use clap::{Args, Subcommand};
+
+use super::secrets::read_value;
+use super::{AppScope, output};
+use crate::table::{Table, fields, list, or_dash};
+
+#[derive(Debug, Args)]
+pub struct ProviderArgs {
+    #[command(flatten)]
+    scope: AppScope,
+    #[command(subcommand)]
+    command: ProviderCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum ProviderCommand {
+    /// Configure (or reconfigure) a provider; prints the redirect URI to register at it.
+    Configure(Box<ConfigureArgs>),
+    /// List the app's providers.
+    List,
+    /// Show a provider (never its client secret).
+    Show {
+        /// Provider id.
+        provider: String,
+    },
+    /// Remove a provider from the app.
+    Delete {
+        /// Provider id.
+        provider: String,
+    },
+}
+
+#[derive(Debug, Args)]
+struct ConfigureArgs {
+    /// Provider id within the app (lower-case letters, digits, -).
+    provider: String,
+    /// The app's client id at the provider.
+    #[arg(long)]
+    client_id: String,
+    /// Read the client secret from stdin (required the first time; otherwise the stored one
+    /// is kept). One trailing newline is dropped.
+    #[arg(long)]
+    client_secret_stdin: bool,
+    /// A scope connections ask for by default (repeatable).
+    #[arg(long = "scope")]
+    scopes: Vec<String>,
+    /// Display name.
+    #[arg(long)]
+    display_name: Option<String>,
+    /// A custom provider's issuer (checked as `iss` on the callback).
+    #[arg(long)]
+    issuer: Option<String>,
+    /// A custom provider's authorization endpoint.
+    #[arg(long)]
+    authorize_url: Option<String>,
+    /// A custom provider's token endpoint.
+    #[arg(long)]
+    token_url: Option<String>,
+    /// Its revocation endpoint (RFC 7009).
+    #[arg(long)]
+    revoke_url: Option<String>,
+    /// It does not accept PKCE.
+    #[arg(long)]
+    no_pkce: bool,
+    /// Its refresh tokens: none, rotating (default) or non_rotating.
+    #[arg(long)]
+    refresh: Option<String>,
+    /// The ID-token claim that names the account (e.g. email).
+    #[arg(long)]
+    account_claim: Option<String>,
+}
+
+impl ConfigureArgs {
+    /// The request these flags make, with the client secret read from stdin.
+    fn request(self) -> Result<ConfigureProviderRequest, Error> {
+        let custom = self.authorize_url.is_some() || self.token_url.is_some();
+        Ok(ConfigureProviderRequest {
+            display_name: self.display_name,
+            client_id: self.client_id,
+            client_secret: self.client_secret_stdin.then(read_value).transpose()?,
+            scopes: (!self.scopes.is_empty()).then_some(self.scopes),
+            endpoints: custom.then(|| EndpointsBody {
+                issuer: self.issuer,
+                authorize_url: self.authorize_url,
+                token_url: self.token_url,
+                revoke_url: self.revoke_url,
+                pkce: self.no_pkce.then_some(false),
+                refresh: self.refresh,
+                account: self
+                    .account_claim
+                    .map(|claim| AccountSourceBody::IdToken { claim }),
+                ..EndpointsBody::default()
+            }),
+        })
+    }
+}
+
+pub async fn provider(args: ProviderArgs) -> ExitCode {
+    let json = args.scope.json();
+    args.scope
+        .run(async |client, app| {
+            Ok(match args.command {
+                ProviderCommand::Configure(configure) => {
+                    let id = configure.provider.clone();
+                    let shown = client
+                        .configure_provider(app, &id, &configure.request()?)
+                        .await?;
+                    output(json, &shown, || {
+                        format!(
+                            "{}\nregister this redirect URI at the provider: {}",
+                            provider_text(&shown),
+                            shown.redirect_uri
+                        )
+                    })
+                }
+                ProviderCommand::List => {
+                    let providers = client.list_providers(app).await?;
+                    output(json, &providers, || {
+                        let mut table = Table::new(["ID", "NAME", "SOURCE", "CLIENT ID", "SCOPES"]);
+                        for p in &providers {
+                            table.row([
+                                &p.id,
+                                &p.display_name,
+                                &p.source,
+                                &p.client_id,
+                                &list(&p.scopes, "-"),
+                            ]);
+                        }
+                        table.render()
+                    })
+                }
+                ProviderCommand::Show { provider } => {
+                    let shown = client.get_provider(app, &provider).await?;
+                    output(json, &shown, || provider_text(&shown))
+                }
+                ProviderCommand::Delete { provider } => {
+                    let removed = client.delete_provider(app, &provider).await?;
+                    output(json, &removed, || format!("removed {}", removed.id))
+                }
+            })
+        })
+        .await
+}
+
+fn provider_text(p: &ProviderInfo) -> String {
+    let e = &p.endpoints;
+    fields(&[
+        ("id", p.id.clone()),
+        ("name", p.display_name.clone()),
+        ("source", p.source.clone()),
+        ("client id", p.client_id.clone()),
+        ("scopes", list(&p.scopes, "-")),
+        ("issuer", or_dash(e.issuer.as_ref())),
+        ("authorize url", or_dash(e.authorize_url.as_ref())),
+        ("token url", or_dash(e.token_url.as_ref())),
+        ("revoke url", or_dash(e.revoke_url.as_ref())),
+        ("refresh", or_dash(e.refresh.as_ref())),
+        ("redirect uri", p.redirect_uri.clone()),
+        ("version", p.version.to_string()),
+        ("updated", p.updated_at.clone()),
+    ])
+}
