@@ -7,7 +7,7 @@
 //!
 //! Needs `node` on `PATH` and `npm ci` run in `tests/oauth-peer` (`scripts/test` does it).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -203,5 +203,8 @@ impl Drop for OAuthPeer {
 
 /// `tests/oauth-peer` of this repository.
 fn peer_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/oauth-peer")
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    // crates/testkit -> the repository root.
+    let root = manifest.ancestors().nth(2).unwrap_or(manifest);
+    root.join("tests/oauth-peer")
 }
