@@ -6,6 +6,7 @@
 
 pub mod idp;
 pub mod leaks;
+pub mod oauth_peer;
 mod raw;
 pub mod upstream;
 

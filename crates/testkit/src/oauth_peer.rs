@@ -1,0 +1,210 @@
+//! A real OAuth 2.0 / OpenID Connect server for end-to-end tests: the npm package `oidc-provider`
+//! (pinned in `tests/oauth-peer/package-lock.json`) run by `tests/oauth-peer/server.mjs` on
+//! `127.0.0.1:0`. It has one confidential client (`client_secret_basic`, exact redirect URIs,
+//! PKCE required), issues a refresh token for every code grant, rotates it or not, serves
+//! revocation and introspection, and signs users in through its own login and consent pages with a
+//! real password check. It counts the token and revocation requests it receives ([`PeerStats`]).
+//!
+//! Needs `node` on `PATH` and `npm ci` run in `tests/oauth-peer` (`scripts/test` does it).
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde::Deserialize;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, ChildStdin, ChildStdout, Command};
+
+/// How long the peer may take to print its ready line (about 1 s on an idle machine).
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How the peer is configured.
+#[derive(Debug, Clone)]
+pub struct PeerOptions {
+    /// The client's exact redirect URIs (at least one).
+    pub redirect_uris: Vec<String>,
+    /// The client id.
+    pub client_id: String,
+    /// The client secret.
+    pub client_secret: String,
+    /// Whether every refresh returns a new refresh token and retires the old one (whose reuse
+    /// then revokes the whole grant).
+    pub rotate_refresh: bool,
+    /// Lifetime of access tokens, in whole seconds.
+    pub access_ttl: Duration,
+    /// The password of the user `alice`.
+    pub password: String,
+}
+
+impl PeerOptions {
+    /// The defaults for a client redirecting to `redirect_uri`: client `alter-test` /
+    /// `alter-test-secret`, rotation on, 60-second access tokens, `alice` / `alice-password`.
+    pub fn new(redirect_uri: impl Into<String>) -> PeerOptions {
+        PeerOptions {
+            redirect_uris: vec![redirect_uri.into()],
+            client_id: "alter-test".to_owned(),
+            client_secret: "alter-test-secret".to_owned(),
+            rotate_refresh: true,
+            access_ttl: Duration::from_secs(60),
+            password: "alice-password".to_owned(),
+        }
+    }
+}
+
+/// What reached the peer so far, counted as requests arrive, whatever it answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub struct PeerStats {
+    /// Requests to the token endpoint, by grant type.
+    pub token_requests: TokenRequests,
+    /// Requests to the revocation endpoint.
+    pub revocations: u64,
+    /// Requests to the introspection endpoint.
+    pub introspections: u64,
+}
+
+/// Token-endpoint requests by `grant_type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub struct TokenRequests {
+    /// `authorization_code`.
+    pub authorization_code: u64,
+    /// `refresh_token`.
+    pub refresh_token: u64,
+    /// Any other or no grant type.
+    pub other: u64,
+}
+
+#[derive(Deserialize)]
+struct Ready {
+    issuer: String,
+}
+
+/// The running peer; killed when dropped (and it exits by itself when its stdin closes, so it
+/// does not outlive a test process that dies).
+#[derive(Debug)]
+pub struct OAuthPeer {
+    issuer: String,
+    options: PeerOptions,
+    http: reqwest::Client,
+    child: Child,
+    _stdin: ChildStdin,
+    _stdout: BufReader<ChildStdout>,
+}
+
+impl OAuthPeer {
+    /// Starts a peer and waits for its ready line. Panics with what to do when `node` or the
+    /// installed package is missing.
+    #[allow(clippy::panic)] // A harness fails loudly, saying what to install.
+    pub async fn start(options: PeerOptions) -> OAuthPeer {
+        assert!(
+            !options.redirect_uris.is_empty(),
+            "the OAuth peer needs at least one redirect URI"
+        );
+        let dir = peer_dir();
+        assert!(
+            dir.join("node_modules/oidc-provider/package.json")
+                .is_file(),
+            "oidc-provider is not installed: run `npm ci --no-audit --no-fund` in {} \
+             (scripts/test does it)",
+            dir.display()
+        );
+        let mut child = Command::new("node")
+            .arg("server.mjs")
+            .current_dir(&dir)
+            .env("PEER_CLIENT_ID", &options.client_id)
+            .env("PEER_CLIENT_SECRET", &options.client_secret)
+            .env("PEER_REDIRECT_URIS", options.redirect_uris.join(","))
+            .env(
+                "PEER_ROTATE_REFRESH",
+                if options.rotate_refresh { "1" } else { "0" },
+            )
+            .env("PEER_ACCESS_TTL", options.access_ttl.as_secs().to_string())
+            .env("PEER_PASSWORD", &options.password)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap_or_else(|error| {
+                panic!("cannot run `node` (Node.js 20 or later must be on PATH): {error}")
+            });
+        let stdin = child.stdin.take().expect("piped stdin");
+        let mut stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
+        let mut line = String::new();
+        let read = tokio::time::timeout(READY_TIMEOUT, stdout.read_line(&mut line))
+            .await
+            .unwrap_or_else(|_| panic!("the OAuth peer printed no ready line in {READY_TIMEOUT:?}"))
+            .expect("reading the OAuth peer's stdout");
+        assert!(
+            read > 0,
+            "the OAuth peer exited before it was ready (its stderr is in the test output)"
+        );
+        let ready: Ready = serde_json::from_str(&line)
+            .unwrap_or_else(|error| panic!("the OAuth peer's ready line {line:?}: {error}"));
+        OAuthPeer {
+            issuer: ready.issuer,
+            options,
+            http: reqwest::Client::new(),
+            child,
+            _stdin: stdin,
+            _stdout: stdout,
+        }
+    }
+
+    /// The issuer, `http://127.0.0.1:PORT` without a trailing slash; its endpoints are in
+    /// `{issuer}/.well-known/openid-configuration`.
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    /// The URL of `path` (which starts with `/`) at the peer, e.g. `/token`.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.issuer)
+    }
+
+    /// The client id.
+    pub fn client_id(&self) -> &str {
+        &self.options.client_id
+    }
+
+    /// The client secret.
+    pub fn client_secret(&self) -> &str {
+        &self.options.client_secret
+    }
+
+    /// The user that can sign in, and their password.
+    pub fn user(&self) -> (&str, &str) {
+        ("alice", &self.options.password)
+    }
+
+    /// The options the peer runs with.
+    pub fn options(&self) -> &PeerOptions {
+        &self.options
+    }
+
+    /// The requests counted so far.
+    pub async fn stats(&self) -> PeerStats {
+        let response = self
+            .http
+            .get(self.url("/_peer/stats"))
+            .send()
+            .await
+            .expect("the OAuth peer's stats");
+        assert_eq!(response.status(), 200, "the OAuth peer's stats");
+        response.json().await.expect("the OAuth peer's stats JSON")
+    }
+}
+
+impl Drop for OAuthPeer {
+    fn drop(&mut self) {
+        // Best effort: a peer that already exited has nothing to kill.
+        let _ = self.child.start_kill();
+    }
+}
+
+/// `tests/oauth-peer` of this repository.
+fn peer_dir() -> PathBuf {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    // crates/testkit -> the repository root.
+    let root = manifest.ancestors().nth(2).unwrap_or(manifest);
+    root.join("tests/oauth-peer")
+}
