@@ -1,11 +1,14 @@
 //! Everything that leaves the process (design §2): the hardened HTTP client (no redirects,
-//! https or loopback only, bounded responses) and, on it, JWKS fetching and the
-//! [`TokenVerifier`](alter_core::ports::TokenVerifier) for end-user JWTs ([`JwtVerifier`]).
+//! https or loopback only, bounded responses) and, on it, JWKS fetching, the
+//! [`TokenVerifier`](alter_core::ports::TokenVerifier) for end-user JWTs ([`JwtVerifier`]) and
+//! OpenID Connect discovery of providers ([`OidcDiscovery`]).
 
+pub mod discovery;
 mod http;
 pub mod jwks;
 mod jwt;
 
+pub use discovery::OidcDiscovery;
 pub use jwt::JwtVerifier;
 
 /// Why this crate could not be set up.
