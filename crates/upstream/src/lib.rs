@@ -2,10 +2,12 @@
 //! https or loopback only, bounded responses) and, on it, JWKS fetching and the
 //! [`TokenVerifier`](alter_core::ports::TokenVerifier) for end-user JWTs ([`JwtVerifier`]).
 
+pub mod catalog;
 mod http;
 pub mod jwks;
 mod jwt;
 
+pub use catalog::{CatalogError, CatalogProvider};
 pub use jwt::JwtVerifier;
 
 /// Why this crate could not be set up.
