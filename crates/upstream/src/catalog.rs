@@ -100,9 +100,10 @@ pub enum RefreshBehaviour {
     /// No refresh token: the access token lasts until it is revoked.
     None,
     /// Every refresh returns a new refresh token and retires the old one; the pair must be
-    /// stored together, atomically.
+    /// stored together, atomically, and the old refresh token never used again.
     Rotating,
-    /// The refresh token stays the same across refreshes.
+    /// The refresh token stays valid across refreshes. A provider may still return a new one
+    /// (Microsoft does, to extend its lifetime); it is then stored in place of the old one.
     NonRotating,
 }
 
