@@ -2,7 +2,8 @@
 //! in `catalog/providers.toml` and compiled into the binary.
 //!
 //! Adding a provider is a change to that file only. [`load`] parses and validates it once; the
-//! server calls it at startup so a broken file is an error it reports, never a panic in a request.
+//! server is to call it at startup, so a broken file is an error it reports there, never a panic
+//! in a request.
 //! The rules [`load`] enforces are the ones the catalogue test checks: slug-shaped unique ids,
 //! absolute `https` URLs without userinfo or fragment, every `{placeholder}` in a URL declared
 //! and every declared one used, default and required scopes among the available ones.
@@ -47,7 +48,7 @@ pub enum CatalogError {
     /// An entry breaks a catalogue rule.
     #[error("provider catalogue entry `{provider}`: {problem}")]
     Invalid {
-        /// The entry's id (or its position when the id itself is the problem).
+        /// The entry's id, as written in the file.
         provider: String,
         /// What is wrong with it.
         problem: String,
@@ -393,12 +394,23 @@ impl CatalogProvider {
             return invalid("account query must not be empty".into());
         }
         for (name, value) in self.extra_authorize_params.iter().chain(&self.api_headers) {
-            if RESERVED_AUTHORIZE_PARAMS.contains(&name.as_str()) {
-                return invalid(format!("extra_authorize_params may not set `{name}`"));
-            }
             if name.is_empty() || value.is_empty() {
                 return invalid(format!("`{name}`: names and values must not be empty"));
             }
+        }
+        if let Some(name) = self
+            .extra_authorize_params
+            .keys()
+            .find(|name| RESERVED_AUTHORIZE_PARAMS.contains(&name.as_str()))
+        {
+            return invalid(format!("extra_authorize_params may not set `{name}`"));
+        }
+        // The token is injected by the proxy; a fixed header must never stand in for it.
+        if let Some(name) = self.api_headers.keys().find(|name| {
+            !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                || name.eq_ignore_ascii_case("authorization")
+        }) {
+            return invalid(format!("api header `{name}` is not allowed"));
         }
         for (name, scope) in &self.scopes {
             if name.is_empty()
@@ -711,6 +723,14 @@ mod tests {
             (
                 MINIMAL.replace("claim = \"sub\"", "claim = \"sub\", x = 1"),
                 "does not parse",
+            ),
+            (
+                format!("{MINIMAL}\n[provider.extra_authorize_params]\nstate = \"x\""),
+                "may not set `state`",
+            ),
+            (
+                format!("{MINIMAL}\n[provider.api_headers]\nAuthorization = \"Bearer x\""),
+                "not allowed",
             ),
             (format!("{MINIMAL}\n{MINIMAL}"), "used by another entry"),
         ];
