@@ -1,13 +1,16 @@
 //! Everything that leaves the process (design §2): the hardened HTTP client (no redirects,
 //! https or loopback only, bounded responses) and, on it, JWKS fetching, the
-//! [`TokenVerifier`](alter_core::ports::TokenVerifier) for end-user JWTs ([`JwtVerifier`]) and
-//! OpenID Connect discovery of providers ([`OidcDiscovery`]).
+//! [`TokenVerifier`](alter_core::ports::TokenVerifier) for end-user JWTs ([`JwtVerifier`]),
+//! OpenID Connect discovery of providers ([`OidcDiscovery`]); and the built-in catalogue of
+//! OAuth providers ([`catalog`]).
 
+pub mod catalog;
 pub mod discovery;
 mod http;
 pub mod jwks;
 mod jwt;
 
+pub use catalog::{CatalogError, CatalogProvider};
 pub use discovery::OidcDiscovery;
 pub use jwt::JwtVerifier;
 
