@@ -93,17 +93,32 @@ impl RefreshBehaviour {
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(tag = "from", rename_all = "snake_case")]
 pub enum AccountSource {
-    /// A field of the userinfo endpoint's JSON answer.
+    /// A `GET` of `url` with the access token; the identifier is at the JSON Pointer `pointer`.
     Userinfo {
         /// The endpoint.
         url: String,
-        /// The field (`email`, `login`, `id`…).
-        field: String,
+        /// JSON Pointer (RFC 6901) to the identifier, e.g. `/email`.
+        pointer: String,
     },
     /// A claim of the ID token.
     IdToken {
         /// The claim (`email`, `sub`…).
         claim: String,
+    },
+    /// A GraphQL `POST` of `query` to `url` with the access token; the identifier is at
+    /// `pointer`.
+    Graphql {
+        /// The endpoint.
+        url: String,
+        /// The query.
+        query: String,
+        /// JSON Pointer to the identifier.
+        pointer: String,
+    },
+    /// A member of the token endpoint's answer, at `pointer`.
+    TokenResponse {
+        /// JSON Pointer to the identifier.
+        pointer: String,
     },
     /// None: connections have no account identifier.
     #[default]
@@ -121,6 +136,9 @@ pub struct ProviderEndpoints {
     pub authorize_url: String,
     /// Token endpoint.
     pub token_url: String,
+    /// Endpoint for refreshes, when it is not the token endpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_url: Option<String>,
     /// Revocation endpoint (RFC 7009), if it has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revoke_url: Option<String>,
@@ -140,6 +158,9 @@ pub struct ProviderEndpoints {
     /// The API the tokens are for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_base_url: Option<String>,
+    /// Headers every API call needs besides the token.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub api_headers: BTreeMap<String, String>,
 }
 
 /// An OAuth provider as an app is configured for it.
@@ -351,12 +372,15 @@ fn validate_endpoints(endpoints: &ProviderEndpoints) -> Result<()> {
         ("issuer", endpoints.issuer.as_deref()),
         ("authorize_url", Some(endpoints.authorize_url.as_str())),
         ("token_url", Some(endpoints.token_url.as_str())),
+        ("refresh_url", endpoints.refresh_url.as_deref()),
         ("revoke_url", endpoints.revoke_url.as_deref()),
         ("api_base_url", endpoints.api_base_url.as_deref()),
         (
             "account.url",
             match &endpoints.account {
-                AccountSource::Userinfo { url, .. } => Some(url.as_str()),
+                AccountSource::Userinfo { url, .. } | AccountSource::Graphql { url, .. } => {
+                    Some(url.as_str())
+                }
                 _ => None,
             },
         ),
@@ -378,9 +402,19 @@ fn validate_endpoints(endpoints: &ProviderEndpoints) -> Result<()> {
         validate::bounded_text("extra_authorize_params", name, 100)?;
         validate::bounded_text("extra_authorize_params", value, 500)?;
     }
+    for (name, value) in &endpoints.api_headers {
+        ensure(validate::header_name(name), || {
+            format!("api_headers: {name:?} is not a header name")
+        })?;
+        validate::bounded_text("api_headers", value, 500)?;
+    }
     match &endpoints.account {
-        AccountSource::Userinfo { field, .. } => {
-            validate::bounded_text("account.field", field, 100)?;
+        AccountSource::Userinfo { pointer, .. } | AccountSource::TokenResponse { pointer } => {
+            validate::bounded_text("account.pointer", pointer, 200)?;
+        }
+        AccountSource::Graphql { query, pointer, .. } => {
+            validate::bounded_text("account.query", query, 2000)?;
+            validate::bounded_text("account.pointer", pointer, 200)?;
         }
         AccountSource::IdToken { claim } => {
             validate::bounded_text("account.claim", claim, 100)?;
@@ -434,6 +468,7 @@ mod tests {
             issuer: Some("https://accounts.example.com".into()),
             authorize_url: "https://accounts.example.com/authorize".into(),
             token_url: "https://accounts.example.com/token".into(),
+            refresh_url: None,
             revoke_url: None,
             pkce: true,
             scope_separator: " ".into(),
@@ -443,6 +478,7 @@ mod tests {
                 claim: "email".into(),
             },
             api_base_url: None,
+            api_headers: BTreeMap::new(),
         }
     }
 

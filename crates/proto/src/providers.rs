@@ -12,17 +12,31 @@ use crate::redact_option;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "from", rename_all = "snake_case", deny_unknown_fields)]
 pub enum AccountSourceBody {
-    /// A field of the userinfo endpoint's JSON.
+    /// A `GET` of the userinfo endpoint; the identifier at a JSON Pointer.
     Userinfo {
         /// The endpoint.
         url: String,
-        /// The field.
-        field: String,
+        /// JSON Pointer to the identifier.
+        pointer: String,
     },
     /// An ID-token claim.
     IdToken {
         /// The claim.
         claim: String,
+    },
+    /// A GraphQL query; the identifier at a JSON Pointer.
+    Graphql {
+        /// The endpoint.
+        url: String,
+        /// The query.
+        query: String,
+        /// JSON Pointer to the identifier.
+        pointer: String,
+    },
+    /// A member of the token endpoint's answer.
+    TokenResponse {
+        /// JSON Pointer to the identifier.
+        pointer: String,
     },
     /// None.
     Unknown,
@@ -42,6 +56,9 @@ pub struct EndpointsBody {
     /// Token endpoint.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_url: Option<String>,
+    /// Refresh endpoint, when it is not the token endpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_url: Option<String>,
     /// Revocation endpoint (RFC 7009).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revoke_url: Option<String>,
@@ -63,11 +80,15 @@ pub struct EndpointsBody {
     /// The API the tokens are for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_base_url: Option<String>,
+    /// Headers every API call needs besides the token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_headers: Option<BTreeMap<String, String>>,
 }
 
 /// `PUT /admin/v1/apps/{app}/providers/{provider}`: configures a provider of the built-in
-/// catalogue (no `endpoints`) or a custom one (`endpoints` with at least the authorization and
-/// token URLs). Without `client_secret`, a reconfiguration keeps the stored one.
+/// catalogue (no `endpoints`; `params` fill its placeholders, e.g. a Shopify shop) or a custom
+/// one (`endpoints` with the authorization and token URLs, or only an `issuer` to discover them
+/// from). Without `client_secret`, a reconfiguration keeps the stored one.
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConfigureProviderRequest {
@@ -85,6 +106,9 @@ pub struct ConfigureProviderRequest {
     /// A custom provider's endpoints.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoints: Option<EndpointsBody>,
+    /// Values of a catalogue provider's placeholders (`tenant`, `shop`, `subdomain`…).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub params: Option<BTreeMap<String, String>>,
 }
 
 impl fmt::Debug for ConfigureProviderRequest {
@@ -95,6 +119,7 @@ impl fmt::Debug for ConfigureProviderRequest {
             .field("client_secret", &redact_option(self.client_secret.as_ref()))
             .field("scopes", &self.scopes)
             .field("endpoints", &self.endpoints)
+            .field("params", &self.params)
             .finish()
     }
 }
@@ -129,4 +154,81 @@ pub struct ProviderInfo {
 pub struct ProviderList {
     /// The app's providers, by id.
     pub items: Vec<ProviderInfo>,
+}
+
+/// One scope a provider offers, as the official client reads it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScopeInfo {
+    /// What it allows.
+    pub description: String,
+    /// Every connection asks for it.
+    pub required: bool,
+    /// Asked for when the caller names no scopes.
+    pub is_default: bool,
+    /// Scopes that must be asked for with it.
+    pub requires: Vec<String>,
+}
+
+/// A connectable provider in `GET /sdk/oauth/provider-catalog` (protocol part 1 §7.6).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CatalogEntry {
+    /// Provider id.
+    pub id: String,
+    /// Name.
+    pub name: String,
+    /// Name shown to people.
+    pub display_name: String,
+    /// `active`.
+    pub status: String,
+    /// It issues refresh tokens.
+    pub supports_refresh: bool,
+    /// It accepts PKCE.
+    pub supports_pkce: bool,
+    /// Scopes it offers.
+    pub available_scopes: BTreeMap<String, ScopeInfo>,
+    /// Scopes asked for by default.
+    pub default_scopes: Vec<String>,
+    /// Scopes every connection asks for.
+    pub required_scopes: Vec<String>,
+    /// Category.
+    pub category: Option<String>,
+    /// One sentence on what connecting gives access to.
+    pub description: Option<String>,
+    /// Logo.
+    pub logo_url: Option<String>,
+}
+
+/// `GET /sdk/oauth/provider-catalog`: the app's connectable providers, by id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProviderCatalog {
+    /// By id.
+    pub providers: BTreeMap<String, CatalogEntry>,
+}
+
+/// A provider of the built-in catalogue, as `GET /admin/v1/catalog/providers` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BuiltinProvider {
+    /// Provider id: configure it under this id to use the catalogue's description.
+    pub id: String,
+    /// Name shown to people.
+    pub display_name: String,
+    /// Category.
+    pub category: String,
+    /// One sentence on what connecting gives access to.
+    pub description: String,
+    /// Values the operator gives when configuring it (`params`), e.g. a shop or tenant.
+    pub placeholders: Vec<String>,
+    /// Scopes asked for by default.
+    pub default_scopes: Vec<String>,
+    /// It accepts PKCE.
+    pub supports_pkce: bool,
+    /// `none`, `rotating` or `non_rotating`.
+    pub refresh: String,
+}
+
+/// `GET /admin/v1/catalog/providers`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BuiltinProviderList {
+    /// By id.
+    pub items: Vec<BuiltinProvider>,
 }

@@ -23,7 +23,7 @@ pub use alter_proto::agents::{AgentInfo, AgentList};
 pub use alter_proto::grants::{DelegationResult, GrantItem, GrantList};
 pub use alter_proto::keys::{ApiKeyInfo, MintedKey};
 pub use alter_proto::providers::{
-    AccountSourceBody, ConfigureProviderRequest, EndpointsBody, ProviderInfo,
+    AccountSourceBody, BuiltinProvider, ConfigureProviderRequest, EndpointsBody, ProviderInfo,
 };
 
 /// The operator's client.
@@ -196,6 +196,11 @@ impl AdminClient {
     ) -> Result<ProviderInfo, Error> {
         let path = member_path(app_id, "providers", provider, "");
         self.call(Method::PUT, &path, Some(request)).await
+    }
+
+    /// The built-in catalogue of OAuth providers.
+    pub async fn builtin_providers(&self) -> Result<Vec<BuiltinProvider>, Error> {
+        self.items("/catalog/providers").await
     }
 
     /// The app's OAuth providers, by id.

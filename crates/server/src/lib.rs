@@ -59,6 +59,9 @@ pub enum StartupError {
     /// A cryptographic failure at start-up.
     #[error("crypto: {0}")]
     Crypto(#[from] alter_crypto::CryptoError),
+    /// The built-in provider catalogue does not load (a build defect).
+    #[error("the OAuth provider catalogue: {0}")]
+    Catalog(String),
     /// The listen address cannot be bound.
     #[error("cannot listen on {addr}: {source}")]
     Listen {
@@ -205,6 +208,9 @@ impl Server {
                     addr: settings.listen,
                     source,
                 })?;
+        let discovery = alter_upstream::OidcDiscovery::new()
+            .map_err(|e| StartupError::HttpClient(e.to_string()))?;
+        alter_upstream::catalog::load().map_err(|e| StartupError::Catalog(e.to_string()))?;
         let public_url = match settings.public_url {
             Some(url) => url,
             None => {
@@ -226,6 +232,7 @@ impl Server {
                 body_read_timeout: settings.http.body_read_timeout,
                 in_progress: Arc::new(Semaphore::new(settings.http.max_concurrent_requests)),
                 public_url,
+                discovery,
             },
             store,
             base_path: settings.base_path,

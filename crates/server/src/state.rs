@@ -21,6 +21,8 @@ pub struct AppState {
     pub in_progress: Arc<Semaphore>,
     /// The URL the server is reached at, path prefix included, without a trailing slash.
     pub public_url: String,
+    /// Reads OAuth providers' discovery documents.
+    pub discovery: alter_upstream::OidcDiscovery,
 }
 
 impl AppState {

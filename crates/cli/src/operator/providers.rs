@@ -21,6 +21,8 @@ pub struct ProviderArgs {
 
 #[derive(Debug, Subcommand)]
 enum ProviderCommand {
+    /// List the built-in catalogue: configure one of these by its id, with no URLs.
+    ListCatalog,
     /// Configure (or reconfigure) a provider; prints the redirect URI to register at it.
     Configure(Box<ConfigureArgs>),
     /// List the app's providers.
@@ -54,7 +56,11 @@ struct ConfigureArgs {
     /// Display name.
     #[arg(long)]
     display_name: Option<String>,
-    /// A custom provider's issuer (checked as `iss` on the callback).
+    /// A catalogue provider's placeholder value, e.g. `--param shop=acme` (repeatable).
+    #[arg(long = "param", value_parser = parse_param)]
+    params: Vec<(String, String)>,
+    /// A custom provider's issuer: alone, its endpoints are discovered from it (OpenID
+    /// Connect discovery); with URLs, it is checked as `iss` on the callback.
     #[arg(long)]
     issuer: Option<String>,
     /// A custom provider's authorization endpoint.
@@ -80,7 +86,8 @@ struct ConfigureArgs {
 impl ConfigureArgs {
     /// The request these flags make, with the client secret read from stdin.
     fn request(self) -> Result<ConfigureProviderRequest, Error> {
-        let custom = self.authorize_url.is_some() || self.token_url.is_some();
+        let custom =
+            self.authorize_url.is_some() || self.token_url.is_some() || self.issuer.is_some();
         Ok(ConfigureProviderRequest {
             display_name: self.display_name,
             client_id: self.client_id,
@@ -98,7 +105,16 @@ impl ConfigureArgs {
                     .map(|claim| AccountSourceBody::IdToken { claim }),
                 ..EndpointsBody::default()
             }),
+            params: (!self.params.is_empty()).then(|| self.params.into_iter().collect()),
         })
+    }
+}
+
+/// `NAME=VALUE`.
+fn parse_param(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((name, value)) if !name.is_empty() => Ok((name.to_owned(), value.to_owned())),
+        _ => Err("expected NAME=VALUE".into()),
     }
 }
 
@@ -107,6 +123,23 @@ pub async fn provider(args: ProviderArgs) -> ExitCode {
     args.scope
         .run(async |client, app| {
             Ok(match args.command {
+                ProviderCommand::ListCatalog => {
+                    let builtin = client.builtin_providers().await?;
+                    output(json, &builtin, || {
+                        let mut table =
+                            Table::new(["ID", "NAME", "CATEGORY", "PARAMS", "DEFAULT SCOPES"]);
+                        for p in &builtin {
+                            table.row([
+                                &p.id,
+                                &p.display_name,
+                                &p.category,
+                                &list(&p.placeholders, "-"),
+                                &list(&p.default_scopes, "-"),
+                            ]);
+                        }
+                        table.render()
+                    })
+                }
                 ProviderCommand::Configure(configure) => {
                     let id = configure.provider.clone();
                     let shown = client

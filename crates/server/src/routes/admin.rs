@@ -46,6 +46,7 @@ pub fn router() -> Router<AppState> {
             get(get_secret).delete(delete_secret),
         )
         .route("/apps/{app}/secrets/{secret}/rotate", post(rotate_secret))
+        .route("/catalog/providers", get(super::providers::builtin))
         .route("/apps/{app}/providers", get(super::providers::list))
         .route(
             "/apps/{app}/providers/{provider}",

@@ -112,6 +112,7 @@ sdk_routes! {
     PATCH "/sdk/agents/{id}/keys/{key}/deprecate" => agents::deprecate_key, Some("agents:admin");
     PATCH "/sdk/agents/{id}/keys/{key}/undeprecate" => agents::undeprecate_key, Some("agents:admin");
     DELETE "/sdk/agents/{id}/keys/{key}" => agents::revoke_key, Some("agents:admin");
+    GET "/sdk/oauth/provider-catalog" => providers::connectable, Some("providers:read");
     POST "/sdk/token" => token::token, Some("tokens:retrieve");
     POST "/sdk/oauth/audit/api-call" => token::api_call, Some("audit:emit");
     POST "/sdk/grants/{id}/report-scope-mismatch" => token::scope_mismatch, Some("tokens:retrieve"), or "audit:emit";

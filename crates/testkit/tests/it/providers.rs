@@ -24,6 +24,7 @@ fn custom(client_secret: Option<&str>) -> ConfigureProviderRequest {
             }),
             ..EndpointsBody::default()
         }),
+        params: None,
     }
 }
 
@@ -205,6 +206,137 @@ async fn bad_provider_configurations_are_refused_and_change_nothing() {
             .configure_provider(&app.info.id, "local", &local)
             .await
             .unwrap();
+        server.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_catalogue_provider_is_configured_by_its_id_with_its_placeholders() {
+    on_every_engine(|engine| async move {
+        let server = TestServer::start(engine).await;
+        let admin = server.admin();
+        let app = server.new_app("a").await;
+        let app = &app.info.id;
+        let catalogue = admin.builtin_providers().await.unwrap();
+        assert!(catalogue.len() >= 30, "{}", catalogue.len());
+        let shopify = catalogue.iter().find(|p| p.id == "shopify").unwrap();
+        assert_eq!(shopify.placeholders, vec!["shop".to_string()]);
+
+        let by_id = |client_secret: Option<&str>| ConfigureProviderRequest {
+            display_name: None,
+            client_id: "alter-client".into(),
+            client_secret: client_secret.map(str::to_owned),
+            scopes: None,
+            endpoints: None,
+            params: None,
+        };
+        let google = admin
+            .configure_provider(app, "google", &by_id(Some(CLIENT_SECRET)))
+            .await
+            .unwrap();
+        assert_eq!(
+            (google.source.as_str(), google.display_name.as_str()),
+            ("catalog", "Google")
+        );
+        assert_eq!(google.scopes, vec!["openid".to_string(), "email".into()]);
+        assert_eq!(
+            google.endpoints.authorize_url.as_deref(),
+            Some("https://accounts.google.com/o/oauth2/v2/auth")
+        );
+        let offline = google.endpoints.extra_authorize_params.unwrap_or_default();
+        assert_eq!(
+            offline.get("access_type").map(String::as_str),
+            Some("offline")
+        );
+
+        // A placeholder without a default must be given, and may only be a host-like label.
+        let no_shop = admin
+            .configure_provider(app, "shopify", &by_id(Some(CLIENT_SECRET)))
+            .await
+            .unwrap_err();
+        assert_eq!(no_shop.status(), 422);
+        for bad in ["evil.example/x", "a@b", "..", ""] {
+            let request = ConfigureProviderRequest {
+                params: Some([("shop".to_string(), bad.to_string())].into()),
+                ..by_id(Some(CLIENT_SECRET))
+            };
+            let e = admin
+                .configure_provider(app, "shopify", &request)
+                .await
+                .unwrap_err();
+            assert_eq!(e.status(), 422, "{bad:?}");
+        }
+        let shop = ConfigureProviderRequest {
+            params: Some([("shop".to_string(), "acme".to_string())].into()),
+            ..by_id(Some(CLIENT_SECRET))
+        };
+        let shopify = admin
+            .configure_provider(app, "shopify", &shop)
+            .await
+            .unwrap();
+        let authorize = shopify.endpoints.authorize_url.unwrap_or_default();
+        assert!(authorize.starts_with("https://acme."), "{authorize}");
+        // Microsoft's tenant has a default.
+        let microsoft = admin
+            .configure_provider(app, "microsoft", &by_id(Some(CLIENT_SECRET)))
+            .await
+            .unwrap();
+        let authorize = microsoft.endpoints.authorize_url.unwrap_or_default();
+        assert!(authorize.contains("/common/"), "{authorize}");
+        server.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_custom_provider_is_discovered_from_its_issuer() {
+    use alter_testkit::oauth_peer::{OAuthPeer, PeerOptions};
+    on_every_engine(|engine| async move {
+        let server = TestServer::start(engine).await;
+        let redirect = format!("{}/oauth/callback", server.base_url());
+        let peer = OAuthPeer::start(PeerOptions::new(redirect)).await;
+        let admin = server.admin();
+        let app = server.new_app("a").await;
+        let request = |issuer: String| ConfigureProviderRequest {
+            display_name: None,
+            client_id: peer.client_id().into(),
+            client_secret: Some(peer.client_secret().into()),
+            scopes: Some(vec!["openid".into(), "files.read".into()]),
+            endpoints: Some(EndpointsBody {
+                issuer: Some(issuer),
+                ..EndpointsBody::default()
+            }),
+            params: None,
+        };
+        let found = admin
+            .configure_provider(&app.info.id, "peer", &request(peer.issuer().into()))
+            .await
+            .unwrap();
+        let endpoints = &found.endpoints;
+        assert_eq!(endpoints.issuer.as_deref(), Some(peer.issuer()));
+        assert_eq!(
+            endpoints.authorize_url.as_deref(),
+            Some(peer.url("/auth").as_str())
+        );
+        assert_eq!(
+            endpoints.token_url.as_deref(),
+            Some(peer.url("/token").as_str())
+        );
+        assert_eq!(
+            endpoints.revoke_url.as_deref(),
+            Some(peer.url("/token/revocation").as_str())
+        );
+        assert_eq!(endpoints.pkce, Some(true));
+        // A document that answers for another issuer, or none at all, configures nothing.
+        for wrong in [peer.url("/nowhere"), "http://127.0.0.1:9".to_string()] {
+            let e = admin
+                .configure_provider(&app.info.id, "other", &request(wrong.clone()))
+                .await
+                .unwrap_err();
+            assert_eq!(e.status(), 422, "{wrong}: {e}");
+        }
+        assert_eq!(admin.list_providers(&app.info.id).await.unwrap().len(), 1);
         server.stop().await;
     })
     .await;
