@@ -91,7 +91,7 @@ impl RefreshBehaviour {
 
 /// Where a connection's account identifier comes from.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(tag = "from", rename_all = "snake_case")]
+#[serde(tag = "source", rename_all = "snake_case", deny_unknown_fields)]
 pub enum AccountSource {
     /// A `GET` of `url` with the access token; the identifier is at the JSON Pointer `pointer`.
     Userinfo {

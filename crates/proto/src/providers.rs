@@ -10,7 +10,7 @@ use crate::redact_option;
 
 /// Where a connection's account identifier comes from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "from", rename_all = "snake_case", deny_unknown_fields)]
+#[serde(tag = "source", rename_all = "snake_case", deny_unknown_fields)]
 pub enum AccountSourceBody {
     /// A `GET` of the userinfo endpoint; the identifier at a JSON Pointer.
     Userinfo {

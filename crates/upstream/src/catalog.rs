@@ -15,6 +15,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::LazyLock;
 
+use alter_core::providers::{AccountSource, RefreshBehaviour};
 use serde::Deserialize;
 use url::Url;
 
@@ -92,54 +93,6 @@ impl ScopeSeparator {
             .collect::<Vec<_>>()
             .join(self.as_str())
     }
-}
-
-/// What a provider does with refresh tokens.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RefreshBehaviour {
-    /// No refresh token: the access token lasts until it is revoked.
-    None,
-    /// Every refresh returns a new refresh token and retires the old one; the pair must be
-    /// stored together, atomically, and the old refresh token never used again.
-    Rotating,
-    /// The refresh token stays valid across refreshes. A provider may still return a new one
-    /// (Microsoft does, to extend its lifetime); it is then stored in place of the old one.
-    NonRotating,
-}
-
-/// Where the account identifier of a connection comes from.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(tag = "source", rename_all = "snake_case", deny_unknown_fields)]
-pub enum AccountSource {
-    /// A `GET` of `url` with the access token; the identifier is at the JSON Pointer `pointer`
-    /// (RFC 6901) of the response.
-    Userinfo {
-        /// The endpoint; may hold the provider's placeholders.
-        url: String,
-        /// JSON Pointer to the identifier, e.g. `/data/id`.
-        pointer: String,
-    },
-    /// A claim of the ID token returned with the tokens (OpenID Connect).
-    IdToken {
-        /// The claim's name, e.g. `email`.
-        claim: String,
-    },
-    /// A GraphQL `POST` of `{"query": query}` to `url` with the access token, for providers
-    /// without a REST endpoint for the current user; the identifier is at `pointer`.
-    Graphql {
-        /// The GraphQL endpoint; may hold the provider's placeholders.
-        url: String,
-        /// The query, e.g. `{ viewer { email } }`.
-        query: String,
-        /// JSON Pointer to the identifier, e.g. `/data/viewer/email`.
-        pointer: String,
-    },
-    /// A member of the token endpoint's response, at the JSON Pointer `pointer`.
-    TokenResponse {
-        /// JSON Pointer to the identifier, e.g. `/team/id`.
-        pointer: String,
-    },
 }
 
 /// One scope a provider offers.
@@ -292,7 +245,9 @@ impl CatalogProvider {
                 AccountSource::Userinfo { url, .. } | AccountSource::Graphql { url, .. } => {
                     Some(render(url)?)
                 }
-                AccountSource::IdToken { .. } | AccountSource::TokenResponse { .. } => None,
+                AccountSource::IdToken { .. }
+                | AccountSource::TokenResponse { .. }
+                | AccountSource::Unknown => None,
             },
             api_base_url: render(&self.api_base_url)?,
         })
@@ -386,6 +341,10 @@ impl CatalogProvider {
                 if claim.is_empty() {
                     return invalid("account claim must not be empty".into());
                 }
+            }
+            // Every catalogue provider says where its connections' account comes from.
+            AccountSource::Unknown => {
+                return invalid("account source must be given".into());
             }
         }
         if let AccountSource::Graphql { query, .. } = &self.account

@@ -83,7 +83,7 @@ pub(super) async fn builtin(_: Operator) -> axum::Json<BuiltinProviderList> {
             placeholders: p.placeholders.keys().cloned().collect(),
             default_scopes: p.default_scopes.clone(),
             supports_pkce: p.supports_pkce,
-            refresh: refresh_of(p).as_str().to_owned(),
+            refresh: p.refresh.as_str().to_owned(),
         })
         .collect();
     axum::Json(BuiltinProviderList { items })
@@ -225,36 +225,24 @@ fn catalog_endpoints(
         revoke_url: urls.revoke_url.map(String::from),
         pkce: builtin.supports_pkce,
         scope_separator: builtin.scope_separator.as_str().to_owned(),
-        refresh: refresh_of(builtin),
+        refresh: builtin.refresh,
         extra_authorize_params: builtin.extra_authorize_params.clone(),
-        account: match &builtin.account {
-            catalog::AccountSource::Userinfo { pointer, .. } => AccountSource::Userinfo {
+        // The account URL with the placeholders filled in.
+        account: match builtin.account.clone() {
+            AccountSource::Userinfo { pointer, .. } => AccountSource::Userinfo {
                 url: account_url,
-                pointer: pointer.clone(),
+                pointer,
             },
-            catalog::AccountSource::IdToken { claim } => AccountSource::IdToken {
-                claim: claim.clone(),
-            },
-            catalog::AccountSource::Graphql { query, pointer, .. } => AccountSource::Graphql {
+            AccountSource::Graphql { query, pointer, .. } => AccountSource::Graphql {
                 url: account_url,
-                query: query.clone(),
-                pointer: pointer.clone(),
+                query,
+                pointer,
             },
-            catalog::AccountSource::TokenResponse { pointer } => AccountSource::TokenResponse {
-                pointer: pointer.clone(),
-            },
+            other => other,
         },
         api_base_url: Some(urls.api_base_url.into()),
         api_headers: builtin.api_headers.clone(),
     })
-}
-
-fn refresh_of(builtin: &CatalogProvider) -> RefreshBehaviour {
-    match builtin.refresh {
-        catalog::RefreshBehaviour::None => RefreshBehaviour::None,
-        catalog::RefreshBehaviour::Rotating => RefreshBehaviour::Rotating,
-        catalog::RefreshBehaviour::NonRotating => RefreshBehaviour::NonRotating,
-    }
 }
 
 /// A custom provider's endpoints read from its issuer's discovery document; what the operator
