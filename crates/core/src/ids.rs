@@ -52,6 +52,8 @@ id_kinds! {
     IdpId => IdpKind, "identity provider";
     /// An audit event.
     EventId => EventKind, "event";
+    /// An OAuth connection (a token pair for one account at one provider).
+    ConnectionId => ConnectionKind, "connection";
 }
 
 impl<K> Id<K> {

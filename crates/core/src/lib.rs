@@ -6,6 +6,7 @@ pub mod agents;
 pub mod apps;
 pub mod audit;
 pub mod caller;
+pub mod connections;
 pub mod credentials;
 pub mod delegations;
 pub mod error;

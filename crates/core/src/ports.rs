@@ -9,9 +9,10 @@ pub use alter_crypto::WrappedKek;
 use crate::agents::Agent;
 use crate::apps::App;
 use crate::audit::AuditEvent;
+use crate::connections::{Connection, ConnectionStatus, RefreshLease, RefreshedTokens};
 use crate::grants::{Grant, GrantFilter, GrantView, Viewer};
 use crate::identity::{AppUser, IdentityProvider, JwksSource, TokenError, VerifiedToken};
-use crate::ids::{AgentId, AppId, GrantId, IdpId, KeyId, SecretId, UserId};
+use crate::ids::{AgentId, AppId, ConnectionId, GrantId, IdpId, KeyId, SecretId, UserId};
 use crate::keys::ApiKey;
 use crate::providers::OAuthProvider;
 use crate::release::{Authorization, Denial, ReleaseCondition};
@@ -169,6 +170,57 @@ pub trait SecretStore: Send + Sync {
         event: &AuditEvent,
         template: &AuditEvent,
     ) -> StoreResult<()>;
+}
+
+/// OAuth connections, and the refresh lease that lets exactly one caller refresh one.
+#[async_trait]
+pub trait ConnectionStore: Send + Sync {
+    /// Stores a new connection.
+    async fn insert_connection(
+        &self,
+        connection: &Connection,
+        event: &AuditEvent,
+    ) -> StoreResult<()>;
+    /// One connection of an app.
+    async fn get_connection(&self, app: AppId, id: ConnectionId)
+    -> StoreResult<Option<Connection>>;
+    /// Takes the refresh lease of an active connection until `until`, if nobody holds it at
+    /// `now` (or the holder's lease ran out), bumping its fencing number. `None`: someone
+    /// holds it, or the connection is not active.
+    async fn acquire_refresh_lease(
+        &self,
+        app: AppId,
+        id: ConnectionId,
+        now: Timestamp,
+        until: Timestamp,
+    ) -> StoreResult<Option<RefreshLease>>;
+    /// Stores a refresh's tokens and frees the lease — only if the fencing number is still
+    /// `lease.fence` and the connection still active; false (changing nothing) otherwise.
+    async fn complete_refresh(
+        &self,
+        app: AppId,
+        id: ConnectionId,
+        lease: &RefreshLease,
+        tokens: &RefreshedTokens,
+    ) -> StoreResult<bool>;
+    /// Frees a lease without storing anything (the refresh failed transiently); false if it
+    /// was no longer held.
+    async fn release_refresh_lease(
+        &self,
+        app: AppId,
+        id: ConnectionId,
+        lease: &RefreshLease,
+    ) -> StoreResult<bool>;
+    /// Sets a connection's status (reauth required, revoked) with its event; a revoked
+    /// connection's token material is destroyed. False if it is revoked already.
+    async fn set_connection_status(
+        &self,
+        app: AppId,
+        id: ConnectionId,
+        status: ConnectionStatus,
+        at: Timestamp,
+        event: &AuditEvent,
+    ) -> StoreResult<bool>;
 }
 
 /// OAuth providers of apps.
@@ -384,6 +436,7 @@ pub trait Store:
     + IdentityStore
     + SecretStore
     + ProviderStore
+    + ConnectionStore
     + GrantStore
     + AgentStore
     + AuditStore
@@ -400,6 +453,7 @@ impl<T> Store for T where
         + IdentityStore
         + SecretStore
         + ProviderStore
+        + ConnectionStore
         + GrantStore
         + AgentStore
         + AuditStore

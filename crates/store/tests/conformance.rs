@@ -18,8 +18,9 @@ use alter_core::identity::{
 use alter_core::ids::{AgentId, AppId, GrantId, IdpId, KeyId, SecretId, UserId};
 use alter_core::keys::{ApiKey, KeyType};
 use alter_core::ports::{
-    AgentStore, AppStore, AuditStore, GrantStore, HealthStore, IdentityStore, KeyStore,
-    KeyringStore, NonceStore, ProviderStore, ReleaseStore, SecretStore, StoreError, WrappedKek,
+    AgentStore, AppStore, AuditStore, ConnectionStore, GrantStore, HealthStore, IdentityStore,
+    KeyStore, KeyringStore, NonceStore, ProviderStore, ReleaseStore, SecretStore, StoreError,
+    WrappedKek,
 };
 use alter_core::release::ReleaseCondition;
 use alter_core::scope::{Scope, ScopeSet};
@@ -1548,6 +1549,174 @@ async fn providers_are_configured_per_app_under_optimistic_versions() {
         assert_eq!(store.get_provider(app, "acme").await.unwrap(), None);
         // Created, two configurations and one removal; the refused writes wrote nothing.
         assert_chain_intact(&raw, app, 4).await;
+    })
+    .await;
+}
+
+/// Exactly one of many concurrent callers takes a connection's refresh lease; a refresh is
+/// stored only under the fence it was granted, so a holder whose lease ran out and was taken
+/// over cannot overwrite the newer tokens; a revoked connection keeps no token material and
+/// cannot be leased.
+#[tokio::test]
+async fn one_refresh_lease_at_a_time_and_a_lost_lease_never_overwrites() {
+    use alter_core::connections::{Connection, ConnectionStatus, RefreshedTokens};
+    use alter_core::ids::ConnectionId;
+    on_every_engine(|Fixture { store, raw }| async move {
+        let app = new_app(&store, "a").await.id;
+        let connection = Connection {
+            id: ConnectionId::new(),
+            app_id: app,
+            provider_id: "google".into(),
+            account_identifier: Some("alice@example.com".into()),
+            scopes: vec!["openid".into()],
+            sealed_tokens: vec![1; 16],
+            token_version: 1,
+            access_expires_at: Some(t(60)),
+            status: ConnectionStatus::Active,
+            created_at: t(0),
+            updated_at: t(0),
+        };
+        store
+            .insert_connection(&connection, &event(app, "connection.created"))
+            .await
+            .unwrap();
+        assert_eq!(
+            store.get_connection(app, connection.id).await.unwrap(),
+            Some(connection.clone())
+        );
+        let other = new_app(&store, "b").await.id;
+        assert_eq!(
+            store.get_connection(other, connection.id).await.unwrap(),
+            None
+        );
+
+        // Twenty callers at once: one lease.
+        let tasks: Vec<_> = (0..20)
+            .map(|_| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    store
+                        .acquire_refresh_lease(app, connection.id, t(70), t(100))
+                        .await
+                        .unwrap()
+                })
+            })
+            .collect();
+        let mut leases = Vec::new();
+        for task in tasks {
+            leases.extend(task.await.unwrap());
+        }
+        assert_eq!(leases.len(), 1, "{leases:?}");
+        let first = leases[0];
+        assert_eq!(first.token_version, 1);
+
+        // The first holder stalls past its lease; a second takes over and stores its refresh.
+        let second = store
+            .acquire_refresh_lease(app, connection.id, t(100), t(130))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(second.fence > first.fence);
+        let tokens = |bytes: u8, at: i64| RefreshedTokens {
+            sealed_tokens: vec![bytes; 16],
+            token_version: 2,
+            access_expires_at: Some(t(at + 3600)),
+            scopes: None,
+            at: t(at),
+        };
+        assert!(
+            store
+                .complete_refresh(app, connection.id, &second, &tokens(2, 105))
+                .await
+                .unwrap()
+        );
+        assert!(
+            !store
+                .complete_refresh(app, connection.id, &first, &tokens(3, 110))
+                .await
+                .unwrap(),
+            "a lost lease never overwrites"
+        );
+        assert!(
+            !store
+                .release_refresh_lease(app, connection.id, &first)
+                .await
+                .unwrap()
+        );
+        let stored = store
+            .get_connection(app, connection.id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (stored.sealed_tokens, stored.token_version),
+            (vec![2; 16], 2)
+        );
+        // The lease was freed by the completed refresh: the next one can be taken at once.
+        let third = store
+            .acquire_refresh_lease(app, connection.id, t(106), t(136))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            store
+                .release_refresh_lease(app, connection.id, &third)
+                .await
+                .unwrap()
+        );
+
+        // Revoked: no token material, no lease, and an in-flight refresh stores nothing.
+        let in_flight = store
+            .acquire_refresh_lease(app, connection.id, t(107), t(137))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            store
+                .set_connection_status(
+                    app,
+                    connection.id,
+                    ConnectionStatus::Revoked,
+                    t(108),
+                    &event(app, "connection.revoked"),
+                )
+                .await
+                .unwrap()
+        );
+        assert!(
+            !store
+                .complete_refresh(app, connection.id, &in_flight, &tokens(4, 109))
+                .await
+                .unwrap()
+        );
+        let revoked = store
+            .get_connection(app, connection.id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(revoked.status, ConnectionStatus::Revoked);
+        assert!(revoked.sealed_tokens.is_empty());
+        assert_eq!(
+            store
+                .acquire_refresh_lease(app, connection.id, t(200), t(230))
+                .await
+                .unwrap(),
+            None
+        );
+        assert!(
+            !store
+                .set_connection_status(
+                    app,
+                    connection.id,
+                    ConnectionStatus::Revoked,
+                    t(201),
+                    &event(app, "connection.revoked"),
+                )
+                .await
+                .unwrap()
+        );
+        // Created, revoked once; the refused second revocation wrote nothing.
+        assert_chain_intact(&raw, app, 3).await;
     })
     .await;
 }
