@@ -8,10 +8,12 @@ use async_trait::async_trait;
 use sqlx::any::AnyRow;
 
 use crate::SqlStore;
-use crate::rows::{fetch_all, fetch_optional, get, id, json, parsed, time, to_json};
+use crate::rows::{AnyQuery, fetch_all, fetch_optional, get, id, json, parsed, time, to_json};
 
-const COLUMNS: &str = "app_id, provider_id, display_name, source, endpoints, client_id, \
-    sealed_client_secret, scopes, version, created_at, updated_at";
+/// The columns a configuration changes first (in [`bind_configuration`]'s order), then the row's
+/// identity.
+const COLUMNS: &str = "display_name, source, endpoints, client_id, sealed_client_secret, \
+    scopes, version, updated_at, app_id, provider_id, created_at";
 
 fn provider(row: &AnyRow) -> StoreResult<OAuthProvider> {
     Ok(OAuthProvider {
@@ -29,6 +31,22 @@ fn provider(row: &AnyRow) -> StoreResult<OAuthProvider> {
     })
 }
 
+/// Binds what a configuration sets, in [`COLUMNS`]' order.
+fn bind_configuration<'q>(
+    query: AnyQuery<'q>,
+    value: &'q OAuthProvider,
+) -> StoreResult<AnyQuery<'q>> {
+    Ok(query
+        .bind(&value.display_name)
+        .bind(value.source.as_str())
+        .bind(to_json(&value.endpoints)?)
+        .bind(&value.client_id)
+        .bind(value.sealed_client_secret.clone())
+        .bind(to_json(&value.scopes)?)
+        .bind(value.version)
+        .bind(value.updated_at.micros()))
+}
+
 #[async_trait]
 impl ProviderStore for SqlStore {
     async fn put_provider(
@@ -37,25 +55,15 @@ impl ProviderStore for SqlStore {
         expected: Option<i64>,
         event: &AuditEvent,
     ) -> StoreResult<bool> {
-        let endpoints = to_json(&value.endpoints)?;
-        let scopes = to_json(&value.scopes)?;
         match expected {
             None => {
                 let sql = format!(
                     "INSERT INTO oauth_providers ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
                 );
-                let query = sqlx::query(&sql)
+                let query = bind_configuration(sqlx::query(&sql), value)?
                     .bind(value.app_id.to_string())
                     .bind(&value.id)
-                    .bind(&value.display_name)
-                    .bind(value.source.as_str())
-                    .bind(endpoints)
-                    .bind(&value.client_id)
-                    .bind(value.sealed_client_secret.clone())
-                    .bind(scopes)
-                    .bind(value.version)
-                    .bind(value.created_at.micros())
-                    .bind(value.updated_at.micros());
+                    .bind(value.created_at.micros());
                 self.execute_with_event(query, event).await.map(|()| true)
             }
             Some(version) => {
@@ -63,18 +71,11 @@ impl ProviderStore for SqlStore {
                     "UPDATE oauth_providers SET display_name = $1, source = $2, endpoints = $3, \
                      client_id = $4, sealed_client_secret = $5, scopes = $6, version = $7, \
                      updated_at = $8 WHERE app_id = $9 AND provider_id = $10 AND version = $11",
-                )
-                .bind(&value.display_name)
-                .bind(value.source.as_str())
-                .bind(endpoints)
-                .bind(&value.client_id)
-                .bind(value.sealed_client_secret.clone())
-                .bind(scopes)
-                .bind(value.version)
-                .bind(value.updated_at.micros())
-                .bind(value.app_id.to_string())
-                .bind(&value.id)
-                .bind(version);
+                );
+                let query = bind_configuration(query, value)?
+                    .bind(value.app_id.to_string())
+                    .bind(&value.id)
+                    .bind(version);
                 self.execute_one_with_event(query, event).await
             }
         }
