@@ -9,7 +9,7 @@ pub use alter_crypto::WrappedKek;
 use crate::agents::Agent;
 use crate::apps::App;
 use crate::audit::AuditEvent;
-use crate::connections::{Connection, ConnectionStatus, RefreshLease, RefreshedTokens};
+use crate::connections::{Connection, RefreshLease, RefreshedTokens};
 use crate::grants::{Grant, GrantFilter, GrantView, Viewer};
 use crate::identity::{AppUser, IdentityProvider, JwksSource, TokenError, VerifiedToken};
 use crate::ids::{AgentId, AppId, ConnectionId, GrantId, IdpId, KeyId, SecretId, UserId};
@@ -211,13 +211,24 @@ pub trait ConnectionStore: Send + Sync {
         id: ConnectionId,
         lease: &RefreshLease,
     ) -> StoreResult<bool>;
-    /// Sets a connection's status (reauth required, revoked) with its event; a revoked
-    /// connection's token material is destroyed. False if it is revoked already.
-    async fn set_connection_status(
+    /// Marks a connection as needing the user again (the provider refused its refresh token),
+    /// with its event — only under `lease`, and only while its tokens are the ones the lease
+    /// refreshed: a refresher that lost its lease cannot undo the winner's refresh. False
+    /// (changing nothing) otherwise.
+    async fn mark_reauth_required(
         &self,
         app: AppId,
         id: ConnectionId,
-        status: ConnectionStatus,
+        lease: &RefreshLease,
+        at: Timestamp,
+        event: &AuditEvent,
+    ) -> StoreResult<bool>;
+    /// Revokes a connection with its event, destroying its token material and moving the
+    /// fence so a refresh in flight stores nothing. False if it was revoked already.
+    async fn revoke_connection(
+        &self,
+        app: AppId,
+        id: ConnectionId,
         at: Timestamp,
         event: &AuditEvent,
     ) -> StoreResult<bool>;

@@ -143,25 +143,41 @@ impl ConnectionStore for SqlStore {
         Ok(done == 1)
     }
 
-    async fn set_connection_status(
+    async fn mark_reauth_required(
         &self,
         app: AppId,
         id: ConnectionId,
-        status: ConnectionStatus,
+        lease: &RefreshLease,
         at: Timestamp,
         event: &AuditEvent,
     ) -> StoreResult<bool> {
-        // A revoked connection keeps no token material; the fence moves so an in-flight
-        // refresh cannot store tokens after it.
         let query = sqlx::query(
-            "UPDATE oauth_connections SET status = $1, updated_at = $2, \
-             refresh_fence = refresh_fence + 1, refresh_lease_until = NULL, \
-             sealed_tokens = CASE WHEN $3 THEN sealed_tokens ELSE $4 END \
-             WHERE app_id = $5 AND id = $6 AND status <> 'revoked'",
+            "UPDATE oauth_connections SET status = 'reauth_required', updated_at = $1, \
+             refresh_lease_until = NULL WHERE app_id = $2 AND id = $3 AND refresh_fence = $4 \
+             AND token_version = $5 AND status = 'active'",
         )
-        .bind(status.as_str())
         .bind(at.micros())
-        .bind(status != ConnectionStatus::Revoked)
+        .bind(app.to_string())
+        .bind(id.to_string())
+        .bind(lease.fence)
+        .bind(lease.token_version);
+        self.execute_one_with_event(query, event).await
+    }
+
+    async fn revoke_connection(
+        &self,
+        app: AppId,
+        id: ConnectionId,
+        at: Timestamp,
+        event: &AuditEvent,
+    ) -> StoreResult<bool> {
+        // The fence moves so a refresh in flight cannot store tokens after this.
+        let query = sqlx::query(
+            "UPDATE oauth_connections SET status = 'revoked', updated_at = $1, \
+             refresh_fence = refresh_fence + 1, refresh_lease_until = NULL, sealed_tokens = $2 \
+             WHERE app_id = $3 AND id = $4 AND status <> 'revoked'",
+        )
+        .bind(at.micros())
         .bind(Vec::<u8>::new())
         .bind(app.to_string())
         .bind(id.to_string());

@@ -1673,12 +1673,11 @@ async fn one_refresh_lease_at_a_time_and_a_lost_lease_never_overwrites() {
             .unwrap();
         assert!(
             store
-                .set_connection_status(
+                .revoke_connection(
                     app,
                     connection.id,
-                    ConnectionStatus::Revoked,
                     t(108),
-                    &event(app, "connection.revoked"),
+                    &event(app, "connection.revoked")
                 )
                 .await
                 .unwrap()
@@ -1705,18 +1704,76 @@ async fn one_refresh_lease_at_a_time_and_a_lost_lease_never_overwrites() {
         );
         assert!(
             !store
-                .set_connection_status(
+                .revoke_connection(
                     app,
                     connection.id,
-                    ConnectionStatus::Revoked,
                     t(201),
-                    &event(app, "connection.revoked"),
+                    &event(app, "connection.revoked")
                 )
                 .await
                 .unwrap()
         );
         // Created, revoked once; the refused second revocation wrote nothing.
         assert_chain_intact(&raw, app, 3).await;
+    })
+    .await;
+}
+
+/// Under its own, current lease a refresher that met `invalid_grant` marks the connection as
+/// needing the user again; it can then no longer be leased.
+#[tokio::test]
+async fn a_refused_refresh_marks_the_connection_under_its_lease() {
+    use alter_core::connections::{Connection, ConnectionStatus};
+    use alter_core::ids::ConnectionId;
+    on_every_engine(|Fixture { store, .. }| async move {
+        let app = new_app(&store, "a").await.id;
+        let connection = Connection {
+            id: ConnectionId::new(),
+            app_id: app,
+            provider_id: "acme".into(),
+            account_identifier: None,
+            scopes: Vec::new(),
+            sealed_tokens: vec![1; 16],
+            token_version: 1,
+            access_expires_at: Some(t(10)),
+            status: ConnectionStatus::Active,
+            created_at: t(0),
+            updated_at: t(0),
+        };
+        store
+            .insert_connection(&connection, &event(app, "connection.created"))
+            .await
+            .unwrap();
+        let lease = store
+            .acquire_refresh_lease(app, connection.id, t(20), t(50))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            store
+                .mark_reauth_required(
+                    app,
+                    connection.id,
+                    &lease,
+                    t(21),
+                    &event(app, "connection.reauth_required"),
+                )
+                .await
+                .unwrap()
+        );
+        let stored = store
+            .get_connection(app, connection.id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(stored.status, ConnectionStatus::ReauthRequired);
+        assert_eq!(
+            store
+                .acquire_refresh_lease(app, connection.id, t(60), t(90))
+                .await
+                .unwrap(),
+            None
+        );
     })
     .await;
 }
