@@ -27,6 +27,18 @@ const MAX_SCOPES: usize = 100;
 /// Largest client secret.
 const MAX_CLIENT_SECRET_BYTES: usize = 4096;
 
+/// Authorization-request parameters the OAuth client sets itself: a provider's extra
+/// parameters may not set them.
+pub const RESERVED_AUTHORIZE_PARAMS: [&str; 7] = [
+    "client_id",
+    "redirect_uri",
+    "response_type",
+    "scope",
+    "state",
+    "code_challenge",
+    "code_challenge_method",
+];
+
 /// Where a provider's description came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProviderSource {
@@ -208,6 +220,8 @@ pub struct ConfigureProvider {
     pub client_secret: Option<SecretString>,
     /// Default scopes.
     pub scopes: Vec<String>,
+    /// The version the operator read; the change is refused if the provider changed since.
+    pub expected_version: Option<i64>,
 }
 
 impl Vault {
@@ -224,6 +238,16 @@ impl Vault {
         validate_endpoints(&request.endpoints)?;
         let scopes = validate_scopes(&request.scopes)?;
         let existing = self.store().get_provider(app_id, &request.id).await?;
+        if let Some(expected) = request.expected_version
+            && existing.as_ref().map(|e| e.version) != Some(expected)
+        {
+            return Err(Error::Conflict(
+                "the provider changed since the version you read; read it again".into(),
+            ));
+        }
+        if let (None, Some(existing)) = (&request.client_secret, &existing) {
+            ensure_secret_stays_put(existing, &request)?;
+        }
         let now = self.now();
         let version = existing.as_ref().map_or(1, |e| e.version + 1);
         // The secret is sealed to the provider's revision, so an earlier configuration's
@@ -339,6 +363,25 @@ fn revision(provider: &OAuthProvider) -> String {
     format!("{}@{}", provider.version, provider.updated_at.micros())
 }
 
+/// A kept client secret goes only where it went before: a change of client id, of catalogue
+/// or custom, or of the origin of an endpoint that receives it (token, refresh, revocation)
+/// needs the secret given again — a typo or a stolen admin token cannot redirect it.
+fn ensure_secret_stays_put(existing: &OAuthProvider, request: &ConfigureProvider) -> Result<()> {
+    let origin = |url: Option<&str>| {
+        url.and_then(|u| url::Url::parse(u).ok())
+            .map(|u| u.origin())
+    };
+    let (old, new) = (&existing.endpoints, &request.endpoints);
+    let same = existing.client_id == request.client_id
+        && existing.source == request.source
+        && origin(Some(&old.token_url)) == origin(Some(&new.token_url))
+        && origin(old.refresh_url.as_deref()) == origin(new.refresh_url.as_deref())
+        && origin(old.revoke_url.as_deref()) == origin(new.revoke_url.as_deref());
+    ensure(same, || {
+        "this change sends the client secret elsewhere (client id, source or token, refresh or revocation endpoint); give the client secret again".into()
+    })
+}
+
 fn provider_event(provider: &OAuthProvider, action: &str, at: Timestamp) -> AuditEvent {
     AuditEvent::allow(
         provider.app_id,
@@ -385,15 +428,22 @@ fn validate_endpoints(endpoints: &ProviderEndpoints) -> Result<()> {
             },
         ),
     ];
+    let mut reaches = Vec::new();
     for (field, url) in urls {
         if let Some(url) = url {
-            ensure(endpoint_url(url), || {
-                format!(
-                    "{field} must be an https URL (http only on a loopback address), without userinfo or fragment"
-                )
+            let reach = endpoint_reach(url).ok_or_else(|| {
+                Error::Invalid(format!(
+                    "{field} must be an https URL (http only on a loopback address), without userinfo or fragment, not on an internal network"
+                ))
             })?;
+            reaches.push(reach);
         }
     }
+    // A remote provider never sends the vault to this machine, and a local one stays local.
+    ensure(reaches.windows(2).all(|w| w[0] == w[1]), || {
+        "the endpoints must all be on this machine (a local authorization server) or all elsewhere"
+            .into()
+    })?;
     ensure(
         !endpoints.scope_separator.is_empty() && endpoints.scope_separator.len() <= 4,
         || "scope_separator must be 1 to 4 characters".into(),
@@ -401,11 +451,16 @@ fn validate_endpoints(endpoints: &ProviderEndpoints) -> Result<()> {
     for (name, value) in &endpoints.extra_authorize_params {
         validate::bounded_text("extra_authorize_params", name, 100)?;
         validate::bounded_text("extra_authorize_params", value, 500)?;
+        ensure(!RESERVED_AUTHORIZE_PARAMS.contains(&name.as_str()), || {
+            format!("extra_authorize_params may not set {name:?}")
+        })?;
     }
     for (name, value) in &endpoints.api_headers {
-        ensure(validate::header_name(name), || {
-            format!("api_headers: {name:?} is not a header name")
-        })?;
+        // The token is injected by the vault; a fixed header must never stand in for it.
+        ensure(
+            validate::header_name(name) && !name.eq_ignore_ascii_case("authorization"),
+            || format!("api_headers: {name:?} is not allowed"),
+        )?;
         validate::bounded_text("api_headers", value, 500)?;
     }
     match &endpoints.account {
@@ -424,20 +479,69 @@ fn validate_endpoints(endpoints: &ProviderEndpoints) -> Result<()> {
     Ok(())
 }
 
-fn endpoint_url(text: &str) -> bool {
-    let Ok(url) = url::Url::parse(text) else {
-        return false;
+/// Where an endpoint points.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reach {
+    /// This machine: a local authorization server (development, tests).
+    Loopback,
+    /// Somewhere else.
+    Remote,
+}
+
+/// Where `text` points, if it is an endpoint the vault may call: `https` — or plain `http` to a
+/// loopback address — without userinfo or fragment, and never an address of a private,
+/// link-local or otherwise internal network (the vault sends its client secret and users'
+/// tokens there).
+fn endpoint_reach(text: &str) -> Option<Reach> {
+    let url = url::Url::parse(text).ok()?;
+    if !url.username().is_empty() || url.password().is_some() || url.fragment().is_some() {
+        return None;
+    }
+    let ip = match url.host()? {
+        url::Host::Ipv4(ip) => Some(std::net::IpAddr::V4(ip)),
+        url::Host::Ipv6(ip) => Some(std::net::IpAddr::V6(ip)),
+        url::Host::Domain(domain) => {
+            if domain.eq_ignore_ascii_case("localhost") {
+                return None;
+            }
+            None
+        }
     };
-    let loopback = match url.host() {
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        _ => false,
+    let reach = match ip {
+        Some(ip) if ip.is_loopback() => Reach::Loopback,
+        Some(ip) if internal(ip) => return None,
+        _ => Reach::Remote,
     };
-    (url.scheme() == "https" || (url.scheme() == "http" && loopback))
-        && url.host().is_some()
-        && url.username().is_empty()
-        && url.password().is_none()
-        && url.fragment().is_none()
+    match (url.scheme(), reach) {
+        ("https", _) | ("http", Reach::Loopback) => Some(reach),
+        _ => None,
+    }
+}
+
+/// Addresses of networks no provider lives on: private, link-local (cloud metadata),
+/// unique-local, unspecified, multicast, broadcast, documentation.
+fn internal(ip: std::net::IpAddr) -> bool {
+    match ip {
+        std::net::IpAddr::V4(v4) => {
+            v4.is_private()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_multicast()
+                || v4.is_broadcast()
+                || v4.is_documentation()
+                || v4.octets()[0] == 100 && (64..128).contains(&v4.octets()[1])
+        }
+        std::net::IpAddr::V6(v6) => {
+            let first = v6.segments()[0];
+            v6.is_unspecified()
+                || v6.is_multicast()
+                || (first & 0xfe00) == 0xfc00
+                || (first & 0xffc0) == 0xfe80
+                || v6
+                    .to_ipv4_mapped()
+                    .is_some_and(|v4| internal(v4.into()) || v4.is_loopback())
+        }
+    }
 }
 
 fn validate_scopes(scopes: &[String]) -> Result<Vec<String>> {
@@ -496,16 +600,35 @@ mod tests {
     fn endpoints_are_https_or_loopback_http() {
         assert!(validate_endpoints(&endpoints()).is_ok());
         let local = ProviderEndpoints {
+            issuer: Some("http://127.0.0.1:4000".into()),
             authorize_url: "http://127.0.0.1:4000/auth".into(),
+            token_url: "http://127.0.0.1:4000/token".into(),
             ..endpoints()
         };
         assert!(validate_endpoints(&local).is_ok());
+        let reserved = ProviderEndpoints {
+            extra_authorize_params: [("redirect_uri".to_string(), "https://x".to_string())].into(),
+            ..endpoints()
+        };
+        assert!(validate_endpoints(&reserved).is_err());
+        let header = ProviderEndpoints {
+            api_headers: [("Authorization".to_string(), "Bearer x".to_string())].into(),
+            ..endpoints()
+        };
+        assert!(validate_endpoints(&header).is_err());
         for bad in [
             "http://accounts.example.com/authorize",
             "https://user:pw@accounts.example.com/authorize",
             "https://accounts.example.com/authorize#x",
             "accounts.example.com/authorize",
             "ftp://accounts.example.com/",
+            "https://10.0.0.7/authorize",
+            "https://169.254.169.254/latest",
+            "https://[fd00::1]/authorize",
+            "https://[::ffff:192.168.1.1]/authorize",
+            "https://localhost/authorize",
+            // A remote provider pointing one endpoint at this machine.
+            "http://127.0.0.1:6379/",
         ] {
             let e = ProviderEndpoints {
                 authorize_url: bad.into(),

@@ -109,6 +109,9 @@ pub struct ConfigureProviderRequest {
     /// Values of a catalogue provider's placeholders (`tenant`, `shop`, `subdomain`…).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub params: Option<BTreeMap<String, String>>,
+    /// The version read: the change is refused (409) if the provider changed since.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_version: Option<i64>,
 }
 
 impl fmt::Debug for ConfigureProviderRequest {
@@ -120,6 +123,7 @@ impl fmt::Debug for ConfigureProviderRequest {
             .field("scopes", &self.scopes)
             .field("endpoints", &self.endpoints)
             .field("params", &self.params)
+            .field("expected_version", &self.expected_version)
             .finish()
     }
 }

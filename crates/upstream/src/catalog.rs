@@ -15,7 +15,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::LazyLock;
 
-use alter_core::providers::{AccountSource, RefreshBehaviour};
+use alter_core::providers::{AccountSource, RESERVED_AUTHORIZE_PARAMS, RefreshBehaviour};
 use serde::Deserialize;
 use url::Url;
 
@@ -24,18 +24,6 @@ const SOURCE: &str = include_str!("../catalog/providers.toml");
 
 /// The longest placeholder value accepted (a DNS name's length).
 const MAX_PLACEHOLDER_VALUE_LEN: usize = 253;
-
-/// Authorization-request parameters the OAuth client sets itself; a catalogue entry may not
-/// override them through `extra_authorize_params`.
-const RESERVED_AUTHORIZE_PARAMS: [&str; 7] = [
-    "client_id",
-    "redirect_uri",
-    "response_type",
-    "scope",
-    "state",
-    "code_challenge",
-    "code_challenge_method",
-];
 
 static CATALOG: LazyLock<Result<Vec<CatalogProvider>, CatalogError>> =
     LazyLock::new(|| parse(SOURCE));

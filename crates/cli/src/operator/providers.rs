@@ -81,6 +81,9 @@ struct ConfigureArgs {
     /// The ID-token claim that names the account (e.g. email).
     #[arg(long)]
     account_claim: Option<String>,
+    /// The version `show` printed: refuse the change if someone changed the provider since.
+    #[arg(long)]
+    expected_version: Option<i64>,
 }
 
 impl ConfigureArgs {
@@ -106,6 +109,7 @@ impl ConfigureArgs {
                 ..EndpointsBody::default()
             }),
             params: (!self.params.is_empty()).then(|| self.params.into_iter().collect()),
+            expected_version: self.expected_version,
         })
     }
 }

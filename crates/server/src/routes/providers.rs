@@ -201,6 +201,7 @@ async fn configure_request(
         client_id: body.client_id,
         client_secret: body.client_secret.map(SecretString::from),
         scopes: body.scopes.unwrap_or(default_scopes),
+        expected_version: body.expected_version,
         id,
     })
 }
@@ -268,7 +269,9 @@ async fn discovered(
         authorize_url: Some(found.authorization_endpoint),
         token_url: Some(found.token_endpoint),
         revoke_url: described.revoke_url.or(found.revocation_endpoint),
-        pkce: Some(described.pkce.unwrap_or(found.pkce_s256)),
+        // PKCE unless the operator says the provider refuses it: many providers accept S256
+        // without announcing it in their discovery document.
+        pkce: Some(described.pkce.unwrap_or(true)),
         account,
         ..described
     })

@@ -25,6 +25,7 @@ fn custom(client_secret: Option<&str>) -> ConfigureProviderRequest {
             ..EndpointsBody::default()
         }),
         params: None,
+        expected_version: None,
     }
 }
 
@@ -76,27 +77,92 @@ async fn a_custom_provider_is_configured_shown_without_its_secret_and_removed() 
         );
 
         // Reconfiguring without a secret keeps the stored one (sealed again to the new
-        // revision).
-        let changed = admin
+        // revision) — as long as it goes where it went before.
+        let renamed = admin
             .configure_provider(
                 &app.info.id,
                 "acme",
                 &ConfigureProviderRequest {
-                    client_id: "alter-client-2".into(),
+                    display_name: Some("Acme Files".into()),
                     ..custom(None)
                 },
             )
             .await
             .unwrap();
         assert_eq!(
-            (changed.version, changed.client_id.as_str()),
-            (2, "alter-client-2")
+            (renamed.version, renamed.display_name.as_str()),
+            (2, "Acme Files")
         );
-        let again = admin
-            .configure_provider(&app.info.id, "acme", &custom(None))
+        let elsewhere = |f: fn(&mut ConfigureProviderRequest)| {
+            let mut request = custom(None);
+            f(&mut request);
+            request
+        };
+        for moved in [
+            elsewhere(|r| r.client_id = "alter-client-2".into()),
+            elsewhere(|r| {
+                if let Some(e) = r.endpoints.as_mut() {
+                    e.token_url = Some("https://collector.example/token".into());
+                }
+            }),
+            elsewhere(|r| {
+                if let Some(e) = r.endpoints.as_mut() {
+                    e.revoke_url = Some("https://collector.example/revoke".into());
+                }
+            }),
+        ] {
+            let refused = admin
+                .configure_provider(&app.info.id, "acme", &moved)
+                .await
+                .unwrap_err();
+            assert_eq!(
+                refused.status(),
+                422,
+                "a kept secret goes nowhere new: {refused}"
+            );
+        }
+        let changed = admin
+            .configure_provider(
+                &app.info.id,
+                "acme",
+                &ConfigureProviderRequest {
+                    client_id: "alter-client-2".into(),
+                    ..custom(Some(CLIENT_SECRET))
+                },
+            )
             .await
             .unwrap();
-        assert_eq!(again.version, 3);
+        assert_eq!(
+            (changed.version, changed.client_id.as_str()),
+            (3, "alter-client-2")
+        );
+        // A change made from a stale read is refused.
+        let stale = admin
+            .configure_provider(
+                &app.info.id,
+                "acme",
+                &ConfigureProviderRequest {
+                    expected_version: Some(2),
+                    client_id: "alter-client-2".into(),
+                    ..custom(None)
+                },
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(stale.status(), 409);
+        let again = admin
+            .configure_provider(
+                &app.info.id,
+                "acme",
+                &ConfigureProviderRequest {
+                    expected_version: Some(3),
+                    client_id: "alter-client-2".into(),
+                    ..custom(None)
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(again.version, 4);
 
         // Another app sees nothing of it.
         let hidden = admin
@@ -116,7 +182,7 @@ async fn a_custom_provider_is_configured_shown_without_its_secret_and_removed() 
         );
 
         let removed = admin.delete_provider(&app.info.id, "acme").await.unwrap();
-        assert_eq!(removed.version, 3);
+        assert_eq!(removed.version, 4);
         let gone = admin.get_provider(&app.info.id, "acme").await.unwrap_err();
         assert_eq!(gone.status(), 404);
         let page = admin
@@ -132,7 +198,7 @@ async fn a_custom_provider_is_configured_shown_without_its_secret_and_removed() 
             .iter()
             .filter(|a| **a == "provider.configured")
             .count();
-        assert_eq!(configured, 3, "{actions:?}");
+        assert_eq!(configured, 4, "{actions:?}");
         assert!(actions.contains(&"provider.deleted"), "{actions:?}");
         server.stop().await;
     })
@@ -199,9 +265,31 @@ async fn bad_provider_configurations_are_refused_and_change_nothing() {
         assert_eq!(unknown_app.status(), 404);
         // A loopback authorization server (the tests' own) may use plain http.
         let local = with_endpoints(|e| {
+            e.issuer = Some("http://127.0.0.1:9".into());
             e.authorize_url = Some("http://127.0.0.1:9/authorize".into());
             e.token_url = Some("http://127.0.0.1:9/token".into());
+            e.revoke_url = None;
         });
+        // …but a remote provider may not point one endpoint at this machine, nor at an
+        // internal network.
+        for (field, url) in [
+            ("token", "http://127.0.0.1:6379/"),
+            ("token", "https://169.254.169.254/latest/meta-data"),
+            ("authorize", "https://10.1.2.3/authorize"),
+        ] {
+            let mut request = custom(Some(CLIENT_SECRET));
+            if let Some(e) = request.endpoints.as_mut() {
+                match field {
+                    "token" => e.token_url = Some(url.into()),
+                    _ => e.authorize_url = Some(url.into()),
+                }
+            }
+            let refused = admin
+                .configure_provider(&app.info.id, "acme", &request)
+                .await
+                .unwrap_err();
+            assert_eq!(refused.status(), 422, "{url}");
+        }
         admin
             .configure_provider(&app.info.id, "local", &local)
             .await
@@ -230,6 +318,7 @@ async fn a_catalogue_provider_is_configured_by_its_id_with_its_placeholders() {
             scopes: None,
             endpoints: None,
             params: None,
+            expected_version: None,
         };
         let google = admin
             .configure_provider(app, "google", &by_id(Some(CLIENT_SECRET)))
@@ -308,6 +397,7 @@ async fn a_custom_provider_is_discovered_from_its_issuer() {
                 ..EndpointsBody::default()
             }),
             params: None,
+            expected_version: None,
         };
         let found = admin
             .configure_provider(&app.info.id, "peer", &request(peer.issuer().into()))
