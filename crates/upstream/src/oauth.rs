@@ -249,16 +249,14 @@ impl OAuthClient {
         if let Some(verifier) = pkce_verifier {
             form.append_pair("code_verifier", verifier);
         }
-        let (status, body) = self
-            .post_form(
-                &endpoints.token_url,
-                "token",
-                client_id,
-                client_secret,
-                form.finish(),
-            )
-            .await?;
-        token_answer(endpoints, status, &body)
+        self.token_request(
+            endpoints,
+            &endpoints.token_url,
+            client_id,
+            client_secret,
+            form.finish(),
+        )
+        .await
     }
 
     /// Refreshes (RFC 6749 §6) at the provider's refresh URL, or its token URL. A provider that
@@ -278,10 +276,8 @@ impl OAuthClient {
             .refresh_url
             .as_deref()
             .unwrap_or(&endpoints.token_url);
-        let (status, body) = self
-            .post_form(url, "refresh", client_id, client_secret, form)
-            .await?;
-        token_answer(endpoints, status, &body)
+        self.token_request(endpoints, url, client_id, client_secret, form)
+            .await
     }
 
     /// Revokes `token` (RFC 7009). `Ok(false)` when the provider has no revocation endpoint;
@@ -360,16 +356,7 @@ impl OAuthClient {
     ) -> Result<Value, OAuthError> {
         let mut bearer = header_value(&format!("Bearer {}", tokens.access_token.expose_secret()))?;
         bearer.set_sensitive(true);
-        let response = request
-            .header(AUTHORIZATION, bearer)
-            .header(ACCEPT, "application/json")
-            .send()
-            .await
-            .map_err(|e| OAuthError::Transient(request_error(e)))?;
-        let status = response.status();
-        let body = read_bounded(response, MAX_RESPONSE_BYTES)
-            .await
-            .map_err(OAuthError::Transient)?;
+        let (status, body) = send(request.header(AUTHORIZATION, bearer)).await?;
         if is_transient(status) {
             return Err(OAuthError::Transient(format!("HTTP {}", status.as_u16())));
         }
@@ -383,6 +370,21 @@ impl OAuthClient {
             .map_err(|_| OAuthError::Protocol("the account lookup answer is not JSON".into()))
     }
 
+    /// POSTs a token request to `url` and reads the answer.
+    async fn token_request(
+        &self,
+        endpoints: &ProviderEndpoints,
+        url: &str,
+        client_id: &str,
+        client_secret: &SecretString,
+        form: String,
+    ) -> Result<TokenSet, OAuthError> {
+        let (status, body) = self
+            .post_form(url, "token", client_id, client_secret, form)
+            .await?;
+        token_answer(endpoints, status, &body)
+    }
+
     /// POSTs a form to `url` with `client_secret_basic` and returns the status and the bounded
     /// body. `what` names the endpoint in errors.
     async fn post_form(
@@ -393,22 +395,31 @@ impl OAuthClient {
         client_secret: &SecretString,
         form: String,
     ) -> Result<(reqwest::StatusCode, Vec<u8>), OAuthError> {
-        let response = self
+        let request = self
             .http
             .post(checked(url, what)?)
             .header(AUTHORIZATION, basic_auth(client_id, client_secret)?)
             .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
-            .header(ACCEPT, "application/json")
-            .body(form)
-            .send()
-            .await
-            .map_err(|e| OAuthError::Transient(request_error(e)))?;
-        let status = response.status();
-        let body = read_bounded(response, MAX_RESPONSE_BYTES)
-            .await
-            .map_err(OAuthError::Transient)?;
-        Ok((status, body))
+            .body(form);
+        send(request).await
     }
+}
+
+/// Sends `request` asking for JSON and returns the status and the bounded body; a network
+/// failure, a timeout or an oversized body is transient.
+async fn send(
+    request: reqwest::RequestBuilder,
+) -> Result<(reqwest::StatusCode, Vec<u8>), OAuthError> {
+    let response = request
+        .header(ACCEPT, "application/json")
+        .send()
+        .await
+        .map_err(|e| OAuthError::Transient(request_error(e)))?;
+    let status = response.status();
+    let body = read_bounded(response, MAX_RESPONSE_BYTES)
+        .await
+        .map_err(OAuthError::Transient)?;
+    Ok((status, body))
 }
 
 /// `url` checked by the hardened client's rules.
