@@ -71,6 +71,33 @@ pub enum OAuthError {
     Random,
 }
 
+impl OAuthError {
+    /// The error with any text that contains one of `secrets` (what the request sent: a code, a
+    /// verifier, a token, the client secret) replaced, in case the provider echoed it back.
+    fn scrubbed(self, secrets: &[&str]) -> OAuthError {
+        let scrub = |text: String| {
+            if secrets
+                .iter()
+                .any(|secret| !secret.is_empty() && text.contains(secret))
+            {
+                "[REDACTED]".to_owned()
+            } else {
+                text
+            }
+        };
+        match self {
+            OAuthError::InvalidClient(text) => OAuthError::InvalidClient(scrub(text)),
+            OAuthError::Rejected { error, description } => OAuthError::Rejected {
+                error: scrub(error),
+                description: description.map(scrub),
+            },
+            OAuthError::Transient(text) => OAuthError::Transient(scrub(text)),
+            OAuthError::Protocol(text) => OAuthError::Protocol(scrub(text)),
+            other => other,
+        }
+    }
+}
+
 fn description_suffix(description: &Option<String>) -> String {
     description
         .as_deref()
@@ -174,7 +201,8 @@ pub struct TokenSet {
     pub refresh_token: Option<SecretString>,
     /// Seconds until the access token expires, when the provider says.
     pub expires_in: Option<i64>,
-    /// The scopes granted, when the provider says (otherwise those requested).
+    /// The scopes granted, when the provider says (when it does not, RFC 6749 §5.1 means those
+    /// requested).
     pub scope: Option<Vec<String>>,
     /// The OpenID Connect ID token, when one was issued.
     pub id_token: Option<String>,
@@ -257,6 +285,7 @@ impl OAuthClient {
             form.finish(),
         )
         .await
+        .map_err(|error| error.scrubbed(&[code, pkce_verifier.unwrap_or_default()]))
     }
 
     /// Refreshes (RFC 6749 §6) at the provider's refresh URL, or its token URL. A provider that
@@ -278,6 +307,7 @@ impl OAuthClient {
             .unwrap_or(&endpoints.token_url);
         self.token_request(endpoints, url, client_id, client_secret, form)
             .await
+            .map_err(|error| error.scrubbed(&[refresh_token.expose_secret()]))
     }
 
     /// Revokes `token` (RFC 7009). `Ok(false)` when the provider has no revocation endpoint;
@@ -304,7 +334,7 @@ impl OAuthClient {
         if status.is_success() {
             return Ok(true);
         }
-        Err(error_answer(status, &body))
+        Err(error_answer(status, &body).scrubbed(&[token.expose_secret()]))
     }
 
     /// The label of the connected account, from where `endpoints.account` says. `Ok(None)` when
@@ -383,6 +413,7 @@ impl OAuthClient {
             .post_form(url, "token", client_id, client_secret, form)
             .await?;
         token_answer(endpoints, status, &body)
+            .map_err(|error| error.scrubbed(&[client_secret.expose_secret()]))
     }
 
     /// POSTs a form to `url` with `client_secret_basic` and returns the status and the bounded
@@ -743,6 +774,13 @@ mod tests {
             OAuthError::InvalidClient(_)
         ));
         assert!(matches!(answer("<html>"), OAuthError::Protocol(_)));
+        // A provider that echoes what it was sent does not get it into the message.
+        let echoed = answer(r#"{"error":"invalid_request","error_description":"bad RT-123"}"#)
+            .scrubbed(&["RT-123", ""]);
+        assert_eq!(
+            echoed.to_string(),
+            "the provider refused the request (invalid_request: [REDACTED])"
+        );
         // A 200 carrying an error (GitHub does this).
         assert_eq!(
             token_answer(
