@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
+use reqwest::header::LOCATION;
+use reqwest::{StatusCode, Url};
 use serde::Deserialize;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
@@ -48,6 +50,34 @@ impl PeerOptions {
             access_ttl: Duration::from_secs(60),
             password: "alice-password".to_owned(),
         }
+    }
+}
+
+/// The pages an authorization shows in [`OAuthPeer::authorize`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pages {
+    /// The login form (where a wrong password is tried first), then consent.
+    LoginAndConsent,
+    /// Consent only: the browser's session has signed the user in already.
+    Consent,
+}
+
+/// What [`OAuthPeer::authorize`] ended with.
+#[derive(Debug, Clone)]
+pub struct Authorization {
+    /// The redirect to the client, with `code`, `state` and `iss` (or `error`) in its query.
+    pub redirect: Url,
+    /// The consent page as shown (it lists the scopes asked for).
+    pub consent_page: String,
+}
+
+impl Authorization {
+    /// The query parameter `name` of the redirect.
+    pub fn param(&self, name: &str) -> Option<String> {
+        self.redirect
+            .query_pairs()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.into_owned())
     }
 }
 
@@ -179,6 +209,86 @@ impl OAuthPeer {
     /// The options the peer runs with.
     pub fn options(&self) -> &PeerOptions {
         &self.options
+    }
+
+    /// A browser for this peer: a fresh cookie jar (a new user agent, signed in nowhere) that
+    /// follows redirects except the one to a redirect URI of the client, which
+    /// [`OAuthPeer::authorize`] then reads.
+    pub fn browser(&self) -> reqwest::Client {
+        let redirect_uris = self.options.redirect_uris.clone();
+        reqwest::Client::builder()
+            .cookie_store(true)
+            .redirect(reqwest::redirect::Policy::custom(move |attempt| {
+                let url = attempt.url().as_str();
+                if redirect_uris
+                    .iter()
+                    .any(|uri| url.starts_with(uri.as_str()))
+                {
+                    attempt.stop()
+                } else {
+                    attempt.follow()
+                }
+            }))
+            .build()
+            .expect("a browser client")
+    }
+
+    /// Plays the user in `browser` (from [`OAuthPeer::browser`]) for `authorize`, an
+    /// authorization URL at this peer: through `pages` (where the login first checks that a
+    /// wrong password is refused), consent given. Returns the redirect to the client's
+    /// redirect URI, with `code`, `state` and `iss` (or `error`) in its query, and the consent
+    /// page.
+    #[allow(clippy::panic)] // A harness fails loudly.
+    pub async fn authorize(
+        &self,
+        browser: &reqwest::Client,
+        authorize: Url,
+        pages: Pages,
+    ) -> Authorization {
+        let mut consent = browser
+            .get(authorize)
+            .send()
+            .await
+            .expect("the authorization request");
+        assert_eq!(consent.status(), StatusCode::OK);
+        assert!(consent.url().path().starts_with("/interaction/"));
+
+        if pages == Pages::LoginAndConsent {
+            let login = consent.url().clone();
+            let form = consent.text().await.expect("the login page");
+            assert!(form.contains(r#"id="password""#), "{form}");
+            let (user, password) = self.user();
+            let wrong = browser
+                .post(format!("{login}/login"))
+                .form(&[("login", user), ("password", "not-the-password")])
+                .send()
+                .await
+                .expect("the login with a wrong password");
+            assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+            let page = wrong.text().await.expect("the refused login page");
+            assert!(page.contains("Wrong username or password"), "{page}");
+            consent = browser
+                .post(format!("{login}/login"))
+                .form(&[("login", user), ("password", password)])
+                .send()
+                .await
+                .expect("the login");
+            assert_eq!(consent.status(), StatusCode::OK);
+        }
+        let confirm = format!("{}/confirm", consent.url());
+        let page = consent.text().await.expect("the consent page");
+        assert!(page.contains(r#"id="allow""#), "{page}");
+        let response = browser.post(confirm).send().await.expect("the consent");
+        assert_eq!(response.status(), StatusCode::SEE_OTHER);
+        let location = response.headers()[LOCATION]
+            .to_str()
+            .expect("an ASCII Location");
+        let redirect = Url::parse(location)
+            .unwrap_or_else(|error| panic!("the redirect {location:?}: {error}"));
+        Authorization {
+            redirect,
+            consent_page: page,
+        }
     }
 
     /// The requests counted so far.

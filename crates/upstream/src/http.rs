@@ -56,11 +56,20 @@ pub(crate) async fn get_bounded(
     url: Url,
     max_bytes: usize,
 ) -> Result<Vec<u8>, String> {
-    let mut response = client.get(url).send().await.map_err(request_error)?;
+    let response = client.get(url).send().await.map_err(request_error)?;
     let status = response.status();
     if !status.is_success() {
         return Err(format!("HTTP {}", status.as_u16()));
     }
+    read_bounded(response, max_bytes).await
+}
+
+/// The body of `response` if it is at most `max_bytes`, whatever its status. The error is a
+/// short reason for logs.
+pub(crate) async fn read_bounded(
+    mut response: reqwest::Response,
+    max_bytes: usize,
+) -> Result<Vec<u8>, String> {
     let too_large = || format!("response larger than {max_bytes} bytes");
     if response
         .content_length()
@@ -79,7 +88,8 @@ pub(crate) async fn get_bounded(
     Ok(body)
 }
 
-fn request_error(error: reqwest::Error) -> String {
+/// A short reason for a failed request, without the URL.
+pub(crate) fn request_error(error: reqwest::Error) -> String {
     if error.is_timeout() {
         "timed out".into()
     } else if error.is_connect() {

@@ -9,6 +9,7 @@ pub mod discovery;
 mod http;
 pub mod jwks;
 mod jwt;
+pub mod oauth;
 
 pub use catalog::{CatalogError, CatalogProvider};
 pub use discovery::OidcDiscovery;

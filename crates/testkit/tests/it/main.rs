@@ -15,6 +15,7 @@ mod isolation;
 mod keys;
 mod leaks;
 mod limits;
+mod oauth_client;
 mod oauth_peer;
 mod providers;
 mod release;

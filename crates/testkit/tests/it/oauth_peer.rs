@@ -4,13 +4,12 @@
 
 use std::time::Instant;
 
-use alter_testkit::oauth_peer::{OAuthPeer, PeerOptions, PeerStats, TokenRequests};
+use alter_testkit::oauth_peer::{OAuthPeer, Pages, PeerOptions, PeerStats, TokenRequests};
 use aws_lc_rs::digest::{SHA256, digest};
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use reqwest::header::LOCATION;
-use reqwest::{Client, StatusCode, Url, redirect};
+use reqwest::{Client, StatusCode, Url};
 use serde_json::Value;
 
 /// Never contacted: the browser stops at the redirect and the test reads `Location`.
@@ -33,7 +32,7 @@ async fn peer_flow(rotate: bool) {
         ..PeerOptions::new(REDIRECT_URI)
     })
     .await;
-    let browser = browser();
+    let browser = peer.browser();
     let backend = Client::new();
 
     let code = sign_in(&peer, &browser, Pages::LoginAndConsent).await;
@@ -116,21 +115,6 @@ async fn peer_flow(rotate: bool) {
     );
 }
 
-/// A browser: a cookie jar, following redirects except the one to the client's redirect URI.
-fn browser() -> Client {
-    Client::builder()
-        .cookie_store(true)
-        .redirect(redirect::Policy::custom(|attempt| {
-            if attempt.url().as_str().starts_with(REDIRECT_URI) {
-                attempt.stop()
-            } else {
-                attempt.follow()
-            }
-        }))
-        .build()
-        .unwrap()
-}
-
 /// An authorization code and the PKCE verifier it was requested with.
 struct Code {
     code: String,
@@ -148,15 +132,6 @@ impl Code {
     }
 }
 
-/// The pages an authorization shows.
-#[derive(PartialEq)]
-enum Pages {
-    /// The login form (where a wrong password is tried first), then consent.
-    LoginAndConsent,
-    /// Consent only: the browser's session has signed the user in already.
-    Consent,
-}
-
 /// Authorizes with code + PKCE S256 + state through `pages` and returns the code.
 async fn sign_in(peer: &OAuthPeer, browser: &Client, pages: Pages) -> Code {
     let verifier = random_token();
@@ -172,53 +147,14 @@ async fn sign_in(peer: &OAuthPeer, browser: &Client, pages: Pages) -> Code {
         .append_pair("state", &state)
         .append_pair("code_challenge", &challenge)
         .append_pair("code_challenge_method", "S256");
-    let mut consent = browser.get(authorize).send().await.unwrap();
-    assert_eq!(consent.status(), StatusCode::OK);
-    assert!(consent.url().path().starts_with("/interaction/"));
-
-    if pages == Pages::LoginAndConsent {
-        let login = consent.url().clone();
-        assert!(consent.text().await.unwrap().contains(r#"id="password""#));
-        let (user, password) = peer.user();
-        let wrong = browser
-            .post(format!("{login}/login"))
-            .form(&[("login", user), ("password", "not-the-password")])
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
-        assert!(
-            wrong
-                .text()
-                .await
-                .unwrap()
-                .contains("Wrong username or password")
-        );
-        consent = browser
-            .post(format!("{login}/login"))
-            .form(&[("login", user), ("password", password)])
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(consent.status(), StatusCode::OK);
-    }
-    let confirm = format!("{}/confirm", consent.url());
-    let page = consent.text().await.unwrap();
-    assert!(
-        page.contains(">files.read<") && page.contains(r#"id="allow""#),
-        "{page}"
-    );
-    let response = browser.post(confirm).send().await.unwrap();
-
-    assert_eq!(response.status(), StatusCode::SEE_OTHER);
-    let location = response.headers()[LOCATION].to_str().unwrap();
-    let callback = Url::parse(location).unwrap();
+    let authorization = peer.authorize(browser, authorize, pages).await;
+    let page = &authorization.consent_page;
+    assert!(page.contains(">files.read<"), "{page}");
+    let location = authorization.redirect.as_str();
     assert!(location.starts_with(REDIRECT_URI), "{location}");
     let param = |name: &str| {
-        callback
-            .query_pairs()
-            .find(|(key, _)| key == name)
-            .map(|(_, value)| value.into_owned())
+        authorization
+            .param(name)
             .unwrap_or_else(|| panic!("no {name} in {location}"))
     };
     assert_eq!(param("state"), state);
