@@ -1560,21 +1560,13 @@ async fn providers_are_configured_per_app_under_optimistic_versions() {
 #[tokio::test]
 async fn one_refresh_lease_at_a_time_and_a_lost_lease_never_overwrites() {
     use alter_core::connections::{Connection, ConnectionStatus, RefreshedTokens};
-    use alter_core::ids::ConnectionId;
     on_every_engine(|Fixture { store, raw }| async move {
         let app = new_app(&store, "a").await.id;
         let connection = Connection {
-            id: ConnectionId::new(),
-            app_id: app,
-            provider_id: "google".into(),
             account_identifier: Some("alice@example.com".into()),
             scopes: vec!["openid".into()],
-            sealed_tokens: vec![1; 16],
-            token_version: 1,
             access_expires_at: Some(t(60)),
-            status: ConnectionStatus::Active,
-            created_at: t(0),
-            updated_at: t(0),
+            ..new_connection(app)
         };
         store
             .insert_connection(&connection, &event(app, "connection.created"))
@@ -1724,21 +1716,11 @@ async fn one_refresh_lease_at_a_time_and_a_lost_lease_never_overwrites() {
 #[tokio::test]
 async fn a_refused_refresh_marks_the_connection_under_its_lease() {
     use alter_core::connections::{Connection, ConnectionStatus};
-    use alter_core::ids::ConnectionId;
     on_every_engine(|Fixture { store, .. }| async move {
         let app = new_app(&store, "a").await.id;
         let connection = Connection {
-            id: ConnectionId::new(),
-            app_id: app,
-            provider_id: "acme".into(),
-            account_identifier: None,
-            scopes: Vec::new(),
-            sealed_tokens: vec![1; 16],
-            token_version: 1,
             access_expires_at: Some(t(10)),
-            status: ConnectionStatus::Active,
-            created_at: t(0),
-            updated_at: t(0),
+            ..new_connection(app)
         };
         store
             .insert_connection(&connection, &event(app, "connection.created"))
@@ -1776,4 +1758,21 @@ async fn a_refused_refresh_marks_the_connection_under_its_lease() {
         );
     })
     .await;
+}
+
+/// An active connection of `app` at a provider, with a token version of 1 and no expiry.
+fn new_connection(app: AppId) -> alter_core::connections::Connection {
+    alter_core::connections::Connection {
+        id: alter_core::ids::ConnectionId::new(),
+        app_id: app,
+        provider_id: "acme".into(),
+        account_identifier: None,
+        scopes: Vec::new(),
+        sealed_tokens: vec![1; 16],
+        token_version: 1,
+        access_expires_at: None,
+        status: alter_core::connections::ConnectionStatus::Active,
+        created_at: t(0),
+        updated_at: t(0),
+    }
 }
