@@ -249,7 +249,8 @@ pub trait ProviderStore: Send + Sync {
     async fn get_provider(&self, app: AppId, id: &str) -> StoreResult<Option<OAuthProvider>>;
     /// Every provider of an app, by id.
     async fn list_providers(&self, app: AppId) -> StoreResult<Vec<OAuthProvider>>;
-    /// Removes a provider; false if there was none.
+    /// Removes a provider, unless connections made with it are still live (not revoked); false
+    /// if it was not removed.
     async fn delete_provider(&self, app: AppId, id: &str, event: &AuditEvent) -> StoreResult<bool>;
 }
 

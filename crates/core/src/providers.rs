@@ -315,15 +315,20 @@ impl Vault {
             .ok_or(Error::NotFound(Entity::Provider))
     }
 
-    /// Removes an OAuth provider from an app (operator); returns what was removed.
+    /// Removes an OAuth provider from an app (operator); returns what was removed. Refused
+    /// while connections made with it are live: a provider configured again under the same id
+    /// must never receive their refresh tokens.
     pub async fn delete_provider(&self, app_id: AppId, id: &str) -> Result<OAuthProvider> {
         let provider = self.get_provider(app_id, id).await?;
         let event = provider_event(&provider, action::PROVIDER_DELETED, self.now());
         if self.store().delete_provider(app_id, id, &event).await? {
-            Ok(provider)
-        } else {
-            Err(Error::NotFound(Entity::Provider))
+            return Ok(provider);
         }
+        // Still there: its connections kept it.
+        self.get_provider(app_id, id).await?;
+        Err(Error::Conflict(
+            "connections made with this provider are live; revoke them first".into(),
+        ))
     }
 
     /// Opens a provider's client secret, for the one token request that sends it.

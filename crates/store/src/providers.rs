@@ -100,10 +100,15 @@ impl ProviderStore for SqlStore {
     }
 
     async fn delete_provider(&self, app: AppId, id: &str, event: &AuditEvent) -> StoreResult<bool> {
-        let query =
-            sqlx::query("DELETE FROM oauth_providers WHERE app_id = $1 AND provider_id = $2")
-                .bind(app.to_string())
-                .bind(id);
+        // Checked in the same statement: a connection made while the delete runs either
+        // commits first and keeps the provider, or comes after it and finds none.
+        let query = sqlx::query(
+            "DELETE FROM oauth_providers WHERE app_id = $1 AND provider_id = $2 \
+             AND NOT EXISTS (SELECT 1 FROM oauth_connections c WHERE c.app_id = $1 \
+             AND c.provider_id = $2 AND c.status <> 'revoked')",
+        )
+        .bind(app.to_string())
+        .bind(id);
         self.execute_one_with_event(query, event).await
     }
 }

@@ -1540,6 +1540,22 @@ async fn providers_are_configured_per_app_under_optimistic_versions() {
                 .await
                 .unwrap()
         );
+        // A live connection made with it keeps it; a revoked one does not.
+        let connection = new_connection(app);
+        store
+            .insert_connection(&connection, &event(app, "connection.created"))
+            .await
+            .unwrap();
+        assert!(
+            !store
+                .delete_provider(app, "acme", &deleted())
+                .await
+                .unwrap()
+        );
+        store
+            .revoke_connection(app, connection.id, t(6), &event(app, "connection.revoked"))
+            .await
+            .unwrap();
         assert!(
             store
                 .delete_provider(app, "acme", &deleted())
@@ -1547,8 +1563,9 @@ async fn providers_are_configured_per_app_under_optimistic_versions() {
                 .unwrap()
         );
         assert_eq!(store.get_provider(app, "acme").await.unwrap(), None);
-        // Created, two configurations and one removal; the refused writes wrote nothing.
-        assert_chain_intact(&raw, app, 4).await;
+        // Created, two configurations, a connection made and revoked, one removal; the
+        // refused writes wrote nothing.
+        assert_chain_intact(&raw, app, 6).await;
     })
     .await;
 }
