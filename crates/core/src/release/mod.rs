@@ -162,9 +162,9 @@ impl Vault {
     /// the credential and records the release, then returns the credential. Every refusal
     /// after the request parsed is recorded as a denial before it is answered.
     pub async fn release(&self, caller: &Caller, request: ReleaseRequest) -> Result<Release> {
-        validate(&request)?;
+        let host = validate(&request)?;
         let summary = RequestSummary::new(&request.method, &request.url);
-        match self.run_release(caller, &request, &summary).await {
+        match self.run_release(caller, &request, &host, &summary).await {
             Ok(release) => Ok(release),
             Err(Stop::Failed(error)) => Err(error),
             Err(Stop::Refused {
@@ -184,6 +184,7 @@ impl Vault {
         &self,
         caller: &Caller,
         request: &ReleaseRequest,
+        host: &str,
         summary: &RequestSummary,
     ) -> std::result::Result<Release, Stop> {
         caller
@@ -201,19 +202,10 @@ impl Vault {
             .resolve(caller, request, user.as_ref())
             .await
             .map_err(|e| Stop::refused(Refusal::of_lookup(&e), None, e))?;
-        // `validate` refused URLs without a host; a credential never goes to one it cannot name.
-        let blocked = Denial::BlockedDestination;
-        let host = host_of(&request.url).ok_or_else(|| {
-            Stop::refused(
-                Refusal::Rule(blocked),
-                Some(&resolved.grant),
-                Error::ReleaseDenied(blocked),
-            )
-        })?;
         let call = OutgoingCall {
             method: &request.method,
             url: &request.url,
-            host: &host,
+            host,
         };
         let chain = self
             .authorize(
@@ -308,7 +300,8 @@ fn host_of(url: &str) -> Option<String> {
     })
 }
 
-fn validate(request: &ReleaseRequest) -> Result<()> {
+/// Checks the request; returns the host its URL goes to (read once, checked by the rules).
+fn validate(request: &ReleaseRequest) -> Result<String> {
     let invalid = |m: &str| Err(Error::Invalid(m.to_owned()));
     if request.grant_id.is_some() == request.provider_id.is_some() {
         return invalid("give exactly one of grant_id and provider_id");
@@ -324,11 +317,14 @@ fn validate(request: &ReleaseRequest) -> Result<()> {
     {
         return invalid("request.method must be an upper-case HTTP method");
     }
-    if request.url.len() > 65_536 || host_of(&request.url).is_none() {
-        return invalid(
-            "request.url must be an http(s) URL with a host, without userinfo, backslashes or whitespace",
-        );
-    }
+    let host = match host_of(&request.url) {
+        Some(host) if request.url.len() <= 65_536 => host,
+        _ => {
+            return invalid(
+                "request.url must be an http(s) URL with a host, without userinfo, backslashes or whitespace",
+            );
+        }
+    };
     for (field, value) in [
         ("reason", &request.reason),
         ("label", &request.label),
@@ -341,7 +337,7 @@ fn validate(request: &ReleaseRequest) -> Result<()> {
             return invalid(&format!("{field} must be 1 to 1000 characters"));
         }
     }
-    Ok(())
+    Ok(host)
 }
 
 #[cfg(test)]
