@@ -310,6 +310,21 @@ impl TestServer {
         AdminClient::new(&self.base_url, self.admin_token.clone()).expect("admin client")
     }
 
+    /// The operator delegates `grant` (an app-owned grant of `app_id`) to `agent_id`, with
+    /// no TTL and not delegable; the delegation's grant id.
+    pub async fn delegate_as_operator(&self, app_id: &str, grant: &str, agent_id: &str) -> String {
+        let request = alter_proto::admin::CreateDelegationRequest {
+            agent_id: agent_id.to_owned(),
+            ttl_seconds: None,
+            delegable: None,
+        };
+        self.admin()
+            .delegate_grant(app_id, grant, &request)
+            .await
+            .expect("delegate")
+            .grant_id
+    }
+
     /// Creates an app with one full-scope runtime key.
     pub async fn new_app(&self, name: &str) -> TestApp {
         let admin = self.admin();

@@ -2,7 +2,7 @@
 //! route, where the operator opted agents in; an agent-typed key bound to no agent (`ak`), and
 //! every key derived from one, reaches nothing a named agent holds and acts as no agent.
 
-use alter_proto::admin::{CreateDelegationRequest, CreateSecretRequest, MintKeyRequest};
+use alter_proto::admin::{CreateSecretRequest, MintKeyRequest};
 use alter_sdk::{
     CreateAgent, DeriveKeyRequest, Error, GrantItem, ListGrants, Principal, ProviderRequest,
 };
@@ -184,19 +184,8 @@ async fn an_unbound_agent_key_and_its_derived_keys_reach_no_named_agent() {
             .await
             .unwrap();
         let delegation = server
-            .admin()
-            .delegate_grant(
-                &world.app.info.id,
-                &system.grant_id,
-                &CreateDelegationRequest {
-                    agent_id: bot.agent.id.clone(),
-                    ttl_seconds: None,
-                    delegable: None,
-                },
-            )
-            .await
-            .unwrap()
-            .grant_id;
+            .delegate_as_operator(&world.app.info.id, &system.grant_id, &bot.agent.id)
+            .await;
         let ak = server
             .mint_key(
                 &world.app,
@@ -282,19 +271,8 @@ async fn a_key_derived_from_an_agent_key_acts_as_that_agent_only() {
             .await
             .unwrap();
         let to_other = server
-            .admin()
-            .delegate_grant(
-                &world.app.info.id,
-                &system.grant_id,
-                &CreateDelegationRequest {
-                    agent_id: other.agent.id.clone(),
-                    ttl_seconds: None,
-                    delegable: None,
-                },
-            )
-            .await
-            .unwrap()
-            .grant_id;
+            .delegate_as_operator(&world.app.info.id, &system.grant_id, &other.agent.id)
+            .await;
         let derived = server
             .agent(bot.api_key.as_deref().unwrap())
             .keys()

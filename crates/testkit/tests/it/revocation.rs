@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use alter_proto::admin::{AuditEventView, AuditQuery, CreateDelegationRequest, MintKeyRequest};
+use alter_proto::admin::{AuditEventView, AuditQuery, MintKeyRequest};
 use alter_sdk::{CreateAgent, Principal};
 use alter_testkit::{RawRequest, TestServer, World, on_every_engine};
 use serde_json::json;
@@ -167,25 +167,6 @@ async fn no_release_outlives_a_revocation_that_answered() {
                 .unwrap();
             (made.agent.id, made.api_key.unwrap())
         };
-        let delegate = |grant: String, agent: String| {
-            let admin = admin.clone();
-            let app_id = world.app.info.id.clone();
-            async move {
-                admin
-                    .delegate_grant(
-                        &app_id,
-                        &grant,
-                        &CreateDelegationRequest {
-                            agent_id: agent,
-                            ttl_seconds: None,
-                            delegable: None,
-                        },
-                    )
-                    .await
-                    .unwrap()
-                    .grant_id
-            }
-        };
 
         // The grant.
         let grant = system_grant().await;
@@ -205,7 +186,9 @@ async fn no_release_outlives_a_revocation_that_answered() {
         // A delegation, released by its agent, revoked by the operator by the parent's id.
         let parent = system_grant().await;
         let (agent, agent_key) = new_agent("delegate").await;
-        let child = delegate(parent.clone(), agent.clone()).await;
+        let child = server
+            .delegate_as_operator(&world.app.info.id, &parent, &agent)
+            .await;
         let revoke = async {
             app.revoke_delegation(&parent, &agent).await.unwrap();
         };
@@ -215,7 +198,9 @@ async fn no_release_outlives_a_revocation_that_answered() {
         // The agent is paused.
         let parent = system_grant().await;
         let (agent, agent_key) = new_agent("paused").await;
-        let child = delegate(parent, agent.clone()).await;
+        let child = server
+            .delegate_as_operator(&world.app.info.id, &parent, &agent)
+            .await;
         let revoke = async {
             app.agents().suspend(&agent).await.unwrap();
         };
