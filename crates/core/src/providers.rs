@@ -400,15 +400,27 @@ fn provider_event(provider: &OAuthProvider, action: &str, at: Timestamp) -> Audi
     )
 }
 
-/// Lower-case letters, digits and `-`, starting with a letter or digit, at most 50.
-fn validate_id(id: &str) -> Result<()> {
+/// True for a provider id: lower-case letters, digits and `-`, starting with a letter or
+/// digit, at most 50. Catalogue entries use the same rule, so each can be configured under
+/// its own id.
+pub fn is_provider_id(id: &str) -> bool {
     let mut bytes = id.bytes();
-    let ok = bytes
+    bytes
         .next()
         .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
         && bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && id.len() <= MAX_ID_LEN;
-    ensure(ok, || {
+        && id.len() <= MAX_ID_LEN
+}
+
+/// True for a header a provider's API calls may carry besides the token: a header name, and
+/// never `Authorization` — the token is injected by the vault, a fixed header must never
+/// stand in for it.
+pub fn is_api_header(name: &str) -> bool {
+    validate::header_name(name) && !name.eq_ignore_ascii_case("authorization")
+}
+
+fn validate_id(id: &str) -> Result<()> {
+    ensure(is_provider_id(id), || {
         format!("provider id {id:?} must be 1-50 lower-case letters, digits or -")
     })
 }
@@ -461,11 +473,9 @@ fn validate_endpoints(endpoints: &ProviderEndpoints) -> Result<()> {
         })?;
     }
     for (name, value) in &endpoints.api_headers {
-        // The token is injected by the vault; a fixed header must never stand in for it.
-        ensure(
-            validate::header_name(name) && !name.eq_ignore_ascii_case("authorization"),
-            || format!("api_headers: {name:?} is not allowed"),
-        )?;
+        ensure(is_api_header(name), || {
+            format!("api_headers: {name:?} is not allowed")
+        })?;
         validate::bounded_text("api_headers", value, 500)?;
     }
     match &endpoints.account {

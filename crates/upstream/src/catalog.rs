@@ -15,7 +15,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::LazyLock;
 
-use alter_core::providers::{AccountSource, RESERVED_AUTHORIZE_PARAMS, RefreshBehaviour};
+use alter_core::providers::{
+    AccountSource, RESERVED_AUTHORIZE_PARAMS, RefreshBehaviour, is_api_header, is_provider_id,
+};
 use serde::Deserialize;
 use url::Url;
 
@@ -265,8 +267,10 @@ impl CatalogProvider {
     /// Checks every catalogue rule that concerns this entry alone.
     fn validate(&self) -> Result<(), CatalogError> {
         let invalid = |problem: String| Err(self.invalid(problem));
-        if !is_slug(&self.id) {
-            return invalid("the id must be a lower-case slug (a-z, 0-9, inner `-`)".into());
+        if !is_slug(&self.id) || !is_provider_id(&self.id) {
+            return invalid(
+                "the id must be a lower-case slug (a-z, 0-9, inner `-`, at most 50)".into(),
+            );
         }
         if !is_slug(&self.category) {
             return invalid("the category must be a lower-case slug".into());
@@ -352,11 +356,7 @@ impl CatalogProvider {
         {
             return invalid(format!("extra_authorize_params may not set `{name}`"));
         }
-        // The token is injected by the proxy; a fixed header must never stand in for it.
-        if let Some(name) = self.api_headers.keys().find(|name| {
-            !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-                || name.eq_ignore_ascii_case("authorization")
-        }) {
+        if let Some(name) = self.api_headers.keys().find(|name| !is_api_header(name)) {
             return invalid(format!("api header `{name}` is not allowed"));
         }
         for (name, scope) in &self.scopes {
