@@ -65,6 +65,8 @@ async fn valid_tokens_of_every_algorithm_pass_with_mapped_claims() {
                 "profile": {"display_name": "Ada"},
                 "https://example.com/groups": ["admins", "staff"],
                 "nbf": now.unix_seconds(),
+                // Issued at the verification time: the clock may tick between the two reads.
+                "iat": now.unix_seconds(),
             }),
         );
         let verified = verifier
@@ -203,10 +205,11 @@ async fn an_unknown_kid_refetches_at_most_every_ten_seconds() {
     let idp = TestIdp::start().await;
     let provider = idp.identity_provider();
     let verifier = verifier();
+    // Issued before it is first verified: the clock may tick between the two reads.
+    let before_rotation = idp.token("u", json!({}));
     let t0 = SystemClock.now();
     let at = |seconds: i64| t0.plus_seconds(seconds);
 
-    let before_rotation = idp.token("u", json!({}));
     verifier
         .verify(&provider, &before_rotation, t0)
         .await
@@ -367,8 +370,10 @@ async fn inline_jwks_needs_no_fetch() {
     };
     let verifier = verifier();
     let now = SystemClock.now();
+    // Issued at the verification time: the clock may tick between the two reads.
+    let iat = json!({"iat": now.unix_seconds()});
     let verified = verifier
-        .verify(&provider, &idp.token("inline-user", json!({})), now)
+        .verify(&provider, &idp.token("inline-user", iat.clone()), now)
         .await
         .unwrap();
     assert_eq!(verified.subject, "inline-user");
@@ -376,9 +381,9 @@ async fn inline_jwks_needs_no_fetch() {
     // Without a kid, the only key of the set is used.
     let no_kid = idp
         .key()
-        .sign_with_header(&json!({"alg": "EdDSA"}), &idp.claims("u", json!({})));
+        .sign_with_header(&json!({"alg": "EdDSA"}), &idp.claims("u", iat.clone()));
     assert!(verifier.verify(&provider, &no_kid, now).await.is_ok());
-    let made_up = TestKey::generate(JwtAlgorithm::EdDSA).sign(&idp.claims("u", json!({})));
+    let made_up = TestKey::generate(JwtAlgorithm::EdDSA).sign(&idp.claims("u", iat));
     assert_eq!(
         invalid(&verifier, &provider, &made_up, now).await,
         "unknown kid"
