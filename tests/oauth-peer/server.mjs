@@ -10,6 +10,9 @@
 //   PEER_ACCESS_TTL                      access-token lifetime in seconds (default 60)
 //   PEER_PASSWORD                        alice's password (default below)
 //
+// GET /_peer/stats counts requests; GET /_peer/resource is a resource server accepting only live
+// access tokens; GET /_peer/refresh-tokens lists the live refresh tokens.
+//
 // Once listening it prints one JSON line on stdout, {"issuer": "http://127.0.0.1:PORT", "port":
 // PORT}; everything else goes to stderr. It exits when stdin closes, so a test that dies cannot
 // leave it running.
@@ -130,6 +133,7 @@ const stats = {
   token_requests: { authorization_code: 0, refresh_token: 0, other: 0 },
   revocations: 0,
   introspections: 0,
+  resource_calls: 0,
 };
 
 async function readBody(req) {
@@ -311,6 +315,34 @@ async function handle(req, res) {
 
   if (url.pathname === '/_peer/stats' && req.method === 'GET') {
     sendJson(res, 200, stats);
+    return;
+  }
+
+  // The live, unconsumed refresh tokens, oldest first: a test plays the user revoking the app
+  // at the provider with one of them (the vault never hands its tokens out).
+  if (url.pathname === '/_peer/refresh-tokens' && req.method === 'GET') {
+    const live = [];
+    for (const [key, entry] of store) {
+      if (key.startsWith('RefreshToken:') && entry.expiresAt > Date.now() && !entry.payload.consumed) {
+        live.push(key.slice('RefreshToken:'.length));
+      }
+    }
+    sendJson(res, 200, live);
+    return;
+  }
+
+  // A resource server of this provider: it accepts a request only with a live access token,
+  // which it looks up in the provider's own store (as introspection does), and counts the calls.
+  if (url.pathname === '/_peer/resource' && req.method === 'GET') {
+    stats.resource_calls += 1;
+    const match = /^Bearer (\S+)$/.exec(req.headers.authorization ?? '');
+    const token = match && await provider.AccessToken.find(match[1]);
+    if (!token || token.isExpired) {
+      res.setHeader('WWW-Authenticate', 'Bearer error="invalid_token"');
+      sendJson(res, 401, { error: 'invalid_token' });
+      return;
+    }
+    sendJson(res, 200, { sub: token.accountId, scope: token.scope, client_id: token.clientId });
     return;
   }
 

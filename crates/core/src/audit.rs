@@ -74,6 +74,20 @@ pub mod action {
     pub const GRANT_SCOPE_MISMATCH: &str = "grant.scope_mismatch";
     /// An operator cleared a grant's scope-mismatch flag.
     pub const GRANT_SCOPE_MISMATCH_CLEARED: &str = "grant.scope_mismatch_cleared";
+    /// An OAuth connection was made (the callback of a Connect session).
+    pub const CONNECTION_CREATED: &str = "connection.created";
+    /// An OAuth connection was reconnected: new tokens, same grant.
+    pub const CONNECTION_RECONNECTED: &str = "connection.reconnected";
+    /// The provider refused a connection's refresh token: the user must connect again.
+    pub const CONNECTION_REAUTH_REQUIRED: &str = "connection.reauth_required";
+    /// A connection was revoked with its last grant; its tokens go to upstream revocation.
+    pub const CONNECTION_REVOKED: &str = "connection.revoked";
+    /// The provider confirmed the revocation of a connection's tokens (RFC 7009).
+    pub const CONNECTION_REVOKED_UPSTREAM: &str = "connection.revoked_upstream";
+    /// A Connect session was created.
+    pub const CONNECT_SESSION_CREATED: &str = "connect_session.created";
+    /// A Connect session ended in an error (denied consent, failed exchange…).
+    pub const CONNECT_SESSION_FAILED: &str = "connect_session.failed";
     /// The first keyed event of a chain whose earlier events carry plain SHA-256 hashes: its
     /// keyed hash vouches for all of them.
     pub const AUDIT_CHAIN_KEYED: &str = "audit.chain_keyed";

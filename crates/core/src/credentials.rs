@@ -1,10 +1,11 @@
-//! Credentials: what a grant points at. Today a managed secret; OAuth connections join as a
-//! second kind (issue 9). Listings, releases and audit events see them through these types,
-//! so each new kind is one more variant, not another parallel path.
+//! Credentials: what a grant points at — a managed secret, or an OAuth connection. Listings,
+//! releases and audit events see them through these types, so each kind is one more variant,
+//! not another parallel path.
 
+use crate::connections::{Connection, ConnectionStatus};
 use crate::error::{Entity, Error, Result};
 use crate::grants::{Grant, PrincipalType};
-use crate::ids::SecretId;
+use crate::ids::{ConnectionId, SecretId};
 use crate::release::CredentialFacts;
 use crate::secrets::{ManagedSecret, SecretLimits};
 use crate::vault::Vault;
@@ -14,6 +15,8 @@ use crate::vault::Vault;
 pub enum CredentialKind {
     /// A managed secret.
     ManagedSecret,
+    /// An OAuth connection.
+    OAuth,
 }
 
 impl CredentialKind {
@@ -21,6 +24,7 @@ impl CredentialKind {
     pub fn as_str(self) -> &'static str {
         match self {
             CredentialKind::ManagedSecret => "managed_secret",
+            CredentialKind::OAuth => "oauth",
         }
     }
 
@@ -28,17 +32,19 @@ impl CredentialKind {
     pub fn parse(text: &str) -> Option<CredentialKind> {
         match text {
             "managed_secret" => Some(CredentialKind::ManagedSecret),
+            "oauth" => Some(CredentialKind::OAuth),
             _ => None,
         }
     }
 }
 
-/// The credential a grant points at. OAuth connections join managed secrets as a second kind
-/// (issue 9); every stage of a release dispatches on this.
+/// The credential a grant points at; every stage of a release dispatches on this.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CredentialRef {
     /// A managed secret.
     ManagedSecret(SecretId),
+    /// An OAuth connection.
+    Connection(ConnectionId),
 }
 
 impl CredentialRef {
@@ -46,6 +52,7 @@ impl CredentialRef {
     pub fn kind(self) -> CredentialKind {
         match self {
             CredentialRef::ManagedSecret(_) => CredentialKind::ManagedSecret,
+            CredentialRef::Connection(_) => CredentialKind::OAuth,
         }
     }
 
@@ -53,15 +60,35 @@ impl CredentialRef {
     pub fn secret_id(self) -> Option<SecretId> {
         match self {
             CredentialRef::ManagedSecret(id) => Some(id),
+            CredentialRef::Connection(_) => None,
+        }
+    }
+
+    /// The OAuth connection, if it is one.
+    pub fn connection_id(self) -> Option<ConnectionId> {
+        match self {
+            CredentialRef::Connection(id) => Some(id),
+            CredentialRef::ManagedSecret(_) => None,
         }
     }
 }
+
+/// What the vault allows of OAuth grants: every principal but `agent` owns them (agents hold
+/// delegations), and they may be delegated.
+static OAUTH_LIMITS: SecretLimits = SecretLimits {
+    max_grant_ttl_seconds: None,
+    principals: Vec::new(),
+    delegation: true,
+    max_delegation_ttl_seconds: None,
+};
 
 /// The credential a grant points at, loaded with its value still sealed.
 #[derive(Debug, Clone)]
 pub enum Credential {
     /// A managed secret.
     ManagedSecret(ManagedSecret),
+    /// An OAuth connection.
+    Connection(Connection),
 }
 
 impl Credential {
@@ -69,13 +96,15 @@ impl Credential {
     pub fn provider_id(&self) -> &str {
         match self {
             Credential::ManagedSecret(secret) => &secret.slug,
+            Credential::Connection(connection) => &connection.provider_id,
         }
     }
 
-    /// True once the credential was deleted.
+    /// True once the credential was deleted (a revoked connection's tokens are destroyed).
     pub(crate) fn is_deleted(&self) -> bool {
         match self {
             Credential::ManagedSecret(secret) => secret.deleted_at.is_some(),
+            Credential::Connection(connection) => connection.status == ConnectionStatus::Revoked,
         }
     }
 
@@ -83,6 +112,7 @@ impl Credential {
     pub fn limits(&self) -> &SecretLimits {
         match self {
             Credential::ManagedSecret(secret) => &secret.limits,
+            Credential::Connection(_) => &OAUTH_LIMITS,
         }
     }
 
@@ -91,12 +121,44 @@ impl Credential {
         self.limits().allows(principal)
     }
 
+    /// What audit events record of it: which credential, never its value.
+    pub(crate) fn audit_details(&self) -> serde_json::Map<String, serde_json::Value> {
+        let details = match self {
+            Credential::ManagedSecret(secret) => serde_json::json!({
+                "secret_id": secret.id,
+                "secret_slug": secret.slug,
+            }),
+            Credential::Connection(connection) => serde_json::json!({
+                "connection_id": connection.id,
+                "provider_id": connection.provider_id,
+            }),
+        };
+        match details {
+            serde_json::Value::Object(map) => map,
+            _ => serde_json::Map::new(),
+        }
+    }
+
+    /// The version of its value now (a secret's rotation, a connection's tokens).
+    pub(crate) fn value_version(&self) -> i64 {
+        match self {
+            Credential::ManagedSecret(secret) => secret.value_version,
+            Credential::Connection(connection) => connection.token_version,
+        }
+    }
+
     /// What the rules may see of it.
     pub(crate) fn facts(&self) -> CredentialFacts<'_> {
         match self {
             Credential::ManagedSecret(secret) => CredentialFacts {
+                kind: CredentialKind::ManagedSecret,
                 provider_id: &secret.slug,
                 allowed_hosts: &secret.allowed_hosts,
+            },
+            Credential::Connection(connection) => CredentialFacts {
+                kind: CredentialKind::OAuth,
+                provider_id: &connection.provider_id,
+                allowed_hosts: &[],
             },
         }
     }
@@ -124,11 +186,44 @@ impl SecretSummary {
     }
 }
 
+/// The connection an OAuth grant points at, as listings show it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionSummary {
+    /// Id.
+    pub id: ConnectionId,
+    /// The app's provider.
+    pub provider_id: String,
+    /// The account at the provider.
+    pub account_identifier: Option<String>,
+    /// Scopes granted.
+    pub scopes: Vec<String>,
+    /// When the access token expires.
+    pub access_expires_at: Option<crate::time::Timestamp>,
+    /// Status.
+    pub status: ConnectionStatus,
+}
+
+impl ConnectionSummary {
+    /// What a listing shows of `connection`.
+    pub fn of(connection: &Connection) -> ConnectionSummary {
+        ConnectionSummary {
+            id: connection.id,
+            provider_id: connection.provider_id.clone(),
+            account_identifier: connection.account_identifier.clone(),
+            scopes: connection.scopes.clone(),
+            access_expires_at: connection.access_expires_at,
+            status: connection.status,
+        }
+    }
+}
+
 /// What a listing shows of the credential a grant points at.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CredentialSummary {
     /// A managed secret.
     ManagedSecret(SecretSummary),
+    /// An OAuth connection.
+    Connection(ConnectionSummary),
 }
 
 impl CredentialSummary {
@@ -136,6 +231,7 @@ impl CredentialSummary {
     pub fn provider_id(&self) -> &str {
         match self {
             CredentialSummary::ManagedSecret(secret) => &secret.slug,
+            CredentialSummary::Connection(connection) => &connection.provider_id,
         }
     }
 
@@ -144,6 +240,9 @@ impl CredentialSummary {
         match credential {
             Credential::ManagedSecret(secret) => {
                 CredentialSummary::ManagedSecret(SecretSummary::of(secret))
+            }
+            Credential::Connection(connection) => {
+                CredentialSummary::Connection(ConnectionSummary::of(connection))
             }
         }
     }
@@ -159,6 +258,12 @@ impl Vault {
                 .get_secret(grant.app_id, id)
                 .await?
                 .map(Credential::ManagedSecret)
+                .ok_or_else(missing),
+            CredentialRef::Connection(id) => self
+                .store()
+                .get_connection(grant.app_id, id)
+                .await?
+                .map(Credential::Connection)
                 .ok_or_else(missing),
         }
     }

@@ -26,6 +26,8 @@ pub enum Entity {
     User,
     /// An OAuth provider of an app.
     Provider,
+    /// A Connect session.
+    ConnectSession,
 }
 
 impl Entity {
@@ -40,6 +42,7 @@ impl Entity {
             Entity::Idp => "identity provider",
             Entity::User => "user",
             Entity::Provider => "OAuth provider",
+            Entity::ConnectSession => "Connect session",
         }
     }
 }
@@ -219,6 +222,32 @@ pub enum Error {
         /// The user asked for.
         app_user_id: Option<String>,
     },
+    /// The provider refused the connection's refresh token, or the connection was revoked:
+    /// the user must connect again (a Connect session repairs the grant).
+    #[error("the credential behind this grant was revoked at the provider; reconnect to repair it")]
+    CredentialRevoked {
+        /// The grant.
+        grant_id: crate::ids::GrantId,
+        /// Its provider.
+        provider_id: String,
+    },
+    /// Another caller is refreshing the grant's access token; retry shortly.
+    #[error("the access token is being refreshed; retry shortly")]
+    TokenRefreshInProgress(crate::ids::GrantId),
+    /// The provider cannot be reached and the access token has expired.
+    #[error("the provider is unavailable: {0}")]
+    ProviderUnavailable(String),
+    /// A Connect session names an agent but no user consents for it.
+    #[error(
+        "a session that delegates to an agent needs the user's token: the user consents to the delegation"
+    )]
+    AgentRequiresUserToken,
+    /// An agent key named another agent.
+    #[error("an agent key can only name itself")]
+    AgentCannotDelegateToOtherAgent,
+    /// The Connect session is no longer pending (completed, failed or expired).
+    #[error("this Connect session is over")]
+    ConnectSessionOver(crate::connect::SessionStatus),
     /// A state conflict.
     #[error("{0}")]
     Conflict(String),
@@ -279,7 +308,8 @@ fn denial_message(denial: &crate::release::Denial) -> String {
         Denial::DelegationInvalid(why) => format!("this delegation is no longer valid: {why}"),
         Denial::BlockedDestination => "this credential may not be sent to that host".into(),
         Denial::AgentNotAllowlisted => {
-            "this agent's allowlist (managed_secret_slugs) does not name this secret".into()
+            "this agent's allowlist does not name this credential's provider or managed secret"
+                .into()
         }
         Denial::RequiresProxy(_) => "this grant may only be used through the proxy".into(),
         Denial::RuleDenied => "the request rule attached to this key forbids the call".into(),

@@ -54,6 +54,8 @@ id_kinds! {
     EventId => EventKind, "event";
     /// An OAuth connection (a token pair for one account at one provider).
     ConnectionId => ConnectionKind, "connection";
+    /// A Connect session (a request for a user's consent at providers).
+    ConnectSessionId => ConnectSessionKind, "connect session";
 }
 
 impl<K> Id<K> {

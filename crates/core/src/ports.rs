@@ -9,10 +9,14 @@ pub use alter_crypto::WrappedKek;
 use crate::agents::Agent;
 use crate::apps::App;
 use crate::audit::AuditEvent;
+use crate::connect::{ClaimedAttempt, ConnectOutcome, ConnectSession, Declined, SessionStatus};
+use crate::connections::revocation::PendingRevocation;
 use crate::connections::{Connection, RefreshLease, RefreshedTokens};
-use crate::grants::{Grant, GrantFilter, GrantView, Viewer};
+use crate::grants::{Grant, GrantFilter, GrantView, Principal, Viewer};
 use crate::identity::{AppUser, IdentityProvider, JwksSource, TokenError, VerifiedToken};
-use crate::ids::{AgentId, AppId, ConnectionId, GrantId, IdpId, KeyId, SecretId, UserId};
+use crate::ids::{
+    AgentId, AppId, ConnectSessionId, ConnectionId, GrantId, IdpId, KeyId, SecretId, UserId,
+};
 use crate::keys::ApiKey;
 use crate::providers::OAuthProvider;
 use crate::release::{Authorization, Denial, ReleaseCondition};
@@ -223,6 +227,68 @@ pub trait ConnectionStore: Send + Sync {
         at: Timestamp,
         event: &AuditEvent,
     ) -> StoreResult<bool>;
+    /// Stores a new connection and the root grant on it (numbered), with their events, in
+    /// one transaction. [`StoreError::Conflict`]`("sibling_label")` when the label is taken.
+    async fn insert_connection_grant(
+        &self,
+        connection: &Connection,
+        grant: &Grant,
+        events: &[AuditEvent],
+    ) -> StoreResult<()>;
+    /// Gives a connection new tokens (a reconnect): active again, the fence moved so a
+    /// refresh in flight stores nothing. False if it was revoked.
+    async fn reconnect(&self, connection: &Connection, event: &AuditEvent) -> StoreResult<bool>;
+    /// The active, unexpired root grant of `principal` on a connection of `provider` for
+    /// `account`, if there is one (the newest).
+    async fn find_connection_grant(
+        &self,
+        app: AppId,
+        principal: &Principal,
+        provider: &str,
+        account: &str,
+        now: Timestamp,
+    ) -> StoreResult<Option<Grant>>;
+    /// Revokes the grant `root` of a connection and every delegation under it, with one
+    /// event per grant (from `template`); if no active root grant is left on the connection,
+    /// revokes it too (with `connection_event`) and queues its tokens for upstream revocation —
+    /// all in one transaction. Returns the revoked grants and whether the connection was
+    /// revoked.
+    #[allow(clippy::too_many_arguments)]
+    async fn revoke_connection_grant(
+        &self,
+        app: AppId,
+        root: GrantId,
+        connection: ConnectionId,
+        at: Timestamp,
+        reason: Option<&str>,
+        template: &AuditEvent,
+        connection_event: &AuditEvent,
+    ) -> StoreResult<(Vec<GrantId>, bool)>;
+    /// Claims up to `limit` due upstream revocations (only `only`'s, when given) until
+    /// `until`, so no other node sends them meanwhile.
+    async fn claim_revocations(
+        &self,
+        now: Timestamp,
+        until: Timestamp,
+        limit: i64,
+        only: Option<ConnectionId>,
+    ) -> StoreResult<Vec<PendingRevocation>>;
+    /// Ends an upstream revocation (confirmed or abandoned), destroying its tokens, with its
+    /// event.
+    async fn finish_revocation(
+        &self,
+        connection: ConnectionId,
+        at: Timestamp,
+        event: &AuditEvent,
+    ) -> StoreResult<()>;
+    /// Schedules the next attempt of an upstream revocation.
+    async fn retry_revocation(
+        &self,
+        connection: ConnectionId,
+        attempts: i64,
+        next_at: Timestamp,
+        error: &str,
+    ) -> StoreResult<()>;
     /// Revokes a connection with its event, destroying its token material and moving the
     /// fence so a refresh in flight stores nothing. False if it was revoked already.
     async fn revoke_connection(
@@ -231,6 +297,59 @@ pub trait ConnectionStore: Send + Sync {
         id: ConnectionId,
         at: Timestamp,
         event: &AuditEvent,
+    ) -> StoreResult<bool>;
+}
+
+/// Connect sessions and the authorization attempt in flight of each.
+#[async_trait]
+pub trait ConnectStore: Send + Sync {
+    /// Stores a new session (only the SHA-256 of its two tokens), with its event.
+    async fn insert_connect_session(
+        &self,
+        session: &ConnectSession,
+        poll_hash: &[u8; 32],
+        page_hash: &[u8; 32],
+        event: &AuditEvent,
+    ) -> StoreResult<()>;
+    /// The session a poll token's hash names.
+    async fn connect_session_by_poll_hash(
+        &self,
+        hash: &[u8; 32],
+    ) -> StoreResult<Option<ConnectSession>>;
+    /// The session a page token's hash names.
+    async fn connect_session_by_page_hash(
+        &self,
+        hash: &[u8; 32],
+    ) -> StoreResult<Option<ConnectSession>>;
+    /// Starts an attempt (replacing any in flight) while the session is pending; false if it
+    /// is not.
+    async fn start_connect_attempt(
+        &self,
+        session: ConnectSessionId,
+        state_hash: &[u8; 32],
+        provider_id: &str,
+        sealed_verifier: &[u8],
+        at: Timestamp,
+    ) -> StoreResult<bool>;
+    /// Claims the attempt a state's hash names, clearing it so no second callback finds it.
+    async fn claim_connect_attempt(
+        &self,
+        state_hash: &[u8; 32],
+        now: Timestamp,
+    ) -> StoreResult<Option<ClaimedAttempt>>;
+    /// Records the providers the user declined at.
+    async fn set_connect_declined(
+        &self,
+        session: ConnectSessionId,
+        declined: &[Declined],
+    ) -> StoreResult<()>;
+    /// Ends a pending session; false if it was not pending.
+    async fn finish_connect_session(
+        &self,
+        session: ConnectSessionId,
+        status: SessionStatus,
+        outcome: &ConnectOutcome,
+        at: Timestamp,
     ) -> StoreResult<bool>;
 }
 
@@ -311,15 +430,16 @@ pub trait GrantStore: Send + Sync {
 /// release's own audit events, written through the group commit.
 #[async_trait]
 pub trait ReleaseStore: Send + Sync {
-    /// Active, unexpired grants of a managed secret that `viewer` may release, with `label` if
-    /// given, oldest first, at most `limit`: for the app itself only its system grants; for a
-    /// user their own and their groups' grants; for an agent its own and its delegations.
+    /// Active, unexpired grants of a credential that `viewer` may release, narrowed to
+    /// `label` and `account` if given, oldest first, at most `limit`: for the app itself only
+    /// its system grants; for a user their own and their groups' grants; for an agent its own
+    /// and its delegations.
     async fn release_candidates(
         &self,
         app: AppId,
-        secret: SecretId,
+        source: CandidateSource<'_>,
         viewer: &Viewer,
-        label: Option<&str>,
+        narrow: Narrowing<'_>,
         now: Timestamp,
         limit: i64,
     ) -> StoreResult<Vec<Grant>>;
@@ -438,6 +558,24 @@ pub trait HealthStore: Send + Sync {
     async fn ready(&self) -> StoreResult<()>;
 }
 
+/// Which credential a provider-mode release names.
+#[derive(Debug, Clone, Copy)]
+pub enum CandidateSource<'a> {
+    /// A managed secret.
+    Secret(SecretId),
+    /// The connections made with an app's OAuth provider.
+    Provider(&'a str),
+}
+
+/// What narrows a provider-mode release.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Narrowing<'a> {
+    /// The sibling label.
+    pub label: Option<&'a str>,
+    /// The account identifier.
+    pub account: Option<&'a str>,
+}
+
 /// Everything the services need from storage.
 pub trait Store:
     KeyringStore
@@ -449,6 +587,7 @@ pub trait Store:
     + SecretStore
     + ProviderStore
     + ConnectionStore
+    + ConnectStore
     + GrantStore
     + AgentStore
     + AuditStore
@@ -466,6 +605,7 @@ impl<T> Store for T where
         + SecretStore
         + ProviderStore
         + ConnectionStore
+        + ConnectStore
         + GrantStore
         + AgentStore
         + AuditStore

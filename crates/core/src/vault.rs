@@ -7,6 +7,7 @@ use alter_crypto::{Keyring, MasterKey};
 
 use crate::audit::{ChainKey, CheckpointKey};
 use crate::error::Result;
+use crate::oauth::OAuthUpstream;
 use crate::ports::{Authorizer, Clock, Store, StoreError, TokenVerifier};
 use crate::release::BuiltinRules;
 use crate::time::Timestamp;
@@ -21,6 +22,13 @@ pub struct Settings {
     /// How old (since its token's `iat`) a user's stored group membership may be and still
     /// count without a fresh token (a group delegation used by an agent).
     pub group_membership_max_age_seconds: i64,
+    /// An OAuth access token is refreshed when it expires within this many seconds.
+    pub refresh_buffer_seconds: i64,
+    /// How long a refresh lease lasts: a refresher that died holds it no longer.
+    pub refresh_lease_seconds: i64,
+    /// How long a release waits for another caller's refresh before answering
+    /// `token_refresh_in_progress`.
+    pub refresh_wait_ms: u64,
 }
 
 impl Default for Settings {
@@ -29,6 +37,9 @@ impl Default for Settings {
             timestamp_window_seconds: 300,
             max_derived_key_ttl_seconds: 24 * 3600,
             group_membership_max_age_seconds: 24 * 3600,
+            refresh_buffer_seconds: 60,
+            refresh_lease_seconds: 30,
+            refresh_wait_ms: 5_000,
         }
     }
 }
@@ -43,6 +54,7 @@ pub struct Vault {
     clock: Arc<dyn Clock>,
     verifier: Arc<dyn TokenVerifier>,
     authorizer: Arc<dyn Authorizer>,
+    oauth: Arc<dyn OAuthUpstream>,
     settings: Settings,
 }
 
@@ -65,6 +77,7 @@ impl Vault {
         master: &MasterKey,
         clock: Arc<dyn Clock>,
         verifier: Arc<dyn TokenVerifier>,
+        oauth: Arc<dyn OAuthUpstream>,
         settings: Settings,
     ) -> Result<Vault> {
         let mut wrapped = store.load_keks().await?;
@@ -89,6 +102,7 @@ impl Vault {
             clock,
             verifier,
             authorizer: Arc::new(BuiltinRules),
+            oauth,
             settings,
         };
         vault.key_legacy_audit_chains().await?;
@@ -121,6 +135,10 @@ impl Vault {
 
     pub(crate) fn authorizer(&self) -> &dyn Authorizer {
         self.authorizer.as_ref()
+    }
+
+    pub(crate) fn oauth(&self) -> &dyn OAuthUpstream {
+        self.oauth.as_ref()
     }
 
     pub(crate) fn verifier(&self) -> &dyn TokenVerifier {

@@ -207,6 +207,18 @@ pub mod codes {
     pub const INTERNAL_ERROR: &str = "internal_error";
     /// The database cannot be reached.
     pub const SERVICE_UNAVAILABLE: &str = "service_unavailable";
+    /// The provider refused the grant's refresh token: reconnect (`CredentialRevokedError`).
+    pub const CREDENTIAL_REVOKED: &str = "credential_revoked";
+    /// Another caller is refreshing the token (`TokenRefreshInProgressError`).
+    pub const TOKEN_REFRESH_IN_PROGRESS: &str = "token_refresh_in_progress";
+    /// The provider cannot refresh an expired token now.
+    pub const PROVIDER_UNAVAILABLE: &str = "provider_unavailable";
+    /// A Connect session names an agent without a user token.
+    pub const AGENT_REQUIRES_USER_TOKEN: &str = "agent_requires_user_token";
+    /// An agent key named another agent.
+    pub const AGENT_CANNOT_DELEGATE_TO_OTHER_AGENT: &str = "agent_cannot_delegate_to_other_agent";
+    /// The Connect session does not exist or is over.
+    pub const CONNECT_SESSION_NOT_FOUND: &str = "connect_session_not_found";
     /// Too many requests in progress; retry after `Retry-After` seconds (503).
     pub const SERVER_BUSY: &str = "server_busy";
 }

@@ -157,6 +157,21 @@ pub struct OAuthGrantItem {
     /// Agents the grant is delegated to.
     #[serde(default)]
     pub delegated_agent_ids: Vec<String>,
+    /// A provider reported the scopes too narrow.
+    #[serde(default)]
+    pub scope_mismatch: bool,
+    /// The provider refused the refresh token: the user must connect again.
+    #[serde(default)]
+    pub needs_reconnect: bool,
+    /// The grant's lifetime and who set it up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grant_policy: Option<Value>,
+    /// When the delegation was made (delegations only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delegated_at: Option<String>,
+    /// The connection served.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential_id: Option<String>,
 }
 
 /// The common keys read as the item's own (`item.grant_id`), as they are on the wire and on

@@ -4,6 +4,7 @@
 
 pub mod admin;
 pub mod agents;
+pub mod connect;
 pub mod error;
 pub mod grants;
 pub mod keyfmt;

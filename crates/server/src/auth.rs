@@ -318,6 +318,8 @@ pub mod need {
         IdpUsersRead => ["idp_users:read"];
         /// `providers:read`.
         ProvidersRead => ["providers:read"];
+        /// `connect:initiate`.
+        ConnectInitiate => ["connect:initiate"];
         /// A valid signature, even from a paused agent: telemetry (audit and span reports).
         Telemetry => [], INACTIVE_AGENTS = true;
     }

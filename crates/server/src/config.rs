@@ -108,6 +108,9 @@ pub struct Config {
     /// and still count when no fresh token comes with the request.
     #[serde(default = "default_group_membership_max_age")]
     pub group_membership_max_age_seconds: i64,
+    /// An OAuth access token is refreshed when it expires within this many seconds.
+    #[serde(default = "default_refresh_buffer")]
+    pub oauth_refresh_buffer_seconds: i64,
     /// How often every app's signed audit checkpoint is logged; 0 turns it off.
     #[serde(default = "default_audit_checkpoint_interval")]
     pub audit_checkpoint_interval_seconds: u64,
@@ -137,6 +140,10 @@ fn default_derived_ttl_hours() -> i64 {
 
 fn default_group_membership_max_age() -> i64 {
     24 * 3600
+}
+
+fn default_refresh_buffer() -> i64 {
+    60
 }
 
 fn default_audit_checkpoint_interval() -> u64 {
@@ -172,6 +179,11 @@ const ENV_KEYS: &[(&str, &str, EnvKind)] = &[
     (
         "ALTER_GROUP_MEMBERSHIP_MAX_AGE_SECONDS",
         "group_membership_max_age_seconds",
+        EnvKind::Integer,
+    ),
+    (
+        "ALTER_OAUTH_REFRESH_BUFFER_SECONDS",
+        "oauth_refresh_buffer_seconds",
         EnvKind::Integer,
     ),
     (
@@ -297,6 +309,11 @@ impl Config {
             "group_membership_max_age_seconds",
             self.group_membership_max_age_seconds,
             0..=30 * 24 * 3600,
+        )?;
+        in_range(
+            "oauth_refresh_buffer_seconds",
+            self.oauth_refresh_buffer_seconds,
+            0..=3600,
         )?;
         for (key, value) in [
             (

@@ -275,6 +275,40 @@ impl From<Error> for ApiError {
             Error::DelegationInvalid(_) => {
                 ApiError::new(S::FORBIDDEN, codes::DELEGATION_INVALID, message)
             }
+            Error::CredentialRevoked {
+                grant_id,
+                provider_id,
+            } => ApiError::new(S::FORBIDDEN, codes::CREDENTIAL_REVOKED, message).with(|b| {
+                b.with_field("grant_id", grant_id.to_string())
+                    .with_field("provider_id", provider_id)
+            }),
+            Error::TokenRefreshInProgress(grant) => {
+                let mut e = ApiError::new(S::CONFLICT, codes::TOKEN_REFRESH_IN_PROGRESS, message)
+                    .with(|b| b.with_field("grant_id", grant.to_string()));
+                e.retry_after = Some(1);
+                e
+            }
+            Error::ProviderUnavailable(cause) => {
+                tracing::warn!(reason = %cause, "provider unavailable for a refresh");
+                let mut e = ApiError::new(
+                    S::SERVICE_UNAVAILABLE,
+                    codes::PROVIDER_UNAVAILABLE,
+                    "the provider is unavailable; retry shortly",
+                );
+                e.retry_after = Some(5);
+                e
+            }
+            Error::AgentRequiresUserToken => {
+                ApiError::new(S::BAD_REQUEST, codes::AGENT_REQUIRES_USER_TOKEN, message)
+            }
+            Error::AgentCannotDelegateToOtherAgent => ApiError::new(
+                S::BAD_REQUEST,
+                codes::AGENT_CANNOT_DELEGATE_TO_OTHER_AGENT,
+                message,
+            ),
+            Error::ConnectSessionOver(_) => {
+                ApiError::new(S::NOT_FOUND, codes::CONNECT_SESSION_NOT_FOUND, message)
+            }
             Error::Conflict(_) => ApiError::new(S::CONFLICT, codes::CONFLICT, message),
             Error::ReleaseDenied(denial) => {
                 let (status, code) = denial_answer(denial);
@@ -388,6 +422,7 @@ fn not_found_code(entity: Entity) -> &'static str {
         Entity::Idp => codes::IDP_NOT_FOUND,
         Entity::User => codes::GRANT_NOT_FOUND,
         Entity::Provider => codes::PROVIDER_NOT_FOUND,
+        Entity::ConnectSession => codes::CONNECT_SESSION_NOT_FOUND,
     }
 }
 
@@ -575,6 +610,34 @@ mod tests {
                 Error::KeyAlreadyRevoked.into(),
                 Agents,
                 "KeyAlreadyRevokedError",
+            ),
+            (
+                "refresh token refused",
+                Error::CredentialRevoked {
+                    grant_id: alter_core::ids::GrantId::new(),
+                    provider_id: "google".into(),
+                }
+                .into(),
+                Main,
+                "CredentialRevokedError",
+            ),
+            (
+                "refresh in progress",
+                Error::TokenRefreshInProgress(alter_core::ids::GrantId::new()).into(),
+                Main,
+                "TokenRefreshInProgressError",
+            ),
+            (
+                "provider down during a refresh",
+                Error::ProviderUnavailable("x".into()).into(),
+                Main,
+                "BackendError",
+            ),
+            (
+                "session agent without a user",
+                Error::AgentRequiresUserToken.into(),
+                Main,
+                "BackendError",
             ),
             (
                 "database down",

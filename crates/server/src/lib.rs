@@ -8,6 +8,7 @@ pub mod dev;
 pub mod error;
 mod json;
 pub mod key_files;
+mod pages;
 pub mod routes;
 mod serve;
 pub mod state;
@@ -34,6 +35,8 @@ pub use state::AppState;
 
 /// How often expired nonces are pruned.
 const PRUNE_INTERVAL: Duration = Duration::from_secs(60);
+/// How often due upstream revocations (RFC 7009) of revoked connections are retried.
+const REVOCATION_INTERVAL: Duration = Duration::from_secs(30);
 
 /// Why the server could not start. Messages say what to fix and never contain secrets.
 #[derive(Debug, thiserror::Error)]
@@ -156,6 +159,8 @@ impl ServerSettings {
                 timestamp_window_seconds: config.timestamp_window_seconds,
                 max_derived_key_ttl_seconds: config.max_derived_key_ttl_hours * 3600,
                 group_membership_max_age_seconds: config.group_membership_max_age_seconds,
+                refresh_buffer_seconds: config.oauth_refresh_buffer_seconds,
+                ..Settings::default()
             },
             clock: Arc::new(SystemClock),
             audit_checkpoint_interval: (config.audit_checkpoint_interval_seconds > 0)
@@ -189,11 +194,14 @@ impl Server {
         let store = migrated_store(&settings).await?;
         let verifier = alter_upstream::JwtVerifier::new()
             .map_err(|e| StartupError::HttpClient(e.to_string()))?;
+        let oauth = alter_upstream::oauth::OAuthClient::new()
+            .map_err(|e| StartupError::HttpClient(e.to_string()))?;
         let vault = Vault::open(
             Arc::new(store.clone()),
             &settings.master_key,
             settings.clock,
             Arc::new(verifier),
+            Arc::new(oauth),
             settings.vault,
         )
         .await
@@ -288,7 +296,10 @@ fn background_tasks(
     state: &AppState,
     audit_checkpoint_interval: Option<Duration>,
 ) -> Vec<JoinHandle<()>> {
-    let mut tasks = vec![tokio::spawn(prune_nonces(state.vault.clone()))];
+    let mut tasks = vec![
+        tokio::spawn(prune_nonces(state.vault.clone())),
+        tokio::spawn(upstream_revocations(state.vault.clone())),
+    ];
     if let Some(every) = audit_checkpoint_interval {
         tasks.push(tokio::spawn(checkpoints::log_audit_checkpoints(
             state.vault.clone(),
@@ -318,6 +329,19 @@ async fn prune_nonces(vault: Vault) {
             Ok(n) if n > 0 => tracing::debug!(pruned = n, "pruned request nonces"),
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "pruning request nonces failed"),
+        }
+    }
+}
+
+/// Retries the upstream revocations of revoked connections that are due.
+async fn upstream_revocations(vault: Vault) {
+    let mut tick = tokio::time::interval(REVOCATION_INTERVAL);
+    loop {
+        tick.tick().await;
+        match vault.run_upstream_revocations(None).await {
+            Ok(n) if n > 0 => tracing::info!(confirmed = n, "upstream revocations confirmed"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "running upstream revocations failed"),
         }
     }
 }

@@ -3,18 +3,22 @@
 //! without a lock held across the provider call.
 
 use alter_core::audit::AuditEvent;
+use alter_core::connections::revocation::PendingRevocation;
 use alter_core::connections::{Connection, ConnectionStatus, RefreshLease, RefreshedTokens};
-use alter_core::ids::{AppId, ConnectionId};
-use alter_core::ports::{ConnectionStore, StoreResult};
+use alter_core::grants::{Grant, Principal};
+use alter_core::ids::{AppId, ConnectionId, GrantId};
+use alter_core::ports::{ConnectionStore, StoreError, StoreResult};
 use alter_core::time::Timestamp;
 use async_trait::async_trait;
+use sqlx::AnyConnection;
 use sqlx::any::AnyRow;
 
+use crate::grants::{self, COLUMNS as GRANT_COLUMNS};
 use crate::rows::{fetch_optional, get, id, json, micros, opt_time, parsed, time, to_json};
-use crate::{SqlStore, db_error};
+use crate::{SqlStore, chain, db_error};
 
 const COLUMNS: &str = "id, app_id, provider_id, account_identifier, scopes, sealed_tokens, \
-    token_version, access_expires_at, status, created_at, updated_at";
+    token_version, access_expires_at, status, created_at, updated_at, tokens_at";
 
 fn connection(row: &AnyRow) -> StoreResult<Connection> {
     Ok(Connection {
@@ -25,6 +29,7 @@ fn connection(row: &AnyRow) -> StoreResult<Connection> {
         scopes: json(row, "scopes")?,
         sealed_tokens: get(row, "sealed_tokens")?,
         token_version: get(row, "token_version")?,
+        tokens_at: time(row, "tokens_at")?,
         access_expires_at: opt_time(row, "access_expires_at")?,
         status: parsed(row, "status", ConnectionStatus::parse)?,
         created_at: time(row, "created_at")?,
@@ -32,25 +37,258 @@ fn connection(row: &AnyRow) -> StoreResult<Connection> {
     })
 }
 
+/// Inserts a connection row.
+async fn insert(conn: &mut AnyConnection, value: &Connection) -> StoreResult<()> {
+    let sql = format!(
+        "INSERT INTO oauth_connections ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+    );
+    sqlx::query(&sql)
+        .bind(value.id.to_string())
+        .bind(value.app_id.to_string())
+        .bind(&value.provider_id)
+        .bind(value.account_identifier.clone())
+        .bind(to_json(&value.scopes)?)
+        .bind(value.sealed_tokens.clone())
+        .bind(value.token_version)
+        .bind(micros(value.access_expires_at))
+        .bind(value.status.as_str())
+        .bind(value.created_at.micros())
+        .bind(value.updated_at.micros())
+        .bind(value.tokens_at.micros())
+        .execute(&mut *conn)
+        .await
+        .map_err(db_error)?;
+    Ok(())
+}
+
 #[async_trait]
 impl ConnectionStore for SqlStore {
     async fn insert_connection(&self, value: &Connection, event: &AuditEvent) -> StoreResult<()> {
+        let mut tx = self.write.begin().await.map_err(db_error)?;
+        insert(&mut tx, value).await?;
+        chain::append(&mut tx, &self.chain, event).await?;
+        tx.commit().await.map_err(db_error)
+    }
+
+    async fn insert_connection_grant(
+        &self,
+        connection: &Connection,
+        grant: &Grant,
+        events: &[AuditEvent],
+    ) -> StoreResult<()> {
+        let mut tx = self.write.begin().await.map_err(db_error)?;
+        insert(&mut tx, connection).await?;
+        let seq = grants::next_seq(&mut tx, grant.app_id).await?;
+        if grants::label_taken(&mut tx, grant).await? {
+            return Err(StoreError::Conflict("sibling_label".into()));
+        }
+        grants::insert(&mut tx, grant, seq).await?;
+        for event in events {
+            chain::append(&mut tx, &self.chain, event).await?;
+        }
+        tx.commit().await.map_err(db_error)
+    }
+
+    async fn reconnect(&self, value: &Connection, event: &AuditEvent) -> StoreResult<bool> {
+        // The fence moves so a refresh in flight cannot store its tokens over these.
+        let query = sqlx::query(
+            "UPDATE oauth_connections SET sealed_tokens = $1, token_version = $2, tokens_at = $3, \
+             access_expires_at = $4, scopes = $5, account_identifier = $6, status = 'active', \
+             updated_at = $7, refresh_fence = refresh_fence + 1, refresh_lease_until = NULL \
+             WHERE app_id = $8 AND id = $9 AND status <> 'revoked'",
+        )
+        .bind(value.sealed_tokens.clone())
+        .bind(value.token_version)
+        .bind(value.tokens_at.micros())
+        .bind(micros(value.access_expires_at))
+        .bind(to_json(&value.scopes)?)
+        .bind(value.account_identifier.clone())
+        .bind(value.updated_at.micros())
+        .bind(value.app_id.to_string())
+        .bind(value.id.to_string());
+        self.execute_one_with_event(query, event).await
+    }
+
+    async fn find_connection_grant(
+        &self,
+        app: AppId,
+        principal: &Principal,
+        provider: &str,
+        account: &str,
+        now: Timestamp,
+    ) -> StoreResult<Option<Grant>> {
+        let (owner, user) = match principal {
+            Principal::User(user) => (
+                "g.principal_type = 'user' AND g.app_user_id = $5",
+                Some(user.to_string()),
+            ),
+            Principal::System => ("g.principal_type = 'system'", None),
+            // Connect sessions make user and app grants only.
+            _ => return Ok(None),
+        };
         let sql = format!(
-            "INSERT INTO oauth_connections ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+            "SELECT {GRANT_COLUMNS} FROM grants g JOIN oauth_connections c ON c.id = g.connection_id \
+             WHERE g.app_id = $1 AND c.provider_id = $2 AND c.account_identifier = $3 \
+             AND c.status <> 'revoked' AND g.parent_grant_id IS NULL AND g.label IS NULL \
+             AND g.status = 'active' AND (g.expires_at IS NULL OR g.expires_at > $4) AND {owner} \
+             ORDER BY g.seq DESC LIMIT 1"
         );
-        let query = sqlx::query(&sql)
-            .bind(value.id.to_string())
-            .bind(value.app_id.to_string())
-            .bind(&value.provider_id)
-            .bind(value.account_identifier.clone())
-            .bind(to_json(&value.scopes)?)
-            .bind(value.sealed_tokens.clone())
-            .bind(value.token_version)
-            .bind(micros(value.access_expires_at))
-            .bind(value.status.as_str())
-            .bind(value.created_at.micros())
-            .bind(value.updated_at.micros());
-        self.execute_with_event(query, event).await
+        let mut query = sqlx::query(&sql)
+            .bind(app.to_string())
+            .bind(provider.to_owned())
+            .bind(account.to_owned())
+            .bind(now.micros());
+        if let Some(user) = user {
+            query = query.bind(user);
+        }
+        fetch_optional(&self.read, query, grants::grant).await
+    }
+
+    async fn revoke_connection_grant(
+        &self,
+        app: AppId,
+        root: GrantId,
+        connection: ConnectionId,
+        at: Timestamp,
+        reason: Option<&str>,
+        template: &AuditEvent,
+        connection_event: &AuditEvent,
+    ) -> StoreResult<(Vec<GrantId>, bool)> {
+        let mut tx = self.write.begin().await.map_err(db_error)?;
+        let revoked = grants::revoke_subtree(
+            &mut tx,
+            &self.chain,
+            app,
+            ("id", &root.to_string()),
+            at,
+            reason,
+            template,
+        )
+        .await?;
+        let live: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM grants WHERE app_id = $1 AND connection_id = $2 \
+             AND parent_grant_id IS NULL AND status = 'active'",
+        )
+        .bind(app.to_string())
+        .bind(connection.to_string())
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        let mut connection_revoked = false;
+        if live == 0 {
+            // The tokens move to the revocation queue; the row keeps none.
+            let queued = sqlx::query(
+                "INSERT INTO oauth_revocations (connection_id, app_id, provider_id, sealed_tokens, \
+                 token_version, tokens_at, attempts, next_attempt_at, created_at) \
+                 SELECT id, app_id, provider_id, sealed_tokens, token_version, tokens_at, 0, $1, $1 \
+                 FROM oauth_connections WHERE app_id = $2 AND id = $3 AND status <> 'revoked'",
+            )
+            .bind(at.micros())
+            .bind(app.to_string())
+            .bind(connection.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?
+            .rows_affected();
+            if queued == 1 {
+                sqlx::query(
+                    "UPDATE oauth_connections SET status = 'revoked', updated_at = $1, \
+                     refresh_fence = refresh_fence + 1, refresh_lease_until = NULL, \
+                     sealed_tokens = $2 WHERE app_id = $3 AND id = $4",
+                )
+                .bind(at.micros())
+                .bind(Vec::<u8>::new())
+                .bind(app.to_string())
+                .bind(connection.to_string())
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error)?;
+                chain::append(&mut tx, &self.chain, connection_event).await?;
+                connection_revoked = true;
+            }
+        }
+        tx.commit().await.map_err(db_error)?;
+        Ok((revoked, connection_revoked))
+    }
+
+    async fn claim_revocations(
+        &self,
+        now: Timestamp,
+        until: Timestamp,
+        limit: i64,
+        only: Option<ConnectionId>,
+    ) -> StoreResult<Vec<PendingRevocation>> {
+        let only_clause = if only.is_some() {
+            "AND connection_id = $4"
+        } else {
+            ""
+        };
+        let sql = format!(
+            "UPDATE oauth_revocations SET next_attempt_at = $1 WHERE connection_id IN ( \
+             SELECT connection_id FROM oauth_revocations WHERE done_at IS NULL \
+             AND next_attempt_at <= $2 {only_clause} ORDER BY next_attempt_at LIMIT $3) \
+             AND done_at IS NULL AND next_attempt_at <= $2 \
+             RETURNING connection_id, app_id, provider_id, sealed_tokens, token_version, \
+             tokens_at, attempts"
+        );
+        let mut query = sqlx::query(&sql)
+            .bind(until.micros())
+            .bind(now.micros())
+            .bind(limit);
+        if let Some(id) = only {
+            query = query.bind(id.to_string());
+        }
+        let rows = query.fetch_all(&self.write).await.map_err(db_error)?;
+        rows.iter()
+            .map(|row| {
+                Ok(PendingRevocation {
+                    connection_id: id(row, "connection_id")?,
+                    app_id: id(row, "app_id")?,
+                    provider_id: get(row, "provider_id")?,
+                    sealed_tokens: get(row, "sealed_tokens")?,
+                    token_version: get(row, "token_version")?,
+                    tokens_at: time(row, "tokens_at")?,
+                    attempts: get(row, "attempts")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn finish_revocation(
+        &self,
+        connection: ConnectionId,
+        at: Timestamp,
+        event: &AuditEvent,
+    ) -> StoreResult<()> {
+        let query = sqlx::query(
+            "UPDATE oauth_revocations SET done_at = $1, sealed_tokens = $2, \
+             attempts = attempts + 1 WHERE connection_id = $3 AND done_at IS NULL",
+        )
+        .bind(at.micros())
+        .bind(Vec::<u8>::new())
+        .bind(connection.to_string());
+        self.execute_one_with_event(query, event).await.map(drop)
+    }
+
+    async fn retry_revocation(
+        &self,
+        connection: ConnectionId,
+        attempts: i64,
+        next_at: Timestamp,
+        error: &str,
+    ) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE oauth_revocations SET attempts = $1, next_attempt_at = $2, last_error = $3 \
+             WHERE connection_id = $4 AND done_at IS NULL",
+        )
+        .bind(attempts)
+        .bind(next_at.micros())
+        .bind(error.chars().take(500).collect::<String>())
+        .bind(connection.to_string())
+        .execute(&self.write)
+        .await
+        .map_err(db_error)?;
+        Ok(())
     }
 
     async fn get_connection(
@@ -104,8 +342,8 @@ impl ConnectionStore for SqlStore {
         let done = sqlx::query(
             "UPDATE oauth_connections SET sealed_tokens = $1, token_version = $2, \
              access_expires_at = $3, scopes = COALESCE($4, scopes), updated_at = $5, \
-             refresh_lease_until = NULL WHERE app_id = $6 AND id = $7 AND refresh_fence = $8 \
-             AND token_version = $9 AND status = 'active'",
+             refresh_lease_until = NULL, tokens_at = $5 WHERE app_id = $6 AND id = $7 \
+             AND refresh_fence = $8 AND token_version = $9 AND status = 'active'",
         )
         .bind(tokens.sealed_tokens.clone())
         .bind(tokens.token_version)

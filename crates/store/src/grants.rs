@@ -5,7 +5,10 @@
 //! total from the counter: constant time at any depth of a million grants.
 
 use alter_core::audit::{AuditEvent, ChainKey};
-use alter_core::credentials::{CredentialKind, CredentialRef, CredentialSummary, SecretSummary};
+use alter_core::connections::ConnectionStatus;
+use alter_core::credentials::{
+    ConnectionSummary, CredentialKind, CredentialRef, CredentialSummary, SecretSummary,
+};
 use alter_core::grants::{
     CreatedBy, Grant, GrantFilter, GrantStateFilter, GrantStatus, GrantView, Principal,
     PrincipalType, Viewer,
@@ -23,11 +26,12 @@ use crate::rows::{
 };
 use crate::{SqlStore, chain, db_error};
 
-pub(crate) const COLUMNS: &str = "g.id, g.app_id, g.seq, g.grant_kind, g.secret_id, g.principal_type, \
+pub(crate) const COLUMNS: &str = "g.id, g.app_id, g.seq, g.grant_kind, g.secret_id, g.connection_id, g.principal_type, \
     g.app_user_id, g.idp_id, g.external_group_id, g.agent_id, g.label, g.account_identifier, \
     g.status, g.policy, g.expires_at, g.parent_grant_id, g.depth, g.delegable, g.delegated_by, \
     g.created_by, g.created_at, g.revoked_at, g.revoke_reason, g.last_used_at, g.scope_mismatch";
-const FROM: &str = "FROM grants g LEFT JOIN managed_secrets s ON s.id = g.secret_id";
+const FROM: &str = "FROM grants g LEFT JOIN managed_secrets s ON s.id = g.secret_id \
+    LEFT JOIN oauth_connections c ON c.id = g.connection_id";
 
 pub(crate) fn grant(row: &AnyRow) -> StoreResult<Grant> {
     let principal = match parsed(row, "principal_type", PrincipalType::parse)? {
@@ -45,6 +49,7 @@ pub(crate) fn grant(row: &AnyRow) -> StoreResult<Grant> {
         seq: get(row, "seq")?,
         credential: match parsed(row, "grant_kind", CredentialKind::parse)? {
             CredentialKind::ManagedSecret => CredentialRef::ManagedSecret(id(row, "secret_id")?),
+            CredentialKind::OAuth => CredentialRef::Connection(id(row, "connection_id")?),
         },
         principal,
         label: get(row, "label")?,
@@ -66,17 +71,28 @@ pub(crate) fn grant(row: &AnyRow) -> StoreResult<Grant> {
 
 fn view(row: &AnyRow) -> StoreResult<GrantView> {
     let grant = grant(row)?;
-    let slug: Option<String> = get(row, "secret_slug")?;
-    let name: Option<String> = get(row, "secret_name")?;
-    let credential = match (grant.credential, slug, name) {
-        (CredentialRef::ManagedSecret(id), Some(slug), Some(name)) => {
-            Some(CredentialSummary::ManagedSecret(SecretSummary {
-                id,
-                slug,
-                name,
-            }))
+    let credential = match grant.credential {
+        CredentialRef::ManagedSecret(id) => {
+            let slug: Option<String> = get(row, "secret_slug")?;
+            let name: Option<String> = get(row, "secret_name")?;
+            slug.zip(name).map(|(slug, name)| {
+                CredentialSummary::ManagedSecret(SecretSummary { id, slug, name })
+            })
         }
-        _ => None,
+        CredentialRef::Connection(id) => {
+            let provider: Option<String> = get(row, "connection_provider")?;
+            match provider {
+                Some(provider_id) => Some(CredentialSummary::Connection(ConnectionSummary {
+                    id,
+                    provider_id,
+                    account_identifier: get(row, "connection_account")?,
+                    scopes: json(row, "connection_scopes")?,
+                    access_expires_at: opt_time(row, "connection_expires_at")?,
+                    status: parsed(row, "connection_status", ConnectionStatus::parse)?,
+                })),
+                None => None,
+            }
+        }
     };
     Ok(GrantView { grant, credential })
 }
@@ -111,7 +127,7 @@ fn principal_columns(
 
 /// Takes the next number of the app's grants. The counter row stays locked until the
 /// transaction ends, which also serializes the sibling-label check below.
-async fn next_seq(conn: &mut AnyConnection, app: AppId) -> StoreResult<i64> {
+pub(crate) async fn next_seq(conn: &mut AnyConnection, app: AppId) -> StoreResult<i64> {
     let row = sqlx::query(
         "UPDATE app_counters SET grants = grants + 1 WHERE app_id = $1 RETURNING grants",
     )
@@ -123,7 +139,7 @@ async fn next_seq(conn: &mut AnyConnection, app: AppId) -> StoreResult<i64> {
 }
 
 /// True if an active, unexpired root sibling (same credential and principal) holds the label.
-async fn label_taken(conn: &mut AnyConnection, grant: &Grant) -> StoreResult<bool> {
+pub(crate) async fn label_taken(conn: &mut AnyConnection, grant: &Grant) -> StoreResult<bool> {
     let Some(label) = &grant.label else {
         return Ok(false);
     };
@@ -134,15 +150,23 @@ async fn label_taken(conn: &mut AnyConnection, grant: &Grant) -> StoreResult<boo
         PrincipalType::Agent => "g.agent_id = $5",
         PrincipalType::System => "1 = 1",
     };
+    // Siblings share a managed secret, or a provider (each connection is one account).
+    let credential = match grant.credential {
+        CredentialRef::ManagedSecret(_) => "g.secret_id = $2",
+        CredentialRef::Connection(_) => {
+            "g.connection_id IN (SELECT o.id FROM oauth_connections o WHERE o.provider_id = \
+             (SELECT p.provider_id FROM oauth_connections p WHERE p.id = $2))"
+        }
+    };
     let sql = format!(
-        "SELECT COUNT(*) AS n FROM grants g WHERE g.app_id = $1 AND g.secret_id = $2 \
+        "SELECT COUNT(*) AS n FROM grants g WHERE g.app_id = $1 AND {credential} \
          AND g.label = $3 AND g.status = 'active' AND g.parent_grant_id IS NULL \
          AND (g.expires_at IS NULL OR g.expires_at > $4) AND g.principal_type = '{}' AND {identity}",
         kind.as_str()
     );
     let mut query = sqlx::query(&sql)
         .bind(grant.app_id.to_string())
-        .bind(grant.credential.secret_id().map(|s| s.to_string()))
+        .bind(credential_column(grant.credential))
         .bind(label)
         .bind(grant.created_at.micros());
     for value in [user, idp, group, agent].into_iter().flatten() {
@@ -155,17 +179,18 @@ async fn label_taken(conn: &mut AnyConnection, grant: &Grant) -> StoreResult<boo
 pub(crate) async fn insert(conn: &mut AnyConnection, grant: &Grant, seq: i64) -> StoreResult<()> {
     let (kind, user, idp, group, agent) = principal_columns(&grant.principal);
     sqlx::query(
-        "INSERT INTO grants (id, app_id, seq, grant_kind, secret_id, principal_type, app_user_id, \
-         idp_id, external_group_id, agent_id, label, account_identifier, status, policy, expires_at, \
-         parent_grant_id, depth, delegable, delegated_by, created_by, created_at, revoked_at, \
-         revoke_reason, last_used_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, \
-         $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24)",
+        "INSERT INTO grants (id, app_id, seq, grant_kind, secret_id, connection_id, principal_type, \
+         app_user_id, idp_id, external_group_id, agent_id, label, account_identifier, status, \
+         policy, expires_at, parent_grant_id, depth, delegable, delegated_by, created_by, \
+         created_at, revoked_at, revoke_reason, last_used_at) VALUES ($1, $2, $3, $4, $5, $6, \
+         $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25)",
     )
     .bind(grant.id.to_string())
     .bind(grant.app_id.to_string())
     .bind(seq)
     .bind(grant.credential.kind().as_str())
     .bind(grant.credential.secret_id().map(|s| s.to_string()))
+    .bind(grant.credential.connection_id().map(|c| c.to_string()))
     .bind(kind.as_str())
     .bind(user)
     .bind(idp)
@@ -189,6 +214,14 @@ pub(crate) async fn insert(conn: &mut AnyConnection, grant: &Grant, seq: i64) ->
     .await
     .map_err(db_error)?;
     Ok(())
+}
+
+/// The id of the credential a grant points at, as its column holds it.
+fn credential_column(credential: CredentialRef) -> String {
+    match credential {
+        CredentialRef::ManagedSecret(id) => id.to_string(),
+        CredentialRef::Connection(id) => id.to_string(),
+    }
 }
 
 /// Runs an `UPDATE … RETURNING id` that revokes grants and writes one event per revoked grant.
@@ -333,7 +366,7 @@ fn listing_clause(app: AppId, viewer: &Viewer, filter: &GrantFilter, now: Timest
     }
     if let Some(provider) = &filter.provider {
         let p = c.text(provider.clone());
-        c.sql.push(format!("s.slug = {p}"));
+        c.sql.push(format!("(s.slug = {p} OR c.provider_id = {p})"));
     }
     if let Some(label) = &filter.label {
         let l = c.text(label.clone());
@@ -341,7 +374,9 @@ fn listing_clause(app: AppId, viewer: &Viewer, filter: &GrantFilter, now: Timest
     }
     if let Some(account) = &filter.account {
         let a = c.text(account.clone());
-        c.sql.push(format!("g.account_identifier = {a}"));
+        c.sql.push(format!(
+            "COALESCE(c.account_identifier, g.account_identifier) = {a}"
+        ));
     }
     if let Some(ids) = &filter.ids {
         let ids = c.list(ids);
@@ -374,7 +409,12 @@ fn listing_clause(app: AppId, viewer: &Viewer, filter: &GrantFilter, now: Timest
 }
 
 fn select_views() -> String {
-    format!("SELECT {COLUMNS}, s.slug AS secret_slug, s.name AS secret_name {FROM}")
+    format!(
+        "SELECT {COLUMNS}, s.slug AS secret_slug, s.name AS secret_name, \
+         c.provider_id AS connection_provider, c.account_identifier AS connection_account, \
+         c.scopes AS connection_scopes, c.access_expires_at AS connection_expires_at, \
+         c.status AS connection_status {FROM}"
+    )
 }
 
 #[async_trait]

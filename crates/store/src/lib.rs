@@ -15,6 +15,7 @@ mod agents;
 mod apps;
 mod audit_events;
 mod chain;
+mod connect;
 mod connections;
 mod error;
 #[cfg(feature = "test-support")]

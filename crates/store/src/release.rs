@@ -3,8 +3,8 @@
 
 use alter_core::audit::AuditEvent;
 use alter_core::grants::{Grant, Viewer};
-use alter_core::ids::{AppId, GrantId, SecretId};
-use alter_core::ports::{ReleaseStore, StoreResult};
+use alter_core::ids::{AppId, GrantId};
+use alter_core::ports::{CandidateSource, Narrowing, ReleaseStore, StoreResult};
 use alter_core::release::ReleaseCondition;
 use alter_core::time::Timestamp;
 use async_trait::async_trait;
@@ -19,20 +19,32 @@ impl ReleaseStore for SqlStore {
     async fn release_candidates(
         &self,
         app: AppId,
-        secret: SecretId,
+        source: CandidateSource<'_>,
         viewer: &Viewer,
-        label: Option<&str>,
+        narrow: Narrowing<'_>,
         now: Timestamp,
         limit: i64,
     ) -> StoreResult<Vec<Grant>> {
         let mut c = Clause::default();
         let app = c.text(app.to_string());
-        let secret = c.text(secret.to_string());
         let now = c.param(Param::Int(now.micros()));
         c.sql.push(format!(
-            "g.app_id = {app} AND g.secret_id = {secret} AND g.status = 'active' \
+            "g.app_id = {app} AND g.status = 'active' \
              AND (g.expires_at IS NULL OR g.expires_at > {now})"
         ));
+        match source {
+            CandidateSource::Secret(secret) => {
+                let secret = c.text(secret.to_string());
+                c.sql.push(format!("g.secret_id = {secret}"));
+            }
+            CandidateSource::Provider(provider) => {
+                let provider = c.text(provider);
+                c.sql.push(format!(
+                    "g.connection_id IN (SELECT o.id FROM oauth_connections o \
+                     WHERE o.app_id = {app} AND o.provider_id = {provider})"
+                ));
+            }
+        }
         match viewer {
             Viewer::App => c.sql.push("g.principal_type = 'system'".into()),
             Viewer::User { user, idp, groups } => {
@@ -48,9 +60,17 @@ impl ReleaseStore for SqlStore {
                 delegated_by,
             } => c.agent_clause(*agent, *delegated_by),
         }
-        if let Some(label) = label {
+        if let Some(label) = narrow.label {
             let label = c.text(label);
             c.sql.push(format!("g.label = {label}"));
+        }
+        // Managed secrets have no account: the narrowing is the connections'.
+        if let (Some(account), CandidateSource::Provider(_)) = (narrow.account, source) {
+            let account = c.text(account);
+            c.sql.push(format!(
+                "g.connection_id IN (SELECT o.id FROM oauth_connections o \
+                 WHERE o.account_identifier = {account})"
+            ));
         }
         let limit = c.param(Param::Int(limit));
         let sql = format!(

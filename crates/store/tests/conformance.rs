@@ -18,9 +18,9 @@ use alter_core::identity::{
 use alter_core::ids::{AgentId, AppId, GrantId, IdpId, KeyId, SecretId, UserId};
 use alter_core::keys::{ApiKey, KeyType};
 use alter_core::ports::{
-    AgentStore, AppStore, AuditStore, ConnectionStore, GrantStore, HealthStore, IdentityStore,
-    KeyStore, KeyringStore, NonceStore, ProviderStore, ReleaseStore, SecretStore, StoreError,
-    WrappedKek,
+    AgentStore, AppStore, AuditStore, ConnectStore, ConnectionStore, GrantStore, HealthStore,
+    IdentityStore, KeyStore, KeyringStore, NonceStore, ProviderStore, ReleaseStore, SecretStore,
+    StoreError, WrappedKek,
 };
 use alter_core::release::ReleaseCondition;
 use alter_core::scope::{Scope, ScopeSet};
@@ -1787,9 +1787,296 @@ fn new_connection(app: AppId) -> alter_core::connections::Connection {
         scopes: Vec::new(),
         sealed_tokens: vec![1; 16],
         token_version: 1,
+        tokens_at: t(0),
         access_expires_at: None,
         status: alter_core::connections::ConnectionStatus::Active,
         created_at: t(0),
         updated_at: t(0),
     }
+}
+
+/// An OAuth grant is stored with its connection in one step; the account finds it again; a
+/// reconnect gives the connection new tokens and moves the fence, so a refresh leased before
+/// it cannot store its result.
+#[tokio::test]
+async fn oauth_grants_are_found_by_account_and_reconnected_under_a_new_fence() {
+    use alter_core::connections::{Connection, RefreshedTokens};
+    on_every_engine(|Fixture { store, .. }| async move {
+        let app = new_app(&store, "a").await.id;
+        let connection = Connection {
+            account_identifier: Some("ada@example.com".into()),
+            ..new_connection(app)
+        };
+        let root = grant(app, CredentialRef::Connection(connection.id), None, None);
+        store
+            .insert_connection_grant(&connection, &root, &[event(app, "connection.created")])
+            .await
+            .unwrap();
+        let found = store
+            .find_connection_grant(app, &Principal::System, "acme", "ada@example.com", t(1))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(found.id, root.id);
+        assert_eq!(found.credential, CredentialRef::Connection(connection.id));
+        for (provider, account) in [("acme", "bob@example.com"), ("other", "ada@example.com")] {
+            assert!(
+                store
+                    .find_connection_grant(app, &Principal::System, provider, account, t(1))
+                    .await
+                    .unwrap()
+                    .is_none()
+            );
+        }
+        let other_app = new_app(&store, "b").await.id;
+        assert!(
+            store
+                .find_connection_grant(
+                    other_app,
+                    &Principal::System,
+                    "acme",
+                    "ada@example.com",
+                    t(1)
+                )
+                .await
+                .unwrap()
+                .is_none()
+        );
+
+        let lease = store
+            .acquire_refresh_lease(app, connection.id, t(2), t(30))
+            .await
+            .unwrap()
+            .unwrap();
+        let renewed = Connection {
+            sealed_tokens: vec![9; 16],
+            token_version: 2,
+            tokens_at: t(3),
+            updated_at: t(3),
+            ..connection.clone()
+        };
+        assert!(
+            store
+                .reconnect(&renewed, &event(app, "connection.reconnected"))
+                .await
+                .unwrap()
+        );
+        let refreshed = RefreshedTokens {
+            sealed_tokens: vec![7; 16],
+            token_version: 2,
+            access_expires_at: None,
+            scopes: None,
+            at: t(4),
+        };
+        assert!(
+            !store
+                .complete_refresh(app, connection.id, &lease, &refreshed)
+                .await
+                .unwrap(),
+            "a refresh leased before the reconnect must not store its tokens"
+        );
+        let stored = store
+            .get_connection(app, connection.id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(stored.sealed_tokens, vec![9; 16]);
+        assert_eq!(stored.tokens_at, t(3));
+    })
+    .await;
+}
+
+/// Revoking a connection's last root grant revokes the connection in the same transaction and
+/// moves its tokens to the upstream-revocation queue; a sibling keeps the connection alive.
+/// A queued revocation is claimed by one caller at a time and ends with its tokens destroyed.
+#[tokio::test]
+async fn revoking_the_last_oauth_grant_queues_its_tokens_for_the_provider() {
+    use alter_core::connections::{Connection, ConnectionStatus};
+    on_every_engine(|Fixture { store, raw }| async move {
+        let app = new_app(&store, "a").await.id;
+        let connection = Connection {
+            sealed_tokens: vec![5; 16],
+            ..new_connection(app)
+        };
+        let first = grant(app, CredentialRef::Connection(connection.id), None, None);
+        store
+            .insert_connection_grant(&connection, &first, &[event(app, "connection.created")])
+            .await
+            .unwrap();
+        let sibling = Grant {
+            label: Some("second".into()),
+            ..grant(app, CredentialRef::Connection(connection.id), None, None)
+        };
+        store
+            .insert_grant(&sibling, &event(app, "grant.minted"))
+            .await
+            .unwrap();
+        let revoke = |root: GrantId| {
+            let store = store.clone();
+            async move {
+                store
+                    .revoke_connection_grant(
+                        app,
+                        root,
+                        connection.id,
+                        t(10),
+                        None,
+                        &event(app, "grant.revoked"),
+                        &event(app, "connection.revoked"),
+                    )
+                    .await
+                    .unwrap()
+            }
+        };
+        let (revoked, gone) = revoke(first.id).await;
+        assert_eq!(revoked, vec![first.id]);
+        assert!(!gone, "a sibling still uses the connection");
+        let (revoked, gone) = revoke(sibling.id).await;
+        assert_eq!(revoked, vec![sibling.id]);
+        assert!(gone);
+        let stored = store.get_connection(app, connection.id).await.unwrap().unwrap();
+        assert_eq!(stored.status, ConnectionStatus::Revoked);
+        assert!(stored.sealed_tokens.is_empty());
+
+        let claimed = store
+            .claim_revocations(t(10), t(100), 10, None)
+            .await
+            .unwrap();
+        assert_eq!(claimed.len(), 1);
+        assert_eq!(claimed[0].sealed_tokens, vec![5; 16]);
+        assert!(
+            store
+                .claim_revocations(t(11), t(100), 10, None)
+                .await
+                .unwrap()
+                .is_empty(),
+            "a claimed revocation is not handed out twice"
+        );
+        store
+            .retry_revocation(connection.id, 1, t(20), "HTTP 503")
+            .await
+            .unwrap();
+        assert!(store.claim_revocations(t(19), t(100), 10, None).await.unwrap().is_empty());
+        let again = store
+            .claim_revocations(t(20), t(100), 10, Some(connection.id))
+            .await
+            .unwrap();
+        assert_eq!(again.len(), 1);
+        assert_eq!(again[0].attempts, 1);
+        store
+            .finish_revocation(connection.id, t(21), &event(app, "connection.revoked_upstream"))
+            .await
+            .unwrap();
+        let left = count(
+            &raw,
+            "SELECT COUNT(*) FROM oauth_revocations WHERE connection_id = $1 AND done_at IS NOT NULL",
+            connection.id.to_string(),
+        )
+        .await;
+        assert_eq!(left, 1);
+        assert!(store.claim_revocations(t(1_000_000), t(1_000_100), 10, None).await.unwrap().is_empty());
+    })
+    .await;
+}
+
+/// A Connect attempt's state is claimed once: the second callback with it finds nothing. A
+/// session ends once.
+#[tokio::test]
+async fn a_connect_state_is_claimed_once_and_a_session_ends_once() {
+    use alter_core::connect::{ConnectOutcome, ConnectSession, ConnectSettings, SessionStatus};
+    on_every_engine(|Fixture { store, .. }| async move {
+        let app = new_app(&store, "a").await.id;
+        let session = ConnectSession {
+            id: alter_core::ids::ConnectSessionId::new(),
+            app_id: app,
+            settings: ConnectSettings {
+                providers: vec!["acme".into()],
+                return_url: None,
+                allowed_origin: None,
+                lifetime: GrantLifetime::default(),
+                required_scopes: Default::default(),
+                label: None,
+                repair_grant_id: None,
+                agent_id: None,
+                delegable: false,
+                user_id: None,
+                direct: false,
+                switch_account: false,
+            },
+            status: SessionStatus::Pending,
+            declined: Vec::new(),
+            outcome: None,
+            created_at: t(0),
+            expires_at: t(600),
+        };
+        store
+            .insert_connect_session(
+                &session,
+                &[1; 32],
+                &[2; 32],
+                &event(app, "connect_session.created"),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            store.connect_session_by_poll_hash(&[1; 32]).await.unwrap(),
+            Some(session.clone())
+        );
+        assert_eq!(
+            store.connect_session_by_page_hash(&[2; 32]).await.unwrap(),
+            Some(session.clone())
+        );
+        assert!(
+            store
+                .connect_session_by_poll_hash(&[2; 32])
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            store
+                .start_connect_attempt(session.id, &[3; 32], "acme", b"sealed", t(1))
+                .await
+                .unwrap()
+        );
+        let claimed = store
+            .claim_connect_attempt(&[3; 32], t(2))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(claimed.provider_id, "acme");
+        assert_eq!(claimed.sealed_verifier, b"sealed".to_vec());
+        assert_eq!(claimed.started_at, t(1));
+        assert!(
+            store
+                .claim_connect_attempt(&[3; 32], t(3))
+                .await
+                .unwrap()
+                .is_none()
+        );
+        let outcome = ConnectOutcome::Failed {
+            code: "connect_denied".into(),
+            message: "no".into(),
+        };
+        assert!(
+            store
+                .finish_connect_session(session.id, SessionStatus::Failed, &outcome, t(4))
+                .await
+                .unwrap()
+        );
+        assert!(
+            !store
+                .finish_connect_session(session.id, SessionStatus::Completed, &outcome, t(5))
+                .await
+                .unwrap()
+        );
+        assert!(
+            !store
+                .start_connect_attempt(session.id, &[4; 32], "acme", b"sealed", t(6))
+                .await
+                .unwrap(),
+            "an ended session starts no attempt"
+        );
+    })
+    .await;
 }

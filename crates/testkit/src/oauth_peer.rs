@@ -90,6 +90,8 @@ pub struct PeerStats {
     pub revocations: u64,
     /// Requests to the introspection endpoint.
     pub introspections: u64,
+    /// Calls of the resource endpoint (`/_peer/resource`).
+    pub resource_calls: u64,
 }
 
 /// Token-endpoint requests by `grant_type`.
@@ -289,6 +291,38 @@ impl OAuthPeer {
             redirect,
             consent_page: page,
         }
+    }
+
+    /// Plays a signed-in-then-refusing user in `browser` for `authorize`: signs in, then
+    /// denies consent. Returns the redirect to the client's redirect URI (with
+    /// `error=access_denied`).
+    #[allow(clippy::panic)] // A harness fails loudly.
+    pub async fn deny(&self, browser: &reqwest::Client, authorize: Url) -> Url {
+        let page = browser
+            .get(authorize)
+            .send()
+            .await
+            .expect("the authorization request");
+        assert!(page.url().path().starts_with("/interaction/"));
+        let login = page.url().clone();
+        let (user, password) = self.user();
+        let consent = browser
+            .post(format!("{login}/login"))
+            .form(&[("login", user), ("password", password)])
+            .send()
+            .await
+            .expect("the login");
+        assert_eq!(consent.status(), StatusCode::OK);
+        let response = browser
+            .get(format!("{}/abort", consent.url()))
+            .send()
+            .await
+            .expect("the refusal");
+        assert_eq!(response.status(), StatusCode::SEE_OTHER);
+        let location = response.headers()[LOCATION]
+            .to_str()
+            .expect("an ASCII Location");
+        Url::parse(location).unwrap_or_else(|error| panic!("the redirect {location:?}: {error}"))
     }
 
     /// The requests counted so far.

@@ -101,6 +101,11 @@ impl AgentAllowlist {
         self.managed_secret_slugs.iter().any(|s| s == slug)
     }
 
+    /// True if it names the OAuth provider `id`.
+    pub fn names_provider(&self, id: &str) -> bool {
+        self.providers.contains_key(id)
+    }
+
     /// Every entry, the managed secrets under their wire key.
     fn entries(&self) -> impl Iterator<Item = (&str, &Vec<String>)> {
         let slugs = (!self.managed_secret_slugs.is_empty())

@@ -48,10 +48,19 @@ pub(crate) fn grant_event(
     actor: Actor,
     credential: &Credential,
 ) -> AuditEvent {
-    let principal = principal_json(grant);
-    let (secret_id, secret_slug) = match credential {
-        Credential::ManagedSecret(secret) => (secret.id, &secret.slug),
-    };
+    let mut details = credential.audit_details();
+    details.extend(
+        json!({
+            "principal": principal_json(grant),
+            "label": grant.label,
+            "parent_grant_id": grant.parent_grant_id,
+            "expires_at": grant.expires_at,
+            "delegated_by": grant.delegated_by,
+        })
+        .as_object()
+        .cloned()
+        .unwrap_or_default(),
+    );
     AuditEvent::allow(
         grant.app_id,
         grant.created_at,
@@ -62,13 +71,5 @@ pub(crate) fn grant_event(
             id: grant.id.to_string(),
         },
     )
-    .with_details(json!({
-        "principal": principal,
-        "label": grant.label,
-        "secret_id": secret_id,
-        "secret_slug": secret_slug,
-        "parent_grant_id": grant.parent_grant_id,
-        "expires_at": grant.expires_at,
-        "delegated_by": grant.delegated_by,
-    }))
+    .with_details(details.into())
 }

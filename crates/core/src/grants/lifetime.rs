@@ -7,7 +7,7 @@ use super::model::{GrantLifetime, LifetimeInput, MAX_TTL_SECONDS};
 
 /// The lifetime the caller gave, checked: a future `expires_at`, positive lengths, the default
 /// no longer than the maximum.
-pub(super) fn parse_lifetime(input: LifetimeInput, now: Timestamp) -> Result<GrantLifetime> {
+pub(crate) fn parse_lifetime(input: LifetimeInput, now: Timestamp) -> Result<GrantLifetime> {
     let invalid = |m: &str| Error::InvalidGrantLifetime(m.to_owned());
     let expires_at = input
         .expires_at

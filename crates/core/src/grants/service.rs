@@ -3,6 +3,7 @@
 use crate::agents::AgentStatus;
 use crate::audit::{Actor, AuditEvent, action};
 use crate::caller::Caller;
+use crate::connections::revocation::connection_revoked_event;
 use crate::credentials::{Credential, CredentialRef, CredentialSummary};
 use crate::error::{Entity, Error, Limit, Result, ensure};
 use crate::identity::SignedInUser;
@@ -313,10 +314,34 @@ impl Vault {
             actor,
             reason.as_deref().unwrap_or("revoked"),
         );
-        let revoked = self
-            .store()
-            .revoke_grants(grant.app_id, grant.id, now, reason.as_deref(), &template)
-            .await?;
+        let revoked = match grant.credential {
+            // A root OAuth grant may take its connection with it, and that its tokens upstream.
+            CredentialRef::Connection(connection) if grant.parent_grant_id.is_none() => {
+                let connection_event =
+                    connection_revoked_event(grant.app_id, connection, now, &grant);
+                let (revoked, connection_revoked) = self
+                    .store()
+                    .revoke_connection_grant(
+                        grant.app_id,
+                        grant.id,
+                        connection,
+                        now,
+                        reason.as_deref(),
+                        &template,
+                        &connection_event,
+                    )
+                    .await?;
+                if connection_revoked {
+                    self.spawn_upstream_revocation(connection);
+                }
+                revoked
+            }
+            _ => {
+                self.store()
+                    .revoke_grants(grant.app_id, grant.id, now, reason.as_deref(), &template)
+                    .await?
+            }
+        };
         if !revoked.contains(&grant.id) {
             return Err(Error::GrantRevoked(grant.id));
         }

@@ -6,6 +6,7 @@
 use async_trait::async_trait;
 
 use crate::agents::Agent;
+use crate::credentials::CredentialKind;
 use crate::error::Error;
 use crate::grants::{Grant, GrantState};
 use crate::ids::AppId;
@@ -73,6 +74,8 @@ impl Denial {
 /// What the credential a grant points at lets the rules see: never its value.
 #[derive(Debug, Clone, Copy)]
 pub struct CredentialFacts<'a> {
+    /// Its kind.
+    pub kind: CredentialKind,
     /// The name callers use for it (a managed secret's slug, an OAuth provider's id).
     pub provider_id: &'a str,
     /// Hosts it may be sent to; empty means any.
@@ -120,10 +123,14 @@ pub struct BuiltinRules;
 impl Authorizer for BuiltinRules {
     async fn authorize(&self, request: &Authorization<'_>) -> Result<(), Denial> {
         if let Some(agent) = request.agent {
-            if !agent
-                .allowlist(request.now)
-                .names_secret(request.credential.provider_id)
-            {
+            let allowlist = agent.allowlist(request.now);
+            let named = match request.credential.kind {
+                CredentialKind::ManagedSecret => {
+                    allowlist.names_secret(request.credential.provider_id)
+                }
+                CredentialKind::OAuth => allowlist.names_provider(request.credential.provider_id),
+            };
+            if !named {
                 return Err(Denial::AgentNotAllowlisted);
             }
             if agent.approval.requires_approval() {
@@ -280,6 +287,7 @@ mod tests {
                 grant: &grant,
                 chain: std::slice::from_ref(&grant),
                 credential: CredentialFacts {
+                    kind: CredentialKind::ManagedSecret,
                     provider_id: "stripe",
                     allowed_hosts: &hosts,
                 },

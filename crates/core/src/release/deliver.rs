@@ -30,7 +30,7 @@ pub struct Release {
     pub injection: CredentialInjection,
     /// The release's audit event id (the client echoes it as `token_generation`).
     pub release_id: EventId,
-    /// Seconds until the grant ends, if it ends.
+    /// Seconds until the token expires (an OAuth access token), else until the grant ends.
     pub expires_in: Option<i64>,
     /// A provider reported the grant's scopes too narrow.
     pub scope_mismatch: bool,
@@ -69,7 +69,10 @@ impl Vault {
             return Err(Stop::refused(refusal, Some(&grant), error));
         }
         Ok(Release {
-            expires_in: grant.expires_at.map(|end| now.seconds_until(end).max(0)),
+            expires_in: injection
+                .expires_at
+                .or(grant.expires_at)
+                .map(|end| now.seconds_until(end).max(0)),
             scope_mismatch: grant.scope_mismatch,
             provider_id: credential.provider_id().to_owned(),
             release_id,
@@ -148,16 +151,18 @@ pub(super) fn release_event(
     summary: RequestSummary,
     reason: Option<String>,
     at: crate::time::Timestamp,
+    refreshed: bool,
 ) -> AuditEvent {
     let grant = &resolved.grant;
-    let details = match &resolved.credential {
-        Credential::ManagedSecret(secret) => json!({
-            "secret_id": secret.id,
-            "secret_slug": secret.slug,
-            "value_version": secret.value_version,
-            "parent_grant_id": grant.parent_grant_id,
-        }),
-    };
+    let mut details = resolved.credential.audit_details();
+    details.insert(
+        "value_version".into(),
+        resolved.credential.value_version().into(),
+    );
+    details.insert("parent_grant_id".into(), json!(grant.parent_grant_id));
+    if refreshed {
+        details.insert("refreshed".into(), true.into());
+    }
     AuditEvent {
         principal: Some(principal_json(grant)),
         request: Some(summary),
@@ -174,5 +179,5 @@ pub(super) fn release_event(
             },
         )
     }
-    .with_details(details)
+    .with_details(details.into())
 }

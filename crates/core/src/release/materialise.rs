@@ -7,8 +7,11 @@ use std::collections::BTreeMap;
 use alter_crypto::{ExposeSecret, SecretString};
 use base64::Engine as _;
 
+use crate::connections::Connection;
 use crate::error::{Error, Result};
+use crate::grants::Grant;
 use crate::secrets::{AwsCredential, InjectionTarget, ManagedSecret, SecretType, multi_fields};
+use crate::time::Timestamp;
 use crate::vault::Vault;
 
 /// The header a credential that travels only in the query still sets: the official client
@@ -67,6 +70,12 @@ pub struct CredentialInjection {
     pub extra_values: Option<BTreeMap<String, SecretString>>,
     /// Extra headers and query parameters.
     pub extra_injections: Vec<ExtraInjection>,
+    /// When the token expires (an OAuth access token), if known.
+    pub expires_at: Option<Timestamp>,
+    /// Scopes the token carries (OAuth).
+    pub scopes: Vec<String>,
+    /// The token was refreshed for this release.
+    pub refreshed: bool,
 }
 
 impl CredentialInjection {
@@ -78,6 +87,9 @@ impl CredentialInjection {
             format: format.to_owned(),
             extra_values: None,
             extra_injections: Vec::new(),
+            expires_at: None,
+            scopes: Vec::new(),
+            refreshed: false,
         }
     }
 
@@ -101,6 +113,27 @@ impl CredentialInjection {
 }
 
 impl Vault {
+    /// The access token of the connection `grant` points at, refreshed first when it is about
+    /// to expire, as a bearer token.
+    pub(crate) async fn materialise_connection(
+        &self,
+        grant: &Grant,
+        connection: &Connection,
+    ) -> Result<CredentialInjection> {
+        let fresh = self.fresh_tokens(grant, connection.clone()).await?;
+        Ok(CredentialInjection {
+            expires_at: fresh.connection.access_expires_at,
+            scopes: fresh.connection.scopes,
+            refreshed: fresh.refreshed,
+            ..CredentialInjection::header(
+                TokenKind::Bearer,
+                "Authorization",
+                "Bearer {token}",
+                fresh.tokens.access_token,
+            )
+        })
+    }
+
     /// Opens a managed secret's value and builds its injection, per injection type.
     pub(crate) fn materialise_secret(&self, secret: &ManagedSecret) -> Result<CredentialInjection> {
         let opened = self.open_secret_value(secret)?;
@@ -197,7 +230,6 @@ mod tests {
     use super::*;
     use crate::ids::{AppId, SecretId};
     use crate::secrets::{Injection, InjectionRule, SecretLimits};
-    use crate::time::Timestamp;
 
     fn secret(secret_type: SecretType, injection: Injection) -> ManagedSecret {
         ManagedSecret {

@@ -29,6 +29,7 @@ pub use authorize::{
 pub use deliver::Release;
 pub use materialise::{CredentialInjection, ExtraInjection, ExtraTarget, TokenKind};
 pub use reports::ApiCallReport;
+pub use resolve::Resolved;
 
 /// What the caller asks for.
 #[derive(Debug, Clone, Default)]
@@ -91,6 +92,12 @@ pub enum Refusal {
     AgentInactive,
     /// The agent was deleted before the release committed.
     AgentRevoked,
+    /// The provider refused the connection's refresh token (or it has none left).
+    CredentialRevoked,
+    /// Another caller was refreshing the token and did not finish in time.
+    TokenRefreshInProgress,
+    /// The provider could not refresh an expired token.
+    ProviderUnavailable,
     /// A rule refused.
     Rule(Denial),
 }
@@ -109,7 +116,21 @@ impl Refusal {
             Refusal::KeyRotationExpired => "key_rotation_expired",
             Refusal::AgentInactive => "agent_inactive",
             Refusal::AgentRevoked => "agent_revoked",
+            Refusal::CredentialRevoked => "credential_revoked",
+            Refusal::TokenRefreshInProgress => "token_refresh_in_progress",
+            Refusal::ProviderUnavailable => "provider_unavailable",
             Refusal::Rule(denial) => denial.as_str(),
+        }
+    }
+
+    /// The refusal a failure to materialise is recorded as; `None` for a failure of the vault
+    /// itself (storage, crypto), answered as it is.
+    fn of_materialise(error: &Error) -> Option<Refusal> {
+        match error {
+            Error::CredentialRevoked { .. } => Some(Refusal::CredentialRevoked),
+            Error::TokenRefreshInProgress(_) => Some(Refusal::TokenRefreshInProgress),
+            Error::ProviderUnavailable(_) => Some(Refusal::ProviderUnavailable),
+            _ => None,
         }
     }
 
@@ -222,22 +243,32 @@ impl Vault {
                     Error::ReleaseDenied(denial),
                 )
             })?;
-        let injection = self.materialise(&resolved.credential)?;
+        let injection = self.materialise(&resolved).await.map_err(|error| {
+            match Refusal::of_materialise(&error) {
+                Some(refusal) => Stop::refused(refusal, Some(&resolved.grant), error),
+                None => Stop::Failed(error),
+            }
+        })?;
         let event = deliver::release_event(
             caller,
             &resolved,
             summary.clone(),
             request.reason.clone(),
             self.now(),
+            injection.refreshed,
         );
         self.deliver(caller, resolved, chain, injection, event, call)
             .await
     }
 
     /// The injection of a credential of any kind.
-    fn materialise(&self, credential: &Credential) -> Result<CredentialInjection> {
-        match credential {
+    async fn materialise(&self, resolved: &Resolved) -> Result<CredentialInjection> {
+        match &resolved.credential {
             Credential::ManagedSecret(secret) => self.materialise_secret(secret),
+            Credential::Connection(connection) => {
+                self.materialise_connection(&resolved.grant, connection)
+                    .await
+            }
         }
     }
 }

@@ -8,6 +8,7 @@ use crate::error::{Error, Result};
 use crate::grants::{Grant, Principal, Viewer};
 use crate::identity::SignedInUser;
 use crate::ids::UserId;
+use crate::ports::{CandidateSource, Narrowing};
 use crate::vault::Vault;
 
 use super::ReleaseRequest;
@@ -57,8 +58,19 @@ impl Vault {
             .store()
             .get_secret_by_slug(caller.app_id, provider)
             .await?
-            .filter(|s| s.deleted_at.is_none())
-            .ok_or_else(|| not_found(caller, request))?;
+            .filter(|s| s.deleted_at.is_none());
+        let source = match &secret {
+            Some(secret) => CandidateSource::Secret(secret.id),
+            None if self
+                .store()
+                .get_provider(caller.app_id, provider)
+                .await?
+                .is_some() =>
+            {
+                CandidateSource::Provider(provider)
+            }
+            None => return Err(not_found(caller, request)),
+        };
         let viewer = match (caller.agent_id(), user) {
             (Some(agent), user) => Viewer::Agent {
                 agent,
@@ -75,19 +87,28 @@ impl Vault {
             .store()
             .release_candidates(
                 caller.app_id,
-                secret.id,
+                source,
                 &viewer,
-                request.label.as_deref(),
+                Narrowing {
+                    label: request.label.as_deref(),
+                    account: request.account.as_deref(),
+                },
                 self.now(),
                 MAX_CANDIDATES as i64 + 1,
             )
             .await?;
         match candidates.as_slice() {
             [] => Err(not_found(caller, request)),
-            [one] => Ok(Resolved {
-                grant: one.clone(),
-                credential: Credential::ManagedSecret(secret),
-            }),
+            [one] => {
+                let credential = match secret {
+                    Some(secret) => Credential::ManagedSecret(secret),
+                    None => self.credential_of(one).await?,
+                };
+                Ok(Resolved {
+                    grant: one.clone(),
+                    credential,
+                })
+            }
             many => Err(Error::AmbiguousGrant {
                 provider_id: provider.to_owned(),
                 candidates: many

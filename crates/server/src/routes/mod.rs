@@ -6,6 +6,7 @@
 mod admin;
 mod agents;
 pub(crate) mod audit;
+mod connect;
 mod grants;
 mod health;
 mod keys;
@@ -113,6 +114,8 @@ sdk_routes! {
     PATCH "/sdk/agents/{id}/keys/{key}/undeprecate" => agents::undeprecate_key, Some("agents:admin");
     DELETE "/sdk/agents/{id}/keys/{key}" => agents::revoke_key, Some("agents:admin");
     GET "/sdk/oauth/provider-catalog" => providers::connectable, Some("providers:read");
+    POST "/sdk/oauth/connect/session" => connect::create_session, Some("connect:initiate");
+    POST "/sdk/oauth/connect/session/poll" => connect::poll_session, Some("connect:initiate");
     POST "/sdk/token" => token::token, Some("tokens:retrieve");
     POST "/sdk/oauth/audit/api-call" => token::api_call, Some("audit:emit");
     POST "/sdk/grants/{id}/report-scope-mismatch" => token::scope_mismatch, Some("tokens:retrieve"), or "audit:emit";
@@ -138,6 +141,9 @@ pub fn router(state: AppState, base_path: &str) -> Router {
             admin::router().method_not_allowed_fallback(method_not_allowed),
         )
         .nest("/user/v1/apps/{app}", user)
+        .route("/connect/{token}", get(connect::page).post(connect::pick))
+        .route("/oauth/callback", get(connect::callback))
+        .route("/assets/alter.css", get(crate::pages::stylesheet))
         .route("/readyz", get(health::ready))
         // Requests hold a slot only once their body is in (the layer below reads it first),
         // so slow senders cannot fill the slots; liveness answers outside the cap.

@@ -52,8 +52,8 @@ fn response(release: Release) -> TokenResponse {
         }
         .into(),
         expires_in: release.expires_in,
-        expires_at: None,
-        scopes: Vec::new(),
+        expires_at: injection.expires_at.map(|t| t.to_rfc3339()),
+        scopes: injection.scopes,
         grant_id: release.grant.id.to_string(),
         provider_id: release.provider_id,
         token_generation: Some(release.release_id.to_string()),

@@ -1,6 +1,7 @@
 //! Domain → wire: how grants, agents, keys, secrets and identity providers are shown.
 
 use alter_core::agents::Agent;
+use alter_core::connections::ConnectionStatus;
 use alter_core::credentials::{CredentialRef, CredentialSummary};
 use alter_core::grants::{Grant, GrantView, Principal};
 use alter_core::identity::{IdentityProvider, JwksSource};
@@ -11,6 +12,7 @@ use alter_proto::admin::{IdpInfo, SecretInfo};
 use alter_proto::agents::{AgentInfo, AgentKeyInfo, AgentList};
 use alter_proto::grants::{
     DelegationResult, GrantInfo, GrantItem, GrantItemCommon, GrantList, ManagedSecretGrantItem,
+    OAuthGrantItem,
 };
 use serde_json::{Value, json};
 
@@ -56,7 +58,7 @@ pub fn grant_item(view: &GrantView, now: Timestamp) -> GrantItem {
                 Some(CredentialSummary::ManagedSecret(s)) => {
                     (s.slug.clone(), s.name.clone(), s.id.to_string())
                 }
-                None => (String::new(), String::new(), String::new()),
+                _ => (String::new(), String::new(), String::new()),
             };
             let (app_user, group) = match &grant.principal {
                 Principal::User(user) => (Some(user.to_string()), None),
@@ -77,6 +79,28 @@ pub fn grant_item(view: &GrantView, now: Timestamp) -> GrantItem {
                 credential_kind: Some("developer".into()),
                 app_user_id: app_user,
                 external_group_id: group,
+            })
+        }
+        CredentialRef::Connection(connection_id) => {
+            let connection = match &view.credential {
+                Some(CredentialSummary::Connection(c)) => Some(c),
+                _ => None,
+            };
+            GrantItem::OAuth(OAuthGrantItem {
+                common: common("oauth_delegation"),
+                provider_id: connection
+                    .map(|c| c.provider_id.clone())
+                    .unwrap_or_default(),
+                scopes: connection.map(|c| c.scopes.clone()).unwrap_or_default(),
+                account_identifier: connection.and_then(|c| c.account_identifier.clone()),
+                expires_at: time(connection.and_then(|c| c.access_expires_at)),
+                delegated_agent_ids: Vec::new(),
+                scope_mismatch: grant.scope_mismatch,
+                needs_reconnect: connection
+                    .is_some_and(|c| c.status == ConnectionStatus::ReauthRequired),
+                grant_policy: Some(policy(grant)),
+                delegated_at: delegation.then(|| grant.created_at.to_rfc3339()),
+                credential_id: Some(connection_id.to_string()),
             })
         }
     }
@@ -103,13 +127,19 @@ pub fn grant_info(view: &GrantView, now: Timestamp) -> GrantInfo {
             .as_ref()
             .map(|c| c.provider_id().to_owned())
             .unwrap_or_default(),
-        scopes: Vec::new(),
+        scopes: match &view.credential {
+            Some(CredentialSummary::Connection(c)) => c.scopes.clone(),
+            _ => Vec::new(),
+        },
         status: grant.state(now).as_str().to_owned(),
         expires_at: time(grant.expires_at),
         created_at: grant.created_at.to_rfc3339(),
         principal_type: grant.principal.kind().as_str().to_owned(),
         label: grant.label.clone(),
-        credential_id: grant.credential.secret_id().map(|s| s.to_string()),
+        credential_id: Some(match grant.credential {
+            CredentialRef::ManagedSecret(id) => id.to_string(),
+            CredentialRef::Connection(id) => id.to_string(),
+        }),
         grant_policy: Some(policy(grant)),
     }
 }

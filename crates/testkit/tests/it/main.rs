@@ -6,6 +6,7 @@ mod admin;
 mod agents;
 mod auth;
 mod confinement;
+mod connect;
 mod crypto;
 mod delegations;
 mod examples;

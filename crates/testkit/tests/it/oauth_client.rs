@@ -263,6 +263,7 @@ async fn oauth_client_exchanges_refreshes_with_rotation_and_revokes() {
             },
             revocations: 1,
             introspections: 3,
+            resource_calls: 0,
         }
     );
 }

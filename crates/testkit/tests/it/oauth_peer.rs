@@ -106,6 +106,7 @@ async fn peer_flow(rotate: bool) {
             },
             revocations: 1,
             introspections: 4,
+            resource_calls: 0,
         }
     );
     eprintln!(

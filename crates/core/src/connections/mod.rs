@@ -4,11 +4,23 @@
 //! number), and its result is stored only if the fence has not moved since — a refresher whose
 //! lease ran out and was taken over can never overwrite the newer tokens.
 //!
-//! This module holds the model and the lease's rules; the Connect flow and the refresh inside
-//! a release build on it (issue 9).
+//! This module holds the model and the sealing of the token pair; [`refresh`] is the lazy
+//! refresh a release runs, [`revocation`] the upstream revocation of a revoked connection.
 
+pub mod refresh;
+pub mod revocation;
+
+use alter_crypto::Zeroizing;
+use alter_crypto::{Binding, ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
 use crate::ids::{AppId, ConnectionId};
 use crate::time::Timestamp;
+use crate::vault::Vault;
+
+/// The kind bound into a connection's sealed tokens.
+const TOKENS_KIND: &str = "oauth_tokens";
 
 /// What a connection is now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,6 +71,8 @@ pub struct Connection {
     pub sealed_tokens: Vec<u8>,
     /// Bumped each time the tokens change (a refresh, a reconnect).
     pub token_version: i64,
+    /// When the current tokens were sealed (bound into the seal with `token_version`).
+    pub tokens_at: Timestamp,
     /// When the access token expires, if the provider said.
     pub access_expires_at: Option<Timestamp>,
     /// Status.
@@ -104,6 +118,107 @@ pub struct RefreshedTokens {
     pub at: Timestamp,
 }
 
+/// Scopes as a connection keeps them: sorted, each once (providers answer in any order).
+pub(crate) fn normalized_scopes(mut scopes: Vec<String>) -> Vec<String> {
+    scopes.sort();
+    scopes.dedup();
+    scopes
+}
+
+/// A connection's access and refresh tokens, opened for one use.
+pub struct TokenPair {
+    /// The access token.
+    pub access_token: SecretString,
+    /// The refresh token, if the provider issued one.
+    pub refresh_token: Option<SecretString>,
+}
+
+impl std::fmt::Debug for TokenPair {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenPair").finish_non_exhaustive()
+    }
+}
+
+/// The sealed form of a [`TokenPair`].
+#[derive(Serialize, Deserialize)]
+struct SealedPair {
+    access_token: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    refresh_token: Option<String>,
+}
+
+/// Where a token pair is sealed: its connection, version and sealing time.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct TokenSlot {
+    pub(crate) app_id: AppId,
+    pub(crate) connection_id: ConnectionId,
+    pub(crate) version: i64,
+    pub(crate) at: Timestamp,
+}
+
+impl TokenSlot {
+    /// The slot of the tokens `connection` holds now.
+    pub(crate) fn of(connection: &Connection) -> TokenSlot {
+        TokenSlot {
+            app_id: connection.app_id,
+            connection_id: connection.id,
+            version: connection.token_version,
+            at: connection.tokens_at,
+        }
+    }
+
+    fn revision(&self) -> String {
+        format!("{}@{}", self.version, self.at.micros())
+    }
+}
+
+impl Vault {
+    /// Seals a token pair into `slot`: an earlier pair copied back into the row, or a pair
+    /// moved to another connection, fails to open.
+    pub(crate) fn seal_tokens(&self, slot: TokenSlot, pair: &TokenPair) -> Result<Vec<u8>> {
+        let plain = Zeroizing::new(
+            serde_json::to_vec(&SealedPair {
+                access_token: pair.access_token.expose_secret().to_owned(),
+                refresh_token: pair
+                    .refresh_token
+                    .as_ref()
+                    .map(|t| t.expose_secret().to_owned()),
+            })
+            .map_err(|_| Error::Crypto(alter_crypto::CryptoError::CannotOpen))?,
+        );
+        let (app, record) = (slot.app_id.to_string(), slot.connection_id.to_string());
+        Ok(self.keyring().seal_versioned(
+            tokens_binding(&app, &record),
+            &slot.revision(),
+            &plain,
+        )?)
+    }
+
+    /// Opens the token pair sealed into `slot`.
+    pub(crate) fn open_tokens(&self, slot: TokenSlot, sealed: &[u8]) -> Result<TokenPair> {
+        let (app, record) = (slot.app_id.to_string(), slot.connection_id.to_string());
+        let plain = self.keyring().open_versioned(
+            tokens_binding(&app, &record),
+            &slot.revision(),
+            sealed,
+        )?;
+        let pair: SealedPair = serde_json::from_slice(&plain)
+            .map_err(|_| Error::Crypto(alter_crypto::CryptoError::CannotOpen))?;
+        Ok(TokenPair {
+            access_token: SecretString::from(pair.access_token),
+            refresh_token: pair.refresh_token.map(SecretString::from),
+        })
+    }
+}
+
+fn tokens_binding<'a>(app: &'a str, record: &'a str) -> Binding<'a> {
+    Binding {
+        kind: TOKENS_KIND,
+        app_id: app,
+        record_id: record,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -119,6 +234,7 @@ mod tests {
             scopes: Vec::new(),
             sealed_tokens: Vec::new(),
             token_version: 1,
+            tokens_at: now,
             access_expires_at: Some(now.plus_seconds(60)),
             status: ConnectionStatus::Active,
             created_at: now,

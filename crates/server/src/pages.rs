@@ -1,0 +1,140 @@
+//! Server-rendered pages for people (the hosted Connect page and its outcomes): no external
+//! assets, no script, every value escaped, and headers that keep them out of frames and off
+//! other origins' referrers.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+/// The one stylesheet, served from `/assets/alter.css` (the CSP allows no inline style); pages
+/// sit two levels deep (`/connect/{token}`, `/oauth/callback`) and link it relatively, so a
+/// base path needs no rewriting.
+pub const STYLESHEET: &str = "\
+body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;max-width:32rem;margin:3rem auto;\
+padding:0 1rem;color:#1a1a1a;background:#fff;line-height:1.5}\
+h1{font-size:1.5rem}ul.providers{list-style:none;padding:0}\
+ul.providers li{margin:.5rem 0}\
+button{font:inherit;width:100%;padding:.75rem 1rem;border:1px solid #1a1a1a;border-radius:.5rem;\
+background:#fff;color:#1a1a1a;cursor:pointer;text-align:left}\
+button:hover,button:focus{background:#1a1a1a;color:#fff;outline:3px solid #5b8def;outline-offset:2px}\
+footer{margin-top:3rem;font-size:.875rem;color:#555}";
+
+/// A page: title, body (already escaped HTML), status.
+#[derive(Debug)]
+pub struct Page {
+    status: StatusCode,
+    title: String,
+    body: String,
+    form_targets: Vec<String>,
+}
+
+impl Page {
+    /// A page whose `body` is trusted HTML (every value in it escaped by the caller).
+    pub fn new(status: StatusCode, title: &str, body: String) -> Page {
+        Page {
+            status,
+            title: title.to_owned(),
+            body,
+            form_targets: Vec::new(),
+        }
+    }
+
+    /// Origins its forms may end up at (a form posting here redirects to a provider).
+    pub fn form_targets(mut self, origins: Vec<String>) -> Page {
+        self.form_targets = origins;
+        self
+    }
+}
+
+impl IntoResponse for Page {
+    fn into_response(self) -> Response {
+        let html = format!(
+            "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+             <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+             <title>{title}</title><link rel=\"stylesheet\" href=\"{css}\"></head>\
+             <body><main><h1>{title}</h1>{body}</main><footer>Alter vault</footer></body></html>",
+            title = escape(&self.title),
+            css = "../assets/alter.css",
+            body = self.body,
+        );
+        let mut form_action = String::from("'self'");
+        for origin in &self.form_targets {
+            form_action.push(' ');
+            form_action.push_str(origin);
+        }
+        let csp = format!(
+            "default-src 'none'; style-src 'self'; img-src 'self'; form-action {form_action}; \
+             base-uri 'none'; frame-ancestors 'none'"
+        );
+        let mut response = (self.status, html).into_response();
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/html; charset=utf-8"),
+        );
+        if let Ok(value) = HeaderValue::from_str(&csp) {
+            headers.insert(header::CONTENT_SECURITY_POLICY, value);
+        }
+        secure_headers(headers);
+        response
+    }
+}
+
+/// Headers every page and its assets carry.
+fn secure_headers(headers: &mut axum::http::HeaderMap) {
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+}
+
+/// A page with one paragraph.
+pub fn message(status: StatusCode, title: &str, text: &str) -> Response {
+    Page::new(status, title, format!("<p>{}</p>", escape(text))).into_response()
+}
+
+/// `GET /assets/alter.css`.
+pub async fn stylesheet() -> Response {
+    let mut response = STYLESHEET.into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/css; charset=utf-8"),
+    );
+    secure_headers(headers);
+    response
+}
+
+/// `text` safe inside HTML text and double-quoted attributes.
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_markup() {
+        assert_eq!(
+            escape("<a href=\"x\">'&'</a>"),
+            "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;"
+        );
+    }
+}

@@ -1,0 +1,335 @@
+//! Connect sessions: the client's two routes (create, poll) and what the user's browser sees —
+//! the hosted Connect page and the provider's redirect back (`/oauth/callback`).
+
+use alter_core::connect::{
+    CallbackParams, CallbackResult, ConnectedGrant, NewConnectSession, PageView, PollAnswer,
+    SESSION_TTL_SECONDS,
+};
+use alter_core::grants::LifetimeInput;
+use alter_crypto::ExposeSecret;
+use alter_proto::connect::{ConnectSessionRequest, ConnectSessionResponse, PollRequest};
+use axum::Form;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::auth::{Authed, need};
+use crate::error::{ApiError, ApiResult};
+use crate::json::Json;
+use crate::pages::{self, Page};
+use crate::state::AppState;
+
+pub async fn create_session(
+    State(state): State<AppState>,
+    Authed(caller, ..): Authed<need::ConnectInitiate>,
+    Json(body): Json<ConnectSessionRequest>,
+) -> ApiResult<(StatusCode, axum::Json<ConnectSessionResponse>)> {
+    if let Some(metadata) = &body.metadata
+        && metadata
+            .iter()
+            .any(|(k, v)| !matches!(k.as_str(), "ip_address" | "user_agent") || !v.is_string())
+    {
+        return Err(ApiError::invalid(
+            "metadata takes only ip_address and user_agent, as strings",
+        ));
+    }
+    if body.scope_constraint.is_some() && body.agent.is_none() {
+        return Err(alter_core::Error::InvalidScopeConstraint(
+            "scope_constraint needs an agent to delegate to".into(),
+        )
+        .into());
+    }
+    let policy = body.grant_policy.unwrap_or_default();
+    let created = state
+        .vault
+        .create_connect_session(
+            &caller,
+            NewConnectSession {
+                allowed_providers: body.allowed_providers,
+                return_url: body.return_url,
+                allowed_origin: body.allowed_origin,
+                lifetime: LifetimeInput {
+                    expires_at: None,
+                    max_ttl_seconds: policy.max_ttl_seconds,
+                    default_ttl_seconds: policy.default_ttl_seconds,
+                },
+                required_scopes: body.required_scopes.unwrap_or_default(),
+                label: body.requested_grant.map(|g| g.label),
+                repair_grant_id: body.repair_grant_id,
+                agent: body.agent,
+                delegable: body.delegable,
+                user_token: body.user_token,
+                direct: body.direct.unwrap_or(false),
+                switch_account: body.switch_account.unwrap_or(false),
+            },
+        )
+        .await?;
+    let session = &created.session;
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(ConnectSessionResponse {
+            session_token: created.session_token.expose_secret().to_owned(),
+            connect_url: format!(
+                "{}/connect/{}",
+                state.public_url,
+                created.page_token.expose_secret()
+            ),
+            expires_in: SESSION_TTL_SECONDS,
+            expires_at: session.expires_at.to_rfc3339(),
+            scope_constraint_warnings: Vec::new(),
+            single_provider: session.settings.providers.len() == 1,
+            direct: session.settings.direct,
+        }),
+    ))
+}
+
+pub async fn poll_session(
+    State(state): State<AppState>,
+    Authed(caller, ..): Authed<need::ConnectInitiate>,
+    Json(body): Json<PollRequest>,
+) -> ApiResult<axum::Json<Value>> {
+    let answer = state
+        .vault
+        .poll_connect_session(&caller, &body.session_token)
+        .await?;
+    Ok(axum::Json(match answer {
+        PollAnswer::Pending(declined) => json!({
+            "status": "pending",
+            "declined_providers": declined.iter().map(|d| json!({
+                "provider_id": d.provider_id,
+                "error_code": d.error_code,
+                "declined_at": d.declined_at.to_rfc3339(),
+            })).collect::<Vec<_>>(),
+        }),
+        PollAnswer::Completed(grants) => json!({
+            "status": "completed",
+            "grants": grants.iter().map(connected_grant).collect::<Vec<_>>(),
+        }),
+        PollAnswer::Failed { code, message } => json!({
+            "status": "error",
+            "error": { "error_code": code, "error_message": message },
+        }),
+        PollAnswer::Expired => json!({ "status": "expired" }),
+    }))
+}
+
+/// A `grants[]` entry of a completed poll.
+fn connected_grant(grant: &ConnectedGrant) -> Value {
+    let mut entry = json!({
+        "grant_id": grant.grant_id.to_string(),
+        "provider_id": grant.provider_id,
+        "scopes": grant.scopes,
+        "account_identifier": grant.account_identifier,
+        "operation": grant.operation,
+        "grant_policy": {
+            "expires_at": grant.expires_at.map(|t| t.to_rfc3339()),
+            "created_at": grant.created_at.to_rfc3339(),
+        },
+    });
+    if let Some(delegation) = &grant.delegation {
+        entry["delegation"] = json!({
+            "agent_id": delegation.agent_id.to_string(),
+            "delegable": delegation.delegable,
+            "policy_refused": delegation.policy_refused,
+        });
+    }
+    entry
+}
+
+/// `GET /connect/{token}`: the providers to pick from; a direct session goes straight to its
+/// provider.
+pub async fn page(State(state): State<AppState>, Path(token): Path<String>) -> Response {
+    let view = match state.vault.connect_page(&token).await {
+        Ok(view) => view,
+        Err(error) => return over_page(&error),
+    };
+    if view.session.settings.direct
+        && let [provider] = view.providers.as_slice()
+    {
+        return start(&state, &token, &provider.id).await;
+    }
+    provider_list(&token, &view).into_response()
+}
+
+#[derive(Debug, Deserialize)]
+pub struct StartForm {
+    provider: String,
+}
+
+/// `POST /connect/{token}`: starts the authorization at the provider picked.
+pub async fn pick(
+    State(state): State<AppState>,
+    Path(token): Path<String>,
+    Form(form): Form<StartForm>,
+) -> Response {
+    start(&state, &token, &form.provider).await
+}
+
+async fn start(state: &AppState, token: &str, provider: &str) -> Response {
+    match state
+        .vault
+        .start_connect(token, provider, &state.oauth_redirect_uri())
+        .await
+    {
+        Ok(url) => Redirect::to(&url).into_response(),
+        Err(error) => over_page(&error),
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct CallbackQuery {
+    state: Option<String>,
+    code: Option<String>,
+    error: Option<String>,
+    iss: Option<String>,
+}
+
+/// `GET /oauth/callback`: the provider's redirect back.
+pub async fn callback(
+    State(state): State<AppState>,
+    Query(query): Query<CallbackQuery>,
+) -> Response {
+    let params = CallbackParams {
+        state: query.state,
+        code: query.code,
+        error: query.error,
+        iss: query.iss,
+    };
+    let result = match state
+        .vault
+        .finish_connect(params, &state.oauth_redirect_uri())
+        .await
+    {
+        Ok(result) => result,
+        Err(error) => {
+            tracing::error!(%error, "a Connect callback failed");
+            return pages::message(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Something went wrong",
+                "The vault could not finish the connection. Try again in a moment.",
+            );
+        }
+    };
+    match result {
+        CallbackResult::Connected { session, grants } => {
+            if let Some(url) = &session.settings.return_url {
+                let grant = grants.first().map(|g| g.grant_id.to_string());
+                return Redirect::to(&with_query(
+                    url,
+                    &[
+                        ("status", "success"),
+                        ("grant_id", grant.as_deref().unwrap_or("")),
+                    ],
+                ))
+                .into_response();
+            }
+            let names: Vec<String> = grants
+                .iter()
+                .map(|g| match &g.account_identifier {
+                    Some(account) => format!("{} ({account})", g.provider_id),
+                    None => g.provider_id.clone(),
+                })
+                .collect();
+            pages::message(
+                StatusCode::OK,
+                "Connected",
+                &format!(
+                    "Your account at {} is connected. You can close this window.",
+                    names.join(", ")
+                ),
+            )
+        }
+        CallbackResult::Declined { session, over } => {
+            if over && let Some(url) = &session.settings.return_url {
+                return Redirect::to(&with_query(
+                    url,
+                    &[("status", "error"), ("error", "connect_denied")],
+                ))
+                .into_response();
+            }
+            pages::message(
+                StatusCode::OK,
+                "Not connected",
+                "You declined the connection. Nothing was shared; you can close this window.",
+            )
+        }
+        CallbackResult::Failed {
+            session,
+            code,
+            message,
+        } => {
+            if let Some(url) = session
+                .as_ref()
+                .and_then(|s| s.settings.return_url.as_ref())
+                && code != "session_expired"
+            {
+                return Redirect::to(&with_query(url, &[("status", "error"), ("error", &code)]))
+                    .into_response();
+            }
+            pages::message(StatusCode::BAD_REQUEST, "Not connected", &message)
+        }
+    }
+}
+
+/// The provider list of a session.
+fn provider_list(token: &str, view: &PageView) -> Page {
+    let mut body = String::from(
+        "<p>Choose the account to connect. You will sign in at the provider and approve \
+         the access asked for there.</p><ul class=\"providers\">",
+    );
+    for provider in &view.providers {
+        body.push_str(&format!(
+            "<li><form method=\"post\" action=\"{action}\">\
+             <input type=\"hidden\" name=\"provider\" value=\"{id}\">\
+             <button type=\"submit\">Connect {name}</button></form></li>",
+            action = pages::escape(&format!("./{token}")),
+            id = pages::escape(&provider.id),
+            name = pages::escape(&provider.display_name),
+        ));
+    }
+    body.push_str("</ul>");
+    let origins = view
+        .providers
+        .iter()
+        .filter_map(|p| url::Url::parse(&p.endpoints.authorize_url).ok())
+        .map(|u| u.origin().ascii_serialization())
+        .collect::<Vec<_>>();
+    Page::new(StatusCode::OK, "Connect an account", body).form_targets(origins)
+}
+
+/// The page of a session that is over or unknown.
+fn over_page(error: &alter_core::Error) -> Response {
+    match error {
+        alter_core::Error::Invalid(message) => {
+            pages::message(StatusCode::BAD_REQUEST, "Cannot connect", message)
+        }
+        alter_core::Error::NotFound(_) | alter_core::Error::ConnectSessionOver(_) => {
+            pages::message(
+                StatusCode::NOT_FOUND,
+                "This link is no longer valid",
+                "This Connect link has expired or was already used. Start again from the app.",
+            )
+        }
+        other => {
+            tracing::error!(error = %other, "the Connect page failed");
+            pages::message(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Something went wrong",
+                "Try again in a moment.",
+            )
+        }
+    }
+}
+
+/// `url` with `pairs` added to its query.
+fn with_query(url: &str, pairs: &[(&str, &str)]) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) => {
+            parsed.query_pairs_mut().extend_pairs(pairs);
+            parsed.to_string()
+        }
+        Err(_) => url.to_owned(),
+    }
+}

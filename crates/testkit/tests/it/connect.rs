@@ -1,0 +1,585 @@
+//! OAuth connections end to end against the real OAuth peer: a Connect session, the user at
+//! the provider's pages, the callback, the grant; releases that inject the access token, lazy
+//! refresh done once per expiry, rotation, `invalid_grant`, reconnecting, upstream revocation —
+//! and every way the flow can be abused failing with nothing created.
+
+use std::time::Duration;
+
+use alter_sdk::admin::{AccountSourceBody, ConfigureProviderRequest, EndpointsBody};
+use alter_testkit::oauth_peer::{OAuthPeer, Pages, PeerOptions};
+use alter_testkit::{TestApp, TestServer, on_every_engine};
+use reqwest::StatusCode;
+use reqwest::Url;
+use reqwest::header::LOCATION;
+use serde_json::{Value, json};
+
+/// The provider id the peer is configured under.
+const PROVIDER: &str = "acme";
+
+/// A server, an app with the peer configured as `acme`, and the peer.
+struct Setup {
+    server: TestServer,
+    app: TestApp,
+    peer: OAuthPeer,
+}
+
+async fn setup(server: TestServer, rotate: bool) -> Setup {
+    let app = server.new_app("a").await;
+    let peer = OAuthPeer::start(PeerOptions {
+        rotate_refresh: rotate,
+        access_ttl: Duration::from_secs(3600),
+        ..PeerOptions::new(format!("{}/oauth/callback", server.base_url()))
+    })
+    .await;
+    configure(&server, &app, &peer).await;
+    Setup { server, app, peer }
+}
+
+async fn configure(server: &TestServer, app: &TestApp, peer: &OAuthPeer) {
+    server
+        .admin()
+        .configure_provider(
+            &app.info.id,
+            PROVIDER,
+            &ConfigureProviderRequest {
+                display_name: Some("Acme Files".into()),
+                client_id: peer.client_id().into(),
+                client_secret: Some(peer.client_secret().into()),
+                scopes: Some(vec!["openid".into(), "files.read".into()]),
+                endpoints: Some(EndpointsBody {
+                    issuer: Some(peer.issuer().into()),
+                    authorize_url: Some(peer.url("/auth")),
+                    token_url: Some(peer.url("/token")),
+                    revoke_url: Some(peer.url("/token/revocation")),
+                    refresh: Some(
+                        if peer.options().rotate_refresh {
+                            "rotating"
+                        } else {
+                            "non_rotating"
+                        }
+                        .into(),
+                    ),
+                    account: Some(AccountSourceBody::IdToken {
+                        claim: "sub".into(),
+                    }),
+                    ..EndpointsBody::default()
+                }),
+                params: None,
+                expected_version: None,
+            },
+        )
+        .await
+        .unwrap();
+}
+
+impl Setup {
+    /// `POST /sdk/oauth/connect/session` with `body` (the four always-present keys added).
+    async fn create_session(&self, mut body: Value) -> Value {
+        for key in [
+            "allowed_providers",
+            "return_url",
+            "allowed_origin",
+            "metadata",
+        ] {
+            body.as_object_mut()
+                .unwrap()
+                .entry(key)
+                .or_insert(Value::Null);
+        }
+        let response = self
+            .server
+            .raw(&self.app.key.api_key, "POST", "/sdk/oauth/connect/session")
+            .body(body.to_string())
+            .send()
+            .await;
+        assert_eq!(response.status, 201, "{}", response.json);
+        response.json
+    }
+
+    async fn poll(&self, session_token: &str) -> Value {
+        let response = self
+            .server
+            .raw(
+                &self.app.key.api_key,
+                "POST",
+                "/sdk/oauth/connect/session/poll",
+            )
+            .body(json!({ "session_token": session_token }).to_string())
+            .send()
+            .await;
+        assert_eq!(response.status, 200, "{}", response.json);
+        response.json
+    }
+
+    /// Opens the Connect page in `browser`, picks the provider, and returns the provider's
+    /// authorization URL the page sent the browser to.
+    async fn pick(&self, browser: &reqwest::Client, connect_url: &str) -> Url {
+        let page = browser.get(connect_url).send().await.unwrap();
+        assert_eq!(page.status(), StatusCode::OK);
+        let headers = page.headers().clone();
+        let html = page.text().await.unwrap();
+        assert!(html.contains("Connect Acme Files"), "{html}");
+        let csp = headers["content-security-policy"].to_str().unwrap();
+        assert!(
+            csp.contains("default-src 'none'") && !csp.contains("unsafe-inline"),
+            "{csp}"
+        );
+        assert_eq!(headers["x-frame-options"], "DENY");
+        let no_redirects = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        let started = no_redirects
+            .post(connect_url)
+            .form(&[("provider", PROVIDER)])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(started.status(), StatusCode::SEE_OTHER);
+        let location = Url::parse(started.headers()[LOCATION].to_str().unwrap()).unwrap();
+        assert!(
+            location.as_str().starts_with(&self.peer.url("/auth")),
+            "{location}"
+        );
+        let query: std::collections::HashMap<_, _> = location.query_pairs().collect();
+        assert_eq!(query["code_challenge_method"], "S256");
+        assert_eq!(query["scope"], "openid files.read");
+        location
+    }
+
+    /// A whole Connect flow for `body`: page, provider, login and consent, callback. Returns
+    /// the completed poll's first grant.
+    async fn connect(&self, body: Value) -> Value {
+        let session = self.create_session(body).await;
+        let browser = self.peer.browser();
+        let authorize = self
+            .pick(&browser, session["connect_url"].as_str().unwrap())
+            .await;
+        let authorization = self
+            .peer
+            .authorize(&browser, authorize, Pages::LoginAndConsent)
+            .await;
+        let landed = reqwest::get(authorization.redirect.as_str()).await.unwrap();
+        assert_eq!(landed.status(), StatusCode::OK);
+        assert!(landed.text().await.unwrap().contains("is connected"));
+        let polled = self.poll(session["session_token"].as_str().unwrap()).await;
+        assert_eq!(polled["status"], "completed", "{polled}");
+        polled["grants"][0].clone()
+    }
+
+    /// `POST /sdk/token` in provider mode for a call to the peer's resource endpoint.
+    async fn release(&self) -> alter_testkit::RawResponse {
+        release_request(&self.server, self).send().await
+    }
+
+    /// The released access token, checked at the peer's resource endpoint.
+    async fn released_token_works(&self) -> String {
+        let released = self.release().await;
+        assert_eq!(released.status, 200, "{}", released.json);
+        let token = released.json["access_token"].as_str().unwrap().to_owned();
+        assert_eq!(released.json["injection_header"], "Authorization");
+        assert_eq!(released.json["injection_format"], "Bearer {token}");
+        assert_eq!(released.json["provider_id"], PROVIDER);
+        assert_eq!(released.json["scopes"], json!(["files.read", "openid"]));
+        assert!(released.json["expires_at"].is_string());
+        assert_eq!(resource(&self.peer, &token).await, StatusCode::OK);
+        token
+    }
+}
+
+/// The signed `/sdk/token` request of [`Setup::release`], to `server` (a node).
+fn release_request(server: &TestServer, s: &Setup) -> alter_testkit::RawRequest {
+    server.raw(&s.app.key.api_key, "POST", "/sdk/token").body(
+        json!({
+            "provider_id": PROVIDER,
+            "reason": null,
+            "request": { "method": "GET", "url": s.peer.url("/_peer/resource") },
+        })
+        .to_string(),
+    )
+}
+
+/// Sends every request at once; their answers in order.
+async fn all_at_once(requests: Vec<alter_testkit::RawRequest>) -> Vec<alter_testkit::RawResponse> {
+    let tasks: Vec<_> = requests
+        .into_iter()
+        .map(|request| tokio::spawn(request.send()))
+        .collect();
+    let mut answers = Vec::new();
+    for task in tasks {
+        answers.push(task.await.unwrap());
+    }
+    answers
+}
+
+/// The peer's resource endpoint's answer to `token`.
+async fn resource(peer: &OAuthPeer, token: &str) -> StatusCode {
+    reqwest::Client::new()
+        .get(peer.url("/_peer/resource"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+#[tokio::test]
+async fn a_connected_account_is_released_refreshed_once_per_expiry_and_revoked_upstream() {
+    on_every_engine(|engine| async move {
+        let s = setup(TestServer::start(engine).await, true).await;
+        let grant = s.connect(json!({ "allowed_providers": [PROVIDER] })).await;
+        assert_eq!(grant["provider_id"], PROVIDER);
+        assert_eq!(grant["account_identifier"], "alice");
+        assert_eq!(grant["operation"], "creation");
+        assert_eq!(grant["scopes"], json!(["files.read", "openid"]));
+        let grant_id = grant["grant_id"].as_str().unwrap().to_owned();
+
+        let first = s.released_token_works().await;
+        assert_eq!(s.peer.stats().await.token_requests.refresh_token, 0);
+
+        // The listing shows the OAuth grant.
+        let listed = s
+            .server
+            .raw(&s.app.key.api_key, "POST", "/sdk/grants/list")
+            .body(json!({ "limit": 10, "offset": 0, "provider_id": PROVIDER }).to_string())
+            .send()
+            .await;
+        assert_eq!(listed.status, 200, "{}", listed.json);
+        let item = &listed.json["grants"][0];
+        assert_eq!(item["grant_kind"], "oauth");
+        assert_eq!(item["grant_id"], grant_id);
+        assert_eq!(item["account_identifier"], "alice");
+        assert_eq!(item["principal_type"], "system");
+        assert_eq!(listed.json["total"], 1);
+
+        // Past the access token's expiry (as the vault reads the time), the next release
+        // refreshes, once; the one after uses the stored result.
+        s.server.advance(3600);
+        let second = s.released_token_works().await;
+        assert_ne!(second, first);
+        s.released_token_works().await;
+        assert_eq!(s.peer.stats().await.token_requests.refresh_token, 1);
+        // A second expiry refreshes with the rotated refresh token: had the vault kept the
+        // first one, the peer would see its reuse and revoke the whole grant.
+        s.server.advance(3600);
+        let third = s.released_token_works().await;
+        assert_ne!(third, second);
+        assert_eq!(s.peer.stats().await.token_requests.refresh_token, 2);
+
+        // Revoking the grant revokes the tokens at the provider, without waiting for it.
+        let revoked = s
+            .server
+            .raw(
+                &s.app.key.api_key,
+                "POST",
+                &format!("/sdk/oauth/grants/{grant_id}/revoke"),
+            )
+            .body("{}")
+            .send()
+            .await;
+        assert_eq!(revoked.status, 200, "{}", revoked.json);
+        let refused = s.release().await;
+        assert_eq!(refused.status, 404, "{}", refused.json);
+        let mut inactive = false;
+        for _ in 0..100 {
+            if resource(&s.peer, &third).await == StatusCode::UNAUTHORIZED {
+                inactive = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(
+            inactive,
+            "the provider still accepts the revoked grant's token"
+        );
+        assert!(s.peer.stats().await.revocations >= 1);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn fifty_concurrent_releases_of_an_expired_token_refresh_it_once() {
+    on_every_engine(|engine| async move {
+        let s = setup(TestServer::start(engine).await, true).await;
+        s.connect(json!({ "allowed_providers": [PROVIDER] })).await;
+        s.server.advance(3600);
+        let answers = all_at_once((0..50).map(|_| release_request(&s.server, &s)).collect()).await;
+        let mut tokens = std::collections::BTreeSet::new();
+        for answer in &answers {
+            assert_eq!(answer.status, 200, "{}", answer.json);
+            tokens.insert(answer.json["access_token"].as_str().unwrap().to_owned());
+        }
+        assert_eq!(s.peer.stats().await.token_requests.refresh_token, 1);
+        assert_eq!(tokens.len(), 1, "every caller got the one refreshed token");
+        let token = tokens.into_iter().next().unwrap();
+        assert_eq!(resource(&s.peer, &token).await, StatusCode::OK);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn two_nodes_refresh_an_expired_token_once() {
+    let Some(engine) = alter_testkit::engines()
+        .into_iter()
+        .find(|e| *e == alter_testkit::Engine::Postgres)
+    else {
+        return;
+    };
+    let s = setup(TestServer::start(engine).await, true).await;
+    s.connect(json!({ "allowed_providers": [PROVIDER] })).await;
+    let second = s.server.second_node().await;
+    s.server.advance(3600);
+    second.advance(3600);
+    let requests = (0..50)
+        .map(|i| release_request(if i % 2 == 0 { &s.server } else { &second }, &s))
+        .collect();
+    let answers = all_at_once(requests).await;
+    for answer in &answers {
+        assert_eq!(answer.status, 200, "{}", answer.json);
+    }
+    assert_eq!(s.peer.stats().await.token_requests.refresh_token, 1);
+}
+
+#[tokio::test]
+async fn a_refused_refresh_token_asks_for_a_reconnect_that_keeps_the_grant() {
+    on_every_engine(|engine| async move {
+        let s = setup(TestServer::start(engine).await, false).await;
+        let grant = s.connect(json!({ "allowed_providers": [PROVIDER] })).await;
+        let grant_id = grant["grant_id"].as_str().unwrap().to_owned();
+        // The user revokes the app at the provider: the refresh token dies there.
+        let refresh_token = peer_refresh_token(&s).await;
+        let revoked = reqwest::Client::new()
+            .post(s.peer.url("/token/revocation"))
+            .basic_auth(s.peer.client_id(), Some(s.peer.client_secret()))
+            .form(&[
+                ("token", refresh_token.as_str()),
+                ("token_type_hint", "refresh_token"),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(revoked.status(), StatusCode::OK);
+        s.server.advance(3600);
+        let refused = s.release().await;
+        assert_eq!(refused.status, 403, "{}", refused.json);
+        assert_eq!(refused.code(), Some("credential_revoked"));
+        assert_eq!(refused.json["grant_id"], grant_id);
+        assert_eq!(refused.json["provider_id"], PROVIDER);
+        // It stays refused without asking the provider again.
+        let refreshes = s.peer.stats().await.token_requests.refresh_token;
+        assert_eq!(s.release().await.code(), Some("credential_revoked"));
+        assert_eq!(s.peer.stats().await.token_requests.refresh_token, refreshes);
+        let listed = s
+            .server
+            .raw(&s.app.key.api_key, "POST", "/sdk/grants/list")
+            .body(json!({ "limit": 10, "offset": 0 }).to_string())
+            .send()
+            .await;
+        assert_eq!(listed.json["grants"][0]["needs_reconnect"], true);
+
+        // Repairing it connects the same account again: same grant, new tokens.
+        let repaired = s
+            .connect(json!({ "allowed_providers": [PROVIDER], "repair_grant_id": grant_id }))
+            .await;
+        assert_eq!(repaired["grant_id"], grant_id);
+        assert_eq!(repaired["operation"], "reauth");
+        s.released_token_works().await;
+        // Connecting the same account again without naming the grant also keeps it.
+        let again = s.connect(json!({ "allowed_providers": [PROVIDER] })).await;
+        assert_eq!(again["grant_id"], grant_id);
+        assert_eq!(again["operation"], "reauth");
+    })
+    .await;
+}
+
+/// The newest live refresh token at the peer (the one the vault holds: the vault never hands
+/// its tokens out, so the test asks the provider).
+async fn peer_refresh_token(s: &Setup) -> String {
+    let response = reqwest::get(s.peer.url("/_peer/refresh-tokens"))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let tokens: Vec<String> = response.json().await.unwrap();
+    tokens
+        .last()
+        .cloned()
+        .expect("the peer holds a refresh token")
+}
+
+#[tokio::test]
+async fn abused_or_failed_flows_fail_clearly_and_create_nothing() {
+    on_every_engine(|engine| async move {
+        let s = setup(TestServer::start(engine).await, true).await;
+        let s = &s;
+        let grants_made = |expected: u64| async move {
+            let listed = s
+                .server
+                .raw(&s.app.key.api_key, "POST", "/sdk/grants/list")
+                .body(json!({ "limit": 10, "offset": 0 }).to_string())
+                .send()
+                .await;
+            assert_eq!(listed.json["total"], expected, "{}", listed.json);
+        };
+
+        // A forged state names nothing.
+        let forged = reqwest::get(format!(
+            "{}/oauth/callback?state=forged&code=abc",
+            s.server.base_url()
+        ))
+        .await
+        .unwrap();
+        assert_eq!(forged.status(), StatusCode::BAD_REQUEST);
+
+        // Denied consent ends the single-provider session with connect_denied.
+        let session = s
+            .create_session(json!({ "allowed_providers": [PROVIDER] }))
+            .await;
+        let browser = s.peer.browser();
+        let authorize = s
+            .pick(&browser, session["connect_url"].as_str().unwrap())
+            .await;
+        let denied = s.peer.deny(&browser, authorize).await;
+        assert_eq!(
+            denied.query_pairs().find(|(k, _)| k == "error").unwrap().1,
+            "access_denied"
+        );
+        let landed = reqwest::get(denied.as_str()).await.unwrap();
+        assert_eq!(landed.status(), StatusCode::OK);
+        let polled = s.poll(session["session_token"].as_str().unwrap()).await;
+        assert_eq!(polled["status"], "error", "{polled}");
+        assert_eq!(polled["error"]["error_code"], "connect_denied");
+        grants_made(0).await;
+
+        // A wrong issuer (a mix-up attack) is refused; replaying the callback finds nothing.
+        let session = s
+            .create_session(json!({ "allowed_providers": [PROVIDER] }))
+            .await;
+        let browser = s.peer.browser();
+        let authorize = s
+            .pick(&browser, session["connect_url"].as_str().unwrap())
+            .await;
+        let authorization = s
+            .peer
+            .authorize(&browser, authorize, Pages::LoginAndConsent)
+            .await;
+        let mut mixed_up = authorization.redirect.clone();
+        let pairs: Vec<(String, String)> = mixed_up
+            .query_pairs()
+            .map(|(k, v)| {
+                let v = if k == "iss" {
+                    "https://evil.example".into()
+                } else {
+                    v.into_owned()
+                };
+                (k.into_owned(), v)
+            })
+            .collect();
+        mixed_up.query_pairs_mut().clear().extend_pairs(pairs);
+        let refused = reqwest::get(mixed_up.as_str()).await.unwrap();
+        assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
+        let polled = s.poll(session["session_token"].as_str().unwrap()).await;
+        assert_eq!(polled["status"], "error", "{polled}");
+        assert_eq!(polled["error"]["error_code"], "connect_flow_error");
+        let replayed = reqwest::get(authorization.redirect.as_str()).await.unwrap();
+        assert_eq!(replayed.status(), StatusCode::BAD_REQUEST);
+        grants_made(0).await;
+
+        // A completed session's callback cannot be replayed to connect twice.
+        let session = s
+            .create_session(json!({ "allowed_providers": [PROVIDER] }))
+            .await;
+        let browser = s.peer.browser();
+        let authorize = s
+            .pick(&browser, session["connect_url"].as_str().unwrap())
+            .await;
+        let authorization = s
+            .peer
+            .authorize(&browser, authorize, Pages::LoginAndConsent)
+            .await;
+        assert_eq!(
+            reqwest::get(authorization.redirect.as_str())
+                .await
+                .unwrap()
+                .status(),
+            StatusCode::OK
+        );
+        assert_eq!(
+            reqwest::get(authorization.redirect.as_str())
+                .await
+                .unwrap()
+                .status(),
+            StatusCode::BAD_REQUEST
+        );
+        let page = reqwest::get(session["connect_url"].as_str().unwrap())
+            .await
+            .unwrap();
+        assert_eq!(
+            page.status(),
+            StatusCode::NOT_FOUND,
+            "a used session's page is gone"
+        );
+
+        // An expired session: its page is gone and polling says expired.
+        let session = s
+            .create_session(json!({ "allowed_providers": [PROVIDER] }))
+            .await;
+        s.server.advance(601);
+        let page = reqwest::get(session["connect_url"].as_str().unwrap())
+            .await
+            .unwrap();
+        assert_eq!(page.status(), StatusCode::NOT_FOUND);
+        let polled = s.poll(session["session_token"].as_str().unwrap()).await;
+        assert_eq!(polled["status"], "expired");
+        // An unknown token is "expired" too, and so is another app's.
+        assert_eq!(s.poll("alter_cs_unknown").await["status"], "expired");
+        let other = s.server.new_app("b").await;
+        let fresh = s
+            .create_session(json!({ "allowed_providers": [PROVIDER] }))
+            .await;
+        let foreign = s
+            .server
+            .raw(
+                &other.key.api_key,
+                "POST",
+                "/sdk/oauth/connect/session/poll",
+            )
+            .body(json!({ "session_token": fresh["session_token"] }).to_string())
+            .send()
+            .await;
+        assert_eq!(foreign.json["status"], "expired");
+
+        // Bad input is refused before anything is stored.
+        for (body, code) in [
+            (json!({ "allowed_providers": ["nope"] }), "invalid_request"),
+            (json!({ "allowed_providers": [] }), "invalid_request"),
+            (
+                json!({ "return_url": "javascript:alert(1)" }),
+                "invalid_request",
+            ),
+            (json!({ "agent": "helper" }), "agent_requires_user_token"),
+            (json!({ "surprise": true }), "invalid_request"),
+        ] {
+            let mut full = body.clone();
+            for key in [
+                "allowed_providers",
+                "return_url",
+                "allowed_origin",
+                "metadata",
+            ] {
+                full.as_object_mut()
+                    .unwrap()
+                    .entry(key)
+                    .or_insert(Value::Null);
+            }
+            let refused = s
+                .server
+                .raw(&s.app.key.api_key, "POST", "/sdk/oauth/connect/session")
+                .body(full.to_string())
+                .send()
+                .await;
+            assert_eq!(refused.code(), Some(code), "{body}: {}", refused.json);
+        }
+        grants_made(1).await;
+    })
+    .await;
+}
