@@ -545,12 +545,15 @@ mod tests {
                 "created_at":"2026-12-01T00:00:00Z","last_used_at":"2026-12-02T00:00:00Z",
                 "principal_type":"agent","access_via":"oauth_delegation",
                 "delegated_agent_ids":["a1"],"label":"l","parent_grant_id":"g0","depth":1,
-                "delegable":true}"#,
+                "delegable":true,"scope_mismatch":true,"needs_reconnect":false,
+                "grant_policy":{"created_by":"end_user"},"delegated_at":"2026-12-01T00:00:00Z",
+                "credential_id":"c1"}"#,
         );
         round_trips::<GrantItem>(
             r#"{"grant_kind":"oauth","grant_id":"g1","provider_id":"","scopes":[],
                 "status":"revoked","created_at":"2026-12-01T00:00:00Z","principal_type":"user",
-                "access_via":"ownership","delegated_agent_ids":[],"depth":0,"delegable":false}"#,
+                "access_via":"ownership","delegated_agent_ids":[],"depth":0,"delegable":false,
+                "scope_mismatch":false,"needs_reconnect":true}"#,
         );
     }
 
@@ -580,7 +583,8 @@ mod tests {
             r#"{"grants":[{"grant_kind":"oauth","grant_id":"g","provider_id":"p","scopes":[],
                 "status":"active","created_at":"t","principal_type":"user",
                 "access_via":"ownership","delegated_agent_ids":[],"depth":0,
-                "delegable":false}],"total":1,"limit":100,"offset":0,"has_more":false}"#,
+                "delegable":false,"scope_mismatch":false,"needs_reconnect":false}],
+                "total":1,"limit":100,"offset":0,"has_more":false}"#,
         );
         let sparse: GrantItem = serde_json::from_str(
             r#"{"grant_kind":"oauth","grant_id":"g","provider_id":"p","status":"active",

@@ -153,14 +153,15 @@ impl Vault {
             Some(token) => Some(self.sign_in(app_id, token).await?),
             None => None,
         };
-        let agent_id = match &new.agent {
-            Some(name) => {
-                ensure(user.is_some(), || "agent_requires_user_token".into())
-                    .map_err(|_| Error::AgentRequiresUserToken)?;
-                Some(self.session_agent(caller, name).await?)
-            }
-            None => None,
+        // An agent's session always delegates to the agent itself, by a user's consent: an
+        // agent never makes grants the app owns.
+        let agent_id = match (&new.agent, caller.agent_id()) {
+            (Some(name), _) => Some(self.session_agent(caller, name).await?),
+            (None, own) => own,
         };
+        if agent_id.is_some() && user.is_none() {
+            return Err(Error::AgentRequiresUserToken);
+        }
         let repair_grant_id = match &new.repair_grant_id {
             Some(text) => {
                 ensure(providers.len() == 1, || {

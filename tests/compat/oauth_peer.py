@@ -1,0 +1,96 @@
+"""The real OAuth server of `tests/oauth-peer` (npm `oidc-provider`), started for a compat test,
+and a user who signs in and consents there over plain HTTP with a cookie jar."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import threading
+from pathlib import Path
+from urllib.parse import urljoin
+
+import httpx
+
+PEER_DIR = Path(__file__).resolve().parents[1] / "oauth-peer"
+
+
+class OAuthPeer:
+    def __init__(self, redirect_uri: str, *, rotate: bool = True, access_ttl: int = 60) -> None:
+        if not (PEER_DIR / "node_modules" / "oidc-provider").is_dir():
+            raise RuntimeError(f"oidc-provider is not installed: run `npm ci` in {PEER_DIR}")
+        self.client_id = "alter-test"
+        self.client_secret = "alter-test-secret"
+        self.password = "alice-password"
+        self.process = subprocess.Popen(
+            ["node", "server.mjs"],
+            cwd=PEER_DIR,
+            env={
+                "PATH": __import__("os").environ.get("PATH", ""),
+                "PEER_CLIENT_ID": self.client_id,
+                "PEER_CLIENT_SECRET": self.client_secret,
+                "PEER_REDIRECT_URIS": redirect_uri,
+                "PEER_ROTATE_REFRESH": "1" if rotate else "0",
+                "PEER_ACCESS_TTL": str(access_ttl),
+                "PEER_PASSWORD": self.password,
+            },
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline()
+        if not line:
+            self.process.kill()
+            raise RuntimeError("the OAuth peer exited before it was ready")
+        threading.Thread(target=self.process.stdout.read, daemon=True).start()
+        self.issuer = json.loads(line)["issuer"]
+        self.redirect_uri = redirect_uri
+
+    def url(self, path: str) -> str:
+        return f"{self.issuer}{path}"
+
+    def stats(self) -> dict:
+        return httpx.get(self.url("/_peer/stats"), timeout=10).json()
+
+    def live_refresh_tokens(self) -> list[str]:
+        return httpx.get(self.url("/_peer/refresh-tokens"), timeout=10).json()
+
+    def provider_config(self) -> dict:
+        """The admin API body that configures this peer as a custom provider."""
+        return {
+            "display_name": "Acme Files",
+            "client_id": self.client_id,
+            "client_secret": self.client_secret,
+            "scopes": ["openid", "files.read"],
+            "endpoints": {
+                "issuer": self.issuer,
+                "authorize_url": self.url("/auth"),
+                "token_url": self.url("/token"),
+                "revoke_url": self.url("/token/revocation"),
+                "refresh": "rotating",
+                "account": {"source": "id_token", "claim": "sub"},
+            },
+        }
+
+    def connect_as_user(self, connect_url: str) -> httpx.Response:
+        """Plays the user: opens Alter's Connect page, picks the provider, signs in, consents,
+        and follows the redirect back to Alter. Returns Alter's final page."""
+        with httpx.Client(timeout=30, follow_redirects=True) as browser:
+            page = browser.get(connect_url)
+            assert page.status_code == 200, page.text
+            assert "Connect Acme Files" in page.text
+            login = browser.post(connect_url, data={"provider": "acme"})
+            assert login.status_code == 200 and 'id="password"' in login.text, login.text
+            consent = browser.post(
+                f"{login.url}/login", data={"login": "alice", "password": self.password}
+            )
+            assert consent.status_code == 200 and 'id="allow"' in consent.text, consent.text
+            return browser.post(f"{consent.url}/confirm")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()

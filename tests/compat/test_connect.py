@@ -1,0 +1,128 @@
+"""OAuth connections through the unmodified official client (protocol part 2 §6, part 1 §5):
+`connect()` opens the Connect page in "the browser" (a user played over HTTP against the real
+OAuth server), `request(provider=…)` injects the provider's access token, which the provider's
+own resource endpoint accepts; past the token's refresh point the next call refreshes once, with
+the rotated refresh token the time after; `revoke_grant` kills the tokens at the provider."""
+
+import asyncio
+import threading
+import time
+import webbrowser
+
+import pytest
+from alter_sdk import App
+from alter_sdk.exceptions import ConnectFlowError
+
+from oauth_peer import OAuthPeer
+from scenario import run
+
+# The vault refreshes a token expiring within 60 s: a 65-second token is fresh for 5 s.
+ACCESS_TTL = 65
+
+
+@pytest.fixture
+def peer(server):
+    running = OAuthPeer(f"{server.base_url}/oauth/callback", access_ttl=ACCESS_TTL)
+    response = server.admin(
+        "PUT", f"/apps/{server.app_id}/providers/acme", json=running.provider_config()
+    )
+    assert response.status_code == 200, response.text
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def browser(peer, monkeypatch):
+    """`webbrowser.open` plays the user at the Connect page and the provider (in a thread, as a
+    real browser runs beside the polling client). Returns the pages the user ended on."""
+    landed = []
+
+    def open_url(url, *args, **kwargs):
+        thread = threading.Thread(target=lambda: landed.append(peer.connect_as_user(url)))
+        thread.start()
+        return True
+
+    monkeypatch.setattr(webbrowser, "open", open_url)
+    return landed
+
+
+def test_connect_then_request_refreshes_once_and_revoke_reaches_the_provider(server, peer, browser):
+    async def scenario():
+        app = App(api_key=server.api_key)
+        results = await app.connect(providers=["acme"], timeout=60, poll_interval=0.5)
+        assert len(results) == 1
+        connected = results[0]
+        assert connected.provider_id == "acme"
+        assert connected.account_identifier == "alice"
+        assert set(connected.scopes) == {"openid", "files.read"}
+        assert connected.operation in (None, "creation")
+        assert browser[0].status_code == 200 and "is connected" in browser[0].text
+
+        grants = await app.list_grants(provider_id="acme")
+        assert [g.grant_id for g in grants.grants] == [connected.grant_id]
+        assert grants.grants[0].grant_kind == "oauth"
+        assert grants.grants[0].account_identifier == "alice"
+
+        resource = peer.url("/_peer/resource")
+        answer = await app.request("GET", resource, provider="acme")
+        assert answer.status_code == 200
+        assert answer.json()["sub"] == "alice"
+        assert peer.stats()["token_requests"]["refresh_token"] == 0
+
+        # Within the refresh buffer: the next call refreshes, once.
+        await asyncio.sleep(ACCESS_TTL - 60 + 1)
+        for _ in range(3):
+            answer = await app.request("GET", resource, provider="acme", grant_id=None)
+            assert answer.status_code == 200
+        assert peer.stats()["token_requests"]["refresh_token"] == 1
+        # And again, with the rotated refresh token (reusing the first would revoke it all).
+        await asyncio.sleep(ACCESS_TTL - 60 + 1)
+        answer = await app.request("GET", resource, grant_id=connected.grant_id)
+        assert answer.status_code == 200
+        assert peer.stats()["token_requests"]["refresh_token"] == 2
+
+        assert peer.live_refresh_tokens(), "the provider holds the connection's refresh token"
+        await app.revoke_grant(connected.grant_id)
+        deadline = time.monotonic() + 10
+        while peer.live_refresh_tokens() and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        assert peer.live_refresh_tokens() == [], "the provider still holds a live refresh token"
+        assert peer.stats()["revocations"] >= 1
+
+    run(scenario())
+
+
+def test_a_denied_session_fails_the_clients_poll(server, peer):
+    async def scenario():
+        app = App(api_key=server.api_key)
+        session = await app.create_connect_session(allowed_providers=["acme"])
+        assert session.single_provider
+
+        def deny():
+            import httpx
+
+            with httpx.Client(timeout=30, follow_redirects=True) as user:
+                login = user.post(session.connect_url, data={"provider": "acme"})
+                consent = user.post(
+                    f"{login.url}/login", data={"login": "alice", "password": peer.password}
+                )
+                return user.get(f"{consent.url}/abort")
+
+        landed = await asyncio.to_thread(deny)
+        assert landed.status_code == 200
+        with pytest.raises(Exception) as raised:
+            await app.poll_connect_session(session.session_token, timeout=10, poll_interval=0.5)
+        assert type(raised.value).__name__ == "ConnectDeniedError"
+        listed = await app.list_grants()
+        assert listed.total == 0
+
+    run(scenario())
+
+
+def test_an_unknown_session_token_is_a_flow_error(server, peer):
+    async def scenario():
+        app = App(api_key=server.api_key)
+        with pytest.raises(ConnectFlowError):
+            await app.poll_connect_session("alter_cs_unknown", timeout=5, poll_interval=0.5)
+
+    run(scenario())
