@@ -26,6 +26,10 @@ pub enum Entity {
     User,
     /// An OAuth provider of an app.
     Provider,
+    /// A provider's spec.
+    ProviderSpec,
+    /// An operation of a provider's spec.
+    Operation,
 }
 
 impl Entity {
@@ -40,6 +44,8 @@ impl Entity {
             Entity::Idp => "identity provider",
             Entity::User => "user",
             Entity::Provider => "OAuth provider",
+            Entity::ProviderSpec => "provider spec",
+            Entity::Operation => "operation",
         }
     }
 }

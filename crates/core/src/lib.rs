@@ -15,6 +15,7 @@ pub mod identity;
 pub mod ids;
 pub mod keys;
 pub mod ports;
+pub mod provider_specs;
 pub mod providers;
 pub mod release;
 pub mod request_rule;

@@ -388,6 +388,8 @@ fn not_found_code(entity: Entity) -> &'static str {
         Entity::Idp => codes::IDP_NOT_FOUND,
         Entity::User => codes::GRANT_NOT_FOUND,
         Entity::Provider => codes::PROVIDER_NOT_FOUND,
+        Entity::ProviderSpec => codes::PROVIDER_SPEC_NOT_FOUND,
+        Entity::Operation => codes::OPERATION_NOT_FOUND,
     }
 }
 
