@@ -281,6 +281,10 @@ impl<'a> Resolver<'a> {
             let Value::Array(items) = list else { continue };
             for item in items {
                 let param = self.resolve(item, 0);
+                // Parameter objects only: anything else describes nothing a client can use.
+                if !param.is_object() {
+                    continue;
+                }
                 let key = |p: &Value| (p.get("name").cloned(), p.get("in").cloned());
                 match out.iter_mut().find(|p| key(p) == key(&param)) {
                     Some(existing) if param.get("name").is_some() => *existing = param,

@@ -9,6 +9,7 @@ pub(crate) mod audit;
 mod grants;
 mod health;
 mod keys;
+mod provider_specs;
 mod providers;
 mod scopes;
 mod token;
@@ -113,6 +114,10 @@ sdk_routes! {
     PATCH "/sdk/agents/{id}/keys/{key}/undeprecate" => agents::undeprecate_key, Some("agents:admin");
     DELETE "/sdk/agents/{id}/keys/{key}" => agents::revoke_key, Some("agents:admin");
     GET "/sdk/oauth/provider-catalog" => providers::connectable, Some("providers:read");
+    GET "/sdk/provider-specs" => provider_specs::list, Some("providers:read");
+    GET "/sdk/provider-specs/{kind}/{provider_id}" => provider_specs::get, Some("providers:read");
+    GET "/sdk/provider-specs/{kind}/{provider_id}/operations" => provider_specs::operations, Some("providers:read");
+    GET "/sdk/provider-specs/{kind}/{provider_id}/operation" => provider_specs::operation, Some("providers:read");
     POST "/sdk/token" => token::token, Some("tokens:retrieve");
     POST "/sdk/oauth/audit/api-call" => token::api_call, Some("audit:emit");
     POST "/sdk/grants/{id}/report-scope-mismatch" => token::scope_mismatch, Some("tokens:retrieve"), or "audit:emit";
