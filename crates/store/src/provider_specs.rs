@@ -203,7 +203,7 @@ impl SpecStore for SqlStore {
             return Ok(false);
         }
         if let Some(operations) = put.operations {
-            replace_operations(&mut *tx, value, operations).await?;
+            replace_operations(&mut tx, value, operations).await?;
         }
         chain::append(&mut tx, &self.chain, event).await?;
         tx.commit().await.map_err(db_error)?;

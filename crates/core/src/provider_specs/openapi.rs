@@ -602,6 +602,21 @@ mod tests {
     }
 
     #[test]
+    fn yaml_alias_bombs_are_refused() {
+        // Nine levels of tenfold aliases: a billion strings if expanded.
+        let mut yaml =
+            String::from("openapi: 3.0.0\npaths: {}\na0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+        for level in 1..10 {
+            let prev = format!("*a{}", level - 1);
+            let items = vec![prev.as_str(); 10].join(", ");
+            yaml.push_str(&format!("a{level}: &a{level} [{items}]\n"));
+        }
+        let started = std::time::Instant::now();
+        assert!(error(yaml.as_bytes()).contains("YAML"));
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    }
+
+    #[test]
     fn limits_are_enforced() {
         let big = vec![b' '; MAX_DOCUMENT_BYTES + 1];
         assert!(error(&big).contains("larger than"));
