@@ -7,6 +7,7 @@ mod agents;
 mod audit;
 mod grants;
 mod idp;
+mod provider_specs;
 mod providers;
 mod secrets;
 

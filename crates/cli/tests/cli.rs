@@ -1047,6 +1047,72 @@ fn the_operator_cli_configures_oauth_providers_and_never_shows_a_client_secret()
 }
 
 #[test]
+fn the_operator_cli_imports_lists_shows_and_deletes_provider_specs() {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/compat/fixtures/payments.openapi.yaml");
+    let fixture = fixture.to_str().unwrap();
+    on_each_database(|op| {
+        let configured = op.run_with_stdin(
+            &[
+                "provider",
+                "configure",
+                "acme",
+                "--client-id",
+                "alter-client",
+                "--authorize-url",
+                "https://id.acme.example/authorize",
+                "--token-url",
+                "https://id.acme.example/token",
+                "--client-secret-stdin",
+            ],
+            "acme-secret\n",
+        );
+        assert_eq!(exit_code(&configured), 0, "{}", stderr(&configured));
+        let import = [
+            "provider",
+            "spec",
+            "import",
+            "acme",
+            fixture,
+            "--source-url",
+            "https://docs.acme.example/openapi.yaml",
+        ];
+        let imported = op.json(&[&import[..], &["--json"]].concat());
+        assert_eq!(imported["changed"], true);
+        assert_eq!(imported["version"], 1);
+        assert_eq!(imported["operation_count"], 9);
+        let again = op.run(&import);
+        assert_eq!(exit_code(&again), 0);
+        assert!(stdout(&again).contains("unchanged"), "{}", stdout(&again));
+
+        let listed = op.json(&["provider", "spec", "list", "--json"]);
+        assert_eq!(listed[0]["provider_id"], "acme");
+        assert_eq!(listed[0]["version"], 1);
+        let table = stdout(&op.run(&["provider", "spec", "list", "--kind", "oauth"]));
+        assert!(table.contains("Acme Payments API"), "{table}");
+        let shown = stdout(&op.run(&["provider", "spec", "show", "acme"]));
+        assert!(
+            shown.contains("https://docs.acme.example/openapi.yaml"),
+            "{shown}"
+        );
+        assert_eq!(
+            exit_code(&op.run(&["provider", "spec", "show", "acme", "--kind", "managed"])),
+            4
+        );
+        assert_eq!(
+            exit_code(&op.run(&["provider", "spec", "import", "nope", fixture])),
+            4,
+            "the provider must exist"
+        );
+        assert_eq!(
+            exit_code(&op.run(&["provider", "spec", "delete", "acme"])),
+            0
+        );
+        assert_eq!(exit_code(&op.run(&["provider", "spec", "show", "acme"])), 4);
+    });
+}
+
+#[test]
 fn the_operator_cli_manages_agents() {
     on_each_database(|op| {
         let agent = op.create_agent("bot");

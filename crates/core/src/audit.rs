@@ -38,6 +38,10 @@ pub mod action {
     pub const PROVIDER_CONFIGURED: &str = "provider.configured";
     /// An OAuth provider was removed.
     pub const PROVIDER_DELETED: &str = "provider.deleted";
+    /// An operator imported a provider's spec.
+    pub const PROVIDER_SPEC_IMPORTED: &str = "provider_spec.imported";
+    /// An operator removed a provider's spec.
+    pub const PROVIDER_SPEC_DELETED: &str = "provider_spec.deleted";
     /// A grant was created.
     pub const GRANT_CREATED: &str = "grant.created";
     /// A sibling grant was minted from another.

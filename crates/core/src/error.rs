@@ -28,6 +28,10 @@ pub enum Entity {
     Provider,
     /// A Connect session.
     ConnectSession,
+    /// A provider's spec.
+    ProviderSpec,
+    /// An operation of a provider's spec.
+    Operation,
 }
 
 impl Entity {
@@ -43,6 +47,8 @@ impl Entity {
             Entity::User => "user",
             Entity::Provider => "OAuth provider",
             Entity::ConnectSession => "Connect session",
+            Entity::ProviderSpec => "provider spec",
+            Entity::Operation => "operation",
         }
     }
 }

@@ -17,6 +17,7 @@ pub mod ids;
 pub mod keys;
 pub mod oauth;
 pub mod ports;
+pub mod provider_specs;
 pub mod providers;
 pub mod release;
 pub mod request_rule;

@@ -18,6 +18,7 @@ use crate::ids::{
     AgentId, AppId, ConnectSessionId, ConnectionId, GrantId, IdpId, KeyId, SecretId, UserId,
 };
 use crate::keys::ApiKey;
+use crate::provider_specs::{Operation, OperationSummary, ProviderSpec, PutSpec, SpecKind};
 use crate::providers::OAuthProvider;
 use crate::release::{Authorization, Denial, ReleaseCondition};
 use crate::secrets::ManagedSecret;
@@ -373,6 +374,55 @@ pub trait ProviderStore: Send + Sync {
     async fn delete_provider(&self, app: AppId, id: &str, event: &AuditEvent) -> StoreResult<bool>;
 }
 
+/// Provider specs (OpenAPI documents) and their operations.
+#[async_trait]
+pub trait SpecStore: Send + Sync {
+    /// Stores a spec's metadata (and, with `put.operations`, its document and operations,
+    /// replacing the old ones) if the stored version is still `put.expected_version`
+    /// (`None`: no spec yet); false, changing nothing, otherwise.
+    async fn put_provider_spec(&self, put: &PutSpec<'_>, event: &AuditEvent) -> StoreResult<bool>;
+    /// One provider's spec.
+    async fn get_provider_spec(
+        &self,
+        app: AppId,
+        kind: SpecKind,
+        provider_id: &str,
+    ) -> StoreResult<Option<ProviderSpec>>;
+    /// The app's specs (of one kind, or both), by kind and provider id.
+    async fn list_provider_specs(
+        &self,
+        app: AppId,
+        kind: Option<SpecKind>,
+    ) -> StoreResult<Vec<ProviderSpec>>;
+    /// A page of a spec's operations in document order — only those whose lower-cased id,
+    /// path template or summary contain `search` (lower-case), if given — and how many match.
+    async fn list_spec_operations(
+        &self,
+        app: AppId,
+        kind: SpecKind,
+        provider_id: &str,
+        search: Option<&str>,
+        limit: i64,
+        offset: i64,
+    ) -> StoreResult<(Vec<OperationSummary>, i64)>;
+    /// One operation of a spec, with its schemas.
+    async fn get_spec_operation(
+        &self,
+        app: AppId,
+        kind: SpecKind,
+        provider_id: &str,
+        operation_id: &str,
+    ) -> StoreResult<Option<Operation>>;
+    /// Removes a spec and its operations; false if there was none.
+    async fn delete_provider_spec(
+        &self,
+        app: AppId,
+        kind: SpecKind,
+        provider_id: &str,
+        event: &AuditEvent,
+    ) -> StoreResult<bool>;
+}
+
 /// Grants and delegations.
 #[async_trait]
 pub trait GrantStore: Send + Sync {
@@ -586,6 +636,7 @@ pub trait Store:
     + IdentityStore
     + SecretStore
     + ProviderStore
+    + SpecStore
     + ConnectionStore
     + ConnectStore
     + GrantStore
@@ -604,6 +655,7 @@ impl<T> Store for T where
         + IdentityStore
         + SecretStore
         + ProviderStore
+        + SpecStore
         + ConnectionStore
         + ConnectStore
         + GrantStore

@@ -143,6 +143,10 @@ pub mod codes {
     pub const IDP_NOT_FOUND: &str = "idp_not_found";
     /// Unknown OAuth provider of the app (admin API).
     pub const PROVIDER_NOT_FOUND: &str = "provider_not_found";
+    /// 404: no spec for that provider (the client raises `GrantNotFoundError`).
+    pub const PROVIDER_SPEC_NOT_FOUND: &str = "provider_spec_not_found";
+    /// 404: the spec lists no such operation (the client raises `GrantNotFoundError`).
+    pub const OPERATION_NOT_FOUND: &str = "operation_not_found";
 
     // Conflicts (409).
     /// A revoked key cannot change state.

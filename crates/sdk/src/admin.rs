@@ -22,6 +22,9 @@ pub use alter_proto::admin::{
 pub use alter_proto::agents::{AgentInfo, AgentList};
 pub use alter_proto::grants::{DelegationResult, GrantItem, GrantList};
 pub use alter_proto::keys::{ApiKeyInfo, MintedKey};
+pub use alter_proto::provider_specs::{
+    ImportQuery, ImportedSpec, ProviderSpec, ProviderSpecList, SpecListQuery,
+};
 pub use alter_proto::providers::{
     AccountSourceBody, BuiltinProvider, ConfigureProviderRequest, EndpointsBody, ProviderInfo,
 };
@@ -224,6 +227,59 @@ impl AdminClient {
         self.call::<_, ()>(Method::DELETE, &path, None).await
     }
 
+    /// Imports a provider's OpenAPI document (`content_type` says JSON or YAML); the same
+    /// document again keeps the version.
+    pub async fn import_provider_spec(
+        &self,
+        app_id: &str,
+        kind: &str,
+        provider: &str,
+        document: Vec<u8>,
+        content_type: &str,
+        query: &ImportQuery,
+    ) -> Result<ImportedSpec, Error> {
+        let path = spec_path(app_id, kind, provider) + &query_string(query)?;
+        let request = self
+            .http
+            .put(format!("{}/admin/v1{path}", self.base_url))
+            .bearer_auth(&self.token)
+            .header(reqwest::header::CONTENT_TYPE, content_type)
+            .body(document);
+        decode(&execute(request, Mapper::Main).await?)
+    }
+
+    /// The app's provider specs (of one kind, or both).
+    pub async fn list_provider_specs(
+        &self,
+        app_id: &str,
+        query: &SpecListQuery,
+    ) -> Result<Vec<ProviderSpec>, Error> {
+        let path = app_path(app_id, "/provider-specs") + &query_string(query)?;
+        self.items(&path).await
+    }
+
+    /// One provider's spec.
+    pub async fn get_provider_spec(
+        &self,
+        app_id: &str,
+        kind: &str,
+        provider: &str,
+    ) -> Result<ProviderSpec, Error> {
+        let path = spec_path(app_id, kind, provider);
+        self.call::<_, ()>(Method::GET, &path, None).await
+    }
+
+    /// Removes a provider's spec; returns what was removed.
+    pub async fn delete_provider_spec(
+        &self,
+        app_id: &str,
+        kind: &str,
+        provider: &str,
+    ) -> Result<ProviderSpec, Error> {
+        let path = spec_path(app_id, kind, provider);
+        self.call::<_, ()>(Method::DELETE, &path, None).await
+    }
+
     /// A page of the app's agents.
     pub async fn list_agents(
         &self,
@@ -345,6 +401,16 @@ fn member_path(app_id: &str, collection: &str, id: &str, rest: &str) -> String {
     app_path(
         app_id,
         &format!("/{collection}/{}{rest}", encode_path_segment(id)),
+    )
+}
+
+/// `/apps/{app_id}/provider-specs/{kind}/{provider}`, each part percent-encoded.
+fn spec_path(app_id: &str, kind: &str, provider: &str) -> String {
+    member_path(
+        app_id,
+        "provider-specs",
+        kind,
+        &format!("/{}", encode_path_segment(provider)),
     )
 }
 

@@ -9,7 +9,7 @@ use crate::grants::{
     self, CreateGrantResult, DelegateOptions, DelegationResult, GrantInfo, GrantList, GrantPolicy,
     ListGrants, Principal, RevokeGrantResult,
 };
-use crate::namespaces::{Keys, Scopes};
+use crate::namespaces::{Keys, ProviderSpecs, Scopes};
 use crate::request::{self, ProviderRequest};
 use crate::transport::{DEFAULT_TIMEOUT, Identity, TimeSource, Transport};
 
@@ -328,6 +328,13 @@ macro_rules! shared_surface {
             /// The scope catalogue.
             pub fn scopes(&self) -> Scopes<'_> {
                 Scopes {
+                    transport: &self.transport,
+                }
+            }
+
+            /// The app's provider specs (OpenAPI operations of its providers).
+            pub fn provider_specs(&self) -> ProviderSpecs<'_> {
+                ProviderSpecs {
                     transport: &self.transport,
                 }
             }

@@ -31,6 +31,6 @@ pub use grants::{
     GrantList, GrantPolicy, ListGrants, ManagedSecretGrantItem, OAuthGrantItem, Principal,
     RevokeGrantResult, UnifiedGrantListResult,
 };
-pub use namespaces::{Keys, Scopes};
+pub use namespaces::{Keys, ProviderSpecs, Scopes};
 pub use request::ProviderRequest;
 pub use transport::{BASE_URL_VAR, DEFAULT_BASE_URL};

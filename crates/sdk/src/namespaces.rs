@@ -1,9 +1,12 @@
-//! The namespaces shared by [`App`](crate::App) and [`Agent`](crate::Agent): `keys` and
-//! `scopes`.
+//! The namespaces shared by [`App`](crate::App) and [`Agent`](crate::Agent): `keys`,
+//! `scopes` and `provider_specs`.
 
 use alter_proto::keys::{ApiKeyInfo, DeriveKeyRequest, MintedKey, RotateKeyRequest};
+use alter_proto::provider_specs::{
+    ProviderSpec, ProviderSpecList, SpecOperationDetail, SpecOperationsPage,
+};
 use alter_proto::scopes::ScopeCatalog;
-use alter_proto::signing::encode_path_segment;
+use alter_proto::signing::{encode_path_segment, encode_query};
 use reqwest::Method;
 
 use crate::error::Error;
@@ -106,4 +109,90 @@ impl Scopes<'_> {
             .json::<_, ()>(Method::GET, "/sdk/scopes", None, Mapper::Main)
             .await
     }
+}
+
+/// `provider_specs`: the OpenAPI specs the operator imported for the app's providers, to find
+/// the operation a call is about to make (scope `providers:read`).
+#[derive(Debug, Clone, Copy)]
+pub struct ProviderSpecs<'a> {
+    pub(crate) transport: &'a Transport,
+}
+
+impl ProviderSpecs<'_> {
+    /// Every spec of the app, or only those of `kind` (`oauth` or `managed`).
+    pub async fn list(&self, kind: Option<&str>) -> Result<Vec<ProviderSpec>, Error> {
+        let path = match kind {
+            Some(kind) => format!("/sdk/provider-specs?{}", encode_query(&[("kind", kind)])),
+            None => "/sdk/provider-specs".to_owned(),
+        };
+        let list: ProviderSpecList = self
+            .transport
+            .json::<_, ()>(Method::GET, &path, None, Mapper::Main)
+            .await?;
+        Ok(list.items)
+    }
+
+    /// One provider's spec.
+    pub async fn get(&self, kind: &str, provider_id: &str) -> Result<ProviderSpec, Error> {
+        let path = spec_path(kind, provider_id)?;
+        self.transport
+            .json::<_, ()>(Method::GET, &path, None, Mapper::Main)
+            .await
+    }
+
+    /// A page of a spec's operations, optionally only those whose id, path or summary contain
+    /// `search` (ignoring case).
+    pub async fn list_operations(
+        &self,
+        kind: &str,
+        provider_id: &str,
+        search: Option<&str>,
+        limit: i64,
+        offset: i64,
+    ) -> Result<SpecOperationsPage, Error> {
+        let (limit, offset) = (limit.to_string(), offset.to_string());
+        let mut params = vec![("limit", limit.as_str()), ("offset", offset.as_str())];
+        if let Some(search) = search {
+            params.push(("search", search));
+        }
+        let path = format!(
+            "{}/operations?{}",
+            spec_path(kind, provider_id)?,
+            encode_query(&params)
+        );
+        self.transport
+            .json::<_, ()>(Method::GET, &path, None, Mapper::Main)
+            .await
+    }
+
+    /// One operation of a spec, with its parameter, request and response schemas.
+    pub async fn get_operation(
+        &self,
+        kind: &str,
+        provider_id: &str,
+        operation_id: &str,
+    ) -> Result<SpecOperationDetail, Error> {
+        let path = format!(
+            "{}/operation?{}",
+            spec_path(kind, provider_id)?,
+            encode_query(&[("operation_id", operation_id)])
+        );
+        self.transport
+            .json::<_, ()>(Method::GET, &path, None, Mapper::Main)
+            .await
+    }
+}
+
+/// `/sdk/provider-specs/{kind}/{provider_id}`; an empty provider id names nothing.
+fn spec_path(kind: &str, provider_id: &str) -> Result<String, Error> {
+    if provider_id.trim().is_empty() {
+        return Err(Error::value(
+            "provider_specs: provider_id must not be empty",
+        ));
+    }
+    Ok(format!(
+        "/sdk/provider-specs/{}/{}",
+        encode_path_segment(kind),
+        encode_path_segment(provider_id)
+    ))
 }

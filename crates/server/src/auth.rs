@@ -45,14 +45,15 @@ const MAX_RULE_HEADER_LEN: usize = 4096;
 /// pools connections would see its next request fail.
 pub async fn buffer_body(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let (parts, body) = request.into_parts();
-    let read = axum::body::to_bytes(body, state.max_body_bytes);
+    let limit = body_limit(&state, &parts);
+    let read = axum::body::to_bytes(body, limit);
     let refusal = match tokio::time::timeout(state.body_read_timeout, read).await {
         Ok(Ok(bytes)) => {
             return next
                 .run(Request::from_parts(parts, Body::from(bytes)))
                 .await;
         }
-        Ok(Err(_)) => ApiError::payload_too_large(state.max_body_bytes),
+        Ok(Err(_)) => ApiError::payload_too_large(limit),
         Err(_) => ApiError::body_timeout(),
     };
     let mut response = refusal.into_response();
@@ -61,6 +62,23 @@ pub async fn buffer_body(State(state): State<AppState>, request: Request, next: 
         .headers_mut()
         .insert(header::CONNECTION, HeaderValue::from_static("close"));
     response
+}
+
+/// The largest body a request may send: the configured limit, or for an operator's import of
+/// a provider spec (`PUT …/provider-specs/…`) the largest document a spec may be, if that is
+/// more — real OpenAPI documents are often several MiB.
+fn body_limit(state: &AppState, parts: &axum::http::request::Parts) -> usize {
+    let path = parts.uri.path();
+    if parts.method == axum::http::Method::PUT
+        && path.contains("/admin/v1/apps/")
+        && path.contains("/provider-specs/")
+    {
+        state
+            .max_body_bytes
+            .max(alter_core::provider_specs::MAX_DOCUMENT_BYTES)
+    } else {
+        state.max_body_bytes
+    }
 }
 
 /// Middleware: authenticates and admits a signed SDK request (its body already buffered by

@@ -423,6 +423,8 @@ fn not_found_code(entity: Entity) -> &'static str {
         Entity::User => codes::GRANT_NOT_FOUND,
         Entity::Provider => codes::PROVIDER_NOT_FOUND,
         Entity::ConnectSession => codes::CONNECT_SESSION_NOT_FOUND,
+        Entity::ProviderSpec => codes::PROVIDER_SPEC_NOT_FOUND,
+        Entity::Operation => codes::OPERATION_NOT_FOUND,
     }
 }
 

@@ -26,6 +26,7 @@ mod identity;
 mod keyring;
 mod keys;
 mod nonces;
+mod provider_specs;
 mod providers;
 mod release;
 mod rows;

@@ -2080,3 +2080,158 @@ async fn a_connect_state_is_claimed_once_and_a_session_ends_once() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn provider_specs_are_kept_per_app_and_their_operations_paged_and_searched() {
+    use alter_core::ports::SpecStore;
+    use alter_core::provider_specs::{Operation, ProviderSpec, PutSpec, SpecKind};
+    use serde_json::json;
+    on_every_engine(|Fixture { store, raw }| async move {
+        let app = new_app(&store, "a").await.id;
+        let other = new_app(&store, "b").await.id;
+        let op = |i: usize, summary: &str| Operation {
+            operation_id: format!("Op{i}"),
+            method: "GET".into(),
+            path_template: format!("/v1/things/{i}"),
+            summary: Some(summary.into()),
+            params_schema: Some(vec![json!({"name": "id", "in": "path"})]),
+            request_schema: None,
+            response_schema: Some(json!({"type": "object", "properties": {"n": {"type": "integer"}}})),
+        };
+        // More than one INSERT's worth, so the chunking is exercised.
+        let mut operations: Vec<Operation> = (0..450).map(|i| op(i, "List things")).collect();
+        operations[7].summary = Some("Refund 100% of a Charge".into());
+        operations[8].summary = Some("under_score".into());
+        let spec = ProviderSpec {
+            app_id: app,
+            kind: SpecKind::OAuth,
+            provider_id: "acme".into(),
+            version: 1,
+            provenance: "import".into(),
+            source_url: Some("https://acme.example/openapi.json".into()),
+            content_hash: "aa".repeat(32),
+            title: Some("Acme".into()),
+            spec_version: Some("1.0".into()),
+            operation_count: 450,
+            fetched_at: t(10),
+            changed_at: t(10),
+        };
+        fn put<'a>(
+            spec: &'a ProviderSpec,
+            operations: Option<&'a [Operation]>,
+            expected_version: Option<i64>,
+        ) -> PutSpec<'a> {
+            PutSpec {
+                spec,
+                document: operations.map(|_| b"{}".as_slice()),
+                operations,
+                expected_version,
+            }
+        }
+        let spec = &spec;
+        let operations = operations.as_slice();
+        let imported = || event(app, "provider_spec.imported");
+        assert!(store.put_provider_spec(&put(spec, Some(operations), None), &imported()).await.unwrap());
+        assert!(
+            !store.put_provider_spec(&put(spec, Some(operations), None), &imported()).await.unwrap(),
+            "a second first import loses"
+        );
+        assert_eq!(
+            store.get_provider_spec(app, SpecKind::OAuth, "acme").await.unwrap().as_ref(),
+            Some(spec)
+        );
+        assert_eq!(store.get_provider_spec(app, SpecKind::Managed, "acme").await.unwrap(), None);
+        assert_eq!(store.get_provider_spec(other, SpecKind::OAuth, "acme").await.unwrap(), None);
+        assert!(store.list_provider_specs(other, None).await.unwrap().is_empty());
+        assert_eq!(store.list_provider_specs(app, None).await.unwrap(), vec![spec.clone()]);
+        assert!(store.list_provider_specs(app, Some(SpecKind::Managed)).await.unwrap().is_empty());
+
+        let (page, total) = store
+            .list_spec_operations(app, SpecKind::OAuth, "acme", None, 100, 400)
+            .await
+            .unwrap();
+        assert_eq!(total, 450);
+        assert_eq!(page.len(), 50);
+        assert_eq!(page[0].operation_id, "Op400", "document order");
+        let search = |text: &'static str| {
+            let store = store.clone();
+            async move {
+                store
+                    .list_spec_operations(app, SpecKind::OAuth, "acme", Some(text), 10, 0)
+                    .await
+                    .unwrap()
+            }
+        };
+        let (found, total) = search("refund 100%").await;
+        assert_eq!((found.len(), total), (1, 1));
+        assert_eq!(found[0].operation_id, "Op7");
+        assert_eq!(search("100%").await.1, 1, "% is matched literally");
+        assert_eq!(search("_").await.1, 1, "_ is matched literally");
+        assert_eq!(search("op44").await.1, 11, "ids are searched (op44, op440…op449)");
+        assert_eq!(search("/v1/things/449").await.1, 1, "paths are searched");
+        assert_eq!(search("nothing like it").await.1, 0);
+        assert_eq!(
+            store.list_spec_operations(other, SpecKind::OAuth, "acme", None, 10, 0).await.unwrap().1,
+            0
+        );
+
+        let detail = store
+            .get_spec_operation(app, SpecKind::OAuth, "acme", "Op3")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(detail, operations[3]);
+        assert_eq!(store.get_spec_operation(app, SpecKind::OAuth, "acme", "op3").await.unwrap(), None);
+        assert_eq!(store.get_spec_operation(other, SpecKind::OAuth, "acme", "Op3").await.unwrap(), None);
+
+        // The same content again: only fetched_at and source_url move.
+        let touched = &ProviderSpec {
+            fetched_at: t(20),
+            source_url: None,
+            ..spec.clone()
+        };
+        assert!(store.put_provider_spec(&put(touched, None, Some(1)), &imported()).await.unwrap());
+        assert_eq!(
+            store.get_provider_spec(app, SpecKind::OAuth, "acme").await.unwrap().as_ref(),
+            Some(touched)
+        );
+        // New content replaces the operations, from the version read only.
+        let changed = &ProviderSpec {
+            version: 2,
+            content_hash: "bb".repeat(32),
+            operation_count: 1,
+            changed_at: t(30),
+            fetched_at: t(30),
+            ..spec.clone()
+        };
+        let fewer = &[op(1000, "New")][..];
+        assert!(!store.put_provider_spec(&put(changed, Some(fewer), Some(7)), &imported()).await.unwrap());
+        assert_eq!(store.list_spec_operations(app, SpecKind::OAuth, "acme", None, 500, 0).await.unwrap().1, 450);
+        assert!(store.put_provider_spec(&put(changed, Some(fewer), Some(1)), &imported()).await.unwrap());
+        let (all, total) = store
+            .list_spec_operations(app, SpecKind::OAuth, "acme", None, 500, 0)
+            .await
+            .unwrap();
+        assert_eq!((total, all[0].operation_id.as_str()), (1, "Op1000"));
+
+        let deleted = || event(app, "provider_spec.deleted");
+        assert!(!store.delete_provider_spec(other, SpecKind::OAuth, "acme", &deleted()).await.unwrap());
+        assert!(store.delete_provider_spec(app, SpecKind::OAuth, "acme", &deleted()).await.unwrap());
+        assert!(!store.delete_provider_spec(app, SpecKind::OAuth, "acme", &deleted()).await.unwrap());
+        assert_eq!(
+            count(&raw, "SELECT COUNT(*) FROM provider_spec_operations WHERE app_id = $1", app.to_string()).await,
+            0
+        );
+        // The import, the touch, the change and the delete were recorded; refused writes not.
+        assert_eq!(
+            count(
+                &raw,
+                "SELECT COUNT(*) FROM audit_events WHERE app_id = $1 AND action LIKE 'provider_spec.%'",
+                app.to_string()
+            )
+            .await,
+            4
+        );
+    })
+    .await;
+}

@@ -37,6 +37,9 @@ enum ProviderCommand {
         /// Provider id.
         provider: String,
     },
+    /// The OpenAPI specs of the app's providers: import, list, show, delete.
+    #[command(subcommand)]
+    Spec(super::provider_specs::SpecCommand),
 }
 
 #[derive(Debug, Args)]
@@ -180,6 +183,9 @@ pub async fn provider(args: ProviderArgs) -> ExitCode {
                 ProviderCommand::Delete { provider } => {
                     let removed = client.delete_provider(app, &provider).await?;
                     output(json, &removed, || format!("removed {}", removed.id))
+                }
+                ProviderCommand::Spec(command) => {
+                    super::provider_specs::run(client, app, json, command).await?
                 }
             })
         })

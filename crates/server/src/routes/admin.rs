@@ -54,6 +54,16 @@ pub fn router() -> Router<AppState> {
                 .put(super::providers::configure)
                 .delete(super::providers::delete),
         )
+        .route(
+            "/apps/{app}/provider-specs",
+            get(super::provider_specs::admin_list),
+        )
+        .route(
+            "/apps/{app}/provider-specs/{kind}/{provider}",
+            get(super::provider_specs::admin_get)
+                .put(super::provider_specs::import)
+                .delete(super::provider_specs::delete),
+        )
         .route("/apps/{app}/agents", get(list_agents))
         .route(
             "/apps/{app}/agents/{agent}",

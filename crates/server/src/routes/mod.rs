@@ -10,6 +10,7 @@ mod connect;
 mod grants;
 mod health;
 mod keys;
+mod provider_specs;
 mod providers;
 mod scopes;
 mod token;
@@ -116,6 +117,10 @@ sdk_routes! {
     GET "/sdk/oauth/provider-catalog" => providers::connectable, Some("providers:read");
     POST "/sdk/oauth/connect/session" => connect::create_session, Some("connect:initiate");
     POST "/sdk/oauth/connect/session/poll" => connect::poll_session, Some("connect:initiate");
+    GET "/sdk/provider-specs" => provider_specs::list, Some("providers:read");
+    GET "/sdk/provider-specs/{kind}/{provider_id}" => provider_specs::get, Some("providers:read");
+    GET "/sdk/provider-specs/{kind}/{provider_id}/operations" => provider_specs::operations, Some("providers:read");
+    GET "/sdk/provider-specs/{kind}/{provider_id}/operation" => provider_specs::operation, Some("providers:read");
     POST "/sdk/token" => token::token, Some("tokens:retrieve");
     POST "/sdk/oauth/audit/api-call" => token::api_call, Some("audit:emit");
     POST "/sdk/grants/{id}/report-scope-mismatch" => token::scope_mismatch, Some("tokens:retrieve"), or "audit:emit";

@@ -18,6 +18,7 @@ mod leaks;
 mod limits;
 mod oauth_client;
 mod oauth_peer;
+mod provider_specs;
 mod providers;
 mod release;
 mod revocation;
