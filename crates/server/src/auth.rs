@@ -66,12 +66,14 @@ pub async fn buffer_body(State(state): State<AppState>, request: Request, next: 
 
 /// The largest body a request may send: the configured limit, or for an operator's import of
 /// a provider spec (`PUT …/provider-specs/…`) the largest document a spec may be, if that is
-/// more — real OpenAPI documents are often several MiB.
+/// more — real OpenAPI documents are often several MiB. Only a request carrying the admin token
+/// gets the larger limit: nobody else can make the server buffer megabytes.
 fn body_limit(state: &AppState, parts: &axum::http::request::Parts) -> usize {
     let path = parts.uri.path();
     if parts.method == axum::http::Method::PUT
         && path.contains("/admin/v1/apps/")
         && path.contains("/provider-specs/")
+        && Operator::presented_in(&parts.headers, state)
     {
         state
             .max_body_bytes
@@ -347,18 +349,25 @@ pub mod need {
 #[derive(Debug)]
 pub struct Operator;
 
+impl Operator {
+    /// True if `headers` carry the admin token (compared in constant time).
+    fn presented_in(headers: &axum::http::HeaderMap, state: &AppState) -> bool {
+        headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .is_some_and(|token| {
+                let presented = alter_crypto::keys::token_hash(token.trim());
+                alter_crypto::ct_eq(&presented, &state.admin_token_hash)
+            })
+    }
+}
+
 impl FromRequestParts<AppState> for Operator {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let token = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .ok_or_else(ApiError::invalid_admin_token)?;
-        let presented = alter_crypto::keys::token_hash(token.trim());
-        if alter_crypto::ct_eq(&presented, &state.admin_token_hash) {
+        if Operator::presented_in(&parts.headers, state) {
             Ok(Operator)
         } else {
             Err(ApiError::invalid_admin_token())
