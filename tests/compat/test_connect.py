@@ -5,6 +5,8 @@ own resource endpoint accepts; past the token's refresh point the next call refr
 the rotated refresh token the time after; `revoke_grant` kills the tokens at the provider."""
 
 import asyncio
+import json
+import subprocess
 import threading
 import time
 import webbrowser
@@ -13,7 +15,7 @@ import pytest
 from alter_sdk import App
 from alter_sdk.exceptions import ConnectFlowError
 
-from oauth_peer import OAuthPeer
+from oauth_peer import PEER_DIR, OAuthPeer
 from scenario import run
 
 # The vault refreshes a token expiring within 60 s: a 65-second token is fresh for 5 s.
@@ -90,6 +92,53 @@ def test_connect_then_request_refreshes_once_and_revoke_reaches_the_provider(ser
         assert peer.stats()["revocations"] >= 1
 
     run(scenario())
+
+
+def test_connect_in_a_real_browser(server, peer, monkeypatch):
+    """The hosted Connect page and the provider's pages in headless Chromium: the buttons
+    work without script, the page loads nothing the CSP refuses, and the client's `connect()`
+    returns the grant."""
+    outcome = {}
+
+    def open_url(url, *args, **kwargs):
+        def drive():
+            done = subprocess.run(
+                ["node", "browser-connect.mjs", url, peer.password],
+                cwd=PEER_DIR,
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+            outcome["returncode"] = done.returncode
+            outcome["stdout"] = done.stdout
+            outcome["stderr"] = done.stderr
+
+        threading.Thread(target=drive).start()
+        return True
+
+    monkeypatch.setattr(webbrowser, "open", open_url)
+
+    async def scenario():
+        app = App(api_key=server.api_key)
+        results = await app.connect(providers=["acme"], timeout=120, poll_interval=0.5)
+        assert [r.provider_id for r in results] == ["acme"]
+        assert results[0].account_identifier == "alice"
+        answer = await app.request("GET", peer.url("/_peer/resource"), provider="acme")
+        assert answer.status_code == 200
+
+    run(scenario())
+    deadline = time.monotonic() + 30
+    while "returncode" not in outcome and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert outcome.get("returncode") == 0, outcome
+    page = json.loads(outcome["stdout"].strip().splitlines()[-1])
+    assert page["title"] == "Connected"
+    assert "alice" in page["text"]
+    assert page["url"].startswith(f"{server.base_url}/oauth/callback?")
+    # Alter's pages load everything they ask for, and nothing the CSP refuses (the peer's own
+    # pages are not ours to judge).
+    ours = [e for e in page["console_errors"] if e["url"].startswith(server.base_url)]
+    assert ours == [], page["console_errors"]
 
 
 def test_a_denied_session_fails_the_clients_poll(server, peer):

@@ -50,10 +50,12 @@ impl IntoResponse for Page {
         let html = format!(
             "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
              <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-             <title>{title}</title><link rel=\"stylesheet\" href=\"{css}\"></head>\
+             <title>{title}</title><link rel=\"stylesheet\" href=\"{css}\">\
+             <link rel=\"icon\" href=\"{icon}\"></head>\
              <body><main><h1>{title}</h1>{body}</main><footer>Alter vault</footer></body></html>",
             title = escape(&self.title),
             css = "../assets/alter.css",
+            icon = "../assets/favicon.svg",
             body = self.body,
         );
         let mut form_action = String::from("'self'");
@@ -105,6 +107,23 @@ pub async fn stylesheet() -> Response {
     headers.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/css; charset=utf-8"),
+    );
+    secure_headers(headers);
+    response
+}
+
+/// The icon, so browsers do not ask for a missing `/favicon.ico`.
+const FAVICON: &str = "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 16 16\">\
+<rect width=\"16\" height=\"16\" rx=\"3\" fill=\"#1a1a1a\"/>\
+<path d=\"M4 12 8 4l4 8\" stroke=\"#fff\" stroke-width=\"2\" fill=\"none\"/></svg>";
+
+/// `GET /assets/favicon.svg`.
+pub async fn favicon() -> Response {
+    let mut response = FAVICON.into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("image/svg+xml"),
     );
     secure_headers(headers);
     response

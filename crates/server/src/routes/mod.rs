@@ -149,6 +149,7 @@ pub fn router(state: AppState, base_path: &str) -> Router {
         .route("/connect/{token}", get(connect::page).post(connect::pick))
         .route("/oauth/callback", get(connect::callback))
         .route("/assets/alter.css", get(crate::pages::stylesheet))
+        .route("/assets/favicon.svg", get(crate::pages::favicon))
         .route("/readyz", get(health::ready))
         // Requests hold a slot only once their body is in (the layer below reads it first),
         // so slow senders cannot fill the slots; liveness answers outside the cap.
