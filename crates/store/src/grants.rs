@@ -94,7 +94,11 @@ fn view(row: &AnyRow) -> StoreResult<GrantView> {
             }
         }
     };
-    Ok(GrantView { grant, credential })
+    Ok(GrantView {
+        grant,
+        credential,
+        delegated_agents: Vec::new(),
+    })
 }
 
 /// The principal's columns: (type, app_user_id, idp_id, external_group_id, agent_id).
@@ -417,6 +421,45 @@ fn select_views() -> String {
     )
 }
 
+impl SqlStore {
+    /// `views` with the agents holding an active delegation of each root grant among them.
+    async fn with_delegated_agents(
+        &self,
+        app: AppId,
+        mut views: Vec<GrantView>,
+    ) -> StoreResult<Vec<GrantView>> {
+        let roots: Vec<String> = views
+            .iter()
+            .filter(|v| v.grant.parent_grant_id.is_none())
+            .map(|v| v.grant.id.to_string())
+            .collect();
+        if roots.is_empty() {
+            return Ok(views);
+        }
+        let mut c = Clause::default();
+        let app = c.text(app.to_string());
+        let list = c.list(&roots);
+        let sql = format!(
+            "SELECT parent_grant_id, agent_id FROM grants WHERE app_id = {app} \
+             AND parent_grant_id IN ({list}) AND status = 'active' AND agent_id IS NOT NULL \
+             ORDER BY seq"
+        );
+        let rows = c
+            .bind(sqlx::query(&sql))
+            .fetch_all(&self.read)
+            .await
+            .map_err(db_error)?;
+        for row in rows {
+            let parent: GrantId = id(&row, "parent_grant_id")?;
+            let agent: AgentId = id(&row, "agent_id")?;
+            if let Some(view) = views.iter_mut().find(|v| v.grant.id == parent) {
+                view.delegated_agents.push(agent);
+            }
+        }
+        Ok(views)
+    }
+}
+
 #[async_trait]
 impl GrantStore for SqlStore {
     async fn insert_grant(&self, grant: &Grant, event: &AuditEvent) -> StoreResult<()> {
@@ -461,7 +504,8 @@ impl GrantStore for SqlStore {
                 .bind(app.to_string())
                 .bind(offset)
                 .bind(offset.saturating_add(limit));
-            return Ok((fetch_all(&self.read, query, view).await?, total));
+            let views = fetch_all(&self.read, query, view).await?;
+            return Ok((self.with_delegated_agents(app, views).await?, total));
         }
         let clause = listing_clause(app, viewer, filter, now);
         let condition = clause.sql.join(" AND ");
@@ -482,7 +526,12 @@ impl GrantStore for SqlStore {
             n + 2
         );
         let query = clause.bind(sqlx::query(&page_sql)).bind(limit).bind(offset);
-        Ok((fetch_all(&self.read, query, view).await?, total))
+        let views = fetch_all(&self.read, query, view).await?;
+        // Agents see their own delegations, never which other agents hold one.
+        if matches!(viewer, Viewer::Agent { .. }) {
+            return Ok((views, total));
+        }
+        Ok((self.with_delegated_agents(app, views).await?, total))
     }
 
     async fn revoke_grants(

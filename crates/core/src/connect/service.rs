@@ -155,13 +155,13 @@ impl Vault {
         };
         // An agent's session always delegates to the agent itself, by a user's consent: an
         // agent never makes grants the app owns.
+        if (new.agent.is_some() || caller.agent_id().is_some()) && user.is_none() {
+            return Err(Error::AgentRequiresUserToken);
+        }
         let agent_id = match (&new.agent, caller.agent_id()) {
             (Some(name), _) => Some(self.session_agent(caller, name).await?),
             (None, own) => own,
         };
-        if agent_id.is_some() && user.is_none() {
-            return Err(Error::AgentRequiresUserToken);
-        }
         let repair_grant_id = match &new.repair_grant_id {
             Some(text) => {
                 ensure(providers.len() == 1, || {

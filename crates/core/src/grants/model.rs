@@ -244,6 +244,8 @@ pub struct GrantView {
     pub grant: Grant,
     /// Its credential (absent only if the credential's row is gone).
     pub credential: Option<CredentialSummary>,
+    /// Agents holding an active delegation of it (listings by the app or a user only).
+    pub delegated_agents: Vec<AgentId>,
 }
 
 /// Who is looking: decides which grants a listing holds.

@@ -290,6 +290,7 @@ impl Vault {
     pub async fn grant_view(&self, grant: Grant) -> Result<GrantView> {
         let credential = self.credential_of(&grant).await?;
         Ok(GrantView {
+            delegated_agents: Vec::new(),
             credential: Some(CredentialSummary::of(&credential)),
             grant,
         })
@@ -395,6 +396,7 @@ impl Vault {
         let event = grant_event(&grant, action::GRANT_MINTED, caller.actor(), &credential)
             .with_reason(Some(format!("minted from {}", source.id)));
         Ok(GrantView {
+            delegated_agents: Vec::new(),
             grant: self.insert_grant(&grant, &event).await?,
             credential: Some(CredentialSummary::of(&credential)),
         })

@@ -92,6 +92,7 @@ impl Vault {
         let grant = self.grant(app_id, grant.id).await?;
         let credential = self.credential_of(&grant).await?;
         Ok(GrantView {
+            delegated_agents: Vec::new(),
             credential: Some(CredentialSummary::of(&credential)),
             grant,
         })

@@ -94,7 +94,11 @@ pub fn grant_item(view: &GrantView, now: Timestamp) -> GrantItem {
                 scopes: connection.map(|c| c.scopes.clone()).unwrap_or_default(),
                 account_identifier: connection.and_then(|c| c.account_identifier.clone()),
                 expires_at: time(connection.and_then(|c| c.access_expires_at)),
-                delegated_agent_ids: Vec::new(),
+                delegated_agent_ids: view
+                    .delegated_agents
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect(),
                 scope_mismatch: grant.scope_mismatch,
                 needs_reconnect: connection
                     .is_some_and(|c| c.status == ConnectionStatus::ReauthRequired),

@@ -169,7 +169,9 @@ impl Setup {
 
     /// `POST /sdk/token` in provider mode for a call to the peer's resource endpoint.
     async fn release(&self) -> alter_testkit::RawResponse {
-        release_request(&self.server, self).send().await
+        release_request(&self.server, &self.app.key.api_key, self)
+            .send()
+            .await
     }
 
     /// The released access token, checked at the peer's resource endpoint.
@@ -187,9 +189,9 @@ impl Setup {
     }
 }
 
-/// The signed `/sdk/token` request of [`Setup::release`], to `server` (a node).
-fn release_request(server: &TestServer, s: &Setup) -> alter_testkit::RawRequest {
-    server.raw(&s.app.key.api_key, "POST", "/sdk/token").body(
+/// The signed `/sdk/token` request of [`Setup::release`] with `key`, to `server` (a node).
+fn release_request(server: &TestServer, key: &str, s: &Setup) -> alter_testkit::RawRequest {
+    server.raw(key, "POST", "/sdk/token").body(
         json!({
             "provider_id": PROVIDER,
             "reason": null,
@@ -303,7 +305,12 @@ async fn fifty_concurrent_releases_of_an_expired_token_refresh_it_once() {
         let s = setup(TestServer::start(engine).await, true).await;
         s.connect(json!({ "allowed_providers": [PROVIDER] })).await;
         s.server.advance(3600);
-        let answers = all_at_once((0..50).map(|_| release_request(&s.server, &s)).collect()).await;
+        let answers = all_at_once(
+            (0..50)
+                .map(|_| release_request(&s.server, &s.app.key.api_key, &s))
+                .collect(),
+        )
+        .await;
         let mut tokens = std::collections::BTreeSet::new();
         for answer in &answers {
             assert_eq!(answer.status, 200, "{}", answer.json);
@@ -331,7 +338,10 @@ async fn two_nodes_refresh_an_expired_token_once() {
     s.server.advance(3600);
     second.advance(3600);
     let requests = (0..50)
-        .map(|i| release_request(if i % 2 == 0 { &s.server } else { &second }, &s))
+        .map(|i| {
+            let node = if i % 2 == 0 { &s.server } else { &second };
+            release_request(node, &s.app.key.api_key, &s)
+        })
         .collect();
     let answers = all_at_once(requests).await;
     for answer in &answers {
@@ -580,6 +590,116 @@ async fn abused_or_failed_flows_fail_clearly_and_create_nothing() {
             assert_eq!(refused.code(), Some(code), "{body}: {}", refused.json);
         }
         grants_made(1).await;
+    })
+    .await;
+}
+
+/// A user connects with a session that names an agent: the grant is the user's and the agent
+/// holds a delegation of it by the user's consent. The agent uses it (its allowlist names the
+/// provider), the app's listing shows who holds it, and an agent without the provider in its
+/// allowlist is refused.
+#[tokio::test]
+async fn a_session_naming_an_agent_delegates_the_users_new_grant_to_it() {
+    on_every_engine(|engine| async move {
+        let server = TestServer::start(engine).await;
+        let world = server.world("a").await;
+        let peer = OAuthPeer::start(PeerOptions {
+            access_ttl: Duration::from_secs(3600),
+            ..PeerOptions::new(format!("{}/oauth/callback", server.base_url()))
+        })
+        .await;
+        configure(&server, &world.app, &peer).await;
+        let s = Setup {
+            server,
+            app: world.app.clone(),
+            peer,
+        };
+        let app = s.server.app(&s.app.key.api_key);
+        let assistant = app
+            .agents()
+            .create(alter_sdk::CreateAgent::new(
+                "assistant",
+                json!({ PROVIDER: ["files.read"] }),
+            ))
+            .await
+            .unwrap();
+        let alice = world.idp.token("alice", json!({}));
+
+        // An agent without a user to consent is refused before anything is stored.
+        let refused = s
+            .server
+            .raw(&s.app.key.api_key, "POST", "/sdk/oauth/connect/session")
+            .body(
+                json!({ "allowed_providers": [PROVIDER], "return_url": null,
+                        "allowed_origin": null, "metadata": null, "agent": "assistant" })
+                .to_string(),
+            )
+            .send()
+            .await;
+        assert_eq!(refused.code(), Some("agent_requires_user_token"));
+
+        let grant = s
+            .connect(json!({
+                "allowed_providers": [PROVIDER],
+                "agent": "assistant",
+                "delegable": false,
+                "user_token": alice,
+            }))
+            .await;
+        assert_eq!(grant["delegation"]["agent_id"], assistant.agent.id);
+        assert_eq!(grant["delegation"]["policy_refused"], false);
+        let grant_id = grant["grant_id"].as_str().unwrap();
+
+        let listed = s
+            .server
+            .raw(&s.app.key.api_key, "POST", "/sdk/grants/list")
+            .body(json!({ "limit": 10, "offset": 0 }).to_string())
+            .send()
+            .await;
+        let root = listed.json["grants"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|g| g["grant_id"] == grant_id)
+            .unwrap()
+            .clone();
+        assert_eq!(root["principal_type"], "user");
+        assert_eq!(root["delegated_agent_ids"], json!([assistant.agent.id]));
+
+        // The agent releases through its delegation; the app without the user's token does
+        // not find the user's grant.
+        let as_agent = |key: &str| release_request(&s.server, key, &s).send();
+        let agent_key = assistant.api_key.clone().unwrap();
+        let released = as_agent(&agent_key).await;
+        assert_eq!(released.status, 200, "{}", released.json);
+        assert_ne!(
+            released.json["grant_id"], grant_id,
+            "the delegation's own id"
+        );
+        let token = released.json["access_token"].as_str().unwrap();
+        assert_eq!(resource(&s.peer, token).await, StatusCode::OK);
+        assert_eq!(s.release().await.status, 404);
+
+        // Reconnecting the same account for another agent keeps the user's grant and delegates
+        // it to that agent too; an agent whose allowlist does not name the provider is refused
+        // at use, delegation or not.
+        let stranger = app
+            .agents()
+            .create(alter_sdk::CreateAgent::new("stranger", json!({})))
+            .await
+            .unwrap();
+        let again = s
+            .connect(json!({
+                "allowed_providers": [PROVIDER],
+                "agent": "stranger",
+                "user_token": alice,
+            }))
+            .await;
+        assert_eq!(again["grant_id"], grant_id);
+        assert_eq!(again["operation"], "reauth");
+        let refused = as_agent(stranger.api_key.as_deref().unwrap()).await;
+        assert_eq!(refused.status, 403, "{}", refused.json);
+        assert_eq!(refused.code(), Some("agent_not_allowlisted"));
     })
     .await;
 }
