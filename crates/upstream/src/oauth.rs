@@ -270,19 +270,23 @@ impl OAuthClient {
         code: &str,
         pkce_verifier: Option<&str>,
     ) -> Result<TokenSet, OAuthError> {
-        let mut form = Serializer::new(String::new());
-        form.append_pair("grant_type", "authorization_code")
-            .append_pair("code", code)
-            .append_pair("redirect_uri", redirect_uri);
-        if let Some(verifier) = pkce_verifier {
-            form.append_pair("code_verifier", verifier);
-        }
+        // Finished before the request: the serializer is not `Send`, and this future must be.
+        let form = {
+            let mut form = Serializer::new(String::new());
+            form.append_pair("grant_type", "authorization_code")
+                .append_pair("code", code)
+                .append_pair("redirect_uri", redirect_uri);
+            if let Some(verifier) = pkce_verifier {
+                form.append_pair("code_verifier", verifier);
+            }
+            form.finish()
+        };
         self.token_request(
             endpoints,
             &endpoints.token_url,
             client_id,
             client_secret,
-            form.finish(),
+            form,
         )
         .await
         .map_err(|error| error.scrubbed(&[code, pkce_verifier.unwrap_or_default()]))
@@ -323,13 +327,16 @@ impl OAuthClient {
         let Some(url) = endpoints.revoke_url.as_deref() else {
             return Ok(false);
         };
-        let mut form = Serializer::new(String::new());
-        form.append_pair("token", token.expose_secret());
-        if let Some(hint) = hint {
-            form.append_pair("token_type_hint", hint.as_str());
-        }
+        let form = {
+            let mut form = Serializer::new(String::new());
+            form.append_pair("token", token.expose_secret());
+            if let Some(hint) = hint {
+                form.append_pair("token_type_hint", hint.as_str());
+            }
+            form.finish()
+        };
         let (status, body) = self
-            .post_form(url, "revocation", client_id, client_secret, form.finish())
+            .post_form(url, "revocation", client_id, client_secret, form)
             .await?;
         if status.is_success() {
             return Ok(true);
