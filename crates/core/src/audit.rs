@@ -26,6 +26,8 @@ pub mod action {
     pub const KEY_REVOKED: &str = "key.revoked";
     /// The app's identity provider was configured.
     pub const IDP_CONFIGURED: &str = "idp.configured";
+    /// The IdP's sign-in client was configured.
+    pub const IDP_SIGN_IN_CONFIGURED: &str = "idp.sign_in_configured";
     /// An end user was seen for the first time.
     pub const USER_CREATED: &str = "user.created";
     /// A managed secret was created.

@@ -54,6 +54,8 @@ id_kinds! {
     EventId => EventKind, "event";
     /// An OAuth connection (a token pair for one account at one provider).
     ConnectionId => ConnectionKind, "connection";
+    /// An end-user sign-in session.
+    AuthSessionId => AuthSessionKind, "sign-in session";
 }
 
 impl<K> Id<K> {

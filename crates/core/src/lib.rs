@@ -3,6 +3,7 @@
 //! knows no HTTP, SQL or JSON wire shapes (design §2).
 
 pub mod agents;
+pub mod assertions;
 pub mod apps;
 pub mod audit;
 pub mod caller;
@@ -20,6 +21,7 @@ pub mod release;
 pub mod request_rule;
 pub mod scope;
 pub mod secrets;
+pub mod signin;
 pub mod subject;
 pub mod time;
 mod validate;

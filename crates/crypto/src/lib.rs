@@ -3,10 +3,12 @@
 
 mod envelope;
 pub mod keys;
+mod signing;
 mod mac;
 
 pub use envelope::{Binding, Kek, Keyring, MasterKey, WrappedKek};
 pub use mac::MacKey;
+pub use signing::{PublicJwk, SigningKey};
 pub use secrecy::{ExposeSecret, SecretString};
 pub use zeroize::Zeroizing;
 

@@ -10,6 +10,7 @@ pub mod keyfmt;
 pub mod keys;
 pub mod providers;
 pub mod scopes;
+pub mod signin;
 pub mod signing;
 pub mod token;
 

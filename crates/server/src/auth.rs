@@ -316,6 +316,8 @@ pub mod need {
         AgentsAdmin => ["agents:admin"], AGENT_CALLERS = false;
         /// `idp_users:read`.
         IdpUsersRead => ["idp_users:read"];
+        /// `idp_users:write`.
+        IdpUsersWrite => ["idp_users:write"];
         /// `providers:read`.
         ProvidersRead => ["providers:read"];
         /// A valid signature, even from a paused agent: telemetry (audit and span reports).

@@ -210,6 +210,8 @@ impl Server {
                 })?;
         let discovery = alter_upstream::OidcDiscovery::new()
             .map_err(|e| StartupError::HttpClient(e.to_string()))?;
+        let oauth = alter_upstream::oauth::OAuthClient::new()
+            .map_err(|e| StartupError::HttpClient(e.to_string()))?;
         alter_upstream::catalog::load().map_err(|e| StartupError::Catalog(e.to_string()))?;
         let public_url = match settings.public_url {
             Some(url) => url,
@@ -233,6 +235,7 @@ impl Server {
                 in_progress: Arc::new(Semaphore::new(settings.http.max_concurrent_requests)),
                 public_url,
                 discovery,
+                oauth,
             },
             store,
             base_path: settings.base_path,

@@ -31,6 +31,7 @@ mod rows;
 #[cfg(feature = "test-support")]
 pub mod scratch;
 mod secrets;
+mod signin;
 
 use std::str::FromStr;
 use std::time::Duration;
