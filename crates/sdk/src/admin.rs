@@ -22,6 +22,7 @@ pub use alter_proto::admin::{
 pub use alter_proto::agents::{AgentInfo, AgentList};
 pub use alter_proto::grants::{DelegationResult, GrantItem, GrantList};
 pub use alter_proto::keys::{ApiKeyInfo, MintedKey};
+pub use alter_proto::signin::{SignInInfo, SignInRequest};
 pub use alter_proto::providers::{
     AccountSourceBody, BuiltinProvider, ConfigureProviderRequest, EndpointsBody, ProviderInfo,
 };
@@ -139,6 +140,22 @@ impl AdminClient {
     /// The app's identity provider.
     pub async fn get_idp(&self, app_id: &str) -> Result<IdpInfo, Error> {
         let path = app_path(app_id, "/idp");
+        self.call::<_, ()>(Method::GET, &path, None).await
+    }
+
+    /// Configures the OAuth client the vault signs the app's users in with at its IdP.
+    pub async fn set_sign_in(
+        &self,
+        app_id: &str,
+        request: &SignInRequest,
+    ) -> Result<SignInInfo, Error> {
+        let path = app_path(app_id, "/idp/sign-in");
+        self.call(Method::PUT, &path, Some(request)).await
+    }
+
+    /// The app's sign-in client.
+    pub async fn get_sign_in(&self, app_id: &str) -> Result<SignInInfo, Error> {
+        let path = app_path(app_id, "/idp/sign-in");
         self.call::<_, ()>(Method::GET, &path, None).await
     }
 

@@ -21,3 +21,4 @@ mod providers;
 mod release;
 mod revocation;
 mod scopes;
+mod signin;
