@@ -646,6 +646,13 @@ impl Vault {
         }
     }
 
+    /// Forgets sessions that expired over an hour ago (a poll for one answers `expired` either
+    /// way).
+    pub async fn prune_auth_sessions(&self) -> Result<u64> {
+        let before = self.now().plus_seconds(-3600);
+        Ok(self.store().prune_auth_sessions(before).await?)
+    }
+
     /// The client's endpoints and opened secret, or what is missing.
     fn ready_endpoints(
         &self,

@@ -291,7 +291,7 @@ fn background_tasks(
     state: &AppState,
     audit_checkpoint_interval: Option<Duration>,
 ) -> Vec<JoinHandle<()>> {
-    let mut tasks = vec![tokio::spawn(prune_nonces(state.vault.clone()))];
+    let mut tasks = vec![tokio::spawn(prune_expired(state.vault.clone()))];
     if let Some(every) = audit_checkpoint_interval {
         tasks.push(tokio::spawn(checkpoints::log_audit_checkpoints(
             state.vault.clone(),
@@ -313,7 +313,8 @@ async fn migrated_store(settings: &ServerSettings) -> Result<SqlStore, StartupEr
     Ok(store)
 }
 
-async fn prune_nonces(vault: Vault) {
+/// Forgets request nonces and sign-in sessions past their use.
+async fn prune_expired(vault: Vault) {
     let mut tick = tokio::time::interval(PRUNE_INTERVAL);
     loop {
         tick.tick().await;
@@ -321,6 +322,11 @@ async fn prune_nonces(vault: Vault) {
             Ok(n) if n > 0 => tracing::debug!(pruned = n, "pruned request nonces"),
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "pruning request nonces failed"),
+        }
+        match vault.prune_auth_sessions().await {
+            Ok(n) if n > 0 => tracing::debug!(pruned = n, "pruned sign-in sessions"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "pruning sign-in sessions failed"),
         }
     }
 }
