@@ -21,7 +21,7 @@ use std::collections::BTreeMap;
 use crate::audit::{Actor, AuditEvent, Target, action};
 use crate::caller::Caller;
 use crate::error::{Entity, Error, Result, ensure};
-use crate::identity::AppUser;
+use crate::identity::{AppUser, TokenError};
 use crate::ids::{AppId, AuthSessionId, UserId};
 use crate::providers::{AccountSource, ProviderEndpoints, RefreshBehaviour};
 use crate::time::Timestamp;
@@ -530,8 +530,23 @@ impl Vault {
     ) -> Result<AppUser> {
         let session = &claimed.session;
         let outcome = async {
-            let signed_in = self.sign_in(session.app_id, id_token).await?;
-            // The signature is verified: the payload can be read as the IdP wrote it.
+            // Verified (signature, iss, aud, exp) before its nonce is read, and the user
+            // recorded only once the token is known to be this session's.
+            let idp = self
+                .store()
+                .get_idp(session.app_id)
+                .await?
+                .ok_or(Error::NoIdentityProvider)?;
+            self.verifier()
+                .verify(&idp, id_token, self.now())
+                .await
+                .map_err(|e| match e {
+                    TokenError::Invalid(reason) => {
+                        tracing::info!(app = %session.app_id, %reason, "ID token refused");
+                        Error::InvalidUserToken
+                    }
+                    TokenError::KeysUnavailable(reason) => Error::IdentityUnavailable(reason),
+                })?;
             let claims = payload(id_token).ok_or(Error::InvalidUserToken)?;
             let nonce_ok = claims.get("nonce").and_then(Value::as_str).is_some_and(|n| {
                 alter_crypto::ct_eq(n.as_bytes(), session.nonce.as_bytes())
@@ -545,6 +560,7 @@ impl Vault {
                 tracing::warn!(app = %session.app_id, nonce_ok, aud_ok, "ID token refused");
                 return Err(Error::InvalidUserToken);
             }
+            let signed_in = self.sign_in(session.app_id, id_token).await?;
             let sealed = self.keyring().seal(
                 session_binding(
                     USER_TOKEN_KIND,

@@ -8,7 +8,9 @@
 use std::time::Duration;
 
 use alter_core::Error;
-use alter_core::signin::{AuthPoll, CallbackRefusal, ConfigureSignIn, SignInClient};
+use alter_core::signin::{
+    AuthPoll, CallbackRefusal, ConfigureSignIn, SESSION_LIFETIME_SECONDS, SignInClient,
+};
 use alter_crypto::{ExposeSecret, SecretString};
 use alter_proto::signin::{
     AuthPollResult, AuthSession, CreateAuthSessionRequest, PollAuthSessionRequest, SignInInfo,
@@ -51,13 +53,12 @@ pub async fn create_session(
         Some(&pkce),
     )
     .map_err(|e| Error::Invalid(format!("the sign-in client cannot be used: {e}")))?;
-    let expires_in = state.vault.now().seconds_until(started.expires_at);
     Ok((
         StatusCode::CREATED,
         axum::Json(AuthSession {
             auth_url: url.into(),
             session_token: started.session_token.expose_secret().to_owned(),
-            expires_in,
+            expires_in: SESSION_LIFETIME_SECONDS,
             expires_at: started.expires_at.to_rfc3339(),
         }),
     ))
@@ -154,7 +155,15 @@ pub async fn callback(State(state): State<AppState>, RawQuery(query): RawQuery) 
             } else {
                 ("idp_error", "the identity provider refused the sign-in")
             };
-            tracing::info!(error = %error, "the identity provider refused a sign-in");
+            // The IdP's `error` is logged only if it looks like an RFC 6749 code.
+            let logged = if error.len() <= 64
+                && error.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
+            {
+                error.as_str()
+            } else {
+                "(unrecognised)"
+            };
+            tracing::info!(error = logged, "the identity provider refused a sign-in");
             state.vault.fail_auth_session(session, code, message).await;
             return page(StatusCode::OK, FAILED, "The sign-in was cancelled. You can close this window.");
         }
