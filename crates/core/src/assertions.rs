@@ -75,7 +75,11 @@ pub struct PublishedKey {
 
 impl Vault {
     /// Resolves whom the caller acts for: the app (or its agent) and, if named, an end user.
-    pub async fn resolve_identity(&self, caller: &Caller, query: IdentityQuery) -> Result<Identity> {
+    pub async fn resolve_identity(
+        &self,
+        caller: &Caller,
+        query: IdentityQuery,
+    ) -> Result<Identity> {
         let agent_id = caller.agent_id();
         let (user, groups) = match (query.user_token, query.app_user_id) {
             (_, Some(_)) if agent_id.is_none() => return Err(Error::AppUserIdRequiresAgent),

@@ -172,7 +172,9 @@ pub enum Error {
     #[error("sign-in with the identity provider is not configured ({})", .0.as_str())]
     SignInNotConfigured(crate::signin::SignInGap),
     /// `app_user_id` names a user on an agent's behalf only.
-    #[error("app_user_id is accepted from agent callers only; an app names its user with user_token")]
+    #[error(
+        "app_user_id is accepted from agent callers only; an app names its user with user_token"
+    )]
     AppUserIdRequiresAgent,
     /// An assertion audience the vault refuses (its own issuer).
     #[error("the audience must not be this vault itself")]

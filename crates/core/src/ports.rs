@@ -12,7 +12,9 @@ use crate::audit::AuditEvent;
 use crate::connections::{Connection, RefreshLease, RefreshedTokens};
 use crate::grants::{Grant, GrantFilter, GrantView, Viewer};
 use crate::identity::{AppUser, IdentityProvider, JwksSource, TokenError, VerifiedToken};
-use crate::ids::{AgentId, AppId, AuthSessionId, ConnectionId, GrantId, IdpId, KeyId, SecretId, UserId};
+use crate::ids::{
+    AgentId, AppId, AuthSessionId, ConnectionId, GrantId, IdpId, KeyId, SecretId, UserId,
+};
 use crate::keys::ApiKey;
 use crate::providers::OAuthProvider;
 use crate::release::{Authorization, Denial, ReleaseCondition};
@@ -537,7 +539,7 @@ impl<T> Store for T where
         + AgentStore
         + AuditStore
         + ReleaseStore
-    + SignInStore
+        + SignInStore
 {
 }
 

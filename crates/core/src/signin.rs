@@ -305,8 +305,11 @@ impl Vault {
                         .map(|u| u.origin())
                 };
                 ensure(
-                    old.client_id == client_id && origin(&old.token_url) == origin(&request.token_url),
-                    || "this change sends the client secret elsewhere (client id or token endpoint); give the client secret again".into(),
+                    old.client_id == client_id
+                        && origin(&old.token_url) == origin(&request.token_url),
+                    || {
+                        "this change sends the client secret elsewhere (client id or token endpoint); give the client secret again".into()
+                    },
                 )?;
                 Some(self.open_sign_in_secret(old)?)
             }
@@ -548,9 +551,10 @@ impl Vault {
                     TokenError::KeysUnavailable(reason) => Error::IdentityUnavailable(reason),
                 })?;
             let claims = payload(id_token).ok_or(Error::InvalidUserToken)?;
-            let nonce_ok = claims.get("nonce").and_then(Value::as_str).is_some_and(|n| {
-                alter_crypto::ct_eq(n.as_bytes(), session.nonce.as_bytes())
-            });
+            let nonce_ok = claims
+                .get("nonce")
+                .and_then(Value::as_str)
+                .is_some_and(|n| alter_crypto::ct_eq(n.as_bytes(), session.nonce.as_bytes()));
             let aud_ok = match claims.get("aud") {
                 Some(Value::String(aud)) => *aud == claimed.client_id,
                 Some(Value::Array(auds)) => auds.iter().any(|a| a == claimed.client_id.as_str()),
@@ -584,7 +588,9 @@ impl Vault {
                 if self.store().finish_auth_session(&completed).await? {
                     Ok(user)
                 } else {
-                    Err(Error::Conflict("the sign-in session changed meanwhile".into()))
+                    Err(Error::Conflict(
+                        "the sign-in session changed meanwhile".into(),
+                    ))
                 }
             }
             Err(e) => {
@@ -607,22 +613,24 @@ impl Vault {
 
     /// Where the session `session_token` of the calling app is. A completed session hands its
     /// ID token out once and erases it.
-    pub async fn poll_auth_session(&self, caller: &Caller, session_token: &str) -> Result<AuthPoll> {
+    pub async fn poll_auth_session(
+        &self,
+        caller: &Caller,
+        session_token: &str,
+    ) -> Result<AuthPoll> {
         if session_token.is_empty() || session_token.len() > 256 {
             return Ok(AuthPoll::Expired);
         }
         let hash = alter_crypto::keys::token_hash(session_token);
-        let Some(session) = self
-            .store()
-            .find_auth_session(caller.app_id, &hash)
-            .await?
-        else {
+        let Some(session) = self.store().find_auth_session(caller.app_id, &hash).await? else {
             return Ok(AuthPoll::Expired);
         };
         let now = self.now();
         match session.status {
             AuthSessionStatus::Error => Ok(AuthPoll::Error {
-                code: session.error_code.unwrap_or_else(|| "sign_in_failed".into()),
+                code: session
+                    .error_code
+                    .unwrap_or_else(|| "sign_in_failed".into()),
                 message: session
                     .error_message
                     .unwrap_or_else(|| "sign-in failed".into()),
@@ -736,7 +744,9 @@ fn validate_scopes(scopes: Vec<String>) -> Result<Vec<String>> {
         ensure(
             !scope.is_empty()
                 && scope.len() <= 200
-                && scope.bytes().all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\'),
+                && scope
+                    .bytes()
+                    .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\'),
             || format!("scope {scope:?} is not a valid OAuth scope"),
         )?;
     }

@@ -47,11 +47,9 @@ impl PublicJwk {
 impl SigningKey {
     /// A new key pair and its PKCS#8 document (to seal and store).
     pub fn generate() -> Result<(SigningKey, Zeroizing<Vec<u8>>), CryptoError> {
-        let pkcs8 = EcdsaKeyPair::generate_pkcs8(
-            &ECDSA_P256_SHA256_FIXED_SIGNING,
-            &SystemRandom::new(),
-        )
-        .map_err(|_| CryptoError::Internal)?;
+        let pkcs8 =
+            EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &SystemRandom::new())
+                .map_err(|_| CryptoError::Internal)?;
         let document = Zeroizing::new(pkcs8.as_ref().to_vec());
         Ok((SigningKey::from_pkcs8(&document)?, document))
     }

@@ -22,10 +22,10 @@ pub use alter_proto::admin::{
 pub use alter_proto::agents::{AgentInfo, AgentList};
 pub use alter_proto::grants::{DelegationResult, GrantItem, GrantList};
 pub use alter_proto::keys::{ApiKeyInfo, MintedKey};
-pub use alter_proto::signin::{SignInInfo, SignInRequest};
 pub use alter_proto::providers::{
     AccountSourceBody, BuiltinProvider, ConfigureProviderRequest, EndpointsBody, ProviderInfo,
 };
+pub use alter_proto::signin::{SignInInfo, SignInRequest};
 
 /// The operator's client.
 #[derive(Clone)]

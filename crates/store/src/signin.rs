@@ -9,7 +9,9 @@ use alter_core::time::Timestamp;
 use async_trait::async_trait;
 use sqlx::any::AnyRow;
 
-use crate::rows::{fetch_all, fetch_optional, get, hash32, id, json, opt_id, parsed, time, to_json};
+use crate::rows::{
+    fetch_all, fetch_optional, get, hash32, id, json, opt_id, parsed, time, to_json,
+};
 use crate::{SqlStore, db_error};
 
 const CLIENT_COLUMNS: &str = "client_id, sealed_client_secret, scopes, authorize_url, token_url, \
@@ -205,12 +207,14 @@ impl SignInStore for SqlStore {
     }
 
     async fn prune_auth_sessions(&self, before: Timestamp) -> StoreResult<u64> {
-        Ok(sqlx::query("DELETE FROM auth_sessions WHERE expires_at < $1")
-            .bind(before.micros())
-            .execute(&self.write)
-            .await
-            .map_err(db_error)?
-            .rows_affected())
+        Ok(
+            sqlx::query("DELETE FROM auth_sessions WHERE expires_at < $1")
+                .bind(before.micros())
+                .execute(&self.write)
+                .await
+                .map_err(db_error)?
+                .rows_affected(),
+        )
     }
 
     async fn identity_signing_keys(&self) -> StoreResult<Vec<IdentitySigningKey>> {

@@ -18,14 +18,14 @@ use alter_core::identity::{
 use alter_core::ids::{AgentId, AppId, AuthSessionId, GrantId, IdpId, KeyId, SecretId, UserId};
 use alter_core::keys::{ApiKey, KeyType};
 use alter_core::ports::{
-    AgentStore, AppStore, AuditStore, ConnectionStore, GrantStore, HealthStore, IdentityStore,
-    IdentitySigningKey, KeyStore, KeyringStore, NonceStore, ProviderStore, ReleaseStore,
-    SecretStore, SignInStore, StoreError, WrappedKek,
+    AgentStore, AppStore, AuditStore, ConnectionStore, GrantStore, HealthStore, IdentitySigningKey,
+    IdentityStore, KeyStore, KeyringStore, NonceStore, ProviderStore, ReleaseStore, SecretStore,
+    SignInStore, StoreError, WrappedKek,
 };
-use alter_core::signin::{AuthSession, AuthSessionStatus, SignInClient};
 use alter_core::release::ReleaseCondition;
 use alter_core::scope::{Scope, ScopeSet};
 use alter_core::secrets::{ManagedSecret, SecretType};
+use alter_core::signin::{AuthSession, AuthSessionStatus, SignInClient};
 use alter_core::time::Timestamp;
 use alter_crypto::MasterKey;
 use alter_store::scratch::ScratchDatabase;
@@ -1828,15 +1828,45 @@ async fn a_sign_in_session_is_claimed_once_and_its_token_collected_once() {
         // Found by the token's hash, in its own app only.
         let found = store.find_auth_session(app.id, &[1; 32]).await.unwrap();
         assert_eq!(found.as_ref(), Some(&session));
-        assert!(store.find_auth_session(other.id, &[1; 32]).await.unwrap().is_none());
+        assert!(
+            store
+                .find_auth_session(other.id, &[1; 32])
+                .await
+                .unwrap()
+                .is_none()
+        );
 
         // Finishing needs a claim first; a claim needs the state, a pending session, time left.
         assert!(!store.finish_auth_session(&session).await.unwrap());
-        assert!(store.claim_auth_session(&[9; 32], t(1)).await.unwrap().is_none());
-        assert!(store.claim_auth_session(&[102; 32], t(600)).await.unwrap().is_none(), "expired");
-        let claimed = store.claim_auth_session(&[101; 32], t(1)).await.unwrap().unwrap();
+        assert!(
+            store
+                .claim_auth_session(&[9; 32], t(1))
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            store
+                .claim_auth_session(&[102; 32], t(600))
+                .await
+                .unwrap()
+                .is_none(),
+            "expired"
+        );
+        let claimed = store
+            .claim_auth_session(&[101; 32], t(1))
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(claimed.status, AuthSessionStatus::Exchanging);
-        assert!(store.claim_auth_session(&[101; 32], t(2)).await.unwrap().is_none(), "once");
+        assert!(
+            store
+                .claim_auth_session(&[101; 32], t(2))
+                .await
+                .unwrap()
+                .is_none(),
+            "once"
+        );
 
         let user = UserId::new();
         let completed = AuthSession {
@@ -1847,13 +1877,27 @@ async fn a_sign_in_session_is_claimed_once_and_its_token_collected_once() {
             ..claimed.clone()
         };
         assert!(store.finish_auth_session(&completed).await.unwrap());
-        assert!(!store.finish_auth_session(&completed).await.unwrap(), "finished once");
-        let stored = store.find_auth_session(app.id, &[1; 32]).await.unwrap().unwrap();
+        assert!(
+            !store.finish_auth_session(&completed).await.unwrap(),
+            "finished once"
+        );
+        let stored = store
+            .find_auth_session(app.id, &[1; 32])
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(stored, completed);
 
         assert!(store.collect_auth_session(session.id, t(4)).await.unwrap());
-        assert!(!store.collect_auth_session(session.id, t(5)).await.unwrap(), "collected once");
-        let collected = store.find_auth_session(app.id, &[1; 32]).await.unwrap().unwrap();
+        assert!(
+            !store.collect_auth_session(session.id, t(5)).await.unwrap(),
+            "collected once"
+        );
+        let collected = store
+            .find_auth_session(app.id, &[1; 32])
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(collected.status, AuthSessionStatus::Collected);
         assert_eq!(collected.sealed_user_token, None, "the token is erased");
 
@@ -1880,8 +1924,18 @@ async fn the_sign_in_client_is_versioned_and_signing_keys_listed_oldest_first() 
             updated_at: t(0),
         };
         let configured = event(app.id, "idp.sign_in_configured");
-        assert!(store.put_sign_in_client(&client, None, &configured).await.unwrap());
-        assert!(!store.put_sign_in_client(&client, None, &event(app.id, "x")).await.unwrap());
+        assert!(
+            store
+                .put_sign_in_client(&client, None, &configured)
+                .await
+                .unwrap()
+        );
+        assert!(
+            !store
+                .put_sign_in_client(&client, None, &event(app.id, "x"))
+                .await
+                .unwrap()
+        );
         let changed = SignInClient {
             sealed_client_secret: Some(vec![1, 2]),
             token_url: Some("https://idp.example/token".into()),
@@ -1889,9 +1943,22 @@ async fn the_sign_in_client_is_versioned_and_signing_keys_listed_oldest_first() 
             updated_at: t(5),
             ..client.clone()
         };
-        assert!(!store.put_sign_in_client(&changed, Some(7), &event(app.id, "x")).await.unwrap());
-        assert!(store.put_sign_in_client(&changed, Some(1), &event(app.id, "y")).await.unwrap());
-        assert_eq!(store.get_sign_in_client(app.id).await.unwrap(), Some(changed));
+        assert!(
+            !store
+                .put_sign_in_client(&changed, Some(7), &event(app.id, "x"))
+                .await
+                .unwrap()
+        );
+        assert!(
+            store
+                .put_sign_in_client(&changed, Some(1), &event(app.id, "y"))
+                .await
+                .unwrap()
+        );
+        assert_eq!(
+            store.get_sign_in_client(app.id).await.unwrap(),
+            Some(changed)
+        );
 
         assert!(store.identity_signing_keys().await.unwrap().is_empty());
         let key = |kid: &str, at: i64| IdentitySigningKey {
@@ -1901,8 +1968,14 @@ async fn the_sign_in_client_is_versioned_and_signing_keys_listed_oldest_first() 
             public_y: "y".into(),
             created_at: t(at),
         };
-        store.insert_identity_signing_key(&key("b", 5)).await.unwrap();
-        store.insert_identity_signing_key(&key("a", 9)).await.unwrap();
+        store
+            .insert_identity_signing_key(&key("b", 5))
+            .await
+            .unwrap();
+        store
+            .insert_identity_signing_key(&key("a", 9))
+            .await
+            .unwrap();
         let again = store.insert_identity_signing_key(&key("b", 1)).await;
         assert!(matches!(again, Err(StoreError::Conflict(_))), "{again:?}");
         let kids: Vec<String> = store

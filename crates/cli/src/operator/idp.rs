@@ -157,7 +157,12 @@ fn sign_in_text(sign_in: &SignInInfo) -> String {
         ("client id", sign_in.client_id.clone()),
         (
             "client secret",
-            if sign_in.has_client_secret { "stored" } else { "-" }.to_owned(),
+            if sign_in.has_client_secret {
+                "stored"
+            } else {
+                "-"
+            }
+            .to_owned(),
         ),
         ("scopes", list(&sign_in.scopes, "-")),
         ("authorize url", or_dash(sign_in.authorize_url.as_ref())),

@@ -31,10 +31,7 @@ pub async fn resolve(
         .into());
     }
     let include_profile = body.include_profile;
-    let identity = state
-        .vault
-        .resolve_identity(&caller, query(body)?)
-        .await?;
+    let identity = state.vault.resolve_identity(&caller, query(body)?).await?;
     Ok(axum::Json(context(&caller, &identity, include_profile)))
 }
 

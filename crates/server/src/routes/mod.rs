@@ -147,10 +147,7 @@ pub fn router(state: AppState, base_path: &str) -> Router {
         .nest("/user/v1/apps/{app}", user)
         .route("/readyz", get(health::ready))
         .route("/auth/callback", get(signin::callback))
-        .route(
-            "/.well-known/alter-identity-jwks.json",
-            get(identity::jwks),
-        )
+        .route("/.well-known/alter-identity-jwks.json", get(identity::jwks))
         // Requests hold a slot only once their body is in (the layer below reads it first),
         // so slow senders cannot fill the slots; liveness answers outside the cap.
         .layer(from_fn_with_state(

@@ -123,7 +123,13 @@ pub async fn verify_token(
 pub async fn callback(State(state): State<AppState>, RawQuery(query): RawQuery) -> Response {
     let params = match CallbackParams::parse(query.as_deref().unwrap_or_default()) {
         Some(params) => params,
-        None => return page(StatusCode::BAD_REQUEST, FAILED, "The sign-in link is not valid."),
+        None => {
+            return page(
+                StatusCode::BAD_REQUEST,
+                FAILED,
+                "The sign-in link is not valid.",
+            );
+        }
     };
     let claimed = match state
         .vault
@@ -165,14 +171,22 @@ pub async fn callback(State(state): State<AppState>, RawQuery(query): RawQuery) 
             };
             tracing::info!(error = logged, "the identity provider refused a sign-in");
             state.vault.fail_auth_session(session, code, message).await;
-            return page(StatusCode::OK, FAILED, "The sign-in was cancelled. You can close this window.");
+            return page(
+                StatusCode::OK,
+                FAILED,
+                "The sign-in was cancelled. You can close this window.",
+            );
         }
         (None, None) => {
             state
                 .vault
                 .fail_auth_session(session, "invalid_callback", "the callback carried no code")
                 .await;
-            return page(StatusCode::BAD_REQUEST, FAILED, "The sign-in link is not valid.");
+            return page(
+                StatusCode::BAD_REQUEST,
+                FAILED,
+                "The sign-in link is not valid.",
+            );
         }
     };
     let tokens = state

@@ -67,7 +67,10 @@ impl SignInWorld {
             .unwrap();
         assert_eq!(info.not_ready, None, "discovered from the issuer");
         assert_eq!(info.scopes, ["openid", "email", "profile"]);
-        assert_eq!(info.redirect_uri, format!("{}/auth/callback", server.base_url()));
+        assert_eq!(
+            info.redirect_uri,
+            format!("{}/auth/callback", server.base_url())
+        );
         assert!(info.has_client_secret);
         let secret = admin
             .create_secret(
@@ -99,7 +102,10 @@ impl SignInWorld {
         let created = self.post("/sdk/auth/session", json!({})).await;
         assert_eq!(created.status, 201, "{}", created.json);
         let url = Url::parse(created.json["auth_url"].as_str().unwrap()).unwrap();
-        (url, created.json["session_token"].as_str().unwrap().to_owned())
+        (
+            url,
+            created.json["session_token"].as_str().unwrap().to_owned(),
+        )
     }
 
     async fn poll(&self, token: &str, wait_ms: Option<i64>) -> Value {
@@ -149,7 +155,11 @@ fn with_param(url: &Url, name: &str, value: &str) -> Url {
     let pairs: Vec<(String, String)> = url
         .query_pairs()
         .map(|(k, v)| {
-            let v = if k == name { value.to_owned() } else { v.into_owned() };
+            let v = if k == name {
+                value.to_owned()
+            } else {
+                v.into_owned()
+            };
             (k.into_owned(), v)
         })
         .collect();
@@ -167,8 +177,14 @@ async fn a_user_signs_in_and_the_app_gets_a_token_it_can_use_once() {
         // token, back to the vault's callback.
         assert!(auth_url.as_str().starts_with(world.peer.issuer()));
         assert_eq!(param(&auth_url, "response_type").as_deref(), Some("code"));
-        assert_eq!(param(&auth_url, "code_challenge_method").as_deref(), Some("S256"));
-        assert_eq!(param(&auth_url, "scope").as_deref(), Some("openid email profile"));
+        assert_eq!(
+            param(&auth_url, "code_challenge_method").as_deref(),
+            Some("S256")
+        );
+        assert_eq!(
+            param(&auth_url, "scope").as_deref(),
+            Some("openid email profile")
+        );
         assert_eq!(
             param(&auth_url, "redirect_uri"),
             Some(format!("{}/auth/callback", world.server.base_url()))
@@ -184,10 +200,13 @@ async fn a_user_signs_in_and_the_app_gets_a_token_it_can_use_once() {
         // A poll held open sees the callback (made through another connection) complete it.
         let held = {
             let server_key = world.app.key.api_key.clone();
-            let base = world.server.raw(&server_key, "POST", "/sdk/auth/poll").body(
-                serde_json::to_vec(&json!({"session_token": session_token, "wait_ms": 20000}))
-                    .unwrap(),
-            );
+            let base = world
+                .server
+                .raw(&server_key, "POST", "/sdk/auth/poll")
+                .body(
+                    serde_json::to_vec(&json!({"session_token": session_token, "wait_ms": 20000}))
+                        .unwrap(),
+                );
             tokio::spawn(async move {
                 let started = Instant::now();
                 (base.send().await, started.elapsed())
@@ -195,18 +214,29 @@ async fn a_user_signs_in_and_the_app_gets_a_token_it_can_use_once() {
         };
         tokio::time::sleep(Duration::from_millis(300)).await;
         let callback = world.sign_in_at_idp(auth_url).await;
-        assert_eq!(param(&callback, "iss").as_deref(), Some(world.peer.issuer()));
+        assert_eq!(
+            param(&callback, "iss").as_deref(),
+            Some(world.peer.issuer())
+        );
         let (status, headers, page) = follow(&callback).await;
         assert_eq!(status, StatusCode::OK, "{page}");
         assert!(page.contains("You are signed in"), "{page}");
         assert_eq!(headers["x-frame-options"], "DENY");
         let csp = headers["content-security-policy"].to_str().unwrap();
         assert!(csp.contains("default-src 'none'") && !csp.contains("unsafe-inline"));
-        assert!(headers["content-type"].to_str().unwrap().starts_with("text/html"));
+        assert!(
+            headers["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("text/html")
+        );
 
         let (held, waited) = held.await.unwrap();
         assert_eq!(held.status, 200, "{}", held.json);
-        assert!(waited < Duration::from_secs(15), "answered when it completed");
+        assert!(
+            waited < Duration::from_secs(15),
+            "answered when it completed"
+        );
         assert_eq!(held.json["status"], "completed", "{}", held.json);
         let user_token = held.json["user_token"].as_str().unwrap().to_owned();
         assert_eq!(held.json["user_info"]["sub"], "alice");
@@ -251,7 +281,10 @@ async fn a_user_signs_in_and_the_app_gets_a_token_it_can_use_once() {
         assert_eq!(refused.code(), Some("jwt_validation_error"));
 
         // Unknown tokens are expired, not errors.
-        assert_eq!(world.poll("alter_as_unknown", Some(100)).await["status"], "expired");
+        assert_eq!(
+            world.poll("alter_as_unknown", Some(100)).await["status"],
+            "expired"
+        );
         world.server.stop().await;
     })
     .await;
@@ -342,14 +375,20 @@ async fn sign_in_says_what_is_missing_and_only_app_keys_start_it() {
         async move { post(server, &key, "/sdk/auth/session", json!({})).await }
     };
     let refused = start(bare.key.api_key.clone()).await;
-    assert_eq!((refused.status, refused.code()), (400, Some("idp_not_configured")));
+    assert_eq!(
+        (refused.status, refused.code()),
+        (400, Some("idp_not_configured"))
+    );
 
     let world = server.world("w").await;
     let key = world.app.key.api_key.clone();
     let gap = |answer: RawResponse| {
         assert_eq!(answer.status, 409, "{}", answer.json);
         assert_eq!(answer.code(), Some("idp_signin_not_configured"));
-        answer.json["details"]["reason"].as_str().unwrap().to_owned()
+        answer.json["details"]["reason"]
+            .as_str()
+            .unwrap()
+            .to_owned()
     };
     assert_eq!(gap(start(key.clone()).await), "missing_client_id");
     let no_secret = admin
@@ -363,7 +402,10 @@ async fn sign_in_says_what_is_missing_and_only_app_keys_start_it() {
         .await
         .unwrap();
     // The test IdP publishes keys but no discovery document.
-    assert_eq!(no_secret.not_ready.as_deref(), Some("missing_client_secret"));
+    assert_eq!(
+        no_secret.not_ready.as_deref(),
+        Some("missing_client_secret")
+    );
     assert_eq!(gap(start(key.clone()).await), "missing_client_secret");
     let undiscovered = admin
         .set_sign_in(
@@ -376,7 +418,10 @@ async fn sign_in_says_what_is_missing_and_only_app_keys_start_it() {
         )
         .await
         .unwrap();
-    assert_eq!(undiscovered.not_ready.as_deref(), Some("issuer_cannot_sign_in"));
+    assert_eq!(
+        undiscovered.not_ready.as_deref(),
+        Some("issuer_cannot_sign_in")
+    );
     assert_eq!(undiscovered.authorize_url, None);
     assert_eq!(gap(start(key.clone()).await), "issuer_cannot_sign_in");
     let shown = admin.get_sign_in(&world.app.info.id).await.unwrap();
@@ -401,10 +446,16 @@ async fn sign_in_says_what_is_missing_and_only_app_keys_start_it() {
             ..Default::default()
         },
     ] {
-        let e = admin.set_sign_in(&world.app.info.id, &bad).await.unwrap_err();
+        let e = admin
+            .set_sign_in(&world.app.info.id, &bad)
+            .await
+            .unwrap_err();
         assert_eq!(e.code(), Some("invalid_request"), "{e}");
     }
-    assert_eq!(admin.get_sign_in(&world.app.info.id).await.unwrap(), undiscovered);
+    assert_eq!(
+        admin.get_sign_in(&world.app.info.id).await.unwrap(),
+        undiscovered
+    );
 
     // Explicit endpoints; the kept secret goes to the same token endpoint only.
     let explicit = admin
@@ -479,7 +530,10 @@ async fn sign_in_says_what_is_missing_and_only_app_keys_start_it() {
         )
         .await;
     let narrow = start(reader.api_key.clone()).await;
-    assert_eq!((narrow.status, narrow.code()), (403, Some("insufficient_scope")));
+    assert_eq!(
+        (narrow.status, narrow.code()),
+        (403, Some("insufficient_scope"))
+    );
     let polled = post(
         &server,
         &reader.api_key,
@@ -516,7 +570,10 @@ fn verify_assertion(token: &str, jwks: &Value) -> (Value, Value) {
         .iter()
         .find(|k| k["kid"] == header["kid"])
         .expect("the kid is published");
-    assert_eq!((&key["kty"], &key["crv"], &key["alg"]), (&json!("EC"), &json!("P-256"), &json!("ES256")));
+    assert_eq!(
+        (&key["kty"], &key["crv"], &key["alg"]),
+        (&json!("EC"), &json!("P-256"), &json!("ES256"))
+    );
     assert!(key.get("d").is_none());
     let mut point = vec![4u8];
     point.extend(URL_SAFE_NO_PAD.decode(key["x"].as_str().unwrap()).unwrap());
