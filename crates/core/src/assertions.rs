@@ -9,6 +9,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::json;
 
+use crate::audit::{AuditEvent, Target, action};
 use crate::caller::Caller;
 use crate::error::{Error, Result, ensure};
 use crate::grants::{GrantFilter, GrantStateFilter, Viewer};
@@ -175,6 +176,25 @@ impl Vault {
             URL_SAFE_NO_PAD.encode(claims.to_string())
         );
         let signature = key.sign(signing_input.as_bytes())?;
+        let mut actor = caller.actor();
+        actor.app_user_id = identity.user.as_ref().map(|u| u.id.to_string());
+        let event = AuditEvent::allow(
+            identity.app_id,
+            now,
+            action::IDENTITY_ASSERTED,
+            actor,
+            Target {
+                kind: "identity_assertion".into(),
+                id: claims["jti"].as_str().unwrap_or_default().to_owned(),
+            },
+        )
+        .with_details(json!({
+            "audience": audience,
+            "sub": claims["sub"],
+            "kid": kid,
+            "expires_at": expires_at.to_rfc3339(),
+        }));
+        self.store().append_event(&event).await?;
         Ok(Assertion {
             token: format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(signature)),
             expires_at,

@@ -586,6 +586,18 @@ impl Vault {
                     ..session.clone()
                 };
                 if self.store().finish_auth_session(&completed).await? {
+                    let event = AuditEvent::allow(
+                        session.app_id,
+                        completed.updated_at,
+                        action::USER_SIGNED_IN,
+                        Actor::system(),
+                        Target {
+                            kind: "user".into(),
+                            id: user.id.to_string(),
+                        },
+                    )
+                    .with_details(json!({ "auth_session_id": session.id.to_string() }));
+                    self.store().append_event(&event).await?;
                     Ok(user)
                 } else {
                     Err(Error::Conflict(

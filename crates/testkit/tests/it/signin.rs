@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use alter_proto::admin::{CreateSecretRequest, IdpRequest, SecretInfo};
+use alter_proto::admin::{AuditQuery, CreateSecretRequest, IdpRequest, SecretInfo};
 use alter_proto::signin::SignInRequest;
 use alter_sdk::{CreateAgent, GrantItem, ListGrants, Principal};
 use alter_testkit::oauth_peer::{OAuthPeer, Pages, PeerOptions};
@@ -279,6 +279,21 @@ async fn a_user_signs_in_and_the_app_gets_a_token_it_can_use_once() {
             .await;
         assert_eq!(refused.status, 401);
         assert_eq!(refused.code(), Some("jwt_validation_error"));
+
+        let signed_in = world
+            .server
+            .admin()
+            .audit_events(
+                &world.app.info.id,
+                &AuditQuery {
+                    action: Some("user.signed_in".into()),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(signed_in.items.len(), 1);
+        assert!(!signed_in.items[0].event.to_string().contains(&user_token));
 
         // Unknown tokens are expired, not errors.
         assert_eq!(
@@ -667,6 +682,21 @@ async fn identities_resolve_and_assertions_verify_against_the_published_keys() {
         assert_eq!(asserted.json["identity"]["app_user_id"], user_id);
         let expires = asserted.json["expires_at"].as_str().unwrap();
         assert!(expires.ends_with('Z') || expires.contains('+'), "{expires}");
+
+        let recorded = server
+            .admin()
+            .audit_events(
+                &app_id,
+                &AuditQuery {
+                    action: Some("identity.asserted".into()),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(recorded.items.len(), 1);
+        assert_eq!(recorded.items[0].event["target"]["id"], claims["jti"]);
+        assert_eq!(recorded.items[0].event["details"]["audience"], "https://api.example.com");
 
         let headless = post(&server, &key, "/sdk/identity/assert", json!({"include_profile": false, "audience": "urn:example:api"})).await;
         let (_, claims) = verify_assertion(headless.json["token"].as_str().unwrap(), &jwks);
