@@ -237,6 +237,8 @@ pub enum CallbackRefusal {
     UnknownState,
     /// The callback names another issuer than the app's IdP (RFC 9207).
     WrongIssuer,
+    /// The session could not be read or prepared (storage, keyring, configuration); logged.
+    Unavailable,
 }
 
 /// What a poll found.
@@ -276,15 +278,18 @@ impl Vault {
             "client_id must be one of the identity provider's audiences: its ID tokens name it as their audience".into()
         })?;
         let scopes = validate_scopes(request.scopes)?;
-        for (field, url) in [
-            ("authorize_url", &request.authorize_url),
-            ("token_url", &request.token_url),
-        ] {
-            if let Some(url) = url {
-                validate::bounded_text(field, url, 2048)?;
-                ensure(url::Url::parse(url).is_ok(), || {
-                    format!("{field} is not a URL")
-                })?;
+        match (&request.authorize_url, &request.token_url) {
+            (Some(authorize), Some(token)) => {
+                validate::bounded_text("authorize_url", authorize, 2048)?;
+                validate::bounded_text("token_url", token, 2048)?;
+                // The same rules as an OAuth provider's endpoints (https, no internal network).
+                crate::providers::validate_endpoints(&endpoints(authorize, token))?;
+            }
+            (None, None) => {}
+            _ => {
+                return Err(Error::Invalid(
+                    "give both authorize_url and token_url, or neither".into(),
+                ));
             }
         }
         let existing = self.store().get_sign_in_client(app_id).await?;
@@ -440,9 +445,9 @@ impl Vault {
         state: &str,
         iss: Option<&str>,
     ) -> Result<ClaimedSignIn, CallbackRefusal> {
-        let refused = |e: Error| {
-            tracing::warn!(error = %e, "sign-in callback refused");
-            CallbackRefusal::UnknownState
+        let unavailable = |e: Error| {
+            tracing::warn!(error = %e, "sign-in callback could not be handled");
+            CallbackRefusal::Unavailable
         };
         if state.is_empty() || state.len() > 256 {
             return Err(CallbackRefusal::UnknownState);
@@ -451,7 +456,7 @@ impl Vault {
             .store()
             .claim_auth_session(&alter_crypto::keys::token_hash(state), self.now())
             .await
-            .map_err(|e| refused(e.into()))?
+            .map_err(|e| unavailable(e.into()))?
             .ok_or(CallbackRefusal::UnknownState)?;
         let prepared = async {
             let idp = self
@@ -481,7 +486,7 @@ impl Vault {
             Err(e) => {
                 self.fail_auth_session(&session, "server_error", "sign-in is not available")
                     .await;
-                return Err(refused(e));
+                return Err(unavailable(e));
             }
         };
         if let Some(iss) = iss
@@ -500,10 +505,10 @@ impl Vault {
             endpoints,
             client_id: client.client_id,
             client_secret: SecretString::from(
-                String::from_utf8(secret.to_vec()).map_err(|_| CallbackRefusal::UnknownState)?,
+                String::from_utf8(secret.to_vec()).map_err(|_| CallbackRefusal::Unavailable)?,
             ),
             verifier: SecretString::from(
-                String::from_utf8(verifier.to_vec()).map_err(|_| CallbackRefusal::UnknownState)?,
+                String::from_utf8(verifier.to_vec()).map_err(|_| CallbackRefusal::Unavailable)?,
             ),
         })
     }
@@ -701,21 +706,10 @@ impl Vault {
         else {
             return Err(Error::SignInNotConfigured(SignInGap::IssuerCannotSignIn));
         };
-        let endpoints = ProviderEndpoints {
-            issuer: None,
-            authorize_url: authorize_url.clone(),
-            token_url: token_url.clone(),
-            refresh_url: None,
-            revoke_url: None,
-            pkce: true,
-            scope_separator: " ".into(),
-            refresh: RefreshBehaviour::None,
-            extra_authorize_params: BTreeMap::new(),
-            account: AccountSource::Unknown,
-            api_base_url: None,
-            api_headers: BTreeMap::new(),
-        };
-        Ok((endpoints, self.open_sign_in_secret(client)?))
+        Ok((
+            endpoints(authorize_url, token_url),
+            self.open_sign_in_secret(client)?,
+        ))
     }
 
     fn open_sign_in_secret(&self, client: &SignInClient) -> Result<Zeroizing<Vec<u8>>> {
@@ -728,6 +722,24 @@ impl Vault {
             &client.version.to_string(),
             sealed,
         )?)
+    }
+}
+
+/// The IdP's endpoints as the OAuth client takes them: code flow with PKCE, no refresh.
+fn endpoints(authorize_url: &str, token_url: &str) -> ProviderEndpoints {
+    ProviderEndpoints {
+        issuer: None,
+        authorize_url: authorize_url.to_owned(),
+        token_url: token_url.to_owned(),
+        refresh_url: None,
+        revoke_url: None,
+        pkce: true,
+        scope_separator: " ".into(),
+        refresh: RefreshBehaviour::None,
+        extra_authorize_params: BTreeMap::new(),
+        account: AccountSource::Unknown,
+        api_base_url: None,
+        api_headers: BTreeMap::new(),
     }
 }
 

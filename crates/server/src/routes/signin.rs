@@ -144,6 +144,13 @@ pub async fn callback(State(state): State<AppState>, RawQuery(query): RawQuery) 
                 "This sign-in link was already used, has expired, or is not valid. Start again from the app.",
             );
         }
+        Err(CallbackRefusal::Unavailable) => {
+            return page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                FAILED,
+                "Sign-in is not available right now. Start again from the app in a moment.",
+            );
+        }
         Err(CallbackRefusal::WrongIssuer) => {
             return page(
                 StatusCode::BAD_REQUEST,

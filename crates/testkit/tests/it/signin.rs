@@ -460,6 +460,18 @@ async fn sign_in_says_what_is_missing_and_only_app_keys_start_it() {
             scopes: vec!["email".into()],
             ..Default::default()
         },
+        SignInRequest {
+            client_id: world.idp.audience().to_owned(),
+            authorize_url: Some("https://idp.example/authorize".into()),
+            token_url: Some("http://idp.example/token".into()),
+            ..Default::default()
+        },
+        SignInRequest {
+            client_id: world.idp.audience().to_owned(),
+            authorize_url: Some("https://idp.example/authorize".into()),
+            token_url: Some("https://10.0.0.1/token".into()),
+            ..Default::default()
+        },
     ] {
         let e = admin
             .set_sign_in(&world.app.info.id, &bad)
