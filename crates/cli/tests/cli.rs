@@ -760,6 +760,86 @@ fn the_operator_cli_sets_and_shows_the_identity_provider() {
 }
 
 #[test]
+fn the_operator_cli_sets_and_shows_the_sign_in_client() {
+    on_each_database(|op| {
+        let idp = op.run(&[
+            "idp",
+            "set",
+            "--issuer",
+            "https://idp.example.com",
+            "--audience",
+            "app-a",
+            "--jwks-url",
+            "http://127.0.0.1:9/jwks.json",
+        ]);
+        assert_eq!(exit_code(&idp), 0, "{}", stderr(&idp));
+        assert_eq!(
+            exit_code(&op.run(&["idp", "sign-in", "show"])),
+            4,
+            "none yet"
+        );
+
+        let set = stdout_json(&op.run_with_stdin(
+            &[
+                "idp",
+                "sign-in",
+                "set",
+                "--client-id",
+                "app-a",
+                "--client-secret-stdin",
+                "--authorize-url",
+                "https://idp.example.com/authorize",
+                "--token-url",
+                "https://idp.example.com/token",
+                "--json",
+            ],
+            "cli-sign-in-secret\n",
+        ));
+        assert_eq!(set["client_id"], "app-a");
+        assert_eq!(set["has_client_secret"], true);
+        assert_eq!(set["not_ready"], Value::Null);
+        assert_eq!(
+            set["scopes"],
+            serde_json::json!(["openid", "email", "profile"])
+        );
+        assert!(
+            set["redirect_uri"]
+                .as_str()
+                .unwrap()
+                .ends_with("/auth/callback")
+        );
+        assert!(!set.to_string().contains("cli-sign-in-secret"));
+
+        let table = stdout(&op.run(&["idp", "sign-in", "show"]));
+        assert!(
+            table.contains("app-a") && table.contains("stored"),
+            "{table}"
+        );
+        assert!(table.contains("yes"), "{table}");
+        assert!(!table.contains("cli-sign-in-secret"), "{table}");
+
+        // The client must be an audience of the IdP; one endpoint alone is a usage error.
+        let stranger = op.run(&["idp", "sign-in", "set", "--client-id", "stranger"]);
+        assert_eq!(exit_code(&stranger), 1);
+        assert!(
+            stderr(&stranger).contains("audiences"),
+            "{}",
+            stderr(&stranger)
+        );
+        let half = op.run(&[
+            "idp",
+            "sign-in",
+            "set",
+            "--client-id",
+            "app-a",
+            "--token-url",
+            "https://idp.example.com/token",
+        ]);
+        assert_eq!(half.status.code(), Some(2));
+    });
+}
+
+#[test]
 fn the_operator_cli_manages_secrets_and_never_shows_a_value() {
     const VALUE: &str = "sk_live_first-value-7d1f0c2b9e";
     const ROTATED: &str = "sk_live_second-value-a83e51c4f0";

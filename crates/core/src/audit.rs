@@ -26,8 +26,14 @@ pub mod action {
     pub const KEY_REVOKED: &str = "key.revoked";
     /// The app's identity provider was configured.
     pub const IDP_CONFIGURED: &str = "idp.configured";
+    /// The IdP's sign-in client was configured.
+    pub const IDP_SIGN_IN_CONFIGURED: &str = "idp.sign_in_configured";
     /// An end user was seen for the first time.
     pub const USER_CREATED: &str = "user.created";
+    /// An end user completed a link-based sign-in.
+    pub const USER_SIGNED_IN: &str = "user.signed_in";
+    /// An identity assertion was signed.
+    pub const IDENTITY_ASSERTED: &str = "identity.asserted";
     /// A managed secret was created.
     pub const SECRET_CREATED: &str = "secret.created";
     /// A managed secret's value was replaced.

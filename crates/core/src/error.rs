@@ -174,6 +174,20 @@ pub enum Error {
     /// The end user is suspended.
     #[error("this user is suspended")]
     UserSuspended,
+    /// Agents do not start end-user sign-ins.
+    #[error("agents cannot start end-user sign-ins; use an app key")]
+    AgentsCannotSignIn,
+    /// The app's IdP cannot sign users in yet.
+    #[error("sign-in with the identity provider is not configured ({})", .0.as_str())]
+    SignInNotConfigured(crate::signin::SignInGap),
+    /// `app_user_id` names a user on an agent's behalf only.
+    #[error(
+        "app_user_id is accepted from agent callers only; an app names its user with user_token"
+    )]
+    AppUserIdRequiresAgent,
+    /// An assertion audience the vault refuses (its own issuer).
+    #[error("the audience must not be this vault itself")]
+    InvalidAudience,
     /// A limit the operator set refused the request.
     #[error("{}", .0.message())]
     LimitViolation(Limit),

@@ -56,6 +56,8 @@ id_kinds! {
     ConnectionId => ConnectionKind, "connection";
     /// A Connect session (a request for a user's consent at providers).
     ConnectSessionId => ConnectSessionKind, "connect session";
+    /// An end-user sign-in session.
+    AuthSessionId => AuthSessionKind, "sign-in session";
 }
 
 impl<K> Id<K> {

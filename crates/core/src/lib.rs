@@ -4,6 +4,7 @@
 
 pub mod agents;
 pub mod apps;
+pub mod assertions;
 pub mod audit;
 pub mod caller;
 pub mod connect;
@@ -23,6 +24,7 @@ pub mod release;
 pub mod request_rule;
 pub mod scope;
 pub mod secrets;
+pub mod signin;
 pub mod subject;
 pub mod time;
 mod validate;

@@ -15,13 +15,15 @@ use crate::connections::{Connection, RefreshLease, RefreshedTokens};
 use crate::grants::{Grant, GrantFilter, GrantView, Principal, Viewer};
 use crate::identity::{AppUser, IdentityProvider, JwksSource, TokenError, VerifiedToken};
 use crate::ids::{
-    AgentId, AppId, ConnectSessionId, ConnectionId, GrantId, IdpId, KeyId, SecretId, UserId,
+    AgentId, AppId, AuthSessionId, ConnectSessionId, ConnectionId, GrantId, IdpId, KeyId, SecretId,
+    UserId,
 };
 use crate::keys::ApiKey;
 use crate::provider_specs::{Operation, OperationSummary, ProviderSpec, PutSpec, SpecKind};
 use crate::providers::OAuthProvider;
 use crate::release::{Authorization, Denial, ReleaseCondition};
 use crate::secrets::ManagedSecret;
+use crate::signin::{AuthSession, SignInClient};
 use crate::time::Timestamp;
 
 /// Why storage failed. Messages are for logs, never for clients.
@@ -626,6 +628,71 @@ pub struct Narrowing<'a> {
     pub account: Option<&'a str>,
 }
 
+/// End-user sign-in: the IdP's sign-in client, sign-in sessions and the identity-assertion
+/// signing key.
+#[async_trait]
+pub trait SignInStore: Send + Sync {
+    /// The app's sign-in client.
+    async fn get_sign_in_client(&self, app: AppId) -> StoreResult<Option<SignInClient>>;
+    /// Stores it if its version is still `expected` (`None`: none stored yet). False when it
+    /// changed meanwhile.
+    async fn put_sign_in_client(
+        &self,
+        client: &SignInClient,
+        expected: Option<i64>,
+        event: &AuditEvent,
+    ) -> StoreResult<bool>;
+    /// Records a new session.
+    async fn insert_auth_session(&self, session: &AuthSession) -> StoreResult<()>;
+    /// The app's session whose token hashes to `token_hash`.
+    async fn find_auth_session(
+        &self,
+        app: AppId,
+        token_hash: &[u8; 32],
+    ) -> StoreResult<Option<AuthSession>>;
+    /// Moves the pending, unexpired session whose state hashes to `state_hash` to
+    /// `exchanging` and returns it; `None` if there is none (exactly one caller wins).
+    async fn claim_auth_session(
+        &self,
+        state_hash: &[u8; 32],
+        now: Timestamp,
+    ) -> StoreResult<Option<AuthSession>>;
+    /// Stores the outcome of an `exchanging` session (its status, sealed token, user, error);
+    /// false if it is no longer exchanging.
+    async fn finish_auth_session(&self, session: &AuthSession) -> StoreResult<bool>;
+    /// Moves a completed session to `collected`, erasing its token; false if another poll did.
+    async fn collect_auth_session(&self, id: AuthSessionId, at: Timestamp) -> StoreResult<bool>;
+    /// Deletes sessions that expired before `before`.
+    async fn prune_auth_sessions(&self, before: Timestamp) -> StoreResult<u64>;
+    /// The identity-assertion signing keys, oldest first (sealed private keys).
+    async fn identity_signing_keys(&self) -> StoreResult<Vec<IdentitySigningKey>>;
+    /// Adds a signing key.
+    async fn insert_identity_signing_key(&self, key: &IdentitySigningKey) -> StoreResult<()>;
+}
+
+/// A stored identity-assertion signing key.
+#[derive(Clone, PartialEq, Eq)]
+pub struct IdentitySigningKey {
+    /// RFC 7638 thumbprint.
+    pub kid: String,
+    /// PKCS#8, sealed.
+    pub sealed_private_key: Vec<u8>,
+    /// Public x coordinate (base64url).
+    pub public_x: String,
+    /// Public y coordinate (base64url).
+    pub public_y: String,
+    /// Creation time.
+    pub created_at: Timestamp,
+}
+
+impl std::fmt::Debug for IdentitySigningKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IdentitySigningKey")
+            .field("kid", &self.kid)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Everything the services need from storage.
 pub trait Store:
     KeyringStore
@@ -643,6 +710,7 @@ pub trait Store:
     + AgentStore
     + AuditStore
     + ReleaseStore
+    + SignInStore
 {
 }
 
@@ -662,6 +730,7 @@ impl<T> Store for T where
         + AgentStore
         + AuditStore
         + ReleaseStore
+        + SignInStore
 {
 }
 

@@ -427,7 +427,7 @@ fn validate_id(id: &str) -> Result<()> {
 
 /// Each endpoint an absolute `https` URL without userinfo or fragment — or `http` on a
 /// loopback address, for an authorization server on the same machine.
-fn validate_endpoints(endpoints: &ProviderEndpoints) -> Result<()> {
+pub(crate) fn validate_endpoints(endpoints: &ProviderEndpoints) -> Result<()> {
     let urls = [
         ("issuer", endpoints.issuer.as_deref()),
         ("authorize_url", Some(endpoints.authorize_url.as_str())),

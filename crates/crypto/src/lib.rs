@@ -4,10 +4,12 @@
 mod envelope;
 pub mod keys;
 mod mac;
+mod signing;
 
 pub use envelope::{Binding, Kek, Keyring, MasterKey, WrappedKek};
 pub use mac::MacKey;
 pub use secrecy::{ExposeSecret, SecretString};
+pub use signing::{PublicJwk, SigningKey};
 pub use zeroize::Zeroizing;
 
 /// Why a cryptographic operation failed. Messages never include key material.

@@ -205,6 +205,14 @@ pub mod codes {
     pub const INVALID_SCOPE_CONSTRAINT: &str = "invalid_scope_constraint";
     /// A link of a delegation chain is broken.
     pub const DELEGATION_INVALID: &str = "delegation_invalid";
+    /// The app's IdP cannot sign users in yet (409; `details.reason` says what is missing).
+    pub const IDP_SIGNIN_NOT_CONFIGURED: &str = "idp_signin_not_configured";
+    /// Agents do not start end-user sign-ins (403).
+    pub const AGENTS_CANNOT_SIGN_IN: &str = "agents_cannot_sign_in";
+    /// `app_user_id` from a caller that is not an agent (400).
+    pub const APP_USER_ID_REQUIRES_AGENT: &str = "app_user_id_requires_agent";
+    /// An identity-assertion audience the vault refuses (422).
+    pub const INVALID_AUDIENCE: &str = "invalid_audience";
 
     // Server side (5xx).
     /// Anything unexpected; details go to the log, never to the client.

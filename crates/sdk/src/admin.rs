@@ -28,6 +28,7 @@ pub use alter_proto::provider_specs::{
 pub use alter_proto::providers::{
     AccountSourceBody, BuiltinProvider, ConfigureProviderRequest, EndpointsBody, ProviderInfo,
 };
+pub use alter_proto::signin::{SignInInfo, SignInRequest};
 
 /// The operator's client.
 #[derive(Clone)]
@@ -142,6 +143,22 @@ impl AdminClient {
     /// The app's identity provider.
     pub async fn get_idp(&self, app_id: &str) -> Result<IdpInfo, Error> {
         let path = app_path(app_id, "/idp");
+        self.call::<_, ()>(Method::GET, &path, None).await
+    }
+
+    /// Configures the OAuth client the vault signs the app's users in with at its IdP.
+    pub async fn set_sign_in(
+        &self,
+        app_id: &str,
+        request: &SignInRequest,
+    ) -> Result<SignInInfo, Error> {
+        let path = app_path(app_id, "/idp/sign-in");
+        self.call(Method::PUT, &path, Some(request)).await
+    }
+
+    /// The app's sign-in client.
+    pub async fn get_sign_in(&self, app_id: &str) -> Result<SignInInfo, Error> {
+        let path = app_path(app_id, "/idp/sign-in");
         self.call::<_, ()>(Method::GET, &path, None).await
     }
 

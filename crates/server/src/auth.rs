@@ -336,6 +336,8 @@ pub mod need {
         AgentsAdmin => ["agents:admin"], AGENT_CALLERS = false;
         /// `idp_users:read`.
         IdpUsersRead => ["idp_users:read"];
+        /// `idp_users:write`.
+        IdpUsersWrite => ["idp_users:write"];
         /// `providers:read`.
         ProvidersRead => ["providers:read"];
         /// `connect:initiate`.

@@ -249,6 +249,19 @@ impl From<Error> for ApiError {
                 e
             }
             Error::UserSuspended => ApiError::new(S::FORBIDDEN, codes::USER_SUSPENDED, message),
+            Error::AgentsCannotSignIn => {
+                ApiError::new(S::FORBIDDEN, codes::AGENTS_CANNOT_SIGN_IN, message)
+            }
+            Error::SignInNotConfigured(gap) => {
+                ApiError::new(S::CONFLICT, codes::IDP_SIGNIN_NOT_CONFIGURED, message)
+                    .with(|b| b.with_details(json!({ "reason": gap.as_str() })))
+            }
+            Error::AppUserIdRequiresAgent => {
+                ApiError::new(S::BAD_REQUEST, codes::APP_USER_ID_REQUIRES_AGENT, message)
+            }
+            Error::InvalidAudience => {
+                ApiError::new(S::UNPROCESSABLE_ENTITY, codes::INVALID_AUDIENCE, message)
+            }
             Error::LimitViolation(limit) => ApiError::new(S::FORBIDDEN, limit_code(limit), message),
             Error::InvalidGrantLifetime(_) => ApiError::new(
                 S::UNPROCESSABLE_ENTITY,

@@ -218,6 +218,8 @@ impl Server {
                 })?;
         let discovery = alter_upstream::OidcDiscovery::new()
             .map_err(|e| StartupError::HttpClient(e.to_string()))?;
+        let oauth = alter_upstream::oauth::OAuthClient::new()
+            .map_err(|e| StartupError::HttpClient(e.to_string()))?;
         alter_upstream::catalog::load().map_err(|e| StartupError::Catalog(e.to_string()))?;
         let public_url = match settings.public_url {
             Some(url) => url,
@@ -241,6 +243,7 @@ impl Server {
                 in_progress: Arc::new(Semaphore::new(settings.http.max_concurrent_requests)),
                 public_url,
                 discovery,
+                oauth,
             },
             store,
             base_path: settings.base_path,
@@ -297,7 +300,7 @@ fn background_tasks(
     audit_checkpoint_interval: Option<Duration>,
 ) -> Vec<JoinHandle<()>> {
     let mut tasks = vec![
-        tokio::spawn(prune_nonces(state.vault.clone())),
+        tokio::spawn(prune_expired(state.vault.clone())),
         tokio::spawn(upstream_revocations(state.vault.clone())),
     ];
     if let Some(every) = audit_checkpoint_interval {
@@ -321,7 +324,8 @@ async fn migrated_store(settings: &ServerSettings) -> Result<SqlStore, StartupEr
     Ok(store)
 }
 
-async fn prune_nonces(vault: Vault) {
+/// Forgets request nonces and sign-in sessions past their use.
+async fn prune_expired(vault: Vault) {
     let mut tick = tokio::time::interval(PRUNE_INTERVAL);
     loop {
         tick.tick().await;
@@ -329,6 +333,11 @@ async fn prune_nonces(vault: Vault) {
             Ok(n) if n > 0 => tracing::debug!(pruned = n, "pruned request nonces"),
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "pruning request nonces failed"),
+        }
+        match vault.prune_auth_sessions().await {
+            Ok(n) if n > 0 => tracing::debug!(pruned = n, "pruned sign-in sessions"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "pruning sign-in sessions failed"),
         }
     }
 }

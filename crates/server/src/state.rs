@@ -23,11 +23,18 @@ pub struct AppState {
     pub public_url: String,
     /// Reads OAuth providers' discovery documents.
     pub discovery: alter_upstream::OidcDiscovery,
+    /// Talks to token endpoints (end-user sign-in's code exchange).
+    pub oauth: alter_upstream::oauth::OAuthClient,
 }
 
 impl AppState {
     /// The redirect URI to register at every OAuth provider.
     pub fn oauth_redirect_uri(&self) -> String {
         format!("{}/oauth/callback", self.public_url)
+    }
+
+    /// The redirect URI to register at the app's identity provider for end-user sign-in.
+    pub fn sign_in_redirect_uri(&self) -> String {
+        format!("{}/auth/callback", self.public_url)
     }
 }

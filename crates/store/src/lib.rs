@@ -33,6 +33,7 @@ mod rows;
 #[cfg(feature = "test-support")]
 pub mod scratch;
 mod secrets;
+mod signin;
 
 use std::str::FromStr;
 use std::time::Duration;

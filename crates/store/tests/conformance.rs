@@ -15,16 +15,17 @@ use alter_core::grants::{CreatedBy, Grant, GrantLifetime, GrantStatus, Principal
 use alter_core::identity::{
     AppUser, ClaimMapping, IdentityProvider, JwksSource, JwtAlgorithm, UserStatus,
 };
-use alter_core::ids::{AgentId, AppId, GrantId, IdpId, KeyId, SecretId, UserId};
+use alter_core::ids::{AgentId, AppId, AuthSessionId, GrantId, IdpId, KeyId, SecretId, UserId};
 use alter_core::keys::{ApiKey, KeyType};
 use alter_core::ports::{
     AgentStore, AppStore, AuditStore, ConnectStore, ConnectionStore, GrantStore, HealthStore,
-    IdentityStore, KeyStore, KeyringStore, NonceStore, ProviderStore, ReleaseStore, SecretStore,
-    StoreError, WrappedKek,
+    IdentitySigningKey, IdentityStore, KeyStore, KeyringStore, NonceStore, ProviderStore,
+    ReleaseStore, SecretStore, SignInStore, StoreError, WrappedKek,
 };
 use alter_core::release::ReleaseCondition;
 use alter_core::scope::{Scope, ScopeSet};
 use alter_core::secrets::{ManagedSecret, SecretType};
+use alter_core::signin::{AuthSession, AuthSessionStatus, SignInClient};
 use alter_core::time::Timestamp;
 use alter_crypto::MasterKey;
 use alter_store::scratch::ScratchDatabase;
@@ -2232,6 +2233,201 @@ async fn provider_specs_are_kept_per_app_and_their_operations_paged_and_searched
             .await,
             4
         );
+    })
+    .await;
+}
+
+fn auth_session(app: AppId, n: u8) -> AuthSession {
+    AuthSession {
+        id: AuthSessionId::new(),
+        app_id: app,
+        token_hash: [n; 32],
+        state_hash: [n.wrapping_add(100); 32],
+        nonce: format!("nonce-{n}"),
+        sealed_verifier: vec![n, 1, 2],
+        status: AuthSessionStatus::Pending,
+        sealed_user_token: None,
+        user_id: None,
+        error_code: None,
+        error_message: None,
+        expires_at: t(600),
+        created_at: t(0),
+        updated_at: t(0),
+    }
+}
+
+#[tokio::test]
+async fn a_sign_in_session_is_claimed_once_and_its_token_collected_once() {
+    on_every_engine(|f| async move {
+        let store = &f.store;
+        let app = new_app(store, "a").await;
+        let other = new_app(store, "b").await;
+        let session = auth_session(app.id, 1);
+        store.insert_auth_session(&session).await.unwrap();
+        let late = auth_session(app.id, 2);
+        store.insert_auth_session(&late).await.unwrap();
+
+        // Found by the token's hash, in its own app only.
+        let found = store.find_auth_session(app.id, &[1; 32]).await.unwrap();
+        assert_eq!(found.as_ref(), Some(&session));
+        assert!(
+            store
+                .find_auth_session(other.id, &[1; 32])
+                .await
+                .unwrap()
+                .is_none()
+        );
+
+        // Finishing needs a claim first; a claim needs the state, a pending session, time left.
+        assert!(!store.finish_auth_session(&session).await.unwrap());
+        assert!(
+            store
+                .claim_auth_session(&[9; 32], t(1))
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            store
+                .claim_auth_session(&[102; 32], t(600))
+                .await
+                .unwrap()
+                .is_none(),
+            "expired"
+        );
+        let claimed = store
+            .claim_auth_session(&[101; 32], t(1))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(claimed.status, AuthSessionStatus::Exchanging);
+        assert!(
+            store
+                .claim_auth_session(&[101; 32], t(2))
+                .await
+                .unwrap()
+                .is_none(),
+            "once"
+        );
+
+        let user = UserId::new();
+        let completed = AuthSession {
+            status: AuthSessionStatus::Completed,
+            sealed_user_token: Some(vec![7, 7, 7]),
+            user_id: Some(user),
+            updated_at: t(3),
+            ..claimed.clone()
+        };
+        assert!(store.finish_auth_session(&completed).await.unwrap());
+        assert!(
+            !store.finish_auth_session(&completed).await.unwrap(),
+            "finished once"
+        );
+        let stored = store
+            .find_auth_session(app.id, &[1; 32])
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(stored, completed);
+
+        assert!(store.collect_auth_session(session.id, t(4)).await.unwrap());
+        assert!(
+            !store.collect_auth_session(session.id, t(5)).await.unwrap(),
+            "collected once"
+        );
+        let collected = store
+            .find_auth_session(app.id, &[1; 32])
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(collected.status, AuthSessionStatus::Collected);
+        assert_eq!(collected.sealed_user_token, None, "the token is erased");
+
+        assert_eq!(store.prune_auth_sessions(t(600)).await.unwrap(), 0);
+        assert_eq!(store.prune_auth_sessions(t(601)).await.unwrap(), 2);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_sign_in_client_is_versioned_and_signing_keys_listed_oldest_first() {
+    on_every_engine(|f| async move {
+        let store = &f.store;
+        let app = new_app(store, "a").await;
+        let client = SignInClient {
+            app_id: app.id,
+            client_id: "c".into(),
+            sealed_client_secret: None,
+            scopes: vec!["openid".into()],
+            authorize_url: None,
+            token_url: None,
+            version: 1,
+            created_at: t(0),
+            updated_at: t(0),
+        };
+        let configured = event(app.id, "idp.sign_in_configured");
+        assert!(
+            store
+                .put_sign_in_client(&client, None, &configured)
+                .await
+                .unwrap()
+        );
+        assert!(
+            !store
+                .put_sign_in_client(&client, None, &event(app.id, "x"))
+                .await
+                .unwrap()
+        );
+        let changed = SignInClient {
+            sealed_client_secret: Some(vec![1, 2]),
+            token_url: Some("https://idp.example/token".into()),
+            version: 2,
+            updated_at: t(5),
+            ..client.clone()
+        };
+        assert!(
+            !store
+                .put_sign_in_client(&changed, Some(7), &event(app.id, "x"))
+                .await
+                .unwrap()
+        );
+        assert!(
+            store
+                .put_sign_in_client(&changed, Some(1), &event(app.id, "y"))
+                .await
+                .unwrap()
+        );
+        assert_eq!(
+            store.get_sign_in_client(app.id).await.unwrap(),
+            Some(changed)
+        );
+
+        assert!(store.identity_signing_keys().await.unwrap().is_empty());
+        let key = |kid: &str, at: i64| IdentitySigningKey {
+            kid: kid.into(),
+            sealed_private_key: vec![1],
+            public_x: "x".into(),
+            public_y: "y".into(),
+            created_at: t(at),
+        };
+        store
+            .insert_identity_signing_key(&key("b", 5))
+            .await
+            .unwrap();
+        store
+            .insert_identity_signing_key(&key("a", 9))
+            .await
+            .unwrap();
+        let again = store.insert_identity_signing_key(&key("b", 1)).await;
+        assert!(matches!(again, Err(StoreError::Conflict(_))), "{again:?}");
+        let kids: Vec<String> = store
+            .identity_signing_keys()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|k| k.kid)
+            .collect();
+        assert_eq!(kids, ["b", "a"]);
     })
     .await;
 }

@@ -1,12 +1,15 @@
-//! `alter idp …`: the app's identity provider, which verifies end users' JWTs.
+//! `alter idp …`: the app's identity provider, which verifies end users' JWTs, and
+//! `alter idp sign-in …`: the OAuth client the vault signs the app's users in with there (its
+//! secret read from stdin only).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use alter_sdk::Error;
-use alter_sdk::admin::{IdpInfo, IdpRequest};
+use alter_sdk::admin::{IdpInfo, IdpRequest, SignInInfo, SignInRequest};
 use clap::{ArgGroup, Args, Subcommand};
 
+use super::secrets::read_value;
 use super::{AppScope, output};
 use crate::table::{fields, list, or_dash};
 
@@ -24,6 +27,49 @@ enum IdpCommand {
     Set(Box<SetArgs>),
     /// Show the identity provider; its id is the `idp_id` group principals name.
     Show,
+    /// End-user sign-in at the identity provider (`create_auth_session`).
+    #[command(subcommand)]
+    SignIn(SignInCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum SignInCommand {
+    /// Set the sign-in client; its endpoints are discovered from the issuer unless both are
+    /// given. Register the redirect URI it shows at the identity provider.
+    Set(SignInArgs),
+    /// Show the sign-in client (never its secret) and what it still lacks.
+    Show,
+}
+
+#[derive(Debug, Args)]
+struct SignInArgs {
+    /// The client id (one of the identity provider's audiences).
+    #[arg(long)]
+    client_id: String,
+    /// Read the client secret from stdin (otherwise the stored one is kept).
+    #[arg(long)]
+    client_secret_stdin: bool,
+    /// A scope to ask for (repeatable; `openid email profile` by default).
+    #[arg(long = "scope")]
+    scopes: Vec<String>,
+    /// The authorization endpoint (with --token-url; discovered when both are left out).
+    #[arg(long, requires = "token_url")]
+    authorize_url: Option<String>,
+    /// The token endpoint (with --authorize-url).
+    #[arg(long, requires = "authorize_url")]
+    token_url: Option<String>,
+}
+
+impl SignInArgs {
+    fn request(self) -> Result<SignInRequest, Error> {
+        Ok(SignInRequest {
+            client_id: self.client_id,
+            client_secret: self.client_secret_stdin.then(read_value).transpose()?,
+            scopes: self.scopes,
+            authorize_url: self.authorize_url,
+            token_url: self.token_url,
+        })
+    }
 }
 
 #[derive(Debug, Args)]
@@ -93,10 +139,45 @@ pub async fn idp(args: IdpArgs) -> ExitCode {
             let idp = match args.command {
                 IdpCommand::Set(set) => client.set_idp(app, &set.request()?).await?,
                 IdpCommand::Show => client.get_idp(app).await?,
+                IdpCommand::SignIn(command) => {
+                    let sign_in = match command {
+                        SignInCommand::Set(set) => client.set_sign_in(app, &set.request()?).await?,
+                        SignInCommand::Show => client.get_sign_in(app).await?,
+                    };
+                    return Ok(output(json, &sign_in, || sign_in_text(&sign_in)));
+                }
             };
             Ok(output(json, &idp, || idp_text(&idp)))
         })
         .await
+}
+
+fn sign_in_text(sign_in: &SignInInfo) -> String {
+    fields(&[
+        ("client id", sign_in.client_id.clone()),
+        (
+            "client secret",
+            if sign_in.has_client_secret {
+                "stored"
+            } else {
+                "-"
+            }
+            .to_owned(),
+        ),
+        ("scopes", list(&sign_in.scopes, "-")),
+        ("authorize url", or_dash(sign_in.authorize_url.as_ref())),
+        ("token url", or_dash(sign_in.token_url.as_ref())),
+        ("redirect uri", sign_in.redirect_uri.clone()),
+        (
+            "ready",
+            match &sign_in.not_ready {
+                None => "yes".to_owned(),
+                Some(reason) => format!("no ({reason})"),
+            },
+        ),
+        ("version", sign_in.version.to_string()),
+        ("updated", sign_in.updated_at.clone()),
+    ])
 }
 
 fn idp_text(idp: &IdpInfo) -> String {

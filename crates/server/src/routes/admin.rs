@@ -40,6 +40,10 @@ pub fn router() -> Router<AppState> {
         .route("/apps/{app}/keys/{key}", delete(revoke_key))
         .route("/apps/{app}/keys/{key}/rotate", post(rotate_key))
         .route("/apps/{app}/idp", put(set_idp).get(get_idp))
+        .route(
+            "/apps/{app}/idp/sign-in",
+            put(super::signin::configure).get(super::signin::get),
+        )
         .route("/apps/{app}/secrets", post(create_secret).get(list_secrets))
         .route(
             "/apps/{app}/secrets/{secret}",

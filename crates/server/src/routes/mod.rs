@@ -9,10 +9,12 @@ pub(crate) mod audit;
 mod connect;
 mod grants;
 mod health;
+mod identity;
 mod keys;
 mod provider_specs;
 mod providers;
 mod scopes;
+mod signin;
 mod token;
 mod user;
 mod views;
@@ -124,6 +126,11 @@ sdk_routes! {
     POST "/sdk/token" => token::token, Some("tokens:retrieve");
     POST "/sdk/oauth/audit/api-call" => token::api_call, Some("audit:emit");
     POST "/sdk/grants/{id}/report-scope-mismatch" => token::scope_mismatch, Some("tokens:retrieve"), or "audit:emit";
+    POST "/sdk/auth/session" => signin::create_session, Some("idp_users:write");
+    POST "/sdk/auth/poll" => signin::poll_session, Some("idp_users:read");
+    POST "/sdk/auth/verify-token" => signin::verify_token, None;
+    POST "/sdk/identity/resolve" => identity::resolve, None;
+    POST "/sdk/identity/assert" => identity::assert, None;
 }
 
 /// The whole application, mounted under `base_path`.
@@ -151,6 +158,8 @@ pub fn router(state: AppState, base_path: &str) -> Router {
         .route("/assets/alter.css", get(crate::pages::stylesheet))
         .route("/assets/favicon.svg", get(crate::pages::favicon))
         .route("/readyz", get(health::ready))
+        .route("/auth/callback", get(signin::callback))
+        .route("/.well-known/alter-identity-jwks.json", get(identity::jwks))
         // Requests hold a slot only once their body is in (the layer below reads it first),
         // so slow senders cannot fill the slots; liveness answers outside the cap.
         .layer(from_fn_with_state(
