@@ -154,11 +154,13 @@ impl Credential {
                 kind: CredentialKind::ManagedSecret,
                 provider_id: &secret.slug,
                 allowed_hosts: &secret.allowed_hosts,
+                scopes: &[],
             },
             Credential::Connection(connection) => CredentialFacts {
                 kind: CredentialKind::OAuth,
                 provider_id: &connection.provider_id,
                 allowed_hosts: &[],
+                scopes: &connection.scopes,
             },
         }
     }

@@ -262,6 +262,16 @@ pub enum Error {
         "a session that delegates to an agent needs the user's token: the user consents to the delegation"
     )]
     AgentRequiresUserToken,
+    /// Scopes a Connect session may not ask for.
+    #[error(
+        "required_scopes asks for scopes the provider's configuration (or the agent's allowlist) does not allow"
+    )]
+    ScopeNotAllowed {
+        /// The provider.
+        provider_id: String,
+        /// The scopes refused.
+        scopes: Vec<String>,
+    },
     /// An agent key named another agent.
     #[error("an agent key can only name itself")]
     AgentCannotDelegateToOtherAgent,

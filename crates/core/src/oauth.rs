@@ -114,7 +114,14 @@ impl fmt::Debug for TokenSet {
             .field("scope", &self.scope)
             .field("id_token", &redacted(self.id_token.is_some()))
             .field("token_type", &self.token_type)
-            .field("extra", &self.extra)
+            // Only the names: some providers nest more tokens in their answer.
+            .field(
+                "extra",
+                &self
+                    .extra
+                    .as_object()
+                    .map(|map| map.keys().collect::<Vec<_>>()),
+            )
             .finish()
     }
 }

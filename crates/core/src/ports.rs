@@ -324,29 +324,36 @@ pub trait ConnectStore: Send + Sync {
         &self,
         hash: &[u8; 32],
     ) -> StoreResult<Option<ConnectSession>>;
-    /// Starts an attempt (replacing any in flight) while the session is pending; false if it
-    /// is not.
+    /// Starts an attempt (replacing any in flight) while the session is pending, bound to the
+    /// browser whose cookie hashes to `browser_hash`; false if it is not pending.
+    #[allow(clippy::too_many_arguments)]
     async fn start_connect_attempt(
         &self,
         session: ConnectSessionId,
         state_hash: &[u8; 32],
+        browser_hash: &[u8; 32],
         provider_id: &str,
         sealed_verifier: &[u8],
         at: Timestamp,
     ) -> StoreResult<bool>;
-    /// Claims the attempt a state's hash names, clearing it so no second callback finds it.
+    /// Claims the attempt a state's hash names, from the browser that started it, clearing it
+    /// so no second callback finds it and moving the pending session to `exchanging` so no
+    /// other attempt starts meanwhile.
     async fn claim_connect_attempt(
         &self,
         state_hash: &[u8; 32],
+        browser_hash: &[u8; 32],
         now: Timestamp,
     ) -> StoreResult<Option<ClaimedAttempt>>;
-    /// Records the providers the user declined at.
+    /// Records the providers the user declined at; the session is pending again.
     async fn set_connect_declined(
         &self,
         session: ConnectSessionId,
         declined: &[Declined],
     ) -> StoreResult<()>;
-    /// Ends a pending session; false if it was not pending.
+    /// Deletes sessions that expired before `before`.
+    async fn prune_connect_sessions(&self, before: Timestamp) -> StoreResult<u64>;
+    /// Ends a pending or exchanging session; false if it was already over.
     async fn finish_connect_session(
         &self,
         session: ConnectSessionId,

@@ -1,9 +1,12 @@
 //! Connect sessions (protocol part 2 §6.1–6.2).
 
 use std::collections::BTreeMap;
+use std::fmt;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+
+use crate::{REDACTED, redact_option};
 
 /// `grant_policy` of a Connect session: lengths only.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -29,7 +32,7 @@ pub struct RequestedGrant {
 }
 
 /// `POST /sdk/oauth/connect/session`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConnectSessionRequest {
     /// Providers offered (null: all).
@@ -80,7 +83,7 @@ pub struct ConnectSessionRequest {
 }
 
 /// `ConnectSession`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConnectSessionResponse {
     /// The poll handle.
     pub session_token: String,
@@ -99,9 +102,48 @@ pub struct ConnectSessionResponse {
 }
 
 /// `POST /sdk/oauth/connect/session/poll`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PollRequest {
     /// The poll handle.
     pub session_token: String,
+}
+
+impl fmt::Debug for ConnectSessionRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConnectSessionRequest")
+            .field("allowed_providers", &self.allowed_providers)
+            .field("return_url", &self.return_url)
+            .field("allowed_origin", &self.allowed_origin)
+            .field("direct", &self.direct)
+            .field("grant_policy", &self.grant_policy)
+            .field("required_scopes", &self.required_scopes)
+            .field("repair_grant_id", &self.repair_grant_id)
+            .field("agent", &self.agent)
+            .field("delegable", &self.delegable)
+            .field("user_token", &redact_option(self.user_token.as_ref()))
+            .finish_non_exhaustive()
+    }
+}
+
+impl fmt::Debug for ConnectSessionResponse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The poll token and the page's URL (which carries the page token) are bearer secrets.
+        f.debug_struct("ConnectSessionResponse")
+            .field("session_token", &REDACTED)
+            .field("connect_url", &REDACTED)
+            .field("expires_in", &self.expires_in)
+            .field("expires_at", &self.expires_at)
+            .field("single_provider", &self.single_provider)
+            .field("direct", &self.direct)
+            .finish_non_exhaustive()
+    }
+}
+
+impl fmt::Debug for PollRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PollRequest")
+            .field("session_token", &REDACTED)
+            .finish()
+    }
 }

@@ -227,6 +227,8 @@ pub mod codes {
     pub const PROVIDER_UNAVAILABLE: &str = "provider_unavailable";
     /// A Connect session names an agent without a user token.
     pub const AGENT_REQUIRES_USER_TOKEN: &str = "agent_requires_user_token";
+    /// A Connect session asked for scopes it may not (`required_scopes`).
+    pub const SCOPE_NOT_ALLOWED: &str = "scope_not_allowed";
     /// An agent key named another agent.
     pub const AGENT_CANNOT_DELEGATE_TO_OTHER_AGENT: &str = "agent_cannot_delegate_to_other_agent";
     /// The Connect session does not exist or is over.

@@ -314,6 +314,13 @@ impl From<Error> for ApiError {
             Error::AgentRequiresUserToken => {
                 ApiError::new(S::BAD_REQUEST, codes::AGENT_REQUIRES_USER_TOKEN, message)
             }
+            Error::ScopeNotAllowed {
+                provider_id,
+                scopes,
+            } => ApiError::new(S::BAD_REQUEST, codes::SCOPE_NOT_ALLOWED, message).with(|b| {
+                b.with_field("provider_id", provider_id)
+                    .with_field("scopes", json!(scopes))
+            }),
             Error::AgentCannotDelegateToOtherAgent => ApiError::new(
                 S::BAD_REQUEST,
                 codes::AGENT_CANNOT_DELEGATE_TO_OTHER_AGENT,

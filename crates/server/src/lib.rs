@@ -339,6 +339,11 @@ async fn prune_expired(vault: Vault) {
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "pruning sign-in sessions failed"),
         }
+        match vault.prune_connect_sessions().await {
+            Ok(n) if n > 0 => tracing::debug!(pruned = n, "pruned Connect sessions"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "pruning Connect sessions failed"),
+        }
     }
 }
 

@@ -84,13 +84,14 @@ impl ConnectStore for SqlStore {
         &self,
         session: ConnectSessionId,
         state_hash: &[u8; 32],
+        browser_hash: &[u8; 32],
         provider_id: &str,
         sealed_verifier: &[u8],
         at: Timestamp,
     ) -> StoreResult<bool> {
         let done = sqlx::query(
             "UPDATE connect_sessions SET attempt_state_hash = $1, attempt_provider = $2, \
-             attempt_verifier = $3, attempt_started_at = $4 \
+             attempt_verifier = $3, attempt_started_at = $4, attempt_browser_hash = $6 \
              WHERE id = $5 AND status = 'pending' AND expires_at > $4",
         )
         .bind(state_hash.to_vec())
@@ -98,6 +99,7 @@ impl ConnectStore for SqlStore {
         .bind(sealed_verifier.to_vec())
         .bind(at.micros())
         .bind(session.to_string())
+        .bind(browser_hash.to_vec())
         .execute(&self.write)
         .await
         .map_err(db_error)?
@@ -108,17 +110,20 @@ impl ConnectStore for SqlStore {
     async fn claim_connect_attempt(
         &self,
         state_hash: &[u8; 32],
+        browser_hash: &[u8; 32],
         _now: Timestamp,
     ) -> StoreResult<Option<ClaimedAttempt>> {
         // Clearing the state in the statement that reads it makes the claim single-use (the
-        // verifier, which RETURNING must still see, is cleared when the session ends).
+        // verifier, which RETURNING must still see, is cleared when the session ends); a
+        // state from another browser matches nothing and is not spent.
         let sql = format!(
-            "UPDATE connect_sessions SET attempt_state_hash = NULL \
-             WHERE attempt_state_hash = $1 \
+            "UPDATE connect_sessions SET attempt_state_hash = NULL, status = 'exchanging' \
+             WHERE attempt_state_hash = $1 AND attempt_browser_hash = $2 AND status = 'pending' \
              RETURNING {COLUMNS}, attempt_provider, attempt_verifier, attempt_started_at"
         );
         let row = sqlx::query(&sql)
             .bind(state_hash.to_vec())
+            .bind(browser_hash.to_vec())
             .fetch_optional(&self.write)
             .await
             .map_err(db_error)?;
@@ -138,13 +143,26 @@ impl ConnectStore for SqlStore {
         session: ConnectSessionId,
         declined: &[Declined],
     ) -> StoreResult<()> {
-        sqlx::query("UPDATE connect_sessions SET declined = $1 WHERE id = $2")
-            .bind(to_json(declined)?)
-            .bind(session.to_string())
+        sqlx::query(
+            "UPDATE connect_sessions SET declined = $1, status = 'pending' \
+             WHERE id = $2 AND status = 'exchanging'",
+        )
+        .bind(to_json(declined)?)
+        .bind(session.to_string())
+        .execute(&self.write)
+        .await
+        .map_err(db_error)?;
+        Ok(())
+    }
+
+    async fn prune_connect_sessions(&self, before: Timestamp) -> StoreResult<u64> {
+        let done = sqlx::query("DELETE FROM connect_sessions WHERE expires_at < $1")
+            .bind(before.micros())
             .execute(&self.write)
             .await
-            .map_err(db_error)?;
-        Ok(())
+            .map_err(db_error)?
+            .rows_affected();
+        Ok(done)
     }
 
     async fn finish_connect_session(
@@ -157,7 +175,7 @@ impl ConnectStore for SqlStore {
         let done = sqlx::query(
             "UPDATE connect_sessions SET status = $1, outcome = $2, finished_at = $3, \
              attempt_state_hash = NULL, attempt_verifier = NULL \
-             WHERE id = $4 AND status = 'pending'",
+             WHERE id = $4 AND status IN ('pending', 'exchanging')",
         )
         .bind(status.as_str())
         .bind(to_json(outcome)?)

@@ -176,24 +176,36 @@ impl ConnectionStore for SqlStore {
         .map_err(db_error)?;
         let mut connection_revoked = false;
         if live == 0 {
-            // The tokens move to the revocation queue; the row keeps none.
-            let queued = sqlx::query(
-                "INSERT INTO oauth_revocations (connection_id, app_id, provider_id, sealed_tokens, \
-                 token_version, tokens_at, attempts, next_attempt_at, created_at) \
-                 SELECT id, app_id, provider_id, sealed_tokens, token_version, tokens_at, 0, $1, $1 \
-                 FROM oauth_connections WHERE app_id = $2 AND id = $3 AND status <> 'revoked'",
+            // Moving the fence first locks the row and stops any refresh from storing newer
+            // tokens: the queue gets the tokens that are current, then the row keeps none.
+            let current = sqlx::query(
+                "UPDATE oauth_connections SET refresh_fence = refresh_fence + 1, \
+                 refresh_lease_until = NULL WHERE app_id = $1 AND id = $2 AND status <> 'revoked' \
+                 RETURNING provider_id, sealed_tokens, token_version, tokens_at",
             )
-            .bind(at.micros())
             .bind(app.to_string())
             .bind(connection.to_string())
-            .execute(&mut *tx)
+            .fetch_optional(&mut *tx)
             .await
-            .map_err(db_error)?
-            .rows_affected();
-            if queued == 1 {
+            .map_err(db_error)?;
+            if let Some(row) = current {
+                sqlx::query(
+                    "INSERT INTO oauth_revocations (connection_id, app_id, provider_id, \
+                     sealed_tokens, token_version, tokens_at, attempts, next_attempt_at, \
+                     created_at) VALUES ($1, $2, $3, $4, $5, $6, 0, $7, $7)",
+                )
+                .bind(connection.to_string())
+                .bind(app.to_string())
+                .bind(get::<String>(&row, "provider_id")?)
+                .bind(get::<Vec<u8>>(&row, "sealed_tokens")?)
+                .bind(get::<i64>(&row, "token_version")?)
+                .bind(get::<i64>(&row, "tokens_at")?)
+                .bind(at.micros())
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error)?;
                 sqlx::query(
                     "UPDATE oauth_connections SET status = 'revoked', updated_at = $1, \
-                     refresh_fence = refresh_fence + 1, refresh_lease_until = NULL, \
                      sealed_tokens = $2 WHERE app_id = $3 AND id = $4",
                 )
                 .bind(at.micros())

@@ -7,8 +7,8 @@ use alter_core::providers::{OAuthProvider, ProviderSource};
 use async_trait::async_trait;
 use sqlx::any::AnyRow;
 
-use crate::SqlStore;
 use crate::rows::{AnyQuery, fetch_all, fetch_optional, get, id, json, parsed, time, to_json};
+use crate::{SqlStore, db_error};
 
 /// The columns a configuration changes first (in [`bind_configuration`]'s order), then the row's
 /// identity.
@@ -102,13 +102,37 @@ impl ProviderStore for SqlStore {
     async fn delete_provider(&self, app: AppId, id: &str, event: &AuditEvent) -> StoreResult<bool> {
         // Checked in the same statement: a connection made while the delete runs either
         // commits first and keeps the provider, or comes after it and finds none.
-        let query = sqlx::query(
+        let mut tx = self.write.begin().await.map_err(db_error)?;
+        let deleted = sqlx::query(
             "DELETE FROM oauth_providers WHERE app_id = $1 AND provider_id = $2 \
              AND NOT EXISTS (SELECT 1 FROM oauth_connections c WHERE c.app_id = $1 \
              AND c.provider_id = $2 AND c.status <> 'revoked')",
         )
         .bind(app.to_string())
-        .bind(id);
-        self.execute_one_with_event(query, event).await
+        .bind(id)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?
+        .rows_affected();
+        if deleted != 1 {
+            return Ok(false);
+        }
+        // Revocations still queued for it are abandoned, their tokens destroyed: a provider
+        // configured again under this id must never receive them.
+        sqlx::query(
+            "UPDATE oauth_revocations SET done_at = $1, sealed_tokens = $2, \
+             last_error = 'the provider was removed' \
+             WHERE app_id = $3 AND provider_id = $4 AND done_at IS NULL",
+        )
+        .bind(event.at.micros())
+        .bind(Vec::<u8>::new())
+        .bind(app.to_string())
+        .bind(id)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        crate::chain::append(&mut tx, &self.chain, event).await?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(true)
     }
 }

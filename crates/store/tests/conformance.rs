@@ -2036,21 +2036,30 @@ async fn a_connect_state_is_claimed_once_and_a_session_ends_once() {
         );
         assert!(
             store
-                .start_connect_attempt(session.id, &[3; 32], "acme", b"sealed", t(1))
+                .start_connect_attempt(session.id, &[3; 32], &[9; 32], "acme", b"sealed", t(1))
                 .await
                 .unwrap()
         );
+        assert!(
+            store
+                .claim_connect_attempt(&[3; 32], &[8; 32], t(2))
+                .await
+                .unwrap()
+                .is_none(),
+            "another browser's callback claims nothing"
+        );
         let claimed = store
-            .claim_connect_attempt(&[3; 32], t(2))
+            .claim_connect_attempt(&[3; 32], &[9; 32], t(2))
             .await
             .unwrap()
             .unwrap();
+        assert_eq!(claimed.session.status, SessionStatus::Exchanging);
         assert_eq!(claimed.provider_id, "acme");
         assert_eq!(claimed.sealed_verifier, b"sealed".to_vec());
         assert_eq!(claimed.started_at, t(1));
         assert!(
             store
-                .claim_connect_attempt(&[3; 32], t(3))
+                .claim_connect_attempt(&[3; 32], &[9; 32], t(3))
                 .await
                 .unwrap()
                 .is_none()
@@ -2073,10 +2082,19 @@ async fn a_connect_state_is_claimed_once_and_a_session_ends_once() {
         );
         assert!(
             !store
-                .start_connect_attempt(session.id, &[4; 32], "acme", b"sealed", t(6))
+                .start_connect_attempt(session.id, &[4; 32], &[9; 32], "acme", b"sealed", t(6))
                 .await
                 .unwrap(),
             "an ended session starts no attempt"
+        );
+        assert_eq!(store.prune_connect_sessions(t(600)).await.unwrap(), 0);
+        assert_eq!(store.prune_connect_sessions(t(601)).await.unwrap(), 1);
+        assert!(
+            store
+                .connect_session_by_poll_hash(&[1; 32])
+                .await
+                .unwrap()
+                .is_none()
         );
     })
     .await;

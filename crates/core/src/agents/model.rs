@@ -101,9 +101,17 @@ impl AgentAllowlist {
         self.managed_secret_slugs.iter().any(|s| s == slug)
     }
 
-    /// True if it names the OAuth provider `id`.
-    pub fn names_provider(&self, id: &str) -> bool {
-        self.providers.contains_key(id)
+    /// True if it names the OAuth provider `id` and every API scope of `scopes` (a grant's):
+    /// an empty list allows any scope; the sign-in scopes of OpenID Connect grant no API
+    /// access and are not counted.
+    pub fn allows_scopes(&self, id: &str, scopes: &[String]) -> bool {
+        const SIGN_IN_SCOPES: [&str; 4] = ["openid", "profile", "email", "offline_access"];
+        self.providers.get(id).is_some_and(|allowed| {
+            allowed.is_empty()
+                || scopes
+                    .iter()
+                    .all(|s| SIGN_IN_SCOPES.contains(&s.as_str()) || allowed.contains(s))
+        })
     }
 
     /// Every entry, the managed secrets under their wire key.

@@ -27,8 +27,9 @@ use super::{
     ConnectedGrant, Declined, SessionStatus,
 };
 
-/// What the provider sent back (query parameters of the redirect).
-#[derive(Debug, Clone, Default)]
+/// What the provider sent back (query parameters of the redirect), and the browser's binding
+/// cookie.
+#[derive(Clone, Default)]
 pub struct CallbackParams {
     /// `state`.
     pub state: Option<String>,
@@ -38,6 +39,17 @@ pub struct CallbackParams {
     pub error: Option<String>,
     /// `iss` (RFC 9207).
     pub iss: Option<String>,
+    /// The cookie the browser got when it started the attempt.
+    pub browser: Option<String>,
+}
+
+impl std::fmt::Debug for CallbackParams {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CallbackParams")
+            .field("error", &self.error)
+            .field("iss", &self.iss)
+            .finish_non_exhaustive()
+    }
 }
 
 /// How the callback ended, for the page the browser sees.
@@ -102,16 +114,25 @@ impl Vault {
         else {
             return Ok(unknown());
         };
+        // The attempt is bound to the browser that started it: a state (or an authorization
+        // URL) carried to another browser completes nothing.
+        let Some(browser) = params
+            .browser
+            .as_deref()
+            .filter(|b| !b.is_empty() && b.len() <= 512)
+        else {
+            return Ok(unknown());
+        };
         let now = self.now();
         let Some(attempt) = self
             .store()
-            .claim_connect_attempt(&token_hash(state), now)
+            .claim_connect_attempt(&token_hash(state), &token_hash(browser), now)
             .await?
         else {
             return Ok(unknown());
         };
         let session = attempt.session.clone();
-        if session.status != SessionStatus::Pending || session.is_expired(now) {
+        if session.is_expired(now) {
             return Ok(CallbackResult::Failed {
                 session: Some(Box::new(session)),
                 code: "session_expired".into(),
@@ -261,6 +282,9 @@ impl Vault {
                 "The provider sent no authorization code.",
             )));
         };
+        // What the grant needs is checked before the code is spent: a failure after the grant
+        // is stored would leave a grant nobody is told about.
+        self.session_parties_live(session).await?;
         let verifier = self
             .open_verifier(session, attempt.started_at, &attempt.sealed_verifier)
             .map_err(Err)?;
@@ -374,12 +398,13 @@ impl Vault {
                     .ok_or_else(|| {
                         Error::Invalid("the grant to repair has no connection".into())
                     })?;
-                if let (Some(had), Some(now_account)) = (&current.account_identifier, &account)
-                    && had != now_account
+                // A known account is only replaced by the same account, confirmed.
+                if let Some(had) = &current.account_identifier
+                    && account.as_ref() != Some(had)
                 {
-                    return Err(Error::Invalid(format!(
-                        "The grant to repair is for the account {had}, not {now_account}."
-                    )));
+                    return Err(Error::Invalid(
+                        "The account connected is not the account of the grant to repair.".into(),
+                    ));
                 }
                 let slot = TokenSlot {
                     app_id: session.app_id,
@@ -394,6 +419,7 @@ impl Vault {
                     access_expires_at,
                     scopes: scopes.clone(),
                     account_identifier: account.clone().or(current.account_identifier.clone()),
+                    // (equal to the stored one whenever that is known, checked above)
                     status: ConnectionStatus::Active,
                     updated_at: now,
                     ..current
@@ -507,11 +533,13 @@ impl Vault {
         let Some(user_id) = session.settings.user_id else {
             return Err(Error::AgentRequiresUserToken);
         };
-        let user = self
-            .store()
-            .get_user(session.app_id, user_id)
-            .await?
-            .ok_or_else(|| Error::Invalid("the session's user no longer exists".into()))?;
+        let Some(user) = self.store().get_user(session.app_id, user_id).await? else {
+            return Ok(ConnectedDelegation {
+                agent_id: agent,
+                delegable: false,
+                policy_refused: true,
+            });
+        };
         let signed_in = SignedInUser {
             groups: user.groups.clone(),
             user,
@@ -560,6 +588,43 @@ fn connection_event(connection: &Connection, what: &str, grant: GrantId) -> Audi
         "token_version": connection.token_version,
         "grant_id": grant,
     }))
+}
+
+impl Vault {
+    /// Fails the flow (before the code is exchanged) if the session's user or agent is gone
+    /// or paused.
+    async fn session_parties_live(
+        &self,
+        session: &ConnectSession,
+    ) -> std::result::Result<(), std::result::Result<Failure, Error>> {
+        if let Some(user) = session.settings.user_id {
+            let found = self
+                .store()
+                .get_user(session.app_id, user)
+                .await
+                .map_err(|e| Err(e.into()))?;
+            if found.is_none() {
+                return Err(Ok(Failure::new(
+                    "connect_flow_error",
+                    "The user this connection is for no longer exists.",
+                )));
+            }
+        }
+        if let Some(agent) = session.settings.agent_id {
+            let live = match self.agent(session.app_id, agent).await {
+                Ok(agent) => agent.status == crate::agents::AgentStatus::Active,
+                Err(Error::NotFound(_)) => false,
+                Err(other) => return Err(Err(other)),
+            };
+            if !live {
+                return Err(Ok(Failure::new(
+                    "connect_flow_error",
+                    "The agent this connection is for is paused or deleted.",
+                )));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The session error a failed code exchange ends in.

@@ -18,7 +18,9 @@ use crate::ids::{AgentId, AppId, ConnectSessionId, GrantId, UserId};
 use crate::time::Timestamp;
 
 pub use callback::{CallbackParams, CallbackResult};
-pub use service::{CreatedSession, NewConnectSession, PageView, SESSION_TTL_SECONDS};
+pub use service::{
+    CreatedSession, NewConnectSession, PageView, SESSION_TTL_SECONDS, StartedAttempt,
+};
 
 /// What a session was created with: it decides what the callback creates.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -65,6 +67,8 @@ pub struct ConnectSettings {
 pub enum SessionStatus {
     /// Waiting for the user.
     Pending,
+    /// The provider sent the user back; the code is being exchanged.
+    Exchanging,
     /// A grant was made or repaired.
     Completed,
     /// It ended in an error.
@@ -76,6 +80,7 @@ impl SessionStatus {
     pub fn as_str(self) -> &'static str {
         match self {
             SessionStatus::Pending => "pending",
+            SessionStatus::Exchanging => "exchanging",
             SessionStatus::Completed => "completed",
             SessionStatus::Failed => "error",
         }
@@ -85,6 +90,7 @@ impl SessionStatus {
     pub fn parse(text: &str) -> Option<SessionStatus> {
         match text {
             "pending" => Some(SessionStatus::Pending),
+            "exchanging" => Some(SessionStatus::Exchanging),
             "completed" => Some(SessionStatus::Completed),
             "error" => Some(SessionStatus::Failed),
             _ => None,

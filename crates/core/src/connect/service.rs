@@ -69,13 +69,26 @@ pub struct CreatedSession {
     pub page_token: SecretString,
 }
 
-/// What the hosted page shows.
+/// What the hosted page shows: who asks, for whom, and where.
 #[derive(Debug, Clone)]
 pub struct PageView {
     /// The session.
     pub session: ConnectSession,
+    /// The app's name.
+    pub app_name: String,
+    /// The agent the grant is delegated to, by name.
+    pub agent_name: Option<String>,
     /// Its providers, configured now, in the session's order.
     pub providers: Vec<OAuthProvider>,
+}
+
+/// An authorization started from the page.
+#[derive(Debug)]
+pub struct StartedAttempt {
+    /// Where the browser goes.
+    pub url: String,
+    /// What the browser keeps (a cookie) and shows the callback.
+    pub browser: SecretString,
 }
 
 /// The prefix of session tokens (`connect_session` poll handles).
@@ -111,11 +124,12 @@ impl Vault {
                 ensure(!wanted.is_empty(), || {
                     "allowed_providers must name at least one provider (or be null)".into()
                 })?;
-                for name in &wanted {
-                    ensure(configured.iter().any(|p| &p.id == name), || {
-                        format!("the provider {name:?} is not configured for this app")
-                    })?;
-                }
+                ensure(
+                    wanted
+                        .iter()
+                        .all(|name| configured.iter().any(|p| &p.id == name)),
+                    || "allowed_providers names a provider this app has not configured".into(),
+                )?;
                 wanted
             }
         };
@@ -125,17 +139,7 @@ impl Vault {
         ensure(providers.len() <= MAX_PROVIDERS, || {
             format!("a session offers at most {MAX_PROVIDERS} providers")
         })?;
-        for (provider, scopes) in &new.required_scopes {
-            ensure(providers.contains(provider), || {
-                format!("required_scopes names {provider:?}, which the session does not offer")
-            })?;
-            for scope in scopes {
-                ensure(
-                    !scope.is_empty() && scope.len() <= 256 && !scope.contains(char::is_whitespace),
-                    || format!("required_scopes for {provider:?} holds an invalid scope"),
-                )?;
-            }
-        }
+        self.check_required_scopes(caller, &configured, &providers, &new.required_scopes)?;
         if new.direct {
             ensure(providers.len() == 1, || {
                 "direct needs exactly one provider".into()
@@ -146,6 +150,10 @@ impl Vault {
             ("allowed_origin", &new.allowed_origin),
         ] {
             if let Some(url) = url {
+                // The vault redirects users there: an agent may not pick where.
+                ensure(caller.agent_id().is_none(), || {
+                    format!("agents cannot set {field}; the app sets where users return")
+                })?;
                 check_browser_url(field, url)?;
             }
         }
@@ -280,11 +288,20 @@ impl Vault {
             (SessionStatus::Failed, Some(super::ConnectOutcome::Failed { code, message })) => {
                 PollAnswer::Failed { code, message }
             }
-            (SessionStatus::Pending, _) if session.expires_at > self.now() => {
+            (SessionStatus::Pending | SessionStatus::Exchanging, _)
+                if session.expires_at > self.now() =>
+            {
                 PollAnswer::Pending(session.declined)
             }
             _ => PollAnswer::Expired,
         })
+    }
+
+    /// Forgets Connect sessions that expired over an hour ago (a poll for one answers
+    /// `expired` either way).
+    pub async fn prune_connect_sessions(&self) -> Result<u64> {
+        let before = self.now().plus_seconds(-3600);
+        Ok(self.store().prune_connect_sessions(before).await?)
     }
 
     /// The hosted page of a session: it and its providers, while it is pending.
@@ -297,17 +314,31 @@ impl Vault {
             .iter()
             .filter_map(|id| configured.iter().find(|p| &p.id == id).cloned())
             .collect();
-        Ok(PageView { session, providers })
+        let app_name = self.get_app(session.app_id).await?.name;
+        let agent_name = match session.settings.agent_id {
+            Some(agent) => {
+                let agent = self.agent(session.app_id, agent).await?;
+                Some(agent.display_name.unwrap_or(agent.name))
+            }
+            None => None,
+        };
+        Ok(PageView {
+            session,
+            app_name,
+            agent_name,
+            providers,
+        })
     }
 
-    /// Starts the authorization at `provider_id` for the page's session: a fresh state and
-    /// PKCE verifier replace any attempt in flight. Returns the URL to send the browser to.
+    /// Starts the authorization at `provider_id` for the page's session: a fresh state, PKCE
+    /// verifier and browser binding replace any attempt in flight. Returns the URL to send the
+    /// browser to and the binding the browser must keep (a cookie) for the callback.
     pub async fn start_connect(
         &self,
         page_token: &str,
         provider_id: &str,
         redirect_uri: &str,
-    ) -> Result<String> {
+    ) -> Result<StartedAttempt> {
         let session = self.page_session(page_token).await?;
         ensure(
             session.settings.providers.iter().any(|p| p == provider_id),
@@ -316,6 +347,7 @@ impl Vault {
         let provider = self.get_provider(session.app_id, provider_id).await?;
         let pkce = Pkce::new().map_err(|_| Error::Crypto(alter_crypto::CryptoError::Internal))?;
         let state = mint_token("")?;
+        let browser = mint_token("")?;
         let now = self.now();
         let sealed_verifier = self.seal_verifier(&session, now, pkce.verifier())?;
         let mut scopes = provider.scopes.clone();
@@ -350,13 +382,19 @@ impl Vault {
             .start_connect_attempt(
                 session.id,
                 &token_hash(state.expose_secret()),
+                &token_hash(browser.expose_secret()),
                 provider_id,
                 &sealed_verifier,
                 now,
             )
             .await?;
-        ensure(started, || "this Connect session is over".into())?;
-        Ok(url.to_string())
+        if !started {
+            return Err(Error::ConnectSessionOver(session.status));
+        }
+        Ok(StartedAttempt {
+            url: url.to_string(),
+            browser,
+        })
     }
 
     /// A pending, live session by its page token; anything else is "not found".
@@ -372,12 +410,56 @@ impl Vault {
         Ok(session)
     }
 
+    /// `required_scopes` may only name offered providers and scopes their configuration asks
+    /// for (`scope_not_allowed` otherwise); an agent's session only scopes its allowlist names
+    /// for the provider.
+    fn check_required_scopes(
+        &self,
+        caller: &Caller,
+        configured: &[OAuthProvider],
+        offered: &[String],
+        required: &BTreeMap<String, Vec<String>>,
+    ) -> Result<()> {
+        let now = self.now();
+        for (provider, scopes) in required {
+            ensure(offered.contains(provider), || {
+                "required_scopes names a provider the session does not offer".into()
+            })?;
+            let allowed = configured
+                .iter()
+                .find(|p| &p.id == provider)
+                .map(|p| p.scopes.as_slice())
+                .unwrap_or_default();
+            let agent_allows = |scope: &String| match &caller.agent {
+                Some(agent) => agent
+                    .allowlist(now)
+                    .providers
+                    .get(provider)
+                    .is_some_and(|list| list.is_empty() || list.contains(scope)),
+                None => true,
+            };
+            let refused: Vec<String> = scopes
+                .iter()
+                .filter(|scope| !allowed.contains(scope) || !agent_allows(scope))
+                .cloned()
+                .collect();
+            if !refused.is_empty() {
+                return Err(Error::ScopeNotAllowed {
+                    provider_id: provider.clone(),
+                    scopes: refused,
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// The agent a session delegates to, by id or name; an agent key names only itself.
     async fn session_agent(&self, caller: &Caller, name: &str) -> Result<AgentId> {
         let agent = match AgentId::parse_lenient(name) {
             Some(id) => self.agent(caller.app_id, id).await.ok(),
             None => self.agent_by_name(caller, name).await?,
         }
+        .filter(|agent| agent.status == crate::agents::AgentStatus::Active)
         .ok_or(Error::NotFound(Entity::Agent))?;
         if let Some(own) = caller.agent_id()
             && own != agent.id

@@ -43,7 +43,6 @@ impl Vault {
         grant: &Grant,
         connection: Connection,
     ) -> Result<FreshTokens> {
-        let buffer = self.settings().refresh_buffer_seconds;
         let deadline = tokio_deadline(self.settings().refresh_wait_ms);
         let mut current = connection;
         loop {
@@ -51,6 +50,7 @@ impl Vault {
             if current.status != ConnectionStatus::Active {
                 return Err(revoked(grant, &current));
             }
+            let buffer = refresh_buffer(&current, self.settings().refresh_buffer_seconds);
             if !current.needs_refresh(now, buffer) {
                 return self.opened(current, false);
             }
@@ -72,6 +72,9 @@ impl Vault {
                 // Someone else refreshes: a token that is still valid serves meanwhile.
                 None if !is_expired(&current, now) => {
                     let reread = self.reread(grant, &current).await?;
+                    if reread.status != ConnectionStatus::Active {
+                        return Err(revoked(grant, &reread));
+                    }
                     if reread.token_version == current.token_version {
                         return self.opened(reread, false);
                     }
@@ -254,6 +257,15 @@ impl Vault {
 
 fn tokio_deadline(wait_ms: u64) -> std::time::Instant {
     std::time::Instant::now() + Duration::from_millis(wait_ms)
+}
+
+/// The buffer for `connection`: the configured one, at most half its token's lifetime, so a
+/// provider issuing tokens shorter than the buffer is not asked for one at every release.
+fn refresh_buffer(connection: &Connection, configured: i64) -> i64 {
+    match connection.access_expires_at {
+        Some(end) => configured.min(connection.tokens_at.seconds_until(end).max(0) / 2),
+        None => configured,
+    }
 }
 
 fn is_expired(connection: &Connection, now: Timestamp) -> bool {

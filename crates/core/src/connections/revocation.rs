@@ -78,15 +78,15 @@ impl Vault {
         let mut confirmed = 0;
         for job in due {
             match self.revoke_upstream(&job).await {
-                Ok(()) => {
-                    let event = revocation_event(&job, self.now(), None);
+                Ok(supported) => {
+                    let event = revocation_event(&job, self.now(), None, supported);
                     self.store()
                         .finish_revocation(job.connection_id, self.now(), &event)
                         .await?;
                     confirmed += 1;
                 }
                 Err(why) if job.attempts + 1 >= MAX_ATTEMPTS => {
-                    let event = revocation_event(&job, self.now(), Some(&why));
+                    let event = revocation_event(&job, self.now(), Some(&why), true);
                     self.store()
                         .finish_revocation(job.connection_id, self.now(), &event)
                         .await?;
@@ -109,9 +109,10 @@ impl Vault {
         Ok(confirmed)
     }
 
-    /// Asks the provider to revoke the refresh token and the access token. `Err`: why not
-    /// (for the log and the retry row; never token material).
-    async fn revoke_upstream(&self, job: &PendingRevocation) -> std::result::Result<(), String> {
+    /// Asks the provider to revoke the refresh token and the access token; `Ok(false)` when it
+    /// has no revocation endpoint. `Err`: why not (for the log and the retry row; never token
+    /// material).
+    async fn revoke_upstream(&self, job: &PendingRevocation) -> std::result::Result<bool, String> {
         let provider = self
             .store()
             .get_provider(job.app_id, &job.provider_id)
@@ -136,7 +137,8 @@ impl Vault {
             pending.insert(0, (refresh, TokenTypeHint::RefreshToken));
         }
         for (token, hint) in pending {
-            self.oauth()
+            let supported = self
+                .oauth()
                 .revoke(
                     &provider.endpoints,
                     &provider.client_id,
@@ -146,8 +148,11 @@ impl Vault {
                 )
                 .await
                 .map_err(|e| e.to_string())?;
+            if !supported {
+                return Ok(false);
+            }
         }
-        Ok(())
+        Ok(true)
     }
 }
 
@@ -171,8 +176,14 @@ pub(crate) fn connection_revoked_event(
     .with_details(json!({ "grant_id": grant.id }))
 }
 
-/// The event a finished revocation records: confirmed, or abandoned with the last error.
-fn revocation_event(job: &PendingRevocation, at: Timestamp, failed: Option<&str>) -> AuditEvent {
+/// The event a finished revocation records: confirmed, not possible (the provider has no
+/// revocation endpoint), or abandoned with the last error.
+fn revocation_event(
+    job: &PendingRevocation,
+    at: Timestamp,
+    failed: Option<&str>,
+    supported: bool,
+) -> AuditEvent {
     let target = Target {
         kind: "connection".into(),
         id: job.connection_id.to_string(),
@@ -199,6 +210,8 @@ fn revocation_event(job: &PendingRevocation, at: Timestamp, failed: Option<&str>
     event.with_details(json!({
         "provider_id": job.provider_id,
         "attempts": job.attempts + 1,
+        "revoked_at_provider": failed.is_none() && supported,
+        "provider_supports_revocation": supported,
         "last_error": failed,
     }))
 }

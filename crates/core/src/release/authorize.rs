@@ -80,6 +80,8 @@ pub struct CredentialFacts<'a> {
     pub provider_id: &'a str,
     /// Hosts it may be sent to; empty means any.
     pub allowed_hosts: &'a [String],
+    /// The scopes it carries (an OAuth connection's).
+    pub scopes: &'a [String],
 }
 
 /// The call a credential is wanted for.
@@ -128,7 +130,8 @@ impl Authorizer for BuiltinRules {
                 CredentialKind::ManagedSecret => {
                     allowlist.names_secret(request.credential.provider_id)
                 }
-                CredentialKind::OAuth => allowlist.names_provider(request.credential.provider_id),
+                CredentialKind::OAuth => allowlist
+                    .allows_scopes(request.credential.provider_id, request.credential.scopes),
             };
             if !named {
                 return Err(Denial::AgentNotAllowlisted);
@@ -290,6 +293,7 @@ mod tests {
                     kind: CredentialKind::ManagedSecret,
                     provider_id: "stripe",
                     allowed_hosts: &hosts,
+                    scopes: &[],
                 },
                 agent,
                 call: OutgoingCall {

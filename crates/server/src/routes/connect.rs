@@ -35,11 +35,21 @@ pub async fn create_session(
             "metadata takes only ip_address and user_agent, as strings",
         ));
     }
-    if body.scope_constraint.is_some() && body.agent.is_none() {
+    // Accepted only once enforced: a constraint the vault dropped would narrow nothing.
+    if body.scope_constraint.is_some() {
         return Err(alter_core::Error::InvalidScopeConstraint(
-            "scope_constraint needs an agent to delegate to".into(),
+            "scope_constraint on OAuth delegations is not supported yet".into(),
         )
         .into());
+    }
+    if body
+        .requested_grant
+        .as_ref()
+        .is_some_and(|g| g.restrictions.as_ref().is_some_and(|r| !r.is_null()))
+    {
+        return Err(ApiError::invalid(
+            "requested_grant.restrictions are not supported yet; use request rules",
+        ));
     }
     let policy = body.grant_policy.unwrap_or_default();
     let created = state
@@ -138,19 +148,13 @@ fn connected_grant(grant: &ConnectedGrant) -> Value {
     entry
 }
 
-/// `GET /connect/{token}`: the providers to pick from; a direct session goes straight to its
-/// provider.
+/// `GET /connect/{token}`: who asks, for whom, and the providers to pick from. Nothing starts
+/// on a GET (a link preview or a prefetch must not): the user presses a button.
 pub async fn page(State(state): State<AppState>, Path(token): Path<String>) -> Response {
-    let view = match state.vault.connect_page(&token).await {
-        Ok(view) => view,
-        Err(error) => return over_page(&error),
-    };
-    if view.session.settings.direct
-        && let [provider] = view.providers.as_slice()
-    {
-        return start(&state, &token, &provider.id).await;
+    match state.vault.connect_page(&token).await {
+        Ok(view) => provider_list(&token, &view).into_response(),
+        Err(error) => over_page(&error),
     }
-    provider_list(&token, &view).into_response()
 }
 
 #[derive(Debug, Deserialize)]
@@ -158,27 +162,55 @@ pub struct StartForm {
     provider: String,
 }
 
-/// `POST /connect/{token}`: starts the authorization at the provider picked.
+/// The cookie that binds an authorization to the browser that started it.
+const BROWSER_COOKIE: &str = "alter_connect";
+
+/// `POST /connect/{token}`: starts the authorization at the provider picked, binding it to this
+/// browser with a cookie the callback must bring back.
 pub async fn pick(
     State(state): State<AppState>,
     Path(token): Path<String>,
     Form(form): Form<StartForm>,
 ) -> Response {
-    start(&state, &token, &form.provider).await
-}
-
-async fn start(state: &AppState, token: &str, provider: &str) -> Response {
-    match state
+    let started = match state
         .vault
-        .start_connect(token, provider, &state.oauth_redirect_uri())
+        .start_connect(&token, &form.provider, &state.oauth_redirect_uri())
         .await
     {
-        Ok(url) => Redirect::to(&url).into_response(),
-        Err(error) => over_page(&error),
+        Ok(started) => started,
+        Err(error) => return over_page(&error),
+    };
+    let secure = if state.public_url.starts_with("https://") {
+        "; Secure"
+    } else {
+        ""
+    };
+    let cookie = format!(
+        "{BROWSER_COOKIE}={}; Path=/; HttpOnly; SameSite=Lax; Max-Age={SESSION_TTL_SECONDS}{secure}",
+        started.browser.expose_secret()
+    );
+    let mut response = Redirect::to(&started.url).into_response();
+    if let Ok(value) = axum::http::HeaderValue::from_str(&cookie) {
+        response
+            .headers_mut()
+            .insert(axum::http::header::SET_COOKIE, value);
     }
+    response
 }
 
-#[derive(Debug, Default, Deserialize)]
+/// The browser binding cookie of a request, if it carries one.
+fn browser_cookie(headers: &axum::http::HeaderMap) -> Option<String> {
+    headers
+        .get_all(axum::http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == BROWSER_COOKIE)
+        .map(|(_, value)| value.to_owned())
+}
+
+#[derive(Default, Deserialize)]
 pub struct CallbackQuery {
     state: Option<String>,
     code: Option<String>,
@@ -189,6 +221,7 @@ pub struct CallbackQuery {
 /// `GET /oauth/callback`: the provider's redirect back.
 pub async fn callback(
     State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
     Query(query): Query<CallbackQuery>,
 ) -> Response {
     let params = CallbackParams {
@@ -196,6 +229,7 @@ pub async fn callback(
         code: query.code,
         error: query.error,
         iss: query.iss,
+        browser: browser_cookie(&headers),
     };
     let result = match state
         .vault
@@ -273,12 +307,21 @@ pub async fn callback(
     }
 }
 
-/// The provider list of a session.
+/// The provider list of a session: who asks, for whom, what it lets them do.
 fn provider_list(token: &str, view: &PageView) -> Page {
-    let mut body = String::from(
-        "<p>Choose the account to connect. You will sign in at the provider and approve \
-         the access asked for there.</p><ul class=\"providers\">",
+    let mut body = format!(
+        "<p><strong>{app}</strong> asks you to connect an account. You will sign in at the \
+         provider and approve the access asked for there.</p>",
+        app = pages::escape(&view.app_name),
     );
+    if let Some(agent) = &view.agent_name {
+        body.push_str(&format!(
+            "<p>The agent <strong>{}</strong> will be able to act with this account on your \
+             behalf. You can revoke that at any time.</p>",
+            pages::escape(agent)
+        ));
+    }
+    body.push_str("<ul class=\"providers\">");
     for provider in &view.providers {
         body.push_str(&format!(
             "<li><form method=\"post\" action=\"{action}\">\

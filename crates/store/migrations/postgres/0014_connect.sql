@@ -8,7 +8,8 @@ ALTER TABLE oauth_connections ADD COLUMN tokens_at BIGINT NOT NULL DEFAULT 0;
 -- Connect sessions: an app asks for a user's consent at providers. The client polls with the
 -- session token and the user's browser opens the page token's URL; only their SHA-256 is kept.
 -- The attempt columns hold the one authorization in flight: its state (hashed, cleared when
--- the callback claims it, so a state works once), provider and sealed PKCE verifier.
+-- the callback claims it, so a state works once), the hash of the cookie of the browser that
+-- started it (the callback must come from that browser), provider and sealed PKCE verifier.
 CREATE TABLE connect_sessions (
     id                  TEXT    PRIMARY KEY,
     app_id              TEXT    NOT NULL REFERENCES apps (id),
@@ -19,6 +20,7 @@ CREATE TABLE connect_sessions (
     declined            TEXT    NOT NULL,
     outcome             TEXT,
     attempt_state_hash  BYTEA   UNIQUE,
+    attempt_browser_hash BYTEA,
     attempt_provider    TEXT,
     attempt_verifier    BYTEA,
     attempt_started_at  BIGINT,

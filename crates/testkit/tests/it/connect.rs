@@ -111,10 +111,16 @@ impl Setup {
         response.json
     }
 
-    /// Opens the Connect page in `browser`, picks the provider, and returns the provider's
-    /// authorization URL the page sent the browser to.
-    async fn pick(&self, browser: &reqwest::Client, connect_url: &str) -> Url {
-        let page = browser.get(connect_url).send().await.unwrap();
+    /// Opens the Connect page, picks the provider, and returns the provider's authorization
+    /// URL the page sent the browser to, with the client that keeps the page's cookie (the
+    /// callback must come from it).
+    async fn pick(&self, connect_url: &str) -> (Url, reqwest::Client) {
+        let ours = reqwest::Client::builder()
+            .cookie_store(true)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        let page = ours.get(connect_url).send().await.unwrap();
         assert_eq!(page.status(), StatusCode::OK);
         let headers = page.headers().clone();
         let html = page.text().await.unwrap();
@@ -125,17 +131,18 @@ impl Setup {
             "{csp}"
         );
         assert_eq!(headers["x-frame-options"], "DENY");
-        let no_redirects = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap();
-        let started = no_redirects
+        let started = ours
             .post(connect_url)
             .form(&[("provider", PROVIDER)])
             .send()
             .await
             .unwrap();
         assert_eq!(started.status(), StatusCode::SEE_OTHER);
+        let cookie = started.headers()["set-cookie"].to_str().unwrap();
+        assert!(
+            cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"),
+            "{cookie}"
+        );
         let location = Url::parse(started.headers()[LOCATION].to_str().unwrap()).unwrap();
         assert!(
             location.as_str().starts_with(&self.peer.url("/auth")),
@@ -144,7 +151,7 @@ impl Setup {
         let query: std::collections::HashMap<_, _> = location.query_pairs().collect();
         assert_eq!(query["code_challenge_method"], "S256");
         assert_eq!(query["scope"], "openid files.read");
-        location
+        (location, ours)
     }
 
     /// A whole Connect flow for `body`: page, provider, login and consent, callback. Returns
@@ -152,14 +159,16 @@ impl Setup {
     async fn connect(&self, body: Value) -> Value {
         let session = self.create_session(body).await;
         let browser = self.peer.browser();
-        let authorize = self
-            .pick(&browser, session["connect_url"].as_str().unwrap())
-            .await;
+        let (authorize, ours) = self.pick(session["connect_url"].as_str().unwrap()).await;
         let authorization = self
             .peer
             .authorize(&browser, authorize, Pages::LoginAndConsent)
             .await;
-        let landed = reqwest::get(authorization.redirect.as_str()).await.unwrap();
+        let landed = ours
+            .get(authorization.redirect.as_str())
+            .send()
+            .await
+            .unwrap();
         assert_eq!(landed.status(), StatusCode::OK);
         assert!(landed.text().await.unwrap().contains("is connected"));
         let polled = self.poll(session["session_token"].as_str().unwrap()).await;
@@ -445,15 +454,13 @@ async fn abused_or_failed_flows_fail_clearly_and_create_nothing() {
             .create_session(json!({ "allowed_providers": [PROVIDER] }))
             .await;
         let browser = s.peer.browser();
-        let authorize = s
-            .pick(&browser, session["connect_url"].as_str().unwrap())
-            .await;
+        let (authorize, ours) = s.pick(session["connect_url"].as_str().unwrap()).await;
         let denied = s.peer.deny(&browser, authorize).await;
         assert_eq!(
             denied.query_pairs().find(|(k, _)| k == "error").unwrap().1,
             "access_denied"
         );
-        let landed = reqwest::get(denied.as_str()).await.unwrap();
+        let landed = ours.get(denied.as_str()).send().await.unwrap();
         assert_eq!(landed.status(), StatusCode::OK);
         let polled = s.poll(session["session_token"].as_str().unwrap()).await;
         assert_eq!(polled["status"], "error", "{polled}");
@@ -465,13 +472,19 @@ async fn abused_or_failed_flows_fail_clearly_and_create_nothing() {
             .create_session(json!({ "allowed_providers": [PROVIDER] }))
             .await;
         let browser = s.peer.browser();
-        let authorize = s
-            .pick(&browser, session["connect_url"].as_str().unwrap())
-            .await;
+        let (authorize, ours) = s.pick(session["connect_url"].as_str().unwrap()).await;
         let authorization = s
             .peer
             .authorize(&browser, authorize, Pages::LoginAndConsent)
             .await;
+        // Carried to another browser (a leaked URL), the callback completes nothing and does
+        // not spend the state.
+        let elsewhere = reqwest::get(authorization.redirect.as_str()).await.unwrap();
+        assert_eq!(elsewhere.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(
+            s.poll(session["session_token"].as_str().unwrap()).await["status"],
+            "pending"
+        );
         let mut mixed_up = authorization.redirect.clone();
         let pairs: Vec<(String, String)> = mixed_up
             .query_pairs()
@@ -485,12 +498,12 @@ async fn abused_or_failed_flows_fail_clearly_and_create_nothing() {
             })
             .collect();
         mixed_up.query_pairs_mut().clear().extend_pairs(pairs);
-        let refused = reqwest::get(mixed_up.as_str()).await.unwrap();
+        let refused = ours.get(mixed_up.as_str()).send().await.unwrap();
         assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
         let polled = s.poll(session["session_token"].as_str().unwrap()).await;
         assert_eq!(polled["status"], "error", "{polled}");
         assert_eq!(polled["error"]["error_code"], "connect_flow_error");
-        let replayed = reqwest::get(authorization.redirect.as_str()).await.unwrap();
+        let replayed = ours.get(authorization.redirect.as_str()).send().await.unwrap();
         assert_eq!(replayed.status(), StatusCode::BAD_REQUEST);
         grants_made(0).await;
 
@@ -499,23 +512,19 @@ async fn abused_or_failed_flows_fail_clearly_and_create_nothing() {
             .create_session(json!({ "allowed_providers": [PROVIDER] }))
             .await;
         let browser = s.peer.browser();
-        let authorize = s
-            .pick(&browser, session["connect_url"].as_str().unwrap())
-            .await;
+        let (authorize, ours) = s.pick(session["connect_url"].as_str().unwrap()).await;
         let authorization = s
             .peer
             .authorize(&browser, authorize, Pages::LoginAndConsent)
             .await;
         assert_eq!(
-            reqwest::get(authorization.redirect.as_str())
-                .await
+            ours.get(authorization.redirect.as_str()).send().await
                 .unwrap()
                 .status(),
             StatusCode::OK
         );
         assert_eq!(
-            reqwest::get(authorization.redirect.as_str())
-                .await
+            ours.get(authorization.redirect.as_str()).send().await
                 .unwrap()
                 .status(),
             StatusCode::BAD_REQUEST
@@ -567,6 +576,11 @@ async fn abused_or_failed_flows_fail_clearly_and_create_nothing() {
                 "invalid_request",
             ),
             (json!({ "agent": "helper" }), "agent_requires_user_token"),
+            (
+                json!({ "allowed_providers": [PROVIDER], "required_scopes": { PROVIDER: ["files.write"] } }),
+                "scope_not_allowed",
+            ),
+            (json!({ "scope_constraint": ["files.read"] }), "invalid_scope_constraint"),
             (json!({ "surprise": true }), "invalid_request"),
         ] {
             let mut full = body.clone();
@@ -700,6 +714,58 @@ async fn a_session_naming_an_agent_delegates_the_users_new_grant_to_it() {
         let refused = as_agent(stranger.api_key.as_deref().unwrap()).await;
         assert_eq!(refused.status, 403, "{}", refused.json);
         assert_eq!(refused.code(), Some("agent_not_allowlisted"));
+
+        // An allowlist that names the provider but not the grant's API scopes refuses too
+        // (the sign-in scope `openid` grants no API access and is not counted).
+        let narrow = app
+            .agents()
+            .create(alter_sdk::CreateAgent::new(
+                "narrow",
+                json!({ PROVIDER: ["files.write"] }),
+            ))
+            .await
+            .unwrap();
+        s.connect(json!({
+            "allowed_providers": [PROVIDER],
+            "agent": "narrow",
+            "user_token": alice,
+        }))
+        .await;
+        let refused = as_agent(narrow.api_key.as_deref().unwrap()).await;
+        assert_eq!(
+            refused.code(),
+            Some("agent_not_allowlisted"),
+            "{}",
+            refused.json
+        );
+
+        // An agent cannot choose where the vault sends users, nor ask for scopes beyond its
+        // allowlist.
+        for (body, code) in [
+            (
+                json!({ "return_url": "https://phish.example/after" }),
+                "invalid_request",
+            ),
+            (
+                json!({ "required_scopes": { PROVIDER: ["files.write"] } }),
+                "scope_not_allowed",
+            ),
+        ] {
+            let mut full = json!({
+                "allowed_providers": [PROVIDER], "return_url": null, "allowed_origin": null,
+                "metadata": null, "user_token": alice,
+            });
+            for (k, v) in body.as_object().unwrap() {
+                full[k] = v.clone();
+            }
+            let refused = s
+                .server
+                .raw(&agent_key, "POST", "/sdk/oauth/connect/session")
+                .body(full.to_string())
+                .send()
+                .await;
+            assert_eq!(refused.code(), Some(code), "{body}: {}", refused.json);
+        }
     })
     .await;
 }
