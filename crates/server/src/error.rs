@@ -481,6 +481,11 @@ mod tests {
         Agents,
     }
 
+    /// A grant id that is the same at every run, so the written table is stable.
+    fn fixed_grant() -> alter_core::ids::GrantId {
+        alter_core::ids::GrantId::parse_lenient("01a24ecb-2899-76ed-a212-b73ab8709ecf").unwrap()
+    }
+
     fn cases() -> Vec<(&'static str, ApiError, Mapper, &'static str)> {
         use Mapper::{Agents, Main};
         let scope = || Scope::parse("keys:admin").unwrap();
@@ -636,7 +641,7 @@ mod tests {
             (
                 "refresh token refused",
                 Error::CredentialRevoked {
-                    grant_id: alter_core::ids::GrantId::new(),
+                    grant_id: fixed_grant(),
                     provider_id: "google".into(),
                 }
                 .into(),
@@ -645,7 +650,7 @@ mod tests {
             ),
             (
                 "refresh in progress",
-                Error::TokenRefreshInProgress(alter_core::ids::GrantId::new()).into(),
+                Error::TokenRefreshInProgress(fixed_grant()).into(),
                 Main,
                 "TokenRefreshInProgressError",
             ),
