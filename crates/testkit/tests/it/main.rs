@@ -23,3 +23,4 @@ mod providers;
 mod release;
 mod revocation;
 mod scopes;
+mod sdk_connect;
