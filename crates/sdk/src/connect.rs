@@ -458,10 +458,7 @@ pub(crate) async fn poll_connect_session(
             return Err(flow_error(
                 Error::ConnectTimeout,
                 0,
-                format!(
-                    "The Connect flow did not complete within {} seconds",
-                    timeout.as_secs_f64()
-                ),
+                format!("The Connect flow did not complete within {timeout:?}"),
                 timeout_details("poll_deadline_elapsed", &declined),
             ));
         }
