@@ -35,7 +35,7 @@ pub(crate) async fn setup(server: TestServer, rotate: bool) -> Setup {
     Setup { server, app, peer }
 }
 
-async fn configure(server: &TestServer, app: &TestApp, peer: &OAuthPeer) {
+pub(crate) async fn configure(server: &TestServer, app: &TestApp, peer: &OAuthPeer) {
     server
         .admin()
         .configure_provider(

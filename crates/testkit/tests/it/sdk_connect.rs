@@ -3,12 +3,15 @@
 
 use std::time::Duration;
 
-use alter_sdk::{App, ConnectResult, ConnectSessionOptions, Error, GrantPolicy, ProviderRequest};
-use alter_testkit::oauth_peer::Pages;
+use alter_sdk::{
+    App, ConnectResult, ConnectSessionOptions, CreateAgent, Error, GrantPolicy, ProviderRequest,
+};
+use alter_testkit::oauth_peer::{OAuthPeer, Pages, PeerOptions};
 use alter_testkit::{TestServer, on_every_engine};
 use reqwest::StatusCode;
+use serde_json::json;
 
-use crate::connect::{PROVIDER, Setup, revoke_refresh_token_at_peer, setup};
+use crate::connect::{PROVIDER, Setup, configure, revoke_refresh_token_at_peer, setup};
 
 const WAIT: Duration = Duration::from_secs(30);
 const INTERVAL: Duration = Duration::from_millis(50);
@@ -210,6 +213,88 @@ async fn a_revoked_credential_is_repaired_from_its_error() {
                 .unwrap_err();
             assert!(matches!(refused, Error::AlterValue(_)), "{refused}");
         }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_agent_without_a_delegation_gets_one_through_a_session_made_from_its_error() {
+    on_every_engine(|engine| async move {
+        let server = TestServer::start(engine).await;
+        let world = server.world("a").await;
+        let peer = OAuthPeer::start(PeerOptions::new(format!(
+            "{}/oauth/callback",
+            server.base_url()
+        )))
+        .await;
+        configure(&server, &world.app, &peer).await;
+        let s = Setup {
+            server,
+            app: world.app.clone(),
+            peer,
+        };
+        let app = s.server.app(&s.app.key.api_key);
+        let alice = world.idp.token("alice", json!({}));
+        let created = app
+            .agents()
+            .create(CreateAgent::new("assistant", json!({})))
+            .await
+            .unwrap();
+        let agent_id = created.agent.id;
+        let agent = s.server.agent(&created.api_key.unwrap());
+        let resource = || {
+            ProviderRequest::get(s.peer.url("/_peer/resource"))
+                .provider(PROVIDER)
+                .user_token(&alice)
+        };
+
+        // The app's own miss names the provider: a plain session for it.
+        let missing = app.request(resource()).await.unwrap_err();
+        assert!(missing.is_grant_not_found(), "{missing}");
+        let session = app
+            .create_connect_session_for_error(&missing, ConnectSessionOptions::new())
+            .await
+            .unwrap();
+        assert!(session.single_provider);
+
+        // The agent's miss names the agent too: the session delegates to it.
+        let missing = agent.request(resource()).await.unwrap_err();
+        assert!(matches!(missing, Error::NoDelegatedGrant(_)), "{missing}");
+        assert_eq!(
+            missing.info().str_field("agent_id"),
+            Some(agent_id.as_str())
+        );
+        let session = agent
+            .create_connect_session_for_error(
+                &missing,
+                ConnectSessionOptions::new().user_token(&alice),
+            )
+            .await
+            .unwrap();
+        let (polled, ()) = tokio::join!(
+            agent.poll_connect_session(&session.session_token, WAIT, INTERVAL),
+            play(&s, &session.connect_url, User::Consents),
+        );
+        let grants = polled.unwrap();
+        let delegation = grants[0].delegation.as_ref().expect("a delegation");
+        assert_eq!(delegation.agent_id, agent_id);
+        let listed = agent
+            .list_grants(alter_sdk::ListGrants::new().provider_id(PROVIDER))
+            .await
+            .unwrap();
+        assert_eq!(listed.total, 1, "{listed:?}");
+
+        // A NoDelegatedGrantError without its agent cannot be turned into a session.
+        let mut info = missing.info().clone();
+        info.fields.remove("agent_id");
+        let refused = agent
+            .create_connect_session_for_error(
+                &Error::NoDelegatedGrant(info),
+                ConnectSessionOptions::new(),
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(refused, Error::AlterValue(_)), "{refused}");
     })
     .await;
 }
