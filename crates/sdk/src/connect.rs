@@ -585,8 +585,11 @@ pub(crate) async fn connect(
 }
 
 /// Opens `url` with the system's opener (`open` on macOS, `xdg-open` elsewhere); whether it
-/// succeeded. The URL is one argument, never seen by a shell.
+/// succeeded. Only an http(s) URL is opened, as one argument never seen by a shell.
 async fn open_browser(url: &str) -> bool {
+    if !(url.starts_with("https://") || url.starts_with("http://")) {
+        return false;
+    }
     let opener = if cfg!(target_os = "macos") {
         "open"
     } else {
