@@ -1,6 +1,7 @@
 //! `alter`: runs Alter (`alter dev`, `alter server`) and operates it (`alter app`, `key`, `idp`,
-//! `secret`, `agent`, `grant`).
+//! `secret`, `agent`, `grant`, `audit`), and connects accounts (`alter connect`).
 
+mod connect;
 mod operator;
 mod run;
 mod table;
@@ -51,6 +52,8 @@ enum Command {
     Grant(operator::GrantArgs),
     /// Query, export and verify an app's audit log (needs ALTER_ADDR and ALTER_ADMIN_TOKEN).
     Audit(operator::AuditArgs),
+    /// Connect an account at an OAuth provider and print the grant (needs ALTER_API_KEY).
+    Connect(connect::ConnectArgs),
 }
 
 fn main() -> ExitCode {
@@ -81,6 +84,7 @@ fn main() -> ExitCode {
             Command::Agent(args) => operator::agent(args).await,
             Command::Grant(args) => operator::grant(args).await,
             Command::Audit(args) => operator::audit(args).await,
+            Command::Connect(args) => connect::connect(args).await,
         }
     })
 }

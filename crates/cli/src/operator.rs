@@ -18,6 +18,7 @@ pub use audit::{AuditArgs, audit};
 pub use grants::{GrantArgs, grant};
 pub use idp::{IdpArgs, idp};
 pub use providers::{ProviderArgs, provider};
+pub(crate) use secrets::read_value;
 pub use secrets::{SecretArgs, secret};
 
 use alter_sdk::Error;
@@ -247,7 +248,11 @@ async fn resolve_app(client: &AdminClient, app: Option<String>) -> Result<String
     }
 }
 
-fn output<T: Serialize>(json: bool, value: &T, human: impl FnOnce() -> String) -> String {
+pub(crate) fn output<T: Serialize>(
+    json: bool,
+    value: &T,
+    human: impl FnOnce() -> String,
+) -> String {
     if json {
         serde_json::to_string_pretty(value).unwrap_or_default()
     } else {
@@ -258,7 +263,7 @@ fn output<T: Serialize>(json: bool, value: &T, human: impl FnOnce() -> String) -
 /// What a command prints on stdout and, when its answer is a failure all the same (a
 /// verification that found the audit chain broken), the one line it prints on stderr before
 /// exiting 1.
-struct Printed {
+pub(crate) struct Printed {
     text: String,
     failure: Option<String>,
 }
@@ -272,7 +277,7 @@ impl From<String> for Printed {
     }
 }
 
-fn finish(result: Result<impl Into<Printed>, Error>) -> ExitCode {
+pub(crate) fn finish(result: Result<impl Into<Printed>, Error>) -> ExitCode {
     match result.map(Into::into) {
         Ok(Printed { text, failure }) => {
             // A command that streamed its own output (export) has nothing more to say; a blank

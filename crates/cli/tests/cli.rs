@@ -1861,3 +1861,146 @@ fn assert_no_plaintext(database: &ScratchDatabase, value: &str) {
         );
     }
 }
+
+/// Runs `alter` with the admin token and `input` on stdin.
+fn alter_with_stdin(args: &[&str], addr: &str, token: &str, input: &str) -> Output {
+    let mut child = Command::new(ALTER)
+        .args(args)
+        .env("ALTER_ADDR", addr)
+        .env("ALTER_ADMIN_TOKEN", token)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// `alter connect` with the app key of `dev` and `args`, its stderr piped.
+fn alter_connect(dev: &Running, args: &[&str]) -> Child {
+    Command::new(ALTER)
+        .arg("connect")
+        .args(args)
+        .env("ALTER_BASE_URL", dev.base_url())
+        .env("ALTER_API_KEY", dev.first_line["api_key"].as_str().unwrap())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+#[test]
+fn alter_connect_prints_the_url_waits_for_the_user_and_prints_the_grant() {
+    use alter_testkit::oauth_peer::{OAuthPeer, Pages, PeerOptions};
+
+    let dir = tempfile::tempdir().unwrap();
+    let dev = dev(&dir.path().join("data"), &[]);
+    let base_url = dev.base_url();
+    let admin_token = dev.first_line["admin_token"].as_str().unwrap().to_owned();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let peer = runtime.block_on(OAuthPeer::start(PeerOptions::new(format!(
+        "{base_url}/oauth/callback"
+    ))));
+    let configured = alter_with_stdin(
+        &[
+            "provider",
+            "configure",
+            "acme",
+            "--client-id",
+            peer.client_id(),
+            "--client-secret-stdin",
+            "--issuer",
+            peer.issuer(),
+            "--authorize-url",
+            &peer.url("/auth"),
+            "--token-url",
+            &peer.url("/token"),
+            "--scope",
+            "openid",
+            "--scope",
+            "files.read",
+            "--account-claim",
+            "sub",
+        ],
+        &base_url,
+        &admin_token,
+        peer.client_secret(),
+    );
+    assert!(configured.status.success(), "{}", stderr(&configured));
+
+    // Nobody comes: the wait ends with a clear error and what to do.
+    let abandoned = alter_connect(&dev, &["acme", "--no-browser", "--timeout", "1"])
+        .wait_with_output()
+        .unwrap();
+    assert_eq!(abandoned.status.code(), Some(1));
+    let said = stderr(&abandoned);
+    assert!(said.ends_with(" raise --timeout)\n"), "{said}");
+    assert!(said.contains("Open this URL to authorize: http"), "{said}");
+    assert!(said.contains("raise --timeout"), "{said}");
+
+    // The user connects while the command waits; it prints the grant.
+    let mut waiting = alter_connect(&dev, &["acme", "--no-browser", "--json"]);
+    let url = wait_for_line(waiting.stderr.take().unwrap(), |line| {
+        line.strip_prefix("Open this URL to authorize: ")
+            .map(|url| Value::from(url.trim()))
+    });
+    let url = url.as_str().unwrap().to_owned();
+    assert!(url.starts_with(&format!("{base_url}/connect/")), "{url}");
+    runtime.block_on(async {
+        let browser = peer.browser();
+        // The page's cookie binds the authorization to this client: the callback comes from it.
+        let ours = reqwest::Client::builder()
+            .cookie_store(true)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        let started = ours
+            .post(&url)
+            .form(&[("provider", "acme")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(started.status(), 303);
+        let authorize = reqwest::Url::parse(
+            started.headers()[reqwest::header::LOCATION]
+                .to_str()
+                .unwrap(),
+        )
+        .unwrap();
+        let authorization = peer
+            .authorize(&browser, authorize, Pages::LoginAndConsent)
+            .await;
+        let landed = ours
+            .get(authorization.redirect.as_str())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(landed.status(), 200);
+    });
+    let done = waiting.wait_with_output().unwrap();
+    assert!(done.status.success());
+    let printed: Value = serde_json::from_slice(&done.stdout).unwrap();
+    let grant = &printed[0];
+    assert_eq!(grant["provider_id"], "acme");
+    assert_eq!(grant["account_identifier"], "alice");
+    assert_eq!(grant["operation"], "creation");
+    assert_eq!(grant["scopes"], serde_json::json!(["files.read", "openid"]));
+    assert!(uuid::Uuid::parse_str(grant["grant_id"].as_str().unwrap()).is_ok());
+
+    // Without a key it says what to set.
+    let keyless = Command::new(ALTER)
+        .args(["connect", "acme", "--no-browser"])
+        .env_remove("ALTER_API_KEY")
+        .env("ALTER_BASE_URL", &base_url)
+        .output()
+        .unwrap();
+    assert_eq!(exit_code(&keyless), 1);
+    assert!(stderr(&keyless).contains("ALTER_API_KEY"));
+}

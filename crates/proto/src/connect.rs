@@ -13,10 +13,10 @@ use crate::{REDACTED, redact_option};
 #[serde(deny_unknown_fields)]
 pub struct SessionGrantPolicy {
     /// Longest lifetime.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_ttl_seconds: Option<i64>,
     /// Lifetime given.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default_ttl_seconds: Option<i64>,
 }
 
@@ -27,11 +27,12 @@ pub struct RequestedGrant {
     /// The new grant's label.
     pub label: String,
     /// Method and endpoint restrictions (kept for the policy layer).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restrictions: Option<Value>,
 }
 
-/// `POST /sdk/oauth/connect/session`.
+/// `POST /sdk/oauth/connect/session`. The first four keys are always sent (possibly `null`),
+/// the others only when set, in the official client's order.
 #[derive(Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConnectSessionRequest {
@@ -48,38 +49,60 @@ pub struct ConnectSessionRequest {
     #[serde(default)]
     pub metadata: Option<BTreeMap<String, Value>>,
     /// Skip the provider list.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub direct: Option<bool>,
     /// Let the user pick another account.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub switch_account: Option<bool>,
     /// Opt-out of user policy rules.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allow_user_policy_rules: Option<bool>,
     /// The grant's lifetime.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub grant_policy: Option<SessionGrantPolicy>,
     /// Scopes per provider.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub required_scopes: Option<BTreeMap<String, Vec<String>>>,
     /// The new grant's label.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub requested_grant: Option<RequestedGrant>,
     /// The grant to repair.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub repair_grant_id: Option<String>,
     /// The agent to delegate to.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent: Option<String>,
     /// Whether the delegation is delegable.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delegable: Option<bool>,
     /// Scopes the delegation keeps.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scope_constraint: Option<Vec<String>>,
     /// The user's IdP token.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_token: Option<String>,
+}
+
+impl fmt::Debug for ConnectSessionRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConnectSessionRequest")
+            .field("allowed_providers", &self.allowed_providers)
+            .field("return_url", &self.return_url)
+            .field("allowed_origin", &self.allowed_origin)
+            .field("metadata", &self.metadata)
+            .field("direct", &self.direct)
+            .field("switch_account", &self.switch_account)
+            .field("allow_user_policy_rules", &self.allow_user_policy_rules)
+            .field("grant_policy", &self.grant_policy)
+            .field("required_scopes", &self.required_scopes)
+            .field("requested_grant", &self.requested_grant)
+            .field("repair_grant_id", &self.repair_grant_id)
+            .field("agent", &self.agent)
+            .field("delegable", &self.delegable)
+            .field("scope_constraint", &self.scope_constraint)
+            .field("user_token", &redact_option(self.user_token.as_ref()))
+            .finish()
+    }
 }
 
 /// `ConnectSession`.
@@ -94,10 +117,13 @@ pub struct ConnectSessionResponse {
     /// When it ends.
     pub expires_at: String,
     /// Warnings about scope constraints.
+    #[serde(default)]
     pub scope_constraint_warnings: Vec<String>,
     /// It offers one provider.
+    #[serde(default)]
     pub single_provider: bool,
     /// It skips the provider list.
+    #[serde(default)]
     pub direct: bool,
 }
 
@@ -107,23 +133,6 @@ pub struct ConnectSessionResponse {
 pub struct PollRequest {
     /// The poll handle.
     pub session_token: String,
-}
-
-impl fmt::Debug for ConnectSessionRequest {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ConnectSessionRequest")
-            .field("allowed_providers", &self.allowed_providers)
-            .field("return_url", &self.return_url)
-            .field("allowed_origin", &self.allowed_origin)
-            .field("direct", &self.direct)
-            .field("grant_policy", &self.grant_policy)
-            .field("required_scopes", &self.required_scopes)
-            .field("repair_grant_id", &self.repair_grant_id)
-            .field("agent", &self.agent)
-            .field("delegable", &self.delegable)
-            .field("user_token", &redact_option(self.user_token.as_ref()))
-            .finish_non_exhaustive()
-    }
 }
 
 impl fmt::Debug for ConnectSessionResponse {
@@ -146,4 +155,92 @@ impl fmt::Debug for PollRequest {
             .field("session_token", &REDACTED)
             .finish()
     }
+}
+
+/// A completed poll's `grants[]` entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectedGrantBody {
+    /// The grant.
+    pub grant_id: String,
+    /// Its provider.
+    pub provider_id: String,
+    /// Scopes granted.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// The account at the provider.
+    #[serde(default)]
+    pub account_identifier: Option<String>,
+    /// The connection's API origin, when the provider has several.
+    #[serde(default)]
+    pub api_base_url: Option<String>,
+    /// `creation` or `reauth` (absent: `creation`).
+    #[serde(default)]
+    pub operation: Option<String>,
+    /// The grant's lifetime.
+    #[serde(default)]
+    pub grant_policy: Option<ConnectedGrantPolicy>,
+    /// The delegation made, when the session delegated to an agent.
+    #[serde(default)]
+    pub delegation: Option<ConnectDelegation>,
+}
+
+/// The `grant_policy` of a connected grant.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectedGrantPolicy {
+    /// When the grant ends.
+    #[serde(default)]
+    pub expires_at: Option<String>,
+    /// `developer` or `end_user`.
+    #[serde(default)]
+    pub created_by: Option<String>,
+    /// When the grant was made.
+    #[serde(default)]
+    pub created_at: Option<String>,
+}
+
+/// `ConnectDelegation`: the delegation a session made.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectDelegation {
+    /// The agent delegated to.
+    pub agent_id: String,
+    /// Its stored onward-sharing setting.
+    pub delegable: bool,
+    /// The provider's agent-sharing policy refused the user's choice.
+    #[serde(default)]
+    pub policy_refused: bool,
+}
+
+/// `ConnectFailedGrant`: a provider of a completed session that kept no grant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectFailedGrant {
+    /// The provider.
+    pub provider_id: String,
+    /// `not_selected`, `activation_failed`, or a usage-limit failure.
+    pub reason: String,
+    /// Operator-safe message.
+    pub message: String,
+}
+
+/// A pending poll's `declined_providers[]` entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeclinedProvider {
+    /// The provider the user declined.
+    pub provider_id: String,
+    /// Why (e.g. `connect_denied`).
+    pub error_code: String,
+    /// When.
+    #[serde(default)]
+    pub declined_at: Option<String>,
+}
+
+/// An `error` poll's `error`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PollError {
+    /// The code (`connect_denied`, `invalid_client`, …).
+    pub error_code: String,
+    /// What happened.
+    pub error_message: String,
+    /// When to retry, for `service_unavailable`.
+    #[serde(default)]
+    pub retry_after_seconds: Option<i64>,
 }

@@ -92,6 +92,7 @@ mod tests {
             debug_of::<crate::providers::ConfigureProviderRequest>(
                 json!({"client_id": "c", "client_secret": SECRET}),
             ),
+            debug_of::<crate::connect::ConnectSessionRequest>(json!({ "user_token": SECRET })),
             debug_of::<crate::grants::PrincipalBody>(
                 json!({"type": "user", "user_token": SECRET, "label": "l"}),
             ),

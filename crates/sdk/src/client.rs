@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use crate::agents::{self, AgentInfo, Agents};
+use crate::connect::{self, ConnectOptions, ConnectResult, ConnectSession, ConnectSessionOptions};
 use crate::error::Error;
 use crate::grants::{
     self, CreateGrantResult, DelegateOptions, DelegationResult, GrantInfo, GrantList, GrantPolicy,
@@ -316,6 +317,79 @@ macro_rules! shared_surface {
                 request: ProviderRequest,
             ) -> Result<reqwest::Response, Error> {
                 request::request(&self.transport, request, $agent).await
+            }
+
+            /// Starts a Connect session: a page where the user connects an account at a
+            /// provider. Give the user `connect_url`, then wait with
+            #[doc = concat!("[`", stringify!($client), "::poll_connect_session`].")]
+            ///
+            /// ```no_run
+            #[doc = concat!("# async fn run(client: alter_sdk::", stringify!($client), ") -> Result<(), alter_sdk::Error> {")]
+            /// use alter_sdk::ConnectSessionOptions;
+            /// let session = client
+            ///     .create_connect_session(ConnectSessionOptions::new().allowed_providers(["google"]))
+            ///     .await?;
+            /// println!("{}", session.connect_url);
+            /// # Ok(()) }
+            /// ```
+            ///
+            /// Errors: [`Error::AlterValue`] (bad options, caught locally),
+            /// [`Error::ConnectConfig`], [`Error::AgentNotFound`], [`Error::Backend`].
+            pub async fn create_connect_session(
+                &self,
+                options: ConnectSessionOptions,
+            ) -> Result<ConnectSession, Error> {
+                connect::create_connect_session(&self.transport, options).await
+            }
+
+            /// Waits for a Connect session to end: polls at once, then every `poll_interval`,
+            /// until the user is done or `timeout` passes.
+            ///
+            /// Errors: [`Error::ConnectDenied`] (the user said no), [`Error::ConnectConfig`]
+            /// (the provider refused the app's configuration), [`Error::ConnectTimeout`]
+            /// (`timeout` passed, or the session expired while waiting),
+            /// [`Error::ConnectFlow`] (any other failure, an unknown or expired token).
+            pub async fn poll_connect_session(
+                &self,
+                session_token: &str,
+                timeout: std::time::Duration,
+                poll_interval: std::time::Duration,
+            ) -> Result<Vec<ConnectResult>, Error> {
+                connect::poll_connect_session(&self.transport, session_token, timeout, poll_interval)
+                    .await
+            }
+
+            /// The whole Connect flow: creates a session for `providers` (all, when empty),
+            /// opens its page in the system browser (or prints its URL to stderr), and waits.
+            ///
+            /// ```no_run
+            #[doc = concat!("# async fn run(client: alter_sdk::", stringify!($client), ") -> Result<(), alter_sdk::Error> {")]
+            /// let grants = client.connect(&["google"], alter_sdk::ConnectOptions::default()).await?;
+            /// println!("{} {:?}", grants[0].grant_id, grants[0].account_identifier);
+            /// # Ok(()) }
+            /// ```
+            pub async fn connect(
+                &self,
+                providers: &[&str],
+                options: ConnectOptions,
+            ) -> Result<Vec<ConnectResult>, Error> {
+                connect::connect(&self.transport, providers, options).await
+            }
+
+            /// A Connect session that fixes what `error` reported: a
+            /// [`Error::CredentialRevoked`] repairs its grant in place (or reconnects, when
+            /// the grant cannot be repaired), a [`Error::NoDelegatedGrant`] or
+            /// [`Error::GrantNotFound`] connects its provider again (for its agent, when it
+            /// names one). `options` gives the rest (return URL, user token, …).
+            ///
+            /// Errors: [`Error::AlterValue`] when `error` is another error or names no
+            /// provider, and whatever `create_connect_session` returns.
+            pub async fn create_connect_session_for_error(
+                &self,
+                error: &Error,
+                options: ConnectSessionOptions,
+            ) -> Result<ConnectSession, Error> {
+                connect::create_connect_session_for_error(&self.transport, error, options).await
             }
 
             /// Key lifecycle: derive, rotate, revoke.

@@ -103,6 +103,12 @@ errors! {
     PolicyViolation => "PolicyViolationError",
     /// The app's Connect configuration is incomplete.
     ConnectConfig => "ConnectConfigError",
+    /// A Connect flow failed (the parent of the other `Connect…` errors).
+    ConnectFlow => "ConnectFlowError",
+    /// The user denied authorization during a Connect flow.
+    ConnectDenied => "ConnectDeniedError",
+    /// A Connect flow did not complete in time (`details.reason`).
+    ConnectTimeout => "ConnectTimeoutError",
     /// A token refresh is running; retry.
     TokenRefreshInProgress => "TokenRefreshInProgressError",
     /// Several grants match; pass `account`, `label` or `grant_id`.
@@ -221,6 +227,18 @@ impl Error {
         matches!(
             self,
             Error::PolicyViolation(_) | Error::StepUpRequired(_) | Error::RedactDischargeFailed(_)
+        )
+    }
+
+    /// True for `ConnectFlowError` and its subclasses (`ConnectDeniedError`,
+    /// `ConnectConfigError`, `ConnectTimeoutError`).
+    pub fn is_connect_flow(&self) -> bool {
+        matches!(
+            self,
+            Error::ConnectFlow(_)
+                | Error::ConnectDenied(_)
+                | Error::ConnectConfig(_)
+                | Error::ConnectTimeout(_)
         )
     }
 

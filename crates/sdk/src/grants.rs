@@ -1,6 +1,7 @@
 //! Grants: `list_grants`, `create_managed_secret_grant`, `revoke_grant`, `mint_grant`,
 //! `revoke_delegation` and `delegate`, as on the reference page (`sdk-grants-reference`).
 
+use alter_proto::connect::SessionGrantPolicy;
 use alter_proto::grants::{
     AgentSelfGrantRequest, CreateGrantRequest, DelegateRequest, GrantPolicyBody, ListGrantsRequest,
     MintGrantRequest, RevokeGrantRequest,
@@ -67,7 +68,7 @@ fn checked_principal(principal: Principal) -> Result<Principal, Error> {
 }
 
 /// 1–255 characters, like the client checks a label.
-fn label_ok(label: &str) -> bool {
+pub(crate) fn label_ok(label: &str) -> bool {
     !label.is_empty() && label.chars().count() <= 255
 }
 
@@ -131,6 +132,20 @@ impl GrantPolicy {
             }
         }
         Ok(body)
+    }
+
+    /// The policy of a Connect session, which takes lengths only.
+    pub(crate) fn session_policy(self) -> Result<SessionGrantPolicy, Error> {
+        let body = self.body()?;
+        if body.expires_at.is_some() {
+            return Err(Error::value(
+                "a Connect session's grant_policy takes max_ttl_seconds and default_ttl_seconds only",
+            ));
+        }
+        Ok(SessionGrantPolicy {
+            max_ttl_seconds: body.max_ttl_seconds,
+            default_ttl_seconds: body.default_ttl_seconds,
+        })
     }
 
     fn object(self) -> Result<serde_json::Value, Error> {

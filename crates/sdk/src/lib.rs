@@ -14,6 +14,7 @@
 pub mod admin;
 pub mod agents;
 mod client;
+pub mod connect;
 pub mod error;
 pub mod grants;
 mod namespaces;
@@ -25,6 +26,10 @@ pub use agents::{AgentInfo, Agents, CreateAgent, UpdateAgent};
 pub use alter_proto::keys::{ApiKeyInfo, DeriveKeyRequest, MintedKey};
 pub use alter_proto::scopes::ScopeCatalog;
 pub use client::{Agent, App, ClientBuilder};
+pub use connect::{
+    ConnectDelegation, ConnectFailedGrant, ConnectOptions, ConnectResult, ConnectSession,
+    ConnectSessionOptions, ConnectedGrantPolicy,
+};
 pub use error::{Error, ErrorInfo};
 pub use grants::{
     CreateGrantResult, DelegateOptions, DelegationResult, GrantInfo, GrantItem, GrantItemCommon,

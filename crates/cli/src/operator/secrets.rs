@@ -138,7 +138,7 @@ pub async fn secret(args: SecretArgs) -> ExitCode {
 }
 
 /// The value piped on stdin, without one trailing newline (what `echo` and editors add).
-pub(super) fn read_value() -> Result<String, Error> {
+pub(crate) fn read_value() -> Result<String, Error> {
     let mut stdin = std::io::stdin();
     if stdin.is_terminal() {
         eprintln!("reading the value from stdin (end it with Ctrl-D)");

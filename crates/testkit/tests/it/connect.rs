@@ -14,16 +14,16 @@ use reqwest::header::LOCATION;
 use serde_json::{Value, json};
 
 /// The provider id the peer is configured under.
-const PROVIDER: &str = "acme";
+pub(crate) const PROVIDER: &str = "acme";
 
 /// A server, an app with the peer configured as `acme`, and the peer.
-struct Setup {
-    server: TestServer,
-    app: TestApp,
-    peer: OAuthPeer,
+pub(crate) struct Setup {
+    pub(crate) server: TestServer,
+    pub(crate) app: TestApp,
+    pub(crate) peer: OAuthPeer,
 }
 
-async fn setup(server: TestServer, rotate: bool) -> Setup {
+pub(crate) async fn setup(server: TestServer, rotate: bool) -> Setup {
     let app = server.new_app("a").await;
     let peer = OAuthPeer::start(PeerOptions {
         rotate_refresh: rotate,
@@ -35,7 +35,7 @@ async fn setup(server: TestServer, rotate: bool) -> Setup {
     Setup { server, app, peer }
 }
 
-async fn configure(server: &TestServer, app: &TestApp, peer: &OAuthPeer) {
+pub(crate) async fn configure(server: &TestServer, app: &TestApp, peer: &OAuthPeer) {
     server
         .admin()
         .configure_provider(
@@ -114,7 +114,7 @@ impl Setup {
     /// Opens the Connect page, picks the provider, and returns the provider's authorization
     /// URL the page sent the browser to, with the client that keeps the page's cookie (the
     /// callback must come from it).
-    async fn pick(&self, connect_url: &str) -> (Url, reqwest::Client) {
+    pub(crate) async fn pick(&self, connect_url: &str) -> (Url, reqwest::Client) {
         let ours = reqwest::Client::builder()
             .cookie_store(true)
             .redirect(reqwest::redirect::Policy::none())
@@ -366,18 +366,7 @@ async fn a_refused_refresh_token_asks_for_a_reconnect_that_keeps_the_grant() {
         let grant = s.connect(json!({ "allowed_providers": [PROVIDER] })).await;
         let grant_id = grant["grant_id"].as_str().unwrap().to_owned();
         // The user revokes the app at the provider: the refresh token dies there.
-        let refresh_token = peer_refresh_token(&s).await;
-        let revoked = reqwest::Client::new()
-            .post(s.peer.url("/token/revocation"))
-            .basic_auth(s.peer.client_id(), Some(s.peer.client_secret()))
-            .form(&[
-                ("token", refresh_token.as_str()),
-                ("token_type_hint", "refresh_token"),
-            ])
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(revoked.status(), StatusCode::OK);
+        revoke_refresh_token_at_peer(&s).await;
         s.server.advance(3600);
         let refused = s.release().await;
         assert_eq!(refused.status, 403, "{}", refused.json);
@@ -409,6 +398,22 @@ async fn a_refused_refresh_token_asks_for_a_reconnect_that_keeps_the_grant() {
         assert_eq!(again["operation"], "reauth");
     })
     .await;
+}
+
+/// The user revokes the app at the provider: the newest refresh token dies there.
+pub(crate) async fn revoke_refresh_token_at_peer(s: &Setup) {
+    let refresh_token = peer_refresh_token(s).await;
+    let revoked = reqwest::Client::new()
+        .post(s.peer.url("/token/revocation"))
+        .basic_auth(s.peer.client_id(), Some(s.peer.client_secret()))
+        .form(&[
+            ("token", refresh_token.as_str()),
+            ("token_type_hint", "refresh_token"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoked.status(), StatusCode::OK);
 }
 
 /// The newest live refresh token at the peer (the one the vault holds: the vault never hands
