@@ -103,6 +103,12 @@ errors! {
     PolicyViolation => "PolicyViolationError",
     /// The app's Connect configuration is incomplete.
     ConnectConfig => "ConnectConfigError",
+    /// A Connect flow failed (the parent of the other `Connect…` errors).
+    ConnectFlow => "ConnectFlowError",
+    /// The user denied authorization during a Connect flow.
+    ConnectDenied => "ConnectDeniedError",
+    /// A Connect flow did not complete in time (`details.reason`).
+    ConnectTimeout => "ConnectTimeoutError",
     /// A token refresh is running; retry.
     TokenRefreshInProgress => "TokenRefreshInProgressError",
     /// Several grants match; pass `account`, `label` or `grant_id`.
@@ -181,6 +187,9 @@ errors! {
     Network => "NetworkError",
     /// The backend did not answer in time.
     Timeout => "TimeoutError",
+    /// An identity assertion failed verification (`code` `memory_assertion_invalid`, the
+    /// failing category in the `reason` field; never token, claim or key material).
+    MemoryIsolation => "MemoryIsolationError",
 }
 
 impl Error {
