@@ -23,4 +23,5 @@ mod providers;
 mod release;
 mod revocation;
 mod scopes;
+mod sdk_signin;
 mod signin;
