@@ -560,3 +560,93 @@ async fn identities_resolve_and_assertions_verify_through_the_sdk() {
     })
     .await;
 }
+
+/// The client's side of the protocol against a scripted backend (a real local HTTP server):
+/// transient poll failures are retried with a held request, permanent ones are not, and
+/// `verify_user_token` turns anything but a good `sub` into `None`.
+#[tokio::test]
+async fn the_client_retries_what_is_transient_and_trusts_only_a_verified_subject() {
+    let server = TestServer::start(alter_testkit::Engine::Sqlite).await;
+    let key = server.new_app("scripted").await.key.api_key;
+    let backend = alter_testkit::upstream::Upstream::start().await;
+    let app = alter_sdk::App::builder(key)
+        .base_url(backend.url())
+        .build_app()
+        .unwrap();
+
+    backend.answer(503, &[], r#"{"error":"service_unavailable"}"#);
+    let polling = {
+        let app = app.clone();
+        tokio::spawn(async move {
+            app.poll_auth_session("alter_as_scripted", Duration::from_secs(5), POLL_INTERVAL)
+                .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    backend.answer(201, &[], r#"{"status":"completed","user_token":"early"}"#);
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    backend.answer(
+        200,
+        &[],
+        r#"{"status":"completed","user_token":"eyJ.scripted.jwt","user_info":{"sub":"bob","email":"b@example.test"}}"#,
+    );
+    let signed_in = polling.await.unwrap().unwrap();
+    assert_eq!(signed_in.user_token, "eyJ.scripted.jwt");
+    assert_eq!(signed_in.user_info.email.as_deref(), Some("b@example.test"));
+    let polls = backend.received();
+    assert!(polls.len() >= 3, "retried: {}", polls.len());
+    for poll in &polls {
+        assert_eq!(poll.path, "/sdk/auth/poll");
+        let body: Value = serde_json::from_slice(&poll.body).unwrap();
+        assert_eq!(body["session_token"], "alter_as_scripted");
+        let wait = body["wait_ms"].as_i64().unwrap();
+        assert!(wait > 0 && wait <= 5_000, "min(remaining, 25 s): {wait}");
+    }
+
+    backend.answer(404, &[], r#"{"error":"not_found"}"#);
+    let before = backend.received().len();
+    let gone = app
+        .poll_auth_session("alter_as_scripted", Duration::from_secs(5), POLL_INTERVAL)
+        .await
+        .unwrap_err();
+    assert_eq!(gone.exception_name(), "GrantNotFoundError");
+    assert_eq!(backend.received().len(), before + 1, "not retried");
+    backend.answer(200, &[], r#"{"state":"pending"}"#);
+    let malformed = app
+        .poll_auth_session("alter_as_scripted", Duration::from_secs(5), POLL_INTERVAL)
+        .await
+        .unwrap_err();
+    assert_eq!(malformed.exception_name(), "BackendError");
+
+    backend.answer(
+        200,
+        &[],
+        r#"{"auth_url":"https://idp/a","session_token":"alter_as_x","expires_in":600,"expires_at":"2030-01-01T00:00:00Z"}"#,
+    );
+    let not_created = app.create_auth_session().await.unwrap_err();
+    assert_eq!(not_created.exception_name(), "AlterSDKError");
+
+    for (status, body, expected) in [
+        (200, r#"{"sub":"bob"}"#, Some("bob")),
+        (200, r#"{"sub":" "}"#, None),
+        (200, r#"{"sub":7}"#, None),
+        (200, "not json", None),
+        (201, r#"{"sub":"bob"}"#, None),
+        (401, r#"{"error":"jwt_validation_error"}"#, None),
+        (400, r#"{"error":"idp_not_configured"}"#, None),
+        (500, r#"{"sub":"bob"}"#, None),
+    ] {
+        backend.answer(status, &[], body);
+        assert_eq!(
+            app.verify_user_token("eyJ.a.b").await.as_deref(),
+            expected,
+            "{status} {body}"
+        );
+    }
+    let verified = backend.last();
+    assert_eq!(verified.path, "/sdk/auth/verify-token");
+    assert_eq!(verified.body, br#"{"token":"eyJ.a.b"}"#);
+    drop(backend);
+    assert_eq!(app.verify_user_token("eyJ.a.b").await, None, "unreachable");
+    server.stop().await;
+}
