@@ -463,10 +463,10 @@ fn verify(token: &str, trusted: &TrustedIssuer<'_>, now: i64) -> Result<Verified
                 .and_then(|s| s.strip_prefix("alter:agent:"))
                 .filter(|a| !a.is_empty())
                 .ok_or(Reject::Claims)?;
-            if !alter
+            if alter
                 .get("agent_auth")
                 .and_then(Value::as_str)
-                .is_some_and(|a| !a.is_empty())
+                .is_none_or(str::is_empty)
             {
                 return Err(Reject::Claims);
             }

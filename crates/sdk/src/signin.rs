@@ -189,10 +189,10 @@ async fn poll_auth_session(
         let wait = deadline
             .saturating_duration_since(Instant::now())
             .min(SERVER_WAIT);
-        if let Some(polled) = poll_once(transport, session_token, wait).await? {
-            if let Some(result) = outcome(polled)? {
-                return Ok(result);
-            }
+        if let Some(polled) = poll_once(transport, session_token, wait).await?
+            && let Some(result) = outcome(polled)?
+        {
+            return Ok(result);
         }
         let remaining = deadline.saturating_duration_since(Instant::now());
         if remaining.is_zero() {
