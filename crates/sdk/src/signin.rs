@@ -125,8 +125,14 @@ impl App {
     /// `Principal::user`, `ResolveIdentity::user_token`, …).
     pub async fn authenticate(&self, options: AuthenticateOptions) -> Result<AuthResult, Error> {
         let session = create_auth_session(&self.transport).await?;
-        if !(options.open_browser && open_browser(&session.auth_url).await) {
-            eprintln!("Open this URL to authenticate: {}", session.auth_url);
+        // Only a web page is handed to the opener or the terminal, in its normalised
+        // (percent-encoded) form.
+        let auth_url = reqwest::Url::parse(&session.auth_url)
+            .ok()
+            .filter(|url| matches!(url.scheme(), "https" | "http"))
+            .ok_or_else(|| backend("Auth session response has no http(s) auth_url"))?;
+        if !(options.open_browser && open_browser(auth_url.as_str()).await) {
+            eprintln!("Open this URL to authenticate: {auth_url}");
         }
         poll_auth_session(
             &self.transport,
@@ -161,7 +167,10 @@ async fn create_auth_session(transport: &Transport) -> Result<AuthSession, Error
         )));
     }
     let session: AuthSession = transport::decode(&answer)?;
-    if session.auth_url.is_empty() || session.session_token.is_empty() {
+    if session.auth_url.is_empty()
+        || session.session_token.is_empty()
+        || session.expires_at.is_empty()
+    {
         return Err(backend(
             "Auth session response from backend is malformed \
              (missing or invalid session_token/auth_url/expires_in/expires_at)",

@@ -9,8 +9,8 @@ use std::time::Duration;
 use alter_proto::admin::{CreateSecretRequest, IdpRequest, MintKeyRequest, SecretInfo};
 use alter_proto::signin::SignInRequest;
 use alter_sdk::{
-    AssertIdentity, CreateAgent, Error, GrantItem, ListGrants, Principal, ResolveIdentity,
-    TrustedIssuer, verify_identity_assertion,
+    AssertIdentity, AuthenticateOptions, CreateAgent, Error, GrantItem, ListGrants, Principal,
+    ResolveIdentity, TrustedIssuer, verify_identity_assertion,
 };
 use alter_testkit::oauth_peer::{OAuthPeer, Pages, PeerOptions};
 use alter_testkit::{TestApp, TestServer, on_every_engine};
@@ -643,7 +643,52 @@ async fn the_client_retries_what_is_transient_and_trusts_only_a_verified_subject
             "{status} {body}"
         );
     }
-    let verified = backend.last();
+    // authenticate: creates, prints the URL (no browser here) and polls to the token; a
+    // session whose URL is not a web page is refused before anything is opened or printed.
+    backend.answer(
+        201,
+        &[],
+        r#"{"auth_url":"javascript:alert(1)","session_token":"alter_as_x","expires_in":600,"expires_at":"2030-01-01T00:00:00Z"}"#,
+    );
+    let no_browser = AuthenticateOptions {
+        timeout: Duration::from_secs(5),
+        open_browser: false,
+    };
+    let refused = app.authenticate(no_browser.clone()).await.unwrap_err();
+    assert_eq!(refused.exception_name(), "BackendError");
+    backend.answer(
+        201,
+        &[],
+        r#"{"auth_url":"https://idp.example.test/authorize?state=s","session_token":"alter_as_x","expires_in":600,"expires_at":"2030-01-01T00:00:00Z"}"#,
+    );
+    let before = backend.received().len();
+    let interactive = {
+        let app = app.clone();
+        tokio::spawn(async move { app.authenticate(no_browser).await })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    backend.answer(
+        200,
+        &[],
+        r#"{"status":"completed","user_token":"eyJ.interactive.jwt","user_info":{"sub":"carol"}}"#,
+    );
+    let signed_in = interactive.await.unwrap().unwrap();
+    assert_eq!(signed_in.user_info.sub, "carol");
+    let calls = backend.received();
+    assert_eq!(calls[before].path, "/sdk/auth/session");
+    assert_eq!(calls[before].body, b"{}");
+    assert!(
+        calls[before + 1..]
+            .iter()
+            .all(|c| c.path == "/sdk/auth/poll")
+    );
+
+    let verified = calls
+        .iter()
+        .rev()
+        .find(|c| c.path == "/sdk/auth/verify-token")
+        .unwrap()
+        .clone();
     assert_eq!(verified.path, "/sdk/auth/verify-token");
     assert_eq!(verified.body, br#"{"token":"eyJ.a.b"}"#);
     drop(backend);
