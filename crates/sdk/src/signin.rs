@@ -193,7 +193,9 @@ async fn poll_auth_session(
             return Err(Error::value(format!("{name} must be greater than 0")));
         }
     }
-    let deadline = Instant::now() + timeout;
+    let deadline = Instant::now()
+        .checked_add(timeout)
+        .ok_or_else(|| Error::value("timeout is too large"))?;
     loop {
         let wait = deadline
             .saturating_duration_since(Instant::now())

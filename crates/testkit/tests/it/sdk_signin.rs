@@ -231,6 +231,7 @@ async fn sign_in_failures_are_the_official_clients_errors() {
     for (token, timeout, interval) in [
         (" ", Duration::from_secs(1), POLL_INTERVAL),
         ("alter_as_x", Duration::ZERO, POLL_INTERVAL),
+        ("alter_as_x", Duration::MAX, POLL_INTERVAL),
         ("alter_as_x", Duration::from_secs(1), Duration::ZERO),
     ] {
         let refused = app
