@@ -416,8 +416,8 @@ fn verify(token: &str, trusted: &TrustedIssuer<'_>, now: i64) -> Result<Verified
         return Err(Reject::Lifetime);
     };
     let not_before = claims.get("nbf").and_then(Value::as_i64);
-    if !(iat < exp && exp <= iat + ASSERTION_TTL_SECONDS.end())
-        || iat > now + IAT_LEEWAY_SECONDS
+    if !(iat < exp && exp <= iat.saturating_add(*ASSERTION_TTL_SECONDS.end()))
+        || iat > now.saturating_add(IAT_LEEWAY_SECONDS)
         || exp <= now
         || not_before.is_some_and(|nbf| nbf > now)
     {
@@ -533,6 +533,136 @@ fn public_key(jwks: &Value, kid: &str) -> Result<Vec<u8>, Reject> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use aws_lc_rs::rand::SystemRandom;
+    use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
+    use serde_json::json;
+
+    const NOW: i64 = 1_900_000_000;
+
+    /// A change to the claims of a test token.
+    type Edit<'a> = &'a dyn Fn(&mut Value);
+
+    /// A signing key and its one-key JWKS (`kid` `k1`).
+    fn issuer_key() -> (EcdsaKeyPair, Value) {
+        let pair = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING).unwrap();
+        let point = pair.public_key().as_ref().to_vec();
+        let jwks = json!({"keys": [{
+            "kty": "EC", "crv": "P-256", "kid": "k1", "use": "sig", "alg": "ES256",
+            "x": URL_SAFE_NO_PAD.encode(&point[1..33]),
+            "y": URL_SAFE_NO_PAD.encode(&point[33..]),
+        }]});
+        (pair, jwks)
+    }
+
+    fn sign(pair: &EcdsaKeyPair, claims: &Value) -> String {
+        let header = json!({"alg": "ES256", "typ": "alter-identity+jwt", "kid": "k1"});
+        let input = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(header.to_string()),
+            URL_SAFE_NO_PAD.encode(claims.to_string())
+        );
+        let signature = pair.sign(&SystemRandom::new(), input.as_bytes()).unwrap();
+        format!("{input}.{}", URL_SAFE_NO_PAD.encode(signature.as_ref()))
+    }
+
+    fn claims() -> Value {
+        json!({
+            "iss": "https://vault", "aud": "https://rp", "sub": "alter:user:u1",
+            "iat": NOW - 10, "exp": NOW + 50, "jti": "j1", "azp": "app1",
+            "alter": {"app_id": "app1"},
+        })
+    }
+
+    #[test]
+    fn the_claim_rules_of_the_official_verifier() {
+        let (pair, jwks) = issuer_key();
+        let trusted = TrustedIssuer {
+            issuer: "https://vault",
+            audience: "https://rp",
+            jwks: &jwks,
+            expected_app_id: "app1",
+            expected_agent_id: None,
+        };
+        let check = |edit: Edit<'_>| {
+            let mut c = claims();
+            edit(&mut c);
+            verify(&sign(&pair, &c), &trusted, NOW)
+        };
+        let verified = check(&|_| {}).unwrap();
+        assert_eq!(
+            (verified.app_user_id.as_deref(), verified.expires_at),
+            (Some("u1"), NOW + 50)
+        );
+        assert!(check(&|c| c["aud"] = json!(["https://x", "https://rp"])).is_ok());
+        assert!(check(&|c| c["iat"] = json!(NOW + 5)).is_ok(), "iat leeway");
+        let agent = check(&|c| {
+            c["act"] = json!({"sub": "alter:agent:a1"});
+            c["alter"]["agent_auth"] = json!("agent_key");
+        });
+        assert_eq!(agent.unwrap().agent_id.as_deref(), Some("a1"));
+
+        let refused: [(Edit<'_>, Reject); 14] = [
+            (&|c| c["iat"] = json!(NOW + 6), Reject::Lifetime),
+            (&|c| c["exp"] = json!(NOW), Reject::Lifetime),
+            (&|c| c["exp"] = json!(NOW - 9 + 300), Reject::Lifetime),
+            (&|c| c["iat"] = json!(1.5), Reject::Lifetime),
+            (&|c| c["iat"] = json!(i64::MAX), Reject::Lifetime),
+            (&|c| c["nbf"] = json!(NOW + 1), Reject::Lifetime),
+            (&|c| c["jti"] = Value::Null, Reject::Claims),
+            (&|c| c["iss"] = json!("https://other"), Reject::Claims),
+            (&|c| c["sub"] = json!("alter:user:"), Reject::Claims),
+            (&|c| c["sub"] = json!("alter:app:other"), Reject::Binding),
+            (&|c| c["azp"] = json!("other"), Reject::Binding),
+            (
+                &|c| c["alter"] = json!({"app_id": "other"}),
+                Reject::Binding,
+            ),
+            (
+                &|c| c["act"] = json!({"sub": "alter:agent:a1"}),
+                Reject::Claims,
+            ),
+            (&|c| c["act"] = json!("alter:agent:a1"), Reject::Claims),
+        ];
+        for (index, (edit, reason)) in refused.into_iter().enumerate() {
+            assert_eq!(check(edit).unwrap_err(), reason, "case {index}");
+        }
+        assert_eq!(
+            check(&|c| c["sub"] = json!("alter:app:app1"))
+                .unwrap()
+                .app_user_id,
+            None
+        );
+        let wants_agent = TrustedIssuer {
+            expected_agent_id: Some("a2"),
+            ..trusted.clone()
+        };
+        let mut acted = claims();
+        acted["act"] = json!({"sub": "alter:agent:a1"});
+        acted["alter"]["agent_auth"] = json!("agent_key");
+        assert_eq!(
+            verify(&sign(&pair, &acted), &wants_agent, NOW).unwrap_err(),
+            Reject::Binding
+        );
+
+        // Another key's signature, or two keys of the same kid.
+        let (other, _) = issuer_key();
+        assert_eq!(
+            verify(&sign(&other, &claims()), &trusted, NOW).unwrap_err(),
+            Reject::Signature
+        );
+        let mut doubled = jwks.clone();
+        let key = doubled["keys"][0].clone();
+        doubled["keys"].as_array_mut().unwrap().push(key);
+        let ambiguous = TrustedIssuer {
+            jwks: &doubled,
+            ..trusted.clone()
+        };
+        assert_eq!(
+            verify(&sign(&pair, &claims()), &ambiguous, NOW).unwrap_err(),
+            Reject::Key
+        );
+    }
 
     #[test]
     fn audiences_need_a_scheme() {
