@@ -187,6 +187,9 @@ errors! {
     Network => "NetworkError",
     /// The backend did not answer in time.
     Timeout => "TimeoutError",
+    /// An identity assertion failed verification (`code` `memory_assertion_invalid`, the
+    /// failing category in the `reason` field; never token, claim or key material).
+    MemoryIsolation => "MemoryIsolationError",
 }
 
 impl Error {

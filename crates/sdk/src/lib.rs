@@ -17,8 +17,10 @@ mod client;
 pub mod connect;
 pub mod error;
 pub mod grants;
+pub mod identity;
 mod namespaces;
 mod request;
+pub mod signin;
 pub mod sigv4;
 mod transport;
 
@@ -36,6 +38,11 @@ pub use grants::{
     GrantList, GrantPolicy, ListGrants, ManagedSecretGrantItem, OAuthGrantItem, Principal,
     RevokeGrantResult, UnifiedGrantListResult,
 };
+pub use identity::{
+    AssertIdentity, IdentityAssertion, IdentityContext, ResolveIdentity, TrustedIssuer,
+    VerifiedIdentity, verify_identity_assertion,
+};
 pub use namespaces::{Keys, ProviderSpecs, Scopes};
 pub use request::ProviderRequest;
+pub use signin::{AuthResult, AuthSession, AuthenticateOptions};
 pub use transport::{BASE_URL_VAR, DEFAULT_BASE_URL};

@@ -143,6 +143,21 @@ impl Transport {
         extra_headers: &[(&str, &str)],
         mapper: Mapper,
     ) -> Result<Answer, Error> {
+        self.send_timed(method, path_and_query, body, extra_headers, None, mapper)
+            .await
+    }
+
+    /// [`Self::send_with`] with this request's own timeout in place of the client's (a long
+    /// poll the server holds open).
+    pub async fn send_timed<B: Serialize + ?Sized>(
+        &self,
+        method: Method,
+        path_and_query: &str,
+        body: Option<&B>,
+        extra_headers: &[(&str, &str)],
+        timeout: Option<Duration>,
+        mapper: Mapper,
+    ) -> Result<Answer, Error> {
         let body = match body {
             Some(b) => serde_json::to_vec(b)
                 .map_err(|e| Error::value(format!("cannot encode the request: {e}")))?,
@@ -187,6 +202,9 @@ impl Transport {
         }
         for (name, value) in extra_headers {
             request = request.header(*name, *value);
+        }
+        if let Some(timeout) = timeout {
+            request = request.timeout(timeout);
         }
         if !body.is_empty() {
             request = request

@@ -24,4 +24,5 @@ mod release;
 mod revocation;
 mod scopes;
 mod sdk_connect;
+mod sdk_signin;
 mod signin;
