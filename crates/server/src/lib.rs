@@ -201,7 +201,8 @@ impl Server {
             &settings.master_key,
             settings.clock,
             Arc::new(verifier),
-            Arc::new(oauth),
+            // One client (one connection pool) for the vault's OAuth work and sign-in's.
+            Arc::new(oauth.clone()),
             settings.vault,
         )
         .await
@@ -217,8 +218,6 @@ impl Server {
                     source,
                 })?;
         let discovery = alter_upstream::OidcDiscovery::new()
-            .map_err(|e| StartupError::HttpClient(e.to_string()))?;
-        let oauth = alter_upstream::oauth::OAuthClient::new()
             .map_err(|e| StartupError::HttpClient(e.to_string()))?;
         alter_upstream::catalog::load().map_err(|e| StartupError::Catalog(e.to_string()))?;
         let public_url = match settings.public_url {

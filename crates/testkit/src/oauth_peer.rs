@@ -259,7 +259,7 @@ impl OAuthPeer {
             let login = consent.url().clone();
             let form = consent.text().await.expect("the login page");
             assert!(form.contains(r#"id="password""#), "{form}");
-            let (user, password) = self.user();
+            let (user, _) = self.user();
             let wrong = browser
                 .post(format!("{login}/login"))
                 .form(&[("login", user), ("password", "not-the-password")])
@@ -269,28 +269,29 @@ impl OAuthPeer {
             assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
             let page = wrong.text().await.expect("the refused login page");
             assert!(page.contains("Wrong username or password"), "{page}");
-            consent = browser
-                .post(format!("{login}/login"))
-                .form(&[("login", user), ("password", password)])
-                .send()
-                .await
-                .expect("the login");
-            assert_eq!(consent.status(), StatusCode::OK);
+            consent = self.sign_in(browser, &login).await;
         }
         let confirm = format!("{}/confirm", consent.url());
         let page = consent.text().await.expect("the consent page");
         assert!(page.contains(r#"id="allow""#), "{page}");
         let response = browser.post(confirm).send().await.expect("the consent");
-        assert_eq!(response.status(), StatusCode::SEE_OTHER);
-        let location = response.headers()[LOCATION]
-            .to_str()
-            .expect("an ASCII Location");
-        let redirect = Url::parse(location)
-            .unwrap_or_else(|error| panic!("the redirect {location:?}: {error}"));
         Authorization {
-            redirect,
+            redirect: redirect_of(&response),
             consent_page: page,
         }
+    }
+
+    /// Signs `alice` in at the login page `login` in `browser`; the consent page that follows.
+    async fn sign_in(&self, browser: &reqwest::Client, login: &Url) -> reqwest::Response {
+        let (user, password) = self.user();
+        let consent = browser
+            .post(format!("{login}/login"))
+            .form(&[("login", user), ("password", password)])
+            .send()
+            .await
+            .expect("the login");
+        assert_eq!(consent.status(), StatusCode::OK);
+        consent
     }
 
     /// Plays a signed-in-then-refusing user in `browser` for `authorize`: signs in, then
@@ -304,25 +305,13 @@ impl OAuthPeer {
             .await
             .expect("the authorization request");
         assert!(page.url().path().starts_with("/interaction/"));
-        let login = page.url().clone();
-        let (user, password) = self.user();
-        let consent = browser
-            .post(format!("{login}/login"))
-            .form(&[("login", user), ("password", password)])
-            .send()
-            .await
-            .expect("the login");
-        assert_eq!(consent.status(), StatusCode::OK);
+        let consent = self.sign_in(browser, &page.url().clone()).await;
         let response = browser
             .get(format!("{}/abort", consent.url()))
             .send()
             .await
             .expect("the refusal");
-        assert_eq!(response.status(), StatusCode::SEE_OTHER);
-        let location = response.headers()[LOCATION]
-            .to_str()
-            .expect("an ASCII Location");
-        Url::parse(location).unwrap_or_else(|error| panic!("the redirect {location:?}: {error}"))
+        redirect_of(&response)
     }
 
     /// The requests counted so far.
@@ -343,6 +332,16 @@ impl Drop for OAuthPeer {
         // Best effort: a peer that already exited has nothing to kill.
         let _ = self.child.start_kill();
     }
+}
+
+/// The redirect (303) a response of the peer answers with.
+#[allow(clippy::panic)] // A harness fails loudly.
+fn redirect_of(response: &reqwest::Response) -> Url {
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    let location = response.headers()[LOCATION]
+        .to_str()
+        .expect("an ASCII Location");
+    Url::parse(location).unwrap_or_else(|error| panic!("the redirect {location:?}: {error}"))
 }
 
 /// `tests/oauth-peer` of this repository.

@@ -41,132 +41,6 @@ impl OAuthClient {
         Ok(OAuthClient { http: client()? })
     }
 
-    /// Exchanges an authorization code (RFC 6749 §4.1.3), with the PKCE verifier when the
-    /// authorization request carried a challenge.
-    pub async fn exchange_code(
-        &self,
-        endpoints: &ProviderEndpoints,
-        client_id: &str,
-        client_secret: &SecretString,
-        redirect_uri: &str,
-        code: &str,
-        pkce_verifier: Option<&str>,
-    ) -> Result<TokenSet, OAuthError> {
-        // The serializer is not `Send`: finish it before awaiting.
-        let form = {
-            let mut form = Serializer::new(String::new());
-            form.append_pair("grant_type", "authorization_code")
-                .append_pair("code", code)
-                .append_pair("redirect_uri", redirect_uri);
-            if let Some(verifier) = pkce_verifier {
-                form.append_pair("code_verifier", verifier);
-            }
-            form.finish()
-        };
-        self.token_request(
-            endpoints,
-            &endpoints.token_url,
-            client_id,
-            client_secret,
-            form,
-        )
-        .await
-        .map_err(|error| error.scrubbed(&[code, pkce_verifier.unwrap_or_default()]))
-    }
-
-    /// Refreshes (RFC 6749 §6) at the provider's refresh URL, or its token URL. A provider that
-    /// does not rotate answers without a refresh token: keep the old one.
-    pub async fn refresh(
-        &self,
-        endpoints: &ProviderEndpoints,
-        client_id: &str,
-        client_secret: &SecretString,
-        refresh_token: &SecretString,
-    ) -> Result<TokenSet, OAuthError> {
-        let form = Serializer::new(String::new())
-            .append_pair("grant_type", "refresh_token")
-            .append_pair("refresh_token", refresh_token.expose_secret())
-            .finish();
-        let url = endpoints
-            .refresh_url
-            .as_deref()
-            .unwrap_or(&endpoints.token_url);
-        self.token_request(endpoints, url, client_id, client_secret, form)
-            .await
-            .map_err(|error| error.scrubbed(&[refresh_token.expose_secret()]))
-    }
-
-    /// Revokes `token` (RFC 7009). `Ok(false)` when the provider has no revocation endpoint;
-    /// `Ok(true)` when it answered 200 (which it also does for a token it does not know).
-    pub async fn revoke(
-        &self,
-        endpoints: &ProviderEndpoints,
-        client_id: &str,
-        client_secret: &SecretString,
-        token: &SecretString,
-        hint: Option<TokenTypeHint>,
-    ) -> Result<bool, OAuthError> {
-        let Some(url) = endpoints.revoke_url.as_deref() else {
-            return Ok(false);
-        };
-        let form = {
-            let mut form = Serializer::new(String::new());
-            form.append_pair("token", token.expose_secret());
-            if let Some(hint) = hint {
-                form.append_pair("token_type_hint", hint.as_str());
-            }
-            form.finish()
-        };
-        let (status, body) = self
-            .post_form(url, "revocation", client_id, client_secret, form)
-            .await?;
-        if status.is_success() {
-            return Ok(true);
-        }
-        Err(error_answer(status, &body).scrubbed(&[token.expose_secret()]))
-    }
-
-    /// The label of the connected account, from where `endpoints.account` says. `Ok(None)` when
-    /// the provider names no source or the answer has no such member. An ID token's claim is
-    /// read WITHOUT verifying its signature: the identifier is only a display label, never
-    /// used to decide access.
-    pub async fn account_identifier(
-        &self,
-        endpoints: &ProviderEndpoints,
-        tokens: &TokenSet,
-    ) -> Result<Option<String>, OAuthError> {
-        match &endpoints.account {
-            AccountSource::Unknown => Ok(None),
-            AccountSource::IdToken { claim } => {
-                let Some(id_token) = tokens.id_token.as_deref() else {
-                    return Ok(None);
-                };
-                let claims = unverified_claims(id_token)?;
-                Ok(claims.get(claim).and_then(identifier))
-            }
-            AccountSource::TokenResponse { pointer } => {
-                Ok(tokens.extra.pointer(pointer).and_then(identifier))
-            }
-            AccountSource::Userinfo { url, pointer } => {
-                let request = self.http.get(checked(url, "userinfo")?);
-                let answer = self.fetch_json(request, tokens).await?;
-                Ok(answer.pointer(pointer).and_then(identifier))
-            }
-            AccountSource::Graphql {
-                url,
-                query,
-                pointer,
-            } => {
-                let request = self
-                    .http
-                    .post(checked(url, "GraphQL")?)
-                    .json(&serde_json::json!({ "query": query }));
-                let answer = self.fetch_json(request, tokens).await?;
-                Ok(answer.pointer(pointer).and_then(identifier))
-            }
-        }
-    }
-
     /// Sends `request` with the access token as a bearer token and parses the 2xx JSON answer.
     async fn fetch_json(
         &self,
@@ -227,6 +101,8 @@ impl OAuthClient {
 
 #[async_trait]
 impl OAuthUpstream for OAuthClient {
+    /// Exchanges an authorization code (RFC 6749 §4.1.3), with the PKCE verifier when the
+    /// authorization request carried a challenge.
     async fn exchange_code(
         &self,
         endpoints: &ProviderEndpoints,
@@ -236,18 +112,30 @@ impl OAuthUpstream for OAuthClient {
         code: &str,
         pkce_verifier: Option<&str>,
     ) -> Result<TokenSet, OAuthError> {
-        OAuthClient::exchange_code(
-            self,
+        // The serializer is not `Send`: finish it before awaiting.
+        let form = {
+            let mut form = Serializer::new(String::new());
+            form.append_pair("grant_type", "authorization_code")
+                .append_pair("code", code)
+                .append_pair("redirect_uri", redirect_uri);
+            if let Some(verifier) = pkce_verifier {
+                form.append_pair("code_verifier", verifier);
+            }
+            form.finish()
+        };
+        self.token_request(
             endpoints,
+            &endpoints.token_url,
             client_id,
             client_secret,
-            redirect_uri,
-            code,
-            pkce_verifier,
+            form,
         )
         .await
+        .map_err(|error| error.scrubbed(&[code, pkce_verifier.unwrap_or_default()]))
     }
 
+    /// Refreshes (RFC 6749 §6) at the provider's refresh URL, or its token URL. A provider that
+    /// does not rotate answers without a refresh token: keep the old one.
     async fn refresh(
         &self,
         endpoints: &ProviderEndpoints,
@@ -255,9 +143,21 @@ impl OAuthUpstream for OAuthClient {
         client_secret: &SecretString,
         refresh_token: &SecretString,
     ) -> Result<TokenSet, OAuthError> {
-        OAuthClient::refresh(self, endpoints, client_id, client_secret, refresh_token).await
+        let form = Serializer::new(String::new())
+            .append_pair("grant_type", "refresh_token")
+            .append_pair("refresh_token", refresh_token.expose_secret())
+            .finish();
+        let url = endpoints
+            .refresh_url
+            .as_deref()
+            .unwrap_or(&endpoints.token_url);
+        self.token_request(endpoints, url, client_id, client_secret, form)
+            .await
+            .map_err(|error| error.scrubbed(&[refresh_token.expose_secret()]))
     }
 
+    /// Revokes `token` (RFC 7009). `Ok(false)` when the provider has no revocation endpoint;
+    /// `Ok(true)` when it answered 200 (which it also does for a token it does not know).
     async fn revoke(
         &self,
         endpoints: &ProviderEndpoints,
@@ -266,15 +166,65 @@ impl OAuthUpstream for OAuthClient {
         token: &SecretString,
         hint: Option<TokenTypeHint>,
     ) -> Result<bool, OAuthError> {
-        OAuthClient::revoke(self, endpoints, client_id, client_secret, token, hint).await
+        let Some(url) = endpoints.revoke_url.as_deref() else {
+            return Ok(false);
+        };
+        let form = {
+            let mut form = Serializer::new(String::new());
+            form.append_pair("token", token.expose_secret());
+            if let Some(hint) = hint {
+                form.append_pair("token_type_hint", hint.as_str());
+            }
+            form.finish()
+        };
+        let (status, body) = self
+            .post_form(url, "revocation", client_id, client_secret, form)
+            .await?;
+        if status.is_success() {
+            return Ok(true);
+        }
+        Err(error_answer(status, &body).scrubbed(&[token.expose_secret()]))
     }
 
+    /// The label of the connected account, from where `endpoints.account` says. `Ok(None)` when
+    /// the provider names no source or the answer has no such member. An ID token's claim is
+    /// read WITHOUT verifying its signature: the identifier is only a display label, never
+    /// used to decide access.
     async fn account_identifier(
         &self,
         endpoints: &ProviderEndpoints,
         tokens: &TokenSet,
     ) -> Result<Option<String>, OAuthError> {
-        OAuthClient::account_identifier(self, endpoints, tokens).await
+        match &endpoints.account {
+            AccountSource::Unknown => Ok(None),
+            AccountSource::IdToken { claim } => {
+                let Some(id_token) = tokens.id_token.as_deref() else {
+                    return Ok(None);
+                };
+                let claims = unverified_claims(id_token)?;
+                Ok(claims.get(claim).and_then(identifier))
+            }
+            AccountSource::TokenResponse { pointer } => {
+                Ok(tokens.extra.pointer(pointer).and_then(identifier))
+            }
+            AccountSource::Userinfo { url, pointer } => {
+                let request = self.http.get(checked(url, "userinfo")?);
+                let answer = self.fetch_json(request, tokens).await?;
+                Ok(answer.pointer(pointer).and_then(identifier))
+            }
+            AccountSource::Graphql {
+                url,
+                query,
+                pointer,
+            } => {
+                let request = self
+                    .http
+                    .post(checked(url, "GraphQL")?)
+                    .json(&serde_json::json!({ "query": query }));
+                let answer = self.fetch_json(request, tokens).await?;
+                Ok(answer.pointer(pointer).and_then(identifier))
+            }
+        }
     }
 }
 

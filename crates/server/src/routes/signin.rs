@@ -8,6 +8,7 @@
 use std::time::Duration;
 
 use alter_core::Error;
+use alter_core::oauth::OAuthUpstream as _;
 use alter_core::signin::{
     AuthPoll, CallbackRefusal, ConfigureSignIn, SESSION_LIFETIME_SECONDS, SignInClient,
 };

@@ -72,26 +72,35 @@ pub(crate) async fn configure(server: &TestServer, app: &TestApp, peer: &OAuthPe
         .unwrap();
 }
 
+/// `body` with the four keys the official client always sends (`null` unless given).
+fn session_body(mut body: Value) -> Value {
+    for key in [
+        "allowed_providers",
+        "return_url",
+        "allowed_origin",
+        "metadata",
+    ] {
+        body.as_object_mut()
+            .unwrap()
+            .entry(key)
+            .or_insert(Value::Null);
+    }
+    body
+}
+
 impl Setup {
-    /// `POST /sdk/oauth/connect/session` with `body` (the four always-present keys added).
-    async fn create_session(&self, mut body: Value) -> Value {
-        for key in [
-            "allowed_providers",
-            "return_url",
-            "allowed_origin",
-            "metadata",
-        ] {
-            body.as_object_mut()
-                .unwrap()
-                .entry(key)
-                .or_insert(Value::Null);
-        }
-        let response = self
-            .server
-            .raw(&self.app.key.api_key, "POST", "/sdk/oauth/connect/session")
-            .body(body.to_string())
+    /// `POST /sdk/oauth/connect/session` with `body` signed by `key`.
+    async fn try_session(&self, key: &str, body: Value) -> alter_testkit::RawResponse {
+        self.server
+            .raw(key, "POST", "/sdk/oauth/connect/session")
+            .body(session_body(body).to_string())
             .send()
-            .await;
+            .await
+    }
+
+    /// A session the app creates with `body`.
+    async fn create_session(&self, body: Value) -> Value {
+        let response = self.try_session(&self.app.key.api_key, body).await;
         assert_eq!(response.status, 201, "{}", response.json);
         response.json
     }
@@ -588,24 +597,7 @@ async fn abused_or_failed_flows_fail_clearly_and_create_nothing() {
             (json!({ "scope_constraint": ["files.read"] }), "invalid_scope_constraint"),
             (json!({ "surprise": true }), "invalid_request"),
         ] {
-            let mut full = body.clone();
-            for key in [
-                "allowed_providers",
-                "return_url",
-                "allowed_origin",
-                "metadata",
-            ] {
-                full.as_object_mut()
-                    .unwrap()
-                    .entry(key)
-                    .or_insert(Value::Null);
-            }
-            let refused = s
-                .server
-                .raw(&s.app.key.api_key, "POST", "/sdk/oauth/connect/session")
-                .body(full.to_string())
-                .send()
-                .await;
+            let refused = s.try_session(&s.app.key.api_key, body.clone()).await;
             assert_eq!(refused.code(), Some(code), "{body}: {}", refused.json);
         }
         grants_made(1).await;
@@ -646,14 +638,10 @@ async fn a_session_naming_an_agent_delegates_the_users_new_grant_to_it() {
 
         // An agent without a user to consent is refused before anything is stored.
         let refused = s
-            .server
-            .raw(&s.app.key.api_key, "POST", "/sdk/oauth/connect/session")
-            .body(
-                json!({ "allowed_providers": [PROVIDER], "return_url": null,
-                        "allowed_origin": null, "metadata": null, "agent": "assistant" })
-                .to_string(),
+            .try_session(
+                &s.app.key.api_key,
+                json!({ "allowed_providers": [PROVIDER], "agent": "assistant" }),
             )
-            .send()
             .await;
         assert_eq!(refused.code(), Some("agent_requires_user_token"));
 
@@ -756,19 +744,11 @@ async fn a_session_naming_an_agent_delegates_the_users_new_grant_to_it() {
                 "scope_not_allowed",
             ),
         ] {
-            let mut full = json!({
-                "allowed_providers": [PROVIDER], "return_url": null, "allowed_origin": null,
-                "metadata": null, "user_token": alice,
-            });
+            let mut full = json!({ "allowed_providers": [PROVIDER], "user_token": alice });
             for (k, v) in body.as_object().unwrap() {
                 full[k] = v.clone();
             }
-            let refused = s
-                .server
-                .raw(&agent_key, "POST", "/sdk/oauth/connect/session")
-                .body(full.to_string())
-                .send()
-                .await;
+            let refused = s.try_session(&agent_key, full).await;
             assert_eq!(refused.code(), Some(code), "{body}: {}", refused.json);
         }
     })

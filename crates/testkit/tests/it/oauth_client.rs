@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 
+use alter_core::oauth::OAuthUpstream as _;
 use alter_core::providers::{AccountSource, ProviderEndpoints, RefreshBehaviour};
 use alter_crypto::{ExposeSecret, SecretString};
 use alter_testkit::oauth_peer::{OAuthPeer, Pages, PeerOptions, PeerStats, TokenRequests};

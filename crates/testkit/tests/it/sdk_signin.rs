@@ -6,13 +6,12 @@
 
 use std::time::Duration;
 
-use alter_proto::admin::{CreateSecretRequest, IdpRequest, MintKeyRequest, SecretInfo};
-use alter_proto::signin::SignInRequest;
+use alter_proto::admin::{MintKeyRequest, SecretInfo};
 use alter_sdk::{
     AssertIdentity, AuthenticateOptions, CreateAgent, Error, GrantItem, ListGrants, Principal,
     ResolveIdentity, TrustedIssuer, verify_identity_assertion,
 };
-use alter_testkit::oauth_peer::{OAuthPeer, Pages, PeerOptions};
+use alter_testkit::oauth_peer::{OAuthPeer, Pages};
 use alter_testkit::{TestApp, TestServer, on_every_engine};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -23,56 +22,7 @@ const POLL_INTERVAL: Duration = Duration::from_millis(100);
 
 /// An app whose IdP is the OAuth peer, with sign-in configured, and a managed secret.
 async fn signin_world(server: &TestServer) -> (OAuthPeer, TestApp, SecretInfo) {
-    let peer = OAuthPeer::start(PeerOptions::new(format!(
-        "{}/auth/callback",
-        server.base_url()
-    )))
-    .await;
-    let app = server.new_app("sdk-signin").await;
-    let admin = server.admin();
-    let discovery: Value = reqwest::get(peer.url("/.well-known/openid-configuration"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    admin
-        .set_idp(
-            &app.info.id,
-            &IdpRequest {
-                issuer: peer.issuer().to_owned(),
-                audiences: vec![peer.client_id().to_owned()],
-                jwks_url: Some(discovery["jwks_uri"].as_str().unwrap().to_owned()),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
-    admin
-        .set_sign_in(
-            &app.info.id,
-            &SignInRequest {
-                client_id: peer.client_id().to_owned(),
-                client_secret: Some(peer.client_secret().to_owned()),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
-    let secret = admin
-        .create_secret(
-            &app.info.id,
-            &CreateSecretRequest {
-                name: "Stripe".into(),
-                secret_type: "bearer".into(),
-                allowed_hosts: vec!["api.stripe.com".into()],
-                value: "sk_live_sdk_signin_0123456789".into(),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
-    (peer, app, secret)
+    super::signin::signin_world(server, "sdk-signin").await
 }
 
 /// The browser following the IdP's redirect back to the vault's callback.

@@ -27,64 +27,74 @@ struct SignInWorld {
     secret: SecretInfo,
 }
 
+/// An app named `name` whose IdP is a fresh OAuth peer, with sign-in configured (and checked),
+/// and a managed secret; the peer, the app and the secret.
+pub(crate) async fn signin_world(
+    server: &TestServer,
+    name: &str,
+) -> (OAuthPeer, TestApp, SecretInfo) {
+    let peer = OAuthPeer::start(PeerOptions::new(format!(
+        "{}/auth/callback",
+        server.base_url()
+    )))
+    .await;
+    let app = server.new_app(name).await;
+    let admin = server.admin();
+    let discovery: Value = reqwest::get(peer.url("/.well-known/openid-configuration"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    admin
+        .set_idp(
+            &app.info.id,
+            &IdpRequest {
+                issuer: peer.issuer().to_owned(),
+                audiences: vec![peer.client_id().to_owned()],
+                jwks_url: Some(discovery["jwks_uri"].as_str().unwrap().to_owned()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let info = admin
+        .set_sign_in(
+            &app.info.id,
+            &SignInRequest {
+                client_id: peer.client_id().to_owned(),
+                client_secret: Some(peer.client_secret().to_owned()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(info.not_ready, None, "discovered from the issuer");
+    assert_eq!(info.scopes, ["openid", "email", "profile"]);
+    assert_eq!(
+        info.redirect_uri,
+        format!("{}/auth/callback", server.base_url())
+    );
+    assert!(info.has_client_secret);
+    let secret = admin
+        .create_secret(
+            &app.info.id,
+            &CreateSecretRequest {
+                name: "Stripe".into(),
+                secret_type: "bearer".into(),
+                allowed_hosts: vec!["api.stripe.com".into()],
+                value: format!("sk_live_{name}_0123456789"),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    (peer, app, secret)
+}
+
 impl SignInWorld {
     async fn start(server: TestServer) -> SignInWorld {
-        let peer = OAuthPeer::start(PeerOptions::new(format!(
-            "{}/auth/callback",
-            server.base_url()
-        )))
-        .await;
-        let app = server.new_app("signin").await;
-        let admin = server.admin();
-        let discovery: Value = reqwest::get(peer.url("/.well-known/openid-configuration"))
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        admin
-            .set_idp(
-                &app.info.id,
-                &IdpRequest {
-                    issuer: peer.issuer().to_owned(),
-                    audiences: vec![peer.client_id().to_owned()],
-                    jwks_url: Some(discovery["jwks_uri"].as_str().unwrap().to_owned()),
-                    ..Default::default()
-                },
-            )
-            .await
-            .unwrap();
-        let info = admin
-            .set_sign_in(
-                &app.info.id,
-                &SignInRequest {
-                    client_id: peer.client_id().to_owned(),
-                    client_secret: Some(peer.client_secret().to_owned()),
-                    ..Default::default()
-                },
-            )
-            .await
-            .unwrap();
-        assert_eq!(info.not_ready, None, "discovered from the issuer");
-        assert_eq!(info.scopes, ["openid", "email", "profile"]);
-        assert_eq!(
-            info.redirect_uri,
-            format!("{}/auth/callback", server.base_url())
-        );
-        assert!(info.has_client_secret);
-        let secret = admin
-            .create_secret(
-                &app.info.id,
-                &CreateSecretRequest {
-                    name: "Stripe".into(),
-                    secret_type: "bearer".into(),
-                    allowed_hosts: vec!["api.stripe.com".into()],
-                    value: "sk_live_signin_0123456789".into(),
-                    ..Default::default()
-                },
-            )
-            .await
-            .unwrap();
+        let (peer, app, secret) = signin_world(&server, "signin").await;
         SignInWorld {
             server,
             peer,
