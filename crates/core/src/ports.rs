@@ -252,7 +252,7 @@ pub trait ConnectionStore: Send + Sync {
         now: Timestamp,
     ) -> StoreResult<Option<Grant>>;
     /// Revokes the grant `root` of a connection and every delegation under it, with one
-    /// event per grant (from `template`); if no active root grant is left on the connection,
+    /// event per grant (from `template`); if no active, unexpired root grant is left on it,
     /// revokes it too (with `connection_event`) and queues its tokens for upstream revocation —
     /// all in one transaction. Returns the revoked grants and whether the connection was
     /// revoked.
@@ -267,6 +267,22 @@ pub trait ConnectionStore: Send + Sync {
         template: &AuditEvent,
         connection_event: &AuditEvent,
     ) -> StoreResult<(Vec<GrantId>, bool)>;
+    /// Connections (app, id) no live root grant uses any more (each revoked, or expired at
+    /// `now`), up to `limit`, oldest change first.
+    async fn unused_connections(
+        &self,
+        now: Timestamp,
+        limit: i64,
+    ) -> StoreResult<Vec<(AppId, ConnectionId)>>;
+    /// Retires one of them as revoking its last grant would, re-checked in the same statement;
+    /// false if a live grant uses it again or it is revoked already.
+    async fn retire_connection(
+        &self,
+        app: AppId,
+        connection: ConnectionId,
+        at: Timestamp,
+        event: &AuditEvent,
+    ) -> StoreResult<bool>;
     /// Claims up to `limit` due upstream revocations (only `only`'s, when given) until
     /// `until`, so no other node sends them meanwhile.
     async fn claim_revocations(

@@ -346,11 +346,17 @@ async fn prune_expired(vault: Vault) {
     }
 }
 
-/// Retries the upstream revocations of revoked connections that are due.
+/// Retires connections no live grant uses, then sends (and retries) the due upstream
+/// revocations.
 async fn upstream_revocations(vault: Vault) {
     let mut tick = tokio::time::interval(REVOCATION_INTERVAL);
     loop {
         tick.tick().await;
+        match vault.retire_unused_connections().await {
+            Ok(n) if n > 0 => tracing::info!(retired = n, "retired connections no grant uses"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "retiring unused connections failed"),
+        }
         match vault.run_upstream_revocations(None).await {
             Ok(n) if n > 0 => tracing::info!(confirmed = n, "upstream revocations confirmed"),
             Ok(_) => {}

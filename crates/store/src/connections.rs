@@ -2,7 +2,7 @@
 //! are each one conditional `UPDATE`, so they hold across server nodes on either engine
 //! without a lock held across the provider call.
 
-use alter_core::audit::AuditEvent;
+use alter_core::audit::{AuditEvent, ChainKey};
 use alter_core::connections::revocation::PendingRevocation;
 use alter_core::connections::{Connection, ConnectionStatus, RefreshLease, RefreshedTokens};
 use alter_core::grants::{Grant, Principal};
@@ -35,6 +35,66 @@ fn connection(row: &AnyRow) -> StoreResult<Connection> {
         created_at: time(row, "created_at")?,
         updated_at: time(row, "updated_at")?,
     })
+}
+
+/// Retires a connection no live root grant uses any more (none active and unexpired at `at`):
+/// its tokens move to the upstream-revocation queue, the row keeps none, and `event` is
+/// written. False, changing nothing, if a live grant still uses it or it is revoked already.
+async fn retire(
+    conn: &mut AnyConnection,
+    chain: &ChainKey,
+    app: AppId,
+    connection: ConnectionId,
+    at: Timestamp,
+    event: &AuditEvent,
+) -> StoreResult<bool> {
+    // Moving the fence first locks the row and stops any refresh from storing newer tokens:
+    // the queue gets the tokens that are current, then the row keeps none.
+    let current = sqlx::query(
+        "UPDATE oauth_connections SET refresh_fence = refresh_fence + 1, \
+         refresh_lease_until = NULL WHERE app_id = $1 AND id = $2 AND status <> 'revoked' \
+         AND NOT EXISTS (SELECT 1 FROM grants g WHERE g.app_id = $1 AND g.connection_id = $2 \
+         AND g.parent_grant_id IS NULL AND g.status = 'active' \
+         AND (g.expires_at IS NULL OR g.expires_at > $3)) \
+         RETURNING provider_id, sealed_tokens, token_version, tokens_at",
+    )
+    .bind(app.to_string())
+    .bind(connection.to_string())
+    .bind(at.micros())
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(db_error)?;
+    let Some(row) = current else {
+        return Ok(false);
+    };
+    sqlx::query(
+        "INSERT INTO oauth_revocations (connection_id, app_id, provider_id, sealed_tokens, \
+         token_version, tokens_at, attempts, next_attempt_at, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, 0, $7, $7)",
+    )
+    .bind(connection.to_string())
+    .bind(app.to_string())
+    .bind(get::<String>(&row, "provider_id")?)
+    .bind(get::<Vec<u8>>(&row, "sealed_tokens")?)
+    .bind(get::<i64>(&row, "token_version")?)
+    .bind(get::<i64>(&row, "tokens_at")?)
+    .bind(at.micros())
+    .execute(&mut *conn)
+    .await
+    .map_err(db_error)?;
+    sqlx::query(
+        "UPDATE oauth_connections SET status = 'revoked', updated_at = $1, sealed_tokens = $2 \
+         WHERE app_id = $3 AND id = $4",
+    )
+    .bind(at.micros())
+    .bind(Vec::<u8>::new())
+    .bind(app.to_string())
+    .bind(connection.to_string())
+    .execute(&mut *conn)
+    .await
+    .map_err(db_error)?;
+    chain::append(&mut *conn, chain, event).await?;
+    Ok(true)
 }
 
 /// Inserts a connection row.
@@ -165,62 +225,44 @@ impl ConnectionStore for SqlStore {
             template,
         )
         .await?;
-        let live: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM grants WHERE app_id = $1 AND connection_id = $2 \
-             AND parent_grant_id IS NULL AND status = 'active'",
-        )
-        .bind(app.to_string())
-        .bind(connection.to_string())
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(db_error)?;
-        let mut connection_revoked = false;
-        if live == 0 {
-            // Moving the fence first locks the row and stops any refresh from storing newer
-            // tokens: the queue gets the tokens that are current, then the row keeps none.
-            let current = sqlx::query(
-                "UPDATE oauth_connections SET refresh_fence = refresh_fence + 1, \
-                 refresh_lease_until = NULL WHERE app_id = $1 AND id = $2 AND status <> 'revoked' \
-                 RETURNING provider_id, sealed_tokens, token_version, tokens_at",
-            )
-            .bind(app.to_string())
-            .bind(connection.to_string())
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(db_error)?;
-            if let Some(row) = current {
-                sqlx::query(
-                    "INSERT INTO oauth_revocations (connection_id, app_id, provider_id, \
-                     sealed_tokens, token_version, tokens_at, attempts, next_attempt_at, \
-                     created_at) VALUES ($1, $2, $3, $4, $5, $6, 0, $7, $7)",
-                )
-                .bind(connection.to_string())
-                .bind(app.to_string())
-                .bind(get::<String>(&row, "provider_id")?)
-                .bind(get::<Vec<u8>>(&row, "sealed_tokens")?)
-                .bind(get::<i64>(&row, "token_version")?)
-                .bind(get::<i64>(&row, "tokens_at")?)
-                .bind(at.micros())
-                .execute(&mut *tx)
-                .await
-                .map_err(db_error)?;
-                sqlx::query(
-                    "UPDATE oauth_connections SET status = 'revoked', updated_at = $1, \
-                     sealed_tokens = $2 WHERE app_id = $3 AND id = $4",
-                )
-                .bind(at.micros())
-                .bind(Vec::<u8>::new())
-                .bind(app.to_string())
-                .bind(connection.to_string())
-                .execute(&mut *tx)
-                .await
-                .map_err(db_error)?;
-                chain::append(&mut tx, &self.chain, connection_event).await?;
-                connection_revoked = true;
-            }
-        }
+        let connection_revoked =
+            retire(&mut tx, &self.chain, app, connection, at, connection_event).await?;
         tx.commit().await.map_err(db_error)?;
         Ok((revoked, connection_revoked))
+    }
+
+    async fn unused_connections(
+        &self,
+        now: Timestamp,
+        limit: i64,
+    ) -> StoreResult<Vec<(AppId, ConnectionId)>> {
+        let rows = sqlx::query(
+            "SELECT c.app_id, c.id FROM oauth_connections c WHERE c.status <> 'revoked' \
+             AND NOT EXISTS (SELECT 1 FROM grants g WHERE g.app_id = c.app_id \
+             AND g.connection_id = c.id AND g.parent_grant_id IS NULL AND g.status = 'active' \
+             AND (g.expires_at IS NULL OR g.expires_at > $1)) ORDER BY c.updated_at LIMIT $2",
+        )
+        .bind(now.micros())
+        .bind(limit)
+        .fetch_all(&self.read)
+        .await
+        .map_err(db_error)?;
+        rows.iter()
+            .map(|row| Ok((id(row, "app_id")?, id(row, "id")?)))
+            .collect()
+    }
+
+    async fn retire_connection(
+        &self,
+        app: AppId,
+        connection: ConnectionId,
+        at: Timestamp,
+        event: &AuditEvent,
+    ) -> StoreResult<bool> {
+        let mut tx = self.write.begin().await.map_err(db_error)?;
+        let retired = retire(&mut tx, &self.chain, app, connection, at, event).await?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(retired)
     }
 
     async fn claim_revocations(

@@ -1980,6 +1980,70 @@ async fn revoking_the_last_oauth_grant_queues_its_tokens_for_the_provider() {
     .await;
 }
 
+/// A connection whose grants all expired is found unused and retired: its tokens move to the
+/// upstream-revocation queue, once; a live grant keeps it.
+#[tokio::test]
+async fn connections_no_live_grant_uses_are_retired_once() {
+    use alter_core::connections::{Connection, ConnectionStatus};
+    on_every_engine(|Fixture { store, .. }| async move {
+        let app = new_app(&store, "a").await.id;
+        let connection = Connection {
+            sealed_tokens: vec![4; 16],
+            ..new_connection(app)
+        };
+        let expiring = Grant {
+            expires_at: Some(t(50)),
+            ..grant(app, CredentialRef::Connection(connection.id), None, None)
+        };
+        store
+            .insert_connection_grant(&connection, &expiring, &[event(app, "connection.created")])
+            .await
+            .unwrap();
+        assert!(
+            store
+                .unused_connections(t(40), 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        let retired_event = event(app, "connection.revoked");
+        let retire = || store.retire_connection(app, connection.id, t(60), &retired_event);
+        assert!(
+            !store
+                .retire_connection(app, connection.id, t(40), &event(app, "x"))
+                .await
+                .unwrap()
+        );
+        assert_eq!(
+            store.unused_connections(t(60), 10).await.unwrap(),
+            vec![(app, connection.id)]
+        );
+        assert!(retire().await.unwrap());
+        assert!(!retire().await.unwrap(), "retired once");
+        let stored = store
+            .get_connection(app, connection.id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(stored.status, ConnectionStatus::Revoked);
+        assert!(stored.sealed_tokens.is_empty());
+        let queued = store
+            .claim_revocations(t(60), t(100), 10, None)
+            .await
+            .unwrap();
+        assert_eq!(queued.len(), 1);
+        assert_eq!(queued[0].sealed_tokens, vec![4; 16]);
+        assert!(
+            store
+                .unused_connections(t(60), 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    })
+    .await;
+}
+
 /// A Connect attempt's state is claimed once: the second callback with it finds nothing. A
 /// session ends once.
 #[tokio::test]

@@ -67,6 +67,35 @@ impl Vault {
         });
     }
 
+    /// Retires the connections no live grant uses any more (their grants expired, or were
+    /// revoked while a sibling still lived): their tokens leave the database for the
+    /// upstream-revocation queue. Returns how many.
+    pub async fn retire_unused_connections(&self) -> Result<usize> {
+        let now = self.now();
+        let mut retired = 0;
+        for (app, connection) in self.store().unused_connections(now, BATCH).await? {
+            let event = AuditEvent::allow(
+                app,
+                now,
+                action::CONNECTION_REVOKED,
+                Actor::system(),
+                Target {
+                    kind: "connection".into(),
+                    id: connection.to_string(),
+                },
+            )
+            .with_details(json!({ "reason": "no live grant uses it" }));
+            if self
+                .store()
+                .retire_connection(app, connection, now, &event)
+                .await?
+            {
+                retired += 1;
+            }
+        }
+        Ok(retired)
+    }
+
     /// Sends the due upstream revocations (only `only`'s, when given); returns how many the
     /// providers confirmed.
     pub async fn run_upstream_revocations(&self, only: Option<ConnectionId>) -> Result<usize> {
