@@ -14,6 +14,7 @@ Use the compat suite's virtualenv (it has the official client) and a release bui
 from __future__ import annotations
 
 import asyncio
+import os
 import statistics
 import sys
 import tempfile
@@ -50,6 +51,7 @@ async def main(rounds: int) -> None:
             webbrowser.open = lambda url, *a, **k: (
                 threading.Thread(target=peer.connect_as_user, args=(url,)).start() or True
             )
+            os.environ["ALTER_BASE_URL"] = server.base_url
             app = App(api_key=server.api_key)
             await app.connect(providers=["acme"], timeout=60, poll_interval=0.2)
             url = peer.url("/_peer/resource")
