@@ -70,6 +70,7 @@ class OAuthPeer:
                 "revoke_url": self.url("/token/revocation"),
                 "refresh": "rotating",
                 "account": {"source": "id_token", "claim": "sub"},
+                "api_headers": {"X-Acme-Version": "2026-01"},
             },
         }
 

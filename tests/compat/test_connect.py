@@ -71,6 +71,8 @@ def test_connect_then_request_refreshes_once_and_revoke_reaches_the_provider(ser
         answer = await app.request("GET", resource, provider="acme")
         assert answer.status_code == 200
         assert answer.json()["sub"] == "alice"
+        # The provider's fixed API headers travel with every call, injected by the client.
+        assert answer.json()["api_version"] == "2026-01"
         assert peer.stats()["token_requests"]["refresh_token"] == 0
 
         # Within the refresh buffer: the next call refreshes, once.

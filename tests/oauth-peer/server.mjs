@@ -342,7 +342,12 @@ async function handle(req, res) {
       sendJson(res, 401, { error: 'invalid_token' });
       return;
     }
-    sendJson(res, 200, { sub: token.accountId, scope: token.scope, client_id: token.clientId });
+    sendJson(res, 200, {
+      sub: token.accountId,
+      scope: token.scope,
+      client_id: token.clientId,
+      api_version: req.headers['x-acme-version'] ?? null,
+    });
     return;
   }
 

@@ -121,10 +121,21 @@ impl Vault {
         connection: &Connection,
     ) -> Result<CredentialInjection> {
         let fresh = self.fresh_tokens(grant, connection.clone()).await?;
+        // Headers every call to the provider's API needs (`Notion-Version`…), as extra
+        // injections: the caller does not have to know them.
+        let api_headers = self
+            .store()
+            .get_provider(connection.app_id, &connection.provider_id)
+            .await?
+            .map(|provider| provider.endpoints.api_headers)
+            .unwrap_or_default();
+        let (extra_values, extra_injections) = header_injections(api_headers);
         Ok(CredentialInjection {
             expires_at: fresh.connection.access_expires_at,
             scopes: fresh.connection.scopes,
             refreshed: fresh.refreshed,
+            extra_values,
+            extra_injections,
             ..CredentialInjection::header(
                 TokenKind::Bearer,
                 "Authorization",
@@ -140,6 +151,27 @@ impl Vault {
         let text = std::str::from_utf8(&opened).map_err(|_| unreadable())?;
         inject_secret(secret, SecretString::from(text.to_owned()))
     }
+}
+
+/// Fixed headers as extra injections, each from its own value (`header_0`, `header_1`…).
+fn header_injections(
+    headers: BTreeMap<String, String>,
+) -> (Option<BTreeMap<String, SecretString>>, Vec<ExtraInjection>) {
+    if headers.is_empty() {
+        return (None, Vec::new());
+    }
+    let mut values = BTreeMap::new();
+    let mut injections = Vec::new();
+    for (n, (name, value)) in headers.into_iter().enumerate() {
+        let field = format!("header_{n}");
+        values.insert(field.clone(), SecretString::from(value));
+        injections.push(ExtraInjection {
+            target: ExtraTarget::Header,
+            key: name,
+            field,
+        });
+    }
+    (Some(values), injections)
 }
 
 fn unreadable() -> Error {

@@ -62,6 +62,7 @@ pub(crate) async fn configure(server: &TestServer, app: &TestApp, peer: &OAuthPe
                     account: Some(AccountSourceBody::IdToken {
                         claim: "sub".into(),
                     }),
+                    api_headers: Some([("X-Acme-Version".to_owned(), "2026-01".to_owned())].into()),
                     ..EndpointsBody::default()
                 }),
                 params: None,
@@ -202,6 +203,16 @@ impl Setup {
         assert_eq!(released.json["provider_id"], PROVIDER);
         assert_eq!(released.json["scopes"], json!(["files.read", "openid"]));
         assert!(released.json["expires_at"].is_string());
+        // The provider's fixed API headers go along as extra injections.
+        assert_eq!(
+            released.json["additional_injections"],
+            json!([{ "target": "header", "key": "X-Acme-Version",
+                     "value_source": "additional_credentials.header_0" }])
+        );
+        assert_eq!(
+            released.json["additional_credentials"],
+            json!({ "header_0": "2026-01" })
+        );
         assert_eq!(resource(&self.peer, &token).await, StatusCode::OK);
         token
     }
