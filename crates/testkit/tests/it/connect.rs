@@ -324,6 +324,18 @@ async fn a_connected_account_is_released_refreshed_once_per_expiry_and_revoked_u
             "the provider still accepts the revoked grant's token"
         );
         assert!(s.peer.stats().await.revocations >= 1);
+        // And its introspection endpoint (RFC 7662) says so.
+        let introspected: Value = reqwest::Client::new()
+            .post(s.peer.url("/token/introspection"))
+            .basic_auth(s.peer.client_id(), Some(s.peer.client_secret()))
+            .form(&[("token", third.as_str())])
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(introspected["active"], false, "{introspected}");
     })
     .await;
 }
