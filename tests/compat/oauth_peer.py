@@ -56,6 +56,16 @@ class OAuthPeer:
     def live_refresh_tokens(self) -> list[str]:
         return httpx.get(self.url("/_peer/refresh-tokens"), timeout=10).json()
 
+    def revoke_at_provider(self, token: str) -> None:
+        """The user revoking the app at the provider: the token dies there (RFC 7009)."""
+        response = httpx.post(
+            self.url("/token/revocation"),
+            auth=(self.client_id, self.client_secret),
+            data={"token": token, "token_type_hint": "refresh_token"},
+            timeout=10,
+        )
+        assert response.status_code == 200, response.text
+
     def provider_config(self) -> dict:
         """The admin API body that configures this peer as a custom provider."""
         return {

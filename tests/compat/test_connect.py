@@ -179,3 +179,34 @@ def test_an_unknown_session_token_is_a_flow_error(server, peer):
             await app.poll_connect_session("alter_cs_unknown", timeout=5, poll_interval=0.5)
 
     run(scenario())
+
+
+def test_a_refused_refresh_token_is_repaired_through_the_clients_error(server, peer, browser):
+    """The user revokes the app at the provider: the next `request()` raises
+    `CredentialRevokedError` carrying the grant and provider, and the client's
+    `create_connect_session_for_error` repairs that same grant."""
+    from alter_sdk.exceptions import CredentialRevokedError
+
+    async def scenario():
+        app = App(api_key=server.api_key)
+        connected = (await app.connect(providers=["acme"], timeout=60, poll_interval=0.5))[0]
+        for token in peer.live_refresh_tokens():
+            peer.revoke_at_provider(token)
+        await asyncio.sleep(FRESH_FOR + 0.5)
+        resource = peer.url("/_peer/resource")
+        with pytest.raises(CredentialRevokedError) as raised:
+            await app.request("GET", resource, provider="acme")
+        assert raised.value.grant_id == connected.grant_id
+        assert raised.value.provider_id == "acme"
+
+        session = await app.create_connect_session_for_error(raised.value)
+        webbrowser.open(session.connect_url)
+        repaired = await app.poll_connect_session(
+            session.session_token, timeout=60, poll_interval=0.5
+        )
+        assert repaired[0].grant_id == connected.grant_id
+        assert repaired[0].operation == "reauth"
+        answer = await app.request("GET", resource, provider="acme")
+        assert answer.status_code == 200
+
+    run(scenario())
