@@ -100,6 +100,9 @@ pub struct TestServer {
     database_url: String,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<std::io::Result<()>>>,
+    /// The URL browsers and providers reach this node at, when not its own address (a node
+    /// behind the same load balancer as another).
+    public_url: Option<String>,
 }
 
 /// An app with an identity provider (a real [`TestIdp`](idp::TestIdp) whose JWKS the server
@@ -160,6 +163,7 @@ impl TestServer {
             database: Some(database),
             stop: None,
             task: None,
+            public_url: None,
         };
         server.boot().await.expect("server starts");
         server
@@ -199,7 +203,7 @@ impl TestServer {
             master_key,
             admin_token_hash: alter_crypto::keys::token_hash(&self.admin_token),
             base_path: self.options.base_path.clone(),
-            public_url: None,
+            public_url: self.public_url.clone(),
             max_body_bytes: self.options.max_body_bytes,
             http: self.options.http.clone(),
             vault: Settings::default(),
@@ -222,6 +226,9 @@ impl TestServer {
             database_url: self.database_url.clone(),
             stop: None,
             task: None,
+            // Both nodes serve one public URL, as behind a load balancer: OAuth redirects
+            // registered for it reach either.
+            public_url: Some(self.base_url.clone()),
         };
         node.boot().await.expect("second node starts");
         node

@@ -366,7 +366,7 @@ async fn fifty_concurrent_releases_of_an_expired_token_refresh_it_once() {
 }
 
 #[tokio::test]
-async fn two_nodes_refresh_an_expired_token_once() {
+async fn two_nodes_connect_and_refresh_an_expired_token_once() {
     let Some(engine) = alter_testkit::engines()
         .into_iter()
         .find(|e| *e == alter_testkit::Engine::Postgres)
@@ -374,8 +374,27 @@ async fn two_nodes_refresh_an_expired_token_once() {
         return;
     };
     let s = setup(TestServer::start(engine).await, true).await;
-    s.connect(json!({ "allowed_providers": [PROVIDER] })).await;
     let second = s.server.second_node().await;
+    // The flow starts on one node and the provider's redirect lands on the other (behind a
+    // load balancer): the state, the verifier and the browser binding are in the database.
+    let session = s
+        .create_session(json!({ "allowed_providers": [PROVIDER] }))
+        .await;
+    let browser = s.peer.browser();
+    let (authorize, ours) = s.pick(session["connect_url"].as_str().unwrap()).await;
+    let authorization = s
+        .peer
+        .authorize(&browser, authorize, Pages::LoginAndConsent)
+        .await;
+    let mut on_second = authorization.redirect.clone();
+    let second_url = Url::parse(second.base_url()).unwrap();
+    on_second.set_port(second_url.port()).unwrap();
+    let landed = ours.get(on_second.as_str()).send().await.unwrap();
+    assert_eq!(landed.status(), StatusCode::OK);
+    assert_eq!(
+        s.poll(session["session_token"].as_str().unwrap()).await["status"],
+        "completed"
+    );
     s.server.advance(3600);
     second.advance(3600);
     let requests = (0..50)
