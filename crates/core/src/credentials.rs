@@ -5,9 +5,10 @@
 use crate::connections::{Connection, ConnectionStatus};
 use crate::error::{Entity, Error, Result};
 use crate::grants::{Grant, PrincipalType};
-use crate::ids::{ConnectionId, SecretId};
+use crate::ids::{ConnectionId, SecretId, UserSecretId};
 use crate::release::CredentialFacts;
 use crate::secrets::{ManagedSecret, SecretLimits};
+use crate::user_secrets::UserSecret;
 use crate::vault::Vault;
 
 /// The kind of credential a grant points at.
@@ -45,21 +46,32 @@ pub enum CredentialRef {
     ManagedSecret(SecretId),
     /// An OAuth connection.
     Connection(ConnectionId),
+    /// A user's own key for a managed secret (the template).
+    UserSecret {
+        /// The operator's managed secret it follows.
+        secret: SecretId,
+        /// The user's key.
+        key: UserSecretId,
+    },
 }
 
 impl CredentialRef {
-    /// Its kind.
+    /// Its kind (a user's own key is a managed secret on the wire).
     pub fn kind(self) -> CredentialKind {
         match self {
-            CredentialRef::ManagedSecret(_) => CredentialKind::ManagedSecret,
+            CredentialRef::ManagedSecret(_) | CredentialRef::UserSecret { .. } => {
+                CredentialKind::ManagedSecret
+            }
             CredentialRef::Connection(_) => CredentialKind::OAuth,
         }
     }
 
-    /// The managed secret, if it is one.
+    /// The managed secret (or the template of a user's key), if it is one.
     pub fn secret_id(self) -> Option<SecretId> {
         match self {
-            CredentialRef::ManagedSecret(id) => Some(id),
+            CredentialRef::ManagedSecret(id) | CredentialRef::UserSecret { secret: id, .. } => {
+                Some(id)
+            }
             CredentialRef::Connection(_) => None,
         }
     }
@@ -68,7 +80,15 @@ impl CredentialRef {
     pub fn connection_id(self) -> Option<ConnectionId> {
         match self {
             CredentialRef::Connection(id) => Some(id),
-            CredentialRef::ManagedSecret(_) => None,
+            _ => None,
+        }
+    }
+
+    /// The user's own key, if it is one.
+    pub fn user_secret_id(self) -> Option<UserSecretId> {
+        match self {
+            CredentialRef::UserSecret { key, .. } => Some(key),
+            _ => None,
         }
     }
 }
@@ -89,30 +109,52 @@ pub enum Credential {
     ManagedSecret(ManagedSecret),
     /// An OAuth connection.
     Connection(Connection),
+    /// A user's own key, with the managed secret it follows.
+    UserSecret {
+        /// The operator's managed secret: how the key is injected, where it may go.
+        template: ManagedSecret,
+        /// The user's key.
+        key: UserSecret,
+    },
 }
 
 impl Credential {
+    /// The managed secret whose rules apply (itself, or a user key's template).
+    fn secret(&self) -> Option<&ManagedSecret> {
+        match self {
+            Credential::ManagedSecret(secret)
+            | Credential::UserSecret {
+                template: secret, ..
+            } => Some(secret),
+            Credential::Connection(_) => None,
+        }
+    }
+
     /// What callers name it by (`provider_id`).
     pub fn provider_id(&self) -> &str {
-        match self {
-            Credential::ManagedSecret(secret) => &secret.slug,
-            Credential::Connection(connection) => &connection.provider_id,
+        match (self, self.secret()) {
+            (_, Some(secret)) => &secret.slug,
+            (Credential::Connection(connection), None) => &connection.provider_id,
+            _ => "",
         }
     }
 
     /// True once the credential was deleted (a revoked connection's tokens are destroyed).
     pub(crate) fn is_deleted(&self) -> bool {
-        match self {
-            Credential::ManagedSecret(secret) => secret.deleted_at.is_some(),
-            Credential::Connection(connection) => connection.status == ConnectionStatus::Revoked,
+        match (self, self.secret()) {
+            (_, Some(secret)) => secret.deleted_at.is_some(),
+            (Credential::Connection(connection), None) => {
+                connection.status == ConnectionStatus::Revoked
+            }
+            _ => true,
         }
     }
 
     /// The limits the operator set on its grants.
     pub fn limits(&self) -> &SecretLimits {
-        match self {
-            Credential::ManagedSecret(secret) => &secret.limits,
-            Credential::Connection(_) => &OAUTH_LIMITS,
+        match self.secret() {
+            Some(secret) => &secret.limits,
+            None => &OAUTH_LIMITS,
         }
     }
 
@@ -132,6 +174,11 @@ impl Credential {
                 "connection_id": connection.id,
                 "provider_id": connection.provider_id,
             }),
+            Credential::UserSecret { template, key } => serde_json::json!({
+                "secret_id": template.id,
+                "secret_slug": template.slug,
+                "user_secret_id": key.id,
+            }),
         };
         match details {
             serde_json::Value::Object(map) => map,
@@ -144,13 +191,17 @@ impl Credential {
         match self {
             Credential::ManagedSecret(secret) => secret.value_version,
             Credential::Connection(connection) => connection.token_version,
+            Credential::UserSecret { key, .. } => key.value_version,
         }
     }
 
     /// What the rules may see of it.
     pub(crate) fn facts(&self) -> CredentialFacts<'_> {
         match self {
-            Credential::ManagedSecret(secret) => CredentialFacts {
+            Credential::ManagedSecret(secret)
+            | Credential::UserSecret {
+                template: secret, ..
+            } => CredentialFacts {
                 kind: CredentialKind::ManagedSecret,
                 provider_id: &secret.slug,
                 allowed_hosts: &secret.allowed_hosts,
@@ -240,9 +291,10 @@ impl CredentialSummary {
     /// What a listing shows of `credential`.
     pub fn of(credential: &Credential) -> CredentialSummary {
         match credential {
-            Credential::ManagedSecret(secret) => {
-                CredentialSummary::ManagedSecret(SecretSummary::of(secret))
-            }
+            Credential::ManagedSecret(secret)
+            | Credential::UserSecret {
+                template: secret, ..
+            } => CredentialSummary::ManagedSecret(SecretSummary::of(secret)),
             Credential::Connection(connection) => {
                 CredentialSummary::Connection(ConnectionSummary::of(connection))
             }
@@ -267,6 +319,14 @@ impl Vault {
                 .await?
                 .map(Credential::Connection)
                 .ok_or_else(missing),
+            CredentialRef::UserSecret { secret, key } => {
+                let template = self.store().get_secret(grant.app_id, secret).await?;
+                let key = self.store().get_user_secret(grant.app_id, key).await?;
+                match (template, key) {
+                    (Some(template), Some(key)) => Ok(Credential::UserSecret { template, key }),
+                    _ => Err(missing()),
+                }
+            }
         }
     }
 }

@@ -54,6 +54,8 @@ id_kinds! {
     EventId => EventKind, "event";
     /// An OAuth connection (a token pair for one account at one provider).
     ConnectionId => ConnectionKind, "connection";
+    /// An end user's own key for a managed secret.
+    UserSecretId => UserSecretKind, "user secret";
     /// A Connect session (a request for a user's consent at providers).
     ConnectSessionId => ConnectSessionKind, "connect session";
     /// An end-user sign-in session.

@@ -27,6 +27,7 @@ pub mod secrets;
 pub mod signin;
 pub mod subject;
 pub mod time;
+pub mod user_secrets;
 mod validate;
 pub mod vault;
 

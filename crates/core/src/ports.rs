@@ -16,7 +16,7 @@ use crate::grants::{Grant, GrantFilter, GrantView, Principal, Viewer};
 use crate::identity::{AppUser, IdentityProvider, JwksSource, TokenError, VerifiedToken};
 use crate::ids::{
     AgentId, AppId, AuthSessionId, ConnectSessionId, ConnectionId, GrantId, IdpId, KeyId, SecretId,
-    UserId,
+    UserId, UserSecretId,
 };
 use crate::keys::ApiKey;
 use crate::provider_specs::{Operation, OperationSummary, ProviderSpec, PutSpec, SpecKind};
@@ -25,6 +25,7 @@ use crate::release::{Authorization, Denial, ReleaseCondition};
 use crate::secrets::ManagedSecret;
 use crate::signin::{AuthSession, SignInClient};
 use crate::time::Timestamp;
+use crate::user_secrets::UserSecret;
 
 /// Why storage failed. Messages are for logs, never for clients.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -367,6 +368,18 @@ pub trait ConnectStore: Send + Sync {
         session: ConnectSessionId,
         declined: &[Declined],
     ) -> StoreResult<()>;
+    /// Marks a session whose user signed in at the page: pending again, `verified_at` set;
+    /// false if it was not exchanging.
+    async fn verify_connect_session(
+        &self,
+        session: ConnectSessionId,
+        at: Timestamp,
+    ) -> StoreResult<bool>;
+    /// The session the browser cookie's hash names (its latest attempt's binding).
+    async fn connect_session_by_browser(
+        &self,
+        hash: &[u8; 32],
+    ) -> StoreResult<Option<ConnectSession>>;
     /// Deletes sessions that expired before `before`.
     async fn prune_connect_sessions(&self, before: Timestamp) -> StoreResult<u64>;
     /// Ends a pending or exchanging session; false if it was already over.
@@ -377,6 +390,28 @@ pub trait ConnectStore: Send + Sync {
         outcome: &ConnectOutcome,
         at: Timestamp,
     ) -> StoreResult<bool>;
+}
+
+/// Users' own keys for managed secrets.
+#[async_trait]
+pub trait UserSecretStore: Send + Sync {
+    /// One user key of an app.
+    async fn get_user_secret(
+        &self,
+        app: AppId,
+        id: UserSecretId,
+    ) -> StoreResult<Option<UserSecret>>;
+    /// Stores a new user key and the user's grant on it (numbered), with their events, in one
+    /// transaction. [`StoreError::Conflict`]`("sibling_label")` when the label is taken.
+    async fn insert_user_secret_grant(
+        &self,
+        key: &UserSecret,
+        grant: &Grant,
+        events: &[AuditEvent],
+    ) -> StoreResult<()>;
+    /// Replaces a user key's value if its version is still `key.value_version - 1`; false,
+    /// changing nothing, otherwise.
+    async fn replace_user_secret(&self, key: &UserSecret, event: &AuditEvent) -> StoreResult<bool>;
 }
 
 /// OAuth providers of apps.
@@ -729,6 +764,7 @@ pub trait Store:
     + SpecStore
     + ConnectionStore
     + ConnectStore
+    + UserSecretStore
     + GrantStore
     + AgentStore
     + AuditStore
@@ -749,6 +785,7 @@ impl<T> Store for T where
         + SpecStore
         + ConnectionStore
         + ConnectStore
+        + UserSecretStore
         + GrantStore
         + AgentStore
         + AuditStore

@@ -695,7 +695,7 @@ impl Vault {
     }
 
     /// The client's endpoints and opened secret, or what is missing.
-    fn ready_endpoints(
+    pub(crate) fn ready_endpoints(
         &self,
         client: &SignInClient,
     ) -> Result<(ProviderEndpoints, Zeroizing<Vec<u8>>)> {

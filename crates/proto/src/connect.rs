@@ -244,3 +244,109 @@ pub struct PollError {
     #[serde(default)]
     pub retry_after_seconds: Option<i64>,
 }
+
+/// `requested_grant` of a managed-secret session: only a label.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ManagedRequestedGrant {
+    /// The new grant's label.
+    pub label: String,
+}
+
+/// `POST /sdk/managed-secrets/connect/session` (protocol part 2 §6.5).
+#[derive(Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ManagedConnectSessionRequest {
+    /// The managed secret's slug.
+    #[serde(default)]
+    pub provider: Option<String>,
+    /// Deprecated: a template slug (a slug here).
+    #[serde(default)]
+    pub template_slug: Option<String>,
+    /// The agent to share with (id or name).
+    #[serde(default)]
+    pub agent: Option<String>,
+    /// Deprecated alias of `agent` (a UUID).
+    #[serde(default)]
+    pub delegated_agent_id: Option<String>,
+    /// The user's IdP token.
+    #[serde(default)]
+    pub user_token: Option<String>,
+    /// Lifetime of the agent's delegation.
+    #[serde(default)]
+    pub requested_ttl_seconds: Option<i64>,
+    /// The embedding page's origin.
+    #[serde(default)]
+    pub allowed_origin: Option<String>,
+    /// Where the browser returns.
+    #[serde(default)]
+    pub return_url: Option<String>,
+    /// Opt-out of user policy rules.
+    #[serde(default)]
+    pub allow_user_policy_rules: Option<bool>,
+    /// Whether the agent may share onward.
+    #[serde(default)]
+    pub delegable: Option<bool>,
+    /// The new grant's label.
+    #[serde(default)]
+    pub requested_grant: Option<ManagedRequestedGrant>,
+    /// The new grant's lifetime.
+    #[serde(default)]
+    pub grant_policy: Option<crate::grants::GrantPolicyBody>,
+    /// Skip optional steps.
+    #[serde(default)]
+    pub direct: Option<bool>,
+    /// The user's own key to replace.
+    #[serde(default)]
+    pub repair_grant_id: Option<String>,
+}
+
+impl fmt::Debug for ManagedConnectSessionRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ManagedConnectSessionRequest")
+            .field("provider", &self.provider)
+            .field("agent", &self.agent)
+            .field("delegable", &self.delegable)
+            .field("repair_grant_id", &self.repair_grant_id)
+            .field("user_token", &redact_option(self.user_token.as_ref()))
+            .finish_non_exhaustive()
+    }
+}
+
+/// `ManagedSecretConnectSession`: `path` is always present (possibly `null`).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManagedConnectSessionResponse {
+    /// The poll handle.
+    pub session_token: String,
+    /// The page to open.
+    pub connect_url: String,
+    /// Seconds it lives.
+    pub expires_in: i64,
+    /// When it ends.
+    pub expires_at: String,
+    /// `true` exactly when `delegable: true` was asked.
+    pub delegable_requested: bool,
+    /// `fast_path`, `key_entry`, `repair`, or `null` for an agent's own key.
+    pub path: Option<String>,
+    /// The grant the path uses.
+    pub existing_grant_id: Option<String>,
+    /// What the session stored.
+    pub direct: bool,
+    /// The slug asked for.
+    pub secret_slug: Option<String>,
+    /// The template slug (none: slugs name secrets here).
+    pub template_slug: Option<String>,
+    /// The agent shared with.
+    pub agent_id: Option<String>,
+}
+
+impl fmt::Debug for ManagedConnectSessionResponse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ManagedConnectSessionResponse")
+            .field("session_token", &REDACTED)
+            .field("connect_url", &REDACTED)
+            .field("path", &self.path)
+            .field("secret_slug", &self.secret_slug)
+            .finish_non_exhaustive()
+    }
+}

@@ -11,10 +11,11 @@ use alter_core::time::Timestamp;
 use async_trait::async_trait;
 use sqlx::any::AnyRow;
 
-use crate::rows::{fetch_optional, get, id, json, opt_json, parsed, time, to_json};
+use crate::rows::{fetch_optional, get, id, json, opt_json, opt_time, parsed, time, to_json};
 use crate::{SqlStore, db_error};
 
-const COLUMNS: &str = "id, app_id, settings, status, declined, outcome, created_at, expires_at";
+const COLUMNS: &str =
+    "id, app_id, settings, status, declined, outcome, verified_at, created_at, expires_at";
 
 fn session(row: &AnyRow) -> StoreResult<ConnectSession> {
     Ok(ConnectSession {
@@ -24,6 +25,7 @@ fn session(row: &AnyRow) -> StoreResult<ConnectSession> {
         status: parsed(row, "status", SessionStatus::parse)?,
         declined: json(row, "declined")?,
         outcome: opt_json(row, "outcome")?,
+        verified_at: opt_time(row, "verified_at")?,
         created_at: time(row, "created_at")?,
         expires_at: time(row, "expires_at")?,
     })
@@ -153,6 +155,31 @@ impl ConnectStore for SqlStore {
         .await
         .map_err(db_error)?;
         Ok(())
+    }
+
+    async fn verify_connect_session(
+        &self,
+        session: ConnectSessionId,
+        at: Timestamp,
+    ) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "UPDATE connect_sessions SET status = 'pending', verified_at = $1 \
+             WHERE id = $2 AND status = 'exchanging'",
+        )
+        .bind(at.micros())
+        .bind(session.to_string())
+        .execute(&self.write)
+        .await
+        .map_err(db_error)?
+        .rows_affected();
+        Ok(done == 1)
+    }
+
+    async fn connect_session_by_browser(
+        &self,
+        hash: &[u8; 32],
+    ) -> StoreResult<Option<ConnectSession>> {
+        self.session_by("attempt_browser_hash", hash).await
     }
 
     async fn prune_connect_sessions(&self, before: Timestamp) -> StoreResult<u64> {

@@ -26,7 +26,7 @@ use crate::rows::{
 };
 use crate::{SqlStore, chain, db_error};
 
-pub(crate) const COLUMNS: &str = "g.id, g.app_id, g.seq, g.grant_kind, g.secret_id, g.connection_id, g.principal_type, \
+pub(crate) const COLUMNS: &str = "g.id, g.app_id, g.seq, g.grant_kind, g.secret_id, g.connection_id, g.user_secret_id, g.principal_type, \
     g.app_user_id, g.idp_id, g.external_group_id, g.agent_id, g.label, g.account_identifier, \
     g.status, g.policy, g.expires_at, g.parent_grant_id, g.depth, g.delegable, g.delegated_by, \
     g.created_by, g.created_at, g.revoked_at, g.revoke_reason, g.last_used_at, g.scope_mismatch";
@@ -48,7 +48,13 @@ pub(crate) fn grant(row: &AnyRow) -> StoreResult<Grant> {
         app_id: id(row, "app_id")?,
         seq: get(row, "seq")?,
         credential: match parsed(row, "grant_kind", CredentialKind::parse)? {
-            CredentialKind::ManagedSecret => CredentialRef::ManagedSecret(id(row, "secret_id")?),
+            CredentialKind::ManagedSecret => match opt_id(row, "user_secret_id")? {
+                Some(key) => CredentialRef::UserSecret {
+                    secret: id(row, "secret_id")?,
+                    key,
+                },
+                None => CredentialRef::ManagedSecret(id(row, "secret_id")?),
+            },
             CredentialKind::OAuth => CredentialRef::Connection(id(row, "connection_id")?),
         },
         principal,
@@ -72,7 +78,7 @@ pub(crate) fn grant(row: &AnyRow) -> StoreResult<Grant> {
 fn view(row: &AnyRow) -> StoreResult<GrantView> {
     let grant = grant(row)?;
     let credential = match grant.credential {
-        CredentialRef::ManagedSecret(id) => {
+        CredentialRef::ManagedSecret(id) | CredentialRef::UserSecret { secret: id, .. } => {
             let slug: Option<String> = get(row, "secret_slug")?;
             let name: Option<String> = get(row, "secret_name")?;
             slug.zip(name).map(|(slug, name)| {
@@ -156,7 +162,7 @@ pub(crate) async fn label_taken(conn: &mut AnyConnection, grant: &Grant) -> Stor
     };
     // Siblings share a managed secret, or a provider (each connection is one account).
     let credential = match grant.credential {
-        CredentialRef::ManagedSecret(_) => "g.secret_id = $2",
+        CredentialRef::ManagedSecret(_) | CredentialRef::UserSecret { .. } => "g.secret_id = $2",
         CredentialRef::Connection(_) => {
             "g.connection_id IN (SELECT o.id FROM oauth_connections o WHERE o.provider_id = \
              (SELECT p.provider_id FROM oauth_connections p WHERE p.id = $2))"
@@ -183,11 +189,12 @@ pub(crate) async fn label_taken(conn: &mut AnyConnection, grant: &Grant) -> Stor
 pub(crate) async fn insert(conn: &mut AnyConnection, grant: &Grant, seq: i64) -> StoreResult<()> {
     let (kind, user, idp, group, agent) = principal_columns(&grant.principal);
     sqlx::query(
-        "INSERT INTO grants (id, app_id, seq, grant_kind, secret_id, connection_id, principal_type, \
-         app_user_id, idp_id, external_group_id, agent_id, label, account_identifier, status, \
-         policy, expires_at, parent_grant_id, depth, delegable, delegated_by, created_by, \
-         created_at, revoked_at, revoke_reason, last_used_at) VALUES ($1, $2, $3, $4, $5, $6, \
-         $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25)",
+        "INSERT INTO grants (id, app_id, seq, grant_kind, secret_id, connection_id, user_secret_id, \
+         principal_type, app_user_id, idp_id, external_group_id, agent_id, label, \
+         account_identifier, status, policy, expires_at, parent_grant_id, depth, delegable, \
+         delegated_by, created_by, created_at, revoked_at, revoke_reason, last_used_at) VALUES \
+         ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, \
+         $20, $21, $22, $23, $24, $25, $26)",
     )
     .bind(grant.id.to_string())
     .bind(grant.app_id.to_string())
@@ -195,6 +202,7 @@ pub(crate) async fn insert(conn: &mut AnyConnection, grant: &Grant, seq: i64) ->
     .bind(grant.credential.kind().as_str())
     .bind(grant.credential.secret_id().map(|s| s.to_string()))
     .bind(grant.credential.connection_id().map(|c| c.to_string()))
+    .bind(grant.credential.user_secret_id().map(|k| k.to_string()))
     .bind(kind.as_str())
     .bind(user)
     .bind(idp)
@@ -223,7 +231,9 @@ pub(crate) async fn insert(conn: &mut AnyConnection, grant: &Grant, seq: i64) ->
 /// The id of the credential a grant points at, as its column holds it.
 fn credential_column(credential: CredentialRef) -> String {
     match credential {
-        CredentialRef::ManagedSecret(id) => id.to_string(),
+        CredentialRef::ManagedSecret(id) | CredentialRef::UserSecret { secret: id, .. } => {
+            id.to_string()
+        }
         CredentialRef::Connection(id) => id.to_string(),
     }
 }

@@ -34,6 +34,7 @@ mod rows;
 pub mod scratch;
 mod secrets;
 mod signin;
+mod user_secrets;
 
 use std::str::FromStr;
 use std::time::Duration;

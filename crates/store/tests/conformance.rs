@@ -2067,10 +2067,12 @@ async fn a_connect_state_is_claimed_once_and_a_session_ends_once() {
                 user_id: None,
                 direct: false,
                 switch_account: false,
+                managed: None,
             },
             status: SessionStatus::Pending,
             declined: Vec::new(),
             outcome: None,
+            verified_at: None,
             created_at: t(0),
             expires_at: t(600),
         };

@@ -69,6 +69,11 @@ pub enum CallbackResult {
         /// Whether it is over (every provider declined).
         over: bool,
     },
+    /// The user of a managed-secret session signed in at the IdP: the page continues.
+    SignedIn {
+        /// The session.
+        session: Box<ConnectSession>,
+    },
     /// The session ended in an error.
     Failed {
         /// The session, when the state named one.
@@ -139,6 +144,9 @@ impl Vault {
                 message: "This Connect session has expired; start again from the app.".into(),
             });
         }
+        if attempt.provider_id == super::SIGN_IN_ATTEMPT {
+            return self.page_signed_in(attempt, &params, redirect_uri).await;
+        }
         if let Some(error) = params.error.as_deref() {
             return self.declined(attempt, error, now).await;
         }
@@ -162,6 +170,82 @@ impl Vault {
             }
             Err(Ok(failure)) => self.fail(session, failure).await,
             Err(Err(error)) => Err(error),
+        }
+    }
+
+    /// The IdP's redirect after the page's sign-in: the session continues only if its own
+    /// user signed in.
+    async fn page_signed_in(
+        &self,
+        attempt: ClaimedAttempt,
+        params: &CallbackParams,
+        redirect_uri: &str,
+    ) -> Result<CallbackResult> {
+        let session = attempt.session.clone();
+        if params.error.is_some() {
+            return self
+                .fail(
+                    session,
+                    Failure::new("connect_denied", "The sign-in was cancelled."),
+                )
+                .await;
+        }
+        let idp = self.store().get_idp(session.app_id).await?;
+        if let (Some(idp), Some(iss)) = (&idp, &params.iss)
+            && &idp.issuer != iss
+        {
+            return self
+                .fail(
+                    session,
+                    Failure::new(
+                        "connect_flow_error",
+                        "The sign-in answer came from another identity provider than the app's.",
+                    ),
+                )
+                .await;
+        }
+        let Some(code) = params
+            .code
+            .as_deref()
+            .filter(|c| !c.is_empty() && c.len() <= 4096)
+        else {
+            return self
+                .fail(
+                    session,
+                    Failure::new("connect_flow_error", "The sign-in sent no code."),
+                )
+                .await;
+        };
+        let verifier =
+            self.open_verifier(&session, attempt.started_at, &attempt.sealed_verifier)?;
+        match self
+            .finish_page_sign_in(&session, code, &verifier, redirect_uri)
+            .await
+        {
+            Ok(true) => Ok(CallbackResult::SignedIn {
+                session: Box::new(session),
+            }),
+            Ok(false) => {
+                self.fail(
+                    session,
+                    Failure::new(
+                        "connect_flow_error",
+                        "You signed in as someone else than the person this link is for.",
+                    ),
+                )
+                .await
+            }
+            Err(Error::Invalid(message)) => {
+                self.fail(
+                    session,
+                    Failure {
+                        code: "connect_flow_error",
+                        message,
+                    },
+                )
+                .await
+            }
+            Err(other) => Err(other),
         }
     }
 
@@ -524,7 +608,7 @@ impl Vault {
 
     /// Delegates the new grant to the session's agent by the user's consent; a limit that
     /// refuses it leaves the grant made and says so.
-    async fn delegate_on_consent(
+    pub(super) async fn delegate_on_consent(
         &self,
         session: &ConnectSession,
         grant: &Grant,

@@ -7,6 +7,7 @@
 //! stored; a state is claimed by one conditional update, so a replayed callback finds nothing.
 
 mod callback;
+mod managed;
 mod service;
 
 use std::collections::BTreeMap;
@@ -18,6 +19,7 @@ use crate::ids::{AgentId, AppId, ConnectSessionId, GrantId, UserId};
 use crate::time::Timestamp;
 
 pub use callback::{CallbackParams, CallbackResult};
+pub use managed::{CreatedManaged, ManagedOutcome, NewManagedConnect, ResumeView, SIGN_IN_ATTEMPT};
 pub use service::{
     CreatedSession, NewConnectSession, PageView, SESSION_TTL_SECONDS, StartedAttempt,
 };
@@ -60,6 +62,36 @@ pub struct ConnectSettings {
     /// Ask the provider to let the user pick another account.
     #[serde(default)]
     pub switch_account: bool,
+    /// A managed-secret session: the user's own key, or access they hold, for one secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub managed: Option<ManagedConnect>,
+}
+
+/// What a managed-secret session does for its user, decided when it is made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ManagedPath {
+    /// The user already holds a usable grant: the page only confirms (and delegates it).
+    FastPath,
+    /// The user enters their own key: a new key and grant.
+    KeyEntry,
+    /// The user replaces their own key in place.
+    Repair,
+}
+
+/// A managed-secret session's own settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManagedConnect {
+    /// The operator's managed secret.
+    pub secret_id: crate::ids::SecretId,
+    /// What the page does.
+    pub path: ManagedPath,
+    /// The grant the path uses (fast path, repair).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub existing_grant_id: Option<GrantId>,
+    /// Lifetime of the delegation, when the session names an agent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delegation_ttl_seconds: Option<i64>,
 }
 
 /// Where a session is.
@@ -187,6 +219,8 @@ pub struct ConnectSession {
     pub declined: Vec<Declined>,
     /// How it ended.
     pub outcome: Option<ConnectOutcome>,
+    /// When the user proved at the page who they are (managed-secret sessions).
+    pub verified_at: Option<Timestamp>,
     /// Creation time.
     pub created_at: Timestamp,
     /// End of its life.

@@ -80,6 +80,8 @@ pub struct PageView {
     pub agent_name: Option<String>,
     /// Its providers, configured now, in the session's order.
     pub providers: Vec<OAuthProvider>,
+    /// A managed-secret session: the origin of the IdP's sign-in page it sends the user to.
+    pub sign_in_origin: Option<String>,
 }
 
 /// An authorization started from the page.
@@ -193,7 +195,7 @@ impl Vault {
                     CredentialRef::Connection(_) => {
                         self.credential_of(&grant).await?.provider_id() == providers[0]
                     }
-                    CredentialRef::ManagedSecret(_) => false,
+                    CredentialRef::ManagedSecret(_) | CredentialRef::UserSecret { .. } => false,
                 };
                 // Another user's grant, or one of another kind, looks like no grant.
                 if !(principal_matches && provider_matches && grant.parent_grant_id.is_none()) {
@@ -224,10 +226,12 @@ impl Vault {
                 user_id: user.map(|u| u.user.id),
                 direct: new.direct,
                 switch_account: new.switch_account,
+                managed: None,
             },
             status: SessionStatus::Pending,
             declined: Vec::new(),
             outcome: None,
+            verified_at: None,
             created_at: now,
             expires_at: now.plus_seconds(SESSION_TTL_SECONDS),
         };
@@ -322,11 +326,22 @@ impl Vault {
             }
             None => None,
         };
+        let sign_in_origin = match &session.settings.managed {
+            Some(_) => self
+                .store()
+                .get_sign_in_client(session.app_id)
+                .await?
+                .and_then(|c| c.authorize_url)
+                .and_then(|u| url::Url::parse(&u).ok())
+                .map(|u| u.origin().ascii_serialization()),
+            None => None,
+        };
         Ok(PageView {
             session,
             app_name,
             agent_name,
             providers,
+            sign_in_origin,
         })
     }
 
@@ -340,6 +355,13 @@ impl Vault {
         redirect_uri: &str,
     ) -> Result<StartedAttempt> {
         let session = self.page_session(page_token).await?;
+        // A managed-secret session's page first signs its user in at the app's IdP.
+        if session.settings.managed.is_some() {
+            ensure(provider_id == super::SIGN_IN_ATTEMPT, || {
+                "this session signs you in first".into()
+            })?;
+            return self.start_page_sign_in(&session, redirect_uri).await;
+        }
         ensure(
             session.settings.providers.iter().any(|p| p == provider_id),
             || "this session does not offer that provider".into(),
@@ -454,7 +476,7 @@ impl Vault {
     }
 
     /// The agent a session delegates to, by id or name; an agent key names only itself.
-    async fn session_agent(&self, caller: &Caller, name: &str) -> Result<AgentId> {
+    pub(super) async fn session_agent(&self, caller: &Caller, name: &str) -> Result<AgentId> {
         let agent = match AgentId::parse_lenient(name) {
             Some(id) => self.agent(caller.app_id, id).await.ok(),
             None => self.agent_by_name(caller, name).await?,
@@ -517,7 +539,7 @@ pub(super) fn session_target(session: &ConnectSession) -> Target {
 
 /// A URL a browser is sent to or an origin: `https`, or `http` on a loopback host; no
 /// userinfo, at most 2,048 characters.
-fn check_browser_url(field: &str, text: &str) -> Result<()> {
+pub(super) fn check_browser_url(field: &str, text: &str) -> Result<()> {
     let invalid = || {
         Error::Invalid(format!(
             "{field} must be an https URL (http only on loopback)"

@@ -12,6 +12,7 @@ use crate::error::{Error, Result};
 use crate::grants::Grant;
 use crate::secrets::{AwsCredential, InjectionTarget, ManagedSecret, SecretType, multi_fields};
 use crate::time::Timestamp;
+use crate::user_secrets::UserSecret;
 use crate::vault::Vault;
 
 /// The header a credential that travels only in the query still sets: the official client
@@ -143,6 +144,15 @@ impl Vault {
                 fresh.tokens.access_token,
             )
         })
+    }
+
+    /// Opens a user's own key and builds its injection the way its template says.
+    pub(crate) fn materialise_user_secret(
+        &self,
+        template: &ManagedSecret,
+        key: &UserSecret,
+    ) -> Result<CredentialInjection> {
+        inject_secret(template, self.open_user_value(key)?)
     }
 
     /// Opens a managed secret's value and builds its injection, per injection type.

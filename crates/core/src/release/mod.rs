@@ -265,6 +265,7 @@ impl Vault {
     async fn materialise(&self, resolved: &Resolved) -> Result<CredentialInjection> {
         match &resolved.credential {
             Credential::ManagedSecret(secret) => self.materialise_secret(secret),
+            Credential::UserSecret { template, key } => self.materialise_user_secret(template, key),
             Credential::Connection(connection) => {
                 self.materialise_connection(&resolved.grant, connection)
                     .await

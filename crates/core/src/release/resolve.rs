@@ -3,7 +3,7 @@
 //! points at. Whatever the caller may not reach looks like "not found".
 
 use crate::caller::Caller;
-use crate::credentials::Credential;
+use crate::credentials::{Credential, CredentialRef};
 use crate::error::{Error, Result};
 use crate::grants::{Grant, Principal, Viewer};
 use crate::identity::SignedInUser;
@@ -100,9 +100,13 @@ impl Vault {
         match candidates.as_slice() {
             [] => Err(not_found(caller, request)),
             [one] => {
-                let credential = match secret {
-                    Some(secret) => Credential::ManagedSecret(secret),
-                    None => self.credential_of(one).await?,
+                // The secret read above serves its own grants; a user's own key, or a
+                // connection, is read for the grant.
+                let credential = match (secret, one.credential) {
+                    (Some(secret), CredentialRef::ManagedSecret(_)) => {
+                        Credential::ManagedSecret(secret)
+                    }
+                    _ => self.credential_of(one).await?,
                 };
                 Ok(Resolved {
                     grant: one.clone(),

@@ -2,12 +2,15 @@
 //! the hosted Connect page and the provider's redirect back (`/oauth/callback`).
 
 use alter_core::connect::{
-    CallbackParams, CallbackResult, ConnectedGrant, NewConnectSession, PageView, PollAnswer,
-    SESSION_TTL_SECONDS,
+    CallbackParams, CallbackResult, ConnectedGrant, ManagedPath, NewConnectSession,
+    NewManagedConnect, PageView, PollAnswer, ResumeView, SESSION_TTL_SECONDS, SIGN_IN_ATTEMPT,
 };
 use alter_core::grants::LifetimeInput;
 use alter_crypto::ExposeSecret;
-use alter_proto::connect::{ConnectSessionRequest, ConnectSessionResponse, PollRequest};
+use alter_proto::connect::{
+    ConnectSessionRequest, ConnectSessionResponse, ManagedConnectSessionRequest,
+    ManagedConnectSessionResponse, PollRequest,
+};
 use axum::Form;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -91,6 +94,82 @@ pub async fn create_session(
             scope_constraint_warnings: Vec::new(),
             single_provider: session.settings.providers.len() == 1,
             direct: session.settings.direct,
+        }),
+    ))
+}
+
+/// `POST /sdk/managed-secrets/connect/session`.
+pub async fn create_managed_session(
+    State(state): State<AppState>,
+    Authed(caller, ..): Authed<need::ConnectInitiate>,
+    Json(body): Json<ManagedConnectSessionRequest>,
+) -> ApiResult<(StatusCode, axum::Json<ManagedConnectSessionResponse>)> {
+    let provider = body
+        .provider
+        .or(body.template_slug.map(|t| t.to_ascii_lowercase()))
+        .ok_or_else(|| ApiError::invalid("provider is required"))?;
+    if body.agent.is_some() && body.delegated_agent_id.is_some() {
+        return Err(ApiError::invalid(
+            "give agent or delegated_agent_id, not both",
+        ));
+    }
+    if body.requested_ttl_seconds.is_some() && body.grant_policy.is_some() {
+        return Err(ApiError::invalid(
+            "requested_ttl_seconds does not go with grant_policy",
+        ));
+    }
+    let user_token = body
+        .user_token
+        .ok_or_else(|| ApiError::invalid("user_token is required: the session is the user's"))?;
+    let delegable = body.delegable.unwrap_or(false);
+    let created = state
+        .vault
+        .create_managed_connect_session(
+            &caller,
+            NewManagedConnect {
+                provider: provider.clone(),
+                agent: body.agent.or(body.delegated_agent_id),
+                user_token,
+                requested_ttl_seconds: body.requested_ttl_seconds,
+                allowed_origin: body.allowed_origin,
+                return_url: body.return_url,
+                delegable,
+                label: body.requested_grant.map(|g| g.label),
+                lifetime: body
+                    .grant_policy
+                    .map(super::grants::policy_input)
+                    .unwrap_or_default(),
+                direct: body.direct.unwrap_or(false),
+                repair_grant_id: body.repair_grant_id,
+            },
+        )
+        .await?;
+    let session = &created.created.session;
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(ManagedConnectSessionResponse {
+            session_token: created.created.session_token.expose_secret().to_owned(),
+            connect_url: format!(
+                "{}/connect/{}",
+                state.public_url,
+                created.created.page_token.expose_secret()
+            ),
+            expires_in: SESSION_TTL_SECONDS,
+            expires_at: session.expires_at.to_rfc3339(),
+            delegable_requested: delegable,
+            path: created.path.map(|p| {
+                match p {
+                    ManagedPath::FastPath => "fast_path",
+                    ManagedPath::KeyEntry => "key_entry",
+                    ManagedPath::Repair => "repair",
+                }
+                .to_owned()
+            }),
+            existing_grant_id: created.existing_grant_id.map(|g| g.to_string()),
+            direct: session.settings.direct,
+            secret_slug: Some(created.secret_slug),
+            template_slug: None,
+            agent_id: created.agent_id.map(|a| a.to_string()),
         }),
     ))
 }
@@ -275,6 +354,9 @@ pub async fn callback(
                 ),
             )
         }
+        CallbackResult::SignedIn { .. } => {
+            Redirect::to(&format!("{}/connect/resume", state.public_url)).into_response()
+        }
         CallbackResult::Declined { session, over } => {
             if over && let Some(url) = &session.settings.return_url {
                 return Redirect::to(&with_query(
@@ -321,6 +403,17 @@ fn provider_list(token: &str, view: &PageView) -> Page {
             pages::escape(agent)
         ));
     }
+    if view.session.settings.managed.is_some() {
+        body.push_str(&format!(
+            "<p>First, sign in as yourself: this link is for one person.</p>\
+             <form method=\"post\" action=\"{action}\">\
+             <input type=\"hidden\" name=\"provider\" value=\"{SIGN_IN_ATTEMPT}\">\
+             <button type=\"submit\">Sign in to continue</button></form>",
+            action = pages::escape(&format!("./{token}")),
+        ));
+        return Page::new(StatusCode::OK, "Give access", body)
+            .form_targets(view.sign_in_origin.clone().into_iter().collect());
+    }
     body.push_str("<ul class=\"providers\">");
     for provider in &view.providers {
         body.push_str(&format!(
@@ -340,6 +433,97 @@ fn provider_list(token: &str, view: &PageView) -> Page {
         .map(|u| u.origin().ascii_serialization())
         .collect::<Vec<_>>();
     Page::new(StatusCode::OK, "Connect an account", body).form_targets(origins)
+}
+
+/// `GET /connect/resume`: a managed-secret session's page after its user signed in, found by
+/// the browser's cookie: the key to enter, or the access to confirm.
+pub async fn resume(State(state): State<AppState>, headers: axum::http::HeaderMap) -> Response {
+    let Some(browser) = browser_cookie(&headers) else {
+        return over_page(&alter_core::Error::NotFound(
+            alter_core::Entity::ConnectSession,
+        ));
+    };
+    match state.vault.resume_page(&browser).await {
+        Ok(view) => resume_form(&view).into_response(),
+        Err(error) => over_page(&error),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct KeyForm {
+    #[serde(default)]
+    value: Option<String>,
+}
+
+/// `POST /connect/resume`: the user's key or confirmation. The cookie is `SameSite=Lax`, so
+/// another site cannot post here for the user.
+pub async fn submit(
+    State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
+    Form(form): Form<KeyForm>,
+) -> Response {
+    let Some(browser) = browser_cookie(&headers) else {
+        return over_page(&alter_core::Error::NotFound(
+            alter_core::Entity::ConnectSession,
+        ));
+    };
+    let value = form
+        .value
+        .map(|v| alter_crypto::SecretString::from(v.trim().to_owned()));
+    match state.vault.submit_managed(&browser, value).await {
+        Ok(outcome) => {
+            if let Some(url) = &outcome.session.settings.return_url {
+                let grant = outcome.grant_id.to_string();
+                return Redirect::to(&with_query(
+                    url,
+                    &[("status", "success"), ("grant_id", &grant)],
+                ))
+                .into_response();
+            }
+            pages::message(
+                StatusCode::OK,
+                "Done",
+                "Your access is saved. You can close this window and return to the app.",
+            )
+        }
+        Err(error) => over_page(&error),
+    }
+}
+
+/// The form of a signed-in managed-secret session.
+fn resume_form(view: &ResumeView) -> Page {
+    let secret = pages::escape(&view.secret_name);
+    let mut body = format!(
+        "<p><strong>{app}</strong> asks for access to your <strong>{secret}</strong> account.</p>",
+        app = pages::escape(&view.app_name),
+    );
+    if let Some(agent) = &view.agent_name {
+        body.push_str(&format!(
+            "<p>The agent <strong>{}</strong> will be able to use it on your behalf. You can \
+             revoke that at any time.</p>",
+            pages::escape(agent)
+        ));
+    }
+    let path = view
+        .session
+        .settings
+        .managed
+        .as_ref()
+        .map(|m| m.path)
+        .unwrap_or(ManagedPath::KeyEntry);
+    match path {
+        ManagedPath::FastPath => body.push_str(
+            "<form method=\"post\" action=\"resume\"><p>You already have access; nothing new \
+             is stored.</p><button type=\"submit\">Confirm</button></form>",
+        ),
+        ManagedPath::KeyEntry | ManagedPath::Repair => body.push_str(&format!(
+            "<form method=\"post\" action=\"resume\"><p><label for=\"value\">Your {secret} key\
+             </label><br><input id=\"value\" name=\"value\" type=\"password\" \
+             autocomplete=\"off\" required maxlength=\"8192\"></p>\
+             <button type=\"submit\">Save</button></form>"
+        )),
+    }
+    Page::new(StatusCode::OK, "Give access", body)
 }
 
 /// The page of a session that is over or unknown.

@@ -123,7 +123,7 @@ pub async fn create_agent_self_grant(
     Ok(created_grant(&grant))
 }
 
-fn policy_input(body: GrantPolicyBody) -> LifetimeInput {
+pub(super) fn policy_input(body: GrantPolicyBody) -> LifetimeInput {
     LifetimeInput {
         expires_at: body.expires_at,
         max_ttl_seconds: body.max_ttl_seconds,

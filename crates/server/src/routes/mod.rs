@@ -119,6 +119,7 @@ sdk_routes! {
     GET "/sdk/oauth/provider-catalog" => providers::connectable, Some("providers:read");
     POST "/sdk/oauth/connect/session" => connect::create_session, Some("connect:initiate");
     POST "/sdk/oauth/connect/session/poll" => connect::poll_session, Some("connect:initiate");
+    POST "/sdk/managed-secrets/connect/session" => connect::create_managed_session, Some("connect:initiate");
     GET "/sdk/provider-specs" => provider_specs::list, Some("providers:read");
     GET "/sdk/provider-specs/{kind}/{provider_id}" => provider_specs::get, Some("providers:read");
     GET "/sdk/provider-specs/{kind}/{provider_id}/operations" => provider_specs::operations, Some("providers:read");
@@ -153,6 +154,10 @@ pub fn router(state: AppState, base_path: &str) -> Router {
             admin::router().method_not_allowed_fallback(method_not_allowed),
         )
         .nest("/user/v1/apps/{app}", user)
+        .route(
+            "/connect/resume",
+            get(connect::resume).post(connect::submit),
+        )
         .route("/connect/{token}", get(connect::page).post(connect::pick))
         .route("/oauth/callback", get(connect::callback))
         .route("/assets/alter.css", get(crate::pages::stylesheet))

@@ -53,7 +53,12 @@ pub fn grant_item(view: &GrantView, now: Timestamp) -> GrantItem {
         delegable: grant.delegable,
     };
     match grant.credential {
-        CredentialRef::ManagedSecret(_) => {
+        CredentialRef::ManagedSecret(_) | CredentialRef::UserSecret { .. } => {
+            // A user's own key is listed under its secret, as the user's credential.
+            let (kind, own_key) = match grant.credential.user_secret_id() {
+                Some(key) => ("end_user", Some(key.to_string())),
+                None => ("developer", None),
+            };
             let (slug, name, secret_id) = match &view.credential {
                 Some(CredentialSummary::ManagedSecret(s)) => {
                     (s.slug.clone(), s.name.clone(), s.id.to_string())
@@ -75,8 +80,8 @@ pub fn grant_item(view: &GrantView, now: Timestamp) -> GrantItem {
                 agent_id: grant.agent_id().map(|a| a.to_string()),
                 grant_policy: Some(policy(grant)),
                 delegated_at: delegation.then(|| grant.created_at.to_rfc3339()),
-                credential_id: (!secret_id.is_empty()).then_some(secret_id),
-                credential_kind: Some("developer".into()),
+                credential_id: own_key.or((!secret_id.is_empty()).then_some(secret_id)),
+                credential_kind: Some(kind.into()),
                 app_user_id: app_user,
                 external_group_id: group,
             })
@@ -143,6 +148,7 @@ pub fn grant_info(view: &GrantView, now: Timestamp) -> GrantInfo {
         credential_id: Some(match grant.credential {
             CredentialRef::ManagedSecret(id) => id.to_string(),
             CredentialRef::Connection(id) => id.to_string(),
+            CredentialRef::UserSecret { key, .. } => key.to_string(),
         }),
         grant_policy: Some(policy(grant)),
     }

@@ -16,6 +16,7 @@ mod isolation;
 mod keys;
 mod leaks;
 mod limits;
+mod managed_connect;
 mod oauth_client;
 mod oauth_peer;
 mod provider_specs;

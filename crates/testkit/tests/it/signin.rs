@@ -33,10 +33,15 @@ pub(crate) async fn signin_world(
     server: &TestServer,
     name: &str,
 ) -> (OAuthPeer, TestApp, SecretInfo) {
-    let peer = OAuthPeer::start(PeerOptions::new(format!(
-        "{}/auth/callback",
-        server.base_url()
-    )))
+    // Sign-in comes back to /auth/callback; a managed-secret Connect page's sign-in to
+    // /oauth/callback.
+    let peer = OAuthPeer::start(PeerOptions {
+        redirect_uris: vec![
+            format!("{}/auth/callback", server.base_url()),
+            format!("{}/oauth/callback", server.base_url()),
+        ],
+        ..PeerOptions::new(format!("{}/auth/callback", server.base_url()))
+    })
     .await;
     let app = server.new_app(name).await;
     let admin = server.admin();
@@ -136,6 +141,32 @@ impl SignInWorld {
             .await
             .redirect
     }
+}
+
+/// A user token of `alice` for the app of `key`, from a whole sign-in at the peer.
+pub(crate) async fn user_token_by_sign_in(
+    server: &TestServer,
+    peer: &OAuthPeer,
+    key: &str,
+) -> String {
+    let created = post(server, key, "/sdk/auth/session", json!({})).await;
+    assert_eq!(created.status, 201, "{}", created.json);
+    let auth_url = Url::parse(created.json["auth_url"].as_str().unwrap()).unwrap();
+    let browser = peer.browser();
+    let back = peer
+        .authorize(&browser, auth_url, Pages::LoginAndConsent)
+        .await
+        .redirect;
+    assert_eq!(follow(&back).await.0, StatusCode::OK);
+    let polled = post(
+        server,
+        key,
+        "/sdk/auth/poll",
+        json!({ "session_token": created.json["session_token"] }),
+    )
+    .await;
+    assert_eq!(polled.json["status"], "completed", "{}", polled.json);
+    polled.json["user_token"].as_str().unwrap().to_owned()
 }
 
 async fn post(server: &TestServer, key: &str, path: &str, body: Value) -> RawResponse {
