@@ -15,12 +15,22 @@ PEER_DIR = Path(__file__).resolve().parents[1] / "oauth-peer"
 
 
 class OAuthPeer:
-    def __init__(self, redirect_uri: str, *, rotate: bool = True, access_ttl: int = 60) -> None:
+    def __init__(
+        self,
+        redirect_uri: str | list[str],
+        *,
+        rotate: bool = True,
+        access_ttl: int = 60,
+        client_id: str = "alter-test",
+        client_secret: str = "alter-test-secret",
+        password: str = "alice-password",
+    ) -> None:
         if not (PEER_DIR / "node_modules" / "oidc-provider").is_dir():
             raise RuntimeError(f"oidc-provider is not installed: run `npm ci` in {PEER_DIR}")
-        self.client_id = "alter-test"
-        self.client_secret = "alter-test-secret"
-        self.password = "alice-password"
+        redirect_uris = [redirect_uri] if isinstance(redirect_uri, str) else redirect_uri
+        self.client_id = client_id
+        self.client_secret = client_secret
+        self.password = password
         self.process = subprocess.Popen(
             ["node", "server.mjs"],
             cwd=PEER_DIR,
@@ -28,7 +38,7 @@ class OAuthPeer:
                 "PATH": __import__("os").environ.get("PATH", ""),
                 "PEER_CLIENT_ID": self.client_id,
                 "PEER_CLIENT_SECRET": self.client_secret,
-                "PEER_REDIRECT_URIS": redirect_uri,
+                "PEER_REDIRECT_URIS": ",".join(redirect_uris),
                 "PEER_ROTATE_REFRESH": "1" if rotate else "0",
                 "PEER_ACCESS_TTL": str(access_ttl),
                 "PEER_PASSWORD": self.password,
@@ -45,7 +55,6 @@ class OAuthPeer:
             raise RuntimeError("the OAuth peer exited before it was ready")
         threading.Thread(target=self.process.stdout.read, daemon=True).start()
         self.issuer = json.loads(line)["issuer"]
-        self.redirect_uri = redirect_uri
 
     def url(self, path: str) -> str:
         return f"{self.issuer}{path}"
@@ -98,6 +107,36 @@ class OAuthPeer:
             )
             assert consent.status_code == 200 and 'id="allow"' in consent.text, consent.text
             return browser.post(f"{consent.url}/confirm")
+
+    def configure_as_identity_provider(self, server) -> None:
+        """Makes this peer the app's identity provider, with sign-in through its client."""
+        jwks_uri = httpx.get(self.url("/.well-known/openid-configuration"), timeout=10).json()[
+            "jwks_uri"
+        ]
+        response = server.admin(
+            "PUT",
+            f"/apps/{server.app_id}/idp",
+            json={"issuer": self.issuer, "audiences": [self.client_id], "jwks_url": jwks_uri},
+        )
+        assert response.status_code == 200, response.text
+        response = server.admin(
+            "PUT",
+            f"/apps/{server.app_id}/idp/sign-in",
+            json={"client_id": self.client_id, "client_secret": self.client_secret},
+        )
+        assert response.status_code == 200, response.text
+        assert response.json()["not_ready"] is None
+
+    def sign_in(self, browser: httpx.Client, auth_url: str) -> httpx.Response:
+        """Plays the user in `browser` (which follows redirects): login and consent at this
+        peer, then the redirect back wherever the authorization asked."""
+        login = browser.get(auth_url)
+        assert login.status_code == 200 and "/interaction/" in str(login.url), login.text
+        consent = browser.post(
+            f"{login.url}/login", data={"login": "alice", "password": self.password}
+        )
+        assert consent.status_code == 200 and 'id="allow"' in consent.text, consent.text
+        return browser.post(f"{consent.url}/confirm")
 
     def stop(self) -> None:
         self.process.terminate()

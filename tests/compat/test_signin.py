@@ -8,9 +8,6 @@ token → `verify_user_token` names the user, and the token works as a `UserPrin
 
 from __future__ import annotations
 
-import json
-import subprocess
-from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
@@ -23,78 +20,35 @@ from alter_sdk import (
     verify_identity_assertion,
 )
 
+from oauth_peer import OAuthPeer
 from scenario import run
 
-PEER_DIR = Path(__file__).resolve().parent.parent / "oauth-peer"
 CLIENT_ID = "alter-compat"
 CLIENT_SECRET = "alter-compat-secret-7f3a"
 PASSWORD = "alice-compat-password"
 
 
-class Peer:
-    """The OAuth peer for one test: its only client redirects to the server's callback."""
-
-    def __init__(self, redirect_uri: str) -> None:
-        if not (PEER_DIR / "node_modules" / "oidc-provider").is_dir():
-            pytest.fail(f"run `npm ci --ignore-scripts` in {PEER_DIR} (scripts/test does it)")
-        self.process = subprocess.Popen(
-            ["node", "server.mjs"],
-            cwd=PEER_DIR,
-            env={
-                "PATH": "/usr/local/bin:/usr/bin:/bin",
-                "PEER_CLIENT_ID": CLIENT_ID,
-                "PEER_CLIENT_SECRET": CLIENT_SECRET,
-                "PEER_REDIRECT_URIS": redirect_uri,
-                "PEER_ROTATE_REFRESH": "1",
-                "PEER_ACCESS_TTL": "60",
-                "PEER_PASSWORD": PASSWORD,
-            },
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        self.issuer = json.loads(self.process.stdout.readline())["issuer"]
-
-    def stop(self) -> None:
-        self.process.kill()
-        self.process.wait()
-
-
 @pytest.fixture
 def peer(server):
-    running = Peer(f"{server.base_url}/auth/callback")
+    running = OAuthPeer(
+        f"{server.base_url}/auth/callback",
+        client_id=CLIENT_ID,
+        client_secret=CLIENT_SECRET,
+        password=PASSWORD,
+    )
     yield running
     running.stop()
 
 
-def configure_sign_in(server, peer: Peer) -> None:
-    jwks_uri = httpx.get(f"{peer.issuer}/.well-known/openid-configuration").json()["jwks_uri"]
-    response = server.admin(
-        "PUT",
-        f"/apps/{server.app_id}/idp",
-        json={"issuer": peer.issuer, "audiences": [CLIENT_ID], "jwks_url": jwks_uri},
-    )
-    assert response.status_code == 200, response.text
-    response = server.admin(
-        "PUT",
-        f"/apps/{server.app_id}/idp/sign-in",
-        json={"client_id": CLIENT_ID, "client_secret": CLIENT_SECRET},
-    )
-    assert response.status_code == 200, response.text
-    assert response.json()["not_ready"] is None
+def configure_sign_in(server, peer: OAuthPeer) -> None:
+    peer.configure_as_identity_provider(server)
 
 
-def sign_in_at_the_idp(auth_url: str, server_url: str) -> httpx.Response:
+def sign_in_at_the_idp(peer: OAuthPeer, auth_url: str, server_url: str) -> httpx.Response:
     """Plays the user's browser: login, consent, and the redirect back to the server's
     callback page."""
     with httpx.Client(follow_redirects=True, timeout=30) as browser:
-        login = browser.get(auth_url)
-        assert login.status_code == 200 and "/interaction/" in str(login.url), login.text
-        consent = browser.post(
-            f"{login.url}/login", data={"login": "alice", "password": PASSWORD}
-        )
-        assert consent.status_code == 200 and 'id="allow"' in consent.text, consent.text
-        done = browser.post(f"{consent.url}/confirm")
+        done = peer.sign_in(browser, auth_url)
         assert str(done.url).startswith(f"{server_url}/auth/callback")
         return done
 
@@ -112,7 +66,7 @@ def test_a_user_signs_in_through_the_official_client(server, peer):
         assert query["state"][0] != session.session_token
         assert query["code_challenge_method"] == ["S256"]
 
-        page = sign_in_at_the_idp(session.auth_url, server.base_url)
+        page = sign_in_at_the_idp(peer, session.auth_url, server.base_url)
         assert page.status_code == 200 and "You are signed in" in page.text
         assert page.headers["x-frame-options"] == "DENY"
         assert "unsafe-inline" not in page.headers["content-security-policy"]
