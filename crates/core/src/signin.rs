@@ -427,6 +427,11 @@ impl Vault {
         endpoints
             .extra_authorize_params
             .insert("nonce".into(), nonce);
+        // A sign-in link carried to another browser must not complete silently on that
+        // browser's IdP session: the person at it signs in.
+        endpoints
+            .extra_authorize_params
+            .insert("prompt".into(), "login".into());
         Ok(StartedSignIn {
             session_token,
             state,
@@ -635,6 +640,10 @@ impl Vault {
         caller: &Caller,
         session_token: &str,
     ) -> Result<AuthPoll> {
+        // Sign-in is the app's (agents do not start one, and do not collect its token).
+        if caller.is_agent() {
+            return Err(Error::AgentsCannotSignIn);
+        }
         if session_token.is_empty() || session_token.len() > 256 {
             return Ok(AuthPoll::Expired);
         }

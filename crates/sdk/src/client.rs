@@ -376,6 +376,18 @@ macro_rules! shared_surface {
                 connect::connect(&self.transport, providers, options).await
             }
 
+            /// A managed-secret Connect session (`create_managed_secret_connect_session`): the
+            /// user the options' token names signs in on the vault's page, then enters their
+            /// own key for the secret, replaces it, or shares the access they hold with the
+            /// agent. An agent's own key is told neither the path nor the grant it uses.
+            pub async fn create_managed_secret_connect_session(
+                &self,
+                options: crate::managed_connect::ManagedConnectOptions,
+            ) -> Result<crate::managed_connect::ManagedConnectSession, Error> {
+                crate::managed_connect::create_managed_connect_session(&self.transport, options)
+                    .await
+            }
+
             /// A Connect session that fixes what `error` reported: a
             /// [`Error::CredentialRevoked`] repairs its grant in place (or reconnects, when
             /// the grant cannot be repaired), a [`Error::NoDelegatedGrant`] or

@@ -114,7 +114,7 @@ impl GrantPolicy {
         self
     }
 
-    fn body(self) -> Result<GrantPolicyBody, Error> {
+    pub(crate) fn body(self) -> Result<GrantPolicyBody, Error> {
         let body = self.body;
         if body
             .expires_at

@@ -18,6 +18,7 @@ pub mod connect;
 pub mod error;
 pub mod grants;
 pub mod identity;
+pub mod managed_connect;
 mod namespaces;
 mod request;
 pub mod signin;
@@ -42,6 +43,7 @@ pub use identity::{
     AssertIdentity, IdentityAssertion, IdentityContext, ResolveIdentity, TrustedIssuer,
     VerifiedIdentity, verify_identity_assertion,
 };
+pub use managed_connect::{ManagedConnectOptions, ManagedConnectSession};
 pub use namespaces::{Keys, ProviderSpecs, Scopes};
 pub use request::ProviderRequest;
 pub use signin::{AuthResult, AuthSession, AuthenticateOptions};

@@ -169,7 +169,7 @@ impl Vault {
             .spec_provider(app_id, import.kind, &import.provider_id)
             .await?;
         let source_url = import.source_url.map(validate_source_url).transpose()?;
-        let document = openapi::parse(&import.document)?;
+        let document = parse_aside(import.document.clone()).await?;
         let content_hash = hex::encode(Sha256::digest(&import.document));
         let existing = self
             .store()
@@ -382,6 +382,21 @@ fn spec_event(spec: &ProviderSpec, action: &str, at: Timestamp) -> AuditEvent {
             id: format!("{}/{}", spec.kind.as_str(), spec.provider_id),
         },
     )
+}
+
+/// Documents parsed at once, per process: parsing is CPU work an operator starts, and several
+/// large imports must not take every worker.
+static PARSING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
+
+/// Parses `document` on a blocking thread (never on the request workers), one at a time.
+async fn parse_aside(document: Vec<u8>) -> Result<openapi::Document> {
+    let _turn = PARSING
+        .acquire()
+        .await
+        .map_err(|_| Error::Invalid("the document cannot be read now".into()))?;
+    tokio::task::spawn_blocking(move || openapi::parse(&document))
+        .await
+        .map_err(|_| Error::Invalid("the document could not be read".into()))?
 }
 
 #[cfg(test)]

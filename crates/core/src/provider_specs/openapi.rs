@@ -77,6 +77,11 @@ pub fn parse(bytes: &[u8]) -> Result<Document> {
     })?;
     let text = std::str::from_utf8(bytes)
         .map_err(|_| Error::Invalid("the document is not UTF-8 text".into()))?;
+    // Refused before any parser sees it: a deeply nested document costs the YAML parser time
+    // worse than quadratic in its depth.
+    ensure(nesting(text) <= MAX_DOCUMENT_DEPTH, || {
+        format!("the document nests deeper than {MAX_DOCUMENT_DEPTH} levels")
+    })?;
     let root: Value = if text.trim_start().starts_with('{') {
         serde_json::from_str(text)
             .map_err(|e| Error::Invalid(format!("the document is not valid JSON: {e}")))?
@@ -85,6 +90,31 @@ pub fn parse(bytes: &[u8]) -> Result<Document> {
             .map_err(|e| Error::Invalid(format!("the document is not valid YAML: {e}")))?
     };
     read(&root)
+}
+
+/// How deep the text nests, read without parsing: brackets and braces (JSON, YAML flow style)
+/// and, for YAML block style, indentation in steps of at least two spaces. Over-counts rather
+/// than under-counts (brackets inside strings count too).
+fn nesting(text: &str) -> usize {
+    let mut deepest = 0;
+    let mut open: usize = 0;
+    for c in text.chars() {
+        match c {
+            '[' | '{' => {
+                open += 1;
+                deepest = deepest.max(open);
+            }
+            ']' | '}' => open = open.saturating_sub(1),
+            _ => {}
+        }
+    }
+    let indented = text
+        .lines()
+        .map(|line| line.len() - line.trim_start_matches([' ', '-']).len())
+        .max()
+        .unwrap_or(0)
+        / 2;
+    deepest.max(indented)
 }
 
 fn read(root: &Value) -> Result<Document> {
@@ -277,6 +307,9 @@ impl<'a> Resolver<'a> {
         own: Option<&'a Value>,
     ) -> Option<Vec<Value>> {
         let mut out: Vec<Value> = Vec::new();
+        // Where each (name, in) sits in `out`: a linear search per parameter would make a
+        // document with many parameters cost quadratic time.
+        let mut at: std::collections::HashMap<(String, String), usize> = Default::default();
         for list in [shared, own].into_iter().flatten() {
             let Value::Array(items) = list else { continue };
             for item in items {
@@ -285,10 +318,20 @@ impl<'a> Resolver<'a> {
                 if !param.is_object() {
                     continue;
                 }
-                let key = |p: &Value| (p.get("name").cloned(), p.get("in").cloned());
-                match out.iter_mut().find(|p| key(p) == key(&param)) {
-                    Some(existing) if param.get("name").is_some() => *existing = param,
-                    _ => out.push(param),
+                let text =
+                    |field: &str| param.get(field).map(|v| v.to_string()).unwrap_or_default();
+                match param.get("name") {
+                    Some(_) => {
+                        let key = (text("name"), text("in"));
+                        match at.get(&key) {
+                            Some(&i) => out[i] = param,
+                            None => {
+                                at.insert(key, out.len());
+                                out.push(param);
+                            }
+                        }
+                    }
+                    None => out.push(param),
                 }
             }
         }

@@ -73,7 +73,7 @@ impl Vault {
                 .expires_at
                 .or(grant.expires_at)
                 .map(|end| now.seconds_until(end).max(0)),
-            scope_mismatch: grant.scope_mismatch,
+            scope_mismatch: grant.scope_mismatch || injection.scopes_short,
             provider_id: credential.provider_id().to_owned(),
             release_id,
             injection,

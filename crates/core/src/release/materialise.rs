@@ -77,6 +77,8 @@ pub struct CredentialInjection {
     pub scopes: Vec<String>,
     /// The token was refreshed for this release.
     pub refreshed: bool,
+    /// The token lacks scopes the credential's configuration now requires.
+    pub scopes_short: bool,
 }
 
 impl CredentialInjection {
@@ -91,6 +93,7 @@ impl CredentialInjection {
             expires_at: None,
             scopes: Vec::new(),
             refreshed: false,
+            scopes_short: false,
         }
     }
 
@@ -124,14 +127,23 @@ impl Vault {
         let fresh = self.fresh_tokens(grant, connection.clone()).await?;
         // Headers every call to the provider's API needs (`Notion-Version`…), as extra
         // injections: the caller does not have to know them.
-        let api_headers = self
+        let provider = self
             .store()
             .get_provider(connection.app_id, &connection.provider_id)
-            .await?
+            .await?;
+        // An operator who since requires more scopes than the grant holds: the client is told
+        // (`scope_mismatch`), and a provider 403 then asks the user to reconnect.
+        let scopes_short = provider.as_ref().is_some_and(|p| {
+            p.scopes
+                .iter()
+                .any(|required| !fresh.connection.scopes.contains(required))
+        });
+        let api_headers = provider
             .map(|provider| provider.endpoints.api_headers)
             .unwrap_or_default();
         let (extra_values, extra_injections) = header_injections(api_headers);
         Ok(CredentialInjection {
+            scopes_short,
             expires_at: fresh.connection.access_expires_at,
             scopes: fresh.connection.scopes,
             refreshed: fresh.refreshed,

@@ -21,7 +21,7 @@ const MAX_USER_TOKEN_LEN: usize = 8192;
 /// `POST /sdk/identity/resolve`.
 pub async fn resolve(
     State(state): State<AppState>,
-    Authed(caller, ..): Authed<need::Signed>,
+    Authed(caller, ..): Authed<need::IdpUsersRead>,
     Json(body): Json<IdentityRequest>,
 ) -> ApiResult<axum::Json<IdentityContext>> {
     if body.audience.is_some() || body.ttl_seconds.is_some() {
@@ -38,7 +38,7 @@ pub async fn resolve(
 /// `POST /sdk/identity/assert`.
 pub async fn assert(
     State(state): State<AppState>,
-    Authed(caller, ..): Authed<need::Signed>,
+    Authed(caller, ..): Authed<need::IdpUsersRead>,
     Json(body): Json<IdentityRequest>,
 ) -> ApiResult<axum::Json<IdentityAssertion>> {
     let include_profile = body.include_profile;

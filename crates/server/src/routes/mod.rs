@@ -129,9 +129,9 @@ sdk_routes! {
     POST "/sdk/grants/{id}/report-scope-mismatch" => token::scope_mismatch, Some("tokens:retrieve"), or "audit:emit";
     POST "/sdk/auth/session" => signin::create_session, Some("idp_users:write");
     POST "/sdk/auth/poll" => signin::poll_session, Some("idp_users:read");
-    POST "/sdk/auth/verify-token" => signin::verify_token, None;
-    POST "/sdk/identity/resolve" => identity::resolve, None;
-    POST "/sdk/identity/assert" => identity::assert, None;
+    POST "/sdk/auth/verify-token" => signin::verify_token, Some("idp_users:read");
+    POST "/sdk/identity/resolve" => identity::resolve, Some("idp_users:read");
+    POST "/sdk/identity/assert" => identity::assert, Some("idp_users:read");
 }
 
 /// The whole application, mounted under `base_path`.

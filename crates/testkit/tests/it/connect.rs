@@ -35,40 +35,41 @@ pub(crate) async fn setup(server: TestServer, rotate: bool) -> Setup {
     Setup { server, app, peer }
 }
 
+/// The admin request that configures the peer as `acme`.
+fn provider_config(peer: &OAuthPeer) -> ConfigureProviderRequest {
+    ConfigureProviderRequest {
+        display_name: Some("Acme Files".into()),
+        client_id: peer.client_id().into(),
+        client_secret: Some(peer.client_secret().into()),
+        scopes: Some(vec!["openid".into(), "files.read".into()]),
+        endpoints: Some(EndpointsBody {
+            issuer: Some(peer.issuer().into()),
+            authorize_url: Some(peer.url("/auth")),
+            token_url: Some(peer.url("/token")),
+            revoke_url: Some(peer.url("/token/revocation")),
+            refresh: Some(
+                if peer.options().rotate_refresh {
+                    "rotating"
+                } else {
+                    "non_rotating"
+                }
+                .into(),
+            ),
+            account: Some(AccountSourceBody::IdToken {
+                claim: "sub".into(),
+            }),
+            api_headers: Some([("X-Acme-Version".to_owned(), "2026-01".to_owned())].into()),
+            ..EndpointsBody::default()
+        }),
+        params: None,
+        expected_version: None,
+    }
+}
+
 pub(crate) async fn configure(server: &TestServer, app: &TestApp, peer: &OAuthPeer) {
     server
         .admin()
-        .configure_provider(
-            &app.info.id,
-            PROVIDER,
-            &ConfigureProviderRequest {
-                display_name: Some("Acme Files".into()),
-                client_id: peer.client_id().into(),
-                client_secret: Some(peer.client_secret().into()),
-                scopes: Some(vec!["openid".into(), "files.read".into()]),
-                endpoints: Some(EndpointsBody {
-                    issuer: Some(peer.issuer().into()),
-                    authorize_url: Some(peer.url("/auth")),
-                    token_url: Some(peer.url("/token")),
-                    revoke_url: Some(peer.url("/token/revocation")),
-                    refresh: Some(
-                        if peer.options().rotate_refresh {
-                            "rotating"
-                        } else {
-                            "non_rotating"
-                        }
-                        .into(),
-                    ),
-                    account: Some(AccountSourceBody::IdToken {
-                        claim: "sub".into(),
-                    }),
-                    api_headers: Some([("X-Acme-Version".to_owned(), "2026-01".to_owned())].into()),
-                    ..EndpointsBody::default()
-                }),
-                params: None,
-                expected_version: None,
-            },
-        )
+        .configure_provider(&app.info.id, PROVIDER, &provider_config(peer))
         .await
         .unwrap();
 }
@@ -282,6 +283,24 @@ async fn a_connected_account_is_released_refreshed_once_per_expiry_and_revoked_u
         assert_eq!(item["account_identifier"], "alice");
         assert_eq!(item["principal_type"], "system");
         assert_eq!(listed.json["total"], 1);
+
+        // An operator who now requires more scopes than the grant holds: the release says so.
+        assert_eq!(s.release().await.json["scope_mismatch"], false);
+        let mut widened = provider_config(&s.peer);
+        widened.scopes = Some(vec![
+            "openid".into(),
+            "files.read".into(),
+            "files.write".into(),
+        ]);
+        widened.client_secret = None;
+        s.server
+            .admin()
+            .configure_provider(&s.app.info.id, PROVIDER, &widened)
+            .await
+            .unwrap();
+        assert_eq!(s.release().await.json["scope_mismatch"], true);
+        configure(&s.server, &s.app, &s.peer).await;
+        assert_eq!(s.release().await.json["scope_mismatch"], false);
 
         // Past the access token's expiry (as the vault reads the time), the next release
         // refreshes, once; the one after uses the stored result.

@@ -173,9 +173,29 @@ async fn a_signed_in_user_enters_their_key_repairs_it_and_shares_it_with_an_agen
         assert_eq!(item["principal_type"], "user");
 
         // A second session finds the access: the fast path. A repair replaces the key in place.
-        let again = w.create(&key, json!({})).await;
-        assert_eq!(again.json["path"], "fast_path");
-        assert_eq!(again.json["existing_grant_id"], grant_id);
+        // (Through the Rust SDK, which checks the answer as the official client does.)
+        let again = w
+            .server
+            .app(&key)
+            .create_managed_secret_connect_session(alter_sdk::ManagedConnectOptions::new(
+                w.slug.clone(),
+                w.alice.clone(),
+            ))
+            .await
+            .unwrap();
+        assert_eq!(again.path.as_deref(), Some("fast_path"));
+        assert_eq!(again.existing_grant_id.as_deref(), Some(grant_id.as_str()));
+        assert_eq!(again.secret_slug.as_deref(), Some(w.slug.as_str()));
+        let refused = w
+            .server
+            .app(&key)
+            .create_managed_secret_connect_session(alter_sdk::ManagedConnectOptions::new(
+                "Not A Slug",
+                w.alice.clone(),
+            ))
+            .await
+            .unwrap_err();
+        assert_eq!(refused.exception_name(), "AlterValueError");
         let repair = w.create(&key, json!({ "repair_grant_id": grant_id })).await;
         assert_eq!(repair.json["path"], "repair", "{}", repair.json);
         assert_eq!(repair.json["direct"], true);
