@@ -7,7 +7,7 @@ use alter_core::connections::revocation::PendingRevocation;
 use alter_core::connections::{Connection, ConnectionStatus, RefreshLease, RefreshedTokens};
 use alter_core::grants::{Grant, Principal};
 use alter_core::ids::{AppId, ConnectionId, GrantId};
-use alter_core::ports::{ConnectionStore, StoreError, StoreResult};
+use alter_core::ports::{ConnectionStore, StoreResult};
 use alter_core::time::Timestamp;
 use async_trait::async_trait;
 use sqlx::AnyConnection;
@@ -138,14 +138,8 @@ impl ConnectionStore for SqlStore {
     ) -> StoreResult<()> {
         let mut tx = self.write.begin().await.map_err(db_error)?;
         insert(&mut tx, connection).await?;
-        let seq = grants::next_seq(&mut tx, grant.app_id).await?;
-        if grants::label_taken(&mut tx, grant).await? {
-            return Err(StoreError::Conflict("sibling_label".into()));
-        }
-        grants::insert(&mut tx, grant, seq).await?;
-        for event in events {
-            chain::append(&mut tx, &self.chain, event).await?;
-        }
+        let events: Vec<&AuditEvent> = events.iter().collect();
+        grants::insert_numbered(&mut tx, &self.chain, grant, &events).await?;
         tx.commit().await.map_err(db_error)
     }
 

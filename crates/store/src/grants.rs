@@ -228,6 +228,26 @@ pub(crate) async fn insert(conn: &mut AnyConnection, grant: &Grant, seq: i64) ->
     Ok(())
 }
 
+/// Stores a new root grant in `conn`'s transaction, numbered after the app's last one, with
+/// its events. [`StoreError::Conflict`]`("sibling_label")` when an active sibling holds the
+/// label.
+pub(crate) async fn insert_numbered(
+    conn: &mut AnyConnection,
+    chain_key: &ChainKey,
+    grant: &Grant,
+    events: &[&AuditEvent],
+) -> StoreResult<()> {
+    let seq = next_seq(&mut *conn, grant.app_id).await?;
+    if label_taken(&mut *conn, grant).await? {
+        return Err(StoreError::Conflict("sibling_label".into()));
+    }
+    insert(&mut *conn, grant, seq).await?;
+    for event in events {
+        chain::append(&mut *conn, chain_key, event).await?;
+    }
+    Ok(())
+}
+
 /// The id of the credential a grant points at, as its column holds it.
 fn credential_column(credential: CredentialRef) -> String {
     match credential {
@@ -474,12 +494,7 @@ impl SqlStore {
 impl GrantStore for SqlStore {
     async fn insert_grant(&self, grant: &Grant, event: &AuditEvent) -> StoreResult<()> {
         let mut tx = self.write.begin().await.map_err(db_error)?;
-        let seq = next_seq(&mut tx, grant.app_id).await?;
-        if label_taken(&mut tx, grant).await? {
-            return Err(StoreError::Conflict("sibling_label".into()));
-        }
-        insert(&mut tx, grant, seq).await?;
-        chain::append(&mut tx, &self.chain, event).await?;
+        insert_numbered(&mut tx, &self.chain, grant, &[event]).await?;
         tx.commit().await.map_err(db_error)
     }
 

@@ -3,13 +3,13 @@
 use alter_core::audit::AuditEvent;
 use alter_core::grants::Grant;
 use alter_core::ids::{AppId, UserSecretId};
-use alter_core::ports::{StoreError, StoreResult, UserSecretStore};
+use alter_core::ports::{StoreResult, UserSecretStore};
 use alter_core::user_secrets::UserSecret;
 use async_trait::async_trait;
 use sqlx::any::AnyRow;
 
 use crate::rows::{fetch_optional, get, id, time};
-use crate::{SqlStore, chain, db_error, grants};
+use crate::{SqlStore, db_error, grants};
 
 const COLUMNS: &str =
     "id, app_id, secret_id, user_id, sealed_value, value_version, set_at, created_at";
@@ -60,14 +60,8 @@ impl UserSecretStore for SqlStore {
             .execute(&mut *tx)
             .await
             .map_err(db_error)?;
-        let seq = grants::next_seq(&mut tx, grant.app_id).await?;
-        if grants::label_taken(&mut tx, grant).await? {
-            return Err(StoreError::Conflict("sibling_label".into()));
-        }
-        grants::insert(&mut tx, grant, seq).await?;
-        for event in events {
-            chain::append(&mut tx, &self.chain, event).await?;
-        }
+        let events: Vec<&AuditEvent> = events.iter().collect();
+        grants::insert_numbered(&mut tx, &self.chain, grant, &events).await?;
         tx.commit().await.map_err(db_error)
     }
 

@@ -21,14 +21,13 @@ use crate::grants::{
     grant_event, lifetime_end,
 };
 use crate::ids::{AgentId, ConnectSessionId, GrantId, UserSecretId};
-use crate::oauth::{Pkce, authorization_url};
 use crate::ports::{CandidateSource, Narrowing, StoreError};
 use crate::scope::Scope;
 use crate::secrets::ManagedSecret;
 use crate::user_secrets::UserSecret;
 use crate::vault::Vault;
 
-use super::service::{SESSION_TTL_SECONDS, StartedAttempt, session_target};
+use super::service::{Authorize, SESSION_TTL_SECONDS, StartedAttempt, session_target};
 use super::{
     ConnectOperation, ConnectOutcome, ConnectSession, ConnectSettings, ConnectedDelegation,
     ConnectedGrant, CreatedSession, ManagedConnect, ManagedPath, SessionStatus,
@@ -287,46 +286,30 @@ impl Vault {
         session: &ConnectSession,
         redirect_uri: &str,
     ) -> Result<StartedAttempt> {
-        let client = self
-            .store()
-            .get_sign_in_client(session.app_id)
+        let client = self.sign_in_client(session.app_id).await?;
+        let (endpoints, _) = self.ready_endpoints(&client)?;
+        self.begin_attempt(
+            session,
+            SIGN_IN_ATTEMPT,
+            Authorize {
+                endpoints: &endpoints,
+                client_id: &client.client_id,
+                scopes: &client.scopes,
+                pkce: true,
+            },
+            redirect_uri,
+        )
+        .await
+    }
+
+    /// The app's sign-in client, ready or not.
+    async fn sign_in_client(&self, app: crate::ids::AppId) -> Result<crate::signin::SignInClient> {
+        self.store()
+            .get_sign_in_client(app)
             .await?
             .ok_or(Error::SignInNotConfigured(
                 crate::signin::SignInGap::MissingClientId,
-            ))?;
-        let (endpoints, _) = self.ready_endpoints(&client)?;
-        let pkce = Pkce::new().map_err(|_| Error::Crypto(alter_crypto::CryptoError::Internal))?;
-        let state = mint_token("")?;
-        let browser = mint_token("")?;
-        let now = self.now();
-        let sealed_verifier = self.seal_verifier(session, now, pkce.verifier())?;
-        let url = authorization_url(
-            &endpoints,
-            &client.client_id,
-            redirect_uri,
-            &client.scopes,
-            state.expose_secret(),
-            Some(&pkce),
-        )
-        .map_err(|e| Error::Invalid(e.to_string()))?;
-        let started = self
-            .store()
-            .start_connect_attempt(
-                session.id,
-                &token_hash(state.expose_secret()),
-                &token_hash(browser.expose_secret()),
-                SIGN_IN_ATTEMPT,
-                &sealed_verifier,
-                now,
-            )
-            .await?;
-        if !started {
-            return Err(Error::ConnectSessionOver(session.status));
-        }
-        Ok(StartedAttempt {
-            url: url.to_string(),
-            browser,
-        })
+            ))
     }
 
     /// The callback of the page's sign-in: the code exchanged at the IdP, the ID token verified
@@ -339,13 +322,7 @@ impl Vault {
         verifier: &str,
         redirect_uri: &str,
     ) -> Result<bool> {
-        let client = self
-            .store()
-            .get_sign_in_client(session.app_id)
-            .await?
-            .ok_or(Error::SignInNotConfigured(
-                crate::signin::SignInGap::MissingClientId,
-            ))?;
+        let client = self.sign_in_client(session.app_id).await?;
         let (endpoints, secret) = self.ready_endpoints(&client)?;
         let secret = SecretString::from(String::from_utf8_lossy(&secret).into_owned());
         let tokens = self

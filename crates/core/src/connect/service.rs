@@ -84,6 +84,15 @@ pub struct PageView {
     pub sign_in_origin: Option<String>,
 }
 
+/// Where and how an attempt authorizes.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Authorize<'a> {
+    pub(super) endpoints: &'a crate::providers::ProviderEndpoints,
+    pub(super) client_id: &'a str,
+    pub(super) scopes: &'a [String],
+    pub(super) pkce: bool,
+}
+
 /// An authorization started from the page.
 #[derive(Debug)]
 pub struct StartedAttempt {
@@ -367,11 +376,6 @@ impl Vault {
             || "this session does not offer that provider".into(),
         )?;
         let provider = self.get_provider(session.app_id, provider_id).await?;
-        let pkce = Pkce::new().map_err(|_| Error::Crypto(alter_crypto::CryptoError::Internal))?;
-        let state = mint_token("")?;
-        let browser = mint_token("")?;
-        let now = self.now();
-        let sealed_verifier = self.seal_verifier(&session, now, pkce.verifier())?;
         let mut scopes = provider.scopes.clone();
         for scope in session
             .settings
@@ -390,13 +394,42 @@ impl Vault {
                 .extra_authorize_params
                 .insert("prompt".into(), "select_account".into());
         }
-        let url = authorization_url(
-            &endpoints,
-            &provider.client_id,
+        self.begin_attempt(
+            &session,
+            provider_id,
+            Authorize {
+                endpoints: &endpoints,
+                client_id: &provider.client_id,
+                scopes: &scopes,
+                pkce: provider.endpoints.pkce,
+            },
             redirect_uri,
-            &scopes,
+        )
+        .await
+    }
+
+    /// Starts an authorization for `session` (replacing any in flight): a fresh state, PKCE
+    /// verifier (sealed to the session) and browser binding, stored under `attempt`. Returns
+    /// where the browser goes and the binding it keeps.
+    pub(super) async fn begin_attempt(
+        &self,
+        session: &ConnectSession,
+        attempt: &str,
+        authorize: Authorize<'_>,
+        redirect_uri: &str,
+    ) -> Result<StartedAttempt> {
+        let pkce = Pkce::new().map_err(|_| Error::Crypto(alter_crypto::CryptoError::Internal))?;
+        let state = mint_token("")?;
+        let browser = mint_token("")?;
+        let now = self.now();
+        let sealed_verifier = self.seal_verifier(session, now, pkce.verifier())?;
+        let url = authorization_url(
+            authorize.endpoints,
+            authorize.client_id,
+            redirect_uri,
+            authorize.scopes,
             state.expose_secret(),
-            provider.endpoints.pkce.then_some(&pkce),
+            authorize.pkce.then_some(&pkce),
         )
         .map_err(|e| Error::Invalid(e.to_string()))?;
         let started = self
@@ -405,7 +438,7 @@ impl Vault {
                 session.id,
                 &token_hash(state.expose_secret()),
                 &token_hash(browser.expose_secret()),
-                provider_id,
+                attempt,
                 &sealed_verifier,
                 now,
             )
