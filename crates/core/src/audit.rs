@@ -34,6 +34,8 @@ pub mod action {
     pub const USER_SIGNED_IN: &str = "user.signed_in";
     /// An identity assertion was signed.
     pub const IDENTITY_ASSERTED: &str = "identity.asserted";
+    /// A completed sign-in's user token was handed to the key that polled for it (once).
+    pub const USER_TOKEN_COLLECTED: &str = "user.token_collected";
     /// A managed secret was created.
     pub const SECRET_CREATED: &str = "secret.created";
     /// A managed secret's value was replaced.

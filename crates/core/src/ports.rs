@@ -719,7 +719,12 @@ pub trait SignInStore: Send + Sync {
     /// false if it is no longer exchanging.
     async fn finish_auth_session(&self, session: &AuthSession) -> StoreResult<bool>;
     /// Moves a completed session to `collected`, erasing its token; false if another poll did.
-    async fn collect_auth_session(&self, id: AuthSessionId, at: Timestamp) -> StoreResult<bool>;
+    async fn collect_auth_session(
+        &self,
+        id: AuthSessionId,
+        at: Timestamp,
+        event: &AuditEvent,
+    ) -> StoreResult<bool>;
     /// Deletes sessions that expired before `before`.
     async fn prune_auth_sessions(&self, before: Timestamp) -> StoreResult<u64>;
     /// The identity-assertion signing keys, oldest first (sealed private keys).

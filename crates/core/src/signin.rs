@@ -677,8 +677,24 @@ impl Vault {
                     ),
                     sealed,
                 )?;
-                // Only the poll that moves it to `collected` hands the token out.
-                if !self.store().collect_auth_session(session.id, now).await? {
+                // Only the poll that moves it to `collected` hands the token out, recorded with
+                // the key that polled.
+                let event = crate::audit::AuditEvent::allow(
+                    session.app_id,
+                    now,
+                    crate::audit::action::USER_TOKEN_COLLECTED,
+                    caller.actor(),
+                    crate::audit::Target {
+                        kind: "user".into(),
+                        id: user_id.to_string(),
+                    },
+                )
+                .with_details(serde_json::json!({ "auth_session_id": session.id }));
+                if !self
+                    .store()
+                    .collect_auth_session(session.id, now, &event)
+                    .await?
+                {
                     return Ok(AuthPoll::Expired);
                 }
                 let user = self

@@ -192,18 +192,19 @@ impl SignInStore for SqlStore {
         Ok(changed == 1)
     }
 
-    async fn collect_auth_session(&self, id: AuthSessionId, at: Timestamp) -> StoreResult<bool> {
-        let changed = sqlx::query(
+    async fn collect_auth_session(
+        &self,
+        id: AuthSessionId,
+        at: Timestamp,
+        event: &AuditEvent,
+    ) -> StoreResult<bool> {
+        let query = sqlx::query(
             "UPDATE auth_sessions SET status = 'collected', sealed_user_token = NULL, \
              updated_at = $1 WHERE id = $2 AND status = 'completed'",
         )
         .bind(at.micros())
-        .bind(id.to_string())
-        .execute(&self.write)
-        .await
-        .map_err(db_error)?
-        .rows_affected();
-        Ok(changed == 1)
+        .bind(id.to_string());
+        self.execute_one_with_event(query, event).await
     }
 
     async fn prune_auth_sessions(&self, before: Timestamp) -> StoreResult<u64> {

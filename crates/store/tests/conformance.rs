@@ -2414,9 +2414,17 @@ async fn a_sign_in_session_is_claimed_once_and_its_token_collected_once() {
             .unwrap();
         assert_eq!(stored, completed);
 
-        assert!(store.collect_auth_session(session.id, t(4)).await.unwrap());
         assert!(
-            !store.collect_auth_session(session.id, t(5)).await.unwrap(),
+            store
+                .collect_auth_session(session.id, t(4), &event(app.id, "user.token_collected"))
+                .await
+                .unwrap()
+        );
+        assert!(
+            !store
+                .collect_auth_session(session.id, t(5), &event(app.id, "user.token_collected"))
+                .await
+                .unwrap(),
             "collected once"
         );
         let collected = store

@@ -335,6 +335,23 @@ async fn a_user_signs_in_and_the_app_gets_a_token_it_can_use_once() {
             .unwrap();
         assert_eq!(signed_in.items.len(), 1);
         assert!(!signed_in.items[0].event.to_string().contains(&user_token));
+        // The hand-out is recorded with the key that collected the token, once.
+        let collected = world
+            .server
+            .admin()
+            .audit_events(
+                &world.app.info.id,
+                &AuditQuery {
+                    action: Some("user.token_collected".into()),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(collected.items.len(), 1);
+        let recorded = collected.items[0].event.to_string();
+        assert!(recorded.contains(&world.app.key.info.id), "{recorded}");
+        assert!(!recorded.contains(&user_token));
 
         // Unknown tokens are expired, not errors.
         assert_eq!(
