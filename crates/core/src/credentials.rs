@@ -132,21 +132,23 @@ impl Credential {
 
     /// What callers name it by (`provider_id`).
     pub fn provider_id(&self) -> &str {
-        match (self, self.secret()) {
-            (_, Some(secret)) => &secret.slug,
-            (Credential::Connection(connection), None) => &connection.provider_id,
-            _ => "",
+        match self {
+            Credential::ManagedSecret(secret)
+            | Credential::UserSecret {
+                template: secret, ..
+            } => &secret.slug,
+            Credential::Connection(connection) => &connection.provider_id,
         }
     }
 
     /// True once the credential was deleted (a revoked connection's tokens are destroyed).
     pub(crate) fn is_deleted(&self) -> bool {
-        match (self, self.secret()) {
-            (_, Some(secret)) => secret.deleted_at.is_some(),
-            (Credential::Connection(connection), None) => {
-                connection.status == ConnectionStatus::Revoked
-            }
-            _ => true,
+        match self {
+            Credential::ManagedSecret(secret)
+            | Credential::UserSecret {
+                template: secret, ..
+            } => secret.deleted_at.is_some(),
+            Credential::Connection(connection) => connection.status == ConnectionStatus::Revoked,
         }
     }
 

@@ -309,15 +309,6 @@ pub trait ConnectionStore: Send + Sync {
         next_at: Timestamp,
         error: &str,
     ) -> StoreResult<()>;
-    /// Revokes a connection with its event, destroying its token material and moving the
-    /// fence so a refresh in flight stores nothing. False if it was revoked already.
-    async fn revoke_connection(
-        &self,
-        app: AppId,
-        id: ConnectionId,
-        at: Timestamp,
-        event: &AuditEvent,
-    ) -> StoreResult<bool>;
 }
 
 /// Connect sessions and the authorization attempt in flight of each.

@@ -449,24 +449,4 @@ impl ConnectionStore for SqlStore {
         .bind(lease.token_version);
         self.execute_one_with_event(query, event).await
     }
-
-    async fn revoke_connection(
-        &self,
-        app: AppId,
-        id: ConnectionId,
-        at: Timestamp,
-        event: &AuditEvent,
-    ) -> StoreResult<bool> {
-        // The fence moves so a refresh in flight cannot store tokens after this.
-        let query = sqlx::query(
-            "UPDATE oauth_connections SET status = 'revoked', updated_at = $1, \
-             refresh_fence = refresh_fence + 1, refresh_lease_until = NULL, sealed_tokens = $2 \
-             WHERE app_id = $3 AND id = $4 AND status <> 'revoked'",
-        )
-        .bind(at.micros())
-        .bind(Vec::<u8>::new())
-        .bind(app.to_string())
-        .bind(id.to_string());
-        self.execute_one_with_event(query, event).await
-    }
 }

@@ -1554,7 +1554,7 @@ async fn providers_are_configured_per_app_under_optimistic_versions() {
                 .unwrap()
         );
         store
-            .revoke_connection(app, connection.id, t(6), &event(app, "connection.revoked"))
+            .retire_connection(app, connection.id, t(6), &event(app, "connection.revoked"))
             .await
             .unwrap();
         assert!(
@@ -1683,7 +1683,7 @@ async fn one_refresh_lease_at_a_time_and_a_lost_lease_never_overwrites() {
             .unwrap();
         assert!(
             store
-                .revoke_connection(
+                .retire_connection(
                     app,
                     connection.id,
                     t(108),
@@ -1714,7 +1714,7 @@ async fn one_refresh_lease_at_a_time_and_a_lost_lease_never_overwrites() {
         );
         assert!(
             !store
-                .revoke_connection(
+                .retire_connection(
                     app,
                     connection.id,
                     t(201),

@@ -43,7 +43,7 @@ impl Vault {
         grant: &Grant,
         connection: Connection,
     ) -> Result<FreshTokens> {
-        let deadline = tokio_deadline(self.settings().refresh_wait_ms);
+        let deadline = deadline_in(self.settings().refresh_wait_ms);
         let mut current = connection;
         loop {
             let now = self.now();
@@ -255,7 +255,7 @@ impl Vault {
     }
 }
 
-fn tokio_deadline(wait_ms: u64) -> std::time::Instant {
+fn deadline_in(wait_ms: u64) -> std::time::Instant {
     std::time::Instant::now() + Duration::from_millis(wait_ms)
 }
 
