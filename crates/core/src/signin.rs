@@ -712,6 +712,34 @@ impl Vault {
         }
     }
 
+    /// Exchanges a claimed session's code at the IdP (with its PKCE verifier); the ID token,
+    /// or `None` when the IdP refused or issued none (the reason is logged, never the code).
+    pub async fn exchange_sign_in_code(
+        &self,
+        claimed: &ClaimedSignIn,
+        code: &str,
+        redirect_uri: &str,
+    ) -> Option<String> {
+        match self
+            .oauth()
+            .exchange_code(
+                &claimed.endpoints,
+                &claimed.client_id,
+                &claimed.client_secret,
+                redirect_uri,
+                code,
+                Some(claimed.verifier.expose_secret()),
+            )
+            .await
+        {
+            Ok(tokens) => tokens.id_token,
+            Err(error) => {
+                tracing::warn!(%error, "sign-in code exchange failed");
+                None
+            }
+        }
+    }
+
     /// Forgets sessions that expired over an hour ago (a poll for one answers `expired` either
     /// way).
     pub async fn prune_auth_sessions(&self) -> Result<u64> {

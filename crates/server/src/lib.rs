@@ -201,8 +201,7 @@ impl Server {
             &settings.master_key,
             settings.clock,
             Arc::new(verifier),
-            // One client (one connection pool) for the vault's OAuth work and sign-in's.
-            Arc::new(oauth.clone()),
+            Arc::new(oauth),
             settings.vault,
         )
         .await
@@ -242,7 +241,6 @@ impl Server {
                 in_progress: Arc::new(Semaphore::new(settings.http.max_concurrent_requests)),
                 public_url,
                 discovery,
-                oauth,
             },
             store,
             base_path: settings.base_path,

@@ -23,8 +23,6 @@ pub struct AppState {
     pub public_url: String,
     /// Reads OAuth providers' discovery documents.
     pub discovery: alter_upstream::OidcDiscovery,
-    /// Talks to token endpoints (end-user sign-in's code exchange).
-    pub oauth: alter_upstream::oauth::OAuthClient,
 }
 
 impl AppState {

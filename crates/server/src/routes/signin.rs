@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use alter_core::Error;
 use alter_core::ids::AppId;
-use alter_core::oauth::OAuthUpstream as _;
 use alter_core::signin::{
     AuthPoll, CallbackRefusal, ConfigureSignIn, SESSION_LIFETIME_SECONDS, SignInClient,
 };
@@ -243,24 +242,10 @@ pub async fn callback(State(state): State<AppState>, RawQuery(query): RawQuery) 
             );
         }
     };
-    let tokens = state
-        .oauth
-        .exchange_code(
-            &claimed.endpoints,
-            &claimed.client_id,
-            &claimed.client_secret,
-            &state.sign_in_redirect_uri(),
-            code,
-            Some(claimed.verifier.expose_secret()),
-        )
+    let id_token = state
+        .vault
+        .exchange_sign_in_code(&claimed, code, &state.sign_in_redirect_uri())
         .await;
-    let id_token = match tokens {
-        Ok(tokens) => tokens.id_token,
-        Err(e) => {
-            tracing::warn!(error = %e, "sign-in code exchange failed");
-            None
-        }
-    };
     let Some(id_token) = id_token else {
         state
             .vault
