@@ -58,6 +58,10 @@ id_kinds! {
     UserSecretId => UserSecretKind, "user secret";
     /// A Connect session (a request for a user's consent at providers).
     ConnectSessionId => ConnectSessionKind, "connect session";
+    /// A policy rule.
+    RuleId => RuleKind, "rule";
+    /// An approval (one gate of a held proxy call).
+    ApprovalId => ApprovalKind, "approval";
     /// An end-user sign-in session.
     AuthSessionId => AuthSessionKind, "sign-in session";
 }

@@ -21,7 +21,7 @@ use crate::ids::{
 use crate::keys::ApiKey;
 use crate::provider_specs::{Operation, OperationSummary, ProviderSpec, PutSpec, SpecKind};
 use crate::providers::OAuthProvider;
-use crate::release::{Authorization, Denial, ReleaseCondition};
+use crate::release::{Authorization, ReleaseCondition, Verdict};
 use crate::secrets::ManagedSecret;
 use crate::signin::{AuthSession, SignInClient};
 use crate::time::Timestamp;
@@ -822,6 +822,6 @@ pub trait TokenVerifier: Send + Sync + std::fmt::Debug {
 /// implements this port too.
 #[async_trait]
 pub trait Authorizer: Send + Sync + std::fmt::Debug {
-    /// Allows the use, or refuses it with the denial to record and answer.
-    async fn authorize(&self, request: &Authorization<'_>) -> Result<(), Denial>;
+    /// Allows the use, holds it for a human, or refuses it with the denial to record and answer.
+    async fn authorize(&self, request: &Authorization<'_>) -> Verdict;
 }

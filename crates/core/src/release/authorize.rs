@@ -12,6 +12,7 @@ use crate::grants::{Grant, GrantState};
 use crate::ids::AppId;
 use crate::ports::Authorizer;
 use crate::request_rule::RequestRule;
+use crate::rules::{CallMode, Effect, MatchedRule, RuleMode};
 use crate::secrets::host_allowed;
 use crate::time::Timestamp;
 use crate::vault::Vault;
@@ -95,9 +96,23 @@ pub struct OutgoingCall<'a> {
     pub host: &'a str,
 }
 
+/// What the [`Authorizer`] decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Nothing refuses.
+    Allow,
+    /// Rules hold the call for a human's approval (only a proxied call can wait; in retrieve
+    /// mode a hold refuses with `hitl_grant_requires_proxy`).
+    Hold(Vec<MatchedRule>),
+    /// Refused.
+    Deny(Denial),
+}
+
 /// Everything the [`Authorizer`] decides on.
 #[derive(Debug, Clone, Copy)]
 pub struct Authorization<'a> {
+    /// Retrieve or proxy.
+    pub mode: CallMode,
     /// The app.
     pub app_id: AppId,
     /// The grant to use.
@@ -123,36 +138,63 @@ pub struct BuiltinRules;
 
 #[async_trait]
 impl Authorizer for BuiltinRules {
-    async fn authorize(&self, request: &Authorization<'_>) -> Result<(), Denial> {
-        if let Some(agent) = request.agent {
-            let allowlist = agent.allowlist(request.now);
-            let named = match request.credential.kind {
-                CredentialKind::ManagedSecret => {
-                    allowlist.names_secret(request.credential.provider_id)
+    async fn authorize(&self, request: &Authorization<'_>) -> Verdict {
+        match builtin_checks(request) {
+            Err(denial) => Verdict::Deny(denial),
+            Ok(()) => match request.agent {
+                Some(agent) if agent.approval.requires_approval() => {
+                    Verdict::Hold(vec![agent_approval_hold(agent)])
                 }
-                CredentialKind::OAuth => allowlist
-                    .allows_scopes(request.credential.provider_id, request.credential.scopes),
-            };
-            if !named {
-                return Err(Denial::AgentNotAllowlisted);
-            }
-            if agent.approval.requires_approval() {
-                return Err(Denial::RequiresProxy(ProxyReason::ApprovalRequired));
-            }
+                _ => Verdict::Allow,
+            },
         }
-        if !host_allowed(request.credential.allowed_hosts, request.call.host) {
-            return Err(Denial::BlockedDestination);
-        }
-        match request.request_rule {
-            None => Ok(()),
-            // On a token request, conditions on the method count as met: the rule denies.
-            Some(RequestRule::JsonMatch { denies: true, .. }) => Err(Denial::RuleDenied),
-            Some(RequestRule::JsonMatch { denies: false, .. }) => Ok(()),
-            // Rules on the request's content can only be enforced where the content is seen.
-            Some(RequestRule::Content { .. }) => {
-                Err(Denial::RequiresProxy(ProxyReason::ContentRule))
+    }
+}
+
+/// An agent's "requires approval" setting as the hold rule it amounts to.
+pub fn agent_approval_hold(agent: &Agent) -> MatchedRule {
+    MatchedRule {
+        rule_id: crate::ids::RuleId::from_uuid(agent.id.uuid()),
+        version: agent.version,
+        kind: "agent_requires_approval".into(),
+        effect: Effect::Hold,
+        mode: RuleMode::Enforce,
+        code: "approval_required".into(),
+        detail: "the agent's calls wait for a human's approval".into(),
+    }
+}
+
+/// The built-in refusals: the agent's allowlist, the credential's hosts, the caller's rule.
+fn builtin_checks(request: &Authorization<'_>) -> Result<(), Denial> {
+    if let Some(agent) = request.agent {
+        let allowlist = agent.allowlist(request.now);
+        let named = match request.credential.kind {
+            CredentialKind::ManagedSecret => allowlist.names_secret(request.credential.provider_id),
+            CredentialKind::OAuth => {
+                allowlist.allows_scopes(request.credential.provider_id, request.credential.scopes)
             }
+        };
+        if !named {
+            return Err(Denial::AgentNotAllowlisted);
         }
+        if request.mode == CallMode::Retrieve && agent.approval.requires_approval() {
+            return Err(Denial::RequiresProxy(ProxyReason::ApprovalRequired));
+        }
+    }
+    if !host_allowed(request.credential.allowed_hosts, request.call.host) {
+        return Err(Denial::BlockedDestination);
+    }
+    match (request.request_rule, request.mode) {
+        (None, _) => Ok(()),
+        // On a token request, conditions on the method count as met: the rule denies.
+        (Some(RequestRule::JsonMatch { denies: true, .. }), _) => Err(Denial::RuleDenied),
+        (Some(RequestRule::JsonMatch { denies: false, .. }), _) => Ok(()),
+        // Rules on the request's content can only be enforced where the content is seen.
+        (Some(RequestRule::Content { .. }), CallMode::Retrieve) => {
+            Err(Denial::RequiresProxy(ProxyReason::ContentRule))
+        }
+        // Until the policy engine reads content rules, a proxied call under one is refused.
+        (Some(RequestRule::Content { .. }), CallMode::Proxy) => Err(Denial::RuleDenied),
     }
 }
 
@@ -196,8 +238,10 @@ impl Vault {
         if !credential.admits(root.principal.kind()) {
             return Err(Denial::PrincipalNotAllowed);
         }
-        self.authorizer()
+        match self
+            .authorizer()
             .authorize(&Authorization {
+                mode: CallMode::Retrieve,
                 app_id: grant.app_id,
                 grant,
                 chain: &chain,
@@ -207,8 +251,12 @@ impl Vault {
                 request_rule,
                 now,
             })
-            .await?;
-        Ok(chain)
+            .await
+        {
+            Verdict::Allow => Ok(chain),
+            Verdict::Hold(_) => Err(Denial::RequiresProxy(ProxyReason::ApprovalRequired)),
+            Verdict::Deny(denial) => Err(denial),
+        }
     }
 }
 
@@ -284,8 +332,9 @@ mod tests {
     ) -> Result<(), Denial> {
         let grant = grant();
         let hosts: Vec<String> = hosts.iter().map(|h| h.to_string()).collect();
-        BuiltinRules
+        let verdict = BuiltinRules
             .authorize(&Authorization {
+                mode: CallMode::Retrieve,
                 app_id: grant.app_id,
                 grant: &grant,
                 chain: std::slice::from_ref(&grant),
@@ -304,7 +353,12 @@ mod tests {
                 request_rule: rule.as_ref(),
                 now: at(),
             })
-            .await
+            .await;
+        match verdict {
+            Verdict::Allow => Ok(()),
+            Verdict::Hold(_) => Err(Denial::RequiresProxy(ProxyReason::ApprovalRequired)),
+            Verdict::Deny(denial) => Err(denial),
+        }
     }
 
     fn rule(kind: &str, body: serde_json::Value) -> Option<RequestRule> {

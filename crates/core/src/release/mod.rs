@@ -24,7 +24,8 @@ use crate::time::Timestamp;
 use crate::vault::Vault;
 
 pub use authorize::{
-    Authorization, BuiltinRules, CredentialFacts, Denial, OutgoingCall, ProxyReason,
+    Authorization, BuiltinRules, CredentialFacts, Denial, OutgoingCall, ProxyReason, Verdict,
+    agent_approval_hold,
 };
 pub use deliver::Release;
 pub use materialise::{CredentialInjection, ExtraInjection, ExtraTarget, TokenKind};
