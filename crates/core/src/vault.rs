@@ -10,6 +10,7 @@ use crate::error::Result;
 use crate::oauth::OAuthUpstream;
 use crate::ports::{Authorizer, Clock, Store, StoreError, TokenVerifier};
 use crate::release::BuiltinRules;
+use crate::rules::RuleEngine;
 use crate::time::Timestamp;
 
 /// Tunables of the services.
@@ -54,6 +55,7 @@ pub struct Vault {
     clock: Arc<dyn Clock>,
     verifier: Arc<dyn TokenVerifier>,
     authorizer: Arc<dyn Authorizer>,
+    rules: Arc<dyn RuleEngine>,
     oauth: Arc<dyn OAuthUpstream>,
     settings: Settings,
 }
@@ -78,6 +80,7 @@ impl Vault {
         clock: Arc<dyn Clock>,
         verifier: Arc<dyn TokenVerifier>,
         oauth: Arc<dyn OAuthUpstream>,
+        rules: Arc<dyn RuleEngine>,
         settings: Settings,
     ) -> Result<Vault> {
         let mut wrapped = store.load_keks().await?;
@@ -102,6 +105,7 @@ impl Vault {
             clock,
             verifier,
             authorizer: Arc::new(BuiltinRules),
+            rules,
             oauth,
             settings,
         };
@@ -135,6 +139,11 @@ impl Vault {
 
     pub(crate) fn authorizer(&self) -> &dyn Authorizer {
         self.authorizer.as_ref()
+    }
+
+    /// The policy engine.
+    pub(crate) fn rules(&self) -> &dyn RuleEngine {
+        self.rules.as_ref()
     }
 
     pub(crate) fn oauth(&self) -> &dyn OAuthUpstream {

@@ -202,6 +202,7 @@ impl Server {
             settings.clock,
             Arc::new(verifier),
             Arc::new(oauth),
+            Arc::new(alter_policy::Engine::new()),
             settings.vault,
         )
         .await
