@@ -82,6 +82,9 @@ pub struct Caller {
     pub context: Option<BTreeMap<String, String>>,
     /// Request rule to enforce on credential use.
     pub request_rule: Option<RequestRule>,
+    /// The peer's address, canonical (an IPv4-mapped IPv6 address as IPv4): what
+    /// `ip_allowlist` rules see.
+    pub peer: Option<IpAddr>,
 }
 
 impl Caller {
@@ -219,6 +222,7 @@ impl Vault {
             agent,
             scopes,
             key_deprecated: key.status(now) == KeyStatus::Deprecated,
+            peer: facts.peer.map(|ip| ip.to_canonical()),
             caller: facts.caller,
             caller_type: facts.caller_type,
             context: facts.context,

@@ -141,6 +141,15 @@ impl Credential {
         }
     }
 
+    /// Its kind as decision facts name it: `managed_secret`, `oauth` or `user_secret`.
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            Credential::ManagedSecret(_) => "managed_secret",
+            Credential::Connection(_) => "oauth",
+            Credential::UserSecret { .. } => "user_secret",
+        }
+    }
+
     /// True once the credential was deleted (a revoked connection's tokens are destroyed).
     pub(crate) fn is_deleted(&self) -> bool {
         match self {

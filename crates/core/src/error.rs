@@ -346,6 +346,30 @@ fn denial_message(denial: &crate::release::Denial) -> String {
         Denial::PrincipalNotAllowed => {
             "the managed secret no longer admits grants of this principal type".into()
         }
+        Denial::Policy { code, .. } => policy_message(*code).into(),
+        Denial::RateLimited {
+            retry_after_seconds,
+            ..
+        } => format!("a rate limit on this call is reached; retry in {retry_after_seconds} s"),
+        Denial::PolicyUnavailable => "the policy rules cannot be checked right now".into(),
+    }
+}
+
+fn policy_message(code: crate::release::policy::PolicyCode) -> &'static str {
+    use crate::release::policy::PolicyCode as C;
+    match code {
+        C::IpNotAllowed => "a policy rule does not allow calls from this address",
+        C::OutsideTimeWindow => "a policy rule does not allow this call at this time",
+        C::UrlNotAllowed => "a policy rule does not allow calls to this URL",
+        C::MethodNotAllowed => "a policy rule does not allow this method",
+        C::ParameterNotAllowed => "a policy rule does not allow a parameter of this call",
+        C::PolicyDenied => "a policy rule denies this call",
+        C::EvaluationFailed => "a policy rule could not be evaluated; the call is refused",
+        C::RequestRuleDenied => "the request rule attached to this key forbids the call",
+        C::StepUpRequired => "the request rule attached to this key requires a fresher sign-in",
+        C::RedactDischargeFailed => {
+            "the request rule attached to this key asks for a redaction that cannot be made"
+        }
     }
 }
 

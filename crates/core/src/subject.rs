@@ -122,6 +122,7 @@ mod tests {
             caller_type: None,
             context: None,
             request_rule: None,
+            peer: None,
         }
     }
 

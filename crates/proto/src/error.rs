@@ -81,7 +81,7 @@ pub mod codes {
     // Authorization (403).
     /// The key lacks the scope a route needs.
     pub const INSUFFICIENT_SCOPE: &str = "insufficient_scope";
-    /// The peer address is outside the key's CIDR allowlist.
+    /// The peer address is outside the key's CIDR allowlist, or an `ip_allowlist` rule's.
     pub const IP_NOT_ALLOWED: &str = "ip_not_allowed";
     /// The caller may not rotate that key (a derived caller, or a key wider than the caller's).
     pub const KEY_ROTATION_REFUSED: &str = "key_rotation_refused";
@@ -119,6 +119,24 @@ pub mod codes {
     pub const HITL_GRANT_REQUIRES_PROXY: &str = "hitl_grant_requires_proxy";
     /// The caller's request rule looks at the content: only the proxy can enforce it (400).
     pub const RESTRICTED_GRANT_REQUIRES_PROXY: &str = "restricted_grant_requires_proxy";
+    /// A `time_window` rule refused the call at this time (403).
+    pub const OUTSIDE_TIME_WINDOW: &str = "outside_time_window";
+    /// A `url` rule refused the destination (403).
+    pub const URL_NOT_ALLOWED: &str = "url_not_allowed";
+    /// A `params` rule refused a body field or query parameter (403).
+    pub const PARAMETER_NOT_ALLOWED: &str = "parameter_not_allowed";
+    /// A `group` or `custom` rule refused (403).
+    pub const POLICY_DENIED: &str = "policy_denied";
+    /// A rule could not be evaluated: refused (403).
+    pub const POLICY_EVALUATION_FAILED: &str = "policy_evaluation_failed";
+    /// The caller's request rule asks for a fresher sign-in (403).
+    pub const STEP_UP_REQUIRED: &str = "step_up_required";
+    /// The caller's request rule asks for a redaction the vault cannot make (403).
+    pub const REDACT_DISCHARGE_FAILED: &str = "redact_discharge_failed";
+    /// A `rate_limit` rule's bucket is empty (429, `Retry-After`).
+    pub const RATE_LIMIT_EXCEEDED: &str = "rate_limit_exceeded";
+    /// The rules or the rate limiter could not be read (503, `Retry-After`).
+    pub const POLICY_UNAVAILABLE: &str = "policy_unavailable";
 
     // Not found (404).
     /// Unknown grant, or a grant of another app, or one the caller may not see.
@@ -137,7 +155,7 @@ pub mod codes {
     pub const NO_DELEGATED_GRANT: &str = "no_delegated_grant";
     /// Unknown route.
     pub const NOT_FOUND: &str = "not_found";
-    /// The route does not take that method.
+    /// The route does not take that method (405); a `method` rule refused it (403).
     pub const METHOD_NOT_ALLOWED: &str = "method_not_allowed";
     /// Unknown identity provider.
     pub const IDP_NOT_FOUND: &str = "idp_not_found";

@@ -5,6 +5,7 @@
 use alter_core::Entity;
 use alter_core::error::{Error, Limit};
 use alter_core::ports::StoreError;
+use alter_core::release::policy::PolicyCode;
 use alter_core::release::{Denial, ProxyReason};
 use alter_core::scope::SCOPE_VERSION;
 use alter_proto::{ErrorBody, codes};
@@ -332,7 +333,30 @@ impl From<Error> for ApiError {
             Error::Conflict(_) => ApiError::new(S::CONFLICT, codes::CONFLICT, message),
             Error::ReleaseDenied(denial) => {
                 let (status, code) = denial_answer(denial);
-                ApiError::new(status, code, message)
+                let mut e = ApiError::new(status, code, message);
+                match denial {
+                    Denial::Policy {
+                        rule_id: Some(rule_id),
+                        ..
+                    } => e = e.with(|b| b.with_field("details", json!({ "rule_id": rule_id }))),
+                    Denial::RateLimited {
+                        retry_after_seconds,
+                        per_minute,
+                        rule_id,
+                    } => {
+                        let seconds = u32::try_from(retry_after_seconds.max(1)).unwrap_or(u32::MAX);
+                        e.retry_after = Some(seconds);
+                        e = e.with(|b| {
+                            b.with_field("retry_after", seconds)
+                                .with_field("limit", per_minute)
+                                .with_field("window_seconds", 60)
+                                .with_field("details", json!({ "rule_id": rule_id }))
+                        });
+                    }
+                    Denial::PolicyUnavailable => e.retry_after = Some(1),
+                    _ => {}
+                }
+                e
             }
             Error::AmbiguousGrant {
                 provider_id,
@@ -420,6 +444,25 @@ fn denial_answer(denial: Denial) -> (StatusCode, &'static str) {
             (S::BAD_REQUEST, codes::RESTRICTED_GRANT_REQUIRES_PROXY)
         }
         Denial::RuleDenied => (S::FORBIDDEN, codes::REQUEST_RULE_DENIED),
+        Denial::Policy { code, .. } => (S::FORBIDDEN, policy_code(code)),
+        Denial::RateLimited { .. } => (S::TOO_MANY_REQUESTS, codes::RATE_LIMIT_EXCEEDED),
+        Denial::PolicyUnavailable => (S::SERVICE_UNAVAILABLE, codes::POLICY_UNAVAILABLE),
+    }
+}
+
+/// The wire code of a rule's refusal.
+fn policy_code(code: PolicyCode) -> &'static str {
+    match code {
+        PolicyCode::IpNotAllowed => codes::IP_NOT_ALLOWED,
+        PolicyCode::OutsideTimeWindow => codes::OUTSIDE_TIME_WINDOW,
+        PolicyCode::UrlNotAllowed => codes::URL_NOT_ALLOWED,
+        PolicyCode::MethodNotAllowed => codes::METHOD_NOT_ALLOWED,
+        PolicyCode::ParameterNotAllowed => codes::PARAMETER_NOT_ALLOWED,
+        PolicyCode::PolicyDenied => codes::POLICY_DENIED,
+        PolicyCode::EvaluationFailed => codes::POLICY_EVALUATION_FAILED,
+        PolicyCode::RequestRuleDenied => codes::REQUEST_RULE_DENIED,
+        PolicyCode::StepUpRequired => codes::STEP_UP_REQUIRED,
+        PolicyCode::RedactDischargeFailed => codes::REDACT_DISCHARGE_FAILED,
     }
 }
 

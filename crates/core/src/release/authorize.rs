@@ -9,7 +9,7 @@ use crate::agents::Agent;
 use crate::credentials::CredentialKind;
 use crate::error::Error;
 use crate::grants::{Grant, GrantState};
-use crate::ids::AppId;
+use crate::ids::{AppId, RuleId};
 use crate::ports::Authorizer;
 use crate::request_rule::RequestRule;
 use crate::rules::{CallMode, Effect, MatchedRule, RuleMode};
@@ -17,6 +17,7 @@ use crate::secrets::host_allowed;
 use crate::time::Timestamp;
 use crate::vault::Vault;
 
+use super::policy::PolicyCode;
 use super::resolve::Resolved;
 
 /// Why a credential use was refused by a rule (each has one stable name, [`Denial::as_str`],
@@ -43,6 +44,24 @@ pub enum Denial {
     RequiresProxy(ProxyReason),
     /// The caller's request rule forbids the call.
     RuleDenied,
+    /// An operator's rule refused (or could not be evaluated).
+    Policy {
+        /// Why, as the caller's error names it.
+        code: PolicyCode,
+        /// The first enforced rule that refused (none when evaluation failed).
+        rule_id: Option<RuleId>,
+    },
+    /// A rate-limit rule's bucket is empty.
+    RateLimited {
+        /// When the next call may pass.
+        retry_after_seconds: u64,
+        /// The rule's calls per minute.
+        per_minute: u32,
+        /// The rule.
+        rule_id: RuleId,
+    },
+    /// The rules or the rate limiter could not be read: refused, try again shortly.
+    PolicyUnavailable,
 }
 
 /// Why a credential may only be used through the proxy.
@@ -68,6 +87,9 @@ impl Denial {
             Denial::RequiresProxy(ProxyReason::ApprovalRequired) => "hitl_grant_requires_proxy",
             Denial::RequiresProxy(ProxyReason::ContentRule) => "restricted_grant_requires_proxy",
             Denial::RuleDenied => "request_rule_denied",
+            Denial::Policy { code, .. } => code.as_str(),
+            Denial::RateLimited { .. } => "rate_limit_exceeded",
+            Denial::PolicyUnavailable => "policy_unavailable",
         }
     }
 }

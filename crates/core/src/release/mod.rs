@@ -8,6 +8,7 @@
 pub mod authorize;
 pub mod deliver;
 pub mod materialise;
+pub mod policy;
 pub mod reports;
 pub mod resolve;
 
