@@ -836,3 +836,184 @@ fn replay_counts_exactly() {
     assert_eq!(report.rules[2].indeterminate, 2);
     assert_eq!(report.rules[2].examples, vec![ids[3], ids[5]]);
 }
+
+#[test]
+fn custom_rules_validate_and_deny() {
+    let (e, w) = (Engine::new(), world());
+    let rule = w.rule(
+        "custom",
+        Effect::Deny,
+        json!({"when": "context.key_type == \"dk\" || context.groups.contains(\"grp_frozen\")"}),
+    );
+    let mut f = w.facts();
+    allowed(&e, &rule, &f);
+    f.groups.push("grp_frozen".into());
+    denied_with(&e, &rule, &f, "policy_denied");
+    // `unless`, with an IP range and the decision time.
+    let rule = w.rule(
+        "custom",
+        Effect::Deny,
+        json!({"unless": "context has source_ip && context.source_ip.isInRange(ip(\"203.0.113.0/24\")) && context.now < datetime(\"2027-01-01\")"}),
+    );
+    let mut f = w.facts();
+    allowed(&e, &rule, &f);
+    f.source_ip = Some("::ffff:198.51.100.4".parse().unwrap());
+    denied_with(&e, &rule, &f, "policy_denied");
+    // Hold effect.
+    let hold = w.rule(
+        "custom",
+        Effect::Hold,
+        json!({"when": "context.target.method == \"POST\""}),
+    );
+    let (outcome, codes) = decide(&e, &hold, &w.facts());
+    assert_eq!(
+        (outcome, codes),
+        (Outcome::Hold, vec!["approval_required".to_owned()])
+    );
+}
+
+#[test]
+fn custom_rules_are_checked_when_saved() {
+    let (e, w) = (Engine::new(), world());
+    for bad in [
+        // Not Cedar, wrong types, unknown attributes, unguarded optional attributes.
+        json!({"when": "context.key_type =="}),
+        json!({"when": "context.target.port == \"443\""}),
+        json!({"when": "context.nope == 1"}),
+        json!({"when": "context.source_ip.isLoopback()"}),
+        json!({"when": "principal in Alter::Group::\"g\""}),
+        // Escaping the generated policy: a second policy, a permit, a wider scope.
+        json!({"when": "true }; permit (principal, action, resource) when { true"}),
+        json!({"when": "true }; forbid (principal, action, resource) when { true"}),
+        json!({"when": "true", "unless": "false"}),
+        json!({}),
+        json!({"when": ""}),
+        json!({"when": "true", "effect": "permit"}),
+    ] {
+        assert!(
+            e.validate(&w.rule("custom", Effect::Deny, bad.clone()))
+                .is_err(),
+            "{bad}"
+        );
+    }
+    // Comments cannot swallow the generated end of the policy.
+    assert!(
+        e.validate(&w.rule("custom", Effect::Deny, json!({"when": "true // };"})))
+            .is_ok()
+    );
+}
+
+#[test]
+fn an_erroring_custom_rule_denies() {
+    let (e, w) = (Engine::new(), world());
+    // Validates, but overflows at run time: Cedar would skip it; the engine denies.
+    let rule = w.rule(
+        "custom",
+        Effect::Deny,
+        json!({"when": "context.target.port * 9223372036854775807 > 0 && false"}),
+    );
+    let mut stored = rule.clone();
+    stored.body = e.validate(&rule).unwrap();
+    let d = e.evaluate(&[stored], &w.facts());
+    assert_eq!(d.outcome, Outcome::Deny);
+    assert_eq!(d.errors.len(), 1);
+    assert_eq!(d.matched[0].code, "policy_evaluation_failed");
+}
+
+#[test]
+fn a_custom_rule_neither_widens_nor_reaches_another_target() {
+    let (e, w) = (Engine::new(), world());
+    let f = w.facts();
+    // An always-false custom rule does not undo a typed denial.
+    let d = e.evaluate(
+        &[
+            w.rule("method", Effect::Deny, json!({"allow": ["GET"]})),
+            w.rule("custom", Effect::Deny, json!({"when": "false"})),
+        ],
+        &f,
+    );
+    assert_eq!(d.outcome, Outcome::Deny);
+    // An always-true rule attached to another agent, grant or provider does not touch this call,
+    // even when the condition names this call's entities.
+    let other_agent = AgentId::new();
+    let cond = format!("resource in Alter::Grant::\"{}\" || true", w.grant);
+    for target in [
+        RuleTarget::Agent(other_agent),
+        RuleTarget::Grant(GrantId::new()),
+        RuleTarget::Provider("stripe".into()),
+    ] {
+        let rule = w.rule_on(
+            target.clone(),
+            "custom",
+            Effect::Deny,
+            json!({"when": cond}),
+        );
+        e.validate(&rule).unwrap();
+        assert_eq!(
+            e.evaluate(std::slice::from_ref(&rule), &f).outcome,
+            Outcome::Allow,
+            "{target:?}"
+        );
+        // Even handed to Cedar directly, the generated scope keeps it off this call.
+        let compiled = crate::kinds::compile(&rule).unwrap();
+        let crate::kinds::Kind::Custom(c) = &compiled.kind else {
+            panic!("custom")
+        };
+        assert_eq!(crate::cedar::evaluate(&[(&rule, c)], &f), vec![Ok(false)]);
+    }
+    // Another app's app-wide rule neither.
+    let other = world();
+    let foreign = other.rule("custom", Effect::Deny, json!({"when": "true"}));
+    assert_eq!(
+        e.evaluate(std::slice::from_ref(&foreign), &f).outcome,
+        Outcome::Allow
+    );
+    let compiled = crate::kinds::compile(&foreign).unwrap();
+    let crate::kinds::Kind::Custom(c) = &compiled.kind else {
+        panic!("custom")
+    };
+    assert_eq!(
+        crate::cedar::evaluate(&[(&foreign, c)], &f),
+        vec![Ok(false)]
+    );
+    // The same rule on this call's targets fires.
+    for target in [
+        RuleTarget::App,
+        RuleTarget::Agent(w.agent),
+        RuleTarget::Grant(w.grant),
+        RuleTarget::Provider("github".into()),
+    ] {
+        let rule = w.rule_on(
+            target.clone(),
+            "custom",
+            Effect::Deny,
+            json!({"when": "true"}),
+        );
+        assert_eq!(e.evaluate(&[rule], &f).outcome, Outcome::Deny, "{target:?}");
+    }
+}
+
+#[test]
+fn custom_rules_that_read_the_call_need_the_proxy() {
+    let (e, w) = (Engine::new(), world());
+    let mut f = w.facts();
+    f.mode = CallMode::Retrieve;
+    let reads = w.rule(
+        "custom",
+        Effect::Deny,
+        json!({"when": "context.target.host == \"evil.com\""}),
+    );
+    denied_with(&e, &reads, &f, "restricted_grant_requires_proxy");
+    let has = w.rule(
+        "custom",
+        Effect::Deny,
+        json!({"unless": "context has target.host"}),
+    );
+    denied_with(&e, &has, &f, "restricted_grant_requires_proxy");
+    let blind = w.rule(
+        "custom",
+        Effect::Deny,
+        json!({"when": "context.key_type == \"dk\""}),
+    );
+    allowed(&e, &blind, &f);
+}
