@@ -117,22 +117,31 @@ impl PathGlob {
     }
 }
 
-/// A simple glob over a value (for `content_match` `any_in` / `not_subset_of`): `*` matches any
-/// run of characters, everything else is literal; anchored.
-pub fn value_glob(text: &str) -> Result<Regex, String> {
-    let mut re = String::from("^(?s:");
-    for (i, part) in text.split('*').enumerate() {
-        if i > 0 {
-            re.push_str(".*");
+/// Whether `text` matches a simple glob (for `content_match` `any_in` / `not_subset_of`): `*`
+/// matches any run of characters, everything else is literal, the whole text must match. No
+/// regex is compiled: these patterns come from the caller on every request.
+pub fn wildcard_matches(pattern: &str, text: &str) -> bool {
+    let (p, t) = (pattern.as_bytes(), text.as_bytes());
+    let (mut pi, mut ti) = (0, 0);
+    // The last `*` seen and the text position it was tried at (classic backtracking to the last
+    // star only: O(len(p)·len(t)) at worst).
+    let mut star: Option<(usize, usize)> = None;
+    while ti < t.len() {
+        if pi < p.len() && p[pi] == b'*' {
+            star = Some((pi, ti));
+            pi += 1;
+        } else if pi < p.len() && p[pi] == t[ti] {
+            pi += 1;
+            ti += 1;
+        } else if let Some((sp, st)) = star {
+            pi = sp + 1;
+            ti = st + 1;
+            star = Some((sp, st + 1));
+        } else {
+            return false;
         }
-        re.push_str(&regex::escape(part));
     }
-    re.push_str(")$");
-    regex::RegexBuilder::new(&re)
-        .size_limit(REGEX_SIZE_LIMIT)
-        .dfa_size_limit(REGEX_SIZE_LIMIT)
-        .build()
-        .map_err(|_| format!("pattern {text:?} is too complex"))
+    p[pi..].iter().all(|&c| c == b'*')
 }
 
 #[cfg(test)]
@@ -163,5 +172,16 @@ mod tests {
         assert!(!h.matches("evilgithub.com"));
         assert!(HostPattern::parse("a*.b.com").is_err());
         assert!(HostPattern::parse("").is_err());
+    }
+
+    #[test]
+    fn wildcards() {
+        assert!(wildcard_matches("a*c", "abbbc"));
+        assert!(wildcard_matches("*", ""));
+        assert!(wildcard_matches("*@acme.com", "bob@acme.com"));
+        assert!(!wildcard_matches("*@acme.com", "bob@acme.com.evil"));
+        assert!(wildcard_matches("a*b*c", "axxbyyc"));
+        assert!(!wildcard_matches("a*b*c", "axxcyyb"));
+        assert!(!wildcard_matches("abc", "ab"));
     }
 }

@@ -419,7 +419,8 @@ pub fn compile(rule: &Rule) -> Result<Compiled, String> {
             if b.any_of.iter().any(|g| g.is_empty() || g.len() > 256) {
                 return Err("group ids must be 1 to 256 characters".into());
             }
-            b.any_of.dedup();
+            let mut seen = std::collections::HashSet::new();
+            b.any_of.retain(|g| seen.insert(g.clone()));
             (
                 Kind::Group(b.any_of.clone()),
                 b.applies_to.take(),

@@ -293,15 +293,21 @@ fn panicked() -> Decision {
     }
 }
 
+/// Runs `work`; if it panics, the fail-closed `fallback` instead.
+fn guarded<T>(work: impl FnOnce() -> T, fallback: impl FnOnce() -> T) -> T {
+    catch_unwind(AssertUnwindSafe(work)).unwrap_or_else(|_| fallback())
+}
+
 impl RuleEngine for Engine {
     fn validate(&self, rule: &Rule) -> Result<Value, String> {
-        catch_unwind(AssertUnwindSafe(|| kinds::compile(rule).map(|c| c.normal)))
-            .unwrap_or_else(|_| Err("the rule could not be checked".into()))
+        guarded(
+            || kinds::compile(rule).map(|c| c.normal),
+            || Err("the rule could not be checked".into()),
+        )
     }
 
     fn evaluate(&self, rules: &[Rule], facts: &DecisionFacts) -> Decision {
-        catch_unwind(AssertUnwindSafe(|| self.evaluate_inner(rules, facts)))
-            .unwrap_or_else(|_| panicked())
+        guarded(|| self.evaluate_inner(rules, facts), panicked)
     }
 
     fn evaluate_request_rule(
@@ -309,13 +315,17 @@ impl RuleEngine for Engine {
         rule: &RequestRule,
         facts: &DecisionFacts,
     ) -> Option<MatchedRule> {
-        catch_unwind(AssertUnwindSafe(|| request_rule::evaluate(rule, facts)))
-            .unwrap_or_else(|_| Some(request_rule::failed()))
+        guarded(
+            || request_rule::evaluate(rule, facts),
+            || Some(request_rule::failed()),
+        )
     }
 
     fn replay(&self, draft: &[Rule], past: &[PastDecision]) -> WhatIfReport {
-        catch_unwind(AssertUnwindSafe(|| replay::replay(self, draft, past)))
-            .unwrap_or_else(|_| replay::all_indeterminate(draft, past))
+        guarded(
+            || replay::replay(self, draft, past),
+            || replay::all_indeterminate(draft, past),
+        )
     }
 }
 

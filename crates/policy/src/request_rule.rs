@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use crate::RESTRICTED_REQUIRES_PROXY;
-use crate::glob::{HostPattern, PathGlob, value_glob};
+use crate::glob::{HostPattern, PathGlob, wildcard_matches};
 use crate::params::{number, same, same_text};
 use crate::windows::{WindowSpec, Windows};
 
@@ -270,11 +270,7 @@ fn condition(p: &ContentParam, facts: &DecisionFacts) -> bool {
         "lt" => cmp(|x, b| x < b),
         "lte" => cmp(|x, b| x <= b),
         "any_in" | "not_subset_of" => {
-            let Some(patterns) = strings(&p.value).and_then(|ps| {
-                ps.iter()
-                    .map(|p| value_glob(p).ok())
-                    .collect::<Option<Vec<_>>>()
-            }) else {
+            let Some(patterns) = strings(&p.value) else {
                 return true;
             };
             let texts: Option<Vec<String>> = values
@@ -283,7 +279,7 @@ fn condition(p: &ContentParam, facts: &DecisionFacts) -> bool {
                 .collect::<Option<Vec<_>>>()
                 .map(|v| v.concat());
             let Some(texts) = texts else { return true };
-            let hit = |t: &String| patterns.iter().any(|re| re.is_match(t));
+            let hit = |t: &String| patterns.iter().any(|p| wildcard_matches(p, t));
             if p.op == "any_in" {
                 texts.iter().any(hit)
             } else {

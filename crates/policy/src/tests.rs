@@ -1017,3 +1017,27 @@ fn custom_rules_that_read_the_call_need_the_proxy() {
     );
     allowed(&e, &blind, &f);
 }
+
+#[test]
+#[allow(clippy::panic)]
+fn a_panic_inside_the_engine_denies() {
+    let d = crate::guarded(|| panic!("boom"), crate::panicked);
+    assert_eq!(d.outcome, Outcome::Deny);
+    assert_eq!(d.errors.len(), 1);
+    let w = world();
+    let report = crate::guarded(
+        || panic!("boom"),
+        || {
+            crate::replay::all_indeterminate(
+                &[w.rule("method", Effect::Deny, json!({"allow": ["GET"]}))],
+                &[PastDecision {
+                    event_id: EventId::new(),
+                    recorded: Outcome::Allow,
+                    facts: None,
+                }],
+            )
+        },
+    );
+    assert_eq!((report.total, report.indeterminate), (1, 1));
+    assert_eq!(report.rules[0].indeterminate, 1);
+}
