@@ -77,7 +77,11 @@ pub fn replay(engine: &Engine, draft: &[Rule], past: &[PastDecision]) -> WhatIfR
             let stats = &mut report.rules[i];
             let effect = match result {
                 RuleResult::Fire(_, _, effect) => effect,
-                RuleResult::Error(_) => Effect::Deny,
+                RuleResult::Error(_) => {
+                    // As live: an error denies, whatever the rule's mode.
+                    deny = true;
+                    Effect::Deny
+                }
                 RuleResult::Unknown(_) => {
                     stats.indeterminate += 1;
                     unknown |= enforced;

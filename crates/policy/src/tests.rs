@@ -1041,3 +1041,50 @@ fn a_panic_inside_the_engine_denies() {
     assert_eq!((report.total, report.indeterminate), (1, 1));
     assert_eq!(report.rules[0].indeterminate, 1);
 }
+
+#[test]
+fn replay_counts_shadow_rules_apart_and_errors_as_denials() {
+    let (e, w) = (Engine::new(), world());
+    let past: Vec<PastDecision> = (0..4)
+        .map(|i| {
+            let mut f = w.facts();
+            if i % 2 == 0 {
+                f.target.method = "GET".into();
+            }
+            PastDecision {
+                event_id: EventId::new(),
+                recorded: Outcome::Allow,
+                facts: Some(f),
+            }
+        })
+        .collect();
+    let mut shadow = w.rule("method", Effect::Deny, json!({"allow": ["GET"]}));
+    shadow.mode = RuleMode::Shadow;
+    let report = e.replay(std::slice::from_ref(&shadow), &past);
+    assert_eq!((report.allow, report.deny), (4, 0));
+    assert_eq!(report.rules[0].denied, 2);
+    assert_eq!(
+        report.rules[0].examples,
+        vec![past[1].event_id, past[3].event_id]
+    );
+    let broken = w.rule("teleport", Effect::Deny, json!({}));
+    let report = e.replay(&[shadow, broken], &past);
+    assert_eq!((report.allow, report.deny), (0, 4));
+    assert_eq!(report.rules[1].denied, 4);
+    // A draft over retrieve-mode traffic: proxy-only rules refuse it.
+    let mut retrieve = w.facts();
+    retrieve.mode = CallMode::Retrieve;
+    let report = e.replay(
+        &[w.rule(
+            "url",
+            Effect::Deny,
+            json!({"allow": [{"host": "api.github.com"}]}),
+        )],
+        &[PastDecision {
+            event_id: EventId::new(),
+            recorded: Outcome::Allow,
+            facts: Some(retrieve),
+        }],
+    );
+    assert_eq!((report.deny, report.rules[0].denied), (1, 1));
+}
