@@ -193,7 +193,7 @@ impl CustomRule {
 }
 
 /// The Cedar request and entities for a decision.
-fn request(facts: &DecisionFacts) -> Result<(Request, Entities), String> {
+fn request(facts: &DecisionFacts, schema: Option<&Schema>) -> Result<(Request, Entities), String> {
     let t = &facts.target;
     let app = uid("App", &facts.app_id.to_string())?;
     let provider = uid("Provider", &facts.provider_id)?;
@@ -282,9 +282,9 @@ fn request(facts: &DecisionFacts) -> Result<(Request, Entities), String> {
     }
     let context = Context::from_pairs(pairs)
         .map_err(|e| format!("the call cannot be described to Cedar: {e}"))?;
-    let request = Request::new(principal, action, resource, context, None)
+    let request = Request::new(principal, action, resource, context, schema)
         .map_err(|e| format!("the call cannot be described to Cedar: {e}"))?;
-    let entities = Entities::from_entities(entities, None)
+    let entities = Entities::from_entities(entities, schema)
         .map_err(|e| format!("the call cannot be described to Cedar: {e}"))?;
     Ok((request, entities))
 }
@@ -294,7 +294,8 @@ pub fn evaluate(
     batch: &[(&Rule, &CustomRule)],
     facts: &DecisionFacts,
 ) -> Vec<Result<bool, String>> {
-    let (request, entities) = match request(facts) {
+    // No schema on the hot path: the request is typed by construction (a test checks it).
+    let (request, entities) = match request(facts, None) {
         Ok(r) => r,
         Err(e) => return batch.iter().map(|_| Err(e.clone())).collect(),
     };
@@ -325,4 +326,57 @@ pub fn evaluate(
             None => Ok(fired.contains(id)),
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alter_core::ids::{AgentId, AppId, GrantId, KeyId, UserId};
+    use alter_core::rules::{BodyFacts, FACTS_VERSION, TargetFacts};
+    use alter_core::time::Timestamp;
+
+    fn facts(agent: bool, ip: bool, mode: CallMode) -> DecisionFacts {
+        DecisionFacts {
+            version: FACTS_VERSION,
+            at: Timestamp::from_unix_seconds(1_800_000_000),
+            app_id: AppId::new(),
+            mode,
+            key_id: KeyId::new(),
+            key_type: "dk".into(),
+            agent_id: agent.then(AgentId::new),
+            source_ip: ip.then(|| "::ffff:10.1.2.3".parse().unwrap()),
+            grants: vec![GrantId::new(), GrantId::new()],
+            provider_id: "stripe \"live\"".into(),
+            credential_kind: "managed_secret".into(),
+            user_id: Some(UserId::new()),
+            groups: vec!["g1".into(), "g2".into()],
+            target: TargetFacts {
+                method: "GET".into(),
+                scheme: "https".into(),
+                host: "api.stripe.com".into(),
+                port: 443,
+                path: "/v1/charges".into(),
+                query: vec![("a".into(), "1".into()), ("a".into(), "2".into())],
+                body: Some(BodyFacts {
+                    json: None,
+                    truncated: true,
+                    len: 1,
+                    sha256: "00".into(),
+                }),
+            },
+            reason: Some("why".into()),
+        }
+    }
+
+    #[test]
+    fn the_request_and_entities_conform_to_the_schema() {
+        let schema = schema().unwrap();
+        for (agent, ip, mode) in [
+            (true, true, CallMode::Proxy),
+            (false, false, CallMode::Retrieve),
+        ] {
+            let f = facts(agent, ip, mode);
+            request(&f, Some(schema)).unwrap();
+        }
+    }
 }
