@@ -1088,3 +1088,44 @@ fn replay_counts_shadow_rules_apart_and_errors_as_denials() {
     );
     assert_eq!((report.deny, report.rules[0].denied), (1, 1));
 }
+
+#[test]
+fn one_engine_decides_from_several_threads() {
+    let (e, w) = (Engine::new(), world());
+    let rules = vec![
+        w.rule("method", Effect::Deny, json!({"allow": ["GET"]})),
+        w.rule(
+            "custom",
+            Effect::Hold,
+            json!({"when": "context.key_type == \"ak\""}),
+        ),
+        w.rule(
+            "ip_allowlist",
+            Effect::Deny,
+            json!({"cidrs": ["203.0.113.0/24"]}),
+        ),
+    ];
+    let post = w.facts();
+    let mut get = w.facts();
+    get.target.method = "GET".into();
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..4)
+            .map(|i| {
+                let (e, rules, f) = (&e, &rules, if i % 2 == 0 { &post } else { &get });
+                s.spawn(move || {
+                    (0..50)
+                        .map(|_| e.evaluate(rules, f).outcome)
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        for (i, h) in handles.into_iter().enumerate() {
+            let expect = if i % 2 == 0 {
+                Outcome::Deny
+            } else {
+                Outcome::Hold
+            };
+            assert!(h.join().unwrap().iter().all(|o| *o == expect));
+        }
+    });
+}
