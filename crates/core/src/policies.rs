@@ -42,14 +42,25 @@ pub struct NewRule {
     pub target: RuleTarget,
     /// Its kind.
     pub kind: String,
-    /// Deny or hold.
-    pub effect: Effect,
+    /// Deny or hold (`None`: hold for `require_approval`, deny for any other kind).
+    pub effect: Option<Effect>,
     /// Enforced or shadow.
     pub mode: RuleMode,
     /// The kind's parameters.
     pub body: Value,
     /// The operator's note.
     pub description: Option<String>,
+}
+
+impl NewRule {
+    /// The effect given, or the one the kind implies.
+    fn effect(&self) -> Effect {
+        self.effect.unwrap_or(if self.kind == "require_approval" {
+            Effect::Hold
+        } else {
+            Effect::Deny
+        })
+    }
 }
 
 /// A change to a rule: what is `Some` replaces the stored value. The kind never changes (a
@@ -91,9 +102,9 @@ impl Vault {
             id: RuleId::new(),
             app_id,
             version: 1,
+            effect: new.effect(),
             target: new.target,
             kind: new.kind,
-            effect: new.effect,
             mode: new.mode,
             body: new.body,
             description: description(new.description)?,
@@ -207,9 +218,9 @@ impl Vault {
                 id: d.id.unwrap_or_else(RuleId::new),
                 app_id,
                 version: 1,
+                effect: d.rule.effect(),
                 target: d.rule.target,
                 kind: d.rule.kind,
-                effect: d.rule.effect,
                 mode: d.rule.mode,
                 body: d.rule.body,
                 description: description(d.rule.description)?,
