@@ -123,13 +123,14 @@ async fn what_if(
         let rule = new_rule(d.target, d.kind, d.effect, d.mode, d.body, d.description)?;
         draft.push(DraftRule { id, rule });
     }
+    let now = state.vault.now();
     let report = state
         .vault
         .what_if(
             app_id(&app)?,
             draft,
-            instant("since", body.since.as_deref())?,
-            instant("until", body.until.as_deref())?,
+            instant("since", body.since.as_deref(), now)?,
+            instant("until", body.until.as_deref(), now)?,
             body.limit,
         )
         .await?;
@@ -202,12 +203,29 @@ fn mode(text: &str) -> Result<RuleMode, Error> {
     }
 }
 
-fn instant(field: &str, text: Option<&str>) -> Result<Option<Timestamp>, Error> {
-    text.map(|t| {
-        Timestamp::parse_rfc3339(t)
-            .ok_or_else(|| Error::Invalid(format!("{field} must be an RFC 3339 time")))
-    })
-    .transpose()
+/// An RFC 3339 time, or an age before `now` (`30s`, `15m`, `12h`, `7d`).
+fn instant(field: &str, text: Option<&str>, now: Timestamp) -> Result<Option<Timestamp>, Error> {
+    let Some(text) = text else { return Ok(None) };
+    if let Some(at) = Timestamp::parse_rfc3339(text) {
+        return Ok(Some(at));
+    }
+    let unit = match text.chars().last() {
+        Some('s') => 1,
+        Some('m') => 60,
+        Some('h') => 3600,
+        Some('d') => 86_400,
+        _ => 0,
+    };
+    let count = text
+        .get(..text.len().saturating_sub(1))
+        .and_then(|n| n.parse::<i64>().ok())
+        .filter(|n| *n >= 0 && *n <= 36_500 * 86_400);
+    match count {
+        Some(n) if unit > 0 => Ok(Some(now.plus_seconds(-(n * unit)))),
+        _ => Err(Error::Invalid(format!(
+            "{field} must be an RFC 3339 time or an age such as 7d, 12h, 30m"
+        ))),
+    }
 }
 
 fn info(rule: &Rule) -> RuleInfo {
