@@ -149,7 +149,8 @@ async fn rules_and_their_targets_stay_within_their_app() {
         let b = server.world("b").await;
         let (app_a, app_b) = (a.app.info.id.clone(), b.app.info.id.clone());
 
-        // B's agent, grant and managed secret.
+        // B's agent, grant and a managed secret only B has (both worlds hold one slug).
+        let only_b = secret(&server, &b, "Only In B").await;
         let agent_b = server
             .app(&b.app.key.api_key)
             .agents()
@@ -167,7 +168,7 @@ async fn rules_and_their_targets_stay_within_their_app() {
         for (kind, id, code) in [
             ("agent", agent_b.as_str(), "agent_not_found"),
             ("grant", grant_b.as_str(), "grant_not_found"),
-            ("provider", b.secret.slug.as_str(), "provider_not_found"),
+            ("provider", only_b.slug.as_str(), "provider_not_found"),
             ("agent", "not-an-id", "agent_not_found"),
         ] {
             let e = admin
@@ -180,7 +181,7 @@ async fn rules_and_their_targets_stay_within_their_app() {
         for (kind, id) in [
             ("agent", agent_b.as_str()),
             ("grant", grant_b.as_str()),
-            ("provider", b.secret.slug.as_str()),
+            ("provider", only_b.slug.as_str()),
         ] {
             let rule = admin
                 .add_rule(&app_b, &ip_rule(target(kind, Some(id)), &["10.0.0.0/8"]))
