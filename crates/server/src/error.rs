@@ -534,6 +534,12 @@ mod tests {
                 "GrantNotFoundError",
             ),
             (
+                "unknown policy rule",
+                Error::NotFound(Entity::Rule).into(),
+                Main,
+                "GrantNotFoundError",
+            ),
+            (
                 "authentication failure",
                 Error::Unauthenticated.into(),
                 Main,
