@@ -490,3 +490,176 @@ async fn what_if_replays_the_recorded_decisions_in_the_range() {
     })
     .await;
 }
+
+/// A decision's facts as the release path records them: a retrieve-mode call from `ip`.
+fn facts(
+    app: alter_core::ids::AppId,
+    at: alter_core::time::Timestamp,
+    ip: &str,
+) -> serde_json::Value {
+    use alter_core::rules::{CallMode, DecisionFacts, FACTS_VERSION, TargetFacts};
+    serde_json::to_value(DecisionFacts {
+        version: FACTS_VERSION,
+        at,
+        app_id: app,
+        mode: CallMode::Retrieve,
+        key_id: alter_core::ids::KeyId::new(),
+        key_type: "rk".into(),
+        agent_id: None,
+        source_ip: Some(ip.parse().unwrap()),
+        grants: vec![alter_core::ids::GrantId::new()],
+        provider_id: "stripe-production".into(),
+        credential_kind: "managed_secret".into(),
+        user_id: None,
+        groups: Vec::new(),
+        target: TargetFacts {
+            method: "GET".into(),
+            scheme: "https".into(),
+            host: "api.stripe.com".into(),
+            port: 443,
+            path: "/v1/charges".into(),
+            query: Vec::new(),
+            body: None,
+        },
+        reason: None,
+    })
+    .unwrap()
+}
+
+/// With decision facts on the recorded events (as the release path writes them), the what-if
+/// gives exact counts: which calls a draft IP allowlist would have denied (and which ones, as
+/// examples), which it would have let through, and which it cannot judge. Runs the vault on a
+/// real store with the real engine; the events are appended to the app's real audit chain.
+#[tokio::test]
+async fn what_if_counts_exactly_what_a_draft_would_have_done() {
+    use std::sync::Arc;
+
+    use alter_core::audit::{Actor, AuditEvent, ChainKey, Decision, Target};
+    use alter_core::policies::{DraftRule, NewRule};
+    use alter_core::ports::AuditStore;
+    use alter_core::rules::{RuleMode, RuleTarget};
+    use alter_core::time::{ManualClock, Timestamp};
+    use alter_core::vault::{Settings, Vault};
+    use alter_crypto::MasterKey;
+    use alter_store::scratch::ScratchDatabase;
+    use alter_store::{SqlStore, StoreOptions};
+
+    let mut databases = vec![ScratchDatabase::sqlite().unwrap()];
+    if let Some(pg) = ScratchDatabase::postgres().await.unwrap() {
+        databases.push(pg);
+    }
+    for db in databases {
+        let master = MasterKey::generate().unwrap();
+        let store = SqlStore::connect(
+            db.url(),
+            &StoreOptions::default(),
+            ChainKey::derive(&master),
+        )
+        .await
+        .unwrap();
+        store.migrate().await.unwrap();
+        let start = Timestamp::from_unix_seconds(1_800_000_000);
+        let clock = Arc::new(ManualClock::starting_at(start));
+        let vault = Vault::open(
+            Arc::new(store.clone()),
+            &master,
+            clock.clone(),
+            Arc::new(alter_upstream::JwtVerifier::new().unwrap()),
+            Arc::new(alter_upstream::oauth::OAuthClient::new().unwrap()),
+            Arc::new(alter_policy::Engine::new()),
+            Settings::default(),
+        )
+        .await
+        .unwrap();
+        let app = vault.create_app("a").await.unwrap().id;
+
+        // (action, decision, source address; None: an event written without facts).
+        let recorded = [
+            ("credential.released", Decision::Allow, Some("10.1.2.3")),
+            ("credential.released", Decision::Allow, Some("203.0.113.9")),
+            ("grant.created", Decision::Allow, None),
+            ("credential.released", Decision::Allow, Some("10.200.0.1")),
+            ("credential.denied", Decision::Deny, Some("198.51.100.4")),
+            ("credential.released", Decision::Allow, None),
+            ("credential.released", Decision::Allow, Some("203.0.113.10")),
+            ("credential.released", Decision::Allow, Some("10.9.9.9")),
+        ];
+        let mut outside = Vec::new();
+        for (i, (action, decision, ip)) in recorded.into_iter().enumerate() {
+            let at = start.plus_seconds(i as i64);
+            let mut event = AuditEvent::allow(
+                app,
+                at,
+                action,
+                Actor::system(),
+                Target {
+                    kind: "grant".into(),
+                    id: "g".into(),
+                },
+            );
+            event.decision = decision;
+            if let Some(ip) = ip {
+                event = event.with_details(json!({ "decision_facts": facts(app, at, ip) }));
+                if !ip.starts_with("10.") {
+                    outside.push(event.id);
+                }
+            }
+            store.append_event(&event).await.unwrap();
+        }
+        clock.advance_seconds(60);
+
+        let draft = |mode| DraftRule {
+            id: None,
+            rule: NewRule {
+                target: RuleTarget::App,
+                kind: "ip_allowlist".into(),
+                effect: None,
+                mode,
+                body: json!({"cidrs": ["10.0.0.0/8"]}),
+                description: None,
+            },
+        };
+        let report = vault
+            .what_if(app, vec![draft(RuleMode::Enforce)], None, None, None)
+            .await
+            .unwrap();
+        assert_eq!(report.total, 7, "the grant event is not a decision");
+        assert_eq!(report.indeterminate, 1);
+        assert_eq!((report.allow, report.hold, report.deny), (3, 0, 3));
+        assert_eq!(report.rules.len(), 1);
+        assert_eq!(report.rules[0].denied, 3);
+        assert_eq!(report.rules[0].examples, outside);
+
+        // A shadow draft matches the same calls but would have enforced nothing.
+        let shadow = vault
+            .what_if(app, vec![draft(RuleMode::Shadow)], None, None, None)
+            .await
+            .unwrap();
+        assert_eq!(shadow.rules[0].denied, 3);
+        // Only the recorded refusal may stay a denial (a draft cannot lift the base's).
+        assert!(shadow.deny <= 1, "{shadow:?}");
+        assert_eq!((shadow.allow + shadow.deny, shadow.hold), (6, 0));
+
+        // The range and the limit narrow the records: the last four decisions, then the first
+        // two.
+        let tail = vault
+            .what_if(
+                app,
+                vec![draft(RuleMode::Enforce)],
+                Some(start.plus_seconds(4)),
+                None,
+                None,
+            )
+            .await
+            .unwrap();
+        assert_eq!((tail.total, tail.deny, tail.indeterminate), (4, 2, 1));
+        let head = vault
+            .what_if(app, vec![draft(RuleMode::Enforce)], None, None, Some(2))
+            .await
+            .unwrap();
+        assert_eq!((head.total, head.allow, head.deny), (2, 1, 1));
+
+        store.close().await;
+        db.drop_now().await.unwrap();
+    }
+}
