@@ -292,7 +292,8 @@ async fn bad_rules_are_refused_and_nothing_is_saved() {
     .await;
 }
 
-/// Two operators change the same version at once: one wins, the other is told to read again.
+/// Two operators change the same version at once: one wins, the other is told to read again;
+/// two removals at once remove once.
 #[tokio::test]
 async fn concurrent_changes_of_one_version_commit_once() {
     on_every_engine(|engine| async move {
@@ -319,6 +320,18 @@ async fn concurrent_changes_of_one_version_commit_once() {
         assert_eq!(lost.status(), 409);
         assert_eq!(admin.get_rule(&app, &rule.id).await.unwrap().version, 2);
         assert_eq!(policy_events(&admin, &app).await.len(), 2);
+
+        // A double-clicked removal removes once; the second finds nothing.
+        let (one, two) = tokio::join!(
+            admin.remove_rule(&app, &rule.id),
+            admin.remove_rule(&app, &rule.id),
+        );
+        assert_eq!(usize::from(one.is_ok()) + usize::from(two.is_ok()), 1);
+        let lost = [one, two].into_iter().find_map(Result::err).unwrap();
+        assert_eq!((lost.status(), lost.code()), (404, Some("rule_not_found")));
+        let events = policy_events(&admin, &app).await;
+        assert_eq!(events.len(), 3);
+        assert_eq!(events[2].0, "policy.rule_removed");
     })
     .await;
 }
