@@ -52,6 +52,8 @@ enum Command {
     Grant(operator::GrantArgs),
     /// Query, export and verify an app's audit log (needs ALTER_ADDR and ALTER_ADMIN_TOKEN).
     Audit(operator::AuditArgs),
+    /// Manage an app's policy rules and test drafts (needs ALTER_ADDR and ALTER_ADMIN_TOKEN).
+    Policy(operator::PolicyArgs),
     /// Connect an account at an OAuth provider and print the grant (needs ALTER_API_KEY).
     Connect(connect::ConnectArgs),
 }
@@ -84,6 +86,7 @@ fn main() -> ExitCode {
             Command::Agent(args) => operator::agent(args).await,
             Command::Grant(args) => operator::grant(args).await,
             Command::Audit(args) => operator::audit(args).await,
+            Command::Policy(args) => operator::policy(args).await,
             Command::Connect(args) => connect::connect(args).await,
         }
     })

@@ -2004,3 +2004,117 @@ fn alter_connect_prints_the_url_waits_for_the_user_and_prints_the_grant() {
     assert_eq!(exit_code(&keyless), 1);
     assert!(stderr(&keyless).contains("ALTER_API_KEY"));
 }
+
+#[test]
+fn the_operator_cli_adds_lists_shows_tests_and_removes_policy_rules() {
+    on_each_database(|op| {
+        let dir = tempfile::tempdir().unwrap();
+        let agent = op.create_agent("bot");
+        let added = op.json(&[
+            "policy",
+            "add",
+            "--target",
+            "app",
+            "--kind",
+            "ip_allowlist",
+            "--body",
+            r#"{"cidrs": ["10.0.0.0/8"]}"#,
+            "--description",
+            "office",
+            "--json",
+        ]);
+        let id = added["id"].as_str().unwrap().to_owned();
+        assert_eq!(added["version"], 1);
+        assert_eq!(added["effect"], "deny");
+        let body = dir.path().join("body.json");
+        std::fs::write(&body, r#"{"cidrs": ["192.0.2.0/24"]}"#).unwrap();
+        let on_agent = op.json(&[
+            "policy",
+            "add",
+            "--target",
+            &format!("agent:{agent}"),
+            "--kind",
+            "ip_allowlist",
+            "--mode",
+            "shadow",
+            "--body",
+            &format!("@{}", body.display()),
+            "--json",
+        ]);
+        assert_eq!(on_agent["target"]["type"], "agent");
+        assert_eq!(on_agent["target"]["id"], agent.as_str());
+        assert_eq!(on_agent["mode"], "shadow");
+
+        let list = op.json(&["policy", "list", "--json"]);
+        assert_eq!(list.as_array().unwrap().len(), 2);
+        let table = stdout(&op.run(&["policy", "list"]));
+        assert!(table.starts_with("ID "), "{table}");
+        assert!(
+            table.contains(&id) && table.contains(&format!("agent:{agent}")),
+            "{table}"
+        );
+        let shown = stdout(&op.run(&["policy", "show", &id]));
+        assert!(
+            shown.contains("ip_allowlist") && shown.contains("10.0.0.0/8"),
+            "{shown}"
+        );
+
+        // What-if: no traffic yet, so nothing to replay; the draft may name a target briefly.
+        let draft = dir.path().join("draft.json");
+        std::fs::write(
+            &draft,
+            format!(
+                r#"[{{"target": "agent:{agent}", "kind": "ip_allowlist", "body": {{"cidrs": ["10.0.0.0/8"]}}}}]"#
+            ),
+        )
+        .unwrap();
+        let draft = draft.display().to_string();
+        let report = op.json(&[
+            "policy", "test", "--draft", &draft, "--since", "7d", "--json",
+        ]);
+        assert_eq!(report["total"], 0);
+        assert_eq!(report["rules"][0]["kind"], "ip_allowlist");
+        let table = stdout(&op.run(&["policy", "test", "--draft", &draft]));
+        assert!(table.starts_with("RECORDS"), "{table}");
+
+        // Bad input: a clear error, nothing saved.
+        let bad = op.run(&[
+            "policy",
+            "add",
+            "--target",
+            "app",
+            "--kind",
+            "ip_allowlist",
+            "--body",
+            "{not json",
+        ]);
+        assert_eq!(exit_code(&bad), 1, "{}", stderr(&bad));
+        let refused = op.run(&[
+            "policy",
+            "add",
+            "--target",
+            "app",
+            "--kind",
+            "ip_allowlist",
+            "--body",
+            r#"{"cidrs": ["10.0.0.0/33"]}"#,
+        ]);
+        assert_eq!(exit_code(&refused), 1, "{}", stderr(&refused));
+        let usage = op.run(&[
+            "policy", "add", "--target", "user:1", "--kind", "x", "--body", "{}",
+        ]);
+        assert_eq!(usage.status.code(), Some(2));
+        assert_eq!(
+            op.json(&["policy", "list", "--json"])
+                .as_array()
+                .unwrap()
+                .len(),
+            2
+        );
+
+        let removed = op.json(&["policy", "remove", &id, "--json"]);
+        assert_eq!(removed["id"], id.as_str());
+        assert_eq!(exit_code(&op.run(&["policy", "show", &id])), 4);
+        assert_eq!(exit_code(&op.run(&["policy", "remove", &id])), 4);
+    });
+}

@@ -103,6 +103,12 @@ pub mod action {
     /// The first keyed event of a chain whose earlier events carry plain SHA-256 hashes: its
     /// keyed hash vouches for all of them.
     pub const AUDIT_CHAIN_KEYED: &str = "audit.chain_keyed";
+    /// An operator added a policy rule.
+    pub const POLICY_RULE_ADDED: &str = "policy.rule_added";
+    /// An operator changed a policy rule (a new version).
+    pub const POLICY_RULE_UPDATED: &str = "policy.rule_updated";
+    /// An operator removed a policy rule.
+    pub const POLICY_RULE_REMOVED: &str = "policy.rule_removed";
 }
 
 /// Allowed or refused.

@@ -32,6 +32,8 @@ pub enum Entity {
     ProviderSpec,
     /// An operation of a provider's spec.
     Operation,
+    /// A policy rule.
+    Rule,
 }
 
 impl Entity {
@@ -49,6 +51,7 @@ impl Entity {
             Entity::ConnectSession => "Connect session",
             Entity::ProviderSpec => "provider spec",
             Entity::Operation => "operation",
+            Entity::Rule => "rule",
         }
     }
 }

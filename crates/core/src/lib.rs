@@ -17,6 +17,7 @@ pub mod identity;
 pub mod ids;
 pub mod keys;
 pub mod oauth;
+pub mod policies;
 pub mod ports;
 pub mod provider_specs;
 pub mod providers;

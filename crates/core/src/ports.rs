@@ -15,13 +15,14 @@ use crate::connections::{Connection, RefreshLease, RefreshedTokens};
 use crate::grants::{Grant, GrantFilter, GrantView, Principal, Viewer};
 use crate::identity::{AppUser, IdentityProvider, JwksSource, TokenError, VerifiedToken};
 use crate::ids::{
-    AgentId, AppId, AuthSessionId, ConnectSessionId, ConnectionId, GrantId, IdpId, KeyId, SecretId,
-    UserId, UserSecretId,
+    AgentId, AppId, AuthSessionId, ConnectSessionId, ConnectionId, GrantId, IdpId, KeyId, RuleId,
+    SecretId, UserId, UserSecretId,
 };
 use crate::keys::ApiKey;
 use crate::provider_specs::{Operation, OperationSummary, ProviderSpec, PutSpec, SpecKind};
 use crate::providers::OAuthProvider;
 use crate::release::{Authorization, ReleaseCondition, Verdict};
+use crate::rules::Rule;
 use crate::secrets::ManagedSecret;
 use crate::signin::{AuthSession, SignInClient};
 use crate::time::Timestamp;
@@ -747,6 +748,72 @@ impl std::fmt::Debug for IdentitySigningKey {
     }
 }
 
+/// A rule version as kept for the record: every version ever saved, and a tombstone for a
+/// removal, so an audit event or a what-if can name the exact version that decided.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RuleVersion {
+    /// The rule as that version was saved (a tombstone repeats the last version's content
+    /// under the next version number).
+    pub rule: Rule,
+    /// This version records the rule's removal.
+    pub removed: bool,
+}
+
+/// Policy rules of apps. Every write commits its audit event and bumps the app's
+/// `rules_version` in the same transaction.
+#[async_trait]
+pub trait RuleStore: Send + Sync {
+    /// Stores a new rule (its version 1); [`StoreError::Conflict`] if its id exists.
+    async fn insert_rule(&self, rule: &Rule, event: &AuditEvent) -> StoreResult<()>;
+    /// Replaces a rule with `rule` (whose version is the new one) if its stored version is
+    /// still `expected_version`; false, changing nothing, otherwise (or if it is gone).
+    async fn update_rule(
+        &self,
+        rule: &Rule,
+        expected_version: i64,
+        event: &AuditEvent,
+    ) -> StoreResult<bool>;
+    /// Removes a rule of `app`, recording a tombstone version; false if there was none.
+    async fn delete_rule(&self, app: AppId, id: RuleId, event: &AuditEvent) -> StoreResult<bool>;
+    /// The current version of one rule of `app`.
+    async fn get_rule(&self, app: AppId, id: RuleId) -> StoreResult<Option<Rule>>;
+    /// The current rules of `app`, oldest first.
+    async fn list_rules(&self, app: AppId) -> StoreResult<Vec<Rule>>;
+    /// Every version of one rule of `app`, oldest first (removals included).
+    async fn rule_versions(&self, app: AppId, id: RuleId) -> StoreResult<Vec<RuleVersion>>;
+    /// The app's rules version (moves with every rule write); `None` for an unknown app.
+    async fn rules_version(&self, app: AppId) -> StoreResult<Option<i64>>;
+}
+
+/// What taking a rate-limit token found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateTaken {
+    /// A token was taken: the call may go.
+    pub allowed: bool,
+    /// When refused, how long until a token is free (ms); 0 when allowed.
+    pub retry_after_ms: i64,
+    /// When allowed, how many more calls the bucket admits right now; 0 when refused.
+    pub remaining: i64,
+}
+
+/// GCRA rate-limit buckets shared by every node (one row per bucket in the database).
+#[async_trait]
+pub trait RateLimitStore: Send + Sync {
+    /// Takes one token from `bucket` at `now_ms`, atomically across nodes: allowed if the
+    /// bucket's theoretical arrival time, moved on by `emission_interval_ms`, stays within
+    /// `tolerance_ms` (`(burst - 1) * emission_interval_ms`) of now. A refusal takes nothing.
+    async fn take_rate_token(
+        &self,
+        bucket: &str,
+        now_ms: i64,
+        emission_interval_ms: i64,
+        tolerance_ms: i64,
+    ) -> StoreResult<RateTaken>;
+    /// Deletes buckets whose arrival time is before `before_ms` (they are full); returns how
+    /// many.
+    async fn prune_rate_buckets(&self, before_ms: i64) -> StoreResult<u64>;
+}
+
 /// Everything the services need from storage.
 pub trait Store:
     KeyringStore
@@ -766,6 +833,8 @@ pub trait Store:
     + AuditStore
     + ReleaseStore
     + SignInStore
+    + RuleStore
+    + RateLimitStore
 {
 }
 
@@ -787,6 +856,8 @@ impl<T> Store for T where
         + AuditStore
         + ReleaseStore
         + SignInStore
+        + RuleStore
+        + RateLimitStore
 {
 }
 

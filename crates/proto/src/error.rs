@@ -165,6 +165,8 @@ pub mod codes {
     pub const PROVIDER_SPEC_NOT_FOUND: &str = "provider_spec_not_found";
     /// 404: the spec lists no such operation (the client raises `GrantNotFoundError`).
     pub const OPERATION_NOT_FOUND: &str = "operation_not_found";
+    /// 404: the app has no such policy rule.
+    pub const RULE_NOT_FOUND: &str = "rule_not_found";
 
     // Conflicts (409).
     /// A revoked key cannot change state.

@@ -9,6 +9,7 @@ pub mod error;
 pub mod grants;
 pub mod keyfmt;
 pub mod keys;
+pub mod policies;
 pub mod provider_specs;
 pub mod providers;
 pub mod scopes;

@@ -22,6 +22,10 @@ pub use alter_proto::admin::{
 pub use alter_proto::agents::{AgentInfo, AgentList};
 pub use alter_proto::grants::{DelegationResult, GrantItem, GrantList};
 pub use alter_proto::keys::{ApiKeyInfo, MintedKey};
+pub use alter_proto::policies::{
+    CreateRuleRequest, DraftRuleBody, RuleInfo, RuleTargetBody, UpdateRuleRequest, WhatIfRequest,
+    WhatIfRuleView, WhatIfView,
+};
 pub use alter_proto::provider_specs::{
     ImportQuery, ImportedSpec, ProviderSpec, ProviderSpecList, SpecListQuery,
 };
@@ -455,6 +459,57 @@ fn query_string<Q: Serialize>(query: &Q) -> Result<String, Error> {
         .map(|(n, v)| (n.as_str(), v.as_str()))
         .collect();
     Ok(format!("?{}", encode_query(&pairs)))
+}
+
+/// Policy rules and the what-if replay (`/apps/{app}/policies/*`).
+impl AdminClient {
+    /// Adds a rule to an app.
+    pub async fn add_rule(
+        &self,
+        app_id: &str,
+        request: &CreateRuleRequest,
+    ) -> Result<RuleInfo, Error> {
+        let path = app_path(app_id, "/policies/rules");
+        self.call(Method::POST, &path, Some(request)).await
+    }
+
+    /// An app's rules, oldest first.
+    pub async fn list_rules(&self, app_id: &str) -> Result<Vec<RuleInfo>, Error> {
+        self.items(&app_path(app_id, "/policies/rules")).await
+    }
+
+    /// One rule.
+    pub async fn get_rule(&self, app_id: &str, rule_id: &str) -> Result<RuleInfo, Error> {
+        let path = member_path(app_id, "policies/rules", rule_id, "");
+        self.call::<_, ()>(Method::GET, &path, None).await
+    }
+
+    /// Changes a rule (a new version).
+    pub async fn update_rule(
+        &self,
+        app_id: &str,
+        rule_id: &str,
+        request: &UpdateRuleRequest,
+    ) -> Result<RuleInfo, Error> {
+        let path = member_path(app_id, "policies/rules", rule_id, "");
+        self.call(Method::PATCH, &path, Some(request)).await
+    }
+
+    /// Removes a rule; returns what was removed.
+    pub async fn remove_rule(&self, app_id: &str, rule_id: &str) -> Result<RuleInfo, Error> {
+        let path = member_path(app_id, "policies/rules", rule_id, "");
+        self.call::<_, ()>(Method::DELETE, &path, None).await
+    }
+
+    /// What a draft rule set would have done to the app's past credential decisions.
+    pub async fn what_if(
+        &self,
+        app_id: &str,
+        request: &WhatIfRequest,
+    ) -> Result<WhatIfView, Error> {
+        let path = app_path(app_id, "/policies/what-if");
+        self.call(Method::POST, &path, Some(request)).await
+    }
 }
 
 #[cfg(test)]

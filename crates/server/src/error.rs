@@ -488,6 +488,7 @@ fn not_found_code(entity: Entity) -> &'static str {
         Entity::ConnectSession => codes::CONNECT_SESSION_NOT_FOUND,
         Entity::ProviderSpec => codes::PROVIDER_SPEC_NOT_FOUND,
         Entity::Operation => codes::OPERATION_NOT_FOUND,
+        Entity::Rule => codes::RULE_NOT_FOUND,
     }
 }
 
@@ -572,6 +573,12 @@ mod tests {
             (
                 "unknown app",
                 Error::NotFound(Entity::App).into(),
+                Main,
+                "GrantNotFoundError",
+            ),
+            (
+                "unknown policy rule",
+                Error::NotFound(Entity::Rule).into(),
                 Main,
                 "GrantNotFoundError",
             ),

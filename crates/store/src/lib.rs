@@ -26,6 +26,7 @@ mod identity;
 mod keyring;
 mod keys;
 mod nonces;
+mod policies;
 mod provider_specs;
 mod providers;
 mod release;

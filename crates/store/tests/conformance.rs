@@ -2523,3 +2523,222 @@ async fn the_sign_in_client_is_versioned_and_signing_keys_listed_oldest_first() 
     })
     .await;
 }
+
+fn rule(app: AppId, target: alter_core::rules::RuleTarget, at: i64) -> alter_core::rules::Rule {
+    alter_core::rules::Rule {
+        id: alter_core::ids::RuleId::new(),
+        app_id: app,
+        version: 1,
+        target,
+        kind: "ip_allowlist".into(),
+        effect: alter_core::rules::Effect::Deny,
+        mode: alter_core::rules::RuleMode::Enforce,
+        body: serde_json::json!({"cidrs": ["10.0.0.0/8"]}),
+        description: Some("office only".into()),
+        created_at: t(at),
+    }
+}
+
+/// Rules are stored per app with every version kept (a removal as a tombstone); each write
+/// bumps the app's rules version and appends its event in the same transaction; an update
+/// under a stale version, and any write or read through another app, changes and shows nothing.
+#[tokio::test]
+async fn policy_rules_are_versioned_per_app_under_optimistic_versions() {
+    use alter_core::ports::RuleStore;
+    use alter_core::rules::{RuleMode, RuleTarget};
+    on_every_engine(|Fixture { store, raw }| async move {
+        let app = new_app(&store, "a").await.id;
+        let other = new_app(&store, "b").await.id;
+        assert_eq!(store.rules_version(app).await.unwrap(), Some(0));
+        assert_eq!(store.rules_version(AppId::new()).await.unwrap(), None);
+
+        let first = rule(app, RuleTarget::App, 1);
+        let second = rule(app, RuleTarget::Provider("github".into()), 2);
+        let third = rule(app, RuleTarget::Agent(AgentId::new()), 3);
+        let fourth = rule(app, RuleTarget::Grant(GrantId::new()), 4);
+        for r in [&first, &second, &third, &fourth] {
+            store
+                .insert_rule(r, &event(app, "policy.rule_added"))
+                .await
+                .unwrap();
+        }
+        assert!(matches!(
+            store
+                .insert_rule(&first, &event(app, "policy.rule_added"))
+                .await,
+            Err(StoreError::Conflict(_))
+        ));
+        assert_eq!(store.rules_version(app).await.unwrap(), Some(4));
+        assert_eq!(store.rules_version(other).await.unwrap(), Some(0));
+        assert_eq!(
+            store.list_rules(app).await.unwrap(),
+            vec![first.clone(), second.clone(), third.clone(), fourth.clone()]
+        );
+        assert_eq!(
+            store.get_rule(app, first.id).await.unwrap(),
+            Some(first.clone())
+        );
+
+        // Another app sees, changes and removes nothing.
+        assert_eq!(store.get_rule(other, first.id).await.unwrap(), None);
+        assert!(store.list_rules(other).await.unwrap().is_empty());
+        let hijack = alter_core::rules::Rule {
+            app_id: other,
+            version: 2,
+            ..first.clone()
+        };
+        assert!(
+            !store
+                .update_rule(&hijack, 1, &event(other, "policy.rule_updated"))
+                .await
+                .unwrap()
+        );
+        assert!(
+            !store
+                .delete_rule(other, first.id, &event(other, "policy.rule_removed"))
+                .await
+                .unwrap()
+        );
+        assert!(
+            store
+                .rule_versions(other, first.id)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+
+        // An update moves the version; a stale one is refused.
+        let changed = alter_core::rules::Rule {
+            version: 2,
+            mode: RuleMode::Shadow,
+            body: serde_json::json!({"cidrs": ["192.0.2.0/24"]}),
+            description: None,
+            created_at: t(10),
+            ..first.clone()
+        };
+        assert!(
+            store
+                .update_rule(&changed, 1, &event(app, "policy.rule_updated"))
+                .await
+                .unwrap()
+        );
+        assert!(
+            !store
+                .update_rule(&changed, 1, &event(app, "policy.rule_updated"))
+                .await
+                .unwrap()
+        );
+        assert_eq!(
+            store.get_rule(app, first.id).await.unwrap(),
+            Some(changed.clone())
+        );
+        assert_eq!(store.rules_version(app).await.unwrap(), Some(5));
+
+        assert!(
+            store
+                .delete_rule(app, first.id, &event(app, "policy.rule_removed"))
+                .await
+                .unwrap()
+        );
+        assert!(
+            !store
+                .delete_rule(app, first.id, &event(app, "policy.rule_removed"))
+                .await
+                .unwrap()
+        );
+        assert_eq!(store.get_rule(app, first.id).await.unwrap(), None);
+        assert_eq!(store.list_rules(app).await.unwrap().len(), 3);
+        assert_eq!(store.rules_version(app).await.unwrap(), Some(6));
+        let versions = store.rule_versions(app, first.id).await.unwrap();
+        assert_eq!(
+            versions
+                .iter()
+                .map(|v| (v.rule.version, v.removed))
+                .collect::<Vec<_>>(),
+            vec![(1, false), (2, false), (3, true)]
+        );
+        assert_eq!(versions[0].rule, first);
+        assert_eq!(versions[1].rule, changed);
+        assert_eq!(versions[2].rule.body, changed.body);
+        // Created, four added, one update, one removal; the refused writes wrote nothing.
+        assert_chain_intact(&raw, app, 7).await;
+        assert_chain_intact(&raw, other, 1).await;
+    })
+    .await;
+}
+
+/// GCRA (policy-design §5): with 3 a minute and a burst of 3, three calls pass at once, the
+/// fourth is refused with the wait until the next token and consumes nothing, and one more
+/// passes an emission interval (20 s) later; buckets are independent and pruned when full.
+#[tokio::test]
+async fn rate_tokens_follow_gcra() {
+    use alter_core::ports::{RateLimitStore, RateTaken};
+    on_every_engine(|Fixture { store, .. }| async move {
+        let (interval, tolerance) = (20_000, 40_000);
+        let now = 1_800_000_000_000_i64;
+        let take = |at: i64| {
+            let store = store.clone();
+            async move {
+                store
+                    .take_rate_token("r1:grant:g1", at, interval, tolerance)
+                    .await
+                    .unwrap()
+            }
+        };
+        let allowed = |remaining| RateTaken {
+            allowed: true,
+            retry_after_ms: 0,
+            remaining,
+        };
+        assert_eq!(take(now).await, allowed(2));
+        assert_eq!(take(now).await, allowed(1));
+        assert_eq!(take(now + 1).await, allowed(0));
+        let refused = take(now + 1).await;
+        assert!(!refused.allowed);
+        assert_eq!(refused.retry_after_ms, 19_999);
+        // The refusal consumed nothing: the next token is free at exactly now + 20 s.
+        assert!(!take(now + 19_999).await.allowed);
+        assert_eq!(take(now + 20_000).await, allowed(0));
+        assert!(!take(now + 20_000).await.allowed);
+        // Another bucket is full.
+        assert!(
+            store
+                .take_rate_token("r1:grant:g2", now, interval, tolerance)
+                .await
+                .unwrap()
+                .allowed
+        );
+        // Idle for long enough, the bucket is full again (burst, not more).
+        let later = now + 600_000;
+        assert_eq!(take(later).await, allowed(2));
+        assert_eq!(store.prune_rate_buckets(now + 100_000).await.unwrap(), 1);
+        assert_eq!(store.prune_rate_buckets(later + 100_000).await.unwrap(), 1);
+    })
+    .await;
+}
+
+/// Twenty concurrent takes on one empty bucket with a burst of 5 admit exactly five.
+#[tokio::test]
+async fn concurrent_rate_takes_admit_exactly_the_burst() {
+    use alter_core::ports::RateLimitStore;
+    on_every_engine(|Fixture { store, .. }| async move {
+        let now = 1_800_000_000_000_i64;
+        // 5 a minute, burst 5: T = 12 s, tau = 48 s.
+        let takes = (0..20).map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .take_rate_token("r2:agent:a1", now, 12_000, 48_000)
+                    .await
+                    .unwrap()
+                    .allowed
+            })
+        });
+        let mut admitted = 0;
+        for take in takes.collect::<Vec<_>>() {
+            admitted += usize::from(take.await.unwrap());
+        }
+        assert_eq!(admitted, 5);
+    })
+    .await;
+}

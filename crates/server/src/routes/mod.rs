@@ -11,6 +11,7 @@ mod grants;
 mod health;
 mod identity;
 mod keys;
+mod policies;
 mod provider_specs;
 mod providers;
 mod scopes;
@@ -151,7 +152,9 @@ pub fn router(state: AppState, base_path: &str) -> Router {
         .merge(sdk)
         .nest(
             "/admin/v1",
-            admin::router().method_not_allowed_fallback(method_not_allowed),
+            admin::router()
+                .merge(policies::router())
+                .method_not_allowed_fallback(method_not_allowed),
         )
         .nest("/user/v1/apps/{app}", user)
         .route(

@@ -19,6 +19,7 @@ mod limits;
 mod managed_connect;
 mod oauth_client;
 mod oauth_peer;
+mod policies;
 mod provider_specs;
 mod providers;
 mod release;
