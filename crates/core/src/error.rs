@@ -32,6 +32,8 @@ pub enum Entity {
     ProviderSpec,
     /// An operation of a provider's spec.
     Operation,
+    /// A held proxy call.
+    Approval,
 }
 
 impl Entity {
@@ -49,6 +51,7 @@ impl Entity {
             Entity::ConnectSession => "Connect session",
             Entity::ProviderSpec => "provider spec",
             Entity::Operation => "operation",
+            Entity::Approval => "approval",
         }
     }
 }
@@ -281,6 +284,9 @@ pub enum Error {
     /// A state conflict.
     #[error("{0}")]
     Conflict(String),
+    /// An approval operation was refused.
+    #[error("{0}")]
+    Approval(#[from] crate::approvals::ApprovalError),
     /// The storage backend failed.
     #[error("storage failure")]
     Storage(#[from] StoreError),

@@ -4,6 +4,7 @@
 
 pub mod agents;
 pub mod apps;
+pub mod approvals;
 pub mod assertions;
 pub mod audit;
 pub mod caller;
