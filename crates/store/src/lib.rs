@@ -13,6 +13,7 @@
 
 mod agents;
 mod apps;
+mod approvals;
 mod audit_events;
 mod chain;
 mod connect;
