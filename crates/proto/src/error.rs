@@ -172,6 +172,24 @@ pub mod codes {
     /// Generic state conflict.
     pub const CONFLICT: &str = "conflict";
 
+    // Approvals of held proxy calls (protocol part 1 §4.3, §6).
+    /// No such approval, or not the caller's (404).
+    pub const APPROVAL_NOT_FOUND: &str = "approval_not_found";
+    /// A held call must carry a reason (400).
+    pub const APPROVAL_REASON_REQUIRED: &str = "approval_reason_required";
+    /// The app holds too many pending approvals (429).
+    pub const TOO_MANY_PENDING_APPROVALS: &str = "too_many_pending_approvals";
+    /// A person denied the call (`ApprovalDeniedError`).
+    pub const APPROVAL_DENIED: &str = "approval_denied";
+    /// Nobody decided in time (`ApprovalExpiredError`).
+    pub const APPROVAL_EXPIRED: &str = "approval_expired";
+    /// Approved, but the call could not be made (`ApprovalExecutionFailedError`).
+    pub const APPROVAL_EXECUTION_FAILED: &str = "approval_execution_failed";
+    /// The approved call has not been made yet (409).
+    pub const APPROVAL_NOT_READY: &str = "approval_not_ready";
+    /// The approval was already decided otherwise (409).
+    pub const APPROVAL_ALREADY_DECIDED: &str = "approval_already_decided";
+
     // Bad requests (400 / 413 / 422).
     /// Body or parameters fail validation.
     pub const INVALID_REQUEST: &str = "invalid_request";

@@ -4,6 +4,7 @@
 
 pub mod admin;
 pub mod agents;
+pub mod approvals;
 pub mod connect;
 pub mod error;
 pub mod grants;

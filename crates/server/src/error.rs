@@ -3,6 +3,7 @@
 //! (protocol part 1 §4). 5xx bodies are generic; their cause goes to the log.
 
 use alter_core::Entity;
+use alter_core::approvals::ApprovalError;
 use alter_core::error::{Error, Limit};
 use alter_core::ports::StoreError;
 use alter_core::release::{Denial, ProxyReason};
@@ -398,8 +399,31 @@ impl From<Error> for ApiError {
             }
             Error::Storage(cause) => ApiError::internal(&cause),
             Error::Crypto(cause) => ApiError::internal(&cause),
+            Error::Approval(refusal) => approval_answer(&refusal, message),
         }
     }
+}
+
+/// A refused approval operation. `approval_denied`, `approval_expired` and
+/// `approval_execution_failed` are what `/result` (and `await_approval`) turn into typed
+/// exceptions, whatever the status (protocol part 1 §4.3).
+fn approval_answer(refusal: &ApprovalError, message: String) -> ApiError {
+    use StatusCode as S;
+    let (status, code) = match refusal {
+        ApprovalError::ReasonRequired => (S::BAD_REQUEST, codes::APPROVAL_REASON_REQUIRED),
+        ApprovalError::TooManyPending => (S::TOO_MANY_REQUESTS, codes::TOO_MANY_PENDING_APPROVALS),
+        ApprovalError::WaitTooLong => (S::UNPROCESSABLE_ENTITY, codes::INVALID_REQUEST),
+        ApprovalError::Denied(_) => (S::FORBIDDEN, codes::APPROVAL_DENIED),
+        ApprovalError::Expired => (S::GONE, codes::APPROVAL_EXPIRED),
+        ApprovalError::ExecutionFailed(_) => (S::CONFLICT, codes::APPROVAL_EXECUTION_FAILED),
+        ApprovalError::NotReady(_) => (S::CONFLICT, codes::APPROVAL_NOT_READY),
+        ApprovalError::AlreadyDecided(_) => (S::CONFLICT, codes::APPROVAL_ALREADY_DECIDED),
+    };
+    let mut error = ApiError::new(status, code, message);
+    if status == S::TOO_MANY_REQUESTS {
+        error.retry_after = Some(60);
+    }
+    error
 }
 
 /// The status and wire code of a refused credential use.
@@ -445,6 +469,7 @@ fn not_found_code(entity: Entity) -> &'static str {
         Entity::ConnectSession => codes::CONNECT_SESSION_NOT_FOUND,
         Entity::ProviderSpec => codes::PROVIDER_SPEC_NOT_FOUND,
         Entity::Operation => codes::OPERATION_NOT_FOUND,
+        Entity::Approval => codes::APPROVAL_NOT_FOUND,
     }
 }
 

@@ -300,6 +300,7 @@ fn background_tasks(
     let mut tasks = vec![
         tokio::spawn(prune_expired(state.vault.clone())),
         tokio::spawn(upstream_revocations(state.vault.clone())),
+        tokio::spawn(sweep_approvals(state.vault.clone())),
     ];
     if let Some(every) = audit_checkpoint_interval {
         tasks.push(tokio::spawn(checkpoints::log_audit_checkpoints(
@@ -360,6 +361,24 @@ async fn upstream_revocations(vault: Vault) {
             Ok(n) if n > 0 => tracing::info!(confirmed = n, "upstream revocations confirmed"),
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "running upstream revocations failed"),
+        }
+    }
+}
+
+/// How often held calls are swept: expired when undecided, executed when approved but not
+/// picked up, failed when their execution's node died. Every step is a conditional update, so
+/// every node may sweep.
+const APPROVAL_SWEEP_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Sweeps approvals every [`APPROVAL_SWEEP_INTERVAL`].
+async fn sweep_approvals(vault: Vault) {
+    let mut tick = tokio::time::interval(APPROVAL_SWEEP_INTERVAL);
+    loop {
+        tick.tick().await;
+        match vault.sweep_approvals().await {
+            Ok(n) if n > 0 => tracing::info!(moved = n, "approvals swept"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "sweeping approvals failed"),
         }
     }
 }

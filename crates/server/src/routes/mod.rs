@@ -5,6 +5,7 @@
 
 mod admin;
 mod agents;
+mod approvals;
 pub(crate) mod audit;
 mod connect;
 mod grants;
@@ -19,7 +20,7 @@ mod token;
 mod user;
 mod views;
 
-use alter_core::ids::{AgentKind, AppKind, GrantKind, Id, KeyKind};
+use alter_core::ids::{AgentKind, AppKind, ApprovalKind, GrantKind, Id, KeyKind};
 use alter_core::{Entity, Error};
 use axum::Router;
 use axum::middleware::from_fn_with_state;
@@ -49,7 +50,7 @@ macro_rules! named {
     };
 }
 
-named!(AppKind => App, KeyKind => Key, AgentKind => Agent, GrantKind => Grant);
+named!(AppKind => App, KeyKind => Key, AgentKind => Agent, GrantKind => Grant, ApprovalKind => Approval);
 
 /// Page size of a listing that names none.
 pub(crate) fn default_page_limit() -> i64 {
@@ -132,6 +133,8 @@ sdk_routes! {
     POST "/sdk/auth/verify-token" => signin::verify_token, Some("idp_users:read");
     POST "/sdk/identity/resolve" => identity::resolve, Some("idp_users:read");
     POST "/sdk/identity/assert" => identity::assert, Some("idp_users:read");
+    GET "/sdk/approvals/{id}" => approvals::status, Some("approvals:read"), or "proxy:execute";
+    GET "/sdk/approvals/{id}/result" => approvals::result, Some("approvals:read"), or "proxy:execute";
 }
 
 /// The whole application, mounted under `base_path`.
@@ -151,7 +154,9 @@ pub fn router(state: AppState, base_path: &str) -> Router {
         .merge(sdk)
         .nest(
             "/admin/v1",
-            admin::router().method_not_allowed_fallback(method_not_allowed),
+            admin::router()
+                .merge(approvals::admin_router())
+                .method_not_allowed_fallback(method_not_allowed),
         )
         .nest("/user/v1/apps/{app}", user)
         .route(
