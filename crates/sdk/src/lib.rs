@@ -13,6 +13,7 @@
 
 pub mod admin;
 pub mod agents;
+pub mod approvals;
 mod client;
 pub mod connect;
 pub mod error;
@@ -26,6 +27,7 @@ pub mod sigv4;
 mod transport;
 
 pub use agents::{AgentInfo, Agents, CreateAgent, UpdateAgent};
+pub use approvals::{ApprovalState, ApprovalStatus, PendingApproval, ProxyResult};
 pub use alter_proto::keys::{ApiKeyInfo, DeriveKeyRequest, MintedKey};
 pub use alter_proto::scopes::ScopeCatalog;
 pub use client::{Agent, App, ClientBuilder};

@@ -504,6 +504,8 @@ mod tests {
     enum Mapper {
         Main,
         Agents,
+        /// `/sdk/proxy` and `/sdk/approvals/{id}/result`.
+        Proxy,
     }
 
     /// A grant id that is the same at every run, so the written table is stable.
@@ -512,7 +514,7 @@ mod tests {
     }
 
     fn cases() -> Vec<(&'static str, ApiError, Mapper, &'static str)> {
-        use Mapper::{Agents, Main};
+        use Mapper::{Agents, Main, Proxy};
         let scope = || Scope::parse("keys:admin").unwrap();
         vec![
             (
@@ -745,6 +747,67 @@ mod tests {
                 Main,
                 "GrantNotFoundError",
             ),
+            (
+                "held call without a reason",
+                Error::Approval(ApprovalError::ReasonRequired).into(),
+                Proxy,
+                "BackendError",
+            ),
+            (
+                "too many pending approvals",
+                Error::Approval(ApprovalError::TooManyPending).into(),
+                Proxy,
+                "BackendError",
+            ),
+            (
+                "approval wait above 25 s",
+                Error::Approval(ApprovalError::WaitTooLong).into(),
+                Main,
+                "BackendError",
+            ),
+            (
+                "unknown approval",
+                Error::NotFound(Entity::Approval).into(),
+                Main,
+                "GrantNotFoundError",
+            ),
+            (
+                "approval denied",
+                Error::Approval(ApprovalError::Denied(Some("not today".into()))).into(),
+                Proxy,
+                "ApprovalDeniedError",
+            ),
+            (
+                "approval expired",
+                Error::Approval(ApprovalError::Expired).into(),
+                Proxy,
+                "ApprovalExpiredError",
+            ),
+            (
+                "approved call failed",
+                Error::Approval(ApprovalError::ExecutionFailed(Some("grant revoked".into())))
+                    .into(),
+                Proxy,
+                "ApprovalExecutionFailedError",
+            ),
+            (
+                "approval result not ready",
+                Error::Approval(ApprovalError::NotReady(
+                    alter_core::approvals::ApprovalStatus::Pending,
+                ))
+                .into(),
+                Proxy,
+                "BackendError",
+            ),
+            (
+                "approval decided otherwise",
+                Error::Approval(ApprovalError::AlreadyDecided(
+                    alter_core::approvals::ApprovalStatus::Denied,
+                ))
+                .into(),
+                Main,
+                "BackendError",
+            ),
         ]
     }
 
@@ -757,6 +820,7 @@ mod tests {
             let mapped = match mapper {
                 Mapper::Main => alter_sdk::error::from_response(status, &body),
                 Mapper::Agents => alter_sdk::error::from_agents_response(status, &body),
+                Mapper::Proxy => alter_sdk::error::from_proxy_response(status, &body),
             };
             assert_eq!(mapped.exception_name(), expected, "{case}");
             if status >= 500 {
@@ -769,7 +833,11 @@ mod tests {
                 "case": case,
                 "status": status,
                 "body": serde_json::from_slice::<Value>(&body).unwrap(),
-                "mapper": match mapper { Mapper::Main => "main", Mapper::Agents => "agents" },
+                "mapper": match mapper {
+                    Mapper::Main => "main",
+                    Mapper::Agents => "agents",
+                    Mapper::Proxy => "proxy",
+                },
                 "exception": expected,
             }));
         }

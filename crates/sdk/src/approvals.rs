@@ -1,0 +1,324 @@
+//! Approvals of held proxy calls (protocol part 1 §6.3–6.5): [`get_approval_status`] and
+//! [`await_approval`] on [`App`](crate::App) and [`Agent`](crate::Agent).
+//!
+//! [`get_approval_status`]: crate::App::get_approval_status
+//! [`await_approval`]: crate::App::await_approval
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use reqwest::Method;
+use serde::Deserialize;
+
+use crate::error::{Error, ErrorInfo};
+use crate::transport::{Mapper, Transport, decode};
+use crate::{Agent, App};
+
+pub use alter_proto::approvals::{GateStatus, PendingApproval, PendingGate};
+
+/// Longest `wait` the server accepts.
+pub const MAX_WAIT_SECONDS: u64 = 25;
+
+/// Where an approval stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ApprovalState {
+    /// Waiting for a person.
+    Pending,
+    /// Approved; the call is about to be made.
+    Approved,
+    /// The call is being made.
+    Executing,
+    /// A person denied it.
+    Denied,
+    /// Nobody decided in time.
+    Expired,
+    /// The call was made.
+    Executed,
+    /// The call could not be made.
+    Failed,
+}
+
+impl ApprovalState {
+    /// Nothing more happens to the approval.
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            ApprovalState::Denied
+                | ApprovalState::Expired
+                | ApprovalState::Executed
+                | ApprovalState::Failed
+        )
+    }
+}
+
+/// `get_approval_status`'s answer.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct ApprovalStatus {
+    /// The approval's id.
+    pub approval_id: String,
+    /// Where it stands.
+    pub status: ApprovalState,
+    /// Its group.
+    pub approval_group_id: String,
+    /// Its gates.
+    pub gates: Vec<GateStatus>,
+    /// When it expires.
+    pub expires_at: String,
+    /// When it was decided.
+    #[serde(default)]
+    pub decided_at: Option<String>,
+    /// When the call was made (or failed).
+    #[serde(default)]
+    pub executed_at: Option<String>,
+    /// The approver's note.
+    #[serde(default)]
+    pub decision_reason: Option<String>,
+    /// Why the call failed.
+    #[serde(default)]
+    pub execution_error: Option<String>,
+    /// The result can be fetched.
+    pub has_result: bool,
+}
+
+/// The provider's answer to a proxied call.
+#[derive(Clone, PartialEq)]
+pub struct ProxyResult {
+    /// The approval it came from (none on the synchronous path).
+    pub approval_id: Option<String>,
+    /// The provider's status (a provider error is a result, not an [`Error`]).
+    pub status_code: u16,
+    /// Its headers.
+    pub headers: BTreeMap<String, String>,
+    /// Its body.
+    pub body: Vec<u8>,
+    /// The body was cut at the vault's cap.
+    pub body_truncated: bool,
+    /// How long the provider took.
+    pub duration_ms: Option<u64>,
+    /// On a provider 401/403: how the credential should have been sent.
+    pub credential_hint: Option<String>,
+}
+
+impl std::fmt::Debug for ProxyResult {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProxyResult")
+            .field("approval_id", &self.approval_id)
+            .field("status_code", &self.status_code)
+            .field("body_len", &self.body.len())
+            .field("body_truncated", &self.body_truncated)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ProxyResult {
+    /// The body as text (invalid UTF-8 replaced).
+    pub fn body_text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// The body as JSON.
+    pub fn json<T: serde::de::DeserializeOwned>(&self) -> Result<T, Error> {
+        serde_json::from_slice(&self.body)
+            .map_err(|_| Error::value("the provider's body is not the JSON expected"))
+    }
+
+    /// Reads the wire shape (`body_b64` standard base64 with padding).
+    pub(crate) fn from_wire(wire: alter_proto::approvals::ApprovalResult) -> Result<Self, Error> {
+        let body = STANDARD.decode(wire.body_b64.as_bytes()).map_err(|_| {
+            Error::Backend(ErrorInfo {
+                status: 200,
+                message: "Backend returned a body_b64 that is not base64".into(),
+                ..Default::default()
+            })
+        })?;
+        Ok(ProxyResult {
+            approval_id: wire.approval_id,
+            status_code: wire.status_code,
+            headers: wire.headers,
+            body,
+            body_truncated: wire.body_truncated,
+            duration_ms: wire.duration_ms,
+            credential_hint: wire.credential_hint.filter(|h| !h.trim().is_empty()),
+        })
+    }
+}
+
+/// `GET /sdk/approvals/{id}[?wait=N]`, holding up to `wait` (at most 25 s).
+pub(crate) async fn get_approval_status(
+    transport: &Transport,
+    approval_id: &str,
+    wait: Duration,
+) -> Result<ApprovalStatus, Error> {
+    let wait = wait.as_secs();
+    if wait > MAX_WAIT_SECONDS {
+        return Err(Error::value("wait may be at most 25 seconds"));
+    }
+    let mut path = format!("/sdk/approvals/{approval_id}");
+    if wait > 0 {
+        path.push_str(&format!("?wait={wait}"));
+    }
+    // The held poll outlasts the client's own timeout.
+    let timeout = (wait > 0).then(|| Duration::from_secs(wait + 30));
+    let answer = transport
+        .send_timed::<()>(
+            Method::GET,
+            &path,
+            None,
+            &[],
+            timeout,
+            Mapper::ApprovalStatus,
+        )
+        .await?;
+    if answer.status.as_u16() != 200 {
+        return Err(Error::Backend(ErrorInfo {
+            status: answer.status.as_u16(),
+            message: format!("GET {path} returned {}", answer.status.as_u16()),
+            ..Default::default()
+        }));
+    }
+    decode(&answer)
+}
+
+/// `GET /sdk/approvals/{id}/result`.
+pub(crate) async fn get_approval_result(
+    transport: &Transport,
+    approval_id: &str,
+) -> Result<ProxyResult, Error> {
+    let path = format!("/sdk/approvals/{approval_id}/result");
+    let answer = transport
+        .send::<()>(Method::GET, &path, None, Mapper::Proxy)
+        .await?;
+    if answer.status.as_u16() != 200 {
+        return Err(Error::Backend(ErrorInfo {
+            status: answer.status.as_u16(),
+            message: format!("GET {path} returned {}", answer.status.as_u16()),
+            ..Default::default()
+        }));
+    }
+    ProxyResult::from_wire(decode(&answer)?)
+}
+
+/// A failure `await_approval` retries: a 502/503/504, or no answer.
+fn transient(error: &Error) -> bool {
+    match error {
+        Error::Network(_) | Error::Timeout(_) => true,
+        Error::Backend(info) => matches!(info.status, 502..=504),
+        _ => false,
+    }
+}
+
+/// The protocol's loop (part 1 §6.5): long-polls until the approval ends or `timeout` passes.
+pub(crate) async fn await_approval(
+    transport: &Transport,
+    approval_id: &str,
+    timeout: Duration,
+    poll_interval: Duration,
+) -> Result<ProxyResult, Error> {
+    let deadline = Instant::now() + timeout;
+    let mut last_transient: Option<String> = None;
+    let nap = |deadline: Instant| {
+        let left = deadline.saturating_duration_since(Instant::now());
+        tokio::time::sleep(poll_interval.min(left))
+    };
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            let mut message = format!("approval {approval_id} did not finish in time");
+            if let Some(cause) = &last_transient {
+                message.push_str(&format!(" (last error: {cause})"));
+            }
+            return Err(Error::ApprovalTimeout(ErrorInfo {
+                message,
+                ..Default::default()
+            }));
+        }
+        let wait = Duration::from_secs(left.as_secs().min(MAX_WAIT_SECONDS));
+        let status = match get_approval_status(transport, approval_id, wait).await {
+            Ok(status) => status,
+            Err(e) if transient(&e) => {
+                last_transient = Some(e.info().message.clone());
+                nap(deadline).await;
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        let info = |message: String| ErrorInfo {
+            status: 200,
+            message,
+            ..Default::default()
+        };
+        match status.status {
+            ApprovalState::Executed if status.has_result => {
+                match get_approval_result(transport, approval_id).await {
+                    Ok(result) => return Ok(result),
+                    Err(e) if transient(&e) => {
+                        last_transient = Some(e.info().message.clone());
+                        nap(deadline).await;
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            ApprovalState::Denied => {
+                return Err(Error::ApprovalDenied(info(
+                    status
+                        .decision_reason
+                        .unwrap_or_else(|| "the approval was denied".into()),
+                )));
+            }
+            ApprovalState::Expired => {
+                return Err(Error::ApprovalExpired(info(
+                    "the approval expired before anyone decided".into(),
+                )));
+            }
+            ApprovalState::Failed => {
+                return Err(Error::ApprovalExecutionFailed(info(
+                    status
+                        .execution_error
+                        .or(status.decision_reason)
+                        .unwrap_or_else(|| "the approved call could not be made".into()),
+                )));
+            }
+            _ => nap(deadline).await,
+        }
+    }
+}
+
+macro_rules! approval_surface {
+    ($($client:ident),*) => {$(
+        impl $client {
+            /// The approval's status; with `wait` > 0 the server answers once it changes or
+            /// `wait` passes (at most 25 s).
+            pub async fn get_approval_status(
+                &self,
+                approval_id: &str,
+                wait: Duration,
+            ) -> Result<ApprovalStatus, Error> {
+                get_approval_status(&self.transport, approval_id, wait).await
+            }
+
+            /// Waits for a held call to end and returns the provider's answer;
+            /// [`Error::ApprovalDenied`], [`Error::ApprovalExpired`],
+            /// [`Error::ApprovalExecutionFailed`] or, after `timeout`,
+            /// [`Error::ApprovalTimeout`] otherwise. (The official client's defaults: 300 s and
+            /// 2 s.)
+            pub async fn await_approval(
+                &self,
+                approval_id: &str,
+                timeout: Duration,
+                poll_interval: Duration,
+            ) -> Result<ProxyResult, Error> {
+                await_approval(&self.transport, approval_id, timeout, poll_interval).await
+            }
+
+            /// The provider's answer to an executed approval.
+            pub async fn get_approval_result(&self, approval_id: &str) -> Result<ProxyResult, Error> {
+                get_approval_result(&self.transport, approval_id).await
+            }
+        }
+    )*};
+}
+
+approval_surface!(App, Agent);
