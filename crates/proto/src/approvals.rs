@@ -1,8 +1,6 @@
 //! Approvals of held proxy calls (protocol part 1 §6.2–6.5): the 202 `PendingApproval`,
 //! `GET /sdk/approvals/{id}` (`ApprovalStatus`), `GET /sdk/approvals/{id}/result`
-//! (`ApprovalResult`) and the operator's `/admin/v1/apps/{app}/approvals*`.
-
-use std::collections::BTreeMap;
+//! (`ApprovalResult`: [`crate::proxy::ProxyAnswer`]) and the operator's `/admin/v1/apps/{app}/approvals*`.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -81,43 +79,6 @@ pub struct ApprovalStatus {
     pub execution_error: Option<String>,
     /// `/result` has the provider's answer.
     pub has_result: bool,
-}
-
-/// The provider's answer to a proxied call (`200` from `/sdk/proxy` and from `/result`).
-#[derive(Clone, PartialEq, Serialize, Deserialize)]
-pub struct ApprovalResult {
-    /// The approval, on `/result`; null on the synchronous path.
-    #[serde(default)]
-    pub approval_id: Option<String>,
-    /// The provider's status.
-    pub status_code: u16,
-    /// Its headers.
-    #[serde(default)]
-    pub headers: BTreeMap<String, String>,
-    /// Its body, standard base64 with padding.
-    #[serde(default)]
-    pub body_b64: String,
-    /// The body was cut at the cap.
-    #[serde(default)]
-    pub body_truncated: bool,
-    /// How long the provider took.
-    #[serde(default)]
-    pub duration_ms: Option<u64>,
-    /// On a provider 401/403: how the credential should have been sent.
-    #[serde(default)]
-    pub credential_hint: Option<String>,
-}
-
-impl std::fmt::Debug for ApprovalResult {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // The provider's body and headers are the caller's data: not for logs.
-        f.debug_struct("ApprovalResult")
-            .field("approval_id", &self.approval_id)
-            .field("status_code", &self.status_code)
-            .field("body_len", &self.body_b64.len())
-            .field("body_truncated", &self.body_truncated)
-            .finish_non_exhaustive()
-    }
 }
 
 /// An approval as the operator sees it.

@@ -117,6 +117,16 @@ pub mod codes {
     pub const REQUEST_RULE_DENIED: &str = "request_rule_denied";
     /// The agent's calls need a human approval: only the proxy can carry them (400).
     pub const HITL_GRANT_REQUIRES_PROXY: &str = "hitl_grant_requires_proxy";
+    /// A proxied call sets a header callers may not set (422).
+    pub const FORBIDDEN_HEADER: &str = "forbidden_header";
+    /// A proxied call's final URL is longer than 65 536 characters (422).
+    pub const QUERY_TOO_LONG: &str = "query_too_long";
+    /// An approved call is held by a rule its approval did not cover (403).
+    pub const APPROVAL_REQUIRED: &str = "approval_required";
+    /// The provider did not answer a proxied call in time (504).
+    pub const UPSTREAM_TIMEOUT: &str = "upstream_timeout";
+    /// The provider of a proxied call could not be reached (502).
+    pub const UPSTREAM_UNREACHABLE: &str = "upstream_unreachable";
     /// The caller's request rule looks at the content: only the proxy can enforce it (400).
     pub const RESTRICTED_GRANT_REQUIRES_PROXY: &str = "restricted_grant_requires_proxy";
 

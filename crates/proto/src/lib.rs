@@ -12,6 +12,7 @@ pub mod keyfmt;
 pub mod keys;
 pub mod provider_specs;
 pub mod providers;
+pub mod proxy;
 pub mod scopes;
 pub mod signin;
 pub mod signing;

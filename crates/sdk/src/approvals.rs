@@ -126,7 +126,7 @@ impl ProxyResult {
     }
 
     /// Reads the wire shape (`body_b64` standard base64 with padding).
-    pub(crate) fn from_wire(wire: alter_proto::approvals::ApprovalResult) -> Result<Self, Error> {
+    pub(crate) fn from_wire(wire: alter_proto::proxy::ProxyAnswer) -> Result<Self, Error> {
         let body = STANDARD.decode(wire.body_b64.as_bytes()).map_err(|_| {
             Error::Backend(ErrorInfo {
                 status: 200,

@@ -23,10 +23,10 @@ pub mod managed_connect;
 mod namespaces;
 mod request;
 pub mod signin;
-pub mod sigv4;
 mod transport;
 
 pub use agents::{AgentInfo, Agents, CreateAgent, UpdateAgent};
+pub use alter_inject::sigv4;
 pub use approvals::{ApprovalState, ApprovalStatus, PendingApproval, ProxyResult};
 pub use alter_proto::keys::{ApiKeyInfo, DeriveKeyRequest, MintedKey};
 pub use alter_proto::scopes::ScopeCatalog;

@@ -6,6 +6,7 @@ use alter_core::Entity;
 use alter_core::approvals::ApprovalError;
 use alter_core::error::{Error, Limit};
 use alter_core::ports::StoreError;
+use alter_core::proxy::ForwardError;
 use alter_core::release::{Denial, ProxyReason};
 use alter_core::scope::SCOPE_VERSION;
 use alter_proto::{ErrorBody, codes};
@@ -331,6 +332,34 @@ impl From<Error> for ApiError {
                 ApiError::new(S::NOT_FOUND, codes::CONNECT_SESSION_NOT_FOUND, message)
             }
             Error::Conflict(_) => ApiError::new(S::CONFLICT, codes::CONFLICT, message),
+            Error::ForbiddenHeader(_) => {
+                ApiError::new(S::UNPROCESSABLE_ENTITY, codes::FORBIDDEN_HEADER, message)
+            }
+            Error::QueryTooLong => {
+                ApiError::new(S::UNPROCESSABLE_ENTITY, codes::QUERY_TOO_LONG, message)
+            }
+            Error::HoldNotDischarged => {
+                ApiError::new(S::FORBIDDEN, codes::APPROVAL_REQUIRED, message)
+            }
+            Error::Forward(ForwardError::BlockedDestination) => ApiError::new(
+                S::UNPROCESSABLE_ENTITY,
+                codes::BLOCKED_DESTINATION,
+                "the destination is not allowed: it is not a public address",
+            ),
+            Error::Forward(ForwardError::InvalidUrl(why)) => ApiError::invalid(why),
+            Error::Forward(ForwardError::Timeout) => ApiError::new(
+                S::GATEWAY_TIMEOUT,
+                codes::UPSTREAM_TIMEOUT,
+                "the provider did not answer in time",
+            ),
+            Error::Forward(ForwardError::Connect(cause)) => {
+                tracing::warn!(reason = %cause, "a proxied call could not reach the provider");
+                ApiError::new(
+                    S::BAD_GATEWAY,
+                    codes::UPSTREAM_UNREACHABLE,
+                    "the provider could not be reached",
+                )
+            }
             Error::ReleaseDenied(denial) => {
                 let (status, code) = denial_answer(denial);
                 ApiError::new(status, code, message)
@@ -690,6 +719,42 @@ mod tests {
             (
                 "session agent without a user",
                 Error::AgentRequiresUserToken.into(),
+                Main,
+                "BackendError",
+            ),
+            (
+                "forbidden header on a proxied call",
+                Error::ForbiddenHeader("Authorization".into()).into(),
+                Main,
+                "BackendError",
+            ),
+            (
+                "proxied URL too long",
+                Error::QueryTooLong.into(),
+                Main,
+                "BackendError",
+            ),
+            (
+                "approval does not cover the call",
+                Error::HoldNotDischarged.into(),
+                Main,
+                "PolicyViolationError",
+            ),
+            (
+                "proxied call to a private address",
+                Error::Forward(ForwardError::BlockedDestination).into(),
+                Main,
+                "BlockedDestinationError",
+            ),
+            (
+                "proxied call timed out",
+                Error::Forward(ForwardError::Timeout).into(),
+                Main,
+                "BackendError",
+            ),
+            (
+                "proxied call unreachable",
+                Error::Forward(ForwardError::Connect("x".into())).into(),
                 Main,
                 "BackendError",
             ),

@@ -102,6 +102,8 @@ pub struct ServerSettings {
     pub clock: Arc<dyn Clock>,
     /// How often to log a signed checkpoint of every app's audit chain; `None`: never.
     pub audit_checkpoint_interval: Option<Duration>,
+    /// Networks proxied calls may reach although the SSRF guard refuses them.
+    pub allowed_networks: alter_upstream::AllowedNetworks,
 }
 
 impl ServerSettings {
@@ -160,11 +162,16 @@ impl ServerSettings {
                 max_derived_key_ttl_seconds: config.max_derived_key_ttl_hours * 3600,
                 group_membership_max_age_seconds: config.group_membership_max_age_seconds,
                 refresh_buffer_seconds: config.oauth_refresh_buffer_seconds,
+                proxy_max_response_bytes: config.upstream.proxy_max_response_bytes,
                 ..Settings::default()
             },
             clock: Arc::new(SystemClock),
             audit_checkpoint_interval: (config.audit_checkpoint_interval_seconds > 0)
                 .then(|| Duration::from_secs(config.audit_checkpoint_interval_seconds)),
+            allowed_networks: config
+                .upstream
+                .networks()
+                .map_err(StartupError::Config)?,
         })
     }
 }
@@ -196,6 +203,8 @@ impl Server {
             .map_err(|e| StartupError::HttpClient(e.to_string()))?;
         let oauth = alter_upstream::oauth::OAuthClient::new()
             .map_err(|e| StartupError::HttpClient(e.to_string()))?;
+        let forwarder = alter_upstream::HttpForwarder::new(settings.allowed_networks)
+            .map_err(|e| StartupError::HttpClient(e.to_string()))?;
         let vault = Vault::open(
             Arc::new(store.clone()),
             &settings.master_key,
@@ -203,6 +212,7 @@ impl Server {
             Arc::new(verifier),
             Arc::new(oauth),
             Arc::new(alter_policy::Engine::new()),
+            Arc::new(forwarder),
             settings.vault,
         )
         .await

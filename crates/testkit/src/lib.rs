@@ -73,6 +73,9 @@ pub struct Options {
     pub listen_ip: IpAddr,
     /// Timeouts and caps on client connections and requests.
     pub http: HttpLimits,
+    /// Networks proxied calls may reach despite the SSRF guard: loopback by default, so that
+    /// the local upstreams tests start are reachable.
+    pub allowed_networks: alter_upstream::AllowedNetworks,
 }
 
 impl Default for Options {
@@ -82,6 +85,7 @@ impl Default for Options {
             max_body_bytes: 64 * 1024,
             listen_ip: IpAddr::from([127, 0, 0, 1]),
             http: HttpLimits::default(),
+            allowed_networks: alter_upstream::AllowedNetworks::loopback(),
         }
     }
 }
@@ -209,6 +213,7 @@ impl TestServer {
             vault: Settings::default(),
             clock: self.clock.clone(),
             audit_checkpoint_interval: None,
+            allowed_networks: self.options.allowed_networks.clone(),
         }
     }
 

@@ -8,7 +8,6 @@
 //!
 //! [`ApprovalStore`]: crate::ports::ApprovalStore
 
-mod pending_merge;
 mod service;
 
 use std::collections::BTreeMap;

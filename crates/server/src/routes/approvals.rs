@@ -2,24 +2,21 @@
 //! `GET /sdk/approvals/{id}` (long-poll with `wait`) and `/result`, and the operator's
 //! `/admin/v1/apps/{app}/approvals*` where a person decides.
 
-use std::collections::BTreeMap;
-
 use alter_core::approvals::{Approval, ApprovalStatus};
 use alter_core::caller::Caller;
 use alter_core::ids::{ApprovalId, ApprovalKind};
-use alter_core::proxy::{HeldCall, ProxyRequest, ProxyResult};
+use alter_core::proxy::{HeldCall, ProxyRequest};
 use alter_core::time::Timestamp;
 use alter_proto::admin::ItemList;
 use alter_proto::approvals::{
-    ApprovalInfo, ApprovalResult, ApprovalStatus as StatusBody, DecideApprovalRequest, GateStatus,
+    ApprovalInfo, ApprovalStatus as StatusBody, DecideApprovalRequest, GateStatus,
     PendingApproval, PendingGate,
 };
+use alter_proto::proxy::ProxyAnswer;
 use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
 use serde::Deserialize;
 
 use super::id;
@@ -103,33 +100,10 @@ pub async fn result(
     State(state): State<AppState>,
     Authed(caller, ..): Authed<need::ApprovalsRead>,
     Path(approval): Path<String>,
-) -> ApiResult<axum::Json<ApprovalResult>> {
+) -> ApiResult<axum::Json<ProxyAnswer>> {
     let approval = id::<ApprovalKind>(&approval)?;
     let result = state.vault.approval_result(&caller, approval).await?;
-    Ok(axum::Json(result_body(result, Some(approval))))
-}
-
-/// The provider's answer in the client's `ApprovalResult` shape.
-pub(crate) fn result_body(result: ProxyResult, approval: Option<ApprovalId>) -> ApprovalResult {
-    let mut headers: BTreeMap<String, String> = BTreeMap::new();
-    for (name, value) in result.headers {
-        headers
-            .entry(name.to_ascii_lowercase())
-            .and_modify(|v| {
-                v.push_str(", ");
-                v.push_str(&value);
-            })
-            .or_insert(value);
-    }
-    ApprovalResult {
-        approval_id: approval.map(|a| a.to_string()),
-        status_code: result.status,
-        headers,
-        body_b64: STANDARD.encode(&result.body),
-        body_truncated: result.truncated,
-        duration_ms: Some(result.duration_ms),
-        credential_hint: result.credential_hint,
-    }
+    Ok(axum::Json(super::proxy::answer(result, Some(approval))))
 }
 
 fn time(t: Option<Timestamp>) -> Option<String> {

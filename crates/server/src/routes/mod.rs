@@ -14,6 +14,7 @@ mod identity;
 mod keys;
 mod provider_specs;
 mod providers;
+mod proxy;
 mod scopes;
 mod signin;
 mod token;
@@ -126,6 +127,7 @@ sdk_routes! {
     GET "/sdk/provider-specs/{kind}/{provider_id}/operations" => provider_specs::operations, Some("providers:read");
     GET "/sdk/provider-specs/{kind}/{provider_id}/operation" => provider_specs::operation, Some("providers:read");
     POST "/sdk/token" => token::token, Some("tokens:retrieve");
+    POST "/sdk/proxy" => proxy::proxy, Some("proxy:execute");
     POST "/sdk/oauth/audit/api-call" => token::api_call, Some("audit:emit");
     POST "/sdk/grants/{id}/report-scope-mismatch" => token::scope_mismatch, Some("tokens:retrieve"), or "audit:emit";
     POST "/sdk/auth/session" => signin::create_session, Some("idp_users:write");
