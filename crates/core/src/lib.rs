@@ -3,8 +3,8 @@
 //! knows no HTTP, SQL or JSON wire shapes (design §2).
 
 pub mod agents;
-pub mod apps;
 pub mod approvals;
+pub mod apps;
 pub mod assertions;
 pub mod audit;
 pub mod caller;

@@ -7,8 +7,8 @@ use async_trait::async_trait;
 pub use alter_crypto::WrappedKek;
 
 use crate::agents::Agent;
-use crate::apps::App;
 use crate::approvals::{Approval, ApprovalDecision, ApprovalFinish, ApprovalStatus};
+use crate::apps::App;
 use crate::audit::AuditEvent;
 use crate::connect::{ClaimedAttempt, ConnectOutcome, ConnectSession, Declined, SessionStatus};
 use crate::connections::revocation::PendingRevocation;
@@ -16,8 +16,8 @@ use crate::connections::{Connection, RefreshLease, RefreshedTokens};
 use crate::grants::{Grant, GrantFilter, GrantView, Principal, Viewer};
 use crate::identity::{AppUser, IdentityProvider, JwksSource, TokenError, VerifiedToken};
 use crate::ids::{
-    AgentId, AppId, ApprovalId, AuthSessionId, ConnectSessionId, ConnectionId, GrantId, IdpId, KeyId, SecretId,
-    UserId, UserSecretId,
+    AgentId, AppId, ApprovalId, AuthSessionId, ConnectSessionId, ConnectionId, GrantId, IdpId,
+    KeyId, SecretId, UserId, UserSecretId,
 };
 use crate::keys::ApiKey;
 use crate::provider_specs::{Operation, OperationSummary, ProviderSpec, PutSpec, SpecKind};

@@ -422,7 +422,11 @@ impl AdminClient {
     }
 
     /// One approval.
-    pub async fn get_approval(&self, app_id: &str, approval_id: &str) -> Result<ApprovalInfo, Error> {
+    pub async fn get_approval(
+        &self,
+        app_id: &str,
+        approval_id: &str,
+    ) -> Result<ApprovalInfo, Error> {
         let path = member_path(app_id, "approvals", approval_id, "");
         self.call::<_, ()>(Method::GET, &path, None).await
     }

@@ -27,9 +27,9 @@ mod transport;
 
 pub use agents::{AgentInfo, Agents, CreateAgent, UpdateAgent};
 pub use alter_inject::sigv4;
-pub use approvals::{ApprovalState, ApprovalStatus, PendingApproval, ProxyResult};
 pub use alter_proto::keys::{ApiKeyInfo, DeriveKeyRequest, MintedKey};
 pub use alter_proto::scopes::ScopeCatalog;
+pub use approvals::{ApprovalState, ApprovalStatus, PendingApproval, ProxyResult};
 pub use client::{Agent, App, ClientBuilder};
 pub use connect::{
     ConnectDelegation, ConnectFailedGrant, ConnectOptions, ConnectResult, ConnectSession,

@@ -12,8 +12,8 @@
 //! benchmarks); tests and tools enable it, the `alter` binary never does.
 
 mod agents;
-mod apps;
 mod approvals;
+mod apps;
 mod audit_events;
 mod chain;
 mod connect;

@@ -2593,7 +2593,13 @@ async fn approvals_move_through_their_states_once() {
             store.get_approval(app.id, held.id).await.unwrap().as_ref(),
             Some(&held)
         );
-        assert!(store.get_approval(other.id, held.id).await.unwrap().is_none());
+        assert!(
+            store
+                .get_approval(other.id, held.id)
+                .await
+                .unwrap()
+                .is_none()
+        );
         assert!(
             store
                 .list_approvals(other.id, None, 10)
@@ -2638,7 +2644,12 @@ async fn approvals_move_through_their_states_once() {
 
         assert!(
             store
-                .decide_approval(app.id, held.id, &decision(true, 1), &event(app.id, "approval.approved"))
+                .decide_approval(
+                    app.id,
+                    held.id,
+                    &decision(true, 1),
+                    &event(app.id, "approval.approved")
+                )
                 .await
                 .unwrap()
         );
@@ -2698,11 +2709,21 @@ async fn approvals_move_through_their_states_once() {
             .unwrap();
         assert!(
             store
-                .decide_approval(app.id, denied.id, &decision(false, 11), &event(app.id, "approval.denied"))
+                .decide_approval(
+                    app.id,
+                    denied.id,
+                    &decision(false, 11),
+                    &event(app.id, "approval.denied")
+                )
                 .await
                 .unwrap()
         );
-        assert!(!store.claim_approval(app.id, denied.id, t(12)).await.unwrap());
+        assert!(
+            !store
+                .claim_approval(app.id, denied.id, t(12))
+                .await
+                .unwrap()
+        );
         let failing = approval(app.id, 20);
         store
             .insert_approval(&failing, 10, &event(app.id, "approval.requested"))
@@ -2712,7 +2733,12 @@ async fn approvals_move_through_their_states_once() {
             .decide_approval(app.id, failing.id, &decision(true, 21), &event(app.id, "a"))
             .await
             .unwrap();
-        assert!(store.claim_approval(app.id, failing.id, t(22)).await.unwrap());
+        assert!(
+            store
+                .claim_approval(app.id, failing.id, t(22))
+                .await
+                .unwrap()
+        );
         let failed = ApprovalFinish {
             executed: false,
             at: t(23),
@@ -2721,11 +2747,20 @@ async fn approvals_move_through_their_states_once() {
         };
         assert!(
             store
-                .finish_approval(app.id, failing.id, &failed, &event(app.id, "approval.failed"))
+                .finish_approval(
+                    app.id,
+                    failing.id,
+                    &failed,
+                    &event(app.id, "approval.failed")
+                )
                 .await
                 .unwrap()
         );
-        let read = store.get_approval(app.id, failing.id).await.unwrap().unwrap();
+        let read = store
+            .get_approval(app.id, failing.id)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(read.status, ApprovalStatus::Failed);
         assert_eq!(read.execution_error.as_deref(), Some("grant revoked"));
 
@@ -2741,7 +2776,10 @@ async fn approvals_move_through_their_states_once() {
             .unwrap();
         assert_eq!(only.len(), 1);
         assert_eq!(only[0].id, denied.id);
-        assert_eq!(store.list_approvals(app.id, None, 1).await.unwrap().len(), 1);
+        assert_eq!(
+            store.list_approvals(app.id, None, 1).await.unwrap().len(),
+            1
+        );
     })
     .await;
 }

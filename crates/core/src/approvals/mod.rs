@@ -344,7 +344,10 @@ mod tests {
     #[test]
     fn request_rules_survive_the_snapshot() {
         for (kind, body) in [
-            ("json_match", json!({"when": {"method": "POST"}, "effect": "deny"})),
+            (
+                "json_match",
+                json!({"when": {"method": "POST"}, "effect": "deny"}),
+            ),
             ("json_match", json!({})),
             ("content_match", json!({"field": "x"})),
         ] {

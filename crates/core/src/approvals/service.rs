@@ -207,7 +207,9 @@ impl Vault {
         decided_by: Option<String>,
     ) -> Result<Approval> {
         let approval = self.current_approval(app, id).await?;
-        let reason = reason.map(|r| r.trim().to_owned()).filter(|r| !r.is_empty());
+        let reason = reason
+            .map(|r| r.trim().to_owned())
+            .filter(|r| !r.is_empty());
         if reason.as_ref().is_some_and(|r| r.len() > MAX_REASON_LEN) {
             return Err(Error::Invalid(format!(
                 "reason must be at most {MAX_REASON_LEN} characters"
@@ -332,7 +334,8 @@ impl Vault {
                 id: String::new(),
             },
         );
-        let interrupted = "the execution was interrupted; it was not retried, since the call may have been made";
+        let interrupted =
+            "the execution was interrupted; it was not retried, since the call may have been made";
         template = template.with_details(json!({ "execution_error": interrupted }));
         moved += self
             .store()
@@ -417,7 +420,12 @@ impl Vault {
         approval: &Approval,
     ) -> std::result::Result<(Caller, ProxyRequest), String> {
         let plain = self
-            .open_approval(approval.app_id, approval.id, REQUEST_KIND, &approval.sealed_request)
+            .open_approval(
+                approval.app_id,
+                approval.id,
+                REQUEST_KIND,
+                &approval.sealed_request,
+            )
             .map_err(|e| failure_text(&e))?;
         let payload: HeldPayload = serde_json::from_slice(&plain)
             .map_err(|_| "the held request could not be read".to_owned())?;
@@ -544,7 +552,10 @@ fn approval_event(
 /// storage and crypto failures are generic).
 fn failure_text(error: &Error) -> String {
     match error {
-        Error::Storage(_) | Error::Crypto(_) => "the vault could not make the call".into(),
+        Error::Storage(_) | Error::Crypto(_) => {
+            tracing::warn!(%error, "an approved call could not be made");
+            "the vault could not make the call".into()
+        }
         other => format!("the call was refused when it was made: {other}"),
     }
 }

@@ -9,8 +9,8 @@ use alter_core::proxy::{HeldCall, ProxyRequest};
 use alter_core::time::Timestamp;
 use alter_proto::admin::ItemList;
 use alter_proto::approvals::{
-    ApprovalInfo, ApprovalStatus as StatusBody, DecideApprovalRequest, GateStatus,
-    PendingApproval, PendingGate,
+    ApprovalInfo, ApprovalStatus as StatusBody, DecideApprovalRequest, GateStatus, PendingApproval,
+    PendingGate,
 };
 use alter_proto::proxy::ProxyAnswer;
 use axum::Router;
@@ -200,10 +200,7 @@ async fn show(
     _: Operator,
     Path((app, approval)): Path<(String, String)>,
 ) -> ApiResult<axum::Json<ApprovalInfo>> {
-    let approval = state
-        .vault
-        .get_approval(id(&app)?, id(&approval)?)
-        .await?;
+    let approval = state.vault.get_approval(id(&app)?, id(&approval)?).await?;
     Ok(axum::Json(info(&approval)))
 }
 
@@ -236,7 +233,13 @@ async fn decide(
 ) -> ApiResult<axum::Json<ApprovalInfo>> {
     let approval = state
         .vault
-        .decide_approval(id(&app)?, id(&approval)?, approve, body.reason, body.decided_by)
+        .decide_approval(
+            id(&app)?,
+            id(&approval)?,
+            approve,
+            body.reason,
+            body.decided_by,
+        )
         .await?;
     Ok(axum::Json(info(&approval)))
 }

@@ -4,6 +4,7 @@
 
 mod admin;
 mod agents;
+mod approvals;
 mod auth;
 mod confinement;
 mod connect;
