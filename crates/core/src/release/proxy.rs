@@ -81,18 +81,18 @@ impl Vault {
             )
             .await?;
         let release = match ran {
-            Ran::Released(release) => release,
+            Ran::Released(release) => *release,
             Ran::Held {
                 resolved,
                 chain,
                 holds,
             } => {
                 let facts = self.decision_facts(caller, &resolved, &chain, &prepared);
-                return Ok(ProxyOutcome::Held(HeldCall {
+                return Ok(ProxyOutcome::Held(Box::new(HeldCall {
                     grant_id: resolved.grant.id,
                     holds,
                     facts,
-                }));
+                })));
             }
         };
         let Prepared {
