@@ -678,3 +678,61 @@ async fn provider_errors_are_results_with_a_hint_when_the_scheme_is_wrong() {
     );
     server.stop().await;
 }
+
+#[tokio::test]
+async fn concurrent_calls_racing_a_revocation_send_only_what_was_released() {
+    on_every_engine(|engine| async move {
+        let server = TestServer::start(engine).await;
+        let world = server.world("a").await;
+        let upstream = Upstream::start().await;
+        let bearer = secret(
+            &server,
+            &world,
+            &["127.0.0.1"],
+            secret_request("Bearer", "bearer", BEARER),
+        )
+        .await;
+        let grant = system_grant(&server, &world, &bearer).await;
+        let app = server.app(&world.app.key.api_key);
+        let url = format!("{}/v1/x", upstream.url());
+        let calls = (0..12).map(|_| {
+            let app = app.clone();
+            let request = ProviderRequest::get(&url).grant_id(&grant);
+            tokio::spawn(async move { app.proxy_request(request).await })
+        });
+        let calls: Vec<_> = calls.collect();
+        app.revoke_grant(&grant, None).await.unwrap();
+        let mut sent = 0;
+        for call in calls {
+            match call.await.unwrap() {
+                Ok(result) => {
+                    assert_eq!(result.status_code, 200);
+                    sent += 1;
+                }
+                Err(e) => assert!(matches!(e, Error::GrantRevoked(_)), "{e}"),
+            }
+        }
+        // Every call that reached the provider committed its release first, and none was
+        // sent after a refusal.
+        assert_eq!(upstream.received().len(), sent);
+        assert_eq!(
+            audit(&server, &world, "credential.released", &grant)
+                .await
+                .len(),
+            sent
+        );
+        assert_eq!(
+            audit(&server, &world, "credential.used", &grant)
+                .await
+                .len(),
+            sent
+        );
+        let after = app
+            .proxy_request(ProviderRequest::get(&url).grant_id(&grant))
+            .await;
+        assert!(matches!(after, Err(Error::GrantRevoked(_))));
+        assert_eq!(upstream.received().len(), sent);
+        server.stop().await;
+    })
+    .await;
+}
