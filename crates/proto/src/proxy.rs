@@ -9,6 +9,43 @@ use serde_json::Value;
 
 use crate::redact_option;
 
+/// Headers a caller may not set on a proxied call (checked trimmed, in any case): the ones
+/// the official client refuses (protocol part 1 §6.1) — credentials, the host, method
+/// overrides — and hop-by-hop or framing headers, which the vault's HTTP client sets itself.
+pub const FORBIDDEN_PROXY_HEADERS: &[&str] = &[
+    "host",
+    "authorization",
+    "proxy-authorization",
+    "authentication",
+    "cookie",
+    "set-cookie",
+    "x-api-key",
+    "x-auth-token",
+    "x-amz-security-token",
+    "x-amz-date",
+    "x-amz-content-sha256",
+    "x-goog-authorization",
+    "x-goog-iam-authorization-token",
+    "x-stripe-account",
+    "x-shopify-access-token",
+    "x-http-method",
+    "x-http-method-override",
+    "x-method-override",
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "content-length",
+];
+
+/// Whether a caller may set header `name` on a proxied call.
+pub fn forbidden_proxy_header(name: &str) -> bool {
+    FORBIDDEN_PROXY_HEADERS.contains(&name.trim().to_ascii_lowercase().as_str())
+}
+
 /// `POST /sdk/proxy`.
 #[derive(Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields)]

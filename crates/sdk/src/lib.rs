@@ -21,6 +21,7 @@ pub mod grants;
 pub mod identity;
 pub mod managed_connect;
 mod namespaces;
+pub mod proxy;
 mod request;
 pub mod signin;
 mod transport;
@@ -47,6 +48,7 @@ pub use identity::{
 };
 pub use managed_connect::{ManagedConnectOptions, ManagedConnectSession};
 pub use namespaces::{Keys, ProviderSpecs, Scopes};
+pub use proxy::ProxyResult;
 pub use request::ProviderRequest;
 pub use signin::{AuthResult, AuthSession, AuthenticateOptions};
 pub use transport::{BASE_URL_VAR, DEFAULT_BASE_URL};

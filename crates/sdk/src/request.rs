@@ -38,7 +38,7 @@ const SENSITIVE_HEADERS: &[&str] = &[
 
 /// Which grant a call uses.
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Target {
+pub(crate) enum Target {
     Grant(String),
     Provider(String),
 }
@@ -62,19 +62,19 @@ enum Target {
 /// ```
 #[derive(Clone)]
 pub struct ProviderRequest {
-    method: Method,
-    url: String,
-    target: Option<Target>,
-    account: Option<String>,
-    label: Option<String>,
-    app_user_id: Option<String>,
-    user_token: Option<String>,
-    json: Option<Value>,
-    body: Option<Vec<u8>>,
-    headers: Vec<(String, String)>,
-    query_params: Vec<(String, String)>,
-    path_params: BTreeMap<String, String>,
-    reason: Option<String>,
+    pub(crate) method: Method,
+    pub(crate) url: String,
+    pub(crate) target: Option<Target>,
+    pub(crate) account: Option<String>,
+    pub(crate) label: Option<String>,
+    pub(crate) app_user_id: Option<String>,
+    pub(crate) user_token: Option<String>,
+    pub(crate) json: Option<Value>,
+    pub(crate) body: Option<Vec<u8>>,
+    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) query_params: Vec<(String, String)>,
+    pub(crate) path_params: BTreeMap<String, String>,
+    pub(crate) reason: Option<String>,
 }
 
 /// Shows the call's shape, never the user's JWT nor header values, query values and bodies
@@ -247,7 +247,7 @@ fn prepare(request: &ProviderRequest) -> Result<String, Error> {
 }
 
 /// Replaces `{name}` placeholders, percent-encoding each value with nothing kept safe.
-fn template(url: &str, params: &BTreeMap<String, String>) -> Result<String, Error> {
+pub(crate) fn template(url: &str, params: &BTreeMap<String, String>) -> Result<String, Error> {
     let mut out = String::with_capacity(url.len());
     let mut rest = url;
     while let Some(start) = rest.find('{') {

@@ -29,6 +29,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
+pub use alter_upstream::AllowedNetworks;
 pub use config::Config;
 pub use serve::HttpLimits;
 pub use state::AppState;

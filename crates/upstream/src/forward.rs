@@ -56,6 +56,8 @@ impl HttpForwarder {
             .dns_resolver(GuardedResolver::new(Arc::clone(&allowed)))
             .connect_timeout(CONNECT_TIMEOUT)
             .timeout(CALL_TIMEOUT)
+            // Some APIs refuse calls without one; a caller's own User-Agent wins.
+            .user_agent(concat!("alter/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(Error::HttpClient)?;
         Ok(HttpForwarder { client, allowed })

@@ -40,6 +40,10 @@ pub struct Release {
 impl Vault {
     /// Commits the release's event if the chain still holds, then hands the credential over.
     /// A refusal at commit is recorded (under the reason read back) and returned.
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "the stages' results, passed on once"
+    )]
     pub(super) async fn deliver(
         &self,
         caller: &Caller,

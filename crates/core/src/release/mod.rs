@@ -217,10 +217,10 @@ impl Delivery<'_> {
 #[derive(Debug)]
 pub(crate) enum Ran {
     /// The release committed: the credential may leave.
-    Released(Release),
+    Released(Box<Release>),
     /// Rules hold the (proxied) call.
     Held {
-        resolved: Resolved,
+        resolved: Box<Resolved>,
         chain: Vec<Grant>,
         holds: Vec<MatchedRule>,
     },
@@ -236,7 +236,7 @@ impl Vault {
             .run_pipeline(caller, &request, &host, Delivery::Retrieve)
             .await?
         {
-            Ran::Released(release) => Ok(release),
+            Ran::Released(release) => Ok(*release),
             // Retrieve mode never holds: `authorize` refuses instead.
             Ran::Held { .. } => Err(Error::ReleaseDenied(Denial::RequiresProxy(
                 ProxyReason::ApprovalRequired,
@@ -336,7 +336,7 @@ impl Vault {
         }
         if !holds.is_empty() {
             return Ok(Ran::Held {
-                resolved,
+                resolved: Box::new(resolved),
                 chain,
                 holds,
             });
@@ -366,7 +366,7 @@ impl Vault {
             delivery.mode(),
         )
         .await
-        .map(Ran::Released)
+        .map(|release| Ran::Released(Box::new(release)))
     }
 
     /// The injection of a credential of any kind.

@@ -31,38 +31,6 @@ pub const MAX_URL_LEN: usize = 65_536;
 /// The most of a JSON body the decision facts keep.
 const MAX_FACTS_BODY: usize = 64 * 1024;
 
-/// Headers a caller may not set on a proxied call: credentials (the vault injects those),
-/// the host, method overrides (protocol part 1 §6.1), and hop-by-hop or framing headers,
-/// which the forwarder sets itself.
-const FORBIDDEN_HEADERS: &[&str] = &[
-    "host",
-    "authorization",
-    "proxy-authorization",
-    "authentication",
-    "cookie",
-    "set-cookie",
-    "x-api-key",
-    "x-auth-token",
-    "x-amz-security-token",
-    "x-amz-date",
-    "x-amz-content-sha256",
-    "x-goog-authorization",
-    "x-goog-iam-authorization-token",
-    "x-stripe-account",
-    "x-shopify-access-token",
-    "x-http-method",
-    "x-http-method-override",
-    "x-method-override",
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-    "content-length",
-];
-
 /// A proxied call, checked and built: what the rules see is what is sent.
 #[derive(Debug)]
 struct Prepared {
@@ -113,18 +81,18 @@ impl Vault {
             )
             .await?;
         let release = match ran {
-            Ran::Released(release) => release,
+            Ran::Released(release) => *release,
             Ran::Held {
                 resolved,
                 chain,
                 holds,
             } => {
                 let facts = self.decision_facts(caller, &resolved, &chain, &prepared);
-                return Ok(ProxyOutcome::Held(HeldCall {
+                return Ok(ProxyOutcome::Held(Box::new(HeldCall {
                     grant_id: resolved.grant.id,
                     holds,
                     facts,
-                }));
+                })));
             }
         };
         let Prepared {
@@ -261,8 +229,7 @@ fn prepare(request: &ProxyRequest) -> Result<Prepared> {
     }
     let mut headers = Vec::with_capacity(request.headers.len() + 1);
     for (name, value) in &request.headers {
-        let lower = name.trim().to_ascii_lowercase();
-        if FORBIDDEN_HEADERS.contains(&lower.as_str()) {
+        if alter_proto::proxy::forbidden_proxy_header(name) {
             return Err(Error::ForbiddenHeader(name.chars().take(100).collect()));
         }
         if !is_token(name) {

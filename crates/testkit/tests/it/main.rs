@@ -22,6 +22,7 @@ mod oauth_client;
 mod oauth_peer;
 mod provider_specs;
 mod providers;
+mod proxy;
 mod release;
 mod revocation;
 mod scopes;
