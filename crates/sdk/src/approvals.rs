@@ -4,15 +4,13 @@
 //! [`get_approval_status`]: crate::App::get_approval_status
 //! [`await_approval`]: crate::App::await_approval
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
 use reqwest::Method;
 use serde::Deserialize;
 
 use crate::error::{Error, ErrorInfo};
+use crate::proxy::{ProxyResult, result_of};
 use crate::transport::{Mapper, Transport, decode};
 use crate::{Agent, App};
 
@@ -83,69 +81,6 @@ pub struct ApprovalStatus {
     pub has_result: bool,
 }
 
-/// The provider's answer to a proxied call.
-#[derive(Clone, PartialEq)]
-pub struct ProxyResult {
-    /// The approval it came from (none on the synchronous path).
-    pub approval_id: Option<String>,
-    /// The provider's status (a provider error is a result, not an [`Error`]).
-    pub status_code: u16,
-    /// Its headers.
-    pub headers: BTreeMap<String, String>,
-    /// Its body.
-    pub body: Vec<u8>,
-    /// The body was cut at the vault's cap.
-    pub body_truncated: bool,
-    /// How long the provider took.
-    pub duration_ms: Option<u64>,
-    /// On a provider 401/403: how the credential should have been sent.
-    pub credential_hint: Option<String>,
-}
-
-impl std::fmt::Debug for ProxyResult {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ProxyResult")
-            .field("approval_id", &self.approval_id)
-            .field("status_code", &self.status_code)
-            .field("body_len", &self.body.len())
-            .field("body_truncated", &self.body_truncated)
-            .finish_non_exhaustive()
-    }
-}
-
-impl ProxyResult {
-    /// The body as text (invalid UTF-8 replaced).
-    pub fn body_text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-
-    /// The body as JSON.
-    pub fn json<T: serde::de::DeserializeOwned>(&self) -> Result<T, Error> {
-        serde_json::from_slice(&self.body)
-            .map_err(|_| Error::value("the provider's body is not the JSON expected"))
-    }
-
-    /// Reads the wire shape (`body_b64` standard base64 with padding).
-    pub(crate) fn from_wire(wire: alter_proto::proxy::ProxyAnswer) -> Result<Self, Error> {
-        let body = STANDARD.decode(wire.body_b64.as_bytes()).map_err(|_| {
-            Error::Backend(ErrorInfo {
-                status: 200,
-                message: "Backend returned a body_b64 that is not base64".into(),
-                ..Default::default()
-            })
-        })?;
-        Ok(ProxyResult {
-            approval_id: wire.approval_id,
-            status_code: wire.status_code,
-            headers: wire.headers,
-            body,
-            body_truncated: wire.body_truncated,
-            duration_ms: wire.duration_ms,
-            credential_hint: wire.credential_hint.filter(|h| !h.trim().is_empty()),
-        })
-    }
-}
-
 /// `GET /sdk/approvals/{id}[?wait=N]`, holding up to `wait` (at most 25 s).
 pub(crate) async fn get_approval_status(
     transport: &Transport,
@@ -198,7 +133,7 @@ pub(crate) async fn get_approval_result(
             ..Default::default()
         }));
     }
-    ProxyResult::from_wire(decode(&answer)?)
+    result_of(decode(&answer)?)
 }
 
 /// A failure `await_approval` retries: a 502/503/504, or no answer.

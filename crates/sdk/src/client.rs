@@ -327,7 +327,7 @@ macro_rules! shared_surface {
             pub async fn proxy_request(
                 &self,
                 request: ProviderRequest,
-            ) -> Result<crate::ProxyResult, Error> {
+            ) -> Result<crate::proxy::ProxyOutcome, Error> {
                 crate::proxy::proxy_request(&self.transport, request, $agent).await
             }
 

@@ -30,7 +30,7 @@ pub use agents::{AgentInfo, Agents, CreateAgent, UpdateAgent};
 pub use alter_inject::sigv4;
 pub use alter_proto::keys::{ApiKeyInfo, DeriveKeyRequest, MintedKey};
 pub use alter_proto::scopes::ScopeCatalog;
-pub use approvals::{ApprovalState, ApprovalStatus, PendingApproval, ProxyResult};
+pub use approvals::{ApprovalState, ApprovalStatus, PendingApproval};
 pub use client::{Agent, App, ClientBuilder};
 pub use connect::{
     ConnectDelegation, ConnectFailedGrant, ConnectOptions, ConnectResult, ConnectSession,
@@ -48,7 +48,7 @@ pub use identity::{
 };
 pub use managed_connect::{ManagedConnectOptions, ManagedConnectSession};
 pub use namespaces::{Keys, ProviderSpecs, Scopes};
-pub use proxy::ProxyResult;
+pub use proxy::{ProxyOutcome, ProxyResult};
 pub use request::ProviderRequest;
 pub use signin::{AuthResult, AuthSession, AuthenticateOptions};
 pub use transport::{BASE_URL_VAR, DEFAULT_BASE_URL};

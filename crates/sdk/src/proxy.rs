@@ -11,6 +11,7 @@ use reqwest::Method;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+use crate::approvals::PendingApproval;
 use crate::error::{Error, ErrorInfo};
 use crate::request::{ProviderRequest, Target, template};
 use crate::transport::{Mapper, Transport, decode};
@@ -137,10 +138,10 @@ pub(crate) async fn proxy_request(
     transport: &Transport,
     request: ProviderRequest,
     agent_path: bool,
-) -> Result<ProxyResult, Error> {
+) -> Result<ProxyOutcome, Error> {
     let call = call_of(request)?;
     let answer = match transport
-        .send(Method::POST, "/sdk/proxy", Some(&call), Mapper::Main)
+        .send(Method::POST, "/sdk/proxy", Some(&call), Mapper::Proxy)
         .await
     {
         Ok(answer) => answer,
@@ -149,18 +150,58 @@ pub(crate) async fn proxy_request(
         }
         Err(e) => return Err(e),
     };
-    if answer.status.as_u16() != 200 {
-        // A 202 (held for approval) is answered by the approvals API.
-        return Err(Error::Backend(ErrorInfo {
-            status: answer.status.as_u16(),
-            message: format!(
-                "unexpected answer to a proxied call (HTTP {})",
-                answer.status
-            ),
+    match answer.status.as_u16() {
+        200 => Ok(ProxyOutcome::Completed(result_of(decode(&answer)?)?)),
+        202 => {
+            let pending: PendingApproval = decode(&answer)?;
+            // The client's checks (protocol part 1 §6.2): literally pending, at least one gate.
+            if pending.status != "pending" || pending.gates.is_empty() {
+                return Err(Error::Backend(ErrorInfo {
+                    status: 202,
+                    message: "Backend returned an invalid pending approval".into(),
+                    ..Default::default()
+                }));
+            }
+            Ok(ProxyOutcome::Pending(pending))
+        }
+        status => Err(Error::Backend(ErrorInfo {
+            status,
+            message: format!("unexpected answer to a proxied call (HTTP {status})"),
             ..Default::default()
-        }));
+        })),
     }
-    let envelope: ProxyAnswer = decode(&answer)?;
+}
+
+/// What a proxied call came to: the provider's answer, or an approval to wait for (with
+/// `await_approval`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum ProxyOutcome {
+    /// The vault made the call.
+    Completed(ProxyResult),
+    /// A rule held the call for a person's approval.
+    Pending(PendingApproval),
+}
+
+impl ProxyOutcome {
+    /// The provider's answer; a held call is a `BackendError` naming its approval (for callers
+    /// that expect no approval step).
+    pub fn completed(self) -> Result<ProxyResult, Error> {
+        match self {
+            ProxyOutcome::Completed(result) => Ok(result),
+            ProxyOutcome::Pending(pending) => Err(Error::Backend(ErrorInfo {
+                status: 202,
+                message: format!(
+                    "the call waits for approval {}: see await_approval",
+                    pending.approval_id
+                ),
+                ..Default::default()
+            })),
+        }
+    }
+}
+
+/// The `ApprovalResult` envelope (of `/sdk/proxy` and of `/sdk/approvals/{id}/result`) read.
+pub(crate) fn result_of(envelope: ProxyAnswer) -> Result<ProxyResult, Error> {
     let body = base64::engine::general_purpose::STANDARD
         .decode(&envelope.body_b64)
         .map_err(|_| {

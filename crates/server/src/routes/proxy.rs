@@ -22,7 +22,7 @@ pub async fn proxy(
     // The request is kept for a held call: it is what the approver approves.
     match state.vault.proxy(&caller, request.clone()).await? {
         ProxyOutcome::Completed(result) => Ok(axum::Json(answer(result, None)).into_response()),
-        ProxyOutcome::Held(held) => Ok(super::approvals::hold(&state, &caller, request, held)
+        ProxyOutcome::Held(held) => Ok(super::approvals::hold(&state, &caller, request, *held)
             .await?
             .into_response()),
     }

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use alter_proto::admin::{AuditQuery, CreateSecretRequest, SecretInfo};
 use alter_proto::approvals::DecideApprovalRequest;
-use alter_sdk::{Agent, ApprovalState, CreateAgent, Error};
+use alter_sdk::{Agent, ApprovalState, CreateAgent, Error, ProviderRequest, ProxyOutcome};
 use alter_testkit::upstream::Upstream;
 use alter_testkit::{Engine, RawResponse, TestServer, World, on_every_engine};
 use serde_json::json;
@@ -92,30 +92,32 @@ async fn proxy(
         .await
 }
 
-/// A held call: its 202 body checked, its approval id returned.
+/// A held call, made through the Rust SDK: its `PendingApproval` checked, its id returned.
 async fn hold(server: &TestServer, held: &Held, upstream: &Upstream) -> String {
-    let answer = proxy(
-        server,
-        &held.agent_key,
-        &held.grant,
-        &format!("{}/v1/refunds", upstream.url()),
-        Some("refund order 1042"),
-    )
-    .await;
-    assert_eq!(answer.status, 202, "{:?}", answer.json);
-    let body = &answer.json;
-    assert_eq!(body["status"], "pending");
-    let id = body["approval_id"].as_str().unwrap().to_owned();
+    let outcome = server
+        .agent(&held.agent_key)
+        .proxy_request(
+            ProviderRequest::post(format!("{}/v1/refunds", upstream.url()))
+                .grant_id(&held.grant)
+                .json(json!({"amount": 4200, "currency": "eur"}))
+                .reason("refund order 1042"),
+        )
+        .await
+        .unwrap();
+    let ProxyOutcome::Pending(pending) = outcome else {
+        panic!("the call was not held: {outcome:?}");
+    };
+    assert_eq!(pending.status, "pending");
+    let id = pending.approval_id.clone();
     assert!(uuid::Uuid::parse_str(&id).is_ok());
-    assert!(body["approval_group_id"].as_str().is_some());
+    assert!(uuid::Uuid::parse_str(&pending.approval_group_id).is_ok());
     assert_eq!(
-        body["approval_url"],
+        pending.approval_url,
         format!("{}/approvals/{id}", server.base_url())
     );
-    assert_eq!(body["expires_in"], 900);
-    let gates = body["gates"].as_array().unwrap();
-    assert_eq!(gates.len(), 1);
-    assert_eq!(gates[0]["approval_id"], id.as_str());
+    assert_eq!(pending.expires_in, 900);
+    assert_eq!(pending.gates.len(), 1);
+    assert_eq!(pending.gates[0].approval_id, id);
     id
 }
 

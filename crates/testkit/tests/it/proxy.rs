@@ -8,7 +8,7 @@ use alter_proto::admin::{
     AuditQuery, CreateSecretRequest, InjectionRuleBody, MintKeyRequest, SecretInfo,
 };
 use alter_sdk::sigv4::{self, AwsCredentials};
-use alter_sdk::{CreateAgent, DeriveKeyRequest, Error, Principal, ProviderRequest};
+use alter_sdk::{CreateAgent, DeriveKeyRequest, Error, Principal, ProviderRequest, ProxyOutcome};
 use alter_testkit::upstream::Upstream;
 use alter_testkit::{Options, TestServer, World, on_every_engine};
 use base64::Engine as _;
@@ -113,7 +113,11 @@ async fn every_injection_format_is_applied_by_the_vault() {
         )
         .await;
         let bearer_grant = system_grant(&server, &world, &bearer).await;
-        let result = app.proxy_request(call(bearer_grant.clone())).await.unwrap();
+        let result = app
+            .proxy_request(call(bearer_grant.clone()))
+            .await
+            .and_then(ProxyOutcome::completed)
+            .unwrap();
         assert_eq!(result.status_code, 201);
         assert_eq!(
             result.json::<serde_json::Value>().unwrap(),
@@ -399,6 +403,7 @@ async fn redirects_come_back_as_the_answer_and_are_not_followed() {
         .app(&world.app.key.api_key)
         .proxy_request(ProviderRequest::get(format!("{}/go", upstream.url())).grant_id(&grant))
         .await
+        .and_then(ProxyOutcome::completed)
         .unwrap();
     assert_eq!(result.status_code, 302);
     assert_eq!(result.headers.get("location"), Some(&location));
@@ -484,6 +489,7 @@ async fn long_answers_are_cut_at_the_cap() {
     let result = app
         .proxy_request(ProviderRequest::get(format!("{}/big", upstream.url())).grant_id(&grant))
         .await
+        .and_then(ProxyOutcome::completed)
         .unwrap();
     assert!(result.body_truncated);
     assert_eq!(result.body_bytes().len(), cap);
@@ -491,6 +497,7 @@ async fn long_answers_are_cut_at_the_cap() {
     let exact = app
         .proxy_request(ProviderRequest::get(format!("{}/big", upstream.url())).grant_id(&grant))
         .await
+        .and_then(ProxyOutcome::completed)
         .unwrap();
     assert!(!exact.body_truncated);
     assert_eq!(exact.body_bytes().len(), cap);
@@ -572,6 +579,7 @@ async fn keys_and_agents_reach_only_what_they_may() {
             .app(&derived.api_key)
             .proxy_request(ProviderRequest::get(&url).grant_id(&live))
             .await
+            .and_then(ProxyOutcome::completed)
             .unwrap();
         assert_eq!(result.status_code, 200);
         assert_eq!(upstream.received().len(), 1);
@@ -593,6 +601,7 @@ async fn keys_and_agents_reach_only_what_they_may() {
         let result = helper_agent
             .proxy_request(ProviderRequest::get(&url).grant_id(&own.grant_id))
             .await
+            .and_then(ProxyOutcome::completed)
             .unwrap();
         assert_eq!(result.status_code, 200);
         let e = helper_agent
@@ -619,7 +628,17 @@ async fn keys_and_agents_reach_only_what_they_may() {
             .proxy_request(ProviderRequest::get(&url).grant_id(&held.grant_id))
             .await
             .unwrap_err();
-        assert_eq!(e.code(), Some("hitl_grant_requires_proxy"), "{e}");
+        // A held call must say why (the approver reads it); with a reason it waits.
+        assert_eq!(e.code(), Some("approval_reason_required"), "{e}");
+        let pending = careful_agent
+            .proxy_request(
+                ProviderRequest::get(&url)
+                    .grant_id(&held.grant_id)
+                    .reason("needs a person"),
+            )
+            .await
+            .unwrap();
+        assert!(matches!(pending, ProxyOutcome::Pending(_)), "{pending:?}");
         assert_eq!(upstream.received().len(), before, "a held call is not sent");
 
         // An `ak` key (agent-typed, bound to no managed agent) proxies with the app's grants
@@ -662,6 +681,7 @@ async fn provider_errors_are_results_with_a_hint_when_the_scheme_is_wrong() {
     let result = app
         .proxy_request(ProviderRequest::get(format!("{}/v1", upstream.url())).grant_id(&grant))
         .await
+        .and_then(ProxyOutcome::completed)
         .unwrap();
     assert_eq!(result.status_code, 401);
     assert_eq!(result.body_text(), "no");
@@ -671,6 +691,7 @@ async fn provider_errors_are_results_with_a_hint_when_the_scheme_is_wrong() {
     let result = app
         .proxy_request(ProviderRequest::get(format!("{}/v1", upstream.url())).grant_id(&grant))
         .await
+        .and_then(ProxyOutcome::completed)
         .unwrap();
     assert_eq!(
         (result.status_code, result.credential_hint.clone()),
@@ -698,7 +719,11 @@ async fn concurrent_calls_racing_a_revocation_send_only_what_was_released() {
         let calls = (0..12).map(|_| {
             let app = app.clone();
             let request = ProviderRequest::get(&url).grant_id(&grant);
-            tokio::spawn(async move { app.proxy_request(request).await })
+            tokio::spawn(async move {
+                app.proxy_request(request)
+                    .await
+                    .and_then(ProxyOutcome::completed)
+            })
         });
         let calls: Vec<_> = calls.collect();
         app.revoke_grant(&grant, None).await.unwrap();
