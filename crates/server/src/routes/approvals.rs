@@ -2,7 +2,7 @@
 //! `GET /sdk/approvals/{id}` (long-poll with `wait`) and `/result`, and the operator's
 //! `/admin/v1/apps/{app}/approvals*` where a person decides.
 
-use alter_core::approvals::{Approval, ApprovalStatus};
+use alter_core::approvals::{Approval, ApprovalStatus, MAX_WAIT_SECONDS};
 use alter_core::caller::Caller;
 use alter_core::ids::{ApprovalId, ApprovalKind};
 use alter_core::proxy::{HeldCall, ProxyRequest};
@@ -20,6 +20,7 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 
 use super::id;
+use super::signin::HeldPoll;
 use crate::auth::{Authed, Operator, need};
 use crate::error::{ApiError, ApiResult};
 use crate::json::{Json, Query};
@@ -91,7 +92,16 @@ pub async fn status(
             Err(_) => return Err(ApiError::invalid("wait must be a whole number of seconds")),
         },
     };
+    // A held poll keeps a request slot: within the app's share of held polls, else at once
+    // (the protocol lets a server answer at once; the client then polls at its interval).
+    let held = (wait > 0).then(|| HeldPoll::take(caller.app_id)).flatten();
+    let wait = if wait > 0 && held.is_none() && wait <= MAX_WAIT_SECONDS {
+        0
+    } else {
+        wait
+    };
     let approval = state.vault.approval_status(&caller, approval, wait).await?;
+    drop(held);
     Ok(axum::Json(status_body(&approval)))
 }
 
