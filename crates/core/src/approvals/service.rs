@@ -455,6 +455,10 @@ impl Vault {
             None => None,
         };
         let snapshot = payload.caller;
+        // The request's (attenuated) scopes, provided the key still holds them all.
+        if !key.scopes.missing_from(&snapshot.scopes).is_empty() {
+            return Err("the key no longer holds the scopes the request was made with".into());
+        }
         let caller = Caller {
             app_id: approval.app_id,
             key_id: key.id,
@@ -463,12 +467,7 @@ impl Vault {
             agent_typed: key.agent_typed,
             agent,
             impersonating: snapshot.impersonating,
-            // The request's scopes, but never more than the key holds now.
-            scopes: if key.scopes.missing_from(&snapshot.scopes).is_empty() {
-                snapshot.scopes
-            } else {
-                key.scopes.clone()
-            },
+            scopes: snapshot.scopes,
             key_deprecated: key.status(now) == KeyStatus::Deprecated,
             caller: snapshot.caller,
             caller_type: snapshot.caller_type,
