@@ -539,6 +539,10 @@ async fn keys_and_agents_reach_only_what_they_may() {
             .unwrap_err();
         assert!(matches!(e, Error::GrantRevoked(_)), "{e}");
         assert!(upstream.received().is_empty());
+        let denied = audit(&server, &world, "credential.denied", &revoked).await;
+        assert_eq!(denied.len(), 1);
+        assert_eq!(denied[0]["reason"], "grant_revoked");
+        assert_eq!(denied[0]["details"]["mode"], "proxy");
 
         // A key without proxy:execute may not proxy; a derived key with it may.
         let narrow = server
