@@ -868,3 +868,28 @@ async fn an_approved_call_runs_again_and_only_its_discharged_holds_count() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn an_oauth_connection_is_used_through_the_proxy() {
+    use crate::connect::{PROVIDER, setup};
+    let s = setup(
+        TestServer::start(alter_testkit::Engine::Sqlite).await,
+        false,
+    )
+    .await;
+    let grant = s.connect(json!({ "allowed_providers": [PROVIDER] })).await;
+    let grant_id = grant["grant_id"].as_str().unwrap().to_owned();
+    let app = s.server.app(&s.app.key.api_key);
+    // The peer's resource answers 200 only to a live access token it issued.
+    let result = app
+        .proxy_request(ProviderRequest::get(s.peer.url("/_peer/resource")).provider(PROVIDER))
+        .await
+        .unwrap();
+    assert_eq!(result.status_code, 200, "{}", result.body_text());
+    let by_id = app
+        .proxy_request(ProviderRequest::get(s.peer.url("/_peer/resource")).grant_id(&grant_id))
+        .await
+        .unwrap();
+    assert_eq!(by_id.status_code, 200);
+    s.server.stop().await;
+}
