@@ -107,6 +107,8 @@ pub struct TestServer {
     /// The URL browsers and providers reach this node at, when not its own address (a node
     /// behind the same load balancer as another).
     public_url: Option<String>,
+    /// The running node's domain services, for tests of operations no route reaches yet.
+    vault: Option<alter_core::vault::Vault>,
 }
 
 /// An app with an identity provider (a real [`TestIdp`](idp::TestIdp) whose JWKS the server
@@ -167,6 +169,7 @@ impl TestServer {
             database: Some(database),
             stop: None,
             task: None,
+            vault: None,
             public_url: None,
         };
         server.boot().await.expect("server starts");
@@ -185,6 +188,7 @@ impl TestServer {
             IpAddr::V4(_) => addr,
         };
         self.base_url = format!("http://{addr}{}", self.options.base_path);
+        self.vault = Some(server.vault().clone());
         let (stop, stopped) = oneshot::channel();
         self.stop = Some(stop);
         self.task = Some(tokio::spawn(server.run_wrapped_until_stopped(
@@ -231,6 +235,7 @@ impl TestServer {
             database_url: self.database_url.clone(),
             stop: None,
             task: None,
+            vault: None,
             // Both nodes serve one public URL, as behind a load balancer: OAuth redirects
             // registered for it reach either.
             public_url: Some(self.base_url.clone()),
@@ -244,6 +249,11 @@ impl TestServer {
         Server::build(self.settings(Arc::new(master_key)))
             .await
             .map(drop)
+    }
+
+    /// The running node's domain services (for operations no route reaches yet).
+    pub fn vault(&self) -> &alter_core::vault::Vault {
+        self.vault.as_ref().expect("the server is running")
     }
 
     /// Stops the server (in-flight requests finish) and starts it again on the same database.

@@ -266,7 +266,13 @@ impl Vault {
                 grant,
                 error,
             }) => {
-                let event = denial_event(self, caller, request, summary, refusal, grant.as_deref());
+                let mut event =
+                    denial_event(self, caller, request, summary, refusal, grant.as_deref());
+                if let (CallMode::Proxy, Some(serde_json::Value::Object(details))) =
+                    (delivery.mode(), event.details.as_mut())
+                {
+                    details.insert("mode".into(), "proxy".into());
+                }
                 self.store().record_release(event).await?;
                 Err(error)
             }

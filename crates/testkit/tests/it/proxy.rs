@@ -546,6 +546,10 @@ async fn keys_and_agents_reach_only_what_they_may() {
             .unwrap_err();
         assert!(matches!(e, Error::GrantRevoked(_)), "{e}");
         assert!(upstream.received().is_empty());
+        let denied = audit(&server, &world, "credential.denied", &revoked).await;
+        assert_eq!(denied.len(), 1);
+        assert_eq!(denied[0]["reason"], "grant_revoked");
+        assert_eq!(denied[0]["details"]["mode"], "proxy");
 
         // A key without proxy:execute may not proxy; a derived key with it may.
         let narrow = server
@@ -760,4 +764,157 @@ async fn concurrent_calls_racing_a_revocation_send_only_what_was_released() {
         server.stop().await;
     })
     .await;
+}
+
+/// The caller a signed request with `api_key` would be (the signature taken as checked).
+async fn caller(server: &TestServer, api_key: &str) -> alter_core::caller::Caller {
+    server
+        .vault()
+        .authenticate(
+            api_key,
+            || {
+                Ok(alter_core::caller::RequestFacts {
+                    timestamp: server.now().unix_seconds().to_string(),
+                    nonce: uuid::Uuid::new_v4().simple().to_string(),
+                    ..Default::default()
+                })
+            },
+            |_| true,
+        )
+        .await
+        .expect("caller")
+}
+
+#[tokio::test]
+async fn an_approved_call_runs_again_and_only_its_discharged_holds_count() {
+    use alter_core::proxy::{ProxyOutcome, ProxyRequest};
+    on_every_engine(|engine| async move {
+        let server = TestServer::start(engine).await;
+        let world = server.world("a").await;
+        let upstream = Upstream::start().await;
+        let bearer = secret(
+            &server,
+            &world,
+            &["127.0.0.1"],
+            secret_request("Bearer", "bearer", BEARER),
+        )
+        .await;
+        let app = server.app(&world.app.key.api_key);
+        let careful = app
+            .agents()
+            .create(CreateAgent {
+                policy: Some(json!({"requires_approval": true})),
+                ..CreateAgent::new("careful", json!({"managed_secret_slugs": [bearer.slug]}))
+            })
+            .await
+            .unwrap();
+        let key = careful.api_key.clone().unwrap();
+        let own = server
+            .agent(&key)
+            .create_managed_secret_grant(&bearer.id, None, None)
+            .await
+            .unwrap();
+        let request = ProxyRequest {
+            grant_id: Some(own.grant_id.clone()),
+            method: "POST".into(),
+            url: format!("{}/v1/pay", upstream.url()),
+            body: Some(json!({"amount": 7})),
+            reason: Some("pay the invoice".into()),
+            ..ProxyRequest::default()
+        };
+        let vault = server.vault();
+        let agent = caller(&server, &key).await;
+        let ProxyOutcome::Held(held) = vault.proxy(&agent, request.clone()).await.unwrap() else {
+            panic!("the agent's call is held");
+        };
+        assert_eq!(held.grant_id.to_string(), own.grant_id);
+        assert_eq!(held.holds.len(), 1);
+        assert_eq!(held.holds[0].kind, "agent_requires_approval");
+        assert_eq!(held.facts.target.method, "POST");
+        assert_eq!(
+            held.facts.target.body.as_ref().unwrap().json,
+            Some(json!({"amount": 7}))
+        );
+        assert!(upstream.received().is_empty(), "a held call is not sent");
+
+        // Without the approval's rules discharged, it is still refused.
+        let e = vault
+            .proxy_approved(&agent, &request, &[])
+            .await
+            .unwrap_err();
+        assert!(matches!(e, alter_core::Error::HoldNotDischarged), "{e}");
+        assert!(upstream.received().is_empty());
+
+        // Approved: the same pipeline runs again, now, and the call is made.
+        let result = vault
+            .proxy_approved(&agent, &request, &held.holds)
+            .await
+            .unwrap();
+        assert_eq!(result.status, 200);
+        assert_eq!(
+            upstream.last().header("authorization"),
+            Some(format!("Bearer {BEARER}").as_str())
+        );
+        let released = audit(&server, &world, "credential.released", &own.grant_id).await;
+        assert_eq!(released.len(), 1);
+        assert_eq!(released[0]["details"]["mode"], "proxy");
+
+        // The agent's settings changed since the approval (a new version): it no longer covers.
+        app.agents()
+            .update(
+                &careful.agent.id,
+                alter_sdk::UpdateAgent {
+                    changes: alter_proto::agents::UpdateAgentRequest {
+                        display_name: Some(Some("Careful bot".into())),
+                        ..Default::default()
+                    },
+                    expected_version: Some(careful.agent.version),
+                    grace_seconds: None,
+                },
+            )
+            .await
+            .unwrap();
+        let agent = caller(&server, &key).await;
+        let e = vault
+            .proxy_approved(&agent, &request, &held.holds)
+            .await
+            .unwrap_err();
+        assert!(matches!(e, alter_core::Error::HoldNotDischarged), "{e}");
+
+        // A revocation since the approval wins.
+        app.revoke_grant(&own.grant_id, None).await.unwrap();
+        let e = vault
+            .proxy_approved(&agent, &request, &held.holds)
+            .await
+            .unwrap_err();
+        assert!(matches!(e, alter_core::Error::ReleaseDenied(_)), "{e}");
+        assert_eq!(upstream.received().len(), 1);
+        server.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_oauth_connection_is_used_through_the_proxy() {
+    use crate::connect::{PROVIDER, setup};
+    let s = setup(
+        TestServer::start(alter_testkit::Engine::Sqlite).await,
+        false,
+    )
+    .await;
+    let grant = s.connect(json!({ "allowed_providers": [PROVIDER] })).await;
+    let grant_id = grant["grant_id"].as_str().unwrap().to_owned();
+    let app = s.server.app(&s.app.key.api_key);
+    // The peer's resource answers 200 only to a live access token it issued.
+    let result = app
+        .proxy_request(ProviderRequest::get(s.peer.url("/_peer/resource")).provider(PROVIDER))
+        .await
+        .unwrap();
+    assert_eq!(result.status_code, 200, "{}", result.body_text());
+    let by_id = app
+        .proxy_request(ProviderRequest::get(s.peer.url("/_peer/resource")).grant_id(&grant_id))
+        .await
+        .unwrap();
+    assert_eq!(by_id.status_code, 200);
+    s.server.stop().await;
 }
