@@ -909,11 +909,13 @@ async fn an_oauth_connection_is_used_through_the_proxy() {
     let result = app
         .proxy_request(ProviderRequest::get(s.peer.url("/_peer/resource")).provider(PROVIDER))
         .await
+        .and_then(ProxyOutcome::completed)
         .unwrap();
     assert_eq!(result.status_code, 200, "{}", result.body_text());
     let by_id = app
         .proxy_request(ProviderRequest::get(s.peer.url("/_peer/resource")).grant_id(&grant_id))
         .await
+        .and_then(ProxyOutcome::completed)
         .unwrap();
     assert_eq!(by_id.status_code, 200);
     s.server.stop().await;
