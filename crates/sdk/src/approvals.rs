@@ -106,7 +106,15 @@ pub(crate) async fn get_approval_status(
             timeout,
             Mapper::ApprovalStatus,
         )
-        .await?;
+        .await
+        .map_err(|e| match e {
+            // The mapper knows no path; the client's message names the one requested.
+            Error::Backend(mut info) => {
+                info.message = info.message.replacen("/sdk/approvals", &path, 1);
+                Error::Backend(info)
+            }
+            other => other,
+        })?;
     if answer.status.as_u16() != 200 {
         return Err(Error::Backend(ErrorInfo {
             status: answer.status.as_u16(),

@@ -428,6 +428,12 @@ async fn only_the_app_and_its_agent_see_an_approval() {
         ] {
             assert!(matches!(e, Error::Backend(_)), "{e}");
             assert_eq!(e.status(), 404, "{e}");
+            assert!(
+                e.info().message.starts_with(&format!(
+                    "GET /sdk/approvals/{id} returned 404 (approval_not_found: "
+                )),
+                "{e}"
+            );
         }
         for e in [
             other_agent.get_approval_result(&id).await.unwrap_err(),
