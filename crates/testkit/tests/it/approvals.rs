@@ -552,3 +552,49 @@ async fn concurrent_approvals_on_two_nodes_make_the_call_once() {
     })
     .await;
 }
+
+/// The background sweep (run here by hand) expires what nobody decided, and an approval that
+/// was executed is never claimed again, whoever asks.
+#[tokio::test]
+async fn the_sweep_expires_undecided_calls_and_never_runs_one_twice() {
+    on_every_engine(|engine| async move {
+        let server = TestServer::start(engine).await;
+        let upstream = Upstream::start().await;
+        let held = setup(&server, &upstream, "a").await;
+        let app_id = held.world.app.info.id.clone();
+        let app = alter_core::ids::AppId::parse_lenient(&app_id).unwrap();
+        let vault = server.vault();
+
+        let done = hold(&server, &held, &upstream).await;
+        server
+            .admin()
+            .approve(&app_id, &done, &decision("ok"))
+            .await
+            .unwrap();
+        agent(&server, &held)
+            .await_approval(&done, Duration::from_secs(60), FAST)
+            .await
+            .unwrap();
+        let done_id = alter_core::ids::ApprovalId::parse_lenient(&done).unwrap();
+        assert!(!vault.execute_approval(app, done_id).await.unwrap());
+        assert_eq!(vault.sweep_approvals().await.unwrap(), 0);
+        assert_eq!(upstream.received().len(), 1);
+
+        let undecided = hold(&server, &held, &upstream).await;
+        for _ in 0..4 {
+            server.advance(240);
+        }
+        // (The server's own sweep may have got there first: either way, once.)
+        assert!(vault.sweep_approvals().await.unwrap() <= 1);
+        assert_eq!(vault.sweep_approvals().await.unwrap(), 0);
+        let shown = server
+            .admin()
+            .get_approval(&app_id, &undecided)
+            .await
+            .unwrap();
+        assert_eq!(shown.status, "expired");
+        assert_eq!(actions(&server, &app_id, "approval.expired").await, 1);
+        assert_eq!(upstream.received().len(), 1);
+    })
+    .await;
+}
