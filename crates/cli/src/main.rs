@@ -48,6 +48,8 @@ enum Command {
     Secret(operator::SecretArgs),
     /// Manage an app's agents (needs ALTER_ADDR and ALTER_ADMIN_TOKEN).
     Agent(operator::AgentArgs),
+    /// List and decide held proxy calls (needs ALTER_ADDR and ALTER_ADMIN_TOKEN).
+    Approval(operator::ApprovalArgs),
     /// Manage an app's grants and delegations (needs ALTER_ADDR and ALTER_ADMIN_TOKEN).
     Grant(operator::GrantArgs),
     /// Query, export and verify an app's audit log (needs ALTER_ADDR and ALTER_ADMIN_TOKEN).
@@ -84,6 +86,7 @@ fn main() -> ExitCode {
             Command::Provider(args) => operator::provider(args).await,
             Command::Secret(args) => operator::secret(args).await,
             Command::Agent(args) => operator::agent(args).await,
+            Command::Approval(args) => operator::approval(args).await,
             Command::Grant(args) => operator::grant(args).await,
             Command::Audit(args) => operator::audit(args).await,
             Command::Policy(args) => operator::policy(args).await,

@@ -1,9 +1,10 @@
 //! Operator commands over the admin API: `alter app …` and `alter key …` here, `alter idp`,
-//! `alter provider`, `alter secret`, `alter agent` and `alter grant` in the submodules. Human tables by default,
+//! `alter provider`, `alter secret`, `alter agent`, `alter approval` and `alter grant` in the submodules. Human tables by default,
 //! `--json` for scripts; stable exit codes (1 error, 3 auth, 4 not found, 5 conflict,
 //! 6 rate limited; 2 is clap's usage error).
 
 mod agents;
+mod approvals;
 mod audit;
 mod grants;
 mod idp;
@@ -15,6 +16,7 @@ mod secrets;
 use std::process::ExitCode;
 
 pub use agents::{AgentArgs, agent};
+pub use approvals::{ApprovalArgs, approval};
 pub use audit::{AuditArgs, audit};
 pub use grants::{GrantArgs, grant};
 pub use idp::{IdpArgs, idp};

@@ -511,21 +511,27 @@ impl Operator {
         path: &str,
         body: &Value,
     ) -> reqwest::Result<(reqwest::StatusCode, String)> {
+        self.try_signed_with(&self.api_key, client, method, path, body)
+    }
+
+    /// [`Self::try_signed`] with another key of the app.
+    fn try_signed_with(
+        &self,
+        api_key: &str,
+        client: &reqwest::blocking::Client,
+        method: &str,
+        path: &str,
+        body: &Value,
+    ) -> reqwest::Result<(reqwest::StatusCode, String)> {
         let body = serde_json::to_vec(body).unwrap();
         let timestamp = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
             .as_secs();
         let nonce = uuid::Uuid::new_v4().simple().to_string();
-        let key = alter_proto::signing::signing_key(&self.api_key);
+        let key = alter_proto::signing::signing_key(api_key);
         let signed = alter_proto::signing::plain_request_headers(
-            &self.api_key,
-            &key,
-            method,
-            path,
-            &body,
-            timestamp,
-            &nonce,
+            api_key, &key, method, path, &body, timestamp, &nonce,
         );
         let mut request = client
             .request(method.parse().unwrap(), format!("{}{path}", self.addr))
@@ -2116,5 +2122,107 @@ fn the_operator_cli_adds_lists_shows_tests_and_removes_policy_rules() {
         assert_eq!(removed["id"], id.as_str());
         assert_eq!(exit_code(&op.run(&["policy", "show", &id])), 4);
         assert_eq!(exit_code(&op.run(&["policy", "remove", &id])), 4);
+    });
+}
+
+#[test]
+fn the_operator_cli_lists_shows_and_decides_approvals() {
+    on_each_database(|op| {
+        let secret = stdout_json(&op.run_with_stdin(
+            &[
+                "secret",
+                "create",
+                "--name",
+                "Payments",
+                "--type",
+                "bearer",
+                "--allowed-host",
+                "api.example.com",
+                "--principal",
+                "system",
+                "--principal",
+                "agent",
+                "--value-stdin",
+                "--json",
+            ],
+            "sk_live_cliApproval0123456789",
+        ));
+        let secret_id = secret["id"].as_str().unwrap().to_owned();
+        let agent = op.signed(
+            "POST",
+            "/sdk/agents",
+            &serde_json::json!({
+                "name": "careful", "type": "agent", "metadata": {},
+                "scopes": {"managed_secret_slugs": [secret["slug"]]},
+                "policy": {"requires_approval": true},
+            }),
+        );
+        let agent_id = agent["id"].as_str().unwrap().to_owned();
+        let grant = op.create_system_grant(&secret_id, "main");
+        let delegated =
+            stdout_json(&op.run(&["grant", "delegate", &grant, "--agent", &agent_id, "--json"]));
+        let delegated = delegated["grant_id"].as_str().unwrap().to_owned();
+        let hold = || {
+            let (status, text) = op
+                .try_signed_with(
+                    agent["api_key"].as_str().unwrap(),
+                    &reqwest::blocking::Client::new(),
+                    "POST",
+                    "/sdk/proxy",
+                    &serde_json::json!({
+                        "method": "POST", "url": "https://api.example.com/v1/refunds",
+                        "grant_id": delegated, "reason": "refund order 7",
+                    }),
+                )
+                .unwrap();
+            assert_eq!(status, 202, "{text}");
+            serde_json::from_str::<Value>(&text).unwrap()["approval_id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        };
+        let first = hold();
+        let second = hold();
+
+        let listed = op.json(&["approval", "list", "--status", "pending", "--json"]);
+        assert_eq!(listed.as_array().unwrap().len(), 2);
+        let table = stdout(&op.run(&["approval", "list"]));
+        assert!(table.starts_with("ID "), "{table}");
+        assert!(
+            table.contains(&first) && table.contains("refund order 7"),
+            "{table}"
+        );
+        assert!(!table.contains("sk_live_cliApproval"), "{table}");
+        let shown = stdout(&op.run(&["approval", "show", &first]));
+        assert!(
+            shown.contains("POST https://api.example.com/v1/refunds") && shown.contains("pending"),
+            "{shown}"
+        );
+
+        let denied = op.json(&[
+            "approval",
+            "deny",
+            &first,
+            "--reason",
+            "not today",
+            "--decided-by",
+            "ops",
+            "--json",
+        ]);
+        assert_eq!(denied["status"], "denied");
+        assert_eq!(denied["decision_reason"], "not today");
+        assert_eq!(denied["decided_by"], "ops");
+        // Decided: the other decision is a conflict (exit 5); an unknown id is not found (4).
+        assert_eq!(exit_code(&op.run(&["approval", "approve", &first])), 5);
+        assert_eq!(
+            exit_code(&op.run(&["approval", "show", &uuid::Uuid::new_v4().to_string()])),
+            4
+        );
+        let approved = op.json(&["approval", "approve", &second, "--json"]);
+        assert_ne!(approved["status"], "pending");
+        assert_ne!(approved["status"], "denied");
+        let listed = op.json(&["approval", "list", "--status", "denied", "--json"]);
+        assert_eq!(listed.as_array().unwrap().len(), 1);
+        assert_eq!(listed[0]["id"], first.as_str());
     });
 }

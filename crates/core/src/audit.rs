@@ -96,6 +96,18 @@ pub mod action {
     pub const CONNECTION_REVOKED: &str = "connection.revoked";
     /// The provider confirmed the revocation of a connection's tokens (RFC 7009).
     pub const CONNECTION_REVOKED_UPSTREAM: &str = "connection.revoked_upstream";
+    /// A proxied call was held for a human's approval.
+    pub const APPROVAL_REQUESTED: &str = "approval.requested";
+    /// A person approved a held call.
+    pub const APPROVAL_APPROVED: &str = "approval.approved";
+    /// A person denied a held call.
+    pub const APPROVAL_DENIED: &str = "approval.denied";
+    /// Nobody decided on a held call in time.
+    pub const APPROVAL_EXPIRED: &str = "approval.expired";
+    /// An approved call was made.
+    pub const APPROVAL_EXECUTED: &str = "approval.executed";
+    /// An approved call could not be made.
+    pub const APPROVAL_FAILED: &str = "approval.failed";
     /// A Connect session was created.
     pub const CONNECT_SESSION_CREATED: &str = "connect_session.created";
     /// A Connect session ended in an error (denied consent, failed exchange…).

@@ -34,6 +34,8 @@ pub enum Entity {
     Operation,
     /// A policy rule.
     Rule,
+    /// A held proxy call.
+    Approval,
 }
 
 impl Entity {
@@ -52,6 +54,7 @@ impl Entity {
             Entity::ProviderSpec => "provider spec",
             Entity::Operation => "operation",
             Entity::Rule => "rule",
+            Entity::Approval => "approval",
         }
     }
 }
@@ -281,9 +284,25 @@ pub enum Error {
     /// The Connect session is no longer pending (completed, failed or expired).
     #[error("this Connect session is over")]
     ConnectSessionOver(crate::connect::SessionStatus),
+    /// A proxied call names a header the caller may not set (credentials, host, method
+    /// overrides, hop-by-hop headers); the name is the caller's own.
+    #[error("the header {0:?} may not be set on a proxied call")]
+    ForbiddenHeader(String),
+    /// A proxied call's final URL is longer than 65 536 characters.
+    #[error("the URL with its query parameters is longer than 65536 characters")]
+    QueryTooLong,
+    /// An approved call is now held by a rule its approval did not cover.
+    #[error("the call is held by a rule its approval does not cover; ask for a new approval")]
+    HoldNotDischarged,
+    /// A proxied call got no answer from the provider.
+    #[error("{0}")]
+    Forward(crate::proxy::ForwardError),
     /// A state conflict.
     #[error("{0}")]
     Conflict(String),
+    /// An approval operation was refused.
+    #[error("{0}")]
+    Approval(#[from] crate::approvals::ApprovalError),
     /// The storage backend failed.
     #[error("storage failure")]
     Storage(#[from] StoreError),

@@ -3,6 +3,7 @@
 //! knows no HTTP, SQL or JSON wire shapes (design §2).
 
 pub mod agents;
+pub mod approvals;
 pub mod apps;
 pub mod assertions;
 pub mod audit;

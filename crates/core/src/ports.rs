@@ -7,6 +7,7 @@ use async_trait::async_trait;
 pub use alter_crypto::WrappedKek;
 
 use crate::agents::Agent;
+use crate::approvals::{Approval, ApprovalDecision, ApprovalFinish, ApprovalStatus};
 use crate::apps::App;
 use crate::audit::AuditEvent;
 use crate::connect::{ClaimedAttempt, ConnectOutcome, ConnectSession, Declined, SessionStatus};
@@ -15,8 +16,8 @@ use crate::connections::{Connection, RefreshLease, RefreshedTokens};
 use crate::grants::{Grant, GrantFilter, GrantView, Principal, Viewer};
 use crate::identity::{AppUser, IdentityProvider, JwksSource, TokenError, VerifiedToken};
 use crate::ids::{
-    AgentId, AppId, AuthSessionId, ConnectSessionId, ConnectionId, GrantId, IdpId, KeyId, RuleId,
-    SecretId, UserId, UserSecretId,
+    AgentId, AppId, ApprovalId, AuthSessionId, ConnectSessionId, ConnectionId, GrantId, IdpId,
+    KeyId, RuleId, SecretId, UserId, UserSecretId,
 };
 use crate::keys::ApiKey;
 use crate::provider_specs::{Operation, OperationSummary, ProviderSpec, PutSpec, SpecKind};
@@ -814,6 +815,68 @@ pub trait RateLimitStore: Send + Sync {
     async fn prune_rate_buckets(&self, before_ms: i64) -> StoreResult<u64>;
 }
 
+/// Held proxy calls (approvals). Every transition is one conditional update on the stored
+/// status, so nodes deciding, executing or expiring the same approval agree on one outcome.
+#[async_trait]
+pub trait ApprovalStore: Send + Sync {
+    /// Stores a new pending approval with its event, unless its app already holds `max_pending`
+    /// pending approvals: then false, changing nothing.
+    async fn insert_approval(
+        &self,
+        approval: &Approval,
+        max_pending: i64,
+        event: &AuditEvent,
+    ) -> StoreResult<bool>;
+    /// One approval of an app.
+    async fn get_approval(&self, app: AppId, id: ApprovalId) -> StoreResult<Option<Approval>>;
+    /// An app's approvals, newest first, narrowed to `status` if given, at most `limit`.
+    async fn list_approvals(
+        &self,
+        app: AppId,
+        status: Option<ApprovalStatus>,
+        limit: i64,
+    ) -> StoreResult<Vec<Approval>>;
+    /// pending → approved or denied, if still pending and not expired at `decision.at`, with
+    /// its event; false, changing nothing, otherwise.
+    async fn decide_approval(
+        &self,
+        app: AppId,
+        id: ApprovalId,
+        decision: &ApprovalDecision,
+        event: &AuditEvent,
+    ) -> StoreResult<bool>;
+    /// approved → executing at `at`: true for exactly one caller, however many race.
+    async fn claim_approval(&self, app: AppId, id: ApprovalId, at: Timestamp) -> StoreResult<bool>;
+    /// executing → executed or failed with the sealed result or the error, with its event;
+    /// false if the approval was not executing.
+    async fn finish_approval(
+        &self,
+        app: AppId,
+        id: ApprovalId,
+        finish: &ApprovalFinish,
+        event: &AuditEvent,
+    ) -> StoreResult<bool>;
+    /// pending approvals past their expiry at `at` → expired (at most `limit`), one copy of
+    /// `template` per approval (its app and target set); returns them.
+    async fn expire_approvals(
+        &self,
+        at: Timestamp,
+        limit: i64,
+        template: &AuditEvent,
+    ) -> StoreResult<Vec<(AppId, ApprovalId)>>;
+    /// Approvals claimed for execution before `claimed_before` and never finished (their node
+    /// died mid-way) → failed with `error`, one copy of `template` each; returns them.
+    async fn fail_stale_executions(
+        &self,
+        claimed_before: Timestamp,
+        at: Timestamp,
+        error: &str,
+        template: &AuditEvent,
+    ) -> StoreResult<Vec<(AppId, ApprovalId)>>;
+    /// Approved approvals no node has claimed yet (at most `limit`).
+    async fn unclaimed_approvals(&self, limit: i64) -> StoreResult<Vec<(AppId, ApprovalId)>>;
+}
+
 /// Everything the services need from storage.
 pub trait Store:
     KeyringStore
@@ -835,6 +898,7 @@ pub trait Store:
     + SignInStore
     + RuleStore
     + RateLimitStore
+    + ApprovalStore
 {
 }
 
@@ -858,6 +922,7 @@ impl<T> Store for T where
         + SignInStore
         + RuleStore
         + RateLimitStore
+        + ApprovalStore
 {
 }
 

@@ -61,7 +61,7 @@ pub enum ProxyOutcome {
     /// The call was made.
     Completed(ProxyResult),
     /// A rule held it: it waits for a human's approval.
-    Held(HeldCall),
+    Held(Box<HeldCall>),
 }
 
 /// The provider's answer to a proxied call.

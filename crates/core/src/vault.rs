@@ -9,6 +9,7 @@ use crate::audit::{ChainKey, CheckpointKey};
 use crate::error::Result;
 use crate::oauth::OAuthUpstream;
 use crate::ports::{Authorizer, Clock, Store, StoreError, TokenVerifier};
+use crate::proxy::Forwarder;
 use crate::release::BuiltinRules;
 use crate::rules::RuleEngine;
 use crate::time::Timestamp;
@@ -30,6 +31,9 @@ pub struct Settings {
     /// How long a release waits for another caller's refresh before answering
     /// `token_refresh_in_progress`.
     pub refresh_wait_ms: u64,
+    /// The most of a provider's answer a proxied call reads and returns; the rest is cut
+    /// (`body_truncated`).
+    pub proxy_max_response_bytes: usize,
 }
 
 impl Default for Settings {
@@ -41,6 +45,7 @@ impl Default for Settings {
             refresh_buffer_seconds: 60,
             refresh_lease_seconds: 30,
             refresh_wait_ms: 5_000,
+            proxy_max_response_bytes: 10 * 1024 * 1024,
         }
     }
 }
@@ -57,6 +62,7 @@ pub struct Vault {
     authorizer: Arc<dyn Authorizer>,
     rules: Arc<dyn RuleEngine>,
     oauth: Arc<dyn OAuthUpstream>,
+    forwarder: Arc<dyn Forwarder>,
     settings: Settings,
 }
 
@@ -74,6 +80,10 @@ impl Vault {
     /// Opens the vault: unwraps every stored key-encryption key with `master` (creating the
     /// first one on a new database). A master key that does not match the database fails with
     /// `CryptoError::WrongMasterKey`.
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "every port is injected here, once"
+    )]
     pub async fn open(
         store: Arc<dyn Store>,
         master: &MasterKey,
@@ -81,6 +91,7 @@ impl Vault {
         verifier: Arc<dyn TokenVerifier>,
         oauth: Arc<dyn OAuthUpstream>,
         rules: Arc<dyn RuleEngine>,
+        forwarder: Arc<dyn Forwarder>,
         settings: Settings,
     ) -> Result<Vault> {
         let mut wrapped = store.load_keks().await?;
@@ -107,6 +118,7 @@ impl Vault {
             authorizer: Arc::new(BuiltinRules),
             rules,
             oauth,
+            forwarder,
             settings,
         };
         vault.key_legacy_audit_chains().await?;
@@ -148,6 +160,11 @@ impl Vault {
 
     pub(crate) fn oauth(&self) -> &dyn OAuthUpstream {
         self.oauth.as_ref()
+    }
+
+    /// Sends proxied calls.
+    pub(crate) fn forwarder(&self) -> &dyn Forwarder {
+        self.forwarder.as_ref()
     }
 
     pub(crate) fn verifier(&self) -> &dyn TokenVerifier {

@@ -117,6 +117,16 @@ pub mod codes {
     pub const REQUEST_RULE_DENIED: &str = "request_rule_denied";
     /// The agent's calls need a human approval: only the proxy can carry them (400).
     pub const HITL_GRANT_REQUIRES_PROXY: &str = "hitl_grant_requires_proxy";
+    /// A proxied call sets a header callers may not set (422).
+    pub const FORBIDDEN_HEADER: &str = "forbidden_header";
+    /// A proxied call's final URL is longer than 65 536 characters (422).
+    pub const QUERY_TOO_LONG: &str = "query_too_long";
+    /// An approved call is held by a rule its approval did not cover (403).
+    pub const APPROVAL_REQUIRED: &str = "approval_required";
+    /// The provider did not answer a proxied call in time (504).
+    pub const UPSTREAM_TIMEOUT: &str = "upstream_timeout";
+    /// The provider of a proxied call could not be reached (502).
+    pub const UPSTREAM_UNREACHABLE: &str = "upstream_unreachable";
     /// The caller's request rule looks at the content: only the proxy can enforce it (400).
     pub const RESTRICTED_GRANT_REQUIRES_PROXY: &str = "restricted_grant_requires_proxy";
     /// A `time_window` rule refused the call at this time (403).
@@ -191,6 +201,24 @@ pub mod codes {
     pub const AMBIGUOUS_GRANT: &str = "ambiguous_grant";
     /// Generic state conflict.
     pub const CONFLICT: &str = "conflict";
+
+    // Approvals of held proxy calls (protocol part 1 §4.3, §6).
+    /// No such approval, or not the caller's (404).
+    pub const APPROVAL_NOT_FOUND: &str = "approval_not_found";
+    /// A held call must carry a reason (400).
+    pub const APPROVAL_REASON_REQUIRED: &str = "approval_reason_required";
+    /// The app holds too many pending approvals (429).
+    pub const TOO_MANY_PENDING_APPROVALS: &str = "too_many_pending_approvals";
+    /// A person denied the call (`ApprovalDeniedError`).
+    pub const APPROVAL_DENIED: &str = "approval_denied";
+    /// Nobody decided in time (`ApprovalExpiredError`).
+    pub const APPROVAL_EXPIRED: &str = "approval_expired";
+    /// Approved, but the call could not be made (`ApprovalExecutionFailedError`).
+    pub const APPROVAL_EXECUTION_FAILED: &str = "approval_execution_failed";
+    /// The approved call has not been made yet (409).
+    pub const APPROVAL_NOT_READY: &str = "approval_not_ready";
+    /// The approval was already decided otherwise (409).
+    pub const APPROVAL_ALREADY_DECIDED: &str = "approval_already_decided";
 
     // Bad requests (400 / 413 / 422).
     /// Body or parameters fail validation.

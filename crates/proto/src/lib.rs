@@ -4,6 +4,7 @@
 
 pub mod admin;
 pub mod agents;
+pub mod approvals;
 pub mod connect;
 pub mod error;
 pub mod grants;
@@ -12,6 +13,7 @@ pub mod keys;
 pub mod policies;
 pub mod provider_specs;
 pub mod providers;
+pub mod proxy;
 pub mod scopes;
 pub mod signin;
 pub mod signing;

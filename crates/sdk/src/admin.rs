@@ -20,6 +20,7 @@ pub use alter_proto::admin::{
     GrantListQuery, IdpInfo, IdpRequest, InjectionRuleBody, MintKeyRequest, SecretInfo,
 };
 pub use alter_proto::agents::{AgentInfo, AgentList};
+pub use alter_proto::approvals::{ApprovalInfo, DecideApprovalRequest};
 pub use alter_proto::grants::{DelegationResult, GrantItem, GrantList};
 pub use alter_proto::keys::{ApiKeyInfo, MintedKey};
 pub use alter_proto::policies::{
@@ -409,6 +410,51 @@ impl AdminClient {
     pub async fn audit_checkpoint(&self, app_id: &str) -> Result<AuditCheckpointView, Error> {
         let path = app_path(app_id, "/audit/checkpoint");
         self.call::<_, ()>(Method::GET, &path, None).await
+    }
+
+    /// An app's approvals (held proxy calls), newest first, narrowed to `status` if given.
+    pub async fn list_approvals(
+        &self,
+        app_id: &str,
+        status: Option<&str>,
+    ) -> Result<Vec<ApprovalInfo>, Error> {
+        let query = status
+            .map(|s| format!("?status={}", encode_path_segment(s)))
+            .unwrap_or_default();
+        self.items(&app_path(app_id, &format!("/approvals{query}")))
+            .await
+    }
+
+    /// One approval.
+    pub async fn get_approval(
+        &self,
+        app_id: &str,
+        approval_id: &str,
+    ) -> Result<ApprovalInfo, Error> {
+        let path = member_path(app_id, "approvals", approval_id, "");
+        self.call::<_, ()>(Method::GET, &path, None).await
+    }
+
+    /// Approves a held call: the vault then makes it, once.
+    pub async fn approve(
+        &self,
+        app_id: &str,
+        approval_id: &str,
+        decision: &DecideApprovalRequest,
+    ) -> Result<ApprovalInfo, Error> {
+        let path = member_path(app_id, "approvals", approval_id, "/approve");
+        self.call(Method::POST, &path, Some(decision)).await
+    }
+
+    /// Denies a held call.
+    pub async fn deny(
+        &self,
+        app_id: &str,
+        approval_id: &str,
+        decision: &DecideApprovalRequest,
+    ) -> Result<ApprovalInfo, Error> {
+        let path = member_path(app_id, "approvals", approval_id, "/deny");
+        self.call(Method::POST, &path, Some(decision)).await
     }
 }
 

@@ -319,6 +319,18 @@ macro_rules! shared_surface {
                 request::request(&self.transport, request, $agent).await
             }
 
+            /// Calls a provider through the vault (proxy mode): the vault injects the
+            /// credential and makes the call, so the credential never reaches this process.
+            /// The provider's answer comes back whatever its status. Needs `proxy:execute`.
+            /// A destination the vault may not reach is [`Error::BlockedDestination`]; for an
+            /// agent, a grant it cannot reach is [`Error::AgentDelegationMissing`].
+            pub async fn proxy_request(
+                &self,
+                request: ProviderRequest,
+            ) -> Result<crate::proxy::ProxyOutcome, Error> {
+                crate::proxy::proxy_request(&self.transport, request, $agent).await
+            }
+
             /// Starts a Connect session: a page where the user connects an account at a
             /// provider. Give the user `connect_url`, then wait with
             #[doc = concat!("[`", stringify!($client), "::poll_connect_session`].")]

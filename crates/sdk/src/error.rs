@@ -187,6 +187,14 @@ errors! {
     Network => "NetworkError",
     /// The backend did not answer in time.
     Timeout => "TimeoutError",
+    /// A person denied the held call (`decision_reason` in the message).
+    ApprovalDenied => "ApprovalDeniedError",
+    /// Nobody decided on the held call in time.
+    ApprovalExpired => "ApprovalExpiredError",
+    /// The held call was approved but could not be made.
+    ApprovalExecutionFailed => "ApprovalExecutionFailedError",
+    /// `await_approval` gave up before the approval ended.
+    ApprovalTimeout => "ApprovalTimeoutError",
     /// An identity assertion failed verification (`code` `memory_assertion_invalid`, the
     /// failing category in the `reason` field; never token, claim or key material).
     MemoryIsolation => "MemoryIsolationError",
@@ -365,6 +373,31 @@ pub fn from_response(status: u16, body: &[u8]) -> Error {
         (_, "blocked_destination") if status >= 400 => Error::BlockedDestination(info),
         _ => Error::Backend(info),
     }
+}
+
+/// The mapper of `/sdk/proxy` and `/sdk/approvals/{id}/result` (protocol part 1 §4.3): the
+/// approval codes first, whatever the status; then the main mapper.
+pub fn from_proxy_response(status: u16, body: &[u8]) -> Error {
+    let (info, _) = parse_body(status, body);
+    match info.code.as_deref() {
+        Some("approval_denied") => Error::ApprovalDenied(info),
+        Some("approval_expired") => Error::ApprovalExpired(info),
+        Some("approval_execution_failed") => Error::ApprovalExecutionFailed(info),
+        _ => from_response(status, body),
+    }
+}
+
+/// The mapper of `GET /sdk/approvals/{id}` (protocol part 1 §4.3): every error is a plain
+/// `BackendError` saying `GET <path> returned <status> (<error>: <message>)`.
+pub fn from_approval_status_response(path: &str, status: u16, body: &[u8]) -> Error {
+    let (mut info, _) = parse_body(status, body);
+    info.message = format!(
+        "GET {path} returned {status} ({}: {})",
+        info.code.as_deref().unwrap_or(""),
+        info.message
+    );
+    info.fields = Default::default();
+    Error::Backend(info)
 }
 
 /// The agents-namespace mapper (protocol part 2 §8.10): by code, whatever the status.

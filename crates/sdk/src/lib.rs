@@ -13,6 +13,7 @@
 
 pub mod admin;
 pub mod agents;
+pub mod approvals;
 mod client;
 pub mod connect;
 pub mod error;
@@ -20,14 +21,16 @@ pub mod grants;
 pub mod identity;
 pub mod managed_connect;
 mod namespaces;
+pub mod proxy;
 mod request;
 pub mod signin;
-pub mod sigv4;
 mod transport;
 
 pub use agents::{AgentInfo, Agents, CreateAgent, UpdateAgent};
+pub use alter_inject::sigv4;
 pub use alter_proto::keys::{ApiKeyInfo, DeriveKeyRequest, MintedKey};
 pub use alter_proto::scopes::ScopeCatalog;
+pub use approvals::{ApprovalState, ApprovalStatus, PendingApproval};
 pub use client::{Agent, App, ClientBuilder};
 pub use connect::{
     ConnectDelegation, ConnectFailedGrant, ConnectOptions, ConnectResult, ConnectSession,
@@ -45,6 +48,7 @@ pub use identity::{
 };
 pub use managed_connect::{ManagedConnectOptions, ManagedConnectSession};
 pub use namespaces::{Keys, ProviderSpecs, Scopes};
+pub use proxy::{ProxyOutcome, ProxyResult};
 pub use request::ProviderRequest;
 pub use signin::{AuthResult, AuthSession, AuthenticateOptions};
 pub use transport::{BASE_URL_VAR, DEFAULT_BASE_URL};

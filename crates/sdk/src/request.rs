@@ -17,7 +17,6 @@ use serde_json::Value;
 
 use crate::error::{Error, ErrorInfo};
 use crate::grants::canonical_uuid;
-use crate::sigv4::{self, AwsCredentials};
 use crate::transport::{Mapper, Transport, USER_AGENT, decode, is_loopback_host};
 
 /// Longest provider URL (with its query) the client accepts.
@@ -39,7 +38,7 @@ const SENSITIVE_HEADERS: &[&str] = &[
 
 /// Which grant a call uses.
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Target {
+pub(crate) enum Target {
     Grant(String),
     Provider(String),
 }
@@ -63,19 +62,19 @@ enum Target {
 /// ```
 #[derive(Clone)]
 pub struct ProviderRequest {
-    method: Method,
-    url: String,
-    target: Option<Target>,
-    account: Option<String>,
-    label: Option<String>,
-    app_user_id: Option<String>,
-    user_token: Option<String>,
-    json: Option<Value>,
-    body: Option<Vec<u8>>,
-    headers: Vec<(String, String)>,
-    query_params: Vec<(String, String)>,
-    path_params: BTreeMap<String, String>,
-    reason: Option<String>,
+    pub(crate) method: Method,
+    pub(crate) url: String,
+    pub(crate) target: Option<Target>,
+    pub(crate) account: Option<String>,
+    pub(crate) label: Option<String>,
+    pub(crate) app_user_id: Option<String>,
+    pub(crate) user_token: Option<String>,
+    pub(crate) json: Option<Value>,
+    pub(crate) body: Option<Vec<u8>>,
+    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) query_params: Vec<(String, String)>,
+    pub(crate) path_params: BTreeMap<String, String>,
+    pub(crate) reason: Option<String>,
 }
 
 /// Shows the call's shape, never the user's JWT nor header values, query values and bodies
@@ -248,7 +247,7 @@ fn prepare(request: &ProviderRequest) -> Result<String, Error> {
 }
 
 /// Replaces `{name}` placeholders, percent-encoding each value with nothing kept safe.
-fn template(url: &str, params: &BTreeMap<String, String>) -> Result<String, Error> {
+pub(crate) fn template(url: &str, params: &BTreeMap<String, String>) -> Result<String, Error> {
     let mut out = String::with_capacity(url.len());
     let mut rest = url;
     while let Some(start) = rest.find('{') {
@@ -325,17 +324,33 @@ fn check(token: &TokenResponse) -> Result<(), Error> {
     Ok(())
 }
 
-/// The value an injection rule names.
-fn source<'a>(token: &'a TokenResponse, value_source: &str) -> Option<&'a str> {
-    match value_source.strip_prefix("additional_credentials.") {
-        None => Some(token.access_token.as_str()),
-        Some(field) => token
-            .additional_credentials
-            .as_ref()
-            .and_then(|c| c.get(field))
-            .map(String::as_str),
+/// The credential of a token answer, as [`alter_inject`] applies it.
+fn credential_of(token: &TokenResponse) -> alter_inject::Credential<'_> {
+    alter_inject::Credential {
+        header: &token.injection_header,
+        format: &token.injection_format,
+        token: &token.access_token,
+        values: token.additional_credentials.as_ref().map(|values| {
+            values
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect()
+        }),
+        extras: token
+            .additional_injections
+            .iter()
+            .flatten()
+            .map(|i| alter_inject::Extra {
+                target: if i.target == "header" {
+                    alter_inject::Target::Header
+                } else {
+                    alter_inject::Target::Query
+                },
+                key: &i.key,
+                field: i.value_source.strip_prefix("additional_credentials."),
+            })
+            .collect(),
     }
-    .filter(|v| !v.is_empty())
 }
 
 /// Makes the call with a released credential. `agent_path` turns "not found" into
@@ -384,10 +399,6 @@ pub(crate) async fn request(
         return Err(Error::sdk("the provider URL is too long"));
     }
     let mut headers: Vec<(String, String)> = request.headers.clone();
-    let set = |headers: &mut Vec<(String, String)>, name: &str, value: String| {
-        headers.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
-        headers.push((name.to_owned(), value));
-    };
     let payload: Vec<u8> = match (&request.json, &request.body) {
         (Some(json), _) => {
             if !headers
@@ -401,65 +412,25 @@ pub(crate) async fn request(
         (None, Some(body)) => body.clone(),
         (None, None) => Vec::new(),
     };
-    let aws = token.injection_format.starts_with("AWS4-HMAC-SHA256");
-    match (&token.additional_credentials, aws) {
-        (Some(extra), true) => {
-            let secret = extra
-                .get("secret_key")
-                .filter(|s| !s.is_empty())
-                .ok_or_else(|| {
-                    Error::Backend(ErrorInfo {
-                        status: 200,
-                        message: "the AWS credential has no secret key".into(),
-                        ..Default::default()
-                    })
-                })?;
-            let credentials = AwsCredentials {
-                access_key_id: token.access_token.clone(),
-                secret_access_key: secret.clone(),
-                session_token: extra.get("session_token").cloned(),
-                region: extra.get("region").cloned(),
-                service: extra.get("service").cloned(),
-            };
-            let signed = sigv4::sign(
-                request.method.as_str(),
-                &target,
-                &headers,
-                &payload,
-                &credentials,
-                SystemTime::now(),
-            )
-            .map_err(|e| Error::sdk(e.to_string()))?;
-            for (name, value) in signed {
-                set(&mut headers, &name, value);
-            }
-        }
-        _ => {
-            let value = token
-                .injection_format
-                .replacen("{token}", &token.access_token, 1);
-            set(&mut headers, &token.injection_header, value);
-            for injection in token.additional_injections.iter().flatten() {
-                let Some(value) = source(&token, &injection.value_source) else {
-                    continue;
-                };
-                if injection.target == "header" {
-                    set(&mut headers, &injection.key, value.to_owned());
-                } else {
-                    let kept: Vec<(String, String)> = target
-                        .query_pairs()
-                        .filter(|(k, _)| *k != injection.key)
-                        .map(|(k, v)| (k.into_owned(), v.into_owned()))
-                        .collect();
-                    target
-                        .query_pairs_mut()
-                        .clear()
-                        .extend_pairs(&kept)
-                        .append_pair(&injection.key, value);
-                }
-            }
-        }
-    }
+    let credential = credential_of(&token);
+    alter_inject::apply(
+        alter_inject::Call {
+            method: request.method.as_str(),
+            url: &mut target,
+            headers: &mut headers,
+            body: &payload,
+        },
+        &credential,
+        SystemTime::now(),
+    )
+    .map_err(|e| match e {
+        alter_inject::InjectError::MissingSecretKey => Error::Backend(ErrorInfo {
+            status: 200,
+            message: e.to_string(),
+            ..Default::default()
+        }),
+        alter_inject::InjectError::SigV4(e) => Error::sdk(e.to_string()),
+    })?;
     // The provider client sends this user agent anyway; it is set here so that the audit
     // report lists the header as sent.
     if !headers
@@ -469,16 +440,7 @@ pub(crate) async fn request(
         headers.push(("User-Agent".into(), USER_AGENT.into()));
     }
 
-    let injected: Vec<String> = std::iter::once(token.injection_header.to_ascii_lowercase())
-        .chain(
-            token
-                .additional_injections
-                .iter()
-                .flatten()
-                .filter(|i| i.target == "header")
-                .map(|i| i.key.to_ascii_lowercase()),
-        )
-        .collect();
+    let injected = credential.header_names();
     let mut audit = ApiCallAudit {
         grant_id: token.grant_id.clone(),
         provider_id: Some(token.provider_id.clone()),

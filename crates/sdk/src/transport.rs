@@ -27,6 +27,10 @@ pub(crate) enum Mapper {
     Main,
     /// Protocol part 2 §8.10 (`/sdk/agents*`).
     Agents,
+    /// Protocol part 1 §4.3: `/sdk/proxy` and `/sdk/approvals/{id}/result`.
+    Proxy,
+    /// Protocol part 1 §4.3: `GET /sdk/approvals/{id}`, every error a plain `BackendError`.
+    ApprovalStatus,
 }
 
 impl Mapper {
@@ -35,6 +39,10 @@ impl Mapper {
         match self {
             Mapper::Main => crate::error::from_response(status, body),
             Mapper::Agents => crate::error::from_agents_response(status, body),
+            Mapper::Proxy => crate::error::from_proxy_response(status, body),
+            Mapper::ApprovalStatus => {
+                crate::error::from_approval_status_response("/sdk/approvals", status, body)
+            }
         }
     }
 }

@@ -342,6 +342,8 @@ pub mod need {
         ProvidersRead => ["providers:read"];
         /// `connect:initiate`.
         ConnectInitiate => ["connect:initiate"];
+        /// `approvals:read` or `proxy:execute` (protocol part 1 §6.3).
+        ApprovalsRead => ["approvals:read", "proxy:execute"];
         /// A valid signature, even from a paused agent: telemetry (audit and span reports).
         Telemetry => [], INACTIVE_AGENTS = true;
     }

@@ -5,6 +5,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use alter_core::vault::Settings;
 use serde::Deserialize;
 
 /// Log output format.
@@ -69,6 +70,40 @@ impl Default for HttpConfig {
     }
 }
 
+/// What leaves the process: proxied calls.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UpstreamConfig {
+    /// Networks (CIDRs) proxied calls may reach although the SSRF guard refuses them
+    /// (loopback, private, link-local…): an internal API the vault should call. Empty: none.
+    pub allowed_networks: Vec<String>,
+    /// The most of a provider's answer a proxied call returns; the rest is cut.
+    pub proxy_max_response_bytes: usize,
+}
+
+impl Default for UpstreamConfig {
+    fn default() -> Self {
+        UpstreamConfig {
+            allowed_networks: Vec::new(),
+            proxy_max_response_bytes: Settings::default().proxy_max_response_bytes,
+        }
+    }
+}
+
+impl UpstreamConfig {
+    /// The allowed networks, parsed.
+    pub fn networks(&self) -> Result<alter_upstream::AllowedNetworks, ConfigError> {
+        self.allowed_networks
+            .iter()
+            .map(|text| {
+                alter_upstream::destination::parse_network(text.trim())
+                    .map_err(|e| ConfigError(format!("upstream.allowed_networks: {e}")))
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(alter_upstream::AllowedNetworks::new)
+    }
+}
+
 /// The configuration file (and environment).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -120,6 +155,9 @@ pub struct Config {
     /// Client connection limits.
     #[serde(default)]
     pub http: HttpConfig,
+    /// Proxied calls.
+    #[serde(default)]
+    pub upstream: UpstreamConfig,
 }
 
 fn default_listen() -> SocketAddr {
@@ -221,6 +259,11 @@ const ENV_KEYS: &[(&str, &str, EnvKind)] = &[
         "http.max_concurrent_requests",
         EnvKind::Integer,
     ),
+    (
+        "ALTER_UPSTREAM_ALLOWED_NETWORKS",
+        "upstream.allowed_networks",
+        EnvKind::List,
+    ),
 ];
 
 /// An absolute `http(s)` URL without userinfo, query, fragment or trailing slash.
@@ -240,6 +283,8 @@ fn public_url_ok(text: &str) -> bool {
 enum EnvKind {
     Text,
     Integer,
+    /// Comma-separated; empty means an empty list.
+    List,
 }
 
 impl Config {
@@ -266,6 +311,14 @@ impl Config {
                             .trim()
                             .parse()
                             .map_err(|_| ConfigError(format!("{var} must be an integer")))?,
+                    ),
+                    EnvKind::List => toml::Value::Array(
+                        value
+                            .split(',')
+                            .map(str::trim)
+                            .filter(|item| !item.is_empty())
+                            .map(|item| toml::Value::String(item.to_owned()))
+                            .collect(),
                     ),
                 };
                 insert_at(&mut table, key, value)?;
@@ -334,6 +387,12 @@ impl Config {
             ),
         ] {
             in_range(key, value, 1..=3600)?;
+        }
+        self.upstream.networks()?;
+        if self.upstream.proxy_max_response_bytes == 0 {
+            return Err(ConfigError(
+                "upstream.proxy_max_response_bytes must be at least 1".into(),
+            ));
         }
         if self.http.max_connections == 0 || self.http.max_concurrent_requests == 0 {
             return Err(ConfigError(
@@ -472,6 +531,36 @@ mod tests {
             .unwrap_err();
             assert!(e.to_string().contains("at"), "{var}: {e}");
         }
+    }
+
+    #[test]
+    fn allowed_networks_from_file_or_environment() {
+        let f = file(
+            "database_url = \"sqlite://x\"\n[upstream]\nallowed_networks = [\"10.0.0.0/8\"]\n",
+        );
+        let c = Config::load(Some(f.path()), env(&[])).unwrap();
+        assert_eq!(c.upstream.networks().unwrap().networks().len(), 1);
+        let c = Config::load(
+            Some(f.path()),
+            env(&[(
+                "ALTER_UPSTREAM_ALLOWED_NETWORKS",
+                " 192.168.0.0/16, fd00::/8 ",
+            )]),
+        )
+        .unwrap();
+        assert_eq!(c.upstream.allowed_networks, ["192.168.0.0/16", "fd00::/8"]);
+        let c = Config::load(
+            Some(f.path()),
+            env(&[("ALTER_UPSTREAM_ALLOWED_NETWORKS", "")]),
+        )
+        .unwrap();
+        assert!(c.upstream.networks().unwrap().networks().is_empty());
+        for bad in ["intranet", "10.0.0.0/40"] {
+            let vars = [("ALTER_UPSTREAM_ALLOWED_NETWORKS", bad)];
+            assert!(Config::load(Some(f.path()), env(&vars)).is_err(), "{bad}");
+        }
+        let unknown = file("database_url = \"sqlite://x\"\n[upstream]\nallow = []\n");
+        assert!(Config::load(Some(unknown.path()), env(&[])).is_err());
     }
 
     #[test]

@@ -98,6 +98,8 @@ pub async fn prepare(
         vault: Settings::default(),
         clock: Arc::new(SystemClock),
         audit_checkpoint_interval: Some(Duration::from_secs(3600)),
+        // Local upstreams are what a developer proxies to.
+        allowed_networks: alter_upstream::AllowedNetworks::loopback(),
     })
     .await?;
     let saved = match saved {

@@ -3,9 +3,11 @@
 //! (protocol part 1 §4). 5xx bodies are generic; their cause goes to the log.
 
 use alter_core::Entity;
+use alter_core::approvals::ApprovalError;
 use alter_core::error::{Error, Limit};
 use alter_core::ports::StoreError;
 use alter_core::release::policy::PolicyCode;
+use alter_core::proxy::ForwardError;
 use alter_core::release::{Denial, ProxyReason};
 use alter_core::scope::SCOPE_VERSION;
 use alter_proto::{ErrorBody, codes};
@@ -331,6 +333,34 @@ impl From<Error> for ApiError {
                 ApiError::new(S::NOT_FOUND, codes::CONNECT_SESSION_NOT_FOUND, message)
             }
             Error::Conflict(_) => ApiError::new(S::CONFLICT, codes::CONFLICT, message),
+            Error::ForbiddenHeader(_) => {
+                ApiError::new(S::UNPROCESSABLE_ENTITY, codes::FORBIDDEN_HEADER, message)
+            }
+            Error::QueryTooLong => {
+                ApiError::new(S::UNPROCESSABLE_ENTITY, codes::QUERY_TOO_LONG, message)
+            }
+            Error::HoldNotDischarged => {
+                ApiError::new(S::FORBIDDEN, codes::APPROVAL_REQUIRED, message)
+            }
+            Error::Forward(ForwardError::BlockedDestination) => ApiError::new(
+                S::UNPROCESSABLE_ENTITY,
+                codes::BLOCKED_DESTINATION,
+                "the destination is not allowed: it is not a public address",
+            ),
+            Error::Forward(ForwardError::InvalidUrl(why)) => ApiError::invalid(why),
+            Error::Forward(ForwardError::Timeout) => ApiError::new(
+                S::GATEWAY_TIMEOUT,
+                codes::UPSTREAM_TIMEOUT,
+                "the provider did not answer in time",
+            ),
+            Error::Forward(ForwardError::Connect(cause)) => {
+                tracing::warn!(reason = %cause, "a proxied call could not reach the provider");
+                ApiError::new(
+                    S::BAD_GATEWAY,
+                    codes::UPSTREAM_UNREACHABLE,
+                    "the provider could not be reached",
+                )
+            }
             Error::ReleaseDenied(denial) => {
                 let (status, code) = denial_answer(denial);
                 let mut e = ApiError::new(status, code, message);
@@ -422,8 +452,31 @@ impl From<Error> for ApiError {
             }
             Error::Storage(cause) => ApiError::internal(&cause),
             Error::Crypto(cause) => ApiError::internal(&cause),
+            Error::Approval(refusal) => approval_answer(&refusal, message),
         }
     }
+}
+
+/// A refused approval operation. `approval_denied`, `approval_expired` and
+/// `approval_execution_failed` are what `/result` (and `await_approval`) turn into typed
+/// exceptions, whatever the status (protocol part 1 §4.3).
+fn approval_answer(refusal: &ApprovalError, message: String) -> ApiError {
+    use StatusCode as S;
+    let (status, code) = match refusal {
+        ApprovalError::ReasonRequired => (S::BAD_REQUEST, codes::APPROVAL_REASON_REQUIRED),
+        ApprovalError::TooManyPending => (S::TOO_MANY_REQUESTS, codes::TOO_MANY_PENDING_APPROVALS),
+        ApprovalError::WaitTooLong => (S::UNPROCESSABLE_ENTITY, codes::INVALID_REQUEST),
+        ApprovalError::Denied(_) => (S::FORBIDDEN, codes::APPROVAL_DENIED),
+        ApprovalError::Expired => (S::GONE, codes::APPROVAL_EXPIRED),
+        ApprovalError::ExecutionFailed(_) => (S::CONFLICT, codes::APPROVAL_EXECUTION_FAILED),
+        ApprovalError::NotReady(_) => (S::CONFLICT, codes::APPROVAL_NOT_READY),
+        ApprovalError::AlreadyDecided(_) => (S::CONFLICT, codes::APPROVAL_ALREADY_DECIDED),
+    };
+    let mut error = ApiError::new(status, code, message);
+    if status == S::TOO_MANY_REQUESTS {
+        error.retry_after = Some(60);
+    }
+    error
 }
 
 /// The status and wire code of a refused credential use.
@@ -489,6 +542,7 @@ fn not_found_code(entity: Entity) -> &'static str {
         Entity::ProviderSpec => codes::PROVIDER_SPEC_NOT_FOUND,
         Entity::Operation => codes::OPERATION_NOT_FOUND,
         Entity::Rule => codes::RULE_NOT_FOUND,
+        Entity::Approval => codes::APPROVAL_NOT_FOUND,
     }
 }
 
@@ -523,6 +577,8 @@ mod tests {
     enum Mapper {
         Main,
         Agents,
+        /// `/sdk/proxy` and `/sdk/approvals/{id}/result`.
+        Proxy,
     }
 
     /// A grant id that is the same at every run, so the written table is stable.
@@ -531,7 +587,7 @@ mod tests {
     }
 
     fn cases() -> Vec<(&'static str, ApiError, Mapper, &'static str)> {
-        use Mapper::{Agents, Main};
+        use Mapper::{Agents, Main, Proxy};
         let scope = || Scope::parse("keys:admin").unwrap();
         vec![
             (
@@ -717,6 +773,42 @@ mod tests {
                 "BackendError",
             ),
             (
+                "forbidden header on a proxied call",
+                Error::ForbiddenHeader("Authorization".into()).into(),
+                Main,
+                "BackendError",
+            ),
+            (
+                "proxied URL too long",
+                Error::QueryTooLong.into(),
+                Main,
+                "BackendError",
+            ),
+            (
+                "approval does not cover the call",
+                Error::HoldNotDischarged.into(),
+                Main,
+                "PolicyViolationError",
+            ),
+            (
+                "proxied call to a private address",
+                Error::Forward(ForwardError::BlockedDestination).into(),
+                Main,
+                "BlockedDestinationError",
+            ),
+            (
+                "proxied call timed out",
+                Error::Forward(ForwardError::Timeout).into(),
+                Main,
+                "BackendError",
+            ),
+            (
+                "proxied call unreachable",
+                Error::Forward(ForwardError::Connect("x".into())).into(),
+                Main,
+                "BackendError",
+            ),
+            (
                 "database down",
                 Error::Storage(StoreError::Unavailable("x".into())).into(),
                 Main,
@@ -770,6 +862,67 @@ mod tests {
                 Main,
                 "GrantNotFoundError",
             ),
+            (
+                "held call without a reason",
+                Error::Approval(ApprovalError::ReasonRequired).into(),
+                Proxy,
+                "BackendError",
+            ),
+            (
+                "too many pending approvals",
+                Error::Approval(ApprovalError::TooManyPending).into(),
+                Proxy,
+                "BackendError",
+            ),
+            (
+                "approval wait above 25 s",
+                Error::Approval(ApprovalError::WaitTooLong).into(),
+                Main,
+                "BackendError",
+            ),
+            (
+                "unknown approval",
+                Error::NotFound(Entity::Approval).into(),
+                Main,
+                "GrantNotFoundError",
+            ),
+            (
+                "approval denied",
+                Error::Approval(ApprovalError::Denied(Some("not today".into()))).into(),
+                Proxy,
+                "ApprovalDeniedError",
+            ),
+            (
+                "approval expired",
+                Error::Approval(ApprovalError::Expired).into(),
+                Proxy,
+                "ApprovalExpiredError",
+            ),
+            (
+                "approved call failed",
+                Error::Approval(ApprovalError::ExecutionFailed(Some("grant revoked".into())))
+                    .into(),
+                Proxy,
+                "ApprovalExecutionFailedError",
+            ),
+            (
+                "approval result not ready",
+                Error::Approval(ApprovalError::NotReady(
+                    alter_core::approvals::ApprovalStatus::Pending,
+                ))
+                .into(),
+                Proxy,
+                "BackendError",
+            ),
+            (
+                "approval decided otherwise",
+                Error::Approval(ApprovalError::AlreadyDecided(
+                    alter_core::approvals::ApprovalStatus::Denied,
+                ))
+                .into(),
+                Main,
+                "BackendError",
+            ),
         ]
     }
 
@@ -782,6 +935,7 @@ mod tests {
             let mapped = match mapper {
                 Mapper::Main => alter_sdk::error::from_response(status, &body),
                 Mapper::Agents => alter_sdk::error::from_agents_response(status, &body),
+                Mapper::Proxy => alter_sdk::error::from_proxy_response(status, &body),
             };
             assert_eq!(mapped.exception_name(), expected, "{case}");
             if status >= 500 {
@@ -794,7 +948,11 @@ mod tests {
                 "case": case,
                 "status": status,
                 "body": serde_json::from_slice::<Value>(&body).unwrap(),
-                "mapper": match mapper { Mapper::Main => "main", Mapper::Agents => "agents" },
+                "mapper": match mapper {
+                    Mapper::Main => "main",
+                    Mapper::Agents => "agents",
+                    Mapper::Proxy => "proxy",
+                },
                 "exception": expected,
             }));
         }

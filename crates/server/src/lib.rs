@@ -29,6 +29,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
+pub use alter_upstream::AllowedNetworks;
 pub use config::Config;
 pub use serve::HttpLimits;
 pub use state::AppState;
@@ -102,6 +103,8 @@ pub struct ServerSettings {
     pub clock: Arc<dyn Clock>,
     /// How often to log a signed checkpoint of every app's audit chain; `None`: never.
     pub audit_checkpoint_interval: Option<Duration>,
+    /// Networks proxied calls may reach although the SSRF guard refuses them.
+    pub allowed_networks: alter_upstream::AllowedNetworks,
 }
 
 impl ServerSettings {
@@ -160,11 +163,13 @@ impl ServerSettings {
                 max_derived_key_ttl_seconds: config.max_derived_key_ttl_hours * 3600,
                 group_membership_max_age_seconds: config.group_membership_max_age_seconds,
                 refresh_buffer_seconds: config.oauth_refresh_buffer_seconds,
+                proxy_max_response_bytes: config.upstream.proxy_max_response_bytes,
                 ..Settings::default()
             },
             clock: Arc::new(SystemClock),
             audit_checkpoint_interval: (config.audit_checkpoint_interval_seconds > 0)
                 .then(|| Duration::from_secs(config.audit_checkpoint_interval_seconds)),
+            allowed_networks: config.upstream.networks().map_err(StartupError::Config)?,
         })
     }
 }
@@ -196,6 +201,8 @@ impl Server {
             .map_err(|e| StartupError::HttpClient(e.to_string()))?;
         let oauth = alter_upstream::oauth::OAuthClient::new()
             .map_err(|e| StartupError::HttpClient(e.to_string()))?;
+        let forwarder = alter_upstream::HttpForwarder::new(settings.allowed_networks)
+            .map_err(|e| StartupError::HttpClient(e.to_string()))?;
         let vault = Vault::open(
             Arc::new(store.clone()),
             &settings.master_key,
@@ -203,6 +210,7 @@ impl Server {
             Arc::new(verifier),
             Arc::new(oauth),
             Arc::new(alter_policy::Engine::new()),
+            Arc::new(forwarder),
             settings.vault,
         )
         .await
@@ -300,6 +308,7 @@ fn background_tasks(
     let mut tasks = vec![
         tokio::spawn(prune_expired(state.vault.clone())),
         tokio::spawn(upstream_revocations(state.vault.clone())),
+        tokio::spawn(sweep_approvals(state.vault.clone())),
     ];
     if let Some(every) = audit_checkpoint_interval {
         tasks.push(tokio::spawn(checkpoints::log_audit_checkpoints(
@@ -360,6 +369,24 @@ async fn upstream_revocations(vault: Vault) {
             Ok(n) if n > 0 => tracing::info!(confirmed = n, "upstream revocations confirmed"),
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "running upstream revocations failed"),
+        }
+    }
+}
+
+/// How often held calls are swept: expired when undecided, executed when approved but not
+/// picked up, failed when their execution's node died. Every step is a conditional update, so
+/// every node may sweep.
+const APPROVAL_SWEEP_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Sweeps approvals every [`APPROVAL_SWEEP_INTERVAL`].
+async fn sweep_approvals(vault: Vault) {
+    let mut tick = tokio::time::interval(APPROVAL_SWEEP_INTERVAL);
+    loop {
+        tick.tick().await;
+        match vault.sweep_approvals().await {
+            Ok(n) if n > 0 => tracing::info!(moved = n, "approvals swept"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "sweeping approvals failed"),
         }
     }
 }

@@ -12,6 +12,7 @@
 //! benchmarks); tests and tools enable it, the `alter` binary never does.
 
 mod agents;
+mod approvals;
 mod apps;
 mod audit_events;
 mod chain;

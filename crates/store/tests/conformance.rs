@@ -2742,3 +2742,392 @@ async fn concurrent_rate_takes_admit_exactly_the_burst() {
     })
     .await;
 }
+
+// Approvals (held proxy calls).
+
+fn approval(app: AppId, n: i64) -> alter_core::approvals::Approval {
+    use alter_core::approvals::{Approval, ApprovalStatus};
+    use alter_core::ids::ApprovalId;
+    Approval {
+        id: ApprovalId::new(),
+        group_id: ApprovalId::new(),
+        app_id: app,
+        status: ApprovalStatus::Pending,
+        grant_id: GrantId::new(),
+        key_id: KeyId::new(),
+        agent_id: Some(AgentId::new()),
+        sealed_request: vec![7; 40],
+        method: "POST".into(),
+        url: "https://api.example.com/v1/charges?amount".into(),
+        holds: vec![alter_core::rules::MatchedRule {
+            rule_id: alter_core::ids::RuleId::new(),
+            version: 1,
+            kind: "agent_requires_approval".into(),
+            effect: alter_core::rules::Effect::Hold,
+            mode: alter_core::rules::RuleMode::Enforce,
+            code: "approval_required".into(),
+            detail: "held".into(),
+        }],
+        reason: format!("refund {n}"),
+        created_at: t(n),
+        expires_at: t(n + 900),
+        decided_at: None,
+        decided_by: None,
+        decision_reason: None,
+        claimed_at: None,
+        executed_at: None,
+        execution_error: None,
+        sealed_result: None,
+        version: 1,
+    }
+}
+
+fn decision(approve: bool, at: i64) -> alter_core::approvals::ApprovalDecision {
+    alter_core::approvals::ApprovalDecision {
+        approve,
+        at: t(at),
+        decided_by: "ops@example.com".into(),
+        reason: Some("looks right".into()),
+    }
+}
+
+/// An approval moves pending → approved → executing → executed (or failed) once per step,
+/// each step with its event; denial and expiry end it; other apps see nothing.
+#[tokio::test]
+async fn approvals_move_through_their_states_once() {
+    use alter_core::approvals::{ApprovalFinish, ApprovalStatus};
+    use alter_core::ports::ApprovalStore;
+    on_every_engine(|f| async move {
+        let store = &f.store;
+        let app = new_app(store, "a").await;
+        let other = new_app(store, "b").await;
+        let held = approval(app.id, 0);
+        assert!(
+            store
+                .insert_approval(&held, 10, &event(app.id, "approval.requested"))
+                .await
+                .unwrap()
+        );
+        assert_eq!(
+            store.get_approval(app.id, held.id).await.unwrap().as_ref(),
+            Some(&held)
+        );
+        assert!(
+            store
+                .get_approval(other.id, held.id)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            store
+                .list_approvals(other.id, None, 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+
+        // Nothing to claim or finish while pending.
+        assert!(!store.claim_approval(app.id, held.id, t(1)).await.unwrap());
+        let done = ApprovalFinish {
+            executed: true,
+            at: t(3),
+            error: None,
+            sealed_result: Some(vec![9; 20]),
+        };
+        assert!(
+            !store
+                .finish_approval(app.id, held.id, &done, &event(app.id, "approval.executed"))
+                .await
+                .unwrap()
+        );
+        // Another app cannot decide it; a decision at or after expiry changes nothing.
+        assert!(
+            !store
+                .decide_approval(other.id, held.id, &decision(true, 1), &event(other.id, "x"))
+                .await
+                .unwrap()
+        );
+        assert!(
+            !store
+                .decide_approval(app.id, held.id, &decision(true, 900), &event(app.id, "x"))
+                .await
+                .unwrap()
+        );
+        let events = count(
+            &f.raw,
+            "SELECT COUNT(*) FROM audit_events WHERE app_id = $1",
+            app.id.to_string(),
+        )
+        .await;
+
+        assert!(
+            store
+                .decide_approval(
+                    app.id,
+                    held.id,
+                    &decision(true, 1),
+                    &event(app.id, "approval.approved")
+                )
+                .await
+                .unwrap()
+        );
+        // Decided once: neither decision goes through again.
+        for approve in [true, false] {
+            assert!(
+                !store
+                    .decide_approval(app.id, held.id, &decision(approve, 2), &event(app.id, "x"))
+                    .await
+                    .unwrap()
+            );
+        }
+        assert_eq!(
+            store.unclaimed_approvals(10).await.unwrap(),
+            vec![(app.id, held.id)]
+        );
+        assert!(store.claim_approval(app.id, held.id, t(2)).await.unwrap());
+        assert!(!store.claim_approval(app.id, held.id, t(2)).await.unwrap());
+        assert!(store.unclaimed_approvals(10).await.unwrap().is_empty());
+        assert!(
+            store
+                .finish_approval(app.id, held.id, &done, &event(app.id, "approval.executed"))
+                .await
+                .unwrap()
+        );
+        assert!(
+            !store
+                .finish_approval(app.id, held.id, &done, &event(app.id, "approval.executed"))
+                .await
+                .unwrap()
+        );
+        let read = store.get_approval(app.id, held.id).await.unwrap().unwrap();
+        assert_eq!(read.status, ApprovalStatus::Executed);
+        assert_eq!(read.decided_at, Some(t(1)));
+        assert_eq!(read.decided_by.as_deref(), Some("ops@example.com"));
+        assert_eq!(read.decision_reason.as_deref(), Some("looks right"));
+        assert_eq!(read.claimed_at, Some(t(2)));
+        assert_eq!(read.executed_at, Some(t(3)));
+        assert_eq!(read.sealed_result, Some(vec![9; 20]));
+        assert_eq!(read.version, 4);
+        assert_eq!(
+            count(
+                &f.raw,
+                "SELECT COUNT(*) FROM audit_events WHERE app_id = $1",
+                app.id.to_string(),
+            )
+            .await,
+            events + 2,
+            "approved and executed: one event each"
+        );
+
+        // Denied ends it; a failed execution keeps its error.
+        let denied = approval(app.id, 10);
+        store
+            .insert_approval(&denied, 10, &event(app.id, "approval.requested"))
+            .await
+            .unwrap();
+        assert!(
+            store
+                .decide_approval(
+                    app.id,
+                    denied.id,
+                    &decision(false, 11),
+                    &event(app.id, "approval.denied")
+                )
+                .await
+                .unwrap()
+        );
+        assert!(
+            !store
+                .claim_approval(app.id, denied.id, t(12))
+                .await
+                .unwrap()
+        );
+        let failing = approval(app.id, 20);
+        store
+            .insert_approval(&failing, 10, &event(app.id, "approval.requested"))
+            .await
+            .unwrap();
+        store
+            .decide_approval(app.id, failing.id, &decision(true, 21), &event(app.id, "a"))
+            .await
+            .unwrap();
+        assert!(
+            store
+                .claim_approval(app.id, failing.id, t(22))
+                .await
+                .unwrap()
+        );
+        let failed = ApprovalFinish {
+            executed: false,
+            at: t(23),
+            error: Some("grant revoked".into()),
+            sealed_result: None,
+        };
+        assert!(
+            store
+                .finish_approval(
+                    app.id,
+                    failing.id,
+                    &failed,
+                    &event(app.id, "approval.failed")
+                )
+                .await
+                .unwrap()
+        );
+        let read = store
+            .get_approval(app.id, failing.id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(read.status, ApprovalStatus::Failed);
+        assert_eq!(read.execution_error.as_deref(), Some("grant revoked"));
+
+        // Listing: newest first, by status.
+        let all = store.list_approvals(app.id, None, 10).await.unwrap();
+        assert_eq!(
+            all.iter().map(|a| a.id).collect::<Vec<_>>(),
+            vec![failing.id, denied.id, held.id]
+        );
+        let only = store
+            .list_approvals(app.id, Some(ApprovalStatus::Denied), 10)
+            .await
+            .unwrap();
+        assert_eq!(only.len(), 1);
+        assert_eq!(only[0].id, denied.id);
+        assert_eq!(
+            store.list_approvals(app.id, None, 1).await.unwrap().len(),
+            1
+        );
+    })
+    .await;
+}
+
+/// Pending approvals past their expiry expire in a batch (one event each, in their own app's
+/// chain) and never again; the per-app cap counts only pending ones; a stale execution fails.
+#[tokio::test]
+async fn approvals_expire_in_batches_and_are_capped_per_app() {
+    use alter_core::approvals::ApprovalStatus;
+    use alter_core::ports::ApprovalStore;
+    on_every_engine(|f| async move {
+        let store = &f.store;
+        let app = new_app(store, "a").await;
+        let other = new_app(store, "b").await;
+        let early = approval(app.id, 0);
+        let late = approval(app.id, 500);
+        let elsewhere = approval(other.id, 0);
+        for a in [&early, &late, &elsewhere] {
+            assert!(
+                store
+                    .insert_approval(a, 2, &event(a.app_id, "approval.requested"))
+                    .await
+                    .unwrap()
+            );
+        }
+        // The cap: two pending already.
+        let third = approval(app.id, 1);
+        assert!(
+            !store
+                .insert_approval(&third, 2, &event(app.id, "approval.requested"))
+                .await
+                .unwrap()
+        );
+        assert!(store.get_approval(app.id, third.id).await.unwrap().is_none());
+
+        let template = event(app.id, "approval.expired");
+        assert!(store.expire_approvals(t(899), 10, &template).await.unwrap().is_empty());
+        let mut expired = store.expire_approvals(t(900), 10, &template).await.unwrap();
+        expired.sort_by_key(|(app, _)| app.to_string());
+        let mut want = vec![(app.id, early.id), (other.id, elsewhere.id)];
+        want.sort_by_key(|(app, _)| app.to_string());
+        assert_eq!(expired, want);
+        assert!(store.expire_approvals(t(900), 10, &template).await.unwrap().is_empty());
+        assert_eq!(
+            count(
+                &f.raw,
+                "SELECT COUNT(*) FROM audit_events WHERE app_id = $1 AND action = 'approval.expired'",
+                other.id.to_string(),
+            )
+            .await,
+            1
+        );
+        let read = store.get_approval(app.id, early.id).await.unwrap().unwrap();
+        assert_eq!(read.status, ApprovalStatus::Expired);
+        // Expired: it cannot be decided any more, and the cap has room again.
+        assert!(
+            !store
+                .decide_approval(app.id, early.id, &decision(true, 10), &event(app.id, "x"))
+                .await
+                .unwrap()
+        );
+        assert!(
+            store
+                .insert_approval(&third, 2, &event(app.id, "approval.requested"))
+                .await
+                .unwrap()
+        );
+
+        // An execution claimed long ago and never finished fails, once.
+        store
+            .decide_approval(app.id, late.id, &decision(true, 501), &event(app.id, "a"))
+            .await
+            .unwrap();
+        assert!(store.claim_approval(app.id, late.id, t(502)).await.unwrap());
+        let failed_template = event(app.id, "approval.failed");
+        assert!(
+            store
+                .fail_stale_executions(t(502), t(2000), "interrupted", &failed_template)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(
+            store
+                .fail_stale_executions(t(503), t(2000), "interrupted", &failed_template)
+                .await
+                .unwrap(),
+            vec![(app.id, late.id)]
+        );
+        let read = store.get_approval(app.id, late.id).await.unwrap().unwrap();
+        assert_eq!(read.status, ApprovalStatus::Failed);
+        assert_eq!(read.execution_error.as_deref(), Some("interrupted"));
+        assert!(!store.claim_approval(app.id, late.id, t(2001)).await.unwrap());
+    })
+    .await;
+}
+
+/// Many concurrent decisions and claims of one approval (two nodes, a double click): exactly
+/// one of each wins.
+#[tokio::test]
+async fn concurrent_claims_of_an_approval_have_one_winner() {
+    use alter_core::ports::ApprovalStore;
+    on_every_engine(|f| async move {
+        let store = &f.store;
+        let app = new_app(store, "a").await;
+        let held = approval(app.id, 0);
+        store
+            .insert_approval(&held, 10, &event(app.id, "approval.requested"))
+            .await
+            .unwrap();
+        let mut decisions = tokio::task::JoinSet::new();
+        for _ in 0..8 {
+            let store = store.clone();
+            decisions.spawn(async move {
+                store
+                    .decide_approval(app.id, held.id, &decision(true, 1), &event(app.id, "d"))
+                    .await
+                    .unwrap()
+            });
+        }
+        let decided = decisions.join_all().await;
+        assert_eq!(decided.iter().filter(|won| **won).count(), 1);
+        let mut claims = tokio::task::JoinSet::new();
+        for _ in 0..16 {
+            let store = store.clone();
+            claims.spawn(async move { store.claim_approval(app.id, held.id, t(2)).await.unwrap() });
+        }
+        let won = claims.join_all().await;
+        assert_eq!(won.iter().filter(|won| **won).count(), 1);
+    })
+    .await;
+}

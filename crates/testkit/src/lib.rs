@@ -73,6 +73,9 @@ pub struct Options {
     pub listen_ip: IpAddr,
     /// Timeouts and caps on client connections and requests.
     pub http: HttpLimits,
+    /// Networks proxied calls may reach despite the SSRF guard: loopback by default, so that
+    /// the local upstreams tests start are reachable.
+    pub allowed_networks: alter_upstream::AllowedNetworks,
 }
 
 impl Default for Options {
@@ -82,6 +85,7 @@ impl Default for Options {
             max_body_bytes: 64 * 1024,
             listen_ip: IpAddr::from([127, 0, 0, 1]),
             http: HttpLimits::default(),
+            allowed_networks: alter_upstream::AllowedNetworks::loopback(),
         }
     }
 }
@@ -103,6 +107,8 @@ pub struct TestServer {
     /// The URL browsers and providers reach this node at, when not its own address (a node
     /// behind the same load balancer as another).
     public_url: Option<String>,
+    /// The running node's domain services, for tests of operations no route reaches yet.
+    vault: Option<alter_core::vault::Vault>,
 }
 
 /// An app with an identity provider (a real [`TestIdp`](idp::TestIdp) whose JWKS the server
@@ -163,6 +169,7 @@ impl TestServer {
             database: Some(database),
             stop: None,
             task: None,
+            vault: None,
             public_url: None,
         };
         server.boot().await.expect("server starts");
@@ -181,6 +188,7 @@ impl TestServer {
             IpAddr::V4(_) => addr,
         };
         self.base_url = format!("http://{addr}{}", self.options.base_path);
+        self.vault = Some(server.vault().clone());
         let (stop, stopped) = oneshot::channel();
         self.stop = Some(stop);
         self.task = Some(tokio::spawn(server.run_wrapped_until_stopped(
@@ -209,6 +217,7 @@ impl TestServer {
             vault: Settings::default(),
             clock: self.clock.clone(),
             audit_checkpoint_interval: None,
+            allowed_networks: self.options.allowed_networks.clone(),
         }
     }
 
@@ -226,6 +235,7 @@ impl TestServer {
             database_url: self.database_url.clone(),
             stop: None,
             task: None,
+            vault: None,
             // Both nodes serve one public URL, as behind a load balancer: OAuth redirects
             // registered for it reach either.
             public_url: Some(self.base_url.clone()),
@@ -239,6 +249,11 @@ impl TestServer {
         Server::build(self.settings(Arc::new(master_key)))
             .await
             .map(drop)
+    }
+
+    /// The running node's domain services (for operations no route reaches yet).
+    pub fn vault(&self) -> &alter_core::vault::Vault {
+        self.vault.as_ref().expect("the server is running")
     }
 
     /// Stops the server (in-flight requests finish) and starts it again on the same database.

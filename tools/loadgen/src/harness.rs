@@ -70,6 +70,7 @@ pub async fn start(engine: Engine) -> Result<Bench, BoxError> {
         vault: alter_core::Settings::default(),
         clock: Arc::new(SystemClock),
         audit_checkpoint_interval: None,
+        allowed_networks: alter_server::AllowedNetworks::loopback(),
     })
     .await?;
     let vault = server.vault().clone();

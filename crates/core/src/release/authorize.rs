@@ -222,14 +222,16 @@ fn builtin_checks(request: &Authorization<'_>) -> Result<(), Denial> {
 
 impl Vault {
     /// Checks the default-deny base, then the authorizer's rules; returns the delegation chain
-    /// it checked, from the grant up to its root.
+    /// it checked, from the grant up to its root, and the rules that hold the call (never any
+    /// in retrieve mode, where a hold refuses: only a proxied call can wait).
     pub(super) async fn authorize(
         &self,
         resolved: &Resolved,
         agent: Option<&Agent>,
         call: OutgoingCall<'_>,
         request_rule: Option<&RequestRule>,
-    ) -> Result<Vec<Grant>, Denial> {
+        mode: CallMode,
+    ) -> Result<(Vec<Grant>, Vec<MatchedRule>), Denial> {
         let grant = &resolved.grant;
         let credential = &resolved.credential;
         if credential.is_deleted() {
@@ -263,7 +265,7 @@ impl Vault {
         match self
             .authorizer()
             .authorize(&Authorization {
-                mode: CallMode::Retrieve,
+                mode,
                 app_id: grant.app_id,
                 grant,
                 chain: &chain,
@@ -275,7 +277,8 @@ impl Vault {
             })
             .await
         {
-            Verdict::Allow => Ok(chain),
+            Verdict::Allow => Ok((chain, Vec::new())),
+            Verdict::Hold(holds) if mode == CallMode::Proxy => Ok((chain, holds)),
             Verdict::Hold(_) => Err(Denial::RequiresProxy(ProxyReason::ApprovalRequired)),
             Verdict::Deny(denial) => Err(denial),
         }

@@ -18,6 +18,7 @@ use super::materialise::CredentialInjection;
 use super::resolve::Resolved;
 use super::{Refusal, ReleaseCondition, Stop};
 use crate::credentials::Credential;
+use crate::rules::CallMode;
 
 /// A release that was recorded.
 #[derive(Debug)]
@@ -39,6 +40,10 @@ pub struct Release {
 impl Vault {
     /// Commits the release's event if the chain still holds, then hands the credential over.
     /// A refusal at commit is recorded (under the reason read back) and returned.
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "the stages' results, passed on once"
+    )]
     pub(super) async fn deliver(
         &self,
         caller: &Caller,
@@ -47,6 +52,7 @@ impl Vault {
         injection: CredentialInjection,
         event: AuditEvent,
         call: OutgoingCall<'_>,
+        mode: CallMode,
     ) -> std::result::Result<Release, Stop> {
         let Resolved { grant, credential } = resolved;
         let now = event.at;
@@ -64,7 +70,7 @@ impl Vault {
         let touch = last_use_is_stale(grant.last_used_at, now).then_some((grant.id, now));
         if !self.store().commit_release(event, touch, condition).await? {
             let (refusal, error) = self
-                .raced_refusal(caller, grant.id, &credential, call)
+                .raced_refusal(caller, grant.id, &credential, call, mode)
                 .await?;
             return Err(Stop::refused(refusal, Some(&grant), error));
         }
@@ -89,6 +95,7 @@ impl Vault {
         grant: GrantId,
         credential: &Credential,
         call: OutgoingCall<'_>,
+        mode: CallMode,
     ) -> Result<(Refusal, Error)> {
         let now = self.now();
         let key = self.store().get_key(caller.app_id, caller.key_id).await?;
@@ -128,6 +135,7 @@ impl Vault {
                 agent.as_ref(),
                 call,
                 caller.request_rule.as_ref(),
+                mode,
             )
             .await
         {
@@ -152,6 +160,7 @@ pub(super) fn release_event(
     reason: Option<String>,
     at: crate::time::Timestamp,
     refreshed: bool,
+    mode: CallMode,
 ) -> AuditEvent {
     let grant = &resolved.grant;
     let mut details = resolved.credential.audit_details();
@@ -162,6 +171,9 @@ pub(super) fn release_event(
     details.insert("parent_grant_id".into(), json!(grant.parent_grant_id));
     if refreshed {
         details.insert("refreshed".into(), true.into());
+    }
+    if mode == CallMode::Proxy {
+        details.insert("mode".into(), "proxy".into());
     }
     AuditEvent {
         principal: Some(principal_json(grant)),

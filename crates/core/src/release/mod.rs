@@ -9,6 +9,7 @@ pub mod authorize;
 pub mod deliver;
 pub mod materialise;
 pub mod policy;
+pub mod proxy;
 pub mod reports;
 pub mod resolve;
 
@@ -20,6 +21,7 @@ use crate::credentials::Credential;
 use crate::error::{Error, Result};
 use crate::grants::{Grant, principal_json};
 use crate::ids::{AgentId, GrantId, KeyId};
+use crate::rules::{CallMode, MatchedRule};
 use crate::scope::Scope;
 use crate::time::Timestamp;
 use crate::vault::Vault;
@@ -74,7 +76,7 @@ pub struct ReleaseCondition {
 /// Why a credential use was refused, as the audit log records it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
-    /// The key lacks `tokens:retrieve`.
+    /// The key lacks `tokens:retrieve` (`proxy:execute` for a proxied call).
     InsufficientScope,
     /// The end user's token is not valid.
     InvalidUserToken,
@@ -102,6 +104,8 @@ pub enum Refusal {
     ProviderUnavailable,
     /// A rule refused.
     Rule(Denial),
+    /// An approved call is held by a rule its approval did not cover.
+    HoldNotDischarged,
 }
 
 impl Refusal {
@@ -122,6 +126,7 @@ impl Refusal {
             Refusal::TokenRefreshInProgress => "token_refresh_in_progress",
             Refusal::ProviderUnavailable => "provider_unavailable",
             Refusal::Rule(denial) => denial.as_str(),
+            Refusal::HoldNotDischarged => "approval_required",
         }
     }
 
@@ -180,38 +185,111 @@ impl From<crate::ports::StoreError> for Stop {
     }
 }
 
+/// What the pipeline is run for.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Delivery<'a> {
+    /// `/sdk/token`: the credential is handed to the caller; a hold refuses.
+    Retrieve,
+    /// `/sdk/proxy`: the vault makes the call. Without `discharged`, holds park it; with it
+    /// (an approved call), a hold whose rules are all discharged counts as allowed and any
+    /// other refuses.
+    Proxy {
+        discharged: Option<&'a [MatchedRule]>,
+    },
+}
+
+impl Delivery<'_> {
+    fn mode(self) -> CallMode {
+        match self {
+            Delivery::Retrieve => CallMode::Retrieve,
+            Delivery::Proxy { .. } => CallMode::Proxy,
+        }
+    }
+
+    fn scope(self) -> Scope {
+        match self {
+            Delivery::Retrieve => Scope::Action("tokens:retrieve"),
+            Delivery::Proxy { .. } => Scope::Action("proxy:execute"),
+        }
+    }
+}
+
+/// What a run of the pipeline came to.
+#[derive(Debug)]
+pub(crate) enum Ran {
+    /// The release committed: the credential may leave.
+    Released(Box<Release>),
+    /// Rules hold the (proxied) call.
+    Held {
+        resolved: Box<Resolved>,
+        chain: Vec<Grant>,
+        holds: Vec<MatchedRule>,
+    },
+}
+
 impl Vault {
     /// `POST /sdk/token`: resolves the grant for the caller, authorizes its use, materialises
     /// the credential and records the release, then returns the credential. Every refusal
     /// after the request parsed is recorded as a denial before it is answered.
     pub async fn release(&self, caller: &Caller, request: ReleaseRequest) -> Result<Release> {
         let host = validate(&request)?;
+        match self
+            .run_pipeline(caller, &request, &host, Delivery::Retrieve)
+            .await?
+        {
+            Ran::Released(release) => Ok(*release),
+            // Retrieve mode never holds: `authorize` refuses instead.
+            Ran::Held { .. } => Err(Error::ReleaseDenied(Denial::RequiresProxy(
+                ProxyReason::ApprovalRequired,
+            ))),
+        }
+    }
+
+    /// The stages every credential use shares (*resolve*, *authorize*, *materialise*, and the
+    /// conditional commit of the release's event); a refusal is recorded before it is
+    /// answered.
+    pub(crate) async fn run_pipeline(
+        &self,
+        caller: &Caller,
+        request: &ReleaseRequest,
+        host: &str,
+        delivery: Delivery<'_>,
+    ) -> Result<Ran> {
         let summary = RequestSummary::new(&request.method, &request.url);
-        match self.run_release(caller, &request, &host, &summary).await {
-            Ok(release) => Ok(release),
+        match self
+            .run_stages(caller, request, host, &summary, delivery)
+            .await
+        {
+            Ok(ran) => Ok(ran),
             Err(Stop::Failed(error)) => Err(error),
             Err(Stop::Refused {
                 refusal,
                 grant,
                 error,
             }) => {
-                let event =
-                    denial_event(self, caller, &request, summary, refusal, grant.as_deref());
+                let mut event =
+                    denial_event(self, caller, request, summary, refusal, grant.as_deref());
+                if let (CallMode::Proxy, Some(serde_json::Value::Object(details))) =
+                    (delivery.mode(), event.details.as_mut())
+                {
+                    details.insert("mode".into(), "proxy".into());
+                }
                 self.store().record_release(event).await?;
                 Err(error)
             }
         }
     }
 
-    async fn run_release(
+    async fn run_stages(
         &self,
         caller: &Caller,
         request: &ReleaseRequest,
         host: &str,
         summary: &RequestSummary,
-    ) -> std::result::Result<Release, Stop> {
+        delivery: Delivery<'_>,
+    ) -> std::result::Result<Ran, Stop> {
         caller
-            .require(&Scope::Action("tokens:retrieve"))
+            .require(&delivery.scope())
             .map_err(|e| Stop::refused(Refusal::InsufficientScope, None, e))?;
         let user = match &request.user_token {
             Some(token) => Some(
@@ -230,12 +308,13 @@ impl Vault {
             url: &request.url,
             host,
         };
-        let chain = self
+        let (chain, mut holds) = self
             .authorize(
                 &resolved,
                 caller.agent.as_deref(),
                 call,
                 caller.request_rule.as_ref(),
+                delivery.mode(),
             )
             .await
             .map_err(|denial| {
@@ -245,6 +324,30 @@ impl Vault {
                     Error::ReleaseDenied(denial),
                 )
             })?;
+        if let Delivery::Proxy {
+            discharged: Some(discharged),
+        } = delivery
+        {
+            holds.retain(|hold| {
+                !discharged
+                    .iter()
+                    .any(|d| d.rule_id == hold.rule_id && d.version == hold.version)
+            });
+            if !holds.is_empty() {
+                return Err(Stop::refused(
+                    Refusal::HoldNotDischarged,
+                    Some(&resolved.grant),
+                    Error::HoldNotDischarged,
+                ));
+            }
+        }
+        if !holds.is_empty() {
+            return Ok(Ran::Held {
+                resolved: Box::new(resolved),
+                chain,
+                holds,
+            });
+        }
         let injection = self.materialise(&resolved).await.map_err(|error| {
             match Refusal::of_materialise(&error) {
                 Some(refusal) => Stop::refused(refusal, Some(&resolved.grant), error),
@@ -258,9 +361,19 @@ impl Vault {
             request.reason.clone(),
             self.now(),
             injection.refreshed,
+            delivery.mode(),
         );
-        self.deliver(caller, resolved, chain, injection, event, call)
-            .await
+        self.deliver(
+            caller,
+            resolved,
+            chain,
+            injection,
+            event,
+            call,
+            delivery.mode(),
+        )
+        .await
+        .map(|release| Ran::Released(Box::new(release)))
     }
 
     /// The injection of a credential of any kind.
@@ -313,7 +426,7 @@ fn denial_event(
 /// normalised. `None` unless `url` is an `http(s)` URL with a host. Userinfo, backslashes,
 /// whitespace and control characters are refused: parsers disagree on them (`https://evil.com\@api.stripe.com/`
 /// goes to `evil.com`), and a host check must see the host the client will connect to.
-fn host_of(url: &str) -> Option<String> {
+pub(crate) fn host_of(url: &str) -> Option<String> {
     if url
         .chars()
         .any(|c| c == '\\' || c.is_ascii_whitespace() || c.is_control())
@@ -335,7 +448,7 @@ fn host_of(url: &str) -> Option<String> {
 }
 
 /// Checks the request; returns the host its URL goes to (read once, checked by the rules).
-fn validate(request: &ReleaseRequest) -> Result<String> {
+pub(crate) fn validate(request: &ReleaseRequest) -> Result<String> {
     let invalid = |m: &str| Err(Error::Invalid(m.to_owned()));
     if request.grant_id.is_some() == request.provider_id.is_some() {
         return invalid("give exactly one of grant_id and provider_id");

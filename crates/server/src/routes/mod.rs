@@ -5,6 +5,7 @@
 
 mod admin;
 mod agents;
+mod approvals;
 pub(crate) mod audit;
 mod connect;
 mod grants;
@@ -14,13 +15,14 @@ mod keys;
 mod policies;
 mod provider_specs;
 mod providers;
+mod proxy;
 mod scopes;
 mod signin;
 mod token;
 mod user;
 mod views;
 
-use alter_core::ids::{AgentKind, AppKind, GrantKind, Id, KeyKind};
+use alter_core::ids::{AgentKind, AppKind, ApprovalKind, GrantKind, Id, KeyKind};
 use alter_core::{Entity, Error};
 use axum::Router;
 use axum::middleware::from_fn_with_state;
@@ -50,7 +52,7 @@ macro_rules! named {
     };
 }
 
-named!(AppKind => App, KeyKind => Key, AgentKind => Agent, GrantKind => Grant);
+named!(AppKind => App, KeyKind => Key, AgentKind => Agent, GrantKind => Grant, ApprovalKind => Approval);
 
 /// Page size of a listing that names none.
 pub(crate) fn default_page_limit() -> i64 {
@@ -126,6 +128,7 @@ sdk_routes! {
     GET "/sdk/provider-specs/{kind}/{provider_id}/operations" => provider_specs::operations, Some("providers:read");
     GET "/sdk/provider-specs/{kind}/{provider_id}/operation" => provider_specs::operation, Some("providers:read");
     POST "/sdk/token" => token::token, Some("tokens:retrieve");
+    POST "/sdk/proxy" => proxy::proxy, Some("proxy:execute");
     POST "/sdk/oauth/audit/api-call" => token::api_call, Some("audit:emit");
     POST "/sdk/grants/{id}/report-scope-mismatch" => token::scope_mismatch, Some("tokens:retrieve"), or "audit:emit";
     POST "/sdk/auth/session" => signin::create_session, Some("idp_users:write");
@@ -133,6 +136,8 @@ sdk_routes! {
     POST "/sdk/auth/verify-token" => signin::verify_token, Some("idp_users:read");
     POST "/sdk/identity/resolve" => identity::resolve, Some("idp_users:read");
     POST "/sdk/identity/assert" => identity::assert, Some("idp_users:read");
+    GET "/sdk/approvals/{id}" => approvals::status, Some("approvals:read"), or "proxy:execute";
+    GET "/sdk/approvals/{id}/result" => approvals::result, Some("approvals:read"), or "proxy:execute";
 }
 
 /// The whole application, mounted under `base_path`.
@@ -154,6 +159,7 @@ pub fn router(state: AppState, base_path: &str) -> Router {
             "/admin/v1",
             admin::router()
                 .merge(policies::router())
+                .merge(approvals::admin_router())
                 .method_not_allowed_fallback(method_not_allowed),
         )
         .nest("/user/v1/apps/{app}", user)

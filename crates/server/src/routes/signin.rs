@@ -65,8 +65,9 @@ pub async fn create_session(
     ))
 }
 
-/// Most polls of one app a node holds at once: a held poll keeps a request slot, so one app
-/// holding many could fill the server's slots for everyone. Polls beyond it answer at once.
+/// Most polls of one app a node holds at once (sign-in polls and approval long-polls
+/// together): a held poll keeps a request slot, so one app holding many could fill the
+/// server's slots for everyone. Polls beyond it answer at once.
 const MAX_HELD_POLLS_PER_APP: usize = 4;
 
 /// The polls held now, per app.
@@ -74,11 +75,11 @@ static HELD_POLLS: std::sync::LazyLock<std::sync::Mutex<std::collections::HashMa
     std::sync::LazyLock::new(Default::default);
 
 /// One held poll of an app, counted until dropped.
-struct HeldPoll(AppId);
+pub(crate) struct HeldPoll(AppId);
 
 impl HeldPoll {
     /// A place for a held poll of `app`, if it has one left.
-    fn take(app: AppId) -> Option<HeldPoll> {
+    pub(crate) fn take(app: AppId) -> Option<HeldPoll> {
         let mut held = HELD_POLLS.lock().unwrap_or_else(|e| e.into_inner());
         let count = held.entry(app).or_insert(0);
         if *count >= MAX_HELD_POLLS_PER_APP {

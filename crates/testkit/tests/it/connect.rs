@@ -167,7 +167,7 @@ impl Setup {
 
     /// A whole Connect flow for `body`: page, provider, login and consent, callback. Returns
     /// the completed poll's first grant.
-    async fn connect(&self, body: Value) -> Value {
+    pub(crate) async fn connect(&self, body: Value) -> Value {
         let session = self.create_session(body).await;
         let browser = self.peer.browser();
         let (authorize, ours) = self.pick(session["connect_url"].as_str().unwrap()).await;

@@ -4,6 +4,7 @@
 
 mod admin;
 mod agents;
+mod approvals;
 mod auth;
 mod confinement;
 mod connect;
@@ -22,6 +23,7 @@ mod oauth_peer;
 mod policies;
 mod provider_specs;
 mod providers;
+mod proxy;
 mod release;
 mod revocation;
 mod scopes;

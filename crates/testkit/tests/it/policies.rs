@@ -580,6 +580,10 @@ async fn what_if_counts_exactly_what_a_draft_would_have_done() {
             Arc::new(alter_upstream::JwtVerifier::new().unwrap()),
             Arc::new(alter_upstream::oauth::OAuthClient::new().unwrap()),
             Arc::new(alter_policy::Engine::new()),
+            Arc::new(
+                alter_upstream::HttpForwarder::new(alter_upstream::AllowedNetworks::default())
+                    .unwrap(),
+            ),
             Settings::default(),
         )
         .await

@@ -119,6 +119,9 @@ fn body_for(path: &str) -> Vec<u8> {
             "grant_id": grant, "reason": null,
             "request": {"method": "GET", "url": "https://api.example.com/"},
         }),
+        "/sdk/proxy" => serde_json::json!({
+            "method": "GET", "url": "https://api.example.com/", "grant_id": grant,
+        }),
         "/sdk/oauth/audit/api-call" => serde_json::json!({
             "grant_id": grant, "provider_id": "", "method": "GET",
             "url": "https://api.example.com/", "request_headers": {}, "request_body": null,

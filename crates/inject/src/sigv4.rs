@@ -14,9 +14,9 @@
 //! Everything here is pure: no clock (the caller passes the time) and no network.
 //!
 //! ```
-//! use alter_sdk::sigv4::{sign, AwsCredentials};
+//! use alter_inject::sigv4::{sign, AwsCredentials};
 //!
-//! let url = reqwest::Url::parse("https://s3.eu-west-1.amazonaws.com/my-bucket/key").unwrap();
+//! let url = url::Url::parse("https://s3.eu-west-1.amazonaws.com/my-bucket/key").unwrap();
 //! let credentials = AwsCredentials {
 //!     access_key_id: "AKIDEXAMPLE".into(),
 //!     secret_access_key: "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY".into(),
@@ -103,7 +103,7 @@ pub enum SigV4Error {
 /// caller's headers (only a `Host` among them matters); `body` the exact bytes sent.
 pub fn sign(
     method: &str,
-    url: &reqwest::Url,
+    url: &url::Url,
     headers: &[(String, String)],
     body: &[u8],
     credentials: &AwsCredentials,
@@ -428,7 +428,7 @@ fn is_region(label: &str) -> bool {
 }
 
 /// The host as the official client reads it: lower case, an IPv6 literal without brackets.
-fn url_hostname(url: &reqwest::Url) -> String {
+fn url_hostname(url: &url::Url) -> String {
     let host = url.host_str().unwrap_or("");
     let host = host
         .strip_prefix('[')
@@ -446,7 +446,7 @@ const SCHEMES_WITH_PARAMS: &[&str] = &[
 /// The path the official client signs: the URL's path less any `;params` of its last segment
 /// (its URL parser sets those apart from the path). The request still sends them, so such a
 /// path gets a signature AWS rejects, in the official client and here alike.
-fn signed_path(url: &reqwest::Url) -> &str {
+fn signed_path(url: &url::Url) -> &str {
     let path = url.path();
     if !SCHEMES_WITH_PARAMS.contains(&url.scheme()) {
         return path;
@@ -934,7 +934,7 @@ mod tests {
     #[test]
     fn vectors_match_the_official_client() {
         for v in VECTORS {
-            let url = reqwest::Url::parse(v.url).unwrap();
+            let url = url::Url::parse(v.url).unwrap();
             // The scripts signed the URL as reqwest sends it.
             assert_eq!(
                 url.as_str(),
@@ -1000,7 +1000,7 @@ mod tests {
 
         // The whole request through `sign`: example.amazonaws.com is no AWS endpoint shape,
         // so the stored region and service apply.
-        let url = reqwest::Url::parse("https://example.amazonaws.com/").unwrap();
+        let url = url::Url::parse("https://example.amazonaws.com/").unwrap();
         let creds = credentials(None, Some("us-east-1"), Some("service"));
         let added = sign("GET", &url, &[], b"", &creds, at(1_440_938_160)).unwrap();
         assert_eq!(
@@ -1246,7 +1246,7 @@ mod tests {
             ("https://h/a;b/c;d;e", "/a;b/c"),
             ("https://h/", "/"),
         ] {
-            let url = reqwest::Url::parse(url).unwrap();
+            let url = url::Url::parse(url).unwrap();
             assert_eq!(signed_path(&url), expected);
         }
     }
@@ -1260,7 +1260,7 @@ mod tests {
     #[test]
     fn stored_values_apply_only_when_detection_fails() {
         let creds = credentials(None, Some("eu-west-3"), Some("iam"));
-        let url = reqwest::Url::parse("https://lambda.us-west-2.amazonaws.com/").unwrap();
+        let url = url::Url::parse("https://lambda.us-west-2.amazonaws.com/").unwrap();
         let added = sign("GET", &url, &[], b"", &creds, at(WHEN)).unwrap();
         assert!(
             added[0]
@@ -1268,14 +1268,14 @@ mod tests {
                 .contains("/20240506/us-west-2/lambda/aws4_request,")
         );
 
-        let url = reqwest::Url::parse("https://vault.example.com/").unwrap();
+        let url = url::Url::parse("https://vault.example.com/").unwrap();
         let added = sign("GET", &url, &[], b"", &creds, at(WHEN)).unwrap();
         assert!(added[0].1.contains("/20240506/eu-west-3/iam/aws4_request,"));
     }
 
     #[test]
     fn missing_region_or_service_is_an_error_without_the_secret() {
-        let url = reqwest::Url::parse("https://vault.example.com/").unwrap();
+        let url = url::Url::parse("https://vault.example.com/").unwrap();
         for (region, service, expected) in [
             (
                 None,
@@ -1325,7 +1325,7 @@ mod tests {
     #[test]
     fn an_empty_session_token_is_none_and_time_is_utc_floor() {
         // Official client: signed with session_token="" at 1969-12-31T23:59:59Z.
-        let url = reqwest::Url::parse("https://example.amazonaws.com/").unwrap();
+        let url = url::Url::parse("https://example.amazonaws.com/").unwrap();
         let creds = credentials(Some(""), Some("us-east-1"), Some("service"));
         let half_second_before_epoch = UNIX_EPOCH - Duration::from_millis(500);
         let added = sign("get", &url, &[], b"", &creds, half_second_before_epoch).unwrap();
@@ -1346,7 +1346,7 @@ mod tests {
 
     #[test]
     fn times_outside_years_1_to_9999_are_refused() {
-        let url = reqwest::Url::parse("https://s3.amazonaws.com/").unwrap();
+        let url = url::Url::parse("https://s3.amazonaws.com/").unwrap();
         let creds = credentials(None, None, None);
         let too_late = UNIX_EPOCH + Duration::from_secs(253_402_300_800);
         assert_eq!(
@@ -1364,7 +1364,7 @@ mod tests {
     fn host_keeps_only_non_default_ports() {
         let creds = credentials(None, Some("us-east-1"), Some("s3"));
         let signed_with = |url: &str| {
-            let url = reqwest::Url::parse(url).unwrap();
+            let url = url::Url::parse(url).unwrap();
             sign("GET", &url, &[], b"", &creds, at(WHEN)).unwrap()[0]
                 .1
                 .clone()
@@ -1383,7 +1383,7 @@ mod tests {
             signed_with("http://minio.local/b")
         );
         let with_host = {
-            let url = reqwest::Url::parse("http://minio.local/b").unwrap();
+            let url = url::Url::parse("http://minio.local/b").unwrap();
             let headers = owned(&[("HOST", "minio.local:9000")]);
             sign("GET", &url, &headers, b"", &creds, at(WHEN)).unwrap()[0]
                 .1
