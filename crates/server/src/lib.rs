@@ -169,10 +169,7 @@ impl ServerSettings {
             clock: Arc::new(SystemClock),
             audit_checkpoint_interval: (config.audit_checkpoint_interval_seconds > 0)
                 .then(|| Duration::from_secs(config.audit_checkpoint_interval_seconds)),
-            allowed_networks: config
-                .upstream
-                .networks()
-                .map_err(StartupError::Config)?,
+            allowed_networks: config.upstream.networks().map_err(StartupError::Config)?,
         })
     }
 }
