@@ -206,18 +206,8 @@ fn builtin_checks(request: &Authorization<'_>) -> Result<(), Denial> {
     if !host_allowed(request.credential.allowed_hosts, request.call.host) {
         return Err(Denial::BlockedDestination);
     }
-    match (request.request_rule, request.mode) {
-        (None, _) => Ok(()),
-        // On a token request, conditions on the method count as met: the rule denies.
-        (Some(RequestRule::JsonMatch { denies: true, .. }), _) => Err(Denial::RuleDenied),
-        (Some(RequestRule::JsonMatch { denies: false, .. }), _) => Ok(()),
-        // Rules on the request's content can only be enforced where the content is seen.
-        (Some(RequestRule::Content { .. }), CallMode::Retrieve) => {
-            Err(Denial::RequiresProxy(ProxyReason::ContentRule))
-        }
-        // Until the policy engine reads content rules, a proxied call under one is refused.
-        (Some(RequestRule::Content { .. }), CallMode::Proxy) => Err(Denial::RuleDenied),
-    }
+    // The caller's request rule is the policy engine's (the rules step).
+    Ok(())
 }
 
 impl Vault {
@@ -386,10 +376,6 @@ mod tests {
         }
     }
 
-    fn rule(kind: &str, body: serde_json::Value) -> Option<RequestRule> {
-        Some(RequestRule::parse(kind, body.as_object().cloned().unwrap()))
-    }
-
     #[tokio::test]
     async fn builtin_rules_only_refuse() {
         let stripe = ["api.stripe.com"];
@@ -423,26 +409,6 @@ mod tests {
             )
             .await,
             Err(Denial::RequiresProxy(ProxyReason::ApprovalRequired))
-        );
-    }
-
-    #[tokio::test]
-    async fn request_rules_deny_or_need_the_proxy() {
-        let stripe = ["api.stripe.com"];
-        let deny = rule("json_match", serde_json::json!({"effect": "deny"}));
-        assert_eq!(
-            decide(&stripe, None, "api.stripe.com", deny).await,
-            Err(Denial::RuleDenied)
-        );
-        let describe = rule("json_match", serde_json::json!({"effect": "allow"}));
-        assert_eq!(
-            decide(&stripe, None, "api.stripe.com", describe).await,
-            Ok(())
-        );
-        let content = rule("content_match", serde_json::json!({}));
-        assert_eq!(
-            decide(&stripe, None, "api.stripe.com", content).await,
-            Err(Denial::RequiresProxy(ProxyReason::ContentRule))
         );
     }
 

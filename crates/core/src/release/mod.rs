@@ -21,10 +21,12 @@ use crate::credentials::Credential;
 use crate::error::{Error, Result};
 use crate::grants::{Grant, principal_json};
 use crate::ids::{AgentId, GrantId, KeyId};
-use crate::rules::{CallMode, MatchedRule};
+use crate::rules::{CallMode, DecisionFacts, MatchedRule};
+
 use crate::scope::Scope;
 use crate::time::Timestamp;
 use crate::vault::Vault;
+use policy::PolicyRecord;
 
 pub use authorize::{
     Authorization, BuiltinRules, CredentialFacts, Denial, OutgoingCall, ProxyReason, Verdict,
@@ -159,6 +161,8 @@ enum Stop {
         refusal: Refusal,
         grant: Option<Box<Grant>>,
         error: Error,
+        /// The facts and matched rules of a refusal by rules.
+        record: Option<Box<PolicyRecord>>,
     },
     Failed(Error),
 }
@@ -169,6 +173,17 @@ impl Stop {
             refusal,
             grant: grant.cloned().map(Box::new),
             error,
+            record: None,
+        }
+    }
+
+    /// A refusal by the rules step, recorded with what the rules saw.
+    fn denied_by_rules(denial: Denial, grant: &Grant, record: PolicyRecord) -> Stop {
+        Stop::Refused {
+            refusal: Refusal::Rule(denial),
+            grant: Some(Box::new(grant.clone())),
+            error: Error::ReleaseDenied(denial),
+            record: Some(Box::new(record)),
         }
     }
 }
@@ -195,14 +210,23 @@ pub(crate) enum Delivery<'a> {
     /// other refuses.
     Proxy {
         discharged: Option<&'a [MatchedRule]>,
+        /// The exact body that will be sent, which rules may read.
+        body: &'a [u8],
     },
 }
 
-impl Delivery<'_> {
+impl<'a> Delivery<'a> {
     fn mode(self) -> CallMode {
         match self {
             Delivery::Retrieve => CallMode::Retrieve,
             Delivery::Proxy { .. } => CallMode::Proxy,
+        }
+    }
+
+    fn body(self) -> Option<&'a [u8]> {
+        match self {
+            Delivery::Retrieve => None,
+            Delivery::Proxy { body, .. } => Some(body),
         }
     }
 
@@ -222,8 +246,8 @@ pub(crate) enum Ran {
     /// Rules hold the (proxied) call.
     Held {
         resolved: Box<Resolved>,
-        chain: Vec<Grant>,
         holds: Vec<MatchedRule>,
+        facts: Box<DecisionFacts>,
     },
 }
 
@@ -266,9 +290,13 @@ impl Vault {
                 refusal,
                 grant,
                 error,
+                record,
             }) => {
                 let mut event =
                     denial_event(self, caller, request, summary, refusal, grant.as_deref());
+                if let Some(record) = record {
+                    record.annotate(&mut event);
+                }
                 if let (CallMode::Proxy, Some(serde_json::Value::Object(details))) =
                     (delivery.mode(), event.details.as_mut())
                 {
@@ -324,8 +352,62 @@ impl Vault {
                     Error::ReleaseDenied(denial),
                 )
             })?;
+        let facts = policy::decision_facts(
+            caller,
+            user.as_ref(),
+            &resolved,
+            &chain,
+            policy::CallFacts {
+                mode: delivery.mode(),
+                method: &request.method,
+                url: &request.url,
+                body: delivery.body(),
+                reason: request.reason.as_deref(),
+            },
+            self.now(),
+        );
+        let Some(facts) = facts else {
+            let denial = Denial::Policy {
+                code: policy::PolicyCode::EvaluationFailed,
+                rule_id: None,
+            };
+            return Err(Stop::refused(
+                Refusal::Rule(denial),
+                Some(&resolved.grant),
+                Error::ReleaseDenied(denial),
+            ));
+        };
+        // A held call took its rate-limit tokens when it was held: its execution takes none.
+        let take_tokens = !matches!(
+            delivery,
+            Delivery::Proxy {
+                discharged: Some(_),
+                ..
+            }
+        );
+        let checked = self
+            .check_rules(&facts, caller.request_rule.as_ref(), take_tokens)
+            .await;
+        let record = PolicyRecord {
+            facts,
+            matched: checked.matched,
+        };
+        match checked.verdict {
+            Verdict::Allow => {}
+            Verdict::Hold(rule_holds) if delivery.mode() == CallMode::Proxy => {
+                holds.extend(rule_holds);
+            }
+            Verdict::Hold(_) => {
+                let denial = Denial::RequiresProxy(ProxyReason::ApprovalRequired);
+                return Err(Stop::denied_by_rules(denial, &resolved.grant, record));
+            }
+            Verdict::Deny(denial) => {
+                return Err(Stop::denied_by_rules(denial, &resolved.grant, record));
+            }
+        }
         if let Delivery::Proxy {
             discharged: Some(discharged),
+            ..
         } = delivery
         {
             holds.retain(|hold| {
@@ -344,8 +426,8 @@ impl Vault {
         if !holds.is_empty() {
             return Ok(Ran::Held {
                 resolved: Box::new(resolved),
-                chain,
                 holds,
+                facts: Box::new(record.facts),
             });
         }
         let injection = self.materialise(&resolved).await.map_err(|error| {
@@ -354,7 +436,7 @@ impl Vault {
                 None => Stop::Failed(error),
             }
         })?;
-        let event = deliver::release_event(
+        let mut event = deliver::release_event(
             caller,
             &resolved,
             summary.clone(),
@@ -363,6 +445,7 @@ impl Vault {
             injection.refreshed,
             delivery.mode(),
         );
+        record.annotate(&mut event);
         self.deliver(
             caller,
             resolved,

@@ -3,7 +3,12 @@
 //! then the rate-limit tokens the matching rules ask for. Everything fails closed: a rule that
 //! cannot be loaded, evaluated or counted refuses the call.
 
+use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
+
+use crate::audit::AuditEvent;
+use crate::request_rule::RequestRule;
+use crate::vault::Vault;
 
 use crate::caller::Caller;
 use crate::grants::{Grant, Principal};
@@ -15,7 +20,7 @@ use crate::rules::{
 };
 use crate::time::Timestamp;
 
-use super::authorize::{Denial, ProxyReason};
+use super::authorize::{Denial, ProxyReason, Verdict};
 use super::resolve::Resolved;
 
 /// Largest body rules read: a bigger one is seen as truncated, and rules on its fields refuse.
@@ -185,10 +190,31 @@ pub fn decision_facts(
     })
 }
 
-/// The facts as the audit log keeps them: a body too large for the log loses its JSON (its
-/// length and hash stay), so replays of rules on it are indeterminate.
+/// Body fields whose values the audit log never keeps, matched on the key's lower-case name.
+const REDACTED_KEYS: &[&str] = &[
+    "password",
+    "passwd",
+    "secret",
+    "token",
+    "access_token",
+    "refresh_token",
+    "id_token",
+    "api_key",
+    "apikey",
+    "authorization",
+    "client_secret",
+    "private_key",
+    "cookie",
+];
+
+/// The facts as the audit log keeps them: values under credential-like keys redacted, and a
+/// body too large for the log without its JSON (its length and hash stay), so replays of
+/// rules on it are indeterminate.
 pub fn audited_facts(mut facts: DecisionFacts) -> DecisionFacts {
     if let Some(body) = facts.target.body.as_mut() {
+        if let Some(json) = body.json.as_mut() {
+            redact(json);
+        }
         let large = body
             .json
             .as_ref()
@@ -199,7 +225,33 @@ pub fn audited_facts(mut facts: DecisionFacts) -> DecisionFacts {
             body.truncated = true;
         }
     }
+    for (name, value) in &mut facts.target.query {
+        if is_redacted(name) {
+            *value = "[redacted]".into();
+        }
+    }
     facts
+}
+
+fn is_redacted(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    REDACTED_KEYS.iter().any(|k| key == *k)
+}
+
+fn redact(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            for (key, inner) in map.iter_mut() {
+                if is_redacted(key) {
+                    *inner = Value::from("[redacted]");
+                } else {
+                    redact(inner);
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(redact),
+        _ => {}
+    }
 }
 
 /// The enforced matches of `effect`, shadow rules left out.
@@ -233,6 +285,119 @@ pub fn denial_of(matched: &[MatchedRule], outcome: Outcome) -> Option<Denial> {
     })
 }
 
+/// What a decision by rules leaves in the audit log: the facts it was taken on and every rule
+/// that matched (shadow ones included).
+#[derive(Debug, Clone)]
+pub(crate) struct PolicyRecord {
+    pub facts: DecisionFacts,
+    pub matched: Vec<MatchedRule>,
+}
+
+impl PolicyRecord {
+    /// Adds the record to an event's details (`decision_facts`, and `rules` when any matched).
+    pub(crate) fn annotate(&self, event: &mut AuditEvent) {
+        let mut details = match event.details.take() {
+            Some(Value::Object(map)) => map,
+            _ => Map::new(),
+        };
+        if let Ok(facts) = serde_json::to_value(audited_facts(self.facts.clone())) {
+            details.insert("decision_facts".into(), facts);
+        }
+        if !self.matched.is_empty() {
+            if let Ok(matched) = serde_json::to_value(&self.matched) {
+                details.insert("rules".into(), matched);
+            }
+        }
+        event.details = Some(Value::Object(details));
+    }
+}
+
+/// GCRA's emission interval and tolerance, in ms, for `per_minute` calls with bursts of `burst`.
+fn gcra(per_minute: u32, burst: u32) -> (i64, i64) {
+    let interval = 60_000 / i64::from(per_minute.max(1));
+    (interval, interval * i64::from(burst.max(1) - 1))
+}
+
+/// What the rules step decided, with every rule that matched (for the audit log).
+#[derive(Debug)]
+pub(super) struct RulesVerdict {
+    pub(super) verdict: Verdict,
+    pub(super) matched: Vec<MatchedRule>,
+}
+
+impl Vault {
+    /// Evaluates the app's rules and the caller's request rule over `facts`, then (unless the
+    /// call is the execution of an approved hold, whose tokens were taken when it was held)
+    /// takes the rate-limit tokens the matching rules ask for. Fails closed.
+    pub(super) async fn check_rules(
+        &self,
+        facts: &DecisionFacts,
+        request_rule: Option<&RequestRule>,
+        take_tokens: bool,
+    ) -> RulesVerdict {
+        let deny = |denial, matched| RulesVerdict {
+            verdict: Verdict::Deny(denial),
+            matched,
+        };
+        let rules = match self.store().list_rules(facts.app_id).await {
+            Ok(rules) => rules,
+            Err(error) => {
+                tracing::warn!(%error, "policy rules could not be read");
+                return deny(Denial::PolicyUnavailable, Vec::new());
+            }
+        };
+        let mut decision = self.rules().evaluate(&rules, facts);
+        if let Some(rule) = request_rule {
+            if let Some(refusal) = self.rules().evaluate_request_rule(rule, facts) {
+                decision.matched.push(refusal);
+                decision.outcome = Outcome::Deny;
+            }
+        }
+        if let Some(denial) = denial_of(&decision.matched, decision.outcome) {
+            return deny(denial, decision.matched);
+        }
+        if take_tokens {
+            for demand in &decision.rate_limits {
+                let (interval, tolerance) = gcra(demand.per_minute, demand.burst);
+                let taken = self
+                    .store()
+                    .take_rate_token(
+                        &demand.bucket,
+                        facts.at.micros() / 1000,
+                        interval,
+                        tolerance,
+                    )
+                    .await;
+                match taken {
+                    Ok(taken) if taken.allowed => {}
+                    Ok(taken) => {
+                        let denial = Denial::RateLimited {
+                            retry_after_seconds: (taken.retry_after_ms.max(0) as u64)
+                                .div_ceil(1000),
+                            per_minute: demand.per_minute,
+                            rule_id: demand.rule_id,
+                        };
+                        return deny(denial, decision.matched);
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, "a rate limit could not be counted");
+                        return deny(Denial::PolicyUnavailable, decision.matched);
+                    }
+                }
+            }
+        }
+        let holds: Vec<MatchedRule> = enforced(&decision.matched, Effect::Hold).cloned().collect();
+        RulesVerdict {
+            verdict: if holds.is_empty() {
+                Verdict::Allow
+            } else {
+                Verdict::Hold(holds)
+            },
+            matched: decision.matched,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -257,6 +422,42 @@ mod tests {
         assert_eq!(body.json, Some(serde_json::json!({"a": 1})));
         assert!(!body.truncated);
         assert!(target_facts("GET", "mailto:x@y", None).is_none());
+    }
+
+    #[test]
+    fn the_log_keeps_no_credential_like_value() {
+        let body = br#"{"user": {"password": "hunter2", "name": "a"}, "items": [{"token": "t"}]}"#;
+        let mut facts = decision_facts_for_test(
+            target_facts("POST", "https://x/?api_key=k&page=2", Some(body))
+                .unwrap_or_else(|| unreachable!()),
+        );
+        facts = audited_facts(facts);
+        let text = serde_json::to_string(&facts).unwrap_or_default();
+        assert!(!text.contains("hunter2") && !text.contains("\"t\"") && !text.contains("=k"));
+        assert!(
+            text.contains("\"name\":\"a\"") && text.contains("\"2\""),
+            "{text}"
+        );
+    }
+
+    fn decision_facts_for_test(target: TargetFacts) -> DecisionFacts {
+        DecisionFacts {
+            version: FACTS_VERSION,
+            at: Timestamp::from_unix_seconds(0),
+            app_id: crate::ids::AppId::new(),
+            mode: CallMode::Proxy,
+            key_id: crate::ids::KeyId::new(),
+            key_type: "rk".into(),
+            agent_id: None,
+            source_ip: None,
+            grants: Vec::new(),
+            provider_id: "p".into(),
+            credential_kind: "managed_secret".into(),
+            user_id: None,
+            groups: Vec::new(),
+            target,
+            reason: None,
+        }
     }
 
     #[test]

@@ -18,18 +18,14 @@ use crate::grants::{Grant, principal_json};
 use crate::proxy::{
     ForwardError, HeldCall, OutgoingRequest, ProxyOutcome, ProxyRequest, ProxyResult,
 };
-use crate::rules::{BodyFacts, CallMode, DecisionFacts, FACTS_VERSION, MatchedRule, TargetFacts};
+use crate::rules::MatchedRule;
 use crate::vault::Vault;
 
 use super::materialise::{CredentialInjection, ExtraTarget};
-use super::resolve::Resolved;
 use super::{Delivery, Ran, ReleaseRequest, host_of, validate};
 
 /// The longest final URL, query (and any query credential) included (protocol part 1 §6.1).
 pub const MAX_URL_LEN: usize = 65_536;
-
-/// The most of a JSON body the decision facts keep.
-const MAX_FACTS_BODY: usize = 64 * 1024;
 
 /// A proxied call, checked and built: what the rules see is what is sent.
 #[derive(Debug)]
@@ -77,21 +73,23 @@ impl Vault {
                 caller,
                 &prepared.release,
                 &prepared.host,
-                Delivery::Proxy { discharged },
+                Delivery::Proxy {
+                    discharged,
+                    body: &prepared.body,
+                },
             )
             .await?;
         let release = match ran {
             Ran::Released(release) => *release,
             Ran::Held {
                 resolved,
-                chain,
                 holds,
+                facts,
             } => {
-                let facts = self.decision_facts(caller, &resolved, &chain, &prepared);
                 return Ok(ProxyOutcome::Held(Box::new(HeldCall {
                     grant_id: resolved.grant.id,
                     holds,
-                    facts,
+                    facts: *facts,
                 })));
             }
         };
@@ -152,61 +150,6 @@ impl Vault {
             credential_hint,
             release_id: release.release_id,
         }))
-    }
-
-    /// The facts a held call was decided on (kept with its approval).
-    fn decision_facts(
-        &self,
-        caller: &Caller,
-        resolved: &Resolved,
-        chain: &[Grant],
-        prepared: &Prepared,
-    ) -> DecisionFacts {
-        let url = &prepared.url;
-        let user_id = chain.iter().find_map(|link| match &link.principal {
-            crate::grants::Principal::User(id) => Some(*id),
-            _ => None,
-        });
-        let body = (!prepared.body.is_empty()).then(|| {
-            let len = prepared.body.len();
-            let truncated = len > MAX_FACTS_BODY;
-            BodyFacts {
-                json: (!truncated)
-                    .then(|| serde_json::from_slice(&prepared.body).ok())
-                    .flatten(),
-                truncated,
-                len: u64::try_from(len).unwrap_or(u64::MAX),
-                sha256: alter_proto::signing::content_sha256(&prepared.body),
-            }
-        });
-        DecisionFacts {
-            version: FACTS_VERSION,
-            at: self.now(),
-            app_id: caller.app_id,
-            mode: CallMode::Proxy,
-            key_id: caller.key_id,
-            key_type: caller.key_type.as_str().to_owned(),
-            agent_id: caller.agent_id(),
-            source_ip: None,
-            grants: chain.iter().map(|link| link.id).collect(),
-            provider_id: resolved.credential.provider_id().to_owned(),
-            credential_kind: resolved.credential.facts().kind.as_str().to_owned(),
-            user_id,
-            groups: Vec::new(),
-            target: TargetFacts {
-                method: prepared.release.method.clone(),
-                scheme: url.scheme().to_owned(),
-                host: prepared.host.clone(),
-                port: url.port_or_known_default().unwrap_or(0),
-                path: url.path().to_owned(),
-                query: url
-                    .query_pairs()
-                    .map(|(k, v)| (k.into_owned(), v.into_owned()))
-                    .collect(),
-                body,
-            },
-            reason: prepared.release.reason.clone(),
-        }
     }
 }
 

@@ -319,8 +319,16 @@ async fn every_injection_format_is_applied_by_the_vault() {
         assert_eq!(outcome["request_bytes"], 12);
         assert_eq!(outcome["response_bytes"], 11);
         assert_eq!(used[0]["details"]["release_id"], released[0]["id"]);
+        // The decision's facts keep the caller's JSON body (for what-if replays), never a
+        // credential; the outcome keeps no body.
+        let facts = &released[0]["details"]["decision_facts"];
+        assert_eq!(
+            facts["target"]["body"]["json"],
+            serde_json::json!({"amount": 5})
+        );
+        assert!(!serde_json::to_string(&used).unwrap().contains("amount"));
         let text = serde_json::to_string(&(released, used)).unwrap();
-        assert!(!text.contains(BEARER) && !text.contains("amount"), "{text}");
+        assert!(!text.contains(BEARER), "{text}");
         server.stop().await;
     })
     .await;
