@@ -303,10 +303,9 @@ impl PolicyRecord {
         if let Ok(facts) = serde_json::to_value(audited_facts(self.facts.clone())) {
             details.insert("decision_facts".into(), facts);
         }
-        if !self.matched.is_empty() {
-            if let Ok(matched) = serde_json::to_value(&self.matched) {
-                details.insert("rules".into(), matched);
-            }
+        if let (false, Ok(matched)) = (self.matched.is_empty(), serde_json::to_value(&self.matched))
+        {
+            details.insert("rules".into(), matched);
         }
         event.details = Some(Value::Object(details));
     }
@@ -347,11 +346,11 @@ impl Vault {
             }
         };
         let mut decision = self.rules().evaluate(&rules, facts);
-        if let Some(rule) = request_rule {
-            if let Some(refusal) = self.rules().evaluate_request_rule(rule, facts) {
-                decision.matched.push(refusal);
-                decision.outcome = Outcome::Deny;
-            }
+        if let Some(refusal) =
+            request_rule.and_then(|rule| self.rules().evaluate_request_rule(rule, facts))
+        {
+            decision.matched.push(refusal);
+            decision.outcome = Outcome::Deny;
         }
         if let Some(denial) = denial_of(&decision.matched, decision.outcome) {
             return deny(denial, decision.matched);
