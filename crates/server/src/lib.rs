@@ -336,20 +336,17 @@ async fn prune_expired(vault: Vault) {
     let mut tick = tokio::time::interval(PRUNE_INTERVAL);
     loop {
         tick.tick().await;
-        match vault.prune_nonces().await {
-            Ok(n) if n > 0 => tracing::debug!(pruned = n, "pruned request nonces"),
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "pruning request nonces failed"),
-        }
-        match vault.prune_auth_sessions().await {
-            Ok(n) if n > 0 => tracing::debug!(pruned = n, "pruned sign-in sessions"),
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "pruning sign-in sessions failed"),
-        }
-        match vault.prune_connect_sessions().await {
-            Ok(n) if n > 0 => tracing::debug!(pruned = n, "pruned Connect sessions"),
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "pruning Connect sessions failed"),
+        for (what, pruned) in [
+            ("request nonces", vault.prune_nonces().await),
+            ("sign-in sessions", vault.prune_auth_sessions().await),
+            ("Connect sessions", vault.prune_connect_sessions().await),
+            ("rate-limit buckets", vault.prune_rate_buckets().await),
+        ] {
+            match pruned {
+                Ok(n) if n > 0 => tracing::debug!(pruned = n, "pruned {what}"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "pruning {what} failed"),
+            }
         }
     }
 }

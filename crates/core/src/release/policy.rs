@@ -325,6 +325,13 @@ pub(super) struct RulesVerdict {
 }
 
 impl Vault {
+    /// Forgets rate-limit buckets that are full again (their arrival time passed over a minute
+    /// ago: a missing row is a full bucket, so nothing is lost).
+    pub async fn prune_rate_buckets(&self) -> crate::error::Result<u64> {
+        let before_ms = self.now().micros() / 1000 - 60_000;
+        Ok(self.store().prune_rate_buckets(before_ms).await?)
+    }
+
     /// Evaluates the app's rules and the caller's request rule over `facts`, then (unless the
     /// call is the execution of an approved hold, whose tokens were taken when it was held)
     /// takes the rate-limit tokens the matching rules ask for. Fails closed.

@@ -26,6 +26,7 @@ mod providers;
 mod proxy;
 mod release;
 mod revocation;
+mod rules;
 mod scopes;
 mod sdk_connect;
 mod sdk_signin;
