@@ -362,3 +362,20 @@ def test_what_if_replays_recorded_traffic_with_exact_counts(server, provider, tm
     # Nothing was saved.
     listed = server.admin("GET", f"/apps/{server.app_id}/policies/rules").json()["items"]
     assert listed == []
+
+
+def test_a_restricted_grant_is_used_only_through_the_proxy(server, provider):
+    secret, value = secret_and_value(server, "Restricted")
+
+    async def scenario():
+        async with App(api_key=server.api_key) as app:
+            grant_id = await system_grant(app, secret)
+            add_rule(server, "proxy_only", {}, target={"type": "grant", "id": grant_id})
+            with pytest.raises(RestrictedGrantRequiresProxyError):
+                await app.request("GET", provider.url("/ok"), grant_id=grant_id)
+            assert provider.take() == []
+            ok = await app.proxy_request("GET", provider.url("/ok"), grant_id=grant_id)
+            assert ok.status_code == 200
+            assert provider.one().header("Authorization") == f"Bearer {value}"
+
+    run(scenario())

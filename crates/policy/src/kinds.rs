@@ -17,7 +17,7 @@ use crate::params::{Check, Constraint, ParamSpec};
 use crate::windows::{WindowSpec, Windows};
 
 /// Every kind this engine knows.
-pub const KINDS: [&str; 9] = [
+pub const KINDS: [&str; 10] = [
     "ip_allowlist",
     "time_window",
     "rate_limit",
@@ -27,6 +27,7 @@ pub const KINDS: [&str; 9] = [
     "group",
     "require_approval",
     "custom",
+    "proxy_only",
 ];
 
 /// An optional filter every kind may carry: the rule only considers calls it matches. Absent
@@ -151,6 +152,15 @@ pub struct RequireApproval {
     pub applies_to: Option<AppliesTo>,
 }
 
+/// A `proxy_only` body: nothing but the optional filter. It marks its target restricted: the
+/// credential is only ever used by the vault itself, never handed to a caller.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProxyOnly {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    applies_to: Option<AppliesTo>,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct CustomBody {
@@ -198,6 +208,8 @@ pub enum Kind {
     Group(Vec<String>),
     /// Hold for approval.
     Approval,
+    /// Refuse retrieve mode: the grant is restricted to the proxy.
+    ProxyOnly,
     /// A Cedar condition.
     Custom(Arc<CustomRule>),
 }
@@ -439,6 +451,10 @@ pub fn compile(rule: &Rule) -> Result<Compiled, String> {
             }
             (Kind::Approval, b.applies_to.take(), to_value(&b)?)
         }
+        "proxy_only" => {
+            let mut b: ProxyOnly = parse(&rule.kind, body)?;
+            (Kind::ProxyOnly, b.applies_to.take(), to_value(&b)?)
+        }
         "custom" => {
             let mut b: CustomBody = parse(&rule.kind, body)?;
             let custom = match (&b.when, &b.unless) {
@@ -521,7 +537,9 @@ impl Kind {
     /// Whether the kind can only be enforced where the call itself is seen (the proxy).
     pub fn needs_proxy(&self) -> bool {
         match self {
-            Kind::Url(_) | Kind::Method(_) | Kind::Params(_) | Kind::Approval => true,
+            Kind::Url(_) | Kind::Method(_) | Kind::Params(_) | Kind::Approval | Kind::ProxyOnly => {
+                true
+            }
             Kind::Custom(c) => c.reads_target(),
             Kind::Ip(_) | Kind::Time(_) | Kind::Rate { .. } | Kind::Group(_) => false,
         }
@@ -600,7 +618,8 @@ impl Kind {
                 "approval_required",
                 "calls wait for a human's approval".into(),
             ),
-            Kind::Rate { .. } | Kind::Custom(_) => Verdict::Pass,
+            // Proxy mode is what it asks for; retrieve mode is refused as needing the proxy.
+            Kind::ProxyOnly | Kind::Rate { .. } | Kind::Custom(_) => Verdict::Pass,
         }
     }
 }

@@ -570,6 +570,11 @@ fn retrieve_mode_refuses_rules_only_the_proxy_can_enforce() {
             w.rule("group", Effect::Hold, json!({"any_of": ["grp_x"]})),
             "hitl_grant_requires_proxy",
         ),
+        // An operator marks a grant (or a provider, an agent, the app) restricted.
+        (
+            w.rule("proxy_only", Effect::Deny, json!({})),
+            "restricted_grant_requires_proxy",
+        ),
     ] {
         denied_with(&e, &rule, &f, code);
     }
@@ -588,6 +593,10 @@ fn retrieve_mode_refuses_rules_only_the_proxy_can_enforce() {
         &w.rule("group", Effect::Hold, json!({"any_of": ["grp_eng"]})),
         &f,
     );
+    // A restricted grant is used through the proxy as any other.
+    let mut proxied = f.clone();
+    proxied.mode = CallMode::Proxy;
+    allowed(&e, &w.rule("proxy_only", Effect::Deny, json!({})), &proxied);
     // A filter on the mode is the operator's explicit choice.
     allowed(
         &e,

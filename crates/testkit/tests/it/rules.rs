@@ -48,12 +48,20 @@ async fn refused_unavailable(server: &TestServer, key: &str, grant: &str, upstre
         .request(ProviderRequest::get(format!("{}/v1/x", upstream.url())).grant_id(grant))
         .await
         .unwrap_err();
-    assert_eq!((e.status(), e.code()), (503, Some("policy_unavailable")), "{e:?}");
+    assert_eq!(
+        (e.status(), e.code()),
+        (503, Some("policy_unavailable")),
+        "{e:?}"
+    );
     let e = app
         .proxy_request(ProviderRequest::get(format!("{}/v1/x", upstream.url())).grant_id(grant))
         .await
         .unwrap_err();
-    assert_eq!((e.status(), e.code()), (503, Some("policy_unavailable")), "{e:?}");
+    assert_eq!(
+        (e.status(), e.code()),
+        (503, Some("policy_unavailable")),
+        "{e:?}"
+    );
     let raw = server
         .raw(key, "POST", "/sdk/token")
         .body(
@@ -65,9 +73,7 @@ async fn refused_unavailable(server: &TestServer, key: &str, grant: &str, upstre
         .await;
     assert_eq!(raw.status, 503);
     assert_eq!(
-        raw.headers
-            .get("retry-after")
-            .and_then(|v| v.to_str().ok()),
+        raw.headers.get("retry-after").and_then(|v| v.to_str().ok()),
         Some("1")
     );
     assert!(!String::from_utf8_lossy(&raw.bytes).contains(BEARER));
