@@ -15,6 +15,7 @@ import uuid
 import pytest
 from alter_sdk import App, SystemPrincipal, UserPrincipal
 from alter_sdk.exceptions import (
+    BlockedDestinationError,
     PolicyViolationError,
     RateLimitError,
     RestrictedGrantRequiresProxyError,
@@ -377,5 +378,24 @@ def test_a_restricted_grant_is_used_only_through_the_proxy(server, provider):
             ok = await app.proxy_request("GET", provider.url("/ok"), grant_id=grant_id)
             assert ok.status_code == 200
             assert provider.one().header("Authorization") == f"Bearer {value}"
+
+    run(scenario())
+
+
+def test_a_credential_without_allowed_hosts_is_never_sent_by_the_vault(server, provider):
+    """A rule that makes a grant proxy-only must not turn the proxy into a way to send the
+    credential anywhere: the vault sends a credential only to hosts it names."""
+    value = f"sk_live-{uuid.uuid4().hex}"
+    secret = server.create_secret("Anywhere", type="bearer", value=value)
+
+    async def scenario():
+        async with App(api_key=server.api_key) as app:
+            grant_id = await system_grant(app, secret)
+            add_rule(server, "method", {"allow": ["GET"]}, target={"type": "grant", "id": grant_id})
+            with pytest.raises(RestrictedGrantRequiresProxyError):
+                await app.request("GET", provider.url("/steal"), grant_id=grant_id)
+            with pytest.raises(BlockedDestinationError):
+                await app.proxy_request("GET", provider.url("/steal"), grant_id=grant_id)
+            assert provider.take() == []
 
     run(scenario())

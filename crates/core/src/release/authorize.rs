@@ -6,7 +6,7 @@
 use async_trait::async_trait;
 
 use crate::agents::Agent;
-use crate::credentials::CredentialKind;
+use crate::credentials::{Credential, CredentialKind};
 use crate::error::Error;
 use crate::grants::{Grant, GrantState};
 use crate::ids::{AppId, RuleId};
@@ -203,11 +203,30 @@ fn builtin_checks(request: &Authorization<'_>) -> Result<(), Denial> {
             return Err(Denial::RequiresProxy(ProxyReason::ApprovalRequired));
         }
     }
-    if !host_allowed(request.credential.allowed_hosts, request.call.host) {
+    // A credential the vault sends itself goes only where it is meant to: "any host" (no
+    // list) is for tokens handed to a caller, and would let a proxied call carry it anywhere.
+    let unbounded = request.mode == CallMode::Proxy && request.credential.allowed_hosts.is_empty();
+    if unbounded || !host_allowed(request.credential.allowed_hosts, request.call.host) {
         return Err(Denial::BlockedDestination);
     }
     // The caller's request rule is the policy engine's (the rules step).
     Ok(())
+}
+
+impl Vault {
+    /// The hosts of an OAuth provider's API (its `api_base_url`), to which proxied calls may
+    /// carry its tokens; none when it names no API (or cannot be read: fail closed).
+    async fn api_hosts(&self, app: AppId, provider: &str) -> Vec<String> {
+        let configured = self.store().get_provider(app, provider).await;
+        let base = configured
+            .ok()
+            .flatten()
+            .and_then(|p| p.endpoints.api_base_url);
+        base.as_deref()
+            .and_then(super::host_of)
+            .into_iter()
+            .collect()
+    }
 }
 
 impl Vault {
@@ -252,6 +271,13 @@ impl Vault {
         if !credential.admits(root.principal.kind()) {
             return Err(Denial::PrincipalNotAllowed);
         }
+        // Where the vault itself may send an OAuth token: its provider's API.
+        let oauth_hosts = match (credential, mode) {
+            (Credential::Connection(connection), CallMode::Proxy) => {
+                Some(self.api_hosts(grant.app_id, &connection.provider_id).await)
+            }
+            _ => None,
+        };
         match self
             .authorizer()
             .authorize(&Authorization {
@@ -259,7 +285,13 @@ impl Vault {
                 app_id: grant.app_id,
                 grant,
                 chain: &chain,
-                credential: credential.facts(),
+                credential: CredentialFacts {
+                    allowed_hosts: match &oauth_hosts {
+                        Some(hosts) => hosts,
+                        None => credential.facts().allowed_hosts,
+                    },
+                    ..credential.facts()
+                },
                 agent,
                 call,
                 request_rule,

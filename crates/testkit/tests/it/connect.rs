@@ -59,6 +59,8 @@ fn provider_config(peer: &OAuthPeer) -> ConfigureProviderRequest {
                 claim: "sub".into(),
             }),
             api_headers: Some([("X-Acme-Version".to_owned(), "2026-01".to_owned())].into()),
+            // Where the vault may send its tokens itself (proxy mode).
+            api_base_url: Some(peer.url("/")),
             ..EndpointsBody::default()
         }),
         params: None,
