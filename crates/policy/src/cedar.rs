@@ -240,7 +240,8 @@ fn request(facts: &DecisionFacts, schema: Option<&Schema>) -> Result<(Request, E
             "port".to_owned(),
             RestrictedExpression::new_long(i64::from(t.port)),
         ),
-        ("path".to_owned(), s(&t.path)),
+        // Canonical, so that no spelling of a path dodges a forbid written against it.
+        ("path".to_owned(), s(&crate::glob::canonical_path(&t.path))),
         (
             "query_keys".to_owned(),
             RestrictedExpression::new_set(query_keys.into_iter().map(s)),

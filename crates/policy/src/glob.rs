@@ -64,6 +64,8 @@ impl HostPattern {
 pub struct PathGlob {
     text: String,
     regex: Regex,
+    /// The same glob, case-insensitive, for filters (which read the path loosely).
+    loose: Regex,
 }
 
 impl PathGlob {
@@ -95,14 +97,18 @@ impl PathGlob {
             }
         }
         re.push_str(")$");
-        let regex = regex::RegexBuilder::new(&re)
-            .size_limit(REGEX_SIZE_LIMIT)
-            .dfa_size_limit(REGEX_SIZE_LIMIT)
-            .build()
-            .map_err(|_| format!("path pattern {text:?} is too complex"))?;
+        let build = |case_insensitive: bool| {
+            regex::RegexBuilder::new(&re)
+                .case_insensitive(case_insensitive)
+                .size_limit(REGEX_SIZE_LIMIT)
+                .dfa_size_limit(REGEX_SIZE_LIMIT)
+                .build()
+                .map_err(|_| format!("path pattern {text:?} is too complex"))
+        };
         Ok(PathGlob {
             text: text.to_owned(),
-            regex,
+            regex: build(false)?,
+            loose: build(true)?,
         })
     }
 
@@ -114,6 +120,16 @@ impl PathGlob {
     /// Whether `path` matches the whole glob.
     pub fn matches(&self, path: &str) -> bool {
         self.regex.is_match(path)
+    }
+
+    /// Whether any reading of `path` matches, for a filter that decides when a restrictive rule
+    /// applies: the path as sent, or its canonical form ([`canonical_path`]) without regard to
+    /// case (the glob's own trailing `/` aside).
+    pub fn matches_loosely(&self, path: &str) -> bool {
+        let canonical = canonical_path(path);
+        self.regex.is_match(path)
+            || self.loose.is_match(&canonical)
+            || self.loose.is_match(&format!("{canonical}/"))
     }
 }
 
@@ -183,5 +199,69 @@ mod tests {
         assert!(wildcard_matches("a*b*c", "axxbyyc"));
         assert!(!wildcard_matches("a*b*c", "axxcyyb"));
         assert!(!wildcard_matches("abc", "ab"));
+    }
+}
+
+/// The path a filter reads, so that no spelling of a path dodges a rule that should apply to
+/// it: every percent-escape decoded (`%2F` included), backslashes read as `/`, empty and `.`
+/// segments dropped, `..` resolved, no trailing `/`. Servers differ in which of these they
+/// undo; a filter matches if the path as sent or this reading of it matches.
+pub fn canonical_path(path: &str) -> String {
+    let decoded = percent_decode(path).replace('\\', "/");
+    let mut segments: Vec<&str> = Vec::new();
+    for segment in decoded.split('/') {
+        match segment {
+            "" | "." => {}
+            ".." => {
+                segments.pop();
+            }
+            s => segments.push(s),
+        }
+    }
+    format!("/{}", segments.join("/"))
+}
+
+/// `%XX` escapes decoded (invalid ones kept as written); bytes that are not UTF-8 replaced.
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match (bytes[i], bytes.get(i + 1), bytes.get(i + 2)) {
+            (b'%', Some(&h), Some(&l)) if hex(h).is_some() && hex(l).is_some() => {
+                let value = hex(h).unwrap_or(0) * 16 + hex(l).unwrap_or(0);
+                out.push(u8::try_from(value).unwrap_or(b'?'));
+                i += 3;
+            }
+            (b, _, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod canonical_tests {
+    use super::*;
+
+    #[test]
+    fn spellings_of_one_path_read_alike() {
+        for spelled in [
+            "/v1/transfers",
+            "/v1/%74ransfers",
+            "/v1//transfers",
+            "/v1/transfers/",
+            "/v1/./transfers",
+            "/v1/x/../transfers",
+            "/v1%2Ftransfers",
+            "/v1\\transfers",
+        ] {
+            assert_eq!(canonical_path(spelled), "/v1/transfers", "{spelled}");
+        }
+        assert_eq!(canonical_path("/"), "/");
+        assert_eq!(canonical_path("/a%zz"), "/a%zz");
     }
 }

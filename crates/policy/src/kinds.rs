@@ -508,13 +508,16 @@ impl Filter {
         {
             return false;
         }
+        // A filter decides when a restrictive rule applies: any spelling of the host or path
+        // that a server may read as the one named counts.
+        let host = t.host.trim_end_matches('.');
         if let Some(h) = &self.hosts
-            && !h.iter().any(|h| h.matches(&t.host))
+            && !h.iter().any(|h| h.matches(&t.host) || h.matches(host))
         {
             return false;
         }
         if let Some(p) = &self.paths
-            && !p.iter().any(|p| p.matches(&t.path))
+            && !p.iter().any(|p| p.matches_loosely(&t.path))
         {
             return false;
         }

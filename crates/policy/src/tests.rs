@@ -363,6 +363,36 @@ fn require_approval_holds_and_filters_apply() {
 }
 
 #[test]
+fn no_spelling_of_a_path_or_host_dodges_a_filter() {
+    let (e, w) = (Engine::new(), world());
+    let rule = w.rule(
+        "require_approval",
+        Effect::Hold,
+        json!({"applies_to": {"methods": ["POST"], "paths": ["/v1/transfers"], "hosts": ["api.stripe.com"]}}),
+    );
+    let mut f = w.facts();
+    f.target.method = "POST".into();
+    f.target.host = "api.stripe.com".into();
+    for path in [
+        "/v1/transfers",
+        "/v1/%74ransfers",
+        "/v1//transfers",
+        "/v1/transfers/",
+        "/V1/Transfers",
+        "/v1%2Ftransfers",
+    ] {
+        f.target.path = path.into();
+        assert_eq!(decide(&e, &rule, &f).0, Outcome::Hold, "{path}");
+    }
+    f.target.path = "/v1/transfers".into();
+    f.target.host = "api.stripe.com.".into();
+    assert_eq!(decide(&e, &rule, &f).0, Outcome::Hold, "trailing dot");
+    f.target.host = "api.stripe.com".into();
+    f.target.path = "/v1/charges".into();
+    allowed(&e, &rule, &f);
+}
+
+#[test]
 fn rate_limit_asks_for_a_bucket_per_grant_agent_or_key() {
     let (e, w) = (Engine::new(), world());
     let f = w.facts();
