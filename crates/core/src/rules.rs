@@ -90,6 +90,10 @@ pub enum CallMode {
     Proxy,
 }
 
+/// What the audit log keeps instead of a body field's or query parameter's value that looks
+/// like a credential (a replay reads such a value as unknown: indeterminate).
+pub const REDACTED: &str = "[redacted]";
+
 /// The version of [`DecisionFacts`] this build writes.
 pub const FACTS_VERSION: u32 = 1;
 

@@ -2,7 +2,7 @@
 //! query parameters. A constraint that cannot be checked fails: a body that is not JSON, a field
 //! that is missing (for every operator but `forbidden`).
 
-use alter_core::rules::TargetFacts;
+use alter_core::rules::{REDACTED, TargetFacts};
 use regex::Regex;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -159,6 +159,10 @@ impl Constraint {
                 };
                 match found {
                     None => self.absent(),
+                    // Only a replay of the audit log sees this: the value was not kept.
+                    Some(v) if v.as_str() == Some(REDACTED) && self.spec.op != Op::Forbidden => {
+                        Check::Unknown(format!("{field} was redacted in the log"))
+                    }
                     Some(v) => self.value_passes(v),
                 }
             }
@@ -166,6 +170,9 @@ impl Constraint {
                 let mut any = false;
                 for (_, text) in target.query.iter().filter(|(k, _)| k == field) {
                     any = true;
+                    if text == REDACTED && self.spec.op != Op::Forbidden {
+                        return Check::Unknown(format!("{field} was redacted in the log"));
+                    }
                     if let fail @ Check::Fail(_) = self.text_passes(text) {
                         return fail;
                     }

@@ -272,6 +272,30 @@ fn params_constraints_on_body_and_query() {
 }
 
 #[test]
+fn values_the_log_redacted_are_unknown_to_a_replay() {
+    let (e, w) = (Engine::new(), world());
+    let rule = w.rule(
+        "params",
+        Effect::Deny,
+        json!({"constraints": [{"in": "body", "field": "/api_key", "op": "equals", "value": "x"}]}),
+    );
+    let mut f = w.facts();
+    f.target.body = Some(BodyFacts {
+        json: Some(json!({"api_key": alter_core::rules::REDACTED})),
+        truncated: false,
+        len: 10,
+        sha256: "00".into(),
+    });
+    let past = [PastDecision {
+        event_id: alter_core::ids::EventId::new(),
+        recorded: Outcome::Allow,
+        facts: Some(f),
+    }];
+    let report = e.replay(std::slice::from_ref(&rule), &past);
+    assert_eq!((report.total, report.indeterminate), (1, 1));
+}
+
+#[test]
 fn params_fail_closed_on_unreadable_bodies() {
     let (e, w) = (Engine::new(), world());
     let rule = w.rule(

@@ -15,8 +15,8 @@ use crate::grants::{Grant, Principal};
 use crate::identity::SignedInUser;
 use crate::ids::UserId;
 use crate::rules::{
-    BodyFacts, CallMode, DecisionFacts, Effect, FACTS_VERSION, MatchedRule, Outcome, RuleMode,
-    TargetFacts,
+    BodyFacts, CallMode, DecisionFacts, Effect, FACTS_VERSION, MatchedRule, Outcome, REDACTED,
+    RuleMode, TargetFacts,
 };
 use crate::time::Timestamp;
 
@@ -190,21 +190,28 @@ pub fn decision_facts(
     })
 }
 
-/// Body fields whose values the audit log never keeps, matched on the key's lower-case name.
-const REDACTED_KEYS: &[&str] = &[
+/// Parts of a body field's or query parameter's name that mark its value as one the audit log
+/// never keeps, matched in the name lower-cased without separators (`accessToken`,
+/// `api-key`, `card_number` all match). Redacting too much only makes a replay indeterminate.
+const REDACTED_NAME_PARTS: &[&str] = &[
+    "token",
+    "secret",
     "password",
     "passwd",
-    "secret",
-    "token",
-    "access_token",
-    "refresh_token",
-    "id_token",
-    "api_key",
-    "apikey",
-    "authorization",
-    "client_secret",
-    "private_key",
+    "passphrase",
+    "key",
+    "auth",
     "cookie",
+    "session",
+    "credential",
+    "signature",
+    "private",
+    "card",
+    "cvv",
+    "cvc",
+    "iban",
+    "ssn",
+    "otp",
 ];
 
 /// The facts as the audit log keeps them: values under credential-like keys redacted, and a
@@ -227,15 +234,19 @@ pub fn audited_facts(mut facts: DecisionFacts) -> DecisionFacts {
     }
     for (name, value) in &mut facts.target.query {
         if is_redacted(name) {
-            *value = "[redacted]".into();
+            *value = REDACTED.into();
         }
     }
     facts
 }
 
-fn is_redacted(key: &str) -> bool {
-    let key = key.to_ascii_lowercase();
-    REDACTED_KEYS.iter().any(|k| key == *k)
+fn is_redacted(name: &str) -> bool {
+    let name: String = name
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .map(|c| c.to_ascii_lowercase())
+        .collect();
+    REDACTED_NAME_PARTS.iter().any(|part| name.contains(part))
 }
 
 fn redact(value: &mut Value) {
@@ -243,7 +254,7 @@ fn redact(value: &mut Value) {
         Value::Object(map) => {
             for (key, inner) in map.iter_mut() {
                 if is_redacted(key) {
-                    *inner = Value::from("[redacted]");
+                    *inner = Value::from(REDACTED);
                 } else {
                     redact(inner);
                 }
@@ -432,14 +443,17 @@ mod tests {
 
     #[test]
     fn the_log_keeps_no_credential_like_value() {
-        let body = br#"{"user": {"password": "hunter2", "name": "a"}, "items": [{"token": "t"}]}"#;
+        let body = br#"{"user": {"password": "hunter2", "name": "a"}, "items": [{"token": "t"}],
+            "accessToken": "t-1", "api-key": "ak-1", "card_number": "4111"}"#;
         let mut facts = decision_facts_for_test(
             target_facts("POST", "https://x/?api_key=k&page=2", Some(body))
                 .unwrap_or_else(|| unreachable!()),
         );
         facts = audited_facts(facts);
         let text = serde_json::to_string(&facts).unwrap_or_default();
-        assert!(!text.contains("hunter2") && !text.contains("\"t\"") && !text.contains("=k"));
+        for kept in ["hunter2", "\"t\"", "t-1", "ak-1", "4111", "\"k\""] {
+            assert!(!text.contains(kept), "{kept} in {text}");
+        }
         assert!(
             text.contains("\"name\":\"a\"") && text.contains("\"2\""),
             "{text}"
