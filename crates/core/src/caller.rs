@@ -58,6 +58,9 @@ pub struct Caller {
     pub app_id: AppId,
     /// The key that signed.
     pub key_id: KeyId,
+    /// The key it was derived from, if it is a derived key (else itself): what per-key limits
+    /// count, so deriving keys does not reset them.
+    pub root_key_id: KeyId,
     /// Its display prefix.
     pub key_prefix: String,
     /// Its type.
@@ -215,6 +218,7 @@ impl Vault {
         Ok(Caller {
             app_id: key.app_id,
             key_id: key.id,
+            root_key_id: key.parent_key_id.unwrap_or(key.id),
             key_prefix: key.prefix.clone(),
             key_type: key.key_type,
             agent_typed: key.agent_typed,

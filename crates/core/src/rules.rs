@@ -113,6 +113,13 @@ pub struct DecisionFacts {
     pub key_id: KeyId,
     /// Its type (`rk`, `ak`, `dk`, `pk`).
     pub key_type: String,
+    /// The key a derived key was derived from (absent for any other key): per-key limits
+    /// count it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root_key_id: Option<KeyId>,
+    /// The key is agent-typed (an `ak` key, or one derived from it).
+    #[serde(default)]
+    pub agent_typed: bool,
     /// The agent acting, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent_id: Option<AgentId>,

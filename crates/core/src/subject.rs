@@ -111,6 +111,7 @@ mod tests {
         Caller {
             app_id,
             key_id: KeyId::new(),
+            root_key_id: KeyId::new(),
             key_prefix: "alter_rk_abcdefgh".into(),
             key_type: KeyType::Runtime,
             agent_typed,

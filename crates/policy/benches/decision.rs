@@ -75,6 +75,8 @@ fn main() {
         mode: CallMode::Proxy,
         key_id: KeyId::new(),
         key_type: "ak".into(),
+        root_key_id: None,
+        agent_typed: false,
         agent_id: Some(agent),
         source_ip: "203.0.113.7".parse().ok(),
         grants: vec![grant],

@@ -344,6 +344,8 @@ mod tests {
             mode,
             key_id: KeyId::new(),
             key_type: "dk".into(),
+            root_key_id: None,
+            agent_typed: false,
             agent_id: agent.then(AgentId::new),
             source_ip: ip.then(|| "::ffff:10.1.2.3".parse().unwrap()),
             grants: vec![GrantId::new(), GrantId::new()],

@@ -631,9 +631,17 @@ impl Kind {
 pub fn rate_bucket(rule: &Rule, per: Per, facts: &DecisionFacts) -> Result<Option<String>, String> {
     let id = rule.id;
     Ok(Some(match per {
-        Per::Key => format!("{id}:key:{}", facts.key_id),
+        // A derived key counts against the key it came from: deriving does not reset a limit.
+        Per::Key => format!("{id}:key:{}", facts.root_key_id.unwrap_or(facts.key_id)),
         Per::Agent => match facts.agent_id {
             Some(a) => format!("{id}:agent:{a}"),
+            // An agent key bound to no managed agent (or a key derived from one) is its own agent.
+            None if facts.agent_typed => {
+                format!(
+                    "{id}:agent-key:{}",
+                    facts.root_key_id.unwrap_or(facts.key_id)
+                )
+            }
             None => return Ok(None),
         },
         Per::Grant => match &rule.target {

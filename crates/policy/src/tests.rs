@@ -38,6 +38,8 @@ impl World {
             mode: CallMode::Proxy,
             key_id: self.key,
             key_type: "ak".into(),
+            root_key_id: None,
+            agent_typed: false,
             agent_id: Some(self.agent),
             source_ip: Some("203.0.113.7".parse().unwrap()),
             grants: vec![self.grant],
@@ -449,7 +451,30 @@ fn rate_limit_asks_for_a_bucket_per_grant_agent_or_key() {
         Effect::Deny,
         json!({"per_minute": 5, "burst": 2, "per": "agent"}),
     );
-    assert!(e.evaluate(&[rule], &no_agent).rate_limits.is_empty());
+    assert!(
+        e.evaluate(std::slice::from_ref(&rule), &no_agent)
+            .rate_limits
+            .is_empty()
+    );
+    // An agent key bound to no managed agent, and any key derived from it, count as one agent:
+    // the key they come from.
+    let root = KeyId::new();
+    let mut derived = no_agent.clone();
+    derived.agent_typed = true;
+    derived.key_type = "dk".into();
+    derived.root_key_id = Some(root);
+    let demands = e
+        .evaluate(std::slice::from_ref(&rule), &derived)
+        .rate_limits;
+    assert_eq!(demands[0].bucket, format!("{}:agent-key:{root}", rule.id));
+    // A per-key limit counts a derived key against its parent: deriving does not reset it.
+    let per_key = w.rule(
+        "rate_limit",
+        Effect::Deny,
+        json!({"per_minute": 5, "per": "key"}),
+    );
+    let demands = e.evaluate(&[per_key.clone()], &derived).rate_limits;
+    assert_eq!(demands[0].bucket, format!("{}:key:{root}", per_key.id));
     assert!(
         e.validate(&w.rule(
             "rate_limit",

@@ -463,6 +463,7 @@ impl Vault {
         let caller = Caller {
             app_id: approval.app_id,
             key_id: key.id,
+            root_key_id: key.parent_key_id.unwrap_or(key.id),
             key_prefix: key.prefix.clone(),
             key_type: key.key_type,
             agent_typed: key.agent_typed,

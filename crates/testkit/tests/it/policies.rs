@@ -518,6 +518,8 @@ fn facts(
         mode: CallMode::Retrieve,
         key_id: alter_core::ids::KeyId::new(),
         key_type: "rk".into(),
+        root_key_id: None,
+        agent_typed: false,
         agent_id: None,
         source_ip: Some(ip.parse().unwrap()),
         grants: vec![alter_core::ids::GrantId::new()],
