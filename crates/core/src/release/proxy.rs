@@ -24,6 +24,9 @@ use crate::vault::Vault;
 use super::materialise::{CredentialInjection, ExtraTarget};
 use super::{Delivery, Ran, ReleaseRequest, host_of, validate};
 
+/// The methods the vault sends.
+const PROXY_METHODS: [&str; 7] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
+
 /// The longest final URL, query (and any query credential) included (protocol part 1 §6.1).
 pub const MAX_URL_LEN: usize = 65_536;
 
@@ -157,6 +160,10 @@ impl Vault {
 /// that does not parse, as for `/sdk/token`.
 fn prepare(request: &ProxyRequest) -> Result<Prepared> {
     let invalid = |m: &str| Err(Error::Invalid(m.to_owned()));
+    // No TRACE (an echoing upstream would hand the injected credential back) nor CONNECT.
+    if !PROXY_METHODS.contains(&request.method.as_str()) {
+        return invalid("method must be one of GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS");
+    }
     if host_of(&request.url).is_none() {
         return invalid(
             "request.url must be an http(s) URL with a host, without userinfo, backslashes or whitespace",
@@ -360,6 +367,18 @@ mod tests {
             url: url.into(),
             ..ProxyRequest::default()
         }
+    }
+
+    #[test]
+    fn only_plain_methods_are_sent() {
+        for method in ["TRACE", "CONNECT", "TRACK", "PROPFIND"] {
+            let request = ProxyRequest {
+                method: method.into(),
+                ..call("https://api.example.com/")
+            };
+            assert!(prepare(&request).is_err(), "{method}");
+        }
+        assert!(prepare(&call("https://api.example.com/")).is_ok());
     }
 
     #[test]
