@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use alter_core::audit::{AuditEvent, ChainKey};
-use alter_core::ids::{GrantId, KeyId};
+use alter_core::ids::{AppId, GrantId, KeyId};
 use alter_core::ports::{StoreError, StoreResult};
 use alter_core::release::ReleaseCondition;
 use alter_core::time::Timestamp;
@@ -274,16 +274,48 @@ async fn refused_jobs(conn: &mut AnyConnection, jobs: &[&[Op]]) -> StoreResult<V
         "FOR SHARE",
     )
     .await?;
+    let rules = current_rules(conn, conditions.iter().flatten().filter_map(|c| c.rules)).await?;
     Ok(conditions
         .iter()
         .map(|condition| {
             condition.is_some_and(|c| {
                 !(c.grants.iter().all(|g| grants.contains(&g.to_string()))
                     && c.agents.iter().all(|a| agents.contains(&a.to_string()))
-                    && keys.contains(&c.key.to_string()))
+                    && keys.contains(&c.key.to_string())
+                    && c.rules.is_none_or(|read| rules.contains(&read)))
             })
         })
         .collect())
+}
+
+/// Which of the (app, rules version) pairs the releases were decided under are still current,
+/// locked on PostgreSQL so a rule written meanwhile waits for this commit (rule writes bump
+/// `apps.rules_version`).
+async fn current_rules(
+    conn: &mut AnyConnection,
+    read: impl Iterator<Item = (AppId, i64)>,
+) -> StoreResult<HashSet<(AppId, i64)>> {
+    let read: BTreeSet<(AppId, i64)> = read.collect();
+    let lock = if conn.backend_name() == POSTGRES {
+        " FOR SHARE"
+    } else {
+        ""
+    };
+    let sql = format!("SELECT rules_version FROM apps WHERE id = $1{lock}");
+    let mut current = HashSet::new();
+    for (app, version) in read {
+        let row = sqlx::query(&sql)
+            .bind(app.to_string())
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(db_error)?;
+        if let Some(row) = row
+            && get::<i64>(&row, "rules_version")? == version
+        {
+            current.insert((app, version));
+        }
+    }
+    Ok(current)
 }
 
 /// Which of `ids` name rows of `table` meeting `condition` (whose `$1`, `$2`… are `times`),

@@ -1102,6 +1102,7 @@ async fn a_release_commits_only_while_its_grant_chain_agent_and_key_are_active()
             agents: vec![bot.id],
             key,
             at,
+            rules: None,
         };
         // Each release touches the delegation's last use at its time: only those that
         // commit leave it.
@@ -1200,6 +1201,7 @@ async fn a_refused_release_fails_alone_in_its_batch() {
                     agents: vec![],
                     key: signer.id,
                     at: t(10),
+                    rules: None,
                 };
                 let event = event(app, "credential.released");
                 let committed = store
@@ -1254,6 +1256,7 @@ async fn a_release_waits_for_a_revocation_in_flight_and_is_refused() {
                     agents: vec![],
                     key: signer.id,
                     at: t(10),
+                    rules: None,
                 };
                 store
                     .commit_release(event(app, "credential.released"), None, condition)
@@ -3128,6 +3131,57 @@ async fn concurrent_claims_of_an_approval_have_one_winner() {
         }
         let won = claims.join_all().await;
         assert_eq!(won.iter().filter(|won| **won).count(), 1);
+    })
+    .await;
+}
+
+/// A release commits only under the rules it was decided with: once a rule of its app is
+/// written, a release decided under the previous rules version is refused.
+#[tokio::test]
+async fn a_release_decided_under_older_rules_does_not_commit() {
+    use alter_core::ports::RuleStore;
+    use alter_core::rules::RuleTarget;
+    on_every_engine(|Fixture { store, .. }| async move {
+        let app = new_app(&store, "a").await.id;
+        let signer = key(app, KeyType::Runtime, None);
+        store
+            .insert_key(&signer, &event(app, "key.created"))
+            .await
+            .unwrap();
+        let root = root_grant(&store, app).await;
+        store
+            .insert_grant(&root, &event(app, "grant.created"))
+            .await
+            .unwrap();
+        let release = |version: i64| {
+            let store = store.clone();
+            async move {
+                let condition = ReleaseCondition {
+                    grants: vec![root.id],
+                    agents: vec![],
+                    key: signer.id,
+                    at: t(10),
+                    rules: Some((app, version)),
+                };
+                store
+                    .commit_release(event(app, "credential.released"), None, condition)
+                    .await
+                    .unwrap()
+            }
+        };
+        assert!(release(0).await);
+        store
+            .insert_rule(
+                &rule(app, RuleTarget::App, 1),
+                &event(app, "policy.rule_added"),
+            )
+            .await
+            .unwrap();
+        assert!(
+            !release(0).await,
+            "decided under the rules before the new one"
+        );
+        assert!(release(1).await);
     })
     .await;
 }

@@ -53,6 +53,7 @@ impl Vault {
         event: AuditEvent,
         call: OutgoingCall<'_>,
         mode: CallMode,
+        rules_version: i64,
     ) -> std::result::Result<Release, Stop> {
         let Resolved { grant, credential } = resolved;
         let now = event.at;
@@ -65,12 +66,13 @@ impl Vault {
                 .collect(),
             key: caller.key_id,
             at: now,
+            rules: Some((caller.app_id, rules_version)),
         };
         let release_id = event.id;
         let touch = last_use_is_stale(grant.last_used_at, now).then_some((grant.id, now));
         if !self.store().commit_release(event, touch, condition).await? {
             let (refusal, error) = self
-                .raced_refusal(caller, grant.id, &credential, call, mode)
+                .raced_refusal(caller, grant.id, &credential, call, mode, rules_version)
                 .await?;
             return Err(Stop::refused(refusal, Some(&grant), error));
         }
@@ -96,6 +98,7 @@ impl Vault {
         credential: &Credential,
         call: OutgoingCall<'_>,
         mode: CallMode,
+        rules_version: i64,
     ) -> Result<(Refusal, Error)> {
         let now = self.now();
         let key = self.store().get_key(caller.app_id, caller.key_id).await?;
@@ -139,6 +142,12 @@ impl Vault {
             )
             .await
         {
+            return Ok((Refusal::Rule(denial), Error::ReleaseDenied(denial)));
+        }
+        // The rules changed while the call was decided: it is refused, and a retry is decided
+        // under the new rules.
+        if self.store().rules_version(caller.app_id).await? != Some(rules_version) {
+            let denial = Denial::PolicyUnavailable;
             return Ok((Refusal::Rule(denial), Error::ReleaseDenied(denial)));
         }
         // Everything holds again: only an agent can come back, so one was paused and resumed.

@@ -20,7 +20,7 @@ use crate::caller::Caller;
 use crate::credentials::Credential;
 use crate::error::{Error, Result};
 use crate::grants::{Grant, principal_json};
-use crate::ids::{AgentId, GrantId, KeyId};
+use crate::ids::{AgentId, AppId, GrantId, KeyId};
 use crate::rules::{CallMode, DecisionFacts, MatchedRule};
 
 use crate::scope::Scope;
@@ -71,6 +71,9 @@ pub struct ReleaseCondition {
     pub agents: Vec<AgentId>,
     /// The key that signed: neither revoked, expired nor past its rotation overlap.
     pub key: KeyId,
+    /// The app's rules as they were evaluated, by the app's rules version: a rule added,
+    /// changed or removed since refuses the release (it is evaluated again on a retry).
+    pub rules: Option<(AppId, i64)>,
     /// The release's time, at which expiries are judged.
     pub at: Timestamp,
 }
@@ -388,6 +391,7 @@ impl Vault {
         let checked = self
             .check_rules(&facts, caller.request_rule.as_ref(), take_tokens)
             .await;
+        let rules_version = checked.version;
         let record = PolicyRecord {
             facts,
             matched: checked.matched,
@@ -454,6 +458,7 @@ impl Vault {
             event,
             call,
             delivery.mode(),
+            rules_version,
         )
         .await
         .map(|release| Ran::Released(Box::new(release)))

@@ -335,6 +335,8 @@ fn gcra(per_minute: u32, burst: u32) -> (i64, i64) {
 pub(super) struct RulesVerdict {
     pub(super) verdict: Verdict,
     pub(super) matched: Vec<MatchedRule>,
+    /// The app's rules version the rules were read at (the release commits only if it holds).
+    pub(super) version: i64,
 }
 
 impl Vault {
@@ -354,16 +356,28 @@ impl Vault {
         request_rule: Option<&RequestRule>,
         take_tokens: bool,
     ) -> RulesVerdict {
+        // The version first: a rule written between the two reads makes the commit refuse,
+        // never pass with stale rules.
+        let read = async {
+            let version = self.store().rules_version(facts.app_id).await?;
+            let rules = self.store().list_rules(facts.app_id).await?;
+            Ok::<_, crate::ports::StoreError>((version.unwrap_or_default(), rules))
+        };
+        let (version, rules) = match read.await {
+            Ok(read) => read,
+            Err(error) => {
+                tracing::warn!(%error, "policy rules could not be read");
+                return RulesVerdict {
+                    verdict: Verdict::Deny(Denial::PolicyUnavailable),
+                    matched: Vec::new(),
+                    version: 0,
+                };
+            }
+        };
         let deny = |denial, matched| RulesVerdict {
             verdict: Verdict::Deny(denial),
             matched,
-        };
-        let rules = match self.store().list_rules(facts.app_id).await {
-            Ok(rules) => rules,
-            Err(error) => {
-                tracing::warn!(%error, "policy rules could not be read");
-                return deny(Denial::PolicyUnavailable, Vec::new());
-            }
+            version,
         };
         let mut decision = self.rules().evaluate(&rules, facts);
         if let Some(refusal) =
@@ -413,6 +427,7 @@ impl Vault {
                 Verdict::Hold(holds)
             },
             matched: decision.matched,
+            version,
         }
     }
 }
