@@ -928,6 +928,38 @@ async fn a_sessions_restrictions_become_rules_on_its_grant_which_is_proxy_only()
                 .unwrap_err();
             assert_eq!(refused.code(), Some(code), "{refused}");
         }
+
+        // A second restricted session whose grant cannot be stored (its label is taken) fails
+        // and leaves no rule behind.
+        let session = s
+            .create_session(json!({
+                "allowed_providers": [PROVIDER],
+                "requested_grant": {
+                    "label": "work",
+                    "restrictions": { "allowed_methods": ["DELETE"] },
+                },
+            }))
+            .await;
+        let browser = s.peer.browser();
+        let (authorize, ours) = s.pick(session["connect_url"].as_str().unwrap()).await;
+        let authorization = s
+            .peer
+            .authorize(&browser, authorize, Pages::LoginAndConsent)
+            .await;
+        ours.get(authorization.redirect.as_str())
+            .send()
+            .await
+            .unwrap();
+        let polled = s.poll(session["session_token"].as_str().unwrap()).await;
+        assert_eq!(polled["status"], "error", "{polled}");
+        assert!(
+            polled["error"]["error_message"]
+                .as_str()
+                .unwrap()
+                .contains("is in use by another grant"),
+            "{polled}"
+        );
+        assert_eq!(admin.list_rules(&app_id).await.unwrap(), rules);
         s.server.stop().await;
     })
     .await;
