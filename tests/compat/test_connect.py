@@ -210,3 +210,51 @@ def test_a_refused_refresh_token_is_repaired_through_the_clients_error(server, p
         assert answer.status_code == 200
 
     run(scenario())
+
+
+def test_requested_grant_restrictions_make_a_proxy_only_grant(server, peer, browser):
+    """`requested_grant.restrictions` through the official client: the grant the session makes
+    answers only the allowed method on the allowed endpoint, through the proxy; retrieve mode
+    raises `RestrictedGrantRequiresProxyError`; bad restrictions are refused."""
+    from alter_sdk import RestrictedGrantRequiresProxyError
+    from alter_sdk.exceptions import PolicyViolationError
+
+    async def scenario():
+        app = App(api_key=server.api_key)
+        resource = peer.url("/_peer/resource")
+        with pytest.raises(Exception) as raised:
+            await app.create_connect_session(
+                allowed_providers=["acme"],
+                requested_grant={
+                    "label": "work",
+                    "restrictions": {"allowed_endpoints": ["ftp://files.example/"]},
+                },
+            )
+        assert getattr(raised.value, "status_code", None) == 422, raised.value
+
+        session = await app.create_connect_session(
+            allowed_providers=["acme"],
+            requested_grant={
+                "label": "work",
+                "restrictions": {"allowed_methods": ["GET"], "allowed_endpoints": [resource]},
+            },
+        )
+        webbrowser.open(session.connect_url)
+        connected = await app.poll_connect_session(
+            session.session_token, timeout=60, poll_interval=0.5
+        )
+        grant_id = connected[0].grant_id
+
+        answer = await app.proxy_request("GET", resource, grant_id=grant_id)
+        assert answer.status_code == 200
+        for method, url, code in (
+            ("GET", peer.url("/_peer/other"), "url_not_allowed"),
+            ("POST", resource, "method_not_allowed"),
+        ):
+            with pytest.raises(PolicyViolationError) as refused:
+                await app.proxy_request(method, url, grant_id=grant_id)
+            assert refused.value.policy_error == code
+        with pytest.raises(RestrictedGrantRequiresProxyError):
+            await app.request("GET", resource, grant_id=grant_id)
+
+    run(scenario())

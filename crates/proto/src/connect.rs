@@ -26,9 +26,21 @@ pub struct SessionGrantPolicy {
 pub struct RequestedGrant {
     /// The new grant's label.
     pub label: String,
-    /// Method and endpoint restrictions (kept for the policy layer).
+    /// Method and endpoint restrictions: the vault attaches them to the grant as rules.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub restrictions: Option<Value>,
+    pub restrictions: Option<GrantRestrictions>,
+}
+
+/// `requested_grant.restrictions`: what the new grant may be used for (proxy only).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GrantRestrictions {
+    /// HTTP methods allowed (`GET`, …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowed_methods: Option<Vec<String>>,
+    /// URL patterns allowed (`https://api.github.com/repos/**`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowed_endpoints: Option<Vec<String>>,
 }
 
 /// `POST /sdk/oauth/connect/session`. The first four keys are always sent (possibly `null`),

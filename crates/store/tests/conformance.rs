@@ -2064,6 +2064,11 @@ async fn a_connect_state_is_claimed_once_and_a_session_ends_once() {
                 lifetime: GrantLifetime::default(),
                 required_scopes: Default::default(),
                 label: None,
+                // Restrictions ride in the settings' JSON (no column of their own).
+                restrictions: Some(alter_core::connect::GrantRestrictions {
+                    allowed_methods: Some(vec!["GET".into()]),
+                    allowed_endpoints: None,
+                }),
                 repair_grant_id: None,
                 agent_id: None,
                 delegable: false,

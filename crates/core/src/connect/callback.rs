@@ -508,8 +508,19 @@ impl Vault {
                     updated_at: now,
                     ..current
                 };
+                // (Unreachable with restrictions today: they come with a label, and a label
+                // never reconnects; should that change, the grant is restricted first.)
+                let attached = match &session.settings.restrictions {
+                    Some(r) => {
+                        self.attach_restrictions(session.app_id, session.id, grant.id, r)
+                            .await?
+                    }
+                    None => Vec::new(),
+                };
                 let event = connection_event(&renewed, action::CONNECTION_RECONNECTED, grant.id);
                 if !self.store().reconnect(&renewed, &event).await? {
+                    self.drop_restrictions(session.app_id, session.id, &attached)
+                        .await;
                     return Err(Error::Invalid(
                         "The grant to repair was revoked meanwhile; start again.".into(),
                     ));
@@ -539,8 +550,18 @@ impl Vault {
                     updated_at: now,
                 };
                 let lifetime = session.settings.lifetime.clone();
+                // The grant's restrictions are stored before the grant: it is never usable
+                // without them.
+                let grant_id = GrantId::new();
+                let attached = match &session.settings.restrictions {
+                    Some(r) => {
+                        self.attach_restrictions(session.app_id, session.id, grant_id, r)
+                            .await?
+                    }
+                    None => Vec::new(),
+                };
                 let grant = Grant {
-                    id: GrantId::new(),
+                    id: grant_id,
                     app_id: session.app_id,
                     seq: 0,
                     credential: CredentialRef::Connection(connection_id),
@@ -573,11 +594,15 @@ impl Vault {
                         &crate::credentials::Credential::Connection(connection.clone()),
                     ),
                 ];
-                match self
+                let inserted = self
                     .store()
                     .insert_connection_grant(&connection, &grant, &events)
-                    .await
-                {
+                    .await;
+                if inserted.is_err() {
+                    self.drop_restrictions(session.app_id, session.id, &attached)
+                        .await;
+                }
+                match inserted {
                     Ok(()) => {}
                     Err(StoreError::Conflict(what)) if what == "sibling_label" => {
                         return Err(Error::Invalid(format!(

@@ -217,6 +217,7 @@ impl Vault {
                 lifetime: GrantLifetime { ..lifetime },
                 required_scopes: Default::default(),
                 label,
+                restrictions: None,
                 repair_grant_id: None,
                 agent_id,
                 delegable: new.delegable,

@@ -8,6 +8,7 @@
 
 mod callback;
 mod managed;
+mod restrictions;
 mod service;
 
 use std::collections::BTreeMap;
@@ -20,6 +21,7 @@ use crate::time::Timestamp;
 
 pub use callback::{CallbackParams, CallbackResult};
 pub use managed::{CreatedManaged, ManagedOutcome, NewManagedConnect, ResumeView, SIGN_IN_ATTEMPT};
+pub use restrictions::{GrantRestrictions, MAX_ENDPOINTS, MAX_METHODS, RestrictionsInput};
 pub use service::{
     CreatedSession, NewConnectSession, PageView, SESSION_TTL_SECONDS, StartedAttempt,
 };
@@ -44,6 +46,9 @@ pub struct ConnectSettings {
     /// The sibling label of the grant it creates.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub label: Option<String>,
+    /// What the grant it creates may be used for (rules on the grant; proxy only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restrictions: Option<GrantRestrictions>,
     /// The grant whose connection gets the new tokens.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub repair_grant_id: Option<GrantId>,

@@ -44,6 +44,8 @@ pub struct NewConnectSession {
     pub required_scopes: BTreeMap<String, Vec<String>>,
     /// The new grant's label.
     pub label: Option<String>,
+    /// What the new grant may be used for (`requested_grant.restrictions`).
+    pub restrictions: Option<super::RestrictionsInput>,
     /// The grant to repair.
     pub repair_grant_id: Option<String>,
     /// The agent to delegate to (id or name).
@@ -219,8 +221,21 @@ impl Vault {
             "a Connect session's grant_policy takes only max_ttl_seconds and default_ttl_seconds"
                 .into()
         })?;
+        // Restrictions come with a label (requested_grant), so never with a repair.
+        ensure(new.restrictions.is_none() || new.label.is_some(), || {
+            "restrictions come inside requested_grant, with its label".into()
+        })?;
+        let session_id = ConnectSessionId::new();
+        let restrictions = match new.restrictions {
+            Some(input) => {
+                let parsed = super::GrantRestrictions::parse(input)?;
+                self.check_restrictions(app_id, session_id, &parsed)?;
+                Some(parsed)
+            }
+            None => None,
+        };
         let session = ConnectSession {
-            id: ConnectSessionId::new(),
+            id: session_id,
             app_id,
             settings: ConnectSettings {
                 providers,
@@ -229,6 +244,7 @@ impl Vault {
                 lifetime: GrantLifetime { ..lifetime },
                 required_scopes: new.required_scopes,
                 label: validate::label(new.label.as_deref())?,
+                restrictions,
                 repair_grant_id,
                 agent_id,
                 delegable: new.delegable.unwrap_or(false),
@@ -262,6 +278,7 @@ impl Vault {
             "user_id": session.settings.user_id,
             "agent_id": session.settings.agent_id,
             "repair_grant_id": session.settings.repair_grant_id,
+            "restricted": session.settings.restrictions.is_some(),
         }));
         self.store()
             .insert_connect_session(

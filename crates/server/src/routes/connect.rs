@@ -3,7 +3,8 @@
 
 use alter_core::connect::{
     CallbackParams, CallbackResult, ConnectedGrant, ManagedPath, NewConnectSession,
-    NewManagedConnect, PageView, PollAnswer, ResumeView, SESSION_TTL_SECONDS, SIGN_IN_ATTEMPT,
+    NewManagedConnect, PageView, PollAnswer, RestrictionsInput, ResumeView, SESSION_TTL_SECONDS,
+    SIGN_IN_ATTEMPT,
 };
 use alter_core::grants::LifetimeInput;
 use alter_crypto::ExposeSecret;
@@ -45,15 +46,6 @@ pub async fn create_session(
         )
         .into());
     }
-    if body
-        .requested_grant
-        .as_ref()
-        .is_some_and(|g| g.restrictions.as_ref().is_some_and(|r| !r.is_null()))
-    {
-        return Err(ApiError::invalid(
-            "requested_grant.restrictions are not supported yet; use request rules",
-        ));
-    }
     let policy = body.grant_policy.unwrap_or_default();
     let created = state
         .vault
@@ -69,6 +61,14 @@ pub async fn create_session(
                     default_ttl_seconds: policy.default_ttl_seconds,
                 },
                 required_scopes: body.required_scopes.unwrap_or_default(),
+                restrictions: body
+                    .requested_grant
+                    .as_ref()
+                    .and_then(|g| g.restrictions.clone())
+                    .map(|r| RestrictionsInput {
+                        allowed_methods: r.allowed_methods,
+                        allowed_endpoints: r.allowed_endpoints,
+                    }),
                 label: body.requested_grant.map(|g| g.label),
                 repair_grant_id: body.repair_grant_id,
                 agent: body.agent,

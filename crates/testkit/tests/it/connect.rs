@@ -817,3 +817,152 @@ async fn a_session_naming_an_agent_delegates_the_users_new_grant_to_it() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_sessions_restrictions_become_rules_on_its_grant_which_is_proxy_only() {
+    use alter_sdk::{ProviderRequest, ProxyOutcome};
+    on_every_engine(|engine| async move {
+        let s = setup(TestServer::start(engine).await, false).await;
+        let admin = s.server.admin();
+        let app_id = s.app.info.id.clone();
+        let resource = s.peer.url("/_peer/resource");
+
+        // Bad restrictions are refused when the session is made, and nothing is stored.
+        let many_methods: Vec<String> = (0..51).map(|i| format!("M{}", "X".repeat(i))).collect();
+        let many_endpoints: Vec<String> =
+            (0..201).map(|i| format!("https://h{i}.example/")).collect();
+        for restrictions in [
+            json!({}),
+            json!({ "allowed_methods": [] }),
+            json!({ "allowed_endpoints": [] }),
+            json!({ "allowed_methods": ["GE T"] }),
+            json!({ "allowed_methods": many_methods }),
+            json!({ "allowed_endpoints": many_endpoints }),
+            json!({ "allowed_endpoints": ["ftp://files.example/"] }),
+            json!({ "allowed_endpoints": ["api.example.com/repos/**"] }),
+            json!({ "allowed_endpoints": ["https://user@api.example.com/"] }),
+            json!({ "allowed_endpoints": ["https://api.example.com/a?b=1"] }),
+            json!({ "allowed_endpoints": ["https://api.example.com:0/"] }),
+            json!({ "allowed_endpoints": ["https://api.example.com/***"] }),
+            json!({ "allowed_hosts": ["api.example.com"] }),
+        ] {
+            let refused = s
+                .try_session(
+                    &s.app.key.api_key,
+                    json!({
+                        "allowed_providers": [PROVIDER],
+                        "requested_grant": { "label": "work", "restrictions": restrictions },
+                    }),
+                )
+                .await;
+            assert_eq!(refused.status, 422, "{restrictions}: {}", refused.json);
+            assert_eq!(
+                refused.code(),
+                Some("invalid_request"),
+                "{restrictions}: {}",
+                refused.json
+            );
+        }
+        assert!(admin.list_rules(&app_id).await.unwrap().is_empty());
+
+        // A restricted session completes; its grant carries a method and a url rule.
+        let grant = s
+            .connect(json!({
+                "allowed_providers": [PROVIDER],
+                "requested_grant": {
+                    "label": "work",
+                    "restrictions": {
+                        "allowed_methods": ["get"],
+                        "allowed_endpoints": [resource.clone()],
+                    },
+                },
+            }))
+            .await;
+        let grant_id = grant["grant_id"].as_str().unwrap().to_owned();
+        let rules = admin.list_rules(&app_id).await.unwrap();
+        assert_eq!(rules.len(), 2, "{rules:?}");
+        for rule in &rules {
+            assert_eq!(rule.target.kind, "grant");
+            assert_eq!(rule.target.id.as_deref(), Some(grant_id.as_str()));
+            assert_eq!(
+                (rule.effect.as_str(), rule.mode.as_str()),
+                ("deny", "enforce")
+            );
+        }
+        let port = Url::parse(&resource).unwrap().port().unwrap();
+        assert_eq!(rules[0].kind, "method");
+        assert_eq!(rules[0].body, json!({ "allow": ["GET"] }));
+        assert_eq!(rules[1].kind, "url");
+        assert_eq!(
+            rules[1].body["allow"],
+            json!([{ "host": "127.0.0.1", "path": "/_peer/resource",
+                     "scheme": "http", "port": port }])
+        );
+
+        // Retrieve mode would hand the token out unrestricted: refused.
+        let released = s.release().await;
+        assert_eq!(
+            released.code(),
+            Some("restricted_grant_requires_proxy"),
+            "{}",
+            released.json
+        );
+
+        // Through the proxy, the allowed method on the allowed endpoint goes; nothing else.
+        let app = s.server.app(&s.app.key.api_key);
+        let allowed = app
+            .proxy_request(ProviderRequest::get(&resource).grant_id(&grant_id))
+            .await
+            .and_then(ProxyOutcome::completed)
+            .unwrap();
+        assert_eq!(allowed.status_code, 200, "{}", allowed.body_text());
+        for (request, code) in [
+            (
+                ProviderRequest::get(s.peer.url("/_peer/other")),
+                "url_not_allowed",
+            ),
+            (ProviderRequest::post(&resource), "method_not_allowed"),
+        ] {
+            let refused = app
+                .proxy_request(request.grant_id(&grant_id))
+                .await
+                .and_then(ProxyOutcome::completed)
+                .unwrap_err();
+            assert_eq!(refused.code(), Some(code), "{refused}");
+        }
+
+        // A second restricted session whose grant cannot be stored (its label is taken) fails
+        // and leaves no rule behind.
+        let session = s
+            .create_session(json!({
+                "allowed_providers": [PROVIDER],
+                "requested_grant": {
+                    "label": "work",
+                    "restrictions": { "allowed_methods": ["DELETE"] },
+                },
+            }))
+            .await;
+        let browser = s.peer.browser();
+        let (authorize, ours) = s.pick(session["connect_url"].as_str().unwrap()).await;
+        let authorization = s
+            .peer
+            .authorize(&browser, authorize, Pages::LoginAndConsent)
+            .await;
+        ours.get(authorization.redirect.as_str())
+            .send()
+            .await
+            .unwrap();
+        let polled = s.poll(session["session_token"].as_str().unwrap()).await;
+        assert_eq!(polled["status"], "error", "{polled}");
+        assert!(
+            polled["error"]["error_message"]
+                .as_str()
+                .unwrap()
+                .contains("is in use by another grant"),
+            "{polled}"
+        );
+        assert_eq!(admin.list_rules(&app_id).await.unwrap(), rules);
+        s.server.stop().await;
+    })
+    .await;
+}
