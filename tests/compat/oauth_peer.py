@@ -90,6 +90,8 @@ class OAuthPeer:
                 "refresh": "rotating",
                 "account": {"source": "id_token", "claim": "sub"},
                 "api_headers": {"X-Acme-Version": "2026-01"},
+                # Where the vault may send its tokens itself (proxy mode).
+                "api_base_url": self.url("/"),
             },
         }
 
