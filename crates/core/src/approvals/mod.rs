@@ -154,10 +154,42 @@ impl fmt::Debug for Approval {
 }
 
 impl Approval {
+    /// Who may approve: the union of the approvers its hold rules name, in order, each once
+    /// (empty: any operator).
+    pub fn approvers(&self) -> Vec<String> {
+        approvers_of(&self.holds)
+    }
+
     /// True once `/result` has something to return.
     pub fn has_result(&self) -> bool {
         self.status == ApprovalStatus::Executed && self.sealed_result.is_some()
     }
+}
+
+/// The union of the approvers `holds` name, in order, each once.
+pub fn approvers_of(holds: &[MatchedRule]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for name in holds
+        .iter()
+        .filter_map(|h| h.approval.as_ref())
+        .flat_map(|t| &t.approvers)
+    {
+        if !out.contains(name) {
+            out.push(name.clone());
+        }
+    }
+    out
+}
+
+/// How long an approval of `holds` waits: the shortest ttl any of them sets (the strictest
+/// rule wins), [`DEFAULT_TTL_SECONDS`] when none sets one.
+pub fn ttl_of(holds: &[MatchedRule]) -> i64 {
+    holds
+        .iter()
+        .filter_map(|h| h.approval.as_ref()?.ttl_seconds)
+        .map(|t| i64::try_from(t).unwrap_or(i64::MAX))
+        .min()
+        .unwrap_or(DEFAULT_TTL_SECONDS)
 }
 
 /// A person's decision, as the store records it.
