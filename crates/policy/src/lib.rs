@@ -21,9 +21,8 @@ use std::sync::{Arc, Mutex};
 use alter_core::ids::RuleId;
 use alter_core::request_rule::RequestRule;
 use alter_core::rules::{
-    ApprovalTerms,
-    CallMode, Decision, DecisionFacts, Effect, MatchedRule, Outcome, PastDecision, RateDemand,
-    Rule, RuleEngine, RuleMode, RuleTarget, WhatIfReport,
+    ApprovalTerms, CallMode, Decision, DecisionFacts, Effect, MatchedRule, Outcome, PastDecision,
+    RateDemand, Rule, RuleEngine, RuleMode, RuleTarget, WhatIfReport,
 };
 use serde_json::Value;
 

@@ -376,6 +376,40 @@ mod tests {
         assert!(ApprovalStatus::Expired.is_terminal());
     }
 
+    fn hold(terms: Option<(Option<u64>, &[&str])>) -> MatchedRule {
+        MatchedRule {
+            rule_id: crate::ids::RuleId::new(),
+            version: 1,
+            kind: "require_approval".into(),
+            effect: crate::rules::Effect::Hold,
+            mode: crate::rules::RuleMode::Enforce,
+            code: "approval_required".into(),
+            detail: "held".into(),
+            approval: terms.map(|(ttl_seconds, names)| crate::rules::ApprovalTerms {
+                ttl_seconds,
+                approvers: names.iter().map(|n| (*n).to_owned()).collect(),
+            }),
+        }
+    }
+
+    #[test]
+    fn the_shortest_ttl_and_the_union_of_approvers_apply() {
+        assert_eq!(ttl_of(&[]), DEFAULT_TTL_SECONDS);
+        assert_eq!(
+            ttl_of(&[hold(None), hold(Some((None, &["a"])))]),
+            DEFAULT_TTL_SECONDS
+        );
+        let holds = [
+            hold(Some((Some(600), &["a", "b"]))),
+            hold(None),
+            hold(Some((Some(120), &["b", "c"]))),
+            hold(Some((None, &["a", "d"]))),
+        ];
+        assert_eq!(ttl_of(&holds), 120);
+        assert_eq!(approvers_of(&holds), ["a", "b", "c", "d"]);
+        assert!(approvers_of(&[hold(None)]).is_empty());
+    }
+
     #[test]
     fn request_rules_survive_the_snapshot() {
         for (kind, body) in [
