@@ -683,3 +683,51 @@ async fn a_rules_ttl_and_approvers_set_the_approval() {
     })
     .await;
 }
+
+/// An agent's `approval_ttl_seconds` sets how long its held calls wait.
+#[tokio::test]
+async fn an_agents_approval_ttl_sets_the_expiry() {
+    on_every_engine(|engine| async move {
+        let server = TestServer::start(engine).await;
+        let upstream = Upstream::start().await;
+        let held = setup(&server, &upstream, "a").await;
+        let brief = server
+            .app(&held.world.app.key.api_key)
+            .agents()
+            .create(CreateAgent {
+                policy: Some(json!({"requires_approval": true, "approval_ttl_seconds": 300})),
+                ..CreateAgent::new("brief", json!({"managed_secret_slugs": [held.secret.slug]}))
+            })
+            .await
+            .unwrap();
+        let key = brief.api_key.unwrap();
+        let grant = server
+            .agent(&key)
+            .create_managed_secret_grant(&held.secret.id, None, None)
+            .await
+            .unwrap()
+            .grant_id;
+        let outcome = server
+            .agent(&key)
+            .proxy_request(
+                ProviderRequest::post(format!("{}/v1/refunds", upstream.url()))
+                    .grant_id(&grant)
+                    .json(json!({"amount": 1}))
+                    .reason("refund order 8"),
+            )
+            .await
+            .unwrap();
+        let ProxyOutcome::Pending(pending) = outcome else {
+            panic!("the call was not held: {outcome:?}");
+        };
+        assert_eq!(pending.expires_in, 300);
+        let info = server
+            .admin()
+            .get_approval(&held.world.app.info.id, &pending.approval_id)
+            .await
+            .unwrap();
+        // The agent's approvers are never shown back.
+        assert!(info.approvers.is_empty());
+    })
+    .await;
+}
