@@ -192,6 +192,7 @@ def test_two_server_processes_approving_at_once_make_the_call_once(server, provi
     grant = system_grant(server)
     add_rule(server, "require_approval", {})
     other = start_node(server)
+    assert other.base_url != server.base_url
     try:
 
         async def hold(n: int) -> str:
@@ -214,7 +215,7 @@ def test_two_server_processes_approving_at_once_make_the_call_once(server, provi
             assert seen.json()["status"] == "pending"
 
             start = threading.Barrier(2)
-            answers: list[int] = []
+            answers: list[tuple[int, str]] = []
 
             def approve(node, answers=answers, start=start, approval_id=approval_id):
                 start.wait(10)
@@ -223,14 +224,14 @@ def test_two_server_processes_approving_at_once_make_the_call_once(server, provi
                     f"/apps/{server.app_id}/approvals/{approval_id}/approve",
                     json={"decided_by": node.base_url},
                 )
-                answers.append(response.status_code)
+                answers.append((response.status_code, response.text))
 
             threads = [threading.Thread(target=approve, args=(node,)) for node in (server, other)]
             for thread in threads:
                 thread.start()
             for thread in threads:
                 thread.join(60)
-            assert answers == [200, 200]
+            assert [code for code, _ in answers] == [200, 200], answers
 
             async def await_on(node_url: str):
                 # The client takes its server from ALTER_BASE_URL when it is made.
@@ -249,5 +250,12 @@ def test_two_server_processes_approving_at_once_make_the_call_once(server, provi
 
         arrivals = provider.take()
         assert sorted(a.json()["order"] for a in arrivals) == list(range(rounds))
+        # One decision and one execution per approval, whichever node recorded it.
+        for action in ("approval.approved", "approval.executed"):
+            events = server.admin(
+                "GET", f"/apps/{server.app_id}/audit", params={"action": action, "limit": 100}
+            )
+            assert events.status_code == 200, events.text
+            assert len(events.json()["items"]) == rounds, action
     finally:
         other.stop()
