@@ -35,6 +35,10 @@ class Server:
     admin_token: str
     engine: str
     process: subprocess.Popen
+    # Where it keeps its master key and credentials, and its database, so another process can
+    # serve the same vault (`start_node`).
+    data_dir: Path | None = None
+    database_url: str | None = None
 
     def admin(self, method: str, path: str, **kwargs) -> httpx.Response:
         return httpx.request(
@@ -107,7 +111,20 @@ def start_server(data_dir: Path, database_url: str | None, engine: str) -> Serve
         admin_token=creds["admin_token"],
         engine=engine,
         process=process,
+        data_dir=data_dir,
+        database_url=database_url,
     )
+
+
+def start_node(server: Server) -> Server:
+    """A second `alter` process serving the same vault as `server`: the same data directory
+    (so the same master key, app and credentials) and the same database, on another port."""
+    assert server.data_dir is not None
+    node = start_server(server.data_dir, server.database_url, server.engine)
+    if node.app_id != server.app_id or node.api_key != server.api_key:
+        node.stop()
+        raise RuntimeError("the second node did not serve the same app")
+    return node
 
 
 class PostgresSchema:

@@ -2198,6 +2198,9 @@ fn the_operator_cli_lists_shows_and_decides_approvals() {
             shown.contains("POST https://api.example.com/v1/refunds") && shown.contains("pending"),
             "{shown}"
         );
+        // The agent's hold names no approvers: any operator decides.
+        assert!(shown.contains("any operator"), "{shown}");
+        assert_eq!(listed[0]["approvers"], serde_json::json!([]));
 
         let denied = op.json(&[
             "approval",

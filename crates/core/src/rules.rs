@@ -212,6 +212,21 @@ pub struct MatchedRule {
     pub code: String,
     /// Why it matched, for people (no secrets, no values beyond the facts).
     pub detail: String,
+    /// The approval terms of a hold by a `require_approval` rule (or an agent's approval
+    /// setting), carried with the match so the approval it creates honours them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<ApprovalTerms>,
+}
+
+/// What a hold rule says of the approval it asks for.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApprovalTerms {
+    /// How long the approval waits for a decision (`None`: the default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl_seconds: Option<u64>,
+    /// Who may approve (user or group ids as the app names them); empty: any operator.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub approvers: Vec<String>,
 }
 
 /// A rate-limit token a call must take once every stateless rule has passed.

@@ -21,8 +21,8 @@ use std::sync::{Arc, Mutex};
 use alter_core::ids::RuleId;
 use alter_core::request_rule::RequestRule;
 use alter_core::rules::{
-    CallMode, Decision, DecisionFacts, Effect, MatchedRule, Outcome, PastDecision, RateDemand,
-    Rule, RuleEngine, RuleMode, RuleTarget, WhatIfReport,
+    ApprovalTerms, CallMode, Decision, DecisionFacts, Effect, MatchedRule, Outcome, PastDecision,
+    RateDemand, Rule, RuleEngine, RuleMode, RuleTarget, WhatIfReport,
 };
 use serde_json::Value;
 
@@ -241,6 +241,13 @@ impl Engine {
                 mode: rule.mode,
                 code: code.to_owned(),
                 detail,
+                approval: (effect == Effect::Hold)
+                    .then(|| approval_terms(rule))
+                    .flatten()
+                    .map(|terms| ApprovalTerms {
+                        ttl_seconds: terms.ttl_seconds,
+                        approvers: terms.approvers,
+                    }),
             });
         }
         decision.outcome = merge(&decision.matched, !decision.errors.is_empty());

@@ -28,6 +28,7 @@ fn matched(kind: &str, code: &str, detail: &str) -> MatchedRule {
         mode: RuleMode::Enforce,
         code: code.to_owned(),
         detail: detail.to_owned(),
+        approval: None,
     }
 }
 

@@ -373,6 +373,15 @@ fn require_approval_holds_and_filters_apply() {
     let (outcome, codes) = decide(&e, &rule, &f);
     assert_eq!(outcome, Outcome::Hold);
     assert_eq!(codes, vec!["approval_required"]);
+    // The hold carries the rule's terms to the approval it creates.
+    let decision = e.evaluate(std::slice::from_ref(&rule), &f);
+    assert_eq!(
+        decision.matched[0].approval,
+        Some(alter_core::rules::ApprovalTerms {
+            ttl_seconds: Some(600),
+            approvers: vec!["usr_1".into()],
+        })
+    );
     f.target.method = "GET".into();
     allowed(&e, &rule, &f);
     assert!(

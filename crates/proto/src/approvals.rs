@@ -105,6 +105,9 @@ pub struct ApprovalInfo {
     pub reason: String,
     /// The rules that held it.
     pub holds: Value,
+    /// Who may approve: the union of the approvers its hold rules name (empty: any operator).
+    #[serde(default)]
+    pub approvers: Vec<String>,
     /// When it was held.
     pub created_at: String,
     /// When it expires.

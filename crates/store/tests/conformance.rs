@@ -2775,6 +2775,11 @@ fn approval(app: AppId, n: i64) -> alter_core::approvals::Approval {
             mode: alter_core::rules::RuleMode::Enforce,
             code: "approval_required".into(),
             detail: "held".into(),
+            // The terms round-trip with the holds.
+            approval: Some(alter_core::rules::ApprovalTerms {
+                ttl_seconds: Some(900),
+                approvers: vec!["alice".into()],
+            }),
         }],
         reason: format!("refund {n}"),
         created_at: t(n),

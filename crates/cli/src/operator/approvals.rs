@@ -115,6 +115,14 @@ fn approval_text(a: &ApprovalInfo) -> String {
         ("key", a.key_id.clone()),
         ("agent", or_dash(a.agent_id.as_ref())),
         ("held by", a.holds.to_string()),
+        (
+            "approvers",
+            if a.approvers.is_empty() {
+                "any operator".to_owned()
+            } else {
+                a.approvers.join(", ")
+            },
+        ),
         ("created", a.created_at.clone()),
         ("expires", a.expires_at.clone()),
         ("decided", or_dash(a.decided_at.as_ref())),

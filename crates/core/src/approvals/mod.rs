@@ -154,10 +154,42 @@ impl fmt::Debug for Approval {
 }
 
 impl Approval {
+    /// Who may approve: the union of the approvers its hold rules name, in order, each once
+    /// (empty: any operator).
+    pub fn approvers(&self) -> Vec<String> {
+        approvers_of(&self.holds)
+    }
+
     /// True once `/result` has something to return.
     pub fn has_result(&self) -> bool {
         self.status == ApprovalStatus::Executed && self.sealed_result.is_some()
     }
+}
+
+/// The union of the approvers `holds` name, in order, each once.
+pub fn approvers_of(holds: &[MatchedRule]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for name in holds
+        .iter()
+        .filter_map(|h| h.approval.as_ref())
+        .flat_map(|t| &t.approvers)
+    {
+        if !out.contains(name) {
+            out.push(name.clone());
+        }
+    }
+    out
+}
+
+/// How long an approval of `holds` waits: the shortest ttl any of them sets (the strictest
+/// rule wins), [`DEFAULT_TTL_SECONDS`] when none sets one.
+pub fn ttl_of(holds: &[MatchedRule]) -> i64 {
+    holds
+        .iter()
+        .filter_map(|h| h.approval.as_ref()?.ttl_seconds)
+        .map(|t| i64::try_from(t).unwrap_or(i64::MAX))
+        .min()
+        .unwrap_or(DEFAULT_TTL_SECONDS)
 }
 
 /// A person's decision, as the store records it.
@@ -342,6 +374,40 @@ mod tests {
         assert!(!ApprovalStatus::Approved.is_terminal());
         assert!(!ApprovalStatus::Executing.is_terminal());
         assert!(ApprovalStatus::Expired.is_terminal());
+    }
+
+    fn hold(terms: Option<(Option<u64>, &[&str])>) -> MatchedRule {
+        MatchedRule {
+            rule_id: crate::ids::RuleId::new(),
+            version: 1,
+            kind: "require_approval".into(),
+            effect: crate::rules::Effect::Hold,
+            mode: crate::rules::RuleMode::Enforce,
+            code: "approval_required".into(),
+            detail: "held".into(),
+            approval: terms.map(|(ttl_seconds, names)| crate::rules::ApprovalTerms {
+                ttl_seconds,
+                approvers: names.iter().map(|n| (*n).to_owned()).collect(),
+            }),
+        }
+    }
+
+    #[test]
+    fn the_shortest_ttl_and_the_union_of_approvers_apply() {
+        assert_eq!(ttl_of(&[]), DEFAULT_TTL_SECONDS);
+        assert_eq!(
+            ttl_of(&[hold(None), hold(Some((None, &["a"])))]),
+            DEFAULT_TTL_SECONDS
+        );
+        let holds = [
+            hold(Some((Some(600), &["a", "b"]))),
+            hold(None),
+            hold(Some((Some(120), &["b", "c"]))),
+            hold(Some((None, &["a", "d"]))),
+        ];
+        assert_eq!(ttl_of(&holds), 120);
+        assert_eq!(approvers_of(&holds), ["a", "b", "c", "d"]);
+        assert!(approvers_of(&[hold(None)]).is_empty());
     }
 
     #[test]

@@ -9,7 +9,7 @@ use serde_json::json;
 
 use super::{
     Approval, ApprovalDecision, ApprovalError, ApprovalFinish, ApprovalStatus, CallerSnapshot,
-    HeldPayload, RuleSnapshot, StoredResult,
+    HeldPayload, RuleSnapshot, StoredResult, ttl_of,
 };
 use crate::agents::AgentStatus;
 use crate::audit::{Actor, AuditEvent, RequestSummary, Target, action, redact_url};
@@ -65,6 +65,7 @@ impl Vault {
         }
         let now = self.now();
         let id = ApprovalId::new();
+        let ttl = ttl_of(&held.holds);
         let payload = HeldPayload {
             caller: CallerSnapshot {
                 key_id: caller.key_id,
@@ -96,7 +97,7 @@ impl Vault {
             holds: held.holds,
             reason,
             created_at: now,
-            expires_at: now.plus_seconds(DEFAULT_TTL_SECONDS),
+            expires_at: now.plus_seconds(ttl),
             decided_at: None,
             decided_by: None,
             decision_reason: None,
@@ -110,6 +111,7 @@ impl Vault {
             .with_details(json!({
                 "grant_id": approval.grant_id,
                 "holds": approval.holds,
+                "approvers": approval.approvers(),
                 "reason": approval.reason,
                 "expires_at": approval.expires_at,
             }));

@@ -12,7 +12,7 @@ use crate::grants::{Grant, GrantState};
 use crate::ids::{AppId, RuleId};
 use crate::ports::Authorizer;
 use crate::request_rule::RequestRule;
-use crate::rules::{CallMode, Effect, MatchedRule, RuleMode};
+use crate::rules::{ApprovalTerms, CallMode, Effect, MatchedRule, RuleMode};
 use crate::secrets::host_allowed;
 use crate::time::Timestamp;
 use crate::vault::Vault;
@@ -183,6 +183,15 @@ pub fn agent_approval_hold(agent: &Agent) -> MatchedRule {
         mode: RuleMode::Enforce,
         code: "approval_required".into(),
         detail: "the agent's calls wait for a human's approval".into(),
+        // The agent's approvers are never shown back, so only its ttl is carried.
+        approval: agent
+            .approval
+            .approval_ttl_seconds
+            .and_then(|t| u64::try_from(t).ok())
+            .map(|ttl| ApprovalTerms {
+                ttl_seconds: Some(ttl),
+                approvers: Vec::new(),
+            }),
     }
 }
 

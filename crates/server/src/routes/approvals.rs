@@ -159,6 +159,7 @@ fn info(approval: &Approval) -> ApprovalInfo {
         url: approval.url.clone(),
         reason: approval.reason.clone(),
         holds: serde_json::to_value(&approval.holds).unwrap_or_default(),
+        approvers: approval.approvers(),
         created_at: approval.created_at.to_rfc3339(),
         expires_at: approval.expires_at.to_rfc3339(),
         decided_at: time(approval.decided_at),

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use alter_proto::admin::{AuditQuery, CreateSecretRequest, SecretInfo};
 use alter_proto::approvals::DecideApprovalRequest;
+use alter_proto::policies::{CreateRuleRequest, RuleTargetBody};
 use alter_sdk::{Agent, ApprovalState, CreateAgent, Error, ProviderRequest, ProxyOutcome};
 use alter_testkit::upstream::Upstream;
 use alter_testkit::{Engine, RawResponse, TestServer, World, on_every_engine};
@@ -595,6 +596,138 @@ async fn the_sweep_expires_undecided_calls_and_never_runs_one_twice() {
         assert_eq!(shown.status, "expired");
         assert_eq!(actions(&server, &app_id, "approval.expired").await, 1);
         assert_eq!(upstream.received().len(), 1);
+    })
+    .await;
+}
+
+/// A `require_approval` rule's terms set the approval: the shortest ttl among the holds (the
+/// agent's setting says none, so the rule's 120 s, not the 15-minute default) and the union of
+/// the approvers, shown to the operator; the call expires once the ttl passes.
+#[tokio::test]
+async fn a_rules_ttl_and_approvers_set_the_approval() {
+    on_every_engine(|engine| async move {
+        let server = TestServer::start(engine).await;
+        let upstream = Upstream::start().await;
+        let held = setup(&server, &upstream, "a").await;
+        let app_id = held.world.app.info.id.clone();
+        for (ttl, approvers) in [
+            (120, json!(["alice@example.com", "finance"])),
+            (600, json!(["finance", "bob"])),
+        ] {
+            server
+                .admin()
+                .add_rule(
+                    &app_id,
+                    &CreateRuleRequest {
+                        target: RuleTargetBody {
+                            kind: "app".into(),
+                            id: None,
+                        },
+                        kind: "require_approval".into(),
+                        effect: None,
+                        mode: None,
+                        body: json!({"ttl_seconds": ttl, "approvers": approvers}),
+                        description: None,
+                    },
+                )
+                .await
+                .unwrap();
+        }
+        let outcome = agent(&server, &held)
+            .proxy_request(
+                ProviderRequest::post(format!("{}/v1/refunds", upstream.url()))
+                    .grant_id(&held.grant)
+                    .json(json!({"amount": 1}))
+                    .reason("refund order 7"),
+            )
+            .await
+            .unwrap();
+        let ProxyOutcome::Pending(pending) = outcome else {
+            panic!("the call was not held: {outcome:?}");
+        };
+        assert_eq!(pending.expires_in, 120);
+        assert_eq!(pending.gates.len(), 1);
+        let id = pending.approval_id.clone();
+
+        let info = server.admin().get_approval(&app_id, &id).await.unwrap();
+        assert_eq!(info.approvers, ["alice@example.com", "finance", "bob"]);
+        let holds = info.holds.as_array().unwrap();
+        assert_eq!(holds.len(), 3, "{holds:?}");
+        assert!(
+            holds.iter().any(|h| h["approval"]
+                == json!({"ttl_seconds": 120, "approvers": ["alice@example.com", "finance"]})),
+            "{holds:?}"
+        );
+        let listed = server.admin().list_approvals(&app_id, None).await.unwrap();
+        assert_eq!(listed[0].approvers, info.approvers);
+
+        server.advance(119);
+        let status = agent(&server, &held)
+            .get_approval_status(&id, Duration::ZERO)
+            .await
+            .unwrap();
+        assert_eq!(status.status, ApprovalState::Pending);
+        server.advance(1);
+        let status = agent(&server, &held)
+            .get_approval_status(&id, Duration::ZERO)
+            .await
+            .unwrap();
+        assert_eq!(status.status, ApprovalState::Expired);
+        let e = server
+            .admin()
+            .approve(&app_id, &id, &decision("too late"))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Some("approval_expired"), "{e}");
+        assert!(upstream.received().is_empty());
+    })
+    .await;
+}
+
+/// An agent's `approval_ttl_seconds` sets how long its held calls wait.
+#[tokio::test]
+async fn an_agents_approval_ttl_sets_the_expiry() {
+    on_every_engine(|engine| async move {
+        let server = TestServer::start(engine).await;
+        let upstream = Upstream::start().await;
+        let held = setup(&server, &upstream, "a").await;
+        let brief = server
+            .app(&held.world.app.key.api_key)
+            .agents()
+            .create(CreateAgent {
+                policy: Some(json!({"requires_approval": true, "approval_ttl_seconds": 300})),
+                ..CreateAgent::new("brief", json!({"managed_secret_slugs": [held.secret.slug]}))
+            })
+            .await
+            .unwrap();
+        let key = brief.api_key.unwrap();
+        let grant = server
+            .agent(&key)
+            .create_managed_secret_grant(&held.secret.id, None, None)
+            .await
+            .unwrap()
+            .grant_id;
+        let outcome = server
+            .agent(&key)
+            .proxy_request(
+                ProviderRequest::post(format!("{}/v1/refunds", upstream.url()))
+                    .grant_id(&grant)
+                    .json(json!({"amount": 1}))
+                    .reason("refund order 8"),
+            )
+            .await
+            .unwrap();
+        let ProxyOutcome::Pending(pending) = outcome else {
+            panic!("the call was not held: {outcome:?}");
+        };
+        assert_eq!(pending.expires_in, 300);
+        let info = server
+            .admin()
+            .get_approval(&held.world.app.info.id, &pending.approval_id)
+            .await
+            .unwrap();
+        // The agent's approvers are never shown back.
+        assert!(info.approvers.is_empty());
     })
     .await;
 }
