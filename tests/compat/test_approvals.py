@@ -263,3 +263,39 @@ def test_two_server_processes_approving_at_once_make_the_call_once(server, provi
             assert len(events.json()["items"]) == rounds, action
     finally:
         other.stop()
+
+
+def test_the_approver_sees_the_exact_request_and_the_decision_names_it(server, provider):
+    """What a person approves is what runs: the operator's view of a held call shows the final
+    URL with its query values, the caller's headers and the body, and the approval event
+    records the digest of that exact request."""
+    provider.answer("/v1/transfers", 201, {"ok": True})
+    bot, grant = held_agent(server, provider)
+
+    async def scenario():
+        agent = Agent(api_key=bot.api_key)
+        pending = await agent.proxy_request(
+            "POST",
+            provider.url("/v1/transfers"),
+            grant_id=grant,
+            json={"amount": 99999999, "to": "attacker-iban"},
+            query_params={"dest": "ATTACKER"},
+            extra_headers={"X-Target-Account": "attacker"},
+            reason="small routine refund of 5 EUR",
+        )
+        return pending.approval_id
+
+    approval_id = run(scenario())
+    shown = server.admin("GET", f"/apps/{server.app_id}/approvals/{approval_id}").json()
+    request = shown["request"]
+    assert request["method"] == "POST"
+    assert request["url"] == provider.url("/v1/transfers") + "?dest=ATTACKER"
+    assert ["X-Target-Account", "attacker"] in request["headers"]
+    assert request["body"] == {"amount": 99999999, "to": "attacker-iban"}
+    assert VALUE not in str(shown)
+    decide(server, approval_id, "deny", "not what the reason says")
+    events = server.admin(
+        "GET", f"/apps/{server.app_id}/audit", params={"action": "approval.denied"}
+    ).json()["items"]
+    assert [e["event"]["details"]["request_sha256"] for e in events] == [request["sha256"]]
+    assert provider.take() == []

@@ -129,6 +129,26 @@ pub struct ApprovalInfo {
     pub execution_error: Option<String>,
     /// The provider's answer is stored.
     pub has_result: bool,
+    /// The exact request it would execute (one approval's view only, not in lists).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request: Option<HeldRequestView>,
+}
+
+/// A held call's exact request, as its approver sees it (never the credential nor the end
+/// user's token).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HeldRequestView {
+    /// Method.
+    pub method: String,
+    /// The final URL, query values included.
+    pub url: String,
+    /// The caller's headers, values included.
+    pub headers: Vec<(String, String)>,
+    /// The JSON body.
+    #[serde(default)]
+    pub body: Option<Value>,
+    /// Hex SHA-256 of the stored request; the decision event records it.
+    pub sha256: String,
 }
 
 /// `POST /admin/v1/apps/{app}/approvals/{id}/approve|deny`.

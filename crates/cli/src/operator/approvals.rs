@@ -110,6 +110,21 @@ fn approval_text(a: &ApprovalInfo) -> String {
         ("id", a.id.clone()),
         ("status", a.status.clone()),
         ("request", format!("{} {}", a.method, a.url)),
+        (
+            "exact request",
+            a.request.as_ref().map_or("-".to_owned(), |r| {
+                let headers: Vec<String> =
+                    r.headers.iter().map(|(n, v)| format!("{n}: {v}")).collect();
+                let body = r.body.as_ref().map_or(String::new(), |b| format!("\n{b}"));
+                format!(
+                    "{} {}\n{}{body}\nsha256 {}",
+                    r.method,
+                    r.url,
+                    headers.join("\n"),
+                    r.sha256
+                )
+            }),
+        ),
         ("reason", a.reason.clone()),
         ("grant", a.grant_id.clone()),
         ("key", a.key_id.clone()),

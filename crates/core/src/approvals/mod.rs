@@ -15,6 +15,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use sha2::Digest as _;
 
 use crate::ids::{AgentId, AppId, ApprovalId, EventId, GrantId, KeyId};
 use crate::proxy::{ProxyRequest, ProxyResult};
@@ -216,6 +217,40 @@ pub struct ApprovalFinish {
     pub error: Option<String>,
     /// The sealed result of an executed call.
     pub sealed_result: Option<Vec<u8>>,
+}
+
+/// A held call's request as its approver sees it: exactly what will be sent (before the
+/// credential is added), never the end user's token.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HeldRequest {
+    /// Method.
+    pub method: String,
+    /// The final URL, query values included.
+    pub url: String,
+    /// The caller's headers, values included (credential headers are refused on entry).
+    pub headers: Vec<(String, String)>,
+    /// The JSON body.
+    pub body: Option<serde_json::Value>,
+    /// Hex SHA-256 of the sealed request: the decision event names what was approved.
+    pub sha256: String,
+}
+
+impl HeldRequest {
+    pub(crate) fn of(request: crate::proxy::ProxyRequest, sealed_plain: &[u8]) -> HeldRequest {
+        let mut url = url::Url::parse(&request.url).ok();
+        if let Some(url) = url.as_mut()
+            && !request.query_params.is_empty()
+        {
+            url.query_pairs_mut().extend_pairs(&request.query_params);
+        }
+        HeldRequest {
+            url: url.map_or(request.url.clone(), String::from),
+            method: request.method,
+            headers: request.headers,
+            body: request.body,
+            sha256: hex::encode(sha2::Sha256::digest(sealed_plain)),
+        }
+    }
 }
 
 /// What is sealed with a held call: the request and what is needed to act as its caller again.

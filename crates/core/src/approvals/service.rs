@@ -9,7 +9,7 @@ use serde_json::json;
 
 use super::{
     Approval, ApprovalDecision, ApprovalError, ApprovalFinish, ApprovalStatus, CallerSnapshot,
-    HeldPayload, RuleSnapshot, StoredResult, ttl_of,
+    HeldPayload, HeldRequest, RuleSnapshot, StoredResult, ttl_of,
 };
 use crate::agents::AgentStatus;
 use crate::audit::{Actor, AuditEvent, RequestSummary, Target, action, redact_url};
@@ -197,6 +197,24 @@ impl Vault {
         self.current_approval(app, id).await
     }
 
+    /// The exact request an approval would execute, unsealed for the operator who decides it
+    /// (the end user's token left out), with the digest its decision event records.
+    pub async fn approval_request(&self, app: AppId, id: ApprovalId) -> Result<HeldRequest> {
+        let approval = self.current_approval(app, id).await?;
+        let plain = self.open_approval(
+            approval.app_id,
+            approval.id,
+            REQUEST_KIND,
+            &approval.sealed_request,
+        )?;
+        let payload: HeldPayload = serde_json::from_slice(&plain).map_err(|_| {
+            Error::Storage(crate::ports::StoreError::Corrupt(
+                "an approval's request".into(),
+            ))
+        })?;
+        Ok(HeldRequest::of(payload.request, &plain))
+    }
+
     /// An approver's decision. Approving starts the execution at once (in a task of its own;
     /// the sweep picks it up if this node dies first). Repeating the decision already taken
     /// answers the approval as it is; the other decision, or any decision once it expired, is
@@ -238,8 +256,13 @@ impl Vault {
         } else {
             action::APPROVAL_DENIED
         };
+        // The decision names the exact request it was about.
+        let request = self.approval_request(app, id).await?;
         let event = approval_event(&approval, verb, Actor::operator(), decision.at)
-            .with_details(json!({ "decided_by": decision.decided_by }))
+            .with_details(json!({
+                "decided_by": decision.decided_by,
+                "request_sha256": request.sha256,
+            }))
             .with_reason(decision.reason.clone());
         let decided = approval.status == ApprovalStatus::Pending
             && self
@@ -280,7 +303,7 @@ impl Vault {
         let approval = self.current_approval(app, id).await?;
         let outcome = match self.rebuild(&approval).await {
             Ok((caller, request)) => self
-                .proxy_approved(&caller, &request, &approval.holds)
+                .proxy_approved(&caller, &pinned(request, &approval), &approval.holds)
                 .await
                 .map_err(|e| failure_text(&e)),
             Err(why) => Err(why),
@@ -561,5 +584,18 @@ fn failure_text(error: &Error) -> String {
             "the vault could not make the call".into()
         }
         other => format!("the call was refused when it was made: {other}"),
+    }
+}
+
+/// The approved request, bound to the grant its approver saw: a call asked by provider is not
+/// resolved again (a grant created since could otherwise answer it).
+fn pinned(request: ProxyRequest, approval: &Approval) -> ProxyRequest {
+    ProxyRequest {
+        grant_id: Some(approval.grant_id.to_string()),
+        provider_id: None,
+        account: None,
+        label: None,
+        app_user_id: None,
+        ..request
     }
 }

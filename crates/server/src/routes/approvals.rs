@@ -9,8 +9,8 @@ use alter_core::proxy::{HeldCall, ProxyRequest};
 use alter_core::time::Timestamp;
 use alter_proto::admin::ItemList;
 use alter_proto::approvals::{
-    ApprovalInfo, ApprovalStatus as StatusBody, DecideApprovalRequest, GateStatus, PendingApproval,
-    PendingGate,
+    ApprovalInfo, ApprovalStatus as StatusBody, DecideApprovalRequest, GateStatus, HeldRequestView,
+    PendingApproval, PendingGate,
 };
 use alter_proto::proxy::ProxyAnswer;
 use axum::Router;
@@ -168,6 +168,7 @@ fn info(approval: &Approval) -> ApprovalInfo {
         executed_at: time(approval.executed_at),
         execution_error: approval.execution_error.clone(),
         has_result: approval.has_result(),
+        request: None,
     }
 }
 
@@ -211,8 +212,19 @@ async fn show(
     _: Operator,
     Path((app, approval)): Path<(String, String)>,
 ) -> ApiResult<axum::Json<ApprovalInfo>> {
-    let approval = state.vault.get_approval(id(&app)?, id(&approval)?).await?;
-    Ok(axum::Json(info(&approval)))
+    let (app, approval) = (id(&app)?, id(&approval)?);
+    let held = state.vault.approval_request(app, approval).await?;
+    let approval = state.vault.get_approval(app, approval).await?;
+    Ok(axum::Json(ApprovalInfo {
+        request: Some(HeldRequestView {
+            method: held.method,
+            url: held.url,
+            headers: held.headers,
+            body: held.body,
+            sha256: held.sha256,
+        }),
+        ..info(&approval)
+    }))
 }
 
 /// `POST /admin/v1/apps/{app}/approvals/{id}/approve`: the call is then made, once.
