@@ -11,6 +11,7 @@ pub mod key_files;
 mod pages;
 pub mod routes;
 mod serve;
+mod shares;
 pub mod state;
 pub mod telemetry;
 

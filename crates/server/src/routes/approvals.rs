@@ -20,7 +20,6 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 
 use super::id;
-use super::signin::HeldPoll;
 use crate::auth::{Authed, Operator, need};
 use crate::error::{ApiError, ApiResult};
 use crate::json::{Json, Query};
@@ -94,7 +93,9 @@ pub async fn status(
     };
     // A held poll keeps a request slot: within the app's share of held polls, else at once
     // (the protocol lets a server answer at once; the client then polls at its interval).
-    let held = (wait > 0).then(|| HeldPoll::take(caller.app_id)).flatten();
+    let held = (wait > 0)
+        .then(|| crate::shares::HELD_POLLS.take(caller.app_id))
+        .flatten();
     let wait = if wait > 0 && held.is_none() && wait <= MAX_WAIT_SECONDS {
         0
     } else {

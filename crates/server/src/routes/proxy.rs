@@ -19,6 +19,10 @@ pub async fn proxy(
     Json(body): Json<ProxyCall>,
 ) -> ApiResult<Response> {
     let request = request(body)?;
+    // A call may wait on a slow provider for a long time: each app has its share of slots.
+    let Some(_share) = crate::shares::PROXIED_CALLS.take(caller.app_id) else {
+        return Err(ApiError::server_busy());
+    };
     // The request is kept for a held call: it is what the approver approves.
     match state.vault.proxy(&caller, request.clone()).await? {
         ProxyOutcome::Completed(result) => Ok(axum::Json(answer(result, None)).into_response()),

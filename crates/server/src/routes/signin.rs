@@ -8,7 +8,6 @@
 use std::time::Duration;
 
 use alter_core::Error;
-use alter_core::ids::AppId;
 use alter_core::signin::{
     AuthPoll, CallbackRefusal, ConfigureSignIn, SESSION_LIFETIME_SECONDS, SignInClient,
 };
@@ -65,43 +64,6 @@ pub async fn create_session(
     ))
 }
 
-/// Most polls of one app a node holds at once (sign-in polls and approval long-polls
-/// together): a held poll keeps a request slot, so one app holding many could fill the
-/// server's slots for everyone. Polls beyond it answer at once.
-const MAX_HELD_POLLS_PER_APP: usize = 4;
-
-/// The polls held now, per app.
-static HELD_POLLS: std::sync::LazyLock<std::sync::Mutex<std::collections::HashMap<AppId, usize>>> =
-    std::sync::LazyLock::new(Default::default);
-
-/// One held poll of an app, counted until dropped.
-pub(crate) struct HeldPoll(AppId);
-
-impl HeldPoll {
-    /// A place for a held poll of `app`, if it has one left.
-    pub(crate) fn take(app: AppId) -> Option<HeldPoll> {
-        let mut held = HELD_POLLS.lock().unwrap_or_else(|e| e.into_inner());
-        let count = held.entry(app).or_insert(0);
-        if *count >= MAX_HELD_POLLS_PER_APP {
-            return None;
-        }
-        *count += 1;
-        Some(HeldPoll(app))
-    }
-}
-
-impl Drop for HeldPoll {
-    fn drop(&mut self) {
-        let mut held = HELD_POLLS.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(count) = held.get_mut(&self.0) {
-            *count = count.saturating_sub(1);
-            if *count == 0 {
-                held.remove(&self.0);
-            }
-        }
-    }
-}
-
 /// `POST /sdk/auth/poll`: held up to `wait_ms` (at most 30 s) while the session is pending,
 /// within the app's share of held polls.
 pub async fn poll_session(
@@ -109,7 +71,7 @@ pub async fn poll_session(
     Authed(caller, ..): Authed<need::IdpUsersRead>,
     Json(body): Json<PollAuthSessionRequest>,
 ) -> ApiResult<axum::Json<AuthPollResult>> {
-    let held = HeldPoll::take(caller.app_id);
+    let held = crate::shares::HELD_POLLS.take(caller.app_id);
     let wait = match held {
         Some(_) => Duration::from_millis(body.wait_ms.unwrap_or(0).clamp(0, MAX_WAIT_MS) as u64),
         None => Duration::ZERO,
