@@ -482,7 +482,9 @@ fn rate_limit_asks_for_a_bucket_per_grant_agent_or_key() {
         Effect::Deny,
         json!({"per_minute": 5, "per": "key"}),
     );
-    let demands = e.evaluate(&[per_key.clone()], &derived).rate_limits;
+    let demands = e
+        .evaluate(std::slice::from_ref(&per_key), &derived)
+        .rate_limits;
     assert_eq!(demands[0].bucket, format!("{}:key:{root}", per_key.id));
     assert!(
         e.validate(&w.rule(
