@@ -12,6 +12,18 @@ from urllib.parse import urljoin
 import httpx
 
 PEER_DIR = Path(__file__).resolve().parents[1] / "oauth-peer"
+# Seconds one start of the peer may take to print its ready line, and starts tried.
+READY_TIMEOUT = 45
+READY_ATTEMPTS = 3
+
+
+def _ready_line(process: subprocess.Popen, timeout: float) -> str | None:
+    """The process's first line ("" if it exited first), or None if none came in time."""
+    got: list[str] = []
+    reader = threading.Thread(target=lambda: got.append(process.stdout.readline()), daemon=True)
+    reader.start()
+    reader.join(timeout)
+    return got[0] if got else None
 
 
 class OAuthPeer:
@@ -31,28 +43,38 @@ class OAuthPeer:
         self.client_id = client_id
         self.client_secret = client_secret
         self.password = password
-        self.process = subprocess.Popen(
-            ["node", "server.mjs"],
-            cwd=PEER_DIR,
-            env={
-                "PATH": __import__("os").environ.get("PATH", ""),
-                "PEER_CLIENT_ID": self.client_id,
-                "PEER_CLIENT_SECRET": self.client_secret,
-                "PEER_REDIRECT_URIS": ",".join(redirect_uris),
-                "PEER_ROTATE_REFRESH": "1" if rotate else "0",
-                "PEER_ACCESS_TTL": str(access_ttl),
-                "PEER_PASSWORD": self.password,
-            },
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-        )
-        assert self.process.stdout is not None
-        line = self.process.stdout.readline()
+        env = {
+            "PATH": __import__("os").environ.get("PATH", ""),
+            "PEER_CLIENT_ID": self.client_id,
+            "PEER_CLIENT_SECRET": self.client_secret,
+            "PEER_REDIRECT_URIS": ",".join(redirect_uris),
+            "PEER_ROTATE_REFRESH": "1" if rotate else "0",
+            "PEER_ACCESS_TTL": str(access_ttl),
+            "PEER_PASSWORD": self.password,
+        }
+        # Node (20, OpenSSL 3) has been seen to hang for good at start-up, before its first
+        # line: a start that prints nothing in time is killed and tried again.
+        for attempt in range(1, READY_ATTEMPTS + 1):
+            self.process = subprocess.Popen(
+                ["node", "server.mjs"],
+                cwd=PEER_DIR,
+                env=env,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                text=True,
+            )
+            line = _ready_line(self.process, READY_TIMEOUT)
+            if line is not None:
+                break
+            self.process.kill()
+            self.process.wait()
+            if attempt == READY_ATTEMPTS:
+                raise RuntimeError(f"the OAuth peer printed no ready line in {READY_TIMEOUT} s")
         if not line:
             self.process.kill()
             raise RuntimeError("the OAuth peer exited before it was ready")
+        assert self.process.stdout is not None
         threading.Thread(target=self.process.stdout.read, daemon=True).start()
         self.issuer = json.loads(line)["issuer"]
 

@@ -17,9 +17,13 @@ use serde::Deserialize;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 
-/// How long the peer may take to print its ready line: about 1 s on an idle machine, but Node
-/// starting beside a loaded test run has been seen to take over 30 s.
-const READY_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long one start of the peer may take to print its ready line: about 1 s on an idle
+/// machine, over 30 s beside a loaded test run. Node (20, OpenSSL 3) has also been seen to
+/// hang for good at start-up, blocked on a lock before its first line, so a start that takes
+/// longer is killed and tried again, [`READY_ATTEMPTS`] times in all.
+const READY_TIMEOUT: Duration = Duration::from_secs(45);
+/// Starts tried before giving up.
+const READY_ATTEMPTS: u32 = 3;
 
 /// How the peer is configured.
 #[derive(Debug, Clone)]
@@ -140,39 +144,55 @@ impl OAuthPeer {
              (scripts/test does it)",
             dir.display()
         );
-        let mut child = Command::new("node")
-            .arg("server.mjs")
-            .current_dir(&dir)
-            .env("PEER_CLIENT_ID", &options.client_id)
-            .env("PEER_CLIENT_SECRET", &options.client_secret)
-            .env("PEER_REDIRECT_URIS", options.redirect_uris.join(","))
-            .env(
-                "PEER_ROTATE_REFRESH",
-                if options.rotate_refresh { "1" } else { "0" },
-            )
-            .env("PEER_ACCESS_TTL", options.access_ttl.as_secs().to_string())
-            .env("PEER_PASSWORD", &options.password)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap_or_else(|error| {
-                panic!("cannot run `node` (Node.js 20 or later must be on PATH): {error}")
-            });
-        let stdin = child.stdin.take().expect("piped stdin");
-        let mut stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
-        let mut line = String::new();
-        let read = tokio::time::timeout(READY_TIMEOUT, stdout.read_line(&mut line))
-            .await
-            .unwrap_or_else(|_| panic!("the OAuth peer printed no ready line in {READY_TIMEOUT:?}"))
-            .expect("reading the OAuth peer's stdout");
-        assert!(
-            read > 0,
-            "the OAuth peer exited before it was ready (its stderr is in the test output)"
-        );
-        let ready: Ready = serde_json::from_str(&line)
-            .unwrap_or_else(|error| panic!("the OAuth peer's ready line {line:?}: {error}"));
+        let mut attempt = 0;
+        let (child, stdin, stdout, ready) = loop {
+            attempt += 1;
+            let mut child = Command::new("node")
+                .arg("server.mjs")
+                .current_dir(&dir)
+                .env("PEER_CLIENT_ID", &options.client_id)
+                .env("PEER_CLIENT_SECRET", &options.client_secret)
+                .env("PEER_REDIRECT_URIS", options.redirect_uris.join(","))
+                .env(
+                    "PEER_ROTATE_REFRESH",
+                    if options.rotate_refresh { "1" } else { "0" },
+                )
+                .env("PEER_ACCESS_TTL", options.access_ttl.as_secs().to_string())
+                .env("PEER_PASSWORD", &options.password)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::inherit())
+                .kill_on_drop(true)
+                .spawn()
+                .unwrap_or_else(|error| {
+                    panic!("cannot run `node` (Node.js 20 or later must be on PATH): {error}")
+                });
+            let stdin = child.stdin.take().expect("piped stdin");
+            let mut stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
+            let mut line = String::new();
+            match tokio::time::timeout(READY_TIMEOUT, stdout.read_line(&mut line)).await {
+                Ok(read) => {
+                    let read = read.expect("reading the OAuth peer's stdout");
+                    assert!(
+                        read > 0,
+                        "the OAuth peer exited before it was ready (its stderr is in the test output)"
+                    );
+                    let ready: Ready = serde_json::from_str(&line).unwrap_or_else(|error| {
+                        panic!("the OAuth peer's ready line {line:?}: {error}")
+                    });
+                    break (child, stdin, stdout, ready);
+                }
+                Err(_) if attempt < READY_ATTEMPTS => {
+                    eprintln!(
+                        "the OAuth peer printed no ready line in {READY_TIMEOUT:?}: restarting it"
+                    );
+                    let _ = child.kill().await;
+                }
+                Err(_) => panic!(
+                    "the OAuth peer printed no ready line in {READY_TIMEOUT:?}, {READY_ATTEMPTS} times"
+                ),
+            }
+        };
         OAuthPeer {
             issuer: ready.issuer,
             options,
