@@ -111,7 +111,7 @@ impl Vault {
             created_at: self.now(),
         };
         rule.body = self.rules().validate(&rule).map_err(Error::Invalid)?;
-        let event = rule_event(&rule, action::POLICY_RULE_ADDED);
+        let event = rule_event(&rule, action::POLICY_RULE_ADDED, Actor::operator());
         match self.store().insert_rule(&rule, &event).await {
             Ok(()) => Ok(rule),
             Err(StoreError::Conflict(_)) => Err(Error::Conflict(
@@ -148,7 +148,7 @@ impl Vault {
             ..existing.clone()
         };
         rule.body = self.rules().validate(&rule).map_err(Error::Invalid)?;
-        let event = rule_event(&rule, action::POLICY_RULE_UPDATED);
+        let event = rule_event(&rule, action::POLICY_RULE_UPDATED, Actor::operator());
         if self
             .store()
             .update_rule(&rule, existing.version, &event)
@@ -165,7 +165,7 @@ impl Vault {
     /// Removes a rule of an app (operator); returns what was removed.
     pub async fn remove_rule(&self, app_id: AppId, id: RuleId) -> Result<Rule> {
         let rule = self.get_rule(app_id, id).await?;
-        let mut event = rule_event(&rule, action::POLICY_RULE_REMOVED);
+        let mut event = rule_event(&rule, action::POLICY_RULE_REMOVED, Actor::operator());
         event.at = self.now();
         if self.store().delete_rule(app_id, id, &event).await? {
             Ok(rule)
@@ -337,12 +337,13 @@ fn description(text: Option<String>) -> Result<Option<String>> {
 }
 
 /// The audit event of a rule write: which rule, which version, and what it says.
-fn rule_event(rule: &Rule, name: &str) -> AuditEvent {
+/// The event of a rule's addition, change or removal by `actor`.
+pub(crate) fn rule_event(rule: &Rule, name: &str, actor: Actor) -> AuditEvent {
     AuditEvent::allow(
         rule.app_id,
         rule.created_at,
         name,
-        Actor::operator(),
+        actor,
         Target {
             kind: "rule".into(),
             id: rule.id.to_string(),

@@ -13,9 +13,10 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::audit::{Actor, AuditEvent, Target, action};
+use crate::audit::{Actor, AuditEvent, action};
 use crate::error::{Error, Result, ensure};
 use crate::ids::{ConnectSessionId, GrantId, RuleId};
+use crate::policies::rule_event;
 use crate::ports::StoreError;
 use crate::rules::{Effect, Rule, RuleMode, RuleTarget};
 use crate::time::Timestamp;
@@ -224,25 +225,10 @@ impl Vault {
         let mut stored = Vec::new();
         for mut rule in restrictions.rules(&app, grant, session, self.now()) {
             rule.body = self.rules().validate(&rule).map_err(Error::Invalid)?;
-            let event = AuditEvent::allow(
-                app,
-                rule.created_at,
-                action::POLICY_RULE_ADDED,
-                Actor::system(),
-                Target {
-                    kind: "rule".into(),
-                    id: rule.id.to_string(),
-                },
-            )
-            .with_details(json!({
-                "version": rule.version,
-                "kind": rule.kind,
-                "target": rule.target,
-                "effect": rule.effect,
-                "mode": rule.mode,
-                "source": "connect_session",
-                "connect_session_id": session,
-            }));
+            let event = from_session(
+                rule_event(&rule, action::POLICY_RULE_ADDED, Actor::system()),
+                session,
+            );
             match self.store().insert_rule(&rule, &event).await {
                 Ok(()) => stored.push(rule),
                 Err(e) => {
@@ -268,28 +254,27 @@ impl Vault {
         rules: &[Rule],
     ) {
         for rule in rules {
-            let event = AuditEvent::allow(
-                app,
-                self.now(),
-                action::POLICY_RULE_REMOVED,
-                Actor::system(),
-                Target {
-                    kind: "rule".into(),
-                    id: rule.id.to_string(),
+            let event = from_session(
+                AuditEvent {
+                    at: self.now(),
+                    ..rule_event(rule, action::POLICY_RULE_REMOVED, Actor::system())
                 },
-            )
-            .with_details(json!({
-                "version": rule.version,
-                "kind": rule.kind,
-                "target": rule.target,
-                "source": "connect_session",
-                "connect_session_id": session,
-            }));
+                session,
+            );
             if let Err(error) = self.store().delete_rule(app, rule.id, &event).await {
                 tracing::warn!(rule = %rule.id, %error, "an unused restriction rule was left behind");
             }
         }
     }
+}
+
+/// A rule event marked as the work of a Connect session's restrictions.
+fn from_session(mut event: AuditEvent, session: ConnectSessionId) -> AuditEvent {
+    if let Some(serde_json::Value::Object(details)) = event.details.as_mut() {
+        details.insert("source".into(), "connect_session".into());
+        details.insert("connect_session_id".into(), json!(session));
+    }
+    event
 }
 
 #[cfg(test)]
