@@ -364,7 +364,6 @@ fn denial_message(denial: &crate::release::Denial) -> String {
                 .into()
         }
         Denial::RequiresProxy(_) => "this grant may only be used through the proxy".into(),
-        Denial::RuleDenied => "the request rule attached to this key forbids the call".into(),
         Denial::PrincipalNotAllowed => {
             "the managed secret no longer admits grants of this principal type".into()
         }

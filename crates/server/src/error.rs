@@ -496,7 +496,6 @@ fn denial_answer(denial: Denial) -> (StatusCode, &'static str) {
         Denial::RequiresProxy(ProxyReason::ContentRule) => {
             (S::BAD_REQUEST, codes::RESTRICTED_GRANT_REQUIRES_PROXY)
         }
-        Denial::RuleDenied => (S::FORBIDDEN, codes::REQUEST_RULE_DENIED),
         Denial::Policy { code, .. } => (S::FORBIDDEN, policy_code(code)),
         Denial::RateLimited { .. } => (S::TOO_MANY_REQUESTS, codes::RATE_LIMIT_EXCEEDED),
         Denial::PolicyUnavailable => (S::SERVICE_UNAVAILABLE, codes::POLICY_UNAVAILABLE),

@@ -11,7 +11,6 @@ use crate::error::Error;
 use crate::grants::{Grant, GrantState};
 use crate::ids::{AppId, RuleId};
 use crate::ports::Authorizer;
-use crate::request_rule::RequestRule;
 use crate::rules::{ApprovalTerms, CallMode, Effect, MatchedRule, RuleMode};
 use crate::secrets::host_allowed;
 use crate::time::Timestamp;
@@ -42,8 +41,6 @@ pub enum Denial {
     PrincipalNotAllowed,
     /// The credential may only be used through the proxy.
     RequiresProxy(ProxyReason),
-    /// The caller's request rule forbids the call.
-    RuleDenied,
     /// An operator's rule refused (or could not be evaluated).
     Policy {
         /// Why, as the caller's error names it.
@@ -86,7 +83,6 @@ impl Denial {
             Denial::PrincipalNotAllowed => "principal_not_allowed",
             Denial::RequiresProxy(ProxyReason::ApprovalRequired) => "hitl_grant_requires_proxy",
             Denial::RequiresProxy(ProxyReason::ContentRule) => "restricted_grant_requires_proxy",
-            Denial::RuleDenied => "request_rule_denied",
             Denial::Policy { code, .. } => code.as_str(),
             Denial::RateLimited { .. } => "rate_limit_exceeded",
             Denial::PolicyUnavailable => "policy_unavailable",
@@ -147,8 +143,6 @@ pub struct Authorization<'a> {
     pub agent: Option<&'a Agent>,
     /// The call.
     pub call: OutgoingCall<'a>,
-    /// The rule the caller attached to its request.
-    pub request_rule: Option<&'a RequestRule>,
     /// When.
     pub now: Timestamp,
 }
@@ -247,7 +241,6 @@ impl Vault {
         resolved: &Resolved,
         agent: Option<&Agent>,
         call: OutgoingCall<'_>,
-        request_rule: Option<&RequestRule>,
         mode: CallMode,
     ) -> Result<(Vec<Grant>, Vec<MatchedRule>), Denial> {
         let grant = &resolved.grant;
@@ -303,7 +296,6 @@ impl Vault {
                 },
                 agent,
                 call,
-                request_rule,
                 now,
             })
             .await
@@ -380,12 +372,7 @@ mod tests {
         }
     }
 
-    async fn decide(
-        hosts: &[&str],
-        agent: Option<&Agent>,
-        url_host: &str,
-        rule: Option<RequestRule>,
-    ) -> Result<(), Denial> {
+    async fn decide(hosts: &[&str], agent: Option<&Agent>, url_host: &str) -> Result<(), Denial> {
         let grant = grant();
         let hosts: Vec<String> = hosts.iter().map(|h| h.to_string()).collect();
         let verdict = BuiltinRules
@@ -406,7 +393,6 @@ mod tests {
                     url: "https://x/",
                     host: url_host,
                 },
-                request_rule: rule.as_ref(),
                 now: at(),
             })
             .await;
@@ -420,35 +406,23 @@ mod tests {
     #[tokio::test]
     async fn builtin_rules_only_refuse() {
         let stripe = ["api.stripe.com"];
-        assert_eq!(decide(&stripe, None, "api.stripe.com", None).await, Ok(()));
-        assert_eq!(decide(&[], None, "anywhere.example", None).await, Ok(()));
+        assert_eq!(decide(&stripe, None, "api.stripe.com").await, Ok(()));
+        assert_eq!(decide(&[], None, "anywhere.example").await, Ok(()));
         assert_eq!(
-            decide(&stripe, None, "evil.example", None).await,
+            decide(&stripe, None, "evil.example").await,
             Err(Denial::BlockedDestination)
         );
         let listed = agent(&["stripe"], false);
         assert_eq!(
-            decide(&stripe, Some(&listed), "api.stripe.com", None).await,
+            decide(&stripe, Some(&listed), "api.stripe.com").await,
             Ok(())
         );
         assert_eq!(
-            decide(
-                &stripe,
-                Some(&agent(&["github"], false)),
-                "api.stripe.com",
-                None
-            )
-            .await,
+            decide(&stripe, Some(&agent(&["github"], false)), "api.stripe.com").await,
             Err(Denial::AgentNotAllowlisted)
         );
         assert_eq!(
-            decide(
-                &stripe,
-                Some(&agent(&["stripe"], true)),
-                "api.stripe.com",
-                None
-            )
-            .await,
+            decide(&stripe, Some(&agent(&["stripe"], true)), "api.stripe.com").await,
             Err(Denial::RequiresProxy(ProxyReason::ApprovalRequired))
         );
     }

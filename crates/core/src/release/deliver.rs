@@ -132,16 +132,7 @@ impl Vault {
             grant,
             credential: credential.clone(),
         };
-        if let Err(denial) = self
-            .authorize(
-                &resolved,
-                agent.as_ref(),
-                call,
-                caller.request_rule.as_ref(),
-                mode,
-            )
-            .await
-        {
+        if let Err(denial) = self.authorize(&resolved, agent.as_ref(), call, mode).await {
             return Ok((Refusal::Rule(denial), Error::ReleaseDenied(denial)));
         }
         // The rules changed while the call was decided: it is refused, and a retry is decided

@@ -340,13 +340,7 @@ impl Vault {
             host,
         };
         let (chain, mut holds) = self
-            .authorize(
-                &resolved,
-                caller.agent.as_deref(),
-                call,
-                caller.request_rule.as_ref(),
-                delivery.mode(),
-            )
+            .authorize(&resolved, caller.agent.as_deref(), call, delivery.mode())
             .await
             .map_err(|denial| {
                 Stop::refused(
