@@ -85,7 +85,8 @@ pub async fn start(engine: Engine) -> Result<Bench, BoxError> {
                 header: None,
                 param: None,
                 rules: Vec::new(),
-                allowed_hosts: vec!["api.example.com".into()],
+                // The proxy benchmark calls an upstream on loopback.
+                allowed_hosts: vec!["api.example.com".into(), "127.0.0.1".into()],
                 limits: SecretLimits::default(),
                 value: SecretString::from("bench-secret-value".to_owned()),
             },

@@ -6,10 +6,13 @@
 //! ALTER_TEST_DATABASE_URL=postgres://postgres@127.0.0.1:5432/test \
 //!   cargo run --release -p alter-loadgen -- grants-list --grants 1000000 --engine postgres
 //! cargo run --release -p alter-loadgen -- token --clients 1,16,64
+//! cargo run --release -p alter-loadgen -- proxy --clients 1,16
 //! ```
 
+mod drive;
 mod grants;
 mod harness;
+mod proxy;
 mod stats;
 mod token;
 
@@ -39,6 +42,8 @@ enum Command {
     GrantsList(grants::Args),
     /// Signed credential releases per second beside the cheapest signed request.
     Token(token::Args),
+    /// Proxy mode beside a direct call to the same loopback upstream, and beside retrieve mode.
+    Proxy(proxy::Args),
 }
 
 #[tokio::main]
@@ -47,6 +52,7 @@ async fn main() -> ExitCode {
     let result = match cli.command {
         Command::GrantsList(args) => grants::run(args).await,
         Command::Token(args) => token::run(args).await,
+        Command::Proxy(args) => proxy::run(args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,154 @@
+//! The closed-loop client: what one iteration sends (a signed call to the vault, a plain call to
+//! an upstream, or both in turn) and the loop that times it at a given concurrency.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use alter_proto::signing::{self, SigningKey};
+
+use crate::stats::Summary;
+
+/// One signed request to the vault, signed afresh (new timestamp and nonce) for every send.
+#[derive(Debug, Clone)]
+pub struct Call {
+    /// How tables name it.
+    pub label: &'static str,
+    /// Method.
+    pub method: reqwest::Method,
+    /// Path on the vault.
+    pub path: &'static str,
+    /// JSON body (empty for none).
+    pub body: Vec<u8>,
+}
+
+/// What one iteration of a client does.
+#[derive(Debug, Clone)]
+pub enum Work {
+    /// A signed call to the vault.
+    Signed(Call),
+    /// A plain `GET` of a URL (the direct call to an upstream).
+    Plain(String),
+    /// A signed call, then a plain `GET` (retrieve mode: fetch the token, then call).
+    SignedThenPlain(Call, String),
+}
+
+/// Where calls go and what they are signed with.
+#[derive(Debug)]
+pub struct Target {
+    /// A pooled client (keep-alive, as SDKs use).
+    pub http: reqwest::Client,
+    /// The vault's base URL.
+    pub base_url: String,
+    /// The app key.
+    pub api_key: String,
+    /// Its signing key.
+    pub key: SigningKey,
+}
+
+impl Target {
+    /// A target for `api_key` at `base_url`.
+    pub fn new(base_url: &str, api_key: &str) -> Result<Target, reqwest::Error> {
+        Ok(Target {
+            http: reqwest::Client::builder()
+                .pool_max_idle_per_host(256)
+                .build()?,
+            base_url: base_url.to_owned(),
+            key: signing::signing_key(api_key),
+            api_key: api_key.to_owned(),
+        })
+    }
+
+    async fn run(&self, work: &Work) -> Result<(), String> {
+        match work {
+            Work::Signed(call) => self.send(call).await,
+            Work::Plain(url) => self.get(url).await,
+            Work::SignedThenPlain(call, url) => {
+                self.send(call).await?;
+                self.get(url).await
+            }
+        }
+    }
+
+    async fn send(&self, call: &Call) -> Result<(), String> {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_err(|e| e.to_string())?
+            .as_secs();
+        let nonce = uuid::Uuid::new_v4().simple().to_string();
+        let signed = signing::plain_request_headers(
+            &self.api_key,
+            &self.key,
+            call.method.as_str(),
+            call.path,
+            &call.body,
+            now,
+            &nonce,
+        );
+        let mut request = self.http.request(
+            call.method.clone(),
+            format!("{}{}", self.base_url, call.path),
+        );
+        for (name, value) in signed {
+            request = request.header(name, value);
+        }
+        if !call.body.is_empty() {
+            request = request
+                .header("content-type", "application/json")
+                .body(call.body.clone());
+        }
+        finish(call.label, request).await
+    }
+
+    async fn get(&self, url: &str) -> Result<(), String> {
+        finish("upstream", self.http.get(url)).await
+    }
+}
+
+/// Sends and reads the whole answer: a call is not done until its body has arrived.
+async fn finish(label: &str, request: reqwest::RequestBuilder) -> Result<(), String> {
+    let response = request.send().await.map_err(|e| e.to_string())?;
+    let status = response.status();
+    let body = response.bytes().await.map_err(|e| e.to_string())?;
+    if status.is_success() {
+        Ok(())
+    } else {
+        Err(format!("{label} answered {status}: {} bytes", body.len()))
+    }
+}
+
+/// Iterations per second and latencies of `clients` concurrent loops of `work`, after a
+/// second of warm-up (connections opened, caches filled).
+pub async fn measure(
+    target: &Arc<Target>,
+    work: &Work,
+    clients: usize,
+    run_for: Duration,
+) -> Result<(f64, Summary), String> {
+    let warm_until = Instant::now() + Duration::from_secs(1);
+    let stop_at = warm_until + run_for;
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        let target = target.clone();
+        let work = work.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut samples = Vec::new();
+            loop {
+                let t = Instant::now();
+                if t >= stop_at {
+                    break;
+                }
+                target.run(&work).await?;
+                if t >= warm_until {
+                    samples.push(t.elapsed());
+                }
+            }
+            Ok::<_, String>(samples)
+        }));
+    }
+    let mut all = Vec::new();
+    for task in tasks {
+        all.extend(task.await.map_err(|e| e.to_string())??);
+    }
+    let rate = all.len() as f64 / run_for.as_secs_f64();
+    Ok((rate, Summary::of(&mut all)))
+}
