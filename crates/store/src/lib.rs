@@ -155,14 +155,27 @@ impl SqlStore {
                     "SET statement_timeout = {}",
                     options.statement_timeout.as_millis()
                 );
-                let pool =
-                    open_pool(options, options.max_connections, set_timeout, connect).await?;
+                let pool = open_pool(
+                    options,
+                    options.max_connections,
+                    set_timeout,
+                    connect,
+                    Liveness::PingOnAcquire,
+                )
+                .await?;
                 (pool.clone(), pool, POSTGRES_WRITERS)
             }
             Engine::Sqlite => {
                 let pragmas = sqlite_pragmas(&options.sqlite_synchronous)?;
                 restrict_sqlite_files(&url)?;
-                let write = open_pool(options, 1, pragmas.to_owned(), connect.clone()).await?;
+                let write = open_pool(
+                    options,
+                    1,
+                    pragmas.to_owned(),
+                    connect.clone(),
+                    Liveness::Assumed,
+                )
+                .await?;
                 // WAL must be on before readers open the file.
                 write
                     .execute("PRAGMA journal_mode = WAL")
@@ -173,6 +186,7 @@ impl SqlStore {
                     options.max_connections,
                     pragmas.to_owned(),
                     connect,
+                    Liveness::Assumed,
                 )
                 .await?;
                 // SQLite has one writer connection: one writer task batches onto it.
@@ -230,15 +244,28 @@ impl SqlStore {
     }
 }
 
+/// Whether a pooled connection is checked before each use.
+#[derive(Debug, Clone, Copy)]
+enum Liveness {
+    /// A round trip on every acquire: a PostgreSQL connection can die with its server (a
+    /// restart, a failover), and the pool should hand out a live one instead.
+    PingOnAcquire,
+    /// None: a SQLite connection is a handle on a local file and does not go stale; the ping
+    /// would cost a thread hand-off before every query of the hot path.
+    Assumed,
+}
+
 /// A pool of at most `max` connections that each run `init` (their session settings) first.
 async fn open_pool(
     options: &StoreOptions,
     max: u32,
     init: String,
     connect: AnyConnectOptions,
+    liveness: Liveness,
 ) -> StoreResult<AnyPool> {
     AnyPoolOptions::new()
         .max_connections(max)
+        .test_before_acquire(matches!(liveness, Liveness::PingOnAcquire))
         .acquire_timeout(options.acquire_timeout)
         .after_connect(move |conn, _| {
             let init = init.clone();
