@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use ipnet::IpNet;
 
@@ -88,6 +88,54 @@ pub struct Caller {
     /// The peer's address, canonical (an IPv4-mapped IPv6 address as IPv4): what
     /// `ip_allowlist` rules see.
     pub peer: Option<IpAddr>,
+    /// The request's nonce, if admission left it for the request's first write to claim.
+    pub pending_nonce: PendingNonce,
+}
+
+/// When admission records a request's nonce.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NonceTiming {
+    /// In a commit of its own, before the request goes on (every route but the two below).
+    AtAdmission,
+    /// In the same transaction as the request's first write — the release's commit or the
+    /// record of its refusal — so a release commits once, not twice. For `/sdk/token` and
+    /// `/sdk/proxy` only, whose every write carries the claim, and whose every step with an
+    /// effect of its own (a sign-in, a rate-limit token, a token refresh, a held call) claims
+    /// it first ([`Vault::claim_pending_nonce`]). A replay is refused before the answer either
+    /// way, and writes nothing.
+    WithFirstWrite,
+}
+
+/// A nonce to record; false (when committed) if this key used it before.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NonceClaim {
+    /// The key that signed.
+    pub key: KeyId,
+    /// The nonce.
+    pub nonce: String,
+    /// When the request was admitted.
+    pub at: Timestamp,
+}
+
+/// A request nonce not claimed yet (shared by the caller's clones: whichever write comes
+/// first takes it).
+#[derive(Debug, Clone, Default)]
+pub struct PendingNonce(Arc<Mutex<Option<NonceClaim>>>);
+
+impl PendingNonce {
+    /// A nonce already claimed (or none to claim).
+    pub fn none() -> PendingNonce {
+        PendingNonce::default()
+    }
+
+    fn of(claim: NonceClaim) -> PendingNonce {
+        PendingNonce(Arc::new(Mutex::new(Some(claim))))
+    }
+
+    /// The claim, for the write about to carry it; later calls get `None`.
+    pub(crate) fn take(&self) -> Option<NonceClaim> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
 }
 
 impl Caller {
@@ -155,6 +203,7 @@ impl Vault {
         presented_key: &str,
         read_facts: impl FnOnce() -> Result<RequestFacts>,
         signature_verifies: impl FnOnce(&[u8; 32]) -> bool,
+        nonce_timing: NonceTiming,
     ) -> Result<Caller> {
         let hash = alter_crypto::keys::lookup_hash(presented_key);
         let key = self
@@ -166,7 +215,7 @@ impl Vault {
         if !signature_verifies(&signing_key) {
             return Err(Error::Unauthenticated);
         }
-        self.admit(&key, read_facts()?).await
+        self.admit(&key, read_facts()?, nonce_timing).await
     }
 
     /// Admits a request whose signature was verified with `key`'s signing key.
@@ -174,7 +223,12 @@ impl Vault {
     /// Every failure of the timestamp window or nonce is [`Error::Unauthenticated`], the same
     /// answer as a bad signature. Only a caller who proved possession of the key learns about
     /// the key's lifecycle (revoked, expired, rotated).
-    async fn admit(&self, key: &ApiKey, facts: RequestFacts) -> Result<Caller> {
+    async fn admit(
+        &self,
+        key: &ApiKey,
+        facts: RequestFacts,
+        nonce_timing: NonceTiming,
+    ) -> Result<Caller> {
         let now = self.now();
         let window = self.settings().timestamp_window_seconds;
         let ts: i64 = facts
@@ -185,11 +239,21 @@ impl Vault {
         if now.unix_seconds().abs_diff(ts) > window.unsigned_abs() {
             return Err(Error::Unauthenticated);
         }
-        if !valid_nonce(&facts.nonce)
-            || !self.store().claim_nonce(key.id, &facts.nonce, now).await?
-        {
+        if !valid_nonce(&facts.nonce) {
             return Err(Error::Unauthenticated);
         }
+        let claim = NonceClaim {
+            key: key.id,
+            nonce: facts.nonce.clone(),
+            at: now,
+        };
+        let pending_nonce = match nonce_timing {
+            NonceTiming::AtAdmission => {
+                self.claim_nonce(claim).await?;
+                PendingNonce::none()
+            }
+            NonceTiming::WithFirstWrite => PendingNonce::of(claim),
+        };
         key.check_usable(now)?;
         if let Some(allowlist) = &key.cidr_allowlist
             && !facts.peer.is_some_and(|ip| peer_allowed(allowlist, ip))
@@ -231,7 +295,29 @@ impl Vault {
             caller_type: facts.caller_type,
             context: facts.context,
             request_rule: facts.request_rule,
+            pending_nonce,
         })
+    }
+
+    /// Claims the caller's nonce now if admission left it pending: before a step with an effect
+    /// of its own. A nonce seen before is [`Error::Unauthenticated`].
+    pub(crate) async fn claim_pending_nonce(&self, caller: &Caller) -> Result<()> {
+        match caller.pending_nonce.take() {
+            Some(claim) => self.claim_nonce(claim).await,
+            None => Ok(()),
+        }
+    }
+
+    async fn claim_nonce(&self, claim: NonceClaim) -> Result<()> {
+        if self
+            .store()
+            .claim_nonce(claim.key, &claim.nonce, claim.at)
+            .await?
+        {
+            Ok(())
+        } else {
+            Err(Error::Unauthenticated)
+        }
     }
 
     /// The agent a request acts as: the key's own agent, or (for a key that is not

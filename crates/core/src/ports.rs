@@ -10,6 +10,7 @@ use crate::agents::Agent;
 use crate::approvals::{Approval, ApprovalDecision, ApprovalFinish, ApprovalStatus};
 use crate::apps::App;
 use crate::audit::AuditEvent;
+use crate::caller::NonceClaim;
 use crate::connect::{ClaimedAttempt, ConnectOutcome, ConnectSession, Declined, SessionStatus};
 use crate::connections::revocation::PendingRevocation;
 use crate::connections::{Connection, RefreshLease, RefreshedTokens};
@@ -22,7 +23,7 @@ use crate::ids::{
 use crate::keys::ApiKey;
 use crate::provider_specs::{Operation, OperationSummary, ProviderSpec, PutSpec, SpecKind};
 use crate::providers::OAuthProvider;
-use crate::release::{Authorization, ReleaseCondition, Verdict};
+use crate::release::{Authorization, ReleaseCommit, ReleaseCondition, Verdict};
 use crate::rules::Rule;
 use crate::secrets::ManagedSecret;
 use crate::signin::{AuthSession, SignInClient};
@@ -549,17 +550,27 @@ pub trait ReleaseStore: Send + Sync {
     /// Appends a release's event to the log and refreshes its grant's `last_used_at` (`touch`),
     /// committed before this returns — if `condition` still holds in the committing
     /// transaction, with the rows it names locked against concurrent revocations until the
-    /// commit. Returns false, having written nothing, if it no longer holds. A release is
-    /// answered only after its event is durable.
+    /// commit — and claims the request's `nonce` in the same transaction, whether the condition
+    /// holds or not. Writes nothing but the claim if the condition no longer holds, and nothing
+    /// at all for a replay. A release is answered only after its event is durable.
     async fn commit_release(
         &self,
         event: AuditEvent,
         touch: Option<(GrantId, Timestamp)>,
         condition: ReleaseCondition,
-    ) -> StoreResult<bool>;
+        nonce: Option<NonceClaim>,
+    ) -> StoreResult<ReleaseCommit>;
     /// Appends a release's denial (or a report of a release) to the log, committed before this
-    /// returns.
-    async fn record_release(&self, event: AuditEvent) -> StoreResult<()>;
+    /// returns, with the request's `nonce` claimed in the same transaction. False, having
+    /// written nothing, for a replay.
+    async fn record_release(
+        &self,
+        event: AuditEvent,
+        nonce: Option<NonceClaim>,
+    ) -> StoreResult<bool>;
+    /// Queues an event for the next commit without waiting for it (what a proxied call came
+    /// to, recorded after its answer); a failure to write it is logged.
+    async fn record_release_later(&self, event: AuditEvent) -> StoreResult<()>;
     /// Sets (a client reported the grant's scopes too narrow) or clears (an operator) a grant's
     /// scope-mismatch flag, with its audit event.
     async fn set_scope_mismatch(

@@ -124,6 +124,7 @@ mod tests {
             context: None,
             request_rule: None,
             peer: None,
+            pending_nonce: crate::caller::PendingNonce::none(),
         }
     }
 

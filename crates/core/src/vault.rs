@@ -11,6 +11,7 @@ use crate::oauth::OAuthUpstream;
 use crate::ports::{Authorizer, Clock, Store, StoreError, TokenVerifier};
 use crate::proxy::Forwarder;
 use crate::release::BuiltinRules;
+use crate::release::policy::RulesCache;
 use crate::rules::RuleEngine;
 use crate::time::Timestamp;
 
@@ -63,6 +64,7 @@ pub struct Vault {
     rules: Arc<dyn RuleEngine>,
     oauth: Arc<dyn OAuthUpstream>,
     forwarder: Arc<dyn Forwarder>,
+    rules_cache: Arc<RulesCache>,
     settings: Settings,
 }
 
@@ -119,6 +121,7 @@ impl Vault {
             rules,
             oauth,
             forwarder,
+            rules_cache: Arc::default(),
             settings,
         };
         vault.key_legacy_audit_chains().await?;
@@ -126,6 +129,10 @@ impl Vault {
     }
 
     /// The current instant of the injected clock.
+    pub(crate) fn rules_cache(&self) -> &RulesCache {
+        &self.rules_cache
+    }
+
     pub fn now(&self) -> Timestamp {
         self.clock.now()
     }

@@ -13,14 +13,14 @@ use std::marker::PhantomData;
 use std::net::SocketAddr;
 
 use alter_core::agents::AgentStatus;
-use alter_core::caller::{Caller, RequestFacts};
+use alter_core::caller::{Caller, NonceTiming, RequestFacts};
 use alter_core::error::Error;
 use alter_core::request_rule::RequestRule;
 use alter_core::scope::{Scope, UnknownScope};
 use alter_proto::keyfmt;
 use alter_proto::signing::{self, SigningInput, headers};
 use axum::body::{Body, Bytes};
-use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
+use axum::extract::{ConnectInfo, FromRequestParts, MatchedPath, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::middleware::Next;
@@ -170,9 +170,32 @@ async fn admit(state: &AppState, parts: &Parts, body: &Bytes) -> Result<Caller, 
             api_key,
             || request_facts(parts, &input),
             |key| v2_matches && input.verify(key, signature),
+            nonce_timing(parts),
         )
         .await?;
     Ok(caller)
+}
+
+/// The routes whose every write claims the request's nonce in its own transaction (see
+/// [`NonceTiming::WithFirstWrite`]): a release commits once instead of twice.
+const NONCE_WITH_FIRST_WRITE: [&str; 2] = ["/sdk/token", "/sdk/proxy"];
+
+/// When admission records the nonce of a request to the route it matched (under any base
+/// path); at admission unless the route is known to claim it itself.
+fn nonce_timing(parts: &Parts) -> NonceTiming {
+    let deferred = parts
+        .extensions
+        .get::<MatchedPath>()
+        .is_some_and(|matched| {
+            NONCE_WITH_FIRST_WRITE
+                .iter()
+                .any(|route| matched.as_str().ends_with(route))
+        });
+    if deferred {
+        NonceTiming::WithFirstWrite
+    } else {
+        NonceTiming::AtAdmission
+    }
 }
 
 /// The facts admission reads off a signed request.

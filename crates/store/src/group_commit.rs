@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use alter_core::audit::{AuditEvent, ChainKey};
+use alter_core::caller::NonceClaim;
 use alter_core::ids::{AppId, GrantId, KeyId};
 use alter_core::ports::{StoreError, StoreResult};
 use alter_core::release::ReleaseCondition;
@@ -34,7 +35,8 @@ const POSTGRES: &str = "PostgreSQL";
 /// One write.
 #[derive(Debug)]
 pub(crate) enum Op {
-    /// Records a nonce; answers whether it was new.
+    /// Records a nonce; answers whether it was new. A job whose nonce was seen before (a
+    /// replay) makes none of its other writes.
     ClaimNonce {
         key: KeyId,
         nonce: String,
@@ -48,6 +50,17 @@ pub(crate) enum Op {
     Require(Box<ReleaseCondition>),
 }
 
+impl Op {
+    /// The claim of a request's nonce.
+    pub(crate) fn claim(claim: NonceClaim) -> Op {
+        Op::ClaimNonce {
+            key: claim.key,
+            nonce: claim.nonce,
+            at: claim.at,
+        }
+    }
+}
+
 /// What one write did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Outcome {
@@ -55,7 +68,7 @@ pub(crate) enum Outcome {
     Claimed(bool),
     /// Any other write.
     Done,
-    /// The job's condition failed: none of its writes were made.
+    /// The job's condition failed, or it is a replay: none of its other writes were made.
     Refused,
 }
 
@@ -122,6 +135,27 @@ impl GroupCommit {
     }
 }
 
+impl GroupCommit {
+    /// Queues `ops` for the next commit without waiting for it: for writes whose caller has
+    /// nothing to decide on their outcome (the record of what a proxied call came to). Waits
+    /// only if the queue is full; a failure is logged, never answered.
+    pub(crate) async fn submit(&self, ops: Vec<Op>, what: &'static str) -> StoreResult<()> {
+        let (reply, answer) = oneshot::channel();
+        self.queue
+            .send(Job { ops, reply })
+            .await
+            .map_err(|_| StoreError::Unavailable("the database writer stopped".into()))?;
+        tokio::spawn(async move {
+            match answer.await {
+                Ok(Ok(_)) => {}
+                Ok(Err(error)) => tracing::error!(%error, "{what} could not be written"),
+                Err(_) => tracing::error!("{what} was dropped: the database writer stopped"),
+            }
+        });
+        Ok(())
+    }
+}
+
 async fn write_loop(pool: AnyPool, chain: ChainKey, jobs: Arc<Mutex<mpsc::Receiver<Job>>>) {
     loop {
         let batch = {
@@ -176,21 +210,35 @@ async fn commit<'a>(
     let jobs: Vec<&[Op]> = jobs.collect();
     let mut tx = pool.begin().await.map_err(db_error)?;
 
-    let refused = refused_jobs(&mut tx, &jobs).await?;
-    let ops = || {
-        jobs.iter()
-            .zip(&refused)
-            .filter(|(_, refused)| !**refused)
-            .flat_map(|(ops, _)| ops.iter())
-    };
-
-    let claims: Vec<(KeyId, &str, Timestamp)> = ops()
+    // Every job's nonce is claimed, its condition holding or not (a refused release still
+    // used it); a job whose nonce was seen before is a replay and writes nothing else.
+    let claims: Vec<(KeyId, &str, Timestamp)> = jobs
+        .iter()
+        .flat_map(|ops| ops.iter())
         .filter_map(|op| match op {
             Op::ClaimNonce { key, nonce, at } => Some((*key, nonce.as_str(), *at)),
             _ => None,
         })
         .collect();
     let mut fresh = claim_nonces(&mut tx, &claims).await?.into_iter();
+    let claimed: Vec<Vec<bool>> = jobs
+        .iter()
+        .map(|ops| {
+            ops.iter()
+                .filter(|op| matches!(op, Op::ClaimNonce { .. }))
+                .map(|_| fresh.next().unwrap_or(false))
+                .collect()
+        })
+        .collect();
+    let replayed: Vec<bool> = claimed.iter().map(|fresh| fresh.contains(&false)).collect();
+
+    let refused = refused_jobs(&mut tx, &jobs, &replayed).await?;
+    let ops = || {
+        jobs.iter()
+            .zip(&refused)
+            .filter(|(_, refused)| !**refused)
+            .flat_map(|(ops, _)| ops.iter())
+    };
 
     let touched: Vec<(GrantId, Timestamp)> = ops()
         .filter_map(|op| match op {
@@ -212,11 +260,13 @@ async fn commit<'a>(
     Ok(jobs
         .iter()
         .zip(refused)
-        .map(|(ops, refused)| {
+        .zip(claimed)
+        .map(|((ops, refused), claimed)| {
+            let mut claimed = claimed.into_iter();
             ops.iter()
                 .map(|op| match op {
+                    Op::ClaimNonce { .. } => Outcome::Claimed(claimed.next().unwrap_or(false)),
                     _ if refused => Outcome::Refused,
-                    Op::ClaimNonce { .. } => Outcome::Claimed(fresh.next().unwrap_or(false)),
                     _ => Outcome::Done,
                 })
                 .collect()
@@ -224,24 +274,29 @@ async fn commit<'a>(
         .collect())
 }
 
-/// For each job, whether its condition fails, with one statement per table for the whole
-/// batch; expiries are judged at the batch's latest release time. On PostgreSQL the rows found
+/// For each job, whether it writes nothing: a replay (`replayed`), or its condition fails —
+/// checked with one statement per table for the whole batch; expiries are judged at the batch's latest release time. On PostgreSQL the rows found
 /// active stay locked until the commit — the grants as for an update, since the batch may touch
 /// them — so a revocation, pause or key revocation still in flight waits for this commit, and
 /// one that committed first is seen. (SQLite has one writer connection: nothing commits in
 /// between.)
-async fn refused_jobs(conn: &mut AnyConnection, jobs: &[&[Op]]) -> StoreResult<Vec<bool>> {
+async fn refused_jobs(
+    conn: &mut AnyConnection,
+    jobs: &[&[Op]],
+    replayed: &[bool],
+) -> StoreResult<Vec<bool>> {
     let conditions: Vec<Option<&ReleaseCondition>> = jobs
         .iter()
-        .map(|ops| {
+        .zip(replayed)
+        .map(|(ops, replayed)| {
             ops.iter().find_map(|op| match op {
-                Op::Require(condition) => Some(condition.as_ref()),
+                Op::Require(condition) if !replayed => Some(condition.as_ref()),
                 _ => None,
             })
         })
         .collect();
     let Some(at) = conditions.iter().flatten().map(|c| c.at).max() else {
-        return Ok(vec![false; jobs.len()]);
+        return Ok(replayed.to_vec());
     };
     let all = |ids: fn(&ReleaseCondition) -> Vec<String>| -> BTreeSet<String> {
         conditions.iter().flatten().flat_map(|c| ids(c)).collect()
@@ -277,13 +332,15 @@ async fn refused_jobs(conn: &mut AnyConnection, jobs: &[&[Op]]) -> StoreResult<V
     let rules = current_rules(conn, conditions.iter().flatten().filter_map(|c| c.rules)).await?;
     Ok(conditions
         .iter()
-        .map(|condition| {
-            condition.is_some_and(|c| {
-                !(c.grants.iter().all(|g| grants.contains(&g.to_string()))
-                    && c.agents.iter().all(|a| agents.contains(&a.to_string()))
-                    && keys.contains(&c.key.to_string())
-                    && c.rules.is_none_or(|read| rules.contains(&read)))
-            })
+        .zip(replayed)
+        .map(|(condition, replayed)| {
+            *replayed
+                || condition.is_some_and(|c| {
+                    !(c.grants.iter().all(|g| grants.contains(&g.to_string()))
+                        && c.agents.iter().all(|a| agents.contains(&a.to_string()))
+                        && keys.contains(&c.key.to_string())
+                        && c.rules.is_none_or(|read| rules.contains(&read)))
+                })
         })
         .collect())
 }

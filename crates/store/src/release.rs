@@ -2,10 +2,11 @@
 //! release's audit events, committed through the group commit.
 
 use alter_core::audit::AuditEvent;
+use alter_core::caller::NonceClaim;
 use alter_core::grants::{Grant, Viewer};
 use alter_core::ids::{AppId, GrantId};
 use alter_core::ports::{CandidateSource, Narrowing, ReleaseStore, StoreResult};
-use alter_core::release::ReleaseCondition;
+use alter_core::release::{ReleaseCommit, ReleaseCondition};
 use alter_core::time::Timestamp;
 use async_trait::async_trait;
 
@@ -85,23 +86,42 @@ impl ReleaseStore for SqlStore {
         event: AuditEvent,
         touch: Option<(GrantId, Timestamp)>,
         condition: ReleaseCondition,
-    ) -> StoreResult<bool> {
-        let mut ops = vec![
-            Op::Require(Box::new(condition)),
-            Op::Append(Box::new(event)),
-        ];
+        nonce: Option<NonceClaim>,
+    ) -> StoreResult<ReleaseCommit> {
+        let mut ops: Vec<Op> = nonce.into_iter().map(Op::claim).collect();
+        ops.push(Op::Require(Box::new(condition)));
+        ops.push(Op::Append(Box::new(event)));
         if let Some((id, at)) = touch {
             ops.push(Op::TouchGrant { id, at });
         }
         let outcomes = self.group.run(ops).await?;
-        Ok(!outcomes.contains(&Outcome::Refused))
+        Ok(if outcomes.contains(&Outcome::Claimed(false)) {
+            ReleaseCommit::Replayed
+        } else if outcomes.contains(&Outcome::Refused) {
+            ReleaseCommit::Refused
+        } else {
+            ReleaseCommit::Committed
+        })
     }
 
-    async fn record_release(&self, event: AuditEvent) -> StoreResult<()> {
+    async fn record_release(
+        &self,
+        event: AuditEvent,
+        nonce: Option<NonceClaim>,
+    ) -> StoreResult<bool> {
+        let mut ops: Vec<Op> = nonce.into_iter().map(Op::claim).collect();
+        ops.push(Op::Append(Box::new(event)));
+        let outcomes = self.group.run(ops).await?;
+        Ok(!outcomes.contains(&Outcome::Claimed(false)))
+    }
+
+    async fn record_release_later(&self, event: AuditEvent) -> StoreResult<()> {
         self.group
-            .run(vec![Op::Append(Box::new(event))])
+            .submit(
+                vec![Op::Append(Box::new(event))],
+                "the outcome of a proxied call",
+            )
             .await
-            .map(drop)
     }
 
     async fn set_scope_mismatch(

@@ -10,6 +10,7 @@ use std::time::Duration;
 use alter_core::agents::{Agent, AgentStatus};
 use alter_core::apps::App;
 use alter_core::audit::{Actor, AuditEvent, ChainKey, GENESIS_HASH, HASH_KEYED_V1, Target};
+use alter_core::caller::NonceClaim;
 use alter_core::credentials::CredentialRef;
 use alter_core::grants::{CreatedBy, Grant, GrantLifetime, GrantStatus, Principal};
 use alter_core::identity::{
@@ -22,7 +23,7 @@ use alter_core::ports::{
     IdentitySigningKey, IdentityStore, KeyStore, KeyringStore, NonceStore, ProviderStore,
     ReleaseStore, SecretStore, SignInStore, StoreError, WrappedKek,
 };
-use alter_core::release::ReleaseCondition;
+use alter_core::release::{ReleaseCommit, ReleaseCondition};
 use alter_core::scope::{Scope, ScopeSet};
 use alter_core::secrets::{ManagedSecret, SecretType};
 use alter_core::signin::{AuthSession, AuthSessionStatus, SignInClient};
@@ -850,7 +851,7 @@ async fn batched_writes_claim_each_nonce_once_and_keep_every_chain_intact() {
                     insert(&store, &key(app, KeyType::Runtime, None)).await;
                 } else {
                     store
-                        .record_release(event(app, "credential.released"))
+                        .record_release(event(app, "credential.released"), None)
                         .await
                         .unwrap();
                 }
@@ -1115,9 +1116,11 @@ async fn a_release_commits_only_while_its_grant_chain_agent_and_key_are_active()
                         event(app, "credential.released"),
                         Some((condition.grants[0], at)),
                         condition,
+                        None,
                     )
                     .await
                     .unwrap()
+                    == ReleaseCommit::Committed
             }
         };
         assert!(release(t(10), signer.id).await);
@@ -1173,6 +1176,101 @@ async fn a_release_commits_only_while_its_grant_chain_agent_and_key_are_active()
     .await;
 }
 
+/// A release claims its request's nonce in its own commit: of twenty concurrent commits with
+/// one nonce exactly one is written, the others are replays that write nothing; a release
+/// refused by its condition still uses up its nonce; a denial carries its nonce the same way.
+#[tokio::test]
+async fn a_release_claims_its_nonce_in_its_own_commit() {
+    on_every_engine(|Fixture { store, raw }| async move {
+        let app = new_app(&store, "a").await.id;
+        let signer = key(app, KeyType::Runtime, None);
+        insert(&store, &signer).await;
+        let [live, revoked] = [root_grant(&store, app).await, root_grant(&store, app).await];
+        for g in [&live, &revoked] {
+            store
+                .insert_grant(g, &event(app, "grant.created"))
+                .await
+                .unwrap();
+        }
+        store
+            .revoke_grants(app, revoked.id, t(1), None, &event(app, "grant.revoked"))
+            .await
+            .unwrap();
+        let claim = |nonce: &str| {
+            Some(NonceClaim {
+                key: signer.id,
+                nonce: nonce.to_owned(),
+                at: t(10),
+            })
+        };
+        let condition = |grant: GrantId| ReleaseCondition {
+            grants: vec![grant],
+            agents: vec![],
+            key: signer.id,
+            at: t(10),
+            rules: None,
+        };
+        let mut tasks = Vec::new();
+        for _ in 0..20 {
+            let (store, nonce, condition) = (store.clone(), claim("n-shared"), condition(live.id));
+            tasks.push(tokio::spawn(async move {
+                store
+                    .commit_release(event(app, "credential.released"), None, condition, nonce)
+                    .await
+                    .unwrap()
+            }));
+        }
+        let mut outcomes = Vec::new();
+        for task in tasks {
+            outcomes.push(task.await.unwrap());
+        }
+        let committed = outcomes
+            .iter()
+            .filter(|o| **o == ReleaseCommit::Committed)
+            .count();
+        assert_eq!(committed, 1, "{outcomes:?}");
+        assert!(
+            outcomes
+                .iter()
+                .all(|o| matches!(o, ReleaseCommit::Committed | ReleaseCommit::Replayed))
+        );
+        let released = "SELECT COUNT(*) FROM audit_events WHERE app_id = $1 AND action = 'credential.released'";
+        assert_eq!(count(&raw, released, app.to_string()).await, 1);
+
+        // Refused by its condition: nothing written but the nonce, which a retry cannot reuse.
+        let refused = store
+            .commit_release(
+                event(app, "credential.released"),
+                None,
+                condition(revoked.id),
+                claim("n-refused"),
+            )
+            .await
+            .unwrap();
+        assert_eq!(refused, ReleaseCommit::Refused);
+        for nonce in ["n-refused", "n-shared"] {
+            let replayed = store
+                .record_release(event(app, "credential.denied"), claim(nonce))
+                .await
+                .unwrap();
+            assert!(!replayed, "{nonce} was used");
+        }
+        assert!(
+            store
+                .record_release(event(app, "credential.denied"), claim("n-denied"))
+                .await
+                .unwrap()
+        );
+        assert!(!store.claim_nonce(signer.id, "n-denied", t(11)).await.unwrap());
+        let denied = "SELECT COUNT(*) FROM audit_events WHERE app_id = $1 AND action = 'credential.denied'";
+        assert_eq!(count(&raw, denied, app.to_string()).await, 1);
+        assert_eq!(count(&raw, released, app.to_string()).await, 1);
+        // A release and a denial, beside the fixtures' seven.
+        assert_chain_intact(&raw, app, 9).await;
+    })
+    .await;
+}
+
 /// Refused releases leave the rest of the group commit's batch to commit.
 #[tokio::test]
 async fn a_refused_release_fails_alone_in_its_batch() {
@@ -1205,9 +1303,10 @@ async fn a_refused_release_fails_alone_in_its_batch() {
                 };
                 let event = event(app, "credential.released");
                 let committed = store
-                    .commit_release(event, Some((grant, t(10))), condition)
+                    .commit_release(event, Some((grant, t(10))), condition, None)
                     .await
-                    .unwrap();
+                    .unwrap()
+                    == ReleaseCommit::Committed;
                 (grant, committed)
             }));
         }
@@ -1259,9 +1358,10 @@ async fn a_release_waits_for_a_revocation_in_flight_and_is_refused() {
                     rules: None,
                 };
                 store
-                    .commit_release(event(app, "credential.released"), None, condition)
+                    .commit_release(event(app, "credential.released"), None, condition, None)
                     .await
                     .unwrap()
+                    == ReleaseCommit::Committed
             }
         });
         // Let the release's transaction reach the revocation's row lock and wait on it (or,
@@ -3174,9 +3274,10 @@ async fn a_release_decided_under_older_rules_does_not_commit() {
                     rules: Some((app, version)),
                 };
                 store
-                    .commit_release(event(app, "credential.released"), None, condition)
+                    .commit_release(event(app, "credential.released"), None, condition, None)
                     .await
                     .unwrap()
+                    == ReleaseCommit::Committed
             }
         };
         assert!(release(0).await);

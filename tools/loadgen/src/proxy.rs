@@ -47,10 +47,7 @@ async fn start_upstream() -> std::io::Result<String> {
     Ok(format!("http://{address}"))
 }
 
-async fn compare(
-    bench: &harness::Bench,
-    args: &Args,
-) -> Result<(), Box<dyn std::error::Error>> {
+async fn compare(bench: &harness::Bench, args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     let upstream = format!("{}/v1/items", start_upstream().await?);
     let app = App::builder(bench.api_key.as_str())
         .base_url(&bench.base_url)
@@ -82,7 +79,10 @@ async fn compare(
     let modes = [
         ("direct GET of the upstream", Work::Plain(upstream.clone())),
         ("proxy (POST /sdk/proxy)", Work::Signed(proxy)),
-        ("retrieve (POST /sdk/token, then GET)", Work::SignedThenPlain(token, upstream)),
+        (
+            "retrieve (POST /sdk/token, then GET)",
+            Work::SignedThenPlain(token, upstream),
+        ),
     ];
     let target = Arc::new(Target::new(&bench.base_url, &bench.api_key)?);
     let run_for = Duration::from_secs(args.seconds);
@@ -103,7 +103,10 @@ async fn compare(
                     "p50 overhead over direct {:.2} ms",
                     (proxy.p50.as_secs_f64() - direct.p50.as_secs_f64()) * 1000.0
                 ),
-                2 => format!("proxy / retrieve {:.0}%", 100.0 * proxy_rate / retrieve_rate),
+                2 => format!(
+                    "proxy / retrieve {:.0}%",
+                    100.0 * proxy_rate / retrieve_rate
+                ),
                 _ => String::new(),
             };
             println!("{} {note} |", summary.rate_row(label, clients, *rate));

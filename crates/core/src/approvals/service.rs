@@ -13,7 +13,7 @@ use super::{
 };
 use crate::agents::AgentStatus;
 use crate::audit::{Actor, AuditEvent, RequestSummary, Target, action, redact_url};
-use crate::caller::Caller;
+use crate::caller::{Caller, PendingNonce};
 use crate::error::{Entity, Error, Result};
 use crate::ids::{AppId, ApprovalId};
 use crate::keys::KeyStatus;
@@ -51,6 +51,8 @@ impl Vault {
         request: ProxyRequest,
         held: HeldCall,
     ) -> Result<Approval> {
+        // Parking the call writes: a replayed request must not park a second one.
+        self.claim_pending_nonce(caller).await?;
         let reason = request
             .reason
             .as_deref()
@@ -501,6 +503,8 @@ impl Vault {
             context: snapshot.context,
             request_rule: snapshot.request_rule.map(RuleSnapshot::rule),
             peer: snapshot.peer,
+            // The execution of an approved call is not a request of its own.
+            pending_nonce: PendingNonce::none(),
         };
         Ok((caller, payload.request))
     }

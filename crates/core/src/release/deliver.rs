@@ -16,7 +16,7 @@ use crate::vault::Vault;
 use super::authorize::{Denial, OutgoingCall};
 use super::materialise::CredentialInjection;
 use super::resolve::Resolved;
-use super::{Refusal, ReleaseCondition, Stop};
+use super::{Refusal, ReleaseCommit, ReleaseCondition, Stop};
 use crate::credentials::Credential;
 use crate::rules::CallMode;
 
@@ -70,11 +70,19 @@ impl Vault {
         };
         let release_id = event.id;
         let touch = last_use_is_stale(grant.last_used_at, now).then_some((grant.id, now));
-        if !self.store().commit_release(event, touch, condition).await? {
-            let (refusal, error) = self
-                .raced_refusal(caller, grant.id, &credential, call, mode, rules_version)
-                .await?;
-            return Err(Stop::refused(refusal, Some(&grant), error));
+        let committed = self
+            .store()
+            .commit_release(event, touch, condition, caller.pending_nonce.take())
+            .await?;
+        match committed {
+            ReleaseCommit::Committed => {}
+            ReleaseCommit::Replayed => return Err(Stop::Failed(Error::Unauthenticated)),
+            ReleaseCommit::Refused => {
+                let (refusal, error) = self
+                    .raced_refusal(caller, grant.id, &credential, call, mode, rules_version)
+                    .await?;
+                return Err(Stop::refused(refusal, Some(&grant), error));
+            }
         }
         Ok(Release {
             expires_in: injection

@@ -78,6 +78,17 @@ pub struct ReleaseCondition {
     pub at: Timestamp,
 }
 
+/// What a conditional commit of a release came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReleaseCommit {
+    /// The release's event is durable: the credential may leave.
+    Committed,
+    /// The condition no longer held: nothing but the request's nonce was written.
+    Refused,
+    /// The request's nonce was seen before: nothing was written.
+    Replayed,
+}
+
 /// Why a credential use was refused, as the audit log records it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
@@ -305,7 +316,13 @@ impl Vault {
                 {
                     details.insert("mode".into(), "proxy".into());
                 }
-                self.store().record_release(event).await?;
+                if !self
+                    .store()
+                    .record_release(event, caller.pending_nonce.take())
+                    .await?
+                {
+                    return Err(Error::Unauthenticated);
+                }
                 Err(error)
             }
         }
@@ -323,11 +340,15 @@ impl Vault {
             .require(&delivery.scope())
             .map_err(|e| Stop::refused(Refusal::InsufficientScope, None, e))?;
         let user = match &request.user_token {
-            Some(token) => Some(
-                self.sign_in(caller.app_id, token)
-                    .await
-                    .map_err(|e| Stop::refused(Refusal::InvalidUserToken, None, e))?,
-            ),
+            Some(token) => {
+                // Signing in records the user: the nonce is claimed first.
+                self.claim_pending_nonce(caller).await?;
+                Some(
+                    self.sign_in(caller.app_id, token)
+                        .await
+                        .map_err(|e| Stop::refused(Refusal::InvalidUserToken, None, e))?,
+                )
+            }
             None => None,
         };
         let resolved = self
@@ -382,9 +403,7 @@ impl Vault {
                 ..
             }
         );
-        let checked = self
-            .check_rules(&facts, caller.request_rule.as_ref(), take_tokens)
-            .await;
+        let checked = self.check_rules(&facts, caller, take_tokens).await?;
         let rules_version = checked.version;
         let record = PolicyRecord {
             facts,
@@ -428,12 +447,7 @@ impl Vault {
                 facts: Box::new(record.facts),
             });
         }
-        let injection = self.materialise(&resolved).await.map_err(|error| {
-            match Refusal::of_materialise(&error) {
-                Some(refusal) => Stop::refused(refusal, Some(&resolved.grant), error),
-                None => Stop::Failed(error),
-            }
-        })?;
+        let injection = self.materialise(caller, &resolved).await?;
         let mut event = deliver::release_event(
             caller,
             &resolved,
@@ -458,8 +472,16 @@ impl Vault {
         .map(|release| Ran::Released(Box::new(release)))
     }
 
-    /// The injection of a credential of any kind.
-    async fn materialise(&self, resolved: &Resolved) -> Result<CredentialInjection> {
+    /// The injection of a credential of any kind. An OAuth connection's may be refreshed at
+    /// the provider: the caller's nonce is claimed first.
+    async fn materialise(
+        &self,
+        caller: &Caller,
+        resolved: &Resolved,
+    ) -> std::result::Result<CredentialInjection, Stop> {
+        if matches!(resolved.credential, Credential::Connection(_)) {
+            self.claim_pending_nonce(caller).await?;
+        }
         match &resolved.credential {
             Credential::ManagedSecret(secret) => self.materialise_secret(secret),
             Credential::UserSecret { template, key } => self.materialise_user_secret(template, key),
@@ -468,6 +490,10 @@ impl Vault {
                     .await
             }
         }
+        .map_err(|error| match Refusal::of_materialise(&error) {
+            Some(refusal) => Stop::refused(refusal, Some(&resolved.grant), error),
+            None => Stop::Failed(error),
+        })
     }
 }
 

@@ -3,20 +3,24 @@
 //! then the rate-limit tokens the matching rules ask for. Everything fails closed: a rule that
 //! cannot be loaded, evaluated or counted refuses the call.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 use crate::audit::AuditEvent;
-use crate::request_rule::RequestRule;
+use crate::error::Result;
+use crate::ports::StoreError;
 use crate::vault::Vault;
 
 use crate::caller::Caller;
 use crate::grants::{Grant, Principal};
 use crate::identity::SignedInUser;
-use crate::ids::UserId;
+use crate::ids::{AppId, UserId};
 use crate::rules::{
     BodyFacts, CallMode, DecisionFacts, Effect, FACTS_VERSION, MatchedRule, Outcome, REDACTED,
-    RuleMode, TargetFacts,
+    Rule, RuleMode, TargetFacts,
 };
 use crate::time::Timestamp;
 
@@ -353,31 +357,27 @@ impl Vault {
     pub(super) async fn check_rules(
         &self,
         facts: &DecisionFacts,
-        request_rule: Option<&RequestRule>,
+        caller: &Caller,
         take_tokens: bool,
-    ) -> RulesVerdict {
-        // The version first: a rule written between the two reads makes the commit refuse,
-        // never pass with stale rules.
-        let read = async {
-            let version = self.store().rules_version(facts.app_id).await?;
-            let rules = self.store().list_rules(facts.app_id).await?;
-            Ok::<_, crate::ports::StoreError>((version.unwrap_or_default(), rules))
-        };
-        let (version, rules) = match read.await {
+    ) -> Result<RulesVerdict> {
+        let request_rule = caller.request_rule.as_ref();
+        let (version, rules) = match self.current_rules(facts.app_id).await {
             Ok(read) => read,
             Err(error) => {
                 tracing::warn!(%error, "policy rules could not be read");
-                return RulesVerdict {
+                return Ok(RulesVerdict {
                     verdict: Verdict::Deny(Denial::PolicyUnavailable),
                     matched: Vec::new(),
                     version: 0,
-                };
+                });
             }
         };
-        let deny = |denial, matched| RulesVerdict {
-            verdict: Verdict::Deny(denial),
-            matched,
-            version,
+        let deny = |denial, matched| {
+            Ok(RulesVerdict {
+                verdict: Verdict::Deny(denial),
+                matched,
+                version,
+            })
         };
         let mut decision = self.rules().evaluate(&rules, facts);
         if let Some(refusal) =
@@ -389,7 +389,9 @@ impl Vault {
         if let Some(denial) = denial_of(&decision.matched, decision.outcome) {
             return deny(denial, decision.matched);
         }
-        if take_tokens {
+        if take_tokens && !decision.rate_limits.is_empty() {
+            // Taking a token is a write a replay must not make: the nonce first.
+            self.claim_pending_nonce(caller).await?;
             for demand in &decision.rate_limits {
                 let (interval, tolerance) = gcra(demand.per_minute, demand.burst);
                 let taken = self
@@ -420,7 +422,7 @@ impl Vault {
             }
         }
         let holds: Vec<MatchedRule> = enforced(&decision.matched, Effect::Hold).cloned().collect();
-        RulesVerdict {
+        Ok(RulesVerdict {
             verdict: if holds.is_empty() {
                 Verdict::Allow
             } else {
@@ -428,6 +430,55 @@ impl Vault {
             },
             matched: decision.matched,
             version,
+        })
+    }
+
+    /// The app's rules and the rules version they are, the rules read only when the version
+    /// moved since this node last read them. The version is read first and every time: a rule
+    /// written meanwhile makes the release's commit refuse (it checks the version again),
+    /// never pass under stale rules — on any node.
+    async fn current_rules(
+        &self,
+        app: AppId,
+    ) -> std::result::Result<(i64, Arc<Vec<Rule>>), StoreError> {
+        let version = self.store().rules_version(app).await?.unwrap_or_default();
+        if let Some(rules) = self.rules_cache().get(app, version) {
+            return Ok((version, rules));
+        }
+        let rules = Arc::new(self.store().list_rules(app).await?);
+        self.rules_cache().put(app, version, rules.clone());
+        Ok((version, rules))
+    }
+}
+
+/// Each app's rules as this node last read them, by rules version (`apps.rules_version`, which
+/// every rule write bumps).
+#[derive(Debug, Default)]
+pub(crate) struct RulesCache(Mutex<HashMap<AppId, RulesRead>>);
+
+/// An app's rules and the rules version they were read at.
+type RulesRead = (i64, Arc<Vec<Rule>>);
+
+/// Apps whose rules a node keeps; past it the cache starts over.
+const MAX_CACHED_APPS: usize = 10_000;
+
+impl RulesCache {
+    fn get(&self, app: AppId, version: i64) -> Option<Arc<Vec<Rule>>> {
+        let cached = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        match cached.get(&app) {
+            Some((read, rules)) if *read == version => Some(rules.clone()),
+            _ => None,
+        }
+    }
+
+    fn put(&self, app: AppId, version: i64, rules: Arc<Vec<Rule>>) {
+        let mut cached = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if cached.len() >= MAX_CACHED_APPS && !cached.contains_key(&app) {
+            cached.clear();
+        }
+        // Never replace newer rules with older ones (two reads racing a rule write).
+        if cached.get(&app).is_none_or(|(read, _)| *read <= version) {
+            cached.insert(app, (version, rules));
         }
     }
 }

@@ -140,7 +140,10 @@ impl Vault {
             release.release_id,
             &outcome,
         );
-        self.store().record_release(event).await?;
+        // The release — the decision — is durable already; what the call came to is recorded
+        // without holding its answer (a crash in between can lose this record, never the
+        // release's), and a provider's answer is never withheld for it: the call was made.
+        self.store().record_release_later(event).await?;
         let (response, _) = outcome?;
         let credential_hint =
             credential_hint(response.status, &response.headers, &release.injection);

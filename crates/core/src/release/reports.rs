@@ -41,7 +41,8 @@ impl Vault {
             )
         }
         .with_details(json!({ "release_id": report.token_generation }));
-        Ok(self.store().record_release(event).await?)
+        self.store().record_release(event, None).await?;
+        Ok(())
     }
 
     /// `POST /sdk/grants/{id}/report-scope-mismatch`: marks the grant; later releases say so.

@@ -7,6 +7,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use alter_proto::admin::{
     AuditQuery, CreateSecretRequest, InjectionRuleBody, MintKeyRequest, SecretInfo,
 };
+use alter_proto::policies::{CreateRuleRequest, RuleTargetBody};
 use alter_sdk::sigv4::{self, AwsCredentials};
 use alter_sdk::{CreateAgent, DeriveKeyRequest, Error, Principal, ProviderRequest, ProxyOutcome};
 use alter_testkit::upstream::Upstream;
@@ -80,6 +81,24 @@ async fn audit(
         .into_iter()
         .map(|item| item.event)
         .collect()
+}
+
+/// The `credential.used` events of `grant` once there are `count`: what a proxied call came to
+/// is recorded just after its answer, not before.
+async fn outcomes(
+    server: &TestServer,
+    world: &World,
+    grant: &str,
+    count: usize,
+) -> Vec<serde_json::Value> {
+    for _ in 0..100 {
+        let used = audit(server, world, "credential.used", grant).await;
+        if used.len() >= count {
+            return used;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    audit(server, world, "credential.used", grant).await
 }
 
 #[tokio::test]
@@ -312,7 +331,7 @@ async fn every_injection_format_is_applied_by_the_vault() {
         assert_eq!(released.len(), 1);
         assert_eq!(released[0]["details"]["mode"], "proxy");
         assert_eq!(released[0]["reason"], "testing proxy injection");
-        let used = audit(&server, &world, "credential.used", &bearer_grant).await;
+        let used = outcomes(&server, &world, &bearer_grant, 1).await;
         assert_eq!(used.len(), 1);
         let outcome = &used[0]["outcome"];
         assert_eq!(outcome["response_status"], 201);
@@ -393,7 +412,7 @@ async fn destinations_the_vault_must_not_reach_are_refused() {
         "nothing reached the provider"
     );
     // The refusals are in the audit log beside the releases they follow.
-    let used = audit(&server, &world, "credential.used", &grant).await;
+    let used = outcomes(&server, &world, &grant, 11).await;
     assert_eq!(
         used.len(),
         11,
@@ -773,12 +792,7 @@ async fn concurrent_calls_racing_a_revocation_send_only_what_was_released() {
                 .len(),
             sent
         );
-        assert_eq!(
-            audit(&server, &world, "credential.used", &grant)
-                .await
-                .len(),
-            sent
-        );
+        assert_eq!(outcomes(&server, &world, &grant, sent).await.len(), sent);
         let after = app
             .proxy_request(ProviderRequest::get(&url).grant_id(&grant))
             .await;
@@ -803,6 +817,7 @@ async fn caller(server: &TestServer, api_key: &str) -> alter_core::caller::Calle
                 })
             },
             |_| true,
+            alter_core::caller::NonceTiming::AtAdmission,
         )
         .await
         .expect("caller")
@@ -942,4 +957,117 @@ async fn an_oauth_connection_is_used_through_the_proxy() {
         .unwrap();
     assert_eq!(by_id.status_code, 200);
     s.server.stop().await;
+}
+
+/// `/sdk/token` and `/sdk/proxy` claim the request's nonce in the transaction of their first
+/// write (the release, or the record of its refusal) rather than in one of its own: a replay is
+/// still refused before any answer — on either node, however many are sent at once — and
+/// writes nothing: no second release, call, denial or held approval.
+#[tokio::test]
+async fn credential_uses_claim_their_nonce_with_their_first_write() {
+    on_every_engine(|engine| async move {
+        let server = TestServer::start(engine).await;
+        let node2 = server.second_node().await;
+        let world = server.world("a").await;
+        let upstream = Upstream::start().await;
+        let bearer = secret(
+            &server,
+            &world,
+            &["127.0.0.1"],
+            secret_request("Replayed", "bearer", "replay-secret-value"),
+        )
+        .await;
+        let grant = system_grant(&server, &world, &bearer).await;
+        let key = world.app.key.api_key.as_str();
+        let count = |action: &'static str| {
+            let (server, world, grant) = (&server, &world, grant.clone());
+            async move { audit(server, world, action, &grant).await.len() }
+        };
+        let url = format!("{}/v1/replay", upstream.url());
+        let token_body = json!({"grant_id": grant, "request": {"method": "GET", "url": url}});
+        let proxy_body = json!({"grant_id": grant, "method": "GET", "url": url});
+        let send = |node: &TestServer, path: &str, body: &serde_json::Value, nonce: &str| {
+            node.raw(key, "POST", path)
+                .body(serde_json::to_vec(body).unwrap())
+                .nonce(nonce)
+                .send()
+        };
+
+        // A release, then its replay on either node.
+        let nonce = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa1";
+        assert_eq!(send(&server, "/sdk/token", &token_body, nonce).await.status, 200);
+        for node in [&server, &node2] {
+            let replay = send(node, "/sdk/token", &token_body, nonce).await;
+            assert_eq!(replay.status, 401, "{:?}", replay.json);
+        }
+        assert_eq!(count("credential.released").await, 1);
+
+        // A refusal (a host the secret does not allow) is recorded once.
+        let elsewhere = json!({"grant_id": grant, "request": {"method": "GET", "url": "https://elsewhere.example/"}});
+        let nonce = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa2";
+        assert_eq!(send(&server, "/sdk/token", &elsewhere, nonce).await.status, 422);
+        assert_eq!(send(&node2, "/sdk/token", &elsewhere, nonce).await.status, 401);
+        assert_eq!(count("credential.denied").await, 1);
+
+        // Eight copies of one proxied call at once, on two nodes: one call is made.
+        let nonce = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa3";
+        let copies: Vec<_> = (0..8)
+            .map(|i| {
+                let node = if i % 2 == 0 { &server } else { &node2 };
+                let request = node
+                    .raw(key, "POST", "/sdk/proxy")
+                    .body(serde_json::to_vec(&proxy_body).unwrap())
+                    .nonce(nonce);
+                tokio::spawn(request.send())
+            })
+            .collect();
+        let mut statuses = Vec::new();
+        for copy in copies {
+            statuses.push(copy.await.unwrap().status);
+        }
+        assert_eq!(statuses.iter().filter(|s| **s == 200).count(), 1, "{statuses:?}");
+        assert_eq!(statuses.iter().filter(|s| **s == 401).count(), 7, "{statuses:?}");
+        assert_eq!(upstream.received().len(), 1);
+        assert_eq!(count("credential.released").await, 2);
+
+        // A held call is parked once.
+        server
+            .admin()
+            .add_rule(
+                &world.app.info.id,
+                &CreateRuleRequest {
+                    target: RuleTargetBody {
+                        kind: "grant".into(),
+                        id: Some(grant.clone()),
+                    },
+                    kind: "require_approval".into(),
+                    effect: None,
+                    mode: None,
+                    body: json!({}),
+                    description: None,
+                },
+            )
+            .await
+            .unwrap();
+        let held = json!({"grant_id": grant, "method": "GET", "url": url, "reason": "needs a person"});
+        let nonce = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa4";
+        assert_eq!(send(&server, "/sdk/proxy", &held, nonce).await.status, 202);
+        assert_eq!(send(&node2, "/sdk/proxy", &held, nonce).await.status, 401);
+        let requested = server
+            .admin()
+            .audit_events(
+                &world.app.info.id,
+                &AuditQuery {
+                    action: Some("approval.requested".into()),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(requested.items.len(), 1);
+        assert_eq!(upstream.received().len(), 1, "nothing more was sent");
+        node2.stop().await;
+        server.stop().await;
+    })
+    .await;
 }

@@ -142,16 +142,26 @@ async fn rules_or_rate_limits_that_cannot_be_read_refuse_the_call() {
         server.app(&key).proxy_request(call()).await.unwrap();
         assert_eq!(upstream.received().len(), 2);
 
-        // The rules themselves cannot be read.
+        // The rules themselves cannot be read. A node reads them again only when the app's
+        // rules version moved (every rule write bumps it): until then its copy is current and
+        // still enforced (the rate limit above counts on).
         db.execute("ALTER TABLE policy_rules RENAME TO policy_rules_away", &[])
             .await
             .unwrap();
+        server.app(&key).proxy_request(call()).await.unwrap();
+        assert_eq!(upstream.received().len(), 3);
+        db.execute(
+            "UPDATE apps SET rules_version = rules_version + 1 WHERE id = $1",
+            &[&world.app.info.id],
+        )
+        .await
+        .unwrap();
         refused_unavailable(&server, &key, &grant, &upstream).await;
         db.execute("ALTER TABLE policy_rules_away RENAME TO policy_rules", &[])
             .await
             .unwrap();
         server.app(&key).request(call()).await.unwrap();
-        assert_eq!(upstream.received().len(), 3);
+        assert_eq!(upstream.received().len(), 4);
 
         let denied = server
             .admin()
