@@ -35,6 +35,7 @@ mod rows;
 #[cfg(feature = "test-support")]
 pub mod scratch;
 mod secrets;
+mod browser_sessions;
 mod signin;
 mod user_secrets;
 
