@@ -18,9 +18,9 @@ use serde_json::json;
 use crate::audit::{Actor, ActorKind, AuditEvent, Target, action};
 use crate::error::{Error, Result};
 use crate::identity::{AppUser, SignedInUser, UserStatus};
-use crate::signin::ClaimedSignIn;
 use crate::ids::{AppId, UserId};
 use crate::ports::StoreResult;
+use crate::signin::ClaimedSignIn;
 use crate::time::Timestamp;
 use crate::vault::Vault;
 
@@ -107,8 +107,11 @@ pub trait BrowserSessionStore: Send + Sync {
         token_hash: &[u8; 32],
     ) -> StoreResult<Option<BrowserSession>>;
     /// Marks it signed out; false if it was already.
-    async fn revoke_browser_session(&self, token_hash: &[u8; 32], at: Timestamp)
-    -> StoreResult<bool>;
+    async fn revoke_browser_session(
+        &self,
+        token_hash: &[u8; 32],
+        at: Timestamp,
+    ) -> StoreResult<bool>;
     /// Deletes sessions that expired before `before`.
     async fn prune_browser_sessions(&self, before: Timestamp) -> StoreResult<u64>;
 }
@@ -178,7 +181,11 @@ impl Vault {
     }
 
     /// Signs the session `token` out (of `kind`); false when there was no live one.
-    pub async fn close_browser_session(&self, kind: BrowserSessionKind, token: &str) -> Result<bool> {
+    pub async fn close_browser_session(
+        &self,
+        kind: BrowserSessionKind,
+        token: &str,
+    ) -> Result<bool> {
         let Some(session) = self.browser_session(kind, token).await? else {
             return Ok(false);
         };
@@ -277,7 +284,10 @@ mod tests {
         assert!(!csrf_matches("alter_bs_two", &a));
         assert!(!csrf_matches("alter_bs_one", ""));
         assert!(!csrf_matches("alter_bs_one", &a[..63]));
-        assert_ne!(a, hex::encode(alter_crypto::keys::token_hash("alter_bs_one")));
+        assert_ne!(
+            a,
+            hex::encode(alter_crypto::keys::token_hash("alter_bs_one"))
+        );
     }
 
     #[test]

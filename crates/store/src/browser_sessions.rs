@@ -26,9 +26,8 @@ fn session(row: &AnyRow) -> StoreResult<BrowserSession> {
 #[async_trait]
 impl BrowserSessionStore for SqlStore {
     async fn insert_browser_session(&self, value: &BrowserSession) -> StoreResult<()> {
-        let sql = format!(
-            "INSERT INTO browser_sessions ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"
-        );
+        let sql =
+            format!("INSERT INTO browser_sessions ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)");
         sqlx::query(&sql)
             .bind(value.token_hash.to_vec())
             .bind(value.kind.as_str())

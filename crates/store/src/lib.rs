@@ -15,6 +15,7 @@ mod agents;
 mod approvals;
 mod apps;
 mod audit_events;
+mod browser_sessions;
 mod chain;
 mod connect;
 mod connections;
@@ -35,7 +36,6 @@ mod rows;
 #[cfg(feature = "test-support")]
 pub mod scratch;
 mod secrets;
-mod browser_sessions;
 mod signin;
 mod user_secrets;
 

@@ -27,12 +27,30 @@ use crate::state::AppState;
 const TEMPLATES: &[(&str, &str)] = &[
     ("base.html", include_str!("../../templates/base.html")),
     ("message.html", include_str!("../../templates/message.html")),
-    ("wallet/home.html", include_str!("../../templates/wallet/home.html")),
-    ("wallet/grant.html", include_str!("../../templates/wallet/grant.html")),
-    ("wallet/activity.html", include_str!("../../templates/wallet/activity.html")),
-    ("wallet/approvals.html", include_str!("../../templates/wallet/approvals.html")),
-    ("wallet/approval.html", include_str!("../../templates/wallet/approval.html")),
-    ("wallet/signin.html", include_str!("../../templates/wallet/signin.html")),
+    (
+        "wallet/home.html",
+        include_str!("../../templates/wallet/home.html"),
+    ),
+    (
+        "wallet/grant.html",
+        include_str!("../../templates/wallet/grant.html"),
+    ),
+    (
+        "wallet/activity.html",
+        include_str!("../../templates/wallet/activity.html"),
+    ),
+    (
+        "wallet/approvals.html",
+        include_str!("../../templates/wallet/approvals.html"),
+    ),
+    (
+        "wallet/approval.html",
+        include_str!("../../templates/wallet/approval.html"),
+    ),
+    (
+        "wallet/signin.html",
+        include_str!("../../templates/wallet/signin.html"),
+    ),
 ];
 
 /// The template environment; a template that does not parse fails the first render (and

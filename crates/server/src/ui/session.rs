@@ -74,7 +74,13 @@ pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
 
 /// A `Set-Cookie` value: `HttpOnly`, `SameSite=Lax`, `Secure` over https, scoped to `path`
 /// below the public root; `max_age` 0 deletes it.
-pub fn set_cookie(state: &AppState, name: &str, value: &str, path: &str, max_age: i64) -> HeaderValue {
+pub fn set_cookie(
+    state: &AppState,
+    name: &str,
+    value: &str,
+    path: &str,
+    max_age: i64,
+) -> HeaderValue {
     let secure = if is_https(state) { "; Secure" } else { "" };
     let text = format!(
         "{name}={value}; Path={root}{path}; Max-Age={max_age}; HttpOnly; SameSite=Lax{secure}",
@@ -150,20 +156,27 @@ impl<K: UiKind> FromRequestParts<AppState> for Session<K> {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
-        session_of::<K>(parts, state).await.map_err(|r| r.page(state))
+        session_of::<K>(parts, state)
+            .await
+            .map_err(|r| r.page(state))
     }
 }
 
-/// Whether the request comes from a page of this origin (Fetch Metadata, then `Origin`).
+/// Whether the request comes from a page of this origin. `Sec-Fetch-Site` (which pages
+/// cannot forge) must say `same-origin` when sent; without it, `Origin` must be the public
+/// origin. Under `Referrer-Policy: no-referrer` browsers send `Origin: null` on form posts, so
+/// `null` counts only beside a same-origin `Sec-Fetch-Site`.
 pub fn same_origin(headers: &HeaderMap, state: &AppState) -> bool {
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    let site = header("sec-fetch-site");
-    let origin = header("origin");
-    if site.is_none() && origin.is_none() {
+    let origin_ok = |o: &str| o == public_origin(state);
+    match (header("sec-fetch-site"), header("origin")) {
+        (Some("same-origin"), None | Some("null")) => true,
+        (Some("same-origin"), Some(origin)) => origin_ok(origin),
+        (Some(_), _) => false,
+        (None, Some(origin)) => origin_ok(origin),
         // A browser sends one of them on every POST; a request with neither is not a form.
-        return false;
+        (None, None) => false,
     }
-    site.is_none_or(|s| s == "same-origin") && origin.is_none_or(|o| o == public_origin(state))
 }
 
 /// A form's fields (each name once).
@@ -175,7 +188,10 @@ impl Fields {
     pub fn parse(body: &[u8]) -> Option<Fields> {
         let mut fields = BTreeMap::new();
         for (name, value) in url::form_urlencoded::parse(body) {
-            if fields.insert(name.into_owned(), value.into_owned()).is_some() {
+            if fields
+                .insert(name.into_owned(), value.into_owned())
+                .is_some()
+            {
                 return None;
             }
         }
@@ -246,11 +262,21 @@ mod tests {
     #[test]
     fn a_cookie_is_read_once() {
         let mut headers = HeaderMap::new();
-        headers.insert(header::COOKIE, HeaderValue::from_static("a=1; alter_wallet=tok; b=2"));
+        headers.insert(
+            header::COOKIE,
+            HeaderValue::from_static("a=1; alter_wallet=tok; b=2"),
+        );
         assert_eq!(cookie(&headers, "alter_wallet").as_deref(), Some("tok"));
         assert_eq!(cookie(&headers, "missing"), None);
-        headers.append(header::COOKIE, HeaderValue::from_static("alter_wallet=other"));
-        assert_eq!(cookie(&headers, "alter_wallet"), None, "a repeated cookie is ambiguous");
+        headers.append(
+            header::COOKIE,
+            HeaderValue::from_static("alter_wallet=other"),
+        );
+        assert_eq!(
+            cookie(&headers, "alter_wallet"),
+            None,
+            "a repeated cookie is ambiguous"
+        );
     }
 
     #[test]

@@ -211,7 +211,10 @@ fn wallet_page<T: Serialize>(
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/wallet/{app}", get(home))
-        .route("/wallet/{app}/sign-in", get(sign_in_page).post(start_sign_in))
+        .route(
+            "/wallet/{app}/sign-in",
+            get(sign_in_page).post(start_sign_in),
+        )
         .route("/wallet/{app}/sign-out", post(sign_out))
 }
 
@@ -227,8 +230,12 @@ fn safe_next(state: &AppState, app: AppId, next: Option<&str>) -> String {
     let home = base(state, app);
     match next {
         Some(next)
-            if (next == home || next.starts_with(&format!("{home}/")) || next.starts_with(&format!("/wallet/{app}")))
-                && next.bytes().all(|b| b.is_ascii_graphic() && b != b'\\' && b != b'~')
+            if (next == home
+                || next.starts_with(&format!("{home}/"))
+                || next.starts_with(&format!("/wallet/{app}")))
+                && next
+                    .bytes()
+                    .all(|b| b.is_ascii_graphic() && b != b'\\' && b != b'~')
                 && !next.contains("//")
                 && !next.contains("/sign-") =>
         {
@@ -291,7 +298,13 @@ async fn sign_in_page(
 }
 
 fn not_found(state: &AppState) -> Response {
-    message(state, StatusCode::NOT_FOUND, "Not found", "There is nothing here.").into_response()
+    message(
+        state,
+        StatusCode::NOT_FOUND,
+        "Not found",
+        "There is nothing here.",
+    )
+    .into_response()
 }
 
 /// `POST /wallet/{app}/sign-in`: starts a sign-in at the app's identity provider (OIDC code
@@ -303,7 +316,13 @@ async fn start_sign_in(
     body: axum::body::Bytes,
 ) -> Response {
     if !same_origin(&headers, &state) {
-        return message(&state, StatusCode::FORBIDDEN, "Not allowed", "Sign in from the Wallet's page.").into_response();
+        return message(
+            &state,
+            StatusCode::FORBIDDEN,
+            "Not allowed",
+            "Sign in from the Wallet's page.",
+        )
+        .into_response();
     }
     let Some(app) = AppId::parse_lenient(&app) else {
         return not_found(&state);
@@ -330,13 +349,24 @@ async fn start_sign_in(
         Some(&pkce),
     ) {
         Ok(url) => url,
-        Err(e) => return failure(&state, Error::Invalid(format!("sign-in is not available: {e}"))),
+        Err(e) => {
+            return failure(
+                &state,
+                Error::Invalid(format!("sign-in is not available: {e}")),
+            );
+        }
     };
     let value = format!("{}~{next}", started.session_token.expose_secret());
     let mut response = Redirect::to(url.as_str()).into_response();
     response.headers_mut().append(
         header::SET_COOKIE,
-        set_cookie(&state, SIGN_IN_COOKIE, &value, "/auth/callback", SESSION_LIFETIME_SECONDS),
+        set_cookie(
+            &state,
+            SIGN_IN_COOKIE,
+            &value,
+            "/auth/callback",
+            SESSION_LIFETIME_SECONDS,
+        ),
     );
     response
 }
@@ -425,6 +455,14 @@ async fn home(State(state): State<AppState>, session: Session<WalletUi>) -> Resp
     };
     #[derive(Serialize)]
     struct Home {}
-    wallet_page(&state, &me, "", "wallet/home.html", "Your connections", None, Home {})
-        .into_response()
+    wallet_page(
+        &state,
+        &me,
+        "",
+        "wallet/home.html",
+        "Your connections",
+        None,
+        Home {},
+    )
+    .into_response()
 }
