@@ -16,6 +16,7 @@ mod approvals;
 mod apps;
 mod audit_events;
 mod browser_sessions;
+mod wallet;
 mod chain;
 mod connect;
 mod connections;
