@@ -11,7 +11,6 @@ use crate::approvals::{Approval, ApprovalDecision, ApprovalFinish, ApprovalStatu
 use crate::apps::App;
 use crate::audit::AuditEvent;
 use crate::browser_sessions::BrowserSessionStore;
-use crate::wallet::WalletStore;
 use crate::connect::{ClaimedAttempt, ConnectOutcome, ConnectSession, Declined, SessionStatus};
 use crate::connections::revocation::PendingRevocation;
 use crate::connections::{Connection, RefreshLease, RefreshedTokens};
@@ -30,6 +29,7 @@ use crate::secrets::ManagedSecret;
 use crate::signin::{AuthSession, SignInClient};
 use crate::time::Timestamp;
 use crate::user_secrets::UserSecret;
+use crate::wallet::WalletStore;
 
 /// Why storage failed. Messages are for logs, never for clients.
 #[derive(Debug, Clone, thiserror::Error)]

@@ -66,9 +66,10 @@ impl Vault {
             limit = limit.min(grant.created_at.plus_seconds(max));
         }
         let cap = match self.credential_of(grant).await? {
-            Credential::ManagedSecret(secret) | Credential::UserSecret { template: secret, .. } => {
-                secret.limits.max_grant_ttl_seconds
-            }
+            Credential::ManagedSecret(secret)
+            | Credential::UserSecret {
+                template: secret, ..
+            } => secret.limits.max_grant_ttl_seconds,
             Credential::Connection(_) => None,
         };
         if let Some(cap) = cap {
@@ -79,6 +80,14 @@ impl Vault {
         } else {
             Extension::No
         })
+    }
+
+    /// A grant the signed-in user reaches (theirs, their group's, a delegation they made).
+    pub async fn user_grant(&self, subject: &Subject<'_>, id: GrantId) -> Result<Grant> {
+        match subject {
+            Subject::User { .. } => self.grant_in_reach(subject, id).await,
+            _ => Err(Error::NotFound(Entity::Grant)),
+        }
     }
 
     /// Extends the user's own grant to end at `until` (later than now and its current end, at

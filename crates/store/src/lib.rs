@@ -16,7 +16,6 @@ mod approvals;
 mod apps;
 mod audit_events;
 mod browser_sessions;
-mod wallet;
 mod chain;
 mod connect;
 mod connections;
@@ -39,6 +38,7 @@ pub mod scratch;
 mod secrets;
 mod signin;
 mod user_secrets;
+mod wallet;
 
 use std::str::FromStr;
 use std::time::Duration;
