@@ -418,3 +418,24 @@ def test_forms_refuse_forged_posts_and_other_users_grants(server, peer, browser)
         assert answer.status_code == 403
     assert grant_status(server, alice_grant) == "active"
     assert urlsplit(page.url).path == f"/wallet/{server.app_id}"
+
+    # A double click: two revokes at once both end on "revoked"; the grant is revoked once.
+    with httpx.Client(timeout=30, cookies={"alter_wallet": cookie}) as http:
+        revoke = f"{base}/grants/{alice_grant}/revoke"
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            answers = list(
+                pool.map(
+                    lambda _: http.post(revoke, data={"csrf": token}, headers=same_site),
+                    range(2),
+                )
+            )
+    assert [a.status_code for a in answers] == [303, 303], [a.text for a in answers]
+    assert all(a.headers["location"].endswith("?done=revoked") for a in answers)
+    assert grant_status(server, alice_grant) == "revoked"
+    events = server.admin(
+        "GET",
+        f"/apps/{server.app_id}/audit",
+        params={"action": "grant.revoked", "grant": alice_grant},
+    )
+    assert len(events.json()["items"]) == 1
+    assert events.json()["items"][0]["event"]["actor"]["kind"] == "user"

@@ -32,6 +32,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use serde::Serialize;
+use std::collections::BTreeMap;
 
 use super::session::{Form, Session, UiKind, cookie, same_origin, set_cookie};
 use super::{Layout, Page, message, render, root_path};
@@ -60,10 +61,6 @@ fn path_app(parts: &Parts) -> Option<AppId> {
 impl UiKind for WalletUi {
     const KIND: BrowserSessionKind = BrowserSessionKind::Wallet;
     const COOKIE: &'static str = SESSION_COOKIE;
-
-    fn cookie_path(parts: &Parts) -> Option<String> {
-        path_app(parts).map(|app| format!("/wallet/{app}"))
-    }
 
     fn sign_in_path(parts: &Parts) -> Option<String> {
         let app = path_app(parts)?;
@@ -247,27 +244,22 @@ struct Next {
     next: Option<String>,
 }
 
-/// Where to go after signing in: a path of this app's wallet, or its home.
+/// Where to go after signing in: a page of this app's wallet (given with or without the
+/// public root), or its home. Nothing else: no other app, site or sign-in page.
 fn safe_next(state: &AppState, app: AppId, next: Option<&str>) -> String {
     let home = base(state, app);
-    match next {
-        Some(next)
-            if (next == home
-                || next.starts_with(&format!("{home}/"))
-                || next.starts_with(&format!("/wallet/{app}")))
-                && next
-                    .bytes()
-                    .all(|b| b.is_ascii_graphic() && b != b'\\' && b != b'~')
-                && !next.contains("//")
-                && !next.contains("/sign-") =>
-        {
-            if next.starts_with(&home) {
-                next.to_owned()
-            } else {
-                format!("{}{next}", root_path(state))
-            }
-        }
-        _ => home,
+    let Some(next) = next else { return home };
+    let path = next.strip_prefix(root_path(state)).unwrap_or(next);
+    let own = format!("/wallet/{app}");
+    let inside =
+        path == own || path.starts_with(&format!("{own}/")) || path.starts_with(&format!("{own}?"));
+    let plain = path.bytes().all(|b| b.is_ascii_graphic() && b != b'\\')
+        && !path.contains("//")
+        && !path.contains("/sign-");
+    if inside && plain {
+        format!("{}{path}", root_path(state))
+    } else {
+        home
     }
 }
 
@@ -378,7 +370,11 @@ async fn start_sign_in(
             );
         }
     };
-    let value = format!("{}~{next}", started.session_token.expose_secret());
+    let value = format!(
+        "{}~{}",
+        started.session_token.expose_secret(),
+        url::form_urlencoded::byte_serialize(next.as_bytes()).collect::<String>()
+    );
     let mut response = Redirect::to(url.as_str()).into_response();
     response.headers_mut().append(
         header::SET_COOKIE,
@@ -399,7 +395,11 @@ pub fn wallet_sign_in(headers: &HeaderMap, claimed: &ClaimedSignIn) -> Option<St
     let value = cookie(headers, SIGN_IN_COOKIE)?;
     let (token, next) = value.split_once('~')?;
     let hash = alter_crypto::keys::token_hash(token);
-    alter_crypto::ct_eq(&hash, &claimed.session.token_hash).then(|| next.to_owned())
+    let next: String = url::form_urlencoded::parse(format!("n={next}").as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default();
+    alter_crypto::ct_eq(&hash, &claimed.session.token_hash).then_some(next)
 }
 
 /// Finishes a Wallet sign-in at `/auth/callback` (the ID token verified): opens the session,
@@ -509,11 +509,25 @@ struct AgentUse {
     revoke: String,
 }
 
-/// The user's grants (roots) with their delegations, and the app's active agents by id.
-async fn my_grants(
-    state: &AppState,
-    me: &Me,
-) -> Result<(Vec<GrantCard>, std::collections::BTreeMap<String, String>), Error> {
+/// The app's agents (deleted ones too, for history): id → the name people see.
+async fn agent_names(state: &AppState, me: &Me) -> Result<BTreeMap<String, String>, Error> {
+    let (agents, _) = state
+        .vault
+        .list_agents(&me.subject(), true, MAX_PAGE, 0)
+        .await?;
+    Ok(agents
+        .iter()
+        .map(|a| {
+            (
+                a.id.to_string(),
+                a.display_name.clone().unwrap_or_else(|| a.name.clone()),
+            )
+        })
+        .collect())
+}
+
+/// The user's grants (roots), each with the delegations the user made of it.
+async fn my_grants(state: &AppState, me: &Me) -> Result<Vec<GrantCard>, Error> {
     let subject = me.subject();
     let page = state
         .vault
@@ -527,16 +541,7 @@ async fn my_grants(
             },
         )
         .await?;
-    let (agents, _) = state.vault.list_agents(&subject, true, MAX_PAGE, 0).await?;
-    let names: std::collections::BTreeMap<String, String> = agents
-        .iter()
-        .map(|a| {
-            (
-                a.id.to_string(),
-                a.display_name.clone().unwrap_or_else(|| a.name.clone()),
-            )
-        })
-        .collect();
+    let names = agent_names(state, me).await?;
     let now = state.vault.now();
     let home = base(state, me.app);
     let mut cards = Vec::new();
@@ -576,7 +581,7 @@ async fn my_grants(
             agents,
         });
     }
-    Ok((cards, names))
+    Ok(cards)
 }
 
 /// `GET /wallet/{app}`: my connections and secrets, and the agents acting with each.
@@ -589,7 +594,7 @@ async fn home(
         Ok(me) => me,
         Err(page) => return page,
     };
-    let (grants, _) = match my_grants(&state, &me).await {
+    let grants = match my_grants(&state, &me).await {
         Ok(found) => found,
         Err(e) => return failure(&state, e),
     };
@@ -624,7 +629,7 @@ async fn grant_page(
         Ok(me) => me,
         Err(page) => return page,
     };
-    let (grants, _) = match my_grants(&state, &me).await {
+    let grants = match my_grants(&state, &me).await {
         Ok(found) => found,
         Err(e) => return failure(&state, e),
     };
@@ -753,7 +758,8 @@ async fn revoke_grant(
         .revoke_grant(&me.subject(), id, reason, None)
         .await
     {
-        Ok(_) => done(&state, me.app, "", "revoked"),
+        // A second click (or a retry) finds it revoked already: the same outcome.
+        Ok(_) | Err(Error::GrantRevoked(_)) => done(&state, me.app, "", "revoked"),
         Err(e) => failure(&state, e),
     }
 }
@@ -823,6 +829,7 @@ async fn revoke_delegation(
         .revoke_delegation(&me.subject(), Some(id), DelegationOf::Itself)
         .await
     {
+        // The delegation, revoked now or before (a second click): the same outcome.
         Ok(Some(child)) => {
             let path = child
                 .parent_grant_id
@@ -908,7 +915,7 @@ async fn calls(state: &AppState, me: &Me, query: &ActivityQuery) -> Result<Vec<C
         ..EventFilter::default()
     };
     let events = state.vault.user_activity(me.app, &me.user, filter).await?;
-    let (_, names) = my_grants(state, me).await?;
+    let names = agent_names(state, me).await?;
     let wanted = |value: &str, filter: &Option<String>| {
         filter
             .as_deref()
