@@ -47,7 +47,7 @@ DAY = 24 * 3600
 @pytest.fixture
 def peer(server):
     running = OAuthPeer(
-        [f"{server.base_url}/auth/callback"],
+        [f"{server.base_url}/auth/callback", f"{server.base_url}/oauth/callback"],
         client_id=CLIENT_ID,
         client_secret=CLIENT_SECRET,
         password=PASSWORD,
@@ -178,8 +178,35 @@ def test_sign_in_and_out(server, peer, browser):
     assert "/sign-in" in page.url
 
 
+def connect_as(server, peer, token: str) -> str:
+    """The user connects their account at the OAuth peer (as provider `acme`) through a
+    Connect session the official client makes for them (the browser played over HTTP);
+    returns the grant id."""
+    response = server.admin(
+        "PUT", f"/apps/{server.app_id}/providers/acme", json=peer.provider_config()
+    )
+    assert response.status_code == 200, response.text
+
+    async def start():
+        async with App(api_key=server.api_key) as app:
+            return await app.create_connect_session(allowed_providers=["acme"], user_token=token)
+
+    session = run(start())
+    assert peer.connect_as_user(session.connect_url).status_code == 200
+
+    async def finish():
+        async with App(api_key=server.api_key) as app:
+            results = await app.poll_connect_session(
+                session.session_token, timeout=30, poll_interval=0.5
+            )
+            return results[0].grant_id
+
+    return run(finish())
+
+
 def test_revoke_delegate_extend_and_activity(server, peer, provider, browser):
     token = user_token(server, peer)
+    connection = connect_as(server, peer, token)
     secret, grant_id = secret_grant(
         server, token, "Stripe Prod", default_ttl_seconds=7 * DAY, max_ttl_seconds=60 * DAY
     )
@@ -188,10 +215,12 @@ def test_revoke_delegate_extend_and_activity(server, peer, provider, browser):
 
     page = browser.page()
     sign_in(page, server)
-    cards = page.locator("li.card")
-    assert cards.count() == 1
-    assert "Stripe Prod" in cards.first.text_content()
-    assert "active" in cards.first.text_content()
+    assert page.locator("li.card").count() == 2
+    acme = page.locator("li.card", has_text="acme")
+    assert "alice" in acme.text_content() and "files.read" in acme.text_content()
+    assert connection in acme.locator("a").get_attribute("href")
+    card = page.locator("li.card", has_text="Stripe Prod")
+    assert "active" in card.text_content()
     check_page(browser, page, server, "wallet-connections")
 
     # Delegate to both agents from the Wallet, one for 48 hours.
@@ -263,8 +292,9 @@ def test_revoke_delegate_extend_and_activity(server, peer, provider, browser):
 
     # Revoke the grant itself (after confirming): the app's next request fails.
     page.get_by_role("link", name="Connections").click()
-    page.get_by_text("Revoke…").click()
-    page.get_by_role("button", name="Revoke permanently").click()
+    card = page.locator("li.card", has_text="Stripe Prod")
+    card.get_by_text("Revoke…").click()
+    card.get_by_role("button", name="Revoke permanently").click()
     page.get_by_text("The grant is revoked.").wait_for()
     assert grant_status(server, grant_id) == "revoked"
 
