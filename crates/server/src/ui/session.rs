@@ -27,6 +27,9 @@ pub trait UiKind: Send + Sync + 'static {
     const KIND: BrowserSessionKind;
     /// The cookie's name.
     const COOKIE: &'static str;
+    /// The cookie's `Path` for this request, below the public root (e.g. `/wallet/{app}`), so
+    /// the cookie goes nowhere else.
+    fn cookie_path(parts: &Parts) -> Option<String>;
     /// Where a browser without a session is sent (below the public root).
     fn sign_in_path(parts: &Parts) -> Option<String>;
     /// Whether `session` may act at this request (e.g. the wallet: the path's app is the

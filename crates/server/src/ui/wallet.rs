@@ -62,6 +62,10 @@ impl UiKind for WalletUi {
     const KIND: BrowserSessionKind = BrowserSessionKind::Wallet;
     const COOKIE: &'static str = SESSION_COOKIE;
 
+    fn cookie_path(parts: &Parts) -> Option<String> {
+        path_app(parts).map(|app| format!("/wallet/{app}"))
+    }
+
     fn sign_in_path(parts: &Parts) -> Option<String> {
         let app = path_app(parts)?;
         let next = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("");
