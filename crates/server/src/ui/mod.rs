@@ -84,7 +84,6 @@ fn when(text: String) -> String {
 }
 
 /// A rendered HTML page and its headers.
-#[derive(Debug)]
 pub struct Page {
     status: StatusCode,
     html: String,
@@ -105,6 +104,16 @@ impl Page {
     pub fn form_targets(mut self, origins: Vec<String>) -> Page {
         self.form_targets = origins;
         self
+    }
+}
+
+impl std::fmt::Debug for Page {
+    // Not the HTML: it carries the user's data and the session's CSRF token.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Page")
+            .field("status", &self.status)
+            .field("bytes", &self.html.len())
+            .finish_non_exhaustive()
     }
 }
 

@@ -38,7 +38,6 @@ pub trait UiKind: Send + Sync + 'static {
 }
 
 /// A live session of UI `K`, admitted at this request. Its `csrf` goes into every form.
-#[derive(Debug)]
 pub struct Session<K> {
     /// The session.
     pub session: BrowserSession,
@@ -46,6 +45,18 @@ pub struct Session<K> {
     pub csrf: String,
     token: String,
     kind: PhantomData<K>,
+}
+
+impl<K> std::fmt::Debug for Session<K> {
+    // Neither the cookie's token nor the CSRF token is shown.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("kind", &self.session.kind)
+            .field("app_id", &self.session.app_id)
+            .field("subject", &self.session.subject)
+            .field("expires_at", &self.session.expires_at)
+            .finish_non_exhaustive()
+    }
 }
 
 impl<K> Session<K> {
@@ -180,8 +191,15 @@ pub fn same_origin(headers: &HeaderMap, state: &AppState) -> bool {
 }
 
 /// A form's fields (each name once).
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct Fields(BTreeMap<String, String>);
+
+impl std::fmt::Debug for Fields {
+    // Names only: values may be tokens or whatever the person typed.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_set().entries(self.0.keys()).finish()
+    }
+}
 
 impl Fields {
     /// Parses an `application/x-www-form-urlencoded` body; `None` if a name repeats.
@@ -277,6 +295,31 @@ mod tests {
             None,
             "a repeated cookie is ambiguous"
         );
+    }
+
+    #[test]
+    fn debug_output_shows_no_token() {
+        struct Any;
+        let at = alter_core::time::Timestamp::from_unix_seconds(1_800_000_000);
+        let session: Session<Any> = Session {
+            session: BrowserSession {
+                token_hash: [1; 32],
+                kind: BrowserSessionKind::Portal,
+                app_id: None,
+                subject: "admin".into(),
+                created_at: at,
+                expires_at: at.plus_seconds(60),
+                revoked_at: None,
+            },
+            csrf: csrf_token("alter_bs_secret"),
+            token: "alter_bs_secret".into(),
+            kind: PhantomData,
+        };
+        let shown = format!("{session:?}");
+        assert!(!shown.contains("alter_bs_secret") && !shown.contains(&session.csrf));
+        let fields = Fields::parse(b"csrf=abc123&reason=private").expect("fields");
+        let shown = format!("{fields:?}");
+        assert!(shown.contains("csrf") && !shown.contains("abc123") && !shown.contains("private"));
     }
 
     #[test]

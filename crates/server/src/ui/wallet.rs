@@ -139,8 +139,8 @@ fn failure(state: &AppState, error: Error) -> Response {
     message(state, status, title, &text).into_response()
 }
 
-/// What the layout shows of a wallet page.
-#[derive(Debug, Serialize)]
+/// What the layout shows of a wallet page (no `Debug`: it holds the CSRF token).
+#[derive(Serialize)]
 struct Chrome<'a, T: Serialize> {
     site: &'a str,
     home: String,
