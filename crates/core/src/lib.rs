@@ -7,6 +7,7 @@ pub mod approvals;
 pub mod apps;
 pub mod assertions;
 pub mod audit;
+pub mod browser_sessions;
 pub mod caller;
 pub mod connect;
 pub mod connections;
@@ -34,6 +35,7 @@ pub mod time;
 pub mod user_secrets;
 mod validate;
 pub mod vault;
+pub mod wallet;
 
 pub use error::{Entity, Error, Result};
 pub use vault::{Settings, Vault};

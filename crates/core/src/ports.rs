@@ -10,6 +10,7 @@ use crate::agents::Agent;
 use crate::approvals::{Approval, ApprovalDecision, ApprovalFinish, ApprovalStatus};
 use crate::apps::App;
 use crate::audit::AuditEvent;
+use crate::browser_sessions::BrowserSessionStore;
 use crate::caller::NonceClaim;
 use crate::connect::{ClaimedAttempt, ConnectOutcome, ConnectSession, Declined, SessionStatus};
 use crate::connections::revocation::PendingRevocation;
@@ -29,6 +30,7 @@ use crate::secrets::ManagedSecret;
 use crate::signin::{AuthSession, SignInClient};
 use crate::time::Timestamp;
 use crate::user_secrets::UserSecret;
+use crate::wallet::WalletStore;
 
 /// Why storage failed. Messages are for logs, never for clients.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -910,6 +912,8 @@ pub trait Store:
     + RuleStore
     + RateLimitStore
     + ApprovalStore
+    + BrowserSessionStore
+    + WalletStore
 {
 }
 
@@ -934,6 +938,8 @@ impl<T> Store for T where
         + RuleStore
         + RateLimitStore
         + ApprovalStore
+        + BrowserSessionStore
+        + WalletStore
 {
 }
 

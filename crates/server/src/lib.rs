@@ -14,6 +14,7 @@ mod serve;
 mod shares;
 pub mod state;
 pub mod telemetry;
+pub mod ui;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -165,6 +166,7 @@ impl ServerSettings {
                 group_membership_max_age_seconds: config.group_membership_max_age_seconds,
                 refresh_buffer_seconds: config.oauth_refresh_buffer_seconds,
                 proxy_max_response_bytes: config.upstream.proxy_max_response_bytes,
+                max_grant_extension_seconds: config.max_grant_extension_days * 24 * 3600,
                 ..Settings::default()
             },
             clock: Arc::new(SystemClock),
@@ -332,7 +334,7 @@ async fn migrated_store(settings: &ServerSettings) -> Result<SqlStore, StartupEr
     Ok(store)
 }
 
-/// Forgets request nonces and sign-in sessions past their use.
+/// Forgets request nonces, sign-in and browser sessions past their use.
 async fn prune_expired(vault: Vault) {
     let mut tick = tokio::time::interval(PRUNE_INTERVAL);
     loop {
@@ -342,6 +344,7 @@ async fn prune_expired(vault: Vault) {
             ("sign-in sessions", vault.prune_auth_sessions().await),
             ("Connect sessions", vault.prune_connect_sessions().await),
             ("rate-limit buckets", vault.prune_rate_buckets().await),
+            ("browser sessions", vault.prune_browser_sessions().await),
         ] {
             match pruned {
                 Ok(n) if n > 0 => tracing::debug!(pruned = n, "pruned {what}"),

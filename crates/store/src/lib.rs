@@ -15,6 +15,7 @@ mod agents;
 mod approvals;
 mod apps;
 mod audit_events;
+mod browser_sessions;
 mod chain;
 mod connect;
 mod connections;
@@ -37,6 +38,7 @@ pub mod scratch;
 mod secrets;
 mod signin;
 mod user_secrets;
+mod wallet;
 
 use std::str::FromStr;
 use std::time::Duration;
