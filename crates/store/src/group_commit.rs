@@ -27,6 +27,10 @@ use crate::{chain, db_error};
 
 /// Most jobs one transaction takes.
 const MAX_BATCH: usize = 256;
+/// How long a batch of lazy jobs alone waits for a job someone waits on, to share its commit:
+/// the record of a proxied call's outcome then costs no fsync of its own, and the next
+/// release does not queue behind one.
+const LAZY_WAIT: Duration = Duration::from_millis(20);
 /// Jobs waiting beyond this make callers wait to enqueue (back-pressure).
 const QUEUE: usize = 4096;
 /// The `Any` driver's name for PostgreSQL connections.
@@ -75,6 +79,8 @@ pub(crate) enum Outcome {
 struct Job {
     ops: Vec<Op>,
     reply: oneshot::Sender<StoreResult<Vec<Outcome>>>,
+    /// Nobody waits on it: it may wait for company (see [`LAZY_WAIT`]).
+    lazy: bool,
 }
 
 /// The handle requests enqueue their writes through.
@@ -122,7 +128,11 @@ impl GroupCommit {
         let commit = async {
             let (reply, answer) = oneshot::channel();
             self.queue
-                .send(Job { ops, reply })
+                .send(Job {
+                    ops,
+                    reply,
+                    lazy: false,
+                })
                 .await
                 .map_err(|_| StoreError::Unavailable("the database writer stopped".into()))?;
             answer
@@ -136,13 +146,18 @@ impl GroupCommit {
 }
 
 impl GroupCommit {
-    /// Queues `ops` for the next commit without waiting for it: for writes whose caller has
-    /// nothing to decide on their outcome (the record of what a proxied call came to). Waits
-    /// only if the queue is full; a failure is logged, never answered.
+    /// Queues `ops` for a commit shortly without waiting for it: for writes whose caller has
+    /// nothing to decide on their outcome (the record of what a proxied call came to). They
+    /// join the next batch someone waits on, or commit alone after [`LAZY_WAIT`]. Waits only
+    /// if the queue is full; a failure is logged, never answered.
     pub(crate) async fn submit(&self, ops: Vec<Op>, what: &'static str) -> StoreResult<()> {
         let (reply, answer) = oneshot::channel();
         self.queue
-            .send(Job { ops, reply })
+            .send(Job {
+                ops,
+                reply,
+                lazy: true,
+            })
             .await
             .map_err(|_| StoreError::Unavailable("the database writer stopped".into()))?;
         tokio::spawn(async move {
@@ -168,6 +183,17 @@ async fn write_loop(pool: AnyPool, chain: ChainKey, jobs: Arc<Mutex<mpsc::Receiv
                 match jobs.try_recv() {
                     Ok(job) => batch.push(job),
                     Err(_) => break,
+                }
+            }
+            if batch.iter().all(|job| job.lazy)
+                && let Ok(Some(job)) = tokio::time::timeout(LAZY_WAIT, jobs.recv()).await
+            {
+                batch.push(job);
+                while batch.len() < MAX_BATCH {
+                    match jobs.try_recv() {
+                        Ok(job) => batch.push(job),
+                        Err(_) => break,
+                    }
                 }
             }
             batch
