@@ -20,6 +20,7 @@ use crate::ids::{
     KeyId, RuleId, SecretId, UserId, UserSecretId,
 };
 use crate::keys::ApiKey;
+use crate::operators::OperatorStore;
 use crate::provider_specs::{Operation, OperationSummary, ProviderSpec, PutSpec, SpecKind};
 use crate::providers::OAuthProvider;
 use crate::release::{Authorization, ReleaseCondition, Verdict};
@@ -899,6 +900,7 @@ pub trait Store:
     + RuleStore
     + RateLimitStore
     + ApprovalStore
+    + OperatorStore
 {
 }
 
@@ -923,6 +925,7 @@ impl<T> Store for T where
         + RuleStore
         + RateLimitStore
         + ApprovalStore
+        + OperatorStore
 {
 }
 
