@@ -7,6 +7,7 @@ pub mod approvals;
 pub mod apps;
 pub mod assertions;
 pub mod audit;
+pub mod browser_sessions;
 pub mod caller;
 pub mod connect;
 pub mod connections;

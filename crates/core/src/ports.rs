@@ -10,6 +10,7 @@ use crate::agents::Agent;
 use crate::approvals::{Approval, ApprovalDecision, ApprovalFinish, ApprovalStatus};
 use crate::apps::App;
 use crate::audit::AuditEvent;
+use crate::browser_sessions::BrowserSessionStore;
 use crate::connect::{ClaimedAttempt, ConnectOutcome, ConnectSession, Declined, SessionStatus};
 use crate::connections::revocation::PendingRevocation;
 use crate::connections::{Connection, RefreshLease, RefreshedTokens};
@@ -901,6 +902,7 @@ pub trait Store:
     + RateLimitStore
     + ApprovalStore
     + OperatorStore
+    + BrowserSessionStore
 {
 }
 
@@ -926,6 +928,7 @@ impl<T> Store for T where
         + RateLimitStore
         + ApprovalStore
         + OperatorStore
+        + BrowserSessionStore
 {
 }
 

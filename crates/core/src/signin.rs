@@ -387,7 +387,12 @@ impl Vault {
         if caller.is_agent() {
             return Err(Error::AgentsCannotSignIn);
         }
-        let app_id = caller.app_id;
+        self.start_sign_in(caller.app_id, verifier).await
+    }
+
+    /// Starts a sign-in session of `app_id`'s users (for an app caller, or the Wallet, which
+    /// takes the ID token itself at the callback instead of a poll).
+    pub async fn start_sign_in(&self, app_id: AppId, verifier: &str) -> Result<StartedSignIn> {
         self.store()
             .get_idp(app_id)
             .await?

@@ -14,6 +14,7 @@ mod serve;
 mod shares;
 pub mod state;
 pub mod telemetry;
+pub mod ui;
 
 use std::future::Future;
 use std::net::SocketAddr;

@@ -7,16 +7,8 @@ use axum::response::{IntoResponse, Response};
 
 /// The one stylesheet, served from `/assets/alter.css` (the CSP allows no inline style); pages
 /// sit two levels deep (`/connect/{token}`, `/oauth/callback`) and link it relatively, so a
-/// base path needs no rewriting.
-pub const STYLESHEET: &str = "\
-body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;max-width:32rem;margin:3rem auto;\
-padding:0 1rem;color:#1a1a1a;background:#fff;line-height:1.5}\
-h1{font-size:1.5rem}ul.providers{list-style:none;padding:0}\
-ul.providers li{margin:.5rem 0}\
-button{font:inherit;width:100%;padding:.75rem 1rem;border:1px solid #1a1a1a;border-radius:.5rem;\
-background:#fff;color:#1a1a1a;cursor:pointer;text-align:left}\
-button:hover,button:focus{background:#1a1a1a;color:#fff;outline:3px solid #5b8def;outline-offset:2px}\
-footer{margin-top:3rem;font-size:.875rem;color:#555}";
+/// base path needs no rewriting. Shared with the web UIs.
+pub use crate::ui::STYLESHEET;
 
 /// A page: title, body (already escaped HTML), status.
 #[derive(Debug)]
@@ -58,41 +50,20 @@ impl IntoResponse for Page {
             icon = "../assets/favicon.svg",
             body = self.body,
         );
-        let mut form_action = String::from("'self'");
-        for origin in &self.form_targets {
-            form_action.push(' ');
-            form_action.push_str(origin);
-        }
-        let csp = format!(
-            "default-src 'none'; style-src 'self'; img-src 'self'; form-action {form_action}; \
-             base-uri 'none'; frame-ancestors 'none'"
-        );
         let mut response = (self.status, html).into_response();
         let headers = response.headers_mut();
         headers.insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("text/html; charset=utf-8"),
         );
-        if let Ok(value) = HeaderValue::from_str(&csp) {
-            headers.insert(header::CONTENT_SECURITY_POLICY, value);
-        }
-        secure_headers(headers);
+        crate::ui::page_headers(headers, &self.form_targets);
         response
     }
 }
 
 /// Headers every page and its assets carry.
 fn secure_headers(headers: &mut axum::http::HeaderMap) {
-    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    headers.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
-    );
-    headers.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    crate::ui::asset_headers(headers);
 }
 
 /// A page with one paragraph.

@@ -15,6 +15,7 @@ mod agents;
 mod approvals;
 mod apps;
 mod audit_events;
+mod browser_sessions;
 mod chain;
 mod connect;
 mod connections;

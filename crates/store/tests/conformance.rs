@@ -3195,3 +3195,77 @@ async fn a_release_decided_under_older_rules_does_not_commit() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_browser_session_is_found_by_its_hash_and_signed_out_once() {
+    use alter_core::browser_sessions::{BrowserSession, BrowserSessionKind, BrowserSessionStore};
+    on_every_engine(|f| async move {
+        let store = &f.store;
+        let app = new_app(store, "a").await;
+        let wallet = BrowserSession {
+            token_hash: [3; 32],
+            kind: BrowserSessionKind::Wallet,
+            app_id: Some(app.id),
+            subject: UserId::new().to_string(),
+            created_at: t(0),
+            expires_at: t(3600),
+            revoked_at: None,
+        };
+        let portal = BrowserSession {
+            token_hash: [4; 32],
+            kind: BrowserSessionKind::Portal,
+            app_id: None,
+            subject: "admin".into(),
+            expires_at: t(10),
+            ..wallet.clone()
+        };
+        store.insert_browser_session(&wallet).await.unwrap();
+        store.insert_browser_session(&portal).await.unwrap();
+        assert!(
+            store.insert_browser_session(&wallet).await.is_err(),
+            "one row per token"
+        );
+        assert_eq!(
+            store.find_browser_session(&[3; 32]).await.unwrap().as_ref(),
+            Some(&wallet)
+        );
+        assert_eq!(
+            store.find_browser_session(&[4; 32]).await.unwrap().as_ref(),
+            Some(&portal)
+        );
+        assert!(
+            store
+                .find_browser_session(&[5; 32])
+                .await
+                .unwrap()
+                .is_none()
+        );
+
+        assert!(store.revoke_browser_session(&[3; 32], t(5)).await.unwrap());
+        assert!(
+            !store.revoke_browser_session(&[3; 32], t(6)).await.unwrap(),
+            "signed out once"
+        );
+        let revoked = store.find_browser_session(&[3; 32]).await.unwrap().unwrap();
+        assert_eq!(revoked.revoked_at, Some(t(5)));
+        assert!(!revoked.is_live(t(6)));
+
+        // Pruning forgets what ended before the cut, nothing else.
+        assert_eq!(store.prune_browser_sessions(t(11)).await.unwrap(), 1);
+        assert!(
+            store
+                .find_browser_session(&[4; 32])
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            store
+                .find_browser_session(&[3; 32])
+                .await
+                .unwrap()
+                .is_some()
+        );
+    })
+    .await;
+}

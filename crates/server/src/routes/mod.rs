@@ -21,7 +21,7 @@ mod scopes;
 mod signin;
 mod token;
 mod user;
-mod views;
+pub(crate) mod views;
 
 use alter_core::ids::{AgentKind, AppKind, ApprovalKind, GrantKind, Id, KeyKind};
 use alter_core::{Entity, Error};
@@ -173,6 +173,7 @@ pub fn router(state: AppState, base_path: &str) -> Router {
         .route("/oauth/callback", get(connect::callback))
         .route("/assets/alter.css", get(crate::pages::stylesheet))
         .route("/assets/favicon.svg", get(crate::pages::favicon))
+        .merge(crate::ui::router())
         .route("/readyz", get(health::ready))
         .route("/auth/callback", get(signin::callback))
         .route("/.well-known/alter-identity-jwks.json", get(identity::jwks))

@@ -129,7 +129,11 @@ pub async fn verify_token(
 
 /// `GET /auth/callback`: where the IdP sends the browser back. Answers a small page either
 /// way; nothing but the session's outcome is stored.
-pub async fn callback(State(state): State<AppState>, RawQuery(query): RawQuery) -> Response {
+pub async fn callback(
+    State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
     let params = match CallbackParams::parse(query.as_deref().unwrap_or_default()) {
         Some(params) => params,
         None => {
@@ -225,6 +229,10 @@ pub async fn callback(State(state): State<AppState>, RawQuery(query): RawQuery) 
         );
     };
     match state.vault.complete_auth_session(&claimed, &id_token).await {
+        // Started from the Wallet in this browser: the Wallet takes the token, not a poll.
+        Ok(user) if let Some(next) = crate::ui::wallet::wallet_sign_in(&headers, &claimed) => {
+            crate::ui::wallet::finish_sign_in(&state, &claimed, &user, &next).await
+        }
         Ok(_) => page(
             StatusCode::OK,
             "You are signed in",
