@@ -172,6 +172,60 @@ pub trait OperatorStore: Send + Sync {
     async fn append_operator_event(&self, event: &OperatorEvent) -> StoreResult<()>;
     /// The newest operator events, newest first.
     async fn list_operator_events(&self, limit: i64) -> StoreResult<Vec<OperatorEvent>>;
+    /// How many audit events of each of `actions` every app recorded at or after `since`, per
+    /// hour: `(hour, action, count)` where `hour` counts hours since the Unix epoch.
+    async fn count_events_by_hour(
+        &self,
+        since: Timestamp,
+        actions: &[&str],
+    ) -> StoreResult<Vec<(i64, String, i64)>>;
+}
+
+/// The dashboard's window: this many hours, the current one last.
+pub const DASHBOARD_HOURS: i64 = 24;
+
+/// One hour of the dashboard: credential releases, denials and held calls across every app.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct HourlyActivity {
+    /// The hour's start.
+    pub hour_start: Timestamp,
+    /// Credentials released (retrieved or used by a proxied call).
+    pub releases: i64,
+    /// Credential uses refused.
+    pub denials: i64,
+    /// Proxied calls held for approval.
+    pub holds: i64,
+}
+
+/// Puts per-hour counts into the [`DASHBOARD_HOURS`] hours ending with `now`'s, oldest first
+/// (hours without events count zero; counts outside the window are ignored).
+pub fn hourly_activity(now: Timestamp, counts: &[(i64, String, i64)]) -> Vec<HourlyActivity> {
+    const HOUR_MICROS: i64 = 3_600_000_000;
+    let current = now.micros().div_euclid(HOUR_MICROS);
+    let first = current - (DASHBOARD_HOURS - 1);
+    let mut hours: Vec<HourlyActivity> = (first..=current)
+        .map(|hour| HourlyActivity {
+            hour_start: Timestamp::from_micros(hour * HOUR_MICROS),
+            releases: 0,
+            denials: 0,
+            holds: 0,
+        })
+        .collect();
+    for (hour, action, count) in counts {
+        let Some(slot) = usize::try_from(hour - first)
+            .ok()
+            .and_then(|i| hours.get_mut(i))
+        else {
+            continue;
+        };
+        match action.as_str() {
+            crate::audit::action::CREDENTIAL_RELEASED => slot.releases += count,
+            crate::audit::action::CREDENTIAL_DENIED => slot.denials += count,
+            crate::audit::action::APPROVAL_REQUESTED => slot.holds += count,
+            _ => {}
+        }
+    }
+    hours
 }
 
 /// What a sign-in attempt came to. A wrong password and an unknown username are the same
@@ -480,6 +534,22 @@ impl Vault {
         Ok(self.store().append_operator_event(&event).await?)
     }
 
+    /// Releases, denials and holds of every app over the last [`DASHBOARD_HOURS`] hours, one
+    /// entry per hour, oldest first.
+    pub async fn dashboard_activity(&self) -> Result<Vec<HourlyActivity>> {
+        let now = self.now();
+        let since = Timestamp::from_micros(
+            (now.micros().div_euclid(3_600_000_000) - (DASHBOARD_HOURS - 1)) * 3_600_000_000,
+        );
+        let actions = [
+            crate::audit::action::CREDENTIAL_RELEASED,
+            crate::audit::action::CREDENTIAL_DENIED,
+            crate::audit::action::APPROVAL_REQUESTED,
+        ];
+        let counts = self.store().count_events_by_hour(since, &actions).await?;
+        Ok(hourly_activity(now, &counts))
+    }
+
     /// The newest operator events (1 to 1000), newest first.
     pub async fn operator_events(&self, limit: i64) -> Result<Vec<OperatorEvent>> {
         let limit = crate::validate::int_in_range("limit", limit, 1, 1000)?;
@@ -533,6 +603,27 @@ mod tests {
     fn throttle_keys_fold_variants_of_a_name() {
         assert_eq!(throttle_key("  Alice "), "alice");
         assert_eq!(throttle_key(&"A".repeat(100)).len(), USERNAME_MAX);
+    }
+
+    #[test]
+    fn hourly_activity_fills_every_hour_of_the_window() {
+        let hour = 3_600_000_000;
+        let now = Timestamp::from_micros(1000 * hour + 5);
+        let counts = vec![
+            (1000, crate::audit::action::CREDENTIAL_RELEASED.to_owned(), 3),
+            (1000, crate::audit::action::CREDENTIAL_DENIED.to_owned(), 2),
+            (977, crate::audit::action::APPROVAL_REQUESTED.to_owned(), 1),
+            (976, crate::audit::action::CREDENTIAL_RELEASED.to_owned(), 9),
+            (1000, "key.minted".to_owned(), 7),
+        ];
+        let hours = hourly_activity(now, &counts);
+        assert_eq!(hours.len(), 24);
+        assert_eq!(hours[0].hour_start, Timestamp::from_micros(977 * hour));
+        assert_eq!((hours[0].releases, hours[0].denials, hours[0].holds), (0, 0, 1));
+        let last = hours[23];
+        assert_eq!((last.releases, last.denials, last.holds), (3, 2, 0));
+        let total: i64 = hours.iter().map(|h| h.releases + h.denials + h.holds).sum();
+        assert_eq!(total, 6, "hour 976 is outside the window; other actions do not count");
     }
 
     #[tokio::test]

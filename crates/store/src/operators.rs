@@ -180,4 +180,26 @@ impl OperatorStore for SqlStore {
         .bind(limit);
         fetch_all(&self.read, query, operator_event).await
     }
+
+    async fn count_events_by_hour(
+        &self,
+        since: Timestamp,
+        actions: &[&str],
+    ) -> StoreResult<Vec<(i64, String, i64)>> {
+        let placeholders: Vec<String> = (0..actions.len()).map(|i| format!("${}", i + 2)).collect();
+        // Integer division by an hour in microseconds: the same bucket on both engines.
+        let sql = format!(
+            "SELECT at / 3600000000 AS hour, action, COUNT(*) AS n FROM audit_events \
+             WHERE at >= $1 AND action IN ({}) GROUP BY at / 3600000000, action",
+            placeholders.join(", ")
+        );
+        let mut query = sqlx::query(&sql).bind(since.micros());
+        for action in actions {
+            query = query.bind(*action);
+        }
+        fetch_all(&self.read, query, |row| {
+            Ok((get(row, "hour")?, get(row, "action")?, get(row, "n")?))
+        })
+        .await
+    }
 }

@@ -35,3 +35,6 @@ $$ LANGUAGE plpgsql;
 CREATE TRIGGER operator_events_append_only
     BEFORE UPDATE OR DELETE ON operator_events
     FOR EACH ROW EXECUTE FUNCTION operator_events_append_only();
+
+-- The dashboard counts every app's events of the last day by time.
+CREATE INDEX audit_events_by_at ON audit_events (at);

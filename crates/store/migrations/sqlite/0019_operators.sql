@@ -31,3 +31,6 @@ CREATE TRIGGER operator_events_no_update BEFORE UPDATE ON operator_events
 BEGIN SELECT RAISE(ABORT, 'operator_events is append-only'); END;
 CREATE TRIGGER operator_events_no_delete BEFORE DELETE ON operator_events
 BEGIN SELECT RAISE(ABORT, 'operator_events is append-only'); END;
+
+-- The dashboard counts every app's events of the last day by time.
+CREATE INDEX audit_events_by_at ON audit_events (at);
