@@ -610,7 +610,11 @@ mod tests {
         let hour = 3_600_000_000;
         let now = Timestamp::from_micros(1000 * hour + 5);
         let counts = vec![
-            (1000, crate::audit::action::CREDENTIAL_RELEASED.to_owned(), 3),
+            (
+                1000,
+                crate::audit::action::CREDENTIAL_RELEASED.to_owned(),
+                3,
+            ),
             (1000, crate::audit::action::CREDENTIAL_DENIED.to_owned(), 2),
             (977, crate::audit::action::APPROVAL_REQUESTED.to_owned(), 1),
             (976, crate::audit::action::CREDENTIAL_RELEASED.to_owned(), 9),
@@ -619,11 +623,17 @@ mod tests {
         let hours = hourly_activity(now, &counts);
         assert_eq!(hours.len(), 24);
         assert_eq!(hours[0].hour_start, Timestamp::from_micros(977 * hour));
-        assert_eq!((hours[0].releases, hours[0].denials, hours[0].holds), (0, 0, 1));
+        assert_eq!(
+            (hours[0].releases, hours[0].denials, hours[0].holds),
+            (0, 0, 1)
+        );
         let last = hours[23];
         assert_eq!((last.releases, last.denials, last.holds), (3, 2, 0));
         let total: i64 = hours.iter().map(|h| h.releases + h.denials + h.holds).sum();
-        assert_eq!(total, 6, "hour 976 is outside the window; other actions do not count");
+        assert_eq!(
+            total, 6,
+            "hour 976 is outside the window; other actions do not count"
+        );
     }
 
     #[tokio::test]

@@ -204,7 +204,11 @@ fn mode(text: &str) -> Result<RuleMode, Error> {
 }
 
 /// An RFC 3339 time, or an age before `now` (`30s`, `15m`, `12h`, `7d`).
-pub(crate) fn instant(field: &str, text: Option<&str>, now: Timestamp) -> Result<Option<Timestamp>, Error> {
+pub(crate) fn instant(
+    field: &str,
+    text: Option<&str>,
+    now: Timestamp,
+) -> Result<Option<Timestamp>, Error> {
     let Some(text) = text else { return Ok(None) };
     if let Some(at) = Timestamp::parse_rfc3339(text) {
         return Ok(Some(at));

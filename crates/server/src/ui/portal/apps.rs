@@ -27,7 +27,10 @@ pub(super) fn router() -> Router<AppState> {
         .route("/portal/apps/{app}", get(keys))
         .route("/portal/apps/{app}/keys", post(mint_key))
         .route("/portal/apps/{app}/keys/{key}/revoke", post(revoke_key))
-        .route("/portal/apps/{app}/secrets", get(secrets).post(create_secret))
+        .route(
+            "/portal/apps/{app}/secrets",
+            get(secrets).post(create_secret),
+        )
         .route(
             "/portal/apps/{app}/secrets/{secret}/rotate",
             post(rotate_secret),
@@ -45,7 +48,10 @@ pub(crate) struct AppHeader {
 }
 
 /// The app of an app page, or the page saying it does not exist.
-pub(crate) async fn app_header(state: &AppState, app: &str) -> Result<(AppId, AppHeader), Response> {
+pub(crate) async fn app_header(
+    state: &AppState,
+    app: &str,
+) -> Result<(AppId, AppHeader), Response> {
     let app = app_id(state, app)?;
     match state.vault.get_app(app).await {
         Ok(found) => Ok((
@@ -380,10 +386,7 @@ async fn rotate_secret(
         Err(r) => return r,
     };
     let value = SecretString::from(form.fields.get("value").unwrap_or_default().to_owned());
-    match op
-        .act(state.vault.rotate_secret(app, &secret, value))
-        .await
-    {
+    match op.act(state.vault.rotate_secret(app, &secret, value)).await {
         Ok(_) => done(
             format!("{}/secrets", app_base(&state, app)),
             "secret_rotated",

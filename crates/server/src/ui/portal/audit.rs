@@ -252,7 +252,10 @@ fn event_row(stored: &StoredEvent) -> EventRow {
             .filter(|t| !t.kind.is_empty())
             .map(|t| format!("{} {}", t.kind, t.id))
             .unwrap_or_default(),
-        request: e.request.as_ref().map(|r| format!("{} {}", r.method, r.url)),
+        request: e
+            .request
+            .as_ref()
+            .map(|r| format!("{} {}", r.method, r.url)),
     }
 }
 

@@ -55,11 +55,7 @@ pub fn activity_svg(hours: &[HourlyActivity], id: &str) -> String {
         }
         acc
     });
-    let max = hours
-        .iter()
-        .flat_map(|h| values(h))
-        .max()
-        .unwrap_or(0);
+    let max = hours.iter().flat_map(|h| values(h)).max().unwrap_or(0);
     let top = axis_top(max);
     let plot_w = WIDTH - LEFT - RIGHT;
     let plot_h = HEIGHT - TOP - BOTTOM;

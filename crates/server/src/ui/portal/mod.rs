@@ -134,7 +134,8 @@ pub(crate) fn failure(state: &AppState, error: Error) -> Response {
 
 /// An app id from a path; anything else is an app that does not exist.
 pub(crate) fn app_id(state: &AppState, text: &str) -> Result<AppId, Response> {
-    AppId::parse_lenient(text).ok_or_else(|| failure(state, Error::NotFound(alter_core::Entity::App)))
+    AppId::parse_lenient(text)
+        .ok_or_else(|| failure(state, Error::NotFound(alter_core::Entity::App)))
 }
 
 // ---- layout ----------------------------------------------------------------------------
@@ -379,7 +380,9 @@ async fn sign_in(State(state): State<AppState>, request: Request) -> Response {
                 return sign_in_form(
                     &state,
                     StatusCode::TOO_MANY_REQUESTS,
-                    Some("Too many failed attempts for this username. Wait a minute and try again."),
+                    Some(
+                        "Too many failed attempts for this username. Wait a minute and try again.",
+                    ),
                 );
             }
             Err(e) => return failure(&state, e),

@@ -60,10 +60,18 @@ fn rule_from_form(form: &Form<PortalUi>) -> Result<alter_core::policies::NewRule
     )
 }
 
+/// A rule as the page lists it: its wire view and its body as JSON text.
+#[derive(Serialize)]
+struct RuleRow {
+    #[serde(flatten)]
+    info: RuleInfo,
+    body_text: String,
+}
+
 #[derive(Serialize)]
 struct RulesPage {
     app: AppHeader,
-    rules: Vec<RuleInfo>,
+    rules: Vec<RuleRow>,
     what_if: Option<WhatIfView>,
     what_if_since: Option<String>,
 }
@@ -93,7 +101,13 @@ async fn rules_page(
         notice,
         RulesPage {
             app: header,
-            rules: rules.iter().map(info).collect(),
+            rules: rules
+                .iter()
+                .map(|rule| RuleRow {
+                    info: info(rule),
+                    body_text: rule.body.to_string(),
+                })
+                .collect(),
             what_if,
             what_if_since,
         },
@@ -323,7 +337,10 @@ async fn decide(
         Some("approve") => true,
         Some("deny") => false,
         _ => {
-            return failure(&state, Error::Invalid("decision must be approve or deny".into()));
+            return failure(
+                &state,
+                Error::Invalid("decision must be approve or deny".into()),
+            );
         }
     };
     let reason = form.fields.text("reason").map(str::to_owned);
