@@ -639,6 +639,12 @@ mod tests {
                 "GrantNotFoundError",
             ),
             (
+                "unknown operator account",
+                Error::NotFound(Entity::Operator).into(),
+                Main,
+                "GrantNotFoundError",
+            ),
+            (
                 "authentication failure",
                 Error::Unauthenticated.into(),
                 Main,
