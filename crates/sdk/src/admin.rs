@@ -559,37 +559,6 @@ impl AdminClient {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn query_strings_hold_only_the_given_fields_in_canonical_order() {
-        assert_eq!(
-            query_string(&GrantListQuery::default()).ok(),
-            Some(String::new())
-        );
-        let query = GrantListQuery {
-            status: Some("active".into()),
-            label: Some("a b&c".into()),
-            limit: Some(5),
-            ..GrantListQuery::default()
-        };
-        assert_eq!(
-            query_string(&query).ok().as_deref(),
-            Some("?label=a+b%26c&limit=5&status=active")
-        );
-        let agents = AgentListQuery {
-            include_revoked: Some(true),
-            ..AgentListQuery::default()
-        };
-        assert_eq!(
-            query_string(&agents).ok().as_deref(),
-            Some("?include_revoked=true")
-        );
-    }
-}
-
 /// Operator accounts of the portal.
 impl AdminClient {
     /// Creates an operator account.
@@ -627,5 +596,36 @@ impl AdminClient {
             password: password.to_owned(),
         };
         self.call(Method::PUT, &path, Some(&body)).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_strings_hold_only_the_given_fields_in_canonical_order() {
+        assert_eq!(
+            query_string(&GrantListQuery::default()).ok(),
+            Some(String::new())
+        );
+        let query = GrantListQuery {
+            status: Some("active".into()),
+            label: Some("a b&c".into()),
+            limit: Some(5),
+            ..GrantListQuery::default()
+        };
+        assert_eq!(
+            query_string(&query).ok().as_deref(),
+            Some("?label=a+b%26c&limit=5&status=active")
+        );
+        let agents = AgentListQuery {
+            include_revoked: Some(true),
+            ..AgentListQuery::default()
+        };
+        assert_eq!(
+            query_string(&agents).ok().as_deref(),
+            Some("?include_revoked=true")
+        );
     }
 }

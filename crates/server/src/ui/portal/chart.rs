@@ -55,7 +55,7 @@ pub fn activity_svg(hours: &[HourlyActivity], id: &str) -> String {
         }
         acc
     });
-    let max = hours.iter().flat_map(|h| values(h)).max().unwrap_or(0);
+    let max = hours.iter().flat_map(values).max().unwrap_or(0);
     let top = axis_top(max);
     let plot_w = WIDTH - LEFT - RIGHT;
     let plot_h = HEIGHT - TOP - BOTTOM;
@@ -130,7 +130,7 @@ pub fn activity_svg(hours: &[HourlyActivity], id: &str) -> String {
 pub fn hour_label(hour: &HourlyActivity) -> String {
     let text = hour.hour_start.to_rfc3339();
     // `YYYY-MM-DDTHH:MM:SS…`
-    text.get(11..16).map_or(text.clone(), |hm| format!("{hm}"))
+    text.get(11..16).map_or(text.clone(), str::to_owned)
 }
 
 #[cfg(test)]
