@@ -359,3 +359,57 @@ def test_a_wallet_session_is_no_portal_session(server, browser):
     post = form_post(server, "/portal/apps", {"name": "sneaky", "csrf": wallet_csrf}, wallet)
     assert post.status_code == 403
     assert server.admin("GET", "/apps").json()["items"] == before
+
+
+def test_the_approvals_queue_approves_and_denies_held_calls(server, browser, provider):
+    from alter_sdk import Agent
+    from alter_sdk.exceptions import ApprovalDeniedError
+    from test_approvals import held_agent
+
+    provider.answer("/v1/refunds", 201, {"refunded": True})
+    # (`held_agent` runs the client on this thread's loop, which Playwright holds.)
+    with ThreadPoolExecutor(1) as pool:
+        bot, grant = pool.submit(held_agent, server, provider).result()
+
+    async def hold(amount: int):
+        agent = Agent(api_key=bot.api_key)
+        return await agent.proxy_request(
+            "POST", provider.url("/v1/refunds"), grant_id=grant, json={"amount": amount},
+            reason=f"refund {amount}",
+        )
+
+    approve_me, deny_me = run(hold(1)), run(hold(2))
+    page = browser.page()
+    sign_in_with_token(page, server)
+    page.goto(f"{server.base_url}/portal/apps/{server.app_id}/approvals")
+    assert page.locator("li.card").count() == 2
+    check_page(browser, page, server, "approvals")
+
+    for pending, verdict, reason in (
+        (approve_me, "Approve", "customer asked"),
+        (deny_me, "Deny", "duplicate refund"),
+    ):
+        card = page.locator("li.card", has=page.locator(f"#reason-{pending.approval_id}"))
+        card.locator(f"#reason-{pending.approval_id}").fill(reason)
+        card.get_by_role("button", name=verdict, exact=True).click()
+        page.wait_for_load_state()
+    assert page.locator("li.card").count() == 0, "nothing pending any more"
+
+    async def outcomes():
+        agent = Agent(api_key=bot.api_key)
+        made = await agent.await_approval(str(approve_me.approval_id), timeout=60, poll_interval=0.2)
+        with pytest.raises(ApprovalDeniedError) as denied:
+            await agent.await_approval(str(deny_me.approval_id), timeout=30, poll_interval=0.2)
+        return made, denied.value
+
+    made, denied = run(outcomes())
+    assert made.status_code == 201 and made.body_json() == {"refunded": True}
+    assert provider.one().json() == {"amount": 1}, "the approved call alone was made, once"
+    assert "duplicate refund" in str(denied)
+    decided = {
+        e["target"]["id"]: e for e in audit_events(server, server.app_id)
+        if e["action"] in ("approval.approved", "approval.denied")
+    }
+    assert decided[str(approve_me.approval_id)]["actor"]["operator"] == "admin-token"
+    page.goto(f"{server.base_url}/portal/apps/{server.app_id}/approvals?status=all")
+    assert "admin-token: customer asked" in page.text_content("main")
