@@ -151,13 +151,19 @@ class OAuthPeer:
         assert response.status_code == 200, response.text
         assert response.json()["not_ready"] is None
 
-    def sign_in(self, browser: httpx.Client, auth_url: str) -> httpx.Response:
+    def sign_in(
+        self, browser: httpx.Client, auth_url: str, login: str = "alice", password: str = ""
+    ) -> httpx.Response:
         """Plays the user in `browser` (which follows redirects): login and consent at this
-        peer, then the redirect back wherever the authorization asked."""
-        login = browser.get(auth_url)
-        assert login.status_code == 200 and "/interaction/" in str(login.url), login.text
+        peer, then the redirect back wherever the authorization asked. `bob` (password
+        `bob-password`) is the peer's second account."""
+        login_page = browser.get(auth_url)
+        assert login_page.status_code == 200 and "/interaction/" in str(login_page.url), (
+            login_page.text
+        )
         consent = browser.post(
-            f"{login.url}/login", data={"login": "alice", "password": self.password}
+            f"{login_page.url}/login",
+            data={"login": login, "password": password or self.password},
         )
         assert consent.status_code == 200 and 'id="allow"' in consent.text, consent.text
         return browser.post(f"{consent.url}/confirm")

@@ -49,6 +49,11 @@ const accounts = new Map([
     password: env.PEER_PASSWORD || 'alice-password',
     claims: { email: 'alice@example.test', email_verified: true, name: 'Alice Example', preferred_username: 'alice' },
   }],
+  // A second person, for tests where one user must not see another's grants.
+  ['bob', {
+    password: env.PEER_BOB_PASSWORD || 'bob-password',
+    claims: { email: 'bob@example.test', email_verified: true, name: 'Bob Example', preferred_username: 'bob' },
+  }],
 ]);
 
 // Compares digests so that neither the length nor the content of the password leaks through timing.

@@ -56,6 +56,8 @@ pub mod action {
     pub const GRANT_MINTED: &str = "grant.minted";
     /// A grant was revoked.
     pub const GRANT_REVOKED: &str = "grant.revoked";
+    /// An end user extended a grant's lifetime (Wallet).
+    pub const GRANT_EXTENDED: &str = "grant.extended";
     /// A delegation was created or renewed.
     pub const DELEGATION_CREATED: &str = "delegation.created";
     /// A delegation was revoked.

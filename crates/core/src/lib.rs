@@ -36,6 +36,7 @@ pub mod time;
 pub mod user_secrets;
 mod validate;
 pub mod vault;
+pub mod wallet;
 
 pub use error::{Entity, Error, Result};
 pub use vault::{Settings, Vault};

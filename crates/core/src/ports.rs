@@ -30,6 +30,7 @@ use crate::secrets::ManagedSecret;
 use crate::signin::{AuthSession, SignInClient};
 use crate::time::Timestamp;
 use crate::user_secrets::UserSecret;
+use crate::wallet::WalletStore;
 
 /// Why storage failed. Messages are for logs, never for clients.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -903,6 +904,7 @@ pub trait Store:
     + ApprovalStore
     + OperatorStore
     + BrowserSessionStore
+    + WalletStore
 {
 }
 
@@ -929,6 +931,7 @@ impl<T> Store for T where
         + ApprovalStore
         + OperatorStore
         + BrowserSessionStore
+        + WalletStore
 {
 }
 

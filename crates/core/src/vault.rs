@@ -34,6 +34,9 @@ pub struct Settings {
     /// The most of a provider's answer a proxied call reads and returns; the rest is cut
     /// (`body_truncated`).
     pub proxy_max_response_bytes: usize,
+    /// How far ahead of now an end user may extend a grant's end in the Wallet (never past
+    /// the grant's own `max_ttl_seconds` or its secret's cap).
+    pub max_grant_extension_seconds: i64,
 }
 
 impl Default for Settings {
@@ -46,6 +49,7 @@ impl Default for Settings {
             refresh_lease_seconds: 30,
             refresh_wait_ms: 5_000,
             proxy_max_response_bytes: 10 * 1024 * 1024,
+            max_grant_extension_seconds: 90 * 24 * 3600,
         }
     }
 }

@@ -146,6 +146,10 @@ pub struct Config {
     /// An OAuth access token is refreshed when it expires within this many seconds.
     #[serde(default = "default_refresh_buffer")]
     pub oauth_refresh_buffer_seconds: i64,
+    /// How far ahead an end user may extend a grant in the Wallet (days; never past the
+    /// grant's own maximum or its secret's cap).
+    #[serde(default = "default_max_grant_extension_days")]
+    pub max_grant_extension_days: i64,
     /// How often every app's signed audit checkpoint is logged; 0 turns it off.
     #[serde(default = "default_audit_checkpoint_interval")]
     pub audit_checkpoint_interval_seconds: u64,
@@ -178,6 +182,10 @@ fn default_derived_ttl_hours() -> i64 {
 
 fn default_group_membership_max_age() -> i64 {
     24 * 3600
+}
+
+fn default_max_grant_extension_days() -> i64 {
+    90
 }
 
 fn default_refresh_buffer() -> i64 {
@@ -222,6 +230,11 @@ const ENV_KEYS: &[(&str, &str, EnvKind)] = &[
     (
         "ALTER_OAUTH_REFRESH_BUFFER_SECONDS",
         "oauth_refresh_buffer_seconds",
+        EnvKind::Integer,
+    ),
+    (
+        "ALTER_MAX_GRANT_EXTENSION_DAYS",
+        "max_grant_extension_days",
         EnvKind::Integer,
     ),
     (
@@ -362,6 +375,11 @@ impl Config {
             "group_membership_max_age_seconds",
             self.group_membership_max_age_seconds,
             0..=30 * 24 * 3600,
+        )?;
+        in_range(
+            "max_grant_extension_days",
+            self.max_grant_extension_days,
+            1..=36_500,
         )?;
         in_range(
             "oauth_refresh_buffer_seconds",

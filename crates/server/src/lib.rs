@@ -166,6 +166,7 @@ impl ServerSettings {
                 group_membership_max_age_seconds: config.group_membership_max_age_seconds,
                 refresh_buffer_seconds: config.oauth_refresh_buffer_seconds,
                 proxy_max_response_bytes: config.upstream.proxy_max_response_bytes,
+                max_grant_extension_seconds: config.max_grant_extension_days * 24 * 3600,
                 ..Settings::default()
             },
             clock: Arc::new(SystemClock),

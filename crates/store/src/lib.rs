@@ -39,6 +39,7 @@ pub mod scratch;
 mod secrets;
 mod signin;
 mod user_secrets;
+mod wallet;
 
 use std::str::FromStr;
 use std::time::Duration;

@@ -227,6 +227,21 @@ impl Vault {
         reason: Option<String>,
         decided_by: Option<String>,
     ) -> Result<Approval> {
+        self.decide_approval_by(app, id, approve, reason, decided_by, Actor::operator())
+            .await
+    }
+
+    /// [`Vault::decide_approval`], recorded as `actor`'s decision (the operator's, or the end
+    /// user's in the Wallet).
+    pub(crate) async fn decide_approval_by(
+        &self,
+        app: AppId,
+        id: ApprovalId,
+        approve: bool,
+        reason: Option<String>,
+        decided_by: Option<String>,
+        actor: Actor,
+    ) -> Result<Approval> {
         let approval = self.current_approval(app, id).await?;
         let reason = reason
             .map(|r| r.trim().to_owned())
@@ -258,7 +273,7 @@ impl Vault {
         };
         // The decision names the exact request it was about.
         let request = self.approval_request(app, id).await?;
-        let event = approval_event(&approval, verb, Actor::operator(), decision.at)
+        let event = approval_event(&approval, verb, actor, decision.at)
             .with_details(json!({
                 "decided_by": decision.decided_by,
                 "request_sha256": request.sha256,

@@ -265,7 +265,8 @@ impl Vault {
 
     /// Revokes a grant the subject may reach, and every delegation under it. With
     /// `user_token` (SDK callers), only a grant of that user. End users revoke only the
-    /// delegations they made ([`Vault::revoke_delegation`]).
+    /// delegations they made ([`Vault::revoke_delegation`]), and the grants that are theirs
+    /// alone (principal: that user; not a group's) from the Wallet.
     pub async fn revoke_grant(
         &self,
         subject: &Subject<'_>,
@@ -273,10 +274,12 @@ impl Vault {
         reason: Option<String>,
         user_token: Option<&str>,
     ) -> Result<Grant> {
-        if let Subject::User { .. } = subject {
+        let grant = self.grant_in_reach(subject, grant_id).await?;
+        if let Subject::User { user, .. } = subject
+            && grant.principal != Principal::User(user.user.id)
+        {
             return Err(Error::NotFound(Entity::Grant));
         }
-        let grant = self.grant_in_reach(subject, grant_id).await?;
         if let Some(token) = user_token {
             let user = self.sign_in(subject.app_id(), token).await?;
             if grant.principal != Principal::User(user.user.id) {

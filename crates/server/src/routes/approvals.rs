@@ -4,7 +4,7 @@
 
 use alter_core::approvals::{Approval, ApprovalStatus, MAX_WAIT_SECONDS};
 use alter_core::caller::Caller;
-use alter_core::ids::{ApprovalId, ApprovalKind};
+use alter_core::ids::{AppId, ApprovalId, ApprovalKind};
 use alter_core::proxy::{HeldCall, ProxyRequest};
 use alter_core::time::Timestamp;
 use alter_proto::admin::ItemList;
@@ -43,7 +43,7 @@ pub(crate) async fn hold(
 ) -> ApiResult<(StatusCode, axum::Json<PendingApproval>)> {
     let approval = state.vault.hold_call(caller, request, held).await?;
     let now = state.vault.now();
-    let url = approval_url(state, approval.id);
+    let url = approval_url(state, approval.app_id, approval.id);
     let expires_in = now.seconds_until(approval.expires_at).max(0);
     Ok((
         StatusCode::ACCEPTED,
@@ -64,9 +64,9 @@ pub(crate) async fn hold(
     ))
 }
 
-/// Where the approver decides (the Wallet's approvals page).
-fn approval_url(state: &AppState, id: ApprovalId) -> String {
-    format!("{}/approvals/{id}", state.public_url)
+/// Where the approver decides: the approval's page in the app's Wallet.
+fn approval_url(state: &AppState, app: AppId, id: ApprovalId) -> String {
+    format!("{}/wallet/{app}/approvals/{id}", state.public_url)
 }
 
 #[derive(Debug, Deserialize)]

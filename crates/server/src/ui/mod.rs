@@ -104,6 +104,7 @@ static ENVIRONMENT: LazyLock<Environment<'static>> = LazyLock::new(|| {
     let mut env = Environment::new();
     // Every template is HTML: escape every value, whatever the name's extension.
     env.set_auto_escape_callback(|_| AutoEscape::Html);
+    env.add_filter("when", when);
     for (name, source) in TEMPLATES {
         if let Err(e) = env.add_template(name, source) {
             tracing::error!(template = name, error = %e, "a template does not parse");
@@ -111,6 +112,21 @@ static ENVIRONMENT: LazyLock<Environment<'static>> = LazyLock::new(|| {
     }
     env
 });
+
+/// `{{ t | when }}`: an RFC 3339 UTC time (as the vault writes them) for people,
+/// `2026-12-07 10:52 UTC`; anything else as it is.
+fn when(text: String) -> String {
+    let bytes = text.as_bytes();
+    let shaped = text.len() >= 17
+        && text.ends_with('Z')
+        && bytes.get(10) == Some(&b'T')
+        && text.is_char_boundary(16);
+    if shaped {
+        format!("{} {} UTC", &text[..10], &text[11..16])
+    } else {
+        text
+    }
+}
 
 /// A rendered HTML page and its headers.
 #[derive(Debug)]
@@ -316,6 +332,15 @@ mod tests {
         assert!(!page.html.contains("<script>alert"));
         assert!(!page.html.contains("<img src=x"));
         assert!(page.html.contains("&lt;script&gt;"));
+    }
+
+    #[test]
+    fn times_read_as_minutes_in_utc() {
+        assert_eq!(
+            when("2026-12-07T10:51:59.875251Z".into()),
+            "2026-12-07 10:51 UTC"
+        );
+        assert_eq!(when("never".into()), "never");
     }
 
     #[test]

@@ -10,12 +10,19 @@
 //! sign-in session's token, so the callback knows the ID token is the Wallet's to take (and a
 //! callback in another browser opens no wallet session).
 
-use alter_core::Error;
+use alter_core::agents::AgentStatus;
+use alter_core::approvals::{Approval, ApprovalStatus};
+use alter_core::audit::{Decision, EventFilter, action};
 use alter_core::browser_sessions::{BrowserSession, BrowserSessionKind};
+use alter_core::delegations::{DelegateOptions, DelegationOf};
+use alter_core::grants::{GrantFilter, GrantState, ListGrants, MAX_PAGE, Principal};
 use alter_core::identity::SignedInUser;
-use alter_core::ids::AppId;
+use alter_core::ids::{AgentId, AppId, ApprovalId, GrantId};
 use alter_core::signin::{ClaimedSignIn, SESSION_LIFETIME_SECONDS};
 use alter_core::subject::Subject;
+use alter_core::time::Timestamp;
+use alter_core::wallet::Extension;
+use alter_core::{Entity, Error};
 use alter_crypto::ExposeSecret;
 use alter_upstream::oauth::{Pkce, authorization_url};
 use axum::Router;
@@ -25,9 +32,11 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use serde::Serialize;
+use std::collections::BTreeMap;
 
 use super::session::{Form, Session, UiKind, cookie, same_origin, set_cookie};
 use super::{Layout, Page, message, render, root_path};
+use crate::routes::views;
 use crate::state::AppState;
 
 /// How long a wallet session lasts (absolute).
@@ -216,6 +225,20 @@ pub fn router() -> Router<AppState> {
             get(sign_in_page).post(start_sign_in),
         )
         .route("/wallet/{app}/sign-out", post(sign_out))
+        .route("/wallet/{app}/grants/{grant}", get(grant_page))
+        .route("/wallet/{app}/grants/{grant}/revoke", post(revoke_grant))
+        .route("/wallet/{app}/grants/{grant}/delegations", post(delegate))
+        .route("/wallet/{app}/grants/{grant}/extend", post(extend))
+        .route(
+            "/wallet/{app}/delegations/{delegation}/revoke",
+            post(revoke_delegation),
+        )
+        .route("/wallet/{app}/activity", get(activity))
+        .route("/wallet/{app}/approvals", get(approvals))
+        .route(
+            "/wallet/{app}/approvals/{approval}",
+            get(approval_page).post(decide),
+        )
 }
 
 // ---- sign-in ---------------------------------------------------------------------------
@@ -225,27 +248,22 @@ struct Next {
     next: Option<String>,
 }
 
-/// Where to go after signing in: a path of this app's wallet, or its home.
+/// Where to go after signing in: a page of this app's wallet (given with or without the
+/// public root), or its home. Nothing else: no other app, site or sign-in page.
 fn safe_next(state: &AppState, app: AppId, next: Option<&str>) -> String {
     let home = base(state, app);
-    match next {
-        Some(next)
-            if (next == home
-                || next.starts_with(&format!("{home}/"))
-                || next.starts_with(&format!("/wallet/{app}")))
-                && next
-                    .bytes()
-                    .all(|b| b.is_ascii_graphic() && b != b'\\' && b != b'~')
-                && !next.contains("//")
-                && !next.contains("/sign-") =>
-        {
-            if next.starts_with(&home) {
-                next.to_owned()
-            } else {
-                format!("{}{next}", root_path(state))
-            }
-        }
-        _ => home,
+    let Some(next) = next else { return home };
+    let path = next.strip_prefix(root_path(state)).unwrap_or(next);
+    let own = format!("/wallet/{app}");
+    let inside =
+        path == own || path.starts_with(&format!("{own}/")) || path.starts_with(&format!("{own}?"));
+    let plain = path.bytes().all(|b| b.is_ascii_graphic() && b != b'\\')
+        && !path.contains("//")
+        && !path.contains("/sign-");
+    if inside && plain {
+        format!("{}{path}", root_path(state))
+    } else {
+        home
     }
 }
 
@@ -356,7 +374,11 @@ async fn start_sign_in(
             );
         }
     };
-    let value = format!("{}~{next}", started.session_token.expose_secret());
+    let value = format!(
+        "{}~{}",
+        started.session_token.expose_secret(),
+        url::form_urlencoded::byte_serialize(next.as_bytes()).collect::<String>()
+    );
     let mut response = Redirect::to(url.as_str()).into_response();
     response.headers_mut().append(
         header::SET_COOKIE,
@@ -377,7 +399,11 @@ pub fn wallet_sign_in(headers: &HeaderMap, claimed: &ClaimedSignIn) -> Option<St
     let value = cookie(headers, SIGN_IN_COOKIE)?;
     let (token, next) = value.split_once('~')?;
     let hash = alter_crypto::keys::token_hash(token);
-    alter_crypto::ct_eq(&hash, &claimed.session.token_hash).then(|| next.to_owned())
+    let next: String = url::form_urlencoded::parse(format!("n={next}").as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default();
+    alter_crypto::ct_eq(&hash, &claimed.session.token_hash).then_some(next)
 }
 
 /// Finishes a Wallet sign-in at `/auth/callback` (the ID token verified): opens the session,
@@ -447,22 +473,784 @@ async fn sign_out(State(state): State<AppState>, form: Form<WalletUi>) -> Respon
 
 // ---- pages -----------------------------------------------------------------------------
 
-/// `GET /wallet/{app}`: my connections and secrets.
-async fn home(State(state): State<AppState>, session: Session<WalletUi>) -> Response {
+/// After a change, the page it redirects to says what happened (fixed texts, by key: nothing
+/// the request carried is shown back).
+fn notice_of(done: Option<&str>) -> Option<&'static str> {
+    Some(match done? {
+        "revoked" => "The grant is revoked. The next call that uses it will fail.",
+        "delegated" => "The agent can now act with this grant.",
+        "undelegated" => "The agent can no longer act with this grant.",
+        "extended" => "The grant now lasts longer.",
+        "approved" => "Approved: the call is being made.",
+        "denied" => "Denied: the call will not be made.",
+        _ => return None,
+    })
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+struct Done {
+    done: Option<String>,
+}
+
+/// A grant as the Wallet shows it: the wire view (provider, account, scopes, status, last
+/// used, end) plus the agents acting with it.
+#[derive(Debug, Serialize)]
+struct GrantCard {
+    #[serde(flatten)]
+    item: serde_json::Value,
+    own: bool,
+    href: String,
+    agents: Vec<AgentUse>,
+}
+
+/// One delegation of a grant to an agent.
+#[derive(Debug, Serialize)]
+struct AgentUse {
+    delegation_id: String,
+    agent: String,
+    status: String,
+    expires_at: Option<String>,
+    revoke: String,
+}
+
+/// The app's agents (deleted ones too, for history): id → the name people see.
+async fn agent_names(state: &AppState, me: &Me) -> Result<BTreeMap<String, String>, Error> {
+    let (agents, _) = state
+        .vault
+        .list_agents(&me.subject(), true, MAX_PAGE, 0)
+        .await?;
+    Ok(agents
+        .iter()
+        .map(|a| {
+            (
+                a.id.to_string(),
+                a.display_name.clone().unwrap_or_else(|| a.name.clone()),
+            )
+        })
+        .collect())
+}
+
+/// The user's grants (roots), each with the delegations the user made of it.
+async fn my_grants(state: &AppState, me: &Me) -> Result<Vec<GrantCard>, Error> {
+    let subject = me.subject();
+    let page = state
+        .vault
+        .list_grants(
+            &subject,
+            ListGrants {
+                limit: MAX_PAGE,
+                offset: 0,
+                filter: GrantFilter::default(),
+                user_token: None,
+            },
+        )
+        .await?;
+    let names = agent_names(state, me).await?;
+    let now = state.vault.now();
+    let home = base(state, me.app);
+    let mut cards = Vec::new();
+    for view in page
+        .grants
+        .iter()
+        .filter(|v| v.grant.parent_grant_id.is_none())
+    {
+        let grant = &view.grant;
+        let agents = page
+            .grants
+            .iter()
+            .filter(|d| {
+                d.grant.parent_grant_id == Some(grant.id)
+                    && d.grant.delegated_by == Some(me.user.user.id)
+                    && d.grant.state(now) == GrantState::Active
+            })
+            .map(|d| {
+                let agent = d
+                    .grant
+                    .agent_id()
+                    .map(|a| a.to_string())
+                    .unwrap_or_default();
+                AgentUse {
+                    delegation_id: d.grant.id.to_string(),
+                    agent: names.get(&agent).cloned().unwrap_or(agent),
+                    status: d.grant.state(now).as_str().to_owned(),
+                    expires_at: d.grant.expires_at.map(|t| t.to_rfc3339()),
+                    revoke: format!("{home}/delegations/{}/revoke", d.grant.id),
+                }
+            })
+            .collect();
+        cards.push(GrantCard {
+            item: serde_json::to_value(views::grant_item(view, now)).unwrap_or_default(),
+            own: grant.principal == Principal::User(me.user.user.id),
+            href: format!("{home}/grants/{}", grant.id),
+            agents,
+        });
+    }
+    Ok(cards)
+}
+
+/// `GET /wallet/{app}`: my connections and secrets, and the agents acting with each.
+async fn home(
+    State(state): State<AppState>,
+    session: Session<WalletUi>,
+    axum::extract::Query(done): axum::extract::Query<Done>,
+) -> Response {
     let me = match me(&state, &session).await {
         Ok(me) => me,
         Err(page) => return page,
     };
+    let grants = match my_grants(&state, &me).await {
+        Ok(found) => found,
+        Err(e) => return failure(&state, e),
+    };
     #[derive(Serialize)]
-    struct Home {}
+    struct Home {
+        grants: Vec<GrantCard>,
+        base: String,
+    }
     wallet_page(
         &state,
         &me,
         "",
         "wallet/home.html",
         "Your connections",
-        None,
-        Home {},
+        notice_of(done.done.as_deref()),
+        Home {
+            grants,
+            base: base(&state, me.app),
+        },
     )
     .into_response()
+}
+
+/// `GET /wallet/{app}/grants/{grant}`: one grant, its agents, delegate and extend.
+async fn grant_page(
+    State(state): State<AppState>,
+    session: Session<WalletUi>,
+    Path((_, grant)): Path<(String, String)>,
+    axum::extract::Query(done): axum::extract::Query<Done>,
+) -> Response {
+    let me = match me(&state, &session).await {
+        Ok(me) => me,
+        Err(page) => return page,
+    };
+    let grants = match my_grants(&state, &me).await {
+        Ok(found) => found,
+        Err(e) => return failure(&state, e),
+    };
+    let Some(card) = grants
+        .into_iter()
+        .find(|c| c.item.get("grant_id").and_then(|v| v.as_str()) == Some(grant.as_str()))
+    else {
+        return failure(&state, Error::NotFound(Entity::Grant));
+    };
+    let subject = me.subject();
+    let (agents, _) = match state.vault.list_agents(&subject, false, MAX_PAGE, 0).await {
+        Ok(found) => found,
+        Err(e) => return failure(&state, e),
+    };
+    let agents: Vec<(String, String)> = agents
+        .iter()
+        .filter(|a| a.status == AgentStatus::Active)
+        .map(|a| {
+            (
+                a.id.to_string(),
+                a.display_name.clone().unwrap_or_else(|| a.name.clone()),
+            )
+        })
+        .collect();
+    // How far it may be extended: a few choices within the limit.
+    let held = match GrantId::parse_lenient(&grant) {
+        Some(id) => state.vault.user_grant(&subject, id).await,
+        None => Err(Error::NotFound(Entity::Grant)),
+    };
+    let held = match held {
+        Ok(held) => held,
+        Err(e) => return failure(&state, e),
+    };
+    let extension = match state.vault.grant_extension(&me.user, &held).await {
+        Ok(extension) => extension,
+        Err(e) => return failure(&state, e),
+    };
+    let extend_choices = match (extension, held.expires_at) {
+        (Extension::UpTo(limit), Some(end)) => extension_choices(end, limit),
+        _ => Vec::new(),
+    };
+    let home = base(&state, me.app);
+    #[derive(Serialize)]
+    struct GrantPage {
+        grant: GrantCard,
+        agents: Vec<(String, String)>,
+        revoke: String,
+        delegate: String,
+        extend: String,
+        extend_choices: Vec<(String, String)>,
+        max_ttl_hours: Option<i64>,
+    }
+    let now = state.vault.now();
+    let max_ttl_hours = held
+        .expires_at
+        .map(|end| (now.seconds_until(end) / 3600).max(1));
+    wallet_page(
+        &state,
+        &me,
+        "",
+        "wallet/grant.html",
+        "Grant",
+        notice_of(done.done.as_deref()),
+        GrantPage {
+            revoke: format!("{home}/grants/{}/revoke", held.id),
+            delegate: format!("{home}/grants/{}/delegations", held.id),
+            extend: format!("{home}/grants/{}/extend", held.id),
+            grant: card,
+            agents,
+            extend_choices,
+            max_ttl_hours,
+        },
+    )
+    .into_response()
+}
+
+/// Ends to offer: a week, a month and three months past the current end, and the limit, each
+/// within the limit. `(value, label)`.
+fn extension_choices(end: Timestamp, limit: Timestamp) -> Vec<(String, String)> {
+    let mut choices = Vec::new();
+    for (days, label) in [
+        (7, "1 more week"),
+        (30, "1 more month"),
+        (90, "3 more months"),
+    ] {
+        let until = end.plus_seconds(days * 24 * 3600);
+        if until < limit {
+            choices.push((
+                until.to_rfc3339(),
+                format!("{label} (until {})", day(until)),
+            ));
+        }
+    }
+    choices.push((
+        limit.to_rfc3339(),
+        format!("As long as allowed (until {})", day(limit)),
+    ));
+    choices
+}
+
+fn day(t: Timestamp) -> String {
+    t.to_rfc3339().chars().take(10).collect()
+}
+
+/// Redirects (303) to a wallet page after a change.
+fn done(state: &AppState, app: AppId, path: &str, what: &str) -> Response {
+    Redirect::to(&format!("{}{path}?done={what}", base(state, app))).into_response()
+}
+
+/// `POST /wallet/{app}/grants/{grant}/revoke`: irreversible; the next call fails.
+async fn revoke_grant(
+    State(state): State<AppState>,
+    Path((_, grant)): Path<(String, String)>,
+    form: Form<WalletUi>,
+) -> Response {
+    let me = match me(&state, &form.session).await {
+        Ok(me) => me,
+        Err(page) => return page,
+    };
+    let Some(id) = GrantId::parse_lenient(&grant) else {
+        return failure(&state, Error::NotFound(Entity::Grant));
+    };
+    let reason = Some("revoked by the user in the Wallet".to_owned());
+    match state
+        .vault
+        .revoke_grant(&me.subject(), id, reason, None)
+        .await
+    {
+        // A second click (or a retry) finds it revoked already: the same outcome.
+        Ok(_) | Err(Error::GrantRevoked(_)) => done(&state, me.app, "", "revoked"),
+        Err(e) => failure(&state, e),
+    }
+}
+
+/// `POST /wallet/{app}/grants/{grant}/delegations`: lets an agent act with the grant, for at
+/// most `ttl_hours` (never past the grant's end).
+async fn delegate(
+    State(state): State<AppState>,
+    Path((_, grant)): Path<(String, String)>,
+    form: Form<WalletUi>,
+) -> Response {
+    let me = match me(&state, &form.session).await {
+        Ok(me) => me,
+        Err(page) => return page,
+    };
+    let (Some(grant_id), Some(agent)) = (
+        GrantId::parse_lenient(&grant),
+        form.fields
+            .text("agent_id")
+            .and_then(AgentId::parse_lenient),
+    ) else {
+        return failure(&state, Error::NotFound(Entity::Agent));
+    };
+    let ttl_seconds = match form.fields.text("ttl_hours") {
+        None => None,
+        Some(hours) => match hours.parse::<i64>() {
+            Ok(hours) if hours > 0 => Some(hours.saturating_mul(3600)),
+            _ => {
+                return failure(
+                    &state,
+                    Error::Invalid("the lifetime must be a whole number of hours".into()),
+                );
+            }
+        },
+    };
+    let options = DelegateOptions {
+        ttl_seconds,
+        delegable: None,
+        scope_constraint: None,
+    };
+    match state
+        .vault
+        .delegate(&me.subject(), grant_id, agent, options)
+        .await
+    {
+        Ok(_) => done(&state, me.app, &format!("/grants/{grant_id}"), "delegated"),
+        Err(e) => failure(&state, e),
+    }
+}
+
+/// `POST /wallet/{app}/delegations/{delegation}/revoke`: one agent loses the grant; the grant
+/// and the other agents keep it.
+async fn revoke_delegation(
+    State(state): State<AppState>,
+    Path((_, delegation)): Path<(String, String)>,
+    form: Form<WalletUi>,
+) -> Response {
+    let me = match me(&state, &form.session).await {
+        Ok(me) => me,
+        Err(page) => return page,
+    };
+    let Some(id) = GrantId::parse_lenient(&delegation) else {
+        return failure(&state, Error::NotFound(Entity::Grant));
+    };
+    match state
+        .vault
+        .revoke_delegation(&me.subject(), Some(id), DelegationOf::Itself)
+        .await
+    {
+        // The delegation, revoked now or before (a second click): the same outcome.
+        Ok(Some(child)) => {
+            let path = child
+                .parent_grant_id
+                .map(|p| format!("/grants/{p}"))
+                .unwrap_or_default();
+            done(&state, me.app, &path, "undelegated")
+        }
+        Ok(None) => failure(&state, Error::NotFound(Entity::Grant)),
+        Err(e) => failure(&state, e),
+    }
+}
+
+/// `POST /wallet/{app}/grants/{grant}/extend`: a later end (`until`), up to the maximum.
+async fn extend(
+    State(state): State<AppState>,
+    Path((_, grant)): Path<(String, String)>,
+    form: Form<WalletUi>,
+) -> Response {
+    let me = match me(&state, &form.session).await {
+        Ok(me) => me,
+        Err(page) => return page,
+    };
+    let Some(id) = GrantId::parse_lenient(&grant) else {
+        return failure(&state, Error::NotFound(Entity::Grant));
+    };
+    let Some(until) = form.fields.text("until").and_then(Timestamp::parse_rfc3339) else {
+        return failure(
+            &state,
+            Error::InvalidGrantLifetime("choose when the grant should end".into()),
+        );
+    };
+    match state.vault.extend_grant(&me.subject(), id, until).await {
+        Ok(_) => done(&state, me.app, &format!("/grants/{id}"), "extended"),
+        Err(e) => failure(&state, e),
+    }
+}
+
+// ---- activity --------------------------------------------------------------------------
+
+#[derive(Debug, Default, serde::Deserialize)]
+struct ActivityQuery {
+    agent: Option<String>,
+    provider: Option<String>,
+    outcome: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
+    format: Option<String>,
+}
+
+/// One call of the activity feed.
+#[derive(Debug, Serialize)]
+struct Call {
+    at: String,
+    agent: String,
+    provider: String,
+    method: String,
+    target: String,
+    outcome: String,
+    reason: String,
+}
+
+/// The calls made with the user's credentials (releases and refusals), filtered.
+async fn calls(state: &AppState, me: &Me, query: &ActivityQuery) -> Result<Vec<Call>, Error> {
+    let date = |text: &Option<String>, field: &str| -> Result<Option<Timestamp>, Error> {
+        match text.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
+            None => Ok(None),
+            Some(text) => Timestamp::parse_rfc3339(&format!("{text}T00:00:00Z"))
+                .map(Some)
+                .ok_or_else(|| Error::Invalid(format!("{field} must be a date (YYYY-MM-DD)"))),
+        }
+    };
+    let decision = match query.outcome.as_deref() {
+        None | Some("") => None,
+        Some("allowed") => Some(Decision::Allow),
+        Some("refused") => Some(Decision::Deny),
+        Some(_) => return Err(Error::Invalid("outcome must be allowed or refused".into())),
+    };
+    let filter = EventFilter {
+        since: date(&query.since, "from")?,
+        // The whole "until" day is included.
+        until: date(&query.until, "to")?.map(|t| t.plus_seconds(24 * 3600)),
+        decision,
+        ..EventFilter::default()
+    };
+    let events = state.vault.user_activity(me.app, &me.user, filter).await?;
+    let names = agent_names(state, me).await?;
+    let wanted = |value: &str, filter: &Option<String>| {
+        filter
+            .as_deref()
+            .map(str::trim)
+            .filter(|f| !f.is_empty())
+            .is_none_or(|f| value.eq_ignore_ascii_case(f))
+    };
+    let mut out = Vec::new();
+    for stored in events {
+        let event = stored.event;
+        if !matches!(
+            event.action.as_str(),
+            action::CREDENTIAL_RELEASED | action::CREDENTIAL_DENIED | action::CREDENTIAL_USED
+        ) {
+            continue;
+        }
+        let detail = |key: &str| {
+            event
+                .details
+                .as_ref()
+                .and_then(|d| d.get(key))
+                .and_then(|v| v.as_str())
+                .map(str::to_owned)
+        };
+        let provider = detail("provider_id")
+            .or_else(|| detail("secret_slug"))
+            .unwrap_or_default();
+        let agent = event
+            .actor
+            .agent_id
+            .map(|a| {
+                let id = a.to_string();
+                names.get(&id).cloned().unwrap_or(id)
+            })
+            .unwrap_or_else(|| "the app".into());
+        let (method, target) = match &event.request {
+            Some(request) => (request.method.clone(), host_and_path(&request.url)),
+            None => (String::new(), String::new()),
+        };
+        let call = Call {
+            at: event.at.to_rfc3339(),
+            agent,
+            provider,
+            method,
+            target,
+            outcome: match event.decision {
+                Decision::Allow => "allowed",
+                Decision::Deny => "refused",
+            }
+            .into(),
+            reason: event.reason.clone().unwrap_or_default(),
+        };
+        if wanted(&call.agent, &query.agent) && wanted(&call.provider, &query.provider) {
+            out.push(call);
+        }
+    }
+    Ok(out)
+}
+
+/// `scheme://host/path?names` → `host/path`.
+fn host_and_path(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    rest.split('?').next().unwrap_or_default().to_owned()
+}
+
+/// `GET /wallet/{app}/activity[?format=csv]`.
+async fn activity(
+    State(state): State<AppState>,
+    session: Session<WalletUi>,
+    axum::extract::Query(query): axum::extract::Query<ActivityQuery>,
+) -> Response {
+    let me = match me(&state, &session).await {
+        Ok(me) => me,
+        Err(page) => return page,
+    };
+    let calls = match calls(&state, &me, &query).await {
+        Ok(calls) => calls,
+        Err(e) => return failure(&state, e),
+    };
+    if query.format.as_deref() == Some("csv") {
+        return csv(&calls);
+    }
+    let home = base(&state, me.app);
+    #[derive(Serialize)]
+    struct Activity<'a> {
+        calls: Vec<Call>,
+        query: &'a ActivityQuery,
+        action: String,
+        csv: String,
+    }
+    let mut csv_query = url::form_urlencoded::Serializer::new(String::new());
+    for (name, value) in [
+        ("agent", &query.agent),
+        ("provider", &query.provider),
+        ("outcome", &query.outcome),
+        ("since", &query.since),
+        ("until", &query.until),
+    ] {
+        if let Some(value) = value.as_deref().filter(|v| !v.is_empty()) {
+            csv_query.append_pair(name, value);
+        }
+    }
+    csv_query.append_pair("format", "csv");
+    wallet_page(
+        &state,
+        &me,
+        "/activity",
+        "wallet/activity.html",
+        "Activity",
+        None,
+        Activity {
+            calls,
+            query: &query,
+            action: format!("{home}/activity"),
+            csv: format!("{home}/activity?{}", csv_query.finish()),
+        },
+    )
+    .into_response()
+}
+
+impl Serialize for ActivityQuery {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = s.serialize_map(Some(5))?;
+        map.serialize_entry("agent", &self.agent)?;
+        map.serialize_entry("provider", &self.provider)?;
+        map.serialize_entry("outcome", &self.outcome)?;
+        map.serialize_entry("since", &self.since)?;
+        map.serialize_entry("until", &self.until)?;
+        map.end()
+    }
+}
+
+/// The calls as CSV (RFC 4180; a cell a spreadsheet would run as a formula is prefixed `'`).
+fn csv(calls: &[Call]) -> Response {
+    fn cell(text: &str) -> String {
+        let text = if text.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+            format!("'{text}")
+        } else {
+            text.to_owned()
+        };
+        if text.contains([',', '"', '\n', '\r']) {
+            format!("\"{}\"", text.replace('"', "\"\""))
+        } else {
+            text
+        }
+    }
+    let mut out = String::from("time,agent,provider,method,host_and_path,outcome,reason\r\n");
+    for c in calls {
+        let row = [
+            &c.at,
+            &c.agent,
+            &c.provider,
+            &c.method,
+            &c.target,
+            &c.outcome,
+            &c.reason,
+        ]
+        .map(|v| cell(v))
+        .join(",");
+        out.push_str(&row);
+        out.push_str("\r\n");
+    }
+    let mut response = out.into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static("text/csv; charset=utf-8"),
+    );
+    headers.insert(
+        header::CONTENT_DISPOSITION,
+        axum::http::HeaderValue::from_static("attachment; filename=\"activity.csv\""),
+    );
+    super::asset_headers(headers);
+    response
+}
+
+// ---- approvals -------------------------------------------------------------------------
+
+/// An approval as a row.
+#[derive(Debug, Serialize)]
+struct ApprovalRow {
+    id: String,
+    status: String,
+    method: String,
+    url: String,
+    reason: String,
+    created_at: String,
+    expires_at: String,
+    href: String,
+}
+
+fn approval_row(state: &AppState, app: AppId, a: &Approval) -> ApprovalRow {
+    ApprovalRow {
+        id: a.id.to_string(),
+        status: a.status.as_str().to_owned(),
+        method: a.method.clone(),
+        url: a.url.clone(),
+        reason: a.reason.clone(),
+        created_at: a.created_at.to_rfc3339(),
+        expires_at: a.expires_at.to_rfc3339(),
+        href: format!("{}/approvals/{}", base(state, app), a.id),
+    }
+}
+
+/// `GET /wallet/{app}/approvals`: the calls waiting for me, then the decided ones.
+async fn approvals(State(state): State<AppState>, session: Session<WalletUi>) -> Response {
+    let me = match me(&state, &session).await {
+        Ok(me) => me,
+        Err(page) => return page,
+    };
+    let all = match state.vault.user_approvals(me.app, &me.user, None).await {
+        Ok(all) => all,
+        Err(e) => return failure(&state, e),
+    };
+    let (pending, decided): (Vec<_>, Vec<_>) = all
+        .iter()
+        .partition(|a| a.status == ApprovalStatus::Pending);
+    #[derive(Serialize)]
+    struct Approvals {
+        pending: Vec<ApprovalRow>,
+        decided: Vec<ApprovalRow>,
+    }
+    wallet_page(
+        &state,
+        &me,
+        "/approvals",
+        "wallet/approvals.html",
+        "Approvals",
+        None,
+        Approvals {
+            pending: pending
+                .iter()
+                .map(|a| approval_row(&state, me.app, a))
+                .collect(),
+            decided: decided
+                .iter()
+                .map(|a| approval_row(&state, me.app, a))
+                .collect(),
+        },
+    )
+    .into_response()
+}
+
+/// `GET /wallet/{app}/approvals/{approval}` (the approval URL): the exact request — method,
+/// URL, headers, body (escaped) — and approve / deny.
+async fn approval_page(
+    State(state): State<AppState>,
+    session: Session<WalletUi>,
+    Path((_, approval)): Path<(String, String)>,
+    axum::extract::Query(done): axum::extract::Query<Done>,
+) -> Response {
+    let me = match me(&state, &session).await {
+        Ok(me) => me,
+        Err(page) => return page,
+    };
+    let Some(id) = ApprovalId::parse_lenient(&approval) else {
+        return failure(&state, Error::NotFound(Entity::Approval));
+    };
+    let (approval, request) = match state.vault.user_approval(me.app, &me.user, id).await {
+        Ok(found) => found,
+        Err(e) => return failure(&state, e),
+    };
+    #[derive(Serialize)]
+    struct ApprovalPage {
+        approval: ApprovalRow,
+        pending: bool,
+        request_method: String,
+        request_url: String,
+        request_headers: Vec<(String, String)>,
+        request_body: Option<String>,
+        decided_by: Option<String>,
+        decision_reason: Option<String>,
+        action: String,
+    }
+    let body = request
+        .body
+        .as_ref()
+        .map(|b| serde_json::to_string_pretty(b).unwrap_or_default());
+    wallet_page(
+        &state,
+        &me,
+        "/approvals",
+        "wallet/approval.html",
+        "Approval",
+        notice_of(done.done.as_deref()),
+        ApprovalPage {
+            pending: approval.status == ApprovalStatus::Pending,
+            action: format!("{}/approvals/{}", base(&state, me.app), approval.id),
+            approval: approval_row(&state, me.app, &approval),
+            request_method: request.method,
+            request_url: request.url,
+            request_headers: request.headers,
+            request_body: body,
+            decided_by: approval.decided_by,
+            decision_reason: approval.decision_reason,
+        },
+    )
+    .into_response()
+}
+
+/// `POST /wallet/{app}/approvals/{approval}`: `decision` = approve | deny, with a `reason`.
+async fn decide(
+    State(state): State<AppState>,
+    Path((_, approval)): Path<(String, String)>,
+    form: Form<WalletUi>,
+) -> Response {
+    let me = match me(&state, &form.session).await {
+        Ok(me) => me,
+        Err(page) => return page,
+    };
+    let Some(id) = ApprovalId::parse_lenient(&approval) else {
+        return failure(&state, Error::NotFound(Entity::Approval));
+    };
+    let approve = match form.fields.get("decision") {
+        Some("approve") => true,
+        Some("deny") => false,
+        _ => return failure(&state, Error::Invalid("decide approve or deny".into())),
+    };
+    let reason = form.fields.text("reason").map(str::to_owned);
+    match state
+        .vault
+        .decide_user_approval(&me.subject(), id, approve, reason)
+        .await
+    {
+        Ok(_) => done(
+            &state,
+            me.app,
+            &format!("/approvals/{id}"),
+            if approve { "approved" } else { "denied" },
+        ),
+        Err(e) => failure(&state, e),
+    }
 }

@@ -114,7 +114,11 @@ async fn hold(server: &TestServer, held: &Held, upstream: &Upstream) -> String {
     assert!(uuid::Uuid::parse_str(&pending.approval_group_id).is_ok());
     assert_eq!(
         pending.approval_url,
-        format!("{}/approvals/{id}", server.base_url())
+        format!(
+            "{}/wallet/{}/approvals/{id}",
+            server.base_url(),
+            held.world.app.info.id
+        )
     );
     assert_eq!(pending.expires_in, 900);
     assert_eq!(pending.gates.len(), 1);

@@ -32,3 +32,4 @@ mod scopes;
 mod sdk_connect;
 mod sdk_signin;
 mod signin;
+mod wallet;
