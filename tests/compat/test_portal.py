@@ -163,6 +163,16 @@ def test_an_operator_runs_an_app_from_the_portal(server, browser, provider):
     with pytest.raises(RestrictedGrantRequiresProxyError):
         run(call("GET"))
 
+    # The identity provider, set from its form.
+    page.get_by_role("link", name="Identity & providers", exact=True).click()
+    page.fill("#idp-issuer", "https://idp.example.com")
+    page.fill("#idp-audiences", "portal-app")
+    page.fill("#idp-jwks", "https://idp.example.com/.well-known/jwks.json")
+    page.get_by_role("button", name="Save identity provider").click()
+    page.get_by_text("Identity provider saved.").wait_for()
+    idp = server.admin("GET", f"/apps/{server.app_id}/idp").json()
+    assert (idp["issuer"], idp["audiences"]) == ("https://idp.example.com", ["portal-app"])
+
     # Agents, identity & providers, approvals: shown (and accessible).
     for link, name in (
         ("Agents", "agents"),
@@ -177,7 +187,7 @@ def test_an_operator_runs_an_app_from_the_portal(server, browser, provider):
     assert "Chain verified" in page.text_content("#chain-status")
     main = page.text_content("main")
     for action in ("key.minted", "secret.created", "policy.rule_added", "credential.released",
-                   "credential.denied"):
+                   "credential.denied", "idp.configured"):
         assert action in main, action
     assert "operator admin-token" in main
     check_page(browser, page, server, "audit")

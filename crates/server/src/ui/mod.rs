@@ -8,6 +8,7 @@
 //!   one of a kind ([`session::UiKind`]), and [`session::Form`], the one extractor every state
 //!   change goes through (same-origin check + CSRF token + the session).
 //! - [`wallet`]: the end user's Wallet at `/wallet/{app}`.
+//! - [`portal`]: the operator portal at `/portal`.
 
 pub mod portal;
 pub mod session;

@@ -2,6 +2,7 @@
 //! mint), managed secrets (never their value), agents and their keys, the identity provider and
 //! the OAuth providers.
 
+use alter_core::identity::IdpSettings;
 use alter_core::ids::AppId;
 use alter_core::keys::MintKey;
 use alter_core::secrets::{NewSecret, SecretLimits};
@@ -36,7 +37,7 @@ pub(super) fn router() -> Router<AppState> {
             post(rotate_secret),
         )
         .route("/portal/apps/{app}/agents", get(agents))
-        .route("/portal/apps/{app}/identity", get(identity))
+        .route("/portal/apps/{app}/identity", get(identity).post(set_idp))
 }
 
 /// An app's page header: its id and name.
@@ -459,6 +460,7 @@ async fn identity(
     State(state): State<AppState>,
     session: Session<PortalUi>,
     Path(app): Path<String>,
+    Query(done): Query<Done>,
 ) -> Response {
     let (op, app, header) = match app_view(&state, &session, &app).await {
         Ok(v) => v,
@@ -493,7 +495,7 @@ async fn identity(
         Place::App(app, "/identity"),
         "portal/identity.html",
         "Identity & providers",
-        None,
+        done.notice(),
         Context {
             app: header,
             idp,
@@ -510,4 +512,49 @@ async fn identity(
         },
     )
     .into_response()
+}
+
+/// Space-, comma- or line-separated words of a field.
+fn words(text: Option<&str>) -> Vec<String> {
+    text.unwrap_or_default()
+        .split([' ', ',', '\n', '\r'])
+        .filter(|w| !w.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// `POST /portal/apps/{app}/identity`: sets (or replaces) the identity provider: `issuer`,
+/// `audiences`, `jwks_url`, `algorithms` (empty: the service's default), `subject_claim`,
+/// `groups_claim`, `email_claim`, `name_claim`.
+async fn set_idp(
+    State(state): State<AppState>,
+    Path(app): Path<String>,
+    form: Form<PortalUi>,
+) -> Response {
+    let op = match actor(&state, &form).await {
+        Ok(op) => op,
+        Err(r) => return r,
+    };
+    let app = match app_id(&state, &app) {
+        Ok(app) => app,
+        Err(r) => return r,
+    };
+    let fields = &form.fields;
+    let text = |name: &str| fields.text(name).map(str::to_owned);
+    let settings = IdpSettings {
+        issuer: text("issuer").unwrap_or_default(),
+        audiences: words(fields.text("audiences")),
+        jwks_url: text("jwks_url"),
+        jwks_inline: None,
+        algorithms: words(fields.text("algorithms")),
+        subject_claim: text("subject_claim"),
+        groups_claim: text("groups_claim"),
+        email_claim: text("email_claim"),
+        name_claim: text("name_claim"),
+        leeway_seconds: None,
+    };
+    match op.act(state.vault.set_idp(app, settings)).await {
+        Ok(_) => done(format!("{}/identity", app_base(&state, app)), "idp_saved"),
+        Err(e) => failure(&state, e),
+    }
 }

@@ -261,6 +261,7 @@ pub(crate) fn done(location: String, notice: &str) -> Response {
 pub(crate) fn notice(code: Option<&str>) -> Option<&'static str> {
     Some(match code? {
         "app_created" => "App created.",
+        "idp_saved" => "Identity provider saved.",
         "key_revoked" => "Key revoked.",
         "secret_created" => "Managed secret created.",
         "secret_rotated" => "Secret rotated: calls use the new value now.",
