@@ -392,6 +392,7 @@ def test_the_approvals_queue_approves_and_denies_held_calls(server, browser, pro
     sign_in_with_token(page, server)
     page.goto(f"{server.base_url}/portal/apps/{server.app_id}/approvals")
     assert page.locator("li.card").count() == 2
+    assert '"amount": 1' in page.locator("pre.request").nth(1).text_content()
     check_page(browser, page, server, "approvals")
 
     for pending, verdict, reason in (

@@ -272,6 +272,8 @@ async fn approvals(
         decided_by: Option<String>,
         decision_reason: Option<String>,
         action: String,
+        /// The exact request, for a pending approval: what the operator approves.
+        request: Option<String>,
     }
     #[derive(Serialize)]
     struct Context {
@@ -281,6 +283,18 @@ async fn approvals(
         statuses: Vec<&'static str>,
     }
     let base = app_base(&state, app);
+    let mut requests = Vec::with_capacity(approvals.len());
+    for approval in &approvals {
+        let request = if approval.status == ApprovalStatus::Pending {
+            match state.vault.approval_request(app, approval.id).await {
+                Ok(held) => Some(request_text(&held)),
+                Err(e) => return failure(&state, e),
+            }
+        } else {
+            None
+        };
+        requests.push(request);
+    }
     portal_page(
         &state,
         &op,
@@ -291,7 +305,8 @@ async fn approvals(
         Context {
             approvals: approvals
                 .iter()
-                .map(|a| Row {
+                .zip(requests)
+                .map(|(a, request)| Row {
                     id: a.id.to_string(),
                     status: a.status.as_str(),
                     method: a.method.clone(),
@@ -304,6 +319,7 @@ async fn approvals(
                     decided_by: a.decided_by.clone(),
                     decision_reason: a.decision_reason.clone(),
                     action: format!("{base}/approvals/{}/decide", a.id),
+                    request,
                 })
                 .collect(),
             app: header,
@@ -358,4 +374,20 @@ async fn decide(
         ),
         Err(e) => failure(&state, e),
     }
+}
+
+/// A held request as text: the request line, the caller's headers, a blank line, the JSON body
+/// (shown escaped by the template), and the digest the decision event records.
+fn request_text(held: &alter_core::approvals::HeldRequest) -> String {
+    let mut text = format!("{} {}\n", held.method, held.url);
+    for (name, value) in &held.headers {
+        text.push_str(&format!("{name}: {value}\n"));
+    }
+    if let Some(body) = &held.body {
+        text.push('\n');
+        text.push_str(&serde_json::to_string_pretty(body).unwrap_or_default());
+        text.push('\n');
+    }
+    text.push_str(&format!("\n(sha256 {})", held.sha256));
+    text
 }
