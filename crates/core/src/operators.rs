@@ -40,6 +40,8 @@ pub const ADMIN_TOKEN_OPERATOR: &str = "admin-token";
 pub const MAX_FAILED_SIGN_INS: i64 = 5;
 /// How long a throttled username waits before its next attempt.
 pub const LOCKOUT_SECONDS: i64 = 60;
+/// How long failed sign-ins are remembered after a username's last attempt.
+pub const FAILURES_REMEMBERED_SECONDS: i64 = 24 * 3600;
 
 const USERNAME_MAX: usize = 64;
 const PASSWORD_MIN: usize = 12;
@@ -168,6 +170,9 @@ pub trait OperatorStore: Send + Sync {
     ) -> StoreResult<bool>;
     /// Forgets the failures of `throttle_key` (a sign-in succeeded).
     async fn clear_sign_in_failures(&self, throttle_key: &str) -> StoreResult<()>;
+    /// Forgets the failures of every key last tried, and unlocked, before `before`; returns
+    /// how many keys.
+    async fn prune_sign_in_throttle(&self, before: Timestamp) -> StoreResult<u64>;
     /// Appends an event that goes with no other change.
     async fn append_operator_event(&self, event: &OperatorEvent) -> StoreResult<()>;
     /// The newest operator events, newest first.
@@ -497,6 +502,13 @@ impl Vault {
                 Ok(SignInOutcome::Refused)
             }
         }
+    }
+
+    /// Forgets failed sign-ins of usernames nobody tried for [`FAILURES_REMEMBERED_SECONDS`]
+    /// (and not locked), so guessed names do not pile up; returns how many.
+    pub async fn prune_sign_in_throttle(&self) -> Result<u64> {
+        let before = self.now().plus_seconds(-FAILURES_REMEMBERED_SECONDS);
+        Ok(self.store().prune_sign_in_throttle(before).await?)
     }
 
     /// Records a portal sign-in with the admin token (checked by the server, which alone

@@ -334,7 +334,7 @@ async fn migrated_store(settings: &ServerSettings) -> Result<SqlStore, StartupEr
     Ok(store)
 }
 
-/// Forgets request nonces and sign-in sessions past their use.
+/// Forgets request nonces, sign-in sessions and the like past their use.
 async fn prune_expired(vault: Vault) {
     let mut tick = tokio::time::interval(PRUNE_INTERVAL);
     loop {
@@ -344,6 +344,10 @@ async fn prune_expired(vault: Vault) {
             ("sign-in sessions", vault.prune_auth_sessions().await),
             ("Connect sessions", vault.prune_connect_sessions().await),
             ("rate-limit buckets", vault.prune_rate_buckets().await),
+            (
+                "operator sign-in failures",
+                vault.prune_sign_in_throttle().await,
+            ),
         ] {
             match pruned {
                 Ok(n) if n > 0 => tracing::debug!(pruned = n, "pruned {what}"),

@@ -147,12 +147,14 @@ impl OperatorStore for SqlStore {
         // One statement, so concurrent attempts each count: the one that reaches the limit
         // sets the lock, and none gets past a lock that holds.
         let query = sqlx::query(
-            "INSERT INTO operator_sign_in_throttle (throttle_key, failures, locked_until) \
-             VALUES ($1, 1, CASE WHEN 1 >= $3 THEN $4 ELSE 0 END) \
+            "INSERT INTO operator_sign_in_throttle \
+             (throttle_key, failures, locked_until, last_attempt_at) \
+             VALUES ($1, 1, CASE WHEN 1 >= $3 THEN $4 ELSE 0 END, $2) \
              ON CONFLICT (throttle_key) DO UPDATE SET \
              failures = operator_sign_in_throttle.failures + 1, \
              locked_until = CASE WHEN operator_sign_in_throttle.failures + 1 >= $3 \
-             THEN $4 ELSE 0 END \
+             THEN $4 ELSE 0 END, \
+             last_attempt_at = $2 \
              WHERE operator_sign_in_throttle.locked_until <= $2",
         )
         .bind(throttle_key)
@@ -166,6 +168,15 @@ impl OperatorStore for SqlStore {
         let query = sqlx::query("DELETE FROM operator_sign_in_throttle WHERE throttle_key = $1")
             .bind(throttle_key);
         execute(&self.write, query).await.map(drop)
+    }
+
+    async fn prune_sign_in_throttle(&self, before: Timestamp) -> StoreResult<u64> {
+        let query = sqlx::query(
+            "DELETE FROM operator_sign_in_throttle \
+             WHERE last_attempt_at < $1 AND locked_until < $1",
+        )
+        .bind(before.micros());
+        execute(&self.write, query).await
     }
 
     async fn append_operator_event(&self, event: &OperatorEvent) -> StoreResult<()> {

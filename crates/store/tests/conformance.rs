@@ -3358,6 +3358,48 @@ async fn operator_accounts_their_throttle_and_the_dashboard_counts() {
                 .await
                 .unwrap()
         );
+        // Pruning forgets keys last tried (and unlocked) before its cut-off only.
+        assert!(
+            store
+                .claim_sign_in_attempt("carol", t(200), 3, t(260))
+                .await
+                .unwrap()
+        );
+        assert_eq!(
+            store.prune_sign_in_throttle(t(100)).await.unwrap(),
+            1,
+            "bob's"
+        );
+        assert!(
+            store
+                .claim_sign_in_attempt("carol", t(201), 3, t(261))
+                .await
+                .unwrap()
+        );
+        assert!(
+            store
+                .claim_sign_in_attempt("carol", t(202), 3, t(262))
+                .await
+                .unwrap()
+        );
+        assert_eq!(
+            store.prune_sign_in_throttle(t(250)).await.unwrap(),
+            0,
+            "still locked"
+        );
+        assert!(
+            !store
+                .claim_sign_in_attempt("carol", t(250), 3, t(310))
+                .await
+                .unwrap()
+        );
+        assert_eq!(store.prune_sign_in_throttle(t(263)).await.unwrap(), 1);
+        assert!(
+            store
+                .claim_sign_in_attempt("carol", t(264), 3, t(324))
+                .await
+                .unwrap()
+        );
 
         // Dashboard counts: per hour and action, across apps, from `since` on.
         let (one, two) = (new_app(store, "one").await, new_app(store, "two").await);

@@ -11,10 +11,12 @@ CREATE TABLE operators (
 );
 
 CREATE TABLE operator_sign_in_throttle (
-    throttle_key  TEXT    PRIMARY KEY,
-    failures      BIGINT  NOT NULL,
-    locked_until  BIGINT  NOT NULL
+    throttle_key     TEXT    PRIMARY KEY,
+    failures         BIGINT  NOT NULL,
+    locked_until     BIGINT  NOT NULL,
+    last_attempt_at  BIGINT  NOT NULL
 );
+CREATE INDEX operator_sign_in_throttle_by_age ON operator_sign_in_throttle (last_attempt_at);
 
 CREATE TABLE operator_events (
     id        TEXT    PRIMARY KEY,
