@@ -278,12 +278,18 @@ async fn audit_log(
         Err(e) => return failure(&state, e),
     };
     let after = query.after.unwrap_or(0);
-    let (events, report) = match tokio::try_join!(
-        state.vault.audit_events(app, filter, after, PAGE),
-        state.vault.verify_audit_chain(app, None),
-    ) {
-        Ok(found) => found,
+    let events = match state.vault.audit_events(app, filter, after, PAGE).await {
+        Ok(events) => events,
         Err(e) => return failure(&state, e),
+    };
+    // The walk reads the whole chain: the first page shows it, later pages do not repeat it.
+    let report = if query.after.is_none() {
+        match state.vault.verify_audit_chain(app, None).await {
+            Ok(report) => Some(report),
+            Err(e) => return failure(&state, e),
+        }
+    } else {
+        None
     };
     #[derive(Serialize)]
     struct Chain {
@@ -296,7 +302,7 @@ async fn audit_log(
         app: AppHeader,
         events: Vec<EventRow>,
         filters: LogQuery,
-        chain: Chain,
+        chain: Option<Chain>,
         next: Option<String>,
         export_csv: String,
         export_jsonl: String,
@@ -319,13 +325,13 @@ async fn audit_log(
         Context {
             app: header,
             events: events.iter().map(event_row).collect(),
-            chain: Chain {
+            chain: report.map(|report| Chain {
                 ok: report.first_problem.is_none(),
                 events: report.events,
                 problem: report
                     .first_problem
                     .map(|p| format!("event {}: {}", p.seq, p.problem)),
-            },
+            }),
             next,
             export_csv: format!("{base}/export?{filters}{joiner}format=csv"),
             export_jsonl: format!("{base}/export?{filters}{joiner}format=jsonl"),
