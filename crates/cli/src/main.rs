@@ -56,6 +56,8 @@ enum Command {
     Audit(operator::AuditArgs),
     /// Manage an app's policy rules and test drafts (needs ALTER_ADDR and ALTER_ADMIN_TOKEN).
     Policy(operator::PolicyArgs),
+    /// Manage operator accounts of the portal (needs ALTER_ADDR and ALTER_ADMIN_TOKEN).
+    Operator(operator::OperatorArgs),
     /// Connect an account at an OAuth provider and print the grant (needs ALTER_API_KEY).
     Connect(connect::ConnectArgs),
 }
@@ -90,6 +92,7 @@ fn main() -> ExitCode {
             Command::Grant(args) => operator::grant(args).await,
             Command::Audit(args) => operator::audit(args).await,
             Command::Policy(args) => operator::policy(args).await,
+            Command::Operator(args) => operator::operator(args).await,
             Command::Connect(args) => connect::connect(args).await,
         }
     })

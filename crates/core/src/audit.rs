@@ -189,12 +189,20 @@ pub struct Actor {
     /// The end user, for user actions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub app_user_id: Option<String>,
+    /// Which operator, when one signed in to the portal acted: an operator account's
+    /// username, or [`crate::operators::ADMIN_TOKEN_OPERATOR`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operator: Option<String>,
 }
 
 impl Actor {
-    /// The operator.
+    /// The operator; named when the action runs inside
+    /// [`crate::operators::acting_as`] (a portal request).
     pub fn operator() -> Self {
-        Actor::of_kind(ActorKind::Operator)
+        Actor {
+            operator: crate::operators::acting_operator(),
+            ..Actor::of_kind(ActorKind::Operator)
+        }
     }
 
     /// Alter itself.
@@ -211,6 +219,7 @@ impl Actor {
             caller: None,
             caller_type: None,
             app_user_id: None,
+            operator: None,
         }
     }
 }

@@ -182,7 +182,7 @@ impl Caller {
             agent_id: self.agent_id(),
             caller: self.caller.clone(),
             caller_type: self.caller_type.clone(),
-            app_user_id: None,
+            ..Actor::of_kind(ActorKind::ApiKey)
         }
     }
 }

@@ -36,6 +36,8 @@ pub enum Entity {
     Rule,
     /// A held proxy call.
     Approval,
+    /// An operator account.
+    Operator,
 }
 
 impl Entity {
@@ -55,6 +57,7 @@ impl Entity {
             Entity::Operation => "operation",
             Entity::Rule => "rule",
             Entity::Approval => "approval",
+            Entity::Operator => "operator",
         }
     }
 }

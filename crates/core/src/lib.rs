@@ -19,6 +19,7 @@ pub mod identity;
 pub mod ids;
 pub mod keys;
 pub mod oauth;
+pub mod operators;
 pub mod policies;
 pub mod ports;
 pub mod provider_specs;

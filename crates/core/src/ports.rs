@@ -22,6 +22,7 @@ use crate::ids::{
     KeyId, RuleId, SecretId, UserId, UserSecretId,
 };
 use crate::keys::ApiKey;
+use crate::operators::OperatorStore;
 use crate::provider_specs::{Operation, OperationSummary, ProviderSpec, PutSpec, SpecKind};
 use crate::providers::OAuthProvider;
 use crate::release::{Authorization, ReleaseCommit, ReleaseCondition, Verdict};
@@ -912,6 +913,7 @@ pub trait Store:
     + RuleStore
     + RateLimitStore
     + ApprovalStore
+    + OperatorStore
     + BrowserSessionStore
     + WalletStore
 {
@@ -938,6 +940,7 @@ impl<T> Store for T where
         + RuleStore
         + RateLimitStore
         + ApprovalStore
+        + OperatorStore
         + BrowserSessionStore
         + WalletStore
 {

@@ -201,6 +201,8 @@ pub mod codes {
     pub const AMBIGUOUS_GRANT: &str = "ambiguous_grant";
     /// Generic state conflict.
     pub const CONFLICT: &str = "conflict";
+    /// No operator account of that username (404).
+    pub const OPERATOR_NOT_FOUND: &str = "operator_not_found";
 
     // Approvals of held proxy calls (protocol part 1 §4.3, §6).
     /// No such approval, or not the caller's (404).

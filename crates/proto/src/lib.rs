@@ -10,6 +10,7 @@ pub mod error;
 pub mod grants;
 pub mod keyfmt;
 pub mod keys;
+pub mod operators;
 pub mod policies;
 pub mod provider_specs;
 pub mod providers;

@@ -23,6 +23,7 @@ pub use alter_proto::agents::{AgentInfo, AgentList};
 pub use alter_proto::approvals::{ApprovalInfo, DecideApprovalRequest};
 pub use alter_proto::grants::{DelegationResult, GrantItem, GrantList};
 pub use alter_proto::keys::{ApiKeyInfo, MintedKey};
+pub use alter_proto::operators::{AddOperatorRequest, OperatorInfo, SetOperatorPasswordRequest};
 pub use alter_proto::policies::{
     CreateRuleRequest, DraftRuleBody, RuleInfo, RuleTargetBody, UpdateRuleRequest, WhatIfRequest,
     WhatIfRuleView, WhatIfView,
@@ -555,6 +556,46 @@ impl AdminClient {
     ) -> Result<WhatIfView, Error> {
         let path = app_path(app_id, "/policies/what-if");
         self.call(Method::POST, &path, Some(request)).await
+    }
+}
+
+/// Operator accounts of the portal.
+impl AdminClient {
+    /// Creates an operator account.
+    pub async fn add_operator(
+        &self,
+        username: &str,
+        password: &str,
+    ) -> Result<OperatorInfo, Error> {
+        let body = AddOperatorRequest {
+            username: username.to_owned(),
+            password: password.to_owned(),
+        };
+        self.call(Method::POST, "/operators", Some(&body)).await
+    }
+
+    /// Every operator account.
+    pub async fn list_operators(&self) -> Result<Vec<OperatorInfo>, Error> {
+        self.items("/operators").await
+    }
+
+    /// Removes an operator account.
+    pub async fn remove_operator(&self, username: &str) -> Result<serde_json::Value, Error> {
+        let path = format!("/operators/{}", encode_path_segment(username));
+        self.call::<_, ()>(Method::DELETE, &path, None).await
+    }
+
+    /// Sets an operator's password.
+    pub async fn set_operator_password(
+        &self,
+        username: &str,
+        password: &str,
+    ) -> Result<serde_json::Value, Error> {
+        let path = format!("/operators/{}/password", encode_path_segment(username));
+        let body = SetOperatorPasswordRequest {
+            password: password.to_owned(),
+        };
+        self.call(Method::PUT, &path, Some(&body)).await
     }
 }
 

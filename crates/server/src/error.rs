@@ -542,6 +542,7 @@ fn not_found_code(entity: Entity) -> &'static str {
         Entity::Operation => codes::OPERATION_NOT_FOUND,
         Entity::Rule => codes::RULE_NOT_FOUND,
         Entity::Approval => codes::APPROVAL_NOT_FOUND,
+        Entity::Operator => codes::OPERATOR_NOT_FOUND,
     }
 }
 
@@ -634,6 +635,12 @@ mod tests {
             (
                 "unknown policy rule",
                 Error::NotFound(Entity::Rule).into(),
+                Main,
+                "GrantNotFoundError",
+            ),
+            (
+                "unknown operator account",
+                Error::NotFound(Entity::Operator).into(),
                 Main,
                 "GrantNotFoundError",
             ),

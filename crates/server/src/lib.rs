@@ -334,7 +334,7 @@ async fn migrated_store(settings: &ServerSettings) -> Result<SqlStore, StartupEr
     Ok(store)
 }
 
-/// Forgets request nonces, sign-in and browser sessions past their use.
+/// Forgets request nonces, sign-in and browser sessions, and the like past their use.
 async fn prune_expired(vault: Vault) {
     let mut tick = tokio::time::interval(PRUNE_INTERVAL);
     loop {
@@ -345,6 +345,10 @@ async fn prune_expired(vault: Vault) {
             ("Connect sessions", vault.prune_connect_sessions().await),
             ("rate-limit buckets", vault.prune_rate_buckets().await),
             ("browser sessions", vault.prune_browser_sessions().await),
+            (
+                "operator sign-in failures",
+                vault.prune_sign_in_throttle().await,
+            ),
         ] {
             match pruned {
                 Ok(n) if n > 0 => tracing::debug!(pruned = n, "pruned {what}"),

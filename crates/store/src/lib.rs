@@ -28,6 +28,7 @@ mod identity;
 mod keyring;
 mod keys;
 mod nonces;
+mod operators;
 mod policies;
 mod provider_specs;
 mod providers;

@@ -3370,3 +3370,174 @@ async fn a_browser_session_is_found_by_its_hash_and_signed_out_once() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn operator_accounts_their_throttle_and_the_dashboard_counts() {
+    use alter_core::operators::{
+        OperatorEvent, OperatorStore, PasswordHashText, StoredOperator, operator_action,
+    };
+
+    on_every_engine(|f| async move {
+        let store = &f.store;
+        let operator = alter_core::operators::Operator {
+            id: alter_core::operators::OperatorId::new(),
+            username: "alice".into(),
+            created_at: t(0),
+            password_changed_at: t(0),
+        };
+        let stored = StoredOperator {
+            operator: operator.clone(),
+            password_hash: PasswordHashText("$argon2id$v=19$stub".into()),
+        };
+        let added = OperatorEvent {
+            id: alter_core::ids::EventId::new(),
+            at: t(0),
+            action: operator_action::ADDED.into(),
+            decision: alter_core::audit::Decision::Allow,
+            operator: "alice".into(),
+            reason: Some("by test".into()),
+            peer: None,
+        };
+        store.insert_operator(&stored, &added).await.unwrap();
+        let again = StoredOperator {
+            operator: alter_core::operators::Operator {
+                id: alter_core::operators::OperatorId::new(),
+                ..operator.clone()
+            },
+            ..stored.clone()
+        };
+        let duplicate = OperatorEvent {
+            id: alter_core::ids::EventId::new(),
+            ..added.clone()
+        };
+        assert!(matches!(
+            store.insert_operator(&again, &duplicate).await,
+            Err(StoreError::Conflict(_))
+        ));
+        assert_eq!(store.find_operator("alice").await.unwrap(), Some(stored));
+        assert_eq!(
+            store.get_operator(operator.id).await.unwrap(),
+            Some(operator.clone())
+        );
+        assert_eq!(store.list_operators().await.unwrap(), vec![operator]);
+        // One event: the refused duplicate left none.
+        assert_eq!(store.list_operator_events(10).await.unwrap(), vec![added]);
+        let tamper = f.raw.execute("DELETE FROM operator_events").await;
+        assert!(tamper.is_err(), "operator events are append-only");
+
+        // The throttle: the third attempt locks until t(60); none passes before.
+        for _ in 0..3 {
+            assert!(
+                store
+                    .claim_sign_in_attempt("bob", t(1), 3, t(60))
+                    .await
+                    .unwrap()
+            );
+        }
+        assert!(
+            !store
+                .claim_sign_in_attempt("bob", t(59), 3, t(119))
+                .await
+                .unwrap()
+        );
+        assert!(
+            store
+                .claim_sign_in_attempt("bob", t(60), 3, t(120))
+                .await
+                .unwrap()
+        );
+        assert!(
+            !store
+                .claim_sign_in_attempt("bob", t(61), 3, t(121))
+                .await
+                .unwrap()
+        );
+        store.clear_sign_in_failures("bob").await.unwrap();
+        assert!(
+            store
+                .claim_sign_in_attempt("bob", t(62), 3, t(122))
+                .await
+                .unwrap()
+        );
+        // Pruning forgets keys last tried (and unlocked) before its cut-off only.
+        assert!(
+            store
+                .claim_sign_in_attempt("carol", t(200), 3, t(260))
+                .await
+                .unwrap()
+        );
+        assert_eq!(
+            store.prune_sign_in_throttle(t(100)).await.unwrap(),
+            1,
+            "bob's"
+        );
+        assert!(
+            store
+                .claim_sign_in_attempt("carol", t(201), 3, t(261))
+                .await
+                .unwrap()
+        );
+        assert!(
+            store
+                .claim_sign_in_attempt("carol", t(202), 3, t(262))
+                .await
+                .unwrap()
+        );
+        assert_eq!(
+            store.prune_sign_in_throttle(t(250)).await.unwrap(),
+            0,
+            "still locked"
+        );
+        assert!(
+            !store
+                .claim_sign_in_attempt("carol", t(250), 3, t(310))
+                .await
+                .unwrap()
+        );
+        assert_eq!(store.prune_sign_in_throttle(t(263)).await.unwrap(), 1);
+        assert!(
+            store
+                .claim_sign_in_attempt("carol", t(264), 3, t(324))
+                .await
+                .unwrap()
+        );
+
+        // Dashboard counts: per hour and action, across apps, from `since` on.
+        let (one, two) = (new_app(store, "one").await, new_app(store, "two").await);
+        let hour = 3_600;
+        for (app, action, at) in [
+            (one.id, "credential.released", t(10)),
+            (two.id, "credential.released", t(20)),
+            (one.id, "credential.denied", t(hour + 5)),
+            (two.id, "approval.requested", t(hour + 6)),
+            (one.id, "key.minted", t(hour + 7)),
+            (one.id, "credential.released", t(-hour)),
+        ] {
+            let mut e = event(app, action);
+            e.at = at;
+            store.append_event(&e).await.unwrap();
+        }
+        let mut counts = store
+            .count_events_by_hour(
+                t(0),
+                &[
+                    "credential.released",
+                    "credential.denied",
+                    "approval.requested",
+                ],
+            )
+            .await
+            .unwrap();
+        counts.sort();
+        let first = t(10).micros() / 3_600_000_000;
+        let second = t(hour + 5).micros() / 3_600_000_000;
+        let mut expected = vec![
+            (first, "credential.released".to_owned(), 2),
+            (second, "approval.requested".to_owned(), 1),
+            (second, "credential.denied".to_owned(), 1),
+        ];
+        expected.sort();
+        assert_eq!(counts, expected);
+    })
+    .await;
+}

@@ -11,8 +11,9 @@ mod connect;
 mod grants;
 mod health;
 mod identity;
-mod keys;
-mod policies;
+pub(crate) mod keys;
+mod operators;
+pub(crate) mod policies;
 mod provider_specs;
 mod providers;
 mod proxy;
@@ -160,6 +161,7 @@ pub fn router(state: AppState, base_path: &str) -> Router {
             admin::router()
                 .merge(policies::router())
                 .merge(approvals::admin_router())
+                .merge(operators::router())
                 .method_not_allowed_fallback(method_not_allowed),
         )
         .nest("/user/v1/apps/{app}", user)

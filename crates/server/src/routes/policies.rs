@@ -138,11 +138,11 @@ async fn what_if(
 }
 
 /// A rule id from the path; anything else is an unknown rule.
-fn rule_id(text: &str) -> Result<RuleId, Error> {
+pub(crate) fn rule_id(text: &str) -> Result<RuleId, Error> {
     Id::parse_lenient(text).ok_or(Error::NotFound(Entity::Rule))
 }
 
-fn new_rule(
+pub(crate) fn new_rule(
     target_body: RuleTargetBody,
     kind: String,
     effect_text: Option<String>,
@@ -204,7 +204,11 @@ fn mode(text: &str) -> Result<RuleMode, Error> {
 }
 
 /// An RFC 3339 time, or an age before `now` (`30s`, `15m`, `12h`, `7d`).
-fn instant(field: &str, text: Option<&str>, now: Timestamp) -> Result<Option<Timestamp>, Error> {
+pub(crate) fn instant(
+    field: &str,
+    text: Option<&str>,
+    now: Timestamp,
+) -> Result<Option<Timestamp>, Error> {
     let Some(text) = text else { return Ok(None) };
     if let Some(at) = Timestamp::parse_rfc3339(text) {
         return Ok(Some(at));
@@ -228,7 +232,7 @@ fn instant(field: &str, text: Option<&str>, now: Timestamp) -> Result<Option<Tim
     }
 }
 
-fn info(rule: &Rule) -> RuleInfo {
+pub(crate) fn info(rule: &Rule) -> RuleInfo {
     let (kind, id) = match &rule.target {
         RuleTarget::App => ("app", None),
         RuleTarget::Provider(id) => ("provider", Some(id.clone())),
@@ -260,7 +264,7 @@ fn info(rule: &Rule) -> RuleInfo {
     }
 }
 
-fn report_view(report: &WhatIfReport) -> WhatIfView {
+pub(crate) fn report_view(report: &WhatIfReport) -> WhatIfView {
     WhatIfView {
         total: report.total,
         indeterminate: report.indeterminate,

@@ -8,7 +8,9 @@
 //!   one of a kind ([`session::UiKind`]), and [`session::Form`], the one extractor every state
 //!   change goes through (same-origin check + CSRF token + the session).
 //! - [`wallet`]: the end user's Wallet at `/wallet/{app}`.
+//! - [`portal`]: the operator portal at `/portal`.
 
+pub mod portal;
 pub mod session;
 pub mod wallet;
 
@@ -50,6 +52,50 @@ const TEMPLATES: &[(&str, &str)] = &[
     (
         "wallet/signin.html",
         include_str!("../../templates/wallet/signin.html"),
+    ),
+    (
+        "portal/app_nav.html",
+        include_str!("../../templates/portal/app_nav.html"),
+    ),
+    (
+        "portal/signin.html",
+        include_str!("../../templates/portal/signin.html"),
+    ),
+    (
+        "portal/dashboard.html",
+        include_str!("../../templates/portal/dashboard.html"),
+    ),
+    (
+        "portal/apps.html",
+        include_str!("../../templates/portal/apps.html"),
+    ),
+    (
+        "portal/keys.html",
+        include_str!("../../templates/portal/keys.html"),
+    ),
+    (
+        "portal/secrets.html",
+        include_str!("../../templates/portal/secrets.html"),
+    ),
+    (
+        "portal/agents.html",
+        include_str!("../../templates/portal/agents.html"),
+    ),
+    (
+        "portal/identity.html",
+        include_str!("../../templates/portal/identity.html"),
+    ),
+    (
+        "portal/policies.html",
+        include_str!("../../templates/portal/policies.html"),
+    ),
+    (
+        "portal/approvals.html",
+        include_str!("../../templates/portal/approvals.html"),
+    ),
+    (
+        "portal/audit.html",
+        include_str!("../../templates/portal/audit.html"),
     ),
 ];
 
@@ -261,6 +307,7 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/assets/ui.js", get(script))
         .merge(wallet::router())
+        .merge(portal::router())
 }
 
 #[cfg(test)]

@@ -123,7 +123,7 @@ fn signed_out(state: &AppState) -> Response {
 
 /// A domain error as a page: "not found" for anything out of reach, the message for bad input,
 /// a generic page for the rest (logged).
-fn failure(state: &AppState, error: Error) -> Response {
+pub(crate) fn failure(state: &AppState, error: Error) -> Response {
     let api = crate::error::ApiError::from(error);
     let status = api.status();
     let text = if status.is_server_error() {

@@ -20,6 +20,7 @@ mod limits;
 mod managed_connect;
 mod oauth_client;
 mod oauth_peer;
+mod operators;
 mod policies;
 mod provider_specs;
 mod providers;

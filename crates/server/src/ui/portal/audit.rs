@@ -1,0 +1,476 @@
+//! The dashboard (the last 24 hours of releases, denials and holds across apps, as an SVG chart
+//! and a table; recent operator sign-ins and account changes) and each app's audit log: filters,
+//! the chain's verification status, and CSV / JSON Lines export.
+
+use alter_core::Error;
+use alter_core::audit::{Decision, EventFilter, StoredEvent};
+use alter_core::time::Timestamp;
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde::{Deserialize, Serialize};
+
+use super::apps::{AppHeader, app_view};
+use super::chart::{SERIES, activity_svg, hour_label};
+use super::{Done, Place, PortalUi, Session, app_base, failure, portal_page, viewer};
+use crate::state::AppState;
+
+pub(super) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/portal", get(dashboard))
+        .route("/portal/apps/{app}/audit", get(audit_log))
+        .route("/portal/apps/{app}/audit/export", get(export))
+}
+
+// ---- dashboard -------------------------------------------------------------------------
+
+/// `GET /portal`.
+async fn dashboard(
+    State(state): State<AppState>,
+    session: Session<PortalUi>,
+    Query(done): Query<Done>,
+) -> Response {
+    let op = match viewer(&state, &session).await {
+        Ok(op) => op,
+        Err(r) => return r,
+    };
+    let (hours, apps, events) = match tokio::try_join!(
+        state.vault.dashboard_activity(),
+        state.vault.list_apps(),
+        state.vault.operator_events(20),
+    ) {
+        Ok(found) => found,
+        Err(e) => return failure(&state, e),
+    };
+    #[derive(Serialize)]
+    struct HourRow {
+        label: String,
+        releases: i64,
+        denials: i64,
+        holds: i64,
+    }
+    #[derive(Serialize)]
+    struct EventRow {
+        at: String,
+        action: String,
+        decision: &'static str,
+        operator: String,
+        reason: Option<String>,
+        peer: Option<String>,
+    }
+    #[derive(Serialize)]
+    struct Legend {
+        name: &'static str,
+        colour: &'static str,
+    }
+    #[derive(Serialize)]
+    struct Context {
+        chart: minijinja::Value,
+        legend: Vec<Legend>,
+        hours: Vec<HourRow>,
+        totals: [i64; 3],
+        app_count: usize,
+        apps_href: String,
+        events: Vec<EventRow>,
+    }
+    let totals = hours.iter().fold([0; 3], |t, h| {
+        [t[0] + h.releases, t[1] + h.denials, t[2] + h.holds]
+    });
+    portal_page(
+        &state,
+        &op,
+        Place::Portal(""),
+        "portal/dashboard.html",
+        "Dashboard",
+        done.notice(),
+        Context {
+            // Our own markup from numbers: trusted, so not escaped.
+            chart: minijinja::Value::from_safe_string(activity_svg(&hours, "activity")),
+            legend: SERIES
+                .iter()
+                .map(|(name, colour)| Legend { name, colour })
+                .collect(),
+            hours: hours
+                .iter()
+                .map(|h| HourRow {
+                    label: hour_label(h),
+                    releases: h.releases,
+                    denials: h.denials,
+                    holds: h.holds,
+                })
+                .collect(),
+            totals,
+            app_count: apps.len(),
+            apps_href: format!("{}/apps", super::base(&state)),
+            events: events
+                .into_iter()
+                .map(|e| EventRow {
+                    at: e.at.to_rfc3339(),
+                    action: e.action,
+                    decision: e.decision.as_str(),
+                    operator: e.operator,
+                    reason: e.reason,
+                    peer: e.peer,
+                })
+                .collect(),
+        },
+    )
+    .into_response()
+}
+
+// ---- the audit log ---------------------------------------------------------------------
+
+/// The filters of the log page and of its export (empty fields filter nothing).
+#[derive(Debug, Default, Clone, Deserialize, Serialize)]
+struct LogQuery {
+    #[serde(default)]
+    action: Option<String>,
+    #[serde(default)]
+    decision: Option<String>,
+    #[serde(default)]
+    grant: Option<String>,
+    #[serde(default)]
+    agent: Option<String>,
+    #[serde(default)]
+    user: Option<String>,
+    /// RFC 3339, or a date `YYYY-MM-DD` (UTC midnight).
+    #[serde(default)]
+    since: Option<String>,
+    #[serde(default)]
+    until: Option<String>,
+    /// The page cursor (the last sequence number seen).
+    #[serde(default)]
+    after: Option<i64>,
+    /// `csv` or `jsonl` (export only).
+    #[serde(default)]
+    format: Option<String>,
+}
+
+fn nonblank(value: &Option<String>) -> Option<String> {
+    value
+        .as_deref()
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .map(str::to_owned)
+}
+
+/// A time filter: RFC 3339, or a bare date (UTC midnight, what a date input sends).
+fn time_filter(field: &str, value: &Option<String>) -> Result<Option<Timestamp>, Error> {
+    let Some(text) = nonblank(value) else {
+        return Ok(None);
+    };
+    Timestamp::parse_rfc3339(&text)
+        .or_else(|| Timestamp::parse_rfc3339(&format!("{text}T00:00:00Z")))
+        .map(Some)
+        .ok_or_else(|| Error::Invalid(format!("{field} must be a date or an RFC 3339 time")))
+}
+
+impl LogQuery {
+    fn filter(&self) -> Result<EventFilter, Error> {
+        Ok(EventFilter {
+            grant_id: nonblank(&self.grant),
+            agent_id: nonblank(&self.agent),
+            app_user_id: nonblank(&self.user),
+            action: nonblank(&self.action),
+            decision: match nonblank(&self.decision) {
+                None => None,
+                Some(text) => Some(
+                    Decision::parse(&text)
+                        .ok_or_else(|| Error::Invalid("decision must be allow or deny".into()))?,
+                ),
+            },
+            since: time_filter("since", &self.since)?,
+            until: time_filter("until", &self.until)?,
+        })
+    }
+
+    /// The query string of these filters (no cursor, no format).
+    fn filters_query(&self) -> String {
+        let pairs = [
+            ("action", &self.action),
+            ("decision", &self.decision),
+            ("grant", &self.grant),
+            ("agent", &self.agent),
+            ("user", &self.user),
+            ("since", &self.since),
+            ("until", &self.until),
+        ];
+        let mut out = url::form_urlencoded::Serializer::new(String::new());
+        for (name, value) in pairs {
+            if let Some(value) = nonblank(value) {
+                out.append_pair(name, &value);
+            }
+        }
+        out.finish()
+    }
+}
+
+/// One event as the log page shows it.
+#[derive(Serialize)]
+struct EventRow {
+    seq: i64,
+    at: String,
+    action: String,
+    decision: &'static str,
+    reason: Option<String>,
+    actor: String,
+    target: String,
+    request: Option<String>,
+}
+
+fn actor_text(event: &alter_core::audit::AuditEvent) -> String {
+    let actor = &event.actor;
+    let kind = serde_json::to_value(&actor.kind)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default();
+    let who = actor
+        .operator
+        .clone()
+        .or_else(|| actor.key_prefix.clone())
+        .or_else(|| actor.app_user_id.clone());
+    match who {
+        Some(who) => format!("{kind} {who}"),
+        None => kind,
+    }
+}
+
+fn event_row(stored: &StoredEvent) -> EventRow {
+    let e = &stored.event;
+    EventRow {
+        seq: stored.seq,
+        at: e.at.to_rfc3339(),
+        action: e.action.clone(),
+        decision: e.decision.as_str(),
+        reason: e.reason.clone(),
+        actor: actor_text(e),
+        target: e
+            .target
+            .as_ref()
+            .filter(|t| !t.kind.is_empty())
+            .map(|t| format!("{} {}", t.kind, t.id))
+            .unwrap_or_default(),
+        request: e
+            .request
+            .as_ref()
+            .map(|r| format!("{} {}", r.method, r.url)),
+    }
+}
+
+/// Events per log page.
+const PAGE: i64 = 100;
+
+/// `GET /portal/apps/{app}/audit`: the filtered log, a page at a time, and the chain status.
+async fn audit_log(
+    State(state): State<AppState>,
+    session: Session<PortalUi>,
+    Path(app): Path<String>,
+    Query(query): Query<LogQuery>,
+) -> Response {
+    let (op, app, header) = match app_view(&state, &session, &app).await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let filter = match query.filter() {
+        Ok(filter) => filter,
+        Err(e) => return failure(&state, e),
+    };
+    let after = query.after.unwrap_or(0);
+    let events = match state.vault.audit_events(app, filter, after, PAGE).await {
+        Ok(events) => events,
+        Err(e) => return failure(&state, e),
+    };
+    // The walk reads the whole chain: the first page shows it, later pages do not repeat it.
+    let report = if query.after.is_none() {
+        match state.vault.verify_audit_chain(app, None).await {
+            Ok(report) => Some(report),
+            Err(e) => return failure(&state, e),
+        }
+    } else {
+        None
+    };
+    #[derive(Serialize)]
+    struct Chain {
+        ok: bool,
+        events: i64,
+        problem: Option<String>,
+    }
+    #[derive(Serialize)]
+    struct Context {
+        app: AppHeader,
+        events: Vec<EventRow>,
+        filters: LogQuery,
+        chain: Option<Chain>,
+        next: Option<String>,
+        export_csv: String,
+        export_jsonl: String,
+        action: String,
+    }
+    let base = format!("{}/audit", app_base(&state, app));
+    let filters = query.filters_query();
+    let joiner = if filters.is_empty() { "" } else { "&" };
+    let next = (events.len() as i64 == PAGE)
+        .then(|| events.last().map(|e| e.seq))
+        .flatten()
+        .map(|seq| format!("{base}?{filters}{joiner}after={seq}"));
+    portal_page(
+        &state,
+        &op,
+        Place::App(app, "/audit"),
+        "portal/audit.html",
+        "Audit log",
+        None,
+        Context {
+            app: header,
+            events: events.iter().map(event_row).collect(),
+            chain: report.map(|report| Chain {
+                ok: report.first_problem.is_none(),
+                events: report.events,
+                problem: report
+                    .first_problem
+                    .map(|p| format!("event {}: {}", p.seq, p.problem)),
+            }),
+            next,
+            export_csv: format!("{base}/export?{filters}{joiner}format=csv"),
+            export_jsonl: format!("{base}/export?{filters}{joiner}format=jsonl"),
+            action: base,
+            filters: query,
+        },
+    )
+    .into_response()
+}
+
+/// The most events one export holds.
+const EXPORT_MAX: usize = 100_000;
+/// Events read per page while exporting.
+const EXPORT_PAGE: i64 = 1000;
+
+/// `GET /portal/apps/{app}/audit/export?format=csv|jsonl&…filters`: every matching event
+/// (up to [`EXPORT_MAX`]), as a download. JSON Lines holds each event whole, with its sequence
+/// number and chain hash; CSV holds the columns of the log page.
+async fn export(
+    State(state): State<AppState>,
+    session: Session<PortalUi>,
+    Path(app): Path<String>,
+    Query(query): Query<LogQuery>,
+) -> Response {
+    let (_op, app, _) = match app_view(&state, &session, &app).await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let csv = match query.format.as_deref() {
+        Some("csv") => true,
+        Some("jsonl") => false,
+        _ => return failure(&state, Error::Invalid("format must be csv or jsonl".into())),
+    };
+    let filter = match query.filter() {
+        Ok(filter) => filter,
+        Err(e) => return failure(&state, e),
+    };
+    let mut out = String::new();
+    if csv {
+        out.push_str("seq,at,action,decision,reason,actor,target,request,hash\n");
+    }
+    let (mut after, mut count) = (0, 0);
+    loop {
+        let page = match state
+            .vault
+            .audit_events(app, filter.clone(), after, EXPORT_PAGE)
+            .await
+        {
+            Ok(page) => page,
+            Err(e) => return failure(&state, e),
+        };
+        for stored in &page {
+            if csv {
+                let row = event_row(stored);
+                let cells = [
+                    row.seq.to_string(),
+                    row.at,
+                    row.action,
+                    row.decision.to_owned(),
+                    row.reason.unwrap_or_default(),
+                    row.actor,
+                    row.target,
+                    row.request.unwrap_or_default(),
+                    hex::encode(stored.hash),
+                ];
+                let line: Vec<String> = cells.iter().map(|c| csv_cell(c)).collect();
+                out.push_str(&line.join(","));
+                out.push('\n');
+            } else {
+                let line = serde_json::json!({
+                    "seq": stored.seq,
+                    "hash": hex::encode(stored.hash),
+                    "event": stored.event,
+                });
+                out.push_str(&line.to_string());
+                out.push('\n');
+            }
+        }
+        count += page.len();
+        match page.last() {
+            Some(last) if page.len() as i64 == EXPORT_PAGE && count < EXPORT_MAX => {
+                after = last.seq;
+            }
+            _ => break,
+        }
+    }
+    let (content_type, extension) = if csv {
+        ("text/csv; charset=utf-8", "csv")
+    } else {
+        ("application/x-ndjson", "jsonl")
+    };
+    let mut response = (StatusCode::OK, out).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    if let Ok(value) =
+        HeaderValue::from_str(&format!("attachment; filename=\"audit-{app}.{extension}\""))
+    {
+        headers.insert(header::CONTENT_DISPOSITION, value);
+    }
+    super::super::asset_headers(headers);
+    response
+}
+
+/// One CSV cell: quoted when it holds a comma, quote or line break; a leading `=`, `+`, `-`
+/// or `@` is defused so a spreadsheet does not run it as a formula.
+fn csv_cell(text: &str) -> String {
+    let defused = if text.starts_with(['=', '+', '-', '@']) {
+        format!("'{text}")
+    } else {
+        text.to_owned()
+    };
+    if defused.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", defused.replace('"', "\"\""))
+    } else {
+        defused
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_cells_are_quoted_and_defused() {
+        assert_eq!(csv_cell("plain"), "plain");
+        assert_eq!(csv_cell("a,b"), "\"a,b\"");
+        assert_eq!(csv_cell("say \"hi\""), "\"say \"\"hi\"\"\"");
+        assert_eq!(csv_cell("=HYPERLINK(1)"), "'=HYPERLINK(1)");
+        assert_eq!(csv_cell("line\nbreak"), "\"line\nbreak\"");
+    }
+
+    #[test]
+    fn time_filters_take_dates_and_times() {
+        assert_eq!(time_filter("since", &None).unwrap(), None);
+        assert_eq!(time_filter("since", &Some(" ".into())).unwrap(), None);
+        assert_eq!(
+            time_filter("since", &Some("1970-01-02".into())).unwrap(),
+            Some(Timestamp::from_unix_seconds(86_400))
+        );
+        assert!(time_filter("since", &Some("yesterday".into())).is_err());
+    }
+}
