@@ -101,7 +101,8 @@ pub enum NonceTiming {
     /// record of its refusal — so a release commits once, not twice. For `/sdk/token` and
     /// `/sdk/proxy` only, whose every write carries the claim, and whose every step with an
     /// effect of its own (a sign-in, a rate-limit token, a token refresh, a held call) claims
-    /// it first ([`Vault::claim_pending_nonce`]). A replay is refused before the answer either
+    /// it first ([`Vault::settle_nonce`]); the server settles a nonce still pending once the request
+    /// is answered or abandoned. A replay is refused before the answer either
     /// way, and writes nothing.
     WithFirstWrite,
 }
@@ -130,6 +131,11 @@ impl PendingNonce {
 
     fn of(claim: NonceClaim) -> PendingNonce {
         PendingNonce(Arc::new(Mutex::new(Some(claim))))
+    }
+
+    /// True until a write took the claim.
+    pub fn is_pending(&self) -> bool {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).is_some()
     }
 
     /// The claim, for the write about to carry it; later calls get `None`.
@@ -254,6 +260,25 @@ impl Vault {
             }
             NonceTiming::WithFirstWrite => PendingNonce::of(claim),
         };
+        match self.admit_signed(key, facts, now, &pending_nonce).await {
+            Ok(caller) => Ok(caller),
+            // A refusal is an answer a replay must not get again (nor learn the key's
+            // lifecycle from): the nonce is claimed first.
+            Err(error) => {
+                self.settle_nonce(&pending_nonce).await?;
+                Err(error)
+            }
+        }
+    }
+
+    /// The checks of admission after the timestamp window and the nonce's form.
+    async fn admit_signed(
+        &self,
+        key: &ApiKey,
+        facts: RequestFacts,
+        now: Timestamp,
+        pending_nonce: &PendingNonce,
+    ) -> Result<Caller> {
         key.check_usable(now)?;
         if let Some(allowlist) = &key.cidr_allowlist
             && !facts.peer.is_some_and(|ip| peer_allowed(allowlist, ip))
@@ -276,6 +301,8 @@ impl Vault {
         }
         let agent = self.resolve_agent(key, &facts).await?.map(Arc::new);
         if last_use_is_stale(key.last_used_at, now) {
+            // A write: not for a replay (once a minute a key's first request commits twice).
+            self.settle_nonce(pending_nonce).await?;
             let stale_before = now.plus_seconds(-LAST_USED_RESOLUTION_SECONDS);
             self.store().touch_key(key.id, now, stale_before).await?;
         }
@@ -295,14 +322,16 @@ impl Vault {
             caller_type: facts.caller_type,
             context: facts.context,
             request_rule: facts.request_rule,
-            pending_nonce,
+            pending_nonce: pending_nonce.clone(),
         })
     }
 
-    /// Claims the caller's nonce now if admission left it pending: before a step with an effect
-    /// of its own. A nonce seen before is [`Error::Unauthenticated`].
-    pub(crate) async fn claim_pending_nonce(&self, caller: &Caller) -> Result<()> {
-        match caller.pending_nonce.take() {
+    /// Claims a nonce admission left pending, if it still is: before a step with an effect of
+    /// its own, and — by the server, once the request is answered or abandoned — for a request
+    /// that ended before its first write (a refusal, a failure, a full queue), so that no
+    /// replay of it is ever admitted. A nonce seen before is [`Error::Unauthenticated`].
+    pub async fn settle_nonce(&self, pending: &PendingNonce) -> Result<()> {
+        match pending.take() {
             Some(claim) => self.claim_nonce(claim).await,
             None => Ok(()),
         }

@@ -13,7 +13,7 @@ use std::marker::PhantomData;
 use std::net::SocketAddr;
 
 use alter_core::agents::AgentStatus;
-use alter_core::caller::{Caller, NonceTiming, RequestFacts};
+use alter_core::caller::{Caller, NonceTiming, PendingNonce, RequestFacts};
 use alter_core::error::Error;
 use alter_core::request_rule::RequestRule;
 use alter_core::scope::{Scope, UnknownScope};
@@ -103,9 +103,22 @@ pub async fn signed_request(
         Err(e) => return e.into_response(),
     };
     let deprecated = caller.key_deprecated;
+    // A request to a route that claims its nonce with its first write may end before one (a
+    // refusal, a failure, a full queue, a client gone): its nonce is claimed then, so no
+    // replay of it is ever admitted.
+    let unsettled = SettleOnDrop {
+        vault: state.vault.clone(),
+        nonce: caller.pending_nonce.clone(),
+    };
     let mut request = Request::from_parts(parts, Body::from(bytes));
     request.extensions_mut().insert(caller);
     let mut response = next.run(request).await;
+    if unsettled.nonce.is_pending() {
+        match state.vault.settle_nonce(&unsettled.nonce).await {
+            Ok(()) => {}
+            Err(e) => return ApiError::from(e).into_response(),
+        }
+    }
     if deprecated {
         response
             .headers_mut()
@@ -174,6 +187,26 @@ async fn admit(state: &AppState, parts: &Parts, body: &Bytes) -> Result<Caller, 
         )
         .await?;
     Ok(caller)
+}
+
+/// Claims a nonce still pending when the request's handling is dropped half-way (the client
+/// went away): in a task of its own, since a drop cannot wait.
+struct SettleOnDrop {
+    vault: alter_core::Vault,
+    nonce: PendingNonce,
+}
+
+impl Drop for SettleOnDrop {
+    fn drop(&mut self) {
+        if self.nonce.is_pending() {
+            let (vault, nonce) = (self.vault.clone(), self.nonce.clone());
+            tokio::spawn(async move {
+                if let Err(error) = vault.settle_nonce(&nonce).await {
+                    tracing::warn!(%error, "the nonce of an abandoned request could not be claimed");
+                }
+            });
+        }
+    }
 }
 
 /// The routes whose every write claims the request's nonce in its own transaction (see

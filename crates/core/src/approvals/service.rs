@@ -52,7 +52,7 @@ impl Vault {
         held: HeldCall,
     ) -> Result<Approval> {
         // Parking the call writes: a replayed request must not park a second one.
-        self.claim_pending_nonce(caller).await?;
+        self.settle_nonce(&caller.pending_nonce).await?;
         let reason = request
             .reason
             .as_deref()

@@ -342,7 +342,7 @@ impl Vault {
         let user = match &request.user_token {
             Some(token) => {
                 // Signing in records the user: the nonce is claimed first.
-                self.claim_pending_nonce(caller).await?;
+                self.settle_nonce(&caller.pending_nonce).await?;
                 Some(
                     self.sign_in(caller.app_id, token)
                         .await
@@ -480,7 +480,7 @@ impl Vault {
         resolved: &Resolved,
     ) -> std::result::Result<CredentialInjection, Stop> {
         if matches!(resolved.credential, Credential::Connection(_)) {
-            self.claim_pending_nonce(caller).await?;
+            self.settle_nonce(&caller.pending_nonce).await?;
         }
         match &resolved.credential {
             Credential::ManagedSecret(secret) => self.materialise_secret(secret),

@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
@@ -391,7 +392,7 @@ impl Vault {
         }
         if take_tokens && !decision.rate_limits.is_empty() {
             // Taking a token is a write a replay must not make: the nonce first.
-            self.claim_pending_nonce(caller).await?;
+            self.settle_nonce(&caller.pending_nonce).await?;
             for demand in &decision.rate_limits {
                 let (interval, tolerance) = gcra(demand.per_minute, demand.burst);
                 let taken = self
@@ -452,12 +453,17 @@ impl Vault {
 }
 
 /// Each app's rules as this node last read them, by rules version (`apps.rules_version`, which
-/// every rule write bumps).
+/// every rule write bumps), for at most [`RULES_MAX_AGE`]: rules changed behind the vault's back
+/// (by hand in SQL, or a restored backup that repeats a version number) are read again within
+/// it.
 #[derive(Debug, Default)]
 pub(crate) struct RulesCache(Mutex<HashMap<AppId, RulesRead>>);
 
-/// An app's rules and the rules version they were read at.
-type RulesRead = (i64, Arc<Vec<Rule>>);
+/// An app's rules, the rules version they were read at, and when.
+type RulesRead = (i64, Arc<Vec<Rule>>, Instant);
+
+/// How long a node trusts its copy of an app's rules without reading them again.
+const RULES_MAX_AGE: Duration = Duration::from_secs(60);
 
 /// Apps whose rules a node keeps; past it the cache starts over.
 const MAX_CACHED_APPS: usize = 10_000;
@@ -466,7 +472,9 @@ impl RulesCache {
     fn get(&self, app: AppId, version: i64) -> Option<Arc<Vec<Rule>>> {
         let cached = self.0.lock().unwrap_or_else(|e| e.into_inner());
         match cached.get(&app) {
-            Some((read, rules)) if *read == version => Some(rules.clone()),
+            Some((read, rules, at)) if *read == version && at.elapsed() < RULES_MAX_AGE => {
+                Some(rules.clone())
+            }
             _ => None,
         }
     }
@@ -477,8 +485,8 @@ impl RulesCache {
             cached.clear();
         }
         // Never replace newer rules with older ones (two reads racing a rule write).
-        if cached.get(&app).is_none_or(|(read, _)| *read <= version) {
-            cached.insert(app, (version, rules));
+        if cached.get(&app).is_none_or(|(read, ..)| *read <= version) {
+            cached.insert(app, (version, rules, Instant::now()));
         }
     }
 }

@@ -143,7 +143,9 @@ impl Vault {
         // The release — the decision — is durable already; what the call came to is recorded
         // without holding its answer (a crash in between can lose this record, never the
         // release's), and a provider's answer is never withheld for it: the call was made.
-        self.store().record_release_later(event).await?;
+        if let Err(error) = self.store().record_release_later(event).await {
+            tracing::error!(%error, "the outcome of a proxied call could not be queued");
+        }
         let (response, _) = outcome?;
         let credential_hint =
             credential_hint(response.status, &response.headers, &release.injection);

@@ -1030,6 +1030,29 @@ async fn credential_uses_claim_their_nonce_with_their_first_write() {
         assert_eq!(upstream.received().len(), 1);
         assert_eq!(count("credential.released").await, 2);
 
+        // Requests that end before any write — refused at admission (a caller type that does
+        // not exist) or by the handler (a malformed request) — still use up their nonce.
+        let nonce = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa5";
+        let bad_caller = || {
+            node2
+                .raw(key, "POST", "/sdk/token")
+                .body(serde_json::to_vec(&token_body).unwrap())
+                .signed_header(alter_proto::signing::headers::CALLER, "svc")
+                .signed_header(alter_proto::signing::headers::CALLER_TYPE, "robot")
+                .nonce(nonce)
+                .send()
+        };
+        assert_eq!(bad_caller().await.status, 422);
+        assert_eq!(bad_caller().await.status, 401);
+        let malformed = json!({"grant_id": grant, "request": {"method": "get", "url": url}});
+        let nonce = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa6";
+        let traced = json!({"grant_id": grant, "method": "TRACE", "url": url});
+        assert_eq!(send(&server, "/sdk/proxy", &traced, nonce).await.status, 422);
+        assert_eq!(send(&server, "/sdk/proxy", &traced, nonce).await.status, 401);
+        let nonce = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa7";
+        assert_eq!(send(&server, "/sdk/token", &malformed, nonce).await.status, 422);
+        assert_eq!(send(&node2, "/sdk/token", &malformed, nonce).await.status, 401);
+
         // A held call is parked once.
         server
             .admin()
