@@ -320,8 +320,8 @@ impl Vault {
         if !self.addressed_to(user, &approval).await? {
             return Err(Error::NotFound(Entity::Approval));
         }
-        let me = &user.user;
-        let decided_by = me.email.clone().unwrap_or_else(|| me.subject.clone());
+        // The IdP subject the signed token vouched for, not the e-mail (maybe unverified).
+        let decided_by = user.user.subject.clone();
         self.decide_approval_by(*app, id, approve, reason, Some(decided_by), subject.actor())
             .await
     }
