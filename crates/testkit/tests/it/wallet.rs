@@ -3,12 +3,17 @@
 //! cross-site, is refused and changes nothing.
 
 use alter_core::Error;
+use alter_core::approvals::ApprovalStatus;
 use alter_core::browser_sessions::{BrowserSessionKind, csrf_token};
-use alter_core::ids::{AppId, GrantId};
+use alter_core::delegations::DelegateOptions;
+use alter_core::ids::{AgentId, AppId, ApprovalId, GrantId};
 use alter_core::subject::Subject;
 use alter_core::wallet::{Extension, MAX_PENDING_SIGN_INS};
 use alter_crypto::ExposeSecret;
-use alter_sdk::{GrantPolicy, Principal};
+use alter_proto::admin::CreateSecretRequest;
+use alter_proto::policies::{CreateRuleRequest, RuleTargetBody};
+use alter_sdk::{CreateAgent, GrantPolicy, Principal, ProviderRequest, ProxyOutcome};
+use alter_testkit::upstream::Upstream;
 use alter_testkit::{TestServer, on_every_engine};
 use reqwest::StatusCode;
 use reqwest::header::{COOKIE, LOCATION};
@@ -300,6 +305,124 @@ async fn wallet_sign_ins_under_way_are_capped_per_app() {
         // Once they expire, sign-ins start again.
         server.advance(alter_core::signin::SESSION_LIFETIME_SECONDS + 1);
         assert_eq!(start().await.unwrap().status(), StatusCode::SEE_OTHER);
+        server.stop().await;
+    })
+    .await;
+}
+
+/// A call an operator's `require_approval` rule with no approvers held is the operators' to
+/// decide (any operator), even on the user's own delegation: the Wallet neither lists it nor
+/// lets the user decide it, and it stays pending.
+#[tokio::test]
+async fn an_operators_hold_is_not_the_users_to_decide() {
+    on_every_engine(|engine| async move {
+        let server = TestServer::start(engine).await;
+        let upstream = Upstream::start().await;
+        let world = server.world("holds").await;
+        let app_id = AppId::parse(&world.app.info.id).unwrap();
+        let vault = server.vault();
+        let secret = server
+            .admin()
+            .create_secret(
+                &world.app.info.id,
+                &CreateSecretRequest {
+                    name: "Payments".into(),
+                    secret_type: "bearer".into(),
+                    value: "sk_live_walletHoldSecret0123456789".into(),
+                    allowed_hosts: vec!["127.0.0.1".into()],
+                    principals: ["user", "agent"].map(String::from).to_vec(),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        let app = server.app(&world.app.key.api_key);
+        let helper = app
+            .agents()
+            .create(CreateAgent::new(
+                "helper",
+                json!({"managed_secret_slugs": [secret.slug]}),
+            ))
+            .await
+            .unwrap();
+        let token = world.idp.token("alice", json!({}));
+        let alice = vault.sign_in(app_id, &token).await.unwrap();
+        let subject = Subject::User {
+            app: app_id,
+            user: &alice,
+        };
+        let grant = app
+            .create_managed_secret_grant(&secret.id, Principal::user(&token, "pay"), None)
+            .await
+            .unwrap()
+            .grant_id;
+        // Alice delegates her grant to the agent herself: the delegation is in her reach.
+        let delegation = vault
+            .delegate(
+                &subject,
+                GrantId::parse(&grant).unwrap(),
+                AgentId::parse(&helper.agent.id).unwrap(),
+                DelegateOptions {
+                    ttl_seconds: None,
+                    delegable: None,
+                    scope_constraint: None,
+                },
+            )
+            .await
+            .unwrap();
+        assert!(vault.user_grant(&subject, delegation.id).await.is_ok());
+        server
+            .admin()
+            .add_rule(
+                &world.app.info.id,
+                &CreateRuleRequest {
+                    target: RuleTargetBody {
+                        kind: "app".into(),
+                        id: None,
+                    },
+                    kind: "require_approval".into(),
+                    effect: None,
+                    mode: None,
+                    body: json!({"approvers": []}),
+                    description: None,
+                },
+            )
+            .await
+            .unwrap();
+        let outcome = server
+            .agent(helper.api_key.as_deref().unwrap())
+            .proxy_request(
+                ProviderRequest::post(format!("{}/v1/refunds", upstream.url()))
+                    .grant_id(delegation.id.to_string())
+                    .json(json!({"amount": 1}))
+                    .reason("refund order 9"),
+            )
+            .await
+            .unwrap();
+        let ProxyOutcome::Pending(pending) = outcome else {
+            panic!("the call was not held: {outcome:?}");
+        };
+        let id = ApprovalId::parse(&pending.approval_id).unwrap();
+
+        assert!(
+            vault
+                .user_approvals(app_id, &alice, None)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert!(matches!(
+            vault.user_approval(app_id, &alice, id).await,
+            Err(Error::NotFound(_))
+        ));
+        assert!(matches!(
+            vault.decide_user_approval(&subject, id, true, None).await,
+            Err(Error::NotFound(_))
+        ));
+        assert_eq!(
+            vault.get_approval(app_id, id).await.unwrap().status,
+            ApprovalStatus::Pending
+        );
         server.stop().await;
     })
     .await;
