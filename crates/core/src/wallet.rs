@@ -11,9 +11,10 @@ use crate::audit::{AuditEvent, EventFilter, StoredEvent, Target, action};
 use crate::credentials::Credential;
 use crate::error::{Entity, Error, Result};
 use crate::grants::{Grant, GrantState, Principal};
-use crate::identity::SignedInUser;
-use crate::ids::{AppId, ApprovalId, GrantId};
+use crate::identity::{AppUser, SignedInUser};
+use crate::ids::{AgentId, AppId, ApprovalId, GrantId, UserId};
 use crate::ports::StoreResult;
+use crate::rules::MatchedRule;
 use crate::subject::Subject;
 use crate::time::Timestamp;
 use crate::vault::Vault;
@@ -22,20 +23,50 @@ use crate::vault::Vault;
 const MAX_APPROVALS: i64 = 500;
 /// Most events the activity page reads (the newest).
 pub const MAX_ACTIVITY: usize = 1000;
+/// Most Wallet sign-ins an app may have under way at once: a sign-in session is a row anyone
+/// can make with one unauthenticated POST, so they are bounded.
+pub const MAX_PENDING_SIGN_INS: i64 = 1000;
+/// The actions the activity page shows: the calls made with the user's credentials.
+pub const ACTIVITY_ACTIONS: [&str; 3] = [
+    action::CREDENTIAL_RELEASED,
+    action::CREDENTIAL_DENIED,
+    action::CREDENTIAL_USED,
+];
+/// The kind of hold an agent's own "requires approval" setting makes
+/// ([`crate::release::agent_approval_hold`]); no policy rule has this kind.
+const AGENT_HOLD_KIND: &str = "agent_requires_approval";
+/// How a minted grant's creation event names its source (`Vault::mint_grant`).
+pub(crate) const MINTED_FROM: &str = "minted from ";
 
 /// Storage the Wallet needs beyond the other ports.
 #[async_trait]
 pub trait WalletStore: Send + Sync {
-    /// Moves an active grant's end from `from` to `to` if it is still `from` and the grant
-    /// still active, writing `event` in the same transaction; false otherwise.
+    /// Moves an active grant's end from `from` to `to` if it is still `from`, still later than
+    /// `now` and the grant still active, writing `event` in the same transaction; false
+    /// otherwise (an expired grant is never revived).
     async fn extend_grant(
         &self,
         app: AppId,
         id: GrantId,
         from: Timestamp,
         to: Timestamp,
+        now: Timestamp,
         event: &AuditEvent,
     ) -> StoreResult<bool>;
+
+    /// The newest events (at most `limit`, newest first) about `user` whose action is one of
+    /// `actions`, narrowed by `filter`'s decision and dates (its other fields are ignored).
+    async fn user_activity(
+        &self,
+        app: AppId,
+        user: UserId,
+        actions: &[&str],
+        filter: &EventFilter,
+        limit: i64,
+    ) -> StoreResult<Vec<StoredEvent>>;
+
+    /// How many of the app's sign-in sessions are still pending (not yet used nor expired).
+    async fn pending_sign_ins(&self, app: AppId, now: Timestamp) -> StoreResult<i64>;
 }
 
 /// How far a grant may be extended.
@@ -47,11 +78,24 @@ pub enum Extension {
     No,
 }
 
+/// What bounds a grant through the grant it was minted from.
+enum MintedSource {
+    /// It was not minted.
+    NotMinted,
+    /// Its source is active and never expires.
+    Endless,
+    /// Its source is active and ends then.
+    EndsAt(Timestamp),
+    /// Its source is gone, no longer active, or cannot be told: no extension (fail closed).
+    Unknown,
+}
+
 impl Vault {
-    /// The latest end `user` may give `grant` now: never past the grant's own
-    /// `max_ttl_seconds` (from its creation), its managed secret's cap, or
-    /// [`crate::Settings::max_grant_extension_seconds`] from now. Only the user's own active,
-    /// expiring grants can be extended.
+    /// The latest end `user` may give `grant` now. The limit is absolute, so extending again
+    /// and again gains nothing past it: [`crate::Settings::max_grant_extension_seconds`] from
+    /// the grant's creation, its own `max_ttl_seconds` (from creation), its managed secret's
+    /// cap (from creation) and, for a minted sibling, its source grant's end. Only the user's
+    /// own active, expiring grants can be extended.
     pub async fn grant_extension(&self, user: &SignedInUser, grant: &Grant) -> Result<Extension> {
         let now = self.now();
         let own = grant.principal == Principal::User(user.user.id);
@@ -61,9 +105,10 @@ impl Vault {
         if !own || grant.state(now) != GrantState::Active {
             return Ok(Extension::No);
         }
-        let mut limit = now.plus_seconds(self.settings().max_grant_extension_seconds);
+        let from_creation = |seconds: i64| grant.created_at.plus_seconds(seconds);
+        let mut limit = from_creation(self.settings().max_grant_extension_seconds);
         if let Some(max) = grant.lifetime.max_ttl_seconds {
-            limit = limit.min(grant.created_at.plus_seconds(max));
+            limit = limit.min(from_creation(max));
         }
         let cap = match self.credential_of(grant).await? {
             Credential::ManagedSecret(secret)
@@ -73,12 +118,54 @@ impl Vault {
             Credential::Connection(_) => None,
         };
         if let Some(cap) = cap {
-            limit = limit.min(grant.created_at.plus_seconds(cap));
+            limit = limit.min(from_creation(cap));
+        }
+        match self.minted_source_end(grant).await? {
+            MintedSource::NotMinted | MintedSource::Endless => {}
+            MintedSource::EndsAt(source_end) => limit = limit.min(source_end),
+            MintedSource::Unknown => return Ok(Extension::No),
         }
         Ok(if limit > end {
             Extension::UpTo(limit)
         } else {
             Extension::No
+        })
+    }
+
+    /// Whether `grant` was minted from another grant, and if so that grant's end now (a
+    /// minted grant's lifetime only ever tightens its source's). Read from the grant's
+    /// `grant.minted` event, the one record of its source.
+    async fn minted_source_end(&self, grant: &Grant) -> Result<MintedSource> {
+        let filter = EventFilter {
+            grant_id: Some(grant.id.to_string()),
+            action: Some(action::GRANT_MINTED.into()),
+            ..EventFilter::default()
+        };
+        let Some(minted) = self
+            .audit_events(grant.app_id, filter, 0, 1)
+            .await?
+            .into_iter()
+            .next()
+        else {
+            return Ok(MintedSource::NotMinted);
+        };
+        let source = minted
+            .event
+            .reason
+            .as_deref()
+            .and_then(|r| r.strip_prefix(MINTED_FROM))
+            .and_then(GrantId::parse);
+        let Some(source) = source else {
+            return Ok(MintedSource::Unknown);
+        };
+        Ok(match self.store().get_grant(grant.app_id, source).await? {
+            None => MintedSource::Unknown,
+            Some(source) => match (source.state(self.now()), source.expires_at) {
+                (GrantState::Active, None) => MintedSource::Endless,
+                (GrantState::Active, Some(end)) => MintedSource::EndsAt(end),
+                // A revoked or expired source extends nothing.
+                _ => MintedSource::Unknown,
+            },
         })
     }
 
@@ -140,7 +227,7 @@ impl Vault {
         }));
         if !self
             .store()
-            .extend_grant(subject.app_id(), grant.id, end, until, &event)
+            .extend_grant(subject.app_id(), grant.id, end, until, now, &event)
             .await?
         {
             return Err(Error::Conflict(
@@ -150,10 +237,15 @@ impl Vault {
         self.grant(subject.app_id(), grant.id).await
     }
 
-    /// Whether `approval` is addressed to `user`: its grant is one they hold or a delegation
-    /// they made, and its hold rules name no approvers or name this user (app user id, IdP
-    /// subject or e-mail).
+    /// Whether `approval` is addressed to `user`: its holds are ([`holds_addressed_to`]) and
+    /// its grant is one they hold or a delegation they made.
     async fn addressed_to(&self, user: &SignedInUser, approval: &Approval) -> Result<bool> {
+        Ok(holds_addressed_to(approval, &user.user)
+            && self.reaches_grant_of(user, approval).await?)
+    }
+
+    /// Whether the user reaches the grant `approval` would use.
+    async fn reaches_grant_of(&self, user: &SignedInUser, approval: &Approval) -> Result<bool> {
         let Some(grant) = self
             .store()
             .get_grant(approval.app_id, approval.grant_id)
@@ -165,27 +257,32 @@ impl Vault {
             app: approval.app_id,
             user,
         };
-        if !subject.reaches_grant(&grant) {
-            return Ok(false);
-        }
-        let approvers = approval.approvers();
-        let me = &user.user;
-        Ok(approvers.is_empty()
-            || approvers.iter().any(|a| {
-                *a == me.id.to_string() || *a == me.subject || Some(a) == me.email.as_ref()
-            }))
+        Ok(subject.reaches_grant(&grant))
     }
 
-    /// The approvals addressed to the user, newest first (`status` narrows).
+    /// The approvals addressed to the user, newest first (`status` narrows). The holds are
+    /// checked first, and each grant is read once however many approvals it has.
     pub async fn user_approvals(
         &self,
         app: AppId,
         user: &SignedInUser,
         status: Option<ApprovalStatus>,
     ) -> Result<Vec<Approval>> {
+        let mut reach: std::collections::HashMap<GrantId, bool> = Default::default();
         let mut mine = Vec::new();
         for approval in self.list_approvals(app, status, MAX_APPROVALS).await? {
-            if self.addressed_to(user, &approval).await? {
+            if !holds_addressed_to(&approval, &user.user) {
+                continue;
+            }
+            let reached = match reach.get(&approval.grant_id) {
+                Some(reached) => *reached,
+                None => {
+                    let reached = self.reaches_grant_of(user, &approval).await?;
+                    reach.insert(approval.grant_id, reached);
+                    reached
+                }
+            };
+            if reached {
                 mine.push(approval);
             }
         }
@@ -223,43 +320,178 @@ impl Vault {
         if !self.addressed_to(user, &approval).await? {
             return Err(Error::NotFound(Entity::Approval));
         }
-        let me = &user.user;
-        let decided_by = me.email.clone().unwrap_or_else(|| me.subject.clone());
+        // The IdP subject the signed token vouched for, not the e-mail (maybe unverified).
+        let decided_by = user.user.subject.clone();
         self.decide_approval_by(*app, id, approve, reason, Some(decided_by), subject.actor())
             .await
     }
 
-    /// The user's activity: events about them or their credentials (their grants, the
-    /// delegations they made), newest first, at most [`MAX_ACTIVITY`]. `filter`'s user is
-    /// always this user.
+    /// The user's calls: the events about them or their credentials (their grants, the
+    /// delegations they made) whose action is one of [`ACTIVITY_ACTIONS`], newest first, at
+    /// most [`MAX_ACTIVITY`]. `filter`'s decision and dates narrow them (in the query).
     pub async fn user_activity(
         &self,
         app: AppId,
         user: &SignedInUser,
         filter: EventFilter,
     ) -> Result<Vec<StoredEvent>> {
-        let filter = EventFilter {
-            app_user_id: Some(user.user.id.to_string()),
-            ..filter
-        };
-        // Pages in chain order; only the newest MAX_ACTIVITY are kept.
-        let mut newest: std::collections::VecDeque<StoredEvent> = Default::default();
-        let mut after = 0;
-        loop {
-            let page = self.audit_events(app, filter.clone(), after, 1000).await?;
-            let Some(last) = page.last() else { break };
-            after = last.seq;
-            let full = page.len() == 1000;
-            for event in page {
-                if newest.len() == MAX_ACTIVITY {
-                    newest.pop_front();
-                }
-                newest.push_back(event);
-            }
-            if !full {
-                break;
-            }
+        self.get_app(app).await?;
+        Ok(self
+            .store()
+            .user_activity(
+                app,
+                user.user.id,
+                &ACTIVITY_ACTIONS,
+                &filter,
+                MAX_ACTIVITY as i64,
+            )
+            .await?)
+    }
+
+    /// Whether another Wallet sign-in may start in `app`: fewer than
+    /// [`MAX_PENDING_SIGN_INS`] are under way.
+    pub async fn wallet_sign_in_allowed(&self, app: AppId) -> Result<bool> {
+        let pending = self.store().pending_sign_ins(app, self.now()).await?;
+        Ok(pending < MAX_PENDING_SIGN_INS)
+    }
+}
+
+/// Whether every hold of `approval` is addressed to `user`, so that they may decide it alone:
+/// a hold naming approvers must name them (by app user id or IdP subject: an e-mail is not
+/// matched, since whether the IdP verified it is not kept); a hold naming none is the
+/// operators' (any operator decides), except the one the approval's own agent's "requires
+/// approval" setting makes, which the grant's holder decides.
+fn holds_addressed_to(approval: &Approval, user: &AppUser) -> bool {
+    let names_user = |a: &String| *a == user.id.to_string() || *a == user.subject;
+    let addressed = |hold: &MatchedRule| {
+        let approvers = hold
+            .approval
+            .as_ref()
+            .map(|terms| terms.approvers.as_slice())
+            .unwrap_or_default();
+        if approvers.is_empty() {
+            is_agent_hold(hold, approval.agent_id)
+        } else {
+            approvers.iter().any(names_user)
         }
-        Ok(newest.into_iter().rev().collect())
+    };
+    !approval.holds.is_empty() && approval.holds.iter().all(addressed)
+}
+
+/// Whether `hold` is the hold `agent`'s own "requires approval" setting makes.
+fn is_agent_hold(hold: &MatchedRule, agent: Option<AgentId>) -> bool {
+    hold.kind == AGENT_HOLD_KIND && agent.is_some_and(|a| hold.rule_id.uuid() == a.uuid())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::approvals::ApprovalStatus;
+    use crate::identity::UserStatus;
+    use crate::ids::{IdpId, KeyId, RuleId};
+    use crate::rules::{ApprovalTerms, Effect, RuleMode};
+
+    fn user() -> AppUser {
+        AppUser {
+            id: UserId::new(),
+            app_id: AppId::new(),
+            idp_id: IdpId::new(),
+            subject: "sub-alice".into(),
+            email: Some("alice@example.com".into()),
+            display_name: None,
+            groups: Vec::new(),
+            groups_as_of: None,
+            status: UserStatus::Active,
+            created_at: Timestamp::from_unix_seconds(1),
+            last_seen_at: Timestamp::from_unix_seconds(1),
+        }
+    }
+
+    fn hold(kind: &str, rule_id: RuleId, approvers: Option<Vec<&str>>) -> MatchedRule {
+        MatchedRule {
+            rule_id,
+            version: 1,
+            kind: kind.into(),
+            effect: Effect::Hold,
+            mode: RuleMode::Enforce,
+            code: "approval_required".into(),
+            detail: "held".into(),
+            approval: approvers.map(|a| ApprovalTerms {
+                ttl_seconds: None,
+                approvers: a.into_iter().map(String::from).collect(),
+            }),
+        }
+    }
+
+    fn approval(agent: AgentId, holds: Vec<MatchedRule>) -> Approval {
+        let at = Timestamp::from_unix_seconds(10);
+        Approval {
+            id: ApprovalId::new(),
+            group_id: ApprovalId::new(),
+            app_id: AppId::new(),
+            status: ApprovalStatus::Pending,
+            grant_id: GrantId::new(),
+            key_id: KeyId::new(),
+            agent_id: Some(agent),
+            sealed_request: Vec::new(),
+            method: "POST".into(),
+            url: "https://api.example.com/v1".into(),
+            holds,
+            reason: "refund".into(),
+            created_at: at,
+            expires_at: at.plus_seconds(900),
+            decided_at: None,
+            decided_by: None,
+            decision_reason: None,
+            claimed_at: None,
+            executed_at: None,
+            execution_error: None,
+            sealed_result: None,
+            version: 1,
+        }
+    }
+
+    #[test]
+    fn a_user_decides_their_agent_s_hold_and_holds_naming_them_only() {
+        let alice = user();
+        let agent = AgentId::new();
+        let agent_hold = || hold(AGENT_HOLD_KIND, RuleId::from_uuid(agent.uuid()), None);
+        let operators = || hold("require_approval", RuleId::new(), Some(vec![]));
+        let naming = |who: &str| hold("require_approval", RuleId::new(), Some(vec![who]));
+
+        // The agent's own "requires approval" setting: the grant's holder decides.
+        assert!(holds_addressed_to(
+            &approval(agent, vec![agent_hold()]),
+            &alice
+        ));
+        // A rule naming the user by app user id or IdP subject.
+        let by_id = naming(&alice.id.to_string());
+        assert!(holds_addressed_to(&approval(agent, vec![by_id]), &alice));
+        assert!(holds_addressed_to(
+            &approval(agent, vec![naming("sub-alice")]),
+            &alice
+        ));
+
+        // An operator's rule naming no approvers is the operators' (any operator).
+        for holds in [
+            vec![operators()],
+            vec![hold("require_approval", RuleId::new(), None)],
+            vec![hold("rate_limit", RuleId::new(), None)],
+            vec![agent_hold(), operators()],
+            vec![naming("sub-alice"), operators()],
+            vec![agent_hold(), naming("bob")],
+            vec![],
+        ] {
+            assert!(
+                !holds_addressed_to(&approval(agent, holds.clone()), &alice),
+                "{holds:?}"
+            );
+        }
+        // Another agent's setting is not this approval's agent's.
+        let other = hold(AGENT_HOLD_KIND, RuleId::new(), None);
+        assert!(!holds_addressed_to(&approval(agent, vec![other]), &alice));
+        // An e-mail is not matched: whether the IdP verified it is not kept.
+        let by_mail = naming("alice@example.com");
+        assert!(!holds_addressed_to(&approval(agent, vec![by_mail]), &alice));
     }
 }

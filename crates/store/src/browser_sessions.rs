@@ -46,10 +46,12 @@ impl BrowserSessionStore for SqlStore {
         &self,
         token_hash: &[u8; 32],
     ) -> StoreResult<Option<BrowserSession>> {
-        // The writer: a sign-out on another node must be seen at once.
+        // The read pool: every page view looks its session up, and on SQLite the write pool is
+        // the single writer connection. A read connection sees every committed sign-out (WAL;
+        // on PostgreSQL both pools are one), so a signed-out session is refused at once.
         let sql = format!("SELECT {COLUMNS} FROM browser_sessions WHERE token_hash = $1");
         fetch_optional(
-            &self.write,
+            &self.read,
             sqlx::query(&sql).bind(token_hash.to_vec()),
             session,
         )

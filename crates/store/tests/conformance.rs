@@ -3541,3 +3541,204 @@ async fn operator_accounts_their_throttle_and_the_dashboard_counts() {
     })
     .await;
 }
+
+// The Wallet.
+
+/// An extension moves a grant's end only while that end has not passed: an expired grant is
+/// never revived, whatever end the caller read.
+#[tokio::test]
+async fn an_extension_never_revives_an_expired_grant() {
+    use alter_core::wallet::WalletStore;
+    on_every_engine(|f| async move {
+        let store = &f.store;
+        let app = new_app(store, "a").await;
+        let root = Grant {
+            expires_at: Some(t(100)),
+            ..root_grant(store, app.id).await
+        };
+        store
+            .insert_grant(&root, &event(app.id, "grant.created"))
+            .await
+            .unwrap();
+        let end = |store: &SqlStore| {
+            let store = store.clone();
+            async move {
+                store
+                    .get_grant(app.id, root.id)
+                    .await
+                    .unwrap()
+                    .unwrap()
+                    .expires_at
+            }
+        };
+        let extended = event(app.id, "grant.extended");
+        // Expired at t(100): read at t(150), nothing changes and no event is written.
+        assert!(
+            !store
+                .extend_grant(app.id, root.id, t(100), t(200), t(150), &extended)
+                .await
+                .unwrap()
+        );
+        assert!(
+            !store
+                .extend_grant(app.id, root.id, t(100), t(200), t(100), &extended)
+                .await
+                .unwrap(),
+            "an end that is now has passed"
+        );
+        assert_eq!(end(store).await, Some(t(100)));
+        // Still live at t(50): extended once; the stale end read before loses.
+        assert!(
+            store
+                .extend_grant(app.id, root.id, t(100), t(200), t(50), &extended)
+                .await
+                .unwrap()
+        );
+        assert!(
+            !store
+                .extend_grant(app.id, root.id, t(100), t(300), t(50), &extended)
+                .await
+                .unwrap()
+        );
+        assert_eq!(end(store).await, Some(t(200)));
+    })
+    .await;
+}
+
+/// A user's activity is read newest first, only the asked actions, narrowed in the query by
+/// decision and dates, and at most `limit`; another user's events never show.
+#[tokio::test]
+async fn a_users_activity_is_read_newest_first_and_filtered_in_the_query() {
+    use alter_core::audit::{Decision, EventFilter};
+    use alter_core::wallet::WalletStore;
+    on_every_engine(|f| async move {
+        let store = &f.store;
+        let app = new_app(store, "a").await;
+        let (alice, bob) = (UserId::new(), UserId::new());
+        let by = |user: UserId| Actor {
+            app_user_id: Some(user.to_string()),
+            ..Actor::operator()
+        };
+        let target = || Target {
+            kind: "grant".into(),
+            id: GrantId::new().to_string(),
+        };
+        let mut events = Vec::new();
+        for (n, action) in [
+            "credential.released",
+            "grant.created",
+            "credential.released",
+            "credential.released",
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let at = t(10 * (n as i64 + 1));
+            events.push(AuditEvent::allow(app.id, at, action, by(alice), target()));
+        }
+        events.push(AuditEvent::deny(
+            app.id,
+            t(50),
+            "credential.denied",
+            by(alice),
+            "agent_not_allowlisted",
+        ));
+        events.push(AuditEvent::allow(
+            app.id,
+            t(60),
+            "credential.released",
+            by(bob),
+            target(),
+        ));
+        for e in &events {
+            store.append_event(e).await.unwrap();
+        }
+        let calls = ["credential.released", "credential.denied"];
+        let read = |filter: EventFilter, limit: i64| {
+            let store = store.clone();
+            async move {
+                store
+                    .user_activity(app.id, alice, &calls, &filter, limit)
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .map(|e| (e.event.at, e.event.action))
+                    .collect::<Vec<_>>()
+            }
+        };
+        let released = "credential.released".to_owned();
+        assert_eq!(
+            read(EventFilter::default(), 100).await,
+            vec![
+                (t(50), "credential.denied".to_owned()),
+                (t(40), released.clone()),
+                (t(30), released.clone()),
+                (t(10), released.clone()),
+            ]
+        );
+        assert_eq!(
+            read(EventFilter::default(), 2).await,
+            vec![
+                (t(50), "credential.denied".to_owned()),
+                (t(40), released.clone())
+            ],
+            "the newest, not the oldest"
+        );
+        let allowed_between = EventFilter {
+            decision: Some(Decision::Allow),
+            since: Some(t(20)),
+            until: Some(t(40)),
+            ..EventFilter::default()
+        };
+        assert_eq!(
+            read(allowed_between, 100).await,
+            vec![(t(30), released.clone())]
+        );
+        assert!(
+            store
+                .user_activity(app.id, alice, &[], &EventFilter::default(), 100)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    })
+    .await;
+}
+
+/// Only an app's pending, unexpired sign-ins count against its Wallet sign-in cap.
+#[tokio::test]
+async fn pending_sign_ins_are_counted_per_app() {
+    use alter_core::wallet::WalletStore;
+    on_every_engine(|f| async move {
+        let store = &f.store;
+        let app = new_app(store, "a").await;
+        let other = new_app(store, "b").await;
+        store
+            .insert_auth_session(&auth_session(app.id, 1))
+            .await
+            .unwrap();
+        store
+            .insert_auth_session(&AuthSession {
+                expires_at: t(900),
+                ..auth_session(app.id, 2)
+            })
+            .await
+            .unwrap();
+        store
+            .insert_auth_session(&AuthSession {
+                status: AuthSessionStatus::Error,
+                expires_at: t(900),
+                ..auth_session(app.id, 3)
+            })
+            .await
+            .unwrap();
+        store
+            .insert_auth_session(&auth_session(other.id, 4))
+            .await
+            .unwrap();
+        assert_eq!(store.pending_sign_ins(app.id, t(1)).await.unwrap(), 2);
+        assert_eq!(store.pending_sign_ins(app.id, t(600)).await.unwrap(), 1);
+        assert_eq!(store.pending_sign_ins(other.id, t(1)).await.unwrap(), 1);
+    })
+    .await;
+}

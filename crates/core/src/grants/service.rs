@@ -397,7 +397,7 @@ impl Vault {
         };
         let credential = self.credential_of(&grant).await?;
         let event = grant_event(&grant, action::GRANT_MINTED, caller.actor(), &credential)
-            .with_reason(Some(format!("minted from {}", source.id)));
+            .with_reason(Some(format!("{}{}", crate::wallet::MINTED_FROM, source.id)));
         Ok(GrantView {
             delegated_agents: Vec::new(),
             grant: self.insert_grant(&grant, &event).await?,

@@ -12,7 +12,7 @@
 
 use alter_core::agents::AgentStatus;
 use alter_core::approvals::{Approval, ApprovalStatus};
-use alter_core::audit::{Decision, EventFilter, action};
+use alter_core::audit::{Decision, EventFilter};
 use alter_core::browser_sessions::{BrowserSession, BrowserSessionKind};
 use alter_core::delegations::{DelegateOptions, DelegationOf};
 use alter_core::grants::{GrantFilter, GrantState, ListGrants, MAX_PAGE, Principal};
@@ -345,6 +345,19 @@ async fn start_sign_in(
     let Some(app) = AppId::parse_lenient(&app) else {
         return not_found(&state);
     };
+    match state.vault.wallet_sign_in_allowed(app).await {
+        Ok(true) => {}
+        Ok(false) => {
+            return message(
+                &state,
+                StatusCode::TOO_MANY_REQUESTS,
+                "Too many sign-ins",
+                "Too many sign-ins to this Wallet are under way. Try again in a few minutes.",
+            )
+            .into_response();
+        }
+        Err(e) => return failure(&state, e),
+    }
     let fields = super::session::Fields::parse(&body).unwrap_or_default();
     let next = safe_next(&state, app, fields.get("next"));
     let pkce = match Pkce::new() {
@@ -928,14 +941,9 @@ async fn calls(state: &AppState, me: &Me, query: &ActivityQuery) -> Result<Vec<C
             .is_none_or(|f| value.eq_ignore_ascii_case(f))
     };
     let mut out = Vec::new();
+    // Only calls come back (`ACTIVITY_ACTIONS`, filtered in the query).
     for stored in events {
         let event = stored.event;
-        if !matches!(
-            event.action.as_str(),
-            action::CREDENTIAL_RELEASED | action::CREDENTIAL_DENIED | action::CREDENTIAL_USED
-        ) {
-            continue;
-        }
         let detail = |key: &str| {
             event
                 .details
@@ -1053,20 +1061,9 @@ impl Serialize for ActivityQuery {
     }
 }
 
-/// The calls as CSV (RFC 4180; a cell a spreadsheet would run as a formula is prefixed `'`).
+/// The calls as CSV (RFC 4180, every cell quoted; a cell a spreadsheet could run as a formula
+/// is prefixed `'`).
 fn csv(calls: &[Call]) -> Response {
-    fn cell(text: &str) -> String {
-        let text = if text.starts_with(['=', '+', '-', '@', '\t', '\r']) {
-            format!("'{text}")
-        } else {
-            text.to_owned()
-        };
-        if text.contains([',', '"', '\n', '\r']) {
-            format!("\"{}\"", text.replace('"', "\"\""))
-        } else {
-            text
-        }
-    }
     let mut out = String::from("time,agent,provider,method,host_and_path,outcome,reason\r\n");
     for c in calls {
         let row = [
@@ -1078,7 +1075,7 @@ fn csv(calls: &[Call]) -> Response {
             &c.outcome,
             &c.reason,
         ]
-        .map(|v| cell(v))
+        .map(|v| csv_cell(v))
         .join(",");
         out.push_str(&row);
         out.push_str("\r\n");
@@ -1095,6 +1092,20 @@ fn csv(calls: &[Call]) -> Response {
     );
     super::asset_headers(headers);
     response
+}
+
+/// One CSV cell: always quoted (so no separator, quote or line break inside it can start
+/// another cell), and prefixed `'` when its first non-blank character would start a formula.
+fn csv_cell(text: &str) -> String {
+    let formula = text
+        .trim_start_matches(' ')
+        .starts_with(['=', '+', '-', '@', '\t', '\r']);
+    let text = if formula {
+        format!("'{text}")
+    } else {
+        text.to_owned()
+    };
+    format!("\"{}\"", text.replace('"', "\"\""))
 }
 
 // ---- approvals -------------------------------------------------------------------------
@@ -1252,5 +1263,36 @@ async fn decide(
             if approve { "approved" } else { "denied" },
         ),
         Err(e) => failure(&state, e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::csv_cell;
+
+    #[test]
+    fn every_csv_cell_is_quoted_and_no_formula_can_start() {
+        assert_eq!(csv_cell("scout"), "\"scout\"");
+        assert_eq!(csv_cell(""), "\"\"");
+        assert_eq!(
+            csv_cell("say \"hi\", then\nleave"),
+            "\"say \"\"hi\"\", then\nleave\""
+        );
+        for formula in [
+            "=1+1",
+            "+1",
+            "-1",
+            "@SUM(A1)",
+            "\tx",
+            "\rx",
+            "  =HYPERLINK(\"x\")",
+        ] {
+            let cell = csv_cell(formula);
+            assert!(cell.starts_with("\"'"), "{formula:?} → {cell}");
+        }
+        // A cell is one cell, whatever it holds: a separator cannot start another one.
+        let row = ["a,=1+1", "b"].map(csv_cell).join(",");
+        let parsed: Vec<&str> = row.split("\",\"").collect();
+        assert_eq!(parsed.len(), 2, "{row}");
     }
 }

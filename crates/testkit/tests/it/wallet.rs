@@ -2,9 +2,18 @@
 //! until it expires or is signed out; a form without the session's CSRF token, or posted
 //! cross-site, is refused and changes nothing.
 
+use alter_core::Error;
+use alter_core::approvals::ApprovalStatus;
 use alter_core::browser_sessions::{BrowserSessionKind, csrf_token};
-use alter_core::ids::AppId;
+use alter_core::delegations::DelegateOptions;
+use alter_core::ids::{AgentId, AppId, ApprovalId, GrantId};
+use alter_core::subject::Subject;
+use alter_core::wallet::{Extension, MAX_PENDING_SIGN_INS};
 use alter_crypto::ExposeSecret;
+use alter_proto::admin::CreateSecretRequest;
+use alter_proto::policies::{CreateRuleRequest, RuleTargetBody};
+use alter_sdk::{CreateAgent, GrantPolicy, Principal, ProviderRequest, ProxyOutcome};
+use alter_testkit::upstream::Upstream;
 use alter_testkit::{TestServer, on_every_engine};
 use reqwest::StatusCode;
 use reqwest::header::{COOKIE, LOCATION};
@@ -170,6 +179,251 @@ async fn a_wallet_session_signs_in_its_own_app_until_it_ends() {
                 .unwrap()
                 .is_none()
         );
+    })
+    .await;
+}
+
+/// A grant's extension stops at an absolute end: extending again and again never goes past its
+/// creation plus the operator's maximum, and a minted sibling never outlives its source.
+#[tokio::test]
+async fn an_extension_stops_at_an_absolute_end() {
+    on_every_engine(|engine| async move {
+        let server = TestServer::start(engine).await;
+        let world = server.world("extend").await;
+        let app_id = AppId::parse(&world.app.info.id).unwrap();
+        let vault = server.vault();
+        let token = world.idp.token("alice", json!({}));
+        let alice = vault.sign_in(app_id, &token).await.unwrap();
+        let subject = Subject::User {
+            app: app_id,
+            user: &alice,
+        };
+        let app = server.app(&world.app.key.api_key);
+        let day = 24 * 3600;
+        let source = app
+            .create_managed_secret_grant(
+                &world.secret.id,
+                Principal::user(&token, "work"),
+                Some(GrantPolicy::new().default_ttl_seconds(day)),
+            )
+            .await
+            .unwrap();
+        let source_id = GrantId::parse(&source.grant_id).unwrap();
+        let grant = vault.user_grant(&subject, source_id).await.unwrap();
+        let max = grant
+            .created_at
+            .plus_seconds(vault.settings().max_grant_extension_seconds);
+        assert_eq!(
+            vault.grant_extension(&alice, &grant).await.unwrap(),
+            Extension::UpTo(max)
+        );
+
+        // A minted sibling with no end of its own ends with its source, and no later.
+        let sibling = app
+            .mint_grant(&source.grant_id, "personal", None)
+            .await
+            .unwrap();
+        let sibling_id = GrantId::parse(&sibling.grant_id).unwrap();
+        let sibling = vault.user_grant(&subject, sibling_id).await.unwrap();
+        assert_eq!(sibling.expires_at, grant.expires_at);
+        assert_eq!(
+            vault.grant_extension(&alice, &sibling).await.unwrap(),
+            Extension::No
+        );
+        let past_source = grant.expires_at.unwrap().plus_seconds(3600);
+        assert!(matches!(
+            vault.extend_grant(&subject, sibling_id, past_source).await,
+            Err(Error::InvalidGrantLifetime(_))
+        ));
+        // Once the source lasts longer, the sibling may follow it up to its end.
+        let source_end = grant.expires_at.unwrap().plus_seconds(2 * day);
+        vault
+            .extend_grant(&subject, source_id, source_end)
+            .await
+            .unwrap();
+        assert_eq!(
+            vault.grant_extension(&alice, &sibling).await.unwrap(),
+            Extension::UpTo(source_end)
+        );
+
+        // At its maximum, and 89 days later still: extending again gains nothing.
+        vault.extend_grant(&subject, source_id, max).await.unwrap();
+        server.advance(89 * day);
+        let grant = vault.user_grant(&subject, source_id).await.unwrap();
+        assert_eq!(grant.expires_at, Some(max));
+        assert_eq!(
+            vault.grant_extension(&alice, &grant).await.unwrap(),
+            Extension::No
+        );
+        let later = server.now().plus_seconds(30 * day);
+        assert!(matches!(
+            vault.extend_grant(&subject, source_id, later).await,
+            Err(Error::InvalidGrantLifetime(_))
+        ));
+        assert_eq!(
+            vault
+                .user_grant(&subject, source_id)
+                .await
+                .unwrap()
+                .expires_at,
+            Some(max),
+            "a refused extension changes nothing"
+        );
+        server.stop().await;
+    })
+    .await;
+}
+
+/// Anyone may start a Wallet sign-in, and each start stores a sign-in session: past
+/// `MAX_PENDING_SIGN_INS` pending in an app, a start is refused (429) and stores nothing, until
+/// some end.
+#[tokio::test]
+async fn wallet_sign_ins_under_way_are_capped_per_app() {
+    on_every_engine(|engine| async move {
+        let server = TestServer::start(engine).await;
+        let (_peer, app, _) = crate::signin::signin_world(&server, "capped").await;
+        let app_id = AppId::parse(&app.info.id).unwrap();
+        let vault = server.vault();
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        let start = || {
+            http.post(format!("{}/wallet/{app_id}/sign-in", server.base_url()))
+                .header("sec-fetch-site", "same-origin")
+                .form(&[("next", "")])
+                .send()
+        };
+        assert_eq!(start().await.unwrap().status(), StatusCode::SEE_OTHER);
+        for _ in 1..MAX_PENDING_SIGN_INS {
+            vault.start_sign_in(app_id, "verifier").await.unwrap();
+        }
+        let refused = start().await.unwrap();
+        assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert!(refused.headers().get(LOCATION).is_none());
+        assert!(!vault.wallet_sign_in_allowed(app_id).await.unwrap());
+        // Once they expire, sign-ins start again.
+        server.advance(alter_core::signin::SESSION_LIFETIME_SECONDS + 1);
+        assert_eq!(start().await.unwrap().status(), StatusCode::SEE_OTHER);
+        server.stop().await;
+    })
+    .await;
+}
+
+/// A call an operator's `require_approval` rule with no approvers held is the operators' to
+/// decide (any operator), even on the user's own delegation: the Wallet neither lists it nor
+/// lets the user decide it, and it stays pending.
+#[tokio::test]
+async fn an_operators_hold_is_not_the_users_to_decide() {
+    on_every_engine(|engine| async move {
+        let server = TestServer::start(engine).await;
+        let upstream = Upstream::start().await;
+        let world = server.world("holds").await;
+        let app_id = AppId::parse(&world.app.info.id).unwrap();
+        let vault = server.vault();
+        let secret = server
+            .admin()
+            .create_secret(
+                &world.app.info.id,
+                &CreateSecretRequest {
+                    name: "Payments".into(),
+                    secret_type: "bearer".into(),
+                    value: "sk_live_walletHoldSecret0123456789".into(),
+                    allowed_hosts: vec!["127.0.0.1".into()],
+                    principals: ["user", "agent"].map(String::from).to_vec(),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        let app = server.app(&world.app.key.api_key);
+        let helper = app
+            .agents()
+            .create(CreateAgent::new(
+                "helper",
+                json!({"managed_secret_slugs": [secret.slug]}),
+            ))
+            .await
+            .unwrap();
+        let token = world.idp.token("alice", json!({}));
+        let alice = vault.sign_in(app_id, &token).await.unwrap();
+        let subject = Subject::User {
+            app: app_id,
+            user: &alice,
+        };
+        let grant = app
+            .create_managed_secret_grant(&secret.id, Principal::user(&token, "pay"), None)
+            .await
+            .unwrap()
+            .grant_id;
+        // Alice delegates her grant to the agent herself: the delegation is in her reach.
+        let delegation = vault
+            .delegate(
+                &subject,
+                GrantId::parse(&grant).unwrap(),
+                AgentId::parse(&helper.agent.id).unwrap(),
+                DelegateOptions {
+                    ttl_seconds: None,
+                    delegable: None,
+                    scope_constraint: None,
+                },
+            )
+            .await
+            .unwrap();
+        assert!(vault.user_grant(&subject, delegation.id).await.is_ok());
+        server
+            .admin()
+            .add_rule(
+                &world.app.info.id,
+                &CreateRuleRequest {
+                    target: RuleTargetBody {
+                        kind: "app".into(),
+                        id: None,
+                    },
+                    kind: "require_approval".into(),
+                    effect: None,
+                    mode: None,
+                    body: json!({"approvers": []}),
+                    description: None,
+                },
+            )
+            .await
+            .unwrap();
+        let outcome = server
+            .agent(helper.api_key.as_deref().unwrap())
+            .proxy_request(
+                ProviderRequest::post(format!("{}/v1/refunds", upstream.url()))
+                    .grant_id(delegation.id.to_string())
+                    .json(json!({"amount": 1}))
+                    .reason("refund order 9"),
+            )
+            .await
+            .unwrap();
+        let ProxyOutcome::Pending(pending) = outcome else {
+            panic!("the call was not held: {outcome:?}");
+        };
+        let id = ApprovalId::parse(&pending.approval_id).unwrap();
+
+        assert!(
+            vault
+                .user_approvals(app_id, &alice, None)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert!(matches!(
+            vault.user_approval(app_id, &alice, id).await,
+            Err(Error::NotFound(_))
+        ));
+        assert!(matches!(
+            vault.decide_user_approval(&subject, id, true, None).await,
+            Err(Error::NotFound(_))
+        ));
+        assert_eq!(
+            vault.get_approval(app_id, id).await.unwrap().status,
+            ApprovalStatus::Pending
+        );
+        server.stop().await;
     })
     .await;
 }
