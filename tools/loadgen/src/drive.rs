@@ -28,8 +28,17 @@ pub enum Work {
     Signed(Call),
     /// A plain `GET` of a URL (the direct call to an upstream).
     Plain(String),
-    /// A signed call, then a plain `GET` (retrieve mode: fetch the token, then call).
-    SignedThenPlain(Call, String),
+    /// Retrieve mode as the official client runs it: a signed call (fetch the token), a plain
+    /// `GET` (the call itself), then a signed report of the call sent in the background (not
+    /// timed, but loading the vault as the client's reports do).
+    Retrieve {
+        /// The token request.
+        token: Call,
+        /// The upstream URL.
+        url: String,
+        /// The report of the call.
+        report: Call,
+    },
 }
 
 /// Where calls go and what they are signed with.
@@ -58,13 +67,16 @@ impl Target {
         })
     }
 
-    async fn run(&self, work: &Work) -> Result<(), String> {
+    async fn run(self: &Arc<Self>, work: &Work) -> Result<(), String> {
         match work {
             Work::Signed(call) => self.send(call).await,
             Work::Plain(url) => self.get(url).await,
-            Work::SignedThenPlain(call, url) => {
-                self.send(call).await?;
-                self.get(url).await
+            Work::Retrieve { token, url, report } => {
+                self.send(token).await?;
+                self.get(url).await?;
+                let (target, report) = (self.clone(), report.clone());
+                tokio::spawn(async move { target.send(&report).await });
+                Ok(())
             }
         }
     }

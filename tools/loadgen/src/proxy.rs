@@ -2,7 +2,8 @@
 //! 127.0.0.1 answers `{"ok":true}`; the same closed-loop client then times a direct `GET` of
 //! it, a signed `POST /sdk/proxy` (the vault authenticates, resolves, checks rules, commits the
 //! release, injects the credential, calls the upstream and records the outcome) and retrieve
-//! mode (a signed `POST /sdk/token`, then the direct `GET`), at each client count.
+//! mode as the official client runs it (a signed `POST /sdk/token`, the direct `GET`, then the
+//! call's report, `POST /sdk/oauth/audit/api-call`, in the background), at each client count.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -76,12 +77,29 @@ async fn compare(bench: &harness::Bench, args: &Args) -> Result<(), Box<dyn std:
             "request": {"method": "GET", "url": upstream},
         }))?,
     };
+    let report = Call {
+        label: "POST /sdk/oauth/audit/api-call",
+        method: reqwest::Method::POST,
+        path: "/sdk/oauth/audit/api-call",
+        body: serde_json::to_vec(&serde_json::json!({
+            "grant_id": grant.grant_id,
+            "method": "GET",
+            "url": upstream,
+            "response_status": 200,
+            "latency_ms": 1,
+            "reason": "benchmark",
+        }))?,
+    };
     let modes = [
         ("direct GET of the upstream", Work::Plain(upstream.clone())),
         ("proxy (POST /sdk/proxy)", Work::Signed(proxy)),
         (
-            "retrieve (POST /sdk/token, then GET)",
-            Work::SignedThenPlain(token, upstream),
+            "retrieve (token, GET, report)",
+            Work::Retrieve {
+                token,
+                url: upstream,
+                report,
+            },
         ),
     ];
     let target = Arc::new(Target::new(&bench.base_url, &bench.api_key)?);
