@@ -1176,26 +1176,32 @@ async fn a_release_commits_only_while_its_grant_chain_agent_and_key_are_active()
     .await;
 }
 
+/// An app, a key, and two grants of it: one live, one revoked.
+async fn signer_and_two_grants(store: &SqlStore) -> (AppId, ApiKey, Grant, Grant) {
+    let app = new_app(store, "a").await.id;
+    let signer = key(app, KeyType::Runtime, None);
+    insert(store, &signer).await;
+    let [live, revoked] = [root_grant(store, app).await, root_grant(store, app).await];
+    for g in [&live, &revoked] {
+        store
+            .insert_grant(g, &event(app, "grant.created"))
+            .await
+            .unwrap();
+    }
+    store
+        .revoke_grants(app, revoked.id, t(1), None, &event(app, "grant.revoked"))
+        .await
+        .unwrap();
+    (app, signer, live, revoked)
+}
+
 /// A release claims its request's nonce in its own commit: of twenty concurrent commits with
 /// one nonce exactly one is written, the others are replays that write nothing; a release
 /// refused by its condition still uses up its nonce; a denial carries its nonce the same way.
 #[tokio::test]
 async fn a_release_claims_its_nonce_in_its_own_commit() {
     on_every_engine(|Fixture { store, raw }| async move {
-        let app = new_app(&store, "a").await.id;
-        let signer = key(app, KeyType::Runtime, None);
-        insert(&store, &signer).await;
-        let [live, revoked] = [root_grant(&store, app).await, root_grant(&store, app).await];
-        for g in [&live, &revoked] {
-            store
-                .insert_grant(g, &event(app, "grant.created"))
-                .await
-                .unwrap();
-        }
-        store
-            .revoke_grants(app, revoked.id, t(1), None, &event(app, "grant.revoked"))
-            .await
-            .unwrap();
+        let (app, signer, live, revoked) = signer_and_two_grants(&store).await;
         let claim = |nonce: &str| {
             Some(NonceClaim {
                 key: signer.id,
@@ -1275,20 +1281,7 @@ async fn a_release_claims_its_nonce_in_its_own_commit() {
 #[tokio::test]
 async fn a_refused_release_fails_alone_in_its_batch() {
     on_every_engine(|Fixture { store, raw }| async move {
-        let app = new_app(&store, "a").await.id;
-        let signer = key(app, KeyType::Runtime, None);
-        insert(&store, &signer).await;
-        let [live, revoked] = [root_grant(&store, app).await, root_grant(&store, app).await];
-        for g in [&live, &revoked] {
-            store
-                .insert_grant(g, &event(app, "grant.created"))
-                .await
-                .unwrap();
-        }
-        store
-            .revoke_grants(app, revoked.id, t(1), None, &event(app, "grant.revoked"))
-            .await
-            .unwrap();
+        let (app, signer, live, revoked) = signer_and_two_grants(&store).await;
         let mut tasks = Vec::new();
         for i in 0..40 {
             let store = store.clone();
