@@ -9,7 +9,7 @@
 //! an app is recorded in that app's chain by the same services the admin API uses, with the
 //! operator named in the actor (see [`acting_as`]).
 
-use std::sync::OnceLock;
+use std::sync::{LazyLock, OnceLock};
 
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
@@ -35,11 +35,26 @@ pub type OperatorId = Id<OperatorKind>;
 /// How the operator who signed in with the admin token is named in events.
 pub const ADMIN_TOKEN_OPERATOR: &str = "admin-token";
 
-/// Failed sign-ins in a row (per username as typed) after which each further attempt waits
-/// [`LOCKOUT_SECONDS`].
+/// Events name a refused sign-in of a username that has no account this way, never by the
+/// text typed (which may be a password typed in the wrong field).
+pub const UNKNOWN_OPERATOR: &str = "unknown user";
+
+/// Failed sign-ins in a row (per username as typed, from one client address) after which each
+/// further attempt from that address waits [`LOCKOUT_SECONDS`]: someone else's failures do
+/// not lock an operator out.
 pub const MAX_FAILED_SIGN_INS: i64 = 5;
+/// Failed sign-ins in a row of one username from every address together after which each
+/// further attempt waits [`LOCKOUT_SECONDS`]: the backstop against guessing from many
+/// addresses (about one guess a minute, once reached).
+pub const MAX_FAILED_SIGN_INS_PER_NAME: i64 = 100;
 /// How long a throttled username waits before its next attempt.
 pub const LOCKOUT_SECONDS: i64 = 60;
+/// A refused sign-in of one operator is recorded at most this often; the event counts the
+/// refusals since the last one recorded, so a flood cannot grow the log without bound.
+pub const FAILURE_EVENT_INTERVAL_SECONDS: i64 = 60;
+/// Password checks (Argon2id, 19 MiB and tens of milliseconds each) running at once on a node;
+/// a sign-in beyond them is answered "busy" at once, never queued.
+pub const CONCURRENT_PASSWORD_CHECKS: usize = 2;
 /// How long failed sign-ins are remembered after a username's last attempt.
 pub const FAILURES_REMEMBERED_SECONDS: i64 = 24 * 3600;
 
@@ -170,6 +185,16 @@ pub trait OperatorStore: Send + Sync {
     ) -> StoreResult<bool>;
     /// Forgets the failures of `throttle_key` (a sign-in succeeded).
     async fn clear_sign_in_failures(&self, throttle_key: &str) -> StoreResult<()>;
+    /// Counts a refused sign-in of `operator`, atomically across nodes, and says whether to
+    /// record it now: `Some(n)`, the refusals not yet recorded with this one, when the last
+    /// recorded refusal of `operator` is at or before `recorded_before` (or there is none);
+    /// `None` otherwise (the refusal waits, counted, for the next one recorded).
+    async fn count_sign_in_failure(
+        &self,
+        operator: &str,
+        now: Timestamp,
+        recorded_before: Timestamp,
+    ) -> StoreResult<Option<i64>>;
     /// Forgets the failures of every key last tried, and unlocked, before `before`; returns
     /// how many keys.
     async fn prune_sign_in_throttle(&self, before: Timestamp) -> StoreResult<u64>;
@@ -234,15 +259,52 @@ pub fn hourly_activity(now: Timestamp, counts: &[(i64, String, i64)]) -> Vec<Hou
 }
 
 /// What a sign-in attempt came to. A wrong password and an unknown username are the same
-/// [`SignInOutcome::Refused`].
+/// [`SignInOutcome::Refused`]. `T` is who signed in: an operator account, or nobody in
+/// particular for the admin token.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SignInOutcome {
-    /// The password is right.
-    SignedIn(Operator),
+pub enum SignInOutcome<T = Operator> {
+    /// The password (or token) is right.
+    SignedIn(T),
     /// Wrong username or password.
     Refused,
     /// Too many failures for this username: try again later.
     Throttled,
+    /// Every password check is taken (see [`CONCURRENT_PASSWORD_CHECKS`]): nothing was
+    /// checked or recorded; try again in a moment.
+    Busy,
+}
+
+impl<T> SignInOutcome<T> {
+    /// The same outcome, with who signed in mapped by `f`.
+    pub fn map_signed_in<U>(self, f: impl FnOnce(T) -> U) -> SignInOutcome<U> {
+        match self {
+            SignInOutcome::SignedIn(who) => SignInOutcome::SignedIn(f(who)),
+            SignInOutcome::Refused => SignInOutcome::Refused,
+            SignInOutcome::Throttled => SignInOutcome::Throttled,
+            SignInOutcome::Busy => SignInOutcome::Busy,
+        }
+    }
+}
+
+/// The node's password checks in flight (see [`CONCURRENT_PASSWORD_CHECKS`]).
+static PASSWORD_CHECKS: LazyLock<tokio::sync::Semaphore> =
+    LazyLock::new(|| tokio::sync::Semaphore::new(CONCURRENT_PASSWORD_CHECKS));
+
+/// The throttle keys of one sign-in: the name from this client address (locked after
+/// [`MAX_FAILED_SIGN_INS`]), and the name from anywhere (after
+/// [`MAX_FAILED_SIGN_INS_PER_NAME`]).
+struct ThrottleKeys {
+    from_peer: String,
+    anywhere: String,
+}
+
+impl ThrottleKeys {
+    fn new(name: String, peer: Option<&str>) -> Self {
+        ThrottleKeys {
+            from_peer: format!("{name}@{}", peer.unwrap_or("unknown")),
+            anywhere: name,
+        }
+    }
 }
 
 tokio::task_local! {
@@ -328,8 +390,13 @@ pub fn validate_password(password: &str) -> Result<&str> {
     }
 }
 
-/// The throttle's key for a username as typed: trimmed, lower-cased and cut to the longest
-/// username, so variants of one name share a throttle and stored keys stay small.
+/// Usernames no account may take: they would read like the admin token's holder in events.
+fn is_reserved_username(username: &str) -> bool {
+    username.starts_with("admin")
+}
+
+/// The username for a sign-in, folded: trimmed, lower-cased and cut to the longest username,
+/// so variants of one name share a throttle and stored keys stay small.
 fn throttle_key(typed: &str) -> String {
     typed
         .trim()
@@ -350,6 +417,11 @@ impl Vault {
     /// Creates an operator account (`by` names who did it, for the event).
     pub async fn add_operator(&self, username: &str, password: &str, by: &str) -> Result<Operator> {
         let username = validate_username(username)?.to_owned();
+        if is_reserved_username(&username) {
+            return Err(Error::Invalid(
+                "usernames starting with 'admin' are reserved".into(),
+            ));
+        }
         let password = validate_password(password)?.to_owned();
         let password_hash = blocking(move || hash_password(&password)).await??;
         let now = self.now();
@@ -444,46 +516,32 @@ impl Vault {
 
     /// Checks an operator's username and password, through the failed-attempt throttle, and
     /// records the attempt. An unknown username costs the same Argon2 verification as a known
-    /// one and is refused the same way.
+    /// one and is refused the same way. When every password check is taken, answers
+    /// [`SignInOutcome::Busy`] at once, having checked and recorded nothing.
     pub async fn operator_sign_in(
         &self,
         username: &str,
         password: &str,
         peer: Option<&str>,
     ) -> Result<SignInOutcome> {
-        let key = throttle_key(username);
-        let now = self.now();
-        let record = |decision, reason: Option<&str>| OperatorEvent {
-            reason: reason.map(str::to_owned),
-            peer: peer.map(str::to_owned),
-            ..OperatorEvent::new(
-                now,
-                match decision {
-                    Decision::Allow => operator_action::SIGNED_IN,
-                    Decision::Deny => operator_action::SIGN_IN_FAILED,
-                },
-                decision,
-                &key,
-            )
+        let Ok(_permit) = PASSWORD_CHECKS.try_acquire() else {
+            return Ok(SignInOutcome::Busy);
         };
-        let admitted = self
-            .store()
-            .claim_sign_in_attempt(
-                &key,
-                now,
-                MAX_FAILED_SIGN_INS,
-                now.plus_seconds(LOCKOUT_SECONDS),
-            )
-            .await?;
-        if !admitted {
-            let event = record(Decision::Deny, Some("throttled"));
-            self.store().append_operator_event(&event).await?;
-            return Ok(SignInOutcome::Throttled);
-        }
-        let stored = match validate_username(&key) {
+        let name = throttle_key(username);
+        let stored = match validate_username(&name) {
             Ok(name) => self.store().find_operator(name).await?,
             Err(_) => None,
         };
+        let named = stored
+            .as_ref()
+            .map_or(UNKNOWN_OPERATOR, |s| s.operator.username.as_str())
+            .to_owned();
+        let keys = ThrottleKeys::new(format!("user:{name}"), peer);
+        if !self.claim_sign_in_attempt(&keys).await? {
+            self.record_sign_in_failure(&named, "throttled", peer)
+                .await?;
+            return Ok(SignInOutcome::Throttled);
+        }
         let hash = stored
             .as_ref()
             .map_or_else(|| dummy_hash().clone(), |s| s.password_hash.clone());
@@ -491,17 +549,80 @@ impl Vault {
         let matches = blocking(move || verify_password(&password, &hash)).await?;
         match stored {
             Some(stored) if matches => {
-                self.store().clear_sign_in_failures(&key).await?;
-                let event = record(Decision::Allow, None);
+                self.clear_sign_in_failures(&keys).await?;
+                let event = OperatorEvent {
+                    peer: peer.map(str::to_owned),
+                    ..OperatorEvent::new(
+                        self.now(),
+                        operator_action::SIGNED_IN,
+                        Decision::Allow,
+                        &named,
+                    )
+                };
                 self.store().append_operator_event(&event).await?;
                 Ok(SignInOutcome::SignedIn(stored.operator))
             }
             _ => {
-                let event = record(Decision::Deny, Some("invalid_credentials"));
-                self.store().append_operator_event(&event).await?;
+                self.record_sign_in_failure(&named, "invalid_credentials", peer)
+                    .await?;
                 Ok(SignInOutcome::Refused)
             }
         }
+    }
+
+    /// Counts an attempt of `keys` as failed until it succeeds; false (the attempt must not be
+    /// checked) while either key is locked.
+    async fn claim_sign_in_attempt(&self, keys: &ThrottleKeys) -> Result<bool> {
+        let now = self.now();
+        let lock_until = now.plus_seconds(LOCKOUT_SECONDS);
+        let store = self.store();
+        Ok(store
+            .claim_sign_in_attempt(&keys.from_peer, now, MAX_FAILED_SIGN_INS, lock_until)
+            .await?
+            && store
+                .claim_sign_in_attempt(
+                    &keys.anywhere,
+                    now,
+                    MAX_FAILED_SIGN_INS_PER_NAME,
+                    lock_until,
+                )
+                .await?)
+    }
+
+    async fn clear_sign_in_failures(&self, keys: &ThrottleKeys) -> Result<()> {
+        self.store().clear_sign_in_failures(&keys.from_peer).await?;
+        Ok(self.store().clear_sign_in_failures(&keys.anywhere).await?)
+    }
+
+    /// Records a refused sign-in of `operator`, at most once per
+    /// [`FAILURE_EVENT_INTERVAL_SECONDS`] per operator (the event counts the refusals since
+    /// the last one recorded).
+    async fn record_sign_in_failure(
+        &self,
+        operator: &str,
+        reason: &str,
+        peer: Option<&str>,
+    ) -> Result<()> {
+        let now = self.now();
+        let recorded_before = now.plus_seconds(-FAILURE_EVENT_INTERVAL_SECONDS);
+        let Some(count) = self
+            .store()
+            .count_sign_in_failure(operator, now, recorded_before)
+            .await?
+        else {
+            return Ok(());
+        };
+        let reason = if count > 1 {
+            format!("{reason} ({count} refusals since the last recorded)")
+        } else {
+            reason.to_owned()
+        };
+        let event = OperatorEvent {
+            reason: Some(reason),
+            peer: peer.map(str::to_owned),
+            ..OperatorEvent::new(now, operator_action::SIGN_IN_FAILED, Decision::Deny, operator)
+        };
+        Ok(self.store().append_operator_event(&event).await?)
     }
 
     /// Forgets failed sign-ins of usernames nobody tried for [`FAILURES_REMEMBERED_SECONDS`]
@@ -511,28 +632,38 @@ impl Vault {
         Ok(self.store().prune_sign_in_throttle(before).await?)
     }
 
-    /// Records a portal sign-in with the admin token (checked by the server, which alone
-    /// holds its hash), or its refusal.
-    pub async fn record_admin_token_sign_in(
+    /// Checks a portal sign-in with the admin token through the same failed-attempt
+    /// throttle as operator accounts (keyed by the client address, with a backstop for every
+    /// address) and records it: `check` compares the presented token (the server alone holds
+    /// its hash) and runs only when the throttle admits the attempt.
+    pub async fn admin_token_sign_in(
         &self,
-        accepted: bool,
+        check: impl FnOnce() -> bool,
         peer: Option<&str>,
-    ) -> Result<()> {
-        let (action, decision, reason) = if accepted {
-            (operator_action::SIGNED_IN, Decision::Allow, None)
-        } else {
-            (
-                operator_action::SIGN_IN_FAILED,
-                Decision::Deny,
-                Some("invalid_admin_token".to_owned()),
+    ) -> Result<SignInOutcome<()>> {
+        let keys = ThrottleKeys::new(ADMIN_TOKEN_OPERATOR.to_owned(), peer);
+        if !self.claim_sign_in_attempt(&keys).await? {
+            self.record_sign_in_failure(ADMIN_TOKEN_OPERATOR, "throttled", peer)
+                .await?;
+            return Ok(SignInOutcome::Throttled);
+        }
+        if !check() {
+            self.record_sign_in_failure(ADMIN_TOKEN_OPERATOR, "invalid_admin_token", peer)
+                .await?;
+            return Ok(SignInOutcome::Refused);
+        }
+        self.clear_sign_in_failures(&keys).await?;
+        let event = OperatorEvent {
+            peer: peer.map(str::to_owned),
+            ..OperatorEvent::new(
+                self.now(),
+                operator_action::SIGNED_IN,
+                Decision::Allow,
+                ADMIN_TOKEN_OPERATOR,
             )
         };
-        let event = OperatorEvent {
-            reason,
-            peer: peer.map(str::to_owned),
-            ..OperatorEvent::new(self.now(), action, decision, ADMIN_TOKEN_OPERATOR)
-        };
-        Ok(self.store().append_operator_event(&event).await?)
+        self.store().append_operator_event(&event).await?;
+        Ok(SignInOutcome::SignedIn(()))
     }
 
     /// Records a portal sign-out.
@@ -615,6 +746,14 @@ mod tests {
     fn throttle_keys_fold_variants_of_a_name() {
         assert_eq!(throttle_key("  Alice "), "alice");
         assert_eq!(throttle_key(&"A".repeat(100)).len(), USERNAME_MAX);
+    }
+
+    #[test]
+    fn names_like_the_admin_token_are_reserved() {
+        for reserved in ["admin", "admin-token", "administrator"] {
+            assert!(is_reserved_username(reserved), "{reserved}");
+        }
+        assert!(!is_reserved_username("alice"));
     }
 
     #[test]

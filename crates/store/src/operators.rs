@@ -170,6 +170,37 @@ impl OperatorStore for SqlStore {
         execute(&self.write, query).await.map(drop)
     }
 
+    async fn count_sign_in_failure(
+        &self,
+        operator: &str,
+        now: Timestamp,
+        recorded_before: Timestamp,
+    ) -> StoreResult<Option<i64>> {
+        // One statement, so concurrent refusals each count once and one of them is recorded
+        // per interval: SET reads the row as it was, so `reported` takes the old `pending`.
+        let query = sqlx::query(
+            "INSERT INTO operator_sign_in_failure_digest \
+             (operator, recorded_at, pending, reported) VALUES ($1, $2, 0, 1) \
+             ON CONFLICT (operator) DO UPDATE SET \
+             reported = CASE WHEN operator_sign_in_failure_digest.recorded_at <= $3 \
+             THEN operator_sign_in_failure_digest.pending + 1 \
+             ELSE operator_sign_in_failure_digest.reported END, \
+             pending = CASE WHEN operator_sign_in_failure_digest.recorded_at <= $3 \
+             THEN 0 ELSE operator_sign_in_failure_digest.pending + 1 END, \
+             recorded_at = CASE WHEN operator_sign_in_failure_digest.recorded_at <= $3 \
+             THEN $2 ELSE operator_sign_in_failure_digest.recorded_at END \
+             RETURNING pending, reported",
+        )
+        .bind(operator)
+        .bind(now.micros())
+        .bind(recorded_before.micros());
+        let row = fetch_optional(&self.write, query, |row| {
+            Ok((get::<i64>(row, "pending")?, get::<i64>(row, "reported")?))
+        })
+        .await?;
+        Ok(row.and_then(|(pending, reported)| (pending == 0).then_some(reported)))
+    }
+
     async fn prune_sign_in_throttle(&self, before: Timestamp) -> StoreResult<u64> {
         let query = sqlx::query(
             "DELETE FROM operator_sign_in_throttle \

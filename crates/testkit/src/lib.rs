@@ -262,6 +262,15 @@ impl TestServer {
         self.boot().await.expect("server restarts");
     }
 
+    /// Restarts the server with a new admin token (an operator rotating it).
+    pub async fn restart_with_new_admin_token(&mut self) {
+        self.admin_token = alter_crypto::keys::mint_token("alter_admin_")
+            .expect("admin token")
+            .expose_secret()
+            .to_owned();
+        self.restart().await;
+    }
+
     async fn shutdown(&mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());

@@ -6,7 +6,7 @@ use serde_json::json;
 use crate::audit::{Actor, AuditEvent, RequestSummary, Target, action};
 use crate::caller::Caller;
 use crate::credentials::CredentialSummary;
-use crate::error::Result;
+use crate::error::{Result, ensure};
 use crate::grants::GrantView;
 use crate::ids::AppId;
 use crate::scope::Scope;
@@ -20,6 +20,7 @@ impl Vault {
     /// use history onto grants it was never given.
     pub async fn report_api_call(&self, caller: &Caller, report: ApiCallReport) -> Result<()> {
         caller.require(&Scope::Action("audit:emit"))?;
+        validate_method(&report.method)?;
         let grant = self.reachable_grant(caller, &report.grant_id).await?.id;
         let event = AuditEvent {
             request: Some(RequestSummary::new(&report.method, &report.url)),
@@ -98,6 +99,23 @@ impl Vault {
             grant,
         })
     }
+}
+
+/// The longest method a report may name.
+const METHOD_MAX: usize = 20;
+
+/// A reported method: an upper-case HTTP token (the protocol sends it upper-cased), so the
+/// audit log and its exports only ever show a plain method.
+fn validate_method(method: &str) -> Result<()> {
+    ensure(
+        !method.is_empty()
+            && method.len() <= METHOD_MAX
+            && method
+                .bytes()
+                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b"-_".contains(&b))
+            && method.as_bytes()[0].is_ascii_uppercase(),
+        || format!("method must be an upper-case HTTP method of at most {METHOD_MAX} characters"),
+    )
 }
 
 /// Scopes that may report a grant's scopes too narrow (any one of them).

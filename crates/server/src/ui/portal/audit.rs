@@ -7,13 +7,15 @@ use alter_core::audit::{Decision, EventFilter, StoredEvent};
 use alter_core::time::Timestamp;
 use axum::Router;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::{Deserialize, Serialize};
 
 use super::apps::{AppHeader, app_view};
 use super::chart::{SERIES, activity_svg, hour_label};
+use super::super::message;
+use super::super::session::same_origin;
 use super::{Done, Place, PortalUi, Session, app_base, failure, portal_page, viewer};
 use crate::state::AppState;
 
@@ -296,6 +298,9 @@ async fn audit_log(
         ok: bool,
         events: i64,
         problem: Option<String>,
+        /// The checkpoint the chain was verified against: only then can the page say that
+        /// nothing was cut from the end.
+        checkpoint: Option<i64>,
     }
     #[derive(Serialize)]
     struct Context {
@@ -331,6 +336,7 @@ async fn audit_log(
                 problem: report
                     .first_problem
                     .map(|p| format!("event {}: {}", p.seq, p.problem)),
+                checkpoint: report.checkpoint_seq,
             }),
             next,
             export_csv: format!("{base}/export?{filters}{joiner}format=csv"),
@@ -347,18 +353,45 @@ const EXPORT_MAX: usize = 100_000;
 /// Events read per page while exporting.
 const EXPORT_PAGE: i64 = 1000;
 
+/// Exports running at once on a node: each reads up to [`EXPORT_MAX`] events into memory.
+static EXPORTS: std::sync::LazyLock<tokio::sync::Semaphore> =
+    std::sync::LazyLock::new(|| tokio::sync::Semaphore::new(1));
+
 /// `GET /portal/apps/{app}/audit/export?format=csv|jsonl&…filters`: every matching event
 /// (up to [`EXPORT_MAX`]), as a download. JSON Lines holds each event whole, with its sequence
 /// number and chain hash; CSV holds the columns of the log page.
+///
+/// It is the portal's most expensive page, so only a portal page may ask for it (a link
+/// followed from this site, not another site's image or link), and one runs at a time: another
+/// is answered 429 at once.
 async fn export(
     State(state): State<AppState>,
     session: Session<PortalUi>,
     Path(app): Path<String>,
     Query(query): Query<LogQuery>,
+    headers: HeaderMap,
 ) -> Response {
+    if !same_origin(&headers, &state) {
+        return message(
+            &state,
+            StatusCode::FORBIDDEN,
+            "Not allowed",
+            "Exports are downloaded from the audit log page of this site.",
+        )
+        .into_response();
+    }
     let (_op, app, _) = match app_view(&state, &session, &app).await {
         Ok(v) => v,
         Err(r) => return r,
+    };
+    let Ok(_export) = EXPORTS.try_acquire() else {
+        return message(
+            &state,
+            StatusCode::TOO_MANY_REQUESTS,
+            "Busy",
+            "Another export is running. Try again when it is done.",
+        )
+        .into_response();
     };
     let csv = match query.format.as_deref() {
         Some("csv") => true,
@@ -435,19 +468,20 @@ async fn export(
     response
 }
 
-/// One CSV cell: quoted when it holds a comma, quote or line break; a leading `=`, `+`, `-`
-/// or `@` is defused so a spreadsheet does not run it as a formula.
+/// One CSV cell, always quoted. A cell that would start (after leading whitespace) with a
+/// character a spreadsheet reads as a formula or a field break (`=`, `+`, `-`, `@`, their
+/// fullwidth forms, tab, carriage return) is defused with a leading `'`.
 fn csv_cell(text: &str) -> String {
-    let defused = if text.starts_with(['=', '+', '-', '@']) {
+    const RISKY: [char; 10] = ['=', '+', '-', '@', '\t', '\r', '＝', '＋', '－', '＠'];
+    let risky = text
+        .trim_start_matches([' ', '\n', '\u{a0}', '\u{3000}'])
+        .starts_with(RISKY);
+    let defused = if risky {
         format!("'{text}")
     } else {
         text.to_owned()
     };
-    if defused.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", defused.replace('"', "\"\""))
-    } else {
-        defused
-    }
+    format!("\"{}\"", defused.replace('"', "\"\""))
 }
 
 #[cfg(test)]
@@ -456,11 +490,16 @@ mod tests {
 
     #[test]
     fn csv_cells_are_quoted_and_defused() {
-        assert_eq!(csv_cell("plain"), "plain");
+        assert_eq!(csv_cell("plain"), "\"plain\"");
         assert_eq!(csv_cell("a,b"), "\"a,b\"");
         assert_eq!(csv_cell("say \"hi\""), "\"say \"\"hi\"\"\"");
-        assert_eq!(csv_cell("=HYPERLINK(1)"), "'=HYPERLINK(1)");
+        assert_eq!(csv_cell("=HYPERLINK(1)"), "\"'=HYPERLINK(1)\"");
         assert_eq!(csv_cell("line\nbreak"), "\"line\nbreak\"");
+        for risky in [
+            "\t=1+1", "\r=1", " =1", "  +1", "\n-1", "＝HYPERLINK(1)", "＋1", "－1", "＠SUM(1)",
+        ] {
+            assert_eq!(csv_cell(risky), format!("\"'{risky}\""), "{risky:?}");
+        }
     }
 
     #[test]

@@ -25,7 +25,7 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, FromRequest, Request, State};
 use axum::http::request::Parts;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use serde::Serialize;
@@ -38,8 +38,25 @@ use crate::state::AppState;
 pub const PORTAL_SESSION_SECONDS: i64 = 8 * 3600;
 /// The portal session's cookie (scoped to `/portal`).
 const SESSION_COOKIE: &str = "alter_portal";
-/// The stored subject of a session signed in with the admin token.
-const ADMIN_SUBJECT: &str = "admin";
+/// The stored subject of a session signed in with the admin token starts with this, followed
+/// by [`admin_token_fingerprint`]: the session ends when the admin token changes.
+const ADMIN_SUBJECT_PREFIX: &str = "admin:";
+
+/// The first 16 hex digits of the admin token's hash (never the token, nor its whole hash).
+fn admin_token_fingerprint(state: &AppState) -> String {
+    hex::encode(&state.admin_token_hash[..8])
+}
+
+/// The portal session cookie: `SameSite=Strict`, as the portal has no cross-site sign-in flow
+/// (the Wallet's, which has, is `Lax`).
+fn portal_cookie(state: &AppState, value: &str, max_age: i64) -> HeaderValue {
+    let lax = set_cookie(state, SESSION_COOKIE, value, "/portal", max_age);
+    let strict = lax
+        .to_str()
+        .unwrap_or_default()
+        .replace("; SameSite=Lax", "; SameSite=Strict");
+    HeaderValue::from_str(&strict).unwrap_or(lax)
+}
 
 /// The portal's sessions.
 #[derive(Debug)]
@@ -83,11 +100,16 @@ impl Op {
 async fn op_of(state: &AppState, session: &Session<PortalUi>) -> Result<Op, Response> {
     let csrf = session.csrf.clone();
     let stored = &session.session;
-    if stored.subject == ADMIN_SUBJECT {
-        return Ok(Op {
-            name: ADMIN_TOKEN_OPERATOR.into(),
-            csrf,
-        });
+    if let Some(fingerprint) = stored.subject.strip_prefix(ADMIN_SUBJECT_PREFIX) {
+        let current = admin_token_fingerprint(state);
+        return if alter_crypto::ct_eq(fingerprint.as_bytes(), current.as_bytes()) {
+            Ok(Op {
+                name: ADMIN_TOKEN_OPERATOR.into(),
+                csrf,
+            })
+        } else {
+            Err(signed_out(state))
+        };
     }
     let Some(id) = Id::parse(&stored.subject) else {
         return Err(signed_out(state));
@@ -122,7 +144,7 @@ fn signed_out(state: &AppState) -> Response {
     .into_response();
     response.headers_mut().append(
         header::SET_COOKIE,
-        set_cookie(state, SESSION_COOKIE, "", "/portal", 0),
+        portal_cookie(state, "", 0),
     );
     response
 }
@@ -351,43 +373,43 @@ async fn sign_in(State(state): State<AppState>, request: Request) -> Response {
     let Some(fields) = Fields::parse(&bytes) else {
         return sign_in_form(&state, StatusCode::BAD_REQUEST, Some(REFUSED));
     };
-    let subject = if let Some(token) = fields.text("token") {
+    let outcome = if let Some(token) = fields.text("token") {
         let presented = alter_crypto::keys::token_hash(token);
-        let accepted = alter_crypto::ct_eq(&presented, &state.admin_token_hash);
-        if let Err(e) = state
+        let check = || alter_crypto::ct_eq(&presented, &state.admin_token_hash);
+        state
             .vault
-            .record_admin_token_sign_in(accepted, peer.as_deref())
+            .admin_token_sign_in(check, peer.as_deref())
             .await
-        {
-            return failure(&state, e);
-        }
-        if !accepted {
-            return sign_in_form(&state, StatusCode::UNAUTHORIZED, Some(REFUSED));
-        }
-        ADMIN_SUBJECT.to_owned()
+            .map(|outcome| outcome.map_signed_in(|()| admin_subject(&state)))
     } else {
         let username = fields.text("username").unwrap_or_default();
         let password = fields.get("password").unwrap_or_default();
-        match state
+        state
             .vault
             .operator_sign_in(username, password, peer.as_deref())
             .await
-        {
-            Ok(SignInOutcome::SignedIn(operator)) => operator.id.to_string(),
-            Ok(SignInOutcome::Refused) => {
-                return sign_in_form(&state, StatusCode::UNAUTHORIZED, Some(REFUSED));
-            }
-            Ok(SignInOutcome::Throttled) => {
-                return sign_in_form(
-                    &state,
-                    StatusCode::TOO_MANY_REQUESTS,
-                    Some(
-                        "Too many failed attempts for this username. Wait a minute and try again.",
-                    ),
-                );
-            }
-            Err(e) => return failure(&state, e),
+            .map(|outcome| outcome.map_signed_in(|operator| operator.id.to_string()))
+    };
+    let subject = match outcome {
+        Ok(SignInOutcome::SignedIn(subject)) => subject,
+        Ok(SignInOutcome::Refused) => {
+            return sign_in_form(&state, StatusCode::UNAUTHORIZED, Some(REFUSED));
         }
+        Ok(SignInOutcome::Throttled) => {
+            return sign_in_form(
+                &state,
+                StatusCode::TOO_MANY_REQUESTS,
+                Some("Too many failed attempts. Wait a minute and try again."),
+            );
+        }
+        Ok(SignInOutcome::Busy) => {
+            return sign_in_form(
+                &state,
+                StatusCode::TOO_MANY_REQUESTS,
+                Some("The portal is busy checking other sign-ins. Try again in a moment."),
+            );
+        }
+        Err(e) => return failure(&state, e),
     };
     let opened = match state
         .vault
@@ -405,15 +427,14 @@ async fn sign_in(State(state): State<AppState>, request: Request) -> Response {
     let mut response = Redirect::to(&base(&state)).into_response();
     response.headers_mut().append(
         header::SET_COOKIE,
-        set_cookie(
-            &state,
-            SESSION_COOKIE,
-            opened.token.expose_secret(),
-            "/portal",
-            PORTAL_SESSION_SECONDS,
-        ),
+        portal_cookie(&state, opened.token.expose_secret(), PORTAL_SESSION_SECONDS),
     );
     response
+}
+
+/// The session subject of the admin token's holder (see [`ADMIN_SUBJECT_PREFIX`]).
+fn admin_subject(state: &AppState) -> String {
+    format!("{ADMIN_SUBJECT_PREFIX}{}", admin_token_fingerprint(state))
 }
 
 /// `POST /portal/sign-out`.
@@ -440,7 +461,7 @@ async fn sign_out(State(state): State<AppState>, form: Form<PortalUi>) -> Respon
     .into_response();
     response.headers_mut().append(
         header::SET_COOKIE,
-        set_cookie(&state, SESSION_COOKIE, "", "/portal", 0),
+        portal_cookie(&state, "", 0),
     );
     response
 }
