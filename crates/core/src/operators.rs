@@ -620,7 +620,12 @@ impl Vault {
         let event = OperatorEvent {
             reason: Some(reason),
             peer: peer.map(str::to_owned),
-            ..OperatorEvent::new(now, operator_action::SIGN_IN_FAILED, Decision::Deny, operator)
+            ..OperatorEvent::new(
+                now,
+                operator_action::SIGN_IN_FAILED,
+                Decision::Deny,
+                operator,
+            )
         };
         Ok(self.store().append_operator_event(&event).await?)
     }

@@ -3735,3 +3735,76 @@ async fn pending_sign_ins_are_counted_per_app() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn refused_sign_ins_are_recorded_once_an_interval_with_their_count() {
+    use alter_core::operators::OperatorStore;
+
+    on_every_engine(|f| async move {
+        let store = &f.store;
+        // The first refusal of a name is recorded; those within the interval wait, counted.
+        assert_eq!(
+            store
+                .count_sign_in_failure("bob", t(100), t(40))
+                .await
+                .unwrap(),
+            Some(1)
+        );
+        for at in [101, 130, 159] {
+            assert_eq!(
+                store
+                    .count_sign_in_failure("bob", t(at), t(at - 60))
+                    .await
+                    .unwrap(),
+                None,
+                "at {at}"
+            );
+        }
+        // Another name has its own interval.
+        assert_eq!(
+            store
+                .count_sign_in_failure("carol", t(120), t(60))
+                .await
+                .unwrap(),
+            Some(1)
+        );
+        // An interval after the last recorded one, the next is recorded with the three it
+        // stood for, and a new interval starts.
+        assert_eq!(
+            store
+                .count_sign_in_failure("bob", t(160), t(100))
+                .await
+                .unwrap(),
+            Some(4)
+        );
+        assert_eq!(
+            store
+                .count_sign_in_failure("bob", t(161), t(101))
+                .await
+                .unwrap(),
+            None
+        );
+
+        // Concurrent refusals: one of them is recorded, every one is counted.
+        let mut refusals = tokio::task::JoinSet::new();
+        for _ in 0..8 {
+            let store = store.clone();
+            refusals.spawn(async move {
+                store
+                    .count_sign_in_failure("dave", t(500), t(440))
+                    .await
+                    .unwrap()
+            });
+        }
+        let recorded: Vec<i64> = refusals.join_all().await.into_iter().flatten().collect();
+        assert_eq!(recorded, [1]);
+        assert_eq!(
+            store
+                .count_sign_in_failure("dave", t(560), t(500))
+                .await
+                .unwrap(),
+            Some(8)
+        );
+    })
+    .await;
+}

@@ -224,7 +224,10 @@ async fn concurrent_guesses_do_not_slip_past_the_throttle() {
         }
         assert_eq!(checked, MAX_FAILED_SIGN_INS);
         assert_eq!(
-            vault.operator_sign_in("dave", PASSWORD, None).await.unwrap(),
+            vault
+                .operator_sign_in("dave", PASSWORD, None)
+                .await
+                .unwrap(),
             SignInOutcome::Throttled
         );
     })

@@ -12,10 +12,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::{Deserialize, Serialize};
 
-use super::apps::{AppHeader, app_view};
-use super::chart::{SERIES, activity_svg, hour_label};
 use super::super::message;
 use super::super::session::same_origin;
+use super::apps::{AppHeader, app_view};
+use super::chart::{SERIES, activity_svg, hour_label};
 use super::{Done, Place, PortalUi, Session, app_base, failure, portal_page, viewer};
 use crate::state::AppState;
 
@@ -496,7 +496,15 @@ mod tests {
         assert_eq!(csv_cell("=HYPERLINK(1)"), "\"'=HYPERLINK(1)\"");
         assert_eq!(csv_cell("line\nbreak"), "\"line\nbreak\"");
         for risky in [
-            "\t=1+1", "\r=1", " =1", "  +1", "\n-1", "＝HYPERLINK(1)", "＋1", "－1", "＠SUM(1)",
+            "\t=1+1",
+            "\r=1",
+            " =1",
+            "  +1",
+            "\n-1",
+            "＝HYPERLINK(1)",
+            "＋1",
+            "－1",
+            "＠SUM(1)",
         ] {
             assert_eq!(csv_cell(risky), format!("\"'{risky}\""), "{risky:?}");
         }

@@ -142,10 +142,9 @@ fn signed_out(state: &AppState) -> Response {
         "This session no longer signs you in to the portal. Sign in again.",
     )
     .into_response();
-    response.headers_mut().append(
-        header::SET_COOKIE,
-        portal_cookie(state, "", 0),
-    );
+    response
+        .headers_mut()
+        .append(header::SET_COOKIE, portal_cookie(state, "", 0));
     response
 }
 
@@ -459,9 +458,8 @@ async fn sign_out(State(state): State<AppState>, form: Form<PortalUi>) -> Respon
         "You are signed out of the portal.",
     )
     .into_response();
-    response.headers_mut().append(
-        header::SET_COOKIE,
-        portal_cookie(&state, "", 0),
-    );
+    response
+        .headers_mut()
+        .append(header::SET_COOKIE, portal_cookie(&state, "", 0));
     response
 }
