@@ -9,7 +9,9 @@
 //!   change goes through (same-origin check + CSRF token + the session).
 //! - [`wallet`]: the end user's Wallet at `/wallet/{app}`.
 //! - [`portal`]: the operator portal at `/portal`.
+//! - [`csv`]: formula-safe CSV cells for the downloads.
 
+pub mod csv;
 pub mod portal;
 pub mod session;
 pub mod wallet;

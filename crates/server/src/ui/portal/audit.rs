@@ -12,8 +12,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::{Deserialize, Serialize};
 
-use super::super::message;
 use super::super::session::same_origin;
+use super::super::{csv, message};
 use super::apps::{AppHeader, app_view};
 use super::chart::{SERIES, activity_svg, hour_label};
 use super::{Done, Place, PortalUi, Session, app_base, failure, portal_page, viewer};
@@ -430,7 +430,7 @@ async fn export(
                     row.request.unwrap_or_default(),
                     hex::encode(stored.hash),
                 ];
-                let line: Vec<String> = cells.iter().map(|c| csv_cell(c)).collect();
+                let line: Vec<String> = cells.iter().map(|c| csv::cell(c)).collect();
                 out.push_str(&line.join(","));
                 out.push('\n');
             } else {
@@ -468,47 +468,9 @@ async fn export(
     response
 }
 
-/// One CSV cell, always quoted. A cell that would start (after leading whitespace) with a
-/// character a spreadsheet reads as a formula or a field break (`=`, `+`, `-`, `@`, their
-/// fullwidth forms, tab, carriage return) is defused with a leading `'`.
-fn csv_cell(text: &str) -> String {
-    const RISKY: [char; 10] = ['=', '+', '-', '@', '\t', '\r', '＝', '＋', '－', '＠'];
-    let risky = text
-        .trim_start_matches([' ', '\n', '\u{a0}', '\u{3000}'])
-        .starts_with(RISKY);
-    let defused = if risky {
-        format!("'{text}")
-    } else {
-        text.to_owned()
-    };
-    format!("\"{}\"", defused.replace('"', "\"\""))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn csv_cells_are_quoted_and_defused() {
-        assert_eq!(csv_cell("plain"), "\"plain\"");
-        assert_eq!(csv_cell("a,b"), "\"a,b\"");
-        assert_eq!(csv_cell("say \"hi\""), "\"say \"\"hi\"\"\"");
-        assert_eq!(csv_cell("=HYPERLINK(1)"), "\"'=HYPERLINK(1)\"");
-        assert_eq!(csv_cell("line\nbreak"), "\"line\nbreak\"");
-        for risky in [
-            "\t=1+1",
-            "\r=1",
-            " =1",
-            "  +1",
-            "\n-1",
-            "＝HYPERLINK(1)",
-            "＋1",
-            "－1",
-            "＠SUM(1)",
-        ] {
-            assert_eq!(csv_cell(risky), format!("\"'{risky}\""), "{risky:?}");
-        }
-    }
 
     #[test]
     fn time_filters_take_dates_and_times() {
