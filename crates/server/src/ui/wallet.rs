@@ -1075,7 +1075,7 @@ fn csv(calls: &[Call]) -> Response {
             &c.outcome,
             &c.reason,
         ]
-        .map(|v| csv_cell(v))
+        .map(|v| super::csv::cell(v))
         .join(",");
         out.push_str(&row);
         out.push_str("\r\n");
@@ -1092,20 +1092,6 @@ fn csv(calls: &[Call]) -> Response {
     );
     super::asset_headers(headers);
     response
-}
-
-/// One CSV cell: always quoted (so no separator, quote or line break inside it can start
-/// another cell), and prefixed `'` when its first non-blank character would start a formula.
-fn csv_cell(text: &str) -> String {
-    let formula = text
-        .trim_start_matches(' ')
-        .starts_with(['=', '+', '-', '@', '\t', '\r']);
-    let text = if formula {
-        format!("'{text}")
-    } else {
-        text.to_owned()
-    };
-    format!("\"{}\"", text.replace('"', "\"\""))
 }
 
 // ---- approvals -------------------------------------------------------------------------
@@ -1263,36 +1249,5 @@ async fn decide(
             if approve { "approved" } else { "denied" },
         ),
         Err(e) => failure(&state, e),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::csv_cell;
-
-    #[test]
-    fn every_csv_cell_is_quoted_and_no_formula_can_start() {
-        assert_eq!(csv_cell("scout"), "\"scout\"");
-        assert_eq!(csv_cell(""), "\"\"");
-        assert_eq!(
-            csv_cell("say \"hi\", then\nleave"),
-            "\"say \"\"hi\"\", then\nleave\""
-        );
-        for formula in [
-            "=1+1",
-            "+1",
-            "-1",
-            "@SUM(A1)",
-            "\tx",
-            "\rx",
-            "  =HYPERLINK(\"x\")",
-        ] {
-            let cell = csv_cell(formula);
-            assert!(cell.starts_with("\"'"), "{formula:?} → {cell}");
-        }
-        // A cell is one cell, whatever it holds: a separator cannot start another one.
-        let row = ["a,=1+1", "b"].map(csv_cell).join(",");
-        let parsed: Vec<&str> = row.split("\",\"").collect();
-        assert_eq!(parsed.len(), 2, "{row}");
     }
 }
