@@ -9,8 +9,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use alter_sdk::{App, Principal};
-use axum::Router;
-use axum::routing::get;
 
 use crate::drive::{Call, Target, Work, measure};
 use crate::{Engine, harness};
@@ -36,15 +34,24 @@ pub async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     result
 }
 
-/// Serves `{"ok":true}` on an ephemeral loopback port; returns its base URL.
+/// Serves `{"ok":true}` to every request on an ephemeral loopback port (HTTP/1.1 keep-alive,
+/// straight on hyper); returns its base URL.
 async fn start_upstream() -> std::io::Result<String> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let address = listener.local_addr()?;
-    let app = Router::new().route(
-        "/v1/items",
-        get(|| async { ([("content-type", "application/json")], "{\"ok\":true}") }),
-    );
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let answer = hyper::service::service_fn(|_request| async {
+                hyper::Response::builder()
+                    .header("content-type", "application/json")
+                    .body(String::from("{\"ok\":true}"))
+            });
+            tokio::spawn(
+                hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), answer),
+            );
+        }
+    });
     Ok(format!("http://{address}"))
 }
 
