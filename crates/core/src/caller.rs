@@ -2,9 +2,12 @@
 //! signature has been verified: timestamp window, nonce, key lifecycle, CIDR allowlist and
 //! attenuation.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use alter_crypto::Zeroizing;
 
 use ipnet::IpNet;
 
@@ -212,16 +215,40 @@ impl Vault {
         nonce_timing: NonceTiming,
     ) -> Result<Caller> {
         let hash = alter_crypto::keys::lookup_hash(presented_key);
-        let key = self
-            .store()
-            .find_key_by_hash(&hash)
-            .await?
-            .ok_or(Error::Unauthenticated)?;
-        let signing_key = self.signing_key(&key)?;
+        // Only the credential-use routes may take a key read a moment ago: their commit checks
+        // the key again, so a key revoked meanwhile (on any node) releases nothing.
+        let cached = match nonce_timing {
+            NonceTiming::WithFirstWrite => self.verified_keys().get(&hash),
+            NonceTiming::AtAdmission => None,
+        };
+        let (key, signing_key, from_cache) = match cached {
+            Some((key, signing_key)) => (key, signing_key, true),
+            None => {
+                let key = self
+                    .store()
+                    .find_key_by_hash(&hash)
+                    .await?
+                    .ok_or(Error::Unauthenticated)?;
+                let signing_key = self.signing_key(&key)?;
+                (Arc::new(key), signing_key, false)
+            }
+        };
         if !signature_verifies(&signing_key) {
             return Err(Error::Unauthenticated);
         }
-        self.admit(&key, read_facts()?, nonce_timing).await
+        let now = self.now();
+        let admitted = self.admit(&key, read_facts()?, nonce_timing).await;
+        if nonce_timing == NonceTiming::WithFirstWrite {
+            // A key whose last use admission just refreshed is read again next time.
+            if admitted.is_ok() && !last_use_is_stale(key.last_used_at, now) {
+                if !from_cache {
+                    self.verified_keys().put(hash, key, signing_key);
+                }
+            } else {
+                self.verified_keys().forget(&hash);
+            }
+        }
+        admitted
     }
 
     /// Admits a request whose signature was verified with `key`'s signing key.
@@ -475,5 +502,71 @@ mod tests {
         assert!(valid_nonce("00112233445566778899aabbccddeeff"));
         assert!(!valid_nonce("short"));
         assert!(!valid_nonce("0011223344556677 8899aabbccddeeff"));
+    }
+}
+
+/// Keys a node read and verified a signature with a moment ago, by lookup hash, for the two
+/// credential-use routes only (see [`Vault::authenticate`]): the key's row and its opened
+/// signing key, kept [`VERIFIED_KEY_TTL`] at most. Saves a read and a decryption on each
+/// release; a revocation reaches the release's commit, which checks the key again, at once,
+/// and the steps before it within the TTL. Revocations on this node forget every entry.
+#[derive(Default)]
+pub(crate) struct VerifiedKeys(Mutex<HashMap<[u8; 32], VerifiedKey>>);
+
+struct VerifiedKey {
+    key: Arc<ApiKey>,
+    signing_key: Zeroizing<[u8; 32]>,
+    read_at: Instant,
+}
+
+/// How long a node trusts a key it read.
+const VERIFIED_KEY_TTL: Duration = Duration::from_secs(1);
+
+/// Keys a node keeps; past it the cache starts over.
+const MAX_VERIFIED_KEYS: usize = 10_000;
+
+impl std::fmt::Debug for VerifiedKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("VerifiedKeys")
+    }
+}
+
+impl VerifiedKeys {
+    fn entries(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], VerifiedKey>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn get(&self, hash: &[u8; 32]) -> Option<(Arc<ApiKey>, Zeroizing<[u8; 32]>)> {
+        let entries = self.entries();
+        let entry = entries.get(hash)?;
+        (entry.read_at.elapsed() < VERIFIED_KEY_TTL)
+            .then(|| (entry.key.clone(), entry.signing_key.clone()))
+    }
+
+    fn put(&self, hash: [u8; 32], key: Arc<ApiKey>, signing_key: Zeroizing<[u8; 32]>) {
+        let mut entries = self.entries();
+        if entries.len() >= MAX_VERIFIED_KEYS {
+            entries.retain(|_, e| e.read_at.elapsed() < VERIFIED_KEY_TTL);
+            if entries.len() >= MAX_VERIFIED_KEYS {
+                entries.clear();
+            }
+        }
+        entries.insert(
+            hash,
+            VerifiedKey {
+                key,
+                signing_key,
+                read_at: Instant::now(),
+            },
+        );
+    }
+
+    fn forget(&self, hash: &[u8; 32]) {
+        self.entries().remove(hash);
+    }
+
+    /// Forgets every key: a key changed on this node.
+    pub(crate) fn clear(&self) {
+        self.entries().clear();
     }
 }

@@ -419,6 +419,7 @@ impl Vault {
             .store()
             .revoke_key(key.app_id, key.id, now, &event)
             .await?;
+        self.verified_keys().clear();
         tracing::info!(key = %key.id, cascaded = revoked.len().saturating_sub(1), "key revoked");
         self.app_key(key.app_id, key.id).await
     }
@@ -459,6 +460,7 @@ impl Vault {
             .store()
             .rotate_key(key.app_id, key.id, now, grace_until, &new.key, &event)
             .await?;
+        self.verified_keys().clear();
         if !rotated {
             return Err(Error::KeyAlreadyRevoked);
         }
@@ -696,6 +698,7 @@ impl Vault {
         self.store()
             .set_key_deprecated(key.app_id, key.id, at, &event)
             .await?;
+        self.verified_keys().clear();
         self.agent_key(caller, agent_id, key_id).await
     }
 

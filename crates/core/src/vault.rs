@@ -6,6 +6,7 @@ use std::sync::Arc;
 use alter_crypto::{Keyring, MasterKey};
 
 use crate::audit::{ChainKey, CheckpointKey};
+use crate::caller::VerifiedKeys;
 use crate::error::Result;
 use crate::oauth::OAuthUpstream;
 use crate::ports::{Authorizer, Clock, Store, StoreError, TokenVerifier};
@@ -69,6 +70,7 @@ pub struct Vault {
     oauth: Arc<dyn OAuthUpstream>,
     forwarder: Arc<dyn Forwarder>,
     rules_cache: Arc<RulesCache>,
+    verified_keys: Arc<VerifiedKeys>,
     settings: Settings,
 }
 
@@ -126,17 +128,22 @@ impl Vault {
             oauth,
             forwarder,
             rules_cache: Arc::default(),
+            verified_keys: Arc::default(),
             settings,
         };
         vault.key_legacy_audit_chains().await?;
         Ok(vault)
     }
 
-    /// The current instant of the injected clock.
     pub(crate) fn rules_cache(&self) -> &RulesCache {
         &self.rules_cache
     }
 
+    pub(crate) fn verified_keys(&self) -> &VerifiedKeys {
+        &self.verified_keys
+    }
+
+    /// The current instant of the injected clock.
     pub fn now(&self) -> Timestamp {
         self.clock.now()
     }

@@ -1,13 +1,17 @@
 //! Appending audit events to an app's hash chain, inside the caller's transaction, and a
 //! change's one statement with its event.
 
+use std::collections::{BTreeMap, HashMap};
+
 use alter_core::audit::{AuditEvent, ChainKey, HASH_KEYED_V1};
 use alter_core::ids::AppId;
 use alter_core::ports::{StoreError, StoreResult};
 use sqlx::AnyConnection;
+use sqlx::any::AnyRow;
 
 use crate::rows::{AnyQuery, get, hash32};
-use crate::{SqlStore, db_error};
+use crate::script::{Script, Stmt};
+use crate::{POSTGRES, SqlStore, db_error};
 
 impl SqlStore {
     /// Runs one write statement and appends `event` in the same transaction.
@@ -50,9 +54,9 @@ impl SqlStore {
     }
 }
 
-/// Appends `event` to its app's chain. The head row's `UPDATE` both allocates the sequence
-/// number and locks the chain until the transaction ends, so concurrent writers on PostgreSQL
-/// line up behind each other; SQLite has a single writer anyway.
+/// Appends `event` to its app's chain. Reading the head locks the chain until the transaction
+/// ends (`FOR UPDATE` on PostgreSQL, so concurrent writers line up behind each other; SQLite
+/// has a single writer anyway).
 pub async fn append(
     conn: &mut AnyConnection,
     key: &ChainKey,
@@ -66,14 +70,74 @@ const COLUMNS: usize = 15;
 /// Rows per `INSERT` statement (well under every engine's bind-parameter limit).
 const ROWS_PER_INSERT: usize = 64;
 
-/// Appends `events` (in order) to their apps' chains with a few statements per app, however
-/// many events there are: one head `UPDATE` reserves all of an app's sequence numbers (and
-/// locks its chain), the hashes are chained in memory, the rows go in multi-row `INSERT`s and
-/// one more `UPDATE` moves the head. The group-commit writer appends a whole batch this way.
-/// Hashes are keyed with `key` (version [`HASH_KEYED_V1`]).
+/// Appends `events` (in order) to their apps' chains: the heads read (and locked) in one
+/// script, then the rows and the heads' moves in another (see [`append_statements`]).
 pub async fn append_all(
     conn: &mut AnyConnection,
     key: &ChainKey,
+    events: &[&AuditEvent],
+) -> StoreResult<()> {
+    let postgres = conn.backend_name() == POSTGRES;
+    let mut read = Script::new();
+    let heads = read_heads(&mut read, events.iter().copied(), postgres);
+    let rows = read.run(&mut *conn).await?;
+    let heads = heads.found(&rows)?;
+    let mut write = Script::new();
+    append_statements(&mut write, key, &heads, events)?;
+    write.run(conn).await.map(drop)
+}
+
+/// Where a script reads the chain heads of some apps.
+pub(crate) struct HeadReads(Vec<(AppId, usize)>);
+
+/// The chain heads read: per app, its last sequence number and hash.
+pub(crate) struct Heads(HashMap<AppId, (i64, [u8; 32])>);
+
+/// Adds to `script` the reads of the chain heads of `events`' apps — in one global order, so
+/// two writers never wait on each other's chains — locked until the commit on PostgreSQL.
+pub(crate) fn read_heads<'a>(
+    script: &mut Script,
+    events: impl Iterator<Item = &'a AuditEvent>,
+    postgres: bool,
+) -> HeadReads {
+    let apps: BTreeMap<String, AppId> = events.map(|e| (e.app_id.to_string(), e.app_id)).collect();
+    let lock = if postgres { " FOR UPDATE" } else { "" };
+    HeadReads(
+        apps.into_iter()
+            .map(|(text, app)| {
+                let stmt = Stmt::new(format!(
+                    "SELECT seq, hash FROM audit_heads WHERE app_id = $1{lock}"
+                ))
+                .bind(text);
+                (app, script.push(stmt))
+            })
+            .collect(),
+    )
+}
+
+impl HeadReads {
+    /// The heads, from the script's results.
+    pub(crate) fn found(&self, results: &[Vec<AnyRow>]) -> StoreResult<Heads> {
+        let mut heads = HashMap::new();
+        for (app, at) in &self.0 {
+            let row = results
+                .get(*at)
+                .and_then(|rows| rows.first())
+                .ok_or_else(|| StoreError::Corrupt(format!("no audit chain for app {app}")))?;
+            heads.insert(*app, (get::<i64>(row, "seq")?, hash32(row, "hash")?));
+        }
+        Ok(Heads(heads))
+    }
+}
+
+/// Adds to `script` the appends of `events` (in order) after `heads`, with a few statements
+/// per app however many events there are: the hashes are chained in memory, the rows go in
+/// multi-row `INSERT`s and one `UPDATE` moves the head. Hashes are keyed with `key` (version
+/// [`HASH_KEYED_V1`]).
+pub(crate) fn append_statements(
+    script: &mut Script,
+    key: &ChainKey,
+    heads: &Heads,
     events: &[&AuditEvent],
 ) -> StoreResult<()> {
     let mut apps: Vec<AppId> = Vec::new();
@@ -82,25 +146,16 @@ pub async fn append_all(
             apps.push(event.app_id);
         }
     }
-    // Chains are locked in one global order, so two writers never wait on each other's.
     apps.sort_by_key(ToString::to_string);
     for app in apps {
         let chain: Vec<&AuditEvent> = events.iter().copied().filter(|e| e.app_id == app).collect();
+        let (last_seq, mut prev) = *heads
+            .0
+            .get(&app)
+            .ok_or_else(|| StoreError::Corrupt(format!("no audit chain for app {app}")))?;
         let app = app.to_string();
-        let count = i64::try_from(chain.len()).map_err(|e| StoreError::Other(e.to_string()))?;
-        let head = sqlx::query(
-            "UPDATE audit_heads SET seq = seq + $1 WHERE app_id = $2 RETURNING seq, hash",
-        )
-        .bind(count)
-        .bind(&app)
-        .fetch_optional(&mut *conn)
-        .await
-        .map_err(db_error)?
-        .ok_or_else(|| StoreError::Corrupt(format!("no audit chain for app {app}")))?;
-        let last_seq: i64 = get(&head, "seq")?;
-        let mut prev = hash32(&head, "hash")?;
         let mut rows = Vec::with_capacity(chain.len());
-        for (seq, event) in (last_seq - count + 1..).zip(chain) {
+        for (seq, event) in (last_seq + 1..).zip(chain) {
             let body = event
                 .canonical_body()
                 .map_err(|e| StoreError::Other(e.to_string()))?;
@@ -115,14 +170,15 @@ pub async fn append_all(
             prev = hash;
         }
         for chunk in rows.chunks(ROWS_PER_INSERT) {
-            insert_rows(conn, &app, chunk).await?;
+            script.push(insert_rows(&app, chunk));
         }
-        sqlx::query("UPDATE audit_heads SET hash = $1 WHERE app_id = $2")
-            .bind(prev.to_vec())
-            .bind(&app)
-            .execute(&mut *conn)
-            .await
-            .map_err(db_error)?;
+        let seq = rows.last().map_or(last_seq, |r| r.seq);
+        script.push(
+            Stmt::new("UPDATE audit_heads SET seq = $1, hash = $2 WHERE app_id = $3")
+                .bind(seq)
+                .bind(prev.to_vec())
+                .bind(app),
+        );
     }
     Ok(())
 }
@@ -136,7 +192,7 @@ struct Row<'a> {
     hash: [u8; 32],
 }
 
-async fn insert_rows(conn: &mut AnyConnection, app: &str, rows: &[Row<'_>]) -> StoreResult<()> {
+fn insert_rows(app: &str, rows: &[Row<'_>]) -> Stmt {
     let values: Vec<String> = (0..rows.len())
         .map(|r| {
             let params: Vec<String> = (1..=COLUMNS)
@@ -145,13 +201,11 @@ async fn insert_rows(conn: &mut AnyConnection, app: &str, rows: &[Row<'_>]) -> S
             format!("({})", params.join(", "))
         })
         .collect();
-    let sql = format!(
+    let mut stmt = Stmt::new(format!(
         "INSERT INTO audit_events (app_id, seq, id, at, action, decision, actor_key_id, agent_id, \
          grant_id, app_user_id, target_id, body, prev_hash, hash, hash_version) VALUES {}",
         values.join(", ")
-    );
-    // One prepared statement per row count would crowd the statement cache.
-    let mut query = sqlx::query(&sql).persistent(rows.len() == 1);
+    ));
     for row in rows {
         let event = row.event;
         let target = event
@@ -163,8 +217,8 @@ async fn insert_rows(conn: &mut AnyConnection, app: &str, rows: &[Row<'_>]) -> S
             .grant_id()
             .filter(|g| !g.is_empty())
             .map(str::to_owned);
-        query = query
-            .bind(app.to_owned())
+        stmt = stmt
+            .bind(app)
             .bind(row.seq)
             .bind(event.id.to_string())
             .bind(event.at.micros())
@@ -180,6 +234,5 @@ async fn insert_rows(conn: &mut AnyConnection, app: &str, rows: &[Row<'_>]) -> S
             .bind(row.hash.to_vec())
             .bind(HASH_KEYED_V1);
     }
-    query.execute(&mut *conn).await.map_err(db_error)?;
-    Ok(())
+    stmt
 }

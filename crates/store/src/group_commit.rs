@@ -9,7 +9,7 @@
 //! release's grant, chain, agents and key still active): checked inside the transaction, it
 //! leaves that job's writes out of the batch when it fails, and only that job's.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,11 +19,13 @@ use alter_core::ids::{AppId, GrantId, KeyId};
 use alter_core::ports::{StoreError, StoreResult};
 use alter_core::release::ReleaseCondition;
 use alter_core::time::Timestamp;
+use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, AnyPool};
 use tokio::sync::{Mutex, mpsc, oneshot};
 
 use crate::rows::get;
-use crate::{chain, db_error};
+use crate::script::{Script, Stmt};
+use crate::{POSTGRES, chain, db_error};
 
 /// Most jobs one transaction takes.
 const MAX_BATCH: usize = 256;
@@ -33,8 +35,6 @@ const MAX_BATCH: usize = 256;
 const LAZY_WAIT: Duration = Duration::from_millis(20);
 /// Jobs waiting beyond this make callers wait to enqueue (back-pressure).
 const QUEUE: usize = 4096;
-/// The `Any` driver's name for PostgreSQL connections.
-const POSTGRES: &str = "PostgreSQL";
 
 /// One write.
 #[derive(Debug)]
@@ -224,20 +224,50 @@ async fn write_loop(pool: AnyPool, chain: ChainKey, jobs: Arc<Mutex<mpsc::Receiv
 }
 
 /// Runs every job's ops in one transaction, with a few statements for the whole batch rather
-/// than a few per op: the conditions checked per table, the nonces in one `INSERT`, the grant
-/// touches in one `UPDATE`, the events appended per app (see [`chain::append_all`]). The
-/// appends go last, so an app's chain head — locked from its update to the commit — is held as
-/// briefly as possible.
+/// than a few per op, in two scripts (one hand-off each on SQLite, see [`Script`]):
+///
+/// 1. begin; claim the nonces in one `INSERT`; read which of the conditions' grants, agents,
+///    keys and rules versions still hold, one statement per table; read the chain heads;
+/// 2. refresh the grants' last use in one `UPDATE`; append the events per app (see
+///    [`chain::append_statements`]); commit.
+///
+/// Every job's nonce is claimed, its condition holding or not (a refused release still used
+/// it); a job whose nonce was seen before is a replay and writes nothing else. On PostgreSQL
+/// the rows read stay locked until the commit, in one order (grants, agents, keys, apps, chain
+/// heads) that every other writer follows too, so two writers never wait on each other.
 async fn commit<'a>(
     pool: &AnyPool,
     chain: &ChainKey,
     jobs: impl Iterator<Item = &'a [Op]>,
 ) -> StoreResult<Vec<Vec<Outcome>>> {
     let jobs: Vec<&[Op]> = jobs.collect();
-    let mut tx = pool.begin().await.map_err(db_error)?;
+    let mut conn = pool.acquire().await.map_err(db_error)?;
+    let committed = commit_on(&mut conn, chain, &jobs).await;
+    if committed.is_err() {
+        // A connection left inside a transaction it cannot end is not handed out again.
+        if sqlx::query("ROLLBACK").execute(&mut *conn).await.is_err() {
+            conn.close_on_drop();
+        }
+    }
+    committed
+}
 
-    // Every job's nonce is claimed, its condition holding or not (a refused release still
-    // used it); a job whose nonce was seen before is a replay and writes nothing else.
+async fn commit_on(
+    conn: &mut AnyConnection,
+    chain: &ChainKey,
+    jobs: &[&[Op]],
+) -> StoreResult<Vec<Vec<Outcome>>> {
+    let postgres = conn.backend_name() == POSTGRES;
+    let mut read = Script::new();
+    if jobs.len() > 1 {
+        read.one_off();
+    }
+    read.push(Stmt::new(if postgres {
+        "BEGIN"
+    } else {
+        // The write lock at once: the heads read below cannot move before the commit.
+        "BEGIN IMMEDIATE"
+    }));
     let claims: Vec<(KeyId, &str, Timestamp)> = jobs
         .iter()
         .flat_map(|ops| ops.iter())
@@ -246,7 +276,28 @@ async fn commit<'a>(
             _ => None,
         })
         .collect();
-    let mut fresh = claim_nonces(&mut tx, &claims).await?.into_iter();
+    let nonces = claim_nonces(&mut read, &claims);
+    let conditions: Vec<Option<&ReleaseCondition>> = jobs
+        .iter()
+        .map(|ops| {
+            ops.iter().find_map(|op| match op {
+                Op::Require(condition) => Some(condition.as_ref()),
+                _ => None,
+            })
+        })
+        .collect();
+    let checks = Checks::read(&mut read, &conditions, postgres);
+    let all_events = jobs
+        .iter()
+        .flat_map(|ops| ops.iter())
+        .filter_map(|op| match op {
+            Op::Append(event) => Some(event.as_ref()),
+            _ => None,
+        });
+    let heads = chain::read_heads(&mut read, all_events, postgres);
+    let results = read.run(&mut *conn).await?;
+
+    let mut fresh = nonces.fresh(&results, &claims)?.into_iter();
     let claimed: Vec<Vec<bool>> = jobs
         .iter()
         .map(|ops| {
@@ -256,9 +307,14 @@ async fn commit<'a>(
                 .collect()
         })
         .collect();
-    let replayed: Vec<bool> = claimed.iter().map(|fresh| fresh.contains(&false)).collect();
-
-    let refused = refused_jobs(&mut tx, &jobs, &replayed).await?;
+    let holding = checks.holding(&results)?;
+    let refused: Vec<bool> = conditions
+        .iter()
+        .zip(&claimed)
+        .map(|(condition, claimed)| {
+            claimed.contains(&false) || condition.is_some_and(|c| !holding.hold(c))
+        })
+        .collect();
     let ops = || {
         jobs.iter()
             .zip(&refused)
@@ -266,22 +322,27 @@ async fn commit<'a>(
             .flat_map(|(ops, _)| ops.iter())
     };
 
+    let mut write = Script::new();
+    if jobs.len() > 1 {
+        write.one_off();
+    }
     let touched: Vec<(GrantId, Timestamp)> = ops()
         .filter_map(|op| match op {
             Op::TouchGrant { id, at } => Some((*id, *at)),
             _ => None,
         })
         .collect();
-    touch_grants(&mut tx, &touched).await?;
-
+    touch_grants(&mut write, &touched);
     let events: Vec<&AuditEvent> = ops()
         .filter_map(|op| match op {
             Op::Append(event) => Some(event.as_ref()),
             _ => None,
         })
         .collect();
-    chain::append_all(&mut tx, chain, &events).await?;
-    tx.commit().await.map_err(db_error)?;
+    let heads = heads.found(&results)?;
+    chain::append_statements(&mut write, chain, &heads, &events)?;
+    write.push(Stmt::new("COMMIT"));
+    write.run(conn).await?;
 
     Ok(jobs
         .iter()
@@ -300,201 +361,243 @@ async fn commit<'a>(
         .collect())
 }
 
-/// For each job, whether it writes nothing: a replay (`replayed`), or its condition fails —
-/// checked with one statement per table for the whole batch; expiries are judged at the batch's latest release time. On PostgreSQL the rows found
-/// active stay locked until the commit — the grants as for an update, since the batch may touch
-/// them — so a revocation, pause or key revocation still in flight waits for this commit, and
-/// one that committed first is seen. (SQLite has one writer connection: nothing commits in
-/// between.)
-async fn refused_jobs(
-    conn: &mut AnyConnection,
-    jobs: &[&[Op]],
-    replayed: &[bool],
-) -> StoreResult<Vec<bool>> {
-    let conditions: Vec<Option<&ReleaseCondition>> = jobs
-        .iter()
-        .zip(replayed)
-        .map(|(ops, replayed)| {
-            ops.iter().find_map(|op| match op {
-                Op::Require(condition) if !replayed => Some(condition.as_ref()),
-                _ => None,
-            })
-        })
-        .collect();
-    let Some(at) = conditions.iter().flatten().map(|c| c.at).max() else {
-        return Ok(replayed.to_vec());
-    };
-    let all = |ids: fn(&ReleaseCondition) -> Vec<String>| -> BTreeSet<String> {
-        conditions.iter().flatten().flat_map(|c| ids(c)).collect()
-    };
-    let grants = ids_where(
-        conn,
-        "grants",
-        "status = 'active' AND (expires_at IS NULL OR expires_at > $1)",
-        &[at],
-        all(|c| c.grants.iter().map(ToString::to_string).collect()),
-        "FOR NO KEY UPDATE",
-    )
-    .await?;
-    let agents = ids_where(
-        conn,
-        "agents",
-        "status = 'active'",
-        &[],
-        all(|c| c.agents.iter().map(ToString::to_string).collect()),
-        "FOR SHARE",
-    )
-    .await?;
-    let keys = ids_where(
-        conn,
-        "api_keys",
-        "revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $1) \
-         AND (grace_expires_at IS NULL OR grace_expires_at > $2)",
-        &[at, at],
-        all(|c| vec![c.key.to_string()]),
-        "FOR SHARE",
-    )
-    .await?;
-    let rules = current_rules(conn, conditions.iter().flatten().filter_map(|c| c.rules)).await?;
-    Ok(conditions
-        .iter()
-        .zip(replayed)
-        .map(|(condition, replayed)| {
-            *replayed
-                || condition.is_some_and(|c| {
-                    !(c.grants.iter().all(|g| grants.contains(&g.to_string()))
-                        && c.agents.iter().all(|a| agents.contains(&a.to_string()))
-                        && keys.contains(&c.key.to_string())
-                        && c.rules.is_none_or(|read| rules.contains(&read)))
-                })
-        })
-        .collect())
+/// Where a script reads which of the batch's conditions' rows still hold: one statement per
+/// table for the whole batch, expiries judged at the batch's latest release time. On
+/// PostgreSQL the rows found stay locked until the commit — the grants as for an update, since
+/// the batch may touch them — so a revocation, pause, key revocation or rule change still in
+/// flight waits for this commit, and one that committed first is seen. (SQLite has one writer
+/// connection, and the transaction began immediate: nothing commits in between.)
+struct Checks {
+    grants: Option<usize>,
+    agents: Option<usize>,
+    keys: Option<usize>,
+    rules: Option<(usize, BTreeSet<(AppId, i64)>)>,
 }
 
-/// Which of the (app, rules version) pairs the releases were decided under are still current,
-/// locked on PostgreSQL so a rule written meanwhile waits for this commit (rule writes bump
-/// `apps.rules_version`).
-async fn current_rules(
-    conn: &mut AnyConnection,
-    read: impl Iterator<Item = (AppId, i64)>,
-) -> StoreResult<HashSet<(AppId, i64)>> {
-    let read: BTreeSet<(AppId, i64)> = read.collect();
-    let lock = if conn.backend_name() == POSTGRES {
-        " FOR SHARE"
-    } else {
-        ""
-    };
-    let sql = format!("SELECT rules_version FROM apps WHERE id = $1{lock}");
-    let mut current = HashSet::new();
-    for (app, version) in read {
-        let row = sqlx::query(&sql)
-            .bind(app.to_string())
-            .fetch_optional(&mut *conn)
-            .await
-            .map_err(db_error)?;
-        if let Some(row) = row
-            && get::<i64>(&row, "rules_version")? == version
-        {
-            current.insert((app, version));
+/// The rows found holding.
+struct Holding {
+    grants: HashSet<String>,
+    agents: HashSet<String>,
+    keys: HashSet<String>,
+    rules: HashSet<(AppId, i64)>,
+}
+
+impl Checks {
+    fn read(
+        script: &mut Script,
+        conditions: &[Option<&ReleaseCondition>],
+        postgres: bool,
+    ) -> Checks {
+        let conditions = || conditions.iter().flatten();
+        let Some(at) = conditions().map(|c| c.at).max() else {
+            return Checks {
+                grants: None,
+                agents: None,
+                keys: None,
+                rules: None,
+            };
+        };
+        let lock = |lock: &'static str| if postgres { lock } else { "" };
+        let grants = ids_where(
+            script,
+            "grants",
+            "status = 'active' AND (expires_at IS NULL OR expires_at > $1)",
+            &[at],
+            conditions()
+                .flat_map(|c| c.grants.iter().map(ToString::to_string))
+                .collect(),
+            lock(" FOR NO KEY UPDATE"),
+        );
+        let agents = ids_where(
+            script,
+            "agents",
+            "status = 'active'",
+            &[],
+            conditions()
+                .flat_map(|c| c.agents.iter().map(ToString::to_string))
+                .collect(),
+            lock(" FOR SHARE"),
+        );
+        let keys = ids_where(
+            script,
+            "api_keys",
+            "revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $1) \
+             AND (grace_expires_at IS NULL OR grace_expires_at > $2)",
+            &[at, at],
+            conditions().map(|c| c.key.to_string()).collect(),
+            lock(" FOR SHARE"),
+        );
+        // Rule writes bump `apps.rules_version`: the releases decided under a version still
+        // current stand.
+        let read: BTreeSet<(AppId, i64)> = conditions().filter_map(|c| c.rules).collect();
+        let apps: BTreeSet<String> = read.iter().map(|(app, _)| app.to_string()).collect();
+        let rules = ids_where_returning(
+            script,
+            "apps",
+            "1 = 1",
+            &[],
+            apps,
+            lock(" FOR SHARE"),
+            ", rules_version",
+        )
+        .map(|at| (at, read));
+        Checks {
+            grants,
+            agents,
+            keys,
+            rules,
         }
     }
-    Ok(current)
+
+    fn holding(&self, results: &[Vec<AnyRow>]) -> StoreResult<Holding> {
+        let ids = |at: Option<usize>| -> StoreResult<HashSet<String>> {
+            at.and_then(|at| results.get(at))
+                .into_iter()
+                .flatten()
+                .map(|row| get(row, "id"))
+                .collect()
+        };
+        let mut rules = HashSet::new();
+        if let Some((at, read)) = &self.rules {
+            let current: HashMap<String, i64> = results
+                .get(*at)
+                .into_iter()
+                .flatten()
+                .map(|row| Ok((get(row, "id")?, get(row, "rules_version")?)))
+                .collect::<StoreResult<_>>()?;
+            rules.extend(
+                read.iter()
+                    .filter(|(app, version)| current.get(&app.to_string()) == Some(version))
+                    .copied(),
+            );
+        }
+        Ok(Holding {
+            grants: ids(self.grants)?,
+            agents: ids(self.agents)?,
+            keys: ids(self.keys)?,
+            rules,
+        })
+    }
 }
 
-/// Which of `ids` name rows of `table` meeting `condition` (whose `$1`, `$2`… are `times`),
-/// locked on PostgreSQL with `lock`, in id order so two writers never wait on each other.
-async fn ids_where(
-    conn: &mut AnyConnection,
+impl Holding {
+    /// Whether everything `c` was decided under still holds.
+    fn hold(&self, c: &ReleaseCondition) -> bool {
+        c.grants
+            .iter()
+            .all(|g| self.grants.contains(&g.to_string()))
+            && c.agents
+                .iter()
+                .all(|a| self.agents.contains(&a.to_string()))
+            && self.keys.contains(&c.key.to_string())
+            && c.rules.is_none_or(|read| self.rules.contains(&read))
+    }
+}
+
+/// Adds to `script` the read of which of `ids` name rows of `table` meeting `condition` (whose
+/// `$1`, `$2`… are `times`), locked with `lock`, in id order so two writers never wait on each
+/// other. Returns where its rows will be, or nothing when there are no ids to check.
+fn ids_where(
+    script: &mut Script,
     table: &str,
     condition: &str,
     times: &[Timestamp],
     ids: BTreeSet<String>,
     lock: &str,
-) -> StoreResult<HashSet<String>> {
+) -> Option<usize> {
+    ids_where_returning(script, table, condition, times, ids, lock, "")
+}
+
+/// [`ids_where`], returning `more` columns too.
+fn ids_where_returning(
+    script: &mut Script,
+    table: &str,
+    condition: &str,
+    times: &[Timestamp],
+    ids: BTreeSet<String>,
+    lock: &str,
+    more: &str,
+) -> Option<usize> {
     if ids.is_empty() {
-        return Ok(HashSet::new());
+        return None;
     }
     let params: Vec<String> = (0..ids.len())
         .map(|i| format!("${}", times.len() + i + 1))
         .collect();
-    let lock = if conn.backend_name() == POSTGRES {
-        lock
-    } else {
-        ""
-    };
-    let sql = format!(
-        "SELECT id FROM {table} WHERE {condition} AND id IN ({}) ORDER BY id {lock}",
+    let mut stmt = Stmt::new(format!(
+        "SELECT id{more} FROM {table} WHERE {condition} AND id IN ({}) ORDER BY id{lock}",
         params.join(", ")
-    );
-    let mut query = sqlx::query(&sql).persistent(ids.len() == 1);
+    ));
     for at in times {
-        query = query.bind(at.micros());
+        stmt = stmt.bind(at.micros());
     }
     for id in ids {
-        query = query.bind(id);
+        stmt = stmt.bind(id);
     }
-    let rows = query.fetch_all(&mut *conn).await.map_err(db_error)?;
-    rows.iter().map(|row| get(row, "id")).collect()
+    Some(script.push(stmt))
 }
 
-/// Inserts the nonces in one statement; for each, whether it was new. A nonce sent twice in
-/// one batch is new only the first time.
-async fn claim_nonces(
-    conn: &mut AnyConnection,
-    claims: &[(KeyId, &str, Timestamp)],
-) -> StoreResult<Vec<bool>> {
+/// Where a script claims the batch's nonces.
+struct NonceClaims(Option<usize>);
+
+/// Adds to `script` the claim of the nonces in one statement.
+fn claim_nonces(script: &mut Script, claims: &[(KeyId, &str, Timestamp)]) -> NonceClaims {
     if claims.is_empty() {
-        return Ok(Vec::new());
+        return NonceClaims(None);
     }
     let values: Vec<String> = (0..claims.len())
         .map(|i| format!("(${}, ${}, ${})", 3 * i + 1, 3 * i + 2, 3 * i + 3))
         .collect();
-    let sql = format!(
+    let mut stmt = Stmt::new(format!(
         "INSERT INTO request_nonces (key_id, nonce, seen_at) VALUES {} \
          ON CONFLICT (key_id, nonce) DO NOTHING RETURNING key_id, nonce",
         values.join(", ")
-    );
-    let mut query = sqlx::query(&sql).persistent(claims.len() == 1);
+    ));
     for (key, nonce, at) in claims {
-        query = query
-            .bind(key.to_string())
-            .bind((*nonce).to_owned())
-            .bind(at.micros());
+        stmt = stmt.bind(key.to_string()).bind(*nonce).bind(at.micros());
     }
-    let inserted = query.fetch_all(&mut *conn).await.map_err(db_error)?;
-    let mut new: HashSet<(String, String)> = inserted
-        .iter()
-        .map(|row| Ok((get(row, "key_id")?, get(row, "nonce")?)))
-        .collect::<StoreResult<_>>()?;
-    Ok(claims
-        .iter()
-        .map(|(key, nonce, _)| new.remove(&(key.to_string(), (*nonce).to_owned())))
-        .collect())
+    NonceClaims(Some(script.push(stmt)))
 }
 
-/// Refreshes the grants' last use, to the batch's latest time (well within the resolution
-/// `last_used_at` is kept at).
-async fn touch_grants(
-    conn: &mut AnyConnection,
-    touched: &[(GrantId, Timestamp)],
-) -> StoreResult<()> {
+impl NonceClaims {
+    /// For each claim, whether its nonce was new. A nonce sent twice in one batch is new only
+    /// the first time.
+    fn fresh(
+        &self,
+        results: &[Vec<AnyRow>],
+        claims: &[(KeyId, &str, Timestamp)],
+    ) -> StoreResult<Vec<bool>> {
+        let mut new: HashSet<(String, String)> = self
+            .0
+            .and_then(|at| results.get(at))
+            .into_iter()
+            .flatten()
+            .map(|row| Ok((get(row, "key_id")?, get(row, "nonce")?)))
+            .collect::<StoreResult<_>>()?;
+        Ok(claims
+            .iter()
+            .map(|(key, nonce, _)| new.remove(&(key.to_string(), (*nonce).to_owned())))
+            .collect())
+    }
+}
+
+/// Adds to `script` the refresh of the grants' last use, to the batch's latest time (well
+/// within the resolution `last_used_at` is kept at).
+fn touch_grants(script: &mut Script, touched: &[(GrantId, Timestamp)]) {
     let Some(at) = touched.iter().map(|(_, at)| *at).max() else {
-        return Ok(());
+        return;
     };
     let mut ids: Vec<String> = touched.iter().map(|(id, _)| id.to_string()).collect();
     ids.sort();
     ids.dedup();
     let params: Vec<String> = (0..ids.len()).map(|i| format!("${}", i + 2)).collect();
-    let sql = format!(
+    let mut stmt = Stmt::new(format!(
         "UPDATE grants SET last_used_at = $1 WHERE id IN ({})",
         params.join(", ")
-    );
-    let mut query = sqlx::query(&sql)
-        .persistent(ids.len() == 1)
-        .bind(at.micros());
+    ))
+    .bind(at.micros());
     for id in ids {
-        query = query.bind(id);
+        stmt = stmt.bind(id);
     }
-    query.execute(&mut *conn).await.map_err(db_error)?;
-    Ok(())
+    script.push(stmt);
 }

@@ -36,6 +36,7 @@ mod release;
 mod rows;
 #[cfg(feature = "test-support")]
 pub mod scratch;
+mod script;
 mod secrets;
 mod signin;
 mod user_secrets;
@@ -58,6 +59,8 @@ pub use error::db_error;
 /// since every batch's appends queue on the same chain head (docs/benchmarks.md: at 16
 /// clients four writers released about 30% fewer credentials per second than one or two).
 const POSTGRES_WRITERS: usize = 2;
+/// The `Any` driver's name for PostgreSQL connections.
+pub(crate) const POSTGRES: &str = "PostgreSQL";
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/postgres");

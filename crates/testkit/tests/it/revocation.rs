@@ -229,3 +229,49 @@ async fn no_release_outlives_a_revocation_that_answered() {
     })
     .await;
 }
+
+/// A node that verified a key a moment ago (and may keep it, see `VerifiedKeys`) releases
+/// nothing more with it once another node revoked it: the release's commit checks the key
+/// again, in retrieve and in proxy mode.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_key_revoked_on_another_node_releases_nothing_more() {
+    on_every_engine(|engine| async move {
+        let server = TestServer::start(engine).await;
+        let node2 = server.second_node().await;
+        let world = server.world("a").await;
+        let app = server.app(&world.app.key.api_key);
+        let grant = app
+            .create_managed_secret_grant(&world.secret.id, Principal::system(), None)
+            .await
+            .unwrap()
+            .grant_id;
+        let minted = server.mint_key(&world.app, MintKeyRequest::default()).await;
+        let token = json!({
+            "grant_id": grant,
+            "request": {"method": "GET", "url": "https://api.stripe.com/v1/charges"},
+        });
+        // Refused at the commit, before any call is made.
+        let proxy =
+            json!({"grant_id": grant, "method": "GET", "url": "https://api.stripe.com/v1/charges"});
+        let send = |node: &TestServer, path: &str, body: &serde_json::Value| {
+            node.raw(&minted.api_key, "POST", path)
+                .body(body.to_string().into_bytes())
+                .send()
+        };
+        for _ in 0..3 {
+            assert_eq!(send(&server, "/sdk/token", &token).await.status, 200);
+        }
+        node2
+            .admin()
+            .revoke_key(&world.app.info.id, &minted.info.id)
+            .await
+            .unwrap();
+        let refused = send(&server, "/sdk/token", &token).await;
+        assert_eq!(refused.code(), Some("key_revoked"), "{:?}", refused.json);
+        let refused = send(&server, "/sdk/proxy", &proxy).await;
+        assert_eq!(refused.code(), Some("key_revoked"), "{:?}", refused.json);
+        node2.stop().await;
+        server.stop().await;
+    })
+    .await;
+}

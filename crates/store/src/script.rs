@@ -1,0 +1,221 @@
+//! A transaction's statements sent in as few round trips as the engine allows.
+//!
+//! A SQLite connection runs on a worker thread of its own: each statement is a hand-off to it
+//! and back, which on a VM whose cores idle costs about as much as the statement. A [`Script`]
+//! runs several statements in one hand-off on SQLite (one multi-statement string; SQLite binds
+//! `$N` parameters by number across all of it) and one by one on PostgreSQL, whose statements
+//! are network round trips either way — so one piece of code serves both engines.
+
+use futures_util::TryStreamExt;
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, Either, Executor};
+
+use alter_core::ports::{StoreError, StoreResult};
+
+use crate::db_error;
+
+/// The `Any` driver's name for SQLite connections.
+const SQLITE: &str = "SQLite";
+
+/// One parameter value.
+#[derive(Debug, Clone)]
+pub(crate) enum Value {
+    Text(String),
+    Int(i64),
+    Blob(Vec<u8>),
+    Null,
+}
+
+impl From<String> for Value {
+    fn from(v: String) -> Value {
+        Value::Text(v)
+    }
+}
+
+impl From<&str> for Value {
+    fn from(v: &str) -> Value {
+        Value::Text(v.to_owned())
+    }
+}
+
+impl From<i64> for Value {
+    fn from(v: i64) -> Value {
+        Value::Int(v)
+    }
+}
+
+impl From<Vec<u8>> for Value {
+    fn from(v: Vec<u8>) -> Value {
+        Value::Blob(v)
+    }
+}
+
+impl<T: Into<Value>> From<Option<T>> for Value {
+    fn from(v: Option<T>) -> Value {
+        v.map_or(Value::Null, Into::into)
+    }
+}
+
+/// One statement, its parameters numbered `$1`, `$2`… of its own.
+#[derive(Debug)]
+pub(crate) struct Stmt {
+    sql: String,
+    params: Vec<Value>,
+}
+
+impl Stmt {
+    pub(crate) fn new(sql: impl Into<String>) -> Stmt {
+        Stmt {
+            sql: sql.into(),
+            params: Vec::new(),
+        }
+    }
+
+    /// Binds the next parameter.
+    pub(crate) fn bind(mut self, value: impl Into<Value>) -> Stmt {
+        self.params.push(value.into());
+        self
+    }
+}
+
+/// Statements run in order on one connection; each statement's rows come back separately.
+#[derive(Debug, Default)]
+pub(crate) struct Script {
+    stmts: Vec<Stmt>,
+    /// Worth a cached prepared statement: its text recurs (see [`Script::recurring`]).
+    recurring: bool,
+}
+
+impl Script {
+    pub(crate) fn new() -> Script {
+        Script {
+            stmts: Vec::new(),
+            recurring: true,
+        }
+    }
+
+    /// Adds a statement; returns its index among the script's results.
+    pub(crate) fn push(&mut self, stmt: Stmt) -> usize {
+        self.stmts.push(stmt);
+        self.stmts.len() - 1
+    }
+
+    /// Marks the script's text as one of many shapes (a batch's size shows in it): not worth
+    /// a prepared statement kept in the connection's cache.
+    pub(crate) fn one_off(&mut self) {
+        self.recurring = false;
+    }
+
+    /// Runs the statements in order: one hand-off on SQLite, one round trip each on
+    /// PostgreSQL. Returns each statement's rows. An error stops the script where it failed;
+    /// the caller rolls back.
+    pub(crate) async fn run(self, conn: &mut AnyConnection) -> StoreResult<Vec<Vec<AnyRow>>> {
+        if self.stmts.is_empty() {
+            return Ok(Vec::new());
+        }
+        if conn.backend_name() != SQLITE {
+            let mut results = Vec::with_capacity(self.stmts.len());
+            for stmt in self.stmts {
+                let query =
+                    bind_all(sqlx::query(&stmt.sql), stmt.params).persistent(self.recurring);
+                results.push(query.fetch_all(&mut *conn).await.map_err(db_error)?);
+            }
+            return Ok(results);
+        }
+        let count = self.stmts.len();
+        let mut sql = String::new();
+        let mut params = Vec::new();
+        for stmt in self.stmts {
+            sql.push_str(&renumber(&stmt.sql, params.len()));
+            sql.push_str(";\n");
+            params.extend(stmt.params);
+        }
+        let query = bind_all(sqlx::query(&sql), params).persistent(self.recurring);
+        let mut results = vec![Vec::new()];
+        // sqlx means to drop multi-statement prepared queries (sqlx#3108): running the
+        // statements one by one, as on PostgreSQL, is then the fallback.
+        let mut stream = Executor::fetch_many(&mut *conn, query);
+        while let Some(item) = stream.try_next().await.map_err(db_error)? {
+            match item {
+                Either::Left(_) => results.push(Vec::new()),
+                Either::Right(row) => {
+                    if let Some(rows) = results.last_mut() {
+                        rows.push(row);
+                    }
+                }
+            }
+        }
+        // Each statement ends with its result: one more entry than statements were run.
+        results.pop();
+        if results.len() != count {
+            return Err(StoreError::Other(format!(
+                "a script of {count} statements ran {}",
+                results.len()
+            )));
+        }
+        Ok(results)
+    }
+}
+
+fn bind_all<'q>(
+    mut query: crate::rows::AnyQuery<'q>,
+    params: Vec<Value>,
+) -> crate::rows::AnyQuery<'q> {
+    for value in params {
+        query = match value {
+            Value::Text(v) => query.bind(v),
+            Value::Int(v) => query.bind(v),
+            Value::Blob(v) => query.bind(v),
+            Value::Null => query.bind(None::<String>),
+        };
+    }
+    query
+}
+
+/// `sql` with each `$N` placeholder moved up by `offset`. Our statements hold no `$` inside
+/// string literals.
+fn renumber(sql: &str, offset: usize) -> String {
+    if offset == 0 {
+        return sql.to_owned();
+    }
+    let mut out = String::with_capacity(sql.len() + 8);
+    let mut chars = sql.char_indices().peekable();
+    while let Some((i, c)) = chars.next() {
+        out.push(c);
+        if c != '$' {
+            continue;
+        }
+        let start = i + 1;
+        let mut end = start;
+        while let Some(&(j, d)) = chars.peek() {
+            if !d.is_ascii_digit() {
+                break;
+            }
+            end = j + 1;
+            chars.next();
+        }
+        match sql[start..end].parse::<usize>() {
+            Ok(n) => out.push_str(&(n + offset).to_string()),
+            Err(_) => out.push_str(&sql[start..end]),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::renumber;
+
+    #[test]
+    fn placeholders_move_by_the_offset() {
+        assert_eq!(
+            renumber("a = $1 AND b IN ($2, $10)", 0),
+            "a = $1 AND b IN ($2, $10)"
+        );
+        assert_eq!(
+            renumber("a = $1 AND b IN ($2, $10)", 7),
+            "a = $8 AND b IN ($9, $17)"
+        );
+        assert_eq!(renumber("x = 'y'", 3), "x = 'y'");
+    }
+}
