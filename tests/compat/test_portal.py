@@ -22,8 +22,13 @@ from pathlib import Path
 
 import httpx
 import pytest
-from alter_sdk import App, SystemPrincipal
-from alter_sdk.exceptions import RestrictedGrantRequiresProxyError
+from alter_sdk import Agent, App, SystemPrincipal
+from alter_sdk.exceptions import (
+    AgentInactiveError,
+    BlockedDestinationError,
+    KeyRevokedError,
+    RestrictedGrantRequiresProxyError,
+)
 
 from browser import Browser, assert_clean
 from harness import alter_bin
@@ -344,6 +349,92 @@ def test_every_change_needs_the_sessions_csrf_token_from_this_site(server):
     assert key_count() == before + 1
 
 
+def make_agent(server, name: str):
+    """An agent of the dev app, made by the official client: its `AgentCreateResult`."""
+
+    async def create():
+        async with App(api_key=server.api_key) as client:
+            return await client.agents.create(name=name, scopes={})
+
+    return run(create())
+
+
+def every_form(server) -> tuple[list[tuple[str, dict]], callable]:
+    """Every state-changing form of an app's pages, posted at real things (a key, a secret, an
+    agent and its key, a provider, a rule, a held call's id), with what each would carry; and
+    a snapshot of what they could change."""
+    app = server.app_id
+    key = server.mint_key(name="csrf-target")["id"]
+    secret = server.create_secret("CSRF Target", allowed_hosts=["127.0.0.1"])
+    provider = server.admin(
+        "PUT",
+        f"/apps/{app}/providers/csrf-target",
+        json={"client_id": "c", "client_secret": "s", "endpoints": {
+            "authorize_url": "https://auth.example.com/authorize",
+            "token_url": "https://auth.example.com/token",
+        }},
+    )
+    assert provider.status_code == 200, provider.text
+
+    bot = make_agent(server, "csrf-target")
+    agent_key = server.admin("GET", f"/apps/{app}/keys").json()["items"]
+    agent_key = next(k["id"] for k in agent_key if k["key_prefix"] in bot.api_key)
+    base = f"/portal/apps/{app}"
+    forms = [
+        ("/portal/apps", {"name": "sneaky"}),
+        (f"{base}/keys", {"name": "sneaky"}),
+        (f"{base}/keys/{key}/rotate", {"grace_seconds": "60"}),
+        (f"{base}/keys/{key}/revoke", {}),
+        (f"{base}/secrets", {"name": "Sneaky", "value": "v", "allowed_hosts": "evil.example"}),
+        (f"{base}/secrets/{secret['id']}/rotate", {"value": "sneaky"}),
+        (f"{base}/secrets/{secret['id']}/hosts", {"allowed_hosts": "evil.example"}),
+        (f"{base}/secrets/{secret['id']}/delete", {"confirm": secret["slug"]}),
+        (f"{base}/agents/{bot.id}/status", {"status": "inactive"}),
+        (f"{base}/agents/{bot.id}/delete", {}),
+        (f"{base}/agents/{bot.id}/keys", {}),
+        (f"{base}/agents/{bot.id}/keys/{agent_key}/revoke", {"force": "yes"}),
+        (f"{base}/identity", {"issuer": "https://evil.example", "audiences": "x",
+                              "jwks_url": "https://evil.example/jwks"}),
+        (f"{base}/providers", {"provider_id": "sneaky", "client_id": "c", "client_secret": "s",
+                               "authorize_url": "https://evil.example/a",
+                               "token_url": "https://evil.example/t"}),
+        (f"{base}/providers/csrf-target/delete", {}),
+        (f"{base}/policies", {"kind": "method", "body": '{"allow": ["GET"]}'}),
+        (f"{base}/policies/{uuid.uuid4()}/remove", {}),
+        (f"{base}/approvals/{uuid.uuid4()}/decide", {"decision": "approve"}),
+    ]
+
+    def snapshot():
+        read = lambda path: server.admin("GET", f"/apps/{app}{path}").json()  # noqa: E731
+        return (
+            server.admin("GET", "/apps").json(),
+            read("/keys"),
+            read("/secrets"),
+            read("/agents?include_revoked=true"),
+            read("/providers"),
+            read("/policies/rules"),
+            server.admin("GET", f"/apps/{app}/idp").status_code,
+        )
+
+    return forms, snapshot
+
+
+def test_every_app_form_refuses_a_missing_or_wrong_csrf_token(server):
+    cookie, csrf = http_sign_in(server)
+    forms, snapshot = every_form(server)
+    before = snapshot()
+    other = http_sign_in(server)[1]
+    for path, data in forms:
+        for why, token in (("no token", None), ("wrong token", "0" * len(csrf)),
+                           ("another session's token", other)):
+            body = dict(data) if token is None else {**data, "csrf": token}
+            answer = form_post(server, path, body, cookie)
+            assert answer.status_code == 403, (path, why, answer.status_code)
+        cross = form_post(server, path, {**data, "csrf": csrf}, cookie, origin="https://evil.example")
+        assert cross.status_code == 403, (path, "another site")
+    assert snapshot() == before, "nothing changed"
+
+
 def test_a_wallet_session_is_no_portal_session(server, browser):
     """A real Wallet session (signed in through the real OAuth server) presented as the portal's
     cookie opens no page and changes nothing."""
@@ -376,10 +467,16 @@ def test_a_wallet_session_is_no_portal_session(server, browser):
     post = form_post(server, "/portal/apps", {"name": "sneaky", "csrf": wallet_csrf}, wallet)
     assert post.status_code == 403
     assert server.admin("GET", "/apps").json()["items"] == before
+    # Nor does any of the app's forms.
+    forms, snapshot = every_form(server)
+    before = snapshot()
+    for path, data in forms:
+        post = form_post(server, path, {**data, "csrf": wallet_csrf}, wallet)
+        assert post.status_code == 403, (path, post.status_code)
+    assert snapshot() == before, "nothing changed"
 
 
 def test_the_approvals_queue_approves_and_denies_held_calls(server, browser, provider):
-    from alter_sdk import Agent
     from alter_sdk.exceptions import ApprovalDeniedError
     from test_approvals import held_agent
 
@@ -431,3 +528,188 @@ def test_the_approvals_queue_approves_and_denies_held_calls(server, browser, pro
     assert decided[str(approve_me.approval_id)]["actor"]["operator"] == "admin-token"
     page.goto(f"{server.base_url}/portal/apps/{server.app_id}/approvals?status=all")
     assert "admin-token: customer asked" in page.text_content("main")
+
+
+def forget_refusal(page) -> None:
+    """The browser logs the 422 of a refused form as a console error: expected here, so it is
+    checked to be that alone and forgotten (later pages must still be clean)."""
+    assert all("status of 422" in e for _, e in page.console_errors), page.console_errors
+    page.console_errors.clear()
+
+
+def save_provider(page, provider_id: str, client_id: str, secret: str, **fields: str) -> None:
+    """Fills the identity page's provider form (`fields`: more inputs by selector) and saves."""
+    form = page.locator("details", has=page.locator("#provider-id"))
+    if form.get_attribute("open") is None:
+        form.locator("summary").click()
+    for selector, value in {
+        "#provider-id": provider_id,
+        "#provider-client-id": client_id,
+        "#provider-client-secret": secret,
+        **fields,
+    }.items():
+        page.fill(selector, value)
+    page.get_by_role("button", name="Save provider").click()
+
+
+def test_an_operator_rotates_keys_edits_secrets_providers_and_agents(server, browser, provider):
+    page = browser.page()
+    sign_in_with_token(page, server)
+    base = f"{server.base_url}/portal/apps/{server.app_id}"
+
+    async def works(api_key: str) -> None:
+        async with App(api_key=api_key) as client:
+            await client.agents.list()
+
+    # An app key rotated: the new key is shown once and the old one keeps a grace period.
+    page.goto(base)
+    page.fill("#key-name", "rotating")
+    page.get_by_role("button", name="Mint key").click()
+    old = page.text_content("#minted-key").strip()
+    page.goto(base)
+    row = page.locator("tr", has_text="rotating")
+    row.locator("summary", has_text="Rotate").click()
+    row.locator("input[name=grace_seconds]").fill("600")
+    row.get_by_role("button", name="Rotate rotating").click()
+    page.get_by_text("Key rotated: copy it now").wait_for()
+    new = page.text_content("#minted-key").strip()
+    assert new.startswith("alter_rk_") and new != old
+    assert "keeps working until" in page.text_content("#rotation-grace")
+    run(works(old))
+    run(works(new))
+    page.goto(base)
+    assert new not in page.content() and old not in page.content()
+    assert page.locator("tr", has_text="rotating").count() == 2
+
+    # A secret's allowed hosts narrowed: the client's next call to the removed host is refused.
+    value = f"sk_hosts_{uuid.uuid4().hex}"
+    page.goto(f"{base}/secrets")
+    page.fill("#secret-name", "Hosts Demo")
+    page.fill("#secret-hosts", "127.0.0.1")
+    page.fill("#secret-value", value)
+    page.get_by_role("button", name="Create secret").click()
+    page.get_by_text("Managed secret created.").wait_for()
+    secret = next(
+        s for s in server.admin("GET", f"/apps/{server.app_id}/secrets").json()["items"]
+        if s["slug"] == "hosts-demo"
+    )
+
+    async def call():
+        async with App(api_key=server.api_key) as client:
+            made = await client.create_managed_secret_grant(
+                secret["id"], principal=SystemPrincipal()
+            )
+            return await client.request("GET", provider.url("/v1/ping"), grant_id=made.grant_id)
+
+    assert run(call()).status_code == 200
+    provider.take()
+    card = page.locator("li.card", has_text="hosts-demo")
+    card.locator("summary", has_text="Change the allowed hosts").click()
+    card.locator(f"#hosts-{secret['id']}").fill("api.example.com *.example.org")
+    card.get_by_role("button", name="Save hosts").click()
+    page.get_by_text("Allowed hosts saved").wait_for()
+    shown = server.admin("GET", f"/apps/{server.app_id}/secrets/{secret['id']}").json()
+    assert shown["allowed_hosts"] == ["api.example.com", "*.example.org"]
+    assert shown["value_version"] == secret["value_version"]
+    with pytest.raises(BlockedDestinationError):
+        run(call())
+    assert provider.take() == [], "nothing was sent to the removed host"
+    check_page(browser, page, server, "secrets")
+    # Bad hosts are refused with the creation's message, and change nothing.
+    card = page.locator("li.card", has_text="hosts-demo")
+    card.locator("summary", has_text="Change the allowed hosts").click()
+    card.locator(f"#hosts-{secret['id']}").fill("https://api.example.com/")
+    card.get_by_role("button", name="Save hosts").click()
+    assert "must be a host name" in page.text_content("main")
+    forget_refusal(page)
+    shown = server.admin("GET", f"/apps/{server.app_id}/secrets/{secret['id']}").json()
+    assert shown["allowed_hosts"] == ["api.example.com", "*.example.org"]
+    page.goto(f"{base}/secrets")
+    # Deleted, after typing its slug.
+    card = page.locator("li.card", has_text="hosts-demo")
+    card.locator("summary", has_text="Delete").click()
+    card.locator(f"#delete-{secret['id']}").fill("hosts-demo")
+    card.get_by_role("button", name="Delete Hosts Demo").click()
+    page.get_by_text("Managed secret deleted").wait_for()
+    slugs = [s["slug"] for s in server.admin("GET", f"/apps/{server.app_id}/secrets").json()["items"]]
+    assert "hosts-demo" not in slugs
+
+    # An OAuth provider configured (custom, then a catalogue one) and deleted.
+    page.goto(f"{base}/identity")
+    client_secret = f"cs_{uuid.uuid4().hex}"
+    save_provider(page, "acme", "acme-client", client_secret, **{
+        "#provider-scopes": "read write",
+        "#provider-authorize": "https://auth.acme.example/authorize",
+        "#provider-token": "https://auth.acme.example/token",
+    })
+    page.get_by_text("OAuth provider saved.").wait_for()
+    assert client_secret not in page.content()
+    acme = server.admin("GET", f"/apps/{server.app_id}/providers/acme").json()
+    assert (acme["client_id"], acme["scopes"]) == ("acme-client", ["read", "write"])
+    assert acme["endpoints"]["token_url"] == "https://auth.acme.example/token"
+    check_page(browser, page, server, "identity")
+    # The admin API's validation answers the form: an unknown id without endpoints.
+    save_provider(page, "not-in-the-catalogue", "x", "y")
+    assert "not in the built-in catalogue" in page.text_content("main")
+    forget_refusal(page)
+    page.goto(f"{base}/identity")
+    save_provider(page, "github", "gh-client", "gh-secret")
+    page.get_by_text("OAuth provider saved.").wait_for()
+    github = server.admin("GET", f"/apps/{server.app_id}/providers/github").json()
+    assert github["client_id"] == "gh-client" and github["source"] == "catalog"
+    row = page.locator("tr", has_text="acme-client")
+    row.locator("summary", has_text="Delete").click()
+    row.get_by_role("button", name="Delete acme").click()
+    page.get_by_text("OAuth provider deleted.").wait_for()
+    assert server.admin("GET", f"/apps/{server.app_id}/providers/acme").status_code == 404
+
+    # An agent paused (its key refused), resumed, given a key and deleted.
+    bot = make_agent(server, "portal-bot")
+
+    async def agent_call(api_key: str):
+        return await Agent(api_key=api_key).list_grants()
+
+    run(agent_call(bot.api_key))
+    page.goto(f"{base}/agents")
+    card = page.locator(f"#agent-{bot.id}")
+    card.get_by_role("button", name="Pause portal-bot").click()
+    page.get_by_text("Agent paused").wait_for()
+    with pytest.raises(AgentInactiveError):
+        run(agent_call(bot.api_key))
+    page.locator(f"#agent-{bot.id}").get_by_role("button", name="Resume portal-bot").click()
+    page.get_by_text("Agent resumed.").wait_for()
+    run(agent_call(bot.api_key))
+    check_page(browser, page, server, "agents")
+
+    page.locator(f"#agent-{bot.id}").get_by_role("button", name="Mint a key for portal-bot").click()
+    page.get_by_text("Agent key minted: copy it now").wait_for()
+    second = page.text_content("#minted-key").strip()
+    assert second.startswith("alter_") and second != bot.api_key
+    run(agent_call(second))
+    page.goto(f"{base}/agents")
+    assert second not in page.content()
+    card = page.locator(f"#agent-{bot.id}")
+    keys = server.admin("GET", f"/apps/{server.app_id}/keys").json()["items"]
+    prefix = next(k["key_prefix"] for k in keys if second.startswith(k["key_prefix"]))
+    item = card.locator("li", has_text=prefix)
+    item.locator("summary").click()
+    item.get_by_role("button", name=f"Revoke {prefix}").click()
+    page.get_by_text("Agent key revoked.").wait_for()
+    with pytest.raises(KeyRevokedError):
+        run(agent_call(second))
+    run(agent_call(bot.api_key))
+
+    card = page.locator(f"#agent-{bot.id}")
+    card.locator("summary", has_text="Delete").click()
+    card.get_by_role("button", name="Delete portal-bot").click()
+    page.get_by_text("Agent deleted").wait_for()
+    with pytest.raises(KeyRevokedError):
+        run(agent_call(bot.api_key))
+
+    # Each change is in the app's audit chain, by the operator.
+    events = audit_events(server, server.app_id)
+    by_operator = {e["action"] for e in events if e["actor"].get("operator") == "admin-token"}
+    for action in ("key.rotated", "secret.hosts_changed", "secret.deleted",
+                   "provider.configured", "provider.deleted", "agent_key.minted",
+                   "agent.deleted"):
+        assert action in by_operator, (action, sorted(by_operator))

@@ -40,6 +40,8 @@ pub mod action {
     pub const SECRET_CREATED: &str = "secret.created";
     /// A managed secret's value was replaced.
     pub const SECRET_ROTATED: &str = "secret.rotated";
+    /// A managed secret's allowed hosts were replaced.
+    pub const SECRET_HOSTS_CHANGED: &str = "secret.hosts_changed";
     /// A managed secret was deleted (its grants revoked).
     pub const SECRET_DELETED: &str = "secret.deleted";
     /// An OAuth provider was configured or reconfigured.

@@ -644,9 +644,9 @@ const AGENT_KEY_SCOPES: &[&str] = &[
 pub type AgentKey = ApiKey;
 
 impl Vault {
-    /// `agents.mint_key`: another key for a live agent.
-    pub async fn mint_agent_key(&self, caller: &Caller, agent_id: AgentId) -> Result<NewKey> {
-        let agent = self.get_agent(&Subject::Caller(caller), agent_id).await?;
+    /// `agents.mint_key` (or the operator's): another key for a live agent.
+    pub async fn mint_agent_key(&self, subject: &Subject<'_>, agent_id: AgentId) -> Result<NewKey> {
+        let agent = self.get_agent(subject, agent_id).await?;
         if agent.status == AgentStatus::Revoked {
             return Err(Error::NotFound(Entity::Agent));
         }
@@ -656,7 +656,7 @@ impl Vault {
             return Err(Error::AgentKeyLimit);
         }
         let key = self.new_agent_key(&agent, keys.len() + 1)?;
-        let event = crate::agents::agent_event(&agent, action::AGENT_KEY_MINTED, caller.actor())
+        let event = crate::agents::agent_event(&agent, action::AGENT_KEY_MINTED, subject.actor())
             .with_details(json!({ "key_id": key.key.id, "key_prefix": key.key.prefix }));
         self.store().insert_key(&key.key, &event).await?;
         Ok(key)
@@ -681,7 +681,9 @@ impl Vault {
         key_id: KeyId,
         deprecated: bool,
     ) -> Result<AgentKey> {
-        let key = self.agent_key(caller, agent_id, key_id).await?;
+        let key = self
+            .agent_key(&Subject::Caller(caller), agent_id, key_id)
+            .await?;
         if key.revoked_at.is_some() {
             return Err(Error::KeyAlreadyRevoked);
         }
@@ -699,32 +701,33 @@ impl Vault {
             .set_key_deprecated(key.app_id, key.id, at, &event)
             .await?;
         self.verified_keys().clear();
-        self.agent_key(caller, agent_id, key_id).await
+        self.agent_key(&Subject::Caller(caller), agent_id, key_id)
+            .await
     }
 
-    /// `agents.revoke_key`: terminal and idempotent; refuses to leave the agent without a key
-    /// unless `force`.
+    /// `agents.revoke_key` (or the operator's): terminal and idempotent; refuses to leave the
+    /// agent without a key unless `force`.
     pub async fn revoke_agent_key(
         &self,
-        caller: &Caller,
+        subject: &Subject<'_>,
         agent_id: AgentId,
         key_id: KeyId,
         force: bool,
     ) -> Result<AgentKey> {
-        let key = self.agent_key(caller, agent_id, key_id).await?;
-        self.revoke_key_checked(key, force, caller.actor()).await
+        let key = self.agent_key(subject, agent_id, key_id).await?;
+        self.revoke_key_checked(key, force, subject.actor()).await
     }
 
-    /// A key of one of the app's agents, for an app caller.
+    /// A key of one of the app's agents, for an app caller or the operator.
     async fn agent_key(
         &self,
-        caller: &Caller,
+        subject: &Subject<'_>,
         agent_id: AgentId,
         key_id: KeyId,
     ) -> Result<AgentKey> {
-        let agent = self.get_agent(&Subject::Caller(caller), agent_id).await?;
+        let agent = self.get_agent(subject, agent_id).await?;
         self.store()
-            .get_key(caller.app_id, key_id)
+            .get_key(agent.app_id, key_id)
             .await?
             .filter(|k| k.agent_id == Some(agent.id))
             .ok_or(Error::NotFound(Entity::Key))

@@ -175,6 +175,12 @@ pub trait SecretStore: Send + Sync {
     ) -> StoreResult<Option<ManagedSecret>>;
     /// Stores a new value; false if the secret was deleted meanwhile.
     async fn rotate_secret(&self, secret: &ManagedSecret, event: &AuditEvent) -> StoreResult<bool>;
+    /// Stores new allowed hosts; false if the secret was deleted meanwhile.
+    async fn set_secret_hosts(
+        &self,
+        secret: &ManagedSecret,
+        event: &AuditEvent,
+    ) -> StoreResult<bool>;
     /// Marks the secret deleted and revokes all its grants (one event each, from `template`).
     async fn delete_secret(
         &self,

@@ -297,6 +297,28 @@ impl Vault {
         Ok(rotated)
     }
 
+    /// Replaces a secret's allowed hosts (operator), validated as at creation (empty: any
+    /// host). The value, its version and every grant stay as they are; the next release checks
+    /// the new list.
+    pub async fn set_secret_hosts(
+        &self,
+        app_id: AppId,
+        id_or_slug: &str,
+        allowed_hosts: Vec<String>,
+    ) -> Result<ManagedSecret> {
+        let secret = self.get_secret(app_id, id_or_slug).await?;
+        let allowed_hosts = validate_hosts(&allowed_hosts)?;
+        let changed = ManagedSecret {
+            allowed_hosts,
+            ..secret
+        };
+        let event = secret_event(&changed, action::SECRET_HOSTS_CHANGED, self.now());
+        if !self.store().set_secret_hosts(&changed, &event).await? {
+            return Err(Error::NotFound(Entity::Secret));
+        }
+        Ok(changed)
+    }
+
     /// Deletes a secret (operator) after `confirm` repeats its slug; every grant of it is
     /// revoked in the same transaction.
     pub async fn delete_secret(

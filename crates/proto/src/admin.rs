@@ -244,6 +244,15 @@ impl fmt::Debug for RotateSecretRequest {
     }
 }
 
+/// `PUT /admin/v1/apps/{app}/secrets/{secret}/hosts`: the secret's new allowed hosts (empty:
+/// any host).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretHostsRequest {
+    /// The hosts the secret may be sent to (`api.example.com`, `*.example.com`).
+    pub allowed_hosts: Vec<String>,
+}
+
 /// `POST /admin/v1/apps/{app}/grants/{grant}/revoke`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -3,7 +3,7 @@
 
 use alter_proto::admin::{
     CreateAppRequest, ItemList, RevokeRequest, RotateAppKeyRequest, RotateSecretRequest,
-    VerifyAuditRequest,
+    SecretHostsRequest, VerifyAuditRequest,
 };
 use alter_proto::signing::{encode_path_segment, encode_query};
 use reqwest::Method;
@@ -199,6 +199,22 @@ impl AdminClient {
         let path = member_path(app_id, "secrets", secret, "/rotate");
         self.call(Method::POST, &path, Some(&RotateSecretRequest { value }))
             .await
+    }
+
+    /// Replaces a managed secret's allowed hosts (empty: any host); its value and grants stay.
+    pub async fn set_secret_hosts(
+        &self,
+        app_id: &str,
+        secret: &str,
+        allowed_hosts: Vec<String>,
+    ) -> Result<SecretInfo, Error> {
+        let path = member_path(app_id, "secrets", secret, "/hosts");
+        self.call(
+            Method::PUT,
+            &path,
+            Some(&SecretHostsRequest { allowed_hosts }),
+        )
+        .await
     }
 
     /// Deletes a managed secret and revokes its grants; `confirm` must repeat its slug.

@@ -108,6 +108,21 @@ impl SecretStore for SqlStore {
         self.execute_one_with_event(query, event).await
     }
 
+    async fn set_secret_hosts(
+        &self,
+        value: &ManagedSecret,
+        event: &AuditEvent,
+    ) -> StoreResult<bool> {
+        let query = sqlx::query(
+            "UPDATE managed_secrets SET allowed_hosts = $1 \
+             WHERE app_id = $2 AND id = $3 AND deleted_at IS NULL",
+        )
+        .bind(to_json(&value.allowed_hosts)?)
+        .bind(value.app_id.to_string())
+        .bind(value.id.to_string());
+        self.execute_one_with_event(query, event).await
+    }
+
     async fn delete_secret(
         &self,
         app: AppId,

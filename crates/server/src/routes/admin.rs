@@ -13,7 +13,8 @@ use alter_core::subject::Subject;
 use alter_crypto::SecretString;
 use alter_proto::admin::{
     AppInfo, CreateAppRequest, CreateDelegationRequest, CreateSecretRequest, IdpInfo, IdpRequest,
-    ItemList, MintKeyRequest, RevokeRequest, RotateAppKeyRequest, RotateSecretRequest, SecretInfo,
+    ItemList, MintKeyRequest, RevokeRequest, RotateAppKeyRequest, RotateSecretRequest,
+    SecretHostsRequest, SecretInfo,
 };
 use alter_proto::agents::{AgentInfo, AgentList};
 use alter_proto::grants::{DelegationResult, GrantList};
@@ -50,6 +51,7 @@ pub fn router() -> Router<AppState> {
             get(get_secret).delete(delete_secret),
         )
         .route("/apps/{app}/secrets/{secret}/rotate", post(rotate_secret))
+        .route("/apps/{app}/secrets/{secret}/hosts", put(set_secret_hosts))
         .route("/catalog/providers", get(super::providers::builtin))
         .route("/apps/{app}/providers", get(super::providers::list))
         .route(
@@ -322,6 +324,19 @@ async fn rotate_secret(
     let secret = state
         .vault
         .rotate_secret(app_id(&app)?, &secret, SecretString::from(body.value))
+        .await?;
+    Ok(axum::Json(views::secret_info(&secret)))
+}
+
+async fn set_secret_hosts(
+    State(state): State<AppState>,
+    _: Operator,
+    Path((app, secret)): Path<(String, String)>,
+    Json(body): Json<SecretHostsRequest>,
+) -> ApiResult<axum::Json<SecretInfo>> {
+    let secret = state
+        .vault
+        .set_secret_hosts(app_id(&app)?, &secret, body.allowed_hosts)
         .await?;
     Ok(axum::Json(views::secret_info(&secret)))
 }

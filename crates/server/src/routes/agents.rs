@@ -190,7 +190,10 @@ pub async fn mint_key(
     Authed(caller, ..): Authed<need::AgentsAdmin>,
     Path(agent): Path<String>,
 ) -> ApiResult<(StatusCode, axum::Json<AgentKeyMintResult>)> {
-    let key = state.vault.mint_agent_key(&caller, id(&agent)?).await?;
+    let key = state
+        .vault
+        .mint_agent_key(&Subject::Caller(&caller), id(&agent)?)
+        .await?;
     Ok((
         StatusCode::CREATED,
         axum::Json(AgentKeyMintResult {
@@ -256,7 +259,7 @@ pub async fn revoke_key(
     let key = state
         .vault
         .revoke_agent_key(
-            &caller,
+            &Subject::Caller(&caller),
             id(&agent)?,
             id(&key)?,
             query.force.unwrap_or(false),

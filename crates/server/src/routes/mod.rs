@@ -15,7 +15,7 @@ pub(crate) mod keys;
 mod operators;
 pub(crate) mod policies;
 mod provider_specs;
-mod providers;
+pub(crate) mod providers;
 mod proxy;
 mod scopes;
 mod signin;

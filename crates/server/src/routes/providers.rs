@@ -157,7 +157,7 @@ fn catalog_entry(provider: &OAuthProvider) -> CatalogEntry {
 
 /// The domain request: a catalogue provider under its own id (its endpoints filled in with
 /// `params`), or a custom one described by its endpoints or discovered from its issuer.
-async fn configure_request(
+pub(crate) async fn configure_request(
     state: &AppState,
     id: String,
     body: ConfigureProviderRequest,

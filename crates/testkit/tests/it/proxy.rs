@@ -1094,3 +1094,140 @@ async fn credential_uses_claim_their_nonce_with_their_first_write() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn an_operator_replaces_a_secrets_allowed_hosts() {
+    on_every_engine(|engine| async move {
+        let server = TestServer::start(engine).await;
+        let world = server.world("a").await;
+        let other = server.world("b").await;
+        let upstream = Upstream::start().await;
+        let app_id = world.app.info.id.clone();
+        let made = secret(
+            &server,
+            &world,
+            &["127.0.0.1"],
+            secret_request("Hosted", "bearer", BEARER),
+        )
+        .await;
+        let grant = system_grant(&server, &world, &made).await;
+        let app = server.app(&world.app.key.api_key);
+        let url = format!("{}/v1/x", upstream.url());
+        let call = || app.proxy_request(ProviderRequest::get(&url).grant_id(&grant));
+        call().await.unwrap();
+        let admin = server.admin();
+
+        // Bad input changes nothing.
+        for hosts in [
+            vec!["https://api.example.com".to_owned()],
+            vec!["".to_owned()],
+            vec!["a..b".to_owned()],
+            vec!["x".to_owned(); 51],
+        ] {
+            let e = admin
+                .set_secret_hosts(&app_id, &made.id, hosts.clone())
+                .await
+                .unwrap_err();
+            assert_eq!(e.status(), 422, "{hosts:?}");
+            assert_eq!(e.code(), Some("invalid_request"), "{hosts:?}");
+        }
+        assert_eq!(
+            admin
+                .get_secret(&app_id, &made.id)
+                .await
+                .unwrap()
+                .allowed_hosts,
+            vec!["127.0.0.1"]
+        );
+
+        // Another app's operator path: the secret does not exist there.
+        let e = admin
+            .set_secret_hosts(&other.app.info.id, &made.id, vec!["evil.example".into()])
+            .await
+            .unwrap_err();
+        assert_eq!(e.status(), 404);
+        let e = admin
+            .set_secret_hosts(&other.app.info.id, &made.slug, vec!["evil.example".into()])
+            .await
+            .unwrap_err();
+        assert_eq!(e.status(), 404);
+
+        // Replaced (by slug, normalised as at creation): the next call to the removed host is
+        // refused before anything is sent; the value and the grant stay.
+        let changed = admin
+            .set_secret_hosts(
+                &app_id,
+                &made.slug,
+                vec!["API.Example.com".into(), "*.example.org".into()],
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            changed.allowed_hosts,
+            vec!["api.example.com", "*.example.org"]
+        );
+        assert_eq!(changed.value_version, made.value_version);
+        let sent = upstream.received().len();
+        let e = call().await.unwrap_err();
+        assert_eq!(e.status(), 422, "{e}");
+        assert_eq!(upstream.received().len(), sent, "nothing was sent");
+
+        // Back to this host: the same grant works again.
+        admin
+            .set_secret_hosts(&app_id, &made.id, vec!["127.0.0.1".into()])
+            .await
+            .unwrap();
+        call().await.unwrap();
+
+        // Each change is one audit event naming the new hosts, by the operator.
+        let events = admin
+            .audit_events(
+                &app_id,
+                &AuditQuery {
+                    action: Some("secret.hosts_changed".into()),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap()
+            .items;
+        let hosts: Vec<_> = events
+            .iter()
+            .map(|e| e.event["details"]["allowed_hosts"].clone())
+            .collect();
+        assert_eq!(
+            hosts,
+            vec![
+                json!(["api.example.com", "*.example.org"]),
+                json!(["127.0.0.1"])
+            ]
+        );
+        assert!(events.iter().all(|e| e.event["actor"]["kind"] == "operator"
+            && e.event["target"]["id"] == made.id.as_str()));
+        let other_events = admin
+            .audit_events(
+                &other.app.info.id,
+                &AuditQuery {
+                    action: Some("secret.hosts_changed".into()),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap()
+            .items;
+        assert!(other_events.is_empty());
+
+        // A deleted secret is not found.
+        admin
+            .delete_secret(&app_id, &made.id, &made.slug)
+            .await
+            .unwrap();
+        let e = admin
+            .set_secret_hosts(&app_id, &made.id, vec![])
+            .await
+            .unwrap_err();
+        assert_eq!(e.status(), 404);
+        server.stop().await;
+    })
+    .await;
+}

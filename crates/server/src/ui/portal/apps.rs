@@ -1,22 +1,30 @@
-//! Apps and what they own: keys (a minted key's plaintext is shown once, on the answer to the
-//! mint), managed secrets (never their value), agents and their keys, the identity provider and
-//! the OAuth providers.
+//! Apps and what they own: keys (a minted or rotated key's plaintext is shown once, on the
+//! answer to the form), managed secrets (never their value; rotate, allowed hosts, delete),
+//! agents (pause and resume, delete) and their keys (mint, revoke), the identity provider and the
+//! OAuth providers (configure, delete). Each form calls the same `Vault` function as its
+//! `/admin/v1` twin, with the admin API's conversions (`routes::providers::configure_request`).
 
+use std::collections::BTreeMap;
+
+use alter_core::Error;
+use alter_core::agents::{AgentStatus, AgentUpdate};
 use alter_core::identity::IdpSettings;
 use alter_core::ids::AppId;
-use alter_core::keys::MintKey;
+use alter_core::keys::{MintKey, NewKey, Overlap};
 use alter_core::secrets::{NewSecret, SecretLimits};
 use alter_core::subject::Subject;
 use alter_crypto::{ExposeSecret, SecretString};
+use alter_proto::providers::{ConfigureProviderRequest, EndpointsBody};
 use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Serialize;
 
+use super::super::session::Fields;
 use super::{
-    Done, Form, Op, Place, PortalUi, Session, actor, app_base, app_id, base, done, failure,
-    portal_page, viewer,
+    AppScope, AppSection, Done, Form, Place, PortalUi, Session, actor, app_base, app_change,
+    app_form, app_page, base, done, failure, portal_page, viewer, words,
 };
 use crate::routes::keys::key_info;
 use crate::routes::views;
@@ -28,6 +36,7 @@ pub(super) fn router() -> Router<AppState> {
         .route("/portal/apps/{app}", get(keys))
         .route("/portal/apps/{app}/keys", post(mint_key))
         .route("/portal/apps/{app}/keys/{key}/revoke", post(revoke_key))
+        .route("/portal/apps/{app}/keys/{key}/rotate", post(rotate_key))
         .route(
             "/portal/apps/{app}/secrets",
             get(secrets).post(create_secret),
@@ -36,46 +45,37 @@ pub(super) fn router() -> Router<AppState> {
             "/portal/apps/{app}/secrets/{secret}/rotate",
             post(rotate_secret),
         )
+        .route(
+            "/portal/apps/{app}/secrets/{secret}/hosts",
+            post(set_secret_hosts),
+        )
+        .route(
+            "/portal/apps/{app}/secrets/{secret}/delete",
+            post(delete_secret),
+        )
         .route("/portal/apps/{app}/agents", get(agents))
+        .route(
+            "/portal/apps/{app}/agents/{agent}/status",
+            post(set_agent_status),
+        )
+        .route(
+            "/portal/apps/{app}/agents/{agent}/delete",
+            post(delete_agent),
+        )
+        .route(
+            "/portal/apps/{app}/agents/{agent}/keys",
+            post(mint_agent_key),
+        )
+        .route(
+            "/portal/apps/{app}/agents/{agent}/keys/{key}/revoke",
+            post(revoke_agent_key),
+        )
         .route("/portal/apps/{app}/identity", get(identity).post(set_idp))
-}
-
-/// An app's page header: its id and name.
-#[derive(Debug, Serialize)]
-pub(crate) struct AppHeader {
-    id: String,
-    name: String,
-    base: String,
-}
-
-/// The app of an app page, or the page saying it does not exist.
-pub(crate) async fn app_header(
-    state: &AppState,
-    app: &str,
-) -> Result<(AppId, AppHeader), Response> {
-    let app = app_id(state, app)?;
-    match state.vault.get_app(app).await {
-        Ok(found) => Ok((
-            app,
-            AppHeader {
-                id: found.id.to_string(),
-                name: found.name,
-                base: app_base(state, app),
-            },
-        )),
-        Err(e) => Err(failure(state, e)),
-    }
-}
-
-/// The signed-in operator and the app of an app page view.
-pub(crate) async fn app_view(
-    state: &AppState,
-    session: &Session<PortalUi>,
-    app: &str,
-) -> Result<(Op, AppId, AppHeader), Response> {
-    let op = viewer(state, session).await?;
-    let (app, header) = app_header(state, app).await?;
-    Ok((op, app, header))
+        .route("/portal/apps/{app}/providers", post(configure_provider))
+        .route(
+            "/portal/apps/{app}/providers/{provider}/delete",
+            post(delete_provider),
+        )
 }
 
 // ---- apps ------------------------------------------------------------------------------
@@ -145,6 +145,54 @@ async fn create_app(State(state): State<AppState>, form: Form<PortalUi>) -> Resp
 
 // ---- keys ------------------------------------------------------------------------------
 
+const KEYS: AppSection = AppSection {
+    path: "",
+    template: "portal/keys.html",
+    title: "Keys",
+};
+
+/// A key just minted (or the successor of a rotated one): its plaintext, shown on this one
+/// answer and never again.
+#[derive(Serialize)]
+struct MintedView {
+    id: String,
+    name: String,
+    key_type: String,
+    api_key: String,
+    /// For a rotation: what happens to the key it replaces.
+    replaces: Option<String>,
+}
+
+impl MintedView {
+    fn of(new: &NewKey, replaces: Option<String>) -> MintedView {
+        MintedView {
+            id: new.key.id.to_string(),
+            name: new.key.name.clone(),
+            key_type: new.key.key_type.as_str().to_owned(),
+            api_key: new.plaintext.expose_secret().to_owned(),
+            replaces,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct KeysPage {
+    keys: Vec<alter_proto::keys::ApiKeyInfo>,
+    minted: Option<MintedView>,
+}
+
+async fn keys_page(
+    state: &AppState,
+    app: AppId,
+    minted: Option<MintedView>,
+) -> Result<KeysPage, Error> {
+    let keys = state.vault.list_app_keys(app).await?;
+    Ok(KeysPage {
+        keys: keys.iter().map(key_info).collect(),
+        minted,
+    })
+}
+
 /// `GET /portal/apps/{app}`: the app's keys, and the form that mints one.
 async fn keys(
     State(state): State<AppState>,
@@ -152,119 +200,98 @@ async fn keys(
     Path(app): Path<String>,
     Query(done): Query<Done>,
 ) -> Response {
-    let (op, app, header) = match app_view(&state, &session, &app).await {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
-    let keys = match state.vault.list_app_keys(app).await {
-        Ok(keys) => keys,
-        Err(e) => return failure(&state, e),
-    };
-    #[derive(Serialize)]
-    struct Context {
-        app: AppHeader,
-        keys: Vec<alter_proto::keys::ApiKeyInfo>,
-        minted: Option<MintedView>,
-    }
-    portal_page(
+    app_page(
         &state,
-        &op,
-        Place::App(app, ""),
-        "portal/keys.html",
-        "Keys",
+        &session,
+        &app,
+        &KEYS,
         done.notice(),
-        Context {
-            app: header,
-            keys: keys.iter().map(key_info).collect(),
-            minted: None,
-        },
+        |state, app| keys_page(state, app, None),
     )
-    .into_response()
+    .await
 }
 
-/// A key just minted: its plaintext, shown on this one answer and never again.
-#[derive(Serialize)]
-struct MintedView {
-    id: String,
-    name: String,
-    key_type: String,
-    api_key: String,
+/// Answers a form that made a key with the keys page showing its plaintext (no redirect: a
+/// reload cannot show it again).
+async fn made_key(
+    state: &AppState,
+    form: &Form<PortalUi>,
+    app: &str,
+    make: impl AsyncFnOnce(&AppScope, &Fields) -> Result<MintedView, Error>,
+) -> Response {
+    let scope = match app_form(state, form, app).await {
+        Ok(scope) => scope,
+        Err(r) => return r,
+    };
+    let made = async {
+        let minted = scope.op.act(make(&scope, &form.fields)).await?;
+        keys_page(state, scope.app, Some(minted)).await
+    };
+    match made.await {
+        Ok(page) => scope.render(state, &KEYS, None, page),
+        Err(e) => failure(state, e),
+    }
+}
+
+/// An optional whole number of seconds from a field.
+fn seconds(fields: &Fields, name: &str) -> Result<Option<i64>, Error> {
+    fields
+        .text(name)
+        .map(|text| {
+            text.parse::<i64>()
+                .map_err(|_| Error::Invalid(format!("{name} must be a number of seconds")))
+        })
+        .transpose()
 }
 
 /// `POST /portal/apps/{app}/keys`: `name`, `key_type` (rk, ak, pk), `scopes` (space or comma
-/// separated; empty: every scope), `expires_in` (seconds, optional). Answers the keys page with
-/// the new key's plaintext (no redirect: a reload cannot show it again).
+/// separated; empty: every scope), `expires_in` (seconds, optional).
 async fn mint_key(
     State(state): State<AppState>,
     Path(app): Path<String>,
     form: Form<PortalUi>,
 ) -> Response {
-    let op = match actor(&state, &form).await {
-        Ok(op) => op,
-        Err(r) => return r,
-    };
-    let (app, header) = match super::apps::app_header(&state, &app).await {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
-    let fields = &form.fields;
-    let scopes: Vec<String> = fields
-        .text("scopes")
-        .unwrap_or_default()
-        .split([' ', ','])
-        .filter(|s| !s.is_empty())
-        .map(str::to_owned)
-        .collect();
-    let expires_in = match fields.text("expires_in").map(str::parse::<i64>) {
-        None => None,
-        Some(Ok(seconds)) => Some(seconds),
-        Some(Err(_)) => {
-            return failure(
-                &state,
-                alter_core::Error::Invalid("expires_in must be a number of seconds".into()),
-            );
-        }
-    };
-    let request = MintKey {
-        name: fields.text("name").map(str::to_owned),
-        key_type: fields.text("key_type").map(str::to_owned),
-        scopes: (!scopes.is_empty()).then_some(scopes),
-        cidr_allowlist: None,
-        expires_in,
-    };
-    let new = match op.act(state.vault.mint_app_key(app, request)).await {
-        Ok(new) => new,
-        Err(e) => return failure(&state, e),
-    };
-    let keys = match state.vault.list_app_keys(app).await {
-        Ok(keys) => keys,
-        Err(e) => return failure(&state, e),
-    };
-    #[derive(Serialize)]
-    struct Context {
-        app: AppHeader,
-        keys: Vec<alter_proto::keys::ApiKeyInfo>,
-        minted: Option<MintedView>,
-    }
-    portal_page(
-        &state,
-        &op,
-        Place::App(app, ""),
-        "portal/keys.html",
-        "Keys",
-        None,
-        Context {
-            app: header,
-            keys: keys.iter().map(key_info).collect(),
-            minted: Some(MintedView {
-                id: new.key.id.to_string(),
-                name: new.key.name.clone(),
-                key_type: new.key.key_type.as_str().to_owned(),
-                api_key: new.plaintext.expose_secret().to_owned(),
-            }),
-        },
-    )
-    .into_response()
+    made_key(&state, &form, &app, async |scope, fields| {
+        let scopes = words(fields.text("scopes"));
+        let request = MintKey {
+            name: fields.text("name").map(str::to_owned),
+            key_type: fields.text("key_type").map(str::to_owned),
+            scopes: (!scopes.is_empty()).then_some(scopes),
+            cidr_allowlist: None,
+            expires_in: seconds(fields, "expires_in")?,
+        };
+        let new = state.vault.mint_app_key(scope.app, request).await?;
+        Ok(MintedView::of(&new, None))
+    })
+    .await
+}
+
+/// `POST /portal/apps/{app}/keys/{key}/rotate`: `grace_seconds` (optional, 0 by default): a
+/// new key with the same name, type and scopes; the old one keeps working for the grace
+/// period, then stops.
+async fn rotate_key(
+    State(state): State<AppState>,
+    Path((app, key)): Path<(String, String)>,
+    form: Form<PortalUi>,
+) -> Response {
+    made_key(&state, &form, &app, async |scope, fields| {
+        let key = crate::routes::id(&key)?;
+        let grace = seconds(fields, "grace_seconds")?;
+        let subject = Subject::Operator { app: scope.app };
+        let new = state
+            .vault
+            .rotate_key(&subject, key, Overlap::Seconds(grace))
+            .await?;
+        let replaces = match grace.unwrap_or(0) {
+            0 => "The key it replaces stopped working now.".to_owned(),
+            grace => format!(
+                "The key it replaces keeps working until {} (a grace of {grace} seconds), then stops.",
+                state.vault.now().plus_seconds(grace).to_rfc3339()
+            ),
+        };
+        Ok(MintedView::of(&new, Some(replaces)))
+    })
+    .await
 }
 
 /// `POST /portal/apps/{app}/keys/{key}/revoke`: the operator's revoke, which (as on the
@@ -274,26 +301,28 @@ async fn revoke_key(
     Path((app, key)): Path<(String, String)>,
     form: Form<PortalUi>,
 ) -> Response {
-    let op = match actor(&state, &form).await {
-        Ok(op) => op,
-        Err(r) => return r,
-    };
-    let app = match app_id(&state, &app) {
-        Ok(app) => app,
-        Err(r) => return r,
-    };
-    let key = match crate::routes::id(&key) {
-        Ok(key) => key,
-        Err(e) => return failure(&state, e),
-    };
-    let subject = Subject::Operator { app };
-    match op.act(state.vault.revoke_key(&subject, key, true)).await {
-        Ok(_) => done(app_base(&state, app), "key_revoked"),
-        Err(e) => failure(&state, e),
-    }
+    app_change(
+        &state,
+        &form,
+        &app,
+        KEYS.path,
+        "key_revoked",
+        |c| async move {
+            let subject = Subject::Operator { app: c.app };
+            let key = crate::routes::id(&key)?;
+            c.state.vault.revoke_key(&subject, key, true).await
+        },
+    )
+    .await
 }
 
 // ---- managed secrets -------------------------------------------------------------------
+
+const SECRETS: AppSection = AppSection {
+    path: "/secrets",
+    template: "portal/secrets.html",
+    title: "Managed secrets",
+};
 
 /// `GET /portal/apps/{app}/secrets`.
 async fn secrets(
@@ -302,32 +331,24 @@ async fn secrets(
     Path(app): Path<String>,
     Query(done): Query<Done>,
 ) -> Response {
-    let (op, app, header) = match app_view(&state, &session, &app).await {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
-    let secrets = match state.vault.list_secrets(app).await {
-        Ok(secrets) => secrets,
-        Err(e) => return failure(&state, e),
-    };
     #[derive(Serialize)]
-    struct Context {
-        app: AppHeader,
+    struct SecretsPage {
         secrets: Vec<alter_proto::admin::SecretInfo>,
     }
-    portal_page(
+    app_page(
         &state,
-        &op,
-        Place::App(app, "/secrets"),
-        "portal/secrets.html",
-        "Managed secrets",
+        &session,
+        &app,
+        &SECRETS,
         done.notice(),
-        Context {
-            app: header,
-            secrets: secrets.iter().map(views::secret_info).collect(),
+        |state, app| async move {
+            let secrets = state.vault.list_secrets(app).await?;
+            Ok(SecretsPage {
+                secrets: secrets.iter().map(views::secret_info).collect(),
+            })
         },
     )
-    .into_response()
+    .await
 }
 
 /// `POST /portal/apps/{app}/secrets`: `name`, `secret_type` (bearer, header, basic, query),
@@ -338,38 +359,28 @@ async fn create_secret(
     Path(app): Path<String>,
     form: Form<PortalUi>,
 ) -> Response {
-    let op = match actor(&state, &form).await {
-        Ok(op) => op,
-        Err(r) => return r,
-    };
-    let app = match app_id(&state, &app) {
-        Ok(app) => app,
-        Err(r) => return r,
-    };
-    let fields = &form.fields;
-    let new = NewSecret {
-        name: fields.text("name").unwrap_or_default().to_owned(),
-        secret_type: fields.text("secret_type").unwrap_or("bearer").to_owned(),
-        header: fields.text("header").map(str::to_owned),
-        param: fields.text("param").map(str::to_owned),
-        rules: Vec::new(),
-        allowed_hosts: fields
-            .text("allowed_hosts")
-            .unwrap_or_default()
-            .split([' ', ',', '\n', '\r'])
-            .filter(|h| !h.is_empty())
-            .map(str::to_owned)
-            .collect(),
-        limits: SecretLimits::default(),
-        value: SecretString::from(fields.get("value").unwrap_or_default().to_owned()),
-    };
-    match op.act(state.vault.create_secret(app, new)).await {
-        Ok(_) => done(
-            format!("{}/secrets", app_base(&state, app)),
-            "secret_created",
-        ),
-        Err(e) => failure(&state, e),
-    }
+    app_change(
+        &state,
+        &form,
+        &app,
+        SECRETS.path,
+        "secret_created",
+        |c| async move {
+            let fields = c.fields;
+            let new = NewSecret {
+                name: fields.text("name").unwrap_or_default().to_owned(),
+                secret_type: fields.text("secret_type").unwrap_or("bearer").to_owned(),
+                header: fields.text("header").map(str::to_owned),
+                param: fields.text("param").map(str::to_owned),
+                rules: Vec::new(),
+                allowed_hosts: words(fields.text("allowed_hosts")),
+                limits: SecretLimits::default(),
+                value: SecretString::from(fields.get("value").unwrap_or_default().to_owned()),
+            };
+            c.state.vault.create_secret(c.app, new).await
+        },
+    )
+    .await
 }
 
 /// `POST /portal/apps/{app}/secrets/{secret}/rotate`: `value`. Grants keep their ids.
@@ -378,82 +389,237 @@ async fn rotate_secret(
     Path((app, secret)): Path<(String, String)>,
     form: Form<PortalUi>,
 ) -> Response {
-    let op = match actor(&state, &form).await {
-        Ok(op) => op,
-        Err(r) => return r,
-    };
-    let app = match app_id(&state, &app) {
-        Ok(app) => app,
-        Err(r) => return r,
-    };
-    let value = SecretString::from(form.fields.get("value").unwrap_or_default().to_owned());
-    match op.act(state.vault.rotate_secret(app, &secret, value)).await {
-        Ok(_) => done(
-            format!("{}/secrets", app_base(&state, app)),
-            "secret_rotated",
-        ),
-        Err(e) => failure(&state, e),
-    }
+    app_change(
+        &state,
+        &form,
+        &app,
+        SECRETS.path,
+        "secret_rotated",
+        |c| async move {
+            let value = SecretString::from(c.fields.get("value").unwrap_or_default().to_owned());
+            c.state.vault.rotate_secret(c.app, &secret, value).await
+        },
+    )
+    .await
+}
+
+/// `POST /portal/apps/{app}/secrets/{secret}/hosts`: `allowed_hosts` (space, comma or line
+/// separated; empty: any host) replace the secret's.
+async fn set_secret_hosts(
+    State(state): State<AppState>,
+    Path((app, secret)): Path<(String, String)>,
+    form: Form<PortalUi>,
+) -> Response {
+    app_change(
+        &state,
+        &form,
+        &app,
+        SECRETS.path,
+        "secret_hosts_saved",
+        |c| async move {
+            let hosts = words(c.fields.text("allowed_hosts"));
+            c.state.vault.set_secret_hosts(c.app, &secret, hosts).await
+        },
+    )
+    .await
+}
+
+/// `POST /portal/apps/{app}/secrets/{secret}/delete`: `confirm` repeats the secret's slug;
+/// every grant of it is revoked.
+async fn delete_secret(
+    State(state): State<AppState>,
+    Path((app, secret)): Path<(String, String)>,
+    form: Form<PortalUi>,
+) -> Response {
+    app_change(
+        &state,
+        &form,
+        &app,
+        SECRETS.path,
+        "secret_deleted",
+        |c| async move {
+            let confirm = c.fields.text("confirm").unwrap_or_default();
+            c.state.vault.delete_secret(c.app, &secret, confirm).await
+        },
+    )
+    .await
 }
 
 // ---- agents ----------------------------------------------------------------------------
+
+const AGENTS: AppSection = AppSection {
+    path: "/agents",
+    template: "portal/agents.html",
+    title: "Agents",
+};
+
+#[derive(Serialize)]
+struct AgentRow {
+    agent: alter_proto::agents::AgentInfo,
+    keys: Vec<alter_proto::keys::ApiKeyInfo>,
+}
+
+#[derive(Serialize)]
+struct AgentsPage {
+    agents: Vec<AgentRow>,
+    /// A key just minted for an agent, shown once.
+    minted: Option<MintedView>,
+}
+
+async fn agents_page(
+    state: &AppState,
+    app: AppId,
+    minted: Option<MintedView>,
+) -> Result<AgentsPage, Error> {
+    let subject = Subject::Operator { app };
+    let (agents, _) = state.vault.list_agents(&subject, true, 200, 0).await?;
+    let keys = state.vault.list_app_keys(app).await?;
+    Ok(AgentsPage {
+        agents: agents
+            .iter()
+            .map(|agent| AgentRow {
+                agent: views::agent_info(agent),
+                keys: keys
+                    .iter()
+                    .filter(|k| k.agent_id == Some(agent.id))
+                    .map(key_info)
+                    .collect(),
+            })
+            .collect(),
+        minted,
+    })
+}
 
 /// `GET /portal/apps/{app}/agents`: the app's agents and each one's keys.
 async fn agents(
     State(state): State<AppState>,
     session: Session<PortalUi>,
     Path(app): Path<String>,
+    Query(done): Query<Done>,
 ) -> Response {
-    let (op, app, header) = match app_view(&state, &session, &app).await {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
-    let subject = Subject::Operator { app };
-    let (agents, _) = match state.vault.list_agents(&subject, true, 200, 0).await {
-        Ok(page) => page,
-        Err(e) => return failure(&state, e),
-    };
-    #[derive(Serialize)]
-    struct Row {
-        agent: alter_proto::agents::AgentInfo,
-        keys: Vec<alter_proto::keys::ApiKeyInfo>,
-    }
-    let keys = match state.vault.list_app_keys(app).await {
-        Ok(keys) => keys,
-        Err(e) => return failure(&state, e),
-    };
-    let rows = agents
-        .iter()
-        .map(|agent| Row {
-            agent: views::agent_info(agent),
-            keys: keys
-                .iter()
-                .filter(|k| k.agent_id == Some(agent.id))
-                .map(key_info)
-                .collect(),
-        })
-        .collect();
-    #[derive(Serialize)]
-    struct Context {
-        app: AppHeader,
-        agents: Vec<Row>,
-    }
-    portal_page(
+    app_page(
         &state,
-        &op,
-        Place::App(app, "/agents"),
-        "portal/agents.html",
-        "Agents",
-        None,
-        Context {
-            app: header,
-            agents: rows,
+        &session,
+        &app,
+        &AGENTS,
+        done.notice(),
+        |state, app| agents_page(state, app, None),
+    )
+    .await
+}
+
+/// `POST /portal/apps/{app}/agents/{agent}/status`: `status` is `inactive` (pause: its keys
+/// are refused until it is resumed) or `active` (resume), as the admin API's pause and resume
+/// set it.
+async fn set_agent_status(
+    State(state): State<AppState>,
+    Path((app, agent)): Path<(String, String)>,
+    form: Form<PortalUi>,
+) -> Response {
+    let status = form.fields.get("status");
+    let notice = if status == Some("active") {
+        "agent_resumed"
+    } else {
+        "agent_paused"
+    };
+    app_change(&state, &form, &app, AGENTS.path, notice, |c| async move {
+        let status = match status {
+            Some("active") => AgentStatus::Active,
+            Some("inactive") => AgentStatus::Inactive,
+            _ => return Err(Error::Invalid("status must be active or inactive".into())),
+        };
+        let update = AgentUpdate {
+            status: Some(status.as_str().to_owned()),
+            ..AgentUpdate::default()
+        };
+        let subject = Subject::Operator { app: c.app };
+        let agent = crate::routes::id(&agent)?;
+        c.state.vault.update_agent(&subject, agent, update).await
+    })
+    .await
+}
+
+/// `POST /portal/apps/{app}/agents/{agent}/delete`: terminal; its keys and delegations are
+/// revoked.
+async fn delete_agent(
+    State(state): State<AppState>,
+    Path((app, agent)): Path<(String, String)>,
+    form: Form<PortalUi>,
+) -> Response {
+    app_change(
+        &state,
+        &form,
+        &app,
+        AGENTS.path,
+        "agent_deleted",
+        |c| async move {
+            let subject = Subject::Operator { app: c.app };
+            let agent = crate::routes::id(&agent)?;
+            c.state.vault.delete_agent(&subject, agent).await
         },
     )
-    .into_response()
+    .await
+}
+
+/// `POST /portal/apps/{app}/agents/{agent}/keys`: another key for the agent, answered with
+/// the agents page showing it once.
+async fn mint_agent_key(
+    State(state): State<AppState>,
+    Path((app, agent)): Path<(String, String)>,
+    form: Form<PortalUi>,
+) -> Response {
+    let scope = match app_form(&state, &form, &app).await {
+        Ok(scope) => scope,
+        Err(r) => return r,
+    };
+    let made = async {
+        let subject = Subject::Operator { app: scope.app };
+        let agent = crate::routes::id(&agent)?;
+        let new = scope
+            .op
+            .act(state.vault.mint_agent_key(&subject, agent))
+            .await?;
+        agents_page(&state, scope.app, Some(MintedView::of(&new, None))).await
+    };
+    match made.await {
+        Ok(page) => scope.render(&state, &AGENTS, None, page),
+        Err(e) => failure(&state, e),
+    }
+}
+
+/// `POST /portal/apps/{app}/agents/{agent}/keys/{key}/revoke`: `force` (a checkbox) allows
+/// revoking the agent's last working key.
+async fn revoke_agent_key(
+    State(state): State<AppState>,
+    Path((app, agent, key)): Path<(String, String, String)>,
+    form: Form<PortalUi>,
+) -> Response {
+    app_change(
+        &state,
+        &form,
+        &app,
+        AGENTS.path,
+        "agent_key_revoked",
+        |c| async move {
+            let subject = Subject::Operator { app: c.app };
+            let (agent, key) = (crate::routes::id(&agent)?, crate::routes::id(&key)?);
+            let force = c.fields.get("force") == Some("yes");
+            c.state
+                .vault
+                .revoke_agent_key(&subject, agent, key, force)
+                .await
+        },
+    )
+    .await
 }
 
 // ---- identity and providers -------------------------------------------------------------
+
+const IDENTITY: AppSection = AppSection {
+    path: "/identity",
+    template: "portal/identity.html",
+    title: "Identity & providers",
+};
 
 /// `GET /portal/apps/{app}/identity`: the identity provider and the OAuth providers.
 async fn identity(
@@ -462,19 +628,6 @@ async fn identity(
     Path(app): Path<String>,
     Query(done): Query<Done>,
 ) -> Response {
-    let (op, app, header) = match app_view(&state, &session, &app).await {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
-    let idp = match state.vault.get_idp(app).await {
-        Ok(idp) => Some(views::idp_info(&idp)),
-        Err(alter_core::Error::NotFound(_)) => None,
-        Err(e) => return failure(&state, e),
-    };
-    let providers = match state.vault.list_providers(app).await {
-        Ok(providers) => providers,
-        Err(e) => return failure(&state, e),
-    };
     #[derive(Serialize)]
     struct ProviderRow {
         id: String,
@@ -484,43 +637,52 @@ async fn identity(
         updated_at: String,
     }
     #[derive(Serialize)]
-    struct Context {
-        app: AppHeader,
+    struct CatalogueEntry {
+        id: String,
+        display_name: String,
+    }
+    #[derive(Serialize)]
+    struct IdentityPage {
         idp: Option<alter_proto::admin::IdpInfo>,
         providers: Vec<ProviderRow>,
+        catalogue: Vec<CatalogueEntry>,
     }
-    portal_page(
+    app_page(
         &state,
-        &op,
-        Place::App(app, "/identity"),
-        "portal/identity.html",
-        "Identity & providers",
+        &session,
+        &app,
+        &IDENTITY,
         done.notice(),
-        Context {
-            app: header,
-            idp,
-            providers: providers
-                .iter()
-                .map(|p| ProviderRow {
-                    id: p.id.clone(),
-                    display_name: p.display_name.clone(),
-                    client_id: p.client_id.clone(),
-                    scopes: p.scopes.clone(),
-                    updated_at: p.updated_at.to_rfc3339(),
-                })
-                .collect(),
+        |state, app| async move {
+            let idp = match state.vault.get_idp(app).await {
+                Ok(idp) => Some(views::idp_info(&idp)),
+                Err(Error::NotFound(_)) => None,
+                Err(e) => return Err(e),
+            };
+            let providers = state.vault.list_providers(app).await?;
+            Ok(IdentityPage {
+                idp,
+                providers: providers
+                    .iter()
+                    .map(|p| ProviderRow {
+                        id: p.id.clone(),
+                        display_name: p.display_name.clone(),
+                        client_id: p.client_id.clone(),
+                        scopes: p.scopes.clone(),
+                        updated_at: p.updated_at.to_rfc3339(),
+                    })
+                    .collect(),
+                catalogue: alter_upstream::catalog::catalog()
+                    .iter()
+                    .map(|p| CatalogueEntry {
+                        id: p.id.clone(),
+                        display_name: p.display_name.clone(),
+                    })
+                    .collect(),
+            })
         },
     )
-    .into_response()
-}
-
-/// Space-, comma- or line-separated words of a field.
-fn words(text: Option<&str>) -> Vec<String> {
-    text.unwrap_or_default()
-        .split([' ', ',', '\n', '\r'])
-        .filter(|w| !w.is_empty())
-        .map(str::to_owned)
-        .collect()
+    .await
 }
 
 /// `POST /portal/apps/{app}/identity`: sets (or replaces) the identity provider: `issuer`,
@@ -531,30 +693,111 @@ async fn set_idp(
     Path(app): Path<String>,
     form: Form<PortalUi>,
 ) -> Response {
-    let op = match actor(&state, &form).await {
-        Ok(op) => op,
-        Err(r) => return r,
-    };
-    let app = match app_id(&state, &app) {
-        Ok(app) => app,
-        Err(r) => return r,
-    };
-    let fields = &form.fields;
+    app_change(
+        &state,
+        &form,
+        &app,
+        IDENTITY.path,
+        "idp_saved",
+        |c| async move {
+            let fields = c.fields;
+            let text = |name: &str| fields.text(name).map(str::to_owned);
+            let settings = IdpSettings {
+                issuer: text("issuer").unwrap_or_default(),
+                audiences: words(fields.text("audiences")),
+                jwks_url: text("jwks_url"),
+                jwks_inline: None,
+                algorithms: words(fields.text("algorithms")),
+                subject_claim: text("subject_claim"),
+                groups_claim: text("groups_claim"),
+                email_claim: text("email_claim"),
+                name_claim: text("name_claim"),
+                leeway_seconds: None,
+            };
+            c.state.vault.set_idp(c.app, settings).await
+        },
+    )
+    .await
+}
+
+/// The admin API's configure body from the provider form: `display_name`, `client_id`,
+/// `client_secret` (empty: keep the stored one), `scopes` (empty: the catalogue's defaults),
+/// `params` (a catalogue provider's placeholders, `name=value` words), and for a custom
+/// provider `issuer` (to discover the rest) or `authorize_url` and `token_url`, with
+/// `revoke_url`, `refresh` (none, rotating, non_rotating) and `no_pkce`.
+fn provider_request(fields: &Fields) -> Result<ConfigureProviderRequest, Error> {
     let text = |name: &str| fields.text(name).map(str::to_owned);
-    let settings = IdpSettings {
-        issuer: text("issuer").unwrap_or_default(),
-        audiences: words(fields.text("audiences")),
-        jwks_url: text("jwks_url"),
-        jwks_inline: None,
-        algorithms: words(fields.text("algorithms")),
-        subject_claim: text("subject_claim"),
-        groups_claim: text("groups_claim"),
-        email_claim: text("email_claim"),
-        name_claim: text("name_claim"),
-        leeway_seconds: None,
-    };
-    match op.act(state.vault.set_idp(app, settings)).await {
-        Ok(_) => done(format!("{}/identity", app_base(&state, app)), "idp_saved"),
-        Err(e) => failure(&state, e),
+    let scopes = words(fields.text("scopes"));
+    let mut params = BTreeMap::new();
+    for pair in words(fields.text("params")) {
+        let (name, value) = pair
+            .split_once('=')
+            .ok_or_else(|| Error::Invalid(format!("params: {pair:?} is not name=value")))?;
+        params.insert(name.to_owned(), value.to_owned());
     }
+    let custom = ["issuer", "authorize_url", "token_url"]
+        .iter()
+        .any(|name| fields.text(name).is_some());
+    let endpoints = custom.then(|| EndpointsBody {
+        issuer: text("issuer"),
+        authorize_url: text("authorize_url"),
+        token_url: text("token_url"),
+        revoke_url: text("revoke_url"),
+        refresh: text("refresh"),
+        pkce: fields.get("no_pkce").map(|_| false),
+        ..EndpointsBody::default()
+    });
+    Ok(ConfigureProviderRequest {
+        display_name: text("display_name"),
+        client_id: text("client_id").unwrap_or_default(),
+        client_secret: fields
+            .get("client_secret")
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned),
+        scopes: (!scopes.is_empty()).then_some(scopes),
+        endpoints,
+        params: (!params.is_empty()).then_some(params),
+        expected_version: None,
+    })
+}
+
+/// `POST /portal/apps/{app}/providers`: configures (or replaces) the OAuth provider
+/// `provider_id` (a catalogue id, or any id with a custom provider's endpoints).
+async fn configure_provider(
+    State(state): State<AppState>,
+    Path(app): Path<String>,
+    form: Form<PortalUi>,
+) -> Response {
+    app_change(
+        &state,
+        &form,
+        &app,
+        IDENTITY.path,
+        "provider_saved",
+        |c| async move {
+            let id = c.fields.text("provider_id").unwrap_or_default().to_owned();
+            let body = provider_request(c.fields)?;
+            let request = crate::routes::providers::configure_request(c.state, id, body).await?;
+            c.state.vault.configure_provider(c.app, request).await
+        },
+    )
+    .await
+}
+
+/// `POST /portal/apps/{app}/providers/{provider}/delete`: refused while connections made
+/// with it are live.
+async fn delete_provider(
+    State(state): State<AppState>,
+    Path((app, provider)): Path<(String, String)>,
+    form: Form<PortalUi>,
+) -> Response {
+    app_change(
+        &state,
+        &form,
+        &app,
+        IDENTITY.path,
+        "provider_deleted",
+        |c| async move { c.state.vault.delete_provider(c.app, &provider).await },
+    )
+    .await
 }

@@ -14,9 +14,11 @@ use serde::{Deserialize, Serialize};
 
 use super::super::session::same_origin;
 use super::super::{csv, message};
-use super::apps::{AppHeader, app_view};
 use super::chart::{SERIES, activity_svg, hour_label};
-use super::{Done, Place, PortalUi, Session, app_base, failure, portal_page, viewer};
+use super::{
+    AppSection, Done, Place, PortalUi, Session, app_base, app_page, app_view, failure, portal_page,
+    viewer,
+};
 use crate::state::AppState;
 
 pub(super) fn router() -> Router<AppState> {
@@ -264,6 +266,33 @@ fn event_row(stored: &StoredEvent) -> EventRow {
 /// Events per log page.
 const PAGE: i64 = 100;
 
+const AUDIT: AppSection = AppSection {
+    path: "/audit",
+    template: "portal/audit.html",
+    title: "Audit log",
+};
+
+#[derive(Serialize)]
+struct Chain {
+    ok: bool,
+    events: i64,
+    problem: Option<String>,
+    /// The checkpoint the chain was verified against: only then can the page say that
+    /// nothing was cut from the end.
+    checkpoint: Option<i64>,
+}
+
+#[derive(Serialize)]
+struct LogPage {
+    events: Vec<EventRow>,
+    filters: LogQuery,
+    chain: Option<Chain>,
+    next: Option<String>,
+    export_csv: String,
+    export_jsonl: String,
+    action: String,
+}
+
 /// `GET /portal/apps/{app}/audit`: the filtered log, a page at a time, and the chain status.
 async fn audit_log(
     State(state): State<AppState>,
@@ -271,81 +300,48 @@ async fn audit_log(
     Path(app): Path<String>,
     Query(query): Query<LogQuery>,
 ) -> Response {
-    let (op, app, header) = match app_view(&state, &session, &app).await {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
-    let filter = match query.filter() {
-        Ok(filter) => filter,
-        Err(e) => return failure(&state, e),
-    };
-    let after = query.after.unwrap_or(0);
-    let events = match state.vault.audit_events(app, filter, after, PAGE).await {
-        Ok(events) => events,
-        Err(e) => return failure(&state, e),
-    };
-    // The walk reads the whole chain: the first page shows it, later pages do not repeat it.
-    let report = if query.after.is_none() {
-        match state.vault.verify_audit_chain(app, None).await {
-            Ok(report) => Some(report),
-            Err(e) => return failure(&state, e),
-        }
-    } else {
-        None
-    };
-    #[derive(Serialize)]
-    struct Chain {
-        ok: bool,
-        events: i64,
-        problem: Option<String>,
-        /// The checkpoint the chain was verified against: only then can the page say that
-        /// nothing was cut from the end.
-        checkpoint: Option<i64>,
-    }
-    #[derive(Serialize)]
-    struct Context {
-        app: AppHeader,
-        events: Vec<EventRow>,
-        filters: LogQuery,
-        chain: Option<Chain>,
-        next: Option<String>,
-        export_csv: String,
-        export_jsonl: String,
-        action: String,
-    }
-    let base = format!("{}/audit", app_base(&state, app));
-    let filters = query.filters_query();
-    let joiner = if filters.is_empty() { "" } else { "&" };
-    let next = (events.len() as i64 == PAGE)
-        .then(|| events.last().map(|e| e.seq))
-        .flatten()
-        .map(|seq| format!("{base}?{filters}{joiner}after={seq}"));
-    portal_page(
+    app_page(
         &state,
-        &op,
-        Place::App(app, "/audit"),
-        "portal/audit.html",
-        "Audit log",
+        &session,
+        &app,
+        &AUDIT,
         None,
-        Context {
-            app: header,
-            events: events.iter().map(event_row).collect(),
-            chain: report.map(|report| Chain {
-                ok: report.first_problem.is_none(),
-                events: report.events,
-                problem: report
-                    .first_problem
-                    .map(|p| format!("event {}: {}", p.seq, p.problem)),
-                checkpoint: report.checkpoint_seq,
-            }),
-            next,
-            export_csv: format!("{base}/export?{filters}{joiner}format=csv"),
-            export_jsonl: format!("{base}/export?{filters}{joiner}format=jsonl"),
-            action: base,
-            filters: query,
+        |state, app| async move {
+            let filter = query.filter()?;
+            let after = query.after.unwrap_or(0);
+            let events = state.vault.audit_events(app, filter, after, PAGE).await?;
+            // The walk reads the whole chain: the first page shows it, later pages do not repeat it.
+            let report = if query.after.is_none() {
+                Some(state.vault.verify_audit_chain(app, None).await?)
+            } else {
+                None
+            };
+            let base = format!("{}/audit", app_base(state, app));
+            let filters = query.filters_query();
+            let joiner = if filters.is_empty() { "" } else { "&" };
+            let next = (events.len() as i64 == PAGE)
+                .then(|| events.last().map(|e| e.seq))
+                .flatten()
+                .map(|seq| format!("{base}?{filters}{joiner}after={seq}"));
+            Ok(LogPage {
+                events: events.iter().map(event_row).collect(),
+                chain: report.map(|report| Chain {
+                    ok: report.first_problem.is_none(),
+                    events: report.events,
+                    problem: report
+                        .first_problem
+                        .map(|p| format!("event {}: {}", p.seq, p.problem)),
+                    checkpoint: report.checkpoint_seq,
+                }),
+                next,
+                export_csv: format!("{base}/export?{filters}{joiner}format=csv"),
+                export_jsonl: format!("{base}/export?{filters}{joiner}format=jsonl"),
+                action: base,
+                filters: query,
+            })
         },
     )
-    .into_response()
+    .await
 }
 
 /// The most events one export holds.
@@ -380,8 +376,8 @@ async fn export(
         )
         .into_response();
     }
-    let (_op, app, _) = match app_view(&state, &session, &app).await {
-        Ok(v) => v,
+    let app = match app_view(&state, &session, &app).await {
+        Ok(scope) => scope.app,
         Err(r) => return r,
     };
     let Ok(_export) = EXPORTS.try_acquire() else {

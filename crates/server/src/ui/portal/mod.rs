@@ -286,6 +286,14 @@ pub(crate) fn notice(code: Option<&str>) -> Option<&'static str> {
         "key_revoked" => "Key revoked.",
         "secret_created" => "Managed secret created.",
         "secret_rotated" => "Secret rotated: calls use the new value now.",
+        "secret_hosts_saved" => "Allowed hosts saved: the next call is checked against them.",
+        "secret_deleted" => "Managed secret deleted; its grants are revoked.",
+        "provider_saved" => "OAuth provider saved.",
+        "provider_deleted" => "OAuth provider deleted.",
+        "agent_paused" => "Agent paused: its keys are refused until it is resumed.",
+        "agent_resumed" => "Agent resumed.",
+        "agent_deleted" => "Agent deleted: its keys and delegations are revoked.",
+        "agent_key_revoked" => "Agent key revoked.",
         "rule_added" => "Rule added.",
         "rule_removed" => "Rule removed.",
         "approved" => "Approved: the call is made now.",
@@ -304,6 +312,181 @@ impl Done {
     pub(crate) fn notice(&self) -> Option<&'static str> {
         notice(self.done.as_deref())
     }
+}
+
+// ---- app pages and app forms -----------------------------------------------------------
+//
+// Every app page is "the operator, the app's header, the page's values, its template"; every
+// app form is "the operator (CSRF-checked by [`Form`]), the app, one `Vault` call as the
+// operator, back to a page with a notice". These are the one place each shape is written.
+
+/// An app's page header: its id, name and the base of its pages.
+#[derive(Debug, Serialize)]
+pub(crate) struct AppHeader {
+    id: String,
+    name: String,
+    base: String,
+}
+
+/// The signed-in operator and the app a page or form is about.
+pub(crate) struct AppScope {
+    pub(crate) op: Op,
+    pub(crate) app: AppId,
+    header: AppHeader,
+}
+
+/// One of an app's pages: its section (see [`APP_SECTIONS`]), template and title.
+pub(crate) struct AppSection {
+    pub(crate) path: &'static str,
+    pub(crate) template: &'static str,
+    pub(crate) title: &'static str,
+}
+
+/// What an app page's template gets: the app's header and the page's own values.
+#[derive(Serialize)]
+struct AppPage<T: Serialize> {
+    app: AppHeader,
+    #[serde(flatten)]
+    page: T,
+}
+
+impl AppScope {
+    /// The app's page `section`, with `page`'s values.
+    pub(crate) fn render<T: Serialize>(
+        self,
+        state: &AppState,
+        section: &AppSection,
+        notice: Option<&'static str>,
+        page: T,
+    ) -> Response {
+        portal_page(
+            state,
+            &self.op,
+            Place::App(self.app, section.path),
+            section.template,
+            section.title,
+            notice,
+            AppPage {
+                app: self.header,
+                page,
+            },
+        )
+        .into_response()
+    }
+}
+
+/// The app of an app page, or the page saying it does not exist.
+async fn app_header(state: &AppState, app: &str) -> Result<(AppId, AppHeader), Response> {
+    let app = app_id(state, app)?;
+    match state.vault.get_app(app).await {
+        Ok(found) => Ok((
+            app,
+            AppHeader {
+                id: found.id.to_string(),
+                name: found.name,
+                base: app_base(state, app),
+            },
+        )),
+        Err(e) => Err(failure(state, e)),
+    }
+}
+
+/// The operator and the app of an app page view.
+pub(crate) async fn app_view(
+    state: &AppState,
+    session: &Session<PortalUi>,
+    app: &str,
+) -> Result<AppScope, Response> {
+    let op = viewer(state, session).await?;
+    let (app, header) = app_header(state, app).await?;
+    Ok(AppScope { op, app, header })
+}
+
+/// The operator and the app of a form whose answer is a page (not a redirect).
+pub(crate) async fn app_form(
+    state: &AppState,
+    form: &Form<PortalUi>,
+    app: &str,
+) -> Result<AppScope, Response> {
+    let op = actor(state, form).await?;
+    let (app, header) = app_header(state, app).await?;
+    Ok(AppScope { op, app, header })
+}
+
+/// `GET` of an app page: `load` the page's values (given the state and the app), then render
+/// them.
+pub(crate) async fn app_page<'a, T, F, Fut>(
+    state: &'a AppState,
+    session: &Session<PortalUi>,
+    app: &str,
+    section: &AppSection,
+    notice: Option<&'static str>,
+    load: F,
+) -> Response
+where
+    T: Serialize,
+    F: FnOnce(&'a AppState, AppId) -> Fut,
+    Fut: Future<Output = Result<T, Error>>,
+{
+    let scope = match app_view(state, session, app).await {
+        Ok(scope) => scope,
+        Err(r) => return r,
+    };
+    match load(state, scope.app).await {
+        Ok(page) => scope.render(state, section, notice, page),
+        Err(e) => failure(state, e),
+    }
+}
+
+/// What an app change is given: the state, the form's fields, the app and the operator's name.
+pub(crate) struct Change<'a> {
+    pub(crate) state: &'a AppState,
+    pub(crate) fields: &'a Fields,
+    pub(crate) app: AppId,
+    pub(crate) operator: String,
+}
+
+/// `POST` of an app change: `change` runs as the operator, then the browser goes back to the
+/// app's page `back` with the `notice`.
+pub(crate) async fn app_change<'a, T, F, Fut>(
+    state: &'a AppState,
+    form: &'a Form<PortalUi>,
+    app: &str,
+    back: &str,
+    notice: &str,
+    change: F,
+) -> Response
+where
+    F: FnOnce(Change<'a>) -> Fut,
+    Fut: Future<Output = Result<T, Error>>,
+{
+    let op = match actor(state, form).await {
+        Ok(op) => op,
+        Err(r) => return r,
+    };
+    let app = match app_id(state, app) {
+        Ok(app) => app,
+        Err(r) => return r,
+    };
+    let work = change(Change {
+        state,
+        fields: &form.fields,
+        app,
+        operator: op.name.clone(),
+    });
+    match op.act(work).await {
+        Ok(_) => done(format!("{}{back}", app_base(state, app)), notice),
+        Err(e) => failure(state, e),
+    }
+}
+
+/// Space-, comma- or line-separated words of a field.
+pub(crate) fn words(text: Option<&str>) -> Vec<String> {
+    text.unwrap_or_default()
+        .split([' ', ',', '\n', '\r'])
+        .filter(|w| !w.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 // ---- routes ----------------------------------------------------------------------------

@@ -5,17 +5,18 @@
 
 use alter_core::Error;
 use alter_core::approvals::ApprovalStatus;
+use alter_core::ids::AppId;
 use alter_core::policies::DraftRule;
 use alter_proto::policies::{RuleInfo, RuleTargetBody, WhatIfView};
 use axum::Router;
 use axum::extract::{Path, Query, State};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::{get, post};
 use serde::Serialize;
 
-use super::apps::{AppHeader, app_header, app_view};
+use super::super::session::Fields;
 use super::{
-    Done, Form, Op, Place, PortalUi, Session, actor, app_base, app_id, done, failure, portal_page,
+    AppSection, Done, Form, PortalUi, Session, app_base, app_change, app_form, app_page, failure,
 };
 use crate::routes::policies::{info, instant, new_rule, report_view, rule_id};
 use crate::state::AppState;
@@ -40,8 +41,7 @@ pub(super) fn router() -> Router<AppState> {
 /// The rule a form describes: `kind`, `target_type` (app, provider, agent, grant),
 /// `target_id`, `effect` (empty: the kind's default), `mode` (enforce, shadow), `body` (JSON;
 /// empty: `{}`), `description`.
-fn rule_from_form(form: &Form<PortalUi>) -> Result<alter_core::policies::NewRule, Error> {
-    let fields = &form.fields;
+fn rule_from_form(fields: &Fields) -> Result<alter_core::policies::NewRule, Error> {
     let body = match fields.text("body") {
         None => serde_json::json!({}),
         Some(text) => serde_json::from_str(text)
@@ -70,49 +70,39 @@ struct RuleRow {
 
 #[derive(Serialize)]
 struct RulesPage {
-    app: AppHeader,
     rules: Vec<RuleRow>,
     what_if: Option<WhatIfView>,
     what_if_since: Option<String>,
 }
 
+const POLICIES: AppSection = AppSection {
+    path: "/policies",
+    template: "portal/policies.html",
+    title: "Policies",
+};
+
+/// The rules page's values, with a what-if report when one was asked for.
 async fn rules_page(
     state: &AppState,
-    op: &Op,
-    app: alter_core::ids::AppId,
-    header: AppHeader,
-    notice: Option<&'static str>,
+    app: AppId,
     what_if: Option<(WhatIfView, String)>,
-) -> Response {
-    let rules = match state.vault.list_rules(app).await {
-        Ok(rules) => rules,
-        Err(e) => return failure(state, e),
-    };
+) -> Result<RulesPage, Error> {
+    let rules = state.vault.list_rules(app).await?;
     let (what_if, what_if_since) = match what_if {
         Some((view, since)) => (Some(view), Some(since)),
         None => (None, None),
     };
-    portal_page(
-        state,
-        op,
-        Place::App(app, "/policies"),
-        "portal/policies.html",
-        "Policies",
-        notice,
-        RulesPage {
-            app: header,
-            rules: rules
-                .iter()
-                .map(|rule| RuleRow {
-                    info: info(rule),
-                    body_text: rule.body.to_string(),
-                })
-                .collect(),
-            what_if,
-            what_if_since,
-        },
-    )
-    .into_response()
+    Ok(RulesPage {
+        rules: rules
+            .iter()
+            .map(|rule| RuleRow {
+                info: info(rule),
+                body_text: rule.body.to_string(),
+            })
+            .collect(),
+        what_if,
+        what_if_since,
+    })
 }
 
 /// `GET /portal/apps/{app}/policies`.
@@ -122,11 +112,15 @@ async fn rules(
     Path(app): Path<String>,
     Query(done): Query<Done>,
 ) -> Response {
-    let (op, app, header) = match app_view(&state, &session, &app).await {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
-    rules_page(&state, &op, app, header, done.notice(), None).await
+    app_page(
+        &state,
+        &session,
+        &app,
+        &POLICIES,
+        done.notice(),
+        |state, app| rules_page(state, app, None),
+    )
+    .await
 }
 
 /// `POST /portal/apps/{app}/policies`: adds a rule.
@@ -135,22 +129,20 @@ async fn add_rule(
     Path(app): Path<String>,
     form: Form<PortalUi>,
 ) -> Response {
-    let op = match actor(&state, &form).await {
-        Ok(op) => op,
-        Err(r) => return r,
-    };
-    let app = match app_id(&state, &app) {
-        Ok(app) => app,
-        Err(r) => return r,
-    };
-    let new = match rule_from_form(&form) {
-        Ok(new) => new,
-        Err(e) => return failure(&state, e),
-    };
-    match op.act(state.vault.add_rule(app, new)).await {
-        Ok(_) => done(format!("{}/policies", app_base(&state, app)), "rule_added"),
-        Err(e) => failure(&state, e),
-    }
+    app_change(
+        &state,
+        &form,
+        &app,
+        POLICIES.path,
+        "rule_added",
+        |c| async move {
+            c.state
+                .vault
+                .add_rule(c.app, rule_from_form(c.fields)?)
+                .await
+        },
+    )
+    .await
 }
 
 /// `POST /portal/apps/{app}/policies/{rule}/remove`.
@@ -159,25 +151,15 @@ async fn remove_rule(
     Path((app, rule)): Path<(String, String)>,
     form: Form<PortalUi>,
 ) -> Response {
-    let op = match actor(&state, &form).await {
-        Ok(op) => op,
-        Err(r) => return r,
-    };
-    let app = match app_id(&state, &app) {
-        Ok(app) => app,
-        Err(r) => return r,
-    };
-    let rule = match rule_id(&rule) {
-        Ok(rule) => rule,
-        Err(e) => return failure(&state, e),
-    };
-    match op.act(state.vault.remove_rule(app, rule)).await {
-        Ok(_) => done(
-            format!("{}/policies", app_base(&state, app)),
-            "rule_removed",
-        ),
-        Err(e) => failure(&state, e),
-    }
+    app_change(
+        &state,
+        &form,
+        &app,
+        POLICIES.path,
+        "rule_removed",
+        |c| async move { c.state.vault.remove_rule(c.app, rule_id(&rule)?).await },
+    )
+    .await
 }
 
 /// `POST /portal/apps/{app}/policies/what-if`: what a draft rule (the add form's fields) would
@@ -188,36 +170,28 @@ async fn what_if(
     Path(app): Path<String>,
     form: Form<PortalUi>,
 ) -> Response {
-    let op = match actor(&state, &form).await {
-        Ok(op) => op,
+    let scope = match app_form(&state, &form, &app).await {
+        Ok(scope) => scope,
         Err(r) => return r,
-    };
-    let (app, header) = match app_header(&state, &app).await {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
-    let rule = match rule_from_form(&form) {
-        Ok(rule) => rule,
-        Err(e) => return failure(&state, e),
     };
     let since_text = form.fields.text("since").unwrap_or("7d").to_owned();
-    let since = match instant("since", Some(&since_text), state.vault.now()) {
-        Ok(since) => since,
-        Err(e) => return failure(&state, e),
+    let replayed = async {
+        let rule = rule_from_form(&form.fields)?;
+        let since = instant("since", Some(&since_text), state.vault.now())?;
+        let draft = vec![DraftRule { id: None, rule }];
+        let report = state
+            .vault
+            .what_if(scope.app, draft, since, None, None)
+            .await?;
+        rules_page(
+            &state,
+            scope.app,
+            Some((report_view(&report), since_text.clone())),
+        )
+        .await
     };
-    let draft = vec![DraftRule { id: None, rule }];
-    match state.vault.what_if(app, draft, since, None, None).await {
-        Ok(report) => {
-            rules_page(
-                &state,
-                &op,
-                app,
-                header,
-                None,
-                Some((report_view(&report), since_text)),
-            )
-            .await
-        }
+    match replayed.await {
+        Ok(page) => scope.render(&state, &POLICIES, None, page),
         Err(e) => failure(&state, e),
     }
 }
@@ -230,6 +204,37 @@ struct ApprovalsQuery {
     done: Option<String>,
 }
 
+const APPROVALS: AppSection = AppSection {
+    path: "/approvals",
+    template: "portal/approvals.html",
+    title: "Approvals",
+};
+
+#[derive(Serialize)]
+struct ApprovalRow {
+    id: String,
+    status: &'static str,
+    method: String,
+    url: String,
+    grant_id: String,
+    agent_id: Option<String>,
+    reason: String,
+    created_at: String,
+    expires_at: String,
+    decided_by: Option<String>,
+    decision_reason: Option<String>,
+    action: String,
+    /// The exact request, for a pending approval: what the operator approves.
+    request: Option<String>,
+}
+
+#[derive(Serialize)]
+struct ApprovalsPage {
+    approvals: Vec<ApprovalRow>,
+    status: &'static str,
+    statuses: Vec<&'static str>,
+}
+
 /// `GET /portal/apps/{app}/approvals[?status=]`: pending ones by default.
 async fn approvals(
     State(state): State<AppState>,
@@ -237,97 +242,47 @@ async fn approvals(
     Path(app): Path<String>,
     Query(query): Query<ApprovalsQuery>,
 ) -> Response {
-    let (op, app, header) = match app_view(&state, &session, &app).await {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
-    let status = match query.status.as_deref() {
-        None => Some(ApprovalStatus::Pending),
-        Some("" | "all") => None,
-        Some(text) => match ApprovalStatus::parse(text) {
-            Some(status) => Some(status),
-            None => {
-                return failure(
-                    &state,
-                    Error::Invalid("status must be pending, approved, executing, executed, failed, denied, expired or all".into()),
-                );
-            }
-        },
-    };
-    let approvals = match state.vault.list_approvals(app, status, 200).await {
-        Ok(approvals) => approvals,
-        Err(e) => return failure(&state, e),
-    };
-    #[derive(Serialize)]
-    struct Row {
-        id: String,
-        status: &'static str,
-        method: String,
-        url: String,
-        grant_id: String,
-        agent_id: Option<String>,
-        reason: String,
-        created_at: String,
-        expires_at: String,
-        decided_by: Option<String>,
-        decision_reason: Option<String>,
-        action: String,
-        /// The exact request, for a pending approval: what the operator approves.
-        request: Option<String>,
-    }
-    #[derive(Serialize)]
-    struct Context {
-        app: AppHeader,
-        approvals: Vec<Row>,
-        status: &'static str,
-        statuses: Vec<&'static str>,
-    }
-    let base = app_base(&state, app);
-    let mut requests = Vec::with_capacity(approvals.len());
-    for approval in &approvals {
-        let request = if approval.status == ApprovalStatus::Pending {
-            match state.vault.approval_request(app, approval.id).await {
-                Ok(held) => Some(request_text(&held)),
-                Err(e) => return failure(&state, e),
-            }
-        } else {
-            None
+    let notice = super::notice(query.done.as_deref());
+    app_page(&state, &session, &app, &APPROVALS, notice, |state, app| async move {
+        let status = match query.status.as_deref() {
+            None => Some(ApprovalStatus::Pending),
+            Some("" | "all") => None,
+            Some(text) => Some(ApprovalStatus::parse(text).ok_or_else(|| {
+                Error::Invalid("status must be pending, approved, executing, executed, failed, denied, expired or all".into())
+            })?),
         };
-        requests.push(request);
-    }
-    portal_page(
-        &state,
-        &op,
-        Place::App(app, "/approvals"),
-        "portal/approvals.html",
-        "Approvals",
-        super::notice(query.done.as_deref()),
-        Context {
-            approvals: approvals
-                .iter()
-                .zip(requests)
-                .map(|(a, request)| Row {
-                    id: a.id.to_string(),
-                    status: a.status.as_str(),
-                    method: a.method.clone(),
-                    url: a.url.clone(),
-                    grant_id: a.grant_id.to_string(),
-                    agent_id: a.agent_id.map(|id| id.to_string()),
-                    reason: a.reason.clone(),
-                    created_at: a.created_at.to_rfc3339(),
-                    expires_at: a.expires_at.to_rfc3339(),
-                    decided_by: a.decided_by.clone(),
-                    decision_reason: a.decision_reason.clone(),
-                    action: format!("{base}/approvals/{}/decide", a.id),
-                    request,
-                })
-                .collect(),
-            app: header,
+        let approvals = state.vault.list_approvals(app, status, 200).await?;
+        let base = app_base(state, app);
+        let mut rows = Vec::with_capacity(approvals.len());
+        for a in &approvals {
+            let request = if a.status == ApprovalStatus::Pending {
+                Some(request_text(&state.vault.approval_request(app, a.id).await?))
+            } else {
+                None
+            };
+            rows.push(ApprovalRow {
+                id: a.id.to_string(),
+                status: a.status.as_str(),
+                method: a.method.clone(),
+                url: a.url.clone(),
+                grant_id: a.grant_id.to_string(),
+                agent_id: a.agent_id.map(|id| id.to_string()),
+                reason: a.reason.clone(),
+                created_at: a.created_at.to_rfc3339(),
+                expires_at: a.expires_at.to_rfc3339(),
+                decided_by: a.decided_by.clone(),
+                decision_reason: a.decision_reason.clone(),
+                action: format!("{base}/approvals/{}/decide", a.id),
+                request,
+            });
+        }
+        Ok(ApprovalsPage {
+            approvals: rows,
             status: status.map_or("all", ApprovalStatus::as_str),
             statuses: ApprovalStatus::ALL.iter().map(|s| s.as_str()).collect(),
-        },
-    )
-    .into_response()
+        })
+    })
+    .await
 }
 
 /// `POST /portal/apps/{app}/approvals/{approval}/decide`: `decision` (approve or deny) and an
@@ -337,43 +292,33 @@ async fn decide(
     Path((app, approval)): Path<(String, String)>,
     form: Form<PortalUi>,
 ) -> Response {
-    let op = match actor(&state, &form).await {
-        Ok(op) => op,
-        Err(r) => return r,
+    let decision = form.fields.get("decision");
+    let notice = if decision == Some("approve") {
+        "approved"
+    } else {
+        "denied"
     };
-    let app = match app_id(&state, &app) {
-        Ok(app) => app,
-        Err(r) => return r,
-    };
-    let approval = match crate::routes::id(&approval) {
-        Ok(id) => id,
-        Err(e) => return failure(&state, e),
-    };
-    let approve = match form.fields.get("decision") {
-        Some("approve") => true,
-        Some("deny") => false,
-        _ => {
-            return failure(
-                &state,
-                Error::Invalid("decision must be approve or deny".into()),
-            );
-        }
-    };
-    let reason = form.fields.text("reason").map(str::to_owned);
-    match op
-        .act(
-            state
+    app_change(
+        &state,
+        &form,
+        &app,
+        APPROVALS.path,
+        notice,
+        |c| async move {
+            let approval = crate::routes::id(&approval)?;
+            let approve = match decision {
+                Some("approve") => true,
+                Some("deny") => false,
+                _ => return Err(Error::Invalid("decision must be approve or deny".into())),
+            };
+            let reason = c.fields.text("reason").map(str::to_owned);
+            c.state
                 .vault
-                .decide_approval(app, approval, approve, reason, Some(op.name.clone())),
-        )
-        .await
-    {
-        Ok(_) => done(
-            format!("{}/approvals", app_base(&state, app)),
-            if approve { "approved" } else { "denied" },
-        ),
-        Err(e) => failure(&state, e),
-    }
+                .decide_approval(c.app, approval, approve, reason, Some(c.operator))
+                .await
+        },
+    )
+    .await
 }
 
 /// A held request as text: the request line, the caller's headers, a blank line, the JSON body
