@@ -35,8 +35,6 @@ pub const ACTIVITY_ACTIONS: [&str; 3] = [
 /// The kind of hold an agent's own "requires approval" setting makes
 /// ([`crate::release::agent_approval_hold`]); no policy rule has this kind.
 const AGENT_HOLD_KIND: &str = "agent_requires_approval";
-/// How a minted grant's creation event names its source (`Vault::mint_grant`).
-pub(crate) const MINTED_FROM: &str = "minted from ";
 
 /// Storage the Wallet needs beyond the other ports.
 #[async_trait]
@@ -86,7 +84,7 @@ enum MintedSource {
     Endless,
     /// Its source is active and ends then.
     EndsAt(Timestamp),
-    /// Its source is gone, no longer active, or cannot be told: no extension (fail closed).
+    /// Its source is gone or no longer active: no extension (fail closed).
     Unknown,
 }
 
@@ -133,30 +131,11 @@ impl Vault {
     }
 
     /// Whether `grant` was minted from another grant, and if so that grant's end now (a
-    /// minted grant's lifetime only ever tightens its source's). Read from the grant's
-    /// `grant.minted` event, the one record of its source.
+    /// minted grant's lifetime only ever tightens its source's). Read from the grant's row
+    /// (`minted_from`, written with it by [`Vault::mint_grant`]).
     async fn minted_source_end(&self, grant: &Grant) -> Result<MintedSource> {
-        let filter = EventFilter {
-            grant_id: Some(grant.id.to_string()),
-            action: Some(action::GRANT_MINTED.into()),
-            ..EventFilter::default()
-        };
-        let Some(minted) = self
-            .audit_events(grant.app_id, filter, 0, 1)
-            .await?
-            .into_iter()
-            .next()
-        else {
+        let Some(source) = self.store().minted_from(grant.app_id, grant.id).await? else {
             return Ok(MintedSource::NotMinted);
-        };
-        let source = minted
-            .event
-            .reason
-            .as_deref()
-            .and_then(|r| r.strip_prefix(MINTED_FROM))
-            .and_then(GrantId::parse);
-        let Some(source) = source else {
-            return Ok(MintedSource::Unknown);
         };
         Ok(match self.store().get_grant(grant.app_id, source).await? {
             None => MintedSource::Unknown,
