@@ -158,6 +158,18 @@ fn grant_id(text: &str) -> Result<GrantId, Error> {
     GrantId::parse_lenient(text).ok_or(Error::NotFound(Entity::Grant))
 }
 
+/// The signed-in user of a form posted to a grant's (or delegation's) path, and that grant.
+async fn form_on_grant(
+    state: &AppState,
+    form: &Form<WalletUi>,
+    grant: &str,
+) -> Result<(Me, GrantId), Response> {
+    Ok((
+        me(state, &form.session).await?,
+        grant_id(grant).or_page(state)?,
+    ))
+}
+
 /// The approval a path names; anything else is "not found".
 fn approval_id(text: &str) -> Result<ApprovalId, Error> {
     ApprovalId::parse_lenient(text).ok_or(Error::NotFound(Entity::Approval))
@@ -798,8 +810,7 @@ async fn revoke_grant(
     Path((_, grant)): Path<(String, String)>,
     form: Form<WalletUi>,
 ) -> Answer {
-    let me = me(&state, &form.session).await?;
-    let id = grant_id(&grant).or_page(&state)?;
+    let (me, id) = form_on_grant(&state, &form, &grant).await?;
     let reason = Some("revoked by the user in the Wallet".to_owned());
     match state
         .vault
@@ -819,8 +830,7 @@ async fn delegate(
     Path((_, grant)): Path<(String, String)>,
     form: Form<WalletUi>,
 ) -> Answer {
-    let me = me(&state, &form.session).await?;
-    let grant_id = grant_id(&grant).or_page(&state)?;
+    let (me, grant_id) = form_on_grant(&state, &form, &grant).await?;
     let agent = form
         .fields
         .text("agent_id")
@@ -864,8 +874,7 @@ async fn revoke_delegation(
     Path((_, delegation)): Path<(String, String)>,
     form: Form<WalletUi>,
 ) -> Answer {
-    let me = me(&state, &form.session).await?;
-    let id = grant_id(&delegation).or_page(&state)?;
+    let (me, id) = form_on_grant(&state, &form, &delegation).await?;
     // The delegation, revoked now or before (a second click): the same outcome.
     let child = state
         .vault
@@ -886,8 +895,7 @@ async fn extend(
     Path((_, grant)): Path<(String, String)>,
     form: Form<WalletUi>,
 ) -> Answer {
-    let me = me(&state, &form.session).await?;
-    let id = grant_id(&grant).or_page(&state)?;
+    let (me, id) = form_on_grant(&state, &form, &grant).await?;
     let until = form
         .fields
         .text("until")

@@ -185,6 +185,33 @@ async fn a_wallet_session_signs_in_its_own_app_until_it_ends() {
     .await;
 }
 
+/// Alice, signed in to `world`'s app, holding a grant of its secret that ends in a day
+/// ("work") and a sibling minted from it with no end of its own ("personal"): alice, and the
+/// two grants.
+async fn a_grant_and_its_minted_sibling(
+    server: &TestServer,
+    world: &alter_testkit::World,
+) -> (alter_core::identity::SignedInUser, GrantId, GrantId) {
+    let app_id = AppId::parse(&world.app.info.id).unwrap();
+    let token = world.idp.token("alice", json!({}));
+    let alice = server.vault().sign_in(app_id, &token).await.unwrap();
+    let app = server.app(&world.app.key.api_key);
+    let source = app
+        .create_managed_secret_grant(
+            &world.secret.id,
+            Principal::user(&token, "work"),
+            Some(GrantPolicy::new().default_ttl_seconds(24 * 3600)),
+        )
+        .await
+        .unwrap();
+    let minted = app
+        .mint_grant(&source.grant_id, "personal", None)
+        .await
+        .unwrap();
+    let id = |text: &str| GrantId::parse(text).unwrap();
+    (alice, id(&source.grant_id), id(&minted.grant_id))
+}
+
 /// A grant's extension stops at an absolute end: extending again and again never goes past its
 /// creation plus the operator's maximum, and a minted sibling never outlives its source.
 #[tokio::test]
@@ -192,25 +219,13 @@ async fn an_extension_stops_at_an_absolute_end() {
     on_every_engine(|engine| async move {
         let server = TestServer::start(engine).await;
         let world = server.world("extend").await;
-        let app_id = AppId::parse(&world.app.info.id).unwrap();
         let vault = server.vault();
-        let token = world.idp.token("alice", json!({}));
-        let alice = vault.sign_in(app_id, &token).await.unwrap();
+        let (alice, source_id, sibling_id) = a_grant_and_its_minted_sibling(&server, &world).await;
         let subject = Subject::User {
-            app: app_id,
+            app: alice.user.app_id,
             user: &alice,
         };
-        let app = server.app(&world.app.key.api_key);
         let day = 24 * 3600;
-        let source = app
-            .create_managed_secret_grant(
-                &world.secret.id,
-                Principal::user(&token, "work"),
-                Some(GrantPolicy::new().default_ttl_seconds(day)),
-            )
-            .await
-            .unwrap();
-        let source_id = GrantId::parse(&source.grant_id).unwrap();
         let grant = vault.user_grant(&subject, source_id).await.unwrap();
         let max = grant
             .created_at
@@ -221,11 +236,6 @@ async fn an_extension_stops_at_an_absolute_end() {
         );
 
         // A minted sibling with no end of its own ends with its source, and no later.
-        let sibling = app
-            .mint_grant(&source.grant_id, "personal", None)
-            .await
-            .unwrap();
-        let sibling_id = GrantId::parse(&sibling.grant_id).unwrap();
         let sibling = vault.user_grant(&subject, sibling_id).await.unwrap();
         assert_eq!(sibling.expires_at, grant.expires_at);
         assert_eq!(
@@ -298,30 +308,13 @@ async fn a_minted_grant_follows_the_source_its_row_names() {
     on_every_engine(|engine| async move {
         let server = TestServer::start(engine).await;
         let world = server.world("minted").await;
-        let app_id = AppId::parse(&world.app.info.id).unwrap();
         let vault = server.vault();
-        let token = world.idp.token("alice", json!({}));
-        let alice = vault.sign_in(app_id, &token).await.unwrap();
+        let (alice, source_id, minted_id) = a_grant_and_its_minted_sibling(&server, &world).await;
         let subject = Subject::User {
-            app: app_id,
+            app: alice.user.app_id,
             user: &alice,
         };
-        let app = server.app(&world.app.key.api_key);
         let day = 24 * 3600;
-        let source = app
-            .create_managed_secret_grant(
-                &world.secret.id,
-                Principal::user(&token, "work"),
-                Some(GrantPolicy::new().default_ttl_seconds(day)),
-            )
-            .await
-            .unwrap();
-        let source_id = GrantId::parse(&source.grant_id).unwrap();
-        let minted = app
-            .mint_grant(&source.grant_id, "personal", None)
-            .await
-            .unwrap();
-        let minted_id = GrantId::parse(&minted.grant_id).unwrap();
         let source_end = server.now().plus_seconds(3 * day);
         vault
             .extend_grant(&subject, source_id, source_end)
@@ -345,7 +338,7 @@ async fn a_minted_grant_follows_the_source_its_row_names() {
         let cleared = db
             .execute(
                 "UPDATE grants SET minted_from = NULL WHERE id = $1",
-                &[&minted.grant_id],
+                &[&minted_id.to_string()],
             )
             .await
             .unwrap();
