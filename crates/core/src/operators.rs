@@ -47,6 +47,10 @@ pub const MAX_FAILED_SIGN_INS: i64 = 5;
 /// further attempt waits [`LOCKOUT_SECONDS`]: the backstop against guessing from many
 /// addresses (about one guess a minute, once reached).
 pub const MAX_FAILED_SIGN_INS_PER_NAME: i64 = 100;
+/// Failed sign-ins in a row from one client address, whatever the username (or the admin
+/// token), after which each further attempt from it waits [`LOCKOUT_SECONDS`]: the backstop
+/// against one address trying a few guesses at many names. A success from it clears it.
+pub const MAX_FAILED_SIGN_INS_PER_ADDRESS: i64 = 20;
 /// How long a throttled username waits before its next attempt.
 pub const LOCKOUT_SECONDS: i64 = 60;
 /// A refused sign-in of one operator is recorded at most this often; the event counts the
@@ -291,19 +295,32 @@ static PASSWORD_CHECKS: LazyLock<tokio::sync::Semaphore> =
     LazyLock::new(|| tokio::sync::Semaphore::new(CONCURRENT_PASSWORD_CHECKS));
 
 /// The throttle keys of one sign-in: the name from this client address (locked after
-/// [`MAX_FAILED_SIGN_INS`]), and the name from anywhere (after
-/// [`MAX_FAILED_SIGN_INS_PER_NAME`]).
+/// [`MAX_FAILED_SIGN_INS`]), the name from anywhere (after [`MAX_FAILED_SIGN_INS_PER_NAME`]),
+/// and the address whatever the name (after [`MAX_FAILED_SIGN_INS_PER_ADDRESS`]).
 struct ThrottleKeys {
     from_peer: String,
     anywhere: String,
+    peer: String,
 }
 
 impl ThrottleKeys {
     fn new(name: String, peer: Option<&str>) -> Self {
+        let peer = peer.unwrap_or("unknown");
         ThrottleKeys {
-            from_peer: format!("{name}@{}", peer.unwrap_or("unknown")),
+            from_peer: format!("{name}@{peer}"),
             anywhere: name,
+            // Names are `user:…` or the admin token's: none starts with `address:`.
+            peer: format!("address:{peer}"),
         }
+    }
+
+    /// Each key with the failures that lock it.
+    fn limits(&self) -> [(&str, i64); 3] {
+        [
+            (&self.from_peer, MAX_FAILED_SIGN_INS),
+            (&self.anywhere, MAX_FAILED_SIGN_INS_PER_NAME),
+            (&self.peer, MAX_FAILED_SIGN_INS_PER_ADDRESS),
+        ]
     }
 }
 
@@ -575,23 +592,24 @@ impl Vault {
     async fn claim_sign_in_attempt(&self, keys: &ThrottleKeys) -> Result<bool> {
         let now = self.now();
         let lock_until = now.plus_seconds(LOCKOUT_SECONDS);
-        let store = self.store();
-        Ok(store
-            .claim_sign_in_attempt(&keys.from_peer, now, MAX_FAILED_SIGN_INS, lock_until)
-            .await?
-            && store
-                .claim_sign_in_attempt(
-                    &keys.anywhere,
-                    now,
-                    MAX_FAILED_SIGN_INS_PER_NAME,
-                    lock_until,
-                )
-                .await?)
+        // In order, stopping at the first locked key (the attempt is not checked).
+        for (key, max_failures) in keys.limits() {
+            if !self
+                .store()
+                .claim_sign_in_attempt(key, now, max_failures, lock_until)
+                .await?
+            {
+                return Ok(false);
+            }
+        }
+        Ok(true)
     }
 
     async fn clear_sign_in_failures(&self, keys: &ThrottleKeys) -> Result<()> {
-        self.store().clear_sign_in_failures(&keys.from_peer).await?;
-        Ok(self.store().clear_sign_in_failures(&keys.anywhere).await?)
+        for (key, _) in keys.limits() {
+            self.store().clear_sign_in_failures(key).await?;
+        }
+        Ok(())
     }
 
     /// Records a refused sign-in of `operator`, at most once per

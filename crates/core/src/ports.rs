@@ -492,6 +492,16 @@ pub trait GrantStore: Send + Sync {
     /// Stores a new grant, numbering it after the app's last one. [`StoreError::Conflict`]
     /// `"sibling_label"` if an active sibling (same credential, principal and label) exists.
     async fn insert_grant(&self, grant: &Grant, event: &AuditEvent) -> StoreResult<()>;
+    /// [`GrantStore::insert_grant`] for a grant minted from `source`: its row names `source`
+    /// (column `minted_from`), written by the statement that creates it.
+    async fn insert_minted_grant(
+        &self,
+        grant: &Grant,
+        source: GrantId,
+        event: &AuditEvent,
+    ) -> StoreResult<()>;
+    /// The grant `id` was minted from; `None` if it was not minted (or does not exist).
+    async fn minted_from(&self, app: AppId, id: GrantId) -> StoreResult<Option<GrantId>>;
     /// One grant.
     async fn get_grant(&self, app: AppId, id: GrantId) -> StoreResult<Option<Grant>>;
     /// A page of the grants `viewer` sees, in creation order, and how many match in all.

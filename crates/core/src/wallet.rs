@@ -5,6 +5,8 @@
 
 use async_trait::async_trait;
 use serde_json::json;
+use std::collections::HashMap;
+use std::net::IpAddr;
 
 use crate::approvals::{Approval, ApprovalStatus, HeldRequest};
 use crate::audit::{AuditEvent, EventFilter, StoredEvent, Target, action};
@@ -26,6 +28,12 @@ pub const MAX_ACTIVITY: usize = 1000;
 /// Most Wallet sign-ins an app may have under way at once: a sign-in session is a row anyone
 /// can make with one unauthenticated POST, so they are bounded.
 pub const MAX_PENDING_SIGN_INS: i64 = 1000;
+/// End-user sign-in steps (each of [`SignInStep`]) one client address may take a minute,
+/// across apps and nodes: sign-in is unauthenticated, so one address cannot fill an app's
+/// [`MAX_PENDING_SIGN_INS`] nor hammer the identity provider through the callback.
+pub const SIGN_INS_PER_MINUTE_PER_ADDRESS: u32 = 10;
+/// How many of them may come at once.
+pub const SIGN_IN_BURST_PER_ADDRESS: u32 = 30;
 /// The actions the activity page shows: the calls made with the user's credentials.
 pub const ACTIVITY_ACTIONS: [&str; 3] = [
     action::CREDENTIAL_RELEASED,
@@ -35,8 +43,6 @@ pub const ACTIVITY_ACTIONS: [&str; 3] = [
 /// The kind of hold an agent's own "requires approval" setting makes
 /// ([`crate::release::agent_approval_hold`]); no policy rule has this kind.
 const AGENT_HOLD_KIND: &str = "agent_requires_approval";
-/// How a minted grant's creation event names its source (`Vault::mint_grant`).
-pub(crate) const MINTED_FROM: &str = "minted from ";
 
 /// Storage the Wallet needs beyond the other ports.
 #[async_trait]
@@ -69,6 +75,29 @@ pub trait WalletStore: Send + Sync {
     async fn pending_sign_ins(&self, app: AppId, now: Timestamp) -> StoreResult<i64>;
 }
 
+/// A step of an end-user sign-in, throttled per client address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignInStep {
+    /// Starting one (the Wallet's "Sign in").
+    Start,
+    /// The identity provider's redirect back (`/auth/callback`).
+    Callback,
+}
+
+/// Whether a Wallet sign-in may start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignInAdmission {
+    /// It may.
+    Allowed,
+    /// This client address started too many: the next may start in that many seconds.
+    TooFast {
+        /// Seconds until the next is admitted.
+        retry_after_seconds: u64,
+    },
+    /// The app has [`MAX_PENDING_SIGN_INS`] under way.
+    TooManyUnderWay,
+}
+
 /// How far a grant may be extended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Extension {
@@ -86,7 +115,7 @@ enum MintedSource {
     Endless,
     /// Its source is active and ends then.
     EndsAt(Timestamp),
-    /// Its source is gone, no longer active, or cannot be told: no extension (fail closed).
+    /// Its source is gone or no longer active: no extension (fail closed).
     Unknown,
 }
 
@@ -133,30 +162,11 @@ impl Vault {
     }
 
     /// Whether `grant` was minted from another grant, and if so that grant's end now (a
-    /// minted grant's lifetime only ever tightens its source's). Read from the grant's
-    /// `grant.minted` event, the one record of its source.
+    /// minted grant's lifetime only ever tightens its source's). Read from the grant's row
+    /// (`minted_from`, written with it by [`Vault::mint_grant`]).
     async fn minted_source_end(&self, grant: &Grant) -> Result<MintedSource> {
-        let filter = EventFilter {
-            grant_id: Some(grant.id.to_string()),
-            action: Some(action::GRANT_MINTED.into()),
-            ..EventFilter::default()
-        };
-        let Some(minted) = self
-            .audit_events(grant.app_id, filter, 0, 1)
-            .await?
-            .into_iter()
-            .next()
-        else {
+        let Some(source) = self.store().minted_from(grant.app_id, grant.id).await? else {
             return Ok(MintedSource::NotMinted);
-        };
-        let source = minted
-            .event
-            .reason
-            .as_deref()
-            .and_then(|r| r.strip_prefix(MINTED_FROM))
-            .and_then(GrantId::parse);
-        let Some(source) = source else {
-            return Ok(MintedSource::Unknown);
         };
         Ok(match self.store().get_grant(grant.app_id, source).await? {
             None => MintedSource::Unknown,
@@ -237,11 +247,44 @@ impl Vault {
         self.grant(subject.app_id(), grant.id).await
     }
 
-    /// Whether `approval` is addressed to `user`: its holds are ([`holds_addressed_to`]) and
-    /// its grant is one they hold or a delegation they made.
-    async fn addressed_to(&self, user: &SignedInUser, approval: &Approval) -> Result<bool> {
-        Ok(holds_addressed_to(approval, &user.user)
-            && self.reaches_grant_of(user, approval).await?)
+    /// Whether `approval` is addressed to `user` ([`addressee`]): every hold names them, or
+    /// some are the grant holder's and the user reaches its grant (holds it, or made the
+    /// delegation). `agents` keeps the approval agents' approvers already read.
+    async fn addressed_to(
+        &self,
+        user: &SignedInUser,
+        approval: &Approval,
+        agents: &mut HashMap<AgentId, AgentApprovers>,
+    ) -> Result<bool> {
+        let approvers = match approval.agent_id {
+            Some(agent) if approval.holds.iter().any(|h| is_agent_hold(h, Some(agent))) => {
+                match agents.get(&agent) {
+                    Some(known) => known.clone(),
+                    None => {
+                        let known = self.agent_approvers(approval.app_id, agent).await?;
+                        agents.insert(agent, known.clone());
+                        known
+                    }
+                }
+            }
+            _ => AgentApprovers::Gone,
+        };
+        Ok(match addressee(approval, &user.user, &approvers) {
+            Addressee::User => true,
+            Addressee::GrantHolder => self.reaches_grant_of(user, approval).await?,
+            Addressee::Other => false,
+        })
+    }
+
+    /// Who an agent's own approval setting names, read now.
+    async fn agent_approvers(&self, app: AppId, agent: AgentId) -> Result<AgentApprovers> {
+        Ok(match self.store().get_agent(app, agent).await? {
+            None => AgentApprovers::Gone,
+            Some(agent) => match agent.approval.approvers {
+                Some(named) if !named.is_empty() => AgentApprovers::Named(named),
+                _ => AgentApprovers::GrantHolder,
+            },
+        })
     }
 
     /// Whether the user reaches the grant `approval` would use.
@@ -260,29 +303,18 @@ impl Vault {
         Ok(subject.reaches_grant(&grant))
     }
 
-    /// The approvals addressed to the user, newest first (`status` narrows). The holds are
-    /// checked first, and each grant is read once however many approvals it has.
+    /// The approvals addressed to the user, newest first (`status` narrows). Each agent's
+    /// approvers are read once however many approvals it has.
     pub async fn user_approvals(
         &self,
         app: AppId,
         user: &SignedInUser,
         status: Option<ApprovalStatus>,
     ) -> Result<Vec<Approval>> {
-        let mut reach: std::collections::HashMap<GrantId, bool> = Default::default();
+        let mut agents = HashMap::new();
         let mut mine = Vec::new();
         for approval in self.list_approvals(app, status, MAX_APPROVALS).await? {
-            if !holds_addressed_to(&approval, &user.user) {
-                continue;
-            }
-            let reached = match reach.get(&approval.grant_id) {
-                Some(reached) => *reached,
-                None => {
-                    let reached = self.reaches_grant_of(user, &approval).await?;
-                    reach.insert(approval.grant_id, reached);
-                    reached
-                }
-            };
-            if reached {
+            if self.addressed_to(user, &approval, &mut agents).await? {
                 mine.push(approval);
             }
         }
@@ -297,7 +329,10 @@ impl Vault {
         id: ApprovalId,
     ) -> Result<(Approval, HeldRequest)> {
         let approval = self.get_approval(app, id).await?;
-        if !self.addressed_to(user, &approval).await? {
+        if !self
+            .addressed_to(user, &approval, &mut HashMap::new())
+            .await?
+        {
             return Err(Error::NotFound(Entity::Approval));
         }
         let request = self.approval_request(app, id).await?;
@@ -317,7 +352,10 @@ impl Vault {
             return Err(Error::NotFound(Entity::Approval));
         };
         let approval = self.get_approval(*app, id).await?;
-        if !self.addressed_to(user, &approval).await? {
+        if !self
+            .addressed_to(user, &approval, &mut HashMap::new())
+            .await?
+        {
             return Err(Error::NotFound(Entity::Approval));
         }
         // The IdP subject the signed token vouched for, not the e-mail (maybe unverified).
@@ -348,34 +386,132 @@ impl Vault {
             .await?)
     }
 
-    /// Whether another Wallet sign-in may start in `app`: fewer than
-    /// [`MAX_PENDING_SIGN_INS`] are under way.
-    pub async fn wallet_sign_in_allowed(&self, app: AppId) -> Result<bool> {
+    /// Whether another Wallet sign-in may start in `app` from `peer`: the address is within
+    /// its share ([`Vault::sign_in_step_admitted`]), then fewer than [`MAX_PENDING_SIGN_INS`]
+    /// are under way in the app. A refusal stores no sign-in.
+    pub async fn wallet_sign_in_allowed(
+        &self,
+        app: AppId,
+        peer: Option<IpAddr>,
+    ) -> Result<SignInAdmission> {
+        if let Some(retry_after_seconds) =
+            self.sign_in_step_admitted(SignInStep::Start, peer).await?
+        {
+            return Ok(SignInAdmission::TooFast {
+                retry_after_seconds,
+            });
+        }
         let pending = self.store().pending_sign_ins(app, self.now()).await?;
-        Ok(pending < MAX_PENDING_SIGN_INS)
+        Ok(if pending < MAX_PENDING_SIGN_INS {
+            SignInAdmission::Allowed
+        } else {
+            SignInAdmission::TooManyUnderWay
+        })
+    }
+
+    /// Takes one of `peer`'s sign-in steps of this kind ([`SIGN_INS_PER_MINUTE_PER_ADDRESS`],
+    /// in bursts of [`SIGN_IN_BURST_PER_ADDRESS`]; an IPv6 address counts by its /64), in the
+    /// rate-limit buckets every node shares. `None` if admitted; else the seconds until the
+    /// next one is, having taken nothing.
+    pub async fn sign_in_step_admitted(
+        &self,
+        step: SignInStep,
+        peer: Option<IpAddr>,
+    ) -> Result<Option<u64>> {
+        let address = match peer {
+            Some(IpAddr::V4(v4)) => v4.to_string(),
+            Some(IpAddr::V6(v6)) => match v6.to_ipv4_mapped() {
+                Some(v4) => v4.to_string(),
+                None => {
+                    let prefix = u128::from(v6) & !((1u128 << 64) - 1);
+                    format!("{}/64", std::net::Ipv6Addr::from(prefix))
+                }
+            },
+            None => "unknown".to_owned(),
+        };
+        let step = match step {
+            SignInStep::Start => "start",
+            SignInStep::Callback => "callback",
+        };
+        let interval_ms = 60_000 / i64::from(SIGN_INS_PER_MINUTE_PER_ADDRESS);
+        let taken = self
+            .store()
+            .take_rate_token(
+                &format!("sign-in:{step}:{address}"),
+                self.now().micros() / 1000,
+                interval_ms,
+                interval_ms * i64::from(SIGN_IN_BURST_PER_ADDRESS - 1),
+            )
+            .await?;
+        Ok((!taken.allowed).then(|| (taken.retry_after_ms.max(1) as u64).div_ceil(1000)))
     }
 }
 
-/// Whether every hold of `approval` is addressed to `user`, so that they may decide it alone:
-/// a hold naming approvers must name them (by app user id or IdP subject: an e-mail is not
-/// matched, since whether the IdP verified it is not kept); a hold naming none is the
-/// operators' (any operator decides), except the one the approval's own agent's "requires
-/// approval" setting makes, which the grant's holder decides.
-fn holds_addressed_to(approval: &Approval, user: &AppUser) -> bool {
-    let names_user = |a: &String| *a == user.id.to_string() || *a == user.subject;
-    let addressed = |hold: &MatchedRule| {
+/// Whom an agent's own "requires approval" setting addresses its holds to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum AgentApprovers {
+    /// The approvers it names (by app user id or IdP subject).
+    Named(Vec<String>),
+    /// It names none: the holder of the grant the call would use.
+    GrantHolder,
+    /// The agent is gone: nobody in the Wallet (operators still decide).
+    Gone,
+}
+
+/// Who may decide an approval in the Wallet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Addressee {
+    /// This user: every hold names them.
+    User,
+    /// The holder of its grant: no hold names someone else, and at least one is the agent's
+    /// own setting naming nobody.
+    GrantHolder,
+    /// Not this user (another approver, or the operators).
+    Other,
+}
+
+/// Who may decide `approval` in the Wallet, as far as `user` is concerned: every hold must be
+/// theirs, so that they may decide it alone. A hold naming approvers (a `require_approval`
+/// rule's, or the agent's own setting's: `agent`) is theirs if it names them by app user id or
+/// IdP subject (an e-mail is not matched, since whether the IdP verified it is not kept),
+/// whoever holds the grant; the agent's own hold naming nobody is the grant holder's; any
+/// other hold naming nobody is the operators' (any operator decides).
+fn addressee(approval: &Approval, user: &AppUser, agent: &AgentApprovers) -> Addressee {
+    let names_user = |approvers: &[String]| {
+        approvers
+            .iter()
+            .any(|a| *a == user.id.to_string() || *a == user.subject)
+    };
+    let of = |hold: &MatchedRule| {
         let approvers = hold
             .approval
             .as_ref()
             .map(|terms| terms.approvers.as_slice())
             .unwrap_or_default();
-        if approvers.is_empty() {
-            is_agent_hold(hold, approval.agent_id)
-        } else {
-            approvers.iter().any(names_user)
+        if !approvers.is_empty() {
+            return if names_user(approvers) {
+                Addressee::User
+            } else {
+                Addressee::Other
+            };
+        }
+        if !is_agent_hold(hold, approval.agent_id) {
+            return Addressee::Other;
+        }
+        match agent {
+            AgentApprovers::Named(named) if names_user(named) => Addressee::User,
+            AgentApprovers::GrantHolder => Addressee::GrantHolder,
+            AgentApprovers::Named(_) | AgentApprovers::Gone => Addressee::Other,
         }
     };
-    !approval.holds.is_empty() && approval.holds.iter().all(addressed)
+    let holds: Vec<Addressee> = approval.holds.iter().map(of).collect();
+    if holds.is_empty() || holds.contains(&Addressee::Other) {
+        Addressee::Other
+    } else if holds.contains(&Addressee::GrantHolder) {
+        Addressee::GrantHolder
+    } else {
+        Addressee::User
+    }
 }
 
 /// Whether `hold` is the hold `agent`'s own "requires approval" setting makes.
@@ -452,25 +588,41 @@ mod tests {
     }
 
     #[test]
-    fn a_user_decides_their_agent_s_hold_and_holds_naming_them_only() {
+    fn a_user_decides_the_holds_naming_them_and_their_agent_s_hold_naming_nobody() {
         let alice = user();
         let agent = AgentId::new();
         let agent_hold = || hold(AGENT_HOLD_KIND, RuleId::from_uuid(agent.uuid()), None);
         let operators = || hold("require_approval", RuleId::new(), Some(vec![]));
         let naming = |who: &str| hold("require_approval", RuleId::new(), Some(vec![who]));
+        let holder = AgentApprovers::GrantHolder;
+        let of = |holds: Vec<MatchedRule>, agent_approvers: &AgentApprovers| {
+            addressee(&approval(agent, holds), &alice, agent_approvers)
+        };
 
-        // The agent's own "requires approval" setting: the grant's holder decides.
-        assert!(holds_addressed_to(
-            &approval(agent, vec![agent_hold()]),
-            &alice
-        ));
+        // The agent's own "requires approval" setting naming nobody: the grant's holder.
+        assert_eq!(of(vec![agent_hold()], &holder), Addressee::GrantHolder);
+        // Naming approvers: those, whoever holds the grant (by app user id or IdP subject).
+        let names =
+            |who: &[&str]| AgentApprovers::Named(who.iter().map(|w| w.to_string()).collect());
+        assert_eq!(
+            of(vec![agent_hold()], &names(&["bob", "sub-alice"])),
+            Addressee::User
+        );
+        let by_id = names(&[&alice.id.to_string()]);
+        assert_eq!(of(vec![agent_hold()], &by_id), Addressee::User);
+        assert_eq!(of(vec![agent_hold()], &names(&["bob"])), Addressee::Other);
+        assert_eq!(
+            of(vec![agent_hold()], &AgentApprovers::Gone),
+            Addressee::Other
+        );
         // A rule naming the user by app user id or IdP subject.
         let by_id = naming(&alice.id.to_string());
-        assert!(holds_addressed_to(&approval(agent, vec![by_id]), &alice));
-        assert!(holds_addressed_to(
-            &approval(agent, vec![naming("sub-alice")]),
-            &alice
-        ));
+        assert_eq!(of(vec![by_id], &holder), Addressee::User);
+        assert_eq!(of(vec![naming("sub-alice")], &holder), Addressee::User);
+        assert_eq!(
+            of(vec![naming("sub-alice"), agent_hold()], &holder),
+            Addressee::GrantHolder
+        );
 
         // An operator's rule naming no approvers is the operators' (any operator).
         for holds in [
@@ -482,16 +634,17 @@ mod tests {
             vec![agent_hold(), naming("bob")],
             vec![],
         ] {
-            assert!(
-                !holds_addressed_to(&approval(agent, holds.clone()), &alice),
-                "{holds:?}"
-            );
+            assert_eq!(of(holds.clone(), &holder), Addressee::Other, "{holds:?}");
         }
         // Another agent's setting is not this approval's agent's.
         let other = hold(AGENT_HOLD_KIND, RuleId::new(), None);
-        assert!(!holds_addressed_to(&approval(agent, vec![other]), &alice));
+        assert_eq!(of(vec![other], &holder), Addressee::Other);
         // An e-mail is not matched: whether the IdP verified it is not kept.
         let by_mail = naming("alice@example.com");
-        assert!(!holds_addressed_to(&approval(agent, vec![by_mail]), &alice));
+        assert_eq!(of(vec![by_mail], &holder), Addressee::Other);
+        assert_eq!(
+            of(vec![agent_hold()], &names(&["alice@example.com"])),
+            Addressee::Other
+        );
     }
 }

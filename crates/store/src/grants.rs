@@ -187,14 +187,26 @@ pub(crate) async fn label_taken(conn: &mut AnyConnection, grant: &Grant) -> Stor
 }
 
 pub(crate) async fn insert(conn: &mut AnyConnection, grant: &Grant, seq: i64) -> StoreResult<()> {
+    insert_row(conn, grant, seq, None).await
+}
+
+/// Inserts the grant's row; `minted_from` names the grant it was minted from, in the same
+/// statement.
+async fn insert_row(
+    conn: &mut AnyConnection,
+    grant: &Grant,
+    seq: i64,
+    minted_from: Option<GrantId>,
+) -> StoreResult<()> {
     let (kind, user, idp, group, agent) = principal_columns(&grant.principal);
     sqlx::query(
         "INSERT INTO grants (id, app_id, seq, grant_kind, secret_id, connection_id, user_secret_id, \
          principal_type, app_user_id, idp_id, external_group_id, agent_id, label, \
          account_identifier, status, policy, expires_at, parent_grant_id, depth, delegable, \
-         delegated_by, created_by, created_at, revoked_at, revoke_reason, last_used_at) VALUES \
+         delegated_by, created_by, created_at, revoked_at, revoke_reason, last_used_at, \
+         minted_from) VALUES \
          ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, \
-         $20, $21, $22, $23, $24, $25, $26)",
+         $20, $21, $22, $23, $24, $25, $26, $27)",
     )
     .bind(grant.id.to_string())
     .bind(grant.app_id.to_string())
@@ -222,6 +234,7 @@ pub(crate) async fn insert(conn: &mut AnyConnection, grant: &Grant, seq: i64) ->
     .bind(micros(grant.revoked_at))
     .bind(grant.revoke_reason.clone())
     .bind(micros(grant.last_used_at))
+    .bind(minted_from.map(|m| m.to_string()))
     .execute(&mut *conn)
     .await
     .map_err(db_error)?;
@@ -237,11 +250,22 @@ pub(crate) async fn insert_numbered(
     grant: &Grant,
     events: &[&AuditEvent],
 ) -> StoreResult<()> {
+    insert_numbered_from(conn, chain_key, grant, None, events).await
+}
+
+/// [`insert_numbered`], naming the grant `grant` was minted from (if any) in its row.
+async fn insert_numbered_from(
+    conn: &mut AnyConnection,
+    chain_key: &ChainKey,
+    grant: &Grant,
+    minted_from: Option<GrantId>,
+    events: &[&AuditEvent],
+) -> StoreResult<()> {
     let seq = next_seq(&mut *conn, grant.app_id).await?;
     if label_taken(&mut *conn, grant).await? {
         return Err(StoreError::Conflict("sibling_label".into()));
     }
-    insert(&mut *conn, grant, seq).await?;
+    insert_row(&mut *conn, grant, seq, minted_from).await?;
     for event in events {
         chain::append(&mut *conn, chain_key, event).await?;
     }
@@ -496,6 +520,28 @@ impl GrantStore for SqlStore {
         let mut tx = self.write.begin().await.map_err(db_error)?;
         insert_numbered(&mut tx, &self.chain, grant, &[event]).await?;
         tx.commit().await.map_err(db_error)
+    }
+
+    async fn insert_minted_grant(
+        &self,
+        grant: &Grant,
+        source: GrantId,
+        event: &AuditEvent,
+    ) -> StoreResult<()> {
+        let mut tx = self.write.begin().await.map_err(db_error)?;
+        insert_numbered_from(&mut tx, &self.chain, grant, Some(source), &[event]).await?;
+        tx.commit().await.map_err(db_error)
+    }
+
+    async fn minted_from(&self, app: AppId, id: GrantId) -> StoreResult<Option<GrantId>> {
+        let query = sqlx::query("SELECT minted_from FROM grants WHERE app_id = $1 AND id = $2")
+            .bind(app.to_string())
+            .bind(id.to_string());
+        Ok(
+            fetch_optional(&self.read, query, |row| opt_id(row, "minted_from"))
+                .await?
+                .flatten(),
+        )
     }
 
     async fn get_grant(&self, app: AppId, id: GrantId) -> StoreResult<Option<Grant>> {

@@ -118,12 +118,22 @@ impl Vault {
         };
         let credential = Credential::ManagedSecret(secret.clone());
         let event = grant_event(&grant, action::GRANT_CREATED, caller.actor(), &credential);
-        self.insert_grant(&grant, &event).await
+        self.insert_grant(&grant, None, &event).await
     }
 
-    /// Stores a new grant and reads it back (numbered); a taken label is a sibling conflict.
-    async fn insert_grant(&self, grant: &Grant, event: &AuditEvent) -> Result<Grant> {
-        match self.store().insert_grant(grant, event).await {
+    /// Stores a new grant (minted from `minted_from`, if given) and reads it back (numbered);
+    /// a taken label is a sibling conflict.
+    async fn insert_grant(
+        &self,
+        grant: &Grant,
+        minted_from: Option<GrantId>,
+        event: &AuditEvent,
+    ) -> Result<Grant> {
+        let stored = match minted_from {
+            Some(source) => self.store().insert_minted_grant(grant, source, event).await,
+            None => self.store().insert_grant(grant, event).await,
+        };
+        match stored {
             Ok(()) => self.grant(grant.app_id, grant.id).await,
             Err(crate::ports::StoreError::Conflict(what)) if what == "sibling_label" => Err(
                 Error::SiblingLabelConflict(grant.label.clone().unwrap_or_default()),
@@ -396,11 +406,13 @@ impl Vault {
             ..source.clone()
         };
         let credential = self.credential_of(&grant).await?;
+        // The source is kept in the grant's row (`minted_from`), the one place it is read
+        // back from; the event says it for people.
         let event = grant_event(&grant, action::GRANT_MINTED, caller.actor(), &credential)
-            .with_reason(Some(format!("{}{}", crate::wallet::MINTED_FROM, source.id)));
+            .with_reason(Some(format!("minted from {}", source.id)));
         Ok(GrantView {
             delegated_agents: Vec::new(),
-            grant: self.insert_grant(&grant, &event).await?,
+            grant: self.insert_grant(&grant, Some(source.id), &event).await?,
             credential: Some(CredentialSummary::of(&credential)),
         })
     }

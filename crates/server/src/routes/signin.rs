@@ -11,6 +11,7 @@ use alter_core::Error;
 use alter_core::signin::{
     AuthPoll, CallbackRefusal, ConfigureSignIn, SESSION_LIFETIME_SECONDS, SignInClient,
 };
+use alter_core::wallet::SignInStep;
 use alter_crypto::{ExposeSecret, SecretString};
 use alter_proto::signin::{
     AuthPollResult, AuthSession, CreateAuthSessionRequest, PollAuthSessionRequest, SignInInfo,
@@ -131,9 +132,38 @@ pub async fn verify_token(
 /// way; nothing but the session's outcome is stored.
 pub async fn callback(
     State(state): State<AppState>,
+    peer: crate::ui::session::Peer,
     headers: axum::http::HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Response {
+    // Per client address, before anything is read or claimed: over it, nothing is stored.
+    let peer = crate::ui::session::peer_ip(&peer);
+    match state
+        .vault
+        .sign_in_step_admitted(SignInStep::Callback, peer)
+        .await
+    {
+        Ok(None) => {}
+        Ok(Some(retry_after)) => {
+            let mut response = page(
+                StatusCode::TOO_MANY_REQUESTS,
+                FAILED,
+                "Too many sign-ins came from your network. Wait a minute, then start again.",
+            );
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after.max(1)));
+            return response;
+        }
+        Err(error) => {
+            tracing::warn!(%error, "a sign-in callback could not be counted");
+            return page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                FAILED,
+                "Sign-in is not available right now. Start again from the app in a moment.",
+            );
+        }
+    }
     let params = match CallbackParams::parse(query.as_deref().unwrap_or_default()) {
         Some(params) => params,
         None => {

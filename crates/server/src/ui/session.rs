@@ -66,6 +66,15 @@ impl<K> Session<K> {
     }
 }
 
+/// The connection's peer, as the server saw it (no proxy header is trusted).
+pub type Peer = Option<axum::Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>;
+
+/// The client address of [`Peer`].
+pub fn peer_ip(peer: &Peer) -> Option<std::net::IpAddr> {
+    peer.as_ref()
+        .map(|axum::Extension(axum::extract::ConnectInfo(addr))| addr.ip())
+}
+
 /// The value of cookie `name`, if sent exactly once.
 pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
     let mut found = None;

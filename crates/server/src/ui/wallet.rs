@@ -21,7 +21,7 @@ use alter_core::ids::{AgentId, AppId, ApprovalId, GrantId};
 use alter_core::signin::{ClaimedSignIn, SESSION_LIFETIME_SECONDS};
 use alter_core::subject::Subject;
 use alter_core::time::Timestamp;
-use alter_core::wallet::Extension;
+use alter_core::wallet::{Extension, SignInAdmission};
 use alter_core::{Entity, Error};
 use alter_crypto::ExposeSecret;
 use alter_upstream::oauth::{Pkce, authorization_url};
@@ -34,7 +34,7 @@ use axum::routing::{get, post};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
-use super::session::{Form, Session, UiKind, cookie, same_origin, set_cookie};
+use super::session::{Form, Peer, Session, UiKind, cookie, peer_ip, same_origin, set_cookie};
 use super::{Layout, Page, message, render, root_path};
 use crate::routes::views;
 use crate::state::AppState;
@@ -137,6 +137,42 @@ pub(crate) fn failure(state: &AppState, error: Error) -> Response {
         _ => "Not done",
     };
     message(state, status, title, &text).into_response()
+}
+
+/// What a wallet page's handler answers: the page, or the page that says why not.
+type Answer = Result<Response, Response>;
+
+/// A domain error as its page ([`failure`]), so handlers can use `?`.
+trait OrPage<T> {
+    fn or_page(self, state: &AppState) -> Result<T, Response>;
+}
+
+impl<T> OrPage<T> for Result<T, Error> {
+    fn or_page(self, state: &AppState) -> Result<T, Response> {
+        self.map_err(|e| failure(state, e))
+    }
+}
+
+/// The grant (or delegation) a path names; anything else is "not found".
+fn grant_id(text: &str) -> Result<GrantId, Error> {
+    GrantId::parse_lenient(text).ok_or(Error::NotFound(Entity::Grant))
+}
+
+/// The signed-in user of a form posted to a grant's (or delegation's) path, and that grant.
+async fn form_on_grant(
+    state: &AppState,
+    form: &Form<WalletUi>,
+    grant: &str,
+) -> Result<(Me, GrantId), Response> {
+    Ok((
+        me(state, &form.session).await?,
+        grant_id(grant).or_page(state)?,
+    ))
+}
+
+/// The approval a path names; anything else is "not found".
+fn approval_id(text: &str) -> Result<ApprovalId, Error> {
+    ApprovalId::parse_lenient(text).ok_or(Error::NotFound(Entity::Approval))
 }
 
 /// What the layout shows of a wallet page (no `Debug`: it holds the CSRF token).
@@ -330,6 +366,7 @@ fn not_found(state: &AppState) -> Response {
 async fn start_sign_in(
     State(state): State<AppState>,
     Path(app): Path<String>,
+    peer: Peer,
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
@@ -345,9 +382,16 @@ async fn start_sign_in(
     let Some(app) = AppId::parse_lenient(&app) else {
         return not_found(&state);
     };
-    match state.vault.wallet_sign_in_allowed(app).await {
-        Ok(true) => {}
-        Ok(false) => {
+    match state
+        .vault
+        .wallet_sign_in_allowed(app, peer_ip(&peer))
+        .await
+    {
+        Ok(SignInAdmission::Allowed) => {}
+        Ok(SignInAdmission::TooFast {
+            retry_after_seconds,
+        }) => return too_many_sign_ins(&state, retry_after_seconds),
+        Ok(SignInAdmission::TooManyUnderWay) => {
             return message(
                 &state,
                 StatusCode::TOO_MANY_REQUESTS,
@@ -402,6 +446,24 @@ async fn start_sign_in(
             "/auth/callback",
             SESSION_LIFETIME_SECONDS,
         ),
+    );
+    response
+}
+
+/// `429` for a client address that takes sign-in steps too fast
+/// ([`alter_core::wallet::SIGN_INS_PER_MINUTE_PER_ADDRESS`]), with `Retry-After`; nothing was
+/// stored.
+fn too_many_sign_ins(state: &AppState, retry_after_seconds: u64) -> Response {
+    let mut response = message(
+        state,
+        StatusCode::TOO_MANY_REQUESTS,
+        "Too many sign-ins",
+        "Too many sign-ins came from your network. Wait a minute, then try again.",
+    )
+    .into_response();
+    response.headers_mut().insert(
+        header::RETRY_AFTER,
+        axum::http::HeaderValue::from(retry_after_seconds.max(1)),
     );
     response
 }
@@ -606,21 +668,15 @@ async fn home(
     State(state): State<AppState>,
     session: Session<WalletUi>,
     axum::extract::Query(done): axum::extract::Query<Done>,
-) -> Response {
-    let me = match me(&state, &session).await {
-        Ok(me) => me,
-        Err(page) => return page,
-    };
-    let grants = match my_grants(&state, &me).await {
-        Ok(found) => found,
-        Err(e) => return failure(&state, e),
-    };
+) -> Answer {
+    let me = me(&state, &session).await?;
+    let grants = my_grants(&state, &me).await.or_page(&state)?;
     #[derive(Serialize)]
     struct Home {
         grants: Vec<GrantCard>,
         base: String,
     }
-    wallet_page(
+    Ok(wallet_page(
         &state,
         &me,
         "",
@@ -632,7 +688,7 @@ async fn home(
             base: base(&state, me.app),
         },
     )
-    .into_response()
+    .into_response())
 }
 
 /// `GET /wallet/{app}/grants/{grant}`: one grant, its agents, delegate and extend.
@@ -641,26 +697,20 @@ async fn grant_page(
     session: Session<WalletUi>,
     Path((_, grant)): Path<(String, String)>,
     axum::extract::Query(done): axum::extract::Query<Done>,
-) -> Response {
-    let me = match me(&state, &session).await {
-        Ok(me) => me,
-        Err(page) => return page,
-    };
-    let grants = match my_grants(&state, &me).await {
-        Ok(found) => found,
-        Err(e) => return failure(&state, e),
-    };
-    let Some(card) = grants
+) -> Answer {
+    let me = me(&state, &session).await?;
+    let grants = my_grants(&state, &me).await.or_page(&state)?;
+    let card = grants
         .into_iter()
         .find(|c| c.item.get("grant_id").and_then(|v| v.as_str()) == Some(grant.as_str()))
-    else {
-        return failure(&state, Error::NotFound(Entity::Grant));
-    };
+        .ok_or(Error::NotFound(Entity::Grant))
+        .or_page(&state)?;
     let subject = me.subject();
-    let (agents, _) = match state.vault.list_agents(&subject, false, MAX_PAGE, 0).await {
-        Ok(found) => found,
-        Err(e) => return failure(&state, e),
-    };
+    let (agents, _) = state
+        .vault
+        .list_agents(&subject, false, MAX_PAGE, 0)
+        .await
+        .or_page(&state)?;
     let agents: Vec<(String, String)> = agents
         .iter()
         .filter(|a| a.status == AgentStatus::Active)
@@ -672,18 +722,16 @@ async fn grant_page(
         })
         .collect();
     // How far it may be extended: a few choices within the limit.
-    let held = match GrantId::parse_lenient(&grant) {
-        Some(id) => state.vault.user_grant(&subject, id).await,
-        None => Err(Error::NotFound(Entity::Grant)),
-    };
-    let held = match held {
-        Ok(held) => held,
-        Err(e) => return failure(&state, e),
-    };
-    let extension = match state.vault.grant_extension(&me.user, &held).await {
-        Ok(extension) => extension,
-        Err(e) => return failure(&state, e),
-    };
+    let held = state
+        .vault
+        .user_grant(&subject, grant_id(&grant).or_page(&state)?)
+        .await
+        .or_page(&state)?;
+    let extension = state
+        .vault
+        .grant_extension(&me.user, &held)
+        .await
+        .or_page(&state)?;
     let extend_choices = match (extension, held.expires_at) {
         (Extension::UpTo(limit), Some(end)) => extension_choices(end, limit),
         _ => Vec::new(),
@@ -703,7 +751,7 @@ async fn grant_page(
     let max_ttl_hours = held
         .expires_at
         .map(|end| (now.seconds_until(end) / 3600).max(1));
-    wallet_page(
+    Ok(wallet_page(
         &state,
         &me,
         "",
@@ -720,7 +768,7 @@ async fn grant_page(
             max_ttl_hours,
         },
     )
-    .into_response()
+    .into_response())
 }
 
 /// Ends to offer: a week, a month and three months past the current end, and the limit, each
@@ -761,14 +809,8 @@ async fn revoke_grant(
     State(state): State<AppState>,
     Path((_, grant)): Path<(String, String)>,
     form: Form<WalletUi>,
-) -> Response {
-    let me = match me(&state, &form.session).await {
-        Ok(me) => me,
-        Err(page) => return page,
-    };
-    let Some(id) = GrantId::parse_lenient(&grant) else {
-        return failure(&state, Error::NotFound(Entity::Grant));
-    };
+) -> Answer {
+    let (me, id) = form_on_grant(&state, &form, &grant).await?;
     let reason = Some("revoked by the user in the Wallet".to_owned());
     match state
         .vault
@@ -776,8 +818,8 @@ async fn revoke_grant(
         .await
     {
         // A second click (or a retry) finds it revoked already: the same outcome.
-        Ok(_) | Err(Error::GrantRevoked(_)) => done(&state, me.app, "", "revoked"),
-        Err(e) => failure(&state, e),
+        Ok(_) | Err(Error::GrantRevoked(_)) => Ok(done(&state, me.app, "", "revoked")),
+        Err(e) => Err(failure(&state, e)),
     }
 }
 
@@ -787,28 +829,23 @@ async fn delegate(
     State(state): State<AppState>,
     Path((_, grant)): Path<(String, String)>,
     form: Form<WalletUi>,
-) -> Response {
-    let me = match me(&state, &form.session).await {
-        Ok(me) => me,
-        Err(page) => return page,
-    };
-    let (Some(grant_id), Some(agent)) = (
-        GrantId::parse_lenient(&grant),
-        form.fields
-            .text("agent_id")
-            .and_then(AgentId::parse_lenient),
-    ) else {
-        return failure(&state, Error::NotFound(Entity::Agent));
-    };
+) -> Answer {
+    let (me, grant_id) = form_on_grant(&state, &form, &grant).await?;
+    let agent = form
+        .fields
+        .text("agent_id")
+        .and_then(AgentId::parse_lenient)
+        .ok_or(Error::NotFound(Entity::Agent))
+        .or_page(&state)?;
     let ttl_seconds = match form.fields.text("ttl_hours") {
         None => None,
         Some(hours) => match hours.parse::<i64>() {
             Ok(hours) if hours > 0 => Some(hours.saturating_mul(3600)),
             _ => {
-                return failure(
+                return Err(failure(
                     &state,
                     Error::Invalid("the lifetime must be a whole number of hours".into()),
-                );
+                ));
             }
         },
     };
@@ -817,14 +854,17 @@ async fn delegate(
         delegable: None,
         scope_constraint: None,
     };
-    match state
+    state
         .vault
         .delegate(&me.subject(), grant_id, agent, options)
         .await
-    {
-        Ok(_) => done(&state, me.app, &format!("/grants/{grant_id}"), "delegated"),
-        Err(e) => failure(&state, e),
-    }
+        .or_page(&state)?;
+    Ok(done(
+        &state,
+        me.app,
+        &format!("/grants/{grant_id}"),
+        "delegated",
+    ))
 }
 
 /// `POST /wallet/{app}/delegations/{delegation}/revoke`: one agent loses the grant; the grant
@@ -833,30 +873,20 @@ async fn revoke_delegation(
     State(state): State<AppState>,
     Path((_, delegation)): Path<(String, String)>,
     form: Form<WalletUi>,
-) -> Response {
-    let me = match me(&state, &form.session).await {
-        Ok(me) => me,
-        Err(page) => return page,
-    };
-    let Some(id) = GrantId::parse_lenient(&delegation) else {
-        return failure(&state, Error::NotFound(Entity::Grant));
-    };
-    match state
+) -> Answer {
+    let (me, id) = form_on_grant(&state, &form, &delegation).await?;
+    // The delegation, revoked now or before (a second click): the same outcome.
+    let child = state
         .vault
         .revoke_delegation(&me.subject(), Some(id), DelegationOf::Itself)
         .await
-    {
-        // The delegation, revoked now or before (a second click): the same outcome.
-        Ok(Some(child)) => {
-            let path = child
-                .parent_grant_id
-                .map(|p| format!("/grants/{p}"))
-                .unwrap_or_default();
-            done(&state, me.app, &path, "undelegated")
-        }
-        Ok(None) => failure(&state, Error::NotFound(Entity::Grant)),
-        Err(e) => failure(&state, e),
-    }
+        .and_then(|child| child.ok_or(Error::NotFound(Entity::Grant)))
+        .or_page(&state)?;
+    let path = child
+        .parent_grant_id
+        .map(|p| format!("/grants/{p}"))
+        .unwrap_or_default();
+    Ok(done(&state, me.app, &path, "undelegated"))
 }
 
 /// `POST /wallet/{app}/grants/{grant}/extend`: a later end (`until`), up to the maximum.
@@ -864,24 +894,20 @@ async fn extend(
     State(state): State<AppState>,
     Path((_, grant)): Path<(String, String)>,
     form: Form<WalletUi>,
-) -> Response {
-    let me = match me(&state, &form.session).await {
-        Ok(me) => me,
-        Err(page) => return page,
-    };
-    let Some(id) = GrantId::parse_lenient(&grant) else {
-        return failure(&state, Error::NotFound(Entity::Grant));
-    };
-    let Some(until) = form.fields.text("until").and_then(Timestamp::parse_rfc3339) else {
-        return failure(
-            &state,
-            Error::InvalidGrantLifetime("choose when the grant should end".into()),
-        );
-    };
-    match state.vault.extend_grant(&me.subject(), id, until).await {
-        Ok(_) => done(&state, me.app, &format!("/grants/{id}"), "extended"),
-        Err(e) => failure(&state, e),
-    }
+) -> Answer {
+    let (me, id) = form_on_grant(&state, &form, &grant).await?;
+    let until = form
+        .fields
+        .text("until")
+        .and_then(Timestamp::parse_rfc3339)
+        .ok_or_else(|| Error::InvalidGrantLifetime("choose when the grant should end".into()))
+        .or_page(&state)?;
+    state
+        .vault
+        .extend_grant(&me.subject(), id, until)
+        .await
+        .or_page(&state)?;
+    Ok(done(&state, me.app, &format!("/grants/{id}"), "extended"))
 }
 
 // ---- activity --------------------------------------------------------------------------
@@ -998,17 +1024,11 @@ async fn activity(
     State(state): State<AppState>,
     session: Session<WalletUi>,
     axum::extract::Query(query): axum::extract::Query<ActivityQuery>,
-) -> Response {
-    let me = match me(&state, &session).await {
-        Ok(me) => me,
-        Err(page) => return page,
-    };
-    let calls = match calls(&state, &me, &query).await {
-        Ok(calls) => calls,
-        Err(e) => return failure(&state, e),
-    };
+) -> Answer {
+    let me = me(&state, &session).await?;
+    let calls = calls(&state, &me, &query).await.or_page(&state)?;
     if query.format.as_deref() == Some("csv") {
-        return csv(&calls);
+        return Ok(csv(&calls));
     }
     let home = base(&state, me.app);
     #[derive(Serialize)]
@@ -1031,7 +1051,7 @@ async fn activity(
         }
     }
     csv_query.append_pair("format", "csv");
-    wallet_page(
+    Ok(wallet_page(
         &state,
         &me,
         "/activity",
@@ -1045,7 +1065,7 @@ async fn activity(
             csv: format!("{home}/activity?{}", csv_query.finish()),
         },
     )
-    .into_response()
+    .into_response())
 }
 
 impl Serialize for ActivityQuery {
@@ -1123,15 +1143,13 @@ fn approval_row(state: &AppState, app: AppId, a: &Approval) -> ApprovalRow {
 }
 
 /// `GET /wallet/{app}/approvals`: the calls waiting for me, then the decided ones.
-async fn approvals(State(state): State<AppState>, session: Session<WalletUi>) -> Response {
-    let me = match me(&state, &session).await {
-        Ok(me) => me,
-        Err(page) => return page,
-    };
-    let all = match state.vault.user_approvals(me.app, &me.user, None).await {
-        Ok(all) => all,
-        Err(e) => return failure(&state, e),
-    };
+async fn approvals(State(state): State<AppState>, session: Session<WalletUi>) -> Answer {
+    let me = me(&state, &session).await?;
+    let all = state
+        .vault
+        .user_approvals(me.app, &me.user, None)
+        .await
+        .or_page(&state)?;
     let (pending, decided): (Vec<_>, Vec<_>) = all
         .iter()
         .partition(|a| a.status == ApprovalStatus::Pending);
@@ -1140,7 +1158,7 @@ async fn approvals(State(state): State<AppState>, session: Session<WalletUi>) ->
         pending: Vec<ApprovalRow>,
         decided: Vec<ApprovalRow>,
     }
-    wallet_page(
+    Ok(wallet_page(
         &state,
         &me,
         "/approvals",
@@ -1158,7 +1176,7 @@ async fn approvals(State(state): State<AppState>, session: Session<WalletUi>) ->
                 .collect(),
         },
     )
-    .into_response()
+    .into_response())
 }
 
 /// `GET /wallet/{app}/approvals/{approval}` (the approval URL): the exact request — method,
@@ -1168,18 +1186,14 @@ async fn approval_page(
     session: Session<WalletUi>,
     Path((_, approval)): Path<(String, String)>,
     axum::extract::Query(done): axum::extract::Query<Done>,
-) -> Response {
-    let me = match me(&state, &session).await {
-        Ok(me) => me,
-        Err(page) => return page,
-    };
-    let Some(id) = ApprovalId::parse_lenient(&approval) else {
-        return failure(&state, Error::NotFound(Entity::Approval));
-    };
-    let (approval, request) = match state.vault.user_approval(me.app, &me.user, id).await {
-        Ok(found) => found,
-        Err(e) => return failure(&state, e),
-    };
+) -> Answer {
+    let me = me(&state, &session).await?;
+    let id = approval_id(&approval).or_page(&state)?;
+    let (approval, request) = state
+        .vault
+        .user_approval(me.app, &me.user, id)
+        .await
+        .or_page(&state)?;
     #[derive(Serialize)]
     struct ApprovalPage {
         approval: ApprovalRow,
@@ -1196,7 +1210,7 @@ async fn approval_page(
         .body
         .as_ref()
         .map(|b| serde_json::to_string_pretty(b).unwrap_or_default());
-    wallet_page(
+    Ok(wallet_page(
         &state,
         &me,
         "/approvals",
@@ -1215,7 +1229,7 @@ async fn approval_page(
             decision_reason: approval.decision_reason,
         },
     )
-    .into_response()
+    .into_response())
 }
 
 /// `POST /wallet/{app}/approvals/{approval}`: `decision` = approve | deny, with a `reason`.
@@ -1223,31 +1237,25 @@ async fn decide(
     State(state): State<AppState>,
     Path((_, approval)): Path<(String, String)>,
     form: Form<WalletUi>,
-) -> Response {
-    let me = match me(&state, &form.session).await {
-        Ok(me) => me,
-        Err(page) => return page,
-    };
-    let Some(id) = ApprovalId::parse_lenient(&approval) else {
-        return failure(&state, Error::NotFound(Entity::Approval));
-    };
+) -> Answer {
+    let me = me(&state, &form.session).await?;
+    let id = approval_id(&approval).or_page(&state)?;
     let approve = match form.fields.get("decision") {
         Some("approve") => true,
         Some("deny") => false,
-        _ => return failure(&state, Error::Invalid("decide approve or deny".into())),
+        _ => {
+            return Err(failure(
+                &state,
+                Error::Invalid("decide approve or deny".into()),
+            ));
+        }
     };
     let reason = form.fields.text("reason").map(str::to_owned);
-    match state
+    state
         .vault
         .decide_user_approval(&me.subject(), id, approve, reason)
         .await
-    {
-        Ok(_) => done(
-            &state,
-            me.app,
-            &format!("/approvals/{id}"),
-            if approve { "approved" } else { "denied" },
-        ),
-        Err(e) => failure(&state, e),
-    }
+        .or_page(&state)?;
+    let what = if approve { "approved" } else { "denied" };
+    Ok(done(&state, me.app, &format!("/approvals/{id}"), what))
 }

@@ -4,11 +4,45 @@
 
 use alter_core::operators::{
     ADMIN_TOKEN_OPERATOR, CONCURRENT_PASSWORD_CHECKS, FAILURE_EVENT_INTERVAL_SECONDS,
-    LOCKOUT_SECONDS, MAX_FAILED_SIGN_INS, SignInOutcome, UNKNOWN_OPERATOR, operator_action,
+    LOCKOUT_SECONDS, MAX_FAILED_SIGN_INS, MAX_FAILED_SIGN_INS_PER_ADDRESS, SignInOutcome,
+    UNKNOWN_OPERATOR, operator_action,
 };
+use alter_core::vault::Vault;
 use alter_testkit::{TestServer, on_every_engine};
 
 const PASSWORD: &str = "correct horse battery staple";
+
+/// One portal sign-in of `username` with `password` from `peer`, through the vault.
+async fn sign_in(
+    vault: &Vault,
+    username: &str,
+    password: &str,
+    peer: Option<&str>,
+) -> SignInOutcome {
+    vault
+        .operator_sign_in(username, password, peer)
+        .await
+        .unwrap()
+}
+
+/// Whether that sign-in signs in.
+async fn signs_in(vault: &Vault, username: &str, password: &str, peer: Option<&str>) -> bool {
+    matches!(
+        sign_in(vault, username, password, peer).await,
+        SignInOutcome::SignedIn(_)
+    )
+}
+
+/// `times` wrong passwords for `username` from `peer`, each refused (not yet throttled).
+async fn guess_wrong(vault: &Vault, username: &str, peer: Option<&str>, times: i64) {
+    for _ in 0..times {
+        assert_eq!(
+            sign_in(vault, username, "not the password", peer).await,
+            SignInOutcome::Refused,
+            "{username}"
+        );
+    }
+}
 
 #[tokio::test]
 async fn accounts_are_managed_with_the_admin_token_and_never_show_a_password() {
@@ -62,16 +96,11 @@ async fn accounts_are_managed_with_the_admin_token_and_never_show_a_password() {
             .await
             .unwrap();
         assert_eq!(
-            vault
-                .operator_sign_in("alice", PASSWORD, None)
-                .await
-                .unwrap(),
+            sign_in(vault, "alice", PASSWORD, None).await,
             SignInOutcome::Refused
         );
-        let SignInOutcome::SignedIn(alice) = vault
-            .operator_sign_in("alice", "a brand new passphrase", None)
-            .await
-            .unwrap()
+        let SignInOutcome::SignedIn(alice) =
+            sign_in(vault, "alice", "a brand new passphrase", None).await
         else {
             panic!("the new password signs in");
         };
@@ -82,10 +111,7 @@ async fn accounts_are_managed_with_the_admin_token_and_never_show_a_password() {
         let gone = admin.remove_operator("alice").await.unwrap_err();
         assert_eq!(gone.code(), Some("operator_not_found"));
         assert_eq!(
-            vault
-                .operator_sign_in("alice", "a brand new passphrase", None)
-                .await
-                .unwrap(),
+            sign_in(vault, "alice", "a brand new passphrase", None).await,
             SignInOutcome::Refused
         );
 
@@ -122,10 +148,7 @@ async fn a_wrong_password_and_an_unknown_username_are_refused_alike_and_throttle
         // Both cost one Argon2 verification and get the same answer and event.
         for username in ["carol", "nobody"] {
             assert_eq!(
-                vault
-                    .operator_sign_in(username, "wrong password!", Some("203.0.113.9"))
-                    .await
-                    .unwrap(),
+                sign_in(vault, username, "wrong password!", Some("203.0.113.9")).await,
                 SignInOutcome::Refused
             );
         }
@@ -140,55 +163,26 @@ async fn a_wrong_password_and_an_unknown_username_are_refused_alike_and_throttle
         assert_eq!(named, [UNKNOWN_OPERATOR, "carol"]);
 
         // A success forgets the failures before it.
-        assert!(matches!(
-            vault
-                .operator_sign_in("carol", PASSWORD, None)
-                .await
-                .unwrap(),
-            SignInOutcome::SignedIn(_)
-        ));
-        for _ in 0..MAX_FAILED_SIGN_INS {
-            assert_eq!(
-                vault
-                    .operator_sign_in("Carol ", "wrong password!", None)
-                    .await
-                    .unwrap(),
-                SignInOutcome::Refused
-            );
-        }
+        assert!(signs_in(vault, "carol", PASSWORD, None).await);
+        guess_wrong(vault, "Carol ", None, MAX_FAILED_SIGN_INS).await;
         // Locked: even the right password waits, and an unknown name throttles the same way.
         assert_eq!(
-            vault
-                .operator_sign_in("carol", PASSWORD, None)
-                .await
-                .unwrap(),
+            sign_in(vault, "carol", PASSWORD, None).await,
             SignInOutcome::Throttled
         );
-        for _ in 0..MAX_FAILED_SIGN_INS {
-            vault.operator_sign_in("nobody", "x", None).await.unwrap();
-        }
+        guess_wrong(vault, "nobody", None, MAX_FAILED_SIGN_INS).await;
         assert_eq!(
-            vault.operator_sign_in("nobody", "x", None).await.unwrap(),
+            sign_in(vault, "nobody", "x", None).await,
             SignInOutcome::Throttled
         );
         // The lock holds on another node too (it lives in the database).
         let other = server.second_node().await;
         assert_eq!(
-            other
-                .vault()
-                .operator_sign_in("carol", PASSWORD, None)
-                .await
-                .unwrap(),
+            sign_in(other.vault(), "carol", PASSWORD, None).await,
             SignInOutcome::Throttled
         );
         server.advance(LOCKOUT_SECONDS);
-        assert!(matches!(
-            vault
-                .operator_sign_in("carol", PASSWORD, None)
-                .await
-                .unwrap(),
-            SignInOutcome::SignedIn(_)
-        ));
+        assert!(signs_in(vault, "carol", PASSWORD, None).await);
     })
     .await;
 }
@@ -224,10 +218,7 @@ async fn concurrent_guesses_do_not_slip_past_the_throttle() {
         }
         assert_eq!(checked, MAX_FAILED_SIGN_INS);
         assert_eq!(
-            vault
-                .operator_sign_in("dave", PASSWORD, None)
-                .await
-                .unwrap(),
+            sign_in(vault, "dave", PASSWORD, None).await,
             SignInOutcome::Throttled
         );
     })
@@ -263,13 +254,7 @@ async fn password_checks_beyond_the_cap_are_answered_busy_at_once_and_change_not
         );
         // A busy answer counted no failure: the right password still signs in after the
         // checked ones (fewer than the lockout).
-        assert!(matches!(
-            vault
-                .operator_sign_in("erin", PASSWORD, Some("192.0.2.1"))
-                .await
-                .unwrap(),
-            SignInOutcome::SignedIn(_)
-        ));
+        assert!(signs_in(vault, "erin", PASSWORD, Some("192.0.2.1")).await);
         // One failure event (the first refusal; the others wait, counted) and the sign-in.
         let events = vault.operator_events(1000).await.unwrap();
         assert_eq!(events.len() - before, 2, "{events:?}");
@@ -284,30 +269,53 @@ async fn failures_from_one_address_lock_only_that_address() {
         let vault = server.vault();
         vault.add_operator("frank", PASSWORD, "test").await.unwrap();
         let attacker = Some("198.51.100.7");
-        for _ in 0..MAX_FAILED_SIGN_INS {
+        guess_wrong(vault, "frank", attacker, MAX_FAILED_SIGN_INS).await;
+        assert_eq!(
+            sign_in(vault, "frank", PASSWORD, attacker).await,
+            SignInOutcome::Throttled
+        );
+        // Frank, from his own address, is not locked out by someone else's guesses.
+        assert!(signs_in(vault, "frank", PASSWORD, Some("203.0.113.20")).await);
+    })
+    .await;
+}
+
+/// One address guessing a few passwords each at many names (or the admin token) is locked
+/// after `MAX_FAILED_SIGN_INS_PER_ADDRESS` failures in all, whatever the names; other
+/// addresses are not, and the lock passes.
+#[tokio::test]
+async fn failures_at_many_names_from_one_address_lock_that_address() {
+    on_every_engine(|engine| async move {
+        let server = TestServer::start(engine).await;
+        let vault = server.vault();
+        vault.add_operator("heidi", PASSWORD, "test").await.unwrap();
+        let sprayer = Some("198.51.100.8");
+        let per_name = MAX_FAILED_SIGN_INS - 1;
+        let names = MAX_FAILED_SIGN_INS_PER_ADDRESS / per_name;
+        for n in 0..names {
+            guess_wrong(vault, &format!("name{n}"), sprayer, per_name).await;
+        }
+        let left = MAX_FAILED_SIGN_INS_PER_ADDRESS - names * per_name;
+        guess_wrong(vault, "heidi", sprayer, left).await;
+        // Locked at every name from there, even with the right password or the admin token.
+        for (name, password) in [("heidi", PASSWORD), ("name999", "x")] {
             assert_eq!(
-                vault
-                    .operator_sign_in("frank", "not the password", attacker)
-                    .await
-                    .unwrap(),
-                SignInOutcome::Refused
+                sign_in(vault, name, password, sprayer).await,
+                SignInOutcome::Throttled
             );
         }
+        let token = server.admin_token().to_owned();
         assert_eq!(
             vault
-                .operator_sign_in("frank", PASSWORD, attacker)
+                .admin_token_sign_in(|| token == server.admin_token(), sprayer)
                 .await
                 .unwrap(),
             SignInOutcome::Throttled
         );
-        // Frank, from his own address, is not locked out by someone else's guesses.
-        assert!(matches!(
-            vault
-                .operator_sign_in("frank", PASSWORD, Some("203.0.113.20"))
-                .await
-                .unwrap(),
-            SignInOutcome::SignedIn(_)
-        ));
+        // Heidi from her own address is not locked out, nor is that name anywhere.
+        assert!(signs_in(vault, "heidi", PASSWORD, Some("203.0.113.21")).await);
+        server.advance(LOCKOUT_SECONDS);
+        assert!(signs_in(vault, "heidi", PASSWORD, sprayer).await);
     })
     .await;
 }
