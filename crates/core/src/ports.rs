@@ -553,6 +553,14 @@ pub trait GrantStore: Send + Sync {
 /// release's own audit events, written through the group commit.
 #[async_trait]
 pub trait ReleaseStore: Send + Sync {
+    /// A grant by id and, if it points at a managed secret, that secret: read together, in
+    /// one hand-off where the engine allows.
+    async fn grant_with_secret(
+        &self,
+        app: AppId,
+        id: GrantId,
+    ) -> StoreResult<Option<(Grant, Option<ManagedSecret>)>>;
+
     /// Active, unexpired grants of a credential that `viewer` may release, narrowed to
     /// `label` and `account` if given, oldest first, at most `limit`: for the app itself only
     /// its system grants; for a user their own and their groups' grants; for an agent its own

@@ -201,11 +201,13 @@ fn insert_rows(app: &str, rows: &[Row<'_>]) -> Stmt {
             format!("({})", params.join(", "))
         })
         .collect();
+    // One prepared statement per row count would crowd the statement cache.
     let mut stmt = Stmt::new(format!(
         "INSERT INTO audit_events (app_id, seq, id, at, action, decision, actor_key_id, agent_id, \
          grant_id, app_user_id, target_id, body, prev_hash, hash, hash_version) VALUES {}",
         values.join(", ")
-    ));
+    ))
+    .one_off_if(rows.len() > 1);
     for row in rows {
         let event = row.event;
         let target = event

@@ -259,9 +259,6 @@ async fn commit_on(
 ) -> StoreResult<Vec<Vec<Outcome>>> {
     let postgres = conn.backend_name() == POSTGRES;
     let mut read = Script::new();
-    if jobs.len() > 1 {
-        read.one_off();
-    }
     read.push(Stmt::new(if postgres {
         "BEGIN"
     } else {
@@ -323,9 +320,6 @@ async fn commit_on(
     };
 
     let mut write = Script::new();
-    if jobs.len() > 1 {
-        write.one_off();
-    }
     let touched: Vec<(GrantId, Timestamp)> = ops()
         .filter_map(|op| match op {
             Op::TouchGrant { id, at } => Some((*id, *at)),
@@ -527,7 +521,8 @@ fn ids_where_returning(
     let mut stmt = Stmt::new(format!(
         "SELECT id{more} FROM {table} WHERE {condition} AND id IN ({}) ORDER BY id{lock}",
         params.join(", ")
-    ));
+    ))
+    .one_off_if(ids.len() > 1);
     for at in times {
         stmt = stmt.bind(at.micros());
     }
@@ -552,7 +547,8 @@ fn claim_nonces(script: &mut Script, claims: &[(KeyId, &str, Timestamp)]) -> Non
         "INSERT INTO request_nonces (key_id, nonce, seen_at) VALUES {} \
          ON CONFLICT (key_id, nonce) DO NOTHING RETURNING key_id, nonce",
         values.join(", ")
-    ));
+    ))
+    .one_off_if(claims.len() > 1);
     for (key, nonce, at) in claims {
         stmt = stmt.bind(key.to_string()).bind(*nonce).bind(at.micros());
     }
@@ -595,6 +591,7 @@ fn touch_grants(script: &mut Script, touched: &[(GrantId, Timestamp)]) {
         "UPDATE grants SET last_used_at = $1 WHERE id IN ({})",
         params.join(", ")
     ))
+    .one_off_if(ids.len() > 1)
     .bind(at.micros());
     for id in ids {
         stmt = stmt.bind(id);

@@ -7,13 +7,15 @@ use alter_core::grants::{Grant, Viewer};
 use alter_core::ids::{AppId, GrantId};
 use alter_core::ports::{CandidateSource, Narrowing, ReleaseStore, StoreResult};
 use alter_core::release::{ReleaseCommit, ReleaseCondition};
+use alter_core::secrets::ManagedSecret;
 use alter_core::time::Timestamp;
 use async_trait::async_trait;
 
-use crate::SqlStore;
 use crate::grants::{COLUMNS, Clause, Param, grant};
 use crate::group_commit::{Op, Outcome};
 use crate::rows::fetch_all;
+use crate::script::{Script, Stmt};
+use crate::{SqlStore, db_error, secrets};
 
 #[async_trait]
 impl ReleaseStore for SqlStore {
@@ -79,6 +81,39 @@ impl ReleaseStore for SqlStore {
             c.sql.join(" AND ")
         );
         fetch_all(&self.read, c.bind(sqlx::query(&sql)), grant).await
+    }
+
+    async fn grant_with_secret(
+        &self,
+        app: AppId,
+        id: GrantId,
+    ) -> StoreResult<Option<(Grant, Option<ManagedSecret>)>> {
+        let (app, id) = (app.to_string(), id.to_string());
+        let mut script = Script::new();
+        let grant_at = script.push(
+            Stmt::new(format!(
+                "SELECT {COLUMNS} FROM grants g WHERE g.app_id = $1 AND g.id = $2"
+            ))
+            .bind(app.as_str())
+            .bind(id.as_str()),
+        );
+        let secret_at = script.push(
+            Stmt::new(format!(
+                "SELECT {} FROM managed_secrets WHERE app_id = $1 AND id = \
+                 (SELECT g.secret_id FROM grants g WHERE g.app_id = $1 AND g.id = $2)",
+                secrets::COLUMNS
+            ))
+            .bind(app)
+            .bind(id),
+        );
+        let mut conn = self.read.acquire().await.map_err(db_error)?;
+        let results = script.run(&mut conn).await?;
+        let first = |at: usize| results.get(at).and_then(|rows| rows.first());
+        let Some(grant) = first(grant_at).map(grant).transpose()? else {
+            return Ok(None);
+        };
+        let secret = first(secret_at).map(secrets::secret).transpose()?;
+        Ok(Some((grant, secret)))
     }
 
     async fn commit_release(

@@ -61,6 +61,8 @@ impl<T: Into<Value>> From<Option<T>> for Value {
 pub(crate) struct Stmt {
     sql: String,
     params: Vec<Value>,
+    /// Worth a prepared statement kept in the connection's cache: its text recurs.
+    recurring: bool,
 }
 
 impl Stmt {
@@ -68,7 +70,15 @@ impl Stmt {
         Stmt {
             sql: sql.into(),
             params: Vec::new(),
+            recurring: true,
         }
+    }
+
+    /// Marks the statement's text as one of many shapes (a batch's size shows in it), when
+    /// `varies`: not worth a prepared statement kept in the connection's cache.
+    pub(crate) fn one_off_if(mut self, varies: bool) -> Stmt {
+        self.recurring = !varies;
+        self
     }
 
     /// Binds the next parameter.
@@ -82,28 +92,17 @@ impl Stmt {
 #[derive(Debug, Default)]
 pub(crate) struct Script {
     stmts: Vec<Stmt>,
-    /// Worth a cached prepared statement: its text recurs (see [`Script::recurring`]).
-    recurring: bool,
 }
 
 impl Script {
     pub(crate) fn new() -> Script {
-        Script {
-            stmts: Vec::new(),
-            recurring: true,
-        }
+        Script::default()
     }
 
     /// Adds a statement; returns its index among the script's results.
     pub(crate) fn push(&mut self, stmt: Stmt) -> usize {
         self.stmts.push(stmt);
         self.stmts.len() - 1
-    }
-
-    /// Marks the script's text as one of many shapes (a batch's size shows in it): not worth
-    /// a prepared statement kept in the connection's cache.
-    pub(crate) fn one_off(&mut self) {
-        self.recurring = false;
     }
 
     /// Runs the statements in order: one hand-off on SQLite, one round trip each on
@@ -117,12 +116,13 @@ impl Script {
             let mut results = Vec::with_capacity(self.stmts.len());
             for stmt in self.stmts {
                 let query =
-                    bind_all(sqlx::query(&stmt.sql), stmt.params).persistent(self.recurring);
+                    bind_all(sqlx::query(&stmt.sql), stmt.params).persistent(stmt.recurring);
                 results.push(query.fetch_all(&mut *conn).await.map_err(db_error)?);
             }
             return Ok(results);
         }
         let count = self.stmts.len();
+        let recurring = self.stmts.iter().all(|stmt| stmt.recurring);
         let mut sql = String::new();
         let mut params = Vec::new();
         for stmt in self.stmts {
@@ -130,7 +130,7 @@ impl Script {
             sql.push_str(";\n");
             params.extend(stmt.params);
         }
-        let query = bind_all(sqlx::query(&sql), params).persistent(self.recurring);
+        let query = bind_all(sqlx::query(&sql), params).persistent(recurring);
         let mut results = vec![Vec::new()];
         // sqlx means to drop multi-statement prepared queries (sqlx#3108): running the
         // statements one by one, as on PostgreSQL, is then the fallback.

@@ -13,10 +13,10 @@ use crate::rows::{
 };
 use crate::{SqlStore, chain, db_error, grants};
 
-const COLUMNS: &str = "id, app_id, name, slug, secret_type, injection, allowed_hosts, limits, \
+pub(crate) const COLUMNS: &str = "id, app_id, name, slug, secret_type, injection, allowed_hosts, limits, \
     sealed_value, value_version, created_at, rotated_at, deleted_at";
 
-fn secret(row: &AnyRow) -> StoreResult<ManagedSecret> {
+pub(crate) fn secret(row: &AnyRow) -> StoreResult<ManagedSecret> {
     Ok(ManagedSecret {
         id: id(row, "id")?,
         app_id: id(row, "app_id")?,

@@ -351,10 +351,13 @@ impl Vault {
             }
             None => None,
         };
-        let resolved = self
-            .resolve(caller, request, user.as_ref())
-            .await
-            .map_err(|e| Stop::refused(Refusal::of_lookup(&e), None, e))?;
+        // The app's rules version is read beside the grant, not after it: the rules stage
+        // needs it, and the commit checks it again.
+        let (resolved, rules_version) = tokio::join!(
+            self.resolve(caller, request, user.as_ref()),
+            self.store().rules_version(caller.app_id),
+        );
+        let resolved = resolved.map_err(|e| Stop::refused(Refusal::of_lookup(&e), None, e))?;
         let call = OutgoingCall {
             method: &request.method,
             url: &request.url,
@@ -403,7 +406,9 @@ impl Vault {
                 ..
             }
         );
-        let checked = self.check_rules(&facts, caller, take_tokens).await?;
+        let checked = self
+            .check_rules(&facts, caller, take_tokens, rules_version)
+            .await?;
         let rules_version = checked.version;
         let record = PolicyRecord {
             facts,

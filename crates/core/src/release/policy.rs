@@ -354,15 +354,17 @@ impl Vault {
 
     /// Evaluates the app's rules and the caller's request rule over `facts`, then (unless the
     /// call is the execution of an approved hold, whose tokens were taken when it was held)
-    /// takes the rate-limit tokens the matching rules ask for. Fails closed.
+    /// takes the rate-limit tokens the matching rules ask for. Fails closed. `version` is the
+    /// app's rules version as the release read it.
     pub(super) async fn check_rules(
         &self,
         facts: &DecisionFacts,
         caller: &Caller,
         take_tokens: bool,
+        version: std::result::Result<Option<i64>, StoreError>,
     ) -> Result<RulesVerdict> {
         let request_rule = caller.request_rule.as_ref();
-        let (version, rules) = match self.current_rules(facts.app_id).await {
+        let (version, rules) = match self.current_rules(facts.app_id, version).await {
             Ok(read) => read,
             Err(error) => {
                 tracing::warn!(%error, "policy rules could not be read");
@@ -435,14 +437,15 @@ impl Vault {
     }
 
     /// The app's rules and the rules version they are, the rules read only when the version
-    /// moved since this node last read them. The version is read first and every time: a rule
+    /// (read by every release, before this) moved since this node last read them: a rule
     /// written meanwhile makes the release's commit refuse (it checks the version again),
     /// never pass under stale rules — on any node.
     async fn current_rules(
         &self,
         app: AppId,
+        version: std::result::Result<Option<i64>, StoreError>,
     ) -> std::result::Result<(i64, Arc<Vec<Rule>>), StoreError> {
-        let version = self.store().rules_version(app).await?.unwrap_or_default();
+        let version = version?.unwrap_or_default();
         if let Some(rules) = self.rules_cache().get(app, version) {
             return Ok((version, rules));
         }

@@ -7,8 +7,9 @@ use crate::credentials::{Credential, CredentialRef};
 use crate::error::{Error, Result};
 use crate::grants::{Grant, Principal, Viewer};
 use crate::identity::SignedInUser;
-use crate::ids::UserId;
+use crate::ids::{GrantId, UserId};
 use crate::ports::{CandidateSource, Narrowing};
+use crate::subject::Subject;
 use crate::vault::Vault;
 
 use super::ReleaseRequest;
@@ -40,17 +41,22 @@ impl Vault {
             None => None,
         };
         if let Some(grant_id) = &request.grant_id {
-            let grant = self
-                .reachable_grant(caller, grant_id)
-                .await
-                .map_err(|e| match e {
-                    Error::NotFound(_) => not_found(caller, request),
-                    other => other,
-                })?;
+            let id = GrantId::parse_lenient(grant_id).ok_or_else(|| not_found(caller, request))?;
+            let (grant, secret) = self
+                .store()
+                .grant_with_secret(caller.app_id, id)
+                .await?
+                .filter(|(grant, _)| Subject::Caller(caller).reaches_grant(grant))
+                .ok_or_else(|| not_found(caller, request))?;
             if user.is_some_and(|u| !belongs_to(&grant, u)) {
                 return Err(not_found(caller, request));
             }
-            let credential = self.credential_of(&grant).await?;
+            let credential = match (secret, grant.credential) {
+                (Some(secret), CredentialRef::ManagedSecret(id)) if secret.id == id => {
+                    Credential::ManagedSecret(secret)
+                }
+                _ => self.credential_of(&grant).await?,
+            };
             return Ok(Resolved { grant, credential });
         }
         let provider = request.provider_id.as_deref().unwrap_or_default();
