@@ -221,6 +221,8 @@ impl Vault {
             NonceTiming::WithFirstWrite => self.verified_keys().get(&hash),
             NonceTiming::AtAdmission => None,
         };
+        // The key is trusted for the TTL from before it was read, not after.
+        let read_at = Instant::now();
         let (key, signing_key, from_cache) = match cached {
             Some((key, signing_key)) => (key, signing_key, true),
             None => {
@@ -242,7 +244,7 @@ impl Vault {
             // A key whose last use admission just refreshed is read again next time.
             if admitted.is_ok() && !last_use_is_stale(key.last_used_at, now) {
                 if !from_cache {
-                    self.verified_keys().put(hash, key, signing_key);
+                    self.verified_keys().put(hash, key, signing_key, read_at);
                 }
             } else {
                 self.verified_keys().forget(&hash);
@@ -543,7 +545,13 @@ impl VerifiedKeys {
             .then(|| (entry.key.clone(), entry.signing_key.clone()))
     }
 
-    fn put(&self, hash: [u8; 32], key: Arc<ApiKey>, signing_key: Zeroizing<[u8; 32]>) {
+    fn put(
+        &self,
+        hash: [u8; 32],
+        key: Arc<ApiKey>,
+        signing_key: Zeroizing<[u8; 32]>,
+        read_at: Instant,
+    ) {
         let mut entries = self.entries();
         if entries.len() >= MAX_VERIFIED_KEYS {
             entries.retain(|_, e| e.read_at.elapsed() < VERIFIED_KEY_TTL);
@@ -556,7 +564,7 @@ impl VerifiedKeys {
             VerifiedKey {
                 key,
                 signing_key,
-                read_at: Instant::now(),
+                read_at,
             },
         );
     }

@@ -75,11 +75,28 @@ pub trait WalletStore: Send + Sync {
     async fn pending_sign_ins(&self, app: AppId, now: Timestamp) -> StoreResult<i64>;
 }
 
+/// How throttles name a client address: an IPv4 address (an IPv4-mapped IPv6 one too) as
+/// itself, an IPv6 address by its /64 (one host often holds a whole /64, and could otherwise
+/// step around a throttle), no address as `unknown`.
+pub fn client_address(peer: Option<IpAddr>) -> String {
+    match peer {
+        Some(IpAddr::V4(v4)) => v4.to_string(),
+        Some(IpAddr::V6(v6)) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let prefix = u128::from(v6) & !((1u128 << 64) - 1);
+                format!("{}/64", std::net::Ipv6Addr::from(prefix))
+            }
+        },
+        None => "unknown".to_owned(),
+    }
+}
+
 /// A step of an end-user sign-in, throttled per client address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SignInStep {
-    /// Starting one (the Wallet's "Sign in").
-    Start,
+    /// Starting one in an app (the Wallet's "Sign in").
+    Start(AppId),
     /// The identity provider's redirect back (`/auth/callback`).
     Callback,
 }
@@ -394,8 +411,9 @@ impl Vault {
         app: AppId,
         peer: Option<IpAddr>,
     ) -> Result<SignInAdmission> {
-        if let Some(retry_after_seconds) =
-            self.sign_in_step_admitted(SignInStep::Start, peer).await?
+        if let Some(retry_after_seconds) = self
+            .sign_in_step_admitted(SignInStep::Start(app), peer)
+            .await?
         {
             return Ok(SignInAdmission::TooFast {
                 retry_after_seconds,
@@ -418,20 +436,11 @@ impl Vault {
         step: SignInStep,
         peer: Option<IpAddr>,
     ) -> Result<Option<u64>> {
-        let address = match peer {
-            Some(IpAddr::V4(v4)) => v4.to_string(),
-            Some(IpAddr::V6(v6)) => match v6.to_ipv4_mapped() {
-                Some(v4) => v4.to_string(),
-                None => {
-                    let prefix = u128::from(v6) & !((1u128 << 64) - 1);
-                    format!("{}/64", std::net::Ipv6Addr::from(prefix))
-                }
-            },
-            None => "unknown".to_owned(),
-        };
+        let address = client_address(peer);
+        // A start names its app: one app's sign-ins from an address do not use up another's.
         let step = match step {
-            SignInStep::Start => "start",
-            SignInStep::Callback => "callback",
+            SignInStep::Start(app) => format!("start:{app}"),
+            SignInStep::Callback => "callback".to_owned(),
         };
         let interval_ms = 60_000 / i64::from(SIGN_INS_PER_MINUTE_PER_ADDRESS);
         let taken = self

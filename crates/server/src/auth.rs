@@ -209,26 +209,18 @@ impl Drop for SettleOnDrop {
     }
 }
 
-/// The routes whose every write claims the request's nonce in its own transaction (see
-/// [`NonceTiming::WithFirstWrite`]): a release commits once instead of twice.
-const NONCE_WITH_FIRST_WRITE: [&str; 2] = ["/sdk/token", "/sdk/proxy"];
-
 /// When admission records the nonce of a request to the route it matched (under any base
-/// path); at admission unless the route is known to claim it itself.
+/// path), as the route table says ([`crate::routes::SdkRoute::nonce`]).
 fn nonce_timing(parts: &Parts) -> NonceTiming {
-    let deferred = parts
-        .extensions
-        .get::<MatchedPath>()
-        .is_some_and(|matched| {
-            NONCE_WITH_FIRST_WRITE
-                .iter()
-                .any(|route| matched.as_str().ends_with(route))
-        });
-    if deferred {
-        NonceTiming::WithFirstWrite
-    } else {
-        NonceTiming::AtAdmission
-    }
+    let Some(matched) = parts.extensions.get::<MatchedPath>() else {
+        return NonceTiming::AtAdmission;
+    };
+    crate::routes::SDK_ROUTES
+        .iter()
+        .find(|route| {
+            route.method == parts.method.as_str() && matched.as_str().ends_with(route.path)
+        })
+        .map_or(NonceTiming::AtAdmission, |route| route.nonce)
 }
 
 /// The facts admission reads off a signed request.

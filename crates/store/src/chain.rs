@@ -11,7 +11,7 @@ use sqlx::any::AnyRow;
 
 use crate::rows::{AnyQuery, get, hash32};
 use crate::script::{Script, Stmt};
-use crate::{POSTGRES, SqlStore, db_error};
+use crate::{SqlStore, db_error};
 
 impl SqlStore {
     /// Runs one write statement and appends `event` in the same transaction.
@@ -55,8 +55,8 @@ impl SqlStore {
 }
 
 /// Appends `event` to its app's chain. Reading the head locks the chain until the transaction
-/// ends (`FOR UPDATE` on PostgreSQL, so concurrent writers line up behind each other; SQLite
-/// has a single writer anyway).
+/// ends, so concurrent writers on PostgreSQL line up behind each other (SQLite has a single
+/// writer anyway).
 pub async fn append(
     conn: &mut AnyConnection,
     key: &ChainKey,
@@ -77,9 +77,8 @@ pub async fn append_all(
     key: &ChainKey,
     events: &[&AuditEvent],
 ) -> StoreResult<()> {
-    let postgres = conn.backend_name() == POSTGRES;
     let mut read = Script::new();
-    let heads = read_heads(&mut read, events.iter().copied(), postgres);
+    let heads = read_heads(&mut read, events.iter().copied());
     let rows = read.run(&mut *conn).await?;
     let heads = heads.found(&rows)?;
     let mut write = Script::new();
@@ -94,20 +93,21 @@ pub(crate) struct HeadReads(Vec<(AppId, usize)>);
 pub(crate) struct Heads(HashMap<AppId, (i64, [u8; 32])>);
 
 /// Adds to `script` the reads of the chain heads of `events`' apps — in one global order, so
-/// two writers never wait on each other's chains — locked until the commit on PostgreSQL.
+/// two writers never wait on each other's chains — locked until the commit.
 pub(crate) fn read_heads<'a>(
     script: &mut Script,
     events: impl Iterator<Item = &'a AuditEvent>,
-    postgres: bool,
 ) -> HeadReads {
     let apps: BTreeMap<String, AppId> = events.map(|e| (e.app_id.to_string(), e.app_id)).collect();
-    let lock = if postgres { " FOR UPDATE" } else { "" };
     HeadReads(
         apps.into_iter()
             .map(|(text, app)| {
-                let stmt = Stmt::new(format!(
-                    "SELECT seq, hash FROM audit_heads WHERE app_id = $1{lock}"
-                ))
+                // An update that changes nothing: it takes SQLite's write lock (a transaction
+                // whose first statement only read could not commit after another process
+                // wrote) and PostgreSQL's row lock.
+                let stmt = Stmt::new(
+                    "UPDATE audit_heads SET seq = seq WHERE app_id = $1 RETURNING seq, hash",
+                )
                 .bind(text);
                 (app, script.push(stmt))
             })

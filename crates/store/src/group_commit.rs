@@ -291,7 +291,7 @@ async fn commit_on(
             Op::Append(event) => Some(event.as_ref()),
             _ => None,
         });
-    let heads = chain::read_heads(&mut read, all_events, postgres);
+    let heads = chain::read_heads(&mut read, all_events);
     let results = read.run(&mut *conn).await?;
 
     let mut fresh = nonces.fresh(&results, &claims)?.into_iter();
@@ -540,6 +540,9 @@ fn claim_nonces(script: &mut Script, claims: &[(KeyId, &str, Timestamp)]) -> Non
     if claims.is_empty() {
         return NonceClaims(None);
     }
+    // In one order, so two writers claiming the same nonces never wait on each other.
+    let mut sorted: Vec<&(KeyId, &str, Timestamp)> = claims.iter().collect();
+    sorted.sort_by(|a, b| (a.0.to_string(), a.1).cmp(&(b.0.to_string(), b.1)));
     let values: Vec<String> = (0..claims.len())
         .map(|i| format!("(${}, ${}, ${})", 3 * i + 1, 3 * i + 2, 3 * i + 3))
         .collect();
@@ -549,7 +552,7 @@ fn claim_nonces(script: &mut Script, claims: &[(KeyId, &str, Timestamp)]) -> Non
         values.join(", ")
     ))
     .one_off_if(claims.len() > 1);
-    for (key, nonce, at) in claims {
+    for (key, nonce, at) in sorted {
         stmt = stmt.bind(key.to_string()).bind(*nonce).bind(at.micros());
     }
     NonceClaims(Some(script.push(stmt)))

@@ -113,14 +113,31 @@ impl SecretStore for SqlStore {
         value: &ManagedSecret,
         event: &AuditEvent,
     ) -> StoreResult<bool> {
-        let query = sqlx::query(
+        let mut tx = self.write.begin().await.map_err(db_error)?;
+        let changed = sqlx::query(
             "UPDATE managed_secrets SET allowed_hosts = $1 \
              WHERE app_id = $2 AND id = $3 AND deleted_at IS NULL",
         )
         .bind(to_json(&value.allowed_hosts)?)
         .bind(value.app_id.to_string())
-        .bind(value.id.to_string());
-        self.execute_one_with_event(query, event).await
+        .bind(value.id.to_string())
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?
+        .rows_affected();
+        if changed != 1 {
+            return Ok(false);
+        }
+        // A release decided under the old hosts is refused at its commit, which checks the
+        // app's rules version: narrowing the hosts takes effect on every node at once.
+        sqlx::query("UPDATE apps SET rules_version = rules_version + 1 WHERE id = $1")
+            .bind(value.app_id.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        chain::append(&mut tx, &self.chain, event).await?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(true)
     }
 
     async fn delete_secret(

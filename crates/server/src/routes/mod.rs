@@ -23,6 +23,7 @@ mod token;
 mod user;
 pub(crate) mod views;
 
+use alter_core::caller::NonceTiming;
 use alter_core::ids::{AgentKind, AppKind, ApprovalKind, GrantKind, Id, KeyKind};
 use alter_core::{Entity, Error};
 use axum::Router;
@@ -73,12 +74,15 @@ pub struct SdkRoute {
     pub scope: Option<&'static str>,
     /// Scopes any one of which serves instead of `scope`.
     pub alternatives: &'static [&'static str],
+    /// When admission records the request's nonce: at admission, unless the route claims it
+    /// with its first write itself (see [`NonceTiming::WithFirstWrite`]).
+    pub nonce: NonceTiming,
 }
 
 /// Declares the `/sdk/*` routes once: the router is built from the same lines as
 /// [`SDK_ROUTES`], so no route can be missing from the table.
 macro_rules! sdk_routes {
-    ($($method:ident $path:literal => $handler:path, $scope:expr $(, or $alternative:literal)*;)*) => {
+    ($($method:ident $path:literal => $handler:path, $scope:expr $(, or $alternative:literal)* $(, nonce $nonce:ident)?;)*) => {
         /// Every `/sdk/*` route.
         pub const SDK_ROUTES: &[SdkRoute] = &[
             $(SdkRoute {
@@ -86,6 +90,7 @@ macro_rules! sdk_routes {
                 path: $path,
                 scope: $scope,
                 alternatives: &[$($alternative),*],
+                nonce: sdk_routes!(@nonce $($nonce)?),
             },)*
         ];
 
@@ -94,6 +99,8 @@ macro_rules! sdk_routes {
                 $(.route($path, on(MethodFilter::$method, $handler)))*
         }
     };
+    (@nonce) => { NonceTiming::AtAdmission };
+    (@nonce $timing:ident) => { NonceTiming::$timing };
 }
 
 sdk_routes! {
@@ -128,8 +135,8 @@ sdk_routes! {
     GET "/sdk/provider-specs/{kind}/{provider_id}" => provider_specs::get, Some("providers:read");
     GET "/sdk/provider-specs/{kind}/{provider_id}/operations" => provider_specs::operations, Some("providers:read");
     GET "/sdk/provider-specs/{kind}/{provider_id}/operation" => provider_specs::operation, Some("providers:read");
-    POST "/sdk/token" => token::token, Some("tokens:retrieve");
-    POST "/sdk/proxy" => proxy::proxy, Some("proxy:execute");
+    POST "/sdk/token" => token::token, Some("tokens:retrieve"), nonce WithFirstWrite;
+    POST "/sdk/proxy" => proxy::proxy, Some("proxy:execute"), nonce WithFirstWrite;
     POST "/sdk/oauth/audit/api-call" => token::api_call, Some("audit:emit");
     POST "/sdk/grants/{id}/report-scope-mismatch" => token::scope_mismatch, Some("tokens:retrieve"), or "audit:emit";
     POST "/sdk/auth/session" => signin::create_session, Some("idp_users:write");

@@ -2,7 +2,8 @@
 -- it: its lifetime only ever tightens its source's, and the Wallet bounds its extension by the
 -- source's end. Before this, the one record was the text of its `grant.minted` event's reason
 -- ("minted from <id>"); existing minted grants are filled from it, keeping only a reference to
--- a grant of the same app (anything else stays NULL: not minted, as before for unparsable text).
+-- a grant of the same app. Anything else stays NULL and reads as not minted (the text the server
+-- wrote always names its source; a row whose source cannot be found is left unbounded by it).
 
 ALTER TABLE grants ADD COLUMN minted_from TEXT REFERENCES grants (id);
 

@@ -548,7 +548,7 @@ async fn sign_in(State(state): State<AppState>, request: Request) -> Response {
     let peer = parts
         .extensions
         .get::<ConnectInfo<SocketAddr>>()
-        .map(|ConnectInfo(addr)| addr.ip().to_string());
+        .map(|ConnectInfo(addr)| alter_core::wallet::client_address(Some(addr.ip())));
     let Ok(bytes) = Bytes::from_request(Request::from_parts(parts, body), &state).await else {
         return sign_in_form(&state, StatusCode::BAD_REQUEST, Some(REFUSED));
     };
