@@ -392,47 +392,56 @@ impl Checks {
             };
         };
         let lock = |lock: &'static str| if postgres { lock } else { "" };
-        let grants = ids_where(
+        let grants = RowCheck {
+            table: "grants",
+            columns: "id",
+            condition: Some("status = 'active' AND (expires_at IS NULL OR expires_at > $1)"),
+            times: &[at],
+            lock: lock(" FOR NO KEY UPDATE"),
+        }
+        .read(
             script,
-            "grants",
-            "status = 'active' AND (expires_at IS NULL OR expires_at > $1)",
-            &[at],
             conditions()
                 .flat_map(|c| c.grants.iter().map(ToString::to_string))
                 .collect(),
-            lock(" FOR NO KEY UPDATE"),
         );
-        let agents = ids_where(
+        let agents = RowCheck {
+            table: "agents",
+            columns: "id",
+            condition: Some("status = 'active'"),
+            times: &[],
+            lock: lock(" FOR SHARE"),
+        }
+        .read(
             script,
-            "agents",
-            "status = 'active'",
-            &[],
             conditions()
                 .flat_map(|c| c.agents.iter().map(ToString::to_string))
                 .collect(),
-            lock(" FOR SHARE"),
         );
-        let keys = ids_where(
-            script,
-            "api_keys",
-            "revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $1) \
-             AND (grace_expires_at IS NULL OR grace_expires_at > $2)",
-            &[at, at],
-            conditions().map(|c| c.key.to_string()).collect(),
-            lock(" FOR SHARE"),
-        );
+        let keys = RowCheck {
+            table: "api_keys",
+            columns: "id",
+            condition: Some(
+                "revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $1) \
+                 AND (grace_expires_at IS NULL OR grace_expires_at > $2)",
+            ),
+            times: &[at, at],
+            lock: lock(" FOR SHARE"),
+        }
+        .read(script, conditions().map(|c| c.key.to_string()).collect());
         // Rule writes bump `apps.rules_version`: the releases decided under a version still
         // current stand.
         let read: BTreeSet<(AppId, i64)> = conditions().filter_map(|c| c.rules).collect();
-        let apps: BTreeSet<String> = read.iter().map(|(app, _)| app.to_string()).collect();
-        let rules = ids_where_returning(
+        let rules = RowCheck {
+            table: "apps",
+            columns: "id, rules_version",
+            condition: None,
+            times: &[],
+            lock: lock(" FOR SHARE"),
+        }
+        .read(
             script,
-            "apps",
-            "1 = 1",
-            &[],
-            apps,
-            lock(" FOR SHARE"),
-            ", rules_version",
+            read.iter().map(|(app, _)| app.to_string()).collect(),
         )
         .map(|at| (at, read));
         Checks {
@@ -488,48 +497,49 @@ impl Holding {
     }
 }
 
-/// Adds to `script` the read of which of `ids` name rows of `table` meeting `condition` (whose
-/// `$1`, `$2`… are `times`), locked with `lock`, in id order so two writers never wait on each
-/// other. Returns where its rows will be, or nothing when there are no ids to check.
-fn ids_where(
-    script: &mut Script,
-    table: &str,
-    condition: &str,
-    times: &[Timestamp],
-    ids: BTreeSet<String>,
-    lock: &str,
-) -> Option<usize> {
-    ids_where_returning(script, table, condition, times, ids, lock, "")
+/// A read of the rows of one table, among the ids a batch's conditions name.
+struct RowCheck<'a> {
+    table: &'a str,
+    /// The columns read, `id` first.
+    columns: &'a str,
+    /// What the rows must meet, its `$1`, `$2`… being `times`; none: every row.
+    condition: Option<&'a str>,
+    times: &'a [Timestamp],
+    /// The lock taken on the rows found (PostgreSQL), in id order so two writers never wait
+    /// on each other.
+    lock: &'a str,
 }
 
-/// [`ids_where`], returning `more` columns too.
-fn ids_where_returning(
-    script: &mut Script,
-    table: &str,
-    condition: &str,
-    times: &[Timestamp],
-    ids: BTreeSet<String>,
-    lock: &str,
-    more: &str,
-) -> Option<usize> {
-    if ids.is_empty() {
-        return None;
+impl RowCheck<'_> {
+    /// Adds the read of which of `ids` name rows meeting the condition to `script`. Returns
+    /// where its rows will be, or nothing when there are no ids to check.
+    fn read(&self, script: &mut Script, ids: BTreeSet<String>) -> Option<usize> {
+        if ids.is_empty() {
+            return None;
+        }
+        let params: Vec<String> = (0..ids.len())
+            .map(|i| format!("${}", self.times.len() + i + 1))
+            .collect();
+        let condition = self
+            .condition
+            .map(|c| format!("{c} AND "))
+            .unwrap_or_default();
+        let mut stmt = Stmt::new(format!(
+            "SELECT {} FROM {} WHERE {condition}id IN ({}) ORDER BY id{}",
+            self.columns,
+            self.table,
+            params.join(", "),
+            self.lock
+        ))
+        .one_off_if(ids.len() > 1);
+        for at in self.times {
+            stmt = stmt.bind(at.micros());
+        }
+        for id in ids {
+            stmt = stmt.bind(id);
+        }
+        Some(script.push(stmt))
     }
-    let params: Vec<String> = (0..ids.len())
-        .map(|i| format!("${}", times.len() + i + 1))
-        .collect();
-    let mut stmt = Stmt::new(format!(
-        "SELECT id{more} FROM {table} WHERE {condition} AND id IN ({}) ORDER BY id{lock}",
-        params.join(", ")
-    ))
-    .one_off_if(ids.len() > 1);
-    for at in times {
-        stmt = stmt.bind(at.micros());
-    }
-    for id in ids {
-        stmt = stmt.bind(id);
-    }
-    Some(script.push(stmt))
 }
 
 /// Where a script claims the batch's nonces.

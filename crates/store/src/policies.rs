@@ -9,7 +9,7 @@ use alter_core::rules::{Effect, Rule, RuleMode, RuleTarget};
 use alter_core::time::Timestamp;
 use async_trait::async_trait;
 use sqlx::any::AnyRow;
-use sqlx::{Any, Transaction};
+use sqlx::{Any, AnyConnection, Transaction};
 
 use crate::rows::{AnyQuery, fetch_all, fetch_optional, get, id, time, to_json};
 use crate::{Engine, SqlStore, db_error};
@@ -133,11 +133,7 @@ async fn record_and_commit(
         .execute(&mut *tx)
         .await
         .map_err(db_error)?;
-    sqlx::query("UPDATE apps SET rules_version = rules_version + 1 WHERE id = $1")
-        .bind(rule.app_id.to_string())
-        .execute(&mut *tx)
-        .await
-        .map_err(db_error)?;
+    bump_rules_version(&mut tx, rule.app_id).await?;
     crate::chain::append(&mut tx, &store.chain, event).await?;
     tx.commit().await.map_err(db_error)
 }
@@ -301,4 +297,15 @@ impl RateLimitStore for SqlStore {
             .map_err(db_error)?
             .rows_affected())
     }
+}
+
+/// Moves an app's rules version on, in the caller's transaction: every release decided under
+/// the old one is refused at its commit, on every node (see `group_commit`).
+pub(crate) async fn bump_rules_version(conn: &mut AnyConnection, app: AppId) -> StoreResult<()> {
+    sqlx::query("UPDATE apps SET rules_version = rules_version + 1 WHERE id = $1")
+        .bind(app.to_string())
+        .execute(&mut *conn)
+        .await
+        .map_err(db_error)?;
+    Ok(())
 }

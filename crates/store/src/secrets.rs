@@ -130,11 +130,7 @@ impl SecretStore for SqlStore {
         }
         // A release decided under the old hosts is refused at its commit, which checks the
         // app's rules version: narrowing the hosts takes effect on every node at once.
-        sqlx::query("UPDATE apps SET rules_version = rules_version + 1 WHERE id = $1")
-            .bind(value.app_id.to_string())
-            .execute(&mut *tx)
-            .await
-            .map_err(db_error)?;
+        crate::policies::bump_rules_version(&mut tx, value.app_id).await?;
         chain::append(&mut tx, &self.chain, event).await?;
         tx.commit().await.map_err(db_error)?;
         Ok(true)
