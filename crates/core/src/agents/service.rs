@@ -344,6 +344,8 @@ impl Vault {
         {
             return Err(Error::AgentConcurrentUpdate);
         }
+        // Its keys were revoked with it.
+        self.verified_keys().clear();
         Ok(deleted)
     }
 }
