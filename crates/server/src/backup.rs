@@ -200,9 +200,9 @@ fn sqlite_path(database_url: &str, postgres: &str) -> Result<PathBuf, BackupErro
 
 /// Whether a database file is there with anything in it.
 fn holds_data(target: &Path) -> bool {
-    ["", "-wal"].iter().any(|suffix| {
-        std::fs::metadata(with_suffix(target, suffix)).is_ok_and(|m| m.len() > 0)
-    })
+    ["", "-wal"]
+        .iter()
+        .any(|suffix| std::fs::metadata(with_suffix(target, suffix)).is_ok_and(|m| m.len() > 0))
 }
 
 fn check_sqlite_header(file: &Path) -> Result<(), BackupError> {
@@ -318,15 +318,50 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_database_without_alters_migrations_is_not_restored() {
+        let dir = tempfile::tempdir().unwrap();
+        let other = dir.path().join("other.db");
+        let key = MasterKey::generate().unwrap();
+        let store = SqlStore::connect(
+            &format!("sqlite://{}", other.display()),
+            &StoreOptions::default(),
+            ChainKey::derive(&key),
+        )
+        .await
+        .unwrap();
+        store.close().await;
+        let target = dir.path().join("data/alter.db");
+        let e = restore(
+            &other,
+            &format!("sqlite://{}", target.display()),
+            &key,
+            false,
+        )
+        .await
+        .unwrap_err();
+        assert!(e.to_string().contains("no migrations table"), "{e}");
+        assert!(!target.exists());
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("data")).unwrap().count(),
+            0
+        );
+    }
+
+    #[tokio::test]
     async fn a_file_of_another_kind_is_not_restored() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("notes.txt");
         std::fs::write(&file, "hello, this is not a database at all").unwrap();
         let target = dir.path().join("data/alter.db");
         let key = MasterKey::generate().unwrap();
-        let e = restore(&file, &format!("sqlite://{}", target.display()), &key, false)
-            .await
-            .unwrap_err();
+        let e = restore(
+            &file,
+            &format!("sqlite://{}", target.display()),
+            &key,
+            false,
+        )
+        .await
+        .unwrap_err();
         assert!(matches!(e, BackupError::NotAlter(_)), "{e}");
         assert!(!target.exists());
     }
