@@ -171,7 +171,7 @@ async fn check_and_migrate(staging: &Path, master_key: &MasterKey) -> Result<(),
             &store,
             master_key,
             Arc::new(SystemClock),
-            alter_upstream::AllowedNetworks::default(),
+            crate::AllowedNetworks::default(),
             Settings::default(),
         )
         .await?;
