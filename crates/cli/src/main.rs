@@ -1,6 +1,8 @@
 //! `alter`: runs Alter (`alter dev`, `alter server`) and operates it (`alter app`, `key`, `idp`,
-//! `secret`, `agent`, `grant`, `audit`), and connects accounts (`alter connect`).
+//! `secret`, `agent`, `grant`, `audit`), connects accounts (`alter connect`), and backs up and
+//! restores the database (`alter backup`, `alter restore`).
 
+mod backup;
 mod connect;
 mod operator;
 mod run;
@@ -60,6 +62,10 @@ enum Command {
     Operator(operator::OperatorArgs),
     /// Connect an account at an OAuth provider and print the grant (needs ALTER_API_KEY).
     Connect(connect::ConnectArgs),
+    /// Copy the live SQLite database into a new file (mode 0600) while the server serves.
+    Backup(backup::BackupArgs),
+    /// Restore a backup onto a fresh database, checked against the configured master key.
+    Restore(backup::RestoreArgs),
 }
 
 fn main() -> ExitCode {
@@ -94,6 +100,8 @@ fn main() -> ExitCode {
             Command::Policy(args) => operator::policy(args).await,
             Command::Operator(args) => operator::operator(args).await,
             Command::Connect(args) => connect::connect(args).await,
+            Command::Backup(args) => backup::backup(args).await,
+            Command::Restore(args) => backup::restore(args).await,
         }
     })
 }

@@ -2229,3 +2229,244 @@ fn the_operator_cli_lists_shows_and_decides_approvals() {
         assert_eq!(listed[0]["id"], first.as_str());
     });
 }
+
+/// `alter server` on SQLite under `dir` with an app and a key of it, as an [`Operator`].
+fn sqlite_server(dir: &Path) -> (Operator, std::path::PathBuf) {
+    std::fs::create_dir_all(dir.join("data")).unwrap();
+    let url = format!("sqlite://{}", dir.join("data/alter.db").display());
+    let (token, config) = server_config(dir, &url);
+    let running = server(&config, &[]);
+    let addr = running.base_url();
+    let app = stdout_json(&alter(
+        &["app", "create", "--name", "backed-up", "--json"],
+        &addr,
+        &token,
+    ));
+    let minted = stdout_json(&alter(
+        &[
+            "key",
+            "mint",
+            "--app",
+            app["id"].as_str().unwrap(),
+            "--json",
+        ],
+        &addr,
+        &token,
+    ));
+    let operator = Operator {
+        server: running,
+        addr,
+        token,
+        api_key: minted["api_key"].as_str().unwrap().to_owned(),
+        log: dir.join("unused.log"),
+    };
+    (operator, config)
+}
+
+/// The number of `credential.released` events of the only app.
+fn released_events(op: &Operator) -> usize {
+    let exported = stdout(&op.run(&["audit", "export", "--action", "credential.released"]));
+    exported.lines().count()
+}
+
+#[test]
+fn a_backup_taken_under_load_restores_onto_a_fresh_node() {
+    const CLIENTS: usize = 4;
+    let dir = tempfile::tempdir().unwrap();
+    let (op, config) = sqlite_server(&dir.path().join("a"));
+    let value = format!("backed-up-{}", uuid::Uuid::new_v4().simple());
+    let secret = stdout_json(&op.run_with_stdin(
+        &[
+            "secret",
+            "create",
+            "--name",
+            "kept",
+            "--type",
+            "bearer",
+            "--value-stdin",
+            "--json",
+        ],
+        &value,
+    ));
+    let grant = op.create_system_grant(secret["id"].as_str().unwrap(), "main");
+    let body = serde_json::json!({
+        "grant_id": grant,
+        "reason": "backup",
+        "request": {"method": "GET", "url": "https://api.example.com/v1/items"},
+    });
+
+    // Releases go on from other threads while the backup runs.
+    let file = dir.path().join("alter.backup");
+    let released = std::sync::atomic::AtomicUsize::new(0);
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let (before, after, backup) = std::thread::scope(|scope| {
+        use std::sync::atomic::Ordering::SeqCst;
+        for _ in 0..CLIENTS {
+            scope.spawn(|| {
+                let client = reqwest::blocking::Client::new();
+                while !stop.load(SeqCst) {
+                    let (status, text) =
+                        op.try_signed(&client, "POST", "/sdk/token", &body).unwrap();
+                    assert_eq!(status, 200, "{text}");
+                    let answer: Value = serde_json::from_str(&text).unwrap();
+                    assert_eq!(answer["access_token"], value.as_str());
+                    released.fetch_add(1, SeqCst);
+                }
+            });
+        }
+        while released.load(SeqCst) < 50 {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let before = released.load(SeqCst);
+        let backup = Command::new(ALTER)
+            .arg("backup")
+            .arg(&file)
+            .arg("--config")
+            .arg(&config)
+            .output()
+            .unwrap();
+        let after = released.load(SeqCst);
+        // A little more load after the copy, so the original moves on past it.
+        while released.load(SeqCst) < after + 50 {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        stop.store(true, SeqCst);
+        (before, after, backup)
+    });
+    assert_eq!(exit_code(&backup), 0, "{}", stderr(&backup));
+    assert!(after > before, "releases went on during the backup");
+    let total = released.into_inner();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "the backup is private");
+    }
+    assert!(
+        !std::fs::read(&file)
+            .unwrap()
+            .windows(value.len())
+            .any(|w| w == value.as_bytes()),
+        "the backup holds the secret sealed only"
+    );
+
+    // A backup never overwrites a file.
+    let size = std::fs::metadata(&file).unwrap().len();
+    let again = Command::new(ALTER)
+        .arg("backup")
+        .arg(&file)
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(exit_code(&again), 5);
+    assert!(
+        stderr(&again).contains("already exists"),
+        "{}",
+        stderr(&again)
+    );
+    assert_eq!(std::fs::metadata(&file).unwrap().len(), size);
+    assert_eq!(released_events(&op), total);
+
+    // Restored with another master key: refused clearly, and nothing is left to start on.
+    let wrong = dir.path().join("wrong");
+    let (_, wrong_config) = server_config(
+        &wrong,
+        &format!("sqlite://{}", wrong.join("data/alter.db").display()),
+    );
+    let refused = Command::new(ALTER)
+        .arg("restore")
+        .arg(&file)
+        .arg("--config")
+        .arg(&wrong_config)
+        .output()
+        .unwrap();
+    assert_eq!(exit_code(&refused), 1);
+    assert!(
+        stderr(&refused).contains("wrong master key"),
+        "{}",
+        stderr(&refused)
+    );
+    let left: Vec<_> = std::fs::read_dir(wrong.join("data"))
+        .map(|dir| dir.map(|entry| entry.unwrap().file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "nothing usable is left: {left:?}");
+
+    // Restored on a fresh node with the same master key.
+    let fresh = dir.path().join("b");
+    let (fresh_token, fresh_config) = server_config(
+        &fresh,
+        &format!("sqlite://{}", fresh.join("data/alter.db").display()),
+    );
+    std::fs::remove_file(fresh.join("secrets/master.key")).unwrap();
+    std::fs::copy(
+        dir.path().join("a/secrets/master.key"),
+        fresh.join("secrets/master.key"),
+    )
+    .unwrap();
+    let restore = |extra: &[&str]| {
+        Command::new(ALTER)
+            .arg("restore")
+            .arg(&file)
+            .arg("--config")
+            .arg(&fresh_config)
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let restored = restore(&[]);
+    assert_eq!(exit_code(&restored), 0, "{}", stderr(&restored));
+    // A database that holds data is replaced only with --force.
+    let occupied = restore(&[]);
+    assert_eq!(exit_code(&occupied), 5);
+    assert!(
+        stderr(&occupied).contains("--force"),
+        "{}",
+        stderr(&occupied)
+    );
+    let forced = restore(&["--force"]);
+    assert_eq!(exit_code(&forced), 0, "{}", stderr(&forced));
+    let api_key = op.api_key.clone();
+    drop(op);
+
+    // A server on the restored copy: the chain verifies, it holds at least every release
+    // answered before the backup began, and the grant's credential is released.
+    let running = server(&fresh_config, &[]);
+    let node = Operator {
+        addr: running.base_url(),
+        server: running,
+        token: fresh_token,
+        api_key,
+        log: fresh.join("unused.log"),
+    };
+    let verify = stdout(&node.run(&["audit", "verify"]));
+    assert!(
+        verify.starts_with("ok: ") && verify.contains("the chain verifies"),
+        "{verify}"
+    );
+    let kept = released_events(&node);
+    // (A release committed before the copy may be answered just after the backup exits.)
+    assert!(
+        kept >= before && kept <= after + CLIENTS,
+        "the copy is of one instant during the backup: {before} <= {kept} <= {after} + {CLIENTS}"
+    );
+    let answer = node.signed("POST", "/sdk/token", &body);
+    assert_eq!(answer["access_token"], value.as_str());
+    assert_eq!(released_events(&node), kept + 1);
+    assert!(node.server.terminate().success());
+
+    // PostgreSQL has its own tools.
+    let elsewhere = dir.path().join("pg.backup");
+    let pg = Command::new(ALTER)
+        .arg("backup")
+        .arg(&elsewhere)
+        .env(
+            "ALTER_DATABASE_URL",
+            "postgres://postgres@127.0.0.1:5432/test",
+        )
+        .output()
+        .unwrap();
+    assert_eq!(exit_code(&pg), 1);
+    assert!(stderr(&pg).contains("pg_dump"), "{}", stderr(&pg));
+    assert!(!elsewhere.exists());
+}

@@ -72,7 +72,7 @@ pub async fn prepare(
     let data_dir = data_dir
         .canonicalize()
         .map_err(|e| fail("cannot resolve", e))?;
-    let master = Arc::new(master_key(&data_dir.join(MASTER_KEY_FILE))?);
+    let master = Arc::new(master_key(&master_key_file(&data_dir))?);
     let credentials_path = data_dir.join(CREDENTIALS_FILE);
     let saved = read_saved(&master, &credentials_path)?;
     let admin_token = match &saved {
@@ -81,13 +81,9 @@ pub async fn prepare(
             .expose_secret()
             .to_owned(),
     };
-    let sqlite_file = data_dir.join(DATABASE_FILE);
     let server = Server::build(ServerSettings {
         listen,
-        database_url: database_url.map_or_else(
-            || format!("sqlite://{}", sqlite_file.display()),
-            str::to_owned,
-        ),
+        database_url: database_url.map_or_else(|| self::database_url(&data_dir), str::to_owned),
         store_options: StoreOptions::default(),
         master_key: master.clone(),
         admin_token_hash: alter_crypto::keys::token_hash(&admin_token),
@@ -126,6 +122,16 @@ pub async fn prepare(
         data_dir: data_dir.display().to_string(),
     };
     Ok((server, credentials))
+}
+
+/// The database URL of `alter dev` in `data_dir` (without `--database-url`).
+pub fn database_url(data_dir: &Path) -> String {
+    format!("sqlite://{}", data_dir.join(DATABASE_FILE).display())
+}
+
+/// The master key file of `alter dev` in `data_dir`.
+pub fn master_key_file(data_dir: &Path) -> std::path::PathBuf {
+    data_dir.join(MASTER_KEY_FILE)
 }
 
 fn create_private_dir(dir: &Path) -> std::io::Result<()> {

@@ -2,6 +2,7 @@
 //! [`Server::run_until_stopped`]), authentication, routes, and the one place errors become HTTP.
 
 pub mod auth;
+pub mod backup;
 mod checkpoints;
 pub mod config;
 pub mod dev;
@@ -116,17 +117,7 @@ impl ServerSettings {
         config: &Config,
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<ServerSettings, StartupError> {
-        let master_key = match (env("ALTER_MASTER_KEY"), &config.master_key_file) {
-            (Some(text), _) => MasterKey::from_encoded(&text)
-                .map_err(|e| StartupError::MasterKey(format!("ALTER_MASTER_KEY: {e}")))?,
-            (None, Some(path)) => key_files::read_master_key(path)?,
-            (None, None) => {
-                return Err(StartupError::MasterKey(
-                    "set master_key_file or ALTER_MASTER_KEY (`alter server init --dir DIR` creates one)"
-                        .into(),
-                ));
-            }
-        };
+        let master_key = master_key(config, &env)?;
         let admin_token = match (env("ALTER_ADMIN_TOKEN"), &config.admin_token_file) {
             (Some(token), _) => key_files::admin_token(&token, "ALTER_ADMIN_TOKEN")?,
             (None, Some(path)) => key_files::read_admin_token(path)?,
@@ -177,6 +168,22 @@ impl ServerSettings {
     }
 }
 
+/// The master key of a configuration: `ALTER_MASTER_KEY`, else the `master_key_file`.
+pub fn master_key(
+    config: &Config,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<MasterKey, StartupError> {
+    match (env("ALTER_MASTER_KEY"), &config.master_key_file) {
+        (Some(text), _) => MasterKey::from_encoded(&text)
+            .map_err(|e| StartupError::MasterKey(format!("ALTER_MASTER_KEY: {e}"))),
+        (None, Some(path)) => key_files::read_master_key(path),
+        (None, None) => Err(StartupError::MasterKey(
+            "set master_key_file or ALTER_MASTER_KEY (`alter server init --dir DIR` creates one)"
+                .into(),
+        )),
+    }
+}
+
 /// A built server: listening, migrated, not yet serving.
 #[derive(Debug)]
 pub struct Server {
@@ -200,27 +207,14 @@ impl Server {
     /// listener.
     pub async fn build(settings: ServerSettings) -> Result<Server, StartupError> {
         let store = migrated_store(&settings).await?;
-        let verifier = alter_upstream::JwtVerifier::new()
-            .map_err(|e| StartupError::HttpClient(e.to_string()))?;
-        let oauth = alter_upstream::oauth::OAuthClient::new()
-            .map_err(|e| StartupError::HttpClient(e.to_string()))?;
-        let forwarder = alter_upstream::HttpForwarder::new(settings.allowed_networks)
-            .map_err(|e| StartupError::HttpClient(e.to_string()))?;
-        let vault = Vault::open(
-            Arc::new(store.clone()),
+        let vault = open_vault(
+            &store,
             &settings.master_key,
             settings.clock,
-            Arc::new(verifier),
-            Arc::new(oauth),
-            Arc::new(alter_policy::Engine::new()),
-            Arc::new(forwarder),
+            settings.allowed_networks,
             settings.vault,
         )
-        .await
-        .map_err(|e| match e {
-            alter_core::Error::Crypto(c) => StartupError::MasterKey(c.to_string()),
-            other => StartupError::Database(format!("{other}: {}", source_text(&other))),
-        })?;
+        .await?;
         let listener =
             TcpListener::bind(settings.listen)
                 .await
@@ -332,6 +326,38 @@ async fn migrated_store(settings: &ServerSettings) -> Result<SqlStore, StartupEr
         .await
         .map_err(|e| StartupError::Database(e.to_string()))?;
     Ok(store)
+}
+
+/// Opens the vault on a migrated store: a master key that does not open the database's
+/// key-encryption keys fails with [`StartupError::MasterKey`].
+async fn open_vault(
+    store: &SqlStore,
+    master_key: &MasterKey,
+    clock: Arc<dyn Clock>,
+    allowed_networks: AllowedNetworks,
+    settings: Settings,
+) -> Result<Vault, StartupError> {
+    let verifier =
+        alter_upstream::JwtVerifier::new().map_err(|e| StartupError::HttpClient(e.to_string()))?;
+    let oauth = alter_upstream::oauth::OAuthClient::new()
+        .map_err(|e| StartupError::HttpClient(e.to_string()))?;
+    let forwarder = alter_upstream::HttpForwarder::new(allowed_networks)
+        .map_err(|e| StartupError::HttpClient(e.to_string()))?;
+    Vault::open(
+        Arc::new(store.clone()),
+        master_key,
+        clock,
+        Arc::new(verifier),
+        Arc::new(oauth),
+        Arc::new(alter_policy::Engine::new()),
+        Arc::new(forwarder),
+        settings,
+    )
+    .await
+    .map_err(|e| match e {
+        alter_core::Error::Crypto(c) => StartupError::MasterKey(c.to_string()),
+        other => StartupError::Database(format!("{other}: {}", source_text(&other))),
+    })
 }
 
 /// Forgets request nonces, sign-in and browser sessions, and the like past their use.

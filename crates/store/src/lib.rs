@@ -42,6 +42,7 @@ mod signin;
 mod user_secrets;
 mod wallet;
 
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -243,6 +244,45 @@ impl SqlStore {
         self.engine
     }
 
+    /// SQLite: writes a consistent copy of the whole database, as of one instant, into `path`
+    /// (which must be missing or an empty file) with `VACUUM INTO`. It runs online: the copy
+    /// is one read transaction, so writers go on meanwhile. PostgreSQL has its own tools
+    /// (`pg_dump`, point-in-time recovery) and is refused.
+    pub async fn backup_into(&self, path: &Path) -> StoreResult<()> {
+        if self.engine != Engine::Sqlite {
+            return Err(StoreError::Other(
+                "only a SQLite database is copied this way".into(),
+            ));
+        }
+        let path = path.to_str().ok_or_else(|| {
+            StoreError::Other(format!("{}: the path is not UTF-8", path.display()))
+        })?;
+        sqlx::query("VACUUM INTO $1")
+            .bind(path)
+            .execute(&self.read)
+            .await
+            .map_err(db_error)?;
+        Ok(())
+    }
+
+    /// Whether the database holds Alter's migrations table: false for an empty database or
+    /// one of another program.
+    pub async fn has_migrations_table(&self) -> StoreResult<bool> {
+        let sql = match self.engine {
+            Engine::Sqlite => {
+                "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'"
+            }
+            Engine::Postgres => {
+                "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = current_schema() AND table_name = '_sqlx_migrations'"
+            }
+        };
+        let found: i64 = sqlx::query_scalar(sql)
+            .fetch_one(&self.read)
+            .await
+            .map_err(db_error)?;
+        Ok(found > 0)
+    }
+
     /// Closes every connection (SQLite checkpoints its WAL).
     pub async fn close(&self) {
         self.write.close().await;
@@ -288,15 +328,27 @@ async fn open_pool(
 /// Creates a missing SQLite database file with mode 0600 — SQLite gives its `-wal` and `-shm`
 /// files the mode of the database file — and restricts existing ones to 0600, whatever the
 /// umask.
+/// The file a `sqlite://` URL names; `None` for an in-memory database or another engine.
+pub fn sqlite_file(url: &str) -> StoreResult<Option<PathBuf>> {
+    if Engine::of_url(url)? != Engine::Sqlite {
+        return Ok(None);
+    }
+    let options = sqlx::sqlite::SqliteConnectOptions::from_str(url).map_err(db_error)?;
+    let db = options.get_filename();
+    if url.contains("mode=memory") || db.to_string_lossy().starts_with("file:") {
+        return Ok(None);
+    }
+    Ok(Some(db.to_path_buf()))
+}
+
 fn restrict_sqlite_files(url: &str) -> StoreResult<()> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-        let options = sqlx::sqlite::SqliteConnectOptions::from_str(url).map_err(db_error)?;
-        let db = options.get_filename();
-        if url.contains("mode=memory") || db.to_string_lossy().starts_with("file:") {
+        let Some(db) = sqlite_file(url)? else {
             return Ok(());
-        }
+        };
+        let db = db.as_path();
         let failed = |e: std::io::Error| StoreError::Other(format!("{}: {e}", db.display()));
         match std::fs::OpenOptions::new()
             .write(true)
