@@ -56,6 +56,9 @@ pub struct HttpConfig {
     pub max_connections: usize,
     /// Most requests in progress; further ones are answered 503.
     pub max_concurrent_requests: usize,
+    /// CIDRs of the reverse proxies in front of the server, whose `X-Forwarded-For` names
+    /// the client. Empty: none, the TCP peer is the client.
+    pub trusted_proxies: Vec<String>,
 }
 
 impl Default for HttpConfig {
@@ -66,7 +69,22 @@ impl Default for HttpConfig {
             body_read_timeout_seconds: limits.body_read_timeout.as_secs(),
             max_connections: limits.max_connections,
             max_concurrent_requests: limits.max_concurrent_requests,
+            trusted_proxies: Vec::new(),
         }
+    }
+}
+
+impl HttpConfig {
+    /// The trusted proxies, parsed.
+    pub fn trusted_proxies(&self) -> Result<Vec<ipnet::IpNet>, ConfigError> {
+        self.trusted_proxies
+            .iter()
+            .map(|text| {
+                text.trim().parse().map_err(|_| {
+                    ConfigError(format!("http.trusted_proxies: {text:?} is not a CIDR"))
+                })
+            })
+            .collect()
     }
 }
 
@@ -273,6 +291,11 @@ const ENV_KEYS: &[(&str, &str, EnvKind)] = &[
         EnvKind::Integer,
     ),
     (
+        "ALTER_HTTP_TRUSTED_PROXIES",
+        "http.trusted_proxies",
+        EnvKind::List,
+    ),
+    (
         "ALTER_UPSTREAM_ALLOWED_NETWORKS",
         "upstream.allowed_networks",
         EnvKind::List,
@@ -407,6 +430,7 @@ impl Config {
             in_range(key, value, 1..=3600)?;
         }
         self.upstream.networks()?;
+        self.http.trusted_proxies()?;
         if self.upstream.proxy_max_response_bytes == 0 {
             return Err(ConfigError(
                 "upstream.proxy_max_response_bytes must be at least 1".into(),

@@ -150,6 +150,7 @@ impl ServerSettings {
                 body_read_timeout: Duration::from_secs(config.http.body_read_timeout_seconds),
                 max_connections: config.http.max_connections,
                 max_concurrent_requests: config.http.max_concurrent_requests,
+                trusted_proxies: config.http.trusted_proxies()?,
             },
             vault: Settings {
                 timestamp_window_seconds: config.timestamp_window_seconds,

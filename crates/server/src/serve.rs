@@ -3,18 +3,20 @@
 //! connections, and a cap on requests in progress answered with a 503.
 
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
+use axum::http::HeaderMap;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
+use ipnet::IpNet;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tower::ServiceExt as _;
@@ -39,6 +41,10 @@ pub struct HttpLimits {
     /// Most requests in progress (their body being read or being handled); further ones are
     /// answered 503 at once.
     pub max_concurrent_requests: usize,
+    /// Reverse proxies (load balancers) in front of the server: a request from one of them
+    /// comes from the client its `X-Forwarded-For` names (see [`client_of`]). Empty: the TCP
+    /// peer is the client, and `X-Forwarded-For` is ignored.
+    pub trusted_proxies: Vec<IpNet>,
 }
 
 impl Default for HttpLimits {
@@ -48,6 +54,7 @@ impl Default for HttpLimits {
             body_read_timeout: Duration::from_secs(30),
             max_connections: 1024,
             max_concurrent_requests: 256,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -65,6 +72,35 @@ pub(crate) async fn limit_concurrency(
     }
 }
 
+/// The client a request comes from: the TCP `peer`, unless the peer is a trusted proxy — then
+/// the right-most `X-Forwarded-For` address that is not a trusted proxy itself. The addresses
+/// left of it were written by the client and could be anything; an entry that is not an
+/// address stops the walk at the proxy that passed it on. The port is the peer's.
+pub(crate) fn client_of(peer: SocketAddr, headers: &HeaderMap, trusted: &[IpNet]) -> SocketAddr {
+    let is_trusted = |ip: IpAddr| trusted.iter().any(|net| net.contains(&ip.to_canonical()));
+    if !is_trusted(peer.ip()) {
+        return peer;
+    }
+    let hops: Vec<&str> = headers
+        .get_all(FORWARDED_FOR)
+        .iter()
+        .flat_map(|value| value.to_str().unwrap_or("?").split(','))
+        .map(str::trim)
+        .collect();
+    let mut client = peer.ip();
+    for hop in hops.iter().rev() {
+        match hop.parse::<IpAddr>() {
+            Ok(ip) if is_trusted(ip) => client = ip,
+            Ok(ip) => return SocketAddr::new(ip.to_canonical(), peer.port()),
+            Err(_) => break,
+        }
+    }
+    SocketAddr::new(client, peer.port())
+}
+
+/// The header a reverse proxy appends the address it received a request from to.
+const FORWARDED_FOR: &str = "x-forwarded-for";
+
 /// Serves `app` on `listener` until `shutdown` completes, then lets in-flight requests finish.
 pub(crate) async fn serve(
     listener: TcpListener,
@@ -78,6 +114,7 @@ pub(crate) async fn serve(
     http.timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
         .keep_alive(true);
+    let trusted: Arc<[IpNet]> = limits.trusted_proxies.clone().into();
     tokio::pin!(shutdown);
     loop {
         let accepted = tokio::select! {
@@ -88,9 +125,13 @@ pub(crate) async fn serve(
             continue;
         };
         let app = app.clone();
+        let trusted = trusted.clone();
         let service = hyper::service::service_fn(
             move |mut request: hyper::Request<hyper::body::Incoming>| {
-                request.extensions_mut().insert(ConnectInfo(peer));
+                // Every consumer of the client's address (key CIDR allowlists, sign-in
+                // throttles, audit) reads it from here.
+                let client = client_of(peer, request.headers(), &trusted);
+                request.extensions_mut().insert(ConnectInfo(client));
                 app.clone().oneshot(request.map(Body::new))
             },
         );
@@ -133,6 +174,49 @@ mod tests {
     use tokio::sync::{Notify, oneshot};
 
     use super::*;
+
+    fn client(peer: &str, forwarded: &[&str], trusted: &[&str]) -> String {
+        let mut headers = HeaderMap::new();
+        for value in forwarded {
+            headers.append(FORWARDED_FOR, value.parse().unwrap());
+        }
+        let trusted: Vec<IpNet> = trusted.iter().map(|t| t.parse().unwrap()).collect();
+        client_of(peer.parse().unwrap(), &headers, &trusted)
+            .ip()
+            .to_string()
+    }
+
+    #[test]
+    fn only_a_trusted_proxy_names_the_client() {
+        let lb = ["10.0.0.0/8"];
+        // No proxy trusted, or the peer is not one: the peer, whatever the header says.
+        assert_eq!(client("10.0.0.2:1", &["203.0.113.7"], &[]), "10.0.0.2");
+        assert_eq!(
+            client("198.51.100.9:1", &["203.0.113.7"], &lb),
+            "198.51.100.9"
+        );
+        // The right-most untrusted hop; what the client wrote before it does not count.
+        assert_eq!(client("10.0.0.2:1", &["203.0.113.7"], &lb), "203.0.113.7");
+        assert_eq!(
+            client("10.0.0.2:1", &["1.2.3.4, 203.0.113.7, 10.0.0.3"], &lb),
+            "203.0.113.7"
+        );
+        assert_eq!(
+            client("10.0.0.2:1", &["1.2.3.4", "203.0.113.7"], &lb),
+            "203.0.113.7"
+        );
+        // A hop that is no address stops the walk at the proxy that passed it on.
+        assert_eq!(
+            client("10.0.0.2:1", &["203.0.113.7, junk, 10.0.0.3"], &lb),
+            "10.0.0.3"
+        );
+        assert_eq!(client("10.0.0.2:1", &[], &lb), "10.0.0.2");
+        // IPv4-mapped forms are the IPv4 address.
+        assert_eq!(
+            client("[::ffff:10.0.0.2]:1", &["::ffff:203.0.113.7"], &lb),
+            "203.0.113.7"
+        );
+    }
 
     fn get_request(path: &str) -> Request {
         Request::builder()

@@ -527,3 +527,48 @@ async fn attenuation_headers_only_narrow() {
     })
     .await;
 }
+
+/// Behind a trusted reverse proxy the client is the address the proxy forwarded: a key's CIDR
+/// allowlist is checked against it, and an address the client wrote into `X-Forwarded-For`
+/// itself does not count. Without a trusted proxy the header is ignored.
+#[tokio::test]
+async fn behind_a_trusted_proxy_the_forwarded_client_is_the_peer() {
+    on_every_engine(|engine| async move {
+        let behind_proxy = Options {
+            http: alter_server::HttpLimits {
+                trusted_proxies: vec!["127.0.0.0/8".parse().unwrap()],
+                ..Default::default()
+            },
+            ..Options::default()
+        };
+        for (options, trusted) in [(behind_proxy, true), (Options::default(), false)] {
+            let server = TestServer::start_with(engine, options).await;
+            let app = server.new_app("a").await;
+            let key = server
+                .mint_key(
+                    &app,
+                    MintKeyRequest {
+                        cidr_allowlist: Some(vec!["203.0.113.0/24".into()]),
+                        ..Default::default()
+                    },
+                )
+                .await;
+            let status = |forwarded: &'static str| {
+                let request = server.raw(&key.api_key, "GET", "/sdk/scopes");
+                async move { request.header("X-Forwarded-For", forwarded).send().await }
+            };
+            let from_allowed = status("203.0.113.7").await;
+            let forged = status("203.0.113.7, 198.51.100.1").await;
+            let elsewhere = status("198.51.100.1").await;
+            if trusted {
+                assert_eq!(from_allowed.status, 200, "{:?}", from_allowed.json);
+            } else {
+                assert_eq!(from_allowed.code(), Some("ip_not_allowed"));
+            }
+            assert_eq!(forged.code(), Some("ip_not_allowed"));
+            assert_eq!(elsewhere.code(), Some("ip_not_allowed"));
+            server.stop().await;
+        }
+    })
+    .await;
+}
