@@ -218,6 +218,8 @@ impl AgentStore for SqlStore {
         template: &AuditEvent,
     ) -> StoreResult<bool> {
         let mut tx = self.write.begin().await.map_err(db_error)?;
+        let agent = ("agent_id", value.id.to_string());
+        grants::lock_subtree(&mut tx, value.app_id, (agent.0, &agent.1)).await?;
         if !write(&mut tx, value, expected_version).await? {
             return Ok(false);
         }
@@ -234,7 +236,7 @@ impl AgentStore for SqlStore {
             &mut tx,
             &self.chain,
             value.app_id,
-            ("agent_id", &value.id.to_string()),
+            (agent.0, &agent.1),
             at,
             Some("agent deleted"),
             template,

@@ -307,6 +307,41 @@ pub(crate) async fn record_revocations(
 
 /// Revokes the active grants of a subtree (the root, named by a column and its value, and
 /// every delegation below it).
+/// The grants a subtree holds (see [`revoke_subtree`]) whose root meets `root_condition`.
+fn subtree(root_condition: &str) -> String {
+    format!(
+        "WITH RECURSIVE tree (id) AS ( \
+             SELECT id FROM grants WHERE app_id = $1 AND {root_condition} = $2 \
+             UNION ALL \
+             SELECT g.id FROM grants g JOIN tree t ON g.parent_grant_id = t.id \
+         )"
+    )
+}
+
+/// On PostgreSQL, locks the grants of a subtree (as [`revoke_subtree`] would name them) in id
+/// order, before the caller locks anything else: the release's commit locks grants first, then
+/// agents, keys and the chain head, and a writer that took those first could deadlock with it.
+pub(crate) async fn lock_subtree(
+    conn: &mut AnyConnection,
+    app: AppId,
+    (root_condition, root_value): (&str, &str),
+) -> StoreResult<()> {
+    if conn.backend_name() != crate::POSTGRES {
+        return Ok(());
+    }
+    let sql = format!(
+        "{} SELECT id FROM grants WHERE id IN (SELECT id FROM tree) ORDER BY id FOR NO KEY UPDATE",
+        subtree(root_condition)
+    );
+    sqlx::query(&sql)
+        .bind(app.to_string())
+        .bind(root_value.to_owned())
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(db_error)?;
+    Ok(())
+}
+
 pub(crate) async fn revoke_subtree(
     conn: &mut AnyConnection,
     chain: &ChainKey,
@@ -317,13 +352,9 @@ pub(crate) async fn revoke_subtree(
     template: &AuditEvent,
 ) -> StoreResult<Vec<GrantId>> {
     let sql = format!(
-        "WITH RECURSIVE tree (id) AS ( \
-             SELECT id FROM grants WHERE app_id = $1 AND {root_condition} = $2 \
-             UNION ALL \
-             SELECT g.id FROM grants g JOIN tree t ON g.parent_grant_id = t.id \
-         ) \
-         UPDATE grants SET status = 'revoked', revoked_at = $3, revoke_reason = $4 \
-         WHERE id IN (SELECT id FROM tree) AND status = 'active' RETURNING id"
+        "{} UPDATE grants SET status = 'revoked', revoked_at = $3, revoke_reason = $4 \
+         WHERE id IN (SELECT id FROM tree) AND status = 'active' RETURNING id",
+        subtree(root_condition)
     );
     let query = sqlx::query(&sql)
         .bind(app.to_string())
