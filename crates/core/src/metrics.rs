@@ -112,7 +112,7 @@ pub struct Counters {
     releases: [AtomicU64; 2],
     /// Refusals recorded, by mode.
     denials: [AtomicU64; 2],
-    /// Proxied calls held for a human's approval.
+    /// Proxied calls rules held, parked as pending approvals.
     holds: AtomicU64,
     /// Refreshes asked of a provider, by [`RefreshOutcome`].
     refreshes: [AtomicU64; 3],

@@ -299,9 +299,9 @@ impl Vault {
             .await
         {
             Ok(ran) => {
-                match &ran {
-                    Ran::Released(_) => self.counters().released(delivery.mode()),
-                    Ran::Held { .. } => self.counters().held(),
+                // A hold is counted once the call is parked (`hold_call`).
+                if let Ran::Released(_) = ran {
+                    self.counters().released(delivery.mode());
                 }
                 Ok(ran)
             }

@@ -1,18 +1,22 @@
 //! `GET /metrics`: the Prometheus text exposition behind the admin token — every line valid,
-//! counters moved by exactly what was done, histograms cumulative, routes by template.
+//! counters (releases, denials, holds) moved by exactly what was done, histograms cumulative, routes by template.
 
 use std::collections::BTreeMap;
 
 use alter_proto::admin::CreateSecretRequest;
-use alter_sdk::{Principal, ProviderRequest, ProxyOutcome};
+use alter_sdk::{CreateAgent, Principal, ProviderRequest, ProxyOutcome};
 use alter_testkit::upstream::Upstream;
 use alter_testkit::{TestServer, on_every_engine};
+use serde_json::json;
 
-/// One sample: its name and labels, in order as written.
+/// A sample's labels, in order as written.
+type Labels = Vec<(String, String)>;
+
+/// One sample: its name and labels.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 struct Series {
     name: String,
-    labels: Vec<(String, String)>,
+    labels: Labels,
 }
 
 /// A whole exposition, read strictly: every line is a `# HELP`, a `# TYPE` or a sample of a
@@ -51,7 +55,7 @@ fn value(text: &str) -> f64 {
 }
 
 /// The labels of `{…}` (without the braces), unescaping values.
-fn labels(text: &str) -> Vec<(String, String)> {
+fn labels(text: &str) -> Labels {
     let mut out = Vec::new();
     let mut rest = text;
     while !rest.is_empty() {
@@ -158,7 +162,7 @@ impl Exposition {
     fn check_histograms(&self) {
         for (family, _) in self.types.iter().filter(|(_, kind)| *kind == "histogram") {
             let bucket = format!("{family}_bucket");
-            let mut by_series: BTreeMap<Vec<(String, String)>, Vec<(f64, f64)>> = BTreeMap::new();
+            let mut by_series: BTreeMap<Labels, Vec<(f64, f64)>> = BTreeMap::new();
             for (series, v) in &self.samples {
                 if series.name != bucket {
                     continue;
@@ -249,7 +253,7 @@ async fn metrics_count_releases_denials_and_proxied_calls_exactly() {
                     secret_type: "bearer".into(),
                     value: "sk_live_metricsBearer0123456789".into(),
                     allowed_hosts: vec!["127.0.0.1".into()],
-                    principals: vec!["system".into()],
+                    principals: vec!["system".into(), "agent".into()],
                     ..Default::default()
                 },
             )
@@ -258,6 +262,22 @@ async fn metrics_count_releases_denials_and_proxied_calls_exactly() {
         let app = server.app(&world.app.key.api_key);
         let grant = app
             .create_managed_secret_grant(&secret.id, Principal::system(), None)
+            .await
+            .unwrap()
+            .grant_id;
+
+        // An agent whose proxied calls need a human's approval, holding its own grant.
+        let careful = app
+            .agents()
+            .create(CreateAgent {
+                policy: Some(json!({"requires_approval": true})),
+                ..CreateAgent::new("careful", json!({"managed_secret_slugs": [secret.slug]}))
+            })
+            .await
+            .unwrap();
+        let careful = server.agent(&careful.api_key.unwrap());
+        let careful_grant = careful
+            .create_managed_secret_grant(&secret.id, None, None)
             .await
             .unwrap()
             .grant_id;
@@ -277,6 +297,15 @@ async fn metrics_count_releases_denials_and_proxied_calls_exactly() {
             .and_then(ProxyOutcome::completed)
             .unwrap();
         assert_eq!(proxied.status_code, 200);
+        let held = careful
+            .proxy_request(
+                ProviderRequest::get(&url)
+                    .grant_id(&careful_grant)
+                    .reason("metrics test"),
+            )
+            .await
+            .unwrap();
+        assert!(matches!(held, ProxyOutcome::Pending(_)), "{held:?}");
         // A route with an id in its path.
         let reported = server
             .raw(
@@ -310,7 +339,7 @@ async fn metrics_count_releases_denials_and_proxied_calls_exactly() {
         );
         assert_eq!(
             delta("alter_credential_holds_total", &[("mode", "proxy")]),
-            0.0
+            1.0
         );
         for outcome in ["refreshed", "invalid_grant", "failed"] {
             assert_eq!(
@@ -327,7 +356,8 @@ async fn metrics_count_releases_denials_and_proxied_calls_exactly() {
         };
         assert_eq!(requests("/sdk/token", "2xx"), 1.0);
         assert_eq!(requests("/sdk/token", "4xx"), 1.0);
-        assert_eq!(requests("/sdk/proxy", "2xx"), 1.0);
+        // The proxied call and the held one (answered 202).
+        assert_eq!(requests("/sdk/proxy", "2xx"), 2.0);
         assert_eq!(requests("/sdk/proxy", "4xx"), 0.0);
         let class = match reported.status {
             200..=299 => "2xx",
@@ -346,7 +376,7 @@ async fn metrics_count_releases_denials_and_proxied_calls_exactly() {
             )
         };
         assert_eq!(duration_count("/sdk/token", "2xx"), 1.0);
-        assert_eq!(duration_count("/sdk/proxy", "2xx"), 1.0);
+        assert_eq!(duration_count("/sdk/proxy", "2xx"), 2.0);
         // The previous scrape, counted once it answered.
         assert_eq!(
             delta(
@@ -375,6 +405,7 @@ async fn metrics_count_releases_denials_and_proxied_calls_exactly() {
         // No id, host or secret in any label.
         for never in [
             grant.as_str(),
+            careful_grant.as_str(),
             world.app.info.id.as_str(),
             "127.0.0.1",
             "evil.example",
@@ -384,6 +415,47 @@ async fn metrics_count_releases_denials_and_proxied_calls_exactly() {
             assert!(!body.contains(never), "{never} in the metrics");
         }
         server.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn metrics_count_oauth_refreshes_and_their_failures() {
+    use crate::connect::{PROVIDER, revoke_refresh_token_at_peer, setup};
+    on_every_engine(|engine| async move {
+        let s = setup(TestServer::start(engine).await, false).await;
+        s.connect(json!({ "allowed_providers": [PROVIDER] })).await;
+        let (_, before) = scrape(&s.server).await;
+        // Expired: the release refreshes it at the provider.
+        s.server.advance(3600);
+        assert_eq!(s.release().await.status, 200);
+        let (_, refreshed) = scrape(&s.server).await;
+        let moved = |after: &Exposition, outcome: &str| {
+            after.get("alter_oauth_refreshes_total", &[("outcome", outcome)])
+                - before.get("alter_oauth_refreshes_total", &[("outcome", outcome)])
+        };
+        assert_eq!(moved(&refreshed, "refreshed"), 1.0);
+        assert_eq!(moved(&refreshed, "invalid_grant"), 0.0);
+        // The user revoked the app at the provider: the next refresh is refused.
+        revoke_refresh_token_at_peer(&s).await;
+        s.server.advance(3600);
+        assert_eq!(s.release().await.code(), Some("credential_revoked"));
+        let (_, failed) = scrape(&s.server).await;
+        assert_eq!(moved(&failed, "refreshed"), 1.0);
+        assert_eq!(moved(&failed, "invalid_grant"), 1.0);
+        assert_eq!(moved(&failed, "failed"), 0.0);
+        let retrieve = [("mode", "retrieve")];
+        assert_eq!(
+            failed.get("alter_credential_releases_total", &retrieve)
+                - before.get("alter_credential_releases_total", &retrieve),
+            1.0
+        );
+        assert_eq!(
+            failed.get("alter_credential_denials_total", &retrieve)
+                - before.get("alter_credential_denials_total", &retrieve),
+            1.0,
+            "the refused refresh is a denial"
+        );
     })
     .await;
 }
