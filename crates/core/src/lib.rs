@@ -18,6 +18,7 @@ pub mod grants;
 pub mod identity;
 pub mod ids;
 pub mod keys;
+pub mod metrics;
 pub mod oauth;
 pub mod operators;
 pub mod policies;

@@ -8,6 +8,7 @@ use alter_crypto::{Keyring, MasterKey};
 use crate::audit::{ChainKey, CheckpointKey};
 use crate::caller::VerifiedKeys;
 use crate::error::Result;
+use crate::metrics::Counters;
 use crate::oauth::OAuthUpstream;
 use crate::ports::{Authorizer, Clock, Store, StoreError, TokenVerifier};
 use crate::proxy::Forwarder;
@@ -71,6 +72,7 @@ pub struct Vault {
     forwarder: Arc<dyn Forwarder>,
     rules_cache: Arc<RulesCache>,
     verified_keys: Arc<VerifiedKeys>,
+    counters: Arc<Counters>,
     settings: Settings,
 }
 
@@ -129,6 +131,7 @@ impl Vault {
             forwarder,
             rules_cache: Arc::default(),
             verified_keys: Arc::default(),
+            counters: Arc::default(),
             settings,
         };
         vault.key_legacy_audit_chains().await?;
@@ -141,6 +144,11 @@ impl Vault {
 
     pub(crate) fn verified_keys(&self) -> &VerifiedKeys {
         &self.verified_keys
+    }
+
+    /// What this node counted of releases, denials, holds and refreshes (for metrics).
+    pub fn counters(&self) -> &Counters {
+        &self.counters
     }
 
     /// The current instant of the injected clock.

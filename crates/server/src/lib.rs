@@ -9,6 +9,7 @@ pub mod dev;
 pub mod error;
 mod json;
 pub mod key_files;
+pub mod metrics;
 mod pages;
 pub mod routes;
 mod serve;
@@ -248,6 +249,7 @@ impl Server {
                 in_progress: Arc::new(Semaphore::new(settings.http.max_concurrent_requests)),
                 public_url,
                 discovery,
+                metrics: Arc::new(metrics::Metrics::new(store.clone())),
             },
             store,
             base_path: settings.base_path,

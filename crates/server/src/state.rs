@@ -23,6 +23,8 @@ pub struct AppState {
     pub public_url: String,
     /// Reads OAuth providers' discovery documents.
     pub discovery: alter_upstream::OidcDiscovery,
+    /// What this node measures (`GET /metrics`).
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl AppState {

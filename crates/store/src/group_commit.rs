@@ -11,7 +11,7 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use alter_core::audit::{AuditEvent, ChainKey};
 use alter_core::caller::NonceClaim;
@@ -23,6 +23,7 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, AnyPool};
 use tokio::sync::{Mutex, mpsc, oneshot};
 
+use crate::metrics::CommitStats;
 use crate::rows::get;
 use crate::script::{Script, Stmt};
 use crate::{POSTGRES, chain, db_error};
@@ -104,11 +105,17 @@ impl GroupCommit {
         chain: ChainKey,
         writers: usize,
         wait_timeout: Duration,
+        stats: Arc<CommitStats>,
     ) -> GroupCommit {
         let (queue, jobs) = mpsc::channel(QUEUE);
         let jobs = Arc::new(Mutex::new(jobs));
         for _ in 0..writers.max(1) {
-            tokio::spawn(write_loop(pool.clone(), chain.clone(), jobs.clone()));
+            tokio::spawn(write_loop(
+                pool.clone(),
+                chain.clone(),
+                jobs.clone(),
+                stats.clone(),
+            ));
         }
         GroupCommit {
             queue,
@@ -171,7 +178,12 @@ impl GroupCommit {
     }
 }
 
-async fn write_loop(pool: AnyPool, chain: ChainKey, jobs: Arc<Mutex<mpsc::Receiver<Job>>>) {
+async fn write_loop(
+    pool: AnyPool,
+    chain: ChainKey,
+    jobs: Arc<Mutex<mpsc::Receiver<Job>>>,
+    stats: Arc<CommitStats>,
+) {
     loop {
         let batch = {
             let mut jobs = jobs.lock().await;
@@ -198,7 +210,10 @@ async fn write_loop(pool: AnyPool, chain: ChainKey, jobs: Arc<Mutex<mpsc::Receiv
             }
             batch
         };
-        match commit(&pool, &chain, batch.iter().map(|j| j.ops.as_slice())).await {
+        let started = Instant::now();
+        let committed = commit(&pool, &chain, batch.iter().map(|j| j.ops.as_slice())).await;
+        stats.record(batch.len(), started.elapsed());
+        match committed {
             Ok(outcomes) => {
                 for (job, outcome) in batch.into_iter().zip(outcomes) {
                     let _ = job.reply.send(Ok(outcome));

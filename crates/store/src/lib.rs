@@ -27,6 +27,7 @@ mod group_commit;
 mod identity;
 mod keyring;
 mod keys;
+pub mod metrics;
 mod nonces;
 mod operators;
 mod policies;
@@ -44,6 +45,7 @@ mod wallet;
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use alter_core::audit::ChainKey;
@@ -134,6 +136,8 @@ pub struct SqlStore {
     read: AnyPool,
     write: AnyPool,
     group: group_commit::GroupCommit,
+    /// The group commit's batch sizes and latency.
+    commit_stats: Arc<metrics::CommitStats>,
     /// Keys the hash of every audit event appended.
     chain: ChainKey,
 }
@@ -200,6 +204,7 @@ impl SqlStore {
                 (read, write, 1)
             }
         };
+        let commit_stats = Arc::new(metrics::CommitStats::default());
         Ok(SqlStore {
             engine,
             read,
@@ -208,7 +213,9 @@ impl SqlStore {
                 chain.clone(),
                 writers,
                 options.commit_wait_timeout,
+                commit_stats.clone(),
             ),
+            commit_stats,
             write,
             chain,
         })
@@ -281,6 +288,25 @@ impl SqlStore {
             .await
             .map_err(db_error)?;
         Ok(found > 0)
+    }
+
+    /// The group commit's batch sizes and commit latency on this node.
+    pub fn commit_stats(&self) -> &metrics::CommitStats {
+        &self.commit_stats
+    }
+
+    /// The connection pools now: `read` and `write` on SQLite, `shared` on PostgreSQL.
+    pub fn pool_stats(&self) -> Vec<metrics::PoolStats> {
+        let stats = |pool: &'static str, of: &AnyPool| metrics::PoolStats {
+            pool,
+            size: of.size(),
+            idle: u32::try_from(of.num_idle()).unwrap_or(u32::MAX),
+            max: of.options().get_max_connections(),
+        };
+        match self.engine {
+            Engine::Postgres => vec![stats("shared", &self.write)],
+            Engine::Sqlite => vec![stats("read", &self.read), stats("write", &self.write)],
+        }
     }
 
     /// Closes every connection (SQLite checkpoints its WAL).

@@ -129,6 +129,7 @@ impl Vault {
         {
             return Err(ApprovalError::TooManyPending.into());
         }
+        self.counters().held();
         Ok(approval)
     }
 

@@ -12,6 +12,7 @@ use std::time::Duration;
 use crate::audit::{Actor, AuditEvent, Target, action};
 use crate::error::{Error, Result};
 use crate::grants::Grant;
+use crate::metrics::RefreshOutcome;
 use crate::oauth::OAuthError;
 use crate::time::Timestamp;
 use crate::vault::Vault;
@@ -135,6 +136,11 @@ impl Vault {
                 "the provider is no longer configured".into(),
             )),
         };
+        self.counters().refreshed(match &outcome {
+            Ok(_) => RefreshOutcome::Refreshed,
+            Err(OAuthError::InvalidGrant) => RefreshOutcome::InvalidGrant,
+            Err(_) => RefreshOutcome::Failed,
+        });
         let answer = match outcome {
             Ok(answer) => answer,
             Err(OAuthError::InvalidGrant) => {

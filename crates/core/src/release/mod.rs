@@ -298,7 +298,13 @@ impl Vault {
             .run_stages(caller, request, host, &summary, delivery)
             .await
         {
-            Ok(ran) => Ok(ran),
+            Ok(ran) => {
+                // A hold is counted once the call is parked (`hold_call`).
+                if let Ran::Released(_) = ran {
+                    self.counters().released(delivery.mode());
+                }
+                Ok(ran)
+            }
             Err(Stop::Failed(error)) => Err(error),
             Err(Stop::Refused {
                 refusal,
@@ -323,6 +329,7 @@ impl Vault {
                 {
                     return Err(Error::Unauthenticated);
                 }
+                self.counters().denied(delivery.mode());
                 Err(error)
             }
         }

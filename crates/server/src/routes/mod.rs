@@ -1,7 +1,7 @@
 //! The routes. `/sdk/*` is the wire protocol of the official client (every route behind the
 //! signed-request middleware); `/admin/v1/*` is the operator API (admin token);
 //! `/user/v1/apps/{app}/*` is the end-user API (the user's IdP JWT); `/healthz` and `/readyz`
-//! are for orchestrators.
+//! are for orchestrators; `/metrics` (admin token) for Prometheus.
 
 mod admin;
 mod agents;
@@ -182,6 +182,7 @@ pub fn router(state: AppState, base_path: &str) -> Router {
         .route("/assets/favicon.svg", get(crate::pages::favicon))
         .merge(crate::ui::router())
         .route("/readyz", get(health::ready))
+        .route("/metrics", get(crate::metrics::scrape))
         .route("/auth/callback", get(signin::callback))
         .route("/.well-known/alter-identity-jwks.json", get(identity::jwks))
         // Requests hold a slot only once their body is in (the layer below reads it first),
@@ -194,6 +195,8 @@ pub fn router(state: AppState, base_path: &str) -> Router {
         .fallback(|| async { ApiError::route_not_found() })
         .method_not_allowed_fallback(method_not_allowed)
         .layer(from_fn_with_state(state.clone(), buffer_body))
+        // Outermost: every request is counted, refusals by the layers above included.
+        .layer(from_fn_with_state(state.clone(), crate::metrics::track))
         .with_state(state);
     if base_path.is_empty() {
         app

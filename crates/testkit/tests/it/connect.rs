@@ -190,7 +190,7 @@ impl Setup {
     }
 
     /// `POST /sdk/token` in provider mode for a call to the peer's resource endpoint.
-    async fn release(&self) -> alter_testkit::RawResponse {
+    pub(crate) async fn release(&self) -> alter_testkit::RawResponse {
         release_request(&self.server, &self.app.key.api_key, self)
             .send()
             .await

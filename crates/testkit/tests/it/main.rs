@@ -18,6 +18,7 @@ mod keys;
 mod leaks;
 mod limits;
 mod managed_connect;
+mod metrics;
 mod oauth_client;
 mod oauth_peer;
 mod operators;
