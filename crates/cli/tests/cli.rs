@@ -553,6 +553,23 @@ impl Operator {
         agent["id"].as_str().unwrap().to_owned()
     }
 
+    /// A managed bearer secret holding `value` (read from stdin, never from the command line).
+    fn create_bearer_secret(&self, name: &str, value: &str) -> serde_json::Value {
+        stdout_json(&self.run_with_stdin(
+            &[
+                "secret",
+                "create",
+                "--name",
+                name,
+                "--type",
+                "bearer",
+                "--value-stdin",
+                "--json",
+            ],
+            value,
+        ))
+    }
+
     /// A grant of the secret to the app itself (a `system` principal).
     fn create_system_grant(&self, secret_id: &str, label: &str) -> String {
         let grant = self.signed(
@@ -1412,19 +1429,7 @@ fn the_operator_cli_lists_revokes_and_delegates_grants() {
 #[test]
 fn the_operator_cli_clears_a_grants_scope_mismatch() {
     on_each_database(|op| {
-        let secret = stdout_json(&op.run_with_stdin(
-            &[
-                "secret",
-                "create",
-                "--name",
-                "github",
-                "--type",
-                "bearer",
-                "--value-stdin",
-                "--json",
-            ],
-            "token-value",
-        ));
+        let secret = op.create_bearer_secret("github", "token-value");
         let grant = op.create_system_grant(secret["id"].as_str().unwrap(), "main");
         let flagged = || {
             let released = op.signed(
@@ -1465,19 +1470,7 @@ fn a_server_killed_mid_burst_has_audited_every_credential_it_released() {
         let dir = tempfile::tempdir().unwrap();
         let op = Operator::start(dir.path(), &database);
         let value = format!("crash-secret-{}", uuid::Uuid::new_v4().simple());
-        let secret = stdout_json(&op.run_with_stdin(
-            &[
-                "secret",
-                "create",
-                "--name",
-                "crashy",
-                "--type",
-                "bearer",
-                "--value-stdin",
-                "--json",
-            ],
-            &value,
-        ));
+        let secret = op.create_bearer_secret("crashy", &value);
         let grant = op.create_system_grant(secret["id"].as_str().unwrap(), "main");
         let body = serde_json::json!({
             "grant_id": grant,
@@ -2275,19 +2268,7 @@ fn a_backup_taken_under_load_restores_onto_a_fresh_node() {
     let dir = tempfile::tempdir().unwrap();
     let (op, config) = sqlite_server(&dir.path().join("a"));
     let value = format!("backed-up-{}", uuid::Uuid::new_v4().simple());
-    let secret = stdout_json(&op.run_with_stdin(
-        &[
-            "secret",
-            "create",
-            "--name",
-            "kept",
-            "--type",
-            "bearer",
-            "--value-stdin",
-            "--json",
-        ],
-        &value,
-    ));
+    let secret = op.create_bearer_secret("kept", &value);
     let grant = op.create_system_grant(secret["id"].as_str().unwrap(), "main");
     let body = serde_json::json!({
         "grant_id": grant,
