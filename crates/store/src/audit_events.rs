@@ -6,6 +6,7 @@ use alter_core::audit::{AuditEvent, ChainRow, EventFilter, HASH_PLAIN_SHA256, St
 use alter_core::ids::AppId;
 use alter_core::ports::{AuditStore, StoreError, StoreResult};
 use async_trait::async_trait;
+use sqlx::any::AnyRow;
 
 use crate::rows::{fetch_all, fetch_optional, get, hash32, id};
 use crate::{SqlStore, chain, db_error};
@@ -73,16 +74,7 @@ impl AuditStore for SqlStore {
             query = query.bind(i);
         }
         query = query.bind(limit);
-        fetch_all(&self.read, query, |row| {
-            let body: String = get(row, "body")?;
-            Ok(StoredEvent {
-                seq: get(row, "seq")?,
-                event: serde_json::from_str(&body)
-                    .map_err(|_| StoreError::Corrupt("audit event body".into()))?,
-                hash: hash32(row, "hash")?,
-            })
-        })
-        .await
+        fetch_all(&self.read, query, stored_event).await
     }
 
     async fn chain_rows(
@@ -128,4 +120,15 @@ impl AuditStore for SqlStore {
         })
         .await
     }
+}
+
+/// An `audit_events` row read back: its place, event and hash.
+pub(crate) fn stored_event(row: &AnyRow) -> StoreResult<StoredEvent> {
+    let body: String = get(row, "body")?;
+    Ok(StoredEvent {
+        seq: get(row, "seq")?,
+        event: serde_json::from_str(&body)
+            .map_err(|_| StoreError::Corrupt("audit event body".into()))?,
+        hash: hash32(row, "hash")?,
+    })
 }

@@ -3,12 +3,12 @@
 
 use alter_core::audit::{AuditEvent, EventFilter, StoredEvent};
 use alter_core::ids::{AppId, GrantId, UserId};
-use alter_core::ports::{StoreError, StoreResult};
+use alter_core::ports::StoreResult;
 use alter_core::time::Timestamp;
 use alter_core::wallet::WalletStore;
 use async_trait::async_trait;
 
-use crate::rows::{fetch_all, get, hash32};
+use crate::rows::{fetch_all, get};
 use crate::{SqlStore, db_error};
 
 #[async_trait]
@@ -87,16 +87,7 @@ impl WalletStore for SqlStore {
             query = query.bind(at.micros());
         }
         query = query.bind(limit);
-        fetch_all(&self.read, query, |row| {
-            let body: String = get(row, "body")?;
-            Ok(StoredEvent {
-                seq: get(row, "seq")?,
-                event: serde_json::from_str(&body)
-                    .map_err(|_| StoreError::Corrupt("audit event body".into()))?,
-                hash: hash32(row, "hash")?,
-            })
-        })
-        .await
+        fetch_all(&self.read, query, crate::audit_events::stored_event).await
     }
 
     async fn pending_sign_ins(&self, app: AppId, now: Timestamp) -> StoreResult<i64> {
