@@ -853,18 +853,32 @@ pub trait RateLimitStore: Send + Sync {
     async fn prune_rate_buckets(&self, before_ms: i64) -> StoreResult<u64>;
 }
 
+/// What storing a held call came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Parked {
+    /// Stored, with its event.
+    Parked,
+    /// The app holds its most pending approvals.
+    TooMany,
+    /// What the hold was decided under changed (a revocation, pause, key revocation or rule
+    /// change committed in between).
+    Refused,
+}
+
 /// Held proxy calls (approvals). Every transition is one conditional update on the stored
 /// status, so nodes deciding, executing or expiring the same approval agree on one outcome.
 #[async_trait]
 pub trait ApprovalStore: Send + Sync {
-    /// Stores a new pending approval with its event, unless its app already holds `max_pending`
-    /// pending approvals: then false, changing nothing.
+    /// Stores a new pending approval with its event if `condition` (what the hold was decided
+    /// under) still holds, its rows read as a release's commit reads them, and its app holds
+    /// fewer than `max_pending` pending approvals; otherwise changes nothing.
     async fn insert_approval(
         &self,
         approval: &Approval,
         max_pending: i64,
         event: &AuditEvent,
-    ) -> StoreResult<bool>;
+        condition: &ReleaseCondition,
+    ) -> StoreResult<Parked>;
     /// One approval of an app.
     async fn get_approval(&self, app: AppId, id: ApprovalId) -> StoreResult<Option<Approval>>;
     /// An app's approvals, newest first, narrowed to `status` if given, at most `limit`.

@@ -104,6 +104,8 @@ pub struct HeldCall {
     pub holds: Vec<MatchedRule>,
     /// The facts the decision was taken on.
     pub facts: DecisionFacts,
+    /// What parking the call checks again.
+    pub recheck: Box<crate::release::HoldRecheck>,
 }
 
 /// A request as it leaves the vault, credential included. Its `Debug` shows no header value

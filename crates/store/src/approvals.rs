@@ -3,16 +3,19 @@
 
 use alter_core::approvals::{Approval, ApprovalDecision, ApprovalFinish, ApprovalStatus};
 use alter_core::audit::AuditEvent;
+use alter_core::audit::ChainKey;
 use alter_core::ids::{AppId, ApprovalId, EventId};
-use alter_core::ports::{ApprovalStore, StoreResult};
+use alter_core::ports::{ApprovalStore, Parked, StoreResult};
+use alter_core::release::ReleaseCondition;
 use alter_core::time::Timestamp;
 use async_trait::async_trait;
+use sqlx::AnyConnection;
 use sqlx::any::AnyRow;
 
 use crate::rows::{
     AnyQuery, fetch_all, fetch_optional, get, id, json, opt_id, opt_time, parsed, time, to_json,
 };
-use crate::{SqlStore, chain, db_error};
+use crate::{SqlStore, chain, db_error, group_commit};
 
 const COLUMNS: &str = "id, group_id, app_id, status, grant_id, key_id, agent_id, sealed_request, \
     method, url, holds, reason, created_at, expires_at, decided_at, decided_by, decision_reason, \
@@ -86,6 +89,35 @@ impl SqlStore {
     }
 }
 
+/// Inserts a held call (`insert`, conditional on its app's pending count) with its event, in
+/// one transaction that first checks `condition` still holds. Commits only what it parks.
+async fn park(
+    conn: &mut AnyConnection,
+    insert: AnyQuery<'_>,
+    event: &AuditEvent,
+    condition: &ReleaseCondition,
+    key: &ChainKey,
+) -> StoreResult<Parked> {
+    if !group_commit::begin_holding(conn, condition).await? {
+        return Ok(Parked::Refused);
+    }
+    if insert
+        .execute(&mut *conn)
+        .await
+        .map_err(db_error)?
+        .rows_affected()
+        != 1
+    {
+        return Ok(Parked::TooMany);
+    }
+    chain::append(conn, key, event).await?;
+    sqlx::query("COMMIT")
+        .execute(&mut *conn)
+        .await
+        .map_err(db_error)?;
+    Ok(Parked::Parked)
+}
+
 #[async_trait]
 impl ApprovalStore for SqlStore {
     async fn insert_approval(
@@ -93,7 +125,8 @@ impl ApprovalStore for SqlStore {
         value: &Approval,
         max_pending: i64,
         event: &AuditEvent,
-    ) -> StoreResult<bool> {
+        condition: &ReleaseCondition,
+    ) -> StoreResult<Parked> {
         let sql = format!(
             "INSERT INTO approvals ({COLUMNS}) \
              SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
@@ -124,7 +157,15 @@ impl ApprovalStore for SqlStore {
             .bind(value.sealed_result.clone())
             .bind(value.version)
             .bind(max_pending);
-        self.execute_one_with_event(query, event).await
+        let mut conn = self.write.acquire().await.map_err(db_error)?;
+        let parked = park(&mut conn, query, event, condition, &self.chain).await;
+        if !matches!(parked, Ok(Parked::Parked))
+            && sqlx::query("ROLLBACK").execute(&mut *conn).await.is_err()
+        {
+            // A connection left inside a transaction is not handed out again.
+            conn.close_on_drop();
+        }
+        parked
     }
 
     async fn get_approval(&self, app: AppId, id: ApprovalId) -> StoreResult<Option<Approval>> {

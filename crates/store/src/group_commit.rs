@@ -274,12 +274,7 @@ async fn commit_on(
 ) -> StoreResult<Vec<Vec<Outcome>>> {
     let postgres = conn.backend_name() == POSTGRES;
     let mut read = Script::new();
-    read.push(Stmt::new(if postgres {
-        "BEGIN"
-    } else {
-        // The write lock at once: the heads read below cannot move before the commit.
-        "BEGIN IMMEDIATE"
-    }));
+    read.push(begin(postgres));
     let claims: Vec<(KeyId, &str, Timestamp)> = jobs
         .iter()
         .flat_map(|ops| ops.iter())
@@ -368,6 +363,28 @@ async fn commit_on(
                 .collect()
         })
         .collect())
+}
+
+/// Begins a writing transaction. On SQLite it takes the write lock at once, so what is read
+/// next (the chain heads, a condition's rows) cannot move before the commit.
+fn begin(postgres: bool) -> Stmt {
+    Stmt::new(if postgres { "BEGIN" } else { "BEGIN IMMEDIATE" })
+}
+
+/// Begins a transaction on `conn` and reads whether `condition` still holds, as a release's
+/// commit reads it: on PostgreSQL its rows stay locked until the transaction ends, taken in the
+/// order every writer follows (so the chain head is locked after them). The caller commits or
+/// rolls back.
+pub(crate) async fn begin_holding(
+    conn: &mut AnyConnection,
+    condition: &ReleaseCondition,
+) -> StoreResult<bool> {
+    let postgres = conn.backend_name() == POSTGRES;
+    let mut read = Script::new();
+    read.push(begin(postgres));
+    let checks = Checks::read(&mut read, &[Some(condition)], postgres);
+    let results = read.run(conn).await?;
+    Ok(checks.holding(&results)?.hold(condition))
 }
 
 /// Where a script reads which of the batch's conditions' rows still hold: one statement per

@@ -2888,6 +2888,112 @@ fn approval(app: AppId, n: i64) -> alter_core::approvals::Approval {
     }
 }
 
+/// Parks `held` under the cap `max`, its condition holding (its app's key, grant and agent
+/// exist and are active): whether it was parked.
+async fn park(store: &SqlStore, held: &alter_core::approvals::Approval, max: i64) -> bool {
+    use alter_core::ports::{ApprovalStore, Parked};
+    let holds = active_condition(store, held.app_id).await;
+    let parked = store
+        .insert_approval(held, max, &event(held.app_id, "approval.requested"), &holds)
+        .await
+        .unwrap();
+    parked == Parked::Parked
+}
+
+/// The condition of a call by a new active key of `app`, through a new active agent's use of a
+/// new active grant.
+async fn active_condition(store: &SqlStore, app: AppId) -> ReleaseCondition {
+    let signer = key(app, KeyType::Runtime, None);
+    insert(store, &signer).await;
+    let bot = agent(app, &format!("bot-{}", uuid::Uuid::new_v4().simple()));
+    insert_agent(store, &bot).await;
+    let root = root_grant(store, app).await;
+    store
+        .insert_grant(&root, &event(app, "grant.created"))
+        .await
+        .unwrap();
+    ReleaseCondition {
+        grants: vec![root.id],
+        agents: vec![bot.id],
+        key: signer.id,
+        at: t(0),
+        rules: None,
+    }
+}
+
+/// A held call is parked only while what it was decided under holds: a key revoked (or a
+/// grant revoked, an agent paused) in between refuses it and writes nothing.
+#[tokio::test]
+async fn a_held_call_is_parked_only_while_its_condition_holds() {
+    use alter_core::ports::{ApprovalStore, Parked};
+    on_every_engine(|f| async move {
+        let store = &f.store;
+        let app = new_app(store, "a").await;
+        let holds = active_condition(store, app.id).await;
+        let revoked = ReleaseCondition {
+            key: {
+                let gone = key(app.id, KeyType::Runtime, None);
+                insert(store, &gone).await;
+                sqlx::query("UPDATE api_keys SET revoked_at = 1 WHERE id = $1")
+                    .bind(gone.id.to_string())
+                    .execute(&f.raw)
+                    .await
+                    .unwrap();
+                gone.id
+            },
+            ..holds.clone()
+        };
+        let paused = ReleaseCondition {
+            agents: vec![{
+                let bot = agent(app.id, "paused");
+                insert_agent(store, &bot).await;
+                sqlx::query("UPDATE agents SET status = 'inactive' WHERE id = $1")
+                    .bind(bot.id.to_string())
+                    .execute(&f.raw)
+                    .await
+                    .unwrap();
+                bot.id
+            }],
+            ..holds.clone()
+        };
+        let events_before = count(
+            &f.raw,
+            "SELECT COUNT(*) FROM audit_events WHERE app_id = $1",
+            app.id.to_string(),
+        )
+        .await;
+        for condition in [&revoked, &paused] {
+            let held = approval(app.id, 0);
+            let parked = store
+                .insert_approval(&held, 10, &event(app.id, "approval.requested"), condition)
+                .await
+                .unwrap();
+            assert_eq!(parked, Parked::Refused);
+            assert!(store.get_approval(app.id, held.id).await.unwrap().is_none());
+        }
+        assert_eq!(
+            count(
+                &f.raw,
+                "SELECT COUNT(*) FROM audit_events WHERE app_id = $1",
+                app.id.to_string(),
+            )
+            .await,
+            events_before,
+            "a refused park writes no event"
+        );
+        // The same call under the holding condition parks, and the connection it used is
+        // clean (the refusals rolled back).
+        let held = approval(app.id, 0);
+        let parked = store
+            .insert_approval(&held, 10, &event(app.id, "approval.requested"), &holds)
+            .await
+            .unwrap();
+        assert_eq!(parked, Parked::Parked);
+        assert!(store.get_approval(app.id, held.id).await.unwrap().is_some());
+    })
+    .await;
+}
+
 fn decision(approve: bool, at: i64) -> alter_core::approvals::ApprovalDecision {
     alter_core::approvals::ApprovalDecision {
         approve,
@@ -2908,12 +3014,7 @@ async fn approvals_move_through_their_states_once() {
         let app = new_app(store, "a").await;
         let other = new_app(store, "b").await;
         let held = approval(app.id, 0);
-        assert!(
-            store
-                .insert_approval(&held, 10, &event(app.id, "approval.requested"))
-                .await
-                .unwrap()
-        );
+        assert!(park(store, &held, 10).await);
         assert_eq!(
             store.get_approval(app.id, held.id).await.unwrap().as_ref(),
             Some(&held)
@@ -3028,10 +3129,7 @@ async fn approvals_move_through_their_states_once() {
 
         // Denied ends it; a failed execution keeps its error.
         let denied = approval(app.id, 10);
-        store
-            .insert_approval(&denied, 10, &event(app.id, "approval.requested"))
-            .await
-            .unwrap();
+        assert!(park(store, &denied, 10).await);
         assert!(
             store
                 .decide_approval(
@@ -3050,10 +3148,7 @@ async fn approvals_move_through_their_states_once() {
                 .unwrap()
         );
         let failing = approval(app.id, 20);
-        store
-            .insert_approval(&failing, 10, &event(app.id, "approval.requested"))
-            .await
-            .unwrap();
+        assert!(park(store, &failing, 10).await);
         store
             .decide_approval(app.id, failing.id, &decision(true, 21), &event(app.id, "a"))
             .await
@@ -3124,19 +3219,13 @@ async fn approvals_expire_in_batches_and_are_capped_per_app() {
         let elsewhere = approval(other.id, 0);
         for a in [&early, &late, &elsewhere] {
             assert!(
-                store
-                    .insert_approval(a, 2, &event(a.app_id, "approval.requested"))
-                    .await
-                    .unwrap()
+                park(store, a, 2).await
             );
         }
         // The cap: two pending already.
         let third = approval(app.id, 1);
         assert!(
-            !store
-                .insert_approval(&third, 2, &event(app.id, "approval.requested"))
-                .await
-                .unwrap()
+            !park(store, &third, 2).await
         );
         assert!(store.get_approval(app.id, third.id).await.unwrap().is_none());
 
@@ -3167,10 +3256,7 @@ async fn approvals_expire_in_batches_and_are_capped_per_app() {
                 .unwrap()
         );
         assert!(
-            store
-                .insert_approval(&third, 2, &event(app.id, "approval.requested"))
-                .await
-                .unwrap()
+            park(store, &third, 2).await
         );
 
         // An execution claimed long ago and never finished fails, once.
@@ -3211,10 +3297,7 @@ async fn concurrent_claims_of_an_approval_have_one_winner() {
         let store = &f.store;
         let app = new_app(store, "a").await;
         let held = approval(app.id, 0);
-        store
-            .insert_approval(&held, 10, &event(app.id, "approval.requested"))
-            .await
-            .unwrap();
+        assert!(park(store, &held, 10).await);
         let mut decisions = tokio::task::JoinSet::new();
         for _ in 0..8 {
             let store = store.clone();

@@ -17,6 +17,7 @@ use crate::caller::{Caller, PendingNonce};
 use crate::error::{Entity, Error, Result};
 use crate::ids::{AppId, ApprovalId};
 use crate::keys::KeyStatus;
+use crate::ports::Parked;
 use crate::proxy::{HeldCall, ProxyRequest, ProxyResult};
 use crate::vault::Vault;
 
@@ -122,12 +123,19 @@ impl Vault {
             &payload.request.method,
             &payload.request.url,
         ));
-        if !self
+        let parked = self
             .store()
-            .insert_approval(&approval, MAX_PENDING_PER_APP, &event)
-            .await?
-        {
-            return Err(ApprovalError::TooManyPending.into());
+            .insert_approval(
+                &approval,
+                MAX_PENDING_PER_APP,
+                &event,
+                &held.recheck.condition,
+            )
+            .await?;
+        match parked {
+            Parked::Parked => {}
+            Parked::TooMany => return Err(ApprovalError::TooManyPending.into()),
+            Parked::Refused => return Err(self.refuse_raced_hold(caller, &held.recheck).await?),
         }
         self.counters().held();
         Ok(approval)

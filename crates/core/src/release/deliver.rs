@@ -16,7 +16,7 @@ use crate::vault::Vault;
 use super::authorize::{Denial, OutgoingCall};
 use super::materialise::CredentialInjection;
 use super::resolve::Resolved;
-use super::{Refusal, ReleaseCommit, ReleaseCondition, Stop};
+use super::{HoldRecheck, Refusal, ReleaseCommit, ReleaseCondition, Stop};
 use crate::credentials::Credential;
 use crate::rules::CallMode;
 
@@ -57,17 +57,7 @@ impl Vault {
     ) -> std::result::Result<Release, Stop> {
         let Resolved { grant, credential } = resolved;
         let now = event.at;
-        let condition = ReleaseCondition {
-            grants: chain.iter().map(|link| link.id).collect(),
-            agents: caller
-                .agent_id()
-                .into_iter()
-                .chain(chain.iter().filter_map(Grant::agent_id))
-                .collect(),
-            key: caller.key_id,
-            at: now,
-            rules: Some((caller.app_id, rules_version)),
-        };
+        let condition = release_condition(caller, &chain, now, rules_version);
         let release_id = event.id;
         let touch = last_use_is_stale(grant.last_used_at, now).then_some((grant.id, now));
         let committed = self
@@ -95,6 +85,41 @@ impl Vault {
             injection,
             grant,
         })
+    }
+
+    /// Records and returns why a held call whose checks passed was refused when it was to be
+    /// parked: what changed in between, read back (see [`Self::raced_refusal`]).
+    pub(crate) async fn refuse_raced_hold(
+        &self,
+        caller: &Caller,
+        recheck: &HoldRecheck,
+    ) -> Result<Error> {
+        let call = OutgoingCall {
+            method: &recheck.request.method,
+            url: &recheck.request.url,
+            host: &recheck.host,
+        };
+        let rules_version = recheck.condition.rules.map_or(0, |(_, v)| v);
+        let (refusal, error) = self
+            .raced_refusal(
+                caller,
+                recheck.resolved.grant.id,
+                &recheck.resolved.credential,
+                call,
+                CallMode::Proxy,
+                rules_version,
+            )
+            .await?;
+        self.record_refusal(
+            caller,
+            &recheck.request,
+            refusal,
+            Some(&recheck.resolved.grant),
+            None,
+            CallMode::Proxy,
+        )
+        .await?;
+        Ok(error)
     }
 
     /// Why a release whose checks passed was refused at commit: the revocation, pause or key
@@ -157,6 +182,27 @@ impl Vault {
                 (Refusal::Rule(denial), Error::ReleaseDenied(denial))
             }
         })
+    }
+}
+
+/// Everything a release (or a held call) was decided under, for its commit to check again:
+/// the grant and its delegation chain, the agents, the key and the app's rules version.
+pub(super) fn release_condition(
+    caller: &Caller,
+    chain: &[Grant],
+    at: crate::time::Timestamp,
+    rules_version: i64,
+) -> ReleaseCondition {
+    ReleaseCondition {
+        grants: chain.iter().map(|link| link.id).collect(),
+        agents: caller
+            .agent_id()
+            .into_iter()
+            .chain(chain.iter().filter_map(Grant::agent_id))
+            .collect(),
+        key: caller.key_id,
+        at,
+        rules: Some((caller.app_id, rules_version)),
     }
 }
 

@@ -259,10 +259,20 @@ pub(crate) enum Ran {
     Released(Box<Release>),
     /// Rules hold the (proxied) call.
     Held {
-        resolved: Box<Resolved>,
         holds: Vec<MatchedRule>,
         facts: Box<DecisionFacts>,
+        recheck: Box<HoldRecheck>,
     },
+}
+
+/// What parking a held call checks again in the transaction that parks it (everything the
+/// hold was decided under: see [`ReleaseCondition`]), and what explains a refusal there.
+#[derive(Debug, Clone)]
+pub struct HoldRecheck {
+    pub(crate) condition: ReleaseCondition,
+    pub(crate) resolved: Resolved,
+    pub(crate) request: ReleaseRequest,
+    pub(crate) host: String,
 }
 
 impl Vault {
@@ -312,27 +322,50 @@ impl Vault {
                 error,
                 record,
             }) => {
-                let mut event =
-                    denial_event(self, caller, request, summary, refusal, grant.as_deref());
-                if let Some(record) = record {
-                    record.annotate(&mut event);
-                }
-                if let (CallMode::Proxy, Some(serde_json::Value::Object(details))) =
-                    (delivery.mode(), event.details.as_mut())
-                {
-                    details.insert("mode".into(), "proxy".into());
-                }
-                if !self
-                    .store()
-                    .record_release(event, caller.pending_nonce.take())
-                    .await?
-                {
-                    return Err(Error::Unauthenticated);
-                }
-                self.counters().denied(delivery.mode());
+                self.record_refusal(
+                    caller,
+                    request,
+                    refusal,
+                    grant.as_deref(),
+                    record,
+                    delivery.mode(),
+                )
+                .await?;
                 Err(error)
             }
         }
+    }
+
+    /// Records a refused credential use before it is answered, with the request's nonce if
+    /// it was not claimed yet. A nonce seen before fails it as a replay.
+    pub(crate) async fn record_refusal(
+        &self,
+        caller: &Caller,
+        request: &ReleaseRequest,
+        refusal: Refusal,
+        grant: Option<&Grant>,
+        record: Option<Box<PolicyRecord>>,
+        mode: CallMode,
+    ) -> Result<()> {
+        let summary = RequestSummary::new(&request.method, &request.url);
+        let mut event = denial_event(self, caller, request, summary, refusal, grant);
+        if let Some(record) = record {
+            record.annotate(&mut event);
+        }
+        if let (CallMode::Proxy, Some(serde_json::Value::Object(details))) =
+            (mode, event.details.as_mut())
+        {
+            details.insert("mode".into(), "proxy".into());
+        }
+        if !self
+            .store()
+            .record_release(event, caller.pending_nonce.take())
+            .await?
+        {
+            return Err(Error::Unauthenticated);
+        }
+        self.counters().denied(mode);
+        Ok(())
     }
 
     async fn run_stages(
@@ -453,10 +486,16 @@ impl Vault {
             }
         }
         if !holds.is_empty() {
+            let condition = deliver::release_condition(caller, &chain, self.now(), rules_version);
             return Ok(Ran::Held {
-                resolved: Box::new(resolved),
                 holds,
                 facts: Box::new(record.facts),
+                recheck: Box::new(HoldRecheck {
+                    condition,
+                    resolved,
+                    request: request.clone(),
+                    host: host.to_owned(),
+                }),
             });
         }
         let injection = self.materialise(caller, &resolved).await?;

@@ -85,14 +85,15 @@ impl Vault {
         let release = match ran {
             Ran::Released(release) => *release,
             Ran::Held {
-                resolved,
                 holds,
                 facts,
+                recheck,
             } => {
                 return Ok(ProxyOutcome::Held(Box::new(HeldCall {
-                    grant_id: resolved.grant.id,
+                    grant_id: recheck.resolved.grant.id,
                     holds,
                     facts: *facts,
+                    recheck,
                 })));
             }
         };

@@ -735,3 +735,37 @@ async fn an_agents_approval_ttl_sets_the_expiry() {
     })
     .await;
 }
+
+/// A node that verified a key a moment ago (and may keep it, see `VerifiedKeys`) parks no
+/// call with it once another node revoked it: parking checks the key, the agent and the grant
+/// again in its own transaction, as a release's commit does. The refusal is audited.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_key_revoked_on_another_node_parks_no_call() {
+    on_every_engine(|engine| async move {
+        let server = TestServer::start(engine).await;
+        let node2 = server.second_node().await;
+        let upstream = Upstream::start().await;
+        let held = setup(&server, &upstream, "a").await;
+        let app_id = held.world.app.info.id.clone();
+        // Verified (and kept) by the first node.
+        hold(&server, &held, &upstream).await;
+        let key = server
+            .admin()
+            .list_keys(&app_id)
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|k| held.agent_key.starts_with(&k.key_prefix))
+            .expect("the agent's key is listed");
+        node2.admin().revoke_key(&app_id, &key.id).await.unwrap();
+        let url = format!("{}/v1/refunds", upstream.url());
+        let refused = proxy(&server, &held.agent_key, &held.grant, &url, Some("again")).await;
+        assert_eq!(refused.code(), Some("key_revoked"), "{:?}", refused.json);
+        assert_eq!(actions(&server, &app_id, "approval.requested").await, 1);
+        assert_eq!(actions(&server, &app_id, "credential.denied").await, 1);
+        assert!(upstream.received().is_empty());
+        node2.stop().await;
+        server.stop().await;
+    })
+    .await;
+}
