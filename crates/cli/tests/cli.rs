@@ -11,6 +11,9 @@ use std::time::Duration;
 use alter_store::scratch::ScratchDatabase;
 use serde_json::Value;
 
+#[path = "cli/cluster.rs"]
+mod cluster;
+
 const ALTER: &str = env!("CARGO_BIN_EXE_alter");
 
 /// A running `alter` process, killed when dropped.
@@ -523,25 +526,7 @@ impl Operator {
         path: &str,
         body: &Value,
     ) -> reqwest::Result<(reqwest::StatusCode, String)> {
-        let body = serde_json::to_vec(body).unwrap();
-        let timestamp = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs();
-        let nonce = uuid::Uuid::new_v4().simple().to_string();
-        let key = alter_proto::signing::signing_key(api_key);
-        let signed = alter_proto::signing::plain_request_headers(
-            api_key, &key, method, path, &body, timestamp, &nonce,
-        );
-        let mut request = client
-            .request(method.parse().unwrap(), format!("{}{path}", self.addr))
-            .header("content-type", "application/json");
-        for (name, value) in signed {
-            request = request.header(name, value);
-        }
-        let response = request.body(body).send()?;
-        let status = response.status();
-        Ok((status, response.text()?))
+        Signed::new(api_key, method, path, body).send(client, &self.addr)
     }
 
     fn create_agent(&self, name: &str) -> String {
@@ -601,6 +586,61 @@ impl Operator {
     /// Everything the server wrote to stderr so far.
     fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap()
+    }
+}
+
+/// A request to `/sdk/*` signed as an app signs it, which can be sent to any node (once per
+/// nonce: a second sending is a replay).
+struct Signed {
+    method: String,
+    path: String,
+    body: Vec<u8>,
+    headers: Vec<(String, String)>,
+}
+
+impl Signed {
+    /// A `null` body is sent as no body at all (a `GET`).
+    fn new(api_key: &str, method: &str, path: &str, body: &Value) -> Signed {
+        let body = match body {
+            Value::Null => Vec::new(),
+            body => serde_json::to_vec(body).unwrap(),
+        };
+        let timestamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let nonce = uuid::Uuid::new_v4().simple().to_string();
+        let key = alter_proto::signing::signing_key(api_key);
+        let headers = alter_proto::signing::plain_request_headers(
+            api_key, &key, method, path, &body, timestamp, &nonce,
+        )
+        .into_iter()
+        .map(|(name, value)| (name.to_string(), value.to_string()))
+        .collect();
+        Signed {
+            method: method.to_owned(),
+            path: path.to_owned(),
+            body,
+            headers,
+        }
+    }
+
+    /// Sends it to the server at `addr`: the status and body, or the transport error (a server
+    /// that went away).
+    fn send(
+        &self,
+        client: &reqwest::blocking::Client,
+        addr: &str,
+    ) -> reqwest::Result<(reqwest::StatusCode, String)> {
+        let mut request = client
+            .request(self.method.parse().unwrap(), format!("{addr}{}", self.path))
+            .header("content-type", "application/json");
+        for (name, value) in &self.headers {
+            request = request.header(name, value);
+        }
+        let response = request.body(self.body.clone()).send()?;
+        let status = response.status();
+        Ok((status, response.text()?))
     }
 }
 

@@ -17,6 +17,7 @@ pub mod error;
 pub mod grants;
 pub mod identity;
 pub mod ids;
+pub mod jobs;
 pub mod keys;
 pub mod metrics;
 pub mod oauth;

@@ -699,6 +699,23 @@ pub trait HealthStore: Send + Sync {
     async fn ready(&self) -> StoreResult<()>;
 }
 
+/// Leases that keep a background job on one node at a time.
+#[async_trait]
+pub trait LeaseStore: Send + Sync {
+    /// Takes `job`'s lease for `holder` until `until`, or renews it if `holder` has it: true.
+    /// False, changing nothing, while another holder's lease runs past `now`.
+    async fn take_lease(
+        &self,
+        job: &str,
+        holder: &str,
+        now: Timestamp,
+        until: Timestamp,
+    ) -> StoreResult<bool>;
+    /// Gives `job`'s lease up if `holder` has it (a node stopping), so another node need not
+    /// wait for it to run out.
+    async fn release_lease(&self, job: &str, holder: &str) -> StoreResult<()>;
+}
+
 /// Which credential a provider-mode release names.
 #[derive(Debug, Clone, Copy)]
 pub enum CandidateSource<'a> {
@@ -936,6 +953,7 @@ pub trait Store:
     + KeyStore
     + NonceStore
     + HealthStore
+    + LeaseStore
     + IdentityStore
     + SecretStore
     + ProviderStore
@@ -963,6 +981,7 @@ impl<T> Store for T where
         + KeyStore
         + NonceStore
         + HealthStore
+        + LeaseStore
         + IdentityStore
         + SecretStore
         + ProviderStore

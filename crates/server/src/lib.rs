@@ -289,34 +289,102 @@ impl Server {
             routes::router(self.state.clone(), &self.base_path)
                 .layer(telemetry::http_trace_layer()),
         );
-        let background = background_tasks(&self.state, self.audit_checkpoint_interval);
+        let node: Arc<str> = uuid::Uuid::new_v4().simple().to_string().into();
+        let background = background_tasks(&self.state, &node, self.audit_checkpoint_interval);
         serve::serve(self.listener, app, &self.http, shutdown).await;
         for task in background {
             task.abort();
         }
+        release_job_leases(&self.state.vault, &node).await;
         self.store.close().await;
         Ok(())
     }
 }
 
+/// The background jobs, each under a lease of its own name (one node at a time runs it).
+mod job {
+    pub const PRUNE: &str = "prune-expired";
+    pub const UPSTREAM_REVOCATIONS: &str = "upstream-revocations";
+    pub const APPROVAL_SWEEP: &str = "approval-sweep";
+    pub const AUDIT_CHECKPOINTS: &str = "audit-checkpoints";
+    pub const ALL: [&str; 4] = [
+        PRUNE,
+        UPSTREAM_REVOCATIONS,
+        APPROVAL_SWEEP,
+        AUDIT_CHECKPOINTS,
+    ];
+}
+
+/// A node's turn at a background job: a lease on `job` in the database, taken or renewed for
+/// three of its intervals, so that when its node dies another takes the job within three
+/// intervals. Running nodes may differ only in who does the work: every job's steps are
+/// conditional writes.
+#[derive(Debug, Clone)]
+pub(crate) struct JobTurn {
+    vault: Vault,
+    node: Arc<str>,
+    job: &'static str,
+    every: Duration,
+}
+
+impl JobTurn {
+    /// Waits for the next run; true when this node holds the job's lease for it.
+    pub(crate) async fn mine(&self, tick: &mut tokio::time::Interval) -> bool {
+        tick.tick().await;
+        match self
+            .vault
+            .hold_job_lease(self.job, &self.node, self.every * 3)
+            .await
+        {
+            Ok(held) => held,
+            Err(e) => {
+                tracing::warn!(job = self.job, error = %e, "taking the job's lease failed");
+                false
+            }
+        }
+    }
+}
+
 /// Starts the jobs that run beside the request handlers for as long as the server serves;
-/// they are aborted when it stops.
+/// they are aborted when it stops. `node` names this node in the jobs' leases.
 fn background_tasks(
     state: &AppState,
+    node: &Arc<str>,
     audit_checkpoint_interval: Option<Duration>,
 ) -> Vec<JoinHandle<()>> {
+    let turn = |job: &'static str, every: Duration| JobTurn {
+        vault: state.vault.clone(),
+        node: node.clone(),
+        job,
+        every,
+    };
     let mut tasks = vec![
-        tokio::spawn(prune_expired(state.vault.clone())),
-        tokio::spawn(upstream_revocations(state.vault.clone())),
-        tokio::spawn(sweep_approvals(state.vault.clone())),
+        tokio::spawn(prune_expired(turn(job::PRUNE, PRUNE_INTERVAL))),
+        tokio::spawn(upstream_revocations(turn(
+            job::UPSTREAM_REVOCATIONS,
+            REVOCATION_INTERVAL,
+        ))),
+        tokio::spawn(sweep_approvals(turn(
+            job::APPROVAL_SWEEP,
+            APPROVAL_SWEEP_INTERVAL,
+        ))),
     ];
     if let Some(every) = audit_checkpoint_interval {
-        tasks.push(tokio::spawn(checkpoints::log_audit_checkpoints(
-            state.vault.clone(),
+        tasks.push(tokio::spawn(checkpoints::log_audit_checkpoints(turn(
+            job::AUDIT_CHECKPOINTS,
             every,
-        )));
+        ))));
     }
     tasks
+}
+
+/// Gives up the leases `node` holds, so the other nodes take its jobs at once.
+async fn release_job_leases(vault: &Vault, node: &str) {
+    for job in job::ALL {
+        if let Err(e) = vault.release_job_lease(job, node).await {
+            tracing::warn!(job, error = %e, "giving up the job's lease failed");
+        }
+    }
 }
 
 async fn migrated_store(settings: &ServerSettings) -> Result<SqlStore, StartupError> {
@@ -364,10 +432,13 @@ async fn open_vault(
 }
 
 /// Forgets request nonces, sign-in and browser sessions, and the like past their use.
-async fn prune_expired(vault: Vault) {
-    let mut tick = tokio::time::interval(PRUNE_INTERVAL);
+async fn prune_expired(turn: JobTurn) {
+    let vault = &turn.vault;
+    let mut tick = tokio::time::interval(turn.every);
     loop {
-        tick.tick().await;
+        if !turn.mine(&mut tick).await {
+            continue;
+        }
         for (what, pruned) in [
             ("request nonces", vault.prune_nonces().await),
             ("sign-in sessions", vault.prune_auth_sessions().await),
@@ -390,10 +461,13 @@ async fn prune_expired(vault: Vault) {
 
 /// Retires connections no live grant uses, then sends (and retries) the due upstream
 /// revocations.
-async fn upstream_revocations(vault: Vault) {
-    let mut tick = tokio::time::interval(REVOCATION_INTERVAL);
+async fn upstream_revocations(turn: JobTurn) {
+    let vault = &turn.vault;
+    let mut tick = tokio::time::interval(turn.every);
     loop {
-        tick.tick().await;
+        if !turn.mine(&mut tick).await {
+            continue;
+        }
         match vault.retire_unused_connections().await {
             Ok(n) if n > 0 => tracing::info!(retired = n, "retired connections no grant uses"),
             Ok(_) => {}
@@ -409,14 +483,17 @@ async fn upstream_revocations(vault: Vault) {
 
 /// How often held calls are swept: expired when undecided, executed when approved but not
 /// picked up, failed when their execution's node died. Every step is a conditional update, so
-/// every node may sweep.
+/// a second node sweeping at once would change nothing wrongly.
 const APPROVAL_SWEEP_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Sweeps approvals every [`APPROVAL_SWEEP_INTERVAL`].
-async fn sweep_approvals(vault: Vault) {
-    let mut tick = tokio::time::interval(APPROVAL_SWEEP_INTERVAL);
+async fn sweep_approvals(turn: JobTurn) {
+    let vault = &turn.vault;
+    let mut tick = tokio::time::interval(turn.every);
     loop {
-        tick.tick().await;
+        if !turn.mine(&mut tick).await {
+            continue;
+        }
         match vault.sweep_approvals().await {
             Ok(n) if n > 0 => tracing::info!(moved = n, "approvals swept"),
             Ok(_) => {}

@@ -27,6 +27,7 @@ mod group_commit;
 mod identity;
 mod keyring;
 mod keys;
+mod leases;
 pub mod metrics;
 mod nonces;
 mod operators;

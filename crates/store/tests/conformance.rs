@@ -3891,3 +3891,76 @@ async fn refused_sign_ins_are_recorded_once_an_interval_with_their_count() {
     })
     .await;
 }
+
+/// A job's lease has one holder at a time: of many nodes asking at once one takes it; its
+/// holder renews it; others take it only once it ran out or was given up.
+#[tokio::test]
+async fn a_job_lease_has_one_holder_at_a_time() {
+    use alter_core::ports::LeaseStore;
+    on_every_engine(|f| async move {
+        let store = &f.store;
+        let mut asks = tokio::task::JoinSet::new();
+        for node in 0..8 {
+            let store = store.clone();
+            asks.spawn(async move {
+                let holder = format!("node-{node}");
+                let took = store
+                    .take_lease("sweep", &holder, t(0), t(15))
+                    .await
+                    .unwrap();
+                took.then_some(holder)
+            });
+        }
+        let holders: Vec<String> = asks.join_all().await.into_iter().flatten().collect();
+        assert_eq!(holders.len(), 1, "{holders:?}");
+        let holder = &holders[0];
+        let other = if holder == "node-0" {
+            "node-1"
+        } else {
+            "node-0"
+        };
+        // Another job's lease is its own.
+        assert!(store.take_lease("prune", other, t(0), t(15)).await.unwrap());
+        // The holder renews; the others wait for the lease to run out.
+        assert!(
+            store
+                .take_lease("sweep", holder, t(5), t(20))
+                .await
+                .unwrap()
+        );
+        assert!(
+            !store
+                .take_lease("sweep", other, t(19), t(34))
+                .await
+                .unwrap()
+        );
+        assert!(
+            store
+                .take_lease("sweep", other, t(20), t(35))
+                .await
+                .unwrap()
+        );
+        assert!(
+            !store
+                .take_lease("sweep", holder, t(21), t(36))
+                .await
+                .unwrap()
+        );
+        // Given up, it is free at once; giving up another's lease changes nothing.
+        store.release_lease("sweep", holder).await.unwrap();
+        assert!(
+            !store
+                .take_lease("sweep", holder, t(22), t(37))
+                .await
+                .unwrap()
+        );
+        store.release_lease("sweep", other).await.unwrap();
+        assert!(
+            store
+                .take_lease("sweep", holder, t(22), t(37))
+                .await
+                .unwrap()
+        );
+    })
+    .await;
+}
