@@ -13,6 +13,8 @@ use serde_json::Value;
 
 #[path = "cli/cluster.rs"]
 mod cluster;
+#[path = "cli/faults.rs"]
+mod faults;
 
 const ALTER: &str = env!("CARGO_BIN_EXE_alter");
 

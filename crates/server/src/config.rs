@@ -31,6 +31,9 @@ pub struct DatabaseConfig {
     pub statement_timeout_seconds: u64,
     /// Longest wait of a request for the group commit of its writes (answered 503).
     pub commit_wait_timeout_seconds: u64,
+    /// Longest wait for a database connection, e.g. while the database restarts (answered
+    /// 503).
+    pub acquire_timeout_seconds: u64,
 }
 
 impl Default for DatabaseConfig {
@@ -40,6 +43,7 @@ impl Default for DatabaseConfig {
             sqlite_synchronous: "FULL".into(),
             statement_timeout_seconds: 30,
             commit_wait_timeout_seconds: 30,
+            acquire_timeout_seconds: 10,
         }
     }
 }
@@ -271,6 +275,11 @@ const ENV_KEYS: &[(&str, &str, EnvKind)] = &[
         EnvKind::Integer,
     ),
     (
+        "ALTER_DATABASE_ACQUIRE_TIMEOUT_SECONDS",
+        "database.acquire_timeout_seconds",
+        EnvKind::Integer,
+    ),
+    (
         "ALTER_HTTP_HEADER_READ_TIMEOUT_SECONDS",
         "http.header_read_timeout_seconds",
         EnvKind::Integer,
@@ -417,6 +426,10 @@ impl Config {
             (
                 "database.commit_wait_timeout_seconds",
                 self.database.commit_wait_timeout_seconds,
+            ),
+            (
+                "database.acquire_timeout_seconds",
+                self.database.acquire_timeout_seconds,
             ),
             (
                 "http.header_read_timeout_seconds",

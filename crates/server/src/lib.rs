@@ -139,6 +139,7 @@ impl ServerSettings {
                 commit_wait_timeout: Duration::from_secs(
                     config.database.commit_wait_timeout_seconds,
                 ),
+                acquire_timeout: Duration::from_secs(config.database.acquire_timeout_seconds),
                 ..StoreOptions::default()
             },
             master_key: Arc::new(master_key),
