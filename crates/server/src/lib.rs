@@ -140,7 +140,6 @@ impl ServerSettings {
                     config.database.commit_wait_timeout_seconds,
                 ),
                 acquire_timeout: Duration::from_secs(config.database.acquire_timeout_seconds),
-                ..StoreOptions::default()
             },
             master_key: Arc::new(master_key),
             admin_token_hash: alter_crypto::keys::token_hash(admin_token.expose_secret()),
