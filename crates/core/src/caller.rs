@@ -404,7 +404,11 @@ impl Vault {
         }
     }
 
-    /// Forgets nonces old enough that their timestamps can no longer pass the window.
+    /// Forgets nonces old enough that their timestamps can no longer pass the window on any
+    /// node. A nonce first seen at `t` (by the clock of the node that saw it) was signed no
+    /// later than `t + window`, so a replay passes no node after `t + 2 × window`; the 60 s
+    /// beyond that cover nodes' clocks disagreeing by up to 60 s (the node pruning ahead of
+    /// the node that saw it).
     pub async fn prune_nonces(&self) -> Result<u64> {
         let keep = 2 * self.settings().timestamp_window_seconds + 60;
         let before = self.now().plus_seconds(-keep);

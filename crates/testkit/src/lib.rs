@@ -224,12 +224,24 @@ impl TestServer {
     /// Starts a second server node on this server's database (same master key and admin
     /// token), as a scaled-out deployment would.
     pub async fn second_node(&self) -> TestServer {
+        self.node_with_clock(self.clock.clone()).await
+    }
+
+    /// [`Self::second_node`] whose clock runs `seconds` ahead of this one's (behind, when
+    /// negative): clocks of two machines disagreeing. It is moved on its own
+    /// ([`Self::advance`] on it).
+    pub async fn second_node_with_clock_ahead(&self, seconds: i64) -> TestServer {
+        let clock = ManualClock::starting_at(self.clock.now().plus_seconds(seconds));
+        self.node_with_clock(Arc::new(clock)).await
+    }
+
+    async fn node_with_clock(&self, clock: Arc<ManualClock>) -> TestServer {
         let mut node = TestServer {
             engine: self.engine,
             options: self.options.clone(),
             base_url: String::new(),
             admin_token: self.admin_token.clone(),
-            clock: self.clock.clone(),
+            clock,
             master_key: self.master_key.clone(),
             database: None,
             database_url: self.database_url.clone(),

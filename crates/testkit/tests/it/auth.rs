@@ -209,6 +209,54 @@ async fn nonces_hold_across_server_nodes() {
     .await;
 }
 
+/// Two nodes whose clocks are 45 s apart (within the 60 s of skew the nonce retention allows
+/// for beyond twice the signing window): a request signed by a client between them is
+/// accepted by either, once; and a node ahead pruning nonces never forgets one the node
+/// behind would still accept a replay of.
+#[tokio::test]
+async fn nodes_with_clocks_apart_agree_on_replays() {
+    const SKEW: i64 = 45;
+    on_every_engine(|engine| async move {
+        let behind = TestServer::start(engine).await;
+        let ahead = behind.second_node_with_clock_ahead(SKEW).await;
+        let app = behind.new_app("a").await;
+        let key = app.key.api_key.as_str();
+        let now = behind.now().unix_seconds();
+        let send = |node: &TestServer, nonce: &str, timestamp: i64| {
+            node.raw(key, "GET", "/sdk/scopes")
+                .nonce(nonce)
+                .timestamp(timestamp)
+                .send()
+        };
+        for (first, second, nonce) in [
+            (&behind, &ahead, "0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a"),
+            (&ahead, &behind, "0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b"),
+        ] {
+            assert_eq!(send(first, nonce, now + SKEW / 2).await.status, 200);
+            assert_invalid_key(
+                &send(second, nonce, now + SKEW / 2).await,
+                "replay on a node whose clock differs",
+            );
+        }
+        // The latest a replay could still be accepted: signed as far ahead as the node behind
+        // allows, then replayed there just before the window closes — after the node ahead
+        // pruned nonces at its own (later) time.
+        let window = 300;
+        let nonce = "0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c";
+        assert_eq!(send(&behind, nonce, now + window).await.status, 200);
+        behind.advance(2 * window - 1);
+        ahead.advance(2 * window - 1);
+        ahead.vault().prune_nonces().await.unwrap();
+        assert_invalid_key(
+            &send(&behind, nonce, now + window).await,
+            "replay after the node ahead pruned",
+        );
+        ahead.stop().await;
+        behind.stop().await;
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn key_lifecycle_is_reported_to_the_key_holder() {
     on_every_engine(|engine| async move {
