@@ -185,3 +185,206 @@ async fn another_apps_objects_look_not_found_on_every_route() {
     })
     .await;
 }
+
+/// A small deterministic generator (xorshift64*), so a failing sequence is replayed from its
+/// seed.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: usize) -> usize {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        (self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 33) as usize % n
+    }
+}
+
+/// What one app owns, as the test's model sees it.
+#[derive(Default)]
+struct Owned {
+    grants: Vec<String>,
+    agents: Vec<String>,
+    revoked: std::collections::HashSet<String>,
+}
+
+/// Random sequences of operations by two apps, each aimed at an id of either app: whatever
+/// the sequence, an app reaches only its own objects — another app's id is "not found" and
+/// changes nothing, a release through it never yields the other app's secret, and listings
+/// and the audit log hold only the app's own ids. `ALTER_ISOLATION_SEQUENCES` (default 3)
+/// and `ALTER_ISOLATION_STEPS` (default 40) make the run longer.
+#[tokio::test]
+async fn no_sequence_of_operations_lets_an_app_reach_anothers_objects() {
+    use alter_proto::admin::{AuditQuery, CreateSecretRequest};
+    let number = |name: &str, default: u64| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    let sequences = number("ALTER_ISOLATION_SEQUENCES", 3);
+    let steps = number("ALTER_ISOLATION_STEPS", 40);
+    on_every_engine(|engine| async move {
+        let server = TestServer::start(engine).await;
+        let worlds = [server.world("a").await, server.world("b").await];
+        let values = ["sk_live_isolationValueOfAppA0001", "sk_live_isolationValueOfAppB0002"];
+        let mut secrets = Vec::new();
+        for (world, value) in worlds.iter().zip(values) {
+            let secret = server
+                .admin()
+                .create_secret(
+                    &world.app.info.id,
+                    &CreateSecretRequest {
+                        name: format!("Isolated {}", value.len() + secrets.len()),
+                        secret_type: "bearer".into(),
+                        allowed_hosts: vec!["api.example.com".into()],
+                        value: value.into(),
+                        ..Default::default()
+                    },
+                )
+                .await
+                .unwrap();
+            secrets.push(secret.id);
+        }
+        let apps = [
+            server.app(&worlds[0].app.key.api_key),
+            server.app(&worlds[1].app.key.api_key),
+        ];
+        let mut owned = [Owned::default(), Owned::default()];
+        let mut made = 0;
+        for seed in 1..=sequences {
+            let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+            for step in 0..steps {
+                let actor = rng.below(2);
+                let target = rng.below(2);
+                let context = format!("seed {seed} step {step}: app {actor} on app {target}");
+                let app = &apps[actor];
+                let not_found = |e: alter_sdk::Error, what: &str| {
+                    assert_eq!(e.status(), 404, "{context}: {what}: {e}");
+                };
+                let pick = |ids: &Vec<String>, rng: &mut Rng| {
+                    (!ids.is_empty()).then(|| ids[rng.below(ids.len())].clone())
+                };
+                match rng.below(7) {
+                    0 => {
+                        let made_grant = app
+                            .create_managed_secret_grant(&secrets[target], Principal::system(), None)
+                            .await;
+                        match made_grant {
+                            Ok(g) if actor == target => owned[actor].grants.push(g.grant_id),
+                            Ok(g) => panic!("{context}: granted another app's secret: {}", g.grant_id),
+                            Err(e) if actor == target => panic!("{context}: {e}"),
+                            Err(e) => not_found(e, "grant of another app's secret"),
+                        }
+                    }
+                    1 => {
+                        made += 1;
+                        let agent = app
+                            .agents()
+                            .create(CreateAgent::new(format!("agent-{made}"), json!({})))
+                            .await
+                            .unwrap();
+                        owned[actor].agents.push(agent.agent.id);
+                    }
+                    2 => {
+                        let Some(grant) = pick(&owned[target].grants, &mut rng) else { continue };
+                        let answer = server
+                            .raw(&worlds[actor].app.key.api_key, "POST", "/sdk/token")
+                            .body(
+                                json!({
+                                    "grant_id": grant,
+                                    "request": {"method": "GET", "url": "https://api.example.com/v1/x"},
+                                })
+                                .to_string(),
+                            )
+                            .send()
+                            .await;
+                        let text = String::from_utf8_lossy(&answer.bytes).into_owned();
+                        assert!(
+                            !text.contains(values[1 - actor]),
+                            "{context}: another app's secret was released"
+                        );
+                        if actor != target {
+                            assert_eq!(answer.status, 404, "{context}: {:?}", answer.json);
+                        } else if !owned[actor].revoked.contains(&grant) {
+                            assert_eq!(answer.status, 200, "{context}: {:?}", answer.json);
+                            assert!(text.contains(values[actor]), "{context}");
+                        }
+                    }
+                    3 => {
+                        let Some(grant) = pick(&owned[target].grants, &mut rng) else { continue };
+                        match app.revoke_grant(&grant, None).await {
+                            Ok(_) if actor == target => {
+                                owned[actor].revoked.insert(grant);
+                            }
+                            Ok(_) => panic!("{context}: revoked another app's grant"),
+                            Err(e) if actor == target => {
+                                assert!(owned[actor].revoked.contains(&grant), "{context}: {e}")
+                            }
+                            Err(e) => not_found(e, "revoke"),
+                        }
+                    }
+                    4 => {
+                        let Some(agent) = pick(&owned[target].agents, &mut rng) else { continue };
+                        match app.agents().get(&agent).await {
+                            Ok(_) if actor == target => {}
+                            Ok(_) => panic!("{context}: read another app's agent"),
+                            Err(e) if actor == target => panic!("{context}: {e}"),
+                            Err(e) => not_found(e, "agent"),
+                        }
+                    }
+                    5 => {
+                        let Some(grant) = pick(&owned[target].grants, &mut rng) else { continue };
+                        made += 1;
+                        let minted = app.mint_grant(&grant, &format!("minted-{made}"), None).await;
+                        match minted {
+                            Ok(g) if actor == target => owned[actor].grants.push(g.grant_id),
+                            Ok(_) => panic!("{context}: minted from another app's grant"),
+                            // Minting from a revoked grant is refused.
+                            Err(_) if actor == target && owned[actor].revoked.contains(&grant) => {}
+                            Err(e) if actor == target => panic!("{context}: {e}"),
+                            Err(e) => not_found(e, "mint"),
+                        }
+                    }
+                    _ => {
+                        let listed = app.list_grants(ListGrants::new().limit(100)).await.unwrap();
+                        for grant in &listed.grants {
+                            assert!(
+                                !owned[1 - actor].grants.contains(&grant.common().grant_id),
+                                "{context}: another app's grant is listed"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+        // Each app's audit log names only its own grants and agents, and holds no secret.
+        for (i, world) in worlds.iter().enumerate() {
+            let page = server
+                .admin()
+                .audit_events(
+                    &world.app.info.id,
+                    &AuditQuery {
+                        limit: Some(1000),
+                        ..Default::default()
+                    },
+                )
+                .await
+                .unwrap();
+            // A refusal records the id the app asked for (which it knew already); nothing the
+            // app was allowed to do names the other app's objects.
+            let allowed: Vec<&serde_json::Value> = page
+                .items
+                .iter()
+                .map(|e| &e.event)
+                .filter(|e| e["decision"] == "allow")
+                .collect();
+            let text = serde_json::to_string(&allowed).unwrap();
+            for id in owned[1 - i].grants.iter().chain(&owned[1 - i].agents) {
+                assert!(!text.contains(id.as_str()), "app {i}'s audit log names {id}");
+            }
+            assert!(!text.contains(values[1 - i]));
+        }
+        server.stop().await;
+    })
+    .await;
+}
