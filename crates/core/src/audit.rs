@@ -271,6 +271,10 @@ pub struct AuditEvent {
     /// What came of it (the client's report of the provider call).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub outcome: Option<Value>,
+    /// The W3C trace the call belonged to (its `traceparent`'s trace id), so the trace's
+    /// records and the caller's spans are shown together.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<String>,
 }
 
 /// An outgoing call as the audit log keeps it: no query values, no headers, no body.
@@ -335,6 +339,7 @@ impl AuditEvent {
             principal: None,
             request: None,
             outcome: None,
+            trace_id: None,
         }
     }
 
@@ -659,6 +664,8 @@ pub struct EventFilter {
     pub since: Option<Timestamp>,
     /// Before.
     pub until: Option<Timestamp>,
+    /// Of this W3C trace.
+    pub trace_id: Option<String>,
 }
 
 /// A stored event and its place in the chain.

@@ -52,6 +52,8 @@ pub struct RequestFacts {
     pub caller_type: Option<String>,
     /// `X-Alter-Context`: the caller's audit context (run id, thread id, tool…), decoded.
     pub context: Option<BTreeMap<String, String>>,
+    /// The trace id of a well-formed W3C `traceparent` (unsigned: a label, never a check).
+    pub trace_id: Option<String>,
 }
 
 /// An authenticated, admitted SDK caller.
@@ -86,6 +88,8 @@ pub struct Caller {
     pub caller_type: Option<String>,
     /// Audit context.
     pub context: Option<BTreeMap<String, String>>,
+    /// The W3C trace the call belongs to, recorded on its audit events.
+    pub trace_id: Option<String>,
     /// Request rule to enforce on credential use.
     pub request_rule: Option<RequestRule>,
     /// The peer's address, canonical (an IPv4-mapped IPv6 address as IPv4): what
@@ -350,6 +354,7 @@ impl Vault {
             caller: facts.caller,
             caller_type: facts.caller_type,
             context: facts.context,
+            trace_id: facts.trace_id,
             request_rule: facts.request_rule,
             pending_nonce: pending_nonce.clone(),
         })

@@ -33,6 +33,7 @@ pub mod rules;
 pub mod scope;
 pub mod secrets;
 pub mod signin;
+pub mod spans;
 pub mod subject;
 pub mod time;
 pub mod user_secrets;

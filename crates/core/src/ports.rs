@@ -699,6 +699,22 @@ pub trait HealthStore: Send + Sync {
     async fn ready(&self) -> StoreResult<()>;
 }
 
+/// Caller-defined trace spans (see [`crate::spans`]).
+#[async_trait]
+pub trait SpanStore: Send + Sync {
+    /// Stores the spans not stored yet (by app, trace and span id); returns how many were new.
+    async fn insert_spans(&self, spans: &[crate::spans::Span]) -> StoreResult<u64>;
+    /// An app's spans of one trace, by start time, at most `limit`.
+    async fn trace_spans(
+        &self,
+        app: AppId,
+        trace_id: &str,
+        limit: i64,
+    ) -> StoreResult<Vec<crate::spans::Span>>;
+    /// Deletes spans whose retention ended before `now`; returns how many.
+    async fn prune_spans(&self, now: Timestamp) -> StoreResult<u64>;
+}
+
 /// Leases that keep a background job on one node at a time.
 #[async_trait]
 pub trait LeaseStore: Send + Sync {
@@ -954,6 +970,7 @@ pub trait Store:
     + NonceStore
     + HealthStore
     + LeaseStore
+    + SpanStore
     + IdentityStore
     + SecretStore
     + ProviderStore
@@ -982,6 +999,7 @@ impl<T> Store for T where
         + NonceStore
         + HealthStore
         + LeaseStore
+        + SpanStore
         + IdentityStore
         + SecretStore
         + ProviderStore

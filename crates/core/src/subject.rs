@@ -122,6 +122,7 @@ mod tests {
             caller: None,
             caller_type: None,
             context: None,
+            trace_id: None,
             request_rule: None,
             peer: None,
             pending_nonce: crate::caller::PendingNonce::none(),

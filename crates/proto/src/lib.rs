@@ -18,6 +18,7 @@ pub mod proxy;
 pub mod scopes;
 pub mod signin;
 pub mod signing;
+pub mod spans;
 pub mod token;
 
 pub use error::{ErrorBody, codes};

@@ -403,6 +403,20 @@ impl AdminClient {
         self.call::<_, ()>(Method::GET, &path, None).await
     }
 
+    /// The audit events of calls that carried a W3C trace, beside the spans the caller reported
+    /// for it.
+    pub async fn trace(
+        &self,
+        app_id: &str,
+        trace_id: &str,
+    ) -> Result<alter_proto::spans::TraceView, Error> {
+        let path = app_path(
+            app_id,
+            &format!("/traces/{}", encode_path_segment(trace_id)),
+        );
+        self.call::<_, ()>(Method::GET, &path, None).await
+    }
+
     /// Walks the app's audit chain and names the first event altered, removed or reordered.
     pub async fn verify_audit(&self, app_id: &str) -> Result<ChainReportView, Error> {
         let path = app_path(app_id, "/audit/verify");

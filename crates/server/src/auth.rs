@@ -243,7 +243,25 @@ fn request_facts(parts: &Parts, input: &SigningInput<'_>) -> Result<RequestFacts
             .as_deref()
             .map(decode_context)
             .transpose()?,
+        trace_id: header_str(&parts.headers, "traceparent").and_then(trace_id_of),
     })
+}
+
+/// The trace id of a W3C `traceparent` (`00-<32 hex>-<16 hex>-<2 hex>`, lowercase, ids not all
+/// zero). Anything else is ignored: the header is unsigned, a label for the audit log only.
+fn trace_id_of(traceparent: &str) -> Option<String> {
+    let parts: Vec<&str> = traceparent.split('-').collect();
+    let hex = |s: &str, len: usize| {
+        s.len() == len && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    };
+    let well_formed = parts.len() == 4
+        && parts[0] == "00"
+        && hex(parts[1], 32)
+        && hex(parts[2], 16)
+        && hex(parts[3], 2)
+        && parts[1].bytes().any(|b| b != b'0')
+        && parts[2].bytes().any(|b| b != b'0');
+    well_formed.then(|| parts[1].to_owned())
 }
 
 /// A header as text; `None` if absent or not visible ASCII.

@@ -444,6 +444,7 @@ async fn prune_expired(turn: JobTurn) {
             ("sign-in sessions", vault.prune_auth_sessions().await),
             ("Connect sessions", vault.prune_connect_sessions().await),
             ("rate-limit buckets", vault.prune_rate_buckets().await),
+            ("trace spans", vault.prune_spans().await),
             ("browser sessions", vault.prune_browser_sessions().await),
             (
                 "operator sign-in failures",

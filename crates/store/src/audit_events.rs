@@ -45,6 +45,7 @@ impl AuditStore for SqlStore {
             ("agent_id", &filter.agent_id),
             ("app_user_id", &filter.app_user_id),
             ("action", &filter.action),
+            ("trace_id", &filter.trace_id),
         ];
         for (column, value) in text_filters {
             if let Some(value) = value {

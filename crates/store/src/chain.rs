@@ -66,7 +66,7 @@ pub async fn append(
 }
 
 /// Columns of one `audit_events` row, in insert order.
-const COLUMNS: usize = 15;
+const COLUMNS: usize = 16;
 /// Rows per `INSERT` statement (well under every engine's bind-parameter limit).
 const ROWS_PER_INSERT: usize = 64;
 
@@ -204,7 +204,8 @@ fn insert_rows(app: &str, rows: &[Row<'_>]) -> Stmt {
     // One prepared statement per row count would crowd the statement cache.
     let mut stmt = Stmt::new(format!(
         "INSERT INTO audit_events (app_id, seq, id, at, action, decision, actor_key_id, agent_id, \
-         grant_id, app_user_id, target_id, body, prev_hash, hash, hash_version) VALUES {}",
+         grant_id, app_user_id, target_id, body, prev_hash, hash, hash_version, trace_id) \
+         VALUES {}",
         values.join(", ")
     ))
     .one_off_if(rows.len() > 1);
@@ -234,7 +235,8 @@ fn insert_rows(app: &str, rows: &[Row<'_>]) -> Stmt {
             .bind(row.body.clone())
             .bind(row.prev.to_vec())
             .bind(row.hash.to_vec())
-            .bind(HASH_KEYED_V1);
+            .bind(HASH_KEYED_V1)
+            .bind(event.trace_id.clone());
     }
     stmt
 }

@@ -41,6 +41,7 @@ pub mod scratch;
 mod script;
 mod secrets;
 mod signin;
+mod spans;
 mod user_secrets;
 mod wallet;
 

@@ -23,7 +23,10 @@ pub(crate) enum Value {
     Text(String),
     Int(i64),
     Blob(Vec<u8>),
+    /// A NULL in a text (or untyped) column.
     Null,
+    /// A NULL in an integer column: PostgreSQL refuses a text-typed NULL there.
+    NullInt,
 }
 
 impl From<String> for Value {
@@ -50,9 +53,27 @@ impl From<Vec<u8>> for Value {
     }
 }
 
-impl<T: Into<Value>> From<Option<T>> for Value {
-    fn from(v: Option<T>) -> Value {
+impl From<Option<String>> for Value {
+    fn from(v: Option<String>) -> Value {
         v.map_or(Value::Null, Into::into)
+    }
+}
+
+impl From<Option<&str>> for Value {
+    fn from(v: Option<&str>) -> Value {
+        v.map_or(Value::Null, Into::into)
+    }
+}
+
+impl From<Option<Vec<u8>>> for Value {
+    fn from(v: Option<Vec<u8>>) -> Value {
+        v.map_or(Value::Null, Into::into)
+    }
+}
+
+impl From<Option<i64>> for Value {
+    fn from(v: Option<i64>) -> Value {
+        v.map_or(Value::NullInt, Into::into)
     }
 }
 
@@ -167,6 +188,7 @@ fn bind_all<'q>(
             Value::Int(v) => query.bind(v),
             Value::Blob(v) => query.bind(v),
             Value::Null => query.bind(None::<String>),
+            Value::NullInt => query.bind(None::<i64>),
         };
     }
     query

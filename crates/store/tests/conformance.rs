@@ -3964,3 +3964,41 @@ async fn a_job_lease_has_one_holder_at_a_time() {
     })
     .await;
 }
+
+/// Spans are stored once per (app, trace, span): a resent one is absorbed and not counted,
+/// another app's span of the same ids is its own; they are read by trace and pruned after
+/// their retention.
+#[tokio::test]
+async fn spans_are_stored_once_per_app_trace_and_span() {
+    use alter_core::ports::SpanStore;
+    use alter_core::spans::Span;
+    on_every_engine(|f| async move {
+        let store = &f.store;
+        let a = new_app(store, "a").await.id;
+        let b = new_app(store, "b").await.id;
+        let span = |app: AppId, id: &str, at: i64| Span {
+            app_id: app,
+            trace_id: "t1".into(),
+            span_id: id.into(),
+            parent_span_id: (id != "s1").then(|| "s1".into()),
+            name: format!("step {id}"),
+            start_time: t(at),
+            end_time: Some(t(at + 1)),
+            attributes: [("k".to_owned(), "v".to_owned())].into(),
+            key_id: KeyId::new(),
+            agent_id: None,
+            received_at: t(0),
+            expires_at: t(100),
+        };
+        let first = [span(a, "s2", 2), span(a, "s1", 1), span(a, "s1", 1)];
+        assert_eq!(store.insert_spans(&first).await.unwrap(), 2);
+        assert_eq!(store.insert_spans(&first[..2]).await.unwrap(), 0);
+        assert_eq!(store.insert_spans(&[span(b, "s1", 1)]).await.unwrap(), 1);
+        let read = store.trace_spans(a, "t1", 10).await.unwrap();
+        assert_eq!(read, vec![first[1].clone(), first[0].clone()]);
+        assert_eq!(store.trace_spans(b, "t1", 10).await.unwrap().len(), 1);
+        assert_eq!(store.prune_spans(t(100)).await.unwrap(), 0);
+        assert_eq!(store.prune_spans(t(101)).await.unwrap(), 3);
+    })
+    .await;
+}

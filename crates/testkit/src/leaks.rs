@@ -64,6 +64,10 @@ struct LogWriter;
 
 impl Write for LogWriter {
     fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        // For debugging a test: `ALTER_TEST_LOG=1` shows the servers' logs too.
+        if std::env::var_os("ALTER_TEST_LOG").is_some() {
+            std::io::stderr().write_all(bytes)?;
+        }
         LOG.lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .extend_from_slice(bytes);

@@ -44,6 +44,9 @@ struct Filters {
     /// Before (RFC 3339).
     #[arg(long)]
     until: Option<String>,
+    /// Events of calls that carried this W3C trace id (their traceparent).
+    #[arg(long)]
+    trace: Option<String>,
 }
 
 impl Filters {
@@ -56,6 +59,7 @@ impl Filters {
             decision: self.decision.clone(),
             since: self.since.clone(),
             until: self.until.clone(),
+            trace: self.trace.clone(),
             cursor,
             limit: Some(limit),
         }

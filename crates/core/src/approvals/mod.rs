@@ -275,6 +275,9 @@ pub(crate) struct CallerSnapshot {
     /// The requester's address, which `ip_allowlist` rules judge again at execution.
     #[serde(default)]
     pub peer: Option<std::net::IpAddr>,
+    /// The W3C trace of the held call (none in snapshots sealed before traces were kept).
+    #[serde(default)]
+    pub trace_id: Option<String>,
 }
 
 /// A request rule as the client sent it (kind and body), so it parses back to the same rule.

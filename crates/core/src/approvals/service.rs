@@ -80,6 +80,7 @@ impl Vault {
                 context: caller.context.clone(),
                 request_rule: caller.request_rule.as_ref().map(RuleSnapshot::of),
                 peer: caller.peer,
+                trace_id: caller.trace_id.clone(),
             },
             request,
         };
@@ -119,6 +120,7 @@ impl Vault {
                 "expires_at": approval.expires_at,
             }));
         event.context = caller.context.clone();
+        event.trace_id = caller.trace_id.clone();
         event.request = Some(RequestSummary::new(
             &payload.request.method,
             &payload.request.url,
@@ -525,6 +527,7 @@ impl Vault {
             caller: snapshot.caller,
             caller_type: snapshot.caller_type,
             context: snapshot.context,
+            trace_id: snapshot.trace_id,
             request_rule: snapshot.request_rule.map(RuleSnapshot::rule),
             peer: snapshot.peer,
             // The execution of an approved call is not a request of its own.

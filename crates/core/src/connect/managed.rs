@@ -243,6 +243,7 @@ impl Vault {
         let page_token = mint_token("alter_cp_")?;
         let event = AuditEvent {
             context: caller.context.clone(),
+            trace_id: caller.trace_id.clone(),
             ..AuditEvent::allow(
                 app_id,
                 now,

@@ -265,6 +265,7 @@ impl Vault {
         let event = AuditEvent {
             target: Some(session_target(&session)),
             context: caller.context.clone(),
+            trace_id: caller.trace_id.clone(),
             ..AuditEvent::allow(
                 app_id,
                 now,

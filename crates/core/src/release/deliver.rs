@@ -234,6 +234,7 @@ pub(super) fn release_event(
         request: Some(summary),
         reason,
         context: caller.context.clone(),
+        trace_id: caller.trace_id.clone(),
         ..AuditEvent::allow(
             caller.app_id,
             at,

@@ -565,6 +565,7 @@ fn denial_event(
         principal: grant.map(principal_json),
         request: Some(summary),
         context: caller.context.clone(),
+        trace_id: caller.trace_id.clone(),
         details: Some(json!({
             "grant_id": request.grant_id,
             "provider_id": request.provider_id,

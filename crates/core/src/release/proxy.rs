@@ -347,6 +347,7 @@ fn outcome_event(
         principal: Some(principal_json(grant)),
         request: Some(summary),
         context: caller.context.clone(),
+        trace_id: caller.trace_id.clone(),
         outcome: Some(recorded),
         ..AuditEvent::allow(
             caller.app_id,

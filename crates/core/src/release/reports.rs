@@ -26,6 +26,7 @@ impl Vault {
             request: Some(RequestSummary::new(&report.method, &report.url)),
             reason: report.reason.clone(),
             context: caller.context.clone(),
+            trace_id: caller.trace_id.clone(),
             outcome: Some(json!({
                 "response_status": report.response_status,
                 "latency_ms": report.latency_ms,

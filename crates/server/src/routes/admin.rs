@@ -93,6 +93,7 @@ pub fn router() -> Router<AppState> {
             get(super::audit::checkpoint),
         )
         .route("/apps/{app}/audit/verify", post(super::audit::verify))
+        .route("/apps/{app}/traces/{trace_id}", get(super::audit::trace))
 }
 
 fn app_info(app: &App) -> AppInfo {

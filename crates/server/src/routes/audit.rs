@@ -1,13 +1,14 @@
 //! `/admin/v1/apps/{app}/audit`: query the tamper-evident audit log, sign checkpoints of its
 //! head and verify its chain (against a checkpoint, if one is given).
 
-use alter_core::audit::{Checkpoint, Decision, EventFilter};
+use alter_core::audit::{Checkpoint, Decision, EventFilter, StoredEvent};
 use alter_core::ids::AppId;
 use alter_core::time::Timestamp;
 use alter_proto::admin::{
     AuditCheckpointView, AuditEventView, AuditPage, AuditQuery, ChainProblemView, ChainReportView,
     VerifyAuditRequest,
 };
+use alter_proto::spans::{SpanView, TraceView};
 use axum::extract::{Path, State};
 
 use super::admin::app_id;
@@ -48,6 +49,7 @@ pub async fn list(
             .transpose()?,
         since: time("since", &query.since)?,
         until: time("until", &query.until)?,
+        trace_id: query.trace.clone(),
     };
     let after = match query.cursor.as_deref() {
         None => 0,
@@ -63,15 +65,45 @@ pub async fn list(
     let next_cursor = (events.len() as i64 == limit)
         .then(|| events.last().map(|e| e.seq.to_string()))
         .flatten();
-    let items = events
-        .into_iter()
-        .map(|e| AuditEventView {
-            seq: e.seq,
-            hash: hex::encode(e.hash),
-            event: serde_json::to_value(&e.event).unwrap_or_default(),
-        })
-        .collect();
+    let items = events.into_iter().map(event_view).collect();
     Ok(axum::Json(AuditPage { items, next_cursor }))
+}
+
+fn event_view(e: StoredEvent) -> AuditEventView {
+    AuditEventView {
+        seq: e.seq,
+        hash: hex::encode(e.hash),
+        event: serde_json::to_value(&e.event).unwrap_or_default(),
+    }
+}
+
+/// `GET /admin/v1/apps/{app}/traces/{trace_id}`: the audit events of calls that carried the
+/// trace, beside the spans the caller reported for it.
+pub async fn trace(
+    State(state): State<AppState>,
+    _: Operator,
+    Path((app, trace_id)): Path<(String, String)>,
+) -> ApiResult<axum::Json<TraceView>> {
+    let trace = state.vault.trace(app_id(&app)?, &trace_id).await?;
+    Ok(axum::Json(TraceView {
+        trace_id,
+        events: trace.events.into_iter().map(event_view).collect(),
+        spans: trace
+            .spans
+            .into_iter()
+            .map(|s| SpanView {
+                trace_id: s.trace_id,
+                span_id: s.span_id,
+                parent_span_id: s.parent_span_id,
+                name: s.name,
+                start_time: s.start_time.to_rfc3339(),
+                end_time: s.end_time.map(Timestamp::to_rfc3339),
+                attributes: s.attributes,
+                key_id: s.key_id.to_string(),
+                agent_id: s.agent_id.map(|a| a.to_string()),
+            })
+            .collect(),
+    }))
 }
 
 pub async fn checkpoint(

@@ -19,6 +19,7 @@ pub(crate) mod providers;
 mod proxy;
 mod scopes;
 mod signin;
+mod spans;
 mod token;
 mod user;
 pub(crate) mod views;
@@ -138,6 +139,7 @@ sdk_routes! {
     POST "/sdk/token" => token::token, Some("tokens:retrieve"), nonce WithFirstWrite;
     POST "/sdk/proxy" => proxy::proxy, Some("proxy:execute"), nonce WithFirstWrite;
     POST "/sdk/oauth/audit/api-call" => token::api_call, Some("audit:emit");
+    POST "/sdk/spans" => spans::emit, Some("spans:emit");
     POST "/sdk/grants/{id}/report-scope-mismatch" => token::scope_mismatch, Some("tokens:retrieve"), or "audit:emit";
     POST "/sdk/auth/session" => signin::create_session, Some("idp_users:write");
     POST "/sdk/auth/poll" => signin::poll_session, Some("idp_users:read");

@@ -33,4 +33,5 @@ mod scopes;
 mod sdk_connect;
 mod sdk_signin;
 mod signin;
+mod traces;
 mod wallet;

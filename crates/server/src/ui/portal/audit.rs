@@ -144,6 +144,9 @@ struct LogQuery {
     since: Option<String>,
     #[serde(default)]
     until: Option<String>,
+    /// A W3C trace id: the records of calls that carried it.
+    #[serde(default)]
+    trace: Option<String>,
     /// The page cursor (the last sequence number seen).
     #[serde(default)]
     after: Option<i64>,
@@ -187,6 +190,7 @@ impl LogQuery {
             },
             since: time_filter("since", &self.since)?,
             until: time_filter("until", &self.until)?,
+            trace_id: nonblank(&self.trace),
         })
     }
 
@@ -200,6 +204,7 @@ impl LogQuery {
             ("user", &self.user),
             ("since", &self.since),
             ("until", &self.until),
+            ("trace", &self.trace),
         ];
         let mut out = url::form_urlencoded::Serializer::new(String::new());
         for (name, value) in pairs {
