@@ -40,7 +40,7 @@ impl KeyringStore for SqlStore {
 
     async fn load_mac_root(&self) -> StoreResult<Option<StoredMacRoot>> {
         let row = sqlx::query("SELECT wrapped, key_holder FROM mac_root WHERE id = 1")
-            .fetch_optional(&self.write)
+            .fetch_optional(&self.read)
             .await
             .map_err(db_error)?;
         row.map(|row| {

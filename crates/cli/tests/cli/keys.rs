@@ -559,3 +559,67 @@ fn start_up_refuses_an_unreachable_transit_or_a_wrong_key() {
         "{refused}"
     );
 }
+
+#[test]
+fn two_rotations_at_once_leave_the_keys_under_exactly_one_new_key() {
+    for database in databases() {
+        let dir = tempfile::tempdir().unwrap();
+        let (token, config) = server_config(dir.path(), database.url());
+        // One start creates the keys.
+        assert!(reopen_with(&config, &token).server.terminate().success());
+        let new_keys: Vec<std::path::PathBuf> = ["one.key", "two.key"]
+            .iter()
+            .map(|name| {
+                let path = dir.path().join(name);
+                assert_eq!(
+                    exit_code(&keys(&["new-master-key", path.to_str().unwrap()], &[])),
+                    0
+                );
+                path
+            })
+            .collect();
+        let rotations: Vec<Child> = new_keys
+            .iter()
+            .map(|key| {
+                Command::new(ALTER)
+                    .args(["keys", "rotate", "--config"])
+                    .arg(&config)
+                    .arg("--to-master-key-file")
+                    .arg(key)
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        let outputs: Vec<Output> = rotations
+            .into_iter()
+            .map(|child| child.wait_with_output().unwrap())
+            .collect();
+        let won: Vec<usize> = (0..2).filter(|&i| outputs[i].status.success()).collect();
+        assert_eq!(won.len(), 1, "exactly one rotation wins: {outputs:?}");
+        let (winner, loser) = (won[0], 1 - won[0]);
+        let lost = stderr(&outputs[loser]);
+        assert!(
+            lost.contains("another rotation ran at the same time")
+                || lost.contains("does not open"),
+            "{lost}"
+        );
+        let start_with = |i: usize| {
+            with_key_holder(
+                &config,
+                &format!("n{i}.toml"),
+                &Holder::MasterKey(new_keys[i].clone()),
+            )
+        };
+        let node = reopen_with(&start_with(winner), &token);
+        assert!(stdout(&node.run(&["audit", "verify"])).starts_with("ok: "));
+        assert!(node.server.terminate().success());
+        let refused = refused_start(&start_with(loser));
+        assert!(refused.contains("does not open"), "{refused}");
+        tokio::runtime::Runtime::new()
+            .unwrap()
+            .block_on(database.drop_now())
+            .unwrap();
+    }
+}
