@@ -566,7 +566,9 @@ fn two_rotations_at_once_leave_the_keys_under_exactly_one_new_key() {
         let dir = tempfile::tempdir().unwrap();
         let (token, config) = server_config(dir.path(), database.url());
         // One start creates the keys.
-        assert!(reopen_with(&config, &token).server.terminate().success());
+        let first = reopen_with(&config, &token);
+        stdout_json(&first.run(&["app", "create", "--name", "raced", "--json"]));
+        assert!(first.server.terminate().success());
         let new_keys: Vec<std::path::PathBuf> = ["one.key", "two.key"]
             .iter()
             .map(|name| {
