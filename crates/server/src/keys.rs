@@ -117,3 +117,102 @@ pub async fn rotate(
     store.close().await;
     rotated
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(text: &str, env: &[(&str, &str)]) -> Config {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), text).unwrap();
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        Config::load(Some(file.path()), |k| {
+            env.iter()
+                .find(|(name, _)| name == k)
+                .map(|(_, v)| v.clone())
+        })
+        .unwrap()
+    }
+
+    fn err(holder: Result<Arc<dyn KeyHolder>, StartupError>) -> String {
+        match holder {
+            Ok(holder) => panic!("accepted: {holder:?}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn transit_comes_from_the_file_or_the_environment() {
+        let base = "database_url = \"sqlite://x.db\"\n";
+        let from_file = config(
+            &format!(
+                "{base}[key_holder.transit]\naddress = \"http://127.0.0.1:8200\"\nkey = \"alter\"\n"
+            ),
+            &[(TRANSIT_TOKEN_ENV, "s.SECRET")],
+        );
+        let transit = from_file.key_holder.transit.as_ref().unwrap();
+        assert_eq!(
+            (transit.mount.as_str(), transit.key.as_str()),
+            ("transit", "alter")
+        );
+        let holder = key_holder(&from_file, |k| {
+            (k == TRANSIT_TOKEN_ENV).then(|| "s.SECRET".into())
+        })
+        .unwrap();
+        assert!(holder.identity().contains("\"alter\""));
+        assert!(!format!("{holder:?}{}", holder.identity()).contains("SECRET"));
+
+        let from_env = config(
+            base,
+            &[
+                (
+                    "ALTER_KEY_HOLDER_TRANSIT_ADDRESS",
+                    "https://bao.example.com",
+                ),
+                ("ALTER_KEY_HOLDER_TRANSIT_MOUNT", "kms/transit"),
+                ("ALTER_KEY_HOLDER_TRANSIT_KEY", "k1"),
+            ],
+        );
+        let transit = from_env.key_holder.transit.as_ref().unwrap();
+        assert_eq!(transit.mount, "kms/transit");
+        // No token anywhere: said clearly.
+        let e = err(key_holder(&from_env, |_| None));
+        assert!(
+            e.contains("token_file") && e.contains(TRANSIT_TOKEN_ENV),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_master_key_and_transit_together_are_refused() {
+        let both = config(
+            "database_url = \"sqlite://x.db\"\nmaster_key_file = \"/nonexistent\"\n[key_holder.transit]\naddress = \"http://h\"\nkey = \"k\"\n",
+            &[],
+        );
+        let e = err(key_holder(&both, |_| Some("token".into())));
+        assert!(e.contains("keep only the one"), "{e}");
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), "database_url = \"sqlite://x.db\"\n[key_holder.transit]\naddress = \"http://h\"\nkey = \"k\"\ncolour = \"blue\"\n").unwrap();
+        assert!(
+            Config::load(Some(file.path()), |_| None).is_err(),
+            "unknown keys are refused"
+        );
+    }
+
+    #[test]
+    fn a_new_master_key_file_is_private_and_never_overwritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("new.key");
+        let fingerprint = new_master_key_file(&path).unwrap();
+        let key = key_files::read_master_key(&path).unwrap();
+        assert_eq!(key.fingerprint(), fingerprint);
+        assert!(new_master_key_file(&path).is_err());
+        assert_eq!(
+            key_files::read_master_key(&path).unwrap().fingerprint(),
+            fingerprint
+        );
+    }
+}
