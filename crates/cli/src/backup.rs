@@ -71,7 +71,7 @@ pub async fn backup(args: BackupArgs) -> ExitCode {
 }
 
 pub async fn restore(args: RestoreArgs) -> ExitCode {
-    let (url, master_key) = match &args.database.data {
+    let (url, key_holder) = match &args.database.data {
         Some(dir) => {
             let key_file = alter_server::dev::master_key_file(dir);
             if !key_file.exists() {
@@ -85,22 +85,22 @@ pub async fn restore(args: RestoreArgs) -> ExitCode {
             }
             (
                 alter_server::dev::database_url(dir),
-                alter_server::key_files::read_master_key(&key_file),
+                alter_server::keys::master_key_file(&key_file),
             )
         }
         None => match args.database.config() {
             Ok(config) => (
                 config.database_url.clone(),
-                alter_server::master_key(&config, |k| std::env::var(k).ok()),
+                alter_server::keys::key_holder(&config, |k| std::env::var(k).ok()),
             ),
             Err(e) => return fail(&e, 1),
         },
     };
-    let master_key = match master_key {
-        Ok(key) => key,
+    let key_holder = match key_holder {
+        Ok(holder) => holder,
         Err(e) => return fail(&e, 1),
     };
-    match alter_server::backup::restore(&args.file, &url, &master_key, args.force).await {
+    match alter_server::backup::restore(&args.file, &url, key_holder.as_ref(), args.force).await {
         Ok(()) => {
             println!(
                 "restored {} into {url}\nstart the server on it with the same master key",

@@ -4,6 +4,7 @@
 
 mod backup;
 mod connect;
+mod keys;
 mod operator;
 mod run;
 mod table;
@@ -66,6 +67,9 @@ enum Command {
     Backup(backup::BackupArgs),
     /// Restore a backup onto a fresh database, checked against the configured master key.
     Restore(backup::RestoreArgs),
+    /// Makes a new master key file, or rotates the database's keys to a new key holder
+    /// (master key or OpenBao/Vault Transit).
+    Keys(keys::KeysArgs),
 }
 
 fn main() -> ExitCode {
@@ -102,6 +106,7 @@ fn main() -> ExitCode {
             Command::Connect(args) => connect::connect(args).await,
             Command::Backup(args) => backup::backup(args).await,
             Command::Restore(args) => backup::restore(args).await,
+            Command::Keys(args) => keys::keys(args).await,
         }
     })
 }

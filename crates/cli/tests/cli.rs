@@ -15,6 +15,8 @@ use serde_json::Value;
 mod cluster;
 #[path = "cli/faults.rs"]
 mod faults;
+#[path = "cli/keys.rs"]
+mod keys;
 
 const ALTER: &str = env!("CARGO_BIN_EXE_alter");
 

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use alter_crypto::{MacKey, MasterKey};
+use alter_crypto::{MacKey, MacRoot, MasterKey};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -406,7 +406,7 @@ pub const HASH_PLAIN_SHA256: i64 = 0;
 /// `hash_version` of keyed events: HMAC-SHA256 under [`ChainKey`] (purpose `audit-chain/v1`).
 pub const HASH_KEYED_V1: i64 = 1;
 
-/// The key of the audit chain, derived from the master key and never stored: whoever holds
+/// The key of the audit chain, derived from the MAC root and never stored: whoever holds
 /// only the database cannot compute a valid hash for an event they add or alter.
 #[derive(Debug, Clone)]
 pub struct ChainKey(MacKey);
@@ -414,7 +414,12 @@ pub struct ChainKey(MacKey);
 impl ChainKey {
     /// The chain key of the vault whose master key is `master`.
     pub fn derive(master: &MasterKey) -> Self {
-        ChainKey(master.derive_mac_key("audit-chain/v1"))
+        Self::from_root(&master.legacy_mac_root())
+    }
+
+    /// The chain key derived from the database's MAC root.
+    pub fn from_root(root: &MacRoot) -> Self {
+        ChainKey(root.derive_mac_key("audit-chain/v1"))
     }
 
     /// `HMAC-SHA256(key, "alter/audit/v2" ‖ prev_hash ‖ seq ‖ body)`: each event's hash covers
@@ -456,15 +461,20 @@ pub struct Checkpoint {
     pub tag: [u8; 32],
 }
 
-/// The key checkpoints are signed with, derived from the master key and never stored: only
-/// the master key's holder can issue or check one.
+/// The key checkpoints are signed with, derived from the MAC root and never stored: only
+/// whoever can unwrap the root (the key holder) can issue or check one.
 #[derive(Debug, Clone)]
 pub struct CheckpointKey(MacKey);
 
 impl CheckpointKey {
     /// The checkpoint key of the vault whose master key is `master`.
     pub fn derive(master: &MasterKey) -> Self {
-        CheckpointKey(master.derive_mac_key("audit-checkpoint/v1"))
+        Self::from_root(&master.legacy_mac_root())
+    }
+
+    /// The checkpoint key derived from the database's MAC root.
+    pub fn from_root(root: &MacRoot) -> Self {
+        CheckpointKey(root.derive_mac_key("audit-checkpoint/v1"))
     }
 
     /// A signed checkpoint.

@@ -312,6 +312,9 @@ pub enum Error {
     /// A cryptographic operation failed.
     #[error("cryptographic failure")]
     Crypto(#[from] CryptoError),
+    /// The key holder (master key, Transit) failed or does not open this database's keys.
+    #[error("key holder: {0}")]
+    KeyHolder(#[from] crate::ports::KeyHolderError),
 }
 
 /// A limit an operator set on a credential or an agent.

@@ -53,13 +53,77 @@ pub enum StoreError {
 /// Shorthand for storage results.
 pub type StoreResult<T> = Result<T, StoreError>;
 
-/// Key-encryption keys, wrapped by the master key.
+/// Key-encryption keys and the MAC root, wrapped by the key holder.
 #[async_trait]
 pub trait KeyringStore: Send + Sync {
     /// Every stored KEK.
     async fn load_keks(&self) -> StoreResult<Vec<WrappedKek>>;
     /// Stores a new KEK; fails with [`StoreError::Conflict`] if the version exists.
     async fn insert_kek(&self, kek: &WrappedKek, at: Timestamp) -> StoreResult<()>;
+    /// The wrapped MAC root; `None` in a database whose root is its local master key.
+    async fn load_mac_root(&self) -> StoreResult<Option<StoredMacRoot>>;
+    /// Stores the first MAC root; fails with [`StoreError::Conflict`] if one exists.
+    async fn insert_mac_root(&self, root: &StoredMacRoot, at: Timestamp) -> StoreResult<()>;
+    /// In one transaction, replaces every KEK's wrapped bytes (`keks`, one per version) and
+    /// stores `root` as the MAC root, if the stored KEKs are exactly `expected` and the stored
+    /// root's wrapped bytes are `expected_root`; otherwise (a concurrent rotation) fails with
+    /// [`StoreError::Conflict`] and changes nothing.
+    async fn rewrap_keys(
+        &self,
+        expected: &[WrappedKek],
+        expected_root: Option<&[u8]>,
+        keks: &[WrappedKek],
+        root: &StoredMacRoot,
+        at: Timestamp,
+    ) -> StoreResult<()>;
+}
+
+/// The MAC root as stored: wrapped by the key holder named in `key_holder`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredMacRoot {
+    /// What the key holder returned.
+    pub wrapped: Vec<u8>,
+    /// The key holder's non-secret identity ([`KeyHolder::identity`]), for messages.
+    pub key_holder: String,
+}
+
+/// Whoever holds the key that wraps the KEKs and the MAC root: the local master key or an
+/// external service (OpenBao/Vault Transit), and cloud KMSes behind the same port later. The
+/// key itself need never be revealed: the holder only wraps and unwraps 32-byte secrets.
+#[async_trait]
+pub trait KeyHolder: Send + Sync + std::fmt::Debug {
+    /// A stable, non-secret description for messages (where, which key; never a token).
+    fn identity(&self) -> String;
+    /// Wraps `plaintext` bound to `context` (which must be given again to unwrap).
+    async fn wrap(&self, context: &str, plaintext: &[u8]) -> Result<Vec<u8>, KeyHolderError>;
+    /// Unwraps what [`Self::wrap`] returned for `context`.
+    async fn unwrap(
+        &self,
+        context: &str,
+        wrapped: &[u8],
+    ) -> Result<alter_crypto::Zeroizing<Vec<u8>>, KeyHolderError>;
+    /// The MAC root of a database that stores none: only a local master key has one (its own
+    /// bytes, which is what such databases used).
+    fn legacy_mac_root(&self) -> Option<alter_crypto::MacRoot> {
+        None
+    }
+}
+
+/// Why the key holder failed. Messages name the holder and never contain a token or a key.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum KeyHolderError {
+    /// The holder cannot be reached.
+    #[error("{0}")]
+    Unreachable(String),
+    /// The holder answered but refused or failed (no such key, permission denied, …).
+    #[error("{0}")]
+    Refused(String),
+    /// The wrapped bytes do not open with the holder's key (another key, or altered bytes).
+    #[error("the key holder's key does not open it")]
+    WrongKey,
+    /// The holder's key does not open this database's keys; says what to do.
+    #[error("{0}")]
+    NotThisDatabase(String),
 }
 
 /// Apps (tenants).

@@ -3,14 +3,18 @@
 
 use std::sync::Arc;
 
-use alter_crypto::{Keyring, MasterKey};
+use alter_crypto::{CryptoError, Kek, Keyring, MacRoot, MasterKey, WrappedKek, Zeroizing, ct_eq};
+use async_trait::async_trait;
 
 use crate::audit::{ChainKey, CheckpointKey};
 use crate::caller::VerifiedKeys;
 use crate::error::Result;
 use crate::metrics::Counters;
 use crate::oauth::OAuthUpstream;
-use crate::ports::{Authorizer, Clock, Store, StoreError, TokenVerifier};
+use crate::ports::{
+    Authorizer, Clock, KeyHolder, KeyHolderError, KeyringStore, Store, StoreError, StoredMacRoot,
+    TokenVerifier,
+};
 use crate::proxy::Forwarder;
 use crate::release::BuiltinRules;
 use crate::release::policy::RulesCache;
@@ -87,16 +91,16 @@ impl std::fmt::Debug for Vault {
 }
 
 impl Vault {
-    /// Opens the vault: unwraps every stored key-encryption key with `master` (creating the
-    /// first one on a new database). A master key that does not match the database fails with
-    /// `CryptoError::WrongMasterKey`.
+    /// Opens the vault: unwraps every stored key-encryption key and the MAC root with
+    /// `holder` (creating them on a new database). A holder whose key does not open them fails
+    /// with [`KeyHolderError::NotThisDatabase`].
     #[allow(
         clippy::too_many_arguments,
         reason = "every port is injected here, once"
     )]
     pub async fn open(
         store: Arc<dyn Store>,
-        master: &MasterKey,
+        holder: &dyn KeyHolder,
         clock: Arc<dyn Clock>,
         verifier: Arc<dyn TokenVerifier>,
         oauth: Arc<dyn OAuthUpstream>,
@@ -104,25 +108,12 @@ impl Vault {
         forwarder: Arc<dyn Forwarder>,
         settings: Settings,
     ) -> Result<Vault> {
-        let mut wrapped = store.load_keks().await?;
-        if wrapped.is_empty() {
-            let (_, first) = master.new_kek(1)?;
-            match store.insert_kek(&first, clock.now()).await {
-                // Another node created it at the same moment: use theirs.
-                Ok(()) | Err(StoreError::Conflict(_)) => {}
-                Err(e) => return Err(e.into()),
-            }
-            wrapped = store.load_keks().await?;
-        }
-        let keks = wrapped
-            .iter()
-            .map(|w| master.unwrap_kek(w))
-            .collect::<std::result::Result<Vec<_>, _>>()?;
+        let keys = open_keys(store.as_ref(), holder, clock.now()).await?;
         let vault = Vault {
             store,
-            keyring: Arc::new(Keyring::new(keks)?),
-            chain_key: ChainKey::derive(master),
-            checkpoint_key: CheckpointKey::derive(master),
+            keyring: Arc::new(keys.keyring),
+            chain_key: ChainKey::from_root(&keys.mac_root),
+            checkpoint_key: CheckpointKey::from_root(&keys.mac_root),
             clock,
             verifier,
             authorizer: Arc::new(BuiltinRules),
@@ -207,5 +198,212 @@ impl Vault {
 
     pub(crate) fn checkpoint_key(&self) -> &CheckpointKey {
         &self.checkpoint_key
+    }
+}
+
+/// A database's keys, unwrapped.
+#[derive(Debug)]
+pub struct OpenedKeys {
+    /// Every KEK.
+    pub keyring: Keyring,
+    /// The root of the audit chain's and checkpoints' MAC keys.
+    pub mac_root: MacRoot,
+}
+
+/// Unwraps the database's KEKs and MAC root with `holder`, creating them first on a new
+/// database (a holder without a legacy root, such as Transit, stores a random root wrapped).
+pub async fn open_keys(
+    store: &dyn KeyringStore,
+    holder: &dyn KeyHolder,
+    now: Timestamp,
+) -> Result<OpenedKeys> {
+    if store.load_keks().await?.is_empty() {
+        if holder.legacy_mac_root().is_none() {
+            let root = MacRoot::generate()?;
+            let stored = StoredMacRoot {
+                wrapped: holder.wrap(MacRoot::CONTEXT, root.expose_bytes()).await?,
+                key_holder: holder.identity(),
+            };
+            match store.insert_mac_root(&stored, now).await {
+                // Another node created it at the same moment: use theirs.
+                Ok(()) | Err(StoreError::Conflict(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let material = Kek::new_material()?;
+        let first = WrappedKek {
+            version: 1,
+            wrapped: holder.wrap(&Kek::context(1), material.as_slice()).await?,
+        };
+        match store.insert_kek(&first, now).await {
+            Ok(()) | Err(StoreError::Conflict(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let unwrapped = unwrap_keys(store, holder).await?;
+    let keks = unwrapped
+        .keks
+        .iter()
+        .map(|(stored, material)| Kek::from_material(stored.version, material))
+        .collect::<std::result::Result<Vec<_>, CryptoError>>()?;
+    Ok(OpenedKeys {
+        keyring: Keyring::new(keks)?,
+        mac_root: unwrapped.mac_root,
+    })
+}
+
+/// What a rotation re-wrapped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rotated {
+    /// KEK versions re-wrapped.
+    pub kek_versions: Vec<u32>,
+    /// The new holder's identity.
+    pub key_holder: String,
+}
+
+/// Re-wraps every KEK and the MAC root under `to`, in one transaction, after checking that
+/// `to` unwraps each of them again to the same bytes. The KEKs themselves (and so every data
+/// key under them) are unchanged, so running nodes, which hold them unwrapped, keep serving;
+/// afterwards only `to` opens the database.
+pub async fn rotate_key_holder(
+    store: &dyn KeyringStore,
+    from: &dyn KeyHolder,
+    to: &dyn KeyHolder,
+    now: Timestamp,
+) -> Result<Rotated> {
+    let current = unwrap_keys(store, from).await?;
+    if current.keks.is_empty() {
+        return Err(KeyHolderError::NotThisDatabase(
+            "this database has no keys yet: start `alter server` on it once before rotating".into(),
+        )
+        .into());
+    }
+    let mut keks = Vec::with_capacity(current.keks.len());
+    for (stored, material) in &current.keks {
+        let context = Kek::context(stored.version);
+        keks.push(WrappedKek {
+            version: stored.version,
+            wrapped: wrap_checked(to, &context, material).await?,
+        });
+    }
+    let root = StoredMacRoot {
+        wrapped: wrap_checked(to, MacRoot::CONTEXT, current.mac_root.expose_bytes()).await?,
+        key_holder: to.identity(),
+    };
+    let expected: Vec<WrappedKek> = current.keks.iter().map(|(k, _)| k.clone()).collect();
+    store
+        .rewrap_keys(
+            &expected,
+            current.stored_root.as_ref().map(|r| r.wrapped.as_slice()),
+            &keks,
+            &root,
+            now,
+        )
+        .await?;
+    Ok(Rotated {
+        kek_versions: keks.iter().map(|k| k.version).collect(),
+        key_holder: root.key_holder,
+    })
+}
+
+/// Wraps `secret` under `holder` and unwraps it again: what is stored must open.
+async fn wrap_checked(holder: &dyn KeyHolder, context: &str, secret: &[u8]) -> Result<Vec<u8>> {
+    let wrapped = holder.wrap(context, secret).await?;
+    let again = holder.unwrap(context, &wrapped).await?;
+    if !ct_eq(&again, secret) {
+        return Err(KeyHolderError::Refused(format!(
+            "{} returned a different secret when unwrapping what it had just wrapped",
+            holder.identity()
+        ))
+        .into());
+    }
+    Ok(wrapped)
+}
+
+struct UnwrappedKeys {
+    keks: Vec<(WrappedKek, Zeroizing<Vec<u8>>)>,
+    stored_root: Option<StoredMacRoot>,
+    mac_root: MacRoot,
+}
+
+/// Unwraps every stored KEK and the MAC root; a key that does not open them gets an error
+/// saying so and pointing at a rotation.
+async fn unwrap_keys(store: &dyn KeyringStore, holder: &dyn KeyHolder) -> Result<UnwrappedKeys> {
+    let stored_root = store.load_mac_root().await?;
+    let not_this_database = || {
+        let held_by = stored_root.as_ref().map_or(
+            "the local master key this database was created with".to_owned(),
+            |r| r.key_holder.clone(),
+        );
+        KeyHolderError::NotThisDatabase(format!(
+            "{} does not open this database's key-encryption keys (last wrapped by {held_by}): \
+             the key is wrong, or the database's keys were rotated to another key holder \
+             (`alter keys rotate`); start with the key holder they were rotated to",
+            holder.identity()
+        ))
+    };
+    let opened = |e: KeyHolderError| match e {
+        KeyHolderError::WrongKey => not_this_database(),
+        other => other,
+    };
+    let mut keks = Vec::new();
+    for stored in store.load_keks().await? {
+        let material = holder
+            .unwrap(&Kek::context(stored.version), &stored.wrapped)
+            .await
+            .map_err(opened)?;
+        keks.push((stored, material));
+    }
+    let mac_root = match &stored_root {
+        Some(root) => {
+            let bytes = holder
+                .unwrap(MacRoot::CONTEXT, &root.wrapped)
+                .await
+                .map_err(opened)?;
+            MacRoot::from_bytes(&bytes).map_err(|_| not_this_database())?
+        }
+        None => holder.legacy_mac_root().ok_or_else(|| {
+            KeyHolderError::NotThisDatabase(format!(
+                "this database's audit MAC root is the local master key it was created with, \
+                 which {} cannot stand in for: move the database to it with `alter keys rotate` \
+                 run with the local master key configured",
+                holder.identity()
+            ))
+        })?,
+    };
+    Ok(UnwrappedKeys {
+        keks,
+        stored_root,
+        mac_root,
+    })
+}
+
+/// The local master key as a key holder: what every database used before key holders, and
+/// byte-compatible with it (the KEK context is the AES-GCM associated data it always was).
+#[async_trait]
+impl KeyHolder for MasterKey {
+    fn identity(&self) -> String {
+        format!("the local master key {}", self.fingerprint())
+    }
+
+    async fn wrap(
+        &self,
+        context: &str,
+        plaintext: &[u8],
+    ) -> std::result::Result<Vec<u8>, KeyHolderError> {
+        MasterKey::wrap(self, context, plaintext)
+            .map_err(|e| KeyHolderError::Refused(format!("the local master key: {e}")))
+    }
+
+    async fn unwrap(
+        &self,
+        context: &str,
+        wrapped: &[u8],
+    ) -> std::result::Result<Zeroizing<Vec<u8>>, KeyHolderError> {
+        MasterKey::unwrap(self, context, wrapped).map_err(|_| KeyHolderError::WrongKey)
+    }
+
+    fn legacy_mac_root(&self) -> Option<MacRoot> {
+        Some(MasterKey::legacy_mac_root(self))
     }
 }

@@ -94,8 +94,32 @@ impl MasterKey {
         MacKey::derive(self.0.expose_secret(), purpose)
     }
 
-    fn kek_aad(version: u32) -> String {
-        format!("alter/v1/kek/{version}")
+    /// A short non-secret name of this key (8 hex digits of a MAC under it), so messages can
+    /// tell two master key files apart without revealing either.
+    pub fn fingerprint(&self) -> String {
+        let tag = self
+            .derive_mac_key("fingerprint/v1")
+            .tag(&[b"alter master key"]);
+        tag[..4].iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// The MAC root of a database that stores none (created before MAC roots were stored
+    /// wrapped): this master key's own bytes, so its audit chains keep verifying.
+    pub fn legacy_mac_root(&self) -> MacRoot {
+        MacRoot(SecretBox::new(Box::new(*self.0.expose_secret())))
+    }
+
+    /// Wraps `plaintext` (a KEK's or the MAC root's bytes) under the master key, bound to
+    /// `context` (its associated data).
+    pub fn wrap(&self, context: &str, plaintext: &[u8]) -> Result<Vec<u8>, CryptoError> {
+        seal_raw(&self.aead()?, context.as_bytes(), plaintext)
+    }
+
+    /// Opens what [`Self::wrap`] wrapped for `context`; any other master key, context or
+    /// altered bytes fail with [`CryptoError::WrongMasterKey`].
+    pub fn unwrap(&self, context: &str, wrapped: &[u8]) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+        open_raw(&self.aead()?, context.as_bytes(), wrapped)
+            .map_err(|_| CryptoError::WrongMasterKey)
     }
 
     /// Seals a small local file (such as `alter dev`'s saved credentials) directly under the
@@ -124,36 +148,59 @@ impl MasterKey {
     /// Generates a new KEK of the given version and returns it with its wrapped form, which is
     /// what the database stores.
     pub fn new_kek(&self, version: u32) -> Result<(Kek, WrappedKek), CryptoError> {
-        let material = Zeroizing::new(random_bytes::<KEY_LEN>()?);
-        let wrapped = seal_raw(
-            &self.aead()?,
-            Self::kek_aad(version).as_bytes(),
-            material.as_slice(),
-        )?;
-        let kek = Kek {
-            version,
-            key: aead_key(material.as_slice())?,
-        };
-        Ok((kek, WrappedKek { version, wrapped }))
+        let material = Kek::new_material()?;
+        let wrapped = self.wrap(&Kek::context(version), material.as_slice())?;
+        Ok((
+            Kek::from_material(version, material.as_slice())?,
+            WrappedKek { version, wrapped },
+        ))
     }
 
     /// Unwraps a stored KEK. Fails with [`CryptoError::WrongMasterKey`] when this is not the
     /// master key the KEK was wrapped with.
     pub fn unwrap_kek(&self, stored: &WrappedKek) -> Result<Kek, CryptoError> {
-        let material = open_raw(
-            &self.aead()?,
-            Self::kek_aad(stored.version).as_bytes(),
-            &stored.wrapped,
-        )
-        .map_err(|_| CryptoError::WrongMasterKey)?;
-        let material: &[u8; KEY_LEN] = material
-            .as_slice()
-            .try_into()
-            .map_err(|_| CryptoError::WrongMasterKey)?;
-        Ok(Kek {
-            version: stored.version,
-            key: aead_key(material)?,
-        })
+        let material = self.unwrap(&Kek::context(stored.version), &stored.wrapped)?;
+        Kek::from_material(stored.version, &material).map_err(|_| CryptoError::WrongMasterKey)
+    }
+}
+
+/// The root the audit chain's and checkpoints' MAC keys are derived from. It never leaves the
+/// process unwrapped: the database stores it wrapped by the key holder (or, in databases from
+/// before, it is the local master key itself: [`MasterKey::legacy_mac_root`]).
+pub struct MacRoot(SecretBox<[u8; KEY_LEN]>);
+
+impl fmt::Debug for MacRoot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("MacRoot(<redacted>)")
+    }
+}
+
+impl MacRoot {
+    /// The context (associated data) the root is wrapped with.
+    pub const CONTEXT: &'static str = "alter/v1/mac-root";
+
+    /// A new random root.
+    pub fn generate() -> Result<Self, CryptoError> {
+        Ok(MacRoot(SecretBox::new(
+            Box::new(random_bytes::<KEY_LEN>()?),
+        )))
+    }
+
+    /// The root from its unwrapped bytes (32 of them).
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, CryptoError> {
+        let key: [u8; KEY_LEN] = bytes.try_into().map_err(|_| CryptoError::CannotOpen)?;
+        Ok(MacRoot(SecretBox::new(Box::new(key))))
+    }
+
+    /// The bytes, to be wrapped by a key holder.
+    pub fn expose_bytes(&self) -> &[u8] {
+        self.0.expose_secret()
+    }
+
+    /// A MAC key for `purpose` (such as `audit-chain/v1`), derived from the root and never
+    /// stored.
+    pub fn derive_mac_key(&self, purpose: &str) -> MacKey {
+        MacKey::derive(self.0.expose_secret(), purpose)
     }
 }
 
@@ -170,6 +217,34 @@ pub struct WrappedKek {
 pub struct Kek {
     version: u32,
     key: LessSafeKey,
+}
+
+impl Kek {
+    /// The context (associated data) a KEK of `version` is wrapped with.
+    pub fn context(version: u32) -> String {
+        format!("alter/v1/kek/{version}")
+    }
+
+    /// Fresh random bytes for a new KEK.
+    pub fn new_material() -> Result<Zeroizing<[u8; KEY_LEN]>, CryptoError> {
+        Ok(Zeroizing::new(random_bytes::<KEY_LEN>()?))
+    }
+
+    /// The KEK of `version` from its unwrapped bytes (32 of them).
+    pub fn from_material(version: u32, material: &[u8]) -> Result<Kek, CryptoError> {
+        if material.len() != KEY_LEN {
+            return Err(CryptoError::CannotOpen);
+        }
+        Ok(Kek {
+            version,
+            key: aead_key(material)?,
+        })
+    }
+
+    /// The version.
+    pub fn version(&self) -> u32 {
+        self.version
+    }
 }
 
 impl fmt::Debug for Kek {
@@ -481,6 +556,28 @@ mod tests {
         assert_eq!(tag, again.derive_mac_key("audit-chain/v1").tag(&[b"x"]));
         let other = MasterKey::generate().unwrap();
         assert_ne!(tag, other.derive_mac_key("audit-chain/v1").tag(&[b"x"]));
+        assert_eq!(master.fingerprint(), again.fingerprint());
+        assert_eq!(master.fingerprint().len(), 8);
+        assert_ne!(master.fingerprint(), other.fingerprint());
+    }
+
+    #[test]
+    fn the_legacy_mac_root_derives_what_the_master_key_derived() {
+        let master = MasterKey::generate().unwrap();
+        let root = master.legacy_mac_root();
+        assert_eq!(
+            root.derive_mac_key("audit-chain/v1").tag(&[b"x"]),
+            master.derive_mac_key("audit-chain/v1").tag(&[b"x"])
+        );
+        let wrapped = master.wrap(MacRoot::CONTEXT, root.expose_bytes()).unwrap();
+        let again =
+            MacRoot::from_bytes(&master.unwrap(MacRoot::CONTEXT, &wrapped).unwrap()).unwrap();
+        assert_eq!(again.expose_bytes(), root.expose_bytes());
+        assert!(matches!(
+            master.unwrap(&Kek::context(1), &wrapped),
+            Err(CryptoError::WrongMasterKey)
+        ));
+        assert!(MacRoot::from_bytes(&[0u8; 31]).is_err());
     }
 
     #[test]

@@ -6,7 +6,7 @@ pub mod keys;
 mod mac;
 mod signing;
 
-pub use envelope::{Binding, Kek, Keyring, MasterKey, WrappedKek};
+pub use envelope::{Binding, Kek, Keyring, MacRoot, MasterKey, WrappedKek};
 pub use mac::MacKey;
 pub use secrecy::{ExposeSecret, SecretString};
 pub use signing::{PublicJwk, SigningKey};

@@ -6,8 +6,8 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use alter_core::Settings;
 use alter_core::audit::ChainKey;
+use alter_core::ports::KeyHolder;
 use alter_core::time::SystemClock;
 use alter_crypto::MasterKey;
 use alter_store::{Engine, SqlStore, StoreOptions};
@@ -106,7 +106,7 @@ async fn copy_into(database_url: &str, file: &Path) -> Result<(), BackupError> {
 pub async fn restore(
     file: &Path,
     database_url: &str,
-    master_key: &MasterKey,
+    key_holder: &dyn KeyHolder,
     force: bool,
 ) -> Result<(), BackupError> {
     let target = sqlite_path(
@@ -130,7 +130,7 @@ pub async fn restore(
     let staging = dir.join(staging_name);
     remove_database_files(&staging);
     copy_private(file, &staging)?;
-    let checked = check_and_migrate(&staging, master_key).await;
+    let checked = check_and_migrate(&staging, key_holder).await;
     if let Err(e) = checked {
         remove_database_files(&staging);
         return Err(e);
@@ -147,9 +147,12 @@ pub async fn restore(
 
 /// Opens the staged copy: an Alter database (its migrations table), migrated, and opened by
 /// the master key.
-async fn check_and_migrate(staging: &Path, master_key: &MasterKey) -> Result<(), BackupError> {
+async fn check_and_migrate(staging: &Path, key_holder: &dyn KeyHolder) -> Result<(), BackupError> {
     let url = format!("sqlite://{}", staging.display());
-    let store = SqlStore::connect(&url, &StoreOptions::default(), ChainKey::derive(master_key))
+    // The chain key only matters to audit appends, and the check appends none.
+    let chain =
+        ChainKey::derive(&MasterKey::generate().map_err(|e| BackupError::Other(e.to_string()))?);
+    let store = SqlStore::connect(&url, &StoreOptions::default(), chain)
         .await
         .map_err(|e| BackupError::Other(format!("database: {e}")))?;
     let checked = async {
@@ -167,14 +170,8 @@ async fn check_and_migrate(staging: &Path, master_key: &MasterKey) -> Result<(),
                 "the backup's migrations do not match this version of Alter: {e}"
             ))
         })?;
-        crate::open_vault(
-            &store,
-            master_key,
-            Arc::new(SystemClock),
-            crate::AllowedNetworks::default(),
-            Settings::default(),
-        )
-        .await?;
+        let clock: Arc<dyn alter_core::ports::Clock> = Arc::new(SystemClock);
+        crate::open_keys(&store, key_holder, &clock).await?;
         Ok(())
     }
     .await;

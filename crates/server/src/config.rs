@@ -184,6 +184,41 @@ pub struct Config {
     /// Proxied calls.
     #[serde(default)]
     pub upstream: UpstreamConfig,
+    /// Who holds the key that wraps the database's keys: the local master key (default) or
+    /// an external service.
+    #[serde(default)]
+    pub key_holder: KeyHolderConfig,
+}
+
+/// `[key_holder]`: without a `transit` table the local master key (`master_key_file` /
+/// `ALTER_MASTER_KEY`) holds the keys.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyHolderConfig {
+    /// `[key_holder.transit]`: OpenBao / HashiCorp Vault Transit.
+    #[serde(default)]
+    pub transit: Option<TransitConfig>,
+}
+
+/// `[key_holder.transit]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TransitConfig {
+    /// The server, e.g. `https://bao.example.com:8200`.
+    pub address: String,
+    /// The Transit engine's mount.
+    #[serde(default = "default_transit_mount")]
+    pub mount: String,
+    /// The key's name.
+    pub key: String,
+    /// File holding a token allowed to encrypt and decrypt with the key (mode 0600).
+    /// `ALTER_KEY_HOLDER_TRANSIT_TOKEN` may give it directly.
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
+}
+
+fn default_transit_mount() -> String {
+    "transit".into()
 }
 
 fn default_listen() -> SocketAddr {
@@ -308,6 +343,26 @@ const ENV_KEYS: &[(&str, &str, EnvKind)] = &[
         "ALTER_UPSTREAM_ALLOWED_NETWORKS",
         "upstream.allowed_networks",
         EnvKind::List,
+    ),
+    (
+        "ALTER_KEY_HOLDER_TRANSIT_ADDRESS",
+        "key_holder.transit.address",
+        EnvKind::Text,
+    ),
+    (
+        "ALTER_KEY_HOLDER_TRANSIT_MOUNT",
+        "key_holder.transit.mount",
+        EnvKind::Text,
+    ),
+    (
+        "ALTER_KEY_HOLDER_TRANSIT_KEY",
+        "key_holder.transit.key",
+        EnvKind::Text,
+    ),
+    (
+        "ALTER_KEY_HOLDER_TRANSIT_TOKEN_FILE",
+        "key_holder.transit.token_file",
+        EnvKind::Text,
     ),
 ];
 

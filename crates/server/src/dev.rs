@@ -85,7 +85,7 @@ pub async fn prepare(
         listen,
         database_url: database_url.map_or_else(|| self::database_url(&data_dir), str::to_owned),
         store_options: StoreOptions::default(),
-        master_key: master.clone(),
+        key_holder: master.clone(),
         admin_token_hash: alter_crypto::keys::token_hash(&admin_token),
         base_path: String::new(),
         public_url: None,

@@ -452,6 +452,7 @@ impl From<Error> for ApiError {
             }
             Error::Storage(cause) => ApiError::internal(&cause),
             Error::Crypto(cause) => ApiError::internal(&cause),
+            Error::KeyHolder(cause) => ApiError::internal(&cause),
             Error::Approval(refusal) => approval_answer(&refusal, message),
         }
     }

@@ -9,6 +9,7 @@ pub mod dev;
 pub mod error;
 mod json;
 pub mod key_files;
+pub mod keys;
 pub mod metrics;
 mod pages;
 pub mod routes;
@@ -25,7 +26,9 @@ use std::time::Duration;
 
 use alter_core::audit::ChainKey;
 use alter_core::ports::Clock;
+use alter_core::ports::{KeyHolder, KeyHolderError};
 use alter_core::time::SystemClock;
+use alter_core::vault::OpenedKeys;
 use alter_core::{Settings, Vault};
 use alter_crypto::{ExposeSecret, MasterKey};
 use alter_store::{SqlStore, StoreOptions};
@@ -52,9 +55,12 @@ pub enum StartupError {
     /// The database cannot be reached or migrated.
     #[error("database: {0}")]
     Database(String),
-    /// The master key does not open this database, or is malformed.
+    /// The master key (or the key holder's key) does not open this database, or is malformed.
     #[error("master key: {0}")]
     MasterKey(String),
+    /// The key holder cannot be reached, refuses, or is misconfigured.
+    #[error("key holder: {0}")]
+    KeyHolder(String),
     /// No usable admin token.
     #[error("admin token: {0}")]
     AdminToken(String),
@@ -89,8 +95,8 @@ pub struct ServerSettings {
     pub database_url: String,
     /// Database tuning.
     pub store_options: StoreOptions,
-    /// The master key.
-    pub master_key: Arc<MasterKey>,
+    /// Who holds the key wrapping the database's keys: the local master key or Transit.
+    pub key_holder: Arc<dyn KeyHolder>,
     /// SHA-256 of the operator admin token.
     pub admin_token_hash: [u8; 32],
     /// Path prefix, or empty.
@@ -112,13 +118,13 @@ pub struct ServerSettings {
 }
 
 impl ServerSettings {
-    /// Settings of `alter server` from its configuration; the master key and admin token come
-    /// from `ALTER_MASTER_KEY` / `ALTER_ADMIN_TOKEN` or from their files.
+    /// Settings of `alter server` from its configuration; the key holder (master key or
+    /// Transit) and admin token come from the environment or from their files.
     pub fn from_config(
         config: &Config,
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<ServerSettings, StartupError> {
-        let master_key = master_key(config, &env)?;
+        let key_holder = keys::key_holder(config, &env)?;
         let admin_token = match (env("ALTER_ADMIN_TOKEN"), &config.admin_token_file) {
             (Some(token), _) => key_files::admin_token(&token, "ALTER_ADMIN_TOKEN")?,
             (None, Some(path)) => key_files::read_admin_token(path)?,
@@ -141,7 +147,7 @@ impl ServerSettings {
                 ),
                 acquire_timeout: Duration::from_secs(config.database.acquire_timeout_seconds),
             },
-            master_key: Arc::new(master_key),
+            key_holder,
             admin_token_hash: alter_crypto::keys::token_hash(admin_token.expose_secret()),
             base_path: config.base_path.clone(),
             public_url: config.public_url.clone(),
@@ -205,13 +211,13 @@ impl Server {
         Ok(())
     }
 
-    /// Connects and migrates the database, opens the vault with the master key and binds the
+    /// Connects and migrates the database, opens the vault with the key holder and binds the
     /// listener.
     pub async fn build(settings: ServerSettings) -> Result<Server, StartupError> {
-        let store = migrated_store(&settings).await?;
+        let store = keyed_store(&settings).await?;
         let vault = open_vault(
             &store,
-            &settings.master_key,
+            settings.key_holder.as_ref(),
             settings.clock,
             settings.allowed_networks,
             settings.vault,
@@ -387,8 +393,10 @@ async fn release_job_leases(vault: &Vault, node: &str) {
     }
 }
 
+/// The migrated store, connected with a throwaway chain key: for what appends no audit event
+/// (migrating, reading the keys).
 async fn migrated_store(settings: &ServerSettings) -> Result<SqlStore, StartupError> {
-    let chain = ChainKey::derive(&settings.master_key);
+    let chain = ChainKey::derive(&MasterKey::generate()?);
     let store = SqlStore::connect(&settings.database_url, &settings.store_options, chain)
         .await
         .map_err(|e| StartupError::Database(e.to_string()))?;
@@ -399,11 +407,46 @@ async fn migrated_store(settings: &ServerSettings) -> Result<SqlStore, StartupEr
     Ok(store)
 }
 
-/// Opens the vault on a migrated store: a master key that does not open the database's
+/// The migrated store whose audit chain key is derived from the database's MAC root, which
+/// the key holder unwraps first (creating the keys of a new database).
+async fn keyed_store(settings: &ServerSettings) -> Result<SqlStore, StartupError> {
+    let bootstrap = migrated_store(settings).await?;
+    let keys = open_keys(&bootstrap, settings.key_holder.as_ref(), &settings.clock).await;
+    bootstrap.close().await;
+    let chain = ChainKey::from_root(&keys?.mac_root);
+    SqlStore::connect(&settings.database_url, &settings.store_options, chain)
+        .await
+        .map_err(|e| StartupError::Database(e.to_string()))
+}
+
+/// Unwraps the database's keys with `holder` (creating them on a new database).
+pub(crate) async fn open_keys(
+    store: &SqlStore,
+    holder: &dyn KeyHolder,
+    clock: &Arc<dyn Clock>,
+) -> Result<OpenedKeys, StartupError> {
+    alter_core::vault::open_keys(store, holder, clock.now())
+        .await
+        .map_err(opening_failed)
+}
+
+/// The start-up error of a failure to open the database's keys.
+pub(crate) fn opening_failed(e: alter_core::Error) -> StartupError {
+    match e {
+        alter_core::Error::Crypto(c) => StartupError::MasterKey(c.to_string()),
+        alter_core::Error::KeyHolder(
+            e @ (KeyHolderError::WrongKey | KeyHolderError::NotThisDatabase(_)),
+        ) => StartupError::MasterKey(e.to_string()),
+        alter_core::Error::KeyHolder(e) => StartupError::KeyHolder(e.to_string()),
+        other => StartupError::Database(format!("{other}: {}", source_text(&other))),
+    }
+}
+
+/// Opens the vault on a migrated store: a key holder whose key does not open the database's
 /// key-encryption keys fails with [`StartupError::MasterKey`].
 async fn open_vault(
     store: &SqlStore,
-    master_key: &MasterKey,
+    holder: &dyn KeyHolder,
     clock: Arc<dyn Clock>,
     allowed_networks: AllowedNetworks,
     settings: Settings,
@@ -416,7 +459,7 @@ async fn open_vault(
         .map_err(|e| StartupError::HttpClient(e.to_string()))?;
     Vault::open(
         Arc::new(store.clone()),
-        master_key,
+        holder,
         clock,
         Arc::new(verifier),
         Arc::new(oauth),
@@ -425,10 +468,7 @@ async fn open_vault(
         settings,
     )
     .await
-    .map_err(|e| match e {
-        alter_core::Error::Crypto(c) => StartupError::MasterKey(c.to_string()),
-        other => StartupError::Database(format!("{other}: {}", source_text(&other))),
-    })
+    .map_err(opening_failed)
 }
 
 /// Forgets request nonces, sign-in and browser sessions, and the like past their use.

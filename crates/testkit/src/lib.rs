@@ -208,7 +208,7 @@ impl TestServer {
                 max_connections: 4,
                 ..StoreOptions::default()
             },
-            master_key,
+            key_holder: master_key,
             admin_token_hash: alter_crypto::keys::token_hash(&self.admin_token),
             base_path: self.options.base_path.clone(),
             public_url: self.public_url.clone(),

@@ -13,6 +13,7 @@ mod http;
 pub mod jwks;
 mod jwt;
 pub mod oauth;
+pub mod transit;
 
 pub use catalog::{CatalogError, CatalogProvider};
 pub use destination::AllowedNetworks;

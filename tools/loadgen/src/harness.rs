@@ -61,7 +61,7 @@ pub async fn start(engine: Engine) -> Result<Bench, BoxError> {
         listen: SocketAddr::from(([127, 0, 0, 1], 0)),
         database_url: database.url().to_owned(),
         store_options: StoreOptions::default(),
-        master_key: master_key.clone(),
+        key_holder: master_key.clone(),
         admin_token_hash: alter_crypto::keys::token_hash(admin_token.expose_secret()),
         base_path: String::new(),
         public_url: None,

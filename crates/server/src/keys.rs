@@ -1,0 +1,218 @@
+//! Key holders: the local master key or OpenBao/Vault Transit, from the configuration; and
+//! `alter keys rotate`, which moves a database's keys from the configured holder to another.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use alter_core::ports::{Clock, KeyHolder, StoreError};
+use alter_core::time::SystemClock;
+use alter_core::vault::Rotated;
+use alter_crypto::{ExposeSecret, MasterKey, SecretString};
+use alter_store::{SqlStore, StoreOptions};
+use alter_upstream::transit::Transit;
+
+use crate::config::{Config, TransitConfig};
+use crate::{StartupError, key_files};
+
+/// The variable that may give the Transit token directly.
+pub const TRANSIT_TOKEN_ENV: &str = "ALTER_KEY_HOLDER_TRANSIT_TOKEN";
+
+/// The key holder of a configuration: `[key_holder.transit]`, else the local master key
+/// (`ALTER_MASTER_KEY`, else `master_key_file`). Both at once is refused: which one holds the
+/// keys must be unambiguous.
+pub fn key_holder(
+    config: &Config,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<Arc<dyn KeyHolder>, StartupError> {
+    match &config.key_holder.transit {
+        Some(transit_config) => {
+            if config.master_key_file.is_some() || env("ALTER_MASTER_KEY").is_some() {
+                return Err(StartupError::KeyHolder(
+                    "both [key_holder.transit] and a master key (master_key_file or \
+                     ALTER_MASTER_KEY) are configured: keep only the one that holds the keys"
+                        .into(),
+                ));
+            }
+            transit(transit_config, env(TRANSIT_TOKEN_ENV))
+        }
+        None => Ok(Arc::new(crate::master_key(config, env)?)),
+    }
+}
+
+/// A Transit key holder; the token is `token` if given, else read from `token_file`.
+pub fn transit(
+    config: &TransitConfig,
+    token: Option<String>,
+) -> Result<Arc<dyn KeyHolder>, StartupError> {
+    let token = match (token, &config.token_file) {
+        (Some(token), _) => SecretString::from(token),
+        (None, Some(path)) => key_files::read_private(path)?,
+        (None, None) => {
+            return Err(StartupError::KeyHolder(format!(
+                "set key_holder.transit.token_file or {TRANSIT_TOKEN_ENV}"
+            )));
+        }
+    };
+    let holder = Transit::new(&alter_upstream::transit::TransitConfig {
+        address: config.address.clone(),
+        mount: config.mount.clone(),
+        key: config.key.clone(),
+        token: SecretString::from(token.expose_secret().trim().to_owned()),
+    })
+    .map_err(|e| StartupError::KeyHolder(e.to_string()))?;
+    Ok(Arc::new(holder))
+}
+
+/// A local master key file as a key holder.
+pub fn master_key_file(path: &Path) -> Result<Arc<dyn KeyHolder>, StartupError> {
+    Ok(Arc::new(key_files::read_master_key(path)?))
+}
+
+/// `alter keys new-master-key FILE`: a new master key in a new file (mode 0600); an existing
+/// file is never overwritten.
+/// Returns the new key's fingerprint.
+pub fn new_master_key_file(path: &Path) -> Result<String, StartupError> {
+    let key = MasterKey::generate()?;
+    key_files::write_private(path, key.encode().expose_secret().as_bytes())
+        .map_err(|e| StartupError::Files(format!("{}: {e}", path.display())))?;
+    Ok(key.fingerprint())
+}
+
+/// `alter keys rotate`: re-wraps every KEK and the MAC root of the configured database, held
+/// by the configured key holder, under `to`, in one transaction checked before it commits.
+/// Running nodes keep serving (they hold the KEKs unwrapped); nodes started afterwards need
+/// `to`.
+pub async fn rotate(
+    config: &Config,
+    env: impl Fn(&str) -> Option<String>,
+    to: &dyn KeyHolder,
+) -> Result<Rotated, StartupError> {
+    let from = key_holder(config, env)?;
+    // The chain key only matters to audit appends, and a rotation appends none.
+    let store = SqlStore::connect(
+        &config.database_url,
+        &StoreOptions {
+            max_connections: 2,
+            ..StoreOptions::default()
+        },
+        alter_core::audit::ChainKey::derive(&MasterKey::generate()?),
+    )
+    .await
+    .map_err(|e| StartupError::Database(e.to_string()))?;
+    let rotated = async {
+        store
+            .migrate()
+            .await
+            .map_err(|e| StartupError::Database(e.to_string()))?;
+        alter_core::vault::rotate_key_holder(&store, from.as_ref(), to, SystemClock.now())
+            .await
+            .map_err(|e| match e {
+                alter_core::Error::Storage(StoreError::Conflict(why)) => StartupError::Database(
+                    format!("{why}: another rotation ran at the same time; run it again"),
+                ),
+                other => crate::opening_failed(other),
+            })
+    }
+    .await;
+    store.close().await;
+    rotated
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(text: &str, env: &[(&str, &str)]) -> Config {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), text).unwrap();
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        Config::load(Some(file.path()), |k| {
+            env.iter()
+                .find(|(name, _)| name == k)
+                .map(|(_, v)| v.clone())
+        })
+        .unwrap()
+    }
+
+    fn err(holder: Result<Arc<dyn KeyHolder>, StartupError>) -> String {
+        match holder {
+            Ok(holder) => panic!("accepted: {holder:?}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn transit_comes_from_the_file_or_the_environment() {
+        let base = "database_url = \"sqlite://x.db\"\n";
+        let from_file = config(
+            &format!(
+                "{base}[key_holder.transit]\naddress = \"http://127.0.0.1:8200\"\nkey = \"alter\"\n"
+            ),
+            &[(TRANSIT_TOKEN_ENV, "s.SECRET")],
+        );
+        let transit = from_file.key_holder.transit.as_ref().unwrap();
+        assert_eq!(
+            (transit.mount.as_str(), transit.key.as_str()),
+            ("transit", "alter")
+        );
+        let holder = key_holder(&from_file, |k| {
+            (k == TRANSIT_TOKEN_ENV).then(|| "s.SECRET".into())
+        })
+        .unwrap();
+        assert!(holder.identity().contains("\"alter\""));
+        assert!(!format!("{holder:?}{}", holder.identity()).contains("SECRET"));
+
+        let from_env = config(
+            base,
+            &[
+                (
+                    "ALTER_KEY_HOLDER_TRANSIT_ADDRESS",
+                    "https://bao.example.com",
+                ),
+                ("ALTER_KEY_HOLDER_TRANSIT_MOUNT", "kms/transit"),
+                ("ALTER_KEY_HOLDER_TRANSIT_KEY", "k1"),
+            ],
+        );
+        let transit = from_env.key_holder.transit.as_ref().unwrap();
+        assert_eq!(transit.mount, "kms/transit");
+        // No token anywhere: said clearly.
+        let e = err(key_holder(&from_env, |_| None));
+        assert!(
+            e.contains("token_file") && e.contains(TRANSIT_TOKEN_ENV),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_master_key_and_transit_together_are_refused() {
+        let both = config(
+            "database_url = \"sqlite://x.db\"\nmaster_key_file = \"/nonexistent\"\n[key_holder.transit]\naddress = \"http://h\"\nkey = \"k\"\n",
+            &[],
+        );
+        let e = err(key_holder(&both, |_| Some("token".into())));
+        assert!(e.contains("keep only the one"), "{e}");
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), "database_url = \"sqlite://x.db\"\n[key_holder.transit]\naddress = \"http://h\"\nkey = \"k\"\ncolour = \"blue\"\n").unwrap();
+        assert!(
+            Config::load(Some(file.path()), |_| None).is_err(),
+            "unknown keys are refused"
+        );
+    }
+
+    #[test]
+    fn a_new_master_key_file_is_private_and_never_overwritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("new.key");
+        let fingerprint = new_master_key_file(&path).unwrap();
+        let key = key_files::read_master_key(&path).unwrap();
+        assert_eq!(key.fingerprint(), fingerprint);
+        assert!(new_master_key_file(&path).is_err());
+        assert_eq!(
+            key_files::read_master_key(&path).unwrap().fingerprint(),
+            fingerprint
+        );
+    }
+}
