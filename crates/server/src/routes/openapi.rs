@@ -780,10 +780,11 @@ const SIGNING: &str = "An API key (`alter_rk_…`, `alter_ak_…`, `alter_dk_…
     and a signature of the request with the key's signing key: `x-alter-timestamp` (Unix \
     seconds), `x-alter-nonce` (32 hex), `x-alter-content-sha256` (hex SHA-256 of the body) and \
     `x-alter-signature` (hex HMAC-SHA256 of the canonical request; `x-alter-signature-v2` too \
-    when identity headers are bound). An unsigned or wrongly signed request is refused with \
+    when identity headers are bound); see `components/parameters`. An unsigned or wrongly signed request is refused with \
     401 `invalid_key`.";
 
-/// The headers of a signed request, as reusable parameters.
+/// The headers of a signed request: the signature (the `signedRequest` scheme's) and the
+/// optional inputs it binds.
 fn signing_parameters() -> Value {
     let header = |name: &str, required: bool, pattern: Option<&str>, description: &str| {
         let mut schema = json!({ "type": "string" });
@@ -806,8 +807,19 @@ fn signing_parameters() -> Value {
         "signatureV2": header(headers::SIGNATURE_V2, false, Some("^[0-9a-f]{64}$"), "The signature over the identity headers too."),
         "scopeConstraints": header(headers::SCOPE_CONSTRAINTS, false, None, "Scopes the call is narrowed to, comma-separated."),
         "requestRule": header(headers::REQUEST_RULE, false, None, "A request rule (base64url JSON) the call must satisfy."),
-        "caller": header(headers::CALLER, false, None, "Who is calling, for audit and agent binding."),
-        "callerType": header(headers::CALLER_TYPE, false, None, "`agent` or `service`."),
+        "caller": header(
+            headers::CALLER,
+            false,
+            Some("^[ -~]{0,255}$"),
+            "Who is calling, for audit and agent binding: printable ASCII (empty reads as absent).",
+        ),
+        "callerType": {
+            "name": headers::CALLER_TYPE,
+            "in": "header",
+            "required": false,
+            "description": "What the caller is (empty reads as absent).",
+            "schema": { "type": "string", "enum": ["agent", "service", ""] },
+        },
         "actorId": header(headers::ACTOR_ID, false, None, "The actor id an earlier answer gave."),
         "context": header(headers::CONTEXT, false, None, "Audit context, compact JSON."),
     })
@@ -829,12 +841,9 @@ fn describe(op: &Operation, input: &mut SchemaGenerator, output: &mut SchemaGene
         })
         .collect();
     if op.auth == Auth::Signed {
+        // The signature headers themselves are the security scheme's (a generated value
+        // could never be a valid signature); these are the optional signed inputs.
         for name in [
-            "timestamp",
-            "nonce",
-            "contentSha256",
-            "signature",
-            "signatureV2",
             "scopeConstraints",
             "requestRule",
             "caller",
@@ -888,13 +897,12 @@ fn describe(op: &Operation, input: &mut SchemaGenerator, output: &mut SchemaGene
         entry["parameters"] = Value::Array(parameters);
     }
     if let Some(body) = op.body {
-        let mut request = json!({
-            "required": true,
+        // An empty body reads as `{}` (see `crate::json`), so no body is ever required.
+        let request = json!({
+            "required": false,
+            "description": op.body_note.unwrap_or("JSON; an empty body reads as `{}`."),
             "content": { "application/json": { "schema": body(input) } },
         });
-        if let Some(note) = op.body_note {
-            request["description"] = json!(note);
-        }
         entry["requestBody"] = request;
     }
     if let Some(route) = sdk_route {
