@@ -24,10 +24,12 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
 
 /// Parses a JSON body, describing failures without echoing values.
 pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
-        b"{}"
-    } else {
-        bytes
+    let bytes: &[u8] = match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
+        None => b"{}",
+        Some(b'{') => bytes,
+        // serde fills a struct from an array too, field by field (`[null]` would read as `{}`):
+        // a body is an object.
+        Some(_) => return Err(ApiError::invalid("invalid JSON body: expected an object")),
     };
     let deserializer = &mut serde_json::Deserializer::from_slice(bytes);
     serde_path_to_error::deserialize(deserializer).map_err(|e| {
@@ -107,6 +109,12 @@ mod tests {
         assert!(message(r#"{"count":1,"extra":"x"}"#).contains("unknown field `extra`"));
         assert!(message(r#"{}"#).contains("missing field `count`"));
         assert_eq!(message("{"), "invalid JSON body: malformed JSON");
+        for not_an_object in ["[1, null]", " []", "null", "1", "\"x\""] {
+            assert_eq!(
+                message(not_an_object),
+                "invalid JSON body: expected an object"
+            );
+        }
         assert!(
             parse::<Body>(b"")
                 .unwrap_err()

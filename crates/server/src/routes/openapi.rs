@@ -995,12 +995,14 @@ fn reason(status: u16) -> &'static str {
 fn rename_refs(value: &mut Value, renames: &Map<String, Value>) {
     match value {
         Value::Object(map) => {
-            if let Some(Value::String(reference)) = map.get_mut("$ref") {
-                if let Some(name) = reference.strip_prefix(concat!("#", "/components/x-input/")) {
-                    if let Some(Value::String(target)) = renames.get(name) {
-                        *reference = format!("#/components/schemas/{target}");
-                    }
-                }
+            if let Some(Value::String(reference)) = map.get_mut("$ref")
+                && let Some(name) = reference
+                    .strip_prefix('#')
+                    .and_then(|r| r.strip_prefix(INPUT_DEFS))
+                    .and_then(|r| r.strip_prefix('/'))
+                && let Some(Value::String(target)) = renames.get(name)
+            {
+                *reference = format!("#/components/schemas/{target}");
             }
             for child in map.values_mut() {
                 rename_refs(child, renames);
