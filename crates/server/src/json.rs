@@ -1,11 +1,14 @@
 //! JSON request bodies with Alter's rejections: a malformed body is a 422 `invalid_request`
-//! naming where it is wrong, and never echoes the values it was given (they may be secrets).
+//! naming where it is wrong, and never echoes the values it was given (they may be secrets). A
+//! struct is read only from an object, never from an array (see [`strict`]).
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
 use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
+
+mod strict;
 
 /// A JSON body of type `T`. An empty body reads as `{}`.
 #[derive(Debug)]
@@ -24,15 +27,13 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
 
 /// Parses a JSON body, describing failures without echoing values.
 pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    let bytes: &[u8] = match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
-        None => b"{}",
-        Some(b'{') => bytes,
-        // serde fills a struct from an array too, field by field (`[null]` would read as `{}`):
-        // a body is an object.
-        Some(_) => return Err(ApiError::invalid("invalid JSON body: expected an object")),
+    let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
+        b"{}"
+    } else {
+        bytes
     };
     let deserializer = &mut serde_json::Deserializer::from_slice(bytes);
-    serde_path_to_error::deserialize(deserializer).map_err(|e| {
+    serde_path_to_error::deserialize(strict::Strict(deserializer)).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
         let what = describe(&inner);
@@ -110,11 +111,25 @@ mod tests {
         assert!(message(r#"{}"#).contains("missing field `count`"));
         assert_eq!(message("{"), "invalid JSON body: malformed JSON");
         for not_an_object in ["[1, null]", " []", "null", "1", "\"x\""] {
-            assert_eq!(
-                message(not_an_object),
-                "invalid JSON body: expected an object"
+            assert!(
+                message(not_an_object).contains("expected struct Body"),
+                "{not_an_object}"
             );
         }
+        // Nor anywhere deeper.
+        let m = message(r#"{"count":1,"inner":[7]}"#);
+        assert_eq!(
+            m,
+            "invalid JSON body at `inner`: invalid type, expected struct Inner"
+        );
+        assert_eq!(
+            parse::<Body>(br#"{"count":1,"inner":{"value":7}}"#)
+                .unwrap()
+                .inner
+                .unwrap()
+                .value,
+            7
+        );
         assert!(
             parse::<Body>(b"")
                 .unwrap_err()
