@@ -65,6 +65,8 @@ struct Operation {
     query: Option<SchemaFn>,
     body: Option<SchemaFn>,
     body_note: Option<&'static str>,
+    /// Takes an `Idempotency-Key` header.
+    idempotent: bool,
     answers: Vec<(u16, Answer)>,
 }
 
@@ -91,6 +93,7 @@ fn operation(
         query: None,
         body: None,
         body_note: None,
+        idempotent: false,
         answers: Vec::new(),
     }
 }
@@ -177,9 +180,12 @@ fn operations() -> Vec<Operation> {
             "Revoke an agent's delegation",
         )
         .empty(204),
-        sdk("POST", "/sdk/agents", "Create an agent")
-            .body::<agents::CreateAgentRequest>()
-            .ok::<agents::AgentCreateResult>(201),
+        Operation {
+            idempotent: true,
+            ..sdk("POST", "/sdk/agents", "Create an agent")
+        }
+        .body::<agents::CreateAgentRequest>()
+        .ok::<agents::AgentCreateResult>(201),
         sdk("GET", "/sdk/agents", "List agents")
             .query::<super::agents::ListQuery>()
             .ok::<agents::AgentList>(200),
@@ -853,6 +859,15 @@ fn describe(op: &Operation, input: &mut SchemaGenerator, output: &mut SchemaGene
         ] {
             parameters.push(json!({ "$ref": format!("#/components/parameters/{name}") }));
         }
+    }
+    if op.idempotent {
+        parameters.push(json!({
+            "name": headers::IDEMPOTENCY_KEY,
+            "in": "header",
+            "required": false,
+            "description": "A retry with the same key and body answers what the first call did.",
+            "schema": { "type": "string", "pattern": "^[\\t -~]*$" },
+        }));
     }
     if let Some(query) = op.query {
         parameters.extend(query_parameters(query(input)));
