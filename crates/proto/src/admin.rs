@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::REDACTED;
 
 /// An app (tenant).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct AppInfo {
     /// App UUID.
     pub id: String,
@@ -19,7 +19,7 @@ pub struct AppInfo {
 }
 
 /// `POST /admin/v1/apps`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateAppRequest {
     /// Display name, 1–100 characters.
@@ -27,7 +27,7 @@ pub struct CreateAppRequest {
 }
 
 /// `POST /admin/v1/apps/{app}/keys`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MintKeyRequest {
     /// Name; defaults to `key-YYYYMMDD-HHMMSS`.
@@ -48,7 +48,7 @@ pub struct MintKeyRequest {
 }
 
 /// `POST /admin/v1/apps/{app}/keys/{key}/rotate`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RotateAppKeyRequest {
     /// Seconds the old key keeps working (0–30 days, default 0: it stops at once).
@@ -57,14 +57,15 @@ pub struct RotateAppKeyRequest {
 }
 
 /// A list answer of the admin API.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[schemars(rename = "ItemListOf{T}")]
 pub struct ItemList<T> {
     /// The items.
     pub items: Vec<T>,
 }
 
 /// `PUT /admin/v1/apps/{app}/idp`: the app's identity provider.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct IdpRequest {
     /// Expected `iss`.
@@ -98,7 +99,7 @@ pub struct IdpRequest {
 }
 
 /// An identity provider as shown.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct IdpInfo {
     /// Id: the `idp_id` group principals name.
     pub id: String,
@@ -129,7 +130,7 @@ pub struct IdpInfo {
 }
 
 /// `POST /admin/v1/apps/{app}/secrets`.
-#[derive(Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateSecretRequest {
     /// Display name; the slug derives from it.
@@ -178,7 +179,7 @@ impl fmt::Debug for CreateSecretRequest {
 }
 
 /// A managed secret as shown: never its value.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct SecretInfo {
     /// Id (`managed_secret_id`).
     pub id: String,
@@ -217,7 +218,7 @@ pub struct SecretInfo {
 }
 
 /// One injection rule of a `multi` secret.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct InjectionRuleBody {
     /// `header` or `query`.
@@ -229,7 +230,7 @@ pub struct InjectionRuleBody {
 }
 
 /// `POST /admin/v1/apps/{app}/secrets/{secret}/rotate`.
-#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RotateSecretRequest {
     /// The new value.
@@ -246,7 +247,7 @@ impl fmt::Debug for RotateSecretRequest {
 
 /// `PUT /admin/v1/apps/{app}/secrets/{secret}/hosts`: the secret's new allowed hosts (empty:
 /// any host).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SecretHostsRequest {
     /// The hosts the secret may be sent to (`api.example.com`, `*.example.com`).
@@ -254,7 +255,7 @@ pub struct SecretHostsRequest {
 }
 
 /// `POST /admin/v1/apps/{app}/grants/{grant}/revoke`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RevokeRequest {
     /// Kept in the audit log.
@@ -263,7 +264,7 @@ pub struct RevokeRequest {
 }
 
 /// `POST …/grants/{grant}/delegations` (operator and end user).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateDelegationRequest {
     /// The agent.
@@ -277,7 +278,7 @@ pub struct CreateDelegationRequest {
 }
 
 /// Query of `GET /admin/v1/apps/{app}/agents`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AgentListQuery {
     /// Include deleted agents (default false).
@@ -292,7 +293,7 @@ pub struct AgentListQuery {
 }
 
 /// Query of `GET /admin/v1/apps/{app}/grants`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GrantListQuery {
     /// OAuth provider id or managed-secret slug.
@@ -313,7 +314,8 @@ pub struct GrantListQuery {
 }
 
 /// The signed-in end user (`GET /user/v1/apps/{app}/me`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[schemars(rename = "AppUserInfo")]
 pub struct UserInfo {
     /// Alter's id of the user.
     pub app_user_id: String,
@@ -328,7 +330,7 @@ pub struct UserInfo {
 }
 
 /// An agent a user may delegate to.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct AgentSummary {
     /// Id.
     pub id: String,
@@ -339,7 +341,7 @@ pub struct AgentSummary {
 }
 
 /// `GET /admin/v1/apps/{app}/audit`: filters (all narrow) and the cursor.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AuditQuery {
     /// Events about this grant.
@@ -375,7 +377,7 @@ pub struct AuditQuery {
 }
 
 /// One audit event as listed: its place in the chain, its hash, and its content.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct AuditEventView {
     /// Position in the app's chain.
     pub seq: i64,
@@ -387,7 +389,7 @@ pub struct AuditEventView {
 }
 
 /// A page of audit events.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct AuditPage {
     /// Oldest first.
     pub items: Vec<AuditEventView>,
@@ -399,7 +401,7 @@ pub struct AuditPage {
 /// A signed head of an app's audit chain (`GET /admin/v1/apps/{app}/audit/checkpoint`), to
 /// keep outside the database and verify the log against later. Only the server holding the
 /// master key can issue or check one.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AuditCheckpointView {
     /// The app.
@@ -416,7 +418,7 @@ pub struct AuditCheckpointView {
 
 /// `POST /admin/v1/apps/{app}/audit/verify`: an empty body walks the chain; with a checkpoint
 /// the chain must also still reach it.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VerifyAuditRequest {
     /// A checkpoint from `alter audit checkpoint`.
@@ -425,7 +427,7 @@ pub struct VerifyAuditRequest {
 }
 
 /// `POST /admin/v1/apps/{app}/audit/verify`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ChainReportView {
     /// True when every event verifies and none is missing.
     pub ok: bool,
@@ -440,7 +442,7 @@ pub struct ChainReportView {
 }
 
 /// Where a chain breaks.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ChainProblemView {
     /// Position.
     pub seq: i64,

@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 use crate::redact_option;
 
 /// `AgentInfo`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct AgentInfo {
     /// Id.
     pub id: String,
@@ -56,7 +56,7 @@ pub struct AgentInfo {
 }
 
 /// `AgentCreateResult`.
-#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct AgentCreateResult {
     /// The agent.
     #[serde(flatten)]
@@ -78,7 +78,7 @@ impl fmt::Debug for AgentCreateResult {
 }
 
 /// `POST /sdk/agents`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateAgentRequest {
     /// Name.
@@ -100,7 +100,7 @@ pub struct CreateAgentRequest {
 }
 
 /// `PATCH /sdk/agents/{id}`: every field optional; `display_name: null` clears it.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateAgentRequest {
     /// Display name.
@@ -109,6 +109,7 @@ pub struct UpdateAgentRequest {
         skip_serializing_if = "Option::is_none",
         with = "double_option"
     )]
+    #[schemars(with = "Option<String>")]
     pub display_name: Option<Option<String>>,
     /// Metadata.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -125,7 +126,7 @@ pub struct UpdateAgentRequest {
 }
 
 /// A page of agents.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct AgentList {
     /// The page.
     pub items: Vec<AgentInfo>,
@@ -140,7 +141,7 @@ pub struct AgentList {
 }
 
 /// `AgentKey`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct AgentKeyInfo {
     /// Key id.
     pub key_id: String,
@@ -162,7 +163,7 @@ pub struct AgentKeyInfo {
 }
 
 /// `AgentKeyMintResult`.
-#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct AgentKeyMintResult {
     /// The key.
     #[serde(flatten)]
@@ -181,7 +182,7 @@ impl fmt::Debug for AgentKeyMintResult {
 }
 
 /// `{items: [AgentKey]}`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct AgentKeyList {
     /// Oldest first.
     pub items: Vec<AgentKeyInfo>,

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// One gate of a held call in the 202 answer.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct PendingGate {
     /// The gate's id.
     pub approval_id: String,
@@ -19,7 +19,7 @@ pub struct PendingGate {
 }
 
 /// `202` from `/sdk/proxy`: the call waits for a human.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct PendingApproval {
     /// The executor gate's id: the one to poll.
     pub approval_id: String,
@@ -38,7 +38,7 @@ pub struct PendingApproval {
 }
 
 /// One gate in a status answer.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct GateStatus {
     /// The gate's id.
     pub approval_id: String,
@@ -52,7 +52,7 @@ pub struct GateStatus {
 }
 
 /// `GET /sdk/approvals/{id}`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ApprovalStatus {
     /// The approval's id.
     pub approval_id: String,
@@ -82,7 +82,7 @@ pub struct ApprovalStatus {
 }
 
 /// An approval as the operator sees it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ApprovalInfo {
     /// Id (the gate's).
     pub id: String,
@@ -136,7 +136,7 @@ pub struct ApprovalInfo {
 
 /// A held call's exact request, as its approver sees it (never the credential nor the end
 /// user's token).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct HeldRequestView {
     /// Method.
     pub method: String,
@@ -152,7 +152,7 @@ pub struct HeldRequestView {
 }
 
 /// `POST /admin/v1/apps/{app}/approvals/{id}/approve|deny`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DecideApprovalRequest {
     /// The approver's note (shown to the caller).

@@ -9,7 +9,7 @@ use serde_json::Value;
 use crate::{REDACTED, redact_option};
 
 /// `grant_policy` of a Connect session: lengths only.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SessionGrantPolicy {
     /// Longest lifetime.
@@ -21,7 +21,7 @@ pub struct SessionGrantPolicy {
 }
 
 /// `requested_grant`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RequestedGrant {
     /// The new grant's label.
@@ -32,7 +32,7 @@ pub struct RequestedGrant {
 }
 
 /// `requested_grant.restrictions`: what the new grant may be used for (proxy only).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GrantRestrictions {
     /// HTTP methods allowed (`GET`, …).
@@ -45,7 +45,7 @@ pub struct GrantRestrictions {
 
 /// `POST /sdk/oauth/connect/session`. The first four keys are always sent (possibly `null`),
 /// the others only when set, in the official client's order.
-#[derive(Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ConnectSessionRequest {
     /// Providers offered (null: all).
@@ -118,7 +118,7 @@ impl fmt::Debug for ConnectSessionRequest {
 }
 
 /// `ConnectSession`.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ConnectSessionResponse {
     /// The poll handle.
     pub session_token: String,
@@ -140,7 +140,7 @@ pub struct ConnectSessionResponse {
 }
 
 /// `POST /sdk/oauth/connect/session/poll`.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PollRequest {
     /// The poll handle.
@@ -170,7 +170,7 @@ impl fmt::Debug for PollRequest {
 }
 
 /// A completed poll's `grants[]` entry.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ConnectedGrantBody {
     /// The grant.
     pub grant_id: String,
@@ -197,7 +197,7 @@ pub struct ConnectedGrantBody {
 }
 
 /// The `grant_policy` of a connected grant.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ConnectedGrantPolicy {
     /// When the grant ends.
     #[serde(default)]
@@ -211,7 +211,7 @@ pub struct ConnectedGrantPolicy {
 }
 
 /// `ConnectDelegation`: the delegation a session made.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ConnectDelegation {
     /// The agent delegated to.
     pub agent_id: String,
@@ -223,7 +223,7 @@ pub struct ConnectDelegation {
 }
 
 /// `ConnectFailedGrant`: a provider of a completed session that kept no grant.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ConnectFailedGrant {
     /// The provider.
     pub provider_id: String,
@@ -234,7 +234,7 @@ pub struct ConnectFailedGrant {
 }
 
 /// A pending poll's `declined_providers[]` entry.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct DeclinedProvider {
     /// The provider the user declined.
     pub provider_id: String,
@@ -246,7 +246,7 @@ pub struct DeclinedProvider {
 }
 
 /// An `error` poll's `error`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct PollError {
     /// The code (`connect_denied`, `invalid_client`, …).
     pub error_code: String,
@@ -258,7 +258,7 @@ pub struct PollError {
 }
 
 /// `requested_grant` of a managed-secret session: only a label.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ManagedRequestedGrant {
     /// The new grant's label.
@@ -266,7 +266,7 @@ pub struct ManagedRequestedGrant {
 }
 
 /// `POST /sdk/managed-secrets/connect/session` (protocol part 2 §6.5).
-#[derive(Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ManagedConnectSessionRequest {
     /// The managed secret's slug.
@@ -326,7 +326,7 @@ impl fmt::Debug for ManagedConnectSessionRequest {
 }
 
 /// `ManagedSecretConnectSession`: `path` is always present (possibly `null`).
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ManagedConnectSessionResponse {
     /// The poll handle.
     pub session_token: String,

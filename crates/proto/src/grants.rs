@@ -9,7 +9,7 @@ use serde_json::Value;
 use crate::{REDACTED, redact_option};
 
 /// `POST /sdk/grants/list`. Its `Default` is the first page of 100, as an empty body is.
-#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ListGrantsRequest {
     /// 1–1000 (default 100).
@@ -68,7 +68,7 @@ fn default_limit() -> i64 {
 }
 
 /// `UnifiedGrantListResult`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct GrantList {
     /// The page.
     pub grants: Vec<GrantItem>,
@@ -83,7 +83,7 @@ pub struct GrantList {
 }
 
 /// One grant of a listing, discriminated on `grant_kind`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "grant_kind", rename_all = "snake_case")]
 pub enum GrantItem {
     /// An OAuth grant.
@@ -105,7 +105,7 @@ impl GrantItem {
 
 /// The keys every grant item carries, whatever its kind (flattened into each: on the wire they
 /// are the item's own keys).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct GrantItemCommon {
     /// Grant id (for an agent: its delegation's id).
     pub grant_id: String,
@@ -138,7 +138,7 @@ pub struct GrantItemCommon {
 }
 
 /// `OAuthGrantItem`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct OAuthGrantItem {
     /// The keys of every grant item.
     #[serde(flatten)]
@@ -185,7 +185,7 @@ impl std::ops::Deref for OAuthGrantItem {
 }
 
 /// `ManagedSecretGrantItem`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ManagedSecretGrantItem {
     /// The keys of every grant item.
     #[serde(flatten)]
@@ -236,7 +236,7 @@ impl std::ops::Deref for ManagedSecretGrantItem {
 /// let alice = PrincipalBody::user("eyJhbGciOi…", "alice-prod-stripe");
 /// let system = PrincipalBody::system().with_label("nightly-sync");
 /// ```
-#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum PrincipalBody {
     /// An end user, identified by their IdP JWT.
@@ -348,7 +348,7 @@ impl fmt::Debug for PrincipalBody {
 }
 
 /// `GrantPolicyInput`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GrantPolicyBody {
     /// ISO-8601 end.
@@ -363,7 +363,7 @@ pub struct GrantPolicyBody {
 }
 
 /// `POST /sdk/managed-secrets/{id}/grants`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateGrantRequest {
     /// Who the grant is for.
@@ -378,7 +378,7 @@ pub struct CreateGrantRequest {
 
 /// `POST /sdk/agents/me/managed-secrets/{id}/grants`: the agent the request acts as binds a
 /// managed secret to itself (the Rust SDK's `Agent::create_managed_secret_grant`).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AgentSelfGrantRequest {
     /// Label.
@@ -390,7 +390,7 @@ pub struct AgentSelfGrantRequest {
 }
 
 /// `CreateGrantResult`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct CreateGrantResult {
     /// The new grant.
     pub grant_id: String,
@@ -406,7 +406,7 @@ pub struct CreateGrantResult {
 }
 
 /// `POST /sdk/oauth/grants/{id}/revoke`.
-#[derive(Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RevokeGrantRequest {
     /// Kept in the audit log.
@@ -427,7 +427,7 @@ impl fmt::Debug for RevokeGrantRequest {
 }
 
 /// `RevokeGrantResult`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct RevokeGrantResult {
     /// Always true.
     pub success: bool,
@@ -440,7 +440,7 @@ pub struct RevokeGrantResult {
 }
 
 /// `POST /sdk/grants/{id}/mint`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MintGrantRequest {
     /// The sibling's label.
@@ -454,7 +454,7 @@ pub struct MintGrantRequest {
 }
 
 /// Legacy `GrantInfo`: the answer of `mint_grant`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct GrantInfo {
     /// The new grant.
     pub grant_id: String,
@@ -484,7 +484,7 @@ pub struct GrantInfo {
 }
 
 /// `POST /sdk/grants/{id}/delegate`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DelegateRequest {
     /// The agent to delegate to.
@@ -501,7 +501,7 @@ pub struct DelegateRequest {
 }
 
 /// `DelegationResult`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct DelegationResult {
     /// The delegation.
     pub grant_id: String,

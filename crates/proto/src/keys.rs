@@ -8,7 +8,7 @@ use serde_json::Value;
 use crate::REDACTED;
 
 /// `APIKeyInfo`: an API key as listed, never its plaintext.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ApiKeyInfo {
     /// Key UUID.
     pub id: String,
@@ -47,7 +47,7 @@ pub struct ApiKeyInfo {
 }
 
 /// `MintedKey`: an [`ApiKeyInfo`] plus the plaintext, shown exactly once.
-#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct MintedKey {
     /// The key as listed.
     #[serde(flatten)]
@@ -66,7 +66,7 @@ impl fmt::Debug for MintedKey {
 }
 
 /// `POST /sdk/keys/derive`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DeriveKeyRequest {
     /// Scopes of the derived key, a subset of the caller's.
@@ -85,7 +85,7 @@ pub struct DeriveKeyRequest {
 }
 
 /// `POST /sdk/keys/{id}/rotate`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RotateKeyRequest {
     /// Days the old key keeps working (0–30, default 7).

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::REDACTED;
 
 /// An operator account (never its password or hash).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct OperatorInfo {
     /// Operator UUID.
     pub id: String,
@@ -20,7 +20,7 @@ pub struct OperatorInfo {
 }
 
 /// `POST /admin/v1/operators`.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AddOperatorRequest {
     /// Sign-in name: lower-case letters, digits, `.`, `_`, `-`.
@@ -39,7 +39,7 @@ impl fmt::Debug for AddOperatorRequest {
 }
 
 /// `PUT /admin/v1/operators/{username}/password`.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SetOperatorPasswordRequest {
     /// The new password.

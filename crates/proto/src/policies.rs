@@ -6,7 +6,7 @@ use serde_json::Value;
 
 /// What a rule is attached to: `{"type": "app"}`, or `{"type": "provider" | "agent" |
 /// "grant", "id": …}` (a provider's id or a managed secret's slug, an agent id, a grant id).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RuleTargetBody {
     /// `app`, `provider`, `agent` or `grant`.
@@ -18,7 +18,7 @@ pub struct RuleTargetBody {
 }
 
 /// `POST /admin/v1/apps/{app}/policies/rules`: a new rule.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateRuleRequest {
     /// What it is attached to.
@@ -40,7 +40,7 @@ pub struct CreateRuleRequest {
 
 /// `PATCH /admin/v1/apps/{app}/policies/rules/{rule}`: what changes (absent: kept). The kind
 /// never changes.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateRuleRequest {
     /// A new target.
@@ -64,7 +64,7 @@ pub struct UpdateRuleRequest {
 }
 
 /// A rule as the admin API shows it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct RuleInfo {
     /// Its id.
     pub id: String,
@@ -91,7 +91,7 @@ pub struct RuleInfo {
 
 /// A draft rule of a what-if: a rule as created, and optionally the id of the stored rule it
 /// stands for.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DraftRuleBody {
     /// The stored rule it stands for, if any.
@@ -115,7 +115,7 @@ pub struct DraftRuleBody {
 }
 
 /// `POST /admin/v1/apps/{app}/policies/what-if`: a draft rule set and the records to replay.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WhatIfRequest {
     /// The draft rules.
@@ -132,7 +132,7 @@ pub struct WhatIfRequest {
 }
 
 /// What a draft would have done.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct WhatIfView {
     /// Records replayed.
     pub total: u64,
@@ -149,7 +149,7 @@ pub struct WhatIfView {
 }
 
 /// One draft rule's effect.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct WhatIfRuleView {
     /// The draft rule's id.
     pub rule_id: String,

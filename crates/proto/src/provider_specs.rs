@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// A provider's spec: freshness and provenance.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ProviderSpec {
     /// `oauth` or `managed`.
     pub provider_kind: String,
@@ -33,7 +33,7 @@ pub struct ProviderSpec {
 }
 
 /// `GET /sdk/provider-specs`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ProviderSpecList {
     /// The specs, by kind and provider id.
     pub items: Vec<ProviderSpec>,
@@ -42,7 +42,7 @@ pub struct ProviderSpecList {
 }
 
 /// The query of `GET /sdk/provider-specs`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SpecListQuery {
     /// Only specs of this kind.
@@ -51,7 +51,7 @@ pub struct SpecListQuery {
 }
 
 /// One operation in a listing.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct SpecOperation {
     /// Its id.
     pub operation_id: String,
@@ -64,7 +64,7 @@ pub struct SpecOperation {
 }
 
 /// The query of `GET /sdk/provider-specs/{kind}/{provider_id}/operations`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OperationsQuery {
     /// Page size, 1 to 500 (default 100).
@@ -79,7 +79,7 @@ pub struct OperationsQuery {
 }
 
 /// A page of operations.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct SpecOperationsPage {
     /// This page, in document order.
     pub items: Vec<SpecOperation>,
@@ -96,7 +96,7 @@ pub struct SpecOperationsPage {
 }
 
 /// The query of `GET /sdk/provider-specs/{kind}/{provider_id}/operation`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OperationQuery {
     /// The operation's id.
@@ -104,7 +104,7 @@ pub struct OperationQuery {
 }
 
 /// One operation with its schemas.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct SpecOperationDetail {
     /// Its id.
     pub operation_id: String,
@@ -130,7 +130,7 @@ pub struct SpecOperationDetail {
 
 /// The query of the operator's import (`PUT /admin/v1/apps/{app}/provider-specs/{kind}/{id}`,
 /// the document as the body).
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ImportQuery {
     /// Where the document was published.
@@ -139,7 +139,7 @@ pub struct ImportQuery {
 }
 
 /// The answer to an import.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ImportedSpec {
     /// The spec as stored.
     #[serde(flatten)]

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::redact_option;
 
 /// Where a connection's account identifier comes from.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "source", rename_all = "snake_case", deny_unknown_fields)]
 pub enum AccountSourceBody {
     /// A `GET` of the userinfo endpoint; the identifier at a JSON Pointer.
@@ -44,7 +44,7 @@ pub enum AccountSourceBody {
 
 /// A provider's endpoints and behaviour, as the admin API shows them and as an operator
 /// describes a custom provider.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EndpointsBody {
     /// The authorization server's issuer.
@@ -89,7 +89,7 @@ pub struct EndpointsBody {
 /// catalogue (no `endpoints`; `params` fill its placeholders, e.g. a Shopify shop) or a custom
 /// one (`endpoints` with the authorization and token URLs, or only an `issuer` to discover them
 /// from). Without `client_secret`, a reconfiguration keeps the stored one.
-#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ConfigureProviderRequest {
     /// Display name; defaults to the catalogue's name, or the id.
@@ -129,7 +129,7 @@ impl fmt::Debug for ConfigureProviderRequest {
 }
 
 /// A configured provider as shown: never its client secret.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ProviderInfo {
     /// Id within the app (`provider_id`).
     pub id: String,
@@ -154,14 +154,14 @@ pub struct ProviderInfo {
 }
 
 /// `GET /admin/v1/apps/{app}/providers`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ProviderList {
     /// The app's providers, by id.
     pub items: Vec<ProviderInfo>,
 }
 
 /// One scope a provider offers, as the official client reads it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ScopeInfo {
     /// What it allows.
     pub description: String,
@@ -174,7 +174,7 @@ pub struct ScopeInfo {
 }
 
 /// A connectable provider in `GET /sdk/oauth/provider-catalog` (protocol part 1 §7.6).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct CatalogEntry {
     /// Provider id.
     pub id: String,
@@ -203,14 +203,14 @@ pub struct CatalogEntry {
 }
 
 /// `GET /sdk/oauth/provider-catalog`: the app's connectable providers, by id.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ProviderCatalog {
     /// By id.
     pub providers: BTreeMap<String, CatalogEntry>,
 }
 
 /// A provider of the built-in catalogue, as `GET /admin/v1/catalog/providers` lists it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct BuiltinProvider {
     /// Provider id: configure it under this id to use the catalogue's description.
     pub id: String,
@@ -231,7 +231,7 @@ pub struct BuiltinProvider {
 }
 
 /// `GET /admin/v1/catalog/providers`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct BuiltinProviderList {
     /// By id.
     pub items: Vec<BuiltinProvider>,

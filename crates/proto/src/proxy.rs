@@ -47,7 +47,7 @@ pub fn forbidden_proxy_header(name: &str) -> bool {
 }
 
 /// `POST /sdk/proxy`.
-#[derive(Clone, PartialEq, Serialize, Deserialize, Default)]
+#[derive(Clone, PartialEq, Serialize, Deserialize, Default, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProxyCall {
     /// Upper-case method.
@@ -104,7 +104,7 @@ impl fmt::Debug for ProxyCall {
 }
 
 /// The 200 answer: the provider's response (`ApprovalResult`).
-#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ProxyAnswer {
     /// Null on the synchronous path.
     pub approval_id: Option<String>,

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 /// The scope catalogue.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ScopeCatalog {
     /// Bumped whenever the catalogue changes.
     pub scope_version: i64,
@@ -19,7 +19,7 @@ pub struct ScopeCatalog {
 }
 
 /// The verbs of one resource.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ResourceVerbs {
     /// Verbs in increasing power.
     pub verbs: Vec<String>,

@@ -9,12 +9,12 @@ use serde::{Deserialize, Serialize};
 use crate::{REDACTED, redact_option};
 
 /// `POST /sdk/auth/session`: the body is exactly `{}`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateAuthSessionRequest {}
 
 /// The `201` answer of `POST /sdk/auth/session`.
-#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct AuthSession {
     /// The IdP login URL to open in the user's browser.
     pub auth_url: String,
@@ -38,7 +38,7 @@ impl fmt::Debug for AuthSession {
 }
 
 /// `POST /sdk/auth/poll`.
-#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PollAuthSessionRequest {
     /// The session token.
@@ -59,7 +59,7 @@ impl fmt::Debug for PollAuthSessionRequest {
 
 /// The `200` answer of `POST /sdk/auth/poll`: `status` is `pending`, `completed`, `error` or
 /// `expired`; the other members belong to one of them.
-#[derive(Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct AuthPollResult {
     /// Where the session is.
     pub status: String,
@@ -90,7 +90,7 @@ impl fmt::Debug for AuthPollResult {
 }
 
 /// The signed-in user.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct UserInfo {
     /// The IdP subject.
     pub sub: String,
@@ -103,7 +103,7 @@ pub struct UserInfo {
 }
 
 /// `POST /sdk/auth/verify-token`.
-#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VerifyTokenRequest {
     /// The user's IdP JWT.
@@ -119,7 +119,7 @@ impl fmt::Debug for VerifyTokenRequest {
 }
 
 /// The `200` answer of `POST /sdk/auth/verify-token`: the subject only, never other claims.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct VerifiedSubject {
     /// The verified `sub`.
     pub sub: String,
@@ -127,7 +127,7 @@ pub struct VerifiedSubject {
 
 /// `POST /sdk/identity/resolve` and, with `audience` and `ttl_seconds`,
 /// `POST /sdk/identity/assert`.
-#[derive(Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct IdentityRequest {
     /// Include `email` and `display_name`.
@@ -160,7 +160,7 @@ impl fmt::Debug for IdentityRequest {
 }
 
 /// Who a call acts for (`IdentityContext`).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct IdentityContext {
     /// The app.
     pub app_id: String,
@@ -187,7 +187,7 @@ pub struct IdentityContext {
 }
 
 /// The ambient trace of a request.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Trace {
     /// Run id.
     pub run_id: Option<String>,
@@ -196,7 +196,7 @@ pub struct Trace {
 }
 
 /// The answer of `POST /sdk/identity/assert`.
-#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct IdentityAssertion {
     /// The compact ES256 JWS.
     pub token: String,
@@ -217,14 +217,14 @@ impl fmt::Debug for IdentityAssertion {
 }
 
 /// `GET /.well-known/alter-identity-jwks.json`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Jwks {
     /// The public keys.
     pub keys: Vec<Jwk>,
 }
 
 /// One EC P-256 public key.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Jwk {
     /// `EC`.
     pub kty: String,
@@ -245,7 +245,7 @@ pub struct Jwk {
 
 /// `PUT /admin/v1/apps/{app}/idp/sign-in`: the OAuth client the vault signs the app's users in
 /// with. Endpoints are discovered from the IdP's issuer unless both are given.
-#[derive(Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SignInRequest {
     /// The client id (one of the IdP's audiences).
@@ -277,7 +277,7 @@ impl fmt::Debug for SignInRequest {
 }
 
 /// The sign-in configuration as shown (never the secret).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct SignInInfo {
     /// The client id.
     pub client_id: String,

@@ -48,7 +48,7 @@ pub fn injectable_header(name: &str) -> bool {
 }
 
 /// The outgoing call a credential is asked for.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TokenTarget {
     /// Upper-case method.
@@ -58,7 +58,7 @@ pub struct TokenTarget {
 }
 
 /// `POST /sdk/token`.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TokenRequest {
     /// Direct mode.
@@ -102,7 +102,7 @@ impl fmt::Debug for TokenRequest {
 }
 
 /// One entry of `additional_injections`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AdditionalInjection {
     /// `header` or `query_param`.
@@ -114,7 +114,7 @@ pub struct AdditionalInjection {
 }
 
 /// The answer to `POST /sdk/token`, honouring every strict rule of §5.3.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct TokenResponse {
     /// The credential.
     pub access_token: String,
@@ -173,7 +173,7 @@ impl fmt::Debug for TokenResponse {
 }
 
 /// `POST /sdk/oauth/audit/api-call`: every key is always sent, values may be null.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ApiCallAudit {
     /// The grant used.
     pub grant_id: String,
@@ -213,7 +213,7 @@ pub struct ApiCallAudit {
 }
 
 /// `POST /sdk/grants/{id}/report-scope-mismatch`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ScopeMismatchReport {
     /// 403.
     #[serde(default)]

@@ -1,11 +1,14 @@
 //! JSON request bodies with Alter's rejections: a malformed body is a 422 `invalid_request`
-//! naming where it is wrong, and never echoes the values it was given (they may be secrets).
+//! naming where it is wrong, and never echoes the values it was given (they may be secrets). A
+//! struct is read only from an object, never from an array (see [`strict`]).
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
 use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
+
+mod strict;
 
 /// A JSON body of type `T`. An empty body reads as `{}`.
 #[derive(Debug)]
@@ -30,7 +33,7 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         bytes
     };
     let deserializer = &mut serde_json::Deserializer::from_slice(bytes);
-    serde_path_to_error::deserialize(deserializer).map_err(|e| {
+    serde_path_to_error::deserialize(strict::Strict(deserializer)).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
         let what = describe(&inner);
@@ -107,6 +110,26 @@ mod tests {
         assert!(message(r#"{"count":1,"extra":"x"}"#).contains("unknown field `extra`"));
         assert!(message(r#"{}"#).contains("missing field `count`"));
         assert_eq!(message("{"), "invalid JSON body: malformed JSON");
+        for not_an_object in ["[1, null]", " []", "null", "1", "\"x\""] {
+            assert!(
+                message(not_an_object).contains("expected struct Body"),
+                "{not_an_object}"
+            );
+        }
+        // Nor anywhere deeper.
+        let m = message(r#"{"count":1,"inner":[7]}"#);
+        assert_eq!(
+            m,
+            "invalid JSON body at `inner`: invalid type, expected struct Inner"
+        );
+        assert_eq!(
+            parse::<Body>(br#"{"count":1,"inner":{"value":7}}"#)
+                .unwrap()
+                .inner
+                .unwrap()
+                .value,
+            7
+        );
         assert!(
             parse::<Body>(b"")
                 .unwrap_err()

@@ -342,9 +342,9 @@ async fn set_secret_hosts(
     Ok(axum::Json(views::secret_info(&secret)))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct Confirm {
+pub(super) struct Confirm {
     confirm: String,
 }
 
@@ -361,9 +361,9 @@ async fn delete_secret(
     Ok(axum::Json(views::secret_info(&secret)))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct AgentPage {
+pub(super) struct AgentPage {
     #[serde(default)]
     include_revoked: Option<bool>,
     #[serde(default = "super::default_page_limit")]
@@ -439,9 +439,9 @@ async fn delete_agent(
     agents::answer(agent)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct GrantQuery {
+pub(super) struct GrantQuery {
     #[serde(default)]
     provider: Option<String>,
     #[serde(default)]

@@ -63,7 +63,7 @@ pub async fn create(
     ))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
     #[serde(default)]
@@ -137,7 +137,7 @@ pub async fn me(
     answer(state.vault.me(&caller).await)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateQuery {
     #[serde(default)]
@@ -243,7 +243,7 @@ async fn set_key_deprecated(
     Ok(axum::Json(views::agent_key(&key)))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ForceQuery {
     #[serde(default)]

@@ -69,7 +69,7 @@ fn approval_url(state: &AppState, app: AppId, id: ApprovalId) -> String {
     format!("{}/wallet/{app}/approvals/{id}", state.public_url)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 pub struct WaitQuery {
     #[serde(default)]
     wait: Option<String>,
@@ -173,7 +173,7 @@ fn info(approval: &Approval) -> ApprovalInfo {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
     #[serde(default)]

@@ -1,7 +1,8 @@
 //! The routes. `/sdk/*` is the wire protocol of the official client (every route behind the
 //! signed-request middleware); `/admin/v1/*` is the operator API (admin token);
 //! `/user/v1/apps/{app}/*` is the end-user API (the user's IdP JWT); `/healthz` and `/readyz`
-//! are for orchestrators; `/metrics` (admin token) for Prometheus.
+//! are for orchestrators; `/metrics` (admin token) for Prometheus; `/openapi.json` describes
+//! all of them but the browser pages.
 
 mod admin;
 mod agents;
@@ -12,6 +13,7 @@ mod grants;
 mod health;
 mod identity;
 pub(crate) mod keys;
+pub mod openapi;
 mod operators;
 pub(crate) mod policies;
 mod provider_specs;
@@ -184,6 +186,7 @@ pub fn router(state: AppState, base_path: &str) -> Router {
         .route("/assets/favicon.svg", get(crate::pages::favicon))
         .merge(crate::ui::router())
         .route("/readyz", get(health::ready))
+        .route("/openapi.json", get(openapi::serve(base_path)))
         .route("/metrics", get(crate::metrics::scrape))
         .route("/auth/callback", get(signin::callback))
         .route("/.well-known/alter-identity-jwks.json", get(identity::jwks))

@@ -69,7 +69,7 @@ async fn sign_in(state: &AppState, app: &str, token: &UserToken) -> ApiResult<Si
     Ok(SignedIn { app, user })
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Page {
     #[serde(default = "super::default_page_limit")]

@@ -21,6 +21,7 @@ mod managed_connect;
 mod metrics;
 mod oauth_client;
 mod oauth_peer;
+mod openapi;
 mod operators;
 mod policies;
 mod provider_specs;
