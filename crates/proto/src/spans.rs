@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 /// A batch of spans.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EmitSpansRequest {
     /// 1 to 50 spans.
@@ -15,7 +15,7 @@ pub struct EmitSpansRequest {
 }
 
 /// One span as the client sends it (absent optional fields are omitted).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SpanItem {
     /// 1 to 255 characters.
@@ -40,14 +40,14 @@ pub struct SpanItem {
 }
 
 /// The answer: how many spans were newly stored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct EmitSpansResponse {
     /// Spans stored by this batch (resent ones are not counted again).
     pub accepted: u64,
 }
 
 /// A stored span, as the operator's trace view shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct SpanView {
     /// The trace.
     pub trace_id: String,
@@ -74,7 +74,7 @@ pub struct SpanView {
 
 /// `GET /admin/v1/apps/{app}/traces/{trace_id}`: the vault's own records of a trace (audit
 /// events of calls that carried its `traceparent`) beside the caller's spans.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct TraceView {
     /// The trace.
     pub trace_id: String,

@@ -282,6 +282,9 @@ fn operations() -> Vec<Operation> {
         )
         .body::<token::ApiCallAudit>()
         .empty(204),
+        sdk("POST", "/sdk/spans", "Report the caller's trace spans")
+            .body::<alter_proto::spans::EmitSpansRequest>()
+            .ok::<alter_proto::spans::EmitSpansResponse>(200),
         sdk(
             "POST",
             "/sdk/grants/{id}/report-scope-mismatch",
@@ -537,6 +540,12 @@ fn operations() -> Vec<Operation> {
         )
         .body::<a::VerifyAuditRequest>()
         .ok::<a::ChainReportView>(200),
+        admin(
+            "GET",
+            "/admin/v1/apps/{app}/traces/{trace_id}",
+            "A trace's audit events and spans",
+        )
+        .ok::<alter_proto::spans::TraceView>(200),
         admin(
             "POST",
             "/admin/v1/apps/{app}/policies/rules",
