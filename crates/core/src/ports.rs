@@ -783,7 +783,8 @@ pub trait SpanStore: Send + Sync {
 #[async_trait]
 pub trait LeaseStore: Send + Sync {
     /// Takes `job`'s lease for `holder` until `until`, or renews it if `holder` has it: true.
-    /// False, changing nothing, while another holder's lease runs past `now`.
+    /// False, changing nothing, while another holder's lease runs past `now` — unless it runs
+    /// further past `until` than nodes' clocks may differ, which no node sets.
     async fn take_lease(
         &self,
         job: &str,

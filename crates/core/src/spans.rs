@@ -24,6 +24,9 @@ const MAX_ATTRIBUTES: usize = 64;
 /// Longest attribute name and value, in characters.
 const MAX_ATTRIBUTE_NAME: usize = 256;
 const MAX_ATTRIBUTE_VALUE: usize = 4096;
+/// Most bytes of one span's attributes, names and values together: a label, not a payload
+/// (and what a trace view of [`MAX_TRACE_ITEMS`] spans holds stays bounded).
+const MAX_ATTRIBUTE_BYTES: usize = 16 * 1024;
 /// Most events and spans one trace view shows.
 pub const MAX_TRACE_ITEMS: i64 = 1000;
 
@@ -159,6 +162,12 @@ fn span_of(item: SpanItem) -> std::result::Result<Checked, String> {
     if item.attributes.len() > MAX_ATTRIBUTES {
         return Err(format!("at most {MAX_ATTRIBUTES} attributes"));
     }
+    let bytes: usize = item.attributes.iter().map(|(n, v)| n.len() + v.len()).sum();
+    if bytes > MAX_ATTRIBUTE_BYTES {
+        return Err(format!(
+            "attributes must hold at most {MAX_ATTRIBUTE_BYTES} bytes in all"
+        ));
+    }
     for (name, value) in &item.attributes {
         text("an attribute name", name, MAX_ATTRIBUTE_NAME)?;
         if value.chars().count() > MAX_ATTRIBUTE_VALUE {
@@ -224,7 +233,7 @@ mod tests {
 
     #[test]
     fn bad_spans_are_refused_with_the_field_named() {
-        let cases: [(SpanItem, &str); 7] = [
+        let cases: [(SpanItem, &str); 8] = [
             (
                 SpanItem {
                     trace_id: String::new(),
@@ -273,6 +282,13 @@ mod tests {
                     ..item()
                 },
                 "attributes",
+            ),
+            (
+                SpanItem {
+                    attributes: (0..5).map(|i| (i.to_string(), "v".repeat(4000))).collect(),
+                    ..item()
+                },
+                "bytes",
             ),
         ];
         for (bad, named) in cases {

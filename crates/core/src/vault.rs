@@ -241,6 +241,13 @@ pub async fn open_keys(
         }
     }
     let unwrapped = unwrap_keys(store, holder).await?;
+    // This version of Alter only ever creates KEK version 1 (rotation re-wraps it, never adds
+    // one). A higher version was put there by someone else: with a key holder others can
+    // encrypt with (a shared Transit key), a database writer could plant a KEK they know and
+    // have new secrets sealed under it. Refuse to start rather than seal with it.
+    if let Some((stored, _)) = unwrapped.keks.iter().find(|(k, _)| k.version != 1) {
+        return Err(CryptoError::UnexpectedKekVersion(stored.version).into());
+    }
     let keks = unwrapped
         .keks
         .iter()

@@ -1,11 +1,12 @@
 //! The periodic audit checkpoint: every interval, one log line per app holding a signed head of
 //! its audit chain (the same JSON `alter audit checkpoint` prints). Logs shipped off the
-//! machine then hold checkpoints a database writer cannot reach. One node at a time logs them
-//! (the job's lease); a node taking the job over starts its own record of heads seen.
+//! machine then hold checkpoints a database writer cannot reach. Each node logs its own, on its
+//! own timer: nothing in the database can stop it.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
-use crate::JobTurn;
+use alter_core::Vault;
 use alter_core::ids::AppId;
 
 use crate::routes::audit::checkpoint_view;
@@ -13,14 +14,11 @@ use crate::routes::audit::checkpoint_view;
 /// Logs a checkpoint of every app's chain now and then every `every`. A head found behind the
 /// last one this node logged is not signed again (that would vouch for a cut log): it is
 /// reported as an error instead.
-pub(crate) async fn log_audit_checkpoints(turn: JobTurn) {
-    let vault = &turn.vault;
-    let mut tick = tokio::time::interval(turn.every);
+pub(crate) async fn log_audit_checkpoints(vault: Vault, every: Duration) {
+    let mut tick = tokio::time::interval(every);
     let mut logged: HashMap<AppId, i64> = HashMap::new();
     loop {
-        if !turn.mine(&mut tick).await {
-            continue;
-        }
+        tick.tick().await;
         let apps = match vault.list_apps().await {
             Ok(apps) => apps,
             Err(e) => {

@@ -6,6 +6,9 @@ use async_trait::async_trait;
 
 use crate::{SqlStore, db_error};
 
+/// How far apart nodes' clocks may be (as for nonces: `docs/deploy.md`).
+const MAX_CLOCK_SKEW_SECONDS: i64 = 60;
+
 #[async_trait]
 impl LeaseStore for SqlStore {
     async fn take_lease(
@@ -16,18 +19,23 @@ impl LeaseStore for SqlStore {
         until: Timestamp,
     ) -> StoreResult<bool> {
         // One statement: taking a free or run-out lease, or renewing one's own, is atomic on
-        // both engines, so two nodes asking at once never both hold it.
+        // both engines, so two nodes asking at once never both hold it. A lease running
+        // further ahead than any node sets one (its term plus the clock skew nodes may have)
+        // was not set by a node: it is taken too, so a row planted to run forever cannot stop
+        // a job.
         let taken = sqlx::query(
             "INSERT INTO job_leases (job, holder, expires_at) VALUES ($1, $2, $3) \
              ON CONFLICT (job) DO UPDATE SET holder = excluded.holder, \
                  expires_at = excluded.expires_at \
              WHERE job_leases.holder = excluded.holder OR job_leases.expires_at <= $4 \
+                 OR job_leases.expires_at > $5 \
              RETURNING holder",
         )
         .bind(job)
         .bind(holder)
         .bind(until.micros())
         .bind(now.micros())
+        .bind(until.plus_seconds(MAX_CLOCK_SKEW_SECONDS).micros())
         .fetch_optional(&self.write)
         .await
         .map_err(db_error)?;

@@ -253,7 +253,19 @@ async fn upgrading_keeps_agent_keys_and_their_derived_keys_agent_typed() {
             .collect::<Vec<_>>()
             .into();
         before.run(&raw).await.unwrap();
-        let app = new_app(&store, "a").await;
+        // Written as that schema holds it (the store of today writes columns it lacks).
+        let app = App {
+            id: AppId::new(),
+            name: "a".into(),
+            created_at: t(0),
+        };
+        sqlx::query("INSERT INTO apps (id, name, created_at) VALUES ($1, $2, $3)")
+            .bind(app.id.to_string())
+            .bind(&app.name)
+            .bind(app.created_at.micros())
+            .execute(&raw)
+            .await
+            .unwrap();
         let ak = insert_pre_0007_key(&raw, app.id, "ak", None, None).await;
         let agent_key = insert_pre_0007_key(&raw, app.id, "ak", Some(AgentId::new()), None).await;
         let rk = insert_pre_0007_key(&raw, app.id, "rk", None, None).await;

@@ -73,6 +73,12 @@ impl Transit {
         let bad = |why: String| TransitConfigError(why);
         let address = Url::parse(config.address.trim_end_matches('/'))
             .map_err(|e| bad(format!("address {:?}: {e}", config.address)))?;
+        let shown = || {
+            let mut shown = address.clone();
+            let _ = shown.set_username("");
+            let _ = shown.set_password(None);
+            shown.to_string()
+        };
         if !matches!(address.scheme(), "http" | "https")
             || address.host().is_none()
             || !address.username().is_empty()
@@ -81,7 +87,21 @@ impl Transit {
         {
             return Err(bad(format!(
                 "address {:?} must be http(s)://host[:port] without credentials or query",
-                config.address
+                shown()
+            )));
+        }
+        // The token and every wrapped key cross this connection: in the clear only on this
+        // machine.
+        let loopback = match address.host() {
+            Some(url::Host::Domain(name)) => name == "localhost",
+            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+            None => false,
+        };
+        if address.scheme() == "http" && !loopback {
+            return Err(bad(format!(
+                "address {:?} must use https (plain http only to a loopback address)",
+                shown()
             )));
         }
         let segment_ok = |s: &str, slash: bool| {
@@ -303,12 +323,14 @@ mod tests {
             ("http://user:pw@h", "transit", "k"),
             ("not a url", "transit", "k"),
             ("http://h", "../sys", "k"),
+            ("http://vault.example.com:8200", "transit", "k"),
             ("http://h", "", "k"),
             ("http://h", "transit", "a/b"),
             ("http://h", "transit", ""),
         ] {
             let e = Transit::new(&config(address, mount, key, "s.SECRET")).unwrap_err();
             assert!(!e.to_string().contains("SECRET"), "{e}");
+            assert!(!e.to_string().contains("pw"), "{e}");
         }
         assert!(Transit::new(&config("http://h", "transit", "k", " ")).is_err());
     }

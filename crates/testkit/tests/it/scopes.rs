@@ -128,6 +128,9 @@ fn body_for(path: &str) -> Vec<u8> {
             "response_status": 200, "response_headers": {}, "response_body": null,
             "latency_ms": 1, "reason": null, "token_generation": null,
         }),
+        "/sdk/spans" => serde_json::json!({
+            "spans": [{"trace_id": "t", "name": "n", "start_time": "2026-12-07T10:00:00Z", "attributes": {}}],
+        }),
         _ => serde_json::json!({}),
     };
     body.to_string().into_bytes()
