@@ -263,6 +263,11 @@ impl TestServer {
             .map(drop)
     }
 
+    /// The server's master key (for tests that play someone holding it).
+    pub fn master_key(&self) -> &MasterKey {
+        &self.master_key
+    }
+
     /// The running node's domain services (for operations no route reaches yet).
     pub fn vault(&self) -> &alter_core::vault::Vault {
         self.vault.as_ref().expect("the server is running")

@@ -155,6 +155,39 @@ async fn a_wrong_master_key_stops_start_up_with_a_clear_message() {
     .await;
 }
 
+/// A KEK version Alter never creates (only version 1 exists; rotation re-wraps it) stops
+/// start-up, even wrapped by the right key holder: someone able to wrap with a shared Transit
+/// key and write the database must not get new secrets sealed under a KEK they know.
+#[tokio::test]
+async fn a_planted_kek_version_stops_start_up() {
+    on_every_engine(|engine| async move {
+        let server = TestServer::start(engine).await;
+        let material = alter_crypto::Kek::new_material().unwrap();
+        let wrapped = server
+            .master_key()
+            .wrap(&alter_crypto::Kek::context(2), material.as_slice())
+            .unwrap();
+        let sql = "INSERT INTO keks (version, wrapped, created_at) VALUES (2, $1, 0)";
+        let hex_wrapped: String = wrapped.iter().map(|b| format!("{b:02x}")).collect();
+        let insert = match engine {
+            Engine::Sqlite => sql.replace("$1", &format!("X'{hex_wrapped}'")),
+            Engine::Postgres => sql.replace("$1", &format!("decode('{hex_wrapped}', 'hex')")),
+        };
+        assert_eq!(server.database().execute(&insert, &[]).await.unwrap(), 1);
+        let key = MasterKey::from_encoded(alter_crypto::ExposeSecret::expose_secret(
+            &server.master_key().encode(),
+        ))
+        .unwrap();
+        let e = server.start_with_master_key(key).await.unwrap_err();
+        assert!(
+            e.to_string().contains("key-encryption key version 2"),
+            "{e}"
+        );
+        server.stop().await;
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn data_survives_a_restart() {
     on_every_engine(|engine| async move {
