@@ -463,9 +463,51 @@ fn attenuate(held: &ScopeSet, constraints: Option<&[String]>) -> Result<ScopeSet
     Ok(wanted)
 }
 
+/// Bounds of `X-Alter-Context`.
+const MAX_CONTEXT_LEN: usize = 4096;
+const MAX_CONTEXT_KEYS: usize = 20;
+const MAX_CONTEXT_KEY_LEN: usize = 64;
+const MAX_CONTEXT_VALUE_LEN: usize = 512;
+
+/// `X-Alter-Context`: a compact JSON object of strings, bounded.
+pub fn decode_context(text: &str) -> Result<BTreeMap<String, String>> {
+    let invalid = |why: &str| Error::Invalid(format!("X-Alter-Context: {why}"));
+    if text.len() > MAX_CONTEXT_LEN {
+        return Err(invalid("at most 4096 characters"));
+    }
+    let map: BTreeMap<String, String> =
+        serde_json::from_str(text).map_err(|_| invalid("must be a JSON object of strings"))?;
+    if map.len() > MAX_CONTEXT_KEYS {
+        return Err(invalid("at most 20 keys"));
+    }
+    if map.iter().any(|(k, v)| {
+        k.is_empty() || k.len() > MAX_CONTEXT_KEY_LEN || v.len() > MAX_CONTEXT_VALUE_LEN
+    }) {
+        return Err(invalid("keys are 1-64 bytes and values at most 512 bytes"));
+    }
+    Ok(map)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn context_limits() {
+        assert_eq!(
+            decode_context(r#"{"run_id":"r1"}"#)
+                .unwrap()
+                .get("run_id")
+                .unwrap(),
+            "r1"
+        );
+        assert!(decode_context(r#"{"run_id":1}"#).is_err());
+        assert!(decode_context("[]").is_err());
+        let many: BTreeMap<String, String> = (0..21)
+            .map(|i| (format!("k{i}"), "v".to_string()))
+            .collect();
+        assert!(decode_context(&serde_json::to_string(&many).unwrap()).is_err());
+    }
 
     fn set(texts: &[&str]) -> ScopeSet {
         ScopeSet::parse(texts).unwrap()

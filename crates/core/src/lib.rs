@@ -37,7 +37,7 @@ pub mod spans;
 pub mod subject;
 pub mod time;
 pub mod user_secrets;
-mod validate;
+pub mod validate;
 pub mod vault;
 pub mod wallet;
 

@@ -8,12 +8,11 @@
 //! The admitted [`Caller`] travels to the handler, whose [`Authed`] extractor checks the scope
 //! the route needs.
 
-use std::collections::BTreeMap;
 use std::marker::PhantomData;
 use std::net::SocketAddr;
 
 use alter_core::agents::AgentStatus;
-use alter_core::caller::{Caller, NonceTiming, PendingNonce, RequestFacts};
+use alter_core::caller::{Caller, NonceTiming, PendingNonce, RequestFacts, decode_context};
 use alter_core::error::Error;
 use alter_core::request_rule::RequestRule;
 use alter_core::scope::{Scope, UnknownScope};
@@ -25,19 +24,9 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 use crate::error::ApiError;
 use crate::state::AppState;
-
-/// Bounds of `X-Alter-Context`.
-const MAX_CONTEXT_LEN: usize = 4096;
-const MAX_CONTEXT_KEYS: usize = 20;
-const MAX_CONTEXT_KEY_LEN: usize = 64;
-const MAX_CONTEXT_VALUE_LEN: usize = 512;
-/// Largest `X-Alter-Request-Rule` header.
-const MAX_RULE_HEADER_LEN: usize = 4096;
 
 /// Middleware in front of every route: reads the whole body (up to the limit, within the body
 /// deadline) before anything answers. An answer given before the body was read would leave it
@@ -236,7 +225,10 @@ fn request_facts(parts: &Parts, input: &SigningInput<'_>) -> Result<RequestFacts
         scope_constraints: input
             .scope_constraints
             .map(|c| c.split(',').map(|s| s.trim().to_owned()).collect()),
-        request_rule: input.request_rule.map(decode_rule).transpose()?,
+        request_rule: input
+            .request_rule
+            .map(RequestRule::from_header)
+            .transpose()?,
         caller: non_empty(input.caller),
         caller_type: non_empty(input.caller_type),
         context: non_empty(input.actor_context)
@@ -267,50 +259,6 @@ fn trace_id_of(traceparent: &str) -> Option<String> {
 /// A header as text; `None` if absent or not visible ASCII.
 fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
-}
-
-/// `X-Alter-Context`: a compact JSON object of strings, bounded.
-fn decode_context(text: &str) -> Result<BTreeMap<String, String>, Error> {
-    let invalid = |why: &str| Error::Invalid(format!("X-Alter-Context: {why}"));
-    if text.len() > MAX_CONTEXT_LEN {
-        return Err(invalid("at most 4096 characters"));
-    }
-    let map: BTreeMap<String, String> =
-        serde_json::from_str(text).map_err(|_| invalid("must be a JSON object of strings"))?;
-    if map.len() > MAX_CONTEXT_KEYS {
-        return Err(invalid("at most 20 keys"));
-    }
-    if map.iter().any(|(k, v)| {
-        k.is_empty() || k.len() > MAX_CONTEXT_KEY_LEN || v.len() > MAX_CONTEXT_VALUE_LEN
-    }) {
-        return Err(invalid("keys are 1-64 bytes and values at most 512 bytes"));
-    }
-    Ok(map)
-}
-
-/// `X-Alter-Request-Rule`: base64url (no padding) of `{"rule_type": str, "rule_body": {…}}`.
-fn decode_rule(header: &str) -> Result<RequestRule, Error> {
-    let invalid = |why: &str| Error::InvalidAttenuation(format!("X-Alter-Request-Rule: {why}"));
-    if header.len() > MAX_RULE_HEADER_LEN {
-        return Err(invalid("at most 4096 characters"));
-    }
-    let bytes = URL_SAFE_NO_PAD
-        .decode(header.trim_end_matches('='))
-        .map_err(|_| invalid("not base64url"))?;
-    let value: serde_json::Value =
-        serde_json::from_slice(&bytes).map_err(|_| invalid("not JSON"))?;
-    let object = value.as_object().ok_or_else(|| invalid("not an object"))?;
-    if object.len() != 2 {
-        return Err(invalid("must hold exactly rule_type and rule_body"));
-    }
-    match (object.get("rule_type"), object.get("rule_body")) {
-        (Some(serde_json::Value::String(rule_type)), Some(serde_json::Value::Object(body))) => {
-            Ok(RequestRule::parse(rule_type, body.clone()))
-        }
-        _ => Err(invalid(
-            "rule_type must be a string and rule_body an object",
-        )),
-    }
 }
 
 /// What a route asks of its caller, as a type: see [`need`].
@@ -448,39 +396,6 @@ impl FromRequestParts<AppState> for Operator {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn context_limits() {
-        assert_eq!(
-            decode_context(r#"{"run_id":"r1"}"#)
-                .unwrap()
-                .get("run_id")
-                .unwrap(),
-            "r1"
-        );
-        assert!(decode_context(r#"{"run_id":1}"#).is_err());
-        assert!(decode_context("[]").is_err());
-        let many: BTreeMap<String, String> = (0..21)
-            .map(|i| (format!("k{i}"), "v".to_string()))
-            .collect();
-        assert!(decode_context(&serde_json::to_string(&many).unwrap()).is_err());
-    }
-
-    #[test]
-    fn request_rules_decode_strictly() {
-        let rule = decode_rule("eyJydWxlX3R5cGUiOiJqc29uX21hdGNoIiwicnVsZV9ib2R5Ijp7IndoZW4iOnsibWV0aG9kIjoiUE9TVCJ9LCJlZmZlY3QiOiJkZW55In19").unwrap();
-        assert!(matches!(rule, RequestRule::JsonMatch { denies: true, .. }));
-        for bad in [
-            "!!!",
-            &URL_SAFE_NO_PAD.encode("[]"),
-            &URL_SAFE_NO_PAD.encode(r#"{"rule_type":"x"}"#),
-            &URL_SAFE_NO_PAD.encode(r#"{"rule_type":"x","rule_body":{},"extra":1}"#),
-            &URL_SAFE_NO_PAD.encode(r#"{"rule_type":1,"rule_body":{}}"#),
-            &"a".repeat(4097),
-        ] {
-            assert!(decode_rule(bad).is_err(), "{bad}");
-        }
-    }
 
     #[test]
     fn scope_markers_parse() {
