@@ -2274,10 +2274,23 @@ fn sqlite_server(dir: &Path) -> (Operator, std::path::PathBuf) {
     let (token, config) = server_config(dir, &url);
     let running = server(&config, &[]);
     let addr = running.base_url();
+    let api_key = app_with_key(&addr, &token, "backed-up");
+    let operator = Operator {
+        server: running,
+        addr,
+        token,
+        api_key,
+        log: dir.join("unused.log"),
+    };
+    (operator, config)
+}
+
+/// Creates an app named `name` through the server at `addr` and mints a key of it; the key.
+fn app_with_key(addr: &str, token: &str, name: &str) -> String {
     let app = stdout_json(&alter(
-        &["app", "create", "--name", "backed-up", "--json"],
-        &addr,
-        &token,
+        &["app", "create", "--name", name, "--json"],
+        addr,
+        token,
     ));
     let minted = stdout_json(&alter(
         &[
@@ -2287,17 +2300,26 @@ fn sqlite_server(dir: &Path) -> (Operator, std::path::PathBuf) {
             app["id"].as_str().unwrap(),
             "--json",
         ],
-        &addr,
-        &token,
-    ));
-    let operator = Operator {
-        server: running,
         addr,
         token,
-        api_key: minted["api_key"].as_str().unwrap().to_owned(),
-        log: dir.join("unused.log"),
-    };
-    (operator, config)
+    ));
+    minted["api_key"].as_str().unwrap().to_owned()
+}
+
+/// Checks the audit chain verifies; the ids of the `credential.released` events of the only
+/// app.
+fn verified_release_ids(op: &Operator) -> std::collections::HashSet<String> {
+    let verify = stdout(&op.run(&["audit", "verify"]));
+    assert!(verify.starts_with("ok: "), "{verify}");
+    stdout(&op.run(&["audit", "export", "--action", "credential.released"]))
+        .lines()
+        .map(|line| {
+            serde_json::from_str::<Value>(line).unwrap()["event"]["id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect()
 }
 
 /// The number of `credential.released` events of the only app.

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use alter_store::scratch::ScratchDatabase;
 use serde_json::{Value, json};
 
-use super::{ALTER, Operator, Running, Signed, alter, server_config, stdout, stdout_json};
+use super::{ALTER, Operator, Running, Signed, app_with_key, server_config, stdout, stdout_json};
 
 /// Nodes of one vault on one PostgreSQL schema, each an [`Operator`] sharing the admin token
 /// and an app key.
@@ -51,23 +51,7 @@ impl Cluster {
             started: 0,
         };
         let first = cluster.spawn();
-        let app = stdout_json(&alter(
-            &["app", "create", "--name", "clustered", "--json"],
-            &first.0.base_url(),
-            &cluster.token,
-        ));
-        let minted = stdout_json(&alter(
-            &[
-                "key",
-                "mint",
-                "--app",
-                app["id"].as_str().unwrap(),
-                "--json",
-            ],
-            &first.0.base_url(),
-            &cluster.token,
-        ));
-        cluster.api_key = minted["api_key"].as_str().unwrap().to_owned();
+        cluster.api_key = app_with_key(&first.0.base_url(), &cluster.token, "clustered");
         let first = cluster.operator(first);
         cluster.nodes.push(first);
         for _ in 1..n {
@@ -553,19 +537,7 @@ fn nodes_killed_under_load_lose_no_committed_write() {
         cluster.restart(victim);
     }
     let released = released.into_inner().unwrap();
-    let op = &cluster.nodes[0];
-    let verify = stdout(&op.run(&["audit", "verify"]));
-    assert!(verify.starts_with("ok: "), "{verify}");
-    let exported = stdout(&op.run(&["audit", "export", "--action", "credential.released"]));
-    let audited: std::collections::HashSet<String> = exported
-        .lines()
-        .map(|line| {
-            serde_json::from_str::<Value>(line).unwrap()["event"]["id"]
-                .as_str()
-                .unwrap()
-                .to_owned()
-        })
-        .collect();
+    let audited = super::verified_release_ids(&cluster.nodes[0]);
     let missing = released.iter().filter(|id| !audited.contains(*id)).count();
     assert_eq!(
         missing,

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use super::{Operator, Signed, alter, server, server_config, stdout, stdout_json};
+use super::{Operator, Signed, app_with_key, server, server_config};
 
 /// A PostgreSQL server of the test's own (a fresh cluster in a temporary directory, run as the
 /// `postgres` user when the test runs as root), stopped and started under load without
@@ -144,27 +144,12 @@ fn serving(dir: &Path, database_url: &str, value: &str) -> (Operator, String) {
     std::fs::write(&config, text).unwrap();
     let running = server(&config, &[]);
     let addr = running.base_url();
-    let app = stdout_json(&alter(
-        &["app", "create", "--name", "faulty", "--json"],
-        &addr,
-        &token,
-    ));
-    let minted = stdout_json(&alter(
-        &[
-            "key",
-            "mint",
-            "--app",
-            app["id"].as_str().unwrap(),
-            "--json",
-        ],
-        &addr,
-        &token,
-    ));
+    let api_key = app_with_key(&addr, &token, "faulty");
     let op = Operator {
         server: running,
         addr,
         token,
-        api_key: minted["api_key"].as_str().unwrap().to_owned(),
+        api_key,
         log: dir.join("unused.log"),
     };
     let secret = op.create_bearer_secret("faulty", value);
@@ -243,18 +228,7 @@ fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
 
 /// The audit chain verifies and holds every release answered.
 fn every_answered_release_audited(op: &Operator, answers: &[Answer]) {
-    let verify = stdout(&op.run(&["audit", "verify"]));
-    assert!(verify.starts_with("ok: "), "{verify}");
-    let exported = stdout(&op.run(&["audit", "export", "--action", "credential.released"]));
-    let audited: std::collections::HashSet<String> = exported
-        .lines()
-        .map(|line| {
-            serde_json::from_str::<Value>(line).unwrap()["event"]["id"]
-                .as_str()
-                .unwrap()
-                .to_owned()
-        })
-        .collect();
+    let audited = super::verified_release_ids(op);
     for id in answers.iter().filter_map(|a| a.released.as_ref()) {
         assert!(
             audited.contains(id),
