@@ -66,28 +66,19 @@ impl Vault {
             format!("spans must hold 1 to {MAX_SPANS_PER_BATCH} items")
         })?;
         let now = self.now();
-        let expires_at = now.plus_seconds(SPAN_RETENTION_DAYS * 24 * 3600);
+        let stamp = Stamp {
+            app_id: caller.app_id,
+            key_id: caller.key_id,
+            agent_id: caller.agent_id(),
+            received_at: now,
+            expires_at: now.plus_seconds(SPAN_RETENTION_DAYS * 24 * 3600),
+        };
         let spans = items
             .into_iter()
             .enumerate()
             .map(|(i, item)| {
-                span_of(item).map_err(|why| crate::Error::Invalid(format!("spans[{i}]: {why}")))
-            })
-            .map(|checked| {
-                checked.map(|c| Span {
-                    app_id: caller.app_id,
-                    trace_id: c.trace_id,
-                    span_id: c.span_id,
-                    parent_span_id: c.parent_span_id,
-                    name: c.name,
-                    start_time: c.start_time,
-                    end_time: c.end_time,
-                    attributes: c.attributes,
-                    key_id: caller.key_id,
-                    agent_id: caller.agent_id(),
-                    received_at: now,
-                    expires_at,
-                })
+                span_of(item, &stamp)
+                    .map_err(|why| crate::Error::Invalid(format!("spans[{i}]: {why}")))
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(self.store().insert_spans(&spans).await?)
@@ -119,18 +110,17 @@ impl Vault {
     }
 }
 
-/// A span's own fields, checked.
-struct Checked {
-    trace_id: String,
-    span_id: String,
-    parent_span_id: Option<String>,
-    name: String,
-    start_time: Timestamp,
-    end_time: Option<Timestamp>,
-    attributes: BTreeMap<String, String>,
+/// What the vault adds to each span of a batch: whose it is and when it was received.
+struct Stamp {
+    app_id: AppId,
+    key_id: KeyId,
+    agent_id: Option<AgentId>,
+    received_at: Timestamp,
+    expires_at: Timestamp,
 }
 
-fn span_of(item: SpanItem) -> std::result::Result<Checked, String> {
+/// The span `item` describes, checked, with the batch's `stamp`.
+fn span_of(item: SpanItem, stamp: &Stamp) -> std::result::Result<Span, String> {
     let text = |field: &str, value: &str, max: usize| {
         let chars = value.chars().count();
         if chars == 0 || chars > max {
@@ -181,7 +171,8 @@ fn span_of(item: SpanItem) -> std::result::Result<Checked, String> {
         // A span without an id of its own cannot be resent: a fresh one is made.
         None => crate::ids::EventId::new().to_string().replace('-', "")[16..].to_owned(),
     };
-    Ok(Checked {
+    Ok(Span {
+        app_id: stamp.app_id,
         trace_id: item.trace_id,
         span_id,
         parent_span_id: item.parent_span_id,
@@ -189,6 +180,10 @@ fn span_of(item: SpanItem) -> std::result::Result<Checked, String> {
         start_time,
         end_time,
         attributes: item.attributes,
+        key_id: stamp.key_id,
+        agent_id: stamp.agent_id,
+        received_at: stamp.received_at,
+        expires_at: stamp.expires_at,
     })
 }
 
@@ -200,6 +195,16 @@ fn parse_time(text: &str) -> Option<Timestamp> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn stamp() -> Stamp {
+        Stamp {
+            app_id: AppId::new(),
+            key_id: KeyId::new(),
+            agent_id: None,
+            received_at: Timestamp::from_unix_seconds(0),
+            expires_at: Timestamp::from_unix_seconds(1),
+        }
+    }
 
     fn item() -> SpanItem {
         SpanItem {
@@ -215,18 +220,24 @@ mod tests {
 
     #[test]
     fn a_well_formed_span_is_taken_and_naive_times_are_utc() {
-        let checked = span_of(item()).unwrap();
+        let checked = span_of(item(), &stamp()).unwrap();
         assert_eq!(checked.span_id, "00f067aa0ba902b7");
-        let naive = span_of(SpanItem {
-            start_time: "2026-12-07T10:00:00".into(),
-            ..item()
-        })
+        let naive = span_of(
+            SpanItem {
+                start_time: "2026-12-07T10:00:00".into(),
+                ..item()
+            },
+            &stamp(),
+        )
         .unwrap();
         assert_eq!(naive.start_time, checked.start_time);
-        let fresh = span_of(SpanItem {
-            span_id: None,
-            ..item()
-        })
+        let fresh = span_of(
+            SpanItem {
+                span_id: None,
+                ..item()
+            },
+            &stamp(),
+        )
         .unwrap();
         assert_eq!(fresh.span_id.len(), 16);
     }
@@ -292,7 +303,7 @@ mod tests {
             ),
         ];
         for (bad, named) in cases {
-            let why = span_of(bad).err().unwrap();
+            let why = span_of(bad, &stamp()).err().unwrap();
             assert!(why.contains(named), "{why}");
         }
     }

@@ -70,7 +70,7 @@ impl OwnPostgres {
     }
 
     /// Runs one of the server's programs as the user owning the cluster.
-    fn run(&self, program: &str, args: &[&str]) {
+    fn command(&self, program: &str, args: &[&str]) -> Command {
         let program = self.bin.join(program);
         let mut command = if is_root() {
             let mut c = Command::new("runuser");
@@ -79,7 +79,12 @@ impl OwnPostgres {
         } else {
             Command::new(program)
         };
-        let output = command.args(args).output().unwrap();
+        command.args(args);
+        command
+    }
+
+    fn run(&self, program: &str, args: &[&str]) {
+        let output = self.command(program, args).output().unwrap();
         assert!(
             output.status.success(),
             "{}",
@@ -117,13 +122,9 @@ impl OwnPostgres {
 
 impl Drop for OwnPostgres {
     fn drop(&mut self) {
-        let _ = Command::new(self.bin.join("pg_ctl"))
-            .args(["stop", "-m", "immediate", "-D", &self.data()])
-            .output();
-        let _ = Command::new("runuser")
-            .args(["-u", "postgres", "--"])
-            .arg(self.bin.join("pg_ctl"))
-            .args(["stop", "-m", "immediate", "-D", &self.data()])
+        let data = self.data();
+        let _ = self
+            .command("pg_ctl", &["stop", "-m", "immediate", "-D", &data])
             .output();
     }
 }
@@ -209,12 +210,11 @@ fn load(
     });
 }
 
-fn released(answers: &Mutex<Vec<Answer>>) -> usize {
-    answers
-        .lock()
-        .unwrap()
+/// How many answers from the `from`-th on were releases (`released`) or refusals.
+fn counted(answers: &Mutex<Vec<Answer>>, from: usize, released: bool) -> usize {
+    answers.lock().unwrap()[from..]
         .iter()
-        .filter(|a| a.released.is_some())
+        .filter(|a| a.released.is_some() == released)
         .count()
 }
 
@@ -250,7 +250,9 @@ fn a_postgres_restart_fails_calls_closed_and_they_recover() {
     let answers = Mutex::new(Vec::new());
     let (down, up) = std::thread::scope(|scope| {
         scope.spawn(|| load(&op, &grant, &value, 4, &stop, &answers));
-        wait_for("releases before the restart", || released(&answers) >= 100);
+        wait_for("releases before the restart", || {
+            counted(&answers, 0, true) >= 100
+        });
         pg.stop_immediate();
         let down = Instant::now();
         std::thread::sleep(Duration::from_secs(3));
@@ -258,11 +260,7 @@ fn a_postgres_restart_fails_calls_closed_and_they_recover() {
         pg.start_again();
         let answered = answers.lock().unwrap().len();
         wait_for("releases after the restart", || {
-            answers.lock().unwrap()[answered..]
-                .iter()
-                .filter(|a| a.released.is_some())
-                .count()
-                >= 50
+            counted(&answers, answered, true) >= 50
         });
         stop.store(true, Ordering::Relaxed);
         (down, up)
@@ -348,26 +346,16 @@ fn a_full_disk_fails_sqlite_calls_closed_and_they_recover() {
     std::thread::scope(|scope| {
         scope.spawn(|| load(&op, &grant, &value, 2, &stop, &answers));
         wait_for("releases before the disk fills", || {
-            released(&answers) >= 50
+            counted(&answers, 0, true) >= 50
         });
         fill(&filler);
-        let refused = || {
-            answers
-                .lock()
-                .unwrap()
-                .iter()
-                .filter(|a| a.released.is_none())
-                .count()
-        };
-        wait_for("refusals on the full disk", || refused() >= 20);
+        wait_for("refusals on the full disk", || {
+            counted(&answers, 0, false) >= 20
+        });
         std::fs::remove_file(&filler).unwrap();
         let answered = answers.lock().unwrap().len();
         wait_for("releases once space returned", || {
-            answers.lock().unwrap()[answered..]
-                .iter()
-                .filter(|a| a.released.is_some())
-                .count()
-                >= 50
+            counted(&answers, answered, true) >= 50
         });
         stop.store(true, Ordering::Relaxed);
     });
