@@ -17,6 +17,8 @@ mod cluster;
 mod faults;
 #[path = "cli/keys.rs"]
 mod keys;
+#[path = "cli/telemetry.rs"]
+mod telemetry;
 
 const ALTER: &str = env!("CARGO_BIN_EXE_alter");
 
