@@ -203,6 +203,11 @@ impl Vault {
         *self.keyring.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(keyring);
     }
 
+    /// The KEK version this node seals new values under.
+    pub fn kek_version(&self) -> u32 {
+        self.keyring().current_version()
+    }
+
     /// The KEK version a value met lacked, if this node met one since its keyring loaded.
     pub fn keyring_missing_version(&self) -> Option<u32> {
         self.keyring().missing_version()
