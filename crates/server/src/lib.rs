@@ -614,25 +614,39 @@ async fn rewrap_data_keys(turn: JobTurn) {
 }
 
 /// Loads a new KEK version every [`alter_core::kek_versions::KEYRING_REFRESH`], and within a
-/// quarter second of meeting a value sealed under a version this node lacks.
+/// second of meeting a value sealed under a version this node lacks. After a failure (a key
+/// holder that no longer opens the keys) it waits a whole interval before trying again.
 async fn refresh_keyring(vault: Vault) {
-    let mut tick = tokio::time::interval(Duration::from_millis(250));
     let every = alter_core::kek_versions::KEYRING_REFRESH;
+    let soon = Duration::from_secs(1);
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
     let mut last = tokio::time::Instant::now();
+    let mut failing = false;
     loop {
         tick.tick().await;
-        if vault.keyring_missing_version().is_none() && last.elapsed() < every {
+        let wanted = vault.keyring_missing_version().is_some() && !failing;
+        if !(wanted && last.elapsed() >= soon || last.elapsed() >= every) {
             continue;
         }
         last = tokio::time::Instant::now();
         match vault.refresh_keyring().await {
-            Ok(true) => tracing::info!("loaded a new key-encryption key version"),
-            Ok(false) => {}
-            Err(e) => tracing::error!(
-                error = %e,
-                "loading the key-encryption keys failed: values sealed under a new version \
-                 cannot be opened on this node (is it running with the current key holder?)"
-            ),
+            Ok(loaded) => {
+                if loaded {
+                    tracing::info!(
+                        version = vault.kek_version(),
+                        "loaded a new key-encryption key version"
+                    );
+                }
+                failing = false;
+            }
+            Err(e) => {
+                tracing::error!(
+                    error = %e,
+                    "loading the key-encryption keys failed: values sealed under a new version \
+                     cannot be opened on this node (is it running with the current key holder?)"
+                );
+                failing = true;
+            }
         }
     }
 }
