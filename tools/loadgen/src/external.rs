@@ -121,7 +121,10 @@ impl AlterProcess {
             Engine::Postgres => {
                 let base = pg_server()?;
                 let name = format!("alter_bench_{tag}_{}", std::process::id());
-                psql(&format!("{base}postgres"), &format!("CREATE DATABASE {name}"))?;
+                psql(
+                    &format!("{base}postgres"),
+                    &format!("CREATE DATABASE {name}"),
+                )?;
                 (format!("{base}{name}"), Some((base, name)))
             }
         };
@@ -218,7 +221,11 @@ impl AlterProcess {
         Ok((field("VmRSS:")?, field("VmHWM:")?))
     }
 
-    async fn admin(&self, path: &str, body: serde_json::Value) -> Result<serde_json::Value, BoxError> {
+    async fn admin(
+        &self,
+        path: &str,
+        body: serde_json::Value,
+    ) -> Result<serde_json::Value, BoxError> {
         let response = self
             .http
             .post(format!("{}/admin/v1{path}", self.base_url))
@@ -236,7 +243,9 @@ impl AlterProcess {
 
     /// Creates an app with a full-scope key, a bearer secret and a system grant of it.
     pub async fn add_app(&self, name: &str) -> Result<BenchApp, BoxError> {
-        let app = self.admin("/apps", serde_json::json!({ "name": name })).await?;
+        let app = self
+            .admin("/apps", serde_json::json!({ "name": name }))
+            .await?;
         let app_id = app["id"].as_str().ok_or("no app id")?.to_owned();
         let key = self
             .admin(&format!("/apps/{app_id}/keys"), serde_json::json!({}))
@@ -307,7 +316,9 @@ pub fn pg_counters(url: &str) -> Result<std::collections::BTreeMap<String, f64>,
         UNION ALL SELECT 'request_nonces', count(*)::float8 FROM request_nonces \
         UNION ALL SELECT 'grants_upd', coalesce(sum(n_tup_upd), 0)::float8 FROM pg_stat_user_tables WHERE relname = 'grants' \
         UNION ALL SELECT 'audit_heads_upd', coalesce(sum(n_tup_upd), 0)::float8 FROM pg_stat_user_tables WHERE relname = 'audit_heads'";
-    let out = Command::new("psql").args(["-At", url, "-c", sql]).output()?;
+    let out = Command::new("psql")
+        .args(["-At", url, "-c", sql])
+        .output()?;
     if !out.status.success() {
         return Err(format!("psql: {}", String::from_utf8_lossy(&out.stderr)).into());
     }
@@ -328,12 +339,19 @@ pub fn pg_sizes(url: &str) -> Result<String, BoxError> {
         CASE WHEN c.reltuples > 0 THEN round(pg_total_relation_size(c.oid) / c.reltuples) END \
         FROM pg_class c WHERE c.relname IN ('grants', 'audit_events', 'request_nonces') ORDER BY 1";
     let analyze = Command::new("psql")
-        .args(["-q", url, "-c", "ANALYZE grants, audit_events, request_nonces"])
+        .args([
+            "-q",
+            url,
+            "-c",
+            "ANALYZE grants, audit_events, request_nonces",
+        ])
         .status()?;
     if !analyze.success() {
         return Err("psql ANALYZE failed".into());
     }
-    let out = Command::new("psql").args(["-At", url, "-c", sql]).output()?;
+    let out = Command::new("psql")
+        .args(["-At", url, "-c", sql])
+        .output()?;
     if !out.status.success() {
         return Err(format!("psql: {}", String::from_utf8_lossy(&out.stderr)).into());
     }

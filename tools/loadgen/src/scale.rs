@@ -19,7 +19,9 @@ use alter_sdk::{App, ListGrants};
 
 use crate::Engine;
 use crate::drive::{Call, Target, Work, http_client, measure, measure_spread};
-use crate::external::{AlterProcess, BenchApp, BoxError, default_alter_binary, pg_counters, pg_sizes};
+use crate::external::{
+    AlterProcess, BenchApp, BoxError, default_alter_binary, pg_counters, pg_sizes,
+};
 use crate::stats::ms;
 use crate::vs_openbao::{cpu_of, engine_name, load_average, postgres_cpu};
 
@@ -77,7 +79,11 @@ async fn rss_steps(alter: &mut AlterProcess, args: &RssArgs) -> Result<(), BoxEr
             store
                 .seed_system_grants(app.app_id, app.secret_id, target - have, SystemClock.now())
                 .await?;
-            eprintln!("seeded {} grants in {:.1} s", target - have, t.elapsed().as_secs_f64());
+            eprintln!(
+                "seeded {} grants in {:.1} s",
+                target - have,
+                t.elapsed().as_secs_f64()
+            );
             have = target;
         }
         alter.restart().await?;
@@ -85,7 +91,12 @@ async fn rss_steps(alter: &mut AlterProcess, args: &RssArgs) -> Result<(), BoxEr
         warm(alter, &app, have).await?;
         let (rss, hwm) = alter.memory_kib()?;
         let mib = |k: u64| format!("{:.1}", k as f64 / 1024.0);
-        println!("| {have} | {} | {} | {} |", mib(rss), mib(hwm), mib(start_rss));
+        println!(
+            "| {have} | {} | {} | {} |",
+            mib(rss),
+            mib(hwm),
+            mib(start_rss)
+        );
     }
     store.close().await;
     if matches!(args.engine, Engine::Postgres) {
@@ -103,7 +114,9 @@ async fn warm(alter: &AlterProcess, app: &BenchApp, grants: usize) -> Result<(),
     let step = (total / 200).max(1);
     let mut offset = 0;
     while offset < total {
-        let page = sdk.list_grants(ListGrants::new().limit(100).offset(offset)).await?;
+        let page = sdk
+            .list_grants(ListGrants::new().limit(100).offset(offset))
+            .await?;
         if page.total != total {
             return Err(format!("listing total {} != {total}", page.total).into());
         }
@@ -136,7 +149,9 @@ pub struct AppsArgs {
 
 pub async fn apps(args: AppsArgs) -> Result<(), BoxError> {
     let binary = args.alter_bin.clone().unwrap_or_else(default_alter_binary);
-    println!("| engine | apps | clients | releases/s | p50 ms | p99 ms | p999 ms | server CPU ms/release | PG CPU ms/release | load average |");
+    println!(
+        "| engine | apps | clients | releases/s | p50 ms | p99 ms | p999 ms | server CPU ms/release | PG CPU ms/release | load average |"
+    );
     println!("|---|---|---|---|---|---|---|---|---|---|");
     for &engine in &args.engines {
         let alter = AlterProcess::start(&binary, engine, "apps").await?;
@@ -154,7 +169,11 @@ async fn apps_runs(alter: &AlterProcess, engine: Engine, args: &AppsArgs) -> Res
     for i in 0..most {
         let app = alter.add_app(&format!("bench-{i}")).await?;
         pairs.push((
-            Arc::new(Target::with_client(http.clone(), &alter.base_url, &app.api_key)),
+            Arc::new(Target::with_client(
+                http.clone(),
+                &alter.base_url,
+                &app.api_key,
+            )),
             release_work(&app)?,
         ));
     }
@@ -162,7 +181,11 @@ async fn apps_runs(alter: &AlterProcess, engine: Engine, args: &AppsArgs) -> Res
     let postgres = matches!(engine, Engine::Postgres);
     let mut per_release = Vec::new();
     for &n in &args.apps {
-        let before = if postgres { Some(pg_counters(&alter.database_url)?) } else { None };
+        let before = if postgres {
+            Some(pg_counters(&alter.database_url)?)
+        } else {
+            None
+        };
         let (cpu0, pg0) = (cpu_of(pid), postgres_cpu());
         let (rate, summary) =
             measure_spread(&pairs[..n], args.clients, Duration::from_secs(args.seconds)).await?;
@@ -175,9 +198,17 @@ async fn apps_runs(alter: &AlterProcess, engine: Engine, args: &AppsArgs) -> Res
             let releases = after["audit_events"] - before["audit_events"];
             let line: Vec<String> = after
                 .iter()
-                .map(|(k, v)| format!("{k} {:.3}", (v - before.get(k).copied().unwrap_or(0.0)) / releases.max(1.0)))
+                .map(|(k, v)| {
+                    format!(
+                        "{k} {:.3}",
+                        (v - before.get(k).copied().unwrap_or(0.0)) / releases.max(1.0)
+                    )
+                })
                 .collect();
-            per_release.push(format!("{n} app(s): {releases} releases; per release: {}", line.join(", ")));
+            per_release.push(format!(
+                "{n} app(s): {releases} releases; per release: {}",
+                line.join(", ")
+            ));
         }
         let total = rate * (args.seconds as f64 + 1.0);
         let per = |s: f64| 1000.0 * s / total.max(1.0);
@@ -247,8 +278,13 @@ async fn profile_run(alter: &AlterProcess, args: &ProfileArgs) -> Result<(), Box
         .args(["--", "sleep", &(args.seconds + 1).to_string()])
         .spawn()?;
     let cpu0 = cpu_of(pid);
-    let (rate, summary) =
-        measure(&target, &work, args.clients, Duration::from_secs(args.seconds)).await?;
+    let (rate, summary) = measure(
+        &target,
+        &work,
+        args.clients,
+        Duration::from_secs(args.seconds),
+    )
+    .await?;
     let cpu1 = cpu_of(pid);
     let status = perf.wait()?;
     println!(

@@ -40,9 +40,12 @@ pub struct Args {
     /// The OpenBao script (default: tools/loadgen/openbao.sh of this source tree).
     #[arg(long)]
     openbao_script: Option<PathBuf>,
-    /// Where to write the SVG plot.
+    /// Where to write the SVG plot (and its data, as `<svg>.tsv`).
     #[arg(long, default_value = "vs-openbao.svg")]
     svg: PathBuf,
+    /// Measure nothing: plot the data a run wrote (`<svg>.tsv`) again.
+    #[arg(long)]
+    replot: Option<PathBuf>,
 }
 
 /// One measured row.
@@ -99,7 +102,12 @@ pub fn cpu_of(pid: u32) -> f64 {
         return 0.0;
     };
     let fields: Vec<&str> = rest.split_whitespace().collect();
-    let get = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    let get = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
     (get(11) + get(12)) / 100.0
 }
 
@@ -141,7 +149,8 @@ impl std::fmt::Debug for Bao {
 impl Bao {
     fn start(script: &PathBuf, engine: Engine) -> Result<Bao, BoxError> {
         let port = free_port()?;
-        let dir = std::env::temp_dir().join(format!("alter-bench-bao-{}-{port}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("alter-bench-bao-{}-{port}", std::process::id()));
         let mut command = Command::new(script);
         command.arg("up");
         match engine {
@@ -150,7 +159,11 @@ impl Bao {
             }
             Engine::Postgres => {
                 let url = format!("{}bench_bao_{}", pg_server()?, std::process::id());
-                command.arg("postgres").arg(&dir).arg(port.to_string()).arg(url);
+                command
+                    .arg("postgres")
+                    .arg(&dir)
+                    .arg(port.to_string())
+                    .arg(url);
             }
         }
         let out = command.output()?;
@@ -163,7 +176,9 @@ impl Bao {
             .into());
         }
         let token = String::from_utf8(out.stdout)?.trim().to_owned();
-        let pid = std::fs::read_to_string(dir.join("bao.pid"))?.trim().parse()?;
+        let pid = std::fs::read_to_string(dir.join("bao.pid"))?
+            .trim()
+            .parse()?;
         Ok(Bao {
             script: script.clone(),
             url: format!("http://127.0.0.1:{port}/v1/secret/data/bench/api"),
@@ -174,7 +189,10 @@ impl Bao {
     }
 
     fn finish(self) -> Result<(), BoxError> {
-        let status = Command::new(&self.script).arg("down").arg(&self.dir).status()?;
+        let status = Command::new(&self.script)
+            .arg("down")
+            .arg(&self.dir)
+            .status()?;
         if !status.success() {
             return Err("openbao.sh down failed".into());
         }
@@ -183,10 +201,20 @@ impl Bao {
 }
 
 pub async fn run(args: Args) -> Result<(), BoxError> {
+    if let Some(data) = &args.replot {
+        let rows = read_tsv(&std::fs::read_to_string(data)?)?;
+        let mut clients: Vec<usize> = rows.iter().map(|r| r.clients).collect();
+        clients.sort_unstable();
+        clients.dedup();
+        std::fs::write(&args.svg, plot(&rows, &clients))?;
+        eprintln!("wrote {}", args.svg.display());
+        return Ok(());
+    }
     let binary = args.alter_bin.clone().unwrap_or_else(default_alter_binary);
-    let script = args.openbao_script.clone().unwrap_or_else(|| {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("openbao.sh")
-    });
+    let script = args
+        .openbao_script
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("openbao.sh"));
     let mut rows = Vec::new();
     for &engine in &args.engines {
         println!(
@@ -210,8 +238,76 @@ pub async fn run(args: Args) -> Result<(), BoxError> {
         println!("\nload average after: {}", load_average());
     }
     std::fs::write(&args.svg, plot(&rows, &args.clients))?;
-    eprintln!("wrote {}", args.svg.display());
+    let mut data = args.svg.clone().into_os_string();
+    data.push(".tsv");
+    std::fs::write(&data, write_tsv(&rows))?;
+    eprintln!("wrote {} and its data", args.svg.display());
     Ok(())
+}
+
+/// `engine series clients rate p50_ms p99_ms p999_ms max_ms`, one row per line.
+fn write_tsv(rows: &[Row]) -> String {
+    let mut out = String::from("engine\tseries\tclients\trate\tp50_ms\tp99_ms\tp999_ms\tmax_ms\n");
+    for r in rows {
+        let engine = match r.engine {
+            Engine::Sqlite => "sqlite",
+            Engine::Postgres => "postgres",
+        };
+        let series = match r.series {
+            Series::Noop => "noop",
+            Series::Release => "release",
+            Series::BaoRead => "openbao",
+        };
+        out.push_str(&format!(
+            "{engine}\t{series}\t{}\t{:.1}\t{}\t{}\t{}\t{}\n",
+            r.clients,
+            r.rate,
+            ms(r.summary.p50),
+            ms(r.summary.p99),
+            ms(r.summary.p999),
+            ms(r.summary.max)
+        ));
+    }
+    out
+}
+
+fn read_tsv(text: &str) -> Result<Vec<Row>, BoxError> {
+    let millis = |v: &str| -> Result<Duration, BoxError> {
+        Ok(Duration::from_secs_f64(v.parse::<f64>()? / 1000.0))
+    };
+    let mut rows = Vec::new();
+    for line in text.lines().skip(1).filter(|l| !l.trim().is_empty()) {
+        let f: Vec<&str> = line.split('\t').collect();
+        if f.len() < 8 {
+            return Err(format!("bad line: {line}").into());
+        }
+        rows.push(Row {
+            engine: match f[0] {
+                "sqlite" => Engine::Sqlite,
+                "postgres" => Engine::Postgres,
+                other => return Err(format!("engine {other}").into()),
+            },
+            series: match f[1] {
+                "noop" => Series::Noop,
+                "release" => Series::Release,
+                "openbao" => Series::BaoRead,
+                other => return Err(format!("series {other}").into()),
+            },
+            clients: f[2].parse()?,
+            rate: f[3].parse()?,
+            summary: Summary {
+                count: 0,
+                p50: millis(f[4])?,
+                p95: Duration::ZERO,
+                p99: millis(f[5])?,
+                p999: millis(f[6])?,
+                max: millis(f[7])?,
+            },
+            cpu_ms: 0.0,
+            db_cpu_ms: None,
+        });
+    }
+    Ok(rows)
 }
 
 async fn one_engine(
@@ -267,7 +363,11 @@ async fn one_engine(
     for &clients in &args.clients {
         let mut here = Vec::new();
         for (series, work) in &works {
-            let pid = if *series == Series::BaoRead { bao.pid } else { alter_pid };
+            let pid = if *series == Series::BaoRead {
+                bao.pid
+            } else {
+                alter_pid
+            };
             let (cpu0, pg0) = (cpu_of(pid), postgres_cpu());
             // The measurement includes a one-second warm-up; CPU is counted over both, so
             // divide by the requests of both (approximated by the rate over the whole span).
@@ -348,7 +448,7 @@ pub fn plot(rows: &[Row], clients: &[usize]) -> String {
             let frac = if panel == 0 {
                 v / max_rate
             } else {
-                (v.max(min_p99).log10() - lo) / (hi - lo)
+                (v.max(10f64.powf(lo)).log10() - lo) / (hi - lo)
             };
             pad_t + (1.0 - frac) * (h - pad_t - pad_b)
         };
@@ -403,7 +503,10 @@ pub fn plot(rows: &[Row], clients: &[usize]) -> String {
             for engine in engines {
                 let points: Vec<String> = rows
                     .iter()
-                    .filter(|r| r.series == s && std::mem::discriminant(&r.engine) == std::mem::discriminant(&engine))
+                    .filter(|r| {
+                        r.series == s
+                            && std::mem::discriminant(&r.engine) == std::mem::discriminant(&engine)
+                    })
                     .map(|r| {
                         let v = if panel == 0 {
                             r.rate
