@@ -183,6 +183,12 @@ pub enum Error {
     /// The end user is suspended.
     #[error("this user is suspended")]
     UserSuspended,
+    /// The IdP's issuer cannot change while users, group grants or approvers of the current
+    /// issuer exist (a new issuer is a new identity namespace).
+    #[error(
+        "the identity provider's issuer cannot change while {0} of the current issuer exist; a new issuer is a new set of users: configure it on a new app"
+    )]
+    IdpIssuerInUse(&'static str),
     /// Agents do not start end-user sign-ins.
     #[error("agents cannot start end-user sign-ins; use an app key")]
     AgentsCannotSignIn,

@@ -253,11 +253,21 @@ const LAST_SEEN_RESOLUTION_SECONDS: i64 = 300;
 
 impl Vault {
     /// Configures (or replaces) the app's identity provider (operator). Its id survives a
-    /// replacement, so group grants naming it stay valid.
+    /// replacement, so group grants naming it stay valid. The issuer is the identity namespace
+    /// (a subject means one person only under one issuer), so it changes only while nothing
+    /// names a user or group of the current issuer: no user it vouched for, no active group
+    /// grant, no approver named in a rule or an agent's approval setting
+    /// ([`Error::IdpIssuerInUse`]). Otherwise a new issuer's user whose `sub` equals an old
+    /// user's would become that user, with their grants, delegations and approvals.
     pub async fn set_idp(&self, app_id: AppId, settings: IdpSettings) -> Result<IdentityProvider> {
         self.get_app(app_id).await?;
         let now = self.now();
         let existing = self.store().get_idp(app_id).await?;
+        if let Some(current) = &existing
+            && current.issuer != settings.issuer
+        {
+            self.ensure_issuer_unused(current).await?;
+        }
         let idp = IdentityProvider {
             id: existing.as_ref().map_or_else(IdpId::new, |e| e.id),
             app_id,
@@ -299,6 +309,45 @@ impl Vault {
         }));
         self.store().put_idp(&idp, &event).await?;
         Ok(idp)
+    }
+
+    /// Refuses an issuer change while anything names a user or group of `idp`'s issuer.
+    async fn ensure_issuer_unused(&self, idp: &IdentityProvider) -> Result<()> {
+        if let Some(what) = self.store().idp_references(idp.app_id, idp.id).await? {
+            return Err(Error::IdpIssuerInUse(what));
+        }
+        // Approvers are named by app user id, IdP subject or group id: bare names of this
+        // issuer's namespace, whether or not the person has signed in yet.
+        let names_approvers = |value: Option<&serde_json::Value>| {
+            value
+                .and_then(serde_json::Value::as_array)
+                .is_some_and(|a| !a.is_empty())
+        };
+        let rules = self.store().list_rules(idp.app_id).await?;
+        if rules
+            .iter()
+            .any(|r| names_approvers(r.body.get("approvers")))
+        {
+            return Err(Error::IdpIssuerInUse("approvers"));
+        }
+        const PAGE: i64 = 500;
+        let mut offset = 0;
+        loop {
+            let (agents, total) = self
+                .store()
+                .list_agents(idp.app_id, false, PAGE, offset)
+                .await?;
+            if agents
+                .iter()
+                .any(|a| a.approval.approvers.as_ref().is_some_and(|n| !n.is_empty()))
+            {
+                return Err(Error::IdpIssuerInUse("approvers"));
+            }
+            offset += PAGE;
+            if agents.is_empty() || offset >= total {
+                return Ok(());
+            }
+        }
     }
 
     /// The app's identity provider.

@@ -218,6 +218,10 @@ pub trait IdentityStore: Send + Sync {
     /// goes to `user`): the newest verified membership wins, whatever order concurrent
     /// sign-ins commit in.
     async fn update_user(&self, user: &AppUser) -> StoreResult<()>;
+    /// What still names the IdP's identity namespace: `Some("users")` if it vouched for any
+    /// user, `Some("group grants")` if an active grant names one of its groups, `None` if
+    /// nothing does.
+    async fn idp_references(&self, app: AppId, idp: IdpId) -> StoreResult<Option<&'static str>>;
 }
 
 /// Managed secrets.

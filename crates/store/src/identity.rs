@@ -143,4 +143,28 @@ impl IdentityStore for SqlStore {
         .map_err(db_error)?;
         tx.commit().await.map_err(db_error)
     }
+
+    async fn idp_references(&self, app: AppId, idp: IdpId) -> StoreResult<Option<&'static str>> {
+        let users: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM (SELECT 1 FROM app_users WHERE app_id = $1 AND idp_id = $2 LIMIT 1) u",
+        )
+        .bind(app.to_string())
+        .bind(idp.to_string())
+        .fetch_one(&self.read)
+        .await
+        .map_err(db_error)?;
+        if users > 0 {
+            return Ok(Some("users"));
+        }
+        let grants: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM (SELECT 1 FROM grants WHERE app_id = $1 AND idp_id = $2 \
+             AND status = 'active' LIMIT 1) g",
+        )
+        .bind(app.to_string())
+        .bind(idp.to_string())
+        .fetch_one(&self.read)
+        .await
+        .map_err(db_error)?;
+        Ok((grants > 0).then_some("group grants"))
+    }
 }
