@@ -182,6 +182,10 @@ pub struct AppUser {
     /// When the IdP vouched for `groups`: the `iat` of the token they came from. `None` when
     /// undated (a token without `iat`, or a user recorded before this was kept).
     pub groups_as_of: Option<Timestamp>,
+    /// The time of the newest membership change an IdP event made (`crate::idp_events`): a
+    /// token issued at or before it cannot replace `groups`, so a replayed older token does
+    /// not undo a removal.
+    pub membership_floor: Option<Timestamp>,
     /// Active or suspended.
     pub status: UserStatus,
     /// First seen.
@@ -206,7 +210,17 @@ impl AppUser {
 /// (vouched for at `stored`). Undated membership is the oldest. On a tie (two undated, or two
 /// tokens of the same second: `iat` has a resolution of a second) the token seen now wins, so
 /// a change the IdP made within a second is not lost.
-fn newer_membership(token: Option<Timestamp>, stored: Option<Timestamp>) -> bool {
+/// A token issued at or before `floor` (an IdP event's membership change) never wins.
+fn newer_membership(
+    token: Option<Timestamp>,
+    stored: Option<Timestamp>,
+    floor: Option<Timestamp>,
+) -> bool {
+    if let Some(floor) = floor
+        && token.is_none_or(|t| t <= floor)
+    {
+        return false;
+    }
     match (token, stored) {
         (_, None) => true,
         (Some(token), Some(stored)) => token >= stored,
@@ -389,12 +403,15 @@ impl Vault {
             Some(user) => {
                 // An older token than the one the stored groups came from cannot roll them
                 // back; the store applies the same rule, so concurrent sign-ins agree.
-                let (groups, groups_as_of) =
-                    if newer_membership(verified.issued_at, user.groups_as_of) {
-                        (verified.groups.clone(), verified.issued_at)
-                    } else {
-                        (user.groups.clone(), user.groups_as_of)
-                    };
+                let (groups, groups_as_of) = if newer_membership(
+                    verified.issued_at,
+                    user.groups_as_of,
+                    user.membership_floor,
+                ) {
+                    (verified.groups.clone(), verified.issued_at)
+                } else {
+                    (user.groups.clone(), user.groups_as_of)
+                };
                 let changed = user.email != verified.email
                     || user.display_name != verified.name
                     || user.groups != groups
@@ -427,6 +444,7 @@ impl Vault {
                     display_name: verified.name.clone(),
                     groups: verified.groups.clone(),
                     groups_as_of: verified.issued_at,
+                    membership_floor: None,
                     status: UserStatus::Active,
                     created_at: now,
                     last_seen_at: now,

@@ -17,6 +17,7 @@ use crate::connections::revocation::PendingRevocation;
 use crate::connections::{Connection, RefreshLease, RefreshedTokens};
 use crate::grants::{Grant, GrantFilter, GrantView, Principal, Viewer};
 use crate::identity::{AppUser, IdentityProvider, JwksSource, TokenError, VerifiedToken};
+use crate::idp_events::IdpEventStore;
 use crate::ids::{
     AgentId, AppId, ApprovalId, AuthSessionId, ConnectSessionId, ConnectionId, GrantId, IdpId,
     KeyId, RuleId, SecretId, UserId, UserSecretId,
@@ -1058,6 +1059,7 @@ pub trait Store:
     + OperatorStore
     + BrowserSessionStore
     + WalletStore
+    + IdpEventStore
 {
 }
 
@@ -1087,6 +1089,7 @@ impl<T> Store for T where
         + OperatorStore
         + BrowserSessionStore
         + WalletStore
+        + IdpEventStore
 {
 }
 
