@@ -246,8 +246,10 @@ pub trait IdpEventStore: Send + Sync {
         at: Timestamp,
         event: &AuditEvent,
     ) -> StoreResult<bool>;
-    /// Sets the user's status as of `as_of` unless a newer status change is stored; when
-    /// suspending, ends the user's wallet sessions. Writes `event` if it changed anything.
+    /// Sets the user's status as of `as_of` unless a newer status change is stored (false
+    /// then); when suspending, ends the user's wallet sessions. Writes `event` if it applied,
+    /// even if the status was that already (a deactivation of a suspended user still revokes
+    /// what they hold).
     async fn set_user_status(
         &self,
         app: AppId,

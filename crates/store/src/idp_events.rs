@@ -101,7 +101,7 @@ impl IdpEventStore for SqlStore {
         let mut tx = self.write.begin().await.map_err(db_error)?;
         let changed = sqlx::query(
             "UPDATE app_users SET status = $1, status_as_of = $2 \
-             WHERE app_id = $3 AND id = $4 AND status <> $1 \
+             WHERE app_id = $3 AND id = $4 \
              AND (status_as_of IS NULL OR status_as_of <= $2)",
         )
         .bind(status.as_str())

@@ -520,6 +520,19 @@ async fn a_deactivated_user_loses_grants_and_delegations_at_once_and_cannot_sign
         assert_eq!(answer.json["status"], "applied", "{:?}", answer.json);
         let bob = world.idp.token("bob", json!({}));
         assert_eq!(server.user(&app_id, &bob).get("/me").await.status, 403);
+
+        // A rotation: the new secret verifies at once, the previous one for a day more.
+        let rotated = Events::configure(&server, &app_id).await;
+        assert_ne!(rotated.key, events.key);
+        let ping = |n: u32| json!({"type": "user.reactivated", "data": {"subject": format!("nobody-{n}")}});
+        let now = server.now().unix_seconds();
+        assert_eq!(rotated.send_as("rot_1", now, &ping(1)).await.status, 200);
+        assert_eq!(events.send_as("rot_2", now, &ping(2)).await.status, 200);
+        server.advance(24 * 3600 + 1);
+        let now = server.now().unix_seconds();
+        let old = events.send_as("rot_3", now, &ping(3)).await;
+        assert_eq!((old.status, old.code()), (401, Some("idp_event_unauthorized")));
+        assert_eq!(rotated.send_as("rot_4", now, &ping(4)).await.status, 200);
         server.stop().await;
     })
     .await;
