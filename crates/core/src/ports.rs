@@ -17,6 +17,7 @@ use crate::connections::revocation::PendingRevocation;
 use crate::connections::{Connection, RefreshLease, RefreshedTokens};
 use crate::grants::{Grant, GrantFilter, GrantView, Principal, Viewer};
 use crate::identity::{AppUser, IdentityProvider, JwksSource, TokenError, VerifiedToken};
+use crate::idp_events::IdpEventStore;
 use crate::ids::{
     AgentId, AppId, ApprovalId, AuthSessionId, ConnectSessionId, ConnectionId, GrantId, IdpId,
     KeyId, RuleId, SecretId, UserId, UserSecretId,
@@ -390,6 +391,10 @@ pub trait IdentityStore: Send + Sync {
     /// goes to `user`): the newest verified membership wins, whatever order concurrent
     /// sign-ins commit in.
     async fn update_user(&self, user: &AppUser) -> StoreResult<()>;
+    /// What still names the IdP's identity namespace: `Some("users")` if it vouched for any
+    /// user, `Some("group grants")` if an active grant names one of its groups, `None` if
+    /// nothing does.
+    async fn idp_references(&self, app: AppId, idp: IdpId) -> StoreResult<Option<&'static str>>;
 }
 
 /// Managed secrets.
@@ -1226,6 +1231,7 @@ pub trait Store:
     + OperatorStore
     + BrowserSessionStore
     + WalletStore
+    + IdpEventStore
 {
 }
 
@@ -1255,6 +1261,7 @@ impl<T> Store for T where
         + OperatorStore
         + BrowserSessionStore
         + WalletStore
+        + IdpEventStore
 {
 }
 
