@@ -41,7 +41,7 @@ pub const MAX_BODY_BYTES: usize = 16 * 1024;
 /// Most signatures read from one `webhook-signature` header.
 const MAX_SIGNATURES: usize = 8;
 /// The kind bound into a sealed event secret.
-const SECRET_KIND: &str = "idp_events.secret";
+pub(crate) const SECRET_KIND: &str = "idp_events.secret";
 /// Why grants and delegations are revoked on a deactivation.
 const DEACTIVATED_REASON: &str = "idp: user deactivated";
 /// Why delegations are revoked on a group removal.

@@ -89,6 +89,9 @@ fn kind(column: SealedColumn) -> &'static str {
         SealedColumn::ConnectVerifier => crate::connect::service::VERIFIER_KIND,
         SealedColumn::ApprovalRequest => crate::approvals::service::REQUEST_KIND,
         SealedColumn::ApprovalResult => crate::approvals::service::RESULT_KIND,
+        SealedColumn::IdpEventSecret | SealedColumn::IdpEventPreviousSecret => {
+            crate::idp_events::SECRET_KIND
+        }
     }
 }
 
@@ -238,7 +241,10 @@ pub async fn retire_old_keks(
                 progress.failed = 0;
                 store.save_rewrap_progress(&progress, now).await?;
             }
-            Err(not_yet(format!("{why}; the servers will re-wrap them, run it again")).into())
+            Err(not_yet(format!(
+                "{why}; the servers will re-wrap them, run it again"
+            ))
+            .into())
         }
         Err(e) => Err(e.into()),
     }
@@ -272,7 +278,13 @@ impl Vault {
     /// deleted, or older ones put back, never make a running node seal under an older KEK.
     pub async fn refresh_keyring(&self) -> Result<bool> {
         let current = self.keyring();
-        let newest = self.store().kek_records().await?.iter().map(|r| r.version).max();
+        let newest = self
+            .store()
+            .kek_records()
+            .await?
+            .iter()
+            .map(|r| r.version)
+            .max();
         match newest {
             Some(newest) if newest > current.current_version() => {}
             Some(newest) if newest < current.current_version() => {
@@ -321,7 +333,9 @@ impl Vault {
         // This node does not seal with the newest KEK yet, or others may not: wait.
         if newest.version != keyring.current_version()
             || newest.created_at.plus_seconds(SWITCH_SECONDS) > self.now()
-            || !nodes_behind(store, newest.version, self.now()).await?.is_empty()
+            || !nodes_behind(store, newest.version, self.now())
+                .await?
+                .is_empty()
         {
             return Ok(RewrapTurn::default());
         }

@@ -188,11 +188,15 @@ pub enum SealedColumn {
     ApprovalRequest,
     /// `approvals.sealed_result`.
     ApprovalResult,
+    /// `idp_event_secrets.sealed_secret`.
+    IdpEventSecret,
+    /// `idp_event_secrets.previous_sealed`.
+    IdpEventPreviousSecret,
 }
 
 impl SealedColumn {
     /// Every sealed column, in the order a re-wrap walks them.
-    pub const ALL: [SealedColumn; 13] = [
+    pub const ALL: [SealedColumn; 15] = [
         SealedColumn::ApiKeySigningKey,
         SealedColumn::ManagedSecretValue,
         SealedColumn::UserSecretValue,
@@ -206,6 +210,8 @@ impl SealedColumn {
         SealedColumn::ConnectVerifier,
         SealedColumn::ApprovalRequest,
         SealedColumn::ApprovalResult,
+        SealedColumn::IdpEventSecret,
+        SealedColumn::IdpEventPreviousSecret,
     ];
 
     /// `table.column`, as stored in the re-wrap progress and shown to operators.
@@ -224,6 +230,8 @@ impl SealedColumn {
             SealedColumn::ConnectVerifier => "connect_sessions.attempt_verifier",
             SealedColumn::ApprovalRequest => "approvals.sealed_request",
             SealedColumn::ApprovalResult => "approvals.sealed_result",
+            SealedColumn::IdpEventSecret => "idp_event_secrets.sealed_secret",
+            SealedColumn::IdpEventPreviousSecret => "idp_event_secrets.previous_sealed",
         }
     }
 

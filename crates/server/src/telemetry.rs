@@ -139,7 +139,10 @@ pub async fn export_span(
         attributes.push(("alter.request_id", AttributeValue::Text(id.0.to_string())));
     }
     if let Some(id) = request.extensions().get::<ClientRequestId>() {
-        attributes.push(("alter.client_request_id", AttributeValue::Text(id.0.to_string())));
+        attributes.push((
+            "alter.client_request_id",
+            AttributeValue::Text(id.0.to_string()),
+        ));
     }
     let caller = request
         .headers()

@@ -85,6 +85,18 @@ fn spec(column: SealedColumn) -> Spec {
         },
         SealedColumn::ApprovalRequest => plain("approvals", "sealed_request"),
         SealedColumn::ApprovalResult => plain("approvals", "sealed_result"),
+        SealedColumn::IdpEventSecret => Spec {
+            key: "app_id",
+            record: "'idp_events'",
+            revision: "CAST(version AS TEXT)",
+            ..plain("idp_event_secrets", "sealed_secret")
+        },
+        SealedColumn::IdpEventPreviousSecret => Spec {
+            key: "app_id",
+            record: "'idp_events'",
+            revision: "CAST(version - 1 AS TEXT)",
+            ..plain("idp_event_secrets", "previous_sealed")
+        },
     }
 }
 
@@ -338,7 +350,8 @@ impl KeyringStore for SqlStore {
                 let version: i64 = get(row, "kek_version")?;
                 Ok((
                     get(row, "node")?,
-                    u32::try_from(version).map_err(|_| StoreError::Corrupt("kek version".into()))?,
+                    u32::try_from(version)
+                        .map_err(|_| StoreError::Corrupt("kek version".into()))?,
                 ))
             })
             .collect()

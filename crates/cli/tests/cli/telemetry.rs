@@ -158,13 +158,22 @@ fn requests_carry_ids_into_logs_answers_and_exported_spans() {
         .send()
         .unwrap();
     assert_eq!(answer.status(), 200);
-    let ours = answer.headers()["x-request-id"].to_str().unwrap().to_owned();
-    assert!(ours.len() == 16 && ours.bytes().all(|b| b.is_ascii_hexdigit()), "{ours}");
+    let ours = answer.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        ours.len() == 16 && ours.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{ours}"
+    );
     let span = collector.span(|s| s["traceId"] == trace);
     assert_eq!(span["parentSpanId"], parent);
     assert_eq!(span["name"], "GET /admin/v1/apps");
     assert_eq!(span["kind"], 2);
-    assert_eq!(attribute(&span, "alter.request_id")["stringValue"], ours.as_str());
+    assert_eq!(
+        attribute(&span, "alter.request_id")["stringValue"],
+        ours.as_str()
+    );
     assert_eq!(
         attribute(&span, "alter.client_request_id")["stringValue"],
         "lb-1234.abc"

@@ -533,6 +533,11 @@ async fn a_deactivated_user_loses_grants_and_delegations_at_once_and_cannot_sign
         let old = events.send_as("rot_3", now, &ping(3)).await;
         assert_eq!((old.status, old.code()), (401, Some("idp_event_unauthorized")));
         assert_eq!(rotated.send_as("rot_4", now, &ping(4)).await.status, 200);
+        // Both sealed secrets (the current and the previous) re-wrap under a new KEK, and the
+        // current one still verifies afterwards.
+        crate::crypto::every_sealed_value_rewraps_under_a_new_kek(&server).await;
+        let now = server.now().unix_seconds();
+        assert_eq!(rotated.send_as("rot_5", now, &ping(5)).await.status, 200);
         server.stop().await;
     })
     .await;
