@@ -1054,6 +1054,7 @@ pub trait Store:
     + OperatorStore
     + BrowserSessionStore
     + WalletStore
+    + crate::webhooks::WebhookStore
 {
 }
 
@@ -1083,6 +1084,7 @@ impl<T> Store for T where
         + OperatorStore
         + BrowserSessionStore
         + WalletStore
+        + crate::webhooks::WebhookStore
 {
 }
 

@@ -18,6 +18,7 @@ mod shares;
 pub mod state;
 pub mod telemetry;
 pub mod ui;
+mod webhooks;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -166,6 +167,7 @@ impl ServerSettings {
                 refresh_buffer_seconds: config.oauth_refresh_buffer_seconds,
                 proxy_max_response_bytes: config.upstream.proxy_max_response_bytes,
                 max_grant_extension_seconds: config.max_grant_extension_days * 24 * 3600,
+                webhooks_allow_http: config.upstream.webhooks_allow_http,
                 ..Settings::default()
             },
             clock: Arc::new(SystemClock),
@@ -315,7 +317,12 @@ mod job {
     pub const PRUNE: &str = "prune-expired";
     pub const UPSTREAM_REVOCATIONS: &str = "upstream-revocations";
     pub const APPROVAL_SWEEP: &str = "approval-sweep";
-    pub const ALL: [&str; 3] = [PRUNE, UPSTREAM_REVOCATIONS, APPROVAL_SWEEP];
+    pub const ALL: [&str; 4] = [
+        PRUNE,
+        UPSTREAM_REVOCATIONS,
+        APPROVAL_SWEEP,
+        crate::webhooks::JOB,
+    ];
 }
 
 /// A node's turn at a background job: a lease on `job` in the database, taken or renewed for
@@ -376,6 +383,7 @@ fn background_tasks(
             job::APPROVAL_SWEEP,
             APPROVAL_SWEEP_INTERVAL,
         ))),
+        tokio::spawn(webhooks::deliver(state.vault.clone(), node.clone())),
     ];
     if let Some(every) = audit_checkpoint_interval {
         tasks.push(tokio::spawn(checkpoints::log_audit_checkpoints(

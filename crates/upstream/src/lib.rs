@@ -14,6 +14,7 @@ pub mod jwks;
 mod jwt;
 pub mod oauth;
 pub mod transit;
+pub mod webhooks;
 
 pub use catalog::{CatalogError, CatalogProvider};
 pub use destination::AllowedNetworks;
