@@ -36,3 +36,4 @@ mod sdk_signin;
 mod signin;
 mod traces;
 mod wallet;
+mod webhooks;
