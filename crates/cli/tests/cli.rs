@@ -17,6 +17,8 @@ mod cluster;
 mod faults;
 #[path = "cli/keys.rs"]
 mod keys;
+#[path = "cli/webhooks.rs"]
+mod webhooks;
 
 const ALTER: &str = env!("CARGO_BIN_EXE_alter");
 

@@ -62,10 +62,6 @@ async fn receive(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> StatusCode {
-    let delay = *shared.delay.lock().unwrap();
-    if !delay.is_zero() {
-        tokio::time::sleep(delay).await;
-    }
     let header = |name: &str| {
         headers
             .get(name)
@@ -79,6 +75,12 @@ async fn receive(
         signature: header("webhook-signature"),
         body: body.to_vec(),
     });
+    // Recorded on arrival: a sender that dies while this one waits has delivered it all the
+    // same (and will send it again).
+    let delay = *shared.delay.lock().unwrap();
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
     let status = shared.answers.lock().unwrap().pop_front().unwrap_or(200);
     StatusCode::from_u16(status).unwrap()
 }
@@ -110,7 +112,7 @@ impl Receiver {
         self.shared.answers.lock().unwrap().extend(statuses);
     }
 
-    /// How long each request waits before it is answered (and recorded).
+    /// How long each request waits (after it is recorded) before it is answered.
     pub fn set_delay(&self, delay: Duration) {
         *self.shared.delay.lock().unwrap() = delay;
     }
