@@ -733,11 +733,11 @@ impl Vault {
         };
         let data: Value = serde_json::from_str(&body)
             .map_err(|_| Error::Storage(crate::ports::StoreError::Corrupt("audit body".into())))?;
+        // When the event happened, as the event itself says it (RFC 3339).
         let timestamp = data
             .get("at")
-            .and_then(Value::as_i64)
-            .map(Timestamp::from_micros)
-            .map_or_else(|| self.now().to_rfc3339(), Timestamp::to_rfc3339);
+            .and_then(Value::as_str)
+            .map_or_else(|| self.now().to_rfc3339(), str::to_owned);
         let payload = json!({
             "type": delivery.event_type,
             "timestamp": timestamp,

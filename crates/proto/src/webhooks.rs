@@ -53,7 +53,7 @@ pub struct WebhookInfo {
 
 /// An endpoint with its signing secret: the answer of a creation or a rotation, the only time
 /// the secret is shown.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct WebhookWithSecretInfo {
     /// The endpoint.
     #[serde(flatten)]
@@ -104,4 +104,13 @@ pub struct WebhookDeliveryInfo {
     /// When the receiver accepted it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delivered_at: Option<String>,
+}
+
+impl std::fmt::Debug for WebhookWithSecretInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhookWithSecretInfo")
+            .field("webhook", &self.webhook)
+            .field("secret", &crate::REDACTED)
+            .finish()
+    }
 }

@@ -629,37 +629,6 @@ impl AdminClient {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn query_strings_hold_only_the_given_fields_in_canonical_order() {
-        assert_eq!(
-            query_string(&GrantListQuery::default()).ok(),
-            Some(String::new())
-        );
-        let query = GrantListQuery {
-            status: Some("active".into()),
-            label: Some("a b&c".into()),
-            limit: Some(5),
-            ..GrantListQuery::default()
-        };
-        assert_eq!(
-            query_string(&query).ok().as_deref(),
-            Some("?label=a+b%26c&limit=5&status=active")
-        );
-        let agents = AgentListQuery {
-            include_revoked: Some(true),
-            ..AgentListQuery::default()
-        };
-        assert_eq!(
-            query_string(&agents).ok().as_deref(),
-            Some("?include_revoked=true")
-        );
-    }
-}
-
 pub use alter_proto::webhooks::{
     CreateWebhookRequest, DeliveryListQuery, RotateWebhookSecretRequest, WebhookDeliveryInfo,
     WebhookInfo, WebhookWithSecretInfo,
@@ -737,5 +706,36 @@ impl AdminClient {
             &format!("/deliveries/{}/replay", encode_path_segment(event_id)),
         );
         self.call::<_, ()>(Method::POST, &path, None).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_strings_hold_only_the_given_fields_in_canonical_order() {
+        assert_eq!(
+            query_string(&GrantListQuery::default()).ok(),
+            Some(String::new())
+        );
+        let query = GrantListQuery {
+            status: Some("active".into()),
+            label: Some("a b&c".into()),
+            limit: Some(5),
+            ..GrantListQuery::default()
+        };
+        assert_eq!(
+            query_string(&query).ok().as_deref(),
+            Some("?label=a+b%26c&limit=5&status=active")
+        );
+        let agents = AgentListQuery {
+            include_revoked: Some(true),
+            ..AgentListQuery::default()
+        };
+        assert_eq!(
+            query_string(&agents).ok().as_deref(),
+            Some("?include_revoked=true")
+        );
     }
 }
