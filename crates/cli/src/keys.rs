@@ -27,6 +27,23 @@ enum KeysCommand {
     /// held by the configured key holder, under a new one, in one transaction. Servers already
     /// running keep serving; servers started afterwards need the new key holder.
     Rotate(RotateArgs),
+    /// Adds a new key-encryption key version, wrapped by the configured key holder. Running
+    /// servers seal with it within seconds and re-wrap every data key under it in the
+    /// background (`alter keys status` shows how far); then `alter keys retire-kek`.
+    RotateKek(ConfigArg),
+    /// Deletes the key-encryption key versions older than the newest, once every data key is
+    /// re-wrapped under it; refuses (changing nothing) while any sealed value names one.
+    RetireKek(ConfigArg),
+    /// Shows the key-encryption key versions and how far the re-wrapping has come.
+    Status(ConfigArg),
+}
+
+#[derive(Debug, Args)]
+struct ConfigArg {
+    /// The TOML configuration of `alter server` (the database and the key holder);
+    /// `ALTER_*` variables override it.
+    #[arg(long)]
+    config: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -72,6 +89,80 @@ pub async fn keys(args: KeysArgs) -> ExitCode {
             }
         }
         KeysCommand::Rotate(args) => rotate(args).await,
+        KeysCommand::RotateKek(args) => rotate_kek(args).await,
+        KeysCommand::RetireKek(args) => retire_kek(args).await,
+        KeysCommand::Status(args) => status(args).await,
+    }
+}
+
+fn load(args: &ConfigArg) -> Result<Config, ExitCode> {
+    Config::load(args.config.as_deref(), |k| std::env::var(k).ok()).map_err(|e| fail(&e))
+}
+
+async fn rotate_kek(args: ConfigArg) -> ExitCode {
+    let config = match load(&args) {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    match alter_server::keys::add_kek(&config, |k| std::env::var(k).ok()).await {
+        Ok(version) => {
+            println!(
+                "added key-encryption key v{version}; running servers seal with it within \
+                 {refresh} s and re-wrap every data key under it from {switch} s on \
+                 (`alter keys status`); then `alter keys retire-kek`",
+                refresh = alter_server::keys::KEYRING_REFRESH.as_secs(),
+                switch = alter_server::keys::SWITCH_SECONDS,
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(&e),
+    }
+}
+
+async fn retire_kek(args: ConfigArg) -> ExitCode {
+    let config = match load(&args) {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    match alter_server::keys::retire_keks(&config, |k| std::env::var(k).ok()).await {
+        Ok(retired) => {
+            println!(
+                "deleted {} older key-encryption key version(s); v{} is the only one left",
+                retired.deleted, retired.kept
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(&e),
+    }
+}
+
+async fn status(args: ConfigArg) -> ExitCode {
+    let config = match load(&args) {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    match alter_server::keys::kek_status(&config).await {
+        Ok(status) => {
+            let versions: Vec<String> = status.versions.iter().map(|v| format!("v{v}")).collect();
+            println!("key-encryption keys: {}", versions.join(", "));
+            let newest = status.versions.last().copied().unwrap_or(1);
+            match &status.rewrap {
+                Some(p) if p.finished_at.is_some() => println!(
+                    "re-wrap under v{newest}: finished ({} value(s) could not be re-wrapped)",
+                    p.failed
+                ),
+                Some(p) => println!(
+                    "re-wrap under v{newest}: in progress, at {}",
+                    p.column.map_or("the end", |c| c.name())
+                ),
+                None if status.versions.len() > 1 => {
+                    println!("re-wrap under v{newest}: not started yet")
+                }
+                None => println!("re-wrap: nothing to do"),
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(&e),
     }
 }
 

@@ -17,6 +17,8 @@ mod cluster;
 mod faults;
 #[path = "cli/keys.rs"]
 mod keys;
+#[path = "cli/telemetry.rs"]
+mod telemetry;
 #[path = "cli/webhooks.rs"]
 mod webhooks;
 

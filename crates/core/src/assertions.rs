@@ -20,7 +20,7 @@ use crate::time::Timestamp;
 use crate::vault::Vault;
 
 /// The kind bound into the sealed signing key.
-const SIGNING_KEY_KIND: &str = "identity.signing_key";
+pub(crate) const SIGNING_KEY_KIND: &str = "identity.signing_key";
 /// Assertion lifetimes: default and bounds (seconds).
 const DEFAULT_TTL_SECONDS: i64 = 120;
 const MIN_TTL_SECONDS: i64 = 10;

@@ -28,7 +28,7 @@ const MAX_OVERLAP_SECONDS: i64 = 30 * 24 * 3600;
 /// Largest serialized metadata object of a derived key.
 const MAX_METADATA_BYTES: usize = 4096;
 /// The kind bound into a sealed signing key.
-const SIGNING_KEY_KIND: &str = "api_key.signing";
+pub(crate) const SIGNING_KEY_KIND: &str = "api_key.signing";
 
 /// An API key as stored.
 #[derive(Debug, Clone, PartialEq)]

@@ -18,6 +18,7 @@ pub mod grants;
 pub mod identity;
 pub mod ids;
 pub mod jobs;
+pub mod kek_versions;
 pub mod keys;
 pub mod metrics;
 pub mod oauth;

@@ -58,8 +58,46 @@ pub type StoreResult<T> = Result<T, StoreError>;
 pub trait KeyringStore: Send + Sync {
     /// Every stored KEK.
     async fn load_keks(&self) -> StoreResult<Vec<WrappedKek>>;
-    /// Stores a new KEK; fails with [`StoreError::Conflict`] if the version exists.
-    async fn insert_kek(&self, kek: &WrappedKek, at: Timestamp) -> StoreResult<()>;
+    /// Stores a new KEK, with its endorsement (every version after the first has one); fails
+    /// with [`StoreError::Conflict`] if the version exists.
+    async fn insert_kek(
+        &self,
+        kek: &WrappedKek,
+        endorsement: Option<&[u8]>,
+        at: Timestamp,
+    ) -> StoreResult<()>;
+    /// Every stored KEK's version, endorsement and creation time (not its wrapped bytes).
+    async fn kek_records(&self) -> StoreResult<Vec<KekRecord>>;
+    /// Deletes the KEKs of versions below `version`, in one transaction that first checks no
+    /// sealed value names one of them; otherwise fails with [`StoreError::Conflict`] and
+    /// deletes nothing.
+    async fn retire_keks_below(&self, version: u32) -> StoreResult<u64>;
+    /// Where the re-wrapping of data keys under the newest KEK stands, if it ever started.
+    async fn rewrap_progress(&self) -> StoreResult<Option<RewrapProgress>>;
+    /// Records where the re-wrapping stands.
+    async fn save_rewrap_progress(
+        &self,
+        progress: &RewrapProgress,
+        at: Timestamp,
+    ) -> StoreResult<()>;
+    /// Up to `limit` sealed values of `column` whose key sorts after `after`, in key order
+    /// (rows whose value is NULL or empty — dropped, as a revoked connection's tokens — are
+    /// left out).
+    async fn sealed_page(
+        &self,
+        column: SealedColumn,
+        after: &str,
+        limit: u32,
+    ) -> StoreResult<Vec<SealedRow>>;
+    /// Replaces the sealed value of row `key` of `column` if it is still `old`; false when it
+    /// changed meanwhile (a write of the row since it was read wins).
+    async fn replace_sealed(
+        &self,
+        column: SealedColumn,
+        key: &str,
+        old: &[u8],
+        new: &[u8],
+    ) -> StoreResult<bool>;
     /// The wrapped MAC root; `None` in a database whose root is its local master key.
     async fn load_mac_root(&self) -> StoreResult<Option<StoredMacRoot>>;
     /// Stores the first MAC root; fails with [`StoreError::Conflict`] if one exists.
@@ -76,6 +114,129 @@ pub trait KeyringStore: Send + Sync {
         root: &StoredMacRoot,
         at: Timestamp,
     ) -> StoreResult<()>;
+}
+
+/// A stored KEK's metadata.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KekRecord {
+    /// Version.
+    pub version: u32,
+    /// MAC of the KEK under the audit MAC root ([`crate::keys_versions`]); `None` for version 1.
+    pub endorsement: Option<Vec<u8>>,
+    /// When it was created.
+    pub created_at: Timestamp,
+}
+
+/// How far the re-wrapping of data keys under KEK `version` has come.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RewrapProgress {
+    /// The KEK version every data key is moved under.
+    pub version: u32,
+    /// The column being walked (`None` once every column is done).
+    pub column: Option<SealedColumn>,
+    /// The last row key done in `column`.
+    pub after: String,
+    /// When the walk finished.
+    pub finished_at: Option<Timestamp>,
+    /// Values that could not be re-wrapped in the walk so far.
+    pub failed: u64,
+}
+
+/// A column holding sealed values (blobs of the envelope), each with its own data key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SealedColumn {
+    /// `api_keys.sealed_signing_key`.
+    ApiKeySigningKey,
+    /// `managed_secrets.sealed_value`.
+    ManagedSecretValue,
+    /// `user_secrets.sealed_value`.
+    UserSecretValue,
+    /// `oauth_providers.sealed_client_secret`.
+    ProviderClientSecret,
+    /// `oauth_connections.sealed_tokens`.
+    ConnectionTokens,
+    /// `oauth_revocations.sealed_tokens`.
+    RevocationTokens,
+    /// `idp_sign_in_clients.sealed_client_secret`.
+    SignInClientSecret,
+    /// `identity_signing_keys.sealed_private_key`.
+    IdentitySigningKey,
+    /// `auth_sessions.sealed_verifier`.
+    AuthSessionVerifier,
+    /// `auth_sessions.sealed_user_token`.
+    AuthSessionUserToken,
+    /// `connect_sessions.attempt_verifier`.
+    ConnectVerifier,
+    /// `approvals.sealed_request`.
+    ApprovalRequest,
+    /// `approvals.sealed_result`.
+    ApprovalResult,
+    /// `webhook_endpoints.sealed_secret`.
+    WebhookSecret,
+    /// `webhook_endpoints.previous_sealed_secret` (during a rotation's grace period).
+    WebhookPreviousSecret,
+}
+
+impl SealedColumn {
+    /// Every sealed column, in the order a re-wrap walks them.
+    pub const ALL: [SealedColumn; 15] = [
+        SealedColumn::ApiKeySigningKey,
+        SealedColumn::ManagedSecretValue,
+        SealedColumn::UserSecretValue,
+        SealedColumn::ProviderClientSecret,
+        SealedColumn::ConnectionTokens,
+        SealedColumn::RevocationTokens,
+        SealedColumn::SignInClientSecret,
+        SealedColumn::IdentitySigningKey,
+        SealedColumn::AuthSessionVerifier,
+        SealedColumn::AuthSessionUserToken,
+        SealedColumn::ConnectVerifier,
+        SealedColumn::ApprovalRequest,
+        SealedColumn::ApprovalResult,
+        SealedColumn::WebhookSecret,
+        SealedColumn::WebhookPreviousSecret,
+    ];
+
+    /// `table.column`, as stored in the re-wrap progress and shown to operators.
+    pub fn name(self) -> &'static str {
+        match self {
+            SealedColumn::ApiKeySigningKey => "api_keys.sealed_signing_key",
+            SealedColumn::ManagedSecretValue => "managed_secrets.sealed_value",
+            SealedColumn::UserSecretValue => "user_secrets.sealed_value",
+            SealedColumn::ProviderClientSecret => "oauth_providers.sealed_client_secret",
+            SealedColumn::ConnectionTokens => "oauth_connections.sealed_tokens",
+            SealedColumn::RevocationTokens => "oauth_revocations.sealed_tokens",
+            SealedColumn::SignInClientSecret => "idp_sign_in_clients.sealed_client_secret",
+            SealedColumn::IdentitySigningKey => "identity_signing_keys.sealed_private_key",
+            SealedColumn::AuthSessionVerifier => "auth_sessions.sealed_verifier",
+            SealedColumn::AuthSessionUserToken => "auth_sessions.sealed_user_token",
+            SealedColumn::ConnectVerifier => "connect_sessions.attempt_verifier",
+            SealedColumn::ApprovalRequest => "approvals.sealed_request",
+            SealedColumn::ApprovalResult => "approvals.sealed_result",
+            SealedColumn::WebhookSecret => "webhook_endpoints.sealed_secret",
+            SealedColumn::WebhookPreviousSecret => "webhook_endpoints.previous_sealed_secret",
+        }
+    }
+
+    /// The column of [`Self::name`].
+    pub fn parse(name: &str) -> Option<SealedColumn> {
+        SealedColumn::ALL.into_iter().find(|c| c.name() == name)
+    }
+}
+
+/// One sealed value with what its binding is made of.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SealedRow {
+    /// The row's key within its column (for paging and the replacement).
+    pub key: String,
+    /// The app the value is bound to (empty for node-wide material).
+    pub app_id: String,
+    /// The record the value is bound to.
+    pub record_id: String,
+    /// The value's version within its record, for values sealed with one.
+    pub revision: Option<String>,
+    /// The sealed value.
+    pub blob: Vec<u8>,
 }
 
 /// The MAC root as stored: wrapped by the key holder named in `key_holder`.

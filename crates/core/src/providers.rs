@@ -19,7 +19,7 @@ use crate::validate;
 use crate::vault::Vault;
 
 /// The kind bound into a sealed client secret.
-const CLIENT_SECRET_KIND: &str = "provider.client_secret";
+pub(crate) const CLIENT_SECRET_KIND: &str = "provider.client_secret";
 /// Longest provider id (the same shape as a managed secret's slug).
 const MAX_ID_LEN: usize = 50;
 /// Most scopes a provider may be configured with.

@@ -14,7 +14,7 @@ use crate::validate;
 use crate::vault::Vault;
 
 /// The kind bound into a sealed secret value.
-const VALUE_KIND: &str = "secret.value";
+pub(crate) const VALUE_KIND: &str = "secret.value";
 /// Longest slug (the official client's slug pattern is `[a-z0-9-]{1,50}`).
 const MAX_SLUG_LEN: usize = 50;
 /// Largest secret value.

@@ -35,11 +35,11 @@ pub const DEFAULT_SCOPES: [&str; 3] = ["openid", "email", "profile"];
 /// Prefix of session tokens.
 const SESSION_TOKEN_PREFIX: &str = "alter_as_";
 /// The kind bound into a sealed sign-in client secret.
-const CLIENT_SECRET_KIND: &str = "idp.sign_in.client_secret";
+pub(crate) const CLIENT_SECRET_KIND: &str = "idp.sign_in.client_secret";
 /// The kind bound into a sealed PKCE verifier.
-const VERIFIER_KIND: &str = "auth_session.verifier";
+pub(crate) const VERIFIER_KIND: &str = "auth_session.verifier";
 /// The kind bound into a sealed ID token.
-const USER_TOKEN_KIND: &str = "auth_session.user_token";
+pub(crate) const USER_TOKEN_KIND: &str = "auth_session.user_token";
 /// Largest sign-in client secret.
 const MAX_CLIENT_SECRET_BYTES: usize = 4096;
 

@@ -11,7 +11,7 @@ use crate::time::Timestamp;
 use crate::vault::Vault;
 
 /// The kind bound into a sealed user key.
-const USER_VALUE_KIND: &str = "user_secret_value";
+pub(crate) const USER_VALUE_KIND: &str = "user_secret_value";
 
 /// A user's own key, as stored (its value sealed).
 #[derive(Debug, Clone, PartialEq)]

@@ -1,7 +1,7 @@
 //! [`Vault`]: the services of Alter over one store, keyring and clock. Each resource module
 //! (`apps`, `keys`, `caller`, …) adds its operations to it.
 
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 
 use alter_crypto::{CryptoError, Kek, Keyring, MacRoot, MasterKey, WrappedKek, Zeroizing, ct_eq};
 use async_trait::async_trait;
@@ -68,7 +68,9 @@ impl Default for Settings {
 #[derive(Clone)]
 pub struct Vault {
     store: Arc<dyn Store>,
-    keyring: Arc<Keyring>,
+    /// Replaced whole when a new KEK version is loaded ([`Vault::refresh_keyring`]).
+    keyring: Arc<RwLock<Arc<Keyring>>>,
+    key_holder: Arc<dyn KeyHolder>,
     chain_key: ChainKey,
     checkpoint_key: CheckpointKey,
     clock: Arc<dyn Clock>,
@@ -103,7 +105,7 @@ impl Vault {
     )]
     pub async fn open(
         store: Arc<dyn Store>,
-        holder: &dyn KeyHolder,
+        holder: Arc<dyn KeyHolder>,
         clock: Arc<dyn Clock>,
         verifier: Arc<dyn TokenVerifier>,
         oauth: Arc<dyn OAuthUpstream>,
@@ -111,10 +113,11 @@ impl Vault {
         forwarder: Arc<dyn Forwarder>,
         settings: Settings,
     ) -> Result<Vault> {
-        let keys = open_keys(store.as_ref(), holder, clock.now()).await?;
+        let keys = open_keys(store.as_ref(), holder.as_ref(), clock.now()).await?;
         let vault = Vault {
             store,
-            keyring: Arc::new(keys.keyring),
+            keyring: Arc::new(RwLock::new(Arc::new(keys.keyring))),
+            key_holder: holder,
             chain_key: ChainKey::from_root(&keys.mac_root),
             checkpoint_key: CheckpointKey::from_root(&keys.mac_root),
             clock,
@@ -191,8 +194,30 @@ impl Vault {
         self.verifier.as_ref()
     }
 
-    pub(crate) fn keyring(&self) -> &Keyring {
-        &self.keyring
+    /// The KEKs this node holds now.
+    pub(crate) fn keyring(&self) -> Arc<Keyring> {
+        self.keyring
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    pub(crate) fn replace_keyring(&self, keyring: Keyring) {
+        *self.keyring.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(keyring);
+    }
+
+    /// The KEK version this node seals new values under.
+    pub fn kek_version(&self) -> u32 {
+        self.keyring().current_version()
+    }
+
+    /// The KEK version a value met lacked, if this node met one since its keyring loaded.
+    pub fn keyring_missing_version(&self) -> Option<u32> {
+        self.keyring().missing_version()
+    }
+
+    pub(crate) fn key_holder(&self) -> &dyn KeyHolder {
+        self.key_holder.as_ref()
     }
 
     pub(crate) fn chain_key(&self) -> &ChainKey {
@@ -238,19 +263,12 @@ pub async fn open_keys(
             version: 1,
             wrapped: holder.wrap(&Kek::context(1), material.as_slice()).await?,
         };
-        match store.insert_kek(&first, now).await {
+        match store.insert_kek(&first, None, now).await {
             Ok(()) | Err(StoreError::Conflict(_)) => {}
             Err(e) => return Err(e.into()),
         }
     }
     let unwrapped = unwrap_keys(store, holder).await?;
-    // This version of Alter only ever creates KEK version 1 (rotation re-wraps it, never adds
-    // one). A higher version was put there by someone else: with a key holder others can
-    // encrypt with (a shared Transit key), a database writer could plant a KEK they know and
-    // have new secrets sealed under it. Refuse to start rather than seal with it.
-    if let Some((stored, _)) = unwrapped.keks.iter().find(|(k, _)| k.version != 1) {
-        return Err(CryptoError::UnexpectedKekVersion(stored.version).into());
-    }
     let keks = unwrapped
         .keks
         .iter()
@@ -317,7 +335,11 @@ pub async fn rotate_key_holder(
 }
 
 /// Wraps `secret` under `holder` and unwraps it again: what is stored must open.
-async fn wrap_checked(holder: &dyn KeyHolder, context: &str, secret: &[u8]) -> Result<Vec<u8>> {
+pub(crate) async fn wrap_checked(
+    holder: &dyn KeyHolder,
+    context: &str,
+    secret: &[u8],
+) -> Result<Vec<u8>> {
     let wrapped = holder.wrap(context, secret).await?;
     let again = holder.unwrap(context, &wrapped).await?;
     if !ct_eq(&again, secret) {
@@ -330,15 +352,19 @@ async fn wrap_checked(holder: &dyn KeyHolder, context: &str, secret: &[u8]) -> R
     Ok(wrapped)
 }
 
-struct UnwrappedKeys {
-    keks: Vec<(WrappedKek, Zeroizing<Vec<u8>>)>,
+pub(crate) struct UnwrappedKeys {
+    pub(crate) keks: Vec<(WrappedKek, Zeroizing<Vec<u8>>)>,
     stored_root: Option<StoredMacRoot>,
-    mac_root: MacRoot,
+    pub(crate) mac_root: MacRoot,
 }
 
 /// Unwraps every stored KEK and the MAC root; a key that does not open them gets an error
 /// saying so and pointing at a rotation.
-async fn unwrap_keys(store: &dyn KeyringStore, holder: &dyn KeyHolder) -> Result<UnwrappedKeys> {
+/// Every KEK after the first must carry a valid endorsement ([`crate::kek_versions`]).
+pub(crate) async fn unwrap_keys(
+    store: &dyn KeyringStore,
+    holder: &dyn KeyHolder,
+) -> Result<UnwrappedKeys> {
     let stored_root = store.load_mac_root().await?;
     let not_this_database = || {
         let held_by = stored_root.as_ref().map_or(
@@ -381,6 +407,19 @@ async fn unwrap_keys(store: &dyn KeyringStore, holder: &dyn KeyHolder) -> Result
             ))
         })?,
     };
+    let records = store.kek_records().await?;
+    for (stored, material) in &keks {
+        let tag = records
+            .iter()
+            .find(|r| r.version == stored.version)
+            .and_then(|r| r.endorsement.as_deref());
+        let endorsed = tag.is_some_and(|tag| {
+            crate::kek_versions::endorsed(&mac_root, stored.version, material, tag)
+        });
+        if stored.version != 1 && !endorsed {
+            return Err(CryptoError::UnexpectedKekVersion(stored.version).into());
+        }
+    }
     Ok(UnwrappedKeys {
         keks,
         stored_root,

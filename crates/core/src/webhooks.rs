@@ -62,7 +62,7 @@ const SCAN_BATCH: i64 = 500;
 const SEND_BATCH: i64 = 50;
 
 /// The kind bound into a sealed signing secret.
-const SECRET_KIND: &str = "webhook.secret";
+pub(crate) const SECRET_KIND: &str = "webhook.secret";
 
 /// Audit actions of webhook management.
 pub mod webhook_action {

@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use base64::Engine as _;
@@ -258,6 +259,9 @@ impl fmt::Debug for Kek {
 pub struct Keyring {
     current: u32,
     keks: BTreeMap<u32, Kek>,
+    /// The highest KEK version a blob named that this keyring lacks (0: none), so the owner
+    /// can load the keys again: another node may already seal under a newer version.
+    missing: AtomicU32,
 }
 
 impl Keyring {
@@ -265,12 +269,61 @@ impl Keyring {
     pub fn new(keks: Vec<Kek>) -> Result<Self, CryptoError> {
         let keks: BTreeMap<u32, Kek> = keks.into_iter().map(|k| (k.version, k)).collect();
         let current = *keks.keys().next_back().ok_or(CryptoError::NoKek)?;
-        Ok(Keyring { current, keks })
+        Ok(Keyring {
+            current,
+            keks,
+            missing: AtomicU32::new(0),
+        })
     }
 
     /// The KEK version new seals use.
     pub fn current_version(&self) -> u32 {
         self.current
+    }
+
+    /// The versions this keyring holds, oldest first.
+    pub fn versions(&self) -> Vec<u32> {
+        self.keks.keys().copied().collect()
+    }
+
+    /// The highest KEK version a blob asked for that this keyring does not hold, if any.
+    pub fn missing_version(&self) -> Option<u32> {
+        match self.missing.load(Ordering::Relaxed) {
+            0 => None,
+            version => Some(version),
+        }
+    }
+
+    /// The KEK version a sealed blob's data key is wrapped under (`None` if it is no blob).
+    pub fn kek_version_of(blob: &[u8]) -> Option<u32> {
+        (blob.len() >= BLOB_HEADER_LEN + TAG_LEN
+            && matches!(blob[0], BLOB_FORMAT_V1 | BLOB_FORMAT_VERSIONED))
+        .then(|| u32::from_be_bytes([blob[1], blob[2], blob[3], blob[4]]))
+    }
+
+    /// Re-wraps a blob's data key under the current KEK, keeping the sealed data as it is;
+    /// `None` when it already is. `version` is the value's version for blobs sealed with
+    /// [`Self::seal_versioned`] (ignored for the others), exactly as given to open it.
+    pub fn rewrap(
+        &self,
+        binding: Binding<'_>,
+        version: Option<&str>,
+        blob: &[u8],
+    ) -> Result<Option<Vec<u8>>, CryptoError> {
+        let (format, version, kek, wrapped_dek, data) = self.parts(version, blob)?;
+        if kek.version == self.current {
+            return Ok(None);
+        }
+        let aad = binding.encode("dek", version);
+        let dek = open_raw(&kek.key, &aad, wrapped_dek)?;
+        let current = self.keks.get(&self.current).ok_or(CryptoError::NoKek)?;
+        let rewrapped = seal_raw(&current.key, &aad, &dek)?;
+        let mut out = Vec::with_capacity(blob.len());
+        out.push(format);
+        out.extend_from_slice(&self.current.to_be_bytes());
+        out.extend_from_slice(&rewrapped);
+        out.extend_from_slice(data);
+        Ok(Some(out))
     }
 
     /// Seals `plaintext` under a fresh data key bound to `binding`.
@@ -339,22 +392,30 @@ impl Keyring {
         version: Option<&str>,
         blob: &[u8],
     ) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
-        if blob.len() < BLOB_HEADER_LEN + TAG_LEN {
-            return Err(CryptoError::CannotOpen);
-        }
+        let (_, version, kek, wrapped_dek, data) = self.parts(version, blob)?;
+        let dek = open_raw(&kek.key, &binding.encode("dek", version), wrapped_dek)?;
+        open_raw(&aead_key(&dek)?, &binding.encode("data", version), data)
+    }
+
+    /// A blob's format, bound version, KEK, wrapped data key and sealed data.
+    #[allow(clippy::type_complexity)]
+    fn parts<'b, 'v>(
+        &self,
+        version: Option<&'v str>,
+        blob: &'b [u8],
+    ) -> Result<(u8, Option<&'v str>, &Kek, &'b [u8], &'b [u8]), CryptoError> {
+        let kek_version = Self::kek_version_of(blob).ok_or(CryptoError::CannotOpen)?;
         let version = match (blob[0], version) {
             (BLOB_FORMAT_V1, _) => None,
             (BLOB_FORMAT_VERSIONED, Some(version)) => Some(version),
             _ => return Err(CryptoError::CannotOpen),
         };
-        let kek_version = u32::from_be_bytes([blob[1], blob[2], blob[3], blob[4]]);
-        let kek = self
-            .keks
-            .get(&kek_version)
-            .ok_or(CryptoError::UnknownKekVersion(kek_version))?;
+        let Some(kek) = self.keks.get(&kek_version) else {
+            self.missing.fetch_max(kek_version, Ordering::Relaxed);
+            return Err(CryptoError::UnknownKekVersion(kek_version));
+        };
         let (wrapped_dek, data) = blob[5..].split_at(NONCE_LEN + KEY_LEN + TAG_LEN);
-        let dek = open_raw(&kek.key, &binding.encode("dek", version), wrapped_dek)?;
-        open_raw(&aead_key(&dek)?, &binding.encode("data", version), data)
+        Ok((blob[0], version, kek, wrapped_dek, data))
     }
 }
 
@@ -506,6 +567,53 @@ mod tests {
         );
         let fresh = ring.seal(binding("r1"), b"v2 value").unwrap();
         assert_eq!(u32::from_be_bytes(fresh[1..5].try_into().unwrap()), 2);
+    }
+
+    #[test]
+    fn a_rewrapped_blob_opens_without_the_old_kek() {
+        let master = MasterKey::generate().unwrap();
+        let (kek1, wrapped1) = master.new_kek(1).unwrap();
+        let old = Keyring::new(vec![kek1]).unwrap();
+        let plain = old.seal(binding("r1"), b"plain value").unwrap();
+        let versioned = old
+            .seal_versioned(binding("r2"), "3@7", b"versioned value")
+            .unwrap();
+        let (kek2, wrapped2) = master.new_kek(2).unwrap();
+        let both = Keyring::new(vec![master.unwrap_kek(&wrapped1).unwrap(), kek2]).unwrap();
+
+        let plain2 = both.rewrap(binding("r1"), None, &plain).unwrap().unwrap();
+        let versioned2 = both
+            .rewrap(binding("r2"), Some("3@7"), &versioned)
+            .unwrap()
+            .unwrap();
+        assert_eq!(Keyring::kek_version_of(&plain2), Some(2));
+        // The sealed data is kept; only the data key's wrapping changed.
+        let data = NONCE_LEN + b"plain value".len() + TAG_LEN;
+        assert_eq!(plain2[plain2.len() - data..], plain[plain.len() - data..]);
+        assert_ne!(plain2[..plain2.len() - data], plain[..plain.len() - data]);
+        assert!(both.rewrap(binding("r1"), None, &plain2).unwrap().is_none());
+        // Another binding or version cannot be re-wrapped (nor opened).
+        assert!(both.rewrap(binding("r9"), None, &plain).is_err());
+        assert!(both.rewrap(binding("r2"), Some("4@7"), &versioned).is_err());
+
+        let only2 = Keyring::new(vec![master.unwrap_kek(&wrapped2).unwrap()]).unwrap();
+        assert_eq!(
+            only2.open(binding("r1"), &plain2).unwrap().as_slice(),
+            b"plain value"
+        );
+        assert_eq!(
+            only2
+                .open_versioned(binding("r2"), "3@7", &versioned2)
+                .unwrap()
+                .as_slice(),
+            b"versioned value"
+        );
+        assert_eq!(only2.missing_version(), None);
+        assert!(matches!(
+            only2.open(binding("r1"), &plain),
+            Err(CryptoError::UnknownKekVersion(1))
+        ));
+        assert_eq!(only2.missing_version(), Some(1));
     }
 
     #[test]

@@ -30,10 +30,11 @@ pub enum CryptoError {
     /// The keyring holds no KEK.
     #[error("the keyring holds no key-encryption key")]
     NoKek,
-    /// The database holds a KEK version this version of Alter never creates.
+    /// The database holds a KEK version without a valid endorsement.
     #[error(
-        "the database holds key-encryption key version {0}, which Alter never creates: \
-         refusing to seal secrets under a key someone else may have planted"
+        "the database holds key-encryption key version {0} without a valid endorsement (Alter \
+         endorses every KEK it adds under the audit MAC root): refusing to seal secrets under a \
+         key someone else may have planted"
     )]
     UnexpectedKekVersion(u32),
     /// The system random source or the cipher failed.

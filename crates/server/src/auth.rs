@@ -239,21 +239,10 @@ fn request_facts(parts: &Parts, input: &SigningInput<'_>) -> Result<RequestFacts
     })
 }
 
-/// The trace id of a W3C `traceparent` (`00-<32 hex>-<16 hex>-<2 hex>`, lowercase, ids not all
-/// zero). Anything else is ignored: the header is unsigned, a label for the audit log only.
+/// The trace id of a W3C `traceparent`, in hex; anything malformed is ignored: the header is
+/// unsigned, a label for the audit log only.
 fn trace_id_of(traceparent: &str) -> Option<String> {
-    let parts: Vec<&str> = traceparent.split('-').collect();
-    let hex = |s: &str, len: usize| {
-        s.len() == len && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-    };
-    let well_formed = parts.len() == 4
-        && parts[0] == "00"
-        && hex(parts[1], 32)
-        && hex(parts[2], 16)
-        && hex(parts[3], 2)
-        && parts[1].bytes().any(|b| b != b'0')
-        && parts[2].bytes().any(|b| b != b'0');
-    well_formed.then(|| parts[1].to_owned())
+    alter_upstream::otlp::parse_traceparent(traceparent).map(|(trace, _)| hex::encode(trace))
 }
 
 /// A header as text; `None` if absent or not visible ASCII.

@@ -148,6 +148,10 @@ pub struct Config {
     /// `text` or `json`.
     #[serde(default)]
     pub log_format: LogFormat,
+    /// Where to export one OpenTelemetry span per request, over OTLP/HTTP with JSON (the
+    /// collector's traces URL, e.g. `http://127.0.0.1:4318/v1/traces`); unset: no export.
+    #[serde(default)]
+    pub otlp_endpoint: Option<String>,
     /// Path prefix the server is mounted under (e.g. `/api`), or empty.
     #[serde(default)]
     pub base_path: String,
@@ -270,6 +274,7 @@ const ENV_KEYS: &[(&str, &str, EnvKind)] = &[
     ("ALTER_MASTER_KEY_FILE", "master_key_file", EnvKind::Text),
     ("ALTER_ADMIN_TOKEN_FILE", "admin_token_file", EnvKind::Text),
     ("ALTER_LOG_FORMAT", "log_format", EnvKind::Text),
+    ("ALTER_OTLP_ENDPOINT", "otlp_endpoint", EnvKind::Text),
     ("ALTER_PUBLIC_URL", "public_url", EnvKind::Text),
     ("ALTER_BASE_PATH", "base_path", EnvKind::Text),
     ("ALTER_MAX_BODY_BYTES", "max_body_bytes", EnvKind::Integer),

@@ -96,6 +96,7 @@ pub async fn prepare(
         audit_checkpoint_interval: Some(Duration::from_secs(3600)),
         // Local upstreams are what a developer proxies to.
         allowed_networks: alter_upstream::AllowedNetworks::loopback(),
+        otlp_endpoint: None,
     })
     .await?;
     let saved = match saved {

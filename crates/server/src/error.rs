@@ -10,6 +10,7 @@ use alter_core::proxy::ForwardError;
 use alter_core::release::policy::PolicyCode;
 use alter_core::release::{Denial, ProxyReason};
 use alter_core::scope::SCOPE_VERSION;
+use alter_crypto::CryptoError;
 use alter_proto::{ErrorBody, codes};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -451,6 +452,16 @@ impl From<Error> for ApiError {
                 e
             }
             Error::Storage(cause) => ApiError::internal(&cause),
+            // A value sealed under a KEK version this node loads within a second.
+            Error::Crypto(CryptoError::UnknownKekVersion(_)) => {
+                let mut e = ApiError::new(
+                    S::SERVICE_UNAVAILABLE,
+                    codes::SERVICE_UNAVAILABLE,
+                    "this node is loading a new key version; retry shortly",
+                );
+                e.retry_after = Some(1);
+                e
+            }
             Error::Crypto(cause) => ApiError::internal(&cause),
             Error::KeyHolder(cause) => ApiError::internal(&cause),
             Error::Approval(refusal) => approval_answer(&refusal, message),

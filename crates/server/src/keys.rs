@@ -4,6 +4,8 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use alter_core::kek_versions;
+pub use alter_core::kek_versions::{KEYRING_REFRESH, KekStatus, Retired, SWITCH_SECONDS};
 use alter_core::ports::{Clock, KeyHolder, StoreError};
 use alter_core::time::SystemClock;
 use alter_core::vault::Rotated;
@@ -88,7 +90,64 @@ pub async fn rotate(
     to: &dyn KeyHolder,
 ) -> Result<Rotated, StartupError> {
     let from = key_holder(config, env)?;
-    // The chain key only matters to audit appends, and a rotation appends none.
+    let store = key_store(config).await?;
+    let rotated =
+        alter_core::vault::rotate_key_holder(&store, from.as_ref(), to, SystemClock.now())
+            .await
+            .map_err(|e| match e {
+                alter_core::Error::Storage(StoreError::Conflict(why)) => StartupError::Database(
+                    format!("{why}: another rotation ran at the same time; run it again"),
+                ),
+                other => crate::opening_failed(other),
+            });
+    store.close().await;
+    rotated
+}
+
+/// `alter keys rotate-kek`: adds a KEK version, wrapped by the configured key holder; running
+/// servers seal with it within seconds and re-wrap every data key under it in the background.
+pub async fn add_kek(
+    config: &Config,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<u32, StartupError> {
+    let holder = key_holder(config, env)?;
+    let store = key_store(config).await?;
+    let added = kek_versions::add_kek_version(&store, holder.as_ref(), SystemClock.now()).await;
+    store.close().await;
+    added.map_err(key_command_failed)
+}
+
+/// `alter keys retire-kek`: deletes the KEK versions older than the newest once no sealed
+/// value names them.
+pub async fn retire_keks(
+    config: &Config,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<Retired, StartupError> {
+    let holder = key_holder(config, env)?;
+    let store = key_store(config).await?;
+    let retired = kek_versions::retire_old_keks(&store, holder.as_ref(), SystemClock.now()).await;
+    store.close().await;
+    retired.map_err(key_command_failed)
+}
+
+/// `alter keys status`: the stored KEK versions and the re-wrap's progress.
+pub async fn kek_status(config: &Config) -> Result<KekStatus, StartupError> {
+    let store = key_store(config).await?;
+    let status = kek_versions::kek_status(&store).await;
+    store.close().await;
+    status.map_err(key_command_failed)
+}
+
+fn key_command_failed(e: alter_core::Error) -> StartupError {
+    match e {
+        alter_core::Error::Storage(StoreError::Conflict(why)) => StartupError::Database(why),
+        other => crate::opening_failed(other),
+    }
+}
+
+/// The configured database, migrated, for the key commands. They append no audit event, so
+/// the chain key the store is connected with does not matter.
+async fn key_store(config: &Config) -> Result<SqlStore, StartupError> {
     let store = SqlStore::connect(
         &config.database_url,
         &StoreOptions {
@@ -99,23 +158,11 @@ pub async fn rotate(
     )
     .await
     .map_err(|e| StartupError::Database(e.to_string()))?;
-    let rotated = async {
-        store
-            .migrate()
-            .await
-            .map_err(|e| StartupError::Database(e.to_string()))?;
-        alter_core::vault::rotate_key_holder(&store, from.as_ref(), to, SystemClock.now())
-            .await
-            .map_err(|e| match e {
-                alter_core::Error::Storage(StoreError::Conflict(why)) => StartupError::Database(
-                    format!("{why}: another rotation ran at the same time; run it again"),
-                ),
-                other => crate::opening_failed(other),
-            })
+    if let Err(e) = store.migrate().await {
+        store.close().await;
+        return Err(StartupError::Database(e.to_string()));
     }
-    .await;
-    store.close().await;
-    rotated
+    Ok(store)
 }
 
 #[cfg(test)]

@@ -33,6 +33,7 @@ use alter_core::vault::OpenedKeys;
 use alter_core::{Settings, Vault};
 use alter_crypto::{ExposeSecret, MasterKey};
 use alter_store::{SqlStore, StoreOptions};
+use alter_upstream::otlp::OtlpExporter;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
@@ -116,6 +117,8 @@ pub struct ServerSettings {
     pub audit_checkpoint_interval: Option<Duration>,
     /// Networks proxied calls may reach although the SSRF guard refuses them.
     pub allowed_networks: alter_upstream::AllowedNetworks,
+    /// Where to export a span per request (OTLP/HTTP, JSON); `None`: no export.
+    pub otlp_endpoint: Option<String>,
 }
 
 impl ServerSettings {
@@ -174,6 +177,7 @@ impl ServerSettings {
             audit_checkpoint_interval: (config.audit_checkpoint_interval_seconds > 0)
                 .then(|| Duration::from_secs(config.audit_checkpoint_interval_seconds)),
             allowed_networks: config.upstream.networks().map_err(StartupError::Config)?,
+            otlp_endpoint: config.otlp_endpoint.clone().filter(|e| !e.is_empty()),
         })
     }
 }
@@ -203,6 +207,9 @@ pub struct Server {
     base_path: String,
     audit_checkpoint_interval: Option<Duration>,
     http: HttpLimits,
+    /// Names this node in job leases and exported spans.
+    node: Arc<str>,
+    otlp: Option<(OtlpExporter, JoinHandle<()>)>,
 }
 
 impl Server {
@@ -219,12 +226,19 @@ impl Server {
         let store = keyed_store(&settings).await?;
         let vault = open_vault(
             &store,
-            settings.key_holder.as_ref(),
+            settings.key_holder.clone(),
             settings.clock,
             settings.allowed_networks,
             settings.vault,
         )
         .await?;
+        let node: Arc<str> = uuid::Uuid::new_v4().simple().to_string().into();
+        let otlp = settings
+            .otlp_endpoint
+            .as_deref()
+            .map(|endpoint| OtlpExporter::start(endpoint, &node))
+            .transpose()
+            .map_err(|e| StartupError::Config(config::ConfigError(e)))?;
         let listener =
             TcpListener::bind(settings.listen)
                 .await
@@ -263,6 +277,8 @@ impl Server {
             base_path: settings.base_path,
             audit_checkpoint_interval: settings.audit_checkpoint_interval,
             http: settings.http,
+            node,
+            otlp,
         })
     }
 
@@ -293,17 +309,26 @@ impl Server {
         shutdown: impl Future<Output = ()> + Send + 'static,
         wrap: impl FnOnce(axum::Router) -> axum::Router,
     ) -> std::io::Result<()> {
+        let exporter = self.otlp.as_ref().map(|(exporter, _)| exporter.clone());
         let app = wrap(
             routes::router(self.state.clone(), &self.base_path)
-                .layer(telemetry::http_trace_layer()),
+                .layer(telemetry::http_trace_layer())
+                .layer(axum::middleware::from_fn_with_state(
+                    exporter,
+                    telemetry::export_span,
+                ))
+                .layer(axum::middleware::from_fn(telemetry::request_id)),
         );
-        let node: Arc<str> = uuid::Uuid::new_v4().simple().to_string().into();
+        let node = self.node.clone();
         let background = background_tasks(&self.state, &node, self.audit_checkpoint_interval);
         serve::serve(self.listener, app, &self.http, shutdown).await;
         for task in background {
             task.abort();
         }
         release_job_leases(&self.state.vault, &node).await;
+        if let Some((_, task)) = self.otlp {
+            task.abort();
+        }
         self.store.close().await;
         Ok(())
     }
@@ -317,10 +342,12 @@ mod job {
     pub const PRUNE: &str = "prune-expired";
     pub const UPSTREAM_REVOCATIONS: &str = "upstream-revocations";
     pub const APPROVAL_SWEEP: &str = "approval-sweep";
-    pub const ALL: [&str; 4] = [
+    pub const KEK_REWRAP: &str = "kek-rewrap";
+    pub const ALL: [&str; 5] = [
         PRUNE,
         UPSTREAM_REVOCATIONS,
         APPROVAL_SWEEP,
+        KEK_REWRAP,
         crate::webhooks::JOB,
     ];
 }
@@ -383,6 +410,9 @@ fn background_tasks(
             job::APPROVAL_SWEEP,
             APPROVAL_SWEEP_INTERVAL,
         ))),
+        tokio::spawn(rewrap_data_keys(turn(job::KEK_REWRAP, REWRAP_INTERVAL))),
+        // Every node keeps its own keyring current; not a leased job.
+        tokio::spawn(refresh_keyring(state.vault.clone())),
         tokio::spawn(webhooks::deliver(state.vault.clone(), node.clone())),
     ];
     if let Some(every) = audit_checkpoint_interval {
@@ -456,7 +486,7 @@ pub(crate) fn opening_failed(e: alter_core::Error) -> StartupError {
 /// key-encryption keys fails with [`StartupError::MasterKey`].
 async fn open_vault(
     store: &SqlStore,
-    holder: &dyn KeyHolder,
+    holder: Arc<dyn KeyHolder>,
     clock: Arc<dyn Clock>,
     allowed_networks: AllowedNetworks,
     settings: Settings,
@@ -549,6 +579,83 @@ async fn sweep_approvals(turn: JobTurn) {
             Ok(n) if n > 0 => tracing::info!(moved = n, "approvals swept"),
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "sweeping approvals failed"),
+        }
+    }
+}
+
+/// How often the re-wrap job looks for data keys under an older KEK (it walks them in pages,
+/// a few per run, so it never holds the database for long).
+const REWRAP_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Pages of sealed values (500 each) the re-wrap job walks per run.
+const REWRAP_PAGES_PER_RUN: u32 = 20;
+
+/// Re-wraps data keys under the newest KEK, once one was added (`alter keys rotate-kek`).
+async fn rewrap_data_keys(turn: JobTurn) {
+    let vault = &turn.vault;
+    let mut tick = tokio::time::interval(turn.every);
+    let mut reported = None;
+    loop {
+        if !turn.mine(&mut tick).await {
+            continue;
+        }
+        match vault.rewrap_data_keys(REWRAP_PAGES_PER_RUN).await {
+            Ok(done) => {
+                if done.rewrapped > 0 {
+                    tracing::info!(
+                        rewrapped = done.rewrapped,
+                        "data keys re-wrapped under the newest KEK"
+                    );
+                }
+                if done.finished && reported != Some(done) {
+                    if done.failed > 0 {
+                        tracing::error!(
+                            failed = done.failed,
+                            "re-wrap finished, but some values could not be re-wrapped"
+                        );
+                    }
+                    reported = Some(done);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "re-wrapping data keys failed"),
+        }
+    }
+}
+
+/// Loads a new KEK version every [`alter_core::kek_versions::KEYRING_REFRESH`], and within a
+/// second of meeting a value sealed under a version this node lacks. After a failure (a key
+/// holder that no longer opens the keys) it waits a whole interval before trying again.
+async fn refresh_keyring(vault: Vault) {
+    let every = alter_core::kek_versions::KEYRING_REFRESH;
+    let soon = Duration::from_secs(1);
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    let mut last = tokio::time::Instant::now();
+    let mut failing = false;
+    loop {
+        tick.tick().await;
+        let wanted = vault.keyring_missing_version().is_some() && !failing;
+        if !(wanted && last.elapsed() >= soon || last.elapsed() >= every) {
+            continue;
+        }
+        last = tokio::time::Instant::now();
+        match vault.refresh_keyring().await {
+            Ok(loaded) => {
+                if loaded {
+                    tracing::info!(
+                        version = vault.kek_version(),
+                        "loaded a new key-encryption key version"
+                    );
+                }
+                failing = false;
+            }
+            Err(e) => {
+                tracing::error!(
+                    error = %e,
+                    "loading the key-encryption keys failed: values sealed under a new version \
+                     cannot be opened on this node (is it running with the current key holder?)"
+                );
+                failing = true;
+            }
         }
     }
 }

@@ -187,6 +187,19 @@ impl Metrics {
             &commits.commit_seconds.snapshot(),
         );
 
+        header(
+            &mut out,
+            "alter_kek_version",
+            "gauge",
+            "The key-encryption key version this node seals new values under (after `alter keys rotate-kek`, every node should show the new one within seconds).",
+        );
+        sample(
+            &mut out,
+            "alter_kek_version",
+            &[],
+            f64::from(state.vault.kek_version()),
+        );
+
         let pools = self.store.pool_stats();
         for (name, help, value) in [
             (

@@ -1,10 +1,15 @@
-//! Logs to stderr, as text or JSON. Request logs carry method, route, status and latency —
-//! never headers or bodies, which hold keys and credentials.
+//! Logs to stderr, as text or JSON. Request logs carry method, route, status, latency and the
+//! request's id — never headers or bodies, which hold keys and credentials. Optionally, one
+//! OpenTelemetry span per request is exported over OTLP ([`alter_upstream::otlp`]),
+//! continuing the caller's trace when it sends a `traceparent`.
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use axum::extract::MatchedPath;
-use axum::http::{Request, Response};
+use alter_upstream::otlp::{AttributeValue, OtlpExporter, ServerSpan, parse_traceparent};
+use axum::extract::{MatchedPath, State};
+use axum::http::{HeaderValue, Request, Response};
+use axum::middleware::Next;
 use tower_http::classify::{ServerErrorsAsFailures, SharedClassifier};
 use tower_http::trace::TraceLayer;
 use tracing::Span;
@@ -41,11 +46,115 @@ pub fn http_trace_layer() -> HttpTraceLayer {
 }
 
 fn make_span(request: &Request<axum::body::Body>) -> Span {
-    let route = request
+    let route = route_of(request);
+    let id = request
+        .extensions()
+        .get::<RequestId>()
+        .map_or("", |id| id.0.as_ref());
+    tracing::info_span!("request", method = %request.method(), route = %route, request_id = %id)
+}
+
+fn route_of<B>(request: &Request<B>) -> &str {
+    request
         .extensions()
         .get::<MatchedPath>()
-        .map_or("<unmatched>", MatchedPath::as_str);
-    tracing::info_span!("request", method = %request.method(), route = %route)
+        .map_or("<unmatched>", MatchedPath::as_str)
+}
+
+/// The header a request's id travels in, both ways.
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// A request's id, in its log lines, its exported span and its answer's `x-request-id`.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub Arc<str>);
+
+/// Gives every request an id: the caller's `x-request-id` when it is a short plain token (a
+/// load balancer's, so one id follows the request through both logs), else a new one; and
+/// returns it in the answer's `x-request-id`.
+pub async fn request_id(
+    mut request: Request<axum::body::Body>,
+    next: Next,
+) -> Response<axum::body::Body> {
+    let given = request
+        .headers()
+        .get(REQUEST_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .filter(|id| {
+            (1..=64).contains(&id.len())
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        });
+    let id: Arc<str> = match given {
+        Some(id) => id.into(),
+        None => hex::encode(random::<8>()).into(),
+    };
+    request.extensions_mut().insert(RequestId(id.clone()));
+    let mut response = next.run(request).await;
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert(REQUEST_ID_HEADER, value);
+    }
+    response
+}
+
+/// Exports one server span per request when an OTLP endpoint is configured: in the caller's
+/// trace (as a child of its span) when it sent a valid `traceparent`, else in a new trace.
+pub async fn export_span(
+    State(exporter): State<Option<OtlpExporter>>,
+    request: Request<axum::body::Body>,
+    next: Next,
+) -> Response<axum::body::Body> {
+    let Some(exporter) = exporter else {
+        return next.run(request).await;
+    };
+    let start = unix_nanos();
+    let name = format!("{} {}", request.method(), route_of(&request));
+    let mut attributes = vec![
+        (
+            "http.request.method",
+            AttributeValue::Text(request.method().to_string()),
+        ),
+        (
+            "http.route",
+            AttributeValue::Text(route_of(&request).to_owned()),
+        ),
+    ];
+    if let Some(id) = request.extensions().get::<RequestId>() {
+        attributes.push(("alter.request_id", AttributeValue::Text(id.0.to_string())));
+    }
+    let caller = request
+        .headers()
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .and_then(parse_traceparent);
+    let response = next.run(request).await;
+    let status = response.status();
+    attributes.push((
+        "http.response.status_code",
+        AttributeValue::Int(i64::from(status.as_u16())),
+    ));
+    exporter.record(ServerSpan {
+        trace_id: caller.map_or_else(random::<16>, |(trace, _)| trace),
+        span_id: random::<8>(),
+        parent_span_id: caller.map(|(_, span)| span),
+        name,
+        start_unix_nanos: start,
+        end_unix_nanos: unix_nanos(),
+        attributes,
+        error: status.is_server_error(),
+    });
+    response
+}
+
+fn unix_nanos() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
+
+/// Random ids; the system's random source failing is not worth failing a request over.
+fn random<const N: usize>() -> [u8; N] {
+    alter_crypto::random_bytes::<N>().unwrap_or([1; N])
 }
 
 fn on_response(response: &Response<axum::body::Body>, latency: Duration, _: &Span) {

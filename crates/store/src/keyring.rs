@@ -1,12 +1,106 @@
 //! Stored key-encryption keys.
 
-use alter_core::ports::{KeyringStore, StoreError, StoreResult, StoredMacRoot, WrappedKek};
+use alter_core::ports::{
+    KekRecord, KeyringStore, RewrapProgress, SealedColumn, SealedRow, StoreError, StoreResult,
+    StoredMacRoot, WrappedKek,
+};
 use alter_core::time::Timestamp;
 
 use async_trait::async_trait;
 
-use crate::rows::get;
+use crate::rows::{get, micros, opt_time, time};
 use crate::{SqlStore, db_error};
+
+/// Where a sealed column lives and what its values are bound to, as SQL expressions (the same
+/// text on both engines). The revision expressions build the version string the domain seals
+/// the value with (`{version}@{micros}` and the like); a mismatch only makes the re-wrap of
+/// that value fail, never changes it.
+struct Spec {
+    table: &'static str,
+    /// A unique, sortable key of the row.
+    key: &'static str,
+    app: &'static str,
+    record: &'static str,
+    revision: &'static str,
+    blob: &'static str,
+}
+
+const NO_REVISION: &str = "CAST(NULL AS TEXT)";
+
+fn spec(column: SealedColumn) -> Spec {
+    let plain = |table, blob| Spec {
+        table,
+        key: "id",
+        app: "app_id",
+        record: "id",
+        revision: NO_REVISION,
+        blob,
+    };
+    match column {
+        SealedColumn::ApiKeySigningKey => plain("api_keys", "sealed_signing_key"),
+        SealedColumn::ManagedSecretValue => Spec {
+            revision: "CAST(value_version AS TEXT) || '@' || \
+                       CAST(COALESCE(rotated_at, created_at) AS TEXT)",
+            ..plain("managed_secrets", "sealed_value")
+        },
+        SealedColumn::UserSecretValue => Spec {
+            revision: "CAST(value_version AS TEXT) || '@' || CAST(set_at AS TEXT)",
+            ..plain("user_secrets", "sealed_value")
+        },
+        SealedColumn::ProviderClientSecret => Spec {
+            table: "oauth_providers",
+            key: "app_id || '/' || provider_id",
+            app: "app_id",
+            record: "provider_id",
+            revision: "CAST(version AS TEXT) || '@' || CAST(updated_at AS TEXT)",
+            blob: "sealed_client_secret",
+        },
+        SealedColumn::ConnectionTokens => Spec {
+            revision: "CAST(token_version AS TEXT) || '@' || CAST(tokens_at AS TEXT)",
+            ..plain("oauth_connections", "sealed_tokens")
+        },
+        SealedColumn::RevocationTokens => Spec {
+            key: "connection_id",
+            record: "connection_id",
+            revision: "CAST(token_version AS TEXT) || '@' || CAST(tokens_at AS TEXT)",
+            ..plain("oauth_revocations", "sealed_tokens")
+        },
+        SealedColumn::SignInClientSecret => Spec {
+            key: "app_id",
+            record: "'sign_in'",
+            revision: "CAST(version AS TEXT)",
+            ..plain("idp_sign_in_clients", "sealed_client_secret")
+        },
+        SealedColumn::IdentitySigningKey => Spec {
+            key: "kid",
+            app: "''",
+            record: "kid",
+            ..plain("identity_signing_keys", "sealed_private_key")
+        },
+        SealedColumn::AuthSessionVerifier => plain("auth_sessions", "sealed_verifier"),
+        SealedColumn::AuthSessionUserToken => plain("auth_sessions", "sealed_user_token"),
+        SealedColumn::ConnectVerifier => Spec {
+            revision: "CAST(attempt_started_at AS TEXT)",
+            ..plain("connect_sessions", "attempt_verifier")
+        },
+        SealedColumn::ApprovalRequest => plain("approvals", "sealed_request"),
+        SealedColumn::ApprovalResult => plain("approvals", "sealed_result"),
+        // Sealed to the secret's version (`seal_versioned(version)`).
+        SealedColumn::WebhookSecret => Spec {
+            revision: "CAST(secret_version AS TEXT)",
+            ..plain("webhook_endpoints", "sealed_secret")
+        },
+        SealedColumn::WebhookPreviousSecret => Spec {
+            revision: "CAST(previous_secret_version AS TEXT)",
+            ..plain("webhook_endpoints", "previous_sealed_secret")
+        },
+    }
+}
+
+fn version_of(row: &sqlx::any::AnyRow) -> StoreResult<u32> {
+    let version: i64 = get(row, "version")?;
+    u32::try_from(version).map_err(|_| StoreError::Corrupt("kek version".into()))
+}
 
 #[async_trait]
 impl KeyringStore for SqlStore {
@@ -17,25 +111,197 @@ impl KeyringStore for SqlStore {
             .map_err(db_error)?;
         rows.iter()
             .map(|row| {
-                let version: i64 = get(row, "version")?;
                 Ok(WrappedKek {
-                    version: u32::try_from(version)
-                        .map_err(|_| StoreError::Corrupt("kek version".into()))?,
+                    version: version_of(row)?,
                     wrapped: get(row, "wrapped")?,
                 })
             })
             .collect()
     }
 
-    async fn insert_kek(&self, kek: &WrappedKek, at: Timestamp) -> StoreResult<()> {
-        sqlx::query("INSERT INTO keks (version, wrapped, created_at) VALUES ($1, $2, $3)")
-            .bind(i64::from(kek.version))
-            .bind(kek.wrapped.clone())
-            .bind(at.micros())
-            .execute(&self.write)
+    async fn insert_kek(
+        &self,
+        kek: &WrappedKek,
+        endorsement: Option<&[u8]>,
+        at: Timestamp,
+    ) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO keks (version, wrapped, endorsement, created_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(i64::from(kek.version))
+        .bind(kek.wrapped.clone())
+        .bind(endorsement.map(<[u8]>::to_vec))
+        .bind(at.micros())
+        .execute(&self.write)
+        .await
+        .map_err(db_error)?;
+        Ok(())
+    }
+
+    async fn kek_records(&self) -> StoreResult<Vec<KekRecord>> {
+        let rows =
+            sqlx::query("SELECT version, endorsement, created_at FROM keks ORDER BY version")
+                .fetch_all(&self.read)
+                .await
+                .map_err(db_error)?;
+        rows.iter()
+            .map(|row| {
+                Ok(KekRecord {
+                    version: version_of(row)?,
+                    endorsement: get(row, "endorsement")?,
+                    created_at: time(row, "created_at")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn retire_keks_below(&self, version: u32) -> StoreResult<u64> {
+        let mut tx = self.write.begin().await.map_err(db_error)?;
+        // A blob's bytes 2–5 are its KEK version, big-endian, so they sort as the version does.
+        let below = version.to_be_bytes().to_vec();
+        for column in SealedColumn::ALL {
+            let Spec { table, blob, .. } = spec(column);
+            let sql = format!(
+                "SELECT COUNT(*) FROM {table} WHERE {blob} IS NOT NULL AND length({blob}) > 0 \
+                 AND substr({blob}, 2, 4) < $1"
+            );
+            let left: i64 = sqlx::query_scalar(&sql)
+                .bind(below.clone())
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(db_error)?;
+            if left > 0 {
+                return Err(StoreError::Conflict(format!(
+                    "{left} value(s) in {} are still sealed under an older KEK",
+                    column.name()
+                )));
+            }
+        }
+        let deleted = sqlx::query("DELETE FROM keks WHERE version < $1")
+            .bind(i64::from(version))
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?
+            .rows_affected();
+        tx.commit().await.map_err(db_error)?;
+        Ok(deleted)
+    }
+
+    async fn rewrap_progress(&self) -> StoreResult<Option<RewrapProgress>> {
+        let row = sqlx::query(
+            "SELECT version, column_name, after_key, failed, finished_at FROM kek_rewrap \
+             WHERE id = 1",
+        )
+        .fetch_optional(&self.read)
+        .await
+        .map_err(db_error)?;
+        row.map(|row| {
+            let column: Option<String> = get(&row, "column_name")?;
+            let failed: i64 = get(&row, "failed")?;
+            Ok(RewrapProgress {
+                version: version_of(&row)?,
+                column: column
+                    .map(|name| {
+                        SealedColumn::parse(&name)
+                            .ok_or_else(|| StoreError::Corrupt(format!("sealed column {name}")))
+                    })
+                    .transpose()?,
+                after: get(&row, "after_key")?,
+                finished_at: opt_time(&row, "finished_at")?,
+                failed: u64::try_from(failed).unwrap_or(0),
+            })
+        })
+        .transpose()
+    }
+
+    async fn save_rewrap_progress(
+        &self,
+        progress: &RewrapProgress,
+        at: Timestamp,
+    ) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO kek_rewrap \
+                 (id, version, column_name, after_key, failed, finished_at, updated_at) \
+             VALUES (1, $1, $2, $3, $4, $5, $6) \
+             ON CONFLICT (id) DO UPDATE SET version = excluded.version, \
+                 column_name = excluded.column_name, after_key = excluded.after_key, \
+                 failed = excluded.failed, finished_at = excluded.finished_at, \
+                 updated_at = excluded.updated_at",
+        )
+        .bind(i64::from(progress.version))
+        .bind(progress.column.map(SealedColumn::name))
+        .bind(progress.after.clone())
+        .bind(i64::try_from(progress.failed).unwrap_or(i64::MAX))
+        .bind(micros(progress.finished_at))
+        .bind(at.micros())
+        .execute(&self.write)
+        .await
+        .map_err(db_error)?;
+        Ok(())
+    }
+
+    async fn sealed_page(
+        &self,
+        column: SealedColumn,
+        after: &str,
+        limit: u32,
+    ) -> StoreResult<Vec<SealedRow>> {
+        let Spec {
+            table,
+            key,
+            app,
+            record,
+            revision,
+            blob,
+        } = spec(column);
+        let sql = format!(
+            "SELECT {key} AS row_key, {app} AS app, {record} AS record, {revision} AS revision, \
+                 {blob} AS blob FROM {table} \
+             WHERE {blob} IS NOT NULL AND length({blob}) > 0 AND {key} > $1 \
+             ORDER BY {key} LIMIT $2"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(after.to_owned())
+            .bind(i64::from(limit))
+            .fetch_all(&self.read)
             .await
             .map_err(db_error)?;
-        Ok(())
+        rows.iter()
+            .map(|row| {
+                Ok(SealedRow {
+                    key: get(row, "row_key")?,
+                    app_id: get(row, "app")?,
+                    record_id: get(row, "record")?,
+                    revision: get(row, "revision")?,
+                    blob: get(row, "blob")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn replace_sealed(
+        &self,
+        column: SealedColumn,
+        key: &str,
+        old: &[u8],
+        new: &[u8],
+    ) -> StoreResult<bool> {
+        let Spec {
+            table,
+            key: key_expr,
+            blob,
+            ..
+        } = spec(column);
+        let sql = format!("UPDATE {table} SET {blob} = $1 WHERE {key_expr} = $2 AND {blob} = $3");
+        let updated = sqlx::query(&sql)
+            .bind(new.to_vec())
+            .bind(key.to_owned())
+            .bind(old.to_vec())
+            .execute(&self.write)
+            .await
+            .map_err(db_error)?
+            .rows_affected();
+        Ok(updated == 1)
     }
 
     async fn load_mac_root(&self) -> StoreResult<Option<StoredMacRoot>> {

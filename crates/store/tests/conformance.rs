@@ -21,7 +21,7 @@ use alter_core::keys::{ApiKey, KeyType};
 use alter_core::ports::{
     AgentStore, AppStore, AuditStore, ConnectStore, ConnectionStore, GrantStore, HealthStore,
     IdentitySigningKey, IdentityStore, KeyStore, KeyringStore, NonceStore, ProviderStore,
-    ReleaseStore, SecretStore, SignInStore, StoreError, WrappedKek,
+    ReleaseStore, SealedColumn, SecretStore, SignInStore, StoreError, WrappedKek,
 };
 use alter_core::release::{ReleaseCommit, ReleaseCondition};
 use alter_core::scope::{Scope, ScopeSet};
@@ -297,6 +297,81 @@ async fn upgrading_keeps_agent_keys_and_their_derived_keys_agent_typed() {
 }
 
 #[tokio::test]
+async fn an_old_kek_retires_only_when_no_sealed_value_names_it() {
+    on_every_engine(|Fixture { store, .. }| async move {
+        for version in [1, 2] {
+            let kek = WrappedKek {
+                version,
+                wrapped: vec![9; 60],
+            };
+            store.insert_kek(&kek, Some(&[7; 32]), t(0)).await.unwrap();
+        }
+        // A blob's header: format, KEK version (big-endian), then the wrapped data key.
+        let blob = |version: u32| {
+            let mut blob = vec![1];
+            blob.extend_from_slice(&version.to_be_bytes());
+            blob.extend_from_slice(&[5; 80]);
+            blob
+        };
+        let key = IdentitySigningKey {
+            kid: "k1".into(),
+            sealed_private_key: blob(1),
+            public_x: "x".into(),
+            public_y: "y".into(),
+            created_at: t(0),
+        };
+        store.insert_identity_signing_key(&key).await.unwrap();
+        let column = SealedColumn::IdentitySigningKey;
+        let page = store.sealed_page(column, "", 10).await.unwrap();
+        assert_eq!(page.len(), 1);
+        assert_eq!((page[0].key.as_str(), page[0].app_id.as_str()), ("k1", ""));
+        assert_eq!(page[0].blob, blob(1));
+        assert!(
+            store
+                .sealed_page(column, "k1", 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+
+        let refused = store.retire_keks_below(2).await;
+        assert!(
+            matches!(refused, Err(StoreError::Conflict(_))),
+            "{refused:?}"
+        );
+        assert_eq!(store.load_keks().await.unwrap().len(), 2, "nothing deleted");
+
+        // The replacement holds only over the value read.
+        assert!(
+            !store
+                .replace_sealed(column, "k1", &blob(3), &blob(2))
+                .await
+                .unwrap()
+        );
+        assert!(
+            store
+                .replace_sealed(column, "k1", &blob(1), &blob(2))
+                .await
+                .unwrap()
+        );
+        assert_eq!(store.retire_keks_below(2).await.unwrap(), 1);
+        let left: Vec<u32> = store
+            .kek_records()
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.version)
+            .collect();
+        assert_eq!(left, [2]);
+        // Every column's queries run on this engine.
+        for column in SealedColumn::ALL {
+            store.sealed_page(column, "", 1).await.unwrap();
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn keks_are_stored_once_per_version() {
     on_every_engine(|Fixture { store, .. }| async move {
         assert!(store.load_keks().await.unwrap().is_empty());
@@ -304,9 +379,9 @@ async fn keks_are_stored_once_per_version() {
             version: 1,
             wrapped: vec![9; 60],
         };
-        store.insert_kek(&kek, t(0)).await.unwrap();
+        store.insert_kek(&kek, None, t(0)).await.unwrap();
         assert!(matches!(
-            store.insert_kek(&kek, t(1)).await,
+            store.insert_kek(&kek, None, t(1)).await,
             Err(StoreError::Conflict(_))
         ));
         assert_eq!(store.load_keks().await.unwrap(), vec![kek]);

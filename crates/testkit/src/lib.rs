@@ -218,6 +218,7 @@ impl TestServer {
             vault: Settings::default(),
             clock: self.clock.clone(),
             audit_checkpoint_interval: None,
+            otlp_endpoint: None,
             allowed_networks: self.options.allowed_networks.clone(),
         }
     }

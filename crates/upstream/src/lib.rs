@@ -13,6 +13,7 @@ mod http;
 pub mod jwks;
 mod jwt;
 pub mod oauth;
+pub mod otlp;
 pub mod transit;
 pub mod webhooks;
 

@@ -625,3 +625,94 @@ fn two_rotations_at_once_leave_the_keys_under_exactly_one_new_key() {
             .unwrap();
     }
 }
+
+/// `alter keys status` until the re-wrap under the newest KEK has finished.
+fn wait_for_rewrap(config: &Path) -> String {
+    let deadline = std::time::Instant::now() + Duration::from_secs(180);
+    loop {
+        let status = keys(&["status", "--config", config.to_str().unwrap()], &[]);
+        assert_eq!(exit_code(&status), 0, "{}", stderr(&status));
+        let text = stdout(&status);
+        if text.contains("finished") {
+            return text;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the re-wrap did not finish: {text}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+#[test]
+fn a_new_kek_version_rewraps_every_data_key_and_the_old_one_retires() {
+    for database in databases() {
+        let dir = tempfile::tempdir().unwrap();
+        let (token, config) = server_config(dir.path(), database.url());
+        let served = serve_with_grant(&config, &token);
+        let checkpoint = checkpoint_file(&served.op, &served.app, &dir.path().join("before.jsonl"));
+        let config_arg = config.to_str().unwrap();
+
+        let added = rotate_under_load(&served, || {
+            keys(&["rotate-kek", "--config", config_arg], &[])
+        });
+        assert!(
+            stdout(&added).contains("added key-encryption key v2"),
+            "{}",
+            stdout(&added)
+        );
+        // Too early: nodes may still seal under v1 and nothing is re-wrapped yet. Nothing
+        // is deleted.
+        let early = keys(&["retire-kek", "--config", config_arg], &[]);
+        assert_eq!(exit_code(&early), 1, "{}", stdout(&early));
+        assert!(stderr(&early).contains("not yet"), "{}", stderr(&early));
+
+        // A value written after the new version loaded is sealed under it; one written before
+        // is re-wrapped by the servers' job.
+        let status = wait_for_rewrap(&config);
+        assert!(status.contains("key-encryption keys: v1, v2"), "{status}");
+        assert!(
+            status.contains("(0 value(s) could not be re-wrapped)"),
+            "{status}"
+        );
+        let later = served.op.create_bearer_secret("later", "sealed-under-v2");
+        let later_grant = served
+            .op
+            .create_system_grant(later["id"].as_str().unwrap(), "later");
+
+        let retired = keys(&["retire-kek", "--config", config_arg], &[]);
+        assert_eq!(exit_code(&retired), 0, "{}", stderr(&retired));
+        assert!(
+            stdout(&retired).contains("deleted 1 older"),
+            "{}",
+            stdout(&retired)
+        );
+        let status = stdout(&keys(&["status", "--config", config_arg], &[]));
+        assert!(status.contains("key-encryption keys: v2\n"), "{status}");
+
+        // A node started now holds v2 only: every data key it opens (the app's signing key,
+        // both secrets) was re-wrapped, or it could not answer.
+        let node = reopen(&served, &config);
+        let answer = node.signed("POST", "/sdk/token", &served.body);
+        assert_eq!(answer["access_token"], served.value.as_str());
+        let body = serde_json::json!({
+            "grant_id": later_grant,
+            "reason": "after the retirement",
+            "request": {"method": "GET", "url": "https://api.example.com/v1/items"},
+        });
+        assert_eq!(
+            node.signed("POST", "/sdk/token", &body)["access_token"],
+            "sealed-under-v2"
+        );
+        // The node started before the rotation serves on, and the chain verifies.
+        let answer = served.op.signed("POST", "/sdk/token", &served.body);
+        assert_eq!(answer["access_token"], served.value.as_str());
+        assert_verifies(&node, &served.app, &checkpoint);
+        assert!(node.server.terminate().success());
+        drop(served);
+        tokio::runtime::Runtime::new()
+            .unwrap()
+            .block_on(database.drop_now())
+            .unwrap();
+    }
+}

@@ -8,7 +8,7 @@
 //!
 //! [`ApprovalStore`]: crate::ports::ApprovalStore
 
-mod service;
+pub(crate) mod service;
 
 use std::collections::BTreeMap;
 use std::fmt;

@@ -36,9 +36,9 @@ const POLL_EVERY: Duration = Duration::from_millis(250);
 /// Most approvals one sweep moves.
 const SWEEP_BATCH: i64 = 500;
 /// The kind bound into a sealed held request.
-const REQUEST_KIND: &str = "approval.request";
+pub(crate) const REQUEST_KIND: &str = "approval.request";
 /// The kind bound into a sealed result.
-const RESULT_KIND: &str = "approval.result";
+pub(crate) const RESULT_KIND: &str = "approval.result";
 /// Longest reason kept.
 const MAX_REASON_LEN: usize = 1000;
 

@@ -9,7 +9,7 @@
 mod callback;
 mod managed;
 mod restrictions;
-mod service;
+pub(crate) mod service;
 
 use std::collections::BTreeMap;
 

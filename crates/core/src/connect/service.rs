@@ -27,7 +27,7 @@ pub const SESSION_TTL_SECONDS: i64 = 600;
 /// Most providers a session may offer.
 const MAX_PROVIDERS: usize = 50;
 /// The kind bound into a sealed PKCE verifier.
-const VERIFIER_KIND: &str = "connect_verifier";
+pub(crate) const VERIFIER_KIND: &str = "connect_verifier";
 
 /// What the caller asks for (`create_connect_session`).
 #[derive(Debug, Clone, Default)]

@@ -20,7 +20,7 @@ use crate::time::Timestamp;
 use crate::vault::Vault;
 
 /// The kind bound into a connection's sealed tokens.
-const TOKENS_KIND: &str = "oauth_tokens";
+pub(crate) const TOKENS_KIND: &str = "oauth_tokens";
 
 /// What a connection is now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -280,6 +280,8 @@ async fn an_approved_call_is_made_once_and_its_result_collected() {
         ] {
             assert_eq!(actions(&server, &app_id, action).await, 1, "{action}");
         }
+        // Held requests and their results re-wrap.
+        crate::crypto::every_sealed_value_rewraps_under_a_new_kek(&server).await;
     })
     .await;
 }

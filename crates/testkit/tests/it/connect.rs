@@ -357,6 +357,8 @@ async fn a_connected_account_is_released_refreshed_once_per_expiry_and_revoked_u
             .await
             .unwrap();
         assert_eq!(introspected["active"], false, "{introspected}");
+        // OAuth client secrets, connections' tokens and Connect verifiers re-wrap.
+        crate::crypto::every_sealed_value_rewraps_under_a_new_kek(&s.server).await;
     })
     .await;
 }

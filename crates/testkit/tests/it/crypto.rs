@@ -1,7 +1,7 @@
 //! Envelope encryption, end to end: nothing readable at rest, ciphertexts bound to their row,
 //! and a wrong master key stops start-up.
 
-use alter_crypto::MasterKey;
+use alter_crypto::{ExposeSecret, MasterKey};
 use alter_proto::admin::{CreateSecretRequest, MintKeyRequest};
 use alter_sdk::{Principal, ProviderRequest};
 use alter_server::StartupError;
@@ -197,6 +197,64 @@ async fn data_survives_a_restart() {
         server.app(&app.key.api_key).scopes().list().await.unwrap();
         assert_eq!(server.admin().list_apps().await.unwrap().len(), 1);
         server.stop().await;
+    })
+    .await;
+}
+
+/// Adds a KEK version to `server`'s database, re-wraps every sealed value under it and retires
+/// the old versions: every value the test stored (whatever its column) re-wraps with the
+/// binding it was sealed with, or the walk counts a failure and the retirement refuses.
+pub(crate) async fn every_sealed_value_rewraps_under_a_new_kek(server: &TestServer) {
+    let vault = server.vault();
+    let version = vault.add_kek_version().await.unwrap();
+    assert!(vault.refresh_keyring().await.unwrap());
+    let early = format!("{:?}", vault.retire_old_keks().await.unwrap_err());
+    assert!(early.contains("not yet"), "{early}");
+    server.advance(alter_core::kek_versions::SWITCH_SECONDS + 1);
+    let mut turns = 0;
+    let done = loop {
+        let turn = vault
+            .rewrap_data_keys(4)
+            .await
+            .unwrap_or_else(|e| panic!("{e:?}"));
+        if turn.finished {
+            break turn;
+        }
+        turns += 1;
+        assert!(turns < 1_000, "the walk does not finish");
+    };
+    assert_eq!(done.failed, 0, "every value re-wraps");
+    let retired = vault
+        .retire_old_keks()
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    assert_eq!(
+        (retired.kept, retired.deleted),
+        (version, version as u64 - 1)
+    );
+}
+
+#[tokio::test]
+async fn a_kek_without_a_valid_endorsement_stops_start_up() {
+    on_every_engine(|engine| async move {
+        let mut server = TestServer::start(engine).await;
+        server.new_app("a").await;
+        // A KEK version the server added itself starts fine …
+        server.vault().add_kek_version().await.unwrap();
+        server.restart().await;
+        // … one whose endorsement was altered does not.
+        let tamper = "UPDATE keks SET endorsement = wrapped WHERE version = 2";
+        assert_eq!(server.database().execute(tamper, &[]).await.unwrap(), 1);
+        let e = server
+            .start_with_master_key(
+                MasterKey::from_encoded(server.master_key().encode().expose_secret()).unwrap(),
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            e.to_string().contains("key-encryption key version 2"),
+            "{e}"
+        );
     })
     .await;
 }

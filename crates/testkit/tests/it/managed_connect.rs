@@ -272,6 +272,8 @@ async fn a_signed_in_user_enters_their_key_repairs_it_and_shares_it_with_an_agen
         assert_eq!(own.json["path"], Value::Null);
         assert_eq!(own.json["existing_grant_id"], Value::Null);
         assert_eq!(own.json["agent_id"], agent.agent.id);
+        // Users' own keys re-wrap.
+        crate::crypto::every_sealed_value_rewraps_under_a_new_kek(&w.server).await;
     })
     .await;
 }

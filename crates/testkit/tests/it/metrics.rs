@@ -402,6 +402,7 @@ async fn metrics_count_releases_denials_and_proxied_calls_exactly() {
                 "{pool}: {size} {idle} {max}"
             );
         }
+        assert_eq!(after.get("alter_kek_version", &[]), 1.0);
         // No id, host or secret in any label.
         for never in [
             grant.as_str(),

@@ -577,7 +577,7 @@ async fn what_if_counts_exactly_what_a_draft_would_have_done() {
         let clock = Arc::new(ManualClock::starting_at(start));
         let vault = Vault::open(
             Arc::new(store.clone()),
-            &master,
+            Arc::new(master),
             clock.clone(),
             Arc::new(alter_upstream::JwtVerifier::new().unwrap()),
             Arc::new(alter_upstream::oauth::OAuthClient::new().unwrap()),

@@ -358,6 +358,8 @@ async fn a_user_signs_in_and_the_app_gets_a_token_it_can_use_once() {
             world.poll("alter_as_unknown", Some(100)).await["status"],
             "expired"
         );
+        // Sign-in client secret, sessions' verifiers and ID tokens re-wrap.
+        crate::crypto::every_sealed_value_rewraps_under_a_new_kek(&world.server).await;
         world.server.stop().await;
     })
     .await;
@@ -840,6 +842,8 @@ async fn identities_resolve_and_assertions_verify_against_the_published_keys() {
         assert_eq!(jwks["keys"].as_array().unwrap().len(), 1);
         assert!(header["kid"].is_string());
         second.stop().await;
+        // The identity-assertion signing key re-wraps.
+        crate::crypto::every_sealed_value_rewraps_under_a_new_kek(&server).await;
         server.stop().await;
     })
     .await;

@@ -334,6 +334,17 @@ async fn events_reach_a_receiver_signed_retried_and_replayed_with_the_same_id() 
         assert_eq!(after.signature.split(' ').count(), 1);
         assert!(signed_by(&rotated.secret, after));
         assert!(!signed_by(&revocations.secret, after));
+
+        // The secrets (current and previous) re-wrap under a new KEK and still sign after the
+        // old KEK is retired.
+        crate::crypto::every_sealed_value_rewraps_under_a_new_kek(&server).await;
+        let grant = app
+            .create_managed_secret_grant(&world.secret.id, Principal::system(), None)
+            .await
+            .unwrap();
+        app.revoke_grant(&grant.grant_id, None).await.unwrap();
+        let rewrapped = named.wait_for(WAIT, |r| r.len() >= 5).await;
+        assert!(signed_by(&rotated.secret, &rewrapped[4]));
         server.stop().await;
     })
     .await;
