@@ -32,6 +32,18 @@ pub mod action {
     pub const USER_CREATED: &str = "user.created";
     /// An end user completed a link-based sign-in.
     pub const USER_SIGNED_IN: &str = "user.signed_in";
+    /// The IdP deactivated a user (an inbound IdP event).
+    pub const USER_DEACTIVATED: &str = "user.deactivated";
+    /// The IdP reactivated a user (an inbound IdP event).
+    pub const USER_REACTIVATED: &str = "user.reactivated";
+    /// The IdP removed a user from a group (an inbound IdP event).
+    pub const USER_GROUP_REMOVED: &str = "user.group_removed";
+    /// The IdP added a user to a group (an inbound IdP event).
+    pub const USER_GROUP_ADDED: &str = "user.group_added";
+    /// An inbound IdP event was received and verified.
+    pub const IDP_EVENT_RECEIVED: &str = "idp.event_received";
+    /// The app's inbound IdP event secret was generated or rotated.
+    pub const IDP_EVENT_SECRET_ROTATED: &str = "idp.event_secret_rotated";
     /// An identity assertion was signed.
     pub const IDENTITY_ASSERTED: &str = "identity.asserted";
     /// A completed sign-in's user token was handed to the key that polled for it (once).

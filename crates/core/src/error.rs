@@ -189,6 +189,16 @@ pub enum Error {
     /// The end user is suspended.
     #[error("this user is suspended")]
     UserSuspended,
+    /// The IdP's issuer cannot change while users, group grants or approvers of the current
+    /// issuer exist (a new issuer is a new identity namespace).
+    #[error(
+        "the identity provider's issuer cannot change while {0} of the current issuer exist; a new issuer is a new set of users: configure it on a new app"
+    )]
+    IdpIssuerInUse(&'static str),
+    /// An inbound IdP event whose app is unknown, has no event secret, or whose signature is
+    /// missing, stale or wrong: all alike.
+    #[error("the event's signature is missing, stale or invalid")]
+    IdpEventUnauthorized,
     /// Agents do not start end-user sign-ins.
     #[error("agents cannot start end-user sign-ins; use an app key")]
     AgentsCannotSignIn,

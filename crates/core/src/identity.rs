@@ -182,6 +182,10 @@ pub struct AppUser {
     /// When the IdP vouched for `groups`: the `iat` of the token they came from. `None` when
     /// undated (a token without `iat`, or a user recorded before this was kept).
     pub groups_as_of: Option<Timestamp>,
+    /// The time of the newest membership change an IdP event made (`crate::idp_events`): a
+    /// token issued at or before it cannot replace `groups`, so a replayed older token does
+    /// not undo a removal.
+    pub membership_floor: Option<Timestamp>,
     /// Active or suspended.
     pub status: UserStatus,
     /// First seen.
@@ -206,7 +210,17 @@ impl AppUser {
 /// (vouched for at `stored`). Undated membership is the oldest. On a tie (two undated, or two
 /// tokens of the same second: `iat` has a resolution of a second) the token seen now wins, so
 /// a change the IdP made within a second is not lost.
-fn newer_membership(token: Option<Timestamp>, stored: Option<Timestamp>) -> bool {
+/// A token issued at or before `floor` (an IdP event's membership change) never wins.
+fn newer_membership(
+    token: Option<Timestamp>,
+    stored: Option<Timestamp>,
+    floor: Option<Timestamp>,
+) -> bool {
+    if let Some(floor) = floor
+        && token.is_none_or(|t| t <= floor)
+    {
+        return false;
+    }
     match (token, stored) {
         (_, None) => true,
         (Some(token), Some(stored)) => token >= stored,
@@ -253,11 +267,21 @@ const LAST_SEEN_RESOLUTION_SECONDS: i64 = 300;
 
 impl Vault {
     /// Configures (or replaces) the app's identity provider (operator). Its id survives a
-    /// replacement, so group grants naming it stay valid.
+    /// replacement, so group grants naming it stay valid. The issuer is the identity namespace
+    /// (a subject means one person only under one issuer), so it changes only while nothing
+    /// names a user or group of the current issuer: no user it vouched for, no active group
+    /// grant, no approver named in a rule or an agent's approval setting
+    /// ([`Error::IdpIssuerInUse`]). Otherwise a new issuer's user whose `sub` equals an old
+    /// user's would become that user, with their grants, delegations and approvals.
     pub async fn set_idp(&self, app_id: AppId, settings: IdpSettings) -> Result<IdentityProvider> {
         self.get_app(app_id).await?;
         let now = self.now();
         let existing = self.store().get_idp(app_id).await?;
+        if let Some(current) = &existing
+            && current.issuer != settings.issuer
+        {
+            self.ensure_issuer_unused(current).await?;
+        }
         let idp = IdentityProvider {
             id: existing.as_ref().map_or_else(IdpId::new, |e| e.id),
             app_id,
@@ -301,6 +325,45 @@ impl Vault {
         Ok(idp)
     }
 
+    /// Refuses an issuer change while anything names a user or group of `idp`'s issuer.
+    async fn ensure_issuer_unused(&self, idp: &IdentityProvider) -> Result<()> {
+        if let Some(what) = self.store().idp_references(idp.app_id, idp.id).await? {
+            return Err(Error::IdpIssuerInUse(what));
+        }
+        // Approvers are named by app user id, IdP subject or group id: bare names of this
+        // issuer's namespace, whether or not the person has signed in yet.
+        let names_approvers = |value: Option<&serde_json::Value>| {
+            value
+                .and_then(serde_json::Value::as_array)
+                .is_some_and(|a| !a.is_empty())
+        };
+        let rules = self.store().list_rules(idp.app_id).await?;
+        if rules
+            .iter()
+            .any(|r| names_approvers(r.body.get("approvers")))
+        {
+            return Err(Error::IdpIssuerInUse("approvers"));
+        }
+        const PAGE: i64 = 500;
+        let mut offset = 0;
+        loop {
+            let (agents, total) = self
+                .store()
+                .list_agents(idp.app_id, false, PAGE, offset)
+                .await?;
+            if agents
+                .iter()
+                .any(|a| a.approval.approvers.as_ref().is_some_and(|n| !n.is_empty()))
+            {
+                return Err(Error::IdpIssuerInUse("approvers"));
+            }
+            offset += PAGE;
+            if agents.is_empty() || offset >= total {
+                return Ok(());
+            }
+        }
+    }
+
     /// The app's identity provider.
     pub async fn get_idp(&self, app_id: AppId) -> Result<IdentityProvider> {
         self.store()
@@ -340,12 +403,15 @@ impl Vault {
             Some(user) => {
                 // An older token than the one the stored groups came from cannot roll them
                 // back; the store applies the same rule, so concurrent sign-ins agree.
-                let (groups, groups_as_of) =
-                    if newer_membership(verified.issued_at, user.groups_as_of) {
-                        (verified.groups.clone(), verified.issued_at)
-                    } else {
-                        (user.groups.clone(), user.groups_as_of)
-                    };
+                let (groups, groups_as_of) = if newer_membership(
+                    verified.issued_at,
+                    user.groups_as_of,
+                    user.membership_floor,
+                ) {
+                    (verified.groups.clone(), verified.issued_at)
+                } else {
+                    (user.groups.clone(), user.groups_as_of)
+                };
                 let changed = user.email != verified.email
                     || user.display_name != verified.name
                     || user.groups != groups
@@ -378,6 +444,7 @@ impl Vault {
                     display_name: verified.name.clone(),
                     groups: verified.groups.clone(),
                     groups_as_of: verified.issued_at,
+                    membership_floor: None,
                     status: UserStatus::Active,
                     created_at: now,
                     last_seen_at: now,

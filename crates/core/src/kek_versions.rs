@@ -29,8 +29,33 @@ pub const KEYRING_REFRESH: Duration = Duration::from_secs(10);
 /// so no node seals under an older version behind the walk.
 pub const SWITCH_SECONDS: i64 = 30;
 
-/// Values re-wrapped per page of the walk (and per progress record).
-const PAGE: u32 = 500;
+/// Values looked at per page of the walk (and per progress record). A page reads only each
+/// value's header; a value to re-wrap is then read whole on its own, so a page of large
+/// values (held calls' bodies) never sits in memory at once.
+const PAGE: u32 = 200;
+
+/// A node that reported its KEK version within this many seconds counts as live: re-wrapping
+/// and retirement wait until every live node seals under the newest version.
+pub const NODE_SEEN_SECONDS: i64 = 60;
+
+/// Reports older than this are deleted.
+const NODE_FORGET_SECONDS: i64 = 24 * 3600;
+
+/// Nodes that reported within [`NODE_SEEN_SECONDS`] and still seal under an older version
+/// than `newest`, as `node (vN)`.
+async fn nodes_behind(
+    store: &dyn KeyringStore,
+    newest: u32,
+    now: Timestamp,
+) -> Result<Vec<String>> {
+    Ok(store
+        .node_keyrings_since(now.plus_seconds(-NODE_SEEN_SECONDS))
+        .await?
+        .into_iter()
+        .filter(|(_, version)| *version < newest)
+        .map(|(node, version)| format!("{node} (v{version})"))
+        .collect())
+}
 
 /// The MAC purpose of KEK endorsements.
 const ENDORSEMENT_PURPOSE: &str = "kek-endorsement/v1";
@@ -89,6 +114,18 @@ pub async fn add_kek_version(
                 "this database has no keys yet: start `alter server` on it once first".into(),
             )
         })?;
+    // Every KEK gets an endorsement, the first too (a database's first KEK has none until
+    // now): once one is endorsed, nodes refuse any KEK without one.
+    let records = store.kek_records().await?;
+    for (stored, material) in &keys.keks {
+        let unendorsed = records
+            .iter()
+            .any(|r| r.version == stored.version && r.endorsement.is_none());
+        if unendorsed {
+            let tag = endorsement(&keys.mac_root, stored.version, material);
+            store.endorse_kek(stored.version, &tag).await?;
+        }
+    }
     let version = newest + 1;
     let material = Kek::new_material()?;
     let wrapped = alter_crypto::WrappedKek {
@@ -185,8 +222,32 @@ pub async fn retire_old_keks(
             .into());
         }
     }
-    let deleted = store.retire_keks_below(kept).await?;
-    Ok(Retired { kept, deleted })
+    let behind = nodes_behind(store, kept, now).await?;
+    if !behind.is_empty() {
+        return Err(not_yet(format!(
+            "node(s) still seal under an older KEK: {} (restart them with the current key holder)",
+            behind.join(", ")
+        ))
+        .into());
+    }
+    match store.retire_keks_below(kept).await {
+        Ok(deleted) => Ok(Retired { kept, deleted }),
+        Err(StoreError::Conflict(why)) => {
+            // Values sealed under an old version after the walk passed them: walk again.
+            if let Some(mut progress) = status.rewrap {
+                progress.column = Some(SealedColumn::ALL[0]);
+                progress.after.clear();
+                progress.finished_at = None;
+                progress.failed = 0;
+                store.save_rewrap_progress(&progress, now).await?;
+            }
+            Err(not_yet(format!(
+                "{why}; the servers will re-wrap them, run it again"
+            ))
+            .into())
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// What one turn of the re-wrap job did.
@@ -211,29 +272,52 @@ impl Vault {
         retire_old_keks(self.store(), self.key_holder(), self.now()).await
     }
 
-    /// Loads the database's KEKs again if it holds a version this node lacks (added by
+    /// Loads the KEK versions the database holds above the one this node seals under (added by
     /// `alter keys rotate-kek`, or met in a value another node sealed): true if the keyring
-    /// changed. New seals use the newest version from then on.
+    /// changed. New seals use the newest version from then on. A keyring only grows: rows
+    /// deleted, or older ones put back, never make a running node seal under an older KEK.
     pub async fn refresh_keyring(&self) -> Result<bool> {
         let current = self.keyring();
-        let stored: Vec<u32> = self
+        let newest = self
             .store()
             .kek_records()
             .await?
             .iter()
             .map(|r| r.version)
-            .collect();
-        if stored == current.versions() {
-            return Ok(false);
+            .max();
+        match newest {
+            Some(newest) if newest > current.current_version() => {}
+            Some(newest) if newest < current.current_version() => {
+                tracing::warn!(
+                    stored = newest,
+                    sealing = current.current_version(),
+                    "the database's newest KEK is older than the one this node seals under: \
+                     ignored (were KEK rows deleted?)"
+                );
+                return Ok(false);
+            }
+            _ => return Ok(false),
         }
         let keys = unwrap_keys(self.store(), self.key_holder()).await?;
-        let keks = keys
+        let newer = keys
             .keks
             .iter()
+            .filter(|(stored, _)| stored.version > current.current_version())
             .map(|(stored, material)| Kek::from_material(stored.version, material))
             .collect::<std::result::Result<Vec<_>, CryptoError>>()?;
-        self.replace_keyring(Keyring::new(keks)?);
+        self.replace_keyring(current.extended(newer));
         Ok(true)
+    }
+
+    /// Records that node `node` seals under this node's KEK version now, so re-wrapping and
+    /// retirement wait for every live node to have loaded the newest ([`NODE_SEEN_SECONDS`]).
+    pub async fn report_keyring(&self, node: &str) -> Result<()> {
+        let now = self.now();
+        let forget_before = now.plus_seconds(-NODE_FORGET_SECONDS);
+        Ok(self
+            .store()
+            .report_node_keyring(node, self.kek_version(), now, forget_before)
+            .await?)
     }
 
     /// One turn of the re-wrap job: walks up to `pages` pages of sealed values, re-wrapping
@@ -249,6 +333,9 @@ impl Vault {
         // This node does not seal with the newest KEK yet, or others may not: wait.
         if newest.version != keyring.current_version()
             || newest.created_at.plus_seconds(SWITCH_SECONDS) > self.now()
+            || !nodes_behind(store, newest.version, self.now())
+                .await?
+                .is_empty()
         {
             return Ok(RewrapTurn::default());
         }
@@ -282,12 +369,14 @@ impl Vault {
                     app_id: &row.app_id,
                     record_id: &row.record_id,
                 };
-                match keyring.rewrap(binding, row.revision.as_deref(), &row.blob) {
+                // The page holds headers; read the value whole (it may have changed: then it
+                // was sealed anew, under the newest KEK).
+                let Some(blob) = store.sealed_value(column, &row.key).await? else {
+                    continue;
+                };
+                match keyring.rewrap(binding, row.revision.as_deref(), &blob) {
                     Ok(Some(new)) => {
-                        if store
-                            .replace_sealed(column, &row.key, &row.blob, &new)
-                            .await?
-                        {
+                        if store.replace_sealed(column, &row.key, &blob, &new).await? {
                             turn.rewrapped += 1;
                         }
                     }

@@ -16,6 +16,7 @@ pub mod delegations;
 pub mod error;
 pub mod grants;
 pub mod identity;
+pub mod idp_events;
 pub mod ids;
 pub mod jobs;
 pub mod kek_versions;

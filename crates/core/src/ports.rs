@@ -17,6 +17,7 @@ use crate::connections::revocation::PendingRevocation;
 use crate::connections::{Connection, RefreshLease, RefreshedTokens};
 use crate::grants::{Grant, GrantFilter, GrantView, Principal, Viewer};
 use crate::identity::{AppUser, IdentityProvider, JwksSource, TokenError, VerifiedToken};
+use crate::idp_events::IdpEventStore;
 use crate::ids::{
     AgentId, AppId, ApprovalId, AuthSessionId, ConnectSessionId, ConnectionId, GrantId, IdpId,
     KeyId, RuleId, SecretId, UserId, UserSecretId,
@@ -80,15 +81,31 @@ pub trait KeyringStore: Send + Sync {
         progress: &RewrapProgress,
         at: Timestamp,
     ) -> StoreResult<()>;
-    /// Up to `limit` sealed values of `column` whose key sorts after `after`, in key order
-    /// (rows whose value is NULL or empty — dropped, as a revoked connection's tokens — are
-    /// left out).
+    /// Up to `limit` sealed values of `column` whose key sorts after `after`, in key order,
+    /// each with only the first [`SEALED_HEAD_BYTES`] of its blob (enough for the format, the
+    /// KEK version and the wrapped data key). Rows whose value is NULL or empty — dropped, as
+    /// a revoked connection's tokens — are left out.
     async fn sealed_page(
         &self,
         column: SealedColumn,
         after: &str,
         limit: u32,
     ) -> StoreResult<Vec<SealedRow>>;
+    /// The whole sealed value of row `key` of `column` (`None` if the row or value is gone).
+    async fn sealed_value(&self, column: SealedColumn, key: &str) -> StoreResult<Option<Vec<u8>>>;
+    /// Sets the endorsement of KEK `version` where it has none.
+    async fn endorse_kek(&self, version: u32, endorsement: &[u8]) -> StoreResult<()>;
+    /// Records that `node` seals under KEK `version` at `at`, and forgets reports older than
+    /// `forget_before`.
+    async fn report_node_keyring(
+        &self,
+        node: &str,
+        version: u32,
+        at: Timestamp,
+        forget_before: Timestamp,
+    ) -> StoreResult<()>;
+    /// The nodes that reported since `since`, with the KEK version they seal under.
+    async fn node_keyrings_since(&self, since: Timestamp) -> StoreResult<Vec<(String, u32)>>;
     /// Replaces the sealed value of row `key` of `column` if it is still `old`; false when it
     /// changed meanwhile (a write of the row since it was read wins).
     async fn replace_sealed(
@@ -224,6 +241,9 @@ impl SealedColumn {
     }
 }
 
+/// How much of a sealed value [`KeyringStore::sealed_page`] reads.
+pub const SEALED_HEAD_BYTES: u32 = 96;
+
 /// One sealed value with what its binding is made of.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SealedRow {
@@ -235,7 +255,7 @@ pub struct SealedRow {
     pub record_id: String,
     /// The value's version within its record, for values sealed with one.
     pub revision: Option<String>,
-    /// The sealed value.
+    /// The sealed value's first [`SEALED_HEAD_BYTES`] bytes.
     pub blob: Vec<u8>,
 }
 
@@ -379,6 +399,10 @@ pub trait IdentityStore: Send + Sync {
     /// goes to `user`): the newest verified membership wins, whatever order concurrent
     /// sign-ins commit in.
     async fn update_user(&self, user: &AppUser) -> StoreResult<()>;
+    /// What still names the IdP's identity namespace: `Some("users")` if it vouched for any
+    /// user, `Some("group grants")` if an active grant names one of its groups, `None` if
+    /// nothing does.
+    async fn idp_references(&self, app: AppId, idp: IdpId) -> StoreResult<Option<&'static str>>;
 }
 
 /// Managed secrets.
@@ -1215,6 +1239,7 @@ pub trait Store:
     + OperatorStore
     + BrowserSessionStore
     + WalletStore
+    + IdpEventStore
     + crate::webhooks::WebhookStore
 {
 }
@@ -1245,6 +1270,7 @@ impl<T> Store for T where
         + OperatorStore
         + BrowserSessionStore
         + WalletStore
+        + IdpEventStore
         + crate::webhooks::WebhookStore
 {
 }

@@ -408,6 +408,9 @@ pub(crate) async fn unwrap_keys(
         })?,
     };
     let records = store.kek_records().await?;
+    // A database's first KEK went unendorsed until a second was added; from then on every
+    // KEK must be endorsed, so an unendorsed one cannot be slipped back in.
+    let any_endorsed = records.iter().any(|r| r.endorsement.is_some());
     for (stored, material) in &keks {
         let tag = records
             .iter()
@@ -416,7 +419,7 @@ pub(crate) async fn unwrap_keys(
         let endorsed = tag.is_some_and(|tag| {
             crate::kek_versions::endorsed(&mac_root, stored.version, material, tag)
         });
-        if stored.version != 1 && !endorsed {
+        if (stored.version != 1 || any_endorsed) && !endorsed {
             return Err(CryptoError::UnexpectedKekVersion(stored.version).into());
         }
     }

@@ -546,6 +546,7 @@ mod tests {
             display_name: None,
             groups: Vec::new(),
             groups_as_of: None,
+            membership_floor: None,
             status: UserStatus::Active,
             created_at: Timestamp::from_unix_seconds(1),
             last_seen_at: Timestamp::from_unix_seconds(1),

@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
@@ -258,7 +259,7 @@ impl fmt::Debug for Kek {
 #[derive(Debug)]
 pub struct Keyring {
     current: u32,
-    keks: BTreeMap<u32, Kek>,
+    keks: BTreeMap<u32, Arc<Kek>>,
     /// The highest KEK version a blob named that this keyring lacks (0: none), so the owner
     /// can load the keys again: another node may already seal under a newer version.
     missing: AtomicU32,
@@ -267,13 +268,29 @@ pub struct Keyring {
 impl Keyring {
     /// Builds the keyring from unwrapped KEKs; the highest version seals new values.
     pub fn new(keks: Vec<Kek>) -> Result<Self, CryptoError> {
-        let keks: BTreeMap<u32, Kek> = keks.into_iter().map(|k| (k.version, k)).collect();
+        let keks: BTreeMap<u32, Arc<Kek>> =
+            keks.into_iter().map(|k| (k.version, Arc::new(k))).collect();
         let current = *keks.keys().next_back().ok_or(CryptoError::NoKek)?;
         Ok(Keyring {
             current,
             keks,
             missing: AtomicU32::new(0),
         })
+    }
+
+    /// This keyring with the KEKs of `newer` added: only versions above the current one are
+    /// taken, so a keyring never loses a version nor goes back to an older one.
+    pub fn extended(&self, newer: Vec<Kek>) -> Keyring {
+        let mut keks = self.keks.clone();
+        for kek in newer.into_iter().filter(|k| k.version > self.current) {
+            keks.insert(kek.version, Arc::new(kek));
+        }
+        let current = keks.keys().next_back().copied().unwrap_or(self.current);
+        Keyring {
+            current,
+            keks,
+            missing: AtomicU32::new(0),
+        }
     }
 
     /// The KEK version new seals use.
@@ -411,6 +428,11 @@ impl Keyring {
             _ => return Err(CryptoError::CannotOpen),
         };
         let Some(kek) = self.keks.get(&kek_version) else {
+            // A newer version than this keyring's: another node added it, load it. An older
+            // one it lacks was retired (or the header altered): that value cannot open.
+            if kek_version < self.current {
+                return Err(CryptoError::CannotOpen);
+            }
             self.missing.fetch_max(kek_version, Ordering::Relaxed);
             return Err(CryptoError::UnknownKekVersion(kek_version));
         };
@@ -608,12 +630,23 @@ mod tests {
                 .as_slice(),
             b"versioned value"
         );
-        assert_eq!(only2.missing_version(), None);
+        // A retired version is no reason to reload; a newer one is.
         assert!(matches!(
             only2.open(binding("r1"), &plain),
-            Err(CryptoError::UnknownKekVersion(1))
+            Err(CryptoError::CannotOpen)
         ));
-        assert_eq!(only2.missing_version(), Some(1));
+        assert_eq!(only2.missing_version(), None);
+        assert!(matches!(
+            old.open(binding("r1"), &plain2),
+            Err(CryptoError::UnknownKekVersion(2))
+        ));
+        assert_eq!(old.missing_version(), Some(2));
+        // Extending adds newer versions only, and never drops one.
+        let (kek3, _) = master.new_kek(3).unwrap();
+        let (stale, _) = master.new_kek(1).unwrap();
+        let three = only2.extended(vec![kek3, stale]);
+        assert_eq!((three.versions(), three.current_version()), (vec![2, 3], 3));
+        assert!(three.open(binding("r1"), &plain2).is_ok());
     }
 
     #[test]

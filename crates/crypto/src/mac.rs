@@ -30,6 +30,12 @@ impl MacKey {
         MacKey(hmac::Key::new(hmac::HMAC_SHA256, &material))
     }
 
+    /// A key that is exactly `secret` (a secret shared with a peer, such as a Standard
+    /// Webhooks signing secret), not derived from the master key.
+    pub fn from_secret(secret: &[u8]) -> MacKey {
+        MacKey(hmac::Key::new(hmac::HMAC_SHA256, secret))
+    }
+
     /// The tag of the concatenation of `parts`. Callers make the encoding unambiguous (fixed
     /// lengths, or length prefixes) before handing the parts over.
     pub fn tag(&self, parts: &[&[u8]]) -> [u8; 32] {

@@ -251,6 +251,12 @@ pub mod codes {
     pub const IDP_NOT_CONFIGURED: &str = "idp_not_configured";
     /// The end user is suspended.
     pub const USER_SUSPENDED: &str = "user_suspended";
+    /// The IdP's issuer cannot change while users, group grants or approvers of the current
+    /// issuer exist: a new issuer is a new identity namespace (409).
+    pub const IDP_ISSUER_IN_USE: &str = "idp_issuer_in_use";
+    /// An inbound IdP event refused: unknown app, no secret, or a missing, stale or wrong
+    /// signature, all alike (401).
+    pub const IDP_EVENT_UNAUTHORIZED: &str = "idp_event_unauthorized";
     /// `scopes.managed_secrets` accepts no new names.
     pub const LEGACY_MANAGED_SECRET_NAME_REJECTED: &str = "legacy_managed_secret_name_rejected";
     /// A scope constraint that cannot apply.

@@ -8,6 +8,7 @@ pub mod approvals;
 pub mod connect;
 pub mod error;
 pub mod grants;
+pub mod idp_events;
 pub mod keyfmt;
 pub mod keys;
 pub mod operators;

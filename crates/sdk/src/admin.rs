@@ -22,6 +22,7 @@ pub use alter_proto::admin::{
 pub use alter_proto::agents::{AgentInfo, AgentList};
 pub use alter_proto::approvals::{ApprovalInfo, DecideApprovalRequest};
 pub use alter_proto::grants::{DelegationResult, GrantItem, GrantList};
+pub use alter_proto::idp_events::IdpEventSecretInfo;
 pub use alter_proto::keys::{ApiKeyInfo, MintedKey};
 pub use alter_proto::operators::{AddOperatorRequest, OperatorInfo, SetOperatorPasswordRequest};
 pub use alter_proto::policies::{
@@ -144,6 +145,13 @@ impl AdminClient {
     pub async fn set_idp(&self, app_id: &str, request: &IdpRequest) -> Result<IdpInfo, Error> {
         let path = app_path(app_id, "/idp");
         self.call(Method::PUT, &path, Some(request)).await
+    }
+
+    /// Generates, or rotates, the secret inbound IdP events are signed with: shown once (the
+    /// previous one keeps verifying deliveries for a day).
+    pub async fn rotate_idp_event_secret(&self, app_id: &str) -> Result<IdpEventSecretInfo, Error> {
+        let path = app_path(app_id, "/idp/events-secret");
+        self.call::<_, ()>(Method::POST, &path, None).await
     }
 
     /// The app's identity provider.

@@ -253,6 +253,12 @@ impl From<Error> for ApiError {
                 e
             }
             Error::UserSuspended => ApiError::new(S::FORBIDDEN, codes::USER_SUSPENDED, message),
+            Error::IdpEventUnauthorized => {
+                ApiError::new(S::UNAUTHORIZED, codes::IDP_EVENT_UNAUTHORIZED, message)
+            }
+            Error::IdpIssuerInUse(_) => {
+                ApiError::new(S::CONFLICT, codes::IDP_ISSUER_IN_USE, message)
+            }
             Error::AgentsCannotSignIn => {
                 ApiError::new(S::FORBIDDEN, codes::AGENTS_CANNOT_SIGN_IN, message)
             }

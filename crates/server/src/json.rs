@@ -130,6 +130,13 @@ mod tests {
                 .value,
             7
         );
+        // Nor for an internally tagged enum, which serde reads as `["tag", fields…]` too.
+        let tagged = |body: &str| parse::<alter_proto::grants::PrincipalBody>(body.as_bytes());
+        assert!(tagged(r#"{"type":"system","label":"nightly"}"#).is_ok());
+        for seq in [r#"["system","nightly"]"#, r#"["user","eyJ","alice"]"#] {
+            let m = tagged(seq).unwrap_err().body().message.clone();
+            assert!(m.contains("invalid type"), "{seq}: {m}");
+        }
         assert!(
             parse::<Body>(b"")
                 .unwrap_err()

@@ -412,7 +412,7 @@ fn background_tasks(
         ))),
         tokio::spawn(rewrap_data_keys(turn(job::KEK_REWRAP, REWRAP_INTERVAL))),
         // Every node keeps its own keyring current; not a leased job.
-        tokio::spawn(refresh_keyring(state.vault.clone())),
+        tokio::spawn(refresh_keyring(state.vault.clone(), node.clone())),
         tokio::spawn(webhooks::deliver(state.vault.clone(), node.clone())),
     ];
     if let Some(every) = audit_checkpoint_interval {
@@ -625,7 +625,7 @@ async fn rewrap_data_keys(turn: JobTurn) {
 /// Loads a new KEK version every [`alter_core::kek_versions::KEYRING_REFRESH`], and within a
 /// second of meeting a value sealed under a version this node lacks. After a failure (a key
 /// holder that no longer opens the keys) it waits a whole interval before trying again.
-async fn refresh_keyring(vault: Vault) {
+async fn refresh_keyring(vault: Vault, node: Arc<str>) {
     let every = alter_core::kek_versions::KEYRING_REFRESH;
     let soon = Duration::from_secs(1);
     let mut tick = tokio::time::interval(Duration::from_millis(250));
@@ -634,10 +634,14 @@ async fn refresh_keyring(vault: Vault) {
     loop {
         tick.tick().await;
         let wanted = vault.keyring_missing_version().is_some() && !failing;
-        if !(wanted && last.elapsed() >= soon || last.elapsed() >= every) {
+        let due = last.elapsed() >= every;
+        if !(wanted && last.elapsed() >= soon || due) {
             continue;
         }
         last = tokio::time::Instant::now();
+        if due && let Err(e) = vault.report_keyring(&node).await {
+            tracing::warn!(error = %e, "reporting this node's KEK version failed");
+        }
         match vault.refresh_keyring().await {
             Ok(loaded) => {
                 if loaded {

@@ -51,7 +51,17 @@ fn make_span(request: &Request<axum::body::Body>) -> Span {
         .extensions()
         .get::<RequestId>()
         .map_or("", |id| id.0.as_ref());
-    tracing::info_span!("request", method = %request.method(), route = %route, request_id = %id)
+    let client = request
+        .extensions()
+        .get::<ClientRequestId>()
+        .map(|id| id.0.to_string());
+    tracing::info_span!(
+        "request",
+        method = %request.method(),
+        route = %route,
+        request_id = %id,
+        client_request_id = client,
+    )
 }
 
 fn route_of<B>(request: &Request<B>) -> &str {
@@ -68,9 +78,14 @@ pub const REQUEST_ID_HEADER: &str = "x-request-id";
 #[derive(Debug, Clone)]
 pub struct RequestId(pub Arc<str>);
 
-/// Gives every request an id: the caller's `x-request-id` when it is a short plain token (a
-/// load balancer's, so one id follows the request through both logs), else a new one; and
-/// returns it in the answer's `x-request-id`.
+/// The id a caller sent in `x-request-id` (a load balancer's), when it is a short plain
+/// token: logged beside ours as `client_request_id`, never used as ours, so a caller cannot
+/// pass its requests off as another's in the logs.
+#[derive(Debug, Clone)]
+pub struct ClientRequestId(pub Arc<str>);
+
+/// Gives every request a new id, returned in the answer's `x-request-id`; keeps the caller's
+/// own id, if it sent a plain one, as [`ClientRequestId`].
 pub async fn request_id(
     mut request: Request<axum::body::Body>,
     next: Next,
@@ -84,12 +99,13 @@ pub async fn request_id(
                 && id
                     .bytes()
                     .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-        });
-    let id: Arc<str> = match given {
-        Some(id) => id.into(),
-        None => hex::encode(random::<8>()).into(),
-    };
+        })
+        .map(|id| ClientRequestId(id.into()));
+    let id: Arc<str> = hex::encode(random::<8>()).into();
     request.extensions_mut().insert(RequestId(id.clone()));
+    if let Some(given) = given {
+        request.extensions_mut().insert(given);
+    }
     let mut response = next.run(request).await;
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert(REQUEST_ID_HEADER, value);
@@ -121,6 +137,12 @@ pub async fn export_span(
     ];
     if let Some(id) = request.extensions().get::<RequestId>() {
         attributes.push(("alter.request_id", AttributeValue::Text(id.0.to_string())));
+    }
+    if let Some(id) = request.extensions().get::<ClientRequestId>() {
+        attributes.push((
+            "alter.client_request_id",
+            AttributeValue::Text(id.0.to_string()),
+        ));
     }
     let caller = request
         .headers()

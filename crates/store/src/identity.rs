@@ -13,7 +13,7 @@ use crate::{SqlStore, db_error};
 const IDP_COLUMNS: &str = "id, app_id, issuer, audiences, jwks, algorithms, claims, \
     leeway_seconds, created_at, updated_at";
 const USER_COLUMNS: &str = "id, app_id, idp_id, subject, email, display_name, group_ids, status, \
-    created_at, last_seen_at, groups_as_of";
+    created_at, last_seen_at, groups_as_of, membership_floor";
 
 fn idp(row: &AnyRow) -> StoreResult<IdentityProvider> {
     Ok(IdentityProvider {
@@ -43,6 +43,7 @@ fn user(row: &AnyRow) -> StoreResult<AppUser> {
         created_at: time(row, "created_at")?,
         last_seen_at: time(row, "last_seen_at")?,
         groups_as_of: opt_time(row, "groups_as_of")?,
+        membership_floor: opt_time(row, "membership_floor")?,
     })
 }
 
@@ -97,7 +98,7 @@ impl IdentityStore for SqlStore {
 
     async fn insert_user(&self, value: &AppUser, event: &AuditEvent) -> StoreResult<()> {
         let sql = format!(
-            "INSERT INTO app_users ({USER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+            "INSERT INTO app_users ({USER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
         );
         let query = sqlx::query(&sql)
             .bind(value.id.to_string())
@@ -110,7 +111,8 @@ impl IdentityStore for SqlStore {
             .bind(value.status.as_str())
             .bind(value.created_at.micros())
             .bind(value.last_seen_at.micros())
-            .bind(micros(value.groups_as_of));
+            .bind(micros(value.groups_as_of))
+            .bind(micros(value.membership_floor));
         self.execute_with_event(query, event).await
     }
 
@@ -129,10 +131,12 @@ impl IdentityStore for SqlStore {
         .execute(&mut *tx)
         .await
         .map_err(db_error)?;
-        // Undated membership is the oldest: it replaces only undated membership.
+        // Undated membership is the oldest: it replaces only undated membership. Nothing
+        // issued at or before an IdP event's membership change replaces it.
         sqlx::query(
             "UPDATE app_users SET group_ids = $1, groups_as_of = $2 \
-             WHERE id = $3 AND app_id = $4 AND (groups_as_of IS NULL OR groups_as_of <= $2)",
+             WHERE id = $3 AND app_id = $4 AND (groups_as_of IS NULL OR groups_as_of <= $2) \
+             AND (membership_floor IS NULL OR membership_floor < $2)",
         )
         .bind(to_json(&value.groups)?)
         .bind(micros(value.groups_as_of))
@@ -142,5 +146,29 @@ impl IdentityStore for SqlStore {
         .await
         .map_err(db_error)?;
         tx.commit().await.map_err(db_error)
+    }
+
+    async fn idp_references(&self, app: AppId, idp: IdpId) -> StoreResult<Option<&'static str>> {
+        let users: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM (SELECT 1 FROM app_users WHERE app_id = $1 AND idp_id = $2 LIMIT 1) u",
+        )
+        .bind(app.to_string())
+        .bind(idp.to_string())
+        .fetch_one(&self.read)
+        .await
+        .map_err(db_error)?;
+        if users > 0 {
+            return Ok(Some("users"));
+        }
+        let grants: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM (SELECT 1 FROM grants WHERE app_id = $1 AND idp_id = $2 \
+             AND status = 'active' LIMIT 1) g",
+        )
+        .bind(app.to_string())
+        .bind(idp.to_string())
+        .fetch_one(&self.read)
+        .await
+        .map_err(db_error)?;
+        Ok((grants > 0).then_some("group grants"))
     }
 }

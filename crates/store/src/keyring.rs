@@ -1,8 +1,8 @@
 //! Stored key-encryption keys.
 
 use alter_core::ports::{
-    KekRecord, KeyringStore, RewrapProgress, SealedColumn, SealedRow, StoreError, StoreResult,
-    StoredMacRoot, WrappedKek,
+    KekRecord, KeyringStore, RewrapProgress, SEALED_HEAD_BYTES, SealedColumn, SealedRow,
+    StoreError, StoreResult, StoredMacRoot, WrappedKek,
 };
 use alter_core::time::Timestamp;
 
@@ -256,7 +256,7 @@ impl KeyringStore for SqlStore {
         } = spec(column);
         let sql = format!(
             "SELECT {key} AS row_key, {app} AS app, {record} AS record, {revision} AS revision, \
-                 {blob} AS blob FROM {table} \
+                 substr({blob}, 1, {SEALED_HEAD_BYTES}) AS blob FROM {table} \
              WHERE {blob} IS NOT NULL AND length({blob}) > 0 AND {key} > $1 \
              ORDER BY {key} LIMIT $2"
         );
@@ -275,6 +275,81 @@ impl KeyringStore for SqlStore {
                     revision: get(row, "revision")?,
                     blob: get(row, "blob")?,
                 })
+            })
+            .collect()
+    }
+
+    async fn sealed_value(&self, column: SealedColumn, key: &str) -> StoreResult<Option<Vec<u8>>> {
+        let Spec {
+            table,
+            key: key_expr,
+            blob,
+            ..
+        } = spec(column);
+        let sql = format!("SELECT {blob} AS blob FROM {table} WHERE {key_expr} = $1");
+        let row = sqlx::query(&sql)
+            .bind(key.to_owned())
+            .fetch_optional(&self.read)
+            .await
+            .map_err(db_error)?;
+        Ok(row
+            .map(|row| get::<Option<Vec<u8>>>(&row, "blob"))
+            .transpose()?
+            .flatten())
+    }
+
+    async fn endorse_kek(&self, version: u32, endorsement: &[u8]) -> StoreResult<()> {
+        sqlx::query("UPDATE keks SET endorsement = $1 WHERE version = $2 AND endorsement IS NULL")
+            .bind(endorsement.to_vec())
+            .bind(i64::from(version))
+            .execute(&self.write)
+            .await
+            .map_err(db_error)?;
+        Ok(())
+    }
+
+    async fn report_node_keyring(
+        &self,
+        node: &str,
+        version: u32,
+        at: Timestamp,
+        forget_before: Timestamp,
+    ) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO node_keyrings (node, kek_version, seen_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (node) DO UPDATE SET kek_version = excluded.kek_version, \
+                 seen_at = excluded.seen_at",
+        )
+        .bind(node.to_owned())
+        .bind(i64::from(version))
+        .bind(at.micros())
+        .execute(&self.write)
+        .await
+        .map_err(db_error)?;
+        sqlx::query("DELETE FROM node_keyrings WHERE seen_at < $1")
+            .bind(forget_before.micros())
+            .execute(&self.write)
+            .await
+            .map_err(db_error)?;
+        Ok(())
+    }
+
+    async fn node_keyrings_since(&self, since: Timestamp) -> StoreResult<Vec<(String, u32)>> {
+        let rows = sqlx::query(
+            "SELECT node, kek_version FROM node_keyrings WHERE seen_at >= $1 ORDER BY node",
+        )
+        .bind(since.micros())
+        .fetch_all(&self.read)
+        .await
+        .map_err(db_error)?;
+        rows.iter()
+            .map(|row| {
+                let version: i64 = get(row, "kek_version")?;
+                Ok((
+                    get(row, "node")?,
+                    u32::try_from(version)
+                        .map_err(|_| StoreError::Corrupt("kek version".into()))?,
+                ))
             })
             .collect()
     }

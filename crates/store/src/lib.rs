@@ -25,6 +25,7 @@ pub mod fixtures;
 mod grants;
 mod group_commit;
 mod identity;
+mod idp_events;
 mod keyring;
 mod keys;
 mod leases;

@@ -986,6 +986,7 @@ async fn a_users_groups_change_only_to_newer_membership() {
             display_name: None,
             groups: vec!["eng".into()],
             groups_as_of: Some(t(100)),
+            membership_floor: None,
             status: UserStatus::Active,
             created_at: t(100),
             last_seen_at: t(100),

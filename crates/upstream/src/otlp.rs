@@ -69,8 +69,14 @@ impl OtlpExporter {
     /// instance`. Returns the exporter and its task.
     pub fn start(endpoint: &str, instance: &str) -> Result<(OtlpExporter, JoinHandle<()>), String> {
         let url = Url::parse(endpoint).map_err(|_| "otlp endpoint: not a valid URL".to_owned())?;
-        if !matches!(url.scheme(), "http" | "https") || !url.username().is_empty() {
-            return Err("otlp endpoint: must be an http(s) URL without credentials".into());
+        if !matches!(url.scheme(), "http" | "https")
+            || !url.username().is_empty()
+            || url.password().is_some()
+            || url.query().is_some()
+        {
+            return Err(
+                "otlp endpoint: must be an http(s) URL without credentials or a query".into(),
+            );
         }
         let client = reqwest::Client::builder()
             .redirect(Policy::none())

@@ -28,6 +28,17 @@ pub enum Work {
     Signed(Call),
     /// A plain `GET` of a URL (the direct call to an upstream).
     Plain(String),
+    /// A `GET` of a URL with one header (OpenBao's KV read: `X-Vault-Token`).
+    WithHeader {
+        /// How errors name it.
+        label: &'static str,
+        /// The URL.
+        url: String,
+        /// Header name.
+        name: &'static str,
+        /// Header value (a token: kept out of `Debug`).
+        value: Hidden,
+    },
     /// Retrieve mode as the official client runs it: a signed call (fetch the token), a plain
     /// `GET` (the call itself), then a signed report of the call sent in the background (not
     /// timed, but loading the vault as the client's reports do).
@@ -41,8 +52,17 @@ pub enum Work {
     },
 }
 
+/// A string kept out of `Debug` output.
+#[derive(Clone)]
+pub struct Hidden(pub String);
+
+impl std::fmt::Debug for Hidden {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
 /// Where calls go and what they are signed with.
-#[derive(Debug)]
 pub struct Target {
     /// A pooled client (keep-alive, as SDKs use).
     pub http: reqwest::Client,
@@ -54,23 +74,40 @@ pub struct Target {
     pub key: SigningKey,
 }
 
+impl std::fmt::Debug for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Target")
+            .field("base_url", &self.base_url)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Target {
     /// A target for `api_key` at `base_url`.
     pub fn new(base_url: &str, api_key: &str) -> Result<Target, reqwest::Error> {
-        Ok(Target {
-            http: reqwest::Client::builder()
-                .pool_max_idle_per_host(256)
-                .build()?,
+        Ok(Target::with_client(http_client()?, base_url, api_key))
+    }
+
+    /// A target sharing `http` (its pool) with others.
+    pub fn with_client(http: reqwest::Client, base_url: &str, api_key: &str) -> Target {
+        Target {
+            http,
             base_url: base_url.to_owned(),
             key: signing::signing_key(api_key),
             api_key: api_key.to_owned(),
-        })
+        }
     }
 
     async fn run(self: &Arc<Self>, work: &Work) -> Result<(), String> {
         match work {
             Work::Signed(call) => self.send(call).await,
             Work::Plain(url) => self.get(url).await,
+            Work::WithHeader {
+                label,
+                url,
+                name,
+                value,
+            } => finish(label, self.http.get(url).header(*name, &value.0)).await,
             Work::Retrieve { token, url, report } => {
                 self.send(token).await?;
                 self.get(url).await?;
@@ -116,6 +153,14 @@ impl Target {
     }
 }
 
+/// The HTTP client every mode uses: reqwest over HTTP/1.1 keep-alive, a pool large enough
+/// for every client to keep its connection.
+pub fn http_client() -> Result<reqwest::Client, reqwest::Error> {
+    reqwest::Client::builder()
+        .pool_max_idle_per_host(256)
+        .build()
+}
+
 /// Sends and reads the whole answer: a call is not done until its body has arrived.
 async fn finish(label: &str, request: reqwest::RequestBuilder) -> Result<(), String> {
     let response = request.send().await.map_err(|e| e.to_string())?;
@@ -136,12 +181,23 @@ pub async fn measure(
     clients: usize,
     run_for: Duration,
 ) -> Result<(f64, Summary), String> {
+    measure_spread(&[(target.clone(), work.clone())], clients, run_for).await
+}
+
+/// As [`measure`], client `i` running `pairs[i % pairs.len()]` (several apps at once).
+pub async fn measure_spread(
+    pairs: &[(Arc<Target>, Work)],
+    clients: usize,
+    run_for: Duration,
+) -> Result<(f64, Summary), String> {
+    if pairs.is_empty() {
+        return Err("nothing to run".into());
+    }
     let warm_until = Instant::now() + Duration::from_secs(1);
     let stop_at = warm_until + run_for;
     let mut tasks = Vec::new();
-    for _ in 0..clients {
-        let target = target.clone();
-        let work = work.clone();
+    for i in 0..clients {
+        let (target, work) = pairs[i % pairs.len()].clone();
         tasks.push(tokio::spawn(async move {
             let mut samples = Vec::new();
             loop {

@@ -71,6 +71,7 @@ pub async fn start(engine: Engine) -> Result<Bench, BoxError> {
         clock: Arc::new(SystemClock),
         audit_checkpoint_interval: None,
         allowed_networks: alter_server::AllowedNetworks::loopback(),
+        otlp_endpoint: None,
     })
     .await?;
     let vault = server.vault().clone();

@@ -8,13 +8,19 @@
 //! cargo run --release -p alter-loadgen -- token --clients 1,16,64
 //! cargo run --release -p alter-loadgen -- proxy --clients 1,16
 //! ```
+//!
+//! `vs-openbao`, `rss`, `apps` and `profile` run the release-built `alter server` (built beside
+//! this binary: `cargo build --release -p alter-loadgen -p alter-cli`) as its own process.
 
 mod drive;
+mod external;
 mod grants;
 mod harness;
 mod proxy;
+mod scale;
 mod stats;
 mod token;
+mod vs_openbao;
 
 use std::process::ExitCode;
 
@@ -44,6 +50,14 @@ enum Command {
     Token(token::Args),
     /// Proxy mode beside a direct call to the same loopback upstream, and beside retrieve mode.
     Proxy(proxy::Args),
+    /// Alter's release and no-op beside OpenBao's KV v2 read, same client, both engines.
+    VsOpenbao(vs_openbao::Args),
+    /// Resident memory of `alter server` at 10k, 100k and 1M grants.
+    Rss(scale::RssArgs),
+    /// Releases per second with all clients on one app vs spread over many.
+    Apps(scale::AppsArgs),
+    /// `perf record` of `alter server` while clients release.
+    Profile(scale::ProfileArgs),
 }
 
 #[tokio::main]
@@ -53,6 +67,10 @@ async fn main() -> ExitCode {
         Command::GrantsList(args) => grants::run(args).await,
         Command::Token(args) => token::run(args).await,
         Command::Proxy(args) => proxy::run(args).await,
+        Command::VsOpenbao(args) => vs_openbao::run(args).await,
+        Command::Rss(args) => scale::rss(args).await,
+        Command::Apps(args) => scale::apps(args).await,
+        Command::Profile(args) => scale::profile(args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

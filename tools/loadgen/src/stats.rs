@@ -13,6 +13,8 @@ pub struct Summary {
     pub p95: Duration,
     /// 99th percentile.
     pub p99: Duration,
+    /// 99.9th percentile.
+    pub p999: Duration,
     /// Slowest.
     pub max: Duration,
 }
@@ -30,6 +32,7 @@ impl Summary {
             p50: at(0.50),
             p95: at(0.95),
             p99: at(0.99),
+            p999: at(0.999),
             max: samples.last().copied().unwrap_or_default(),
         }
     }
@@ -59,6 +62,6 @@ impl Summary {
     }
 }
 
-fn ms(d: Duration) -> String {
+pub fn ms(d: Duration) -> String {
     format!("{:.2}", d.as_secs_f64() * 1000.0)
 }

@@ -30,6 +30,16 @@ enum IdpCommand {
     /// End-user sign-in at the identity provider (`create_auth_session`).
     #[command(subcommand)]
     SignIn(SignInCommand),
+    /// The secret the IdP signs inbound lifecycle events with (docs/idp-events.md).
+    #[command(subcommand)]
+    EventsSecret(EventsSecretCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum EventsSecretCommand {
+    /// Generate the secret, or rotate it (the previous one keeps verifying for a day). The
+    /// secret is shown once: give it to the IdP's webhook settings.
+    Rotate,
 }
 
 #[derive(Debug, Subcommand)]
@@ -145,6 +155,20 @@ pub async fn idp(args: IdpArgs) -> ExitCode {
                         SignInCommand::Show => client.get_sign_in(app).await?,
                     };
                     return Ok(output(json, &sign_in, || sign_in_text(&sign_in)));
+                }
+                IdpCommand::EventsSecret(EventsSecretCommand::Rotate) => {
+                    let new = client.rotate_idp_event_secret(app).await?;
+                    return Ok(output(json, &new, || {
+                        fields(&[
+                            ("secret", new.secret.clone()),
+                            ("version", new.version.to_string()),
+                            (
+                                "previous valid until",
+                                or_dash(new.previous_valid_until.as_ref()),
+                            ),
+                            ("endpoint", format!("POST /idp/v1/apps/{app}/events")),
+                        ])
+                    }));
                 }
             };
             Ok(output(json, &idp, || idp_text(&idp)))

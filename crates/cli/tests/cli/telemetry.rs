@@ -146,7 +146,8 @@ fn requests_carry_ids_into_logs_answers_and_exported_spans() {
     let base = running.base_url();
     let client = reqwest::blocking::Client::new();
 
-    // A caller's trace is continued; its request id (a load balancer's) is kept.
+    // A caller's trace is continued; its request id (a load balancer's) is kept beside ours,
+    // never as ours.
     let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
     let parent = "00f067aa0ba902b7";
     let answer = client
@@ -157,13 +158,24 @@ fn requests_carry_ids_into_logs_answers_and_exported_spans() {
         .send()
         .unwrap();
     assert_eq!(answer.status(), 200);
-    assert_eq!(answer.headers()["x-request-id"], "lb-1234.abc");
+    let ours = answer.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        ours.len() == 16 && ours.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{ours}"
+    );
     let span = collector.span(|s| s["traceId"] == trace);
     assert_eq!(span["parentSpanId"], parent);
     assert_eq!(span["name"], "GET /admin/v1/apps");
     assert_eq!(span["kind"], 2);
     assert_eq!(
         attribute(&span, "alter.request_id")["stringValue"],
+        ours.as_str()
+    );
+    assert_eq!(
+        attribute(&span, "alter.client_request_id")["stringValue"],
         "lb-1234.abc"
     );
     assert_eq!(
@@ -171,7 +183,7 @@ fn requests_carry_ids_into_logs_answers_and_exported_spans() {
         "200"
     );
 
-    // Without them: a new trace and a new id; an id that is not a plain token is replaced.
+    // Without them: a new trace; an id that is not a plain token is not kept at all.
     let answer = client
         .get(format!("{base}/admin/v1/apps"))
         .bearer_auth("wrong-token")
@@ -190,6 +202,7 @@ fn requests_carry_ids_into_logs_answers_and_exported_spans() {
     let span = collector.span(|s| attribute(s, "alter.request_id")["stringValue"] == id.as_str());
     assert_ne!(span["traceId"], trace);
     assert_eq!(span["parentSpanId"], Value::Null);
+    assert_eq!(attribute(&span, "alter.client_request_id"), &Value::Null);
     assert_eq!(
         attribute(&span, "http.response.status_code")["intValue"],
         "401"

@@ -116,7 +116,10 @@ impl<'de, V: Visitor<'de>> Visitor<'de> for Wrap<V> {
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<V::Value, A::Error> {
-        if self.object_only {
+        // An internally tagged enum reads its input through `deserialize_any`, so it is not
+        // asked for as a struct; serde would accept `["tag", fields…]` for it. Its visitor
+        // names itself "internally tagged enum …".
+        if self.object_only || Expecting(&self.inner).to_string().starts_with(TAGGED_ENUM) {
             return Err(de::Error::invalid_type(Unexpected::Seq, &self));
         }
         self.inner.visit_seq(Strict(seq))
@@ -128,6 +131,18 @@ impl<'de, V: Visitor<'de>> Visitor<'de> for Wrap<V> {
 
     fn visit_enum<A: EnumAccess<'de>>(self, data: A) -> Result<V::Value, A::Error> {
         self.inner.visit_enum(Strict(data))
+    }
+}
+
+/// How serde's derived visitor of an internally tagged enum describes itself.
+const TAGGED_ENUM: &str = "internally tagged enum";
+
+/// A visitor's `expecting` text.
+struct Expecting<'a, V>(&'a V);
+
+impl<'de, V: Visitor<'de>> fmt::Display for Expecting<'_, V> {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        self.0.expecting(f)
     }
 }
 

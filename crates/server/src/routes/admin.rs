@@ -42,6 +42,10 @@ pub fn router() -> Router<AppState> {
         .route("/apps/{app}/keys/{key}/rotate", post(rotate_key))
         .route("/apps/{app}/idp", put(set_idp).get(get_idp))
         .route(
+            "/apps/{app}/idp/events-secret",
+            post(super::idp_events::rotate_secret),
+        )
+        .route(
             "/apps/{app}/idp/sign-in",
             put(super::signin::configure).get(super::signin::get),
         )

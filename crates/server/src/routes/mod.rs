@@ -12,6 +12,7 @@ mod connect;
 mod grants;
 mod health;
 mod identity;
+mod idp_events;
 pub(crate) mod keys;
 pub mod openapi;
 mod operators;
@@ -192,6 +193,7 @@ pub fn router(state: AppState, base_path: &str) -> Router {
         .route("/metrics", get(crate::metrics::scrape))
         .route("/auth/callback", get(signin::callback))
         .route("/.well-known/alter-identity-jwks.json", get(identity::jwks))
+        .route("/idp/v1/apps/{app}/events", post(idp_events::receive))
         // Requests hold a slot only once their body is in (the layer below reads it first),
         // so slow senders cannot fill the slots; liveness answers outside the cap.
         .layer(from_fn_with_state(

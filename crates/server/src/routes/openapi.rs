@@ -362,6 +362,25 @@ fn operations() -> Vec<Operation> {
         )
         .ok::<a::IdpInfo>(200),
         admin(
+            "POST",
+            "/admin/v1/apps/{app}/idp/events-secret",
+            "Generate or rotate the secret inbound IdP events are signed with (shown once)",
+        )
+        .ok::<alter_proto::idp_events::IdpEventSecretInfo>(201),
+        Operation {
+            body_note: Some(
+                "JSON, signed per Standard Webhooks (`webhook-id`, `webhook-timestamp`, `webhook-signature`); see docs/idp-events.md.",
+            ),
+            ..operation(
+                "POST",
+                "/idp/v1/apps/{app}/events",
+                Public,
+                "Receive an identity-provider lifecycle event (authenticated by its signature)",
+            )
+            .body::<alter_proto::idp_events::IdpEvent>()
+            .ok::<alter_proto::idp_events::IdpEventReceipt>(200)
+        },
+        admin(
             "PUT",
             "/admin/v1/apps/{app}/idp/sign-in",
             "Configure hosted sign-in",

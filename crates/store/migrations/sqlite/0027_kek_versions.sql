@@ -18,3 +18,11 @@ CREATE TABLE kek_rewrap (
     finished_at BIGINT,
     updated_at  BIGINT  NOT NULL
 );
+
+-- The KEK version each node seals under, reported every few seconds: re-wrapping and
+-- retirement wait until every node seen lately has loaded the newest.
+CREATE TABLE node_keyrings (
+    node        TEXT    PRIMARY KEY,
+    kek_version BIGINT  NOT NULL,
+    seen_at     BIGINT  NOT NULL
+);

@@ -210,7 +210,12 @@ pub(crate) async fn every_sealed_value_rewraps_under_a_new_kek(server: &TestServ
     assert!(vault.refresh_keyring().await.unwrap());
     let early = format!("{:?}", vault.retire_old_keks().await.unwrap_err());
     assert!(early.contains("not yet"), "{early}");
-    server.advance(alter_core::kek_versions::SWITCH_SECONDS + 1);
+    // Past the switch time, and past every report the node made before it loaded the new
+    // version (it reports the new one from now on).
+    server.advance(
+        alter_core::kek_versions::SWITCH_SECONDS.max(alter_core::kek_versions::NODE_SEEN_SECONDS)
+            + 1,
+    );
     let mut turns = 0;
     let done = loop {
         let turn = vault

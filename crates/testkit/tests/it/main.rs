@@ -13,6 +13,7 @@ mod delegations;
 mod examples;
 mod grants;
 mod health;
+mod idp_events;
 mod isolation;
 mod keys;
 mod leaks;

@@ -1,0 +1,539 @@
+//! The identity namespace of an app's IdP: an issuer change cannot hand one issuer's users to
+//! another's; inbound IdP lifecycle events (user deactivated, group membership changed) take
+//! effect at once.
+
+use alter_proto::admin::IdpRequest;
+use alter_sdk::{CreateAgent, Principal};
+use alter_testkit::idp::TestIdp;
+use alter_testkit::{TestServer, on_every_engine};
+use aws_lc_rs::hmac;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use serde_json::json;
+
+fn idp_request(idp: &TestIdp) -> IdpRequest {
+    IdpRequest {
+        issuer: idp.issuer().to_owned(),
+        audiences: vec![idp.audience().to_owned()],
+        jwks_url: Some(idp.jwks_url()),
+        groups_claim: Some("groups".into()),
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn a_new_issuer_cannot_take_over_the_users_of_the_old_one() {
+    on_every_engine(|engine| async move {
+        let server = TestServer::start(engine).await;
+        let world = server.world("a").await;
+        let app_id = world.app.info.id.clone();
+        let app = server.app(&world.app.key.api_key);
+        let alice = world.idp.token("alice", json!({"groups": ["eng"]}));
+        let grant = app
+            .create_managed_secret_grant(
+                &world.secret.id,
+                Principal::user(&alice, "alice-stripe"),
+                None,
+            )
+            .await
+            .unwrap();
+        let before = server.user(&app_id, &alice).get("/grants").await;
+        assert_eq!(before.status, 200, "{:?}", before.json);
+
+        // Another issuer whose user is also called "alice".
+        let other = TestIdp::start().await;
+        let refused = server
+            .admin()
+            .set_idp(&app_id, &idp_request(&other))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            (refused.status(), refused.code()),
+            (409, Some("idp_issuer_in_use"))
+        );
+        let idp = server.admin().get_idp(&app_id).await.unwrap();
+        assert_eq!(idp.issuer, world.idp.issuer(), "nothing changed");
+        assert_eq!(idp.id, world.idp_id);
+
+        // The other issuer's alice is nobody here: none of alice's grants.
+        let impostor = other.token("alice", json!({"groups": ["eng"]}));
+        let seen = server.user(&app_id, &impostor).get("/grants").await;
+        assert_eq!(seen.status, 401, "{:?}", seen.json);
+        assert!(!seen.json.to_string().contains(&grant.grant_id));
+        // The real alice still is.
+        let mine = server.user(&app_id, &alice).get("/grants").await;
+        assert!(mine.json.to_string().contains(&grant.grant_id));
+
+        // Changing anything but the issuer is fine.
+        let mut same = idp_request(&world.idp);
+        same.leeway_seconds = Some(30);
+        let kept = server.admin().set_idp(&app_id, &same).await.unwrap();
+        assert_eq!(kept.id, world.idp_id);
+
+        // Approvers named by bare subject belong to the issuer too, signed in or not.
+        let fresh = server.new_app("b").await;
+        server
+            .admin()
+            .set_idp(&fresh.info.id, &idp_request(&world.idp))
+            .await
+            .unwrap();
+        server
+            .app(&fresh.key.api_key)
+            .agents()
+            .create(CreateAgent {
+                policy: Some(json!({"requires_approval": true, "approvers": ["alice"]})),
+                ..CreateAgent::new("bot", json!({"google": ["gmail.readonly"]}))
+            })
+            .await
+            .unwrap();
+        let refused = server
+            .admin()
+            .set_idp(&fresh.info.id, &idp_request(&other))
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code(), Some("idp_issuer_in_use"));
+        assert!(refused.to_string().contains("approvers"), "{refused}");
+
+        // With nothing naming the old issuer, the issuer may change.
+        let empty = server.new_app("c").await;
+        server
+            .admin()
+            .set_idp(&empty.info.id, &idp_request(&world.idp))
+            .await
+            .unwrap();
+        let moved = server
+            .admin()
+            .set_idp(&empty.info.id, &idp_request(&other))
+            .await
+            .unwrap();
+        assert_eq!(moved.issuer, other.issuer());
+        server.stop().await;
+    })
+    .await;
+}
+
+/// Sends signed inbound IdP events to one app, as a real IdP would (Standard Webhooks).
+struct Events {
+    url: String,
+    key: Vec<u8>,
+}
+
+struct Answer {
+    status: u16,
+    json: serde_json::Value,
+}
+
+impl Answer {
+    fn code(&self) -> Option<&str> {
+        self.json["error"].as_str()
+    }
+}
+
+impl Events {
+    /// Generates the app's secret through the admin API.
+    async fn configure(server: &TestServer, app_id: &str) -> Events {
+        let answer = reqwest::Client::new()
+            .post(format!(
+                "{}/admin/v1/apps/{app_id}/idp/events-secret",
+                server.base_url()
+            ))
+            .bearer_auth(server.admin_token())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 201);
+        let body: serde_json::Value = answer.json().await.unwrap();
+        let secret = body["secret"].as_str().unwrap();
+        let key = STANDARD
+            .decode(secret.strip_prefix("whsec_").expect("whsec_ prefix"))
+            .unwrap();
+        assert_eq!(key.len(), 32);
+        Events {
+            url: format!("{}/idp/v1/apps/{app_id}/events", server.base_url()),
+            key,
+        }
+    }
+
+    fn signature(key: &[u8], id: &str, ts: i64, body: &[u8]) -> String {
+        let key = hmac::Key::new(hmac::HMAC_SHA256, key);
+        let mut signed = format!("{id}.{ts}.").into_bytes();
+        signed.extend_from_slice(body);
+        format!("v1,{}", STANDARD.encode(hmac::sign(&key, &signed).as_ref()))
+    }
+
+    async fn post(url: &str, headers: &[(&str, String)], body: Vec<u8>) -> Answer {
+        let mut request = reqwest::Client::new()
+            .post(url)
+            .header("content-type", "application/json");
+        for (name, value) in headers {
+            request = request.header(*name, value);
+        }
+        let answer = request.body(body).send().await.unwrap();
+        let status = answer.status().as_u16();
+        let json = answer.json().await.unwrap_or(serde_json::Value::Null);
+        Answer { status, json }
+    }
+
+    /// `event` signed with the app's secret at `ts`, under `id`.
+    async fn send_as(&self, id: &str, ts: i64, event: &serde_json::Value) -> Answer {
+        let body = event.to_string().into_bytes();
+        let signature = Self::signature(&self.key, id, ts, &body);
+        let headers = [
+            ("webhook-id", id.to_owned()),
+            ("webhook-timestamp", ts.to_string()),
+            ("webhook-signature", signature),
+        ];
+        Self::post(&self.url, &headers, body).await
+    }
+}
+
+/// A release by `agent_key` of `grant`: Ok, or the error code.
+async fn release(server: &TestServer, agent_key: &str, grant: &str) -> Result<(), Option<String>> {
+    let r = server
+        .raw(agent_key, "POST", "/sdk/token")
+        .body(
+            json!({"grant_id": grant, "reason": null,
+                   "request": {"method": "GET", "url": "https://api.stripe.com/v1/charges"}})
+            .to_string()
+            .into_bytes(),
+        )
+        .send()
+        .await;
+    match r.status {
+        200 => Ok(()),
+        _ => Err(r.code().map(str::to_owned)),
+    }
+}
+
+async fn agent(server: &TestServer, api_key: &str) -> (String, String) {
+    let agent = server
+        .app(api_key)
+        .agents()
+        .create(CreateAgent::new(
+            "assistant",
+            json!({"managed_secret_slugs": ["stripe-production"]}),
+        ))
+        .await
+        .unwrap();
+    (agent.agent.id, agent.api_key.unwrap())
+}
+
+#[tokio::test]
+async fn an_inbound_group_removal_ends_the_group_delegation_on_the_next_call() {
+    on_every_engine(|engine| async move {
+        let server = TestServer::start(engine).await;
+        let world = server.world("a").await;
+        let app_id = world.app.info.id.clone();
+        let app = server.app(&world.app.key.api_key);
+        let group = app
+            .create_managed_secret_grant(
+                &world.secret.id,
+                Principal::group("eng", &world.idp_id, "eng-stripe"),
+                None,
+            )
+            .await
+            .unwrap();
+        let (agent_id, agent_key) = agent(&server, &world.app.key.api_key).await;
+        let now = server.now().unix_seconds();
+        let token = |iat: i64, groups: serde_json::Value| {
+            world.idp.token(
+                "alice",
+                json!({"iat": iat, "exp": iat + 3600, "groups": groups}),
+            )
+        };
+        let in_eng = token(now - 60, json!(["eng"]));
+        let member = server.user(&app_id, &in_eng);
+        let made = member
+            .post(
+                &format!("/grants/{}/delegations", group.grant_id),
+                json!({"agent_id": agent_id}),
+            )
+            .await;
+        assert_eq!(made.status, 201, "{:?}", made.json);
+        let child = made.json["grant_id"].as_str().unwrap().to_owned();
+        assert_eq!(release(&server, &agent_key, &child).await, Ok(()));
+
+        let removal = json!({"type": "group.member_removed",
+                             "data": {"subject": "alice", "group": "eng"}});
+        // No secret configured yet, an unknown app, and bad signatures: all the same 401,
+        // and nothing changes.
+        let unknown_app = Events {
+            url: format!(
+                "{}/idp/v1/apps/{}/events",
+                server.base_url(),
+                uuid::Uuid::new_v4()
+            ),
+            key: vec![1; 32],
+        };
+        let unconfigured = Events {
+            url: format!("{}/idp/v1/apps/{app_id}/events", server.base_url()),
+            key: vec![1; 32],
+        };
+        let first = unconfigured.send_as("msg_0", now, &removal).await;
+        assert_eq!(
+            (first.status, first.code()),
+            (401, Some("idp_event_unauthorized"))
+        );
+        let other = unknown_app.send_as("msg_0", now, &removal).await;
+        assert_eq!(other.status, 401);
+        assert_eq!(other.json["error"], first.json["error"]);
+        assert_eq!(other.json["message"], first.json["message"]);
+
+        let events = Events::configure(&server, &app_id).await;
+        let wrong_key = Events {
+            url: events.url.clone(),
+            key: vec![2; 32],
+        };
+        let body = removal.to_string().into_bytes();
+        let good = Events::signature(&events.key, "msg_1", now, &body);
+        let refused = [
+            wrong_key.send_as("msg_1", now, &removal).await,
+            // Stale and future timestamps.
+            events.send_as("msg_1", now - 301, &removal).await,
+            events.send_as("msg_1", now + 301, &removal).await,
+            // Missing headers.
+            Events::post(&events.url, &[], body.clone()).await,
+            Events::post(
+                &events.url,
+                &[
+                    ("webhook-id", "msg_1".into()),
+                    ("webhook-timestamp", now.to_string()),
+                ],
+                body.clone(),
+            )
+            .await,
+            // A good signature over another id, or another body.
+            Events::post(
+                &events.url,
+                &[
+                    ("webhook-id", "msg_2".into()),
+                    ("webhook-timestamp", now.to_string()),
+                    ("webhook-signature", good.clone()),
+                ],
+                body.clone(),
+            )
+            .await,
+            Events::post(
+                &events.url,
+                &[
+                    ("webhook-id", "msg_1".into()),
+                    ("webhook-timestamp", now.to_string()),
+                    ("webhook-signature", good.clone()),
+                ],
+                br#"{"type":"group.member_removed","data":{"subject":"bob","group":"eng"}}"#
+                    .to_vec(),
+            )
+            .await,
+        ];
+        for answer in refused {
+            assert_eq!(
+                (answer.status, answer.code()),
+                (401, Some("idp_event_unauthorized")),
+                "{:?}",
+                answer.json
+            );
+        }
+        assert_eq!(release(&server, &agent_key, &child).await, Ok(()));
+        assert_eq!(member.get("/me").await.json["groups"], json!(["eng"]));
+
+        // A valid removal (one of several signatures matching) applies at once.
+        let applied = Events::post(
+            &events.url,
+            &[
+                ("webhook-id", "msg_1".into()),
+                ("webhook-timestamp", now.to_string()),
+                ("webhook-signature", format!("v1,bm90IGl0 {good}")),
+            ],
+            body.clone(),
+        )
+        .await;
+        assert_eq!(applied.status, 200, "{:?}", applied.json);
+        assert_eq!(applied.json["status"], "applied");
+        // The issue's "done means": the group-derived delegation fails on the next call.
+        assert!(release(&server, &agent_key, &child).await.is_err());
+
+        // A replay of the same delivery is a duplicate and changes nothing; nor does an
+        // older "added" delivered late.
+        let replay = events.send_as("msg_1", now, &removal).await;
+        assert_eq!(
+            (replay.status, &replay.json["status"]),
+            (200, &json!("duplicate"))
+        );
+        let late = json!({"type": "group.member_added", "timestamp": "2020-01-01T00:00:00Z",
+                          "data": {"subject": "alice", "group": "eng"}});
+        let late = events.send_as("msg_late", now, &late).await;
+        assert_eq!(
+            (late.status, &late.json["status"]),
+            (200, &json!("ignored"))
+        );
+
+        // Replaying the older ID token does not roll the removal back.
+        let me = member.get("/me").await;
+        assert_eq!(me.status, 200, "{:?}", me.json);
+        assert_eq!(me.json["groups"], json!([]));
+        let again = member
+            .post(
+                &format!("/grants/{}/delegations", group.grant_id),
+                json!({"agent_id": agent_id}),
+            )
+            .await;
+        assert_eq!(again.status, 404, "{:?}", again.json);
+        assert!(release(&server, &agent_key, &child).await.is_err());
+
+        // A token the IdP issues after the change counts again.
+        server.advance(5);
+        let fresh = token(server.now().unix_seconds(), json!(["eng"]));
+        assert_eq!(
+            server.user(&app_id, &fresh).get("/me").await.json["groups"],
+            json!(["eng"])
+        );
+
+        // Strict bodies: a signed but malformed event is refused and changes nothing.
+        let bad = events
+            .send_as(
+                "msg_bad",
+                server.now().unix_seconds(),
+                &json!({"type": "user.deleted", "data": {"subject": "alice"}}),
+            )
+            .await;
+        assert_eq!(
+            (bad.status, bad.code()),
+            (422, Some("invalid_request")),
+            "{:?}",
+            bad.json
+        );
+        server.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_deactivated_user_loses_grants_and_delegations_at_once_and_cannot_sign_in() {
+    on_every_engine(|engine| async move {
+        let server = TestServer::start(engine).await;
+        let world = server.world("a").await;
+        let app_id = world.app.info.id.clone();
+        let app = server.app(&world.app.key.api_key);
+        let alice = world.idp.token("alice", json!({}));
+        let grant = app
+            .create_managed_secret_grant(
+                &world.secret.id,
+                Principal::user(&alice, "alice-stripe"),
+                None,
+            )
+            .await
+            .unwrap();
+        let (agent_id, agent_key) = agent(&server, &world.app.key.api_key).await;
+        let user = server.user(&app_id, &alice);
+        let made = user
+            .post(
+                &format!("/grants/{}/delegations", grant.grant_id),
+                json!({"agent_id": agent_id}),
+            )
+            .await;
+        assert_eq!(made.status, 201, "{:?}", made.json);
+        let child = made.json["grant_id"].as_str().unwrap().to_owned();
+        assert_eq!(release(&server, &agent_key, &child).await, Ok(()));
+
+        let events = Events::configure(&server, &app_id).await;
+        let now = server.now().unix_seconds();
+        let deactivated = json!({"type": "user.deactivated", "data": {"subject": "alice"}});
+        let answer = events.send_as("evt_1", now, &deactivated).await;
+        assert_eq!(answer.json["status"], "applied", "{:?}", answer.json);
+
+        // At once: the delegation she made no longer releases, her sign-in is refused.
+        assert!(release(&server, &agent_key, &child).await.is_err());
+        let me = user.get("/me").await;
+        assert_eq!(
+            (me.status, me.json["error"].as_str()),
+            (403, Some("user_suspended"))
+        );
+        let resolve = server
+            .raw(&world.app.key.api_key, "POST", "/sdk/identity/resolve")
+            .body(json!({"user_token": alice}).to_string().into_bytes())
+            .send()
+            .await;
+        assert_eq!(resolve.status, 403, "{:?}", resolve.json);
+        assert_eq!(resolve.code(), Some("user_suspended"));
+
+        // Audited like an operator's revocation.
+        let audit = server
+            .admin()
+            .audit_events(
+                &app_id,
+                &alter_proto::admin::AuditQuery {
+                    limit: Some(500),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        let actions: Vec<&str> = audit
+            .items
+            .iter()
+            .filter_map(|e| e.event["action"].as_str())
+            .collect();
+        assert!(actions.contains(&"user.deactivated"), "{actions:?}");
+        assert!(actions.contains(&"idp.event_received"), "{actions:?}");
+        let revoked = actions
+            .iter()
+            .filter(|a| **a == "grant.revoked" || **a == "delegation.revoked")
+            .count();
+        assert!(revoked >= 2, "{actions:?}");
+
+        // A reactivation older than the deactivation changes nothing.
+        let stale = json!({"type": "user.reactivated", "timestamp": "2020-01-01T00:00:00Z",
+                           "data": {"subject": "alice"}});
+        let answer = events.send_as("evt_2", now, &stale).await;
+        assert_eq!(answer.json["status"], "ignored", "{:?}", answer.json);
+        assert_eq!(user.get("/me").await.status, 403);
+
+        // A newer reactivation restores sign-in, not the revoked grants.
+        server.advance(10);
+        let reactivated = json!({"type": "user.reactivated", "data": {"subject": "alice"}});
+        let answer = events
+            .send_as("evt_3", server.now().unix_seconds(), &reactivated)
+            .await;
+        assert_eq!(answer.json["status"], "applied", "{:?}", answer.json);
+        assert_eq!(user.get("/me").await.status, 200);
+        assert!(release(&server, &agent_key, &child).await.is_err());
+        let held = user.get("/grants").await;
+        assert!(
+            !held.json.to_string().contains(&grant.grant_id)
+                || held.json["grants"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .all(|g| g["grant_id"] != grant.grant_id.as_str() || g["status"] == "revoked"),
+            "{:?}",
+            held.json
+        );
+
+        // Someone the vault has never seen, deactivated first, cannot sign in later.
+        let answer = events
+            .send_as(
+                "evt_4",
+                server.now().unix_seconds(),
+                &json!({"type": "user.deactivated", "data": {"subject": "bob"}}),
+            )
+            .await;
+        assert_eq!(answer.json["status"], "applied", "{:?}", answer.json);
+        let bob = world.idp.token("bob", json!({}));
+        assert_eq!(server.user(&app_id, &bob).get("/me").await.status, 403);
+
+        // A rotation: the new secret verifies at once, the previous one for a day more.
+        let rotated = Events::configure(&server, &app_id).await;
+        assert_ne!(rotated.key, events.key);
+        let ping = |n: u32| json!({"type": "user.reactivated", "data": {"subject": format!("nobody-{n}")}});
+        let now = server.now().unix_seconds();
+        assert_eq!(rotated.send_as("rot_1", now, &ping(1)).await.status, 200);
+        assert_eq!(events.send_as("rot_2", now, &ping(2)).await.status, 200);
+        server.advance(24 * 3600 + 1);
+        let now = server.now().unix_seconds();
+        let old = events.send_as("rot_3", now, &ping(3)).await;
+        assert_eq!((old.status, old.code()), (401, Some("idp_event_unauthorized")));
+        assert_eq!(rotated.send_as("rot_4", now, &ping(4)).await.status, 200);
+        server.stop().await;
+    })
+    .await;
+}
