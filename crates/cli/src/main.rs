@@ -53,6 +53,9 @@ enum Command {
     Agent(operator::AgentArgs),
     /// List and decide held proxy calls (needs ALTER_ADDR and ALTER_ADMIN_TOKEN).
     Approval(operator::ApprovalArgs),
+    /// Manage an app's outbound webhooks and their deliveries (needs ALTER_ADDR and
+    /// ALTER_ADMIN_TOKEN).
+    Webhook(operator::WebhookArgs),
     /// Manage an app's grants and delegations (needs ALTER_ADDR and ALTER_ADMIN_TOKEN).
     Grant(operator::GrantArgs),
     /// Query, export and verify an app's audit log (needs ALTER_ADDR and ALTER_ADMIN_TOKEN).
@@ -99,6 +102,7 @@ fn main() -> ExitCode {
             Command::Secret(args) => operator::secret(args).await,
             Command::Agent(args) => operator::agent(args).await,
             Command::Approval(args) => operator::approval(args).await,
+            Command::Webhook(args) => operator::webhook(args).await,
             Command::Grant(args) => operator::grant(args).await,
             Command::Audit(args) => operator::audit(args).await,
             Command::Policy(args) => operator::policy(args).await,

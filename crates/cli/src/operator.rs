@@ -13,6 +13,7 @@ mod policies;
 mod provider_specs;
 mod providers;
 mod secrets;
+mod webhooks;
 
 use std::process::ExitCode;
 
@@ -26,6 +27,7 @@ pub use policies::{PolicyArgs, policy};
 pub use providers::{ProviderArgs, provider};
 pub(crate) use secrets::read_value;
 pub use secrets::{SecretArgs, secret};
+pub use webhooks::{WebhookArgs, webhook};
 
 use alter_sdk::Error;
 use alter_sdk::admin::{AdminClient, ApiKeyInfo, AppInfo, MintKeyRequest, MintedKey};

@@ -19,6 +19,8 @@ mod faults;
 mod keys;
 #[path = "cli/telemetry.rs"]
 mod telemetry;
+#[path = "cli/webhooks.rs"]
+mod webhooks;
 
 const ALTER: &str = env!("CARGO_BIN_EXE_alter");
 

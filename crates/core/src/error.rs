@@ -38,6 +38,10 @@ pub enum Entity {
     Approval,
     /// An operator account.
     Operator,
+    /// An outbound webhook endpoint.
+    Webhook,
+    /// A webhook delivery.
+    WebhookDelivery,
 }
 
 impl Entity {
@@ -58,6 +62,8 @@ impl Entity {
             Entity::Rule => "rule",
             Entity::Approval => "approval",
             Entity::Operator => "operator",
+            Entity::Webhook => "webhook",
+            Entity::WebhookDelivery => "webhook delivery",
         }
     }
 }

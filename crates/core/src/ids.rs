@@ -64,6 +64,8 @@ id_kinds! {
     ApprovalId => ApprovalKind, "approval";
     /// An end-user sign-in session.
     AuthSessionId => AuthSessionKind, "sign-in session";
+    /// An outbound webhook endpoint.
+    WebhookId => WebhookKind, "webhook";
 }
 
 impl<K> Id<K> {

@@ -92,6 +92,9 @@ fn kind(column: SealedColumn) -> &'static str {
         SealedColumn::IdpEventSecret | SealedColumn::IdpEventPreviousSecret => {
             crate::idp_events::SECRET_KIND
         }
+        SealedColumn::WebhookSecret | SealedColumn::WebhookPreviousSecret => {
+            crate::webhooks::SECRET_KIND
+        }
     }
 }
 

@@ -42,6 +42,7 @@ pub mod user_secrets;
 pub mod validate;
 pub mod vault;
 pub mod wallet;
+pub mod webhooks;
 
 pub use error::{Entity, Error, Result};
 pub use vault::{Settings, Vault};

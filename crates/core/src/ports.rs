@@ -192,11 +192,15 @@ pub enum SealedColumn {
     IdpEventSecret,
     /// `idp_event_secrets.previous_sealed`.
     IdpEventPreviousSecret,
+    /// `webhook_endpoints.sealed_secret`.
+    WebhookSecret,
+    /// `webhook_endpoints.previous_sealed_secret` (during a rotation's grace period).
+    WebhookPreviousSecret,
 }
 
 impl SealedColumn {
     /// Every sealed column, in the order a re-wrap walks them.
-    pub const ALL: [SealedColumn; 15] = [
+    pub const ALL: [SealedColumn; 17] = [
         SealedColumn::ApiKeySigningKey,
         SealedColumn::ManagedSecretValue,
         SealedColumn::UserSecretValue,
@@ -212,6 +216,8 @@ impl SealedColumn {
         SealedColumn::ApprovalResult,
         SealedColumn::IdpEventSecret,
         SealedColumn::IdpEventPreviousSecret,
+        SealedColumn::WebhookSecret,
+        SealedColumn::WebhookPreviousSecret,
     ];
 
     /// `table.column`, as stored in the re-wrap progress and shown to operators.
@@ -232,6 +238,8 @@ impl SealedColumn {
             SealedColumn::ApprovalResult => "approvals.sealed_result",
             SealedColumn::IdpEventSecret => "idp_event_secrets.sealed_secret",
             SealedColumn::IdpEventPreviousSecret => "idp_event_secrets.previous_sealed",
+            SealedColumn::WebhookSecret => "webhook_endpoints.sealed_secret",
+            SealedColumn::WebhookPreviousSecret => "webhook_endpoints.previous_sealed_secret",
         }
     }
 
@@ -1240,6 +1248,7 @@ pub trait Store:
     + BrowserSessionStore
     + WalletStore
     + IdpEventStore
+    + crate::webhooks::WebhookStore
 {
 }
 
@@ -1270,6 +1279,7 @@ impl<T> Store for T where
         + BrowserSessionStore
         + WalletStore
         + IdpEventStore
+        + crate::webhooks::WebhookStore
 {
 }
 

@@ -44,6 +44,8 @@ pub struct Settings {
     /// How far ahead of now an end user may extend a grant's end in the Wallet (never past
     /// the grant's own `max_ttl_seconds` or its secret's cap).
     pub max_grant_extension_seconds: i64,
+    /// Whether webhook endpoints may be `http://` URLs to any host (not only loopback).
+    pub webhooks_allow_http: bool,
 }
 
 impl Default for Settings {
@@ -57,6 +59,7 @@ impl Default for Settings {
             refresh_wait_ms: 5_000,
             proxy_max_response_bytes: 10 * 1024 * 1024,
             max_grant_extension_seconds: 90 * 24 * 3600,
+            webhooks_allow_http: false,
         }
     }
 }

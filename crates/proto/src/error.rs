@@ -177,6 +177,8 @@ pub mod codes {
     pub const OPERATION_NOT_FOUND: &str = "operation_not_found";
     /// 404: the app has no such policy rule.
     pub const RULE_NOT_FOUND: &str = "rule_not_found";
+    /// No such webhook endpoint or delivery (or it belongs to another app).
+    pub const WEBHOOK_NOT_FOUND: &str = "webhook_not_found";
 
     // Conflicts (409).
     /// A revoked key cannot change state.

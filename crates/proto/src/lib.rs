@@ -21,6 +21,7 @@ pub mod signin;
 pub mod signing;
 pub mod spans;
 pub mod token;
+pub mod webhooks;
 
 pub use error::{ErrorBody, codes};
 

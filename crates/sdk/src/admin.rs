@@ -637,6 +637,86 @@ impl AdminClient {
     }
 }
 
+pub use alter_proto::webhooks::{
+    CreateWebhookRequest, DeliveryListQuery, RotateWebhookSecretRequest, WebhookDeliveryInfo,
+    WebhookInfo, WebhookWithSecretInfo,
+};
+
+/// Outbound webhook endpoints and their deliveries (`/apps/{app}/webhooks/*`).
+impl AdminClient {
+    /// Adds an endpoint; the answer holds its signing secret, once.
+    pub async fn add_webhook(
+        &self,
+        app_id: &str,
+        request: &CreateWebhookRequest,
+    ) -> Result<WebhookWithSecretInfo, Error> {
+        let path = app_path(app_id, "/webhooks");
+        self.call(Method::POST, &path, Some(request)).await
+    }
+
+    /// An app's endpoints (never their secrets).
+    pub async fn list_webhooks(&self, app_id: &str) -> Result<Vec<WebhookInfo>, Error> {
+        self.items(&app_path(app_id, "/webhooks")).await
+    }
+
+    /// One endpoint.
+    pub async fn get_webhook(&self, app_id: &str, webhook: &str) -> Result<WebhookInfo, Error> {
+        let path = member_path(app_id, "webhooks", webhook, "");
+        self.call::<_, ()>(Method::GET, &path, None).await
+    }
+
+    /// Removes an endpoint and its delivery log.
+    pub async fn remove_webhook(&self, app_id: &str, webhook: &str) -> Result<WebhookInfo, Error> {
+        let path = member_path(app_id, "webhooks", webhook, "");
+        self.call::<_, ()>(Method::DELETE, &path, None).await
+    }
+
+    /// Gives an endpoint a new secret (in the answer, once); the old one also signs for
+    /// `grace_seconds` (default a day).
+    pub async fn rotate_webhook_secret(
+        &self,
+        app_id: &str,
+        webhook: &str,
+        grace_seconds: Option<i64>,
+    ) -> Result<WebhookWithSecretInfo, Error> {
+        let path = member_path(app_id, "webhooks", webhook, "/rotate-secret");
+        let body = RotateWebhookSecretRequest { grace_seconds };
+        self.call(Method::POST, &path, Some(&body)).await
+    }
+
+    /// An endpoint's deliveries, newest event first.
+    pub async fn webhook_deliveries(
+        &self,
+        app_id: &str,
+        webhook: &str,
+        query: &DeliveryListQuery,
+    ) -> Result<Vec<WebhookDeliveryInfo>, Error> {
+        let path = member_path(
+            app_id,
+            "webhooks",
+            webhook,
+            &format!("/deliveries{}", query_string(query)?),
+        );
+        self.items(&path).await
+    }
+
+    /// Sends a delivery again from its first attempt, with the same `webhook-id`.
+    pub async fn replay_webhook_delivery(
+        &self,
+        app_id: &str,
+        webhook: &str,
+        event_id: &str,
+    ) -> Result<WebhookDeliveryInfo, Error> {
+        let path = member_path(
+            app_id,
+            "webhooks",
+            webhook,
+            &format!("/deliveries/{}/replay", encode_path_segment(event_id)),
+        );
+        self.call::<_, ()>(Method::POST, &path, None).await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -101,6 +101,9 @@ pub struct UpstreamConfig {
     pub allowed_networks: Vec<String>,
     /// The most of a provider's answer a proxied call returns; the rest is cut.
     pub proxy_max_response_bytes: usize,
+    /// Whether webhook endpoints may be plain `http://` URLs to any host (by default only
+    /// `https://`, or `http://` to loopback).
+    pub webhooks_allow_http: bool,
 }
 
 impl Default for UpstreamConfig {
@@ -108,6 +111,7 @@ impl Default for UpstreamConfig {
         UpstreamConfig {
             allowed_networks: Vec::new(),
             proxy_max_response_bytes: Settings::default().proxy_max_response_bytes,
+            webhooks_allow_http: false,
         }
     }
 }

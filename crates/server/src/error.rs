@@ -561,6 +561,7 @@ fn not_found_code(entity: Entity) -> &'static str {
         Entity::Rule => codes::RULE_NOT_FOUND,
         Entity::Approval => codes::APPROVAL_NOT_FOUND,
         Entity::Operator => codes::OPERATOR_NOT_FOUND,
+        Entity::Webhook | Entity::WebhookDelivery => codes::WEBHOOK_NOT_FOUND,
     }
 }
 

@@ -18,6 +18,7 @@ mod shares;
 pub mod state;
 pub mod telemetry;
 pub mod ui;
+mod webhooks;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -169,6 +170,7 @@ impl ServerSettings {
                 refresh_buffer_seconds: config.oauth_refresh_buffer_seconds,
                 proxy_max_response_bytes: config.upstream.proxy_max_response_bytes,
                 max_grant_extension_seconds: config.max_grant_extension_days * 24 * 3600,
+                webhooks_allow_http: config.upstream.webhooks_allow_http,
                 ..Settings::default()
             },
             clock: Arc::new(SystemClock),
@@ -341,7 +343,13 @@ mod job {
     pub const UPSTREAM_REVOCATIONS: &str = "upstream-revocations";
     pub const APPROVAL_SWEEP: &str = "approval-sweep";
     pub const KEK_REWRAP: &str = "kek-rewrap";
-    pub const ALL: [&str; 4] = [PRUNE, UPSTREAM_REVOCATIONS, APPROVAL_SWEEP, KEK_REWRAP];
+    pub const ALL: [&str; 5] = [
+        PRUNE,
+        UPSTREAM_REVOCATIONS,
+        APPROVAL_SWEEP,
+        KEK_REWRAP,
+        crate::webhooks::JOB,
+    ];
 }
 
 /// A node's turn at a background job: a lease on `job` in the database, taken or renewed for
@@ -405,6 +413,7 @@ fn background_tasks(
         tokio::spawn(rewrap_data_keys(turn(job::KEK_REWRAP, REWRAP_INTERVAL))),
         // Every node keeps its own keyring current; not a leased job.
         tokio::spawn(refresh_keyring(state.vault.clone(), node.clone())),
+        tokio::spawn(webhooks::deliver(state.vault.clone(), node.clone())),
     ];
     if let Some(every) = audit_checkpoint_interval {
         tasks.push(tokio::spawn(checkpoints::log_audit_checkpoints(

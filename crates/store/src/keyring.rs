@@ -97,6 +97,15 @@ fn spec(column: SealedColumn) -> Spec {
             revision: "CAST(version - 1 AS TEXT)",
             ..plain("idp_event_secrets", "previous_sealed")
         },
+        // Sealed to the secret's version (`seal_versioned(version)`).
+        SealedColumn::WebhookSecret => Spec {
+            revision: "CAST(secret_version AS TEXT)",
+            ..plain("webhook_endpoints", "sealed_secret")
+        },
+        SealedColumn::WebhookPreviousSecret => Spec {
+            revision: "CAST(previous_secret_version AS TEXT)",
+            ..plain("webhook_endpoints", "previous_sealed_secret")
+        },
     }
 }
 

@@ -45,6 +45,7 @@ mod signin;
 mod spans;
 mod user_secrets;
 mod wallet;
+mod webhooks;
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;

@@ -4090,3 +4090,210 @@ async fn spans_are_stored_once_per_app_trace_and_span() {
     })
     .await;
 }
+
+/// Webhooks: endpoints stay inside their app; the cursor moves only from where it was, with
+/// the deliveries it adds (each once); attempts are recorded only on the attempt they follow;
+/// a replay starts a delivery over; removing an endpoint removes its deliveries.
+#[tokio::test]
+async fn webhook_cursors_deliveries_and_attempts() {
+    use alter_core::ids::WebhookId;
+    use alter_core::webhooks::{
+        AttemptRecord, Delivery, DeliveryStatus, WebhookEndpoint, WebhookStore,
+    };
+    on_every_engine(|fx| async move {
+        let store = &fx.store;
+        let app = new_app(store, "hooks").await;
+        let other = new_app(store, "other").await;
+        let endpoint = WebhookEndpoint {
+            id: WebhookId::new(),
+            app_id: app.id,
+            url: "https://hooks.example.com/a".into(),
+            events: vec!["*".into()],
+            description: None,
+            sealed_secret: vec![1, 2, 3],
+            secret_version: 1,
+            previous: None,
+            cursor_seq: 1,
+            created_at: t(0),
+            rotated_at: None,
+        };
+        store
+            .insert_webhook(&endpoint, &event(app.id, "webhook.created"))
+            .await
+            .unwrap();
+        assert_eq!(
+            store.get_webhook(app.id, endpoint.id).await.unwrap(),
+            Some(endpoint.clone())
+        );
+        assert_eq!(
+            store.get_webhook(other.id, endpoint.id).await.unwrap(),
+            None
+        );
+        for _ in 0..3 {
+            store
+                .append_event(&event(app.id, "key.minted"))
+                .await
+                .unwrap();
+        }
+        // seq 1 app.created, 2 webhook.created, 3..=5 key.minted.
+        let scanned = store.scan_events(app.id, 1, 100).await.unwrap();
+        assert_eq!(
+            scanned.iter().map(|e| e.seq).collect::<Vec<_>>(),
+            [2, 3, 4, 5]
+        );
+        let deliveries: Vec<Delivery> = scanned
+            .iter()
+            .map(|e| Delivery {
+                endpoint_id: endpoint.id,
+                event_id: e.id.clone(),
+                app_id: app.id,
+                seq: e.seq,
+                event_type: e.action.clone(),
+                status: DeliveryStatus::Pending,
+                attempts: 0,
+                next_attempt_at: t(10),
+                last_attempt_at: None,
+                last_status: None,
+                last_error: None,
+                created_at: t(10),
+                delivered_at: None,
+            })
+            .collect();
+        assert!(
+            store
+                .enqueue_deliveries(endpoint.id, 1, 5, &deliveries)
+                .await
+                .unwrap()
+        );
+        // A second scanner from the old cursor changes nothing.
+        assert!(
+            !store
+                .enqueue_deliveries(endpoint.id, 1, 5, &deliveries)
+                .await
+                .unwrap()
+        );
+        assert_eq!(
+            store
+                .get_webhook(app.id, endpoint.id)
+                .await
+                .unwrap()
+                .unwrap()
+                .cursor_seq,
+            5
+        );
+        assert!(store.due_deliveries(t(9), 100).await.unwrap().is_empty());
+        let due = store.due_deliveries(t(10), 100).await.unwrap();
+        assert_eq!(due.len(), 4);
+        let first = &due[0];
+        assert!(
+            store
+                .event_body(app.id, first.seq)
+                .await
+                .unwrap()
+                .unwrap()
+                .contains(&first.event_id)
+        );
+        let failed = AttemptRecord {
+            status: DeliveryStatus::Pending,
+            attempts: 1,
+            next_attempt_at: t(20),
+            at: t(10),
+            http_status: Some(500),
+            error: Some("the receiver answered HTTP 500".into()),
+        };
+        assert!(
+            store
+                .record_attempt(endpoint.id, &first.event_id, 0, &failed)
+                .await
+                .unwrap()
+        );
+        // Recorded once: the same attempt again (another node's) is refused.
+        assert!(
+            !store
+                .record_attempt(endpoint.id, &first.event_id, 0, &failed)
+                .await
+                .unwrap()
+        );
+        let delivered = AttemptRecord {
+            status: DeliveryStatus::Delivered,
+            attempts: 2,
+            next_attempt_at: t(30),
+            at: t(20),
+            http_status: Some(200),
+            error: None,
+        };
+        assert!(
+            store
+                .record_attempt(endpoint.id, &first.event_id, 1, &delivered)
+                .await
+                .unwrap()
+        );
+        let done = store
+            .list_deliveries(app.id, endpoint.id, Some(DeliveryStatus::Delivered), 10)
+            .await
+            .unwrap();
+        assert_eq!(done.len(), 1);
+        assert_eq!(
+            (done[0].attempts, done[0].last_status, done[0].delivered_at),
+            (2, Some(200), Some(t(20)))
+        );
+        assert_eq!(
+            store
+                .list_deliveries(app.id, endpoint.id, None, 10)
+                .await
+                .unwrap()
+                .len(),
+            4
+        );
+        assert!(
+            store
+                .list_deliveries(other.id, endpoint.id, None, 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        let replayed = store
+            .replay_delivery(
+                app.id,
+                endpoint.id,
+                &first.event_id,
+                t(40),
+                &event(app.id, "webhook.replayed"),
+            )
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (replayed.status, replayed.attempts, replayed.next_attempt_at),
+            (DeliveryStatus::Pending, 0, t(40))
+        );
+        assert!(
+            store
+                .replay_delivery(
+                    other.id,
+                    endpoint.id,
+                    &first.event_id,
+                    t(40),
+                    &event(other.id, "webhook.replayed")
+                )
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            !store
+                .delete_webhook(other.id, endpoint.id, &event(other.id, "webhook.removed"))
+                .await
+                .unwrap()
+        );
+        assert!(
+            store
+                .delete_webhook(app.id, endpoint.id, &event(app.id, "webhook.removed"))
+                .await
+                .unwrap()
+        );
+        assert!(store.due_deliveries(t(100), 100).await.unwrap().is_empty());
+        assert!(store.all_webhooks().await.unwrap().is_empty());
+    })
+    .await;
+}

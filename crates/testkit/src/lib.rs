@@ -9,6 +9,7 @@ pub mod leaks;
 pub mod oauth_peer;
 mod raw;
 pub mod upstream;
+pub mod webhooks;
 
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};

@@ -15,6 +15,7 @@ mod jwt;
 pub mod oauth;
 pub mod otlp;
 pub mod transit;
+pub mod webhooks;
 
 pub use catalog::{CatalogError, CatalogProvider};
 pub use destination::AllowedNetworks;

@@ -26,6 +26,7 @@ mod spans;
 mod token;
 mod user;
 pub(crate) mod views;
+mod webhooks;
 
 use alter_core::caller::NonceTiming;
 use alter_core::ids::{AgentKind, AppKind, ApprovalKind, GrantKind, Id, KeyKind};
@@ -174,6 +175,7 @@ pub fn router(state: AppState, base_path: &str) -> Router {
                 .merge(policies::router())
                 .merge(approvals::admin_router())
                 .merge(operators::router())
+                .merge(webhooks::router())
                 .method_not_allowed_fallback(method_not_allowed),
         )
         .nest("/user/v1/apps/{app}", user)

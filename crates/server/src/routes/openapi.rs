@@ -604,6 +604,51 @@ fn operations() -> Vec<Operation> {
         )
         .body::<policies::WhatIfRequest>()
         .ok::<policies::WhatIfView>(200),
+        admin(
+            "POST",
+            "/admin/v1/apps/{app}/webhooks",
+            "Add a webhook endpoint (its secret shown once)",
+        )
+        .body::<alter_proto::webhooks::CreateWebhookRequest>()
+        .ok::<alter_proto::webhooks::WebhookWithSecretInfo>(201),
+        admin(
+            "GET",
+            "/admin/v1/apps/{app}/webhooks",
+            "List webhook endpoints",
+        )
+        .ok::<a::ItemList<alter_proto::webhooks::WebhookInfo>>(200),
+        admin(
+            "GET",
+            "/admin/v1/apps/{app}/webhooks/{webhook}",
+            "A webhook endpoint",
+        )
+        .ok::<alter_proto::webhooks::WebhookInfo>(200),
+        admin(
+            "DELETE",
+            "/admin/v1/apps/{app}/webhooks/{webhook}",
+            "Remove a webhook endpoint",
+        )
+        .ok::<alter_proto::webhooks::WebhookInfo>(200),
+        admin(
+            "POST",
+            "/admin/v1/apps/{app}/webhooks/{webhook}/rotate-secret",
+            "Rotate a webhook endpoint's signing secret (the new one shown once)",
+        )
+        .body::<alter_proto::webhooks::RotateWebhookSecretRequest>()
+        .ok::<alter_proto::webhooks::WebhookWithSecretInfo>(200),
+        admin(
+            "GET",
+            "/admin/v1/apps/{app}/webhooks/{webhook}/deliveries",
+            "A webhook endpoint's delivery log",
+        )
+        .query::<alter_proto::webhooks::DeliveryListQuery>()
+        .ok::<a::ItemList<alter_proto::webhooks::WebhookDeliveryInfo>>(200),
+        admin(
+            "POST",
+            "/admin/v1/apps/{app}/webhooks/{webhook}/deliveries/{event}/replay",
+            "Send a delivery again (same webhook-id)",
+        )
+        .ok::<alter_proto::webhooks::WebhookDeliveryInfo>(200),
         admin("GET", "/admin/v1/apps/{app}/approvals", "List approvals")
             .query::<super::approvals::ListQuery>()
             .ok::<a::ItemList<ap::ApprovalInfo>>(200),

@@ -37,3 +37,4 @@ mod sdk_signin;
 mod signin;
 mod traces;
 mod wallet;
+mod webhooks;

@@ -1,0 +1,351 @@
+//! Outbound webhooks: endpoints managed on the admin API (secret shown once, never listed,
+//! invisible across apps), events posted to a real local receiver in the Standard Webhooks
+//! format and verified here independently, retried after a 500, replayed with the same id, and
+//! signed by both secrets during a rotation's grace period.
+
+use std::time::Duration;
+
+use alter_proto::admin::MintKeyRequest;
+use alter_sdk::Principal;
+use alter_sdk::admin::{AdminClient, CreateWebhookRequest, DeliveryListQuery};
+use alter_testkit::webhooks::{Received, Receiver, signatures_by, signed_by};
+use alter_testkit::{TestServer, on_every_engine};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+fn of_type<'a>(received: &'a [Received], kind: &str) -> Vec<&'a Received> {
+    received
+        .iter()
+        .filter(|r| r.json()["type"] == kind)
+        .collect()
+}
+
+async fn deliveries(
+    admin: &AdminClient,
+    app: &str,
+    webhook: &str,
+) -> Vec<alter_sdk::admin::WebhookDeliveryInfo> {
+    admin
+        .webhook_deliveries(app, webhook, &DeliveryListQuery::default())
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn endpoints_are_managed_on_the_admin_api_with_the_secret_shown_once() {
+    on_every_engine(|engine| async move {
+        let server = TestServer::start(engine).await;
+        let admin = server.admin();
+        let app = server.new_app("hooks").await;
+        let other = server.new_app("other").await;
+        let (app_id, other_id) = (app.info.id.as_str(), other.info.id.as_str());
+
+        let created = admin
+            .add_webhook(
+                app_id,
+                &CreateWebhookRequest {
+                    url: "https://hooks.example.com/alter".into(),
+                    events: vec!["grant.revoked".into(), "approval.requested".into()],
+                    description: Some("billing".into()),
+                },
+            )
+            .await
+            .unwrap();
+        alter_testkit::leaks::watch(&created.secret);
+        let secret = created.secret.strip_prefix("whsec_").unwrap();
+        use base64::Engine as _;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(secret)
+            .unwrap();
+        assert_eq!(bytes.len(), 32);
+        let id = created.webhook.id.clone();
+        assert_eq!(created.webhook.secret_version, 1);
+
+        // Listed and shown, never with a secret.
+        let listed = admin.list_webhooks(app_id).await.unwrap();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0], created.webhook);
+        let text = serde_json::to_string(&listed).unwrap();
+        assert!(!text.contains("whsec_") && !text.contains(secret));
+        let shown = admin.get_webhook(app_id, &id).await.unwrap();
+        assert!(!serde_json::to_string(&shown).unwrap().contains("whsec_"));
+
+        // Another app's endpoint looks like none at all.
+        for e in [
+            admin.get_webhook(other_id, &id).await.unwrap_err(),
+            admin.remove_webhook(other_id, &id).await.unwrap_err(),
+            admin
+                .rotate_webhook_secret(other_id, &id, None)
+                .await
+                .unwrap_err(),
+            admin
+                .webhook_deliveries(other_id, &id, &DeliveryListQuery::default())
+                .await
+                .unwrap_err(),
+            admin.get_webhook(app_id, "not-an-id").await.unwrap_err(),
+        ] {
+            assert_eq!(e.status(), 404);
+            assert_eq!(e.code(), Some("webhook_not_found"));
+        }
+        assert!(admin.list_webhooks(other_id).await.unwrap().is_empty());
+
+        // Bad input is refused and stores nothing.
+        for (url, events) in [
+            ("http://hooks.example.com/alter", vec!["*"]),
+            ("https://user:pw@hooks.example.com/alter", vec!["*"]),
+            ("https://hooks.example.com/alter", vec!["grant.created"]),
+            ("https://hooks.example.com/alter", vec![]),
+        ] {
+            let e = admin
+                .add_webhook(
+                    app_id,
+                    &CreateWebhookRequest {
+                        url: url.into(),
+                        events: events.into_iter().map(str::to_owned).collect(),
+                        description: None,
+                    },
+                )
+                .await
+                .unwrap_err();
+            assert_eq!(e.status(), 422, "{url}");
+        }
+        assert_eq!(admin.list_webhooks(app_id).await.unwrap().len(), 1);
+
+        // A rotation shows the new secret once and keeps the old one signing for a while.
+        let rotated = admin
+            .rotate_webhook_secret(app_id, &id, Some(3600))
+            .await
+            .unwrap();
+        alter_testkit::leaks::watch(&rotated.secret);
+        assert_ne!(rotated.secret, created.secret);
+        assert_eq!(rotated.webhook.secret_version, 2);
+        assert!(rotated.webhook.previous_secret_until.is_some());
+        let listed = admin.list_webhooks(app_id).await.unwrap();
+        assert!(!serde_json::to_string(&listed).unwrap().contains("whsec_"));
+
+        // Removed: gone, and audited like every change.
+        let removed = admin.remove_webhook(app_id, &id).await.unwrap();
+        assert_eq!(removed.id, id);
+        assert!(admin.list_webhooks(app_id).await.unwrap().is_empty());
+        assert_eq!(
+            admin.get_webhook(app_id, &id).await.unwrap_err().status(),
+            404
+        );
+        let audit = admin
+            .audit_events(app_id, &Default::default())
+            .await
+            .unwrap();
+        let actions: Vec<&str> = audit
+            .items
+            .iter()
+            .filter_map(|i| i.event["action"].as_str())
+            .filter(|a| a.starts_with("webhook."))
+            .collect();
+        assert_eq!(
+            actions,
+            [
+                "webhook.created",
+                "webhook.secret_rotated",
+                "webhook.removed"
+            ]
+        );
+        server.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn events_reach_a_receiver_signed_retried_and_replayed_with_the_same_id() {
+    on_every_engine(|engine| async move {
+        let server = TestServer::start(engine).await;
+        let admin = server.admin();
+        let world = server.world("hooks").await;
+        let app_id = world.app.info.id.clone();
+        let receiver = Receiver::start().await;
+        let every = admin
+            .add_webhook(
+                &app_id,
+                &CreateWebhookRequest {
+                    url: receiver.url(),
+                    events: vec!["*".into()],
+                    description: None,
+                },
+            )
+            .await
+            .unwrap();
+        let named = Receiver::start().await;
+        let revocations = admin
+            .add_webhook(
+                &app_id,
+                &CreateWebhookRequest {
+                    url: named.url(),
+                    events: vec!["grant.revoked".into()],
+                    description: None,
+                },
+            )
+            .await
+            .unwrap();
+
+        // The endpoint receives the events from its own creation on.
+        let created = receiver
+            .wait_for(WAIT, |r| of_type(r, "webhook.created").len() >= 2)
+            .await;
+        assert_eq!(of_type(&created, "webhook.created").len(), 2);
+
+        // The first attempt is answered 500: it is retried, with the same id.
+        receiver.answer_next(&[500]);
+        admin
+            .mint_key(&app_id, &MintKeyRequest::default())
+            .await
+            .unwrap();
+        let received = receiver
+            .wait_for(WAIT, |r| !of_type(r, "key.minted").is_empty())
+            .await;
+        let first = of_type(&received, "key.minted")[0].clone();
+        let minted = deliveries(&admin, &app_id, &every.webhook.id).await;
+        let delivery = minted
+            .iter()
+            .find(|d| d.event_type == "key.minted")
+            .unwrap();
+        assert_eq!(delivery.event_id, first.id);
+        // Give the job a moment to record the failed attempt.
+        for _ in 0..50 {
+            let d = deliveries(&admin, &app_id, &every.webhook.id).await;
+            if d.iter().any(|d| d.event_id == first.id && d.attempts == 1) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let failed = deliveries(&admin, &app_id, &every.webhook.id).await;
+        let failed = failed.iter().find(|d| d.event_id == first.id).unwrap();
+        assert_eq!(
+            (failed.status.as_str(), failed.attempts, failed.last_status),
+            ("pending", 1, Some(500))
+        );
+        assert!(failed.next_attempt_at.is_some());
+        // The retry is due within the first backoff step (5 s at most).
+        server.advance(6);
+        let received = receiver
+            .wait_for(WAIT, |r| of_type(r, "key.minted").len() >= 2)
+            .await;
+        let again = of_type(&received, "key.minted");
+        assert_eq!(again.len(), 2);
+        assert_eq!(again[1].id, first.id);
+        for _ in 0..50 {
+            let d = deliveries(&admin, &app_id, &every.webhook.id).await;
+            if d.iter()
+                .any(|d| d.event_id == first.id && d.status == "delivered")
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let done = deliveries(&admin, &app_id, &every.webhook.id).await;
+        let done = done.iter().find(|d| d.event_id == first.id).unwrap();
+        assert_eq!(
+            (done.status.as_str(), done.attempts, done.last_status),
+            ("delivered", 2, Some(200))
+        );
+
+        // Every request is signed with the endpoint's secret, by the standard algorithm; the
+        // body is {type, timestamp, data} with the audit event as data.
+        for r in &received {
+            assert!(signed_by(&every.secret, r), "{r:?}");
+            assert!(!signed_by(&revocations.secret, r));
+            let body = r.json();
+            assert_eq!(body["data"]["id"], r.id.as_str());
+            assert_eq!(body["data"]["action"], body["type"]);
+            assert_eq!(body["timestamp"], body["data"]["at"]);
+            let sent: i64 = r.timestamp.parse().unwrap();
+            assert!((sent - server.now().unix_seconds()).abs() < 120);
+        }
+        // A request whose body was changed does not verify.
+        let mut tampered = first.clone();
+        tampered.body.push(b' ');
+        assert!(!signed_by(&every.secret, &tampered));
+
+        // A grant revoked reaches both endpoints; the named one gets nothing else.
+        let app = server.app(&world.app.key.api_key);
+        let grant = app
+            .create_managed_secret_grant(&world.secret.id, Principal::system(), None)
+            .await
+            .unwrap();
+        app.revoke_grant(&grant.grant_id, Some("offboarded"))
+            .await
+            .unwrap();
+        let got = named
+            .wait_for(WAIT, |r| !of_type(r, "grant.revoked").is_empty())
+            .await;
+        assert_eq!(got.len(), 1, "only the selected type");
+        assert!(signed_by(&revocations.secret, &got[0]));
+        assert_eq!(
+            got[0].json()["data"]["target"]["id"],
+            grant.grant_id.as_str()
+        );
+        assert_eq!(got[0].json()["data"]["reason"], "offboarded");
+        receiver
+            .wait_for(WAIT, |r| !of_type(r, "grant.revoked").is_empty())
+            .await;
+        let revoked = of_type(&receiver.received(), "grant.revoked")[0].clone();
+        assert_eq!(
+            revoked.id, got[0].id,
+            "one event, one id, on every endpoint"
+        );
+
+        // A replay sends the delivered event again, with the same id.
+        let reset = admin
+            .replay_webhook_delivery(&app_id, &revocations.webhook.id, &got[0].id)
+            .await
+            .unwrap();
+        assert_eq!((reset.status.as_str(), reset.attempts), ("pending", 0));
+        let replayed = named.wait_for(WAIT, |r| r.len() >= 2).await;
+        assert_eq!(replayed.len(), 2);
+        assert_eq!(replayed[1].id, got[0].id);
+        assert!(signed_by(&revocations.secret, &replayed[1]));
+        let e = admin
+            .replay_webhook_delivery(&app_id, &revocations.webhook.id, "no-such-event")
+            .await
+            .unwrap_err();
+        assert_eq!(e.status(), 404);
+
+        // During a rotation's grace period, both secrets sign; after it, only the new one.
+        let rotated = admin
+            .rotate_webhook_secret(&app_id, &revocations.webhook.id, Some(600))
+            .await
+            .unwrap();
+        let grant = app
+            .create_managed_secret_grant(&world.secret.id, Principal::system(), None)
+            .await
+            .unwrap();
+        app.revoke_grant(&grant.grant_id, None).await.unwrap();
+        let during = named.wait_for(WAIT, |r| r.len() >= 3).await;
+        let during = &during[2];
+        assert_eq!(during.signature.split(' ').count(), 2);
+        assert_eq!(signatures_by(&rotated.secret, during), 1);
+        assert_eq!(signatures_by(&revocations.secret, during), 1);
+        server.advance(601);
+        let grant = app
+            .create_managed_secret_grant(&world.secret.id, Principal::system(), None)
+            .await
+            .unwrap();
+        app.revoke_grant(&grant.grant_id, None).await.unwrap();
+        let after = named.wait_for(WAIT, |r| r.len() >= 4).await;
+        let after = &after[3];
+        assert_eq!(after.signature.split(' ').count(), 1);
+        assert!(signed_by(&rotated.secret, after));
+        assert!(!signed_by(&revocations.secret, after));
+
+        // The secrets (current and previous) re-wrap under a new KEK and still sign after the
+        // old KEK is retired.
+        crate::crypto::every_sealed_value_rewraps_under_a_new_kek(&server).await;
+        let grant = app
+            .create_managed_secret_grant(&world.secret.id, Principal::system(), None)
+            .await
+            .unwrap();
+        app.revoke_grant(&grant.grant_id, None).await.unwrap();
+        let rewrapped = named.wait_for(WAIT, |r| r.len() >= 5).await;
+        assert!(signed_by(&rotated.secret, &rewrapped[4]));
+        server.stop().await;
+    })
+    .await;
+}
