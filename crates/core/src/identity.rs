@@ -267,8 +267,9 @@ const LAST_SEEN_RESOLUTION_SECONDS: i64 = 300;
 
 impl Vault {
     /// Configures (or replaces) the app's identity provider (operator). Its id survives a
-    /// replacement, so group grants naming it stay valid. The issuer is the identity namespace
-    /// (a subject means one person only under one issuer), so it changes only while nothing
+    /// replacement, so group grants naming it stay valid. The issuer (with the subject and
+    /// groups claims) is the identity namespace (a subject means one person only under one
+    /// issuer and claim), so it changes only while nothing
     /// names a user or group of the current issuer: no user it vouched for, no active group
     /// grant, no approver named in a rule or an agent's approval setting
     /// ([`Error::IdpIssuerInUse`]). Otherwise a new issuer's user whose `sub` equals an old
@@ -277,8 +278,13 @@ impl Vault {
         self.get_app(app_id).await?;
         let now = self.now();
         let existing = self.store().get_idp(app_id).await?;
+        // The subject and groups claims are part of the namespace too: a subject read from
+        // another claim (one users can edit, say) could equal a stored user's.
+        let subject_claim = settings.subject_claim.as_deref().unwrap_or("sub");
         if let Some(current) = &existing
-            && current.issuer != settings.issuer
+            && (current.issuer != settings.issuer
+                || current.claims.subject != subject_claim
+                || current.claims.groups.as_deref() != settings.groups_claim.as_deref())
         {
             self.ensure_issuer_unused(current).await?;
         }

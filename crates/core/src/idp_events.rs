@@ -303,7 +303,10 @@ pub fn verify_delivery(secret: &[u8], delivery: &Delivery<'_>, now: Timestamp) -
     };
     if !id_ok
         || delivery.timestamp.len() > 20
-        || (now.unix_seconds() - seconds).abs() > TOLERANCE_SECONDS
+        || now
+            .unix_seconds()
+            .checked_sub(seconds)
+            .is_none_or(|d| d.unsigned_abs() > TOLERANCE_SECONDS.unsigned_abs())
     {
         return false;
     }
@@ -420,9 +423,21 @@ impl Vault {
         }
         let (event, timestamp) = Event::parse(delivery.body)?;
         let now = self.now();
+        // An event that gives back (access, membership) must say when it happened: a sender
+        // re-signs every retry with a new `webhook-timestamp`, so a retry of an old grant-back
+        // would otherwise look newer than the removal it followed.
+        let restores = matches!(
+            event,
+            Event::Reactivated { .. } | Event::Membership { member: true, .. }
+        );
         let at = match timestamp {
             Some(text) => Timestamp::parse_rfc3339(&text)
                 .ok_or_else(|| Error::Invalid("timestamp: RFC 3339".into()))?,
+            None if restores => {
+                return Err(Error::Invalid(
+                    "timestamp: required for user.reactivated and group.member_added".into(),
+                ));
+            }
             // Verified above: an integer within the tolerance.
             None => Timestamp::from_unix_seconds(delivery.timestamp.parse().unwrap_or_default()),
         };

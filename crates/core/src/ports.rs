@@ -402,14 +402,15 @@ pub trait IdentityStore: Send + Sync {
     async fn get_user(&self, app: AppId, id: UserId) -> StoreResult<Option<AppUser>>;
     /// Records a new user; [`StoreError::Conflict`] if the subject is known already.
     async fn insert_user(&self, user: &AppUser, event: &AuditEvent) -> StoreResult<()>;
-    /// Refreshes a user's profile, status and last sighting, and their groups unless the stored
-    /// ones are newer (a later `groups_as_of`, or a dated one against an undated `user`; a tie
-    /// goes to `user`): the newest verified membership wins, whatever order concurrent
-    /// sign-ins commit in.
+    /// Refreshes a user's profile and last sighting, and their groups unless the stored ones
+    /// are newer (a later `groups_as_of`, or a dated one against an undated `user`; a tie goes
+    /// to `user`): the newest verified membership wins, whatever order concurrent sign-ins
+    /// commit in. Never the status: a sign-in that read the user before a deactivation must
+    /// not write `active` back over it.
     async fn update_user(&self, user: &AppUser) -> StoreResult<()>;
     /// What still names the IdP's identity namespace: `Some("users")` if it vouched for any
-    /// user, `Some("group grants")` if an active grant names one of its groups, `None` if
-    /// nothing does.
+    /// user, `Some("group grants")` if an active grant names one of its groups,
+    /// `Some("pending approvals")` if an approval of the app is pending, `None` if nothing does.
     async fn idp_references(&self, app: AppId, idp: IdpId) -> StoreResult<Option<&'static str>>;
 }
 

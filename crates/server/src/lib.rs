@@ -209,6 +209,8 @@ pub struct Server {
     http: HttpLimits,
     /// Names this node in job leases and exported spans.
     node: Arc<str>,
+    /// Where webhooks may go beside public addresses (`upstream.allowed_networks`).
+    allowed_networks: alter_upstream::AllowedNetworks,
     otlp: Option<(OtlpExporter, JoinHandle<()>)>,
 }
 
@@ -228,7 +230,7 @@ impl Server {
             &store,
             settings.key_holder.clone(),
             settings.clock,
-            settings.allowed_networks,
+            settings.allowed_networks.clone(),
             settings.vault,
         )
         .await?;
@@ -278,6 +280,7 @@ impl Server {
             audit_checkpoint_interval: settings.audit_checkpoint_interval,
             http: settings.http,
             node,
+            allowed_networks: settings.allowed_networks,
             otlp,
         })
     }
@@ -320,7 +323,12 @@ impl Server {
                 .layer(axum::middleware::from_fn(telemetry::request_id)),
         );
         let node = self.node.clone();
-        let background = background_tasks(&self.state, &node, self.audit_checkpoint_interval);
+        let background = background_tasks(
+            &self.state,
+            &node,
+            self.audit_checkpoint_interval,
+            &self.allowed_networks,
+        );
         serve::serve(self.listener, app, &self.http, shutdown).await;
         for task in background {
             task.abort();
@@ -393,6 +401,7 @@ fn background_tasks(
     state: &AppState,
     node: &Arc<str>,
     audit_checkpoint_interval: Option<Duration>,
+    allowed_networks: &alter_upstream::AllowedNetworks,
 ) -> Vec<JoinHandle<()>> {
     let turn = |job: &'static str, every: Duration| JobTurn {
         vault: state.vault.clone(),
@@ -413,7 +422,11 @@ fn background_tasks(
         tokio::spawn(rewrap_data_keys(turn(job::KEK_REWRAP, REWRAP_INTERVAL))),
         // Every node keeps its own keyring current; not a leased job.
         tokio::spawn(refresh_keyring(state.vault.clone(), node.clone())),
-        tokio::spawn(webhooks::deliver(state.vault.clone(), node.clone())),
+        tokio::spawn(webhooks::deliver(
+            state.vault.clone(),
+            node.clone(),
+            allowed_networks.clone(),
+        )),
     ];
     if let Some(every) = audit_checkpoint_interval {
         tasks.push(tokio::spawn(checkpoints::log_audit_checkpoints(

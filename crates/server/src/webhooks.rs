@@ -22,8 +22,12 @@ fn lease() -> Duration {
 }
 
 /// Runs the delivery job for as long as the server serves.
-pub(crate) async fn deliver(vault: Vault, node: Arc<str>) {
-    let sender = match HttpWebhookSender::new() {
+pub(crate) async fn deliver(
+    vault: Vault,
+    node: Arc<str>,
+    allowed_networks: alter_upstream::AllowedNetworks,
+) {
+    let sender = match HttpWebhookSender::new(allowed_networks) {
         Ok(sender) => sender,
         Err(e) => {
             tracing::error!(error = %e, "the webhook client cannot be built: no webhooks will be sent");

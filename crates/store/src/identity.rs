@@ -118,13 +118,14 @@ impl IdentityStore for SqlStore {
 
     async fn update_user(&self, value: &AppUser) -> StoreResult<()> {
         let mut tx = self.write.begin().await.map_err(db_error)?;
+        // Never the status: only `set_user_status` writes it, so a sign-in that read the user
+        // before a deactivation cannot write `active` back over it.
         sqlx::query(
-            "UPDATE app_users SET email = $1, display_name = $2, status = $3, last_seen_at = $4 \
-             WHERE id = $5 AND app_id = $6",
+            "UPDATE app_users SET email = $1, display_name = $2, last_seen_at = $3 \
+             WHERE id = $4 AND app_id = $5",
         )
         .bind(value.email.clone())
         .bind(value.display_name.clone())
-        .bind(value.status.as_str())
         .bind(value.last_seen_at.micros())
         .bind(value.id.to_string())
         .bind(value.app_id.to_string())
@@ -169,6 +170,18 @@ impl IdentityStore for SqlStore {
         .fetch_one(&self.read)
         .await
         .map_err(db_error)?;
-        Ok((grants > 0).then_some("group grants"))
+        if grants > 0 {
+            return Ok(Some("group grants"));
+        }
+        // A pending approval keeps its own copy of the approvers it was held for.
+        let pending: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM (SELECT 1 FROM approvals WHERE app_id = $1 \
+             AND status = 'pending' LIMIT 1) a",
+        )
+        .bind(app.to_string())
+        .fetch_one(&self.read)
+        .await
+        .map_err(db_error)?;
+        Ok((pending > 0).then_some("pending approvals"))
     }
 }

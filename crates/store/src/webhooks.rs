@@ -269,9 +269,13 @@ impl WebhookStore for SqlStore {
 
     async fn due_deliveries(&self, now: Timestamp, limit: i64) -> StoreResult<Vec<Delivery>> {
         let sql = format!(
-            "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries \
-             WHERE status = 'pending' AND next_attempt_at <= $1 \
-             ORDER BY next_attempt_at, seq LIMIT $2"
+            // The oldest due delivery of each endpoint, so one slow or dead receiver holds up
+            // only its own deliveries, never another endpoint's (or app's).
+            "SELECT {DELIVERY_COLUMNS} FROM ( \
+                 SELECT *, ROW_NUMBER() OVER ( \
+                     PARTITION BY endpoint_id ORDER BY next_attempt_at, seq) AS nth \
+                 FROM webhook_deliveries WHERE status = 'pending' AND next_attempt_at <= $1 \
+             ) due WHERE nth = 1 ORDER BY next_attempt_at, seq LIMIT $2"
         );
         fetch_all(
             &self.write,

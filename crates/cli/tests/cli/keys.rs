@@ -653,8 +653,14 @@ fn a_new_kek_version_rewraps_every_data_key_and_the_old_one_retires() {
         let checkpoint = checkpoint_file(&served.op, &served.app, &dir.path().join("before.jsonl"));
         let config_arg = config.to_str().unwrap();
 
+        // Releases run from before the new KEK until every data key is re-wrapped under it.
+        let mut early = None;
+        let mut status = String::new();
         let added = rotate_under_load(&served, || {
-            keys(&["rotate-kek", "--config", config_arg], &[])
+            let added = keys(&["rotate-kek", "--config", config_arg], &[]);
+            early = Some(keys(&["retire-kek", "--config", config_arg], &[]));
+            status = wait_for_rewrap(&config);
+            added
         });
         assert!(
             stdout(&added).contains("added key-encryption key v2"),
@@ -663,18 +669,16 @@ fn a_new_kek_version_rewraps_every_data_key_and_the_old_one_retires() {
         );
         // Too early: nodes may still seal under v1 and nothing is re-wrapped yet. Nothing
         // is deleted.
-        let early = keys(&["retire-kek", "--config", config_arg], &[]);
+        let early = early.unwrap();
         assert_eq!(exit_code(&early), 1, "{}", stdout(&early));
         assert!(stderr(&early).contains("not yet"), "{}", stderr(&early));
-
-        // A value written after the new version loaded is sealed under it; one written before
-        // is re-wrapped by the servers' job.
-        let status = wait_for_rewrap(&config);
         assert!(status.contains("key-encryption keys: v1, v2"), "{status}");
         assert!(
             status.contains("(0 value(s) could not be re-wrapped)"),
             "{status}"
         );
+        // A value written after the new version loaded is sealed under it; one written before
+        // was re-wrapped by the servers' job.
         let later = served.op.create_bearer_secret("later", "sealed-under-v2");
         let later_grant = served
             .op

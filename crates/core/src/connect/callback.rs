@@ -642,7 +642,12 @@ impl Vault {
         let Some(user_id) = session.settings.user_id else {
             return Err(Error::AgentRequiresUserToken);
         };
-        let Some(user) = self.store().get_user(session.app_id, user_id).await? else {
+        let user = self
+            .store()
+            .get_user(session.app_id, user_id)
+            .await?
+            .filter(|u| u.status == crate::identity::UserStatus::Active);
+        let Some(user) = user else {
             return Ok(ConnectedDelegation {
                 agent_id: agent,
                 delegable: false,
@@ -712,11 +717,21 @@ impl Vault {
                 .get_user(session.app_id, user)
                 .await
                 .map_err(|e| Err(e.into()))?;
-            if found.is_none() {
-                return Err(Ok(Failure::new(
-                    "connect_flow_error",
-                    "The user this connection is for no longer exists.",
-                )));
+            match found {
+                None => {
+                    return Err(Ok(Failure::new(
+                        "connect_flow_error",
+                        "The user this connection is for no longer exists.",
+                    )));
+                }
+                // Deactivated (by an IdP event or the operator) while the flow ran.
+                Some(user) if user.status != crate::identity::UserStatus::Active => {
+                    return Err(Ok(Failure::new(
+                        "connect_flow_error",
+                        "The user this connection is for is no longer active.",
+                    )));
+                }
+                Some(_) => {}
             }
         }
         if let Some(agent) = session.settings.agent_id {

@@ -490,7 +490,8 @@ async fn a_deactivated_user_loses_grants_and_delegations_at_once_and_cannot_sign
 
         // A newer reactivation restores sign-in, not the revoked grants.
         server.advance(10);
-        let reactivated = json!({"type": "user.reactivated", "data": {"subject": "alice"}});
+        let reactivated = json!({"type": "user.reactivated",
+            "timestamp": server.now().to_rfc3339(), "data": {"subject": "alice"}});
         let answer = events
             .send_as("evt_3", server.now().unix_seconds(), &reactivated)
             .await;
@@ -524,7 +525,7 @@ async fn a_deactivated_user_loses_grants_and_delegations_at_once_and_cannot_sign
         // A rotation: the new secret verifies at once, the previous one for a day more.
         let rotated = Events::configure(&server, &app_id).await;
         assert_ne!(rotated.key, events.key);
-        let ping = |n: u32| json!({"type": "user.reactivated", "data": {"subject": format!("nobody-{n}")}});
+        let ping = |n: u32| json!({"type": "user.deactivated", "data": {"subject": format!("nobody-{n}")}});
         let now = server.now().unix_seconds();
         assert_eq!(rotated.send_as("rot_1", now, &ping(1)).await.status, 200);
         assert_eq!(events.send_as("rot_2", now, &ping(2)).await.status, 200);
