@@ -100,9 +100,12 @@ impl IdpEventStore for SqlStore {
     ) -> StoreResult<bool> {
         let mut tx = self.write.begin().await.map_err(db_error)?;
         let changed = sqlx::query(
+            // At the same instant as the last change, only a suspension wins: the restrictive
+            // change holds whatever order two events of one second arrive in.
             "UPDATE app_users SET status = $1, status_as_of = $2 \
              WHERE app_id = $3 AND id = $4 \
-             AND (status_as_of IS NULL OR status_as_of <= $2)",
+             AND (status_as_of IS NULL OR status_as_of < $2 \
+                  OR (status_as_of = $2 AND $1 = 'suspended'))",
         )
         .bind(status.as_str())
         .bind(as_of.micros())
@@ -155,7 +158,11 @@ impl IdpEventStore for SqlStore {
                 return Ok(false);
             };
             let stored: String = get(&row, "group_ids")?;
-            if opt_time(&row, "membership_floor")?.is_some_and(|floor| floor > as_of) {
+            // At the same instant as the last change, only a removal wins (the restrictive
+            // change holds whatever order two events of one second arrive in).
+            if opt_time(&row, "membership_floor")?
+                .is_some_and(|floor| floor > as_of || (floor == as_of && member))
+            {
                 return Ok(false);
             }
             let mut groups: Vec<String> = serde_json::from_str(&stored)
@@ -172,13 +179,15 @@ impl IdpEventStore for SqlStore {
             let changed = sqlx::query(
                 "UPDATE app_users SET group_ids = $1, membership_floor = $2 \
                  WHERE app_id = $3 AND id = $4 AND group_ids = $5 \
-                 AND (membership_floor IS NULL OR membership_floor <= $2)",
+                 AND (membership_floor IS NULL OR membership_floor < $2 \
+                      OR (membership_floor = $2 AND $6 = 0))",
             )
             .bind(groups)
             .bind(as_of.micros())
             .bind(app.to_string())
             .bind(user.to_string())
             .bind(stored)
+            .bind(i64::from(member))
             .execute(&mut *tx)
             .await
             .map_err(db_error)?

@@ -488,6 +488,15 @@ async fn a_deactivated_user_loses_grants_and_delegations_at_once_and_cannot_sign
         assert_eq!(answer.json["status"], "ignored", "{:?}", answer.json);
         assert_eq!(user.get("/me").await.status, 403);
 
+        // One at the very instant of the deactivation changes nothing either: on a tie the
+        // restrictive change holds, whatever order the two arrive in.
+        let same_instant = json!({"type": "user.reactivated",
+            "timestamp": alter_core::time::Timestamp::from_unix_seconds(now).to_rfc3339(),
+            "data": {"subject": "alice"}});
+        let answer = events.send_as("evt_2b", now, &same_instant).await;
+        assert_eq!(answer.json["status"], "ignored", "{:?}", answer.json);
+        assert_eq!(user.get("/me").await.status, 403);
+
         // A newer reactivation restores sign-in, not the revoked grants.
         server.advance(10);
         let reactivated = json!({"type": "user.reactivated",
