@@ -14,7 +14,7 @@
 //! change older than the stored one is ignored.
 
 use alter_crypto::Binding;
-use alter_crypto::{ExposeSecret, SecretString};
+use alter_crypto::{ExposeSecret, SecretString, Zeroizing};
 use async_trait::async_trait;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -34,8 +34,6 @@ use crate::vault::Vault;
 pub const TOLERANCE_SECONDS: i64 = 300;
 /// How long a rotated-out secret still verifies deliveries.
 pub const PREVIOUS_SECRET_GRACE_SECONDS: i64 = 24 * 3600;
-/// Prefix of event secrets (the Standard Webhooks convention).
-pub const SECRET_PREFIX: &str = "whsec_";
 /// Largest body accepted.
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
 /// Most signatures read from one `webhook-signature` header.
@@ -326,10 +324,9 @@ pub fn verify_delivery(secret: &[u8], delivery: &Delivery<'_>, now: Timestamp) -
     matched
 }
 
-/// The raw key of a `whsec_` secret.
-fn secret_key(secret: &[u8]) -> Option<Vec<u8>> {
-    let text = std::str::from_utf8(secret).ok()?;
-    STANDARD.decode(text.strip_prefix(SECRET_PREFIX)?).ok()
+/// The raw key of a `whsec_` secret (opened bytes).
+fn secret_key(secret: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
+    crate::webhooks::secret_key(std::str::from_utf8(secret).ok()?)
 }
 
 impl Vault {
@@ -340,7 +337,7 @@ impl Vault {
         let now = self.now();
         let existing = self.store().get_idp_event_secret(app_id).await?;
         let bytes = alter_crypto::random_bytes::<32>()?;
-        let secret = SecretString::from(format!("{SECRET_PREFIX}{}", STANDARD.encode(bytes)));
+        let secret = crate::webhooks::secret_text(&bytes);
         let version = existing.as_ref().map_or(1, |e| e.version + 1);
         let app = app_id.to_string();
         let sealed_secret = self.keyring().seal_versioned(

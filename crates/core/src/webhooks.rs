@@ -445,8 +445,9 @@ fn webhook_event(endpoint: &WebhookEndpoint, action: &str, at: Timestamp) -> Aud
     )
 }
 
-/// The secret's text: `whsec_` and the base64 of its bytes.
-fn secret_text(bytes: &[u8]) -> SecretString {
+/// The secret's text: `whsec_` and the base64 of its bytes (outbound webhooks and inbound IdP
+/// events share the Standard Webhooks secret format).
+pub(crate) fn secret_text(bytes: &[u8]) -> SecretString {
     SecretString::from(format!("{SECRET_PREFIX}{}", BASE64.encode(bytes)))
 }
 
@@ -880,8 +881,15 @@ impl Vault {
 
 /// Reads a `whsec_…` secret back into its bytes (for receivers written in Rust, and tests).
 pub fn secret_bytes(secret: &SecretString) -> Option<Zeroizing<Vec<u8>>> {
-    let text = secret.expose_secret().strip_prefix(SECRET_PREFIX)?;
-    BASE64.decode(text).ok().map(Zeroizing::new)
+    secret_key(secret.expose_secret())
+}
+
+/// The key bytes of a `whsec_…` secret's text.
+pub(crate) fn secret_key(text: &str) -> Option<Zeroizing<Vec<u8>>> {
+    BASE64
+        .decode(text.strip_prefix(SECRET_PREFIX)?)
+        .ok()
+        .map(Zeroizing::new)
 }
 
 #[cfg(test)]

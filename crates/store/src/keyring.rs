@@ -27,6 +27,10 @@ struct Spec {
 
 const NO_REVISION: &str = "CAST(NULL AS TEXT)";
 
+/// A token pair's revision, `{token_version}@{tokens_at}`, in connections and their pending
+/// upstream revocations alike.
+const TOKENS_REVISION: &str = "CAST(token_version AS TEXT) || '@' || CAST(tokens_at AS TEXT)";
+
 fn spec(column: SealedColumn) -> Spec {
     let plain = |table, blob| Spec {
         table,
@@ -56,13 +60,13 @@ fn spec(column: SealedColumn) -> Spec {
             blob: "sealed_client_secret",
         },
         SealedColumn::ConnectionTokens => Spec {
-            revision: "CAST(token_version AS TEXT) || '@' || CAST(tokens_at AS TEXT)",
+            revision: TOKENS_REVISION,
             ..plain("oauth_connections", "sealed_tokens")
         },
         SealedColumn::RevocationTokens => Spec {
             key: "connection_id",
             record: "connection_id",
-            revision: "CAST(token_version AS TEXT) || '@' || CAST(tokens_at AS TEXT)",
+            revision: TOKENS_REVISION,
             ..plain("oauth_revocations", "sealed_tokens")
         },
         SealedColumn::SignInClientSecret => Spec {
