@@ -66,6 +66,8 @@ pub use error::db_error;
 /// since every batch's appends queue on the same chain head (docs/benchmarks.md: at 16
 /// clients four writers released about 30% fewer credentials per second than one or two).
 const POSTGRES_WRITERS: usize = 2;
+/// How long a PostgreSQL connection may sit idle in the pool before it is pinged on acquire.
+const IDLE_PING: Duration = Duration::from_secs(1);
 /// The `Any` driver's name for PostgreSQL connections.
 pub(crate) const POSTGRES: &str = "PostgreSQL";
 
@@ -175,7 +177,7 @@ impl SqlStore {
                     options.max_connections,
                     set_timeout,
                     connect,
-                    Liveness::PingOnAcquire,
+                    Liveness::PingWhenIdle,
                 )
                 .await?;
                 (pool.clone(), pool, POSTGRES_WRITERS)
@@ -321,11 +323,14 @@ impl SqlStore {
 }
 
 /// Whether a pooled connection is checked before each use.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Liveness {
-    /// A round trip on every acquire: a PostgreSQL connection can die with its server (a
-    /// restart, a failover), and the pool should hand out a live one instead.
-    PingOnAcquire,
+    /// A round trip before handing out a connection that sat idle for over [`IDLE_PING`]: a
+    /// PostgreSQL connection can die with its server (a restart, a failover), and the pool
+    /// should hand out a live one instead. A busier connection is not pinged again on the
+    /// request's path: sqlx pings every connection as it returns to the pool (off that path),
+    /// so one that died since fails at most one query, closed, while its server is down.
+    PingWhenIdle,
     /// None: a SQLite connection is a handle on a local file and does not go stale; the ping
     /// would cost a thread hand-off before every query of the hot path.
     Assumed,
@@ -341,7 +346,15 @@ async fn open_pool(
 ) -> StoreResult<AnyPool> {
     AnyPoolOptions::new()
         .max_connections(max)
-        .test_before_acquire(matches!(liveness, Liveness::PingOnAcquire))
+        .test_before_acquire(false)
+        .before_acquire(move |conn, meta| {
+            Box::pin(async move {
+                if liveness == Liveness::PingWhenIdle && meta.idle_for > IDLE_PING {
+                    conn.ping().await?;
+                }
+                Ok(true)
+            })
+        })
         .acquire_timeout(options.acquire_timeout)
         .after_connect(move |conn, _| {
             let init = init.clone();
