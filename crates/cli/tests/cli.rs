@@ -17,6 +17,10 @@ mod cluster;
 mod faults;
 #[path = "cli/keys.rs"]
 mod keys;
+#[path = "cli/own_postgres.rs"]
+mod own_postgres;
+#[path = "cli/replica.rs"]
+mod replica;
 #[path = "cli/telemetry.rs"]
 mod telemetry;
 #[path = "cli/webhooks.rs"]

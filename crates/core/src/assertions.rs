@@ -15,7 +15,7 @@ use crate::error::{Error, Result, ensure};
 use crate::grants::{GrantFilter, GrantStateFilter, Viewer};
 use crate::identity::{AppUser, UserStatus};
 use crate::ids::{AgentId, AppId, UserId};
-use crate::ports::{IdentitySigningKey, StoreError};
+use crate::ports::{IdentitySigningKey, ReadFrom, StoreError};
 use crate::time::Timestamp;
 use crate::vault::Vault;
 
@@ -275,7 +275,15 @@ impl Vault {
         };
         let (_, total) = self
             .store()
-            .list_grants(app_id, &viewer, &filter, 1, 0, self.now())
+            .list_grants(
+                app_id,
+                &viewer,
+                &filter,
+                1,
+                0,
+                self.now(),
+                ReadFrom::Primary,
+            )
             .await?;
         if total == 0 {
             return Err(not_found);

@@ -51,6 +51,18 @@ pub enum StoreError {
     Other(String),
 }
 
+/// Where a listing may be read from. A listing never decides access; the ones that may show
+/// a slightly older state (an operator's pages, audit queries) go to a read replica when one
+/// is configured, and the ones a caller acts on right after a write of its own (an app's grant
+/// list after creating a grant) read the primary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadFrom {
+    /// The primary: every committed write is seen.
+    Primary,
+    /// A replica if there is one (it may lag by what it has not replayed yet), else the primary.
+    Replica,
+}
+
 /// Shorthand for storage results.
 pub type StoreResult<T> = Result<T, StoreError>;
 
@@ -763,6 +775,7 @@ pub trait GrantStore: Send + Sync {
     /// One grant.
     async fn get_grant(&self, app: AppId, id: GrantId) -> StoreResult<Option<Grant>>;
     /// A page of the grants `viewer` sees, in creation order, and how many match in all.
+    #[allow(clippy::too_many_arguments)]
     async fn list_grants(
         &self,
         app: AppId,
@@ -771,6 +784,7 @@ pub trait GrantStore: Send + Sync {
         limit: i64,
         offset: i64,
         now: Timestamp,
+        read: ReadFrom,
     ) -> StoreResult<(Vec<GrantView>, i64)>;
     /// Revokes the grant and every active delegation below it; one event per grant (from
     /// `template`, target filled in). Returns the ids revoked now.
@@ -874,7 +888,9 @@ pub trait AuditStore: Send + Sync {
     async fn append_event(&self, event: &AuditEvent) -> StoreResult<()>;
     /// Apps whose chain ends on an event with an unkeyed (plain SHA-256) hash.
     async fn unkeyed_audit_chains(&self) -> StoreResult<Vec<AppId>>;
-    /// Events of an app in chain order, after `after_seq`, matching `filter`.
+    /// Events of an app in chain order, after `after_seq`, matching `filter`: a listing, read
+    /// from a replica when one is configured (it may lag; verification reads
+    /// [`AuditStore::chain_rows`] from the primary).
     async fn list_events(
         &self,
         app: AppId,
@@ -962,7 +978,8 @@ pub trait HealthStore: Send + Sync {
 pub trait SpanStore: Send + Sync {
     /// Stores the spans not stored yet (by app, trace and span id); returns how many were new.
     async fn insert_spans(&self, spans: &[crate::spans::Span]) -> StoreResult<u64>;
-    /// An app's spans of one trace, by start time, at most `limit`.
+    /// An app's spans of one trace, by start time, at most `limit`: a listing, read from a
+    /// replica when one is configured.
     async fn trace_spans(
         &self,
         app: AppId,

@@ -34,6 +34,9 @@ pub struct DatabaseConfig {
     /// Longest wait for a database connection, e.g. while the database restarts (answered
     /// 503).
     pub acquire_timeout_seconds: u64,
+    /// PostgreSQL: a read replica (a hot standby's `postgres://…` URL) for the listings that
+    /// may lag — audit queries, traces, the operator's grant pages. Unset: the primary.
+    pub replica_url: Option<String>,
 }
 
 impl Default for DatabaseConfig {
@@ -44,6 +47,7 @@ impl Default for DatabaseConfig {
             statement_timeout_seconds: 30,
             commit_wait_timeout_seconds: 30,
             acquire_timeout_seconds: 10,
+            replica_url: None,
         }
     }
 }
@@ -307,6 +311,11 @@ const ENV_KEYS: &[(&str, &str, EnvKind)] = &[
         "ALTER_AUDIT_CHECKPOINT_INTERVAL_SECONDS",
         "audit_checkpoint_interval_seconds",
         EnvKind::Integer,
+    ),
+    (
+        "ALTER_DATABASE_REPLICA_URL",
+        "database.replica_url",
+        EnvKind::Text,
     ),
     (
         "ALTER_DATABASE_STATEMENT_TIMEOUT_SECONDS",

@@ -150,6 +150,7 @@ impl ServerSettings {
                     config.database.commit_wait_timeout_seconds,
                 ),
                 acquire_timeout: Duration::from_secs(config.database.acquire_timeout_seconds),
+                replica_url: config.database.replica_url.clone(),
             },
             key_holder,
             admin_token_hash: alter_crypto::keys::token_hash(admin_token.expose_secret()),

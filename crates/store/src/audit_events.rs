@@ -75,7 +75,7 @@ impl AuditStore for SqlStore {
             query = query.bind(i);
         }
         query = query.bind(limit);
-        fetch_all(&self.read, query, stored_event).await
+        fetch_all(&self.listing, query, stored_event).await
     }
 
     async fn chain_rows(

@@ -14,11 +14,11 @@ use alter_core::grants::{
     PrincipalType, Viewer,
 };
 use alter_core::ids::{AgentId, AppId, EventId, GrantId, IdpId, UserId};
-use alter_core::ports::{GrantStore, StoreError, StoreResult};
+use alter_core::ports::{GrantStore, ReadFrom, StoreError, StoreResult};
 use alter_core::time::Timestamp;
 use async_trait::async_trait;
-use sqlx::AnyConnection;
 use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, AnyPool};
 
 use crate::rows::{
     AnyQuery, fetch_all, fetch_optional, flag, get, id, json, micros, opt_id, opt_time, parsed,
@@ -510,6 +510,7 @@ impl SqlStore {
     /// `views` with the agents holding an active delegation of each root grant among them.
     async fn with_delegated_agents(
         &self,
+        pool: &AnyPool,
         app: AppId,
         mut views: Vec<GrantView>,
     ) -> StoreResult<Vec<GrantView>> {
@@ -531,7 +532,7 @@ impl SqlStore {
         );
         let rows = c
             .bind(sqlx::query(&sql))
-            .fetch_all(&self.read)
+            .fetch_all(pool)
             .await
             .map_err(db_error)?;
         for row in rows {
@@ -589,12 +590,14 @@ impl GrantStore for SqlStore {
         limit: i64,
         offset: i64,
         now: Timestamp,
+        read: ReadFrom,
     ) -> StoreResult<(Vec<GrantView>, i64)> {
+        let pool = self.pool_for(read);
         if *viewer == Viewer::App && *filter == GrantFilter::default() {
             let total: i64 =
                 sqlx::query_scalar("SELECT grants FROM app_counters WHERE app_id = $1")
                     .bind(app.to_string())
-                    .fetch_optional(&self.read)
+                    .fetch_optional(pool)
                     .await
                     .map_err(db_error)?
                     .unwrap_or(0);
@@ -606,8 +609,8 @@ impl GrantStore for SqlStore {
                 .bind(app.to_string())
                 .bind(offset)
                 .bind(offset.saturating_add(limit));
-            let views = fetch_all(&self.read, query, view).await?;
-            return Ok((self.with_delegated_agents(app, views).await?, total));
+            let views = fetch_all(pool, query, view).await?;
+            return Ok((self.with_delegated_agents(pool, app, views).await?, total));
         }
         let clause = listing_clause(app, viewer, filter, now);
         let condition = clause.sql.join(" AND ");
@@ -615,7 +618,7 @@ impl GrantStore for SqlStore {
         let total: i64 = get(
             &clause
                 .bind(sqlx::query(&count_sql))
-                .fetch_one(&self.read)
+                .fetch_one(pool)
                 .await
                 .map_err(db_error)?,
             "n",
@@ -628,12 +631,12 @@ impl GrantStore for SqlStore {
             n + 2
         );
         let query = clause.bind(sqlx::query(&page_sql)).bind(limit).bind(offset);
-        let views = fetch_all(&self.read, query, view).await?;
+        let views = fetch_all(pool, query, view).await?;
         // Agents see their own delegations, never which other agents hold one.
         if matches!(viewer, Viewer::Agent { .. }) {
             return Ok((views, total));
         }
-        Ok((self.with_delegated_agents(app, views).await?, total))
+        Ok((self.with_delegated_agents(pool, app, views).await?, total))
     }
 
     async fn revoke_grants(

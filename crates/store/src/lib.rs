@@ -53,7 +53,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use alter_core::audit::ChainKey;
-use alter_core::ports::{HealthStore, StoreError, StoreResult};
+use alter_core::ports::{HealthStore, ReadFrom, StoreError, StoreResult};
 use async_trait::async_trait;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::migrate::Migrator;
@@ -121,6 +121,10 @@ pub struct StoreOptions {
     /// Longest a request waits for the group commit of its writes before it gets
     /// "unavailable" (see [`group_commit`]).
     pub commit_wait_timeout: Duration,
+    /// PostgreSQL: a read replica (`postgres://…`, a hot standby of the same database) that
+    /// serves the listings allowed to lag ([`alter_core::ports::ReadFrom::Replica`]). Nothing
+    /// that decides access or writes reads it.
+    pub replica_url: Option<String>,
 }
 
 impl Default for StoreOptions {
@@ -131,6 +135,7 @@ impl Default for StoreOptions {
             sqlite_synchronous: "FULL".into(),
             statement_timeout: Duration::from_secs(30),
             commit_wait_timeout: Duration::from_secs(30),
+            replica_url: None,
         }
     }
 }
@@ -140,6 +145,8 @@ impl Default for StoreOptions {
 pub struct SqlStore {
     engine: Engine,
     read: AnyPool,
+    /// Where listings that may lag are read: the replica's pool, or `read` without one.
+    listing: AnyPool,
     write: AnyPool,
     group: group_commit::GroupCommit,
     /// The group commit's batch sizes and latency.
@@ -210,9 +217,31 @@ impl SqlStore {
                 (read, write, 1)
             }
         };
+        let listing = match (&options.replica_url, engine) {
+            (None, _) => read.clone(),
+            (Some(replica), Engine::Postgres) if Engine::of_url(replica)? == Engine::Postgres => {
+                let connect = AnyConnectOptions::from_str(replica).map_err(db_error)?;
+                // Read-only on purpose: a replica that was promoted still takes no write
+                // from this pool. Connected lazily: a replica that is down fails the
+                // listings, never start-up nor a release.
+                let init = format!(
+                    "SET statement_timeout = {}; SET default_transaction_read_only = on",
+                    options.statement_timeout.as_millis()
+                );
+                lazy_pool(options, init, connect)
+            }
+            (Some(_), _) => {
+                return Err(StoreError::Other(
+                    "a read replica is for PostgreSQL: database_url and replica_url must both \
+                     be postgres:// URLs"
+                        .into(),
+                ));
+            }
+        };
         let commit_stats = Arc::new(metrics::CommitStats::default());
         Ok(SqlStore {
             engine,
+            listing,
             read,
             group: group_commit::GroupCommit::start(
                 write.clone(),
@@ -249,6 +278,14 @@ impl SqlStore {
                 let _ = conn.close().await;
                 migrated
             }
+        }
+    }
+
+    /// The pool a listing reads from.
+    pub(crate) fn pool_for(&self, read: ReadFrom) -> &AnyPool {
+        match read {
+            ReadFrom::Primary => &self.read,
+            ReadFrom::Replica => &self.listing,
         }
     }
 
@@ -344,6 +381,18 @@ async fn open_pool(
     connect: AnyConnectOptions,
     liveness: Liveness,
 ) -> StoreResult<AnyPool> {
+    pool_options(options, max, init, liveness)
+        .connect_with(connect)
+        .await
+        .map_err(db_error)
+}
+
+fn pool_options(
+    options: &StoreOptions,
+    max: u32,
+    init: String,
+    liveness: Liveness,
+) -> AnyPoolOptions {
     AnyPoolOptions::new()
         .max_connections(max)
         .test_before_acquire(false)
@@ -363,9 +412,17 @@ async fn open_pool(
                 Ok(())
             })
         })
-        .connect_with(connect)
-        .await
-        .map_err(db_error)
+}
+
+/// A PostgreSQL pool that connects on first use (a replica's).
+fn lazy_pool(options: &StoreOptions, init: String, connect: AnyConnectOptions) -> AnyPool {
+    pool_options(
+        options,
+        options.max_connections,
+        init,
+        Liveness::PingWhenIdle,
+    )
+    .connect_lazy_with(connect)
 }
 
 /// Creates a missing SQLite database file with mode 0600 — SQLite gives its `-wal` and `-shm`

@@ -82,7 +82,7 @@ impl SpanStore for SqlStore {
             .bind(app.to_string())
             .bind(trace_id)
             .bind(limit);
-        fetch_all(&self.read, query, span).await
+        fetch_all(&self.listing, query, span).await
     }
 
     async fn prune_spans(&self, now: Timestamp) -> StoreResult<u64> {

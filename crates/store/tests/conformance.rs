@@ -189,6 +189,30 @@ async fn migrations_leave_the_store_ready() {
     .await;
 }
 
+/// A read replica is a PostgreSQL standby: named beside SQLite, or as anything but a
+/// `postgres://` URL, the store refuses to open rather than ignore it.
+#[tokio::test]
+async fn a_replica_is_refused_unless_both_are_postgres() {
+    let sqlite = ScratchDatabase::sqlite().unwrap();
+    let options = StoreOptions {
+        replica_url: Some("postgres://postgres@127.0.0.1:5432/test".into()),
+        ..StoreOptions::default()
+    };
+    let refused = SqlStore::connect(sqlite.url(), &options, chain_key()).await;
+    assert!(refused.is_err());
+    if let Some(pg) = ScratchDatabase::postgres().await.unwrap() {
+        let options = StoreOptions {
+            replica_url: Some(sqlite.url().to_owned()),
+            ..StoreOptions::default()
+        };
+        assert!(
+            SqlStore::connect(pg.url(), &options, chain_key())
+                .await
+                .is_err()
+        );
+    }
+}
+
 /// Inserts a key row as the schema before migration 0007 has it: no `agent_typed` column.
 async fn insert_pre_0007_key(
     raw: &AnyPool,

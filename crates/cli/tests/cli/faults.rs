@@ -2,7 +2,7 @@
 //! filling up under it (SQLite). Calls fail closed — a 503 `service_unavailable`, nothing
 //! released — and recover by themselves; nothing answered is lost and the audit chain verifies.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -10,140 +10,23 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+use super::own_postgres::{OwnPostgres, is_root};
 use super::{Operator, Signed, app_with_key, server, server_config};
 
-/// A PostgreSQL server of the test's own (a fresh cluster in a temporary directory, run as the
-/// `postgres` user when the test runs as root), stopped and started under load without
-/// touching the machine's.
-struct OwnPostgres {
-    dir: tempfile::TempDir,
-    bin: PathBuf,
-    port: u16,
-}
-
-impl OwnPostgres {
-    fn start() -> OwnPostgres {
-        let bin = std::fs::read_dir("/usr/lib/postgresql")
-            .expect("PostgreSQL's server binaries are installed under /usr/lib/postgresql")
-            .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
-            .filter(|bin| bin.join("initdb").exists())
-            .max()
-            .expect("an initdb under /usr/lib/postgresql/*/bin");
-        let dir = tempfile::tempdir().unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let pg = OwnPostgres { dir, bin, port };
-        if is_root() {
-            assert!(
-                Command::new("chown")
-                    .args(["-R", "postgres"])
-                    .arg(pg.dir.path())
-                    .status()
-                    .unwrap()
-                    .success()
-            );
-        }
-        pg.run(
-            "initdb",
-            &[
-                "-D",
-                &pg.data(),
-                "-U",
-                "postgres",
-                "--auth=trust",
-                "--no-sync",
-            ],
-        );
-        pg.start_again();
-        pg
-    }
-
-    fn data(&self) -> String {
-        self.dir.path().join("data").display().to_string()
-    }
-
-    fn url(&self) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
-    }
-
-    /// Runs one of the server's programs as the user owning the cluster.
-    fn command(&self, program: &str, args: &[&str]) -> Command {
-        let program = self.bin.join(program);
-        let mut command = if is_root() {
-            let mut c = Command::new("runuser");
-            c.args(["-u", "postgres", "--"]).arg(program);
-            c
-        } else {
-            Command::new(program)
-        };
-        command.args(args);
-        command
-    }
-
-    fn run(&self, program: &str, args: &[&str]) {
-        let output = self.command(program, args).output().unwrap();
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
-
-    fn start_again(&self) {
-        let options = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
-            self.port,
-            self.dir.path().display()
-        );
-        let log = self.dir.path().join("postgres.log").display().to_string();
-        self.run(
-            "pg_ctl",
-            &[
-                "start",
-                "-w",
-                "-D",
-                &self.data(),
-                "-l",
-                &log,
-                "-o",
-                &options,
-            ],
-        );
-    }
-
-    /// Stops the server as a crash would: no clean shutdown, connections cut.
-    fn stop_immediate(&self) {
-        self.run("pg_ctl", &["stop", "-m", "immediate", "-D", &self.data()]);
-    }
-}
-
-impl Drop for OwnPostgres {
-    fn drop(&mut self) {
-        let data = self.data();
-        let _ = self
-            .command("pg_ctl", &["stop", "-m", "immediate", "-D", &data])
-            .output();
-    }
-}
-
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-}
-
 /// `alter server` on `database_url` with an app, a key of it and a granted secret holding
-/// `value`; the operator and the grant. A call waits at most a second for a connection.
-fn serving(dir: &Path, database_url: &str, value: &str) -> (Operator, String) {
+/// `value`; the operator and the grant. A call waits at most a second for a connection. `env`
+/// adds settings.
+pub(super) fn serving(
+    dir: &Path,
+    database_url: &str,
+    value: &str,
+    env: &[(&str, &str)],
+) -> (Operator, String) {
     let (token, config) = server_config(dir, database_url);
     let mut text = std::fs::read_to_string(&config).unwrap();
     text.push_str("[database]\nacquire_timeout_seconds = 1\n");
     std::fs::write(&config, text).unwrap();
-    let running = server(&config, &[]);
+    let running = server(&config, env);
     let addr = running.base_url();
     let api_key = app_with_key(&addr, &token, "faulty");
     let op = Operator {
@@ -218,7 +101,7 @@ fn counted(answers: &Mutex<Vec<Answer>>, from: usize, released: bool) -> usize {
         .count()
 }
 
-fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+pub(super) fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(60);
     while !done() {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
@@ -245,7 +128,7 @@ fn a_postgres_restart_fails_calls_closed_and_they_recover() {
     let pg = OwnPostgres::start();
     let dir = tempfile::tempdir().unwrap();
     let value = format!("restart-secret-{}", uuid::Uuid::new_v4().simple());
-    let (op, grant) = serving(dir.path(), &pg.url(), &value);
+    let (op, grant) = serving(dir.path(), &pg.url(), &value, &[]);
     let stop = AtomicBool::new(false);
     let answers = Mutex::new(Vec::new());
     let (down, up) = std::thread::scope(|scope| {
@@ -339,7 +222,7 @@ fn a_full_disk_fails_sqlite_calls_closed_and_they_recover() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", disk.path().join("alter.db").display());
     let value = format!("full-disk-secret-{}", uuid::Uuid::new_v4().simple());
-    let (op, grant) = serving(dir.path(), &url, &value);
+    let (op, grant) = serving(dir.path(), &url, &value, &[]);
     let filler = disk.path().join("filler");
     let stop = AtomicBool::new(false);
     let answers = Mutex::new(Vec::new());

@@ -8,6 +8,7 @@ use crate::credentials::{Credential, CredentialRef, CredentialSummary};
 use crate::error::{Entity, Error, Limit, Result, ensure};
 use crate::identity::SignedInUser;
 use crate::ids::{AppId, GrantId, IdpId, SecretId};
+use crate::ports::ReadFrom;
 use crate::scope::Verb;
 use crate::secrets::ManagedSecret;
 use crate::subject::Subject;
@@ -203,12 +204,19 @@ impl Vault {
                     .await?
             }
         };
+        // An app or end user lists what they just created or revoked: the primary. The
+        // operator's pages may lag.
+        let read = match subject {
+            Subject::Operator { .. } => ReadFrom::Replica,
+            _ => ReadFrom::Primary,
+        };
         self.grant_page(
             subject.app_id(),
             &viewer,
             filter,
             request.limit,
             request.offset,
+            read,
         )
         .await
     }
@@ -258,12 +266,13 @@ impl Vault {
         filter: GrantFilter,
         limit: i64,
         offset: i64,
+        read: ReadFrom,
     ) -> Result<GrantPage> {
         let limit = validate::int_in_range("limit", limit, 1, MAX_PAGE)?;
         let offset = validate::int_in_range("offset", offset, 0, i64::MAX)?;
         let (grants, total) = self
             .store()
-            .list_grants(app_id, viewer, &filter, limit, offset, self.now())
+            .list_grants(app_id, viewer, &filter, limit, offset, self.now(), read)
             .await?;
         Ok(GrantPage {
             grants,
