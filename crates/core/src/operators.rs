@@ -80,6 +80,31 @@ pub mod operator_action {
     pub const REMOVED: &str = "operator.removed";
     /// An operator's password was changed.
     pub const PASSWORD_CHANGED: &str = "operator.password_changed";
+    /// `alter keys rotate` re-wrapped the KEKs and MAC root under another key holder.
+    pub const KEY_HOLDER_ROTATED: &str = "keys.holder_rotated";
+    /// `alter keys rotate-kek` added a KEK version.
+    pub const KEK_ADDED: &str = "keys.kek_added";
+    /// `alter keys retire-kek` deleted the older KEK versions.
+    pub const KEKS_RETIRED: &str = "keys.keks_retired";
+}
+
+/// The operator named by the events of `alter keys …`, which runs against the database, not
+/// through a node: whoever holds the database and the key holder.
+pub const KEY_COMMAND_OPERATOR: &str = "key-command";
+
+/// Records a change made with `alter keys …` (`action`, one of [`operator_action`]'s `keys.*`)
+/// as an operator event; `detail` says what changed and never holds key material.
+pub async fn record_key_command(
+    store: &dyn OperatorStore,
+    at: Timestamp,
+    action: &str,
+    detail: String,
+) -> StoreResult<()> {
+    let event = OperatorEvent {
+        reason: Some(detail),
+        ..OperatorEvent::new(at, action, Decision::Allow, KEY_COMMAND_OPERATOR)
+    };
+    store.append_operator_event(&event).await
 }
 
 /// An operator account (never its hash).

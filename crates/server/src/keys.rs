@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use alter_core::kek_versions;
 pub use alter_core::kek_versions::{KEYRING_REFRESH, KekStatus, Retired, SWITCH_SECONDS};
+use alter_core::operators::{operator_action, record_key_command};
 use alter_core::ports::{Clock, KeyHolder, StoreError};
 use alter_core::time::SystemClock;
 use alter_core::vault::Rotated;
@@ -100,8 +101,30 @@ pub async fn rotate(
                 ),
                 other => crate::opening_failed(other),
             });
+    let recorded = match &rotated {
+        Ok(r) => {
+            let detail = format!(
+                "KEK versions {:?} now under {}",
+                r.kek_versions, r.key_holder
+            );
+            record(&store, operator_action::KEY_HOLDER_ROTATED, detail).await
+        }
+        Err(_) => Ok(()),
+    };
     store.close().await;
-    rotated
+    recorded.and(rotated)
+}
+
+/// Records a key command's change as an operator event; it already committed, so a failure
+/// says so rather than hiding it.
+async fn record(store: &SqlStore, action: &str, detail: String) -> Result<(), StartupError> {
+    record_key_command(store, SystemClock.now(), action, detail)
+        .await
+        .map_err(|e| {
+            StartupError::Database(format!(
+                "the change was made, but its operator event ({action}) was not recorded: {e}"
+            ))
+        })
 }
 
 /// `alter keys rotate-kek`: adds a KEK version, wrapped by the configured key holder; running
@@ -113,8 +136,16 @@ pub async fn add_kek(
     let holder = key_holder(config, env)?;
     let store = key_store(config).await?;
     let added = kek_versions::add_kek_version(&store, holder.as_ref(), SystemClock.now()).await;
+    let recorded = match &added {
+        Ok(version) => {
+            let detail = format!("added KEK v{version}");
+            record(&store, operator_action::KEK_ADDED, detail).await
+        }
+        Err(_) => Ok(()),
+    };
     store.close().await;
-    added.map_err(key_command_failed)
+    let added = added.map_err(key_command_failed)?;
+    recorded.map(|()| added)
 }
 
 /// `alter keys retire-kek`: deletes the KEK versions older than the newest once no sealed
@@ -126,8 +157,16 @@ pub async fn retire_keks(
     let holder = key_holder(config, env)?;
     let store = key_store(config).await?;
     let retired = kek_versions::retire_old_keks(&store, holder.as_ref(), SystemClock.now()).await;
+    let recorded = match &retired {
+        Ok(r) => {
+            let detail = format!("deleted {} version(s) below KEK v{}", r.deleted, r.kept);
+            record(&store, operator_action::KEKS_RETIRED, detail).await
+        }
+        Err(_) => Ok(()),
+    };
     store.close().await;
-    retired.map_err(key_command_failed)
+    let retired = retired.map_err(key_command_failed)?;
+    recorded.map(|()| retired)
 }
 
 /// `alter keys status`: the stored KEK versions and the re-wrap's progress.
@@ -145,8 +184,9 @@ fn key_command_failed(e: alter_core::Error) -> StartupError {
     }
 }
 
-/// The configured database, migrated, for the key commands. They append no audit event, so
-/// the chain key the store is connected with does not matter.
+/// The configured database, migrated, for the key commands. They append no audit event (their
+/// changes are operator events, which are not chained), so the chain key the store is
+/// connected with does not matter.
 async fn key_store(config: &Config) -> Result<SqlStore, StartupError> {
     let store = SqlStore::connect(
         &config.database_url,

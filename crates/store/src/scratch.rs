@@ -86,6 +86,23 @@ impl ScratchDatabase {
         Ok(affected)
     }
 
+    /// The single integer a query with text parameters answers (a `SELECT COUNT(*) …`), read
+    /// directly from the database: for tests that check what was stored.
+    pub async fn count(&self, sql: &str, params: &[&str]) -> StoreResult<i64> {
+        let pool = AnyPoolOptions::new()
+            .max_connections(1)
+            .connect(&self.url)
+            .await
+            .map_err(db_error)?;
+        let mut query = sqlx::query_scalar::<_, i64>(sql);
+        for param in params {
+            query = query.bind(*param);
+        }
+        let counted = query.fetch_one(&pool).await.map_err(db_error);
+        pool.close().await;
+        counted
+    }
+
     /// Rewrites an app's audit events from `from` on as a database writer without the master
     /// key can: the first one's body is edited, every hash recomputed with plain SHA-256 and
     /// every row's `hash_version` set to `hash_version`, the chain head moved along. For tests

@@ -328,6 +328,14 @@ fn the_master_key_rotates_under_load_and_the_old_key_no_longer_starts_a_node() {
             "{}",
             stdout(&rotated)
         );
+        let events = tokio::runtime::Runtime::new()
+            .unwrap()
+            .block_on(database.count(
+                "SELECT COUNT(*) FROM operator_events WHERE operator = 'key-command' \
+             AND action = 'keys.holder_rotated'",
+                &[],
+            ));
+        assert_eq!(events.unwrap(), 1, "the rotation is an operator event");
         // The running node still serves, and its chain (keyed as before) verifies.
         assert_verifies(&served.op, &served.app, &checkpoint);
 
@@ -693,6 +701,15 @@ fn a_new_kek_version_rewraps_every_data_key_and_the_old_one_retires() {
         );
         let status = stdout(&keys(&["status", "--config", config_arg], &[]));
         assert!(status.contains("key-encryption keys: v2\n"), "{status}");
+        // Each change is an operator event; the refused early retirement changed nothing.
+        let events = tokio::runtime::Runtime::new()
+            .unwrap()
+            .block_on(database.count(
+                "SELECT COUNT(*) FROM operator_events WHERE operator = 'key-command' \
+             AND action IN ('keys.kek_added', 'keys.keks_retired')",
+                &[],
+            ));
+        assert_eq!(events.unwrap(), 2);
 
         // A node started now holds v2 only: every data key it opens (the app's signing key,
         // both secrets) was re-wrapped, or it could not answer.
