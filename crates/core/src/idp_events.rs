@@ -32,6 +32,22 @@ use crate::vault::Vault;
 
 /// How far a delivery's `webhook-timestamp` (and an event's `timestamp`) may be from now.
 pub const TOLERANCE_SECONDS: i64 = 300;
+/// How long a receipt (the dedupe record of an applied `webhook-id`) is kept: twice the
+/// tolerance, plus a margin.
+///
+/// Why a receipt may go then: a replay is the same `webhook-id`, `webhook-timestamp` and body
+/// under the same signature, which covers all three, so its timestamp `ts` cannot change.
+/// [`verify_delivery`] accepted it at `v` only if `ts <= v + TOLERANCE`, and the receipt was
+/// written at `r >= v`; a replay verifies at `n` only if `n <= ts + TOLERANCE`, hence only if
+/// `n <= r + 2 * TOLERANCE`. Past that every replay is refused as stale before the receipt is
+/// read, so the receipt dedupes nothing. The margin covers clocks of nodes apart (`r` is one
+/// node's clock, `n` another's) and a sender's own retries, which are re-signed with a fresh
+/// timestamp and so are deduplicated only by the receipt: for two days a retry is still a
+/// duplicate; after that it is applied again, dated by its own `timestamp` (restoring events
+/// must carry one, so an old one loses to anything newer).
+pub const RECEIPT_RETENTION_SECONDS: i64 = 2 * TOLERANCE_SECONDS + RECEIPT_MARGIN_SECONDS;
+/// The margin of [`RECEIPT_RETENTION_SECONDS`].
+const RECEIPT_MARGIN_SECONDS: i64 = 2 * 24 * 3600;
 /// How long a rotated-out secret still verifies deliveries.
 pub const PREVIOUS_SECRET_GRACE_SECONDS: i64 = 24 * 3600;
 /// Largest body accepted.
@@ -270,6 +286,8 @@ pub trait IdpEventStore: Send + Sync {
     /// The active grants the user owns (as a user principal) and the active delegations they
     /// consented to.
     async fn grants_of_user(&self, app: AppId, user: UserId) -> StoreResult<Vec<Grant>>;
+    /// Deletes the receipts written before `before`; how many.
+    async fn prune_idp_event_receipts(&self, before: Timestamp) -> StoreResult<u64>;
 }
 
 fn secret_binding(app: &str) -> Binding<'_> {
@@ -374,6 +392,13 @@ impl Vault {
             version,
             previous_valid_until: previous_until,
         })
+    }
+
+    /// Deletes the receipts older than [`RECEIPT_RETENTION_SECONDS`], whose replays are refused
+    /// as stale anyway.
+    pub async fn prune_idp_event_receipts(&self) -> Result<u64> {
+        let before = self.now().plus_seconds(-RECEIPT_RETENTION_SECONDS);
+        Ok(self.store().prune_idp_event_receipts(before).await?)
     }
 
     /// Whether `delivery` verifies with the app's current secret, or its previous one while

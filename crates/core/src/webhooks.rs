@@ -52,6 +52,9 @@ pub const BACKOFF_CAP_SECONDS: i64 = 3600;
 pub const DEFAULT_ROTATION_GRACE_SECONDS: i64 = 24 * 3600;
 /// The longest grace period a rotation may ask for.
 pub const MAX_ROTATION_GRACE_SECONDS: i64 = 7 * 24 * 3600;
+/// How long a settled delivery (delivered, or given up) stays in the delivery log; the prune
+/// job deletes it after that (a replay of it is then "not found"). Pending ones are kept.
+pub const DELIVERY_RETENTION_SECONDS: i64 = 30 * 24 * 3600;
 /// Endpoints an app may have.
 pub const MAX_ENDPOINTS_PER_APP: usize = 20;
 /// The longest last-error text kept on a delivery.
@@ -317,6 +320,8 @@ pub trait WebhookStore: Send + Sync {
         now: Timestamp,
         event: &AuditEvent,
     ) -> StoreResult<Option<Delivery>>;
+    /// Deletes the deliveries that settled (delivered, or given up) before `before`; how many.
+    async fn prune_deliveries(&self, before: Timestamp) -> StoreResult<u64>;
 }
 
 /// What a receiver answered, or why nothing came back.
@@ -612,6 +617,12 @@ impl Vault {
             .replay_delivery(app, id, event_id, now, &event)
             .await?
             .ok_or(Error::NotFound(Entity::WebhookDelivery))
+    }
+
+    /// Deletes the deliveries settled more than [`DELIVERY_RETENTION_SECONDS`] ago.
+    pub async fn prune_webhook_deliveries(&self) -> Result<u64> {
+        let before = self.now().plus_seconds(-DELIVERY_RETENTION_SECONDS);
+        Ok(self.store().prune_deliveries(before).await?)
     }
 
     /// One run of the delivery job: every endpoint's new events become deliveries, then the

@@ -214,4 +214,15 @@ impl IdpEventStore for SqlStore {
             .bind(user.to_string());
         fetch_all(&self.read, query, grant).await
     }
+
+    async fn prune_idp_event_receipts(&self, before: Timestamp) -> StoreResult<u64> {
+        Ok(
+            sqlx::query("DELETE FROM idp_event_receipts WHERE received_at < $1")
+                .bind(before.micros())
+                .execute(&self.write)
+                .await
+                .map_err(db_error)?
+                .rows_affected(),
+        )
+    }
 }

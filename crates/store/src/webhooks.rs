@@ -369,4 +369,17 @@ impl WebhookStore for SqlStore {
         tx.commit().await.map_err(db_error)?;
         Ok(Some(reset))
     }
+
+    async fn prune_deliveries(&self, before: Timestamp) -> StoreResult<u64> {
+        // Settled at its last attempt (a delivery settles on one); pending ones stay.
+        Ok(sqlx::query(
+            "DELETE FROM webhook_deliveries WHERE status <> 'pending' \
+             AND COALESCE(delivered_at, last_attempt_at, created_at) < $1",
+        )
+        .bind(before.micros())
+        .execute(&self.write)
+        .await
+        .map_err(db_error)?
+        .rows_affected())
+    }
 }

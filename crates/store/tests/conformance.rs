@@ -4091,6 +4091,35 @@ async fn spans_are_stored_once_per_app_trace_and_span() {
     .await;
 }
 
+/// IdP event receipts go by age (the domain prunes them only once replays are stale anyway).
+#[tokio::test]
+async fn idp_event_receipts_are_pruned_by_age() {
+    use alter_core::idp_events::IdpEventStore;
+    on_every_engine(|fx| async move {
+        let store = &fx.store;
+        let app = new_app(store, "idp").await;
+        for (id, at) in [("msg_1", 10), ("msg_2", 20)] {
+            assert!(
+                store
+                    .record_idp_event(
+                        app.id,
+                        id,
+                        "user.deactivated",
+                        t(at),
+                        &event(app.id, "idp.event_received")
+                    )
+                    .await
+                    .unwrap()
+            );
+        }
+        assert_eq!(store.prune_idp_event_receipts(t(10)).await.unwrap(), 0);
+        assert_eq!(store.prune_idp_event_receipts(t(11)).await.unwrap(), 1);
+        assert!(!store.idp_event_received(app.id, "msg_1").await.unwrap());
+        assert!(store.idp_event_received(app.id, "msg_2").await.unwrap());
+    })
+    .await;
+}
+
 /// Webhooks: endpoints stay inside their app; the cursor moves only from where it was, with
 /// the deliveries it adds (each once); attempts are recorded only on the attempt they follow;
 /// a replay starts a delivery over; removing an endpoint removes its deliveries.
@@ -4278,6 +4307,59 @@ async fn webhook_cursors_deliveries_and_attempts() {
                     &first.event_id,
                     t(40),
                     &event(other.id, "webhook.replayed")
+                )
+                .await
+                .unwrap()
+                .is_none()
+        );
+        // Retention: settled deliveries (delivered, given up) go once settled long enough;
+        // pending ones stay, and a pruned one is gone for a replay too.
+        let settled = |status, at, http_status| AttemptRecord {
+            status,
+            attempts: 1,
+            next_attempt_at: t(at),
+            at: t(at),
+            http_status: Some(http_status),
+            error: None,
+        };
+        assert!(
+            store
+                .record_attempt(
+                    endpoint.id,
+                    &first.event_id,
+                    0,
+                    &settled(DeliveryStatus::Delivered, 50, 200)
+                )
+                .await
+                .unwrap()
+        );
+        assert!(
+            store
+                .record_attempt(
+                    endpoint.id,
+                    &deliveries[1].event_id,
+                    0,
+                    &settled(DeliveryStatus::Failed, 60, 500)
+                )
+                .await
+                .unwrap()
+        );
+        assert_eq!(store.prune_deliveries(t(50)).await.unwrap(), 0);
+        assert_eq!(store.prune_deliveries(t(61)).await.unwrap(), 2);
+        let left = store
+            .list_deliveries(app.id, endpoint.id, None, 10)
+            .await
+            .unwrap();
+        assert_eq!(left.len(), 2);
+        assert!(left.iter().all(|d| d.status == DeliveryStatus::Pending));
+        assert!(
+            store
+                .replay_delivery(
+                    app.id,
+                    endpoint.id,
+                    &first.event_id,
+                    t(70),
+                    &event(app.id, "webhook.replayed")
                 )
                 .await
                 .unwrap()

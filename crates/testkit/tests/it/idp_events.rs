@@ -402,6 +402,17 @@ async fn an_inbound_group_removal_ends_the_group_delegation_on_the_next_call() {
             "{:?}",
             bad.json
         );
+
+        // Retention: receipts are kept while a replay could still verify; past the window
+        // they go, and a replay of the first delivery is refused as stale, not applied again.
+        assert_eq!(server.vault().prune_idp_event_receipts().await.unwrap(), 0);
+        server.advance(alter_core::idp_events::RECEIPT_RETENTION_SECONDS + 1);
+        assert!(server.vault().prune_idp_event_receipts().await.unwrap() >= 2);
+        let replay = events.send_as("msg_1", now, &removal).await;
+        assert_eq!(
+            (replay.status, replay.code()),
+            (401, Some("idp_event_unauthorized"))
+        );
         server.stop().await;
     })
     .await;

@@ -345,6 +345,23 @@ async fn events_reach_a_receiver_signed_retried_and_replayed_with_the_same_id() 
         app.revoke_grant(&grant.grant_id, None).await.unwrap();
         let rewrapped = named.wait_for(WAIT, |r| r.len() >= 5).await;
         assert!(signed_by(&rotated.secret, &rewrapped[4]));
+
+        // Retention: nothing settled is pruned early; 30 days after it settled a delivery
+        // leaves the log, and a replay of it is a clear "not found".
+        assert_eq!(server.vault().prune_webhook_deliveries().await.unwrap(), 0);
+        server.advance(alter_core::webhooks::DELIVERY_RETENTION_SECONDS + 1);
+        assert!(server.vault().prune_webhook_deliveries().await.unwrap() >= 4);
+        assert!(
+            !deliveries(&admin, &app_id, &revocations.webhook.id)
+                .await
+                .iter()
+                .any(|d| d.event_id == got[0].id)
+        );
+        let e = admin
+            .replay_webhook_delivery(&app_id, &revocations.webhook.id, &got[0].id)
+            .await
+            .unwrap_err();
+        assert_eq!((e.status(), e.code()), (404, Some("webhook_not_found")));
         server.stop().await;
     })
     .await;
