@@ -322,6 +322,8 @@ pub trait WebhookStore: Send + Sync {
     ) -> StoreResult<Option<Delivery>>;
     /// Deletes the deliveries that settled (delivered, or given up) before `before`; how many.
     async fn prune_deliveries(&self, before: Timestamp) -> StoreResult<u64>;
+    /// Forgets every previous secret whose grace ended at or before `now`; how many.
+    async fn clear_expired_previous_secrets(&self, now: Timestamp) -> StoreResult<u64>;
 }
 
 /// What a receiver answered, or why nothing came back.
@@ -541,12 +543,15 @@ impl Vault {
     }
 
     /// Gives an endpoint a new signing secret (in the answer, this once); for
-    /// `grace_seconds` (default a day) deliveries carry the old secret's signature too.
+    /// `grace_seconds` (default a day) deliveries carry the old secret's signature too. Two
+    /// rotations from the same version cannot both win (the loser gets
+    /// [`Error::SecretVersionConflict`]); `expected_version` makes the caller's read the base.
     pub async fn rotate_webhook_secret(
         &self,
         app: AppId,
         id: WebhookId,
         grace_seconds: Option<i64>,
+        expected_version: Option<i64>,
     ) -> Result<WebhookWithSecret> {
         let grace = grace_seconds.unwrap_or(DEFAULT_ROTATION_GRACE_SECONDS);
         if !(0..=MAX_ROTATION_GRACE_SECONDS).contains(&grace) {
@@ -555,6 +560,9 @@ impl Vault {
             )));
         }
         let current = self.get_webhook(app, id).await?;
+        if expected_version.is_some_and(|v| v != current.secret_version) {
+            return Err(Error::SecretVersionConflict);
+        }
         let now = self.now();
         let bytes = Zeroizing::new(alter_crypto::random_bytes::<32>()?);
         let version = current.secret_version + 1;
@@ -576,10 +584,11 @@ impl Vault {
             .rotate_webhook_secret(&endpoint, current.secret_version, &event)
             .await?
         {
-            return Err(Error::Invalid(
-                "the secret changed meanwhile (another rotation, or the endpoint was removed); try again"
-                    .into(),
-            ));
+            // Another rotation won (compare-and-swap on the version), or the endpoint went.
+            return Err(match self.store().get_webhook(app, id).await? {
+                Some(_) => Error::SecretVersionConflict,
+                None => Error::NotFound(Entity::Webhook),
+            });
         }
         Ok(WebhookWithSecret {
             endpoint,
@@ -623,6 +632,18 @@ impl Vault {
     pub async fn prune_webhook_deliveries(&self) -> Result<u64> {
         let before = self.now().plus_seconds(-DELIVERY_RETENTION_SECONDS);
         Ok(self.store().prune_deliveries(before).await?)
+    }
+
+    /// Forgets the previous signing secrets (of webhook endpoints and of inbound IdP events)
+    /// whose grace has passed: they no longer sign or verify anything, so they need not stay
+    /// sealed in the database.
+    pub async fn prune_previous_secrets(&self) -> Result<u64> {
+        let now = self.now();
+        Ok(self.store().clear_expired_previous_secrets(now).await?
+            + self
+                .store()
+                .clear_expired_previous_idp_event_secrets(now)
+                .await?)
     }
 
     /// One run of the delivery job: every endpoint's new events become deliveries, then the

@@ -545,6 +545,10 @@ async fn prune_expired(turn: JobTurn) {
             ),
             ("webhook deliveries", vault.prune_webhook_deliveries().await),
             ("IdP event receipts", vault.prune_idp_event_receipts().await),
+            (
+                "expired previous signing secrets",
+                vault.prune_previous_secrets().await,
+            ),
         ] {
             match pruned {
                 Ok(n) if n > 0 => tracing::debug!(pruned = n, "pruned {what}"),

@@ -370,6 +370,19 @@ impl WebhookStore for SqlStore {
         Ok(Some(reset))
     }
 
+    async fn clear_expired_previous_secrets(&self, now: Timestamp) -> StoreResult<u64> {
+        Ok(sqlx::query(
+            "UPDATE webhook_endpoints SET previous_sealed_secret = NULL, \
+             previous_secret_version = NULL, previous_secret_until = NULL \
+             WHERE previous_sealed_secret IS NOT NULL AND previous_secret_until <= $1",
+        )
+        .bind(now.micros())
+        .execute(&self.write)
+        .await
+        .map_err(db_error)?
+        .rows_affected())
+    }
+
     async fn prune_deliveries(&self, before: Timestamp) -> StoreResult<u64> {
         // Settled at its last attempt (a delivery settles on one); pending ones stay.
         Ok(sqlx::query(

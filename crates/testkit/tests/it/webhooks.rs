@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use alter_proto::admin::MintKeyRequest;
 use alter_sdk::Principal;
-use alter_sdk::admin::{AdminClient, CreateWebhookRequest, DeliveryListQuery};
+use alter_sdk::admin::{
+    AdminClient, CreateWebhookRequest, DeliveryListQuery, RotateWebhookSecretRequest,
+};
 use alter_testkit::webhooks::{Received, Receiver, signatures_by, signed_by};
 use alter_testkit::{TestServer, on_every_engine};
 
@@ -123,6 +125,32 @@ async fn endpoints_are_managed_on_the_admin_api_with_the_secret_shown_once() {
         let listed = admin.list_webhooks(app_id).await.unwrap();
         assert!(!serde_json::to_string(&listed).unwrap().contains("whsec_"));
 
+        // Two rotations from the same version: exactly one wins, the other is refused with a
+        // stable code and changes nothing.
+        let from_v2 = RotateWebhookSecretRequest {
+            grace_seconds: Some(0),
+            expected_version: Some(2),
+        };
+        let (a, b) = tokio::join!(
+            admin.rotate_webhook_secret_with(app_id, &id, &from_v2),
+            admin.rotate_webhook_secret_with(app_id, &id, &from_v2),
+        );
+        let (won, lost) = match (a, b) {
+            (Ok(won), Err(lost)) | (Err(lost), Ok(won)) => (won, lost),
+            other => panic!("exactly one rotation must win: {other:?}"),
+        };
+        alter_testkit::leaks::watch(&won.secret);
+        assert_eq!(won.webhook.secret_version, 3);
+        assert_eq!(won.webhook.previous_secret_until, None);
+        assert_eq!(
+            (lost.status(), lost.code()),
+            (409, Some("secret_version_conflict"))
+        );
+        assert_eq!(
+            admin.get_webhook(app_id, &id).await.unwrap().secret_version,
+            3
+        );
+
         // Removed: gone, and audited like every change.
         let removed = admin.remove_webhook(app_id, &id).await.unwrap();
         assert_eq!(removed.id, id);
@@ -145,6 +173,7 @@ async fn endpoints_are_managed_on_the_admin_api_with_the_secret_shown_once() {
             actions,
             [
                 "webhook.created",
+                "webhook.secret_rotated",
                 "webhook.secret_rotated",
                 "webhook.removed"
             ]
