@@ -395,3 +395,99 @@ async fn events_reach_a_receiver_signed_retried_and_replayed_with_the_same_id() 
     })
     .await;
 }
+
+/// A receiver URL with a capability in its path and query (Slack-style): the audit log keeps
+/// only its scheme, host and port, and neither logs, delivery records nor error answers show
+/// the rest, even while deliveries to it fail.
+#[tokio::test]
+async fn a_capability_in_a_webhook_url_stays_out_of_the_audit_log_logs_and_errors() {
+    on_every_engine(|engine| async move {
+        let server = TestServer::start(engine).await;
+        let admin = server.admin();
+        let app = server.new_app("hooks").await;
+        let app_id = app.info.id.as_str();
+        let receiver = Receiver::start().await;
+        let (path_cap, query_cap) = ("Bk7pathCapability93", "q5QueryCapability41");
+        let base = receiver.url();
+        let origin = base.trim_end_matches("/hook").to_owned();
+        let url = format!("{base}/services/T01/B02/{path_cap}?token={query_cap}");
+        let created = admin
+            .add_webhook(
+                app_id,
+                &CreateWebhookRequest {
+                    url: url.clone(),
+                    events: vec!["*".into()],
+                    description: None,
+                },
+            )
+            .await
+            .unwrap();
+        alter_testkit::leaks::watch(&created.secret);
+        let id = created.webhook.id.clone();
+        // The endpoint's own settings keep the URL: the operator set it.
+        assert_eq!(created.webhook.url, url);
+
+        // Refused variants do not echo it.
+        for bad in [
+            format!("ftp://127.0.0.1/services/{path_cap}?token={query_cap}"),
+            format!("https://user:pw@hooks.example.com/{path_cap}?token={query_cap}"),
+            format!("https://hooks.example.com/{path_cap}?token={query_cap}#x"),
+        ] {
+            let e = admin
+                .add_webhook(
+                    app_id,
+                    &CreateWebhookRequest {
+                        url: bad,
+                        events: vec!["*".into()],
+                        description: None,
+                    },
+                )
+                .await
+                .unwrap_err();
+            assert_eq!(e.status(), 422);
+        }
+
+        // Deliveries to it fail (the receiver answers 404 off its path) and are recorded.
+        let mut failed = Vec::new();
+        for _ in 0..100 {
+            failed = deliveries(&admin, app_id, &id).await;
+            if failed.iter().any(|d| d.attempts >= 1) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(
+            failed.iter().any(|d| d.last_status == Some(404)),
+            "{failed:?}"
+        );
+        let rotated = admin
+            .rotate_webhook_secret(app_id, &id, Some(0))
+            .await
+            .unwrap();
+        alter_testkit::leaks::watch(&rotated.secret);
+        admin.remove_webhook(app_id, &id).await.unwrap();
+
+        let audit = admin
+            .audit_events(app_id, &Default::default())
+            .await
+            .unwrap();
+        let created_event = audit
+            .items
+            .iter()
+            .find(|i| i.event["action"] == "webhook.created")
+            .unwrap();
+        assert_eq!(created_event.event["details"]["url"], origin.as_str());
+        let text = serde_json::to_string(&audit).unwrap();
+        let records = serde_json::to_string(&failed).unwrap();
+        for cap in [path_cap, query_cap, "/services/T01"] {
+            assert!(!text.contains(cap), "the audit log shows {cap}");
+            assert!(!records.contains(cap), "a delivery record shows {cap}");
+            assert_eq!(
+                alter_testkit::leaks::findings_outside_the_database(cap),
+                Vec::<String>::new()
+            );
+        }
+        server.stop().await;
+    })
+    .await;
+}
