@@ -57,6 +57,8 @@ pub const MAX_ROTATION_GRACE_SECONDS: i64 = 7 * 24 * 3600;
 pub const DELIVERY_RETENTION_SECONDS: i64 = 30 * 24 * 3600;
 /// Endpoints an app may have.
 pub const MAX_ENDPOINTS_PER_APP: usize = 20;
+/// Why a delivery whose audit event no longer exists was given up.
+pub const EVENT_GONE: &str = "its audit event no longer exists; it cannot be sent";
 /// The longest last-error text kept on a delivery.
 const MAX_ERROR_LEN: usize = 200;
 /// Events scanned per endpoint per batch.
@@ -773,7 +775,7 @@ impl Vault {
     }
 
     /// Sends one delivery and records what came of it: `Some(true)` delivered, `Some(false)`
-    /// failed, `None` nothing to send (its event is gone, or another node got there first).
+    /// failed (or given up: its event is gone), `None` another node got there first.
     async fn attempt(
         &self,
         sender: &dyn WebhookSender,
@@ -785,7 +787,29 @@ impl Vault {
             .event_body(endpoint.app_id, delivery.seq)
             .await?
         else {
-            return Ok(None);
+            // Its audit event is gone (retention, a restore): it can never be sent. Give it up
+            // with the reason, or it would stay pending, first in its endpoint's queue, for
+            // ever.
+            let at = self.now();
+            let record = AttemptRecord {
+                status: DeliveryStatus::Failed,
+                attempts: delivery.attempts,
+                next_attempt_at: at,
+                at,
+                http_status: None,
+                error: Some(EVENT_GONE.to_owned()),
+            };
+            tracing::info!(
+                target: "alter::webhooks",
+                webhook = %endpoint.id,
+                event = %delivery.event_id,
+                "webhook delivery given up: its audit event is gone"
+            );
+            let recorded = self
+                .store()
+                .record_attempt(endpoint.id, &delivery.event_id, delivery.attempts, &record)
+                .await?;
+            return Ok(recorded.then_some(false));
         };
         let data: Value = serde_json::from_str(&body)
             .map_err(|_| Error::Storage(crate::ports::StoreError::Corrupt("audit body".into())))?;

@@ -491,3 +491,78 @@ async fn a_capability_in_a_webhook_url_stays_out_of_the_audit_log_logs_and_error
     })
     .await;
 }
+
+/// A pending delivery whose audit event is gone (retention) is given up with the reason, and
+/// the endpoint's later events still go out.
+#[tokio::test]
+async fn a_delivery_whose_event_is_gone_is_given_up_not_left_pending() {
+    on_every_engine(|engine| async move {
+        let server = TestServer::start(engine).await;
+        let admin = server.admin();
+        let app = server.new_app("hooks").await;
+        let app_id = app.info.id.as_str();
+        let receiver = Receiver::start().await;
+        receiver.answer_next(&[500]);
+        let hook = admin
+            .add_webhook(
+                app_id,
+                &CreateWebhookRequest {
+                    url: receiver.url(),
+                    events: vec!["*".into()],
+                    description: None,
+                },
+            )
+            .await
+            .unwrap();
+        alter_testkit::leaks::watch(&hook.secret);
+        let id = hook.webhook.id.clone();
+        let first = receiver.wait_for(WAIT, |r| !r.is_empty()).await[0].clone();
+        for _ in 0..100 {
+            let d = deliveries(&admin, app_id, &id).await;
+            if d.iter().any(|d| d.event_id == first.id && d.attempts == 1) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        // The event the pending delivery carries disappears.
+        let moved = server
+            .database()
+            .execute(
+                "UPDATE webhook_deliveries SET seq = 999999999 WHERE event_id = $1",
+                &[&first.id],
+            )
+            .await
+            .unwrap();
+        assert_eq!(moved, 1);
+        server.advance(6);
+        let mut given_up = None;
+        for _ in 0..100 {
+            let d = deliveries(&admin, app_id, &id).await;
+            given_up = d
+                .into_iter()
+                .find(|d| d.event_id == first.id && d.status == "failed");
+            if given_up.is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let given_up = given_up.expect("the delivery is given up");
+        assert_eq!(
+            given_up.last_error.as_deref(),
+            Some(alter_core::webhooks::EVENT_GONE)
+        );
+        assert_eq!(receiver.received().len(), 1, "nothing more was sent for it");
+
+        // The endpoint's queue goes on.
+        admin
+            .mint_key(app_id, &alter_proto::admin::MintKeyRequest::default())
+            .await
+            .unwrap();
+        let received = receiver
+            .wait_for(WAIT, |r| !of_type(r, "key.minted").is_empty())
+            .await;
+        assert!(signed_by(&hook.secret, of_type(&received, "key.minted")[0]));
+        server.stop().await;
+    })
+    .await;
+}
