@@ -94,7 +94,8 @@ pub struct WebhookEndpoint {
     pub events: Vec<String>,
     /// The operator's note.
     pub description: Option<String>,
-    /// The signing secret's 32 bytes, sealed to the endpoint and [`Self::secret_version`].
+    /// The signing secret's 32 bytes, sealed to the endpoint and its
+    /// [`secret_revision`] (the version, and the URL from [`Self::url_bound_from`] on).
     pub sealed_secret: Vec<u8>,
     /// Bumped by every rotation.
     pub secret_version: i64,
@@ -106,6 +107,20 @@ pub struct WebhookEndpoint {
     pub created_at: Timestamp,
     /// When its secret was last rotated.
     pub rotated_at: Option<Timestamp>,
+    /// The first secret version sealed bound to [`Self::url`]; `None` for an endpoint added
+    /// before secrets were bound to it, until its next rotation.
+    pub url_bound_from: Option<i64>,
+}
+
+/// The version string a webhook secret of `version` is sealed with: the version, and the
+/// endpoint's URL when `version` was sealed bound to it (`url_bound_from`). Bound so a database
+/// writer who points an endpoint at another URL gets a secret that does not open: nothing is
+/// signed or sent there. `store/src/keyring.rs` builds the same text in SQL for the re-wrap.
+pub fn secret_revision(version: i64, url: &str, url_bound_from: Option<i64>) -> String {
+    match url_bound_from {
+        Some(from) if version >= from => format!("{version} {url}"),
+        _ => version.to_string(),
+    }
 }
 
 /// The secret a rotation replaced, kept sealed until its grace period ends.
@@ -506,18 +521,25 @@ impl Vault {
             .chain_head(app)
             .await?
             .map_or(0, |(seq, _)| seq);
+        let sealed_secret = self.seal_webhook_secret(
+            app,
+            id,
+            &secret_revision(1, &url, Some(1)),
+            bytes.as_slice(),
+        )?;
         let endpoint = WebhookEndpoint {
             id,
             app_id: app,
             url,
             events,
             description,
-            sealed_secret: self.seal_webhook_secret(app, id, 1, bytes.as_slice())?,
+            sealed_secret,
             secret_version: 1,
             previous: None,
             cursor_seq,
             created_at: now,
             rotated_at: None,
+            url_bound_from: Some(1),
         };
         let event = webhook_event(&endpoint, webhook_action::CREATED, now).with_details(json!({
             "url": url_origin(&endpoint.url),
@@ -578,9 +600,17 @@ impl Vault {
         let now = self.now();
         let bytes = Zeroizing::new(alter_crypto::random_bytes::<32>()?);
         let version = current.secret_version + 1;
+        // An endpoint added before secrets were bound to its URL is bound from this one on.
+        let url_bound_from = current.url_bound_from.or(Some(version));
         let endpoint = WebhookEndpoint {
-            sealed_secret: self.seal_webhook_secret(app, id, version, bytes.as_slice())?,
+            sealed_secret: self.seal_webhook_secret(
+                app,
+                id,
+                &secret_revision(version, &current.url, url_bound_from),
+                bytes.as_slice(),
+            )?,
             secret_version: version,
+            url_bound_from,
             previous: (grace > 0).then(|| PreviousSecret {
                 sealed: current.sealed_secret.clone(),
                 version: current.secret_version,
@@ -829,8 +859,7 @@ impl Vault {
         let sent_at = now.unix_seconds();
         let mut signatures = vec![sign(
             &self.open_webhook_secret(
-                endpoint.app_id,
-                endpoint.id,
+                endpoint,
                 endpoint.secret_version,
                 &endpoint.sealed_secret,
             )?,
@@ -840,12 +869,7 @@ impl Vault {
         )];
         if let Some(previous) = endpoint.previous.as_ref().filter(|p| p.until > now) {
             signatures.push(sign(
-                &self.open_webhook_secret(
-                    endpoint.app_id,
-                    endpoint.id,
-                    previous.version,
-                    &previous.sealed,
-                )?,
+                &self.open_webhook_secret(endpoint, previous.version, &previous.sealed)?,
                 &delivery.event_id,
                 sent_at,
                 &payload,
@@ -910,7 +934,7 @@ impl Vault {
         &self,
         app: AppId,
         id: WebhookId,
-        version: i64,
+        revision: &str,
         bytes: &[u8],
     ) -> Result<Vec<u8>> {
         let (app, record) = (app.to_string(), id.to_string());
@@ -920,26 +944,27 @@ impl Vault {
                 app_id: &app,
                 record_id: &record,
             },
-            &version.to_string(),
+            revision,
             bytes,
         )?)
     }
 
+    /// Opens `endpoint`'s secret of `version` (its current or previous one): only at the URL
+    /// it was sealed for, when it was sealed bound to one.
     fn open_webhook_secret(
         &self,
-        app: AppId,
-        id: WebhookId,
+        endpoint: &WebhookEndpoint,
         version: i64,
         sealed: &[u8],
     ) -> Result<Zeroizing<Vec<u8>>> {
-        let (app, record) = (app.to_string(), id.to_string());
+        let (app, record) = (endpoint.app_id.to_string(), endpoint.id.to_string());
         Ok(self.keyring().open_versioned(
             Binding {
                 kind: SECRET_KIND,
                 app_id: &app,
                 record_id: &record,
             },
-            &version.to_string(),
+            &secret_revision(version, &endpoint.url, endpoint.url_bound_from),
             sealed,
         )?)
     }

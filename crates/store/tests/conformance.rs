@@ -4145,6 +4145,7 @@ async fn webhook_cursors_deliveries_and_attempts() {
             cursor_seq: 1,
             created_at: t(0),
             rotated_at: None,
+            url_bound_from: Some(1),
         };
         store
             .insert_webhook(&endpoint, &event(app.id, "webhook.created"))
@@ -4378,6 +4379,98 @@ async fn webhook_cursors_deliveries_and_attempts() {
                 .unwrap()
         );
         assert!(store.due_deliveries(t(100), 100).await.unwrap().is_empty());
+
+        // The re-wrap reads each secret's revision as the domain sealed it: bound to the URL
+        // from `url_bound_from` on, the version alone before (endpoints added earlier, and
+        // the previous secret of their first rotation).
+        use alter_core::ports::{KeyringStore, SealedColumn};
+        use alter_core::webhooks::{PreviousSecret, secret_revision};
+        let legacy = WebhookEndpoint {
+            id: WebhookId::new(),
+            url: "https://hooks.example.com/b?c=d".into(),
+            url_bound_from: None,
+            ..endpoint.clone()
+        };
+        store
+            .insert_webhook(&legacy, &event(app.id, "webhook.created"))
+            .await
+            .unwrap();
+        let legacy_key = legacy.id.to_string();
+        let revision = |column| {
+            let key = legacy_key.clone();
+            async move {
+                store
+                    .sealed_page(column, "", 100)
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .find(|r| r.record_id == key)
+                    .and_then(|r| r.revision)
+            }
+        };
+        assert_eq!(
+            revision(SealedColumn::WebhookSecret).await.as_deref(),
+            Some("1")
+        );
+        let rotated = WebhookEndpoint {
+            sealed_secret: vec![4, 5, 6],
+            secret_version: 2,
+            previous: Some(PreviousSecret {
+                sealed: legacy.sealed_secret.clone(),
+                version: 1,
+                until: t(200),
+            }),
+            url_bound_from: Some(2),
+            ..legacy.clone()
+        };
+        assert!(
+            store
+                .rotate_webhook_secret(&rotated, 1, &event(app.id, "webhook.secret_rotated"))
+                .await
+                .unwrap()
+        );
+        assert_eq!(
+            store.get_webhook(app.id, legacy.id).await.unwrap(),
+            Some(rotated.clone())
+        );
+        assert_eq!(
+            revision(SealedColumn::WebhookSecret).await,
+            Some(secret_revision(2, &legacy.url, Some(2)))
+        );
+        assert_eq!(
+            secret_revision(2, &legacy.url, Some(2)),
+            "2 https://hooks.example.com/b?c=d"
+        );
+        assert_eq!(
+            revision(SealedColumn::WebhookPreviousSecret)
+                .await
+                .as_deref(),
+            Some("1")
+        );
+        // A previous secret past its grace is forgotten.
+        assert_eq!(
+            store.clear_expired_previous_secrets(t(199)).await.unwrap(),
+            0
+        );
+        assert_eq!(
+            store.clear_expired_previous_secrets(t(200)).await.unwrap(),
+            1
+        );
+        assert_eq!(
+            store
+                .get_webhook(app.id, legacy.id)
+                .await
+                .unwrap()
+                .unwrap()
+                .previous,
+            None
+        );
+        assert!(
+            store
+                .delete_webhook(app.id, legacy.id, &event(app.id, "webhook.removed"))
+                .await
+                .unwrap()
+        );
         assert!(store.all_webhooks().await.unwrap().is_empty());
     })
     .await;

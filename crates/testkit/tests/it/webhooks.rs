@@ -566,3 +566,77 @@ async fn a_delivery_whose_event_is_gone_is_given_up_not_left_pending() {
     })
     .await;
 }
+
+/// An endpoint's secret is sealed bound to its URL: pointed elsewhere in the database, the
+/// secret does not open, so nothing is signed or sent there; put back, the delivery goes out.
+/// The bound secrets (current and previous) re-wrap under a new KEK like every other.
+#[tokio::test]
+async fn an_endpoint_pointed_elsewhere_in_the_database_sends_nothing() {
+    on_every_engine(|engine| async move {
+        let server = TestServer::start(engine).await;
+        let admin = server.admin();
+        let app = server.new_app("hooks").await;
+        let app_id = app.info.id.as_str();
+        let receiver = Receiver::start().await;
+        let elsewhere = Receiver::start().await;
+        let hook = admin
+            .add_webhook(
+                app_id,
+                &CreateWebhookRequest {
+                    url: receiver.url(),
+                    events: vec!["*".into()],
+                    description: None,
+                },
+            )
+            .await
+            .unwrap();
+        alter_testkit::leaks::watch(&hook.secret);
+        let id = hook.webhook.id.clone();
+        let mint_request = MintKeyRequest::default();
+        let mint = || admin.mint_key(app_id, &mint_request);
+        let minted = |r: &[Received]| of_type(r, "key.minted").len();
+        mint().await.unwrap();
+        receiver.wait_for(WAIT, |r| minted(r) >= 1).await;
+
+        // A database writer points the endpoint at its own server.
+        let point = |url: String| {
+            let id = id.clone();
+            let database = server.database();
+            async move {
+                database
+                    .execute(
+                        "UPDATE webhook_endpoints SET url = $1 WHERE id = $2",
+                        &[&url, &id],
+                    )
+                    .await
+                    .unwrap()
+            }
+        };
+        assert_eq!(point(elsewhere.url()).await, 1);
+        mint().await.unwrap();
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        assert!(elsewhere.received().is_empty(), "nothing reaches it");
+        assert_eq!(minted(&receiver.received()), 1);
+
+        // Put back, the delivery waiting goes out, validly signed.
+        assert_eq!(point(receiver.url()).await, 1);
+        let received = receiver.wait_for(WAIT, |r| minted(r) >= 2).await;
+        assert!(signed_by(&hook.secret, of_type(&received, "key.minted")[1]));
+        assert!(elsewhere.received().is_empty());
+
+        // Rotated (current and previous bound), re-wrapped under a new KEK: both still sign.
+        let rotated = admin
+            .rotate_webhook_secret(app_id, &id, Some(3600))
+            .await
+            .unwrap();
+        alter_testkit::leaks::watch(&rotated.secret);
+        crate::crypto::every_sealed_value_rewraps_under_a_new_kek(&server).await;
+        mint().await.unwrap();
+        let received = receiver.wait_for(WAIT, |r| minted(r) >= 3).await;
+        let last = of_type(&received, "key.minted")[2];
+        assert_eq!(signatures_by(&rotated.secret, last), 1);
+        assert_eq!(signatures_by(&hook.secret, last), 1);
+        server.stop().await;
+    })
+    .await;
+}
