@@ -36,6 +36,10 @@ enum Command {
         /// Use this database instead of SQLite in the data directory (e.g. postgres://…).
         #[arg(long, env = "ALTER_DATABASE_URL")]
         database_url: Option<String>,
+        /// Export one OpenTelemetry span per request over OTLP/HTTP JSON to this traces URL
+        /// (e.g. http://127.0.0.1:4318/v1/traces), as `alter server`'s `otlp_endpoint`.
+        #[arg(long, env = "ALTER_OTLP_ENDPOINT")]
+        otlp_endpoint: Option<String>,
     },
     /// Run a production server from a config file and `ALTER_*` environment.
     Server(run::ServerArgs),
@@ -93,7 +97,16 @@ fn main() -> ExitCode {
                 listen,
                 data,
                 database_url,
-            } => run::dev(listen, &data, database_url.as_deref()).await,
+                otlp_endpoint,
+            } => {
+                run::dev(
+                    listen,
+                    &data,
+                    database_url.as_deref(),
+                    otlp_endpoint.as_deref(),
+                )
+                .await
+            }
             Command::Server(args) => run::server(args).await,
             Command::App(args) => operator::app(args).await,
             Command::Key(args) => operator::key(args).await,

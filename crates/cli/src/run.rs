@@ -30,9 +30,15 @@ enum ServerCommand {
     },
 }
 
-pub async fn dev(listen: SocketAddr, data: &Path, database_url: Option<&str>) -> ExitCode {
+pub async fn dev(
+    listen: SocketAddr,
+    data: &Path,
+    database_url: Option<&str>,
+    otlp_endpoint: Option<&str>,
+) -> ExitCode {
     telemetry::init(LogFormat::Text);
-    let (server, credentials) = match alter_server::dev::prepare(listen, data, database_url).await {
+    let prepared = alter_server::dev::prepare(listen, data, database_url, otlp_endpoint).await;
+    let (server, credentials) = match prepared {
         Ok(ready) => ready,
         Err(e) => return fail(&e),
     };

@@ -831,6 +831,28 @@ fn the_operator_cli_sets_and_shows_the_identity_provider() {
             "f",
         ]);
         assert_eq!(both.status.code(), Some(2));
+
+        // The inbound-event secret: generated, rotated from the version seen (a stale one is
+        // a conflict), its previous one ended at once.
+        let first = op.json(&["idp", "events-secret", "rotate", "--json"]);
+        assert_eq!(first["version"], 1);
+        let rotated = op.json(&[
+            "idp",
+            "events-secret",
+            "rotate",
+            "--grace-seconds",
+            "600",
+            "--expected-version",
+            "1",
+            "--json",
+        ]);
+        assert_eq!(rotated["version"], 2);
+        assert!(rotated["previous_valid_until"].is_string());
+        let stale = op.run(&["idp", "events-secret", "rotate", "--expected-version", "1"]);
+        assert_eq!(exit_code(&stale), 5, "{}", stderr(&stale));
+        let ended = op.json(&["idp", "events-secret", "end-previous", "--json"]);
+        assert_eq!(ended["version"], 2);
+        assert!(ended.get("previous_valid_until").is_none());
     });
 }
 

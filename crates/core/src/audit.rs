@@ -44,6 +44,8 @@ pub mod action {
     pub const IDP_EVENT_RECEIVED: &str = "idp.event_received";
     /// The app's inbound IdP event secret was generated or rotated.
     pub const IDP_EVENT_SECRET_ROTATED: &str = "idp.event_secret_rotated";
+    /// The previous inbound IdP event secret was ended before its grace ran out.
+    pub const IDP_EVENT_SECRET_PREVIOUS_ENDED: &str = "idp.event_secret_previous_ended";
     /// An identity assertion was signed.
     pub const IDENTITY_ASSERTED: &str = "identity.asserted";
     /// A completed sign-in's user token was handed to the key that polled for it (once).

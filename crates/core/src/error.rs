@@ -195,6 +195,10 @@ pub enum Error {
         "the identity provider's issuer cannot change while {0} of the current issuer exist; a new issuer is a new set of users: configure it on a new app"
     )]
     IdpIssuerInUse(&'static str),
+    /// A signing secret's rotation (or cut-off) raced another, or named a version that is no
+    /// longer the current one: nothing changed.
+    #[error("the signing secret changed meanwhile (another rotation); read it again and retry")]
+    SecretVersionConflict,
     /// An inbound IdP event whose app is unknown, has no event secret, or whose signature is
     /// missing, stale or wrong: all alike.
     #[error("the event's signature is missing, stale or invalid")]

@@ -6,7 +6,8 @@
 //! five minutes of now) and `webhook-signature` (space-separated `v1,<base64 HMAC-SHA256>` over
 //! `{id}.{timestamp}.{body}` with the app's secret; any one may match). The secret is generated
 //! by the vault, shown once, sealed at rest and rotatable (the previous one stays valid for a
-//! day). A delivery is applied once per `webhook-id`; a replay is answered as a duplicate.
+//! day, or the grace the rotation asks, and can be ended at once). A delivery is applied once
+//! per `webhook-id`; a replay is answered as a duplicate.
 //!
 //! Every change is dated by the event's time, so events delivered out of order, and ID tokens
 //! issued before a change, cannot undo it: a token issued at or before a membership change does
@@ -32,8 +33,26 @@ use crate::vault::Vault;
 
 /// How far a delivery's `webhook-timestamp` (and an event's `timestamp`) may be from now.
 pub const TOLERANCE_SECONDS: i64 = 300;
-/// How long a rotated-out secret still verifies deliveries.
+/// How long a receipt (the dedupe record of an applied `webhook-id`) is kept: twice the
+/// tolerance, plus a margin.
+///
+/// Why a receipt may go then: a replay is the same `webhook-id`, `webhook-timestamp` and body
+/// under the same signature, which covers all three, so its timestamp `ts` cannot change.
+/// [`verify_delivery`] accepted it at `v` only if `ts <= v + TOLERANCE`, and the receipt was
+/// written at `r >= v`; a replay verifies at `n` only if `n <= ts + TOLERANCE`, hence only if
+/// `n <= r + 2 * TOLERANCE`. Past that every replay is refused as stale before the receipt is
+/// read, so the receipt dedupes nothing. The margin covers clocks of nodes apart (`r` is one
+/// node's clock, `n` another's) and a sender's own retries, which are re-signed with a fresh
+/// timestamp and so are deduplicated only by the receipt: for two days a retry is still a
+/// duplicate; after that it is applied again, dated by its own `timestamp` (restoring events
+/// must carry one, so an old one loses to anything newer).
+pub const RECEIPT_RETENTION_SECONDS: i64 = 2 * TOLERANCE_SECONDS + RECEIPT_MARGIN_SECONDS;
+/// The margin of [`RECEIPT_RETENTION_SECONDS`].
+const RECEIPT_MARGIN_SECONDS: i64 = 2 * 24 * 3600;
+/// How long a rotated-out secret still verifies deliveries, unless the operator says.
 pub const PREVIOUS_SECRET_GRACE_SECONDS: i64 = 24 * 3600;
+/// The longest grace a rotation may give the previous secret.
+pub const MAX_PREVIOUS_SECRET_GRACE_SECONDS: i64 = 7 * 24 * 3600;
 /// Largest body accepted.
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
 /// Most signatures read from one `webhook-signature` header.
@@ -81,6 +100,26 @@ pub struct NewIdpEventSecret {
     /// Its version.
     pub version: i64,
     /// Until when the previous secret still verifies deliveries (after a rotation).
+    pub previous_valid_until: Option<Timestamp>,
+}
+
+/// How an operator rotates the event secret.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SecretRotation {
+    /// How long the previous secret keeps verifying deliveries (default
+    /// [`PREVIOUS_SECRET_GRACE_SECONDS`]; 0 ends it at once).
+    pub grace_seconds: Option<i64>,
+    /// The version the operator last saw (0: none yet); refused with
+    /// [`Error::SecretVersionConflict`] if it is no longer the current one.
+    pub expected_version: Option<i64>,
+}
+
+/// The event secret's state, without the secret.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IdpEventSecretState {
+    /// The current version.
+    pub version: i64,
+    /// Until when the previous secret still verifies deliveries, if it does.
     pub previous_valid_until: Option<Timestamp>,
 }
 
@@ -227,12 +266,24 @@ impl Event {
 pub trait IdpEventStore: Send + Sync {
     /// The app's event secret.
     async fn get_idp_event_secret(&self, app: AppId) -> StoreResult<Option<IdpEventSecret>>;
-    /// Stores the app's event secret (new or rotated).
+    /// Stores the app's event secret, with its audit event, if the stored one is still at
+    /// `expected_version` (`None`: there is none yet); false, with nothing changed, otherwise.
     async fn put_idp_event_secret(
         &self,
         secret: &IdpEventSecret,
+        expected_version: Option<i64>,
         event: &AuditEvent,
-    ) -> StoreResult<()>;
+    ) -> StoreResult<bool>;
+    /// Forgets the previous secret, with the audit event, if the current one is still at
+    /// `version` and a previous one is kept; false otherwise.
+    async fn end_previous_idp_event_secret(
+        &self,
+        app: AppId,
+        version: i64,
+        event: &AuditEvent,
+    ) -> StoreResult<bool>;
+    /// Forgets every previous secret whose grace ended at or before `now`; how many.
+    async fn clear_expired_previous_idp_event_secrets(&self, now: Timestamp) -> StoreResult<u64>;
     /// Whether a delivery of this `webhook-id` was applied.
     async fn idp_event_received(&self, app: AppId, webhook_id: &str) -> StoreResult<bool>;
     /// Records a delivery as applied, with its audit event; false if it was already.
@@ -270,6 +321,22 @@ pub trait IdpEventStore: Send + Sync {
     /// The active grants the user owns (as a user principal) and the active delegations they
     /// consented to.
     async fn grants_of_user(&self, app: AppId, user: UserId) -> StoreResult<Vec<Grant>>;
+    /// Deletes the receipts written before `before`; how many.
+    async fn prune_idp_event_receipts(&self, before: Timestamp) -> StoreResult<u64>;
+}
+
+/// The audit event of a change to the app's event secret.
+fn secret_event(app: AppId, name: &str, at: Timestamp) -> AuditEvent {
+    AuditEvent::allow(
+        app,
+        at,
+        name,
+        Actor::operator(),
+        Target {
+            kind: "idp_event_secret".into(),
+            id: app.to_string(),
+        },
+    )
 }
 
 fn secret_binding(app: &str) -> Binding<'_> {
@@ -331,49 +398,106 @@ fn secret_key(secret: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
 
 impl Vault {
     /// Generates the app's inbound event secret, or rotates it (operator): shown once; the
-    /// previous one keeps verifying deliveries for a day.
-    pub async fn rotate_idp_event_secret(&self, app_id: AppId) -> Result<NewIdpEventSecret> {
+    /// previous one keeps verifying deliveries for the grace asked (a day by default, none
+    /// with 0). Two rotations from the same version cannot both win: the loser changes
+    /// nothing and gets [`Error::SecretVersionConflict`].
+    pub async fn rotate_idp_event_secret(
+        &self,
+        app_id: AppId,
+        rotation: SecretRotation,
+    ) -> Result<NewIdpEventSecret> {
+        let grace = rotation
+            .grace_seconds
+            .unwrap_or(PREVIOUS_SECRET_GRACE_SECONDS);
+        if !(0..=MAX_PREVIOUS_SECRET_GRACE_SECONDS).contains(&grace) {
+            return Err(Error::Invalid(format!(
+                "grace_seconds: between 0 and {MAX_PREVIOUS_SECRET_GRACE_SECONDS}"
+            )));
+        }
         self.get_app(app_id).await?;
         let now = self.now();
         let existing = self.store().get_idp_event_secret(app_id).await?;
+        let current_version = existing.as_ref().map(|e| e.version);
+        if rotation
+            .expected_version
+            .is_some_and(|v| v != current_version.unwrap_or(0))
+        {
+            return Err(Error::SecretVersionConflict);
+        }
         let bytes = alter_crypto::random_bytes::<32>()?;
         let secret = crate::webhooks::secret_text(&bytes);
-        let version = existing.as_ref().map_or(1, |e| e.version + 1);
+        let version = current_version.map_or(1, |v| v + 1);
         let app = app_id.to_string();
         let sealed_secret = self.keyring().seal_versioned(
             secret_binding(&app),
             &version.to_string(),
             secret.expose_secret().as_bytes(),
         )?;
-        let previous_until = existing
-            .as_ref()
-            .map(|_| now.plus_seconds(PREVIOUS_SECRET_GRACE_SECONDS));
+        // The previous secret is the one being replaced; with no grace it is dropped now.
+        let previous = existing.as_ref().filter(|_| grace > 0);
+        let previous_until = previous.map(|_| now.plus_seconds(grace));
         let stored = IdpEventSecret {
             app_id,
             version,
             sealed_secret,
-            previous_sealed: existing.as_ref().map(|e| e.sealed_secret.clone()),
+            previous_sealed: previous.map(|e| e.sealed_secret.clone()),
             previous_until,
             created_at: existing.as_ref().map_or(now, |e| e.created_at),
             rotated_at: now,
         };
-        let event = AuditEvent::allow(
-            app_id,
-            now,
-            action::IDP_EVENT_SECRET_ROTATED,
-            Actor::operator(),
-            Target {
-                kind: "idp_event_secret".into(),
-                id: app.clone(),
-            },
-        )
-        .with_details(json!({ "version": version }));
-        self.store().put_idp_event_secret(&stored, &event).await?;
+        let event = secret_event(app_id, action::IDP_EVENT_SECRET_ROTATED, now)
+            .with_details(json!({ "version": version, "grace_seconds": grace }));
+        if !self
+            .store()
+            .put_idp_event_secret(&stored, current_version, &event)
+            .await?
+        {
+            return Err(Error::SecretVersionConflict);
+        }
         Ok(NewIdpEventSecret {
             secret,
             version,
             previous_valid_until: previous_until,
         })
+    }
+
+    /// Ends the previous event secret now (operator): from here on only the current one
+    /// verifies deliveries. Audited when there was one to end.
+    pub async fn end_previous_idp_event_secret(
+        &self,
+        app_id: AppId,
+    ) -> Result<IdpEventSecretState> {
+        self.get_app(app_id).await?;
+        let stored = self
+            .store()
+            .get_idp_event_secret(app_id)
+            .await?
+            .ok_or_else(|| Error::Invalid("this app has no IdP event secret".into()))?;
+        let state = IdpEventSecretState {
+            version: stored.version,
+            previous_valid_until: None,
+        };
+        if stored.previous_sealed.is_none() {
+            return Ok(state);
+        }
+        let event = secret_event(app_id, action::IDP_EVENT_SECRET_PREVIOUS_ENDED, self.now())
+            .with_details(json!({ "version": stored.version }));
+        if !self
+            .store()
+            .end_previous_idp_event_secret(app_id, stored.version, &event)
+            .await?
+        {
+            // Rotated meanwhile: the previous secret is now another one; say so.
+            return Err(Error::SecretVersionConflict);
+        }
+        Ok(state)
+    }
+
+    /// Deletes the receipts older than [`RECEIPT_RETENTION_SECONDS`], whose replays are refused
+    /// as stale anyway.
+    pub async fn prune_idp_event_receipts(&self) -> Result<u64> {
+        let before = self.now().plus_seconds(-RECEIPT_RETENTION_SECONDS);
+        Ok(self.store().prune_idp_event_receipts(before).await?)
     }
 
     /// Whether `delivery` verifies with the app's current secret, or its previous one while

@@ -52,8 +52,13 @@ pub const BACKOFF_CAP_SECONDS: i64 = 3600;
 pub const DEFAULT_ROTATION_GRACE_SECONDS: i64 = 24 * 3600;
 /// The longest grace period a rotation may ask for.
 pub const MAX_ROTATION_GRACE_SECONDS: i64 = 7 * 24 * 3600;
+/// How long a settled delivery (delivered, or given up) stays in the delivery log; the prune
+/// job deletes it after that (a replay of it is then "not found"). Pending ones are kept.
+pub const DELIVERY_RETENTION_SECONDS: i64 = 30 * 24 * 3600;
 /// Endpoints an app may have.
 pub const MAX_ENDPOINTS_PER_APP: usize = 20;
+/// Why a delivery whose audit event no longer exists was given up.
+pub const EVENT_GONE: &str = "its audit event no longer exists; it cannot be sent";
 /// The longest last-error text kept on a delivery.
 const MAX_ERROR_LEN: usize = 200;
 /// Events scanned per endpoint per batch.
@@ -89,7 +94,8 @@ pub struct WebhookEndpoint {
     pub events: Vec<String>,
     /// The operator's note.
     pub description: Option<String>,
-    /// The signing secret's 32 bytes, sealed to the endpoint and [`Self::secret_version`].
+    /// The signing secret's 32 bytes, sealed to the endpoint and its
+    /// [`secret_revision`] (the version, and the URL from [`Self::url_bound_from`] on).
     pub sealed_secret: Vec<u8>,
     /// Bumped by every rotation.
     pub secret_version: i64,
@@ -101,6 +107,20 @@ pub struct WebhookEndpoint {
     pub created_at: Timestamp,
     /// When its secret was last rotated.
     pub rotated_at: Option<Timestamp>,
+    /// The first secret version sealed bound to [`Self::url`]; `None` for an endpoint added
+    /// before secrets were bound to it, until its next rotation.
+    pub url_bound_from: Option<i64>,
+}
+
+/// The version string a webhook secret of `version` is sealed with: the version, and the
+/// endpoint's URL when `version` was sealed bound to it (`url_bound_from`). Bound so a database
+/// writer who points an endpoint at another URL gets a secret that does not open: nothing is
+/// signed or sent there. `store/src/keyring.rs` builds the same text in SQL for the re-wrap.
+pub fn secret_revision(version: i64, url: &str, url_bound_from: Option<i64>) -> String {
+    match url_bound_from {
+        Some(from) if version >= from => format!("{version} {url}"),
+        _ => version.to_string(),
+    }
 }
 
 /// The secret a rotation replaced, kept sealed until its grace period ends.
@@ -317,6 +337,10 @@ pub trait WebhookStore: Send + Sync {
         now: Timestamp,
         event: &AuditEvent,
     ) -> StoreResult<Option<Delivery>>;
+    /// Deletes the deliveries that settled (delivered, or given up) before `before`; how many.
+    async fn prune_deliveries(&self, before: Timestamp) -> StoreResult<u64>;
+    /// Forgets every previous secret whose grace ended at or before `now`; how many.
+    async fn clear_expired_previous_secrets(&self, now: Timestamp) -> StoreResult<u64>;
 }
 
 /// What a receiver answered, or why nothing came back.
@@ -445,6 +469,16 @@ fn webhook_event(endpoint: &WebhookEndpoint, action: &str, at: Timestamp) -> Aud
     )
 }
 
+/// What an audit event keeps of an endpoint's URL: scheme, host and port only. Receivers such
+/// as Slack put a capability in the path (or the query), and the audit log is read and
+/// streamed more widely than the endpoint's settings.
+pub fn url_origin(text: &str) -> String {
+    match url::Url::parse(text) {
+        Ok(url) if url.has_host() => url.origin().ascii_serialization(),
+        _ => "<invalid url>".to_owned(),
+    }
+}
+
 /// The secret's text: `whsec_` and the base64 of its bytes (outbound webhooks and inbound IdP
 /// events share the Standard Webhooks secret format).
 pub(crate) fn secret_text(bytes: &[u8]) -> SecretString {
@@ -487,21 +521,28 @@ impl Vault {
             .chain_head(app)
             .await?
             .map_or(0, |(seq, _)| seq);
+        let sealed_secret = self.seal_webhook_secret(
+            app,
+            id,
+            &secret_revision(1, &url, Some(1)),
+            bytes.as_slice(),
+        )?;
         let endpoint = WebhookEndpoint {
             id,
             app_id: app,
             url,
             events,
             description,
-            sealed_secret: self.seal_webhook_secret(app, id, 1, bytes.as_slice())?,
+            sealed_secret,
             secret_version: 1,
             previous: None,
             cursor_seq,
             created_at: now,
             rotated_at: None,
+            url_bound_from: Some(1),
         };
         let event = webhook_event(&endpoint, webhook_action::CREATED, now).with_details(json!({
-            "url": crate::audit::redact_url(&endpoint.url),
+            "url": url_origin(&endpoint.url),
             "events": endpoint.events,
         }));
         self.store().insert_webhook(&endpoint, &event).await?;
@@ -536,12 +577,15 @@ impl Vault {
     }
 
     /// Gives an endpoint a new signing secret (in the answer, this once); for
-    /// `grace_seconds` (default a day) deliveries carry the old secret's signature too.
+    /// `grace_seconds` (default a day) deliveries carry the old secret's signature too. Two
+    /// rotations from the same version cannot both win (the loser gets
+    /// [`Error::SecretVersionConflict`]); `expected_version` makes the caller's read the base.
     pub async fn rotate_webhook_secret(
         &self,
         app: AppId,
         id: WebhookId,
         grace_seconds: Option<i64>,
+        expected_version: Option<i64>,
     ) -> Result<WebhookWithSecret> {
         let grace = grace_seconds.unwrap_or(DEFAULT_ROTATION_GRACE_SECONDS);
         if !(0..=MAX_ROTATION_GRACE_SECONDS).contains(&grace) {
@@ -550,12 +594,23 @@ impl Vault {
             )));
         }
         let current = self.get_webhook(app, id).await?;
+        if expected_version.is_some_and(|v| v != current.secret_version) {
+            return Err(Error::SecretVersionConflict);
+        }
         let now = self.now();
         let bytes = Zeroizing::new(alter_crypto::random_bytes::<32>()?);
         let version = current.secret_version + 1;
+        // An endpoint added before secrets were bound to its URL is bound from this one on.
+        let url_bound_from = current.url_bound_from.or(Some(version));
         let endpoint = WebhookEndpoint {
-            sealed_secret: self.seal_webhook_secret(app, id, version, bytes.as_slice())?,
+            sealed_secret: self.seal_webhook_secret(
+                app,
+                id,
+                &secret_revision(version, &current.url, url_bound_from),
+                bytes.as_slice(),
+            )?,
             secret_version: version,
+            url_bound_from,
             previous: (grace > 0).then(|| PreviousSecret {
                 sealed: current.sealed_secret.clone(),
                 version: current.secret_version,
@@ -571,10 +626,11 @@ impl Vault {
             .rotate_webhook_secret(&endpoint, current.secret_version, &event)
             .await?
         {
-            return Err(Error::Invalid(
-                "the secret changed meanwhile (another rotation, or the endpoint was removed); try again"
-                    .into(),
-            ));
+            // Another rotation won (compare-and-swap on the version), or the endpoint went.
+            return Err(match self.store().get_webhook(app, id).await? {
+                Some(_) => Error::SecretVersionConflict,
+                None => Error::NotFound(Entity::Webhook),
+            });
         }
         Ok(WebhookWithSecret {
             endpoint,
@@ -612,6 +668,24 @@ impl Vault {
             .replay_delivery(app, id, event_id, now, &event)
             .await?
             .ok_or(Error::NotFound(Entity::WebhookDelivery))
+    }
+
+    /// Deletes the deliveries settled more than [`DELIVERY_RETENTION_SECONDS`] ago.
+    pub async fn prune_webhook_deliveries(&self) -> Result<u64> {
+        let before = self.now().plus_seconds(-DELIVERY_RETENTION_SECONDS);
+        Ok(self.store().prune_deliveries(before).await?)
+    }
+
+    /// Forgets the previous signing secrets (of webhook endpoints and of inbound IdP events)
+    /// whose grace has passed: they no longer sign or verify anything, so they need not stay
+    /// sealed in the database.
+    pub async fn prune_previous_secrets(&self) -> Result<u64> {
+        let now = self.now();
+        Ok(self.store().clear_expired_previous_secrets(now).await?
+            + self
+                .store()
+                .clear_expired_previous_idp_event_secrets(now)
+                .await?)
     }
 
     /// One run of the delivery job: every endpoint's new events become deliveries, then the
@@ -731,7 +805,7 @@ impl Vault {
     }
 
     /// Sends one delivery and records what came of it: `Some(true)` delivered, `Some(false)`
-    /// failed, `None` nothing to send (its event is gone, or another node got there first).
+    /// failed (or given up: its event is gone), `None` another node got there first.
     async fn attempt(
         &self,
         sender: &dyn WebhookSender,
@@ -743,7 +817,29 @@ impl Vault {
             .event_body(endpoint.app_id, delivery.seq)
             .await?
         else {
-            return Ok(None);
+            // Its audit event is gone (retention, a restore): it can never be sent. Give it up
+            // with the reason, or it would stay pending, first in its endpoint's queue, for
+            // ever.
+            let at = self.now();
+            let record = AttemptRecord {
+                status: DeliveryStatus::Failed,
+                attempts: delivery.attempts,
+                next_attempt_at: at,
+                at,
+                http_status: None,
+                error: Some(EVENT_GONE.to_owned()),
+            };
+            tracing::info!(
+                target: "alter::webhooks",
+                webhook = %endpoint.id,
+                event = %delivery.event_id,
+                "webhook delivery given up: its audit event is gone"
+            );
+            let recorded = self
+                .store()
+                .record_attempt(endpoint.id, &delivery.event_id, delivery.attempts, &record)
+                .await?;
+            return Ok(recorded.then_some(false));
         };
         let data: Value = serde_json::from_str(&body)
             .map_err(|_| Error::Storage(crate::ports::StoreError::Corrupt("audit body".into())))?;
@@ -763,8 +859,7 @@ impl Vault {
         let sent_at = now.unix_seconds();
         let mut signatures = vec![sign(
             &self.open_webhook_secret(
-                endpoint.app_id,
-                endpoint.id,
+                endpoint,
                 endpoint.secret_version,
                 &endpoint.sealed_secret,
             )?,
@@ -774,12 +869,7 @@ impl Vault {
         )];
         if let Some(previous) = endpoint.previous.as_ref().filter(|p| p.until > now) {
             signatures.push(sign(
-                &self.open_webhook_secret(
-                    endpoint.app_id,
-                    endpoint.id,
-                    previous.version,
-                    &previous.sealed,
-                )?,
+                &self.open_webhook_secret(endpoint, previous.version, &previous.sealed)?,
                 &delivery.event_id,
                 sent_at,
                 &payload,
@@ -844,7 +934,7 @@ impl Vault {
         &self,
         app: AppId,
         id: WebhookId,
-        version: i64,
+        revision: &str,
         bytes: &[u8],
     ) -> Result<Vec<u8>> {
         let (app, record) = (app.to_string(), id.to_string());
@@ -854,26 +944,27 @@ impl Vault {
                 app_id: &app,
                 record_id: &record,
             },
-            &version.to_string(),
+            revision,
             bytes,
         )?)
     }
 
+    /// Opens `endpoint`'s secret of `version` (its current or previous one): only at the URL
+    /// it was sealed for, when it was sealed bound to one.
     fn open_webhook_secret(
         &self,
-        app: AppId,
-        id: WebhookId,
+        endpoint: &WebhookEndpoint,
         version: i64,
         sealed: &[u8],
     ) -> Result<Zeroizing<Vec<u8>>> {
-        let (app, record) = (app.to_string(), id.to_string());
+        let (app, record) = (endpoint.app_id.to_string(), endpoint.id.to_string());
         Ok(self.keyring().open_versioned(
             Binding {
                 kind: SECRET_KIND,
                 app_id: &app,
                 record_id: &record,
             },
-            &version.to_string(),
+            &secret_revision(version, &endpoint.url, endpoint.url_bound_from),
             sealed,
         )?)
     }
@@ -928,6 +1019,20 @@ mod tests {
         assert!(check_url("https://user:pw@example.com/hook", false).is_err());
         assert!(check_url("ftp://example.com/hook", true).is_err());
         assert!(check_url("not a url", false).is_err());
+    }
+
+    #[test]
+    fn audited_urls_keep_only_scheme_host_and_port() {
+        assert_eq!(
+            url_origin("https://hooks.slack.com/services/T0/B0/secret?token=x"),
+            "https://hooks.slack.com"
+        );
+        assert_eq!(
+            url_origin("http://127.0.0.1:8080/hook/cap"),
+            "http://127.0.0.1:8080"
+        );
+        assert_eq!(url_origin("https://[::1]:9443/x"), "https://[::1]:9443");
+        assert_eq!(url_origin("not a url"), "<invalid url>");
     }
 
     #[test]

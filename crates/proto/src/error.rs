@@ -254,6 +254,8 @@ pub mod codes {
     /// The IdP's issuer cannot change while users, group grants or approvers of the current
     /// issuer exist: a new issuer is a new identity namespace (409).
     pub const IDP_ISSUER_IN_USE: &str = "idp_issuer_in_use";
+    /// A signing secret's rotation lost to another, or named a stale version (409).
+    pub const SECRET_VERSION_CONFLICT: &str = "secret_version_conflict";
     /// An inbound IdP event refused: unknown app, no secret, or a missing, stale or wrong
     /// signature, all alike (401).
     pub const IDP_EVENT_UNAUTHORIZED: &str = "idp_event_unauthorized";

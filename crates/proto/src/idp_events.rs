@@ -1,5 +1,6 @@
 //! Inbound identity-provider lifecycle events (`POST /idp/v1/apps/{app}/events`) and their
-//! secret (`POST /admin/v1/apps/{app}/idp/events-secret`).
+//! secret (`POST /admin/v1/apps/{app}/idp/events-secret`, and
+//! `DELETE /admin/v1/apps/{app}/idp/events-secret/previous`).
 
 use serde::{Deserialize, Serialize};
 
@@ -21,6 +22,31 @@ impl std::fmt::Debug for IdpEventSecretInfo {
             .field("version", &self.version)
             .finish_non_exhaustive()
     }
+}
+
+/// `POST /admin/v1/apps/{app}/idp/events-secret` (an empty body reads as `{}`).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RotateIdpEventSecretRequest {
+    /// How long the previous secret keeps verifying deliveries (default 86400, at most
+    /// 604800; 0 ends it at once).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grace_seconds: Option<i64>,
+    /// The version you last saw (0 before the first secret): refused with 409
+    /// `secret_version_conflict` if the secret changed since.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_version: Option<i64>,
+}
+
+/// The event secret's state (never the secret): the answer of
+/// `DELETE /admin/v1/apps/{app}/idp/events-secret/previous`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct IdpEventSecretState {
+    /// The current version.
+    pub version: i64,
+    /// Until when (RFC 3339) the previous secret still verifies deliveries, if it does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_valid_until: Option<String>,
 }
 
 /// An inbound event (documentation of the body; the server parses it strictly).

@@ -23,6 +23,10 @@ pub struct RotateWebhookSecretRequest {
     /// How long deliveries also carry the old secret's signature (default 86400; 0: none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub grace_seconds: Option<i64>,
+    /// The secret version you last saw: refused with 409 `secret_version_conflict` if the
+    /// secret changed since.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_version: Option<i64>,
 }
 
 /// An endpoint, as listed (never its secret).

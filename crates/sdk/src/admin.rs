@@ -22,7 +22,9 @@ pub use alter_proto::admin::{
 pub use alter_proto::agents::{AgentInfo, AgentList};
 pub use alter_proto::approvals::{ApprovalInfo, DecideApprovalRequest};
 pub use alter_proto::grants::{DelegationResult, GrantItem, GrantList};
-pub use alter_proto::idp_events::IdpEventSecretInfo;
+pub use alter_proto::idp_events::{
+    IdpEventSecretInfo, IdpEventSecretState, RotateIdpEventSecretRequest,
+};
 pub use alter_proto::keys::{ApiKeyInfo, MintedKey};
 pub use alter_proto::operators::{AddOperatorRequest, OperatorInfo, SetOperatorPasswordRequest};
 pub use alter_proto::policies::{
@@ -150,8 +152,29 @@ impl AdminClient {
     /// Generates, or rotates, the secret inbound IdP events are signed with: shown once (the
     /// previous one keeps verifying deliveries for a day).
     pub async fn rotate_idp_event_secret(&self, app_id: &str) -> Result<IdpEventSecretInfo, Error> {
+        self.rotate_idp_event_secret_with(app_id, &RotateIdpEventSecretRequest::default())
+            .await
+    }
+
+    /// Rotates the IdP event secret with a chosen grace for the previous one (0 ends it at
+    /// once) and, optionally, only from the version last seen (else 409
+    /// `secret_version_conflict`).
+    pub async fn rotate_idp_event_secret_with(
+        &self,
+        app_id: &str,
+        request: &RotateIdpEventSecretRequest,
+    ) -> Result<IdpEventSecretInfo, Error> {
         let path = app_path(app_id, "/idp/events-secret");
-        self.call::<_, ()>(Method::POST, &path, None).await
+        self.call(Method::POST, &path, Some(request)).await
+    }
+
+    /// Ends the previous IdP event secret now: only the current one verifies deliveries.
+    pub async fn end_previous_idp_event_secret(
+        &self,
+        app_id: &str,
+    ) -> Result<IdpEventSecretState, Error> {
+        let path = app_path(app_id, "/idp/events-secret/previous");
+        self.call::<_, ()>(Method::DELETE, &path, None).await
     }
 
     /// The app's identity provider.
@@ -679,9 +702,24 @@ impl AdminClient {
         webhook: &str,
         grace_seconds: Option<i64>,
     ) -> Result<WebhookWithSecretInfo, Error> {
+        let body = RotateWebhookSecretRequest {
+            grace_seconds,
+            expected_version: None,
+        };
+        self.rotate_webhook_secret_with(app_id, webhook, &body)
+            .await
+    }
+
+    /// Rotates an endpoint's secret as `request` says; with `expected_version`, only from
+    /// that version (else 409 `secret_version_conflict`).
+    pub async fn rotate_webhook_secret_with(
+        &self,
+        app_id: &str,
+        webhook: &str,
+        request: &RotateWebhookSecretRequest,
+    ) -> Result<WebhookWithSecretInfo, Error> {
         let path = member_path(app_id, "webhooks", webhook, "/rotate-secret");
-        let body = RotateWebhookSecretRequest { grace_seconds };
-        self.call(Method::POST, &path, Some(&body)).await
+        self.call(Method::POST, &path, Some(request)).await
     }
 
     /// An endpoint's deliveries, newest event first.

@@ -59,11 +59,13 @@ struct Saved {
 }
 
 /// Prepares the data directory and a server; returns it with the credentials to print. The
-/// database is SQLite in the data directory unless `database_url` names another.
+/// database is SQLite in the data directory unless `database_url` names another; spans are
+/// exported to `otlp_endpoint` as `alter server` does (`ALTER_OTLP_ENDPOINT`).
 pub async fn prepare(
     listen: SocketAddr,
     data_dir: &Path,
     database_url: Option<&str>,
+    otlp_endpoint: Option<&str>,
 ) -> Result<(Server, DevCredentials), StartupError> {
     let fail = |what: &str, e: std::io::Error| {
         StartupError::Files(format!("{what} {}: {e}", data_dir.display()))
@@ -96,7 +98,7 @@ pub async fn prepare(
         audit_checkpoint_interval: Some(Duration::from_secs(3600)),
         // Local upstreams are what a developer proxies to.
         allowed_networks: alter_upstream::AllowedNetworks::loopback(),
-        otlp_endpoint: None,
+        otlp_endpoint: crate::telemetry::otlp_endpoint(otlp_endpoint),
     })
     .await?;
     let saved = match saved {

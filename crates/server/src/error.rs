@@ -259,6 +259,9 @@ impl From<Error> for ApiError {
             Error::IdpIssuerInUse(_) => {
                 ApiError::new(S::CONFLICT, codes::IDP_ISSUER_IN_USE, message)
             }
+            Error::SecretVersionConflict => {
+                ApiError::new(S::CONFLICT, codes::SECRET_VERSION_CONFLICT, message)
+            }
             Error::AgentsCannotSignIn => {
                 ApiError::new(S::FORBIDDEN, codes::AGENTS_CANNOT_SIGN_IN, message)
             }

@@ -544,6 +544,12 @@ async fn prune_expired(turn: JobTurn) {
                 "operator sign-in failures",
                 vault.prune_sign_in_throttle().await,
             ),
+            ("webhook deliveries", vault.prune_webhook_deliveries().await),
+            ("IdP event receipts", vault.prune_idp_event_receipts().await),
+            (
+                "expired previous signing secrets",
+                vault.prune_previous_secrets().await,
+            ),
         ] {
             match pruned {
                 Ok(n) if n > 0 => tracing::debug!(pruned = n, "pruned {what}"),

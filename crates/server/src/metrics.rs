@@ -11,6 +11,8 @@ use std::time::Instant;
 
 use alter_core::metrics::{Histogram, HistogramSnapshot, MODES, RefreshOutcome};
 use alter_store::SqlStore;
+use alter_upstream::otlp::{ExportCounts, OtlpExporter};
+use axum::Extension;
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderValue, Method, header};
 use axum::middleware::Next;
@@ -66,8 +68,9 @@ impl Metrics {
         series.observe(seconds);
     }
 
-    /// The whole exposition, with the vault's counters of `state`.
-    fn render(&self, state: &AppState) -> String {
+    /// The whole exposition, with the vault's counters of `state` and what the OTLP exporter
+    /// did (zeros when none is configured).
+    fn render(&self, state: &AppState, otlp: ExportCounts) -> String {
         let mut out = String::new();
         let http: Vec<(SeriesKey, HistogramSnapshot)> = match self.http.lock() {
             Ok(http) => http
@@ -199,6 +202,36 @@ impl Metrics {
             &[],
             f64::from(state.vault.kek_version()),
         );
+
+        header(
+            &mut out,
+            "alter_otlp_spans_exported_total",
+            "counter",
+            "Trace spans the OTLP collector accepted.",
+        );
+        sample(
+            &mut out,
+            "alter_otlp_spans_exported_total",
+            &[],
+            otlp.exported as f64,
+        );
+        header(
+            &mut out,
+            "alter_otlp_spans_dropped_total",
+            "counter",
+            "Trace spans dropped, by reason: queue_full (the export queue was full), export_failed (the collector refused them or could not be reached).",
+        );
+        for (reason, count) in [
+            ("queue_full", otlp.dropped_queue_full),
+            ("export_failed", otlp.dropped_export_failed),
+        ] {
+            sample(
+                &mut out,
+                "alter_otlp_spans_dropped_total",
+                &[("reason", reason)],
+                count as f64,
+            );
+        }
 
         let pools = self.store.pool_stats();
         for (name, help, value) in [
@@ -343,8 +376,13 @@ pub async fn track(State(state): State<AppState>, request: Request, next: Next) 
 }
 
 /// `GET /metrics`: the operator's scrape of this node.
-pub async fn scrape(_: Operator, State(state): State<AppState>) -> Response {
-    let body = state.metrics.render(&state);
+pub async fn scrape(
+    _: Operator,
+    State(state): State<AppState>,
+    exporter: Option<Extension<OtlpExporter>>,
+) -> Response {
+    let otlp = exporter.map(|Extension(e)| e.counts()).unwrap_or_default();
+    let body = state.metrics.render(&state, otlp);
     let mut response = body.into_response();
     response
         .headers_mut()

@@ -29,6 +29,15 @@ pub fn init(format: LogFormat) {
     };
 }
 
+/// The OTLP endpoint to export to, from a configured value: unset or empty means no export
+/// (so `ALTER_OTLP_ENDPOINT=` turns it off).
+pub fn otlp_endpoint(configured: Option<&str>) -> Option<String> {
+    configured
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+        .map(str::to_owned)
+}
+
 /// Type of [`http_trace_layer`].
 pub type HttpTraceLayer = TraceLayer<
     SharedClassifier<ServerErrorsAsFailures>,
@@ -123,6 +132,9 @@ pub async fn export_span(
     let Some(exporter) = exporter else {
         return next.run(request).await;
     };
+    let mut request = request;
+    // For `/metrics`, which reports what the exporter did.
+    request.extensions_mut().insert(exporter.clone());
     let start = unix_nanos();
     let name = format!("{} {}", request.method(), route_of(&request));
     let mut attributes = vec![

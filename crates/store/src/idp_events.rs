@@ -41,13 +41,21 @@ impl IdpEventStore for SqlStore {
     async fn put_idp_event_secret(
         &self,
         value: &IdpEventSecret,
+        expected_version: Option<i64>,
         event: &AuditEvent,
-    ) -> StoreResult<()> {
-        let sql = format!(
-            "INSERT INTO idp_event_secrets ({SECRET_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7) \
-             ON CONFLICT (app_id) DO UPDATE SET version = $2, sealed_secret = $3, \
-             previous_sealed = $4, previous_until = $5, rotated_at = $7"
-        );
+    ) -> StoreResult<bool> {
+        // The first secret is an insert that loses to a concurrent one; a rotation an update
+        // from the version it read (compare-and-swap), so two rotations cannot both win.
+        let sql = match expected_version {
+            None => format!(
+                "INSERT INTO idp_event_secrets ({SECRET_COLUMNS}) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (app_id) DO NOTHING"
+            ),
+            Some(_) => "UPDATE idp_event_secrets SET version = $2, sealed_secret = $3, \
+                 previous_sealed = $4, previous_until = $5, rotated_at = $7 \
+                 WHERE app_id = $1 AND created_at = $6 AND version = $8"
+                .to_owned(),
+        };
         let query = sqlx::query(&sql)
             .bind(value.app_id.to_string())
             .bind(value.version)
@@ -56,7 +64,38 @@ impl IdpEventStore for SqlStore {
             .bind(micros(value.previous_until))
             .bind(value.created_at.micros())
             .bind(value.rotated_at.micros());
-        self.execute_with_event(query, event).await
+        let query = match expected_version {
+            Some(version) => query.bind(version),
+            None => query,
+        };
+        self.execute_one_with_event(query, event).await
+    }
+
+    async fn end_previous_idp_event_secret(
+        &self,
+        app: AppId,
+        version: i64,
+        event: &AuditEvent,
+    ) -> StoreResult<bool> {
+        let query = sqlx::query(
+            "UPDATE idp_event_secrets SET previous_sealed = NULL, previous_until = NULL \
+             WHERE app_id = $1 AND version = $2 AND previous_sealed IS NOT NULL",
+        )
+        .bind(app.to_string())
+        .bind(version);
+        self.execute_one_with_event(query, event).await
+    }
+
+    async fn clear_expired_previous_idp_event_secrets(&self, now: Timestamp) -> StoreResult<u64> {
+        Ok(sqlx::query(
+            "UPDATE idp_event_secrets SET previous_sealed = NULL, previous_until = NULL \
+             WHERE previous_sealed IS NOT NULL AND previous_until <= $1",
+        )
+        .bind(now.micros())
+        .execute(&self.write)
+        .await
+        .map_err(db_error)?
+        .rows_affected())
     }
 
     async fn idp_event_received(&self, app: AppId, webhook_id: &str) -> StoreResult<bool> {
@@ -213,5 +252,16 @@ impl IdpEventStore for SqlStore {
             .bind(app.to_string())
             .bind(user.to_string());
         fetch_all(&self.read, query, grant).await
+    }
+
+    async fn prune_idp_event_receipts(&self, before: Timestamp) -> StoreResult<u64> {
+        Ok(
+            sqlx::query("DELETE FROM idp_event_receipts WHERE received_at < $1")
+                .bind(before.micros())
+                .execute(&self.write)
+                .await
+                .map_err(db_error)?
+                .rows_affected(),
+        )
     }
 }

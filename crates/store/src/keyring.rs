@@ -101,13 +101,19 @@ fn spec(column: SealedColumn) -> Spec {
             revision: "CAST(version - 1 AS TEXT)",
             ..plain("idp_event_secrets", "previous_sealed")
         },
-        // Sealed to the secret's version (`seal_versioned(version)`).
+        // Sealed to the secret's version, and the URL from `url_bound_from` on
+        // (`alter_core::webhooks::secret_revision`).
         SealedColumn::WebhookSecret => Spec {
-            revision: "CAST(secret_version AS TEXT)",
+            revision: "CASE WHEN url_bound_from IS NOT NULL AND secret_version >= url_bound_from \
+                       THEN CAST(secret_version AS TEXT) || ' ' || url \
+                       ELSE CAST(secret_version AS TEXT) END",
             ..plain("webhook_endpoints", "sealed_secret")
         },
         SealedColumn::WebhookPreviousSecret => Spec {
-            revision: "CAST(previous_secret_version AS TEXT)",
+            revision: "CASE WHEN url_bound_from IS NOT NULL \
+                       AND previous_secret_version >= url_bound_from \
+                       THEN CAST(previous_secret_version AS TEXT) || ' ' || url \
+                       ELSE CAST(previous_secret_version AS TEXT) END",
             ..plain("webhook_endpoints", "previous_sealed_secret")
         },
     }

@@ -16,7 +16,7 @@ use crate::{SqlStore, chain, db_error};
 
 const ENDPOINT_COLUMNS: &str = "id, app_id, url, events, description, sealed_secret, \
     secret_version, previous_sealed_secret, previous_secret_version, previous_secret_until, \
-    cursor_seq, created_at, rotated_at";
+    cursor_seq, created_at, rotated_at, url_bound_from";
 
 const DELIVERY_COLUMNS: &str = "endpoint_id, event_id, app_id, seq, event_type, status, \
     attempts, next_attempt_at, last_attempt_at, last_status, last_error, created_at, delivered_at";
@@ -45,6 +45,7 @@ fn endpoint(row: &AnyRow) -> StoreResult<WebhookEndpoint> {
         cursor_seq: get(row, "cursor_seq")?,
         created_at: time(row, "created_at")?,
         rotated_at: opt_time(row, "rotated_at")?,
+        url_bound_from: get(row, "url_bound_from")?,
     })
 }
 
@@ -76,7 +77,7 @@ impl WebhookStore for SqlStore {
         let mut tx = self.write.begin().await.map_err(db_error)?;
         sqlx::query(&format!(
             "INSERT INTO webhook_endpoints ({ENDPOINT_COLUMNS}) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
         ))
         .bind(endpoint.id.to_string())
         .bind(endpoint.app_id.to_string())
@@ -91,6 +92,7 @@ impl WebhookStore for SqlStore {
         .bind(endpoint.cursor_seq)
         .bind(endpoint.created_at.micros())
         .bind(endpoint.rotated_at.map(Timestamp::micros))
+        .bind(endpoint.url_bound_from)
         .execute(&mut *tx)
         .await
         .map_err(db_error)?;
@@ -171,7 +173,7 @@ impl WebhookStore for SqlStore {
         let changed = sqlx::query(
             "UPDATE webhook_endpoints SET sealed_secret = $1, secret_version = $2, \
              previous_sealed_secret = $3, previous_secret_version = $4, \
-             previous_secret_until = $5, rotated_at = $6 \
+             previous_secret_until = $5, rotated_at = $6, url_bound_from = $10 \
              WHERE app_id = $7 AND id = $8 AND secret_version = $9",
         )
         .bind(endpoint.sealed_secret.clone())
@@ -183,6 +185,7 @@ impl WebhookStore for SqlStore {
         .bind(endpoint.app_id.to_string())
         .bind(endpoint.id.to_string())
         .bind(expected_version)
+        .bind(endpoint.url_bound_from)
         .execute(&mut *tx)
         .await
         .map_err(db_error)?
@@ -368,5 +371,31 @@ impl WebhookStore for SqlStore {
         chain::append(&mut tx, &self.chain, event).await?;
         tx.commit().await.map_err(db_error)?;
         Ok(Some(reset))
+    }
+
+    async fn clear_expired_previous_secrets(&self, now: Timestamp) -> StoreResult<u64> {
+        Ok(sqlx::query(
+            "UPDATE webhook_endpoints SET previous_sealed_secret = NULL, \
+             previous_secret_version = NULL, previous_secret_until = NULL \
+             WHERE previous_sealed_secret IS NOT NULL AND previous_secret_until <= $1",
+        )
+        .bind(now.micros())
+        .execute(&self.write)
+        .await
+        .map_err(db_error)?
+        .rows_affected())
+    }
+
+    async fn prune_deliveries(&self, before: Timestamp) -> StoreResult<u64> {
+        // Settled at its last attempt (a delivery settles on one); pending ones stay.
+        Ok(sqlx::query(
+            "DELETE FROM webhook_deliveries WHERE status <> 'pending' \
+             AND COALESCE(delivered_at, last_attempt_at, created_at) < $1",
+        )
+        .bind(before.micros())
+        .execute(&self.write)
+        .await
+        .map_err(db_error)?
+        .rows_affected())
     }
 }

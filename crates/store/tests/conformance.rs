@@ -4115,6 +4115,35 @@ async fn spans_are_stored_once_per_app_trace_and_span() {
     .await;
 }
 
+/// IdP event receipts go by age (the domain prunes them only once replays are stale anyway).
+#[tokio::test]
+async fn idp_event_receipts_are_pruned_by_age() {
+    use alter_core::idp_events::IdpEventStore;
+    on_every_engine(|fx| async move {
+        let store = &fx.store;
+        let app = new_app(store, "idp").await;
+        for (id, at) in [("msg_1", 10), ("msg_2", 20)] {
+            assert!(
+                store
+                    .record_idp_event(
+                        app.id,
+                        id,
+                        "user.deactivated",
+                        t(at),
+                        &event(app.id, "idp.event_received")
+                    )
+                    .await
+                    .unwrap()
+            );
+        }
+        assert_eq!(store.prune_idp_event_receipts(t(10)).await.unwrap(), 0);
+        assert_eq!(store.prune_idp_event_receipts(t(11)).await.unwrap(), 1);
+        assert!(!store.idp_event_received(app.id, "msg_1").await.unwrap());
+        assert!(store.idp_event_received(app.id, "msg_2").await.unwrap());
+    })
+    .await;
+}
+
 /// Webhooks: endpoints stay inside their app; the cursor moves only from where it was, with
 /// the deliveries it adds (each once); attempts are recorded only on the attempt they follow;
 /// a replay starts a delivery over; removing an endpoint removes its deliveries.
@@ -4140,6 +4169,7 @@ async fn webhook_cursors_deliveries_and_attempts() {
             cursor_seq: 1,
             created_at: t(0),
             rotated_at: None,
+            url_bound_from: Some(1),
         };
         store
             .insert_webhook(&endpoint, &event(app.id, "webhook.created"))
@@ -4307,6 +4337,59 @@ async fn webhook_cursors_deliveries_and_attempts() {
                 .unwrap()
                 .is_none()
         );
+        // Retention: settled deliveries (delivered, given up) go once settled long enough;
+        // pending ones stay, and a pruned one is gone for a replay too.
+        let settled = |status, at, http_status| AttemptRecord {
+            status,
+            attempts: 1,
+            next_attempt_at: t(at),
+            at: t(at),
+            http_status: Some(http_status),
+            error: None,
+        };
+        assert!(
+            store
+                .record_attempt(
+                    endpoint.id,
+                    &first.event_id,
+                    0,
+                    &settled(DeliveryStatus::Delivered, 50, 200)
+                )
+                .await
+                .unwrap()
+        );
+        assert!(
+            store
+                .record_attempt(
+                    endpoint.id,
+                    &deliveries[1].event_id,
+                    0,
+                    &settled(DeliveryStatus::Failed, 60, 500)
+                )
+                .await
+                .unwrap()
+        );
+        assert_eq!(store.prune_deliveries(t(50)).await.unwrap(), 0);
+        assert_eq!(store.prune_deliveries(t(61)).await.unwrap(), 2);
+        let left = store
+            .list_deliveries(app.id, endpoint.id, None, 10)
+            .await
+            .unwrap();
+        assert_eq!(left.len(), 2);
+        assert!(left.iter().all(|d| d.status == DeliveryStatus::Pending));
+        assert!(
+            store
+                .replay_delivery(
+                    app.id,
+                    endpoint.id,
+                    &first.event_id,
+                    t(70),
+                    &event(app.id, "webhook.replayed")
+                )
+                .await
+                .unwrap()
+                .is_none()
+        );
         assert!(
             !store
                 .delete_webhook(other.id, endpoint.id, &event(other.id, "webhook.removed"))
@@ -4320,6 +4403,98 @@ async fn webhook_cursors_deliveries_and_attempts() {
                 .unwrap()
         );
         assert!(store.due_deliveries(t(100), 100).await.unwrap().is_empty());
+
+        // The re-wrap reads each secret's revision as the domain sealed it: bound to the URL
+        // from `url_bound_from` on, the version alone before (endpoints added earlier, and
+        // the previous secret of their first rotation).
+        use alter_core::ports::{KeyringStore, SealedColumn};
+        use alter_core::webhooks::{PreviousSecret, secret_revision};
+        let legacy = WebhookEndpoint {
+            id: WebhookId::new(),
+            url: "https://hooks.example.com/b?c=d".into(),
+            url_bound_from: None,
+            ..endpoint.clone()
+        };
+        store
+            .insert_webhook(&legacy, &event(app.id, "webhook.created"))
+            .await
+            .unwrap();
+        let legacy_key = legacy.id.to_string();
+        let revision = |column| {
+            let key = legacy_key.clone();
+            async move {
+                store
+                    .sealed_page(column, "", 100)
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .find(|r| r.record_id == key)
+                    .and_then(|r| r.revision)
+            }
+        };
+        assert_eq!(
+            revision(SealedColumn::WebhookSecret).await.as_deref(),
+            Some("1")
+        );
+        let rotated = WebhookEndpoint {
+            sealed_secret: vec![4, 5, 6],
+            secret_version: 2,
+            previous: Some(PreviousSecret {
+                sealed: legacy.sealed_secret.clone(),
+                version: 1,
+                until: t(200),
+            }),
+            url_bound_from: Some(2),
+            ..legacy.clone()
+        };
+        assert!(
+            store
+                .rotate_webhook_secret(&rotated, 1, &event(app.id, "webhook.secret_rotated"))
+                .await
+                .unwrap()
+        );
+        assert_eq!(
+            store.get_webhook(app.id, legacy.id).await.unwrap(),
+            Some(rotated.clone())
+        );
+        assert_eq!(
+            revision(SealedColumn::WebhookSecret).await,
+            Some(secret_revision(2, &legacy.url, Some(2)))
+        );
+        assert_eq!(
+            secret_revision(2, &legacy.url, Some(2)),
+            "2 https://hooks.example.com/b?c=d"
+        );
+        assert_eq!(
+            revision(SealedColumn::WebhookPreviousSecret)
+                .await
+                .as_deref(),
+            Some("1")
+        );
+        // A previous secret past its grace is forgotten.
+        assert_eq!(
+            store.clear_expired_previous_secrets(t(199)).await.unwrap(),
+            0
+        );
+        assert_eq!(
+            store.clear_expired_previous_secrets(t(200)).await.unwrap(),
+            1
+        );
+        assert_eq!(
+            store
+                .get_webhook(app.id, legacy.id)
+                .await
+                .unwrap()
+                .unwrap()
+                .previous,
+            None
+        );
+        assert!(
+            store
+                .delete_webhook(app.id, legacy.id, &event(app.id, "webhook.removed"))
+                .await
+                .unwrap()
+        );
         assert!(store.all_webhooks().await.unwrap().is_empty());
     })
     .await;

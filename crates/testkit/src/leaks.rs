@@ -157,22 +157,41 @@ pub fn findings(files: &[PathBuf]) -> Vec<String> {
         .collect();
     let mut found = Vec::new();
     for value in &seen.values {
-        for (route, status, body) in &seen.error_bodies {
-            if contains(body, value) {
-                found.push(format!(
-                    "the {status} answer to {route}: {}",
-                    String::from_utf8_lossy(body)
-                ));
-            }
-        }
-        if contains(&log, value) {
-            found.push("the process's log output".to_owned());
-        }
+        found.extend(outside_files(&seen, &log, value));
         for (file, bytes) in &files {
             if contains(bytes, value) {
                 found.push(format!("{} (plaintext)", file.display()));
             }
         }
+    }
+    found
+}
+
+/// Every error body and the captured log, where `value` appears so far — for a value the
+/// database keeps on purpose (a webhook's URL), so it cannot be watched.
+pub fn findings_outside_the_database(value: &str) -> Vec<String> {
+    let log = LOG
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
+    outside_files(&seen(), &log, value)
+}
+
+fn outside_files(seen: &Seen, log: &[u8], value: &str) -> Vec<String> {
+    let contains = |haystack: &[u8]| haystack.windows(value.len()).any(|w| w == value.as_bytes());
+    let mut found: Vec<String> = seen
+        .error_bodies
+        .iter()
+        .filter(|(_, _, body)| contains(body))
+        .map(|(route, status, body)| {
+            format!(
+                "the {status} answer to {route}: {}",
+                String::from_utf8_lossy(body)
+            )
+        })
+        .collect();
+    if contains(log) {
+        found.push("the process's log output".to_owned());
     }
     found
 }

@@ -5,7 +5,8 @@
 //! Spans carry the method, the route *template*, the status, the request id and timings —
 //! never headers, bodies, query strings or ids from the path. Export never slows a request:
 //! spans go through a bounded queue to a background task that sends them in batches; when the
-//! queue is full or the collector is down, spans are dropped and counted.
+//! queue is full or the collector is down, spans are dropped and counted (`/metrics`:
+//! `alter_otlp_spans_exported_total`, `alter_otlp_spans_dropped_total{reason}`).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -60,7 +61,25 @@ pub struct ServerSpan {
 #[derive(Debug, Clone)]
 pub struct OtlpExporter {
     queue: mpsc::Sender<ServerSpan>,
-    dropped: Arc<AtomicU64>,
+    counts: Arc<Counters>,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    exported: AtomicU64,
+    dropped_queue_full: AtomicU64,
+    dropped_export_failed: AtomicU64,
+}
+
+/// What an exporter did so far (`alter_otlp_spans_*_total` in `/metrics`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ExportCounts {
+    /// Spans the collector accepted.
+    pub exported: u64,
+    /// Spans dropped because the queue was full.
+    pub dropped_queue_full: u64,
+    /// Spans dropped because the collector refused them or could not be reached.
+    pub dropped_export_failed: u64,
 }
 
 impl OtlpExporter {
@@ -86,26 +105,32 @@ impl OtlpExporter {
             .build()
             .map_err(|e| format!("otlp exporter: {e}"))?;
         let (queue, spans) = mpsc::channel(QUEUE);
-        let dropped = Arc::new(AtomicU64::new(0));
+        let counts = Arc::new(Counters::default());
         let resource = json!({"attributes": [
             attribute("service.name", &AttributeValue::Text("alter".into())),
             attribute("service.version", &AttributeValue::Text(env!("CARGO_PKG_VERSION").into())),
             attribute("service.instance.id", &AttributeValue::Text(instance.into())),
         ]});
-        let task = tokio::spawn(export(spans, client, url, resource, dropped.clone()));
-        Ok((OtlpExporter { queue, dropped }, task))
+        let task = tokio::spawn(export(spans, client, url, resource, counts.clone()));
+        Ok((OtlpExporter { queue, counts }, task))
     }
 
     /// Queues `span`; drops it when the queue is full.
     pub fn record(&self, span: ServerSpan) {
         if self.queue.try_send(span).is_err() {
-            self.dropped.fetch_add(1, Ordering::Relaxed);
+            self.counts
+                .dropped_queue_full
+                .fetch_add(1, Ordering::Relaxed);
         }
     }
 
-    /// Spans dropped so far (queue full, or the collector refused or was unreachable).
-    pub fn dropped(&self) -> u64 {
-        self.dropped.load(Ordering::Relaxed)
+    /// Spans exported and dropped so far.
+    pub fn counts(&self) -> ExportCounts {
+        ExportCounts {
+            exported: self.counts.exported.load(Ordering::Relaxed),
+            dropped_queue_full: self.counts.dropped_queue_full.load(Ordering::Relaxed),
+            dropped_export_failed: self.counts.dropped_export_failed.load(Ordering::Relaxed),
+        }
     }
 }
 
@@ -114,7 +139,7 @@ async fn export(
     client: reqwest::Client,
     url: Url,
     resource: Value,
-    dropped: Arc<AtomicU64>,
+    counts: Arc<Counters>,
 ) {
     let mut failing = false;
     while let Some(first) = spans.recv().await {
@@ -146,20 +171,25 @@ async fn export(
                 "unreachable".into()
             }),
         };
+        let spans_sent = batch.len() as u64;
         match refused {
             Some(why) => {
-                dropped.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                counts
+                    .dropped_export_failed
+                    .fetch_add(spans_sent, Ordering::Relaxed);
                 // One line when the collector starts failing, one when it is back.
                 if !failing {
                     tracing::warn!(reason = %why, "exporting trace spans failed; dropping them until it works");
                 }
                 failing = true;
             }
-            None if failing => {
-                tracing::info!("exporting trace spans works again");
-                failing = false;
+            None => {
+                counts.exported.fetch_add(spans_sent, Ordering::Relaxed);
+                if failing {
+                    tracing::info!("exporting trace spans works again");
+                    failing = false;
+                }
             }
-            None => {}
         }
     }
 }

@@ -6,7 +6,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use alter_sdk::Error;
-use alter_sdk::admin::{IdpInfo, IdpRequest, SignInInfo, SignInRequest};
+use alter_sdk::admin::{
+    IdpInfo, IdpRequest, RotateIdpEventSecretRequest, SignInInfo, SignInRequest,
+};
 use clap::{ArgGroup, Args, Subcommand};
 
 use super::secrets::read_value;
@@ -37,9 +39,20 @@ enum IdpCommand {
 
 #[derive(Debug, Subcommand)]
 enum EventsSecretCommand {
-    /// Generate the secret, or rotate it (the previous one keeps verifying for a day). The
-    /// secret is shown once: give it to the IdP's webhook settings.
-    Rotate,
+    /// Generate the secret, or rotate it (the previous one keeps verifying for a day, or as
+    /// long as --grace-seconds says). The secret is shown once: give it to the IdP's webhook
+    /// settings.
+    Rotate {
+        /// Seconds the previous secret keeps verifying deliveries (default 86400; 0 ends it
+        /// at once).
+        #[arg(long)]
+        grace_seconds: Option<i64>,
+        /// Rotate only if the secret is still at this version (0 before the first).
+        #[arg(long)]
+        expected_version: Option<i64>,
+    },
+    /// End the previous secret now: only the current one verifies deliveries from here on.
+    EndPrevious,
 }
 
 #[derive(Debug, Subcommand)]
@@ -156,8 +169,27 @@ pub async fn idp(args: IdpArgs) -> ExitCode {
                     };
                     return Ok(output(json, &sign_in, || sign_in_text(&sign_in)));
                 }
-                IdpCommand::EventsSecret(EventsSecretCommand::Rotate) => {
-                    let new = client.rotate_idp_event_secret(app).await?;
+                IdpCommand::EventsSecret(EventsSecretCommand::EndPrevious) => {
+                    let state = client.end_previous_idp_event_secret(app).await?;
+                    return Ok(output(json, &state, || {
+                        fields(&[
+                            ("version", state.version.to_string()),
+                            (
+                                "previous valid until",
+                                or_dash(state.previous_valid_until.as_ref()),
+                            ),
+                        ])
+                    }));
+                }
+                IdpCommand::EventsSecret(EventsSecretCommand::Rotate {
+                    grace_seconds,
+                    expected_version,
+                }) => {
+                    let request = RotateIdpEventSecretRequest {
+                        grace_seconds,
+                        expected_version,
+                    };
+                    let new = client.rotate_idp_event_secret_with(app, &request).await?;
                     return Ok(output(json, &new, || {
                         fields(&[
                             ("secret", new.secret.clone()),

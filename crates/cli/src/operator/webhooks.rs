@@ -4,8 +4,8 @@
 use std::process::ExitCode;
 
 use alter_sdk::admin::{
-    CreateWebhookRequest, DeliveryListQuery, WebhookDeliveryInfo, WebhookInfo,
-    WebhookWithSecretInfo,
+    CreateWebhookRequest, DeliveryListQuery, RotateWebhookSecretRequest, WebhookDeliveryInfo,
+    WebhookInfo, WebhookWithSecretInfo,
 };
 use clap::{Args, Subcommand};
 
@@ -48,6 +48,9 @@ enum WebhookCommand {
         /// Seconds deliveries also carry the old secret's signature (default 86400).
         #[arg(long)]
         grace_seconds: Option<i64>,
+        /// Rotate only if the secret is still at this version.
+        #[arg(long)]
+        expected_version: Option<i64>,
     },
     /// An endpoint's deliveries, newest event first.
     Deliveries {
@@ -99,9 +102,14 @@ pub async fn webhook(args: WebhookArgs) -> ExitCode {
             WebhookCommand::RotateSecret {
                 webhook_id,
                 grace_seconds,
+                expected_version,
             } => {
+                let request = RotateWebhookSecretRequest {
+                    grace_seconds,
+                    expected_version,
+                };
                 let rotated = client
-                    .rotate_webhook_secret(app, &webhook_id, grace_seconds)
+                    .rotate_webhook_secret_with(app, &webhook_id, &request)
                     .await?;
                 Ok(output(json, &rotated, || secret_text(&rotated)))
             }

@@ -236,3 +236,112 @@ fn requests_carry_ids_into_logs_answers_and_exported_spans() {
     );
     drop(running);
 }
+
+/// The samples of a Prometheus text exposition, read strictly: every line a `# HELP`, a
+/// `# TYPE` or `name[{labels}] value` with a number; keyed by the series as written.
+fn prometheus(body: &str) -> std::collections::BTreeMap<String, f64> {
+    let mut samples = std::collections::BTreeMap::new();
+    for line in body.lines() {
+        if line.starts_with("# HELP ") || line.starts_with("# TYPE ") {
+            continue;
+        }
+        let (series, value) = line.rsplit_once(' ').unwrap_or_else(|| panic!("{line:?}"));
+        let name = series.split('{').next().unwrap();
+        assert!(
+            !name.is_empty()
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b':'),
+            "{line:?}"
+        );
+        assert!(!series.contains('{') || series.ends_with('}'), "{line:?}");
+        let value: f64 = match value {
+            "+Inf" => f64::INFINITY,
+            other => other.parse().unwrap_or_else(|_| panic!("{line:?}")),
+        };
+        assert!(
+            samples.insert(series.to_owned(), value).is_none(),
+            "twice: {line}"
+        );
+    }
+    samples
+}
+
+/// `alter dev` with `ALTER_OTLP_ENDPOINT` set, its credentials and the server's base URL.
+fn dev_exporting_to(endpoint: &str) -> (Running, tempfile::TempDir) {
+    let data = tempfile::tempdir().unwrap();
+    let mut child = Command::new(ALTER)
+        .args(["dev", "--listen", "127.0.0.1:0", "--data"])
+        .arg(data.path())
+        .env_remove("ALTER_DATABASE_URL")
+        .env("ALTER_OTLP_ENDPOINT", endpoint)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let first_line = wait_for_line(stdout, |line| {
+        Some(serde_json::from_str(line).expect("first line is JSON"))
+    });
+    (Running { child, first_line }, data)
+}
+
+/// Scrapes `/metrics` until `done` holds for its samples (or fails after 20 s).
+fn metrics_until(
+    running: &Running,
+    done: impl Fn(&std::collections::BTreeMap<String, f64>) -> bool,
+) -> std::collections::BTreeMap<String, f64> {
+    let client = reqwest::blocking::Client::new();
+    let token = running.first_line["admin_token"].as_str().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        // Every scrape is a request too: its span is queued for export.
+        let answer = client
+            .get(format!("{}/metrics", running.base_url()))
+            .bearer_auth(token)
+            .send()
+            .unwrap();
+        assert_eq!(answer.status(), 200);
+        let samples = prometheus(&answer.text().unwrap());
+        if done(&samples) {
+            return samples;
+        }
+        assert!(std::time::Instant::now() < deadline, "{samples:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn alter_dev_exports_spans_and_metrics_count_what_was_exported_and_dropped() {
+    const EXPORTED: &str = "alter_otlp_spans_exported_total";
+    const FAILED: &str = "alter_otlp_spans_dropped_total{reason=\"export_failed\"}";
+    const FULL: &str = "alter_otlp_spans_dropped_total{reason=\"queue_full\"}";
+
+    // `alter dev` honours ALTER_OTLP_ENDPOINT as `alter server` does.
+    let collector = Collector::start();
+    let (running, _data) = dev_exporting_to(&collector.url);
+    let answer = reqwest::blocking::Client::new()
+        .get(format!("{}/admin/v1/apps", running.base_url()))
+        .bearer_auth(running.first_line["admin_token"].as_str().unwrap())
+        .send()
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    let span = collector.span(|s| s["name"] == "GET /admin/v1/apps");
+    assert_eq!(
+        attribute(&span, "http.response.status_code")["intValue"],
+        "200"
+    );
+    let samples = metrics_until(&running, |s| s.get(EXPORTED).is_some_and(|n| *n >= 1.0));
+    assert_eq!(samples.get(FAILED), Some(&0.0));
+    assert_eq!(samples.get(FULL), Some(&0.0));
+    drop(running);
+
+    // A collector that is not there: the spans are dropped, and counted.
+    let gone = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/v1/traces", gone.local_addr().unwrap());
+    drop(gone);
+    let (running, _data) = dev_exporting_to(&url);
+    let samples = metrics_until(&running, |s| s.get(FAILED).is_some_and(|n| *n >= 1.0));
+    assert_eq!(samples.get(EXPORTED), Some(&0.0));
+    drop(running);
+}

@@ -46,6 +46,10 @@ pub fn router() -> Router<AppState> {
             post(super::idp_events::rotate_secret),
         )
         .route(
+            "/apps/{app}/idp/events-secret/previous",
+            delete(super::idp_events::end_previous_secret),
+        )
+        .route(
             "/apps/{app}/idp/sign-in",
             put(super::signin::configure).get(super::signin::get),
         )

@@ -1,11 +1,14 @@
 //! Inbound identity-provider lifecycle events: `POST /idp/v1/apps/{app}/events`, authenticated
 //! only by its Standard Webhooks signature (docs/idp-events.md); and the operator's
-//! `POST /admin/v1/apps/{app}/idp/events-secret`, which generates or rotates the secret.
+//! `POST /admin/v1/apps/{app}/idp/events-secret`, which generates or rotates the secret, and
+//! `DELETE /admin/v1/apps/{app}/idp/events-secret/previous`, which ends the previous one now.
 
 use alter_core::Error;
-use alter_core::idp_events::{Delivery, MAX_BODY_BYTES};
+use alter_core::idp_events::{Delivery, MAX_BODY_BYTES, SecretRotation};
 use alter_crypto::ExposeSecret;
-use alter_proto::idp_events::{IdpEventReceipt, IdpEventSecretInfo};
+use alter_proto::idp_events::{
+    IdpEventReceipt, IdpEventSecretInfo, IdpEventSecretState, RotateIdpEventSecretRequest,
+};
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -13,6 +16,7 @@ use axum::http::{HeaderMap, StatusCode};
 use super::id;
 use crate::auth::Operator;
 use crate::error::ApiResult;
+use crate::json::Json;
 use crate::state::AppState;
 
 /// `POST /idp/v1/apps/{app}/events`.
@@ -50,8 +54,16 @@ pub async fn rotate_secret(
     State(state): State<AppState>,
     _: Operator,
     Path(app): Path<String>,
+    Json(body): Json<RotateIdpEventSecretRequest>,
 ) -> ApiResult<(StatusCode, axum::Json<IdpEventSecretInfo>)> {
-    let new = state.vault.rotate_idp_event_secret(id(&app)?).await?;
+    let rotation = SecretRotation {
+        grace_seconds: body.grace_seconds,
+        expected_version: body.expected_version,
+    };
+    let new = state
+        .vault
+        .rotate_idp_event_secret(id(&app)?, rotation)
+        .await?;
     Ok((
         StatusCode::CREATED,
         axum::Json(IdpEventSecretInfo {
@@ -60,4 +72,18 @@ pub async fn rotate_secret(
             previous_valid_until: new.previous_valid_until.map(|t| t.to_rfc3339()),
         }),
     ))
+}
+
+/// `DELETE /admin/v1/apps/{app}/idp/events-secret/previous`: only the current secret verifies
+/// from now on.
+pub async fn end_previous_secret(
+    State(state): State<AppState>,
+    _: Operator,
+    Path(app): Path<String>,
+) -> ApiResult<axum::Json<IdpEventSecretState>> {
+    let ended = state.vault.end_previous_idp_event_secret(id(&app)?).await?;
+    Ok(axum::Json(IdpEventSecretState {
+        version: ended.version,
+        previous_valid_until: ended.previous_valid_until.map(|t| t.to_rfc3339()),
+    }))
 }

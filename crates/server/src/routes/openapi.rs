@@ -366,7 +366,14 @@ fn operations() -> Vec<Operation> {
             "/admin/v1/apps/{app}/idp/events-secret",
             "Generate or rotate the secret inbound IdP events are signed with (shown once)",
         )
+        .body::<alter_proto::idp_events::RotateIdpEventSecretRequest>()
         .ok::<alter_proto::idp_events::IdpEventSecretInfo>(201),
+        admin(
+            "DELETE",
+            "/admin/v1/apps/{app}/idp/events-secret/previous",
+            "End the previous IdP event secret now (only the current one verifies)",
+        )
+        .ok::<alter_proto::idp_events::IdpEventSecretState>(200),
         Operation {
             body_note: Some(
                 "JSON, signed per Standard Webhooks (`webhook-id`, `webhook-timestamp`, `webhook-signature`); see docs/idp-events.md.",

@@ -147,7 +147,12 @@ async fn rotate(
 ) -> ApiResult<axum::Json<WebhookWithSecretInfo>> {
     let rotated = state
         .vault
-        .rotate_webhook_secret(app_id(&app)?, webhook_id(&webhook)?, body.grace_seconds)
+        .rotate_webhook_secret(
+            app_id(&app)?,
+            webhook_id(&webhook)?,
+            body.grace_seconds,
+            body.expected_version,
+        )
         .await?;
     Ok(axum::Json(with_secret(&rotated)))
 }

@@ -402,6 +402,17 @@ async fn an_inbound_group_removal_ends_the_group_delegation_on_the_next_call() {
             "{:?}",
             bad.json
         );
+
+        // Retention: receipts are kept while a replay could still verify; past the window
+        // they go, and a replay of the first delivery is refused as stale, not applied again.
+        assert_eq!(server.vault().prune_idp_event_receipts().await.unwrap(), 0);
+        server.advance(alter_core::idp_events::RECEIPT_RETENTION_SECONDS + 1);
+        assert!(server.vault().prune_idp_event_receipts().await.unwrap() >= 2);
+        let replay = events.send_as("msg_1", now, &removal).await;
+        assert_eq!(
+            (replay.status, replay.code()),
+            (401, Some("idp_event_unauthorized"))
+        );
         server.stop().await;
     })
     .await;
@@ -548,6 +559,168 @@ async fn a_deactivated_user_loses_grants_and_delegations_at_once_and_cannot_sign
         crate::crypto::every_sealed_value_rewraps_under_a_new_kek(&server).await;
         let now = server.now().unix_seconds();
         assert_eq!(rotated.send_as("rot_5", now, &ping(5)).await.status, 200);
+        server.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_event_secret_rotates_one_at_a_time_and_the_previous_one_can_end_at_once() {
+    use alter_sdk::admin::RotateIdpEventSecretRequest;
+    on_every_engine(|engine| async move {
+        let server = TestServer::start(engine).await;
+        let world = server.world("a").await;
+        let app_id = world.app.info.id.clone();
+        let admin = server.admin();
+        let first = Events::configure(&server, &app_id).await;
+        let with_key = |secret: &str| Events {
+            url: first.url.clone(),
+            key: STANDARD
+                .decode(secret.strip_prefix("whsec_").unwrap())
+                .unwrap(),
+        };
+        let ping = |n: u32| json!({"type": "user.deactivated", "data": {"subject": format!("nobody-{n}")}});
+
+        // Two rotations from version 1 at once: exactly one wins, the other is refused with a
+        // stable code and changes nothing.
+        let from_v1 = RotateIdpEventSecretRequest {
+            grace_seconds: None,
+            expected_version: Some(1),
+        };
+        let (a, b) = tokio::join!(
+            admin.rotate_idp_event_secret_with(&app_id, &from_v1),
+            admin.rotate_idp_event_secret_with(&app_id, &from_v1),
+        );
+        let (won, lost) = match (a, b) {
+            (Ok(won), Err(lost)) | (Err(lost), Ok(won)) => (won, lost),
+            other => panic!("exactly one rotation must win: {other:?}"),
+        };
+        alter_testkit::leaks::watch(&won.secret);
+        assert_eq!(won.version, 2);
+        assert!(won.previous_valid_until.is_some());
+        assert_eq!(
+            (lost.status(), lost.code()),
+            (409, Some("secret_version_conflict"))
+        );
+        // Without an expected version, concurrent rotations still never both commit on the
+        // same base: every winner got its own version, and the losers changed nothing.
+        let plain = RotateIdpEventSecretRequest::default();
+        let rotate = || admin.rotate_idp_event_secret_with(&app_id, &plain);
+        let (r1, r2, r3, r4) = tokio::join!(rotate(), rotate(), rotate(), rotate());
+        let results = [r1, r2, r3, r4];
+        let mut versions = Vec::new();
+        for result in results {
+            match result {
+                Ok(new) => versions.push(new.version),
+                Err(e) => assert_eq!((e.status(), e.code()), (409, Some("secret_version_conflict"))),
+            }
+        }
+        assert!(!versions.is_empty());
+        versions.sort_unstable();
+        versions.dedup();
+        let state = admin.end_previous_idp_event_secret(&app_id).await.unwrap();
+        assert_eq!(state.version, 2 + versions.len() as i64);
+        assert_eq!(state.previous_valid_until, None);
+
+        // Grace 0 ends the previous secret at once; so does ending it afterwards.
+        let current = admin
+            .rotate_idp_event_secret_with(
+                &app_id,
+                &RotateIdpEventSecretRequest {
+                    grace_seconds: Some(0),
+                    expected_version: Some(state.version),
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(current.previous_valid_until, None);
+        let current = with_key(&current.secret);
+        let now = server.now().unix_seconds();
+        assert_eq!(current.send_as("g_1", now, &ping(1)).await.status, 200);
+        let old = first.send_as("g_2", now, &ping(2)).await;
+        assert_eq!((old.status, old.code()), (401, Some("idp_event_unauthorized")));
+
+        let rotated = admin
+            .rotate_idp_event_secret_with(
+                &app_id,
+                &RotateIdpEventSecretRequest {
+                    grace_seconds: Some(600),
+                    expected_version: None,
+                },
+            )
+            .await
+            .unwrap();
+        let newest = with_key(&rotated.secret);
+        assert_eq!(current.send_as("e_1", now, &ping(3)).await.status, 200);
+        let ended = admin.end_previous_idp_event_secret(&app_id).await.unwrap();
+        assert_eq!((ended.version, ended.previous_valid_until), (rotated.version, None));
+        let cut = current.send_as("e_2", now, &ping(4)).await;
+        assert_eq!((cut.status, cut.code()), (401, Some("idp_event_unauthorized")));
+        assert_eq!(newest.send_as("e_3", now, &ping(5)).await.status, 200);
+
+        // Bad input changes nothing.
+        for grace in [-1, 7 * 24 * 3600 + 1] {
+            let e = admin
+                .rotate_idp_event_secret_with(
+                    &app_id,
+                    &RotateIdpEventSecretRequest {
+                        grace_seconds: Some(grace),
+                        expected_version: None,
+                    },
+                )
+                .await
+                .unwrap_err();
+            assert_eq!(e.status(), 422, "{grace}");
+        }
+        let stale = admin
+            .rotate_idp_event_secret_with(
+                &app_id,
+                &RotateIdpEventSecretRequest {
+                    grace_seconds: None,
+                    expected_version: Some(1),
+                },
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(stale.code(), Some("secret_version_conflict"));
+        assert_eq!(newest.send_as("e_4", now, &ping(6)).await.status, 200);
+
+        // A previous secret whose grace has passed is forgotten by the prune job.
+        admin
+            .rotate_idp_event_secret_with(
+                &app_id,
+                &RotateIdpEventSecretRequest {
+                    grace_seconds: Some(60),
+                    expected_version: None,
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(server.vault().prune_previous_secrets().await.unwrap(), 0);
+        server.advance(61);
+        assert_eq!(server.vault().prune_previous_secrets().await.unwrap(), 1);
+        assert_eq!(server.vault().prune_previous_secrets().await.unwrap(), 0);
+
+        // Every change to the secret is audited.
+        let audit = admin
+            .audit_events(
+                &app_id,
+                &alter_proto::admin::AuditQuery {
+                    limit: Some(500),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        let count = |name: &str| {
+            audit
+                .items
+                .iter()
+                .filter(|e| e.event["action"] == name)
+                .count()
+        };
+        assert_eq!(count("idp.event_secret_rotated"), 5 + versions.len());
+        assert_eq!(count("idp.event_secret_previous_ended"), 2);
         server.stop().await;
     })
     .await;
