@@ -476,9 +476,16 @@ pub struct Checkpoint {
 }
 
 /// The key checkpoints are signed with, derived from the MAC root and never stored: only
-/// whoever can unwrap the root (the key holder) can issue or check one.
+/// whoever can unwrap the root (the key holder) can issue or check one. Retention anchors
+/// (the last event retention removed, kept in the database) are signed the same way under a
+/// key of their own ([`CheckpointKey::anchors_from_root`]), so a checkpoint handed out (or
+/// logged) can never be planted as an anchor.
 #[derive(Debug, Clone)]
-pub struct CheckpointKey(MacKey);
+pub struct CheckpointKey {
+    key: MacKey,
+    /// The first part of every signed message: the purpose, spelt out.
+    label: &'static [u8],
+}
 
 impl CheckpointKey {
     /// The checkpoint key of the vault whose master key is `master`.
@@ -488,13 +495,25 @@ impl CheckpointKey {
 
     /// The checkpoint key derived from the database's MAC root.
     pub fn from_root(root: &MacRoot) -> Self {
-        CheckpointKey(root.derive_mac_key("audit-checkpoint/v1"))
+        CheckpointKey {
+            key: root.derive_mac_key("audit-checkpoint/v1"),
+            label: b"alter/audit-checkpoint/v1\0",
+        }
+    }
+
+    /// The key of retention anchors, derived from the database's MAC root.
+    pub fn anchors_from_root(root: &MacRoot) -> Self {
+        CheckpointKey {
+            key: root.derive_mac_key("audit-anchor/v1"),
+            label: b"alter/audit-anchor/v1\0",
+        }
     }
 
     /// A signed checkpoint.
     pub fn sign(&self, app_id: AppId, seq: i64, hash: [u8; 32], at: Timestamp) -> Checkpoint {
-        let tag = self.0.tag(
-            &Self::parts(app_id, seq, &hash, at)
+        let tag = self.key.tag(
+            &self
+                .parts(app_id, seq, &hash, at)
                 .each_ref()
                 .map(Vec::as_slice),
         );
@@ -509,20 +528,20 @@ impl CheckpointKey {
 
     /// Whether `checkpoint` was signed with this key, unchanged (constant time).
     pub fn verifies(&self, checkpoint: &Checkpoint) -> bool {
-        let parts = Self::parts(
+        let parts = self.parts(
             checkpoint.app_id,
             checkpoint.seq,
             &checkpoint.hash,
             checkpoint.at,
         );
-        self.0
+        self.key
             .verify(&parts.each_ref().map(Vec::as_slice), &checkpoint.tag)
     }
 
-    fn parts(app_id: AppId, seq: i64, hash: &[u8; 32], at: Timestamp) -> [Vec<u8>; 5] {
+    fn parts(&self, app_id: AppId, seq: i64, hash: &[u8; 32], at: Timestamp) -> [Vec<u8>; 5] {
         let app = app_id.to_string().into_bytes();
         [
-            b"alter/audit-checkpoint/v1\0".to_vec(),
+            self.label.to_vec(),
             [(app.len() as u32).to_be_bytes().as_slice(), &app].concat(),
             seq.to_be_bytes().to_vec(),
             hash.to_vec(),
@@ -578,6 +597,21 @@ mod tests {
         }
         let other = CheckpointKey::derive(&MasterKey::generate().unwrap());
         assert!(!other.verifies(&checkpoint));
+    }
+
+    #[test]
+    fn a_checkpoint_is_no_anchor_and_an_anchor_no_checkpoint() {
+        let root = master().legacy_mac_root();
+        let (checkpoints, anchors) = (
+            CheckpointKey::from_root(&root),
+            CheckpointKey::anchors_from_root(&root),
+        );
+        let at = Timestamp::from_unix_seconds(9);
+        let checkpoint = checkpoints.sign(AppId::new(), 7, [3; 32], at);
+        let anchor = anchors.sign(checkpoint.app_id, 7, [3; 32], at);
+        assert!(anchors.verifies(&anchor));
+        assert!(!anchors.verifies(&checkpoint));
+        assert!(!checkpoints.verifies(&anchor));
     }
 
     /// Rows of a chain of `versions.len()` events, each hashed the way its version says.
@@ -756,6 +790,8 @@ pub struct ChainReport {
     pub first_problem: Option<ChainProblem>,
     /// The sequence number of the checkpoint the chain was checked against, if one was given.
     pub checkpoint_seq: Option<i64>,
+    /// The last event retention removed, when the walk started from its anchor.
+    pub anchor_seq: Option<i64>,
 }
 
 /// How far a chain walk got.
@@ -888,25 +924,43 @@ impl crate::vault::Vault {
     /// Walks an app's whole chain and names the first event that was altered, removed or
     /// reordered (operator). The head is read first: events appended while the walk runs are
     /// after it and are left for the next verification. With a `checkpoint`, the chain must
-    /// also still reach it: the event at its position must carry its hash.
+    /// also still reach it: the event at its position must carry its hash. When retention
+    /// removed the oldest events, the walk starts from the app's anchor, whose signature must
+    /// verify: the first event kept must follow the anchor's hash.
     pub async fn verify_audit_chain(
         &self,
         app_id: AppId,
         checkpoint: Option<&Checkpoint>,
     ) -> crate::error::Result<ChainReport> {
         self.get_app(app_id).await?;
-        let report = |events: i64, first_problem: Option<ChainProblem>| ChainReport {
-            events,
+        let anchor = self.store().audit_anchor(app_id).await?;
+        let from = anchor.as_ref().map_or(0, |a| a.seq);
+        let report = |last_seq: i64, first_problem: Option<ChainProblem>| ChainReport {
+            events: (last_seq - from).max(0),
             first_problem,
             checkpoint_seq: checkpoint.map(|c| c.seq),
+            anchor_seq: anchor.as_ref().map(|a| a.seq),
         };
         if let Some(problem) = checkpoint.and_then(|c| self.unusable_checkpoint(app_id, c)) {
-            return Ok(report(0, Some(problem)));
+            return Ok(report(from, Some(problem)));
+        }
+        if let Some(problem) = anchor
+            .as_ref()
+            .and_then(|a| self.unusable_anchor(app_id, a))
+        {
+            return Ok(report(from, Some(problem)));
         }
         let (head_seq, head_hash) = self.store().chain_head(app_id).await?.unwrap_or_default();
-        let mut cursor = ChainCursor::START;
-        // The hash of the checkpoint's event as the walk met it.
-        let mut at_checkpoint = checkpoint.filter(|c| c.seq == 0).map(|_| GENESIS_HASH);
+        let mut cursor = anchor.as_ref().map_or(ChainCursor::START, |a| ChainCursor {
+            seq: a.seq,
+            hash: a.hash,
+            // Its signature vouches for what came before, as a keyed event's hash would.
+            keyed: true,
+        });
+        // The hash of the checkpoint's event as the walk met it (or as the anchor vouches).
+        let mut at_checkpoint = checkpoint
+            .filter(|c| c.seq == cursor.seq)
+            .map(|_| cursor.hash);
         while cursor.seq < head_seq {
             let mut rows = self
                 .store()
@@ -940,9 +994,102 @@ impl crate::vault::Vault {
         } else if let Some(problem) = unvouched_plain_events(&cursor) {
             Some(problem)
         } else {
-            checkpoint.and_then(|c| missed_checkpoint(c, cursor.seq, at_checkpoint))
+            // A checkpoint before the anchor: retention removed its event, and the anchor's
+            // signature vouches that the chain went on past it.
+            checkpoint
+                .filter(|c| c.seq >= from)
+                .and_then(|c| missed_checkpoint(c, cursor.seq, at_checkpoint))
         };
         Ok(report(cursor.seq, first_problem))
+    }
+
+    /// Why an app's retention anchor cannot be trusted, if it cannot.
+    fn unusable_anchor(&self, app_id: AppId, anchor: &Checkpoint) -> Option<ChainProblem> {
+        (anchor.app_id != app_id || !self.anchor_key().verifies(anchor)).then(|| ChainProblem {
+            seq: anchor.seq,
+            event_id: None,
+            problem: format!(
+                "the retention anchor (events 1 to {} removed) does not verify: altered or forged",
+                anchor.seq
+            ),
+        })
+    }
+
+    /// Removes the audit events older than the configured retention
+    /// ([`crate::vault::Settings::audit_retention_days`]; nothing when unset). Per app, the
+    /// chain is verified up to the last event to remove and an anchor signed for it first, so
+    /// verification can start there; a chain that does not verify keeps its events (and the
+    /// problem is logged), so retention never erases the evidence of tampering. Returns the
+    /// rows deleted plus the partitions dropped.
+    pub async fn prune_audit_events(&self) -> crate::error::Result<u64> {
+        let Some(days) = self.settings().audit_retention_days.filter(|d| *d > 0) else {
+            return Ok(0);
+        };
+        let cutoff = self.now().plus_seconds(-days.saturating_mul(24 * 3600));
+        let bound = self.store().audit_retention_bound(cutoff);
+        for (app_id, seq, hash) in self.store().audit_cuts(bound).await? {
+            match self.chain_hash_through(app_id, seq, &hash).await? {
+                Ok(hash) => {
+                    let anchor = self.anchor_key().sign(app_id, seq, hash, self.now());
+                    self.store().record_audit_anchor(&anchor).await?;
+                }
+                Err(problem) => tracing::warn!(
+                    app = %app_id,
+                    seq = problem.seq,
+                    problem = %problem.problem,
+                    "the audit chain does not verify: its old events are kept"
+                ),
+            }
+        }
+        Ok(self.store().remove_audit_events(bound).await?)
+    }
+
+    /// Creates the time partitions of nonces and audit events ahead of now (PostgreSQL; see
+    /// docs/scale.md): at start-up and in the prune job.
+    pub async fn maintain_time_partitions(&self) -> crate::error::Result<()> {
+        Ok(self.store().maintain_time_partitions(self.now()).await?)
+    }
+
+    /// Walks an app's chain from its anchor (or its start) through `through`, whose stored
+    /// hash is `stored`: the verified hash there, or the first problem.
+    async fn chain_hash_through(
+        &self,
+        app_id: AppId,
+        through: i64,
+        stored: &[u8],
+    ) -> crate::error::Result<std::result::Result<[u8; 32], ChainProblem>> {
+        let mut cursor = ChainCursor::START;
+        if let Some(anchor) = self.store().audit_anchor(app_id).await? {
+            if let Some(problem) = self.unusable_anchor(app_id, &anchor) {
+                return Ok(Err(problem));
+            }
+            cursor = ChainCursor {
+                seq: anchor.seq,
+                hash: anchor.hash,
+                keyed: true,
+            };
+        }
+        while cursor.seq < through {
+            let limit = VERIFY_PAGE.min(through - cursor.seq);
+            let rows = self.store().chain_rows(app_id, cursor.seq, limit).await?;
+            if let Some(problem) = check_chain_rows(&rows, self.chain_key(), &mut cursor) {
+                return Ok(Err(problem));
+            }
+            if rows.is_empty() {
+                break;
+            }
+        }
+        Ok(
+            if cursor.seq == through && alter_crypto::ct_eq(stored, &cursor.hash) {
+                Ok(cursor.hash)
+            } else {
+                Err(ChainProblem {
+                    seq: cursor.seq + 1,
+                    event_id: None,
+                    problem: format!("events {} to {through} are missing", cursor.seq + 1),
+                })
+            },
+        )
     }
 
     /// Why a checkpoint cannot be verified against this app's chain, if it cannot.
@@ -970,8 +1117,16 @@ impl crate::vault::Vault {
     pub async fn audit_checkpoint(&self, app_id: AppId) -> crate::error::Result<Checkpoint> {
         self.get_app(app_id).await?;
         let (head_seq, head_hash) = self.store().chain_head(app_id).await?.unwrap_or_default();
+        let anchor = self.store().audit_anchor(app_id).await?;
         let hash = if head_seq == 0 {
             GENESIS_HASH
+        } else if let Some(anchor) = anchor.filter(|a| {
+            a.seq == head_seq
+                && a.hash.as_slice() == head_hash
+                && self.unusable_anchor(app_id, a).is_none()
+        }) {
+            // Retention removed the head's event; its anchor vouches for the hash.
+            anchor.hash
         } else {
             let rows = self.store().chain_rows(app_id, head_seq - 1, 1).await?;
             let head_event = rows

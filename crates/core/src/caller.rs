@@ -121,7 +121,11 @@ pub struct NonceClaim {
     pub key: KeyId,
     /// The nonce.
     pub nonce: String,
-    /// When the request was admitted.
+    /// The request's signed timestamp (whole seconds), not the time of the claim: the nonce
+    /// is kept under it, and PostgreSQL partitions nonces by it, so it must be a value a
+    /// replay cannot change — the signature covers it. A replay carries the same one and
+    /// conflicts; the same nonce with another timestamp is another signed message, which only
+    /// the key's holder could make.
     pub at: Timestamp,
 }
 
@@ -284,7 +288,7 @@ impl Vault {
         let claim = NonceClaim {
             key: key.id,
             nonce: facts.nonce.clone(),
-            at: now,
+            at: Timestamp::from_unix_seconds(ts),
         };
         let pending_nonce = match nonce_timing {
             NonceTiming::AtAdmission => {
@@ -410,10 +414,11 @@ impl Vault {
     }
 
     /// Forgets nonces old enough that their timestamps can no longer pass the window on any
-    /// node. A nonce first seen at `t` (by the clock of the node that saw it) was signed no
-    /// later than `t + window`, so a replay passes no node after `t + 2 × window`; the 60 s
-    /// beyond that cover nodes' clocks disagreeing by up to 60 s (the node pruning ahead of
-    /// the node that saw it).
+    /// node. A nonce is kept under its signed timestamp `t`, so a replay passes no node after
+    /// `t + window`; the 60 s beyond that cover nodes' clocks disagreeing by up to 60 s (the
+    /// node pruning ahead of the node that saw it). The horizon is kept at `2 × window`
+    /// because nonces stored before (SQLite's rows of before, PostgreSQL's legacy table) hold
+    /// their claim time `s` instead, and were signed no later than `s + window`.
     pub async fn prune_nonces(&self) -> Result<u64> {
         let keep = 2 * self.settings().timestamp_window_seconds + 60;
         let before = self.now().plus_seconds(-keep);

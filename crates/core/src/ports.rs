@@ -907,6 +907,21 @@ pub trait AuditStore: Send + Sync {
     ) -> StoreResult<Vec<crate::audit::ChainRow>>;
     /// The head of an app's chain: last sequence number and hash.
     async fn chain_head(&self, app: AppId) -> StoreResult<Option<(i64, Vec<u8>)>>;
+    /// An app's retention anchor: the last event removed by retention, as stored (unchecked).
+    async fn audit_anchor(&self, app: AppId) -> StoreResult<Option<crate::audit::Checkpoint>>;
+    /// The instant before which removing events older than `cutoff` removes them: `cutoff`
+    /// where rows are deleted one by one, the start of its month where whole monthly
+    /// partitions are dropped.
+    fn audit_retention_bound(&self, cutoff: Timestamp) -> Timestamp;
+    /// Per app with events before `bound` not yet covered by its anchor: the sequence number
+    /// and stored hash of the last such event (the anchor removing them needs).
+    async fn audit_cuts(&self, bound: Timestamp) -> StoreResult<Vec<(AppId, i64, Vec<u8>)>>;
+    /// Stores an app's anchor, or moves it forward; an older one changes nothing.
+    async fn record_audit_anchor(&self, anchor: &crate::audit::Checkpoint) -> StoreResult<()>;
+    /// Removes the events before `bound` that their app's anchor covers: deletes the rows
+    /// (SQLite, PostgreSQL's DEFAULT partition) or drops whole partitions every row of which
+    /// is covered. Returns the rows deleted plus the partitions dropped.
+    async fn remove_audit_events(&self, bound: Timestamp) -> StoreResult<u64>;
 }
 
 /// Agents.
@@ -960,10 +975,16 @@ pub trait AgentStore: Send + Sync {
 /// Request nonces, kept in the database so replay protection holds across server nodes.
 #[async_trait]
 pub trait NonceStore: Send + Sync {
-    /// Records the nonce; false if this key used it before.
-    async fn claim_nonce(&self, key: KeyId, nonce: &str, at: Timestamp) -> StoreResult<bool>;
-    /// Forgets nonces seen before `before`; returns how many.
+    /// Records the nonce of a request signed at `signed_at`; false if this key used it before
+    /// with that timestamp (see [`crate::caller::NonceClaim::at`]).
+    async fn claim_nonce(&self, key: KeyId, nonce: &str, signed_at: Timestamp)
+    -> StoreResult<bool>;
+    /// Forgets nonces signed before `before`; returns how many rows were deleted (a
+    /// partition dropped whole is not counted).
     async fn prune_nonces(&self, before: Timestamp) -> StoreResult<u64>;
+    /// Creates ahead of `now` the time partitions of nonces and audit events (PostgreSQL;
+    /// nothing on SQLite), so that rows rarely fall into the DEFAULT partitions.
+    async fn maintain_time_partitions(&self, now: Timestamp) -> StoreResult<()>;
 }
 
 /// Readiness of the database.

@@ -46,6 +46,9 @@ pub struct Settings {
     pub max_grant_extension_seconds: i64,
     /// Whether webhook endpoints may be `http://` URLs to any host (not only loopback).
     pub webhooks_allow_http: bool,
+    /// Audit events older than this many days are removed by the prune job, behind a signed
+    /// anchor ([`Vault::prune_audit_events`]); `None` keeps them for ever.
+    pub audit_retention_days: Option<i64>,
 }
 
 impl Default for Settings {
@@ -60,6 +63,7 @@ impl Default for Settings {
             proxy_max_response_bytes: 10 * 1024 * 1024,
             max_grant_extension_seconds: 90 * 24 * 3600,
             webhooks_allow_http: false,
+            audit_retention_days: None,
         }
     }
 }
@@ -73,6 +77,8 @@ pub struct Vault {
     key_holder: Arc<dyn KeyHolder>,
     chain_key: ChainKey,
     checkpoint_key: CheckpointKey,
+    /// Signs retention anchors (purpose `audit-anchor/v1`).
+    anchor_key: CheckpointKey,
     clock: Arc<dyn Clock>,
     verifier: Arc<dyn TokenVerifier>,
     authorizer: Arc<dyn Authorizer>,
@@ -120,6 +126,7 @@ impl Vault {
             key_holder: holder,
             chain_key: ChainKey::from_root(&keys.mac_root),
             checkpoint_key: CheckpointKey::from_root(&keys.mac_root),
+            anchor_key: CheckpointKey::anchors_from_root(&keys.mac_root),
             clock,
             verifier,
             authorizer: Arc::new(BuiltinRules),
@@ -131,6 +138,11 @@ impl Vault {
             counters: Arc::default(),
             settings,
         };
+        // Another node may be creating the same partitions: a failure here is retried by the
+        // prune job, and the DEFAULT partitions take the rows meanwhile.
+        if let Err(e) = vault.maintain_time_partitions().await {
+            tracing::warn!(error = %e, "creating time partitions ahead failed");
+        }
         vault.key_legacy_audit_chains().await?;
         Ok(vault)
     }
@@ -226,6 +238,10 @@ impl Vault {
 
     pub(crate) fn checkpoint_key(&self) -> &CheckpointKey {
         &self.checkpoint_key
+    }
+
+    pub(crate) fn anchor_key(&self) -> &CheckpointKey {
+        &self.anchor_key
     }
 }
 

@@ -187,6 +187,10 @@ pub struct Config {
     /// How often every app's signed audit checkpoint is logged; 0 turns it off.
     #[serde(default = "default_audit_checkpoint_interval")]
     pub audit_checkpoint_interval_seconds: u64,
+    /// Audit events older than this many days are removed by the prune job, behind a signed
+    /// anchor; 0 (the default) keeps them for ever.
+    #[serde(default)]
+    pub audit_retention_days: u64,
     /// Database tuning.
     #[serde(default)]
     pub database: DatabaseConfig,
@@ -316,6 +320,11 @@ const ENV_KEYS: &[(&str, &str, EnvKind)] = &[
         "ALTER_DATABASE_REPLICA_URL",
         "database.replica_url",
         EnvKind::Text,
+    ),
+    (
+        "ALTER_AUDIT_RETENTION_DAYS",
+        "audit_retention_days",
+        EnvKind::Integer,
     ),
     (
         "ALTER_DATABASE_STATEMENT_TIMEOUT_SECONDS",
@@ -491,6 +500,11 @@ impl Config {
             self.oauth_refresh_buffer_seconds,
             0..=3600,
         )?;
+        if self.audit_retention_days > 36_500 {
+            return Err(ConfigError(
+                "audit_retention_days must be at most 36500 (0 keeps events for ever)".into(),
+            ));
+        }
         for (key, value) in [
             (
                 "database.statement_timeout_seconds",

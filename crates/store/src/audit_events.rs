@@ -2,14 +2,18 @@
 //! with no other change. Events that go with a change are appended by that change's own
 //! transaction (see [`chain`]).
 
-use alter_core::audit::{AuditEvent, ChainRow, EventFilter, HASH_PLAIN_SHA256, StoredEvent};
+use alter_core::audit::{
+    AuditEvent, ChainRow, Checkpoint, EventFilter, HASH_PLAIN_SHA256, StoredEvent,
+};
 use alter_core::ids::AppId;
 use alter_core::ports::{AuditStore, StoreError, StoreResult};
+use alter_core::time::Timestamp;
 use async_trait::async_trait;
 use sqlx::any::AnyRow;
 
-use crate::rows::{fetch_all, fetch_optional, get, hash32, id};
-use crate::{SqlStore, chain, db_error};
+use crate::partitions::{self, Partitioned};
+use crate::rows::{fetch_all, fetch_optional, get, hash32, id, time};
+use crate::{Engine, SqlStore, chain, db_error};
 
 #[async_trait]
 impl AuditStore for SqlStore {
@@ -120,6 +124,102 @@ impl AuditStore for SqlStore {
             Ok((get(row, "seq")?, get(row, "hash")?))
         })
         .await
+    }
+
+    async fn audit_anchor(&self, app: AppId) -> StoreResult<Option<Checkpoint>> {
+        let query = sqlx::query(
+            "SELECT app_id, through_seq, through_hash, at, mac FROM audit_anchors \
+             WHERE app_id = $1",
+        )
+        .bind(app.to_string());
+        fetch_optional(&self.read, query, |row| {
+            // A value of the wrong length is left for the MAC check to refuse.
+            let bytes = |column: &str| -> StoreResult<[u8; 32]> {
+                let value: Vec<u8> = get(row, column)?;
+                Ok(value.try_into().unwrap_or([0; 32]))
+            };
+            Ok(Checkpoint {
+                app_id: id(row, "app_id")?,
+                seq: get(row, "through_seq")?,
+                hash: bytes("through_hash")?,
+                at: time(row, "at")?,
+                tag: bytes("mac")?,
+            })
+        })
+        .await
+    }
+
+    fn audit_retention_bound(&self, cutoff: Timestamp) -> Timestamp {
+        match self.engine {
+            Engine::Sqlite => cutoff,
+            Engine::Postgres => Timestamp::from_micros(partitions::month_start_of(cutoff.micros())),
+        }
+    }
+
+    async fn audit_cuts(&self, bound: Timestamp) -> StoreResult<Vec<(AppId, i64, Vec<u8>)>> {
+        let query = sqlx::query(
+            "SELECT e.app_id, e.seq, e.hash FROM audit_events e \
+             JOIN (SELECT app_id, MAX(seq) AS seq FROM audit_events WHERE at < $1 \
+                   GROUP BY app_id) m ON e.app_id = m.app_id AND e.seq = m.seq \
+             LEFT JOIN audit_anchors a ON a.app_id = e.app_id \
+             WHERE a.through_seq IS NULL OR e.seq > a.through_seq ORDER BY e.app_id",
+        )
+        .bind(bound.micros());
+        fetch_all(&self.write, query, |row| {
+            Ok((id(row, "app_id")?, get(row, "seq")?, get(row, "hash")?))
+        })
+        .await
+    }
+
+    async fn record_audit_anchor(&self, anchor: &Checkpoint) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO audit_anchors (app_id, through_seq, through_hash, at, mac) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (app_id) DO UPDATE SET \
+             through_seq = excluded.through_seq, through_hash = excluded.through_hash, \
+             at = excluded.at, mac = excluded.mac \
+             WHERE excluded.through_seq > audit_anchors.through_seq",
+        )
+        .bind(anchor.app_id.to_string())
+        .bind(anchor.seq)
+        .bind(anchor.hash.to_vec())
+        .bind(anchor.at.micros())
+        .bind(anchor.tag.to_vec())
+        .execute(&self.write)
+        .await
+        .map_err(db_error)?;
+        Ok(())
+    }
+
+    async fn remove_audit_events(&self, bound: Timestamp) -> StoreResult<u64> {
+        let mut dropped = 0;
+        let table = match self.engine {
+            Engine::Sqlite => "audit_events",
+            Engine::Postgres => {
+                for name in
+                    partitions::older_than(&self.write, Partitioned::AuditEvents, bound.micros())
+                        .await?
+                {
+                    if partitions::audit_partition_covered(&self.write, &name).await? {
+                        partitions::drop_partition(&self.write, &name).await?;
+                        dropped += 1;
+                    } else {
+                        tracing::warn!(partition = %name, "audit events no anchor covers: the partition is kept");
+                    }
+                }
+                "audit_events_default"
+            }
+        };
+        // Only what the app's anchor covers: the append-only trigger refuses the rest.
+        let deleted = sqlx::query(&format!(
+            "DELETE FROM {table} WHERE at < $1 AND seq <= \
+             (SELECT a.through_seq FROM audit_anchors a WHERE a.app_id = {table}.app_id)"
+        ))
+        .bind(bound.micros())
+        .execute(&self.write)
+        .await
+        .map_err(db_error)?
+        .rows_affected();
+        Ok(dropped + deleted)
     }
 }
 

@@ -589,8 +589,10 @@ fn claim_nonces(script: &mut Script, claims: &[(KeyId, &str, Timestamp)]) -> Non
         .map(|i| format!("(${}, ${}, ${})", 3 * i + 1, 3 * i + 2, 3 * i + 3))
         .collect();
     let mut stmt = Stmt::new(format!(
-        "INSERT INTO request_nonces (key_id, nonce, seen_at) VALUES {} \
-         ON CONFLICT (key_id, nonce) DO NOTHING RETURNING key_id, nonce",
+        // No conflict target: the key is (key_id, nonce) on SQLite, and on PostgreSQL holds
+        // the partition key too, (key_id, nonce, signed_at) (migration 0028).
+        "INSERT INTO request_nonces (key_id, nonce, signed_at) VALUES {} \
+         ON CONFLICT DO NOTHING RETURNING key_id, nonce",
         values.join(", ")
     ))
     .one_off_if(claims.len() > 1);

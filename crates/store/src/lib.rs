@@ -32,6 +32,7 @@ mod leases;
 pub mod metrics;
 mod nonces;
 mod operators;
+mod partitions;
 mod policies;
 mod provider_specs;
 mod providers;

@@ -793,12 +793,55 @@ async fn nonces_are_claimed_once_and_pruned() {
         let a = KeyId::new();
         let b = KeyId::new();
         assert!(store.claim_nonce(a, "n1", t(0)).await.unwrap());
-        assert!(!store.claim_nonce(a, "n1", t(1)).await.unwrap());
+        // A replay carries the same signed timestamp.
+        assert!(!store.claim_nonce(a, "n1", t(0)).await.unwrap());
         assert!(store.claim_nonce(b, "n1", t(1)).await.unwrap());
         assert!(store.claim_nonce(a, "n2", t(100)).await.unwrap());
         assert_eq!(store.prune_nonces(t(50)).await.unwrap(), 2);
-        assert!(store.claim_nonce(a, "n1", t(101)).await.unwrap());
-        assert!(!store.claim_nonce(a, "n2", t(101)).await.unwrap());
+        assert!(store.claim_nonce(a, "n1", t(0)).await.unwrap());
+        assert!(!store.claim_nonce(a, "n2", t(100)).await.unwrap());
+        // Another signed timestamp makes another signed message: PostgreSQL keys nonces by it
+        // too (its partition key), SQLite by (key, nonce) only.
+        let other = store.claim_nonce(a, "n2", t(101)).await.unwrap();
+        assert_eq!(other, store.engine() == Engine::Postgres);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn nonces_stored_before_partitioning_still_refuse_their_replays() {
+    on_every_engine(|Fixture { store, raw }| async move {
+        if store.engine() != Engine::Postgres {
+            return;
+        }
+        // A nonce claimed before migration 0028 kept its claim time, not its signed
+        // timestamp: its replay must be refused whatever timestamp it carries.
+        let key = KeyId::new();
+        sqlx::query(
+            "INSERT INTO request_nonces_legacy (key_id, nonce, seen_at) VALUES ($1, 'old', $2)",
+        )
+        .bind(key.to_string())
+        .bind(t(0).micros())
+        .execute(&raw)
+        .await
+        .unwrap();
+        for signed in [t(-300), t(0), t(300)] {
+            assert!(!store.claim_nonce(key, "old", signed).await.unwrap());
+        }
+        assert!(store.claim_nonce(key, "new", t(5)).await.unwrap());
+        // Pruned on the same horizon as before; once none is left, the table and its
+        // trigger go.
+        assert_eq!(store.prune_nonces(t(0)).await.unwrap(), 0);
+        assert!(!store.claim_nonce(key, "old", t(1)).await.unwrap());
+        assert_eq!(store.prune_nonces(t(1)).await.unwrap(), 1);
+        let gone: Option<String> =
+            sqlx::query_scalar("SELECT to_regclass('request_nonces_legacy')::text")
+                .fetch_one(&raw)
+                .await
+                .unwrap();
+        assert_eq!(gone, None);
+        assert!(store.claim_nonce(key, "old", t(2)).await.unwrap());
+        assert!(!store.claim_nonce(key, "old", t(2)).await.unwrap());
     })
     .await;
 }
@@ -1379,7 +1422,7 @@ async fn a_release_claims_its_nonce_in_its_own_commit() {
                 .await
                 .unwrap()
         );
-        assert!(!store.claim_nonce(signer.id, "n-denied", t(11)).await.unwrap());
+        assert!(!store.claim_nonce(signer.id, "n-denied", t(10)).await.unwrap());
         let denied = "SELECT COUNT(*) FROM audit_events WHERE app_id = $1 AND action = 'credential.denied'";
         assert_eq!(count(&raw, denied, app.to_string()).await, 1);
         assert_eq!(count(&raw, released, app.to_string()).await, 1);

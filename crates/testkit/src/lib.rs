@@ -77,6 +77,8 @@ pub struct Options {
     /// Networks proxied calls may reach despite the SSRF guard: loopback by default, so that
     /// the local upstreams tests start are reachable.
     pub allowed_networks: alter_upstream::AllowedNetworks,
+    /// `audit_retention_days` (off by default).
+    pub audit_retention_days: Option<i64>,
 }
 
 impl Default for Options {
@@ -87,6 +89,7 @@ impl Default for Options {
             listen_ip: IpAddr::from([127, 0, 0, 1]),
             http: HttpLimits::default(),
             allowed_networks: alter_upstream::AllowedNetworks::loopback(),
+            audit_retention_days: None,
         }
     }
 }
@@ -215,7 +218,10 @@ impl TestServer {
             public_url: self.public_url.clone(),
             max_body_bytes: self.options.max_body_bytes,
             http: self.options.http.clone(),
-            vault: Settings::default(),
+            vault: Settings {
+                audit_retention_days: self.options.audit_retention_days,
+                ..Settings::default()
+            },
             clock: self.clock.clone(),
             audit_checkpoint_interval: None,
             otlp_endpoint: None,

@@ -29,6 +29,7 @@ mod provider_specs;
 mod providers;
 mod proxy;
 mod release;
+mod retention;
 mod revocation;
 mod rules;
 mod scopes;
