@@ -128,7 +128,11 @@ pub(crate) async fn create_ahead(pool: &AnyPool, table: Partitioned, now: i64) -
             tracing::info!(partition = %name, "rows of its range are in the DEFAULT partition: not created yet");
             continue;
         }
+        // Like a drop, this locks the parent for a moment (see [`drop_partition`]).
         let mut tx = pool.begin().await.map_err(db_error)?;
+        tx.execute("SET LOCAL lock_timeout = '2s'")
+            .await
+            .map_err(db_error)?;
         tx.execute(
             format!(
                 "CREATE TABLE IF NOT EXISTS {name} PARTITION OF {t} FOR VALUES FROM ({from}) TO ({to})",
@@ -173,12 +177,18 @@ pub(crate) async fn older_than(
     Ok(old.into_iter().map(|(_, name)| name).collect())
 }
 
-/// Drops a partition named by [`older_than`].
+/// Drops a partition named by [`older_than`]. Dropping a partition locks its parent table
+/// exclusively for a moment; behind a long transaction on it, the drop would make every
+/// insert queue behind it, so it gives up after a short wait and is retried on the next run.
 pub(crate) async fn drop_partition(pool: &AnyPool, name: &str) -> StoreResult<()> {
-    pool.execute(format!("DROP TABLE IF EXISTS {name}").as_str())
+    let mut tx = pool.begin().await.map_err(db_error)?;
+    tx.execute("SET LOCAL lock_timeout = '2s'")
         .await
         .map_err(db_error)?;
-    Ok(())
+    tx.execute(format!("DROP TABLE IF EXISTS {name}").as_str())
+        .await
+        .map_err(db_error)?;
+    tx.commit().await.map_err(db_error)
 }
 
 /// The names of `table`'s partitions, DEFAULT included.

@@ -200,3 +200,56 @@ async fn retention_removes_old_audit_events_behind_a_signed_anchor() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn audit_events_outside_every_partition_are_kept_in_default_and_pruned_there() {
+    if !alter_testkit::engines().contains(&Engine::Postgres) {
+        return;
+    }
+    let options = Options {
+        audit_retention_days: Some(30),
+        ..Options::default()
+    };
+    let server = TestServer::start_with(Engine::Postgres, options).await;
+    let app = server.new_app("a").await;
+    let app_id = app.info.id.as_str();
+    let in_default = || async {
+        server
+            .database()
+            .count(
+                "SELECT COUNT(*) FROM audit_events_default WHERE app_id = $1",
+                &[app_id],
+            )
+            .await
+            .unwrap()
+    };
+    let month = |server: &TestServer| {
+        format!(
+            "audit_events_p{}",
+            server.now().to_rfc3339()[..7].replace('-', "")
+        )
+    };
+    // A year on, before any partition was made for it: the event still goes in.
+    server.advance(400 * 24 * 3600);
+    server.mint_key(&app, MintKeyRequest::default()).await;
+    assert_eq!(in_default().await, 1);
+    // No partition is made over rows the DEFAULT partition holds (PostgreSQL would refuse).
+    let skipped = month(&server);
+    server.vault().maintain_time_partitions().await.unwrap();
+    assert_eq!(partitions_named(&server, "audit_events", &skipped).await, 0);
+
+    server.advance(100 * 24 * 3600);
+    server.vault().maintain_time_partitions().await.unwrap();
+    server.mint_key(&app, MintKeyRequest::default()).await;
+    assert_eq!(
+        partitions_named(&server, "audit_events", &month(&server)).await,
+        1
+    );
+    server.vault().prune_audit_events().await.unwrap();
+    assert_eq!(in_default().await, 0, "rows behind the anchor are deleted");
+    let kept = events(&server, app_id).await;
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    let report = server.admin().verify_audit(app_id).await.unwrap();
+    assert!(report.ok, "{report:?}");
+    server.stop().await;
+}
