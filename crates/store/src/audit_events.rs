@@ -209,19 +209,34 @@ impl AuditStore for SqlStore {
                 "audit_events_default"
             }
         };
-        // Only what the app's anchor covers: the append-only trigger refuses the rest.
-        let deleted = sqlx::query(&format!(
-            "DELETE FROM {table} WHERE at < $1 AND seq <= \
-             (SELECT a.through_seq FROM audit_anchors a WHERE a.app_id = {table}.app_id)"
-        ))
-        .bind(bound.micros())
-        .execute(&self.write)
-        .await
-        .map_err(db_error)?
-        .rows_affected();
+        // Only what the app's anchor covers: the append-only trigger refuses the rest. In
+        // batches, so that SQLite's one writer (and the releases queued on it) is held for a
+        // short while at a time, however much a first run removes.
+        let delete = format!(
+            "DELETE FROM {table} WHERE (app_id, seq) IN (SELECT e.app_id, e.seq FROM {table} e \
+             JOIN audit_anchors a ON a.app_id = e.app_id \
+             WHERE e.at < $1 AND e.seq <= a.through_seq LIMIT $2)"
+        );
+        let mut deleted = 0;
+        loop {
+            let batch = sqlx::query(&delete)
+                .bind(bound.micros())
+                .bind(DELETE_BATCH)
+                .execute(&self.write)
+                .await
+                .map_err(db_error)?
+                .rows_affected();
+            deleted += batch;
+            if batch < DELETE_BATCH as u64 {
+                break;
+            }
+        }
         Ok(dropped + deleted)
     }
 }
+
+/// Events deleted per statement by retention.
+const DELETE_BATCH: i64 = 5_000;
 
 /// An `audit_events` row read back: its place, event and hash.
 pub(crate) fn stored_event(row: &AnyRow) -> StoreResult<StoredEvent> {

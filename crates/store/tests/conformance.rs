@@ -321,6 +321,80 @@ async fn upgrading_keeps_agent_keys_and_their_derived_keys_agent_typed() {
 }
 
 #[tokio::test]
+async fn upgrading_to_time_partitions_keeps_audit_chains_and_refuses_old_nonces() {
+    let mut databases = vec![ScratchDatabase::sqlite().unwrap()];
+    if let Some(pg) = ScratchDatabase::postgres().await.unwrap() {
+        databases.push(pg);
+    }
+    for db in databases {
+        let store = SqlStore::connect(db.url(), &StoreOptions::default(), chain_key())
+            .await
+            .unwrap();
+        let raw = AnyPool::connect(db.url()).await.unwrap();
+        // The database as it was before migration 0028.
+        let dir = match store.engine() {
+            Engine::Sqlite => "sqlite",
+            Engine::Postgres => "postgres",
+        };
+        let mut before = Migrator::new(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("migrations")
+                .join(dir),
+        )
+        .await
+        .unwrap();
+        before.migrations = before
+            .migrations
+            .iter()
+            .filter(|m| m.version < 28)
+            .cloned()
+            .collect::<Vec<_>>()
+            .into();
+        before.run(&raw).await.unwrap();
+        let app = App {
+            id: AppId::new(),
+            name: "a".into(),
+            created_at: t(0),
+        };
+        store
+            .insert_app(&app, &event(app.id, "app.created"))
+            .await
+            .unwrap();
+        // Events of two months: on PostgreSQL they land in two partitions.
+        for at in [t(-40 * 86_400), t(0)] {
+            let event = AuditEvent {
+                at,
+                ..event(app.id, "key.minted")
+            };
+            store.append_event(&event).await.unwrap();
+        }
+        let key = KeyId::new();
+        sqlx::query("INSERT INTO request_nonces (key_id, nonce, seen_at) VALUES ($1, 'old', $2)")
+            .bind(key.to_string())
+            .bind(t(0).micros())
+            .execute(&raw)
+            .await
+            .unwrap();
+
+        store.migrate().await.unwrap();
+        assert_chain_intact(&raw, app.id, 3).await;
+        // The nonce kept its claim time, not the request's signed timestamp: its replay is
+        // refused whatever timestamp it carries.
+        for signed in [t(-300), t(0), t(300)] {
+            assert!(!store.claim_nonce(key, "old", signed).await.unwrap());
+        }
+        store
+            .append_event(&event(app.id, "key.minted"))
+            .await
+            .unwrap();
+        assert_chain_intact(&raw, app.id, 4).await;
+        raw.close().await;
+        store.close().await;
+        db.drop_now().await.unwrap();
+    }
+}
+
+#[tokio::test]
 async fn an_old_kek_retires_only_when_no_sealed_value_names_it() {
     on_every_engine(|Fixture { store, .. }| async move {
         for version in [1, 2] {
