@@ -944,19 +944,11 @@ impl crate::vault::Vault {
         if let Some(problem) = checkpoint.and_then(|c| self.unusable_checkpoint(app_id, c)) {
             return Ok(report(from, Some(problem)));
         }
-        if let Some(problem) = anchor
-            .as_ref()
-            .and_then(|a| self.unusable_anchor(app_id, a))
-        {
-            return Ok(report(from, Some(problem)));
-        }
+        let mut cursor = match self.walk_start(app_id, anchor.as_ref()) {
+            Ok(cursor) => cursor,
+            Err(problem) => return Ok(report(from, Some(problem))),
+        };
         let (head_seq, head_hash) = self.store().chain_head(app_id).await?.unwrap_or_default();
-        let mut cursor = anchor.as_ref().map_or(ChainCursor::START, |a| ChainCursor {
-            seq: a.seq,
-            hash: a.hash,
-            // Its signature vouches for what came before, as a keyed event's hash would.
-            keyed: true,
-        });
         // The hash of the checkpoint's event as the walk met it (or as the anchor vouches).
         let mut at_checkpoint = checkpoint
             .filter(|c| c.seq == cursor.seq)
@@ -1001,6 +993,27 @@ impl crate::vault::Vault {
                 .and_then(|c| missed_checkpoint(c, cursor.seq, at_checkpoint))
         };
         Ok(report(cursor.seq, first_problem))
+    }
+
+    /// Where a walk of an app's chain starts: right after its retention anchor, whose
+    /// signature must verify, or before the first event when retention removed none.
+    fn walk_start(
+        &self,
+        app_id: AppId,
+        anchor: Option<&Checkpoint>,
+    ) -> std::result::Result<ChainCursor, ChainProblem> {
+        match anchor {
+            None => Ok(ChainCursor::START),
+            Some(anchor) => match self.unusable_anchor(app_id, anchor) {
+                Some(problem) => Err(problem),
+                None => Ok(ChainCursor {
+                    seq: anchor.seq,
+                    hash: anchor.hash,
+                    // Its signature vouches for what came before, as a keyed event's would.
+                    keyed: true,
+                }),
+            },
+        }
     }
 
     /// Why an app's retention anchor cannot be trusted, if it cannot.
@@ -1058,17 +1071,11 @@ impl crate::vault::Vault {
         through: i64,
         stored: &[u8],
     ) -> crate::error::Result<std::result::Result<[u8; 32], ChainProblem>> {
-        let mut cursor = ChainCursor::START;
-        if let Some(anchor) = self.store().audit_anchor(app_id).await? {
-            if let Some(problem) = self.unusable_anchor(app_id, &anchor) {
-                return Ok(Err(problem));
-            }
-            cursor = ChainCursor {
-                seq: anchor.seq,
-                hash: anchor.hash,
-                keyed: true,
-            };
-        }
+        let anchor = self.store().audit_anchor(app_id).await?;
+        let mut cursor = match self.walk_start(app_id, anchor.as_ref()) {
+            Ok(cursor) => cursor,
+            Err(problem) => return Ok(Err(problem)),
+        };
         while cursor.seq < through {
             let limit = VERIFY_PAGE.min(through - cursor.seq);
             let rows = self.store().chain_rows(app_id, cursor.seq, limit).await?;
@@ -1079,17 +1086,22 @@ impl crate::vault::Vault {
                 break;
             }
         }
-        Ok(
-            if cursor.seq == through && alter_crypto::ct_eq(stored, &cursor.hash) {
-                Ok(cursor.hash)
-            } else {
-                Err(ChainProblem {
-                    seq: cursor.seq + 1,
-                    event_id: None,
-                    problem: format!("events {} to {through} are missing", cursor.seq + 1),
-                })
-            },
-        )
+        Ok(if cursor.seq < through {
+            Err(ChainProblem {
+                seq: cursor.seq + 1,
+                event_id: None,
+                problem: format!("events {} to {through} are missing", cursor.seq + 1),
+            })
+        } else if !alter_crypto::ct_eq(stored, &cursor.hash) {
+            // Changed since the cut was read: left for the next run.
+            Err(ChainProblem {
+                seq: through,
+                event_id: None,
+                problem: "the event's hash changed while it was checked".into(),
+            })
+        } else {
+            Ok(cursor.hash)
+        })
     }
 
     /// Why a checkpoint cannot be verified against this app's chain, if it cannot.

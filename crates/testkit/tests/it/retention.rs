@@ -158,6 +158,24 @@ async fn retention_removes_old_audit_events_behind_a_signed_anchor() {
         assert!(problem.problem.contains("anchor"), "{problem:?}");
         db.execute(swap, &[app_id]).await.unwrap();
         assert!(admin.verify_audit(app_id).await.unwrap().ok);
+        // Past the anchor, the first bad event is named as ever.
+        let drop_trigger = match engine {
+            Engine::Sqlite => "DROP TRIGGER audit_events_no_update",
+            Engine::Postgres => "DROP TRIGGER audit_events_append_only ON audit_events",
+        };
+        db.execute(drop_trigger, &[]).await.unwrap();
+        let first_kept = (through + 1).to_string();
+        db.execute(
+            "UPDATE audit_events SET body = replace(body, '{', '{ ') \
+             WHERE app_id = $1 AND seq = CAST($2 AS BIGINT)",
+            &[app_id, &first_kept],
+        )
+        .await
+        .unwrap();
+        let report = admin.verify_audit(app_id).await.unwrap();
+        let problem = report.first_problem.expect("an altered event is reported");
+        assert_eq!(problem.seq, through + 1);
+        assert_eq!(problem.event_id.as_deref(), Some(kept[0].event["id"].as_str().unwrap()));
         db.execute(
             "UPDATE audit_anchors SET mac = through_hash WHERE app_id = $1",
             &[app_id],
