@@ -45,6 +45,7 @@ pub(crate) enum Op {
     ClaimNonce {
         key: KeyId,
         nonce: String,
+        /// The request's signed timestamp ([`NonceClaim::at`]).
         at: Timestamp,
     },
     /// Appends an event to its app's chain.
