@@ -1,12 +1,10 @@
 //! A transaction's statements sent in as few round trips as the engine allows.
 //!
 //! A SQLite connection runs on a worker thread of its own: each statement is a hand-off to it
-//! and back, which on a VM whose cores idle costs about as much as the statement. On
-//! PostgreSQL each statement is a network round trip, about as costly. A [`Script`] runs
-//! several statements in one go on both: on SQLite as one multi-statement string whose `$N`
-//! parameters SQLite binds by number across all of it; on PostgreSQL as one simple-protocol
-//! query (which carries no parameters) with each value written into the text as a literal
-//! that cannot be read as anything but that value (see [`literal`]).
+//! and back, which on a VM whose cores idle costs about as much as the statement. A [`Script`]
+//! runs several statements in one hand-off on SQLite (one multi-statement string; SQLite binds
+//! `$N` parameters by number across all of it) and one by one on PostgreSQL, whose statements
+//! are network round trips either way — so one piece of code serves both engines.
 
 use futures_util::TryStreamExt;
 use sqlx::any::AnyRow;
@@ -128,20 +126,23 @@ impl Script {
         self.stmts.len() - 1
     }
 
-    /// Runs the statements in order, in one hand-off on SQLite and one round trip on
-    /// PostgreSQL. Returns each statement's rows. An error stops the script where it failed
-    /// (on PostgreSQL nothing of a script that did not begin a transaction stays: it runs as
-    /// one); the caller rolls back.
+    /// Runs the statements in order: one hand-off on SQLite, one round trip each on
+    /// PostgreSQL. Returns each statement's rows. An error stops the script where it failed;
+    /// the caller rolls back.
     pub(crate) async fn run(self, conn: &mut AnyConnection) -> StoreResult<Vec<Vec<AnyRow>>> {
         if self.stmts.is_empty() {
             return Ok(Vec::new());
         }
-        let count = self.stmts.len();
         if conn.backend_name() != SQLITE {
-            let sql = postgres_text(self.stmts)?;
-            let stream = Executor::fetch_many(&mut *conn, sqlx::raw_sql(&sql));
-            return collect_results(stream, count).await;
+            let mut results = Vec::with_capacity(self.stmts.len());
+            for stmt in self.stmts {
+                let query =
+                    bind_all(sqlx::query(&stmt.sql), stmt.params).persistent(stmt.recurring);
+                results.push(query.fetch_all(&mut *conn).await.map_err(db_error)?);
+            }
+            return Ok(results);
         }
+        let count = self.stmts.len();
         let recurring = self.stmts.iter().all(|stmt| stmt.recurring);
         let mut sql = String::new();
         let mut params = Vec::new();
@@ -151,41 +152,30 @@ impl Script {
             params.extend(stmt.params);
         }
         let query = bind_all(sqlx::query(&sql), params).persistent(recurring);
-        // sqlx means to drop multi-statement prepared queries (sqlx#3108): rendering the
-        // values as literals, as on PostgreSQL, is then the fallback.
-        collect_results(Executor::fetch_many(&mut *conn, query), count).await
-    }
-}
-
-/// Each statement's rows from a multi-statement stream, which ends each statement with its
-/// result.
-async fn collect_results<'c>(
-    mut stream: futures_util::stream::BoxStream<
-        'c,
-        Result<Either<sqlx::any::AnyQueryResult, AnyRow>, sqlx::Error>,
-    >,
-    count: usize,
-) -> StoreResult<Vec<Vec<AnyRow>>> {
-    let mut results = vec![Vec::new()];
-    while let Some(item) = stream.try_next().await.map_err(db_error)? {
-        match item {
-            Either::Left(_) => results.push(Vec::new()),
-            Either::Right(row) => {
-                if let Some(rows) = results.last_mut() {
-                    rows.push(row);
+        let mut results = vec![Vec::new()];
+        // sqlx means to drop multi-statement prepared queries (sqlx#3108): running the
+        // statements one by one, as on PostgreSQL, is then the fallback.
+        let mut stream = Executor::fetch_many(&mut *conn, query);
+        while let Some(item) = stream.try_next().await.map_err(db_error)? {
+            match item {
+                Either::Left(_) => results.push(Vec::new()),
+                Either::Right(row) => {
+                    if let Some(rows) = results.last_mut() {
+                        rows.push(row);
+                    }
                 }
             }
         }
+        // Each statement ends with its result: one more entry than statements were run.
+        results.pop();
+        if results.len() != count {
+            return Err(StoreError::Other(format!(
+                "a script of {count} statements ran {}",
+                results.len()
+            )));
+        }
+        Ok(results)
     }
-    // Each statement ends with its result: one more entry than statements were run.
-    results.pop();
-    if results.len() != count {
-        return Err(StoreError::Other(format!(
-            "a script of {count} statements ran {}",
-            results.len()
-        )));
-    }
-    Ok(results)
 }
 
 fn bind_all<'q>(
@@ -202,77 +192,6 @@ fn bind_all<'q>(
         };
     }
     query
-}
-
-/// The statements as one PostgreSQL simple-protocol query, each `$N` written as a literal of
-/// its value. Only the statements' own text is scanned for placeholders (never a value put
-/// in), so a value cannot become SQL.
-fn postgres_text(stmts: Vec<Stmt>) -> StoreResult<String> {
-    let mut sql = String::new();
-    for stmt in stmts {
-        let mut rest = stmt.sql.as_str();
-        while let Some(at) = rest.find('$') {
-            sql.push_str(&rest[..at]);
-            let digits = rest[at + 1..]
-                .find(|c: char| !c.is_ascii_digit())
-                .unwrap_or(rest.len() - at - 1);
-            let number = &rest[at + 1..at + 1 + digits];
-            match number.parse::<usize>() {
-                Ok(n) => {
-                    let value = n
-                        .checked_sub(1)
-                        .and_then(|i| stmt.params.get(i))
-                        .ok_or_else(|| StoreError::Other(format!("no value for ${n}")))?;
-                    literal(&mut sql, value)?;
-                }
-                Err(_) => sql.push('$'),
-            }
-            rest = &rest[at + 1 + digits..];
-        }
-        sql.push_str(rest);
-        sql.push_str(";\n");
-    }
-    Ok(sql)
-}
-
-/// Writes `value` as a PostgreSQL expression of the type a bound parameter of it would have.
-///
-/// Text goes in a dollar-quoted string, whose body is taken as it is — no escapes, whatever
-/// `standard_conforming_strings` says — under a tag its value does not contain; integers and
-/// bytes are written in digits only. Every literal is parenthesised, so no neighbouring
-/// character (a `-` making `--`, an identifier) changes how it is read.
-fn literal(sql: &mut String, value: &Value) -> StoreResult<()> {
-    use std::fmt::Write;
-    match value {
-        Value::Text(text) => {
-            // The query travels as a C string: a NUL would cut it short.
-            if text.contains('\0') {
-                return Err(StoreError::Other(
-                    "a text value holds a NUL character".into(),
-                ));
-            }
-            // The string ends at the first tag after the opening one: that must be ours.
-            let tag = (0u64..)
-                .map(|n| format!("$v{n}$"))
-                .find(|tag| format!("{text}{tag}").find(tag.as_str()) == Some(text.len()))
-                .unwrap_or_default();
-            let _ = write!(sql, "({tag}{text}{tag}::text)");
-        }
-        Value::Int(n) => {
-            // Quoted: unquoted, the minimum would be the negation of a number out of range.
-            let _ = write!(sql, "('{n}'::int8)");
-        }
-        Value::Blob(bytes) => {
-            sql.push_str("(decode('");
-            for byte in bytes {
-                let _ = write!(sql, "{byte:02x}");
-            }
-            sql.push_str("', 'hex'))");
-        }
-        Value::Null => sql.push_str("(NULL::text)"),
-        Value::NullInt => sql.push_str("(NULL::int8)"),
-    }
-    Ok(())
 }
 
 /// `sql` with each `$N` placeholder moved up by `offset`. Our statements hold no `$` inside
@@ -313,7 +232,8 @@ mod tests {
     use crate::scratch::ScratchDatabase;
     use sqlx::Row;
 
-    /// Texts that would end or escape a quoted or dollar-quoted literal, or comment out the rest.
+    /// Texts that would end or escape a quoted or dollar-quoted literal, or comment out the
+    /// rest, were they ever written into a statement's text.
     const HOSTILE: &[&str] = &[
         "",
         "plain",
@@ -332,7 +252,7 @@ mod tests {
     ];
 
     /// Every value comes back from the database exactly as it went in, and none of them runs
-    /// as SQL: on SQLite as bound parameters, on PostgreSQL as literals in the query text.
+    /// as SQL, on both engines.
     #[tokio::test]
     async fn values_reach_the_database_as_values() {
         sqlx::any::install_default_drivers();
@@ -351,18 +271,21 @@ mod tests {
             script.push(Stmt::new("CREATE TABLE probe (v TEXT)"));
             let texts: Vec<usize> = HOSTILE
                 .iter()
-                .map(|text| script.push(Stmt::new("SELECT $1 AS v").bind(*text)))
+                .map(|text| script.push(Stmt::new("SELECT CAST($1 AS TEXT) AS v").bind(*text)))
                 .collect();
             let ints: Vec<(i64, usize)> = [0, -1, 42, i64::MIN, i64::MAX]
                 .into_iter()
-                .map(|n| (n, script.push(Stmt::new("SELECT $1 AS v").bind(n))))
+                .map(|n| {
+                    (
+                        n,
+                        script.push(Stmt::new("SELECT CAST($1 AS BIGINT) AS v").bind(n)),
+                    )
+                })
                 .collect();
-            // Written naively, `1-$1` of -1 would be `1--1`: a comment to the line's end.
-            let minus = script.push(Stmt::new("SELECT 1-$1 AS v").bind(-1i64));
-            let blob = vec![0u8, 1, b'\'', b'\\', 255];
-            let blob_at = script.push(Stmt::new("SELECT $1 AS v").bind(blob.clone()));
+            // Written into the text, `1-$1` of -1 would be `1--1`: a comment to the line's end.
+            let minus = script.push(Stmt::new("SELECT 1-CAST($1 AS BIGINT) AS v").bind(-1i64));
             let nulls = script.push(
-                Stmt::new("SELECT $1 AS t, $2 AS n")
+                Stmt::new("SELECT CAST($1 AS TEXT) AS t, CAST($2 AS BIGINT) AS n")
                     .bind(Value::Null)
                     .bind(Value::NullInt),
             );
@@ -378,20 +301,12 @@ mod tests {
             }
             let back: i64 = results[minus][0].try_get("v").unwrap();
             assert_eq!(back, 2);
-            let back: Vec<u8> = results[blob_at][0].try_get("v").unwrap();
-            assert_eq!(back, blob);
             let t: Option<String> = results[nulls][0].try_get("t").unwrap();
             let n: Option<i64> = results[nulls][0].try_get("n").unwrap();
             assert_eq!((t, n), (None, None));
             let probes: i64 = results[count][0].try_get("n").unwrap();
             assert_eq!(probes, 0, "the probe table is still there and empty");
         }
-    }
-
-    #[test]
-    fn a_text_holding_nul_is_refused_before_it_reaches_postgres() {
-        let stmt = Stmt::new("SELECT $1").bind("a\0b");
-        assert!(super::postgres_text(vec![stmt]).is_err());
     }
 
     #[test]
