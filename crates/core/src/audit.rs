@@ -1054,6 +1054,19 @@ impl crate::vault::Vault {
                 ),
             }
         }
+        // The removal trusts the anchors' rows: one that does not verify (written by someone
+        // without the key) stops it for every app until it is dealt with.
+        let anchors = self.store().audit_anchors().await?;
+        if let Some(forged) = anchors
+            .iter()
+            .find(|a| self.unusable_anchor(a.app_id, a).is_some())
+        {
+            tracing::warn!(
+                app = %forged.app_id,
+                "an audit retention anchor does not verify: no audit event is removed"
+            );
+            return Ok(0);
+        }
         Ok(self.store().remove_audit_events(bound).await?)
     }
 
@@ -1091,6 +1104,14 @@ impl crate::vault::Vault {
                 seq: cursor.seq + 1,
                 event_id: None,
                 problem: format!("events {} to {through} are missing", cursor.seq + 1),
+            })
+        } else if !cursor.keyed {
+            // An anchor vouches for a keyed chain; plain SHA-256 events (from before chains
+            // were keyed) wait until the cut passes the first keyed one.
+            Err(ChainProblem {
+                seq: through,
+                event_id: None,
+                problem: "the cut falls before the chain's first keyed event".into(),
             })
         } else if !alter_crypto::ct_eq(stored, &cursor.hash) {
             // Changed since the cut was read: left for the next run.

@@ -909,6 +909,8 @@ pub trait AuditStore: Send + Sync {
     async fn chain_head(&self, app: AppId) -> StoreResult<Option<(i64, Vec<u8>)>>;
     /// An app's retention anchor: the last event removed by retention, as stored (unchecked).
     async fn audit_anchor(&self, app: AppId) -> StoreResult<Option<crate::audit::Checkpoint>>;
+    /// Every app's retention anchor, as stored (unchecked), from the primary.
+    async fn audit_anchors(&self) -> StoreResult<Vec<crate::audit::Checkpoint>>;
     /// The instant before which removing events older than `cutoff` removes them: `cutoff`
     /// where rows are deleted one by one, the start of its month where whole monthly
     /// partitions are dropped.

@@ -132,21 +132,14 @@ impl AuditStore for SqlStore {
              WHERE app_id = $1",
         )
         .bind(app.to_string());
-        fetch_optional(&self.read, query, |row| {
-            // A value of the wrong length is left for the MAC check to refuse.
-            let bytes = |column: &str| -> StoreResult<[u8; 32]> {
-                let value: Vec<u8> = get(row, column)?;
-                Ok(value.try_into().unwrap_or([0; 32]))
-            };
-            Ok(Checkpoint {
-                app_id: id(row, "app_id")?,
-                seq: get(row, "through_seq")?,
-                hash: bytes("through_hash")?,
-                at: time(row, "at")?,
-                tag: bytes("mac")?,
-            })
-        })
-        .await
+        fetch_optional(&self.read, query, anchor).await
+    }
+
+    async fn audit_anchors(&self) -> StoreResult<Vec<Checkpoint>> {
+        let query = sqlx::query(
+            "SELECT app_id, through_seq, through_hash, at, mac FROM audit_anchors ORDER BY app_id",
+        );
+        fetch_all(&self.write, query, anchor).await
     }
 
     fn audit_retention_bound(&self, cutoff: Timestamp) -> Timestamp {
@@ -158,9 +151,13 @@ impl AuditStore for SqlStore {
 
     async fn audit_cuts(&self, bound: Timestamp) -> StoreResult<Vec<(AppId, i64, Vec<u8>)>> {
         let query = sqlx::query(
+            // The cut stops before the app's first event at or after the bound, so that one
+            // event with an older time (a node's clock) never carries newer ones past it.
             "SELECT e.app_id, e.seq, e.hash FROM audit_events e \
-             JOIN (SELECT app_id, MAX(seq) AS seq FROM audit_events WHERE at < $1 \
-                   GROUP BY app_id) m ON e.app_id = m.app_id AND e.seq = m.seq \
+             JOIN (SELECT o.app_id, COALESCE((SELECT MIN(n.seq) FROM audit_events n \
+                     WHERE n.app_id = o.app_id AND n.at >= $1) - 1, MAX(o.seq)) AS seq \
+                   FROM audit_events o WHERE o.at < $1 GROUP BY o.app_id) m \
+               ON e.app_id = m.app_id AND e.seq = m.seq \
              LEFT JOIN audit_anchors a ON a.app_id = e.app_id \
              WHERE a.through_seq IS NULL OR e.seq > a.through_seq ORDER BY e.app_id",
         )
@@ -246,5 +243,20 @@ pub(crate) fn stored_event(row: &AnyRow) -> StoreResult<StoredEvent> {
         event: serde_json::from_str(&body)
             .map_err(|_| StoreError::Corrupt("audit event body".into()))?,
         hash: hash32(row, "hash")?,
+    })
+}
+
+/// An anchor row, as stored (a value of the wrong length is left for the MAC check to refuse).
+fn anchor(row: &sqlx::any::AnyRow) -> StoreResult<Checkpoint> {
+    let bytes = |column: &str| -> StoreResult<[u8; 32]> {
+        let value: Vec<u8> = get(row, column)?;
+        Ok(value.try_into().unwrap_or([0; 32]))
+    };
+    Ok(Checkpoint {
+        app_id: id(row, "app_id")?,
+        seq: get(row, "through_seq")?,
+        hash: bytes("through_hash")?,
+        at: time(row, "at")?,
+        tag: bytes("mac")?,
     })
 }

@@ -5,6 +5,11 @@
 //! runs several statements in one hand-off on SQLite (one multi-statement string; SQLite binds
 //! `$N` parameters by number across all of it) and one by one on PostgreSQL, whose statements
 //! are network round trips either way — so one piece of code serves both engines.
+//!
+//! (Sending a PostgreSQL script as one simple-protocol query, values written as literals, was
+//! measured and dropped: PostgreSQL then plans every statement anew, which cost more CPU and
+//! latency than the round trips saved — docs/benchmarks.md. One round trip with the plans
+//! kept needs a pipelined extended protocol, which sqlx does not offer.)
 
 use futures_util::TryStreamExt;
 use sqlx::any::AnyRow;

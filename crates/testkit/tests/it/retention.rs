@@ -230,6 +230,49 @@ async fn retention_removes_old_audit_events_behind_a_signed_anchor() {
     .await;
 }
 
+/// Retention removes only what signed anchors cover: an anchor row written without the key
+/// (for any app) stops every removal, where the server would otherwise act on it.
+#[tokio::test]
+async fn a_forged_anchor_stops_retention_for_every_app() {
+    on_every_engine(|engine| async move {
+        let options = Options {
+            audit_retention_days: Some(30),
+            ..Options::default()
+        };
+        let server = TestServer::start_with(engine, options).await;
+        let a = server.new_app("a").await;
+        let b = server.new_app("b").await;
+        server.mint_key(&a, MintKeyRequest::default()).await;
+        let before = events(&server, a.info.id.as_str()).await.len();
+        server.advance(100 * 24 * 3600);
+        server.vault().maintain_time_partitions().await.unwrap();
+        server.mint_key(&a, MintKeyRequest::default()).await;
+        let bytes = match engine {
+            Engine::Sqlite => "zeroblob(32)",
+            Engine::Postgres => "decode(repeat('ab', 32), 'hex')",
+        };
+        server
+            .database()
+            .execute(
+                &format!(
+                    "INSERT INTO audit_anchors (app_id, through_seq, through_hash, at, mac) \
+                     VALUES ($1, 1000000, {bytes}, 0, {bytes})"
+                ),
+                &[b.info.id.as_str()],
+            )
+            .await
+            .unwrap();
+        assert_eq!(server.vault().prune_audit_events().await.unwrap(), 0);
+        assert_eq!(
+            events(&server, a.info.id.as_str()).await.len(),
+            before + 1,
+            "nothing of app a was removed"
+        );
+        server.stop().await;
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn audit_events_outside_every_partition_are_kept_in_default_and_pruned_there() {
     if !alter_testkit::engines().contains(&Engine::Postgres) {
