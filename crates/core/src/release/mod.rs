@@ -18,7 +18,7 @@ use serde_json::json;
 use crate::audit::{AuditEvent, RequestSummary, Target, action};
 use crate::caller::Caller;
 use crate::credentials::Credential;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, ensure};
 use crate::grants::{Grant, principal_json};
 use crate::ids::{AgentId, AppId, GrantId, KeyId};
 use crate::rules::{CallMode, DecisionFacts, MatchedRule};
@@ -637,14 +637,18 @@ pub(crate) fn validate(request: &ReleaseRequest) -> Result<String> {
         ("label", &request.label),
         ("account", &request.account),
     ] {
-        if value
-            .as_deref()
-            .is_some_and(|v| v.is_empty() || v.chars().count() > 1000)
-        {
-            return invalid(&format!("{field} must be 1 to 1000 characters"));
-        }
+        optional_text(field, value.as_deref(), 1000)?;
     }
     Ok(host)
+}
+
+/// An optional text field of 1 to `max` characters when given: what a caller writes into an
+/// audit event stays bounded.
+pub(crate) fn optional_text(field: &str, value: Option<&str>, max: usize) -> Result<()> {
+    ensure(
+        value.is_none_or(|v| !v.is_empty() && v.chars().count() <= max),
+        || format!("{field} must be 1 to {max} characters"),
+    )
 }
 
 #[cfg(test)]

@@ -21,6 +21,9 @@ impl Vault {
     pub async fn report_api_call(&self, caller: &Caller, report: ApiCallReport) -> Result<()> {
         caller.require(&Scope::Action("audit:emit"))?;
         validate_method(&report.method)?;
+        // Bounded as a release's own fields are: the report goes into the audit log.
+        super::optional_text("reason", report.reason.as_deref(), 1000)?;
+        super::optional_text("token_generation", report.token_generation.as_deref(), 100)?;
         let grant = self.reachable_grant(caller, &report.grant_id).await?.id;
         let event = AuditEvent {
             request: Some(RequestSummary::new(&report.method, &report.url)),

@@ -474,25 +474,37 @@ async fn exports_are_same_origin_only_and_quote_every_cell() {
 }
 
 #[tokio::test]
-async fn a_reported_call_names_an_upper_case_method() {
+async fn a_reported_call_names_an_upper_case_method_and_stays_bounded() {
     on_every_engine(|engine| async move {
         let server = TestServer::start(engine).await;
         let app = server.new_app("reports").await;
-        for method in ["get", "GET /evil", "=1+1", "", "\tPOST"] {
-            let body = serde_json::json!({
-                "grant_id": uuid::Uuid::new_v4().to_string(), "provider_id": "",
-                "method": method, "url": "https://api.example.com/", "request_headers": {},
-                "request_body": null, "response_status": 200, "response_headers": {},
-                "response_body": null, "latency_ms": 1, "reason": null,
-                "token_generation": null,
-            });
+        let report =
+            |method: &str, url: String, reason: Option<String>, generation: Option<String>| {
+                serde_json::json!({
+                    "grant_id": uuid::Uuid::new_v4().to_string(), "provider_id": "",
+                    "method": method, "url": url, "request_headers": {},
+                    "request_body": null, "response_status": 200, "response_headers": {},
+                    "response_body": null, "latency_ms": 1, "reason": reason,
+                    "token_generation": generation,
+                })
+            };
+        let url = || "https://api.example.com/".to_owned();
+        let mut bodies: Vec<serde_json::Value> = ["get", "GET /evil", "=1+1", "", "\tPOST"]
+            .into_iter()
+            .map(|method| report(method, url(), None, None))
+            .collect();
+        // What goes into the audit log is bounded as a release's own fields are.
+        bodies.push(report("GET", url(), Some("r".repeat(1001)), None));
+        bodies.push(report("GET", url(), Some(String::new()), None));
+        bodies.push(report("GET", url(), None, Some("g".repeat(101))));
+        for body in bodies {
             let refused = server
                 .raw(&app.key.api_key, "POST", "/sdk/oauth/audit/api-call")
                 .body(body.to_string())
                 .send()
                 .await;
-            assert_eq!(refused.status, 422, "{method:?}: {:?}", refused.json);
-            assert_eq!(refused.code(), Some("invalid_request"), "{method:?}");
+            assert_eq!(refused.status, 422, "{:?}", refused.json);
+            assert_eq!(refused.code(), Some("invalid_request"));
         }
     })
     .await;
