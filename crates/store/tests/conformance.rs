@@ -246,6 +246,29 @@ async fn insert_pre_0007_key(
     id
 }
 
+/// Migrates `raw` to the schema as it was before migration `version`.
+async fn migrate_before(raw: &AnyPool, engine: Engine, version: i64) {
+    let dir = match engine {
+        Engine::Sqlite => "sqlite",
+        Engine::Postgres => "postgres",
+    };
+    let mut before = Migrator::new(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("migrations")
+            .join(dir),
+    )
+    .await
+    .unwrap();
+    before.migrations = before
+        .migrations
+        .iter()
+        .filter(|m| m.version < version)
+        .cloned()
+        .collect::<Vec<_>>()
+        .into();
+    before.run(raw).await.unwrap();
+}
+
 #[tokio::test]
 async fn upgrading_keeps_agent_keys_and_their_derived_keys_agent_typed() {
     let mut databases = vec![ScratchDatabase::sqlite().unwrap()];
@@ -257,26 +280,7 @@ async fn upgrading_keeps_agent_keys_and_their_derived_keys_agent_typed() {
             .await
             .unwrap();
         let raw = AnyPool::connect(db.url()).await.unwrap();
-        // The database as it was before migration 0007.
-        let dir = match store.engine() {
-            Engine::Sqlite => "sqlite",
-            Engine::Postgres => "postgres",
-        };
-        let mut before = Migrator::new(
-            Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("migrations")
-                .join(dir),
-        )
-        .await
-        .unwrap();
-        before.migrations = before
-            .migrations
-            .iter()
-            .filter(|m| m.version < 7)
-            .cloned()
-            .collect::<Vec<_>>()
-            .into();
-        before.run(&raw).await.unwrap();
+        migrate_before(&raw, store.engine(), 7).await;
         // Written as that schema holds it (the store of today writes columns it lacks).
         let app = App {
             id: AppId::new(),
@@ -331,26 +335,7 @@ async fn upgrading_to_time_partitions_keeps_audit_chains_and_refuses_old_nonces(
             .await
             .unwrap();
         let raw = AnyPool::connect(db.url()).await.unwrap();
-        // The database as it was before migration 0028.
-        let dir = match store.engine() {
-            Engine::Sqlite => "sqlite",
-            Engine::Postgres => "postgres",
-        };
-        let mut before = Migrator::new(
-            Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("migrations")
-                .join(dir),
-        )
-        .await
-        .unwrap();
-        before.migrations = before
-            .migrations
-            .iter()
-            .filter(|m| m.version < 28)
-            .cloned()
-            .collect::<Vec<_>>()
-            .into();
-        before.run(&raw).await.unwrap();
+        migrate_before(&raw, store.engine(), 28).await;
         let app = App {
             id: AppId::new(),
             name: "a".into(),

@@ -9,6 +9,7 @@ use alter_proto::admin::MintKeyRequest;
 use alter_sdk::Principal;
 use alter_sdk::admin::{
     AdminClient, CreateWebhookRequest, DeliveryListQuery, RotateWebhookSecretRequest,
+    WebhookWithSecretInfo,
 };
 use alter_testkit::webhooks::{Received, Receiver, signatures_by, signed_by};
 use alter_testkit::{TestServer, on_every_engine};
@@ -20,6 +21,21 @@ fn of_type<'a>(received: &'a [Received], kind: &str) -> Vec<&'a Received> {
         .iter()
         .filter(|r| r.json()["type"] == kind)
         .collect()
+}
+
+/// A new endpoint of `app_id` for every event, at `url`.
+async fn every_event_to(admin: &AdminClient, app_id: &str, url: String) -> WebhookWithSecretInfo {
+    admin
+        .add_webhook(
+            app_id,
+            &CreateWebhookRequest {
+                url,
+                events: vec!["*".into()],
+                description: None,
+            },
+        )
+        .await
+        .unwrap()
 }
 
 async fn deliveries(
@@ -411,17 +427,7 @@ async fn a_capability_in_a_webhook_url_stays_out_of_the_audit_log_logs_and_error
         let base = receiver.url();
         let origin = base.trim_end_matches("/hook").to_owned();
         let url = format!("{base}/services/T01/B02/{path_cap}?token={query_cap}");
-        let created = admin
-            .add_webhook(
-                app_id,
-                &CreateWebhookRequest {
-                    url: url.clone(),
-                    events: vec!["*".into()],
-                    description: None,
-                },
-            )
-            .await
-            .unwrap();
+        let created = every_event_to(&admin, app_id, url.clone()).await;
         alter_testkit::leaks::watch(&created.secret);
         let id = created.webhook.id.clone();
         // The endpoint's own settings keep the URL: the operator set it.
@@ -503,17 +509,7 @@ async fn a_delivery_whose_event_is_gone_is_given_up_not_left_pending() {
         let app_id = app.info.id.as_str();
         let receiver = Receiver::start().await;
         receiver.answer_next(&[500]);
-        let hook = admin
-            .add_webhook(
-                app_id,
-                &CreateWebhookRequest {
-                    url: receiver.url(),
-                    events: vec!["*".into()],
-                    description: None,
-                },
-            )
-            .await
-            .unwrap();
+        let hook = every_event_to(&admin, app_id, receiver.url()).await;
         alter_testkit::leaks::watch(&hook.secret);
         let id = hook.webhook.id.clone();
         let first = receiver.wait_for(WAIT, |r| !r.is_empty()).await[0].clone();
@@ -579,17 +575,7 @@ async fn an_endpoint_pointed_elsewhere_in_the_database_sends_nothing() {
         let app_id = app.info.id.as_str();
         let receiver = Receiver::start().await;
         let elsewhere = Receiver::start().await;
-        let hook = admin
-            .add_webhook(
-                app_id,
-                &CreateWebhookRequest {
-                    url: receiver.url(),
-                    events: vec!["*".into()],
-                    description: None,
-                },
-            )
-            .await
-            .unwrap();
+        let hook = every_event_to(&admin, app_id, receiver.url()).await;
         alter_testkit::leaks::watch(&hook.secret);
         let id = hook.webhook.id.clone();
         let mint_request = MintKeyRequest::default();
