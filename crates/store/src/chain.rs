@@ -108,6 +108,7 @@ pub(crate) fn read_heads<'a>(
                 let stmt = Stmt::new(
                     "UPDATE audit_heads SET seq = seq WHERE app_id = $1 RETURNING seq, hash",
                 )
+                .returning(&[("seq", "BIGINT"), ("hash", "BYTEA")])
                 .bind(text);
                 (app, script.push(stmt))
             })
@@ -175,6 +176,7 @@ pub(crate) fn append_statements(
         let seq = rows.last().map_or(last_seq, |r| r.seq);
         script.push(
             Stmt::new("UPDATE audit_heads SET seq = $1, hash = $2 WHERE app_id = $3")
+                .returning(&[])
                 .bind(seq)
                 .bind(prev.to_vec())
                 .bind(app),
@@ -208,7 +210,8 @@ fn insert_rows(app: &str, rows: &[Row<'_>]) -> Stmt {
          VALUES {}",
         values.join(", ")
     ))
-    .one_off_if(rows.len() > 1);
+    .one_off_if(rows.len() > 1)
+    .returning(&[]);
     for row in rows {
         let event = row.event;
         let target = event

@@ -20,13 +20,14 @@ use alter_core::ports::{StoreError, StoreResult};
 use alter_core::release::ReleaseCondition;
 use alter_core::time::Timestamp;
 use sqlx::any::AnyRow;
-use sqlx::{AnyConnection, AnyPool};
+use sqlx::pool::PoolConnection;
+use sqlx::{Any, AnyConnection, AnyPool};
 use tokio::sync::{Mutex, mpsc, oneshot};
 
 use crate::metrics::CommitStats;
 use crate::rows::get;
-use crate::script::{Script, Stmt};
-use crate::{POSTGRES, chain, db_error};
+use crate::script::{Column, Script, Stmt};
+use crate::{IDLE_PING, POSTGRES, chain, db_error};
 
 /// Most jobs one transaction takes.
 const MAX_BATCH: usize = 256;
@@ -110,9 +111,14 @@ impl GroupCommit {
     ) -> GroupCommit {
         let (queue, jobs) = mpsc::channel(QUEUE);
         let jobs = Arc::new(Mutex::new(jobs));
-        for _ in 0..writers.max(1) {
+        // Each writer keeps a connection only while the pool keeps more than as many again
+        // for everything else.
+        let writers = writers.max(1);
+        let keep = pool.options().get_max_connections() as usize > 2 * writers;
+        for _ in 0..writers {
             tokio::spawn(write_loop(
                 pool.clone(),
+                keep,
                 chain.clone(),
                 jobs.clone(),
                 stats.clone(),
@@ -179,16 +185,82 @@ impl GroupCommit {
     }
 }
 
+/// The queue, locked, and its next job (none once every sender is gone). Cancelling it loses
+/// no job: the job is taken in its last step.
+async fn next_job(
+    jobs: &Mutex<mpsc::Receiver<Job>>,
+) -> (
+    tokio::sync::MutexGuard<'_, mpsc::Receiver<Job>>,
+    Option<Job>,
+) {
+    let mut jobs = jobs.lock().await;
+    let first = jobs.recv().await;
+    (jobs, first)
+}
+
+/// A writer task's connection, kept from one batch to the next (when the pool has room to
+/// spare): handing a connection back to the pool costs a round trip (sqlx pings each one
+/// returned) and taking one out may cost another. A writer waiting [`IDLE_PING`] for work
+/// hands its connection back, so the pool's liveness check sees it again before the next
+/// batch runs on it, and closing the pool waits at most that long for it.
+struct Held {
+    pool: AnyPool,
+    conn: Option<PoolConnection<Any>>,
+}
+
+impl Held {
+    fn new(pool: AnyPool) -> Held {
+        Held { pool, conn: None }
+    }
+
+    fn holds(&self) -> bool {
+        self.conn.is_some()
+    }
+
+    /// The connection held, or one taken from the pool.
+    async fn get(&mut self) -> StoreResult<&mut PoolConnection<Any>> {
+        let conn = match self.conn.take() {
+            Some(conn) => conn,
+            None => self.pool.acquire().await.map_err(db_error)?,
+        };
+        Ok(self.conn.insert(conn))
+    }
+
+    /// Hands the connection held back to the pool.
+    fn release(&mut self) {
+        self.conn = None;
+    }
+
+    /// Closes the connection held rather than handing it back.
+    fn discard(&mut self) {
+        if let Some(mut conn) = self.conn.take() {
+            conn.close_on_drop();
+        }
+    }
+}
+
 async fn write_loop(
     pool: AnyPool,
+    keep: bool,
     chain: ChainKey,
     jobs: Arc<Mutex<mpsc::Receiver<Job>>>,
     stats: Arc<CommitStats>,
 ) {
+    let mut conn = Held::new(pool);
     loop {
         let batch = {
-            let mut jobs = jobs.lock().await;
-            let Some(first) = jobs.recv().await else {
+            let waited = if conn.holds() {
+                match tokio::time::timeout(IDLE_PING, next_job(&jobs)).await {
+                    Ok(waited) => waited,
+                    Err(_) => {
+                        conn.release();
+                        next_job(&jobs).await
+                    }
+                }
+            } else {
+                next_job(&jobs).await
+            };
+            let (mut jobs, Some(first)) = waited else {
                 return;
             };
             let mut batch = vec![first];
@@ -212,7 +284,7 @@ async fn write_loop(
             batch
         };
         let started = Instant::now();
-        let committed = commit(&pool, &chain, batch.iter().map(|j| j.ops.as_slice())).await;
+        let committed = commit(&mut conn, &chain, batch.iter().map(|j| j.ops.as_slice())).await;
         stats.record(batch.len(), started.elapsed());
         match committed {
             Ok(outcomes) => {
@@ -224,7 +296,7 @@ async fn write_loop(
             // unreachable — each retry would wait out the pool's acquire timeout in turn.
             Err(e) if batch.len() > 1 && !matches!(e, StoreError::Unavailable(_)) => {
                 for job in batch {
-                    let outcome = commit(&pool, &chain, std::iter::once(job.ops.as_slice()))
+                    let outcome = commit(&mut conn, &chain, std::iter::once(job.ops.as_slice()))
                         .await
                         .map(|mut o| o.pop().unwrap_or_default());
                     let _ = job.reply.send(outcome);
@@ -236,11 +308,15 @@ async fn write_loop(
                 }
             }
         }
+        if !keep {
+            conn.release();
+        }
     }
 }
 
 /// Runs every job's ops in one transaction, with a few statements for the whole batch rather
-/// than a few per op, in two scripts (one hand-off each on SQLite, see [`Script`]):
+/// than a few per op, in two scripts (one hand-off each on SQLite; on PostgreSQL one joined
+/// statement each, with `BEGIN` and `COMMIT` their own round trips — see [`Script`]):
 ///
 /// 1. begin; claim the nonces in one `INSERT`; read which of the conditions' grants, agents,
 ///    keys and rules versions still hold, one statement per table; read the chain heads;
@@ -252,17 +328,17 @@ async fn write_loop(
 /// the rows read stay locked until the commit, in one order (grants, agents, keys, apps, chain
 /// heads) that every other writer follows too, so two writers never wait on each other.
 async fn commit<'a>(
-    pool: &AnyPool,
+    held: &mut Held,
     chain: &ChainKey,
     jobs: impl Iterator<Item = &'a [Op]>,
 ) -> StoreResult<Vec<Vec<Outcome>>> {
     let jobs: Vec<&[Op]> = jobs.collect();
-    let mut conn = pool.acquire().await.map_err(db_error)?;
-    let committed = commit_on(&mut conn, chain, &jobs).await;
+    let conn = held.get().await?;
+    let committed = commit_on(conn, chain, &jobs).await;
     if committed.is_err() {
-        // A connection left inside a transaction it cannot end is not handed out again.
-        if sqlx::query("ROLLBACK").execute(&mut *conn).await.is_err() {
-            conn.close_on_drop();
+        // A connection left inside a transaction it cannot end is not used again.
+        if sqlx::query("ROLLBACK").execute(&mut **conn).await.is_err() {
+            held.discard();
         }
     }
     committed
@@ -427,7 +503,7 @@ impl Checks {
         let lock = |lock: &'static str| if postgres { lock } else { "" };
         let grants = RowCheck {
             table: "grants",
-            columns: "id",
+            columns: ID,
             condition: Some("status = 'active' AND (expires_at IS NULL OR expires_at > $1)"),
             times: &[at],
             lock: lock(" FOR NO KEY UPDATE"),
@@ -440,7 +516,7 @@ impl Checks {
         );
         let agents = RowCheck {
             table: "agents",
-            columns: "id",
+            columns: ID,
             condition: Some("status = 'active'"),
             times: &[],
             lock: lock(" FOR SHARE"),
@@ -453,7 +529,7 @@ impl Checks {
         );
         let keys = RowCheck {
             table: "api_keys",
-            columns: "id",
+            columns: ID,
             condition: Some(
                 "revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $1) \
                  AND (grace_expires_at IS NULL OR grace_expires_at > $2)",
@@ -467,7 +543,7 @@ impl Checks {
         let read: BTreeSet<(AppId, i64)> = conditions().filter_map(|c| c.rules).collect();
         let rules = RowCheck {
             table: "apps",
-            columns: "id, rules_version",
+            columns: &[("id", "TEXT"), ("rules_version", "BIGINT")],
             condition: None,
             times: &[],
             lock: lock(" FOR SHARE"),
@@ -530,11 +606,14 @@ impl Holding {
     }
 }
 
+/// The columns of a check that reads only ids.
+const ID: &[Column] = &[("id", "TEXT")];
+
 /// A read of the rows of one table, among the ids a batch's conditions name.
 struct RowCheck<'a> {
     table: &'a str,
     /// The columns read, `id` first.
-    columns: &'a str,
+    columns: &'static [Column],
     /// What the rows must meet, its `$1`, `$2`… being `times`; none: every row.
     condition: Option<&'a str>,
     times: &'a [Timestamp],
@@ -557,14 +636,16 @@ impl RowCheck<'_> {
             .condition
             .map(|c| format!("{c} AND "))
             .unwrap_or_default();
+        let columns: Vec<&str> = self.columns.iter().map(|(name, _)| *name).collect();
         let mut stmt = Stmt::new(format!(
             "SELECT {} FROM {} WHERE {condition}id IN ({}) ORDER BY id{}",
-            self.columns,
+            columns.join(", "),
             self.table,
             params.join(", "),
             self.lock
         ))
-        .one_off_if(ids.len() > 1);
+        .one_off_if(ids.len() > 1)
+        .returning(self.columns);
         for at in self.times {
             stmt = stmt.bind(at.micros());
         }
@@ -596,7 +677,8 @@ fn claim_nonces(script: &mut Script, claims: &[(KeyId, &str, Timestamp)]) -> Non
          ON CONFLICT DO NOTHING RETURNING key_id, nonce",
         values.join(", ")
     ))
-    .one_off_if(claims.len() > 1);
+    .one_off_if(claims.len() > 1)
+    .returning(&[("key_id", "TEXT"), ("nonce", "TEXT")]);
     for (key, nonce, at) in sorted {
         stmt = stmt.bind(key.to_string()).bind(*nonce).bind(at.micros());
     }
@@ -640,6 +722,7 @@ fn touch_grants(script: &mut Script, touched: &[(GrantId, Timestamp)]) {
         params.join(", ")
     ))
     .one_off_if(ids.len() > 1)
+    .returning(&[])
     .bind(at.micros());
     for id in ids {
         stmt = stmt.bind(id);

@@ -3,13 +3,21 @@
 //! A SQLite connection runs on a worker thread of its own: each statement is a hand-off to it
 //! and back, which on a VM whose cores idle costs about as much as the statement. A [`Script`]
 //! runs several statements in one hand-off on SQLite (one multi-statement string; SQLite binds
-//! `$N` parameters by number across all of it) and one by one on PostgreSQL, whose statements
-//! are network round trips either way — so one piece of code serves both engines.
+//! `$N` parameters by number across all of it). On PostgreSQL each statement is a network
+//! round trip: neighbouring statements that declare the columns they return
+//! ([`Stmt::returning`]) are sent as one prepared statement — each a `MATERIALIZED` common
+//! table expression, their rows joined by `UNION ALL` and told apart by a `script_part`
+//! column — and the rest one by one. So one piece of code serves both engines.
+//!
+//! PostgreSQL reads the joined statements' rows arm by arm, so each runs (and takes its row
+//! locks) in script order; those without rows to return run at the end of the statement.
 //!
 //! (Sending a PostgreSQL script as one simple-protocol query, values written as literals, was
 //! measured and dropped: PostgreSQL then plans every statement anew, which cost more CPU and
-//! latency than the round trips saved — docs/benchmarks.md. One round trip with the plans
-//! kept needs a pipelined extended protocol, which sqlx does not offer.)
+//! latency than the round trips saved — docs/benchmarks.md. A joined statement is prepared
+//! and its plan kept like any other.)
+
+use std::fmt::Write as _;
 
 use futures_util::TryStreamExt;
 use sqlx::any::AnyRow;
@@ -18,6 +26,7 @@ use sqlx::{AnyConnection, Either, Executor};
 use alter_core::ports::{StoreError, StoreResult};
 
 use crate::db_error;
+use crate::rows::get;
 
 /// The `Any` driver's name for SQLite connections.
 const SQLITE: &str = "SQLite";
@@ -82,6 +91,9 @@ impl From<Option<i64>> for Value {
     }
 }
 
+/// A column a statement returns: its name and PostgreSQL type.
+pub(crate) type Column = (&'static str, &'static str);
+
 /// One statement, its parameters numbered `$1`, `$2`… of its own.
 #[derive(Debug)]
 pub(crate) struct Stmt {
@@ -89,6 +101,8 @@ pub(crate) struct Stmt {
     params: Vec<Value>,
     /// Worth a prepared statement kept in the connection's cache: its text recurs.
     recurring: bool,
+    /// The columns it returns, when declared: it may then be joined with its neighbours.
+    returns: Option<&'static [Column]>,
 }
 
 impl Stmt {
@@ -97,7 +111,18 @@ impl Stmt {
             sql: sql.into(),
             params: Vec::new(),
             recurring: true,
+            returns: None,
         }
+    }
+
+    /// Declares the columns the statement returns (none for a write without `RETURNING`):
+    /// on PostgreSQL it is then sent as one with its neighbours that declare theirs. Only for
+    /// a statement whose text may stand in a `WITH` clause (a `SELECT`, `INSERT`, `UPDATE` or
+    /// `DELETE`). Joined statements share one snapshot: none sees another's writes, and no
+    /// two may write the same row.
+    pub(crate) fn returning(mut self, columns: &'static [Column]) -> Stmt {
+        self.returns = Some(columns);
+        self
     }
 
     /// Marks the statement's text as one of many shapes (a batch's size shows in it), when
@@ -131,21 +156,16 @@ impl Script {
         self.stmts.len() - 1
     }
 
-    /// Runs the statements in order: one hand-off on SQLite, one round trip each on
-    /// PostgreSQL. Returns each statement's rows. An error stops the script where it failed;
+    /// Runs the statements in order: one hand-off on SQLite; on PostgreSQL one round trip
+    /// for each run of neighbours that declared their columns, and one for each other
+    /// statement. Returns each statement's rows. An error stops the script where it failed;
     /// the caller rolls back.
     pub(crate) async fn run(self, conn: &mut AnyConnection) -> StoreResult<Vec<Vec<AnyRow>>> {
         if self.stmts.is_empty() {
             return Ok(Vec::new());
         }
         if conn.backend_name() != SQLITE {
-            let mut results = Vec::with_capacity(self.stmts.len());
-            for stmt in self.stmts {
-                let query =
-                    bind_all(sqlx::query(&stmt.sql), stmt.params).persistent(stmt.recurring);
-                results.push(query.fetch_all(&mut *conn).await.map_err(db_error)?);
-            }
-            return Ok(results);
+            return self.run_on_postgres(conn).await;
         }
         let count = self.stmts.len();
         let recurring = self.stmts.iter().all(|stmt| stmt.recurring);
@@ -181,6 +201,100 @@ impl Script {
         }
         Ok(results)
     }
+}
+
+impl Script {
+    async fn run_on_postgres(self, conn: &mut AnyConnection) -> StoreResult<Vec<Vec<AnyRow>>> {
+        let mut results = Vec::with_capacity(self.stmts.len());
+        let mut stmts = self.stmts.into_iter().peekable();
+        while let Some(first) = stmts.next() {
+            let mut run = vec![first];
+            while run[0].returns.is_some() {
+                match stmts.next_if(|next| next.returns.is_some()) {
+                    Some(next) => run.push(next),
+                    None => break,
+                }
+            }
+            let parts = run.len();
+            let joined = parts > 1;
+            let stmt = if joined { join(run)? } else { run.remove(0) };
+            let query = bind_all(sqlx::query(&stmt.sql), stmt.params).persistent(stmt.recurring);
+            let rows = query.fetch_all(&mut *conn).await.map_err(db_error)?;
+            if !joined {
+                results.push(rows);
+                continue;
+            }
+            let mut split: Vec<Vec<AnyRow>> = (0..parts).map(|_| Vec::new()).collect();
+            for row in rows {
+                let part: i64 = get(&row, "script_part")?;
+                split
+                    .get_mut(usize::try_from(part).unwrap_or(usize::MAX))
+                    .ok_or_else(|| StoreError::Other(format!("no script part {part}")))?
+                    .push(row);
+            }
+            results.extend(split);
+        }
+        Ok(results)
+    }
+}
+
+/// The statements of `run` as one: each a `MATERIALIZED` common table expression, the rows of
+/// those that return any read in order through `UNION ALL`, each arm naming every column any
+/// of them returns (`NULL` where it is another's) after its index as `script_part`.
+fn join(run: Vec<Stmt>) -> StoreResult<Stmt> {
+    let mut columns: Vec<Column> = Vec::new();
+    for column in run.iter().flat_map(|stmt| stmt.returns.unwrap_or_default()) {
+        match columns.iter().find(|(name, _)| *name == column.0) {
+            Some(known) if known.1 != column.1 => {
+                return Err(StoreError::Other(format!(
+                    "joined statements return column {} as both {} and {}",
+                    column.0, known.1, column.1
+                )));
+            }
+            Some(_) => {}
+            None => columns.push(*column),
+        }
+    }
+    let recurring = run.iter().all(|stmt| stmt.recurring);
+    let mut sql = String::from("WITH ");
+    let mut arms = Vec::new();
+    let mut params = Vec::new();
+    for (i, stmt) in run.into_iter().enumerate() {
+        if i > 0 {
+            sql.push_str(", ");
+        }
+        let _ = write!(
+            sql,
+            "s{i} AS MATERIALIZED ({})",
+            renumber(&stmt.sql, params.len())
+        );
+        let returns = stmt.returns.unwrap_or_default();
+        if !returns.is_empty() {
+            let mut arm = format!("SELECT {i}::BIGINT AS script_part");
+            for (name, kind) in &columns {
+                if returns.iter().any(|(own, _)| own == name) {
+                    let _ = write!(arm, ", {name}");
+                } else {
+                    let _ = write!(arm, ", NULL::{kind} AS {name}");
+                }
+            }
+            let _ = write!(arm, " FROM s{i}");
+            arms.push(arm);
+        }
+        params.extend(stmt.params);
+    }
+    if arms.is_empty() {
+        sql.push_str(" SELECT 0::BIGINT AS script_part WHERE false");
+    } else {
+        sql.push(' ');
+        sql.push_str(&arms.join(" UNION ALL "));
+    }
+    Ok(Stmt {
+        sql,
+        params,
+        recurring,
+        returns: None,
+    })
 }
 
 fn bind_all<'q>(
@@ -311,6 +425,95 @@ mod tests {
             assert_eq!((t, n), (None, None));
             let probes: i64 = results[count][0].try_get("n").unwrap();
             assert_eq!(probes, 0, "the probe table is still there and empty");
+        }
+    }
+
+    /// Statements that declare their columns come back each with its own rows, in order, and
+    /// with their writes made, whether PostgreSQL got them as one statement or SQLite as one
+    /// string; a run ends at a statement that declares none.
+    #[tokio::test]
+    async fn joined_statements_return_each_its_own_rows() {
+        sqlx::any::install_default_drivers();
+        let mut databases = vec![ScratchDatabase::sqlite().unwrap()];
+        databases.extend(ScratchDatabase::postgres().await.unwrap());
+        for db in &databases {
+            let url = if db.url().starts_with("sqlite") {
+                format!("{}?mode=rwc", db.url())
+            } else {
+                db.url().to_owned()
+            };
+            let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&url)
+                .await
+                .unwrap();
+            let mut setup = Script::new();
+            setup.push(Stmt::new("CREATE TABLE t (id TEXT PRIMARY KEY, n BIGINT)"));
+            setup.push(Stmt::new("INSERT INTO t VALUES ('a', 1), ('b', 2)"));
+            setup.run(&mut conn).await.unwrap();
+
+            let mut script = Script::new();
+            let inserted = script.push(
+                Stmt::new("INSERT INTO t VALUES ($1, $2) ON CONFLICT DO NOTHING RETURNING id")
+                    .returning(&[("id", "TEXT")])
+                    .bind("c")
+                    .bind(3i64),
+            );
+            let none = script.push(
+                Stmt::new("SELECT id, n FROM t WHERE id = $1")
+                    .returning(&[("id", "TEXT"), ("n", "BIGINT")])
+                    .bind("zzz"),
+            );
+            let read = script.push(
+                Stmt::new("SELECT id, n FROM t WHERE id IN ($1, $2) ORDER BY id")
+                    .returning(&[("id", "TEXT"), ("n", "BIGINT")])
+                    .bind("a")
+                    .bind("b"),
+            );
+            let written = script.push(
+                Stmt::new("UPDATE t SET n = n + $1 WHERE id = $2")
+                    .returning(&[])
+                    .bind(10i64)
+                    .bind("a"),
+            );
+            let moved = script.push(
+                Stmt::new("UPDATE t SET n = n * 2 WHERE id = $1 RETURNING n")
+                    .returning(&[("n", "BIGINT")])
+                    .bind("b"),
+            );
+            let after = script.push(Stmt::new("SELECT id, n FROM t ORDER BY id"));
+            let results = script.run(&mut conn).await.unwrap();
+            assert_eq!(results.len(), 6, "{}", db.url());
+            let ids = |at: usize| -> Vec<String> {
+                results[at]
+                    .iter()
+                    .map(|r| r.try_get("id").unwrap())
+                    .collect()
+            };
+            assert_eq!(ids(inserted), ["c"], "{}", db.url());
+            assert!(results[none].is_empty(), "{}", db.url());
+            assert_eq!(ids(read), ["a", "b"], "{}", db.url());
+            let n: i64 = results[read][1].try_get("n").unwrap();
+            assert_eq!(n, 2, "{}", db.url());
+            assert!(results[written].is_empty(), "{}", db.url());
+            let n: i64 = results[moved][0].try_get("n").unwrap();
+            assert_eq!(n, 4, "{}", db.url());
+            let all: Vec<(String, i64)> = results[after]
+                .iter()
+                .map(|r| (r.try_get("id").unwrap(), r.try_get("n").unwrap()))
+                .collect();
+            assert_eq!(
+                all,
+                [("a".into(), 11), ("b".into(), 4), ("c".into(), 3)],
+                "{}",
+                db.url()
+            );
+
+            // Two columns of one name and different types cannot be joined.
+            let mut clash = Script::new();
+            clash.push(Stmt::new("SELECT id FROM t").returning(&[("id", "TEXT")]));
+            clash.push(Stmt::new("SELECT n AS id FROM t").returning(&[("id", "BIGINT")]));
+            if !db.url().starts_with("sqlite") {
+                assert!(clash.run(&mut conn).await.is_err());
+            }
         }
     }
 
