@@ -1,6 +1,8 @@
 //! What releasing a credential reads and writes: the grants a caller may release, and the
 //! release's audit events, committed through the group commit.
 
+use std::sync::LazyLock;
+
 use alter_core::audit::AuditEvent;
 use alter_core::caller::NonceClaim;
 use alter_core::grants::{Grant, Viewer};
@@ -13,9 +15,8 @@ use async_trait::async_trait;
 
 use crate::grants::{COLUMNS, Clause, Param, grant};
 use crate::group_commit::{Op, Outcome};
-use crate::rows::fetch_all;
-use crate::script::{Script, Stmt};
-use crate::{SqlStore, db_error, secrets};
+use crate::rows::{fetch_all, fetch_optional};
+use crate::{SqlStore, secrets};
 
 #[async_trait]
 impl ReleaseStore for SqlStore {
@@ -88,32 +89,22 @@ impl ReleaseStore for SqlStore {
         app: AppId,
         id: GrantId,
     ) -> StoreResult<Option<(Grant, Option<ManagedSecret>)>> {
-        let (app, id) = (app.to_string(), id.to_string());
-        let mut script = Script::new();
-        let grant_at = script.push(
-            Stmt::new(format!(
-                "SELECT {COLUMNS} FROM grants g WHERE g.app_id = $1 AND g.id = $2"
-            ))
-            .bind(app.as_str())
-            .bind(id.as_str()),
-        );
-        let secret_at = script.push(
-            Stmt::new(format!(
-                "SELECT {} FROM managed_secrets WHERE app_id = $1 AND id = \
-                 (SELECT g.secret_id FROM grants g WHERE g.app_id = $1 AND g.id = $2)",
-                secrets::COLUMNS
-            ))
-            .bind(app)
-            .bind(id),
-        );
-        let mut conn = self.read.acquire().await.map_err(db_error)?;
-        let results = script.run(&mut conn).await?;
-        let first = |at: usize| results.get(at).and_then(|rows| rows.first());
-        let Some(grant) = first(grant_at).map(grant).transpose()? else {
-            return Ok(None);
-        };
-        let secret = first(secret_at).map(secrets::secret).transpose()?;
-        Ok(Some((grant, secret)))
+        // One read: the grant and, beside it, the managed secret it names in its app.
+        static SQL: LazyLock<String> = LazyLock::new(|| {
+            format!(
+                "SELECT {COLUMNS}, {} FROM grants g LEFT JOIN managed_secrets s \
+                 ON s.app_id = g.app_id AND s.id = g.secret_id \
+                 WHERE g.app_id = $1 AND g.id = $2",
+                secrets::joined_columns()
+            )
+        });
+        let query = sqlx::query(SQL.as_str())
+            .bind(app.to_string())
+            .bind(id.to_string());
+        fetch_optional(&self.read, query, |row| {
+            Ok((grant(row)?, secrets::joined_secret(row)?))
+        })
+        .await
     }
 
     async fn commit_release(

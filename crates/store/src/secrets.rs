@@ -17,20 +17,47 @@ pub(crate) const COLUMNS: &str = "id, app_id, name, slug, secret_type, injection
     sealed_value, value_version, created_at, rotated_at, deleted_at";
 
 pub(crate) fn secret(row: &AnyRow) -> StoreResult<ManagedSecret> {
+    secret_named(row, "")
+}
+
+/// The prefix of a managed secret's columns where a read joins them to another row.
+const JOINED: &str = "s_";
+
+/// A managed secret's columns read from `s` (an alias of `managed_secrets`), each named
+/// after [`JOINED`], for a read that joins a secret to another table's row.
+pub(crate) fn joined_columns() -> String {
+    COLUMNS
+        .split(", ")
+        .map(|column| format!("s.{column} AS {JOINED}{column}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The managed secret joined to `row` ([`joined_columns`]), if one was found.
+pub(crate) fn joined_secret(row: &AnyRow) -> StoreResult<Option<ManagedSecret>> {
+    if get::<Option<String>>(row, &format!("{JOINED}id"))?.is_none() {
+        return Ok(None);
+    }
+    secret_named(row, JOINED).map(Some)
+}
+
+/// The managed secret in `row`, its columns' names starting with `prefix`.
+fn secret_named(row: &AnyRow, prefix: &str) -> StoreResult<ManagedSecret> {
+    let c = |column: &str| format!("{prefix}{column}");
     Ok(ManagedSecret {
-        id: id(row, "id")?,
-        app_id: id(row, "app_id")?,
-        name: get(row, "name")?,
-        slug: get(row, "slug")?,
-        secret_type: parsed(row, "secret_type", SecretType::parse)?,
-        injection: json(row, "injection")?,
-        allowed_hosts: json(row, "allowed_hosts")?,
-        limits: json(row, "limits")?,
-        sealed_value: get(row, "sealed_value")?,
-        value_version: get(row, "value_version")?,
-        created_at: time(row, "created_at")?,
-        rotated_at: opt_time(row, "rotated_at")?,
-        deleted_at: opt_time(row, "deleted_at")?,
+        id: id(row, &c("id"))?,
+        app_id: id(row, &c("app_id"))?,
+        name: get(row, &c("name"))?,
+        slug: get(row, &c("slug"))?,
+        secret_type: parsed(row, &c("secret_type"), SecretType::parse)?,
+        injection: json(row, &c("injection"))?,
+        allowed_hosts: json(row, &c("allowed_hosts"))?,
+        limits: json(row, &c("limits"))?,
+        sealed_value: get(row, &c("sealed_value"))?,
+        value_version: get(row, &c("value_version"))?,
+        created_at: time(row, &c("created_at"))?,
+        rotated_at: opt_time(row, &c("rotated_at"))?,
+        deleted_at: opt_time(row, &c("deleted_at"))?,
     })
 }
 
