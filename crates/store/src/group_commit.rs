@@ -217,8 +217,12 @@ impl Held {
         self.conn.is_some()
     }
 
-    /// The connection held, or one taken from the pool.
+    /// The connection held, or one taken from the pool. Once the pool is closing, the one
+    /// held is let go (closed) rather than used again.
     async fn get(&mut self) -> StoreResult<&mut PoolConnection<Any>> {
+        if self.pool.is_closed() {
+            self.conn = None;
+        }
         let conn = match self.conn.take() {
             Some(conn) => conn,
             None => self.pool.acquire().await.map_err(db_error)?,

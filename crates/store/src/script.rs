@@ -9,8 +9,10 @@
 //! table expression, their rows joined by `UNION ALL` and told apart by a `script_part`
 //! column — and the rest one by one. So one piece of code serves both engines.
 //!
-//! PostgreSQL reads the joined statements' rows arm by arm, so each runs (and takes its row
-//! locks) in script order; those without rows to return run at the end of the statement.
+//! PostgreSQL reads the joined statements' rows arm by arm, so each that returns rows runs
+//! (and takes its row locks) in script order. Writes without rows to return run after those,
+//! in an order PostgreSQL leaves unspecified: none may rely on another's order or effects (in
+//! the commit, every row they write was locked by the read before them).
 //!
 //! (Sending a PostgreSQL script as one simple-protocol query, values written as literals, was
 //! measured and dropped: PostgreSQL then plans every statement anew, which cost more CPU and
@@ -242,6 +244,9 @@ impl Script {
 /// those that return any read in order through `UNION ALL`, each arm naming every column any
 /// of them returns (`NULL` where it is another's) after its index as `script_part`.
 fn join(run: Vec<Stmt>) -> StoreResult<Stmt> {
+    for stmt in &run {
+        check_joinable(stmt)?;
+    }
     let mut columns: Vec<Column> = Vec::new();
     for column in run.iter().flat_map(|stmt| stmt.returns.unwrap_or_default()) {
         match columns.iter().find(|(name, _)| *name == column.0) {
@@ -273,9 +278,9 @@ fn join(run: Vec<Stmt>) -> StoreResult<Stmt> {
             let mut arm = format!("SELECT {i}::BIGINT AS script_part");
             for (name, kind) in &columns {
                 if returns.iter().any(|(own, _)| own == name) {
-                    let _ = write!(arm, ", {name}");
+                    let _ = write!(arm, ", \"{name}\"");
                 } else {
-                    let _ = write!(arm, ", NULL::{kind} AS {name}");
+                    let _ = write!(arm, ", NULL::{kind} AS \"{name}\"");
                 }
             }
             let _ = write!(arm, " FROM s{i}");
@@ -294,6 +299,38 @@ fn join(run: Vec<Stmt>) -> StoreResult<Stmt> {
         params,
         recurring,
         returns: None,
+    })
+}
+
+/// Refuses what joining would silently change: a statement whose placeholders do not match
+/// its parameters (joined, a stray `$N` would take a neighbour's value), and a statement that
+/// returns no rows but is not a write (PostgreSQL skips a `SELECT` nothing reads, and with it
+/// any row locks it takes).
+fn check_joinable(stmt: &Stmt) -> StoreResult<()> {
+    let highest = placeholders(&stmt.sql).max().unwrap_or(0);
+    if highest != stmt.params.len() {
+        return Err(StoreError::Other(format!(
+            "a statement to join names ${highest} but binds {} parameters",
+            stmt.params.len()
+        )));
+    }
+    let verb = stmt.sql.trim_start().get(..6).unwrap_or_default();
+    let writes = ["INSERT", "UPDATE", "DELETE"]
+        .iter()
+        .any(|w| verb.eq_ignore_ascii_case(w));
+    if stmt.returns.is_some_and(<[Column]>::is_empty) && !writes {
+        return Err(StoreError::Other(
+            "a statement to join returns no rows and writes none".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// The numbers of the `$N` placeholders in `sql`.
+fn placeholders(sql: &str) -> impl Iterator<Item = usize> + '_ {
+    sql.split('$').skip(1).filter_map(|after| {
+        let digits = after.bytes().take_while(u8::is_ascii_digit).count();
+        after[..digits].parse().ok()
     })
 }
 
@@ -506,6 +543,31 @@ mod tests {
                 "{}",
                 db.url()
             );
+
+            // Neither a statement binding fewer values than it names, nor a read returning
+            // nothing (PostgreSQL would skip it, and its locks), is joined.
+            for refused in [
+                vec![
+                    Stmt::new("SELECT id FROM t WHERE id = $1 OR id = $2")
+                        .returning(&[("id", "TEXT")])
+                        .bind("a"),
+                    Stmt::new("SELECT n FROM t WHERE id = $1")
+                        .returning(&[("n", "BIGINT")])
+                        .bind("b"),
+                ],
+                vec![
+                    Stmt::new("SELECT id FROM t FOR UPDATE").returning(&[]),
+                    Stmt::new("SELECT n FROM t").returning(&[("n", "BIGINT")]),
+                ],
+            ] {
+                let mut script = Script::new();
+                for stmt in refused {
+                    script.push(stmt);
+                }
+                if !db.url().starts_with("sqlite") {
+                    assert!(script.run(&mut conn).await.is_err());
+                }
+            }
 
             // Two columns of one name and different types cannot be joined.
             let mut clash = Script::new();
