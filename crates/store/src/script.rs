@@ -407,22 +407,32 @@ mod tests {
         "é 日本 🦀",
     ];
 
-    /// Every value comes back from the database exactly as it went in, and none of them runs
-    /// as SQL, on both engines.
-    #[tokio::test]
-    async fn values_reach_the_database_as_values() {
+    /// A connection to a scratch database of each engine (PostgreSQL when configured), beside
+    /// the database it keeps alive (dropped after it).
+    async fn connections() -> Vec<(sqlx::AnyConnection, ScratchDatabase)> {
         sqlx::any::install_default_drivers();
         let mut databases = vec![ScratchDatabase::sqlite().unwrap()];
         databases.extend(ScratchDatabase::postgres().await.unwrap());
-        for db in &databases {
+        let mut connections = Vec::new();
+        for db in databases {
             let url = if db.url().starts_with("sqlite") {
                 format!("{}?mode=rwc", db.url())
             } else {
                 db.url().to_owned()
             };
-            let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&url)
+            let conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&url)
                 .await
                 .unwrap();
+            connections.push((conn, db));
+        }
+        connections
+    }
+
+    /// Every value comes back from the database exactly as it went in, and none of them runs
+    /// as SQL, on both engines.
+    #[tokio::test]
+    async fn values_reach_the_database_as_values() {
+        for (mut conn, db) in connections().await {
             let mut script = Script::new();
             script.push(Stmt::new("CREATE TABLE probe (v TEXT)"));
             let texts: Vec<usize> = HOSTILE
@@ -470,18 +480,7 @@ mod tests {
     /// string; a run ends at a statement that declares none.
     #[tokio::test]
     async fn joined_statements_return_each_its_own_rows() {
-        sqlx::any::install_default_drivers();
-        let mut databases = vec![ScratchDatabase::sqlite().unwrap()];
-        databases.extend(ScratchDatabase::postgres().await.unwrap());
-        for db in &databases {
-            let url = if db.url().starts_with("sqlite") {
-                format!("{}?mode=rwc", db.url())
-            } else {
-                db.url().to_owned()
-            };
-            let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&url)
-                .await
-                .unwrap();
+        for (mut conn, db) in connections().await {
             let mut setup = Script::new();
             setup.push(Stmt::new("CREATE TABLE t (id TEXT PRIMARY KEY, n BIGINT)"));
             setup.push(Stmt::new("INSERT INTO t VALUES ('a', 1), ('b', 2)"));
