@@ -85,7 +85,7 @@ async fn audit(
 
 /// The `credential.used` events of `grant` once there are `count`: what a proxied call came to
 /// is recorded just after its answer, not before.
-async fn outcomes(
+pub(crate) async fn outcomes(
     server: &TestServer,
     world: &World,
     grant: &str,

@@ -649,6 +649,9 @@ async fn a_release_whose_audit_event_cannot_be_written_fails_closed() {
         let call = || ProviderRequest::get(format!("{}/v1/x", upstream.url())).grant_id(&grant);
         app.request(call()).await.unwrap();
         let sent = upstream.received().len();
+        // Its outcome is recorded just after the answer: settled before the schema changes
+        // under it (DDL and that write could deadlock).
+        crate::proxy::outcomes(&server, &world, &grant, 1).await;
 
         // The database refuses release events from now on (a full disk, a broken replica…).
         let db = server.database();
@@ -709,6 +712,9 @@ async fn tampering_with_the_audit_log_is_named() {
         for _ in 0..3 {
             app.request(ProviderRequest::get(format!("{}/v1/x", upstream.url())).grant_id(&grant)).await.unwrap();
         }
+        // The calls' outcomes are recorded just after their answers: settled before the
+        // schema changes under them (DDL and those writes could deadlock).
+        crate::proxy::outcomes(&server, &world, &grant, 3).await;
         let admin = server.admin();
         let app_id = world.app.info.id.clone();
         assert!(admin.verify_audit(&app_id).await.unwrap().ok);
