@@ -354,8 +354,18 @@ async fn commit_on(
     jobs: &[&[Op]],
 ) -> StoreResult<Vec<Vec<Outcome>>> {
     let postgres = conn.backend_name() == POSTGRES;
+    // A batch of nonce claims alone is one statement, which PostgreSQL commits by itself: no
+    // transaction around it, two round trips fewer for a signed request that only claims its
+    // nonce.
+    let alone = postgres
+        && jobs
+            .iter()
+            .flat_map(|ops| ops.iter())
+            .all(|op| matches!(op, Op::ClaimNonce { .. }));
     let mut read = Script::new();
-    read.push(begin(postgres));
+    if !alone {
+        read.push(begin(postgres));
+    }
     let claims: Vec<(KeyId, &str, Timestamp)> = jobs
         .iter()
         .flat_map(|ops| ops.iter())
@@ -426,7 +436,9 @@ async fn commit_on(
         .collect();
     let heads = heads.found(&results)?;
     chain::append_statements(&mut write, chain, &heads, &events)?;
-    write.push(Stmt::new("COMMIT"));
+    if !alone {
+        write.push(Stmt::new("COMMIT"));
+    }
     write.run(conn).await?;
 
     Ok(jobs
