@@ -307,7 +307,7 @@ fn join(run: Vec<Stmt>) -> StoreResult<Stmt> {
 /// returns no rows but is not a write (PostgreSQL skips a `SELECT` nothing reads, and with it
 /// any row locks it takes).
 fn check_joinable(stmt: &Stmt) -> StoreResult<()> {
-    let highest = placeholders(&stmt.sql).max().unwrap_or(0);
+    let highest = placeholders(&stmt.sql).map(|(_, n)| n).max().unwrap_or(0);
     if highest != stmt.params.len() {
         return Err(StoreError::Other(format!(
             "a statement to join names ${highest} but binds {} parameters",
@@ -324,14 +324,6 @@ fn check_joinable(stmt: &Stmt) -> StoreResult<()> {
         ));
     }
     Ok(())
-}
-
-/// The numbers of the `$N` placeholders in `sql`.
-fn placeholders(sql: &str) -> impl Iterator<Item = usize> + '_ {
-    sql.split('$').skip(1).filter_map(|after| {
-        let digits = after.bytes().take_while(u8::is_ascii_digit).count();
-        after[..digits].parse().ok()
-    })
 }
 
 fn bind_all<'q>(
@@ -357,27 +349,23 @@ fn renumber(sql: &str, offset: usize) -> String {
         return sql.to_owned();
     }
     let mut out = String::with_capacity(sql.len() + 8);
-    let mut chars = sql.char_indices().peekable();
-    while let Some((i, c)) = chars.next() {
-        out.push(c);
-        if c != '$' {
-            continue;
-        }
-        let start = i + 1;
-        let mut end = start;
-        while let Some(&(j, d)) = chars.peek() {
-            if !d.is_ascii_digit() {
-                break;
-            }
-            end = j + 1;
-            chars.next();
-        }
-        match sql[start..end].parse::<usize>() {
-            Ok(n) => out.push_str(&(n + offset).to_string()),
-            Err(_) => out.push_str(&sql[start..end]),
-        }
+    let mut copied = 0;
+    for (digits, n) in placeholders(sql) {
+        out.push_str(&sql[copied..digits.start]);
+        out.push_str(&(n + offset).to_string());
+        copied = digits.end;
     }
+    out.push_str(&sql[copied..]);
     out
+}
+
+/// The `$N` placeholders of `sql`: where each one's digits are, and its number.
+fn placeholders(sql: &str) -> impl Iterator<Item = (std::ops::Range<usize>, usize)> + '_ {
+    sql.match_indices('$').filter_map(move |(at, _)| {
+        let start = at + 1;
+        let digits = start..start + sql[start..].bytes().take_while(u8::is_ascii_digit).count();
+        sql[digits.clone()].parse().ok().map(|n| (digits, n))
+    })
 }
 
 #[cfg(test)]
